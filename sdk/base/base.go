@@ -1,0 +1,154 @@
+package base
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+)
+
+// Info names a plugin and tells what it supports.
+type Info struct {
+	// Name is the plugin's short name, e.g. "bolt".
+	Name string `json:"name"`
+	// Kind is one of KindStorage, KindRunner, KindGovernance.
+	Kind string `json:"kind"`
+	// Version is the plugin's own semantic version.
+	Version string `json:"version"`
+	// ProtocolVersions the binary can speak; empty means [ProtocolVersion].
+	ProtocolVersions []uint32 `json:"protocol_versions"`
+	// Capabilities are free-form feature names.
+	Capabilities []string `json:"capabilities,omitempty"`
+	// Description is one line for humans.
+	Description string `json:"description,omitempty"`
+}
+
+// Attribute describes one attribute of a plugin's HCL config block.
+type Attribute struct {
+	Name string `json:"name"`
+	// Type is an HCL type constraint expression: "string", "number", "bool",
+	// "list(string)", "map(string)", "any", ...
+	Type        string `json:"type"`
+	Required    bool   `json:"required,omitempty"`
+	Description string `json:"description,omitempty"`
+	// Default is used when the attribute is absent; it must be JSON-encodable.
+	Default any `json:"default,omitempty"`
+	// Sensitive values are never logged by the host.
+	Sensitive bool `json:"sensitive,omitempty"`
+}
+
+// Schema describes a plugin's config block.
+type Schema struct {
+	Attributes []Attribute `json:"attributes"`
+}
+
+// ConfigureRequest carries a plugin's decoded configuration.
+type ConfigureRequest struct {
+	// Config is the config block as a JSON object (never nil: "{}" when empty).
+	Config json.RawMessage
+	// ValidateOnly asks the plugin to check the config without applying it.
+	ValidateOnly bool
+	// DataDir is a directory the host gives the plugin for its own files; relative
+	// paths in the config are meant relative to it.
+	DataDir string
+}
+
+// Plugin is what every plugin implements, whatever its kind.
+type Plugin interface {
+	// PluginInfo names the plugin.
+	PluginInfo() Info
+	// ConfigSchema describes the plugin's config block.
+	ConfigSchema() Schema
+	// Configure checks and (unless ValidateOnly) applies the configuration. It is called
+	// once before any other call of the plugin's kind.
+	Configure(ctx context.Context, req ConfigureRequest) Diagnostics
+}
+
+// Severity of a diagnostic.
+type Severity int
+
+// Diagnostic severities.
+const (
+	SeverityError Severity = iota + 1
+	SeverityWarning
+)
+
+// Diagnostic is one problem found in a configuration. Path names the attribute at fault
+// so the host can point at the file, line and column where it is set.
+type Diagnostic struct {
+	Severity Severity `json:"severity"`
+	Summary  string   `json:"summary"`
+	Detail   string   `json:"detail,omitempty"`
+	Path     []string `json:"path,omitempty"`
+}
+
+// Error implements error.
+func (d Diagnostic) Error() string {
+	var b strings.Builder
+	if len(d.Path) > 0 {
+		b.WriteString(strings.Join(d.Path, "."))
+		b.WriteString(": ")
+	}
+	b.WriteString(d.Summary)
+	if d.Detail != "" {
+		b.WriteString(": ")
+		b.WriteString(d.Detail)
+	}
+	return b.String()
+}
+
+// Diagnostics is a list of diagnostics.
+type Diagnostics []Diagnostic
+
+// HasErrors reports whether any diagnostic is an error.
+func (ds Diagnostics) HasErrors() bool {
+	for _, d := range ds {
+		if d.Severity == SeverityError {
+			return true
+		}
+	}
+	return false
+}
+
+// Err returns the diagnostics' errors joined into one error, or nil.
+func (ds Diagnostics) Err() error {
+	var msgs []string
+	for _, d := range ds {
+		if d.Severity == SeverityError {
+			msgs = append(msgs, d.Error())
+		}
+	}
+	if len(msgs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%s", strings.Join(msgs, "; "))
+}
+
+// Errorf returns an error diagnostic about the attribute at path.
+func Errorf(path []string, format string, args ...any) Diagnostic {
+	return Diagnostic{Severity: SeverityError, Summary: fmt.Sprintf(format, args...), Path: path}
+}
+
+// DecodeConfig decodes a JSON config into v, which should be a pointer to a struct with
+// json tags. Unknown attributes and wrong types are reported as diagnostics with a path.
+func DecodeConfig(raw json.RawMessage, v any) Diagnostics {
+	if len(raw) == 0 {
+		raw = json.RawMessage("{}")
+	}
+	dec := json.NewDecoder(strings.NewReader(string(raw)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var path []string
+		if te, ok := err.(*json.UnmarshalTypeError); ok && te.Field != "" {
+			path = strings.Split(te.Field, ".")
+			return Diagnostics{Errorf(path, "must be of type %s, got %s", te.Type, te.Value)}
+		}
+		msg := err.Error()
+		if f, ok := strings.CutPrefix(msg, "json: unknown field "); ok {
+			name := strings.Trim(f, `"`)
+			return Diagnostics{Errorf([]string{name}, "unsupported attribute %q", name)}
+		}
+		return Diagnostics{Errorf(nil, "invalid configuration: %v", err)}
+	}
+	return nil
+}

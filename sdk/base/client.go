@@ -1,0 +1,45 @@
+package base
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	limitv1 "github.com/limitgraph/limit/proto/limit/v1"
+)
+
+// Client is the host's side of the base service.
+type Client struct {
+	RPC limitv1.PluginClient
+}
+
+// Info asks the plugin for its identity.
+func (c *Client) Info(ctx context.Context) (Info, error) {
+	m, err := c.RPC.Info(ctx, &limitv1.InfoRequest{})
+	if err != nil {
+		return Info{}, fmt.Errorf("plugin info: %w", err)
+	}
+	return InfoFromProto(m), nil
+}
+
+// ConfigSchema asks the plugin for its config schema.
+func (c *Client) ConfigSchema(ctx context.Context) (Schema, error) {
+	m, err := c.RPC.ConfigSchema(ctx, &limitv1.ConfigSchemaRequest{})
+	if err != nil {
+		return Schema{}, fmt.Errorf("plugin config schema: %w", err)
+	}
+	return SchemaFromProto(m), nil
+}
+
+// Configure sends the decoded configuration and returns the plugin's diagnostics.
+func (c *Client) Configure(ctx context.Context, req ConfigureRequest) (Diagnostics, error) {
+	raw := req.Config
+	if len(raw) == 0 {
+		raw = json.RawMessage("{}")
+	}
+	m, err := c.RPC.Configure(ctx, &limitv1.ConfigureRequest{ConfigJson: raw, ValidateOnly: req.ValidateOnly, DataDir: req.DataDir})
+	if err != nil {
+		return nil, fmt.Errorf("plugin configure: %w", err)
+	}
+	return DiagnosticsFromProto(m.GetDiagnostics()), nil
+}

@@ -1,0 +1,103 @@
+package base
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"os/exec"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
+)
+
+// DefaultStartTimeout bounds how long a plugin may take to complete its handshake.
+const DefaultStartTimeout = 10 * time.Second
+
+// LaunchConfig says how to start a plugin binary.
+type LaunchConfig struct {
+	// Path of the plugin binary.
+	Path string
+	// Args passed to the binary.
+	Args []string
+	// Kind of the plugin; the binary must serve it.
+	Kind string
+	// Plugins is the client-side plugin set for Kind (storage.PluginSet(), ...).
+	Plugins plugin.PluginSet
+	// Env is the whole environment of the plugin process: the host's own environment is
+	// never passed on (secrets stay where they are configured).
+	Env []string
+	// SHA256, if set, pins the binary: go-plugin refuses to start a binary whose sum differs.
+	SHA256 []byte
+	// StartTimeout bounds the handshake; zero means DefaultStartTimeout.
+	StartTimeout time.Duration
+	// Logger receives the plugin's log lines; nil discards them.
+	Logger hclog.Logger
+	// Dir is the plugin process's working directory; empty means the host's.
+	Dir string
+}
+
+// NewClient returns an unstarted go-plugin client for cfg, with mutual TLS negotiated
+// automatically, version negotiation, no inherited environment, message limits, and the
+// process in its own process group with a parent-death signal.
+func NewClient(cfg LaunchConfig) *plugin.Client {
+	cmd := exec.Command(cfg.Path, cfg.Args...)
+	cmd.Env = append([]string{}, cfg.Env...)
+	cmd.Dir = cfg.Dir
+	setProcAttr(cmd)
+	timeout := cfg.StartTimeout
+	if timeout <= 0 {
+		timeout = DefaultStartTimeout
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = hclog.NewNullLogger()
+	}
+	cc := &plugin.ClientConfig{
+		HandshakeConfig:  Handshake,
+		VersionedPlugins: map[int]plugin.PluginSet{ProtocolVersion: cfg.Plugins},
+		Cmd:              cmd,
+		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
+		AutoMTLS:         true,
+		SkipHostEnv:      true,
+		StartTimeout:     timeout,
+		Logger:           logger,
+		GRPCDialOptions: []grpc.DialOption{
+			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageSize), grpc.MaxCallSendMsgSize(MaxMessageSize)),
+		},
+	}
+	if len(cfg.SHA256) > 0 {
+		cc.SecureConfig = &plugin.SecureConfig{Checksum: cfg.SHA256, Hash: sha256.New()}
+	}
+	return plugin.NewClient(cc)
+}
+
+// Dispense starts the plugin process if needed, completes the handshake and returns the
+// kind's client object (a storage.Storage, runner.Runner, ...).
+func Dispense(ctx context.Context, c *plugin.Client, kind string) (any, error) {
+	type result struct {
+		v   any
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		rpc, err := c.Client()
+		if err != nil {
+			ch <- result{nil, err}
+			return
+		}
+		v, err := rpc.Dispense(kind)
+		ch <- result{v, err}
+	}()
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			return nil, fmt.Errorf("start %s plugin: %w", kind, r.err)
+		}
+		return r.v, nil
+	case <-ctx.Done():
+		c.Kill()
+		return nil, fmt.Errorf("start %s plugin: %w", kind, ctx.Err())
+	}
+}

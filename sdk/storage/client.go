@@ -1,0 +1,166 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	limitv1 "github.com/limitgraph/limit/proto/limit/v1"
+	"github.com/limitgraph/limit/sdk/base"
+)
+
+// Client is the host's side of a storage plugin. It implements Storage, so the host and
+// the conformance suite drive a plugin binary and an in-process backend the same way.
+type Client struct {
+	base.Client
+	rpc limitv1.StorageClient
+}
+
+// NewClient returns a client over an established plugin connection.
+func NewClient(conn *grpc.ClientConn) *Client {
+	return &Client{Client: base.Client{RPC: limitv1.NewPluginClient(conn)}, rpc: limitv1.NewStorageClient(conn)}
+}
+
+// fromStatus maps a gRPC error back to the package's sentinel errors.
+func fromStatus(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	st, ok := status.FromError(err)
+	if !ok {
+		return fmt.Errorf("storage %s: %w", op, err)
+	}
+	var sentinel error
+	switch st.Code() {
+	case codes.InvalidArgument:
+		sentinel = ErrInvalid
+	case codes.ResourceExhausted:
+		sentinel = ErrNoSpace
+	case codes.Unavailable:
+		sentinel = ErrUnavailable
+	case codes.Canceled:
+		sentinel = context.Canceled
+	case codes.DeadlineExceeded:
+		sentinel = context.DeadlineExceeded
+	default:
+		return fmt.Errorf("storage %s: %s", op, st.Message())
+	}
+	return fmt.Errorf("storage %s: %w: %s", op, sentinel, st.Message())
+}
+
+// PluginInfo asks the plugin for its identity; it returns an empty Info on failure.
+func (c *Client) PluginInfo() base.Info {
+	i, _ := c.Client.Info(context.Background())
+	return i
+}
+
+// ConfigSchema asks the plugin for its schema; it returns an empty Schema on failure.
+func (c *Client) ConfigSchema() base.Schema {
+	s, _ := c.Client.ConfigSchema(context.Background())
+	return s
+}
+
+// Configure sends the configuration; a transport failure becomes an error diagnostic.
+func (c *Client) Configure(ctx context.Context, req base.ConfigureRequest) base.Diagnostics {
+	ds, err := c.Client.Configure(ctx, req)
+	if err != nil {
+		return base.Diagnostics{base.Errorf(nil, "%v", err)}
+	}
+	return ds
+}
+
+// Get implements Storage.
+func (c *Client) Get(ctx context.Context, ns string, key []byte) ([]byte, bool, error) {
+	r, err := c.rpc.Get(ctx, &limitv1.GetRequest{Namespace: ns, Key: key})
+	if err != nil {
+		return nil, false, fromStatus("get", err)
+	}
+	if !r.GetFound() {
+		return nil, false, nil
+	}
+	return nonNil(r.GetValue()), true, nil
+}
+
+// Put implements Storage.
+func (c *Client) Put(ctx context.Context, ns string, key, value []byte) error {
+	if err := validatePut(ns, key, value); err != nil {
+		return err
+	}
+	_, err := c.rpc.Put(ctx, &limitv1.PutRequest{Namespace: ns, Key: key, Value: value})
+	return fromStatus("put", err)
+}
+
+// Delete implements Storage.
+func (c *Client) Delete(ctx context.Context, ns string, key []byte) (bool, error) {
+	r, err := c.rpc.Delete(ctx, &limitv1.DeleteRequest{Namespace: ns, Key: key})
+	if err != nil {
+		return false, fromStatus("delete", err)
+	}
+	return r.GetExisted(), nil
+}
+
+// Scan implements Storage.
+func (c *Client) Scan(ctx context.Context, req ScanRequest) (ScanResult, error) {
+	if req.Limit < 0 {
+		return ScanResult{}, invalidf("limit is negative")
+	}
+	r, err := c.rpc.Scan(ctx, &limitv1.ScanRequest{
+		Namespace: req.Namespace, Prefix: req.Prefix, StartAfter: req.StartAfter,
+		Limit: uint32(min(req.Limit, MaxScanLimit)), KeysOnly: req.KeysOnly,
+	})
+	if err != nil {
+		return ScanResult{}, fromStatus("scan", err)
+	}
+	res := ScanResult{More: r.GetMore(), Items: make([]KeyValue, len(r.GetItems()))}
+	for i, it := range r.GetItems() {
+		res.Items[i] = KeyValue{Key: it.GetKey(), Value: nonNil(it.GetValue())}
+		if req.KeysOnly {
+			res.Items[i].Value = nil
+		}
+	}
+	return res, nil
+}
+
+// Batch implements Storage.
+func (c *Client) Batch(ctx context.Context, ns string, ops []Op) error {
+	if err := ValidateBatch(ns, ops); err != nil {
+		return err
+	}
+	m := &limitv1.BatchRequest{Namespace: ns, Ops: make([]*limitv1.BatchOp, len(ops))}
+	for i, op := range ops {
+		m.Ops[i] = &limitv1.BatchOp{Kind: limitv1.BatchOp_Kind(op.Kind), Key: op.Key, Value: op.Value}
+	}
+	_, err := c.rpc.Batch(ctx, m)
+	return fromStatus("batch", err)
+}
+
+// CompareAndSwap implements Storage.
+func (c *Client) CompareAndSwap(ctx context.Context, req CASRequest) (CASResult, error) {
+	r, err := c.rpc.CompareAndSwap(ctx, &limitv1.CompareAndSwapRequest{
+		Namespace: req.Namespace, Key: req.Key, ExpectPresent: req.ExpectPresent,
+		Expected: req.Expected, Delete: req.Delete, Value: req.Value,
+	})
+	if err != nil {
+		return CASResult{}, fromStatus("compare-and-swap", err)
+	}
+	res := CASResult{Swapped: r.GetSwapped(), Present: r.GetPresent()}
+	if res.Present {
+		res.Current = nonNil(r.GetCurrent())
+	}
+	return res, nil
+}
+
+// Close is a no-op: the plugin process is stopped by whoever started it.
+func (c *Client) Close() error { return nil }
+
+// IsUnavailable reports whether err means the backend could not be reached, so the call
+// may be retried once the plugin is back.
+func IsUnavailable(err error) bool {
+	return errors.Is(err, ErrUnavailable)
+}
+
+var _ Storage = (*Client)(nil)

@@ -1,0 +1,162 @@
+package storage
+
+import (
+	"context"
+	"errors"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	limitv1 "github.com/limitgraph/limit/proto/limit/v1"
+	"github.com/limitgraph/limit/sdk/base"
+)
+
+// server adapts a Storage to the gRPC service. It validates every request before the
+// implementation sees it, so every backend enforces the same limits.
+type server struct {
+	limitv1.UnimplementedStorageServer
+	impl Storage
+}
+
+// toStatus maps an implementation error to a gRPC status.
+func toStatus(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrInvalid):
+		return status.Error(codes.InvalidArgument, err.Error())
+	case errors.Is(err, ErrNoSpace):
+		return status.Error(codes.ResourceExhausted, err.Error())
+	case errors.Is(err, ErrUnavailable):
+		return status.Error(codes.Unavailable, err.Error())
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, err.Error())
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, err.Error())
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	return status.Error(codes.Internal, err.Error())
+}
+
+func (s *server) Get(ctx context.Context, req *limitv1.GetRequest) (resp *limitv1.GetResponse, err error) {
+	defer base.Recover(&err)
+	if err := ValidateNamespace(req.GetNamespace()); err != nil {
+		return nil, toStatus(err)
+	}
+	if err := ValidateKey(req.GetKey()); err != nil {
+		return nil, toStatus(err)
+	}
+	v, ok, err := s.impl.Get(ctx, req.GetNamespace(), req.GetKey())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &limitv1.GetResponse{Found: ok, Value: v}, nil
+}
+
+func (s *server) Put(ctx context.Context, req *limitv1.PutRequest) (resp *limitv1.PutResponse, err error) {
+	defer base.Recover(&err)
+	if err := validatePut(req.GetNamespace(), req.GetKey(), req.GetValue()); err != nil {
+		return nil, toStatus(err)
+	}
+	if err := s.impl.Put(ctx, req.GetNamespace(), req.GetKey(), nonNil(req.GetValue())); err != nil {
+		return nil, toStatus(err)
+	}
+	return &limitv1.PutResponse{}, nil
+}
+
+func (s *server) Delete(ctx context.Context, req *limitv1.DeleteRequest) (resp *limitv1.DeleteResponse, err error) {
+	defer base.Recover(&err)
+	if err := ValidateNamespace(req.GetNamespace()); err != nil {
+		return nil, toStatus(err)
+	}
+	if err := ValidateKey(req.GetKey()); err != nil {
+		return nil, toStatus(err)
+	}
+	existed, err := s.impl.Delete(ctx, req.GetNamespace(), req.GetKey())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &limitv1.DeleteResponse{Existed: existed}, nil
+}
+
+func (s *server) Scan(ctx context.Context, req *limitv1.ScanRequest) (resp *limitv1.ScanResponse, err error) {
+	defer base.Recover(&err)
+	sr := ScanRequest{
+		Namespace: req.GetNamespace(), Prefix: req.GetPrefix(), StartAfter: req.GetStartAfter(),
+		Limit: int(req.GetLimit()), KeysOnly: req.GetKeysOnly(),
+	}
+	if err := NormalizeScan(&sr); err != nil {
+		return nil, toStatus(err)
+	}
+	res, err := s.impl.Scan(ctx, sr)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	out := &limitv1.ScanResponse{More: res.More}
+	size := 0
+	for i, kv := range res.Items {
+		size += len(kv.Key) + len(kv.Value)
+		if i > 0 && size > MaxScanBytes {
+			out.More = true
+			break
+		}
+		item := &limitv1.KeyValue{Key: kv.Key}
+		if !sr.KeysOnly {
+			item.Value = kv.Value
+		}
+		out.Items = append(out.Items, item)
+	}
+	return out, nil
+}
+
+func (s *server) Batch(ctx context.Context, req *limitv1.BatchRequest) (resp *limitv1.BatchResponse, err error) {
+	defer base.Recover(&err)
+	ops := make([]Op, len(req.GetOps()))
+	for i, o := range req.GetOps() {
+		ops[i] = Op{Kind: OpKind(o.GetKind()), Key: o.GetKey(), Value: nonNil(o.GetValue())}
+	}
+	if err := ValidateBatch(req.GetNamespace(), ops); err != nil {
+		return nil, toStatus(err)
+	}
+	if err := s.impl.Batch(ctx, req.GetNamespace(), ops); err != nil {
+		return nil, toStatus(err)
+	}
+	return &limitv1.BatchResponse{}, nil
+}
+
+func (s *server) CompareAndSwap(ctx context.Context, req *limitv1.CompareAndSwapRequest) (resp *limitv1.CompareAndSwapResponse, err error) {
+	defer base.Recover(&err)
+	cr := CASRequest{
+		Namespace: req.GetNamespace(), Key: req.GetKey(), ExpectPresent: req.GetExpectPresent(),
+		Expected: nonNil(req.GetExpected()), Delete: req.GetDelete(), Value: nonNil(req.GetValue()),
+	}
+	if err := validatePut(cr.Namespace, cr.Key, cr.Value); err != nil {
+		return nil, toStatus(err)
+	}
+	res, err := s.impl.CompareAndSwap(ctx, cr)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &limitv1.CompareAndSwapResponse{Swapped: res.Swapped, Present: res.Present, Current: res.Current}, nil
+}
+
+func validatePut(ns string, key, value []byte) error {
+	if err := ValidateNamespace(ns); err != nil {
+		return err
+	}
+	if err := ValidateKey(key); err != nil {
+		return err
+	}
+	return ValidateValue(value)
+}
+
+// nonNil turns a nil slice (proto's empty bytes) into an empty one, so "empty value" and
+// "no value" are the same thing for implementations.
+func nonNil(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
+}

@@ -1,0 +1,201 @@
+// Package storage is the SDK for storage plugins: an ordered, transactional key-value store
+// with namespaces. The host builds sessions, traces and provenance on it, so a backend that
+// passes the conformance suite (sdk/sdktest) gets every feature of the host.
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/limitgraph/limit/sdk/base"
+)
+
+// Limits every backend accepts and the protocol enforces on both sides.
+const (
+	// MaxNamespaceSize is the longest namespace, in bytes.
+	MaxNamespaceSize = 128
+	// MaxKeySize is the longest key, in bytes.
+	MaxKeySize = 1024
+	// MaxValueSize is the largest value, in bytes (16 MiB).
+	MaxValueSize = 16 << 20
+	// MaxBatchOps is the most operations in one batch.
+	MaxBatchOps = 10000
+	// MaxBatchBytes bounds the keys and values of one batch together (48 MiB).
+	MaxBatchBytes = 48 << 20
+	// DefaultScanLimit is the page size of a scan that names none.
+	DefaultScanLimit = 100
+	// MaxScanLimit is the largest page a scan returns.
+	MaxScanLimit = 1000
+	// MaxScanBytes bounds the keys and values of one scan page; a page that would exceed
+	// it is cut short and reports More.
+	MaxScanBytes = 32 << 20
+)
+
+// ErrInvalid marks a request that breaks the protocol's rules (empty key, too large, ...).
+var ErrInvalid = errors.New("invalid storage request")
+
+// ErrNoSpace marks a write refused because the backend's disk is full.
+var ErrNoSpace = errors.New("storage is out of space")
+
+// ErrUnavailable marks a failure to reach the backend (a crashed plugin, a lost database).
+var ErrUnavailable = errors.New("storage unavailable")
+
+// KeyValue is one item of a scan.
+type KeyValue struct {
+	Key   []byte
+	Value []byte
+}
+
+// ScanRequest asks for keys with Prefix, in ascending byte order, strictly after
+// StartAfter, at most Limit of them (0 means DefaultScanLimit).
+type ScanRequest struct {
+	Namespace  string
+	Prefix     []byte
+	StartAfter []byte
+	Limit      int
+	KeysOnly   bool
+}
+
+// ScanResult is one page of a scan. More tells that keys with the prefix follow the last
+// item; pass its key as the next StartAfter.
+type ScanResult struct {
+	Items []KeyValue
+	More  bool
+}
+
+// OpKind is the kind of a batch operation.
+type OpKind int
+
+// Batch operation kinds.
+const (
+	OpPut OpKind = iota + 1
+	OpDelete
+)
+
+// Op is one operation of a batch.
+type Op struct {
+	Kind  OpKind
+	Key   []byte
+	Value []byte
+}
+
+// CASRequest replaces the value at Key only if the current state is as expected: absent when
+// ExpectPresent is false, equal to Expected otherwise. Delete removes the key instead of
+// writing Value.
+type CASRequest struct {
+	Namespace     string
+	Key           []byte
+	ExpectPresent bool
+	Expected      []byte
+	Delete        bool
+	Value         []byte
+}
+
+// CASResult tells whether the swap happened and what the key holds after the call.
+type CASResult struct {
+	Swapped bool
+	Present bool
+	Current []byte
+}
+
+// Storage is the interface a storage backend implements. All methods are safe for
+// concurrent use. A write returns only once it is durable: after a crash, every write that
+// returned without error is there, intact. Returned slices belong to the caller.
+type Storage interface {
+	base.Plugin
+	// Get returns the value at key and whether it exists.
+	Get(ctx context.Context, namespace string, key []byte) ([]byte, bool, error)
+	// Put writes value at key.
+	Put(ctx context.Context, namespace string, key, value []byte) error
+	// Delete removes key and tells whether it existed.
+	Delete(ctx context.Context, namespace string, key []byte) (bool, error)
+	// Scan lists keys in order; see ScanRequest.
+	Scan(ctx context.Context, req ScanRequest) (ScanResult, error)
+	// Batch applies all ops, in order, atomically: a reader sees all of them or none.
+	Batch(ctx context.Context, namespace string, ops []Op) error
+	// CompareAndSwap is an atomic conditional write; see CASRequest.
+	CompareAndSwap(ctx context.Context, req CASRequest) (CASResult, error)
+	// Close releases the backend's resources.
+	Close() error
+}
+
+func invalidf(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, args...))
+}
+
+// ValidateNamespace checks a namespace against the protocol's rules.
+func ValidateNamespace(ns string) error {
+	if ns == "" {
+		return invalidf("namespace is empty")
+	}
+	if len(ns) > MaxNamespaceSize {
+		return invalidf("namespace is %d bytes, the limit is %d", len(ns), MaxNamespaceSize)
+	}
+	return nil
+}
+
+// ValidateKey checks a key against the protocol's rules.
+func ValidateKey(key []byte) error {
+	if len(key) == 0 {
+		return invalidf("key is empty")
+	}
+	if len(key) > MaxKeySize {
+		return invalidf("key is %d bytes, the limit is %d", len(key), MaxKeySize)
+	}
+	return nil
+}
+
+// ValidateValue checks a value against the protocol's rules.
+func ValidateValue(v []byte) error {
+	if len(v) > MaxValueSize {
+		return invalidf("value is %d bytes, the limit is %d", len(v), MaxValueSize)
+	}
+	return nil
+}
+
+// ValidateBatch checks a batch against the protocol's rules.
+func ValidateBatch(namespace string, ops []Op) error {
+	if err := ValidateNamespace(namespace); err != nil {
+		return err
+	}
+	if len(ops) > MaxBatchOps {
+		return invalidf("batch has %d operations, the limit is %d", len(ops), MaxBatchOps)
+	}
+	total := 0
+	for i, op := range ops {
+		if op.Kind != OpPut && op.Kind != OpDelete {
+			return invalidf("batch operation %d has unknown kind %d", i, op.Kind)
+		}
+		if err := ValidateKey(op.Key); err != nil {
+			return fmt.Errorf("batch operation %d: %w", i, err)
+		}
+		if err := ValidateValue(op.Value); err != nil {
+			return fmt.Errorf("batch operation %d: %w", i, err)
+		}
+		total += len(op.Key) + len(op.Value)
+	}
+	if total > MaxBatchBytes {
+		return invalidf("batch holds %d bytes, the limit is %d", total, MaxBatchBytes)
+	}
+	return nil
+}
+
+// NormalizeScan validates a scan request and clamps its limit.
+func NormalizeScan(req *ScanRequest) error {
+	if err := ValidateNamespace(req.Namespace); err != nil {
+		return err
+	}
+	if len(req.Prefix) > MaxKeySize || len(req.StartAfter) > MaxKeySize {
+		return invalidf("prefix or start_after longer than %d bytes", MaxKeySize)
+	}
+	switch {
+	case req.Limit < 0:
+		return invalidf("limit is negative")
+	case req.Limit == 0:
+		req.Limit = DefaultScanLimit
+	case req.Limit > MaxScanLimit:
+		req.Limit = MaxScanLimit
+	}
+	return nil
+}
