@@ -150,5 +150,8 @@ func DecodeConfig(raw json.RawMessage, v any) Diagnostics {
 		}
 		return Diagnostics{Errorf(nil, "invalid configuration: %v", err)}
 	}
+	if dec.More() {
+		return Diagnostics{Errorf(nil, "invalid configuration: data after the JSON object")}
+	}
 	return nil
 }

@@ -43,3 +43,7 @@ func (c *Client) Configure(ctx context.Context, req ConfigureRequest) (Diagnosti
 	}
 	return DiagnosticsFromProto(m.GetDiagnostics()), nil
 }
+
+// Base returns the client itself; kind clients embed Client and promote this, so the host
+// can reach the context-taking base calls behind any kind's client.
+func (c *Client) Base() *Client { return c }

@@ -42,6 +42,14 @@ type LaunchConfig struct {
 // automatically, version negotiation, no inherited environment, message limits, and the
 // process in its own process group with a parent-death signal.
 func NewClient(cfg LaunchConfig) *plugin.Client {
+	c, _ := NewClientCmd(cfg)
+	return c
+}
+
+// NewClientCmd is NewClient that also returns the plugin's command, whose Process is set
+// once the client has started it, so the caller can stop the process group even when the
+// handshake never completed.
+func NewClientCmd(cfg LaunchConfig) (*plugin.Client, *exec.Cmd) {
 	cmd := exec.Command(cfg.Path, cfg.Args...)
 	cmd.Env = append([]string{}, cfg.Env...)
 	cmd.Dir = cfg.Dir
@@ -70,7 +78,7 @@ func NewClient(cfg LaunchConfig) *plugin.Client {
 	if len(cfg.SHA256) > 0 {
 		cc.SecureConfig = &plugin.SecureConfig{Checksum: cfg.SHA256, Hash: sha256.New()}
 	}
-	return plugin.NewClient(cc)
+	return plugin.NewClient(cc), cmd
 }
 
 // Dispense starts the plugin process if needed, completes the handshake and returns the

@@ -75,6 +75,9 @@ func (c *Client) Configure(ctx context.Context, req base.ConfigureRequest) base.
 
 // Get implements Storage.
 func (c *Client) Get(ctx context.Context, ns string, key []byte) ([]byte, bool, error) {
+	if err := validateKeyIn(ns, key); err != nil {
+		return nil, false, err
+	}
 	r, err := c.rpc.Get(ctx, &limitv1.GetRequest{Namespace: ns, Key: key})
 	if err != nil {
 		return nil, false, fromStatus("get", err)
@@ -96,6 +99,9 @@ func (c *Client) Put(ctx context.Context, ns string, key, value []byte) error {
 
 // Delete implements Storage.
 func (c *Client) Delete(ctx context.Context, ns string, key []byte) (bool, error) {
+	if err := validateKeyIn(ns, key); err != nil {
+		return false, err
+	}
 	r, err := c.rpc.Delete(ctx, &limitv1.DeleteRequest{Namespace: ns, Key: key})
 	if err != nil {
 		return false, fromStatus("delete", err)
@@ -105,8 +111,9 @@ func (c *Client) Delete(ctx context.Context, ns string, key []byte) (bool, error
 
 // Scan implements Storage.
 func (c *Client) Scan(ctx context.Context, req ScanRequest) (ScanResult, error) {
-	if req.Limit < 0 {
-		return ScanResult{}, invalidf("limit is negative")
+	check := req
+	if err := NormalizeScan(&check); err != nil {
+		return ScanResult{}, err
 	}
 	r, err := c.rpc.Scan(ctx, &limitv1.ScanRequest{
 		Namespace: req.Namespace, Prefix: req.Prefix, StartAfter: req.StartAfter,
@@ -140,6 +147,12 @@ func (c *Client) Batch(ctx context.Context, ns string, ops []Op) error {
 
 // CompareAndSwap implements Storage.
 func (c *Client) CompareAndSwap(ctx context.Context, req CASRequest) (CASResult, error) {
+	if err := validatePut(req.Namespace, req.Key, req.Value); err != nil {
+		return CASResult{}, err
+	}
+	if err := ValidateValue(req.Expected); err != nil {
+		return CASResult{}, fmt.Errorf("expected: %w", err)
+	}
 	r, err := c.rpc.CompareAndSwap(ctx, &limitv1.CompareAndSwapRequest{
 		Namespace: req.Namespace, Key: req.Key, ExpectPresent: req.ExpectPresent,
 		Expected: req.Expected, Delete: req.Delete, Value: req.Value,
@@ -156,6 +169,13 @@ func (c *Client) CompareAndSwap(ctx context.Context, req CASRequest) (CASResult,
 
 // Close is a no-op: the plugin process is stopped by whoever started it.
 func (c *Client) Close() error { return nil }
+
+func validateKeyIn(ns string, key []byte) error {
+	if err := ValidateNamespace(ns); err != nil {
+		return err
+	}
+	return ValidateKey(key)
+}
 
 // IsUnavailable reports whether err means the backend could not be reached, so the call
 // may be retried once the plugin is back.

@@ -34,9 +34,14 @@ func PluginSet() plugin.PluginSet {
 	return plugin.PluginSet{base.KindStorage: &GRPCPlugin{}}
 }
 
-// Serve serves impl as a storage plugin; call it from main.
+// Serve serves impl as a storage plugin; call it from main. When the host shuts the
+// plugin down, Serve closes impl (finishing writes already taken, releasing locks) before
+// it returns.
 func Serve(impl Storage) {
 	base.Serve(base.KindStorage, &GRPCPlugin{Impl: impl})
+	if err := impl.Close(); err != nil {
+		base.NewPluginLogger(base.KindStorage).Error("close storage", "error", err)
+	}
 }
 
 var _ plugin.GRPCPlugin = (*GRPCPlugin)(nil)

@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -134,6 +135,9 @@ func (s *server) CompareAndSwap(ctx context.Context, req *limitv1.CompareAndSwap
 	}
 	if err := validatePut(cr.Namespace, cr.Key, cr.Value); err != nil {
 		return nil, toStatus(err)
+	}
+	if err := ValidateValue(cr.Expected); err != nil {
+		return nil, toStatus(fmt.Errorf("expected: %w", err))
 	}
 	res, err := s.impl.CompareAndSwap(ctx, cr)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"unicode/utf8"
 
 	"github.com/limitgraph/limit/sdk/base"
 )
@@ -131,6 +132,9 @@ func ValidateNamespace(ns string) error {
 	}
 	if len(ns) > MaxNamespaceSize {
 		return invalidf("namespace is %d bytes, the limit is %d", len(ns), MaxNamespaceSize)
+	}
+	if !utf8.ValidString(ns) {
+		return invalidf("namespace %q is not valid UTF-8", ns)
 	}
 	return nil
 }

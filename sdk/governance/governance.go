@@ -1,0 +1,116 @@
+// Package governance is the SDK for governance rule plugins: rules that look at an
+// execution's input before it runs (pre) or at its output after (post) and raise flags.
+package governance
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/limitgraph/limit/sdk/base"
+)
+
+// Flags a rule may raise.
+const (
+	FlagJailbreak  = "jailbreak"
+	FlagAnomaly    = "anomaly"
+	FlagHighRisk   = "high_risk"
+	FlagUnsafe     = "unsafe"
+	FlagMalicious  = "malicious"
+	FlagUnverified = "unverified"
+)
+
+// Flags lists every known flag.
+var Flags = []string{FlagJailbreak, FlagAnomaly, FlagHighRisk, FlagUnsafe, FlagMalicious, FlagUnverified}
+
+// ValidFlag reports whether f is a known flag.
+func ValidFlag(f string) bool {
+	for _, k := range Flags {
+		if k == f {
+			return true
+		}
+	}
+	return false
+}
+
+// Stage says when a rule runs.
+type Stage int
+
+// Stages.
+const (
+	// StagePre evaluates the input before execution.
+	StagePre Stage = iota + 1
+	// StagePost evaluates the output after execution.
+	StagePost
+)
+
+// String returns "pre" or "post".
+func (s Stage) String() string {
+	switch s {
+	case StagePre:
+		return "pre"
+	case StagePost:
+		return "post"
+	}
+	return "unspecified"
+}
+
+// RuleDescription describes one rule of a plugin.
+type RuleDescription struct {
+	ID          string   `json:"id"`
+	Flags       []string `json:"flags"`
+	Stages      []Stage  `json:"stages"`
+	Description string   `json:"description,omitempty"`
+}
+
+// EvaluateRequest is what a rule looks at.
+type EvaluateRequest struct {
+	Stage     Stage
+	SessionID string
+	TraceID   string
+	// Runner is the runner that will consume or produced the content.
+	Runner string
+	// ContentType: "code/python", "text/prompt", "text/output", ...
+	ContentType string
+	Content     string
+	Metadata    map[string]string
+}
+
+// Location points into the evaluated content.
+type Location struct {
+	Line   int `json:"line,omitempty"`
+	Column int `json:"column,omitempty"`
+	// Start and End are byte offsets [Start, End).
+	Start int `json:"start,omitempty"`
+	End   int `json:"end,omitempty"`
+}
+
+// Finding is one problem a rule found.
+type Finding struct {
+	Flag string `json:"flag"`
+	// Severity from 1 (low) to 10 (critical).
+	Severity int       `json:"severity"`
+	Score    float64   `json:"score"`
+	Reason   string    `json:"reason"`
+	RuleID   string    `json:"rule_id"`
+	Location *Location `json:"location,omitempty"`
+}
+
+// Validate checks a finding's flag and severity.
+func (f Finding) Validate() error {
+	if !ValidFlag(f.Flag) {
+		return fmt.Errorf("finding of rule %q has unknown flag %q", f.RuleID, f.Flag)
+	}
+	if f.Severity < 1 || f.Severity > 10 {
+		return fmt.Errorf("finding of rule %q has severity %d, want 1-10", f.RuleID, f.Severity)
+	}
+	return nil
+}
+
+// Rule is the interface a governance plugin implements.
+type Rule interface {
+	base.Plugin
+	// Describe lists the rules the plugin evaluates.
+	Describe(ctx context.Context) ([]RuleDescription, error)
+	// Evaluate looks at req and returns what it found (nothing is a pass).
+	Evaluate(ctx context.Context, req EvaluateRequest) ([]Finding, error)
+}

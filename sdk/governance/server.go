@@ -1,0 +1,49 @@
+package governance
+
+import (
+	"context"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	limitv1 "github.com/limitgraph/limit/proto/limit/v1"
+	"github.com/limitgraph/limit/sdk/base"
+)
+
+// server adapts a Rule to the gRPC service.
+type server struct {
+	limitv1.UnimplementedGovernanceServer
+	impl Rule
+}
+
+func (s *server) Describe(ctx context.Context, _ *limitv1.DescribeRequest) (resp *limitv1.DescribeResponse, err error) {
+	defer base.Recover(&err)
+	ds, err := s.impl.Describe(ctx)
+	if err != nil {
+		return nil, status.Error(codes.Internal, err.Error())
+	}
+	resp = &limitv1.DescribeResponse{}
+	for _, d := range ds {
+		resp.Rules = append(resp.Rules, DescriptionToProto(d))
+	}
+	return resp, nil
+}
+
+func (s *server) Evaluate(ctx context.Context, req *limitv1.EvaluateRequest) (resp *limitv1.EvaluateResponse, err error) {
+	defer base.Recover(&err)
+	if req.GetStage() != limitv1.Stage_STAGE_PRE && req.GetStage() != limitv1.Stage_STAGE_POST {
+		return nil, status.Error(codes.InvalidArgument, "stage must be pre or post")
+	}
+	fs, err := s.impl.Evaluate(ctx, RequestFromProto(req))
+	if err != nil {
+		return nil, status.Error(codes.Internal, err.Error())
+	}
+	resp = &limitv1.EvaluateResponse{}
+	for _, f := range fs {
+		if err := f.Validate(); err != nil {
+			return nil, status.Error(codes.Internal, err.Error())
+		}
+		resp.Findings = append(resp.Findings, FindingToProto(f))
+	}
+	return resp, nil
+}

@@ -1,0 +1,97 @@
+package runner
+
+import (
+	"context"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	limitv1 "github.com/limitgraph/limit/proto/limit/v1"
+	"github.com/limitgraph/limit/sdk/base"
+)
+
+// server adapts a Runner to the gRPC service.
+type server struct {
+	limitv1.UnimplementedRunnerServer
+	impl Runner
+}
+
+func internal(err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	return status.Error(codes.Internal, err.Error())
+}
+
+func (s *server) OpenSession(ctx context.Context, req *limitv1.OpenSessionRequest) (resp *limitv1.OpenSessionResponse, err error) {
+	defer base.Recover(&err)
+	if req.GetSessionId() == "" {
+		return nil, status.Error(codes.InvalidArgument, "session_id is empty")
+	}
+	sess := Session{
+		ID: req.GetSessionId(), Limits: LimitsFromProto(req.GetLimits()), Env: req.GetEnv(),
+		AllowNetwork: req.GetAllowNetwork(), WorkDir: req.GetWorkDir(),
+	}
+	if err := s.impl.OpenSession(ctx, sess); err != nil {
+		return nil, internal(err)
+	}
+	return &limitv1.OpenSessionResponse{}, nil
+}
+
+func (s *server) Execute(req *limitv1.ExecuteRequest, stream limitv1.Runner_ExecuteServer) (err error) {
+	defer base.Recover(&err)
+	emit := func(ev Event) error {
+		switch {
+		case ev.Output != nil:
+			data := ev.Output.Data
+			for len(data) > 0 {
+				n := min(len(data), MaxChunkSize)
+				m := &limitv1.ExecuteEvent{Event: &limitv1.ExecuteEvent_Output{Output: &limitv1.OutputChunk{
+					Stream: limitv1.OutputStream(ev.Output.Stream), Data: data[:n],
+				}}}
+				if err := stream.Send(m); err != nil {
+					return err
+				}
+				data = data[n:]
+			}
+			return nil
+		case ev.Token != nil:
+			return stream.Send(&limitv1.ExecuteEvent{Event: &limitv1.ExecuteEvent_Token{Token: &limitv1.Token{Text: ev.Token.Text, Id: ev.Token.ID}}})
+		}
+		return nil
+	}
+	res, err := s.impl.Execute(stream.Context(), RequestFromProto(req), emit)
+	if err != nil {
+		return internal(err)
+	}
+	return stream.Send(&limitv1.ExecuteEvent{Event: &limitv1.ExecuteEvent_Result{Result: ResultToProto(res)}})
+}
+
+func (s *server) Cancel(ctx context.Context, req *limitv1.CancelRequest) (resp *limitv1.CancelResponse, err error) {
+	defer base.Recover(&err)
+	found, err := s.impl.Cancel(ctx, req.GetExecutionId())
+	if err != nil {
+		return nil, internal(err)
+	}
+	return &limitv1.CancelResponse{Found: found}, nil
+}
+
+func (s *server) Health(ctx context.Context, _ *limitv1.RunnerHealthRequest) (resp *limitv1.RunnerHealthResponse, err error) {
+	defer base.Recover(&err)
+	h, err := s.impl.Health(ctx)
+	if err != nil {
+		return nil, internal(err)
+	}
+	return HealthToProto(h), nil
+}
+
+func (s *server) CloseSession(ctx context.Context, _ *limitv1.CloseSessionRequest) (resp *limitv1.CloseSessionResponse, err error) {
+	defer base.Recover(&err)
+	if err := s.impl.CloseSession(ctx); err != nil {
+		return nil, internal(err)
+	}
+	return &limitv1.CloseSessionResponse{}, nil
+}

@@ -1,0 +1,350 @@
+package sdktest
+
+import (
+	"context"
+	"fmt"
+	"math/bits"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"text/tabwriter"
+	"time"
+
+	"github.com/limitgraph/limit/sdk/storage"
+)
+
+// Sizes of the benchmarks' data.
+const (
+	benchValueSize = 100  // bytes of every value written or read
+	benchKeys      = 1000 // keys per writer; writes cycle through them, so data stays bounded
+	benchWriters   = 16   // concurrent writers of PutParallel16
+	benchPage      = 100  // items per scan page and puts per batch
+)
+
+// benchOp is one benchmarked operation: setup prepares a namespace outside the timer, do
+// performs operation i for writer w.
+type benchOp struct {
+	name    string
+	writers int
+	setup   func(ctx context.Context, s storage.Storage, ns string) error
+	do      func(ctx context.Context, s storage.Storage, ns string, w, i int) error
+}
+
+// benchKeyTable holds the keys of the benchmarks, built once so formatting stays out of
+// the measured loop: benchKeyTable[w][i] is key i of writer w.
+var benchKeyTable = sync.OnceValue(func() [][][]byte {
+	t := make([][][]byte, benchWriters)
+	for w := range t {
+		t[w] = make([][]byte, benchKeys)
+		for i := range t[w] {
+			t[w][i] = fmt.Appendf(nil, "bench/w%02d/k%05d", w, i)
+		}
+	}
+	return t
+})
+
+// benchValue is the value every benchmark writes.
+var benchValue = []byte(strings.Repeat("v", benchValueSize))
+
+// fillBench writes the keys of writer 0 with benchValue.
+func fillBench(ctx context.Context, s storage.Storage, ns string) error {
+	keys := benchKeyTable()[0]
+	for i := 0; i < len(keys); i += benchPage {
+		ops := make([]storage.Op, 0, benchPage)
+		for _, k := range keys[i:min(i+benchPage, len(keys))] {
+			ops = append(ops, storage.Op{Kind: storage.OpPut, Key: k, Value: benchValue})
+		}
+		if err := s.Batch(ctx, ns, ops); err != nil {
+			return fmt.Errorf("fill benchmark data: %w", err)
+		}
+	}
+	return nil
+}
+
+// benchOps returns the storage operations measured by BenchStorage and CompareStorage.
+func benchOps() []benchOp {
+	keys := benchKeyTable()
+	batches := make([][]storage.Op, benchKeys/benchPage)
+	for b := range batches {
+		for _, k := range keys[0][b*benchPage : (b+1)*benchPage] {
+			batches[b] = append(batches[b], storage.Op{Kind: storage.OpPut, Key: k, Value: benchValue})
+		}
+	}
+	return []benchOp{
+		{
+			name:  "Get",
+			setup: fillBench,
+			do: func(ctx context.Context, s storage.Storage, ns string, _, i int) error {
+				k := keys[0][i%benchKeys]
+				v, found, err := s.Get(ctx, ns, k)
+				if err == nil && (!found || len(v) != benchValueSize) {
+					err = fmt.Errorf("get %q: found=%v with %d bytes, want %d bytes", k, found, len(v), benchValueSize)
+				}
+				return err
+			},
+		},
+		{
+			name: "Put",
+			do: func(ctx context.Context, s storage.Storage, ns string, _, i int) error {
+				return s.Put(ctx, ns, keys[0][i%benchKeys], benchValue)
+			},
+		},
+		{
+			name:    "PutParallel16",
+			writers: benchWriters,
+			do: func(ctx context.Context, s storage.Storage, ns string, w, i int) error {
+				return s.Put(ctx, ns, keys[w][i%benchKeys], benchValue)
+			},
+		},
+		{
+			name:  "Scan100",
+			setup: fillBench,
+			do: func(ctx context.Context, s storage.Storage, ns string, _, i int) error {
+				after := keys[0][(i*benchPage)%(benchKeys-benchPage)]
+				res, err := s.Scan(ctx, storage.ScanRequest{Namespace: ns, StartAfter: after, Limit: benchPage})
+				if err == nil && len(res.Items) != benchPage {
+					err = fmt.Errorf("scan after %q: %d items, want %d", after, len(res.Items), benchPage)
+				}
+				return err
+			},
+		},
+		{
+			name: "Batch100",
+			do: func(ctx context.Context, s storage.Storage, ns string, _, i int) error {
+				return s.Batch(ctx, ns, batches[i%len(batches)])
+			},
+		},
+	}
+}
+
+// roundTripOp measures PluginInfo: nothing for an in-process backend, one bare unary gRPC
+// call for a plugin client. Its added latency is the floor of every call across the
+// plugin boundary.
+var roundTripOp = benchOp{
+	name: "RoundTrip",
+	do: func(_ context.Context, s storage.Storage, _ string, _, _ int) error {
+		if s.PluginInfo().Name == "" {
+			return fmt.Errorf("plugin info has no name: the call failed")
+		}
+		return nil
+	},
+}
+
+// benchResult is what one run of a benchmarked operation measured.
+type benchResult struct {
+	ops      int
+	elapsed  time.Duration
+	p50, p99 time.Duration
+}
+
+// throughput is operations completed per second of wall time.
+func (r benchResult) throughput() float64 {
+	if r.elapsed <= 0 {
+		return 0
+	}
+	return float64(r.ops) / r.elapsed.Seconds()
+}
+
+// runBench runs op b.N times against s in a fresh namespace, spread over op's writers,
+// reports p50, p99 and throughput, and returns them.
+func runBench(b *testing.B, op benchOp, s storage.Storage) benchResult {
+	b.Helper()
+	ctx := context.Background()
+	n := newNamespaces("bench-" + op.name)
+	ns := n.ns("")
+	defer func() {
+		if err := n.cleanup(ctx, s); err != nil {
+			b.Errorf("clean up after benchmark: %v", err)
+		}
+	}()
+	if op.setup != nil {
+		if err := op.setup(ctx, s, ns); err != nil {
+			b.Fatal(err)
+		}
+	}
+	writers := max(op.writers, 1)
+	hists := make([]latencies, writers)
+	var (
+		next     atomic.Int64
+		wg       sync.WaitGroup
+		once     sync.Once
+		firstErr error
+	)
+	total := int64(b.N)
+	b.ResetTimer()
+	start := time.Now()
+	for w := range writers {
+		wg.Go(func() {
+			h := &hists[w]
+			for {
+				i := next.Add(1) - 1
+				if i >= total {
+					return
+				}
+				t0 := time.Now()
+				err := op.do(ctx, s, ns, w, int(i))
+				h.record(time.Since(t0))
+				if err != nil {
+					once.Do(func() { firstErr = err })
+					next.Store(total)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+	if firstErr != nil {
+		b.Fatalf("%s: %v", op.name, firstErr)
+	}
+	var all latencies
+	for i := range hists {
+		all.merge(&hists[i])
+	}
+	r := benchResult{ops: b.N, elapsed: elapsed, p50: all.quantile(0.50), p99: all.quantile(0.99)}
+	b.ReportMetric(micros(r.p50), "p50-µs")
+	b.ReportMetric(micros(r.p99), "p99-µs")
+	b.ReportMetric(r.throughput(), "ops/s")
+	return r
+}
+
+// BenchStorage runs the storage benchmarks against s as sub-benchmarks Get, Put,
+// PutParallel16 (16 concurrent writers, whatever GOMAXPROCS), Scan100 (one page of 100
+// items), Batch100 (a batch of 100 puts), each with a level named name below it (so
+// "Get/bolt"), reporting p50 and p99 latency per call and throughput. Values are 100
+// bytes; writes cycle through a fixed set of keys, so the data stays small however long it
+// runs. Each run uses a fresh namespace and deletes it afterwards.
+func BenchStorage(b *testing.B, name string, s storage.Storage) {
+	for _, op := range benchOps() {
+		b.Run(op.name, func(b *testing.B) {
+			if name == "" {
+				runBench(b, op, s)
+				return
+			}
+			b.Run(name, func(b *testing.B) { runBench(b, op, s) })
+		})
+	}
+}
+
+// CompareStorage runs the benchmarks of BenchStorage against an in-process backend and the
+// same backend behind the plugin boundary, as "Get/inproc" and "Get/plugin" and so on, plus
+// "RoundTrip" (PluginInfo: one bare gRPC call through the plugin, the floor of every call).
+// At the end it prints to stdout a table of p50 latencies, the latency the boundary adds,
+// throughputs and their ratio.
+func CompareStorage(b *testing.B, inProc, viaPlugin storage.Storage) {
+	sides := []struct {
+		name string
+		s    storage.Storage
+	}{{"inproc", inProc}, {"plugin", viaPlugin}}
+	type row struct {
+		op      string
+		results [2]*benchResult
+	}
+	var rows []*row
+	for _, op := range append([]benchOp{roundTripOp}, benchOps()...) {
+		rw := &row{op: op.name}
+		rows = append(rows, rw)
+		b.Run(op.name, func(b *testing.B) {
+			for i, side := range sides {
+				b.Run(side.name, func(b *testing.B) {
+					r := runBench(b, op, side.s)
+					rw.results[i] = &r // the last run, with the largest b.N, wins
+				})
+			}
+		})
+	}
+	var out strings.Builder
+	tw := tabwriter.NewWriter(&out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "operation\tinproc p50 µs\tplugin p50 µs\tadded p50 µs\tinproc ops/s\tplugin ops/s\tplugin/inproc ops/s\t")
+	var floor *benchResult
+	for _, rw := range rows {
+		in, pl := rw.results[0], rw.results[1]
+		if in == nil || pl == nil {
+			continue // filtered out by -bench
+		}
+		if rw.op == roundTripOp.name {
+			floor = pl
+		}
+		ratio := 0.0
+		if in.throughput() > 0 {
+			ratio = pl.throughput() / in.throughput()
+		}
+		fmt.Fprintf(tw, "%s\t%.2f\t%.2f\t%.2f\t%.0f\t%.0f\t%.4f\t\n", rw.op, micros(in.p50), micros(pl.p50),
+			micros(pl.p50-in.p50), in.throughput(), pl.throughput(), ratio)
+	}
+	tw.Flush()
+	if floor != nil {
+		fmt.Fprintf(&out, "gRPC round-trip floor (RoundTrip = PluginInfo through the plugin): p50 %.2f µs, p99 %.2f µs\n", micros(floor.p50), micros(floor.p99))
+	}
+	out.WriteString("added p50 = plugin p50 - inproc p50: the latency one call across the plugin boundary adds.\n")
+	out.WriteString("Batch100 counts one batch of 100 puts as one operation.\n")
+	// Printed rather than logged: the testing package shows a parent benchmark's log only
+	// with -v, and cuts it to ten lines.
+	fmt.Fprintf(os.Stdout, "\n%s: in-process vs plugin\n%s\n", b.Name(), out.String())
+}
+
+// micros converts a duration to microseconds.
+func micros(d time.Duration) float64 {
+	return float64(d) / float64(time.Microsecond)
+}
+
+// latencies is a histogram of durations with about 1.5% resolution and fixed size, so
+// recording costs the same at b.N = 10 and b.N = 10 million. Values below 64 ns are kept
+// exactly; above, each power of two is split into 32 buckets.
+type latencies struct {
+	counts [59 * 32]uint64
+	n      uint64
+}
+
+// latencyBucket returns the bucket of v nanoseconds.
+func latencyBucket(v uint64) int {
+	if v < 64 {
+		return int(v)
+	}
+	shift := bits.Len64(v) - 6
+	return shift*32 + int(v>>shift)
+}
+
+// latencyValue returns the middle of bucket i, in nanoseconds.
+func latencyValue(i int) uint64 {
+	if i < 64 {
+		return uint64(i)
+	}
+	shift := i/32 - 1
+	mant := uint64(i - shift*32)
+	return mant<<shift + (uint64(1)<<shift)/2
+}
+
+// record adds one duration.
+func (l *latencies) record(d time.Duration) {
+	l.counts[latencyBucket(uint64(max(d, 0)))]++
+	l.n++
+}
+
+// merge adds the durations of o.
+func (l *latencies) merge(o *latencies) {
+	for i, c := range o.counts {
+		l.counts[i] += c
+	}
+	l.n += o.n
+}
+
+// quantile returns the duration below which a fraction q of the recorded ones fall.
+func (l *latencies) quantile(q float64) time.Duration {
+	if l.n == 0 {
+		return 0
+	}
+	rank := uint64(q*float64(l.n) + 0.5)
+	rank = min(max(rank, 1), l.n)
+	var seen uint64
+	for i, c := range l.counts {
+		seen += c
+		if seen >= rank {
+			return time.Duration(latencyValue(i))
+		}
+	}
+	return time.Duration(latencyValue(len(l.counts) - 1))
+}
