@@ -1,0 +1,204 @@
+// Package config reads the limitd daemon's HCL configuration.
+//
+// A configuration file has at most one host, governance, rd and api block, and any number
+// of storage and runner blocks, each labelled with a name unique within its kind. Every
+// function here returns hcl.Diagnostics rather than stopping at the first problem, and
+// every diagnostic about the file carries a source range, so the daemon can print all
+// problems at once with file:line:column and a snippet (hcl.NewDiagnosticTextWriter).
+//
+// The config block of a storage, runner or governance rule block belongs to the plugin:
+// it stays a raw hcl.Body until the plugin's schema is known, then DecodePluginConfig
+// checks it against that schema and PluginDiagnostics maps the plugin's own complaints
+// back to the file.
+//
+// The environment variables of the seed system override the file after it is decoded:
+// API_HOST, API_PORT, STORAGE_BACKEND, DATABASE_URL, GOVERNANCE_POLICY, FGW_ALPHA and
+// FGW_EPSILON. An override variable set to the empty string counts as unset. API_HOST and
+// API_PORT each replace their part of host.listen; STORAGE_BACKEND selects the storage
+// block by label (synthesising one for a known backend the file does not declare);
+// DATABASE_URL is added to the environment of the selected storage plugin when that is
+// PostgreSQL and its env does not set DATABASE_URL itself; GOVERNANCE_POLICY replaces
+// governance.policy; FGW_ALPHA and FGW_EPSILON replace rd.alpha and rd.epsilon.
+package config
+
+import (
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+)
+
+// Defaults for every setting the file may leave out.
+const (
+	// DefaultListen is host.listen: loopback only.
+	DefaultListen = "127.0.0.1:8080"
+	// DefaultDataDir is host.data_dir, relative to the daemon's working directory.
+	DefaultDataDir = "./data"
+	// DefaultLogLevel is host.log_level.
+	DefaultLogLevel = "info"
+	// DefaultStorage is the label of the storage block synthesised when the file has none.
+	DefaultStorage = "bolt"
+	// DefaultPluginStartTimeout is host.plugin_start_timeout.
+	DefaultPluginStartTimeout = 10 * time.Second
+	// DefaultPolicy is governance.policy.
+	DefaultPolicy = "default"
+	// DefaultAlpha is rd.alpha.
+	DefaultAlpha = 0.5
+	// DefaultEpsilon is rd.epsilon.
+	DefaultEpsilon = 0.01
+	// DefaultMaxIter is rd.max_iter.
+	DefaultMaxIter = 200
+	// DefaultTol is rd.tol.
+	DefaultTol = 1e-9
+	// DefaultMaxBodyBytes is api.max_body_bytes: 10 MiB.
+	DefaultMaxBodyBytes = 10 << 20
+	// DefaultReadTimeout is api.read_timeout.
+	DefaultReadTimeout = 30 * time.Second
+	// DefaultWriteTimeout is api.write_timeout; it is long because responses may stream.
+	DefaultWriteTimeout = 5 * time.Minute
+	// DefaultShutdownTimeout is api.shutdown_timeout.
+	DefaultShutdownTimeout = 15 * time.Second
+)
+
+// LogLevels lists the accepted values of host.log_level, from most to least verbose.
+var LogLevels = []string{"trace", "debug", "info", "warn", "error"}
+
+// Policies lists the accepted governance policy presets.
+var Policies = []string{"permissive", "default", "strict"}
+
+// StorageBackends lists the storage names STORAGE_BACKEND accepts even when the file has
+// no block with that label; "kv" is the seed's name for bolt and is accepted as an alias.
+var StorageBackends = []string{"file", "kv", "bolt", "sqlite", "postgres"}
+
+// Config is the daemon's whole configuration after defaults and environment overrides.
+type Config struct {
+	// Host holds the daemon's own settings.
+	Host Host
+	// Storage holds every storage block, in file order; SelectedStorage picks the one in
+	// use. It is never empty after Parse: a storage "bolt" block is synthesised when the
+	// file has none, or when STORAGE_BACKEND names a backend the file does not declare.
+	Storage []*PluginBlock
+	// Runners holds every runner block, in file order.
+	Runners []*PluginBlock
+	// Governance holds the policy preset and the governance rule plugins.
+	Governance Governance
+	// RD holds the defaults of the RD core's FGW solver.
+	RD RD
+	// API holds the HTTP server's limits and timeouts.
+	API API
+	// Filename is the name the file was parsed under.
+	Filename string
+}
+
+// Host is the host block: the daemon's own settings.
+type Host struct {
+	// Listen is the HTTP API's address, host:port.
+	Listen string
+	// DataDir is where the daemon and its plugins keep their files.
+	DataDir string
+	// PluginDir is where plugin binaries are looked up; empty means the folder "plugins"
+	// beside the limitd binary, which the caller resolves.
+	PluginDir string
+	// LogLevel is one of LogLevels.
+	LogLevel string
+	// StorageName is the label of the storage block in use.
+	StorageName string
+	// PluginStartTimeout bounds a plugin's start and handshake.
+	PluginStartTimeout time.Duration
+	// DeclRange is the range of the host block's header, or the zero range when the file
+	// has no host block.
+	DeclRange hcl.Range
+}
+
+// Governance is the governance block.
+type Governance struct {
+	// Policy is one of Policies.
+	Policy string
+	// Rules holds the governance rule plugins, in file order.
+	Rules []*PluginBlock
+	// PolicyRange is the range of the policy value in the file, or the zero range when the
+	// policy is the default or comes from GOVERNANCE_POLICY.
+	PolicyRange hcl.Range
+}
+
+// RD is the rd block: defaults of the FGW solver.
+type RD struct {
+	// Alpha weighs the structure term against the feature term, in [0, 1].
+	Alpha float64
+	// Epsilon is the entropic regularisation, > 0.
+	Epsilon float64
+	// Tol is the convergence tolerance, > 0.
+	Tol float64
+	// MaxIter bounds the solver's iterations, > 0.
+	MaxIter int
+}
+
+// API is the api block: limits and timeouts of the HTTP server.
+type API struct {
+	// MaxBodyBytes bounds a request body, > 0.
+	MaxBodyBytes int64
+	// ReadTimeout bounds reading a whole request; 0 means no limit.
+	ReadTimeout time.Duration
+	// WriteTimeout bounds writing a response; 0 means no limit (streams are long).
+	WriteTimeout time.Duration
+	// ShutdownTimeout bounds a graceful shutdown, > 0.
+	ShutdownTimeout time.Duration
+}
+
+// PluginBlock is a storage, runner or governance rule block: which plugin binary to start
+// and the plugin-owned configuration to hand it.
+type PluginBlock struct {
+	// Kind is base.KindStorage, base.KindRunner or base.KindGovernance.
+	Kind string
+	// Name is the block's label, unique within its kind.
+	Name string
+	// Plugin is the binary's name or path; it defaults to "limit-<kind>-<name>".
+	Plugin string
+	// SHA256 is the decoded pin of the binary, or nil when the block has none.
+	SHA256 []byte
+	// Env is the only environment the plugin process gets; nil when the block sets none.
+	Env map[string]string
+	// Config is the raw config block, never nil: an empty body when the block has no
+	// config block, so it can always be decoded.
+	Config hcl.Body
+	// DeclRange is the range of the block's header, or the zero range for a synthesised
+	// block.
+	DeclRange hcl.Range
+	// ConfigRange is the range of the config block's header, or DeclRange when there is
+	// no config block.
+	ConfigRange hcl.Range
+	// SHA256Range is the range of the sha256 value, or the zero range when absent.
+	SHA256Range hcl.Range
+	// PluginRange is the range of the plugin value, or the zero range when absent.
+	PluginRange hcl.Range
+
+	// evalCtx evaluates expressions of the config block; it carries the env function
+	// bound to the lookup Parse was given.
+	evalCtx *hcl.EvalContext
+}
+
+// SelectedStorage returns the storage block in use, or nil when there is none (which
+// Parse never leaves without an error diagnostic).
+func (c *Config) SelectedStorage() *PluginBlock {
+	if c == nil {
+		return nil
+	}
+	name := c.Host.StorageName
+	if name == "" && len(c.Storage) == 1 {
+		return c.Storage[0]
+	}
+	for _, b := range c.Storage {
+		if b.Name == name {
+			return b
+		}
+	}
+	return nil
+}
+
+// String names the block the way it is written in the file, e.g. `storage "bolt"` or
+// `governance rule "jailbreak"`; diagnostics about the block start with it.
+func (b *PluginBlock) String() string {
+	if b.Kind == kindGovernance {
+		return "governance rule \"" + b.Name + "\""
+	}
+	return b.Kind + " \"" + b.Name + "\""
+}

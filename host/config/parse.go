@@ -1,0 +1,521 @@
+package config
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclparse"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+
+	"github.com/limitgraph/limit/sdk/base"
+)
+
+const kindGovernance = base.KindGovernance
+
+var rootSchema = &hcl.BodySchema{
+	Blocks: []hcl.BlockHeaderSchema{
+		{Type: "host"},
+		{Type: base.KindStorage, LabelNames: []string{"name"}},
+		{Type: base.KindRunner, LabelNames: []string{"name"}},
+		{Type: "governance"},
+		{Type: "rd"},
+		{Type: "api"},
+	},
+}
+
+var hostSchema = &hcl.BodySchema{
+	Attributes: []hcl.AttributeSchema{
+		{Name: "listen"},
+		{Name: "data_dir"},
+		{Name: "plugin_dir"},
+		{Name: "log_level"},
+		{Name: "storage"},
+		{Name: "plugin_start_timeout"},
+	},
+}
+
+var pluginBlockSchema = &hcl.BodySchema{
+	Attributes: []hcl.AttributeSchema{
+		{Name: "plugin"},
+		{Name: "sha256"},
+		{Name: "env"},
+	},
+	Blocks: []hcl.BlockHeaderSchema{{Type: "config"}},
+}
+
+var governanceSchema = &hcl.BodySchema{
+	Attributes: []hcl.AttributeSchema{{Name: "policy"}},
+	Blocks:     []hcl.BlockHeaderSchema{{Type: "rule", LabelNames: []string{"name"}}},
+}
+
+var rdSchema = &hcl.BodySchema{
+	Attributes: []hcl.AttributeSchema{
+		{Name: "alpha"},
+		{Name: "epsilon"},
+		{Name: "max_iter"},
+		{Name: "tol"},
+	},
+}
+
+var apiSchema = &hcl.BodySchema{
+	Attributes: []hcl.AttributeSchema{
+		{Name: "max_body_bytes"},
+		{Name: "read_timeout"},
+		{Name: "write_timeout"},
+		{Name: "shutdown_timeout"},
+	},
+}
+
+// Parse decodes the configuration in src, which is HCL native syntax, or HCL's JSON syntax
+// when filename ends in ".json". filename names the source in diagnostics. lookupEnv backs
+// the env() function and the environment overrides; it is os.LookupEnv in production and
+// may be nil, meaning an empty environment.
+//
+// The returned Config is never nil, but is meaningful only when the diagnostics hold no
+// error. To print the diagnostics with snippets, give hcl.NewDiagnosticTextWriter the map
+// {filename: &hcl.File{Bytes: src}}, or use LoadFile, which returns the map.
+func Parse(filename string, src []byte, lookupEnv func(string) (string, bool)) (*Config, hcl.Diagnostics) {
+	p := hclparse.NewParser()
+	var file *hcl.File
+	var diags hcl.Diagnostics
+	if strings.HasSuffix(filename, ".json") {
+		file, diags = p.ParseJSON(src, filename)
+	} else {
+		file, diags = p.ParseHCL(src, filename)
+	}
+	cfg, more := decodeFile(file, filename, lookupEnv)
+	return cfg, append(diags, more...)
+}
+
+// LoadFile reads and decodes the configuration file at path, like Parse. It also returns
+// the parsed files by name, which hcl.NewDiagnosticTextWriter needs to print snippets.
+func LoadFile(path string, lookupEnv func(string) (string, bool)) (*Config, hcl.Diagnostics, map[string]*hcl.File) {
+	p := hclparse.NewParser()
+	var file *hcl.File
+	var diags hcl.Diagnostics
+	if strings.HasSuffix(path, ".json") {
+		file, diags = p.ParseJSONFile(path)
+	} else {
+		file, diags = p.ParseHCLFile(path)
+	}
+	cfg, more := decodeFile(file, path, lookupEnv)
+	return cfg, append(diags, more...), p.Files()
+}
+
+// decodeFile decodes a parsed file, even one with syntax errors, so that a single run
+// reports as many problems as it can.
+func decodeFile(file *hcl.File, filename string, lookupEnv func(string) (string, bool)) (*Config, hcl.Diagnostics) {
+	if lookupEnv == nil {
+		lookupEnv = func(string) (string, bool) { return "", false }
+	}
+	cfg := &Config{
+		Host: Host{
+			Listen:             DefaultListen,
+			DataDir:            DefaultDataDir,
+			LogLevel:           DefaultLogLevel,
+			PluginStartTimeout: DefaultPluginStartTimeout,
+		},
+		Governance: Governance{Policy: DefaultPolicy},
+		RD: RD{
+			Alpha:   DefaultAlpha,
+			Epsilon: DefaultEpsilon,
+			Tol:     DefaultTol,
+			MaxIter: DefaultMaxIter,
+		},
+		API: API{
+			MaxBodyBytes:    DefaultMaxBodyBytes,
+			ReadTimeout:     DefaultReadTimeout,
+			WriteTimeout:    DefaultWriteTimeout,
+			ShutdownTimeout: DefaultShutdownTimeout,
+		},
+		Filename: filename,
+	}
+	d := &decoder{ctx: newEvalContext(lookupEnv)}
+
+	body := hcl.EmptyBody()
+	if file != nil && file.Body != nil {
+		body = file.Body
+	}
+	content, diags := body.Content(rootSchema)
+	d.add(diags)
+
+	singles := map[string]*hcl.Block{}
+	labels := map[string]map[string]*hcl.Block{}
+	var storageAttr *hcl.Attribute
+	for _, blk := range content.Blocks {
+		switch blk.Type {
+		case base.KindStorage, base.KindRunner:
+			pb := d.pluginBlock(blk, blk.Type, labels)
+			if pb == nil {
+				continue
+			}
+			if blk.Type == base.KindStorage {
+				cfg.Storage = append(cfg.Storage, pb)
+			} else {
+				cfg.Runners = append(cfg.Runners, pb)
+			}
+			continue
+		}
+		if prev := singles[blk.Type]; prev != nil {
+			d.add(hcl.Diagnostics{{
+				Severity: hcl.DiagError,
+				Summary:  fmt.Sprintf("Duplicate %s block", blk.Type),
+				Detail: fmt.Sprintf("A %s block was already declared at %s. A file may have only one; merge them.",
+					blk.Type, prev.DefRange),
+				Subject: blk.DefRange.Ptr(),
+			}})
+			continue
+		}
+		singles[blk.Type] = blk
+		switch blk.Type {
+		case "host":
+			storageAttr = d.host(blk, &cfg.Host)
+		case "governance":
+			d.governance(blk, &cfg.Governance)
+		case "rd":
+			d.rd(blk, &cfg.RD)
+		case "api":
+			d.api(blk, &cfg.API)
+		}
+	}
+
+	applyEnv(cfg, lookupEnv, d)
+	d.selectStorage(cfg, storageAttr, lookupEnv)
+	return cfg, d.diags
+}
+
+func (d *decoder) host(blk *hcl.Block, h *Host) (storageAttr *hcl.Attribute) {
+	h.DeclRange = blk.DefRange
+	content, diags := blk.Body.Content(hostSchema)
+	d.add(diags)
+	a := content.Attributes
+
+	if s, attr := d.str(a, "listen"); attr != nil {
+		if err := checkListen(s); err != nil {
+			d.invalid(attr, "Invalid listen address",
+				"listen must be host:port, e.g. \"127.0.0.1:8080\" or \":8080\" for every interface: %s.", err)
+		} else {
+			h.Listen = s
+		}
+	}
+	if s, attr := d.str(a, "data_dir"); attr != nil {
+		if s == "" {
+			d.invalid(attr, "Invalid data_dir", "data_dir must not be empty; leave it out to use %q.", DefaultDataDir)
+		} else {
+			h.DataDir = s
+		}
+	}
+	if s, attr := d.str(a, "plugin_dir"); attr != nil {
+		h.PluginDir = s
+	}
+	if s, attr := d.str(a, "log_level"); attr != nil {
+		if !slices.Contains(LogLevels, s) {
+			d.invalid(attr, "Invalid log_level", "log_level must be one of %s; got %q.", oneOf(LogLevels), s)
+		} else {
+			h.LogLevel = s
+		}
+	}
+	if s, attr := d.str(a, "storage"); attr != nil {
+		if s == "" {
+			d.invalid(attr, "Invalid storage", "storage must name a storage block; leave it out when there is only one.")
+		} else {
+			h.StorageName = s
+			storageAttr = attr
+		}
+	}
+	if v, attr := d.duration(a, "plugin_start_timeout", false); attr != nil {
+		h.PluginStartTimeout = v
+	}
+	return storageAttr
+}
+
+// pluginBlock decodes a storage, runner or governance rule block. labels records the
+// blocks seen so far per kind, to refuse duplicate labels. It returns nil for a duplicate.
+func (d *decoder) pluginBlock(blk *hcl.Block, kind string, labels map[string]map[string]*hcl.Block) *PluginBlock {
+	name := blk.Labels[0]
+	if labels[kind] == nil {
+		labels[kind] = map[string]*hcl.Block{}
+	}
+	what := kind
+	if kind == kindGovernance {
+		what = "governance rule"
+	}
+	if prev := labels[kind][name]; prev != nil {
+		d.add(hcl.Diagnostics{{
+			Severity: hcl.DiagError,
+			Summary:  fmt.Sprintf("Duplicate %s %q", what, name),
+			Detail: fmt.Sprintf("A %s %q block was already declared at %s. Labels must be unique within a kind; rename or remove one.",
+				what, name, prev.DefRange),
+			Subject: blk.DefRange.Ptr(),
+		}})
+		return nil
+	}
+	labels[kind][name] = blk
+	if !hclsyntax.ValidIdentifier(name) {
+		d.add(hcl.Diagnostics{{
+			Severity: hcl.DiagError,
+			Summary:  fmt.Sprintf("Invalid %s name", what),
+			Detail: fmt.Sprintf("%q is not a valid name: a name starts with a letter and holds only letters, digits, underscores and dashes.",
+				name),
+			Subject: blk.LabelRanges[0].Ptr(),
+		}})
+	}
+
+	pb := &PluginBlock{
+		Kind:        kind,
+		Name:        name,
+		Plugin:      "limit-" + kind + "-" + name,
+		DeclRange:   blk.DefRange,
+		ConfigRange: blk.DefRange,
+		evalCtx:     d.ctx,
+	}
+	content, diags := blk.Body.Content(pluginBlockSchema)
+	d.add(diags)
+	a := content.Attributes
+
+	if s, attr := d.str(a, "plugin"); attr != nil {
+		if strings.TrimSpace(s) == "" {
+			d.invalid(attr, "Invalid plugin", "plugin must name a plugin binary; leave it out to use %q.", pb.Plugin)
+		} else {
+			pb.Plugin = s
+			pb.PluginRange = attr.Expr.Range()
+		}
+	}
+	if s, attr := d.str(a, "sha256"); attr != nil {
+		sum, err := decodeSHA256(s)
+		if err != nil {
+			d.invalid(attr, "Invalid sha256", "sha256 must be the SHA-256 of the plugin binary as 64 hexadecimal characters, as printed by sha256sum: %s.", err)
+		} else {
+			pb.SHA256 = sum
+			pb.SHA256Range = attr.Expr.Range()
+		}
+	}
+	if m, attr := d.stringMap(a, "env"); attr != nil {
+		pb.Env = m
+	}
+	for _, cb := range content.Blocks {
+		if pb.Config != nil {
+			d.add(hcl.Diagnostics{{
+				Severity: hcl.DiagError,
+				Summary:  "Duplicate config block",
+				Detail:   fmt.Sprintf("A config block was already declared at %s. A %s block may have only one.", pb.ConfigRange, what),
+				Subject:  cb.DefRange.Ptr(),
+			}})
+			continue
+		}
+		pb.Config = cb.Body
+		pb.ConfigRange = cb.DefRange
+	}
+	if pb.Config == nil {
+		pb.Config = emptyBody(blk.DefRange)
+	}
+	return pb
+}
+
+func decodeSHA256(s string) ([]byte, error) {
+	if len(s) != 64 {
+		return nil, fmt.Errorf("got %d characters", len(s))
+	}
+	sum, err := hex.DecodeString(s)
+	if err != nil {
+		return nil, errors.New(strings.TrimPrefix(err.Error(), "encoding/hex: "))
+	}
+	return sum, nil
+}
+
+func (d *decoder) governance(blk *hcl.Block, g *Governance) {
+	content, diags := blk.Body.Content(governanceSchema)
+	d.add(diags)
+	if s, attr := d.str(content.Attributes, "policy"); attr != nil {
+		if !slices.Contains(Policies, s) {
+			d.invalid(attr, "Invalid policy", "policy must be one of %s; got %q.", oneOf(Policies), s)
+		} else {
+			g.Policy = s
+			g.PolicyRange = attr.Expr.Range()
+		}
+	}
+	labels := map[string]map[string]*hcl.Block{}
+	for _, rb := range content.Blocks {
+		if pb := d.pluginBlock(rb, kindGovernance, labels); pb != nil {
+			g.Rules = append(g.Rules, pb)
+		}
+	}
+}
+
+func (d *decoder) rd(blk *hcl.Block, r *RD) {
+	content, diags := blk.Body.Content(rdSchema)
+	d.add(diags)
+	a := content.Attributes
+	if v, attr := d.float(a, "alpha"); attr != nil {
+		if v < 0 || v > 1 {
+			d.invalid(attr, "Invalid alpha", "alpha must be between 0 and 1 inclusive; got %v.", v)
+		} else {
+			r.Alpha = v
+		}
+	}
+	if v, attr := d.float(a, "epsilon"); attr != nil {
+		if v <= 0 {
+			d.invalid(attr, "Invalid epsilon", "epsilon must be greater than 0; got %v.", v)
+		} else {
+			r.Epsilon = v
+		}
+	}
+	if v, attr := d.float(a, "tol"); attr != nil {
+		if v <= 0 {
+			d.invalid(attr, "Invalid tol", "tol must be greater than 0; got %v.", v)
+		} else {
+			r.Tol = v
+		}
+	}
+	if v, attr := d.int64(a, "max_iter"); attr != nil {
+		if v <= 0 || v > 1<<31-1 {
+			d.invalid(attr, "Invalid max_iter", "max_iter must be a whole number from 1 to %d; got %d.", 1<<31-1, v)
+		} else {
+			r.MaxIter = int(v)
+		}
+	}
+}
+
+func (d *decoder) api(blk *hcl.Block, api *API) {
+	content, diags := blk.Body.Content(apiSchema)
+	d.add(diags)
+	a := content.Attributes
+	if v, attr := d.int64(a, "max_body_bytes"); attr != nil {
+		if v <= 0 {
+			d.invalid(attr, "Invalid max_body_bytes", "max_body_bytes must be greater than 0; got %d.", v)
+		} else {
+			api.MaxBodyBytes = v
+		}
+	}
+	if v, attr := d.duration(a, "read_timeout", true); attr != nil {
+		api.ReadTimeout = v
+	}
+	if v, attr := d.duration(a, "write_timeout", true); attr != nil {
+		api.WriteTimeout = v
+	}
+	if v, attr := d.duration(a, "shutdown_timeout", false); attr != nil {
+		api.ShutdownTimeout = v
+	}
+}
+
+// selectStorage settles which storage block is in use: STORAGE_BACKEND first, then
+// host.storage, then the only storage block, and a synthesised storage "bolt" block when
+// the file declares none. It runs after applyEnv, and DATABASE_URL is passed to the
+// selected block once it is known.
+func (d *decoder) selectStorage(cfg *Config, storageAttr *hcl.Attribute, lookupEnv func(string) (string, bool)) {
+	find := func(name string) *PluginBlock {
+		for _, b := range cfg.Storage {
+			if b.Name == name {
+				return b
+			}
+		}
+		return nil
+	}
+	// A dangling host.storage is a mistake in the file even when STORAGE_BACKEND
+	// overrides it: the same file would fail without the variable.
+	if storageAttr != nil && find(cfg.Host.StorageName) == nil {
+		var names []string
+		for _, b := range cfg.Storage {
+			names = append(names, b.Name)
+		}
+		detail := fmt.Sprintf("Add a storage %q block, or leave host.storage out to use the only storage block or the default %q.",
+			cfg.Host.StorageName, DefaultStorage)
+		if len(names) > 0 {
+			detail = fmt.Sprintf("Add a storage %q block, or set host.storage to one of %s.", cfg.Host.StorageName, oneOf(names))
+		}
+		d.add(hcl.Diagnostics{{
+			Severity: hcl.DiagError,
+			Summary: fmt.Sprintf("host.storage names %q but no storage %q block exists",
+				cfg.Host.StorageName, cfg.Host.StorageName),
+			Detail:      detail,
+			Subject:     storageAttr.Expr.Range().Ptr(),
+			Context:     hcl.RangeBetween(storageAttr.NameRange, storageAttr.Expr.Range()).Ptr(),
+			Expression:  storageAttr.Expr,
+			EvalContext: d.ctx,
+		}})
+	}
+
+	synthesise := func(name string) {
+		cfg.Storage = append(cfg.Storage, &PluginBlock{
+			Kind:    base.KindStorage,
+			Name:    name,
+			Plugin:  "limit-" + base.KindStorage + "-" + name,
+			Config:  emptyBody(hcl.Range{}),
+			evalCtx: d.ctx,
+		})
+	}
+
+	if backend := getenv(lookupEnv, "STORAGE_BACKEND"); backend != "" {
+		name := backend
+		if find(name) == nil && name == "kv" {
+			name = "bolt"
+		}
+		if find(name) == nil {
+			if !slices.Contains(StorageBackends, backend) {
+				names := slices.Clone(StorageBackends)
+				for _, b := range cfg.Storage {
+					if !slices.Contains(names, b.Name) {
+						names = append(names, b.Name)
+					}
+				}
+				d.add(hcl.Diagnostics{envDiag("STORAGE_BACKEND", backend,
+					"it names neither a storage block of the file nor a known backend; use one of %s",
+					oneOf(names))})
+				return
+			}
+			synthesise(name)
+		}
+		cfg.Host.StorageName = name
+	} else if storageAttr == nil {
+		switch len(cfg.Storage) {
+		case 0:
+			synthesise(DefaultStorage)
+			cfg.Host.StorageName = DefaultStorage
+		case 1:
+			cfg.Host.StorageName = cfg.Storage[0].Name
+		default:
+			var names []string
+			for _, b := range cfg.Storage {
+				names = append(names, b.Name)
+			}
+			subject := cfg.Storage[1].DeclRange
+			if cfg.Host.DeclRange.Filename != "" {
+				subject = cfg.Host.DeclRange
+			}
+			d.add(hcl.Diagnostics{{
+				Severity: hcl.DiagError,
+				Summary:  "host.storage is required when there are several storage blocks",
+				Detail: fmt.Sprintf("The file declares the storage blocks %s; set host.storage to the one to use, or set STORAGE_BACKEND.",
+					oneOf(names)),
+				Subject: subject.Ptr(),
+			}})
+		}
+	}
+
+	if url := getenv(lookupEnv, "DATABASE_URL"); url != "" {
+		if sel := cfg.SelectedStorage(); sel != nil && isPostgres(sel) {
+			if _, ok := sel.Env["DATABASE_URL"]; !ok {
+				if sel.Env == nil {
+					sel.Env = map[string]string{}
+				}
+				sel.Env["DATABASE_URL"] = url
+			}
+		}
+	}
+}
+
+// isPostgres reports whether b runs the PostgreSQL storage plugin, by label or by binary.
+func isPostgres(b *PluginBlock) bool {
+	if b.Name == "postgres" {
+		return true
+	}
+	plugin := b.Plugin
+	if i := strings.LastIndexAny(plugin, `/\`); i >= 0 {
+		plugin = plugin[i+1:]
+	}
+	return plugin == "limit-storage-postgres"
+}

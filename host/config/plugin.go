@@ -1,0 +1,287 @@
+package config
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/ext/typeexpr"
+	"github.com/hashicorp/hcl/v2/hcldec"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+	"github.com/zclconf/go-cty/cty"
+	"github.com/zclconf/go-cty/cty/convert"
+	ctyjson "github.com/zclconf/go-cty/cty/json"
+
+	"github.com/limitgraph/limit/sdk/base"
+)
+
+// DecodePluginConfig checks b's config block against the schema the plugin declared and
+// returns it as a JSON object, ready for base.ConfigureRequest.Config. Unknown attributes,
+// blocks, values of the wrong type and missing required attributes are reported at their
+// place in the file. An absent attribute takes the schema's default; one without a
+// default is left out of the object. An invalid schema (a type that is not an HCL type
+// constraint, a default that does not fit its type) is reported as the plugin's fault.
+// The JSON is nil when there are errors, and "{}" for an empty config.
+func DecodePluginConfig(b *PluginBlock, schema base.Schema) (json.RawMessage, hcl.Diagnostics) {
+	var diags hcl.Diagnostics
+	spec := hcldec.ObjectSpec{}
+	types := make(map[string]cty.Type, len(schema.Attributes))
+	for _, a := range schema.Attributes {
+		if !hclsyntax.ValidIdentifier(a.Name) {
+			diags = append(diags, schemaDiag(b, "attribute name %q is not a valid HCL identifier", a.Name))
+			continue
+		}
+		if _, dup := spec[a.Name]; dup {
+			diags = append(diags, schemaDiag(b, "attribute %q is declared twice", a.Name))
+			continue
+		}
+		ty, err := parseType(a.Type)
+		if err != nil {
+			diags = append(diags, schemaDiag(b, "attribute %q has type %q, which is not an HCL type constraint: %s",
+				a.Name, a.Type, err))
+			continue
+		}
+		types[a.Name] = ty
+		spec[a.Name] = &hcldec.AttrSpec{Name: a.Name, Type: ty, Required: a.Required}
+	}
+	if diags.HasErrors() {
+		return nil, diags
+	}
+
+	body := b.Config
+	if body == nil {
+		body = emptyBody(b.DeclRange)
+	}
+	ctx := b.evalCtx
+	if ctx == nil {
+		ctx = newEvalContext(nil)
+	}
+	val, ds := hcldec.Decode(body, spec, ctx)
+	for _, d := range ds {
+		d.Summary = b.String() + ": " + d.Summary
+		if d.Subject != nil && d.Subject.Filename == "" {
+			d.Subject = nil
+		}
+		if d.Context != nil && d.Context.Filename == "" {
+			d.Context = nil
+		}
+	}
+	diags = append(diags, ds...)
+	if ds.HasErrors() {
+		return nil, diags
+	}
+
+	attrs := map[string]cty.Value{}
+	for _, a := range schema.Attributes {
+		v := val.GetAttr(a.Name)
+		if v.IsNull() && a.Required {
+			diags = append(diags, &hcl.Diagnostic{
+				Severity: hcl.DiagError,
+				Summary:  b.String() + ": Missing required argument",
+				Detail:   fmt.Sprintf("The argument %q is required and must not be null.", a.Name),
+				Subject:  subjectOf(hcldec.SourceRange(body, spec[a.Name])),
+			})
+			continue
+		}
+		if v.IsNull() {
+			def, err := defaultValue(a.Default, types[a.Name])
+			if err != nil {
+				diags = append(diags, schemaDiag(b, "the default of attribute %q does not fit its type %q: %s",
+					a.Name, a.Type, err))
+				continue
+			}
+			v = def
+		}
+		if v.IsNull() {
+			continue
+		}
+		v, _ = v.Unmark()
+		attrs[a.Name] = v
+	}
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	obj := cty.EmptyObjectVal
+	if len(attrs) > 0 {
+		obj = cty.ObjectVal(attrs)
+	}
+	out, err := ctyjson.Marshal(obj, obj.Type())
+	if err != nil {
+		// Every value here is known and of a concrete type, so this is a bug of ours.
+		return nil, append(diags, &hcl.Diagnostic{
+			Severity: hcl.DiagError,
+			Summary:  b.String() + ": cannot encode the config block as JSON",
+			Detail:   err.Error(),
+			Subject:  subjectOf(b.ConfigRange),
+		})
+	}
+	return out, diags
+}
+
+// parseType parses an HCL type constraint such as "list(string)".
+func parseType(s string) (cty.Type, error) {
+	expr, diags := hclsyntax.ParseExpression([]byte(s), "<plugin schema>", hcl.InitialPos)
+	if !diags.HasErrors() {
+		var ty cty.Type
+		ty, diags = typeexpr.TypeConstraint(expr)
+		if !diags.HasErrors() {
+			return ty, nil
+		}
+	}
+	for _, d := range diags {
+		if d.Severity == hcl.DiagError {
+			msg := d.Summary
+			if d.Detail != "" {
+				msg += ": " + strings.TrimSuffix(d.Detail, ".")
+			}
+			return cty.NilType, fmt.Errorf("%s", msg)
+		}
+	}
+	return cty.NilType, fmt.Errorf("invalid type")
+}
+
+// defaultValue turns a schema default, any JSON-encodable value or a json.RawMessage, into
+// a value of type ty; nil and JSON null give a null value.
+func defaultValue(def any, ty cty.Type) (cty.Value, error) {
+	if def == nil {
+		return cty.NullVal(ty), nil
+	}
+	var raw []byte
+	switch v := def.(type) {
+	case json.RawMessage:
+		raw = v
+	case []byte:
+		raw = v
+	default:
+		var err error
+		if raw, err = json.Marshal(v); err != nil {
+			return cty.NilVal, err
+		}
+	}
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || string(raw) == "null" {
+		return cty.NullVal(ty), nil
+	}
+	implied, err := ctyjson.ImpliedType(raw)
+	if err != nil {
+		return cty.NilVal, err
+	}
+	v, err := ctyjson.Unmarshal(raw, implied)
+	if err != nil {
+		return cty.NilVal, err
+	}
+	if ty == cty.DynamicPseudoType {
+		return v, nil
+	}
+	return convert.Convert(v, ty)
+}
+
+// schemaDiag reports a fault in the schema a plugin declared: a bug of the plugin, which
+// the operator can only report. It points at the block that loads the plugin.
+func schemaDiag(b *PluginBlock, format string, args ...any) *hcl.Diagnostic {
+	subject := b.PluginRange
+	if subject.Filename == "" {
+		subject = b.DeclRange
+	}
+	return &hcl.Diagnostic{
+		Severity: hcl.DiagError,
+		Summary:  b.String() + ": invalid config schema from plugin " + strconv.Quote(b.Plugin),
+		Detail: "The plugin's config schema is wrong: " + fmt.Sprintf(format, args...) +
+			". This is a bug in the plugin; report it to its author.",
+		Subject: subjectOf(subject),
+	}
+}
+
+// PluginDiagnostics maps the diagnostics a plugin returned from Configure back to b's
+// config block. A diagnostic whose Path names an attribute set in the block points at its
+// value, descending into object and tuple constructors for the rest of the path as far as
+// the source allows; any other points at the config block (or at the declaring block when
+// there is none). Each Summary starts with the block, e.g. `storage "bolt": `.
+func PluginDiagnostics(b *PluginBlock, ds base.Diagnostics) hcl.Diagnostics {
+	if len(ds) == 0 {
+		return nil
+	}
+	var attrs hcl.Attributes
+	if b.Config != nil {
+		attrs, _ = b.Config.JustAttributes()
+	}
+	out := make(hcl.Diagnostics, 0, len(ds))
+	for _, d := range ds {
+		diag := &hcl.Diagnostic{
+			Severity: hcl.DiagError,
+			Summary:  b.String() + ": " + d.Summary,
+			Detail:   d.Detail,
+			Subject:  subjectOf(b.ConfigRange),
+		}
+		if d.Severity == base.SeverityWarning {
+			diag.Severity = hcl.DiagWarning
+		}
+		resolved := 0
+		if len(d.Path) > 0 {
+			if attr, ok := attrs[d.Path[0]]; ok {
+				expr, n := descend(attr.Expr, d.Path[1:])
+				resolved = 1 + n
+				diag.Subject = subjectOf(expr.Range())
+				diag.Context = subjectOf(hcl.RangeBetween(attr.NameRange, attr.Expr.Range()))
+			}
+		}
+		if resolved < len(d.Path) {
+			note := fmt.Sprintf("The plugin reported this about %s.", strings.Join(d.Path, "."))
+			if diag.Detail == "" {
+				diag.Detail = note
+			} else {
+				diag.Detail += "\n\n" + note
+			}
+		}
+		out = append(out, diag)
+	}
+	return out
+}
+
+// descend follows path into object and tuple constructor expressions and returns the
+// deepest expression reached and how many path elements it followed.
+func descend(expr hcl.Expression, path []string) (hcl.Expression, int) {
+	n := 0
+	for _, step := range path {
+		next := stepInto(expr, step)
+		if next == nil {
+			break
+		}
+		expr = next
+		n++
+	}
+	return expr, n
+}
+
+func stepInto(expr hcl.Expression, step string) hcl.Expression {
+	switch e := expr.(type) {
+	case *hclsyntax.ObjectConsExpr:
+		for _, item := range e.Items {
+			key := item.KeyExpr
+			if k, ok := key.(*hclsyntax.ObjectConsKeyExpr); ok {
+				if kw := hcl.ExprAsKeyword(k.Wrapped); kw != "" {
+					if kw == step {
+						return item.ValueExpr
+					}
+					continue
+				}
+				key = k.Wrapped
+			}
+			v, diags := key.Value(nil)
+			if diags.HasErrors() || !v.IsKnown() || v.IsNull() {
+				continue
+			}
+			if s, err := convert.Convert(v, cty.String); err == nil && s.AsString() == step {
+				return item.ValueExpr
+			}
+		}
+	case *hclsyntax.TupleConsExpr:
+		if i, err := strconv.Atoi(step); err == nil && i >= 0 && i < len(e.Exprs) {
+			return e.Exprs[i]
+		}
+	}
+	return nil
+}

@@ -1,0 +1,205 @@
+package config
+
+import (
+	"fmt"
+	"math"
+	"math/big"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+	"github.com/zclconf/go-cty/cty"
+	"github.com/zclconf/go-cty/cty/convert"
+)
+
+// decoder evaluates attributes against one EvalContext and collects every diagnostic, so
+// that one pass over the file reports all the problems it can find. Each accessor returns
+// the attribute only when it is set to a valid, non-null value of the wanted type; null
+// counts as absent, so the default applies.
+type decoder struct {
+	ctx   *hcl.EvalContext
+	diags hcl.Diagnostics
+}
+
+func (d *decoder) add(diags hcl.Diagnostics) {
+	d.diags = append(d.diags, diags...)
+}
+
+// invalid reports an attribute whose value has the right type but is not acceptable.
+func (d *decoder) invalid(attr *hcl.Attribute, summary, format string, args ...any) {
+	d.diags = append(d.diags, &hcl.Diagnostic{
+		Severity:    hcl.DiagError,
+		Summary:     summary,
+		Detail:      fmt.Sprintf(format, args...),
+		Subject:     attr.Expr.Range().Ptr(),
+		Context:     hcl.RangeBetween(attr.NameRange, attr.Expr.Range()).Ptr(),
+		Expression:  attr.Expr,
+		EvalContext: d.ctx,
+	})
+}
+
+// value evaluates attrs[name] and converts it to ty.
+func (d *decoder) value(attrs hcl.Attributes, name string, ty cty.Type) (cty.Value, *hcl.Attribute) {
+	attr, ok := attrs[name]
+	if !ok {
+		return cty.NilVal, nil
+	}
+	val, diags := attr.Expr.Value(d.ctx)
+	d.add(diags)
+	if diags.HasErrors() {
+		return cty.NilVal, nil
+	}
+	val, err := convert.Convert(val, ty)
+	if err != nil {
+		d.invalid(attr, "Incorrect attribute value type",
+			"Inappropriate value for attribute %q: %s.", name, err.Error())
+		return cty.NilVal, nil
+	}
+	if val.IsNull() || !val.IsWhollyKnown() {
+		return cty.NilVal, nil
+	}
+	return val, attr
+}
+
+func (d *decoder) str(attrs hcl.Attributes, name string) (string, *hcl.Attribute) {
+	val, attr := d.value(attrs, name, cty.String)
+	if attr == nil {
+		return "", nil
+	}
+	return val.AsString(), attr
+}
+
+func (d *decoder) float(attrs hcl.Attributes, name string) (float64, *hcl.Attribute) {
+	val, attr := d.value(attrs, name, cty.Number)
+	if attr == nil {
+		return 0, nil
+	}
+	f, _ := val.AsBigFloat().Float64()
+	if math.IsInf(f, 0) {
+		d.invalid(attr, "Invalid "+name, "%s must be a finite number.", name)
+		return 0, nil
+	}
+	return f, attr
+}
+
+func (d *decoder) int64(attrs hcl.Attributes, name string) (int64, *hcl.Attribute) {
+	val, attr := d.value(attrs, name, cty.Number)
+	if attr == nil {
+		return 0, nil
+	}
+	bf := val.AsBigFloat()
+	n, acc := bf.Int64()
+	if !bf.IsInt() || acc != big.Exact {
+		d.invalid(attr, "Invalid "+name, "%s must be a whole number; got %s.", name, bf.Text('g', -1))
+		return 0, nil
+	}
+	return n, attr
+}
+
+// duration decodes a duration string such as "30s". Negative durations are refused, and
+// zero too unless zeroOK.
+func (d *decoder) duration(attrs hcl.Attributes, name string, zeroOK bool) (time.Duration, *hcl.Attribute) {
+	s, attr := d.str(attrs, name)
+	if attr == nil {
+		return 0, nil
+	}
+	dur, err := time.ParseDuration(s)
+	switch {
+	case err != nil:
+		d.invalid(attr, "Invalid duration",
+			"%s = %q is not a duration: %s. Write a number with a unit, such as \"30s\", \"5m\" or \"1h30m\".",
+			name, s, err.Error())
+		return 0, nil
+	case dur < 0:
+		d.invalid(attr, "Invalid duration", "%s must not be negative; got %q.", name, s)
+		return 0, nil
+	case dur == 0 && !zeroOK:
+		d.invalid(attr, "Invalid duration", "%s must be longer than zero; got %q.", name, s)
+		return 0, nil
+	}
+	return dur, attr
+}
+
+// stringMap decodes a map(string), refusing keys that cannot be environment variable names.
+func (d *decoder) stringMap(attrs hcl.Attributes, name string) (map[string]string, *hcl.Attribute) {
+	val, attr := d.value(attrs, name, cty.Map(cty.String))
+	if attr == nil {
+		return nil, nil
+	}
+	out := make(map[string]string, val.LengthInt())
+	ok := true
+	for it := val.ElementIterator(); it.Next(); {
+		k, v := it.Element()
+		if v.IsNull() {
+			d.invalid(attr, "Invalid "+name, "The value of %q in %s must not be null.", k.AsString(), name)
+			ok = false
+			continue
+		}
+		key, value := k.AsString(), v.AsString()
+		if key == "" || strings.ContainsAny(key, "=\x00") {
+			d.invalid(attr, "Invalid "+name,
+				"%q cannot be an environment variable name: a name must not be empty nor contain \"=\" or NUL.", key)
+			ok = false
+			continue
+		}
+		if strings.ContainsRune(value, 0) {
+			d.invalid(attr, "Invalid "+name, "The value of %q must not contain a NUL character.", key)
+			ok = false
+			continue
+		}
+		out[key] = value
+	}
+	if !ok {
+		return nil, nil
+	}
+	return out, attr
+}
+
+// checkPort accepts a decimal port number from 0 (any free port) to 65535.
+func checkPort(p string) error {
+	n, err := strconv.Atoi(p)
+	if err != nil || n < 0 || n > 65535 || strings.TrimLeft(p, "0123456789") != "" {
+		return fmt.Errorf("port %q is not a number from 0 to 65535", p)
+	}
+	return nil
+}
+
+// checkListen accepts host:port with a numeric port; the host may be empty (every
+// interface).
+func checkListen(s string) error {
+	_, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return err
+	}
+	return checkPort(port)
+}
+
+// emptyBody is the Config of a plugin block without a config block. It is an empty
+// hclsyntax body placed at rng, so that "missing required argument" diagnostics point at
+// the declaring block rather than nowhere.
+func emptyBody(rng hcl.Range) hcl.Body {
+	return &hclsyntax.Body{
+		Attributes: hclsyntax.Attributes{},
+		SrcRange:   rng,
+		EndRange:   rng,
+	}
+}
+
+// subjectOf returns a pointer to rng, or nil when rng does not come from a file.
+func subjectOf(rng hcl.Range) *hcl.Range {
+	if rng.Filename == "" {
+		return nil
+	}
+	return rng.Ptr()
+}
+
+func oneOf(vals []string) string {
+	q := make([]string, len(vals))
+	for i, v := range vals {
+		q[i] = strconv.Quote(v)
+	}
+	return strings.Join(q, ", ")
+}
