@@ -1,0 +1,471 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/limitgraph/limit/sdk/base"
+	"github.com/limitgraph/limit/sdk/storage"
+)
+
+var (
+	errNotConfigured = fmt.Errorf("bolt: storage not configured (Configure must succeed first): %w", storage.ErrUnavailable)
+	errClosed        = fmt.Errorf("bolt: storage closed: %w", storage.ErrUnavailable)
+)
+
+// store is the bbolt storage backend. Each namespace is a top-level bucket named by the
+// namespace's bytes; keys and values are stored as given. Reads run in concurrent read
+// transactions; writes go through the engine's single writer, which groups concurrent
+// writes into one transaction and one fsync.
+type store struct {
+	log hclog.Logger
+
+	mu     sync.Mutex // serializes Configure and Close
+	closed bool
+	eng    atomic.Pointer[engine]
+}
+
+func newStore() *store {
+	return &store{log: hclog.NewNullLogger()}
+}
+
+// PluginInfo implements base.Plugin.
+func (s *store) PluginInfo() base.Info {
+	return base.Info{
+		Name:         "bolt",
+		Kind:         base.KindStorage,
+		Version:      "0.1.0",
+		Capabilities: []string{"batch", "cas", "scan", "durable"},
+		Description:  "Embedded key-value storage in one bbolt file; concurrent writes share one fsync.",
+	}
+}
+
+// ConfigSchema implements base.Plugin.
+func (s *store) ConfigSchema() base.Schema { return configSchema() }
+
+// Configure implements base.Plugin. Without ValidateOnly it opens the database; a second
+// Configure with the same settings is a no-op, with different ones an error, since the
+// open file cannot be swapped under running requests.
+func (s *store) Configure(ctx context.Context, req base.ConfigureRequest) base.Diagnostics {
+	set, ds := parseConfig(req)
+	if ds.HasErrors() || req.ValidateOnly {
+		return ds
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return append(ds, base.Errorf(nil, "bolt storage is closed; start a new plugin process"))
+	}
+	if e := s.eng.Load(); e != nil {
+		if e.set == set {
+			return ds
+		}
+		return append(ds, base.Diagnostic{
+			Severity: base.SeverityError,
+			Summary:  "bolt storage is already configured with different settings",
+			Detail:   fmt.Sprintf("It runs with %s; restart the plugin to apply %s.", e.set, set),
+		})
+	}
+	db, d := openDB(ctx, set)
+	if d != nil {
+		return append(ds, *d)
+	}
+	s.eng.Store(newEngine(db, set, s.log))
+	s.log.Info("database open", "path", set.path, "no_sync", set.noSync, "max_batch", set.maxBatch)
+	return ds
+}
+
+// openDB creates the file's directory and opens the database, waiting at most the
+// configured timeout (or the context's deadline, if sooner) for another process's lock.
+func openDB(ctx context.Context, set settings) (*bolt.DB, *base.Diagnostic) {
+	if err := os.MkdirAll(filepath.Dir(set.path), 0o700); err != nil {
+		d := base.Errorf([]string{"path"}, "cannot create the directory of %s: %v", set.path, err)
+		return nil, &d
+	}
+	wait := set.timeout
+	if dl, ok := ctx.Deadline(); ok {
+		wait = max(min(wait, time.Until(dl).Round(time.Millisecond)), time.Millisecond)
+	}
+	db, err := bolt.Open(set.path, 0o600, &bolt.Options{Timeout: wait, NoSync: set.noSync})
+	switch {
+	case err == nil:
+		return db, nil
+	case errors.Is(err, berrors.ErrTimeout):
+		d := base.Diagnostic{
+			Severity: base.SeverityError,
+			Summary:  fmt.Sprintf("database file %s is locked by another process", set.path),
+			Detail:   fmt.Sprintf("Gave up waiting for its lock after %s. Stop the other LIMIT host or plugin that uses this file, or set path to another file.", wait),
+			Path:     []string{"path"},
+		}
+		return nil, &d
+	default:
+		d := base.Errorf([]string{"path"}, "cannot open database file %s: %v", set.path, mapErr("open", err))
+		return nil, &d
+	}
+}
+
+// engine returns the open engine, or an ErrUnavailable error.
+func (s *store) engine() (*engine, error) {
+	e := s.eng.Load()
+	if e == nil {
+		return nil, errNotConfigured
+	}
+	return e, nil
+}
+
+// Get implements storage.Storage.
+func (s *store) Get(ctx context.Context, ns string, key []byte) ([]byte, bool, error) {
+	if err := storage.ValidateNamespace(ns); err != nil {
+		return nil, false, err
+	}
+	if err := storage.ValidateKey(key); err != nil {
+		return nil, false, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, false, err
+	}
+	e, err := s.engine()
+	if err != nil {
+		return nil, false, err
+	}
+	var (
+		val   []byte
+		found bool
+	)
+	err = e.db.View(func(tx *bolt.Tx) error {
+		v, ok := lookup(tx.Bucket([]byte(ns)), key)
+		if ok {
+			val, found = clone(v), true
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, false, mapErr("get", err)
+	}
+	return val, found, nil
+}
+
+// Put implements storage.Storage.
+func (s *store) Put(ctx context.Context, ns string, key, value []byte) error {
+	if err := storage.ValidateNamespace(ns); err != nil {
+		return err
+	}
+	if err := storage.ValidateKey(key); err != nil {
+		return err
+	}
+	if err := storage.ValidateValue(value); err != nil {
+		return err
+	}
+	e, err := s.engine()
+	if err != nil {
+		return err
+	}
+	err = e.write(ctx, len(key)+len(value), func(tx *bolt.Tx) (bool, error) {
+		b, err := tx.CreateBucketIfNotExists([]byte(ns))
+		if err != nil {
+			return false, err
+		}
+		return true, b.Put(key, nonNil(value))
+	})
+	return mapErr("put", err)
+}
+
+// Delete implements storage.Storage.
+func (s *store) Delete(ctx context.Context, ns string, key []byte) (bool, error) {
+	if err := storage.ValidateNamespace(ns); err != nil {
+		return false, err
+	}
+	if err := storage.ValidateKey(key); err != nil {
+		return false, err
+	}
+	e, err := s.engine()
+	if err != nil {
+		return false, err
+	}
+	var existed bool
+	err = e.write(ctx, len(key), func(tx *bolt.Tx) (bool, error) {
+		b := tx.Bucket([]byte(ns))
+		_, existed = lookup(b, key)
+		if !existed {
+			return false, nil
+		}
+		if err := b.Delete(key); err != nil {
+			return true, err
+		}
+		return true, dropIfEmpty(tx, ns)
+	})
+	if err != nil {
+		return false, mapErr("delete", err)
+	}
+	return existed, nil
+}
+
+// Scan implements storage.Storage.
+func (s *store) Scan(ctx context.Context, req storage.ScanRequest) (storage.ScanResult, error) {
+	if err := storage.NormalizeScan(&req); err != nil {
+		return storage.ScanResult{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return storage.ScanResult{}, err
+	}
+	e, err := s.engine()
+	if err != nil {
+		return storage.ScanResult{}, err
+	}
+	var res storage.ScanResult
+	err = e.db.View(func(tx *bolt.Tx) error {
+		res = scan(tx.Bucket([]byte(req.Namespace)), req)
+		return nil
+	})
+	if err != nil {
+		return storage.ScanResult{}, mapErr("scan", err)
+	}
+	return res, nil
+}
+
+// scan reads one page from b (which may be nil: an empty namespace). It starts at the
+// first key that has the prefix and is strictly after StartAfter, and reads one key past
+// the page to tell whether more follow.
+func scan(b *bolt.Bucket, req storage.ScanRequest) storage.ScanResult {
+	res := storage.ScanResult{Items: []storage.KeyValue{}}
+	if b == nil {
+		return res
+	}
+	start := req.Prefix
+	if len(req.StartAfter) > 0 {
+		// The least key greater than StartAfter is StartAfter followed by a zero byte.
+		succ := append(bytes.Clone(req.StartAfter), 0)
+		if bytes.Compare(succ, start) > 0 {
+			start = succ
+		}
+	}
+	c := b.Cursor()
+	var k, v []byte
+	if len(start) == 0 {
+		k, v = c.First()
+	} else {
+		k, v = c.Seek(start)
+	}
+	size := 0
+	for ; k != nil && bytes.HasPrefix(k, req.Prefix); k, v = c.Next() {
+		if len(res.Items) == req.Limit {
+			res.More = true
+			break
+		}
+		kv := storage.KeyValue{Key: clone(k)}
+		size += len(k)
+		if !req.KeysOnly {
+			kv.Value = clone(v)
+			size += len(v)
+		}
+		// Like the protocol server, cut a page short rather than exceed MaxScanBytes; the
+		// first item always fits, so a scan always makes progress.
+		if len(res.Items) > 0 && size > storage.MaxScanBytes {
+			res.More = true
+			break
+		}
+		res.Items = append(res.Items, kv)
+	}
+	return res
+}
+
+// Batch implements storage.Storage.
+func (s *store) Batch(ctx context.Context, ns string, ops []storage.Op) error {
+	if err := storage.ValidateBatch(ns, ops); err != nil {
+		return err
+	}
+	e, err := s.engine()
+	if err != nil {
+		return err
+	}
+	if len(ops) == 0 {
+		return ctx.Err()
+	}
+	size := 0
+	puts := false
+	for _, op := range ops {
+		size += len(op.Key) + len(op.Value)
+		puts = puts || op.Kind == storage.OpPut
+	}
+	err = e.write(ctx, size, func(tx *bolt.Tx) (bool, error) {
+		var b *bolt.Bucket
+		if puts {
+			var err error
+			if b, err = tx.CreateBucketIfNotExists([]byte(ns)); err != nil {
+				return false, err
+			}
+		} else if b = tx.Bucket([]byte(ns)); b == nil {
+			return false, nil // only deletes, in a namespace that holds nothing
+		}
+		for i, op := range ops {
+			var err error
+			if op.Kind == storage.OpPut {
+				err = b.Put(op.Key, nonNil(op.Value))
+			} else {
+				err = b.Delete(op.Key)
+			}
+			if err != nil {
+				return true, fmt.Errorf("operation %d: %w", i, err)
+			}
+		}
+		return true, dropIfEmpty(tx, ns)
+	})
+	return mapErr("batch", err)
+}
+
+// CompareAndSwap implements storage.Storage. It runs in the writer like any write, so it
+// sees the effect of every write acknowledged before it and of the writes ahead of it in
+// its group.
+func (s *store) CompareAndSwap(ctx context.Context, req storage.CASRequest) (storage.CASResult, error) {
+	if err := storage.ValidateNamespace(req.Namespace); err != nil {
+		return storage.CASResult{}, err
+	}
+	if err := storage.ValidateKey(req.Key); err != nil {
+		return storage.CASResult{}, err
+	}
+	if err := storage.ValidateValue(req.Value); err != nil {
+		return storage.CASResult{}, err
+	}
+	if err := storage.ValidateValue(req.Expected); err != nil {
+		return storage.CASResult{}, fmt.Errorf("expected: %w", err)
+	}
+	e, err := s.engine()
+	if err != nil {
+		return storage.CASResult{}, err
+	}
+	var res storage.CASResult
+	err = e.write(ctx, len(req.Key)+len(req.Value), func(tx *bolt.Tx) (bool, error) {
+		b := tx.Bucket([]byte(req.Namespace))
+		cur, present := lookup(b, req.Key)
+		if present != req.ExpectPresent || (present && !bytes.Equal(cur, req.Expected)) {
+			res = storage.CASResult{Present: present}
+			if present {
+				res.Current = clone(cur)
+			}
+			return false, nil
+		}
+		if req.Delete {
+			res = storage.CASResult{Swapped: true}
+			if !present {
+				return false, nil
+			}
+			if err := b.Delete(req.Key); err != nil {
+				return true, err
+			}
+			return true, dropIfEmpty(tx, req.Namespace)
+		}
+		var err error
+		if b == nil {
+			if b, err = tx.CreateBucket([]byte(req.Namespace)); err != nil {
+				return false, err
+			}
+		}
+		res = storage.CASResult{Swapped: true, Present: true, Current: clone(req.Value)}
+		return true, b.Put(req.Key, nonNil(req.Value))
+	})
+	if err != nil {
+		return storage.CASResult{}, mapErr("compare-and-swap", err)
+	}
+	return res, nil
+}
+
+// Close implements storage.Storage: it lets the writer finish every queued write, then
+// closes the database. Calls after Close fail with ErrUnavailable.
+func (s *store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	e := s.eng.Load()
+	if e == nil {
+		return nil
+	}
+	if err := e.close(); err != nil {
+		return fmt.Errorf("bolt: close %s: %w", e.set.path, err)
+	}
+	return nil
+}
+
+// lookup returns the value at key in b (nil b is an empty namespace). It tests presence
+// by the key, not by a nil value, so an empty value is found.
+func lookup(b *bolt.Bucket, key []byte) ([]byte, bool) {
+	if b == nil {
+		return nil, false
+	}
+	k, v := b.Cursor().Seek(key)
+	if k == nil || !bytes.Equal(k, key) {
+		return nil, false
+	}
+	return v, true
+}
+
+// dropIfEmpty deletes a namespace's bucket once its last key is gone, so namespaces of
+// ended sessions leave nothing behind.
+func dropIfEmpty(tx *bolt.Tx, ns string) error {
+	b := tx.Bucket([]byte(ns))
+	if b == nil {
+		return nil
+	}
+	if k, _ := b.Cursor().First(); k != nil {
+		return nil
+	}
+	return tx.DeleteBucket([]byte(ns))
+}
+
+// mapErr gives err the storage package's meaning: a full disk becomes ErrNoSpace and a
+// closed database ErrUnavailable; context errors and the package's own pass unchanged.
+func mapErr(op string, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, storage.ErrInvalid), errors.Is(err, storage.ErrUnavailable),
+		errors.Is(err, storage.ErrNoSpace),
+		errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return err
+	case isNoSpace(err):
+		return fmt.Errorf("bolt %s: %w: %w", op, storage.ErrNoSpace, err)
+	case errors.Is(err, berrors.ErrDatabaseNotOpen), errors.Is(err, berrors.ErrTxClosed):
+		return fmt.Errorf("bolt %s: %w", op, errClosed)
+	}
+	return fmt.Errorf("bolt %s: %w", op, err)
+}
+
+// isNoSpace reports whether err means the disk (or the user's quota) is full. bbolt wraps
+// some errors of growing the file with %s, which drops the errno, hence the text match.
+func isNoSpace(err error) bool {
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		return true
+	}
+	msg := err.Error()
+	return strings.Contains(msg, syscall.ENOSPC.Error()) || strings.Contains(msg, syscall.EDQUOT.Error())
+}
+
+// clone copies b out of bbolt's memory map, which is only valid inside the transaction.
+// The copy is never nil, so an empty value reads back as empty, not absent.
+func clone(b []byte) []byte {
+	out := make([]byte, len(b))
+	copy(out, b)
+	return out
+}
+
+// nonNil returns b, or an empty slice for nil, so bbolt always stores a value.
+func nonNil(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
+}
+
+var _ storage.Storage = (*store)(nil)
