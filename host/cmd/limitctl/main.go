@@ -1,0 +1,211 @@
+// Command limitctl is the command-line client of LIMIT host and the plugin author's
+// conformance checker.
+//
+//	limitctl [-addr URL] health
+//	limitctl plugin check --kind storage [--config JSON] [--env K=V]... PATH
+//	limitctl version
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"time"
+
+	"github.com/limitgraph/limit/host/version"
+	"github.com/limitgraph/limit/sdk/base"
+	"github.com/limitgraph/limit/sdk/sdktest"
+)
+
+const usage = `usage:
+  limitctl [-addr URL] health                 show the daemon's health and plugins
+  limitctl plugin check --kind KIND [--config JSON] [--env K=V]... [--data-dir DIR] PATH
+                                              run the SDK conformance suite against a plugin binary
+  limitctl version                            print the version
+
+The daemon's address comes from -addr, else LIMIT_ADDR, else http://127.0.0.1:8080.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("limitctl", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, usage) }
+	addr := fs.String("addr", envOr("LIMIT_ADDR", "http://127.0.0.1:8080"), "daemon `URL`")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	rest := fs.Args()
+	if len(rest) == 0 {
+		fs.Usage()
+		return 2
+	}
+	switch rest[0] {
+	case "version":
+		fmt.Fprintln(stdout, "limitctl", version.Version)
+		return 0
+	case "health":
+		return health(ctx, *addr, stdout, stderr)
+	case "plugin":
+		if len(rest) < 2 || rest[1] != "check" {
+			fmt.Fprint(stderr, usage)
+			return 2
+		}
+		return pluginCheck(ctx, rest[2:], stdout, stderr)
+	}
+	fmt.Fprintf(stderr, "limitctl: unknown command %q\n\n%s", rest[0], usage)
+	return 2
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func health(ctx context.Context, addr string, stdout, stderr io.Writer) int {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(addr, "/")+"/v1/health", nil)
+	if err != nil {
+		fmt.Fprintln(stderr, "limitctl:", err)
+		return 1
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		fmt.Fprintf(stderr, "limitctl: cannot reach the daemon at %s: %v\n", addr, err)
+		return 1
+	}
+	defer res.Body.Close()
+	var h struct {
+		Status  string `json:"status"`
+		Version string `json:"version"`
+		Plugins []struct {
+			Name, Kind, Version, Session, LastError string
+			PID                                     int
+			Healthy                                 bool
+			Restarts                                int
+		} `json:"plugins"`
+	}
+	if err := json.NewDecoder(res.Body).Decode(&h); err != nil {
+		fmt.Fprintf(stderr, "limitctl: bad health answer (HTTP %d): %v\n", res.StatusCode, err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "status %s, version %s\n", h.Status, h.Version)
+	fmt.Fprintf(stdout, "%-10s %-16s %-10s %-8s %-8s %-8s %s\n", "KIND", "NAME", "VERSION", "PID", "HEALTHY", "RESTARTS", "SESSION")
+	for _, p := range h.Plugins {
+		fmt.Fprintf(stdout, "%-10s %-16s %-10s %-8d %-8v %-8d %s\n", p.Kind, p.Name, p.Version, p.PID, p.Healthy, p.Restarts, p.Session)
+		if p.LastError != "" {
+			fmt.Fprintf(stdout, "           last error: %s\n", p.LastError)
+		}
+	}
+	if h.Status != "ok" {
+		return 1
+	}
+	return 0
+}
+
+// multiFlag collects a repeatable string flag.
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
+
+func pluginCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("plugin check", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	kind := fs.String("kind", "", "plugin kind: "+strings.Join(base.Kinds, ", "))
+	cfg := fs.String("config", "{}", "plugin configuration as a JSON object")
+	dataDir := fs.String("data-dir", "", "data directory handed to the plugin (default: a new temporary directory, removed afterwards)")
+	var env multiFlag
+	fs.Var(&env, "env", "`K=V` environment variable for the plugin (repeatable); the plugin gets no other")
+	// Accept flags before and after the path.
+	var paths []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return 2
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		paths = append(paths, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+	if len(paths) != 1 || *kind == "" {
+		fmt.Fprintln(stderr, "usage: limitctl plugin check --kind KIND [--config JSON] [--env K=V]... PATH")
+		return 2
+	}
+	if !json.Valid([]byte(*cfg)) {
+		fmt.Fprintln(stderr, "limitctl: --config is not valid JSON")
+		return 2
+	}
+	for _, kv := range env {
+		if !strings.Contains(kv, "=") {
+			fmt.Fprintf(stderr, "limitctl: --env %q is not K=V\n", kv)
+			return 2
+		}
+	}
+	dir := *dataDir
+	if dir == "" {
+		tmp, err := os.MkdirTemp("", "limitctl-check-")
+		if err != nil {
+			fmt.Fprintln(stderr, "limitctl:", err)
+			return 1
+		}
+		defer os.RemoveAll(tmp)
+		dir = tmp
+	}
+	report := func(name string, err error, elapsed time.Duration) {
+		if err != nil {
+			fmt.Fprintf(stdout, "FAIL  %-40s %8s  %v\n", name, elapsed.Round(time.Millisecond), err)
+			return
+		}
+		fmt.Fprintf(stdout, "ok    %-40s %8s\n", name, elapsed.Round(time.Millisecond))
+	}
+	var passed, failed int
+	switch *kind {
+	case base.KindStorage:
+		s, cleanup, err := sdktest.LaunchStorage(ctx, paths[0], env, []byte(*cfg), dir)
+		if err != nil {
+			fmt.Fprintf(stderr, "limitctl: %v\n", err)
+			return 1
+		}
+		defer cleanup()
+		fmt.Fprintf(stdout, "checking storage plugin %s (%s %s)\n", paths[0], s.PluginInfo().Name, s.PluginInfo().Version)
+		passed, failed = sdktest.CheckStorage(ctx, s, report)
+	default:
+		err := fmt.Errorf("no conformance suite for kind %q", *kind)
+		if !contains(base.Kinds, *kind) {
+			err = fmt.Errorf("unknown kind %q (want one of %s)", *kind, strings.Join(base.Kinds, ", "))
+		}
+		fmt.Fprintln(stderr, "limitctl:", err)
+		return 2
+	}
+	fmt.Fprintf(stdout, "%d passed, %d failed\n", passed, failed)
+	if failed > 0 {
+		return 1
+	}
+	return 0
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+

@@ -1,0 +1,143 @@
+// Command limitd is the LIMIT host daemon: it reads an HCL configuration, starts the
+// configured plugins and serves the REST API.
+//
+//	limitd [-config FILE] [-validate]
+//
+// Without -config it runs on the embedded configs/default.hcl.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/hcl/v2"
+	"golang.org/x/term"
+
+	"github.com/limitgraph/limit/configs"
+	"github.com/limitgraph/limit/host/config"
+	"github.com/limitgraph/limit/host/daemon"
+	"github.com/limitgraph/limit/host/version"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("limitd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", "", "HCL configuration `file` (default: the embedded configs/default.hcl)")
+	validate := fs.Bool("validate", false, "check the configuration, including each plugin's config block, and exit")
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *showVersion {
+		fmt.Fprintln(stdout, "limitd", version.Version)
+		return 0
+	}
+
+	var (
+		cfg   *config.Config
+		diags hcl.Diagnostics
+		files map[string]*hcl.File
+	)
+	if *configPath == "" {
+		cfg, diags = config.Parse(configs.DefaultName, configs.Default, os.LookupEnv)
+		files = map[string]*hcl.File{configs.DefaultName: {Bytes: configs.Default}}
+	} else {
+		cfg, diags, files = config.LoadFile(*configPath, os.LookupEnv)
+	}
+	printDiags := func(ds hcl.Diagnostics) {
+		color := false
+		if f, ok := stderr.(*os.File); ok {
+			color = term.IsTerminal(int(f.Fd()))
+		}
+		w := hcl.NewDiagnosticTextWriter(stderr, files, 0, color)
+		for _, d := range ds {
+			// A compact file:line:column line first, for editors and grep; then HCL's
+			// own rendering with the source snippet.
+			if d.Subject != nil {
+				sev := "error"
+				if d.Severity == hcl.DiagWarning {
+					sev = "warning"
+				}
+				fmt.Fprintf(stderr, "%s:%d:%d: %s: %s\n", d.Subject.Filename, d.Subject.Start.Line, d.Subject.Start.Column, sev, d.Summary)
+			}
+			_ = w.WriteDiagnostic(d)
+		}
+	}
+	if diags.HasErrors() {
+		printDiags(diags)
+		return 1
+	}
+
+	logger := hclog.New(&hclog.LoggerOptions{
+		Name: "limitd", Level: hclog.LevelFromString(cfg.Host.LogLevel), Output: stderr,
+	})
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	if *validate {
+		dataDir, err := filepath.Abs(cfg.Host.DataDir)
+		if err != nil {
+			fmt.Fprintln(stderr, "error:", err)
+			return 1
+		}
+		_, pdiags := daemon.Prepare(ctx, cfg, daemon.PluginDir(cfg, defaultPluginDir()), dataDir, logger)
+		diags = append(diags, pdiags...)
+		printDiags(diags)
+		if diags.HasErrors() {
+			return 1
+		}
+		fmt.Fprintf(stdout, "%s: configuration is valid\n", cfg.Filename)
+		return 0
+	}
+	if len(diags) > 0 {
+		printDiags(diags)
+	}
+
+	d, sdiags := daemon.Start(ctx, daemon.Options{
+		Config: cfg, Version: version.Version, Logger: logger, DefaultPluginDir: defaultPluginDir(),
+	})
+	if sdiags.HasErrors() {
+		printDiags(sdiags)
+		return 1
+	}
+	fmt.Fprintf(stdout, "limitd %s listening on http://%s\n", version.Version, d.Addr())
+	code := 0
+	select {
+	case <-ctx.Done():
+		logger.Info("shutting down", "reason", "signal")
+	case err := <-d.Done():
+		logger.Error("API server stopped", "error", err)
+		code = 1
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.API.ShutdownTimeout+5*time.Second)
+	defer cancel()
+	if err := d.Shutdown(sctx); err != nil {
+		logger.Warn("shutdown", "error", err)
+	}
+	return code
+}
+
+// defaultPluginDir is the "plugins" folder beside the limitd binary (bin/plugins after
+// `make build`).
+func defaultPluginDir() string {
+	exe, err := os.Executable()
+	if err != nil {
+		return "plugins"
+	}
+	if real, err := filepath.EvalSymlinks(exe); err == nil {
+		exe = real
+	}
+	return filepath.Join(filepath.Dir(exe), "plugins")
+}

@@ -1,0 +1,257 @@
+// Package daemon assembles the host from its configuration: it resolves and checks every
+// plugin, starts the storage backend and governance rules under supervision, prepares the
+// runner pool, and serves the API until shut down.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/hcl/v2"
+
+	"github.com/limitgraph/limit/host/api"
+	"github.com/limitgraph/limit/host/config"
+	"github.com/limitgraph/limit/host/plugins"
+)
+
+// Specs are the checked, ready-to-launch plugins of a configuration.
+type Specs struct {
+	Storage plugins.Spec
+	Rules   []plugins.Spec
+	Runners map[string]plugins.Spec
+}
+
+// Options configure a daemon.
+type Options struct {
+	Config *config.Config
+	// Version of the host.
+	Version string
+	Logger  hclog.Logger
+	// DefaultPluginDir is used when the config sets no plugin_dir: the "plugins" folder
+	// beside the limitd binary.
+	DefaultPluginDir string
+	// HealthInterval is how often supervised plugins are pinged; zero means 1s.
+	HealthInterval time.Duration
+}
+
+// PluginDir returns the directory plugin binaries are looked up in.
+func PluginDir(cfg *config.Config, def string) string {
+	if cfg.Host.PluginDir != "" {
+		return cfg.Host.PluginDir
+	}
+	return def
+}
+
+// DataDir returns the absolute data directory, created with mode 0700.
+func DataDir(cfg *config.Config) (string, error) {
+	dir, err := filepath.Abs(cfg.Host.DataDir)
+	if err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("create data_dir: %w", err)
+	}
+	return dir, nil
+}
+
+// Prepare checks every plugin block of cfg: the binary is found (and matches its pin),
+// it starts and is of the right kind, its config block is decoded against the schema the
+// plugin reports, and the plugin accepts it. Each check runs a short-lived probe process.
+// Problems come back as diagnostics pointing into the config file.
+func Prepare(ctx context.Context, cfg *config.Config, pluginDir, dataDir string, logger hclog.Logger) (Specs, hcl.Diagnostics) {
+	var diags hcl.Diagnostics
+	specs := Specs{Runners: map[string]plugins.Spec{}}
+	prep := func(b *config.PluginBlock) (plugins.Spec, bool) {
+		spec, ds := prepareBlock(ctx, cfg, b, pluginDir, dataDir, logger)
+		diags = append(diags, ds...)
+		return spec, !ds.HasErrors()
+	}
+	if b := cfg.SelectedStorage(); b != nil {
+		specs.Storage, _ = prep(b)
+	} else {
+		diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "no storage backend is configured"})
+	}
+	for _, b := range cfg.Governance.Rules {
+		if s, ok := prep(b); ok {
+			specs.Rules = append(specs.Rules, s)
+		}
+	}
+	for _, b := range cfg.Runners {
+		if s, ok := prep(b); ok {
+			specs.Runners[b.Name] = s
+		}
+	}
+	return specs, diags
+}
+
+func blockDiag(b *config.PluginBlock, subject hcl.Range, summary string, err error) *hcl.Diagnostic {
+	d := &hcl.Diagnostic{Severity: hcl.DiagError, Summary: b.String() + ": " + summary, Detail: err.Error()}
+	if subject.Filename == "" {
+		subject = b.DeclRange
+	}
+	if subject.Filename != "" {
+		d.Subject = subject.Ptr()
+	}
+	return d
+}
+
+func prepareBlock(ctx context.Context, cfg *config.Config, b *config.PluginBlock, pluginDir, dataDir string, logger hclog.Logger) (plugins.Spec, hcl.Diagnostics) {
+	spec := plugins.Spec{
+		Kind: b.Kind, Name: b.Name, SHA256: b.SHA256, Env: b.Env, DataDir: dataDir,
+		StartTimeout: cfg.Host.PluginStartTimeout, LogLevel: cfg.Host.LogLevel,
+	}
+	path, err := plugins.Resolve(pluginDir, b.Plugin, nil)
+	if err != nil {
+		return spec, hcl.Diagnostics{blockDiag(b, b.PluginRange, "plugin binary not usable", err)}
+	}
+	spec.Path = path
+	if len(b.SHA256) > 0 {
+		if err := plugins.VerifySHA256(path, b.SHA256); err != nil {
+			return spec, hcl.Diagnostics{blockDiag(b, b.SHA256Range, "plugin binary does not match its sha256 pin", err)}
+		}
+	}
+	p, err := plugins.Launch(ctx, spec, logger.Named(spec.ID()))
+	if err != nil {
+		return spec, hcl.Diagnostics{blockDiag(b, b.PluginRange, "plugin failed to start", err)}
+	}
+	defer p.Kill()
+	schema, err := p.Schema(ctx)
+	if err != nil {
+		return spec, hcl.Diagnostics{blockDiag(b, b.PluginRange, "plugin did not report its config schema", err)}
+	}
+	raw, diags := config.DecodePluginConfig(b, schema)
+	if diags.HasErrors() {
+		return spec, diags
+	}
+	spec.Config = raw
+	p.Spec.Config = raw
+	if err := p.Configure(ctx, true); err != nil {
+		var ce *plugins.ConfigError
+		if errors.As(err, &ce) {
+			return spec, append(diags, config.PluginDiagnostics(b, ce.Diagnostics)...)
+		}
+		return spec, append(diags, blockDiag(b, b.ConfigRange, "plugin could not check its configuration", err))
+	}
+	return spec, diags
+}
+
+// Daemon is a running host.
+type Daemon struct {
+	opts     Options
+	logger   hclog.Logger
+	storage  *plugins.Managed
+	Store    *plugins.Storage
+	rules    []*plugins.Managed
+	Runners  *plugins.Runners
+	server   *http.Server
+	listener net.Listener
+	serveErr chan error
+	stopOnce sync.Once
+}
+
+// Start prepares every plugin, starts the supervised ones, and begins serving the API.
+// Configuration problems come back as diagnostics; other failures as an error diagnostic.
+func Start(ctx context.Context, opts Options) (*Daemon, hcl.Diagnostics) {
+	cfg := opts.Config
+	logger := opts.Logger
+	if logger == nil {
+		logger = hclog.NewNullLogger()
+	}
+	fail := func(summary string, err error) hcl.Diagnostics {
+		return hcl.Diagnostics{{Severity: hcl.DiagError, Summary: summary, Detail: err.Error()}}
+	}
+	dataDir, err := DataDir(cfg)
+	if err != nil {
+		return nil, fail("cannot use data_dir", err)
+	}
+	specs, diags := Prepare(ctx, cfg, PluginDir(cfg, opts.DefaultPluginDir), dataDir, logger)
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	d := &Daemon{opts: opts, logger: logger, serveErr: make(chan error, 1)}
+	d.storage, err = plugins.StartManaged(ctx, specs.Storage, logger.Named(specs.Storage.ID()), opts.HealthInterval)
+	if err != nil {
+		return nil, fail("storage plugin failed to start", err)
+	}
+	d.Store = plugins.NewStorage(d.storage)
+	for _, s := range specs.Rules {
+		m, err := plugins.StartManaged(ctx, s, logger.Named(s.ID()), opts.HealthInterval)
+		if err != nil {
+			d.stopPlugins(ctx)
+			return nil, fail("governance rule failed to start", err)
+		}
+		d.rules = append(d.rules, m)
+	}
+	d.Runners = plugins.NewRunners(specs.Runners, logger.Named("runner"))
+
+	ln, err := net.Listen("tcp", cfg.Host.Listen)
+	if err != nil {
+		d.stopPlugins(ctx)
+		return nil, fail("cannot listen on "+cfg.Host.Listen, err)
+	}
+	d.listener = ln
+	handler := api.New(api.Options{
+		Version: opts.Version, Plugins: d.PluginStatus, MaxBodyBytes: cfg.API.MaxBodyBytes, Logger: logger.Named("api"),
+	})
+	d.server = &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       cfg.API.ReadTimeout,
+		WriteTimeout:      cfg.API.WriteTimeout,
+		ErrorLog:          logger.Named("http").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
+	}
+	go func() { d.serveErr <- d.server.Serve(ln) }()
+	logger.Info("limitd started", "version", opts.Version, "listen", ln.Addr().String(), "data_dir", dataDir,
+		"storage", specs.Storage.ID(), "runners", d.Runners.Names(), "rules", len(d.rules))
+	return d, nil
+}
+
+// Addr is the address the API listens on.
+func (d *Daemon) Addr() string { return d.listener.Addr().String() }
+
+// Done returns a channel that receives the API server's error if it stops by itself.
+func (d *Daemon) Done() <-chan error { return d.serveErr }
+
+// PluginStatus reports every plugin process: storage, rules, then runners per session.
+func (d *Daemon) PluginStatus() []plugins.Status {
+	out := []plugins.Status{d.storage.Status()}
+	for _, r := range d.rules {
+		out = append(out, r.Status())
+	}
+	return append(out, d.Runners.Statuses()...)
+}
+
+// Shutdown stops accepting requests, lets running ones finish (bounded by ctx), then stops
+// every plugin process.
+func (d *Daemon) Shutdown(ctx context.Context) error {
+	var err error
+	d.stopOnce.Do(func() {
+		err = d.server.Shutdown(ctx)
+		d.stopPlugins(ctx)
+		d.logger.Info("limitd stopped")
+	})
+	return err
+}
+
+func (d *Daemon) stopPlugins(ctx context.Context) {
+	if d.Runners != nil {
+		d.Runners.Close(ctx)
+	}
+	var wg sync.WaitGroup
+	for _, m := range append([]*plugins.Managed{d.storage}, d.rules...) {
+		if m == nil {
+			continue
+		}
+		wg.Add(1)
+		go func() { defer wg.Done(); m.Close() }()
+	}
+	wg.Wait()
+}

@@ -1,0 +1,301 @@
+package plugins
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+// Backoff bounds for restarting a crashed plugin.
+const (
+	MinBackoff = 100 * time.Millisecond
+	MaxBackoff = 30 * time.Second
+	// stableAfter is how long a process must run before its crash no longer counts
+	// towards the backoff.
+	stableAfter = time.Minute
+)
+
+// Managed is a long-lived plugin (storage, governance rule) that is health-checked and
+// restarted with exponential backoff when it crashes.
+type Managed struct {
+	spec     Spec
+	logger   hclog.Logger
+	interval time.Duration
+
+	mu       sync.Mutex
+	proc     *Process
+	ready    chan struct{} // closed while proc is usable; replaced when it is lost
+	restarts int
+	failures int // consecutive failed or short-lived starts, for the backoff
+	lastErr  error
+	closed   bool
+
+	nudge chan struct{}
+	stop  chan struct{}
+	done  chan struct{}
+}
+
+// StartManaged launches and configures a plugin, then supervises it until Close.
+// The first start must succeed: a plugin that cannot start at boot is a configuration
+// problem to report, not to retry.
+func StartManaged(ctx context.Context, spec Spec, logger hclog.Logger, interval time.Duration) (*Managed, error) {
+	if interval <= 0 {
+		interval = time.Second
+	}
+	m := &Managed{
+		spec: spec, logger: logger, interval: interval,
+		ready: make(chan struct{}), nudge: make(chan struct{}, 1),
+		stop: make(chan struct{}), done: make(chan struct{}),
+	}
+	p, err := m.launch(ctx)
+	if err != nil {
+		return nil, err
+	}
+	m.proc = p
+	close(m.ready)
+	go m.watch()
+	return m, nil
+}
+
+func (m *Managed) launch(ctx context.Context) (*Process, error) {
+	p, err := Launch(ctx, m.spec, m.logger)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.Configure(ctx, false); err != nil {
+		p.Kill()
+		return nil, err
+	}
+	return p, nil
+}
+
+// Spec returns the plugin's spec.
+func (m *Managed) Spec() Spec { return m.spec }
+
+// Current returns the running process, waiting (bounded by ctx) while it is restarted.
+func (m *Managed) Current(ctx context.Context) (*Process, error) {
+	for {
+		m.mu.Lock()
+		if m.closed {
+			m.mu.Unlock()
+			return nil, fmt.Errorf("%s: plugin is shut down", m.spec.ID())
+		}
+		ready, p, lastErr := m.ready, m.proc, m.lastErr
+		m.mu.Unlock()
+		select {
+		case <-ready:
+			if p != nil && !p.Exited() {
+				return p, nil
+			}
+			m.Check()
+			// The watcher will replace ready; give it a moment.
+			select {
+			case <-time.After(10 * time.Millisecond):
+			case <-ctx.Done():
+				return nil, fmt.Errorf("%s: waiting for plugin restart: %w", m.spec.ID(), ctx.Err())
+			}
+		case <-ctx.Done():
+			if lastErr != nil {
+				return nil, fmt.Errorf("%s: plugin unavailable (%v): %w", m.spec.ID(), lastErr, ctx.Err())
+			}
+			return nil, fmt.Errorf("%s: waiting for plugin restart: %w", m.spec.ID(), ctx.Err())
+		}
+	}
+}
+
+// Recover is called after a call to old failed because the plugin could not be reached.
+// It returns old again if it answers a health ping (the failure was transient), else
+// waits for the watcher to replace it and returns the new process.
+func (m *Managed) Recover(ctx context.Context, old *Process) (*Process, error) {
+	for {
+		m.Check()
+		cur, err := m.Current(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if cur != old {
+			return cur, nil
+		}
+		if m.probe(old) == nil {
+			return old, nil
+		}
+		select {
+		case <-time.After(10 * time.Millisecond):
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%s: waiting for plugin restart: %w", m.spec.ID(), ctx.Err())
+		}
+	}
+}
+
+// Check asks the watcher to check the process now instead of at its next tick, e.g.
+// after a call failed because the plugin could not be reached.
+func (m *Managed) Check() {
+	select {
+	case m.nudge <- struct{}{}:
+	default:
+	}
+}
+
+// Status describes the plugin for health reports.
+func (m *Managed) Status() Status {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	st := Status{Name: m.spec.Name, Kind: m.spec.Kind, Restarts: m.restarts}
+	if m.lastErr != nil {
+		st.LastError = m.lastErr.Error()
+	}
+	if m.proc != nil {
+		st.Version = m.proc.Info.Version
+		st.PID = m.proc.PID
+		st.Healthy = !m.proc.Exited()
+	}
+	return st
+}
+
+func (m *Managed) watch() {
+	defer close(m.done)
+	t := time.NewTicker(m.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.stop:
+			return
+		case <-t.C:
+		case <-m.nudge:
+		}
+		m.mu.Lock()
+		p := m.proc
+		m.mu.Unlock()
+		if p == nil {
+			continue
+		}
+		err := m.probe(p)
+		if err == nil {
+			continue
+		}
+		m.logger.Error("plugin lost, restarting", "plugin", m.spec.ID(), "pid", p.PID, "error", err)
+		m.mu.Lock()
+		m.ready = make(chan struct{})
+		m.proc = nil
+		m.lastErr = err
+		if p.Uptime() < stableAfter {
+			m.failures++
+		} else {
+			m.failures = 1
+		}
+		m.mu.Unlock()
+		p.Kill()
+		if !m.restart() {
+			return
+		}
+	}
+}
+
+// probe tells why p is not usable, or nil.
+func (m *Managed) probe(p *Process) error {
+	if p.Exited() {
+		return errors.New("plugin process exited")
+	}
+	ch := make(chan error, 1)
+	go func() { ch <- p.Ping() }()
+	select {
+	case err := <-ch:
+		if err != nil {
+			return fmt.Errorf("health ping: %w", err)
+		}
+		return nil
+	case <-time.After(5 * time.Second):
+		return errors.New("health ping timed out after 5s")
+	}
+}
+
+// restart relaunches the plugin with exponential backoff until it works or the plugin
+// is closed; it reports false when closed.
+func (m *Managed) restart() bool {
+	for {
+		m.mu.Lock()
+		n := m.failures
+		m.mu.Unlock()
+		delay := backoff(n)
+		select {
+		case <-m.stop:
+			return false
+		case <-time.After(delay):
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		go func() {
+			select {
+			case <-m.stop:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		p, err := m.launch(ctx)
+		cancel()
+		m.mu.Lock()
+		if err != nil {
+			m.failures++
+			m.lastErr = err
+			m.mu.Unlock()
+			m.logger.Error("plugin restart failed", "plugin", m.spec.ID(), "error", err, "next_attempt_in", backoff(n+1))
+			continue
+		}
+		if m.closed {
+			m.mu.Unlock()
+			p.Kill()
+			return false
+		}
+		m.proc = p
+		m.restarts++
+		close(m.ready)
+		m.mu.Unlock()
+		m.logger.Info("plugin restarted", "plugin", m.spec.ID(), "pid", p.PID, "restarts", m.restarts)
+		return true
+	}
+}
+
+// backoff is the delay before the n-th consecutive restart attempt (n ≥ 1).
+func backoff(n int) time.Duration {
+	if n <= 1 {
+		return MinBackoff
+	}
+	d := MinBackoff
+	for i := 1; i < n && d < MaxBackoff; i++ {
+		d *= 2
+	}
+	return min(d, MaxBackoff)
+}
+
+// Close stops supervising and kills the process.
+func (m *Managed) Close() {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return
+	}
+	m.closed = true
+	p := m.proc
+	m.proc = nil
+	m.mu.Unlock()
+	close(m.stop)
+	<-m.done
+	if p != nil {
+		p.Kill()
+	}
+}
+
+// Status is a plugin's state for health reports.
+type Status struct {
+	Name      string `json:"name"`
+	Kind      string `json:"kind"`
+	Version   string `json:"version"`
+	PID       int    `json:"pid"`
+	Healthy   bool   `json:"healthy"`
+	Restarts  int    `json:"restarts"`
+	Session   string `json:"session,omitempty"`
+	LastError string `json:"last_error,omitempty"`
+}

@@ -1,0 +1,395 @@
+package plugins
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/limitgraph/limit/sdk/base"
+	"github.com/limitgraph/limit/sdk/governance"
+	"github.com/limitgraph/limit/sdk/runner"
+	"github.com/limitgraph/limit/sdk/storage"
+)
+
+func alive(pid int) bool {
+	if pid <= 0 {
+		return false
+	}
+	// A zombie still answers kill(0); read its state to tell.
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return false
+	}
+	fields := strings.Fields(string(b))
+	return len(fields) > 2 && fields[2] != "Z"
+}
+
+func waitDead(t *testing.T, pid int, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for alive(pid) {
+		if time.Now().After(deadline) {
+			t.Fatalf("process %d still alive after %v", pid, within)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestLaunchInfoSchemaConfigure(t *testing.T) {
+	ctx := context.Background()
+	p, err := Launch(ctx, testSpec(base.KindRunner, "echo", "echo"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Kill()
+	if p.Info.Name != "echo" || p.Info.Version != "1.2.3" || p.PID <= 0 {
+		t.Fatalf("info = %+v pid %d", p.Info, p.PID)
+	}
+	s, err := p.Schema(ctx)
+	if err != nil || len(s.Attributes) != 1 || s.Attributes[0].Name != "greeting" {
+		t.Fatalf("schema = %+v, %v", s, err)
+	}
+	p.Spec.Config = []byte(`{"greeting":"bad"}`)
+	err = p.Configure(ctx, true)
+	var ce *ConfigError
+	if !errors.As(err, &ce) || len(ce.Diagnostics) != 1 || ce.Diagnostics[0].Path[0] != "greeting" {
+		t.Fatalf("configure bad = %v", err)
+	}
+	p.Spec.Config = []byte(`{"greeting":"hello"}`)
+	if err := p.Configure(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestLaunchWrongKind(t *testing.T) {
+	_, err := Launch(context.Background(), testSpec(base.KindStorage, "echo", "echo"), nil)
+	if err == nil {
+		t.Fatal("a runner launched as storage was accepted")
+	}
+	// go-plugin refuses before our own check: the binary does not serve "storage".
+	if !strings.Contains(err.Error(), "storage") {
+		t.Fatalf("error %q does not name the kind", err)
+	}
+}
+
+func TestLaunchFaults(t *testing.T) {
+	for _, tc := range []struct {
+		plugin string
+		want   string
+	}{
+		{"garbage", "Unrecognized remote plugin message: hello, I am not a plugin"},
+		{"hang", "timeout while waiting for plugin to start"},
+	} {
+		t.Run(tc.plugin, func(t *testing.T) {
+			spec := testSpec(base.KindStorage, tc.plugin, tc.plugin)
+			spec.StartTimeout = time.Second
+			start := time.Now()
+			_, err := Launch(context.Background(), spec, nil)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want it to contain %q", err, tc.want)
+			}
+			if !strings.Contains(err.Error(), `storage "`+tc.plugin+`"`) {
+				t.Fatalf("err = %v does not name the plugin", err)
+			}
+			if d := time.Since(start); d > 8*time.Second {
+				t.Fatalf("took %v: the start timeout was not honoured", d)
+			}
+		})
+	}
+}
+
+func TestResolveAndChecksum(t *testing.T) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "limit-storage-x")
+	if err := os.WriteFile(bin, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Resolve(dir, "limit-storage-missing", nil); err == nil || !strings.Contains(err.Error(), `"limit-storage-missing" not found`) {
+		t.Fatalf("missing binary: %v", err)
+	}
+	good := sha256.Sum256([]byte("#!/bin/sh\n"))
+	if p, err := Resolve(dir, "limit-storage-x", good[:]); err != nil || p != bin {
+		t.Fatalf("resolve = %q, %v", p, err)
+	}
+	bad := sha256.Sum256([]byte("other"))
+	_, err := Resolve(dir, "limit-storage-x", bad[:])
+	if err == nil {
+		t.Fatal("sha256 mismatch accepted")
+	}
+	for _, want := range []string{"limit-storage-x", "expected " + hexs(bad[:]), "actual " + hexs(good[:])} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q lacks %q", err, want)
+		}
+	}
+	// Launch re-checks: a pinned spec whose binary changed is refused.
+	spec := testSpec(base.KindStorage, "mem", "memstore")
+	spec.SHA256 = bad[:]
+	if _, err := Launch(context.Background(), spec, nil); err == nil || !strings.Contains(err.Error(), "sha256 mismatch") {
+		t.Fatalf("launch with wrong pin: %v", err)
+	}
+}
+
+func hexs(b []byte) string {
+	const digits = "0123456789abcdef"
+	out := make([]byte, 0, 2*len(b))
+	for _, c := range b {
+		out = append(out, digits[c>>4], digits[c&15])
+	}
+	return string(out)
+}
+
+func TestManagedRestartsCrashedStorage(t *testing.T) {
+	ctx := context.Background()
+	m, err := StartManaged(ctx, testSpec(base.KindStorage, "mem", "memstore"), hclog.NewNullLogger(), 50*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	st := NewStorage(m)
+	if err := st.Put(ctx, "ns", []byte("k"), []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	pid := m.Status().PID
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitDead(t, pid, 5*time.Second)
+	// The very next call waits for the restart and succeeds.
+	if err := st.Put(ctx, "ns", []byte("k2"), []byte("v2")); err != nil {
+		t.Fatalf("put after crash: %v", err)
+	}
+	s := m.Status()
+	if s.PID == pid || !s.Healthy || s.Restarts != 1 || s.LastError == "" {
+		t.Fatalf("status after restart = %+v (old pid %d)", s, pid)
+	}
+}
+
+func TestManagedCloseKillsProcess(t *testing.T) {
+	m, err := StartManaged(context.Background(), testSpec(base.KindStorage, "mem", "memstore"), hclog.NewNullLogger(), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := m.Status().PID
+	m.Close()
+	waitDead(t, pid, 5*time.Second)
+	if _, _, err := NewStorage(m).Get(context.Background(), "ns", []byte("k")); err == nil {
+		t.Fatal("storage call after Close succeeded")
+	}
+}
+
+func TestBackoff(t *testing.T) {
+	want := []time.Duration{MinBackoff, MinBackoff, 2 * MinBackoff, 4 * MinBackoff}
+	for n, w := range want {
+		if got := backoff(n); got != w {
+			t.Errorf("backoff(%d) = %v, want %v", n, got, w)
+		}
+	}
+	if got := backoff(100); got != MaxBackoff {
+		t.Errorf("backoff(100) = %v, want %v", got, MaxBackoff)
+	}
+}
+
+func echoOutput(t *testing.T, h *Handle, input string) string {
+	t.Helper()
+	var got strings.Builder
+	res, err := h.Execute(context.Background(), runner.ExecuteRequest{ExecutionID: "x", Input: input}, func(ev runner.Event) error {
+		if ev.Output != nil {
+			got.Write(ev.Output.Data)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Status != runner.StatusOK || res.Output != got.String() {
+		t.Fatalf("result %+v, streamed %q", res, got.String())
+	}
+	return got.String()
+}
+
+func TestRunnersPerSession(t *testing.T) {
+	ctx := context.Background()
+	t.Setenv("LIMIT_HOST_SECRET", "do-not-leak")
+	spec := testSpec(base.KindRunner, "echo", "echo")
+	spec.Env["VISIBLE"] = "yes"
+	rs := NewRunners(map[string]Spec{"echo": spec}, nil)
+	defer rs.Close(ctx)
+
+	a, err := rs.Get(ctx, runner.Session{ID: "A"}, "echo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := rs.Get(ctx, runner.Session{ID: "B"}, "echo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Process.PID == b.Process.PID || !a.Fresh || !b.Fresh {
+		t.Fatalf("sessions share a process: %d %d", a.Process.PID, b.Process.PID)
+	}
+	if got := echoOutput(t, a, "1"); !strings.Contains(got, "session=A") || !strings.Contains(got, "n=1") {
+		t.Fatalf("A: %q", got)
+	}
+	a2, err := rs.Get(ctx, runner.Session{ID: "A"}, "echo")
+	if err != nil || a2.Process.PID != a.Process.PID || a2.Fresh {
+		t.Fatalf("second Get for A: pid %d fresh %v err %v", a2.Process.PID, a2.Fresh, err)
+	}
+	if got := echoOutput(t, a2, "2"); !strings.Contains(got, "n=2") {
+		t.Fatalf("state not kept within session A: %q", got)
+	}
+	if got := echoOutput(t, b, "1"); !strings.Contains(got, "session=B") || !strings.Contains(got, "n=1") {
+		t.Fatalf("state leaked into B: %q", got)
+	}
+	// The plugin sees only the environment its config names.
+	res, err := b.Execute(ctx, runner.ExecuteRequest{Input: "env"}, func(runner.Event) error { return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := res.Output
+	if strings.Contains(env, "do-not-leak") || !strings.Contains(env, "VISIBLE=yes") {
+		t.Fatalf("plugin environment:\n%s", env)
+	}
+	if _, err := rs.Get(ctx, runner.Session{ID: "A"}, "nope"); err == nil {
+		t.Fatal("unknown runner accepted")
+	}
+	if n := len(rs.Statuses()); n != 2 {
+		t.Fatalf("statuses: %d, want 2", n)
+	}
+	rs.Release(ctx, "A")
+	waitDead(t, a.Process.PID, 5*time.Second)
+	if !alive(b.Process.PID) {
+		t.Fatal("releasing A killed B's process")
+	}
+}
+
+func TestRunnerCrashGivesFreshProcess(t *testing.T) {
+	ctx := context.Background()
+	rs := NewRunners(map[string]Spec{"echo": testSpec(base.KindRunner, "echo", "echo")}, nil)
+	defer rs.Close(ctx)
+	h, err := rs.Get(ctx, runner.Session{ID: "S"}, "echo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	echoOutput(t, h, "1")
+	if _, err := h.Execute(ctx, runner.ExecuteRequest{Input: "crash"}, func(runner.Event) error { return nil }); err == nil {
+		t.Fatal("execute in a crashing plugin returned no error")
+	}
+	waitDead(t, h.Process.PID, 5*time.Second)
+	for deadline := time.Now().Add(5 * time.Second); !h.Process.Exited(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the supervisor did not notice the exit")
+		}
+	}
+	h2, err := rs.Get(ctx, runner.Session{ID: "S"}, "echo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !h2.Fresh || h2.Process.PID == h.Process.PID || rs.Crashes() != 1 {
+		t.Fatalf("after crash: fresh %v pid %d (old %d) crashes %d", h2.Fresh, h2.Process.PID, h.Process.PID, rs.Crashes())
+	}
+	if got := echoOutput(t, h2, "again"); !strings.Contains(got, "n=1") {
+		t.Fatalf("fresh process output %q", got)
+	}
+}
+
+func TestRunnerLargeOutputIsChunked(t *testing.T) {
+	ctx := context.Background()
+	rs := NewRunners(map[string]Spec{"echo": testSpec(base.KindRunner, "echo", "echo")}, nil)
+	defer rs.Close(ctx)
+	h, err := rs.Get(ctx, runner.Session{ID: "S"}, "echo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 10 << 20
+	chunks, total := 0, 0
+	res, err := h.Execute(ctx, runner.ExecuteRequest{Input: "big:" + strconv.Itoa(n)}, func(ev runner.Event) error {
+		if len(ev.Output.Data) > runner.MaxChunkSize {
+			t.Errorf("chunk of %d bytes", len(ev.Output.Data))
+		}
+		chunks++
+		total += len(ev.Output.Data)
+		return nil
+	})
+	if err != nil || res.Status != runner.StatusOK || total != n || chunks != n/runner.MaxChunkSize {
+		t.Fatalf("res %+v err %v total %d chunks %d", res, err, total, chunks)
+	}
+}
+
+func TestGovernancePlugin(t *testing.T) {
+	ctx := context.Background()
+	p, err := Launch(ctx, testSpec(base.KindGovernance, "keyword", "rule"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Kill()
+	if err := p.Configure(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	rule := p.Impl.(governance.Rule)
+	ds, err := rule.Describe(ctx)
+	if err != nil || len(ds) != 1 || ds[0].Stages[0] != governance.StagePre {
+		t.Fatalf("describe = %+v, %v", ds, err)
+	}
+	fs, err := rule.Evaluate(ctx, governance.EvaluateRequest{Stage: governance.StagePre, Content: "a forbidden word"})
+	if err != nil || len(fs) != 1 || fs[0].Flag != governance.FlagJailbreak || fs[0].Location.Start != 2 {
+		t.Fatalf("evaluate = %+v, %v", fs, err)
+	}
+	fs, err = rule.Evaluate(ctx, governance.EvaluateRequest{Stage: governance.StagePre, Content: "fine"})
+	if err != nil || len(fs) != 0 {
+		t.Fatalf("evaluate clean = %+v, %v", fs, err)
+	}
+}
+
+// TestPluginDiesWithHost kills a host process with SIGKILL (no chance to clean up) and
+// checks that its plugin does not outlive it.
+func TestPluginDiesWithHost(t *testing.T) {
+	exe, _ := os.Executable()
+	cmd := exec.Command(exe)
+	cmd.Env = append(os.Environ(), testPluginEnv+"=host")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pid int
+	if _, err := fmtSscan(line, &pid); err != nil {
+		t.Fatalf("host said %q", line)
+	}
+	if !alive(pid) {
+		t.Fatal("plugin not running")
+	}
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	waitDead(t, pid, 5*time.Second)
+}
+
+func fmtSscan(line string, pid *int) (int, error) {
+	f := strings.Fields(line)
+	if len(f) != 2 || f[0] != "pid" {
+		return 0, errors.New("unexpected line")
+	}
+	n, err := strconv.Atoi(f[1])
+	*pid = n
+	return 1, err
+}
+
+var _ storage.Storage = (*Storage)(nil)

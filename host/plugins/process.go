@@ -1,0 +1,274 @@
+// Package plugins launches and supervises the host's plugin processes: the storage backend
+// and governance rules (one process each, restarted with backoff when they crash) and the
+// runners (a fresh process per session and runner, stopped when the session ends).
+package plugins
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-plugin"
+
+	"github.com/limitgraph/limit/sdk/base"
+	"github.com/limitgraph/limit/sdk/governance"
+	"github.com/limitgraph/limit/sdk/runner"
+	"github.com/limitgraph/limit/sdk/storage"
+)
+
+// Spec says which binary to run for a plugin and how to configure it.
+type Spec struct {
+	// Kind is base.KindStorage, base.KindRunner or base.KindGovernance.
+	Kind string
+	// Name is the block label in the config, e.g. "bolt" or "python".
+	Name string
+	// Path is the resolved path of the binary.
+	Path string
+	// SHA256, if set, pins the binary.
+	SHA256 []byte
+	// Env is the plugin's whole environment.
+	Env map[string]string
+	// Config is the decoded config block as JSON; nil means "{}".
+	Config json.RawMessage
+	// DataDir is handed to the plugin for its own files.
+	DataDir string
+	// StartTimeout bounds the handshake; zero means base.DefaultStartTimeout.
+	StartTimeout time.Duration
+	// LogLevel is passed to the plugin as LIMIT_LOG_LEVEL.
+	LogLevel string
+}
+
+// ID is the plugin's namespaced id, e.g. "storage.bolt".
+func (s Spec) ID() string { return s.Kind + "." + s.Name }
+
+// Resolve finds a plugin binary. A name containing a slash is a path (relative to the
+// working directory); a bare name is looked up in pluginDir. The file must exist and be
+// executable, and match sum when one is given.
+func Resolve(pluginDir, name string, sum []byte) (string, error) {
+	path := name
+	if !strings.ContainsRune(name, '/') {
+		path = filepath.Join(pluginDir, name)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", err
+	}
+	fi, err := os.Stat(abs)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return "", fmt.Errorf("plugin binary %q not found (looked in %s); run `make build` or set host.plugin_dir", name, abs)
+	case err != nil:
+		return "", fmt.Errorf("plugin binary %q: %w", name, err)
+	case fi.IsDir():
+		return "", fmt.Errorf("plugin binary %q: %s is a directory", name, abs)
+	case fi.Mode()&0o111 == 0:
+		return "", fmt.Errorf("plugin binary %q: %s is not executable", name, abs)
+	}
+	if len(sum) > 0 {
+		if err := VerifySHA256(abs, sum); err != nil {
+			return "", fmt.Errorf("plugin %q: %w", name, err)
+		}
+	}
+	return abs, nil
+}
+
+// VerifySHA256 checks a file's SHA-256 against want, naming both sums on mismatch.
+func VerifySHA256(path string, want []byte) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return fmt.Errorf("hash %s: %w", path, err)
+	}
+	if got := h.Sum(nil); !bytes.Equal(got, want) {
+		return fmt.Errorf("sha256 mismatch for %s: expected %x, actual %x", path, want, got)
+	}
+	return nil
+}
+
+// ConfigError carries the diagnostics a plugin returned for its configuration, so the
+// caller can point at the config file.
+type ConfigError struct {
+	Spec        Spec
+	Diagnostics base.Diagnostics
+}
+
+func (e *ConfigError) Error() string {
+	return fmt.Sprintf("%s %q rejected its configuration: %v", e.Spec.Kind, e.Spec.Name, e.Diagnostics.Err())
+}
+
+// Process is one running plugin process.
+type Process struct {
+	Spec   Spec
+	Info   base.Info
+	Impl   base.Plugin
+	PID    int
+	client *plugin.Client
+	rpc    plugin.ClientProtocol
+	start  time.Time
+}
+
+func pluginSet(kind string) (plugin.PluginSet, error) {
+	switch kind {
+	case base.KindStorage:
+		return storage.PluginSet(), nil
+	case base.KindRunner:
+		return runner.PluginSet(), nil
+	case base.KindGovernance:
+		return governance.PluginSet(), nil
+	}
+	return nil, fmt.Errorf("unknown plugin kind %q", kind)
+}
+
+// Launch starts a plugin process and completes the handshake, without configuring it.
+// The binary is checked against Spec.SHA256 first (and again by go-plugin when it starts
+// it), and the plugin must say it is of Spec.Kind.
+func Launch(ctx context.Context, spec Spec, logger hclog.Logger) (*Process, error) {
+	set, err := pluginSet(spec.Kind)
+	if err != nil {
+		return nil, err
+	}
+	if len(spec.SHA256) > 0 {
+		if err := VerifySHA256(spec.Path, spec.SHA256); err != nil {
+			return nil, fmt.Errorf("%s %q: %w", spec.Kind, spec.Name, err)
+		}
+	}
+	env := make([]string, 0, len(spec.Env)+1)
+	for k, v := range spec.Env {
+		env = append(env, k+"="+v)
+	}
+	if spec.LogLevel != "" {
+		env = append(env, base.LogLevelEnv+"="+spec.LogLevel)
+	}
+	if logger == nil {
+		logger = hclog.NewNullLogger()
+	}
+	timeout := spec.StartTimeout
+	if timeout <= 0 {
+		timeout = base.DefaultStartTimeout
+	}
+	c, cmd := base.NewClientCmd(base.LaunchConfig{
+		Path: spec.Path, Kind: spec.Kind, Plugins: set, Env: env, SHA256: spec.SHA256,
+		StartTimeout: timeout, Logger: logger,
+	})
+	// The dispense deadline is a backstop above go-plugin's own start timeout, which
+	// gives the clearer error.
+	dctx, cancel := context.WithTimeout(ctx, timeout+5*time.Second)
+	defer cancel()
+	started := time.Now()
+	raw, err := base.Dispense(dctx, c, spec.Kind)
+	pid := 0
+	if cmd.Process != nil {
+		pid = cmd.Process.Pid
+	}
+	if err != nil {
+		stopClient(c, pid, false)
+		return nil, fmt.Errorf("%s %q (%s): %w", spec.Kind, spec.Name, spec.Path, err)
+	}
+	impl, ok := raw.(base.Plugin)
+	if !ok {
+		stopClient(c, pid, false)
+		return nil, fmt.Errorf("%s %q: plugin client has unexpected type %T", spec.Kind, spec.Name, raw)
+	}
+	rpc, _ := c.Client()
+	p := &Process{Spec: spec, Impl: impl, PID: pid, client: c, rpc: rpc, start: started}
+	icx, icancel := context.WithTimeout(ctx, timeout)
+	defer icancel()
+	info, err := infoOf(icx, impl)
+	if err != nil {
+		p.Kill()
+		return nil, fmt.Errorf("%s %q: %w", spec.Kind, spec.Name, err)
+	}
+	if info.Kind != spec.Kind {
+		p.Kill()
+		return nil, fmt.Errorf("%s %q: binary %s is a %q plugin, not a %q plugin", spec.Kind, spec.Name, spec.Path, info.Kind, spec.Kind)
+	}
+	p.Info = info
+	return p, nil
+}
+
+// baser is implemented by every kind's client (through base.Client).
+type baser interface{ Base() *base.Client }
+
+// infoOf asks the plugin for its Info through the base client, keeping the error.
+func infoOf(ctx context.Context, impl base.Plugin) (base.Info, error) {
+	if c, ok := impl.(baser); ok {
+		return c.Base().Info(ctx)
+	}
+	return impl.PluginInfo(), nil
+}
+
+// Schema asks the plugin for its config schema.
+func (p *Process) Schema(ctx context.Context) (base.Schema, error) {
+	if c, ok := p.Impl.(baser); ok {
+		return c.Base().ConfigSchema(ctx)
+	}
+	return p.Impl.ConfigSchema(), nil
+}
+
+// Configure sends the spec's configuration. Error diagnostics come back as *ConfigError.
+func (p *Process) Configure(ctx context.Context, validateOnly bool) error {
+	cfg := p.Spec.Config
+	if len(cfg) == 0 {
+		cfg = json.RawMessage("{}")
+	}
+	ds := p.Impl.Configure(ctx, base.ConfigureRequest{Config: cfg, ValidateOnly: validateOnly, DataDir: p.Spec.DataDir})
+	if ds.HasErrors() {
+		return &ConfigError{Spec: p.Spec, Diagnostics: ds}
+	}
+	return nil
+}
+
+// Exited reports whether the process has ended.
+func (p *Process) Exited() bool { return p.client.Exited() }
+
+// Ping checks that the plugin answers (the gRPC health service go-plugin serves).
+func (p *Process) Ping() error {
+	if p.rpc == nil {
+		return errors.New("no connection")
+	}
+	return p.rpc.Ping()
+}
+
+// Uptime is how long the process has been running.
+func (p *Process) Uptime() time.Duration { return time.Since(p.start) }
+
+// Kill stops the process and every process it started (its process group), and waits
+// for it to end. The plugin gets a moment to exit cleanly first.
+func (p *Process) Kill() { stopClient(p.client, p.PID, true) }
+
+// gracePeriod is how long a plugin may take to exit after its connection is closed
+// before its whole process group is killed.
+const gracePeriod = 3 * time.Second
+
+// stopClient stops a plugin: politely when graceful (go-plugin closes the connection and
+// waits up to 2 s), then by SIGKILL to its process group, which also ends any children
+// holding its output pipes open (go-plugin waits for those pipes to close).
+func stopClient(c *plugin.Client, pid int, graceful bool) {
+	if !graceful {
+		_ = base.KillGroup(pid)
+	}
+	done := make(chan struct{})
+	go func() {
+		c.Kill()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(gracePeriod):
+	}
+	_ = base.KillGroup(pid)
+	<-done
+}

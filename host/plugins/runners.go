@@ -1,0 +1,233 @@
+package plugins
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/limitgraph/limit/sdk/runner"
+)
+
+// Runners hands out runner plugin processes: one fresh process per (session, runner),
+// never shared and never reused, stopped when the session is released.
+type Runners struct {
+	logger hclog.Logger
+	specs  map[string]Spec
+
+	mu      sync.Mutex
+	procs   map[runnerKey]*runnerEntry
+	crashes int
+	closed  bool
+}
+
+type runnerKey struct{ session, runner string }
+
+type runnerEntry struct {
+	ready chan struct{} // closed once proc or err is set
+	proc  *Process
+	err   error
+}
+
+// NewRunners returns a pool for the given runner specs, keyed by runner name.
+func NewRunners(specs map[string]Spec, logger hclog.Logger) *Runners {
+	if logger == nil {
+		logger = hclog.NewNullLogger()
+	}
+	return &Runners{logger: logger, specs: specs, procs: map[runnerKey]*runnerEntry{}}
+}
+
+// Names lists the configured runners.
+func (r *Runners) Names() []string {
+	out := make([]string, 0, len(r.specs))
+	for n := range r.specs {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Has reports whether a runner of that name is configured.
+func (r *Runners) Has(name string) bool {
+	_, ok := r.specs[name]
+	return ok
+}
+
+// Handle is a session's runner process.
+type Handle struct {
+	runner.Runner
+	Process *Process
+	// Fresh is true when the process was started by this call: any state an earlier
+	// process of the session held is gone.
+	Fresh bool
+}
+
+// Get returns the session's process for the named runner, starting and opening it if
+// there is none or the previous one died.
+func (r *Runners) Get(ctx context.Context, sess runner.Session, name string) (*Handle, error) {
+	spec, ok := r.specs[name]
+	if !ok {
+		return nil, fmt.Errorf("no runner %q is configured", name)
+	}
+	key := runnerKey{sess.ID, name}
+	for {
+		r.mu.Lock()
+		if r.closed {
+			r.mu.Unlock()
+			return nil, fmt.Errorf("runner %q: host is shutting down", name)
+		}
+		e, ok := r.procs[key]
+		if !ok {
+			e = &runnerEntry{ready: make(chan struct{})}
+			r.procs[key] = e
+			r.mu.Unlock()
+			p, err := r.start(ctx, spec, sess)
+			r.mu.Lock()
+			e.proc, e.err = p, err
+			if err != nil || r.closed {
+				delete(r.procs, key)
+			}
+			closed := r.closed
+			close(e.ready)
+			r.mu.Unlock()
+			if err != nil {
+				return nil, err
+			}
+			if closed {
+				p.Kill()
+				return nil, fmt.Errorf("runner %q: host is shutting down", name)
+			}
+			return &Handle{Runner: p.Impl.(runner.Runner), Process: p, Fresh: true}, nil
+		}
+		r.mu.Unlock()
+		select {
+		case <-e.ready:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("runner %q: waiting for its process: %w", name, ctx.Err())
+		}
+		if e.err != nil {
+			// Another caller's start failed; try our own.
+			continue
+		}
+		if !e.proc.Exited() {
+			return &Handle{Runner: e.proc.Impl.(runner.Runner), Process: e.proc}, nil
+		}
+		r.logger.Error("runner process died; starting a fresh one, the session's runner state is lost",
+			"plugin", spec.ID(), "session", sess.ID, "pid", e.proc.PID)
+		r.mu.Lock()
+		if r.procs[key] == e {
+			delete(r.procs, key)
+			r.crashes++
+		}
+		r.mu.Unlock()
+		e.proc.Kill()
+	}
+}
+
+func (r *Runners) start(ctx context.Context, spec Spec, sess runner.Session) (*Process, error) {
+	p, err := Launch(ctx, spec, r.logger.With("session", sess.ID))
+	if err != nil {
+		return nil, err
+	}
+	if err := p.Configure(ctx, false); err != nil {
+		p.Kill()
+		return nil, err
+	}
+	if err := p.Impl.(runner.Runner).OpenSession(ctx, sess); err != nil {
+		p.Kill()
+		return nil, fmt.Errorf("runner %q: %w", spec.Name, err)
+	}
+	r.logger.Debug("runner process started", "plugin", spec.ID(), "session", sess.ID, "pid", p.PID)
+	return p, nil
+}
+
+// Release closes and stops every runner process of a session.
+func (r *Runners) Release(ctx context.Context, sessionID string) {
+	r.mu.Lock()
+	var entries []*runnerEntry
+	for k, e := range r.procs {
+		if k.session == sessionID {
+			entries = append(entries, e)
+			delete(r.procs, k)
+		}
+	}
+	r.mu.Unlock()
+	stopAll(ctx, entries)
+}
+
+// stopAll closes each process's session politely (briefly) and kills it, in parallel.
+func stopAll(ctx context.Context, entries []*runnerEntry) {
+	var wg sync.WaitGroup
+	for _, e := range entries {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select {
+			case <-e.ready:
+			case <-ctx.Done():
+				return
+			}
+			if e.proc == nil {
+				return
+			}
+			if !e.proc.Exited() {
+				cctx, cancel := context.WithTimeout(ctx, time.Second)
+				_ = e.proc.Impl.(runner.Runner).CloseSession(cctx)
+				cancel()
+			}
+			e.proc.Kill()
+		}()
+	}
+	wg.Wait()
+}
+
+// Statuses describes every live runner process.
+func (r *Runners) Statuses() []Status {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []Status
+	for k, e := range r.procs {
+		select {
+		case <-e.ready:
+		default:
+			continue
+		}
+		if e.proc == nil {
+			continue
+		}
+		out = append(out, Status{
+			Name: k.runner, Kind: e.proc.Spec.Kind, Version: e.proc.Info.Version, PID: e.proc.PID,
+			Healthy: !e.proc.Exited(), Session: k.session,
+		})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Session != out[j].Session {
+			return out[i].Session < out[j].Session
+		}
+		return out[i].Name < out[j].Name
+	})
+	return out
+}
+
+// Crashes counts runner processes found dead since start.
+func (r *Runners) Crashes() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.crashes
+}
+
+// Close stops every runner process; later Get calls fail.
+func (r *Runners) Close(ctx context.Context) {
+	r.mu.Lock()
+	r.closed = true
+	entries := make([]*runnerEntry, 0, len(r.procs))
+	for k, e := range r.procs {
+		entries = append(entries, e)
+		delete(r.procs, k)
+	}
+	r.mu.Unlock()
+	stopAll(ctx, entries)
+}

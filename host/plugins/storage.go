@@ -1,0 +1,112 @@
+package plugins
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/limitgraph/limit/sdk/base"
+	"github.com/limitgraph/limit/sdk/storage"
+)
+
+// RestartWait bounds how long a storage call waits for a crashed storage plugin to come
+// back before it fails; the caller's context may cut it shorter.
+const RestartWait = 15 * time.Second
+
+// Storage is the host's handle on the supervised storage plugin. It implements
+// storage.Storage: calls go to the current process, and an idempotent call that fails
+// because the process died waits for the restart and is retried once. Compare-and-swap is
+// not retried, since it may have been applied before the process died; the caller gets
+// storage.ErrUnavailable and decides.
+type Storage struct {
+	m *Managed
+}
+
+// NewStorage wraps a managed storage plugin.
+func NewStorage(m *Managed) *Storage { return &Storage{m: m} }
+
+// do runs f against the current process, retrying once after a restart when retry is set.
+func (s *Storage) do(ctx context.Context, retry bool, f func(storage.Storage) error) error {
+	wctx, cancel := context.WithTimeout(ctx, RestartWait)
+	defer cancel()
+	p, err := s.m.Current(wctx)
+	if err != nil {
+		return err
+	}
+	err = f(p.Impl.(storage.Storage))
+	if err == nil || !storage.IsUnavailable(err) {
+		return err
+	}
+	if !retry {
+		s.m.Check()
+		return err
+	}
+	p, rerr := s.m.Recover(wctx, p)
+	if rerr != nil {
+		return fmt.Errorf("%w (and the plugin did not come back: %v)", err, rerr)
+	}
+	return f(p.Impl.(storage.Storage))
+}
+
+// PluginInfo implements base.Plugin.
+func (s *Storage) PluginInfo() base.Info {
+	st := s.m.Status()
+	return base.Info{Name: st.Name, Kind: st.Kind, Version: st.Version}
+}
+
+// ConfigSchema implements base.Plugin; the host's handle has no schema of its own.
+func (s *Storage) ConfigSchema() base.Schema { return base.Schema{} }
+
+// Configure implements base.Plugin; the supervised process is configured at launch.
+func (s *Storage) Configure(context.Context, base.ConfigureRequest) base.Diagnostics { return nil }
+
+// Get implements storage.Storage.
+func (s *Storage) Get(ctx context.Context, ns string, key []byte) (v []byte, ok bool, err error) {
+	err = s.do(ctx, true, func(st storage.Storage) error {
+		v, ok, err = st.Get(ctx, ns, key)
+		return err
+	})
+	return v, ok, err
+}
+
+// Put implements storage.Storage.
+func (s *Storage) Put(ctx context.Context, ns string, key, value []byte) error {
+	return s.do(ctx, true, func(st storage.Storage) error { return st.Put(ctx, ns, key, value) })
+}
+
+// Delete implements storage.Storage.
+func (s *Storage) Delete(ctx context.Context, ns string, key []byte) (existed bool, err error) {
+	err = s.do(ctx, true, func(st storage.Storage) error {
+		existed, err = st.Delete(ctx, ns, key)
+		return err
+	})
+	return existed, err
+}
+
+// Scan implements storage.Storage.
+func (s *Storage) Scan(ctx context.Context, req storage.ScanRequest) (res storage.ScanResult, err error) {
+	err = s.do(ctx, true, func(st storage.Storage) error {
+		res, err = st.Scan(ctx, req)
+		return err
+	})
+	return res, err
+}
+
+// Batch implements storage.Storage.
+func (s *Storage) Batch(ctx context.Context, ns string, ops []storage.Op) error {
+	return s.do(ctx, true, func(st storage.Storage) error { return st.Batch(ctx, ns, ops) })
+}
+
+// CompareAndSwap implements storage.Storage.
+func (s *Storage) CompareAndSwap(ctx context.Context, req storage.CASRequest) (res storage.CASResult, err error) {
+	err = s.do(ctx, false, func(st storage.Storage) error {
+		res, err = st.CompareAndSwap(ctx, req)
+		return err
+	})
+	return res, err
+}
+
+// Close implements storage.Storage; the supervisor owns the process.
+func (s *Storage) Close() error { return nil }
+
+var _ storage.Storage = (*Storage)(nil)

@@ -1,0 +1,161 @@
+package plugins
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/limitgraph/limit/sdk/base"
+	"github.com/limitgraph/limit/sdk/governance"
+	"github.com/limitgraph/limit/sdk/runner"
+	"github.com/limitgraph/limit/sdk/storage"
+	"github.com/limitgraph/limit/sdk/storage/memstore"
+)
+
+// testPluginEnv names the variable that turns this test binary into one of the test
+// plugins below (the Nomad pattern: the test binary is its own plugin).
+const testPluginEnv = "LIMIT_HOST_TEST_PLUGIN"
+
+func TestMain(m *testing.M) {
+	switch os.Getenv(testPluginEnv) {
+	case "":
+		os.Exit(m.Run())
+	case "memstore":
+		storage.Serve(memstore.New())
+	case "echo":
+		runner.Serve(&echoRunner{})
+	case "rule":
+		governance.Serve(&keywordRule{})
+	case "garbage":
+		fmt.Println("hello, I am not a plugin")
+		time.Sleep(time.Minute)
+	case "hang":
+		time.Sleep(time.Minute)
+	case "host":
+		// A host process for the parent-death test: it starts a plugin, prints its pid
+		// and waits to be killed.
+		runHostForTest()
+	default:
+		fmt.Fprintln(os.Stderr, "unknown test plugin")
+		os.Exit(2)
+	}
+	os.Exit(0)
+}
+
+// testSpec returns a spec that runs this test binary as the named test plugin.
+func testSpec(kind, name, plugin string) Spec {
+	exe, err := os.Executable()
+	if err != nil {
+		panic(err)
+	}
+	return Spec{
+		Kind: kind, Name: name, Path: exe,
+		Env:          map[string]string{testPluginEnv: plugin},
+		StartTimeout: 10 * time.Second,
+	}
+}
+
+func runHostForTest() {
+	p, err := Launch(context.Background(), testSpec(base.KindStorage, "mem", "memstore"), nil)
+	if err != nil {
+		fmt.Println("error", err)
+		os.Exit(1)
+	}
+	fmt.Println("pid", p.PID)
+	time.Sleep(time.Minute)
+}
+
+// echoRunner is a test runner: it echoes its input with the session id, the process id
+// and a per-process execution count (its "state"), and dies on "crash".
+type echoRunner struct {
+	mu      sync.Mutex
+	session runner.Session
+	count   int
+}
+
+func (e *echoRunner) PluginInfo() base.Info {
+	return base.Info{Name: "echo", Kind: base.KindRunner, Version: "1.2.3"}
+}
+
+func (e *echoRunner) ConfigSchema() base.Schema {
+	return base.Schema{Attributes: []base.Attribute{{Name: "greeting", Type: "string", Default: "hi"}}}
+}
+
+func (e *echoRunner) Configure(_ context.Context, req base.ConfigureRequest) base.Diagnostics {
+	var cfg struct {
+		Greeting string `json:"greeting"`
+	}
+	if ds := base.DecodeConfig(req.Config, &cfg); ds.HasErrors() {
+		return ds
+	}
+	if cfg.Greeting == "bad" {
+		return base.Diagnostics{base.Errorf([]string{"greeting"}, "greeting must not be %q", cfg.Greeting)}
+	}
+	return nil
+}
+
+func (e *echoRunner) OpenSession(_ context.Context, s runner.Session) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.session = s
+	return nil
+}
+
+func (e *echoRunner) Execute(ctx context.Context, req runner.ExecuteRequest, emit func(runner.Event) error) (runner.Result, error) {
+	switch {
+	case req.Input == "crash":
+		os.Exit(7)
+	case req.Input == "env":
+		env := os.Environ()
+		return runner.Result{Status: runner.StatusOK, Output: strings.Join(env, "\n")}, nil
+	case strings.HasPrefix(req.Input, "big:"):
+		var n int
+		fmt.Sscanf(req.Input, "big:%d", &n)
+		if err := emit(runner.Event{Output: &runner.Output{Stream: runner.Stdout, Data: []byte(strings.Repeat("x", n))}}); err != nil {
+			return runner.Result{}, err
+		}
+		return runner.Result{Status: runner.StatusOK}, nil
+	}
+	e.mu.Lock()
+	e.count++
+	out := fmt.Sprintf("session=%s pid=%d n=%d input=%s", e.session.ID, os.Getpid(), e.count, req.Input)
+	e.mu.Unlock()
+	if err := emit(runner.Event{Output: &runner.Output{Stream: runner.Stdout, Data: []byte(out)}}); err != nil {
+		return runner.Result{}, err
+	}
+	return runner.Result{Status: runner.StatusOK, Output: out}, nil
+}
+
+func (e *echoRunner) Cancel(context.Context, string) (bool, error) { return false, nil }
+
+func (e *echoRunner) Health(context.Context) (runner.Health, error) {
+	return runner.Health{Healthy: true, Isolation: []runner.IsolationFeature{{Name: "none", Enforced: false, Detail: "test runner"}}}, nil
+}
+
+func (e *echoRunner) CloseSession(context.Context) error { return nil }
+
+// keywordRule flags content containing "forbidden".
+type keywordRule struct{}
+
+func (keywordRule) PluginInfo() base.Info {
+	return base.Info{Name: "keyword", Kind: base.KindGovernance, Version: "0.0.1"}
+}
+func (keywordRule) ConfigSchema() base.Schema { return base.Schema{} }
+func (keywordRule) Configure(_ context.Context, req base.ConfigureRequest) base.Diagnostics {
+	var cfg struct{}
+	return base.DecodeConfig(req.Config, &cfg)
+}
+func (keywordRule) Describe(context.Context) ([]governance.RuleDescription, error) {
+	return []governance.RuleDescription{{ID: "keyword", Flags: []string{governance.FlagJailbreak}, Stages: []governance.Stage{governance.StagePre}}}, nil
+}
+func (keywordRule) Evaluate(_ context.Context, req governance.EvaluateRequest) ([]governance.Finding, error) {
+	if i := strings.Index(req.Content, "forbidden"); i >= 0 {
+		return []governance.Finding{{Flag: governance.FlagJailbreak, Severity: 8, Score: 1, Reason: "keyword", RuleID: "keyword",
+			Location: &governance.Location{Start: i, End: i + len("forbidden")}}}, nil
+	}
+	return nil, nil
+}
