@@ -49,7 +49,7 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchtime 2000x -count 1 ./plugins/storage-bolt ./plugins/storage-file
 
 lint:
-	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); \
+	@out=$$(gofmt -l $$(find . -name '*.go' -not -name '*.pb.go' -not -path './.tools/*' -not -path './.cache/*')); \
 	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
@@ -72,3 +72,6 @@ proto-check: proto
 
 clean:
 	rm -rf $(BIN)
+
+# Feature areas add their own targets (bench-rd, rd-fixtures, testmodel, ...) here.
+-include mk/*.mk

@@ -208,4 +208,3 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
-
