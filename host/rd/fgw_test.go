@@ -1,0 +1,404 @@
+package rd
+
+import (
+	"encoding/json"
+	"errors"
+	"math"
+	"math/rand/v2"
+	"os"
+	"strings"
+	"testing"
+
+	"gonum.org/v1/gonum/mat"
+)
+
+type potCase struct {
+	Name               string      `json:"name"`
+	Alpha              float64     `json:"alpha"`
+	C1                 [][]float64 `json:"c1"`
+	C2                 [][]float64 `json:"c2"`
+	M                  [][]float64 `json:"m"`
+	P                  []float64   `json:"p"`
+	Q                  []float64   `json:"q"`
+	CGValue            float64     `json:"cg_value"`
+	CGIterations       int         `json:"cg_iterations"`
+	CGPlan             [][]float64 `json:"cg_plan"`
+	EMDValue           *float64    `json:"emd_value"`
+	GWValue            *float64    `json:"gw_value"`
+	GWIterations       int         `json:"gw_iterations"`
+	Epsilon            float64     `json:"epsilon"`
+	EntropicValue      *float64    `json:"entropic_value"`
+	EntropicIterations int         `json:"entropic_iterations"`
+}
+
+func loadPOT(t *testing.T) []potCase {
+	t.Helper()
+	raw, err := os.ReadFile("testdata/pot_fixtures.json")
+	if err != nil {
+		t.Fatalf("read fixtures (regenerate with make rd-fixtures): %v", err)
+	}
+	var doc struct {
+		POTVersion string    `json:"pot_version"`
+		Cases      []potCase `json:"cases"`
+	}
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		t.Fatal(err)
+	}
+	if len(doc.Cases) == 0 {
+		t.Fatal("no fixture cases")
+	}
+	return doc.Cases
+}
+
+func dense(rows [][]float64) *mat.Dense {
+	r := len(rows)
+	c := len(rows[0])
+	d := mat.NewDense(r, c, nil)
+	for i, row := range rows {
+		d.SetRow(i, row)
+	}
+	return d
+}
+
+func relErr(got, want float64) float64 {
+	return math.Abs(got-want) / math.Max(math.Abs(want), 1e-300)
+}
+
+// TestFGWMatchesPOT: conditional gradient gives POT's value within 1e-9 relative with
+// the same number of linear steps, from the same start p·qᵀ, and the same plan.
+func TestFGWMatchesPOT(t *testing.T) {
+	for _, tc := range loadPOT(t) {
+		t.Run(tc.Name, func(t *testing.T) {
+			cfg := DefaultFGWConfig(MethodCG)
+			cfg.Alpha = tc.Alpha
+			res, err := FGW(dense(tc.C1), dense(tc.C2), dense(tc.M), tc.P, tc.Q, cfg, WithPlan())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if e := relErr(res.Distance, tc.CGValue); e > 1e-9 {
+				t.Errorf("distance %.17g, POT %.17g (relative error %.3g)", res.Distance, tc.CGValue, e)
+			}
+			if res.Iterations != tc.CGIterations {
+				t.Errorf("iterations %d, POT %d", res.Iterations, tc.CGIterations)
+			}
+			if !res.Converged {
+				t.Errorf("not converged")
+			}
+			if tc.CGPlan != nil {
+				want := dense(tc.CGPlan)
+				if !mat.EqualApprox(res.Plan, want, 1e-9) {
+					t.Errorf("plan differs from POT's:\n%v\nPOT:\n%v", mat.Formatted(res.Plan), mat.Formatted(want))
+				}
+			}
+			// The reported distance is the loss of the returned plan.
+			if direct := directFGWLoss(dense(tc.C1), dense(tc.C2), dense(tc.M), res.Plan, tc.Alpha); relErr(res.Distance, direct) > 1e-12 {
+				t.Errorf("distance %.17g, loss of the plan %.17g", res.Distance, direct)
+			}
+			if tc.EMDValue != nil { // alpha = 0 is exact optimal transport on M
+				if e := relErr(res.Distance, *tc.EMDValue); e > 1e-9 {
+					t.Errorf("alpha=0: distance %.17g, POT emd2 %.17g", res.Distance, *tc.EMDValue)
+				}
+				own, _, err := EMD(tc.P, tc.Q, dense(tc.M))
+				if err != nil || relErr(res.Distance, own) > 1e-12 {
+					t.Errorf("alpha=0: distance %.17g, EMD %.17g (%v)", res.Distance, own, err)
+				}
+			}
+			if tc.GWValue != nil { // alpha = 1 is Gromov–Wasserstein, whatever M is
+				zero := mat.NewDense(len(tc.P), len(tc.Q), nil)
+				gw, err := FGW(dense(tc.C1), dense(tc.C2), zero, tc.P, tc.Q, cfg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if e := relErr(gw.Distance, *tc.GWValue); e > 1e-9 || gw.Iterations != tc.GWIterations {
+					t.Errorf("alpha=1: GW %.17g in %d iterations, POT gromov_wasserstein2 %.17g in %d",
+						gw.Distance, gw.Iterations, *tc.GWValue, tc.GWIterations)
+				}
+			}
+		})
+	}
+}
+
+// TestEntropicFGWMatchesPOT09: the entropic solver reproduces POT ≥ 0.9's
+// entropic_fused_gromov_wasserstein (PGD, no warm start) as replayed by the fixture
+// script on POT 0.8.2's Sinkhorn.
+func TestEntropicFGWMatchesPOT09(t *testing.T) {
+	n := 0
+	for _, tc := range loadPOT(t) {
+		if tc.EntropicValue == nil {
+			continue
+		}
+		n++
+		t.Run(tc.Name, func(t *testing.T) {
+			cfg := DefaultFGWConfig(MethodEntropic)
+			cfg.Alpha = tc.Alpha
+			cfg.Epsilon = tc.Epsilon
+			res, err := FGW(dense(tc.C1), dense(tc.C2), dense(tc.M), tc.P, tc.Q, cfg, WithPlan())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if e := relErr(res.Distance, *tc.EntropicValue); e > 1e-9 {
+				t.Errorf("distance %.17g, POT 0.9 formulation %.17g (relative error %.3g)", res.Distance, *tc.EntropicValue, e)
+			}
+			if res.Iterations != tc.EntropicIterations {
+				t.Errorf("iterations %d, POT %d", res.Iterations, tc.EntropicIterations)
+			}
+			// POT's value uses the target marginals p, q in its constant term; the plan
+			// meets them only to Sinkhorn's 1e-9, hence the looser comparison.
+			if direct := directFGWLoss(dense(tc.C1), dense(tc.C2), dense(tc.M), res.Plan, tc.Alpha); relErr(res.Distance, direct) > 1e-7 {
+				t.Errorf("distance %.17g, loss of the plan %.17g", res.Distance, direct)
+			}
+		})
+	}
+	if n == 0 {
+		t.Fatal("no entropic fixtures")
+	}
+}
+
+// directFGWLoss evaluates the FGW objective by its definition, O(n²m²).
+func directFGWLoss(c1, c2, m, t *mat.Dense, alpha float64) float64 {
+	n, k := t.Dims()
+	var lin, quad float64
+	for i := 0; i < n; i++ {
+		for j := 0; j < k; j++ {
+			tij := t.At(i, j)
+			lin += m.At(i, j) * tij
+			if tij == 0 {
+				continue
+			}
+			for a := 0; a < n; a++ {
+				for b := 0; b < k; b++ {
+					d := c1.At(i, a) - c2.At(j, b)
+					quad += d * d * tij * t.At(a, b)
+				}
+			}
+		}
+	}
+	return (1-alpha)*lin + alpha*quad
+}
+
+func randomGraph(r *rand.Rand, n, dim int) (c, feat *mat.Dense) {
+	pts := make([][2]float64, n)
+	for i := range pts {
+		pts[i] = [2]float64{r.Float64(), r.Float64()}
+	}
+	c = mat.NewDense(n, n, nil)
+	for i := range pts {
+		for j := range pts {
+			c.Set(i, j, math.Hypot(pts[i][0]-pts[j][0], pts[i][1]-pts[j][1]))
+		}
+	}
+	feat = mat.NewDense(n, dim, nil)
+	for i := 0; i < n; i++ {
+		for d := 0; d < dim; d++ {
+			feat.Set(i, d, r.Float64())
+		}
+	}
+	return c, feat
+}
+
+func uniform(n int) []float64 {
+	w := make([]float64, n)
+	for i := range w {
+		w[i] = 1 / float64(n)
+	}
+	return w
+}
+
+// TestFGWAsymmetric: with directed structures the solver still descends on the true
+// objective: the reported distance is the plan's loss and no worse than the start.
+func TestFGWAsymmetric(t *testing.T) {
+	r := rand.New(rand.NewPCG(11, 12))
+	n, k := 9, 7
+	c1 := mat.NewDense(n, n, nil)
+	c2 := mat.NewDense(k, k, nil)
+	for i := 0; i < n; i++ {
+		for j := 0; j < n; j++ {
+			c1.Set(i, j, r.Float64())
+		}
+	}
+	for i := 0; i < k; i++ {
+		for j := 0; j < k; j++ {
+			c2.Set(i, j, r.Float64())
+		}
+	}
+	m := mat.NewDense(n, k, nil)
+	for i := 0; i < n; i++ {
+		for j := 0; j < k; j++ {
+			m.Set(i, j, r.Float64())
+		}
+	}
+	p, q := uniform(n), uniform(k)
+	for _, method := range []Method{MethodCG, MethodEntropic} {
+		cfg := DefaultFGWConfig(method)
+		cfg.Epsilon = 0.05
+		res, err := FGW(c1, c2, m, p, q, cfg, WithPlan())
+		if err != nil {
+			t.Fatal(err)
+		}
+		direct := directFGWLoss(c1, c2, m, res.Plan, cfg.Alpha)
+		if relErr(res.Distance, direct) > 1e-7 {
+			t.Fatalf("%s: distance %.17g, loss of the plan %.17g", method, res.Distance, direct)
+		}
+		start := mat.NewDense(n, k, nil)
+		for i := 0; i < n; i++ {
+			for j := 0; j < k; j++ {
+				start.Set(i, j, p[i]*q[j])
+			}
+		}
+		if s := directFGWLoss(c1, c2, m, start, cfg.Alpha); method == MethodCG && res.Distance > s {
+			t.Fatalf("cg ended at %v, above the starting loss %v", res.Distance, s)
+		}
+	}
+}
+
+// TestFGWNotConverged: hitting MaxIter is reported, not hidden.
+func TestFGWNotConverged(t *testing.T) {
+	r := rand.New(rand.NewPCG(13, 14))
+	c1, f1 := randomGraph(r, 30, 4)
+	c2, f2 := randomGraph(r, 30, 4)
+	m, err := FeatureCost(f1, f2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultFGWConfig(MethodCG)
+	cfg.MaxIter = 1
+	res, err := FGW(c1, c2, m, uniform(30), uniform(30), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Converged || res.Iterations != 1 {
+		t.Fatalf("got converged=%v after %d iterations, want not converged after 1", res.Converged, res.Iterations)
+	}
+	cfg = DefaultFGWConfig(MethodEntropic)
+	cfg.MaxIter = 2
+	res, err = FGW(c1, c2, m, uniform(30), uniform(30), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Converged || res.Iterations != 2 {
+		t.Fatalf("entropic: converged=%v after %d iterations, want not converged after 2", res.Converged, res.Iterations)
+	}
+}
+
+// TestFGWInitialPlanAndWorkspace: starting from p·qᵀ given explicitly gives the same
+// result as the default start, and a reused workspace gives the same results again.
+func TestFGWInitialPlanAndWorkspace(t *testing.T) {
+	r := rand.New(rand.NewPCG(15, 16))
+	c1, f1 := randomGraph(r, 12, 3)
+	c2, f2 := randomGraph(r, 10, 3)
+	m, _ := FeatureCost(f1, f2)
+	p, q := uniform(12), randSimplex(r, 10, false)
+	cfg := DefaultFGWConfig(MethodCG)
+	base, err := FGW(c1, c2, m, p, q, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g0 := mat.NewDense(12, 10, nil)
+	for i := range p {
+		for j := range q {
+			g0.Set(i, j, p[i]*q[j])
+		}
+	}
+	got, err := FGW(c1, c2, m, p, q, cfg, WithInitialPlan(g0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if relErr(got.Distance, base.Distance) > 1e-12 || got.Iterations != base.Iterations {
+		t.Fatalf("explicit start: %v/%d, default start %v/%d", got.Distance, got.Iterations, base.Distance, base.Iterations)
+	}
+	ws := NewWorkspace()
+	for round := 0; round < 3; round++ {
+		got, err := FGW(c1, c2, m, p, q, cfg, WithWorkspace(ws))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Distance != base.Distance || got.Iterations != base.Iterations {
+			t.Fatalf("round %d with a reused workspace: %v/%d, want %v/%d", round, got.Distance, got.Iterations, base.Distance, base.Iterations)
+		}
+	}
+	bad := mat.NewDense(12, 10, nil)
+	if _, err := FGW(c1, c2, m, p, q, cfg, WithInitialPlan(bad)); err == nil || !strings.Contains(err.Error(), "g0") {
+		t.Fatalf("a start plan with wrong marginals gave %v", err)
+	}
+}
+
+func TestFGWResultJSON(t *testing.T) {
+	res := FGWResult{Distance: 0.5, Iterations: 3, Converged: true, Method: MethodCG}
+	b, err := json.Marshal(res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(b) != `{"distance":0.5,"iterations":3,"converged":true,"method":"cg"}` {
+		t.Fatalf("got %s", b)
+	}
+	res.Plan = mat.NewDense(1, 2, []float64{0.25, 0.75})
+	b, _ = json.Marshal(res)
+	if !strings.Contains(string(b), `"plan":[[0.25,0.75]]`) {
+		t.Fatalf("got %s", b)
+	}
+}
+
+func TestFGWBadInput(t *testing.T) {
+	sq := func(n int) *mat.Dense { return mat.NewDense(n, n, nil) }
+	ok2 := mat.NewDense(2, 2, []float64{0, 1, 1, 0})
+	m22 := mat.NewDense(2, 2, []float64{1, 2, 3, 4})
+	half := []float64{0.5, 0.5}
+	cg := DefaultFGWConfig(MethodCG)
+	ent := DefaultFGWConfig(MethodEntropic)
+	withAlpha := func(a float64) FGWConfig { c := cg; c.Alpha = a; return c }
+	withEps := func(e float64) FGWConfig { c := ent; c.Epsilon = e; return c }
+	cases := []struct {
+		name       string
+		c1, c2, m  *mat.Dense
+		p, q       []float64
+		cfg        FGWConfig
+		field, msg string
+	}{
+		{"c1 not square", mat.NewDense(2, 3, nil), ok2, m22, half, half, cg, "c1", "not square"},
+		{"c2 missing", ok2, nil, m22, half, half, cg, "c2", "missing"},
+		{"m mismatched", ok2, sq(3), m22, half, []float64{0.2, 0.3, 0.5}, cg, "m", "shape 2×2, want 2×3"},
+		{"p length", ok2, ok2, m22, []float64{1}, half, cg, "p", "has 1 weights, want 2"},
+		{"negative c1", mat.NewDense(2, 2, []float64{0, -1, -1, 0}), ok2, m22, half, half, cg, "c1", "non-negative"},
+		{"nan m", ok2, ok2, mat.NewDense(2, 2, []float64{1, math.NaN(), 0, 0}), half, half, cg, "m", "finite"},
+		{"inf c2", ok2, mat.NewDense(2, 2, []float64{0, math.Inf(1), 1, 0}), m22, half, half, cg, "c2", "finite"},
+		{"p sum", ok2, ok2, m22, []float64{0.5, 0.6}, half, cg, "p", "sum to 1.1"},
+		{"q negative", ok2, ok2, m22, half, []float64{1.5, -0.5}, cg, "q", "non-negative"},
+		{"q sum off by 1e-8", ok2, ok2, m22, half, []float64{0.5, 0.5 + 1e-8}, cg, "q", "within 1e-09"},
+		{"alpha above 1", ok2, ok2, m22, half, half, withAlpha(1.5), "alpha", "outside [0, 1]"},
+		{"alpha negative", ok2, ok2, m22, half, half, withAlpha(-0.1), "alpha", "outside"},
+		{"epsilon zero", ok2, ok2, m22, half, half, withEps(0), "epsilon", "epsilon > 0"},
+		{"epsilon negative", ok2, ok2, m22, half, half, withEps(-1), "epsilon", "epsilon > 0"},
+		{"method", ok2, ok2, m22, half, half, FGWConfig{Method: "newton", Alpha: 0.5}, "method", "unknown method"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := FGW(tc.c1, tc.c2, tc.m, tc.p, tc.q, tc.cfg)
+			var ie *InputError
+			if !errors.As(err, &ie) || ie.Field != tc.field || !strings.Contains(ie.Msg, tc.msg) {
+				t.Fatalf("got %v, want an InputError on %q mentioning %q", err, tc.field, tc.msg)
+			}
+		})
+	}
+	// Weights within 1e-9 of summing to 1 are accepted.
+	if _, err := FGW(ok2, ok2, m22, half, []float64{0.5, 0.5 + 1e-10}, cg); err != nil {
+		t.Fatalf("weights 1e-10 off were refused: %v", err)
+	}
+}
+
+func TestFeatureCost(t *testing.T) {
+	a := mat.NewDense(2, 2, []float64{0, 0, 1, 1})
+	b := mat.NewDense(1, 2, []float64{1, 0})
+	m, err := FeatureCost(a, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.At(0, 0) != 1 || m.At(1, 0) != 1 {
+		t.Fatalf("got %v", mat.Formatted(m))
+	}
+	if _, err := FeatureCost(a, mat.NewDense(1, 3, nil)); err == nil || !strings.Contains(err.Error(), "features_b") {
+		t.Fatalf("dimension mismatch gave %v", err)
+	}
+	if _, err := FeatureCost(mat.NewDense(1, 1, []float64{math.NaN()}), mat.NewDense(1, 1, nil)); err == nil {
+		t.Fatal("NaN feature accepted")
+	}
+}

@@ -1,0 +1,300 @@
+package rd
+
+import (
+	"math"
+	"sort"
+)
+
+// KneeMethod names a knee detector.
+type KneeMethod string
+
+// Knee detectors.
+const (
+	// KneeMenger picks the point of largest Menger curvature (the curvature of the circle
+	// through a point and its two neighbours) on axes normalised to the unit square.
+	KneeMenger KneeMethod = "menger"
+	// KneeKneedle is Satopää et al.'s Kneedle (2011): the curve is mapped to a concave
+	// increasing one, and a knee is a local maximum of the difference curve y − x after
+	// which the difference drops below the maximum minus S/(N−1).
+	KneeKneedle KneeMethod = "kneedle"
+)
+
+// CurveShape says which way a curve bends; empty means infer it from the points (below
+// the chord joining the end points: convex; above: concave).
+type CurveShape string
+
+// Curve shapes.
+const (
+	CurveConvex  CurveShape = "convex"
+	CurveConcave CurveShape = "concave"
+)
+
+// Direction says whether y grows with x; empty means infer it from the end points.
+type Direction string
+
+// Directions.
+const (
+	Increasing Direction = "increasing"
+	Decreasing Direction = "decreasing"
+)
+
+// KneeOptions selects and tunes the knee detector. The zero value is Menger curvature
+// with the shape and direction inferred.
+type KneeOptions struct {
+	// Method is KneeMenger (default) or KneeKneedle.
+	Method KneeMethod `json:"method,omitempty"`
+	// Curve is convex or concave; empty infers it.
+	Curve CurveShape `json:"curve,omitempty"`
+	// Direction is increasing or decreasing; empty infers it.
+	Direction Direction `json:"direction,omitempty"`
+	// Sensitivity is Kneedle's S ≥ 0 (default 1): larger waits for a clearer drop.
+	Sensitivity float64 `json:"sensitivity,omitempty"`
+	// Online makes Kneedle return the last knee it confirms while scanning the curve
+	// (the knee a stream of points ends with); offline (default) returns the first.
+	Online bool `json:"online,omitempty"`
+	// DuplicateTol is the distance on the unit-square-normalised axes below which a
+	// point counts as a duplicate of the previous one and is dropped (default 1e-9).
+	DuplicateTol float64 `json:"duplicate_tol,omitempty"`
+}
+
+// Knee is the knee of a curve.
+type Knee struct {
+	// X and Y are the knee's coordinates as given.
+	X float64 `json:"x"`
+	Y float64 `json:"y"`
+	// Index is the knee's position in the input slice.
+	Index int `json:"index"`
+	// Curvature is the Menger curvature at the knee on normalised axes (0 at an end
+	// point).
+	Curvature float64 `json:"curvature"`
+	// Difference is Kneedle's difference-curve value at the knee (Kneedle only).
+	Difference float64 `json:"difference,omitempty"`
+	// Method, Curve and Direction say how the knee was found (inferred values filled in).
+	Method    KneeMethod `json:"method"`
+	Curve     CurveShape `json:"curve"`
+	Direction Direction  `json:"direction"`
+}
+
+// normCurve is a curve sorted by x, de-duplicated and normalised to the unit square.
+type normCurve struct {
+	x, y []float64 // normalised
+	idx  []int     // input index of each point
+}
+
+// FindKnee returns the knee of the curve through points ([x, y] pairs, any order; they
+// are sorted by x). It needs at least three distinct points; a flat curve or one that
+// never bends the expected way gives ErrNoKnee.
+func FindKnee(points [][2]float64, opts KneeOptions) (Knee, error) {
+	switch opts.Method {
+	case "":
+		opts.Method = KneeMenger
+	case KneeMenger, KneeKneedle:
+	default:
+		return Knee{}, inputErrf("method", "unknown knee method %q: use \"menger\" or \"kneedle\"", opts.Method)
+	}
+	switch opts.Curve {
+	case "", CurveConvex, CurveConcave:
+	default:
+		return Knee{}, inputErrf("curve", "unknown curve %q: use \"convex\" or \"concave\"", opts.Curve)
+	}
+	switch opts.Direction {
+	case "", Increasing, Decreasing:
+	default:
+		return Knee{}, inputErrf("direction", "unknown direction %q: use \"increasing\" or \"decreasing\"", opts.Direction)
+	}
+	if math.IsNaN(opts.Sensitivity) || math.IsInf(opts.Sensitivity, 0) || opts.Sensitivity < 0 {
+		return Knee{}, inputErrf("sensitivity", "%v must be a finite number ≥ 0", opts.Sensitivity)
+	}
+	if opts.Sensitivity == 0 {
+		opts.Sensitivity = 1
+	}
+	if opts.DuplicateTol <= 0 {
+		opts.DuplicateTol = 1e-9
+	}
+	if len(points) < 3 {
+		return Knee{}, inputErrf("points", "%d given: a knee needs at least 3 points", len(points))
+	}
+	for i, p := range points {
+		for _, v := range p {
+			if math.IsNaN(v) || math.IsInf(v, 0) {
+				return Knee{}, inputErrf("points", "point %d has a non-finite coordinate %v", i, v)
+			}
+		}
+	}
+	c, err := normalise(points, opts.DuplicateTol)
+	if err != nil {
+		return Knee{}, err
+	}
+	nPts := len(c.x)
+	if opts.Direction == "" {
+		opts.Direction = Increasing
+		if c.y[nPts-1] < c.y[0] {
+			opts.Direction = Decreasing
+		}
+	}
+	if opts.Curve == "" {
+		// Mean signed height above the chord through the end points.
+		var s float64
+		x0, y0, x1, y1 := c.x[0], c.y[0], c.x[nPts-1], c.y[nPts-1]
+		for i := range c.x {
+			chord := y0 + (y1-y0)*(c.x[i]-x0)/(x1-x0)
+			s += c.y[i] - chord
+		}
+		opts.Curve = CurveConcave
+		if s < 0 {
+			opts.Curve = CurveConvex
+		}
+	}
+	var k int
+	var diff float64
+	if opts.Method == KneeMenger {
+		k, err = c.menger(opts.Curve)
+	} else {
+		k, diff, err = c.kneedle(opts)
+	}
+	if err != nil {
+		return Knee{}, err
+	}
+	in := c.idx[k]
+	return Knee{
+		X: points[in][0], Y: points[in][1], Index: in,
+		Curvature:  math.Abs(c.curvature(k)),
+		Difference: diff,
+		Method:     opts.Method, Curve: opts.Curve, Direction: opts.Direction,
+	}, nil
+}
+
+func normalise(points [][2]float64, tol float64) (*normCurve, error) {
+	order := make([]int, len(points))
+	for i := range order {
+		order[i] = i
+	}
+	sort.SliceStable(order, func(a, b int) bool { return points[order[a]][0] < points[order[b]][0] })
+	xmin, xmax := points[order[0]][0], points[order[len(order)-1]][0]
+	ymin, ymax := math.Inf(1), math.Inf(-1)
+	for _, p := range points {
+		ymin = math.Min(ymin, p[1])
+		ymax = math.Max(ymax, p[1])
+	}
+	if xmax == xmin {
+		return nil, inputErr("points", "all points have the same x: there is no curve")
+	}
+	if ymax == ymin {
+		return nil, ErrNoKnee
+	}
+	c := &normCurve{}
+	for _, i := range order {
+		x := (points[i][0] - xmin) / (xmax - xmin)
+		y := (points[i][1] - ymin) / (ymax - ymin)
+		if k := len(c.x); k > 0 && math.Hypot(x-c.x[k-1], y-c.y[k-1]) < tol {
+			continue
+		}
+		c.x = append(c.x, x)
+		c.y = append(c.y, y)
+		c.idx = append(c.idx, i)
+	}
+	if len(c.x) < 3 {
+		return nil, inputErrf("points", "only %d distinct points: a knee needs at least 3", len(c.x))
+	}
+	return c, nil
+}
+
+// curvature is the signed Menger curvature at interior point k: 4·area / (product of
+// the triangle's sides), positive when the curve turns left (convex), 0 at end points.
+func (c *normCurve) curvature(k int) float64 {
+	if k <= 0 || k >= len(c.x)-1 {
+		return 0
+	}
+	ax, ay := c.x[k]-c.x[k-1], c.y[k]-c.y[k-1]
+	bx, by := c.x[k+1]-c.x[k], c.y[k+1]-c.y[k]
+	cross := ax*by - ay*bx
+	den := math.Hypot(ax, ay) * math.Hypot(bx, by) * math.Hypot(c.x[k+1]-c.x[k-1], c.y[k+1]-c.y[k-1])
+	if den == 0 {
+		return 0
+	}
+	return 2 * cross / den
+}
+
+// menger returns the interior point of largest curvature bending the way shape says.
+func (c *normCurve) menger(shape CurveShape) (int, error) {
+	best, bestK := 0.0, -1
+	for k := 1; k < len(c.x)-1; k++ {
+		v := c.curvature(k)
+		if shape == CurveConcave {
+			v = -v
+		}
+		if v > best {
+			best, bestK = v, k
+		}
+	}
+	if bestK < 0 {
+		return 0, ErrNoKnee
+	}
+	return bestK, nil
+}
+
+// kneedle maps the curve to a concave increasing one, computes the difference curve
+// and applies Kneedle's threshold test, returning the knee's position in c.
+func (c *normCurve) kneedle(opts KneeOptions) (int, float64, error) {
+	n := len(c.x)
+	xs := make([]float64, n)
+	ys := make([]float64, n)
+	pos := make([]int, n) // position in c of transformed point i
+	// concave increasing: as is; convex decreasing: y → 1−y; concave decreasing: x → 1−x
+	// (order reversed); convex increasing: both.
+	flipX := (opts.Curve == CurveConcave) == (opts.Direction == Decreasing)
+	flipY := opts.Curve == CurveConvex
+	for i := 0; i < n; i++ {
+		k := i
+		if flipX {
+			k = n - 1 - i
+		}
+		x, y := c.x[k], c.y[k]
+		if flipX {
+			x = 1 - x
+		}
+		if flipY {
+			y = 1 - y
+		}
+		xs[i], ys[i], pos[i] = x, y, k
+	}
+	d := make([]float64, n)
+	for i := range d {
+		d[i] = ys[i] - xs[i]
+	}
+	isMax := func(i int) bool { return i > 0 && i < n-1 && d[i] >= d[i-1] && d[i] >= d[i+1] }
+	isMin := func(i int) bool { return i > 0 && i < n-1 && d[i] <= d[i-1] && d[i] <= d[i+1] }
+	step := (xs[n-1] - xs[0]) / float64(n-1)
+	first := -1
+	for i := 1; i < n-1; i++ {
+		if isMax(i) {
+			first = i
+			break
+		}
+	}
+	if first < 0 {
+		return 0, 0, ErrNoKnee
+	}
+	knee := -1
+	threshold, thresholdIdx := 0.0, -1
+	for i := first; i < n-1; i++ {
+		if isMax(i) {
+			threshold = d[i] - opts.Sensitivity*step
+			thresholdIdx = i
+		}
+		if isMin(i) {
+			threshold = 0
+		}
+		if thresholdIdx >= 0 && d[i+1] < threshold {
+			knee = thresholdIdx
+			thresholdIdx = -1 // wait for the next local maximum
+			if !opts.Online {
+				break
+			}
+		}
+	}
+	if knee < 0 {
+		return 0, 0, ErrNoKnee
+	}
+	return pos[knee], d[knee], nil
+}

@@ -1,0 +1,226 @@
+package rd
+
+import (
+	"errors"
+	"math"
+	"strings"
+	"testing"
+)
+
+// elbow is a convex decreasing polyline through x = 0..10 whose slope changes from
+// −4 to −0.2 at x = 2 (index 2).
+func elbow() [][2]float64 {
+	pts := make([][2]float64, 11)
+	for i := range pts {
+		x := float64(i)
+		y := 10 - 4*x
+		if x > 2 {
+			y = 2 - 0.2*(x-2)
+		}
+		pts[i] = [2]float64{x, y}
+	}
+	return pts
+}
+
+// transform maps the convex decreasing elbow to the other three shapes.
+func transform(pts [][2]float64, mirrorX, negateY bool) [][2]float64 {
+	out := make([][2]float64, len(pts))
+	for i, p := range pts {
+		x, y := p[0], p[1]
+		if mirrorX {
+			x = 10 - x
+		}
+		if negateY {
+			y = -y
+		}
+		out[i] = [2]float64{x, y}
+	}
+	return out
+}
+
+// TestKneeClassicShapes: a sharp elbow in each of the four shapes is found by both
+// methods at the corner, with the shape and direction inferred or given.
+func TestKneeClassicShapes(t *testing.T) {
+	cases := []struct {
+		name      string
+		mirrorX   bool
+		negateY   bool
+		curve     CurveShape
+		direction Direction
+	}{
+		{"convex decreasing", false, false, CurveConvex, Decreasing},
+		{"concave increasing", false, true, CurveConcave, Increasing},
+		{"convex increasing", true, false, CurveConvex, Increasing},
+		{"concave decreasing", true, true, CurveConcave, Decreasing},
+	}
+	for _, tc := range cases {
+		pts := transform(elbow(), tc.mirrorX, tc.negateY)
+		for _, method := range []KneeMethod{KneeMenger, KneeKneedle} {
+			for _, infer := range []bool{true, false} {
+				opts := KneeOptions{Method: method}
+				if !infer {
+					opts.Curve, opts.Direction = tc.curve, tc.direction
+				}
+				k, err := FindKnee(pts, opts)
+				if err != nil {
+					t.Fatalf("%s/%s: %v", tc.name, method, err)
+				}
+				if k.Index != 2 || k.X != pts[2][0] || k.Y != pts[2][1] {
+					t.Errorf("%s/%s (infer=%v): knee at index %d (%v, %v), want index 2", tc.name, method, infer, k.Index, k.X, k.Y)
+				}
+				if k.Curve != tc.curve || k.Direction != tc.direction {
+					t.Errorf("%s/%s: shape %s %s, want %s %s", tc.name, method, k.Curve, k.Direction, tc.curve, tc.direction)
+				}
+				if k.Curvature <= 0 {
+					t.Errorf("%s/%s: curvature %v at the corner", tc.name, method, k.Curvature)
+				}
+			}
+		}
+	}
+}
+
+// TestKneeSmoothCurve: on y = e^{−5x}, x ∈ [0, 1], Menger finds the maximum curvature
+// of the normalised curve, where its slope is −1/√2, and Kneedle the maximum of the
+// difference curve, where the slope is −1: two different, analytically known points.
+func TestKneeSmoothCurve(t *testing.T) {
+	const n = 1001
+	pts := make([][2]float64, n)
+	for i := range pts {
+		x := float64(i) / (n - 1)
+		pts[i] = [2]float64{x, math.Exp(-5 * x)}
+	}
+	span := 1 - math.Exp(-5)
+	wantMenger := math.Log(5*math.Sqrt2/span) / 5
+	wantKneedle := math.Log(5/span) / 5
+	for _, tc := range []struct {
+		method KneeMethod
+		want   float64
+	}{{KneeMenger, wantMenger}, {KneeKneedle, wantKneedle}} {
+		k, err := FindKnee(pts, KneeOptions{Method: tc.method})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if math.Abs(k.X-tc.want) > 2.0/(n-1) {
+			t.Errorf("%s: knee at x = %v, want %v", tc.method, k.X, tc.want)
+		}
+	}
+}
+
+// TestKneeBumpy: small wiggles on the tail do not move the knee of a noisy elbow, for
+// either method; input order does not matter.
+func TestKneeBumpy(t *testing.T) {
+	pts := make([][2]float64, 41)
+	for i := range pts {
+		x := float64(i) / 4
+		y := 10 - 4*x
+		if x > 2 {
+			y = 2 - 0.2*(x-2)
+		}
+		y += 0.02 * math.Sin(float64(i)*1.7)
+		pts[i] = [2]float64{x, y}
+	}
+	// Shuffle deterministically: reverse.
+	rev := make([][2]float64, len(pts))
+	for i := range pts {
+		rev[len(pts)-1-i] = pts[i]
+	}
+	for _, method := range []KneeMethod{KneeMenger, KneeKneedle} {
+		k, err := FindKnee(rev, KneeOptions{Method: method})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if k.X != 2 || k.Index != len(pts)-1-8 {
+			t.Errorf("%s: knee at x = %v (index %d), want x = 2 (index %d)", method, k.X, k.Index, len(pts)-1-8)
+		}
+	}
+}
+
+// TestKneedleOnlineOffline: on a staircase with two knees, offline Kneedle reports the
+// first and online the last, and a high sensitivity suppresses a shallow knee.
+func TestKneedleOnlineOffline(t *testing.T) {
+	// Two steps: steep rise to x=4, plateau, steep rise from 16 to 20, plateau. The
+	// difference curve has local maxima at 4 and 20.
+	var pts [][2]float64
+	for i := 0; i <= 40; i++ {
+		x := float64(i)
+		var y float64
+		switch {
+		case x <= 4:
+			y = 2.5 * x
+		case x <= 16:
+			y = 10 + 0.05*(x-4)
+		case x <= 20:
+			y = 10.6 + 2.35*(x-16)
+		default:
+			y = 20 + 0.05*(x-20)
+		}
+		pts = append(pts, [2]float64{x, y})
+	}
+	off, err := FindKnee(pts, KneeOptions{Method: KneeKneedle})
+	if err != nil {
+		t.Fatal(err)
+	}
+	on, err := FindKnee(pts, KneeOptions{Method: KneeKneedle, Online: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if off.X != 4 || on.X != 20 {
+		t.Fatalf("offline knee at %v, online at %v; want 4 and 20", off.X, on.X)
+	}
+	if _, err := FindKnee(elbow(), KneeOptions{Method: KneeKneedle, Sensitivity: 100}); !errors.Is(err, ErrNoKnee) {
+		t.Fatalf("sensitivity 100 gave %v, want ErrNoKnee", err)
+	}
+}
+
+// TestKneeDuplicates: repeated points, exact or within the tolerance, are dropped
+// before the curvature is taken, so they neither produce NaN nor move the knee.
+func TestKneeDuplicates(t *testing.T) {
+	pts := elbow()
+	pts = append(pts, pts[2], [2]float64{pts[5][0] + 1e-12, pts[5][1]}, pts[0])
+	for _, method := range []KneeMethod{KneeMenger, KneeKneedle} {
+		k, err := FindKnee(pts, KneeOptions{Method: method})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if k.X != 2 || math.IsNaN(k.Curvature) {
+			t.Fatalf("%s: knee %+v, want x = 2", method, k)
+		}
+	}
+}
+
+func TestKneeBadInput(t *testing.T) {
+	cases := []struct {
+		name  string
+		pts   [][2]float64
+		opts  KneeOptions
+		field string
+		msg   string
+	}{
+		{"two points", [][2]float64{{0, 1}, {1, 0}}, KneeOptions{}, "points", "at least 3"},
+		{"none", nil, KneeOptions{}, "points", "at least 3"},
+		{"duplicates leave two", [][2]float64{{0, 1}, {0, 1}, {1, 0}}, KneeOptions{}, "points", "only 2 distinct"},
+		{"nan", [][2]float64{{0, 1}, {math.NaN(), 1}, {1, 0}}, KneeOptions{}, "points", "non-finite"},
+		{"vertical", [][2]float64{{1, 1}, {1, 2}, {1, 3}}, KneeOptions{}, "points", "same x"},
+		{"method", elbow(), KneeOptions{Method: "l-method"}, "method", "unknown"},
+		{"curve", elbow(), KneeOptions{Curve: "wavy"}, "curve", "unknown"},
+		{"direction", elbow(), KneeOptions{Direction: "up"}, "direction", "unknown"},
+		{"sensitivity", elbow(), KneeOptions{Sensitivity: -1}, "sensitivity", "≥ 0"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := FindKnee(tc.pts, tc.opts)
+			var ie *InputError
+			if !errors.As(err, &ie) || ie.Field != tc.field || !strings.Contains(ie.Msg, tc.msg) {
+				t.Fatalf("got %v, want an InputError on %q mentioning %q", err, tc.field, tc.msg)
+			}
+		})
+	}
+	// A straight line or a flat one has no knee.
+	for _, pts := range [][][2]float64{{{0, 0}, {1, 1}, {2, 2}}, {{0, 1}, {1, 1}, {2, 1}}} {
+		for _, method := range []KneeMethod{KneeMenger, KneeKneedle} {
+			if _, err := FindKnee(pts, KneeOptions{Method: method}); !errors.Is(err, ErrNoKnee) {
+				t.Fatalf("%s on %v: got %v, want ErrNoKnee", method, pts, err)
+			}
+		}
+	}
+}
