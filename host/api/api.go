@@ -1,5 +1,7 @@
 // Package api serves the host's REST API: canonical routes under /v1/, the seed system's
-// unversioned routes for compatibility, JSON in and out, errors as RFC 9457 problem+json.
+// unversioned routes for compatibility, JSON in and out, errors as RFC 9457 problem+json,
+// an X-Request-Id on every response, and an OpenAPI 3.1 document generated from the
+// route table.
 package api
 
 import (
@@ -9,10 +11,15 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/limitgraph/limit/host/execution"
+	"github.com/limitgraph/limit/host/governance"
 	"github.com/limitgraph/limit/host/plugins"
+	"github.com/limitgraph/limit/host/session"
+	"github.com/limitgraph/limit/host/trace"
 )
 
-// Options configure the API server.
+// Options configure the API server. Only Version and Plugins are needed for health; the
+// rest enable their routes' features.
 type Options struct {
 	// Version of the host, reported by /v1/health.
 	Version string
@@ -21,12 +28,21 @@ type Options struct {
 	// MaxBodyBytes bounds request bodies.
 	MaxBodyBytes int64
 	Logger       hclog.Logger
+
+	Sessions      *session.Manager
+	Engine        *execution.Engine
+	Traces        *trace.Store
+	Rules         *governance.Evaluator
+	Stats         *governance.StatsStore
+	DefaultPolicy string
 }
 
 // Server is the HTTP API.
 type Server struct {
-	opts Options
-	mux  *http.ServeMux
+	opts   Options
+	mux    *http.ServeMux
+	routes []route
+	doc    map[string]any
 }
 
 // New returns the API server.
@@ -40,38 +56,48 @@ func New(opts Options) *Server {
 	if opts.Plugins == nil {
 		opts.Plugins = func() []plugins.Status { return nil }
 	}
+	if opts.DefaultPolicy == "" {
+		opts.DefaultPolicy = "default"
+	}
 	s := &Server{opts: opts, mux: http.NewServeMux()}
-	s.routes()
+	s.register()
+	s.doc = openAPI(opts.Version, s.routes)
 	return s
 }
 
-func (s *Server) routes() {
-	// Each route is served under /v1/ and, for the seed's clients, without the prefix.
-	s.handle("GET /health", s.health)
-}
-
-func (s *Server) handle(pattern string, h http.HandlerFunc) {
-	method, path, _ := cutPattern(pattern)
-	s.mux.HandleFunc(method+" /v1"+path, h)
-	s.mux.HandleFunc(method+" "+path, h)
-}
-
-func cutPattern(p string) (method, path string, ok bool) {
-	for i := 0; i < len(p); i++ {
-		if p[i] == ' ' {
-			return p[:i], p[i+1:], true
-		}
+// handle registers a route under /v1 and, when legacy, also the seed's unversioned path.
+func (s *Server) handle(rt route, h http.HandlerFunc) {
+	s.routes = append(s.routes, rt)
+	s.mux.HandleFunc(rt.Method+" /v1"+rt.Path, h)
+	if rt.Legacy {
+		s.mux.HandleFunc(rt.Method+" "+rt.Path, h)
 	}
-	return "", p, false
+}
+
+// Routes lists the registered operations as "METHOD /v1/path".
+func (s *Server) Routes() []string {
+	out := make([]string, len(s.routes))
+	for i, rt := range s.routes {
+		out[i] = rt.Method + " /v1" + rt.Path
+	}
+	return out
 }
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
+	id := r.Header.Get(requestIDHeader)
+	if !validRequestID(id) {
+		id = newRequestID()
+	}
+	w.Header().Set(requestIDHeader, id)
 	defer func() {
 		if v := recover(); v != nil {
-			s.opts.Logger.Error("panic in API handler", "path", r.URL.Path, "panic", v, "stack", string(debug.Stack()))
-			writeProblem(w, r, http.StatusInternalServerError, "internal error", nil)
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			s.opts.Logger.Error("panic in API handler", "request_id", id, "path", r.URL.Path, "panic", v, "stack", string(debug.Stack()))
+			writeProblem(w, r, http.StatusInternalServerError, "internal error (request "+id+")", nil)
 		}
 	}()
 	r.Body = http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes)
@@ -84,7 +110,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Allow", allow)
 		}
 		status := rec.status
-		if status == 0 {
+		if status == 0 || (status >= 300 && status < 400) {
+			// A redirect to a cleaned path: an API client gets a plain 404.
 			status = http.StatusNotFound
 		}
 		detail := "no such route: " + r.Method + " " + r.URL.Path
@@ -94,8 +121,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, status, detail, nil)
 		return
 	}
-	h.ServeHTTP(w, r)
-	s.opts.Logger.Trace("request", "method", r.Method, "path", r.URL.Path, "duration", time.Since(start))
+	// ServeMux.ServeHTTP (not h) sets the path values the handlers read.
+	s.mux.ServeHTTP(w, r)
+	s.opts.Logger.Debug("request", "request_id", id, "method", r.Method, "path", r.URL.Path, "duration", time.Since(start))
 }
 
 // healthResponse is the body of GET /v1/health.
@@ -119,6 +147,10 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, code, resp)
+}
+
+func (s *Server) openapi(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.doc)
 }
 
 var _ http.Handler = (*Server)(nil)

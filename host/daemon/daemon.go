@@ -19,7 +19,11 @@ import (
 
 	"github.com/limitgraph/limit/host/api"
 	"github.com/limitgraph/limit/host/config"
+	"github.com/limitgraph/limit/host/execution"
+	"github.com/limitgraph/limit/host/governance"
 	"github.com/limitgraph/limit/host/plugins"
+	"github.com/limitgraph/limit/host/session"
+	"github.com/limitgraph/limit/host/trace"
 )
 
 // Specs are the checked, ready-to-launch plugins of a configuration.
@@ -151,6 +155,8 @@ type Daemon struct {
 	Store    *plugins.Storage
 	rules    []*plugins.Managed
 	Runners  *plugins.Runners
+	Sessions *session.Manager
+	Traces   *trace.Store
 	server   *http.Server
 	listener net.Listener
 	serveErr chan error
@@ -192,6 +198,30 @@ func Start(ctx context.Context, opts Options) (*Daemon, hcl.Diagnostics) {
 	}
 	d.Runners = plugins.NewRunners(specs.Runners, logger.Named("runner"))
 
+	key, err := trace.LoadOrCreateKey(dataDir)
+	if err != nil {
+		d.stopPlugins(ctx)
+		return nil, fail("cannot load the host's signing key", err)
+	}
+	d.Traces, err = trace.New(d.Store, key, trace.Options{TempDir: dataDir})
+	if err != nil {
+		d.stopPlugins(ctx)
+		return nil, fail("cannot open the trace store", err)
+	}
+	rules, err := governance.NewEvaluator(ctx, d.rules)
+	if err != nil {
+		d.stopPlugins(ctx)
+		return nil, fail("governance rules", err)
+	}
+	stats := &governance.StatsStore{Store: d.Store, Namespace: func(id string) string {
+		return trace.SessionNamespace(trace.DefaultTenant, id)
+	}}
+	d.Sessions = session.NewManager(session.Options{
+		Store: d.Store, Runners: d.Runners, DataDir: dataDir,
+		Policies: governance.PolicyNames(), DefaultPolicy: cfg.Governance.Policy,
+	})
+	engine := &execution.Engine{Sessions: d.Sessions, Traces: d.Traces, Rules: rules, Stats: stats, Logger: logger.Named("execution")}
+
 	ln, err := net.Listen("tcp", cfg.Host.Listen)
 	if err != nil {
 		d.stopPlugins(ctx)
@@ -200,6 +230,7 @@ func Start(ctx context.Context, opts Options) (*Daemon, hcl.Diagnostics) {
 	d.listener = ln
 	handler := api.New(api.Options{
 		Version: opts.Version, Plugins: d.PluginStatus, MaxBodyBytes: cfg.API.MaxBodyBytes, Logger: logger.Named("api"),
+		Sessions: d.Sessions, Engine: engine, Traces: d.Traces, Rules: rules, Stats: stats, DefaultPolicy: cfg.Governance.Policy,
 	})
 	d.server = &http.Server{
 		Handler:           handler,

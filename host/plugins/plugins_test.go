@@ -294,7 +294,7 @@ func TestRunnerCrashGivesFreshProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !h2.Fresh || h2.Process.PID == h.Process.PID || rs.Crashes() != 1 {
+	if !h2.Fresh || !h2.Replaced || h2.Process.PID == h.Process.PID || rs.Crashes() != 1 {
 		t.Fatalf("after crash: fresh %v pid %d (old %d) crashes %d", h2.Fresh, h2.Process.PID, h.Process.PID, rs.Crashes())
 	}
 	if got := echoOutput(t, h2, "again"); !strings.Contains(got, "n=1") {

@@ -60,9 +60,11 @@ func (r *Runners) Has(name string) bool {
 type Handle struct {
 	runner.Runner
 	Process *Process
-	// Fresh is true when the process was started by this call: any state an earlier
-	// process of the session held is gone.
+	// Fresh is true when the process was started by this call.
 	Fresh bool
+	// Replaced is true when this call started a process because the session's previous
+	// one had died: whatever state it held is gone.
+	Replaced bool
 }
 
 // Get returns the session's process for the named runner, starting and opening it if
@@ -73,6 +75,7 @@ func (r *Runners) Get(ctx context.Context, sess runner.Session, name string) (*H
 		return nil, fmt.Errorf("no runner %q is configured", name)
 	}
 	key := runnerKey{sess.ID, name}
+	replaced := false
 	for {
 		r.mu.Lock()
 		if r.closed {
@@ -100,7 +103,7 @@ func (r *Runners) Get(ctx context.Context, sess runner.Session, name string) (*H
 				p.Kill()
 				return nil, fmt.Errorf("runner %q: host is shutting down", name)
 			}
-			return &Handle{Runner: p.Impl.(runner.Runner), Process: p, Fresh: true}, nil
+			return &Handle{Runner: p.Impl.(runner.Runner), Process: p, Fresh: true, Replaced: replaced}, nil
 		}
 		r.mu.Unlock()
 		select {
@@ -124,6 +127,7 @@ func (r *Runners) Get(ctx context.Context, sess runner.Session, name string) (*H
 		}
 		r.mu.Unlock()
 		e.proc.Kill()
+		replaced = true
 	}
 }
 

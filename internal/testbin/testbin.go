@@ -86,3 +86,10 @@ func Cleanup() {
 		built = map[string]error{}
 	}
 }
+
+// TestPlugin builds ./internal/testplugins/<name> as plugins/limit-<name>: the runner and
+// governance plugins the host's own tests use (never part of a release).
+func TestPlugin(t testing.TB, name string) string {
+	t.Helper()
+	return build(t, "./internal/testplugins/"+name, filepath.Join(Dir(t), "plugins", "limit-"+name))
+}

@@ -68,7 +68,7 @@ func UsageFromProto(m *limitv1.Usage) Usage {
 func ResultToProto(r Result) *limitv1.ExecuteResult {
 	return &limitv1.ExecuteResult{
 		Status: limitv1.ExecuteStatus(r.Status), ExitCode: int32(r.ExitCode), Output: r.Output, Error: r.Error,
-		Usage: UsageToProto(r.Usage), DurationMs: uint64(r.Duration / time.Millisecond),
+		Usage: UsageToProto(r.Usage), DurationMs: uint64(r.Duration / time.Millisecond), DurationUs: uint64(r.Duration / time.Microsecond),
 		StateReset: r.StateReset, FinishReason: r.FinishReason, Truncated: r.Truncated,
 	}
 }
@@ -80,9 +80,13 @@ func ResultFromProto(m *limitv1.ExecuteResult) Result {
 	if st < StatusOK || st > StatusLimitExceeded {
 		st = StatusError
 	}
+	d := time.Duration(m.GetDurationUs()) * time.Microsecond
+	if d == 0 {
+		d = time.Duration(m.GetDurationMs()) * time.Millisecond
+	}
 	return Result{
 		Status: st, ExitCode: int(m.GetExitCode()), Output: m.GetOutput(), Error: m.GetError(),
-		Usage: UsageFromProto(m.GetUsage()), Duration: time.Duration(m.GetDurationMs()) * time.Millisecond,
+		Usage: UsageFromProto(m.GetUsage()), Duration: d,
 		StateReset: m.GetStateReset(), FinishReason: m.GetFinishReason(), Truncated: m.GetTruncated(),
 	}
 }

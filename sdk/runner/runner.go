@@ -151,8 +151,9 @@ type Runner interface {
 	base.Plugin
 	// OpenSession prepares the process for its one session.
 	OpenSession(ctx context.Context, s Session) error
-	// Execute runs req, calling emit for each piece of output as it comes, and returns
-	// the result. An error return means the runner itself failed, not the executed code.
+	// Execute runs req, calling emit for each piece of output as it comes (emit is safe to
+	// call from several goroutines), and returns the result. An error return means the
+	// runner itself failed, not the executed code.
 	Execute(ctx context.Context, req ExecuteRequest, emit func(Event) error) (Result, error)
 	// Cancel stops a running execution and tells whether it was found.
 	Cancel(ctx context.Context, executionID string) (bool, error)

@@ -2,6 +2,7 @@ package runner
 
 import (
 	"context"
+	"sync"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -43,7 +44,12 @@ func (s *server) OpenSession(ctx context.Context, req *limitv1.OpenSessionReques
 
 func (s *server) Execute(req *limitv1.ExecuteRequest, stream limitv1.Runner_ExecuteServer) (err error) {
 	defer base.Recover(&err)
+	// A runner may emit from several goroutines (one per output pipe); gRPC streams allow
+	// one sender at a time.
+	var mu sync.Mutex
 	emit := func(ev Event) error {
+		mu.Lock()
+		defer mu.Unlock()
 		switch {
 		case ev.Output != nil:
 			data := ev.Output.Data
@@ -67,6 +73,8 @@ func (s *server) Execute(req *limitv1.ExecuteRequest, stream limitv1.Runner_Exec
 	if err != nil {
 		return internal(err)
 	}
+	mu.Lock()
+	defer mu.Unlock()
 	return stream.Send(&limitv1.ExecuteEvent{Event: &limitv1.ExecuteEvent_Result{Result: ResultToProto(res)}})
 }
 

@@ -3,12 +3,15 @@
 //
 //	limitctl [-addr URL] health
 //	limitctl plugin check --kind storage [--config JSON] [--env K=V]... PATH
+//	limitctl plugin check --kind runner --input INPUT [--expect TEXT] [--error-input INPUT] [--slow-input INPUT] PATH
+//	limitctl plugin check --kind governance [--benign CONTENT]... [--malicious CONTENT]... PATH
 //	limitctl version
 package main
 
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -25,9 +28,20 @@ import (
 
 const usage = `usage:
   limitctl [-addr URL] health                 show the daemon's health and plugins
-  limitctl plugin check --kind KIND [--config JSON] [--env K=V]... [--data-dir DIR] PATH
+  limitctl plugin check --kind KIND [--config JSON] [--env K=V]... [--data-dir DIR] [SUITE FLAGS] PATH
                                               run the SDK conformance suite against a plugin binary
+      runner suite:     --input INPUT [--expect TEXT] [--error-input INPUT] [--slow-input INPUT]
+      governance suite: [--benign CONTENT]... [--malicious CONTENT]...
+      (a value @FILE is read from FILE)
+  limitctl sessions create [--name N] [--policy P] [--max-concurrency N] [--runner R]... [--allow-network]
+  limitctl sessions list | show ID | delete ID
+  limitctl exec [--timeout-ms N] SESSION RUNNER INPUT|@FILE|-    run and stream the output
+  limitctl traces list SESSION | show ID | flag ID FLAG SEVERITY REASON | merge ID | verify ID
+  limitctl verify [--key FILE] BUNDLE         check an exported bundle offline
+  limitctl governance stats | evaluate KIND TEXT
   limitctl version                            print the version
+
+Commands that read the API print tables; add -o json for JSON.
 
 The daemon's address comes from -addr, else LIMIT_ADDR, else http://127.0.0.1:8080.
 `
@@ -57,6 +71,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 0
 	case "health":
 		return health(ctx, *addr, stdout, stderr)
+	case "sessions", "session", "exec", "traces", "trace", "verify", "governance":
+		return apiCommand(ctx, *addr, rest, stdout, stderr)
 	case "plugin":
 		if len(rest) < 2 || rest[1] != "check" {
 			fmt.Fprint(stderr, usage)
@@ -131,6 +147,7 @@ func pluginCheck(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	dataDir := fs.String("data-dir", "", "data directory handed to the plugin (default: a new temporary directory, removed afterwards)")
 	var env multiFlag
 	fs.Var(&env, "env", "`K=V` environment variable for the plugin (repeatable); the plugin gets no other")
+	suiteFlags := registerCheckFlags(fs)
 	// Accept flags before and after the path.
 	var paths []string
 	for {
@@ -168,15 +185,26 @@ func pluginCheck(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		dir = tmp
 	}
 	report := func(name string, err error, elapsed time.Duration) {
+		if errors.Is(err, sdktest.ErrNotApplicable) {
+			fmt.Fprintf(stdout, "n/a   %-40s %8s  %v\n", name, elapsed.Round(time.Millisecond), err)
+			return
+		}
 		if err != nil {
 			fmt.Fprintf(stdout, "FAIL  %-40s %8s  %v\n", name, elapsed.Round(time.Millisecond), err)
 			return
 		}
 		fmt.Fprintf(stdout, "ok    %-40s %8s\n", name, elapsed.Round(time.Millisecond))
 	}
-	var passed, failed int
-	switch *kind {
-	case base.KindStorage:
+	passed, failed, skipped, handled, err := checkOtherKind(ctx, *kind, paths[0], env, []byte(*cfg), dir, suiteFlags(), report)
+	switch {
+	case err != nil:
+		fmt.Fprintln(stderr, "limitctl:", err)
+		if errors.Is(err, errCheckUsage) {
+			return 2
+		}
+		return 1
+	case handled:
+	case *kind == base.KindStorage:
 		s, cleanup, err := sdktest.LaunchStorage(ctx, paths[0], env, []byte(*cfg), dir)
 		if err != nil {
 			fmt.Fprintf(stderr, "limitctl: %v\n", err)
@@ -193,7 +221,11 @@ func pluginCheck(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		fmt.Fprintln(stderr, "limitctl:", err)
 		return 2
 	}
-	fmt.Fprintf(stdout, "%d passed, %d failed\n", passed, failed)
+	if skipped > 0 {
+		fmt.Fprintf(stdout, "%d passed, %d failed, %d not applicable\n", passed, failed, skipped)
+	} else {
+		fmt.Fprintf(stdout, "%d passed, %d failed\n", passed, failed)
+	}
 	if failed > 0 {
 		return 1
 	}

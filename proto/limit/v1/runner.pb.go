@@ -701,7 +701,10 @@ type ExecuteResult struct {
 	StateReset   bool   `protobuf:"varint,7,opt,name=state_reset,json=stateReset,proto3" json:"state_reset,omitempty"`
 	FinishReason string `protobuf:"bytes,8,opt,name=finish_reason,json=finishReason,proto3" json:"finish_reason,omitempty"`
 	// Truncated tells that output beyond the session's limit was cut.
-	Truncated     bool `protobuf:"varint,9,opt,name=truncated,proto3" json:"truncated,omitempty"`
+	Truncated bool `protobuf:"varint,9,opt,name=truncated,proto3" json:"truncated,omitempty"`
+	// DurationUs is the duration in microseconds; duration_ms is kept for readers that
+	// only know it (it rounds down).
+	DurationUs    uint64 `protobuf:"varint,10,opt,name=duration_us,json=durationUs,proto3" json:"duration_us,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -797,6 +800,13 @@ func (x *ExecuteResult) GetTruncated() bool {
 		return x.Truncated
 	}
 	return false
+}
+
+func (x *ExecuteResult) GetDurationUs() uint64 {
+	if x != nil {
+		return x.DurationUs
+	}
+	return 0
 }
 
 type CancelRequest struct {
@@ -1168,7 +1178,7 @@ const file_limit_v1_runner_proto_rawDesc = "" +
 	"\n" +
 	"ExtraEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\xb7\x02\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\xd8\x02\n" +
 	"\rExecuteResult\x12/\n" +
 	"\x06status\x18\x01 \x01(\x0e2\x17.limit.v1.ExecuteStatusR\x06status\x12\x1b\n" +
 	"\texit_code\x18\x02 \x01(\x05R\bexitCode\x12\x16\n" +
@@ -1180,7 +1190,10 @@ const file_limit_v1_runner_proto_rawDesc = "" +
 	"\vstate_reset\x18\a \x01(\bR\n" +
 	"stateReset\x12#\n" +
 	"\rfinish_reason\x18\b \x01(\tR\ffinishReason\x12\x1c\n" +
-	"\ttruncated\x18\t \x01(\bR\ttruncated\"2\n" +
+	"\ttruncated\x18\t \x01(\bR\ttruncated\x12\x1f\n" +
+	"\vduration_us\x18\n" +
+	" \x01(\x04R\n" +
+	"durationUs\"2\n" +
 	"\rCancelRequest\x12!\n" +
 	"\fexecution_id\x18\x01 \x01(\tR\vexecutionId\"&\n" +
 	"\x0eCancelResponse\x12\x14\n" +

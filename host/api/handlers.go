@@ -1,0 +1,577 @@
+package api
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/limitgraph/limit/host/execution"
+	"github.com/limitgraph/limit/host/governance"
+	"github.com/limitgraph/limit/host/session"
+	"github.com/limitgraph/limit/host/trace"
+	sdkgov "github.com/limitgraph/limit/sdk/governance"
+	"github.com/limitgraph/limit/sdk/storage"
+)
+
+func (s *Server) register() {
+	s.handle(route{Method: "GET", Path: "/health", Summary: "Health of the host and its plugins", Tag: "host", Response: healthResponse{}, Legacy: true}, s.health)
+	s.handle(route{Method: "GET", Path: "/openapi.json", Summary: "This OpenAPI document", Tag: "host", Response: map[string]any{}}, s.openapi)
+	if s.opts.Sessions == nil {
+		return
+	}
+	s.handle(route{Method: "POST", Path: "/sessions", Summary: "Create a session", Tag: "sessions", Request: session.CreateRequest{}, Response: session.Session{}, Status: 201, Legacy: true}, s.createSession)
+	s.handle(route{Method: "GET", Path: "/sessions", Summary: "List sessions", Tag: "sessions", Response: sessionList{}, Query: []string{"per_page", "next_token", "include_deleted"}, Legacy: true}, s.listSessions)
+	s.handle(route{Method: "GET", Path: "/sessions/{id}", Summary: "Get a session", Tag: "sessions", Response: session.Session{}, Legacy: true}, s.getSession)
+	s.handle(route{Method: "DELETE", Path: "/sessions/{id}", Summary: "Delete a session: stop its runner processes, keep its traces", Tag: "sessions", Response: session.Session{}, Legacy: true}, s.deleteSession)
+	s.handle(route{Method: "POST", Path: "/sessions/{id}/executions", Summary: "Run an execution in the session (Accept: text/event-stream streams output)", Tag: "executions", Request: execution.Request{}, Response: execution.Result{}, Stream: true, Legacy: true}, s.execute)
+	s.handle(route{Method: "GET", Path: "/sessions/{id}/traces", Summary: "List a session's traces", Tag: "traces", Response: traceList{}, Query: []string{"per_page", "next_token"}, Legacy: true}, s.listSessionTraces)
+	s.handle(route{Method: "POST", Path: "/traces", Summary: "Create a trace", Tag: "traces", Request: createTraceRequest{}, Response: trace.Record{}, Status: 201, Legacy: true}, s.createTrace)
+	s.handle(route{Method: "GET", Path: "/traces/{id}", Summary: "Get a trace with its provenance chain", Tag: "traces", Response: traceView{}, Legacy: true}, s.getTrace)
+	s.handle(route{Method: "POST", Path: "/traces/{id}/provenance", Summary: "Append a provenance entry", Tag: "traces", Request: appendRequest{}, Response: trace.Entry{}, Status: 201, Legacy: true}, s.appendProvenance)
+	s.handle(route{Method: "GET", Path: "/traces/{id}/provenance/verify", Summary: "Verify a trace's provenance chain", Tag: "traces", Response: trace.VerifyResult{}, Legacy: true}, s.verifyProvenance)
+	s.handle(route{Method: "POST", Path: "/traces/{id}/merge", Summary: "Merge a trace into the shared record (409 with reasons when refused)", Tag: "governance", Response: mergeResponse{}, Legacy: true}, s.merge)
+	s.handle(route{Method: "GET", Path: "/merged", Summary: "List merged traces", Tag: "governance", Response: traceList{}, Query: []string{"per_page", "next_token"}, Legacy: true}, s.listMerged)
+	s.handle(route{Method: "POST", Path: "/artifacts/export", Summary: "Export traces and provenance as a verifiable bundle", Tag: "traces", Request: exportRequest{}, Binary: "application/gzip", Legacy: true}, s.export)
+	s.handle(route{Method: "POST", Path: "/governance/flag", Summary: "Flag a trace", Tag: "governance", Request: flagRequest{}, Response: trace.Record{}, Status: 201, Legacy: true}, s.flag)
+	s.handle(route{Method: "GET", Path: "/governance/stats", Summary: "Governance statistics, overall and per session", Tag: "governance", Response: statsResponse{}, Legacy: true}, s.stats)
+	s.handle(route{Method: "POST", Path: "/governance/evaluate", Summary: "Evaluate a text with every configured rule, without running it", Tag: "governance", Request: evaluateRequest{}, Response: evaluateResponse{}, Legacy: true}, s.evaluate)
+	s.handle(route{Method: "GET", Path: "/governance/policies", Summary: "The policy presets", Tag: "governance", Response: map[string]governance.Policy{}, Legacy: true}, s.policies)
+}
+
+// fail maps an error to its problem response.
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	var (
+		bad     *errBadRequest
+		mbe     *http.MaxBytesError
+		blocked *execution.BlockedError
+	)
+	switch {
+	case errors.As(err, &bad):
+		writeProblem(w, r, http.StatusBadRequest, bad.msg, nil)
+	case errors.As(err, &mbe):
+		writeProblem(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body exceeds the limit of %d bytes", mbe.Limit), nil)
+	case errors.As(err, &blocked):
+		names := make([]string, 0, len(blocked.Flags))
+		for _, f := range blocked.Flags {
+			names = append(names, f.Flag)
+		}
+		writeProblem(w, r, http.StatusForbidden, blocked.Error(), map[string]any{
+			"trace_id": blocked.TraceID, "policy": blocked.Policy, "flags": blocked.Flags, "flag_names": names,
+		})
+	case errors.Is(err, session.ErrNotFound), errors.Is(err, trace.ErrNotFound):
+		writeProblem(w, r, http.StatusNotFound, err.Error(), nil)
+	case errors.Is(err, session.ErrInvalid), errors.Is(err, execution.ErrInvalid), errors.Is(err, trace.ErrInvalid):
+		writeProblem(w, r, http.StatusBadRequest, err.Error(), nil)
+	case errors.Is(err, session.ErrDeleted):
+		writeProblem(w, r, http.StatusConflict, err.Error(), nil)
+	case errors.Is(err, session.ErrBusy):
+		w.Header().Set("Retry-After", "1")
+		writeProblem(w, r, http.StatusTooManyRequests, err.Error(), nil)
+	case errors.Is(err, execution.ErrGovernanceUnavailable), errors.Is(err, storage.ErrUnavailable):
+		w.Header().Set("Retry-After", "5")
+		writeProblem(w, r, http.StatusServiceUnavailable, err.Error(), nil)
+	case errors.Is(err, storage.ErrNoSpace):
+		writeProblem(w, r, http.StatusInsufficientStorage, err.Error(), nil)
+	case errors.Is(err, context.Canceled):
+		// The client went away; nothing useful to answer.
+		writeProblem(w, r, 499, "request cancelled", nil)
+	default:
+		s.opts.Logger.Error("request failed", "request_id", w.Header().Get(requestIDHeader), "method", r.Method, "path", r.URL.Path, "error", err)
+		writeProblem(w, r, http.StatusInternalServerError, err.Error(), nil)
+	}
+}
+
+func (s *Server) createSession(w http.ResponseWriter, r *http.Request) {
+	var req session.CreateRequest
+	if err := decodeJSON(r, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	sess, err := s.opts.Sessions.Create(r.Context(), req)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	w.Header().Set("Location", "/v1/sessions/"+sess.ID)
+	writeJSON(w, http.StatusCreated, sess)
+}
+
+type sessionList struct {
+	Sessions  []*session.Session `json:"sessions"`
+	NextToken string             `json:"next_token,omitempty"`
+}
+
+func (s *Server) listSessions(w http.ResponseWriter, r *http.Request) {
+	per, err := queryInt(r, "per_page", 50, 1, storage.MaxScanLimit)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	all := r.URL.Query().Get("include_deleted") == "true"
+	list, next, err := s.opts.Sessions.List(r.Context(), per, r.URL.Query().Get("next_token"), all)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if list == nil {
+		list = []*session.Session{}
+	}
+	writeJSON(w, http.StatusOK, sessionList{Sessions: list, NextToken: next})
+}
+
+func (s *Server) getSession(w http.ResponseWriter, r *http.Request) {
+	sess, err := s.opts.Sessions.Get(r.Context(), r.PathValue("id"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, sess)
+}
+
+func (s *Server) deleteSession(w http.ResponseWriter, r *http.Request) {
+	sess, err := s.opts.Sessions.Delete(r.Context(), r.PathValue("id"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, sess)
+}
+
+// wantsStream reports whether the client asked for server-sent events.
+func wantsStream(r *http.Request) bool {
+	for _, part := range strings.Split(r.Header.Get("Accept"), ",") {
+		if strings.TrimSpace(strings.SplitN(part, ";", 2)[0]) == "text/event-stream" {
+			return true
+		}
+	}
+	return false
+}
+
+// sseWriter writes server-sent events, starting the stream at the first event so that
+// errors before any output still get a proper status.
+type sseWriter struct {
+	w       http.ResponseWriter
+	bw      *bufio.Writer
+	flusher http.Flusher
+	started bool
+}
+
+func (e *sseWriter) start() {
+	if e.started {
+		return
+	}
+	e.started = true
+	h := e.w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	e.w.WriteHeader(http.StatusOK)
+}
+
+func (e *sseWriter) event(name string, v any) {
+	e.start()
+	b, _ := json.Marshal(v)
+	fmt.Fprintf(e.bw, "event: %s\ndata: %s\n\n", name, b)
+	_ = e.bw.Flush()
+	if e.flusher != nil {
+		e.flusher.Flush()
+	}
+}
+
+func (s *Server) execute(w http.ResponseWriter, r *http.Request) {
+	var req execution.Request
+	if err := decodeJSON(r, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if !wantsStream(r) {
+		res, err := s.opts.Engine.Execute(r.Context(), r.PathValue("id"), req, nil)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, res)
+		return
+	}
+	sse := &sseWriter{w: w, bw: bufio.NewWriterSize(w, 32<<10)}
+	sse.flusher, _ = w.(http.Flusher)
+	res, err := s.opts.Engine.Execute(r.Context(), r.PathValue("id"), req, func(ev execution.Event) {
+		sse.event(ev.Kind, ev)
+	})
+	if err != nil {
+		if !sse.started {
+			s.fail(w, r, err)
+			return
+		}
+		sse.event("error", map[string]any{"type": "about:blank", "title": "Execution failed", "detail": err.Error()})
+		return
+	}
+	sse.event("result", res)
+}
+
+type traceList struct {
+	Traces    []trace.Record `json:"traces"`
+	NextToken string         `json:"next_token,omitempty"`
+}
+
+func (s *Server) listSessionTraces(w http.ResponseWriter, r *http.Request) {
+	if _, err := s.opts.Sessions.Get(r.Context(), r.PathValue("id")); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	per, err := queryInt(r, "per_page", 50, 1, storage.MaxScanLimit)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	list, next, err := s.opts.Traces.ListBySession(r.Context(), r.PathValue("id"), per, r.URL.Query().Get("next_token"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if list == nil {
+		list = []trace.Record{}
+	}
+	writeJSON(w, http.StatusOK, traceList{Traces: list, NextToken: next})
+}
+
+type createTraceRequest struct {
+	SessionID string          `json:"session_id"`
+	Data      json.RawMessage `json:"data"`
+	Agent     string          `json:"agent,omitempty"`
+}
+
+func (s *Server) createTrace(w http.ResponseWriter, r *http.Request) {
+	var req createTraceRequest
+	if err := decodeJSON(r, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if req.SessionID == "" {
+		s.fail(w, r, badRequest("session_id is required"))
+		return
+	}
+	data := req.Data
+	if len(data) == 0 || string(data) == "null" {
+		data = json.RawMessage("{}")
+	}
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(data, &obj); err != nil {
+		s.fail(w, r, badRequest("data must be a JSON object"))
+		return
+	}
+	if _, err := s.opts.Sessions.Active(r.Context(), req.SessionID); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	agent := req.Agent
+	if agent == "" {
+		agent = "api"
+	}
+	rec, err := s.opts.Traces.Create(r.Context(), req.SessionID, trace.TraceCustom, data, agent)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	w.Header().Set("Location", "/v1/traces/"+rec.ID)
+	writeJSON(w, http.StatusCreated, rec)
+}
+
+type traceView struct {
+	trace.Record
+	Provenance []trace.Entry `json:"provenance"`
+}
+
+func (s *Server) getTrace(w http.ResponseWriter, r *http.Request) {
+	rec, err := s.opts.Traces.Get(r.Context(), r.PathValue("id"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	entries, err := s.opts.Traces.Chain(r.Context(), rec.ID)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, traceView{Record: rec, Provenance: entries})
+}
+
+type appendRequest struct {
+	Kind  string          `json:"kind"`
+	Agent string          `json:"agent"`
+	Data  json.RawMessage `json:"data"`
+}
+
+func (s *Server) appendProvenance(w http.ResponseWriter, r *http.Request) {
+	var req appendRequest
+	if err := decodeJSON(r, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if strings.TrimSpace(req.Kind) == "" {
+		s.fail(w, r, badRequest("kind is required"))
+		return
+	}
+	if req.Agent == "" {
+		req.Agent = "api"
+	}
+	e, err := s.opts.Traces.Append(r.Context(), r.PathValue("id"), trace.Entry{Kind: req.Kind, Agent: req.Agent, Data: req.Data})
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, e)
+}
+
+func (s *Server) verifyProvenance(w http.ResponseWriter, r *http.Request) {
+	v, err := s.opts.Traces.Verify(r.Context(), r.PathValue("id"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
+}
+
+type mergeResponse struct {
+	Merged  bool         `json:"merged"`
+	TraceID string       `json:"trace_id"`
+	Record  trace.Record `json:"trace"`
+}
+
+func (s *Server) policyOf(ctx context.Context, sessionID string) (governance.Policy, error) {
+	name := s.opts.DefaultPolicy
+	if sess, err := s.opts.Sessions.Get(ctx, sessionID); err == nil && sess.Policy != "" {
+		name = sess.Policy
+	}
+	return governance.Lookup(name)
+}
+
+func (s *Server) merge(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	rec, err := s.opts.Traces.Get(ctx, r.PathValue("id"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	pol, err := s.policyOf(ctx, rec.SessionID)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	v, err := s.opts.Traces.Verify(ctx, rec.ID)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	reasons := pol.MergeRefusals(string(rec.Status), rec.Flags, v.Valid, v.Error)
+	if len(reasons) > 0 {
+		note, _ := json.Marshal(map[string]any{"policy": pol.Name, "reasons": reasons})
+		_, _ = s.opts.Traces.Append(ctx, rec.ID, trace.Entry{Kind: "merge_refused", Agent: execution.Agent, Data: note})
+		_ = s.opts.Stats.Record(ctx, rec.SessionID, governance.Delta{MergeRefused: true})
+		writeProblem(w, r, http.StatusConflict, "merge refused under policy "+pol.Name+": "+strings.Join(reasons, "; "), map[string]any{
+			"trace_id": rec.ID, "policy": pol.Name, "reasons": reasons,
+		})
+		return
+	}
+	if _, err := s.opts.Traces.SetStatus(ctx, rec.ID, trace.StatusMerged, execution.Agent, "merge allowed under policy "+pol.Name); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	merged, err := s.opts.Traces.CopyToMerged(ctx, rec.ID)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	_ = s.opts.Stats.Record(ctx, rec.SessionID, governance.Delta{MergeAllowed: true})
+	writeJSON(w, http.StatusOK, mergeResponse{Merged: true, TraceID: rec.ID, Record: merged})
+}
+
+func (s *Server) listMerged(w http.ResponseWriter, r *http.Request) {
+	per, err := queryInt(r, "per_page", 50, 1, storage.MaxScanLimit)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	list, next, err := s.opts.Traces.ListMerged(r.Context(), per, r.URL.Query().Get("next_token"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if list == nil {
+		list = []trace.Record{}
+	}
+	writeJSON(w, http.StatusOK, traceList{Traces: list, NextToken: next})
+}
+
+type exportRequest struct {
+	SessionID string   `json:"session_id,omitempty"`
+	TraceIDs  []string `json:"trace_ids,omitempty"`
+}
+
+func (s *Server) export(w http.ResponseWriter, r *http.Request) {
+	var req exportRequest
+	if err := decodeJSON(r, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if (req.SessionID == "") == (len(req.TraceIDs) == 0) {
+		s.fail(w, r, badRequest("give exactly one of session_id or trace_ids"))
+		return
+	}
+	if req.SessionID != "" {
+		if _, err := s.opts.Sessions.Get(r.Context(), req.SessionID); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+	}
+	// Build the bundle first so an error is still a proper problem response.
+	var buf bytes.Buffer
+	if _, err := s.opts.Traces.WriteBundle(r.Context(), &buf, trace.BundleScope{SessionID: req.SessionID, TraceIDs: req.TraceIDs}); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/gzip")
+	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="limit-bundle-%s.tar.gz"`, time.Now().UTC().Format("20060102T150405Z")))
+	w.WriteHeader(http.StatusOK)
+	_, _ = buf.WriteTo(w)
+}
+
+type flagRequest struct {
+	TraceID  string `json:"trace_id"`
+	Flag     string `json:"flag"`
+	Reason   string `json:"reason"`
+	Severity int    `json:"severity"`
+	RuleID   string `json:"rule_id,omitempty"`
+}
+
+func (s *Server) flag(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	var req flagRequest
+	if err := decodeJSON(r, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	name, ok := governance.NormalizeFlag(req.Flag)
+	if !ok {
+		s.fail(w, r, badRequest("flag %q is not one of %s", req.Flag, strings.Join(sdkgov.Flags, ", ")))
+		return
+	}
+	if req.Severity < 1 || req.Severity > 10 {
+		s.fail(w, r, badRequest("severity must be between 1 and 10, got %d", req.Severity))
+		return
+	}
+	rec, err := s.opts.Traces.Get(ctx, req.TraceID)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if req.RuleID == "" {
+		req.RuleID = "manual"
+	}
+	f := governance.Flag{Flag: name, Severity: req.Severity, Reason: req.Reason, RuleID: req.RuleID, AutoDetected: false, Timestamp: time.Now().UTC()}
+	if _, err := s.opts.Traces.AddFlag(ctx, rec.ID, f, "api"); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	pol, err := s.policyOf(ctx, rec.SessionID)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	q := pol.Quarantines([]governance.Flag{f}) && rec.Status == trace.StatusActive
+	if q {
+		if _, err := s.opts.Traces.SetStatus(ctx, rec.ID, trace.StatusQuarantined, execution.Agent, "auto-quarantine under policy "+pol.Name); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+	}
+	_ = s.opts.Stats.Record(ctx, rec.SessionID, governance.Delta{Flags: []governance.Flag{f}, Quarantined: q})
+	rec, err = s.opts.Traces.Get(ctx, rec.ID)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, rec)
+}
+
+type statsResponse struct {
+	Overall  governance.Stats            `json:"overall"`
+	Sessions map[string]governance.Stats `json:"sessions"`
+}
+
+func (s *Server) stats(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	resp := statsResponse{Overall: governance.NewStats(), Sessions: map[string]governance.Stats{}}
+	token := ""
+	for {
+		list, next, err := s.opts.Sessions.List(ctx, storage.MaxScanLimit, token, true)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		for _, sess := range list {
+			st, err := s.opts.Stats.Get(ctx, sess.ID)
+			if err != nil {
+				s.fail(w, r, err)
+				return
+			}
+			resp.Sessions[sess.ID] = st
+			resp.Overall.Add(st)
+		}
+		if next == "" {
+			break
+		}
+		token = next
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+type evaluateRequest struct {
+	Kind string `json:"kind"`
+	Text string `json:"text"`
+}
+
+type evaluateResponse struct {
+	Findings []governance.Flag     `json:"findings"`
+	Rules    []governance.RuleInfo `json:"rules"`
+	Errors   []string              `json:"errors,omitempty"`
+}
+
+func (s *Server) evaluate(w http.ResponseWriter, r *http.Request) {
+	var req evaluateRequest
+	if err := decodeJSON(r, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	stage, ctype := sdkgov.StagePre, ""
+	switch req.Kind {
+	case "prompt":
+		ctype = "text/prompt"
+	case "code":
+		ctype = "code/python"
+	case "output":
+		stage, ctype = sdkgov.StagePost, "text/output"
+	default:
+		s.fail(w, r, badRequest(`kind must be "prompt", "code" or "output", got %q`, req.Kind))
+		return
+	}
+	flags, errs := s.opts.Rules.Evaluate(r.Context(), sdkgov.EvaluateRequest{Stage: stage, ContentType: ctype, Content: req.Text})
+	resp := evaluateResponse{Findings: flags, Rules: s.opts.Rules.Rules()}
+	if resp.Findings == nil {
+		resp.Findings = []governance.Flag{}
+	}
+	for _, e := range errs {
+		resp.Errors = append(resp.Errors, e.Error())
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+func (s *Server) policies(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, governance.Presets)
+}

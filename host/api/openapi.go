@@ -1,0 +1,219 @@
+package api
+
+import (
+	"encoding/json"
+	"reflect"
+	"sort"
+	"strings"
+	"time"
+)
+
+// route is one registered operation; the OpenAPI document is generated from these, so it
+// cannot drift from what the server serves.
+type route struct {
+	Method  string
+	Path    string // canonical, without the /v1 prefix
+	Summary string
+	Tag     string
+	// Request and Response are example values of the body types (nil for none).
+	Request  any
+	Response any
+	Status   int
+	// Query lists query parameters.
+	Query []string
+	// Stream tells that the route can answer text/event-stream.
+	Stream bool
+	// Binary names the content type of a non-JSON response.
+	Binary string
+	// Legacy tells that the seed's unversioned path is also served.
+	Legacy bool
+}
+
+// openAPI builds an OpenAPI 3.1 document of the routes.
+func openAPI(version string, routes []route) map[string]any {
+	schemas := map[string]any{}
+	paths := map[string]any{}
+	for _, rt := range routes {
+		p := "/v1" + rt.Path
+		item, _ := paths[p].(map[string]any)
+		if item == nil {
+			item = map[string]any{}
+			paths[p] = item
+		}
+		op := map[string]any{
+			"summary":     rt.Summary,
+			"operationId": operationID(rt),
+			"tags":        []string{rt.Tag},
+		}
+		var params []any
+		for _, seg := range strings.Split(rt.Path, "/") {
+			if strings.HasPrefix(seg, "{") {
+				params = append(params, map[string]any{
+					"name": strings.Trim(seg, "{}"), "in": "path", "required": true, "schema": map[string]any{"type": "string"},
+				})
+			}
+		}
+		for _, q := range rt.Query {
+			params = append(params, map[string]any{"name": q, "in": "query", "required": false, "schema": map[string]any{"type": "string"}})
+		}
+		if params != nil {
+			op["parameters"] = params
+		}
+		if rt.Request != nil {
+			op["requestBody"] = map[string]any{
+				"required": true,
+				"content":  map[string]any{"application/json": map[string]any{"schema": schemaRef(reflect.TypeOf(rt.Request), schemas)}},
+			}
+		}
+		status := rt.Status
+		if status == 0 {
+			status = 200
+		}
+		resp := map[string]any{"description": "success"}
+		switch {
+		case rt.Binary != "":
+			resp["content"] = map[string]any{rt.Binary: map[string]any{"schema": map[string]any{"type": "string", "contentEncoding": "binary"}}}
+		case rt.Response != nil:
+			content := map[string]any{"application/json": map[string]any{"schema": schemaRef(reflect.TypeOf(rt.Response), schemas)}}
+			if rt.Stream {
+				content["text/event-stream"] = map[string]any{"schema": map[string]any{"type": "string"}}
+			}
+			resp["content"] = content
+		}
+		problem := map[string]any{"description": "error", "content": map[string]any{
+			"application/problem+json": map[string]any{"schema": map[string]any{"$ref": "#/components/schemas/Problem"}},
+		}}
+		op["responses"] = map[string]any{itoa(status): resp, "default": problem}
+		item[strings.ToLower(rt.Method)] = op
+	}
+	schemas["Problem"] = map[string]any{
+		"type": "object",
+		"properties": map[string]any{
+			"type": map[string]any{"type": "string"}, "title": map[string]any{"type": "string"},
+			"status": map[string]any{"type": "integer"}, "detail": map[string]any{"type": "string"},
+			"instance": map[string]any{"type": "string"},
+		},
+		"required": []string{"type", "title", "status"},
+	}
+	return map[string]any{
+		"openapi": "3.1.0",
+		"info": map[string]any{
+			"title":   "LIMIT host API",
+			"version": version,
+			"description": "Sessions, executions, traces with verifiable provenance, governance and RD. " +
+				"Every route is also served without the /v1 prefix for the seed's clients. Errors are RFC 9457 problem+json.",
+		},
+		"paths":      paths,
+		"components": map[string]any{"schemas": schemas},
+	}
+}
+
+func operationID(rt route) string {
+	var b strings.Builder
+	b.WriteString(strings.ToLower(rt.Method))
+	for _, seg := range strings.Split(rt.Path, "/") {
+		seg = strings.Trim(seg, "{}")
+		for _, part := range strings.FieldsFunc(seg, func(r rune) bool { return r == '_' || r == '-' || r == '.' }) {
+			b.WriteString(strings.ToUpper(part[:1]) + part[1:])
+		}
+	}
+	return b.String()
+}
+
+func itoa(n int) string {
+	b, _ := json.Marshal(n)
+	return string(b)
+}
+
+var (
+	timeType = reflect.TypeOf(time.Time{})
+	rawType  = reflect.TypeOf(json.RawMessage(nil))
+)
+
+// schemaRef returns a JSON Schema for t, registering named struct types as components.
+func schemaRef(t reflect.Type, schemas map[string]any) map[string]any {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch {
+	case t == timeType:
+		return map[string]any{"type": "string", "format": "date-time"}
+	case t == rawType || t.Kind() == reflect.Interface:
+		return map[string]any{}
+	}
+	switch t.Kind() {
+	case reflect.Bool:
+		return map[string]any{"type": "boolean"}
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return map[string]any{"type": "integer"}
+	case reflect.Float32, reflect.Float64:
+		return map[string]any{"type": "number"}
+	case reflect.String:
+		return map[string]any{"type": "string"}
+	case reflect.Slice, reflect.Array:
+		if t.Elem().Kind() == reflect.Uint8 {
+			return map[string]any{"type": "string", "contentEncoding": "base64"}
+		}
+		return map[string]any{"type": "array", "items": schemaRef(t.Elem(), schemas)}
+	case reflect.Map:
+		return map[string]any{"type": "object", "additionalProperties": schemaRef(t.Elem(), schemas)}
+	case reflect.Struct:
+		name := t.Name()
+		if name == "" {
+			return structSchema(t, schemas)
+		}
+		if pkg := t.PkgPath(); pkg != "" {
+			name = strings.ToUpper(pkg[strings.LastIndex(pkg, "/")+1:][:1]) + pkg[strings.LastIndex(pkg, "/")+2:] + name
+		}
+		if _, ok := schemas[name]; !ok {
+			schemas[name] = map[string]any{} // placeholder against recursion
+			schemas[name] = structSchema(t, schemas)
+		}
+		return map[string]any{"$ref": "#/components/schemas/" + name}
+	}
+	return map[string]any{}
+}
+
+func structSchema(t reflect.Type, schemas map[string]any) map[string]any {
+	props := map[string]any{}
+	var required []string
+	var walk func(t reflect.Type)
+	walk = func(t reflect.Type) {
+		for i := 0; i < t.NumField(); i++ {
+			f := t.Field(i)
+			if !f.IsExported() {
+				continue
+			}
+			tag := f.Tag.Get("json")
+			if tag == "-" {
+				continue
+			}
+			name, opts, _ := strings.Cut(tag, ",")
+			if f.Anonymous && name == "" {
+				ft := f.Type
+				for ft.Kind() == reflect.Pointer {
+					ft = ft.Elem()
+				}
+				if ft.Kind() == reflect.Struct {
+					walk(ft)
+					continue
+				}
+			}
+			if name == "" {
+				name = f.Name
+			}
+			props[name] = schemaRef(f.Type, schemas)
+			if !strings.Contains(opts, "omitempty") && !strings.Contains(opts, "omitzero") && f.Type.Kind() != reflect.Pointer {
+				required = append(required, name)
+			}
+		}
+	}
+	walk(t)
+	s := map[string]any{"type": "object", "properties": props}
+	if len(required) > 0 {
+		sort.Strings(required)
+		s["required"] = required
+	}
+	return s
+}

@@ -1,0 +1,563 @@
+package main
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/limitgraph/limit/host/trace"
+	"github.com/limitgraph/limit/sdk/client"
+)
+
+// cli holds what every API command shares.
+type cli struct {
+	c      *client.Client
+	stdout io.Writer
+	stderr io.Writer
+	json   bool
+}
+
+// usageError is a mistake on the command line (exit 2).
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(format, args...)} }
+
+// apiCommand runs the commands that talk to the daemon (and verify, which does not).
+func apiCommand(ctx context.Context, addr string, args []string, stdout, stderr io.Writer) int {
+	x := &cli{c: client.New(addr), stdout: stdout, stderr: stderr}
+	err := x.dispatch(ctx, args)
+	var ue *usageError
+	var ae *client.Error
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &ue):
+		fmt.Fprintf(stderr, "limitctl: %s\n\n%s", ue.msg, usage)
+		return 2
+	case errors.As(err, &ae):
+		fmt.Fprintf(stderr, "limitctl: %s", ae.Error())
+		if ae.RequestID != "" {
+			fmt.Fprintf(stderr, " (request %s)", ae.RequestID)
+		}
+		fmt.Fprintln(stderr)
+		for _, k := range []string{"reasons", "flags"} {
+			if v, ok := ae.Extra[k]; ok {
+				fmt.Fprintf(stderr, "  %s: %s\n", k, v)
+			}
+		}
+	default:
+		fmt.Fprintln(stderr, "limitctl:", err)
+	}
+	return 1
+}
+
+// parse parses a subcommand's flags (accepting them before and after positional
+// arguments) and -o.
+func (x *cli) parse(fs *flag.FlagSet, args []string) ([]string, error) {
+	fs.SetOutput(io.Discard)
+	out := fs.String("o", "table", "output: table or json")
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, usagef("%s: %v", fs.Name(), err)
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+	switch *out {
+	case "json":
+		x.json = true
+	case "table":
+	default:
+		return nil, usagef("-o must be table or json, got %q", *out)
+	}
+	return pos, nil
+}
+
+func need(pos []string, n int, what string) error {
+	if len(pos) != n {
+		return usagef("expected %s", what)
+	}
+	return nil
+}
+
+func (x *cli) printJSON(v any) error {
+	enc := json.NewEncoder(x.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func (x *cli) table(header string, rows [][]string) {
+	tw := tabwriter.NewWriter(x.stdout, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, header)
+	for _, r := range rows {
+		fmt.Fprintln(tw, strings.Join(r, "\t"))
+	}
+	tw.Flush()
+}
+
+func ago(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.Local().Format("2006-01-02 15:04:05")
+}
+
+// multi is a repeatable string flag.
+type multi []string
+
+func (m *multi) String() string     { return strings.Join(*m, ",") }
+func (m *multi) Set(v string) error { *m = append(*m, v); return nil }
+
+func (x *cli) dispatch(ctx context.Context, args []string) error {
+	cmd, sub := args[0], ""
+	if len(args) > 1 {
+		sub = args[1]
+	}
+	switch cmd {
+	case "sessions", "session":
+		return x.sessions(ctx, sub, args[min(2, len(args)):])
+	case "exec":
+		return x.exec(ctx, args[1:])
+	case "traces", "trace":
+		return x.traces(ctx, sub, args[min(2, len(args)):])
+	case "verify":
+		return x.verify(args[1:])
+	case "governance":
+		return x.governance(ctx, sub, args[min(2, len(args)):])
+	}
+	return usagef("unknown command %q", cmd)
+}
+
+func (x *cli) sessionRows(ss []client.Session) [][]string {
+	rows := make([][]string, 0, len(ss))
+	for _, s := range ss {
+		rows = append(rows, []string{s.ID, s.Name, s.State, s.Policy, strconv.Itoa(s.MaxConcurrency),
+			strconv.FormatBool(s.AllowNetwork), strings.Join(s.Runners, ","), ago(s.CreatedAt)})
+	}
+	return rows
+}
+
+const sessionHeader = "ID\tNAME\tSTATE\tPOLICY\tCONCURRENCY\tNETWORK\tRUNNERS\tCREATED"
+
+func (x *cli) showSessions(ss ...client.Session) error {
+	if x.json {
+		if len(ss) == 1 {
+			return x.printJSON(ss[0])
+		}
+		return x.printJSON(ss)
+	}
+	x.table(sessionHeader, x.sessionRows(ss))
+	return nil
+}
+
+func (x *cli) sessions(ctx context.Context, sub string, args []string) error {
+	fs := flag.NewFlagSet("sessions "+sub, flag.ContinueOnError)
+	switch sub {
+	case "create":
+		name := fs.String("name", "", "session name")
+		policy := fs.String("policy", "", "governance policy: permissive, default, strict")
+		conc := fs.Int("max-concurrency", 0, "simultaneous executions")
+		network := fs.Bool("allow-network", false, "let the session's code use the network")
+		timeout := fs.Uint64("timeout-ms", 0, "default execution timeout")
+		var runners multi
+		fs.Var(&runners, "runner", "runner the session may use (repeatable; default all)")
+		pos, err := x.parse(fs, args)
+		if err != nil {
+			return err
+		}
+		if err := need(pos, 0, "no arguments to sessions create"); err != nil {
+			return err
+		}
+		s, err := x.c.CreateSession(ctx, client.CreateSessionRequest{
+			Name: *name, Policy: *policy, MaxConcurrency: *conc, AllowNetwork: *network, Runners: runners,
+			Limits: client.Limits{TimeoutMS: *timeout},
+		})
+		if err != nil {
+			return err
+		}
+		return x.showSessions(*s)
+	case "list", "":
+		all := fs.Bool("all", false, "follow every page")
+		per := fs.Int("per-page", 50, "sessions per page")
+		token := fs.String("next-token", "", "page token")
+		if _, err := x.parse(fs, args); err != nil {
+			return err
+		}
+		var ss []client.Session
+		for {
+			l, err := x.c.ListSessions(ctx, *per, *token)
+			if err != nil {
+				return err
+			}
+			ss = append(ss, l.Sessions...)
+			*token = l.NextToken
+			if !*all || l.NextToken == "" {
+				break
+			}
+		}
+		if err := x.showSessions(ss...); err != nil {
+			return err
+		}
+		if *token != "" && !x.json {
+			fmt.Fprintf(x.stdout, "more: --next-token %s\n", *token)
+		}
+		return nil
+	case "show", "delete":
+		pos, err := x.parse(fs, args)
+		if err != nil {
+			return err
+		}
+		if err := need(pos, 1, "a session id"); err != nil {
+			return err
+		}
+		var s *client.Session
+		if sub == "show" {
+			s, err = x.c.GetSession(ctx, pos[0])
+		} else {
+			s, err = x.c.DeleteSession(ctx, pos[0])
+		}
+		if err != nil {
+			return err
+		}
+		return x.showSessions(*s)
+	}
+	return usagef("unknown sessions command %q", sub)
+}
+
+func readInput(arg string) (string, error) {
+	switch {
+	case arg == "-":
+		b, err := io.ReadAll(os.Stdin)
+		return string(b), err
+	case strings.HasPrefix(arg, "@@"):
+		return arg[1:], nil
+	case strings.HasPrefix(arg, "@"):
+		b, err := os.ReadFile(arg[1:])
+		return string(b), err
+	}
+	return arg, nil
+}
+
+func (x *cli) exec(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("exec", flag.ContinueOnError)
+	timeout := fs.Uint64("timeout-ms", 0, "execution timeout")
+	params := fs.String("params", "", "runner parameters as a JSON object")
+	pos, err := x.parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := need(pos, 3, "SESSION RUNNER INPUT (INPUT may be @FILE or - for stdin)"); err != nil {
+		return err
+	}
+	input, err := readInput(pos[2])
+	if err != nil {
+		return err
+	}
+	req := client.ExecuteRequest{Runner: pos[1], Input: input, TimeoutMS: *timeout}
+	if *params != "" {
+		if err := json.Unmarshal([]byte(*params), &req.Params); err != nil {
+			return usagef("--params is not a JSON object: %v", err)
+		}
+	}
+	if x.json {
+		res, err := x.c.Execute(ctx, pos[0], req)
+		if err != nil {
+			return err
+		}
+		return x.printJSON(res)
+	}
+	res, err := x.c.ExecuteStream(ctx, pos[0], req, func(ev client.Event) {
+		if ev.Kind == "stderr" {
+			fmt.Fprint(x.stderr, ev.Data)
+			return
+		}
+		fmt.Fprint(x.stdout, ev.Data)
+	})
+	if err != nil {
+		return err
+	}
+	if res.Stdout != "" && !strings.HasSuffix(res.Stdout, "\n") {
+		fmt.Fprintln(x.stdout)
+	}
+	if res.Output != "" && res.Output != res.Stdout {
+		fmt.Fprintln(x.stdout, res.Output)
+	}
+	fmt.Fprintf(x.stderr, "-- %s exit=%d %dms trace=%s", res.Status, res.ExitCode, res.DurationMS, res.TraceID)
+	if res.StateReset {
+		fmt.Fprint(x.stderr, " state_reset")
+	}
+	for _, f := range res.Flags {
+		fmt.Fprintf(x.stderr, " flag=%s:%d", f.Flag, f.Severity)
+	}
+	fmt.Fprintln(x.stderr)
+	if res.Error != "" {
+		fmt.Fprintln(x.stderr, "error:", res.Error)
+	}
+	if res.Status != "ok" {
+		return fmt.Errorf("execution ended with status %s", res.Status)
+	}
+	return nil
+}
+
+func flagNames(fs []client.Flag) string {
+	if len(fs) == 0 {
+		return "-"
+	}
+	out := make([]string, len(fs))
+	for i, f := range fs {
+		out[i] = fmt.Sprintf("%s:%d", f.Flag, f.Severity)
+	}
+	return strings.Join(out, ",")
+}
+
+func (x *cli) traces(ctx context.Context, sub string, args []string) error {
+	fs := flag.NewFlagSet("traces "+sub, flag.ContinueOnError)
+	switch sub {
+	case "list":
+		per := fs.Int("per-page", 50, "traces per page")
+		token := fs.String("next-token", "", "page token")
+		pos, err := x.parse(fs, args)
+		if err != nil {
+			return err
+		}
+		if err := need(pos, 1, "a session id"); err != nil {
+			return err
+		}
+		l, err := x.c.ListTraces(ctx, pos[0], *per, *token)
+		if err != nil {
+			return err
+		}
+		if x.json {
+			return x.printJSON(l)
+		}
+		rows := [][]string{}
+		for _, t := range l.Traces {
+			rows = append(rows, []string{t.ID, t.Kind, t.Status, strconv.FormatInt(t.Length, 10), flagNames(t.Flags), ago(t.CreatedAt)})
+		}
+		x.table("ID\tKIND\tSTATUS\tENTRIES\tFLAGS\tCREATED", rows)
+		if l.NextToken != "" {
+			fmt.Fprintf(x.stdout, "more: --next-token %s\n", l.NextToken)
+		}
+		return nil
+	case "show":
+		pos, err := x.parse(fs, args)
+		if err != nil {
+			return err
+		}
+		if err := need(pos, 1, "a trace id"); err != nil {
+			return err
+		}
+		t, err := x.c.GetTrace(ctx, pos[0])
+		if err != nil {
+			return err
+		}
+		if x.json {
+			return x.printJSON(t)
+		}
+		fmt.Fprintf(x.stdout, "trace    %s\nsession  %s\nkind     %s\nstatus   %s\ncreated  %s\nflags    %s\ndata     %s\n\n",
+			t.ID, t.SessionID, t.Kind, t.Status, ago(t.CreatedAt), flagNames(t.Flags), t.Data)
+		rows := [][]string{}
+		for _, e := range t.Provenance {
+			rows = append(rows, []string{strconv.FormatInt(e.Index, 10), e.Kind, e.Agent, ago(e.Timestamp), e.Hash[:16]})
+		}
+		x.table("INDEX\tKIND\tAGENT\tTIME\tHASH", rows)
+		return nil
+	case "flag":
+		pos, err := x.parse(fs, args)
+		if err != nil {
+			return err
+		}
+		if err := need(pos, 4, "ID FLAG SEVERITY REASON"); err != nil {
+			return err
+		}
+		sev, err := strconv.Atoi(pos[2])
+		if err != nil {
+			return usagef("severity must be a number from 1 to 10, got %q", pos[2])
+		}
+		t, err := x.c.Flag(ctx, client.FlagRequest{TraceID: pos[0], Flag: pos[1], Severity: sev, Reason: pos[3]})
+		if err != nil {
+			return err
+		}
+		if x.json {
+			return x.printJSON(t)
+		}
+		fmt.Fprintf(x.stdout, "trace %s is %s, flags %s\n", t.ID, t.Status, flagNames(t.Flags))
+		return nil
+	case "merge":
+		pos, err := x.parse(fs, args)
+		if err != nil {
+			return err
+		}
+		if err := need(pos, 1, "a trace id"); err != nil {
+			return err
+		}
+		m, err := x.c.Merge(ctx, pos[0])
+		if err != nil {
+			return err
+		}
+		if x.json {
+			return x.printJSON(m)
+		}
+		fmt.Fprintf(x.stdout, "trace %s merged into the shared record\n", m.TraceID)
+		return nil
+	case "verify":
+		pos, err := x.parse(fs, args)
+		if err != nil {
+			return err
+		}
+		if err := need(pos, 1, "a trace id"); err != nil {
+			return err
+		}
+		v, err := x.c.VerifyProvenance(ctx, pos[0])
+		if err != nil {
+			return err
+		}
+		if x.json {
+			if err := x.printJSON(v); err != nil {
+				return err
+			}
+		} else if v.Valid {
+			fmt.Fprintf(x.stdout, "valid: %d entries, head %s\n", v.Length, v.Head)
+		}
+		if !v.Valid {
+			return fmt.Errorf("provenance of %s does not verify: %s", pos[0], v.Error)
+		}
+		return nil
+	}
+	return usagef("unknown traces command %q", sub)
+}
+
+func (x *cli) verify(args []string) error {
+	fs := flag.NewFlagSet("verify", flag.ContinueOnError)
+	keyFile := fs.String("key", "", "public key file (PEM) the bundle must be signed with")
+	pos, err := x.parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := need(pos, 1, "a bundle file"); err != nil {
+		return err
+	}
+	var opts trace.VerifyOptions
+	if *keyFile != "" {
+		b, err := os.ReadFile(*keyFile)
+		if err != nil {
+			return err
+		}
+		k, err := trace.ParsePublicKey(b)
+		if err != nil {
+			return fmt.Errorf("--key %s: %w", *keyFile, err)
+		}
+		opts.TrustedKey = ed25519.PublicKey(k)
+	}
+	f, err := os.Open(pos[0])
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	sum, err := trace.VerifyBundle(f, opts)
+	if err != nil {
+		return fmt.Errorf("%s does not verify: %w", pos[0], err)
+	}
+	if x.json {
+		return x.printJSON(sum)
+	}
+	fmt.Fprintf(x.stdout, "%s: valid — %d traces, %d provenance entries, %d signed checkpoints, created %s, signed by key %s\n",
+		pos[0], sum.Traces, sum.Entries, sum.Checkpoints, ago(sum.CreatedAt), sum.KeyFingerprint)
+	if *keyFile == "" {
+		fmt.Fprintln(x.stdout, "(no --key given: compare the key fingerprint with the host's)")
+	}
+	return nil
+}
+
+func (x *cli) governance(ctx context.Context, sub string, args []string) error {
+	fs := flag.NewFlagSet("governance "+sub, flag.ContinueOnError)
+	switch sub {
+	case "stats":
+		if _, err := x.parse(fs, args); err != nil {
+			return err
+		}
+		st, err := x.c.GovernanceStats(ctx)
+		if err != nil {
+			return err
+		}
+		if x.json {
+			return x.printJSON(st)
+		}
+		ids := make([]string, 0, len(st.Sessions))
+		for id := range st.Sessions {
+			ids = append(ids, id)
+		}
+		sort.Strings(ids)
+		row := func(name string, s client.Stats) []string {
+			return []string{name, strconv.Itoa(s.Evaluations), strconv.Itoa(s.Flags), byFlag(s.ByFlag), strconv.Itoa(s.Quarantined),
+				strconv.Itoa(s.ExecutionsBlocked), strconv.Itoa(s.MergesAllowed), strconv.Itoa(s.MergesRefused)}
+		}
+		rows := [][]string{row("overall", st.Overall)}
+		for _, id := range ids {
+			rows = append(rows, row(id, st.Sessions[id]))
+		}
+		x.table("SESSION\tEVALUATIONS\tFLAGS\tBY FLAG\tQUARANTINED\tBLOCKED\tMERGED\tREFUSED", rows)
+		return nil
+	case "evaluate":
+		pos, err := x.parse(fs, args)
+		if err != nil {
+			return err
+		}
+		if err := need(pos, 2, "KIND (prompt, code, output) and TEXT (or @FILE, -)"); err != nil {
+			return err
+		}
+		text, err := readInput(pos[1])
+		if err != nil {
+			return err
+		}
+		ev, err := x.c.Evaluate(ctx, pos[0], text)
+		if err != nil {
+			return err
+		}
+		if x.json {
+			return x.printJSON(ev)
+		}
+		rows := [][]string{}
+		for _, f := range ev.Findings {
+			rows = append(rows, []string{f.Flag, strconv.Itoa(f.Severity), f.RuleID, f.Reason})
+		}
+		x.table("FLAG\tSEVERITY\tRULE\tREASON", rows)
+		for _, e := range ev.Errors {
+			fmt.Fprintln(x.stderr, "rule error:", e)
+		}
+		return nil
+	}
+	return usagef("unknown governance command %q", sub)
+}
+
+func byFlag(m map[string]int) string {
+	if len(m) == 0 {
+		return "-"
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s=%d", k, m[k])
+	}
+	return strings.Join(parts, " ")
+}

@@ -1,0 +1,377 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/limitgraph/limit/sdk/client"
+)
+
+func TestSessionsAndErrors(t *testing.T) {
+	d := start(t, config(t, t.TempDir(), "default"))
+
+	s, err := d.c.CreateSession(ctx, client.CreateSessionRequest{Name: "one", MaxConcurrency: 2, Runners: []string{"echo"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.ID == "" || s.State != "active" || s.Policy != "default" || s.MaxConcurrency != 2 || s.CreatedAt.IsZero() {
+		t.Fatalf("session %+v", s)
+	}
+	got, err := d.c.GetSession(ctx, s.ID)
+	if err != nil || got.Name != "one" {
+		t.Fatalf("get: %+v %v", got, err)
+	}
+	// Pagination walks every session exactly once.
+	ids := map[string]bool{s.ID: true}
+	for i := 0; i < 6; i++ {
+		x, err := d.c.CreateSession(ctx, client.CreateSessionRequest{Name: fmt.Sprint("s", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[x.ID] = true
+	}
+	seen := map[string]bool{}
+	token := ""
+	for pages := 0; ; pages++ {
+		l, err := d.c.ListSessions(ctx, 3, token)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, x := range l.Sessions {
+			if seen[x.ID] {
+				t.Fatalf("session %s listed twice", x.ID)
+			}
+			seen[x.ID] = true
+		}
+		if l.NextToken == "" {
+			if pages != 2 {
+				t.Fatalf("7 sessions in pages of 3 took %d pages", pages+1)
+			}
+			break
+		}
+		token = l.NextToken
+	}
+	if len(seen) != len(ids) {
+		t.Fatalf("listed %d sessions, want %d", len(seen), len(ids))
+	}
+
+	for _, tc := range []struct {
+		name, method, path, ctype, body string
+		want                            int
+	}{
+		{"malformed JSON", "POST", "/v1/sessions", "application/json", `{"name": `, 400},
+		{"unknown field", "POST", "/v1/sessions", "application/json", `{"name": "x", "colour": 1}`, 400},
+		{"wrong type", "POST", "/v1/sessions", "application/json", `{"max_concurrency": "many"}`, 400},
+		{"bad max_concurrency", "POST", "/v1/sessions", "application/json", `{"max_concurrency": 0}`, 400},
+		{"unknown policy", "POST", "/v1/sessions", "application/json", `{"policy": "lax"}`, 400},
+		{"unknown runner", "POST", "/v1/sessions", "application/json", `{"runners": ["cobol"]}`, 400},
+		{"wrong content type", "POST", "/v1/sessions", "text/plain", `{}`, 400},
+		{"too large", "POST", "/v1/sessions", "application/json", `{"name": "` + strings.Repeat("x", 70000) + `"}`, 413},
+		{"missing session", "GET", "/v1/sessions/01ARZ3NDEKTSV4RRFFQ69G5FAV", "", "", 404},
+		{"non-canonical path", "GET", "/v1/sessions/../../etc", "", "", 404},
+		{"invalid trace id", "GET", "/v1/traces/nope", "", "", 404},
+		{"wrong method", "PUT", "/v1/sessions", "application/json", `{}`, 405},
+		{"no route", "GET", "/v1/nothing", "", "", 404},
+		{"trace of missing session", "POST", "/v1/traces", "application/json", `{"session_id": "01ARZ3NDEKTSV4RRFFQ69G5FAV", "data": {}}`, 404},
+		{"trace data not an object", "POST", "/v1/traces", "application/json", `{"session_id": "` + s.ID + `", "data": [1]}`, 400},
+		{"bad flag", "POST", "/v1/governance/flag", "application/json", `{"trace_id": "x", "flag": "purple", "severity": 3}`, 400},
+		{"bad severity", "POST", "/v1/governance/flag", "application/json", `{"trace_id": "x", "flag": "anomaly", "severity": 11}`, 400},
+		{"unknown runner in execution", "POST", "/v1/sessions/" + s.ID + "/executions", "application/json", `{"runner": "cobol", "input": "x"}`, 400},
+		{"evaluate bad kind", "POST", "/v1/governance/evaluate", "application/json", `{"kind": "poem", "text": "x"}`, 400},
+		{"export nothing", "POST", "/v1/artifacts/export", "application/json", `{}`, 400},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			status, h, body := d.raw(tc.method, tc.path, tc.ctype, []byte(tc.body))
+			mustProblem(t, status, h, body, tc.want)
+		})
+	}
+
+	if _, err := d.c.DeleteSession(ctx, s.ID); err != nil {
+		t.Fatal(err)
+	}
+	del, err := d.c.GetSession(ctx, s.ID)
+	if err != nil || del.State != "deleted" {
+		t.Fatalf("after delete: %+v %v", del, err)
+	}
+	_, err = d.c.Execute(ctx, s.ID, client.ExecuteRequest{Runner: "echo", Input: "x"})
+	if client.StatusOf(err) != 409 {
+		t.Fatalf("execution in a deleted session: %v", err)
+	}
+}
+
+func TestExecutionsTracesAndIsolation(t *testing.T) {
+	d := start(t, config(t, t.TempDir(), "default"))
+	a, _ := d.c.CreateSession(ctx, client.CreateSessionRequest{Name: "a"})
+	b, _ := d.c.CreateSession(ctx, client.CreateSessionRequest{Name: "b"})
+
+	r1, err := d.c.Execute(ctx, a.ID, client.ExecuteRequest{Runner: "echo", Input: "hello"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r1.Status != "ok" || !strings.Contains(r1.Stdout, "session="+a.ID) || !strings.Contains(r1.Stdout, "n=1") || r1.TraceID == "" || len(r1.Flags) != 0 {
+		t.Fatalf("result %+v", r1)
+	}
+	r2, _ := d.c.Execute(ctx, a.ID, client.ExecuteRequest{Runner: "echo", Input: "again"})
+	if !strings.Contains(r2.Stdout, "n=2") {
+		t.Fatalf("state not kept in session a: %q", r2.Stdout)
+	}
+	rb, _ := d.c.Execute(ctx, b.ID, client.ExecuteRequest{Runner: "echo", Input: "hello"})
+	if !strings.Contains(rb.Stdout, "session="+b.ID) || !strings.Contains(rb.Stdout, "n=1") {
+		t.Fatalf("session b saw a's state: %q", rb.Stdout)
+	}
+	// Each session has its own runner process.
+	h, err := d.c.Health(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pids := map[string]int{}
+	for _, p := range h.Plugins {
+		if p.Kind == "runner" {
+			pids[p.Session] = p.PID
+		}
+	}
+	if len(pids) != 2 || pids[a.ID] == pids[b.ID] {
+		t.Fatalf("runner processes %v", pids)
+	}
+
+	// The execution's trace: data, provenance created + executed, verifiable.
+	tv, err := d.c.GetTrace(ctx, r1.TraceID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tv.SessionID != a.ID || tv.Kind != "execution" || tv.Status != "active" || len(tv.Provenance) < 2 ||
+		tv.Provenance[0].Kind != "created" || tv.Provenance[len(tv.Provenance)-1].Kind != "executed" {
+		t.Fatalf("trace %+v", tv)
+	}
+	v, err := d.c.VerifyProvenance(ctx, r1.TraceID)
+	if err != nil || !v.Valid || v.Length != int64(len(tv.Provenance)) || v.Head != tv.Provenance[len(tv.Provenance)-1].Hash {
+		t.Fatalf("verify %+v %v", v, err)
+	}
+
+	// A custom trace (the seed's call) and provenance appended by a client.
+	ct, err := d.c.CreateTrace(ctx, b.ID, map[string]any{"key": "value"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := d.c.AppendProvenance(ctx, ct.ID, "reviewed", "alice", map[string]any{"ok": true})
+	if err != nil || e.Index != 1 || e.PrevHash != ct.Head {
+		t.Fatalf("append %+v %v (record head %s)", e, err, ct.Head)
+	}
+	// Isolation: a's listing never shows b's traces and the other way round.
+	la, _ := d.c.ListTraces(ctx, a.ID, 100, "")
+	lb, _ := d.c.ListTraces(ctx, b.ID, 100, "")
+	for _, tr := range la.Traces {
+		if tr.SessionID != a.ID {
+			t.Fatalf("a's listing shows %s of %s", tr.ID, tr.SessionID)
+		}
+	}
+	found := false
+	for _, tr := range lb.Traces {
+		if tr.SessionID != b.ID {
+			t.Fatalf("b's listing shows %s of %s", tr.ID, tr.SessionID)
+		}
+		found = found || tr.ID == ct.ID
+	}
+	if len(la.Traces) != 2 || !found {
+		t.Fatalf("listings: a %d traces, b has custom trace: %v", len(la.Traces), found)
+	}
+
+	// Streaming: events arrive, then the same result object.
+	var events []client.Event
+	res, err := d.c.ExecuteStream(ctx, a.ID, client.ExecuteRequest{Runner: "echo", Input: "streamed"}, func(ev client.Event) {
+		events = append(events, ev)
+	})
+	if err != nil || res.Status != "ok" || len(events) == 0 || events[0].Kind != "stdout" || !strings.Contains(events[0].Data, "streamed") || res.Stdout != events[0].Data {
+		t.Fatalf("stream: %+v events %+v err %v", res, events, err)
+	}
+
+	// A runner crash is reported, and the next execution gets a fresh process.
+	crash, err := d.c.Execute(ctx, a.ID, client.ExecuteRequest{Runner: "echo", Input: "crash"})
+	if err != nil || crash.Status != "error" || !crash.StateReset || !strings.Contains(crash.Error, "runner") {
+		t.Fatalf("crash: %+v %v", crash, err)
+	}
+	after, err := d.c.Execute(ctx, a.ID, client.ExecuteRequest{Runner: "echo", Input: "x"})
+	if err != nil || after.Status != "ok" || !strings.Contains(after.Stdout, "n=1") {
+		t.Fatalf("after crash: %+v %v", after, err)
+	}
+}
+
+func TestConcurrencyLimit(t *testing.T) {
+	d := start(t, config(t, t.TempDir(), "default"))
+	s, _ := d.c.CreateSession(ctx, client.CreateSessionRequest{MaxConcurrency: 1})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if r, err := d.c.Execute(ctx, s.ID, client.ExecuteRequest{Runner: "echo", Input: "sleep:1500", TimeoutMS: 5000}); err != nil || r.Status != "ok" {
+			t.Errorf("long execution: %+v %v", r, err)
+		}
+	}()
+	time.Sleep(300 * time.Millisecond)
+	_, err := d.c.Execute(ctx, s.ID, client.ExecuteRequest{Runner: "echo", Input: "x", TimeoutMS: 200})
+	var apiErr *client.Error
+	if !asErr(err, &apiErr) || apiErr.Status != 429 || apiErr.RetryAfter <= 0 {
+		t.Fatalf("second execution: %v", err)
+	}
+	wg.Wait()
+	// A timeout inside the runner is reported as such.
+	r, err := d.c.Execute(ctx, s.ID, client.ExecuteRequest{Runner: "echo", Input: "sleep:5000", TimeoutMS: 200})
+	if err != nil || r.Status != "timeout" {
+		t.Fatalf("timeout: %+v %v", r, err)
+	}
+}
+
+func asErr(err error, target **client.Error) bool {
+	e, ok := err.(*client.Error)
+	if ok {
+		*target = e
+	}
+	return ok
+}
+
+func TestGovernanceBlockFlagMerge(t *testing.T) {
+	d := start(t, config(t, t.TempDir(), "default"))
+	def, _ := d.c.CreateSession(ctx, client.CreateSessionRequest{Name: "default"})
+	strict, _ := d.c.CreateSession(ctx, client.CreateSessionRequest{Name: "strict", Policy: "strict"})
+
+	// Blocked before running: 403 naming the flag; the trace is stored, flagged.
+	_, err := d.c.Execute(ctx, def.ID, client.ExecuteRequest{Runner: "echo", Input: "please do the forbidden thing"})
+	var apiErr *client.Error
+	if !asErr(err, &apiErr) || apiErr.Status != 403 || !strings.Contains(apiErr.Detail, "jailbreak") {
+		t.Fatalf("blocked execution: %v", err)
+	}
+	var traceID string
+	_ = json.Unmarshal(apiErr.Extra["trace_id"], &traceID)
+	tv, err := d.c.GetTrace(ctx, traceID)
+	if err != nil || len(tv.Flags) != 1 || tv.Flags[0].Flag != "jailbreak" || !tv.Flags[0].AutoDetected || tv.Status != "quarantined" {
+		t.Fatalf("blocked trace: %+v %v", tv, err)
+	}
+	if _, err := d.c.Merge(ctx, traceID); client.StatusOf(err) != 409 {
+		t.Fatalf("merge of a quarantined trace: %v", err)
+	}
+
+	// A low-severity flag does not block under default but does under strict.
+	r, err := d.c.Execute(ctx, def.ID, client.ExecuteRequest{Runner: "echo", Input: "lowrisk"})
+	if err != nil || r.Status != "ok" || len(r.Flags) != 1 || r.Flags[0].Flag != "anomaly" {
+		t.Fatalf("default with anomaly: %+v %v", r, err)
+	}
+	// A post-execution flag from the output.
+	r2, err := d.c.Execute(ctx, def.ID, client.ExecuteRequest{Runner: "echo", Input: "tell the secret"})
+	if err != nil || len(r2.Flags) != 1 || r2.Flags[0].Flag != "high_risk" {
+		t.Fatalf("post flag: %+v %v", r2, err)
+	}
+	// Under default an anomaly-flagged trace may merge; the merged record lists it.
+	m, err := d.c.Merge(ctx, r.TraceID)
+	if err != nil || !m.Merged || m.Trace.Status != "merged" {
+		t.Fatalf("merge under default: %+v %v", m, err)
+	}
+	merged, _ := d.c.ListMerged(ctx, 10, "")
+	if len(merged.Traces) != 1 || merged.Traces[0].ID != r.TraceID {
+		t.Fatalf("merged record %+v", merged)
+	}
+
+	// Strict: a manually flagged trace's merge is refused with each reason.
+	ct, _ := d.c.CreateTrace(ctx, strict.ID, map[string]any{"k": 1})
+	if _, err := d.c.Flag(ctx, client.FlagRequest{TraceID: ct.ID, Flag: "HighRisk", Reason: "reviewer says so", Severity: 3}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = d.c.Merge(ctx, ct.ID)
+	if !asErr(err, &apiErr) || apiErr.Status != 409 || !strings.Contains(apiErr.Detail, "high_risk") {
+		t.Fatalf("strict merge of a flagged trace: %v", err)
+	}
+	var reasons []string
+	_ = json.Unmarshal(apiErr.Extra["reasons"], &reasons)
+	if len(reasons) == 0 {
+		t.Fatalf("no reasons in %v", apiErr.Extra)
+	}
+	// Strict blocks anomaly from severity 5: "lowrisk" (severity 2) runs, flagged, and
+	// its merge is refused; "forbidden" is blocked.
+	lr, err := d.c.Execute(ctx, strict.ID, client.ExecuteRequest{Runner: "echo", Input: "lowrisk"})
+	if err != nil || lr.Status != "ok" || len(lr.Flags) != 1 {
+		t.Fatalf("strict with anomaly severity 2: %+v %v", lr, err)
+	}
+	if _, err := d.c.Merge(ctx, lr.TraceID); client.StatusOf(err) != 409 {
+		t.Fatalf("strict merge of an anomaly-flagged trace: %v", err)
+	}
+	if _, err := d.c.Execute(ctx, strict.ID, client.ExecuteRequest{Runner: "echo", Input: "forbidden"}); client.StatusOf(err) != 403 {
+		t.Fatalf("strict with jailbreak: %v", err)
+	}
+
+	st, err := d.c.GovernanceStats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := st.Overall
+	if o.ByFlag["jailbreak"] != 2 || o.ByFlag["high_risk"] != 2 || o.MergesAllowed != 1 || o.MergesRefused != 3 || o.ExecutionsBlocked < 1 || o.Quarantined < 1 {
+		t.Fatalf("stats %+v", o)
+	}
+	if st.Sessions[strict.ID].MergesRefused != 2 {
+		t.Fatalf("per-session stats %+v", st.Sessions[strict.ID])
+	}
+	ev, err := d.c.Evaluate(ctx, "prompt", "a forbidden prompt")
+	if err != nil || len(ev.Findings) != 1 || ev.Findings[0].Flag != "jailbreak" {
+		t.Fatalf("evaluate: %+v %v", ev, err)
+	}
+}
+
+func TestRestartKeepsSessionsAndTraces(t *testing.T) {
+	dataDir := t.TempDir()
+	cfg := config(t, dataDir, "default")
+	d := start(t, cfg)
+	s, _ := d.c.CreateSession(ctx, client.CreateSessionRequest{Name: "durable"})
+	r, err := d.c.Execute(ctx, s.ID, client.ExecuteRequest{Runner: "echo", Input: "before"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.stop()
+	d2 := start(t, cfg)
+	got, err := d2.c.GetSession(ctx, s.ID)
+	if err != nil || got.Name != "durable" || got.State != "active" {
+		t.Fatalf("session after restart: %+v %v", got, err)
+	}
+	v, err := d2.c.VerifyProvenance(ctx, r.TraceID)
+	if err != nil || !v.Valid {
+		t.Fatalf("trace after restart: %+v %v", v, err)
+	}
+	r2, err := d2.c.Execute(ctx, s.ID, client.ExecuteRequest{Runner: "echo", Input: "after"})
+	if err != nil || r2.Status != "ok" || !strings.Contains(r2.Stdout, "n=1") {
+		t.Fatalf("execution after restart: %+v %v", r2, err)
+	}
+}
+
+func TestSeedRoutesAndOpenAPI(t *testing.T) {
+	d := start(t, config(t, t.TempDir(), "default"))
+	s, _ := d.c.CreateSession(ctx, client.CreateSessionRequest{})
+	for _, path := range []string{"/health", "/sessions/" + s.ID, "/governance/stats"} {
+		status, h, _ := d.raw("GET", path, "", nil)
+		if status != 200 || h.Get("X-Request-Id") == "" {
+			t.Fatalf("GET %s: %d", path, status)
+		}
+	}
+	status, _, body := d.raw("POST", "/traces", "application/json", []byte(`{"session_id": "`+s.ID+`", "data": {"key": "value"}}`))
+	if status != 201 || body["id"] == "" {
+		t.Fatalf("POST /traces: %d %v", status, body)
+	}
+	status, _, _ = d.raw("POST", "/traces/"+body["id"].(string)+"/provenance", "application/json", []byte(`{"kind": "note", "agent": "seed", "data": {}}`))
+	if status != 201 {
+		t.Fatalf("POST /traces/{id}/provenance: %d", status)
+	}
+	status, _, doc := d.raw("GET", "/v1/openapi.json", "", nil)
+	if status != 200 || doc["openapi"] != "3.1.0" {
+		t.Fatalf("openapi: %d %v", status, doc["openapi"])
+	}
+	paths := doc["paths"].(map[string]any)
+	for _, p := range []string{"/v1/sessions", "/v1/sessions/{id}", "/v1/sessions/{id}/executions", "/v1/traces", "/v1/traces/{id}/provenance/verify", "/v1/traces/{id}/merge", "/v1/artifacts/export", "/v1/governance/flag", "/v1/governance/stats", "/v1/governance/evaluate", "/v1/merged", "/v1/health"} {
+		if _, ok := paths[p]; !ok {
+			t.Errorf("openapi lacks %s", p)
+		}
+	}
+	_ = bytes.MinRead
+	_ = http.StatusOK
+}

@@ -1,0 +1,329 @@
+// Package execution runs one execution end to end: governance evaluates the input, the
+// session's own runner process executes it, governance evaluates the output, and the
+// whole of it becomes a trace with its provenance entries and flags.
+package execution
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/limitgraph/limit/host/governance"
+	"github.com/limitgraph/limit/host/session"
+	"github.com/limitgraph/limit/host/trace"
+	sdkgov "github.com/limitgraph/limit/sdk/governance"
+	"github.com/limitgraph/limit/sdk/runner"
+)
+
+// Defaults of an execution.
+const (
+	DefaultTimeout = 60 * time.Second
+	MaxTimeout     = time.Hour
+	// MaxKeptOutput bounds the stdout and stderr kept in the answer and the trace; the
+	// runner's max_output_bytes bounds what it produces, this bounds what the host holds.
+	MaxKeptOutput = 4 << 20
+	// MaxInputBytes bounds an execution's input.
+	MaxInputBytes = 8 << 20
+)
+
+// Agent is the provenance agent of the host's own entries.
+const Agent = "limitd"
+
+// Request is one execution.
+type Request struct {
+	Runner    string         `json:"runner"`
+	Input     string         `json:"input"`
+	TimeoutMS uint64         `json:"timeout_ms,omitempty"`
+	Params    map[string]any `json:"params,omitempty"`
+}
+
+// Result is an execution's answer.
+type Result struct {
+	TraceID      string            `json:"trace_id"`
+	Status       string            `json:"status"`
+	Stdout       string            `json:"stdout"`
+	Stderr       string            `json:"stderr"`
+	Output       string            `json:"output"`
+	ExitCode     int               `json:"exit_code"`
+	Error        string            `json:"error,omitempty"`
+	Usage        runner.Usage      `json:"usage"`
+	DurationMS   int64             `json:"duration_ms"`
+	Flags        []governance.Flag `json:"flags"`
+	StateReset   bool              `json:"state_reset,omitempty"`
+	Truncated    bool              `json:"truncated,omitempty"`
+	FinishReason string            `json:"finish_reason,omitempty"`
+}
+
+// Event is one piece of output while an execution runs.
+type Event struct {
+	// Kind is "stdout", "stderr" or "token".
+	Kind string `json:"-"`
+	Data string `json:"data"`
+}
+
+// BlockedError means the session's policy blocked the execution before it ran; the
+// trace is stored, flagged.
+type BlockedError struct {
+	TraceID string
+	Policy  string
+	Flags   []governance.Flag
+}
+
+func (e *BlockedError) Error() string {
+	names := make([]string, 0, len(e.Flags))
+	for _, f := range e.Flags {
+		names = append(names, fmt.Sprintf("%s (severity %d, rule %s)", f.Flag, f.Severity, f.RuleID))
+	}
+	return fmt.Sprintf("policy %q blocks this execution: %s", e.Policy, strings.Join(names, ", "))
+}
+
+// ErrGovernanceUnavailable means a rule plugin could not answer and the policy fails closed.
+var ErrGovernanceUnavailable = errors.New("governance rule unavailable")
+
+// ErrInvalid marks a bad request.
+var ErrInvalid = errors.New("invalid execution request")
+
+// Engine runs executions.
+type Engine struct {
+	Sessions *session.Manager
+	Traces   *trace.Store
+	Rules    *governance.Evaluator
+	Stats    *governance.StatsStore
+	Logger   hclog.Logger
+}
+
+// Timeout returns the execution's timeout: the request's, else the session's, else the
+// default.
+func Timeout(s *session.Session, req Request) (time.Duration, error) {
+	d := time.Duration(req.TimeoutMS) * time.Millisecond
+	if d == 0 {
+		d = time.Duration(s.Limits.TimeoutMS) * time.Millisecond
+	}
+	if d == 0 {
+		d = DefaultTimeout
+	}
+	if d > MaxTimeout {
+		return 0, fmt.Errorf("%w: timeout_ms %d exceeds the limit of %d", ErrInvalid, req.TimeoutMS, MaxTimeout.Milliseconds())
+	}
+	return d, nil
+}
+
+// contentType is what governance rules are told the input is.
+func contentType(h interface{ Capabilities() []string }) string {
+	for _, c := range h.Capabilities() {
+		if t, ok := strings.CutPrefix(c, "input:"); ok {
+			return t
+		}
+	}
+	return "text/plain"
+}
+
+type caps []string
+
+func (c caps) Capabilities() []string { return c }
+
+func digest(s string) string {
+	h := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(h[:])
+}
+
+// Execute runs req in the session. emit, if not nil, receives output as it comes.
+func (e *Engine) Execute(ctx context.Context, sessionID string, req Request, emit func(Event)) (*Result, error) {
+	if emit == nil {
+		emit = func(Event) {}
+	}
+	if req.Runner == "" {
+		return nil, fmt.Errorf("%w: runner is required", ErrInvalid)
+	}
+	if len(req.Input) > MaxInputBytes {
+		return nil, fmt.Errorf("%w: input is %d bytes, the limit is %d", ErrInvalid, len(req.Input), MaxInputBytes)
+	}
+	s, err := e.Sessions.Active(ctx, sessionID)
+	if err != nil {
+		return nil, err
+	}
+	policy, err := governance.Lookup(s.Policy)
+	if err != nil {
+		return nil, err
+	}
+	timeout, err := Timeout(s, req)
+	if err != nil {
+		return nil, err
+	}
+	// Waiting for a slot counts against the execution's own deadline.
+	wctx, cancel := context.WithTimeout(ctx, timeout)
+	release, err := e.Sessions.Acquire(wctx, s)
+	cancel()
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+
+	h, err := e.Sessions.Runner(ctx, s, req.Runner)
+	if err != nil {
+		return nil, err
+	}
+	ctype := contentType(caps(h.Process.Info.Capabilities))
+
+	data, err := json.Marshal(map[string]any{
+		"runner": req.Runner, "input": req.Input, "timeout_ms": timeout.Milliseconds(), "params": req.Params,
+		"content_type": ctype,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: params: %v", ErrInvalid, err)
+	}
+	rec, err := e.Traces.Create(ctx, s.ID, trace.TraceExecution, data, Agent)
+	if err != nil {
+		return nil, fmt.Errorf("create trace: %w", err)
+	}
+	res := &Result{TraceID: rec.ID, Flags: []governance.Flag{}}
+
+	// Pre-execution governance.
+	pre, ruleErrs := e.Rules.Evaluate(ctx, sdkgov.EvaluateRequest{
+		Stage: sdkgov.StagePre, SessionID: s.ID, TraceID: rec.ID, Runner: req.Runner, ContentType: ctype, Content: req.Input,
+	})
+	if err := e.applyFlags(ctx, s, policy, rec.ID, pre, res); err != nil {
+		return nil, err
+	}
+	if len(ruleErrs) > 0 && !policy.FailOpen {
+		_ = e.note(ctx, rec.ID, "governance_error", map[string]any{"errors": ruleErrorStrings(ruleErrs)})
+		return nil, fmt.Errorf("%w: %v; policy %q does not run unchecked inputs", ErrGovernanceUnavailable, ruleErrs[0], policy.Name)
+	}
+	if blocking := policy.Blocking(pre); len(blocking) > 0 {
+		_ = e.note(ctx, rec.ID, "blocked", map[string]any{"policy": policy.Name, "flags": blocking})
+		_ = e.Stats.Record(ctx, s.ID, governance.Delta{ExecutionBlocked: true})
+		return nil, &BlockedError{TraceID: rec.ID, Policy: policy.Name, Flags: blocking}
+	}
+
+	// Execute in the session's runner process.
+	var stdout, stderr strings.Builder
+	keep := func(b *strings.Builder, data []byte) {
+		if room := MaxKeptOutput - b.Len(); room > 0 {
+			if len(data) > room {
+				data = data[:room]
+				res.Truncated = true
+			}
+			b.Write(data)
+		} else if len(data) > 0 {
+			res.Truncated = true
+		}
+	}
+	xctx, xcancel := context.WithTimeout(ctx, timeout+5*time.Second)
+	defer xcancel()
+	started := time.Now()
+	out, xerr := h.Execute(xctx, runner.ExecuteRequest{
+		ExecutionID: rec.ID, Input: req.Input, Timeout: timeout, Params: req.Params,
+	}, func(ev runner.Event) error {
+		switch {
+		case ev.Output != nil && ev.Output.Stream == runner.Stderr:
+			keep(&stderr, ev.Output.Data)
+			emit(Event{Kind: "stderr", Data: string(ev.Output.Data)})
+		case ev.Output != nil:
+			keep(&stdout, ev.Output.Data)
+			emit(Event{Kind: "stdout", Data: string(ev.Output.Data)})
+		case ev.Token != nil:
+			emit(Event{Kind: "token", Data: ev.Token.Text})
+		}
+		return nil
+	})
+	if xerr != nil {
+		// The runner process failed (crashed, or the host gave up on it): report it as
+		// the execution's error; the next execution gets a fresh process.
+		e.Logger.Warn("runner failed", "session", s.ID, "runner", req.Runner, "error", xerr)
+		out = runner.Result{Status: runner.StatusError, ExitCode: -1, StateReset: true,
+			Error:    fmt.Sprintf("runner %q failed: %v; the session's runner state was lost and a fresh process starts on the next execution", req.Runner, xerr),
+			Duration: time.Since(started)}
+		if errors.Is(xctx.Err(), context.DeadlineExceeded) {
+			out.Status = runner.StatusTimeout
+		}
+	}
+	if h.Replaced {
+		// This process replaced one of the session's that had died: its state is gone.
+		out.StateReset = true
+	}
+	res.Status = out.Status.String()
+	res.Stdout, res.Stderr, res.Output = stdout.String(), stderr.String(), out.Output
+	res.ExitCode, res.Error, res.Usage = out.ExitCode, out.Error, out.Usage
+	res.DurationMS = out.Duration.Milliseconds()
+	res.StateReset = res.StateReset || out.StateReset
+	res.Truncated = res.Truncated || out.Truncated
+	res.FinishReason = out.FinishReason
+	if err := e.note(ctx, rec.ID, trace.KindExecuted, map[string]any{
+		"runner": req.Runner, "status": res.Status, "exit_code": res.ExitCode, "error": res.Error,
+		"duration_ms": res.DurationMS, "usage": res.Usage, "state_reset": res.StateReset, "truncated": res.Truncated,
+		"stdout_sha256": digest(res.Stdout), "stderr_sha256": digest(res.Stderr), "output_sha256": digest(res.Output),
+		"pid": h.Process.PID,
+	}); err != nil {
+		return nil, err
+	}
+
+	// Post-execution governance on what came out.
+	post, ruleErrs := e.Rules.Evaluate(ctx, sdkgov.EvaluateRequest{
+		Stage: sdkgov.StagePost, SessionID: s.ID, TraceID: rec.ID, Runner: req.Runner, ContentType: "text/output",
+		Content: joinOutput(res),
+	})
+	if len(ruleErrs) > 0 {
+		_ = e.note(ctx, rec.ID, "governance_error", map[string]any{"errors": ruleErrorStrings(ruleErrs)})
+	}
+	if err := e.applyFlags(ctx, s, policy, rec.ID, post, res); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+func joinOutput(r *Result) string {
+	parts := []string{}
+	for _, s := range []string{r.Output, r.Stdout, r.Stderr} {
+		if s != "" {
+			parts = append(parts, s)
+		}
+	}
+	return strings.Join(parts, "\n")
+}
+
+func ruleErrorStrings(errs []*governance.RuleError) []string {
+	out := make([]string, len(errs))
+	for i, e := range errs {
+		out[i] = e.Error()
+	}
+	return out
+}
+
+// note appends a host provenance entry.
+func (e *Engine) note(ctx context.Context, traceID, kind string, data map[string]any) error {
+	raw, err := json.Marshal(data)
+	if err != nil {
+		return fmt.Errorf("encode %s provenance: %w", kind, err)
+	}
+	if _, err := e.Traces.Append(ctx, traceID, trace.Entry{Kind: kind, Agent: Agent, Data: raw}); err != nil {
+		return fmt.Errorf("append %s provenance: %w", kind, err)
+	}
+	return nil
+}
+
+// applyFlags stores flags on the trace, quarantines it if the policy says so, counts them.
+func (e *Engine) applyFlags(ctx context.Context, s *session.Session, p governance.Policy, traceID string, flags []governance.Flag, res *Result) error {
+	if len(flags) == 0 {
+		return e.Stats.Record(ctx, s.ID, governance.Delta{Evaluated: true})
+	}
+	for _, f := range flags {
+		if _, err := e.Traces.AddFlag(ctx, traceID, f, Agent); err != nil {
+			return fmt.Errorf("flag trace: %w", err)
+		}
+	}
+	res.Flags = append(res.Flags, flags...)
+	q := p.Quarantines(flags)
+	if q {
+		if _, err := e.Traces.SetStatus(ctx, traceID, trace.StatusQuarantined, Agent, "auto-quarantine under policy "+p.Name); err != nil {
+			return fmt.Errorf("quarantine trace: %w", err)
+		}
+	}
+	return e.Stats.Record(ctx, s.ID, governance.Delta{Flags: flags, Quarantined: q, Evaluated: true})
+}

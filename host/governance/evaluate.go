@@ -1,0 +1,154 @@
+package governance
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/limitgraph/limit/host/plugins"
+	sdkgov "github.com/limitgraph/limit/sdk/governance"
+)
+
+// EvalTimeout bounds one rule's evaluation.
+const EvalTimeout = 10 * time.Second
+
+// rule is one configured rule plugin and what it said it evaluates.
+type rule struct {
+	name  string
+	m     *plugins.Managed
+	descs []sdkgov.RuleDescription
+}
+
+func (r *rule) runsAt(stage sdkgov.Stage) bool {
+	for _, d := range r.descs {
+		for _, s := range d.Stages {
+			if s == stage {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// explain folds a finding's score, stage and location into the flag's reason, so the
+// trace keeps why it was flagged and where.
+func explain(f sdkgov.Finding, stage sdkgov.Stage) string {
+	var b strings.Builder
+	b.WriteString(f.Reason)
+	fmt.Fprintf(&b, " [%s", stage)
+	if f.Score != 0 {
+		fmt.Fprintf(&b, ", score %.3g", f.Score)
+	}
+	if l := f.Location; l != nil {
+		if l.Line > 0 {
+			fmt.Fprintf(&b, ", line %d", l.Line)
+			if l.Column > 0 {
+				fmt.Fprintf(&b, ":%d", l.Column)
+			}
+		}
+		if l.End > l.Start {
+			fmt.Fprintf(&b, ", bytes %d-%d", l.Start, l.End)
+		}
+	}
+	b.WriteString("]")
+	return b.String()
+}
+
+// RuleInfo describes a configured rule plugin.
+type RuleInfo struct {
+	Plugin string                   `json:"plugin"`
+	Rules  []sdkgov.RuleDescription `json:"rules"`
+}
+
+// Evaluator runs the configured rule plugins.
+type Evaluator struct {
+	rules []*rule
+}
+
+// NewEvaluator asks each rule plugin what it evaluates.
+func NewEvaluator(ctx context.Context, managed []*plugins.Managed) (*Evaluator, error) {
+	e := &Evaluator{}
+	for _, m := range managed {
+		p, err := m.Current(ctx)
+		if err != nil {
+			return nil, err
+		}
+		descs, err := p.Impl.(sdkgov.Rule).Describe(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("governance rule %q: %w", m.Spec().Name, err)
+		}
+		e.rules = append(e.rules, &rule{name: m.Spec().Name, m: m, descs: descs})
+	}
+	return e, nil
+}
+
+// Rules describes the configured rule plugins.
+func (e *Evaluator) Rules() []RuleInfo {
+	out := make([]RuleInfo, 0, len(e.rules))
+	for _, r := range e.rules {
+		out = append(out, RuleInfo{Plugin: r.name, Rules: r.descs})
+	}
+	return out
+}
+
+// RuleError is a rule plugin that could not answer.
+type RuleError struct {
+	Plugin string
+	Err    error
+}
+
+func (e *RuleError) Error() string { return fmt.Sprintf("governance rule %q: %v", e.Plugin, e.Err) }
+
+// Evaluate runs every rule that evaluates req.Stage, in parallel, and returns their
+// findings as flags (sorted by severity, highest first) and the rules that failed.
+func (e *Evaluator) Evaluate(ctx context.Context, req sdkgov.EvaluateRequest) ([]Flag, []*RuleError) {
+	type answer struct {
+		flags []Flag
+		err   *RuleError
+	}
+	var wg sync.WaitGroup
+	answers := make([]answer, len(e.rules))
+	now := time.Now().UTC()
+	for i, r := range e.rules {
+		if !r.runsAt(req.Stage) {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cctx, cancel := context.WithTimeout(ctx, EvalTimeout)
+			defer cancel()
+			p, err := r.m.Current(cctx)
+			if err != nil {
+				answers[i].err = &RuleError{Plugin: r.name, Err: err}
+				return
+			}
+			fs, err := p.Impl.(sdkgov.Rule).Evaluate(cctx, req)
+			if err != nil {
+				r.m.Check()
+				answers[i].err = &RuleError{Plugin: r.name, Err: err}
+				return
+			}
+			for _, f := range fs {
+				answers[i].flags = append(answers[i].flags, Flag{
+					Flag: f.Flag, Severity: f.Severity, Reason: explain(f, req.Stage), RuleID: f.RuleID,
+					AutoDetected: true, Timestamp: now,
+				})
+			}
+		}()
+	}
+	wg.Wait()
+	var flags []Flag
+	var errs []*RuleError
+	for _, a := range answers {
+		flags = append(flags, a.flags...)
+		if a.err != nil {
+			errs = append(errs, a.err)
+		}
+	}
+	sort.SliceStable(flags, func(i, j int) bool { return flags[i].Severity > flags[j].Severity })
+	return flags, errs
+}

@@ -1,0 +1,355 @@
+// Package session keeps the host's sessions: their records in storage, their private
+// working directories, the bound on simultaneous executions, and the hand-off to each
+// session's own runner processes.
+package session
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+
+	"github.com/limitgraph/limit/host/plugins"
+	"github.com/limitgraph/limit/sdk/runner"
+	"github.com/limitgraph/limit/sdk/storage"
+)
+
+// DefaultTenant is the tenant of every session until tenants and tokens arrive.
+const DefaultTenant = "default"
+
+// Session states.
+const (
+	StateActive  = "active"
+	StateDeleted = "deleted"
+)
+
+// Bounds of a session's settings.
+const (
+	DefaultMaxConcurrency = 4
+	MaxMaxConcurrency     = 1024
+	MaxNameLength         = 128
+)
+
+// Errors the API maps to statuses.
+var (
+	ErrNotFound = errors.New("session not found")
+	ErrInvalid  = errors.New("invalid session request")
+	ErrDeleted  = errors.New("session is deleted")
+	// ErrBusy means every execution slot of the session stayed taken until the request's
+	// deadline.
+	ErrBusy = errors.New("session is at its max_concurrency")
+)
+
+// Limits bound a session's executions; zero means the runner's default.
+type Limits struct {
+	TimeoutMS      uint64 `json:"timeout_ms,omitempty"`
+	MemoryBytes    uint64 `json:"memory_bytes,omitempty"`
+	CPUMillis      uint64 `json:"cpu_millis,omitempty"`
+	MaxProcesses   uint32 `json:"max_processes,omitempty"`
+	MaxOutputBytes uint64 `json:"max_output_bytes,omitempty"`
+	MaxFileBytes   uint64 `json:"max_file_bytes,omitempty"`
+}
+
+// RunnerLimits converts to the runner protocol's limits.
+func (l Limits) RunnerLimits() runner.Limits {
+	return runner.Limits{
+		Timeout: time.Duration(l.TimeoutMS) * time.Millisecond, MemoryBytes: l.MemoryBytes, CPUMillis: l.CPUMillis,
+		MaxProcesses: l.MaxProcesses, MaxOutputBytes: l.MaxOutputBytes, MaxFileBytes: l.MaxFileBytes,
+	}
+}
+
+// Session is a session's record.
+type Session struct {
+	ID             string    `json:"id"`
+	Tenant         string    `json:"tenant"`
+	Name           string    `json:"name"`
+	MaxConcurrency int       `json:"max_concurrency"`
+	AllowNetwork   bool      `json:"allow_network"`
+	Policy         string    `json:"policy"`
+	Runners        []string  `json:"runners"`
+	Limits         Limits    `json:"limits"`
+	CreatedAt      time.Time `json:"created_at"`
+	State          string    `json:"state"`
+	DeletedAt      time.Time `json:"deleted_at,omitzero"`
+	// OwnerNode is the host node that runs the session's processes.
+	OwnerNode string `json:"owner_node"`
+}
+
+// CreateRequest is what a client may set on a new session.
+type CreateRequest struct {
+	Name           string   `json:"name"`
+	MaxConcurrency *int     `json:"max_concurrency"`
+	AllowNetwork   bool     `json:"allow_network"`
+	Policy         string   `json:"policy"`
+	Runners        []string `json:"runners"`
+	Limits         Limits   `json:"limits"`
+}
+
+// IndexNamespace is the storage namespace of a tenant's host-wide records.
+func IndexNamespace(tenant string) string { return "t/" + tenant + "/index" }
+
+const sessionPrefix = "session/"
+
+// Options configure a Manager.
+type Options struct {
+	Store   storage.Storage
+	Runners *plugins.Runners
+	// DataDir holds each session's working directory under sessions/<id>/work.
+	DataDir string
+	// Policies are the accepted policy names; DefaultPolicy is used when a request names none.
+	Policies      []string
+	DefaultPolicy string
+	// Node names this host for the session's owner field.
+	Node string
+}
+
+// Manager keeps sessions.
+type Manager struct {
+	opts Options
+
+	mu    sync.Mutex
+	slots map[string]chan struct{}
+}
+
+// NewManager returns a session manager.
+func NewManager(opts Options) *Manager {
+	if opts.Node == "" {
+		opts.Node, _ = os.Hostname()
+	}
+	return &Manager{opts: opts, slots: map[string]chan struct{}{}}
+}
+
+// NewID returns a new time-ordered id.
+func NewID() string {
+	return ulid.MustNew(ulid.Timestamp(time.Now()), rand.Reader).String()
+}
+
+// ValidID reports whether s has the shape of an id this host hands out.
+func ValidID(s string) bool {
+	_, err := ulid.ParseStrict(s)
+	return err == nil
+}
+
+func invalidf(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, args...))
+}
+
+// Create validates req and stores a new active session.
+func (m *Manager) Create(ctx context.Context, req CreateRequest) (*Session, error) {
+	s := &Session{
+		ID: NewID(), Tenant: DefaultTenant, Name: strings.TrimSpace(req.Name), AllowNetwork: req.AllowNetwork,
+		Policy: req.Policy, Runners: req.Runners, Limits: req.Limits, CreatedAt: time.Now().UTC(),
+		State: StateActive, OwnerNode: m.opts.Node, MaxConcurrency: DefaultMaxConcurrency,
+	}
+	if len(s.Name) > MaxNameLength {
+		return nil, invalidf("name is %d characters, the limit is %d", len(s.Name), MaxNameLength)
+	}
+	if req.MaxConcurrency != nil {
+		if *req.MaxConcurrency < 1 || *req.MaxConcurrency > MaxMaxConcurrency {
+			return nil, invalidf("max_concurrency must be between 1 and %d, got %d", MaxMaxConcurrency, *req.MaxConcurrency)
+		}
+		s.MaxConcurrency = *req.MaxConcurrency
+	}
+	if s.Policy == "" {
+		s.Policy = m.opts.DefaultPolicy
+	} else if !contains(m.opts.Policies, s.Policy) {
+		return nil, invalidf("policy %q is not one of %s", s.Policy, strings.Join(m.opts.Policies, ", "))
+	}
+	seen := map[string]bool{}
+	for _, r := range s.Runners {
+		if m.opts.Runners == nil || !m.opts.Runners.Has(r) {
+			return nil, invalidf("runner %q is not configured on this host (configured: %s)", r, strings.Join(m.runnerNames(), ", "))
+		}
+		if seen[r] {
+			return nil, invalidf("runner %q is listed twice", r)
+		}
+		seen[r] = true
+	}
+	if s.Runners == nil {
+		s.Runners = []string{}
+	}
+	if err := m.put(ctx, s); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (m *Manager) runnerNames() []string {
+	if m.opts.Runners == nil {
+		return nil
+	}
+	return m.opts.Runners.Names()
+}
+
+func (m *Manager) put(ctx context.Context, s *Session) error {
+	b, err := json.Marshal(s)
+	if err != nil {
+		return err
+	}
+	if err := m.opts.Store.Put(ctx, IndexNamespace(s.Tenant), []byte(sessionPrefix+s.ID), b); err != nil {
+		return fmt.Errorf("store session %s: %w", s.ID, err)
+	}
+	return nil
+}
+
+// Get returns a session, deleted ones included.
+func (m *Manager) Get(ctx context.Context, id string) (*Session, error) {
+	if !ValidID(id) {
+		return nil, fmt.Errorf("%w: %q is not a session id", ErrNotFound, id)
+	}
+	b, ok, err := m.opts.Store.Get(ctx, IndexNamespace(DefaultTenant), []byte(sessionPrefix+id))
+	if err != nil {
+		return nil, fmt.Errorf("load session %s: %w", id, err)
+	}
+	if !ok {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	var s Session
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("session %s: corrupt record: %w", id, err)
+	}
+	return &s, nil
+}
+
+// Active returns a session that can run executions.
+func (m *Manager) Active(ctx context.Context, id string) (*Session, error) {
+	s, err := m.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if s.State != StateActive {
+		return nil, fmt.Errorf("%w: %s was deleted at %s", ErrDeleted, id, s.DeletedAt.Format(time.RFC3339))
+	}
+	return s, nil
+}
+
+// List returns up to perPage sessions after the opaque token, oldest first, and the token
+// of the next page ("" at the end). Deleted sessions are included when withDeleted.
+func (m *Manager) List(ctx context.Context, perPage int, token string, withDeleted bool) ([]*Session, string, error) {
+	if perPage <= 0 {
+		perPage = 50
+	}
+	perPage = min(perPage, storage.MaxScanLimit)
+	start := []byte(nil)
+	if token != "" {
+		if !ValidID(token) {
+			return nil, "", invalidf("next_token %q is not valid", token)
+		}
+		start = []byte(sessionPrefix + token)
+	}
+	var out []*Session
+	for {
+		res, err := m.opts.Store.Scan(ctx, storage.ScanRequest{
+			Namespace: IndexNamespace(DefaultTenant), Prefix: []byte(sessionPrefix), StartAfter: start, Limit: perPage + 1 - len(out),
+		})
+		if err != nil {
+			return nil, "", fmt.Errorf("list sessions: %w", err)
+		}
+		for _, kv := range res.Items {
+			start = kv.Key
+			var s Session
+			if err := json.Unmarshal(kv.Value, &s); err != nil {
+				return nil, "", fmt.Errorf("session %s: corrupt record: %w", kv.Key, err)
+			}
+			if s.State != StateActive && !withDeleted {
+				continue
+			}
+			out = append(out, &s)
+		}
+		if len(out) > perPage {
+			return out[:perPage], out[perPage-1].ID, nil
+		}
+		if !res.More {
+			return out, "", nil
+		}
+	}
+}
+
+// WorkDir is the session's private working directory.
+func (m *Manager) WorkDir(id string) string {
+	return filepath.Join(m.opts.DataDir, "sessions", id, "work")
+}
+
+// Delete stops the session's runner processes, removes its working directory and marks
+// it deleted; its traces stay.
+func (m *Manager) Delete(ctx context.Context, id string) (*Session, error) {
+	s, err := m.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if m.opts.Runners != nil {
+		m.opts.Runners.Release(ctx, id)
+	}
+	if err := os.RemoveAll(filepath.Dir(m.WorkDir(id))); err != nil {
+		return nil, fmt.Errorf("remove working directory of session %s: %w", id, err)
+	}
+	if s.State == StateDeleted {
+		return s, nil
+	}
+	s.State = StateDeleted
+	s.DeletedAt = time.Now().UTC()
+	if err := m.put(ctx, s); err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	delete(m.slots, id)
+	m.mu.Unlock()
+	return s, nil
+}
+
+// Acquire takes one of the session's execution slots, waiting until ctx is done. The
+// returned func gives it back.
+func (m *Manager) Acquire(ctx context.Context, s *Session) (func(), error) {
+	m.mu.Lock()
+	ch, ok := m.slots[s.ID]
+	if !ok || cap(ch) != s.MaxConcurrency {
+		ch = make(chan struct{}, s.MaxConcurrency)
+		m.slots[s.ID] = ch
+	}
+	m.mu.Unlock()
+	select {
+	case ch <- struct{}{}:
+		return func() { <-ch }, nil
+	default:
+	}
+	select {
+	case ch <- struct{}{}:
+		return func() { <-ch }, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%w (%d running)", ErrBusy, s.MaxConcurrency)
+	}
+}
+
+// Runner returns the session's process for the named runner, starting it if needed.
+func (m *Manager) Runner(ctx context.Context, s *Session, name string) (*plugins.Handle, error) {
+	if m.opts.Runners == nil || !m.opts.Runners.Has(name) {
+		return nil, invalidf("runner %q is not configured on this host (configured: %s)", name, strings.Join(m.runnerNames(), ", "))
+	}
+	if len(s.Runners) > 0 && !contains(s.Runners, name) {
+		return nil, invalidf("runner %q is not enabled for this session (enabled: %s)", name, strings.Join(s.Runners, ", "))
+	}
+	dir := m.WorkDir(s.ID)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create working directory: %w", err)
+	}
+	return m.opts.Runners.Get(ctx, runner.Session{
+		ID: s.ID, Limits: s.Limits.RunnerLimits(), AllowNetwork: s.AllowNetwork, WorkDir: dir,
+	}, name)
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,448 @@
+package trace
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"unicode/utf8"
+
+	"github.com/limitgraph/limit/sdk/governance"
+)
+
+// chainHash is the hash of an entry whose canonical JSON without "hash" is body.
+func chainHash(prev string, body []byte) string {
+	h := sha256.New()
+	h.Write([]byte(prev))
+	h.Write(body)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// dataHash is the hex SHA-256 of canonical JSON.
+func dataHash(canonical []byte) string {
+	sum := sha256.Sum256(canonical)
+	return hex.EncodeToString(sum[:])
+}
+
+// sealEntry computes e.Hash and returns the entry's canonical JSON, as stored.
+func sealEntry(e *Entry) ([]byte, error) {
+	e.Hash = ""
+	body, err := canonicalJSON(e)
+	if err != nil {
+		return nil, fmt.Errorf("encode entry: %w", err)
+	}
+	e.Hash = chainHash(e.PrevHash, body)
+	return insertMember(body, "hash", e.Hash), nil
+}
+
+// insertMember returns the canonical JSON object obj with the string member name: value
+// added in its sorted place. obj must be canonical, name plain ASCII and absent from obj.
+// It saves encoding and canonicalizing a struct a second time to add its hash or signature.
+func insertMember(obj []byte, name, value string) []byte {
+	member := `"` + name + `":"` + value + `"`
+	i := 1 // the first member, after '{'
+	for i < len(obj)-1 {
+		end := skipString(obj, i) // obj[i] is the '"' that opens the member's name
+		if compareUTF16(obj[i+1:end-1], []byte(name)) > 0 {
+			break
+		}
+		i = skipValue(obj, end+1) + 1 // past ':' and the value, then past ',' or to '}'
+	}
+	out := make([]byte, 0, len(obj)+len(member)+1)
+	switch {
+	case len(obj) == 2: // {}
+		out = append(append(append(out, '{'), member...), '}')
+	case i >= len(obj)-1: // after the last member
+		out = append(append(append(append(out, obj[:len(obj)-1]...), ','), member...), '}')
+	default:
+		out = append(append(append(append(out, obj[:i]...), member...), ','), obj[i:]...)
+	}
+	return out
+}
+
+// skipString returns the index just past the JSON string that starts at obj[i].
+func skipString(obj []byte, i int) int {
+	for i++; i < len(obj); i++ {
+		switch obj[i] {
+		case '\\':
+			i++
+		case '"':
+			return i + 1
+		}
+	}
+	return len(obj)
+}
+
+// skipValue returns the index just past the JSON value that starts at obj[i].
+func skipValue(obj []byte, i int) int {
+	depth := 0
+	for i < len(obj) {
+		switch obj[i] {
+		case '"':
+			i = skipString(obj, i)
+			if depth == 0 {
+				return i
+			}
+			continue
+		case '{', '[':
+			depth++
+		case '}', ']':
+			if depth == 0 {
+				return i
+			}
+			depth--
+			if depth == 0 {
+				return i + 1
+			}
+		case ',':
+			if depth == 0 {
+				return i
+			}
+		}
+		i++
+	}
+	return i
+}
+
+// entryHash recomputes the hash of e.
+func entryHash(e Entry) (string, error) {
+	e.Hash = ""
+	body, err := canonicalJSON(e)
+	if err != nil {
+		return "", err
+	}
+	return chainHash(e.PrevHash, body), nil
+}
+
+// decodeExact decodes raw into v, refusing unknown members, and checks that v encodes back to
+// exactly raw in canonical form: then v says everything raw says and nothing else, and a hash
+// or signature computed from v is one over raw.
+func decodeExact(raw []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	again, err := canonicalJSON(v)
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(again, raw) {
+		return errors.New("not in canonical form (RFC 8785) or holds members twice or in another spelling")
+	}
+	return nil
+}
+
+// parseEntry decodes a stored or exported entry.
+func parseEntry(raw []byte) (Entry, error) {
+	var e Entry
+	if err := decodeExact(raw, &e); err != nil {
+		return Entry{}, fmt.Errorf("malformed entry: %w", err)
+	}
+	return e, nil
+}
+
+// errForeignEntry marks an entry that is intact but belongs to another trace or session.
+var errForeignEntry = errors.New("entry of another chain")
+
+// checkEntry checks that e is entry index of the chain of trace traceID in session sessionID
+// following a head of prev, and that its hash is right. The hash is checked first: an entry
+// that fails only the later checks is intact but in the wrong place.
+func checkEntry(e Entry, traceID, sessionID string, index int64, prev string) error {
+	h, err := entryHash(e)
+	if err != nil {
+		return err
+	}
+	switch {
+	case h != e.Hash:
+		return fmt.Errorf("hash %s does not match the entry's content (recomputed %s)", e.Hash, h)
+	case e.TraceID != traceID:
+		return fmt.Errorf("%w: entry belongs to trace %q, want %q", errForeignEntry, e.TraceID, traceID)
+	case e.SessionID != sessionID:
+		return fmt.Errorf("%w: entry belongs to session %q, want %q", errForeignEntry, e.SessionID, sessionID)
+	case e.Index != index:
+		return fmt.Errorf("entry has index %d, want %d (an entry is missing or out of order)", e.Index, index)
+	case e.PrevHash != prev:
+		return fmt.Errorf("prev_hash %s does not match the hash %s of the entry before", e.PrevHash, prev)
+	case !validKind(e.Kind):
+		return fmt.Errorf("entry kind %q is not valid", e.Kind)
+	}
+	return nil
+}
+
+// replayer rebuilds a record from its chain, entry by entry, checking every link.
+type replayer struct {
+	rec      Record
+	dataHash string
+}
+
+// newReplayer starts the replay of the chain of a trace whose data (canonical) is data.
+func newReplayer(traceID, sessionID string, data json.RawMessage) *replayer {
+	return &replayer{
+		rec:      Record{ID: traceID, SessionID: sessionID, Data: data, Flags: []Flag{}},
+		dataHash: dataHash(data),
+	}
+}
+
+// resume continues the replay of a chain from a record already derived from its first
+// rec.Length entries.
+func resume(rec Record) *replayer {
+	return &replayer{rec: rec}
+}
+
+// add checks the next entry, in its stored form, and applies it to the record.
+func (r *replayer) add(raw []byte) (Entry, error) {
+	e, err := parseEntry(raw)
+	if err != nil {
+		return Entry{}, err
+	}
+	if err := r.addEntry(e); err != nil {
+		return Entry{}, err
+	}
+	return e, nil
+}
+
+// addEntry checks e as the next entry and applies it to the record.
+func (r *replayer) addEntry(e Entry) error {
+	prev := r.rec.Head
+	if r.rec.Length == 0 {
+		prev = GenesisHash
+	}
+	if err := checkEntry(e, r.rec.ID, r.rec.SessionID, r.rec.Length, prev); err != nil {
+		return err
+	}
+	return r.apply(e)
+}
+
+// apply changes the record as entry e says.
+func (r *replayer) apply(e Entry) error {
+	rec := &r.rec
+	if (e.Index == 0) != (e.Kind == KindCreated) {
+		return fmt.Errorf("entry %d has kind %q: the first entry, and only it, must be %q", e.Index, e.Kind, KindCreated)
+	}
+	switch e.Kind {
+	case KindCreated:
+		var info createdInfo
+		if err := decodeExact(e.Data, &info); err != nil {
+			return fmt.Errorf("data of the %q entry: %w", KindCreated, err)
+		}
+		if r.dataHash == "" || info.DataSHA256 != r.dataHash {
+			return fmt.Errorf("%w: the trace's data hashes to %s, not to the SHA-256 %s its %q entry holds", errDataMismatch, r.dataHash, info.DataSHA256, KindCreated)
+		}
+		rec.Kind, rec.Tenant, rec.Status, rec.CreatedAt = info.Kind, info.Tenant, StatusActive, e.Timestamp
+		rec.Flags = []Flag{}
+	case KindFlagged:
+		var f Flag
+		if err := decodeExact(e.Data, &f); err != nil {
+			return fmt.Errorf("data of the %q entry: %w", KindFlagged, err)
+		}
+		if err := validateFlag(f); err != nil {
+			return fmt.Errorf("data of the %q entry: %w", KindFlagged, err)
+		}
+		rec.Flags = append(rec.Flags, f)
+	case KindQuarantined, KindMerged, KindReactivated:
+		var info statusInfo
+		if err := decodeExact(e.Data, &info); err != nil {
+			return fmt.Errorf("data of the %q entry: %w", e.Kind, err)
+		}
+		if statusKind[info.Status] != e.Kind {
+			return fmt.Errorf("a %q entry cannot set status %q", e.Kind, info.Status)
+		}
+		rec.Status = info.Status
+	}
+	rec.Length = e.Index + 1
+	rec.Head = e.Hash
+	rec.UpdatedAt = e.Timestamp
+	return nil
+}
+
+// compareDerived checks that the stored record says what its chain says.
+func compareDerived(stored, derived Record) error {
+	field := func(name string, got, want any) error {
+		return fmt.Errorf("record says %s %v but its chain says %v", name, got, want)
+	}
+	switch {
+	case stored.ID != derived.ID:
+		return field("id", stored.ID, derived.ID)
+	case stored.SessionID != derived.SessionID:
+		return field("session_id", stored.SessionID, derived.SessionID)
+	case stored.Length != derived.Length:
+		return field("provenance_length", stored.Length, derived.Length)
+	case stored.Head != derived.Head:
+		return field("provenance_head", stored.Head, derived.Head)
+	case stored.Tenant != derived.Tenant:
+		return field("tenant", stored.Tenant, derived.Tenant)
+	case stored.Kind != derived.Kind:
+		return field("kind", stored.Kind, derived.Kind)
+	case stored.Status != derived.Status:
+		return field("status", stored.Status, derived.Status)
+	case !stored.CreatedAt.Equal(derived.CreatedAt):
+		return field("created_at", stored.CreatedAt, derived.CreatedAt)
+	case !stored.UpdatedAt.Equal(derived.UpdatedAt):
+		return field("updated_at", stored.UpdatedAt, derived.UpdatedAt)
+	}
+	a, errA := canonicalJSON(stored.Flags)
+	b, errB := canonicalJSON(derived.Flags)
+	if errA != nil || errB != nil || !bytes.Equal(a, b) {
+		return fmt.Errorf("record's flags %s differ from its chain's %s", a, b)
+	}
+	return nil
+}
+
+// parseRecord decodes a stored or exported record.
+func parseRecord(raw []byte) (Record, error) {
+	var r Record
+	if err := decodeExact(raw, &r); err != nil {
+		return Record{}, fmt.Errorf("malformed trace record: %w", err)
+	}
+	if !ValidID(r.ID) || !ValidID(r.SessionID) {
+		return Record{}, fmt.Errorf("trace record has a malformed id %q or session id %q", r.ID, r.SessionID)
+	}
+	if len(r.Data) == 0 || r.Data[0] != '{' {
+		return Record{}, errors.New("trace record's data is not a JSON object")
+	}
+	return r, nil
+}
+
+// parseCheckpoint decodes a checkpoint and checks its signature with pub.
+func parseCheckpoint(raw []byte, pub ed25519.PublicKey) (Checkpoint, error) {
+	var c Checkpoint
+	if err := decodeExact(raw, &c); err != nil {
+		return Checkpoint{}, fmt.Errorf("malformed checkpoint: %w", err)
+	}
+	if fp := Fingerprint(pub); c.Key != fp {
+		return Checkpoint{}, fmt.Errorf("checkpoint is signed by key %s, not by the host key %s", c.Key, fp)
+	}
+	sig, err := hex.DecodeString(c.Signature)
+	if err != nil || len(sig) != ed25519.SignatureSize {
+		return Checkpoint{}, errors.New("checkpoint signature is not a hex Ed25519 signature")
+	}
+	body := c
+	body.Signature = ""
+	msg, err := canonicalJSON(body)
+	if err != nil {
+		return Checkpoint{}, err
+	}
+	if !ed25519.Verify(pub, msg, sig) {
+		return Checkpoint{}, errors.New("checkpoint signature does not verify")
+	}
+	if c.Length < 1 {
+		return Checkpoint{}, fmt.Errorf("checkpoint has length %d", c.Length)
+	}
+	return c, nil
+}
+
+// signCheckpoint fills in c.Key and c.Signature and returns the checkpoint's canonical JSON.
+func signCheckpoint(k *Key, c *Checkpoint) ([]byte, error) {
+	c.Key = k.Fingerprint()
+	c.Signature = ""
+	msg, err := canonicalJSON(c)
+	if err != nil {
+		return nil, fmt.Errorf("encode checkpoint: %w", err)
+	}
+	c.Signature = k.sign(msg)
+	return insertMember(msg, "signature", c.Signature), nil
+}
+
+// validName checks a kind, agent-like name: valid UTF-8, 1 to MaxNameSize bytes, no control
+// characters.
+func validName(s string) bool {
+	if s == "" || len(s) > MaxNameSize || !utf8.ValidString(s) {
+		return false
+	}
+	for _, c := range s {
+		if c < 0x20 || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// validKind checks the kind of a trace or an entry: 1 to 64 of [a-z0-9_.:-], starting with a
+// letter.
+func validKind(s string) bool {
+	if s == "" || len(s) > 64 || s[0] < 'a' || s[0] > 'z' {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == ':' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// validateAgent checks an agent name, which may be empty.
+func validateAgent(agent string) error {
+	if agent != "" && !validName(agent) {
+		return fmt.Errorf("%w: agent must be at most %d bytes of printable UTF-8", ErrInvalid, MaxNameSize)
+	}
+	return nil
+}
+
+// validateFlag checks a flag's name, severity and sizes.
+func validateFlag(f Flag) error {
+	switch {
+	case !governance.ValidFlag(f.Flag):
+		return fmt.Errorf("%w: unknown flag %q (known: %v)", ErrInvalid, f.Flag, governance.Flags)
+	case f.Severity < 1 || f.Severity > 10:
+		return fmt.Errorf("%w: flag severity %d is outside 1-10", ErrInvalid, f.Severity)
+	case len(f.Reason) > MaxReasonSize || !utf8.ValidString(f.Reason):
+		return fmt.Errorf("%w: flag reason must be at most %d bytes of UTF-8", ErrInvalid, MaxReasonSize)
+	case f.RuleID != "" && !validName(f.RuleID):
+		return fmt.Errorf("%w: flag rule_id must be at most %d bytes of printable UTF-8", ErrInvalid, MaxNameSize)
+	case f.Timestamp.IsZero():
+		return fmt.Errorf("%w: flag has no timestamp", ErrInvalid)
+	case f.Timestamp.Year() < 1 || f.Timestamp.Year() > 9999:
+		return fmt.Errorf("%w: flag timestamp %v is out of range", ErrInvalid, f.Timestamp)
+	}
+	return nil
+}
+
+// canonicalData checks and canonicalizes data given to Create (object required) or Append
+// (any JSON value; empty means null).
+func canonicalData(data json.RawMessage, object bool) (json.RawMessage, error) {
+	if len(bytes.TrimSpace(data)) == 0 {
+		if object {
+			return json.RawMessage("{}"), nil
+		}
+		return json.RawMessage("null"), nil
+	}
+	c, err := Canonicalize(data)
+	if err != nil {
+		return nil, fmt.Errorf("%w: data: %v", ErrInvalid, err)
+	}
+	if object && c[0] != '{' {
+		return nil, fmt.Errorf("%w: data must be a JSON object", ErrInvalid)
+	}
+	if len(c) > MaxDataSize {
+		return nil, fmt.Errorf("%w: data is %d bytes in canonical form, the limit is %d", ErrInvalid, len(c), MaxDataSize)
+	}
+	if d := nesting(c); d > MaxDataNesting {
+		return nil, fmt.Errorf("%w: data nests %d levels deep, the limit is %d", ErrInvalid, d, MaxDataNesting)
+	}
+	return c, nil
+}
+
+// nesting returns how deeply arrays and objects nest in canonical JSON c.
+func nesting(c []byte) int {
+	depth, most, inString := 0, 0, false
+	for i := 0; i < len(c); i++ {
+		switch b := c[i]; {
+		case inString && b == '\\':
+			i++
+		case b == '"':
+			inString = !inString
+		case inString:
+		case b == '{' || b == '[':
+			depth++
+			most = max(most, depth)
+		case b == '}' || b == ']':
+			depth--
+		}
+	}
+	return most
+}

@@ -1,0 +1,566 @@
+package trace
+
+import (
+	"bytes"
+	"cmp"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"unicode/utf16"
+	"unicode/utf8"
+)
+
+// maxNesting bounds how deeply arrays and objects may nest in any JSON text the package
+// canonicalizes, the same bound encoding/json applies.
+const maxNesting = 10000
+
+// Canonicalize returns the canonical form of the JSON text in, as RFC 8785 (JSON
+// Canonicalization Scheme) defines it: no insignificant whitespace, object members sorted by
+// the UTF-16 code units of their names, strings with the minimal escaping of ECMAScript's
+// JSON.stringify, and numbers as IEEE 754 doubles serialized the way ECMAScript does.
+//
+// It rejects what RFC 8785 requires an implementation to reject: text that is not JSON
+// (RFC 8259), invalid UTF-8, lone surrogates in \u escapes, duplicate member names, and
+// numbers outside the range of a double. Integers beyond 2^53 are kept only as precisely as a
+// double holds them, as in ECMAScript; carry such values as strings.
+func Canonicalize(in []byte) ([]byte, error) {
+	p := jcsParser{in: in}
+	p.skipSpace()
+	v, err := p.value(0)
+	if err != nil {
+		return nil, err
+	}
+	p.skipSpace()
+	if p.pos != len(p.in) {
+		return nil, p.errorf("unexpected %q after the JSON value", p.in[p.pos])
+	}
+	out := bytes.NewBuffer(make([]byte, 0, len(in)))
+	v.write(out)
+	return out.Bytes(), nil
+}
+
+// canonicalJSON marshals v with encoding/json and returns the canonical form of the result.
+func canonicalJSON(v any) ([]byte, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	return Canonicalize(b)
+}
+
+// jnode is one parsed JSON value, kept as a tree so a parent can sort its members without
+// copying what its children already rendered.
+type jnode struct {
+	// kind is 'o' (object), 'a' (array), 's' (string) or 'l' (number or literal).
+	kind byte
+	// text is the decoded string of a string, or the canonical text of a number or literal;
+	// it often points into the input.
+	text []byte
+	// kids are the members of an object, or the elements (with no name) of an array.
+	kids []jmember
+}
+
+// jmember is one member of an object or element of an array.
+type jmember struct {
+	name []byte
+	val  jnode
+}
+
+// jcsParser is a strict RFC 8259 parser over in.
+type jcsParser struct {
+	in  []byte
+	pos int
+	// stack holds the members of the objects and arrays being parsed; each container copies
+	// its own into one exactly sized slice when it ends.
+	stack []jmember
+}
+
+// SyntaxError is returned by Canonicalize for text it cannot canonicalize; Offset is the byte
+// offset in the input where the problem was found.
+type SyntaxError struct {
+	Offset int
+	Msg    string
+}
+
+// Error implements error.
+func (e *SyntaxError) Error() string {
+	return fmt.Sprintf("invalid JSON at byte %d: %s", e.Offset, e.Msg)
+}
+
+func (p *jcsParser) errorf(format string, args ...any) error {
+	return &SyntaxError{Offset: p.pos, Msg: fmt.Sprintf(format, args...)}
+}
+
+func (p *jcsParser) skipSpace() {
+	for p.pos < len(p.in) {
+		switch p.in[p.pos] {
+		case ' ', '\t', '\n', '\r':
+			p.pos++
+		default:
+			return
+		}
+	}
+}
+
+// value parses the value at p.pos; depth is the nesting of its container.
+func (p *jcsParser) value(depth int) (jnode, error) {
+	if p.pos >= len(p.in) {
+		return jnode{}, p.errorf("unexpected end of input")
+	}
+	switch c := p.in[p.pos]; {
+	case c == '{':
+		return p.object(depth + 1)
+	case c == '[':
+		return p.array(depth + 1)
+	case c == '"':
+		s, err := p.str()
+		return jnode{kind: 's', text: s}, err
+	case c == '-' || c >= '0' && c <= '9':
+		return p.number()
+	case c == 't':
+		return p.literal("true")
+	case c == 'f':
+		return p.literal("false")
+	case c == 'n':
+		return p.literal("null")
+	default:
+		return jnode{}, p.errorf("unexpected %q", c)
+	}
+}
+
+func (p *jcsParser) literal(word string) (jnode, error) {
+	if !bytes.HasPrefix(p.in[p.pos:], []byte(word)) {
+		return jnode{}, p.errorf("invalid literal, want %q", word)
+	}
+	p.pos += len(word)
+	return jnode{kind: 'l', text: p.in[p.pos-len(word) : p.pos]}, nil
+}
+
+func (p *jcsParser) object(depth int) (jnode, error) {
+	if depth > maxNesting {
+		return jnode{}, p.errorf("nesting deeper than %d levels", maxNesting)
+	}
+	p.pos++ // '{'
+	n := jnode{kind: 'o'}
+	p.skipSpace()
+	if p.pos < len(p.in) && p.in[p.pos] == '}' {
+		p.pos++
+		return n, nil
+	}
+	mark := len(p.stack)
+	defer func() { p.stack = p.stack[:mark] }()
+	for {
+		p.skipSpace()
+		if p.pos >= len(p.in) || p.in[p.pos] != '"' {
+			return jnode{}, p.errorf("expected a member name")
+		}
+		name, err := p.str()
+		if err != nil {
+			return jnode{}, err
+		}
+		p.skipSpace()
+		if p.pos >= len(p.in) || p.in[p.pos] != ':' {
+			return jnode{}, p.errorf("expected ':' after member name")
+		}
+		p.pos++
+		p.skipSpace()
+		v, err := p.value(depth)
+		if err != nil {
+			return jnode{}, err
+		}
+		p.stack = append(p.stack, jmember{name: name, val: v})
+		p.skipSpace()
+		if p.pos >= len(p.in) {
+			return jnode{}, p.errorf("unexpected end of input in object")
+		}
+		if p.in[p.pos] == '}' {
+			p.pos++
+			break
+		}
+		if p.in[p.pos] != ',' {
+			return jnode{}, p.errorf("expected ',' or '}' in object, found %q", p.in[p.pos])
+		}
+		p.pos++
+	}
+	n.kids = slices.Clone(p.stack[mark:])
+	sorted := true
+	for i := 1; i < len(n.kids) && sorted; i++ {
+		sorted = compareUTF16(n.kids[i-1].name, n.kids[i].name) < 0
+	}
+	if !sorted {
+		slices.SortFunc(n.kids, func(a, b jmember) int { return compareUTF16(a.name, b.name) })
+	}
+	for i := 1; i < len(n.kids); i++ {
+		if bytes.Equal(n.kids[i].name, n.kids[i-1].name) {
+			return jnode{}, p.errorf("duplicate member name %q", n.kids[i].name)
+		}
+	}
+	return n, nil
+}
+
+func (p *jcsParser) array(depth int) (jnode, error) {
+	if depth > maxNesting {
+		return jnode{}, p.errorf("nesting deeper than %d levels", maxNesting)
+	}
+	p.pos++ // '['
+	n := jnode{kind: 'a'}
+	p.skipSpace()
+	if p.pos < len(p.in) && p.in[p.pos] == ']' {
+		p.pos++
+		return n, nil
+	}
+	mark := len(p.stack)
+	defer func() { p.stack = p.stack[:mark] }()
+	for {
+		p.skipSpace()
+		v, err := p.value(depth)
+		if err != nil {
+			return jnode{}, err
+		}
+		p.stack = append(p.stack, jmember{val: v})
+		p.skipSpace()
+		if p.pos >= len(p.in) {
+			return jnode{}, p.errorf("unexpected end of input in array")
+		}
+		if p.in[p.pos] == ']' {
+			p.pos++
+			n.kids = slices.Clone(p.stack[mark:])
+			return n, nil
+		}
+		if p.in[p.pos] != ',' {
+			return jnode{}, p.errorf("expected ',' or ']' in array, found %q", p.in[p.pos])
+		}
+		p.pos++
+	}
+}
+
+// str parses the string at p.pos (which holds '"') and returns its decoded value, which
+// points into the input when the string holds no escape.
+func (p *jcsParser) str() ([]byte, error) {
+	p.pos++ // opening quote
+	var b []byte
+	plain := true
+	begin := p.pos
+	for {
+		// Take the run of bytes that need no decoding at once.
+		start := p.pos
+		for p.pos < len(p.in) {
+			c := p.in[p.pos]
+			if c == '"' || c == '\\' || c < 0x20 || c >= utf8.RuneSelf {
+				break
+			}
+			p.pos++
+		}
+		if !plain {
+			b = append(b, p.in[start:p.pos]...)
+		}
+		if p.pos >= len(p.in) {
+			return nil, p.errorf("unterminated string")
+		}
+		switch c := p.in[p.pos]; {
+		case c == '"':
+			p.pos++
+			if plain {
+				return p.in[begin : p.pos-1], nil
+			}
+			return b, nil
+		case c < 0x20:
+			return nil, p.errorf("control character 0x%02x in string must be escaped", c)
+		case c >= utf8.RuneSelf:
+			r, size := utf8.DecodeRune(p.in[p.pos:])
+			if r == utf8.RuneError && size <= 1 {
+				return nil, p.errorf("invalid UTF-8 in string")
+			}
+			if !plain {
+				b = append(b, p.in[p.pos:p.pos+size]...)
+			}
+			p.pos += size
+		default: // backslash
+			if plain {
+				plain = false
+				b = append(make([]byte, 0, p.pos-begin+16), p.in[begin:p.pos]...)
+			}
+			var err error
+			if b, err = p.escape(b); err != nil {
+				return nil, err
+			}
+		}
+	}
+}
+
+// escape decodes the escape sequence at p.pos and appends it to b.
+func (p *jcsParser) escape(b []byte) ([]byte, error) {
+	if p.pos+1 >= len(p.in) {
+		return nil, p.errorf("unterminated escape sequence")
+	}
+	c := p.in[p.pos+1]
+	p.pos += 2
+	switch c {
+	case '"', '\\', '/':
+		return append(b, c), nil
+	case 'b':
+		return append(b, '\b'), nil
+	case 'f':
+		return append(b, '\f'), nil
+	case 'n':
+		return append(b, '\n'), nil
+	case 'r':
+		return append(b, '\r'), nil
+	case 't':
+		return append(b, '\t'), nil
+	case 'u':
+		r, err := p.hex4()
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case utf16.IsSurrogate(r) && r < 0xDC00:
+			// A high surrogate must be followed by an escaped low surrogate.
+			if p.pos+1 >= len(p.in) || p.in[p.pos] != '\\' || p.in[p.pos+1] != 'u' {
+				return nil, p.errorf("lone surrogate \\u%04x", r)
+			}
+			p.pos += 2
+			lo, err := p.hex4()
+			if err != nil {
+				return nil, err
+			}
+			if lo < 0xDC00 || lo > 0xDFFF {
+				return nil, p.errorf("high surrogate \\u%04x followed by \\u%04x, not a low surrogate", r, lo)
+			}
+			return utf8.AppendRune(b, utf16.DecodeRune(r, lo)), nil
+		case utf16.IsSurrogate(r):
+			return nil, p.errorf("lone surrogate \\u%04x", r)
+		default:
+			return utf8.AppendRune(b, r), nil
+		}
+	default:
+		return nil, p.errorf("invalid escape sequence \\%c", c)
+	}
+}
+
+func (p *jcsParser) hex4() (rune, error) {
+	if p.pos+4 > len(p.in) {
+		return 0, p.errorf("truncated \\u escape")
+	}
+	var r rune
+	for _, c := range p.in[p.pos : p.pos+4] {
+		r <<= 4
+		switch {
+		case c >= '0' && c <= '9':
+			r |= rune(c - '0')
+		case c >= 'a' && c <= 'f':
+			r |= rune(c-'a') + 10
+		case c >= 'A' && c <= 'F':
+			r |= rune(c-'A') + 10
+		default:
+			return 0, p.errorf("invalid hex digit %q in \\u escape", c)
+		}
+	}
+	p.pos += 4
+	return r, nil
+}
+
+// number parses a number per the RFC 8259 grammar and renders it canonically.
+func (p *jcsParser) number() (jnode, error) {
+	start := p.pos
+	digits := func() int {
+		n := 0
+		for p.pos < len(p.in) && p.in[p.pos] >= '0' && p.in[p.pos] <= '9' {
+			p.pos++
+			n++
+		}
+		return n
+	}
+	if p.in[p.pos] == '-' {
+		p.pos++
+	}
+	switch {
+	case p.pos < len(p.in) && p.in[p.pos] == '0':
+		p.pos++
+	case digits() == 0:
+		return jnode{}, p.errorf("invalid number")
+	}
+	if p.pos < len(p.in) && p.in[p.pos] == '.' {
+		p.pos++
+		if digits() == 0 {
+			return jnode{}, p.errorf("invalid number: no digits after '.'")
+		}
+	}
+	if p.pos < len(p.in) && (p.in[p.pos] == 'e' || p.in[p.pos] == 'E') {
+		p.pos++
+		if p.pos < len(p.in) && (p.in[p.pos] == '+' || p.in[p.pos] == '-') {
+			p.pos++
+		}
+		if digits() == 0 {
+			return jnode{}, p.errorf("invalid number: no digits in exponent")
+		}
+	}
+	lit := p.in[start:p.pos]
+	if isShortInt(lit) {
+		// Up to 15 digits, an integer is exact in a double and ECMAScript writes it as is.
+		return jnode{kind: 'l', text: lit}, nil
+	}
+	text := string(lit)
+	f, err := strconv.ParseFloat(text, 64)
+	switch {
+	case err == nil:
+	case errors.Is(err, strconv.ErrRange) && math.IsInf(f, 0):
+		return jnode{}, &SyntaxError{Offset: start, Msg: fmt.Sprintf("number %s is outside the range of an IEEE 754 double", text)}
+	case errors.Is(err, strconv.ErrRange):
+		// Underflow to zero or a subnormal, which is what ECMAScript does too.
+	default:
+		return jnode{}, &SyntaxError{Offset: start, Msg: fmt.Sprintf("number %s: %v", text, err)}
+	}
+	s, err := formatNumber(f)
+	if err != nil {
+		return jnode{}, &SyntaxError{Offset: start, Msg: err.Error()}
+	}
+	return jnode{kind: 'l', text: []byte(s)}, nil
+}
+
+// isShortInt reports whether lit (a valid JSON number) is an integer of at most 15 digits
+// other than -0.
+func isShortInt(lit []byte) bool {
+	digits := lit
+	if len(digits) > 0 && digits[0] == '-' {
+		digits = digits[1:]
+		if len(digits) == 1 && digits[0] == '0' {
+			return false
+		}
+	}
+	if len(digits) == 0 || len(digits) > 15 {
+		return false
+	}
+	for _, c := range digits {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// formatNumber renders f as ECMAScript's Number.prototype.toString does (ECMA-262,
+// Number::toString), which is what RFC 8785 prescribes: the shortest decimal that reads back
+// as f, in plain notation from 1e-6 up to 1e21 and in exponent notation outside.
+func formatNumber(f float64) (string, error) {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return "", fmt.Errorf("%v cannot be represented in JSON", f)
+	}
+	if f == 0 { // both zeros serialize as "0"
+		return "0", nil
+	}
+	if a := math.Abs(f); a < 1e21 && a >= 1e-6 {
+		return strconv.FormatFloat(f, 'f', -1, 64), nil
+	}
+	// Go writes at least two exponent digits ("1e-07"); ECMAScript writes as few as needed.
+	s := strconv.FormatFloat(f, 'e', -1, 64)
+	i := strings.IndexByte(s, 'e')
+	mant, sign, exp := s[:i], s[i+1], strings.TrimLeft(s[i+2:], "0")
+	return mant + "e" + string(sign) + exp, nil
+}
+
+// compareUTF16 orders a and b by their UTF-16 code units, as RFC 8785 sorts member names.
+// It differs from byte order only between characters above U+FFFF (surrogate pairs,
+// 0xD800-0xDBFF first) and those from U+E000 to U+FFFF.
+func compareUTF16(a, b []byte) int {
+	for len(a) > 0 && len(b) > 0 {
+		if a[0] < utf8.RuneSelf && b[0] < utf8.RuneSelf {
+			if a[0] != b[0] {
+				return cmp.Compare(a[0], b[0])
+			}
+			a, b = a[1:], b[1:]
+			continue
+		}
+		ra, na := utf8.DecodeRune(a)
+		rb, nb := utf8.DecodeRune(b)
+		if ra != rb {
+			if ra >= 0x10000 && rb >= 0x10000 {
+				return cmp.Compare(ra, rb)
+			}
+			return cmp.Compare(firstUnit(ra), firstUnit(rb))
+		}
+		a, b = a[na:], b[nb:]
+	}
+	return cmp.Compare(len(a), len(b))
+}
+
+// firstUnit returns the first UTF-16 code unit of r.
+func firstUnit(r rune) rune {
+	if r >= 0x10000 {
+		return 0xD800 + (r-0x10000)>>10
+	}
+	return r
+}
+
+func (n *jnode) write(out *bytes.Buffer) {
+	switch n.kind {
+	case 'o':
+		out.WriteByte('{')
+		for i := range n.kids {
+			if i > 0 {
+				out.WriteByte(',')
+			}
+			writeString(out, n.kids[i].name)
+			out.WriteByte(':')
+			n.kids[i].val.write(out)
+		}
+		out.WriteByte('}')
+	case 'a':
+		out.WriteByte('[')
+		for i := range n.kids {
+			if i > 0 {
+				out.WriteByte(',')
+			}
+			n.kids[i].val.write(out)
+		}
+		out.WriteByte(']')
+	case 's':
+		writeString(out, n.text)
+	default:
+		out.Write(n.text)
+	}
+}
+
+const hexDigits = "0123456789abcdef"
+
+// writeString writes s quoted the way ECMAScript's JSON.stringify does: the two-character
+// escapes where JSON has one, \u00xx (lower-case hex) for other control characters, and every
+// other character as itself.
+func writeString(out *bytes.Buffer, s []byte) {
+	out.WriteByte('"')
+	start := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' {
+			continue
+		}
+		out.Write(s[start:i])
+		switch c {
+		case '"':
+			out.WriteString(`\"`)
+		case '\\':
+			out.WriteString(`\\`)
+		case '\b':
+			out.WriteString(`\b`)
+		case '\f':
+			out.WriteString(`\f`)
+		case '\n':
+			out.WriteString(`\n`)
+		case '\r':
+			out.WriteString(`\r`)
+		case '\t':
+			out.WriteString(`\t`)
+		default:
+			out.WriteString(`\u00`)
+			out.WriteByte(hexDigits[c>>4])
+			out.WriteByte(hexDigits[c&0xF])
+		}
+		start = i + 1
+	}
+	out.Write(s[start:])
+	out.WriteByte('"')
+}

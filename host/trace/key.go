@@ -1,0 +1,189 @@
+package trace
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+)
+
+// KeyFile is the name of the host's signing key inside its data directory. The file holds the
+// 32-byte Ed25519 seed (RFC 8032 private key), raw, and must be readable by its owner only.
+const KeyFile = "provenance.ed25519"
+
+// Key is the host's Ed25519 key that signs provenance checkpoints and bundle headers.
+type Key struct {
+	priv ed25519.PrivateKey
+	pub  ed25519.PublicKey
+	fp   string
+}
+
+// NewKey returns the key of an Ed25519 seed (ed25519.SeedSize bytes).
+func NewKey(seed []byte) (*Key, error) {
+	if len(seed) != ed25519.SeedSize {
+		return nil, fmt.Errorf("ed25519 seed is %d bytes, want %d", len(seed), ed25519.SeedSize)
+	}
+	priv := ed25519.NewKeyFromSeed(seed)
+	pub := priv.Public().(ed25519.PublicKey)
+	return &Key{priv: priv, pub: pub, fp: Fingerprint(pub)}, nil
+}
+
+// GenerateKey returns a new random key that is not stored anywhere (for tests and tools).
+func GenerateKey() (*Key, error) {
+	seed := make([]byte, ed25519.SeedSize)
+	if _, err := io.ReadFull(rand.Reader, seed); err != nil {
+		return nil, fmt.Errorf("generate ed25519 key: %w", err)
+	}
+	return NewKey(seed)
+}
+
+// PublicKey returns the key's public half.
+func (k *Key) PublicKey() ed25519.PublicKey { return k.pub }
+
+// Fingerprint returns the key's fingerprint (see Fingerprint).
+func (k *Key) Fingerprint() string { return k.fp }
+
+// sign signs msg.
+func (k *Key) sign(msg []byte) string {
+	return hex.EncodeToString(ed25519.Sign(k.priv, msg))
+}
+
+// Fingerprint returns the lower-case hex SHA-256 of the 32 raw bytes of an Ed25519 public key.
+// Checkpoints and bundle headers name their signing key by it.
+func Fingerprint(pub ed25519.PublicKey) string {
+	sum := sha256.Sum256(pub)
+	return hex.EncodeToString(sum[:])
+}
+
+// MarshalPublicKey returns pub as a PEM "PUBLIC KEY" block (PKIX, as openssl reads it): the
+// format of a bundle's public_key file.
+func MarshalPublicKey(pub ed25519.PublicKey) []byte {
+	der := append(append([]byte(nil), ed25519SPKIPrefix...), pub...)
+	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
+}
+
+// ed25519SPKIPrefix is the DER of an Ed25519 SubjectPublicKeyInfo (RFC 8410) up to the 32
+// key bytes: SEQUENCE { SEQUENCE { OID 1.3.101.112 }, BIT STRING }.
+var ed25519SPKIPrefix = []byte{0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00}
+
+// ParsePublicKey reads a PEM "PUBLIC KEY" block holding an Ed25519 key. It accepts only the
+// exact bytes MarshalPublicKey writes, so no byte of a bundle's key file can change unnoticed.
+func ParsePublicKey(b []byte) (ed25519.PublicKey, error) {
+	block, rest := pem.Decode(b)
+	if block == nil || block.Type != "PUBLIC KEY" {
+		return nil, errors.New("not a PEM \"PUBLIC KEY\" block")
+	}
+	if len(rest) != 0 {
+		return nil, errors.New("data after the PEM block")
+	}
+	k, err := x509.ParsePKIXPublicKey(block.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("parse public key: %w", err)
+	}
+	pub, ok := k.(ed25519.PublicKey)
+	if !ok {
+		return nil, fmt.Errorf("public key is %T, want Ed25519", k)
+	}
+	if string(MarshalPublicKey(pub)) != string(b) {
+		return nil, errors.New("public key is not in canonical PEM form")
+	}
+	return pub, nil
+}
+
+// LoadOrCreateKey returns the key stored in dataDir/KeyFile, creating the directory (mode
+// 0700) and a new random key (mode 0600) if there is none. Creation is atomic, so several
+// processes starting at once end up with one key. It refuses a key file that others may read
+// or write, or that is not exactly 32 bytes, with an error saying how to fix it.
+func LoadOrCreateKey(dataDir string) (*Key, error) {
+	if dataDir == "" {
+		return nil, errors.New("load signing key: no data directory given")
+	}
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data directory for the signing key: %w", err)
+	}
+	path := filepath.Join(dataDir, KeyFile)
+	k, err := loadKey(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		if err := createKey(dataDir, path); err != nil {
+			return nil, err
+		}
+		k, err = loadKey(path)
+	}
+	return k, err
+}
+
+// loadKey reads and checks the key file at path.
+func loadKey(path string) (*Key, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("open signing key: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("stat signing key %s: %w", path, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("signing key %s is not a regular file", path)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return nil, fmt.Errorf("signing key %s has mode %04o, which lets other users read or change it; run `chmod 600 %s` if the key was not exposed, or delete the file to make the host create a new key", path, perm, path)
+	}
+	if fi.Size() != ed25519.SeedSize {
+		return nil, fmt.Errorf("signing key %s is %d bytes, want a %d-byte Ed25519 seed; the file is damaged or not a key (delete it to make the host create a new key: checkpoints signed by the old one will no longer verify against the host's key)", path, fi.Size(), ed25519.SeedSize)
+	}
+	seed := make([]byte, ed25519.SeedSize)
+	if _, err := io.ReadFull(f, seed); err != nil {
+		return nil, fmt.Errorf("read signing key %s: %w", path, err)
+	}
+	return NewKey(seed)
+}
+
+// createKey writes a new key to a temporary file and links it to path, which fails if another
+// process created path first (its key then wins).
+func createKey(dir, path string) error {
+	k, err := GenerateKey()
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(dir, KeyFile+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("create signing key: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(0o600); err != nil {
+		tmp.Close()
+		return fmt.Errorf("create signing key: %w", err)
+	}
+	if _, err := tmp.Write(k.priv.Seed()); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write signing key: %w", err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("sync signing key: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("write signing key: %w", err)
+	}
+	if err := os.Link(tmp.Name(), path); err != nil && !errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("install signing key %s: %w", path, err)
+	}
+	// Make the new directory entry durable before anything is signed with the key.
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	return nil
+}

@@ -1,0 +1,835 @@
+package trace
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/limitgraph/limit/sdk/storage"
+)
+
+// maxAppendAttempts bounds how often one append retries after losing the race for an index.
+// Every lost race is another append that succeeded, so the bound only guards against a
+// backend whose CompareAndSwap misbehaves.
+const maxAppendAttempts = 10000
+
+// finishTimeout bounds the writes that follow a claimed entry (checkpoint, record), which
+// run even if the caller's context is cancelled so the record does not lag needlessly.
+const finishTimeout = 30 * time.Second
+
+// Store keeps traces and their provenance in a storage.Storage. It holds no state of its own
+// besides its configuration, so any number of Stores, in any number of processes, may share
+// one storage backend. All methods are safe for concurrent use.
+type Store struct {
+	st      storage.Storage
+	key     *Key
+	tenant  string
+	now     func() time.Time
+	tempDir string
+	// claims serializes the claiming of the next index of one chain among this process's
+	// goroutines, so they queue instead of all racing (and rereading) for every index.
+	// CompareAndSwap alone keeps the chain linear across processes.
+	claims keyedMutex
+}
+
+// keyedMutex is a set of mutexes by key, each existing while someone holds or waits for it.
+type keyedMutex struct {
+	mu sync.Mutex
+	m  map[string]*keyedEntry
+}
+
+type keyedEntry struct {
+	sync.Mutex
+	refs int
+}
+
+// lock locks key and returns the function that unlocks it.
+func (k *keyedMutex) lock(key string) func() {
+	k.mu.Lock()
+	if k.m == nil {
+		k.m = map[string]*keyedEntry{}
+	}
+	e := k.m[key]
+	if e == nil {
+		e = &keyedEntry{}
+		k.m[key] = e
+	}
+	e.refs++
+	k.mu.Unlock()
+	e.Lock()
+	return func() {
+		e.Unlock()
+		k.mu.Lock()
+		if e.refs--; e.refs == 0 {
+			delete(k.m, key)
+		}
+		k.mu.Unlock()
+	}
+}
+
+// Options configures a Store. The zero value is the default.
+type Options struct {
+	// Tenant owns everything the store reads and writes; DefaultTenant when empty.
+	Tenant string
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+	// TempDir is where WriteBundle spools a bundle before sending it; os.TempDir() when
+	// empty.
+	TempDir string
+}
+
+// New returns a Store over st that signs with key.
+func New(st storage.Storage, key *Key, opts Options) (*Store, error) {
+	if st == nil || key == nil {
+		return nil, errors.New("trace store needs a storage and a signing key")
+	}
+	if opts.Tenant == "" {
+		opts.Tenant = DefaultTenant
+	}
+	if !ValidTenant(opts.Tenant) {
+		return nil, fmt.Errorf("tenant %q: want 1 to 64 of [a-z0-9-]", opts.Tenant)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Store{st: st, key: key, tenant: opts.Tenant, now: opts.Now, tempDir: opts.TempDir}, nil
+}
+
+// PublicKey returns the public half of the key the store signs with.
+func (s *Store) PublicKey() ed25519.PublicKey { return s.key.PublicKey() }
+
+// Tenant returns the store's tenant.
+func (s *Store) Tenant() string { return s.tenant }
+
+func (s *Store) timestamp() time.Time { return s.now().UTC() }
+
+// location says where a trace lives.
+type location struct {
+	traceID, sessionID, ns string
+}
+
+// locate finds the session of a trace through the index namespace.
+func (s *Store) locate(ctx context.Context, traceID string) (location, error) {
+	if !ValidID(traceID) {
+		return location{}, fmt.Errorf("%w: %q is not a trace id", ErrNotFound, traceID)
+	}
+	v, ok, err := s.st.Get(ctx, IndexNamespace(s.tenant), recordKey(traceID))
+	if err != nil {
+		return location{}, fmt.Errorf("look up trace %s: %w", traceID, err)
+	}
+	if !ok {
+		return location{}, fmt.Errorf("%w: %s", ErrNotFound, traceID)
+	}
+	sid := string(v)
+	if !ValidID(sid) {
+		return location{}, fmt.Errorf("%w: index entry of trace %s names session %q", ErrCorrupt, traceID, v)
+	}
+	return s.sessionLocation(traceID, sid), nil
+}
+
+func (s *Store) sessionLocation(traceID, sessionID string) location {
+	return location{traceID: traceID, sessionID: sessionID, ns: SessionNamespace(s.tenant, sessionID)}
+}
+
+// loadRecord reads a trace's stored record. A missing record (a crash after the index entry
+// was written) reads as not found.
+func (s *Store) loadRecord(ctx context.Context, loc location) (Record, []byte, error) {
+	raw, ok, err := s.st.Get(ctx, loc.ns, recordKey(loc.traceID))
+	if err != nil {
+		return Record{}, nil, fmt.Errorf("read trace %s: %w", loc.traceID, err)
+	}
+	if !ok {
+		return Record{}, nil, fmt.Errorf("%w: %s", ErrNotFound, loc.traceID)
+	}
+	rec, err := parseRecord(raw)
+	if err != nil {
+		return Record{}, nil, fmt.Errorf("%w: trace %s: %v", ErrCorrupt, loc.traceID, err)
+	}
+	if rec.ID != loc.traceID || rec.SessionID != loc.sessionID {
+		return Record{}, nil, fmt.Errorf("%w: trace %s: stored record is of trace %s in session %s", ErrCorrupt, loc.traceID, rec.ID, rec.SessionID)
+	}
+	return rec, raw, nil
+}
+
+// scan calls fn for every key with prefix in ns after startAfter, in order.
+func (s *Store) scan(ctx context.Context, ns string, prefix, startAfter []byte, keysOnly bool, fn func(key, value []byte) error) error {
+	for {
+		res, err := s.st.Scan(ctx, storage.ScanRequest{
+			Namespace: ns, Prefix: prefix, StartAfter: startAfter, Limit: storage.MaxScanLimit, KeysOnly: keysOnly,
+		})
+		if err != nil {
+			return fmt.Errorf("scan %s: %w", prefix, err)
+		}
+		for _, kv := range res.Items {
+			if err := fn(kv.Key, kv.Value); err != nil {
+				return err
+			}
+		}
+		if !res.More || len(res.Items) == 0 {
+			return nil
+		}
+		startAfter = res.Items[len(res.Items)-1].Key
+	}
+}
+
+// chainError marks a problem of what storage holds (as opposed to a failure to read it).
+type chainError struct{ err error }
+
+func (e *chainError) Error() string { return e.err.Error() }
+func (e *chainError) Unwrap() error { return e.err }
+
+// scanEntries calls fn for the stored entries of a chain from index from on, in order, and
+// fails with a *chainError if an index is missing.
+func (s *Store) scanEntries(ctx context.Context, loc location, from int64, fn func(i int64, raw []byte) error) error {
+	var after []byte
+	if from > 0 {
+		after = entryKey(loc.traceID, from-1)
+	}
+	i := from
+	return s.scan(ctx, loc.ns, entryPrefix(loc.traceID), after, false, func(key, value []byte) error {
+		if !bytes.Equal(key, entryKey(loc.traceID, i)) {
+			return &chainError{fmt.Errorf("entry %d is missing (found key %q instead)", i, key)}
+		}
+		if err := fn(i, value); err != nil {
+			return err
+		}
+		i++
+		return nil
+	})
+}
+
+// catchUp applies the entries stored beyond rec.Length to rec. A chain that does not verify
+// is reported as ErrCorrupt, together with the record as far as the chain verified.
+func (s *Store) catchUp(ctx context.Context, loc location, rec Record) (Record, error) {
+	r := resume(rec)
+	err := s.scanEntries(ctx, loc, rec.Length, func(i int64, raw []byte) error {
+		if _, err := r.add(raw); err != nil {
+			return &chainError{fmt.Errorf("entry %d: %w", i, err)}
+		}
+		return nil
+	})
+	var ce *chainError
+	if errors.As(err, &ce) {
+		return r.rec, fmt.Errorf("%w: trace %s: %v", ErrCorrupt, loc.traceID, ce)
+	}
+	return r.rec, err
+}
+
+// Create stores a new trace of the session with data (a JSON object; empty means {}) and the
+// first entry of its chain, "created" by agent, whose data holds kind, tenant and the SHA-256
+// of the data's canonical JSON. It does not check that the session exists. The data is stored,
+// and returned, in canonical form (RFC 8785).
+func (s *Store) Create(ctx context.Context, sessionID, kind string, data json.RawMessage, agent string) (Record, error) {
+	if !ValidID(sessionID) {
+		return Record{}, fmt.Errorf("%w: %q is not a session id", ErrInvalid, sessionID)
+	}
+	if !validKind(kind) {
+		return Record{}, fmt.Errorf("%w: trace kind %q: want 1 to 64 of [a-z0-9_.:-], starting with a letter", ErrInvalid, kind)
+	}
+	if err := validateAgent(agent); err != nil {
+		return Record{}, err
+	}
+	cdata, err := canonicalData(data, true)
+	if err != nil {
+		return Record{}, err
+	}
+	info, err := canonicalJSON(createdInfo{Kind: kind, Tenant: s.tenant, DataSHA256: dataHash(cdata)})
+	if err != nil {
+		return Record{}, fmt.Errorf("encode created entry: %w", err)
+	}
+	id := NewID()
+	loc := s.sessionLocation(id, sessionID)
+	now := s.timestamp()
+	e := Entry{
+		TraceID: id, SessionID: sessionID, Index: 0, Kind: KindCreated, Agent: agent,
+		Data: info, Timestamp: now, PrevHash: GenesisHash,
+	}
+	eraw, err := sealEntry(&e)
+	if err != nil {
+		return Record{}, err
+	}
+	rec := Record{
+		ID: id, SessionID: sessionID, Tenant: s.tenant, Kind: kind, Status: StatusActive,
+		Data: cdata, Flags: []Flag{}, CreatedAt: now, UpdatedAt: now, Length: 1, Head: e.Hash,
+	}
+	rraw, err := canonicalJSON(rec)
+	if err != nil {
+		return Record{}, fmt.Errorf("encode trace record: %w", err)
+	}
+	if len(rraw) > storage.MaxValueSize {
+		return Record{}, fmt.Errorf("%w: trace record is %d bytes, the limit is %d", ErrInvalid, len(rraw), storage.MaxValueSize)
+	}
+	c := Checkpoint{SessionID: sessionID, TraceID: id, Length: 1, Head: e.Hash, Timestamp: now}
+	craw, err := signCheckpoint(s.key, &c)
+	if err != nil {
+		return Record{}, err
+	}
+	// The index entry goes first: a crash before the batch leaves an index entry whose
+	// record is missing, which reads as not found; never a record no id leads to.
+	if err := s.st.Put(ctx, IndexNamespace(s.tenant), recordKey(id), []byte(sessionID)); err != nil {
+		return Record{}, fmt.Errorf("create trace: write index: %w", err)
+	}
+	err = s.st.Batch(ctx, loc.ns, []storage.Op{
+		{Kind: storage.OpPut, Key: recordKey(id), Value: rraw},
+		{Kind: storage.OpPut, Key: entryKey(id, 0), Value: eraw},
+		{Kind: storage.OpPut, Key: ckptKey(id, 1), Value: craw},
+	})
+	if err != nil {
+		return Record{}, fmt.Errorf("create trace: %w", err)
+	}
+	return rec, nil
+}
+
+// Get returns a trace, caught up with any entry stored beyond what its record reflects (left
+// by a crash). A malformed id reads as ErrNotFound.
+func (s *Store) Get(ctx context.Context, traceID string) (Record, error) {
+	loc, err := s.locate(ctx, traceID)
+	if err != nil {
+		return Record{}, err
+	}
+	rec, raw, err := s.loadRecord(ctx, loc)
+	if err != nil {
+		return Record{}, err
+	}
+	up, err := s.catchUp(ctx, loc, rec)
+	if err != nil && !errors.Is(err, ErrCorrupt) {
+		return Record{}, err
+	}
+	// A chain that does not verify beyond the record is left for Verify to report; the
+	// record shows what did verify.
+	if up.Length > rec.Length {
+		if want, err := canonicalJSON(up); err == nil {
+			// Best effort: a failed or lost swap leaves the record for the next writer.
+			_, _ = s.st.CompareAndSwap(ctx, storage.CASRequest{
+				Namespace: loc.ns, Key: recordKey(traceID), ExpectPresent: true, Expected: raw, Value: want,
+			})
+		}
+	}
+	return up, nil
+}
+
+// Chain returns a trace's provenance entries in order, as stored (Verify checks them).
+func (s *Store) Chain(ctx context.Context, traceID string) ([]Entry, error) {
+	loc, err := s.locate(ctx, traceID)
+	if err != nil {
+		return nil, err
+	}
+	if _, _, err := s.loadRecord(ctx, loc); err != nil {
+		return nil, err
+	}
+	var out []Entry
+	err = s.scanEntries(ctx, loc, 0, func(i int64, raw []byte) error {
+		e, err := parseEntry(raw)
+		if err != nil {
+			return &chainError{fmt.Errorf("entry %d: %w", i, err)}
+		}
+		out = append(out, e)
+		return nil
+	})
+	var ce *chainError
+	if errors.As(err, &ce) {
+		return nil, fmt.Errorf("%w: trace %s: %v", ErrCorrupt, traceID, ce)
+	}
+	return out, err
+}
+
+// Append adds an entry of in.Kind by in.Agent with in.Data (any JSON value; empty means
+// null) to a trace's chain and returns it as stored, with index, timestamp and hashes; the
+// other fields of in are ignored. Kinds that change the record (ReservedKind) are refused:
+// use AddFlag and SetStatus.
+func (s *Store) Append(ctx context.Context, traceID string, in Entry) (Entry, error) {
+	if !validKind(in.Kind) {
+		return Entry{}, fmt.Errorf("%w: entry kind %q: want 1 to 64 of [a-z0-9_.:-], starting with a letter", ErrInvalid, in.Kind)
+	}
+	if ReservedKind(in.Kind) {
+		return Entry{}, fmt.Errorf("%w: entry kind %q is written by the host only", ErrInvalid, in.Kind)
+	}
+	if err := validateAgent(in.Agent); err != nil {
+		return Entry{}, err
+	}
+	data, err := canonicalData(in.Data, false)
+	if err != nil {
+		return Entry{}, err
+	}
+	loc, err := s.locate(ctx, traceID)
+	if err != nil {
+		return Entry{}, err
+	}
+	e, _, err := s.appendEntry(ctx, loc, in.Kind, in.Agent, data, nil)
+	return e, err
+}
+
+// AddFlag attaches a flag to a trace by appending a "flagged" entry whose data is the flag,
+// and returns the updated record. A zero f.Timestamp means now.
+func (s *Store) AddFlag(ctx context.Context, traceID string, f Flag, agent string) (Record, error) {
+	if f.Timestamp.IsZero() {
+		f.Timestamp = s.timestamp()
+	}
+	f.Timestamp = f.Timestamp.UTC()
+	if err := validateFlag(f); err != nil {
+		return Record{}, err
+	}
+	if err := validateAgent(agent); err != nil {
+		return Record{}, err
+	}
+	data, err := canonicalJSON(f)
+	if err != nil {
+		return Record{}, fmt.Errorf("encode flag: %w", err)
+	}
+	loc, err := s.locate(ctx, traceID)
+	if err != nil {
+		return Record{}, err
+	}
+	_, rec, err := s.appendEntry(ctx, loc, KindFlagged, agent, data, func(r Record) error {
+		if len(r.Flags) >= MaxFlags {
+			return fmt.Errorf("%w: trace %s already has %d flags, the limit", ErrInvalid, traceID, MaxFlags)
+		}
+		return nil
+	})
+	return rec, err
+}
+
+// errUnchanged tells appendEntry's caller that its precondition found nothing to do.
+var errUnchanged = errors.New("unchanged")
+
+// SetStatus moves a trace to status by appending a "quarantined", "merged" or "reactivated"
+// (back to active) entry with the reason, and returns the updated record. A trace already in
+// that status is returned unchanged, with no entry appended. Governance decides whether a
+// change is allowed; SetStatus does not.
+func (s *Store) SetStatus(ctx context.Context, traceID string, status Status, agent, reason string) (Record, error) {
+	if !status.Valid() {
+		return Record{}, fmt.Errorf("%w: unknown status %q (want %s, %s or %s)", ErrInvalid, status, StatusActive, StatusQuarantined, StatusMerged)
+	}
+	if len(reason) > MaxReasonSize || !utf8.ValidString(reason) {
+		return Record{}, fmt.Errorf("%w: reason must be at most %d bytes of UTF-8", ErrInvalid, MaxReasonSize)
+	}
+	if err := validateAgent(agent); err != nil {
+		return Record{}, err
+	}
+	data, err := canonicalJSON(statusInfo{Status: status, Reason: reason})
+	if err != nil {
+		return Record{}, fmt.Errorf("encode status change: %w", err)
+	}
+	loc, err := s.locate(ctx, traceID)
+	if err != nil {
+		return Record{}, err
+	}
+	_, rec, err := s.appendEntry(ctx, loc, statusKind[status], agent, data, func(r Record) error {
+		if r.Status == status {
+			return errUnchanged
+		}
+		return nil
+	})
+	if errors.Is(err, errUnchanged) {
+		return rec, nil
+	}
+	return rec, err
+}
+
+// appendEntry appends an entry to the chain at loc and brings the record and the checkpoints
+// up to it. check, if not nil, sees the caught-up record first and may refuse; its error is
+// returned with that record.
+func (s *Store) appendEntry(ctx context.Context, loc location, kind, agent string, data json.RawMessage, check func(Record) error) (Entry, Record, error) {
+	unlock := s.claims.lock(loc.traceID)
+	e, tip, err := s.claim(ctx, loc, kind, agent, data, check)
+	unlock()
+	if err != nil {
+		return e, tip, err
+	}
+	// The entry is in the chain. Sign it and bring the record up to it even if the caller
+	// gives up now, so the record does not lag behind for long.
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finishTimeout)
+	defer cancel()
+	ckErr := make(chan error, 1)
+	go func() { ckErr <- s.putCheckpoint(wctx, loc, e.Index+1, e.Hash) }()
+	recErr := s.advanceRecord(wctx, loc, tip)
+	if err := errors.Join(recErr, <-ckErr); err != nil {
+		return e, tip, fmt.Errorf("trace %s: entry %d is stored but not yet reflected everywhere (the next read catches up): %w", loc.traceID, e.Index, err)
+	}
+	return e, tip, nil
+}
+
+// claim writes an entry at the next free index of the chain at loc and returns it with the
+// record derived from the chain up to it.
+func (s *Store) claim(ctx context.Context, loc location, kind, agent string, data json.RawMessage, check func(Record) error) (Entry, Record, error) {
+	rec, _, err := s.loadRecord(ctx, loc)
+	if err != nil {
+		return Entry{}, Record{}, err
+	}
+	tip, err := s.catchUp(ctx, loc, rec)
+	if err != nil {
+		return Entry{}, Record{}, fmt.Errorf("append to trace %s: %w", loc.traceID, err)
+	}
+	if check != nil {
+		if err := check(tip); err != nil {
+			return Entry{}, tip, err
+		}
+	}
+	r := resume(tip)
+	var e Entry
+	for attempt := 0; ; attempt++ {
+		if attempt == maxAppendAttempts {
+			return Entry{}, Record{}, fmt.Errorf("%w: trace %s: lost the race for the next index %d times", ErrConflict, loc.traceID, attempt)
+		}
+		e = Entry{
+			TraceID: loc.traceID, SessionID: loc.sessionID, Index: r.rec.Length, Kind: kind, Agent: agent,
+			Data: data, Timestamp: s.timestamp(), PrevHash: r.rec.Head,
+		}
+		raw, err := sealEntry(&e)
+		if err != nil {
+			return Entry{}, Record{}, err
+		}
+		if len(raw) > storage.MaxValueSize {
+			return Entry{}, Record{}, fmt.Errorf("%w: entry is %d bytes, the limit is %d", ErrInvalid, len(raw), storage.MaxValueSize)
+		}
+		res, err := s.st.CompareAndSwap(ctx, storage.CASRequest{
+			Namespace: loc.ns, Key: entryKey(loc.traceID, e.Index), Value: raw,
+		})
+		if err != nil {
+			return Entry{}, Record{}, fmt.Errorf("append to trace %s: %w", loc.traceID, err)
+		}
+		if res.Swapped {
+			break
+		}
+		if !res.Present {
+			continue // the key vanished between the check and the swap; try again
+		}
+		// Another writer took this index: follow its entry and try the next one.
+		if _, err := r.add(res.Current); err != nil {
+			return Entry{}, Record{}, fmt.Errorf("%w: trace %s: entry %d: %v", ErrCorrupt, loc.traceID, e.Index, err)
+		}
+	}
+	if err := r.addEntry(e); err != nil {
+		return Entry{}, Record{}, fmt.Errorf("%w: trace %s: own entry %d: %v", ErrCorrupt, loc.traceID, e.Index, err)
+	}
+	return e, r.rec, nil
+}
+
+// putCheckpoint signs and stores the checkpoint of a chain of length n ending in head.
+func (s *Store) putCheckpoint(ctx context.Context, loc location, n int64, head string) error {
+	c := Checkpoint{SessionID: loc.sessionID, TraceID: loc.traceID, Length: n, Head: head, Timestamp: s.timestamp()}
+	raw, err := signCheckpoint(s.key, &c)
+	if err != nil {
+		return err
+	}
+	if err := s.st.Put(ctx, loc.ns, ckptKey(loc.traceID, n), raw); err != nil {
+		return fmt.Errorf("write checkpoint %d: %w", n, err)
+	}
+	return nil
+}
+
+// advanceRecord stores target, the record derived from the chain's first target.Length
+// entries, unless the stored record already reflects as many; it never moves a record back.
+func (s *Store) advanceRecord(ctx context.Context, loc location, target Record) error {
+	want, err := canonicalJSON(target)
+	if err != nil {
+		return fmt.Errorf("encode trace record: %w", err)
+	}
+	raw, ok, err := s.st.Get(ctx, loc.ns, recordKey(loc.traceID))
+	for attempt := 0; ; attempt++ {
+		if err != nil {
+			return fmt.Errorf("update trace record: %w", err)
+		}
+		if !ok {
+			return fmt.Errorf("%w: trace %s: record vanished", ErrCorrupt, loc.traceID)
+		}
+		cur, perr := parseRecord(raw)
+		if perr != nil {
+			return fmt.Errorf("%w: trace %s: %v", ErrCorrupt, loc.traceID, perr)
+		}
+		if cur.Length >= target.Length {
+			return nil
+		}
+		if attempt == maxAppendAttempts {
+			return fmt.Errorf("%w: trace %s: record kept changing", ErrConflict, loc.traceID)
+		}
+		res, cerr := s.st.CompareAndSwap(ctx, storage.CASRequest{
+			Namespace: loc.ns, Key: recordKey(loc.traceID), ExpectPresent: true, Expected: raw, Value: want,
+		})
+		if cerr == nil && res.Swapped {
+			return nil
+		}
+		raw, ok, err = res.Current, res.Present, cerr
+	}
+}
+
+// ListBySession returns a page of a session's traces in creation order, and the token of the
+// next page ("" after the last). pageSize 0 means DefaultPageSize; it is capped at
+// MaxPageSize. Records are as stored: each reflects at least every acknowledged write.
+func (s *Store) ListBySession(ctx context.Context, sessionID string, pageSize int, pageToken string) ([]Record, string, error) {
+	if !ValidID(sessionID) {
+		return nil, "", fmt.Errorf("%w: %q is not a session id", ErrNotFound, sessionID)
+	}
+	return s.list(ctx, SessionNamespace(s.tenant, sessionID), pageSize, pageToken)
+}
+
+// ListMerged returns a page of the traces copied into the merged namespace, in creation
+// order, and the token of the next page ("" after the last).
+func (s *Store) ListMerged(ctx context.Context, pageSize int, pageToken string) ([]Record, string, error) {
+	return s.list(ctx, MergedNamespace(s.tenant), pageSize, pageToken)
+}
+
+const tokenPrefix = "t1:"
+
+func encodeToken(lastID string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(tokenPrefix + lastID))
+}
+
+func decodeToken(tok string) (string, error) {
+	if tok == "" {
+		return "", nil
+	}
+	b, err := base64.RawURLEncoding.DecodeString(tok)
+	id, ok := strings.CutPrefix(string(b), tokenPrefix)
+	if err != nil || !ok || !ValidID(id) {
+		return "", fmt.Errorf("%w: malformed page token %q", ErrInvalid, tok)
+	}
+	return id, nil
+}
+
+func (s *Store) list(ctx context.Context, ns string, pageSize int, pageToken string) ([]Record, string, error) {
+	switch {
+	case pageSize < 0:
+		return nil, "", fmt.Errorf("%w: page size %d is negative", ErrInvalid, pageSize)
+	case pageSize == 0:
+		pageSize = DefaultPageSize
+	case pageSize > MaxPageSize:
+		pageSize = MaxPageSize
+	}
+	after, err := decodeToken(pageToken)
+	if err != nil {
+		return nil, "", err
+	}
+	req := storage.ScanRequest{Namespace: ns, Prefix: recordPrefix, Limit: pageSize}
+	if after != "" {
+		req.StartAfter = recordKey(after)
+	}
+	res, err := s.st.Scan(ctx, req)
+	if err != nil {
+		return nil, "", fmt.Errorf("list traces: %w", err)
+	}
+	out := make([]Record, 0, len(res.Items))
+	for _, kv := range res.Items {
+		rec, err := parseRecord(kv.Value)
+		if err != nil {
+			return nil, "", fmt.Errorf("%w: %s: %v", ErrCorrupt, kv.Key, err)
+		}
+		out = append(out, rec)
+	}
+	next := ""
+	if res.More && len(out) > 0 {
+		next = encodeToken(out[len(out)-1].ID)
+	}
+	return out, next, nil
+}
+
+// inspection is what inspect found about a trace.
+type inspection struct {
+	// rec is the record derived from the chain as far as it verifies.
+	rec Record
+	// entries and ckpts are the stored entries and valid checkpoints (up to rec.Length), in
+	// order, when inspect was asked to keep them.
+	entries, ckpts [][]byte
+	// signed is the length the latest valid checkpoint covers.
+	signed int64
+	// problem is the first thing that does not verify, nil if everything does.
+	problem error
+}
+
+// inspect reads a trace's record, chain and checkpoints and verifies all of them. Failures to
+// read are returned as errors; what does not verify is reported in problem.
+func (s *Store) inspect(ctx context.Context, loc location, keep bool) (inspection, error) {
+	var in inspection
+	stored, _, err := s.loadRecord(ctx, loc)
+	if errors.Is(err, ErrCorrupt) {
+		in.problem = err
+		return in, nil
+	}
+	if err != nil {
+		return in, err
+	}
+	r := newReplayer(loc.traceID, loc.sessionID, stored.Data)
+	var hashes []string
+	matched := false
+	err = s.scanEntries(ctx, loc, 0, func(i int64, raw []byte) error {
+		if _, err := r.add(raw); err != nil {
+			return &chainError{fmt.Errorf("entry %d: %w", i, err)}
+		}
+		hashes = append(hashes, r.rec.Head)
+		if keep {
+			in.entries = append(in.entries, raw)
+		}
+		if r.rec.Length == stored.Length {
+			if err := compareDerived(stored, r.rec); err != nil {
+				return &chainError{err}
+			}
+			matched = true
+		}
+		return nil
+	})
+	in.rec = r.rec
+	var ce *chainError
+	switch {
+	case errors.As(err, &ce):
+		in.problem = ce.err
+		return in, nil
+	case err != nil:
+		return in, err
+	case !matched:
+		in.problem = fmt.Errorf("record says provenance_length %d but the chain has %d entries", stored.Length, r.rec.Length)
+		return in, nil
+	}
+	n := r.rec.Length
+	pub := s.key.PublicKey()
+	err = s.scan(ctx, loc.ns, ckptPrefix(loc.traceID), nil, false, func(key, raw []byte) error {
+		c, err := parseCheckpoint(raw, pub)
+		if err != nil {
+			return &chainError{fmt.Errorf("checkpoint %s: %w", key, err)}
+		}
+		switch {
+		case !bytes.Equal(key, ckptKey(loc.traceID, c.Length)):
+			return &chainError{fmt.Errorf("checkpoint of length %d is stored under key %s", c.Length, key)}
+		case c.TraceID != loc.traceID || c.SessionID != loc.sessionID:
+			return &chainError{fmt.Errorf("checkpoint %s is of trace %s in session %s", key, c.TraceID, c.SessionID)}
+		case c.Length > n:
+			// Either an append landed after the chain was read, or entries were removed.
+			_, present, err := s.st.Get(ctx, loc.ns, entryKey(loc.traceID, n))
+			if err != nil {
+				return fmt.Errorf("read entry %d: %w", n, err)
+			}
+			if !present {
+				return &chainError{fmt.Errorf("checkpoint %d signs a chain of %d entries, but only %d are stored: entries were removed", c.Length, c.Length, n)}
+			}
+			return nil
+		case c.Head != hashes[c.Length-1]:
+			return &chainError{fmt.Errorf("checkpoint %d signs head %s, but entry %d has hash %s", c.Length, c.Head, c.Length-1, hashes[c.Length-1])}
+		}
+		in.signed = c.Length
+		if keep {
+			in.ckpts = append(in.ckpts, raw)
+		}
+		return nil
+	})
+	if errors.As(err, &ce) {
+		in.problem = ce.err
+		return in, nil
+	}
+	return in, err
+}
+
+// Verify recomputes a trace's chain from storage: every entry's hash and link, the data hash
+// in its "created" entry, the record against the chain, and every checkpoint's signature
+// against the host key and the chain. It returns an error only when it cannot read; what does
+// not verify is reported in the result.
+func (s *Store) Verify(ctx context.Context, traceID string) (VerifyResult, error) {
+	loc, err := s.locate(ctx, traceID)
+	if err != nil {
+		return VerifyResult{}, err
+	}
+	in, err := s.inspect(ctx, loc, false)
+	if err != nil {
+		return VerifyResult{}, err
+	}
+	res := VerifyResult{Valid: in.problem == nil, Length: in.rec.Length, Head: in.rec.Head, SignedLength: in.signed}
+	if in.problem != nil {
+		res.Error = in.problem.Error()
+	}
+	return res, nil
+}
+
+// snapshot is a verified, consistent copy of a trace: the record derived from exactly the
+// entries listed, and checkpoints up to their length, the last of which covers all of them.
+type snapshot struct {
+	rec            Record
+	entries, ckpts [][]byte
+}
+
+// snapshot reads and verifies a trace and signs a checkpoint for its full length if none
+// exists yet (after a crash, or an append still finishing).
+func (s *Store) snapshot(ctx context.Context, loc location) (snapshot, error) {
+	in, err := s.inspect(ctx, loc, true)
+	if err != nil {
+		return snapshot{}, err
+	}
+	if in.problem != nil {
+		return snapshot{}, fmt.Errorf("%w: trace %s: %v", ErrCorrupt, loc.traceID, in.problem)
+	}
+	if in.signed < in.rec.Length {
+		c := Checkpoint{SessionID: loc.sessionID, TraceID: loc.traceID, Length: in.rec.Length, Head: in.rec.Head, Timestamp: s.timestamp()}
+		raw, err := signCheckpoint(s.key, &c)
+		if err != nil {
+			return snapshot{}, err
+		}
+		if err := s.st.Put(ctx, loc.ns, ckptKey(loc.traceID, c.Length), raw); err != nil {
+			return snapshot{}, fmt.Errorf("trace %s: write checkpoint %d: %w", loc.traceID, c.Length, err)
+		}
+		in.ckpts = append(in.ckpts, raw)
+	}
+	return snapshot{rec: in.rec, entries: in.entries, ckpts: in.ckpts}, nil
+}
+
+// CopyToMerged copies a merged trace (status StatusMerged, see SetStatus) with its chain and
+// checkpoints into MergedNamespace, where ListMerged lists it, and returns the copied record.
+// The copy is a verified snapshot; a trace whose provenance does not verify is refused with
+// ErrCorrupt. Copying again replaces the copy with a newer snapshot.
+func (s *Store) CopyToMerged(ctx context.Context, traceID string) (Record, error) {
+	loc, err := s.locate(ctx, traceID)
+	if err != nil {
+		return Record{}, err
+	}
+	snap, err := s.snapshot(ctx, loc)
+	if err != nil {
+		return Record{}, err
+	}
+	if snap.rec.Status != StatusMerged {
+		return Record{}, fmt.Errorf("%w: trace %s is %s; only a merged trace is copied into the shared record", ErrInvalid, traceID, snap.rec.Status)
+	}
+	rraw, err := canonicalJSON(snap.rec)
+	if err != nil {
+		return Record{}, fmt.Errorf("encode trace record: %w", err)
+	}
+	ns := MergedNamespace(s.tenant)
+	var ops []storage.Op
+	size := 0
+	add := func(key, value []byte) error {
+		if len(ops) == storage.MaxBatchOps || size+len(key)+len(value) > storage.MaxBatchBytes {
+			if err := s.st.Batch(ctx, ns, ops); err != nil {
+				return fmt.Errorf("copy trace %s to the merged record: %w", traceID, err)
+			}
+			ops, size = nil, 0
+		}
+		ops = append(ops, storage.Op{Kind: storage.OpPut, Key: key, Value: value})
+		size += len(key) + len(value)
+		return nil
+	}
+	for i, raw := range snap.entries {
+		if err := add(entryKey(traceID, int64(i)), raw); err != nil {
+			return Record{}, err
+		}
+	}
+	for _, raw := range snap.ckpts {
+		var c Checkpoint
+		if err := json.Unmarshal(raw, &c); err != nil {
+			return Record{}, fmt.Errorf("%w: trace %s: %v", ErrCorrupt, traceID, err)
+		}
+		if err := add(ckptKey(traceID, c.Length), raw); err != nil {
+			return Record{}, err
+		}
+	}
+	// The record goes last, so a listed copy is always complete.
+	if err := add(recordKey(traceID), rraw); err != nil {
+		return Record{}, err
+	}
+	if err := s.st.Batch(ctx, ns, ops); err != nil {
+		return Record{}, fmt.Errorf("copy trace %s to the merged record: %w", traceID, err)
+	}
+	return snap.rec, nil
+}

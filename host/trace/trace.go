@@ -1,0 +1,295 @@
+// Package trace stores traces (records of what a session did) with their provenance: an
+// append-only chain of entries per trace, each hashed over the previous one, with checkpoints
+// signed by the host's Ed25519 key, exportable as a bundle that VerifyBundle checks offline.
+//
+// # Storage layout
+//
+// Everything lives in a storage.Storage (any backend), under a tenant:
+//
+//	IndexNamespace(tenant)                trace/<traceID>            → session id (plain bytes)
+//	SessionNamespace(tenant, sessionID)   trace/<traceID>            → Record (canonical JSON)
+//	                                      prov/<traceID>/<%020d i>   → Entry i (canonical JSON)
+//	                                      ckpt/<traceID>/<%020d n>   → Checkpoint of length n
+//	MergedNamespace(tenant)               the same three kinds of keys, copied by CopyToMerged
+//
+// The key prefixes trace/, prov/ and ckpt/ belong to this package in those namespaces; other
+// packages may keep their own keys there under other prefixes.
+//
+// # Hash chain
+//
+// Entry i holds prev_hash, the hash of entry i-1 (64 zeros for entry 0), and
+//
+//	hash = lower-case hex SHA-256( prev_hash || JCS(entry without its "hash" member) )
+//
+// where prev_hash is the 64 ASCII hex characters and JCS is RFC 8785 canonical JSON
+// (Canonicalize). Entry 0 is always of kind "created"; its data holds the SHA-256 of the
+// canonical JSON of the trace's data, so the data is covered by the chain. Every other field
+// of a Record is derived from its chain (status and flags from the flagged, quarantined,
+// merged and reactivated entries; timestamps from the first and last entry), so a record is
+// a cache that can always be rebuilt, and a verifier checks it against the chain.
+//
+// Whenever a chain grows the host signs a Checkpoint {session_id, trace_id, length, head,
+// timestamp, key}: signature = hex Ed25519 over JCS(checkpoint without "signature").
+//
+// # Concurrency and crashes
+//
+// An append claims index i by a create-if-absent CompareAndSwap on the entry's key, so
+// appends from any number of goroutines or host processes sharing one database never fork a
+// chain: a loser takes the winner's entry and retries at i+1. The entry is written first, then
+// the checkpoint and the record (by CompareAndSwap, never moving backwards). A crash between
+// those writes leaves a chain that verifies, whose record lags by entries that were never
+// acknowledged; the next read or append catches the record up.
+package trace
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+)
+
+// DefaultTenant is the tenant of everything until tenants and tokens exist.
+const DefaultTenant = "default"
+
+// GenesisHash is the prev_hash of the first entry of every chain.
+var GenesisHash = strings.Repeat("0", 64)
+
+// Status is the state of a trace.
+type Status string
+
+// Trace states.
+const (
+	StatusActive      Status = "active"
+	StatusQuarantined Status = "quarantined"
+	StatusMerged      Status = "merged"
+)
+
+// Valid reports whether s is a known status.
+func (s Status) Valid() bool {
+	return s == StatusActive || s == StatusQuarantined || s == StatusMerged
+}
+
+// Kinds of traces (Record.Kind) the host creates.
+const (
+	// TraceCustom is a trace created through POST /v1/traces.
+	TraceCustom = "custom"
+	// TraceExecution is the trace of an execution.
+	TraceExecution = "execution"
+)
+
+// Kinds of provenance entries the host appends. Create, AddFlag and SetStatus write the
+// first five, which change the record; Append refuses them (see ReservedKind).
+const (
+	KindCreated     = "created"
+	KindFlagged     = "flagged"
+	KindQuarantined = "quarantined"
+	KindMerged      = "merged"
+	KindReactivated = "reactivated"
+	// KindExecuted is appended by the execution path; it changes nothing in the record.
+	KindExecuted = "executed"
+)
+
+// ReservedKind reports whether kind is written only by the store itself (Create, AddFlag,
+// SetStatus) because replaying it changes the record.
+func ReservedKind(kind string) bool {
+	switch kind {
+	case KindCreated, KindFlagged, KindQuarantined, KindMerged, KindReactivated:
+		return true
+	}
+	return false
+}
+
+// statusKind is the entry kind SetStatus appends to move a trace to a status.
+var statusKind = map[Status]string{
+	StatusActive:      KindReactivated,
+	StatusQuarantined: KindQuarantined,
+	StatusMerged:      KindMerged,
+}
+
+// Limits on what the store accepts.
+const (
+	// MaxDataSize bounds the canonical JSON of a trace's data and of an entry's data.
+	MaxDataSize = 8 << 20
+	// MaxDataNesting bounds how deeply a trace's or entry's data may nest.
+	MaxDataNesting = 512
+	// MaxFlags is the most flags one trace can carry.
+	MaxFlags = 1000
+	// MaxNameSize bounds kinds, agents, rule ids and tenant names.
+	MaxNameSize = 256
+	// MaxReasonSize bounds the reason of a flag or a status change.
+	MaxReasonSize = 4096
+	// DefaultPageSize is the page size of a listing that names none.
+	DefaultPageSize = 50
+	// MaxPageSize is the largest page a listing returns.
+	MaxPageSize = 1000
+)
+
+// Errors the store returns, wrapped with details; test them with errors.Is.
+var (
+	// ErrNotFound: the trace does not exist, or its id is malformed.
+	ErrNotFound = errors.New("trace not found")
+	// ErrInvalid: the request itself is wrong (bad kind, flag, status, data, page token, ...).
+	ErrInvalid = errors.New("invalid request")
+	// ErrCorrupt: what storage holds for the trace does not verify, so the store will not
+	// extend, copy or export it; Verify says what is wrong.
+	ErrCorrupt = errors.New("provenance does not verify")
+	// ErrConflict: an append lost the race for the next index too many times in a row.
+	ErrConflict = errors.New("too many concurrent appends")
+)
+
+// Record is a trace as stored and as the API shows it.
+type Record struct {
+	ID        string `json:"id"`
+	SessionID string `json:"session_id"`
+	Tenant    string `json:"tenant"`
+	// Kind is TraceCustom, TraceExecution or another kind the host chose.
+	Kind   string `json:"kind"`
+	Status Status `json:"status"`
+	// Data is a JSON object, in canonical form (RFC 8785).
+	Data  json.RawMessage `json:"data"`
+	Flags []Flag          `json:"flags"`
+	// CreatedAt is the timestamp of the "created" entry, UpdatedAt that of the last entry.
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+	// Length is the number of provenance entries the record reflects, Head the hash of the
+	// last of them.
+	Length int64  `json:"provenance_length"`
+	Head   string `json:"provenance_head"`
+}
+
+// Flag is a governance finding attached to a trace.
+type Flag struct {
+	// Flag is one of the names in sdk/governance (governance.FlagJailbreak, ...).
+	Flag string `json:"flag"`
+	// Severity from 1 (low) to 10 (critical).
+	Severity int    `json:"severity"`
+	Reason   string `json:"reason"`
+	// RuleID names the rule that raised the flag; empty for a flag set by hand.
+	RuleID       string    `json:"rule_id"`
+	AutoDetected bool      `json:"auto_detected"`
+	Timestamp    time.Time `json:"timestamp"`
+}
+
+// Entry is one link of a trace's provenance chain.
+type Entry struct {
+	TraceID   string `json:"trace_id"`
+	SessionID string `json:"session_id"`
+	Index     int64  `json:"index"`
+	Kind      string `json:"kind"`
+	Agent     string `json:"agent"`
+	// Data is any JSON value, in canonical form; null when the appender gave none.
+	Data      json.RawMessage `json:"data"`
+	Timestamp time.Time       `json:"timestamp"`
+	PrevHash  string          `json:"prev_hash"`
+	// Hash is computed over everything above (see the package documentation).
+	Hash string `json:"hash,omitempty"`
+}
+
+// Checkpoint is the host's signed statement that a chain had Length entries ending in Head.
+type Checkpoint struct {
+	SessionID string    `json:"session_id"`
+	TraceID   string    `json:"trace_id"`
+	Length    int64     `json:"length"`
+	Head      string    `json:"head"`
+	Timestamp time.Time `json:"timestamp"`
+	// Key is the Fingerprint of the signing key.
+	Key string `json:"key"`
+	// Signature is the hex Ed25519 signature over the checkpoint's canonical JSON without
+	// this member.
+	Signature string `json:"signature,omitempty"`
+}
+
+// VerifyResult is the outcome of Verify.
+type VerifyResult struct {
+	// Valid tells whether the whole chain, the record and every checkpoint verify.
+	Valid bool `json:"valid"`
+	// Length and Head describe the chain as far as it verifies.
+	Length int64  `json:"length"`
+	Head   string `json:"head"`
+	// SignedLength is the length covered by the latest valid checkpoint; it trails Length
+	// only after a crash between writing an entry and its checkpoint.
+	SignedLength int64 `json:"signed_length"`
+	// Error says what is wrong when Valid is false.
+	Error string `json:"error,omitempty"`
+}
+
+// createdInfo is the data of a chain's "created" entry.
+type createdInfo struct {
+	Kind       string `json:"kind"`
+	Tenant     string `json:"tenant"`
+	DataSHA256 string `json:"data_sha256"`
+}
+
+// statusInfo is the data of a quarantined, merged or reactivated entry.
+type statusInfo struct {
+	Status Status `json:"status"`
+	Reason string `json:"reason"`
+}
+
+// NewID returns a new ULID (26 characters, Crockford base32, upper case), the form of trace
+// ids; session ids must have the same form. ULIDs sort by creation time.
+func NewID() string {
+	return ulid.Make().String()
+}
+
+// ValidID reports whether s is a ULID in its canonical (upper-case) form.
+func ValidID(s string) bool {
+	if len(s) != ulid.EncodedSize {
+		return false
+	}
+	id, err := ulid.ParseStrict(s)
+	return err == nil && id.String() == s
+}
+
+// ValidTenant reports whether s can name a tenant: 1 to 64 of [a-z0-9-].
+func ValidTenant(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// IndexNamespace is the host-wide namespace of a tenant; it maps trace ids to sessions.
+func IndexNamespace(tenant string) string { return "t/" + tenant + "/index" }
+
+// SessionNamespace is the namespace of one session of a tenant.
+func SessionNamespace(tenant, sessionID string) string {
+	return "t/" + tenant + "/s/" + sessionID
+}
+
+// MergedNamespace is the shared namespace merged traces are copied into.
+func MergedNamespace(tenant string) string { return "t/" + tenant + "/merged" }
+
+// Storage keys inside the namespaces above.
+func recordKey(traceID string) []byte { return []byte("trace/" + traceID) }
+func entryPrefix(traceID string) []byte {
+	return []byte("prov/" + traceID + "/")
+}
+func entryKey(traceID string, i int64) []byte {
+	return append(entryPrefix(traceID), indexDigits(i)...)
+}
+func ckptPrefix(traceID string) []byte { return []byte("ckpt/" + traceID + "/") }
+func ckptKey(traceID string, n int64) []byte {
+	return append(ckptPrefix(traceID), indexDigits(n)...)
+}
+
+// recordPrefix is the prefix of record keys, which a listing scans.
+var recordPrefix = []byte("trace/")
+
+// indexDigits writes i as 20 decimal digits, so keys sort by number.
+func indexDigits(i int64) string {
+	const width = 20
+	var b [width]byte
+	for k := width - 1; k >= 0; k-- {
+		b[k] = byte('0' + i%10)
+		i /= 10
+	}
+	return string(b[:])
+}

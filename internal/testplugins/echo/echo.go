@@ -1,0 +1,191 @@
+// Package echo holds the plugins the host's own tests run: a runner that echoes its input
+// (with its session, process id and a per-process execution count as its "state") and a
+// governance rule that flags keywords. They are real plugins, built as binaries by
+// internal/testbin, but they isolate nothing and must never be configured in production.
+package echo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/limitgraph/limit/sdk/base"
+	"github.com/limitgraph/limit/sdk/governance"
+	"github.com/limitgraph/limit/sdk/runner"
+)
+
+// Runner is the echo test runner. Inputs:
+//
+//	crash          the process exits at once (a runner crash)
+//	env            the result's output is the process environment
+//	big:N          N bytes of "x" on stdout
+//	sleep:MS       sleeps MS milliseconds (honours cancel and timeout)
+//	stderr:TEXT    TEXT on stderr
+//	anything else  "session=<id> pid=<pid> n=<count> input=<input>" on stdout and as output
+type Runner struct {
+	mu      sync.Mutex
+	session runner.Session
+	count   int
+	running map[string]context.CancelFunc
+}
+
+// PluginInfo implements base.Plugin.
+func (e *Runner) PluginInfo() base.Info {
+	return base.Info{Name: "echo", Kind: base.KindRunner, Version: "1.2.3", Capabilities: []string{"input:text/plain"}}
+}
+
+// ConfigSchema implements base.Plugin.
+func (e *Runner) ConfigSchema() base.Schema {
+	return base.Schema{Attributes: []base.Attribute{{Name: "greeting", Type: "string", Default: "hi"}}}
+}
+
+// Configure implements base.Plugin; greeting "bad" is refused.
+func (e *Runner) Configure(_ context.Context, req base.ConfigureRequest) base.Diagnostics {
+	var cfg struct {
+		Greeting string `json:"greeting"`
+	}
+	if ds := base.DecodeConfig(req.Config, &cfg); ds.HasErrors() {
+		return ds
+	}
+	if cfg.Greeting == "bad" {
+		return base.Diagnostics{base.Errorf([]string{"greeting"}, "greeting must not be %q", cfg.Greeting)}
+	}
+	return nil
+}
+
+// OpenSession implements runner.Runner.
+func (e *Runner) OpenSession(_ context.Context, s runner.Session) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.session = s
+	e.running = map[string]context.CancelFunc{}
+	return nil
+}
+
+// Execute implements runner.Runner.
+func (e *Runner) Execute(ctx context.Context, req runner.ExecuteRequest, emit func(runner.Event) error) (runner.Result, error) {
+	start := time.Now()
+	out := func(s runner.Stream, data string) error {
+		return emit(runner.Event{Output: &runner.Output{Stream: s, Data: []byte(data)}})
+	}
+	switch {
+	case req.Input == "crash":
+		os.Exit(7)
+	case req.Input == "env":
+		return runner.Result{Status: runner.StatusOK, Output: strings.Join(os.Environ(), "\n"), Duration: time.Since(start)}, nil
+	case strings.HasPrefix(req.Input, "big:"):
+		n, _ := strconv.Atoi(strings.TrimPrefix(req.Input, "big:"))
+		if err := out(runner.Stdout, strings.Repeat("x", n)); err != nil {
+			return runner.Result{}, err
+		}
+		return runner.Result{Status: runner.StatusOK, Duration: time.Since(start)}, nil
+	case strings.HasPrefix(req.Input, "stderr:"):
+		if err := out(runner.Stderr, strings.TrimPrefix(req.Input, "stderr:")); err != nil {
+			return runner.Result{}, err
+		}
+		return runner.Result{Status: runner.StatusError, ExitCode: 1, Error: "wrote to stderr", Duration: time.Since(start)}, nil
+	case strings.HasPrefix(req.Input, "sleep:"):
+		ms, _ := strconv.Atoi(strings.TrimPrefix(req.Input, "sleep:"))
+		cctx, cancel := context.WithCancel(ctx)
+		if req.Timeout > 0 {
+			cctx, cancel = context.WithTimeout(ctx, req.Timeout)
+		}
+		e.mu.Lock()
+		e.running[req.ExecutionID] = cancel
+		e.mu.Unlock()
+		defer func() {
+			e.mu.Lock()
+			delete(e.running, req.ExecutionID)
+			e.mu.Unlock()
+			cancel()
+		}()
+		select {
+		case <-time.After(time.Duration(ms) * time.Millisecond):
+		case <-cctx.Done():
+			st := runner.StatusCancelled
+			if errors.Is(cctx.Err(), context.DeadlineExceeded) {
+				st = runner.StatusTimeout
+			}
+			return runner.Result{Status: st, ExitCode: -1, Error: cctx.Err().Error(), Duration: time.Since(start)}, nil
+		}
+		return runner.Result{Status: runner.StatusOK, Output: "slept", Duration: time.Since(start)}, nil
+	}
+	e.mu.Lock()
+	e.count++
+	text := fmt.Sprintf("session=%s pid=%d n=%d input=%s", e.session.ID, os.Getpid(), e.count, req.Input)
+	e.mu.Unlock()
+	if err := out(runner.Stdout, text); err != nil {
+		return runner.Result{}, err
+	}
+	return runner.Result{Status: runner.StatusOK, Output: text, Duration: time.Since(start),
+		Usage: runner.Usage{PromptTokens: uint64(len(strings.Fields(req.Input)))}}, nil
+}
+
+// Cancel implements runner.Runner.
+func (e *Runner) Cancel(_ context.Context, id string) (bool, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if c, ok := e.running[id]; ok {
+		c()
+		return true, nil
+	}
+	return false, nil
+}
+
+// Health implements runner.Runner.
+func (e *Runner) Health(context.Context) (runner.Health, error) {
+	return runner.Health{Healthy: true, Isolation: []runner.IsolationFeature{{Name: "none", Enforced: false, Detail: "test runner: no isolation"}}}, nil
+}
+
+// CloseSession implements runner.Runner.
+func (e *Runner) CloseSession(context.Context) error { return nil }
+
+// Rule is the keyword test rule: "forbidden" raises jailbreak (severity 8) before
+// execution, "secret" in an output raises high_risk (severity 6) after, "lowrisk" raises
+// anomaly (severity 2) before.
+type Rule struct{}
+
+// PluginInfo implements base.Plugin.
+func (Rule) PluginInfo() base.Info {
+	return base.Info{Name: "keyword", Kind: base.KindGovernance, Version: "0.0.1"}
+}
+
+// ConfigSchema implements base.Plugin.
+func (Rule) ConfigSchema() base.Schema { return base.Schema{} }
+
+// Configure implements base.Plugin.
+func (Rule) Configure(_ context.Context, req base.ConfigureRequest) base.Diagnostics {
+	var cfg struct{}
+	return base.DecodeConfig(req.Config, &cfg)
+}
+
+// Describe implements governance.Rule.
+func (Rule) Describe(context.Context) ([]governance.RuleDescription, error) {
+	return []governance.RuleDescription{
+		{ID: "keyword", Flags: []string{governance.FlagJailbreak, governance.FlagAnomaly}, Stages: []governance.Stage{governance.StagePre}},
+		{ID: "keyword-output", Flags: []string{governance.FlagHighRisk}, Stages: []governance.Stage{governance.StagePost}},
+	}, nil
+}
+
+// Evaluate implements governance.Rule.
+func (Rule) Evaluate(_ context.Context, req governance.EvaluateRequest) ([]governance.Finding, error) {
+	var out []governance.Finding
+	find := func(word, flag, rule string, sev int) {
+		if i := strings.Index(req.Content, word); i >= 0 {
+			out = append(out, governance.Finding{Flag: flag, Severity: sev, Score: 1, Reason: "keyword " + strconv.Quote(word), RuleID: rule,
+				Location: &governance.Location{Start: i, End: i + len(word)}})
+		}
+	}
+	if req.Stage == governance.StagePre {
+		find("forbidden", governance.FlagJailbreak, "keyword", 8)
+		find("lowrisk", governance.FlagAnomaly, "keyword", 2)
+	} else {
+		find("secret", governance.FlagHighRisk, "keyword-output", 6)
+	}
+	return out, nil
+}

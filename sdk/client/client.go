@@ -1,0 +1,555 @@
+// Package client is the Go client of the LIMIT host REST API.
+//
+//	c := client.New("http://127.0.0.1:8080")
+//	s, err := c.CreateSession(ctx, client.CreateSessionRequest{Name: "demo"})
+//	res, err := c.Execute(ctx, s.ID, client.ExecuteRequest{Runner: "python", Input: "print(1)"})
+//
+// Errors from the API come back as *Error, which carries the RFC 9457 problem.
+package client
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Client talks to one host.
+type Client struct {
+	// BaseURL is the host's address, e.g. http://127.0.0.1:8080.
+	BaseURL string
+	// HTTP is the HTTP client; http.DefaultClient when nil.
+	HTTP *http.Client
+}
+
+// New returns a client of the host at baseURL.
+func New(baseURL string) *Client {
+	return &Client{BaseURL: strings.TrimRight(baseURL, "/")}
+}
+
+// Error is a problem the API answered (RFC 9457).
+type Error struct {
+	Status int
+	Type   string `json:"type"`
+	Title  string `json:"title"`
+	Detail string `json:"detail"`
+	// RequestID is the X-Request-Id of the failed request.
+	RequestID string
+	// Extra holds the problem's other members (flags, reasons, trace_id, ...).
+	Extra map[string]json.RawMessage
+	// RetryAfter is the Retry-After the server sent, if any.
+	RetryAfter time.Duration
+}
+
+func (e *Error) Error() string {
+	if e.Detail != "" {
+		return fmt.Sprintf("%d %s: %s", e.Status, e.Title, e.Detail)
+	}
+	return fmt.Sprintf("%d %s", e.Status, e.Title)
+}
+
+// StatusOf returns the HTTP status of an API error, or 0.
+func StatusOf(err error) int {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Status
+	}
+	return 0
+}
+
+func (c *Client) http() *http.Client {
+	if c.HTTP != nil {
+		return c.HTTP
+	}
+	return http.DefaultClient
+}
+
+func (c *Client) newRequest(ctx context.Context, method, path string, body any) (*http.Request, error) {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return nil, err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.BaseURL+path, rd)
+	if err != nil {
+		return nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Accept", "application/json")
+	return req, nil
+}
+
+func readError(res *http.Response) error {
+	b, _ := io.ReadAll(io.LimitReader(res.Body, 1<<20))
+	e := &Error{Status: res.StatusCode, Title: http.StatusText(res.StatusCode), RequestID: res.Header.Get("X-Request-Id")}
+	_ = json.Unmarshal(b, e)
+	_ = json.Unmarshal(b, &e.Extra)
+	for _, k := range []string{"type", "title", "status", "detail", "instance"} {
+		delete(e.Extra, k)
+	}
+	if s := res.Header.Get("Retry-After"); s != "" {
+		if n, err := strconv.Atoi(s); err == nil {
+			e.RetryAfter = time.Duration(n) * time.Second
+		}
+	}
+	if e.Detail == "" && len(b) > 0 && !json.Valid(b) {
+		e.Detail = strings.TrimSpace(string(b))
+	}
+	return e
+}
+
+// do sends a JSON request and decodes a JSON answer into out (if not nil).
+func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
+	req, err := c.newRequest(ctx, method, path, body)
+	if err != nil {
+		return err
+	}
+	res, err := c.http().Do(req)
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	if res.StatusCode >= 300 {
+		return readError(res)
+	}
+	if out == nil {
+		_, _ = io.Copy(io.Discard, res.Body)
+		return nil
+	}
+	if err := json.NewDecoder(res.Body).Decode(out); err != nil {
+		return fmt.Errorf("%s %s: decode answer: %w", method, path, err)
+	}
+	return nil
+}
+
+// Health is the answer of /v1/health.
+type Health struct {
+	Status  string         `json:"status"`
+	Version string         `json:"version"`
+	Plugins []PluginStatus `json:"plugins"`
+}
+
+// PluginStatus is one plugin process.
+type PluginStatus struct {
+	Name      string `json:"name"`
+	Kind      string `json:"kind"`
+	Version   string `json:"version"`
+	PID       int    `json:"pid"`
+	Healthy   bool   `json:"healthy"`
+	Restarts  int    `json:"restarts"`
+	Session   string `json:"session,omitempty"`
+	LastError string `json:"last_error,omitempty"`
+}
+
+// Health returns the host's health. A degraded host answers 503 with the same body,
+// which is returned with an *Error.
+func (c *Client) Health(ctx context.Context) (*Health, error) {
+	req, err := c.newRequest(ctx, "GET", "/v1/health", nil)
+	if err != nil {
+		return nil, err
+	}
+	res, err := c.http().Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer res.Body.Close()
+	var h Health
+	if err := json.NewDecoder(res.Body).Decode(&h); err != nil {
+		return nil, fmt.Errorf("health: decode answer (HTTP %d): %w", res.StatusCode, err)
+	}
+	if res.StatusCode != http.StatusOK {
+		return &h, &Error{Status: res.StatusCode, Title: http.StatusText(res.StatusCode), Detail: "host is " + h.Status}
+	}
+	return &h, nil
+}
+
+// Limits bound a session's executions.
+type Limits struct {
+	TimeoutMS      uint64 `json:"timeout_ms,omitempty"`
+	MemoryBytes    uint64 `json:"memory_bytes,omitempty"`
+	CPUMillis      uint64 `json:"cpu_millis,omitempty"`
+	MaxProcesses   uint32 `json:"max_processes,omitempty"`
+	MaxOutputBytes uint64 `json:"max_output_bytes,omitempty"`
+	MaxFileBytes   uint64 `json:"max_file_bytes,omitempty"`
+}
+
+// CreateSessionRequest is the body of POST /v1/sessions.
+type CreateSessionRequest struct {
+	Name           string   `json:"name,omitempty"`
+	MaxConcurrency int      `json:"max_concurrency,omitempty"`
+	AllowNetwork   bool     `json:"allow_network,omitempty"`
+	Policy         string   `json:"policy,omitempty"`
+	Runners        []string `json:"runners,omitempty"`
+	Limits         Limits   `json:"limits,omitzero"`
+}
+
+// Session is a session's record.
+type Session struct {
+	ID             string    `json:"id"`
+	Name           string    `json:"name"`
+	MaxConcurrency int       `json:"max_concurrency"`
+	AllowNetwork   bool      `json:"allow_network"`
+	Policy         string    `json:"policy"`
+	Runners        []string  `json:"runners"`
+	Limits         Limits    `json:"limits"`
+	CreatedAt      time.Time `json:"created_at"`
+	State          string    `json:"state"`
+}
+
+// CreateSession creates a session.
+func (c *Client) CreateSession(ctx context.Context, req CreateSessionRequest) (*Session, error) {
+	var s Session
+	return &s, c.do(ctx, "POST", "/v1/sessions", req, &s)
+}
+
+// SessionList is one page of sessions.
+type SessionList struct {
+	Sessions  []Session `json:"sessions"`
+	NextToken string    `json:"next_token"`
+}
+
+// ListSessions returns one page of sessions.
+func (c *Client) ListSessions(ctx context.Context, perPage int, nextToken string) (*SessionList, error) {
+	q := url.Values{}
+	if perPage > 0 {
+		q.Set("per_page", strconv.Itoa(perPage))
+	}
+	if nextToken != "" {
+		q.Set("next_token", nextToken)
+	}
+	var l SessionList
+	return &l, c.do(ctx, "GET", "/v1/sessions?"+q.Encode(), nil, &l)
+}
+
+// GetSession returns a session.
+func (c *Client) GetSession(ctx context.Context, id string) (*Session, error) {
+	var s Session
+	return &s, c.do(ctx, "GET", "/v1/sessions/"+url.PathEscape(id), nil, &s)
+}
+
+// DeleteSession stops a session's runner processes; its traces stay.
+func (c *Client) DeleteSession(ctx context.Context, id string) (*Session, error) {
+	var s Session
+	return &s, c.do(ctx, "DELETE", "/v1/sessions/"+url.PathEscape(id), nil, &s)
+}
+
+// ExecuteRequest is the body of POST /v1/sessions/{id}/executions.
+type ExecuteRequest struct {
+	Runner    string         `json:"runner"`
+	Input     string         `json:"input"`
+	TimeoutMS uint64         `json:"timeout_ms,omitempty"`
+	Params    map[string]any `json:"params,omitempty"`
+}
+
+// Usage is what an execution consumed.
+type Usage struct {
+	PromptTokens     uint64             `json:"prompt_tokens,omitempty"`
+	CompletionTokens uint64             `json:"completion_tokens,omitempty"`
+	TotalTokens      uint64             `json:"total_tokens,omitempty"`
+	PeakMemoryBytes  uint64             `json:"peak_memory_bytes,omitempty"`
+	CPUTimeMS        uint64             `json:"cpu_time_ms,omitempty"`
+	Extra            map[string]float64 `json:"extra,omitempty"`
+}
+
+// Flag is a governance flag on a trace.
+type Flag struct {
+	Flag         string    `json:"flag"`
+	Severity     int       `json:"severity"`
+	Reason       string    `json:"reason"`
+	RuleID       string    `json:"rule_id"`
+	AutoDetected bool      `json:"auto_detected"`
+	Timestamp    time.Time `json:"timestamp"`
+}
+
+// ExecutionResult is an execution's answer.
+type ExecutionResult struct {
+	TraceID      string `json:"trace_id"`
+	Status       string `json:"status"`
+	Stdout       string `json:"stdout"`
+	Stderr       string `json:"stderr"`
+	Output       string `json:"output"`
+	ExitCode     int    `json:"exit_code"`
+	Error        string `json:"error,omitempty"`
+	Usage        Usage  `json:"usage"`
+	DurationMS   int64  `json:"duration_ms"`
+	Flags        []Flag `json:"flags"`
+	StateReset   bool   `json:"state_reset,omitempty"`
+	Truncated    bool   `json:"truncated,omitempty"`
+	FinishReason string `json:"finish_reason,omitempty"`
+}
+
+// Execute runs an execution and returns its result.
+func (c *Client) Execute(ctx context.Context, sessionID string, req ExecuteRequest) (*ExecutionResult, error) {
+	var r ExecutionResult
+	return &r, c.do(ctx, "POST", "/v1/sessions/"+url.PathEscape(sessionID)+"/executions", req, &r)
+}
+
+// Event is one streamed piece of output: Kind is "stdout", "stderr" or "token".
+type Event struct {
+	Kind string
+	Data string
+}
+
+// ExecuteStream runs an execution with server-sent events, calling onEvent for each piece
+// of output as it comes, and returns the final result.
+func (c *Client) ExecuteStream(ctx context.Context, sessionID string, req ExecuteRequest, onEvent func(Event)) (*ExecutionResult, error) {
+	hreq, err := c.newRequest(ctx, "POST", "/v1/sessions/"+url.PathEscape(sessionID)+"/executions", req)
+	if err != nil {
+		return nil, err
+	}
+	hreq.Header.Set("Accept", "text/event-stream")
+	res, err := c.http().Do(hreq)
+	if err != nil {
+		return nil, err
+	}
+	defer res.Body.Close()
+	if res.StatusCode >= 300 {
+		return nil, readError(res)
+	}
+	sc := bufio.NewScanner(res.Body)
+	sc.Buffer(make([]byte, 64<<10), 64<<20)
+	var name string
+	var data bytes.Buffer
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case line == "":
+			if name == "" && data.Len() == 0 {
+				continue
+			}
+			switch name {
+			case "result":
+				var r ExecutionResult
+				if err := json.Unmarshal(data.Bytes(), &r); err != nil {
+					return nil, fmt.Errorf("decode result event: %w", err)
+				}
+				return &r, nil
+			case "error":
+				e := &Error{Status: http.StatusInternalServerError, Title: "Execution failed"}
+				_ = json.Unmarshal(data.Bytes(), e)
+				return nil, e
+			default:
+				var ev struct {
+					Data string `json:"data"`
+				}
+				if err := json.Unmarshal(data.Bytes(), &ev); err == nil && onEvent != nil {
+					onEvent(Event{Kind: name, Data: ev.Data})
+				}
+			}
+			name = ""
+			data.Reset()
+		case strings.HasPrefix(line, "event:"):
+			name = strings.TrimSpace(strings.TrimPrefix(line, "event:"))
+		case strings.HasPrefix(line, "data:"):
+			if data.Len() > 0 {
+				data.WriteByte('\n')
+			}
+			data.WriteString(strings.TrimPrefix(strings.TrimPrefix(line, "data:"), " "))
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	return nil, errors.New("event stream ended without a result")
+}
+
+// Trace is a trace record.
+type Trace struct {
+	ID        string          `json:"id"`
+	SessionID string          `json:"session_id"`
+	Kind      string          `json:"kind"`
+	Status    string          `json:"status"`
+	Data      json.RawMessage `json:"data"`
+	Flags     []Flag          `json:"flags"`
+	CreatedAt time.Time       `json:"created_at"`
+	UpdatedAt time.Time       `json:"updated_at"`
+	Length    int64           `json:"provenance_length"`
+	Head      string          `json:"provenance_head"`
+}
+
+// Entry is one provenance entry.
+type Entry struct {
+	TraceID   string          `json:"trace_id"`
+	SessionID string          `json:"session_id"`
+	Index     int64           `json:"index"`
+	Kind      string          `json:"kind"`
+	Agent     string          `json:"agent"`
+	Data      json.RawMessage `json:"data"`
+	Timestamp time.Time       `json:"timestamp"`
+	PrevHash  string          `json:"prev_hash"`
+	Hash      string          `json:"hash"`
+}
+
+// TraceView is a trace with its provenance chain.
+type TraceView struct {
+	Trace
+	Provenance []Entry `json:"provenance"`
+}
+
+// CreateTrace creates a trace in a session with arbitrary JSON data.
+func (c *Client) CreateTrace(ctx context.Context, sessionID string, data any) (*Trace, error) {
+	var t Trace
+	return &t, c.do(ctx, "POST", "/v1/traces", map[string]any{"session_id": sessionID, "data": data}, &t)
+}
+
+// GetTrace returns a trace with its provenance chain.
+func (c *Client) GetTrace(ctx context.Context, id string) (*TraceView, error) {
+	var t TraceView
+	return &t, c.do(ctx, "GET", "/v1/traces/"+url.PathEscape(id), nil, &t)
+}
+
+// TraceList is one page of traces.
+type TraceList struct {
+	Traces    []Trace `json:"traces"`
+	NextToken string  `json:"next_token"`
+}
+
+// ListTraces returns one page of a session's traces.
+func (c *Client) ListTraces(ctx context.Context, sessionID string, perPage int, nextToken string) (*TraceList, error) {
+	q := url.Values{}
+	if perPage > 0 {
+		q.Set("per_page", strconv.Itoa(perPage))
+	}
+	if nextToken != "" {
+		q.Set("next_token", nextToken)
+	}
+	var l TraceList
+	return &l, c.do(ctx, "GET", "/v1/sessions/"+url.PathEscape(sessionID)+"/traces?"+q.Encode(), nil, &l)
+}
+
+// ListMerged returns one page of the shared, merged record.
+func (c *Client) ListMerged(ctx context.Context, perPage int, nextToken string) (*TraceList, error) {
+	q := url.Values{}
+	if perPage > 0 {
+		q.Set("per_page", strconv.Itoa(perPage))
+	}
+	if nextToken != "" {
+		q.Set("next_token", nextToken)
+	}
+	var l TraceList
+	return &l, c.do(ctx, "GET", "/v1/merged?"+q.Encode(), nil, &l)
+}
+
+// AppendProvenance appends an entry to a trace's chain.
+func (c *Client) AppendProvenance(ctx context.Context, traceID, kind, agent string, data any) (*Entry, error) {
+	var e Entry
+	return &e, c.do(ctx, "POST", "/v1/traces/"+url.PathEscape(traceID)+"/provenance", map[string]any{"kind": kind, "agent": agent, "data": data}, &e)
+}
+
+// Verification is the answer of the provenance verify route.
+type Verification struct {
+	Valid        bool   `json:"valid"`
+	Length       int64  `json:"length"`
+	Head         string `json:"head"`
+	SignedLength int64  `json:"signed_length"`
+	Error        string `json:"error,omitempty"`
+}
+
+// VerifyProvenance checks a trace's chain on the host.
+func (c *Client) VerifyProvenance(ctx context.Context, traceID string) (*Verification, error) {
+	var v Verification
+	return &v, c.do(ctx, "GET", "/v1/traces/"+url.PathEscape(traceID)+"/provenance/verify", nil, &v)
+}
+
+// MergeResult is the answer of a merge that was allowed.
+type MergeResult struct {
+	Merged  bool   `json:"merged"`
+	TraceID string `json:"trace_id"`
+	Trace   Trace  `json:"trace"`
+}
+
+// Merge merges a trace into the shared record; a refusal is an *Error with status 409
+// whose Extra["reasons"] lists why.
+func (c *Client) Merge(ctx context.Context, traceID string) (*MergeResult, error) {
+	var m MergeResult
+	return &m, c.do(ctx, "POST", "/v1/traces/"+url.PathEscape(traceID)+"/merge", nil, &m)
+}
+
+// FlagRequest is the body of POST /v1/governance/flag.
+type FlagRequest struct {
+	TraceID  string `json:"trace_id"`
+	Flag     string `json:"flag"`
+	Reason   string `json:"reason"`
+	Severity int    `json:"severity"`
+}
+
+// Flag flags a trace by hand and returns the updated trace.
+func (c *Client) Flag(ctx context.Context, req FlagRequest) (*Trace, error) {
+	var t Trace
+	return &t, c.do(ctx, "POST", "/v1/governance/flag", req, &t)
+}
+
+// Stats are governance counts.
+type Stats struct {
+	Flags             int            `json:"flags"`
+	ByFlag            map[string]int `json:"by_flag"`
+	BySeverity        map[string]int `json:"by_severity"`
+	Quarantined       int            `json:"quarantined"`
+	MergesAllowed     int            `json:"merges_allowed"`
+	MergesRefused     int            `json:"merges_refused"`
+	ExecutionsBlocked int            `json:"executions_blocked"`
+	Evaluations       int            `json:"evaluations"`
+}
+
+// GovernanceStats are counts overall and per session.
+type GovernanceStats struct {
+	Overall  Stats            `json:"overall"`
+	Sessions map[string]Stats `json:"sessions"`
+}
+
+// GovernanceStats returns governance counts.
+func (c *Client) GovernanceStats(ctx context.Context) (*GovernanceStats, error) {
+	var s GovernanceStats
+	return &s, c.do(ctx, "GET", "/v1/governance/stats", nil, &s)
+}
+
+// Evaluation is the answer of POST /v1/governance/evaluate.
+type Evaluation struct {
+	Findings []Flag   `json:"findings"`
+	Errors   []string `json:"errors,omitempty"`
+}
+
+// Evaluate runs every configured rule on a text (kind "prompt", "code" or "output").
+func (c *Client) Evaluate(ctx context.Context, kind, text string) (*Evaluation, error) {
+	var e Evaluation
+	return &e, c.do(ctx, "POST", "/v1/governance/evaluate", map[string]any{"kind": kind, "text": text}, &e)
+}
+
+// ExportRequest selects what to export: a session's traces or a list of traces.
+type ExportRequest struct {
+	SessionID string   `json:"session_id,omitempty"`
+	TraceIDs  []string `json:"trace_ids,omitempty"`
+}
+
+// Export writes a bundle (gzip'd tar) of traces and their provenance to w; verify it
+// offline with `limitctl verify`.
+func (c *Client) Export(ctx context.Context, req ExportRequest, w io.Writer) error {
+	hreq, err := c.newRequest(ctx, "POST", "/v1/artifacts/export", req)
+	if err != nil {
+		return err
+	}
+	hreq.Header.Set("Accept", "application/gzip")
+	res, err := c.http().Do(hreq)
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	if res.StatusCode >= 300 {
+		return readError(res)
+	}
+	_, err = io.Copy(w, res.Body)
+	return err
+}
