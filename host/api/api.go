@@ -11,11 +11,13 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/limitgraph/limit/host/config"
 	"github.com/limitgraph/limit/host/execution"
 	"github.com/limitgraph/limit/host/governance"
 	"github.com/limitgraph/limit/host/plugins"
 	"github.com/limitgraph/limit/host/session"
 	"github.com/limitgraph/limit/host/trace"
+	"github.com/limitgraph/limit/sdk/storage"
 )
 
 // Options configure the API server. Only Version and Plugins are needed for health; the
@@ -35,6 +37,10 @@ type Options struct {
 	Rules         *governance.Evaluator
 	Stats         *governance.StatsStore
 	DefaultPolicy string
+	// Store is the storage backend (RD points live in each session's namespace).
+	Store storage.Storage
+	// RD holds the configured FGW defaults.
+	RD config.RD
 }
 
 // Server is the HTTP API.

@@ -41,6 +41,7 @@ func (s *Server) register() {
 	s.handle(route{Method: "POST", Path: "/governance/flag", Summary: "Flag a trace", Tag: "governance", Request: flagRequest{}, Response: trace.Record{}, Status: 201, Legacy: true}, s.flag)
 	s.handle(route{Method: "GET", Path: "/governance/stats", Summary: "Governance statistics, overall and per session", Tag: "governance", Response: statsResponse{}, Legacy: true}, s.stats)
 	s.handle(route{Method: "POST", Path: "/governance/evaluate", Summary: "Evaluate a text with every configured rule, without running it", Tag: "governance", Request: evaluateRequest{}, Response: evaluateResponse{}, Legacy: true}, s.evaluate)
+	s.registerRD()
 	s.handle(route{Method: "GET", Path: "/governance/policies", Summary: "The policy presets", Tag: "governance", Response: map[string]governance.Policy{}, Legacy: true}, s.policies)
 }
 

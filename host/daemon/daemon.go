@@ -231,6 +231,7 @@ func Start(ctx context.Context, opts Options) (*Daemon, hcl.Diagnostics) {
 	handler := api.New(api.Options{
 		Version: opts.Version, Plugins: d.PluginStatus, MaxBodyBytes: cfg.API.MaxBodyBytes, Logger: logger.Named("api"),
 		Sessions: d.Sessions, Engine: engine, Traces: d.Traces, Rules: rules, Stats: stats, DefaultPolicy: cfg.Governance.Policy,
+		Store: d.Store, RD: cfg.RD,
 	})
 	d.server = &http.Server{
 		Handler:           handler,

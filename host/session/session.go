@@ -127,9 +127,16 @@ func NewManager(opts Options) *Manager {
 	return &Manager{opts: opts, slots: map[string]chan struct{}{}}
 }
 
-// NewID returns a new time-ordered id.
+var (
+	idMu      sync.Mutex
+	idEntropy = ulid.Monotonic(rand.Reader, 0)
+)
+
+// NewID returns a new time-ordered id; ids made by one process are strictly increasing.
 func NewID() string {
-	return ulid.MustNew(ulid.Timestamp(time.Now()), rand.Reader).String()
+	idMu.Lock()
+	defer idMu.Unlock()
+	return ulid.MustNew(ulid.Timestamp(time.Now()), idEntropy).String()
 }
 
 // ValidID reports whether s has the shape of an id this host hands out.

@@ -1,0 +1,478 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"time"
+
+	"gonum.org/v1/gonum/mat"
+
+	"github.com/limitgraph/limit/host/rd"
+	"github.com/limitgraph/limit/host/session"
+	"github.com/limitgraph/limit/host/trace"
+	"github.com/limitgraph/limit/sdk/storage"
+)
+
+// MaxGraphNodes bounds the graphs of an FGW request and of a session's trace graph.
+const MaxGraphNodes = 2000
+
+func (s *Server) registerRD() {
+	s.handle(route{Method: "POST", Path: "/rd/fgw", Summary: "Fused Gromov-Wasserstein distance between two attributed graphs", Tag: "rd", Request: fgwRequest{}, Response: rd.FGWResult{}, Legacy: true}, s.rdFGW)
+	s.handle(route{Method: "POST", Path: "/rd/points", Summary: "Add a refinement point (distortion, variance) to a session's rate-distortion curve", Tag: "rd", Request: pointRequest{}, Response: rd.Point{}, Status: 201, Legacy: true}, s.rdAddPoint)
+	s.handle(route{Method: "GET", Path: "/rd/knee", Summary: "The knee of a session's rate-distortion curve (all sessions when no session_id)", Tag: "rd", Response: rd.RDKnee{}, Query: []string{"session_id", "method"}, Legacy: true}, s.rdSessionKnee)
+	s.handle(route{Method: "POST", Path: "/rd/knee", Summary: "The knee of any curve", Tag: "rd", Request: kneeRequest{}, Response: rd.Knee{}, Legacy: true}, s.rdKnee)
+	s.handle(route{Method: "POST", Path: "/rd/curve", Summary: "Rate-distortion curve of a discrete source by Blahut-Arimoto, with its knee", Tag: "rd", Request: curveRequest{}, Response: rd.RDCurve{}, Legacy: true}, s.rdCurve)
+	s.handle(route{Method: "GET", Path: "/rd/fgw/sessions", Summary: "FGW distortion between two sessions' trace graphs", Tag: "rd", Response: sessionFGWResponse{}, Query: []string{"a", "b", "method"}, Legacy: true}, s.rdSessionFGW)
+}
+
+// rdError maps the RD core's errors: bad input is 400 (422 would also do; 400 is what the
+// rest of the API answers for invalid bodies).
+func (s *Server) rdFail(w http.ResponseWriter, r *http.Request, err error) {
+	var ie *rd.InputError
+	switch {
+	case errors.As(err, &ie):
+		writeProblem(w, r, http.StatusBadRequest, err.Error(), map[string]any{"field": ie.Field})
+	case errors.Is(err, rd.ErrNoKnee):
+		writeProblem(w, r, http.StatusUnprocessableEntity, err.Error(), nil)
+	default:
+		s.fail(w, r, err)
+	}
+}
+
+func dense(field string, rows [][]float64) (*mat.Dense, error) {
+	if len(rows) == 0 || len(rows[0]) == 0 {
+		return nil, &rd.InputError{Field: field, Msg: "must be a non-empty matrix"}
+	}
+	if len(rows) > MaxGraphNodes || len(rows[0]) > MaxGraphNodes {
+		return nil, &rd.InputError{Field: field, Msg: fmt.Sprintf("is %d×%d, the limit is %d per side", len(rows), len(rows[0]), MaxGraphNodes)}
+	}
+	c := len(rows[0])
+	data := make([]float64, 0, len(rows)*c)
+	for i, row := range rows {
+		if len(row) != c {
+			return nil, &rd.InputError{Field: field, Msg: fmt.Sprintf("row %d has %d columns, row 0 has %d", i, len(row), c)}
+		}
+		data = append(data, row...)
+	}
+	return mat.NewDense(len(rows), c, data), nil
+}
+
+type fgwRequest struct {
+	C1         [][]float64 `json:"c1"`
+	C2         [][]float64 `json:"c2"`
+	M          [][]float64 `json:"m,omitempty"`
+	FeaturesA  [][]float64 `json:"features_a,omitempty"`
+	FeaturesB  [][]float64 `json:"features_b,omitempty"`
+	P          []float64   `json:"p,omitempty"`
+	Q          []float64   `json:"q,omitempty"`
+	Alpha      *float64    `json:"alpha,omitempty"`
+	Method     rd.Method   `json:"method,omitempty"`
+	Epsilon    *float64    `json:"epsilon,omitempty"`
+	MaxIter    int         `json:"max_iter,omitempty"`
+	Tol        float64     `json:"tol,omitempty"`
+	ReturnPlan bool        `json:"return_plan,omitempty"`
+}
+
+func uniform(n int) []float64 {
+	p := make([]float64, n)
+	for i := range p {
+		p[i] = 1 / float64(n)
+	}
+	return p
+}
+
+// fgwConfig merges a request's settings over the configured defaults.
+func (s *Server) fgwConfig(method rd.Method, alpha, epsilon *float64, maxIter int, tol float64) rd.FGWConfig {
+	if method == "" {
+		method = rd.MethodCG
+	}
+	cfg := rd.DefaultFGWConfig(method)
+	cfg.Alpha = s.opts.RD.Alpha
+	if method == rd.MethodEntropic && s.opts.RD.Epsilon > 0 {
+		cfg.Epsilon = s.opts.RD.Epsilon
+	}
+	if method == rd.MethodCG {
+		if s.opts.RD.MaxIter > 0 {
+			cfg.MaxIter = s.opts.RD.MaxIter
+		}
+		if s.opts.RD.Tol > 0 {
+			cfg.Tol = s.opts.RD.Tol
+		}
+	}
+	if alpha != nil {
+		cfg.Alpha = *alpha
+	}
+	if epsilon != nil {
+		cfg.Epsilon = *epsilon
+	}
+	if maxIter != 0 {
+		cfg.MaxIter = maxIter
+	}
+	if tol != 0 {
+		cfg.Tol = tol
+	}
+	return cfg
+}
+
+func (s *Server) rdFGW(w http.ResponseWriter, r *http.Request) {
+	var req fgwRequest
+	if err := decodeJSON(r, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	c1, err := dense("c1", req.C1)
+	if err != nil {
+		s.rdFail(w, r, err)
+		return
+	}
+	c2, err := dense("c2", req.C2)
+	if err != nil {
+		s.rdFail(w, r, err)
+		return
+	}
+	var m *mat.Dense
+	switch {
+	case req.M != nil && (req.FeaturesA != nil || req.FeaturesB != nil):
+		s.rdFail(w, r, &rd.InputError{Field: "m", Msg: "give either m or features_a and features_b, not both"})
+		return
+	case req.M != nil:
+		if m, err = dense("m", req.M); err != nil {
+			s.rdFail(w, r, err)
+			return
+		}
+	case req.FeaturesA != nil && req.FeaturesB != nil:
+		fa, err := dense("features_a", req.FeaturesA)
+		if err != nil {
+			s.rdFail(w, r, err)
+			return
+		}
+		fb, err := dense("features_b", req.FeaturesB)
+		if err != nil {
+			s.rdFail(w, r, err)
+			return
+		}
+		if m, err = rd.FeatureCost(fa, fb); err != nil {
+			s.rdFail(w, r, err)
+			return
+		}
+	default:
+		s.rdFail(w, r, &rd.InputError{Field: "m", Msg: "is required (or features_a and features_b)"})
+		return
+	}
+	p, q := req.P, req.Q
+	if p == nil {
+		p = uniform(len(req.C1))
+	}
+	if q == nil {
+		q = uniform(len(req.C2))
+	}
+	cfg := s.fgwConfig(req.Method, req.Alpha, req.Epsilon, req.MaxIter, req.Tol)
+	var opts []rd.FGWOption
+	if req.ReturnPlan {
+		opts = append(opts, rd.WithPlan())
+	}
+	res, err := rd.FGW(c1, c2, m, p, q, cfg, opts...)
+	if err != nil {
+		s.rdFail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+type pointRequest struct {
+	SessionID  string  `json:"session_id"`
+	Distortion float64 `json:"distortion"`
+	Variance   float64 `json:"variance"`
+}
+
+// storedPoint is a refinement point in a session's namespace.
+type storedPoint struct {
+	Distortion float64   `json:"distortion"`
+	Variance   float64   `json:"variance"`
+	CreatedAt  time.Time `json:"created_at"`
+}
+
+const rdPointPrefix = "rd/point/"
+
+func (s *Server) rdAddPoint(w http.ResponseWriter, r *http.Request) {
+	var req pointRequest
+	if err := decodeJSON(r, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if _, err := s.opts.Sessions.Active(r.Context(), req.SessionID); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	// Validate (and compute the rate) before storing.
+	t := rd.NewTracker()
+	if _, err := t.AddPoint(req.Distortion, req.Variance); err != nil {
+		s.rdFail(w, r, err)
+		return
+	}
+	b, _ := json.Marshal(storedPoint{Distortion: req.Distortion, Variance: req.Variance, CreatedAt: time.Now().UTC()})
+	key := []byte(rdPointPrefix + session.NewID())
+	if err := s.opts.Store.Put(r.Context(), trace.SessionNamespace(trace.DefaultTenant, req.SessionID), key, b); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	tr, err := s.tracker(r.Context(), req.SessionID)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	curve := tr.Curve()
+	for _, p := range curve {
+		if p.Index == tr.Len()-1 {
+			writeJSON(w, http.StatusCreated, p)
+			return
+		}
+	}
+	writeJSON(w, http.StatusCreated, curve[len(curve)-1])
+}
+
+// tracker loads a session's refinement points (in the order they were added) into a
+// tracker; with sessionID "" it loads every session's.
+func (s *Server) tracker(ctx context.Context, sessionID string) (*rd.Tracker, error) {
+	t := rd.NewTracker()
+	ids := []string{sessionID}
+	if sessionID == "" {
+		ids = nil
+		token := ""
+		for {
+			list, next, err := s.opts.Sessions.List(ctx, storage.MaxScanLimit, token, true)
+			if err != nil {
+				return nil, err
+			}
+			for _, x := range list {
+				ids = append(ids, x.ID)
+			}
+			if next == "" {
+				break
+			}
+			token = next
+		}
+	}
+	for _, id := range ids {
+		ns := trace.SessionNamespace(trace.DefaultTenant, id)
+		var after []byte
+		for {
+			res, err := s.opts.Store.Scan(ctx, storage.ScanRequest{Namespace: ns, Prefix: []byte(rdPointPrefix), StartAfter: after, Limit: storage.MaxScanLimit})
+			if err != nil {
+				return nil, err
+			}
+			for _, kv := range res.Items {
+				var p storedPoint
+				if err := json.Unmarshal(kv.Value, &p); err != nil {
+					return nil, fmt.Errorf("rd point %s of session %s: corrupt: %w", kv.Key, id, err)
+				}
+				if _, err := t.AddPoint(p.Distortion, p.Variance); err != nil {
+					return nil, err
+				}
+				after = kv.Key
+			}
+			if !res.More {
+				break
+			}
+		}
+	}
+	return t, nil
+}
+
+func (s *Server) rdSessionKnee(w http.ResponseWriter, r *http.Request) {
+	id := r.URL.Query().Get("session_id")
+	if id != "" {
+		if _, err := s.opts.Sessions.Get(r.Context(), id); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+	}
+	t, err := s.tracker(r.Context(), id)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	opts := rd.KneeOptions{Method: rd.KneeMenger, Curve: rd.CurveConvex, Direction: rd.Decreasing}
+	if m := r.URL.Query().Get("method"); m != "" {
+		opts.Method = rd.KneeMethod(m)
+	}
+	k, err := t.Knee(opts)
+	if err != nil {
+		s.rdFail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, k)
+}
+
+type kneeRequest struct {
+	Points [][2]float64 `json:"points"`
+	rd.KneeOptions
+}
+
+func (s *Server) rdKnee(w http.ResponseWriter, r *http.Request) {
+	var req kneeRequest
+	if err := decodeJSON(r, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	k, err := rd.FindKnee(req.Points, req.KneeOptions)
+	if err != nil {
+		s.rdFail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, k)
+}
+
+type curveRequest struct {
+	P          []float64   `json:"p"`
+	Distortion [][]float64 `json:"distortion"`
+	rd.BAConfig
+}
+
+func (s *Server) rdCurve(w http.ResponseWriter, r *http.Request) {
+	var req curveRequest
+	if err := decodeJSON(r, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	d, err := dense("distortion", req.Distortion)
+	if err != nil {
+		s.rdFail(w, r, err)
+		return
+	}
+	c, err := rd.BlahutArimoto(req.P, d, req.BAConfig)
+	if err != nil {
+		s.rdFail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, c)
+}
+
+type sessionFGWResponse struct {
+	A      string       `json:"a"`
+	B      string       `json:"b"`
+	NodesA int          `json:"nodes_a"`
+	NodesB int          `json:"nodes_b"`
+	Kinds  []string     `json:"kinds"`
+	Result rd.FGWResult `json:"result"`
+}
+
+// traceGraph is a session's trace graph: one node per provenance entry (at most
+// MaxGraphNodes, the latest traces first), structure = hop distance along a trace's chain
+// (entries of different traces are one hop further than the longest chain), features =
+// one-hot entry kinds.
+type traceGraph struct {
+	kinds []string // per node
+	chain []int    // per node: trace number
+	pos   []int    // per node: index in its chain
+}
+
+func (s *Server) traceGraph(ctx context.Context, sessionID string) (*traceGraph, error) {
+	g := &traceGraph{}
+	token := ""
+	tn := 0
+	for {
+		list, next, err := s.opts.Traces.ListBySession(ctx, sessionID, trace.MaxPageSize, token)
+		if err != nil {
+			return nil, err
+		}
+		for _, rec := range list {
+			entries, err := s.opts.Traces.Chain(ctx, rec.ID)
+			if err != nil {
+				return nil, err
+			}
+			for _, e := range entries {
+				if len(g.kinds) == MaxGraphNodes {
+					return g, nil
+				}
+				g.kinds = append(g.kinds, e.Kind)
+				g.chain = append(g.chain, tn)
+				g.pos = append(g.pos, int(e.Index))
+			}
+			tn++
+		}
+		if next == "" {
+			return g, nil
+		}
+		token = next
+	}
+}
+
+func (g *traceGraph) structure() *mat.Dense {
+	n := len(g.kinds)
+	longest := 0
+	for _, p := range g.pos {
+		longest = max(longest, p)
+	}
+	c := mat.NewDense(n, n, nil)
+	for i := 0; i < n; i++ {
+		for j := 0; j < n; j++ {
+			d := float64(longest + 1)
+			if g.chain[i] == g.chain[j] {
+				d = math.Abs(float64(g.pos[i] - g.pos[j]))
+			}
+			c.Set(i, j, d)
+		}
+	}
+	return c
+}
+
+func (g *traceGraph) features(kinds map[string]int) *mat.Dense {
+	f := mat.NewDense(len(g.kinds), len(kinds), nil)
+	for i, k := range g.kinds {
+		f.Set(i, kinds[k], 1)
+	}
+	return f
+}
+
+func (s *Server) rdSessionFGW(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	a, b := r.URL.Query().Get("a"), r.URL.Query().Get("b")
+	if a == "" || b == "" {
+		s.fail(w, r, badRequest("query parameters a and b (session ids) are required"))
+		return
+	}
+	var graphs [2]*traceGraph
+	for i, id := range []string{a, b} {
+		if _, err := s.opts.Sessions.Get(ctx, id); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		g, err := s.traceGraph(ctx, id)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		if len(g.kinds) == 0 {
+			s.fail(w, r, badRequest("session %s has no traces yet", id))
+			return
+		}
+		graphs[i] = g
+	}
+	kinds := map[string]int{}
+	var names []string
+	for _, g := range graphs {
+		for _, k := range g.kinds {
+			if _, ok := kinds[k]; !ok {
+				kinds[k] = len(kinds)
+				names = append(names, k)
+			}
+		}
+	}
+	m, err := rd.FeatureCost(graphs[0].features(kinds), graphs[1].features(kinds))
+	if err != nil {
+		s.rdFail(w, r, err)
+		return
+	}
+	cfg := s.fgwConfig(rd.Method(r.URL.Query().Get("method")), nil, nil, 0, 0)
+	res, err := rd.FGW(graphs[0].structure(), graphs[1].structure(), m, uniform(len(graphs[0].kinds)), uniform(len(graphs[1].kinds)), cfg)
+	if err != nil {
+		s.rdFail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, sessionFGWResponse{A: a, B: b, NodesA: len(graphs[0].kinds), NodesB: len(graphs[1].kinds), Kinds: names, Result: res})
+}
