@@ -180,7 +180,31 @@ func (s *Store) Batch(ctx context.Context, ns string, ops []storage.Op) error {
 	if err := storage.ValidateBatch(ns, ops); err != nil {
 		return err
 	}
-	return s.write(ctx, ns, func() []storage.Op { return ops })
+	var condErr error
+	err := s.write(ctx, ns, func() []storage.Op {
+		// Assertions are checked against the state before the batch; only the writes
+		// go to the log.
+		s.mu.RLock()
+		condErr = storage.CheckAssertions(ops, func(key []byte) ([]byte, bool, error) {
+			v, ok := s.lookup(ns, key)
+			return v, ok, nil
+		})
+		s.mu.RUnlock()
+		if condErr != nil {
+			return nil
+		}
+		writes := make([]storage.Op, 0, len(ops))
+		for _, op := range ops {
+			if !op.IsAssertion() {
+				writes = append(writes, op)
+			}
+		}
+		return writes
+	})
+	if err != nil {
+		return err
+	}
+	return condErr
 }
 
 // CompareAndSwap implements storage.Storage.

@@ -92,9 +92,18 @@ func (s *Storage) Scan(ctx context.Context, req storage.ScanRequest) (res storag
 	return res, err
 }
 
-// Batch implements storage.Storage.
+// Batch implements storage.Storage. A conditional batch (one with assertions) is not
+// retried: it may have been applied before the plugin died, and its assertions would then
+// fail on the retry.
 func (s *Storage) Batch(ctx context.Context, ns string, ops []storage.Op) error {
-	return s.do(ctx, true, func(st storage.Storage) error { return st.Batch(ctx, ns, ops) })
+	retry := true
+	for _, op := range ops {
+		if op.IsAssertion() {
+			retry = false
+			break
+		}
+	}
+	return s.do(ctx, retry, func(st storage.Storage) error { return st.Batch(ctx, ns, ops) })
 }
 
 // CompareAndSwap implements storage.Storage.

@@ -300,7 +300,17 @@ func (s *store) Batch(ctx context.Context, ns string, ops []storage.Op) error {
 		size += len(op.Key) + len(op.Value)
 		puts = puts || op.Kind == storage.OpPut
 	}
+	// A failed assertion is a logical outcome, not a failed transaction: it is kept aside
+	// so the group's other requests commit. apply may run twice, so it resets it.
+	var condErr error
 	err = e.write(ctx, size, func(tx *bolt.Tx) (bool, error) {
+		condErr = storage.CheckAssertions(ops, func(key []byte) ([]byte, bool, error) {
+			v, ok := lookup(tx.Bucket([]byte(ns)), key)
+			return v, ok, nil
+		})
+		if condErr != nil {
+			return false, nil
+		}
 		var b *bolt.Bucket
 		if puts {
 			var err error
@@ -312,9 +322,10 @@ func (s *store) Batch(ctx context.Context, ns string, ops []storage.Op) error {
 		}
 		for i, op := range ops {
 			var err error
-			if op.Kind == storage.OpPut {
+			switch op.Kind {
+			case storage.OpPut:
 				err = b.Put(op.Key, nonNil(op.Value))
-			} else {
+			case storage.OpDelete:
 				err = b.Delete(op.Key)
 			}
 			if err != nil {
@@ -323,6 +334,9 @@ func (s *store) Batch(ctx context.Context, ns string, ops []storage.Op) error {
 		}
 		return true, dropIfEmpty(tx, ns)
 	})
+	if err == nil && condErr != nil {
+		return condErr
+	}
 	return mapErr("batch", err)
 }
 

@@ -53,15 +53,21 @@ func (s *store) Batch(ctx context.Context, ns string, ops []storage.Op) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	// Keep the last op on each key: the result is the same, and the journal's ops then
+	// Assertions are checked against the state before the batch, under the same lock.
+	if err := storage.CheckAssertions(ops, func(key []byte) ([]byte, bool, error) { return s.get(ns, key) }); err != nil {
+		return err
+	}
+	// Keep the last write on each key: the result is the same, and the journal's ops then
 	// touch distinct keys, which makes replaying it idempotent.
 	last := make(map[string]int, len(ops))
 	for i, op := range ops {
-		last[string(op.Key)] = i
+		if !op.IsAssertion() {
+			last[string(op.Key)] = i
+		}
 	}
 	final := make([]storage.Op, 0, len(last))
 	for i, op := range ops {
-		if last[string(op.Key)] == i {
+		if !op.IsAssertion() && last[string(op.Key)] == i {
 			final = append(final, op)
 		}
 	}

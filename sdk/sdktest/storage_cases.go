@@ -40,6 +40,8 @@ func StorageCases() []StorageCase {
 		storageCase("batch-order", caseBatchOrder),
 		storageCase("batch-invalid-rejected-whole", caseBatchInvalid),
 		storageCase("batch-readers-see-all-or-nothing", caseBatchReaders),
+		storageCase("batch-conditions", caseBatchConditions),
+		storageCase("batch-condition-race", caseBatchConditionRace),
 		storageCase("cas-create", caseCASCreate),
 		storageCase("cas-swap", caseCASSwap),
 		storageCase("cas-delete", caseCASDelete),

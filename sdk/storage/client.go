@@ -40,6 +40,13 @@ func fromStatus(op string, err error) error {
 		sentinel = ErrInvalid
 	case codes.ResourceExhausted:
 		sentinel = ErrNoSpace
+	case codes.FailedPrecondition:
+		var n int
+		var key []byte
+		if _, err := fmt.Sscanf(st.Message(), "condition %d failed: %x", &n, &key); err == nil {
+			return fmt.Errorf("storage %s: %w", op, &ConditionError{Op: n, Key: key})
+		}
+		sentinel = ErrConditionFailed
 	case codes.Unavailable:
 		sentinel = ErrUnavailable
 	case codes.Canceled:

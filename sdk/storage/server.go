@@ -26,6 +26,12 @@ func toStatus(err error) error {
 		return nil
 	case errors.Is(err, ErrInvalid):
 		return status.Error(codes.InvalidArgument, err.Error())
+	case errors.Is(err, ErrConditionFailed):
+		var ce *ConditionError
+		if errors.As(err, &ce) {
+			return status.Errorf(codes.FailedPrecondition, "condition %d failed: %x", ce.Op, ce.Key)
+		}
+		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, ErrNoSpace):
 		return status.Error(codes.ResourceExhausted, err.Error())
 	case errors.Is(err, ErrUnavailable):

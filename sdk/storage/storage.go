@@ -4,6 +4,7 @@
 package storage
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -42,6 +43,47 @@ var ErrNoSpace = errors.New("storage is out of space")
 // ErrUnavailable marks a failure to reach the backend (a crashed plugin, a lost database).
 var ErrUnavailable = errors.New("storage unavailable")
 
+// ErrConditionFailed marks a conditional batch whose assertion did not hold; nothing of the
+// batch was applied. Errors that wrap it are *ConditionError when they come from Batch.
+var ErrConditionFailed = errors.New("batch condition failed")
+
+// ConditionError names the assertion of a batch that did not hold.
+type ConditionError struct {
+	// Op is the index of the assertion in the batch.
+	Op int
+	// Key is its key.
+	Key []byte
+}
+
+func (e *ConditionError) Error() string {
+	return fmt.Sprintf("%v: operation %d on key %q", ErrConditionFailed, e.Op, e.Key)
+}
+
+// Unwrap returns ErrConditionFailed.
+func (e *ConditionError) Unwrap() error { return ErrConditionFailed }
+
+// IsAssertion reports whether op is an assertion rather than a write.
+func (op Op) IsAssertion() bool { return op.Kind == OpAssertAbsent || op.Kind == OpAssertValue }
+
+// CheckAssertions checks the assertions among ops with get, which reads the state before
+// the batch; backends call it inside the transaction that then applies the writes. It
+// returns the first *ConditionError, or get's error.
+func CheckAssertions(ops []Op, get func(key []byte) (value []byte, found bool, err error)) error {
+	for i, op := range ops {
+		if !op.IsAssertion() {
+			continue
+		}
+		v, ok, err := get(op.Key)
+		if err != nil {
+			return err
+		}
+		if (op.Kind == OpAssertAbsent && ok) || (op.Kind == OpAssertValue && (!ok || !bytes.Equal(v, op.Value))) {
+			return &ConditionError{Op: i, Key: bytes.Clone(op.Key)}
+		}
+	}
+	return nil
+}
+
 // KeyValue is one item of a scan.
 type KeyValue struct {
 	Key   []byte
@@ -68,10 +110,16 @@ type ScanResult struct {
 // OpKind is the kind of a batch operation.
 type OpKind int
 
-// Batch operation kinds.
+// Batch operation kinds. The assertions make a batch conditional: each is checked against
+// the state before the batch, and when one does not hold nothing is applied and Batch
+// returns a *ConditionError.
 const (
 	OpPut OpKind = iota + 1
 	OpDelete
+	// OpAssertAbsent: the key must not exist.
+	OpAssertAbsent
+	// OpAssertValue: the key must exist and hold Value.
+	OpAssertValue
 )
 
 // Op is one operation of a batch.
@@ -114,6 +162,8 @@ type Storage interface {
 	// Scan lists keys in order; see ScanRequest.
 	Scan(ctx context.Context, req ScanRequest) (ScanResult, error)
 	// Batch applies all ops, in order, atomically: a reader sees all of them or none.
+	// Assertions (OpAssertAbsent, OpAssertValue) are checked first, against the state
+	// before the batch; if one fails nothing is applied and a *ConditionError is returned.
 	Batch(ctx context.Context, namespace string, ops []Op) error
 	// CompareAndSwap is an atomic conditional write; see CASRequest.
 	CompareAndSwap(ctx context.Context, req CASRequest) (CASResult, error)
@@ -168,7 +218,7 @@ func ValidateBatch(namespace string, ops []Op) error {
 	}
 	total := 0
 	for i, op := range ops {
-		if op.Kind != OpPut && op.Kind != OpDelete {
+		if op.Kind < OpPut || op.Kind > OpAssertValue {
 			return invalidf("batch operation %d has unknown kind %d", i, op.Kind)
 		}
 		if err := ValidateKey(op.Key); err != nil {

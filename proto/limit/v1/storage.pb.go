@@ -29,6 +29,10 @@ const (
 	BatchOp_KIND_UNSPECIFIED BatchOp_Kind = 0
 	BatchOp_KIND_PUT         BatchOp_Kind = 1
 	BatchOp_KIND_DELETE      BatchOp_Kind = 2
+	// KIND_ASSERT_ABSENT: the key must not exist.
+	BatchOp_KIND_ASSERT_ABSENT BatchOp_Kind = 3
+	// KIND_ASSERT_VALUE: the key must exist and hold value.
+	BatchOp_KIND_ASSERT_VALUE BatchOp_Kind = 4
 )
 
 // Enum value maps for BatchOp_Kind.
@@ -37,11 +41,15 @@ var (
 		0: "KIND_UNSPECIFIED",
 		1: "KIND_PUT",
 		2: "KIND_DELETE",
+		3: "KIND_ASSERT_ABSENT",
+		4: "KIND_ASSERT_VALUE",
 	}
 	BatchOp_Kind_value = map[string]int32{
-		"KIND_UNSPECIFIED": 0,
-		"KIND_PUT":         1,
-		"KIND_DELETE":      2,
+		"KIND_UNSPECIFIED":   0,
+		"KIND_PUT":           1,
+		"KIND_DELETE":        2,
+		"KIND_ASSERT_ABSENT": 3,
+		"KIND_ASSERT_VALUE":  4,
 	}
 )
 
@@ -883,15 +891,17 @@ const file_limit_v1_storage_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\fR\x05value\"L\n" +
 	"\fScanResponse\x12(\n" +
 	"\x05items\x18\x01 \x03(\v2\x12.limit.v1.KeyValueR\x05items\x12\x12\n" +
-	"\x04more\x18\x02 \x01(\bR\x04more\"\x9a\x01\n" +
+	"\x04more\x18\x02 \x01(\bR\x04more\"\xc9\x01\n" +
 	"\aBatchOp\x12*\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x16.limit.v1.BatchOp.KindR\x04kind\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\fR\x03key\x12\x14\n" +
-	"\x05value\x18\x03 \x01(\fR\x05value\";\n" +
+	"\x05value\x18\x03 \x01(\fR\x05value\"j\n" +
 	"\x04Kind\x12\x14\n" +
 	"\x10KIND_UNSPECIFIED\x10\x00\x12\f\n" +
 	"\bKIND_PUT\x10\x01\x12\x0f\n" +
-	"\vKIND_DELETE\x10\x02\"Q\n" +
+	"\vKIND_DELETE\x10\x02\x12\x16\n" +
+	"\x12KIND_ASSERT_ABSENT\x10\x03\x12\x15\n" +
+	"\x11KIND_ASSERT_VALUE\x10\x04\"Q\n" +
 	"\fBatchRequest\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12#\n" +
 	"\x03ops\x18\x02 \x03(\v2\x11.limit.v1.BatchOpR\x03ops\"\x0f\n" +

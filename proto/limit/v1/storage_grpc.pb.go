@@ -41,7 +41,9 @@ type StorageClient interface {
 	Delete(ctx context.Context, in *DeleteRequest, opts ...grpc.CallOption) (*DeleteResponse, error)
 	// Scan lists keys with a prefix in ascending order, after start_after, at most limit.
 	Scan(ctx context.Context, in *ScanRequest, opts ...grpc.CallOption) (*ScanResponse, error)
-	// Batch applies every operation or none.
+	// Batch applies every operation or none. Assertion operations make it conditional:
+	// when one does not hold (against the state before the batch), nothing is applied and
+	// the call fails with FAILED_PRECONDITION naming the operation.
 	Batch(ctx context.Context, in *BatchRequest, opts ...grpc.CallOption) (*BatchResponse, error)
 	// CompareAndSwap replaces a value only if the current one is as expected.
 	CompareAndSwap(ctx context.Context, in *CompareAndSwapRequest, opts ...grpc.CallOption) (*CompareAndSwapResponse, error)
@@ -127,7 +129,9 @@ type StorageServer interface {
 	Delete(context.Context, *DeleteRequest) (*DeleteResponse, error)
 	// Scan lists keys with a prefix in ascending order, after start_after, at most limit.
 	Scan(context.Context, *ScanRequest) (*ScanResponse, error)
-	// Batch applies every operation or none.
+	// Batch applies every operation or none. Assertion operations make it conditional:
+	// when one does not hold (against the state before the batch), nothing is applied and
+	// the call fails with FAILED_PRECONDITION naming the operation.
 	Batch(context.Context, *BatchRequest) (*BatchResponse, error)
 	// CompareAndSwap replaces a value only if the current one is as expected.
 	CompareAndSwap(context.Context, *CompareAndSwapRequest) (*CompareAndSwapResponse, error)

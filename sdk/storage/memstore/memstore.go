@@ -189,6 +189,12 @@ func (s *Store) Batch(ctx context.Context, namespace string, ops []storage.Op) e
 	if err := s.usable(); err != nil {
 		return err
 	}
+	if err := storage.CheckAssertions(ops, func(key []byte) ([]byte, bool, error) {
+		v, ok := s.get(namespace, string(key))
+		return v, ok, nil
+	}); err != nil {
+		return err
+	}
 	for i, op := range ops {
 		switch op.Kind {
 		case storage.OpPut:
@@ -245,6 +251,16 @@ func (s *Store) Close() error {
 	s.closed = true
 	s.spaces = nil
 	return nil
+}
+
+// get returns the value at key (not copied); the caller holds a lock.
+func (s *Store) get(namespace, key string) ([]byte, bool) {
+	sp := s.spaces[namespace]
+	if sp == nil {
+		return nil, false
+	}
+	v, ok := sp.values[key]
+	return v, ok
 }
 
 // put stores value (already copied) at key; the caller holds the write lock.
