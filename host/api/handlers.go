@@ -41,6 +41,7 @@ func (s *Server) register() {
 	s.handle(route{Method: "POST", Path: "/governance/flag", Summary: "Flag a trace", Tag: "governance", Request: flagRequest{}, Response: trace.Record{}, Status: 201, Legacy: true}, s.flag)
 	s.handle(route{Method: "GET", Path: "/governance/stats", Summary: "Governance statistics, overall and per session", Tag: "governance", Response: statsResponse{}, Legacy: true}, s.stats)
 	s.handle(route{Method: "POST", Path: "/governance/evaluate", Summary: "Evaluate a text with every configured rule, without running it", Tag: "governance", Request: evaluateRequest{}, Response: evaluateResponse{}, Legacy: true}, s.evaluate)
+	s.handle(route{Method: "GET", Path: "/provenance/key", Summary: "The host's provenance signing key (public half, PEM) and its fingerprint", Tag: "traces", Response: keyResponse{}}, s.provenanceKey)
 	s.registerRD()
 	s.handle(route{Method: "GET", Path: "/governance/policies", Summary: "The policy presets", Tag: "governance", Response: map[string]governance.Policy{}, Legacy: true}, s.policies)
 }
@@ -575,4 +576,14 @@ func (s *Server) evaluate(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) policies(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, governance.Presets)
+}
+
+type keyResponse struct {
+	PublicKeyPEM string `json:"public_key_pem"`
+	Fingerprint  string `json:"fingerprint"`
+}
+
+func (s *Server) provenanceKey(w http.ResponseWriter, r *http.Request) {
+	pub := s.opts.Traces.PublicKey()
+	writeJSON(w, http.StatusOK, keyResponse{PublicKeyPEM: string(trace.MarshalPublicKey(pub)), Fingerprint: trace.Fingerprint(pub)})
 }

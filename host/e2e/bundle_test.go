@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/limitgraph/limit/host/trace"
 	"github.com/limitgraph/limit/internal/testbin"
 	"github.com/limitgraph/limit/sdk/client"
 )
@@ -84,6 +85,22 @@ func TestExportAndOfflineVerify(t *testing.T) {
 	out, code := limitctl(t, d.url, "verify", path)
 	if code != 0 || !strings.Contains(out, "valid") || !strings.Contains(out, "2 traces") {
 		t.Fatalf("verify intact bundle: exit %d\n%s", code, out)
+	}
+	// Pinned to the host's key (from the API) it verifies; pinned to another key it does not.
+	_, _, key := d.raw("GET", "/v1/provenance/key", "", nil)
+	pemPath := filepath.Join(dir, "host.pem")
+	os.WriteFile(pemPath, []byte(key["public_key_pem"].(string)), 0o600)
+	if out, code := limitctl(t, d.url, "verify", "--key", pemPath, path); code != 0 || !strings.Contains(out, key["fingerprint"].(string)) {
+		t.Fatalf("verify with the host key: exit %d\n%s", code, out)
+	}
+	other, err := trace.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherPath := filepath.Join(dir, "other.pem")
+	os.WriteFile(otherPath, trace.MarshalPublicKey(other.PublicKey()), 0o600)
+	if out, code := limitctl(t, d.url, "verify", "--key", otherPath, path); code == 0 {
+		t.Fatalf("bundle verified against a key that did not sign it\n%s", out)
 	}
 	// By trace ids too.
 	var one bytes.Buffer

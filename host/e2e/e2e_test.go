@@ -30,7 +30,7 @@ func TestMain(m *testing.M) {
 
 // daemon is a running limitd.
 type daemon struct {
-	t      *testing.T
+	t      testing.TB
 	cmd    *exec.Cmd
 	url    string
 	c      *client.Client
@@ -56,7 +56,7 @@ func (s *syncBuffer) String() string {
 }
 
 // config returns an HCL config with the echo runner and the keyword rule.
-func config(t *testing.T, dataDir, policy string) string {
+func config(t testing.TB, dataDir, policy string) string {
 	t.Helper()
 	testbin.Plugin(t, "storage-bolt")
 	testbin.TestPlugin(t, "runner-echo")
@@ -83,7 +83,7 @@ api {
 	return path
 }
 
-func start(t *testing.T, configPath string) *daemon {
+func start(t testing.TB, configPath string) *daemon {
 	t.Helper()
 	bin := testbin.Command(t, "limitd")
 	d := &daemon{t: t, config: configPath, stderr: &syncBuffer{}}
