@@ -182,3 +182,18 @@ func TestLimitctlCommands(t *testing.T) {
 		t.Fatalf("unknown subcommand: %d\n%s", code, out)
 	}
 }
+
+// TestBasicSessionExample runs examples/basic_session against the daemon.
+func TestBasicSessionExample(t *testing.T) {
+	d := start(t, config(t, t.TempDir(), "default"))
+	cmd := exec.Command(testbin.Example(t, "basic_session"), "-addr", d.url, "-runner", "echo", "-input", "hello example")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("basic_session: %v\n%s", err, out)
+	}
+	for _, want := range []string{"session ", "[stdout] session=", "status ok", "chain valid=true", "verified offline"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}

@@ -82,6 +82,7 @@ func BenchmarkAppend(b *testing.B) {
 		b.Run(name+"/own-trace", func(b *testing.B) {
 			s := newStore(b, open(b))
 			b.SetParallelism(8)
+			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {
 				rec, err := s.Create(context.Background(), NewID(), TraceExecution, benchData, "bench")
 				if err != nil {
@@ -103,6 +104,7 @@ func BenchmarkAppend(b *testing.B) {
 				b.Fatal(err)
 			}
 			b.SetParallelism(8)
+			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
 					if _, err := s.Append(context.Background(), rec.ID, Entry{Kind: KindExecuted, Data: benchData}); err != nil {
@@ -162,7 +164,6 @@ func BenchmarkVerifyBundle(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.SetBytes(int64(buf.Len()))
-	b.ResetTimer()
 	for b.Loop() {
 		if _, err := VerifyBundle(bytes.NewReader(buf.Bytes()), VerifyOptions{}); err != nil {
 			b.Fatal(err)

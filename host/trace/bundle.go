@@ -408,9 +408,14 @@ func VerifyBundle(r io.Reader, opts VerifyOptions) (BundleSummary, error) {
 			return archiveErr("reading %s: %v", name, err)
 		}
 	}
-	// Read to the end of the gzip stream so its checksum is checked.
-	if _, err := io.Copy(io.Discard, gz); err != nil {
+	// Read to the end of the gzip stream, so its checksum is checked; after the archive's
+	// end there may be only the zero padding tar writes.
+	rest, err := io.ReadAll(io.LimitReader(gz, 1<<20))
+	if err != nil {
 		return archiveErr("gzip stream: %v", err)
+	}
+	if len(bytes.Trim(rest, "\x00")) != 0 || len(rest) == 1<<20 {
+		return archiveErr("data after the end of the tar archive")
 	}
 	for _, name := range []string{BundlePublicKey, BundleRecords, BundleCheckpoints} {
 		if !seen[name] {

@@ -195,7 +195,7 @@ func testBundleRoundTrip(t *testing.T, st storage.Storage) {
 }
 
 // tamperFixture returns an intact bundle of a session with two traces, and its store.
-func tamperFixture(t *testing.T) (*Store, storage.Storage, bundleFiles) {
+func tamperFixture(t *testing.T) (*Store, bundleFiles) {
 	t.Helper()
 	st := memstore.New()
 	s := newStore(t, st)
@@ -206,14 +206,14 @@ func tamperFixture(t *testing.T) (*Store, storage.Storage, bundleFiles) {
 	if _, err := s.WriteBundle(context.Background(), &buf, BundleScope{SessionID: session}); err != nil {
 		t.Fatal(err)
 	}
-	return s, st, unpack(t, buf.Bytes())
+	return s, unpack(t, buf.Bytes())
 }
 
 // TestVerifyBundleTampering changes an intact bundle in every way the issue names (a byte of
 // each line flipped, each line deleted, each pair of adjacent lines swapped) and checks that
 // every change is rejected, a flipped byte with the file and line it is in.
 func TestVerifyBundleTampering(t *testing.T) {
-	s, _, files := tamperFixture(t)
+	s, files := tamperFixture(t)
 	if _, err := VerifyBundle(bytes.NewReader(files.pack(t)), VerifyOptions{TrustedKey: s.PublicKey()}); err != nil {
 		t.Fatalf("intact bundle rejected: %v", err)
 	}
@@ -276,7 +276,7 @@ func TestVerifyBundleTampering(t *testing.T) {
 
 // TestVerifyBundleAttacks covers changes made with care to look valid.
 func TestVerifyBundleAttacks(t *testing.T) {
-	s, st, files := tamperFixture(t)
+	s, files := tamperFixture(t)
 	other, err := GenerateKey()
 	if err != nil {
 		t.Fatal(err)
@@ -378,6 +378,30 @@ func TestVerifyBundleAttacks(t *testing.T) {
 		})
 	}
 
+	// Repacked as `tar -C dir -czf bundle.tgz .` does it: a directory entry and ./ names.
+	var buf bytes.Buffer
+	gz := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(gz)
+	tw.WriteHeader(&tar.Header{Name: "./", Mode: 0o755, Typeflag: tar.TypeDir})
+	for _, name := range []string{BundleCheckpoints, BundlePublicKey, BundleRecords} {
+		tw.WriteHeader(&tar.Header{Name: "./" + name, Mode: 0o644, Size: int64(len(files.data[name])), Typeflag: tar.TypeReg})
+		tw.Write(files.data[name])
+	}
+	tw.Close()
+	gz.Close()
+	if _, err := VerifyBundle(bytes.NewReader(buf.Bytes()), VerifyOptions{TrustedKey: s.PublicKey()}); err != nil {
+		t.Fatalf("bundle repacked by tar: %v", err)
+	}
+	// Data hidden after the end of the archive.
+	buf.Reset()
+	gz = gzip.NewWriter(&buf)
+	gz.Write(unzip(t, files.pack(t)))
+	gz.Write([]byte("hidden"))
+	gz.Close()
+	if _, err := VerifyBundle(&buf, VerifyOptions{}); err == nil || !strings.Contains(err.Error(), "after the end of the tar archive") {
+		t.Fatalf("data after the archive: %v", err)
+	}
+
 	// A bundle repacked in another file order still verifies (files are spooled).
 	f := files.with(BundlePublicKey, files.data[BundlePublicKey])
 	f.names = []string{BundleCheckpoints, BundleRecords, BundlePublicKey}
@@ -387,5 +411,17 @@ func TestVerifyBundleAttacks(t *testing.T) {
 	if _, err := VerifyBundle(strings.NewReader("not gzip"), VerifyOptions{}); err == nil || !strings.Contains(err.Error(), "not a gzip file") {
 		t.Fatalf("not gzip: %v", err)
 	}
-	_ = st
+}
+
+func unzip(t *testing.T, b []byte) []byte {
+	t.Helper()
+	gz, err := gzip.NewReader(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := io.ReadAll(gz)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }

@@ -63,6 +63,30 @@ func insertMember(obj []byte, name, value string) []byte {
 	return out
 }
 
+// removeMember returns the canonical JSON object obj without its top-level member name (plain
+// ASCII), and whether obj had it. Removing a member keeps an object canonical.
+func removeMember(obj []byte, name string) ([]byte, bool) {
+	i := 1
+	for i < len(obj)-1 {
+		end := skipString(obj, i)
+		next := skipValue(obj, end+1) // the ',' or '}' after the value
+		if string(obj[i+1:end-1]) == name {
+			out := make([]byte, 0, len(obj))
+			switch {
+			case obj[next] == ',': // drop the member and the comma after it
+				out = append(append(out, obj[:i]...), obj[next+1:]...)
+			case i > 1: // the last member: drop the comma before it
+				out = append(append(out, obj[:i-1]...), obj[next:]...)
+			default: // the only member
+				out = append(out, '{', '}')
+			}
+			return out, true
+		}
+		i = next + 1
+	}
+	return obj, false
+}
+
 // skipString returns the index just past the JSON string that starts at obj[i].
 func skipString(obj []byte, i int) int {
 	for i++; i < len(obj); i++ {
@@ -136,26 +160,27 @@ func decodeExact(raw []byte, v any) error {
 	return nil
 }
 
-// parseEntry decodes a stored or exported entry.
-func parseEntry(raw []byte) (Entry, error) {
+// parseEntry decodes a stored or exported entry and computes its hash from its bytes.
+func parseEntry(raw []byte) (Entry, string, error) {
 	var e Entry
 	if err := decodeExact(raw, &e); err != nil {
-		return Entry{}, fmt.Errorf("malformed entry: %w", err)
+		return Entry{}, "", fmt.Errorf("malformed entry: %w", err)
 	}
-	return e, nil
+	// raw is exactly the canonical form of e, so without "hash" it is what the hash covers.
+	body, ok := removeMember(raw, "hash")
+	if !ok {
+		return Entry{}, "", errors.New("malformed entry: no hash")
+	}
+	return e, chainHash(e.PrevHash, body), nil
 }
 
 // errForeignEntry marks an entry that is intact but belongs to another trace or session.
 var errForeignEntry = errors.New("entry of another chain")
 
-// checkEntry checks that e is entry index of the chain of trace traceID in session sessionID
-// following a head of prev, and that its hash is right. The hash is checked first: an entry
-// that fails only the later checks is intact but in the wrong place.
-func checkEntry(e Entry, traceID, sessionID string, index int64, prev string) error {
-	h, err := entryHash(e)
-	if err != nil {
-		return err
-	}
+// checkEntry checks that e, whose content hashes to h, is entry index of the chain of trace
+// traceID in session sessionID following a head of prev, and that its hash is right. The hash
+// is checked first: an entry that fails only the later checks is intact but in the wrong place.
+func checkEntry(e Entry, h, traceID, sessionID string, index int64, prev string) error {
 	switch {
 	case h != e.Hash:
 		return fmt.Errorf("hash %s does not match the entry's content (recomputed %s)", e.Hash, h)
@@ -195,26 +220,35 @@ func resume(rec Record) *replayer {
 
 // add checks the next entry, in its stored form, and applies it to the record.
 func (r *replayer) add(raw []byte) (Entry, error) {
-	e, err := parseEntry(raw)
+	e, h, err := parseEntry(raw)
 	if err != nil {
 		return Entry{}, err
 	}
-	if err := r.addEntry(e); err != nil {
+	if err := r.check(e, h); err != nil {
 		return Entry{}, err
 	}
-	return e, nil
+	return e, r.apply(e)
 }
 
-// addEntry checks e as the next entry and applies it to the record.
+// addEntry checks e, made by this process, as the next entry and applies it to the record.
 func (r *replayer) addEntry(e Entry) error {
+	h, err := entryHash(e)
+	if err != nil {
+		return err
+	}
+	if err := r.check(e, h); err != nil {
+		return err
+	}
+	return r.apply(e)
+}
+
+// check checks e, whose content hashes to h, as the next entry.
+func (r *replayer) check(e Entry, h string) error {
 	prev := r.rec.Head
 	if r.rec.Length == 0 {
 		prev = GenesisHash
 	}
-	if err := checkEntry(e, r.rec.ID, r.rec.SessionID, r.rec.Length, prev); err != nil {
-		return err
-	}
-	return r.apply(e)
+	return checkEntry(e, h, r.rec.ID, r.rec.SessionID, r.rec.Length, prev)
 }
 
 // apply changes the record as entry e says.
@@ -320,12 +354,8 @@ func parseCheckpoint(raw []byte, pub ed25519.PublicKey) (Checkpoint, error) {
 	if err != nil || len(sig) != ed25519.SignatureSize {
 		return Checkpoint{}, errors.New("checkpoint signature is not a hex Ed25519 signature")
 	}
-	body := c
-	body.Signature = ""
-	msg, err := canonicalJSON(body)
-	if err != nil {
-		return Checkpoint{}, err
-	}
+	// raw is exactly the canonical form of c, so without "signature" it is what was signed.
+	msg, _ := removeMember(raw, "signature")
 	if !ed25519.Verify(pub, msg, sig) {
 		return Checkpoint{}, errors.New("checkpoint signature does not verify")
 	}

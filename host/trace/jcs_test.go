@@ -300,3 +300,21 @@ func TestSealMatchesCanonical(t *testing.T) {
 		t.Fatalf("signCheckpoint = %s\nwant            %s", raw, want)
 	}
 }
+
+func TestRemoveMember(t *testing.T) {
+	for _, obj := range []string{
+		`{"m":1}`, `{"a":1,"m":"x"}`, `{"m":[1,{"m":2}],"z":"}"}`, `{"a":{"m":1},"m":{"q":"\"m\""},"z":[]}`, `{"a":1,"n":2}`,
+	} {
+		got, ok := removeMember([]byte(obj), "m")
+		var m map[string]any
+		if err := json.Unmarshal([]byte(obj), &m); err != nil {
+			t.Fatal(err)
+		}
+		_, had := m["m"]
+		delete(m, "m")
+		want, _ := canonicalJSON(m)
+		if ok != had || string(got) != string(want) {
+			t.Errorf("removeMember(%s) = %s, %v; want %s, %v", obj, got, ok, want, had)
+		}
+	}
+}

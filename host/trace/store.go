@@ -38,6 +38,8 @@ type Store struct {
 	// goroutines, so they queue instead of all racing (and rereading) for every index.
 	// CompareAndSwap alone keeps the chain linear across processes.
 	claims keyedMutex
+	// group combines the index and trace writes of concurrent Creates.
+	group groupWriter
 }
 
 // keyedMutex is a set of mutexes by key, each existing while someone holds or waits for it.
@@ -100,7 +102,7 @@ func New(st storage.Storage, key *Key, opts Options) (*Store, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Store{st: st, key: key, tenant: opts.Tenant, now: opts.Now, tempDir: opts.TempDir}, nil
+	return &Store{st: st, key: key, tenant: opts.Tenant, now: opts.Now, tempDir: opts.TempDir, group: groupWriter{st: st}}, nil
 }
 
 // PublicKey returns the public half of the key the store signs with.
@@ -274,10 +276,13 @@ func (s *Store) Create(ctx context.Context, sessionID, kind string, data json.Ra
 	}
 	// The index entry goes first: a crash before the batch leaves an index entry whose
 	// record is missing, which reads as not found; never a record no id leads to.
-	if err := s.st.Put(ctx, IndexNamespace(s.tenant), recordKey(id), []byte(sessionID)); err != nil {
+	err = s.group.write(ctx, IndexNamespace(s.tenant), []storage.Op{
+		{Kind: storage.OpPut, Key: recordKey(id), Value: []byte(sessionID)},
+	})
+	if err != nil {
 		return Record{}, fmt.Errorf("create trace: write index: %w", err)
 	}
-	err = s.st.Batch(ctx, loc.ns, []storage.Op{
+	err = s.group.write(ctx, loc.ns, []storage.Op{
 		{Kind: storage.OpPut, Key: recordKey(id), Value: rraw},
 		{Kind: storage.OpPut, Key: entryKey(id, 0), Value: eraw},
 		{Kind: storage.OpPut, Key: ckptKey(id, 1), Value: craw},
@@ -327,7 +332,7 @@ func (s *Store) Chain(ctx context.Context, traceID string) ([]Entry, error) {
 	}
 	var out []Entry
 	err = s.scanEntries(ctx, loc, 0, func(i int64, raw []byte) error {
-		e, err := parseEntry(raw)
+		e, _, err := parseEntry(raw)
 		if err != nil {
 			return &chainError{fmt.Errorf("entry %d: %w", i, err)}
 		}

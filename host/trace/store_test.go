@@ -618,7 +618,7 @@ func mustCanonical(t *testing.T, v any) []byte {
 
 func mustEntry(t *testing.T, st storage.Storage, ns, traceID string, i int64) Entry {
 	t.Helper()
-	e, err := parseEntry(rawGet(t, st, ns, entryKey(traceID, i)))
+	e, _, err := parseEntry(rawGet(t, st, ns, entryKey(traceID, i)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -42,9 +42,9 @@
 package trace
 
 import (
+	"crypto/rand"
 	"encoding/json"
 	"errors"
-	"strings"
 	"time"
 
 	"github.com/oklog/ulid/v2"
@@ -53,8 +53,8 @@ import (
 // DefaultTenant is the tenant of everything until tenants and tokens exist.
 const DefaultTenant = "default"
 
-// GenesisHash is the prev_hash of the first entry of every chain.
-var GenesisHash = strings.Repeat("0", 64)
+// GenesisHash is the prev_hash of the first entry of every chain: 64 zeros.
+const GenesisHash = "0000000000000000000000000000000000000000000000000000000000000000"
 
 // Status is the state of a trace.
 type Status string
@@ -228,10 +228,20 @@ type statusInfo struct {
 	Reason string `json:"reason"`
 }
 
+// idEntropy makes ids from the operating system's random source, increasing within one
+// millisecond so ids made by one process sort in creation order.
+var idEntropy = &ulid.LockedMonotonicReader{MonotonicReader: ulid.Monotonic(rand.Reader, 0)}
+
 // NewID returns a new ULID (26 characters, Crockford base32, upper case), the form of trace
 // ids; session ids must have the same form. ULIDs sort by creation time.
 func NewID() string {
-	return ulid.Make().String()
+	id, err := ulid.New(ulid.Now(), idEntropy)
+	if err != nil {
+		// The entropy ran over within one millisecond (after some 2^48 ids): give up the
+		// order within that millisecond, not the id.
+		id, _ = ulid.New(ulid.Now(), rand.Reader)
+	}
+	return id.String()
 }
 
 // ValidID reports whether s is a ULID in its canonical (upper-case) form.

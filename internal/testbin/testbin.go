@@ -93,3 +93,9 @@ func TestPlugin(t testing.TB, name string) string {
 	t.Helper()
 	return build(t, "./internal/testplugins/"+name, filepath.Join(Dir(t), "plugins", "limit-"+name))
 }
+
+// Example builds ./examples/<name> and returns the binary's path.
+func Example(t testing.TB, name string) string {
+	t.Helper()
+	return build(t, "./examples/"+name, filepath.Join(Dir(t), "examples", name))
+}
