@@ -304,6 +304,11 @@ func (s *Server) getTrace(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, traceView{Record: rec, Provenance: entries})
 }
 
+// hostKinds are provenance kinds only the host appends: a client may not forge them.
+var hostKinds = map[string]bool{
+	trace.KindExecuted: true, "blocked": true, "governance_error": true, "merge_refused": true,
+}
+
 type appendRequest struct {
 	Kind  string          `json:"kind"`
 	Agent string          `json:"agent"`
@@ -318,6 +323,10 @@ func (s *Server) appendProvenance(w http.ResponseWriter, r *http.Request) {
 	}
 	if strings.TrimSpace(req.Kind) == "" {
 		s.fail(w, r, badRequest("kind is required"))
+		return
+	}
+	if hostKinds[req.Kind] || trace.ReservedKind(req.Kind) {
+		s.fail(w, r, badRequest("kind %q is written only by the host; choose another kind", req.Kind))
 		return
 	}
 	if req.Agent == "" {

@@ -163,6 +163,11 @@ func TestExecutionsTracesAndIsolation(t *testing.T) {
 	if err != nil || e.Index != 1 || e.PrevHash != ct.Head {
 		t.Fatalf("append %+v %v (record head %s)", e, err, ct.Head)
 	}
+	// Clients cannot forge the host's own entries.
+	for _, kind := range []string{"executed", "created", "flagged", "merged", "merge_refused"} {
+		status, h, body := d.raw("POST", "/v1/traces/"+ct.ID+"/provenance", "application/json", []byte(`{"kind": "`+kind+`", "agent": "mallory", "data": {}}`))
+		mustProblem(t, status, h, body, 400)
+	}
 	// Isolation: a's listing never shows b's traces and the other way round.
 	la, _ := d.c.ListTraces(ctx, a.ID, 100, "")
 	lb, _ := d.c.ListTraces(ctx, b.ID, 100, "")

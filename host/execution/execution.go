@@ -311,7 +311,7 @@ func (e *Engine) note(ctx context.Context, traceID, kind string, data map[string
 // applyFlags stores flags on the trace, quarantines it if the policy says so, counts them.
 func (e *Engine) applyFlags(ctx context.Context, s *session.Session, p governance.Policy, traceID string, flags []governance.Flag, res *Result) error {
 	if len(flags) == 0 {
-		return e.Stats.Record(ctx, s.ID, governance.Delta{Evaluated: true})
+		return nil
 	}
 	for _, f := range flags {
 		if _, err := e.Traces.AddFlag(ctx, traceID, f, Agent); err != nil {
@@ -325,5 +325,5 @@ func (e *Engine) applyFlags(ctx context.Context, s *session.Session, p governanc
 			return fmt.Errorf("quarantine trace: %w", err)
 		}
 	}
-	return e.Stats.Record(ctx, s.ID, governance.Delta{Flags: flags, Quarantined: q, Evaluated: true})
+	return e.Stats.Record(ctx, s.ID, governance.Delta{Flags: flags, Quarantined: q})
 }

@@ -18,7 +18,6 @@ type Stats struct {
 	MergesAllowed     int            `json:"merges_allowed"`
 	MergesRefused     int            `json:"merges_refused"`
 	ExecutionsBlocked int            `json:"executions_blocked"`
-	Evaluations       int            `json:"evaluations"`
 }
 
 // NewStats returns empty stats.
@@ -45,7 +44,6 @@ func (s *Stats) Add(o Stats) {
 	s.MergesAllowed += o.MergesAllowed
 	s.MergesRefused += o.MergesRefused
 	s.ExecutionsBlocked += o.ExecutionsBlocked
-	s.Evaluations += o.Evaluations
 }
 
 // Delta is one change to a session's stats.
@@ -55,7 +53,11 @@ type Delta struct {
 	MergeAllowed     bool
 	MergeRefused     bool
 	ExecutionBlocked bool
-	Evaluated        bool
+}
+
+// Empty reports whether d changes nothing, so recording it needs no write.
+func (d Delta) Empty() bool {
+	return len(d.Flags) == 0 && !d.Quarantined && !d.MergeAllowed && !d.MergeRefused && !d.ExecutionBlocked
 }
 
 func (d Delta) stats() Stats {
@@ -77,9 +79,6 @@ func (d Delta) stats() Stats {
 	if d.ExecutionBlocked {
 		s.ExecutionsBlocked++
 	}
-	if d.Evaluated {
-		s.Evaluations++
-	}
 	return s
 }
 
@@ -93,8 +92,11 @@ type StatsStore struct {
 	Namespace func(sessionID string) string
 }
 
-// Record applies d to the session's stats.
+// Record applies d to the session's stats; an empty delta costs nothing.
 func (st *StatsStore) Record(ctx context.Context, sessionID string, d Delta) error {
+	if d.Empty() {
+		return nil
+	}
 	ns := st.Namespace(sessionID)
 	for attempt := 0; attempt < 100; attempt++ {
 		cur, ok, err := st.Store.Get(ctx, ns, statsKey)

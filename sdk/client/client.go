@@ -501,7 +501,6 @@ type Stats struct {
 	MergesAllowed     int            `json:"merges_allowed"`
 	MergesRefused     int            `json:"merges_refused"`
 	ExecutionsBlocked int            `json:"executions_blocked"`
-	Evaluations       int            `json:"evaluations"`
 }
 
 // GovernanceStats are counts overall and per session.
