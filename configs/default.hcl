@@ -16,6 +16,19 @@ storage "bolt" {
   }
 }
 
+# Python in a per-session sandbox (namespaces, cgroups, a per-session uid, Landlock,
+# seccomp); GET /v1/health lists which isolation features this machine enforces.
+runner "python" {
+  config {
+    timeout          = "30s"
+    memory_limit     = "512MiB"
+    cpu_limit        = 1
+    max_processes    = 64
+    max_output_bytes = "1MiB"
+    max_file_bytes   = "1GiB"
+  }
+}
+
 governance {
   policy = "default"
 }

@@ -52,8 +52,11 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		bad     *errBadRequest
 		mbe     *http.MaxBytesError
 		blocked *execution.BlockedError
+		media   *errUnsupportedMedia
 	)
 	switch {
+	case errors.As(err, &media):
+		writeProblem(w, r, http.StatusUnsupportedMediaType, media.Error(), nil)
 	case errors.As(err, &bad):
 		writeProblem(w, r, http.StatusBadRequest, bad.msg, nil)
 	case errors.As(err, &mbe):

@@ -44,11 +44,32 @@ func badRequest(format string, args ...any) error {
 	return &errBadRequest{msg: fmt.Sprintf(format, args...)}
 }
 
+// errUnsupportedMedia is a body in a format the API does not read (415).
+type errUnsupportedMedia struct{ ct string }
+
+func (e *errUnsupportedMedia) Error() string {
+	return fmt.Sprintf("Content-Type %q is not accepted; send JSON (application/json)", e.ct)
+}
+
+// jsonContentType accepts JSON media types, none, text/plain, and curl's default for -d
+// (application/x-www-form-urlencoded), whose bodies are read as JSON all the same: users
+// type `curl -d '{...}'` and expect it to work.
+func jsonContentType(ct string) bool {
+	mt := strings.ToLower(strings.TrimSpace(strings.SplitN(ct, ";", 2)[0]))
+	switch {
+	case mt == "", mt == "application/json", mt == "text/plain", mt == "application/x-www-form-urlencoded":
+		return true
+	case strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json"):
+		return true
+	}
+	return false
+}
+
 // decodeJSON reads a JSON request body into v, refusing unknown fields, trailing data and
 // bodies over the limit. Errors say where the problem is.
 func decodeJSON(r *http.Request, v any) error {
-	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") && !strings.HasPrefix(ct, "application/problem+json") {
-		return badRequest("Content-Type must be application/json, got %q", ct)
+	if ct := r.Header.Get("Content-Type"); !jsonContentType(ct) {
+		return &errUnsupportedMedia{ct: ct}
 	}
 	dec := json.NewDecoder(r.Body)
 	dec.DisallowUnknownFields()

@@ -71,7 +71,7 @@ func TestSessionsAndErrors(t *testing.T) {
 		{"bad max_concurrency", "POST", "/v1/sessions", "application/json", `{"max_concurrency": 0}`, 400},
 		{"unknown policy", "POST", "/v1/sessions", "application/json", `{"policy": "lax"}`, 400},
 		{"unknown runner", "POST", "/v1/sessions", "application/json", `{"runners": ["cobol"]}`, 400},
-		{"wrong content type", "POST", "/v1/sessions", "text/plain", `{}`, 400},
+		{"wrong content type", "POST", "/v1/sessions", "multipart/form-data; boundary=x", `{}`, 415},
 		{"too large", "POST", "/v1/sessions", "application/json", `{"name": "` + strings.Repeat("x", 70000) + `"}`, 413},
 		{"missing session", "GET", "/v1/sessions/01ARZ3NDEKTSV4RRFFQ69G5FAV", "", "", 404},
 		{"non-canonical path", "GET", "/v1/sessions/../../etc", "", "", 404},

@@ -55,6 +55,7 @@ type Result struct {
 	Error        string            `json:"error,omitempty"`
 	Usage        runner.Usage      `json:"usage"`
 	DurationMS   int64             `json:"duration_ms"`
+	DurationUS   int64             `json:"duration_us"`
 	Flags        []governance.Flag `json:"flags"`
 	StateReset   bool              `json:"state_reset,omitempty"`
 	Truncated    bool              `json:"truncated,omitempty"`
@@ -252,6 +253,7 @@ func (e *Engine) Execute(ctx context.Context, sessionID string, req Request, emi
 	res.Stdout, res.Stderr, res.Output = stdout.String(), stderr.String(), out.Output
 	res.ExitCode, res.Error, res.Usage = out.ExitCode, out.Error, out.Usage
 	res.DurationMS = out.Duration.Milliseconds()
+	res.DurationUS = out.Duration.Microseconds()
 	res.StateReset = res.StateReset || out.StateReset
 	res.Truncated = res.Truncated || out.Truncated
 	res.FinishReason = out.FinishReason

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/limitgraph/limit/sdk/runner"
 )
 
 // Backoff bounds for restarting a crashed plugin.
@@ -298,4 +300,6 @@ type Status struct {
 	Restarts  int    `json:"restarts"`
 	Session   string `json:"session,omitempty"`
 	LastError string `json:"last_error,omitempty"`
+	// Isolation is what a runner process reported enforcing for its session.
+	Isolation []runner.IsolationFeature `json:"isolation,omitempty"`
 }

@@ -30,6 +30,8 @@ type runnerEntry struct {
 	ready chan struct{} // closed once proc or err is set
 	proc  *Process
 	err   error
+	// isolation is what the runner reported enforcing once its session was open.
+	isolation []runner.IsolationFeature
 }
 
 // NewRunners returns a pool for the given runner specs, keyed by runner name.
@@ -87,9 +89,9 @@ func (r *Runners) Get(ctx context.Context, sess runner.Session, name string) (*H
 			e = &runnerEntry{ready: make(chan struct{})}
 			r.procs[key] = e
 			r.mu.Unlock()
-			p, err := r.start(ctx, spec, sess)
+			p, iso, err := r.start(ctx, spec, sess)
 			r.mu.Lock()
-			e.proc, e.err = p, err
+			e.proc, e.err, e.isolation = p, err, iso
 			if err != nil || r.closed {
 				delete(r.procs, key)
 			}
@@ -131,21 +133,32 @@ func (r *Runners) Get(ctx context.Context, sess runner.Session, name string) (*H
 	}
 }
 
-func (r *Runners) start(ctx context.Context, spec Spec, sess runner.Session) (*Process, error) {
+func (r *Runners) start(ctx context.Context, spec Spec, sess runner.Session) (*Process, []runner.IsolationFeature, error) {
 	p, err := Launch(ctx, spec, r.logger.With("session", sess.ID))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := p.Configure(ctx, false); err != nil {
 		p.Kill()
-		return nil, err
+		return nil, nil, err
 	}
-	if err := p.Impl.(runner.Runner).OpenSession(ctx, sess); err != nil {
+	rn := p.Impl.(runner.Runner)
+	if err := rn.OpenSession(ctx, sess); err != nil {
 		p.Kill()
-		return nil, fmt.Errorf("runner %q: %w", spec.Name, err)
+		return nil, nil, fmt.Errorf("runner %q: %w", spec.Name, err)
 	}
+	// What the runner enforces for this session, for the health report; a runner that
+	// cannot say is still usable, and the report says nothing rather than guess.
+	var iso []runner.IsolationFeature
+	hctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	if h, err := rn.Health(hctx); err == nil {
+		iso = h.Isolation
+	} else {
+		r.logger.Warn("runner health after open failed", "plugin", spec.ID(), "session", sess.ID, "error", err)
+	}
+	cancel()
 	r.logger.Debug("runner process started", "plugin", spec.ID(), "session", sess.ID, "pid", p.PID)
-	return p, nil
+	return p, iso, nil
 }
 
 // Release closes and stops every runner process of a session.
@@ -204,7 +217,7 @@ func (r *Runners) Statuses() []Status {
 		}
 		out = append(out, Status{
 			Name: k.runner, Kind: e.proc.Spec.Kind, Version: e.proc.Info.Version, PID: e.proc.PID,
-			Healthy: !e.proc.Exited(), Session: k.session,
+			Healthy: !e.proc.Exited(), Session: k.session, Isolation: e.isolation,
 		})
 	}
 	sort.Slice(out, func(i, j int) bool {

@@ -94,18 +94,44 @@ func (c *crashing) CompareAndSwap(ctx context.Context, req storage.CASRequest) (
 // acked is what the workload was told succeeded.
 type acked struct {
 	session string
-	// entries maps a trace id to the hashes of the entries acknowledged so far.
+	// entries maps a trace id to the hashes of its entries by index, as far as acknowledged
+	// ("" for an entry whose hash no acknowledgement told).
 	entries map[string][]string
 	status  map[string]Status
 	flags   map[string]int
 	merged  map[string]bool
+	// extra are the Update.Extra puts attempted, acknowledged or not.
+	extra []extraWrite
 }
+
+// extraWrite is an Update.Extra put made with the update that brings trace to length
+// entries.
+type extraWrite struct {
+	key    []byte
+	trace  string
+	length int64
+	acked  bool
+}
+
+// crashWorkloadWrites is how many storage writes crashWorkload makes when nothing fails:
+// Create 2, three Appends 1 each, AddFlag 1, SetStatus 1, CopyToMerged 1, CreateWith 2,
+// Apply 1, an unchanged SetStatus 0, WriteBundle 0.
+const crashWorkloadWrites = 11
 
 // crashWorkload runs a fixed sequence of operations until one fails, recording every
 // acknowledged result.
 func crashWorkload(ctx context.Context, s *Store, a *acked) error {
-	ack := func(rec Record) {
-		a.entries[rec.ID] = append(a.entries[rec.ID], rec.Head)
+	entry := func(id string, i int64, hash string) {
+		for int64(len(a.entries[id])) <= i {
+			a.entries[id] = append(a.entries[id], "")
+		}
+		a.entries[id][i] = hash
+	}
+	ack := func(rec Record, appended ...Entry) {
+		entry(rec.ID, rec.Length-1, rec.Head)
+		for _, e := range appended {
+			entry(rec.ID, e.Index, e.Hash)
+		}
 		a.status[rec.ID] = rec.Status
 		a.flags[rec.ID] = len(rec.Flags)
 	}
@@ -119,7 +145,7 @@ func crashWorkload(ctx context.Context, s *Store, a *acked) error {
 		if err != nil {
 			return err
 		}
-		a.entries[t1.ID] = append(a.entries[t1.ID], e.Hash)
+		entry(t1.ID, e.Index, e.Hash)
 	}
 	rec, err := s.AddFlag(ctx, t1.ID, Flag{Flag: governance.FlagUnverified, Severity: 3}, "gov")
 	if err != nil {
@@ -134,17 +160,29 @@ func crashWorkload(ctx context.Context, s *Store, a *acked) error {
 		return err
 	}
 	a.merged[t1.ID] = true
-	t2, err := s.Create(ctx, a.session, TraceExecution, json.RawMessage(`{"code":"1/0"}`), "api")
+	// An execution: created with its result and a flag in one write, then quarantined with
+	// a note in another, each with a key of the caller's riding along.
+	t2, appended, err := s.CreateWith(ctx, a.session, TraceExecution, json.RawMessage(`{"code":"1/0"}`), "api", Update{
+		Entries: []Entry{{Kind: KindExecuted, Agent: "runner", Data: json.RawMessage(`{"exit_code":1}`)}},
+		Flags:   []Flag{{Flag: governance.FlagAnomaly, Severity: 4, AutoDetected: true}},
+	})
 	if err != nil {
 		return err
 	}
-	ack(t2)
-	e, err := s.Append(ctx, t2.ID, Entry{Kind: KindExecuted, Data: json.RawMessage(`{"exit_code":1}`)})
+	ack(t2, appended...)
+	a.extra = append(a.extra, extraWrite{key: []byte("exec/e1"), trace: t2.ID, length: t2.Length + 3})
+	rec, appended, err = s.Apply(ctx, t2.ID, "gov", Update{
+		Entries: []Entry{{Kind: "note", Data: json.RawMessage(`"failed"`)}},
+		Flags:   []Flag{{Flag: governance.FlagHighRisk, Severity: 8}},
+		Status:  StatusQuarantined, Reason: "severity 8",
+		Extra: []storage.Op{{Kind: storage.OpPut, Key: []byte("exec/e1"), Value: []byte("result")}},
+	})
 	if err != nil {
 		return err
 	}
-	a.entries[t2.ID] = append(a.entries[t2.ID], e.Hash)
-	if rec, err = s.SetStatus(ctx, t2.ID, StatusQuarantined, "gov", "failed"); err != nil {
+	ack(rec, appended...)
+	a.extra[len(a.extra)-1].acked = true
+	if rec, err = s.SetStatus(ctx, t2.ID, StatusQuarantined, "gov", "again"); err != nil {
 		return err
 	}
 	ack(rec)
@@ -165,8 +203,8 @@ func TestCrashBetweenWrites(t *testing.T) {
 			a := &acked{session: NewID(), entries: map[string][]string{}, status: map[string]Status{}, flags: map[string]int{}, merged: map[string]bool{}}
 			err := crashWorkload(ctx, newStore(t, st), a)
 			if err == nil {
-				if n < 20 {
-					t.Fatalf("workload finished after only %d writes", n)
+				if n-1 != crashWorkloadWrites {
+					t.Fatalf("workload finished after %d writes, want %d", n-1, crashWorkloadWrites)
 				}
 				break
 			}
@@ -197,7 +235,7 @@ func checkAfterCrash(t *testing.T, name string, s *Store, a *acked) {
 			t.Fatalf("%s: trace %s has %d entries (record %d), %d were acknowledged", name, id, len(chain), rec.Length, len(hashes))
 		}
 		for i, h := range hashes {
-			if chain[i].Hash != h {
+			if h != "" && chain[i].Hash != h {
 				t.Fatalf("%s: acknowledged entry %d of %s changed", name, i, id)
 			}
 		}
@@ -211,7 +249,25 @@ func checkAfterCrash(t *testing.T, name string, s *Store, a *acked) {
 			t.Fatalf("%s: acknowledged merge of %s not listed: %v, %v", name, id, list, err)
 		}
 	}
-	// Every trace the session lists verifies (the record may lag the chain) and takes
+	// An update's own keys are there exactly when its entries are.
+	ns := SessionNamespace(DefaultTenant, a.session)
+	for _, w := range a.extra {
+		_, present, err := s.st.Get(ctx, ns, w.key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if w.acked && !present {
+			t.Fatalf("%s: acknowledged extra key %s is missing", name, w.key)
+		}
+		chain, err := s.Chain(ctx, w.trace)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if written := int64(len(chain)) >= w.length; present != written {
+			t.Fatalf("%s: extra key %s present %v, but trace %s has %d entries (the update makes %d)", name, w.key, present, w.trace, len(chain), w.length)
+		}
+	}
+	// Every trace the session lists verifies and takes
 	// another entry, after which its newest checkpoint covers it all.
 	list, _, err := s.ListBySession(ctx, a.session, 0, "")
 	if err != nil {

@@ -11,19 +11,14 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/limitgraph/limit/sdk/storage"
 )
 
-// maxAppendAttempts bounds how often one append retries after losing the race for an index.
-// Every lost race is another append that succeeded, so the bound only guards against a
-// backend whose CompareAndSwap misbehaves.
+// maxAppendAttempts bounds how often one update retries after losing the race for an index.
+// Every lost race is another update that succeeded, so the bound only guards against a
+// backend whose conditional batches misbehave.
 const maxAppendAttempts = 10000
-
-// finishTimeout bounds the writes that follow a claimed entry (checkpoint, record), which
-// run even if the caller's context is cancelled so the record does not lag needlessly.
-const finishTimeout = 30 * time.Second
 
 // Store keeps traces and their provenance in a storage.Storage. It holds no state of its own
 // besides its configuration, so any number of Stores, in any number of processes, may share
@@ -34,11 +29,11 @@ type Store struct {
 	tenant  string
 	now     func() time.Time
 	tempDir string
-	// claims serializes the claiming of the next index of one chain among this process's
-	// goroutines, so they queue instead of all racing (and rereading) for every index.
-	// CompareAndSwap alone keeps the chain linear across processes.
+	// claims serializes the updates of one chain among this process's goroutines, so they
+	// queue instead of all racing (and rereading) for every index. The conditional batch
+	// alone keeps the chain linear across processes.
 	claims keyedMutex
-	// group combines the index and trace writes of concurrent Creates.
+	// group combines the batches of concurrent writers to one namespace.
 	group groupWriter
 }
 
@@ -228,69 +223,10 @@ func (s *Store) catchUp(ctx context.Context, loc location, rec Record) (Record, 
 // Create stores a new trace of the session with data (a JSON object; empty means {}) and the
 // first entry of its chain, "created" by agent, whose data holds kind, tenant and the SHA-256
 // of the data's canonical JSON. It does not check that the session exists. The data is stored,
-// and returned, in canonical form (RFC 8785).
+// and returned, in canonical form (RFC 8785). It costs two storage writes (see CreateWith).
 func (s *Store) Create(ctx context.Context, sessionID, kind string, data json.RawMessage, agent string) (Record, error) {
-	if !ValidID(sessionID) {
-		return Record{}, fmt.Errorf("%w: %q is not a session id", ErrInvalid, sessionID)
-	}
-	if !validKind(kind) {
-		return Record{}, fmt.Errorf("%w: trace kind %q: want 1 to 64 of [a-z0-9_.:-], starting with a letter", ErrInvalid, kind)
-	}
-	if err := validateAgent(agent); err != nil {
-		return Record{}, err
-	}
-	cdata, err := canonicalData(data, true)
-	if err != nil {
-		return Record{}, err
-	}
-	info, err := canonicalJSON(createdInfo{Kind: kind, Tenant: s.tenant, DataSHA256: dataHash(cdata)})
-	if err != nil {
-		return Record{}, fmt.Errorf("encode created entry: %w", err)
-	}
-	id := NewID()
-	loc := s.sessionLocation(id, sessionID)
-	now := s.timestamp()
-	e := Entry{
-		TraceID: id, SessionID: sessionID, Index: 0, Kind: KindCreated, Agent: agent,
-		Data: info, Timestamp: now, PrevHash: GenesisHash,
-	}
-	eraw, err := sealEntry(&e)
-	if err != nil {
-		return Record{}, err
-	}
-	rec := Record{
-		ID: id, SessionID: sessionID, Tenant: s.tenant, Kind: kind, Status: StatusActive,
-		Data: cdata, Flags: []Flag{}, CreatedAt: now, UpdatedAt: now, Length: 1, Head: e.Hash,
-	}
-	rraw, err := canonicalJSON(rec)
-	if err != nil {
-		return Record{}, fmt.Errorf("encode trace record: %w", err)
-	}
-	if len(rraw) > storage.MaxValueSize {
-		return Record{}, fmt.Errorf("%w: trace record is %d bytes, the limit is %d", ErrInvalid, len(rraw), storage.MaxValueSize)
-	}
-	c := Checkpoint{SessionID: sessionID, TraceID: id, Length: 1, Head: e.Hash, Timestamp: now}
-	craw, err := signCheckpoint(s.key, &c)
-	if err != nil {
-		return Record{}, err
-	}
-	// The index entry goes first: a crash before the batch leaves an index entry whose
-	// record is missing, which reads as not found; never a record no id leads to.
-	err = s.group.write(ctx, IndexNamespace(s.tenant), []storage.Op{
-		{Kind: storage.OpPut, Key: recordKey(id), Value: []byte(sessionID)},
-	})
-	if err != nil {
-		return Record{}, fmt.Errorf("create trace: write index: %w", err)
-	}
-	err = s.group.write(ctx, loc.ns, []storage.Op{
-		{Kind: storage.OpPut, Key: recordKey(id), Value: rraw},
-		{Kind: storage.OpPut, Key: entryKey(id, 0), Value: eraw},
-		{Kind: storage.OpPut, Key: ckptKey(id, 1), Value: craw},
-	})
-	if err != nil {
-		return Record{}, fmt.Errorf("create trace: %w", err)
-	}
-	return rec, nil
+	rec, _, err := s.CreateWith(ctx, sessionID, kind, data, agent, Update{})
+	return rec, err
 }
 
 // Get returns a trace, caught up with any entry stored beyond what its record reflects (left
@@ -349,221 +285,34 @@ func (s *Store) Chain(ctx context.Context, traceID string) ([]Entry, error) {
 // Append adds an entry of in.Kind by in.Agent with in.Data (any JSON value; empty means
 // null) to a trace's chain and returns it as stored, with index, timestamp and hashes; the
 // other fields of in are ignored. Kinds that change the record (ReservedKind) are refused:
-// use AddFlag and SetStatus.
+// use AddFlag and SetStatus. It is Apply with one entry: one storage write.
 func (s *Store) Append(ctx context.Context, traceID string, in Entry) (Entry, error) {
-	if !validKind(in.Kind) {
-		return Entry{}, fmt.Errorf("%w: entry kind %q: want 1 to 64 of [a-z0-9_.:-], starting with a letter", ErrInvalid, in.Kind)
-	}
-	if ReservedKind(in.Kind) {
-		return Entry{}, fmt.Errorf("%w: entry kind %q is written by the host only", ErrInvalid, in.Kind)
-	}
-	if err := validateAgent(in.Agent); err != nil {
-		return Entry{}, err
-	}
-	data, err := canonicalData(in.Data, false)
+	_, entries, err := s.Apply(ctx, traceID, in.Agent, Update{Entries: []Entry{{Kind: in.Kind, Data: in.Data}}})
 	if err != nil {
 		return Entry{}, err
 	}
-	loc, err := s.locate(ctx, traceID)
-	if err != nil {
-		return Entry{}, err
-	}
-	e, _, err := s.appendEntry(ctx, loc, in.Kind, in.Agent, data, nil)
-	return e, err
+	return entries[0], nil
 }
 
 // AddFlag attaches a flag to a trace by appending a "flagged" entry whose data is the flag,
-// and returns the updated record. A zero f.Timestamp means now.
+// and returns the updated record. A zero f.Timestamp means now. It is Apply with one flag:
+// one storage write.
 func (s *Store) AddFlag(ctx context.Context, traceID string, f Flag, agent string) (Record, error) {
-	if f.Timestamp.IsZero() {
-		f.Timestamp = s.timestamp()
-	}
-	f.Timestamp = f.Timestamp.UTC()
-	if err := validateFlag(f); err != nil {
-		return Record{}, err
-	}
-	if err := validateAgent(agent); err != nil {
-		return Record{}, err
-	}
-	data, err := canonicalJSON(f)
-	if err != nil {
-		return Record{}, fmt.Errorf("encode flag: %w", err)
-	}
-	loc, err := s.locate(ctx, traceID)
-	if err != nil {
-		return Record{}, err
-	}
-	_, rec, err := s.appendEntry(ctx, loc, KindFlagged, agent, data, func(r Record) error {
-		if len(r.Flags) >= MaxFlags {
-			return fmt.Errorf("%w: trace %s already has %d flags, the limit", ErrInvalid, traceID, MaxFlags)
-		}
-		return nil
-	})
+	rec, _, err := s.Apply(ctx, traceID, agent, Update{Flags: []Flag{f}})
 	return rec, err
 }
 
-// errUnchanged tells appendEntry's caller that its precondition found nothing to do.
-var errUnchanged = errors.New("unchanged")
-
 // SetStatus moves a trace to status by appending a "quarantined", "merged" or "reactivated"
 // (back to active) entry with the reason, and returns the updated record. A trace already in
-// that status is returned unchanged, with no entry appended. Governance decides whether a
-// change is allowed; SetStatus does not.
+// that status is returned unchanged, with no entry appended and nothing written. Governance
+// decides whether a change is allowed; SetStatus does not. It is Apply with a status: one
+// storage write.
 func (s *Store) SetStatus(ctx context.Context, traceID string, status Status, agent, reason string) (Record, error) {
 	if !status.Valid() {
 		return Record{}, fmt.Errorf("%w: unknown status %q (want %s, %s or %s)", ErrInvalid, status, StatusActive, StatusQuarantined, StatusMerged)
 	}
-	if len(reason) > MaxReasonSize || !utf8.ValidString(reason) {
-		return Record{}, fmt.Errorf("%w: reason must be at most %d bytes of UTF-8", ErrInvalid, MaxReasonSize)
-	}
-	if err := validateAgent(agent); err != nil {
-		return Record{}, err
-	}
-	data, err := canonicalJSON(statusInfo{Status: status, Reason: reason})
-	if err != nil {
-		return Record{}, fmt.Errorf("encode status change: %w", err)
-	}
-	loc, err := s.locate(ctx, traceID)
-	if err != nil {
-		return Record{}, err
-	}
-	_, rec, err := s.appendEntry(ctx, loc, statusKind[status], agent, data, func(r Record) error {
-		if r.Status == status {
-			return errUnchanged
-		}
-		return nil
-	})
-	if errors.Is(err, errUnchanged) {
-		return rec, nil
-	}
+	rec, _, err := s.Apply(ctx, traceID, agent, Update{Status: status, Reason: reason})
 	return rec, err
-}
-
-// appendEntry appends an entry to the chain at loc and brings the record and the checkpoints
-// up to it. check, if not nil, sees the caught-up record first and may refuse; its error is
-// returned with that record.
-func (s *Store) appendEntry(ctx context.Context, loc location, kind, agent string, data json.RawMessage, check func(Record) error) (Entry, Record, error) {
-	unlock := s.claims.lock(loc.traceID)
-	e, tip, err := s.claim(ctx, loc, kind, agent, data, check)
-	unlock()
-	if err != nil {
-		return e, tip, err
-	}
-	// The entry is in the chain. Sign it and bring the record up to it even if the caller
-	// gives up now, so the record does not lag behind for long.
-	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finishTimeout)
-	defer cancel()
-	ckErr := make(chan error, 1)
-	go func() { ckErr <- s.putCheckpoint(wctx, loc, e.Index+1, e.Hash) }()
-	recErr := s.advanceRecord(wctx, loc, tip)
-	if err := errors.Join(recErr, <-ckErr); err != nil {
-		return e, tip, fmt.Errorf("trace %s: entry %d is stored but not yet reflected everywhere (the next read catches up): %w", loc.traceID, e.Index, err)
-	}
-	return e, tip, nil
-}
-
-// claim writes an entry at the next free index of the chain at loc and returns it with the
-// record derived from the chain up to it.
-func (s *Store) claim(ctx context.Context, loc location, kind, agent string, data json.RawMessage, check func(Record) error) (Entry, Record, error) {
-	rec, _, err := s.loadRecord(ctx, loc)
-	if err != nil {
-		return Entry{}, Record{}, err
-	}
-	tip, err := s.catchUp(ctx, loc, rec)
-	if err != nil {
-		return Entry{}, Record{}, fmt.Errorf("append to trace %s: %w", loc.traceID, err)
-	}
-	if check != nil {
-		if err := check(tip); err != nil {
-			return Entry{}, tip, err
-		}
-	}
-	r := resume(tip)
-	var e Entry
-	for attempt := 0; ; attempt++ {
-		if attempt == maxAppendAttempts {
-			return Entry{}, Record{}, fmt.Errorf("%w: trace %s: lost the race for the next index %d times", ErrConflict, loc.traceID, attempt)
-		}
-		e = Entry{
-			TraceID: loc.traceID, SessionID: loc.sessionID, Index: r.rec.Length, Kind: kind, Agent: agent,
-			Data: data, Timestamp: s.timestamp(), PrevHash: r.rec.Head,
-		}
-		raw, err := sealEntry(&e)
-		if err != nil {
-			return Entry{}, Record{}, err
-		}
-		if len(raw) > storage.MaxValueSize {
-			return Entry{}, Record{}, fmt.Errorf("%w: entry is %d bytes, the limit is %d", ErrInvalid, len(raw), storage.MaxValueSize)
-		}
-		res, err := s.st.CompareAndSwap(ctx, storage.CASRequest{
-			Namespace: loc.ns, Key: entryKey(loc.traceID, e.Index), Value: raw,
-		})
-		if err != nil {
-			return Entry{}, Record{}, fmt.Errorf("append to trace %s: %w", loc.traceID, err)
-		}
-		if res.Swapped {
-			break
-		}
-		if !res.Present {
-			continue // the key vanished between the check and the swap; try again
-		}
-		// Another writer took this index: follow its entry and try the next one.
-		if _, err := r.add(res.Current); err != nil {
-			return Entry{}, Record{}, fmt.Errorf("%w: trace %s: entry %d: %v", ErrCorrupt, loc.traceID, e.Index, err)
-		}
-	}
-	if err := r.addEntry(e); err != nil {
-		return Entry{}, Record{}, fmt.Errorf("%w: trace %s: own entry %d: %v", ErrCorrupt, loc.traceID, e.Index, err)
-	}
-	return e, r.rec, nil
-}
-
-// putCheckpoint signs and stores the checkpoint of a chain of length n ending in head.
-func (s *Store) putCheckpoint(ctx context.Context, loc location, n int64, head string) error {
-	c := Checkpoint{SessionID: loc.sessionID, TraceID: loc.traceID, Length: n, Head: head, Timestamp: s.timestamp()}
-	raw, err := signCheckpoint(s.key, &c)
-	if err != nil {
-		return err
-	}
-	if err := s.st.Put(ctx, loc.ns, ckptKey(loc.traceID, n), raw); err != nil {
-		return fmt.Errorf("write checkpoint %d: %w", n, err)
-	}
-	return nil
-}
-
-// advanceRecord stores target, the record derived from the chain's first target.Length
-// entries, unless the stored record already reflects as many; it never moves a record back.
-func (s *Store) advanceRecord(ctx context.Context, loc location, target Record) error {
-	want, err := canonicalJSON(target)
-	if err != nil {
-		return fmt.Errorf("encode trace record: %w", err)
-	}
-	raw, ok, err := s.st.Get(ctx, loc.ns, recordKey(loc.traceID))
-	for attempt := 0; ; attempt++ {
-		if err != nil {
-			return fmt.Errorf("update trace record: %w", err)
-		}
-		if !ok {
-			return fmt.Errorf("%w: trace %s: record vanished", ErrCorrupt, loc.traceID)
-		}
-		cur, perr := parseRecord(raw)
-		if perr != nil {
-			return fmt.Errorf("%w: trace %s: %v", ErrCorrupt, loc.traceID, perr)
-		}
-		if cur.Length >= target.Length {
-			return nil
-		}
-		if attempt == maxAppendAttempts {
-			return fmt.Errorf("%w: trace %s: record kept changing", ErrConflict, loc.traceID)
-		}
-		res, cerr := s.st.CompareAndSwap(ctx, storage.CASRequest{
-			Namespace: loc.ns, Key: recordKey(loc.traceID), ExpectPresent: true, Expected: raw, Value: want,
-		})
-		if cerr == nil && res.Swapped {
-			return nil
-		}
-		raw, ok, err = res.Current, res.Present, cerr
-	}
 }
 
 // ListBySession returns a page of a session's traces in creation order, and the token of the

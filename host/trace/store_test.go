@@ -62,6 +62,7 @@ func suite(t *testing.T, open opener) {
 		{"List", testList},
 		{"Errors", testErrors},
 		{"ConcurrentAppends", testConcurrentAppends},
+		{"Apply", testApply},
 		{"StorageTampering", testStorageTampering},
 		{"Bundle", testBundleRoundTrip},
 	}
@@ -424,8 +425,9 @@ func testErrors(t *testing.T, st storage.Storage) {
 }
 
 // testConcurrentAppends appends from 16 goroutines, split over four Stores (four "hosts"
-// sharing the storage, which race through CompareAndSwap alone), and checks that the result
-// is one valid chain of the right length.
+// sharing the storage, which race through conditional batches alone), by Append, AddFlag and
+// Apply of several entries, and checks that the result is one valid chain of the right
+// length, with every write's entries contiguous.
 func testConcurrentAppends(t *testing.T, st storage.Storage) {
 	ctx := context.Background()
 	hosts := []*Store{newStore(t, st), newStore(t, st), newStore(t, st), newStore(t, st)}
@@ -433,7 +435,9 @@ func testConcurrentAppends(t *testing.T, st storage.Storage) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const writers, each = 16, 10
+	// Each writer makes each-1 single appends and one Apply of two entries and a flag.
+	const writers, each = 16, 8
+	const perWriter = each - 1 + 3
 	indices := make([][]int64, writers)
 	errs := make([]error, writers)
 	var wg sync.WaitGroup
@@ -441,20 +445,39 @@ func testConcurrentAppends(t *testing.T, st storage.Storage) {
 		wg.Go(func() {
 			s := hosts[w%len(hosts)]
 			for i := range each {
-				var e Entry
-				var err error
-				if i == each/2 {
-					var r Record
-					r, err = s.AddFlag(ctx, rec.ID, Flag{Flag: governance.FlagAnomaly, Severity: 1 + w%10}, fmt.Sprint("w", w))
-					e.Index = r.Length - 1
-				} else {
-					e, err = s.Append(ctx, rec.ID, Entry{Kind: "step", Agent: fmt.Sprint("w", w), Data: json.RawMessage(fmt.Sprintf(`{"w":%d,"i":%d}`, w, i))})
+				agent := fmt.Sprint("w", w)
+				switch i {
+				case each / 2:
+					r, err := s.AddFlag(ctx, rec.ID, Flag{Flag: governance.FlagAnomaly, Severity: 1 + w%10}, agent)
+					if err != nil {
+						errs[w] = err
+						return
+					}
+					indices[w] = append(indices[w], r.Length-1)
+				case each / 3:
+					r, es, err := s.Apply(ctx, rec.ID, agent, Update{
+						Entries: []Entry{{Kind: "step", Data: json.RawMessage(`"a"`)}, {Kind: "step", Data: json.RawMessage(`"b"`)}},
+						Flags:   []Flag{{Flag: governance.FlagUnverified, Severity: 2}},
+					})
+					if err != nil {
+						errs[w] = err
+						return
+					}
+					if len(es) != 3 || es[2].Index != r.Length-1 || es[1].Index != es[0].Index+1 || es[2].Index != es[1].Index+1 {
+						errs[w] = fmt.Errorf("Apply returned entries %+v and a record of length %d", es, r.Length)
+						return
+					}
+					for _, e := range es {
+						indices[w] = append(indices[w], e.Index)
+					}
+				default:
+					e, err := s.Append(ctx, rec.ID, Entry{Kind: "step", Agent: agent, Data: json.RawMessage(fmt.Sprintf(`{"w":%d,"i":%d}`, w, i))})
+					if err != nil {
+						errs[w] = err
+						return
+					}
+					indices[w] = append(indices[w], e.Index)
 				}
-				if err != nil {
-					errs[w] = err
-					return
-				}
-				indices[w] = append(indices[w], e.Index)
 			}
 		})
 	}
@@ -467,7 +490,7 @@ func testConcurrentAppends(t *testing.T, st storage.Storage) {
 		all = append(all, indices[w]...)
 	}
 	slices.Sort(all)
-	const total = writers*each + 1
+	const total = writers*perWriter + 1
 	for i, idx := range all {
 		if idx != int64(i+1) {
 			t.Fatalf("indices handed out: %v; want each of 1..%d once", all, total-1)
@@ -486,8 +509,8 @@ func testConcurrentAppends(t *testing.T, st storage.Storage) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if stored.Length != total || len(stored.Flags) != writers || stored.Head != v.Head {
-		t.Fatalf("stored record has length %d, %d flags, head %s; want %d, %d, %s", stored.Length, len(stored.Flags), stored.Head, total, writers, v.Head)
+	if stored.Length != total || len(stored.Flags) != 2*writers || stored.Head != v.Head {
+		t.Fatalf("stored record has length %d, %d flags, head %s; want %d, %d, %s", stored.Length, len(stored.Flags), stored.Head, total, 2*writers, v.Head)
 	}
 }
 
@@ -625,19 +648,19 @@ func mustEntry(t *testing.T, st storage.Storage, ns, traceID string, i int64) En
 	return e
 }
 
-// racer runs before once, just before the first CompareAndSwap that claims an entry, to make
-// another host win the race for that index.
+// racer runs before once, just before the first batch that claims an entry (asserting that
+// its key is free), to make another host win the race for that index.
 type racer struct {
 	storage.Storage
 	once   sync.Once
 	before func()
 }
 
-func (r *racer) CompareAndSwap(ctx context.Context, req storage.CASRequest) (storage.CASResult, error) {
-	if !req.ExpectPresent && bytes.HasPrefix(req.Key, []byte("prov/")) {
+func (r *racer) Batch(ctx context.Context, ns string, ops []storage.Op) error {
+	if len(ops) > 0 && ops[0].Kind == storage.OpAssertAbsent && bytes.HasPrefix(ops[0].Key, []byte("prov/")) {
 		r.once.Do(r.before)
 	}
-	return r.Storage.CompareAndSwap(ctx, req)
+	return r.Storage.Batch(ctx, ns, ops)
 }
 
 // TestAppendLosesRace makes another host take the index an append is about to claim: the

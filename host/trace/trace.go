@@ -29,16 +29,37 @@
 // a cache that can always be rebuilt, and a verifier checks it against the chain.
 //
 // Whenever a chain grows the host signs a Checkpoint {session_id, trace_id, length, head,
-// timestamp, key}: signature = hex Ed25519 over JCS(checkpoint without "signature").
+// timestamp, key}: signature = hex Ed25519 over JCS(checkpoint without "signature"). One
+// checkpoint is signed per write, for the length the chain has after it; a write that appends
+// several entries (Apply) leaves no checkpoint for the lengths in between. A verifier needs
+// only the latest checkpoint to cover the whole chain; every stored one must match the chain.
 //
 // # Concurrency and crashes
 //
-// An append claims index i by a create-if-absent CompareAndSwap on the entry's key, so
-// appends from any number of goroutines or host processes sharing one database never fork a
-// chain: a loser takes the winner's entry and retries at i+1. The entry is written first, then
-// the checkpoint and the record (by CompareAndSwap, never moving backwards). A crash between
-// those writes leaves a chain that verifies, whose record lags by entries that were never
-// acknowledged; the next read or append catches the record up.
+// Every change to an existing trace (Apply, and Append, AddFlag and SetStatus, which call it)
+// is one conditional storage batch in the session namespace, written once:
+//
+//	assert absent  prov/<traceID>/<i>        the next index is still free
+//	assert absent  ckpt/<traceID>/<n>        no checkpoint signs the new length n yet
+//	put            prov/<traceID>/<i..n-1>   the new entries
+//	put            ckpt/<traceID>/<n>        the checkpoint of the new length
+//	put            trace/<traceID>           the record derived from entries 0..n-1
+//	put/delete     the caller's own keys (Update.Extra)
+//
+// The first assertion makes appends from any number of goroutines or host processes sharing
+// one database never fork a chain: a loser reads the winner's entries and retries after
+// them. It also guards the record: when it holds, the chain has exactly i entries, so the
+// record written (derived from those i entries and the new ones) is newer than any record
+// derived from the chain before, and no assertion on the record's own bytes is needed (one
+// would only add conflicts with readers catching it up). The second assertion holds unless
+// entries were removed behind the store's back, and keeps such a chain from being extended
+// over the checkpoint that proves the removal.
+//
+// Since a batch is atomic, a crash leaves the entries, checkpoint and record of a change all
+// written or all absent. A record that lags its chain (left by a crash in a version that wrote
+// them separately) is caught up by the next read or write. Create writes the index entry
+// first, then one batch; a crash between them leaves an index entry whose record is missing,
+// which reads as not found.
 package trace
 
 import (
@@ -79,8 +100,9 @@ const (
 	TraceExecution = "execution"
 )
 
-// Kinds of provenance entries the host appends. Create, AddFlag and SetStatus write the
-// first five, which change the record; Append refuses them (see ReservedKind).
+// Kinds of provenance entries the host appends. Create, AddFlag and SetStatus (Update.Flags
+// and Update.Status) write the first five, which change the record; Append and
+// Update.Entries refuse them (see ReservedKind).
 const (
 	KindCreated     = "created"
 	KindFlagged     = "flagged"
@@ -209,7 +231,8 @@ type VerifyResult struct {
 	Length int64  `json:"length"`
 	Head   string `json:"head"`
 	// SignedLength is the length covered by the latest valid checkpoint; it trails Length
-	// only after a crash between writing an entry and its checkpoint.
+	// only for a chain extended by a host version that wrote entries and checkpoints
+	// separately and crashed in between (or whose latest checkpoint was removed).
 	SignedLength int64 `json:"signed_length"`
 	// Error says what is wrong when Valid is false.
 	Error string `json:"error,omitempty"`

@@ -152,6 +152,15 @@ type PluginStatus struct {
 	Restarts  int    `json:"restarts"`
 	Session   string `json:"session,omitempty"`
 	LastError string `json:"last_error,omitempty"`
+	// Isolation is what a runner process enforces for its session.
+	Isolation []IsolationFeature `json:"isolation,omitempty"`
+}
+
+// IsolationFeature is one isolation mechanism of a runner and whether it is enforced.
+type IsolationFeature struct {
+	Name     string `json:"name"`
+	Enforced bool   `json:"enforced"`
+	Detail   string `json:"detail,omitempty"`
 }
 
 // Health returns the host's health. A degraded host answers 503 with the same body,
@@ -285,6 +294,7 @@ type ExecutionResult struct {
 	Error        string `json:"error,omitempty"`
 	Usage        Usage  `json:"usage"`
 	DurationMS   int64  `json:"duration_ms"`
+	DurationUS   int64  `json:"duration_us"`
 	Flags        []Flag `json:"flags"`
 	StateReset   bool   `json:"state_reset,omitempty"`
 	Truncated    bool   `json:"truncated,omitempty"`

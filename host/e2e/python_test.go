@@ -1,0 +1,106 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/limitgraph/limit/internal/testbin"
+	"github.com/limitgraph/limit/sdk/client"
+)
+
+func pythonConfig(t testing.TB, dataDir string) string {
+	t.Helper()
+	testbin.Plugin(t, "storage-bolt")
+	testbin.Plugin(t, "runner-python")
+	src := fmt.Sprintf(`host {
+  listen     = "127.0.0.1:0"
+  data_dir   = %q
+  plugin_dir = %q
+}
+storage "bolt" {}
+runner "python" {
+  config {
+    timeout          = "10s"
+    memory_limit     = "256MiB"
+    max_output_bytes = "64KiB"
+    interrupt_grace  = "1s"
+  }
+}
+`, dataDir, testbin.PluginDir(t))
+	path := filepath.Join(t.TempDir(), "python.hcl")
+	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestPythonThroughAPI runs the real sandboxed Python runner behind the real daemon.
+func TestPythonThroughAPI(t *testing.T) {
+	t.Setenv("LIMIT_E2E_SECRET", "must-not-leak")
+	d := start(t, pythonConfig(t, t.TempDir()))
+	a, _ := d.c.CreateSession(ctx, client.CreateSessionRequest{Name: "a"})
+	b, _ := d.c.CreateSession(ctx, client.CreateSessionRequest{Name: "b"})
+	run := func(s *client.Session, code string, timeoutMS uint64) *client.ExecutionResult {
+		t.Helper()
+		r, err := d.c.Execute(ctx, s.ID, client.ExecuteRequest{Runner: "python", Input: code, TimeoutMS: timeoutMS})
+		if err != nil {
+			t.Fatalf("execute %q: %v", code, err)
+		}
+		return r
+	}
+	if r := run(a, "x = 41", 0); r.Status != "ok" {
+		t.Fatalf("x = 41: %+v", r)
+	}
+	if r := run(a, "print(x + 1)", 0); r.Stdout != "42\n" {
+		t.Fatalf("state not kept: %+v", r)
+	}
+	if r := run(b, "print('x' in globals())", 0); r.Stdout != "False\n" {
+		t.Fatalf("state leaked across sessions: %+v", r)
+	}
+	// Files: a writes in its working directory; b cannot see a's.
+	run(a, "open('secret.txt', 'w').write('a only'); import os; print(os.getcwd())", 0)
+	r := run(b, "import os, glob; print(sorted(glob.glob('/**/secret.txt', recursive=True)))", 0)
+	if strings.Contains(r.Stdout, "secret.txt") {
+		t.Fatalf("session b found a's file: %q", r.Stdout)
+	}
+	// The host's environment does not reach the code.
+	if r := run(a, "import os; print(os.environ.get('LIMIT_E2E_SECRET'))", 0); r.Stdout != "None\n" {
+		t.Fatalf("host environment leaked: %q", r.Stdout)
+	}
+	// An infinite loop times out and the session keeps working.
+	if r := run(a, "while True: pass", 1000); r.Status != "timeout" {
+		t.Fatalf("infinite loop: %+v", r)
+	}
+	if r := run(a, "print(x)", 0); r.Status != "ok" || r.Stdout != "41\n" {
+		t.Fatalf("after the timeout: %+v", r)
+	}
+	// An exception comes back with its traceback.
+	if r := run(a, "1/0", 0); r.Status != "error" || !strings.Contains(r.Stderr+r.Error, "ZeroDivisionError") {
+		t.Fatalf("exception: %+v", r)
+	}
+	// Health reports the isolation each session's runner enforces.
+	h, err := d.c.Health(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runners := 0
+	for _, p := range h.Plugins {
+		if p.Kind != "runner" {
+			continue
+		}
+		runners++
+		if p.Session != a.ID && p.Session != b.ID {
+			t.Fatalf("runner for unknown session %+v", p)
+		}
+	}
+	if runners != 2 {
+		t.Fatalf("%d runner processes, want 2: %+v", runners, h.Plugins)
+	}
+	status, _, body := d.raw("GET", "/v1/health", "", nil)
+	if status != 200 || !strings.Contains(fmt.Sprint(body), "landlock") {
+		t.Fatalf("health does not report the isolation features: %v", body)
+	}
+}

@@ -1,0 +1,372 @@
+package trace
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"unicode/utf8"
+
+	"github.com/limitgraph/limit/sdk/storage"
+)
+
+// Update is a set of changes made to a trace in one atomic storage write (see Apply): Entries
+// are appended in order, then one "flagged" entry per flag, then, if Status is set and
+// differs from the trace's status, the status entry; Extra ops are written in the same batch.
+type Update struct {
+	// Entries are appended in order. Only their Kind, Agent and Data are read: an empty Agent
+	// means the agent the update is applied by, empty Data means null. Kinds that change the
+	// record (ReservedKind) are refused: use Flags and Status.
+	Entries []Entry
+	// Flags are attached in order, each by a "flagged" entry; a zero Timestamp means now.
+	Flags []Flag
+	// Status, if not empty, is the status the trace moves to by a "quarantined", "merged"
+	// or "reactivated" entry holding Reason. A trace already in it gets no entry.
+	Status Status
+	// Reason is the reason of the status change; it needs a Status.
+	Reason string
+	// Extra are other writes made in the same batch, in the trace's session namespace
+	// (SessionNamespace): storage.OpPut and storage.OpDelete only, and no key may start with
+	// one of the package's prefixes trace/, prov/ and ckpt/.
+	Extra []storage.Op
+}
+
+// reservedPrefixes are the key prefixes this package owns in a session namespace.
+var reservedPrefixes = [][]byte{recordPrefix, []byte("prov/"), []byte("ckpt/")}
+
+// change is an Update checked and put in canonical form, ready to be applied at any point
+// of a chain.
+type change struct {
+	agent      string
+	entries    []Entry // Kind, Agent, canonical Data
+	flags      []json.RawMessage
+	status     Status
+	statusData json.RawMessage
+	extra      []storage.Op
+}
+
+// prepare checks u, applied by agent, and puts it in canonical form.
+func (s *Store) prepare(agent string, u Update) (*change, error) {
+	if err := validateAgent(agent); err != nil {
+		return nil, err
+	}
+	c := &change{agent: agent, status: u.Status}
+	// which names an entry or flag in an error, by its position if there are several.
+	which := func(what string, i, n int) string {
+		if n == 1 {
+			return what
+		}
+		return fmt.Sprintf("%s %d", what, i)
+	}
+	for i, in := range u.Entries {
+		w := which("entry", i, len(u.Entries))
+		switch {
+		case !validKind(in.Kind):
+			return nil, fmt.Errorf("%w: %s kind %q: want 1 to 64 of [a-z0-9_.:-], starting with a letter", ErrInvalid, w, in.Kind)
+		case ReservedKind(in.Kind):
+			return nil, fmt.Errorf("%w: %s kind %q is written by the host only", ErrInvalid, w, in.Kind)
+		}
+		if err := validateAgent(in.Agent); err != nil {
+			return nil, fmt.Errorf("%s: %w", w, err)
+		}
+		data, err := canonicalData(in.Data, false)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", w, err)
+		}
+		a := in.Agent
+		if a == "" {
+			a = agent
+		}
+		c.entries = append(c.entries, Entry{Kind: in.Kind, Agent: a, Data: data})
+	}
+	if len(u.Flags) > MaxFlags {
+		return nil, fmt.Errorf("%w: %d flags, a trace carries at most %d", ErrInvalid, len(u.Flags), MaxFlags)
+	}
+	for i, f := range u.Flags {
+		if f.Timestamp.IsZero() {
+			f.Timestamp = s.timestamp()
+		}
+		f.Timestamp = f.Timestamp.UTC()
+		if err := validateFlag(f); err != nil {
+			return nil, fmt.Errorf("%s: %w", which("flag", i, len(u.Flags)), err)
+		}
+		data, err := canonicalJSON(f)
+		if err != nil {
+			return nil, fmt.Errorf("encode %s: %w", which("flag", i, len(u.Flags)), err)
+		}
+		c.flags = append(c.flags, data)
+	}
+	switch {
+	case u.Status != "" && !u.Status.Valid():
+		return nil, fmt.Errorf("%w: unknown status %q (want %s, %s or %s)", ErrInvalid, u.Status, StatusActive, StatusQuarantined, StatusMerged)
+	case u.Status == "" && u.Reason != "":
+		return nil, fmt.Errorf("%w: a reason is given but no status to change to", ErrInvalid)
+	case len(u.Reason) > MaxReasonSize || !utf8.ValidString(u.Reason):
+		return nil, fmt.Errorf("%w: reason must be at most %d bytes of UTF-8", ErrInvalid, MaxReasonSize)
+	}
+	if u.Status != "" {
+		data, err := canonicalJSON(statusInfo{Status: u.Status, Reason: u.Reason})
+		if err != nil {
+			return nil, fmt.Errorf("encode status change: %w", err)
+		}
+		c.statusData = data
+	}
+	for i, op := range u.Extra {
+		if op.Kind != storage.OpPut && op.Kind != storage.OpDelete {
+			return nil, fmt.Errorf("%w: extra operation %d: only puts and deletes may ride along with an update", ErrInvalid, i)
+		}
+		if err := storage.ValidateKey(op.Key); err != nil {
+			return nil, fmt.Errorf("%w: extra operation %d: %v", ErrInvalid, i, err)
+		}
+		for _, p := range reservedPrefixes {
+			if bytes.HasPrefix(op.Key, p) {
+				return nil, fmt.Errorf("%w: extra operation %d: key %q: the prefix %s belongs to the trace store", ErrInvalid, i, op.Key, p)
+			}
+		}
+		if op.Kind == storage.OpDelete {
+			op.Value = nil
+		} else if err := storage.ValidateValue(op.Value); err != nil {
+			return nil, fmt.Errorf("%w: extra operation %d: %v", ErrInvalid, i, err)
+		}
+		c.extra = append(c.extra, op)
+	}
+	return c, nil
+}
+
+// builder makes the entries that extend a chain, replaying each onto the record.
+type builder struct {
+	s   *Store
+	loc location
+	r   *replayer
+	// entries are the entries made, raws their stored form.
+	entries []Entry
+	raws    [][]byte
+}
+
+// newBuilder starts extending the chain at loc whose record, derived from its whole chain,
+// is tip.
+func (s *Store) newBuilder(loc location, tip Record) *builder {
+	tip.Flags = slices.Clone(tip.Flags) // the replay appends to them
+	return &builder{s: s, loc: loc, r: resume(tip)}
+}
+
+// add makes the next entry and applies it to the record.
+func (b *builder) add(kind, agent string, data json.RawMessage) error {
+	rec := &b.r.rec
+	prev := rec.Head
+	if rec.Length == 0 {
+		prev = GenesisHash
+	}
+	e := Entry{
+		TraceID: b.loc.traceID, SessionID: b.loc.sessionID, Index: rec.Length, Kind: kind, Agent: agent,
+		Data: data, Timestamp: b.s.timestamp(), PrevHash: prev,
+	}
+	raw, err := sealEntry(&e)
+	if err != nil {
+		return err
+	}
+	if len(raw) > storage.MaxValueSize {
+		return fmt.Errorf("%w: entry %d is %d bytes, the limit is %d", ErrInvalid, e.Index, len(raw), storage.MaxValueSize)
+	}
+	if err := b.r.addEntry(e); err != nil {
+		return fmt.Errorf("%w: trace %s: own entry %d: %v", ErrCorrupt, b.loc.traceID, e.Index, err)
+	}
+	b.entries = append(b.entries, e)
+	b.raws = append(b.raws, raw)
+	return nil
+}
+
+// apply makes the entries c asks for, given the record as replayed so far.
+func (b *builder) apply(c *change) error {
+	for _, e := range c.entries {
+		if err := b.add(e.Kind, e.Agent, e.Data); err != nil {
+			return err
+		}
+	}
+	if n := len(b.r.rec.Flags); n+len(c.flags) > MaxFlags {
+		return fmt.Errorf("%w: trace %s has %d flags; %d more would exceed the limit of %d", ErrInvalid, b.loc.traceID, n, len(c.flags), MaxFlags)
+	}
+	for _, f := range c.flags {
+		if err := b.add(KindFlagged, c.agent, f); err != nil {
+			return err
+		}
+	}
+	if c.status != "" && b.r.rec.Status != c.status {
+		if err := b.add(statusKind[c.status], c.agent, c.statusData); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ops returns the batch that stores the entries made from index from on, the checkpoint of
+// the chain they end, the record after them, and extra. A conditional batch (for an existing
+// chain) asserts that entry from is still free, so the batch lands only on the chain it was
+// built for, and that no checkpoint covers the new length yet (one would mean that entries
+// were removed: never overwrite the evidence).
+func (b *builder) ops(from int64, extra []storage.Op, conditional bool) ([]storage.Op, error) {
+	loc, rec := b.loc, b.r.rec
+	rraw, err := canonicalJSON(rec)
+	if err != nil {
+		return nil, fmt.Errorf("encode trace record: %w", err)
+	}
+	if len(rraw) > storage.MaxValueSize {
+		return nil, fmt.Errorf("%w: trace record would be %d bytes, the limit is %d", ErrInvalid, len(rraw), storage.MaxValueSize)
+	}
+	ops := make([]storage.Op, 0, len(b.raws)+len(extra)+4)
+	if conditional {
+		ops = append(ops, storage.Op{Kind: storage.OpAssertAbsent, Key: entryKey(loc.traceID, from)})
+		if len(b.raws) > 0 {
+			ops = append(ops, storage.Op{Kind: storage.OpAssertAbsent, Key: ckptKey(loc.traceID, rec.Length)})
+		}
+	}
+	for i, raw := range b.raws {
+		ops = append(ops, storage.Op{Kind: storage.OpPut, Key: entryKey(loc.traceID, from+int64(i)), Value: raw})
+	}
+	if len(b.raws) > 0 {
+		c := Checkpoint{SessionID: loc.sessionID, TraceID: loc.traceID, Length: rec.Length, Head: rec.Head, Timestamp: b.s.timestamp()}
+		craw, err := signCheckpoint(b.s.key, &c)
+		if err != nil {
+			return nil, err
+		}
+		ops = append(ops, storage.Op{Kind: storage.OpPut, Key: ckptKey(loc.traceID, rec.Length), Value: craw})
+	}
+	ops = append(ops, storage.Op{Kind: storage.OpPut, Key: recordKey(loc.traceID), Value: rraw})
+	ops = append(ops, extra...)
+	if err := storage.ValidateBatch(loc.ns, ops); err != nil {
+		return nil, fmt.Errorf("%w: trace %s: the update does not fit in one storage batch: %v", ErrInvalid, loc.traceID, err)
+	}
+	return ops, nil
+}
+
+// Apply makes the changes u describes to a trace, by agent, and returns the record after
+// them with the entries appended (none when there was nothing to append: an empty update, or
+// only a status the trace already has). Everything is one storage batch, written once:
+// the entries, a signed checkpoint of the new length, the record and u.Extra are applied
+// together or not at all. A refused update (ErrInvalid, ErrNotFound, ErrCorrupt) writes
+// nothing.
+//
+// The batch asserts that the next index is still free. When another writer (in this process
+// or another sharing the storage) took it first, Apply reads what was appended, re-checks
+// the update against it (the status, the flag limit) and tries again at the next index.
+func (s *Store) Apply(ctx context.Context, traceID, agent string, u Update) (Record, []Entry, error) {
+	c, err := s.prepare(agent, u)
+	if err != nil {
+		return Record{}, nil, err
+	}
+	loc, err := s.locate(ctx, traceID)
+	if err != nil {
+		return Record{}, nil, err
+	}
+	return s.apply(ctx, loc, c)
+}
+
+// apply applies c to the chain at loc; see Apply.
+func (s *Store) apply(ctx context.Context, loc location, c *change) (Record, []Entry, error) {
+	// Writers of one chain in this process queue here instead of all racing for every index.
+	unlock := s.claims.lock(loc.traceID)
+	defer unlock()
+	rec, _, err := s.loadRecord(ctx, loc)
+	if err != nil {
+		return Record{}, nil, err
+	}
+	tip, err := s.catchUp(ctx, loc, rec)
+	if err != nil {
+		return Record{}, nil, fmt.Errorf("update trace %s: %w", loc.traceID, err)
+	}
+	for attempt := 0; ; attempt++ {
+		if attempt == maxAppendAttempts {
+			return Record{}, nil, fmt.Errorf("%w: trace %s: lost the race for the next index %d times", ErrConflict, loc.traceID, attempt)
+		}
+		b := s.newBuilder(loc, tip)
+		if err := b.apply(c); err != nil {
+			return tip, nil, err
+		}
+		if len(b.entries) == 0 && len(c.extra) == 0 {
+			return tip, nil, nil
+		}
+		ops, err := b.ops(tip.Length, c.extra, true)
+		if err != nil {
+			return tip, nil, err
+		}
+		err = s.group.write(ctx, loc.ns, ops)
+		if err == nil {
+			return b.r.rec, b.entries, nil
+		}
+		if !errors.Is(err, storage.ErrConditionFailed) {
+			return Record{}, nil, fmt.Errorf("update trace %s: %w", loc.traceID, err)
+		}
+		// Someone appended first: follow their entries and try after them.
+		up, err := s.catchUp(ctx, loc, tip)
+		if err != nil {
+			return Record{}, nil, fmt.Errorf("update trace %s: %w", loc.traceID, err)
+		}
+		if up.Length == tip.Length && len(b.entries) > 0 {
+			// Nothing was appended, so it is the checkpoint that is in the way.
+			_, present, err := s.st.Get(ctx, loc.ns, ckptKey(loc.traceID, b.r.rec.Length))
+			if err != nil {
+				return Record{}, nil, fmt.Errorf("update trace %s: read checkpoint %d: %w", loc.traceID, b.r.rec.Length, err)
+			}
+			if present {
+				return Record{}, nil, fmt.Errorf("%w: trace %s: a checkpoint signs a chain of %d entries, but only %d are stored: entries were removed", ErrCorrupt, loc.traceID, b.r.rec.Length, tip.Length)
+			}
+		}
+		tip = up
+	}
+}
+
+// CreateWith stores a new trace as Create does and applies u to it in the same write, and
+// returns the record with the entries u appended (after the "created" entry). It costs two
+// storage writes: the index entry first (as Create), then one batch with everything else.
+func (s *Store) CreateWith(ctx context.Context, sessionID, kind string, data json.RawMessage, agent string, u Update) (Record, []Entry, error) {
+	if !ValidID(sessionID) {
+		return Record{}, nil, fmt.Errorf("%w: %q is not a session id", ErrInvalid, sessionID)
+	}
+	if !validKind(kind) {
+		return Record{}, nil, fmt.Errorf("%w: trace kind %q: want 1 to 64 of [a-z0-9_.:-], starting with a letter", ErrInvalid, kind)
+	}
+	if err := validateAgent(agent); err != nil {
+		return Record{}, nil, err
+	}
+	cdata, err := canonicalData(data, true)
+	if err != nil {
+		return Record{}, nil, err
+	}
+	c, err := s.prepare(agent, u)
+	if err != nil {
+		return Record{}, nil, err
+	}
+	info, err := canonicalJSON(createdInfo{Kind: kind, Tenant: s.tenant, DataSHA256: dataHash(cdata)})
+	if err != nil {
+		return Record{}, nil, fmt.Errorf("encode created entry: %w", err)
+	}
+	id := NewID()
+	loc := s.sessionLocation(id, sessionID)
+	b := &builder{s: s, loc: loc, r: newReplayer(id, sessionID, cdata)}
+	if err := b.add(KindCreated, agent, info); err != nil {
+		return Record{}, nil, err
+	}
+	if err := b.apply(c); err != nil {
+		return Record{}, nil, err
+	}
+	// The trace is new, so nobody else writes its keys: the batch needs no assertion, and
+	// may share a storage write with other writers.
+	ops, err := b.ops(0, c.extra, false)
+	if err != nil {
+		return Record{}, nil, err
+	}
+	// The index entry goes first: a crash before the batch leaves an index entry whose
+	// record is missing, which reads as not found; never a record no id leads to.
+	err = s.group.write(ctx, IndexNamespace(s.tenant), []storage.Op{
+		{Kind: storage.OpPut, Key: recordKey(id), Value: []byte(sessionID)},
+	})
+	if err != nil {
+		return Record{}, nil, fmt.Errorf("create trace: write index: %w", err)
+	}
+	if err := s.group.write(ctx, loc.ns, ops); err != nil {
+		return Record{}, nil, fmt.Errorf("create trace: %w", err)
+	}
+	return b.r.rec, b.entries[1:], nil
+}

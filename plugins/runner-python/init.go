@@ -1,0 +1,473 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+
+	seccomp "github.com/elastic/go-seccomp-bpf"
+	"github.com/landlock-lsm/go-landlock/landlock"
+	"golang.org/x/sys/unix"
+
+	"github.com/limitgraph/limit/sdk/runner"
+)
+
+// initArg is the argument with which the plugin binary re-executes itself as the sandbox's
+// first process ("init"), inside the namespaces the plugin created for it.
+const initArg = "__limit_runner_python_init__"
+
+// The init's file descriptors, set up by the plugin (ExtraFiles).
+const (
+	initFdCmd    = 3 // plugin → init: the config frame, cmdStart; EOF when the plugin is gone
+	initFdStatus = 4 // init → plugin: setup report, worker exit, fatal errors
+	initFdOut    = 5 // the worker's stdout (write end)
+	initFdErr    = 6 // the worker's stderr (write end)
+	initFdCtlIn  = 7 // plugin → worker frames (read end)
+	initFdCtlOut = 8 // worker → plugin frames (write end)
+)
+
+// cmdStart is the byte with which the plugin tells init to start the worker, once init is
+// in the session's cgroups.
+const cmdStart = 'g'
+
+// initConfig is what the plugin tells init to set up.
+type initConfig struct {
+	// Interpreter and Args start the worker; Env is its whole environment.
+	Interpreter string   `json:"interpreter"`
+	Args        []string `json:"args"`
+	Env         []string `json:"env"`
+	// WorkDir is the worker's working directory.
+	WorkDir string `json:"work_dir"`
+	// UID and GID the worker runs as; -1 keeps init's.
+	UID int `json:"uid"`
+	GID int `json:"gid"`
+	// Mount is set when init runs in a new mount namespace: it makes mounts private and
+	// mounts /proc (with PID) and hides Cover.
+	Mount bool `json:"mount"`
+	PID   bool `json:"pid"`
+	UTS   bool `json:"uts"`
+	// Net is set in a new network namespace: init brings the loopback interface up.
+	Net bool `json:"net"`
+	// Cover, if set, is the highest ancestor of WorkDir the worker's uid cannot search:
+	// init mounts an empty read-only tmpfs over it with just the path to WorkDir, where
+	// WorkDir itself is mounted, so the worker reaches its directory and nothing else
+	// that was below Cover.
+	Cover string `json:"cover,omitempty"`
+	// ShmSize, if set, is the size of a private tmpfs mounted on /dev/shm.
+	ShmSize uint64 `json:"shm_size,omitempty"`
+	// Landlock paths: read-only directories, read-write directories and files.
+	Landlock  bool     `json:"landlock"`
+	ReadOnly  []string `json:"read_only"`
+	ReadWrite []string `json:"read_write"`
+	RWFiles   []string `json:"rw_files"`
+	Seccomp   bool     `json:"seccomp"`
+	// Rlimits are set on init before it starts the worker, which inherits them.
+	Rlimits []rlimitSpec `json:"rlimits"`
+}
+
+// rlimitSpec is one resource limit, soft and hard alike.
+type rlimitSpec struct {
+	Name     string `json:"name"`
+	Resource int    `json:"resource"`
+	Value    uint64 `json:"value"`
+}
+
+// initSetup is init's setup report.
+type initSetup struct {
+	Features []runner.IsolationFeature `json:"features"`
+	// WorkerPID is the worker's pid as init sees it.
+	WorkerPID int `json:"worker_pid"`
+}
+
+// sandboxInit is the main function of init. It never returns.
+func sandboxInit() {
+	// Caught, not ignored: an ignored signal would stay ignored in the worker and its
+	// children (multiprocessing stops its workers with SIGTERM).
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2)
+	go func() {
+		for range sigs {
+		}
+	}()
+	for fd := initFdCmd; fd <= initFdCtlOut; fd++ {
+		unix.CloseOnExec(fd)
+	}
+	status := os.NewFile(initFdStatus, "status")
+	code, err := runInit(os.NewFile(initFdCmd, "cmd"), status)
+	if err != nil {
+		_, _ = status.Write(encodeFrame(frameFatal, field{keyError, []byte(err.Error())}))
+	}
+	os.Exit(code)
+}
+
+// runInit sets the sandbox up, starts the worker, serves commands and reaps processes
+// until the worker exits; it returns init's exit code.
+func runInit(cmd, status *os.File) (int, error) {
+	f, err := readFrame(cmd)
+	if err != nil {
+		return 2, fmt.Errorf("read sandbox config: %w", err)
+	}
+	var cfg initConfig
+	if f.typ != frameConfig {
+		return 2, fmt.Errorf("expected a config frame, got %q", f.typ)
+	}
+	if err := json.Unmarshal(f.fields[keyJSON], &cfg); err != nil {
+		return 2, fmt.Errorf("decode sandbox config: %w", err)
+	}
+	// Orphans of the worker's processes become init's children, so init can reap them and,
+	// without a pid namespace, kill them when the worker ends.
+	_ = unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+	rep := newReport()
+	devnull, err := os.OpenFile("/dev/null", os.O_RDWR, 0)
+	if err != nil {
+		return 2, fmt.Errorf("open /dev/null: %w", err)
+	}
+	if cfg.Mount {
+		if err := setupMounts(&cfg, rep); err != nil {
+			return 2, err
+		}
+	}
+	if cfg.UTS {
+		if err := unix.Sethostname([]byte("limit-python")); err != nil {
+			rep.fail(featUTSNS, "set the sandbox's hostname: "+err.Error())
+		} else {
+			rep.set(featUTSNS, true, "own UTS namespace, hostname limit-python")
+		}
+	}
+	if cfg.Net {
+		if err := loopbackUp(); err != nil {
+			rep.fail(featNetNS, "bring up loopback in the sandbox's network namespace: "+err.Error())
+		} else {
+			rep.set(featNetNS, true, "own network namespace with only loopback: no route to the host or beyond")
+		}
+	}
+	if cfg.Landlock {
+		applyLandlock(&cfg, rep)
+	}
+	if cfg.Seccomp {
+		applySeccomp(rep)
+	}
+	// Limits set on init are inherited by the worker. init itself is root, which
+	// RLIMIT_NPROC exempts, and writes only to pipes, which RLIMIT_FSIZE does not cover.
+	// (prlimit on the worker instead would need CAP_SYS_RESOURCE, which root may lack.)
+	applyRlimits(cfg.Rlimits, rep)
+
+	// The plugin moves init into the session's cgroups while init sets up (a cgroup v1
+	// migration waits for an RCU grace period: ~10 ms); the worker must start inside them.
+	var goByte [1]byte
+	if _, err := io.ReadFull(cmd, goByte[:]); err != nil || goByte[0] != cmdStart {
+		return 2, fmt.Errorf("wait for the plugin's go-ahead: %v", err)
+	}
+
+	argv := append([]string{cfg.Interpreter}, cfg.Args...)
+	sys := &syscall.SysProcAttr{Setpgid: true}
+	if cfg.UID >= 0 {
+		sys.Credential = &syscall.Credential{Uid: uint32(cfg.UID), Gid: uint32(cfg.GID), Groups: []uint32{}}
+	}
+	pid, err := syscall.ForkExec(cfg.Interpreter, argv, &syscall.ProcAttr{
+		Dir:   cfg.WorkDir,
+		Env:   cfg.Env,
+		Files: []uintptr{devnull.Fd(), initFdOut, initFdErr, initFdCtlIn, initFdCtlOut},
+		Sys:   sys,
+	})
+	if err != nil {
+		return 2, fmt.Errorf("start %s in the sandbox: %w", cfg.Interpreter, err)
+	}
+	for fd := initFdOut; fd <= initFdCtlOut; fd++ {
+		_ = unix.Close(fd)
+	}
+	devnull.Close()
+
+	b, _ := json.Marshal(initSetup{Features: rep.entries(), WorkerPID: pid})
+	if _, err := status.Write(encodeFrame(frameSetup, field{keyJSON, b})); err != nil {
+		killTree(pid)
+		return 2, nil
+	}
+
+	go serveCommands(cmd, pid)
+
+	for {
+		var ws syscall.WaitStatus
+		wpid, err := syscall.Wait4(-1, &ws, 0, nil)
+		if errors.Is(err, syscall.EINTR) {
+			continue
+		}
+		if err != nil {
+			// No child left: the worker is gone without us seeing it (cannot happen).
+			return 0, nil
+		}
+		if wpid != pid || ws.Stopped() || ws.Continued() {
+			continue
+		}
+		fields := []field{}
+		switch {
+		case ws.Exited():
+			fields = append(fields, field{keyExit, []byte(strconv.Itoa(ws.ExitStatus()))})
+		case ws.Signaled():
+			fields = append(fields, field{keySignal, []byte(strconv.Itoa(int(ws.Signal())))})
+		}
+		_, _ = status.Write(encodeFrame(frameExit, fields...))
+		killTree(pid)
+		return 0, nil
+	}
+}
+
+// serveCommands waits on the command pipe: when the plugin goes away (EOF), the sandbox
+// ends with it. (The plugin signals the worker itself: with Landlock applied thread by
+// thread below ABI 8, init's threads are in sibling domains and signal scoping would stop
+// any but the forking thread.)
+func serveCommands(cmd *os.File, worker int) {
+	buf := make([]byte, 64)
+	for {
+		if _, err := cmd.Read(buf); err != nil {
+			killTree(worker)
+			os.Exit(0)
+		}
+	}
+}
+
+// killTree kills the worker's process group and every other descendant of init. As the
+// first process of a pid namespace init's own exit kills them all anyway; without one, the
+// child subreaper setting makes orphans init's children, so none escapes.
+func killTree(worker int) {
+	_ = syscall.Kill(-worker, syscall.SIGKILL)
+	if os.Getpid() == 1 {
+		return
+	}
+	for round := 0; round < 100; round++ {
+		kids := children(os.Getpid())
+		if len(kids) == 0 {
+			return
+		}
+		for _, k := range kids {
+			_ = syscall.Kill(k, syscall.SIGKILL)
+		}
+		for {
+			var ws syscall.WaitStatus
+			wpid, err := syscall.Wait4(-1, &ws, syscall.WNOHANG, nil)
+			if wpid <= 0 || err != nil {
+				break
+			}
+		}
+	}
+}
+
+// children lists the children of every thread of process pid.
+func children(pid int) []int {
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+	var out []int
+	for _, t := range tasks {
+		b, err := os.ReadFile(t)
+		if err != nil {
+			continue
+		}
+		for _, f := range strings.Fields(string(b)) {
+			if n, err := strconv.Atoi(f); err == nil {
+				out = append(out, n)
+			}
+		}
+	}
+	return out
+}
+
+// setupMounts makes the new mount namespace private, mounts the pid namespace's /proc and
+// hides what lies above the work dir.
+func setupMounts(cfg *initConfig, rep *report) error {
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		rep.fail(featMountNS, "make the sandbox's mounts private: "+err.Error())
+		return nil
+	}
+	details := []string{"own mount namespace"}
+	if cfg.PID {
+		if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+			rep.fail(featPIDNS, "mount /proc of the sandbox's pid namespace (the host's processes would be visible): "+err.Error())
+		} else {
+			details = append(details, "/proc shows only the sandbox's processes")
+		}
+	}
+	if cfg.ShmSize > 0 {
+		// POSIX shared memory and semaphores (multiprocessing needs them) get a /dev/shm
+		// of the sandbox's own, instead of the host's shared one.
+		if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
+			opts := fmt.Sprintf("mode=1777,size=%d", cfg.ShmSize)
+			if err := unix.Mount("tmpfs", "/dev/shm", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, opts); err != nil {
+				rep.fail(featMountNS, "mount the sandbox's /dev/shm: "+err.Error())
+				return nil
+			}
+			cfg.ReadWrite = append(cfg.ReadWrite, "/dev/shm")
+			details = append(details, "a private /dev/shm")
+		}
+	}
+	if cfg.Cover != "" {
+		if err := coverAbove(cfg.Cover, cfg.WorkDir); err != nil {
+			// Without the cover the worker's uid cannot reach its work dir by its path.
+			return fmt.Errorf("make the work dir reachable in the sandbox: %w", err)
+		}
+		details = append(details, "the host's "+cfg.Cover+" is hidden but for the work dir")
+	}
+	rep.set(featMountNS, true, strings.Join(details, "; "))
+	return nil
+}
+
+// coverAbove mounts an empty tmpfs over top, recreates the path from top down to workDir
+// in it, mounts workDir there and makes the tmpfs read-only.
+func coverAbove(top, workDir string) error {
+	rel, err := filepath.Rel(top, workDir)
+	if err != nil || rel == "." || strings.HasPrefix(rel, "..") {
+		return fmt.Errorf("%s is not above %s", top, workDir)
+	}
+	tree, err := unix.OpenTree(unix.AT_FDCWD, workDir, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_RECURSIVE)
+	if err != nil {
+		return fmt.Errorf("open_tree %s: %w", workDir, err)
+	}
+	defer unix.Close(tree)
+	const flags = unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC
+	if err := unix.Mount("tmpfs", top, "tmpfs", flags, "mode=0755,size=64k"); err != nil {
+		return fmt.Errorf("mount tmpfs over %s: %w", top, err)
+	}
+	old := unix.Umask(0o022)
+	err = os.MkdirAll(workDir, 0o755)
+	unix.Umask(old)
+	if err != nil {
+		return err
+	}
+	if err := unix.MoveMount(tree, "", unix.AT_FDCWD, workDir, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+		return fmt.Errorf("move_mount %s: %w", workDir, err)
+	}
+	if err := unix.Mount("", top, "", unix.MS_REMOUNT|unix.MS_RDONLY|flags, ""); err != nil {
+		return fmt.Errorf("remount %s read-only: %w", top, err)
+	}
+	return nil
+}
+
+// loopbackUp brings the loopback interface of the current network namespace up.
+func loopbackUp() error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		return err
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return err
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	return unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr)
+}
+
+// landlockABI returns the kernel's Landlock ABI version, 0 when there is none.
+func landlockABI() int {
+	const createRulesetVersion = 1
+	v, _, errno := unix.Syscall(unix.SYS_LANDLOCK_CREATE_RULESET, 0, 0, createRulesetVersion)
+	if errno != 0 {
+		return 0
+	}
+	return int(v)
+}
+
+// applyLandlock restricts init, and so the worker it starts, to the configured paths, and
+// checks that the restriction holds by opening "/", which no rule allows.
+func applyLandlock(cfg *initConfig, rep *report) {
+	abi := landlockABI()
+	if abi < 1 {
+		rep.fail(featLandlock, "the kernel has no Landlock (not built in or not enabled at boot)")
+		return
+	}
+	ll := landlock.MustConfig(landlock.V7.HandledAccessFS, landlock.V7.Scoped).BestEffort()
+	rules := []landlock.Rule{
+		landlock.RODirs(cfg.ReadOnly...).IgnoreIfMissing(),
+		landlock.RWDirs(cfg.ReadWrite...),
+		landlock.RWFiles(cfg.RWFiles...).IgnoreIfMissing(),
+	}
+	if err := ll.Restrict(rules...); err != nil {
+		rep.fail(featLandlock, "apply the Landlock ruleset: "+err.Error())
+		return
+	}
+	fd, err := unix.Open("/", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err == nil {
+		unix.Close(fd)
+		rep.fail(featLandlock, fmt.Sprintf("Landlock ABI v%d accepted the ruleset but reading / is still allowed", abi))
+		return
+	}
+	if !errors.Is(err, unix.EACCES) {
+		rep.fail(featLandlock, "checking the ruleset: opening / failed with "+err.Error()+" instead of permission denied")
+		return
+	}
+	scoped := ""
+	if abi >= 6 {
+		scoped = "; signals and abstract unix sockets scoped to the sandbox"
+	}
+	rep.set(featLandlock, true, fmt.Sprintf("Landlock ABI v%d: system paths read-only, the work dir read-write, nothing else%s", abi, scoped))
+}
+
+// applySeccomp loads the filter on every thread of init (and so of the worker) and checks
+// the kernel reports it.
+func applySeccomp(rep *report) {
+	if err := seccomp.LoadFilter(seccompFilter()); err != nil {
+		rep.fail(featSeccomp, "load the seccomp filter: "+err.Error())
+		return
+	}
+	mode, err := procStatusField("/proc/self/status", "Seccomp")
+	if err != nil || mode != "2" {
+		rep.fail(featSeccomp, fmt.Sprintf("the filter loaded but /proc/self/status says Seccomp %q (%v)", mode, err))
+		return
+	}
+	rep.set(featSeccomp, true, fmt.Sprintf("filter mode: %d system calls denied (ptrace, mount, kexec, bpf, module loading, namespaces, keyrings, io_uring, ...)", len(deniedSyscalls)+2))
+}
+
+// applyRlimits lowers init's resource limits, which the worker inherits. A limit above the
+// current hard limit cannot be raised without CAP_SYS_RESOURCE: the hard limit stays.
+func applyRlimits(limits []rlimitSpec, rep *report) {
+	if len(limits) == 0 {
+		return
+	}
+	var set, failed []string
+	for _, l := range limits {
+		var cur syscall.Rlimit
+		if err := syscall.Getrlimit(l.Resource, &cur); err != nil {
+			failed = append(failed, fmt.Sprintf("%s: %v", l.Name, err))
+			continue
+		}
+		v := min(l.Value, cur.Max)
+		// syscall.Setrlimit, not unix's: it keeps the Go runtime from restoring its saved
+		// RLIMIT_NOFILE in the child.
+		if err := syscall.Setrlimit(l.Resource, &syscall.Rlimit{Cur: v, Max: v}); err != nil {
+			failed = append(failed, fmt.Sprintf("%s: %v", l.Name, err))
+			continue
+		}
+		set = append(set, fmt.Sprintf("%s=%d", l.Name, v))
+	}
+	if len(failed) > 0 {
+		rep.fail(featRlimits, "setrlimit failed for "+strings.Join(failed, ", "))
+		return
+	}
+	rep.set(featRlimits, true, strings.Join(set, " "))
+}
+
+// procStatusField returns a field of a /proc/<pid>/status file.
+func procStatusField(path, name string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if k, v, ok := strings.Cut(sc.Text(), ":"); ok && k == name {
+			return strings.TrimSpace(v), nil
+		}
+	}
+	return "", fmt.Errorf("%s: no field %s", path, name)
+}

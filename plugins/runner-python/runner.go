@@ -1,0 +1,397 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/limitgraph/limit/sdk/base"
+	"github.com/limitgraph/limit/sdk/runner"
+)
+
+// version is the plugin's own version.
+const version = "0.1.0"
+
+// stopTimeout bounds how long killing a worker may take before it is reported as stuck.
+const stopTimeout = 10 * time.Second
+
+// pythonRunner is the runner.Runner of this plugin: one session per process, one sandboxed
+// worker interpreter at a time for it, replaced when it dies or is killed.
+type pythonRunner struct {
+	log hclog.Logger
+
+	mu     sync.Mutex
+	set    *settings
+	sb     *sandbox
+	w      *worker       // current worker, nil while one starts
+	wReady chan struct{} // closed when the worker being started is ready or failed
+	wErr   error         // why the last start failed
+	closed bool
+	execs  map[string]*execution
+	// slot serializes executions: the interpreter runs one at a time.
+	slot chan struct{}
+
+	probeMu sync.Mutex
+	probe   *runner.Health
+}
+
+func newRunner(log hclog.Logger) *pythonRunner {
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	return &pythonRunner{log: log, execs: map[string]*execution{}, slot: make(chan struct{}, 1)}
+}
+
+// PluginInfo implements base.Plugin.
+func (r *pythonRunner) PluginInfo() base.Info {
+	return base.Info{
+		Name: "python", Kind: base.KindRunner, Version: version,
+		ProtocolVersions: []uint32{base.ProtocolVersion},
+		Capabilities:     []string{"python", "persistent_state", "streaming", "timeout", "cancel", "sandbox"},
+		Description:      "Runs Python in one long-lived sandboxed interpreter per session (namespaces, cgroups, per-session uid, Landlock, seccomp).",
+	}
+}
+
+// ConfigSchema implements base.Plugin.
+func (r *pythonRunner) ConfigSchema() base.Schema { return configSchema() }
+
+// Configure implements base.Plugin.
+func (r *pythonRunner) Configure(_ context.Context, req base.ConfigureRequest) base.Diagnostics {
+	set, ds := parseConfig(req, req.ValidateOnly)
+	if ds.HasErrors() || req.ValidateOnly {
+		return ds
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.sb != nil {
+		return append(ds, base.Errorf(nil, "the plugin serves an open session; it cannot be reconfigured"))
+	}
+	r.set = &set
+	return ds
+}
+
+// OpenSession implements runner.Runner: it sets the sandbox up and starts the worker.
+func (r *pythonRunner) OpenSession(ctx context.Context, s runner.Session) error {
+	r.mu.Lock()
+	switch {
+	case r.set == nil:
+		r.mu.Unlock()
+		return errors.New("the plugin is not configured: call Configure first")
+	case r.closed:
+		r.mu.Unlock()
+		return errors.New("the session is closed: this plugin process served its one session")
+	case r.sb != nil:
+		r.mu.Unlock()
+		return fmt.Errorf("a session (%s) is already open in this process", r.sb.sess.ID)
+	}
+	set := *r.set
+	r.mu.Unlock()
+
+	for k, v := range s.Env {
+		if k == "" || strings.ContainsAny(k, "=\x00") || strings.ContainsRune(v, 0) {
+			return fmt.Errorf("open session %s: invalid environment variable %q: names must be non-empty without '=' or NUL, values without NUL", s.ID, k)
+		}
+	}
+	sb, err := newSandbox(set, s)
+	if err != nil {
+		return fmt.Errorf("open session %s: %w", s.ID, err)
+	}
+	w, err := startWorker(ctx, sb, r.log.With("session", s.ID))
+	if err != nil {
+		_ = sb.close(false)
+		return fmt.Errorf("open session %s: %w", s.ID, err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.sb != nil || r.closed {
+		_ = w.stop(stopTimeout)
+		_ = sb.close(false)
+		return errors.New("the session was opened or closed concurrently")
+	}
+	r.sb, r.w = sb, w
+	go r.watch(w)
+	r.log.Info("session opened", "session", s.ID, "python", w.python, "uid", sb.uid, "work_dir", sb.workDir)
+	return nil
+}
+
+// watch replaces a worker that dies while no execution runs on it; an execution that
+// sees its worker die handles that itself.
+func (r *pythonRunner) watch(w *worker) {
+	<-w.dead
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.w == w && !w.busy && !r.closed {
+		r.log.Warn("the Python worker died between executions; starting a fresh one", "how", w.exitDescription())
+		r.replaceLocked(true)
+	}
+}
+
+// replaceLocked drops the current worker and starts a fresh one in the background; the
+// next execution waits for it. resetPending makes that execution report the state reset.
+func (r *pythonRunner) replaceLocked(resetPending bool) {
+	old := r.w
+	r.w = nil
+	ready := make(chan struct{})
+	r.wReady = ready
+	sb := r.sb
+	go func() {
+		if old != nil {
+			if err := old.stop(stopTimeout); err != nil {
+				r.log.Error("stop the old worker", "error", err)
+			}
+		}
+		w, err := startWorker(context.Background(), sb, r.log.With("session", sb.sess.ID))
+		defer close(ready)
+		r.mu.Lock()
+		stale := r.wReady != ready || r.closed
+		switch {
+		case stale:
+		case err != nil:
+			r.wReady, r.wErr = nil, err
+		default:
+			w.resetPending = resetPending
+			r.w, r.wReady, r.wErr = w, nil, nil
+			go r.watch(w)
+		}
+		r.mu.Unlock()
+		switch {
+		case stale && w != nil:
+			_ = w.stop(stopTimeout)
+		case err != nil:
+			r.log.Error("start a fresh Python worker", "error", err)
+		}
+	}()
+}
+
+// acquireWorker waits for a live worker and marks it busy.
+func (r *pythonRunner) acquireWorker(ctx context.Context) (*worker, bool, error) {
+	for {
+		r.mu.Lock()
+		if r.closed || r.sb == nil {
+			r.mu.Unlock()
+			return nil, false, errors.New("no session is open")
+		}
+		w, ready := r.w, r.wReady
+		switch {
+		case w != nil && !w.isDead():
+			w.busy = true
+			reset := w.resetPending
+			w.resetPending = false
+			r.mu.Unlock()
+			return w, reset, nil
+		case w != nil:
+			r.replaceLocked(true)
+			ready = r.wReady
+		case ready == nil:
+			// The last start failed: try again now, for this execution.
+			r.replaceLocked(true)
+			ready = r.wReady
+		}
+		r.mu.Unlock()
+		select {
+		case <-ready:
+		case <-ctx.Done():
+			return nil, false, ctx.Err()
+		}
+		r.mu.Lock()
+		err := r.wErr
+		r.mu.Unlock()
+		if r.currentOrNil() == nil && err != nil {
+			return nil, false, fmt.Errorf("start a fresh Python worker: %w", err)
+		}
+	}
+}
+
+func (r *pythonRunner) currentOrNil() *worker {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.w
+}
+
+// releaseWorker ends an execution's use of w; a worker that died is replaced.
+func (r *pythonRunner) releaseWorker(w *worker, resetReported bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	w.busy = false
+	if r.w == w && w.isDead() && !r.closed {
+		r.replaceLocked(!resetReported)
+	}
+}
+
+// Execute implements runner.Runner.
+func (r *pythonRunner) Execute(ctx context.Context, req runner.ExecuteRequest, emit func(runner.Event) error) (runner.Result, error) {
+	ex := newExecution(req.ExecutionID)
+	if req.ExecutionID != "" {
+		r.mu.Lock()
+		if _, dup := r.execs[req.ExecutionID]; dup {
+			r.mu.Unlock()
+			return runner.Result{}, fmt.Errorf("execution %q is already running", req.ExecutionID)
+		}
+		r.execs[req.ExecutionID] = ex
+		r.mu.Unlock()
+		defer func() {
+			r.mu.Lock()
+			delete(r.execs, req.ExecutionID)
+			r.mu.Unlock()
+		}()
+	}
+	queued := time.Now()
+	select {
+	case r.slot <- struct{}{}:
+	case <-ex.cancel:
+		return runner.Result{Status: runner.StatusCancelled, FinishReason: "cancelled", Error: "execution cancelled before it started", Duration: time.Since(queued)}, nil
+	case <-ctx.Done():
+		return runner.Result{}, ctx.Err()
+	}
+	defer func() { <-r.slot }()
+
+	r.mu.Lock()
+	sb := r.sb
+	r.mu.Unlock()
+	if sb == nil {
+		return runner.Result{}, errors.New("no session is open: call OpenSession first")
+	}
+	w, reset, err := r.acquireWorker(ctx)
+	if err != nil {
+		return runner.Result{}, err
+	}
+	timeout := sb.limits.Timeout
+	if req.Timeout > 0 {
+		timeout = req.Timeout
+	}
+	res, err := w.run(ctx, runRequest{
+		ex: ex, code: req.Input, timeout: timeout, grace: sb.set.interruptGrace,
+		maxOut: sb.limits.MaxOutputBytes, emit: emit,
+	})
+	if reset {
+		res.StateReset = true
+	}
+	r.releaseWorker(w, res.StateReset)
+	return res, err
+}
+
+// Cancel implements runner.Runner.
+func (r *pythonRunner) Cancel(_ context.Context, id string) (bool, error) {
+	r.mu.Lock()
+	ex, ok := r.execs[id]
+	r.mu.Unlock()
+	if !ok {
+		return false, nil
+	}
+	ex.requestCancel()
+	return true, nil
+}
+
+// Health implements runner.Runner. With a session open it reports the isolation of the
+// running worker, checked when it started; before that, of a probe sandbox started once
+// for the purpose.
+func (r *pythonRunner) Health(ctx context.Context) (runner.Health, error) {
+	r.mu.Lock()
+	set, sb, w, wErr, closed := r.set, r.sb, r.w, r.wErr, r.closed
+	r.mu.Unlock()
+	switch {
+	case set == nil:
+		return runner.Health{Healthy: false, Message: "not configured"}, nil
+	case closed:
+		return runner.Health{Healthy: false, Message: "the session is closed"}, nil
+	case sb == nil:
+		return r.probeHealth(ctx, *set)
+	case w == nil && wErr != nil:
+		return runner.Health{Healthy: false, Message: "the Python worker cannot start: " + wErr.Error(), Isolation: sb.static.list()}, nil
+	case w == nil:
+		return runner.Health{Healthy: true, Message: "a fresh Python worker is starting", Isolation: sb.static.list()}, nil
+	}
+	return runner.Health{
+		Healthy:   true,
+		Message:   fmt.Sprintf("Python %s (%s), worker pid %d, uid %d, work dir %s", w.python, set.interpreter, w.pyPID, sb.uid, sb.workDir),
+		Isolation: w.rep.list(),
+	}, nil
+}
+
+// probeHealth starts a throwaway sandbox with a worker, once, to report what isolation this
+// machine enforces before any session is open.
+func (r *pythonRunner) probeHealth(ctx context.Context, set settings) (runner.Health, error) {
+	r.probeMu.Lock()
+	defer r.probeMu.Unlock()
+	if r.probe != nil {
+		return *r.probe, nil
+	}
+	dir, err := os.MkdirTemp("", "limit-python-probe-")
+	if err != nil {
+		return runner.Health{}, fmt.Errorf("health probe: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	sb, err := newSandbox(set, runner.Session{ID: "health-probe-" + fmt.Sprint(os.Getpid()), WorkDir: dir})
+	if err != nil {
+		return runner.Health{Healthy: false, Message: "cannot set a sandbox up: " + err.Error()}, nil
+	}
+	w, err := startWorker(ctx, sb, r.log.With("probe", true))
+	if err != nil {
+		h := runner.Health{Healthy: false, Message: "the Python worker cannot start: " + err.Error(), Isolation: sb.static.list()}
+		_ = sb.close(true)
+		return h, nil
+	}
+	h := runner.Health{
+		Healthy:   true,
+		Message:   fmt.Sprintf("Python %s (%s); no session open, isolation checked in a probe sandbox", w.python, set.interpreter),
+		Isolation: w.rep.list(),
+	}
+	err = errors.Join(w.stop(stopTimeout), sb.close(true))
+	if err != nil {
+		return runner.Health{}, fmt.Errorf("health probe cleanup: %w", err)
+	}
+	r.probe = &h
+	return h, nil
+}
+
+// CloseSession implements runner.Runner: it kills the worker, removes the cgroups and the
+// work dir, and frees the uid.
+func (r *pythonRunner) CloseSession(context.Context) error {
+	return r.shutdown(true)
+}
+
+// shutdown stops everything; with removeWorkDir the session's work dir goes too. It is
+// idempotent, and called again when the plugin process exits.
+func (r *pythonRunner) shutdown(removeWorkDir bool) error {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return nil
+	}
+	r.closed = true
+	sb, w, ready := r.sb, r.w, r.wReady
+	r.w, r.wReady = nil, nil
+	for _, ex := range r.execs {
+		ex.requestCancel()
+	}
+	r.mu.Unlock()
+	if sb == nil {
+		return nil
+	}
+	var errs []error
+	if w != nil {
+		errs = append(errs, w.stop(stopTimeout))
+	}
+	if ready != nil {
+		// A replacement was being started: it sees closed and stops itself.
+		select {
+		case <-ready:
+		case <-time.After(stopTimeout + startTimeout):
+		}
+	}
+	errs = append(errs, sb.close(removeWorkDir))
+	if err := errors.Join(errs...); err != nil {
+		r.log.Error("close the session", "error", err)
+		return fmt.Errorf("close session %s: %w", sb.sess.ID, err)
+	}
+	r.log.Info("session closed", "session", sb.sess.ID)
+	return nil
+}
+
+var _ runner.Runner = (*pythonRunner)(nil)
