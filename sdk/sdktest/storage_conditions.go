@@ -43,7 +43,9 @@ func caseBatchConditions(ctx context.Context, s storage.Storage, n *namespaces) 
 	ns := n.ns("")
 	put := func(k, v string) storage.Op { return storage.Op{Kind: storage.OpPut, Key: []byte(k), Value: []byte(v)} }
 	absent := func(k string) storage.Op { return storage.Op{Kind: storage.OpAssertAbsent, Key: []byte(k)} }
-	value := func(k, v string) storage.Op { return storage.Op{Kind: storage.OpAssertValue, Key: []byte(k), Value: []byte(v)} }
+	value := func(k, v string) storage.Op {
+		return storage.Op{Kind: storage.OpAssertValue, Key: []byte(k), Value: []byte(v)}
+	}
 	if err := s.Put(ctx, ns, []byte("k1"), []byte("v1")); err != nil {
 		return err
 	}
