@@ -1,0 +1,681 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/limitgraph/limit/sdk/base"
+	"github.com/limitgraph/limit/sdk/storage"
+)
+
+var (
+	errNotConfigured = fmt.Errorf("postgres: storage not configured (Configure must succeed first): %w", storage.ErrUnavailable)
+	errClosed        = fmt.Errorf("postgres: storage closed: %w", storage.ErrUnavailable)
+)
+
+// casAttempts bounds the retries of a compare-and-swap whose conditional write did not
+// apply but whose follow-up read found the expected state (another writer changed the key
+// and changed it back in between).
+const casAttempts = 16
+
+// store is the PostgreSQL storage backend: one table keyed by (namespace, key), both
+// bytea, which compares bytewise (memcmp, then length) whatever the database's collation.
+// Every write is one statement or one pipelined batch, committed with the server's
+// synchronous_commit (on by default: durable when acknowledged); the server groups the
+// WAL flushes of concurrent commits.
+type store struct {
+	log    hclog.Logger
+	getenv func(string) string
+
+	mu       sync.Mutex // serializes Configure and Close
+	closed   bool
+	isClosed atomic.Bool // closed, for the request paths that do not take mu
+	conn     atomic.Pointer[conn]
+}
+
+// conn is a configured pool and what messages say about it.
+type conn struct {
+	pool *pgxpool.Pool
+	set  settings
+	addr string // host:port of the server, for messages
+}
+
+func newStore() *store {
+	return &store{log: hclog.NewNullLogger(), getenv: os.Getenv}
+}
+
+// PluginInfo implements base.Plugin.
+func (s *store) PluginInfo() base.Info {
+	return base.Info{
+		Name:         "postgres",
+		Kind:         base.KindStorage,
+		Version:      "0.1.0",
+		Capabilities: []string{"batch", "cas", "scan", "durable", "shared"},
+		Description:  "PostgreSQL (pgx) storage: one table, bytea keys in byte order, pipelined atomic batches; several hosts can share one database.",
+	}
+}
+
+// ConfigSchema implements base.Plugin.
+func (s *store) ConfigSchema() base.Schema { return configSchema() }
+
+// Configure implements base.Plugin. Without ValidateOnly it connects, fails with a
+// diagnostic naming the server's host:port (never the password) when the server cannot
+// be reached, and creates or migrates the schema. A second Configure with the same
+// settings is a no-op, with different ones an error.
+func (s *store) Configure(ctx context.Context, req base.ConfigureRequest) base.Diagnostics {
+	set, pcfg, ds := parseConfig(req, s.getenv)
+	if ds.HasErrors() || req.ValidateOnly {
+		return ds
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return append(ds, base.Errorf(nil, "postgres storage is closed; start a new plugin process"))
+	}
+	if c := s.conn.Load(); c != nil {
+		if c.set == set {
+			return ds
+		}
+		return append(ds, base.Diagnostic{
+			Severity: base.SeverityError,
+			Summary:  "postgres storage is already configured with different settings",
+			Detail:   fmt.Sprintf("It runs with %s; restart the plugin to apply %s.", c.set, set),
+		})
+	}
+	c := &conn{set: set, addr: addr(pcfg)}
+	who := fmt.Sprintf("database %q as user %q", pcfg.ConnConfig.Database, pcfg.ConnConfig.User)
+	pool, err := pgxpool.NewWithConfig(context.WithoutCancel(ctx), pcfg)
+	if err != nil {
+		return append(ds, base.Diagnostic{
+			Severity: base.SeverityError, Summary: "cannot set up the PostgreSQL connection pool" + set.source(),
+			Detail: redact(err.Error(), set.url), Path: set.urlPath(),
+		})
+	}
+	pctx, cancel := context.WithTimeout(ctx, set.connectTimeout+set.connectTimeout/2)
+	defer cancel()
+	if err := pool.Ping(pctx); err != nil {
+		pool.Close()
+		return append(ds, base.Diagnostic{
+			Severity: base.SeverityError,
+			Summary:  fmt.Sprintf("cannot connect to PostgreSQL at %s (%s)", c.addr, who),
+			Detail: redact(err.Error(), set.url) + ". Check that the server runs and accepts connections there, and the url" +
+				set.source() + " (host, port, user, password, database, sslmode).",
+			Path: set.urlPath(),
+		})
+	}
+	from, err := migrate(ctx, pool)
+	if err != nil {
+		pool.Close()
+		return append(ds, base.Diagnostic{
+			Severity: base.SeverityError,
+			Summary:  fmt.Sprintf("cannot prepare the schema in PostgreSQL at %s (%s)", c.addr, who),
+			Detail:   redact(err.Error(), set.url) + ". The user needs the right to create tables in the database's default schema.",
+			Path:     set.urlPath(),
+		})
+	}
+	c.pool = pool
+	s.conn.Store(c)
+	s.log.Info("connected", "server", c.addr, "database", pcfg.ConnConfig.Database, "user", pcfg.ConnConfig.User,
+		"schema_version", schemaVersion, "migrated_from", from, "max_conns", set.maxConns)
+	return ds
+}
+
+// current returns the configured connection, or an ErrUnavailable error.
+func (s *store) current() (*conn, error) {
+	if s.isClosed.Load() {
+		return nil, errClosed
+	}
+	c := s.conn.Load()
+	if c == nil {
+		return nil, errNotConfigured
+	}
+	return c, nil
+}
+
+// run calls f and, when it failed because a connection broke (the server restarted, or
+// terminated the backend), calls it once more on a fresh connection if that is safe: when
+// idempotent is set, or when the driver knows nothing reached the server. A failure that
+// remains comes back with the storage package's meaning.
+func (c *conn) run(ctx context.Context, op string, idempotent bool, f func(ctx context.Context) error) error {
+	err := f(ctx)
+	if err != nil && ctx.Err() == nil && isConnErr(err) {
+		// One broken connection usually means all of them broke (a restart, a failover,
+		// pg_terminate_backend of the plugin's sessions): drop every pooled connection,
+		// so the retry, and the calls after it, open fresh ones.
+		c.pool.Reset()
+		if idempotent || pgconn.SafeToRetry(err) {
+			err = f(ctx)
+		}
+	}
+	return c.mapErr(ctx, op, err)
+}
+
+// Get implements storage.Storage.
+func (s *store) Get(ctx context.Context, ns string, key []byte) (val []byte, found bool, err error) {
+	if err := storage.ValidateNamespace(ns); err != nil {
+		return nil, false, err
+	}
+	if err := storage.ValidateKey(key); err != nil {
+		return nil, false, err
+	}
+	c, err := s.current()
+	if err != nil {
+		return nil, false, err
+	}
+	err = c.run(ctx, "get", true, func(ctx context.Context) error {
+		val, found = nil, false
+		err := c.pool.QueryRow(ctx, `SELECT value FROM limit_kv WHERE ns = $1 AND key = $2`, []byte(ns), key).Scan(&val)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		found = err == nil
+		return err
+	})
+	if err != nil || !found {
+		return nil, false, err
+	}
+	return nonNil(val), true, nil
+}
+
+// Put implements storage.Storage.
+func (s *store) Put(ctx context.Context, ns string, key, value []byte) error {
+	if err := storage.ValidateNamespace(ns); err != nil {
+		return err
+	}
+	if err := storage.ValidateKey(key); err != nil {
+		return err
+	}
+	if err := storage.ValidateValue(value); err != nil {
+		return err
+	}
+	c, err := s.current()
+	if err != nil {
+		return err
+	}
+	return c.run(ctx, "put", true, func(ctx context.Context) error {
+		_, err := c.pool.Exec(ctx, sqlPut, []byte(ns), key, nonNil(value))
+		return err
+	})
+}
+
+const (
+	sqlPut    = `INSERT INTO limit_kv (ns, key, value) VALUES ($1, $2, $3) ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value`
+	sqlDelete = `DELETE FROM limit_kv WHERE ns = $1 AND key = $2`
+)
+
+// Delete implements storage.Storage. It is retried after a broken connection only when
+// the statement never reached the server, since a repeat would report the key missing.
+func (s *store) Delete(ctx context.Context, ns string, key []byte) (existed bool, err error) {
+	if err := storage.ValidateNamespace(ns); err != nil {
+		return false, err
+	}
+	if err := storage.ValidateKey(key); err != nil {
+		return false, err
+	}
+	c, err := s.current()
+	if err != nil {
+		return false, err
+	}
+	err = c.run(ctx, "delete", false, func(ctx context.Context) error {
+		tag, err := c.pool.Exec(ctx, sqlDelete, []byte(ns), key)
+		existed = tag.RowsAffected() > 0
+		return err
+	})
+	return existed && err == nil, err
+}
+
+// scanSQL returns the query of a scan page: keys from $2 (inclusive) to $3 (exclusive,
+// only when hasUpper), in order, $4 rows at most. Unless keysOnly, each row says whether
+// its value still fits in the page's byte budget $5 (the first always does) and carries
+// the value only then, so a page of large values stops at the budget without the server
+// sending what does not fit.
+func scanSQL(hasUpper, keysOnly bool) string {
+	where := `ns = $1 AND key >= $2`
+	if hasUpper {
+		where += ` AND key < $3`
+	} else {
+		where += ` AND $3::bytea IS NULL`
+	}
+	if keysOnly {
+		return `SELECT key, NULL::bytea, true FROM limit_kv WHERE ` + where + ` AND $5::bigint IS NOT NULL ORDER BY key LIMIT $4`
+	}
+	return `SELECT key, CASE WHEN fits THEN value END, fits FROM (
+		SELECT key, value,
+			row_number() OVER w = 1 OR sum(octet_length(key) + octet_length(value)) OVER w <= $5 AS fits
+		FROM limit_kv WHERE ` + where + `
+		WINDOW w AS (ORDER BY key ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+		ORDER BY key LIMIT $4
+	) page ORDER BY key`
+}
+
+// Scan implements storage.Storage. The page is read by one statement, so it is one
+// consistent snapshot.
+func (s *store) Scan(ctx context.Context, req storage.ScanRequest) (storage.ScanResult, error) {
+	if err := storage.NormalizeScan(&req); err != nil {
+		return storage.ScanResult{}, err
+	}
+	c, err := s.current()
+	if err != nil {
+		return storage.ScanResult{}, err
+	}
+	lower, upper := scanBounds(req)
+	if upper != nil && bytes.Compare(lower, upper) >= 0 {
+		return storage.ScanResult{Items: []storage.KeyValue{}}, nil
+	}
+	var res storage.ScanResult
+	err = c.run(ctx, "scan", true, func(ctx context.Context) error {
+		res = storage.ScanResult{Items: []storage.KeyValue{}}
+		rows, err := c.pool.Query(ctx, scanSQL(upper != nil, req.KeysOnly),
+			[]byte(req.Namespace), nonNil(lower), upper, req.Limit+1, int64(storage.MaxScanBytes))
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var (
+				kv   storage.KeyValue
+				fits bool
+			)
+			if err := rows.Scan(&kv.Key, &kv.Value, &fits); err != nil {
+				return err
+			}
+			if len(res.Items) == req.Limit || !fits {
+				res.More = true
+				break
+			}
+			if !req.KeysOnly {
+				kv.Value = nonNil(kv.Value)
+			} else {
+				kv.Value = nil
+			}
+			res.Items = append(res.Items, kv)
+		}
+		rows.Close()
+		return rows.Err()
+	})
+	if err != nil {
+		return storage.ScanResult{}, err
+	}
+	return res, nil
+}
+
+// scanBounds turns a request into a key range: lower is the larger of the prefix and the
+// least key after StartAfter (StartAfter followed by a zero byte); upper is the least key
+// greater than every key with the prefix, or nil when there is none.
+func scanBounds(req storage.ScanRequest) (lower, upper []byte) {
+	lower = req.Prefix
+	if len(req.StartAfter) > 0 {
+		succ := append(bytes.Clone(req.StartAfter), 0)
+		if bytes.Compare(succ, lower) > 0 {
+			lower = succ
+		}
+	}
+	return lower, prefixEnd(req.Prefix)
+}
+
+// prefixEnd returns the least key greater than every key starting with prefix: prefix
+// with trailing 0xff bytes dropped and its last byte incremented. It is nil when the
+// prefix is empty or all 0xff, where no such key exists.
+func prefixEnd(prefix []byte) []byte {
+	end := bytes.Clone(prefix)
+	for i := len(end) - 1; i >= 0; i-- {
+		if end[i] < 0xff {
+			end[i]++
+			return end[:i+1]
+		}
+	}
+	return nil
+}
+
+// Batch implements storage.Storage. Consecutive puts become one INSERT over arrays of
+// keys and values, consecutive deletes one DELETE ... = ANY; the statements go to the
+// server in one pipeline ending in a single Sync, so they run in one implicit
+// transaction: all commit, or none. A batch is idempotent, so it is retried after a
+// broken connection. A batch with assertions runs in a SERIALIZABLE transaction instead
+// (see conditionalBatch).
+func (s *store) Batch(ctx context.Context, ns string, ops []storage.Op) error {
+	if err := storage.ValidateBatch(ns, ops); err != nil {
+		return err
+	}
+	c, err := s.current()
+	if err != nil {
+		return err
+	}
+	if len(ops) == 0 {
+		return ctx.Err()
+	}
+	nsb := []byte(ns)
+	segs := segments(ops)
+	if slices.ContainsFunc(ops, storage.Op.IsAssertion) {
+		return c.run(ctx, "batch", false, func(ctx context.Context) error {
+			return c.conditionalBatch(ctx, nsb, ops, segs)
+		})
+	}
+	return c.run(ctx, "batch", true, func(ctx context.Context) error {
+		if len(segs) == 1 {
+			_, err := c.pool.Exec(ctx, segs[0].sql(), segs[0].args(nsb)...)
+			return err
+		}
+		b := &pgx.Batch{}
+		for _, sg := range segs {
+			b.Queue(sg.sql(), sg.args(nsb)...)
+		}
+		return c.pool.SendBatch(ctx, b).Close()
+	})
+}
+
+// conditionalAttempts bounds the retries of a conditional batch that lost a
+// serialization conflict.
+const conditionalAttempts = 50
+
+// conditionalBatch reads the asserted keys and applies the writes in one SERIALIZABLE
+// transaction. The server's predicate locks make an assertion that a key is absent hold
+// until commit, against any concurrent transaction that writes the key: one of two
+// conflicting batches fails with a serialization error and is run again from the start,
+// when its assertion sees the other's write. A failed assertion rolls back and returns
+// its *storage.ConditionError.
+func (c *conn) conditionalBatch(ctx context.Context, ns []byte, ops []storage.Op, segs []segment) error {
+	var asserted [][]byte
+	for _, op := range ops {
+		if op.IsAssertion() {
+			asserted = append(asserted, op.Key)
+		}
+	}
+	var err error
+	for attempt := range conditionalAttempts {
+		err = pgx.BeginTxFunc(ctx, c.pool, pgx.TxOptions{IsoLevel: pgx.Serializable}, func(tx pgx.Tx) error {
+			rows, err := tx.Query(ctx, `SELECT key, value FROM limit_kv WHERE ns = $1 AND key = ANY ($2::bytea[])`, ns, asserted)
+			if err != nil {
+				return err
+			}
+			current := map[string][]byte{}
+			for rows.Next() {
+				var k, v []byte
+				if err := rows.Scan(&k, &v); err != nil {
+					rows.Close()
+					return err
+				}
+				current[string(k)] = nonNil(v)
+			}
+			if err := rows.Err(); err != nil {
+				return err
+			}
+			if err := storage.CheckAssertions(ops, func(key []byte) ([]byte, bool, error) {
+				v, ok := current[string(key)]
+				return v, ok, nil
+			}); err != nil {
+				return err
+			}
+			if len(segs) == 0 {
+				return nil
+			}
+			b := &pgx.Batch{}
+			for _, sg := range segs {
+				b.Queue(sg.sql(), sg.args(ns)...)
+			}
+			return tx.SendBatch(ctx, b).Close()
+		})
+		if !isSerializationFailure(err) || ctx.Err() != nil {
+			return err
+		}
+		// Back off a little, more with each attempt, so the conflicting batches spread.
+		select {
+		case <-time.After(time.Duration(rand.Int64N(int64(time.Millisecond) << min(attempt, 6)))):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return fmt.Errorf("the batch's keys kept changing under %d attempts; try again: %w", conditionalAttempts, err)
+}
+
+// isSerializationFailure reports whether err is a serialization failure or deadlock,
+// after which a transaction can run again.
+func isSerializationFailure(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (pgErr.Code == "40001" || pgErr.Code == "40P01")
+}
+
+const (
+	sqlPutMany = `INSERT INTO limit_kv (ns, key, value) SELECT $1, k, v FROM unnest($2::bytea[], $3::bytea[]) AS t (k, v)
+		ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value`
+	sqlDeleteMany = `DELETE FROM limit_kv WHERE ns = $1 AND key = ANY ($2::bytea[])`
+)
+
+// segment is a run of consecutive operations of one kind, each key once.
+type segment struct {
+	put    bool
+	keys   [][]byte
+	values [][]byte
+}
+
+func (sg segment) sql() string {
+	if sg.put {
+		return sqlPutMany
+	}
+	return sqlDeleteMany
+}
+
+func (sg segment) args(ns []byte) []any {
+	if sg.put {
+		return []any{ns, sg.keys, sg.values}
+	}
+	return []any{ns, sg.keys}
+}
+
+// segments splits the writes of ops into runs of puts and runs of deletes, in order,
+// leaving assertions out. Within a run of
+// puts a key put twice keeps its last value (one INSERT cannot touch a row twice), which
+// leaves the state the ops in order would.
+func segments(ops []storage.Op) []segment {
+	var (
+		out []segment
+		idx map[string]int // key → position in the current put run
+	)
+	for _, op := range ops {
+		if op.IsAssertion() {
+			continue
+		}
+		put := op.Kind == storage.OpPut
+		if len(out) == 0 || out[len(out)-1].put != put {
+			out = append(out, segment{put: put})
+			idx = map[string]int{}
+		}
+		sg := &out[len(out)-1]
+		if !put {
+			sg.keys = append(sg.keys, op.Key)
+			continue
+		}
+		if i, ok := idx[string(op.Key)]; ok {
+			sg.values[i] = nonNil(op.Value)
+			continue
+		}
+		idx[string(op.Key)] = len(sg.keys)
+		sg.keys = append(sg.keys, op.Key)
+		sg.values = append(sg.values, nonNil(op.Value))
+	}
+	return out
+}
+
+// CompareAndSwap implements storage.Storage with one conditional statement: INSERT ... ON
+// CONFLICT DO NOTHING when the key must be absent, UPDATE or DELETE ... WHERE value = the
+// expected one when it must be present. The row lock the statement takes orders
+// concurrent swaps; the loser re-checks the committed row and does not apply. When it did
+// not apply, the current state is read back for the result.
+func (s *store) CompareAndSwap(ctx context.Context, req storage.CASRequest) (storage.CASResult, error) {
+	if err := storage.ValidateNamespace(req.Namespace); err != nil {
+		return storage.CASResult{}, err
+	}
+	if err := storage.ValidateKey(req.Key); err != nil {
+		return storage.CASResult{}, err
+	}
+	if err := storage.ValidateValue(req.Value); err != nil {
+		return storage.CASResult{}, err
+	}
+	if err := storage.ValidateValue(req.Expected); err != nil {
+		return storage.CASResult{}, fmt.Errorf("expected: %w", err)
+	}
+	c, err := s.current()
+	if err != nil {
+		return storage.CASResult{}, err
+	}
+	ns := []byte(req.Namespace)
+	var res storage.CASResult
+	err = c.run(ctx, "compare-and-swap", false, func(ctx context.Context) error {
+		for range casAttempts {
+			applied, err := c.casOnce(ctx, ns, req)
+			if err != nil {
+				return err
+			}
+			if applied {
+				res = storage.CASResult{Swapped: true}
+				if !req.Delete {
+					res.Present, res.Current = true, bytes.Clone(nonNil(req.Value))
+				}
+				return nil
+			}
+			var cur []byte
+			err = c.pool.QueryRow(ctx, `SELECT value FROM limit_kv WHERE ns = $1 AND key = $2`, ns, req.Key).Scan(&cur)
+			present := err == nil
+			if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+				return err
+			}
+			if present != req.ExpectPresent || (present && !bytes.Equal(cur, req.Expected)) {
+				res = storage.CASResult{Present: present}
+				if present {
+					res.Current = nonNil(cur)
+				}
+				return nil
+			}
+			// The key is as expected now but was not when the statement ran: try again.
+		}
+		return fmt.Errorf("the key kept changing under %d attempts; try again", casAttempts)
+	})
+	if err != nil {
+		return storage.CASResult{}, err
+	}
+	return res, nil
+}
+
+// casOnce runs the conditional statement of req and tells whether it applied. A delete
+// of a key expected absent applies when the key is absent and changes nothing.
+func (c *conn) casOnce(ctx context.Context, ns []byte, req storage.CASRequest) (bool, error) {
+	var (
+		tag pgconn.CommandTag
+		err error
+	)
+	switch {
+	case !req.ExpectPresent && !req.Delete:
+		tag, err = c.pool.Exec(ctx, `INSERT INTO limit_kv (ns, key, value) VALUES ($1, $2, $3) ON CONFLICT (ns, key) DO NOTHING`,
+			ns, req.Key, nonNil(req.Value))
+	case !req.ExpectPresent && req.Delete:
+		var one int
+		err = c.pool.QueryRow(ctx, `SELECT 1 FROM limit_kv WHERE ns = $1 AND key = $2`, ns, req.Key).Scan(&one)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return true, nil
+		}
+		return false, err
+	case req.Delete:
+		tag, err = c.pool.Exec(ctx, `DELETE FROM limit_kv WHERE ns = $1 AND key = $2 AND value = $3`, ns, req.Key, nonNil(req.Expected))
+	default:
+		tag, err = c.pool.Exec(ctx, `UPDATE limit_kv SET value = $4 WHERE ns = $1 AND key = $2 AND value = $3`,
+			ns, req.Key, nonNil(req.Expected), nonNil(req.Value))
+	}
+	return err == nil && tag.RowsAffected() == 1, err
+}
+
+// Close implements storage.Storage: it waits for running requests and closes the pool.
+// Calls after Close fail with ErrUnavailable.
+func (s *store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	s.isClosed.Store(true)
+	if c := s.conn.Swap(nil); c != nil {
+		c.pool.Close()
+	}
+	return nil
+}
+
+// isConnErr reports whether err means the connection to the server failed or broke,
+// rather than that the server refused the statement.
+func isConnErr(err error) bool {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch {
+		case strings.HasPrefix(pgErr.Code, "08"), // connection_exception
+			pgErr.Code == "57P01", // admin_shutdown (pg_terminate_backend, a fast shutdown)
+			pgErr.Code == "57P02", // crash_shutdown
+			pgErr.Code == "57P03", // cannot_connect_now (starting up, shutting down)
+			pgErr.Code == "53300": // too_many_connections
+			return true
+		}
+		return false
+	}
+	var connectErr *pgconn.ConnectError
+	var netErr net.Error
+	return pgconn.SafeToRetry(err) || errors.As(err, &connectErr) || errors.As(err, &netErr) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EPIPE) ||
+		strings.Contains(err.Error(), "conn closed") || strings.Contains(err.Error(), "closed pool")
+}
+
+// mapErr gives err the storage package's meaning: a lost server becomes ErrUnavailable
+// naming host:port, a full disk on the server ErrNoSpace; the caller's context error
+// passes unchanged. The message never holds the password.
+func (c *conn) mapErr(ctx context.Context, op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if ctxErr := ctx.Err(); ctxErr != nil && (errors.Is(err, ctxErr) || pgconn.Timeout(err) || isCanceled(err)) {
+		return ctxErr
+	}
+	msg := redact(err.Error(), c.set.url)
+	var pgErr *pgconn.PgError
+	switch {
+	case errors.Is(err, storage.ErrInvalid), errors.Is(err, storage.ErrUnavailable), errors.Is(err, storage.ErrNoSpace),
+		errors.Is(err, storage.ErrConditionFailed):
+		return err
+	case strings.Contains(err.Error(), "closed pool"):
+		return fmt.Errorf("postgres %s: %w", op, errClosed)
+	case errors.As(err, &pgErr) && (pgErr.Code == "53100" || pgErr.Code == "53400"): // disk_full, configuration_limit_exceeded
+		return fmt.Errorf("postgres %s: %w: PostgreSQL at %s: %s", op, storage.ErrNoSpace, c.addr, msg)
+	case isConnErr(err):
+		return fmt.Errorf("postgres %s: %w: PostgreSQL at %s cannot be reached: %s", op, storage.ErrUnavailable, c.addr, msg)
+	}
+	return fmt.Errorf("postgres %s: %s", op, msg)
+}
+
+// isCanceled reports whether the server canceled the statement (query_canceled), which
+// pgx asks for when the caller's context ends.
+func isCanceled(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "57014"
+}
+
+// nonNil returns b, or an empty slice for nil, so an empty value is stored as an empty
+// bytea rather than NULL, and reads back as empty, not absent.
+func nonNil(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
+}
+
+var _ storage.Storage = (*store)(nil)

@@ -1,0 +1,259 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/limitgraph/limit/sdk/base"
+)
+
+// schemaVersion is the schema this plugin writes, kept in the database's user_version.
+// migrations[i] moves a database from version i to i+1.
+const schemaVersion = 1
+
+var migrations = []string{
+	// 1: one table for every namespace. BLOB columns compare with memcmp, so keys sort in
+	// the protocol's byte order; WITHOUT ROWID stores each row once, in key order.
+	`CREATE TABLE limit_kv (
+		ns    BLOB NOT NULL,
+		key   BLOB NOT NULL,
+		value BLOB NOT NULL,
+		PRIMARY KEY (ns, key)
+	) WITHOUT ROWID`,
+}
+
+// journalSizeLimit truncates the write-ahead log back to this size after a checkpoint,
+// so one burst of large values does not leave a large file behind.
+const journalSizeLimit = 64 << 20
+
+// dsn builds the driver's connection string for the database at path. Every connection
+// waits busy_timeout for locks; the writer also runs with synchronous=FULL (a commit is
+// on disk when it returns); readers are query_only, so a bug cannot write through them.
+func dsn(set settings, reader bool) string {
+	q := url.Values{}
+	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", set.busyTimeout.Milliseconds()))
+	q.Add("_pragma", "synchronous(FULL)")
+	if reader {
+		q.Add("_pragma", "query_only(1)")
+	} else {
+		q.Add("_pragma", fmt.Sprintf("journal_size_limit(%d)", journalSizeLimit))
+	}
+	u := url.URL{Scheme: "file", Path: set.path, RawQuery: q.Encode()}
+	return u.String()
+}
+
+// db is an open database: one writer connection and a pool of readers.
+type db struct {
+	set     settings
+	writer  *sql.DB   // at most one connection
+	conn    *sql.Conn // the writer's connection, held for the database's lifetime
+	readers *sql.DB
+	// Statements on the writer connection.
+	wGet, wPut, wDelete *sql.Stmt
+	// Statements on the reader pool.
+	rGet *sql.Stmt
+
+	scanMu    sync.Mutex
+	scanStmts map[string]*sql.Stmt // by SQL text
+}
+
+// openDB opens (creating if needed) the database, switches it to WAL, migrates its
+// schema and opens the reader pool. A failure comes back as a diagnostic at path.
+func openDB(ctx context.Context, set settings) (*db, *base.Diagnostic) {
+	fail := func(summary, detail string) (*db, *base.Diagnostic) {
+		return nil, &base.Diagnostic{Severity: base.SeverityError, Summary: summary, Detail: detail, Path: []string{"path"}}
+	}
+	if err := os.MkdirAll(filepath.Dir(set.path), 0o700); err != nil {
+		return fail(fmt.Sprintf("cannot create the directory of %s", set.path), err.Error())
+	}
+	// Create the file first so it gets mode 0600; SQLite gives its -wal and -shm files
+	// the database file's mode.
+	f, err := os.OpenFile(set.path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return fail(fmt.Sprintf("cannot open database file %s", set.path), mapErr("open", set.path, err).Error())
+	}
+	_ = f.Close()
+
+	d := &db{set: set, scanStmts: map[string]*sql.Stmt{}}
+	ok := false
+	defer func() {
+		if !ok {
+			d.close()
+		}
+	}()
+	d.writer, err = sql.Open("sqlite", dsn(set, false))
+	if err != nil {
+		return fail(fmt.Sprintf("cannot open database file %s", set.path), err.Error())
+	}
+	d.writer.SetMaxOpenConns(1)
+	d.writer.SetMaxIdleConns(1)
+	d.writer.SetConnMaxLifetime(0)
+	d.writer.SetConnMaxIdleTime(0)
+	if d.conn, err = d.writer.Conn(ctx); err != nil {
+		return fail(fmt.Sprintf("cannot open database file %s", set.path), describe(err))
+	}
+	var mode string
+	if err := d.conn.QueryRowContext(ctx, "PRAGMA journal_mode=WAL").Scan(&mode); err != nil {
+		return fail(fmt.Sprintf("cannot use %s as an SQLite database", set.path), describe(err))
+	}
+	if !strings.EqualFold(mode, "wal") {
+		return fail(fmt.Sprintf("cannot switch %s to write-ahead logging (journal mode stays %q)", set.path, mode),
+			"The file system must support shared memory maps (a local disk, not a network share). Put the database on a local file system.")
+	}
+	var syncMode int
+	if err := d.conn.QueryRowContext(ctx, "PRAGMA synchronous").Scan(&syncMode); err != nil || syncMode != 2 {
+		return fail(fmt.Sprintf("cannot set synchronous=FULL on %s", set.path), fmt.Sprintf("synchronous is %d (%v)", syncMode, err))
+	}
+	if err := migrate(ctx, d.conn); err != nil {
+		return fail(fmt.Sprintf("cannot prepare the schema of %s", set.path), describe(err))
+	}
+	prep := func(dst **sql.Stmt, q string) error {
+		var err error
+		*dst, err = d.conn.PrepareContext(ctx, q)
+		return err
+	}
+	for _, p := range []struct {
+		dst **sql.Stmt
+		q   string
+	}{
+		{&d.wGet, `SELECT value FROM limit_kv WHERE ns = ?1 AND key = ?2`},
+		{&d.wPut, `INSERT INTO limit_kv (ns, key, value) VALUES (?1, ?2, ?3) ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value`},
+		{&d.wDelete, `DELETE FROM limit_kv WHERE ns = ?1 AND key = ?2`},
+	} {
+		if err := prep(p.dst, p.q); err != nil {
+			return fail(fmt.Sprintf("cannot prepare statements on %s", set.path), describe(err))
+		}
+	}
+
+	d.readers, err = sql.Open("sqlite", dsn(set, true))
+	if err != nil {
+		return fail(fmt.Sprintf("cannot open database file %s for reading", set.path), err.Error())
+	}
+	d.readers.SetMaxOpenConns(set.readers)
+	d.readers.SetMaxIdleConns(set.readers)
+	d.readers.SetConnMaxLifetime(0)
+	d.readers.SetConnMaxIdleTime(0)
+	if d.rGet, err = d.readers.PrepareContext(ctx, `SELECT value FROM limit_kv WHERE ns = ?1 AND key = ?2`); err != nil {
+		return fail(fmt.Sprintf("cannot prepare statements on %s", set.path), describe(err))
+	}
+	ok = true
+	return d, nil
+}
+
+// migrate brings the schema to schemaVersion in one transaction, so a crash mid-way
+// leaves the old version, and refuses a database written by a newer plugin.
+func migrate(ctx context.Context, conn *sql.Conn) (err error) {
+	if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			_, _ = conn.ExecContext(context.Background(), "ROLLBACK")
+		}
+	}()
+	var v int
+	if err := conn.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
+		return err
+	}
+	if v > schemaVersion {
+		return fmt.Errorf("the database has schema version %d, newer than this plugin's %d; use a newer limit-storage-sqlite", v, schemaVersion)
+	}
+	if v == 0 {
+		// A database LIMIT never wrote must not already hold our table.
+		var n int
+		if err := conn.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_schema WHERE name = 'limit_kv'`).Scan(&n); err != nil {
+			return err
+		}
+		if n > 0 {
+			return errors.New("the database holds a limit_kv table but no schema version; it was not written by limit-storage-sqlite")
+		}
+	}
+	for ; v < schemaVersion; v++ {
+		if _, err := conn.ExecContext(ctx, migrations[v]); err != nil {
+			return fmt.Errorf("migrate to schema version %d: %w", v+1, err)
+		}
+	}
+	if _, err := conn.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", schemaVersion)); err != nil {
+		return err
+	}
+	_, err = conn.ExecContext(ctx, "COMMIT")
+	return err
+}
+
+// scanStmt returns the prepared reader statement for one shape of scan query.
+func (d *db) scanStmt(ctx context.Context, q string) (*sql.Stmt, error) {
+	d.scanMu.Lock()
+	defer d.scanMu.Unlock()
+	if st, ok := d.scanStmts[q]; ok {
+		return st, nil
+	}
+	st, err := d.readers.PrepareContext(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	d.scanStmts[q] = st
+	return st, nil
+}
+
+// close closes the statements and both pools; the last connection to close checkpoints
+// the write-ahead log into the database file.
+func (d *db) close() error {
+	var errs []error
+	for _, st := range []*sql.Stmt{d.wGet, d.wPut, d.wDelete, d.rGet} {
+		if st != nil {
+			errs = append(errs, st.Close())
+		}
+	}
+	d.scanMu.Lock()
+	for _, st := range d.scanStmts {
+		errs = append(errs, st.Close())
+	}
+	d.scanStmts = nil
+	d.scanMu.Unlock()
+	if d.readers != nil {
+		errs = append(errs, d.readers.Close())
+	}
+	if d.conn != nil {
+		errs = append(errs, d.conn.Close())
+	}
+	if d.writer != nil {
+		errs = append(errs, d.writer.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// sqliteCode returns the primary SQLite result code of err, or 0.
+func sqliteCode(err error) int {
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		return se.Code() & 0xff
+	}
+	return 0
+}
+
+// describe renders a driver error for a diagnostic, with advice for the common causes.
+func describe(err error) string {
+	switch sqliteCode(err) {
+	case sqlite3.SQLITE_NOTADB:
+		return err.Error() + ": the file exists but is not an SQLite database; point path at another file"
+	case sqlite3.SQLITE_CORRUPT:
+		return err.Error() + ": the database file is damaged; restore it from a backup"
+	case sqlite3.SQLITE_BUSY:
+		return err.Error() + ": another process holds the database's lock; stop it or raise busy_timeout"
+	case sqlite3.SQLITE_FULL:
+		return err.Error() + ": the disk is full; free space and restart"
+	case sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM, sqlite3.SQLITE_CANTOPEN:
+		return err.Error() + ": check the permissions of the file and its directory"
+	}
+	return err.Error()
+}
