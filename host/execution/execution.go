@@ -180,26 +180,38 @@ func (e *Engine) Execute(ctx context.Context, sessionID string, req Request, emi
 	if err != nil {
 		return nil, fmt.Errorf("%w: params: %v", ErrInvalid, err)
 	}
-	rec, err := e.Traces.Create(ctx, s.ID, trace.TraceExecution, data, Agent)
+	// Pre-execution governance, before anything is stored: the trace is then created with
+	// its verdict in one write.
+	pre, ruleErrs := e.Rules.Evaluate(ctx, sdkgov.EvaluateRequest{
+		Stage: sdkgov.StagePre, SessionID: s.ID, Runner: req.Runner, ContentType: ctype, Content: req.Input,
+	})
+	first := trace.Update{Flags: pre}
+	if policy.Quarantines(pre) {
+		first.Status, first.Reason = trace.StatusQuarantined, "auto-quarantine under policy "+policy.Name
+	}
+	var refuse error
+	blocking := policy.Blocking(pre)
+	switch {
+	case len(ruleErrs) > 0 && !policy.FailOpen:
+		first.Entries = append(first.Entries, entry("governance_error", map[string]any{"errors": ruleErrorStrings(ruleErrs)}))
+		refuse = fmt.Errorf("%w: %v; policy %q does not run unchecked inputs", ErrGovernanceUnavailable, ruleErrs[0], policy.Name)
+	case len(blocking) > 0:
+		first.Entries = append(first.Entries, entry("blocked", map[string]any{"policy": policy.Name, "flags": blocking}))
+	case len(ruleErrs) > 0:
+		first.Entries = append(first.Entries, entry("governance_error", map[string]any{"errors": ruleErrorStrings(ruleErrs), "fail_open": true}))
+	}
+	rec, _, err := e.Traces.CreateWith(ctx, s.ID, trace.TraceExecution, data, Agent, first)
 	if err != nil {
 		return nil, fmt.Errorf("create trace: %w", err)
 	}
-	res := &Result{TraceID: rec.ID, Flags: []governance.Flag{}}
-
-	// Pre-execution governance.
-	pre, ruleErrs := e.Rules.Evaluate(ctx, sdkgov.EvaluateRequest{
-		Stage: sdkgov.StagePre, SessionID: s.ID, TraceID: rec.ID, Runner: req.Runner, ContentType: ctype, Content: req.Input,
-	})
-	if err := e.applyFlags(ctx, s, policy, rec.ID, pre, res); err != nil {
+	res := &Result{TraceID: rec.ID, Flags: append([]governance.Flag{}, pre...)}
+	if err := e.Stats.Record(ctx, s.ID, governance.Delta{Flags: pre, Quarantined: first.Status != "", ExecutionBlocked: len(blocking) > 0 && refuse == nil}); err != nil {
 		return nil, err
 	}
-	if len(ruleErrs) > 0 && !policy.FailOpen {
-		_ = e.note(ctx, rec.ID, "governance_error", map[string]any{"errors": ruleErrorStrings(ruleErrs)})
-		return nil, fmt.Errorf("%w: %v; policy %q does not run unchecked inputs", ErrGovernanceUnavailable, ruleErrs[0], policy.Name)
+	if refuse != nil {
+		return nil, refuse
 	}
-	if blocking := policy.Blocking(pre); len(blocking) > 0 {
-		_ = e.note(ctx, rec.ID, "blocked", map[string]any{"policy": policy.Name, "flags": blocking})
-		_ = e.Stats.Record(ctx, s.ID, governance.Delta{ExecutionBlocked: true})
+	if len(blocking) > 0 {
 		return nil, &BlockedError{TraceID: rec.ID, Policy: policy.Name, Flags: blocking}
 	}
 
@@ -257,24 +269,30 @@ func (e *Engine) Execute(ctx context.Context, sessionID string, req Request, emi
 	res.StateReset = res.StateReset || out.StateReset
 	res.Truncated = res.Truncated || out.Truncated
 	res.FinishReason = out.FinishReason
-	if err := e.note(ctx, rec.ID, trace.KindExecuted, map[string]any{
-		"runner": req.Runner, "status": res.Status, "exit_code": res.ExitCode, "error": res.Error,
-		"duration_ms": res.DurationMS, "usage": res.Usage, "state_reset": res.StateReset, "truncated": res.Truncated,
-		"stdout_sha256": digest(res.Stdout), "stderr_sha256": digest(res.Stderr), "output_sha256": digest(res.Output),
-		"pid": h.Process.PID,
-	}); err != nil {
-		return nil, err
-	}
-
-	// Post-execution governance on what came out.
+	// Post-execution governance on what came out, then one write: the executed entry,
+	// the flags and the quarantine if any.
 	post, ruleErrs := e.Rules.Evaluate(ctx, sdkgov.EvaluateRequest{
 		Stage: sdkgov.StagePost, SessionID: s.ID, TraceID: rec.ID, Runner: req.Runner, ContentType: "text/output",
 		Content: joinOutput(res),
 	})
+	last := trace.Update{Entries: []trace.Entry{entry(trace.KindExecuted, map[string]any{
+		"runner": req.Runner, "status": res.Status, "exit_code": res.ExitCode, "error": res.Error,
+		"duration_us": res.DurationUS, "usage": res.Usage, "state_reset": res.StateReset, "truncated": res.Truncated,
+		"stdout_sha256": digest(res.Stdout), "stderr_sha256": digest(res.Stderr), "output_sha256": digest(res.Output),
+		"pid": h.Process.PID,
+	})}, Flags: post}
 	if len(ruleErrs) > 0 {
-		_ = e.note(ctx, rec.ID, "governance_error", map[string]any{"errors": ruleErrorStrings(ruleErrs)})
+		last.Entries = append(last.Entries, entry("governance_error", map[string]any{"errors": ruleErrorStrings(ruleErrs)}))
 	}
-	if err := e.applyFlags(ctx, s, policy, rec.ID, post, res); err != nil {
+	q := policy.Quarantines(post) && rec.Status != trace.StatusQuarantined
+	if q {
+		last.Status, last.Reason = trace.StatusQuarantined, "auto-quarantine under policy "+policy.Name
+	}
+	if _, _, err := e.Traces.Apply(ctx, rec.ID, Agent, last); err != nil {
+		return nil, fmt.Errorf("record execution: %w", err)
+	}
+	res.Flags = append(res.Flags, post...)
+	if err := e.Stats.Record(ctx, s.ID, governance.Delta{Flags: post, Quarantined: q}); err != nil {
 		return nil, err
 	}
 	return res, nil
@@ -298,34 +316,12 @@ func ruleErrorStrings(errs []*governance.RuleError) []string {
 	return out
 }
 
-// note appends a host provenance entry.
-func (e *Engine) note(ctx context.Context, traceID, kind string, data map[string]any) error {
+// entry is a host provenance entry; data that cannot be encoded (it never happens with
+// the maps built here) is recorded as an error string rather than dropped.
+func entry(kind string, data map[string]any) trace.Entry {
 	raw, err := json.Marshal(data)
 	if err != nil {
-		return fmt.Errorf("encode %s provenance: %w", kind, err)
+		raw, _ = json.Marshal(map[string]string{"encode_error": err.Error()})
 	}
-	if _, err := e.Traces.Append(ctx, traceID, trace.Entry{Kind: kind, Agent: Agent, Data: raw}); err != nil {
-		return fmt.Errorf("append %s provenance: %w", kind, err)
-	}
-	return nil
-}
-
-// applyFlags stores flags on the trace, quarantines it if the policy says so, counts them.
-func (e *Engine) applyFlags(ctx context.Context, s *session.Session, p governance.Policy, traceID string, flags []governance.Flag, res *Result) error {
-	if len(flags) == 0 {
-		return nil
-	}
-	for _, f := range flags {
-		if _, err := e.Traces.AddFlag(ctx, traceID, f, Agent); err != nil {
-			return fmt.Errorf("flag trace: %w", err)
-		}
-	}
-	res.Flags = append(res.Flags, flags...)
-	q := p.Quarantines(flags)
-	if q {
-		if _, err := e.Traces.SetStatus(ctx, traceID, trace.StatusQuarantined, Agent, "auto-quarantine under policy "+p.Name); err != nil {
-			return fmt.Errorf("quarantine trace: %w", err)
-		}
-	}
-	return e.Stats.Record(ctx, s.ID, governance.Delta{Flags: flags, Quarantined: q})
+	return trace.Entry{Kind: kind, Agent: Agent, Data: raw}
 }

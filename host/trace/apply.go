@@ -268,24 +268,34 @@ func (s *Store) apply(ctx context.Context, loc location, c *change) (Record, []E
 	// Writers of one chain in this process queue here instead of all racing for every index.
 	unlock := s.claims.lock(loc.traceID)
 	defer unlock()
-	rec, _, err := s.loadRecord(ctx, loc)
+	// The stored record normally reflects the whole chain, since every write stores both
+	// at once, so the first attempt builds on it without reading the chain. If it lags (a
+	// crash in a host version that wrote them one by one), the next index is taken, the
+	// batch's assertion fails, and the loop catches up from the chain.
+	tip, _, err := s.loadRecord(ctx, loc)
 	if err != nil {
 		return Record{}, nil, err
 	}
-	tip, err := s.catchUp(ctx, loc, rec)
-	if err != nil {
-		return Record{}, nil, fmt.Errorf("update trace %s: %w", loc.traceID, err)
-	}
+	caughtUp := false
 	for attempt := 0; ; attempt++ {
 		if attempt == maxAppendAttempts {
 			return Record{}, nil, fmt.Errorf("%w: trace %s: lost the race for the next index %d times", ErrConflict, loc.traceID, attempt)
 		}
 		b := s.newBuilder(loc, tip)
 		if err := b.apply(c); err != nil {
+			// Refusals hold on a lagging record too: flags only grow.
 			return tip, nil, err
 		}
 		if len(b.entries) == 0 && len(c.extra) == 0 {
-			return tip, nil, nil
+			if caughtUp {
+				return tip, nil, nil
+			}
+			// Nothing to write, judging by the record; make sure it is not behind.
+			if tip, err = s.catchUp(ctx, loc, tip); err != nil {
+				return Record{}, nil, fmt.Errorf("update trace %s: %w", loc.traceID, err)
+			}
+			caughtUp = true
+			continue
 		}
 		ops, err := b.ops(tip.Length, c.extra, true)
 		if err != nil {
@@ -298,11 +308,12 @@ func (s *Store) apply(ctx context.Context, loc location, c *change) (Record, []E
 		if !errors.Is(err, storage.ErrConditionFailed) {
 			return Record{}, nil, fmt.Errorf("update trace %s: %w", loc.traceID, err)
 		}
-		// Someone appended first: follow their entries and try after them.
+		// Someone appended first (or the record lags): follow the entries and try after them.
 		up, err := s.catchUp(ctx, loc, tip)
 		if err != nil {
 			return Record{}, nil, fmt.Errorf("update trace %s: %w", loc.traceID, err)
 		}
+		caughtUp = true
 		if up.Length == tip.Length && len(b.entries) > 0 {
 			// Nothing was appended, so it is the checkpoint that is in the way.
 			_, present, err := s.st.Get(ctx, loc.ns, ckptKey(loc.traceID, b.r.rec.Length))
@@ -368,5 +379,6 @@ func (s *Store) CreateWith(ctx context.Context, sessionID, kind string, data jso
 	if err := s.group.write(ctx, loc.ns, ops); err != nil {
 		return Record{}, nil, fmt.Errorf("create trace: %w", err)
 	}
+	s.sessions.add(id, sessionID)
 	return b.r.rec, b.entries[1:], nil
 }

@@ -16,11 +16,11 @@ import (
 	"github.com/limitgraph/limit/sdk/storage/memstore"
 )
 
-// countingWrites counts the storage calls that write.
+// countingWrites counts the storage calls that write, and those that read.
 type countingWrites struct {
 	storage.Storage
-	mu     sync.Mutex
-	writes int
+	mu            sync.Mutex
+	writes, reads int
 }
 
 func (c *countingWrites) count() {
@@ -29,12 +29,35 @@ func (c *countingWrites) count() {
 	c.mu.Unlock()
 }
 
+func (c *countingWrites) countRead() {
+	c.mu.Lock()
+	c.reads++
+	c.mu.Unlock()
+}
+
+// take returns the writes counted since the last call.
 func (c *countingWrites) take() int {
+	n, _ := c.takeBoth()
+	return n
+}
+
+// takeBoth returns the writes and reads counted since the last call.
+func (c *countingWrites) takeBoth() (writes, reads int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	n := c.writes
-	c.writes = 0
-	return n
+	writes, reads = c.writes, c.reads
+	c.writes, c.reads = 0, 0
+	return writes, reads
+}
+
+func (c *countingWrites) Get(ctx context.Context, ns string, key []byte) ([]byte, bool, error) {
+	c.countRead()
+	return c.Storage.Get(ctx, ns, key)
+}
+
+func (c *countingWrites) Scan(ctx context.Context, req storage.ScanRequest) (storage.ScanResult, error) {
+	c.countRead()
+	return c.Storage.Scan(ctx, req)
 }
 
 func (c *countingWrites) Put(ctx context.Context, ns string, key, value []byte) error {
@@ -58,7 +81,8 @@ func (c *countingWrites) CompareAndSwap(ctx context.Context, req storage.CASRequ
 }
 
 // TestWriteCounts checks how many storage writes (each one durable: an fsync on a real
-// backend) every operation costs.
+// backend) every operation costs, and how many reads an update makes before its write
+// (each a call across the plugin boundary).
 func TestWriteCounts(t *testing.T) {
 	ctx := context.Background()
 	st := &countingWrites{Storage: memstore.New()}
@@ -75,42 +99,47 @@ func TestWriteCounts(t *testing.T) {
 		name   string
 		call   func() error
 		writes int
+		reads  int // -1: not checked
 	}{
 		{"Create", func() (err error) {
 			rec, err := s.Create(ctx, session, TraceCustom, nil, "t")
 			id = rec.ID
 			return err
-		}, 2},
-		{"Append", func() error { _, err := s.Append(ctx, id, Entry{Kind: "note"}); return err }, 1},
+		}, 2, 0},
+		{"Append", func() error { _, err := s.Append(ctx, id, Entry{Kind: "note"}); return err }, 1, 1},
 		{"AddFlag", func() error {
 			_, err := s.AddFlag(ctx, id, Flag{Flag: governance.FlagUnsafe, Severity: 3}, "g")
 			return err
-		}, 1},
-		{"SetStatus", func() error { _, err := s.SetStatus(ctx, id, StatusQuarantined, "g", "r"); return err }, 1},
-		{"SetStatus unchanged", func() error { _, err := s.SetStatus(ctx, id, StatusQuarantined, "g", "r"); return err }, 0},
+		}, 1, 1},
+		{"SetStatus", func() error { _, err := s.SetStatus(ctx, id, StatusQuarantined, "g", "r"); return err }, 1, 1},
+		{"SetStatus unchanged", func() error { _, err := s.SetStatus(ctx, id, StatusQuarantined, "g", "r"); return err }, 0, 2},
 		{"Apply of three entries, a flag, a status and a key", func() error {
 			_, _, err := s.Apply(ctx, id, "g", three)
 			return err
-		}, 1},
-		{"Apply of nothing", func() error { _, _, err := s.Apply(ctx, id, "g", Update{}); return err }, 0},
+		}, 1, 1},
+		{"Apply of nothing", func() error { _, _, err := s.Apply(ctx, id, "g", Update{}); return err }, 0, 2},
 		{"CreateWith", func() error {
 			_, _, err := s.CreateWith(ctx, session, TraceExecution, nil, "t", three)
 			return err
-		}, 2},
-		{"Get", func() error { _, err := s.Get(ctx, id); return err }, 0},
-		{"Verify", func() error { _, err := s.Verify(ctx, id); return err }, 0},
+		}, 2, 0},
+		{"Get", func() error { _, err := s.Get(ctx, id); return err }, 0, -1},
+		{"Verify", func() error { _, err := s.Verify(ctx, id); return err }, 0, -1},
 		{"WriteBundle", func() error {
 			_, err := s.WriteBundle(ctx, new(bytes.Buffer), BundleScope{SessionID: session})
 			return err
-		}, 0},
+		}, 0, -1},
 	}
 	for _, tc := range tests {
 		st.take()
 		if err := tc.call(); err != nil {
 			t.Fatalf("%s: %v", tc.name, err)
 		}
-		if n := st.take(); n != tc.writes {
-			t.Errorf("%s made %d storage writes, want %d", tc.name, n, tc.writes)
+		w, r := st.takeBoth()
+		if w != tc.writes {
+			t.Errorf("%s made %d storage writes, want %d", tc.name, w, tc.writes)
+		}
+		if tc.reads >= 0 && r != tc.reads {
+			t.Errorf("%s made %d storage reads, want %d", tc.name, r, tc.reads)
 		}
 	}
 }
@@ -238,7 +267,9 @@ func TestApplyErrors(t *testing.T) {
 	if _, _, err := s.Apply(ctx, full.ID, "g", Update{Flags: flags}); err != nil {
 		t.Fatal(err)
 	}
-	put := func(key string) storage.Op { return storage.Op{Kind: storage.OpPut, Key: []byte(key), Value: []byte("v")} }
+	put := func(key string) storage.Op {
+		return storage.Op{Kind: storage.OpPut, Key: []byte(key), Value: []byte("v")}
+	}
 	// Extra ops large or many enough to overflow one storage batch (cheap to build, unlike
 	// entries of that size).
 	big := make([]byte, storage.MaxValueSize)
@@ -300,41 +331,72 @@ func TestApplyErrors(t *testing.T) {
 
 // TestCatchUpLaggingRecord stores an entry without its checkpoint and record, as a crash in
 // a host version that wrote them one by one left it, and checks that reads and the next
-// update catch the record up and sign the whole chain.
+// update catch the record up and sign the whole chain, also when the lone entry already
+// made the change asked for.
 func TestCatchUpLaggingRecord(t *testing.T) {
 	ctx := context.Background()
-	for _, readFirst := range []bool{true, false} {
-		st := memstore.New()
-		s := newStore(t, st)
-		rec, err := s.Create(ctx, NewID(), TraceCustom, nil, "t")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ns := SessionNamespace(DefaultTenant, rec.SessionID)
-		lone := Entry{TraceID: rec.ID, SessionID: rec.SessionID, Index: 1, Kind: "lone", Data: json.RawMessage("null"), Timestamp: rec.CreatedAt, PrevHash: rec.Head}
-		raw, err := sealEntry(&lone)
-		if err != nil {
-			t.Fatal(err)
-		}
-		put(t, st, ns, entryKey(rec.ID, 1), raw)
-		if v, err := s.Verify(ctx, rec.ID); err != nil || !v.Valid || v.Length != 2 || v.SignedLength != 1 {
-			t.Fatalf("Verify of a lagging record = %+v, %v", v, err)
-		}
-		if readFirst {
-			if got, err := s.Get(ctx, rec.ID); err != nil || got.Length != 2 || got.Head != lone.Hash {
-				t.Fatalf("Get = %+v, %v; want the record caught up", got, err)
+	quarantine, err := canonicalJSON(statusInfo{Status: StatusQuarantined, Reason: "r"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name      string
+		readFirst bool
+		kind      string
+		data      json.RawMessage
+		update    Update
+		length    int64 // after the update
+	}{
+		{"read, then append", true, "lone", json.RawMessage("null"), Update{Entries: []Entry{{Kind: "next"}}}, 3},
+		{"append", false, "lone", json.RawMessage("null"), Update{Entries: []Entry{{Kind: "next"}}}, 3},
+		{"status the lone entry set", false, KindQuarantined, quarantine, Update{Status: StatusQuarantined}, 2},
+		{"status the lone entry set, and more", false, KindQuarantined, quarantine, Update{Status: StatusQuarantined, Entries: []Entry{{Kind: "next"}}}, 3},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			st := memstore.New()
+			s := newStore(t, st)
+			rec, err := s.Create(ctx, NewID(), TraceCustom, nil, "t")
+			if err != nil {
+				t.Fatal(err)
 			}
-			if stored, err := parseRecord(rawGet(t, st, ns, recordKey(rec.ID))); err != nil || stored.Length != 2 {
-				t.Fatalf("stored record after Get: %+v, %v", stored, err)
+			ns := SessionNamespace(DefaultTenant, rec.SessionID)
+			lone := Entry{TraceID: rec.ID, SessionID: rec.SessionID, Index: 1, Kind: tc.kind, Data: tc.data, Timestamp: rec.CreatedAt, PrevHash: rec.Head}
+			raw, err := sealEntry(&lone)
+			if err != nil {
+				t.Fatal(err)
 			}
-		}
-		e, err := s.Append(ctx, rec.ID, Entry{Kind: "next"})
-		if err != nil || e.Index != 2 || e.PrevHash != lone.Hash {
-			t.Fatalf("Append after the lone entry = %+v, %v", e, err)
-		}
-		if v, err := s.Verify(ctx, rec.ID); err != nil || !v.Valid || v.Length != 3 || v.SignedLength != 3 {
-			t.Fatalf("Verify after the append = %+v, %v", v, err)
-		}
+			put(t, st, ns, entryKey(rec.ID, 1), raw)
+			if v, err := s.Verify(ctx, rec.ID); err != nil || !v.Valid || v.Length != 2 || v.SignedLength != 1 {
+				t.Fatalf("Verify of a lagging record = %+v, %v", v, err)
+			}
+			if tc.readFirst {
+				if got, err := s.Get(ctx, rec.ID); err != nil || got.Length != 2 || got.Head != lone.Hash {
+					t.Fatalf("Get = %+v, %v; want the record caught up", got, err)
+				}
+				if stored, err := parseRecord(rawGet(t, st, ns, recordKey(rec.ID))); err != nil || stored.Length != 2 {
+					t.Fatalf("stored record after Get: %+v, %v", stored, err)
+				}
+			}
+			got, entries, err := s.Apply(ctx, rec.ID, "t", tc.update)
+			if err != nil || got.Length != tc.length {
+				t.Fatalf("Apply = %+v, %v; want a record of length %d", got, err, tc.length)
+			}
+			if len(entries) > 0 && (entries[0].Index != 2 || entries[0].PrevHash != lone.Hash) {
+				t.Fatalf("Apply appended %+v, want it after the lone entry", entries[0])
+			}
+			if tc.length == 2 {
+				// Nothing appended: the lone entry made the change.
+				chain, err := s.Chain(ctx, rec.ID)
+				if err != nil || len(chain) != 2 || len(entries) != 0 || got.Status != StatusQuarantined {
+					t.Fatalf("chain of %d entries (%v), Apply appended %d and returned status %s", len(chain), err, len(entries), got.Status)
+				}
+				return
+			}
+			if v, err := s.Verify(ctx, rec.ID); err != nil || !v.Valid || v.Length != 3 || v.SignedLength != 3 {
+				t.Fatalf("Verify after the update = %+v, %v", v, err)
+			}
+		})
 	}
 }
 

@@ -37,7 +37,7 @@ func benchBackends(b *testing.B) map[string]func(b *testing.B) storage.Storage {
 
 var benchData = json.RawMessage(`{"prompt":"summarize the report","params":{"temperature":0.2,"max_tokens":256},"tags":["a","b"]}`)
 
-// BenchmarkCreate measures Create (an index put, then one batch) beside a raw storage Put of
+// BenchmarkCreate measures Create (an index put, then one batch: two storage writes) beside a raw storage Put of
 // a value of the record's size, each from 1, 16 and 64 goroutines, in the same run;
 // "ratio" is creates per raw put.
 func BenchmarkCreate(b *testing.B) {
@@ -113,6 +113,69 @@ func BenchmarkAppend(b *testing.B) {
 					}
 				}
 			})
+		})
+	}
+}
+
+// BenchmarkAppendLatency measures, one call at a time (so ns/op is latency, not throughput),
+// in the same run: a raw storage Put of 1 KB, Create, Append, one Apply of 3 entries, 3
+// Appends in a row, and CreateWith of 3 entries; every figure is in µs per call and its
+// ratio to the raw put ("x put") is printed beside it. One Apply is one storage write, like
+// the raw put; 3 Appends are three.
+func BenchmarkAppendLatency(b *testing.B) {
+	for _, name := range []string{"memory", "bolt"} {
+		open := benchBackends(b)[name]
+		b.Run(name, func(b *testing.B) {
+			st := open(b)
+			s := newStore(b, st)
+			ctx := context.Background()
+			value := bytes.Repeat([]byte("x"), 1000)
+			entry := Entry{Kind: KindExecuted, Agent: "runner", Data: benchData}
+			three := Update{Entries: []Entry{entry, entry, entry}}
+			var id string
+			steps := []struct {
+				name string
+				fn   func(i int) error
+			}{
+				{"put", func(i int) error { return st.Put(ctx, "bench", fmt.Appendf(nil, "k%d", i), value) }},
+				{"create", func(int) error {
+					rec, err := s.Create(ctx, NewID(), TraceExecution, benchData, "bench")
+					id = rec.ID
+					return err
+				}},
+				{"append", func(int) error { _, err := s.Append(ctx, id, entry); return err }},
+				{"apply3", func(int) error { _, _, err := s.Apply(ctx, id, "runner", three); return err }},
+				{"3appends", func(int) error {
+					for range 3 {
+						if _, err := s.Append(ctx, id, entry); err != nil {
+							return err
+						}
+					}
+					return nil
+				}},
+				{"createwith3", func(int) error {
+					_, _, err := s.CreateWith(ctx, NewID(), TraceExecution, benchData, "bench", three)
+					return err
+				}},
+			}
+			total := make([]time.Duration, len(steps))
+			n := 0
+			for b.Loop() {
+				for k, step := range steps {
+					start := time.Now()
+					if err := step.fn(n); err != nil {
+						b.Fatal(err)
+					}
+					total[k] += time.Since(start)
+				}
+				n++
+			}
+			for k, step := range steps {
+				b.ReportMetric(float64(total[k].Microseconds())/float64(n), step.name+"-µs")
+				if k > 0 {
+					b.ReportMetric(float64(total[k])/float64(total[0]), step.name+"-x-put")
+				}
+			}
 		})
 	}
 }

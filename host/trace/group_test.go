@@ -84,3 +84,93 @@ func TestGroupWriter(t *testing.T) {
 		t.Fatalf("%d queues left behind", len(g.qs))
 	}
 }
+
+// vagueConditions hides which assertion failed, as a backend may.
+type vagueConditions struct{ storage.Storage }
+
+func (v vagueConditions) Batch(ctx context.Context, ns string, ops []storage.Op) error {
+	err := v.Storage.Batch(ctx, ns, ops)
+	if errors.Is(err, storage.ErrConditionFailed) {
+		return fmt.Errorf("backend says: %w", storage.ErrConditionFailed)
+	}
+	return err
+}
+
+// TestGroupWriterConditional combines conditional batches with others: a failed assertion
+// fails its own writer only, and a writer whose assertion reads a key written earlier in the
+// same round waits for the next round, so it sees that write.
+func TestGroupWriterConditional(t *testing.T) {
+	put := func(k string) storage.Op { return storage.Op{Kind: storage.OpPut, Key: []byte(k), Value: []byte("v")} }
+	absent := func(k string) storage.Op { return storage.Op{Kind: storage.OpAssertAbsent, Key: []byte(k)} }
+	writers := [][]storage.Op{
+		{put("w0")},                  // round 1, alone: the leader, held at the gate
+		{absent("taken"), put("w1")}, // round 2: its assertion fails, it alone
+		{absent("free"), put("w2")},  // round 2
+		{put("w3")},                  // round 2
+		{absent("w3"), put("w4")},    // round 3: reads what w3 writes; fails after it
+		{put("w5")},                  // round 3, after w4 in order
+	}
+	fails := map[int]bool{1: true, 4: true}
+	for _, tc := range []struct {
+		name    string
+		vague   bool
+		batches int64
+	}{
+		// Rounds: 1; 2 with w1, then without it; 3 with w4, then without it.
+		{"backend names the assertion", false, 5},
+		// Rounds: 1; 2, then each of w1, w2, w3 alone; 3, then w4 and w5 alone.
+		{"backend does not", true, 8},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			base := memstore.New()
+			if err := base.Put(ctx, "ns", []byte("taken"), []byte("x")); err != nil {
+				t.Fatal(err)
+			}
+			var inner storage.Storage = base
+			if tc.vague {
+				inner = vagueConditions{base}
+			}
+			st := &countingBatches{Storage: inner, gate: make(chan struct{})}
+			g := &groupWriter{st: st}
+			errs := make([]error, len(writers))
+			var wg sync.WaitGroup
+			for i, ops := range writers {
+				wg.Go(func() { errs[i] = g.write(ctx, "ns", ops) })
+				// Wait for writer i to be in place before the next one comes.
+				for {
+					g.mu.Lock()
+					queued := 0
+					if q := g.qs["ns"]; q != nil {
+						queued = len(q.pending)
+					}
+					g.mu.Unlock()
+					if (i == 0 && st.calls.Load() == 1) || (i > 0 && queued == i) {
+						break
+					}
+					runtime.Gosched()
+				}
+			}
+			close(st.gate)
+			wg.Wait()
+			for i, err := range errs {
+				var ce *storage.ConditionError
+				switch {
+				case fails[i] && !errors.Is(err, storage.ErrConditionFailed):
+					t.Errorf("writer %d: %v, want a failed condition", i, err)
+				case fails[i] && !tc.vague && (!errors.As(err, &ce) || ce.Op != 0 || string(ce.Key) != string(writers[i][0].Key)):
+					t.Errorf("writer %d: %v, want its own assertion 0 named", i, err)
+				case !fails[i] && err != nil:
+					t.Errorf("writer %d: %v", i, err)
+				}
+				_, ok, err := base.Get(ctx, "ns", fmt.Appendf(nil, "w%d", i))
+				if err != nil || ok == fails[i] {
+					t.Errorf("writer %d's key present %v (%v), want %v", i, ok, err, !fails[i])
+				}
+			}
+			if n := st.calls.Load(); n != tc.batches {
+				t.Errorf("%d storage batches, want %d", n, tc.batches)
+			}
+		})
+	}
+}

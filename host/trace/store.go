@@ -21,8 +21,9 @@ import (
 const maxAppendAttempts = 10000
 
 // Store keeps traces and their provenance in a storage.Storage. It holds no state of its own
-// besides its configuration, so any number of Stores, in any number of processes, may share
-// one storage backend. All methods are safe for concurrent use.
+// besides its configuration and a cache of what never changes (the session of a trace), so
+// any number of Stores, in any number of processes, may share one storage backend. All
+// methods are safe for concurrent use.
 type Store struct {
 	st      storage.Storage
 	key     *Key
@@ -35,6 +36,35 @@ type Store struct {
 	claims keyedMutex
 	// group combines the batches of concurrent writers to one namespace.
 	group groupWriter
+	// sessions caches the session of the traces this store located or created, saving the
+	// index read in front of every later call. A trace's index entry is written once,
+	// before anything else of the trace, and never changes, so the cache never goes stale.
+	sessions locationCache
+}
+
+// maxCachedLocations bounds the locationCache; a full cache starts over.
+const maxCachedLocations = 1 << 14
+
+// locationCache maps trace ids to session ids.
+type locationCache struct {
+	mu sync.Mutex
+	m  map[string]string
+}
+
+func (c *locationCache) get(traceID string) (string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	sid, ok := c.m[traceID]
+	return sid, ok
+}
+
+func (c *locationCache) add(traceID, sessionID string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) >= maxCachedLocations {
+		c.m = make(map[string]string)
+	}
+	c.m[traceID] = sessionID
 }
 
 // keyedMutex is a set of mutexes by key, each existing while someone holds or waits for it.
@@ -118,6 +148,9 @@ func (s *Store) locate(ctx context.Context, traceID string) (location, error) {
 	if !ValidID(traceID) {
 		return location{}, fmt.Errorf("%w: %q is not a trace id", ErrNotFound, traceID)
 	}
+	if sid, ok := s.sessions.get(traceID); ok {
+		return s.sessionLocation(traceID, sid), nil
+	}
 	v, ok, err := s.st.Get(ctx, IndexNamespace(s.tenant), recordKey(traceID))
 	if err != nil {
 		return location{}, fmt.Errorf("look up trace %s: %w", traceID, err)
@@ -129,6 +162,7 @@ func (s *Store) locate(ctx context.Context, traceID string) (location, error) {
 	if !ValidID(sid) {
 		return location{}, fmt.Errorf("%w: index entry of trace %s names session %q", ErrCorrupt, traceID, v)
 	}
+	s.sessions.add(traceID, sid)
 	return s.sessionLocation(traceID, sid), nil
 }
 
