@@ -383,7 +383,26 @@ func (s *Server) merge(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	reasons := pol.MergeRefusals(string(rec.Status), rec.Flags, v.Valid, v.Error)
+	// A chain that verifies but lacks what its kind requires (an execution that never
+	// recorded its outcome, e.g. after a crash) is unverified: flag it so it shows.
+	valid, why := v.Valid, v.Error
+	if valid {
+		if missing, err := s.missingEntries(ctx, rec); err != nil {
+			s.fail(w, r, err)
+			return
+		} else if missing != "" {
+			valid, why = false, missing
+			if !hasFlag(rec.Flags, sdkgov.FlagUnverified) {
+				f := governance.Flag{Flag: sdkgov.FlagUnverified, Severity: 6, Reason: missing, RuleID: "host.provenance", AutoDetected: true, Timestamp: time.Now().UTC()}
+				if rec, err = s.opts.Traces.AddFlag(ctx, rec.ID, f, execution.Agent); err != nil {
+					s.fail(w, r, err)
+					return
+				}
+				_ = s.opts.Stats.Record(ctx, rec.SessionID, governance.Delta{Flags: []governance.Flag{f}})
+			}
+		}
+	}
+	reasons := pol.MergeRefusals(string(rec.Status), rec.Flags, valid, why)
 	if len(reasons) > 0 {
 		note, _ := json.Marshal(map[string]any{"policy": pol.Name, "reasons": reasons})
 		_, _ = s.opts.Traces.Append(ctx, rec.ID, trace.Entry{Kind: "merge_refused", Agent: execution.Agent, Data: note})
@@ -598,4 +617,46 @@ type keyResponse struct {
 func (s *Server) provenanceKey(w http.ResponseWriter, r *http.Request) {
 	pub := s.opts.Traces.PublicKey()
 	writeJSON(w, http.StatusOK, keyResponse{PublicKeyPEM: string(trace.MarshalPublicKey(pub)), Fingerprint: trace.Fingerprint(pub)})
+}
+
+// requiredEntries lists the provenance entries each trace kind must have.
+var requiredEntries = map[string][]string{
+	trace.TraceExecution: {trace.KindCreated, trace.KindExecuted},
+	trace.TraceCustom:    {trace.KindCreated},
+}
+
+// missingEntries says which required entries rec's chain lacks ("" when none). A blocked
+// execution never ran and needs no executed entry.
+func (s *Server) missingEntries(ctx context.Context, rec trace.Record) (string, error) {
+	need := requiredEntries[rec.Kind]
+	if len(need) == 0 {
+		return "", nil
+	}
+	chain, err := s.opts.Traces.Chain(ctx, rec.ID)
+	if err != nil {
+		return "", err
+	}
+	have := map[string]bool{}
+	for _, e := range chain {
+		have[e.Kind] = true
+	}
+	var missing []string
+	for _, k := range need {
+		if !have[k] && !(k == trace.KindExecuted && (have["blocked"] || have["governance_error"])) {
+			missing = append(missing, k)
+		}
+	}
+	if len(missing) == 0 {
+		return "", nil
+	}
+	return fmt.Sprintf("%s trace lacks the provenance entries %s", rec.Kind, strings.Join(missing, ", ")), nil
+}
+
+func hasFlag(fs []governance.Flag, name string) bool {
+	for _, f := range fs {
+		if f.Flag == name {
+			return true
+		}
+	}
+	return false
 }

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -271,9 +272,20 @@ func (e *Engine) Execute(ctx context.Context, sessionID string, req Request, emi
 	res.FinishReason = out.FinishReason
 	// Post-execution governance on what came out, then one write: the executed entry,
 	// the flags and the quarantine if any.
+	content := joinOutput(res)
 	post, ruleErrs := e.Rules.Evaluate(ctx, sdkgov.EvaluateRequest{
 		Stage: sdkgov.StagePost, SessionID: s.ID, TraceID: rec.ID, Runner: req.Runner, ContentType: "text/output",
-		Content: joinOutput(res),
+		Content: content,
+		// Figures of the execution, for rules that keep per-session statistics.
+		Metadata: map[string]string{
+			"duration_ms":  strconv.FormatInt(res.DurationMS, 10),
+			"duration_us":  strconv.FormatInt(res.DurationUS, 10),
+			"output_bytes": strconv.Itoa(len(content)),
+			"tokens":       strconv.FormatUint(totalTokens(res.Usage), 10),
+			"status":       res.Status,
+			"exit_code":    strconv.Itoa(res.ExitCode),
+			"runner":       req.Runner,
+		},
 	})
 	last := trace.Update{Entries: []trace.Entry{entry(trace.KindExecuted, map[string]any{
 		"runner": req.Runner, "status": res.Status, "exit_code": res.ExitCode, "error": res.Error,
@@ -296,6 +308,13 @@ func (e *Engine) Execute(ctx context.Context, sessionID string, req Request, emi
 		return nil, err
 	}
 	return res, nil
+}
+
+func totalTokens(u runner.Usage) uint64 {
+	if u.TotalTokens > 0 {
+		return u.TotalTokens
+	}
+	return u.PromptTokens + u.CompletionTokens
 }
 
 func joinOutput(r *Result) string {
