@@ -220,6 +220,7 @@ func TestEmbeddedDefaultRuns(t *testing.T) {
 	// temporary working directory.
 	bin := testbin.Command(t, "limitd")
 	testbin.Plugin(t, "storage-bolt")
+	testbin.Plugin(t, "runner-python")
 	dir := t.TempDir()
 	cmd := exec.Command(bin)
 	cmd.Dir = dir
@@ -233,6 +234,8 @@ func TestEmbeddedDefaultRuns(t *testing.T) {
 	defer func() { cmd.Process.Kill(); cmd.Wait() }()
 	line, err := bufio.NewReader(out).ReadString('\n')
 	if err != nil || !strings.Contains(line, "listening on http://127.0.0.1:") {
+		cmd.Process.Kill()
+		cmd.Wait() // stderr is complete, and no longer written, once Wait returns
 		t.Fatalf("first line %q, %v\n%s", line, err, stderr.String())
 	}
 	if _, err := os.Stat(filepath.Join(dir, "data", "limit.db")); err != nil {
