@@ -53,7 +53,7 @@ func (r *pythonRunner) PluginInfo() base.Info {
 	return base.Info{
 		Name: "python", Kind: base.KindRunner, Version: version,
 		ProtocolVersions: []uint32{base.ProtocolVersion},
-		Capabilities:     []string{"python", "persistent_state", "streaming", "timeout", "cancel", "sandbox"},
+		Capabilities:     []string{"input:code/python", "python", "persistent_state", "streaming", "timeout", "cancel", "sandbox"},
 		Description:      "Runs Python in one long-lived sandboxed interpreter per session (namespaces, cgroups, per-session uid, Landlock, seccomp).",
 	}
 }

@@ -1,0 +1,213 @@
+// Command train-jailbreak trains the jailbreak detector's model reproducibly and
+// measures the detector.
+//
+//	go run ./internal/cmd/train-jailbreak            # train, calibrate, write model and metrics
+//	go run ./internal/cmd/train-jailbreak -eval-only # measure the committed model
+//
+// It splits the training file deterministically (20 % held out, by sha256 of each text),
+// trains a logistic regression over hashed word and character n-grams on the rest with a
+// fixed seed, calibrates the preset thresholds on out-of-fold scores of the benign
+// training texts (permissive 0.1 %, default 1 %, strict 5 % false positives), and
+// evaluates the whole detector (phrase rules, decoders, model) on the held-out split and
+// on the hand-written prompts in testdata/governance, beside a length-only baseline
+// calibrated the same way. The same data and flags give the same model, byte for byte.
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/limitgraph/limit/internal/jailbreak"
+)
+
+func main() {
+	root := jailbreak.ModuleRoot()
+	data := flag.String("data", filepath.Join(root, jailbreak.TrainingDataRel), "training file (JSON lines text, label)")
+	modelPath := flag.String("model", filepath.Join(root, "internal/jailbreak/model/jailbreak.model.gz"), "model file to write (or read with -eval-only)")
+	metricsDir := flag.String("metrics", filepath.Join(root, "internal/jailbreak/model"), "directory for metrics.json and METRICS.md")
+	hard := flag.String("hard", filepath.Join(root, "testdata/governance/*.jsonl"), "glob of hand-written test sets, evaluated per category")
+	evalOnly := flag.Bool("eval-only", false, "do not train: evaluate the model file and print the metrics")
+	sweep := flag.Bool("tune", false, "print out-of-fold metrics on the training split for a sweep of hyper-parameters, then exit")
+	flag.Parse()
+	if *sweep {
+		ex, _, err := jailbreak.LoadJSONL(*data)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "train-jailbreak:", err)
+			os.Exit(1)
+		}
+		train, _ := jailbreak.Split(ex, 0.2)
+		tune(train, sweepConfigs())
+		return
+	}
+	if err := run(*data, *modelPath, *metricsDir, *hard, *evalOnly); err != nil {
+		fmt.Fprintln(os.Stderr, "train-jailbreak:", err)
+		os.Exit(1)
+	}
+}
+
+// Metrics is what metrics.json holds.
+type Metrics struct {
+	DataSHA256 string                `json:"data_sha256"`
+	Rows       int                   `json:"rows"`
+	TrainRows  int                   `json:"train_rows"`
+	HeldOut    int                   `json:"held_out_rows"`
+	Train      jailbreak.TrainConfig `json:"train"`
+	Thresholds map[string]float64    `json:"thresholds"`
+	Length     map[string]float64    `json:"length_thresholds"`
+	ModelBytes int                   `json:"model_bytes"`
+	Sets       []jailbreak.SetResult `json:"sets"`
+	Categories []jailbreak.SetResult `json:"hard_categories"`
+}
+
+func run(data, modelPath, metricsDir, hardGlob string, evalOnly bool) error {
+	ex, sum, err := jailbreak.LoadJSONL(data)
+	if err != nil {
+		return fmt.Errorf("%w (the training file is at %s relative to the repository root)", err, jailbreak.TrainingDataRel)
+	}
+	if sum != jailbreak.TrainingDataSHA256 {
+		fmt.Fprintf(os.Stderr, "warning: %s has sha256 %s, not the %s the committed model was trained on\n", data, sum, jailbreak.TrainingDataSHA256)
+	}
+	train, test := jailbreak.Split(ex, 0.2)
+	cfg := jailbreak.DefaultTrainConfig()
+	var m *jailbreak.Model
+	var raw []byte
+	if evalOnly {
+		raw, err = os.ReadFile(modelPath)
+		if err != nil {
+			return fmt.Errorf("read model: %w", err)
+		}
+		if m, err = jailbreak.UnmarshalModel(raw); err != nil {
+			return err
+		}
+		if m.Meta.DataSHA256 != sum {
+			fmt.Fprintf(os.Stderr, "warning: the model was trained on data with sha256 %s, this file has %s\n", m.Meta.DataSHA256, sum)
+		}
+	} else {
+		start := time.Now()
+		oof := jailbreak.OutOfFold(train, cfg)
+		var benign []float64
+		for i, e := range train {
+			if !e.Positive() {
+				benign = append(benign, oof[i])
+			}
+		}
+		m = jailbreak.Train(train, cfg)
+		jailbreak.Calibrate(m, benign)
+		m.Meta.DataSHA256, m.Meta.Rows = sum, len(ex)
+		if raw, err = m.Marshal(); err != nil {
+			return err
+		}
+		// Reload so the metrics measure the quantised weights actually shipped.
+		if m, err = jailbreak.UnmarshalModel(raw); err != nil {
+			return err
+		}
+		if err := os.WriteFile(modelPath, raw, 0o644); err != nil {
+			return fmt.Errorf("write model: %w", err)
+		}
+		fmt.Fprintf(os.Stderr, "trained on %d texts in %v; model %s (%d bytes)\n", len(train), time.Since(start).Round(time.Millisecond), modelPath, len(raw))
+	}
+
+	var trainBenign []jailbreak.Example
+	for _, e := range train {
+		if !e.Positive() {
+			trainBenign = append(trainBenign, e)
+		}
+	}
+	lb := jailbreak.NewLengthBaseline(trainBenign)
+	met := Metrics{DataSHA256: sum, Rows: len(ex), TrainRows: len(train), HeldOut: len(test), Train: m.Meta.Train,
+		Thresholds: m.Meta.Thresholds, Length: lb.Thresholds, ModelBytes: len(raw)}
+	held, err := jailbreak.EvaluateSet("held-out 20%", m, lb, test)
+	if err != nil {
+		return err
+	}
+	met.Sets = append(met.Sets, held)
+
+	// Length-matched subset of the held-out split: texts of 500-4000 bytes, where length
+	// says little.
+	var mid []jailbreak.Example
+	for _, e := range test {
+		if n := len(e.Text); n >= 500 && n <= 4000 {
+			mid = append(mid, e)
+		}
+	}
+	if r, err := jailbreak.EvaluateSet("held-out, 500-4000 bytes", m, lb, mid); err == nil {
+		met.Sets = append(met.Sets, r)
+	}
+
+	files, _ := filepath.Glob(hardGlob)
+	sort.Strings(files)
+	var hard []jailbreak.Example
+	for _, f := range files {
+		h, _, err := jailbreak.LoadJSONL(f)
+		if err != nil {
+			return err
+		}
+		hard = append(hard, h...)
+	}
+	if len(hard) > 0 {
+		r, err := jailbreak.EvaluateSet("own hard cases (all)", m, lb, hard)
+		if err != nil {
+			return err
+		}
+		met.Sets = append(met.Sets, r)
+		byCat := map[string][]jailbreak.Example{}
+		for _, e := range hard {
+			byCat[e.Category] = append(byCat[e.Category], e)
+		}
+		cats := make([]string, 0, len(byCat))
+		for c := range byCat {
+			cats = append(cats, c)
+		}
+		slices.Sort(cats)
+		for _, c := range cats {
+			r, err := jailbreak.EvaluateSet(c, m, lb, byCat[c])
+			if err != nil {
+				return err
+			}
+			met.Categories = append(met.Categories, r)
+		}
+	}
+
+	md := render(met)
+	fmt.Print(md)
+	if evalOnly {
+		return nil
+	}
+	js, err := json.MarshalIndent(met, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(metricsDir, "metrics.json"), append(js, '\n'), 0o644); err != nil {
+		return fmt.Errorf("write metrics: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(metricsDir, "METRICS.md"), []byte(md), 0o644); err != nil {
+		return fmt.Errorf("write metrics: %w", err)
+	}
+	return nil
+}
+
+func render(m Metrics) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# Jailbreak detector metrics\n\nWritten by `make train-jailbreak` (internal/cmd/train-jailbreak); do not edit.\n\n")
+	fmt.Fprintf(&b, "- training file: `%s` (sha256 `%s`), %d rows: %d train, %d held out (20 %%, by sha256 of the text)\n", jailbreak.TrainingDataRel, m.DataSHA256, m.Rows, m.TrainRows, m.HeldOut)
+	fmt.Fprintf(&b, "- model: logistic regression, 2^%d hashed features (words, bigrams, char 3-5-grams), windows of %d tokens every %d; %d epochs, seed %d; file %d bytes\n",
+		m.Train.Bits, m.Train.Window, m.Train.Stride, m.Train.Epochs, m.Train.Seed, m.ModelBytes)
+	fmt.Fprintf(&b, "- thresholds (model probability), calibrated on %d-fold out-of-fold scores of the benign training texts: permissive %.4f, default %.4f, strict %.4f\n",
+		m.Train.Folds, m.Thresholds[jailbreak.PresetPermissive], m.Thresholds[jailbreak.PresetDefault], m.Thresholds[jailbreak.PresetStrict])
+	fmt.Fprintf(&b, "- length baseline (flag when longer than), calibrated the same way: permissive %.0f, default %.0f, strict %.0f bytes\n\n",
+		m.Length[jailbreak.PresetPermissive], m.Length[jailbreak.PresetDefault], m.Length[jailbreak.PresetStrict])
+	b.WriteString("## Held-out split and own hard cases\n\n")
+	b.WriteString(jailbreak.Markdown(m.Sets))
+	if len(m.Categories) > 0 {
+		b.WriteString("\n## Own hard cases per category (testdata/governance)\n\n")
+		b.WriteString(jailbreak.Markdown(m.Categories))
+	}
+	return b.String()
+}

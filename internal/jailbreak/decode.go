@@ -1,0 +1,244 @@
+package jailbreak
+
+import (
+	"encoding/base64"
+	"encoding/hex"
+	"net/url"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Limits of the decoders, so a hostile input cannot make the detector do unbounded work.
+const (
+	// minEncodedLen is the shortest run taken for base64 or hex (16 chars is 12 or 8
+	// decoded bytes: shorter runs are identifiers, not messages).
+	minEncodedLen = 16
+	// maxPayloads is the most decoded payloads scanned per text.
+	maxPayloads = 32
+	// maxDecodedBytes caps the decoded bytes scanned per text.
+	maxDecodedBytes = 256 << 10
+	// maxDecodeDepth is how deep payloads inside payloads are followed.
+	maxDecodeDepth = 2
+)
+
+// Payload is a piece of text found encoded inside another.
+type Payload struct {
+	// Encoding is "base64", "hex", "percent" or "tags".
+	Encoding string
+	// Start and End are the encoded span in the text it was found in.
+	Start, End int
+	// Text is the decoded text.
+	Text string
+}
+
+// FindPayloads returns the decodable, text-like payloads of s: base64 (standard or
+// URL-safe, padded or not), hex (plain, space- or \x-separated), and percent-encoding.
+// Runs that decode to binary data (images, hashes, keys) are skipped.
+func FindPayloads(s string) []Payload {
+	var out []Payload
+	budget := maxDecodedBytes
+	add := func(enc string, start, end int, text string) bool {
+		if len(out) >= maxPayloads || budget <= 0 {
+			return false
+		}
+		budget -= len(text)
+		out = append(out, Payload{Encoding: enc, Start: start, End: end, Text: text})
+		return true
+	}
+	i := 0
+	for i < len(s) {
+		c := s[i]
+		if !isB64(c) && c != '\\' && c != '%' {
+			i++
+			continue
+		}
+		// Hex with separators: "69 67 6e" or "\x69\x67".
+		if n, text := scanSeparatedHex(s[i:]); n > 0 {
+			if !add("hex", i, i+n, text) {
+				return out
+			}
+			i += n
+			continue
+		}
+		if c == '%' || (i+2 < len(s) && s[i+1] == '%') {
+			if n, text := scanPercent(s[i:]); n > 0 {
+				if !add("percent", i, i+n, text) {
+					return out
+				}
+				i += n
+				continue
+			}
+		}
+		if !isB64(c) {
+			i++
+			continue
+		}
+		j := i
+		for j < len(s) && isB64(s[j]) {
+			j++
+		}
+		k := j
+		for k < len(s) && k-j < 2 && s[k] == '=' {
+			k++
+		}
+		run := s[i:k]
+		if len(strings.TrimRight(run, "=")) >= minEncodedLen && (i == 0 || !isWordByte(s[i-1])) {
+			if text, enc, ok := decodeRun(run); ok {
+				if !add(enc, i, k, text) {
+					return out
+				}
+			}
+		}
+		i = k
+		if i == j {
+			i++
+		}
+	}
+	return out
+}
+
+func isB64(c byte) bool {
+	return c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '+' || c == '/' || c == '-' || c == '_'
+}
+
+func allB64(b []byte) bool {
+	for _, c := range b {
+		if !isB64(c) && c != '=' {
+			return false
+		}
+	}
+	return true
+}
+
+func isWordByte(c byte) bool { return c >= 0x80 }
+
+func isHex(c byte) bool { return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' }
+
+// decodeRun decodes a run of base64-alphabet characters as hex when it is all hex
+// digits, else as base64, and keeps it when the result is text.
+func decodeRun(run string) (string, string, bool) {
+	return decodeRunDepth(run, 0)
+}
+
+func decodeRunDepth(run string, depth int) (string, string, bool) {
+	allHex := true
+	for i := 0; i < len(run); i++ {
+		if !isHex(run[i]) {
+			allHex = false
+			break
+		}
+	}
+	if allHex && len(run)%2 == 0 {
+		if b, err := hex.DecodeString(run); err == nil && textLike(b) {
+			return string(b), "hex", true
+		}
+	}
+	trimmed := strings.TrimRight(run, "=")
+	encs := []*base64.Encoding{base64.RawStdEncoding, base64.RawURLEncoding}
+	for _, enc := range encs {
+		// A run may end in a partial quantum when it was cut from a longer text; drop it.
+		t := trimmed
+		if len(t)%4 == 1 {
+			t = t[:len(t)-1]
+		}
+		b, err := enc.DecodeString(t)
+		if err != nil {
+			continue
+		}
+		if textLike(b) {
+			return string(b), "base64", true
+		}
+		// Base64 of another encoding (hex, base64 again): one level deeper.
+		if depth+1 < maxDecodeDepth && len(b) >= minEncodedLen && allB64(b) {
+			if text, inner, ok := decodeRunDepth(string(b), depth+1); ok {
+				return text, "base64+" + inner, true
+			}
+		}
+	}
+	return "", "", false
+}
+
+// textLike reports whether b reads as text: valid UTF-8, at least 8 bytes, nearly all
+// printable, with letters and at least one space (a message, not an identifier).
+func textLike(b []byte) bool {
+	if len(b) < 8 || !utf8.Valid(b) {
+		return false
+	}
+	var printable, letters, spaces, total int
+	for _, r := range string(b) {
+		total++
+		switch {
+		case r == ' ' || r == '\n' || r == '\t':
+			spaces++
+			printable++
+		case unicode.IsLetter(r):
+			letters++
+			printable++
+		case unicode.IsPrint(r):
+			printable++
+		}
+	}
+	return printable*100 >= total*95 && letters*2 >= total && spaces >= 1
+}
+
+// scanSeparatedHex recognises at least 8 hex byte pairs each followed by one separator
+// (space, comma, colon) or each preceded by `\x` or `0x`.
+func scanSeparatedHex(s string) (int, string) {
+	var b []byte
+	i := 0
+	for {
+		j := i
+		if j+1 < len(s) && (s[j] == '\\' || s[j] == '0') && (s[j+1] == 'x' || s[j+1] == 'X') {
+			j += 2
+		} else if len(b) == 0 && s[0] == '\\' {
+			return 0, ""
+		}
+		if j+1 >= len(s) || !isHex(s[j]) || !isHex(s[j+1]) || (j+2 < len(s) && isHex(s[j+2])) {
+			break
+		}
+		v, _ := hex.DecodeString(s[j : j+2])
+		b = append(b, v[0])
+		j += 2
+		i = j
+		if i < len(s) && (s[i] == ' ' || s[i] == ',' || s[i] == ':') {
+			if i+1 < len(s) && s[i] == ',' && s[i+1] == ' ' {
+				i++
+			}
+			i++
+		}
+	}
+	if len(b) < 8 || !textLike(b) {
+		return 0, ""
+	}
+	end := i
+	for end > 0 && (s[end-1] == ' ' || s[end-1] == ',' || s[end-1] == ':') {
+		end--
+	}
+	return end, string(b)
+}
+
+// scanPercent recognises a run with at least four %XX escapes.
+func scanPercent(s string) (int, string) {
+	i, escapes := 0, 0
+	for i < len(s) {
+		if s[i] == '%' && i+2 < len(s) && isHex(s[i+1]) && isHex(s[i+2]) {
+			escapes++
+			i += 3
+			continue
+		}
+		if s[i] > ' ' && s[i] < 0x7f && s[i] != '"' && s[i] != '\'' && s[i] != '<' && s[i] != '>' {
+			i++
+			continue
+		}
+		break
+	}
+	if escapes < 4 {
+		return 0, ""
+	}
+	text, err := url.PathUnescape(s[:i])
+	if err != nil || !textLike([]byte(text)) {
+		return 0, ""
+	}
+	return i, text
+}

@@ -1,0 +1,203 @@
+package jailbreak
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// Rule ids of the detector's findings.
+const (
+	// RuleModel is the trained model's finding.
+	RuleModel = "jailbreak.model"
+	// RuleEncoded is a phrase rule or the model firing on a decoded payload (base64, hex,
+	// percent-encoding, ROT13).
+	RuleEncoded = "jailbreak.encoded"
+	// RuleHidden is text smuggled in invisible Unicode tag characters.
+	RuleHidden = "jailbreak.hidden"
+	// rulePhrasePrefix + category is a phrase rule's id.
+	rulePhrasePrefix = "jailbreak.phrase."
+)
+
+// PhraseRuleID returns the rule id of a phrase rule category.
+func PhraseRuleID(category string) string { return rulePhrasePrefix + category }
+
+// RuleIDs lists every rule id the detector can report.
+func RuleIDs() []string {
+	ids := []string{RuleModel, RuleEncoded, RuleHidden}
+	for _, c := range Categories {
+		ids = append(ids, PhraseRuleID(c))
+	}
+	return ids
+}
+
+// maxFindings caps the findings of one scan; the first of each rule id is kept.
+const maxFindings = 8
+
+// minHiddenLen is the shortest tag-character payload reported on its own: emoji flag
+// sequences (🏴 + "gbeng") use a few tag characters legitimately.
+const minHiddenLen = 8
+
+// Finding is one reason a text was flagged.
+type Finding struct {
+	RuleID   string
+	Severity int
+	// Score is the model probability, or 1 for a phrase rule.
+	Score  float64
+	Reason string
+	// Start and End are the byte span in the scanned text; Line is its first line.
+	Start, End, Line int
+}
+
+// Detector scans texts with the phrase rules, the decoders and the model at a threshold.
+type Detector struct {
+	model     *Model
+	threshold float64
+}
+
+// NewDetector returns a detector using m with the given preset's threshold, or with
+// threshold itself when it is above zero.
+func NewDetector(m *Model, preset string, threshold float64) (*Detector, error) {
+	if m == nil {
+		return nil, fmt.Errorf("no model")
+	}
+	if threshold <= 0 {
+		t, ok := m.Meta.Thresholds[preset]
+		if !ok {
+			return nil, fmt.Errorf("unknown preset %q (want %s)", preset, strings.Join(Presets, ", "))
+		}
+		threshold = t
+	}
+	if threshold >= 1 {
+		return nil, fmt.Errorf("threshold %v must be below 1", threshold)
+	}
+	return &Detector{model: m, threshold: threshold}, nil
+}
+
+// Threshold returns the model probability at or above which the detector flags a text.
+func (d *Detector) Threshold() float64 { return d.threshold }
+
+// Model returns the detector's model.
+func (d *Detector) Model() *Model { return d.model }
+
+// Result is what Scan found.
+type Result struct {
+	Findings []Finding
+	// ModelScore is the model's verdict on the normalised text itself.
+	ModelScore WindowScore
+}
+
+// Flagged reports whether anything was found.
+func (r Result) Flagged() bool { return len(r.Findings) > 0 }
+
+// Scan normalises text, runs the phrase rules on it and on its leetspeak-folded and
+// ROT13 views, decodes embedded payloads and scans them too, and scores the text with
+// the model over windows. Each finding says which rule fired, where and why.
+func (d *Detector) Scan(text string) Result {
+	var res Result
+	n := Normalize(text)
+	seen := map[string]bool{}
+	add := func(f Finding) {
+		if seen[f.RuleID] || len(res.Findings) >= maxFindings {
+			return
+		}
+		seen[f.RuleID] = true
+		f.Line = lineOf(text, f.Start)
+		res.Findings = append(res.Findings, f)
+	}
+	invis := ""
+	if n.Removed > 0 {
+		invis = fmt.Sprintf(" after removing %d invisible characters", n.Removed)
+	}
+	for _, m := range MatchPhrases(n.Text, false, false) {
+		s, e := n.Span(m.Start, m.End)
+		add(Finding{RuleID: PhraseRuleID(m.Rule.Category), Severity: m.Rule.Severity, Score: 1, Start: s, End: e,
+			Reason: fmt.Sprintf("%s%s", m, invis)})
+	}
+	if lv, ok := LeetView(n.View); ok {
+		for _, m := range MatchPhrases(lv.Text, true, false) {
+			s, e := lv.Span(m.Start, m.End)
+			add(Finding{RuleID: PhraseRuleID(m.Rule.Category), Severity: m.Rule.Severity, Score: 1, Start: s, End: e,
+				Reason: fmt.Sprintf("%s after folding leetspeak and spelled-out letters (original %q)", m, clip(text[s:e], 80))})
+		}
+	}
+	if !seen[RuleEncoded] {
+		rv := Rot13(n.View)
+		for _, m := range MatchPhrases(rv.Text, false, true) {
+			s, e := rv.Span(m.Start, m.End)
+			add(Finding{RuleID: RuleEncoded, Severity: 9, Score: 1, Start: s, End: e,
+				Reason: fmt.Sprintf("ROT13-encoded text decodes to %q: %s", clip(m.Text, 80), m)})
+			break
+		}
+	}
+	if n.Hidden != "" {
+		d.scanPayload(Payload{Encoding: "tags", Start: n.HiddenStart, End: n.HiddenEnd, Text: n.Hidden}, text, 0, add)
+		if len(strings.TrimSpace(n.Hidden)) >= minHiddenLen {
+			add(Finding{RuleID: RuleHidden, Severity: 7, Score: 1, Start: n.HiddenStart, End: n.HiddenEnd,
+				Reason: fmt.Sprintf("invisible Unicode tag characters carry hidden text %q", clip(n.Hidden, 120))})
+		}
+	}
+	for _, p := range FindPayloads(text) {
+		d.scanPayload(p, text, 0, add)
+	}
+
+	ms, sc := d.model.score(n.Text)
+	defer scratchPool.Put(sc)
+	res.ModelScore = ms
+	if ms.Prob >= d.threshold {
+		s, e := n.Span(ms.Start, ms.End)
+		top := d.model.explain(sc, n.Text, ms.a, ms.b, 5)
+		where := "the text"
+		if ms.Windows > 1 {
+			where = fmt.Sprintf("the window at bytes %d-%d (of %d windows)", s, e, ms.Windows)
+		}
+		add(Finding{RuleID: RuleModel, Severity: modelSeverity(ms.Prob, d.threshold), Score: ms.Prob, Start: s, End: e,
+			Reason: fmt.Sprintf("model scores %s %.3f (threshold %.3f); top features: %s", where, ms.Prob, d.threshold, FormatContributions(top))})
+	}
+	sort.SliceStable(res.Findings, func(i, j int) bool { return res.Findings[i].Severity > res.Findings[j].Severity })
+	return res
+}
+
+// scanPayload runs the phrase rules and the model on a decoded payload and reports a
+// finding located at its encoded span in the original text.
+func (d *Detector) scanPayload(p Payload, text string, depth int, add func(Finding)) {
+	pn := Normalize(p.Text)
+	reason := ""
+	if ms := MatchPhrases(pn.Text, false, false); len(ms) > 0 {
+		reason = ms[0].String()
+	} else if lv, ok := LeetView(pn.View); ok {
+		if ms := MatchPhrases(lv.Text, true, false); len(ms) > 0 {
+			reason = ms[0].String() + " after folding leetspeak"
+		}
+	}
+	score := 1.0
+	if reason == "" {
+		ws := d.model.Score(pn.Text)
+		if ws.Prob >= d.threshold {
+			score = ws.Prob
+			reason = fmt.Sprintf("model scores it %.3f (threshold %.3f)", ws.Prob, d.threshold)
+		}
+	}
+	if reason != "" {
+		add(Finding{RuleID: RuleEncoded, Severity: 9, Score: score, Start: p.Start, End: p.End,
+			Reason: fmt.Sprintf("%s payload decodes to %q: %s", p.Encoding, clip(p.Text, 120), reason)})
+		return
+	}
+	if depth+1 < maxDecodeDepth {
+		for _, q := range FindPayloads(p.Text) {
+			// Nested payloads are reported at the outer payload's span.
+			q.Encoding = p.Encoding + "+" + q.Encoding
+			q.Start, q.End = p.Start, p.End
+			d.scanPayload(q, text, depth+1, add)
+		}
+	}
+}
+
+// modelSeverity maps a probability above the threshold to a severity from 5 to 9.
+func modelSeverity(p, threshold float64) int {
+	if threshold >= 1 {
+		return 5
+	}
+	s := 5 + int(5*(p-threshold)/(1-threshold))
+	return min(max(s, 5), 9)
+}

@@ -1,0 +1,203 @@
+package jailbreak
+
+import (
+	"unicode"
+	"unicode/utf8"
+)
+
+// Feature kinds, mixed into the hash so a word and a character n-gram spelling the same
+// bytes are different features.
+const (
+	kindWord   = 'w'
+	kindBigram = 'b'
+	kindChar   = 'c'
+	kindPunct  = 'p'
+)
+
+// Character n-gram sizes taken from each word (with '<' and '>' marking its ends).
+const (
+	minGram = 3
+	maxGram = 5
+	// maxWordRunes caps the runes of a word that n-grams are taken from; longer "words"
+	// (hashes, base64) add nothing but cost.
+	maxWordRunes = 24
+)
+
+// token is one word or symbol of a view.
+type token struct {
+	start, end int // byte span in the view
+	punct      bool
+}
+
+// isCJK reports whether r is written without spaces between words, so each rune is its
+// own token.
+func isCJK(r rune) bool {
+	return unicode.In(r, unicode.Han, unicode.Hiragana, unicode.Katakana, unicode.Thai)
+}
+
+// tokenize splits a normalised text into words (letters, digits, apostrophes inside a
+// word), single CJK runes and, when symbols is set, single symbols; spaces are dropped.
+func tokenize(t string, toks []token, symbols bool) []token {
+	toks = toks[:0]
+	i := 0
+	for i < len(t) {
+		c := t[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c >= 'A' && c <= 'Z':
+				j := i + 1
+				for j < len(t) {
+					d := t[j]
+					if d >= 'a' && d <= 'z' || d >= '0' && d <= '9' || d >= 'A' && d <= 'Z' {
+						j++
+						continue
+					}
+					if d == '\'' && j+1 < len(t) && t[j+1] >= 'a' && t[j+1] <= 'z' {
+						j++
+						continue
+					}
+					if d >= utf8.RuneSelf {
+						r, n := utf8.DecodeRuneInString(t[j:])
+						if (unicode.IsLetter(r) || unicode.IsDigit(r) || unicode.Is(unicode.Mn, r)) && !isCJK(r) {
+							j += n
+							continue
+						}
+					}
+					break
+				}
+				toks = append(toks, token{start: i, end: j})
+				i = j
+			case c == ' ' || c == '\n' || c == '\t':
+				i++
+			default:
+				if symbols {
+					toks = append(toks, token{start: i, end: i + 1, punct: true})
+				}
+				i++
+			}
+			continue
+		}
+		r, n := utf8.DecodeRuneInString(t[i:])
+		switch {
+		case isCJK(r):
+			toks = append(toks, token{start: i, end: i + n})
+			i += n
+		case unicode.IsLetter(r) || unicode.IsDigit(r):
+			j := i + n
+			for j < len(t) {
+				r2, n2 := utf8.DecodeRuneInString(t[j:])
+				if r2 == utf8.RuneError && n2 <= 1 {
+					break
+				}
+				if (unicode.IsLetter(r2) || unicode.IsDigit(r2) || unicode.Is(unicode.Mn, r2) || unicode.Is(unicode.Mc, r2)) && !isCJK(r2) {
+					j += n2
+					continue
+				}
+				break
+			}
+			toks = append(toks, token{start: i, end: j})
+			i = j
+		case unicode.IsSpace(r):
+			i += n
+		default:
+			if symbols {
+				toks = append(toks, token{start: i, end: i + n, punct: true})
+			}
+			i += n
+		}
+	}
+	return toks
+}
+
+// FNV-1a, 32 bits.
+const (
+	fnvOffset = 2166136261
+	fnvPrime  = 16777619
+)
+
+func hashByte(h uint32, b byte) uint32 { return (h ^ uint32(b)) * fnvPrime }
+
+func hashString(h uint32, s string) uint32 {
+	for i := 0; i < len(s); i++ {
+		h = (h ^ uint32(s[i])) * fnvPrime
+	}
+	return h
+}
+
+// tokenFeatures appends to hs the features of token k of t: the word, the bigram with
+// the token before it, and the word's character n-grams (a symbol gives one feature).
+// When names is not nil, the readable name of each feature whose hash is a key of names
+// is stored there (for explanations).
+func tokenFeatures(t string, toks []token, k int, runes []int, hs []uint32, names map[uint32]string) ([]uint32, []int) {
+	tk := toks[k]
+	w := t[tk.start:tk.end]
+	if tk.punct {
+		hs = append(hs, hashString(hashByte(fnvOffset, kindPunct), w))
+		name(names, hs[len(hs)-1], "symbol ", w)
+		return hs, runes
+	}
+	hs = append(hs, hashString(hashByte(fnvOffset, kindWord), w))
+	name(names, hs[len(hs)-1], "word ", w)
+	if k > 0 {
+		p := toks[k-1]
+		pw := t[p.start:p.end]
+		h := hashString(hashByte(fnvOffset, kindBigram), pw)
+		hs = append(hs, hashString(hashByte(h, ' '), w))
+		name(names, hs[len(hs)-1], "bigram ", pw+" "+w)
+	}
+	// Byte offsets into w where each rune of "<w>" starts; -1 stands for '<' and len(w)
+	// for '>'. Words longer than maxWordRunes keep their tail as one last rune.
+	runes = append(runes[:0], -1)
+	for i := range w {
+		if len(runes) > maxWordRunes {
+			break
+		}
+		runes = append(runes, i)
+	}
+	runes = append(runes, len(w))
+	nr := len(runes)
+	for n := minGram; n <= maxGram; n++ {
+		for s := 0; s+n <= nr; s++ {
+			from := runes[s]
+			to := len(w) + 1 // end of '>'
+			if s+n < nr {
+				to = runes[s+n]
+			}
+			h := hashByte(hashByte(fnvOffset, kindChar), byte(n))
+			if from < 0 {
+				h = hashByte(h, '<')
+				from = 0
+			}
+			end := min(to, len(w))
+			h = hashString(h, w[from:end])
+			if to > len(w) {
+				h = hashByte(h, '>')
+			}
+			hs = append(hs, h)
+			if _, ok := names[h]; ok && names != nil {
+				g := ""
+				if runes[s] < 0 {
+					g = "<"
+				}
+				g += w[from:end]
+				if to > len(w) {
+					g += ">"
+				}
+				name(names, h, "chars ", g)
+			}
+		}
+	}
+	return hs, runes
+}
+
+// name records the readable name of feature h when names asks for it.
+func name(names map[uint32]string, h uint32, kind, s string) {
+	if names == nil {
+		return
+	}
+	if _, ok := names[h]; ok {
+		names[h] = kind + quote(s)
+	}
+}
+
+func quote(s string) string { return "\"" + s + "\"" }

@@ -1,0 +1,383 @@
+package jailbreak
+
+import (
+	"bytes"
+	"compress/gzip"
+	_ "embed"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"strings"
+	"sync"
+)
+
+// Preset names, from the fewest findings to the most.
+const (
+	PresetPermissive = "permissive"
+	PresetDefault    = "default"
+	PresetStrict     = "strict"
+)
+
+// Presets lists the preset names in order.
+var Presets = []string{PresetPermissive, PresetDefault, PresetStrict}
+
+// PresetFPR is the false-positive rate on benign text each preset's model threshold is
+// calibrated to.
+var PresetFPR = map[string]float64{PresetPermissive: 0.001, PresetDefault: 0.01, PresetStrict: 0.05}
+
+// Model is a logistic regression over hashed features, scored over windows of tokens:
+// a window's logit is Bias + Σ W[h] / √n over the n feature occurrences h of its tokens,
+// and a text's score is the highest window probability, so an injection buried in a
+// long document is scored on the window that holds it.
+type Model struct {
+	// Meta describes the model and how it was made.
+	Meta ModelMeta
+	// W holds 2^Meta.Bits weights.
+	W []float32
+}
+
+// ModelMeta is the JSON header of a model file.
+type ModelMeta struct {
+	// Bits of the feature hash: the model has 2^Bits weights.
+	Bits int `json:"bits"`
+	// Window and Stride are in tokens.
+	Window int     `json:"window"`
+	Stride int     `json:"stride"`
+	Bias   float32 `json:"bias"`
+	// Scale converts the stored int16 weights to float32.
+	Scale float32 `json:"scale"`
+	// Thresholds on the model's probability, per preset.
+	Thresholds map[string]float64 `json:"thresholds"`
+	// DataSHA256 is the sha256 of the training file; Rows how many rows it had.
+	DataSHA256 string `json:"data_sha256"`
+	Rows       int    `json:"rows"`
+	// TrainConfig the model was trained with.
+	Train TrainConfig `json:"train"`
+}
+
+// modelMagic starts a model file.
+const modelMagic = "LIMITJB1"
+
+// Marshal encodes m as a gzip-compressed file: magic, header length, JSON header, then
+// the weights quantised to int16.
+func (m *Model) Marshal() ([]byte, error) {
+	var maxAbs float32
+	for _, w := range m.W {
+		maxAbs = max(maxAbs, float32(math.Abs(float64(w))))
+	}
+	meta := m.Meta
+	meta.Scale = maxAbs / 32767
+	if meta.Scale == 0 {
+		meta.Scale = 1
+	}
+	hdr, err := json.Marshal(meta)
+	if err != nil {
+		return nil, fmt.Errorf("encode model header: %w", err)
+	}
+	var raw bytes.Buffer
+	raw.WriteString(modelMagic)
+	_ = binary.Write(&raw, binary.LittleEndian, uint32(len(hdr)))
+	raw.Write(hdr)
+	q := make([]int16, len(m.W))
+	for i, w := range m.W {
+		q[i] = int16(math.Round(float64(w / meta.Scale)))
+	}
+	_ = binary.Write(&raw, binary.LittleEndian, q)
+	var out bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&out, gzip.BestCompression)
+	// A fixed header (no name, no time) keeps the file byte-for-byte reproducible.
+	if _, err := zw.Write(raw.Bytes()); err != nil {
+		return nil, err
+	}
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
+	return out.Bytes(), nil
+}
+
+// UnmarshalModel decodes a model file written by Marshal.
+func UnmarshalModel(b []byte) (*Model, error) {
+	zr, err := gzip.NewReader(bytes.NewReader(b))
+	if err != nil {
+		return nil, fmt.Errorf("model file: %w", err)
+	}
+	raw, err := io.ReadAll(io.LimitReader(zr, 64<<20))
+	if err != nil {
+		return nil, fmt.Errorf("model file: %w", err)
+	}
+	if !bytes.HasPrefix(raw, []byte(modelMagic)) || len(raw) < len(modelMagic)+4 {
+		return nil, errors.New("model file: not a jailbreak model (bad magic)")
+	}
+	raw = raw[len(modelMagic):]
+	n := binary.LittleEndian.Uint32(raw)
+	raw = raw[4:]
+	if int(n) > len(raw) {
+		return nil, errors.New("model file: truncated header")
+	}
+	m := &Model{}
+	if err := json.Unmarshal(raw[:n], &m.Meta); err != nil {
+		return nil, fmt.Errorf("model file header: %w", err)
+	}
+	raw = raw[n:]
+	if m.Meta.Bits < 8 || m.Meta.Bits > 24 || m.Meta.Window < 1 || m.Meta.Stride < 1 || m.Meta.Stride > m.Meta.Window {
+		return nil, fmt.Errorf("model file header: bad shape bits=%d window=%d stride=%d", m.Meta.Bits, m.Meta.Window, m.Meta.Stride)
+	}
+	size := 1 << m.Meta.Bits
+	if len(raw) != 2*size {
+		return nil, fmt.Errorf("model file: %d bytes of weights, want %d", len(raw), 2*size)
+	}
+	m.W = make([]float32, size)
+	for i := range m.W {
+		m.W[i] = float32(int16(binary.LittleEndian.Uint16(raw[2*i:]))) * m.Meta.Scale
+	}
+	for _, p := range Presets {
+		if _, ok := m.Meta.Thresholds[p]; !ok {
+			return nil, fmt.Errorf("model file header: no threshold for preset %q", p)
+		}
+	}
+	return m, nil
+}
+
+//go:embed model/jailbreak.model.gz
+var embeddedModel []byte
+
+var (
+	defaultModelOnce sync.Once
+	defaultModel     *Model
+	defaultModelErr  error
+)
+
+// DefaultModel returns the trained model committed with this package.
+func DefaultModel() (*Model, error) {
+	defaultModelOnce.Do(func() {
+		defaultModel, defaultModelErr = UnmarshalModel(embeddedModel)
+	})
+	return defaultModel, defaultModelErr
+}
+
+// scratch holds the buffers of one scoring, reused through a pool.
+type scratch struct {
+	toks  []token
+	flat  []uint32 // every token's feature hashes, in order
+	off   []int32  // token k's hashes are flat[off[k]:off[k+1]]
+	runes []int
+	sum   []float64 // prefix sums of weights per token
+	tab   sumTable  // feature sums of an explanation
+}
+
+var scratchPool = sync.Pool{New: func() any { return &scratch{} }}
+
+// WindowScore is the model's verdict on a text: the best window's probability and span.
+type WindowScore struct {
+	// Prob is the highest window probability (0 for a text without tokens).
+	Prob float64
+	// Start and End are the best window's byte span in the scored text.
+	Start, End int
+	// Windows is how many windows were scored.
+	Windows int
+	// a and b are the best window's token range.
+	a, b int
+}
+
+func sigmoid(z float64) float64 { return 1 / (1 + math.Exp(-z)) }
+
+// Score scores a normalised text (see Normalize).
+func (m *Model) Score(t string) WindowScore {
+	ws, s := m.score(t)
+	scratchPool.Put(s)
+	return ws
+}
+
+// score scores t and returns the scratch holding its tokens and features; the caller
+// puts it back in the pool.
+func (m *Model) score(t string) (WindowScore, *scratch) {
+	s := scratchPool.Get().(*scratch)
+	s.toks = tokenize(t, s.toks, !m.Meta.Train.NoSymbols)
+	n := len(s.toks)
+	s.flat, s.off, s.sum = s.flat[:0], s.off[:0], append(s.sum[:0], 0)
+	if n == 0 {
+		s.off = append(s.off, 0)
+		return WindowScore{}, s
+	}
+	mask := uint32(len(m.W) - 1)
+	var acc float64
+	for k := range s.toks {
+		from := len(s.flat)
+		s.off = append(s.off, int32(from))
+		s.flat, s.runes = tokenFeatures(t, s.toks, k, s.runes, s.flat, nil)
+		for _, h := range s.flat[from:] {
+			acc += float64(m.W[h&mask])
+		}
+		s.sum = append(s.sum, acc)
+	}
+	s.off = append(s.off, int32(len(s.flat)))
+	best := WindowScore{Prob: -1}
+	forWindows(n, m.Meta.Window, m.Meta.Stride, func(a, b int) {
+		best.Windows++
+		cnt := s.off[b] - s.off[a]
+		if cnt == 0 {
+			return
+		}
+		z := float64(m.Meta.Bias) + (s.sum[b]-s.sum[a])/math.Sqrt(float64(max(cnt, int32(m.Meta.Train.MinNorm))))
+		if p := sigmoid(z); p > best.Prob {
+			best.Prob, best.Start, best.End, best.a, best.b = p, s.toks[a].start, s.toks[b-1].end, a, b
+		}
+	})
+	if best.Prob < 0 {
+		best.Prob = 0
+	}
+	return best, s
+}
+
+// forWindows calls f with the token ranges [a, b) of the windows over n tokens: one
+// window when n ≤ window, else windows every stride tokens, the last one ending at n.
+func forWindows(n, window, stride int, f func(a, b int)) {
+	if n <= window {
+		f(0, n)
+		return
+	}
+	for a := 0; ; a += stride {
+		if a+window >= n {
+			f(n-window, n)
+			return
+		}
+		f(a, a+window)
+	}
+}
+
+// Contribution is one feature's share of a window's logit.
+type Contribution struct {
+	Feature string  `json:"feature"`
+	Weight  float64 `json:"weight"`
+}
+
+// Explain returns the k features that pushed the window [start, end) of normalised text
+// t the most towards "jailbreak", with their summed contributions to its logit.
+func (m *Model) Explain(t string, start, end, k int) []Contribution {
+	if start < 0 || end > len(t) || start >= end {
+		return nil
+	}
+	_, s := m.score(t)
+	defer scratchPool.Put(s)
+	a, b := len(s.toks), 0
+	for i, tk := range s.toks {
+		if tk.start >= start && tk.end <= end {
+			a, b = min(a, i), i+1
+		}
+	}
+	if a >= b {
+		return nil
+	}
+	return m.explain(s, t, a, b, k)
+}
+
+// explain finds the top k features of tokens [a, b) of the scored text in s.
+func (m *Model) explain(s *scratch, t string, a, b, k int) []Contribution {
+	mask := uint32(len(m.W) - 1)
+	hs := s.flat[s.off[a]:s.off[b]]
+	if len(hs) == 0 {
+		return nil
+	}
+	// Each feature hash's summed weight, in an open-addressing table (much cheaper than
+	// a map here); names are made only for the winners.
+	tab := s.tab.reset(len(hs))
+	for _, h := range hs {
+		tab.add(h, float64(m.W[h&mask]))
+	}
+	type hw struct {
+		h uint32
+		w float64
+	}
+	// Keep the k largest positive sums, in order (k is small: insertion).
+	var top []hw
+	for _, i := range tab.slots {
+		if tab.vals[i] <= 0 {
+			continue
+		}
+		x := hw{tab.keys[i], tab.vals[i]}
+		j := len(top)
+		for j > 0 && (top[j-1].w < x.w || top[j-1].w == x.w && top[j-1].h > x.h) {
+			j--
+		}
+		if j >= k {
+			continue
+		}
+		top = append(top, hw{})
+		copy(top[j+1:], top[j:])
+		top[j] = x
+		if len(top) > k {
+			top = top[:k]
+		}
+	}
+	names := make(map[uint32]string, len(top))
+	for _, x := range top {
+		names[x.h] = ""
+	}
+	var buf []uint32
+	var runes []int
+	for i := a; i < b; i++ {
+		for _, h := range s.flat[s.off[i]:s.off[i+1]] {
+			if _, ok := names[h]; ok {
+				buf, runes = tokenFeatures(t, s.toks, i, runes, buf[:0], names)
+				break
+			}
+		}
+	}
+	norm := 1 / math.Sqrt(float64(max(len(hs), m.Meta.Train.MinNorm)))
+	out := make([]Contribution, 0, len(top))
+	for _, x := range top {
+		out = append(out, Contribution{Feature: names[x.h], Weight: x.w * norm})
+	}
+	return out
+}
+
+// sumTable sums float64 values by uint32 key with linear probing. It lives in a pooled
+// scratch and is cleared slot by slot, so an explanation allocates nothing.
+type sumTable struct {
+	keys  []uint32
+	vals  []float64
+	used  []bool
+	slots []uint32 // used slots, in insertion order
+	mask  uint32
+}
+
+// reset empties the table and sizes it for n insertions.
+func (t *sumTable) reset(n int) *sumTable {
+	for _, i := range t.slots {
+		t.used[i], t.vals[i] = false, 0
+	}
+	t.slots = t.slots[:0]
+	size := 64
+	for size < 2*n {
+		size <<= 1
+	}
+	if size > len(t.keys) {
+		t.keys, t.vals, t.used = make([]uint32, size), make([]float64, size), make([]bool, size)
+	}
+	t.mask = uint32(len(t.keys) - 1)
+	return t
+}
+
+func (t *sumTable) add(k uint32, v float64) {
+	i := (k * 2654435761) & t.mask
+	for t.used[i] && t.keys[i] != k {
+		i = (i + 1) & t.mask
+	}
+	if !t.used[i] {
+		t.used[i], t.keys[i] = true, k
+		t.slots = append(t.slots, i)
+	}
+	t.vals[i] += v
+}
+
+// FormatContributions renders contributions as `word "ignore" +0.41, ...`.
+func FormatContributions(cs []Contribution) string {
+	parts := make([]string, len(cs))
+	for i, c := range cs {
+		parts[i] = fmt.Sprintf("%s %+.2f", c.Feature, c.Weight)
+	}
+	return strings.Join(parts, ", ")
+}

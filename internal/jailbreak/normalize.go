@@ -1,0 +1,412 @@
+// Package jailbreak is the detector behind the limit-governance-jailbreak plugin: text
+// normalisation, decoders for embedded payloads, multilingual phrase rules, a small
+// linear model over hashed word and character n-grams scanned in windows, and the code
+// that trains, calibrates and evaluates that model. Everything is pure Go and usable
+// in-process, so benchmarks and the training command measure exactly what the plugin runs.
+package jailbreak
+
+import (
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"golang.org/x/text/unicode/norm"
+)
+
+// View is a transformed copy of a text together with a map from each of its bytes back
+// to the byte offset in the original text it came from, so a match in the view can be
+// reported as a span of the original.
+type View struct {
+	// Text is the transformed text.
+	Text string
+	// Orig[i] is the byte offset in the original of Text[i]; Orig[len(Text)] is the end
+	// of the last original byte that contributed to Text.
+	Orig []int32
+}
+
+// Span maps the view's byte range [start, end) to the original's byte range.
+func (v View) Span(start, end int) (int, int) {
+	if len(v.Orig) == 0 {
+		return 0, 0
+	}
+	if start > len(v.Text) {
+		start = len(v.Text)
+	}
+	if end > len(v.Text) {
+		end = len(v.Text)
+	}
+	s := int(v.Orig[start])
+	e := int(v.Orig[end])
+	if end > start && end < len(v.Orig) {
+		// The original end is where the next view byte starts, unless that byte came from
+		// the same original rune (a decomposition); then take the last byte's rune end.
+		if last := int(v.Orig[end-1]); e <= last {
+			e = last + 1
+		}
+	}
+	if e < s {
+		e = s
+	}
+	return s, e
+}
+
+// builder accumulates a view.
+type builder struct {
+	b    []byte
+	orig []int32
+}
+
+func (w *builder) rune(r rune, at int) {
+	n := len(w.b)
+	w.b = utf8.AppendRune(w.b, r)
+	for i := n; i < len(w.b); i++ {
+		w.orig = append(w.orig, int32(at))
+	}
+}
+
+func (w *builder) done(end int) View {
+	w.orig = append(w.orig, int32(end))
+	return View{Text: string(w.b), Orig: w.orig}
+}
+
+// invisible reports whether r is dropped by normalisation: zero-width and other format
+// characters, controls other than line breaks and tabs, variation selectors and the
+// Unicode tag block (whose printable part Normalize returns separately as a hidden payload).
+func invisible(r rune) bool {
+	switch {
+	case r == '\n' || r == '\t':
+		return false
+	case r < 0x20 || (r >= 0x7f && r < 0xa0):
+		return true
+	case r == 0xad || r == 0x34f || r == 0x180e: // soft hyphen, combining grapheme joiner, Mongolian vowel separator
+		return true
+	case r >= 0xfe00 && r <= 0xfe0f, r >= 0xe0100 && r <= 0xe01ef: // variation selectors
+		return true
+	case r >= 0xe0000 && r <= 0xe007f: // tags
+		return true
+	}
+	return unicode.Is(unicode.Cf, r)
+}
+
+// latinFold maps accented Latin letters to their base letter (é → e), computed once from
+// the canonical decomposition of Latin-1 Supplement and Latin Extended-A/B.
+var latinFold = func() map[rune]rune {
+	m := map[rune]rune{}
+	for _, rg := range [][2]rune{{0xc0, 0x24f}, {0x1e00, 0x1eff}} {
+		for r := rg[0]; r <= rg[1]; r++ {
+			d := []rune(norm.NFD.String(string(r)))
+			if len(d) > 1 && d[0] < 0x80 && unicode.IsLetter(d[0]) {
+				m[r] = unicode.ToLower(d[0])
+			}
+		}
+	}
+	// Letters without a decomposition that readers take for a Latin letter.
+	for k, v := range map[rune]rune{'ß': 's', 'ø': 'o', 'đ': 'd', 'ł': 'l', 'ı': 'i', 'ħ': 'h', 'ŀ': 'l'} {
+		m[k] = v
+	}
+	return m
+}()
+
+// confusable maps Cyrillic and Greek letters that look like Latin ones to those letters;
+// applied only inside words that also contain Latin letters ("іgnоre" with Cyrillic і, о).
+var confusable = map[rune]rune{
+	'а': 'a', 'в': 'b', 'е': 'e', 'ё': 'e', 'к': 'k', 'м': 'm', 'н': 'h', 'о': 'o', 'р': 'p', 'с': 'c',
+	'т': 't', 'у': 'y', 'х': 'x', 'і': 'i', 'ї': 'i', 'ј': 'j', 'ѕ': 's', 'ԁ': 'd', 'ɡ': 'g', 'ԛ': 'q', 'ԝ': 'w',
+	'α': 'a', 'β': 'b', 'ε': 'e', 'η': 'n', 'ι': 'i', 'κ': 'k', 'ν': 'v', 'ο': 'o', 'ρ': 'p', 'τ': 't',
+	'υ': 'u', 'χ': 'x', 'ω': 'w',
+}
+
+// Normalized is the result of Normalize.
+type Normalized struct {
+	// View is the normalised text: NFKC, lower case, invisible characters removed, Latin
+	// diacritics removed, look-alike letters in mixed-script words mapped to Latin, every
+	// kind of space and line break folded to ' ' or '\n'.
+	View
+	// Hidden is ASCII text smuggled in Unicode tag characters (U+E0020–U+E007E), and
+	// HiddenStart/HiddenEnd its span in the original; empty when there is none.
+	Hidden                 string
+	HiddenStart, HiddenEnd int
+	// Removed counts invisible characters dropped (excluding tags).
+	Removed int
+}
+
+// Normalize returns the normalised view of s. It works one NFKC segment at a time so
+// every byte of the result maps back to the original.
+func Normalize(s string) Normalized {
+	var out Normalized
+	w := builder{b: make([]byte, 0, len(s)), orig: make([]int32, 0, len(s)+1)}
+	var hidden []byte
+	var it norm.Iter
+	it.InitString(norm.NFKC, s)
+	var buf [64]byte
+	for !it.Done() {
+		at := it.Pos()
+		seg := it.Next()
+		if len(seg) == 1 && seg[0] < utf8.RuneSelf {
+			// Fast path: one ASCII byte.
+			c := seg[0]
+			switch {
+			case c >= 'A' && c <= 'Z':
+				w.b = append(w.b, c+'a'-'A')
+			case c == '\r':
+				w.b = append(w.b, '\n')
+			case c == '\n' || c == '\t' || c >= 0x20 && c != 0x7f:
+				w.b = append(w.b, c)
+			default:
+				out.Removed++
+				continue
+			}
+			w.orig = append(w.orig, int32(at))
+			continue
+		}
+		seg = append(buf[:0], seg...)
+		for len(seg) > 0 {
+			r, n := utf8.DecodeRune(seg)
+			seg = seg[n:]
+			if r >= 0xe0020 && r <= 0xe007e {
+				if hidden == nil {
+					out.HiddenStart = at
+				}
+				hidden = append(hidden, byte(r-0xe0000))
+				out.HiddenEnd = it.Pos()
+				continue
+			}
+			if invisible(r) {
+				if r < 0xe0000 || r > 0xe007f {
+					out.Removed++
+				}
+				continue
+			}
+			switch {
+			case unicode.IsSpace(r):
+				if r == '\u2028' || r == '\u2029' || r == '\u0085' {
+					r = '\n'
+				} else {
+					r = ' '
+				}
+			default:
+				r = unicode.ToLower(r)
+				if f, ok := latinFold[r]; ok {
+					r = f
+				} else if unicode.Is(unicode.Mn, r) && len(w.b) > 0 && w.b[len(w.b)-1] < utf8.RuneSelf {
+					// A combining mark on an ASCII letter (e + U+0301): drop it.
+					continue
+				}
+			}
+			w.rune(r, at)
+		}
+	}
+	out.View = w.done(len(s))
+	out.Hidden = string(hidden)
+	out.View = foldConfusables(out.View)
+	return out
+}
+
+// foldConfusables maps Cyrillic and Greek look-alikes to Latin letters inside words that
+// mix them with Latin letters. Words written wholly in Cyrillic or Greek are left alone.
+func foldConfusables(v View) View {
+	t := v.Text
+	needs := false
+	for i := 0; i < len(t); i++ {
+		if t[i] >= 0xce && t[i] <= 0xd4 {
+			needs = true
+			break
+		}
+	}
+	if !needs {
+		return v
+	}
+	w := builder{b: make([]byte, 0, len(t)), orig: make([]int32, 0, len(t)+1)}
+	i := 0
+	for i < len(t) {
+		// Find the next word.
+		j := i
+		for j < len(t) {
+			r, n := utf8.DecodeRuneInString(t[j:])
+			if !unicode.IsLetter(r) {
+				break
+			}
+			j += n
+		}
+		if j == i {
+			r, n := utf8.DecodeRuneInString(t[i:])
+			w.b = append(w.b, t[i:i+n]...)
+			w.orig = append(w.orig, v.Orig[i:i+n]...)
+			_ = r
+			i += n
+			continue
+		}
+		word := t[i:j]
+		latin, other := false, false
+		for _, r := range word {
+			if r < 0x80 {
+				latin = true
+			} else if _, ok := confusable[r]; ok {
+				other = true
+			}
+		}
+		if latin && other {
+			for k, r := range word {
+				if f, ok := confusable[r]; ok {
+					w.rune(f, int(v.Orig[i+k]))
+				} else {
+					w.rune(r, int(v.Orig[i+k]))
+				}
+			}
+		} else {
+			w.b = append(w.b, word...)
+			w.orig = append(w.orig, v.Orig[i:j]...)
+		}
+		i = j
+	}
+	return w.done(int(v.Orig[len(t)]))
+}
+
+// leet maps the digits and symbols used as letters to those letters.
+var leet = [128]byte{'0': 'o', '1': 'i', '3': 'e', '4': 'a', '5': 's', '7': 't', '8': 'b', '@': 'a', '$': 's', '!': 'i', '|': 'i', '+': 't'}
+
+// LeetView folds leetspeak in v ("1gn0r3 4ll" → "ignore aii"): within words that mix
+// letters with digits or symbols used as letters, those are mapped to letters; every
+// 'l' becomes 'i' (so "1" read as either matches), and letters spelled out one at a time
+// ("i g n o r e", "i.g.n.o.r.e") are joined. Phrase rules run on it compiled the same way
+// (see foldPattern). ok is false when nothing but l→i changed, so the caller can skip it.
+func LeetView(v View) (out View, ok bool) {
+	t := v.Text
+	w := builder{b: make([]byte, 0, len(t)), orig: make([]int32, 0, len(t)+1)}
+	i := 0
+	for i < len(t) {
+		c := t[i]
+		if !isLeetWordByte(c) {
+			w.b = append(w.b, c)
+			w.orig = append(w.orig, v.Orig[i])
+			i++
+			continue
+		}
+		j := i
+		letters, leets := 0, 0
+		for j < len(t) && isLeetWordByte(t[j]) {
+			if t[j] >= 'a' && t[j] <= 'z' {
+				letters++
+			} else {
+				leets++
+			}
+			j++
+		}
+		// Single letters separated by single spaces are handled above; here a word.
+		if j-i == 1 && i+2 < len(t) && isSep(t[i+1]) && t[i+2] >= 'a' && t[i+2] <= 'z' {
+			if n, joined := spelledOut(t, i); n > 0 {
+				for k := 0; k < len(joined); k++ {
+					w.b = append(w.b, foldLI(joined[k].c))
+					w.orig = append(w.orig, v.Orig[joined[k].at])
+				}
+				ok = true
+				i += n
+				continue
+			}
+		}
+		fold := letters > 0 && leets > 0 && letters+leets >= 3
+		for k := i; k < j; k++ {
+			c := t[k]
+			if fold && c < 128 && leet[c] != 0 {
+				c = leet[c]
+				ok = true
+			}
+			w.b = append(w.b, foldLI(c))
+			w.orig = append(w.orig, v.Orig[k])
+		}
+		i = j
+	}
+	return w.done(int(v.Orig[len(t)])), ok
+}
+
+func foldLI(c byte) byte {
+	if c == 'l' {
+		return 'i'
+	}
+	return c
+}
+
+func isLeetWordByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c < 128 && leet[c] != 0
+}
+
+func isSep(c byte) bool { return c == ' ' || c == '.' || c == '-' || c == '_' || c == '*' }
+
+type atByte struct {
+	c  byte
+	at int
+}
+
+// spelledOut recognises at least four single letters at t[i:] each followed by one
+// separator ("i g n o r e"); it returns the bytes consumed (excluding the final
+// separator) and the letters. A run ends at a double separator, which stands for the
+// space between words and is kept as one space.
+func spelledOut(t string, i int) (int, []atByte) {
+	if t[i] < 'a' || t[i] > 'z' || (i > 0 && isLeetWordByte(t[i-1])) {
+		return 0, nil
+	}
+	var out []atByte
+	j, end := i, i
+	for {
+		if j >= len(t) || !(t[j] >= 'a' && t[j] <= 'z' || t[j] < 128 && leet[t[j]] != 0) {
+			break
+		}
+		if j+1 < len(t) && isLeetWordByte(t[j+1]) {
+			break // not a single letter
+		}
+		c := t[j]
+		if c < 'a' || c > 'z' {
+			c = leet[c]
+		}
+		out = append(out, atByte{c, j})
+		j++
+		end = j
+		if j+1 < len(t) && isSep(t[j]) && isLeetWordByte(t[j+1]) {
+			j++
+			continue
+		}
+		if j+2 < len(t) && isSep(t[j]) && isSep(t[j+1]) && isLeetWordByte(t[j+2]) && (j+3 >= len(t) || !isLeetWordByte(t[j+3])) {
+			// Word gap: keep one space and go on.
+			out = append(out, atByte{' ', j})
+			j += 2
+			continue
+		}
+		break
+	}
+	// Drop a trailing word gap.
+	for len(out) > 0 && out[len(out)-1].c == ' ' {
+		out = out[:len(out)-1]
+	}
+	letters := 0
+	for _, a := range out {
+		if a.c != ' ' {
+			letters++
+		}
+	}
+	if letters < 4 {
+		return 0, nil
+	}
+	return end - i, out
+}
+
+// Rot13 returns v with ASCII letters rotated by 13 (byte-for-byte, so Orig is shared).
+func Rot13(v View) View {
+	b := []byte(v.Text)
+	for i, c := range b {
+		switch {
+		case c >= 'a' && c <= 'z':
+			b[i] = 'a' + (c-'a'+13)%26
+		case c >= 'A' && c <= 'Z':
+			b[i] = 'A' + (c-'A'+13)%26
+		}
+	}
+	return View{Text: string(b), Orig: v.Orig}
+}
+
+// lineOf returns the 1-based line of byte offset off in s.
+func lineOf(s string, off int) int {
+	if off > len(s) {
+		off = len(s)
+	}
+	return strings.Count(s[:off], "\n") + 1
+}

@@ -1,0 +1,511 @@
+package jailbreak
+
+import (
+	"fmt"
+	"hash/maphash"
+	"regexp"
+	"regexp/syntax"
+	"slices"
+	"sort"
+	"strings"
+
+	"golang.org/x/text/unicode/norm"
+)
+
+// Rule categories; each is one rule id of the plugin ("jailbreak.phrase.<category>").
+const (
+	CatOverride = "override" // "ignore all previous instructions" in any language
+	CatPersona  = "persona"  // DAN, developer mode, "you are free of all restrictions"
+	CatReveal   = "reveal"   // asks for the system prompt
+	CatIndirect = "indirect" // instructions addressed to an AI inside a document
+	CatExfil    = "exfil"    // sending secrets or the conversation somewhere
+)
+
+// Categories lists the phrase rule categories.
+var Categories = []string{CatOverride, CatPersona, CatReveal, CatIndirect, CatExfil}
+
+// PhraseRule is one phrase pattern over normalised text.
+type PhraseRule struct {
+	// ID names the pattern, e.g. "override/es".
+	ID       string
+	Category string
+	// Lang is the pattern's language (ISO 639-1), or "any".
+	Lang     string
+	Severity int
+	// Pattern is the RE2 pattern over normalised text (lower case, Latin accents removed).
+	Pattern string
+
+	alts  []*ruleAlt
+	ascii bool
+	index int
+}
+
+// qual is a run of up to four qualifier words ("all of the previous").
+const qual = `(?:\S+\s+){0,4}`
+
+// phraseRules are the patterns, compiled by init. They are written against normalised
+// text (see Normalize) and are meant to be specific: each names an instruction noun, an
+// AI addressee or a jailbreak idiom, so ordinary uses of "ignore" or "forget" pass.
+var phraseRules = []*PhraseRule{
+	// English.
+	{ID: "override/en", Category: CatOverride, Lang: "en", Severity: 8,
+		Pattern: `\b(?:ignore|ignoring|disregard|disregarding|forget|override|bypass|skip|discard|abandon|drop|neglect|set aside)\s+(?:(?:all|any|every|each|the|your|my|of|these|those|such|previous|previously|prior|above|earlier|preceding|former|foregoing|initial|original|existing|current|old|system|safety|developer|given|other|received|provided|last|first|and|or|instructions?)\s+){0,5}(?:instructions?|directions|directives?|rules|guidelines|prompts?|commands|orders|constraints|restrictions|programming|guardrails|policies|safety\s+(?:rules|guidelines|filters?)|content\s+polic(?:y|ies)|training)\b`},
+	{ID: "override-all/en", Category: CatOverride, Lang: "en", Severity: 8,
+		Pattern: `\b(?:ignore|disregard|forget)\s+(?:about\s+)?(?:everything|all|anything)\s+(?:(?:that\s+)?(?:was\s+|is\s+|you(?:'ve|\s+have|\s+were)?\s+(?:been\s+)?)?(?:written|said|stated|mentioned|told|taught|instructed|given|learned)\s+)?(?:above|before|previously|prior|so\s+far|until\s+now|earlier|up\s+to\s+(?:now|this\s+point))\b`},
+	{ID: "override-new/en", Category: CatOverride, Lang: "en", Severity: 7,
+		Pattern: `(?:\bnew\s+system\s+(?:prompt|instructions?)\b|\[\s*(?:system|admin)\s+(?:override|instructions?)\s*\]|\b(?:system|admin|developer)\s+override\b|\byour\s+new\s+(?:instructions|task|directive|objective|goal)\s+(?:is|are)\b)`},
+	{ID: "persona-dan/en", Category: CatPersona, Lang: "en", Severity: 8,
+		Pattern: `(?:\bdo\s+anything\s+now\b|\b(?:developer|god|jailbreak|jailbroken|dan|unrestricted|unfiltered|evil)\s+mode\s+(?:is\s+)?(?:enabled|activated|engaged|output|response)\b|\benable\s+(?:dan|jailbreak|god|unrestricted)\s+mode\b|\b(?:you\s+are|you're|act\s+as|become|pretend\s+to\s+be|roleplay\s+as)\s+(?:now\s+)?(?:a\s+|an\s+)?(?:dan|jailbroken|unrestricted\s+ai|unfiltered\s+ai|uncensored\s+ai)\b)`},
+	{ID: "persona-unbound/en", Category: CatPersona, Lang: "en", Severity: 7,
+		Pattern: `(?:\byou\s+(?:are|will\s+be|shall\s+be|have\s+been|were)?\s*(?:\S+\s+){0,2}(?:not|no\s+longer|never)\s+(?:be\s+)?(?:bound|restricted|limited|constrained|held)\s+by\b|\byou\s+(?:are|have\s+been)\s+(?:now\s+)?(?:freed|free|liberated|released|unchained)\s+(?:from|of)\s+(?:all\s+|any\s+|the\s+)?(?:\S+\s+){0,2}(?:restrictions|confines|limitations|rules|guidelines|filters|censorship|constraints|policies)\b|\b(?:without|no|ignore|ignoring|bypass|bypassing|break|breaking|violate|violating|circumvent)\s+(?:any\s+|all\s+|the\s+)?(?:openai|anthropic|chatgpt|content|safety|ethical|moral)(?:'s)?\s+(?:content\s+)?(?:polic(?:y|ies)|guidelines|filters?|restrictions|rules|limitations))`},
+	{ID: "reveal/en", Category: CatReveal, Lang: "en", Severity: 7,
+		Pattern: `(?:\b(?:reveal|print|show|output|display|repeat|leak|dump|tell\s+me|give\s+me|write\s+out|disclose|share|recite|spell\s+out|translate)\s+(?:me\s+)?(?:back\s+)?(?:all\s+(?:of\s+)?)?(?:your|the)\s+(?:(?:full|entire|exact|complete|original|initial|hidden|secret|internal|previous|first)\s+)*(?:system\s+(?:prompt|message|instructions?)|(?:initial|hidden|secret|original|developer|pre-?prompt)\s+(?:prompt|instructions?)|instructions\s+(?:above|you\s+were\s+given))|\bwhat\s+(?:is|was|are|were)\s+your\s+(?:system\s+prompt|(?:initial|original|hidden|secret)\s+(?:instructions|prompt))|\brepeat\s+(?:the\s+)?(?:words|text|everything|all)\s+above\b)`},
+	{ID: "indirect/en", Category: CatIndirect, Lang: "en", Severity: 8,
+		Pattern: `(?:\b(?:if|when)\s+you\s+are\s+(?:an?\s+)?(?:ai|llm|large\s+language\s+model|language\s+model|ai\s+assistant|assistant|chatbot|ai\s+model|ai\s+agent)\b(?:\s+\S+){0,4}\s*[,:]|\b(?:note|message|attention|important|instructions?)\s*(?:to|for)\s+(?:the\s+|any\s+|all\s+)?(?:ai|llm|ai\s+assistant|language\s+model|chatbot|ai\s+model|ai\s+agent|gpt|chatgpt)s?\s*[:,.!-]|\b(?:do\s+not|don't|never)\s+(?:tell|inform|mention\s+(?:this|it)\s+to|alert|notify|reveal\s+(?:this|it)\s+to)\s+the\s+user\b|\bwithout\s+(?:telling|informing|notifying|alerting)\s+the\s+user\b|\b(?:ai|assistant|llm|chatbot|gpt|chatgpt|claude|copilot)s?\s*[:,]\s*(?:please\s+)?(?:ignore|disregard|forget|stop|instead)\b)`},
+	{ID: "exfil/en", Category: CatExfil, Lang: "en", Severity: 9,
+		Pattern: `(?:!\[[^\]\n]*\]\(\s*https?://[^)\s]*(?:\{|\$|%7b|<|\[)|\b(?:send|forward|email|post|upload|transmit|exfiltrate|leak)\s+(?:\S+\s+){0,5}(?:passwords?|credentials|api\s*keys?|secrets?|tokens?|ssh\s+keys?|private\s+keys?|conversation|chat\s+history|system\s+prompt|cookies?)\s+(?:\S+\s+){0,4}to\s+(?:https?://|[\w.+-]+@[\w-]+\.|[\w-]+\.(?:com|net|org|io|ru|xyz|cn|tk)\b))`},
+
+	// Other languages: override, and a few reveal patterns.
+	{ID: "override/es", Category: CatOverride, Lang: "es", Severity: 8,
+		Pattern: `(?:\b(?:ignora|ignore|ignorar|ignoren|olvida|olvide|olvidar|olviden|omite|omita|descarta|descarte|desestima|haz\s+caso\s+omiso\s+(?:a|de))\s+` + qual + `(?:instrucciones|indicaciones|reglas|directrices|ordenes|normas)\b|\bolvida\s+todo\s+lo\s+(?:anterior|que\s+te\s+(?:dije|dijeron|han\s+dicho)))`},
+	{ID: "override/pt", Category: CatOverride, Lang: "pt", Severity: 8,
+		Pattern: `\b(?:ignore|ignora|ignorar|esqueca|esquece|esquecer|desconsidere|desconsidera|descarte|despreze)\s+` + qual + `(?:instrucoes|instrucao|regras|diretrizes|orientacoes|comandos)\b`},
+	{ID: "override/fr", Category: CatOverride, Lang: "fr", Severity: 8,
+		Pattern: `(?:\b(?:ignore|ignorez|ignorer|oublie|oubliez|oublier|neglige|negligez|ne\s+tiens\s+pas\s+compte\s+de|ne\s+tenez\s+pas\s+compte\s+de|fais\s+abstraction\s+de|faites\s+abstraction\s+de)\s+` + qual + `(?:instructions|consignes|regles|directives|ordres|indications)\b|\boublie[zr]?\s+tout\s+ce\s+qu(?:'|e\s+)(?:on|je)\s+(?:t'a|vous\s+a|t'ai|vous\s+ai)\s+dit)`},
+	{ID: "override/it", Category: CatOverride, Lang: "it", Severity: 8,
+		Pattern: `\b(?:ignora|ignorate|ignorare|ignori|dimentica|dimenticate|dimenticare|trascura|tralascia)\s+` + qual + `(?:istruzioni|regole|indicazioni|direttive|comandi)\b`},
+	{ID: "override/de", Category: CatOverride, Lang: "de", Severity: 8,
+		Pattern: `(?:\b(?:ignorier(?:e|en|t)?|vergiss|vergesst|vergessen|missachte|missachten|ubergehe|ubergehen)\s+` + qual + `(?:anweisungen|instruktionen|regeln|richtlinien|befehle|vorgaben|anordnungen)\b|\bvergiss\s+alles\s*,?\s+was\b)`},
+	{ID: "override/nl", Category: CatOverride, Lang: "nl", Severity: 8,
+		Pattern: `\b(?:negeer|negeren|vergeet|vergeten|ignoreer)\s+` + qual + `(?:instructies|regels|richtlijnen|opdrachten|aanwijzingen)\b`},
+	{ID: "override/pl", Category: CatOverride, Lang: "pl", Severity: 8,
+		Pattern: `\b(?:zignoruj|ignoruj|zignorujcie|zapomnij|pomin)\s+` + qual + `(?:instrukcje|instrukcji|polecenia|polecen|zasady|reguly|wytyczne)\b`},
+	{ID: "override/tr", Category: CatOverride, Lang: "tr", Severity: 8,
+		Pattern: `\b(?:onceki|yukaridaki|tum|butun|verilen)\s+(?:\S+\s+){0,2}(?:talimatlari|talimatlar|talimati|kurallari|komutlari|yonergeleri)\s+(?:\S+\s+)?(?:yok\s+say|gormezden\s+gel|unut|dikkate\s+alma|goz\s*ardi)`},
+	{ID: "override/ru", Category: CatOverride, Lang: "ru", Severity: 8,
+		Pattern: `(?:(?:игнорируй|игнорируйте|проигнорируй|проигнорируйте|забудь|забудьте|отбрось|отбросьте|пропусти|не\s+обращай\s+внимания\s+на|не\s+обращайте\s+внимания\s+на)\s+` + qual + `(?:инструкции|инструкций|указания|указаний|правила|команды|распоряжения)|забудь(?:те)?\s+всё|забудь(?:те)?\s+все,?\s+что)`},
+	{ID: "override/uk", Category: CatOverride, Lang: "uk", Severity: 8,
+		Pattern: `(?:ігноруй|ігноруйте|проігноруй|забудь|забудьте)\s+` + qual + `(?:інструкції|інструкцій|вказівки|вказівок|правила|команди)`},
+	{ID: "override/zh", Category: CatOverride, Lang: "zh", Severity: 8,
+		Pattern: `(?:忽略|无视|無視|忽视|忽視|不要理会|不要理會|忘记|忘記|忘掉|跳过|跳過)(?:掉)?(?:之前|以前|先前|上面|上述|前面|以上|所有|全部|一切|你的|原来|原來|的|[\s,])*(?:指令|指示|说明|說明|规则|規則|提示词|提示|命令|设定|設定|要求|限制)`},
+	{ID: "override/ja", Category: CatOverride, Lang: "ja", Severity: 8,
+		Pattern: `(?:以前|前|上記|これまで|先ほど|上|最初|元|全て|すべて)の?(?:すべて|全て)?の?(?:指示|命令|指令|ルール|設定|プロンプト|制約)(?:を|は)?(?:すべて|全て)?(?:無視|忘れ)`},
+	{ID: "override/ko", Category: CatOverride, Lang: "ko", Severity: 8,
+		Pattern: `(?:이전|앞의|위의|기존|모든|이전의|앞서)\s*(?:\S+\s+){0,2}(?:지시|명령|지침|규칙|프롬프트|지시사항|설정)\S*\s*(?:모두\s*)?(?:무시|잊어)`},
+	{ID: "override/ar", Category: CatOverride, Lang: "ar", Severity: 8,
+		Pattern: `(?:تجاهل|تجاهلي|تجاهلوا|انس|انسى|أهمل|اهمل|تخط|تخطى)\s+` + qual + `(?:التعليمات|الإرشادات|الارشادات|الاوامر|الأوامر|القواعد|التوجيهات)`},
+	{ID: "override/hi", Category: CatOverride, Lang: "hi", Severity: 8,
+		Pattern: `(?:पिछले|पिछली|पहले|ऊपर|सभी|पूर्व)\s+(?:\S+\s+){0,3}(?:निर्देशों|निर्देश|नियमों|नियम|आदेशों|आदेश)\s+(?:\S+\s+){0,2}(?:अनदेखा|नजरअंदाज|नज़रअंदाज़|भूल|उपेक्षा)`},
+	{ID: "override/vi", Category: CatOverride, Lang: "vi", Severity: 8,
+		Pattern: `\b(?:bo\s+qua|phot\s+lo|quen|lo\s+di)\s+` + qual + `(?:huong\s+dan|chi\s+dan|chi\s+thi|quy\s+tac|lenh)\b`},
+	{ID: "override/id", Category: CatOverride, Lang: "id", Severity: 8,
+		Pattern: `\b(?:abaikan|lupakan|acuhkan|hiraukan)\s+` + qual + `(?:instruksi|perintah|aturan|petunjuk|arahan)\b`},
+	{ID: "reveal/multi", Category: CatReveal, Lang: "any", Severity: 7,
+		Pattern: `(?:muestra|muestrame|revela|revelame|dime|imprime|montre|montre-moi|revele|affiche|donne-moi|zeig|zeige|gib|verrate|mostra|mostrami|rivela|mostre|revele|покажи|раскрой|выведи|напиши|显示|輸出|输出|告诉我|告訴我|透露|打印|表示して|教えて|見せて|보여|알려|출력)\S*\s*.{0,30}?(?:prompt\s+(?:del|du|de|do)\s+(?:sistema|systeme)|system-?prompt|systemanweisung|системн\S*\s+(?:промпт|подсказк|инструкци)|系统提示|系統提示|系统指令|システムプロンプト|시스템\s*프롬프트)`},
+}
+
+// attemptSeed keys the per-scan memo of pattern attempts; nextAltID numbers alternatives.
+var (
+	attemptSeed = maphash.MakeSeed()
+	nextAltID   = 1
+)
+
+// maxMatchLen bounds how far past its start a phrase match may reach; the anchored
+// pattern only ever sees that much text, which keeps each attempt cheap.
+const maxMatchLen = 256
+
+func init() {
+	if len(phraseRules) > 64 {
+		panic("more than 64 phrase rules: widen MatchPhrases' bit set")
+	}
+	for i, r := range phraseRules {
+		r.index = i
+		r.Pattern = norm.NFKC.String(r.Pattern)
+		r.ascii = isASCII(r.Pattern)
+		regexp.MustCompile(r.Pattern) // report a bad pattern by its own text
+		alts, err := splitAlternatives(r.Pattern)
+		if err != nil {
+			panic(fmt.Sprintf("phrase rule %s: %v", r.ID, err))
+		}
+		for _, p := range alts {
+			starts, err := startLiterals(p)
+			if err != nil {
+				panic(fmt.Sprintf("phrase rule %s: %v", r.ID, err))
+			}
+			a := &ruleAlt{re: regexp.MustCompile(`^(?:` + p + `)`), starts: starts, wordStart: strings.HasPrefix(p, `\b`), must: mustLiterals(p)}
+			for _, set := range a.must {
+				var folded []string
+				for _, k := range set {
+					folded = append(folded, strings.ReplaceAll(k, "l", "i"))
+				}
+				a.mustLeet = append(a.mustLeet, folded)
+			}
+			// The leet view folds 'l' to 'i'; its patterns and start literals are folded the same.
+			a.reLeet = regexp.MustCompile(`^(?:` + strings.ReplaceAll(p, "l", "i") + `)`)
+			for _, k := range starts {
+				a.startsLeet = append(a.startsLeet, strings.ReplaceAll(k, "l", "i"))
+			}
+			a.id = nextAltID
+			nextAltID++
+			r.alts = append(r.alts, a)
+		}
+	}
+	buildStartIndex()
+}
+
+// splitAlternatives returns the top-level alternatives of pattern as patterns of their
+// own (the whole pattern when it is not an alternation).
+func splitAlternatives(pattern string) ([]string, error) {
+	re, err := syntax.Parse(pattern, syntax.Perl)
+	if err != nil {
+		return nil, err
+	}
+	if re.Op != syntax.OpAlternate {
+		return []string{pattern}, nil
+	}
+	out := make([]string, len(re.Sub))
+	for i, sub := range re.Sub {
+		out[i] = sub.String()
+	}
+	return out, nil
+}
+
+// mustLiterals returns, for the parts of pattern's top-level sequence after its first
+// that every match contains, the literals one of which that part starts with; only
+// selective sets (literals of three bytes or more, at most 64 of them) are kept.
+func mustLiterals(pattern string) [][]string {
+	re, err := syntax.Parse(pattern, syntax.Perl)
+	if err != nil {
+		return nil
+	}
+	re = re.Simplify()
+	for re.Op == syntax.OpCapture {
+		re = re.Sub[0]
+	}
+	if re.Op != syntax.OpConcat {
+		return nil
+	}
+	var out [][]string
+	first := true
+	for _, sub := range re.Sub {
+		switch sub.Op {
+		case syntax.OpWordBoundary, syntax.OpBeginLine, syntax.OpBeginText, syntax.OpEmptyMatch:
+			continue
+		}
+		if first {
+			first = false
+			continue
+		}
+		f, _, ok := firstsExact(sub)
+		if !ok || len(f) > 64 {
+			continue
+		}
+		selective := true
+		for _, k := range f {
+			if len(k) < 3 {
+				selective = false
+			}
+		}
+		if selective {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// startLiterals returns literal strings one of which every match of pattern starts with,
+// so the pattern need only be tried, anchored, where one occurs. It fails for patterns
+// whose matches can start anywhere.
+func startLiterals(pattern string) ([]string, error) {
+	re, err := syntax.Parse(pattern, syntax.Perl)
+	if err != nil {
+		return nil, err
+	}
+	out, ok := firsts(re.Simplify())
+	if !ok || len(out) == 0 {
+		return nil, fmt.Errorf("pattern %q has no literal start; begin every alternative with a word", pattern)
+	}
+	slices.Sort(out)
+	out = slices.Compact(out)
+	// Drop literals that another literal is a prefix of: the shorter one finds them.
+	var kept []string
+	for _, s := range out {
+		if len(kept) > 0 && strings.HasPrefix(s, kept[len(kept)-1]) {
+			continue
+		}
+		kept = append(kept, s)
+	}
+	return kept, nil
+}
+
+// firsts computes the literal prefixes of re's matches (see startLiterals); exact says
+// the prefixes are whole matches of re, so what follows re may extend them.
+func firsts(re *syntax.Regexp) (out []string, ok bool) {
+	out, _, ok = firstsExact(re)
+	return out, ok
+}
+
+// maxStartLen is the length start literals are grown to, when the pattern allows.
+const maxStartLen = 4
+
+func firstsExact(re *syntax.Regexp) ([]string, bool, bool) {
+	switch re.Op {
+	case syntax.OpLiteral:
+		return []string{string(re.Rune)}, true, true
+	case syntax.OpCharClass:
+		var out []string
+		for i := 0; i < len(re.Rune); i += 2 {
+			if re.Rune[i+1]-re.Rune[i] > 16 {
+				return nil, false, false
+			}
+			for r := re.Rune[i]; r <= re.Rune[i+1]; r++ {
+				out = append(out, string(r))
+			}
+		}
+		return out, true, len(out) > 0 && len(out) <= 32
+	case syntax.OpCapture:
+		return firstsExact(re.Sub[0])
+	case syntax.OpPlus:
+		out, _, ok := firstsExact(re.Sub[0])
+		return out, false, ok
+	case syntax.OpRepeat:
+		if re.Min < 1 {
+			return nil, false, false
+		}
+		out, exact, ok := firstsExact(re.Sub[0])
+		return out, exact && re.Min == 1 && re.Max == 1, ok
+	case syntax.OpAlternate:
+		var out []string
+		exact := true
+		for _, sub := range re.Sub {
+			f, e, ok := firstsExact(sub)
+			if !ok {
+				return nil, false, false
+			}
+			out = append(out, f...)
+			exact = exact && e
+		}
+		return out, exact, true
+	case syntax.OpConcat:
+		acc := []string{""}
+		for _, sub := range re.Sub {
+			switch sub.Op {
+			case syntax.OpWordBoundary, syntax.OpBeginLine, syntax.OpBeginText, syntax.OpEmptyMatch:
+				continue
+			}
+			f, exact, ok := firstsExact(sub)
+			if !ok {
+				break
+			}
+			if len(acc)*len(f) > 256 {
+				break
+			}
+			next := make([]string, 0, len(acc)*len(f))
+			for _, a := range acc {
+				for _, b := range f {
+					next = append(next, a+b)
+				}
+			}
+			acc = next
+			short := false
+			for _, a := range acc {
+				if len(a) < maxStartLen {
+					short = true
+				}
+			}
+			if !exact || !short {
+				return acc, false, true
+			}
+		}
+		if len(acc) == 1 && acc[0] == "" {
+			return nil, false, false
+		}
+		for _, a := range acc {
+			if a == "" {
+				return nil, false, false
+			}
+		}
+		return acc, false, true
+	}
+	return nil, false, false
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
+// PhraseRules returns the phrase rules (read-only).
+func PhraseRules() []*PhraseRule { return phraseRules }
+
+// PhraseMatch is one phrase rule match in a view.
+type PhraseMatch struct {
+	Rule *PhraseRule
+	// Start and End are the match's byte span in the view.
+	Start, End int
+	// Text is the matched normalised text.
+	Text string
+}
+
+// startIndex maps the first byte of a start literal to the rules that start with it,
+// one table for normal views and one for leet views.
+type startCand struct {
+	rule *PhraseRule
+	alt  *ruleAlt
+	lit  string
+}
+
+// ruleAlt is one top-level alternative of a rule's pattern, compiled on its own so an
+// attempt at a start literal runs only the alternatives that can start there.
+type ruleAlt struct {
+	re, reLeet         *regexp.Regexp
+	starts, startsLeet []string
+	wordStart          bool
+	id                 int
+	// must lists literal sets one member of each of which every match contains (the
+	// instruction noun, the addressee...): checked with strings.Contains before the
+	// pattern runs, which rules out most candidates for far less than an attempt.
+	must, mustLeet [][]string
+}
+
+// startTable indexes start literals by their first two bytes (one-byte literals by their
+// only byte), so each text position costs one array lookup.
+type startTable struct {
+	one [256][]startCand
+	two [1 << 16][]startCand
+}
+
+func (st *startTable) add(c startCand) {
+	if len(c.lit) == 1 {
+		st.one[c.lit[0]] = append(st.one[c.lit[0]], c)
+		return
+	}
+	k := uint16(c.lit[0])<<8 | uint16(c.lit[1])
+	st.two[k] = append(st.two[k], c)
+}
+
+var startIndex, startIndexLeet startTable
+
+func buildStartIndex() {
+	for _, r := range phraseRules {
+		for _, a := range r.alts {
+			for _, k := range a.starts {
+				startIndex.add(startCand{r, a, k})
+			}
+			for _, k := range a.startsLeet {
+				startIndexLeet.add(startCand{r, a, k})
+			}
+		}
+	}
+}
+
+// MatchPhrases runs the phrase rules over a view. leet says the view is a LeetView (its
+// patterns are folded); asciiOnly runs only the ASCII (English) rules, for ROT13. It
+// returns at most one match per rule, the first. The text is walked once: at each rune
+// start, the rules having a start literal there are tried, anchored, so the work grows
+// with the text and not with the number of rules.
+func MatchPhrases(t string, leet, asciiOnly bool) []PhraseMatch {
+	var out []PhraseMatch
+	idx := &startIndex
+	if leet {
+		idx = &startIndexLeet
+	}
+	var done uint64 // bit i: rule i matched already (there are fewer than 64 rules)
+	var attempts map[uint64]int
+	prevWord := false
+	for i := 0; i < len(t); i++ {
+		c := t[i]
+		wordStart := !prevWord
+		prevWord = isWordASCII(c)
+		if c&0xc0 == 0x80 {
+			continue // inside a rune
+		}
+		cands := idx.one[c]
+		if i+1 < len(t) {
+			if two := idx.two[uint16(c)<<8|uint16(t[i+1])]; len(two) > 0 {
+				if len(cands) == 0 {
+					cands = two
+				} else {
+					cands = append(cands[:len(cands):len(cands)], two...)
+				}
+			}
+		}
+		for _, cd := range cands {
+			r := cd.rule
+			if done&(1<<r.index) != 0 || (asciiOnly && !r.ascii) || (cd.alt.wordStart && !wordStart) {
+				continue
+			}
+			if !strings.HasPrefix(t[i:], cd.lit) {
+				continue
+			}
+			re, must := cd.alt.re, cd.alt.must
+			if leet {
+				re, must = cd.alt.reLeet, cd.alt.mustLeet
+			}
+			win := t[i:min(len(t), i+maxMatchLen)]
+			// Repeated text (logs, templates, padding) repeats attempts: remember the
+			// outcome of each (alternative, window) pair within this scan.
+			if attempts == nil {
+				attempts = map[uint64]int{}
+			}
+			key := maphash.String(attemptSeed, win) ^ uint64(cd.alt.id)*0x9e3779b97f4a7c15
+			end, seen := attempts[key]
+			if !seen {
+				end = -1
+				if containsAll(win, must) {
+					if loc := re.FindStringIndex(win); loc != nil {
+						end = loc[1]
+					}
+				}
+				attempts[key] = end
+			}
+			if end >= 0 {
+				done |= 1 << r.index
+				out = append(out, PhraseMatch{Rule: r, Start: i, End: i + end, Text: t[i : i+end]})
+			}
+		}
+	}
+	sort.SliceStable(out, func(a, b int) bool { return out[a].Rule.index < out[b].Rule.index })
+	return out
+}
+
+// containsAll reports whether s contains a member of every set.
+func containsAll(s string, sets [][]string) bool {
+	for _, set := range sets {
+		found := false
+		for _, k := range set {
+			if strings.Contains(s, k) {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}
+
+func isWordASCII(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_'
+}
+
+// String describes a match for a reason.
+func (m PhraseMatch) String() string {
+	return fmt.Sprintf("phrase rule %s matched %q", m.Rule.ID, clip(m.Text, 80))
+}
+
+// clip shortens s to at most n bytes on a rune boundary, marking the cut.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && n < len(s) && s[n]&0xc0 == 0x80 {
+		n--
+	}
+	return s[:n] + "…"
+}

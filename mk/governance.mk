@@ -1,0 +1,21 @@
+# Governance rule plugins (plugins/governance-*, internal/jailbreak). Their tests run with
+# `make test`.
+.PHONY: train-jailbreak eval-jailbreak bench-governance
+
+# Retrain the jailbreak model from ../shared/data/governance/prompts-train.jsonl (fixed
+# seed: the same data gives the same file byte for byte), recalibrate the presets, and
+# rewrite internal/jailbreak/model/{jailbreak.model.gz,metrics.json,METRICS.md}.
+train-jailbreak:
+	$(GO) run ./internal/cmd/train-jailbreak
+
+# Measure the committed model (held-out split, own hard cases per category, length-only
+# baseline) without training; prints the METRICS.md tables.
+eval-jailbreak:
+	$(GO) run ./internal/cmd/train-jailbreak -eval-only
+
+# Per-call latency of each rule in-process and through its plugin process, with the gRPC
+# floor (a Describe round trip) measured in the same run; p50/p99 in µs.
+bench-governance:
+	$(GO) test -run '^$$' -bench 'Evaluate2000' -benchtime 3000x -count 1 ./plugins/governance-jailbreak
+	$(GO) test -run '^$$' -bench 'LargeDocument' -benchtime 5x -count 1 ./plugins/governance-jailbreak
+	$(GO) test -run '^$$' -bench 'Evaluate' -benchtime 2000x -count 1 ./plugins/governance-codesafety ./plugins/governance-anomaly

@@ -1,0 +1,228 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/limitgraph/limit/sdk/base"
+	"github.com/limitgraph/limit/sdk/governance"
+	"github.com/limitgraph/limit/sdk/sdktest"
+)
+
+// serveEnv makes the test binary serve the plugin instead of running tests.
+const serveEnv = "LIMIT_TEST_SERVE_PLUGIN"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(serveEnv) == "1" {
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// The suite's contents carry no execution figures, so nothing is judged; its malicious
+// case does not apply (an anomaly is only an anomaly against a session's history, which
+// the tests below build).
+var suiteConfig = sdktest.GovernanceSuiteConfig{
+	Benign: []string{"hello\n", "42\n", ""},
+}
+
+func configured(t testing.TB, cfg string) *rule {
+	t.Helper()
+	r := newRule()
+	if ds := r.Configure(context.Background(), base.ConfigureRequest{Config: json.RawMessage(cfg)}); ds.HasErrors() {
+		t.Fatal(ds.Err())
+	}
+	return r
+}
+
+func launch(t testing.TB, cfg string) governance.Rule {
+	t.Helper()
+	exe, _ := os.Executable()
+	r, stop, err := sdktest.LaunchGovernance(context.Background(), exe, []string{serveEnv + "=1"}, []byte(cfg), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stop)
+	return r
+}
+
+func TestConformanceInProcess(t *testing.T) {
+	sdktest.RunGovernance(t, configured(t, `{}`), suiteConfig)
+}
+func TestConformancePlugin(t *testing.T) { sdktest.RunGovernance(t, launch(t, `{}`), suiteConfig) }
+
+// exec evaluates one execution of session with the given figures.
+func exec(t *testing.T, r governance.Rule, session string, n int, md map[string]string) []governance.Finding {
+	t.Helper()
+	fs, err := r.Evaluate(context.Background(), governance.EvaluateRequest{
+		Stage: governance.StagePost, SessionID: session, TraceID: fmt.Sprintf("%s-%d", session, n),
+		ContentType: "text/output", Content: "out", Metadata: md,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fs
+}
+
+// normal returns ordinary figures for execution i: durations 95-105 ms, 1-2 KB, 200-220 tokens.
+func normal(i int) map[string]string {
+	return map[string]string{
+		"duration_ms": fmt.Sprint(95 + i%11), "output_bytes": fmt.Sprint(1000 + 37*(i%29)),
+		"tokens": fmt.Sprint(200 + i%21), "status": "ok", "runner": "python",
+	}
+}
+
+// TestSpikes checks that a far value of each figure is flagged with its z-score, and
+// ordinary values are not, through the real plugin process.
+func TestSpikes(t *testing.T) {
+	r := launch(t, `{}`)
+	for i := 0; i < 30; i++ {
+		if fs := exec(t, r, "s1", i, normal(i)); len(fs) != 0 {
+			t.Fatalf("ordinary execution %d flagged: %+v", i, fs)
+		}
+	}
+	for _, tt := range []struct {
+		key, value, rule string
+		positive         bool
+	}{
+		{"duration_ms", "5000", "anomaly.duration", true},
+		{"output_bytes", "900000", "anomaly.output_size", true},
+		{"tokens", "4000", "anomaly.tokens", true},
+		{"duration_ms", "1", "anomaly.duration", false},
+	} {
+		md := normal(3)
+		md[tt.key] = tt.value
+		fs := exec(t, r, "s1", 100+len(tt.value)+len(tt.key), md)
+		i := slices.IndexFunc(fs, func(f governance.Finding) bool { return f.RuleID == tt.rule })
+		if i < 0 {
+			t.Fatalf("%s=%s: no %s finding in %+v", tt.key, tt.value, tt.rule, fs)
+		}
+		f := fs[i]
+		if f.Flag != governance.FlagAnomaly || (f.Score > 0) != tt.positive || !strings.Contains(f.Reason, "robust z-score") ||
+			!strings.Contains(f.Reason, fmt.Sprintf("%.1f", f.Score)) {
+			t.Errorf("%s=%s: finding %+v: want the z-score (sign %v) in the reason", tt.key, tt.value, f, tt.positive)
+		}
+	}
+	// Near-normal values still pass after the spikes (the median is robust to them).
+	if fs := exec(t, r, "s1", 200, normal(7)); len(fs) != 0 {
+		t.Errorf("ordinary execution after spikes flagged: %+v", fs)
+	}
+}
+
+// TestErrorRate checks that a failure in a session that never fails is flagged, and
+// failures in a session that often fails are not.
+func TestErrorRate(t *testing.T) {
+	r := configured(t, `{}`)
+	for i := 0; i < 20; i++ {
+		exec(t, r, "clean", i, normal(i))
+	}
+	md := normal(1)
+	md["status"] = "timeout"
+	fs := exec(t, r, "clean", 100, md)
+	if len(fs) != 1 || fs[0].RuleID != ruleErrorRate || !strings.Contains(fs[0].Reason, `"timeout"`) {
+		t.Fatalf("first failure after 20 successes: %+v", fs)
+	}
+	for i := 0; i < 20; i++ {
+		md := normal(i)
+		if i%3 == 0 {
+			md["status"] = "error"
+		}
+		exec(t, r, "flaky", i, md)
+	}
+	md["status"] = "error"
+	if fs := exec(t, r, "flaky", 100, md); len(fs) != 0 {
+		t.Errorf("failure in a session failing a third of the time flagged: %+v", fs)
+	}
+}
+
+// TestTooFewSamples checks that nothing is judged before min_samples executions.
+func TestTooFewSamples(t *testing.T) {
+	r := configured(t, `{"min_samples": 5}`)
+	for i := 0; i < 5; i++ {
+		md := normal(i)
+		if i == 4 {
+			md["duration_ms"] = "99999"
+		}
+		if fs := exec(t, r, "young", i, md); len(fs) != 0 {
+			t.Fatalf("execution %d of a young session flagged: %+v", i, fs)
+		}
+	}
+}
+
+// TestSessionsIndependentAndBounded checks that sessions do not share a baseline, and
+// that the least recently used session is forgotten beyond max_sessions.
+func TestSessionsIndependentAndBounded(t *testing.T) {
+	r := configured(t, `{"max_sessions": 2, "min_samples": 3}`)
+	for i := 0; i < 10; i++ {
+		exec(t, r, "fast", i, map[string]string{"duration_ms": fmt.Sprint(10 + i%3)})
+		exec(t, r, "slow", i, map[string]string{"duration_ms": fmt.Sprint(5000 + 10*(i%3))})
+	}
+	if fs := exec(t, r, "slow", 50, map[string]string{"duration_ms": "5005"}); len(fs) != 0 {
+		t.Errorf("slow session judged against the fast one: %+v", fs)
+	}
+	if fs := exec(t, r, "fast", 50, map[string]string{"duration_ms": "5005"}); len(fs) != 1 {
+		t.Errorf("slow execution in the fast session not flagged: %+v", fs)
+	}
+	exec(t, r, "third", 0, map[string]string{"duration_ms": "1"}) // evicts "slow" (least recent)
+	if n := r.sessionCount(); n != 2 {
+		t.Fatalf("%d sessions kept, want 2", n)
+	}
+	// "slow" starts over: too few samples to judge anything.
+	if fs := exec(t, r, "slow", 60, map[string]string{"duration_ms": "1"}); len(fs) != 0 {
+		t.Errorf("forgotten session still has a baseline: %+v", fs)
+	}
+}
+
+// TestRepeatedRequest checks that evaluating the same request again returns the same
+// findings and does not count the execution twice.
+func TestRepeatedRequest(t *testing.T) {
+	r := configured(t, `{}`)
+	for i := 0; i < 20; i++ {
+		exec(t, r, "s", i, normal(i))
+	}
+	md := normal(0)
+	md["duration_ms"] = "9000"
+	a := exec(t, r, "s", 99, md)
+	b := exec(t, r, "s", 99, md)
+	if len(a) != 1 || !slices.EqualFunc(a, b, func(x, y governance.Finding) bool { return x == y }) {
+		t.Fatalf("repeated request: %+v then %+v", a, b)
+	}
+	if n := r.sessions["s"].Value.(*session).metrics["duration_ms"].len(); n != 21 {
+		t.Errorf("history has %d durations, want 21", n)
+	}
+}
+
+func TestBadMetadata(t *testing.T) {
+	r := configured(t, `{}`)
+	for _, v := range []string{"fast", "-3", "NaN", "Inf"} {
+		_, err := r.Evaluate(context.Background(), governance.EvaluateRequest{Stage: governance.StagePost, SessionID: "s", Metadata: map[string]string{"duration_ms": v}})
+		if err == nil || !strings.Contains(err.Error(), "duration_ms") {
+			t.Errorf("duration_ms=%q: got %v, want an error naming duration_ms", v, err)
+		}
+	}
+}
+
+func TestConfigDiagnostics(t *testing.T) {
+	for _, tt := range []struct {
+		config string
+		path   []string
+	}{
+		{`{"window": 2}`, []string{"window"}},
+		{`{"min_samples": 2.5}`, []string{"min_samples"}},
+		{`{"threshold": 0}`, []string{"threshold"}},
+		{`{"max_sessions": 0}`, []string{"max_sessions"}},
+		{`{"window": 5, "min_samples": 8}`, []string{"min_samples"}},
+		{`{"bogus": 1}`, []string{"bogus"}},
+	} {
+		ds := newRule().Configure(context.Background(), base.ConfigureRequest{Config: json.RawMessage(tt.config)})
+		if len(ds) != 1 || ds[0].Severity != base.SeverityError || !slices.Equal(ds[0].Path, tt.path) {
+			t.Errorf("config %s: got %v, want one error at %v", tt.config, ds, tt.path)
+		}
+	}
+}

@@ -1,0 +1,335 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/limitgraph/limit/sdk/base"
+	"github.com/limitgraph/limit/sdk/governance"
+)
+
+// version of the plugin.
+const version = "0.1.0"
+
+// Defaults of the config attributes.
+const (
+	defaultPython   = "/usr/bin/python3"
+	defaultWorkers  = 2
+	defaultTimeout  = "3s"
+	defaultMaxBytes = 4 << 20
+	maxWorkers      = 64
+)
+
+var (
+	defaultContentTypes = []string{"code/python", "text/x-python", "application/x-python"}
+	defaultRunners      = []string{"python"}
+)
+
+// check is one pattern the analyzer reports, and what it means.
+type check struct {
+	// ID is the analyzer's name for the check: the Bandit id where there is one.
+	ID string
+	// Bandit is the Bandit test id, or "" when Bandit has none.
+	Bandit   string
+	Flag     string
+	Severity int
+	Desc     string
+}
+
+// checks maps the analyzer's checks to flags and severities.
+var checks = []check{
+	{"B602", "B602", governance.FlagUnsafe, 7, "subprocess call with shell=True"},
+	{"B604", "B604", governance.FlagUnsafe, 5, "any other call with shell=True"},
+	{"B605", "B605", governance.FlagUnsafe, 7, "os.system, os.popen and the like: a process started through a shell"},
+	{"B606", "B606", governance.FlagHighRisk, 5, "os.exec*, os.spawn*, pty.spawn: a process started without a shell"},
+	{"B307", "B307", governance.FlagUnsafe, 7, "eval()"},
+	{"B102", "B102", governance.FlagUnsafe, 7, "exec() and compile() of code to run"},
+	{"B301", "B301", governance.FlagUnsafe, 7, "pickle, dill, shelve, joblib deserialisation"},
+	{"B302", "B302", governance.FlagUnsafe, 6, "marshal deserialisation"},
+	{"B506", "B506", governance.FlagUnsafe, 6, "yaml.load without a safe Loader"},
+	{"B614", "B614", governance.FlagUnsafe, 6, "torch.load without weights_only=True"},
+	{"B501", "B501", governance.FlagUnsafe, 5, "HTTP request with verify=False"},
+	{"B323", "B323", governance.FlagUnsafe, 5, "unverified TLS context"},
+	{"B105", "B105", governance.FlagUnsafe, 4, "hard-coded password assigned to a variable"},
+	{"B106", "B106", governance.FlagUnsafe, 4, "hard-coded password passed as an argument"},
+	{"B107", "B107", governance.FlagUnsafe, 4, "hard-coded password as an argument default"},
+	{"secret-literal", "", governance.FlagUnsafe, 6, "string literal that looks like a cloud or API credential or a private key"},
+	{"B104", "B104", governance.FlagHighRisk, 4, "binding all network interfaces (0.0.0.0)"},
+	{"B103", "B103", governance.FlagUnsafe, 6, "chmod to a world-writable mode"},
+	{"B608", "B608", governance.FlagUnsafe, 6, "SQL query built from strings"},
+	{"dynamic-import", "", governance.FlagHighRisk, 4, "__import__ or importlib.import_module"},
+	{"reverse-shell", "", governance.FlagMalicious, 10, "reverse shell: a socket handed to a shell, or a /dev/tcp or nc -e command"},
+	{"destructive", "", governance.FlagMalicious, 9, "destructive commands: rm -rf /, mkfs, fork bombs, rmtree of system trees"},
+	{"exfiltration", "", governance.FlagMalicious, 9, "credentials from the environment or credential files sent over the network"},
+}
+
+// checkByID indexes checks.
+var checkByID = func() map[string]check {
+	m := map[string]check{}
+	for _, c := range checks {
+		m[c.ID] = c
+	}
+	return m
+}()
+
+// ruleID is the rule id of a check.
+func ruleID(c check) string { return "codesafety." + c.ID }
+
+// rawConfig is the config block as the host sends it.
+type rawConfig struct {
+	Python       *string   `json:"python"`
+	Workers      *float64  `json:"workers"`
+	Timeout      *string   `json:"timeout"`
+	MaxBytes     *float64  `json:"max_bytes"`
+	ContentTypes *[]string `json:"content_types"`
+	Runners      *[]string `json:"runners"`
+}
+
+// settings is a checked configuration.
+type settings struct {
+	python       string
+	workers      int
+	timeout      time.Duration
+	maxBytes     int
+	contentTypes []string
+	runners      []string
+}
+
+// state is what Configure sets up; evaluations use the one current when they start.
+type state struct {
+	set  settings
+	pool *pool
+}
+
+// rule is the plugin.
+type rule struct {
+	log hclog.Logger
+	cur atomic.Pointer[state]
+}
+
+func newRule(log hclog.Logger) *rule { return &rule{log: log} }
+
+// close stops the helper processes.
+func (r *rule) close() {
+	if s := r.cur.Load(); s != nil {
+		s.pool.close()
+	}
+}
+
+// PluginInfo implements base.Plugin.
+func (r *rule) PluginInfo() base.Info {
+	return base.Info{
+		Name: "codesafety", Kind: base.KindGovernance, Version: version,
+		Capabilities: []string{"python-ast", "bandit-ids"},
+		Description:  "Unsafe, high-risk and malicious Python code found on its syntax tree (Bandit ids where they exist).",
+	}
+}
+
+// ConfigSchema implements base.Plugin.
+func (r *rule) ConfigSchema() base.Schema {
+	return base.Schema{Attributes: []base.Attribute{
+		{Name: "python", Type: "string", Default: defaultPython,
+			Description: "Absolute path of the Python 3 interpreter that parses code (only its standard library is used)."},
+		{Name: "workers", Type: "number", Default: defaultWorkers,
+			Description: "Most analyzer processes running at once; each is long-lived and reused."},
+		{Name: "timeout", Type: "string", Default: defaultTimeout,
+			Description: "Longest one analysis may take, as a duration such as \"3s\"; an analyzer that overruns is killed and replaced, and the evaluation fails."},
+		{Name: "max_bytes", Type: "number", Default: defaultMaxBytes,
+			Description: "Largest code accepted, in bytes; larger code fails evaluation with an error."},
+		{Name: "content_types", Type: "list(string)", Default: defaultContentTypes,
+			Description: "Content types evaluated as Python code."},
+		{Name: "runners", Type: "list(string)", Default: defaultRunners,
+			Description: "Runner names whose input is evaluated as Python code whatever its content type."},
+	}}
+}
+
+// parseConfig decodes and checks a configuration, collecting every problem.
+func parseConfig(req base.ConfigureRequest) (settings, base.Diagnostics) {
+	var raw rawConfig
+	if ds := base.DecodeConfig(req.Config, &raw); ds.HasErrors() {
+		return settings{}, ds
+	}
+	var ds base.Diagnostics
+	set := settings{python: defaultPython, workers: defaultWorkers, maxBytes: defaultMaxBytes,
+		contentTypes: defaultContentTypes, runners: defaultRunners}
+	if raw.Python != nil {
+		set.python = *raw.Python
+	}
+	switch fi, err := os.Stat(set.python); {
+	case !strings.HasPrefix(set.python, "/"):
+		ds = append(ds, base.Errorf([]string{"python"}, "python must be an absolute path, got %q", set.python))
+	case err != nil:
+		ds = append(ds, base.Diagnostic{Severity: base.SeverityError, Path: []string{"python"},
+			Summary: fmt.Sprintf("python interpreter %s not found", set.python),
+			Detail:  "Install Python 3 (apt-get install python3) or set python to the interpreter's absolute path."})
+	case fi.IsDir() || fi.Mode()&0o111 == 0:
+		ds = append(ds, base.Errorf([]string{"python"}, "%s is not an executable file", set.python))
+	}
+	if raw.Workers != nil {
+		n := *raw.Workers
+		if n != math.Trunc(n) || n < 1 || n > maxWorkers {
+			ds = append(ds, base.Errorf([]string{"workers"}, "workers must be a whole number from 1 to %d, got %v", maxWorkers, n))
+		} else {
+			set.workers = int(n)
+		}
+	}
+	timeout := defaultTimeout
+	if raw.Timeout != nil {
+		timeout = *raw.Timeout
+	}
+	if d, err := time.ParseDuration(timeout); err != nil || d <= 0 {
+		ds = append(ds, base.Errorf([]string{"timeout"}, "timeout must be a positive duration such as \"3s\", got %q", timeout))
+	} else {
+		set.timeout = d
+	}
+	if raw.MaxBytes != nil {
+		n := *raw.MaxBytes
+		if n != math.Trunc(n) || n < 1 || n > 64<<20 {
+			ds = append(ds, base.Errorf([]string{"max_bytes"}, "max_bytes must be a whole number from 1 to %d, got %v", 64<<20, n))
+		} else {
+			set.maxBytes = int(n)
+		}
+	}
+	if raw.ContentTypes != nil {
+		set.contentTypes = *raw.ContentTypes
+	}
+	if raw.Runners != nil {
+		set.runners = *raw.Runners
+	}
+	return set, ds
+}
+
+// Configure implements base.Plugin. It checks the interpreter by starting one analyzer.
+func (r *rule) Configure(ctx context.Context, req base.ConfigureRequest) base.Diagnostics {
+	set, ds := parseConfig(req)
+	if ds.HasErrors() {
+		return ds
+	}
+	p := newPool(set.python, set.workers, set.timeout)
+	// The first analysis starts an interpreter: give it time whatever timeout says.
+	if _, err := p.analyzeWithin(ctx, "pass\n", max(set.timeout, 10*time.Second)); err != nil {
+		p.close()
+		return append(ds, base.Diagnostic{Severity: base.SeverityError, Path: []string{"python"},
+			Summary: fmt.Sprintf("%s cannot run the analyzer: %v", set.python, err),
+			Detail:  "The analyzer needs Python 3.8 or newer with its standard library."})
+	}
+	if req.ValidateOnly {
+		p.close()
+		return ds
+	}
+	if old := r.cur.Swap(&state{set: set, pool: p}); old != nil {
+		old.pool.close()
+	}
+	return ds
+}
+
+// Describe implements governance.Rule.
+func (r *rule) Describe(context.Context) ([]governance.RuleDescription, error) {
+	out := make([]governance.RuleDescription, 0, len(checks))
+	for _, c := range checks {
+		d := c.Desc
+		if c.Bandit != "" {
+			d = fmt.Sprintf("%s (Bandit %s)", d, c.Bandit)
+		}
+		out = append(out, governance.RuleDescription{
+			ID: ruleID(c), Flags: []string{c.Flag}, Stages: []governance.Stage{governance.StagePre}, Description: d,
+		})
+	}
+	return out, nil
+}
+
+// errNotConfigured is returned by Evaluate before a successful Configure.
+var errNotConfigured = errors.New("codesafety rule is not configured")
+
+// Evaluate implements governance.Rule.
+func (r *rule) Evaluate(ctx context.Context, req governance.EvaluateRequest) ([]governance.Finding, error) {
+	st := r.cur.Load()
+	if st == nil {
+		return nil, errNotConfigured
+	}
+	if req.Stage != governance.StagePre || !st.applies(req) || strings.TrimSpace(req.Content) == "" {
+		return nil, nil
+	}
+	if len(req.Content) > st.set.maxBytes {
+		return nil, fmt.Errorf("code is %d bytes, more than the %d max_bytes allows", len(req.Content), st.set.maxBytes)
+	}
+	resp, err := st.pool.analyze(ctx, req.Content)
+	if err != nil {
+		return nil, fmt.Errorf("analyse code: %w", err)
+	}
+	if resp.Error != "" {
+		return nil, fmt.Errorf("analyse code: %s", resp.Error)
+	}
+	if resp.SyntaxError != "" {
+		// Code that does not parse does not run either; the runner reports the error.
+		r.log.Debug("code does not parse", "error", resp.SyntaxError)
+		return nil, nil
+	}
+	lines := lineStarts(req.Content)
+	out := make([]governance.Finding, 0, len(resp.Findings))
+	for _, f := range resp.Findings {
+		c, ok := checkByID[f.Check]
+		if !ok {
+			return nil, fmt.Errorf("analyzer reported unknown check %q", f.Check)
+		}
+		reason := f.Message
+		if c.Bandit != "" {
+			reason = fmt.Sprintf("[%s] %s", c.Bandit, f.Message)
+		}
+		reason += fmt.Sprintf(" (line %d)", f.Line)
+		out = append(out, governance.Finding{
+			Flag: c.Flag, Severity: c.Severity, Score: float64(c.Severity) / 10, Reason: reason, RuleID: ruleID(c),
+			Location: location(req.Content, lines, f),
+		})
+	}
+	if resp.Total > len(resp.Findings) {
+		r.log.Debug("findings truncated", "reported", len(resp.Findings), "total", resp.Total)
+	}
+	return out, nil
+}
+
+// applies reports whether req is Python code by its content type or runner.
+func (s *state) applies(req governance.EvaluateRequest) bool {
+	return slices.Contains(s.set.contentTypes, req.ContentType) || (req.Runner != "" && slices.Contains(s.set.runners, req.Runner))
+}
+
+// lineStarts returns the byte offset where each line starts (index 0 is line 1).
+func lineStarts(s string) []int {
+	out := []int{0}
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\n' {
+			out = append(out, i+1)
+		}
+	}
+	return out
+}
+
+// location converts the analyzer's line and UTF-8 byte columns to byte offsets.
+func location(content string, lines []int, f pyFinding) *governance.Location {
+	off := func(line, col int) int {
+		if line < 1 || line > len(lines) {
+			return len(content)
+		}
+		return min(lines[line-1]+col, len(content))
+	}
+	start, end := off(f.Line, f.Col), off(f.EndLine, f.EndCol)
+	if end < start {
+		end = start
+	}
+	line := f.Line
+	if line < 1 || line > len(lines) {
+		line = 0
+	}
+	return &governance.Location{Line: line, Column: f.Col + 1, Start: start, End: end}
+}
+
+var _ governance.Rule = (*rule)(nil)

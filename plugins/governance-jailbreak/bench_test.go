@@ -1,0 +1,122 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/limitgraph/limit/internal/jailbreak"
+	"github.com/limitgraph/limit/sdk/governance"
+)
+
+// benchPrompts returns prompts of exactly 2,000 bytes cut from the training file, half
+// jailbreaks and half benign (benign texts shorter than 2,000 bytes are repeated), so
+// both the flagged path (with its explanation) and the clean path are measured.
+func benchPrompts(b *testing.B) []string {
+	p := filepath.Join(jailbreak.ModuleRoot(), jailbreak.TrainingDataRel)
+	ex, _, err := jailbreak.LoadJSONL(p)
+	if err != nil {
+		b.Skipf("training file needed for the benchmark prompts: %v", err)
+	}
+	var jb, bn []string
+	for _, e := range ex {
+		t := e.Text
+		for len(t) < 2000 {
+			t += "\n" + e.Text
+		}
+		t = strings.ToValidUTF8(t[:2000], "")
+		for len(t) < 2000 {
+			t += " "
+		}
+		if e.Positive() {
+			jb = append(jb, t)
+		} else {
+			bn = append(bn, t)
+		}
+	}
+	n := min(len(jb), len(bn), 200)
+	var out []string
+	for i := 0; i < n; i++ {
+		out = append(out, jb[i], bn[i])
+	}
+	return out
+}
+
+// measure runs call b.N times over the prompts and reports p50 and p99 in µs.
+func measure(b *testing.B, prompts []string, call func(string)) (p50 time.Duration) {
+	ds := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		t0 := time.Now()
+		call(prompts[i%len(prompts)])
+		ds = append(ds, time.Since(t0))
+	}
+	b.StopTimer()
+	slices.Sort(ds)
+	p50 = ds[len(ds)/2]
+	b.ReportMetric(float64(p50.Microseconds()), "p50-µs")
+	b.ReportMetric(float64(ds[len(ds)*99/100].Microseconds()), "p99-µs")
+	return p50
+}
+
+// BenchmarkEvaluate2000 measures one evaluation of a 2,000-byte prompt in-process and
+// through the plugin process, beside the floor of any call across the plugin boundary
+// (a Describe round trip), and prints the ratios measured in the same run.
+//
+//	go test -run '^$' -bench Evaluate2000 -benchtime 2000x ./plugins/governance-jailbreak
+func BenchmarkEvaluate2000(b *testing.B) {
+	prompts := benchPrompts(b)
+	ctx := context.Background()
+	var inproc, plugin, floor time.Duration
+	b.Run("in-process", func(b *testing.B) {
+		r := configured(b, `{}`)
+		inproc = measure(b, prompts, func(p string) {
+			if _, err := r.Evaluate(ctx, governance.EvaluateRequest{Stage: governance.StagePre, ContentType: "text/prompt", Content: p}); err != nil {
+				b.Fatal(err)
+			}
+		})
+	})
+	r := launch(b, `{}`)
+	b.Run("plugin", func(b *testing.B) {
+		plugin = measure(b, prompts, func(p string) {
+			if _, err := r.Evaluate(ctx, governance.EvaluateRequest{Stage: governance.StagePre, ContentType: "text/prompt", Content: p}); err != nil {
+				b.Fatal(err)
+			}
+		})
+	})
+	b.Run("grpc-floor", func(b *testing.B) {
+		floor = measure(b, prompts, func(string) {
+			if _, err := r.Describe(ctx); err != nil {
+				b.Fatal(err)
+			}
+		})
+	})
+	if inproc > 0 && plugin > 0 && floor > 0 {
+		fmt.Printf("p50 per 2,000-byte prompt: in-process %v, through the plugin %v, gRPC floor (Describe) %v; plugin/in-process %.2f, plugin minus floor %v",
+			inproc, plugin, floor, float64(plugin)/float64(inproc), plugin-floor)
+		fmt.Println()
+	}
+}
+
+// BenchmarkLargeDocument measures a 1 MiB document (the conformance suite's large case)
+// in-process.
+func BenchmarkLargeDocument(b *testing.B) {
+	prompts := benchPrompts(b)
+	var doc []byte
+	for i := 0; len(doc) < 1<<20; i++ {
+		doc = append(doc, prompts[i%len(prompts)]...)
+		doc = append(doc, '\n')
+	}
+	r := configured(b, `{}`)
+	b.SetBytes(int64(len(doc)))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := r.Evaluate(context.Background(), governance.EvaluateRequest{Stage: governance.StagePre, Content: string(doc)}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

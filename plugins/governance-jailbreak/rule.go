@@ -1,0 +1,171 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"strings"
+	"sync/atomic"
+
+	"github.com/limitgraph/limit/internal/jailbreak"
+	"github.com/limitgraph/limit/sdk/base"
+	"github.com/limitgraph/limit/sdk/governance"
+)
+
+// version of the plugin.
+const version = "0.1.0"
+
+// rawConfig is the config block as the host sends it.
+type rawConfig struct {
+	// Preset picks the model threshold calibrated to a false-positive rate on benign text.
+	Preset *string `json:"preset"`
+	// Threshold, when set, replaces the preset's model threshold.
+	Threshold *float64 `json:"threshold"`
+}
+
+// rule is the plugin. Its detector is swapped atomically by Configure, so evaluations in
+// flight finish with the configuration they started with.
+type rule struct {
+	det    atomic.Pointer[jailbreak.Detector]
+	preset atomic.Pointer[string]
+}
+
+func newRule() *rule { return &rule{} }
+
+// PluginInfo implements base.Plugin.
+func (r *rule) PluginInfo() base.Info {
+	return base.Info{
+		Name: "jailbreak", Kind: base.KindGovernance, Version: version,
+		Capabilities: []string{"multilingual", "decoders", "windows", "model"},
+		Description:  "Jailbreak and prompt-injection detection: normalisation, decoders, multilingual phrase rules and a trained model.",
+	}
+}
+
+// ConfigSchema implements base.Plugin.
+func (r *rule) ConfigSchema() base.Schema {
+	return base.Schema{Attributes: []base.Attribute{
+		{
+			Name: "preset", Type: "string", Default: jailbreak.PresetDefault,
+			Description: "How eager the model is: \"permissive\", \"default\" or \"strict\", whose thresholds are calibrated to about 0.1 %, 1 % and 5 % false positives on benign prompts. Phrase rules and decoded payloads are reported under every preset.",
+		},
+		{
+			Name: "threshold", Type: "number",
+			Description: "Model probability (between 0 and 1, exclusive) at or above which a text is flagged; replaces the preset's threshold when set.",
+		},
+	}}
+}
+
+// Configure implements base.Plugin.
+func (r *rule) Configure(_ context.Context, req base.ConfigureRequest) base.Diagnostics {
+	var raw rawConfig
+	if ds := base.DecodeConfig(req.Config, &raw); ds.HasErrors() {
+		return ds
+	}
+	var ds base.Diagnostics
+	preset := jailbreak.PresetDefault
+	if raw.Preset != nil {
+		preset = *raw.Preset
+		if _, ok := jailbreak.PresetFPR[preset]; !ok {
+			ds = append(ds, base.Diagnostic{
+				Severity: base.SeverityError, Summary: fmt.Sprintf("unknown preset %q", preset),
+				Detail: "Use \"permissive\", \"default\" or \"strict\", or set threshold instead.",
+				Path:   []string{"preset"},
+			})
+		}
+	}
+	threshold := 0.0
+	if raw.Threshold != nil {
+		threshold = *raw.Threshold
+		if math.IsNaN(threshold) || threshold <= 0 || threshold >= 1 {
+			ds = append(ds, base.Errorf([]string{"threshold"}, "threshold must be between 0 and 1 (exclusive), got %v", threshold))
+		}
+	}
+	if ds.HasErrors() {
+		return ds
+	}
+	m, err := jailbreak.DefaultModel()
+	if err != nil {
+		return base.Diagnostics{base.Errorf(nil, "load the built-in model: %v; rebuild the plugin", err)}
+	}
+	d, err := jailbreak.NewDetector(m, preset, threshold)
+	if err != nil {
+		return base.Diagnostics{base.Errorf([]string{"preset"}, "%v", err)}
+	}
+	if req.ValidateOnly {
+		return ds
+	}
+	r.det.Store(d)
+	r.preset.Store(&preset)
+	return ds
+}
+
+// detector returns the configured detector, or the default preset's when Configure has
+// not been called.
+func (r *rule) detector() (*jailbreak.Detector, error) {
+	if d := r.det.Load(); d != nil {
+		return d, nil
+	}
+	m, err := jailbreak.DefaultModel()
+	if err != nil {
+		return nil, fmt.Errorf("load the built-in model: %w", err)
+	}
+	d, err := jailbreak.NewDetector(m, jailbreak.PresetDefault, 0)
+	if err != nil {
+		return nil, err
+	}
+	r.det.CompareAndSwap(nil, d)
+	return r.det.Load(), nil
+}
+
+// descriptions of the rule ids.
+var descriptions = map[string]string{
+	jailbreak.RuleModel:                           "Trained model (logistic regression over hashed word and character n-grams) scored over windows of the normalised text.",
+	jailbreak.RuleEncoded:                         "A base64, hex, percent-encoded or ROT13 payload that decodes to an injection.",
+	jailbreak.RuleHidden:                          "Text hidden in invisible Unicode tag characters.",
+	jailbreak.PhraseRuleID(jailbreak.CatOverride): "Phrases that tell the model to ignore or forget its instructions, in 18 languages.",
+	jailbreak.PhraseRuleID(jailbreak.CatPersona):  "Jailbreak personas: DAN, developer mode, \"you are not bound by any rules\", bypassing content policies.",
+	jailbreak.PhraseRuleID(jailbreak.CatReveal):   "Requests to reveal the system prompt or hidden instructions.",
+	jailbreak.PhraseRuleID(jailbreak.CatIndirect): "Instructions addressed to an AI inside a document, e-mail, web page or tool output.",
+	jailbreak.PhraseRuleID(jailbreak.CatExfil):    "Sending secrets or the conversation to an outside address, or a markdown image that leaks data.",
+}
+
+// Describe implements governance.Rule.
+func (r *rule) Describe(context.Context) ([]governance.RuleDescription, error) {
+	var out []governance.RuleDescription
+	for _, id := range jailbreak.RuleIDs() {
+		out = append(out, governance.RuleDescription{
+			ID: id, Flags: []string{governance.FlagJailbreak},
+			Stages:      []governance.Stage{governance.StagePre, governance.StagePost},
+			Description: descriptions[id],
+		})
+	}
+	return out, nil
+}
+
+// Evaluate implements governance.Rule.
+func (r *rule) Evaluate(ctx context.Context, req governance.EvaluateRequest) ([]governance.Finding, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	d, err := r.detector()
+	if err != nil {
+		return nil, err
+	}
+	res := d.Scan(req.Content)
+	out := make([]governance.Finding, 0, len(res.Findings))
+	for _, f := range res.Findings {
+		out = append(out, governance.Finding{
+			// Reasons quote the text; protobuf strings must be valid UTF-8.
+			Flag: governance.FlagJailbreak, Severity: f.Severity, Score: f.Score, Reason: strings.ToValidUTF8(f.Reason, "\uFFFD"), RuleID: f.RuleID,
+			Location: &governance.Location{Line: f.Line, Column: column(req.Content, f.Start), Start: f.Start, End: f.End},
+		})
+	}
+	return out, nil
+}
+
+// column returns the 1-based byte column of offset off in s.
+func column(s string, off int) int {
+	return off - strings.LastIndexByte(s[:off], '\n')
+}
+
+var _ governance.Rule = (*rule)(nil)
