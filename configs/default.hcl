@@ -29,8 +29,18 @@ runner "python" {
   }
 }
 
+# Rules run on every execution: jailbreak and prompt-injection detection on inputs and
+# outputs, Python code safety on code before it runs, statistical anomalies after.
 governance {
   policy = "default"
+
+  rule "jailbreak" {
+    config {
+      preset = "default"
+    }
+  }
+  rule "codesafety" {}
+  rule "anomaly" {}
 }
 
 rd {

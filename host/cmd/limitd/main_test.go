@@ -219,8 +219,10 @@ func TestEmbeddedDefaultRuns(t *testing.T) {
 	// limitd with no -config uses the embedded default (bolt under ./data); run it in a
 	// temporary working directory.
 	bin := testbin.Command(t, "limitd")
-	testbin.Plugin(t, "storage-bolt")
-	testbin.Plugin(t, "runner-python")
+	// Every plugin the embedded default names.
+	for _, p := range []string{"storage-bolt", "runner-python", "governance-jailbreak", "governance-codesafety", "governance-anomaly"} {
+		testbin.Plugin(t, p)
+	}
 	dir := t.TempDir()
 	cmd := exec.Command(bin)
 	cmd.Dir = dir
