@@ -1,0 +1,298 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/hybridgroup/yzma/pkg/llama"
+
+	"github.com/limitgraph/limit/host/config"
+	"github.com/limitgraph/limit/internal/gguf"
+	"github.com/limitgraph/limit/sdk/base"
+	"github.com/limitgraph/limit/sdk/runner"
+)
+
+func TestUTF8Stream(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		pieces []string
+		want   []string // text returned after each piece
+		flush  string
+	}{
+		{"ascii", []string{"ab", "c"}, []string{"ab", "c"}, ""},
+		{"split character", []string{"\xc3", "\xa9t\xc3", "\xa9"}, []string{"", "ét", "é"}, ""},
+		{"three bytes one by one", []string{"\xe2", "\x82", "\xac!"}, []string{"", "", "€!"}, ""},
+		{"invalid byte", []string{"a\xffb"}, []string{"a\uFFFDb"}, ""},
+		{"lone continuation", []string{"\x80x"}, []string{"\uFFFDx"}, ""},
+		{"broken sequence", []string{"\xc3", "x"}, []string{"", "\uFFFDx"}, ""},
+		{"unfinished at end", []string{"ok\xe2\x82"}, []string{"ok"}, "\uFFFD"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var s utf8Stream
+			for i, p := range tt.pieces {
+				got := s.write([]byte(p))
+				if got != tt.want[i] || !utf8.ValidString(got) {
+					t.Errorf("piece %d %q: got %q, want %q", i, p, got, tt.want[i])
+				}
+			}
+			if got := s.flush(); got != tt.flush {
+				t.Errorf("flush: got %q, want %q", got, tt.flush)
+			}
+		})
+	}
+}
+
+func TestStopHelpers(t *testing.T) {
+	for _, tt := range []struct {
+		text  string
+		from  int
+		stops []string
+		cut   int
+		found bool
+		hold  int
+	}{
+		{"hello world", 0, []string{"wor"}, 6, true, 0},
+		{"hello wo", 0, []string{"wor"}, -1, false, 2},
+		{"hello w", 0, []string{"wor", "w"}, 6, true, 2},
+		{"abc", 0, nil, -1, false, 0},
+		{"abcabc", 4, []string{"abc"}, 3, true, 0},
+		{"xyz", 0, []string{"", "q"}, -1, false, 0},
+	} {
+		cut, found := findStop(tt.text, tt.from, tt.stops)
+		if found != tt.found || (found && cut != tt.cut) {
+			t.Errorf("findStop(%q, %d, %q) = %d, %v; want %d, %v", tt.text, tt.from, tt.stops, cut, found, tt.cut, tt.found)
+		}
+		if !found {
+			if got := stopPrefixLen(tt.text, tt.stops); got != tt.hold {
+				t.Errorf("stopPrefixLen(%q, %q) = %d, want %d", tt.text, tt.stops, got, tt.hold)
+			}
+		}
+	}
+	if got := truncateUTF8("aé", 2); got != "a" {
+		t.Errorf("truncateUTF8 split a character: %q", got)
+	}
+}
+
+func TestParseParams(t *testing.T) {
+	def := sample(-1, 10)
+	ep, err := parseParams(map[string]any{
+		"max_tokens": 5.0, "temperature": 0.0, "top_p": 0.5, "top_k": 3.0, "seed": 9.0,
+		"stop": []any{"a", "", "b"}, "ignore_eos": true,
+		"messages": []any{map[string]any{"role": "user", "content": "hi"}},
+	}, def)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := sampling{Temperature: 0, TopP: 0.5, TopK: 3, Seed: 9, MaxTokens: 5}
+	if ep.sampling != want || !slices.Equal(ep.stop, []string{"a", "b"}) || !ep.ignoreEOS ||
+		len(ep.messages) != 1 || ep.messages[0] != (chatMessage{"user", "hi"}) {
+		t.Errorf("parsed %+v", ep)
+	}
+	if ep, err := parseParams(nil, def); err != nil || ep.sampling != def {
+		t.Errorf("no params: %+v %v", ep, err)
+	}
+	for _, bad := range []map[string]any{
+		{"max_tokens": 0.0}, {"top_p": 0.0}, {"top_k": -1.0}, {"seed": -2.0}, {"temperature": 11.0},
+		{"messages": []any{}}, {"messages": []any{"hi"}}, {"messages": []any{map[string]any{"role": "u", "content": "c", "name": "x"}}},
+		{"stop": []any{1.0}}, {"ignore_eos": "yes"}, {"frequency_penalty": 1.0},
+	} {
+		if _, err := parseParams(bad, def); err == nil {
+			t.Errorf("params %v accepted", bad)
+		}
+	}
+}
+
+// TestParseConfig checks the configuration's diagnostics in-process; none of these
+// touch llama.cpp.
+func TestParseConfig(t *testing.T) {
+	lib := testLibDir(t)
+	model := tiny(t)
+	nb := gguf.DefaultTinyLlama()
+	nb.NoByteTokens = true
+	noBytes := testModel(t, nb)
+	emptyLib := t.TempDir()
+	noenv := func(string) string { return "" }
+	for _, tt := range []struct {
+		name  string
+		cfg   map[string]any
+		paths [][]string // error paths, in order
+		warn  string
+	}{
+		{"ok", map[string]any{"model": model, "library_dir": lib}, nil, ""},
+		{"no model", map[string]any{"library_dir": lib}, [][]string{{"model"}}, ""},
+		{"bad numbers", map[string]any{"model": model, "library_dir": lib, "context_size": 1.5, "threads": -1, "batch_size": 0,
+			"top_k": -3, "max_tokens": 0, "seed": -7, "temperature": -1, "top_p": 2},
+			[][]string{{"context_size"}, {"threads"}, {"batch_size"}, {"top_k"}, {"max_tokens"}, {"seed"}, {"temperature"}, {"top_p"}}, ""},
+		{"library lacks files", map[string]any{"model": model, "library_dir": emptyLib}, [][]string{{"library_dir"}}, ""},
+		{"unknown attribute", map[string]any{"model": model, "gpu_layers": 3}, [][]string{{"gpu_layers"}}, ""},
+		{"no byte tokens", map[string]any{"model": noBytes, "library_dir": lib}, nil, "without the 256 byte tokens"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			raw, _ := json.Marshal(tt.cfg)
+			_, _, ds := parseConfig(base.ConfigureRequest{Config: raw}, "", noenv)
+			var paths [][]string
+			var warns []string
+			for _, d := range ds {
+				if d.Severity == base.SeverityError {
+					paths = append(paths, d.Path)
+				} else {
+					warns = append(warns, d.Summary)
+				}
+			}
+			if !slices.EqualFunc(paths, tt.paths, slices.Equal) {
+				t.Errorf("error paths %v, want %v (%v)", paths, tt.paths, ds)
+			}
+			if tt.warn != "" && (len(warns) != 1 || !strings.Contains(warns[0], tt.warn)) {
+				t.Errorf("warnings %v, want one about %q", warns, tt.warn)
+			}
+		})
+	}
+
+	// A relative model path is relative to the data directory.
+	dataDir := filepath.Dir(model)
+	raw, _ := json.Marshal(map[string]any{"model": filepath.Base(model), "library_dir": lib})
+	set, info, ds := parseConfig(base.ConfigureRequest{Config: raw, DataDir: dataDir}, "", noenv)
+	if ds.HasErrors() || set.model != model || info.Name != "tiny-llama" || !info.ByteTokens || info.ChatTemplate != gguf.ChatMLTemplate {
+		t.Errorf("relative model: %+v %+v %v", set, info, ds)
+	}
+	if set.threads != runtime.NumCPU() || set.contextSize != defaultContextSize || set.sampling != sample(-1, defaultMaxTokens) {
+		t.Errorf("defaults: %+v", set)
+	}
+}
+
+// TestLibDirSearch checks the library search order: the environment, lib/llama beside the
+// plugin directory, then the repository's .cache.
+func TestLibDirSearch(t *testing.T) {
+	lib := testLibDir(t)
+	root := t.TempDir()
+	exe := filepath.Join(root, "bin", "plugins", "limit-runner-llama")
+	if err := os.MkdirAll(filepath.Dir(exe), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(exe, nil, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{}
+	getenv := func(k string) string { return env[k] }
+
+	if _, err := findLibDir(exe, getenv); err == nil || !strings.Contains(err.Error(), filepath.Join(root, "bin", "lib", "llama")) ||
+		!strings.Contains(err.Error(), filepath.Join(root, repoLibDir)) {
+		t.Errorf("nothing installed: %v", err)
+	}
+	// The repository layout: bin/plugins/../../.cache/llama/...
+	repo := filepath.Join(root, repoLibDir)
+	if err := os.MkdirAll(filepath.Dir(repo), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(lib, repo); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := findLibDir(exe, getenv); err != nil || got != repo {
+		t.Errorf("repository layout: %q %v", got, err)
+	}
+	// The environment comes first.
+	env[LibDirEnv] = lib
+	if got, err := findLibDir(exe, getenv); err != nil || got != lib {
+		t.Errorf("from %s: %q %v", LibDirEnv, got, err)
+	}
+}
+
+// TestHCLConfig decodes a runner block written in HCL against the plugin's schema, as
+// the host does, and checks that the plugin accepts the result with the defaults.
+func TestHCLConfig(t *testing.T) {
+	src := []byte(`
+storage "bolt" {}
+runner "llama" {
+  plugin = "limit-runner-llama"
+  env    = { LIMIT_LLAMA_LIB_DIR = "/nowhere" }
+  config {
+    model       = "` + tiny(t) + `"
+    library_dir = "` + testLibDir(t) + `"
+    temperature = 0
+  }
+}
+`)
+	cfg, diags := config.Parse("test.hcl", src, nil)
+	if diags.HasErrors() {
+		t.Fatal(diags.Error())
+	}
+	raw, diags := config.DecodePluginConfig(cfg.Runners[0], configSchema())
+	if diags.HasErrors() {
+		t.Fatal(diags.Error())
+	}
+	set, _, ds := parseConfig(base.ConfigureRequest{Config: raw}, "", func(string) string { return "" })
+	if len(ds) != 0 {
+		t.Fatalf("plugin refused the decoded config %s: %v", raw, ds)
+	}
+	want := sample(defaultSeed, defaultMaxTokens)
+	want.Temperature = 0
+	if set.sampling != want || set.contextSize != defaultContextSize || set.batchSize != defaultBatchSize || set.model != tiny(t) {
+		t.Errorf("settings: %+v", set)
+	}
+	if cfg.Runners[0].Env[LibDirEnv] != "/nowhere" {
+		t.Errorf("env: %v", cfg.Runners[0].Env)
+	}
+}
+
+// TestTokenSender checks that coalescing keeps every token in order, sends the first at
+// once, and reports a failed send to the generator.
+func TestTokenSender(t *testing.T) {
+	var mu sync.Mutex
+	var got []int64
+	firstSent := make(chan struct{})
+	s := newTokenSender(func(ev runner.Event) error {
+		mu.Lock()
+		defer mu.Unlock()
+		got = append(got, ev.Token.ID)
+		if len(got) == 1 {
+			close(firstSent)
+		}
+		return nil
+	})
+	if err := s.send("a", 0); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-firstSent:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first token was not sent before the next one came")
+	}
+	for i := 1; i < 5000; i++ {
+		if err := s.send("x", llama.Token(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.close(); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 5000 {
+		t.Fatalf("%d tokens sent, want 5000", len(got))
+	}
+	for i, id := range got {
+		if id != int64(i) {
+			t.Fatalf("token %d sent as %d-th", id, i)
+		}
+	}
+
+	boom := errors.New("stream gone")
+	f := newTokenSender(func(runner.Event) error { return boom })
+	_ = f.send("a", 1)
+	deadline := time.Now().Add(10 * time.Second)
+	var err error
+	for err == nil && time.Now().Before(deadline) {
+		err = f.send("b", 2)
+		time.Sleep(time.Millisecond)
+	}
+	if !errors.Is(err, boom) || !errors.Is(f.close(), boom) {
+		t.Errorf("send after a failed emit: %v", err)
+	}
+}

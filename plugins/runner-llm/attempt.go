@@ -1,0 +1,196 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/anthropics/anthropic-sdk-go/v2"
+	"github.com/openai/openai-go/v3"
+)
+
+// failKind sorts the ways an attempt fails.
+type failKind int
+
+const (
+	failRateLimit failKind = iota + 1 // HTTP 429
+	failServer                        // HTTP 408, 409, 5xx, 529
+	failAuth                          // HTTP 401, 403
+	failRequest                       // other HTTP 4xx
+	failTimeout                       // the attempt's timeout
+	failNetwork                       // no connection, connection broken
+	failMalformed                     // an answer that is not in the provider's format
+)
+
+// attemptError is one failed attempt at one model, in words for the user.
+type attemptError struct {
+	target target
+	kind   failKind
+	status int
+	// retryAfter is the wait the provider asked for; 0 when it asked for none.
+	retryAfter time.Duration
+	detail     string
+	timeout    time.Duration // the attempt timeout, for failTimeout
+}
+
+// retryable tells whether the same model may answer if asked again.
+func (e *attemptError) retryable() bool {
+	switch e.kind {
+	case failRateLimit, failServer, failTimeout, failNetwork:
+		return true
+	}
+	return false
+}
+
+// Error says what went wrong, naming the model (never the key), with the provider's own
+// explanation when it gave one.
+func (e *attemptError) Error() string {
+	http := func(what string) string {
+		if e.detail == "" {
+			return fmt.Sprintf("%s (HTTP %d)", what, e.status)
+		}
+		return fmt.Sprintf("%s (HTTP %d: %s)", what, e.status, e.detail)
+	}
+	var what string
+	switch e.kind {
+	case failRateLimit:
+		what = http("rate limited")
+	case failServer:
+		what = http("provider error")
+	case failAuth:
+		what = http("API key refused") + "; check api_key"
+	case failRequest:
+		what = http("request refused")
+	case failTimeout:
+		what = fmt.Sprintf("no complete answer within attempt_timeout (%v)", e.timeout)
+	case failNetwork:
+		what = "cannot reach " + redactURL(e.target.BaseURL) + ": " + e.detail
+	case failMalformed:
+		what = "its answer could not be read (not the provider's format): " + e.detail
+	}
+	return e.target.String() + ": " + what
+}
+
+// classify turns an SDK error into an attemptError. It is only called when the
+// execution itself is still running: a cancelled or timed-out execution is handled by
+// the caller.
+func classify(t target, err error, attemptTimeout time.Duration, attemptCtx context.Context) *attemptError {
+	ae := &attemptError{target: t}
+	var oe *openai.Error
+	var ane *anthropic.Error
+	var me *malformedError
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	var ne net.Error
+	switch {
+	case errors.As(err, &oe):
+		ae.status, ae.detail = oe.StatusCode, providerMessage(oe.Message, oe.RawJSON())
+		ae.retryAfter = retryAfter(oe.Response)
+	case errors.As(err, &ane):
+		ae.status, ae.detail = ane.StatusCode, providerMessage(ane.Message, ane.RawJSON())
+		ae.retryAfter = retryAfter(ane.Response)
+	case errors.Is(attemptCtx.Err(), context.DeadlineExceeded):
+		ae.kind, ae.timeout = failTimeout, attemptTimeout
+		return ae
+	case errors.As(err, &me):
+		ae.kind, ae.detail = failMalformed, me.what
+		return ae
+	case errors.As(err, &se), errors.As(err, &te), errors.Is(err, io.ErrUnexpectedEOF),
+		strings.Contains(err.Error(), "unexpected end of JSON input"), strings.Contains(err.Error(), "invalid character"):
+		ae.kind, ae.detail = failMalformed, err.Error()
+		return ae
+	case errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET), errors.Is(err, io.EOF), errors.As(err, &ne):
+		ae.kind, ae.detail = failNetwork, causeOf(err)
+		return ae
+	default:
+		// Anything else the SDKs report is about the exchange itself: the answer did
+		// not make sense (a stream's broken event, an unexpected content type).
+		ae.kind, ae.detail = failMalformed, err.Error()
+		return ae
+	}
+	switch s := ae.status; {
+	case s == http.StatusTooManyRequests:
+		ae.kind = failRateLimit
+	case s == http.StatusRequestTimeout, s == http.StatusConflict, s >= 500:
+		ae.kind = failServer
+	case s == http.StatusUnauthorized, s == http.StatusForbidden:
+		ae.kind = failAuth
+	default:
+		ae.kind = failRequest
+	}
+	return ae
+}
+
+// providerMessage is the provider's own explanation, or its raw error body when the body
+// has no message.
+func providerMessage(msg, raw string) string {
+	if msg != "" {
+		return msg
+	}
+	raw = strings.TrimSpace(raw)
+	if len(raw) > 300 {
+		raw = raw[:300] + "…"
+	}
+	return raw
+}
+
+// causeOf returns the innermost error's text: "connection refused" rather than the whole
+// chain with the request line.
+func causeOf(err error) string {
+	for {
+		u := errors.Unwrap(err)
+		if u == nil {
+			return err.Error()
+		}
+		err = u
+	}
+}
+
+// retryAfter reads the wait a response asks for: retry-after-ms (OpenAI), then
+// Retry-After as seconds or an HTTP date. 0 means none.
+func retryAfter(res *http.Response) time.Duration {
+	if res == nil {
+		return 0
+	}
+	if v := res.Header.Get("Retry-After-Ms"); v != "" {
+		if ms, err := strconv.ParseFloat(v, 64); err == nil && ms > 0 && ms < 1e9 {
+			return time.Duration(ms * float64(time.Millisecond))
+		}
+	}
+	v := res.Header.Get("Retry-After")
+	if v == "" {
+		return 0
+	}
+	if s, err := strconv.ParseFloat(v, 64); err == nil {
+		if s <= 0 || s > 1e6 {
+			return 0
+		}
+		return time.Duration(s * float64(time.Second))
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		if d := time.Until(t); d > 0 {
+			return d
+		}
+	}
+	return 0
+}
+
+// backoff is the computed wait before retry n (1 for the first): base·2^(n-1), capped,
+// with up to 20% jitter taken off so that clients do not retry in step.
+func backoff(n int, base, maxWait time.Duration) time.Duration {
+	d := float64(base) * math.Pow(2, float64(n-1))
+	if d > float64(maxWait) {
+		d = float64(maxWait)
+	}
+	return time.Duration(d * (1 - 0.2*rand.Float64()))
+}

@@ -1,0 +1,500 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/limitgraph/limit/sdk/base"
+	"github.com/limitgraph/limit/sdk/runner"
+)
+
+// version is the plugin's own version.
+const version = "0.1.0"
+
+// Causes of an execution's end other than its natural one.
+var (
+	errCancelled = errors.New("execution cancelled")
+	errTimeout   = errors.New("execution timed out")
+)
+
+// llmRunner serves one session with a hosted model and its fallbacks.
+type llmRunner struct {
+	log hclog.Logger
+
+	mu         sync.Mutex
+	set        settings
+	configured bool
+	providers  []provider
+	http       *http.Client
+	red        redactor
+	session    *runner.Session
+	usedTokens uint64
+	usedCost   float64
+	running    map[string]context.CancelCauseFunc
+
+	// sleep waits d unless ctx ends first; a variable so the retry policy's waits are
+	// the real ones in the binary and observable in tests.
+	sleep func(ctx context.Context, d time.Duration) bool
+}
+
+func newRunner(log hclog.Logger) *llmRunner {
+	return &llmRunner{log: log, running: map[string]context.CancelCauseFunc{}, sleep: sleepCtx}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// PluginInfo implements base.Plugin.
+func (r *llmRunner) PluginInfo() base.Info {
+	return base.Info{
+		Name: "llm", Kind: base.KindRunner, Version: version,
+		Capabilities: []string{"tokens", "chat", "cancel", "fallback", "budget"},
+		Description:  "Hosted models: OpenAI, Anthropic and OpenAI-compatible servers, with retries, fallbacks and per-session budgets.",
+	}
+}
+
+// ConfigSchema implements base.Plugin.
+func (r *llmRunner) ConfigSchema() base.Schema { return configSchema() }
+
+// Configure implements base.Plugin. It checks the configuration and builds the SDK
+// clients; it makes no request.
+func (r *llmRunner) Configure(_ context.Context, req base.ConfigureRequest) base.Diagnostics {
+	set, ds := parseConfig(req)
+	red := newRedactor(set.secrets())
+	for i := range ds {
+		ds[i].Summary, ds[i].Detail = red.clean(ds[i].Summary), red.clean(ds[i].Detail)
+	}
+	if ds.HasErrors() || req.ValidateOnly {
+		return ds
+	}
+	hc := newHTTPClient()
+	provs := make([]provider, len(set.targets))
+	for i, t := range set.targets {
+		provs[i] = newProvider(t, hc)
+	}
+	r.mu.Lock()
+	if r.http != nil {
+		r.http.CloseIdleConnections()
+	}
+	r.set, r.providers, r.red, r.http, r.configured = set, provs, red, hc, true
+	r.mu.Unlock()
+	names := make([]string, len(set.targets))
+	for i, t := range set.targets {
+		names[i] = t.String()
+	}
+	r.log.Info("configured", "models", strings.Join(names, ", "), "stream", set.stream)
+	for _, d := range ds {
+		r.log.Warn(d.Error())
+	}
+	return ds
+}
+
+// OpenSession implements runner.Runner.
+func (r *llmRunner) OpenSession(_ context.Context, s runner.Session) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.configured {
+		return errors.New("runner not configured")
+	}
+	if r.session != nil {
+		return fmt.Errorf("this process already serves session %q", r.session.ID)
+	}
+	if !s.AllowNetwork {
+		// The host decides whether a session may reach the network; this runner needs it.
+		r.log.Debug("session opened without allow_network; the model provider is still reached by the runner itself", "session", s.ID)
+	}
+	r.session = &s
+	return nil
+}
+
+// Execute implements runner.Runner: it asks the model, retrying and falling back as
+// configured, and streams the answer as token events.
+func (r *llmRunner) Execute(ctx context.Context, req runner.ExecuteRequest, emit func(runner.Event) error) (runner.Result, error) {
+	start := time.Now()
+	r.mu.Lock()
+	set, provs, red, sess := r.set, r.providers, r.red, r.session
+	usedTokens, usedCost := r.usedTokens, r.usedCost
+	r.mu.Unlock()
+	if sess == nil {
+		return runner.Result{}, errors.New("no session is open")
+	}
+	fail := func(status runner.Status, msg string) (runner.Result, error) {
+		return runner.Result{Status: status, ExitCode: 1, Error: red.clean(msg), Duration: time.Since(start),
+			Usage: runner.Usage{Extra: r.sessionExtra(usedTokens, usedCost)}}, nil
+	}
+	if msg := budgetExhausted(set, usedTokens, usedCost); msg != "" {
+		return fail(runner.StatusLimitExceeded, msg)
+	}
+	creq, err := buildRequest(set, req.Input, req.Params)
+	if err != nil {
+		return fail(runner.StatusError, err.Error())
+	}
+
+	timeout := set.timeout
+	for _, t := range []time.Duration{req.Timeout, sess.Limits.Timeout} {
+		if t > 0 && t < timeout {
+			timeout = t
+		}
+	}
+	ectx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	ectx, stop := context.WithTimeoutCause(ectx, timeout, errTimeout)
+	defer stop()
+	if req.ExecutionID != "" {
+		r.mu.Lock()
+		r.running[req.ExecutionID] = cancel
+		r.mu.Unlock()
+		defer func() {
+			r.mu.Lock()
+			delete(r.running, req.ExecutionID)
+			r.mu.Unlock()
+		}()
+	}
+
+	var (
+		streamed   strings.Builder
+		firstToken time.Duration
+		emitErr    error
+	)
+	onText := func(s string) error {
+		if firstToken == 0 {
+			firstToken = time.Since(start)
+		}
+		streamed.WriteString(s)
+		if err := emit(runner.Event{Token: &runner.Token{Text: s}}); err != nil {
+			emitErr = err
+			return err
+		}
+		return nil
+	}
+
+	var failures []string
+	var last *attemptError
+	attempts := 0
+	for ti, p := range provs {
+		t := set.targets[ti]
+		for n := 1; ; n++ {
+			attempts++
+			actx, acancel := context.WithTimeout(ectx, set.attemptTimeout)
+			ans, err := p.complete(actx, creq, onText)
+			aerr := actx.Err()
+			acancel()
+			if err == nil {
+				return r.succeed(set, t, ti, ans, attempts, start, firstToken, red)
+			}
+			if emitErr != nil {
+				// The host's stream is gone: nobody is left to read a result.
+				return runner.Result{}, emitErr
+			}
+			if cause := context.Cause(ectx); cause != nil {
+				return r.stopped(cause, timeout, streamed.String(), attempts, failures, start, red)
+			}
+			ae := classify(t, err, set.attemptTimeout, contextWithErr(aerr))
+			last = ae
+			r.log.Warn("attempt failed", "model", t.String(), "attempt", n, "error", red.clean(ae.Error()))
+			if streamed.Len() > 0 {
+				// Part of the answer went out: another attempt would repeat it.
+				return fail(statusOf(ae), fmt.Sprintf("%v; the answer broke off after %d bytes were streamed, so it was neither retried nor handed to a fallback",
+					ae, streamed.Len()))
+			}
+			if !ae.retryable() || n > set.retries {
+				failures = append(failures, attemptSummary(ae, n))
+				break
+			}
+			wait := ae.retryAfter
+			if wait == 0 {
+				wait = backoff(n, set.retryBackoff, set.maxBackoff)
+			}
+			if dl, ok := ectx.Deadline(); ok && time.Until(dl) < wait {
+				failures = append(failures, fmt.Sprintf("%s (the provider asked to wait %v, more than the %v left of the timeout)",
+					attemptSummary(ae, n), wait.Round(time.Millisecond), time.Until(dl).Round(time.Millisecond)))
+				break
+			}
+			if !r.sleep(ectx, wait) {
+				return r.stopped(context.Cause(ectx), timeout, "", attempts, failures, start, red)
+			}
+		}
+	}
+	msg := failures[0]
+	if len(failures) > 1 {
+		msg = fmt.Sprintf("all %d models failed: %s", len(failures), strings.Join(failures, "; "))
+	}
+	return fail(statusOf(last), msg)
+}
+
+// contextWithErr lets classify see whether the attempt's own deadline passed.
+func contextWithErr(err error) context.Context {
+	if errors.Is(err, context.DeadlineExceeded) {
+		ctx, cancel := context.WithDeadline(context.Background(), time.Time{})
+		cancel()
+		return ctx
+	}
+	return context.Background()
+}
+
+// attemptSummary is an attempt's error with how many times the model was tried.
+func attemptSummary(ae *attemptError, tries int) string {
+	if tries == 1 {
+		return ae.Error()
+	}
+	return fmt.Sprintf("%v (after %d attempts)", ae, tries)
+}
+
+func statusOf(ae *attemptError) runner.Status {
+	if ae != nil && ae.kind == failTimeout {
+		return runner.StatusTimeout
+	}
+	return runner.StatusError
+}
+
+// succeed records the usage and builds the result.
+func (r *llmRunner) succeed(set settings, t target, index int, ans answer, attempts int, start time.Time, firstToken time.Duration, red redactor) (runner.Result, error) {
+	elapsed := time.Since(start)
+	tokens := uint64(max(ans.input, 0) + max(ans.output, 0))
+	cost, priced := costOf(set, t.Model, ans)
+	r.mu.Lock()
+	r.usedTokens += tokens
+	r.usedCost += cost
+	usedTokens, usedCost := r.usedTokens, r.usedCost
+	r.mu.Unlock()
+	extra := r.sessionExtra(usedTokens, usedCost)
+	extra["attempts"] = float64(attempts)
+	extra["fallback"] = float64(index)
+	if priced {
+		extra["cost_usd"] = cost
+	}
+	if !ans.usageKnown {
+		extra["usage_unknown"] = 1
+	}
+	if firstToken > 0 {
+		extra["time_to_first_token_ms"] = float64(firstToken.Microseconds()) / 1000
+		if gen := elapsed - firstToken; ans.output > 1 && gen > 0 {
+			extra["tokens_per_second"] = float64(ans.output-1) / gen.Seconds()
+		}
+	}
+	if index > 0 {
+		r.log.Warn("answered by a fallback", "model", t.String(), "fallback", index)
+	}
+	return runner.Result{
+		Status: runner.StatusOK, Output: ans.text, FinishReason: ans.finish, Duration: elapsed,
+		Usage: runner.Usage{
+			PromptTokens: uint64(max(ans.input, 0)), CompletionTokens: uint64(max(ans.output, 0)), TotalTokens: tokens,
+			Extra: extra,
+		},
+	}, nil
+}
+
+// stopped builds the result of an execution ended by Cancel, its timeout, or the host
+// going away; what was streamed is kept as the output.
+func (r *llmRunner) stopped(cause error, timeout time.Duration, partial string, attempts int, failures []string, start time.Time, red redactor) (runner.Result, error) {
+	res := runner.Result{
+		Output: partial, ExitCode: 1, Duration: time.Since(start),
+		Usage: runner.Usage{Extra: map[string]float64{"attempts": float64(attempts)}},
+	}
+	var before string
+	if len(failures) > 0 {
+		before = "; earlier failures: " + strings.Join(failures, "; ")
+	}
+	switch {
+	case errors.Is(cause, errTimeout):
+		res.Status, res.FinishReason = runner.StatusTimeout, "timeout"
+		res.Error = fmt.Sprintf("no answer within the execution's timeout of %v%s", timeout, before)
+	case errors.Is(cause, errCancelled):
+		res.Status, res.FinishReason = runner.StatusCancelled, "cancelled"
+		res.Error = "execution cancelled" + before
+	default:
+		res.Status, res.FinishReason = runner.StatusCancelled, "cancelled"
+		res.Error = fmt.Sprintf("execution stopped: %v%s", cause, before)
+	}
+	res.Error = red.clean(res.Error)
+	return res, nil
+}
+
+// costOf prices an answer; priced is false when the model has no price.
+func costOf(set settings, model string, ans answer) (cost float64, priced bool) {
+	p, ok := set.prices[model]
+	if !ok {
+		return 0, false
+	}
+	return (float64(max(ans.input, 0))*p.Input + float64(max(ans.output, 0))*p.Output) / 1e6, true
+}
+
+// budgetExhausted says why the session may not execute any more, or "".
+func budgetExhausted(set settings, tokens uint64, cost float64) string {
+	switch {
+	case set.budgetTokens > 0 && tokens >= set.budgetTokens:
+		return fmt.Sprintf("the session's token budget is spent: %d of %d tokens used (budget_tokens); executions are refused for the rest of this session", tokens, set.budgetTokens)
+	case set.budgetCost > 0 && cost >= set.budgetCost:
+		return fmt.Sprintf("the session's cost budget is spent: $%.4f of $%.4f used (budget_cost); executions are refused for the rest of this session", cost, set.budgetCost)
+	}
+	return ""
+}
+
+func (r *llmRunner) sessionExtra(tokens uint64, cost float64) map[string]float64 {
+	return map[string]float64{"session_tokens": float64(tokens), "session_cost_usd": cost}
+}
+
+// buildRequest turns an execution's input and params into a chat request.
+func buildRequest(set settings, input string, params map[string]any) (chatRequest, error) {
+	req := chatRequest{system: set.system, maxTokens: set.maxTokens, temperature: set.temperature, stream: set.stream}
+	keys := make([]string, 0, len(params))
+	for k := range params {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		v := params[k]
+		switch k {
+		case "messages":
+			list, ok := v.([]any)
+			if !ok || len(list) == 0 {
+				return req, errors.New("params.messages must be a non-empty list of {role, content} objects")
+			}
+			for i, e := range list {
+				m, ok := e.(map[string]any)
+				role, _ := m["role"].(string)
+				content, cok := m["content"].(string)
+				if !ok || !cok || (role != "system" && role != "user" && role != "assistant") || len(m) != 2 {
+					return req, fmt.Errorf("params.messages[%d] must be {role, content} with role system, user or assistant and content a string", i)
+				}
+				if role == "system" {
+					req.system = content
+					continue
+				}
+				req.messages = append(req.messages, chatMessage{Role: role, Content: content})
+			}
+		case "system":
+			s, ok := v.(string)
+			if !ok {
+				return req, fmt.Errorf("params.system must be a string, got %v", v)
+			}
+			req.system = s
+		case "max_tokens":
+			f, ok := v.(float64)
+			if !ok || f != math.Trunc(f) || f < 1 || f > 1<<24 {
+				return req, fmt.Errorf("params.max_tokens must be a whole number from 1, got %v", v)
+			}
+			req.maxTokens = int(f)
+		case "temperature":
+			f, ok := v.(float64)
+			if !ok || f < 0 || f > 2 || math.IsNaN(f) {
+				return req, fmt.Errorf("params.temperature must be a number from 0 to 2, got %v", v)
+			}
+			req.temperature = &f
+		case "stop":
+			switch s := v.(type) {
+			case string:
+				req.stop = []string{s}
+			case []any:
+				for i, e := range s {
+					str, ok := e.(string)
+					if !ok {
+						return req, fmt.Errorf("params.stop[%d] must be a string, got %v", i, e)
+					}
+					req.stop = append(req.stop, str)
+				}
+			default:
+				return req, fmt.Errorf("params.stop must be a string or a list of strings, got %v", v)
+			}
+		case "stream":
+			b, ok := v.(bool)
+			if !ok {
+				return req, fmt.Errorf("params.stream must be true or false, got %v", v)
+			}
+			req.stream = b
+		default:
+			return req, fmt.Errorf("unknown parameter params.%s; this runner takes max_tokens, messages, stop, stream, system, temperature", k)
+		}
+	}
+	if input != "" {
+		req.messages = append(req.messages, chatMessage{Role: "user", Content: input})
+	}
+	if len(req.messages) == 0 {
+		return req, errors.New("nothing to ask: give input or params.messages with a user message")
+	}
+	return req, nil
+}
+
+// Cancel implements runner.Runner.
+func (r *llmRunner) Cancel(_ context.Context, id string) (bool, error) {
+	r.mu.Lock()
+	cancel, ok := r.running[id]
+	r.mu.Unlock()
+	if ok {
+		cancel(errCancelled)
+	}
+	return ok, nil
+}
+
+// Health implements runner.Runner. It reports the configuration and the session's
+// spending without calling the provider, and never shows a key.
+func (r *llmRunner) Health(context.Context) (runner.Health, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	h := runner.Health{Isolation: []runner.IsolationFeature{
+		{Name: "process", Enforced: true, Detail: "one plugin process per session; the session's spending is counted in it"},
+		{Name: "environment", Enforced: true, Detail: "API keys and URLs come only from the config; nothing is read from OPENAI_* or ANTHROPIC_* variables"},
+	}}
+	if !r.configured {
+		h.Message = "not configured"
+		return h, nil
+	}
+	h.Healthy = true
+	var parts []string
+	for i, t := range r.set.targets {
+		key := "no api key"
+		if t.APIKey != "" {
+			key = "api key set"
+		}
+		s := fmt.Sprintf("%s at %s (%s)", t, redactURL(t.BaseURL), key)
+		if i == 1 {
+			s = "fallback: " + s
+		}
+		parts = append(parts, s)
+	}
+	msg := strings.Join(parts, ", ")
+	if r.session != nil {
+		msg += fmt.Sprintf("; session used %d tokens, $%.4f", r.usedTokens, r.usedCost)
+		if r.set.budgetTokens > 0 {
+			msg += fmt.Sprintf(" (budget %d tokens)", r.set.budgetTokens)
+		}
+		if r.set.budgetCost > 0 {
+			msg += fmt.Sprintf(" (budget $%.4f)", r.set.budgetCost)
+		}
+	}
+	h.Message = r.red.clean(msg)
+	return h, nil
+}
+
+// CloseSession implements runner.Runner.
+func (r *llmRunner) CloseSession(context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, cancel := range r.running {
+		cancel(errCancelled)
+	}
+	r.session = nil
+	if r.http != nil {
+		r.http.CloseIdleConnections()
+	}
+	return nil
+}
+
+var _ runner.Runner = (*llmRunner)(nil)
