@@ -1,10 +1,8 @@
 package e2e
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -377,6 +375,4 @@ func TestSeedRoutesAndOpenAPI(t *testing.T) {
 			t.Errorf("openapi lacks %s", p)
 		}
 	}
-	_ = bytes.MinRead
-	_ = http.StatusOK
 }
