@@ -121,7 +121,11 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 	if err != nil {
 		return err
 	}
-	defer res.Body.Close()
+	defer func() {
+		// Read to the end so the connection goes back to the pool for the next call.
+		_, _ = io.Copy(io.Discard, io.LimitReader(res.Body, 64<<10))
+		res.Body.Close()
+	}()
 	if res.StatusCode >= 300 {
 		return readError(res)
 	}
