@@ -2,6 +2,7 @@ package plugins
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -34,7 +35,7 @@ func (s *Storage) do(ctx context.Context, retry bool, f func(storage.Storage) er
 		return err
 	}
 	err = f(p.Impl.(storage.Storage))
-	if err == nil || !storage.IsUnavailable(err) {
+	if err == nil || !lost(ctx, err) {
 		return err
 	}
 	if !retry {
@@ -46,6 +47,13 @@ func (s *Storage) do(ctx context.Context, retry bool, f func(storage.Storage) er
 		return fmt.Errorf("%w (and the plugin did not come back: %v)", err, rerr)
 	}
 	return f(p.Impl.(storage.Storage))
+}
+
+// lost reports whether err means the plugin went away under the call: unreachable, or
+// cancelled although the caller did not cancel (the supervisor closed the connection of a
+// process it found dead while the call was in flight).
+func lost(ctx context.Context, err error) bool {
+	return storage.IsUnavailable(err) || (errors.Is(err, context.Canceled) && ctx.Err() == nil)
 }
 
 // PluginInfo implements base.Plugin.
