@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -201,21 +202,30 @@ func (e *Engine) Execute(ctx context.Context, sessionID string, req Request, emi
 	case len(ruleErrs) > 0:
 		first.Entries = append(first.Entries, entry("governance_error", map[string]any{"errors": ruleErrorStrings(ruleErrs), "fail_open": true}))
 	}
-	rec, _, err := e.Traces.CreateWith(ctx, s.ID, trace.TraceExecution, data, Agent, first)
-	if err != nil {
-		return nil, fmt.Errorf("create trace: %w", err)
-	}
-	res := &Result{TraceID: rec.ID, Flags: append([]governance.Flag{}, pre...)}
-	if err := e.Stats.Record(ctx, s.ID, governance.Delta{Flags: pre, Quarantined: first.Status != "", ExecutionBlocked: len(blocking) > 0 && refuse == nil}); err != nil {
-		return nil, err
-	}
-	if refuse != nil {
-		return nil, refuse
-	}
-	if len(blocking) > 0 {
+	res := &Result{Flags: append([]governance.Flag{}, pre...)}
+	preDelta := governance.Delta{Flags: pre, Quarantined: first.Status != "", ExecutionBlocked: len(blocking) > 0 && refuse == nil}
+	if refuse != nil || len(blocking) > 0 {
+		rec, _, err := e.Traces.CreateWith(ctx, s.ID, trace.TraceExecution, data, Agent, first)
+		if err != nil {
+			return nil, fmt.Errorf("create trace: %w", err)
+		}
+		if err := e.Stats.Record(ctx, s.ID, preDelta); err != nil {
+			return nil, err
+		}
+		if refuse != nil {
+			return nil, refuse
+		}
 		return nil, &BlockedError{TraceID: rec.ID, Policy: policy.Name, Flags: blocking}
 	}
-
+	// The trace is written once, after the run, with everything in it, unless the run
+	// outlasts RecordStartAfter: then the trace is created while it runs, so a host that
+	// dies during a long execution leaves its trace behind, and the outcome is appended.
+	started := time.Now()
+	first.At = started
+	cr := trace.Creation{ID: trace.NewID(), SessionID: s.ID, Kind: trace.TraceExecution, Data: data, Agent: Agent, At: started, Updates: []trace.Update{first}}
+	res.TraceID = cr.ID
+	early := e.startRecord(ctx, cr)
+	defer early.stop()
 	// Execute in the session's runner process.
 	var stdout, stderr strings.Builder
 	keep := func(b *strings.Builder, data []byte) {
@@ -231,9 +241,8 @@ func (e *Engine) Execute(ctx context.Context, sessionID string, req Request, emi
 	}
 	xctx, xcancel := context.WithTimeout(ctx, timeout+5*time.Second)
 	defer xcancel()
-	started := time.Now()
 	out, xerr := h.Execute(xctx, runner.ExecuteRequest{
-		ExecutionID: rec.ID, Input: req.Input, Timeout: timeout, Params: req.Params,
+		ExecutionID: cr.ID, Input: req.Input, Timeout: timeout, Params: req.Params,
 	}, func(ev runner.Event) error {
 		switch {
 		case ev.Output != nil && ev.Output.Stream == runner.Stderr:
@@ -274,7 +283,7 @@ func (e *Engine) Execute(ctx context.Context, sessionID string, req Request, emi
 	// the flags and the quarantine if any.
 	content := joinOutput(res)
 	post, ruleErrs := e.Rules.Evaluate(ctx, sdkgov.EvaluateRequest{
-		Stage: sdkgov.StagePost, SessionID: s.ID, TraceID: rec.ID, Runner: req.Runner, ContentType: "text/output",
+		Stage: sdkgov.StagePost, SessionID: s.ID, TraceID: cr.ID, Runner: req.Runner, ContentType: "text/output",
 		Content: content,
 		// Figures of the execution, for rules that keep per-session statistics.
 		Metadata: map[string]string{
@@ -296,19 +305,80 @@ func (e *Engine) Execute(ctx context.Context, sessionID string, req Request, emi
 	if len(ruleErrs) > 0 {
 		last.Entries = append(last.Entries, entry("governance_error", map[string]any{"errors": ruleErrorStrings(ruleErrs)}))
 	}
-	q := policy.Quarantines(post) && rec.Status != trace.StatusQuarantined
+	q := policy.Quarantines(post) && first.Status != trace.StatusQuarantined
 	if q {
 		last.Status, last.Reason = trace.StatusQuarantined, "auto-quarantine under policy "+policy.Name
 	}
-	if _, _, err := e.Traces.Apply(ctx, rec.ID, Agent, last); err != nil {
-		return nil, fmt.Errorf("record execution: %w", err)
+	// What ran is recorded even if the client went away meanwhile.
+	rctx := context.WithoutCancel(ctx)
+	if created, err := early.finish(); err != nil {
+		return nil, fmt.Errorf("create trace: %w", err)
+	} else if created {
+		if _, _, err := e.Traces.Apply(rctx, cr.ID, Agent, last); err != nil {
+			return nil, fmt.Errorf("record execution: %w", err)
+		}
+	} else {
+		cr.Updates = append(cr.Updates, last)
+		if _, _, err := e.Traces.CreateAll(rctx, cr); err != nil {
+			return nil, fmt.Errorf("record execution: %w", err)
+		}
 	}
 	res.Flags = append(res.Flags, post...)
-	if err := e.Stats.Record(ctx, s.ID, governance.Delta{Flags: post, Quarantined: q}); err != nil {
+	if err := e.Stats.Record(rctx, s.ID, governance.Delta{Flags: res.Flags, Quarantined: q || preDelta.Quarantined}); err != nil {
 		return nil, err
 	}
 	return res, nil
 }
+
+// RecordStartAfter is how long an execution runs before its trace is stored with what is
+// known then (input, pre-execution verdict), ahead of the outcome. Shorter ones are stored
+// once, complete, when they end.
+var RecordStartAfter = 100 * time.Millisecond
+
+// earlyRecord creates an execution's trace if the execution outlasts RecordStartAfter.
+type earlyRecord struct {
+	mu      sync.Mutex
+	timer   *time.Timer
+	started bool          // the timer fired and the create began
+	done    chan struct{} // closed when the create ended; err is its outcome
+	err     error
+}
+
+func (e *Engine) startRecord(ctx context.Context, cr trace.Creation) *earlyRecord {
+	r := &earlyRecord{done: make(chan struct{})}
+	ctx = context.WithoutCancel(ctx)
+	r.timer = time.AfterFunc(RecordStartAfter, func() {
+		r.mu.Lock()
+		if r.timer == nil { // finish came first
+			r.mu.Unlock()
+			return
+		}
+		r.started = true
+		r.mu.Unlock()
+		_, _, r.err = e.Traces.CreateAll(ctx, cr)
+		close(r.done)
+	})
+	return r
+}
+
+// finish tells whether the trace was created early, waiting for that create to end.
+func (r *earlyRecord) finish() (bool, error) {
+	r.mu.Lock()
+	started := r.started
+	if !started && r.timer != nil {
+		r.timer.Stop()
+		r.timer = nil
+	}
+	r.mu.Unlock()
+	if !started {
+		return false, nil
+	}
+	<-r.done
+	return true, r.err
+}
+
+// stop makes sure no create starts after the execution gave up.
+func (r *earlyRecord) stop() { _, _ = r.finish() }
 
 func totalTokens(u runner.Usage) uint64 {
 	if u.TotalTokens > 0 {

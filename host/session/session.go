@@ -117,14 +117,26 @@ type Manager struct {
 
 	mu    sync.Mutex
 	slots map[string]chan struct{}
+
+	// cache holds the stored records of recently used sessions, so the check every
+	// request makes (does the session exist, is it active) costs no storage read. This
+	// host is the only writer of its sessions' records (see put), so the cache is
+	// updated on every write; writes counts them, so a read racing a write never
+	// caches what the write replaced.
+	cacheMu sync.Mutex
+	cache   map[string][]byte
+	writes  uint64
 }
+
+// maxCachedSessions bounds the session record cache.
+const maxCachedSessions = 4096
 
 // NewManager returns a session manager.
 func NewManager(opts Options) *Manager {
 	if opts.Node == "" {
 		opts.Node, _ = os.Hostname()
 	}
-	return &Manager{opts: opts, slots: map[string]chan struct{}{}}
+	return &Manager{opts: opts, slots: map[string]chan struct{}{}, cache: map[string][]byte{}}
 }
 
 var (
@@ -201,10 +213,51 @@ func (m *Manager) put(ctx context.Context, s *Session) error {
 	if err != nil {
 		return err
 	}
+	m.cacheMu.Lock()
+	m.writes++
+	delete(m.cache, s.ID)
+	m.cacheMu.Unlock()
 	if err := m.opts.Store.Put(ctx, IndexNamespace(s.Tenant), []byte(sessionPrefix+s.ID), b); err != nil {
+		// The write may have landed or not: the next Get reads the store.
 		return fmt.Errorf("store session %s: %w", s.ID, err)
 	}
+	m.remember(s.ID, b, 0, true)
 	return nil
+}
+
+// remember caches a session's stored record: always after this host wrote it (force),
+// otherwise only if no write happened since the read that returned it began (at
+// writes == seen).
+func (m *Manager) remember(id string, b []byte, seen uint64, force bool) {
+	m.cacheMu.Lock()
+	defer m.cacheMu.Unlock()
+	if !force && m.writes != seen {
+		return
+	}
+	if _, ok := m.cache[id]; !ok && len(m.cache) >= maxCachedSessions {
+		for k := range m.cache { // evict one at random
+			delete(m.cache, k)
+			break
+		}
+	}
+	m.cache[id] = b
+}
+
+// record returns a session's stored record from the cache or the store.
+func (m *Manager) record(ctx context.Context, id string) ([]byte, bool, error) {
+	m.cacheMu.Lock()
+	b, ok := m.cache[id]
+	seen := m.writes
+	m.cacheMu.Unlock()
+	if ok {
+		return b, true, nil
+	}
+	b, ok, err := m.opts.Store.Get(ctx, IndexNamespace(DefaultTenant), []byte(sessionPrefix+id))
+	if err != nil || !ok {
+		return nil, ok, err
+	}
+	m.remember(id, b, seen, false)
+	return b, true, nil
 }
 
 // Get returns a session, deleted ones included.
@@ -212,7 +265,7 @@ func (m *Manager) Get(ctx context.Context, id string) (*Session, error) {
 	if !ValidID(id) {
 		return nil, fmt.Errorf("%w: %q is not a session id", ErrNotFound, id)
 	}
-	b, ok, err := m.opts.Store.Get(ctx, IndexNamespace(DefaultTenant), []byte(sessionPrefix+id))
+	b, ok, err := m.record(ctx, id)
 	if err != nil {
 		return nil, fmt.Errorf("load session %s: %w", id, err)
 	}

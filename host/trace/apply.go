@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 	"unicode/utf8"
 
 	"github.com/limitgraph/limit/sdk/storage"
@@ -31,6 +32,9 @@ type Update struct {
 	// (SessionNamespace): storage.OpPut and storage.OpDelete only, and no key may start with
 	// one of the package's prefixes trace/, prov/ and ckpt/.
 	Extra []storage.Op
+	// At is when the update happened: its entries, and its flags without a Timestamp, carry
+	// it. Zero means now.
+	At time.Time
 }
 
 // reservedPrefixes are the key prefixes this package owns in a session namespace.
@@ -40,7 +44,8 @@ var reservedPrefixes = [][]byte{recordPrefix, []byte("prov/"), []byte("ckpt/")}
 // of a chain.
 type change struct {
 	agent      string
-	entries    []Entry // Kind, Agent, canonical Data
+	at         time.Time // zero: now
+	entries    []Entry   // Kind, Agent, canonical Data
 	flags      []json.RawMessage
 	status     Status
 	statusData json.RawMessage
@@ -53,6 +58,9 @@ func (s *Store) prepare(agent string, u Update) (*change, error) {
 		return nil, err
 	}
 	c := &change{agent: agent, status: u.Status}
+	if !u.At.IsZero() {
+		c.at = u.At.UTC()
+	}
 	// which names an entry or flag in an error, by its position if there are several.
 	which := func(what string, i, n int) string {
 		if n == 1 {
@@ -85,6 +93,9 @@ func (s *Store) prepare(agent string, u Update) (*change, error) {
 		return nil, fmt.Errorf("%w: %d flags, a trace carries at most %d", ErrInvalid, len(u.Flags), MaxFlags)
 	}
 	for i, f := range u.Flags {
+		if f.Timestamp.IsZero() {
+			f.Timestamp = c.at
+		}
 		if f.Timestamp.IsZero() {
 			f.Timestamp = s.timestamp()
 		}
@@ -143,6 +154,8 @@ type builder struct {
 	// entries are the entries made, raws their stored form.
 	entries []Entry
 	raws    [][]byte
+	// at is the timestamp of the entries being made; zero means now.
+	at time.Time
 }
 
 // newBuilder starts extending the chain at loc whose record, derived from its whole chain,
@@ -159,9 +172,13 @@ func (b *builder) add(kind, agent string, data json.RawMessage) error {
 	if rec.Length == 0 {
 		prev = GenesisHash
 	}
+	ts := b.at
+	if ts.IsZero() {
+		ts = b.s.timestamp()
+	}
 	e := Entry{
 		TraceID: b.loc.traceID, SessionID: b.loc.sessionID, Index: rec.Length, Kind: kind, Agent: agent,
-		Data: data, Timestamp: b.s.timestamp(), PrevHash: prev,
+		Data: data, Timestamp: ts, PrevHash: prev,
 	}
 	raw, err := sealEntry(&e)
 	if err != nil {
@@ -180,6 +197,8 @@ func (b *builder) add(kind, agent string, data json.RawMessage) error {
 
 // apply makes the entries c asks for, given the record as replayed so far.
 func (b *builder) apply(c *change) error {
+	b.at = c.at
+	defer func() { b.at = time.Time{} }()
 	for _, e := range c.entries {
 		if err := b.add(e.Kind, e.Agent, e.Data); err != nil {
 			return err
@@ -329,9 +348,34 @@ func (s *Store) apply(ctx context.Context, loc location, c *change) (Record, []E
 }
 
 // CreateWith stores a new trace as Create does and applies u to it in the same write, and
-// returns the record with the entries u appended (after the "created" entry). It costs two
-// storage writes: the index entry first (as Create), then one batch with everything else.
+// returns the record with the entries u appended (after the "created" entry).
 func (s *Store) CreateWith(ctx context.Context, sessionID, kind string, data json.RawMessage, agent string, u Update) (Record, []Entry, error) {
+	return s.CreateAll(ctx, Creation{SessionID: sessionID, Kind: kind, Data: data, Agent: agent, Updates: []Update{u}})
+}
+
+// Creation is a trace to create with CreateAll.
+type Creation struct {
+	// ID is the new trace's id, made by NewID beforehand (so that work can refer to the
+	// trace before it is stored); empty means a new one. A given ID that is already a
+	// trace's makes CreateAll fail with ErrExists and write nothing.
+	ID        string
+	SessionID string
+	Kind      string
+	// Data is the trace's data: a JSON object; empty means {}.
+	Data  json.RawMessage
+	Agent string
+	// At is when the trace was created, the "created" entry's timestamp; zero means now.
+	At time.Time
+	// Updates are applied in order after the "created" entry, as Apply would one after
+	// the other, but in the same write.
+	Updates []Update
+}
+
+// CreateAll stores a new trace with the updates of c applied, and returns the record with
+// the entries the updates appended (after the "created" entry). It costs two storage
+// writes: the index entry first, then one batch with everything else.
+func (s *Store) CreateAll(ctx context.Context, cr Creation) (Record, []Entry, error) {
+	sessionID, kind, agent := cr.SessionID, cr.Kind, cr.Agent
 	if !ValidID(sessionID) {
 		return Record{}, nil, fmt.Errorf("%w: %q is not a session id", ErrInvalid, sessionID)
 	}
@@ -341,39 +385,58 @@ func (s *Store) CreateWith(ctx context.Context, sessionID, kind string, data jso
 	if err := validateAgent(agent); err != nil {
 		return Record{}, nil, err
 	}
-	cdata, err := canonicalData(data, true)
+	id, given := cr.ID, cr.ID != ""
+	if !given {
+		id = NewID()
+	} else if !ValidID(id) {
+		return Record{}, nil, fmt.Errorf("%w: %q is not a trace id", ErrInvalid, id)
+	}
+	cdata, err := canonicalData(cr.Data, true)
 	if err != nil {
 		return Record{}, nil, err
 	}
-	c, err := s.prepare(agent, u)
-	if err != nil {
-		return Record{}, nil, err
+	changes := make([]*change, len(cr.Updates))
+	for i, u := range cr.Updates {
+		if changes[i], err = s.prepare(agent, u); err != nil {
+			return Record{}, nil, err
+		}
 	}
 	info, err := canonicalJSON(createdInfo{Kind: kind, Tenant: s.tenant, DataSHA256: dataHash(cdata)})
 	if err != nil {
 		return Record{}, nil, fmt.Errorf("encode created entry: %w", err)
 	}
-	id := NewID()
 	loc := s.sessionLocation(id, sessionID)
 	b := &builder{s: s, loc: loc, r: newReplayer(id, sessionID, cdata)}
+	if !cr.At.IsZero() {
+		b.at = cr.At.UTC()
+	}
 	if err := b.add(KindCreated, agent, info); err != nil {
 		return Record{}, nil, err
 	}
-	if err := b.apply(c); err != nil {
-		return Record{}, nil, err
+	var extra []storage.Op
+	for _, c := range changes {
+		if err := b.apply(c); err != nil {
+			return Record{}, nil, err
+		}
+		extra = append(extra, c.extra...)
 	}
-	// The trace is new, so nobody else writes its keys: the batch needs no assertion, and
-	// may share a storage write with other writers.
-	ops, err := b.ops(0, c.extra, false)
+	// A new trace's keys are written by nobody else: the batch needs no assertion (and
+	// may share a storage write with other writers), unless the caller chose the id.
+	ops, err := b.ops(0, extra, false)
 	if err != nil {
 		return Record{}, nil, err
+	}
+	index := []storage.Op{{Kind: storage.OpPut, Key: recordKey(id), Value: []byte(sessionID)}}
+	if given {
+		index = append([]storage.Op{{Kind: storage.OpAssertAbsent, Key: recordKey(id)}}, index...)
 	}
 	// The index entry goes first: a crash before the batch leaves an index entry whose
 	// record is missing, which reads as not found; never a record no id leads to.
-	err = s.group.write(ctx, IndexNamespace(s.tenant), []storage.Op{
-		{Kind: storage.OpPut, Key: recordKey(id), Value: []byte(sessionID)},
-	})
+	err = s.group.write(ctx, IndexNamespace(s.tenant), index)
 	if err != nil {
+		if errors.Is(err, storage.ErrConditionFailed) {
+			return Record{}, nil, fmt.Errorf("%w: trace %s", ErrExists, id)
+		}
 		return Record{}, nil, fmt.Errorf("create trace: write index: %w", err)
 	}
 	if err := s.group.write(ctx, loc.ns, ops); err != nil {

@@ -159,6 +159,8 @@ var (
 	ErrCorrupt = errors.New("provenance does not verify")
 	// ErrConflict: an append lost the race for the next index too many times in a row.
 	ErrConflict = errors.New("too many concurrent appends")
+	// ErrExists: a trace with the id given to CreateAll exists already.
+	ErrExists = errors.New("trace exists already")
 )
 
 // Record is a trace as stored and as the API shows it.

@@ -30,9 +30,21 @@ type Client struct {
 	HTTP *http.Client
 }
 
-// New returns a client of the host at baseURL.
+// New returns a client of the host at baseURL. Its HTTP client keeps up to
+// MaxIdleConnsPerHost connections to the host open for reuse (Go's default keeps two, so
+// a program making many concurrent calls would open and close a connection per call).
 func New(baseURL string) *Client {
-	return &Client{BaseURL: strings.TrimRight(baseURL, "/")}
+	return &Client{BaseURL: strings.TrimRight(baseURL, "/"), HTTP: &http.Client{Transport: newTransport()}}
+}
+
+// MaxIdleConnsPerHost is how many idle connections to the host a Client made by New keeps.
+const MaxIdleConnsPerHost = 256
+
+func newTransport() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConns = MaxIdleConnsPerHost
+	t.MaxIdleConnsPerHost = MaxIdleConnsPerHost
+	return t
 }
 
 // Error is a problem the API answered (RFC 9457).

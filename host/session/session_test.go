@@ -1,0 +1,114 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+
+	"github.com/limitgraph/limit/sdk/storage"
+	"github.com/limitgraph/limit/sdk/storage/memstore"
+)
+
+// countingStore counts Gets and can hold the next one after it has read, so a test can
+// write while a read is in flight.
+type countingStore struct {
+	storage.Storage
+	gets atomic.Int64
+	// hold, when set, receives once the held Get has read; the Get returns when release
+	// is closed.
+	hold    chan struct{}
+	release chan struct{}
+}
+
+func (c *countingStore) Get(ctx context.Context, ns string, key []byte) ([]byte, bool, error) {
+	c.gets.Add(1)
+	v, ok, err := c.Storage.Get(ctx, ns, key)
+	if h := c.hold; h != nil {
+		c.hold = nil
+		h <- struct{}{}
+		<-c.release
+	}
+	return v, ok, err
+}
+
+func newManager(t *testing.T, st storage.Storage) *Manager {
+	return NewManager(Options{Store: st, DataDir: t.TempDir(), Policies: []string{"default"}, DefaultPolicy: "default"})
+}
+
+func TestCachedLookups(t *testing.T) {
+	ctx := context.Background()
+	st := &countingStore{Storage: memstore.New()}
+	m := newManager(t, st)
+	s, err := m.Create(ctx, CreateRequest{Name: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		got, err := m.Active(ctx, s.ID)
+		if err != nil || got.ID != s.ID || got.Name != "a" {
+			t.Fatalf("Active: %+v %v", got, err)
+		}
+	}
+	if n := st.gets.Load(); n != 0 {
+		t.Fatalf("a session this host wrote was read from storage %d times", n)
+	}
+	// Each Get returns its own copy.
+	got, _ := m.Get(ctx, s.ID)
+	got.Name = "changed"
+	if again, _ := m.Get(ctx, s.ID); again.Name != "a" {
+		t.Fatalf("a caller's change reached the cache: %q", again.Name)
+	}
+	// Another manager on the same storage (a restarted host) reads once, then caches.
+	m2 := newManager(t, st)
+	for range 3 {
+		if _, err := m2.Active(ctx, s.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := st.gets.Load(); n != 1 {
+		t.Fatalf("storage reads = %d, want 1", n)
+	}
+	if _, err := m2.Delete(ctx, s.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m2.Active(ctx, s.ID); !errors.Is(err, ErrDeleted) {
+		t.Fatalf("Active after Delete: %v, want ErrDeleted", err)
+	}
+	if _, err := m2.Get(ctx, "01ARZ3NDEKTSV4RRFFQ69G5FAV"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("unknown session: %v", err)
+	}
+}
+
+// TestCacheNeverKeepsAReplacedRecord: a read that returned a record a concurrent write
+// replaced must not put that record in the cache.
+func TestCacheNeverKeepsAReplacedRecord(t *testing.T) {
+	ctx := context.Background()
+	st := &countingStore{Storage: memstore.New()}
+	s, err := newManager(t, st).Create(ctx, CreateRequest{Name: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := newManager(t, st) // empty cache
+	st.hold, st.release = make(chan struct{}), make(chan struct{})
+	held := st.hold
+	read := make(chan error, 1)
+	go func() {
+		got, err := m.Get(ctx, s.ID) // reads the active record, then waits
+		if err == nil && got.State != StateActive {
+			err = errors.New("the held read saw " + got.State)
+		}
+		read <- err
+	}()
+	<-held
+	if _, err := m.Delete(ctx, s.ID); err != nil {
+		t.Fatal(err)
+	}
+	close(st.release)
+	if err := <-read; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Active(ctx, s.ID); !errors.Is(err, ErrDeleted) {
+		t.Fatalf("Active after Delete raced a read: %v, want ErrDeleted", err)
+	}
+}
