@@ -219,6 +219,12 @@ func TestConfigDiagnostics(t *testing.T) {
 		{`{"max_sessions": 0}`, []string{"max_sessions"}},
 		{`{"window": 5, "min_samples": 8}`, []string{"min_samples"}},
 		{`{"bogus": 1}`, []string{"bogus"}},
+		{`{"graph_nodes": 3}`, []string{"graph_nodes"}},
+		{`{"graph_references": 5000}`, []string{"graph_references"}},
+		{`{"graph_neighbours": 8, "graph_references": 8}`, []string{"graph_neighbours"}},
+		{`{"graph_every": 0}`, []string{"graph_every"}},
+		{`{"graph_threshold": -1}`, []string{"graph_threshold"}},
+		{`{"session_graph": "yes"}`, []string{"session_graph"}},
 	} {
 		ds := newRule().Configure(context.Background(), base.ConfigureRequest{Config: json.RawMessage(tt.config)})
 		if len(ds) != 1 || ds[0].Severity != base.SeverityError || !slices.Equal(ds[0].Path, tt.path) {

@@ -17,7 +17,7 @@ import (
 )
 
 // version of the plugin.
-const version = "0.1.0"
+const version = "0.2.0"
 
 // Defaults of the config attributes.
 const (
@@ -57,12 +57,26 @@ type rawConfig struct {
 	MinSamples  *float64 `json:"min_samples"`
 	Threshold   *float64 `json:"threshold"`
 	MaxSessions *float64 `json:"max_sessions"`
+
+	SessionGraph    *bool    `json:"session_graph"`
+	GraphNodes      *float64 `json:"graph_nodes"`
+	GraphReferences *float64 `json:"graph_references"`
+	GraphNeighbours *float64 `json:"graph_neighbours"`
+	GraphEvery      *float64 `json:"graph_every"`
+	GraphThreshold  *float64 `json:"graph_threshold"`
 }
 
 // settings is a checked configuration.
 type settings struct {
 	window, minSamples, maxSessions int
 	threshold                       float64
+	graph                           graphSettings
+}
+
+func defaultSettings() settings {
+	return settings{window: defaultWindow, minSamples: defaultMinSamples, maxSessions: defaultMaxSessions, threshold: defaultThreshold,
+		graph: graphSettings{enabled: true, nodes: defaultGraphNodes, references: defaultGraphReferences,
+			neighbours: defaultGraphNeighbours, every: defaultGraphEvery, threshold: defaultGraphThreshold}}
 }
 
 // session is one session's history.
@@ -74,6 +88,8 @@ type session struct {
 	// recent maps a request's digest to the findings it got.
 	recent     map[string][]governance.Finding
 	recentKeys []string
+	// steps are the latest executions, for the session graph (nil when it is off).
+	steps *stepRing
 }
 
 // rule is the plugin.
@@ -82,21 +98,27 @@ type rule struct {
 	set      settings
 	sessions map[string]*list.Element // of *session
 	lru      *list.List               // front: most recently used
+	// gen counts configuration changes (written under both locks), so a comparison
+	// started under an older configuration does not feed the new reference set.
+	gen int
+
+	// graphMu serialises session-graph comparisons and guards refs; it is taken
+	// without mu held (Configure takes it first, then mu), so the per-execution
+	// statistics of other sessions do not wait for an FGW computation.
+	graphMu sync.Mutex
+	refs    graphSet
 }
 
 func newRule() *rule {
-	return &rule{
-		set:      settings{window: defaultWindow, minSamples: defaultMinSamples, maxSessions: defaultMaxSessions, threshold: defaultThreshold},
-		sessions: map[string]*list.Element{}, lru: list.New(),
-	}
+	return &rule{set: defaultSettings(), sessions: map[string]*list.Element{}, lru: list.New()}
 }
 
 // PluginInfo implements base.Plugin.
 func (r *rule) PluginInfo() base.Info {
 	return base.Info{
 		Name: "anomaly", Kind: base.KindGovernance, Version: version,
-		Capabilities: []string{"per-session", "robust-z"},
-		Description:  "Executions whose duration, output size, tokens or status are far from the session's robust baseline.",
+		Capabilities: []string{"per-session", "robust-z", "session-graph-fgw"},
+		Description:  "Executions whose duration, output size, tokens or status are far from the session's robust baseline, and sessions whose graph of executions is far, by FGW distortion, from earlier sessions'.",
 	}
 }
 
@@ -111,6 +133,18 @@ func (r *rule) ConfigSchema() base.Schema {
 			Description: "Robust z-score (absolute) at or above which an execution is flagged; 3.5 is Iglewicz and Hoaglin's cut-off."},
 		{Name: "max_sessions", Type: "number", Default: defaultMaxSessions,
 			Description: "Sessions whose history is kept; the least recently used is forgotten first."},
+		{Name: "session_graph", Type: "bool", Default: true,
+			Description: "Compare each session's graph of executions (nodes: its latest executions with their log duration, output size, tokens and input size, failure, runner and pre-stage flags; structure: distance in execution order plus in those figures) with earlier sessions' by FGW distortion, and flag a session far from them (rule anomaly.session_graph). A session is judged once it has 16 executions (or min_samples if more, graph_nodes if fewer), then every graph_every executions. Input size and pre-stage flags count when the host passes them (metadata input_bytes, pre_flags)."},
+		{Name: "graph_nodes", Type: "number", Default: defaultGraphNodes,
+			Description: "How many of a session's latest executions form its graph (4 to 256). An FGW computation costs at least its square: 32 takes a few hundred microseconds."},
+		{Name: "graph_references", Type: "number", Default: defaultGraphReferences,
+			Description: "How many earlier sessions' graphs are kept to compare with (the latest graph of each of the last sessions judged; 4 to 1024). Each comparison costs up to this many FGW computations, fewer when a cheap lower bound rules references out."},
+		{Name: "graph_neighbours", Type: "number", Default: defaultGraphNeighbours,
+			Description: "A session's score is its mean FGW distance to this many nearest earlier sessions (1 to 16, below graph_references): above 1, one earlier session that behaved alike does not hide an anomaly."},
+		{Name: "graph_every", Type: "number", Default: defaultGraphEvery,
+			Description: "A session's graph is compared again after this many more executions (1 to 10000); executions in between cost no FGW computation."},
+		{Name: "graph_threshold", Type: "number", Default: defaultGraphThreshold,
+			Description: "Robust z-score at or above which a session is flagged: its score (mean distance to its nearest earlier sessions) against the scores the earlier unflagged sessions got, on a log scale (median and MAD of ln(0.01+score), MAD at least 0.2). On the package's synthetic ordinary sessions 4 flags 0.8 % of comparisons, 3.5 flags 1.4 %, 4.5 flags 0.5 % (TestSessionGraphFalsePositives)."},
 	}}
 }
 
@@ -121,7 +155,7 @@ func (r *rule) Configure(_ context.Context, req base.ConfigureRequest) base.Diag
 		return ds
 	}
 	var ds base.Diagnostics
-	set := settings{window: defaultWindow, minSamples: defaultMinSamples, maxSessions: defaultMaxSessions, threshold: defaultThreshold}
+	set := defaultSettings()
 	whole := func(name string, v *float64, lo, hi int, dst *int) {
 		if v == nil {
 			return
@@ -135,25 +169,44 @@ func (r *rule) Configure(_ context.Context, req base.ConfigureRequest) base.Diag
 	whole("window", raw.Window, 3, 10000, &set.window)
 	whole("min_samples", raw.MinSamples, 3, 10000, &set.minSamples)
 	whole("max_sessions", raw.MaxSessions, 1, 10_000_000, &set.maxSessions)
-	if raw.Threshold != nil {
-		if t := *raw.Threshold; math.IsNaN(t) || t <= 0 {
-			ds = append(ds, base.Errorf([]string{"threshold"}, "threshold must be a positive z-score, got %v", t))
-		} else {
-			set.threshold = t
+	whole("graph_nodes", raw.GraphNodes, 4, 256, &set.graph.nodes)
+	whole("graph_references", raw.GraphReferences, 4, 1024, &set.graph.references)
+	whole("graph_neighbours", raw.GraphNeighbours, 1, 16, &set.graph.neighbours)
+	whole("graph_every", raw.GraphEvery, 1, 10000, &set.graph.every)
+	positive := func(name string, v *float64, dst *float64) {
+		if v == nil {
+			return
 		}
+		if t := *v; math.IsNaN(t) || math.IsInf(t, 0) || t <= 0 {
+			ds = append(ds, base.Errorf([]string{name}, "%s must be a positive z-score, got %v", name, t))
+		} else {
+			*dst = t
+		}
+	}
+	positive("threshold", raw.Threshold, &set.threshold)
+	positive("graph_threshold", raw.GraphThreshold, &set.graph.threshold)
+	if raw.SessionGraph != nil {
+		set.graph.enabled = *raw.SessionGraph
 	}
 	if !ds.HasErrors() && set.minSamples > set.window {
 		ds = append(ds, base.Errorf([]string{"min_samples"}, "min_samples (%d) must not exceed window (%d)", set.minSamples, set.window))
 	}
+	if !ds.HasErrors() && set.graph.neighbours >= set.graph.references {
+		ds = append(ds, base.Errorf([]string{"graph_neighbours"}, "graph_neighbours (%d) must be below graph_references (%d)", set.graph.neighbours, set.graph.references))
+	}
 	if ds.HasErrors() || req.ValidateOnly {
 		return ds
 	}
+	r.graphMu.Lock()
+	defer r.graphMu.Unlock()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if set != r.set {
 		r.set = set
 		r.sessions = map[string]*list.Element{}
 		r.lru.Init()
+		r.refs = graphSet{}
+		r.gen++
 	}
 	return ds
 }
@@ -167,6 +220,13 @@ func (r *rule) Describe(context.Context) ([]governance.RuleDescription, error) {
 	}
 	out = append(out, governance.RuleDescription{ID: ruleErrorRate, Flags: []string{governance.FlagAnomaly}, Stages: post,
 		Description: "A failed execution (status other than ok) in a session that rarely fails (z-score against its smoothed error rate)."})
+	r.mu.Lock()
+	graph := r.set.graph.enabled
+	r.mu.Unlock()
+	if graph {
+		out = append(out, governance.RuleDescription{ID: ruleSessionGraph, Flags: []string{governance.FlagAnomaly}, Stages: post,
+			Description: "A session whose graph of latest executions is far, by FGW distortion, from the earlier sessions' graphs (robust z-score of the mean distance to its nearest ones against theirs)."})
+	}
 	return out, nil
 }
 
@@ -184,14 +244,26 @@ func parse(md map[string]string) (observation, error) {
 		if !ok || s == "" {
 			continue
 		}
-		v, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
-		if err != nil || math.IsNaN(v) || math.IsInf(v, 0) || v < 0 {
+		v, err := parseNumber(s)
+		if err != nil || v < 0 {
 			return obs, fmt.Errorf("metadata %s=%q: want a non-negative number", m.Key, s)
 		}
 		obs.values[m.Key] = v
 	}
 	obs.status = strings.ToLower(strings.TrimSpace(md["status"]))
 	return obs, nil
+}
+
+// parseNumber parses a finite number.
+func parseNumber(s string) (float64, error) {
+	v, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
+	if err != nil {
+		return 0, err
+	}
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return 0, fmt.Errorf("%v is not finite", v)
+	}
+	return v, nil
 }
 
 // digest identifies a request, so a repeated evaluation is answered from memory.
@@ -211,7 +283,8 @@ func digest(req governance.EvaluateRequest) string {
 }
 
 // Evaluate implements governance.Rule: it judges the execution against the session's
-// history, then adds it to the history.
+// history, then adds it to the history; every graph_every executions it also judges
+// the session's graph against earlier sessions' (outside the lock of the statistics).
 func (r *rule) Evaluate(ctx context.Context, req governance.EvaluateRequest) ([]governance.Finding, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -228,11 +301,59 @@ func (r *rule) Evaluate(ctx context.Context, req governance.EvaluateRequest) ([]
 	}
 	key := digest(req)
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	s := r.session(req.SessionID)
 	if fs, ok := s.recent[key]; ok {
+		r.mu.Unlock()
 		return slices.Clone(fs), nil
 	}
+	out := r.judgeStats(s, obs)
+	var g *sessionGraph
+	set, gen := r.set, r.gen
+	if set.graph.enabled {
+		if s.steps == nil {
+			s.steps = &stepRing{steps: make([]step, 0, min(set.graph.nodes, 8))}
+		}
+		s.steps.add(newStep(obs, req.Metadata, req.Runner), set.graph.nodes)
+		if s.steps.seen >= set.graph.minSteps(set.minSamples) && (s.steps.judged == 0 || s.steps.seen-s.steps.judged >= set.graph.every) {
+			s.steps.judged = s.steps.seen
+			g = buildGraph(s.id, s.steps.seen, s.steps.chronological())
+		}
+	}
+	s.remember(key, out)
+	r.mu.Unlock()
+	if g == nil {
+		return slices.Clone(out), nil
+	}
+	f, err := r.judgeGraph(g, set.graph, gen)
+	if err != nil {
+		return nil, err
+	}
+	if f == nil {
+		return slices.Clone(out), nil
+	}
+	out = append(slices.Clone(out), *f)
+	r.mu.Lock()
+	if _, ok := s.recent[key]; ok {
+		s.recent[key] = out
+	}
+	r.mu.Unlock()
+	return slices.Clone(out), nil
+}
+
+// judgeGraph compares g with the reference set of configuration generation gen and
+// adds it there; a configuration changed meanwhile discards it.
+func (r *rule) judgeGraph(g *sessionGraph, set graphSettings, gen int) (*governance.Finding, error) {
+	r.graphMu.Lock()
+	defer r.graphMu.Unlock()
+	if gen != r.gen {
+		return nil, nil
+	}
+	return r.refs.judge(g, set)
+}
+
+// judgeStats judges the execution's figures against the session's statistics and adds
+// them there. Callers hold r.mu.
+func (r *rule) judgeStats(s *session, obs observation) []governance.Finding {
 	var out []governance.Finding
 	for _, m := range metrics {
 		x, ok := obs.values[m.Key]
@@ -283,8 +404,7 @@ func (r *rule) Evaluate(ctx context.Context, req governance.EvaluateRequest) ([]
 			s.statuses = s.statuses[len(s.statuses)-r.set.window:]
 		}
 	}
-	s.remember(key, out)
-	return slices.Clone(out), nil
+	return out
 }
 
 // session returns the session's history, creating it, and marks it most recently used;
