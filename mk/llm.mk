@@ -35,10 +35,13 @@ $(LLAMA_LIBDIR)/libggml.so: | $(LLAMA_LIBDIR)/libllama.v0.4.0.so
 testmodel:
 	$(GO) run ./internal/cmd/testmodel -o $(TESTMODEL)
 
-# Tokens per second of the tiny model through the runner-llama plugin binary against the
-# same model driven in-process by yzma, in the same run; prints the ratio.
+# Tokens per second of the tiny model through the runner-llama plugin binary
+# (BenchmarkTokensPerSecond) and through the API of a real limitd
+# (BenchmarkAPITokensPerSecond: POST /v1/sessions/{id}/executions, plain and streamed,
+# plus the time to first token event, p50 and p99), each against the same model driven
+# in-process by yzma in the same run; prints the ratios.
 bench-llm: llama-deps
-	$(GO) test -run '^$$' -bench TokensPerSecond -benchtime 30x -count 1 ./plugins/runner-llama
+	$(GO) test -run '^$$' -bench 'TokensPerSecond' -benchtime 30x -count 1 ./plugins/runner-llama
 
 # `make build` (and so `make run`) fetches the llama.cpp libraries the llama runner loads.
 .PHONY: deps

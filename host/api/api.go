@@ -147,7 +147,10 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 	resp := healthResponse{Status: "ok", Version: s.opts.Version, Plugins: ps}
 	code := http.StatusOK
 	for _, p := range ps {
-		if !p.Healthy {
+		// A session's own runner process that died is that session's trouble, reported
+		// in its execution's result and replaced at its next one; it does not make the
+		// host unhealthy (an orchestrator would restart every session for it).
+		if !p.Healthy && p.Session == "" {
 			resp.Status = "degraded"
 			code = http.StatusServiceUnavailable
 		}

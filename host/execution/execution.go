@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -260,8 +261,13 @@ func (e *Engine) Execute(ctx context.Context, sessionID string, req Request, emi
 		// The runner process failed (crashed, or the host gave up on it): report it as
 		// the execution's error; the next execution gets a fresh process.
 		e.Logger.Warn("runner failed", "session", s.ID, "runner", req.Runner, "error", xerr)
+		why := fmt.Sprintf("runner %q failed: %v", req.Runner, xerr)
+		if xctx.Err() == nil && (h.Process.Exited() || h.Process.Ping() != nil) {
+			// The process is gone: say so, rather than pass on the gRPC transport's words.
+			why = fmt.Sprintf("runner %q process died during the execution (it crashed or was killed; the host log has its last output)", req.Runner)
+		}
 		out = runner.Result{Status: runner.StatusError, ExitCode: -1, StateReset: true,
-			Error:    fmt.Sprintf("runner %q failed: %v; the session's runner state was lost and a fresh process starts on the next execution", req.Runner, xerr),
+			Error:    why + "; the session's runner state was lost and a fresh process starts on the next execution",
 			Duration: time.Since(started)}
 		if errors.Is(xctx.Err(), context.DeadlineExceeded) {
 			out.Status = runner.StatusTimeout
@@ -294,6 +300,8 @@ func (e *Engine) Execute(ctx context.Context, sessionID string, req Request, emi
 			"status":       res.Status,
 			"exit_code":    strconv.Itoa(res.ExitCode),
 			"runner":       req.Runner,
+			"input_bytes":  strconv.Itoa(len(req.Input)),
+			"pre_flags":    flagNames(pre),
 		},
 	})
 	last := trace.Update{Entries: []trace.Entry{entry(trace.KindExecuted, map[string]any{
@@ -379,6 +387,17 @@ func (r *earlyRecord) finish() (bool, error) {
 
 // stop makes sure no create starts after the execution gave up.
 func (r *earlyRecord) stop() { _, _ = r.finish() }
+
+// flagNames lists the distinct flag names of flags, comma-separated, in order.
+func flagNames(flags []governance.Flag) string {
+	var names []string
+	for _, f := range flags {
+		if !slices.Contains(names, f.Flag) {
+			names = append(names, f.Flag)
+		}
+	}
+	return strings.Join(names, ",")
+}
 
 func totalTokens(u runner.Usage) uint64 {
 	if u.TotalTokens > 0 {
