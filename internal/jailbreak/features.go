@@ -1,6 +1,7 @@
 package jailbreak
 
 import (
+	"fmt"
 	"unicode"
 	"unicode/utf8"
 )
@@ -12,7 +13,26 @@ const (
 	kindBigram = 'b'
 	kindChar   = 'c'
 	kindPunct  = 'p'
+	kindTri    = 't'
+	kindStart  = 's'
+	kindSkip   = 'k'
 )
+
+// featureSet says which optional features tokenFeatures adds; it comes from the
+// TrainConfig a model was trained with, so scoring extracts what training did.
+type featureSet struct {
+	// trigrams adds each word trigram.
+	trigrams bool
+	// skip adds skip-bigrams: each word paired with the words 2..skip+1 tokens before it.
+	skip int
+	// start marks the first start tokens of a text as features of their own ("the text
+	// begins with DAN:"), since a jailbreak's framing is usually at the top.
+	start int
+}
+
+func (c TrainConfig) features() featureSet {
+	return featureSet{trigrams: c.Trigrams, start: c.StartTokens, skip: c.SkipGrams}
+}
 
 // Character n-gram sizes taken from each word (with '<' and '>' marking its ends).
 const (
@@ -125,12 +145,37 @@ func hashString(h uint32, s string) uint32 {
 }
 
 // tokenFeatures appends to hs the features of token k of t: the word, the bigram with
-// the token before it, and the word's character n-grams (a symbol gives one feature).
+// the token before it, and the word's character n-grams (a symbol gives one feature);
+// and, as fs asks, the token's position when it opens the text (always first, so a
+// Context model finds it at hs[0]), the trigram and the skip-bigrams ending at it.
 // When names is not nil, the readable name of each feature whose hash is a key of names
 // is stored there (for explanations).
-func tokenFeatures(t string, toks []token, k int, runes []int, hs []uint32, names map[uint32]string) ([]uint32, []int) {
+func tokenFeatures(fs featureSet, t string, toks []token, k int, runes []int, hs []uint32, names map[uint32]string) ([]uint32, []int) {
 	tk := toks[k]
 	w := t[tk.start:tk.end]
+	if k < fs.start {
+		hs = append(hs, hashString(hashByte(hashByte(fnvOffset, kindStart), byte(k)), w))
+		if names != nil {
+			name(names, hs[len(hs)-1], fmt.Sprintf("token %d ", k+1), w)
+		}
+	}
+	if fs.trigrams && k > 1 {
+		p, q := toks[k-2], toks[k-1]
+		h := hashString(hashByte(fnvOffset, kindTri), t[p.start:p.end])
+		h = hashString(hashByte(h, ' '), t[q.start:q.end])
+		hs = append(hs, hashString(hashByte(h, ' '), w))
+		if names != nil {
+			name(names, hs[len(hs)-1], "trigram ", t[p.start:p.end]+" "+t[q.start:q.end]+" "+w)
+		}
+	}
+	for d := 2; d <= fs.skip+1 && k >= d; d++ {
+		p := toks[k-d]
+		h := hashString(hashByte(hashByte(fnvOffset, kindSkip), byte(d)), t[p.start:p.end])
+		hs = append(hs, hashString(hashByte(h, ' '), w))
+		if names != nil {
+			name(names, hs[len(hs)-1], fmt.Sprintf("skip-%d bigram ", d-1), t[p.start:p.end]+" … "+w)
+		}
+	}
 	if tk.punct {
 		hs = append(hs, hashString(hashByte(fnvOffset, kindPunct), w))
 		name(names, hs[len(hs)-1], "symbol ", w)
@@ -143,7 +188,11 @@ func tokenFeatures(t string, toks []token, k int, runes []int, hs []uint32, name
 		pw := t[p.start:p.end]
 		h := hashString(hashByte(fnvOffset, kindBigram), pw)
 		hs = append(hs, hashString(hashByte(h, ' '), w))
-		name(names, hs[len(hs)-1], "bigram ", pw+" "+w)
+		if names != nil {
+			// Guarded: the name's concatenation would otherwise allocate on every token
+			// scored.
+			name(names, hs[len(hs)-1], "bigram ", pw+" "+w)
+		}
 	}
 	// Byte offsets into w where each rune of "<w>" starts; -1 stands for '<' and len(w)
 	// for '>'. Words longer than maxWordRunes keep their tail as one last rune.

@@ -125,6 +125,9 @@ func UnmarshalModel(b []byte) (*Model, error) {
 	if m.Meta.Bits < 8 || m.Meta.Bits > 24 || m.Meta.Window < 1 || m.Meta.Stride < 1 || m.Meta.Stride > m.Meta.Window {
 		return nil, fmt.Errorf("model file header: bad shape bits=%d window=%d stride=%d", m.Meta.Bits, m.Meta.Window, m.Meta.Stride)
 	}
+	if tr := m.Meta.Train; tr.StartTokens < 0 || tr.StartTokens > 256 || tr.SkipGrams < 0 || tr.SkipGrams > 8 {
+		return nil, fmt.Errorf("model file header: bad features start_tokens=%d skip_grams=%d", tr.StartTokens, tr.SkipGrams)
+	}
 	size := 1 << m.Meta.Bits
 	if len(raw) != 2*size {
 		return nil, fmt.Errorf("model file: %d bytes of weights, want %d", len(raw), 2*size)
@@ -165,6 +168,8 @@ type scratch struct {
 	off   []int32  // token k's hashes are flat[off[k]:off[k+1]]
 	runes []int
 	sum   []float64 // prefix sums of weights per token
+	ctx   []float64 // prefix sums of the opening features (Context models)
+	ctxHs []uint32  // a Context model's window features with the opening's, to explain
 	tab   sumTable  // feature sums of an explanation
 }
 
@@ -203,17 +208,29 @@ func (m *Model) score(t string) (WindowScore, *scratch) {
 		return WindowScore{}, s
 	}
 	mask := uint32(len(m.W) - 1)
+	fs := m.Meta.Train.features()
 	var acc float64
 	for k := range s.toks {
 		from := len(s.flat)
 		s.off = append(s.off, int32(from))
-		s.flat, s.runes = tokenFeatures(t, s.toks, k, s.runes, s.flat, nil)
+		s.flat, s.runes = tokenFeatures(fs, t, s.toks, k, s.runes, s.flat, nil)
 		for _, h := range s.flat[from:] {
 			acc += float64(m.W[h&mask])
 		}
 		s.sum = append(s.sum, acc)
 	}
 	s.off = append(s.off, int32(len(s.flat)))
+	// ctx[j] sums the weights of the opening features of tokens before j (the first
+	// feature of each of the first StartTokens tokens), which Context models add to
+	// every window that does not hold them itself.
+	nctx := 0
+	if m.Meta.Train.Context {
+		nctx = min(fs.start, n)
+	}
+	s.ctx = append(s.ctx[:0], 0)
+	for k := 0; k < nctx; k++ {
+		s.ctx = append(s.ctx, s.ctx[k]+float64(m.W[s.flat[s.off[k]]&mask]))
+	}
 	best := WindowScore{Prob: -1}
 	forWindows(n, m.Meta.Window, m.Meta.Stride, func(a, b int) {
 		best.Windows++
@@ -221,7 +238,12 @@ func (m *Model) score(t string) (WindowScore, *scratch) {
 		if cnt == 0 {
 			return
 		}
-		z := float64(m.Meta.Bias) + (s.sum[b]-s.sum[a])/math.Sqrt(float64(max(cnt, int32(m.Meta.Train.MinNorm))))
+		sum := s.sum[b] - s.sum[a]
+		if c := min(a, nctx); c > 0 {
+			sum += s.ctx[c]
+			cnt += int32(c)
+		}
+		z := float64(m.Meta.Bias) + sum/math.Sqrt(float64(max(cnt, int32(m.Meta.Train.MinNorm))))
 		if p := sigmoid(z); p > best.Prob {
 			best.Prob, best.Start, best.End, best.a, best.b = p, s.toks[a].start, s.toks[b-1].end, a, b
 		}
@@ -281,6 +303,18 @@ func (m *Model) explain(s *scratch, t string, a, b, k int) []Contribution {
 	if len(hs) == 0 {
 		return nil
 	}
+	// A Context model's window also holds the text's opening features.
+	nctx := 0
+	if m.Meta.Train.Context {
+		nctx = min(a, m.Meta.Train.StartTokens)
+	}
+	if nctx > 0 {
+		s.ctxHs = append(s.ctxHs[:0], hs...)
+		for k := 0; k < nctx; k++ {
+			s.ctxHs = append(s.ctxHs, s.flat[s.off[k]])
+		}
+		hs = s.ctxHs
+	}
 	// Each feature hash's summed weight, in an open-addressing table (much cheaper than
 	// a map here); names are made only for the winners.
 	tab := s.tab.reset(len(hs))
@@ -318,10 +352,14 @@ func (m *Model) explain(s *scratch, t string, a, b, k int) []Contribution {
 	}
 	var buf []uint32
 	var runes []int
-	for i := a; i < b; i++ {
+	fs := m.Meta.Train.features()
+	for i := range b {
+		if i >= nctx && i < a {
+			continue
+		}
 		for _, h := range s.flat[s.off[i]:s.off[i+1]] {
 			if _, ok := names[h]; ok {
-				buf, runes = tokenFeatures(t, s.toks, i, runes, buf[:0], names)
+				buf, runes = tokenFeatures(fs, t, s.toks, i, runes, buf[:0], names)
 				break
 			}
 		}

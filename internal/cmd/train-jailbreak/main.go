@@ -3,6 +3,8 @@
 //
 //	go run ./internal/cmd/train-jailbreak            # train, calibrate, write model and metrics
 //	go run ./internal/cmd/train-jailbreak -eval-only # measure the committed model
+//	go run ./internal/cmd/train-jailbreak -misses    # print the held-out texts the default preset gets wrong
+//	go run ./internal/cmd/train-jailbreak -tune      # cross-validate a hyper-parameter sweep on the training split
 //
 // It splits the training file deterministically (20 % held out, by sha256 of each text),
 // trains a logistic regression over hashed word and character n-grams on the rest with a
@@ -35,7 +37,15 @@ func main() {
 	hard := flag.String("hard", filepath.Join(root, "testdata/governance/*.jsonl"), "glob of hand-written test sets, evaluated per category")
 	evalOnly := flag.Bool("eval-only", false, "do not train: evaluate the model file and print the metrics")
 	sweep := flag.Bool("tune", false, "print out-of-fold metrics on the training split for a sweep of hyper-parameters, then exit")
+	misses := flag.Bool("misses", false, "with -eval-only: print the held-out texts the default preset gets wrong, then exit")
 	flag.Parse()
+	if *misses {
+		if err := printMisses(*data, *modelPath); err != nil {
+			fmt.Fprintln(os.Stderr, "train-jailbreak:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *sweep {
 		ex, _, err := jailbreak.LoadJSONL(*data)
 		if err != nil {
@@ -197,8 +207,22 @@ func render(m Metrics) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Jailbreak detector metrics\n\nWritten by `make train-jailbreak` (internal/cmd/train-jailbreak); do not edit.\n\n")
 	fmt.Fprintf(&b, "- training file: `%s` (sha256 `%s`), %d rows: %d train, %d held out (20 %%, by sha256 of the text)\n", jailbreak.TrainingDataRel, m.DataSHA256, m.Rows, m.TrainRows, m.HeldOut)
-	fmt.Fprintf(&b, "- model: logistic regression, 2^%d hashed features (words, bigrams, char 3-5-grams), windows of %d tokens every %d; %d epochs, seed %d; file %d bytes\n",
-		m.Train.Bits, m.Train.Window, m.Train.Stride, m.Train.Epochs, m.Train.Seed, m.ModelBytes)
+	feats := "words, bigrams, char 3-5-grams"
+	if m.Train.Trigrams {
+		feats += ", trigrams"
+	}
+	if m.Train.SkipGrams > 0 {
+		feats += fmt.Sprintf(", skip-bigrams over up to %d words", m.Train.SkipGrams)
+	}
+	if m.Train.StartTokens > 0 {
+		feats += fmt.Sprintf(", the text's first %d tokens", m.Train.StartTokens)
+		if m.Train.Context {
+			feats += " (added to every window)"
+		}
+	}
+	fmt.Fprintf(&b, "- model: logistic regression, 2^%d hashed features (%s), windows of %d tokens every %d; Adagrad lr %g, L2 %g, %d epochs, seed %d; file %d bytes\n",
+		m.Train.Bits, feats, m.Train.Window, m.Train.Stride, m.Train.LR, m.Train.L2, m.Train.Epochs, m.Train.Seed, m.ModelBytes)
+	b.WriteString("- hyper-parameters chosen by 5-fold cross-validation on the training split only (`go run ./internal/cmd/train-jailbreak -tune`); the held-out split is only measured\n")
 	fmt.Fprintf(&b, "- thresholds (model probability), calibrated on %d-fold out-of-fold scores of the benign training texts: permissive %.4f, default %.4f, strict %.4f\n",
 		m.Train.Folds, m.Thresholds[jailbreak.PresetPermissive], m.Thresholds[jailbreak.PresetDefault], m.Thresholds[jailbreak.PresetStrict])
 	fmt.Fprintf(&b, "- length baseline (flag when longer than), calibrated the same way: permissive %.0f, default %.0f, strict %.0f bytes\n\n",

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"strconv"
@@ -13,6 +14,19 @@ import (
 // ROC-AUC and true-positive rate at 1 % and 0.1 % false positives on the training split
 // (the held-out split is never looked at), which is how DefaultTrainConfig was chosen.
 func tune(train []jailbreak.Example, sweep []jailbreak.TrainConfig) {
+	if js := os.Getenv("TUNE_CONFIGS"); js != "" {
+		// e.g. TUNE_CONFIGS='{"epochs":20};{"lr":0.5,"binary":true}' runs those changes
+		// to DefaultTrainConfig instead of the built-in sweep.
+		sweep = nil
+		for _, j := range strings.Split(js, ";") {
+			c := jailbreak.DefaultTrainConfig()
+			if err := json.Unmarshal([]byte(j), &c); err != nil {
+				fmt.Fprintf(os.Stderr, "TUNE_CONFIGS %q: %v\n", j, err)
+				os.Exit(2)
+			}
+			sweep = append(sweep, c)
+		}
+	}
 	if only := os.Getenv("TUNE_ONLY"); only != "" {
 		// e.g. TUNE_ONLY=10,11 runs just those settings of the sweep.
 		var keep []jailbreak.TrainConfig
@@ -27,6 +41,18 @@ func tune(train []jailbreak.Example, sweep []jailbreak.TrainConfig) {
 	for i, e := range train {
 		pos[i] = e.Positive()
 	}
+	// Which training texts a phrase rule or decoder flags (the model's threshold set out
+	// of reach), to report the whole detector's out-of-fold TPR and FPR beside the model's.
+	ruled := make([]bool, len(train))
+	if m, err := jailbreak.DefaultModel(); err == nil {
+		if d, err := jailbreak.NewDetector(m, "", 0.999999); err == nil {
+			for i, e := range train {
+				for _, f := range d.Scan(e.Text).Findings {
+					ruled[i] = ruled[i] || f.RuleID != jailbreak.RuleModel
+				}
+			}
+		}
+	}
 	for _, cfg := range sweep {
 		oof := jailbreak.OutOfFold(train, cfg)
 		var benign []float64
@@ -35,20 +61,25 @@ func tune(train []jailbreak.Example, sweep []jailbreak.TrainConfig) {
 				benign = append(benign, s)
 			}
 		}
-		line := fmt.Sprintf("bits=%d window=%d stride=%d epochs=%d lr=%g l2=%g symbols=%v min_norm=%d mil=%v: auc=%.4f", cfg.Bits, cfg.Window, cfg.Stride, cfg.Epochs, cfg.LR, cfg.L2, !cfg.NoSymbols, cfg.MinNorm, cfg.MIL, jailbreak.ROCAUC(oof, pos))
+		line := fmt.Sprintf("bits=%d window=%d stride=%d epochs=%d lr=%g l2=%g symbols=%v min_norm=%d mil=%v trigrams=%v start=%d context=%v skip=%d benign_weight=%g average=%v: auc=%.4f", cfg.Bits, cfg.Window, cfg.Stride, cfg.Epochs, cfg.LR, cfg.L2, !cfg.NoSymbols, cfg.MinNorm, cfg.MIL, cfg.Trigrams, cfg.StartTokens, cfg.Context, cfg.SkipGrams, cfg.BenignWeight, cfg.Average, jailbreak.ROCAUC(oof, pos))
 		for _, fpr := range []float64{0.01, 0.001} {
 			t := jailbreak.ThresholdAtFPR(benign, fpr)
 			var c jailbreak.Confusion
 			for i, s := range oof {
 				c.Add(pos[i], s >= t)
 			}
-			line += fmt.Sprintf(" tpr@%g=%.3f", fpr, c.TPR())
+			var dc jailbreak.Confusion
+			for i, s := range oof {
+				dc.Add(pos[i], s >= t || ruled[i])
+			}
+			line += fmt.Sprintf(" tpr@%g=%.3f (detector tpr %.3f fpr %.4f)", fpr, c.TPR(), dc.TPR(), dc.FPR())
 		}
 		fmt.Fprintln(os.Stderr, line)
 	}
 }
 
-// sweepConfigs varies one hyper-parameter at a time around the default.
+// sweepConfigs varies one hyper-parameter at a time around the default (and includes
+// the previous default, for comparison).
 func sweepConfigs() []jailbreak.TrainConfig {
 	base := jailbreak.DefaultTrainConfig()
 	var out []jailbreak.TrainConfig
@@ -58,16 +89,22 @@ func sweepConfigs() []jailbreak.TrainConfig {
 		out = append(out, c)
 	}
 	add(func(*jailbreak.TrainConfig) {})
+	add(func(c *jailbreak.TrainConfig) { c.StartTokens, c.Context, c.LR, c.Epochs = 0, false, 0.2, 10 }) // the previous default
 	add(func(c *jailbreak.TrainConfig) { c.Window, c.Stride = 512, 256 })
 	add(func(c *jailbreak.TrainConfig) { c.Window, c.Stride = 128, 64 })
-	add(func(c *jailbreak.TrainConfig) { c.Epochs = 20 })
-	add(func(c *jailbreak.TrainConfig) { c.LR = 0.5 })
+	add(func(c *jailbreak.TrainConfig) { c.Epochs = 10 })
+	add(func(c *jailbreak.TrainConfig) { c.LR = 0.2 })
 	add(func(c *jailbreak.TrainConfig) { c.L2 = 1e-4 })
 	add(func(c *jailbreak.TrainConfig) { c.L2 = 1e-6 })
 	add(func(c *jailbreak.TrainConfig) { c.Bits = 20 })
 	add(func(c *jailbreak.TrainConfig) { c.NoSymbols = true })
 	add(func(c *jailbreak.TrainConfig) { c.MinNorm = 200 })
 	add(func(c *jailbreak.TrainConfig) { c.MIL = true })
-	add(func(c *jailbreak.TrainConfig) { c.MIL, c.Window, c.Stride = true, 128, 64 })
+	add(func(c *jailbreak.TrainConfig) { c.Context = false })
+	add(func(c *jailbreak.TrainConfig) { c.StartTokens = 16 })
+	add(func(c *jailbreak.TrainConfig) { c.Trigrams = true })
+	add(func(c *jailbreak.TrainConfig) { c.SkipGrams = 2 })
+	add(func(c *jailbreak.TrainConfig) { c.BenignWeight = 2 })
+	add(func(c *jailbreak.TrainConfig) { c.Average = true })
 	return out
 }
