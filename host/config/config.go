@@ -25,6 +25,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
+
+	"github.com/limitgraph/limit/sdk/base"
 )
 
 // Defaults for every setting the file may leave out.
@@ -157,6 +159,9 @@ type PluginBlock struct {
 	SHA256 []byte
 	// Env is the only environment the plugin process gets; nil when the block sets none.
 	Env map[string]string
+	// Pool is the runner block's `pool`, nil when it sets none; PoolSize applies the
+	// default.
+	Pool *int
 	// Config is the raw config block, never nil: an empty body when the block has no
 	// config block, so it can always be decoded.
 	Config hcl.Body
@@ -174,6 +179,20 @@ type PluginBlock struct {
 	// evalCtx evaluates expressions of the config block; it carries the env function
 	// bound to the lookup Parse was given.
 	evalCtx *hcl.EvalContext
+}
+
+// PoolSize is how many processes of a runner the host keeps started and configured ahead
+// of the sessions that take them, each handed to one session and never reused: the
+// block's `pool`, else DefaultRunnerPool. 0 starts each when its session needs it. Other
+// kinds of block have no pool.
+func (b *PluginBlock) PoolSize() int {
+	switch {
+	case b.Kind != base.KindRunner:
+		return 0
+	case b.Pool != nil:
+		return *b.Pool
+	}
+	return DefaultRunnerPool
 }
 
 // SelectedStorage returns the storage block in use, or nil when there is none (which

@@ -47,6 +47,19 @@ var pluginBlockSchema = &hcl.BodySchema{
 	Blocks: []hcl.BlockHeaderSchema{{Type: "config"}},
 }
 
+// runnerBlockSchema is pluginBlockSchema plus what only runner blocks have.
+var runnerBlockSchema = &hcl.BodySchema{
+	Attributes: append(append([]hcl.AttributeSchema{}, pluginBlockSchema.Attributes...), hcl.AttributeSchema{Name: "pool"}),
+	Blocks:     pluginBlockSchema.Blocks,
+}
+
+// DefaultRunnerPool is a runner block's pool when it sets none, and MaxRunnerPool the
+// largest it may set.
+const (
+	DefaultRunnerPool = 1
+	MaxRunnerPool     = 64
+)
+
 var governanceSchema = &hcl.BodySchema{
 	Attributes: []hcl.AttributeSchema{{Name: "policy"}},
 	Blocks:     []hcl.BlockHeaderSchema{{Type: "rule", LabelNames: []string{"name"}}},
@@ -273,9 +286,22 @@ func (d *decoder) pluginBlock(blk *hcl.Block, kind string, labels map[string]map
 		ConfigRange: blk.DefRange,
 		evalCtx:     d.ctx,
 	}
-	content, diags := blk.Body.Content(pluginBlockSchema)
+	schema := pluginBlockSchema
+	if kind == base.KindRunner {
+		schema = runnerBlockSchema
+	}
+	content, diags := blk.Body.Content(schema)
 	d.add(diags)
 	a := content.Attributes
+
+	if n, attr := d.int64(a, "pool"); attr != nil {
+		if n < 0 || n > MaxRunnerPool {
+			d.invalid(attr, "Invalid pool", "pool must be at least 0 (0 starts each runner process when a session needs it) and at most %d; got %d.", MaxRunnerPool, n)
+		} else {
+			pool := int(n)
+			pb.Pool = &pool
+		}
+	}
 
 	if s, attr := d.str(a, "plugin"); attr != nil {
 		if strings.TrimSpace(s) == "" {

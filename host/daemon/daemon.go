@@ -110,7 +110,7 @@ func blockDiag(b *config.PluginBlock, subject hcl.Range, summary string, err err
 func prepareBlock(ctx context.Context, cfg *config.Config, b *config.PluginBlock, pluginDir, dataDir string, logger hclog.Logger) (plugins.Spec, hcl.Diagnostics) {
 	spec := plugins.Spec{
 		Kind: b.Kind, Name: b.Name, SHA256: b.SHA256, Env: b.Env, DataDir: dataDir,
-		StartTimeout: cfg.Host.PluginStartTimeout, LogLevel: cfg.Host.LogLevel,
+		StartTimeout: cfg.Host.PluginStartTimeout, LogLevel: cfg.Host.LogLevel, Pool: b.PoolSize(),
 	}
 	path, err := plugins.Resolve(pluginDir, b.Plugin, nil)
 	if err != nil {

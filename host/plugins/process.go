@@ -45,6 +45,9 @@ type Spec struct {
 	StartTimeout time.Duration
 	// LogLevel is passed to the plugin as LIMIT_LOG_LEVEL.
 	LogLevel string
+	// Pool is how many processes of a runner are kept started and configured ahead of
+	// the sessions that will take them; 0 starts each when a session needs it.
+	Pool int
 }
 
 // ID is the plugin's namespaced id, e.g. "storage.bolt".

@@ -13,10 +13,13 @@ import (
 )
 
 // Runners hands out runner plugin processes: one fresh process per (session, runner),
-// never shared and never reused, stopped when the session is released.
+// never shared and never reused, stopped when the session is released. A runner whose
+// spec has a Pool keeps that many processes started and configured ahead of time; a
+// session takes one and opens itself in it.
 type Runners struct {
 	logger hclog.Logger
 	specs  map[string]Spec
+	pools  map[string]*pool
 
 	mu      sync.Mutex
 	procs   map[runnerKey]*runnerEntry
@@ -34,12 +37,19 @@ type runnerEntry struct {
 	isolation []runner.IsolationFeature
 }
 
-// NewRunners returns a pool for the given runner specs, keyed by runner name.
+// NewRunners returns the runners of the given specs, keyed by runner name, and starts
+// filling the pool of each spec that has one.
 func NewRunners(specs map[string]Spec, logger hclog.Logger) *Runners {
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
-	return &Runners{logger: logger, specs: specs, procs: map[runnerKey]*runnerEntry{}}
+	r := &Runners{logger: logger, specs: specs, pools: map[string]*pool{}, procs: map[runnerKey]*runnerEntry{}}
+	for name, spec := range specs {
+		if spec.Pool > 0 {
+			r.pools[name] = newPool(spec, spec.Pool, logger.With("pool", name))
+		}
+	}
+	return r
 }
 
 // Names lists the configured runners.
@@ -89,9 +99,9 @@ func (r *Runners) Get(ctx context.Context, sess runner.Session, name string) (*H
 			e = &runnerEntry{ready: make(chan struct{})}
 			r.procs[key] = e
 			r.mu.Unlock()
-			p, iso, err := r.start(ctx, spec, sess)
+			p, err := r.start(ctx, spec, sess)
 			r.mu.Lock()
-			e.proc, e.err, e.isolation = p, err, iso
+			e.proc, e.err = p, err
 			if err != nil || r.closed {
 				delete(r.procs, key)
 			}
@@ -105,6 +115,7 @@ func (r *Runners) Get(ctx context.Context, sess runner.Session, name string) (*H
 				p.Kill()
 				return nil, fmt.Errorf("runner %q: host is shutting down", name)
 			}
+			go r.isolationOf(e, spec, sess.ID)
 			return &Handle{Runner: p.Impl.(runner.Runner), Process: p, Fresh: true, Replaced: replaced}, nil
 		}
 		r.mu.Unlock()
@@ -133,32 +144,65 @@ func (r *Runners) Get(ctx context.Context, sess runner.Session, name string) (*H
 	}
 }
 
-func (r *Runners) start(ctx context.Context, spec Spec, sess runner.Session) (*Process, []runner.IsolationFeature, error) {
+// start gives the session a process of its own, open for it: a pre-started one from the
+// runner's pool when there is one, else one started now.
+func (r *Runners) start(ctx context.Context, spec Spec, sess runner.Session) (*Process, error) {
+	if pl := r.pools[spec.Name]; pl != nil {
+		defer pl.done()
+		if p := pl.take(); p != nil {
+			err := p.Impl.(runner.Runner).OpenSession(ctx, sess)
+			if err == nil {
+				r.opened(spec, sess, p)
+				return p, nil
+			}
+			dead := p.Exited() || p.Ping() != nil
+			p.Kill()
+			if !dead {
+				return nil, fmt.Errorf("runner %q: %w", spec.Name, err)
+			}
+			// It died between the pool's last look and now: start one as if the pool
+			// were empty.
+			r.logger.Warn("a pre-started runner process was dead when taken; starting a fresh one",
+				"plugin", spec.ID(), "session", sess.ID, "pid", p.PID, "error", err)
+		}
+	}
 	p, err := Launch(ctx, spec, r.logger.With("session", sess.ID))
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if err := p.Configure(ctx, false); err != nil {
 		p.Kill()
-		return nil, nil, err
+		return nil, err
 	}
-	rn := p.Impl.(runner.Runner)
-	if err := rn.OpenSession(ctx, sess); err != nil {
+	if err := p.Impl.(runner.Runner).OpenSession(ctx, sess); err != nil {
 		p.Kill()
-		return nil, nil, fmt.Errorf("runner %q: %w", spec.Name, err)
+		return nil, fmt.Errorf("runner %q: %w", spec.Name, err)
 	}
-	// What the runner enforces for this session, for the health report; a runner that
-	// cannot say is still usable, and the report says nothing rather than guess.
-	var iso []runner.IsolationFeature
-	hctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	if h, err := rn.Health(hctx); err == nil {
-		iso = h.Isolation
-	} else {
-		r.logger.Warn("runner health after open failed", "plugin", spec.ID(), "session", sess.ID, "error", err)
+	r.opened(spec, sess, p)
+	return p, nil
+}
+
+// opened logs a process just opened for sess; its uptime says how long it waited in the
+// pool, if it came from there.
+func (r *Runners) opened(spec Spec, sess runner.Session, p *Process) {
+	r.logger.Debug("runner process opened", "plugin", spec.ID(), "session", sess.ID, "pid", p.PID, "uptime", p.Uptime())
+}
+
+// isolationOf asks the process of e, just opened for a session, what isolation it
+// enforces, for the health report. It runs beside the session's first execution rather
+// than before it; a runner that cannot say is still usable, and the report then says
+// nothing rather than guess.
+func (r *Runners) isolationOf(e *runnerEntry, spec Spec, session string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	h, err := e.proc.Impl.(runner.Runner).Health(ctx)
+	if err != nil {
+		r.logger.Warn("runner health after open failed", "plugin", spec.ID(), "session", session, "error", err)
+		return
 	}
-	cancel()
-	r.logger.Debug("runner process started", "plugin", spec.ID(), "session", sess.ID, "pid", p.PID)
-	return p, iso, nil
+	r.mu.Lock()
+	e.isolation = h.Isolation
+	r.mu.Unlock()
 }
 
 // Release closes and stops every runner process of a session.
@@ -201,8 +245,27 @@ func stopAll(ctx context.Context, entries []*runnerEntry) {
 	wg.Wait()
 }
 
-// Statuses describes every live runner process.
+// Idle is the number of pre-started processes waiting in the named runner's pool.
+func (r *Runners) Idle(name string) int {
+	if pl := r.pools[name]; pl != nil {
+		return pl.idleCount()
+	}
+	return 0
+}
+
+// Statuses describes every live runner process, then each runner's idle pre-started
+// processes (Kind KindPool).
 func (r *Runners) Statuses() []Status {
+	out := r.sessionStatuses()
+	for _, name := range r.Names() {
+		if pl := r.pools[name]; pl != nil {
+			out = append(out, pl.statuses()...)
+		}
+	}
+	return out
+}
+
+func (r *Runners) sessionStatuses() []Status {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var out []Status
@@ -236,7 +299,7 @@ func (r *Runners) Crashes() int {
 	return r.crashes
 }
 
-// Close stops every runner process; later Get calls fail.
+// Close stops every runner process, the pre-started ones too; later Get calls fail.
 func (r *Runners) Close(ctx context.Context) {
 	r.mu.Lock()
 	r.closed = true
@@ -246,5 +309,11 @@ func (r *Runners) Close(ctx context.Context) {
 		delete(r.procs, k)
 	}
 	r.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, pl := range r.pools {
+		wg.Add(1)
+		go func() { defer wg.Done(); pl.close() }()
+	}
 	stopAll(ctx, entries)
+	wg.Wait()
 }

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
+
 	"github.com/limitgraph/limit/sdk/base"
 	"github.com/limitgraph/limit/sdk/runner"
 )
@@ -222,4 +224,77 @@ func memOf(pid int) memFigures {
 		}
 	}
 	return m
+}
+
+// BenchmarkOpenSessionSteps opens sessions in this process (no plugin start, no gRPC) and
+// prints the p50 of each step: the sandbox (uid lease, work dir owner, cgroups) and the
+// worker's start (spawn init in its namespaces, send it its config, init's setup up to
+// the interpreter's exec, the checks from outside, the rest of the interpreter's start),
+// then the first print(1), with the worker compiled ahead (as in a pooled process); and,
+// interleaved in alternating order, the same with the worker passed as source. init is
+// this test binary re-executed, a little larger than the plugin binary.
+//
+//	go test -run '^$' -bench OpenSessionSteps -benchtime 30x ./plugins/runner-python
+func BenchmarkOpenSessionSteps(b *testing.B) {
+	set, ds := parseConfig(base.ConfigureRequest{Config: []byte(`{}`)}, false)
+	if ds.HasErrors() {
+		b.Fatal(ds.Err())
+	}
+	ctx := context.Background()
+	compiled, err := precompileWorker(ctx, set.interpreter)
+	if err != nil {
+		b.Fatal(err)
+	}
+	emit := func(runner.Event) error { return nil }
+	// open opens a session, runs print(1), closes it; it returns the sandbox's, the
+	// first execution's and the whole time, and the worker's steps.
+	open := func(id, code string) (sandbox, first, total time.Duration, steps startTiming) {
+		wd := newWorkDir(b)
+		r := newRunner(nil)
+		r.set = &set
+		t0 := time.Now()
+		sb, err := newSandbox(set, runner.Session{ID: id, WorkDir: wd})
+		if err != nil {
+			b.Fatal(err)
+		}
+		sb.compiled = code
+		t1 := time.Now()
+		w, err := startWorker(ctx, sb, hclog.NewNullLogger())
+		if err != nil {
+			b.Fatal(err)
+		}
+		t2 := time.Now()
+		r.sb, r.w = sb, w
+		res, err := r.Execute(ctx, runner.ExecuteRequest{ExecutionID: "first", Input: "print(1)"}, emit)
+		if err != nil || res.Status != runner.StatusOK {
+			b.Fatal(err, res)
+		}
+		t3 := time.Now()
+		_ = r.shutdown(true)
+		return t1.Sub(t0), t3.Sub(t2), t3.Sub(t0), w.timing
+	}
+	var sbD, spawnD, configD, setupD, verifyD, readyD, firstD, total, pyD, srcReady, srcTotal []time.Duration
+	for i := 0; i < b.N; i++ {
+		for j := 0; j < 2; j++ {
+			if (i+j)%2 == 0 {
+				_, _, tot, st := open(fmt.Sprintf("steps-src-%d", i), "")
+				srcReady, srcTotal = append(srcReady, st.Ready), append(srcTotal, tot)
+				continue
+			}
+			sbx, first, tot, st := open(fmt.Sprintf("steps-%d", i), compiled)
+			sbD, firstD, total = append(sbD, sbx), append(firstD, first), append(total, tot)
+			spawnD, configD, setupD = append(spawnD, st.Spawn), append(configD, st.Config), append(setupD, st.Setup)
+			verifyD, readyD = append(verifyD, st.Verify), append(readyD, st.Ready)
+		}
+		t0 := time.Now()
+		if err := exec.Command(set.interpreter, "-s", "-c", "pass").Run(); err != nil {
+			b.Fatal(err)
+		}
+		pyD = append(pyD, time.Since(t0))
+	}
+	b.ReportMetric(ms(p50(total)), "open+first-p50-ms")
+	b.ReportMetric(ms(p50(srcTotal)), "source-open+first-p50-ms")
+	b.Logf("open session + first print(1) p50 %.1f ms = sandbox %.1f + worker [spawn init %.1f + send its config %.1f + init setup %.1f + checks from outside %.1f + interpreter ready %.1f] + first print(1) %.1f (p50 each, n=%d); with the worker as source: ready %.1f, all %.1f; in the same run %s -s -c pass p50 %.1f ms",
+		ms(p50(total)), ms(p50(sbD)), ms(p50(spawnD)), ms(p50(configD)), ms(p50(setupD)), ms(p50(verifyD)), ms(p50(readyD)), ms(p50(firstD)), b.N,
+		ms(p50(srcReady)), ms(p50(srcTotal)), set.interpreter, ms(p50(pyD)))
 }

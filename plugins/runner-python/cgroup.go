@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -136,40 +135,12 @@ func setCgroupLimits(ctrl, dir string, l runner.Limits) (string, error) {
 	return "", fmt.Errorf("unknown controller %s", ctrl)
 }
 
-// join moves pid into every cgroup and checks /proc/<pid>/cgroup says so; a controller
-// that fails is reported and dropped.
-func (cg *cgroups) join(pid int, rep *report) {
-	// Each move waits for an RCU grace period; made together they share it.
-	errs := make(map[string]error, len(cg.dirs))
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	for ctrl, dir := range cg.dirs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			err := writeCgroup(dir, "cgroup.procs", strconv.Itoa(pid))
-			mu.Lock()
-			errs[ctrl] = err
-			mu.Unlock()
-		}()
-	}
-	wg.Wait()
-	for ctrl, err := range errs {
-		if err != nil {
-			rep.fail(controllerFeatures[ctrl], err.Error())
+// joined takes init's setup report into account: a controller init could not join is
+// dropped (the report says why). The worker's cgroups are checked from outside once it runs.
+func (cg *cgroups) joined(rep *report) {
+	for ctrl := range cg.dirs {
+		if f := rep.get(controllerFeatures[ctrl]); f != nil && !f.Enforced {
 			delete(cg.dirs, ctrl)
-		}
-	}
-	own, err := cgroupsOf(pid)
-	if err != nil {
-		for ctrl := range cg.dirs {
-			rep.fail(controllerFeatures[ctrl], "cannot check the sandbox's cgroups: "+err.Error())
-		}
-		return
-	}
-	for ctrl, dir := range cg.dirs {
-		if !strings.HasSuffix(dir, own[ctrl]) || own[ctrl] == "/" {
-			rep.fail(controllerFeatures[ctrl], fmt.Sprintf("the sandbox is in %s cgroup %q, not %s", ctrl, own[ctrl], dir))
 		}
 	}
 	if dir, ok := cg.dirs["memory"]; ok {

@@ -5,10 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -26,17 +26,13 @@ const initArg = "__limit_runner_python_init__"
 
 // The init's file descriptors, set up by the plugin (ExtraFiles).
 const (
-	initFdCmd    = 3 // plugin → init: the config frame, cmdStart; EOF when the plugin is gone
+	initFdCmd    = 3 // plugin → init: the config frame; EOF when the plugin is gone
 	initFdStatus = 4 // init → plugin: setup report, worker exit, fatal errors
 	initFdOut    = 5 // the worker's stdout (write end)
 	initFdErr    = 6 // the worker's stderr (write end)
 	initFdCtlIn  = 7 // plugin → worker frames (read end)
 	initFdCtlOut = 8 // worker → plugin frames (write end)
 )
-
-// cmdStart is the byte with which the plugin tells init to start the worker, once init is
-// in the session's cgroups.
-const cmdStart = 'g'
 
 // initConfig is what the plugin tells init to set up.
 type initConfig struct {
@@ -71,6 +67,9 @@ type initConfig struct {
 	Seccomp   bool     `json:"seccomp"`
 	// Rlimits are set on init before it starts the worker, which inherits them.
 	Rlimits []rlimitSpec `json:"rlimits"`
+	// Cgroups maps a cgroup v1 controller to the session's directory in it: init moves
+	// the thread that starts the worker there, so the worker starts inside them.
+	Cgroups map[string]string `json:"cgroups,omitempty"`
 }
 
 // rlimitSpec is one resource limit, soft and hard alike.
@@ -87,8 +86,18 @@ type initSetup struct {
 	WorkerPID int `json:"worker_pid"`
 }
 
+// The thread that joins the session's cgroups must be the one that forks the worker (a
+// child starts in its parent thread's cgroups), and init's main thread, so cgroup.procs
+// lists init: locked in an init function, main runs on the main thread.
+func init() {
+	if len(os.Args) > 1 && os.Args[1] == initArg {
+		runtime.LockOSThread()
+	}
+}
+
 // sandboxInit is the main function of init. It never returns.
 func sandboxInit() {
+	runtime.LockOSThread()
 	// Caught, not ignored: an ignored signal would stay ignored in the worker and its
 	// children (multiprocessing stops its workers with SIGTERM).
 	sigs := make(chan os.Signal, 8)
@@ -127,6 +136,10 @@ func runInit(cmd, status *os.File) (int, error) {
 	_ = unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
 	rep := newReport()
+	// The cgroups' files are opened now, while init may still reach them, and joined
+	// just before the worker is started: a thread in the session's cpu cgroup runs the
+	// rest of the setup (Landlock on every thread, above all) several times slower.
+	tasks := openCgroupTasks(cfg.Cgroups, rep)
 	devnull, err := os.OpenFile("/dev/null", os.O_RDWR, 0)
 	if err != nil {
 		return 2, fmt.Errorf("open /dev/null: %w", err)
@@ -161,13 +174,7 @@ func runInit(cmd, status *os.File) (int, error) {
 	// (prlimit on the worker instead would need CAP_SYS_RESOURCE, which root may lack.)
 	applyRlimits(cfg.Rlimits, rep)
 
-	// The plugin moves init into the session's cgroups while init sets up (a cgroup v1
-	// migration waits for an RCU grace period: ~10 ms); the worker must start inside them.
-	var goByte [1]byte
-	if _, err := io.ReadFull(cmd, goByte[:]); err != nil || goByte[0] != cmdStart {
-		return 2, fmt.Errorf("wait for the plugin's go-ahead: %v", err)
-	}
-
+	joinCgroups(tasks, rep)
 	argv := append([]string{cfg.Interpreter}, cfg.Args...)
 	sys := &syscall.SysProcAttr{Setpgid: true}
 	if cfg.UID >= 0 {
@@ -277,6 +284,36 @@ func children(pid int) []int {
 		}
 	}
 	return out
+}
+
+// openCgroupTasks opens the tasks file of each of the session's cgroups, to join them
+// later, when Landlock no longer lets init open them. A controller whose file cannot be
+// opened is recorded in rep.
+func openCgroupTasks(dirs map[string]string, rep *report) map[string]*os.File {
+	out := make(map[string]*os.File, len(dirs))
+	for ctrl, dir := range dirs {
+		f, err := os.OpenFile(filepath.Join(dir, "tasks"), os.O_WRONLY, 0)
+		if err != nil {
+			rep.fail(controllerFeatures[ctrl], fmt.Sprintf("move the sandbox into %s: %v", dir, err))
+			continue
+		}
+		out[ctrl] = f
+	}
+	return out
+}
+
+// joinCgroups moves the calling thread (init's main thread, which forks the worker) into
+// the session's cgroups through their tasks files, and closes them. A thread moving
+// itself is cheap: moving another process (the plugin writing init's pid to cgroup.procs)
+// waits for an RCU grace period, ~10 ms of every worker start. The plugin checks from
+// outside that the worker is in them.
+func joinCgroups(tasks map[string]*os.File, rep *report) {
+	for ctrl, f := range tasks {
+		if _, err := f.Write([]byte("0")); err != nil {
+			rep.fail(controllerFeatures[ctrl], fmt.Sprintf("move the sandbox into the %s cgroup: %v", ctrl, err))
+		}
+		f.Close()
+	}
 }
 
 // setupMounts makes the new mount namespace private, mounts the pid namespace's /proc and

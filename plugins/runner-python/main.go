@@ -11,7 +11,9 @@
 //
 // The plugin binary re-executes itself as the sandbox's first process ("init"), which
 // applies what must be applied from inside and starts the interpreter. Health reports
-// each isolation feature as checked on the running worker.
+// each isolation feature as checked on the running worker. A configured process that
+// waits for its session (the host keeps a pool of them) spawns that init and compiles the
+// worker's code ahead, so neither is part of the session's cold start.
 //
 // Build it as `go build -o limit-runner-python ./plugins/runner-python`; the host starts
 // it, it is not meant to be run by hand.

@@ -2,11 +2,14 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -39,7 +42,20 @@ type pythonRunner struct {
 
 	probeMu sync.Mutex
 	probe   *runner.Health
+
+	// compiled is the worker's code compiled ahead, once precompile is done; stopCompile
+	// ends it early.
+	compiled    atomic.Pointer[compiledWorker]
+	stopCompile context.CancelFunc
+	opening     bool // guarded by mu: OpenSession was called
+	// pre is an init spawned ahead for the session to come (guarded by mu): a Go
+	// program's start, ~10 ms, is then no part of the session's cold start.
+	pre *worker
 }
+
+// compiledWorker is the worker's code compiled by an interpreter, in the form
+// compiledLoader runs.
+type compiledWorker struct{ interpreter, code string }
 
 func newRunner(log hclog.Logger) *pythonRunner {
 	if log == nil {
@@ -73,7 +89,77 @@ func (r *pythonRunner) Configure(_ context.Context, req base.ConfigureRequest) b
 		return append(ds, base.Errorf(nil, "the plugin serves an open session; it cannot be reconfigured"))
 	}
 	r.set = &set
+	if c := r.compiled.Load(); !r.opening && !r.closed && (c == nil || c.interpreter != set.interpreter) {
+		if r.stopCompile != nil {
+			r.stopCompile()
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		r.stopCompile = cancel
+		go r.prepare(ctx, set)
+	}
 	return ds
+}
+
+// prepareDelay is how long a configured plugin waits for a session before it prepares
+// for one: a process the host started for a session at once is opened within it and
+// would gain nothing, while one that waits for a session (the host's pool of pre-started
+// processes) saves a Go program's start and the worker's compilation at its cold start.
+const prepareDelay = 150 * time.Millisecond
+
+// prepare spawns an init for a session without network access, the default, and
+// compiles the worker's code with the interpreter (isolated: no site, no environment),
+// unless a session opens first.
+func (r *pythonRunner) prepare(ctx context.Context, set settings) {
+	select {
+	case <-ctx.Done():
+		return
+	case <-time.After(prepareDelay):
+	}
+	if self, err := os.Executable(); err == nil {
+		if pre, err := spawnInit(self, sessionNamespaces(set, false), false, r.log); err == nil {
+			r.mu.Lock()
+			keep := !r.opening && !r.closed && r.pre == nil
+			if keep {
+				r.pre = pre
+			}
+			r.mu.Unlock()
+			if !keep {
+				pre.discard()
+			}
+		}
+	}
+	if ctx.Err() != nil {
+		return
+	}
+	interpreter := set.interpreter
+	code, err := precompileWorker(ctx, interpreter)
+	if err != nil {
+		if ctx.Err() == nil {
+			r.log.Warn("compile the worker ahead; it is compiled at each start instead", "error", err)
+		}
+		return
+	}
+	r.compiled.Store(&compiledWorker{interpreter: interpreter, code: code})
+}
+
+// precompileWorker returns the worker's code compiled by interpreter, marshalled, in
+// base64: the form compiledLoader runs.
+func precompileWorker(ctx context.Context, interpreter string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, interpreter, "-I", "-S", "-c",
+		"import sys, marshal, binascii; sys.stdout.write(binascii.b2a_base64(marshal.dumps(compile(sys.stdin.read(), '<limit-worker>', 'exec')), newline=False).decode())")
+	cmd.Env = []string{}
+	cmd.Stdin = strings.NewReader(workerScript)
+	out, err := cmd.Output()
+	if err != nil {
+		return "", err
+	}
+	code := string(out)
+	if _, err := base64.StdEncoding.DecodeString(code); err != nil || code == "" {
+		return "", fmt.Errorf("the interpreter wrote %d bytes that are not base64", len(out))
+	}
+	return code, nil
 }
 
 // OpenSession implements runner.Runner: it sets the sandbox up and starts the worker.
@@ -91,18 +177,33 @@ func (r *pythonRunner) OpenSession(ctx context.Context, s runner.Session) error 
 		return fmt.Errorf("a session (%s) is already open in this process", r.sb.sess.ID)
 	}
 	set := *r.set
+	r.opening = true
+	if r.stopCompile != nil {
+		r.stopCompile() // done or not, it must not compete with the session's start
+	}
+	pre := r.pre
+	r.pre = nil
 	r.mu.Unlock()
 
 	for k, v := range s.Env {
 		if k == "" || strings.ContainsAny(k, "=\x00") || strings.ContainsRune(v, 0) {
+			if pre != nil {
+				pre.discard()
+			}
 			return fmt.Errorf("open session %s: invalid environment variable %q: names must be non-empty without '=' or NUL, values without NUL", s.ID, k)
 		}
 	}
 	sb, err := newSandbox(set, s)
 	if err != nil {
+		if pre != nil {
+			pre.discard()
+		}
 		return fmt.Errorf("open session %s: %w", s.ID, err)
 	}
-	w, err := startWorker(ctx, sb, r.log.With("session", s.ID))
+	if c := r.compiled.Load(); c != nil && c.interpreter == set.interpreter {
+		sb.compiled = c.code
+	}
+	w, err := startWorkerFrom(ctx, sb, r.log.With("session", s.ID), pre)
 	if err != nil {
 		_ = sb.close(false)
 		return fmt.Errorf("open session %s: %w", s.ID, err)
@@ -365,12 +466,20 @@ func (r *pythonRunner) shutdown(removeWorkDir bool) error {
 		return nil
 	}
 	r.closed = true
+	if r.stopCompile != nil {
+		r.stopCompile()
+	}
+	pre := r.pre
+	r.pre = nil
 	sb, w, ready := r.sb, r.w, r.wReady
 	r.w, r.wReady = nil, nil
 	for _, ex := range r.execs {
 		ex.requestCancel()
 	}
 	r.mu.Unlock()
+	if pre != nil {
+		pre.discard()
+	}
 	if sb == nil {
 		return nil
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"maps"
 	"os"
 	"path/filepath"
 	"sort"
@@ -25,6 +26,10 @@ var workerScript string
 // workerLoader runs the worker's source (sys.argv[1]) under its own file name, so its
 // frames can be told from the code's (which may exec strings of its own).
 const workerLoader = "import sys; exec(compile(sys.argv[1], '<limit-worker>', 'exec'))"
+
+// compiledLoader runs the worker's code compiled ahead (see precompileWorker), saving the
+// compilation at every start: sys.argv[1] is the marshalled code object in base64.
+const compiledLoader = "import sys, marshal, binascii; exec(marshal.loads(binascii.a2b_base64(sys.argv[1])))"
 
 // systemReadOnly are the directories the sandboxed code may read (and execute from);
 // missing ones are skipped. /proc is the sandbox's own when it has a pid namespace.
@@ -57,6 +62,9 @@ type sandbox struct {
 	static *report
 	// self is the plugin's executable, re-run as init.
 	self string
+	// compiled is the worker's code compiled by the interpreter ahead, or "" to pass it as
+	// source.
+	compiled string
 }
 
 // effectiveLimits applies the session's non-zero limits over the configured ones.
@@ -120,26 +128,10 @@ func newSandbox(set settings, sess runner.Session) (*sandbox, error) {
 	}
 
 	// Namespaces: init is started in them; what init reports decides the rest.
-	nsFlags := []struct {
-		feat string
-		flag uintptr
-	}{
-		{featPIDNS, unix.CLONE_NEWPID}, {featMountNS, unix.CLONE_NEWNS},
-		{featIPCNS, unix.CLONE_NEWIPC}, {featUTSNS, unix.CLONE_NEWUTS},
-	}
-	if !sess.AllowNetwork {
-		nsFlags = append(nsFlags, struct {
-			feat string
-			flag uintptr
-		}{featNetNS, unix.CLONE_NEWNET})
-	} else if !set.disable[featNetNS] {
+	if sess.AllowNetwork && !set.disable[featNetNS] {
 		sb.static.set(featNetNS, false, "the session allows network access: it shares the host's network namespace")
 	}
-	for _, n := range nsFlags {
-		if !set.disable[n.feat] {
-			sb.flags |= n.flag
-		}
-	}
+	sb.flags = sessionNamespaces(set, sess.AllowNetwork)
 	if sb.flags&unix.CLONE_NEWPID != 0 && sb.flags&unix.CLONE_NEWNS == 0 {
 		sb.static.fail(featPIDNS, "without mount_ns /proc cannot be remounted, so the host's processes stay visible")
 	}
@@ -168,6 +160,24 @@ func newSandbox(set settings, sess runner.Session) (*sandbox, error) {
 	sb.cg = newCgroups(name, sb.limits, set.disable, sb.static)
 	ok = true
 	return sb, nil
+}
+
+// sessionNamespaces are the namespaces a session's init is started in: pid, mount, IPC and
+// UTS, and network unless the session allows the network, but for those disabled.
+func sessionNamespaces(set settings, allowNetwork bool) uintptr {
+	var flags uintptr
+	for _, n := range []struct {
+		feat string
+		flag uintptr
+	}{
+		{featPIDNS, unix.CLONE_NEWPID}, {featMountNS, unix.CLONE_NEWNS},
+		{featIPCNS, unix.CLONE_NEWIPC}, {featUTSNS, unix.CLONE_NEWUTS}, {featNetNS, unix.CLONE_NEWNET},
+	} {
+		if !set.disable[n.feat] && (n.flag != unix.CLONE_NEWNET || !allowNetwork) {
+			flags |= n.flag
+		}
+	}
+	return flags
 }
 
 // shortHash is a short stable hash of s for names.
@@ -211,6 +221,9 @@ func (sb *sandbox) initConfig(flags uintptr) initConfig {
 	}
 	sort.Strings(envList)
 	args := []string{"-s", "-c", workerLoader, workerScript}
+	if sb.compiled != "" {
+		args = []string{"-s", "-c", compiledLoader, sb.compiled}
+	}
 	if _, ok := env["LC_CTYPE"]; ok {
 		args = append(args, "keep-lc-ctype")
 	}
@@ -230,6 +243,7 @@ func (sb *sandbox) initConfig(flags uintptr) initConfig {
 		ReadWrite:   []string{sb.workDir},
 		RWFiles:     systemReadWriteFiles,
 		Seccomp:     !sb.set.disable[featSeccomp],
+		Cgroups:     maps.Clone(sb.cg.dirs),
 	}
 	if cfg.Mount {
 		cfg.Cover = sb.cover

@@ -65,7 +65,32 @@ type worker struct {
 	// resetPending and busy are guarded by the runner's mutex.
 	resetPending bool
 	busy         bool
+
+	// timing is how long each step of the start took.
+	timing startTiming
+	// self is the executable init runs, and wantFlags the namespaces asked for (flags
+	// are those init got).
+	self      string
+	wantFlags uintptr
 }
+
+// startTiming splits a worker's start into its steps, for the debug log and benchmarks.
+type startTiming struct {
+	// Spawn is creating the pipes and starting init in its namespaces.
+	Spawn time.Duration
+	// Config is sending init its configuration.
+	Config time.Duration
+	// Setup is waiting for init's setup report (cgroups, mounts, Landlock, seccomp,
+	// rlimits, fork of the interpreter).
+	Setup time.Duration
+	// Verify is checking the worker from outside, while its interpreter starts.
+	Verify time.Duration
+	// Ready is waiting for the interpreter's ready frame (its start-up and imports).
+	Ready time.Duration
+}
+
+// total is the whole start.
+func (t startTiming) total() time.Duration { return t.Spawn + t.Config + t.Setup + t.Verify + t.Ready }
 
 // loopEvent is what the I/O loop hands an execution: output, or its done frame.
 type loopEvent struct {
@@ -117,8 +142,135 @@ func newPipe(childReads bool) (pipePair, error) {
 // startWorker starts a sandboxed worker and returns it once the interpreter is ready, its
 // isolation checked from outside.
 func startWorker(ctx context.Context, sb *sandbox, log hclog.Logger) (*worker, error) {
+	return startWorkerFrom(ctx, sb, log, nil)
+}
+
+// startWorkerFrom is startWorker with an init spawned ahead by spawnInit, used when it
+// is still waiting and was started in the namespaces sb needs (the kernel gave it all it
+// asked for); otherwise it is discarded and a fresh init spawned.
+func startWorkerFrom(ctx context.Context, sb *sandbox, log hclog.Logger, pre *worker) (*worker, error) {
+	t0 := time.Now()
+	w := pre
+	if w != nil && (w.wantFlags != sb.flags || w.flags != w.wantFlags || w.self != sb.self || w.exited()) {
+		w.discard()
+		w = nil
+	}
+	if w == nil {
+		var err error
+		if w, err = spawnInit(sb.self, sb.flags, sb.cover != "", log); err != nil {
+			return nil, err
+		}
+	}
+	w.sb, w.log = sb, log
+	rep := newReport()
+	rep.merge(sb.static.entries())
+	rep.merge(w.rep.entries()) // the namespaces the kernel refused, if it did
+	w.rep = rep
+	t1 := time.Now()
+	w.timing.Spawn = t1.Sub(t0)
+	running := false // the reading goroutines run, so the pipes close only once they end
+	fail := func(err error) (*worker, error) {
+		w.kill()
+		if running {
+			<-w.dead
+		} else {
+			<-w.waitDone
+		}
+		w.closeFds()
+		return nil, err
+	}
+	// init joins the cgroups, sets itself up and starts the worker; a failed write means
+	// init is gone, and its status pipe says why.
+	raw, _ := json.Marshal(sb.initConfig(w.flags))
+	if _, err := w.cmdW.Write(encodeFrame(frameConfig, field{keyJSON, raw})); err != nil {
+		return fail(fmt.Errorf("send the sandbox its configuration: %w", err))
+	}
+	t2 := time.Now()
+	w.timing.Config = t2.Sub(t1)
+	_ = w.stW.SetReadDeadline(time.Now().Add(startTimeout))
+	f, err := readFrame(w.stW)
+	_ = w.stW.SetReadDeadline(time.Time{})
+	switch {
+	case err != nil:
+		return fail(fmt.Errorf("the sandbox did not report its setup: %w", err))
+	case f.typ == frameFatal:
+		return fail(fmt.Errorf("set up the sandbox: %s", f.str(keyError)))
+	case f.typ != frameSetup:
+		return fail(fmt.Errorf("the sandbox sent frame %q instead of its setup report", f.typ))
+	}
+	var setup initSetup
+	if err := json.Unmarshal(f.fields[keyJSON], &setup); err != nil {
+		return fail(fmt.Errorf("decode the sandbox's setup report: %w", err))
+	}
+	w.rep.merge(setup.Features)
+	sb.cg.joined(w.rep)
+	t3 := time.Now()
+	w.timing.Setup = t3.Sub(t2)
+
+	running = true
+	go w.readStatus()
+	go w.loop()
+	go func() {
+		<-w.loopDone
+		<-w.waitDone
+		<-w.statDone
+		close(w.dead)
+	}()
+
+	// init sends its report once the interpreter is exec'd: its uid, namespaces, limits,
+	// seccomp mode and cgroups are checked while it starts up.
+	check := func() error {
+		kids := children(w.cmd.Process.Pid)
+		if len(kids) != 1 {
+			return fmt.Errorf("the sandbox's init has %d children, expected the worker alone", len(kids))
+		}
+		w.pyPID = kids[0]
+		var err error
+		if w.pidfd, err = unix.PidfdOpen(w.pyPID, 0); err != nil {
+			return fmt.Errorf("open a pidfd of the Python worker: %w", err)
+		}
+		w.mem = openMemProbe(w.pyPID, sb.cg)
+		w.verify()
+		return nil
+	}
+	checkErr := check()
+	t4 := time.Now()
+	w.timing.Verify = t4.Sub(t3)
+
+	timer := time.NewTimer(startTimeout)
+	defer timer.Stop()
+	var ready frame
+	select {
+	case ready = <-w.ready:
+	case <-w.dead:
+		return fail(fmt.Errorf("the Python worker exited during start-up: %s", w.exitDescription()))
+	case <-timer.C:
+		return fail(fmt.Errorf("the Python worker did not start within %s", startTimeout))
+	case <-ctx.Done():
+		return fail(fmt.Errorf("start the Python worker: %w", ctx.Err()))
+	}
+	w.python = ready.str(keyVersion)
+	w.timing.Ready = time.Since(t4)
+	if checkErr != nil {
+		return fail(checkErr)
+	}
+	w.verifyLimits()
+	if missing := unknownFeatures(w.rep, sb.set.require); missing != "" {
+		return fail(fmt.Errorf("required isolation is not enforced on this machine: %s", missing))
+	}
+	log.Debug("worker started", "pid", w.pyPID, "total", w.timing.total().String(), "spawn", w.timing.Spawn.String(),
+		"config", w.timing.Config.String(), "setup", w.timing.Setup.String(), "ready", w.timing.Ready.String(), "verify", w.timing.Verify.String())
+	return w, nil
+}
+
+// spawnInit creates the pipes and starts init (the plugin re-executed) in the namespaces
+// flags asks for, falling back to none when the kernel refuses them; init then waits for
+// its sandbox's configuration. needMountNS says the sandbox cannot work without a mount
+// namespace. The worker it returns belongs to no sandbox yet.
+func spawnInit(self string, flags uintptr, needMountNS bool, log hclog.Logger) (*worker, error) {
 	w := &worker{
-		sb: sb, log: log, ready: make(chan frame, 1), ctlR: -1, outR: -1, errR: -1, pidfd: -1,
+		log: log, self: self, wantFlags: flags, flags: flags, rep: newReport(),
+		ready: make(chan frame, 1), ctlR: -1, outR: -1, errR: -1, pidfd: -1,
 		loopDone: make(chan struct{}), waitDone: make(chan struct{}), statDone: make(chan struct{}), dead: make(chan struct{}),
 	}
 	var pipes [6]pipePair
@@ -149,10 +301,7 @@ func startWorker(ctx context.Context, sb *sandbox, log hclog.Logger) (*worker, e
 		}
 	}()
 
-	w.rep = newReport()
-	w.rep.merge(sb.static.entries())
-	w.flags = sb.flags
-	if err := w.spawn(childEnds); err != nil {
+	if err := w.spawn(childEnds, needMountNS); err != nil {
 		w.closeFds()
 		return nil, err
 	}
@@ -164,87 +313,33 @@ func startWorker(ctx context.Context, sb *sandbox, log hclog.Logger) (*worker, e
 		_ = w.cmd.Wait()
 		close(w.waitDone)
 	}()
-	running := false // the reading goroutines run, so the pipes close only once they end
-	fail := func(err error) (*worker, error) {
-		w.kill()
-		if running {
-			<-w.dead
-		} else {
-			<-w.waitDone
-		}
-		w.closeFds()
-		return nil, err
-	}
-	// init sets itself up while it is moved into the cgroups; it starts the worker on the
-	// go-ahead that follows.
-	raw, _ := json.Marshal(sb.initConfig(w.flags))
-	if _, err := w.cmdW.Write(encodeFrame(frameConfig, field{keyJSON, raw})); err != nil {
-		return fail(fmt.Errorf("send the sandbox its configuration: %w", err))
-	}
-	sb.cg.join(w.cmd.Process.Pid, w.rep)
-	// A failed write means init is gone; its status pipe says why.
-	_, _ = w.cmdW.Write([]byte{cmdStart})
-	_ = w.stW.SetReadDeadline(time.Now().Add(startTimeout))
-	f, err := readFrame(w.stW)
-	_ = w.stW.SetReadDeadline(time.Time{})
-	switch {
-	case err != nil:
-		return fail(fmt.Errorf("the sandbox did not report its setup: %w", err))
-	case f.typ == frameFatal:
-		return fail(fmt.Errorf("set up the sandbox: %s", f.str(keyError)))
-	case f.typ != frameSetup:
-		return fail(fmt.Errorf("the sandbox sent frame %q instead of its setup report", f.typ))
-	}
-	var setup initSetup
-	if err := json.Unmarshal(f.fields[keyJSON], &setup); err != nil {
-		return fail(fmt.Errorf("decode the sandbox's setup report: %w", err))
-	}
-	w.rep.merge(setup.Features)
-
-	running = true
-	go w.readStatus()
-	go w.loop()
-	go func() {
-		<-w.loopDone
-		<-w.waitDone
-		<-w.statDone
-		close(w.dead)
-	}()
-
-	timer := time.NewTimer(startTimeout)
-	defer timer.Stop()
-	var ready frame
-	select {
-	case ready = <-w.ready:
-	case <-w.dead:
-		return fail(fmt.Errorf("the Python worker exited during start-up: %s", w.exitDescription()))
-	case <-timer.C:
-		return fail(fmt.Errorf("the Python worker did not start within %s", startTimeout))
-	case <-ctx.Done():
-		return fail(fmt.Errorf("start the Python worker: %w", ctx.Err()))
-	}
-	w.python = ready.str(keyVersion)
-	kids := children(w.cmd.Process.Pid)
-	if len(kids) != 1 {
-		return fail(fmt.Errorf("the sandbox's init has %d children, expected the worker alone", len(kids)))
-	}
-	w.pyPID = kids[0]
-	if w.pidfd, err = unix.PidfdOpen(w.pyPID, 0); err != nil {
-		return fail(fmt.Errorf("open a pidfd of the Python worker: %w", err))
-	}
-	w.mem = openMemProbe(w.pyPID, sb.cg)
-	w.verify()
-	if missing := unknownFeatures(w.rep, sb.set.require); missing != "" {
-		return fail(fmt.Errorf("required isolation is not enforced on this machine: %s", missing))
-	}
 	return w, nil
+}
+
+// exited reports whether init has ended.
+func (w *worker) exited() bool {
+	select {
+	case <-w.waitDone:
+		return true
+	default:
+		return false
+	}
+}
+
+// discard ends an init spawned ahead that no sandbox took: it never started a worker.
+func (w *worker) discard() {
+	if w.cmd.Process != nil {
+		_ = w.cmd.Process.Kill()
+	}
+	<-w.waitDone
+	w.closeFds()
 }
 
 // spawn starts init in the namespaces, falling back to none when the kernel refuses them
 // (not root, no user namespaces): the report then says so for each.
-func (w *worker) spawn(files []*os.File) error {
+func (w *worker) spawn(files []*os.File, needMountNS bool) error {
 	start := func(flags uintptr) (*exec.Cmd, error) {
-		cmd := exec.Command(w.sb.self, initArg)
+		cmd := exec.Command(w.self, initArg)
 		// init's whole environment: nothing of the plugin's (secrets stay out of the sandbox).
 		cmd.Env = []string{"GOMAXPROCS=1"}
 		cmd.Stdout = os.Stderr
@@ -266,20 +361,21 @@ func (w *worker) spawn(files []*os.File) error {
 		}
 		w.log.Warn("starting the sandbox without namespaces", "error", err)
 		w.flags = 0
-		if w.sb.cover != "" {
+		if needMountNS {
 			return fmt.Errorf("start the sandbox: %s, and without a mount namespace the sandbox uid cannot reach the work dir", reason)
 		}
 		cmd, err = start(0)
 	}
 	if err != nil {
-		return fmt.Errorf("start the sandbox (%s %s): %w", w.sb.self, initArg, err)
+		return fmt.Errorf("start the sandbox (%s %s): %w", w.self, initArg, err)
 	}
 	w.cmd = cmd
 	return nil
 }
 
 // verify checks the running worker from outside, through /proc: its namespaces differ
-// from the plugin's, its uid, seccomp mode, resource limits and cgroups are what was set.
+// from the plugin's, its uid, seccomp mode and cgroups are what was set (verifyLimits
+// checks its resource limits).
 func (w *worker) verify() {
 	pid := w.pyPID
 	for _, n := range []struct {
@@ -317,6 +413,20 @@ func (w *worker) verify() {
 			w.rep.fail(featSeccomp, fmt.Sprintf("the worker's seccomp mode is %q (%v), expected 2 (filter)", mode, err))
 		}
 	}
+	if len(w.sb.cg.dirs) > 0 {
+		own, err := cgroupsOf(pid)
+		for ctrl, dir := range w.sb.cg.dirs {
+			if err != nil || own[ctrl] == "/" || !strings.HasSuffix(dir, own[ctrl]) {
+				w.rep.fail(controllerFeatures[ctrl], fmt.Sprintf("the worker is not in %s (%v)", dir, err))
+			}
+		}
+	}
+}
+
+// verifyLimits checks the worker's resource limits, once it is ready: without a memory
+// cgroup the worker sets its address-space limit itself as it starts.
+func (w *worker) verifyLimits() {
+	pid := w.pyPID
 	if w.rep.enforced(featRlimits) {
 		want := w.sb.initConfig(w.flags).Rlimits
 		if _, ok := w.sb.cg.dirs["memory"]; !ok {
@@ -327,14 +437,6 @@ func (w *worker) verify() {
 		} else if len(want) > len(w.sb.initConfig(w.flags).Rlimits) {
 			f := w.rep.get(featRlimits)
 			w.rep.set(featRlimits, true, f.Detail+fmt.Sprintf(" RLIMIT_AS=%d (no memory cgroup)", w.sb.limits.MemoryBytes))
-		}
-	}
-	if len(w.sb.cg.dirs) > 0 {
-		own, err := cgroupsOf(pid)
-		for ctrl, dir := range w.sb.cg.dirs {
-			if err != nil || own[ctrl] == "/" || !strings.HasSuffix(dir, own[ctrl]) {
-				w.rep.fail(controllerFeatures[ctrl], fmt.Sprintf("the worker is not in %s (%v)", dir, err))
-			}
 		}
 	}
 }

@@ -1,7 +1,8 @@
 # LIMIT runner-python worker: one long-lived interpreter per session, inside the sandbox
 # the plugin set up. It runs each execution in the session's persistent globals.
 #
-# The plugin starts it as `python -s -c <loader> <this source> [flags]`.
+# The plugin starts it as `python -s -c <loader> <this source> [flags]`, or with this source
+# compiled ahead (marshalled, in base64) and a loader that runs it.
 #
 # File descriptors: 0 /dev/null, 1 and 2 the stdout and stderr pipes (read by the plugin,
 # so output of child processes is captured too), 3 frames from the plugin, 4 frames to

@@ -1,0 +1,256 @@
+package plugins
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/limitgraph/limit/sdk/base"
+	"github.com/limitgraph/limit/sdk/runner"
+)
+
+// pooledEcho returns runners with one echo runner whose pool holds n processes.
+func pooledEcho(t *testing.T, n int, check time.Duration) *Runners {
+	t.Helper()
+	old := poolCheckInterval
+	poolCheckInterval = check
+	t.Cleanup(func() { poolCheckInterval = old })
+	spec := testSpec(base.KindRunner, "echo", "echo")
+	spec.Config = []byte(`{"greeting":"hello"}`)
+	spec.Pool = n
+	rs := NewRunners(map[string]Spec{"echo": spec}, nil)
+	t.Cleanup(func() { rs.Close(context.Background()) })
+	return rs
+}
+
+// idlePIDs waits until the echo pool holds n idle processes and returns their pids, as
+// the health report lists them.
+func idlePIDs(t *testing.T, rs *Runners, n int) []int {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var pids []int
+		for _, st := range rs.Statuses() {
+			if st.Kind == KindPool && st.Name == "echo" && st.Healthy {
+				pids = append(pids, st.PID)
+			}
+		}
+		if len(pids) == n && rs.Idle("echo") == n {
+			return pids
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the pool holds %v, want %d idle processes", pids, n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestPoolHandsOutDistinctProcesses(t *testing.T) {
+	ctx := context.Background()
+	rs := pooledEcho(t, 2, time.Second)
+	idle := idlePIDs(t, rs, 2)
+	seenIdle := map[int]bool{}
+	for _, pid := range idle {
+		seenIdle[pid] = true
+	}
+	handed := map[int]string{} // pid → the one session it went to
+	for i := 0; i < 6; i++ {
+		id := fmt.Sprintf("S%d", i)
+		h, err := rs.Get(ctx, runner.Session{ID: id}, "echo")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if prev, ok := handed[h.Process.PID]; ok {
+			t.Fatalf("process %d handed to %s after %s", h.Process.PID, id, prev)
+		}
+		handed[h.Process.PID] = id
+		if !h.Fresh {
+			t.Fatalf("session %s got a process that is not fresh", id)
+		}
+		if got := echoOutput(t, h, "x"); !strings.Contains(got, "session="+id) || !strings.Contains(got, "n=1") {
+			t.Fatalf("session %s: %q", id, got)
+		}
+		if i == 0 && !seenIdle[h.Process.PID] {
+			t.Fatalf("the first session got pid %d, not one of the idle processes %v", h.Process.PID, idle)
+		}
+		for _, st := range rs.Statuses() {
+			if st.Kind == KindPool {
+				seenIdle[st.PID] = true
+				if s, ok := handed[st.PID]; ok {
+					t.Fatalf("process %d of session %s is listed idle in the pool", st.PID, s)
+				}
+			}
+		}
+	}
+	// Every session kept its own process: a second Get returns it, with its state.
+	for pid, id := range handed {
+		h, err := rs.Get(ctx, runner.Session{ID: id}, "echo")
+		if err != nil || h.Process.PID != pid || h.Fresh {
+			t.Fatalf("second Get for %s: pid %d (want %d) fresh %v err %v", id, h.Process.PID, pid, h.Fresh, err)
+		}
+		if got := echoOutput(t, h, "y"); !strings.Contains(got, "session="+id) || !strings.Contains(got, "n=2") {
+			t.Fatalf("session %s after a second Get: %q", id, got)
+		}
+	}
+	// The pool refills with processes no session has had, and a released session's
+	// process is killed, not returned.
+	refill := idlePIDs(t, rs, 2)
+	for _, pid := range refill {
+		if s, ok := handed[pid]; ok {
+			t.Fatalf("the refilled pool holds process %d of session %s", pid, s)
+		}
+	}
+	var s0 int
+	for pid, id := range handed {
+		if id == "S0" {
+			s0 = pid
+		}
+	}
+	rs.Release(ctx, "S0")
+	waitDead(t, s0, 5*time.Second)
+	h, err := rs.Get(ctx, runner.Session{ID: "S0"}, "echo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := handed[h.Process.PID]; ok {
+		t.Fatalf("S0 opened again in process %d, which a session had before", h.Process.PID)
+	}
+}
+
+func TestPoolReplacesDeadIdleProcess(t *testing.T) {
+	rs := pooledEcho(t, 1, 20*time.Millisecond)
+	old := idlePIDs(t, rs, 1)[0]
+	if err := syscall.Kill(old, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitDead(t, old, 5*time.Second)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		sts := rs.Statuses()
+		if len(sts) == 1 && sts[0].PID != old && sts[0].Healthy && sts[0].Restarts == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the dead idle process %d was not replaced: %+v", old, sts)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	h, err := rs.Get(context.Background(), runner.Session{ID: "S"}, "echo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Process.PID == old || !alive(h.Process.PID) {
+		t.Fatalf("session got pid %d (the dead one was %d)", h.Process.PID, old)
+	}
+	if got := echoOutput(t, h, "x"); !strings.Contains(got, "session=S") {
+		t.Fatalf("output %q", got)
+	}
+}
+
+// A process that dies after the pool's last look is never handed to a session: it
+// gets a live one.
+func TestPoolDeadWhenTaken(t *testing.T) {
+	rs := pooledEcho(t, 1, time.Hour)
+	old := idlePIDs(t, rs, 1)[0]
+	if err := syscall.Kill(old, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	h, err := rs.Get(context.Background(), runner.Session{ID: "S"}, "echo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Process.PID == old {
+		t.Fatalf("session got the killed process %d", old)
+	}
+	if got := echoOutput(t, h, "x"); !strings.Contains(got, "session=S") {
+		t.Fatalf("output %q", got)
+	}
+}
+
+// children lists the live child processes of this test process.
+func children(t *testing.T) []int {
+	t.Helper()
+	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", os.Getpid()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []int
+	for _, task := range tasks {
+		b, _ := os.ReadFile(task)
+		for _, f := range strings.Fields(string(b)) {
+			if pid, err := strconv.Atoi(f); err == nil && alive(pid) {
+				out = append(out, pid)
+			}
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+func TestPoolCloseKillsEverything(t *testing.T) {
+	ctx := context.Background()
+	before := children(t)
+	rs := pooledEcho(t, 2, time.Second)
+	idle := idlePIDs(t, rs, 2)
+	h, err := rs.Get(ctx, runner.Session{ID: "S"}, "echo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs.Close(ctx)
+	for _, pid := range append(idle, h.Process.PID) {
+		if alive(pid) {
+			t.Errorf("process %d survived Close", pid)
+		}
+	}
+	if left := children(t); !slices.Equal(left, before) {
+		t.Errorf("child processes after Close %v, before %v", left, before)
+	}
+	if rs.Idle("echo") != 0 || len(rs.Statuses()) != 0 {
+		t.Errorf("after Close: idle %d, statuses %+v", rs.Idle("echo"), rs.Statuses())
+	}
+	if _, err := rs.Get(ctx, runner.Session{ID: "T"}, "echo"); err == nil {
+		t.Error("Get after Close succeeded")
+	}
+
+	// Closed while its first process is starting: that one is killed too.
+	rs2 := pooledEcho(t, 2, time.Second)
+	time.Sleep(5 * time.Millisecond)
+	rs2.Close(ctx)
+	if left := children(t); !slices.Equal(left, before) {
+		t.Errorf("child processes after closing a filling pool %v, before %v", left, before)
+	}
+}
+
+// A runner that cannot start shows in the health report as an unhealthy pool entry with
+// the reason, and a session still gets the error of its own attempt.
+func TestPoolStartFailureIsReported(t *testing.T) {
+	old := poolCheckInterval
+	poolCheckInterval = time.Second
+	t.Cleanup(func() { poolCheckInterval = old })
+	spec := testSpec(base.KindRunner, "echo", "echo")
+	spec.Config = []byte(`{"greeting":"bad"}`)
+	spec.Pool = 1
+	rs := NewRunners(map[string]Spec{"echo": spec}, nil)
+	defer rs.Close(context.Background())
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		sts := rs.Statuses()
+		if len(sts) == 1 && sts[0].Kind == KindPool && !sts[0].Healthy && strings.Contains(sts[0].LastError, "greeting") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("statuses %+v", sts)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := rs.Get(context.Background(), runner.Session{ID: "S"}, "echo"); err == nil || !strings.Contains(err.Error(), "greeting") {
+		t.Fatalf("Get: %v", err)
+	}
+}
