@@ -105,6 +105,12 @@ func Dispense(ctx context.Context, c *plugin.Client, kind string) (any, error) {
 		}
 		return r.v, nil
 	case <-ctx.Done():
+		// The start may still be under way (Kill does nothing before it has begun): kill
+		// what it started once it is over, so no process is left behind.
+		go func() {
+			<-ch
+			c.Kill()
+		}()
 		c.Kill()
 		return nil, fmt.Errorf("start %s plugin: %w", kind, ctx.Err())
 	}
