@@ -62,6 +62,18 @@ func (s *Storage) PluginInfo() base.Info {
 	return base.Info{Name: st.Name, Kind: st.Kind, Version: st.Version}
 }
 
+// BatchNamespaces tells whether the plugin takes batch ops in other namespaces than the
+// batch's (storage.CapBatchNamespaces).
+func (s *Storage) BatchNamespaces(ctx context.Context) (bool, error) {
+	var ok bool
+	err := s.do(ctx, true, func(st storage.Storage) error {
+		var err error
+		ok, err = storage.TakesBatchNamespaces(ctx, st)
+		return err
+	})
+	return ok, err
+}
+
 // ConfigSchema implements base.Plugin; the host's handle has no schema of its own.
 func (s *Storage) ConfigSchema() base.Schema { return base.Schema{} }
 

@@ -33,43 +33,50 @@ var goals = map[string]time.Duration{
 }
 
 func TestMain(m *testing.M) {
+	if dir := os.Getenv(transportChildEnv); dir != "" {
+		serveTransports(dir)
+	}
 	code := m.Run()
 	testbin.Cleanup()
 	os.Exit(code)
 }
 
 // launchAll starts every backend's plugin binary on fresh files (postgres only with
-// postgresEnv set), each durable (fsync kept), and stops them at cleanup.
+// postgresEnv set), each durable (fsync kept), and stops them at cleanup. Their calls take
+// the fast path; "bolt-grpc" is bolt with every call over gRPC, the transport before the
+// fast path, measured in the same run for comparison.
 func launchAll(tb testing.TB) []Target {
 	tb.Helper()
 	dir := tb.TempDir()
-	specs := []struct {
-		name   string
-		config string
-		env    []string
-	}{
-		{"bolt", `{"path": "bolt/limit.db"}`, nil},
-		{"file", `{"root": "files"}`, nil},
-		{"sqlite", `{"path": "sqlite/limit.sqlite"}`, nil},
+	type spec struct {
+		name, plugin, config string
+		env                  []string
+		grpcOnly             bool
+	}
+	specs := []spec{
+		{name: "bolt", plugin: "bolt", config: `{"path": "bolt/limit.db"}`},
+		{name: "bolt-grpc", plugin: "bolt", config: `{"path": "bolt/limit.db"}`, grpcOnly: true},
+		{name: "file", plugin: "file", config: `{"root": "files"}`},
+		{name: "sqlite", plugin: "sqlite", config: `{"path": "sqlite/limit.sqlite"}`},
 	}
 	if u := os.Getenv(postgresEnv); u != "" {
-		specs = append(specs, struct {
-			name   string
-			config string
-			env    []string
-		}{"postgres", `{}`, []string{"DATABASE_URL=" + u}})
+		specs = append(specs, spec{name: "postgres", plugin: "postgres", config: `{}`, env: []string{"DATABASE_URL=" + u}})
 	} else {
 		fmt.Fprintf(os.Stderr, "postgres left out: set %s (source .ci/setup.d/postgres.sh)\n", postgresEnv)
 	}
 	var targets []Target
 	for _, sp := range specs {
-		bin := testbin.Plugin(tb, "storage-"+sp.name)
-		s, stop, err := sdktest.LaunchStorage(context.Background(), bin, sp.env, []byte(sp.config), filepath.Join(dir, sp.name))
+		bin := testbin.Plugin(tb, "storage-"+sp.plugin)
+		launch := sdktest.LaunchStorage
+		if sp.grpcOnly {
+			launch = sdktest.LaunchStorageGRPC
+		}
+		s, stop, err := launch(context.Background(), bin, sp.env, []byte(sp.config), filepath.Join(dir, sp.name))
 		if err != nil {
 			tb.Fatal(err)
 		}
 		tb.Cleanup(stop)
-		targets = append(targets, Target{Name: sp.name, S: s, Goal: goals[sp.name]})
+		targets = append(targets, Target{Name: sp.name, S: s, Goal: goals[sp.plugin]})
 	}
 	return targets
 }

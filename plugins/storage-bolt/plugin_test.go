@@ -96,7 +96,7 @@ func TestPluginInfoAndSchema(t *testing.T) {
 		t.Fatal(err)
 	}
 	if info.Name != "bolt" || info.Kind != base.KindStorage || info.Version != "0.1.0" ||
-		!slices.Equal(info.Capabilities, []string{"batch", "cas", "scan", "durable"}) {
+		!slices.Equal(info.Capabilities, []string{"batch", "cas", "scan", "durable", storage.CapBatchNamespaces}) {
 		t.Errorf("info: %+v", info)
 	}
 	schema, err := s.Client.ConfigSchema(context.Background())

@@ -48,7 +48,7 @@ func (s *store) PluginInfo() base.Info {
 		Name:         "bolt",
 		Kind:         base.KindStorage,
 		Version:      "0.1.0",
-		Capabilities: []string{"batch", "cas", "scan", "durable"},
+		Capabilities: []string{"batch", "cas", "scan", "durable", storage.CapBatchNamespaces},
 		Description:  "Embedded key-value storage in one bbolt file; concurrent writes share one fsync.",
 	}
 }
@@ -295,44 +295,58 @@ func (s *store) Batch(ctx context.Context, ns string, ops []storage.Op) error {
 		return ctx.Err()
 	}
 	size := 0
-	puts := false
 	for _, op := range ops {
 		size += len(op.Key) + len(op.Value)
-		puts = puts || op.Kind == storage.OpPut
 	}
 	// A failed assertion is a logical outcome, not a failed transaction: it is kept aside
 	// so the group's other requests commit. apply may run twice, so it resets it.
 	var condErr error
 	err = e.write(ctx, size, func(tx *bolt.Tx) (bool, error) {
-		condErr = storage.CheckAssertions(ops, func(key []byte) ([]byte, bool, error) {
+		condErr = storage.CheckAssertionsIn(ns, ops, func(ns string, key []byte) ([]byte, bool, error) {
 			v, ok := lookup(tx.Bucket([]byte(ns)), key)
 			return v, ok, nil
 		})
 		if condErr != nil {
 			return false, nil
 		}
-		var b *bolt.Bucket
-		if puts {
-			var err error
-			if b, err = tx.CreateBucketIfNotExists([]byte(ns)); err != nil {
-				return false, err
-			}
-		} else if b = tx.Bucket([]byte(ns)); b == nil {
-			return false, nil // only deletes, in a namespace that holds nothing
-		}
+		buckets := map[string]*bolt.Bucket{}
+		wrote := false
 		for i, op := range ops {
+			if op.IsAssertion() {
+				continue
+			}
+			name := op.In(ns)
+			b, ok := buckets[name]
+			if !ok {
+				b = tx.Bucket([]byte(name))
+				buckets[name] = b
+			}
 			var err error
-			switch op.Kind {
-			case storage.OpPut:
+			switch {
+			case op.Kind == storage.OpPut && b == nil:
+				if b, err = tx.CreateBucketIfNotExists([]byte(name)); err != nil {
+					return wrote, err
+				}
+				buckets[name] = b
 				err = b.Put(op.Key, nonNil(op.Value))
-			case storage.OpDelete:
+			case op.Kind == storage.OpPut:
+				err = b.Put(op.Key, nonNil(op.Value))
+			case b == nil:
+				continue // a delete in a namespace that holds nothing
+			default:
 				err = b.Delete(op.Key)
 			}
 			if err != nil {
 				return true, fmt.Errorf("operation %d: %w", i, err)
 			}
+			wrote = true
 		}
-		return true, dropIfEmpty(tx, ns)
+		for name := range buckets {
+			if err := dropIfEmpty(tx, name); err != nil {
+				return true, err
+			}
+		}
+		return wrote, nil
 	})
 	if err == nil && condErr != nil {
 		return condErr

@@ -362,7 +362,7 @@ func TestGroupCommit(t *testing.T) {
 	s := openStore(t, nil)
 	e, _ := s.engine()
 	const writers = 64
-	before := e.commits.Load()
+	before := e.Commits()
 	var wg sync.WaitGroup
 	start := make(chan struct{})
 	errs := make(chan error, writers)
@@ -380,7 +380,7 @@ func TestGroupCommit(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	commits := e.commits.Load() - before
+	commits := e.Commits() - before
 	t.Logf("%d concurrent puts took %d commits", writers, commits)
 	if commits >= writers {
 		t.Errorf("%d concurrent puts took %d commits, want fewer than %d", writers, commits, writers)
@@ -398,7 +398,7 @@ func holdWriter(t *testing.T, e *engine) (taken <-chan struct{}, release func())
 	tk := make(chan struct{})
 	rel := make(chan struct{})
 	var once sync.Once
-	e.hookCollect = func() {
+	e.HookCollect = func() {
 		once.Do(func() {
 			close(tk)
 			<-rel
@@ -411,9 +411,9 @@ func holdWriter(t *testing.T, e *engine) (taken <-chan struct{}, release func())
 func waitQueued(t *testing.T, e *engine, n int) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
-	for len(e.reqs) < n {
+	for e.Queued() < n {
 		if time.Now().After(deadline) {
-			t.Fatalf("only %d of %d requests queued", len(e.reqs), n)
+			t.Fatalf("only %d of %d requests queued", e.Queued(), n)
 		}
 		time.Sleep(time.Millisecond)
 	}
@@ -449,7 +449,7 @@ func TestGroupRequestsSeeEachOther(t *testing.T) {
 		cas <- r
 	}()
 	waitQueued(t, e, 2)
-	before := e.commits.Load()
+	before := e.Commits()
 	release()
 	if err := <-first; err != nil {
 		t.Fatal(err)
@@ -460,7 +460,7 @@ func TestGroupRequestsSeeEachOther(t *testing.T) {
 	if r := <-cas; !r.Swapped || string(r.Current) != "2" {
 		t.Errorf("CAS behind a Put in the same group: %+v, want swapped to 2", r)
 	}
-	if n := e.commits.Load() - before; n != 1 {
+	if n := e.Commits() - before; n != 1 {
 		t.Errorf("three requests took %d commits, want 1", n)
 	}
 }

@@ -2,12 +2,13 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"sync"
-	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/limitgraph/limit/internal/groupcommit"
 )
 
 // maxGroupBytes bounds the keys and values of one group transaction. bbolt keeps a
@@ -15,219 +16,52 @@ import (
 // must not land in one transaction.
 const maxGroupBytes = 64 << 20
 
-// Request states. A request moves from queued to taken (by the writer) or to abandoned (by
-// its caller, whose context ended or whose engine stopped) exactly once, so a caller that
-// returns an error without waiting knows its write was never applied.
-const (
-	stateQueued int32 = iota
-	stateTaken
-	stateAbandoned
-)
+// maxGroupLinger bounds how long the writer waits for the stragglers of concurrent writers
+// (groupcommit.Config.MaxLinger); it waits at most one commit's duration.
+const maxGroupLinger = time.Millisecond
 
-// writeReq is one write waiting for the writer goroutine.
-type writeReq struct {
-	ctx context.Context
-	// apply performs the write inside tx and tells whether it changed anything. It may
-	// run twice (in a group transaction that fails, then alone), so it must set its
-	// results afresh on every call.
-	apply applyFunc
-	// size is the bytes the request adds to a transaction.
-	size  int
-	state atomic.Int32
-	// done receives the request's outcome exactly once; buffered so the writer never
-	// blocks on a caller.
-	done chan error
-}
+// applyFunc performs a write inside tx and reports whether it changed anything. It may run
+// twice (in a group transaction that fails, then alone), so it must set its results afresh
+// on every call.
+type applyFunc = groupcommit.Apply[*bolt.Tx]
 
-// applyFunc performs a write inside tx and reports whether it changed anything.
-type applyFunc func(tx *bolt.Tx) (wrote bool, err error)
-
-// run calls apply, turning a panic into an error so a bug in one request cannot take the
-// writer goroutine, and the plugin process, down.
-func (r *writeReq) run(tx *bolt.Tx) (wrote bool, err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			wrote, err = false, fmt.Errorf("panic in write: %v", p)
-		}
-	}()
-	return r.apply(tx)
-}
-
-// engine owns an open database and the single goroutine that writes to it.
+// engine owns an open database and the single goroutine that writes to it: concurrent
+// writes are grouped into one bbolt transaction, one fsync (internal/groupcommit).
 type engine struct {
-	db       *bolt.DB
-	set      settings
-	log      hclog.Logger
-	reqs     chan *writeReq
-	quit     chan struct{} // closed by close: stop after draining reqs
-	stopped  chan struct{} // closed by the writer when it has exited
-	stopOnce sync.Once
-
-	// commits counts committed write transactions (tests check grouping with it).
-	commits atomic.Int64
-	// hookCollect, if set, runs in the writer after it took a group's first request and
-	// before it drains the queue; tests use it to let requests pile up. Set it before the
-	// first write, it is read without synchronization.
-	hookCollect func()
+	*groupcommit.Writer[*bolt.Tx]
+	db        *bolt.DB
+	set       settings
+	closeOnce sync.Once
+	closeErr  error
 }
 
 func newEngine(db *bolt.DB, set settings, log hclog.Logger) *engine {
-	e := &engine{
-		db: db, set: set, log: log,
-		reqs:    make(chan *writeReq, set.maxBatch),
-		quit:    make(chan struct{}),
-		stopped: make(chan struct{}),
+	return &engine{
+		db: db, set: set,
+		Writer: groupcommit.New(groupcommit.Config[*bolt.Tx]{
+			MaxBatch:  set.maxBatch,
+			MaxBytes:  maxGroupBytes,
+			MaxLinger: maxGroupLinger,
+			Begin:     func() (*bolt.Tx, error) { return db.Begin(true) },
+			Commit:    (*bolt.Tx).Commit,
+			Rollback:  (*bolt.Tx).Rollback,
+			ErrClosed: errClosed,
+			Log:       log,
+		}),
 	}
-	go e.writer()
-	return e
 }
 
-// write queues apply for the writer goroutine and waits until it is committed. A context
-// that ends while the request is still queued withdraws it; once the writer has taken it,
-// write waits for the outcome. So a context error means the write was not applied, rather
-// than "maybe".
+// write queues apply for the writer goroutine and waits until it is committed; see
+// groupcommit.Writer.Write.
 func (e *engine) write(ctx context.Context, size int, apply applyFunc) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	r := &writeReq{ctx: ctx, apply: apply, size: size, done: make(chan error, 1)}
-	select {
-	case e.reqs <- r:
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-e.quit:
-		return errClosed
-	}
-	select {
-	case err := <-r.done:
-		return err
-	case <-ctx.Done():
-		if r.state.CompareAndSwap(stateQueued, stateAbandoned) {
-			return ctx.Err()
-		}
-		return <-r.done
-	case <-e.stopped:
-		// The request went into the queue after the writer's last drain.
-		if r.state.CompareAndSwap(stateQueued, stateAbandoned) {
-			return errClosed
-		}
-		return <-r.done
-	}
-}
-
-// writer is the engine's only writing goroutine. It takes the first queued request, adds
-// whatever else is already queued without waiting for more, applies them all in one
-// transaction in arrival order, commits once, and answers each.
-func (e *engine) writer() {
-	defer close(e.stopped)
-	group := make([]*writeReq, 0, e.set.maxBatch)
-	for {
-		var first *writeReq
-		select {
-		case first = <-e.reqs:
-		case <-e.quit:
-			// Drain: everything queued before close is still written.
-			for {
-				select {
-				case first = <-e.reqs:
-				default:
-					return
-				}
-				group = e.collect(group[:0], first)
-				e.commit(group)
-				clear(group)
-			}
-		}
-		if e.hookCollect != nil {
-			e.hookCollect()
-		}
-		group = e.collect(group[:0], first)
-		e.commit(group)
-		clear(group) // drop references to answered requests
-	}
-}
-
-// collect builds a group from first and the requests already queued, up to max_batch
-// requests and maxGroupBytes.
-func (e *engine) collect(group []*writeReq, first *writeReq) []*writeReq {
-	size := 0
-	add := func(r *writeReq) {
-		if !r.state.CompareAndSwap(stateQueued, stateTaken) {
-			return // its caller gave up while it was queued
-		}
-		if err := r.ctx.Err(); err != nil {
-			r.done <- err
-			return
-		}
-		group = append(group, r)
-		size += r.size
-	}
-	add(first)
-	for len(group) < e.set.maxBatch && size < maxGroupBytes {
-		select {
-		case r := <-e.reqs:
-			add(r)
-		default:
-			return group
-		}
-	}
-	return group
-}
-
-// commit applies a group in one transaction. If that transaction fails, each request is
-// retried in its own, so one bad request fails alone.
-func (e *engine) commit(group []*writeReq) {
-	if len(group) == 0 {
-		return
-	}
-	err := e.apply(group)
-	if err == nil || len(group) == 1 {
-		for _, r := range group {
-			r.done <- err
-		}
-		return
-	}
-	e.log.Warn("group transaction failed, retrying its requests one by one", "requests", len(group), "error", err)
-	for _, r := range group {
-		r.done <- e.apply([]*writeReq{r})
-	}
-}
-
-// apply runs reqs in order in one read-write transaction, each seeing the effects of
-// those before it, and commits it. A transaction in which nothing changed (a failed
-// compare-and-swap, a delete of a missing key) is rolled back instead: there is nothing
-// to make durable, so it costs no fsync.
-func (e *engine) apply(reqs []*writeReq) error {
-	tx, err := e.db.Begin(true)
-	if err != nil {
-		return err
-	}
-	changed := false
-	for _, r := range reqs {
-		wrote, err := r.run(tx)
-		if err != nil {
-			_ = tx.Rollback()
-			return err
-		}
-		changed = changed || wrote
-	}
-	if !changed {
-		return tx.Rollback()
-	}
-	if err := tx.Commit(); err != nil {
-		return err
-	}
-	e.commits.Add(1)
-	return nil
+	return e.Write(ctx, size, apply)
 }
 
 // close stops the writer after it has written everything queued, then closes the database.
 func (e *engine) close() error {
-	var err error
-	e.stopOnce.Do(func() {
-		close(e.quit)
-		<-e.stopped
-		err = e.db.Close()
+	e.closeOnce.Do(func() {
+		e.Writer.Close()
+		e.closeErr = e.db.Close()
 	})
-	return err
+	return e.closeErr
 }

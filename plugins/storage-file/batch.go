@@ -54,7 +54,7 @@ func (s *store) Batch(ctx context.Context, ns string, ops []storage.Op) error {
 		return err
 	}
 	// Assertions are checked against the state before the batch, under the same lock.
-	if err := storage.CheckAssertions(ops, func(key []byte) ([]byte, bool, error) { return s.get(ns, key) }); err != nil {
+	if err := storage.CheckAssertionsIn(ns, ops, func(ns string, key []byte) ([]byte, bool, error) { return s.get(ns, key) }); err != nil {
 		return err
 	}
 	// Keep the last write on each key: the result is the same, and the journal's ops then
@@ -62,12 +62,12 @@ func (s *store) Batch(ctx context.Context, ns string, ops []storage.Op) error {
 	last := make(map[string]int, len(ops))
 	for i, op := range ops {
 		if !op.IsAssertion() {
-			last[string(op.Key)] = i
+			last[op.In(ns)+"\x00"+string(op.Key)] = i
 		}
 	}
 	final := make([]storage.Op, 0, len(last))
 	for i, op := range ops {
-		if !op.IsAssertion() && last[string(op.Key)] == i {
+		if !op.IsAssertion() && last[op.In(ns)+"\x00"+string(op.Key)] == i {
 			final = append(final, op)
 		}
 	}
@@ -77,9 +77,9 @@ func (s *store) Batch(ctx context.Context, ns string, ops []storage.Op) error {
 	case 1:
 		// One op is atomic by itself; the exclusive lock already keeps others out.
 		if final[0].Kind == storage.OpPut {
-			return s.put(ns, final[0].Key, final[0].Value)
+			return s.put(final[0].In(ns), final[0].Key, final[0].Value)
 		}
-		_, err := s.del(ns, final[0].Key)
+		_, err := s.del(final[0].In(ns), final[0].Key)
 		return err
 	}
 	return s.batch(ctx, ns, final)
@@ -88,10 +88,7 @@ func (s *store) Batch(ctx context.Context, ns string, ops []storage.Op) error {
 // batch writes, commits and applies a journal for ops on distinct keys. Called with s.mu
 // held exclusively.
 func (s *store) batch(ctx context.Context, ns string, ops []storage.Op) (err error) {
-	nsDir, err := s.ensureNamespace(ns)
-	if err != nil {
-		return err
-	}
+	nsDirs := map[string]string{}
 	var temps []string
 	defer func() {
 		if err != nil && !errors.Is(err, errCrash) {
@@ -100,11 +97,19 @@ func (s *store) batch(ctx context.Context, ns string, ops []storage.Op) (err err
 			}
 		}
 	}()
-	base := nsRel(ns)
 	j := journal{Version: journalVersion, Ops: make([]journalOp, len(ops))}
 	var values [][]byte
 	var valueOps []int // index in j.Ops of each value
 	for i, op := range ops {
+		opNS := op.In(ns)
+		nsDir, ok := nsDirs[opNS]
+		if !ok {
+			if nsDir, err = s.ensureNamespace(opNS); err != nil {
+				return err
+			}
+			nsDirs[opNS] = nsDir
+		}
+		base := nsRel(opNS)
 		dirs, file := keyParts(op.Key)
 		j.Ops[i] = journalOp{Op: "delete", Target: filepath.Join(base, filepath.Join(dirs...), file)}
 		if op.Kind == storage.OpPut {

@@ -82,7 +82,7 @@ func (s *store) PluginInfo() base.Info {
 		Name:         "file",
 		Kind:         base.KindStorage,
 		Version:      version,
-		Capabilities: []string{"batch", "cas", "scan", "durable"},
+		Capabilities: []string{"batch", "cas", "scan", "durable", storage.CapBatchNamespaces},
 		Description:  "one file per key in a directory tree; synced writes, batches made atomic by a redo journal",
 	}
 }

@@ -26,7 +26,7 @@ func TestPluginInfoAndSchema(t *testing.T) {
 	if info.Name != "file" || info.Kind != base.KindStorage || info.Version != "0.1.0" {
 		t.Errorf("info = %+v, want name file, kind storage, version 0.1.0", info)
 	}
-	if want := []string{"batch", "cas", "scan", "durable"}; !slices.Equal(info.Capabilities, want) {
+	if want := []string{"batch", "cas", "scan", "durable", storage.CapBatchNamespaces}; !slices.Equal(info.Capabilities, want) {
 		t.Errorf("capabilities = %v, want %v", info.Capabilities, want)
 	}
 	defaults := map[string]any{}

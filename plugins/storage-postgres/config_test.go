@@ -161,6 +161,7 @@ func TestMigrationsAreContiguous(t *testing.T) {
 func TestSegments(t *testing.T) {
 	put := func(k, v string) storage.Op { return storage.Op{Kind: storage.OpPut, Key: []byte(k), Value: []byte(v)} }
 	del := func(k string) storage.Op { return storage.Op{Kind: storage.OpDelete, Key: []byte(k)} }
+	in := func(ns string, op storage.Op) storage.Op { op.Namespace = ns; return op }
 	render := func(segs []segment) string {
 		var parts []string
 		for _, sg := range segs {
@@ -176,6 +177,9 @@ func TestSegments(t *testing.T) {
 			if sg.put {
 				kind = "put"
 			}
+			if string(sg.ns) != "ns" {
+				kind = string(sg.ns) + ":" + kind
+			}
 			parts = append(parts, kind+"("+strings.Join(items, ",")+")")
 		}
 		return strings.Join(parts, " ")
@@ -188,8 +192,11 @@ func TestSegments(t *testing.T) {
 		{[]storage.Op{put("a", "1"), put("a", "2"), put("b", "3")}, "put(a=2,b=3)"},
 		{[]storage.Op{put("a", "1"), del("a"), put("a", "2")}, "put(a=1) del(a) put(a=2)"},
 		{[]storage.Op{del("x"), del("y"), put("a", ""), del("a")}, "del(x,y) put(a=) del(a)"},
+		// A run ends where the namespace changes; the same key in two namespaces is two keys.
+		{[]storage.Op{put("a", "1"), in("other", put("a", "2")), in("ns", put("b", "3")), put("c", "4")}, "put(a=1) other:put(a=2) put(b=3,c=4)"},
+		{[]storage.Op{in("other", del("a")), in("other", del("b")), del("a")}, "other:del(a,b) del(a)"},
 	} {
-		if got := render(segments(tt.ops)); got != tt.want {
+		if got := render(segments("ns", tt.ops)); got != tt.want {
 			t.Errorf("segments: got %s, want %s", got, tt.want)
 		}
 	}

@@ -67,7 +67,7 @@ func (s *store) PluginInfo() base.Info {
 		Name:         "postgres",
 		Kind:         base.KindStorage,
 		Version:      "0.1.0",
-		Capabilities: []string{"batch", "cas", "scan", "durable", "shared"},
+		Capabilities: []string{"batch", "cas", "scan", "durable", "shared", storage.CapBatchNamespaces},
 		Description:  "PostgreSQL (pgx) storage: one table, bytea keys in byte order, pipelined atomic batches; several hosts can share one database.",
 	}
 }
@@ -361,21 +361,20 @@ func (s *store) Batch(ctx context.Context, ns string, ops []storage.Op) error {
 	if len(ops) == 0 {
 		return ctx.Err()
 	}
-	nsb := []byte(ns)
-	segs := segments(ops)
+	segs := segments(ns, ops)
 	if slices.ContainsFunc(ops, storage.Op.IsAssertion) {
 		return c.run(ctx, "batch", false, func(ctx context.Context) error {
-			return c.conditionalBatch(ctx, nsb, ops, segs)
+			return c.conditionalBatch(ctx, ns, ops, segs)
 		})
 	}
 	return c.run(ctx, "batch", true, func(ctx context.Context) error {
 		if len(segs) == 1 {
-			_, err := c.pool.Exec(ctx, segs[0].sql(), segs[0].args(nsb)...)
+			_, err := c.pool.Exec(ctx, segs[0].sql(), segs[0].args()...)
 			return err
 		}
 		b := &pgx.Batch{}
 		for _, sg := range segs {
-			b.Queue(sg.sql(), sg.args(nsb)...)
+			b.Queue(sg.sql(), sg.args()...)
 		}
 		return c.pool.SendBatch(ctx, b).Close()
 	})
@@ -391,34 +390,35 @@ const conditionalAttempts = 50
 // conflicting batches fails with a serialization error and is run again from the start,
 // when its assertion sees the other's write. A failed assertion rolls back and returns
 // its *storage.ConditionError.
-func (c *conn) conditionalBatch(ctx context.Context, ns []byte, ops []storage.Op, segs []segment) error {
-	var asserted [][]byte
+func (c *conn) conditionalBatch(ctx context.Context, ns string, ops []storage.Op, segs []segment) error {
+	var assertedNS, asserted [][]byte
 	for _, op := range ops {
 		if op.IsAssertion() {
+			assertedNS = append(assertedNS, []byte(op.In(ns)))
 			asserted = append(asserted, op.Key)
 		}
 	}
 	var err error
 	for attempt := range conditionalAttempts {
 		err = pgx.BeginTxFunc(ctx, c.pool, pgx.TxOptions{IsoLevel: pgx.Serializable}, func(tx pgx.Tx) error {
-			rows, err := tx.Query(ctx, `SELECT key, value FROM limit_kv WHERE ns = $1 AND key = ANY ($2::bytea[])`, ns, asserted)
+			rows, err := tx.Query(ctx, `SELECT ns, key, value FROM limit_kv WHERE (ns, key) IN (SELECT n, k FROM unnest($1::bytea[], $2::bytea[]) AS t (n, k))`, assertedNS, asserted)
 			if err != nil {
 				return err
 			}
-			current := map[string][]byte{}
+			current := map[string][]byte{} // by namespace, NUL, key
 			for rows.Next() {
-				var k, v []byte
-				if err := rows.Scan(&k, &v); err != nil {
+				var n, k, v []byte
+				if err := rows.Scan(&n, &k, &v); err != nil {
 					rows.Close()
 					return err
 				}
-				current[string(k)] = nonNil(v)
+				current[string(n)+"\x00"+string(k)] = nonNil(v)
 			}
 			if err := rows.Err(); err != nil {
 				return err
 			}
-			if err := storage.CheckAssertions(ops, func(key []byte) ([]byte, bool, error) {
-				v, ok := current[string(key)]
+			if err := storage.CheckAssertionsIn(ns, ops, func(n string, key []byte) ([]byte, bool, error) {
+				v, ok := current[n+"\x00"+string(key)]
 				return v, ok, nil
 			}); err != nil {
 				return err
@@ -428,7 +428,7 @@ func (c *conn) conditionalBatch(ctx context.Context, ns []byte, ops []storage.Op
 			}
 			b := &pgx.Batch{}
 			for _, sg := range segs {
-				b.Queue(sg.sql(), sg.args(ns)...)
+				b.Queue(sg.sql(), sg.args()...)
 			}
 			return tx.SendBatch(ctx, b).Close()
 		})
@@ -458,8 +458,9 @@ const (
 	sqlDeleteMany = `DELETE FROM limit_kv WHERE ns = $1 AND key = ANY ($2::bytea[])`
 )
 
-// segment is a run of consecutive operations of one kind, each key once.
+// segment is a run of consecutive operations of one kind in one namespace, each key once.
 type segment struct {
+	ns     []byte
 	put    bool
 	keys   [][]byte
 	values [][]byte
@@ -472,18 +473,18 @@ func (sg segment) sql() string {
 	return sqlDeleteMany
 }
 
-func (sg segment) args(ns []byte) []any {
+func (sg segment) args() []any {
 	if sg.put {
-		return []any{ns, sg.keys, sg.values}
+		return []any{sg.ns, sg.keys, sg.values}
 	}
-	return []any{ns, sg.keys}
+	return []any{sg.ns, sg.keys}
 }
 
-// segments splits the writes of ops into runs of puts and runs of deletes, in order,
-// leaving assertions out. Within a run of
+// segments splits the writes of a batch to namespace ns into runs of puts and runs of
+// deletes in one namespace each, in order, leaving assertions out. Within a run of
 // puts a key put twice keeps its last value (one INSERT cannot touch a row twice), which
 // leaves the state the ops in order would.
-func segments(ops []storage.Op) []segment {
+func segments(ns string, ops []storage.Op) []segment {
 	var (
 		out []segment
 		idx map[string]int // key → position in the current put run
@@ -493,8 +494,9 @@ func segments(ops []storage.Op) []segment {
 			continue
 		}
 		put := op.Kind == storage.OpPut
-		if len(out) == 0 || out[len(out)-1].put != put {
-			out = append(out, segment{put: put})
+		opNS := op.In(ns)
+		if len(out) == 0 || out[len(out)-1].put != put || string(out[len(out)-1].ns) != opNS {
+			out = append(out, segment{ns: []byte(opNS), put: put})
 			idx = map[string]int{}
 		}
 		sg := &out[len(out)-1]

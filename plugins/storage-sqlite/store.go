@@ -46,7 +46,7 @@ func (s *store) PluginInfo() base.Info {
 		Name:         "sqlite",
 		Kind:         base.KindStorage,
 		Version:      "0.1.0",
-		Capabilities: []string{"batch", "cas", "scan", "durable"},
+		Capabilities: []string{"batch", "cas", "scan", "durable", storage.CapBatchNamespaces},
 		Description:  "SQLite database (pure Go) in WAL mode with synchronous=FULL; concurrent writes share one transaction and one fsync.",
 	}
 }
@@ -294,7 +294,7 @@ func (s *store) Batch(ctx context.Context, ns string, ops []storage.Op) error {
 	// group's other requests commit. apply may run twice, so it resets it.
 	var condErr error
 	err = e.write(ctx, size, func(t *wtx) (bool, error) {
-		condErr = storage.CheckAssertions(ops, func(key []byte) ([]byte, bool, error) { return t.get(ns, key) })
+		condErr = storage.CheckAssertionsIn(ns, ops, func(ns string, key []byte) ([]byte, bool, error) { return t.get(ns, key) })
 		if condErr != nil {
 			if errors.Is(condErr, storage.ErrConditionFailed) {
 				return false, nil
@@ -305,12 +305,12 @@ func (s *store) Batch(ctx context.Context, ns string, ops []storage.Op) error {
 		for i, op := range ops {
 			switch op.Kind {
 			case storage.OpPut:
-				if err := t.put(ns, op.Key, op.Value); err != nil {
+				if err := t.put(op.In(ns), op.Key, op.Value); err != nil {
 					return false, fmt.Errorf("operation %d: %w", i, err)
 				}
 				wrote = true
 			case storage.OpDelete:
-				existed, err := t.del(ns, op.Key)
+				existed, err := t.del(op.In(ns), op.Key)
 				if err != nil {
 					return false, fmt.Errorf("operation %d: %w", i, err)
 				}

@@ -226,7 +226,7 @@ func TestWritesShareTransactions(t *testing.T) {
 	e, _ := s.engine()
 	release := make(chan struct{})
 	var once sync.Once
-	e.hookCollect = func() { once.Do(func() { <-release }) }
+	e.HookCollect = func() { once.Do(func() { <-release }) }
 
 	const n = 50
 	ctx := context.Background()
@@ -239,7 +239,7 @@ func TestWritesShareTransactions(t *testing.T) {
 	}
 	// Let the writes queue behind the held first one.
 	deadline := time.Now().Add(5 * time.Second)
-	for len(e.reqs) < n-1 && time.Now().Before(deadline) {
+	for e.Queued() < n-1 && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
 	}
 	close(release)
@@ -250,7 +250,7 @@ func TestWritesShareTransactions(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if c := e.commits.Load(); c > 3 {
+	if c := e.Commits(); c > 3 {
 		t.Errorf("%d writes took %d commits, want them grouped into at most 3", n, c)
 	}
 	res, err := s.Scan(ctx, storage.ScanRequest{Namespace: "ns", Limit: 1000})
@@ -266,7 +266,7 @@ func TestFailedRequestFailsAlone(t *testing.T) {
 	e, _ := s.engine()
 	release := make(chan struct{})
 	var once sync.Once
-	e.hookCollect = func() { once.Do(func() { <-release }) }
+	e.HookCollect = func() { once.Do(func() { <-release }) }
 	ctx := context.Background()
 	boom := errors.New("boom")
 	var wg sync.WaitGroup
@@ -285,7 +285,7 @@ func TestFailedRequestFailsAlone(t *testing.T) {
 		})
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for len(e.reqs) < 3 && time.Now().Before(deadline) {
+	for e.Queued() < 3 && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
 	}
 	close(release)
@@ -312,7 +312,7 @@ func TestCanceledWriteIsNotApplied(t *testing.T) {
 	e, _ := s.engine()
 	release := make(chan struct{})
 	var once sync.Once
-	e.hookCollect = func() { once.Do(func() { <-release }) }
+	e.HookCollect = func() { once.Do(func() { <-release }) }
 	bg := context.Background()
 	first := make(chan error, 1)
 	go func() { first <- s.Put(bg, "ns", []byte("first"), nil) }()

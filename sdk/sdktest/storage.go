@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-plugin"
+
 	"github.com/limitgraph/limit/sdk/base"
 	"github.com/limitgraph/limit/sdk/storage"
 )
@@ -84,14 +86,34 @@ func runCase(ctx context.Context, c StorageCase, s storage.Storage) (err error) 
 }
 
 // LaunchStorage starts the storage plugin binary at path the way the host does (mutual TLS,
-// only env as its environment), checks that it is a storage plugin, and configures it with
-// configJSON (nil means "{}") and dataDir. It returns the plugin's client, which implements
-// storage.Storage, and a function that stops the plugin process; call it when done.
+// only env as its environment, the plugin's fast path when it offers one), checks that it
+// is a storage plugin, and configures it with configJSON (nil means "{}") and dataDir. It
+// returns the plugin's client, which implements storage.Storage, and a function that stops
+// the plugin process; call it when done.
 func LaunchStorage(ctx context.Context, path string, env []string, configJSON []byte, dataDir string) (storage.Storage, func(), error) {
+	return launchStorage(ctx, storage.PluginSet(), path, env, configJSON, dataDir)
+}
+
+// LaunchStorageGRPC is LaunchStorage with a client that makes every call over gRPC and
+// ignores the plugin's fast path, so a suite can check both transports.
+func LaunchStorageGRPC(ctx context.Context, path string, env []string, configJSON []byte, dataDir string) (storage.Storage, func(), error) {
+	return launchStorage(ctx, storage.PluginSetGRPCOnly(), path, env, configJSON, dataDir)
+}
+
+// Transport names what carries a plugin client's storage calls ("unix" for the fast path,
+// "grpc"), or "in-process" for anything else.
+func Transport(s storage.Storage) string {
+	if c, ok := s.(interface{ Transport() string }); ok {
+		return c.Transport()
+	}
+	return "in-process"
+}
+
+func launchStorage(ctx context.Context, set plugin.PluginSet, path string, env []string, configJSON []byte, dataDir string) (storage.Storage, func(), error) {
 	client := base.NewClient(base.LaunchConfig{
 		Path:    path,
 		Kind:    base.KindStorage,
-		Plugins: storage.PluginSet(),
+		Plugins: set,
 		Env:     env,
 	})
 	stop := func() { client.Kill() }

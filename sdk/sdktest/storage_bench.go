@@ -120,13 +120,25 @@ func benchOps() []benchOp {
 }
 
 // roundTripOp measures PluginInfo: nothing for an in-process backend, one bare unary gRPC
-// call for a plugin client. Its added latency is the floor of every call across the
-// plugin boundary.
+// call for a plugin client, whatever transport its storage calls use.
 var roundTripOp = benchOp{
-	name: "RoundTrip",
+	name: "RoundTripGRPC",
 	do: func(_ context.Context, s storage.Storage, _ string, _, _ int) error {
 		if s.PluginInfo().Name == "" {
 			return fmt.Errorf("plugin info has no name: the call failed")
+		}
+		return nil
+	},
+}
+
+// pingOp measures one empty call on the transport of a plugin client's storage calls (the
+// fast path, or gRPC); nothing for an in-process backend. Its added latency is the floor
+// of every storage call across the plugin boundary.
+var pingOp = benchOp{
+	name: "RoundTrip",
+	do: func(ctx context.Context, s storage.Storage, _ string, _, _ int) error {
+		if p, ok := s.(interface{ Ping(context.Context) error }); ok {
+			return p.Ping(ctx)
 		}
 		return nil
 	},
@@ -231,59 +243,105 @@ func BenchStorage(b *testing.B, name string, s storage.Storage) {
 
 // CompareStorage runs the benchmarks of BenchStorage against an in-process backend and the
 // same backend behind the plugin boundary, as "Get/inproc" and "Get/plugin" and so on, plus
-// "RoundTrip" (PluginInfo: one bare gRPC call through the plugin, the floor of every call).
-// At the end it prints to stdout a table of p50 latencies, the latency the boundary adds,
-// throughputs and their ratio.
+// "RoundTrip" (one empty call on the transport of the storage calls, the floor of every
+// call) and "RoundTripGRPC" (PluginInfo: one bare unary gRPC call). At the end it prints to
+// stdout a table of p50 latencies, the latency the boundary adds, throughputs and their
+// ratio.
 func CompareStorage(b *testing.B, inProc, viaPlugin storage.Storage) {
-	sides := []struct {
-		name string
-		s    storage.Storage
-	}{{"inproc", inProc}, {"plugin", viaPlugin}}
+	CompareStorageSides(b, Side{"inproc", inProc}, Side{"plugin", viaPlugin})
+}
+
+// Side is one column of CompareStorageSides: a name and the storage it measures.
+type Side struct {
+	Name string
+	S    storage.Storage
+}
+
+// CompareStorageSides is CompareStorage over any number of sides, the first being the
+// reference (usually in-process) the others are compared with, e.g. one plugin client
+// over gRPC and one over the fast path, measured in the same run.
+func CompareStorageSides(b *testing.B, sides ...Side) {
+	if len(sides) < 2 {
+		b.Fatal("CompareStorageSides: need a reference and at least one other side")
+	}
 	type row struct {
 		op      string
-		results [2]*benchResult
+		results []*benchResult
 	}
 	var rows []*row
-	for _, op := range append([]benchOp{roundTripOp}, benchOps()...) {
-		rw := &row{op: op.name}
+	for _, op := range append([]benchOp{pingOp, roundTripOp}, benchOps()...) {
+		rw := &row{op: op.name, results: make([]*benchResult, len(sides))}
 		rows = append(rows, rw)
 		b.Run(op.name, func(b *testing.B) {
 			for i, side := range sides {
-				b.Run(side.name, func(b *testing.B) {
-					r := runBench(b, op, side.s)
+				b.Run(side.Name, func(b *testing.B) {
+					r := runBench(b, op, side.S)
 					rw.results[i] = &r // the last run, with the largest b.N, wins
 				})
 			}
 		})
 	}
+	ref := sides[0].Name
 	var out strings.Builder
 	tw := tabwriter.NewWriter(&out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "operation\tinproc p50 µs\tplugin p50 µs\tadded p50 µs\tinproc ops/s\tplugin ops/s\tplugin/inproc ops/s\t")
-	var floor *benchResult
+	head := "operation\t"
+	for _, sd := range sides {
+		head += sd.Name + " p50 µs\t"
+	}
+	for _, sd := range sides[1:] {
+		head += sd.Name + " added p50 µs\t"
+	}
+	for _, sd := range sides {
+		head += sd.Name + " ops/s\t"
+	}
+	for _, sd := range sides[1:] {
+		head += sd.Name + "/" + ref + " ops/s\t"
+	}
+	fmt.Fprintln(tw, head)
+	floors := make([]*benchResult, len(sides))
 	for _, rw := range rows {
-		in, pl := rw.results[0], rw.results[1]
-		if in == nil || pl == nil {
+		complete := true
+		for _, r := range rw.results {
+			complete = complete && r != nil
+		}
+		if !complete {
 			continue // filtered out by -bench
 		}
-		if rw.op == roundTripOp.name {
-			floor = pl
+		if rw.op == pingOp.name {
+			copy(floors, rw.results)
 		}
-		ratio := 0.0
-		if in.throughput() > 0 {
-			ratio = pl.throughput() / in.throughput()
+		line := rw.op + "\t"
+		for _, r := range rw.results {
+			line += fmt.Sprintf("%.2f\t", micros(r.p50))
 		}
-		fmt.Fprintf(tw, "%s\t%.2f\t%.2f\t%.2f\t%.0f\t%.0f\t%.4f\t\n", rw.op, micros(in.p50), micros(pl.p50),
-			micros(pl.p50-in.p50), in.throughput(), pl.throughput(), ratio)
+		for _, r := range rw.results[1:] {
+			line += fmt.Sprintf("%.2f\t", micros(r.p50-rw.results[0].p50))
+		}
+		for _, r := range rw.results {
+			line += fmt.Sprintf("%.0f\t", r.throughput())
+		}
+		for _, r := range rw.results[1:] {
+			ratio := 0.0
+			if rw.results[0].throughput() > 0 {
+				ratio = r.throughput() / rw.results[0].throughput()
+			}
+			line += fmt.Sprintf("%.4f\t", ratio)
+		}
+		fmt.Fprintln(tw, line)
 	}
 	tw.Flush()
-	if floor != nil {
-		fmt.Fprintf(&out, "gRPC round-trip floor (RoundTrip = PluginInfo through the plugin): p50 %.2f µs, p99 %.2f µs\n", micros(floor.p50), micros(floor.p99))
+	for i, f := range floors[1:] {
+		if f != nil {
+			fmt.Fprintf(&out, "%s round-trip floor (RoundTrip: one empty call on its transport, %s): p50 %.2f µs, p99 %.2f µs\n",
+				sides[i+1].Name, Transport(sides[i+1].S), micros(f.p50), micros(f.p99))
+		}
 	}
-	out.WriteString("added p50 = plugin p50 - inproc p50: the latency one call across the plugin boundary adds.\n")
+	out.WriteString("added p50 = side p50 - " + ref + " p50: the latency one call across the plugin boundary adds.\n")
+	out.WriteString("RoundTripGRPC is one bare unary gRPC call (PluginInfo) whatever the transport of the storage calls.\n")
 	out.WriteString("Batch100 counts one batch of 100 puts as one operation.\n")
 	// Printed rather than logged: the testing package shows a parent benchmark's log only
 	// with -v, and cuts it to ten lines.
-	fmt.Fprintf(os.Stdout, "\n%s: in-process vs plugin\n%s\n", b.Name(), out.String())
+	fmt.Fprintf(os.Stdout, "\n%s: %s vs plugin\n%s\n", b.Name(), ref, out.String())
 }
 
 // micros converts a duration to microseconds.

@@ -42,6 +42,7 @@ func StorageCases() []StorageCase {
 		storageCase("batch-readers-see-all-or-nothing", caseBatchReaders),
 		storageCase("batch-conditions", caseBatchConditions),
 		storageCase("batch-condition-race", caseBatchConditionRace),
+		storageCase("batch-namespaces", caseBatchNamespaces),
 		storageCase("cas-create", caseCASCreate),
 		storageCase("cas-swap", caseCASSwap),
 		storageCase("cas-delete", caseCASDelete),

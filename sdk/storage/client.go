@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"sync"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -15,14 +18,85 @@ import (
 
 // Client is the host's side of a storage plugin. It implements Storage, so the host and
 // the conformance suite drive a plugin binary and an in-process backend the same way.
+// Storage calls go over the plugin's fast path when it offers one (see fastpath.go), over
+// gRPC otherwise; errors are the same either way.
 type Client struct {
 	base.Client
-	rpc limitv1.StorageClient
+	rpc     limitv1.StorageClient // the fast path's client, or the gRPC client
+	fast    *fastClient
+	fastErr error
+
+	// caps is whether the plugin declared CapBatchNamespaces, once asked (capsKnown).
+	capsMu    sync.Mutex
+	capsKnown bool
+	caps      bool
 }
 
-// NewClient returns a client over an established plugin connection.
+// BatchNamespaces tells whether the plugin applies batch ops in other namespaces than the
+// batch's (it declares CapBatchNamespaces). The plugin is asked once.
+func (c *Client) BatchNamespaces(ctx context.Context) (bool, error) {
+	c.capsMu.Lock()
+	defer c.capsMu.Unlock()
+	if !c.capsKnown {
+		info, err := c.Client.Info(ctx)
+		if err != nil {
+			return false, fromStatus("info", err)
+		}
+		c.capsKnown, c.caps = true, slices.Contains(info.Capabilities, CapBatchNamespaces)
+	}
+	return c.caps, nil
+}
+
+// NewClient returns a client over an established plugin connection that makes every call
+// over gRPC.
 func NewClient(conn *grpc.ClientConn) *Client {
-	return &Client{Client: base.Client{RPC: limitv1.NewPluginClient(conn)}, rpc: limitv1.NewStorageClient(conn)}
+	return &Client{
+		Client: base.Client{RPC: limitv1.NewPluginClient(conn)}, rpc: limitv1.NewStorageClient(conn),
+		fastErr: errors.New("gRPC only"),
+	}
+}
+
+// fastSetupTimeout bounds asking for and connecting to a plugin's fast path.
+const fastSetupTimeout = 10 * time.Second
+
+// NewFastClient returns a client over an established plugin connection that asks the
+// plugin for its fast path and makes the storage calls over it; when the plugin offers
+// none, or it cannot be set up, the client uses gRPC (FastPathError tells why).
+func NewFastClient(ctx context.Context, conn *grpc.ClientConn) *Client {
+	c := NewClient(conn)
+	ctx, cancel := context.WithTimeout(ctx, fastSetupTimeout)
+	defer cancel()
+	fc, err := dialFast(ctx, c.rpc)
+	if err != nil {
+		c.fastErr = fmt.Errorf("storage fast path not used: %w", err)
+		return c
+	}
+	c.rpc, c.fast, c.fastErr = fc, fc, nil
+	return c
+}
+
+// Transport names what carries the storage calls: "unix" (the fast path) or "grpc". Once
+// every fast-path connection has broken, it is "grpc" again.
+func (c *Client) Transport() string {
+	if c.fast != nil && c.fast.pick() != nil {
+		return "unix"
+	}
+	return "grpc"
+}
+
+// FastPathError tells why the client does not use a fast path (nil when it does).
+func (c *Client) FastPathError() error { return c.fastErr }
+
+// Ping makes one empty call over the transport of the storage calls: the bare cost of a
+// call across the plugin boundary.
+func (c *Client) Ping(ctx context.Context) error {
+	var err error
+	if c.fast != nil && c.fast.pick() != nil {
+		err = c.fast.ping(ctx)
+	} else {
+		_, err = c.Client.Info(ctx)
+	}
+	return fromStatus("ping", err)
 }
 
 // fromStatus maps a gRPC error back to the package's sentinel errors.
@@ -144,9 +218,23 @@ func (c *Client) Batch(ctx context.Context, ns string, ops []Op) error {
 	if err := ValidateBatch(ns, ops); err != nil {
 		return err
 	}
+	if Namespaces(ns, ops) {
+		// A plugin that does not know Op.Namespace would apply the op in ns.
+		ok, err := c.BatchNamespaces(ctx)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return invalidf("the plugin does not take batch operations in other namespaces (capability %s)", CapBatchNamespaces)
+		}
+	}
 	m := &limitv1.BatchRequest{Namespace: ns, Ops: make([]*limitv1.BatchOp, len(ops))}
 	for i, op := range ops {
-		m.Ops[i] = &limitv1.BatchOp{Kind: limitv1.BatchOp_Kind(op.Kind), Key: op.Key, Value: op.Value}
+		opNS := op.Namespace
+		if opNS == ns {
+			opNS = ""
+		}
+		m.Ops[i] = &limitv1.BatchOp{Kind: limitv1.BatchOp_Kind(op.Kind), Key: op.Key, Value: op.Value, Namespace: opNS}
 	}
 	_, err := c.rpc.Batch(ctx, m)
 	return fromStatus("batch", err)
@@ -174,8 +262,14 @@ func (c *Client) CompareAndSwap(ctx context.Context, req CASRequest) (CASResult,
 	return res, nil
 }
 
-// Close is a no-op: the plugin process is stopped by whoever started it.
-func (c *Client) Close() error { return nil }
+// Close closes the fast path's connections; the plugin process is stopped by whoever
+// started it. Calls after Close go over gRPC.
+func (c *Client) Close() error {
+	if c.fast != nil {
+		c.fast.close()
+	}
+	return nil
+}
 
 func validateKeyIn(ns string, key []byte) error {
 	if err := ValidateNamespace(ns); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -17,6 +18,16 @@ import (
 type server struct {
 	limitv1.UnimplementedStorageServer
 	impl Storage
+	fast *fastServer // nil: no fast path offered
+}
+
+// OpenFastPath offers the fast path; see fastpath.go.
+func (s *server) OpenFastPath(_ context.Context, req *limitv1.OpenFastPathRequest) (resp *limitv1.OpenFastPathResponse, err error) {
+	defer base.Recover(&err)
+	if s.fast == nil {
+		return nil, status.Error(codes.FailedPrecondition, "this plugin offers no fast path")
+	}
+	return s.fast.open(req)
 }
 
 // toStatus maps an implementation error to a gRPC status.
@@ -122,10 +133,13 @@ func (s *server) Batch(ctx context.Context, req *limitv1.BatchRequest) (resp *li
 	defer base.Recover(&err)
 	ops := make([]Op, len(req.GetOps()))
 	for i, o := range req.GetOps() {
-		ops[i] = Op{Kind: OpKind(o.GetKind()), Key: o.GetKey(), Value: nonNil(o.GetValue())}
+		ops[i] = Op{Kind: OpKind(o.GetKind()), Key: o.GetKey(), Value: nonNil(o.GetValue()), Namespace: o.GetNamespace()}
 	}
 	if err := ValidateBatch(req.GetNamespace(), ops); err != nil {
 		return nil, toStatus(err)
+	}
+	if Namespaces(req.GetNamespace(), ops) && !slices.Contains(s.impl.PluginInfo().Capabilities, CapBatchNamespaces) {
+		return nil, toStatus(invalidf("this backend does not take batch operations in other namespaces (capability %s)", CapBatchNamespaces))
 	}
 	if err := s.impl.Batch(ctx, req.GetNamespace(), ops); err != nil {
 		return nil, toStatus(err)

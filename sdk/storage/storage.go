@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"unicode/utf8"
 
 	"github.com/limitgraph/limit/sdk/base"
@@ -68,12 +69,20 @@ func (op Op) IsAssertion() bool { return op.Kind == OpAssertAbsent || op.Kind ==
 // CheckAssertions checks the assertions among ops with get, which reads the state before
 // the batch; backends call it inside the transaction that then applies the writes. It
 // returns the first *ConditionError, or get's error.
+//
+// In a batch with ops in several namespaces, use CheckAssertionsIn.
 func CheckAssertions(ops []Op, get func(key []byte) (value []byte, found bool, err error)) error {
+	return CheckAssertionsIn("", ops, func(_ string, key []byte) ([]byte, bool, error) { return get(key) })
+}
+
+// CheckAssertionsIn is CheckAssertions for a batch to namespace ns whose ops may name other
+// namespaces (Op.Namespace): get reads key in namespace.
+func CheckAssertionsIn(ns string, ops []Op, get func(namespace string, key []byte) (value []byte, found bool, err error)) error {
 	for i, op := range ops {
 		if !op.IsAssertion() {
 			continue
 		}
-		v, ok, err := get(op.Key)
+		v, ok, err := get(op.In(ns), op.Key)
 		if err != nil {
 			return err
 		}
@@ -127,6 +136,44 @@ type Op struct {
 	Kind  OpKind
 	Key   []byte
 	Value []byte
+	// Namespace is the op's namespace when it is not the batch's; empty means the batch's.
+	// Only backends that declare CapBatchNamespaces take such ops (the Client refuses to
+	// send them to others); the batch stays atomic across its namespaces.
+	Namespace string
+}
+
+// CapBatchNamespaces is the capability (base.Info.Capabilities) of a backend whose Batch
+// applies ops in other namespaces than the batch's (Op.Namespace), atomically with the rest.
+const CapBatchNamespaces = "batch:namespaces"
+
+// TakesBatchNamespaces tells whether st applies batch ops in other namespaces
+// (CapBatchNamespaces): a plugin client asks its plugin (once), other implementations
+// answer by their PluginInfo.
+func TakesBatchNamespaces(ctx context.Context, st Storage) (bool, error) {
+	if c, ok := st.(interface {
+		BatchNamespaces(context.Context) (bool, error)
+	}); ok {
+		return c.BatchNamespaces(ctx)
+	}
+	return slices.Contains(st.PluginInfo().Capabilities, CapBatchNamespaces), nil
+}
+
+// In returns the op's namespace in a batch to namespace ns.
+func (op Op) In(ns string) string {
+	if op.Namespace != "" {
+		return op.Namespace
+	}
+	return ns
+}
+
+// Namespaces tells whether a batch to ns has ops in other namespaces.
+func Namespaces(ns string, ops []Op) bool {
+	for _, op := range ops {
+		if op.Namespace != "" && op.Namespace != ns {
+			return true
+		}
+	}
+	return false
 }
 
 // CASRequest replaces the value at Key only if the current state is as expected: absent when
@@ -223,6 +270,11 @@ func ValidateBatch(namespace string, ops []Op) error {
 		}
 		if err := ValidateKey(op.Key); err != nil {
 			return fmt.Errorf("batch operation %d: %w", i, err)
+		}
+		if op.Namespace != "" {
+			if err := ValidateNamespace(op.Namespace); err != nil {
+				return fmt.Errorf("batch operation %d: %w", i, err)
+			}
 		}
 		if err := ValidateValue(op.Value); err != nil {
 			return fmt.Errorf("batch operation %d: %w", i, err)

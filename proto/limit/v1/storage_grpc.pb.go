@@ -27,6 +27,7 @@ const (
 	Storage_Scan_FullMethodName           = "/limit.v1.Storage/Scan"
 	Storage_Batch_FullMethodName          = "/limit.v1.Storage/Batch"
 	Storage_CompareAndSwap_FullMethodName = "/limit.v1.Storage/CompareAndSwap"
+	Storage_OpenFastPath_FullMethodName   = "/limit.v1.Storage/OpenFastPath"
 )
 
 // StorageClient is the client API for Storage service.
@@ -47,6 +48,14 @@ type StorageClient interface {
 	Batch(ctx context.Context, in *BatchRequest, opts ...grpc.CallOption) (*BatchResponse, error)
 	// CompareAndSwap replaces a value only if the current one is as expected.
 	CompareAndSwap(ctx context.Context, in *CompareAndSwapRequest, opts ...grpc.CallOption) (*CompareAndSwapResponse, error)
+	// OpenFastPath asks the plugin for a cheaper channel for the calls above: a Unix socket
+	// in a fresh directory only the plugin's user can enter, which accepts exactly
+	// `connections` connections, each of which must first send `token`, and is then removed.
+	// On it every call is a length-prefixed frame carrying the same request and response
+	// messages (see sdk/storage/fastpath.go for the framing). A plugin that does not offer it
+	// answers UNIMPLEMENTED (older plugins) or FAILED_PRECONDITION, and the host keeps
+	// using this gRPC service.
+	OpenFastPath(ctx context.Context, in *OpenFastPathRequest, opts ...grpc.CallOption) (*OpenFastPathResponse, error)
 }
 
 type storageClient struct {
@@ -117,6 +126,16 @@ func (c *storageClient) CompareAndSwap(ctx context.Context, in *CompareAndSwapRe
 	return out, nil
 }
 
+func (c *storageClient) OpenFastPath(ctx context.Context, in *OpenFastPathRequest, opts ...grpc.CallOption) (*OpenFastPathResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(OpenFastPathResponse)
+	err := c.cc.Invoke(ctx, Storage_OpenFastPath_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // StorageServer is the server API for Storage service.
 // All implementations must embed UnimplementedStorageServer
 // for forward compatibility.
@@ -135,6 +154,14 @@ type StorageServer interface {
 	Batch(context.Context, *BatchRequest) (*BatchResponse, error)
 	// CompareAndSwap replaces a value only if the current one is as expected.
 	CompareAndSwap(context.Context, *CompareAndSwapRequest) (*CompareAndSwapResponse, error)
+	// OpenFastPath asks the plugin for a cheaper channel for the calls above: a Unix socket
+	// in a fresh directory only the plugin's user can enter, which accepts exactly
+	// `connections` connections, each of which must first send `token`, and is then removed.
+	// On it every call is a length-prefixed frame carrying the same request and response
+	// messages (see sdk/storage/fastpath.go for the framing). A plugin that does not offer it
+	// answers UNIMPLEMENTED (older plugins) or FAILED_PRECONDITION, and the host keeps
+	// using this gRPC service.
+	OpenFastPath(context.Context, *OpenFastPathRequest) (*OpenFastPathResponse, error)
 	mustEmbedUnimplementedStorageServer()
 }
 
@@ -162,6 +189,9 @@ func (UnimplementedStorageServer) Batch(context.Context, *BatchRequest) (*BatchR
 }
 func (UnimplementedStorageServer) CompareAndSwap(context.Context, *CompareAndSwapRequest) (*CompareAndSwapResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CompareAndSwap not implemented")
+}
+func (UnimplementedStorageServer) OpenFastPath(context.Context, *OpenFastPathRequest) (*OpenFastPathResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method OpenFastPath not implemented")
 }
 func (UnimplementedStorageServer) mustEmbedUnimplementedStorageServer() {}
 func (UnimplementedStorageServer) testEmbeddedByValue()                 {}
@@ -292,6 +322,24 @@ func _Storage_CompareAndSwap_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Storage_OpenFastPath_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(OpenFastPathRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(StorageServer).OpenFastPath(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Storage_OpenFastPath_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(StorageServer).OpenFastPath(ctx, req.(*OpenFastPathRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Storage_ServiceDesc is the grpc.ServiceDesc for Storage service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -322,6 +370,10 @@ var Storage_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CompareAndSwap",
 			Handler:    _Storage_CompareAndSwap_Handler,
+		},
+		{
+			MethodName: "OpenFastPath",
+			Handler:    _Storage_OpenFastPath_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -45,6 +45,7 @@ func (s *Store) PluginInfo() base.Info {
 		Kind:             base.KindStorage,
 		Version:          Version,
 		ProtocolVersions: []uint32{base.ProtocolVersion},
+		Capabilities:     []string{storage.CapBatchNamespaces},
 		Description:      "in-memory storage for tests; nothing is kept when the process ends",
 	}
 }
@@ -189,8 +190,8 @@ func (s *Store) Batch(ctx context.Context, namespace string, ops []storage.Op) e
 	if err := s.usable(); err != nil {
 		return err
 	}
-	if err := storage.CheckAssertions(ops, func(key []byte) ([]byte, bool, error) {
-		v, ok := s.get(namespace, string(key))
+	if err := storage.CheckAssertionsIn(namespace, ops, func(ns string, key []byte) ([]byte, bool, error) {
+		v, ok := s.get(ns, string(key))
 		return v, ok, nil
 	}); err != nil {
 		return err
@@ -198,9 +199,9 @@ func (s *Store) Batch(ctx context.Context, namespace string, ops []storage.Op) e
 	for i, op := range ops {
 		switch op.Kind {
 		case storage.OpPut:
-			s.put(namespace, string(op.Key), vals[i])
+			s.put(op.In(namespace), string(op.Key), vals[i])
 		case storage.OpDelete:
-			s.delete(namespace, string(op.Key))
+			s.delete(op.In(namespace), string(op.Key))
 		}
 	}
 	return nil
