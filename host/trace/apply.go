@@ -372,8 +372,9 @@ type Creation struct {
 }
 
 // CreateAll stores a new trace with the updates of c applied, and returns the record with
-// the entries the updates appended (after the "created" entry). It costs two storage
-// writes: the index entry first, then one batch with everything else.
+// the entries the updates appended (after the "created" entry). It costs one storage write
+// when the backend takes batch ops in several namespaces (storage.CapBatchNamespaces: the
+// index entry rides along), else two: the index entry first, then everything else.
 func (s *Store) CreateAll(ctx context.Context, cr Creation) (Record, []Entry, error) {
 	sessionID, kind, agent := cr.SessionID, cr.Kind, cr.Agent
 	if !ValidID(sessionID) {
@@ -426,21 +427,39 @@ func (s *Store) CreateAll(ctx context.Context, cr Creation) (Record, []Entry, er
 	if err != nil {
 		return Record{}, nil, err
 	}
-	index := []storage.Op{{Kind: storage.OpPut, Key: recordKey(id), Value: []byte(sessionID)}}
+	indexNS := IndexNamespace(s.tenant)
+	index := []storage.Op{{Kind: storage.OpPut, Key: recordKey(id), Value: []byte(sessionID), Namespace: indexNS}}
 	if given {
-		index = append([]storage.Op{{Kind: storage.OpAssertAbsent, Key: recordKey(id)}}, index...)
+		index = append([]storage.Op{{Kind: storage.OpAssertAbsent, Key: recordKey(id), Namespace: indexNS}}, index...)
 	}
-	// The index entry goes first: a crash before the batch leaves an index entry whose
-	// record is missing, which reads as not found; never a record no id leads to.
-	err = s.group.write(ctx, IndexNamespace(s.tenant), index)
-	if err != nil {
+	exists := func(err error) error {
 		if errors.Is(err, storage.ErrConditionFailed) {
-			return Record{}, nil, fmt.Errorf("%w: trace %s", ErrExists, id)
+			return fmt.Errorf("%w: trace %s", ErrExists, id)
 		}
-		return Record{}, nil, fmt.Errorf("create trace: write index: %w", err)
+		return fmt.Errorf("create trace: %w", err)
 	}
-	if err := s.group.write(ctx, loc.ns, ops); err != nil {
+	one, err := s.batchNamespaces(ctx)
+	if err != nil {
 		return Record{}, nil, fmt.Errorf("create trace: %w", err)
+	}
+	if one {
+		// The index entry and the trace in one atomic write.
+		if err := s.group.write(ctx, loc.ns, append(index, ops...)); err != nil {
+			return Record{}, nil, exists(err)
+		}
+	} else {
+		// Two writes, the index entry first: a crash before the batch leaves an index
+		// entry whose record is missing, which reads as not found; never a record no id
+		// leads to.
+		for i := range index {
+			index[i].Namespace = ""
+		}
+		if err := s.group.write(ctx, indexNS, index); err != nil {
+			return Record{}, nil, exists(err)
+		}
+		if err := s.group.write(ctx, loc.ns, ops); err != nil {
+			return Record{}, nil, fmt.Errorf("create trace: %w", err)
+		}
 	}
 	s.sessions.add(id, sessionID)
 	return b.r.rec, b.entries[1:], nil

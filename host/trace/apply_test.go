@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/limitgraph/limit/sdk/governance"
 	"github.com/limitgraph/limit/sdk/storage"
@@ -84,8 +85,20 @@ func (c *countingWrites) CompareAndSwap(ctx context.Context, req storage.CASRequ
 // backend) every operation costs, and how many reads an update makes before its write
 // (each a call across the plugin boundary).
 func TestWriteCounts(t *testing.T) {
+	for _, be := range backends {
+		t.Run(be.name, func(t *testing.T) {
+			creates := 2 // the index entry, then the trace
+			if be.multiNS {
+				creates = 1 // both in one batch
+			}
+			testWriteCounts(t, be.wrap(memstore.New()), creates)
+		})
+	}
+}
+
+func testWriteCounts(t *testing.T, backend storage.Storage, creates int) {
 	ctx := context.Background()
-	st := &countingWrites{Storage: memstore.New()}
+	st := &countingWrites{Storage: backend}
 	s := newStore(t, st)
 	session := NewID()
 	var id string
@@ -105,7 +118,7 @@ func TestWriteCounts(t *testing.T) {
 			rec, err := s.Create(ctx, session, TraceCustom, nil, "t")
 			id = rec.ID
 			return err
-		}, 2, 0},
+		}, creates, 0},
 		{"Append", func() error { _, err := s.Append(ctx, id, Entry{Kind: "note"}); return err }, 1, 1},
 		{"AddFlag", func() error {
 			_, err := s.AddFlag(ctx, id, Flag{Flag: governance.FlagUnsafe, Severity: 3}, "g")
@@ -121,7 +134,7 @@ func TestWriteCounts(t *testing.T) {
 		{"CreateWith", func() error {
 			_, _, err := s.CreateWith(ctx, session, TraceExecution, nil, "t", three)
 			return err
-		}, 2, 0},
+		}, creates, 0},
 		{"Get", func() error { _, err := s.Get(ctx, id); return err }, 0, -1},
 		{"Verify", func() error { _, err := s.Verify(ctx, id); return err }, 0, -1},
 		{"WriteBundle", func() error {
@@ -423,5 +436,60 @@ func TestApplyRefusesRemovedTail(t *testing.T) {
 	}
 	if _, ok, _ := st.Get(ctx, ns, entryKey(rec.ID, 3)); ok {
 		t.Fatal("an entry was written over the removed one")
+	}
+}
+
+// TestCreateAll: a trace created with a chosen id, a creation time and two updates in one
+// write reads as if it had been created then and updated twice; the id cannot be taken
+// again, on either kind of backend.
+func TestCreateAll(t *testing.T) {
+	for _, be := range backends {
+		t.Run(be.name, func(t *testing.T) {
+			ctx := context.Background()
+			s := newStore(t, be.wrap(memstore.New()))
+			session, id := NewID(), NewID()
+			at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+			rec, appended, err := s.CreateAll(ctx, Creation{
+				ID: id, SessionID: session, Kind: TraceExecution, Data: json.RawMessage(`{"a":1}`), Agent: "t", At: at,
+				Updates: []Update{
+					{Flags: []Flag{{Flag: governance.FlagAnomaly, Severity: 2}}, At: at},
+					{Entries: []Entry{{Kind: KindExecuted}}, Status: StatusQuarantined, Reason: "r"},
+				},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rec.ID != id || rec.Length != 4 || rec.Status != StatusQuarantined || len(appended) != 3 || !rec.CreatedAt.Equal(at) {
+				t.Fatalf("record %+v, appended %d", rec, len(appended))
+			}
+			chain, err := s.Chain(ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var kinds []string
+			for _, e := range chain {
+				kinds = append(kinds, e.Kind)
+			}
+			if !slices.Equal(kinds, []string{KindCreated, KindFlagged, KindExecuted, "quarantined"}) {
+				t.Fatalf("chain %v", kinds)
+			}
+			if !chain[1].Timestamp.Equal(at) || !chain[2].Timestamp.After(at) || !rec.Flags[0].Timestamp.Equal(at) {
+				t.Fatalf("timestamps %v %v, flag %v", chain[1].Timestamp, chain[2].Timestamp, rec.Flags[0].Timestamp)
+			}
+			if v, err := s.Verify(ctx, id); err != nil || !v.Valid || v.SignedLength != 4 {
+				t.Fatalf("verify %+v %v", v, err)
+			}
+			// The id is taken: refused, and the trace is untouched.
+			_, _, err = s.CreateAll(ctx, Creation{ID: id, SessionID: NewID(), Kind: TraceCustom, Agent: "t"})
+			if !errors.Is(err, ErrExists) {
+				t.Fatalf("second create with the same id: %v, want ErrExists", err)
+			}
+			if got, err := s.Get(ctx, id); err != nil || got.SessionID != session || got.Length != 4 {
+				t.Fatalf("after the refused create: %+v %v", got, err)
+			}
+			if _, _, err := s.CreateAll(ctx, Creation{ID: "nope", SessionID: session, Kind: TraceCustom, Agent: "t"}); !errors.Is(err, ErrInvalid) {
+				t.Fatalf("malformed id: %v, want ErrInvalid", err)
+			}
+		})
 	}
 }

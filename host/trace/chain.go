@@ -8,6 +8,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
+	"time"
 	"unicode/utf8"
 
 	"github.com/limitgraph/limit/sdk/governance"
@@ -30,7 +32,7 @@ func dataHash(canonical []byte) string {
 // sealEntry computes e.Hash and returns the entry's canonical JSON, as stored.
 func sealEntry(e *Entry) ([]byte, error) {
 	e.Hash = ""
-	body, err := canonicalJSON(e)
+	body, err := entryJSON(e)
 	if err != nil {
 		return nil, fmt.Errorf("encode entry: %w", err)
 	}
@@ -131,14 +133,46 @@ func skipValue(obj []byte, i int) int {
 	return i
 }
 
-// entryHash recomputes the hash of e.
-func entryHash(e Entry) (string, error) {
-	e.Hash = ""
-	body, err := canonicalJSON(e)
-	if err != nil {
-		return "", err
+// entryJSON returns the canonical JSON of e, as canonicalJSON(e) does, but without
+// reflection and a second pass for the common case: every string valid UTF-8, Data already
+// canonical (as the store makes it), a timestamp in years 0–9999 and an index JSON numbers
+// hold exactly. Anything else takes the general path.
+func entryJSON(e *Entry) ([]byte, error) {
+	const maxExact = 1 << 53
+	y := e.Timestamp.Year()
+	if e.Index < 0 || e.Index > maxExact || y < 0 || y > 9999 || !utf8.ValidString(e.TraceID) || !utf8.ValidString(e.SessionID) ||
+		!utf8.ValidString(e.Kind) || !utf8.ValidString(e.Agent) || !utf8.ValidString(e.PrevHash) || !utf8.ValidString(e.Hash) {
+		return canonicalJSON(e)
 	}
-	return chainHash(e.PrevHash, body), nil
+	data := []byte(e.Data)
+	if len(data) == 0 {
+		data = []byte("null")
+	}
+	var out bytes.Buffer
+	out.Grow(256 + len(data))
+	// Members in the order of their names' UTF-16 code units, as RFC 8785 sorts them.
+	out.WriteString(`{"agent":`)
+	writeString(&out, []byte(e.Agent))
+	out.WriteString(`,"data":`)
+	out.Write(data)
+	if e.Hash != "" {
+		out.WriteString(`,"hash":`)
+		writeString(&out, []byte(e.Hash))
+	}
+	out.WriteString(`,"index":`)
+	out.Write(strconv.AppendInt(nil, e.Index, 10))
+	out.WriteString(`,"kind":`)
+	writeString(&out, []byte(e.Kind))
+	out.WriteString(`,"prev_hash":`)
+	writeString(&out, []byte(e.PrevHash))
+	out.WriteString(`,"session_id":`)
+	writeString(&out, []byte(e.SessionID))
+	out.WriteString(`,"timestamp":`)
+	writeString(&out, e.Timestamp.AppendFormat(nil, time.RFC3339Nano))
+	out.WriteString(`,"trace_id":`)
+	writeString(&out, []byte(e.TraceID))
+	out.WriteByte('}')
+	return out.Bytes(), nil
 }
 
 // decodeExact decodes raw into v, refusing unknown members, and checks that v encodes back to
@@ -150,7 +184,20 @@ func decodeExact(raw []byte, v any) error {
 	if err := dec.Decode(v); err != nil {
 		return err
 	}
-	again, err := canonicalJSON(v)
+	var again []byte
+	var err error
+	if e, ok := v.(*Entry); ok {
+		// entryJSON copies Data as it is: check that it is canonical itself.
+		var data []byte
+		if data, err = Canonicalize(e.Data); err == nil && !bytes.Equal(data, e.Data) {
+			return errors.New("data not in canonical form (RFC 8785)")
+		}
+		if err == nil {
+			again, err = entryJSON(e)
+		}
+	} else {
+		again, err = canonicalJSON(v)
+	}
 	if err != nil {
 		return err
 	}
@@ -230,13 +277,10 @@ func (r *replayer) add(raw []byte) (Entry, error) {
 	return e, r.apply(e)
 }
 
-// addEntry checks e, made by this process, as the next entry and applies it to the record.
+// addEntry checks e, just sealed by this process (sealEntry computed e.Hash from its
+// content), as the next entry and applies it to the record.
 func (r *replayer) addEntry(e Entry) error {
-	h, err := entryHash(e)
-	if err != nil {
-		return err
-	}
-	if err := r.check(e, h); err != nil {
+	if err := r.check(e, e.Hash); err != nil {
 		return err
 	}
 	return r.apply(e)

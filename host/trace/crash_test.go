@@ -6,9 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 
+	"github.com/limitgraph/limit/sdk/base"
 	"github.com/limitgraph/limit/sdk/governance"
 	"github.com/limitgraph/limit/sdk/storage"
 	"github.com/limitgraph/limit/sdk/storage/memstore"
@@ -114,9 +116,36 @@ type extraWrite struct {
 }
 
 // crashWorkloadWrites is how many storage writes crashWorkload makes when nothing fails:
-// Create 2, three Appends 1 each, AddFlag 1, SetStatus 1, CopyToMerged 1, CreateWith 2,
-// Apply 1, an unchanged SetStatus 0, WriteBundle 0.
-const crashWorkloadWrites = 11
+// Create 1, three Appends 1 each, AddFlag 1, SetStatus 1, CopyToMerged 1, CreateWith 1,
+// Apply 1, an unchanged SetStatus 0, WriteBundle 0; on a backend without batches over
+// several namespaces, the two creates take 2 each.
+func crashWorkloadWrites(multiNS bool) int {
+	if multiNS {
+		return 9
+	}
+	return 11
+}
+
+// singleNamespace hides a backend's storage.CapBatchNamespaces, so the store writes as it
+// does to a backend without it.
+type singleNamespace struct{ storage.Storage }
+
+func (s singleNamespace) PluginInfo() base.Info {
+	i := s.Storage.PluginInfo()
+	i.Capabilities = slices.DeleteFunc(slices.Clone(i.Capabilities), func(c string) bool { return c == storage.CapBatchNamespaces })
+	return i
+}
+
+// backends are the two ways a trace store writes: with batches over several namespaces
+// (memstore has them) and without.
+var backends = []struct {
+	name    string
+	multiNS bool
+	wrap    func(storage.Storage) storage.Storage
+}{
+	{"batch-namespaces", true, func(s storage.Storage) storage.Storage { return s }},
+	{"single-namespace", false, func(s storage.Storage) storage.Storage { return singleNamespace{s} }},
+}
 
 // crashWorkload runs a fixed sequence of operations until one fails, recording every
 // acknowledged result.
@@ -194,17 +223,23 @@ func crashWorkload(ctx context.Context, s *Store, a *acked) error {
 // either lost or applied, then restarts it on the same storage and checks that nothing
 // acknowledged is lost, every chain verifies, the store carries on, and an export verifies.
 func TestCrashBetweenWrites(t *testing.T) {
+	for _, be := range backends {
+		t.Run(be.name, func(t *testing.T) { testCrashBetweenWrites(t, be.multiNS, be.wrap) })
+	}
+}
+
+func testCrashBetweenWrites(t *testing.T, multiNS bool, wrap func(storage.Storage) storage.Storage) {
 	ctx := context.Background()
 	runs := 0
 	for _, applied := range []bool{false, true} {
 		for n := 1; ; n++ {
 			base := memstore.New()
-			st := &crashing{Storage: base, n: n, applied: applied}
+			st := &crashing{Storage: wrap(base), n: n, applied: applied}
 			a := &acked{session: NewID(), entries: map[string][]string{}, status: map[string]Status{}, flags: map[string]int{}, merged: map[string]bool{}}
 			err := crashWorkload(ctx, newStore(t, st), a)
 			if err == nil {
-				if n-1 != crashWorkloadWrites {
-					t.Fatalf("workload finished after %d writes, want %d", n-1, crashWorkloadWrites)
+				if n-1 != crashWorkloadWrites(multiNS) {
+					t.Fatalf("workload finished after %d writes, want %d", n-1, crashWorkloadWrites(multiNS))
 				}
 				break
 			}
@@ -213,7 +248,7 @@ func TestCrashBetweenWrites(t *testing.T) {
 			}
 			runs++
 			name := fmt.Sprintf("crash at write %d (applied %v)", n, applied)
-			checkAfterCrash(t, name, newStore(t, base), a)
+			checkAfterCrash(t, name, newStore(t, wrap(base)), a)
 		}
 	}
 	t.Logf("%d crash points checked", runs)

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/limitgraph/limit/sdk/storage"
@@ -36,6 +37,9 @@ type Store struct {
 	claims keyedMutex
 	// group combines the batches of concurrent writers to one namespace.
 	group groupWriter
+	// multiNS is whether the storage takes batch ops in other namespaces (0: not asked yet,
+	// 1: yes, 2: no); then a trace is created in one write instead of two.
+	multiNS atomic.Int32
 	// sessions caches the session of the traces this store located or created, saving the
 	// index read in front of every later call. A trace's index entry is written once,
 	// before anything else of the trace, and never changes, so the cache never goes stale.
@@ -137,6 +141,26 @@ func (s *Store) PublicKey() ed25519.PublicKey { return s.key.PublicKey() }
 func (s *Store) Tenant() string { return s.tenant }
 
 func (s *Store) timestamp() time.Time { return s.now().UTC() }
+
+// batchNamespaces tells whether the storage takes batch ops in other namespaces.
+func (s *Store) batchNamespaces(ctx context.Context) (bool, error) {
+	switch s.multiNS.Load() {
+	case 1:
+		return true, nil
+	case 2:
+		return false, nil
+	}
+	ok, err := storage.TakesBatchNamespaces(ctx, s.st)
+	if err != nil {
+		return false, err
+	}
+	if ok {
+		s.multiNS.Store(1)
+	} else {
+		s.multiNS.Store(2)
+	}
+	return ok, nil
+}
 
 // location says where a trace lives.
 type location struct {
