@@ -172,15 +172,15 @@ func Launch(ctx context.Context, spec Spec, logger hclog.Logger) (*Process, erro
 	defer cancel()
 	started := time.Now()
 	raw, err := base.Dispense(dctx, c, spec.Kind)
-	if err != nil {
-		// The start may still be under way (when dctx ended first), so cmd is not ours to
-		// read; Dispense kills whatever it starts.
-		stopClient(c, 0, false)
-		return nil, fmt.Errorf("%s %q (%s): %w", spec.Kind, spec.Name, spec.Path, err)
-	}
 	pid := 0
-	if cmd.Process != nil {
+	// After an abandoned start, go-plugin may still be setting cmd.Process (and Dispense
+	// kills what it starts); otherwise the start is over and the pid ours to read.
+	if !errors.Is(err, base.ErrStartAbandoned) && cmd.Process != nil {
 		pid = cmd.Process.Pid
+	}
+	if err != nil {
+		stopClient(c, pid, false)
+		return nil, fmt.Errorf("%s %q (%s): %w", spec.Kind, spec.Name, spec.Path, err)
 	}
 	impl, ok := raw.(base.Plugin)
 	if !ok {

@@ -3,6 +3,7 @@ package base
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"os/exec"
 	"time"
@@ -81,8 +82,15 @@ func NewClientCmd(cfg LaunchConfig) (*plugin.Client, *exec.Cmd) {
 	return plugin.NewClient(cc), cmd
 }
 
+// ErrStartAbandoned marks a Dispense that gave up waiting for the plugin's start.
+var ErrStartAbandoned = errors.New("start abandoned")
+
 // Dispense starts the plugin process if needed, completes the handshake and returns the
 // kind's client object (a storage.Storage, runner.Runner, ...).
+//
+// When ctx ends before the start does, the error wraps ErrStartAbandoned: the start goes
+// on in the background (its process is killed once it is over), so the caller must not
+// read the command's Process, which the start may still be setting.
 func Dispense(ctx context.Context, c *plugin.Client, kind string) (any, error) {
 	type result struct {
 		v   any
@@ -112,6 +120,6 @@ func Dispense(ctx context.Context, c *plugin.Client, kind string) (any, error) {
 			c.Kill()
 		}()
 		c.Kill()
-		return nil, fmt.Errorf("start %s plugin: %w", kind, ctx.Err())
+		return nil, fmt.Errorf("start %s plugin: %w: %w", kind, ErrStartAbandoned, ctx.Err())
 	}
 }
