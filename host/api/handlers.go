@@ -159,34 +159,82 @@ func wantsStream(r *http.Request) bool {
 }
 
 // sseWriter writes server-sent events, starting the stream at the first event so that
-// errors before any output still get a proper status.
+// errors before any output still get a proper status. Events are written by a goroutine
+// of their own, which writes all that are waiting before it flushes once: a runner
+// producing tokens faster than one write and flush each is not slowed to that pace, and
+// an event that comes alone is still sent at once.
 type sseWriter struct {
 	w       http.ResponseWriter
 	bw      *bufio.Writer
 	flusher http.Flusher
-	started bool
+	started bool // set by the goroutine that queues events
+	ch      chan sseEvent
+	done    chan struct{}
 }
 
-func (e *sseWriter) start() {
-	if e.started {
-		return
-	}
-	e.started = true
-	h := e.w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-cache")
-	h.Set("X-Accel-Buffering", "no")
-	e.w.WriteHeader(http.StatusOK)
+type sseEvent struct {
+	name string
+	v    any
 }
 
+// sseQueue is how many events may wait for the writer before event blocks.
+const sseQueue = 256
+
+func newSSEWriter(w http.ResponseWriter) *sseWriter {
+	e := &sseWriter{w: w, bw: bufio.NewWriterSize(w, 32<<10), ch: make(chan sseEvent, sseQueue), done: make(chan struct{})}
+	e.flusher, _ = w.(http.Flusher)
+	return e
+}
+
+// event queues an event, starting the stream (and its writer) at the first.
 func (e *sseWriter) event(name string, v any) {
-	e.start()
-	b, _ := json.Marshal(v)
-	fmt.Fprintf(e.bw, "event: %s\ndata: %s\n\n", name, b)
-	_ = e.bw.Flush()
-	if e.flusher != nil {
-		e.flusher.Flush()
+	if !e.started {
+		e.started = true
+		h := e.w.Header()
+		h.Set("Content-Type", "text/event-stream")
+		h.Set("Cache-Control", "no-cache")
+		h.Set("X-Accel-Buffering", "no")
+		e.w.WriteHeader(http.StatusOK)
+		go e.loop()
 	}
+	e.ch <- sseEvent{name, v}
+}
+
+// close sends what is queued and waits for it to be written; the caller may then use
+// the ResponseWriter again.
+func (e *sseWriter) close() {
+	if e.started {
+		close(e.ch)
+		<-e.done
+	}
+}
+
+func (e *sseWriter) loop() {
+	defer close(e.done)
+	for ev := range e.ch {
+		e.write(ev)
+	drain:
+		for {
+			select {
+			case ev, ok := <-e.ch:
+				if !ok {
+					break drain
+				}
+				e.write(ev)
+			default:
+				break drain
+			}
+		}
+		_ = e.bw.Flush()
+		if e.flusher != nil {
+			e.flusher.Flush()
+		}
+	}
+}
+
+func (e *sseWriter) write(ev sseEvent) {
+	b, _ := json.Marshal(ev.v)
+	fmt.Fprintf(e.bw, "event: %s\ndata: %s\n\n", ev.name, b)
 }
 
 func (s *Server) execute(w http.ResponseWriter, r *http.Request) {
@@ -204,8 +252,8 @@ func (s *Server) execute(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, res)
 		return
 	}
-	sse := &sseWriter{w: w, bw: bufio.NewWriterSize(w, 32<<10)}
-	sse.flusher, _ = w.(http.Flusher)
+	sse := newSSEWriter(w)
+	defer sse.close()
 	res, err := s.opts.Engine.Execute(r.Context(), r.PathValue("id"), req, func(ev execution.Event) {
 		sse.event(ev.Kind, ev)
 	})
