@@ -319,17 +319,22 @@ func (e *Engine) Execute(ctx context.Context, sessionID string, req Request, emi
 	}
 	// What ran is recorded even if the client went away meanwhile.
 	rctx := context.WithoutCancel(ctx)
-	if created, err := early.finish(); err != nil {
-		return nil, fmt.Errorf("create trace: %w", err)
-	} else if created {
-		if _, _, err := e.Traces.Apply(rctx, cr.ID, Agent, last); err != nil {
-			return nil, fmt.Errorf("record execution: %w", err)
-		}
-	} else {
+	created, err := early.finish()
+	if err != nil {
+		// The early create failed (or did not say it landed): write everything now.
+		e.Logger.Warn("storing a running execution's trace failed; storing it with its outcome", "session", s.ID, "trace", cr.ID, "error", err)
+		created = false
+	}
+	if !created {
 		cr.Updates = append(cr.Updates, last)
-		if _, _, err := e.Traces.CreateAll(rctx, cr); err != nil {
-			return nil, fmt.Errorf("record execution: %w", err)
-		}
+		_, _, err = e.Traces.CreateAll(rctx, cr)
+		created = errors.Is(err, trace.ErrExists) // the early create had landed after all
+	}
+	if created {
+		_, _, err = e.Traces.Apply(rctx, cr.ID, Agent, last)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("record execution: %w", err)
 	}
 	res.Flags = append(res.Flags, post...)
 	if err := e.Stats.Record(rctx, s.ID, governance.Delta{Flags: res.Flags, Quarantined: q || preDelta.Quarantined}); err != nil {
@@ -355,6 +360,8 @@ type earlyRecord struct {
 func (e *Engine) startRecord(ctx context.Context, cr trace.Creation) *earlyRecord {
 	r := &earlyRecord{done: make(chan struct{})}
 	ctx = context.WithoutCancel(ctx)
+	r.mu.Lock() // the timer's function reads r.timer
+	defer r.mu.Unlock()
 	r.timer = time.AfterFunc(RecordStartAfter, func() {
 		r.mu.Lock()
 		if r.timer == nil { // finish came first
