@@ -41,8 +41,8 @@ type Store struct {
 	// 1: yes, 2: no); then a trace is created in one write instead of two.
 	multiNS atomic.Int32
 	// sessions caches the session of the traces this store located or created, saving the
-	// index read in front of every later call. A trace's index entry is written once,
-	// before anything else of the trace, and never changes, so the cache never goes stale.
+	// index read in front of every later call. A trace's index entry is written once
+	// (with the trace, or before it) and never changes, so the cache never goes stale.
 	sessions locationCache
 }
 
