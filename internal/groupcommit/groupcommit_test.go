@@ -277,15 +277,9 @@ func TestCloseDrainsQueue(t *testing.T) {
 	}
 }
 
-func TestConcurrentWritersAreGrouped(t *testing.T) {
-	d := &memDB{data: map[string]string{}}
-	cfg := d.config(64)
-	fast := cfg.Commit
-	// A commit that takes a while, like an fsync, lets the next group fill up.
-	cfg.Commit = func(tx *memTx) error { time.Sleep(2 * time.Millisecond); return fast(tx) }
-	w := New(cfg)
-	defer w.Close()
-	const writers, rounds = 16, 20
+// writeConcurrently makes writers goroutines write rounds keys each, one at a time.
+func writeConcurrently(t *testing.T, w *Writer[*memTx], writers, rounds int) {
+	t.Helper()
 	var wg sync.WaitGroup
 	for i := range writers {
 		wg.Go(func() {
@@ -298,6 +292,18 @@ func TestConcurrentWritersAreGrouped(t *testing.T) {
 		})
 	}
 	wg.Wait()
+}
+
+func TestConcurrentWritersAreGrouped(t *testing.T) {
+	d := &memDB{data: map[string]string{}}
+	cfg := d.config(64)
+	fast := cfg.Commit
+	// A commit that takes a while, like an fsync, lets the next group fill up.
+	cfg.Commit = func(tx *memTx) error { time.Sleep(2 * time.Millisecond); return fast(tx) }
+	w := New(cfg)
+	defer w.Close()
+	const writers, rounds = 16, 20
+	writeConcurrently(t, w, writers, rounds)
 	if got := w.Commits(); got > writers*rounds/4 {
 		t.Fatalf("%d writes by %d writers took %d commits, want at most a quarter", writers*rounds, writers, got)
 	}
@@ -313,18 +319,7 @@ func TestLingerKeepsConcurrentWritersTogether(t *testing.T) {
 		cfg.MaxLinger = linger
 		w := New(cfg)
 		const writers, rounds = 16, 20
-		var wg sync.WaitGroup
-		for i := range writers {
-			wg.Go(func() {
-				for r := range rounds {
-					if err := w.Write(t.Context(), 1, put(fmt.Sprint(i, "/", r), "v")); err != nil {
-						t.Error(err)
-						return
-					}
-				}
-			})
-		}
-		wg.Wait()
+		writeConcurrently(t, w, writers, rounds)
 		w.Close()
 		t.Logf("MaxLinger %v: %d writes by %d writers took %d commits", linger, writers*rounds, writers, w.Commits())
 		// With lingering, each round of the 16 writers should be one group (plus the
