@@ -156,6 +156,11 @@ func TestCrashSafety(t *testing.T) {
 			if rep.Acks == 0 {
 				t.Error("no write was acknowledged in the whole run")
 			}
+			// Every first-party backend takes batches across namespaces: some batch keys
+			// must have gone to the second one.
+			if rep.OtherItems == 0 {
+				t.Errorf("no key in the second namespace: batches across namespaces were not exercised (%v)", rep)
+			}
 			t.Log(rep)
 			fmt.Fprintf(os.Stderr, "crashtest %s\n", rep)
 		})

@@ -83,18 +83,19 @@ type Report struct {
 	// Unacked is the number of writes found at the end that landed without their
 	// acknowledgement (in flight at a kill).
 	Unacked int
-	// Items and Bytes are what the final check read.
-	Items int
-	Bytes int64
+	// Items and Bytes are what the final check read; OtherItems is how many of the keys
+	// batches put in OtherNamespace (none where the backend lacks batch:namespaces).
+	Items, OtherItems int
+	Bytes             int64
 	// Elapsed is the run's wall time.
 	Elapsed time.Duration
 }
 
 // String renders the report on one line.
 func (r Report) String() string {
-	return fmt.Sprintf("%s: %d kills (%d plugin, %d writer) in %v, %d acknowledged writes, %d checks (%d full), final: %d keys, %.1f MiB, %d unacknowledged writes landed whole; seed %d",
+	return fmt.Sprintf("%s: %d kills (%d plugin, %d writer) in %v, %d acknowledged writes, %d checks (%d full), final: %d keys (%d in the second namespace), %.1f MiB, %d unacknowledged writes landed whole; seed %d",
 		r.Backend, r.Kills, r.PluginKills, r.WriterKills, r.Elapsed.Round(time.Millisecond), r.Acks, r.Checks, r.FullChecks,
-		r.Items, float64(r.Bytes)/(1<<20), r.Unacked, r.Seed)
+		r.Items, r.OtherItems, float64(r.Bytes)/(1<<20), r.Unacked, r.Seed)
 }
 
 // ViolationError is a run's failure because the store broke a promise.
@@ -215,13 +216,15 @@ func Run(ctx context.Context, b Backend, o Options) (rep Report, err error) {
 	rep.Checks++
 	rep.FullChecks++
 	rep.Acks = ledger.Acks()
-	rep.Items, rep.Bytes, rep.Unacked = c.Items, c.Bytes, c.Unacked
+	rep.Items, rep.OtherItems, rep.Bytes, rep.Unacked = c.Items, c.OtherItems, c.Bytes, c.Unacked
 	rep.Elapsed = time.Since(start)
 	if len(c.Violations) > 0 {
 		return rep, &ViolationError{Round: o.Kills, Violations: c.Violations}
 	}
-	if err := clearNamespace(ctx, s, o.Namespace); err != nil {
-		return rep, fmt.Errorf("clean up namespace %s: %w", o.Namespace, err)
+	for _, ns := range []string{o.Namespace, OtherNamespace(o.Namespace)} {
+		if err := clearNamespace(ctx, s, ns); err != nil {
+			return rep, fmt.Errorf("clean up namespace %s: %w", ns, err)
+		}
 	}
 	return rep, nil
 }

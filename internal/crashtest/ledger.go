@@ -140,8 +140,9 @@ func roundOf(key string) int {
 
 // Check is the outcome of a verification.
 type Check struct {
-	// Items is how many keys were read.
-	Items int
+	// Items is how many keys were read; OtherItems how many of them were in
+	// OtherNamespace.
+	Items, OtherItems int
 	// Bytes is the size of the keys and values read.
 	Bytes int64
 	// Unacked counts keys found whose write was never acknowledged: in flight at a kill,
@@ -166,35 +167,19 @@ func (c *Check) violate(format string, args ...any) {
 // checks them against the ledger: every acknowledged write is there and intact, every
 // acknowledged delete stays done, no counter went back, every value is whole and at its
 // own key, and every batch that is visible at all is visible whole.
+//
+// Batches may have put some of their keys in OtherNamespace(ns): both are read, and a
+// batch is whole only if its keys in both are there.
 func (l *Ledger) Verify(ctx context.Context, s storage.Storage, ns string, rounds []int) (Check, error) {
 	var c Check
 	items := map[string]record{}
 	scan := func(prefix string) error {
-		req := storage.ScanRequest{Namespace: ns, Prefix: []byte(prefix), Limit: storage.MaxScanLimit}
-		for {
-			res, err := s.Scan(ctx, req)
-			if err != nil {
-				return fmt.Errorf("scan %q prefix %q: %w", ns, prefix, err)
+		for _, n := range []string{ns, OtherNamespace(ns)} {
+			if err := l.scanInto(ctx, s, n, prefix, n != ns, &c, items); err != nil {
+				return err
 			}
-			for _, kv := range res.Items {
-				c.Items++
-				c.Bytes += int64(len(kv.Key) + len(kv.Value))
-				key := string(kv.Key)
-				rec, err := decode(kv.Value)
-				switch {
-				case err != nil:
-					c.violate("value at %s is damaged: %v", key, err)
-				case rec.Key != key:
-					c.violate("value at %s belongs to key %s", key, rec.Key)
-				default:
-					items[key] = rec
-				}
-			}
-			if !res.More {
-				return nil
-			}
-			req.StartAfter = res.Items[len(res.Items)-1].Key
 		}
+		return nil
 	}
 	if rounds == nil {
 		if err := scan(""); err != nil {
@@ -210,6 +195,48 @@ func (l *Ledger) Verify(ctx context.Context, s storage.Storage, ns string, round
 			}
 		}
 	}
+	return l.check(c, items, rounds), nil
+}
+
+// OtherNamespace is the second namespace of a crash test's batches.
+func OtherNamespace(ns string) string { return ns + "-other" }
+
+// scanInto reads the keys with prefix in ns into items.
+func (l *Ledger) scanInto(ctx context.Context, s storage.Storage, ns, prefix string, other bool, c *Check, items map[string]record) error {
+	req := storage.ScanRequest{Namespace: ns, Prefix: []byte(prefix), Limit: storage.MaxScanLimit}
+	for {
+		res, err := s.Scan(ctx, req)
+		if err != nil {
+			return fmt.Errorf("scan %q prefix %q: %w", ns, prefix, err)
+		}
+		for _, kv := range res.Items {
+			c.Items++
+			if other {
+				c.OtherItems++
+			}
+			c.Bytes += int64(len(kv.Key) + len(kv.Value))
+			key := string(kv.Key)
+			rec, err := decode(kv.Value)
+			switch {
+			case err != nil:
+				c.violate("value at %s is damaged: %v", key, err)
+			case rec.Key != key:
+				c.violate("value at %s belongs to key %s", key, rec.Key)
+			case items[key].Key != "":
+				c.violate("key %s is in both namespaces", key)
+			default:
+				items[key] = rec
+			}
+		}
+		if !res.More {
+			return nil
+		}
+		req.StartAfter = res.Items[len(res.Items)-1].Key
+	}
+}
+
+// check checks what was read (items, of the rounds) against the ledger.
+func (l *Ledger) check(c Check, items map[string]record, rounds []int) Check {
 	slices.Sort(rounds)
 
 	// Batches: every member visible or none, and the victim gone when they are.
@@ -275,5 +302,5 @@ func (l *Ledger) Verify(ctx context.Context, s storage.Storage, ns string, round
 			c.Unacked++
 		}
 	}
-	return c, nil
+	return c
 }

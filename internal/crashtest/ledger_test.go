@@ -136,6 +136,7 @@ func TestVerify(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
+
 			l := NewLedger()
 			for _, a := range tt.acks {
 				if err := l.Apply(0, a); err != nil {
@@ -179,5 +180,58 @@ func TestVerifyScopesRounds(t *testing.T) {
 	c, err = l.Verify(ctx, s, "ns", nil)
 	if err != nil || c.Items != 3 || len(c.Violations) != 1 {
 		t.Errorf("full check: %+v, %v; want 3 items and the damaged one found", c, err)
+	}
+}
+
+// TestVerifyTwoNamespaces checks batches whose keys are split between the namespace and
+// OtherNamespace.
+func TestVerifyTwoNamespaces(t *testing.T) {
+	const (
+		p1 = "r00000/g00/p000001"
+		b  = "r00000/g00/b000003"
+		b0 = b + "/0"
+		b1 = b + "/1"
+	)
+	val := func(r record) []byte { return encode(r, []byte("x")) }
+	member := func(k string) map[string][]byte {
+		return map[string][]byte{k: val(record{Key: k, Batch: b, BatchSize: 2})}
+	}
+	tests := []struct {
+		name        string
+		acks        []string
+		main, other map[string][]byte
+		want        string
+	}{
+		{"whole across namespaces", []string{"batch " + b0 + "," + b1}, member(b0), member(b1), ""},
+		{"only the other half", nil, nil, member(b1), "visible in part"},
+		{"acked, other half lost", []string{"batch " + b0 + "," + b1}, member(b0), nil, "visible in part"},
+		{"a key in both", []string{"put " + p1}, map[string][]byte{p1: val(record{Key: p1})}, map[string][]byte{p1: val(record{Key: p1})}, "in both namespaces"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			s := memstore.New()
+			for ns, state := range map[string]map[string][]byte{"ns": tt.main, OtherNamespace("ns"): tt.other} {
+				for k, v := range state {
+					if err := s.Put(ctx, ns, []byte(k), v); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			l := NewLedger()
+			for _, a := range tt.acks {
+				if err := l.Apply(0, a); err != nil {
+					t.Fatal(err)
+				}
+			}
+			c, err := l.Verify(ctx, s, "ns", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := strings.Join(c.Violations, "; ")
+			if (tt.want == "") != (got == "") || !strings.Contains(got, tt.want) {
+				t.Errorf("violations %q, want %q", got, tt.want)
+			}
+		})
 	}
 }

@@ -107,10 +107,16 @@ func WriterMain() {
 		out.printf("%s %d %d %d", lineVerified, c.Items, c.Bytes, c.Unacked)
 	}
 
+	// Batches put some of their keys in a second namespace where the backend takes batch
+	// operations in other namespaces: atomicity across namespaces is checked too.
+	multiNS, err := storage.TakesBatchNamespaces(ctx, s)
+	if err != nil {
+		fail(exitSetup, "%s capabilities: %s", lineError, oneLine(err.Error()))
+	}
 	out.printf("%s", lineWriting)
 	var wg sync.WaitGroup
 	for g := range max(j.Writers, 1) {
-		w := &writerLoop{s: s, out: out, ns: j.Namespace, round: j.Round, g: g,
+		w := &writerLoop{s: s, out: out, ns: j.Namespace, round: j.Round, g: g, multiNS: multiNS,
 			rng: rand.New(rand.NewPCG(j.Seed, uint64(j.Round)<<16|uint64(g)))}
 		wg.Go(func() { w.run(ctx) })
 	}
@@ -141,6 +147,8 @@ type writerLoop struct {
 	round int
 	g     int
 	rng   *rand.Rand
+	// multiNS: batches may put keys in OtherNamespace(ns) too.
+	multiNS bool
 
 	seq        int
 	puts       []string // acknowledged lone puts, not deleted since
@@ -222,7 +230,11 @@ func (w *writerLoop) batch(ctx context.Context) error {
 	for i := range n {
 		keys[i] = fmt.Sprintf("%s/%d", id, i)
 		rec := record{Key: keys[i], Batch: id, BatchSize: n, Victim: victim}
-		ops = append(ops, storage.Op{Kind: storage.OpPut, Key: []byte(keys[i]), Value: encode(rec, w.payload())})
+		op := storage.Op{Kind: storage.OpPut, Key: []byte(keys[i]), Value: encode(rec, w.payload())}
+		if w.multiNS && w.rng.IntN(2) == 0 {
+			op.Namespace = OtherNamespace(w.ns)
+		}
+		ops = append(ops, op)
 	}
 	if victim != "" {
 		at := w.rng.IntN(len(ops) + 1)
