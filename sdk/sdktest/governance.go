@@ -127,37 +127,5 @@ func runGovernanceCase(ctx context.Context, c GovernanceCase, r governance.Rule)
 // client, which implements governance.Rule, and a function that stops the plugin process;
 // call it when done.
 func LaunchGovernance(ctx context.Context, path string, env []string, configJSON []byte, dataDir string) (governance.Rule, func(), error) {
-	client := base.NewClient(base.LaunchConfig{
-		Path:    path,
-		Kind:    base.KindGovernance,
-		Plugins: governance.PluginSet(),
-		Env:     env,
-	})
-	stop := func() { client.Kill() }
-	fail := func(err error) (governance.Rule, func(), error) {
-		stop()
-		return nil, nil, fmt.Errorf("launch governance plugin %s: %w", path, err)
-	}
-	raw, err := base.Dispense(ctx, client, base.KindGovernance)
-	if err != nil {
-		return fail(err)
-	}
-	r, ok := raw.(governance.Rule)
-	if !ok {
-		return fail(fmt.Errorf("dispensed %T, which is not a governance.Rule", raw))
-	}
-	info, err := pluginInfo(ctx, r)
-	if err != nil {
-		return fail(err)
-	}
-	if info.Kind != base.KindGovernance {
-		return fail(fmt.Errorf("plugin %q reports kind %q, want %q", info.Name, info.Kind, base.KindGovernance))
-	}
-	if len(configJSON) == 0 {
-		configJSON = []byte("{}")
-	}
-	if ds := r.Configure(ctx, base.ConfigureRequest{Config: configJSON, DataDir: dataDir}); ds.HasErrors() {
-		return fail(fmt.Errorf("configure plugin %q: %w", info.Name, ds.Err()))
-	}
-	return r, stop, nil
+	return launch[governance.Rule](ctx, base.KindGovernance, governance.PluginSet(), path, env, configJSON, dataDir)
 }

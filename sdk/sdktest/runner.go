@@ -176,37 +176,9 @@ const runnerCloseTimeout = time.Second
 //
 // A runner process serves one session: launch one process per session, as the host does.
 func LaunchRunner(ctx context.Context, path string, env []string, configJSON []byte, dataDir string) (runner.Runner, func(), error) {
-	client := base.NewClient(base.LaunchConfig{
-		Path:    path,
-		Kind:    base.KindRunner,
-		Plugins: runner.PluginSet(),
-		Env:     env,
-	})
-	kill := func() { client.Kill() }
-	fail := func(err error) (runner.Runner, func(), error) {
-		kill()
-		return nil, nil, fmt.Errorf("launch runner plugin %s: %w", path, err)
-	}
-	raw, err := base.Dispense(ctx, client, base.KindRunner)
+	r, kill, err := launch[runner.Runner](ctx, base.KindRunner, runner.PluginSet(), path, env, configJSON, dataDir)
 	if err != nil {
-		return fail(err)
-	}
-	r, ok := raw.(runner.Runner)
-	if !ok {
-		return fail(fmt.Errorf("dispensed %T, which is not a runner.Runner", raw))
-	}
-	info, err := pluginInfo(ctx, r)
-	if err != nil {
-		return fail(err)
-	}
-	if info.Kind != base.KindRunner {
-		return fail(fmt.Errorf("plugin %q reports kind %q, want %q", info.Name, info.Kind, base.KindRunner))
-	}
-	if len(configJSON) == 0 {
-		configJSON = []byte("{}")
-	}
-	if ds := r.Configure(ctx, base.ConfigureRequest{Config: configJSON, DataDir: dataDir}); ds.HasErrors() {
-		return fail(fmt.Errorf("configure plugin %q: %w", info.Name, ds.Err()))
+		return nil, nil, err
 	}
 	stop := func() {
 		cctx, cancel := context.WithTimeout(context.Background(), runnerCloseTimeout)

@@ -110,46 +110,7 @@ func Transport(s storage.Storage) string {
 }
 
 func launchStorage(ctx context.Context, set plugin.PluginSet, path string, env []string, configJSON []byte, dataDir string) (storage.Storage, func(), error) {
-	client := base.NewClient(base.LaunchConfig{
-		Path:    path,
-		Kind:    base.KindStorage,
-		Plugins: set,
-		Env:     env,
-	})
-	stop := func() { client.Kill() }
-	fail := func(err error) (storage.Storage, func(), error) {
-		stop()
-		return nil, nil, fmt.Errorf("launch storage plugin %s: %w", path, err)
-	}
-	raw, err := base.Dispense(ctx, client, base.KindStorage)
-	if err != nil {
-		return fail(err)
-	}
-	s, ok := raw.(storage.Storage)
-	if !ok {
-		return fail(fmt.Errorf("dispensed %T, which is not a storage.Storage", raw))
-	}
-	var info base.Info
-	if ic, ok := raw.(interface {
-		Info(context.Context) (base.Info, error)
-	}); ok {
-		if info, err = ic.Info(ctx); err != nil {
-			return fail(err)
-		}
-	} else {
-		info = s.PluginInfo()
-	}
-	if info.Kind != base.KindStorage {
-		return fail(fmt.Errorf("plugin %q reports kind %q, want %q", info.Name, info.Kind, base.KindStorage))
-	}
-	if len(configJSON) == 0 {
-		configJSON = []byte("{}")
-	}
-	ds := s.Configure(ctx, base.ConfigureRequest{Config: configJSON, DataDir: dataDir})
-	if ds.HasErrors() {
-		return fail(fmt.Errorf("configure plugin %q: %w", info.Name, ds.Err()))
-	}
-	return s, stop, nil
+	return launch[storage.Storage](ctx, base.KindStorage, set, path, env, configJSON, dataDir)
 }
 
 // namespaces hands out the namespaces of one run of a case and remembers them, so the run
