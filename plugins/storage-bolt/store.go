@@ -8,8 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -17,6 +15,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
 
+	"github.com/limitgraph/limit/internal/opened"
 	"github.com/limitgraph/limit/sdk/base"
 	"github.com/limitgraph/limit/sdk/storage"
 )
@@ -32,14 +31,13 @@ var (
 // writes into one transaction and one fsync.
 type store struct {
 	log hclog.Logger
-
-	mu     sync.Mutex // serializes Configure and Close
-	closed bool
-	eng    atomic.Pointer[engine]
+	eng opened.Slot[settings, engine]
 }
 
 func newStore() *store {
-	return &store{log: hclog.NewNullLogger()}
+	return &store{log: hclog.NewNullLogger(), eng: opened.Slot[settings, engine]{
+		Name: "bolt", ErrNotConfigured: errNotConfigured, ErrClosed: errClosed,
+	}}
 }
 
 // PluginInfo implements base.Plugin.
@@ -64,28 +62,14 @@ func (s *store) Configure(ctx context.Context, req base.ConfigureRequest) base.D
 	if ds.HasErrors() || req.ValidateOnly {
 		return ds
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return append(ds, base.Errorf(nil, "bolt storage is closed; start a new plugin process"))
-	}
-	if e := s.eng.Load(); e != nil {
-		if e.set == set {
-			return ds
+	return append(ds, s.eng.Configure(set, func() (*engine, base.Diagnostics) {
+		db, d := openDB(ctx, set)
+		if d != nil {
+			return nil, base.Diagnostics{*d}
 		}
-		return append(ds, base.Diagnostic{
-			Severity: base.SeverityError,
-			Summary:  "bolt storage is already configured with different settings",
-			Detail:   fmt.Sprintf("It runs with %s; restart the plugin to apply %s.", e.set, set),
-		})
-	}
-	db, d := openDB(ctx, set)
-	if d != nil {
-		return append(ds, *d)
-	}
-	s.eng.Store(newEngine(db, set, s.log))
-	s.log.Info("database open", "path", set.path, "no_sync", set.noSync, "max_batch", set.maxBatch)
-	return ds
+		s.log.Info("database open", "path", set.path, "no_sync", set.noSync, "max_batch", set.maxBatch)
+		return newEngine(db, set, s.log), nil
+	})...)
 }
 
 // openDB creates the file's directory and opens the database, waiting at most the
@@ -123,13 +107,7 @@ func openDB(ctx context.Context, set settings) (*bolt.DB, *base.Diagnostic) {
 }
 
 // engine returns the open engine, or an ErrUnavailable error.
-func (s *store) engine() (*engine, error) {
-	e := s.eng.Load()
-	if e == nil {
-		return nil, errNotConfigured
-	}
-	return e, nil
-}
+func (s *store) engine() (*engine, error) { return s.eng.Get() }
 
 // Get implements storage.Storage.
 func (s *store) Get(ctx context.Context, ns string, key []byte) ([]byte, bool, error) {
@@ -418,17 +396,12 @@ func (s *store) CompareAndSwap(ctx context.Context, req storage.CASRequest) (sto
 // Close implements storage.Storage: it lets the writer finish every queued write, then
 // closes the database. Calls after Close fail with ErrUnavailable.
 func (s *store) Close() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.closed = true
-	e := s.eng.Load()
-	if e == nil {
+	return s.eng.Close(func(e *engine) error {
+		if err := e.close(); err != nil {
+			return fmt.Errorf("bolt: close %s: %w", e.set.path, err)
+		}
 		return nil
-	}
-	if err := e.close(); err != nil {
-		return fmt.Errorf("bolt: close %s: %w", e.set.path, err)
-	}
-	return nil
+	})
 }
 
 // lookup returns the value at key in b (nil b is an empty namespace). It tests presence

@@ -11,8 +11,6 @@ import (
 	"os"
 	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -21,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/limitgraph/limit/internal/opened"
 	"github.com/limitgraph/limit/sdk/base"
 	"github.com/limitgraph/limit/sdk/storage"
 )
@@ -44,10 +43,7 @@ type store struct {
 	log    hclog.Logger
 	getenv func(string) string
 
-	mu       sync.Mutex // serializes Configure and Close
-	closed   bool
-	isClosed atomic.Bool // closed, for the request paths that do not take mu
-	conn     atomic.Pointer[conn]
+	conn opened.Slot[settings, conn]
 }
 
 // conn is a configured pool and what messages say about it.
@@ -58,7 +54,9 @@ type conn struct {
 }
 
 func newStore() *store {
-	return &store{log: hclog.NewNullLogger(), getenv: os.Getenv}
+	return &store{log: hclog.NewNullLogger(), getenv: os.Getenv, conn: opened.Slot[settings, conn]{
+		Name: "postgres", ErrNotConfigured: errNotConfigured, ErrClosed: errClosed,
+	}}
 }
 
 // PluginInfo implements base.Plugin.
@@ -84,70 +82,50 @@ func (s *store) Configure(ctx context.Context, req base.ConfigureRequest) base.D
 	if ds.HasErrors() || req.ValidateOnly {
 		return ds
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return append(ds, base.Errorf(nil, "postgres storage is closed; start a new plugin process"))
-	}
-	if c := s.conn.Load(); c != nil {
-		if c.set == set {
-			return ds
-		}
-		return append(ds, base.Diagnostic{
-			Severity: base.SeverityError,
-			Summary:  "postgres storage is already configured with different settings",
-			Detail:   fmt.Sprintf("It runs with %s; restart the plugin to apply %s.", c.set, set),
-		})
-	}
+	return append(ds, s.conn.Configure(set, func() (*conn, base.Diagnostics) { return s.connect(ctx, set, pcfg) })...)
+}
+
+// connect opens the pool, checks that the server answers, and migrates the schema.
+func (s *store) connect(ctx context.Context, set settings, pcfg *pgxpool.Config) (*conn, base.Diagnostics) {
 	c := &conn{set: set, addr: addr(pcfg)}
 	who := fmt.Sprintf("database %q as user %q", pcfg.ConnConfig.Database, pcfg.ConnConfig.User)
 	pool, err := pgxpool.NewWithConfig(context.WithoutCancel(ctx), pcfg)
 	if err != nil {
-		return append(ds, base.Diagnostic{
+		return nil, base.Diagnostics{{
 			Severity: base.SeverityError, Summary: "cannot set up the PostgreSQL connection pool" + set.source(),
 			Detail: redact(err.Error(), set.url), Path: set.urlPath(),
-		})
+		}}
 	}
 	pctx, cancel := context.WithTimeout(ctx, set.connectTimeout+set.connectTimeout/2)
 	defer cancel()
 	if err := pool.Ping(pctx); err != nil {
 		pool.Close()
-		return append(ds, base.Diagnostic{
+		return nil, base.Diagnostics{{
 			Severity: base.SeverityError,
 			Summary:  fmt.Sprintf("cannot connect to PostgreSQL at %s (%s)", c.addr, who),
 			Detail: redact(err.Error(), set.url) + ". Check that the server runs and accepts connections there, and the url" +
 				set.source() + " (host, port, user, password, database, sslmode).",
 			Path: set.urlPath(),
-		})
+		}}
 	}
 	from, err := migrate(ctx, pool)
 	if err != nil {
 		pool.Close()
-		return append(ds, base.Diagnostic{
+		return nil, base.Diagnostics{{
 			Severity: base.SeverityError,
 			Summary:  fmt.Sprintf("cannot prepare the schema in PostgreSQL at %s (%s)", c.addr, who),
 			Detail:   redact(err.Error(), set.url) + ". The user needs the right to create tables in the database's default schema.",
 			Path:     set.urlPath(),
-		})
+		}}
 	}
 	c.pool = pool
-	s.conn.Store(c)
 	s.log.Info("connected", "server", c.addr, "database", pcfg.ConnConfig.Database, "user", pcfg.ConnConfig.User,
 		"schema_version", schemaVersion, "migrated_from", from, "max_conns", set.maxConns)
-	return ds
+	return c, nil
 }
 
 // current returns the configured connection, or an ErrUnavailable error.
-func (s *store) current() (*conn, error) {
-	if s.isClosed.Load() {
-		return nil, errClosed
-	}
-	c := s.conn.Load()
-	if c == nil {
-		return nil, errNotConfigured
-	}
-	return c, nil
-}
+func (s *store) current() (*conn, error) { return s.conn.Get() }
 
 // run calls f and, when it failed because a connection broke (the server restarted, or
 // terminated the backend), calls it once more on a fresh connection if that is safe: when
@@ -605,14 +583,10 @@ func (c *conn) casOnce(ctx context.Context, ns []byte, req storage.CASRequest) (
 // Close implements storage.Storage: it waits for running requests and closes the pool.
 // Calls after Close fail with ErrUnavailable.
 func (s *store) Close() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.closed = true
-	s.isClosed.Store(true)
-	if c := s.conn.Swap(nil); c != nil {
+	return s.conn.Close(func(c *conn) error {
 		c.pool.Close()
-	}
-	return nil
+		return nil
+	})
 }
 
 // isConnErr reports whether err means the connection to the server failed or broke,

@@ -7,13 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 
 	"github.com/hashicorp/go-hclog"
 	sqlite3 "modernc.org/sqlite/lib"
 
+	"github.com/limitgraph/limit/internal/opened"
 	"github.com/limitgraph/limit/sdk/base"
 	"github.com/limitgraph/limit/sdk/storage"
 )
@@ -29,15 +28,13 @@ var (
 // which groups concurrent writes into one transaction and one fsync.
 type store struct {
 	log hclog.Logger
-
-	mu       sync.Mutex // serializes Configure and Close
-	closed   bool
-	isClosed atomic.Bool // closed, for the request paths that do not take mu
-	eng      atomic.Pointer[engine]
+	eng opened.Slot[settings, engine]
 }
 
 func newStore() *store {
-	return &store{log: hclog.NewNullLogger()}
+	return &store{log: hclog.NewNullLogger(), eng: opened.Slot[settings, engine]{
+		Name: "sqlite", ErrNotConfigured: errNotConfigured, ErrClosed: errClosed,
+	}}
 }
 
 // PluginInfo implements base.Plugin.
@@ -62,41 +59,18 @@ func (s *store) Configure(ctx context.Context, req base.ConfigureRequest) base.D
 	if ds.HasErrors() || req.ValidateOnly {
 		return ds
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return append(ds, base.Errorf(nil, "sqlite storage is closed; start a new plugin process"))
-	}
-	if e := s.eng.Load(); e != nil {
-		if e.set == set {
-			return ds
+	return append(ds, s.eng.Configure(set, func() (*engine, base.Diagnostics) {
+		d, diag := openDB(ctx, set)
+		if diag != nil {
+			return nil, base.Diagnostics{*diag}
 		}
-		return append(ds, base.Diagnostic{
-			Severity: base.SeverityError,
-			Summary:  "sqlite storage is already configured with different settings",
-			Detail:   fmt.Sprintf("It runs with %s; restart the plugin to apply %s.", e.set, set),
-		})
-	}
-	d, diag := openDB(ctx, set)
-	if diag != nil {
-		return append(ds, *diag)
-	}
-	s.eng.Store(newEngine(d, set, s.log))
-	s.log.Info("database open", "path", set.path, "max_batch", set.maxBatch, "readers", set.readers)
-	return ds
+		s.log.Info("database open", "path", set.path, "max_batch", set.maxBatch, "readers", set.readers)
+		return newEngine(d, set, s.log), nil
+	})...)
 }
 
 // engine returns the open engine, or an ErrUnavailable error.
-func (s *store) engine() (*engine, error) {
-	if s.isClosed.Load() {
-		return nil, errClosed
-	}
-	e := s.eng.Load()
-	if e == nil {
-		return nil, errNotConfigured
-	}
-	return e, nil
-}
+func (s *store) engine() (*engine, error) { return s.eng.Get() }
 
 // Get implements storage.Storage.
 func (s *store) Get(ctx context.Context, ns string, key []byte) ([]byte, bool, error) {
@@ -375,20 +349,14 @@ func (s *store) CompareAndSwap(ctx context.Context, req storage.CASRequest) (sto
 // Close implements storage.Storage: it lets the writer finish every queued write, then
 // closes the database. Calls after Close fail with ErrUnavailable.
 func (s *store) Close() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	// New calls are refused from here; writes already queued still finish (the engine
 	// drains its queue).
-	s.closed = true
-	s.isClosed.Store(true)
-	e := s.eng.Load()
-	if e == nil {
+	return s.eng.Close(func(e *engine) error {
+		if err := e.close(); err != nil {
+			return fmt.Errorf("sqlite: close %s: %w", e.set.path, err)
+		}
 		return nil
-	}
-	if err := e.close(); err != nil {
-		return fmt.Errorf("sqlite: close %s: %w", e.set.path, err)
-	}
-	return nil
+	})
 }
 
 // mapErr is mapErr naming the engine's database file.
