@@ -27,7 +27,7 @@ type GRPCPlugin struct {
 
 // GRPCServer registers the base and storage services.
 func (p *GRPCPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
-	srv := &server{impl: p.Impl}
+	srv := newServer(p.Impl)
 	srv.fast = newFastServer(srv)
 	p.mu.Lock()
 	p.fast = append(p.fast, srv.fast)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -19,6 +20,14 @@ type server struct {
 	limitv1.UnimplementedStorageServer
 	impl Storage
 	fast *fastServer // nil: no fast path offered
+	// batchNamespaces tells whether impl declares CapBatchNamespaces (asked once).
+	batchNamespaces func() bool
+}
+
+func newServer(impl Storage) *server {
+	return &server{impl: impl, batchNamespaces: sync.OnceValue(func() bool {
+		return slices.Contains(impl.PluginInfo().Capabilities, CapBatchNamespaces)
+	})}
 }
 
 // OpenFastPath offers the fast path; see fastpath.go.
@@ -138,7 +147,7 @@ func (s *server) Batch(ctx context.Context, req *limitv1.BatchRequest) (resp *li
 	if err := ValidateBatch(req.GetNamespace(), ops); err != nil {
 		return nil, toStatus(err)
 	}
-	if Namespaces(req.GetNamespace(), ops) && !slices.Contains(s.impl.PluginInfo().Capabilities, CapBatchNamespaces) {
+	if Namespaces(req.GetNamespace(), ops) && !s.batchNamespaces() {
 		return nil, toStatus(invalidf("this backend does not take batch operations in other namespaces (capability %s)", CapBatchNamespaces))
 	}
 	if err := s.impl.Batch(ctx, req.GetNamespace(), ops); err != nil {
