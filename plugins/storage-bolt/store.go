@@ -341,17 +341,8 @@ func (s *store) Batch(ctx context.Context, ns string, ops []storage.Op) error {
 // sees the effect of every write acknowledged before it and of the writes ahead of it in
 // its group.
 func (s *store) CompareAndSwap(ctx context.Context, req storage.CASRequest) (storage.CASResult, error) {
-	if err := storage.ValidateNamespace(req.Namespace); err != nil {
+	if err := storage.ValidateCAS(req); err != nil {
 		return storage.CASResult{}, err
-	}
-	if err := storage.ValidateKey(req.Key); err != nil {
-		return storage.CASResult{}, err
-	}
-	if err := storage.ValidateValue(req.Value); err != nil {
-		return storage.CASResult{}, err
-	}
-	if err := storage.ValidateValue(req.Expected); err != nil {
-		return storage.CASResult{}, fmt.Errorf("expected: %w", err)
 	}
 	e, err := s.engine()
 	if err != nil {

@@ -138,10 +138,7 @@ func (s *store) del(ns string, key []byte) (bool, error) {
 
 // CompareAndSwap implements storage.Storage.
 func (s *store) CompareAndSwap(ctx context.Context, req storage.CASRequest) (storage.CASResult, error) {
-	if err := validatePut(req.Namespace, req.Key, req.Value); err != nil {
-		return storage.CASResult{}, err
-	}
-	if err := storage.ValidateValue(req.Expected); err != nil {
+	if err := storage.ValidateCAS(req); err != nil {
 		return storage.CASResult{}, err
 	}
 	if err := s.rlock(); err != nil {

@@ -160,34 +160,6 @@ func scanQuery(hasLower, hasUpper, keysOnly bool) string {
 	return b.String()
 }
 
-// scanBounds turns a request into a key range: lower is the larger of the prefix and the
-// least key after StartAfter (StartAfter followed by a zero byte); upper is the least key
-// greater than every key with the prefix, or nil when there is none.
-func scanBounds(req storage.ScanRequest) (lower, upper []byte) {
-	lower = req.Prefix
-	if len(req.StartAfter) > 0 {
-		succ := append(bytes.Clone(req.StartAfter), 0)
-		if bytes.Compare(succ, lower) > 0 {
-			lower = succ
-		}
-	}
-	return lower, prefixEnd(req.Prefix)
-}
-
-// prefixEnd returns the least key greater than every key starting with prefix: prefix
-// with trailing 0xff bytes dropped and its last byte incremented. It is nil when the
-// prefix is empty or all 0xff, where no such key exists.
-func prefixEnd(prefix []byte) []byte {
-	end := bytes.Clone(prefix)
-	for i := len(end) - 1; i >= 0; i-- {
-		if end[i] < 0xff {
-			end[i]++
-			return end[:i+1]
-		}
-	}
-	return nil
-}
-
 // Scan implements storage.Storage. The page is read by one statement, so it is one
 // consistent snapshot.
 func (s *store) Scan(ctx context.Context, req storage.ScanRequest) (storage.ScanResult, error) {
@@ -198,7 +170,7 @@ func (s *store) Scan(ctx context.Context, req storage.ScanRequest) (storage.Scan
 	if err != nil {
 		return storage.ScanResult{}, err
 	}
-	lower, upper := scanBounds(req)
+	lower, upper := storage.ScanBounds(req)
 	if upper != nil && bytes.Compare(lower, upper) >= 0 {
 		return storage.ScanResult{Items: []storage.KeyValue{}}, nil
 	}
@@ -303,17 +275,8 @@ func (s *store) Batch(ctx context.Context, ns string, ops []storage.Op) error {
 // sees the effect of every write acknowledged before it and of the writes ahead of it in
 // its group.
 func (s *store) CompareAndSwap(ctx context.Context, req storage.CASRequest) (storage.CASResult, error) {
-	if err := storage.ValidateNamespace(req.Namespace); err != nil {
+	if err := storage.ValidateCAS(req); err != nil {
 		return storage.CASResult{}, err
-	}
-	if err := storage.ValidateKey(req.Key); err != nil {
-		return storage.CASResult{}, err
-	}
-	if err := storage.ValidateValue(req.Value); err != nil {
-		return storage.CASResult{}, err
-	}
-	if err := storage.ValidateValue(req.Expected); err != nil {
-		return storage.CASResult{}, fmt.Errorf("expected: %w", err)
 	}
 	e, err := s.engine()
 	if err != nil {

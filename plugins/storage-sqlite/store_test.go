@@ -375,21 +375,6 @@ func TestCloseFinishesQueuedWrites(t *testing.T) {
 	}
 }
 
-func TestPrefixEnd(t *testing.T) {
-	for _, tt := range []struct{ in, want []byte }{
-		{nil, nil},
-		{[]byte("a"), []byte("b")},
-		{[]byte("ab"), []byte("ac")},
-		{[]byte{'a', 0xff}, []byte("b")},
-		{[]byte{0xff, 0xff}, nil},
-		{[]byte{0x00}, []byte{0x01}},
-	} {
-		if got := prefixEnd(tt.in); !bytes.Equal(got, tt.want) || (got == nil) != (tt.want == nil) {
-			t.Errorf("prefixEnd(%q) = %q, want %q", tt.in, got, tt.want)
-		}
-	}
-}
-
 // TestScanAcrossHighBytes checks that keys of 0xff bytes, which have no prefix end, are
 // scanned in byte order and within their prefix.
 func TestScanAcrossHighBytes(t *testing.T) {

@@ -242,11 +242,8 @@ func (c *Client) Batch(ctx context.Context, ns string, ops []Op) error {
 
 // CompareAndSwap implements Storage.
 func (c *Client) CompareAndSwap(ctx context.Context, req CASRequest) (CASResult, error) {
-	if err := validatePut(req.Namespace, req.Key, req.Value); err != nil {
+	if err := ValidateCAS(req); err != nil {
 		return CASResult{}, err
-	}
-	if err := ValidateValue(req.Expected); err != nil {
-		return CASResult{}, fmt.Errorf("expected: %w", err)
 	}
 	r, err := c.rpc.CompareAndSwap(ctx, &limitv1.CompareAndSwapRequest{
 		Namespace: req.Namespace, Key: req.Key, ExpectPresent: req.ExpectPresent,

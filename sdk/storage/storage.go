@@ -287,6 +287,51 @@ func ValidateBatch(namespace string, ops []Op) error {
 	return nil
 }
 
+// ValidateCAS checks a compare-and-swap request against the protocol's rules.
+func ValidateCAS(req CASRequest) error {
+	if err := ValidateNamespace(req.Namespace); err != nil {
+		return err
+	}
+	if err := ValidateKey(req.Key); err != nil {
+		return err
+	}
+	if err := ValidateValue(req.Value); err != nil {
+		return err
+	}
+	if err := ValidateValue(req.Expected); err != nil {
+		return fmt.Errorf("expected: %w", err)
+	}
+	return nil
+}
+
+// ScanBounds turns a scan request into a key range, for backends that scan by range:
+// lower is the larger of the prefix and the least key after StartAfter (StartAfter
+// followed by a zero byte); upper is PrefixEnd(Prefix).
+func ScanBounds(req ScanRequest) (lower, upper []byte) {
+	lower = req.Prefix
+	if len(req.StartAfter) > 0 {
+		succ := append(bytes.Clone(req.StartAfter), 0)
+		if bytes.Compare(succ, lower) > 0 {
+			lower = succ
+		}
+	}
+	return lower, PrefixEnd(req.Prefix)
+}
+
+// PrefixEnd returns the least key greater than every key starting with prefix: prefix
+// with trailing 0xff bytes dropped and its last byte incremented. It is nil when the
+// prefix is empty or all 0xff, where no such key exists.
+func PrefixEnd(prefix []byte) []byte {
+	end := bytes.Clone(prefix)
+	for i := len(end) - 1; i >= 0; i-- {
+		if end[i] < 0xff {
+			end[i]++
+			return end[:i+1]
+		}
+	}
+	return nil
+}
+
 // NormalizeScan validates a scan request and clamps its limit.
 func NormalizeScan(req *ScanRequest) error {
 	if err := ValidateNamespace(req.Namespace); err != nil {

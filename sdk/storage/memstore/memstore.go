@@ -209,14 +209,11 @@ func (s *Store) Batch(ctx context.Context, namespace string, ops []storage.Op) e
 
 // CompareAndSwap implements storage.Storage.
 func (s *Store) CompareAndSwap(ctx context.Context, req storage.CASRequest) (storage.CASResult, error) {
-	if err := check(ctx, req.Namespace, req.Key); err != nil {
+	if err := ctx.Err(); err != nil {
 		return storage.CASResult{}, err
 	}
-	if err := storage.ValidateValue(req.Value); err != nil {
+	if err := storage.ValidateCAS(req); err != nil {
 		return storage.CASResult{}, err
-	}
-	if err := storage.ValidateValue(req.Expected); err != nil {
-		return storage.CASResult{}, fmt.Errorf("expected: %w", err)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
