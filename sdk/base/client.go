@@ -47,3 +47,36 @@ func (c *Client) Configure(ctx context.Context, req ConfigureRequest) (Diagnosti
 // Base returns the client itself; kind clients embed Client and promote this, so the host
 // can reach the context-taking base calls behind any kind's client.
 func (c *Client) Base() *Client { return c }
+
+// PluginClient is a Client that also implements Plugin, with no context to pass and
+// failures folded into the results; the kind clients (storage, runner, governance) embed
+// it, so they implement the kind's interface.
+type PluginClient struct {
+	Client
+}
+
+// NewPluginClient returns a PluginClient over rpc.
+func NewPluginClient(rpc limitv1.PluginClient) PluginClient {
+	return PluginClient{Client{RPC: rpc}}
+}
+
+// PluginInfo implements Plugin; it returns an empty Info on failure.
+func (c *PluginClient) PluginInfo() Info {
+	i, _ := c.Client.Info(context.Background())
+	return i
+}
+
+// ConfigSchema implements Plugin; it returns an empty Schema on failure.
+func (c *PluginClient) ConfigSchema() Schema {
+	s, _ := c.Client.ConfigSchema(context.Background())
+	return s
+}
+
+// Configure implements Plugin; a transport failure becomes an error diagnostic.
+func (c *PluginClient) Configure(ctx context.Context, req ConfigureRequest) Diagnostics {
+	ds, err := c.Client.Configure(ctx, req)
+	if err != nil {
+		return Diagnostics{Errorf(nil, "%v", err)}
+	}
+	return ds
+}

@@ -12,34 +12,13 @@ import (
 
 // Client is the host's side of a governance plugin; it implements Rule.
 type Client struct {
-	base.Client
+	base.PluginClient
 	rpc limitv1.GovernanceClient
 }
 
 // NewClient returns a client over an established plugin connection.
 func NewClient(conn *grpc.ClientConn) *Client {
-	return &Client{Client: base.Client{RPC: limitv1.NewPluginClient(conn)}, rpc: limitv1.NewGovernanceClient(conn)}
-}
-
-// PluginInfo asks the plugin for its identity; it returns an empty Info on failure.
-func (c *Client) PluginInfo() base.Info {
-	i, _ := c.Client.Info(context.Background())
-	return i
-}
-
-// ConfigSchema asks the plugin for its schema; it returns an empty Schema on failure.
-func (c *Client) ConfigSchema() base.Schema {
-	s, _ := c.Client.ConfigSchema(context.Background())
-	return s
-}
-
-// Configure sends the configuration; a transport failure becomes an error diagnostic.
-func (c *Client) Configure(ctx context.Context, req base.ConfigureRequest) base.Diagnostics {
-	ds, err := c.Client.Configure(ctx, req)
-	if err != nil {
-		return base.Diagnostics{base.Errorf(nil, "%v", err)}
-	}
-	return ds
+	return &Client{PluginClient: base.NewPluginClient(limitv1.NewPluginClient(conn)), rpc: limitv1.NewGovernanceClient(conn)}
 }
 
 // Describe implements Rule.

@@ -21,7 +21,7 @@ import (
 // Storage calls go over the plugin's fast path when it offers one (see fastpath.go), over
 // gRPC otherwise; errors are the same either way.
 type Client struct {
-	base.Client
+	base.PluginClient
 	rpc     limitv1.StorageClient // the fast path's client, or the gRPC client
 	fast    *fastClient
 	fastErr error
@@ -51,7 +51,7 @@ func (c *Client) BatchNamespaces(ctx context.Context) (bool, error) {
 // over gRPC.
 func NewClient(conn *grpc.ClientConn) *Client {
 	return &Client{
-		Client: base.Client{RPC: limitv1.NewPluginClient(conn)}, rpc: limitv1.NewStorageClient(conn),
+		PluginClient: base.NewPluginClient(limitv1.NewPluginClient(conn)), rpc: limitv1.NewStorageClient(conn),
 		fastErr: errors.New("gRPC only"),
 	}
 }
@@ -131,27 +131,6 @@ func fromStatus(op string, err error) error {
 		return fmt.Errorf("storage %s: %s", op, st.Message())
 	}
 	return fmt.Errorf("storage %s: %w: %s", op, sentinel, st.Message())
-}
-
-// PluginInfo asks the plugin for its identity; it returns an empty Info on failure.
-func (c *Client) PluginInfo() base.Info {
-	i, _ := c.Client.Info(context.Background())
-	return i
-}
-
-// ConfigSchema asks the plugin for its schema; it returns an empty Schema on failure.
-func (c *Client) ConfigSchema() base.Schema {
-	s, _ := c.Client.ConfigSchema(context.Background())
-	return s
-}
-
-// Configure sends the configuration; a transport failure becomes an error diagnostic.
-func (c *Client) Configure(ctx context.Context, req base.ConfigureRequest) base.Diagnostics {
-	ds, err := c.Client.Configure(ctx, req)
-	if err != nil {
-		return base.Diagnostics{base.Errorf(nil, "%v", err)}
-	}
-	return ds
 }
 
 // Get implements Storage.
