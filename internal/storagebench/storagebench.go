@@ -12,13 +12,13 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
-	"math/bits"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"text/tabwriter"
 	"time"
 
+	"github.com/limitgraph/limit/internal/latency"
 	"github.com/limitgraph/limit/sdk/storage"
 )
 
@@ -196,7 +196,7 @@ func Measure(ctx context.Context, t Target, op Op, callers int, cfg Config) (Res
 			return Result{}, err
 		}
 	}
-	hists := make([]histogram, callers)
+	hists := make([]latency.Histogram, callers)
 	var (
 		calls    atomic.Int64
 		stop     atomic.Bool
@@ -217,7 +217,7 @@ func Measure(ctx context.Context, t Target, op Op, callers int, cfg Config) (Res
 				t0 := time.Now()
 				err := call(ctx, t.S, ns, op, c, i)
 				t1 := time.Now()
-				h.record(t1.Sub(t0))
+				h.Record(t1.Sub(t0))
 				if err != nil {
 					errOnce.Do(func() { firstErr = err })
 					stop.Store(true)
@@ -234,12 +234,12 @@ func Measure(ctx context.Context, t Target, op Op, callers int, cfg Config) (Res
 	if firstErr != nil {
 		return Result{}, fmt.Errorf("%s %s with %d callers: %w", t.Name, op, callers, firstErr)
 	}
-	var all histogram
+	var all latency.Histogram
 	for i := range hists {
-		all.merge(&hists[i])
+		all.Merge(&hists[i])
 	}
-	return Result{Backend: t.Name, Op: op, Callers: callers, Calls: int(all.n), Elapsed: elapsed,
-		P50: all.quantile(0.50), P99: all.quantile(0.99)}, nil
+	return Result{Backend: t.Name, Op: op, Callers: callers, Calls: all.Count(), Elapsed: elapsed,
+		P50: all.Quantile(0.50), P99: all.Quantile(0.99)}, nil
 }
 
 // Run measures every target, operation and concurrency, one cell at a time.
@@ -341,55 +341,3 @@ func clear(ctx context.Context, s storage.Storage, ns string) error {
 }
 
 func micros(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
-
-// histogram records durations in buckets of about 1.5%: below 64 ns exactly, above each
-// power of two split in 32. Recording costs the same whatever the count.
-type histogram struct {
-	counts [59 * 32]uint64
-	n      uint64
-}
-
-func bucket(v uint64) int {
-	if v < 64 {
-		return int(v)
-	}
-	shift := bits.Len64(v) - 6
-	return shift*32 + int(v>>shift)
-}
-
-func bucketValue(i int) uint64 {
-	if i < 64 {
-		return uint64(i)
-	}
-	shift := i/32 - 1
-	mant := uint64(i - shift*32)
-	return mant<<shift + (uint64(1)<<shift)/2
-}
-
-func (h *histogram) record(d time.Duration) {
-	h.counts[bucket(uint64(max(d, 0)))]++
-	h.n++
-}
-
-func (h *histogram) merge(o *histogram) {
-	for i, c := range o.counts {
-		h.counts[i] += c
-	}
-	h.n += o.n
-}
-
-// quantile returns the duration below which a fraction q of the recorded ones fall.
-func (h *histogram) quantile(q float64) time.Duration {
-	if h.n == 0 {
-		return 0
-	}
-	rank := min(max(uint64(q*float64(h.n)+0.5), 1), h.n)
-	var seen uint64
-	for i, c := range h.counts {
-		seen += c
-		if seen >= rank {
-			return time.Duration(bucketValue(i))
-		}
-	}
-	return time.Duration(bucketValue(len(h.counts) - 1))
-}

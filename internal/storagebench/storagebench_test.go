@@ -137,23 +137,3 @@ func TestRunSmoke(t *testing.T) {
 		}
 	}
 }
-
-func TestHistogram(t *testing.T) {
-	var h histogram
-	for i := 1; i <= 1000; i++ {
-		h.record(time.Duration(i) * time.Microsecond)
-	}
-	for _, tt := range []struct {
-		q    float64
-		want time.Duration
-	}{{0.5, 500 * time.Microsecond}, {0.99, 990 * time.Microsecond}} {
-		got := h.quantile(tt.q)
-		if d := float64(got-tt.want) / float64(tt.want); d < -0.02 || d > 0.02 {
-			t.Errorf("quantile(%v) = %v, want %v within 2%%", tt.q, got, tt.want)
-		}
-	}
-	var empty histogram
-	if empty.quantile(0.5) != 0 {
-		t.Error("quantile of nothing is not 0")
-	}
-}

@@ -3,7 +3,6 @@ package sdktest
 import (
 	"context"
 	"fmt"
-	"math/bits"
 	"os"
 	"strings"
 	"sync"
@@ -12,6 +11,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/limitgraph/limit/internal/latency"
 	"github.com/limitgraph/limit/sdk/storage"
 )
 
@@ -177,7 +177,7 @@ func runBench(b *testing.B, op benchOp, s storage.Storage) benchResult {
 		}
 	}
 	writers := max(op.writers, 1)
-	hists := make([]latencies, writers)
+	hists := make([]latency.Histogram, writers)
 	var (
 		next     atomic.Int64
 		wg       sync.WaitGroup
@@ -197,7 +197,7 @@ func runBench(b *testing.B, op benchOp, s storage.Storage) benchResult {
 				}
 				t0 := time.Now()
 				err := op.do(ctx, s, ns, w, int(i))
-				h.record(time.Since(t0))
+				h.Record(time.Since(t0))
 				if err != nil {
 					once.Do(func() { firstErr = err })
 					next.Store(total)
@@ -212,11 +212,11 @@ func runBench(b *testing.B, op benchOp, s storage.Storage) benchResult {
 	if firstErr != nil {
 		b.Fatalf("%s: %v", op.name, firstErr)
 	}
-	var all latencies
+	var all latency.Histogram
 	for i := range hists {
-		all.merge(&hists[i])
+		all.Merge(&hists[i])
 	}
-	r := benchResult{ops: b.N, elapsed: elapsed, p50: all.quantile(0.50), p99: all.quantile(0.99)}
+	r := benchResult{ops: b.N, elapsed: elapsed, p50: all.Quantile(0.50), p99: all.Quantile(0.99)}
 	b.ReportMetric(micros(r.p50), "p50-µs")
 	b.ReportMetric(micros(r.p99), "p99-µs")
 	b.ReportMetric(r.throughput(), "ops/s")
@@ -245,7 +245,7 @@ func BenchStorage(b *testing.B, name string, s storage.Storage) {
 // same backend behind the plugin boundary, as "Get/inproc" and "Get/plugin" and so on, plus
 // "RoundTrip" (one empty call on the transport of the storage calls, the floor of every
 // call) and "RoundTripGRPC" (PluginInfo: one bare unary gRPC call). At the end it prints to
-// stdout a table of p50 latencies, the latency the boundary adds, throughputs and their
+// stdout a table of p50 latency.Histogram, the latency the boundary adds, throughputs and their
 // ratio.
 func CompareStorage(b *testing.B, inProc, viaPlugin storage.Storage) {
 	CompareStorageSides(b, Side{"inproc", inProc}, Side{"plugin", viaPlugin})
@@ -347,62 +347,4 @@ func CompareStorageSides(b *testing.B, sides ...Side) {
 // micros converts a duration to microseconds.
 func micros(d time.Duration) float64 {
 	return float64(d) / float64(time.Microsecond)
-}
-
-// latencies is a histogram of durations with about 1.5% resolution and fixed size, so
-// recording costs the same at b.N = 10 and b.N = 10 million. Values below 64 ns are kept
-// exactly; above, each power of two is split into 32 buckets.
-type latencies struct {
-	counts [59 * 32]uint64
-	n      uint64
-}
-
-// latencyBucket returns the bucket of v nanoseconds.
-func latencyBucket(v uint64) int {
-	if v < 64 {
-		return int(v)
-	}
-	shift := bits.Len64(v) - 6
-	return shift*32 + int(v>>shift)
-}
-
-// latencyValue returns the middle of bucket i, in nanoseconds.
-func latencyValue(i int) uint64 {
-	if i < 64 {
-		return uint64(i)
-	}
-	shift := i/32 - 1
-	mant := uint64(i - shift*32)
-	return mant<<shift + (uint64(1)<<shift)/2
-}
-
-// record adds one duration.
-func (l *latencies) record(d time.Duration) {
-	l.counts[latencyBucket(uint64(max(d, 0)))]++
-	l.n++
-}
-
-// merge adds the durations of o.
-func (l *latencies) merge(o *latencies) {
-	for i, c := range o.counts {
-		l.counts[i] += c
-	}
-	l.n += o.n
-}
-
-// quantile returns the duration below which a fraction q of the recorded ones fall.
-func (l *latencies) quantile(q float64) time.Duration {
-	if l.n == 0 {
-		return 0
-	}
-	rank := uint64(q*float64(l.n) + 0.5)
-	rank = min(max(rank, 1), l.n)
-	var seen uint64
-	for i, c := range l.counts {
-		seen += c
-		if seen >= rank {
-			return time.Duration(latencyValue(i))
-		}
-	}
-	return time.Duration(latencyValue(len(l.counts) - 1))
 }

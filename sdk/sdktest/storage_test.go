@@ -290,31 +290,6 @@ func TestLaunchStorageStop(t *testing.T) {
 	}
 }
 
-func TestLatencyQuantiles(t *testing.T) {
-	var l latencies
-	for i := 1; i <= 1000; i++ {
-		l.record(time.Duration(i) * time.Microsecond)
-	}
-	for _, tc := range []struct {
-		q    float64
-		want time.Duration
-	}{{0.5, 500 * time.Microsecond}, {0.99, 990 * time.Microsecond}, {1, 1000 * time.Microsecond}} {
-		got := l.quantile(tc.q)
-		if diff := float64(got-tc.want) / float64(tc.want); diff < -0.02 || diff > 0.02 {
-			t.Errorf("quantile(%v) = %v, want %v within 2%%", tc.q, got, tc.want)
-		}
-	}
-	for _, v := range []uint64{0, 1, 63, 64, 65, 1000, 123456789, 1 << 62, 1<<63 - 1} {
-		b := latencyBucket(v)
-		if b < 0 || b >= len(l.counts) {
-			t.Fatalf("bucket of %d is %d, outside [0, %d)", v, b, len(l.counts))
-		}
-		if got := latencyValue(b); v >= 64 && (float64(got) < float64(v)*0.97 || float64(got) > float64(v)*1.03) {
-			t.Errorf("bucket of %d stands for %d, more than 3%% off", v, got)
-		}
-	}
-}
-
 // slowDisk serializes writes and sleeps in each, like a backend with one writer that syncs
 // every write to disk; it counts the writes.
 type slowDisk struct {
