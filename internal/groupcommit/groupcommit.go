@@ -33,11 +33,12 @@ type Config[T any] struct {
 	// Rollback discards it.
 	Rollback func(T) error
 	// MaxLinger, when positive, lets the writer wait for stragglers while writers are
-	// concurrent: when the last group had more than one request and fewer are queued now,
-	// it waits up to the last commit's duration (at most MaxLinger) for as many as last
-	// time: at most one fsync, in exchange for sharing the next one. Writers that were answered together come back a few µs apart (more
-	// through the plugin boundary), so without it groups alternate between a few requests
-	// and the rest, and take twice the fsyncs. A lone writer never waits.
+	// concurrent: when fewer requests are queued than it expects (the last group's, plus
+	// those that queued while it committed), it waits up to the last commit's duration (at
+	// most MaxLinger) for them: at most one fsync, in exchange for sharing the next one.
+	// Writers that were answered together come back a few µs apart (more through the
+	// plugin boundary), so without it groups alternate between a few requests and the
+	// rest, and take twice the fsyncs. A lone writer never waits.
 	MaxLinger time.Duration
 	// ErrClosed is what Write returns once the writer is closed; nil means ErrClosed.
 	ErrClosed error
@@ -89,8 +90,10 @@ type Writer[T any] struct {
 	stopOnce sync.Once
 	commits  atomic.Int64
 
-	// Of the last group, for MaxLinger; used by the writer goroutine only.
-	lastSize   int
+	// For MaxLinger, used by the writer goroutine only: how many writers the next group
+	// can expect (the last group's, which come back once answered, and those that queued
+	// while it committed), and how long the last commit took.
+	expect     int
 	lastCommit time.Duration
 
 	// HookCollect, if set, runs in the writer after it took a group's first request and
@@ -216,12 +219,13 @@ func (w *Writer[T]) collect(group []*request[T], first *request[T]) []*request[T
 		break
 	}
 	linger := min(w.lastCommit, w.cfg.MaxLinger)
-	if w.lastSize <= 1 || len(group) >= w.lastSize || linger <= 0 {
+	want := min(w.expect, w.cfg.MaxBatch)
+	if want <= 1 || len(group) >= want || linger <= 0 {
 		return group
 	}
 	timer := time.NewTimer(linger)
 	defer timer.Stop()
-	for len(group) < min(w.lastSize, w.cfg.MaxBatch) && size < w.cfg.MaxBytes {
+	for len(group) < want && size < w.cfg.MaxBytes {
 		select {
 		case r := <-w.reqs:
 			add(r)
@@ -242,7 +246,12 @@ func (w *Writer[T]) commit(group []*request[T]) {
 	}
 	start := time.Now()
 	err := w.apply(group)
-	w.lastSize, w.lastCommit = len(group), time.Since(start)
+	w.lastCommit = time.Since(start)
+	// Counted before anyone is answered: the queue holds only writers that missed this
+	// group. Expecting just the last group's size would keep them out of every group to
+	// come (16 writers settle into groups of 13 through the plugin boundary, the other 3
+	// always a commit behind); expecting them too brings everyone back into one group.
+	w.expect = len(group) + len(w.reqs)
 	if err == nil || len(group) == 1 {
 		for _, r := range group {
 			r.done <- err

@@ -329,3 +329,78 @@ func TestLingerKeepsConcurrentWritersTogether(t *testing.T) {
 		}
 	}
 }
+
+// TestLingerFoldsInWritersThatMissedAGroup checks that writers who queued while a group
+// committed are expected in the next group along with that group's writers: 13 writers
+// commit while 3 more queue, and the next group holds all 16 instead of settling into 13
+// again with 3 always a commit behind.
+func TestLingerFoldsInWritersThatMissedAGroup(t *testing.T) {
+	d := &memDB{data: map[string]string{}}
+	cfg := d.config(64)
+	cfg.MaxLinger = 5 * time.Second
+	gate := make(chan struct{})
+	var sizes []int
+	fast := cfg.Commit
+	cfg.Commit = func(tx *memTx) error {
+		d.mu.Lock()
+		sizes = append(sizes, len(tx.data)-len(d.data))
+		first := len(sizes) == 1
+		d.mu.Unlock()
+		if first {
+			<-gate // the first group commits slowly, like an fsync, while others queue
+		}
+		return fast(tx)
+	}
+	w := New(cfg)
+	defer w.Close()
+	taken, release := hold(w)
+	ctx := context.Background()
+	write := func(prefix string, n int) func() []error {
+		applies := make([]Apply[*memTx], n)
+		for i := range applies {
+			applies[i] = put(fmt.Sprintf("%s%d", prefix, i), "v")
+		}
+		return writeAll(ctx, w, applies...)
+	}
+	first := write("a", 1)
+	<-taken
+	rest := write("b", 12)
+	waitQueued(t, w, 12)
+	release() // a group of 13 starts committing and waits at the gate
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		d.mu.Lock()
+		n := len(sizes)
+		d.mu.Unlock()
+		if n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the first group did not reach its commit")
+		}
+	}
+	late := write("c", 3)
+	waitQueued(t, w, 3)
+	time.Sleep(50 * time.Millisecond) // the commit's duration bounds the next linger
+	close(gate)
+	// The 13 writers of the first group come back at once, as a client does.
+	for _, errs := range [][]error{first(), rest()} {
+		for _, err := range errs {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	again := write("d", 13)
+	for _, errs := range [][]error{late(), again()} {
+		for _, err := range errs {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(sizes) != 2 || sizes[0] != 13 || sizes[1] != 16 {
+		t.Fatalf("groups of %v, want [13 16]", sizes)
+	}
+}
