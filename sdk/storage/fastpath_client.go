@@ -6,11 +6,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -18,6 +16,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	limitv1 "github.com/limitgraph/limit/proto/limit/v1"
+	"github.com/limitgraph/limit/sdk/internal/fastpath"
 )
 
 // fastClient is the host's side of the fast path. It implements the gRPC client
@@ -39,9 +38,9 @@ func dialFast(ctx context.Context, rpc limitv1.StorageClient) (*fastClient, erro
 	if err != nil {
 		return nil, err
 	}
-	if r.GetVersion() != fastVersion || r.GetNetwork() != "unix" || len(r.GetToken()) != fastTokenSize {
+	if r.GetVersion() != fastVersion || r.GetNetwork() != "unix" || len(r.GetToken()) != fastpath.TokenSize {
 		return nil, fmt.Errorf("plugin offers fast path version %d on %q with a %d-byte token; want version %d on unix with %d bytes",
-			r.GetVersion(), r.GetNetwork(), len(r.GetToken()), fastVersion, fastTokenSize)
+			r.GetVersion(), r.GetNetwork(), len(r.GetToken()), fastVersion, fastpath.TokenSize)
 	}
 	fc := &fastClient{StorageClient: rpc}
 	for range fastConnections {
@@ -57,36 +56,11 @@ func dialFast(ctx context.Context, rpc limitv1.StorageClient) (*fastClient, erro
 
 // connectFast opens and authenticates one connection.
 func connectFast(ctx context.Context, fc *fastClient, addr string, token []byte) (*fastConn, error) {
-	var d net.Dialer
-	nc, err := d.DialContext(ctx, "unix", addr)
+	uc, err := fastpath.Dial(ctx, addr, token)
 	if err != nil {
 		return nil, err
 	}
-	uc := nc.(*net.UnixConn)
-	fail := func(err error) (*fastConn, error) {
-		_ = uc.Close()
-		return nil, err
-	}
-	if err := checkPeer(uc, true); err != nil {
-		return fail(err)
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-		deadline = d
-	}
-	_ = uc.SetDeadline(deadline)
-	if _, err := uc.Write(token); err != nil {
-		return fail(err)
-	}
-	var ack [1]byte
-	if _, err := io.ReadFull(uc, ack[:]); err != nil {
-		return fail(fmt.Errorf("plugin refused the fast path connection: %w", err))
-	}
-	if ack[0] != fastAck {
-		return fail(fmt.Errorf("plugin answered %#x to the fast path token", ack[0]))
-	}
-	_ = uc.SetDeadline(time.Time{})
-	c := &fastConn{client: fc, conn: uc, w: frameWriter{conn: uc}, pending: map[uint32]chan fastResult{}}
+	c := &fastConn{client: fc, conn: uc, w: fastpath.NewFrameWriter(uc), pending: map[uint32]chan fastResult{}}
 	go c.read()
 	return c, nil
 }
@@ -215,7 +189,7 @@ type fastResult struct {
 type fastConn struct {
 	client *fastClient
 	conn   net.Conn
-	w      frameWriter
+	w      *fastpath.FrameWriter
 
 	inflight atomic.Int32 // calls sent and not yet answered
 	inline   atomic.Int32 // 1 while an inline read is claimed or in flight
@@ -260,13 +234,13 @@ func (c *fastConn) call(ctx context.Context, op byte, in, out proto.Message) err
 	if d, ok := ctx.Deadline(); ok {
 		deadline = d.UnixNano()
 	}
-	b := appendRequestHeader(make([]byte, 0, 4+fastRequestHeader+proto.Size(in)), id, op, deadline)
+	b := fastpath.AppendRequestHeader(make([]byte, 0, 4+fastpath.RequestHeader+proto.Size(in)), id, op, deadline)
 	b, err := proto.MarshalOptions{}.MarshalAppend(b, in)
 	if err != nil {
 		c.forget(id)
 		return status.Errorf(codes.Internal, "encode request: %v", err)
 	}
-	if err := c.w.write(finishFrame(b)); err != nil {
+	if err := c.w.Write(fastpath.FinishFrame(b)); err != nil {
 		c.fail(err)
 		return lostStatus(err)
 	}
@@ -293,7 +267,7 @@ func (c *fastConn) call(ctx context.Context, op byte, in, out proto.Message) err
 					}
 				}
 			}
-			_ = via.w.write(finishFrame(appendRequestHeader(nil, id, fastCancel, 0)))
+			_ = via.w.Write(fastpath.FinishFrame(fastpath.AppendRequestHeader(nil, id, fastCancel, 0)))
 		}
 		return status.FromContextError(ctx.Err()).Err()
 	}
@@ -311,19 +285,9 @@ func (c *fastConn) forget(id uint32) bool {
 // read delivers response frames to their calls until the connection breaks.
 func (c *fastConn) read() {
 	r := bufio.NewReaderSize(c.conn, 64<<10)
-	var hdr [4]byte
 	for {
-		if _, err := io.ReadFull(r, hdr[:]); err != nil {
-			c.fail(err)
-			return
-		}
-		n := binary.LittleEndian.Uint32(hdr[:])
-		if n < fastResponseHeader || n > fastMaxFrame {
-			c.fail(fmt.Errorf("bad frame length %d", n))
-			return
-		}
-		buf := make([]byte, n)
-		if _, err := io.ReadFull(r, buf); err != nil {
+		buf, err := fastpath.ReadFrame(r, fastpath.ResponseHeader, fastMaxFrame)
+		if err != nil {
 			c.fail(err)
 			return
 		}
@@ -333,7 +297,7 @@ func (c *fastConn) read() {
 		delete(c.pending, id)
 		c.mu.Unlock()
 		if ch != nil {
-			ch <- fastResult{code: codes.Code(buf[4]), msg: buf[fastResponseHeader:]}
+			ch <- fastResult{code: codes.Code(buf[4]), msg: buf[fastpath.ResponseHeader:]}
 		}
 	}
 }

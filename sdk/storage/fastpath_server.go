@@ -3,14 +3,8 @@ package storage
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
-	"crypto/subtle"
 	"encoding/binary"
-	"errors"
-	"io"
 	"net"
-	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -19,125 +13,34 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	limitv1 "github.com/limitgraph/limit/proto/limit/v1"
+	"github.com/limitgraph/limit/sdk/internal/fastpath"
 )
-
-// fastAcceptWindow bounds how long an offered socket waits for the host's connections
-// before it is removed.
-const fastAcceptWindow = 10 * time.Second
 
 // fastServer is the plugin's side of the fast path: it serves frames with the gRPC
 // service's own methods (validation, panics, error mapping included).
 type fastServer struct {
-	srv *server
-
-	mu        sync.Mutex
-	closed    bool
-	listeners map[*net.UnixListener]string // to the directory of their socket
-	conns     map[net.Conn]struct{}
-	calls     sync.WaitGroup // requests being served
-	ctx       context.Context
-	cancel    context.CancelFunc
+	*fastpath.Server
+	srv    *server
+	ctx    context.Context
+	cancel context.CancelFunc
 }
 
 func newFastServer(srv *server) *fastServer {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &fastServer{
-		srv: srv, ctx: ctx, cancel: cancel,
-		listeners: map[*net.UnixListener]string{}, conns: map[net.Conn]struct{}{},
-	}
+	return &fastServer{Server: fastpath.NewServer(), srv: srv, ctx: ctx, cancel: cancel}
 }
 
-// open creates the socket of one OpenFastPath call and accepts its connections in the
-// background.
+// open offers the socket of one OpenFastPath call.
 func (f *fastServer) open(req *limitv1.OpenFastPathRequest) (*limitv1.OpenFastPathResponse, error) {
 	if req.GetVersion() != fastVersion {
 		return nil, status.Errorf(codes.FailedPrecondition, "fast path version %d not offered (this plugin speaks %d)", req.GetVersion(), fastVersion)
 	}
-	n := int(req.GetConnections())
-	if n < 1 || n > fastMaxConnections {
-		return nil, status.Errorf(codes.InvalidArgument, "fast path: %d connections requested, want 1 to %d", n, fastMaxConnections)
-	}
-	if err := peerCheckSupported(); err != nil {
-		return nil, status.Errorf(codes.FailedPrecondition, "fast path: %v", err)
-	}
-	token := make([]byte, fastTokenSize)
-	if _, err := rand.Read(token); err != nil {
-		return nil, status.Errorf(codes.Internal, "fast path token: %v", err)
-	}
-	dir, err := os.MkdirTemp("", "limit-storage-") // mode 0700
-	if err != nil {
-		return nil, status.Errorf(codes.FailedPrecondition, "fast path directory: %v", err)
-	}
-	path := filepath.Join(dir, "s")
-	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
-	if err != nil {
-		_ = os.RemoveAll(dir)
-		return nil, status.Errorf(codes.FailedPrecondition, "fast path socket: %v", err)
-	}
-	f.mu.Lock()
-	if f.closed {
-		f.mu.Unlock()
-		_ = l.Close()
-		_ = os.RemoveAll(dir)
-		return nil, status.Error(codes.Unavailable, "plugin is shutting down")
-	}
-	f.listeners[l] = dir
-	f.mu.Unlock()
-	go f.accept(l, dir, token, n)
-	return &limitv1.OpenFastPathResponse{Version: fastVersion, Network: "unix", Address: path, Token: token}, nil
-}
-
-// accept takes n authenticated connections on l, then removes the socket and its directory,
-// so nothing else can connect later.
-func (f *fastServer) accept(l *net.UnixListener, dir string, token []byte, n int) {
-	defer func() {
-		f.mu.Lock()
-		delete(f.listeners, l)
-		f.mu.Unlock()
-		_ = l.Close()
-		_ = os.RemoveAll(dir)
-	}()
-	_ = l.SetDeadline(time.Now().Add(fastAcceptWindow))
 	sess := &fastSession{cancels: map[uint32]context.CancelFunc{}}
-	for accepted := 0; accepted < n; {
-		c, err := l.AcceptUnix()
-		if err != nil {
-			return // window over, or shutting down
-		}
-		if err := authenticate(c, token); err != nil {
-			_ = c.Close()
-			continue
-		}
-		f.mu.Lock()
-		if f.closed {
-			f.mu.Unlock()
-			_ = c.Close()
-			return
-		}
-		f.conns[c] = struct{}{}
-		f.mu.Unlock()
-		accepted++
-		go f.serve(c, sess)
+	addr, token, err := f.Offer("limit-storage-", int(req.GetConnections()), func(c *net.UnixConn) { f.serve(c, sess) })
+	if err != nil {
+		return nil, err
 	}
-}
-
-// authenticate checks the peer's user and its token, and acknowledges it.
-func authenticate(c *net.UnixConn, token []byte) error {
-	if err := checkPeer(c, false); err != nil {
-		return err
-	}
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	got := make([]byte, fastTokenSize)
-	if _, err := io.ReadFull(c, got); err != nil {
-		return err
-	}
-	if subtle.ConstantTimeCompare(got, token) != 1 {
-		return errors.New("wrong token")
-	}
-	if _, err := c.Write([]byte{fastAck}); err != nil {
-		return err
-	}
-	return c.SetDeadline(time.Time{})
+	return &limitv1.OpenFastPathResponse{Version: fastVersion, Network: "unix", Address: addr, Token: token}, nil
 }
 
 // serverConn is one connection of the fast path.
@@ -145,7 +48,7 @@ type serverConn struct {
 	f *fastServer
 	c *net.UnixConn
 	r *bufio.Reader
-	w *frameWriter
+	w *fastpath.FrameWriter
 
 	sess *fastSession
 }
@@ -160,7 +63,7 @@ type fastSession struct {
 
 // serve starts serving the requests of c.
 func (f *fastServer) serve(c *net.UnixConn, sess *fastSession) {
-	sc := &serverConn{f: f, c: c, r: bufio.NewReaderSize(c, 64<<10), w: &frameWriter{conn: c}, sess: sess}
+	sc := &serverConn{f: f, c: c, r: bufio.NewReaderSize(c, 64<<10), w: fastpath.NewFrameWriter(c), sess: sess}
 	sc.read()
 }
 
@@ -221,22 +124,12 @@ func (sc *serverConn) buffered() bool {
 // when the connection is done (closed, broken, or speaking something else).
 func (sc *serverConn) next() (*request, bool) {
 	f := sc.f
-	var hdr [4]byte
-	if _, err := io.ReadFull(sc.r, hdr[:]); err != nil {
-		sc.close()
+	buf, err := fastpath.ReadFrame(sc.r, fastpath.RequestHeader, fastMaxFrame)
+	if err != nil {
+		sc.close() // closed, broken, or the host speaks something else: drop it
 		return nil, false
 	}
-	n := binary.LittleEndian.Uint32(hdr[:])
-	if n < fastRequestHeader || n > fastMaxFrame {
-		sc.close() // the host speaks something else: drop it
-		return nil, false
-	}
-	buf := make([]byte, n)
-	if _, err := io.ReadFull(sc.r, buf); err != nil {
-		sc.close()
-		return nil, false
-	}
-	req := &request{id: binary.LittleEndian.Uint32(buf), op: buf[4] &^ fastInline, inline: buf[4]&fastInline != 0, msg: buf[fastRequestHeader:]}
+	req := &request{id: binary.LittleEndian.Uint32(buf), op: buf[4] &^ fastInline, inline: buf[4]&fastInline != 0, msg: buf[fastpath.RequestHeader:]}
 	if req.op == fastCancel {
 		sc.sess.mu.Lock()
 		if cancel := sc.sess.cancels[req.id]; cancel != nil {
@@ -249,15 +142,11 @@ func (sc *serverConn) next() (*request, bool) {
 	if deadline := int64(binary.LittleEndian.Uint64(buf[5:])); deadline != 0 {
 		req.ctx, req.cancel = context.WithDeadline(f.ctx, time.Unix(0, deadline))
 	}
-	f.mu.Lock()
-	if f.closed {
-		f.mu.Unlock()
+	if !f.Begin() {
 		req.cancel()
 		sc.close()
 		return nil, false
 	}
-	f.calls.Add(1) // under f.mu, so shutdown's Wait never races an Add
-	f.mu.Unlock()
 	sc.sess.mu.Lock()
 	sc.sess.cancels[req.id] = req.cancel
 	sc.sess.mu.Unlock()
@@ -271,8 +160,8 @@ func (sc *serverConn) serve(req *request) {
 	delete(sc.sess.cancels, req.id)
 	sc.sess.mu.Unlock()
 	req.cancel()
-	_ = sc.w.write(frame) // a broken connection is the host's to notice
-	sc.f.calls.Done()
+	_ = sc.w.Write(frame) // a broken connection is the host's to notice
+	sc.f.End()
 }
 
 // close ends the connection after its reading failed: the session's requests still being
@@ -283,13 +172,7 @@ func (sc *serverConn) close() {
 		cancel()
 	}
 	sc.sess.mu.Unlock()
-	f := sc.f
-	f.mu.Lock()
-	if !f.closed {
-		delete(f.conns, sc.c) // shutdown closes the rest after the calls are answered
-		_ = sc.c.Close()
-	}
-	f.mu.Unlock()
+	sc.f.Drop(sc.c)
 }
 
 // handle serves one request with the gRPC service's method and returns the response frame.
@@ -297,15 +180,15 @@ func (f *fastServer) handle(ctx context.Context, id uint32, op byte, msg []byte)
 	resp, err := f.dispatch(ctx, op, msg)
 	if err != nil {
 		st := status.Convert(err)
-		return finishFrame(append(appendResponseHeader(nil, id, byte(st.Code())), st.Message()...))
+		return fastpath.FinishFrame(append(fastpath.AppendResponseHeader(nil, id, byte(st.Code())), st.Message()...))
 	}
-	b := appendResponseHeader(make([]byte, 0, fastResponseHeader+4+proto.Size(resp)), id, byte(codes.OK))
+	b := fastpath.AppendResponseHeader(make([]byte, 0, fastpath.ResponseHeader+4+proto.Size(resp)), id, byte(codes.OK))
 	b, err = proto.MarshalOptions{}.MarshalAppend(b, resp)
 	if err != nil {
 		st := status.Newf(codes.Internal, "encode response: %v", err)
-		return finishFrame(append(appendResponseHeader(nil, id, byte(st.Code())), st.Message()...))
+		return fastpath.FinishFrame(append(fastpath.AppendResponseHeader(nil, id, byte(st.Code())), st.Message()...))
 	}
-	return finishFrame(b)
+	return fastpath.FinishFrame(b)
 }
 
 // dispatch decodes msg as op's request and calls the gRPC method.
@@ -349,26 +232,6 @@ func serveOne[Req any, PReq interface {
 // shutdown stops taking requests, waits for the ones being served and closes every
 // connection; the implementation may be closed after it returns.
 func (f *fastServer) shutdown() {
-	f.mu.Lock()
-	f.closed = true
-	for l, dir := range f.listeners {
-		// Here rather than in accept, whose goroutine may not run again before the
-		// process exits.
-		_ = l.Close()
-		_ = os.RemoveAll(dir)
-	}
-	for c := range f.conns {
-		if uc, ok := c.(*net.UnixConn); ok {
-			_ = uc.CloseRead()
-		}
-	}
-	f.mu.Unlock()
-	f.calls.Wait()
-	f.mu.Lock()
-	for c := range f.conns {
-		_ = c.Close()
-	}
-	f.conns = map[net.Conn]struct{}{}
-	f.mu.Unlock()
+	f.Shutdown()
 	f.cancel()
 }

@@ -543,6 +543,136 @@ func (x *Diagnostic) GetAttributePath() []string {
 	return nil
 }
 
+// OpenFastPath (a method of the Storage and Runner services) asks a plugin for a Unix
+// socket that carries its kind's frequent calls more cheaply than gRPC; see
+// sdk/internal/fastpath.
+type OpenFastPathRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Version is the framing version the host speaks.
+	Version uint32 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	// Connections is how many connections the host will open (1 to 16).
+	Connections   uint32 `protobuf:"varint,2,opt,name=connections,proto3" json:"connections,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OpenFastPathRequest) Reset() {
+	*x = OpenFastPathRequest{}
+	mi := &file_limit_v1_plugin_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OpenFastPathRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OpenFastPathRequest) ProtoMessage() {}
+
+func (x *OpenFastPathRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_limit_v1_plugin_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OpenFastPathRequest.ProtoReflect.Descriptor instead.
+func (*OpenFastPathRequest) Descriptor() ([]byte, []int) {
+	return file_limit_v1_plugin_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *OpenFastPathRequest) GetVersion() uint32 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *OpenFastPathRequest) GetConnections() uint32 {
+	if x != nil {
+		return x.Connections
+	}
+	return 0
+}
+
+type OpenFastPathResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Version is the framing version the plugin speaks; the host uses the path only when it
+	// equals the requested one.
+	Version uint32 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	// Network is "unix"; address is the socket's path.
+	Network string `protobuf:"bytes,2,opt,name=network,proto3" json:"network,omitempty"`
+	Address string `protobuf:"bytes,3,opt,name=address,proto3" json:"address,omitempty"`
+	// Token authenticates the connections: 32 random bytes, sent only over this (mutually
+	// authenticated TLS) channel.
+	Token         []byte `protobuf:"bytes,4,opt,name=token,proto3" json:"token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OpenFastPathResponse) Reset() {
+	*x = OpenFastPathResponse{}
+	mi := &file_limit_v1_plugin_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OpenFastPathResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OpenFastPathResponse) ProtoMessage() {}
+
+func (x *OpenFastPathResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_limit_v1_plugin_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OpenFastPathResponse.ProtoReflect.Descriptor instead.
+func (*OpenFastPathResponse) Descriptor() ([]byte, []int) {
+	return file_limit_v1_plugin_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *OpenFastPathResponse) GetVersion() uint32 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *OpenFastPathResponse) GetNetwork() string {
+	if x != nil {
+		return x.Network
+	}
+	return ""
+}
+
+func (x *OpenFastPathResponse) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *OpenFastPathResponse) GetToken() []byte {
+	if x != nil {
+		return x.Token
+	}
+	return nil
+}
+
 var File_limit_v1_plugin_proto protoreflect.FileDescriptor
 
 const file_limit_v1_plugin_proto_rawDesc = "" +
@@ -584,7 +714,15 @@ const file_limit_v1_plugin_proto_rawDesc = "" +
 	"\bSeverity\x12\x18\n" +
 	"\x14SEVERITY_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eSEVERITY_ERROR\x10\x01\x12\x14\n" +
-	"\x10SEVERITY_WARNING\x10\x022\xd4\x01\n" +
+	"\x10SEVERITY_WARNING\x10\x02\"Q\n" +
+	"\x13OpenFastPathRequest\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\rR\aversion\x12 \n" +
+	"\vconnections\x18\x02 \x01(\rR\vconnections\"z\n" +
+	"\x14OpenFastPathResponse\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\rR\aversion\x12\x18\n" +
+	"\anetwork\x18\x02 \x01(\tR\anetwork\x12\x18\n" +
+	"\aaddress\x18\x03 \x01(\tR\aaddress\x12\x14\n" +
+	"\x05token\x18\x04 \x01(\fR\x05token2\xd4\x01\n" +
 	"\x06Plugin\x125\n" +
 	"\x04Info\x12\x15.limit.v1.InfoRequest\x1a\x16.limit.v1.InfoResponse\x12M\n" +
 	"\fConfigSchema\x12\x1d.limit.v1.ConfigSchemaRequest\x1a\x1e.limit.v1.ConfigSchemaResponse\x12D\n" +
@@ -603,7 +741,7 @@ func file_limit_v1_plugin_proto_rawDescGZIP() []byte {
 }
 
 var file_limit_v1_plugin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_limit_v1_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_limit_v1_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_limit_v1_plugin_proto_goTypes = []any{
 	(Diagnostic_Severity)(0),     // 0: limit.v1.Diagnostic.Severity
 	(*InfoRequest)(nil),          // 1: limit.v1.InfoRequest
@@ -614,6 +752,8 @@ var file_limit_v1_plugin_proto_goTypes = []any{
 	(*ConfigureRequest)(nil),     // 6: limit.v1.ConfigureRequest
 	(*ConfigureResponse)(nil),    // 7: limit.v1.ConfigureResponse
 	(*Diagnostic)(nil),           // 8: limit.v1.Diagnostic
+	(*OpenFastPathRequest)(nil),  // 9: limit.v1.OpenFastPathRequest
+	(*OpenFastPathResponse)(nil), // 10: limit.v1.OpenFastPathResponse
 }
 var file_limit_v1_plugin_proto_depIdxs = []int32{
 	5, // 0: limit.v1.ConfigSchemaResponse.attributes:type_name -> limit.v1.SchemaAttribute
@@ -643,7 +783,7 @@ func file_limit_v1_plugin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_limit_v1_plugin_proto_rawDesc), len(file_limit_v1_plugin_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   8,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -1130,7 +1130,7 @@ var File_limit_v1_runner_proto protoreflect.FileDescriptor
 
 const file_limit_v1_runner_proto_rawDesc = "" +
 	"\n" +
-	"\x15limit/v1/runner.proto\x12\blimit.v1\x1a\x1cgoogle/protobuf/struct.proto\"\xde\x01\n" +
+	"\x15limit/v1/runner.proto\x12\blimit.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x15limit/v1/plugin.proto\"\xde\x01\n" +
 	"\x06Limits\x12\x1d\n" +
 	"\n" +
 	"timeout_ms\x18\x01 \x01(\x04R\ttimeoutMs\x12!\n" +
@@ -1219,13 +1219,14 @@ const file_limit_v1_runner_proto_rawDesc = "" +
 	"\x14EXECUTE_STATUS_ERROR\x10\x02\x12\x1a\n" +
 	"\x16EXECUTE_STATUS_TIMEOUT\x10\x03\x12\x1c\n" +
 	"\x18EXECUTE_STATUS_CANCELLED\x10\x04\x12!\n" +
-	"\x1dEXECUTE_STATUS_LIMIT_EXCEEDED\x10\x052\xe8\x02\n" +
+	"\x1dEXECUTE_STATUS_LIMIT_EXCEEDED\x10\x052\xb7\x03\n" +
 	"\x06Runner\x12J\n" +
 	"\vOpenSession\x12\x1c.limit.v1.OpenSessionRequest\x1a\x1d.limit.v1.OpenSessionResponse\x12=\n" +
 	"\aExecute\x12\x18.limit.v1.ExecuteRequest\x1a\x16.limit.v1.ExecuteEvent0\x01\x12;\n" +
 	"\x06Cancel\x12\x17.limit.v1.CancelRequest\x1a\x18.limit.v1.CancelResponse\x12G\n" +
 	"\x06Health\x12\x1d.limit.v1.RunnerHealthRequest\x1a\x1e.limit.v1.RunnerHealthResponse\x12M\n" +
-	"\fCloseSession\x12\x1d.limit.v1.CloseSessionRequest\x1a\x1e.limit.v1.CloseSessionResponseB4Z2github.com/limitgraph/limit/proto/limit/v1;limitv1b\x06proto3"
+	"\fCloseSession\x12\x1d.limit.v1.CloseSessionRequest\x1a\x1e.limit.v1.CloseSessionResponse\x12M\n" +
+	"\fOpenFastPath\x12\x1d.limit.v1.OpenFastPathRequest\x1a\x1e.limit.v1.OpenFastPathResponseB4Z2github.com/limitgraph/limit/proto/limit/v1;limitv1b\x06proto3"
 
 var (
 	file_limit_v1_runner_proto_rawDescOnce sync.Once
@@ -1263,6 +1264,8 @@ var file_limit_v1_runner_proto_goTypes = []any{
 	nil,                          // 18: limit.v1.OpenSessionRequest.EnvEntry
 	nil,                          // 19: limit.v1.Usage.ExtraEntry
 	(*structpb.Struct)(nil),      // 20: google.protobuf.Struct
+	(*OpenFastPathRequest)(nil),  // 21: limit.v1.OpenFastPathRequest
+	(*OpenFastPathResponse)(nil), // 22: limit.v1.OpenFastPathResponse
 }
 var file_limit_v1_runner_proto_depIdxs = []int32{
 	2,  // 0: limit.v1.OpenSessionRequest.limits:type_name -> limit.v1.Limits
@@ -1281,13 +1284,15 @@ var file_limit_v1_runner_proto_depIdxs = []int32{
 	11, // 13: limit.v1.Runner.Cancel:input_type -> limit.v1.CancelRequest
 	13, // 14: limit.v1.Runner.Health:input_type -> limit.v1.RunnerHealthRequest
 	16, // 15: limit.v1.Runner.CloseSession:input_type -> limit.v1.CloseSessionRequest
-	4,  // 16: limit.v1.Runner.OpenSession:output_type -> limit.v1.OpenSessionResponse
-	6,  // 17: limit.v1.Runner.Execute:output_type -> limit.v1.ExecuteEvent
-	12, // 18: limit.v1.Runner.Cancel:output_type -> limit.v1.CancelResponse
-	15, // 19: limit.v1.Runner.Health:output_type -> limit.v1.RunnerHealthResponse
-	17, // 20: limit.v1.Runner.CloseSession:output_type -> limit.v1.CloseSessionResponse
-	16, // [16:21] is the sub-list for method output_type
-	11, // [11:16] is the sub-list for method input_type
+	21, // 16: limit.v1.Runner.OpenFastPath:input_type -> limit.v1.OpenFastPathRequest
+	4,  // 17: limit.v1.Runner.OpenSession:output_type -> limit.v1.OpenSessionResponse
+	6,  // 18: limit.v1.Runner.Execute:output_type -> limit.v1.ExecuteEvent
+	12, // 19: limit.v1.Runner.Cancel:output_type -> limit.v1.CancelResponse
+	15, // 20: limit.v1.Runner.Health:output_type -> limit.v1.RunnerHealthResponse
+	17, // 21: limit.v1.Runner.CloseSession:output_type -> limit.v1.CloseSessionResponse
+	22, // 22: limit.v1.Runner.OpenFastPath:output_type -> limit.v1.OpenFastPathResponse
+	17, // [17:23] is the sub-list for method output_type
+	11, // [11:17] is the sub-list for method input_type
 	11, // [11:11] is the sub-list for extension type_name
 	11, // [11:11] is the sub-list for extension extendee
 	0,  // [0:11] is the sub-list for field type_name
@@ -1298,6 +1303,7 @@ func file_limit_v1_runner_proto_init() {
 	if File_limit_v1_runner_proto != nil {
 		return
 	}
+	file_limit_v1_plugin_proto_init()
 	file_limit_v1_runner_proto_msgTypes[4].OneofWrappers = []any{
 		(*ExecuteEvent_Output)(nil),
 		(*ExecuteEvent_Token)(nil),

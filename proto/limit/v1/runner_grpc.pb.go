@@ -26,6 +26,7 @@ const (
 	Runner_Cancel_FullMethodName       = "/limit.v1.Runner/Cancel"
 	Runner_Health_FullMethodName       = "/limit.v1.Runner/Health"
 	Runner_CloseSession_FullMethodName = "/limit.v1.Runner/CloseSession"
+	Runner_OpenFastPath_FullMethodName = "/limit.v1.Runner/OpenFastPath"
 )
 
 // RunnerClient is the client API for Runner service.
@@ -41,6 +42,11 @@ type RunnerClient interface {
 	Cancel(ctx context.Context, in *CancelRequest, opts ...grpc.CallOption) (*CancelResponse, error)
 	Health(ctx context.Context, in *RunnerHealthRequest, opts ...grpc.CallOption) (*RunnerHealthResponse, error)
 	CloseSession(ctx context.Context, in *CloseSessionRequest, opts ...grpc.CallOption) (*CloseSessionResponse, error)
+	// OpenFastPath asks the plugin for a Unix socket that carries Execute more cheaply: the
+	// same request and event messages in length-prefixed frames (see sdk/runner/fastpath.go),
+	// with the safeguards of the storage fast path. A plugin that does not offer it answers
+	// UNIMPLEMENTED (older plugins) or FAILED_PRECONDITION, and the host keeps using Execute.
+	OpenFastPath(ctx context.Context, in *OpenFastPathRequest, opts ...grpc.CallOption) (*OpenFastPathResponse, error)
 }
 
 type runnerClient struct {
@@ -110,6 +116,16 @@ func (c *runnerClient) CloseSession(ctx context.Context, in *CloseSessionRequest
 	return out, nil
 }
 
+func (c *runnerClient) OpenFastPath(ctx context.Context, in *OpenFastPathRequest, opts ...grpc.CallOption) (*OpenFastPathResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(OpenFastPathResponse)
+	err := c.cc.Invoke(ctx, Runner_OpenFastPath_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // RunnerServer is the server API for Runner service.
 // All implementations must embed UnimplementedRunnerServer
 // for forward compatibility.
@@ -123,6 +139,11 @@ type RunnerServer interface {
 	Cancel(context.Context, *CancelRequest) (*CancelResponse, error)
 	Health(context.Context, *RunnerHealthRequest) (*RunnerHealthResponse, error)
 	CloseSession(context.Context, *CloseSessionRequest) (*CloseSessionResponse, error)
+	// OpenFastPath asks the plugin for a Unix socket that carries Execute more cheaply: the
+	// same request and event messages in length-prefixed frames (see sdk/runner/fastpath.go),
+	// with the safeguards of the storage fast path. A plugin that does not offer it answers
+	// UNIMPLEMENTED (older plugins) or FAILED_PRECONDITION, and the host keeps using Execute.
+	OpenFastPath(context.Context, *OpenFastPathRequest) (*OpenFastPathResponse, error)
 	mustEmbedUnimplementedRunnerServer()
 }
 
@@ -147,6 +168,9 @@ func (UnimplementedRunnerServer) Health(context.Context, *RunnerHealthRequest) (
 }
 func (UnimplementedRunnerServer) CloseSession(context.Context, *CloseSessionRequest) (*CloseSessionResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CloseSession not implemented")
+}
+func (UnimplementedRunnerServer) OpenFastPath(context.Context, *OpenFastPathRequest) (*OpenFastPathResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method OpenFastPath not implemented")
 }
 func (UnimplementedRunnerServer) mustEmbedUnimplementedRunnerServer() {}
 func (UnimplementedRunnerServer) testEmbeddedByValue()                {}
@@ -252,6 +276,24 @@ func _Runner_CloseSession_Handler(srv interface{}, ctx context.Context, dec func
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Runner_OpenFastPath_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(OpenFastPathRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RunnerServer).OpenFastPath(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Runner_OpenFastPath_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RunnerServer).OpenFastPath(ctx, req.(*OpenFastPathRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Runner_ServiceDesc is the grpc.ServiceDesc for Runner service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -274,6 +316,10 @@ var Runner_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CloseSession",
 			Handler:    _Runner_CloseSession_Handler,
+		},
+		{
+			MethodName: "OpenFastPath",
+			Handler:    _Runner_OpenFastPath_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -77,134 +77,7 @@ func (x BatchOp_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use BatchOp_Kind.Descriptor instead.
 func (BatchOp_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_limit_v1_storage_proto_rawDescGZIP(), []int{11, 0}
-}
-
-type OpenFastPathRequest struct {
-	state protoimpl.MessageState `protogen:"open.v1"`
-	// Version is the framing version the host speaks.
-	Version uint32 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
-	// Connections is how many connections the host will open (1 to 16).
-	Connections   uint32 `protobuf:"varint,2,opt,name=connections,proto3" json:"connections,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *OpenFastPathRequest) Reset() {
-	*x = OpenFastPathRequest{}
-	mi := &file_limit_v1_storage_proto_msgTypes[0]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *OpenFastPathRequest) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*OpenFastPathRequest) ProtoMessage() {}
-
-func (x *OpenFastPathRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_limit_v1_storage_proto_msgTypes[0]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use OpenFastPathRequest.ProtoReflect.Descriptor instead.
-func (*OpenFastPathRequest) Descriptor() ([]byte, []int) {
-	return file_limit_v1_storage_proto_rawDescGZIP(), []int{0}
-}
-
-func (x *OpenFastPathRequest) GetVersion() uint32 {
-	if x != nil {
-		return x.Version
-	}
-	return 0
-}
-
-func (x *OpenFastPathRequest) GetConnections() uint32 {
-	if x != nil {
-		return x.Connections
-	}
-	return 0
-}
-
-type OpenFastPathResponse struct {
-	state protoimpl.MessageState `protogen:"open.v1"`
-	// Version is the framing version the plugin speaks; the host uses the path only when it
-	// equals the requested one.
-	Version uint32 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
-	// Network is "unix"; address is the socket's path.
-	Network string `protobuf:"bytes,2,opt,name=network,proto3" json:"network,omitempty"`
-	Address string `protobuf:"bytes,3,opt,name=address,proto3" json:"address,omitempty"`
-	// Token authenticates the connections: 32 random bytes, sent only over this (mutually
-	// authenticated TLS) channel.
-	Token         []byte `protobuf:"bytes,4,opt,name=token,proto3" json:"token,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *OpenFastPathResponse) Reset() {
-	*x = OpenFastPathResponse{}
-	mi := &file_limit_v1_storage_proto_msgTypes[1]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *OpenFastPathResponse) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*OpenFastPathResponse) ProtoMessage() {}
-
-func (x *OpenFastPathResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_limit_v1_storage_proto_msgTypes[1]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use OpenFastPathResponse.ProtoReflect.Descriptor instead.
-func (*OpenFastPathResponse) Descriptor() ([]byte, []int) {
-	return file_limit_v1_storage_proto_rawDescGZIP(), []int{1}
-}
-
-func (x *OpenFastPathResponse) GetVersion() uint32 {
-	if x != nil {
-		return x.Version
-	}
-	return 0
-}
-
-func (x *OpenFastPathResponse) GetNetwork() string {
-	if x != nil {
-		return x.Network
-	}
-	return ""
-}
-
-func (x *OpenFastPathResponse) GetAddress() string {
-	if x != nil {
-		return x.Address
-	}
-	return ""
-}
-
-func (x *OpenFastPathResponse) GetToken() []byte {
-	if x != nil {
-		return x.Token
-	}
-	return nil
+	return file_limit_v1_storage_proto_rawDescGZIP(), []int{9, 0}
 }
 
 type GetRequest struct {
@@ -217,7 +90,7 @@ type GetRequest struct {
 
 func (x *GetRequest) Reset() {
 	*x = GetRequest{}
-	mi := &file_limit_v1_storage_proto_msgTypes[2]
+	mi := &file_limit_v1_storage_proto_msgTypes[0]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -229,7 +102,7 @@ func (x *GetRequest) String() string {
 func (*GetRequest) ProtoMessage() {}
 
 func (x *GetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_limit_v1_storage_proto_msgTypes[2]
+	mi := &file_limit_v1_storage_proto_msgTypes[0]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -242,7 +115,7 @@ func (x *GetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRequest.ProtoReflect.Descriptor instead.
 func (*GetRequest) Descriptor() ([]byte, []int) {
-	return file_limit_v1_storage_proto_rawDescGZIP(), []int{2}
+	return file_limit_v1_storage_proto_rawDescGZIP(), []int{0}
 }
 
 func (x *GetRequest) GetNamespace() string {
@@ -269,7 +142,7 @@ type GetResponse struct {
 
 func (x *GetResponse) Reset() {
 	*x = GetResponse{}
-	mi := &file_limit_v1_storage_proto_msgTypes[3]
+	mi := &file_limit_v1_storage_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -281,7 +154,7 @@ func (x *GetResponse) String() string {
 func (*GetResponse) ProtoMessage() {}
 
 func (x *GetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_limit_v1_storage_proto_msgTypes[3]
+	mi := &file_limit_v1_storage_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -294,7 +167,7 @@ func (x *GetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResponse.ProtoReflect.Descriptor instead.
 func (*GetResponse) Descriptor() ([]byte, []int) {
-	return file_limit_v1_storage_proto_rawDescGZIP(), []int{3}
+	return file_limit_v1_storage_proto_rawDescGZIP(), []int{1}
 }
 
 func (x *GetResponse) GetFound() bool {
@@ -322,7 +195,7 @@ type PutRequest struct {
 
 func (x *PutRequest) Reset() {
 	*x = PutRequest{}
-	mi := &file_limit_v1_storage_proto_msgTypes[4]
+	mi := &file_limit_v1_storage_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -334,7 +207,7 @@ func (x *PutRequest) String() string {
 func (*PutRequest) ProtoMessage() {}
 
 func (x *PutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_limit_v1_storage_proto_msgTypes[4]
+	mi := &file_limit_v1_storage_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -347,7 +220,7 @@ func (x *PutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutRequest.ProtoReflect.Descriptor instead.
 func (*PutRequest) Descriptor() ([]byte, []int) {
-	return file_limit_v1_storage_proto_rawDescGZIP(), []int{4}
+	return file_limit_v1_storage_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *PutRequest) GetNamespace() string {
@@ -379,7 +252,7 @@ type PutResponse struct {
 
 func (x *PutResponse) Reset() {
 	*x = PutResponse{}
-	mi := &file_limit_v1_storage_proto_msgTypes[5]
+	mi := &file_limit_v1_storage_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -391,7 +264,7 @@ func (x *PutResponse) String() string {
 func (*PutResponse) ProtoMessage() {}
 
 func (x *PutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_limit_v1_storage_proto_msgTypes[5]
+	mi := &file_limit_v1_storage_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -404,7 +277,7 @@ func (x *PutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutResponse.ProtoReflect.Descriptor instead.
 func (*PutResponse) Descriptor() ([]byte, []int) {
-	return file_limit_v1_storage_proto_rawDescGZIP(), []int{5}
+	return file_limit_v1_storage_proto_rawDescGZIP(), []int{3}
 }
 
 type DeleteRequest struct {
@@ -417,7 +290,7 @@ type DeleteRequest struct {
 
 func (x *DeleteRequest) Reset() {
 	*x = DeleteRequest{}
-	mi := &file_limit_v1_storage_proto_msgTypes[6]
+	mi := &file_limit_v1_storage_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -429,7 +302,7 @@ func (x *DeleteRequest) String() string {
 func (*DeleteRequest) ProtoMessage() {}
 
 func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_limit_v1_storage_proto_msgTypes[6]
+	mi := &file_limit_v1_storage_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -442,7 +315,7 @@ func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRequest) Descriptor() ([]byte, []int) {
-	return file_limit_v1_storage_proto_rawDescGZIP(), []int{6}
+	return file_limit_v1_storage_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *DeleteRequest) GetNamespace() string {
@@ -469,7 +342,7 @@ type DeleteResponse struct {
 
 func (x *DeleteResponse) Reset() {
 	*x = DeleteResponse{}
-	mi := &file_limit_v1_storage_proto_msgTypes[7]
+	mi := &file_limit_v1_storage_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -481,7 +354,7 @@ func (x *DeleteResponse) String() string {
 func (*DeleteResponse) ProtoMessage() {}
 
 func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_limit_v1_storage_proto_msgTypes[7]
+	mi := &file_limit_v1_storage_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -494,7 +367,7 @@ func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteResponse.ProtoReflect.Descriptor instead.
 func (*DeleteResponse) Descriptor() ([]byte, []int) {
-	return file_limit_v1_storage_proto_rawDescGZIP(), []int{7}
+	return file_limit_v1_storage_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *DeleteResponse) GetExisted() bool {
@@ -520,7 +393,7 @@ type ScanRequest struct {
 
 func (x *ScanRequest) Reset() {
 	*x = ScanRequest{}
-	mi := &file_limit_v1_storage_proto_msgTypes[8]
+	mi := &file_limit_v1_storage_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -532,7 +405,7 @@ func (x *ScanRequest) String() string {
 func (*ScanRequest) ProtoMessage() {}
 
 func (x *ScanRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_limit_v1_storage_proto_msgTypes[8]
+	mi := &file_limit_v1_storage_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -545,7 +418,7 @@ func (x *ScanRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScanRequest.ProtoReflect.Descriptor instead.
 func (*ScanRequest) Descriptor() ([]byte, []int) {
-	return file_limit_v1_storage_proto_rawDescGZIP(), []int{8}
+	return file_limit_v1_storage_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ScanRequest) GetNamespace() string {
@@ -593,7 +466,7 @@ type KeyValue struct {
 
 func (x *KeyValue) Reset() {
 	*x = KeyValue{}
-	mi := &file_limit_v1_storage_proto_msgTypes[9]
+	mi := &file_limit_v1_storage_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -605,7 +478,7 @@ func (x *KeyValue) String() string {
 func (*KeyValue) ProtoMessage() {}
 
 func (x *KeyValue) ProtoReflect() protoreflect.Message {
-	mi := &file_limit_v1_storage_proto_msgTypes[9]
+	mi := &file_limit_v1_storage_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -618,7 +491,7 @@ func (x *KeyValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyValue.ProtoReflect.Descriptor instead.
 func (*KeyValue) Descriptor() ([]byte, []int) {
-	return file_limit_v1_storage_proto_rawDescGZIP(), []int{9}
+	return file_limit_v1_storage_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *KeyValue) GetKey() []byte {
@@ -646,7 +519,7 @@ type ScanResponse struct {
 
 func (x *ScanResponse) Reset() {
 	*x = ScanResponse{}
-	mi := &file_limit_v1_storage_proto_msgTypes[10]
+	mi := &file_limit_v1_storage_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -658,7 +531,7 @@ func (x *ScanResponse) String() string {
 func (*ScanResponse) ProtoMessage() {}
 
 func (x *ScanResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_limit_v1_storage_proto_msgTypes[10]
+	mi := &file_limit_v1_storage_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -671,7 +544,7 @@ func (x *ScanResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScanResponse.ProtoReflect.Descriptor instead.
 func (*ScanResponse) Descriptor() ([]byte, []int) {
-	return file_limit_v1_storage_proto_rawDescGZIP(), []int{10}
+	return file_limit_v1_storage_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ScanResponse) GetItems() []*KeyValue {
@@ -703,7 +576,7 @@ type BatchOp struct {
 
 func (x *BatchOp) Reset() {
 	*x = BatchOp{}
-	mi := &file_limit_v1_storage_proto_msgTypes[11]
+	mi := &file_limit_v1_storage_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -715,7 +588,7 @@ func (x *BatchOp) String() string {
 func (*BatchOp) ProtoMessage() {}
 
 func (x *BatchOp) ProtoReflect() protoreflect.Message {
-	mi := &file_limit_v1_storage_proto_msgTypes[11]
+	mi := &file_limit_v1_storage_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -728,7 +601,7 @@ func (x *BatchOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchOp.ProtoReflect.Descriptor instead.
 func (*BatchOp) Descriptor() ([]byte, []int) {
-	return file_limit_v1_storage_proto_rawDescGZIP(), []int{11}
+	return file_limit_v1_storage_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *BatchOp) GetKind() BatchOp_Kind {
@@ -769,7 +642,7 @@ type BatchRequest struct {
 
 func (x *BatchRequest) Reset() {
 	*x = BatchRequest{}
-	mi := &file_limit_v1_storage_proto_msgTypes[12]
+	mi := &file_limit_v1_storage_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -781,7 +654,7 @@ func (x *BatchRequest) String() string {
 func (*BatchRequest) ProtoMessage() {}
 
 func (x *BatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_limit_v1_storage_proto_msgTypes[12]
+	mi := &file_limit_v1_storage_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -794,7 +667,7 @@ func (x *BatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchRequest.ProtoReflect.Descriptor instead.
 func (*BatchRequest) Descriptor() ([]byte, []int) {
-	return file_limit_v1_storage_proto_rawDescGZIP(), []int{12}
+	return file_limit_v1_storage_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *BatchRequest) GetNamespace() string {
@@ -819,7 +692,7 @@ type BatchResponse struct {
 
 func (x *BatchResponse) Reset() {
 	*x = BatchResponse{}
-	mi := &file_limit_v1_storage_proto_msgTypes[13]
+	mi := &file_limit_v1_storage_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -831,7 +704,7 @@ func (x *BatchResponse) String() string {
 func (*BatchResponse) ProtoMessage() {}
 
 func (x *BatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_limit_v1_storage_proto_msgTypes[13]
+	mi := &file_limit_v1_storage_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -844,7 +717,7 @@ func (x *BatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchResponse.ProtoReflect.Descriptor instead.
 func (*BatchResponse) Descriptor() ([]byte, []int) {
-	return file_limit_v1_storage_proto_rawDescGZIP(), []int{13}
+	return file_limit_v1_storage_proto_rawDescGZIP(), []int{11}
 }
 
 type CompareAndSwapRequest struct {
@@ -863,7 +736,7 @@ type CompareAndSwapRequest struct {
 
 func (x *CompareAndSwapRequest) Reset() {
 	*x = CompareAndSwapRequest{}
-	mi := &file_limit_v1_storage_proto_msgTypes[14]
+	mi := &file_limit_v1_storage_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -875,7 +748,7 @@ func (x *CompareAndSwapRequest) String() string {
 func (*CompareAndSwapRequest) ProtoMessage() {}
 
 func (x *CompareAndSwapRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_limit_v1_storage_proto_msgTypes[14]
+	mi := &file_limit_v1_storage_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -888,7 +761,7 @@ func (x *CompareAndSwapRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompareAndSwapRequest.ProtoReflect.Descriptor instead.
 func (*CompareAndSwapRequest) Descriptor() ([]byte, []int) {
-	return file_limit_v1_storage_proto_rawDescGZIP(), []int{14}
+	return file_limit_v1_storage_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CompareAndSwapRequest) GetNamespace() string {
@@ -945,7 +818,7 @@ type CompareAndSwapResponse struct {
 
 func (x *CompareAndSwapResponse) Reset() {
 	*x = CompareAndSwapResponse{}
-	mi := &file_limit_v1_storage_proto_msgTypes[15]
+	mi := &file_limit_v1_storage_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -957,7 +830,7 @@ func (x *CompareAndSwapResponse) String() string {
 func (*CompareAndSwapResponse) ProtoMessage() {}
 
 func (x *CompareAndSwapResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_limit_v1_storage_proto_msgTypes[15]
+	mi := &file_limit_v1_storage_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -970,7 +843,7 @@ func (x *CompareAndSwapResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompareAndSwapResponse.ProtoReflect.Descriptor instead.
 func (*CompareAndSwapResponse) Descriptor() ([]byte, []int) {
-	return file_limit_v1_storage_proto_rawDescGZIP(), []int{15}
+	return file_limit_v1_storage_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *CompareAndSwapResponse) GetSwapped() bool {
@@ -998,15 +871,7 @@ var File_limit_v1_storage_proto protoreflect.FileDescriptor
 
 const file_limit_v1_storage_proto_rawDesc = "" +
 	"\n" +
-	"\x16limit/v1/storage.proto\x12\blimit.v1\"Q\n" +
-	"\x13OpenFastPathRequest\x12\x18\n" +
-	"\aversion\x18\x01 \x01(\rR\aversion\x12 \n" +
-	"\vconnections\x18\x02 \x01(\rR\vconnections\"z\n" +
-	"\x14OpenFastPathResponse\x12\x18\n" +
-	"\aversion\x18\x01 \x01(\rR\aversion\x12\x18\n" +
-	"\anetwork\x18\x02 \x01(\tR\anetwork\x12\x18\n" +
-	"\aaddress\x18\x03 \x01(\tR\aaddress\x12\x14\n" +
-	"\x05token\x18\x04 \x01(\fR\x05token\"<\n" +
+	"\x16limit/v1/storage.proto\x12\blimit.v1\x1a\x15limit/v1/plugin.proto\"<\n" +
 	"\n" +
 	"GetRequest\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x10\n" +
@@ -1086,44 +951,44 @@ func file_limit_v1_storage_proto_rawDescGZIP() []byte {
 }
 
 var file_limit_v1_storage_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_limit_v1_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_limit_v1_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_limit_v1_storage_proto_goTypes = []any{
 	(BatchOp_Kind)(0),              // 0: limit.v1.BatchOp.Kind
-	(*OpenFastPathRequest)(nil),    // 1: limit.v1.OpenFastPathRequest
-	(*OpenFastPathResponse)(nil),   // 2: limit.v1.OpenFastPathResponse
-	(*GetRequest)(nil),             // 3: limit.v1.GetRequest
-	(*GetResponse)(nil),            // 4: limit.v1.GetResponse
-	(*PutRequest)(nil),             // 5: limit.v1.PutRequest
-	(*PutResponse)(nil),            // 6: limit.v1.PutResponse
-	(*DeleteRequest)(nil),          // 7: limit.v1.DeleteRequest
-	(*DeleteResponse)(nil),         // 8: limit.v1.DeleteResponse
-	(*ScanRequest)(nil),            // 9: limit.v1.ScanRequest
-	(*KeyValue)(nil),               // 10: limit.v1.KeyValue
-	(*ScanResponse)(nil),           // 11: limit.v1.ScanResponse
-	(*BatchOp)(nil),                // 12: limit.v1.BatchOp
-	(*BatchRequest)(nil),           // 13: limit.v1.BatchRequest
-	(*BatchResponse)(nil),          // 14: limit.v1.BatchResponse
-	(*CompareAndSwapRequest)(nil),  // 15: limit.v1.CompareAndSwapRequest
-	(*CompareAndSwapResponse)(nil), // 16: limit.v1.CompareAndSwapResponse
+	(*GetRequest)(nil),             // 1: limit.v1.GetRequest
+	(*GetResponse)(nil),            // 2: limit.v1.GetResponse
+	(*PutRequest)(nil),             // 3: limit.v1.PutRequest
+	(*PutResponse)(nil),            // 4: limit.v1.PutResponse
+	(*DeleteRequest)(nil),          // 5: limit.v1.DeleteRequest
+	(*DeleteResponse)(nil),         // 6: limit.v1.DeleteResponse
+	(*ScanRequest)(nil),            // 7: limit.v1.ScanRequest
+	(*KeyValue)(nil),               // 8: limit.v1.KeyValue
+	(*ScanResponse)(nil),           // 9: limit.v1.ScanResponse
+	(*BatchOp)(nil),                // 10: limit.v1.BatchOp
+	(*BatchRequest)(nil),           // 11: limit.v1.BatchRequest
+	(*BatchResponse)(nil),          // 12: limit.v1.BatchResponse
+	(*CompareAndSwapRequest)(nil),  // 13: limit.v1.CompareAndSwapRequest
+	(*CompareAndSwapResponse)(nil), // 14: limit.v1.CompareAndSwapResponse
+	(*OpenFastPathRequest)(nil),    // 15: limit.v1.OpenFastPathRequest
+	(*OpenFastPathResponse)(nil),   // 16: limit.v1.OpenFastPathResponse
 }
 var file_limit_v1_storage_proto_depIdxs = []int32{
-	10, // 0: limit.v1.ScanResponse.items:type_name -> limit.v1.KeyValue
+	8,  // 0: limit.v1.ScanResponse.items:type_name -> limit.v1.KeyValue
 	0,  // 1: limit.v1.BatchOp.kind:type_name -> limit.v1.BatchOp.Kind
-	12, // 2: limit.v1.BatchRequest.ops:type_name -> limit.v1.BatchOp
-	3,  // 3: limit.v1.Storage.Get:input_type -> limit.v1.GetRequest
-	5,  // 4: limit.v1.Storage.Put:input_type -> limit.v1.PutRequest
-	7,  // 5: limit.v1.Storage.Delete:input_type -> limit.v1.DeleteRequest
-	9,  // 6: limit.v1.Storage.Scan:input_type -> limit.v1.ScanRequest
-	13, // 7: limit.v1.Storage.Batch:input_type -> limit.v1.BatchRequest
-	15, // 8: limit.v1.Storage.CompareAndSwap:input_type -> limit.v1.CompareAndSwapRequest
-	1,  // 9: limit.v1.Storage.OpenFastPath:input_type -> limit.v1.OpenFastPathRequest
-	4,  // 10: limit.v1.Storage.Get:output_type -> limit.v1.GetResponse
-	6,  // 11: limit.v1.Storage.Put:output_type -> limit.v1.PutResponse
-	8,  // 12: limit.v1.Storage.Delete:output_type -> limit.v1.DeleteResponse
-	11, // 13: limit.v1.Storage.Scan:output_type -> limit.v1.ScanResponse
-	14, // 14: limit.v1.Storage.Batch:output_type -> limit.v1.BatchResponse
-	16, // 15: limit.v1.Storage.CompareAndSwap:output_type -> limit.v1.CompareAndSwapResponse
-	2,  // 16: limit.v1.Storage.OpenFastPath:output_type -> limit.v1.OpenFastPathResponse
+	10, // 2: limit.v1.BatchRequest.ops:type_name -> limit.v1.BatchOp
+	1,  // 3: limit.v1.Storage.Get:input_type -> limit.v1.GetRequest
+	3,  // 4: limit.v1.Storage.Put:input_type -> limit.v1.PutRequest
+	5,  // 5: limit.v1.Storage.Delete:input_type -> limit.v1.DeleteRequest
+	7,  // 6: limit.v1.Storage.Scan:input_type -> limit.v1.ScanRequest
+	11, // 7: limit.v1.Storage.Batch:input_type -> limit.v1.BatchRequest
+	13, // 8: limit.v1.Storage.CompareAndSwap:input_type -> limit.v1.CompareAndSwapRequest
+	15, // 9: limit.v1.Storage.OpenFastPath:input_type -> limit.v1.OpenFastPathRequest
+	2,  // 10: limit.v1.Storage.Get:output_type -> limit.v1.GetResponse
+	4,  // 11: limit.v1.Storage.Put:output_type -> limit.v1.PutResponse
+	6,  // 12: limit.v1.Storage.Delete:output_type -> limit.v1.DeleteResponse
+	9,  // 13: limit.v1.Storage.Scan:output_type -> limit.v1.ScanResponse
+	12, // 14: limit.v1.Storage.Batch:output_type -> limit.v1.BatchResponse
+	14, // 15: limit.v1.Storage.CompareAndSwap:output_type -> limit.v1.CompareAndSwapResponse
+	16, // 16: limit.v1.Storage.OpenFastPath:output_type -> limit.v1.OpenFastPathResponse
 	10, // [10:17] is the sub-list for method output_type
 	3,  // [3:10] is the sub-list for method input_type
 	3,  // [3:3] is the sub-list for extension type_name
@@ -1136,13 +1001,14 @@ func file_limit_v1_storage_proto_init() {
 	if File_limit_v1_storage_proto != nil {
 		return
 	}
+	file_limit_v1_plugin_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_limit_v1_storage_proto_rawDesc), len(file_limit_v1_storage_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   16,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

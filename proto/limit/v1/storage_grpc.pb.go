@@ -52,7 +52,7 @@ type StorageClient interface {
 	// in a fresh directory only the plugin's user can enter, which accepts exactly
 	// `connections` connections, each of which must first send `token`, and is then removed.
 	// On it every call is a length-prefixed frame carrying the same request and response
-	// messages (see sdk/storage/fastpath.go for the framing). A plugin that does not offer it
+	// messages (see sdk/storage/fastpath.go for the framing; the messages are in plugin.proto). A plugin that does not offer it
 	// answers UNIMPLEMENTED (older plugins) or FAILED_PRECONDITION, and the host keeps
 	// using this gRPC service.
 	OpenFastPath(ctx context.Context, in *OpenFastPathRequest, opts ...grpc.CallOption) (*OpenFastPathResponse, error)
@@ -158,7 +158,7 @@ type StorageServer interface {
 	// in a fresh directory only the plugin's user can enter, which accepts exactly
 	// `connections` connections, each of which must first send `token`, and is then removed.
 	// On it every call is a length-prefixed frame carrying the same request and response
-	// messages (see sdk/storage/fastpath.go for the framing). A plugin that does not offer it
+	// messages (see sdk/storage/fastpath.go for the framing; the messages are in plugin.proto). A plugin that does not offer it
 	// answers UNIMPLEMENTED (older plugins) or FAILED_PRECONDITION, and the host keeps
 	// using this gRPC service.
 	OpenFastPath(context.Context, *OpenFastPathRequest) (*OpenFastPathResponse, error)

@@ -1,4 +1,4 @@
-package storage
+package fastpath
 
 import (
 	"bytes"
@@ -9,13 +9,13 @@ import (
 	"syscall"
 )
 
-// peerCheckSupported tells whether checkPeer can work here.
-func peerCheckSupported() error { return nil }
+// PeerCheckSupported tells whether CheckPeer can work here.
+func PeerCheckSupported() error { return nil }
 
-// checkPeer checks the kernel's record of the process at the other end of c: it must run
+// CheckPeer checks the kernel's record of the process at the other end of c: it must run
 // as this process's user, and when child is set it must be a child of this process (the
 // host checks that the socket a plugin named belongs to the plugin it started).
-func checkPeer(c *net.UnixConn, child bool) error {
+func CheckPeer(c *net.UnixConn, child bool) error {
 	raw, err := c.SyscallConn()
 	if err != nil {
 		return err
