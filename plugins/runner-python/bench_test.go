@@ -66,8 +66,8 @@ func BenchmarkPrint(b *testing.B) {
 	b.ReportMetric(ms(ps), "spawn-p50-ms")
 	b.ReportMetric(float64(pp)/float64(ps), "plugin/spawn")
 	b.ReportMetric(ms(pf), "grpc-floor-p50-ms")
-	b.Logf("print(1): plugin p50 %.3f ms, spawn /usr/bin/python3 p50 %.2f ms, ratio %.3f; bare gRPC call p50 %.3f ms (n=%d)",
-		ms(pp), ms(ps), float64(pp)/float64(ps), ms(pf), b.N)
+	b.Logf("print(1): plugin p50 %.3f ms (over %s), spawn /usr/bin/python3 p50 %.2f ms, ratio %.3f; bare gRPC call p50 %.3f ms (n=%d)",
+		ms(pp), s.r.Transport(), ms(ps), float64(pp)/float64(ps), ms(pf), b.N)
 }
 
 // BenchmarkPrintInProcess runs print(1) on a runner inside the test process: the plugin's

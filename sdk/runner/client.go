@@ -12,15 +12,57 @@ import (
 	"github.com/limitgraph/limit/sdk/base"
 )
 
-// Client is the host's side of a runner plugin; it implements Runner.
+// Client is the host's side of a runner plugin; it implements Runner. Executions go over
+// the plugin's fast path when it offers one (see fastpath.go), over gRPC otherwise; events,
+// results and errors are the same either way.
 type Client struct {
 	base.PluginClient
-	rpc limitv1.RunnerClient
+	rpc     limitv1.RunnerClient
+	fast    *fastClient
+	fastErr error
 }
 
-// NewClient returns a client over an established plugin connection.
+// NewClient returns a client over an established plugin connection that makes every call
+// over gRPC.
 func NewClient(conn *grpc.ClientConn) *Client {
-	return &Client{PluginClient: base.NewPluginClient(limitv1.NewPluginClient(conn)), rpc: limitv1.NewRunnerClient(conn)}
+	return &Client{
+		PluginClient: base.NewPluginClient(limitv1.NewPluginClient(conn)), rpc: limitv1.NewRunnerClient(conn),
+		fastErr: errors.New("gRPC only"),
+	}
+}
+
+// NewFastClient returns a client over an established plugin connection that asks the
+// plugin for its fast path and executes over it; when the plugin offers none, or it
+// cannot be set up, the client uses gRPC (FastPathError tells why).
+func NewFastClient(ctx context.Context, conn *grpc.ClientConn) *Client {
+	c := NewClient(conn)
+	fc, err := dialFast(ctx, c.rpc)
+	if err != nil {
+		c.fastErr = fmt.Errorf("runner fast path not used: %w", err)
+		return c
+	}
+	c.fast, c.fastErr = fc, nil
+	return c
+}
+
+// Transport names what carries executions: "unix" (the fast path) or "grpc". Once the
+// fast path's connection has broken, it is "grpc" again.
+func (c *Client) Transport() string {
+	if c.fast != nil && c.fast.alive() {
+		return "unix"
+	}
+	return "grpc"
+}
+
+// FastPathError tells why the client does not use a fast path (nil when it does).
+func (c *Client) FastPathError() error { return c.fastErr }
+
+// Close closes the fast path's connection; the plugin process is stopped by whoever
+// started it.
+func (c *Client) Close() {
+	if c.fast != nil {
+		c.fast.close()
+	}
 }
 
 // OpenSession implements Runner.
@@ -44,6 +86,9 @@ func (c *Client) Execute(ctx context.Context, req ExecuteRequest, emit func(Even
 	if err != nil {
 		return Result{}, err
 	}
+	if c.fast != nil && c.fast.alive() {
+		return c.fast.execute(ctx, m, emit)
+	}
 	stream, err := c.rpc.Execute(ctx, m)
 	if err != nil {
 		return Result{}, fmt.Errorf("runner execute: %w", err)
@@ -56,19 +101,23 @@ func (c *Client) Execute(ctx context.Context, req ExecuteRequest, emit func(Even
 		if err != nil {
 			return Result{}, fmt.Errorf("runner execute: %w", err)
 		}
-		switch e := ev.GetEvent().(type) {
-		case *limitv1.ExecuteEvent_Output:
-			if err := emit(Event{Output: &Output{Stream: Stream(e.Output.GetStream()), Data: e.Output.GetData()}}); err != nil {
-				return Result{}, err
-			}
-		case *limitv1.ExecuteEvent_Token:
-			if err := emit(Event{Token: &Token{Text: e.Token.GetText(), ID: e.Token.GetId()}}); err != nil {
-				return Result{}, err
-			}
-		case *limitv1.ExecuteEvent_Result:
-			return ResultFromProto(e.Result), nil
+		if res, done, err := deliver(ev, emit); done || err != nil {
+			return res, err
 		}
 	}
+}
+
+// deliver passes an event to emit, or returns the result it carries (done).
+func deliver(ev *limitv1.ExecuteEvent, emit func(Event) error) (res Result, done bool, err error) {
+	switch e := ev.GetEvent().(type) {
+	case *limitv1.ExecuteEvent_Output:
+		return Result{}, false, emit(Event{Output: &Output{Stream: Stream(e.Output.GetStream()), Data: e.Output.GetData()}})
+	case *limitv1.ExecuteEvent_Token:
+		return Result{}, false, emit(Event{Token: &Token{Text: e.Token.GetText(), ID: e.Token.GetId()}})
+	case *limitv1.ExecuteEvent_Result:
+		return ResultFromProto(e.Result), true, nil
+	}
+	return Result{}, false, nil
 }
 
 // Cancel implements Runner.

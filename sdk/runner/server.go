@@ -15,6 +15,7 @@ import (
 type server struct {
 	limitv1.UnimplementedRunnerServer
 	impl Runner
+	fast *fastServer // nil: no fast path offered
 }
 
 func internal(err error) error {
@@ -42,10 +43,16 @@ func (s *server) OpenSession(ctx context.Context, req *limitv1.OpenSessionReques
 	return &limitv1.OpenSessionResponse{}, nil
 }
 
-func (s *server) Execute(req *limitv1.ExecuteRequest, stream limitv1.Runner_ExecuteServer) (err error) {
+func (s *server) Execute(req *limitv1.ExecuteRequest, stream limitv1.Runner_ExecuteServer) error {
+	return s.execute(stream.Context(), req, stream.Send)
+}
+
+// execute runs req, sending its events with send (over gRPC or the fast path): output in
+// chunks of at most MaxChunkSize, and the result last.
+func (s *server) execute(ctx context.Context, req *limitv1.ExecuteRequest, send func(*limitv1.ExecuteEvent) error) (err error) {
 	defer base.Recover(&err)
-	// A runner may emit from several goroutines (one per output pipe); gRPC streams allow
-	// one sender at a time.
+	// A runner may emit from several goroutines (one per output pipe); events leave one at
+	// a time, in order.
 	var mu sync.Mutex
 	emit := func(ev Event) error {
 		mu.Lock()
@@ -58,24 +65,33 @@ func (s *server) Execute(req *limitv1.ExecuteRequest, stream limitv1.Runner_Exec
 				m := &limitv1.ExecuteEvent{Event: &limitv1.ExecuteEvent_Output{Output: &limitv1.OutputChunk{
 					Stream: limitv1.OutputStream(ev.Output.Stream), Data: data[:n],
 				}}}
-				if err := stream.Send(m); err != nil {
+				if err := send(m); err != nil {
 					return err
 				}
 				data = data[n:]
 			}
 			return nil
 		case ev.Token != nil:
-			return stream.Send(&limitv1.ExecuteEvent{Event: &limitv1.ExecuteEvent_Token{Token: &limitv1.Token{Text: ev.Token.Text, Id: ev.Token.ID}}})
+			return send(&limitv1.ExecuteEvent{Event: &limitv1.ExecuteEvent_Token{Token: &limitv1.Token{Text: ev.Token.Text, Id: ev.Token.ID}}})
 		}
 		return nil
 	}
-	res, err := s.impl.Execute(stream.Context(), RequestFromProto(req), emit)
+	res, err := s.impl.Execute(ctx, RequestFromProto(req), emit)
 	if err != nil {
 		return internal(err)
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	return stream.Send(&limitv1.ExecuteEvent{Event: &limitv1.ExecuteEvent_Result{Result: ResultToProto(res)}})
+	return send(&limitv1.ExecuteEvent{Event: &limitv1.ExecuteEvent_Result{Result: ResultToProto(res)}})
+}
+
+// OpenFastPath offers the fast path; see fastpath.go.
+func (s *server) OpenFastPath(_ context.Context, req *limitv1.OpenFastPathRequest) (resp *limitv1.OpenFastPathResponse, err error) {
+	defer base.Recover(&err)
+	if s.fast == nil {
+		return nil, status.Error(codes.FailedPrecondition, "this plugin offers no fast path")
+	}
+	return s.fast.open(req)
 }
 
 func (s *server) Cancel(ctx context.Context, req *limitv1.CancelRequest) (resp *limitv1.CancelResponse, err error) {

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-plugin"
+
 	"github.com/limitgraph/limit/sdk/base"
 	"github.com/limitgraph/limit/sdk/runner"
 )
@@ -176,7 +178,17 @@ const runnerCloseTimeout = time.Second
 //
 // A runner process serves one session: launch one process per session, as the host does.
 func LaunchRunner(ctx context.Context, path string, env []string, configJSON []byte, dataDir string) (runner.Runner, func(), error) {
-	r, kill, err := launch[runner.Runner](ctx, base.KindRunner, runner.PluginSet(), path, env, configJSON, dataDir)
+	return launchRunner(ctx, runner.PluginSet(), path, env, configJSON, dataDir)
+}
+
+// LaunchRunnerGRPC is LaunchRunner with a client that executes over gRPC and ignores the
+// plugin's fast path, so a suite can check both transports.
+func LaunchRunnerGRPC(ctx context.Context, path string, env []string, configJSON []byte, dataDir string) (runner.Runner, func(), error) {
+	return launchRunner(ctx, runner.PluginSetGRPCOnly(), path, env, configJSON, dataDir)
+}
+
+func launchRunner(ctx context.Context, set plugin.PluginSet, path string, env []string, configJSON []byte, dataDir string) (runner.Runner, func(), error) {
+	r, kill, err := launch[runner.Runner](ctx, base.KindRunner, set, path, env, configJSON, dataDir)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -194,8 +206,17 @@ func LaunchRunner(ctx context.Context, path string, env []string, configJSON []b
 // When a launch fails, the runner it returns answers every call with the launch error, so
 // the case fails with it.
 func LaunchRunnerFunc(ctx context.Context, path string, env []string, configJSON []byte, dataDir string) func() (runner.Runner, func()) {
+	return launchRunnerFunc(ctx, runner.PluginSet(), path, env, configJSON, dataDir)
+}
+
+// LaunchRunnerGRPCFunc is LaunchRunnerFunc over gRPC only (see LaunchRunnerGRPC).
+func LaunchRunnerGRPCFunc(ctx context.Context, path string, env []string, configJSON []byte, dataDir string) func() (runner.Runner, func()) {
+	return launchRunnerFunc(ctx, runner.PluginSetGRPCOnly(), path, env, configJSON, dataDir)
+}
+
+func launchRunnerFunc(ctx context.Context, set plugin.PluginSet, path string, env []string, configJSON []byte, dataDir string) func() (runner.Runner, func()) {
 	return func() (runner.Runner, func()) {
-		r, stop, err := LaunchRunner(ctx, path, env, configJSON, dataDir)
+		r, stop, err := launchRunner(ctx, set, path, env, configJSON, dataDir)
 		if err != nil {
 			return failedRunner{err}, nil
 		}

@@ -286,6 +286,10 @@ func TestRunRunnerEchoPlugin(t *testing.T) {
 	t.Logf("runner suite through the plugin boundary, a process per case: %v", time.Since(start))
 }
 
+func TestRunRunnerEchoPluginGRPC(t *testing.T) {
+	RunRunner(t, LaunchRunnerGRPCFunc(t.Context(), testBinary(t), []string{serveRunnerEnv + "=echo"}, nil, t.TempDir()), echoConfig)
+}
+
 func TestCheckRunnerCounts(t *testing.T) {
 	all := len(RunnerCases(echoConfig))
 	for _, tc := range []struct {

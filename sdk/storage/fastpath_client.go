@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -38,9 +37,8 @@ func dialFast(ctx context.Context, rpc limitv1.StorageClient) (*fastClient, erro
 	if err != nil {
 		return nil, err
 	}
-	if r.GetVersion() != fastVersion || r.GetNetwork() != "unix" || len(r.GetToken()) != fastpath.TokenSize {
-		return nil, fmt.Errorf("plugin offers fast path version %d on %q with a %d-byte token; want version %d on unix with %d bytes",
-			r.GetVersion(), r.GetNetwork(), len(r.GetToken()), fastVersion, fastpath.TokenSize)
+	if err := fastpath.CheckOffer(r, fastVersion); err != nil {
+		return nil, err
 	}
 	fc := &fastClient{StorageClient: rpc}
 	for range fastConnections {

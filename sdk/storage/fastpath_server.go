@@ -20,27 +20,17 @@ import (
 // service's own methods (validation, panics, error mapping included).
 type fastServer struct {
 	*fastpath.Server
-	srv    *server
-	ctx    context.Context
-	cancel context.CancelFunc
+	srv *server
 }
 
 func newFastServer(srv *server) *fastServer {
-	ctx, cancel := context.WithCancel(context.Background())
-	return &fastServer{Server: fastpath.NewServer(), srv: srv, ctx: ctx, cancel: cancel}
+	return &fastServer{Server: fastpath.NewServer(), srv: srv}
 }
 
 // open offers the socket of one OpenFastPath call.
 func (f *fastServer) open(req *limitv1.OpenFastPathRequest) (*limitv1.OpenFastPathResponse, error) {
-	if req.GetVersion() != fastVersion {
-		return nil, status.Errorf(codes.FailedPrecondition, "fast path version %d not offered (this plugin speaks %d)", req.GetVersion(), fastVersion)
-	}
 	sess := &fastSession{cancels: map[uint32]context.CancelFunc{}}
-	addr, token, err := f.Offer("limit-storage-", int(req.GetConnections()), func(c *net.UnixConn) { f.serve(c, sess) })
-	if err != nil {
-		return nil, err
-	}
-	return &limitv1.OpenFastPathResponse{Version: fastVersion, Network: "unix", Address: addr, Token: token}, nil
+	return f.Open(req, fastVersion, "limit-storage-", func(c *net.UnixConn) { f.serve(c, sess) })
 }
 
 // serverConn is one connection of the fast path.
@@ -138,9 +128,9 @@ func (sc *serverConn) next() (*request, bool) {
 		sc.sess.mu.Unlock()
 		return nil, true
 	}
-	req.ctx, req.cancel = context.WithCancel(f.ctx)
+	req.ctx, req.cancel = context.WithCancel(f.Context())
 	if deadline := int64(binary.LittleEndian.Uint64(buf[5:])); deadline != 0 {
-		req.ctx, req.cancel = context.WithDeadline(f.ctx, time.Unix(0, deadline))
+		req.ctx, req.cancel = context.WithDeadline(f.Context(), time.Unix(0, deadline))
 	}
 	if !f.Begin() {
 		req.cancel()
@@ -231,7 +221,4 @@ func serveOne[Req any, PReq interface {
 
 // shutdown stops taking requests, waits for the ones being served and closes every
 // connection; the implementation may be closed after it returns.
-func (f *fastServer) shutdown() {
-	f.Shutdown()
-	f.cancel()
-}
+func (f *fastServer) shutdown() { f.Shutdown() }

@@ -37,6 +37,8 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	limitv1 "github.com/limitgraph/limit/proto/limit/v1"
 )
 
 const (
@@ -195,11 +197,40 @@ type Server struct {
 	listeners map[*net.UnixListener]string // to the directory of their socket
 	conns     map[net.Conn]struct{}
 	calls     sync.WaitGroup
+	ctx       context.Context
+	cancel    context.CancelFunc
 }
 
 // NewServer returns a server that has offered nothing yet.
 func NewServer() *Server {
-	return &Server{listeners: map[*net.UnixListener]string{}, conns: map[net.Conn]struct{}{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Server{listeners: map[*net.UnixListener]string{}, conns: map[net.Conn]struct{}{}, ctx: ctx, cancel: cancel}
+}
+
+// Context is the parent of the requests' contexts: Shutdown cancels it once the requests
+// in progress were answered.
+func (s *Server) Context() context.Context { return s.ctx }
+
+// Open answers an OpenFastPath request for a kind whose framing version is version: it
+// offers a socket for the connections asked for (see Offer).
+func (s *Server) Open(req *limitv1.OpenFastPathRequest, version uint32, prefix string, serve func(*net.UnixConn)) (*limitv1.OpenFastPathResponse, error) {
+	if req.GetVersion() != version {
+		return nil, status.Errorf(codes.FailedPrecondition, "fast path version %d not offered (this plugin speaks %d)", req.GetVersion(), version)
+	}
+	addr, token, err := s.Offer(prefix, int(req.GetConnections()), serve)
+	if err != nil {
+		return nil, err
+	}
+	return &limitv1.OpenFastPathResponse{Version: version, Network: "unix", Address: addr, Token: token}, nil
+}
+
+// CheckOffer checks a plugin's answer to OpenFastPath against the version asked for.
+func CheckOffer(r *limitv1.OpenFastPathResponse, version uint32) error {
+	if r.GetVersion() != version || r.GetNetwork() != "unix" || len(r.GetToken()) != TokenSize {
+		return fmt.Errorf("plugin offers fast path version %d on %q with a %d-byte token; want version %d on unix with %d bytes",
+			r.GetVersion(), r.GetNetwork(), len(r.GetToken()), version, TokenSize)
+	}
+	return nil
 }
 
 // Offer creates a socket for n connections in a fresh directory named prefix*, and
@@ -319,7 +350,7 @@ func (s *Server) Drop(c net.Conn) {
 }
 
 // Shutdown stops taking requests and connections, waits for the requests being served to
-// be answered and closes every connection.
+// be answered, closes every connection and cancels Context.
 func (s *Server) Shutdown() {
 	s.mu.Lock()
 	s.closed = true
@@ -342,6 +373,7 @@ func (s *Server) Shutdown() {
 	}
 	s.conns = map[net.Conn]struct{}{}
 	s.mu.Unlock()
+	s.cancel()
 }
 
 // Dial opens and authenticates one connection to a socket a plugin offered: the peer must

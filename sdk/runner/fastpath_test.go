@@ -1,0 +1,418 @@
+package runner_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	limitv1 "github.com/limitgraph/limit/proto/limit/v1"
+	"github.com/limitgraph/limit/sdk/base"
+	"github.com/limitgraph/limit/sdk/runner"
+)
+
+// serveEnv makes the test binary serve a runner plugin: "test" serves testRunner, "old"
+// serves it as a plugin built before the fast path existed.
+const serveEnv = "LIMIT_RUNNER_TEST_SERVE"
+
+func TestMain(m *testing.M) {
+	switch os.Getenv(serveEnv) {
+	case "test":
+		runner.Serve(newTestRunner())
+		return
+	case "old":
+		base.Serve(base.KindRunner, &oldPlugin{impl: newTestRunner()})
+		return
+	}
+	os.Exit(m.Run())
+}
+
+// testRunner answers inputs of the form "op arg":
+//   - "echo TEXT" prints TEXT on stdout, "ERR" on stderr, and returns TEXT as its output;
+//   - "big N" prints N bytes in writes of 1 MiB;
+//   - "tokens N" emits N tokens;
+//   - "fail" returns an error, "panic" panics;
+//   - "block" waits for its context to end and remembers how it ended, which "seen" prints;
+//   - "deadline" prints how long its context has left, or "none".
+type testRunner struct {
+	mu   sync.Mutex
+	seen string
+}
+
+func newTestRunner() *testRunner { return &testRunner{} }
+
+func (r *testRunner) PluginInfo() base.Info {
+	return base.Info{Name: "fasttest", Kind: base.KindRunner, Version: "0.1.0", ProtocolVersions: []uint32{base.ProtocolVersion}}
+}
+func (r *testRunner) ConfigSchema() base.Schema { return base.Schema{} }
+func (r *testRunner) Configure(context.Context, base.ConfigureRequest) base.Diagnostics {
+	return nil
+}
+func (r *testRunner) OpenSession(context.Context, runner.Session) error { return nil }
+func (r *testRunner) Cancel(context.Context, string) (bool, error)      { return false, nil }
+func (r *testRunner) Health(context.Context) (runner.Health, error) {
+	return runner.Health{Healthy: true}, nil
+}
+func (r *testRunner) CloseSession(context.Context) error { return nil }
+
+func (r *testRunner) Execute(ctx context.Context, req runner.ExecuteRequest, emit func(runner.Event) error) (runner.Result, error) {
+	op, arg, _ := strings.Cut(req.Input, " ")
+	out := func(s runner.Stream, b []byte) error {
+		return emit(runner.Event{Output: &runner.Output{Stream: s, Data: b}})
+	}
+	ok := runner.Result{Status: runner.StatusOK, Duration: time.Millisecond}
+	switch op {
+	case "echo":
+		if err := out(runner.Stdout, []byte(arg)); err != nil {
+			return runner.Result{}, err
+		}
+		if err := out(runner.Stderr, []byte("ERR")); err != nil {
+			return runner.Result{}, err
+		}
+		ok.Output = arg
+		ok.Usage = runner.Usage{TotalTokens: 7, Extra: map[string]float64{"x": 1.5}}
+		return ok, nil
+	case "big":
+		var n int
+		fmt.Sscan(arg, &n)
+		chunk := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB
+		for n > 0 {
+			b := chunk[:min(n, len(chunk))]
+			if err := out(runner.Stdout, b); err != nil {
+				return runner.Result{}, err
+			}
+			n -= len(b)
+		}
+		return ok, nil
+	case "tokens":
+		var n int
+		fmt.Sscan(arg, &n)
+		for i := range n {
+			if err := emit(runner.Event{Token: &runner.Token{Text: fmt.Sprint(i), ID: int64(i)}}); err != nil {
+				return runner.Result{}, err
+			}
+		}
+		return ok, nil
+	case "fail":
+		return runner.Result{}, errors.New("the runner broke")
+	case "panic":
+		panic("runner bug")
+	case "block":
+		<-ctx.Done()
+		r.mu.Lock()
+		r.seen = ctx.Err().Error()
+		r.mu.Unlock()
+		return runner.Result{}, ctx.Err()
+	case "seen":
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		ok.Output = r.seen
+		return ok, nil
+	case "deadline":
+		ok.Output = "none"
+		if d, has := ctx.Deadline(); has {
+			ok.Output = time.Until(d).Round(time.Second).String()
+		}
+		return ok, nil
+	}
+	return runner.Result{}, fmt.Errorf("unknown input %q", req.Input)
+}
+
+// oldPlugin serves the runner service as a plugin without OpenFastPath does.
+type oldPlugin struct {
+	plugin.NetRPCUnsupportedPlugin
+	impl runner.Runner
+}
+
+func (p *oldPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
+	limitv1.RegisterPluginServer(s, &base.Server{Impl: p.impl})
+	limitv1.RegisterRunnerServer(s, &oldServer{impl: p.impl})
+	return nil
+}
+
+func (p *oldPlugin) GRPCClient(context.Context, *plugin.GRPCBroker, *grpc.ClientConn) (any, error) {
+	return nil, errors.New("plugin side only")
+}
+
+// oldServer implements OpenSession, and Execute for plain output only; OpenFastPath stays unimplemented.
+type oldServer struct {
+	limitv1.UnimplementedRunnerServer
+	impl runner.Runner
+}
+
+func (s *oldServer) OpenSession(context.Context, *limitv1.OpenSessionRequest) (*limitv1.OpenSessionResponse, error) {
+	return &limitv1.OpenSessionResponse{}, nil
+}
+
+func (s *oldServer) Execute(req *limitv1.ExecuteRequest, stream limitv1.Runner_ExecuteServer) error {
+	res, err := s.impl.Execute(stream.Context(), runner.RequestFromProto(req), func(ev runner.Event) error {
+		if ev.Output == nil {
+			return nil
+		}
+		return stream.Send(&limitv1.ExecuteEvent{Event: &limitv1.ExecuteEvent_Output{Output: &limitv1.OutputChunk{
+			Stream: limitv1.OutputStream(ev.Output.Stream), Data: ev.Output.Data,
+		}}})
+	})
+	if err != nil {
+		return err
+	}
+	return stream.Send(&limitv1.ExecuteEvent{Event: &limitv1.ExecuteEvent_Result{Result: runner.ResultToProto(res)}})
+}
+
+// launched is a plugin process started by a test.
+type launched struct {
+	*runner.Client
+	plugin *plugin.Client
+}
+
+// launch starts the test binary as the runner plugin of mode, with the plugin set set, and
+// kills it when the test ends.
+func launch(t testing.TB, mode string, set plugin.PluginSet) launched {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc := base.NewClient(base.LaunchConfig{Path: exe, Kind: base.KindRunner, Plugins: set, Env: []string{serveEnv + "=" + mode}})
+	t.Cleanup(pc.Kill)
+	raw, err := base.Dispense(t.Context(), pc, base.KindRunner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := raw.(*runner.Client)
+	t.Cleanup(c.Close)
+	if ds := c.Configure(t.Context(), base.ConfigureRequest{Config: []byte("{}"), DataDir: t.TempDir()}); ds.HasErrors() {
+		t.Fatal(ds.Err())
+	}
+	if err := c.OpenSession(t.Context(), runner.Session{ID: "s1", WorkDir: t.TempDir()}); err != nil {
+		t.Fatal(err)
+	}
+	return launched{Client: c, plugin: pc}
+}
+
+// both launches the test runner with each transport.
+func both(t *testing.T) map[string]launched {
+	t.Helper()
+	fast, slow := launch(t, "test", runner.PluginSet()), launch(t, "test", runner.PluginSetGRPCOnly())
+	if fast.Transport() != "unix" || fast.FastPathError() != nil {
+		t.Fatalf("transport %q (%v), want unix", fast.Transport(), fast.FastPathError())
+	}
+	if slow.Transport() != "grpc" {
+		t.Fatalf("gRPC-only client: transport %q", slow.Transport())
+	}
+	return map[string]launched{"unix": fast, "grpc": slow}
+}
+
+// recorded is what one execution produced.
+type recorded struct {
+	stdout, stderr bytes.Buffer
+	tokens         []string
+	chunks         int
+	maxChunk       int
+	res            runner.Result
+	err            error
+}
+
+func run(ctx context.Context, r runner.Runner, input string) *recorded {
+	rec := &recorded{}
+	rec.res, rec.err = r.Execute(ctx, runner.ExecuteRequest{ExecutionID: "x", Input: input}, func(ev runner.Event) error {
+		switch {
+		case ev.Output != nil && ev.Output.Stream == runner.Stderr:
+			rec.stderr.Write(ev.Output.Data)
+		case ev.Output != nil:
+			rec.stdout.Write(ev.Output.Data)
+			rec.chunks++
+			rec.maxChunk = max(rec.maxChunk, len(ev.Output.Data))
+		case ev.Token != nil:
+			rec.tokens = append(rec.tokens, ev.Token.Text)
+		}
+		return nil
+	})
+	return rec
+}
+
+func TestFastPathMatchesGRPC(t *testing.T) {
+	got := map[string]*recorded{}
+	for name, c := range both(t) {
+		got[name] = run(t.Context(), c, "echo hello")
+	}
+	for name, r := range got {
+		if r.err != nil || r.stdout.String() != "hello" || r.stderr.String() != "ERR" || r.res.Output != "hello" ||
+			r.res.Status != runner.StatusOK || r.res.Usage.TotalTokens != 7 || r.res.Usage.Extra["x"] != 1.5 {
+			t.Errorf("%s: stdout %q stderr %q result %+v error %v", name, r.stdout.String(), r.stderr.String(), r.res, r.err)
+		}
+	}
+	if fmt.Sprint(got["unix"].res) != fmt.Sprint(got["grpc"].res) {
+		t.Errorf("results differ: fast path %+v, gRPC %+v", got["unix"].res, got["grpc"].res)
+	}
+}
+
+func TestFastPathLargeOutputAndTokens(t *testing.T) {
+	const n = 5<<20 + 123
+	for name, c := range both(t) {
+		r := run(t.Context(), c, fmt.Sprint("big ", n))
+		if r.err != nil || r.stdout.Len() != n || r.maxChunk > runner.MaxChunkSize || r.chunks < n/runner.MaxChunkSize {
+			t.Fatalf("%s: %d bytes in %d chunks (largest %d), error %v; want %d bytes in chunks of at most %d",
+				name, r.stdout.Len(), r.chunks, r.maxChunk, r.err, n, runner.MaxChunkSize)
+		}
+		want := bytes.Repeat([]byte("0123456789abcdef"), 1<<16)
+		for i, b := 0, r.stdout.Bytes(); i < len(b); i += len(want) {
+			if !bytes.Equal(b[i:min(i+len(want), len(b))], want[:min(len(want), len(b)-i)]) {
+				t.Fatalf("%s: output differs in the MiB at %d", name, i)
+			}
+		}
+		r = run(t.Context(), c, "tokens 1000")
+		if r.err != nil || len(r.tokens) != 1000 || r.tokens[999] != "999" {
+			t.Fatalf("%s: %d tokens, error %v", name, len(r.tokens), r.err)
+		}
+	}
+}
+
+func TestFastPathSlowConsumer(t *testing.T) {
+	c := launch(t, "test", runner.PluginSet())
+	const n = 20 << 20
+	got := 0
+	_, err := c.Execute(t.Context(), runner.ExecuteRequest{Input: fmt.Sprint("big ", n)}, func(ev runner.Event) error {
+		if got == 0 {
+			time.Sleep(300 * time.Millisecond) // the runner keeps producing meanwhile
+		}
+		got += len(ev.Output.Data)
+		return nil
+	})
+	if err != nil || got != n {
+		t.Fatalf("got %d of %d bytes, error %v", got, n, err)
+	}
+}
+
+func TestFastPathErrorsMatchGRPC(t *testing.T) {
+	for _, input := range []string{"fail", "panic", "nonsense"} {
+		var msgs []string
+		for name, c := range both(t) {
+			r := run(t.Context(), c, input)
+			st, ok := status.FromError(errors.Unwrap(r.err))
+			if r.err == nil || !ok {
+				t.Fatalf("%s: %q: error %v, want a gRPC status", name, input, r.err)
+			}
+			if st.Code() != codes.Internal {
+				t.Errorf("%s: %q: code %v, want Internal", name, input, st.Code())
+			}
+			msgs = append(msgs, r.err.Error())
+		}
+		if msgs[0] != msgs[1] {
+			t.Errorf("%q: errors differ: %q and %q", input, msgs[0], msgs[1])
+		}
+	}
+}
+
+func TestFastPathCancelAndDeadline(t *testing.T) {
+	for name, c := range both(t) {
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan *recorded)
+		go func() { done <- run(ctx, c, "block") }()
+		time.Sleep(100 * time.Millisecond) // let it reach the runner
+		cancel()
+		select {
+		case r := <-done:
+			if status.Code(errors.Unwrap(r.err)) != codes.Canceled {
+				t.Fatalf("%s: cancelled execution: %v, want Canceled", name, r.err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: a cancelled execution did not return", name)
+		}
+		var seen string
+		for deadline := time.Now().Add(5 * time.Second); seen == "" && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			seen = run(t.Context(), c, "seen").res.Output
+		}
+		if seen != context.Canceled.Error() {
+			t.Fatalf("%s: the runner's context ended with %q, want %q", name, seen, context.Canceled)
+		}
+		dctx, dcancel := context.WithTimeout(t.Context(), 60*time.Second)
+		r := run(dctx, c, "deadline")
+		dcancel()
+		if r.res.Output != "1m0s" {
+			t.Fatalf("%s: the runner saw a deadline %q ahead, want 1m0s", name, r.res.Output)
+		}
+		if r := run(t.Context(), c, "deadline"); r.res.Output != "none" {
+			t.Fatalf("%s: without a deadline the runner saw %q", name, r.res.Output)
+		}
+	}
+}
+
+func TestFastPathConcurrentExecutions(t *testing.T) {
+	c := launch(t, "test", runner.PluginSet())
+	var wg sync.WaitGroup
+	errs := make(chan error, 32)
+	for i := range 32 {
+		wg.Go(func() {
+			want := fmt.Sprint("n", i, strings.Repeat("x", i*1000))
+			r := run(t.Context(), c, "echo "+want)
+			if r.err != nil || r.stdout.String() != want || r.res.Output != want {
+				errs <- fmt.Errorf("execution %d: %d bytes out, error %v", i, r.stdout.Len(), r.err)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+func TestFastPathPluginKilled(t *testing.T) {
+	c := launch(t, "test", runner.PluginSet())
+	done := make(chan *recorded)
+	go func() { done <- run(t.Context(), c, "block") }()
+	time.Sleep(200 * time.Millisecond)
+	if err := syscall.Kill(c.plugin.ReattachConfig().Pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-done:
+		if status.Code(errors.Unwrap(r.err)) != codes.Unavailable {
+			t.Fatalf("execution in flight when the plugin died: %v, want Unavailable", r.err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("an execution in flight when the plugin died did not return")
+	}
+	if c.Transport() != "grpc" {
+		t.Fatalf("transport %q after the plugin died, want grpc", c.Transport())
+	}
+}
+
+func TestOldRunnerFallsBackToGRPC(t *testing.T) {
+	c := launch(t, "old", runner.PluginSet())
+	if c.Transport() != "grpc" || c.FastPathError() == nil || status.Code(errors.Unwrap(c.FastPathError())) != codes.Unimplemented {
+		t.Fatalf("transport %q, fast path error %v; want grpc after UNIMPLEMENTED", c.Transport(), c.FastPathError())
+	}
+	if r := run(t.Context(), c, "echo old"); r.err != nil || r.stdout.String() != "old" || r.res.Output != "old" {
+		t.Fatalf("execution over gRPC: %q %+v %v", r.stdout.String(), r.res, r.err)
+	}
+}
+
+// BenchmarkExecute measures a small execution over each transport.
+func BenchmarkExecute(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		set  plugin.PluginSet
+	}{{"grpc", runner.PluginSetGRPCOnly()}, {"unix", runner.PluginSet()}} {
+		b.Run(tc.name, func(b *testing.B) {
+			c := launch(b, "test", tc.set)
+			for b.Loop() {
+				if r := run(b.Context(), c, "echo 1"); r.err != nil {
+					b.Fatal(r.err)
+				}
+			}
+		})
+	}
+}
