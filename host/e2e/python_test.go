@@ -95,6 +95,9 @@ func TestPythonThroughAPI(t *testing.T) {
 		if p.Session != a.ID && p.Session != b.ID {
 			t.Fatalf("runner for unknown session %+v", p)
 		}
+		if p.Transport != "unix" {
+			t.Fatalf("runner process %d executes over %q, want its fast path (unix)", p.PID, p.Transport)
+		}
 	}
 	if runners != 2 {
 		t.Fatalf("%d runner processes, want 2: %+v", runners, h.Plugins)

@@ -154,6 +154,7 @@ func (m *Managed) Status() Status {
 		st.Version = m.proc.Info.Version
 		st.PID = m.proc.PID
 		st.Healthy = !m.proc.Exited()
+		st.Transport = m.proc.Transport()
 	}
 	return st
 }
@@ -300,6 +301,9 @@ type Status struct {
 	Restarts  int    `json:"restarts"`
 	Session   string `json:"session,omitempty"`
 	LastError string `json:"last_error,omitempty"`
+	// Transport is what carries the frequent calls to a storage or runner process: "unix"
+	// (its fast path) or "grpc".
+	Transport string `json:"transport,omitempty"`
 	// Isolation is what a runner process reported enforcing for its session.
 	Isolation []runner.IsolationFeature `json:"isolation,omitempty"`
 }

@@ -230,7 +230,7 @@ func (p *pool) statuses() []Status {
 		}
 		out = append(out, Status{
 			Name: p.spec.Name, Kind: KindPool, Version: proc.Info.Version, PID: proc.PID,
-			Healthy: true, Restarts: p.discarded,
+			Healthy: true, Restarts: p.discarded, Transport: proc.Transport(),
 		})
 	}
 	if len(out) == 0 && p.lastErr != nil {

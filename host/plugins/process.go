@@ -123,6 +123,15 @@ type Process struct {
 	start  time.Time
 }
 
+// Transport names what carries the process's frequent calls, "unix" (its fast path) or
+// "grpc", for a storage or runner plugin; "" for other kinds.
+func (p *Process) Transport() string {
+	if t, ok := p.Impl.(interface{ Transport() string }); ok {
+		return t.Transport()
+	}
+	return ""
+}
+
 func pluginSet(kind string) (plugin.PluginSet, error) {
 	switch kind {
 	case base.KindStorage:

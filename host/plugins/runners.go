@@ -280,7 +280,7 @@ func (r *Runners) sessionStatuses() []Status {
 		}
 		out = append(out, Status{
 			Name: k.runner, Kind: e.proc.Spec.Kind, Version: e.proc.Info.Version, PID: e.proc.PID,
-			Healthy: !e.proc.Exited(), Session: k.session, Isolation: e.isolation,
+			Healthy: !e.proc.Exited(), Session: k.session, Isolation: e.isolation, Transport: e.proc.Transport(),
 		})
 	}
 	sort.Slice(out, func(i, j int) bool {
