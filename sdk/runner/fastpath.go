@@ -137,6 +137,11 @@ func (f *fastServer) execute(ctx context.Context, id uint32, msg []byte, w *fast
 		if err != nil {
 			return status.Errorf(codes.Internal, "encode event: %v", err)
 		}
+		if n := len(b) - 4 - fastpath.ResponseHeader; n > base.MaxMessageSize {
+			// As gRPC refuses a message over its limit: this execution fails, not the
+			// connection the session's other executions share.
+			return status.Errorf(codes.ResourceExhausted, "event of %d bytes exceeds the message size limit of %d", n, base.MaxMessageSize)
+		}
 		return w.WriteWait(ctx, fastpath.FinishFrame(b), fastPendingLimit)
 	})
 }
@@ -246,6 +251,10 @@ func (c *fastClient) execute(ctx context.Context, m *limitv1.ExecuteRequest, emi
 	if err != nil {
 		finished = true
 		return Result{}, status.Errorf(codes.Internal, "encode request: %v", err)
+	}
+	if n := len(b) - 4 - fastpath.RequestHeader; n > base.MaxMessageSize {
+		finished = true
+		return Result{}, fmt.Errorf("runner execute: %w", status.Errorf(codes.ResourceExhausted, "request of %d bytes exceeds the message size limit of %d", n, base.MaxMessageSize))
 	}
 	if err := c.w.Write(fastpath.FinishFrame(b)); err != nil {
 		c.fail(err)

@@ -44,6 +44,7 @@ func TestMain(m *testing.M) {
 //   - "tokens N" emits N tokens;
 //   - "fail" returns an error, "panic" panics;
 //   - "block" waits for its context to end and remembers how it ended, which "seen" prints;
+//   - "huge" returns an output larger than a message may be;
 //   - "deadline" prints how long its context has left, or "none".
 type testRunner struct {
 	mu   sync.Mutex
@@ -118,6 +119,9 @@ func (r *testRunner) Execute(ctx context.Context, req runner.ExecuteRequest, emi
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		ok.Output = r.seen
+		return ok, nil
+	case "huge":
+		ok.Output = strings.Repeat("x", base.MaxMessageSize+1)
 		return ok, nil
 	case "deadline":
 		ok.Output = "none"
@@ -311,6 +315,24 @@ func TestFastPathErrorsMatchGRPC(t *testing.T) {
 		}
 		if msgs[0] != msgs[1] {
 			t.Errorf("%q: errors differ: %q and %q", input, msgs[0], msgs[1])
+		}
+	}
+}
+
+// TestFastPathOversizedMessages checks that a request or result over the message size limit
+// fails its execution alone, as over gRPC, and the connection keeps working.
+func TestFastPathOversizedMessages(t *testing.T) {
+	for name, c := range both(t) {
+		r := run(t.Context(), c, "huge")
+		if status.Code(errors.Unwrap(r.err)) != codes.ResourceExhausted {
+			t.Errorf("%s: a result over the limit: %v, want ResourceExhausted", name, r.err)
+		}
+		r = run(t.Context(), c, "echo "+strings.Repeat("y", base.MaxMessageSize))
+		if status.Code(errors.Unwrap(r.err)) != codes.ResourceExhausted {
+			t.Errorf("%s: a request over the limit: %v, want ResourceExhausted", name, r.err)
+		}
+		if r := run(t.Context(), c, "echo after"); r.err != nil || r.res.Output != "after" {
+			t.Fatalf("%s: execution after the oversized ones: %+v %v", name, r.res, r.err)
 		}
 	}
 }
