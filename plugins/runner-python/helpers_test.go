@@ -51,8 +51,15 @@ func (l *launched) pid() int { return l.cmd.Process.Pid }
 // launch starts the plugin binary and configures it with cfg (nil: defaults).
 func launch(t testing.TB, cfg map[string]any) *launched {
 	t.Helper()
+	return launchWith(t, cfg, runner.PluginSet())
+}
+
+// launchWith is launch with the client plugin set set (runner.PluginSetGRPCOnly to keep
+// executions on gRPC).
+func launchWith(t testing.TB, cfg map[string]any, set plugin.PluginSet) *launched {
+	t.Helper()
 	pc, cmd := base.NewClientCmd(base.LaunchConfig{
-		Path: pluginBinary(t), Kind: base.KindRunner, Plugins: runner.PluginSet(),
+		Path: pluginBinary(t), Kind: base.KindRunner, Plugins: set,
 		Env: []string{testSecret, "PATH=/usr/bin:/bin"},
 	})
 	t.Cleanup(pc.Kill)
@@ -91,7 +98,12 @@ func newWorkDir(t testing.TB) string {
 // open launches the plugin with cfg and opens a session, which mod may adjust first.
 func open(t testing.TB, cfg map[string]any, mod func(*runner.Session)) *testSession {
 	t.Helper()
-	l := launch(t, cfg)
+	return openOn(t, launch(t, cfg), mod)
+}
+
+// openOn opens a session on the launched plugin l.
+func openOn(t testing.TB, l *launched, mod func(*runner.Session)) *testSession {
+	t.Helper()
 	s := runner.Session{ID: fmt.Sprintf("%s-%d", t.Name(), time.Now().UnixNano()), WorkDir: newWorkDir(t)}
 	if mod != nil {
 		mod(&s)
