@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -249,6 +250,7 @@ func (s *Server) execute(w http.ResponseWriter, r *http.Request) {
 			s.fail(w, r, err)
 			return
 		}
+		w.Header().Set("Server-Timing", serverTiming(res.Timings))
 		writeJSON(w, http.StatusOK, res)
 		return
 	}
@@ -707,4 +709,19 @@ func hasFlag(fs []governance.Flag, name string) bool {
 		}
 	}
 	return false
+}
+
+// serverTiming renders an execution's phases as a Server-Timing header (W3C Server Timing:
+// name;dur=milliseconds), which browsers' developer tools and `curl -i` show.
+func serverTiming(ts []execution.Timing) string {
+	var b strings.Builder
+	for i, t := range ts {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(t.Name)
+		b.WriteString(";dur=")
+		b.WriteString(strconv.FormatFloat(float64(t.Dur.Microseconds())/1000, 'f', 3, 64))
+	}
+	return b.String()
 }

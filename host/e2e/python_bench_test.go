@@ -2,10 +2,12 @@ package e2e
 
 import (
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -167,12 +169,19 @@ func BenchmarkPythonPrintAPI(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	// The host's own account of each execution (Server-Timing), to say where the time went.
+	timing := &timingTransport{next: d.c.HTTP.Transport}
+	d.c.HTTP.Transport = timing
+	phases := map[string][]time.Duration{}
 	run := func() time.Duration {
 		t0 := time.Now()
 		r, err := d.c.Execute(ctx, s.ID, client.ExecuteRequest{Runner: "python", Input: "print(1)"})
 		el := time.Since(t0)
 		if err != nil || r.Status != "ok" || r.Stdout != "1\n" {
 			b.Fatalf("print(1): %+v %v", r, err)
+		}
+		for name, dur := range parseServerTiming(b, timing.last) {
+			phases[name] = append(phases[name], dur)
 		}
 		return el
 	}
@@ -195,6 +204,43 @@ func BenchmarkPythonPrintAPI(b *testing.B) {
 	b.ReportMetric(float64(a50)/float64(s50), "api/spawn")
 	b.Logf("print(1) in a warm session through the API, n=%d: p50 %.3f ms p99 %.3f ms; same run /usr/bin/python3 -c 'print(1)' p50 %.1f ms (n=%d); ratio %.3f",
 		b.N, msOf(a50), msOf(a99), msOf(s50), len(spawn), float64(a50)/float64(s50))
+	var parts []string
+	var host time.Duration
+	for _, name := range []string{"session", "pre", "run", "post", "record"} {
+		p := quantile(phases[name], .5)
+		host += p
+		parts = append(parts, fmt.Sprintf("%s %.3f", name, msOf(p)))
+	}
+	b.Logf("of which, by the host's Server-Timing (p50 of each phase, ms): %s; the rest (HTTP both ways, JSON, the client) ~%.3f",
+		strings.Join(parts, ", "), msOf(a50-host))
+}
+
+// timingTransport keeps the Server-Timing header of the last response.
+type timingTransport struct {
+	next http.RoundTripper
+	last string
+}
+
+func (t *timingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	res, err := t.next.RoundTrip(r)
+	if err == nil {
+		t.last = res.Header.Get("Server-Timing")
+	}
+	return res, err
+}
+
+// parseServerTiming reads "name;dur=ms, ..." into durations.
+func parseServerTiming(tb testing.TB, h string) map[string]time.Duration {
+	out := map[string]time.Duration{}
+	for _, part := range strings.Split(h, ", ") {
+		name, dur, ok := strings.Cut(part, ";dur=")
+		v, err := strconv.ParseFloat(dur, 64)
+		if !ok || err != nil {
+			tb.Fatalf("Server-Timing %q", h)
+		}
+		out[name] = time.Duration(v * float64(time.Millisecond))
+	}
+	return out
 }
 
 // TestRunnerPoolDiesWithDaemon checks that the pre-started runner processes of a pool

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -77,6 +78,28 @@ func TestPythonThroughAPI(t *testing.T) {
 	if r := run(a, "print(x)", 0); r.Status != "ok" || r.Stdout != "41\n" {
 		t.Fatalf("after the timeout: %+v", r)
 	}
+	// The answer says where the time went (Server-Timing), phase by phase.
+	status, hdr, body := d.raw("POST", "/v1/sessions/"+a.ID+"/executions", "application/json", []byte(`{"runner": "python", "input": "import time; time.sleep(0.05)"}`))
+	if status != 200 || body["status"] != "ok" {
+		t.Fatalf("execution: %d %v", status, body)
+	}
+	timing := map[string]float64{}
+	for _, part := range strings.Split(hdr.Get("Server-Timing"), ", ") {
+		name, dur, _ := strings.Cut(part, ";dur=")
+		v, err := strconv.ParseFloat(dur, 64)
+		if err != nil {
+			t.Fatalf("Server-Timing %q: %v", hdr.Get("Server-Timing"), err)
+		}
+		timing[name] = v
+	}
+	for _, name := range []string{"session", "pre", "run", "post", "record"} {
+		if _, ok := timing[name]; !ok {
+			t.Fatalf("Server-Timing %q lacks %s", hdr.Get("Server-Timing"), name)
+		}
+	}
+	if timing["run"] < 50 || timing["record"] <= 0 {
+		t.Fatalf("Server-Timing %q: the run slept 50 ms and the trace was stored", hdr.Get("Server-Timing"))
+	}
 	// An exception comes back with its traceback.
 	if r := run(a, "1/0", 0); r.Status != "error" || !strings.Contains(r.Stderr+r.Error, "ZeroDivisionError") {
 		t.Fatalf("exception: %+v", r)
@@ -102,7 +125,7 @@ func TestPythonThroughAPI(t *testing.T) {
 	if runners != 2 {
 		t.Fatalf("%d runner processes, want 2: %+v", runners, h.Plugins)
 	}
-	status, _, body := d.raw("GET", "/v1/health", "", nil)
+	status, _, body = d.raw("GET", "/v1/health", "", nil)
 	if status != 200 || !strings.Contains(fmt.Sprint(body), "landlock") {
 		t.Fatalf("health does not report the isolation features: %v", body)
 	}

@@ -63,6 +63,17 @@ type Result struct {
 	StateReset   bool              `json:"state_reset,omitempty"`
 	Truncated    bool              `json:"truncated,omitempty"`
 	FinishReason string            `json:"finish_reason,omitempty"`
+	// Timings are where the host's time went, phase by phase (see Timing); the API sends
+	// them as a Server-Timing header.
+	Timings []Timing `json:"-"`
+}
+
+// Timing is the duration of one phase of an execution: "session" (finding the session, a
+// slot under max_concurrency and its runner process), "pre" and "post" (governance on the
+// input and the output), "run" (the runner process) and "record" (storing the trace, durably).
+type Timing struct {
+	Name string
+	Dur  time.Duration
 }
 
 // Event is one piece of output while an execution runs.
@@ -146,6 +157,13 @@ func (e *Engine) Execute(ctx context.Context, sessionID string, req Request, emi
 	if req.Runner == "" {
 		return nil, fmt.Errorf("%w: runner is required", ErrInvalid)
 	}
+	mark := time.Now()
+	var timings []Timing
+	phase := func(name string) {
+		now := time.Now()
+		timings = append(timings, Timing{Name: name, Dur: now.Sub(mark)})
+		mark = now
+	}
 	if len(req.Input) > MaxInputBytes {
 		return nil, fmt.Errorf("%w: input is %d bytes, the limit is %d", ErrInvalid, len(req.Input), MaxInputBytes)
 	}
@@ -175,6 +193,7 @@ func (e *Engine) Execute(ctx context.Context, sessionID string, req Request, emi
 		return nil, err
 	}
 	ctype := contentType(caps(h.Process.Info.Capabilities))
+	phase("session")
 
 	data, err := json.Marshal(map[string]any{
 		"runner": req.Runner, "input": req.Input, "timeout_ms": timeout.Milliseconds(), "params": req.Params,
@@ -203,6 +222,7 @@ func (e *Engine) Execute(ctx context.Context, sessionID string, req Request, emi
 	case len(ruleErrs) > 0:
 		first.Entries = append(first.Entries, entry("governance_error", map[string]any{"errors": ruleErrorStrings(ruleErrs), "fail_open": true}))
 	}
+	phase("pre")
 	res := &Result{Flags: append([]governance.Flag{}, pre...)}
 	preDelta := governance.Delta{Flags: pre, Quarantined: first.Status != "", ExecutionBlocked: len(blocking) > 0 && refuse == nil}
 	if refuse != nil || len(blocking) > 0 {
@@ -273,6 +293,7 @@ func (e *Engine) Execute(ctx context.Context, sessionID string, req Request, emi
 			out.Status = runner.StatusTimeout
 		}
 	}
+	phase("run")
 	if h.Replaced {
 		// This process replaced one of the session's that had died: its state is gone.
 		out.StateReset = true
@@ -313,6 +334,7 @@ func (e *Engine) Execute(ctx context.Context, sessionID string, req Request, emi
 	if len(ruleErrs) > 0 {
 		last.Entries = append(last.Entries, entry("governance_error", map[string]any{"errors": ruleErrorStrings(ruleErrs)}))
 	}
+	phase("post")
 	q := policy.Quarantines(post) && first.Status != trace.StatusQuarantined
 	if q {
 		last.Status, last.Reason = trace.StatusQuarantined, "auto-quarantine under policy "+policy.Name
@@ -340,6 +362,8 @@ func (e *Engine) Execute(ctx context.Context, sessionID string, req Request, emi
 	if err := e.Stats.Record(rctx, s.ID, governance.Delta{Flags: res.Flags, Quarantined: q || preDelta.Quarantined}); err != nil {
 		return nil, err
 	}
+	phase("record")
+	res.Timings = timings
 	return res, nil
 }
 
