@@ -133,6 +133,10 @@ func TestExecutionsTracesAndIsolation(t *testing.T) {
 		if p.Kind == "runner" {
 			pids[p.Session] = p.PID
 		}
+		// Storage, runners and rules built on the SDK take their fast path.
+		if p.Kind != "pool" && p.Transport != "unix" {
+			t.Fatalf("%s plugin %q: calls over %q, want its fast path (unix)", p.Kind, p.Name, p.Transport)
+		}
 	}
 	if len(pids) != 2 || pids[a.ID] == pids[b.ID] {
 		t.Fatalf("runner processes %v", pids)

@@ -301,8 +301,8 @@ type Status struct {
 	Restarts  int    `json:"restarts"`
 	Session   string `json:"session,omitempty"`
 	LastError string `json:"last_error,omitempty"`
-	// Transport is what carries the frequent calls to a storage or runner process: "unix"
-	// (its fast path) or "grpc".
+	// Transport is what carries the frequent calls to a storage, runner or governance
+	// process: "unix" (its fast path) or "grpc".
 	Transport string `json:"transport,omitempty"`
 	// Isolation is what a runner process reported enforcing for its session.
 	Isolation []runner.IsolationFeature `json:"isolation,omitempty"`

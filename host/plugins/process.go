@@ -124,7 +124,7 @@ type Process struct {
 }
 
 // Transport names what carries the process's frequent calls, "unix" (its fast path) or
-// "grpc", for a storage or runner plugin; "" for other kinds.
+// "grpc"; "" for a plugin that cannot say.
 func (p *Process) Transport() string {
 	if t, ok := p.Impl.(interface{ Transport() string }); ok {
 		return t.Transport()

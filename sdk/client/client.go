@@ -168,8 +168,8 @@ type PluginStatus struct {
 	Restarts  int    `json:"restarts"`
 	Session   string `json:"session,omitempty"`
 	LastError string `json:"last_error,omitempty"`
-	// Transport is what carries a storage or runner process's frequent calls: "unix" (its
-	// fast path) or "grpc".
+	// Transport is what carries a storage, runner or governance process's frequent calls:
+	// "unix" (its fast path) or "grpc".
 	Transport string `json:"transport,omitempty"`
 	// Isolation is what a runner process enforces for its session.
 	Isolation []IsolationFeature `json:"isolation,omitempty"`

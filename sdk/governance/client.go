@@ -2,23 +2,71 @@ package governance
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"time"
 
 	"google.golang.org/grpc"
 
 	limitv1 "github.com/limitgraph/limit/proto/limit/v1"
 	"github.com/limitgraph/limit/sdk/base"
+	"github.com/limitgraph/limit/sdk/internal/fastpath"
 )
 
-// Client is the host's side of a governance plugin; it implements Rule.
+// Client is the host's side of a governance plugin; it implements Rule. Evaluate goes over
+// the plugin's fast path when it offers one (see fastpath.go), over gRPC otherwise; answers
+// and errors are the same either way.
 type Client struct {
 	base.PluginClient
-	rpc limitv1.GovernanceClient
+	rpc     limitv1.GovernanceClient
+	fast    *fastpath.UnaryClient
+	fastErr error
 }
 
-// NewClient returns a client over an established plugin connection.
+// NewClient returns a client over an established plugin connection that makes every call
+// over gRPC.
 func NewClient(conn *grpc.ClientConn) *Client {
-	return &Client{PluginClient: base.NewPluginClient(limitv1.NewPluginClient(conn)), rpc: limitv1.NewGovernanceClient(conn)}
+	return &Client{
+		PluginClient: base.NewPluginClient(limitv1.NewPluginClient(conn)), rpc: limitv1.NewGovernanceClient(conn),
+		fastErr: errors.New("gRPC only"),
+	}
+}
+
+// fastSetupTimeout bounds asking for and connecting to a plugin's fast path.
+const fastSetupTimeout = 10 * time.Second
+
+// NewFastClient returns a client over an established plugin connection that asks the
+// plugin for its fast path and evaluates over it; when the plugin offers none, or it
+// cannot be set up, the client uses gRPC (FastPathError tells why).
+func NewFastClient(ctx context.Context, conn *grpc.ClientConn) *Client {
+	c := NewClient(conn)
+	fc, err := dialFast(ctx, c.rpc)
+	if err != nil {
+		c.fastErr = fmt.Errorf("governance fast path not used: %w", err)
+		return c
+	}
+	c.fast, c.fastErr = fc, nil
+	return c
+}
+
+// Transport names what carries Evaluate: "unix" (the fast path) or "grpc". Once every
+// fast-path connection has broken, it is "grpc" again.
+func (c *Client) Transport() string {
+	if c.fast != nil && c.fast.Alive() {
+		return "unix"
+	}
+	return "grpc"
+}
+
+// FastPathError tells why the client does not use a fast path (nil when it does).
+func (c *Client) FastPathError() error { return c.fastErr }
+
+// Close closes the fast path's connections; the plugin process is stopped by whoever
+// started it.
+func (c *Client) Close() {
+	if c.fast != nil {
+		c.fast.Close()
+	}
 }
 
 // Describe implements Rule.
@@ -37,7 +85,14 @@ func (c *Client) Describe(ctx context.Context) ([]RuleDescription, error) {
 // Evaluate implements Rule. Findings with an unknown flag or a severity out of range are
 // refused, so a faulty plugin cannot smuggle in flags the host does not know.
 func (c *Client) Evaluate(ctx context.Context, req EvaluateRequest) ([]Finding, error) {
-	r, err := c.rpc.Evaluate(ctx, RequestToProto(req))
+	var r *limitv1.EvaluateResponse
+	var err error
+	if c.fast != nil && c.fast.Alive() {
+		r = new(limitv1.EvaluateResponse)
+		err = c.fast.Call(ctx, fastEvaluate, RequestToProto(req), r)
+	} else {
+		r, err = c.rpc.Evaluate(ctx, RequestToProto(req))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("governance evaluate: %w", err)
 	}

@@ -2,41 +2,78 @@ package governance
 
 import (
 	"context"
+	"sync"
 
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
 
 	limitv1 "github.com/limitgraph/limit/proto/limit/v1"
 	"github.com/limitgraph/limit/sdk/base"
+	"github.com/limitgraph/limit/sdk/internal/fastpath"
 )
 
-// GRPCPlugin is the go-plugin glue of a governance plugin.
+// GRPCPlugin is the go-plugin glue of a governance plugin. On the plugin side it serves
+// the governance service and offers the fast path; on the host side its client uses the
+// fast path unless GRPCOnly is set.
 type GRPCPlugin struct {
 	plugin.NetRPCUnsupportedPlugin
 	// Impl is the implementation served; nil on the host side.
 	Impl Rule
+	// GRPCOnly makes the host's client ignore the plugin's fast path.
+	GRPCOnly bool
+
+	mu   sync.Mutex
+	fast []*fastServer
 }
 
 // GRPCServer registers the base and governance services.
 func (p *GRPCPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
+	srv := &server{impl: p.Impl}
+	srv.fast = &fastServer{Server: fastpath.NewServer(), srv: srv}
+	p.mu.Lock()
+	p.fast = append(p.fast, srv.fast)
+	p.mu.Unlock()
 	limitv1.RegisterPluginServer(s, &base.Server{Impl: p.Impl})
-	limitv1.RegisterGovernanceServer(s, &server{impl: p.Impl})
+	limitv1.RegisterGovernanceServer(s, srv)
 	return nil
 }
 
-// GRPCClient returns the host's client of a governance plugin.
-func (p *GRPCPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, c *grpc.ClientConn) (any, error) {
-	return NewClient(c), nil
+// shutdownFast stops the fast paths: no new calls, the ones in progress answered.
+func (p *GRPCPlugin) shutdownFast() {
+	p.mu.Lock()
+	fast := p.fast
+	p.fast = nil
+	p.mu.Unlock()
+	for _, f := range fast {
+		f.Shutdown()
+	}
 }
 
-// PluginSet is the client-side plugin set for launching governance plugins.
+// GRPCClient returns the host's client of a governance plugin.
+func (p *GRPCPlugin) GRPCClient(ctx context.Context, _ *plugin.GRPCBroker, c *grpc.ClientConn) (any, error) {
+	if p.GRPCOnly {
+		return NewClient(c), nil
+	}
+	return NewFastClient(ctx, c), nil
+}
+
+// PluginSet is the client-side plugin set for launching governance plugins; their clients
+// evaluate over the fast path when the plugin offers it.
 func PluginSet() plugin.PluginSet {
 	return plugin.PluginSet{base.KindGovernance: &GRPCPlugin{}}
 }
 
+// PluginSetGRPCOnly is PluginSet with clients that evaluate over gRPC, for tests of that
+// path and for comparison.
+func PluginSetGRPCOnly() plugin.PluginSet {
+	return plugin.PluginSet{base.KindGovernance: &GRPCPlugin{GRPCOnly: true}}
+}
+
 // Serve serves impl as a governance plugin; call it from main.
 func Serve(impl Rule) {
-	base.Serve(base.KindGovernance, &GRPCPlugin{Impl: impl})
+	p := &GRPCPlugin{Impl: impl}
+	base.Serve(base.KindGovernance, p)
+	p.shutdownFast()
 }
 
 var _ plugin.GRPCPlugin = (*GRPCPlugin)(nil)

@@ -14,6 +14,16 @@ import (
 type server struct {
 	limitv1.UnimplementedGovernanceServer
 	impl Rule
+	fast *fastServer // nil: no fast path offered
+}
+
+// OpenFastPath offers the fast path; see fastpath.go.
+func (s *server) OpenFastPath(_ context.Context, req *limitv1.OpenFastPathRequest) (resp *limitv1.OpenFastPathResponse, err error) {
+	defer base.Recover(&err)
+	if s.fast == nil {
+		return nil, status.Error(codes.FailedPrecondition, "this plugin offers no fast path")
+	}
+	return s.fast.open(req)
 }
 
 func (s *server) Describe(ctx context.Context, _ *limitv1.DescribeRequest) (resp *limitv1.DescribeResponse, err error) {

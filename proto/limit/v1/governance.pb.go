@@ -520,7 +520,7 @@ var File_limit_v1_governance_proto protoreflect.FileDescriptor
 
 const file_limit_v1_governance_proto_rawDesc = "" +
 	"\n" +
-	"\x19limit/v1/governance.proto\x12\blimit.v1\"\x11\n" +
+	"\x19limit/v1/governance.proto\x12\blimit.v1\x1a\x15limit/v1/plugin.proto\"\x11\n" +
 	"\x0fDescribeRequest\"\x82\x01\n" +
 	"\x0fRuleDescription\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
@@ -559,11 +559,12 @@ const file_limit_v1_governance_proto_rawDesc = "" +
 	"\x11STAGE_UNSPECIFIED\x10\x00\x12\r\n" +
 	"\tSTAGE_PRE\x10\x01\x12\x0e\n" +
 	"\n" +
-	"STAGE_POST\x10\x022\x92\x01\n" +
+	"STAGE_POST\x10\x022\xe1\x01\n" +
 	"\n" +
 	"Governance\x12A\n" +
 	"\bDescribe\x12\x19.limit.v1.DescribeRequest\x1a\x1a.limit.v1.DescribeResponse\x12A\n" +
-	"\bEvaluate\x12\x19.limit.v1.EvaluateRequest\x1a\x1a.limit.v1.EvaluateResponseB4Z2github.com/limitgraph/limit/proto/limit/v1;limitv1b\x06proto3"
+	"\bEvaluate\x12\x19.limit.v1.EvaluateRequest\x1a\x1a.limit.v1.EvaluateResponse\x12M\n" +
+	"\fOpenFastPath\x12\x1d.limit.v1.OpenFastPathRequest\x1a\x1e.limit.v1.OpenFastPathResponseB4Z2github.com/limitgraph/limit/proto/limit/v1;limitv1b\x06proto3"
 
 var (
 	file_limit_v1_governance_proto_rawDescOnce sync.Once
@@ -580,32 +581,36 @@ func file_limit_v1_governance_proto_rawDescGZIP() []byte {
 var file_limit_v1_governance_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
 var file_limit_v1_governance_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_limit_v1_governance_proto_goTypes = []any{
-	(Stage)(0),               // 0: limit.v1.Stage
-	(*DescribeRequest)(nil),  // 1: limit.v1.DescribeRequest
-	(*RuleDescription)(nil),  // 2: limit.v1.RuleDescription
-	(*DescribeResponse)(nil), // 3: limit.v1.DescribeResponse
-	(*EvaluateRequest)(nil),  // 4: limit.v1.EvaluateRequest
-	(*Location)(nil),         // 5: limit.v1.Location
-	(*Finding)(nil),          // 6: limit.v1.Finding
-	(*EvaluateResponse)(nil), // 7: limit.v1.EvaluateResponse
-	nil,                      // 8: limit.v1.EvaluateRequest.MetadataEntry
+	(Stage)(0),                   // 0: limit.v1.Stage
+	(*DescribeRequest)(nil),      // 1: limit.v1.DescribeRequest
+	(*RuleDescription)(nil),      // 2: limit.v1.RuleDescription
+	(*DescribeResponse)(nil),     // 3: limit.v1.DescribeResponse
+	(*EvaluateRequest)(nil),      // 4: limit.v1.EvaluateRequest
+	(*Location)(nil),             // 5: limit.v1.Location
+	(*Finding)(nil),              // 6: limit.v1.Finding
+	(*EvaluateResponse)(nil),     // 7: limit.v1.EvaluateResponse
+	nil,                          // 8: limit.v1.EvaluateRequest.MetadataEntry
+	(*OpenFastPathRequest)(nil),  // 9: limit.v1.OpenFastPathRequest
+	(*OpenFastPathResponse)(nil), // 10: limit.v1.OpenFastPathResponse
 }
 var file_limit_v1_governance_proto_depIdxs = []int32{
-	0, // 0: limit.v1.RuleDescription.stages:type_name -> limit.v1.Stage
-	2, // 1: limit.v1.DescribeResponse.rules:type_name -> limit.v1.RuleDescription
-	0, // 2: limit.v1.EvaluateRequest.stage:type_name -> limit.v1.Stage
-	8, // 3: limit.v1.EvaluateRequest.metadata:type_name -> limit.v1.EvaluateRequest.MetadataEntry
-	5, // 4: limit.v1.Finding.location:type_name -> limit.v1.Location
-	6, // 5: limit.v1.EvaluateResponse.findings:type_name -> limit.v1.Finding
-	1, // 6: limit.v1.Governance.Describe:input_type -> limit.v1.DescribeRequest
-	4, // 7: limit.v1.Governance.Evaluate:input_type -> limit.v1.EvaluateRequest
-	3, // 8: limit.v1.Governance.Describe:output_type -> limit.v1.DescribeResponse
-	7, // 9: limit.v1.Governance.Evaluate:output_type -> limit.v1.EvaluateResponse
-	8, // [8:10] is the sub-list for method output_type
-	6, // [6:8] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	0,  // 0: limit.v1.RuleDescription.stages:type_name -> limit.v1.Stage
+	2,  // 1: limit.v1.DescribeResponse.rules:type_name -> limit.v1.RuleDescription
+	0,  // 2: limit.v1.EvaluateRequest.stage:type_name -> limit.v1.Stage
+	8,  // 3: limit.v1.EvaluateRequest.metadata:type_name -> limit.v1.EvaluateRequest.MetadataEntry
+	5,  // 4: limit.v1.Finding.location:type_name -> limit.v1.Location
+	6,  // 5: limit.v1.EvaluateResponse.findings:type_name -> limit.v1.Finding
+	1,  // 6: limit.v1.Governance.Describe:input_type -> limit.v1.DescribeRequest
+	4,  // 7: limit.v1.Governance.Evaluate:input_type -> limit.v1.EvaluateRequest
+	9,  // 8: limit.v1.Governance.OpenFastPath:input_type -> limit.v1.OpenFastPathRequest
+	3,  // 9: limit.v1.Governance.Describe:output_type -> limit.v1.DescribeResponse
+	7,  // 10: limit.v1.Governance.Evaluate:output_type -> limit.v1.EvaluateResponse
+	10, // 11: limit.v1.Governance.OpenFastPath:output_type -> limit.v1.OpenFastPathResponse
+	9,  // [9:12] is the sub-list for method output_type
+	6,  // [6:9] is the sub-list for method input_type
+	6,  // [6:6] is the sub-list for extension type_name
+	6,  // [6:6] is the sub-list for extension extendee
+	0,  // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_limit_v1_governance_proto_init() }
@@ -613,6 +618,7 @@ func file_limit_v1_governance_proto_init() {
 	if File_limit_v1_governance_proto != nil {
 		return
 	}
+	file_limit_v1_plugin_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

@@ -21,8 +21,9 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Governance_Describe_FullMethodName = "/limit.v1.Governance/Describe"
-	Governance_Evaluate_FullMethodName = "/limit.v1.Governance/Evaluate"
+	Governance_Describe_FullMethodName     = "/limit.v1.Governance/Describe"
+	Governance_Evaluate_FullMethodName     = "/limit.v1.Governance/Evaluate"
+	Governance_OpenFastPath_FullMethodName = "/limit.v1.Governance/OpenFastPath"
 )
 
 // GovernanceClient is the client API for Governance service.
@@ -33,6 +34,11 @@ const (
 type GovernanceClient interface {
 	Describe(ctx context.Context, in *DescribeRequest, opts ...grpc.CallOption) (*DescribeResponse, error)
 	Evaluate(ctx context.Context, in *EvaluateRequest, opts ...grpc.CallOption) (*EvaluateResponse, error)
+	// OpenFastPath asks the plugin for a Unix socket that carries Evaluate more cheaply: the
+	// same messages in length-prefixed frames (see sdk/governance/fastpath.go), with the
+	// safeguards of the storage fast path. A plugin that does not offer it answers
+	// UNIMPLEMENTED (older plugins) or FAILED_PRECONDITION, and the host keeps using Evaluate.
+	OpenFastPath(ctx context.Context, in *OpenFastPathRequest, opts ...grpc.CallOption) (*OpenFastPathResponse, error)
 }
 
 type governanceClient struct {
@@ -63,6 +69,16 @@ func (c *governanceClient) Evaluate(ctx context.Context, in *EvaluateRequest, op
 	return out, nil
 }
 
+func (c *governanceClient) OpenFastPath(ctx context.Context, in *OpenFastPathRequest, opts ...grpc.CallOption) (*OpenFastPathResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(OpenFastPathResponse)
+	err := c.cc.Invoke(ctx, Governance_OpenFastPath_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // GovernanceServer is the server API for Governance service.
 // All implementations must embed UnimplementedGovernanceServer
 // for forward compatibility.
@@ -71,6 +87,11 @@ func (c *governanceClient) Evaluate(ctx context.Context, in *EvaluateRequest, op
 type GovernanceServer interface {
 	Describe(context.Context, *DescribeRequest) (*DescribeResponse, error)
 	Evaluate(context.Context, *EvaluateRequest) (*EvaluateResponse, error)
+	// OpenFastPath asks the plugin for a Unix socket that carries Evaluate more cheaply: the
+	// same messages in length-prefixed frames (see sdk/governance/fastpath.go), with the
+	// safeguards of the storage fast path. A plugin that does not offer it answers
+	// UNIMPLEMENTED (older plugins) or FAILED_PRECONDITION, and the host keeps using Evaluate.
+	OpenFastPath(context.Context, *OpenFastPathRequest) (*OpenFastPathResponse, error)
 	mustEmbedUnimplementedGovernanceServer()
 }
 
@@ -86,6 +107,9 @@ func (UnimplementedGovernanceServer) Describe(context.Context, *DescribeRequest)
 }
 func (UnimplementedGovernanceServer) Evaluate(context.Context, *EvaluateRequest) (*EvaluateResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Evaluate not implemented")
+}
+func (UnimplementedGovernanceServer) OpenFastPath(context.Context, *OpenFastPathRequest) (*OpenFastPathResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method OpenFastPath not implemented")
 }
 func (UnimplementedGovernanceServer) mustEmbedUnimplementedGovernanceServer() {}
 func (UnimplementedGovernanceServer) testEmbeddedByValue()                    {}
@@ -144,6 +168,24 @@ func _Governance_Evaluate_Handler(srv interface{}, ctx context.Context, dec func
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Governance_OpenFastPath_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(OpenFastPathRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(GovernanceServer).OpenFastPath(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Governance_OpenFastPath_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(GovernanceServer).OpenFastPath(ctx, req.(*OpenFastPathRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Governance_ServiceDesc is the grpc.ServiceDesc for Governance service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -158,6 +200,10 @@ var Governance_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Evaluate",
 			Handler:    _Governance_Evaluate_Handler,
+		},
+		{
+			MethodName: "OpenFastPath",
+			Handler:    _Governance_OpenFastPath_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

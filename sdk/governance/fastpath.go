@@ -1,0 +1,68 @@
+package governance
+
+import (
+	"context"
+	"net"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	limitv1 "github.com/limitgraph/limit/proto/limit/v1"
+	"github.com/limitgraph/limit/sdk/internal/fastpath"
+)
+
+// The fast path carries Evaluate, which the host calls for every rule before and after
+// every execution, over a Unix socket the plugin opens on the host's request
+// (OpenFastPath), with the safeguards and the unary frames of sdk/internal/fastpath: a
+// request is op fastEvaluate with an EvaluateRequest, its answer an EvaluateResponse or
+// the gRPC status code and text the gRPC method would have returned. A unary gRPC call costs
+// ~250–300 µs here, a frame ~25–70 µs.
+const (
+	// fastVersion is the framing version above.
+	fastVersion = 1
+	// fastEvaluate is the op of Evaluate.
+	fastEvaluate byte = 1
+	// fastConnections is how many connections the host opens; calls are multiplexed on them.
+	fastConnections = 2
+)
+
+// fastServer is the plugin's side of the fast path.
+type fastServer struct {
+	*fastpath.Server
+	srv *server
+}
+
+// open offers the socket of one OpenFastPath call.
+func (f *fastServer) open(req *limitv1.OpenFastPathRequest) (*limitv1.OpenFastPathResponse, error) {
+	return f.Open(req, fastVersion, "limit-governance-", func(c *net.UnixConn) { f.ServeUnary(c, f.handle) })
+}
+
+// handle serves a request with the gRPC service's method (validation and error mapping
+// included).
+func (f *fastServer) handle(ctx context.Context, op byte, msg []byte) (proto.Message, error) {
+	if op != fastEvaluate {
+		return nil, status.Errorf(codes.Unimplemented, "fast path: unknown operation %d", op)
+	}
+	req := new(limitv1.EvaluateRequest)
+	if err := proto.Unmarshal(msg, req); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "decode request: %v", err)
+	}
+	resp, err := f.srv.Evaluate(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
+// dialFast asks the plugin for a fast path and connects to it. An error means the plugin
+// offers none (an older plugin answers UNIMPLEMENTED) or it could not be set up.
+func dialFast(ctx context.Context, rpc limitv1.GovernanceClient) (*fastpath.UnaryClient, error) {
+	ctx, cancel := context.WithTimeout(ctx, fastSetupTimeout)
+	defer cancel()
+	r, err := rpc.OpenFastPath(ctx, &limitv1.OpenFastPathRequest{Version: fastVersion, Connections: fastConnections})
+	if err != nil {
+		return nil, err
+	}
+	return fastpath.DialUnary(ctx, r, fastVersion, fastConnections, "governance plugin")
+}

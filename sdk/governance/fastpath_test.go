@@ -1,0 +1,302 @@
+package governance_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	limitv1 "github.com/limitgraph/limit/proto/limit/v1"
+	"github.com/limitgraph/limit/sdk/base"
+	"github.com/limitgraph/limit/sdk/governance"
+)
+
+// serveEnv makes the test binary serve a governance plugin: "test" serves testRule, "old"
+// serves it as a plugin built before the fast path existed.
+const serveEnv = "LIMIT_GOVERNANCE_TEST_SERVE"
+
+func TestMain(m *testing.M) {
+	switch os.Getenv(serveEnv) {
+	case "test":
+		governance.Serve(&testRule{})
+		return
+	case "old":
+		base.Serve(base.KindGovernance, &oldPlugin{impl: &testRule{}})
+		return
+	}
+	os.Exit(m.Run())
+}
+
+// testRule flags content holding "attack" at the word's offset; "fail" makes it fail,
+// "panic" panic, "bad finding" answer a finding with an unknown flag; "block" waits for
+// the call's context to end and remembers how, which "seen" reports in its reason;
+// "deadline" reports how long its context has left.
+type testRule struct {
+	mu   sync.Mutex
+	seen string
+}
+
+func (r *testRule) PluginInfo() base.Info {
+	return base.Info{Name: "fasttest", Kind: base.KindGovernance, Version: "0.1.0", ProtocolVersions: []uint32{base.ProtocolVersion}}
+}
+func (r *testRule) ConfigSchema() base.Schema { return base.Schema{} }
+func (r *testRule) Configure(context.Context, base.ConfigureRequest) base.Diagnostics {
+	return nil
+}
+func (r *testRule) Describe(context.Context) ([]governance.RuleDescription, error) {
+	return []governance.RuleDescription{{ID: "test.attack", Flags: []string{governance.FlagMalicious}, Stages: []governance.Stage{governance.StagePre}}}, nil
+}
+
+func (r *testRule) Evaluate(ctx context.Context, req governance.EvaluateRequest) ([]governance.Finding, error) {
+	finding := func(reason string) []governance.Finding {
+		return []governance.Finding{{Flag: governance.FlagMalicious, Severity: 7, Score: 0.9, Reason: reason, RuleID: "test.attack"}}
+	}
+	switch req.Content {
+	case "fail":
+		return nil, errors.New("the rule broke")
+	case "panic":
+		panic("rule bug")
+	case "bad finding":
+		return []governance.Finding{{Flag: "nonsense", Severity: 3, RuleID: "test.attack"}}, nil
+	case "block":
+		<-ctx.Done()
+		r.mu.Lock()
+		r.seen = ctx.Err().Error()
+		r.mu.Unlock()
+		return nil, ctx.Err()
+	case "seen":
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return finding(r.seen), nil
+	case "deadline":
+		if d, ok := ctx.Deadline(); ok {
+			return finding(time.Until(d).Round(time.Second).String()), nil
+		}
+		return finding("none"), nil
+	}
+	if i := strings.Index(req.Content, "attack"); i >= 0 {
+		f := finding(fmt.Sprintf("attack in %s from session %s: %s", req.Stage, req.SessionID, req.Metadata["k"]))
+		f[0].Location = &governance.Location{Start: i, End: i + 6}
+		return f, nil
+	}
+	return nil, nil
+}
+
+// oldPlugin serves the governance service as a plugin without OpenFastPath does.
+type oldPlugin struct {
+	plugin.NetRPCUnsupportedPlugin
+	impl governance.Rule
+}
+
+func (p *oldPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
+	limitv1.RegisterPluginServer(s, &base.Server{Impl: p.impl})
+	limitv1.RegisterGovernanceServer(s, &oldServer{impl: p.impl})
+	return nil
+}
+
+func (p *oldPlugin) GRPCClient(context.Context, *plugin.GRPCBroker, *grpc.ClientConn) (any, error) {
+	return nil, errors.New("plugin side only")
+}
+
+// oldServer implements Evaluate; OpenFastPath stays unimplemented.
+type oldServer struct {
+	limitv1.UnimplementedGovernanceServer
+	impl governance.Rule
+}
+
+func (s *oldServer) Evaluate(ctx context.Context, req *limitv1.EvaluateRequest) (*limitv1.EvaluateResponse, error) {
+	fs, err := s.impl.Evaluate(ctx, governance.RequestFromProto(req))
+	resp := &limitv1.EvaluateResponse{}
+	for _, f := range fs {
+		resp.Findings = append(resp.Findings, governance.FindingToProto(f))
+	}
+	return resp, err
+}
+
+type launched struct {
+	*governance.Client
+	plugin *plugin.Client
+}
+
+func launch(t testing.TB, mode string, set plugin.PluginSet) launched {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc := base.NewClient(base.LaunchConfig{Path: exe, Kind: base.KindGovernance, Plugins: set, Env: []string{serveEnv + "=" + mode}})
+	t.Cleanup(pc.Kill)
+	raw, err := base.Dispense(t.Context(), pc, base.KindGovernance)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := raw.(*governance.Client)
+	t.Cleanup(c.Close)
+	if ds := c.Configure(t.Context(), base.ConfigureRequest{Config: []byte("{}"), DataDir: t.TempDir()}); ds.HasErrors() {
+		t.Fatal(ds.Err())
+	}
+	return launched{Client: c, plugin: pc}
+}
+
+func both(t *testing.T) map[string]launched {
+	t.Helper()
+	fast, slow := launch(t, "test", governance.PluginSet()), launch(t, "test", governance.PluginSetGRPCOnly())
+	if fast.Transport() != "unix" || fast.FastPathError() != nil {
+		t.Fatalf("transport %q (%v), want unix", fast.Transport(), fast.FastPathError())
+	}
+	if slow.Transport() != "grpc" {
+		t.Fatalf("gRPC-only client: transport %q", slow.Transport())
+	}
+	return map[string]launched{"unix": fast, "grpc": slow}
+}
+
+func eval(ctx context.Context, c governance.Rule, content string) ([]governance.Finding, error) {
+	return c.Evaluate(ctx, governance.EvaluateRequest{
+		Stage: governance.StagePre, SessionID: "s1", Runner: "python", ContentType: "text/plain", Content: content,
+		Metadata: map[string]string{"k": "v"},
+	})
+}
+
+func TestFastPathMatchesGRPC(t *testing.T) {
+	got := map[string]string{}
+	for name, c := range both(t) {
+		var out []string
+		for _, content := range []string{"an attack here", "benign", "fail", "panic", "bad finding"} {
+			fs, err := eval(t.Context(), c, content)
+			var shown []string
+			for _, f := range fs {
+				loc := ""
+				if f.Location != nil {
+					loc = fmt.Sprintf("%+v", *f.Location)
+				}
+				shown = append(shown, fmt.Sprintf("%s/%d/%g/%s/%s/%s", f.Flag, f.Severity, f.Score, f.Reason, f.RuleID, loc))
+			}
+			out = append(out, fmt.Sprintf("%q: %v %v", content, shown, err))
+			if content == "an attack here" && (err != nil || len(fs) != 1 || fs[0].Location == nil || fs[0].Location.Start != 3 ||
+				fs[0].Reason != "attack in pre from session s1: v") {
+				t.Fatalf("%s: findings %+v, error %v", name, fs, err)
+			}
+			if (content == "fail" || content == "panic") && status.Code(errors.Unwrap(err)) != codes.Internal {
+				t.Fatalf("%s: %q: %v, want Internal", name, content, err)
+			}
+		}
+		// A stage the service refuses is refused the same way.
+		_, err := c.Evaluate(t.Context(), governance.EvaluateRequest{Stage: 9, Content: "x"})
+		out = append(out, fmt.Sprint(err))
+		if status.Code(errors.Unwrap(err)) != codes.InvalidArgument {
+			t.Fatalf("%s: unknown stage: %v, want InvalidArgument", name, err)
+		}
+		got[name] = strings.Join(out, "\n")
+	}
+	if got["unix"] != got["grpc"] {
+		t.Fatalf("the transports answer differently:\nfast path:\n%s\ngRPC:\n%s", got["unix"], got["grpc"])
+	}
+}
+
+func TestFastPathCancelAndDeadline(t *testing.T) {
+	for name, c := range both(t) {
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error)
+		go func() { _, err := eval(ctx, c, "block"); done <- err }()
+		time.Sleep(100 * time.Millisecond)
+		cancel()
+		select {
+		case err := <-done:
+			if status.Code(errors.Unwrap(err)) != codes.Canceled {
+				t.Fatalf("%s: cancelled call: %v, want Canceled", name, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: a cancelled call did not return", name)
+		}
+		var seen string
+		for deadline := time.Now().Add(5 * time.Second); seen == "" && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			if fs, err := eval(t.Context(), c, "seen"); err == nil && len(fs) == 1 {
+				seen = fs[0].Reason
+			}
+		}
+		if seen != context.Canceled.Error() {
+			t.Fatalf("%s: the rule's context ended with %q, want %q", name, seen, context.Canceled)
+		}
+		dctx, dcancel := context.WithTimeout(t.Context(), 60*time.Second)
+		fs, err := eval(dctx, c, "deadline")
+		dcancel()
+		if err != nil || len(fs) != 1 || fs[0].Reason != "1m0s" {
+			t.Fatalf("%s: the rule saw a deadline %+v ahead (%v), want 1m0s", name, fs, err)
+		}
+	}
+}
+
+func TestFastPathConcurrentCalls(t *testing.T) {
+	c := launch(t, "test", governance.PluginSet())
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for i := range 64 {
+		wg.Go(func() {
+			content := strings.Repeat("x", i*100) + "attack"
+			fs, err := eval(t.Context(), c, content)
+			if err != nil || len(fs) != 1 || fs[0].Location.Start != i*100 {
+				errs <- fmt.Errorf("call %d: %+v %v", i, fs, err)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+func TestFastPathPluginKilled(t *testing.T) {
+	c := launch(t, "test", governance.PluginSet())
+	done := make(chan error)
+	go func() { _, err := eval(t.Context(), c, "block"); done <- err }()
+	time.Sleep(200 * time.Millisecond)
+	if err := syscall.Kill(c.plugin.ReattachConfig().Pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if status.Code(errors.Unwrap(err)) != codes.Unavailable {
+			t.Fatalf("call in flight when the plugin died: %v, want Unavailable", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a call in flight when the plugin died did not return")
+	}
+}
+
+func TestOldRuleFallsBackToGRPC(t *testing.T) {
+	c := launch(t, "old", governance.PluginSet())
+	if c.Transport() != "grpc" || status.Code(errors.Unwrap(c.FastPathError())) != codes.Unimplemented {
+		t.Fatalf("transport %q, fast path error %v; want grpc after UNIMPLEMENTED", c.Transport(), c.FastPathError())
+	}
+	if fs, err := eval(t.Context(), c, "attack"); err != nil || len(fs) != 1 {
+		t.Fatalf("evaluate over gRPC: %+v %v", fs, err)
+	}
+}
+
+// BenchmarkEvaluate measures one small Evaluate over each transport.
+func BenchmarkEvaluate(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		set  plugin.PluginSet
+	}{{"grpc", governance.PluginSetGRPCOnly()}, {"unix", governance.PluginSet()}} {
+		b.Run(tc.name, func(b *testing.B) {
+			c := launch(b, "test", tc.set)
+			for b.Loop() {
+				if _, err := eval(b.Context(), c, "an attack"); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

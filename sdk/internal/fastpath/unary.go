@@ -1,0 +1,307 @@
+package fastpath
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	limitv1 "github.com/limitgraph/limit/proto/limit/v1"
+	"github.com/limitgraph/limit/sdk/base"
+)
+
+// Unary calls: for a kind whose frequent calls are unary (a governance rule's Evaluate),
+// a request frame carries the gRPC request message of its op and the answer frame carries
+// code 0 and the response message, or the gRPC code of the error and its text. Op
+// UnaryCancel (no message, no answer) cancels the request with the frame's id. Requests
+// are served concurrently.
+const (
+	// UnaryCancel is the op that cancels a request.
+	UnaryCancel byte = 0xff
+	// MaxFrame bounds a frame's length: gRPC's message size limit and the header.
+	MaxFrame = base.MaxMessageSize + 64
+)
+
+// UnaryHandler serves one request: it decodes msg as op's request message and returns
+// the response message, or an error that is a gRPC status.
+type UnaryHandler func(ctx context.Context, op byte, msg []byte) (proto.Message, error)
+
+// ServeUnary serves the unary requests of c with handle until c closes; the requests in
+// progress when it closes are cancelled, as gRPC cancels the calls of a client that went
+// away. It is an Offer's serve function.
+func (s *Server) ServeUnary(c *net.UnixConn, handle UnaryHandler) {
+	w := NewFrameWriter(c)
+	r := bufio.NewReaderSize(c, 64<<10)
+	var mu sync.Mutex
+	cancels := map[uint32]context.CancelFunc{}
+	defer func() {
+		mu.Lock()
+		for _, cancel := range cancels {
+			cancel()
+		}
+		mu.Unlock()
+		s.Drop(c)
+	}()
+	for {
+		buf, err := ReadFrame(r, RequestHeader, MaxFrame)
+		if err != nil {
+			return // closed, broken, or the host speaks something else
+		}
+		id, op := binary.LittleEndian.Uint32(buf), buf[4]
+		if op == UnaryCancel {
+			mu.Lock()
+			if cancel := cancels[id]; cancel != nil {
+				cancel()
+			}
+			mu.Unlock()
+			continue
+		}
+		ctx, cancel := context.WithCancel(s.Context())
+		if deadline := int64(binary.LittleEndian.Uint64(buf[5:])); deadline != 0 {
+			ctx, cancel = context.WithDeadline(s.Context(), time.Unix(0, deadline))
+		}
+		if !s.Begin() {
+			cancel()
+			return
+		}
+		mu.Lock()
+		cancels[id] = cancel
+		mu.Unlock()
+		go func() {
+			defer s.End()
+			frame := unaryAnswer(id, op, buf[RequestHeader:], ctx, handle)
+			mu.Lock()
+			delete(cancels, id)
+			mu.Unlock()
+			cancel()
+			_ = w.Write(frame) // a broken connection is the host's to notice
+		}()
+	}
+}
+
+// unaryAnswer runs handle and returns the answer frame.
+func unaryAnswer(id uint32, op byte, msg []byte, ctx context.Context, handle UnaryHandler) (frame []byte) {
+	fail := func(err error) []byte {
+		st := status.Convert(err)
+		code := st.Code()
+		if code == codes.OK {
+			code = codes.Unknown
+		}
+		return FinishFrame(append(AppendResponseHeader(nil, id, byte(code)), st.Message()...))
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			frame = fail(status.Errorf(codes.Internal, "plugin panic: %v", p))
+		}
+	}()
+	resp, err := handle(ctx, op, msg)
+	if err != nil {
+		return fail(err)
+	}
+	if n := proto.Size(resp); n > base.MaxMessageSize {
+		return fail(status.Errorf(codes.ResourceExhausted, "response of %d bytes exceeds the message size limit of %d", n, base.MaxMessageSize))
+	}
+	b := AppendResponseHeader(make([]byte, 0, 4+ResponseHeader+proto.Size(resp)), id, byte(codes.OK))
+	b, err = proto.MarshalOptions{}.MarshalAppend(b, resp)
+	if err != nil {
+		return fail(status.Errorf(codes.Internal, "encode response: %v", err))
+	}
+	return FinishFrame(b)
+}
+
+// UnaryClient is the host's side of a unary fast path: calls from many goroutines share
+// its connections, told apart by id.
+type UnaryClient struct {
+	conns []*unaryConn
+	next  atomic.Uint32
+	ids   atomic.Uint32
+	// what names the plugin in errors ("governance plugin").
+	what string
+}
+
+// unaryConn is one connection of a UnaryClient.
+type unaryConn struct {
+	client *UnaryClient
+	conn   *net.UnixConn
+	w      *FrameWriter
+
+	mu      sync.Mutex
+	pending map[uint32]chan unaryResult
+	err     error // set once the connection broke
+}
+
+type unaryResult struct {
+	code codes.Code
+	msg  []byte
+}
+
+// DialUnary connects n connections to the socket a plugin offered (see CheckOffer and
+// Dial); what names the plugin in the errors of calls whose connection broke.
+func DialUnary(ctx context.Context, r *limitv1.OpenFastPathResponse, version uint32, n int, what string) (*UnaryClient, error) {
+	if err := CheckOffer(r, version); err != nil {
+		return nil, err
+	}
+	c := &UnaryClient{what: what}
+	for range n {
+		uc, err := Dial(ctx, r.GetAddress(), r.GetToken())
+		if err != nil {
+			c.Close()
+			return nil, err
+		}
+		conn := &unaryConn{client: c, conn: uc, w: NewFrameWriter(uc), pending: map[uint32]chan unaryResult{}}
+		c.conns = append(c.conns, conn)
+		go conn.read()
+	}
+	return c, nil
+}
+
+// Alive tells whether a connection still works; when none does, the caller goes back to
+// gRPC.
+func (c *UnaryClient) Alive() bool { return c.pick() != nil }
+
+// pick returns a working connection, or nil.
+func (c *UnaryClient) pick() *unaryConn {
+	n := uint32(len(c.conns))
+	start := c.next.Add(1)
+	for i := range n {
+		if conn := c.conns[(start+i)%n]; conn.alive() {
+			return conn
+		}
+	}
+	return nil
+}
+
+// Close closes every connection.
+func (c *UnaryClient) Close() {
+	for _, conn := range c.conns {
+		conn.fail(errors.New("client closed"))
+	}
+}
+
+// Call sends in as op and decodes the answer into out. Its errors are gRPC statuses, as
+// a gRPC client's: the call's code, UNAVAILABLE when the connection broke, CANCELED or
+// DEADLINE_EXCEEDED when ctx ended first, RESOURCE_EXHAUSTED for a request over the
+// message size limit.
+func (c *UnaryClient) Call(ctx context.Context, op byte, in, out proto.Message) error {
+	conn := c.pick()
+	if conn == nil {
+		return status.Errorf(codes.Unavailable, "%s: every fast path connection is broken", c.what)
+	}
+	return conn.call(ctx, op, in, out)
+}
+
+func (c *unaryConn) alive() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err == nil
+}
+
+func (c *unaryConn) call(ctx context.Context, op byte, in, out proto.Message) error {
+	if err := ctx.Err(); err != nil {
+		return status.FromContextError(err).Err()
+	}
+	if n := proto.Size(in); n > base.MaxMessageSize {
+		return status.Errorf(codes.ResourceExhausted, "request of %d bytes exceeds the message size limit of %d", n, base.MaxMessageSize)
+	}
+	ch := make(chan unaryResult, 1)
+	c.mu.Lock()
+	if c.err != nil {
+		err := c.err
+		c.mu.Unlock()
+		return c.lost(err)
+	}
+	id := c.client.ids.Add(1)
+	c.pending[id] = ch
+	c.mu.Unlock()
+	var deadline int64
+	if d, ok := ctx.Deadline(); ok {
+		deadline = d.UnixNano()
+	}
+	b := AppendRequestHeader(make([]byte, 0, 4+RequestHeader+proto.Size(in)), id, op, deadline)
+	b, err := proto.MarshalOptions{}.MarshalAppend(b, in)
+	if err != nil {
+		c.forget(id)
+		return status.Errorf(codes.Internal, "encode request: %v", err)
+	}
+	if err := c.w.Write(FinishFrame(b)); err != nil {
+		c.fail(err)
+		return c.lost(err)
+	}
+	select {
+	case r := <-ch:
+		if r.code != codes.OK {
+			return status.Error(r.code, string(r.msg))
+		}
+		if err := proto.Unmarshal(r.msg, out); err != nil {
+			return status.Errorf(codes.Internal, "decode response: %v", err)
+		}
+		return nil
+	case <-ctx.Done():
+		// The plugin ends a call at its deadline by itself; a cancellation it must be told.
+		if c.forget(id) && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			_ = c.w.Write(FinishFrame(AppendRequestHeader(nil, id, UnaryCancel, 0)))
+		}
+		return status.FromContextError(ctx.Err()).Err()
+	}
+}
+
+// forget drops a pending call; it reports whether the call was still waiting.
+func (c *unaryConn) forget(id uint32) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.pending[id]
+	delete(c.pending, id)
+	return ok
+}
+
+// read delivers answer frames to their calls until the connection breaks.
+func (c *unaryConn) read() {
+	r := bufio.NewReaderSize(c.conn, 64<<10)
+	for {
+		buf, err := ReadFrame(r, ResponseHeader, MaxFrame)
+		if err != nil {
+			c.fail(err)
+			return
+		}
+		id := binary.LittleEndian.Uint32(buf)
+		c.mu.Lock()
+		ch := c.pending[id]
+		delete(c.pending, id)
+		c.mu.Unlock()
+		if ch != nil {
+			ch <- unaryResult{code: codes.Code(buf[4]), msg: buf[ResponseHeader:]}
+		}
+	}
+}
+
+// fail marks the connection broken, closes it and fails every waiting call as
+// unavailable: the plugin may have died, and what it did with them is unknown.
+func (c *unaryConn) fail(err error) {
+	c.mu.Lock()
+	if c.err != nil {
+		c.mu.Unlock()
+		return
+	}
+	c.err = err
+	pending := c.pending
+	c.pending = map[uint32]chan unaryResult{}
+	c.mu.Unlock()
+	_ = c.conn.Close()
+	st := status.Convert(c.lost(err))
+	for _, ch := range pending {
+		ch <- unaryResult{code: st.Code(), msg: []byte(st.Message())}
+	}
+}
+
+// lost is the error of a call whose connection broke.
+func (c *unaryConn) lost(err error) error {
+	return status.Errorf(codes.Unavailable, "%s connection lost: %v", c.client.what, err)
+}
