@@ -129,3 +129,9 @@ func runGovernanceCase(ctx context.Context, c GovernanceCase, r governance.Rule)
 func LaunchGovernance(ctx context.Context, path string, env []string, configJSON []byte, dataDir string) (governance.Rule, func(), error) {
 	return launch[governance.Rule](ctx, base.KindGovernance, governance.PluginSet(), path, env, configJSON, dataDir)
 }
+
+// LaunchGovernanceGRPC is LaunchGovernance with a client that evaluates over gRPC and
+// ignores the plugin's fast path, so a suite or a benchmark can check both transports.
+func LaunchGovernanceGRPC(ctx context.Context, path string, env []string, configJSON []byte, dataDir string) (governance.Rule, func(), error) {
+	return launch[governance.Rule](ctx, base.KindGovernance, governance.PluginSetGRPCOnly(), path, env, configJSON, dataDir)
+}
