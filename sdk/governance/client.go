@@ -87,10 +87,12 @@ func (c *Client) Describe(ctx context.Context) ([]RuleDescription, error) {
 func (c *Client) Evaluate(ctx context.Context, req EvaluateRequest) ([]Finding, error) {
 	var r *limitv1.EvaluateResponse
 	var err error
-	if c.fast != nil && c.fast.Alive() {
+	err = fastpath.ErrBroken
+	if c.fast != nil {
 		r = new(limitv1.EvaluateResponse)
 		err = c.fast.Call(ctx, fastEvaluate, RequestToProto(req), r)
-	} else {
+	}
+	if errors.Is(err, fastpath.ErrBroken) {
 		r, err = c.rpc.Evaluate(ctx, RequestToProto(req))
 	}
 	if err != nil {

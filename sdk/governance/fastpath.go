@@ -16,13 +16,15 @@ import (
 // every execution, over a Unix socket the plugin opens on the host's request
 // (OpenFastPath), with the safeguards and the unary frames of sdk/internal/fastpath: a
 // request is op fastEvaluate with an EvaluateRequest, its answer an EvaluateResponse or
-// the gRPC status code and text the gRPC method would have returned. A unary gRPC call costs
+// the gRPC status code and text the gRPC method would have returned; op fastCancel
+// cancels a request. A unary gRPC call costs
 // ~250–300 µs here, a frame ~25–70 µs.
 const (
 	// fastVersion is the framing version above.
 	fastVersion = 1
-	// fastEvaluate is the op of Evaluate.
+	// fastEvaluate is the op of Evaluate; fastCancel cancels a request.
 	fastEvaluate byte = 1
+	fastCancel   byte = 2
 	// fastConnections is how many connections the host opens; calls are multiplexed on them.
 	fastConnections = 2
 )
@@ -35,7 +37,7 @@ type fastServer struct {
 
 // open offers the socket of one OpenFastPath call.
 func (f *fastServer) open(req *limitv1.OpenFastPathRequest) (*limitv1.OpenFastPathResponse, error) {
-	return f.Open(req, fastVersion, "limit-governance-", func(c *net.UnixConn) { f.ServeUnary(c, f.handle) })
+	return f.Open(req, fastVersion, "limit-governance-", func(c *net.UnixConn) { f.ServeUnary(c, fastCancel, f.handle) })
 }
 
 // handle serves a request with the gRPC service's method (validation and error mapping
@@ -64,5 +66,7 @@ func dialFast(ctx context.Context, rpc limitv1.GovernanceClient) (*fastpath.Unar
 	if err != nil {
 		return nil, err
 	}
-	return fastpath.DialUnary(ctx, r, fastVersion, fastConnections, "governance plugin")
+	return fastpath.DialUnary(ctx, r, fastpath.UnaryOptions{
+		Version: fastVersion, Connections: fastConnections, CancelOp: fastCancel, What: "governance plugin",
+	})
 }

@@ -78,7 +78,7 @@ func NewFastClient(ctx context.Context, conn *grpc.ClientConn) *Client {
 // Transport names what carries the storage calls: "unix" (the fast path) or "grpc". Once
 // every fast-path connection has broken, it is "grpc" again.
 func (c *Client) Transport() string {
-	if c.fast != nil && c.fast.pick() != nil {
+	if c.fast != nil && c.fast.alive() {
 		return "unix"
 	}
 	return "grpc"
@@ -91,7 +91,7 @@ func (c *Client) FastPathError() error { return c.fastErr }
 // call across the plugin boundary.
 func (c *Client) Ping(ctx context.Context) error {
 	var err error
-	if c.fast != nil && c.fast.pick() != nil {
+	if c.fast != nil && c.fast.alive() {
 		err = c.fast.ping(ctx)
 	} else {
 		_, err = c.Client.Info(ctx)

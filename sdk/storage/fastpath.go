@@ -1,6 +1,9 @@
 package storage
 
-import "github.com/limitgraph/limit/sdk/base"
+import (
+	"github.com/limitgraph/limit/sdk/base"
+	"github.com/limitgraph/limit/sdk/internal/fastpath"
+)
 
 // The fast path is a side channel for storage calls, opened over the plugin's gRPC service
 // (OpenFastPath) and used instead of it when both sides offer it; sdk/internal/fastpath has
@@ -41,6 +44,7 @@ const (
 	// fastCancel cancels the request with the frame's id.
 	fastCancel
 
-	// fastInline, or'ed into op, lets the plugin serve the request on its reading goroutine.
-	fastInline byte = 0x80
+	// fastInline, or'ed into op, lets the plugin serve the request on its reading goroutine
+	// (fastpath.Inline).
+	fastInline = fastpath.Inline
 )

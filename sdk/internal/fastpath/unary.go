@@ -18,26 +18,23 @@ import (
 	"github.com/limitgraph/limit/sdk/base"
 )
 
-// Unary calls: for a kind whose frequent calls are unary (a governance rule's Evaluate),
-// a request frame carries the gRPC request message of its op and the answer frame carries
-// code 0 and the response message, or the gRPC code of the error and its text. Op
-// UnaryCancel (no message, no answer) cancels the request with the frame's id. Requests
-// are served concurrently.
-const (
-	// UnaryCancel is the op that cancels a request.
-	UnaryCancel byte = 0xff
-	// MaxFrame bounds a frame's length: gRPC's message size limit and the header.
-	MaxFrame = base.MaxMessageSize + 64
-)
+// Unary calls: for a kind whose frequent calls are unary (storage calls, a governance
+// rule's Evaluate), a request frame carries the gRPC request message of its op and the
+// answer frame carries code 0 and the response message, or the gRPC code of the error and
+// its text. The kind's cancel op (no message, no answer) cancels the request with the
+// frame's id. Requests are served concurrently.
+
+// MaxFrame bounds a frame's length: gRPC's message size limit and the header.
+const MaxFrame = base.MaxMessageSize + 64
 
 // UnaryHandler serves one request: it decodes msg as op's request message and returns
 // the response message, or an error that is a gRPC status.
 type UnaryHandler func(ctx context.Context, op byte, msg []byte) (proto.Message, error)
 
-// ServeUnary serves the unary requests of c with handle until c closes; the requests in
-// progress when it closes are cancelled, as gRPC cancels the calls of a client that went
-// away. It is an Offer's serve function.
-func (s *Server) ServeUnary(c *net.UnixConn, handle UnaryHandler) {
+// ServeUnary serves the unary requests of c with handle until c closes; cancelOp is the
+// kind's cancel op. The requests in progress when c closes are cancelled, as gRPC cancels
+// the calls of a client that went away. It serves an Offer's connection.
+func (s *Server) ServeUnary(c *net.UnixConn, cancelOp byte, handle UnaryHandler) {
 	w := NewFrameWriter(c)
 	r := bufio.NewReaderSize(c, 64<<10)
 	var mu sync.Mutex
@@ -56,7 +53,7 @@ func (s *Server) ServeUnary(c *net.UnixConn, handle UnaryHandler) {
 			return // closed, broken, or the host speaks something else
 		}
 		id, op := binary.LittleEndian.Uint32(buf), buf[4]
-		if op == UnaryCancel {
+		if op == cancelOp {
 			mu.Lock()
 			if cancel := cancels[id]; cancel != nil {
 				cancel()
@@ -117,14 +114,38 @@ func unaryAnswer(id uint32, op byte, msg []byte, ctx context.Context, handle Una
 	return FinishFrame(b)
 }
 
+// ErrBroken is what a UnaryClient's calls return when every connection is broken, before
+// sending anything: the caller may make the call over gRPC instead.
+var ErrBroken = errors.New("every fast path connection is broken")
+
+// Inline, or'ed into op by CallRead, lets the plugin serve the request on the goroutine
+// that read it (a plugin that knows the flag, see sdk/storage): starting a goroutine per
+// request costs a thread wake-up on a busy machine, so a read sent on a connection where
+// nothing else is in flight is answered without one, and nothing more is sent on that
+// connection until its answer is back (the client has others).
+const Inline byte = 0x80
+
 // UnaryClient is the host's side of a unary fast path: calls from many goroutines share
-// its connections, told apart by id.
+// its connections, told apart by id (unique across them, so a cancellation may travel on
+// another connection than its call).
 type UnaryClient struct {
 	conns []*unaryConn
 	next  atomic.Uint32
 	ids   atomic.Uint32
-	// what names the plugin in errors ("governance plugin").
-	what string
+	opts  UnaryOptions
+}
+
+// UnaryOptions describe a kind's unary fast path to DialUnary.
+type UnaryOptions struct {
+	// Version is the kind's framing version.
+	Version uint32
+	// Connections is how many connections to open (the plugin was asked for as many).
+	Connections int
+	// CancelOp is the kind's cancel op.
+	CancelOp byte
+	// What names the plugin in the errors of calls whose connection broke ("storage
+	// plugin").
+	What string
 }
 
 // unaryConn is one connection of a UnaryClient.
@@ -132,6 +153,9 @@ type unaryConn struct {
 	client *UnaryClient
 	conn   *net.UnixConn
 	w      *FrameWriter
+
+	inflight atomic.Int32 // calls sent and not yet answered
+	inline   atomic.Int32 // 1 while an inline read is claimed or in flight
 
 	mu      sync.Mutex
 	pending map[uint32]chan unaryResult
@@ -143,14 +167,13 @@ type unaryResult struct {
 	msg  []byte
 }
 
-// DialUnary connects n connections to the socket a plugin offered (see CheckOffer and
-// Dial); what names the plugin in the errors of calls whose connection broke.
-func DialUnary(ctx context.Context, r *limitv1.OpenFastPathResponse, version uint32, n int, what string) (*UnaryClient, error) {
-	if err := CheckOffer(r, version); err != nil {
+// DialUnary connects to the socket a plugin offered in r (see CheckOffer and Dial).
+func DialUnary(ctx context.Context, r *limitv1.OpenFastPathResponse, opts UnaryOptions) (*UnaryClient, error) {
+	if err := CheckOffer(r, opts.Version); err != nil {
 		return nil, err
 	}
-	c := &UnaryClient{what: what}
-	for range n {
+	c := &UnaryClient{opts: opts}
+	for range opts.Connections {
 		uc, err := Dial(ctx, r.GetAddress(), r.GetToken())
 		if err != nil {
 			c.Close()
@@ -167,16 +190,42 @@ func DialUnary(ctx context.Context, r *limitv1.OpenFastPathResponse, version uin
 // gRPC.
 func (c *UnaryClient) Alive() bool { return c.pick() != nil }
 
-// pick returns a working connection, or nil.
+// pick returns a working connection, or nil when every one is broken. It prefers one that
+// is not serving an inline read.
 func (c *UnaryClient) pick() *unaryConn {
 	n := uint32(len(c.conns))
 	start := c.next.Add(1)
+	var fallback *unaryConn
 	for i := range n {
-		if conn := c.conns[(start+i)%n]; conn.alive() {
+		conn := c.conns[(start+i)%n]
+		if !conn.alive() {
+			continue
+		}
+		if conn.inline.Load() == 0 {
 			return conn
 		}
+		if fallback == nil {
+			fallback = conn
+		}
 	}
-	return nil
+	return fallback
+}
+
+// pickRead returns a connection for a read and its op: an idle connection, claimed for an
+// inline read, when there is one; else what pick returns.
+func (c *UnaryClient) pickRead(op byte) (*unaryConn, byte) {
+	n := uint32(len(c.conns))
+	start := c.next.Add(1)
+	for i := range n {
+		conn := c.conns[(start+i)%n]
+		if conn.inflight.Load() == 0 && conn.inline.CompareAndSwap(0, 1) {
+			if conn.inflight.Load() == 0 && conn.alive() {
+				return conn, op | Inline
+			}
+			conn.inline.Store(0)
+		}
+	}
+	return c.pick(), op
 }
 
 // Close closes every connection.
@@ -189,11 +238,20 @@ func (c *UnaryClient) Close() {
 // Call sends in as op and decodes the answer into out. Its errors are gRPC statuses, as
 // a gRPC client's: the call's code, UNAVAILABLE when the connection broke, CANCELED or
 // DEADLINE_EXCEEDED when ctx ended first, RESOURCE_EXHAUSTED for a request over the
-// message size limit.
+// message size limit; or ErrBroken when no connection works.
 func (c *UnaryClient) Call(ctx context.Context, op byte, in, out proto.Message) error {
 	conn := c.pick()
 	if conn == nil {
-		return status.Errorf(codes.Unavailable, "%s: every fast path connection is broken", c.what)
+		return ErrBroken
+	}
+	return conn.call(ctx, op, in, out)
+}
+
+// CallRead is Call for a read, which the plugin may serve inline (see Inline).
+func (c *UnaryClient) CallRead(ctx context.Context, op byte, in, out proto.Message) error {
+	conn, op := c.pickRead(op)
+	if conn == nil {
+		return ErrBroken
 	}
 	return conn.call(ctx, op, in, out)
 }
@@ -205,6 +263,13 @@ func (c *unaryConn) alive() bool {
 }
 
 func (c *unaryConn) call(ctx context.Context, op byte, in, out proto.Message) error {
+	c.inflight.Add(1)
+	defer func() {
+		c.inflight.Add(-1)
+		if op&Inline != 0 {
+			c.inline.Store(0)
+		}
+	}()
 	if err := ctx.Err(); err != nil {
 		return status.FromContextError(err).Err()
 	}
@@ -246,8 +311,19 @@ func (c *unaryConn) call(ctx context.Context, op byte, in, out proto.Message) er
 		return nil
 	case <-ctx.Done():
 		// The plugin ends a call at its deadline by itself; a cancellation it must be told.
+		// A cancellation follows its request on the same connection, except for an inline
+		// call: the plugin's reader of this connection is busy serving it, so it goes on
+		// another one (request ids are unique across them).
 		if c.forget(id) && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			_ = c.w.Write(FinishFrame(AppendRequestHeader(nil, id, UnaryCancel, 0)))
+			via := c
+			if op&Inline != 0 {
+				for _, o := range c.client.conns {
+					if o != c && o.alive() && (via == c || o.inline.Load() == 0) {
+						via = o
+					}
+				}
+			}
+			_ = via.w.Write(FinishFrame(AppendRequestHeader(nil, id, c.client.opts.CancelOp, 0)))
 		}
 		return status.FromContextError(ctx.Err()).Err()
 	}
@@ -303,5 +379,5 @@ func (c *unaryConn) fail(err error) {
 
 // lost is the error of a call whose connection broke.
 func (c *unaryConn) lost(err error) error {
-	return status.Errorf(codes.Unavailable, "%s connection lost: %v", c.client.what, err)
+	return status.Errorf(codes.Unavailable, "%s connection lost: %v", c.client.opts.What, err)
 }
