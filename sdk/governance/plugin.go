@@ -2,7 +2,6 @@ package governance
 
 import (
 	"context"
-	"sync"
 
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
@@ -22,31 +21,16 @@ type GRPCPlugin struct {
 	// GRPCOnly makes the host's client ignore the plugin's fast path.
 	GRPCOnly bool
 
-	mu   sync.Mutex
-	fast []*fastServer
+	fast fastpath.Servers
 }
 
 // GRPCServer registers the base and governance services.
 func (p *GRPCPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
 	srv := &server{impl: p.Impl}
-	srv.fast = &fastServer{Server: fastpath.NewServer(), srv: srv}
-	p.mu.Lock()
-	p.fast = append(p.fast, srv.fast)
-	p.mu.Unlock()
+	srv.fast = &fastServer{Server: p.fast.New(), srv: srv}
 	limitv1.RegisterPluginServer(s, &base.Server{Impl: p.Impl})
 	limitv1.RegisterGovernanceServer(s, srv)
 	return nil
-}
-
-// shutdownFast stops the fast paths: no new calls, the ones in progress answered.
-func (p *GRPCPlugin) shutdownFast() {
-	p.mu.Lock()
-	fast := p.fast
-	p.fast = nil
-	p.mu.Unlock()
-	for _, f := range fast {
-		f.Shutdown()
-	}
 }
 
 // GRPCClient returns the host's client of a governance plugin.
@@ -73,7 +57,7 @@ func PluginSetGRPCOnly() plugin.PluginSet {
 func Serve(impl Rule) {
 	p := &GRPCPlugin{Impl: impl}
 	base.Serve(base.KindGovernance, p)
-	p.shutdownFast()
+	p.fast.Shutdown()
 }
 
 var _ plugin.GRPCPlugin = (*GRPCPlugin)(nil)

@@ -55,74 +55,23 @@ type fastServer struct {
 	srv *server
 }
 
-func newFastServer(srv *server) *fastServer {
-	return &fastServer{Server: fastpath.NewServer(), srv: srv}
-}
-
 // open offers the socket of one OpenFastPath call.
 func (f *fastServer) open(req *limitv1.OpenFastPathRequest) (*limitv1.OpenFastPathResponse, error) {
 	return f.Open(req, fastVersion, "limit-runner-", f.serve)
 }
 
-// serve reads requests off c until it closes; each execution runs on its own goroutine.
-// When the connection goes, so does the host that asked: its executions are cancelled.
+// serve serves the executions requested on c, each on its own goroutine; when the
+// connection goes, so does the host that asked: its executions are cancelled.
 func (f *fastServer) serve(c *net.UnixConn) {
-	w := fastpath.NewFrameWriter(c)
-	r := bufio.NewReaderSize(c, 64<<10)
-	var mu sync.Mutex
-	cancels := map[uint32]context.CancelFunc{}
-	defer func() {
-		mu.Lock()
-		for _, cancel := range cancels {
-			cancel()
+	f.Serve(c, fastCancel, func(ctx context.Context, id uint32, op byte, msg []byte, w *fastpath.FrameWriter) {
+		err := status.Errorf(codes.Unimplemented, "fast path: unknown operation %d", op)
+		if op == fastExecute {
+			err = f.execute(ctx, id, msg, w)
 		}
-		mu.Unlock()
-		f.Drop(c)
-	}()
-	for {
-		buf, err := fastpath.ReadFrame(r, fastpath.RequestHeader, fastMaxFrame)
 		if err != nil {
-			return // closed, broken, or the host speaks something else
+			_ = w.Write(errorFrame(id, err)) // a broken connection is the host's to notice
 		}
-		id, op := binary.LittleEndian.Uint32(buf), buf[4]
-		deadline := int64(binary.LittleEndian.Uint64(buf[5:]))
-		msg := buf[fastpath.RequestHeader:]
-		switch op {
-		case fastCancel:
-			mu.Lock()
-			if cancel := cancels[id]; cancel != nil {
-				cancel()
-			}
-			mu.Unlock()
-			continue
-		case fastExecute:
-		default:
-			_ = w.Write(errorFrame(id, status.Errorf(codes.Unimplemented, "fast path: unknown operation %d", op)))
-			continue
-		}
-		ctx, cancel := context.WithCancel(f.Context())
-		if deadline != 0 {
-			ctx, cancel = context.WithDeadline(f.Context(), time.Unix(0, deadline))
-		}
-		if !f.Begin() {
-			cancel()
-			return
-		}
-		mu.Lock()
-		cancels[id] = cancel
-		mu.Unlock()
-		go func() {
-			defer f.End()
-			err := f.execute(ctx, id, msg, w)
-			mu.Lock()
-			delete(cancels, id)
-			mu.Unlock()
-			cancel()
-			if err != nil {
-				_ = w.Write(errorFrame(id, err)) // a broken connection is the host's to notice
-			}
-		}()
-	}
+	})
 }
 
 // execute runs one execution, sending its events as frames.
@@ -155,10 +104,6 @@ func errorFrame(id uint32, err error) []byte {
 	}
 	return fastpath.FinishFrame(append(fastpath.AppendResponseHeader(nil, id, byte(code)), st.Message()...))
 }
-
-// shutdown stops taking executions, waits for those in progress and closes every
-// connection.
-func (f *fastServer) shutdown() { f.Shutdown() }
 
 // fastClient is the host's side of the fast path: one connection, which the executions of
 // the session share.

@@ -2,13 +2,13 @@ package runner
 
 import (
 	"context"
-	"sync"
 
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
 
 	limitv1 "github.com/limitgraph/limit/proto/limit/v1"
 	"github.com/limitgraph/limit/sdk/base"
+	"github.com/limitgraph/limit/sdk/internal/fastpath"
 )
 
 // GRPCPlugin is the go-plugin glue of a runner plugin. On the plugin side it serves the
@@ -21,31 +21,16 @@ type GRPCPlugin struct {
 	// GRPCOnly makes the host's client ignore the plugin's fast path.
 	GRPCOnly bool
 
-	mu   sync.Mutex
-	fast []*fastServer
+	fast fastpath.Servers
 }
 
 // GRPCServer registers the base and runner services.
 func (p *GRPCPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
 	srv := &server{impl: p.Impl}
-	srv.fast = newFastServer(srv)
-	p.mu.Lock()
-	p.fast = append(p.fast, srv.fast)
-	p.mu.Unlock()
+	srv.fast = &fastServer{Server: p.fast.New(), srv: srv}
 	limitv1.RegisterPluginServer(s, &base.Server{Impl: p.Impl})
 	limitv1.RegisterRunnerServer(s, srv)
 	return nil
-}
-
-// shutdownFast stops the fast paths: no new executions, those in progress answered.
-func (p *GRPCPlugin) shutdownFast() {
-	p.mu.Lock()
-	fast := p.fast
-	p.fast = nil
-	p.mu.Unlock()
-	for _, f := range fast {
-		f.shutdown()
-	}
 }
 
 // GRPCClient returns the host's client of a runner plugin.
@@ -72,7 +57,7 @@ func PluginSetGRPCOnly() plugin.PluginSet {
 func Serve(impl Runner) {
 	p := &GRPCPlugin{Impl: impl}
 	base.Serve(base.KindRunner, p)
-	p.shutdownFast()
+	p.fast.Shutdown()
 }
 
 var _ plugin.GRPCPlugin = (*GRPCPlugin)(nil)

@@ -23,10 +23,6 @@ type fastServer struct {
 	srv *server
 }
 
-func newFastServer(srv *server) *fastServer {
-	return &fastServer{Server: fastpath.NewServer(), srv: srv}
-}
-
 // open offers the socket of one OpenFastPath call.
 func (f *fastServer) open(req *limitv1.OpenFastPathRequest) (*limitv1.OpenFastPathResponse, error) {
 	sess := &fastSession{cancels: map[uint32]context.CancelFunc{}}
@@ -218,7 +214,3 @@ func serveOne[Req any, PReq interface {
 	}
 	return resp, nil
 }
-
-// shutdown stops taking requests, waits for the ones being served and closes every
-// connection; the implementation may be closed after it returns.
-func (f *fastServer) shutdown() { f.Shutdown() }

@@ -2,13 +2,13 @@ package storage
 
 import (
 	"context"
-	"sync"
 
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
 
 	limitv1 "github.com/limitgraph/limit/proto/limit/v1"
 	"github.com/limitgraph/limit/sdk/base"
+	"github.com/limitgraph/limit/sdk/internal/fastpath"
 )
 
 // GRPCPlugin is the go-plugin glue of a storage plugin. On the plugin side it serves the
@@ -21,31 +21,16 @@ type GRPCPlugin struct {
 	// GRPCOnly makes the host's client ignore the plugin's fast path.
 	GRPCOnly bool
 
-	mu   sync.Mutex
-	fast []*fastServer
+	fast fastpath.Servers
 }
 
 // GRPCServer registers the base and storage services.
 func (p *GRPCPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
 	srv := newServer(p.Impl)
-	srv.fast = newFastServer(srv)
-	p.mu.Lock()
-	p.fast = append(p.fast, srv.fast)
-	p.mu.Unlock()
+	srv.fast = &fastServer{Server: p.fast.New(), srv: srv}
 	limitv1.RegisterPluginServer(s, &base.Server{Impl: p.Impl})
 	limitv1.RegisterStorageServer(s, srv)
 	return nil
-}
-
-// shutdownFast stops the fast paths: no new requests, the ones in progress answered.
-func (p *GRPCPlugin) shutdownFast() {
-	p.mu.Lock()
-	fast := p.fast
-	p.fast = nil
-	p.mu.Unlock()
-	for _, f := range fast {
-		f.shutdown()
-	}
 }
 
 // GRPCClient returns the host's client of a storage plugin.
@@ -74,7 +59,7 @@ func PluginSetGRPCOnly() plugin.PluginSet {
 func Serve(impl Storage) {
 	p := &GRPCPlugin{Impl: impl}
 	base.Serve(base.KindStorage, p)
-	p.shutdownFast()
+	p.fast.Shutdown()
 	if err := impl.Close(); err != nil {
 		base.NewPluginLogger(base.KindStorage).Error("close storage", "error", err)
 	}

@@ -410,3 +410,31 @@ func Dial(ctx context.Context, addr string, token []byte) (*net.UnixConn, error)
 	_ = uc.SetDeadline(time.Time{})
 	return uc, nil
 }
+
+// Servers are the fast-path servers of a plugin process, one per gRPC server go-plugin has
+// it register, shut down together when the plugin stops.
+type Servers struct {
+	mu   sync.Mutex
+	list []*Server
+}
+
+// New returns a new Server, which Shutdown will shut down.
+func (ss *Servers) New() *Server {
+	s := NewServer()
+	ss.mu.Lock()
+	ss.list = append(ss.list, s)
+	ss.mu.Unlock()
+	return s
+}
+
+// Shutdown shuts every server down (see Server.Shutdown): no new requests, those in
+// progress answered.
+func (ss *Servers) Shutdown() {
+	ss.mu.Lock()
+	list := ss.list
+	ss.list = nil
+	ss.mu.Unlock()
+	for _, s := range list {
+		s.Shutdown()
+	}
+}

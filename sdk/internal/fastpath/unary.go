@@ -31,10 +31,22 @@ const MaxFrame = base.MaxMessageSize + 64
 // the response message, or an error that is a gRPC status.
 type UnaryHandler func(ctx context.Context, op byte, msg []byte) (proto.Message, error)
 
-// ServeUnary serves the unary requests of c with handle until c closes; cancelOp is the
-// kind's cancel op. The requests in progress when c closes are cancelled, as gRPC cancels
-// the calls of a client that went away. It serves an Offer's connection.
+// ServeUnary serves the unary requests of c with handle until c closes (see Serve).
 func (s *Server) ServeUnary(c *net.UnixConn, cancelOp byte, handle UnaryHandler) {
+	s.Serve(c, cancelOp, func(ctx context.Context, id uint32, op byte, msg []byte, w *FrameWriter) {
+		_ = w.Write(unaryAnswer(id, op, msg, ctx, handle)) // a broken connection is the host's to notice
+	})
+}
+
+// RequestHandler serves request id: it answers with as many frames as its kind's
+// protocol says, written to w.
+type RequestHandler func(ctx context.Context, id uint32, op byte, msg []byte, w *FrameWriter)
+
+// Serve reads the requests of c until it closes and serves each on a goroutine of its own
+// with handle; cancelOp is the kind's cancel op. A request's context carries the host's
+// deadline and ends when the host cancels it, when c closes (as gRPC cancels the calls of
+// a client that went away) or at Shutdown. It serves an Offer's connection.
+func (s *Server) Serve(c *net.UnixConn, cancelOp byte, handle RequestHandler) {
 	w := NewFrameWriter(c)
 	r := bufio.NewReaderSize(c, 64<<10)
 	var mu sync.Mutex
@@ -74,12 +86,11 @@ func (s *Server) ServeUnary(c *net.UnixConn, cancelOp byte, handle UnaryHandler)
 		mu.Unlock()
 		go func() {
 			defer s.End()
-			frame := unaryAnswer(id, op, buf[RequestHeader:], ctx, handle)
+			handle(ctx, id, op, buf[RequestHeader:], w)
 			mu.Lock()
 			delete(cancels, id)
 			mu.Unlock()
 			cancel()
-			_ = w.Write(frame) // a broken connection is the host's to notice
 		}()
 	}
 }
