@@ -6,7 +6,8 @@
 # through the real daemon: cold start with the runner pool and with pool = 0, and print(1)
 # in a warm session through the API. Each prints its figures and ratios.
 bench-python:
-	$(GO) test -run '^$$' -bench 'Print' -benchtime 2000x -count 1 ./plugins/runner-python
+	$(GO) test -run '^$$' -bench 'Print$$|PrintInProcess' -benchtime 2000x -count 1 ./plugins/runner-python
+	$(GO) test -run '^$$' -bench 'PrintAfterIdle' -benchtime 1x -count 1 ./plugins/runner-python
 	$(GO) test -run '^$$' -bench 'ColdStart|OpenSessionSteps' -benchtime 30x -count 1 ./plugins/runner-python
 	$(GO) test -run '^$$' -bench 'Memory50' -benchtime 1x -count 1 -timeout 20m ./plugins/runner-python
 	$(GO) test -run '^$$' -bench 'PythonColdStart' -benchtime 30x -count 1 ./host/e2e

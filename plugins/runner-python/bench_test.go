@@ -80,6 +80,41 @@ func BenchmarkPrint(b *testing.B) {
 		ms(pp), ms(pg), ms(ps), float64(pp)/float64(ps), ms(pf), b.N)
 }
 
+// BenchmarkPrintAfterIdle measures print(1) through the plugin back to back and after 3 ms
+// of idleness before each (about what the rest of an API request takes), alternating
+// blocks of 500: the difference is what waking the idle processes (the plugin, the
+// sandboxed worker) costs on this machine.
+//
+//	go test -run '^$' -bench PrintAfterIdle -benchtime 1x ./plugins/runner-python
+func BenchmarkPrintAfterIdle(b *testing.B) {
+	s := open(b, nil, nil)
+	ctx := context.Background()
+	emit := func(runner.Event) error { return nil }
+	var busy, idle []time.Duration
+	for range b.N {
+		for round := range 4 {
+			for range 500 {
+				if round%2 == 1 {
+					time.Sleep(3 * time.Millisecond)
+				}
+				t0 := time.Now()
+				if _, err := s.r.Execute(ctx, runner.ExecuteRequest{ExecutionID: "b", Input: "print(1)"}, emit); err != nil {
+					b.Fatal(err)
+				}
+				if round%2 == 1 {
+					idle = append(idle, time.Since(t0))
+				} else {
+					busy = append(busy, time.Since(t0))
+				}
+			}
+		}
+	}
+	b.ReportMetric(ms(p50(busy)), "back-to-back-p50-ms")
+	b.ReportMetric(ms(p50(idle)), "after-idle-p50-ms")
+	b.Logf("print(1) through the plugin: back to back p50 %.3f ms, after 3 ms idle p50 %.3f ms (n=%d each)",
+		ms(p50(busy)), ms(p50(idle)), len(busy))
+}
+
 // BenchmarkPrintInProcess runs print(1) on a runner inside the test process: the plugin's
 // own cost without gRPC.
 func BenchmarkPrintInProcess(b *testing.B) {
