@@ -46,15 +46,7 @@ func (f *fastServer) handle(ctx context.Context, op byte, msg []byte) (proto.Mes
 	if op != fastEvaluate {
 		return nil, status.Errorf(codes.Unimplemented, "fast path: unknown operation %d", op)
 	}
-	req := new(limitv1.EvaluateRequest)
-	if err := proto.Unmarshal(msg, req); err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "decode request: %v", err)
-	}
-	resp, err := f.srv.Evaluate(ctx, req)
-	if err != nil {
-		return nil, err
-	}
-	return resp, nil
+	return fastpath.Invoke(ctx, msg, f.srv.Evaluate)
 }
 
 // dialFast asks the plugin for a fast path and connects to it. An error means the plugin

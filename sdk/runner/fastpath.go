@@ -35,8 +35,6 @@ import (
 const (
 	// fastVersion is the framing version above.
 	fastVersion = 1
-	// fastMaxFrame bounds a frame's length, as gRPC's message size limit does.
-	fastMaxFrame = base.MaxMessageSize + 64
 
 	fastExecute byte = 1
 	fastCancel  byte = 2
@@ -69,7 +67,7 @@ func (f *fastServer) serve(c *net.UnixConn) {
 			err = f.execute(ctx, id, msg, w)
 		}
 		if err != nil {
-			_ = w.Write(errorFrame(id, err)) // a broken connection is the host's to notice
+			_ = w.Write(fastpath.ErrorFrame(id, err)) // a broken connection is the host's to notice
 		}
 	})
 }
@@ -93,16 +91,6 @@ func (f *fastServer) execute(ctx context.Context, id uint32, msg []byte, w *fast
 		}
 		return w.WriteWait(ctx, fastpath.FinishFrame(b), fastPendingLimit)
 	})
-}
-
-// errorFrame is the answer that ends execution id with err.
-func errorFrame(id uint32, err error) []byte {
-	st := status.Convert(err)
-	code := st.Code()
-	if code == codes.OK {
-		code = codes.Unknown
-	}
-	return fastpath.FinishFrame(append(fastpath.AppendResponseHeader(nil, id, byte(code)), st.Message()...))
 }
 
 // fastClient is the host's side of the fast path: one connection, which the executions of
@@ -244,7 +232,7 @@ func (c *fastClient) execute(ctx context.Context, m *limitv1.ExecuteRequest, emi
 func (c *fastClient) read() {
 	r := bufio.NewReaderSize(c.conn, 64<<10)
 	for {
-		buf, err := fastpath.ReadFrame(r, fastpath.ResponseHeader, fastMaxFrame)
+		buf, err := fastpath.ReadFrame(r, fastpath.ResponseHeader, fastpath.MaxFrame)
 		if err != nil {
 			c.fail(err)
 			return

@@ -1,9 +1,6 @@
 package storage
 
-import (
-	"github.com/limitgraph/limit/sdk/base"
-	"github.com/limitgraph/limit/sdk/internal/fastpath"
-)
+import "github.com/limitgraph/limit/sdk/internal/fastpath"
 
 // The fast path is a side channel for storage calls, opened over the plugin's gRPC service
 // (OpenFastPath) and used instead of it when both sides offer it; sdk/internal/fastpath has
@@ -24,8 +21,6 @@ import (
 const (
 	// fastVersion is the framing version above.
 	fastVersion = 1
-	// fastMaxFrame bounds a frame's length, as gRPC's message size limit does.
-	fastMaxFrame = base.MaxMessageSize + 64
 	// fastConnections is how many connections the host opens: requests are multiplexed, so
 	// more only give reads a connection of their own (see fastInline).
 	fastConnections = 4

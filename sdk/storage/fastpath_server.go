@@ -110,7 +110,7 @@ func (sc *serverConn) buffered() bool {
 // when the connection is done (closed, broken, or speaking something else).
 func (sc *serverConn) next() (*request, bool) {
 	f := sc.f
-	buf, err := fastpath.ReadFrame(sc.r, fastpath.RequestHeader, fastMaxFrame)
+	buf, err := fastpath.ReadFrame(sc.r, fastpath.RequestHeader, fastpath.MaxFrame)
 	if err != nil {
 		sc.close() // closed, broken, or the host speaks something else: drop it
 		return nil, false
@@ -161,20 +161,9 @@ func (sc *serverConn) close() {
 	sc.f.Drop(sc.c)
 }
 
-// handle serves one request with the gRPC service's method and returns the response frame.
+// handle serves one request with the gRPC service's method and returns the answer frame.
 func (f *fastServer) handle(ctx context.Context, id uint32, op byte, msg []byte) []byte {
-	resp, err := f.dispatch(ctx, op, msg)
-	if err != nil {
-		st := status.Convert(err)
-		return fastpath.FinishFrame(append(fastpath.AppendResponseHeader(nil, id, byte(st.Code())), st.Message()...))
-	}
-	b := fastpath.AppendResponseHeader(make([]byte, 0, fastpath.ResponseHeader+4+proto.Size(resp)), id, byte(codes.OK))
-	b, err = proto.MarshalOptions{}.MarshalAppend(b, resp)
-	if err != nil {
-		st := status.Newf(codes.Internal, "encode response: %v", err)
-		return fastpath.FinishFrame(append(fastpath.AppendResponseHeader(nil, id, byte(st.Code())), st.Message()...))
-	}
-	return fastpath.FinishFrame(b)
+	return fastpath.Answer(ctx, id, op, msg, f.dispatch)
 }
 
 // dispatch decodes msg as op's request and calls the gRPC method.
@@ -182,35 +171,19 @@ func (f *fastServer) dispatch(ctx context.Context, op byte, msg []byte) (proto.M
 	s := f.srv
 	switch op {
 	case fastGet:
-		return serveOne(ctx, msg, s.Get)
+		return fastpath.Invoke(ctx, msg, s.Get)
 	case fastPut:
-		return serveOne(ctx, msg, s.Put)
+		return fastpath.Invoke(ctx, msg, s.Put)
 	case fastDelete:
-		return serveOne(ctx, msg, s.Delete)
+		return fastpath.Invoke(ctx, msg, s.Delete)
 	case fastScan:
-		return serveOne(ctx, msg, s.Scan)
+		return fastpath.Invoke(ctx, msg, s.Scan)
 	case fastBatch:
-		return serveOne(ctx, msg, s.Batch)
+		return fastpath.Invoke(ctx, msg, s.Batch)
 	case fastCompareAndSwap:
-		return serveOne(ctx, msg, s.CompareAndSwap)
+		return fastpath.Invoke(ctx, msg, s.CompareAndSwap)
 	case fastPing:
 		return &limitv1.PutResponse{}, nil // any empty message
 	}
 	return nil, status.Errorf(codes.Unimplemented, "fast path: unknown operation %d", op)
-}
-
-// serveOne decodes a request of type Req and passes it to method.
-func serveOne[Req any, PReq interface {
-	*Req
-	proto.Message
-}, Resp proto.Message](ctx context.Context, msg []byte, method func(context.Context, PReq) (Resp, error)) (proto.Message, error) {
-	req := PReq(new(Req))
-	if err := proto.Unmarshal(msg, req); err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "decode request: %v", err)
-	}
-	resp, err := method(ctx, req)
-	if err != nil {
-		return nil, err
-	}
-	return resp, nil
 }

@@ -42,18 +42,18 @@ import (
 )
 
 const (
-	// TokenSize is the length of the authentication token.
-	TokenSize = 32
-	// Ack is the byte the plugin sends after accepting a token.
-	Ack = 0x6b
+	// tokenSize is the length of the authentication token.
+	tokenSize = 32
+	// ack is the byte the plugin sends after accepting a token.
+	ack = 0x6b
 	// RequestHeader and ResponseHeader are the fixed bytes of a frame after its length.
 	RequestHeader  = 4 + 1 + 8
 	ResponseHeader = 4 + 1
-	// MaxConnections bounds the connections the host may ask for in one OpenFastPath.
-	MaxConnections = 16
-	// AcceptWindow bounds how long an offered socket waits for the host's connections
+	// maxConnections bounds the connections the host may ask for in one OpenFastPath.
+	maxConnections = 16
+	// acceptWindow bounds how long an offered socket waits for the host's connections
 	// before it is removed.
-	AcceptWindow = 10 * time.Second
+	acceptWindow = 10 * time.Second
 	// handshakeTimeout bounds sending and checking the token.
 	handshakeTimeout = 5 * time.Second
 )
@@ -77,6 +77,17 @@ func AppendResponseHeader(b []byte, id uint32, code byte) []byte {
 func FinishFrame(b []byte) []byte {
 	binary.LittleEndian.PutUint32(b, uint32(len(b)-4))
 	return b
+}
+
+// ErrorFrame is the answer that ends request id with err: the gRPC code of its status
+// (never 0, which means success) and its text.
+func ErrorFrame(id uint32, err error) []byte {
+	st := status.Convert(err)
+	code := st.Code()
+	if code == codes.OK {
+		code = codes.Unknown
+	}
+	return FinishFrame(append(AppendResponseHeader(nil, id, byte(code)), st.Message()...))
 }
 
 // ReadFrame reads one frame from r and returns the bytes after its length, which must be
@@ -201,8 +212,8 @@ type Server struct {
 	cancel    context.CancelFunc
 }
 
-// NewServer returns a server that has offered nothing yet.
-func NewServer() *Server {
+// newServer returns a server that has offered nothing yet.
+func newServer() *Server {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Server{listeners: map[*net.UnixListener]string{}, conns: map[net.Conn]struct{}{}, ctx: ctx, cancel: cancel}
 }
@@ -212,12 +223,12 @@ func NewServer() *Server {
 func (s *Server) Context() context.Context { return s.ctx }
 
 // Open answers an OpenFastPath request for a kind whose framing version is version: it
-// offers a socket for the connections asked for (see Offer).
+// offers a socket for the connections asked for (see offer).
 func (s *Server) Open(req *limitv1.OpenFastPathRequest, version uint32, prefix string, serve func(*net.UnixConn)) (*limitv1.OpenFastPathResponse, error) {
 	if req.GetVersion() != version {
 		return nil, status.Errorf(codes.FailedPrecondition, "fast path version %d not offered (this plugin speaks %d)", req.GetVersion(), version)
 	}
-	addr, token, err := s.Offer(prefix, int(req.GetConnections()), serve)
+	addr, token, err := s.offer(prefix, int(req.GetConnections()), serve)
 	if err != nil {
 		return nil, err
 	}
@@ -226,26 +237,26 @@ func (s *Server) Open(req *limitv1.OpenFastPathRequest, version uint32, prefix s
 
 // CheckOffer checks a plugin's answer to OpenFastPath against the version asked for.
 func CheckOffer(r *limitv1.OpenFastPathResponse, version uint32) error {
-	if r.GetVersion() != version || r.GetNetwork() != "unix" || len(r.GetToken()) != TokenSize {
+	if r.GetVersion() != version || r.GetNetwork() != "unix" || len(r.GetToken()) != tokenSize {
 		return fmt.Errorf("plugin offers fast path version %d on %q with a %d-byte token; want version %d on unix with %d bytes",
-			r.GetVersion(), r.GetNetwork(), len(r.GetToken()), version, TokenSize)
+			r.GetVersion(), r.GetNetwork(), len(r.GetToken()), version, tokenSize)
 	}
 	return nil
 }
 
-// Offer creates a socket for n connections in a fresh directory named prefix*, and
+// offer creates a socket for n connections in a fresh directory named prefix*, and
 // returns its path and the token the connections must present. It accepts them in the
 // background and calls serve for each authenticated one, on a goroutine of its own; once n
-// were accepted, or AcceptWindow passed, the socket and its directory are removed. Errors
+// were accepted, or acceptWindow passed, the socket and its directory are removed. Errors
 // are gRPC statuses, for OpenFastPath to return.
-func (s *Server) Offer(prefix string, n int, serve func(*net.UnixConn)) (addr string, token []byte, err error) {
-	if n < 1 || n > MaxConnections {
-		return "", nil, status.Errorf(codes.InvalidArgument, "fast path: %d connections requested, want 1 to %d", n, MaxConnections)
+func (s *Server) offer(prefix string, n int, serve func(*net.UnixConn)) (addr string, token []byte, err error) {
+	if n < 1 || n > maxConnections {
+		return "", nil, status.Errorf(codes.InvalidArgument, "fast path: %d connections requested, want 1 to %d", n, maxConnections)
 	}
 	if err := PeerCheckSupported(); err != nil {
 		return "", nil, status.Errorf(codes.FailedPrecondition, "fast path: %v", err)
 	}
-	token = make([]byte, TokenSize)
+	token = make([]byte, tokenSize)
 	if _, err := rand.Read(token); err != nil {
 		return "", nil, status.Errorf(codes.Internal, "fast path token: %v", err)
 	}
@@ -282,7 +293,7 @@ func (s *Server) accept(l *net.UnixListener, dir string, token []byte, n int, se
 		_ = l.Close()
 		_ = os.RemoveAll(dir)
 	}()
-	_ = l.SetDeadline(time.Now().Add(AcceptWindow))
+	_ = l.SetDeadline(time.Now().Add(acceptWindow))
 	for accepted := 0; accepted < n; {
 		c, err := l.AcceptUnix()
 		if err != nil {
@@ -311,14 +322,14 @@ func authenticate(c *net.UnixConn, token []byte) error {
 		return err
 	}
 	_ = c.SetDeadline(time.Now().Add(handshakeTimeout))
-	got := make([]byte, TokenSize)
+	got := make([]byte, tokenSize)
 	if _, err := io.ReadFull(c, got); err != nil {
 		return err
 	}
 	if subtle.ConstantTimeCompare(got, token) != 1 {
 		return errors.New("wrong token")
 	}
-	if _, err := c.Write([]byte{Ack}); err != nil {
+	if _, err := c.Write([]byte{ack}); err != nil {
 		return err
 	}
 	return c.SetDeadline(time.Time{})
@@ -400,12 +411,12 @@ func Dial(ctx context.Context, addr string, token []byte) (*net.UnixConn, error)
 	if _, err := uc.Write(token); err != nil {
 		return fail(err)
 	}
-	var ack [1]byte
-	if _, err := io.ReadFull(uc, ack[:]); err != nil {
+	var reply [1]byte
+	if _, err := io.ReadFull(uc, reply[:]); err != nil {
 		return fail(fmt.Errorf("plugin refused the fast path connection: %w", err))
 	}
-	if ack[0] != Ack {
-		return fail(fmt.Errorf("plugin answered %#x to the fast path token", ack[0]))
+	if reply[0] != ack {
+		return fail(fmt.Errorf("plugin answered %#x to the fast path token", reply[0]))
 	}
 	_ = uc.SetDeadline(time.Time{})
 	return uc, nil
@@ -420,7 +431,7 @@ type Servers struct {
 
 // New returns a new Server, which Shutdown will shut down.
 func (ss *Servers) New() *Server {
-	s := NewServer()
+	s := newServer()
 	ss.mu.Lock()
 	ss.list = append(ss.list, s)
 	ss.mu.Unlock()

@@ -34,7 +34,7 @@ type UnaryHandler func(ctx context.Context, op byte, msg []byte) (proto.Message,
 // ServeUnary serves the unary requests of c with handle until c closes (see Serve).
 func (s *Server) ServeUnary(c *net.UnixConn, cancelOp byte, handle UnaryHandler) {
 	s.Serve(c, cancelOp, func(ctx context.Context, id uint32, op byte, msg []byte, w *FrameWriter) {
-		_ = w.Write(unaryAnswer(id, op, msg, ctx, handle)) // a broken connection is the host's to notice
+		_ = w.Write(Answer(ctx, id, op, msg, handle)) // a broken connection is the host's to notice
 	})
 }
 
@@ -45,7 +45,7 @@ type RequestHandler func(ctx context.Context, id uint32, op byte, msg []byte, w 
 // Serve reads the requests of c until it closes and serves each on a goroutine of its own
 // with handle; cancelOp is the kind's cancel op. A request's context carries the host's
 // deadline and ends when the host cancels it, when c closes (as gRPC cancels the calls of
-// a client that went away) or at Shutdown. It serves an Offer's connection.
+// a client that went away) or at Shutdown. It serves an offered connection.
 func (s *Server) Serve(c *net.UnixConn, cancelOp byte, handle RequestHandler) {
 	w := NewFrameWriter(c)
 	r := bufio.NewReaderSize(c, 64<<10)
@@ -95,16 +95,28 @@ func (s *Server) Serve(c *net.UnixConn, cancelOp byte, handle RequestHandler) {
 	}
 }
 
-// unaryAnswer runs handle and returns the answer frame.
-func unaryAnswer(id uint32, op byte, msg []byte, ctx context.Context, handle UnaryHandler) (frame []byte) {
-	fail := func(err error) []byte {
-		st := status.Convert(err)
-		code := st.Code()
-		if code == codes.OK {
-			code = codes.Unknown
-		}
-		return FinishFrame(append(AppendResponseHeader(nil, id, byte(code)), st.Message()...))
+// Invoke decodes msg as a request of type Req and passes it to method (a gRPC service's
+// method), for a UnaryHandler.
+func Invoke[Req any, PReq interface {
+	*Req
+	proto.Message
+}, Resp proto.Message](ctx context.Context, msg []byte, method func(context.Context, PReq) (Resp, error)) (proto.Message, error) {
+	req := PReq(new(Req))
+	if err := proto.Unmarshal(msg, req); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "decode request: %v", err)
 	}
+	resp, err := method(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
+// Answer runs handle for request id and returns the answer frame: the response message,
+// or the error's code and text (a panic is INTERNAL, a response over the message size limit
+// RESOURCE_EXHAUSTED, as over gRPC).
+func Answer(ctx context.Context, id uint32, op byte, msg []byte, handle UnaryHandler) (frame []byte) {
+	fail := func(err error) []byte { return ErrorFrame(id, err) }
 	defer func() {
 		if p := recover(); p != nil {
 			frame = fail(status.Errorf(codes.Internal, "plugin panic: %v", p))
