@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -74,10 +76,29 @@ func BenchmarkAPITraces(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer stop()
-	const total = 3000
+	// For profiling one concurrency level at length (see BENCHMARKS.md, API), the clients and
+	// the operations per level can be set: LIMIT_BENCH_API_CLIENTS=64 LIMIT_BENCH_API_TOTAL=30000.
+	total, levels := 3000, []int{1, 16, 64}
+	if v := os.Getenv("LIMIT_BENCH_API_TOTAL"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			b.Fatalf("LIMIT_BENCH_API_TOTAL=%q: want a positive number", v)
+		}
+		total = n
+	}
+	if v := os.Getenv("LIMIT_BENCH_API_CLIENTS"); v != "" {
+		levels = nil
+		for _, f := range strings.Split(v, ",") {
+			n, err := strconv.Atoi(f)
+			if err != nil || n < 1 {
+				b.Fatalf("LIMIT_BENCH_API_CLIENTS=%q: want numbers of clients, comma-separated", v)
+			}
+			levels = append(levels, n)
+		}
+	}
 	fmt.Printf("\nPOST /v1/traces (bbolt, durable) vs raw storage put through the plugin, %d operations each\n", total)
 	fmt.Printf("%8s %14s %10s %10s %14s %10s %10s %8s\n", "clients", "api req/s", "api p50", "api p99", "raw put/s", "raw p50", "raw p99", "ratio")
-	for _, n := range []int{1, 16, 64} {
+	for _, n := range levels {
 		rps, p50, p99, err := load(n, total, func(i int) error {
 			_, err := d.c.CreateTrace(ctx, sess.ID, map[string]any{"i": i, "payload": "benchmark trace"})
 			return err
