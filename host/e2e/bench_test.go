@@ -163,9 +163,5 @@ governance {
   rule "keyword" {}
 }
 `, dataDir, testbin.PluginDir(b))
-	path := dataDir + "/bench.hcl"
-	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
-		b.Fatal(err)
-	}
-	return path
+	return writeConfig(b, src)
 }

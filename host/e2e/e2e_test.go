@@ -76,6 +76,12 @@ api {
   max_body_bytes = 65536
 }
 `, dataDir, testbin.PluginDir(t), policy)
+	return writeConfig(t, src)
+}
+
+// writeConfig writes an HCL config into a fresh directory and returns its path.
+func writeConfig(t testing.TB, src string) string {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "limit.hcl")
 	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
 		t.Fatal(err)

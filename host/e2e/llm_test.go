@@ -156,10 +156,7 @@ runner "claude" {
 		llama("llama", write("tiny-a", a)), llama("llama-b", write("tiny-b", b)), llama("fragile", write("tiny-no-bytes", nb)),
 		e.openai.BaseURL(), openAIKeyEnv, e.anthropic.BaseURL(), anthropicKeyEnv,
 		e.anthropic.BaseURL(), anthropicKeyEnv)
-	path := filepath.Join(t.TempDir(), "models.hcl")
-	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	path := writeConfig(t, src)
 	e.daemon = start(t, path)
 	return e
 }

@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -39,11 +38,7 @@ runner "python" {
   pool = %d
 }
 `, dir, testbin.PluginDir(b), pool)
-	path := filepath.Join(dir, "python.hcl")
-	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
-		b.Fatal(err)
-	}
-	return path
+	return writeConfig(b, src)
 }
 
 // quantile returns the q-quantile (0..1) of d.
@@ -251,13 +246,9 @@ func TestRunnerPoolDiesWithDaemon(t *testing.T) {
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL} {
 		t.Run(sig.String(), func(t *testing.T) {
 			dir := t.TempDir()
-			path := filepath.Join(dir, "pool.hcl")
 			src := fmt.Sprintf("host {\n  listen = \"127.0.0.1:0\"\n  data_dir = %q\n  plugin_dir = %q\n}\nstorage \"bolt\" {}\nrunner \"echo\" {\n  pool = 2\n}\n",
 				dir, testbin.PluginDir(t))
-			if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
-				t.Fatal(err)
-			}
-			d := start(t, path)
+			d := start(t, writeConfig(t, src))
 			s, err := d.c.CreateSession(ctx, client.CreateSessionRequest{Name: "a"})
 			if err != nil {
 				t.Fatal(err)

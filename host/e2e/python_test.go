@@ -2,8 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -31,11 +29,7 @@ runner "python" {
   }
 }
 `, dataDir, testbin.PluginDir(t))
-	path := filepath.Join(t.TempDir(), "python.hcl")
-	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	return writeConfig(t, src)
 }
 
 // TestPythonThroughAPI runs the real sandboxed Python runner behind the real daemon.
