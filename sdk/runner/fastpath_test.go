@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -40,7 +42,8 @@ func TestMain(m *testing.M) {
 
 // testRunner answers inputs of the form "op arg":
 //   - "echo TEXT" prints TEXT on stdout, "ERR" on stderr, and returns TEXT as its output;
-//   - "big N" prints N bytes in writes of 1 MiB;
+//   - "big N [FILE]" prints N bytes in writes of 1 MiB, writing how many it has sent to
+//     FILE after each;
 //   - "tokens N" emits N tokens;
 //   - "fail" returns an error, "panic" panics;
 //   - "block" waits for its context to end and remembers how it ended, which "seen" prints;
@@ -86,14 +89,18 @@ func (r *testRunner) Execute(ctx context.Context, req runner.ExecuteRequest, emi
 		return ok, nil
 	case "big":
 		var n int
-		fmt.Sscan(arg, &n)
+		var progress string
+		fmt.Sscan(arg, &n, &progress)
 		chunk := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB
-		for n > 0 {
-			b := chunk[:min(n, len(chunk))]
+		for sent := 0; sent < n; {
+			b := chunk[:min(n-sent, len(chunk))]
 			if err := out(runner.Stdout, b); err != nil {
 				return runner.Result{}, err
 			}
-			n -= len(b)
+			sent += len(b)
+			if progress != "" {
+				_ = os.WriteFile(progress, []byte(fmt.Sprint(sent)), 0o600)
+			}
 		}
 		return ok, nil
 	case "tokens":
@@ -283,20 +290,38 @@ func TestFastPathLargeOutputAndTokens(t *testing.T) {
 	}
 }
 
+// TestFastPathSlowConsumer checks flow control: two executions share the connection and
+// their host-side consumers stall; the runners must be held back, not buffer their whole
+// output in the plugin's memory, and everything still arrives once the consumers read.
 func TestFastPathSlowConsumer(t *testing.T) {
 	c := launch(t, "test", runner.PluginSet())
-	const n = 20 << 20
-	got := 0
-	_, err := c.Execute(t.Context(), runner.ExecuteRequest{Input: fmt.Sprint("big ", n)}, func(ev runner.Event) error {
-		if got == 0 {
-			time.Sleep(300 * time.Millisecond) // the runner keeps producing meanwhile
-		}
-		got += len(ev.Output.Data)
-		return nil
-	})
-	if err != nil || got != n {
-		t.Fatalf("got %d of %d bytes, error %v", got, n, err)
+	const n = 64 << 20
+	var wg sync.WaitGroup
+	for i := range 2 {
+		wg.Go(func() {
+			progress := filepath.Join(t.TempDir(), fmt.Sprint("sent", i))
+			got, sentWhileStalled := 0, ""
+			_, err := c.Execute(t.Context(), runner.ExecuteRequest{Input: fmt.Sprint("big ", n, " ", progress)}, func(ev runner.Event) error {
+				if got == 0 {
+					time.Sleep(time.Second) // unchecked, the runner would produce everything meanwhile
+					b, _ := os.ReadFile(progress)
+					sentWhileStalled = string(b)
+				}
+				got += len(ev.Output.Data)
+				return nil
+			})
+			if err != nil || got != n {
+				t.Errorf("execution %d: got %d of %d bytes, error %v", i, got, n, err)
+				return
+			}
+			// While the host read nothing, a runner could only fill the socket's buffer, the
+			// writer's pending limit and the host's queue (a few MiB), not send it all.
+			if sent, err := strconv.Atoi(sentWhileStalled); err != nil || sent >= n/2 {
+				t.Errorf("execution %d had sent %q of %d bytes while the host read nothing: no flow control", i, sentWhileStalled, n)
+			}
+		})
 	}
+	wg.Wait()
 }
 
 func TestFastPathErrorsMatchGRPC(t *testing.T) {
