@@ -22,22 +22,29 @@ import (
 // runs them.
 
 // pythonBenchConfig is a daemon with the Python runner whose pool holds pool processes.
+// LIMIT_BENCH_NO_SYNC=1 turns bbolt's fsync off (unsafe: to measure what the durable trace
+// write costs, never to record the benchmark's result).
 func pythonBenchConfig(b *testing.B, pool int) string {
 	b.Helper()
 	testbin.Plugin(b, "storage-bolt")
 	testbin.Plugin(b, "runner-python")
 	dir := b.TempDir()
+	noSync := os.Getenv("LIMIT_BENCH_NO_SYNC") != ""
 	src := fmt.Sprintf(`host {
   listen     = "127.0.0.1:0"
   data_dir   = %q
   plugin_dir = %q
   log_level  = "warn"
 }
-storage "bolt" {}
+storage "bolt" {
+  config {
+    no_sync = %t
+  }
+}
 runner "python" {
   pool = %d
 }
-`, dir, testbin.PluginDir(b), pool)
+`, dir, testbin.PluginDir(b), noSync, pool)
 	return writeConfig(b, src)
 }
 
