@@ -58,11 +58,11 @@ func configSchema() base.Schema {
 		},
 		{
 			Name: "no_sync", Type: "bool", Default: false,
-			Description: "UNSAFE: do not fsync at commit. Writes get much faster, but a crash or power loss can lose writes that were acknowledged, or corrupt the file. For tests and throwaway data only.",
+			Description: "UNSAFE: do not fsync the write-ahead log or the checkpoints. Writes get faster, but a crash or power loss can lose writes that were acknowledged, or corrupt the file. For tests and throwaway data only.",
 		},
 		{
 			Name: "max_batch", Type: "number", Default: defaultMaxBatch,
-			Description: "Most concurrent write requests grouped into one transaction (one fsync). Requests are never delayed to fill a group: a lone write commits at once.",
+			Description: "Most concurrent write requests grouped into one write-ahead log record (one fdatasync). Requests are never delayed to fill a group: a lone write commits at once.",
 		},
 	}}
 }

@@ -26,9 +26,10 @@ var (
 )
 
 // store is the bbolt storage backend. Each namespace is a top-level bucket named by the
-// namespace's bytes; keys and values are stored as given. Reads run in concurrent read
-// transactions; writes go through the engine's single writer, which groups concurrent
-// writes into one transaction and one fsync.
+// namespace's bytes; keys and values are stored as given. Writes go through the engine's
+// single writer, which groups concurrent writes into one write-ahead log record and one
+// fdatasync; checkpoints copy them into the bbolt file. Reads consult the writes not yet
+// copied, then the file, in concurrent read transactions.
 type store struct {
 	log hclog.Logger
 	eng opened.Slot[settings, engine]
@@ -47,7 +48,7 @@ func (s *store) PluginInfo() base.Info {
 		Kind:         base.KindStorage,
 		Version:      "0.1.0",
 		Capabilities: []string{"batch", "cas", "scan", "durable", storage.CapBatchNamespaces},
-		Description:  "Embedded key-value storage in one bbolt file; concurrent writes share one fsync.",
+		Description:  "Embedded key-value storage in one bbolt file behind a write-ahead log; concurrent writes share one log record and one fdatasync.",
 	}
 }
 
@@ -67,8 +68,13 @@ func (s *store) Configure(ctx context.Context, req base.ConfigureRequest) base.D
 		if d != nil {
 			return nil, base.Diagnostics{*d}
 		}
+		e, err := openEngine(db, set, s.log)
+		if err != nil {
+			_ = db.Close()
+			return nil, base.Diagnostics{base.Errorf([]string{"path"}, "cannot open the write-ahead log of %s: %v", set.path, mapErr("open", err))}
+		}
 		s.log.Info("database open", "path", set.path, "no_sync", set.noSync, "max_batch", set.maxBatch)
-		return newEngine(db, set, s.log), nil
+		return e, nil
 	})...)
 }
 
@@ -124,17 +130,7 @@ func (s *store) Get(ctx context.Context, ns string, key []byte) ([]byte, bool, e
 	if err != nil {
 		return nil, false, err
 	}
-	var (
-		val   []byte
-		found bool
-	)
-	err = e.db.View(func(tx *bolt.Tx) error {
-		v, ok := lookup(tx.Bucket([]byte(ns)), key)
-		if ok {
-			val, found = clone(v), true
-		}
-		return nil
-	})
+	val, found, err := e.get(ns, key)
 	if err != nil {
 		return nil, false, mapErr("get", err)
 	}
@@ -156,12 +152,9 @@ func (s *store) Put(ctx context.Context, ns string, key, value []byte) error {
 	if err != nil {
 		return err
 	}
-	err = e.write(ctx, len(key)+len(value), func(tx *bolt.Tx) (bool, error) {
-		b, err := tx.CreateBucketIfNotExists([]byte(ns))
-		if err != nil {
-			return false, err
-		}
-		return true, b.Put(key, nonNil(value))
+	err = e.write(ctx, len(key)+len(value), func(tx *wtx) (bool, error) {
+		tx.put(ns, key, value)
+		return true, nil
 	})
 	return mapErr("put", err)
 }
@@ -179,16 +172,13 @@ func (s *store) Delete(ctx context.Context, ns string, key []byte) (bool, error)
 		return false, err
 	}
 	var existed bool
-	err = e.write(ctx, len(key), func(tx *bolt.Tx) (bool, error) {
-		b := tx.Bucket([]byte(ns))
-		_, existed = lookup(b, key)
-		if !existed {
-			return false, nil
+	err = e.write(ctx, len(key), func(tx *wtx) (bool, error) {
+		var err error
+		if _, existed, err = tx.get(ns, key); err != nil || !existed {
+			return false, err
 		}
-		if err := b.Delete(key); err != nil {
-			return true, err
-		}
-		return true, dropIfEmpty(tx, ns)
+		tx.del(ns, key)
+		return true, nil
 	})
 	if err != nil {
 		return false, mapErr("delete", err)
@@ -208,25 +198,18 @@ func (s *store) Scan(ctx context.Context, req storage.ScanRequest) (storage.Scan
 	if err != nil {
 		return storage.ScanResult{}, err
 	}
-	var res storage.ScanResult
-	err = e.db.View(func(tx *bolt.Tx) error {
-		res = scan(tx.Bucket([]byte(req.Namespace)), req)
-		return nil
-	})
+	v, err := e.read(true)
 	if err != nil {
 		return storage.ScanResult{}, mapErr("scan", err)
 	}
-	return res, nil
+	defer func() { _ = v.tx.Rollback() }()
+	return scan(v, req), nil
 }
 
-// scan reads one page from b (which may be nil: an empty namespace). It starts at the
-// first key that has the prefix and is strictly after StartAfter, and reads one key past
-// the page to tell whether more follow.
-func scan(b *bolt.Bucket, req storage.ScanRequest) storage.ScanResult {
+// scan reads one page of a view. It starts at the first key that has the prefix and is
+// strictly after StartAfter, and reads one key past the page to tell whether more follow.
+func scan(v view, req storage.ScanRequest) storage.ScanResult {
 	res := storage.ScanResult{Items: []storage.KeyValue{}}
-	if b == nil {
-		return res
-	}
 	start := req.Prefix
 	if len(req.StartAfter) > 0 {
 		// The least key greater than StartAfter is StartAfter followed by a zero byte.
@@ -235,35 +218,71 @@ func scan(b *bolt.Bucket, req storage.ScanRequest) storage.ScanResult {
 			start = succ
 		}
 	}
-	c := b.Cursor()
-	var k, v []byte
-	if len(start) == 0 {
-		k, v = c.First()
-	} else {
-		k, v = c.Seek(start)
+	srcs := []cursor{v.mem.cursor(req.Namespace, start)}
+	if v.frozen != nil {
+		srcs = append(srcs, v.frozen.cursor(req.Namespace, start))
 	}
+	if b := v.tx.Bucket([]byte(req.Namespace)); b != nil {
+		srcs = append(srcs, &boltCursor{c: b.Cursor(), seek: start})
+	}
+	defer func() {
+		for _, c := range srcs {
+			c.close()
+		}
+	}()
 	size := 0
-	for ; k != nil && bytes.HasPrefix(k, req.Prefix); k, v = c.Next() {
+	mergedScan(srcs, func(k, val []byte) bool {
+		if !bytes.HasPrefix(k, req.Prefix) {
+			return false
+		}
 		if len(res.Items) == req.Limit {
 			res.More = true
-			break
+			return false
 		}
 		kv := storage.KeyValue{Key: clone(k)}
 		size += len(k)
 		if !req.KeysOnly {
-			kv.Value = clone(v)
-			size += len(v)
+			kv.Value = clone(val)
+			size += len(val)
 		}
 		// Like the protocol server, cut a page short rather than exceed MaxScanBytes; the
 		// first item always fits, so a scan always makes progress.
 		if len(res.Items) > 0 && size > storage.MaxScanBytes {
 			res.More = true
-			break
+			return false
 		}
 		res.Items = append(res.Items, kv)
-	}
+		return true
+	})
 	return res
 }
+
+// boltCursor walks a bucket from a starting key, as a scan source.
+type boltCursor struct {
+	c       *bolt.Cursor
+	seek    []byte
+	started bool
+}
+
+func (c *boltCursor) next() (item, bool) {
+	var k, v []byte
+	if !c.started {
+		c.started = true
+		if len(c.seek) == 0 {
+			k, v = c.c.First()
+		} else {
+			k, v = c.c.Seek(c.seek)
+		}
+	} else {
+		k, v = c.c.Next()
+	}
+	if k == nil {
+		return item{}, false
+	}
+	return item{key: k, val: v}, true
+}
+
+func (c *boltCursor) close() {}
 
 // Batch implements storage.Storage.
 func (s *store) Batch(ctx context.Context, ns string, ops []storage.Op) error {
@@ -284,50 +303,32 @@ func (s *store) Batch(ctx context.Context, ns string, ops []storage.Op) error {
 	// A failed assertion is a logical outcome, not a failed transaction: it is kept aside
 	// so the group's other requests commit. apply may run twice, so it resets it.
 	var condErr error
-	err = e.write(ctx, size, func(tx *bolt.Tx) (bool, error) {
+	err = e.write(ctx, size, func(tx *wtx) (bool, error) {
+		var lookupErr error
 		condErr = storage.CheckAssertionsIn(ns, ops, func(ns string, key []byte) ([]byte, bool, error) {
-			v, ok := lookup(tx.Bucket([]byte(ns)), key)
-			return v, ok, nil
+			v, ok, err := tx.get(ns, key)
+			if err != nil {
+				lookupErr = err
+			}
+			return v, ok, err
 		})
+		if lookupErr != nil {
+			return false, lookupErr
+		}
 		if condErr != nil {
 			return false, nil
 		}
-		buckets := map[string]*bolt.Bucket{}
 		wrote := false
-		for i, op := range ops {
-			if op.IsAssertion() {
-				continue
-			}
-			name := op.In(ns)
-			b, ok := buckets[name]
-			if !ok {
-				b = tx.Bucket([]byte(name))
-				buckets[name] = b
-			}
-			var err error
+		for _, op := range ops {
 			switch {
-			case op.Kind == storage.OpPut && b == nil:
-				if b, err = tx.CreateBucketIfNotExists([]byte(name)); err != nil {
-					return wrote, err
-				}
-				buckets[name] = b
-				err = b.Put(op.Key, nonNil(op.Value))
+			case op.IsAssertion():
+				continue
 			case op.Kind == storage.OpPut:
-				err = b.Put(op.Key, nonNil(op.Value))
-			case b == nil:
-				continue // a delete in a namespace that holds nothing
+				tx.put(op.In(ns), op.Key, op.Value)
 			default:
-				err = b.Delete(op.Key)
-			}
-			if err != nil {
-				return true, fmt.Errorf("operation %d: %w", i, err)
+				tx.del(op.In(ns), op.Key)
 			}
 			wrote = true
-		}
-		for name := range buckets {
-			if err := dropIfEmpty(tx, name); err != nil {
-				return true, err
-			}
 		}
 		return wrote, nil
 	})
@@ -349,9 +350,11 @@ func (s *store) CompareAndSwap(ctx context.Context, req storage.CASRequest) (sto
 		return storage.CASResult{}, err
 	}
 	var res storage.CASResult
-	err = e.write(ctx, len(req.Key)+len(req.Value), func(tx *bolt.Tx) (bool, error) {
-		b := tx.Bucket([]byte(req.Namespace))
-		cur, present := lookup(b, req.Key)
+	err = e.write(ctx, len(req.Key)+len(req.Value), func(tx *wtx) (bool, error) {
+		cur, present, err := tx.get(req.Namespace, req.Key)
+		if err != nil {
+			return false, err
+		}
 		if present != req.ExpectPresent || (present && !bytes.Equal(cur, req.Expected)) {
 			res = storage.CASResult{Present: present}
 			if present {
@@ -364,19 +367,12 @@ func (s *store) CompareAndSwap(ctx context.Context, req storage.CASRequest) (sto
 			if !present {
 				return false, nil
 			}
-			if err := b.Delete(req.Key); err != nil {
-				return true, err
-			}
-			return true, dropIfEmpty(tx, req.Namespace)
-		}
-		var err error
-		if b == nil {
-			if b, err = tx.CreateBucket([]byte(req.Namespace)); err != nil {
-				return false, err
-			}
+			tx.del(req.Namespace, req.Key)
+			return true, nil
 		}
 		res = storage.CASResult{Swapped: true, Present: true, Current: clone(req.Value)}
-		return true, b.Put(req.Key, nonNil(req.Value))
+		tx.put(req.Namespace, req.Key, req.Value)
+		return true, nil
 	})
 	if err != nil {
 		return storage.CASResult{}, mapErr("compare-and-swap", err)

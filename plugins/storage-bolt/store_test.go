@@ -238,6 +238,7 @@ func TestSemantics(t *testing.T) {
 		t.Errorf("second Delete: %v %v", existed, err)
 	}
 	e, _ := s.engine()
+	checkpointNow(t, e)
 	_ = e.db.View(func(tx *bolt.Tx) error {
 		if tx.Bucket([]byte("a")) != nil {
 			t.Error("bucket of an emptied namespace remains")
@@ -485,19 +486,13 @@ func TestGroupFailureIsolated(t *testing.T) {
 	boom := errors.New("boom")
 	bad := make(chan error, 1)
 	go func() {
-		bad <- e.write(ctx, 1, func(tx *bolt.Tx) (bool, error) {
-			b, err := tx.CreateBucketIfNotExists([]byte("ns"))
-			if err != nil {
-				return false, err
-			}
-			if err := b.Put([]byte("poison"), []byte("x")); err != nil {
-				return true, err
-			}
+		bad <- e.write(ctx, 1, func(tx *wtx) (bool, error) {
+			tx.put("ns", []byte("poison"), []byte("x"))
 			return true, boom
 		})
 	}()
 	go func() {
-		_ = e.write(ctx, 1, func(*bolt.Tx) (bool, error) { panic("bug in a request") })
+		_ = e.write(ctx, 1, func(*wtx) (bool, error) { panic("bug in a request") })
 	}()
 	waitQueued(t, e, good+2)
 	release()
@@ -676,5 +671,17 @@ func TestDiskFull(t *testing.T) {
 	}
 	if _, err := s.Delete(ctx, "ns", []byte("0")); err != nil && !errors.Is(err, storage.ErrNoSpace) {
 		t.Errorf("Delete on a full disk: %v", err)
+	}
+}
+
+// checkpointNow copies every logged write into the database file, as the checkpointer
+// does, so a test can look at the file.
+func checkpointNow(t testing.TB, e *engine) {
+	t.Helper()
+	for range 2 {
+		e.freeze()
+		if err := e.checkpoint(); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

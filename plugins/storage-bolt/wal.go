@@ -1,0 +1,331 @@
+package main
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+)
+
+// The write-ahead log. A write is acknowledged once its record is in a log file and the
+// file is synced: one small sequential write and one fdatasync, where a bbolt commit
+// writes every page it dirtied (a dozen scattered pages for a trace) and syncs twice.
+// Checkpoints copy the logged writes into the database file in large, durable bbolt
+// transactions (see engine). Two log files take turns: while one receives writes, the
+// other's writes are being checkpointed; once they are in the database file, it is
+// reset to start over. The writes of both are replayed, older file first, when the
+// database is opened.
+//
+// A file starts with a header block (magic, format version, epoch, checksum). Epochs
+// grow each time a file is reset, so the older of the two files is the one with the
+// smaller epoch. Records follow the header back to back: payload length (uint32),
+// CRC-32C of the payload (uint32), payload. A payload is the file's epoch (uint64), an
+// op count (uint32) and the ops: a flag byte (1 = delete), the namespace (uint16 length),
+// the key and the value (uint32 lengths). Reading stops at the first record that is
+// short, fails its checksum or carries another epoch: a record torn by a crash was never
+// acknowledged, and records of an earlier epoch are left-overs of an earlier use of the
+// file, already in the database file.
+//
+// The file is kept filled with zeros ahead of the records (allocated in growing steps),
+// so appending a record overwrites allocated blocks and its fdatasync has no file size
+// or block allocation to journal.
+
+const (
+	walHeaderSize = 4096
+	walMagic      = "LIMITWAL"
+	walVersion    = 1
+	// walRecordHead is a record's length and checksum.
+	walRecordHead = 8
+	// walMinGrow is the first step the file is filled ahead by; steps double up to
+	// walMaxGrow. The first is small so a database on a small disk starts.
+	walMinGrow = 64 << 10
+	walMaxGrow = 4 << 20
+	// walKeepBytes: when a file reset after a checkpoint has grown beyond it (a burst of
+	// large values), it is cut back.
+	walKeepBytes = 64 << 20
+)
+
+var crcTable = crc32.MakeTable(crc32.Castagnoli)
+
+// walOp is one logged write.
+type walOp struct {
+	ns  string
+	key []byte
+	val []byte
+	del bool
+}
+
+// walFile is one of the two log files.
+type walFile struct {
+	f     *os.File
+	path  string
+	epoch uint64 // of its header; 0 when it has none yet
+	off   int64  // where the next record goes
+	size  int64  // the file's size: zeros from off up to it
+	grow  int64  // the next fill step
+	sync  bool   // fdatasync after each append and reset (false only with no_sync)
+}
+
+// openWAL opens or creates a log file. A new file's directory entry is synced, so the
+// file outlives a crash once records are in it.
+func openWAL(path string, sync bool) (*walFile, error) {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		if f, err = os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600); err == nil && sync {
+			err = syncDir(filepath.Dir(path))
+		}
+	}
+	if err != nil {
+		if f != nil {
+			_ = f.Close()
+		}
+		return nil, fmt.Errorf("open write-ahead log: %w", err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("open write-ahead log: %w", err)
+	}
+	return &walFile{f: f, path: path, size: fi.Size(), grow: walMinGrow, sync: sync}, nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// read returns the file's epoch and the ops of its valid records, in order. A file
+// without a valid header has epoch 0 and no records.
+func (w *walFile) read() (uint64, [][]walOp, error) {
+	data, err := io.ReadAll(io.NewSectionReader(w.f, 0, w.size))
+	if err != nil {
+		return 0, nil, fmt.Errorf("read write-ahead log %s: %w", w.path, err)
+	}
+	epoch, ok := decodeHeader(data)
+	if !ok {
+		return 0, nil, nil
+	}
+	var recs [][]walOp
+	off := walHeaderSize
+	for off+walRecordHead <= len(data) {
+		n := int(binary.LittleEndian.Uint32(data[off:]))
+		sum := binary.LittleEndian.Uint32(data[off+4:])
+		if n == 0 || n > len(data)-off-walRecordHead {
+			break
+		}
+		payload := data[off+walRecordHead : off+walRecordHead+n]
+		if crc32.Checksum(payload, crcTable) != sum {
+			break
+		}
+		ops, recEpoch, err := decodeRecord(payload)
+		if err != nil {
+			// The checksum matched, so this is not a torn write but a record this
+			// code cannot read: stop rather than lose writes silently.
+			return 0, nil, fmt.Errorf("write-ahead log %s at offset %d: %w", w.path, off, err)
+		}
+		if recEpoch != epoch {
+			break
+		}
+		recs = append(recs, ops)
+		off += walRecordHead + n
+	}
+	return epoch, recs, nil
+}
+
+// reset makes the file empty under a new epoch: it rewrites the header (records of the
+// old epoch after it no longer count) and syncs it.
+func (w *walFile) reset(epoch uint64) error {
+	if w.size > walKeepBytes {
+		if err := w.f.Truncate(walHeaderSize); err != nil {
+			return fmt.Errorf("reset write-ahead log %s: %w", w.path, err)
+		}
+		w.size = walHeaderSize
+		w.grow = walMinGrow
+	}
+	hdr := make([]byte, walHeaderSize)
+	copy(hdr, walMagic)
+	binary.LittleEndian.PutUint32(hdr[8:], walVersion)
+	binary.LittleEndian.PutUint64(hdr[12:], epoch)
+	binary.LittleEndian.PutUint32(hdr[20:], crc32.Checksum(hdr[:20], crcTable))
+	if _, err := w.f.WriteAt(hdr, 0); err != nil {
+		return fmt.Errorf("reset write-ahead log %s: %w", w.path, err)
+	}
+	w.size = max(w.size, walHeaderSize)
+	// The first record's place is zeroed, so a stale record of the same length and a
+	// matching checksum cannot follow the new header, even if epochs were reused.
+	if err := w.zero(walHeaderSize, min(w.size, walHeaderSize+walRecordHead)); err != nil {
+		return err
+	}
+	if w.sync {
+		if err := unix.Fdatasync(int(w.f.Fd())); err != nil {
+			return fmt.Errorf("sync write-ahead log %s: %w", w.path, err)
+		}
+	}
+	w.epoch, w.off = epoch, walHeaderSize
+	return nil
+}
+
+func decodeHeader(data []byte) (uint64, bool) {
+	if len(data) < walHeaderSize || string(data[:8]) != walMagic ||
+		binary.LittleEndian.Uint32(data[8:]) != walVersion ||
+		crc32.Checksum(data[:20], crcTable) != binary.LittleEndian.Uint32(data[20:]) {
+		return 0, false
+	}
+	return binary.LittleEndian.Uint64(data[12:]), true
+}
+
+// append writes one record holding ops and syncs the file. On error nothing is
+// acknowledged; the record's place is reused by the next append.
+func (w *walFile) append(rec []byte) error {
+	end := w.off + int64(len(rec))
+	if end > w.size {
+		if err := w.fill(end); err != nil {
+			return err
+		}
+	}
+	if _, err := w.f.WriteAt(rec, w.off); err != nil {
+		// Best effort: clear a partly written head, so reading stops here.
+		_ = w.zero(w.off, min(w.off+walRecordHead, w.size))
+		return fmt.Errorf("write-ahead log %s: %w", w.path, err)
+	}
+	if w.sync {
+		if err := unix.Fdatasync(int(w.f.Fd())); err != nil {
+			return &syncError{fmt.Errorf("sync write-ahead log %s: %w", w.path, err)}
+		}
+	}
+	w.off = end
+	return nil
+}
+
+// syncError marks a failed fdatasync: what reached the disk is unknown (the kernel may
+// have dropped the dirty pages), so the log cannot be appended to any more.
+type syncError struct{ err error }
+
+func (e *syncError) Error() string { return e.err.Error() }
+func (e *syncError) Unwrap() error { return e.err }
+
+// fill extends the zero-filled part of the file to at least end, in growing steps; when
+// a step does not fit on the disk, by just what end needs.
+func (w *walFile) fill(end int64) error {
+	target := max(end, w.size+w.grow)
+	err := w.zero(w.size, target)
+	if err != nil && target > end {
+		_ = w.f.Truncate(w.size)
+		target = end
+		err = w.zero(w.size, target)
+	}
+	if err != nil {
+		// Give back what was allocated: the disk is likely full.
+		_ = w.f.Truncate(w.size)
+		return fmt.Errorf("grow write-ahead log %s: %w", w.path, err)
+	}
+	w.size = target
+	w.grow = min(w.grow*2, walMaxGrow)
+	return nil
+}
+
+var zeros = make([]byte, 64<<10)
+
+// zero writes zeros over [from, to).
+func (w *walFile) zero(from, to int64) error {
+	for off := from; off < to; {
+		n := min(int64(len(zeros)), to-off)
+		if _, err := w.f.WriteAt(zeros[:n], off); err != nil {
+			return err
+		}
+		off += n
+	}
+	return nil
+}
+
+func (w *walFile) close() error { return w.f.Close() }
+
+// encodeRecord returns a record (head and payload) holding ops under epoch.
+func encodeRecord(epoch uint64, ops []walOp) []byte {
+	n := 12
+	for _, op := range ops {
+		n += 1 + 2 + len(op.ns) + 4 + len(op.key) + 4 + len(op.val)
+	}
+	buf := make([]byte, walRecordHead+n)
+	p := buf[walRecordHead:]
+	binary.LittleEndian.PutUint64(p, epoch)
+	binary.LittleEndian.PutUint32(p[8:], uint32(len(ops)))
+	i := 12
+	for _, op := range ops {
+		if op.del {
+			p[i] = 1
+		}
+		i++
+		binary.LittleEndian.PutUint16(p[i:], uint16(len(op.ns)))
+		i += 2 + copy(p[i+2:], op.ns)
+		binary.LittleEndian.PutUint32(p[i:], uint32(len(op.key)))
+		i += 4 + copy(p[i+4:], op.key)
+		binary.LittleEndian.PutUint32(p[i:], uint32(len(op.val)))
+		i += 4 + copy(p[i+4:], op.val)
+	}
+	binary.LittleEndian.PutUint32(buf, uint32(n))
+	binary.LittleEndian.PutUint32(buf[4:], crc32.Checksum(p, crcTable))
+	return buf
+}
+
+var errBadRecord = errors.New("malformed write-ahead log record")
+
+// decodeRecord reads a payload. The ops' keys and values point into p.
+func decodeRecord(p []byte) ([]walOp, uint64, error) {
+	if len(p) < 12 {
+		return nil, 0, errBadRecord
+	}
+	epoch := binary.LittleEndian.Uint64(p)
+	count := int(binary.LittleEndian.Uint32(p[8:]))
+	if count > len(p) {
+		return nil, 0, errBadRecord
+	}
+	ops := make([]walOp, 0, count)
+	i := 12
+	field := func(lenBytes int) ([]byte, bool) {
+		if i+lenBytes > len(p) {
+			return nil, false
+		}
+		var n int
+		if lenBytes == 2 {
+			n = int(binary.LittleEndian.Uint16(p[i:]))
+		} else {
+			n = int(binary.LittleEndian.Uint32(p[i:]))
+		}
+		i += lenBytes
+		if n > len(p)-i {
+			return nil, false
+		}
+		b := p[i : i+n : i+n]
+		i += n
+		return b, true
+	}
+	for range count {
+		if i >= len(p) || p[i] > 1 {
+			return nil, 0, errBadRecord
+		}
+		op := walOp{del: p[i] == 1}
+		i++
+		ns, ok1 := field(2)
+		key, ok2 := field(4)
+		val, ok3 := field(4)
+		if !ok1 || !ok2 || !ok3 {
+			return nil, 0, errBadRecord
+		}
+		op.ns, op.key, op.val = string(ns), key, val
+		ops = append(ops, op)
+	}
+	if i != len(p) {
+		return nil, 0, errBadRecord
+	}
+	return ops, epoch, nil
+}

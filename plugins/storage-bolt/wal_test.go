@@ -1,0 +1,373 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/limitgraph/limit/sdk/storage"
+)
+
+// manualCheckpoints turns the checkpointer's own checkpoints off for the test, so the
+// test decides when the log is copied into the database file.
+func manualCheckpoints(t *testing.T) {
+	every, bytes := checkpointEvery, checkpointBytes
+	checkpointEvery, checkpointBytes = time.Hour, 1<<40
+	t.Cleanup(func() { checkpointEvery, checkpointBytes = every, bytes })
+}
+
+// model is what the store must hold: namespace → key → value.
+type model map[string]map[string]string
+
+func (m model) put(ns, k, v string) {
+	if m[ns] == nil {
+		m[ns] = map[string]string{}
+	}
+	m[ns][k] = v
+}
+
+func (m model) clone() model {
+	c := model{}
+	for ns, kv := range m {
+		c[ns] = maps.Clone(kv)
+	}
+	return c
+}
+
+// crashImage copies the database and its log files as they are now, which is what a
+// crash (SIGKILL of the process) at this moment leaves on disk, and returns the copy's
+// path.
+func crashImage(t *testing.T, path string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, suffix := range []string{"", "-wal", "-wal2"} {
+		src, err := os.Open(path + suffix)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dst, err := os.Create(filepath.Join(dir, "x.db"+suffix))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.Copy(dst, src); err != nil {
+			t.Fatal(err)
+		}
+		_ = src.Close()
+		_ = dst.Close()
+	}
+	return filepath.Join(dir, "x.db")
+}
+
+// checkHolds reads every namespace of m back, with scans in pages of a few keys, and
+// compares; it also checks a namespace m does not have is empty.
+func checkHolds(t *testing.T, s *store, m model, when string) {
+	t.Helper()
+	ctx := context.Background()
+	for _, ns := range []string{"a", "b", "c"} {
+		want := m[ns]
+		var got []storage.KeyValue
+		var after []byte
+		for {
+			res, err := s.Scan(ctx, storage.ScanRequest{Namespace: ns, StartAfter: after, Limit: 3})
+			if err != nil {
+				t.Fatalf("%s: scan %s: %v", when, ns, err)
+			}
+			got = append(got, res.Items...)
+			if !res.More {
+				break
+			}
+			after = res.Items[len(res.Items)-1].Key
+		}
+		keys := slices.Sorted(maps.Keys(want))
+		if len(got) != len(keys) {
+			t.Fatalf("%s: namespace %s: scan found %d keys, want %d", when, ns, len(got), len(keys))
+		}
+		for i, k := range keys {
+			if string(got[i].Key) != k || string(got[i].Value) != want[k] {
+				t.Fatalf("%s: namespace %s item %d: %q=%q, want %q=%q", when, ns, i, got[i].Key, got[i].Value, k, want[k])
+			}
+			v, ok, err := s.Get(ctx, ns, []byte(k))
+			if err != nil || !ok || string(v) != want[k] {
+				t.Fatalf("%s: Get %s/%s = %q %v %v, want %q", when, ns, k, v, ok, err, want[k])
+			}
+		}
+	}
+}
+
+// TestLogAndCheckpointsAgainstModel runs random writes with checkpoints at random moments
+// (so keys live in the memtable, the frozen memtable, the file, or several with
+// different values), checks scans and gets against a model, and opens crash images taken
+// at random moments, including between a checkpoint's copy and its log reset.
+func TestLogAndCheckpointsAgainstModel(t *testing.T) {
+	manualCheckpoints(t)
+	path := filepath.Join(t.TempDir(), "x.db")
+	s := openStore(t, map[string]any{"path": path})
+	e, _ := s.engine()
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(7, 11))
+	m := model{}
+	key := func() string { return fmt.Sprintf("k%02d", rng.IntN(40)) }
+	nsOf := func() string { return []string{"a", "b", "c"}[rng.IntN(3)] }
+	type image struct {
+		path string
+		m    model
+	}
+	var images []image
+	e.hookCopied = func() {
+		if rng.IntN(3) == 0 {
+			images = append(images, image{crashImage(t, path), m.clone()})
+		}
+	}
+
+	for step := range 1500 {
+		ns, k := nsOf(), key()
+		switch r := rng.IntN(100); {
+		case r < 45:
+			v := fmt.Sprintf("v%d", step)
+			if rng.IntN(10) == 0 {
+				v = "" // empty values are values
+			}
+			if err := s.Put(ctx, ns, []byte(k), []byte(v)); err != nil {
+				t.Fatal(err)
+			}
+			m.put(ns, k, v)
+		case r < 65:
+			existed, err := s.Delete(ctx, ns, []byte(k))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, ok := m[ns][k]; ok != existed {
+				t.Fatalf("step %d: Delete %s/%s existed=%v, model says %v", step, ns, k, existed, ok)
+			}
+			delete(m[ns], k)
+		case r < 80:
+			var ops []storage.Op
+			next := m.clone()
+			for range 1 + rng.IntN(5) {
+				bns, bk := nsOf(), key()
+				if rng.IntN(3) == 0 {
+					ops = append(ops, storage.Op{Kind: storage.OpDelete, Namespace: bns, Key: []byte(bk)})
+					delete(next[bns], bk)
+				} else {
+					v := fmt.Sprintf("b%d", step)
+					ops = append(ops, storage.Op{Kind: storage.OpPut, Namespace: bns, Key: []byte(bk), Value: []byte(v)})
+					next.put(bns, bk, v)
+				}
+			}
+			if err := s.Batch(ctx, "a", ops); err != nil {
+				t.Fatal(err)
+			}
+			m = next
+		case r < 90:
+			cur, present := m[ns][k]
+			req := storage.CASRequest{Namespace: ns, Key: []byte(k), ExpectPresent: present, Expected: []byte(cur), Value: []byte(fmt.Sprintf("c%d", step))}
+			if rng.IntN(4) == 0 {
+				req.Expected = []byte("stale")
+				req.ExpectPresent = true
+			}
+			res, err := s.CompareAndSwap(ctx, req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := present == req.ExpectPresent && (!present || cur == string(req.Expected))
+			if res.Swapped != want {
+				t.Fatalf("step %d: CAS swapped=%v, model says %v", step, res.Swapped, want)
+			}
+			if res.Swapped {
+				m.put(ns, k, string(req.Value))
+			}
+		case r < 94:
+			e.freeze()
+		case r < 97:
+			if err := e.checkpoint(); err != nil {
+				t.Fatal(err)
+			}
+		default:
+			images = append(images, image{crashImage(t, path), m.clone()})
+		}
+		if step%100 == 0 {
+			checkHolds(t, s, m, fmt.Sprintf("step %d", step))
+		}
+	}
+	checkHolds(t, s, m, "at the end")
+	if len(images) < 10 {
+		t.Fatalf("only %d crash images taken", len(images))
+	}
+	for i, img := range images {
+		s2 := openStore(t, map[string]any{"path": img.path})
+		checkHolds(t, s2, img.m, fmt.Sprintf("crash image %d of %d", i+1, len(images)))
+		if err := s2.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// After a clean close everything is in the database file and the logs are empty.
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, suffix := range []string{"-wal", "-wal2"} {
+		w, err := openWAL(path+suffix, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, recs, err := w.read()
+		_ = w.close()
+		if err != nil || len(recs) != 0 {
+			t.Errorf("log %s after a clean close: %d records, %v; want none", suffix, len(recs), err)
+		}
+	}
+	s3 := openStore(t, map[string]any{"path": path})
+	checkHolds(t, s3, m, "reopened after a clean close")
+}
+
+// TestTornRecordIgnored cuts the last record of the log short, as a crash in the middle
+// of its write does, and appends garbage after another copy's last record: the writes
+// before it are all there, the torn one is not.
+func TestTornRecordIgnored(t *testing.T) {
+	manualCheckpoints(t)
+	path := filepath.Join(t.TempDir(), "x.db")
+	s := openStore(t, map[string]any{"path": path})
+	ctx := context.Background()
+	for i := range 10 {
+		if err := s.Put(ctx, "a", []byte(fmt.Sprintf("k%d", i)), bytes.Repeat([]byte{'v'}, 100)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e, _ := s.engine()
+	log := e.wals[e.active]
+	end := log.off
+	img := crashImage(t, path)
+	garbage := crashImage(t, path)
+
+	// The last record is 8 + 12 + (1+2+1 + 4+2 + 4+100) bytes; cut it in the middle.
+	if err := truncateZero(img+walSuffix(e.active), end-60, end); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(garbage+walSuffix(e.active), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte{200, 0, 0, 0, 1, 2, 3, 4, 'x', 'y'}, end); err != nil {
+		t.Fatal(err)
+	}
+	_ = f.Close()
+
+	s2 := openStore(t, map[string]any{"path": img})
+	want := model{}
+	for i := range 9 {
+		want.put("a", fmt.Sprintf("k%d", i), string(bytes.Repeat([]byte{'v'}, 100)))
+	}
+	checkHolds(t, s2, want, "torn last record")
+	s3 := openStore(t, map[string]any{"path": garbage})
+	want.put("a", "k9", string(bytes.Repeat([]byte{'v'}, 100)))
+	checkHolds(t, s3, want, "garbage after the last record")
+}
+
+func walSuffix(i int) string { return []string{"-wal", "-wal2"}[i] }
+
+// truncateZero overwrites [from, to) of a file with zeros.
+func truncateZero(path string, from, to int64) error {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = f.WriteAt(make([]byte, to-from), from)
+	return err
+}
+
+// TestOlderLogReplayedFirst writes the same key in both log files and checks the file
+// with the later epoch wins, whichever file it is.
+func TestOlderLogReplayedFirst(t *testing.T) {
+	for _, newer := range []int{0, 1} {
+		t.Run(walSuffix(newer), func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "x.db")
+			for i, suffix := range []string{"-wal", "-wal2"} {
+				w, err := openWAL(path+suffix, true)
+				if err != nil {
+					t.Fatal(err)
+				}
+				epoch := uint64(5)
+				if i == newer {
+					epoch = 9
+				}
+				if err := w.reset(epoch); err != nil {
+					t.Fatal(err)
+				}
+				v := fmt.Sprintf("epoch %d", epoch)
+				if err := w.append(encodeRecord(epoch, []walOp{{ns: "a", key: []byte("k"), val: []byte(v)}})); err != nil {
+					t.Fatal(err)
+				}
+				_ = w.close()
+			}
+			s := openStore(t, map[string]any{"path": path})
+			checkHolds(t, s, model{"a": {"k": "epoch 9"}}, "replayed")
+		})
+	}
+}
+
+func TestRecordEncoding(t *testing.T) {
+	ops := []walOp{
+		{ns: "a", key: []byte{0, 1, 2}, val: []byte{}},
+		{ns: "ns-2", key: []byte("k"), del: true},
+		{ns: "a", key: []byte("big"), val: bytes.Repeat([]byte{0xff}, 70000)},
+	}
+	rec := encodeRecord(42, ops)
+	got, epoch, err := decodeRecord(rec[walRecordHead:])
+	if err != nil || epoch != 42 || len(got) != len(ops) {
+		t.Fatalf("decode: %d ops, epoch %d, %v", len(got), epoch, err)
+	}
+	for i := range ops {
+		if got[i].ns != ops[i].ns || !bytes.Equal(got[i].key, ops[i].key) || !bytes.Equal(got[i].val, ops[i].val) || got[i].del != ops[i].del {
+			t.Errorf("op %d: %+v, want %+v", i, got[i], ops[i])
+		}
+	}
+	for cut := range len(rec) - walRecordHead {
+		if _, _, err := decodeRecord(rec[walRecordHead : walRecordHead+cut]); err == nil {
+			t.Fatalf("a record cut to %d bytes decoded", cut)
+		}
+	}
+}
+
+// TestCheckpointFailureKeepsWrites makes checkpoints fail (as on a full disk): writes stay
+// readable, durable in the log and acknowledged, and go into the file once a checkpoint
+// succeeds.
+func TestCheckpointFailureKeepsWrites(t *testing.T) {
+	manualCheckpoints(t)
+	path := filepath.Join(t.TempDir(), "x.db")
+	s := openStore(t, map[string]any{"path": path})
+	e, _ := s.engine()
+	ctx := context.Background()
+	if err := s.Put(ctx, "a", []byte("k"), []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	boom := errors.New("boom")
+	e.cpRun.Lock()
+	e.hookCopyErr = boom
+	e.cpRun.Unlock()
+	e.freeze()
+	if err := e.checkpoint(); !errors.Is(err, boom) {
+		t.Fatalf("checkpoint: got %v, want boom", err)
+	}
+	if err := s.Put(ctx, "a", []byte("k2"), []byte("2")); err != nil {
+		t.Fatalf("a write while checkpoints fail: %v", err)
+	}
+	want := model{"a": {"k": "1", "k2": "2"}}
+	checkHolds(t, s, want, "after a failed checkpoint")
+	checkHolds(t, openStore(t, map[string]any{"path": crashImage(t, path)}), want, "crash image after a failed checkpoint")
+	e.cpRun.Lock()
+	e.hookCopyErr = nil
+	e.cpRun.Unlock()
+	checkpointNow(t, e)
+	checkHolds(t, s, want, "after a checkpoint succeeded")
+	img := openStore(t, map[string]any{"path": crashImage(t, path)})
+	checkHolds(t, img, want, "crash image after a checkpoint succeeded")
+}
