@@ -198,7 +198,7 @@ func (s *store) Scan(ctx context.Context, req storage.ScanRequest) (storage.Scan
 	if err != nil {
 		return storage.ScanResult{}, err
 	}
-	v, err := e.read(true)
+	v, err := e.read()
 	if err != nil {
 		return storage.ScanResult{}, mapErr("scan", err)
 	}

@@ -371,3 +371,61 @@ func TestCheckpointFailureKeepsWrites(t *testing.T) {
 	img := openStore(t, map[string]any{"path": crashImage(t, path)})
 	checkHolds(t, img, want, "crash image after a checkpoint succeeded")
 }
+
+// TestReadsWritesAndCheckpointsTogether runs scans, gets, reading writes (compare-and-swap)
+// and checkpoints that grow the file (bbolt then remaps it, waiting for every open read
+// transaction) at the same time; it fails if they deadlock.
+func TestReadsWritesAndCheckpointsTogether(t *testing.T) {
+	every, size := checkpointEvery, checkpointBytes
+	checkpointEvery, checkpointBytes = 2*time.Millisecond, 64<<10
+	t.Cleanup(func() { checkpointEvery, checkpointBytes = every, size })
+	s := openStore(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	big := bytes.Repeat([]byte{'x'}, 32<<10)
+	errs := make(chan error, 16)
+	run := func(f func(i int) error) {
+		go func() {
+			var err error
+			for i := 0; ctx.Err() == nil && err == nil; i++ {
+				err = f(i)
+			}
+			if errors.Is(err, context.DeadlineExceeded) {
+				err = nil
+			}
+			errs <- err
+		}()
+	}
+	run(func(i int) error { return s.Put(ctx, "a", []byte(fmt.Sprintf("k%06d", i)), big) })
+	for range 4 {
+		run(func(i int) error {
+			k := []byte(fmt.Sprintf("c%d", i%10))
+			cur, ok, err := s.Get(ctx, "a", k)
+			if err != nil {
+				return err
+			}
+			_, err = s.CompareAndSwap(ctx, storage.CASRequest{Namespace: "a", Key: k, ExpectPresent: ok, Expected: cur, Value: big[:i%1000]})
+			return err
+		})
+	}
+	for range 2 {
+		run(func(i int) error {
+			_, err := s.Scan(ctx, storage.ScanRequest{Namespace: "a", Limit: 5, KeysOnly: true})
+			return err
+		})
+		run(func(i int) error {
+			_, _, err := s.Get(ctx, "a", []byte(fmt.Sprintf("k%06d", i)))
+			return err
+		})
+	}
+	for range 9 {
+		select {
+		case err := <-errs:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatal("readers, writers and checkpoints are stuck: deadlock")
+		}
+	}
+}

@@ -67,6 +67,8 @@ type engine struct {
 	// checkpoints that ended, either way.
 	cpErr error
 	cpGen uint64
+	// dropGen counts the frozen memtables dropped after their checkpoint.
+	dropGen uint64
 	// broken is set when a log sync failed: nothing can be acknowledged any more.
 	broken error
 
@@ -379,6 +381,7 @@ func (e *engine) checkpoint() error {
 		e.cpErr = mapErr("checkpoint", err)
 	} else {
 		e.frozen, e.frozenWALs, e.cpErr = nil, nil, nil
+		e.dropGen++
 		if e.active < 0 {
 			e.active = 0
 			if e.wals[1].epoch < e.wals[0].epoch {
@@ -451,54 +454,60 @@ func (e *engine) checkpointer() {
 	}
 }
 
-// view is a consistent read of the store: the memtables and a read transaction on the
-// database file, taken together. Release it with done.
+// view is a consistent read of the store: a read transaction on the database file and
+// the memtables, the active one copied. Release it with tx.Rollback.
 type view struct {
 	mem, frozen *memtable
 	tx          *bolt.Tx
 }
 
-// read opens a view. With snapshot, mem is a copy that later writes do not change (for
-// scans, which read it without the lock); without, the caller reads e.mem only under
-// e.mu.
-func (e *engine) read(snapshot bool) (view, error) {
-	if snapshot {
-		e.mu.Lock()
-		defer e.mu.Unlock()
-	} else {
+// Lock order. No goroutine waits for bbolt while it holds e.mu or waits for it: bbolt
+// grows its memory map, in a checkpoint's commit, only once every open read transaction
+// has ended, and the writer goroutine may hold one (wtx.rtx) while it takes e.mu to read
+// the memtable. So reads open their transaction outside e.mu.
+
+// read opens a view. The transaction is opened first, then the memtables are taken; if a
+// checkpoint dropped its frozen memtable in between (its writes may be in neither), it
+// starts over. Writes the checkpoint copied into the file before the transaction began
+// are in it, and those it had not are still in the memtables taken.
+func (e *engine) read() (view, error) {
+	for {
 		e.mu.RLock()
-		defer e.mu.RUnlock()
+		gen := e.dropGen
+		e.mu.RUnlock()
+		tx, err := e.db.Begin(false)
+		if err != nil {
+			return view{}, err
+		}
+		e.mu.Lock()
+		if e.dropGen != gen {
+			e.mu.Unlock()
+			_ = tx.Rollback()
+			continue
+		}
+		v := view{mem: e.mem.snapshot(), frozen: e.frozen, tx: tx}
+		e.mu.Unlock()
+		return v, nil
 	}
-	tx, err := e.db.Begin(false)
-	if err != nil {
-		return view{}, err
-	}
-	v := view{mem: e.mem, frozen: e.frozen, tx: tx}
-	if snapshot {
-		v.mem = e.mem.snapshot()
-	}
-	return v, nil
 }
 
-// get looks key up in the memtables, newest first, then in the database file. The
-// value is copied out.
+// get looks key up in the memtables, newest first, then in the database file. The value
+// is copied out. A key in neither memtable has its latest value in the file (a checkpoint
+// drops its memtable only once the writes are in the file), and the file only moves
+// forward, so it is read without the lock.
 func (e *engine) get(ns string, key []byte) ([]byte, bool, error) {
 	e.mu.RLock()
 	it, ok := e.mem.get(ns, key)
 	if !ok && e.frozen != nil {
 		it, ok = e.frozen.get(ns, key)
 	}
+	e.mu.RUnlock()
 	if ok {
-		e.mu.RUnlock()
 		if it.del {
 			return nil, false, nil
 		}
 		return clone(it.val), true, nil
 	}
-	// Read the file under the lock: a checkpoint drops the frozen memtable only after
-	// its writes are in the file, and a write that is in neither memtable now is in the
-	// file as of now.
-	defer e.mu.RUnlock()
 	var (
 		val   []byte
 		found bool
