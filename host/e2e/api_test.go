@@ -137,6 +137,10 @@ func TestExecutionsTracesAndIsolation(t *testing.T) {
 		if p.Kind != "pool" && p.Transport != "unix" {
 			t.Fatalf("%s plugin %q: calls over %q, want its fast path (unix)", p.Kind, p.Name, p.Transport)
 		}
+		// The bolt backend reports its write-ahead log.
+		if _, ok := p.Metrics["log_pending_bytes"]; p.Kind == "storage" && (!ok || !p.Healthy || p.Detail != "") {
+			t.Fatalf("storage plugin %q: %+v, want healthy with its log's figures", p.Name, p)
+		}
 	}
 	if len(pids) != 2 || pids[a.ID] == pids[b.ID] {
 		t.Fatalf("runner processes %v", pids)

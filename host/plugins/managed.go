@@ -10,6 +10,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/limitgraph/limit/sdk/runner"
+	"github.com/limitgraph/limit/sdk/storage"
 )
 
 // Backoff bounds for restarting a crashed plugin.
@@ -35,6 +36,9 @@ type Managed struct {
 	failures int // consecutive failed or short-lived starts, for the backoff
 	lastErr  error
 	closed   bool
+	// backend is the last answer of a backend that reports its own state (a storage
+	// plugin's Health), nil until one came.
+	backend *storage.Health
 
 	nudge chan struct{}
 	stop  chan struct{}
@@ -59,6 +63,7 @@ func StartManaged(ctx context.Context, spec Spec, logger hclog.Logger, interval 
 	}
 	m.proc = p
 	close(m.ready)
+	m.checkBackend(p)
 	go m.watch()
 	return m, nil
 }
@@ -155,6 +160,10 @@ func (m *Managed) Status() Status {
 		st.PID = m.proc.PID
 		st.Healthy = !m.proc.Exited()
 		st.Transport = m.proc.Transport()
+		if b := m.backend; b != nil {
+			st.Healthy = st.Healthy && b.OK
+			st.Detail, st.Metrics = b.Detail, b.Metrics
+		}
 	}
 	return st
 }
@@ -178,12 +187,14 @@ func (m *Managed) watch() {
 		}
 		err := m.probe(p)
 		if err == nil {
+			m.checkBackend(p)
 			continue
 		}
 		m.logger.Error("plugin lost, restarting", "plugin", m.spec.ID(), "pid", p.PID, "error", err)
 		m.mu.Lock()
 		m.ready = make(chan struct{})
 		m.proc = nil
+		m.backend = nil
 		m.lastErr = err
 		if p.Uptime() < stableAfter {
 			m.failures++
@@ -195,6 +206,36 @@ func (m *Managed) watch() {
 		if !m.restart() {
 			return
 		}
+	}
+}
+
+// backendReporter is a plugin client that can ask its backend for its state.
+type backendReporter interface {
+	Health(ctx context.Context) (storage.Health, error)
+}
+
+// checkBackend asks a backend that reports its state (a storage plugin's Health) for it,
+// and logs when it changes between healthy and not.
+func (m *Managed) checkBackend(p *Process) {
+	r, ok := p.Impl.(backendReporter)
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	h, err := r.Health(ctx)
+	if err != nil {
+		h = storage.Health{Detail: "health call failed: " + err.Error()}
+	}
+	m.mu.Lock()
+	was := m.backend
+	m.backend = &h
+	m.mu.Unlock()
+	switch {
+	case !h.OK && (was == nil || was.OK || was.Detail != h.Detail):
+		m.logger.Error("plugin reports its backend unhealthy", "plugin", m.spec.ID(), "detail", h.Detail)
+	case h.OK && was != nil && !was.OK:
+		m.logger.Info("plugin reports its backend healthy again", "plugin", m.spec.ID())
 	}
 }
 
@@ -306,4 +347,9 @@ type Status struct {
 	Transport string `json:"transport,omitempty"`
 	// Isolation is what a runner process reported enforcing for its session.
 	Isolation []runner.IsolationFeature `json:"isolation,omitempty"`
+	// Detail and Metrics are what a backend reports of its own state (a storage plugin's
+	// Health): why it is not healthy though its process is up (a full disk), and figures
+	// such as the bytes waiting in its write-ahead log.
+	Detail  string             `json:"detail,omitempty"`
+	Metrics map[string]float64 `json:"metrics,omitempty"`
 }

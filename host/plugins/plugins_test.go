@@ -175,6 +175,51 @@ func TestManagedRestartsCrashedStorage(t *testing.T) {
 	}
 }
 
+// TestManagedReportsBackendHealth checks that a storage plugin whose process is up but
+// whose backend is not (a full disk) is reported unhealthy, with its detail and figures,
+// and healthy again once it recovers; and that a backend that cannot report is healthy.
+func TestManagedReportsBackendHealth(t *testing.T) {
+	ctx := context.Background()
+	m, err := StartManaged(ctx, testSpec(base.KindStorage, "sick", "sickstore"), hclog.NewNullLogger(), 20*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if s := m.Status(); !s.Healthy || s.Detail != "" || s.Metrics["sick"] != 0 || s.Metrics == nil {
+		t.Fatalf("status of a healthy backend = %+v", s)
+	}
+	st := NewStorage(m)
+	if err := st.Put(ctx, "health", []byte("sick"), []byte("disk full")); err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, m, func(s Status) bool { return !s.Healthy && s.Detail == "disk full" && s.Metrics["sick"] == 1 })
+	if _, err := st.Delete(ctx, "health", []byte("sick")); err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, m, func(s Status) bool { return s.Healthy && s.Detail == "" })
+
+	plain, err := StartManaged(ctx, testSpec(base.KindStorage, "mem", "memstore"), hclog.NewNullLogger(), 20*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	if s := plain.Status(); !s.Healthy || s.Detail != "" || s.Metrics != nil {
+		t.Fatalf("status of a backend without a health report = %+v", s)
+	}
+}
+
+// waitStatus waits until m's status satisfies ok.
+func waitStatus(t *testing.T, m *Managed, ok func(Status) bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !ok(m.Status()) {
+		if time.Now().After(deadline) {
+			t.Fatalf("status never came: %+v", m.Status())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 func TestManagedCloseKillsProcess(t *testing.T) {
 	m, err := StartManaged(context.Background(), testSpec(base.KindStorage, "mem", "memstore"), hclog.NewNullLogger(), time.Second)
 	if err != nil {

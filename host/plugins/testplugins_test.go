@@ -26,6 +26,8 @@ func TestMain(m *testing.M) {
 		os.Exit(m.Run())
 	case "memstore":
 		storage.Serve(memstore.New())
+	case "sickstore":
+		storage.Serve(&sickStore{Store: memstore.New()})
 	case "echo":
 		runner.Serve(&echoRunner{})
 	case "rule":
@@ -44,6 +46,18 @@ func TestMain(m *testing.M) {
 		os.Exit(2)
 	}
 	os.Exit(0)
+}
+
+// sickStore is memstore reporting its health: not OK while the key "sick" exists in the
+// namespace "health", with that key's value as the detail.
+type sickStore struct{ *memstore.Store }
+
+func (s *sickStore) Health(ctx context.Context) storage.Health {
+	v, ok, err := s.Get(ctx, "health", []byte("sick"))
+	if err != nil {
+		return storage.Health{Detail: err.Error()}
+	}
+	return storage.Health{OK: !ok, Detail: string(v), Metrics: map[string]float64{"sick": map[bool]float64{true: 1}[ok]}}
 }
 
 // testSpec returns a spec that runs this test binary as the named test plugin.

@@ -380,6 +380,16 @@ func (s *store) CompareAndSwap(ctx context.Context, req storage.CASRequest) (sto
 	return res, nil
 }
 
+// Health implements storage.HealthReporter: not OK while checkpoints fail (a full disk)
+// or after a failed log sync, with what waits in the write-ahead log.
+func (s *store) Health(context.Context) storage.Health {
+	e, err := s.engine()
+	if err != nil {
+		return storage.Health{Detail: err.Error()}
+	}
+	return e.health()
+}
+
 // Close implements storage.Storage: it lets the writer finish every queued write, then
 // closes the database. Calls after Close fail with ErrUnavailable.
 func (s *store) Close() error {
@@ -461,4 +471,7 @@ func nonNil(b []byte) []byte {
 	return b
 }
 
-var _ storage.Storage = (*store)(nil)
+var (
+	_ storage.Storage        = (*store)(nil)
+	_ storage.HealthReporter = (*store)(nil)
+)

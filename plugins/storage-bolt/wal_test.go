@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -357,6 +358,9 @@ func TestCheckpointFailureKeepsWrites(t *testing.T) {
 	if err := e.checkpoint(); !errors.Is(err, boom) {
 		t.Fatalf("checkpoint: got %v, want boom", err)
 	}
+	if h := s.Health(ctx); h.OK || !strings.Contains(h.Detail, "boom") || h.Metrics["log_pending_keys"] != 1 {
+		t.Errorf("health while checkpoints fail: %+v, want not OK, naming the error, 1 key waiting", h)
+	}
 	if err := s.Put(ctx, "a", []byte("k2"), []byte("2")); err != nil {
 		t.Fatalf("a write while checkpoints fail: %v", err)
 	}
@@ -368,6 +372,9 @@ func TestCheckpointFailureKeepsWrites(t *testing.T) {
 	e.cpRun.Unlock()
 	checkpointNow(t, e)
 	checkHolds(t, s, want, "after a checkpoint succeeded")
+	if h := s.Health(ctx); !h.OK || h.Detail != "" || h.Metrics["log_pending_keys"] != 0 || h.Metrics["checkpoints"] < 1 {
+		t.Errorf("health after a checkpoint succeeded: %+v, want OK, nothing waiting", h)
+	}
 	img := openStore(t, map[string]any{"path": crashImage(t, path)})
 	checkHolds(t, img, want, "crash image after a checkpoint succeeded")
 }

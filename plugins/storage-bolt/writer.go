@@ -67,6 +67,9 @@ type engine struct {
 	// checkpoints that ended, either way.
 	cpErr error
 	cpGen uint64
+	// checkpoints counts the successful ones; cpLast is how long the last one took.
+	checkpoints int
+	cpLast      time.Duration
 	// dropGen counts the frozen memtables dropped after their checkpoint.
 	dropGen uint64
 	// broken is set when a log sync failed: nothing can be acknowledged any more.
@@ -359,6 +362,7 @@ func (e *engine) checkpoint() error {
 	if fz == nil {
 		return nil
 	}
+	start := time.Now()
 	err := e.db.Update(func(tx *bolt.Tx) error {
 		if e.hookCopyErr != nil {
 			return e.hookCopyErr
@@ -382,6 +386,8 @@ func (e *engine) checkpoint() error {
 	} else {
 		e.frozen, e.frozenWALs, e.cpErr = nil, nil, nil
 		e.dropGen++
+		e.checkpoints++
+		e.cpLast = time.Since(start)
 		if e.active < 0 {
 			e.active = 0
 			if e.wals[1].epoch < e.wals[0].epoch {
@@ -428,6 +434,32 @@ func copyInto(tx *bolt.Tx, m *memtable) error {
 		}
 	}
 	return nil
+}
+
+// health tells whether writes can be made durable, and what waits in the log.
+func (e *engine) health() storage.Health {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	pending, keys := e.mem.bytes, e.mem.len()
+	if e.frozen != nil {
+		pending += e.frozen.bytes
+		keys += e.frozen.len()
+	}
+	h := storage.Health{OK: true, Metrics: map[string]float64{
+		"log_pending_bytes":  float64(pending),
+		"log_pending_keys":   float64(keys),
+		"checkpoints":        float64(e.checkpoints),
+		"last_checkpoint_ms": float64(e.cpLast.Microseconds()) / 1000,
+	}}
+	switch {
+	case e.broken != nil:
+		h.OK, h.Detail = false, e.broken.Error()
+	case e.cpErr != nil && e.active < 0:
+		h.OK, h.Detail = false, fmt.Sprintf("writes refused: the writes replayed from the write-ahead log cannot be copied into the database file: %v", e.cpErr)
+	case e.cpErr != nil:
+		h.OK, h.Detail = false, fmt.Sprintf("checkpoints failing (the logged writes are durable and readable, and are retried): %v", e.cpErr)
+	}
+	return h
 }
 
 // checkpointer freezes and checkpoints when the memtable is full (kick), every

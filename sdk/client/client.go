@@ -173,6 +173,11 @@ type PluginStatus struct {
 	Transport string `json:"transport,omitempty"`
 	// Isolation is what a runner process enforces for its session.
 	Isolation []IsolationFeature `json:"isolation,omitempty"`
+	// Detail and Metrics are what a storage backend reports of itself: why it is not
+	// healthy though its process is up (a full disk), and figures such as the bytes
+	// waiting in its write-ahead log.
+	Detail  string             `json:"detail,omitempty"`
+	Metrics map[string]float64 `json:"metrics,omitempty"`
 }
 
 // IsolationFeature is one isolation mechanism of a runner and whether it is enforced.

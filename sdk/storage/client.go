@@ -99,6 +99,19 @@ func (c *Client) Ping(ctx context.Context) error {
 	return fromStatus("ping", err)
 }
 
+// Health asks the backend for its state (HealthReporter). A plugin too old to answer is
+// taken as healthy.
+func (c *Client) Health(ctx context.Context) (Health, error) {
+	resp, err := c.rpc.Health(ctx, &limitv1.StorageHealthRequest{})
+	if status.Code(err) == codes.Unimplemented {
+		return Health{OK: true}, nil
+	}
+	if err != nil {
+		return Health{}, fromStatus("health", err)
+	}
+	return Health{OK: resp.GetOk(), Detail: resp.GetDetail(), Metrics: resp.GetMetrics()}, nil
+}
+
 // fromStatus maps a gRPC error back to the package's sentinel errors.
 func fromStatus(op string, err error) error {
 	if err == nil {

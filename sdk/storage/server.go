@@ -67,6 +67,16 @@ func toStatus(err error) error {
 	return status.Error(codes.Internal, err.Error())
 }
 
+// Health answers with the backend's HealthReporter, or OK when it has none.
+func (s *server) Health(ctx context.Context, _ *limitv1.StorageHealthRequest) (resp *limitv1.StorageHealthResponse, err error) {
+	defer base.Recover(&err)
+	h := Health{OK: true}
+	if r, ok := s.impl.(HealthReporter); ok {
+		h = r.Health(ctx)
+	}
+	return &limitv1.StorageHealthResponse{Ok: h.OK, Detail: h.Detail, Metrics: h.Metrics}, nil
+}
+
 func (s *server) Get(ctx context.Context, req *limitv1.GetRequest) (resp *limitv1.GetResponse, err error) {
 	defer base.Recover(&err)
 	if err := ValidateNamespace(req.GetNamespace()); err != nil {

@@ -350,3 +350,22 @@ func NormalizeScan(req *ScanRequest) error {
 	}
 	return nil
 }
+
+// Health is a backend's account of its own state, beyond its process being up.
+type Health struct {
+	// OK is false while the backend cannot make writes durable (its disk is full, say);
+	// the host then reports itself degraded.
+	OK bool `json:"ok"`
+	// Detail says why not OK, or notes something while OK; empty when there is nothing
+	// to say.
+	Detail string `json:"detail,omitempty"`
+	// Metrics are figures the backend reports about itself, by name.
+	Metrics map[string]float64 `json:"metrics,omitempty"`
+}
+
+// HealthReporter is implemented by backends that can tell more than that their process
+// is up; the SDK's server answers the Health call with it, and with OK for backends that
+// do not implement it.
+type HealthReporter interface {
+	Health(ctx context.Context) Health
+}

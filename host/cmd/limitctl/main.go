@@ -109,10 +109,11 @@ func health(ctx context.Context, addr string, stdout, stderr io.Writer) int {
 		Status  string `json:"status"`
 		Version string `json:"version"`
 		Plugins []struct {
-			Name, Kind, Version, Session, LastError string
-			PID                                     int
-			Healthy                                 bool
-			Restarts                                int
+			Name, Kind, Version, Session, Detail string
+			LastError                            string `json:"last_error"`
+			PID                                  int
+			Healthy                              bool
+			Restarts                             int
 		} `json:"plugins"`
 	}
 	if err := json.NewDecoder(res.Body).Decode(&h); err != nil {
@@ -123,6 +124,9 @@ func health(ctx context.Context, addr string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "%-10s %-16s %-10s %-8s %-8s %-8s %s\n", "KIND", "NAME", "VERSION", "PID", "HEALTHY", "RESTARTS", "SESSION")
 	for _, p := range h.Plugins {
 		fmt.Fprintf(stdout, "%-10s %-16s %-10s %-8d %-8v %-8d %s\n", p.Kind, p.Name, p.Version, p.PID, p.Healthy, p.Restarts, p.Session)
+		if p.Detail != "" {
+			fmt.Fprintf(stdout, "           backend: %s\n", p.Detail)
+		}
 		if p.LastError != "" {
 			fmt.Fprintf(stdout, "           last error: %s\n", p.LastError)
 		}

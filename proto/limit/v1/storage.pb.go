@@ -77,7 +77,105 @@ func (x BatchOp_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use BatchOp_Kind.Descriptor instead.
 func (BatchOp_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_limit_v1_storage_proto_rawDescGZIP(), []int{9, 0}
+	return file_limit_v1_storage_proto_rawDescGZIP(), []int{11, 0}
+}
+
+type StorageHealthRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StorageHealthRequest) Reset() {
+	*x = StorageHealthRequest{}
+	mi := &file_limit_v1_storage_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StorageHealthRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StorageHealthRequest) ProtoMessage() {}
+
+func (x *StorageHealthRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_limit_v1_storage_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StorageHealthRequest.ProtoReflect.Descriptor instead.
+func (*StorageHealthRequest) Descriptor() ([]byte, []int) {
+	return file_limit_v1_storage_proto_rawDescGZIP(), []int{0}
+}
+
+type StorageHealthResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Ok    bool                   `protobuf:"varint,1,opt,name=ok,proto3" json:"ok,omitempty"`
+	// Why not ok, or a note when ok; empty when there is nothing to say.
+	Detail string `protobuf:"bytes,2,opt,name=detail,proto3" json:"detail,omitempty"`
+	// Figures the backend reports about itself, by name.
+	Metrics       map[string]float64 `protobuf:"bytes,3,rep,name=metrics,proto3" json:"metrics,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StorageHealthResponse) Reset() {
+	*x = StorageHealthResponse{}
+	mi := &file_limit_v1_storage_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StorageHealthResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StorageHealthResponse) ProtoMessage() {}
+
+func (x *StorageHealthResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_limit_v1_storage_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StorageHealthResponse.ProtoReflect.Descriptor instead.
+func (*StorageHealthResponse) Descriptor() ([]byte, []int) {
+	return file_limit_v1_storage_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *StorageHealthResponse) GetOk() bool {
+	if x != nil {
+		return x.Ok
+	}
+	return false
+}
+
+func (x *StorageHealthResponse) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+func (x *StorageHealthResponse) GetMetrics() map[string]float64 {
+	if x != nil {
+		return x.Metrics
+	}
+	return nil
 }
 
 type GetRequest struct {
@@ -90,7 +188,7 @@ type GetRequest struct {
 
 func (x *GetRequest) Reset() {
 	*x = GetRequest{}
-	mi := &file_limit_v1_storage_proto_msgTypes[0]
+	mi := &file_limit_v1_storage_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -102,7 +200,7 @@ func (x *GetRequest) String() string {
 func (*GetRequest) ProtoMessage() {}
 
 func (x *GetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_limit_v1_storage_proto_msgTypes[0]
+	mi := &file_limit_v1_storage_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -115,7 +213,7 @@ func (x *GetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRequest.ProtoReflect.Descriptor instead.
 func (*GetRequest) Descriptor() ([]byte, []int) {
-	return file_limit_v1_storage_proto_rawDescGZIP(), []int{0}
+	return file_limit_v1_storage_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *GetRequest) GetNamespace() string {
@@ -142,7 +240,7 @@ type GetResponse struct {
 
 func (x *GetResponse) Reset() {
 	*x = GetResponse{}
-	mi := &file_limit_v1_storage_proto_msgTypes[1]
+	mi := &file_limit_v1_storage_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -154,7 +252,7 @@ func (x *GetResponse) String() string {
 func (*GetResponse) ProtoMessage() {}
 
 func (x *GetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_limit_v1_storage_proto_msgTypes[1]
+	mi := &file_limit_v1_storage_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -167,7 +265,7 @@ func (x *GetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResponse.ProtoReflect.Descriptor instead.
 func (*GetResponse) Descriptor() ([]byte, []int) {
-	return file_limit_v1_storage_proto_rawDescGZIP(), []int{1}
+	return file_limit_v1_storage_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *GetResponse) GetFound() bool {
@@ -195,7 +293,7 @@ type PutRequest struct {
 
 func (x *PutRequest) Reset() {
 	*x = PutRequest{}
-	mi := &file_limit_v1_storage_proto_msgTypes[2]
+	mi := &file_limit_v1_storage_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -207,7 +305,7 @@ func (x *PutRequest) String() string {
 func (*PutRequest) ProtoMessage() {}
 
 func (x *PutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_limit_v1_storage_proto_msgTypes[2]
+	mi := &file_limit_v1_storage_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -220,7 +318,7 @@ func (x *PutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutRequest.ProtoReflect.Descriptor instead.
 func (*PutRequest) Descriptor() ([]byte, []int) {
-	return file_limit_v1_storage_proto_rawDescGZIP(), []int{2}
+	return file_limit_v1_storage_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *PutRequest) GetNamespace() string {
@@ -252,7 +350,7 @@ type PutResponse struct {
 
 func (x *PutResponse) Reset() {
 	*x = PutResponse{}
-	mi := &file_limit_v1_storage_proto_msgTypes[3]
+	mi := &file_limit_v1_storage_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -264,7 +362,7 @@ func (x *PutResponse) String() string {
 func (*PutResponse) ProtoMessage() {}
 
 func (x *PutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_limit_v1_storage_proto_msgTypes[3]
+	mi := &file_limit_v1_storage_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -277,7 +375,7 @@ func (x *PutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutResponse.ProtoReflect.Descriptor instead.
 func (*PutResponse) Descriptor() ([]byte, []int) {
-	return file_limit_v1_storage_proto_rawDescGZIP(), []int{3}
+	return file_limit_v1_storage_proto_rawDescGZIP(), []int{5}
 }
 
 type DeleteRequest struct {
@@ -290,7 +388,7 @@ type DeleteRequest struct {
 
 func (x *DeleteRequest) Reset() {
 	*x = DeleteRequest{}
-	mi := &file_limit_v1_storage_proto_msgTypes[4]
+	mi := &file_limit_v1_storage_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -302,7 +400,7 @@ func (x *DeleteRequest) String() string {
 func (*DeleteRequest) ProtoMessage() {}
 
 func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_limit_v1_storage_proto_msgTypes[4]
+	mi := &file_limit_v1_storage_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -315,7 +413,7 @@ func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRequest) Descriptor() ([]byte, []int) {
-	return file_limit_v1_storage_proto_rawDescGZIP(), []int{4}
+	return file_limit_v1_storage_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *DeleteRequest) GetNamespace() string {
@@ -342,7 +440,7 @@ type DeleteResponse struct {
 
 func (x *DeleteResponse) Reset() {
 	*x = DeleteResponse{}
-	mi := &file_limit_v1_storage_proto_msgTypes[5]
+	mi := &file_limit_v1_storage_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -354,7 +452,7 @@ func (x *DeleteResponse) String() string {
 func (*DeleteResponse) ProtoMessage() {}
 
 func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_limit_v1_storage_proto_msgTypes[5]
+	mi := &file_limit_v1_storage_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -367,7 +465,7 @@ func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteResponse.ProtoReflect.Descriptor instead.
 func (*DeleteResponse) Descriptor() ([]byte, []int) {
-	return file_limit_v1_storage_proto_rawDescGZIP(), []int{5}
+	return file_limit_v1_storage_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *DeleteResponse) GetExisted() bool {
@@ -393,7 +491,7 @@ type ScanRequest struct {
 
 func (x *ScanRequest) Reset() {
 	*x = ScanRequest{}
-	mi := &file_limit_v1_storage_proto_msgTypes[6]
+	mi := &file_limit_v1_storage_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -405,7 +503,7 @@ func (x *ScanRequest) String() string {
 func (*ScanRequest) ProtoMessage() {}
 
 func (x *ScanRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_limit_v1_storage_proto_msgTypes[6]
+	mi := &file_limit_v1_storage_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -418,7 +516,7 @@ func (x *ScanRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScanRequest.ProtoReflect.Descriptor instead.
 func (*ScanRequest) Descriptor() ([]byte, []int) {
-	return file_limit_v1_storage_proto_rawDescGZIP(), []int{6}
+	return file_limit_v1_storage_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ScanRequest) GetNamespace() string {
@@ -466,7 +564,7 @@ type KeyValue struct {
 
 func (x *KeyValue) Reset() {
 	*x = KeyValue{}
-	mi := &file_limit_v1_storage_proto_msgTypes[7]
+	mi := &file_limit_v1_storage_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -478,7 +576,7 @@ func (x *KeyValue) String() string {
 func (*KeyValue) ProtoMessage() {}
 
 func (x *KeyValue) ProtoReflect() protoreflect.Message {
-	mi := &file_limit_v1_storage_proto_msgTypes[7]
+	mi := &file_limit_v1_storage_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -491,7 +589,7 @@ func (x *KeyValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyValue.ProtoReflect.Descriptor instead.
 func (*KeyValue) Descriptor() ([]byte, []int) {
-	return file_limit_v1_storage_proto_rawDescGZIP(), []int{7}
+	return file_limit_v1_storage_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *KeyValue) GetKey() []byte {
@@ -519,7 +617,7 @@ type ScanResponse struct {
 
 func (x *ScanResponse) Reset() {
 	*x = ScanResponse{}
-	mi := &file_limit_v1_storage_proto_msgTypes[8]
+	mi := &file_limit_v1_storage_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -531,7 +629,7 @@ func (x *ScanResponse) String() string {
 func (*ScanResponse) ProtoMessage() {}
 
 func (x *ScanResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_limit_v1_storage_proto_msgTypes[8]
+	mi := &file_limit_v1_storage_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -544,7 +642,7 @@ func (x *ScanResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScanResponse.ProtoReflect.Descriptor instead.
 func (*ScanResponse) Descriptor() ([]byte, []int) {
-	return file_limit_v1_storage_proto_rawDescGZIP(), []int{8}
+	return file_limit_v1_storage_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ScanResponse) GetItems() []*KeyValue {
@@ -576,7 +674,7 @@ type BatchOp struct {
 
 func (x *BatchOp) Reset() {
 	*x = BatchOp{}
-	mi := &file_limit_v1_storage_proto_msgTypes[9]
+	mi := &file_limit_v1_storage_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -588,7 +686,7 @@ func (x *BatchOp) String() string {
 func (*BatchOp) ProtoMessage() {}
 
 func (x *BatchOp) ProtoReflect() protoreflect.Message {
-	mi := &file_limit_v1_storage_proto_msgTypes[9]
+	mi := &file_limit_v1_storage_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -601,7 +699,7 @@ func (x *BatchOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchOp.ProtoReflect.Descriptor instead.
 func (*BatchOp) Descriptor() ([]byte, []int) {
-	return file_limit_v1_storage_proto_rawDescGZIP(), []int{9}
+	return file_limit_v1_storage_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *BatchOp) GetKind() BatchOp_Kind {
@@ -642,7 +740,7 @@ type BatchRequest struct {
 
 func (x *BatchRequest) Reset() {
 	*x = BatchRequest{}
-	mi := &file_limit_v1_storage_proto_msgTypes[10]
+	mi := &file_limit_v1_storage_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -654,7 +752,7 @@ func (x *BatchRequest) String() string {
 func (*BatchRequest) ProtoMessage() {}
 
 func (x *BatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_limit_v1_storage_proto_msgTypes[10]
+	mi := &file_limit_v1_storage_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -667,7 +765,7 @@ func (x *BatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchRequest.ProtoReflect.Descriptor instead.
 func (*BatchRequest) Descriptor() ([]byte, []int) {
-	return file_limit_v1_storage_proto_rawDescGZIP(), []int{10}
+	return file_limit_v1_storage_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *BatchRequest) GetNamespace() string {
@@ -692,7 +790,7 @@ type BatchResponse struct {
 
 func (x *BatchResponse) Reset() {
 	*x = BatchResponse{}
-	mi := &file_limit_v1_storage_proto_msgTypes[11]
+	mi := &file_limit_v1_storage_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -704,7 +802,7 @@ func (x *BatchResponse) String() string {
 func (*BatchResponse) ProtoMessage() {}
 
 func (x *BatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_limit_v1_storage_proto_msgTypes[11]
+	mi := &file_limit_v1_storage_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -717,7 +815,7 @@ func (x *BatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchResponse.ProtoReflect.Descriptor instead.
 func (*BatchResponse) Descriptor() ([]byte, []int) {
-	return file_limit_v1_storage_proto_rawDescGZIP(), []int{11}
+	return file_limit_v1_storage_proto_rawDescGZIP(), []int{13}
 }
 
 type CompareAndSwapRequest struct {
@@ -736,7 +834,7 @@ type CompareAndSwapRequest struct {
 
 func (x *CompareAndSwapRequest) Reset() {
 	*x = CompareAndSwapRequest{}
-	mi := &file_limit_v1_storage_proto_msgTypes[12]
+	mi := &file_limit_v1_storage_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -748,7 +846,7 @@ func (x *CompareAndSwapRequest) String() string {
 func (*CompareAndSwapRequest) ProtoMessage() {}
 
 func (x *CompareAndSwapRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_limit_v1_storage_proto_msgTypes[12]
+	mi := &file_limit_v1_storage_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -761,7 +859,7 @@ func (x *CompareAndSwapRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompareAndSwapRequest.ProtoReflect.Descriptor instead.
 func (*CompareAndSwapRequest) Descriptor() ([]byte, []int) {
-	return file_limit_v1_storage_proto_rawDescGZIP(), []int{12}
+	return file_limit_v1_storage_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *CompareAndSwapRequest) GetNamespace() string {
@@ -818,7 +916,7 @@ type CompareAndSwapResponse struct {
 
 func (x *CompareAndSwapResponse) Reset() {
 	*x = CompareAndSwapResponse{}
-	mi := &file_limit_v1_storage_proto_msgTypes[13]
+	mi := &file_limit_v1_storage_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -830,7 +928,7 @@ func (x *CompareAndSwapResponse) String() string {
 func (*CompareAndSwapResponse) ProtoMessage() {}
 
 func (x *CompareAndSwapResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_limit_v1_storage_proto_msgTypes[13]
+	mi := &file_limit_v1_storage_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -843,7 +941,7 @@ func (x *CompareAndSwapResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompareAndSwapResponse.ProtoReflect.Descriptor instead.
 func (*CompareAndSwapResponse) Descriptor() ([]byte, []int) {
-	return file_limit_v1_storage_proto_rawDescGZIP(), []int{13}
+	return file_limit_v1_storage_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *CompareAndSwapResponse) GetSwapped() bool {
@@ -871,7 +969,15 @@ var File_limit_v1_storage_proto protoreflect.FileDescriptor
 
 const file_limit_v1_storage_proto_rawDesc = "" +
 	"\n" +
-	"\x16limit/v1/storage.proto\x12\blimit.v1\x1a\x15limit/v1/plugin.proto\"<\n" +
+	"\x16limit/v1/storage.proto\x12\blimit.v1\x1a\x15limit/v1/plugin.proto\"\x16\n" +
+	"\x14StorageHealthRequest\"\xc3\x01\n" +
+	"\x15StorageHealthResponse\x12\x0e\n" +
+	"\x02ok\x18\x01 \x01(\bR\x02ok\x12\x16\n" +
+	"\x06detail\x18\x02 \x01(\tR\x06detail\x12F\n" +
+	"\ametrics\x18\x03 \x03(\v2,.limit.v1.StorageHealthResponse.MetricsEntryR\ametrics\x1a:\n" +
+	"\fMetricsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"<\n" +
 	"\n" +
 	"GetRequest\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x10\n" +
@@ -928,7 +1034,7 @@ const file_limit_v1_storage_proto_rawDesc = "" +
 	"\x16CompareAndSwapResponse\x12\x18\n" +
 	"\aswapped\x18\x01 \x01(\bR\aswapped\x12\x18\n" +
 	"\apresent\x18\x02 \x01(\bR\apresent\x12\x18\n" +
-	"\acurrent\x18\x03 \x01(\fR\acurrent2\xc3\x03\n" +
+	"\acurrent\x18\x03 \x01(\fR\acurrent2\x8e\x04\n" +
 	"\aStorage\x122\n" +
 	"\x03Get\x12\x14.limit.v1.GetRequest\x1a\x15.limit.v1.GetResponse\x122\n" +
 	"\x03Put\x12\x14.limit.v1.PutRequest\x1a\x15.limit.v1.PutResponse\x12;\n" +
@@ -936,7 +1042,8 @@ const file_limit_v1_storage_proto_rawDesc = "" +
 	"\x04Scan\x12\x15.limit.v1.ScanRequest\x1a\x16.limit.v1.ScanResponse\x128\n" +
 	"\x05Batch\x12\x16.limit.v1.BatchRequest\x1a\x17.limit.v1.BatchResponse\x12S\n" +
 	"\x0eCompareAndSwap\x12\x1f.limit.v1.CompareAndSwapRequest\x1a .limit.v1.CompareAndSwapResponse\x12M\n" +
-	"\fOpenFastPath\x12\x1d.limit.v1.OpenFastPathRequest\x1a\x1e.limit.v1.OpenFastPathResponseB4Z2github.com/limitgraph/limit/proto/limit/v1;limitv1b\x06proto3"
+	"\fOpenFastPath\x12\x1d.limit.v1.OpenFastPathRequest\x1a\x1e.limit.v1.OpenFastPathResponse\x12I\n" +
+	"\x06Health\x12\x1e.limit.v1.StorageHealthRequest\x1a\x1f.limit.v1.StorageHealthResponseB4Z2github.com/limitgraph/limit/proto/limit/v1;limitv1b\x06proto3"
 
 var (
 	file_limit_v1_storage_proto_rawDescOnce sync.Once
@@ -951,49 +1058,55 @@ func file_limit_v1_storage_proto_rawDescGZIP() []byte {
 }
 
 var file_limit_v1_storage_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_limit_v1_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_limit_v1_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_limit_v1_storage_proto_goTypes = []any{
 	(BatchOp_Kind)(0),              // 0: limit.v1.BatchOp.Kind
-	(*GetRequest)(nil),             // 1: limit.v1.GetRequest
-	(*GetResponse)(nil),            // 2: limit.v1.GetResponse
-	(*PutRequest)(nil),             // 3: limit.v1.PutRequest
-	(*PutResponse)(nil),            // 4: limit.v1.PutResponse
-	(*DeleteRequest)(nil),          // 5: limit.v1.DeleteRequest
-	(*DeleteResponse)(nil),         // 6: limit.v1.DeleteResponse
-	(*ScanRequest)(nil),            // 7: limit.v1.ScanRequest
-	(*KeyValue)(nil),               // 8: limit.v1.KeyValue
-	(*ScanResponse)(nil),           // 9: limit.v1.ScanResponse
-	(*BatchOp)(nil),                // 10: limit.v1.BatchOp
-	(*BatchRequest)(nil),           // 11: limit.v1.BatchRequest
-	(*BatchResponse)(nil),          // 12: limit.v1.BatchResponse
-	(*CompareAndSwapRequest)(nil),  // 13: limit.v1.CompareAndSwapRequest
-	(*CompareAndSwapResponse)(nil), // 14: limit.v1.CompareAndSwapResponse
-	(*OpenFastPathRequest)(nil),    // 15: limit.v1.OpenFastPathRequest
-	(*OpenFastPathResponse)(nil),   // 16: limit.v1.OpenFastPathResponse
+	(*StorageHealthRequest)(nil),   // 1: limit.v1.StorageHealthRequest
+	(*StorageHealthResponse)(nil),  // 2: limit.v1.StorageHealthResponse
+	(*GetRequest)(nil),             // 3: limit.v1.GetRequest
+	(*GetResponse)(nil),            // 4: limit.v1.GetResponse
+	(*PutRequest)(nil),             // 5: limit.v1.PutRequest
+	(*PutResponse)(nil),            // 6: limit.v1.PutResponse
+	(*DeleteRequest)(nil),          // 7: limit.v1.DeleteRequest
+	(*DeleteResponse)(nil),         // 8: limit.v1.DeleteResponse
+	(*ScanRequest)(nil),            // 9: limit.v1.ScanRequest
+	(*KeyValue)(nil),               // 10: limit.v1.KeyValue
+	(*ScanResponse)(nil),           // 11: limit.v1.ScanResponse
+	(*BatchOp)(nil),                // 12: limit.v1.BatchOp
+	(*BatchRequest)(nil),           // 13: limit.v1.BatchRequest
+	(*BatchResponse)(nil),          // 14: limit.v1.BatchResponse
+	(*CompareAndSwapRequest)(nil),  // 15: limit.v1.CompareAndSwapRequest
+	(*CompareAndSwapResponse)(nil), // 16: limit.v1.CompareAndSwapResponse
+	nil,                            // 17: limit.v1.StorageHealthResponse.MetricsEntry
+	(*OpenFastPathRequest)(nil),    // 18: limit.v1.OpenFastPathRequest
+	(*OpenFastPathResponse)(nil),   // 19: limit.v1.OpenFastPathResponse
 }
 var file_limit_v1_storage_proto_depIdxs = []int32{
-	8,  // 0: limit.v1.ScanResponse.items:type_name -> limit.v1.KeyValue
-	0,  // 1: limit.v1.BatchOp.kind:type_name -> limit.v1.BatchOp.Kind
-	10, // 2: limit.v1.BatchRequest.ops:type_name -> limit.v1.BatchOp
-	1,  // 3: limit.v1.Storage.Get:input_type -> limit.v1.GetRequest
-	3,  // 4: limit.v1.Storage.Put:input_type -> limit.v1.PutRequest
-	5,  // 5: limit.v1.Storage.Delete:input_type -> limit.v1.DeleteRequest
-	7,  // 6: limit.v1.Storage.Scan:input_type -> limit.v1.ScanRequest
-	11, // 7: limit.v1.Storage.Batch:input_type -> limit.v1.BatchRequest
-	13, // 8: limit.v1.Storage.CompareAndSwap:input_type -> limit.v1.CompareAndSwapRequest
-	15, // 9: limit.v1.Storage.OpenFastPath:input_type -> limit.v1.OpenFastPathRequest
-	2,  // 10: limit.v1.Storage.Get:output_type -> limit.v1.GetResponse
-	4,  // 11: limit.v1.Storage.Put:output_type -> limit.v1.PutResponse
-	6,  // 12: limit.v1.Storage.Delete:output_type -> limit.v1.DeleteResponse
-	9,  // 13: limit.v1.Storage.Scan:output_type -> limit.v1.ScanResponse
-	12, // 14: limit.v1.Storage.Batch:output_type -> limit.v1.BatchResponse
-	14, // 15: limit.v1.Storage.CompareAndSwap:output_type -> limit.v1.CompareAndSwapResponse
-	16, // 16: limit.v1.Storage.OpenFastPath:output_type -> limit.v1.OpenFastPathResponse
-	10, // [10:17] is the sub-list for method output_type
-	3,  // [3:10] is the sub-list for method input_type
-	3,  // [3:3] is the sub-list for extension type_name
-	3,  // [3:3] is the sub-list for extension extendee
-	0,  // [0:3] is the sub-list for field type_name
+	17, // 0: limit.v1.StorageHealthResponse.metrics:type_name -> limit.v1.StorageHealthResponse.MetricsEntry
+	10, // 1: limit.v1.ScanResponse.items:type_name -> limit.v1.KeyValue
+	0,  // 2: limit.v1.BatchOp.kind:type_name -> limit.v1.BatchOp.Kind
+	12, // 3: limit.v1.BatchRequest.ops:type_name -> limit.v1.BatchOp
+	3,  // 4: limit.v1.Storage.Get:input_type -> limit.v1.GetRequest
+	5,  // 5: limit.v1.Storage.Put:input_type -> limit.v1.PutRequest
+	7,  // 6: limit.v1.Storage.Delete:input_type -> limit.v1.DeleteRequest
+	9,  // 7: limit.v1.Storage.Scan:input_type -> limit.v1.ScanRequest
+	13, // 8: limit.v1.Storage.Batch:input_type -> limit.v1.BatchRequest
+	15, // 9: limit.v1.Storage.CompareAndSwap:input_type -> limit.v1.CompareAndSwapRequest
+	18, // 10: limit.v1.Storage.OpenFastPath:input_type -> limit.v1.OpenFastPathRequest
+	1,  // 11: limit.v1.Storage.Health:input_type -> limit.v1.StorageHealthRequest
+	4,  // 12: limit.v1.Storage.Get:output_type -> limit.v1.GetResponse
+	6,  // 13: limit.v1.Storage.Put:output_type -> limit.v1.PutResponse
+	8,  // 14: limit.v1.Storage.Delete:output_type -> limit.v1.DeleteResponse
+	11, // 15: limit.v1.Storage.Scan:output_type -> limit.v1.ScanResponse
+	14, // 16: limit.v1.Storage.Batch:output_type -> limit.v1.BatchResponse
+	16, // 17: limit.v1.Storage.CompareAndSwap:output_type -> limit.v1.CompareAndSwapResponse
+	19, // 18: limit.v1.Storage.OpenFastPath:output_type -> limit.v1.OpenFastPathResponse
+	2,  // 19: limit.v1.Storage.Health:output_type -> limit.v1.StorageHealthResponse
+	12, // [12:20] is the sub-list for method output_type
+	4,  // [4:12] is the sub-list for method input_type
+	4,  // [4:4] is the sub-list for extension type_name
+	4,  // [4:4] is the sub-list for extension extendee
+	0,  // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_limit_v1_storage_proto_init() }
@@ -1008,7 +1121,7 @@ func file_limit_v1_storage_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_limit_v1_storage_proto_rawDesc), len(file_limit_v1_storage_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   14,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -28,6 +28,7 @@ const (
 	Storage_Batch_FullMethodName          = "/limit.v1.Storage/Batch"
 	Storage_CompareAndSwap_FullMethodName = "/limit.v1.Storage/CompareAndSwap"
 	Storage_OpenFastPath_FullMethodName   = "/limit.v1.Storage/OpenFastPath"
+	Storage_Health_FullMethodName         = "/limit.v1.Storage/Health"
 )
 
 // StorageClient is the client API for Storage service.
@@ -56,6 +57,11 @@ type StorageClient interface {
 	// answers UNIMPLEMENTED (older plugins) or FAILED_PRECONDITION, and the host keeps
 	// using this gRPC service.
 	OpenFastPath(ctx context.Context, in *OpenFastPathRequest, opts ...grpc.CallOption) (*OpenFastPathResponse, error)
+	// Health reports the backend's state beyond its process being up: a backend that cannot
+	// make writes durable for now (its disk is full, say) answers ok = false and why, and
+	// may add figures (bytes waiting to be written, ...). Older plugins answer
+	// UNIMPLEMENTED, which the host takes as healthy.
+	Health(ctx context.Context, in *StorageHealthRequest, opts ...grpc.CallOption) (*StorageHealthResponse, error)
 }
 
 type storageClient struct {
@@ -136,6 +142,16 @@ func (c *storageClient) OpenFastPath(ctx context.Context, in *OpenFastPathReques
 	return out, nil
 }
 
+func (c *storageClient) Health(ctx context.Context, in *StorageHealthRequest, opts ...grpc.CallOption) (*StorageHealthResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(StorageHealthResponse)
+	err := c.cc.Invoke(ctx, Storage_Health_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // StorageServer is the server API for Storage service.
 // All implementations must embed UnimplementedStorageServer
 // for forward compatibility.
@@ -162,6 +178,11 @@ type StorageServer interface {
 	// answers UNIMPLEMENTED (older plugins) or FAILED_PRECONDITION, and the host keeps
 	// using this gRPC service.
 	OpenFastPath(context.Context, *OpenFastPathRequest) (*OpenFastPathResponse, error)
+	// Health reports the backend's state beyond its process being up: a backend that cannot
+	// make writes durable for now (its disk is full, say) answers ok = false and why, and
+	// may add figures (bytes waiting to be written, ...). Older plugins answer
+	// UNIMPLEMENTED, which the host takes as healthy.
+	Health(context.Context, *StorageHealthRequest) (*StorageHealthResponse, error)
 	mustEmbedUnimplementedStorageServer()
 }
 
@@ -192,6 +213,9 @@ func (UnimplementedStorageServer) CompareAndSwap(context.Context, *CompareAndSwa
 }
 func (UnimplementedStorageServer) OpenFastPath(context.Context, *OpenFastPathRequest) (*OpenFastPathResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method OpenFastPath not implemented")
+}
+func (UnimplementedStorageServer) Health(context.Context, *StorageHealthRequest) (*StorageHealthResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Health not implemented")
 }
 func (UnimplementedStorageServer) mustEmbedUnimplementedStorageServer() {}
 func (UnimplementedStorageServer) testEmbeddedByValue()                 {}
@@ -340,6 +364,24 @@ func _Storage_OpenFastPath_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Storage_Health_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(StorageHealthRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(StorageServer).Health(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Storage_Health_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(StorageServer).Health(ctx, req.(*StorageHealthRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Storage_ServiceDesc is the grpc.ServiceDesc for Storage service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -374,6 +416,10 @@ var Storage_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "OpenFastPath",
 			Handler:    _Storage_OpenFastPath_Handler,
+		},
+		{
+			MethodName: "Health",
+			Handler:    _Storage_Health_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
