@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"crypto/rand"
 	"hash/crc32"
 	"io"
 	"os"
@@ -21,15 +22,18 @@ import (
 // reset to start over. The writes of both are replayed, older file first, when the
 // database is opened.
 //
-// A file starts with a header block (magic, format version, epoch, checksum). Epochs
-// grow each time a file is reset, so the older of the two files is the one with the
-// smaller epoch. Records follow the header back to back: payload length (uint32),
-// CRC-32C of the payload (uint32), payload. A payload is the file's epoch (uint64), an
-// op count (uint32) and the ops: a flag byte (1 = delete), the namespace (uint16 length),
-// the key and the value (uint32 lengths). Reading stops at the first record that is
-// short, fails its checksum or carries another epoch: a record torn by a crash was never
-// acknowledged, and records of an earlier epoch are left-overs of an earlier use of the
-// file, already in the database file.
+// A file starts with a header block (magic, format version, epoch, salt, checksum).
+// Epochs grow each time a file is reset, so the older of the two files is the one with
+// the smaller epoch; the salt is a fresh random number at each reset (as in SQLite's
+// WAL). Records follow the header back to back: payload length (uint32), CRC-32C of the
+// payload (uint32), payload. A payload is the file's salt (uint64), an op count (uint32)
+// and the ops: a flag byte (1 = delete), the namespace (uint16 length), the key and the
+// value (uint32 lengths). Reading stops at the first record that is short, fails its
+// checksum or carries another salt: a record torn by a crash was never acknowledged, and
+// what follows the last record is left over from an earlier use of the file, already in
+// the database file. The salt makes those left-overs unreadable as records of the
+// current use, even where a stored value was crafted to look like one: it cannot be
+// guessed.
 //
 // The file is kept filled with zeros ahead of the records (allocated in growing steps),
 // so appending a record overwrites allocated blocks and its fdatasync has no file size
@@ -65,6 +69,7 @@ type walFile struct {
 	f     *os.File
 	path  string
 	epoch uint64 // of its header; 0 when it has none yet
+	salt  uint64 // of its header, which every record carries
 	off   int64  // where the next record goes
 	size  int64  // the file's size: zeros from off up to it
 	grow  int64  // the next fill step
@@ -110,7 +115,7 @@ func (w *walFile) read() (uint64, [][]walOp, error) {
 	if err != nil {
 		return 0, nil, fmt.Errorf("read write-ahead log %s: %w", w.path, err)
 	}
-	epoch, ok := decodeHeader(data)
+	epoch, salt, ok := decodeHeader(data)
 	if !ok {
 		return 0, nil, nil
 	}
@@ -126,13 +131,13 @@ func (w *walFile) read() (uint64, [][]walOp, error) {
 		if crc32.Checksum(payload, crcTable) != sum {
 			break
 		}
-		ops, recEpoch, err := decodeRecord(payload)
+		ops, recSalt, err := decodeRecord(payload)
 		if err != nil {
 			// The checksum matched, so this is not a torn write but a record this
 			// code cannot read: stop rather than lose writes silently.
 			return 0, nil, fmt.Errorf("write-ahead log %s at offset %d: %w", w.path, off, err)
 		}
-		if recEpoch != epoch {
+		if recSalt != salt {
 			break
 		}
 		recs = append(recs, ops)
@@ -141,9 +146,14 @@ func (w *walFile) read() (uint64, [][]walOp, error) {
 	return epoch, recs, nil
 }
 
-// reset makes the file empty under a new epoch: it rewrites the header (records of the
-// old epoch after it no longer count) and syncs it.
+// reset makes the file empty under a new epoch and salt: it rewrites the header (the
+// records after it, of the old salt, no longer count) and syncs it.
 func (w *walFile) reset(epoch uint64) error {
+	var sb [8]byte
+	if _, err := rand.Read(sb[:]); err != nil {
+		return fmt.Errorf("reset write-ahead log %s: %w", w.path, err)
+	}
+	salt := binary.LittleEndian.Uint64(sb[:])
 	if w.size > walKeepBytes {
 		if err := w.f.Truncate(walHeaderSize); err != nil {
 			return fmt.Errorf("reset write-ahead log %s: %w", w.path, err)
@@ -155,13 +165,14 @@ func (w *walFile) reset(epoch uint64) error {
 	copy(hdr, walMagic)
 	binary.LittleEndian.PutUint32(hdr[8:], walVersion)
 	binary.LittleEndian.PutUint64(hdr[12:], epoch)
-	binary.LittleEndian.PutUint32(hdr[20:], crc32.Checksum(hdr[:20], crcTable))
+	binary.LittleEndian.PutUint64(hdr[20:], salt)
+	binary.LittleEndian.PutUint32(hdr[28:], crc32.Checksum(hdr[:28], crcTable))
 	if _, err := w.f.WriteAt(hdr, 0); err != nil {
 		return fmt.Errorf("reset write-ahead log %s: %w", w.path, err)
 	}
 	w.size = max(w.size, walHeaderSize)
-	// The first record's place is zeroed, so a stale record of the same length and a
-	// matching checksum cannot follow the new header, even if epochs were reused.
+	// The first record's place is zeroed, so reading a file whose header is new stops
+	// there at once.
 	if err := w.zero(walHeaderSize, min(w.size, walHeaderSize+walRecordHead)); err != nil {
 		return err
 	}
@@ -170,17 +181,18 @@ func (w *walFile) reset(epoch uint64) error {
 			return fmt.Errorf("sync write-ahead log %s: %w", w.path, err)
 		}
 	}
-	w.epoch, w.off = epoch, walHeaderSize
+	w.epoch, w.salt, w.off = epoch, salt, walHeaderSize
 	return nil
 }
 
-func decodeHeader(data []byte) (uint64, bool) {
+// decodeHeader returns a header's epoch and salt, or false when data has no valid header.
+func decodeHeader(data []byte) (epoch, salt uint64, ok bool) {
 	if len(data) < walHeaderSize || string(data[:8]) != walMagic ||
 		binary.LittleEndian.Uint32(data[8:]) != walVersion ||
-		crc32.Checksum(data[:20], crcTable) != binary.LittleEndian.Uint32(data[20:]) {
-		return 0, false
+		crc32.Checksum(data[:28], crcTable) != binary.LittleEndian.Uint32(data[28:]) {
+		return 0, 0, false
 	}
-	return binary.LittleEndian.Uint64(data[12:]), true
+	return binary.LittleEndian.Uint64(data[12:]), binary.LittleEndian.Uint64(data[20:]), true
 }
 
 // append writes one record holding ops and syncs the file. On error nothing is
@@ -249,15 +261,15 @@ func (w *walFile) zero(from, to int64) error {
 
 func (w *walFile) close() error { return w.f.Close() }
 
-// encodeRecord returns a record (head and payload) holding ops under epoch.
-func encodeRecord(epoch uint64, ops []walOp) []byte {
+// encodeRecord returns a record (head and payload) holding ops, for a file with salt.
+func encodeRecord(salt uint64, ops []walOp) []byte {
 	n := 12
 	for _, op := range ops {
 		n += 1 + 2 + len(op.ns) + 4 + len(op.key) + 4 + len(op.val)
 	}
 	buf := make([]byte, walRecordHead+n)
 	p := buf[walRecordHead:]
-	binary.LittleEndian.PutUint64(p, epoch)
+	binary.LittleEndian.PutUint64(p, salt)
 	binary.LittleEndian.PutUint32(p[8:], uint32(len(ops)))
 	i := 12
 	for _, op := range ops {
@@ -279,12 +291,13 @@ func encodeRecord(epoch uint64, ops []walOp) []byte {
 
 var errBadRecord = errors.New("malformed write-ahead log record")
 
-// decodeRecord reads a payload. The ops' keys and values point into p.
+// decodeRecord reads a payload and returns its ops and salt. The ops' keys and values
+// point into p.
 func decodeRecord(p []byte) ([]walOp, uint64, error) {
 	if len(p) < 12 {
 		return nil, 0, errBadRecord
 	}
-	epoch := binary.LittleEndian.Uint64(p)
+	salt := binary.LittleEndian.Uint64(p)
 	count := int(binary.LittleEndian.Uint32(p[8:]))
 	if count > len(p) {
 		return nil, 0, errBadRecord
@@ -327,5 +340,5 @@ func decodeRecord(p []byte) ([]walOp, uint64, error) {
 	if i != len(p) {
 		return nil, 0, errBadRecord
 	}
-	return ops, epoch, nil
+	return ops, salt, nil
 }

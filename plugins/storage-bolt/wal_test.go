@@ -304,7 +304,7 @@ func TestOlderLogReplayedFirst(t *testing.T) {
 					t.Fatal(err)
 				}
 				v := fmt.Sprintf("epoch %d", epoch)
-				if err := w.append(encodeRecord(epoch, []walOp{{ns: "a", key: []byte("k"), val: []byte(v)}})); err != nil {
+				if err := w.append(encodeRecord(w.salt, []walOp{{ns: "a", key: []byte("k"), val: []byte(v)}})); err != nil {
 					t.Fatal(err)
 				}
 				_ = w.close()
@@ -322,9 +322,9 @@ func TestRecordEncoding(t *testing.T) {
 		{ns: "a", key: []byte("big"), val: bytes.Repeat([]byte{0xff}, 70000)},
 	}
 	rec := encodeRecord(42, ops)
-	got, epoch, err := decodeRecord(rec[walRecordHead:])
-	if err != nil || epoch != 42 || len(got) != len(ops) {
-		t.Fatalf("decode: %d ops, epoch %d, %v", len(got), epoch, err)
+	got, salt, err := decodeRecord(rec[walRecordHead:])
+	if err != nil || salt != 42 || len(got) != len(ops) {
+		t.Fatalf("decode: %d ops, salt %d, %v", len(got), salt, err)
 	}
 	for i := range ops {
 		if got[i].ns != ops[i].ns || !bytes.Equal(got[i].key, ops[i].key) || !bytes.Equal(got[i].val, ops[i].val) || got[i].del != ops[i].del {
@@ -434,5 +434,44 @@ func TestReadsWritesAndCheckpointsTogether(t *testing.T) {
 		case <-time.After(20 * time.Second):
 			t.Fatal("readers, writers and checkpoints are stuck: deadlock")
 		}
+	}
+}
+
+// TestLeftoverRecordNotReplayed puts a well-formed record with a valid checksum right
+// after the log's last record, as left-over bytes (or a stored value crafted to look
+// like a record) may be there after the file is reused: without the file's salt, it is
+// not replayed; with it (the control), it would be.
+func TestLeftoverRecordNotReplayed(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		sameSalt bool
+		want     model
+	}{
+		{"other salt", false, model{"a": {"k": "logged"}}},
+		{"control: same salt", true, model{"a": {"k": "logged", "forged": "x"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "x.db")
+			w, err := openWAL(path+"-wal", true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := w.reset(3); err != nil {
+				t.Fatal(err)
+			}
+			if err := w.append(encodeRecord(w.salt, []walOp{{ns: "a", key: []byte("k"), val: []byte("logged")}})); err != nil {
+				t.Fatal(err)
+			}
+			salt := w.salt + 1
+			if tc.sameSalt {
+				salt = w.salt
+			}
+			forged := encodeRecord(salt, []walOp{{ns: "a", key: []byte("forged"), val: []byte("x")}})
+			if _, err := w.f.WriteAt(forged, w.off); err != nil {
+				t.Fatal(err)
+			}
+			_ = w.close()
+			checkHolds(t, openStore(t, map[string]any{"path": path}), tc.want, tc.name)
+		})
 	}
 }

@@ -288,7 +288,7 @@ func (e *engine) commit(t *wtx) error {
 		return fmt.Errorf("bolt: the write-ahead log is being replayed: %w", storage.ErrUnavailable)
 	}
 	w := e.wals[active]
-	rec := encodeRecord(w.epoch, t.ops)
+	rec := encodeRecord(w.salt, t.ops)
 	if err := w.append(rec); err != nil {
 		var se *syncError
 		if errors.As(err, &se) {
