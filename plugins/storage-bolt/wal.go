@@ -1,10 +1,10 @@
 package main
 
 import (
+	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"crypto/rand"
 	"hash/crc32"
 	"io"
 	"os"
@@ -131,14 +131,14 @@ func (w *walFile) read() (uint64, [][]walOp, error) {
 		if crc32.Checksum(payload, crcTable) != sum {
 			break
 		}
-		ops, recSalt, err := decodeRecord(payload)
-		if err != nil {
-			// The checksum matched, so this is not a torn write but a record this
-			// code cannot read: stop rather than lose writes silently.
-			return 0, nil, fmt.Errorf("write-ahead log %s at offset %d: %w", w.path, off, err)
+		if len(payload) < 8 || binary.LittleEndian.Uint64(payload) != salt {
+			break // not a record of this use of the file
 		}
-		if recSalt != salt {
-			break
+		ops, _, err := decodeRecord(payload)
+		if err != nil {
+			// Checksum and salt match, so this is not a torn write or a left-over but a
+			// record this code cannot read: stop rather than lose writes silently.
+			return 0, nil, fmt.Errorf("write-ahead log %s at offset %d: %w", w.path, off, err)
 		}
 		recs = append(recs, ops)
 		off += walRecordHead + n
