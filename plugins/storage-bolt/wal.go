@@ -171,11 +171,6 @@ func (w *walFile) reset(epoch uint64) error {
 		return fmt.Errorf("reset write-ahead log %s: %w", w.path, err)
 	}
 	w.size = max(w.size, walHeaderSize)
-	// The first record's place is zeroed, so reading a file whose header is new stops
-	// there at once.
-	if err := w.zero(walHeaderSize, min(w.size, walHeaderSize+walRecordHead)); err != nil {
-		return err
-	}
 	if w.sync {
 		if err := unix.Fdatasync(int(w.f.Fd())); err != nil {
 			return fmt.Errorf("sync write-ahead log %s: %w", w.path, err)
@@ -261,7 +256,9 @@ func (w *walFile) zero(from, to int64) error {
 
 func (w *walFile) close() error { return w.f.Close() }
 
-// encodeRecord returns a record (head and payload) holding ops, for a file with salt.
+// encodeRecord returns a record (head and payload) holding ops, for a file with salt, and
+// points each op's key and value at its copy in the record: the memtable keeps those, so
+// the caller's buffers are free once the write returns.
 func encodeRecord(salt uint64, ops []walOp) []byte {
 	n := 12
 	for _, op := range ops {
@@ -272,7 +269,7 @@ func encodeRecord(salt uint64, ops []walOp) []byte {
 	binary.LittleEndian.PutUint64(p, salt)
 	binary.LittleEndian.PutUint32(p[8:], uint32(len(ops)))
 	i := 12
-	for _, op := range ops {
+	for j, op := range ops {
 		if op.del {
 			p[i] = 1
 		}
@@ -280,9 +277,13 @@ func encodeRecord(salt uint64, ops []walOp) []byte {
 		binary.LittleEndian.PutUint16(p[i:], uint16(len(op.ns)))
 		i += 2 + copy(p[i+2:], op.ns)
 		binary.LittleEndian.PutUint32(p[i:], uint32(len(op.key)))
-		i += 4 + copy(p[i+4:], op.key)
+		i += 4
+		ops[j].key = p[i : i+len(op.key) : i+len(op.key)]
+		i += copy(p[i:], op.key)
 		binary.LittleEndian.PutUint32(p[i:], uint32(len(op.val)))
-		i += 4 + copy(p[i+4:], op.val)
+		i += 4
+		ops[j].val = p[i : i+len(op.val) : i+len(op.val)]
+		i += copy(p[i:], op.val)
 	}
 	binary.LittleEndian.PutUint32(buf, uint32(n))
 	binary.LittleEndian.PutUint32(buf[4:], crc32.Checksum(p, crcTable))

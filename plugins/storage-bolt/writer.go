@@ -67,11 +67,10 @@ type engine struct {
 	// checkpoints that ended, either way.
 	cpErr error
 	cpGen uint64
-	// checkpoints counts the successful ones; cpLast is how long the last one took.
+	// checkpoints counts the successful ones, each of which drops its frozen memtable;
+	// cpLast is how long the last one took.
 	checkpoints int
 	cpLast      time.Duration
-	// dropGen counts the frozen memtables dropped after their checkpoint.
-	dropGen uint64
 	// broken is set when a log sync failed: nothing can be acknowledged any more.
 	broken error
 
@@ -270,8 +269,8 @@ func (t *wtx) release() {
 }
 
 // commit appends the group's record to the active log, syncs it, and puts the writes in
-// the memtable, where reads find them. The memtable's items point into the record,
-// which is why the record is freshly allocated for each group.
+// the memtable, where reads find them. The memtable's items point into the record (see
+// encodeRecord), which is why the record is freshly allocated for each group.
 func (e *engine) commit(t *wtx) error {
 	t.release()
 	e.logMu.Lock()
@@ -299,12 +298,8 @@ func (e *engine) commit(t *wtx) error {
 		}
 		return err
 	}
-	ops, _, err := decodeRecord(rec[walRecordHead:])
-	if err != nil {
-		return err // cannot happen: the record was just encoded
-	}
 	e.mu.Lock()
-	for _, op := range ops {
+	for _, op := range t.ops {
 		e.mem.set(item{ns: op.ns, key: op.key, val: op.val, del: op.del})
 	}
 	pending := e.mem.bytes
@@ -385,7 +380,6 @@ func (e *engine) checkpoint() error {
 		e.cpErr = mapErr("checkpoint", err)
 	} else {
 		e.frozen, e.frozenWALs, e.cpErr = nil, nil, nil
-		e.dropGen++
 		e.checkpoints++
 		e.cpLast = time.Since(start)
 		if e.active < 0 {
@@ -505,14 +499,14 @@ type view struct {
 func (e *engine) read() (view, error) {
 	for {
 		e.mu.RLock()
-		gen := e.dropGen
+		gen := e.checkpoints
 		e.mu.RUnlock()
 		tx, err := e.db.Begin(false)
 		if err != nil {
 			return view{}, err
 		}
 		e.mu.Lock()
-		if e.dropGen != gen {
+		if e.checkpoints != gen {
 			e.mu.Unlock()
 			_ = tx.Rollback()
 			continue
