@@ -15,7 +15,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/limitgraph/limit/host/version"
 	"github.com/limitgraph/limit/sdk/base"
+	"github.com/limitgraph/limit/sdk/client"
 	"github.com/limitgraph/limit/sdk/sdktest"
 )
 
@@ -94,30 +94,10 @@ func envOr(name, def string) string {
 func health(ctx context.Context, addr string, stdout, stderr io.Writer) int {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(addr, "/")+"/v1/health", nil)
-	if err != nil {
-		fmt.Fprintln(stderr, "limitctl:", err)
-		return 1
-	}
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
+	// A degraded host answers 503 with the same body: the table says why.
+	h, err := client.New(addr).Health(ctx)
+	if h == nil {
 		fmt.Fprintf(stderr, "limitctl: cannot reach the daemon at %s: %v\n", addr, err)
-		return 1
-	}
-	defer res.Body.Close()
-	var h struct {
-		Status  string `json:"status"`
-		Version string `json:"version"`
-		Plugins []struct {
-			Name, Kind, Version, Session, Detail string
-			LastError                            string `json:"last_error"`
-			PID                                  int
-			Healthy                              bool
-			Restarts                             int
-		} `json:"plugins"`
-	}
-	if err := json.NewDecoder(res.Body).Decode(&h); err != nil {
-		fmt.Fprintf(stderr, "limitctl: bad health answer (HTTP %d): %v\n", res.StatusCode, err)
 		return 1
 	}
 	fmt.Fprintf(stdout, "status %s, version %s\n", h.Status, h.Version)
