@@ -99,7 +99,10 @@ func (r *testRunner) Execute(ctx context.Context, req runner.ExecuteRequest, emi
 			}
 			sent += len(b)
 			if progress != "" {
-				_ = os.WriteFile(progress, []byte(fmt.Sprint(sent)), 0o600)
+				// Written aside and renamed: os.WriteFile truncates first, so the test
+				// could read an empty file in between.
+				_ = os.WriteFile(progress+".tmp", []byte(fmt.Sprint(sent)), 0o600)
+				_ = os.Rename(progress+".tmp", progress)
 			}
 		}
 		return ok, nil
