@@ -307,7 +307,10 @@ func TestFastPathSlowConsumer(t *testing.T) {
 			_, err := c.Execute(t.Context(), runner.ExecuteRequest{Input: fmt.Sprint("big ", n, " ", progress)}, func(ev runner.Event) error {
 				if got == 0 {
 					time.Sleep(time.Second) // unchecked, the runner would produce everything meanwhile
-					b, _ := os.ReadFile(progress)
+					b, err := os.ReadFile(progress)
+					if errors.Is(err, os.ErrNotExist) {
+						b = []byte("0") // the runner has not finished sending its first chunk
+					}
 					sentWhileStalled = string(b)
 				}
 				got += len(ev.Output.Data)
