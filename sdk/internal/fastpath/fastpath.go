@@ -151,7 +151,10 @@ func (w *FrameWriter) Write(frame []byte) error {
 	w.mu.Lock()
 	for err == nil && len(w.pending) > 0 {
 		out := w.pending
-		w.pending = w.spare[:0]
+		// The kept buffer becomes the queue and is no longer kept: out replaces it below
+		// only if it is small enough, and a buffer must never be both the queue and the
+		// batch being written.
+		w.pending, w.spare = w.spare[:0], nil
 		w.mu.Unlock()
 		_, err = w.conn.Write(out)
 		w.mu.Lock()

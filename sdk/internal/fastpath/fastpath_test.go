@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"io"
 	"net"
@@ -73,5 +74,58 @@ func TestWriteWaitWaitsForTheReader(t *testing.T) {
 	}
 	if want := append(append(append([]byte{}, first...), second...), third...); !bytes.Equal(got, want) {
 		t.Fatal("frames arrived out of order or mixed")
+	}
+}
+
+// TestFrameWriterKeepsFramesWhole has many goroutines send frames, some larger than the
+// buffer the writer keeps between bursts, through a socket whose reader is slow, and checks
+// that every frame arrives whole. A queue that outgrew the kept buffer once left the writer
+// handing the same memory out as both the batch being written and the next queue, so frames
+// appended meanwhile overwrote bytes still to be sent (seen as a "bad frame length" of
+// output text in a runner's stream).
+func TestFrameWriterKeepsFramesWhole(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	w := NewFrameWriter(a)
+	const senders, frames = 4, 40
+	done := make(chan error, senders)
+	for s := range senders {
+		go func() {
+			for i := range frames {
+				size := 100 + (i*7919+s*104729)%(3*maxSpare/senders)
+				f := AppendResponseHeader(nil, uint32(s<<16|i), byte(s))
+				f = append(f, bytes.Repeat([]byte{byte(s*frames + i)}, size)...)
+				if err := w.WriteWait(context.Background(), FinishFrame(f), maxSpare); err != nil {
+					done <- err
+					return
+				}
+			}
+			done <- nil
+		}()
+	}
+	r := bufio.NewReaderSize(b, 4096)
+	next := make([]int, senders)
+	for range senders * frames {
+		f, err := ReadFrame(r, ResponseHeader, 1<<30)
+		if err != nil {
+			t.Fatalf("after %v frames per sender: %v", next, err)
+		}
+		id := binary.LittleEndian.Uint32(f)
+		s, i := int(id>>16), int(id&0xffff)
+		if s >= senders || i != next[s] || int(f[4]) != s {
+			t.Fatalf("frame id %#x (code %d) arrived; want sender %d's frame %d", id, f[4], s, next[s])
+		}
+		for _, c := range f[ResponseHeader:] {
+			if c != byte(s*frames+i) {
+				t.Fatalf("sender %d's frame %d has a foreign byte", s, i)
+			}
+		}
+		next[s]++
+	}
+	for range senders {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
 	}
 }
