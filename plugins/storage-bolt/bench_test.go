@@ -19,7 +19,8 @@ import (
 )
 
 // BenchmarkBoltPlugin compares the bolt backend in-process with the same backend behind
-// the plugin boundary, its calls over gRPC and over the fast path, each on its own durable
+// the plugin boundary, its calls over gRPC and over the fast path, the latter with
+// concurrent writes merged (unix, the default) and not (unmerged), each on its own durable
 // file (fsync at every commit):
 //
 //	go test -run x -bench . ./plugins/storage-bolt/
@@ -27,8 +28,10 @@ func BenchmarkBoltPlugin(b *testing.B) {
 	inProc := openStore(b, map[string]any{"path": filepath.Join(b.TempDir(), "inproc.db"), "no_sync": false})
 	viaGRPC := launchPluginGRPC(b, filepath.Join(b.TempDir(), "grpc.db"))
 	viaFast := launchPlugin(b, filepath.Join(b.TempDir(), "plugin.db"))
+	oneByOne := launchPlugin(b, filepath.Join(b.TempDir(), "unmerged.db"))
+	oneByOne.(interface{ MergeWrites(bool) }).MergeWrites(false)
 	sdktest.CompareStorageSides(b, sdktest.Side{Name: "inproc", S: inProc},
-		sdktest.Side{Name: "grpc", S: viaGRPC}, sdktest.Side{Name: "unix", S: viaFast})
+		sdktest.Side{Name: "grpc", S: viaGRPC}, sdktest.Side{Name: "unmerged", S: oneByOne}, sdktest.Side{Name: "unix", S: viaFast})
 }
 
 // launchPluginGRPC is launchPlugin with a client that ignores the fast path.

@@ -30,6 +30,8 @@ type Client struct {
 	capsMu    sync.Mutex
 	capsKnown bool
 	caps      bool
+
+	merge merger // concurrent writes, merged (merge.go)
 }
 
 // BatchNamespaces tells whether the plugin applies batch ops in other namespaces than the
@@ -166,8 +168,7 @@ func (c *Client) Put(ctx context.Context, ns string, key, value []byte) error {
 	if err := validatePut(ns, key, value); err != nil {
 		return err
 	}
-	_, err := c.rpc.Put(ctx, &limitv1.PutRequest{Namespace: ns, Key: key, Value: value})
-	return fromStatus("put", err)
+	return c.write(ctx, ns, true, []Op{{Kind: OpPut, Key: key, Value: value}})
 }
 
 // Delete implements Storage.
@@ -220,16 +221,10 @@ func (c *Client) Batch(ctx context.Context, ns string, ops []Op) error {
 			return invalidf("the plugin does not take batch operations in other namespaces (capability %s)", CapBatchNamespaces)
 		}
 	}
-	m := &limitv1.BatchRequest{Namespace: ns, Ops: make([]*limitv1.BatchOp, len(ops))}
-	for i, op := range ops {
-		opNS := op.Namespace
-		if opNS == ns {
-			opNS = ""
-		}
-		m.Ops[i] = &limitv1.BatchOp{Kind: limitv1.BatchOp_Kind(op.Kind), Key: op.Key, Value: op.Value, Namespace: opNS}
+	if Namespaces(ns, ops) || slices.ContainsFunc(ops, Op.IsAssertion) {
+		return fromStatus("batch", c.send(ctx, ns, false, ops))
 	}
-	_, err := c.rpc.Batch(ctx, m)
-	return fromStatus("batch", err)
+	return c.write(ctx, ns, false, ops)
 }
 
 // CompareAndSwap implements Storage.

@@ -63,6 +63,17 @@ func (f faultyStore) Put(ctx context.Context, ns string, key, value []byte) erro
 	return f.Store.Put(ctx, ns, key, value)
 }
 
+// Batch fails as Put does when a put in it is of a faulty key, so that a merged batch of
+// puts fails as its faulty put would.
+func (f faultyStore) Batch(ctx context.Context, ns string, ops []storage.Op) error {
+	for _, op := range ops {
+		if k := string(op.Key); op.Kind == storage.OpPut && (k == "nospace" || k == "internal" || k == "panic") {
+			return f.Put(ctx, ns, op.Key, op.Value)
+		}
+	}
+	return f.Store.Batch(ctx, ns, ops)
+}
+
 func (f faultyStore) Get(ctx context.Context, ns string, key []byte) ([]byte, bool, error) {
 	if string(key) == "block" {
 		<-ctx.Done()
