@@ -76,6 +76,14 @@ func BenchmarkAPITraces(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer stop()
+	// The same plugin's puts with the client's merging of concurrent writes off: the
+	// reference of the figures recorded before it existed.
+	unmerged, stopUnmerged, err := sdktest.LaunchStorage(ctx, testbin.Plugin(b, "storage-bolt"), nil, []byte(fmt.Sprintf(`{"path": %q}`, dir+"/unmerged.db")), dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer stopUnmerged()
+	unmerged.(interface{ MergeWrites(bool) }).MergeWrites(false)
 	// For profiling one concurrency level at length (see BENCHMARKS.md, API), the clients and
 	// the operations per level can be set: LIMIT_BENCH_API_CLIENTS=64 LIMIT_BENCH_API_TOTAL=30000.
 	total, levels := 3000, []int{1, 16, 64}
@@ -97,7 +105,7 @@ func BenchmarkAPITraces(b *testing.B) {
 		}
 	}
 	fmt.Printf("\nPOST /v1/traces (bbolt, durable) vs raw storage put through the plugin, %d operations each\n", total)
-	fmt.Printf("%8s %14s %10s %10s %14s %10s %10s %8s\n", "clients", "api req/s", "api p50", "api p99", "raw put/s", "raw p50", "raw p99", "ratio")
+	fmt.Printf("%8s %14s %10s %10s %14s %10s %10s %8s %18s %16s\n", "clients", "api req/s", "api p50", "api p99", "raw put/s", "raw p50", "raw p99", "ratio", "unmerged raw put/s", "unmerged ratio")
 	for _, n := range levels {
 		rps, p50, p99, err := load(n, total, func(i int) error {
 			_, err := d.c.CreateTrace(ctx, sess.ID, map[string]any{"i": i, "payload": "benchmark trace"})
@@ -113,7 +121,13 @@ func BenchmarkAPITraces(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		fmt.Printf("%8d %14.0f %10s %10s %14.0f %10s %10s %8.2f\n", n, rps, p50.Round(time.Microsecond), p99.Round(time.Microsecond), prs, r50.Round(time.Microsecond), r99.Round(time.Microsecond), rps/prs)
+		urs, _, _, err := load(n, total, func(i int) error {
+			return unmerged.Put(ctx, "bench", []byte(fmt.Sprintf("k%d-%08d", n, i)), val)
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		fmt.Printf("%8d %14.0f %10s %10s %14.0f %10s %10s %8.2f %18.0f %16.2f\n", n, rps, p50.Round(time.Microsecond), p99.Round(time.Microsecond), prs, r50.Round(time.Microsecond), r99.Round(time.Microsecond), rps/prs, urs, rps/urs)
 	}
 
 	// Execution overhead: the echo runner through the API vs its plugin called directly.
