@@ -16,9 +16,9 @@ import (
 // Writes that callers make concurrently through one Client are merged: the Puts and the
 // unconditional Batches to one namespace that are waiting at the same moment cross the
 // plugin boundary as one Batch. A call across the boundary costs the host and the plugin
-// each tens of µs of CPU (a frame, a goroutine, a wake-up), while the backend's own group
-// commit shares one fsync among them anyway; so without merging, concurrent durable writes
-// through a plugin were bound by the boundary's CPU, not by the disk.
+// each tens of µs of CPU (a frame, a goroutine, wake-ups) and a trip's latency, while the
+// backend's own group commit shares one fsync among them anyway; so without merging,
+// concurrent durable writes through a plugin were bound by the boundary, not by the disk.
 //
 // Merging keeps each call's meaning. A Batch applies its ops in order and atomically
 // (conformance), so the merged calls are applied as if one after the other, in the order
@@ -99,6 +99,9 @@ func (c *Client) write(ctx context.Context, ns string, put bool, ops []Op) error
 	what := "batch"
 	if put {
 		what = "put"
+	}
+	if err := ctx.Err(); err != nil {
+		return fromStatus(what, status.FromContextError(err).Err())
 	}
 	m := &c.merge
 	if m.off.Load() {
@@ -194,6 +197,14 @@ func (c *Client) collect(q *mergeQueue) []*mergeCall {
 	m.mu.Unlock()
 	live := taken[:0]
 	for _, t := range taken {
+		if err := t.ctx.Err(); err != nil {
+			// Its caller gave up: not made, as a call whose context ended before it was
+			// sent is not.
+			if t.state.CompareAndSwap(mergeQueued, mergeAbandoned) {
+				t.done <- status.FromContextError(err).Err()
+			}
+			continue
+		}
 		if t.state.CompareAndSwap(mergeQueued, mergeTaken) {
 			live = append(live, t)
 		}

@@ -2,8 +2,15 @@ package storage
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc"
+
+	limitv1 "github.com/limitgraph/limit/proto/limit/v1"
 )
 
 // TestMergedContext checks the context a merged Batch is sent with: no deadline unless
@@ -55,4 +62,100 @@ func mustDeadline(t *testing.T, ctx context.Context) time.Time {
 		t.Fatal("no deadline")
 	}
 	return d
+}
+
+// fakeRPC records the Puts and Batches a Client sends; a Put of "block" waits until
+// release is closed.
+type fakeRPC struct {
+	limitv1.StorageClient
+	release chan struct{}
+	started chan struct{} // closed when the blocking Put arrived
+	mu      sync.Mutex
+	keys    []string // every key written, in the order applied
+	calls   int
+}
+
+func (f *fakeRPC) Put(ctx context.Context, in *limitv1.PutRequest, _ ...grpc.CallOption) (*limitv1.PutResponse, error) {
+	if string(in.GetKey()) == "block" {
+		close(f.started)
+		<-f.release
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls++
+	f.keys = append(f.keys, string(in.GetKey()))
+	return &limitv1.PutResponse{}, nil
+}
+
+func (f *fakeRPC) Batch(ctx context.Context, in *limitv1.BatchRequest, _ ...grpc.CallOption) (*limitv1.BatchResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls++
+	for _, op := range in.GetOps() {
+		f.keys = append(f.keys, string(op.GetKey()))
+	}
+	return &limitv1.BatchResponse{}, nil
+}
+
+// TestMergeSkipsAbandonedCalls queues writes behind one in flight, lets one of them be
+// cancelled while it waits, and checks that it is never made, that it returns its
+// context's error, and that the others go together in one Batch, in arrival order.
+func TestMergeSkipsAbandonedCalls(t *testing.T) {
+	f := &fakeRPC{release: make(chan struct{}), started: make(chan struct{})}
+	c := &Client{rpc: f}
+	ctx := context.Background()
+	first := make(chan error, 1)
+	go func() { first <- c.Put(ctx, "ns", []byte("block"), []byte("v")) }()
+	<-f.started // the first Put is in flight; the next calls queue behind it
+	results := make([]chan error, 4)
+	cancelCtx, cancel := context.WithCancel(ctx)
+	for i := range results {
+		results[i] = make(chan error, 1)
+		callCtx := ctx
+		if i == 2 {
+			callCtx = cancelCtx
+		}
+		go func() { results[i] <- c.Put(callCtx, "ns", fmt.Appendf(nil, "k%d", i), []byte("v")) }()
+		waitQueued(t, c, "ns", i+1)
+	}
+	cancel()
+	if err := <-results[2]; !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled waiting put: %v, want context canceled", err)
+	}
+	close(f.release)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	for i, ch := range results {
+		if i == 2 {
+			continue
+		}
+		if err := <-ch; err != nil {
+			t.Fatalf("put k%d: %v", i, err)
+		}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if got := fmt.Sprint(f.keys); got != "[block k0 k1 k3]" || f.calls != 2 {
+		t.Fatalf("written %s in %d calls; want [block k0 k1 k3] in 2 (the cancelled put never made)", got, f.calls)
+	}
+}
+
+// waitQueued waits until n calls wait in ns's queue.
+func waitQueued(t *testing.T, c *Client, ns string, n int) {
+	t.Helper()
+	for range 5000 {
+		c.merge.mu.Lock()
+		q := c.merge.qs[ns]
+		got := 0
+		if q != nil {
+			got = len(q.pending)
+		}
+		c.merge.mu.Unlock()
+		if got >= n {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+	t.Fatalf("fewer than %d calls queued after 5 s", n)
 }
