@@ -227,7 +227,7 @@ func (b *builder) apply(c *change) error {
 // were removed: never overwrite the evidence).
 func (b *builder) ops(from int64, extra []storage.Op, conditional bool) ([]storage.Op, error) {
 	loc, rec := b.loc, b.r.rec
-	rraw, err := canonicalJSON(rec)
+	rraw, err := recordJSON(&rec)
 	if err != nil {
 		return nil, fmt.Errorf("encode trace record: %w", err)
 	}

@@ -139,8 +139,7 @@ func skipValue(obj []byte, i int) int {
 // hold exactly. Anything else takes the general path.
 func entryJSON(e *Entry) ([]byte, error) {
 	const maxExact = 1 << 53
-	y := e.Timestamp.Year()
-	if e.Index < 0 || e.Index > maxExact || y < 0 || y > 9999 || !utf8.ValidString(e.TraceID) || !utf8.ValidString(e.SessionID) ||
+	if e.Index < 0 || e.Index > maxExact || !jsonYear(e.Timestamp) || !utf8.ValidString(e.TraceID) || !utf8.ValidString(e.SessionID) ||
 		!utf8.ValidString(e.Kind) || !utf8.ValidString(e.Agent) || !utf8.ValidString(e.PrevHash) || !utf8.ValidString(e.Hash) {
 		return canonicalJSON(e)
 	}
@@ -175,6 +174,84 @@ func entryJSON(e *Entry) ([]byte, error) {
 	return out.Bytes(), nil
 }
 
+// recordJSON returns the canonical JSON of r, as canonicalJSON(r) does, directly in the
+// common case (as entryJSON): strings valid UTF-8, Data canonical and not empty (as the
+// store makes it), no flags, timestamps in years 0–9999, a length JSON numbers hold
+// exactly. The record repeats the trace's data, so a create no longer parses it again.
+func recordJSON(r *Record) ([]byte, error) {
+	if len(r.Flags) > 0 || len(r.Data) == 0 || r.Length < 0 || r.Length > 1<<53 || !jsonYear(r.CreatedAt) || !jsonYear(r.UpdatedAt) ||
+		!utf8.ValidString(r.ID) || !utf8.ValidString(r.SessionID) || !utf8.ValidString(r.Tenant) || !utf8.ValidString(r.Kind) ||
+		!utf8.ValidString(string(r.Status)) || !utf8.ValidString(r.Head) {
+		return canonicalJSON(r)
+	}
+	var out bytes.Buffer
+	out.Grow(320 + len(r.Data))
+	out.WriteString(`{"created_at":`)
+	writeString(&out, r.CreatedAt.AppendFormat(nil, time.RFC3339Nano))
+	out.WriteString(`,"data":`)
+	out.Write(r.Data)
+	out.WriteString(`,"flags":`)
+	if r.Flags == nil {
+		out.WriteString(`null`)
+	} else {
+		out.WriteString(`[]`)
+	}
+	out.WriteString(`,"id":`)
+	writeString(&out, []byte(r.ID))
+	out.WriteString(`,"kind":`)
+	writeString(&out, []byte(r.Kind))
+	out.WriteString(`,"provenance_head":`)
+	writeString(&out, []byte(r.Head))
+	out.WriteString(`,"provenance_length":`)
+	out.Write(strconv.AppendInt(nil, r.Length, 10))
+	out.WriteString(`,"session_id":`)
+	writeString(&out, []byte(r.SessionID))
+	out.WriteString(`,"status":`)
+	writeString(&out, []byte(r.Status))
+	out.WriteString(`,"tenant":`)
+	writeString(&out, []byte(r.Tenant))
+	out.WriteString(`,"updated_at":`)
+	writeString(&out, r.UpdatedAt.AppendFormat(nil, time.RFC3339Nano))
+	out.WriteByte('}')
+	return out.Bytes(), nil
+}
+
+// checkpointJSON returns the canonical JSON of c, as canonicalJSON(c) does, directly in
+// the common case (see entryJSON).
+func checkpointJSON(c *Checkpoint) ([]byte, error) {
+	if c.Length < 0 || c.Length > 1<<53 || !jsonYear(c.Timestamp) || !utf8.ValidString(c.SessionID) || !utf8.ValidString(c.TraceID) ||
+		!utf8.ValidString(c.Head) || !utf8.ValidString(c.Key) || !utf8.ValidString(c.Signature) {
+		return canonicalJSON(c)
+	}
+	var out bytes.Buffer
+	out.Grow(256)
+	out.WriteString(`{"head":`)
+	writeString(&out, []byte(c.Head))
+	out.WriteString(`,"key":`)
+	writeString(&out, []byte(c.Key))
+	out.WriteString(`,"length":`)
+	out.Write(strconv.AppendInt(nil, c.Length, 10))
+	out.WriteString(`,"session_id":`)
+	writeString(&out, []byte(c.SessionID))
+	if c.Signature != "" {
+		out.WriteString(`,"signature":`)
+		writeString(&out, []byte(c.Signature))
+	}
+	out.WriteString(`,"timestamp":`)
+	writeString(&out, c.Timestamp.AppendFormat(nil, time.RFC3339Nano))
+	out.WriteString(`,"trace_id":`)
+	writeString(&out, []byte(c.TraceID))
+	out.WriteByte('}')
+	return out.Bytes(), nil
+}
+
+// jsonYear tells whether encoding/json can encode t (years 0–9999), as the direct
+// encoders assume.
+func jsonYear(t time.Time) bool {
+	y := t.Year()
+	return y >= 0 && y <= 9999
+}
+
 // decodeExact decodes raw into v, refusing unknown members, and checks that v encodes back to
 // exactly raw in canonical form: then v says everything raw says and nothing else, and a hash
 // or signature computed from v is one over raw.
@@ -195,6 +272,8 @@ func decodeExact(raw []byte, v any) error {
 		if err == nil {
 			again, err = entryJSON(e)
 		}
+	} else if c, ok := v.(*Checkpoint); ok {
+		again, err = checkpointJSON(c)
 	} else {
 		again, err = canonicalJSON(v)
 	}
@@ -413,7 +492,7 @@ func parseCheckpoint(raw []byte, pub ed25519.PublicKey) (Checkpoint, error) {
 func signCheckpoint(k *Key, c *Checkpoint) ([]byte, error) {
 	c.Key = k.Fingerprint()
 	c.Signature = ""
-	msg, err := canonicalJSON(c)
+	msg, err := checkpointJSON(c)
 	if err != nil {
 		return nil, fmt.Errorf("encode checkpoint: %w", err)
 	}

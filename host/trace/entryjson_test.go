@@ -46,3 +46,67 @@ func TestEntryJSON(t *testing.T) {
 		}
 	}
 }
+
+// TestRecordAndCheckpointJSON checks the direct encoders of records and checkpoints
+// against the general canonical encoder, as TestEntryJSON does for entries.
+func TestRecordAndCheckpointJSON(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	pieces := []string{"", "a", "ü", "日本", "😀", "<>&", "\u2028\u2029", "\"", "\\", "\n\t\r\b\f", "\x00\x01\x1f", "\x7f", "\xff\xfe", "trace/01J", "é\u0301"}
+	str := func() string {
+		var b bytes.Buffer
+		for range r.IntN(4) {
+			b.WriteString(pieces[r.IntN(len(pieces))])
+		}
+		return b.String()
+	}
+	when := func() time.Time {
+		if r.IntN(20) == 0 {
+			return time.Date(10000+r.IntN(5), 1, 1, 0, 0, 0, 0, time.UTC) // beyond encoding/json
+		}
+		return time.Unix(r.Int64N(1<<36)-(1<<35), r.Int64N(1e9)).In(time.FixedZone("", (r.IntN(48)-24)*1800))
+	}
+	length := func(i int) int64 {
+		switch i % 9 {
+		case 0:
+			return int64(i)
+		case 1:
+			return -1
+		}
+		return r.Int64N(1 << 55)
+	}
+	datas := []string{"", `{}`, `{"a":[1,2.5,"\u0000"],"b":{}}`, `{"x":"ü\n"}`}
+	for i := range 5000 {
+		var data json.RawMessage
+		if d := datas[r.IntN(len(datas))]; d != "" {
+			c, err := Canonicalize([]byte(d))
+			if err != nil {
+				t.Fatal(err)
+			}
+			data = c
+		}
+		rec := Record{
+			ID: str(), SessionID: str(), Tenant: str(), Kind: str(), Status: Status(str()), Data: data,
+			CreatedAt: when(), UpdatedAt: when(), Length: length(i), Head: str(),
+		}
+		switch i % 3 {
+		case 1:
+			rec.Flags = []Flag{}
+		case 2:
+			rec.Flags = []Flag{{Flag: str(), Severity: r.IntN(11), Reason: str(), RuleID: str(), AutoDetected: r.IntN(2) == 0, Timestamp: when()}}
+		}
+		want, werr := canonicalJSON(&rec)
+		got, gerr := recordJSON(&rec)
+		if (werr != nil) != (gerr != nil) || !bytes.Equal(got, want) {
+			t.Fatalf("record %+v:\n got %s (%v)\nwant %s (%v)", rec, got, gerr, want, werr)
+		}
+		c := Checkpoint{SessionID: str(), TraceID: str(), Length: length(i), Head: str(), Timestamp: when(), Key: str()}
+		if i%2 == 0 {
+			c.Signature = str()
+		}
+		want, werr = canonicalJSON(&c)
+		got, gerr = checkpointJSON(&c)
+		if (werr != nil) != (gerr != nil) || !bytes.Equal(got, want) {
+			t.Fatalf("checkpoint %+v:\n got %s (%v)\nwant %s (%v)", c, got, gerr, want, werr)
+		}
+	}
+}
