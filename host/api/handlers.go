@@ -63,12 +63,8 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.As(err, &mbe):
 		writeProblem(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body exceeds the limit of %d bytes", mbe.Limit), nil)
 	case errors.As(err, &blocked):
-		names := make([]string, 0, len(blocked.Flags))
-		for _, f := range blocked.Flags {
-			names = append(names, f.Flag)
-		}
 		writeProblem(w, r, http.StatusForbidden, blocked.Error(), map[string]any{
-			"trace_id": blocked.TraceID, "policy": blocked.Policy, "flags": blocked.Flags, "flag_names": names,
+			"trace_id": blocked.TraceID, "policy": blocked.Policy, "flags": blocked.Flags, "flag_names": blocked.FlagNames(),
 		})
 	case errors.Is(err, session.ErrNotFound), errors.Is(err, trace.ErrNotFound):
 		writeProblem(w, r, http.StatusNotFound, err.Error(), nil)

@@ -99,6 +99,18 @@ func (e *BlockedError) Error() string {
 	return fmt.Sprintf("policy %q blocks this execution: %s", e.Policy, strings.Join(names, ", "))
 }
 
+// FlagNames names the flags that blocked the execution, each once, in the order raised
+// (several rules may raise the same flag).
+func (e *BlockedError) FlagNames() []string {
+	names := make([]string, 0, len(e.Flags))
+	for _, f := range e.Flags {
+		if !slices.Contains(names, f.Flag) {
+			names = append(names, f.Flag)
+		}
+	}
+	return names
+}
+
 // ErrGovernanceUnavailable means a rule plugin could not answer and the policy fails closed.
 var ErrGovernanceUnavailable = errors.New("governance rule unavailable")
 
