@@ -35,8 +35,8 @@ func (e *usageError) Error() string { return e.msg }
 func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(format, args...)} }
 
 // apiCommand runs the commands that talk to the daemon (and verify, which does not).
-func apiCommand(ctx context.Context, addr string, args []string, stdout, stderr io.Writer) int {
-	x := &cli{c: client.New(addr), stdout: stdout, stderr: stderr}
+func apiCommand(ctx context.Context, addr string, asJSON bool, args []string, stdout, stderr io.Writer) int {
+	x := &cli{c: client.New(addr), stdout: stdout, stderr: stderr, json: asJSON}
 	err := x.dispatch(ctx, args)
 	var ue *usageError
 	var ae *client.Error
@@ -67,7 +67,7 @@ func apiCommand(ctx context.Context, addr string, args []string, stdout, stderr 
 // arguments) and -o.
 func (x *cli) parse(fs *flag.FlagSet, args []string) ([]string, error) {
 	fs.SetOutput(io.Discard)
-	out := fs.String("o", "table", "output: table or json")
+	out := fs.String("o", "", "output: table or json")
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
@@ -83,6 +83,8 @@ func (x *cli) parse(fs *flag.FlagSet, args []string) ([]string, error) {
 	case "json":
 		x.json = true
 	case "table":
+		x.json = false
+	case "": // as before the command (-o there), else a table
 	default:
 		return nil, usagef("-o must be table or json, got %q", *out)
 	}

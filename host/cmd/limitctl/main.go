@@ -41,7 +41,7 @@ const usage = `usage:
   limitctl governance stats | evaluate KIND TEXT
   limitctl version                            print the version
 
-Commands that read the API print tables; add -o json for JSON.
+Commands that read the API print tables; add -o json (before or after the command) for JSON.
 
 The daemon's address comes from -addr, else LIMIT_ADDR, else http://127.0.0.1:8080.
 `
@@ -57,9 +57,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, usage) }
 	addr := fs.String("addr", envOr("LIMIT_ADDR", "http://127.0.0.1:8080"), "daemon `URL`")
+	out := fs.String("o", "table", "output: table or json (here or after the command)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+	if *out != "table" && *out != "json" {
+		fmt.Fprintf(stderr, "limitctl: -o must be table or json, got %q\n\n%s", *out, usage)
+		return 2
+	}
+	asJSON := *out == "json"
 	rest := fs.Args()
 	if len(rest) == 0 {
 		fs.Usage()
@@ -70,9 +76,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, "limitctl", version.Version)
 		return 0
 	case "health":
-		return health(ctx, *addr, stdout, stderr)
+		return health(ctx, *addr, asJSON, rest[1:], stdout, stderr)
 	case "sessions", "session", "exec", "traces", "trace", "verify", "governance":
-		return apiCommand(ctx, *addr, rest, stdout, stderr)
+		return apiCommand(ctx, *addr, asJSON, rest, stdout, stderr)
 	case "plugin":
 		if len(rest) < 2 || rest[1] != "check" {
 			fmt.Fprint(stderr, usage)
@@ -91,7 +97,24 @@ func envOr(name, def string) string {
 	return def
 }
 
-func health(ctx context.Context, addr string, stdout, stderr io.Writer) int {
+func health(ctx context.Context, addr string, asJSON bool, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("health", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, usage) }
+	out := fs.String("o", "", "output: table or json")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	switch *out {
+	case "json":
+		asJSON = true
+	case "table":
+		asJSON = false
+	case "":
+	default:
+		fmt.Fprintf(stderr, "limitctl: -o must be table or json, got %q\n\n%s", *out, usage)
+		return 2
+	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	// A degraded host answers 503 with the same body: the table says why.
@@ -99,6 +122,18 @@ func health(ctx context.Context, addr string, stdout, stderr io.Writer) int {
 	if h == nil {
 		fmt.Fprintf(stderr, "limitctl: cannot reach the daemon at %s: %v\n", addr, err)
 		return 1
+	}
+	if asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(h); err != nil {
+			fmt.Fprintln(stderr, "limitctl:", err)
+			return 1
+		}
+		if h.Status != "ok" {
+			return 1
+		}
+		return 0
 	}
 	fmt.Fprintf(stdout, "status %s, version %s\n", h.Status, h.Version)
 	fmt.Fprintf(stdout, "%-10s %-16s %-10s %-8s %-8s %-8s %s\n", "KIND", "NAME", "VERSION", "PID", "HEALTHY", "RESTARTS", "SESSION")
