@@ -211,6 +211,8 @@ type Storage interface {
 	// Batch applies all ops, in order, atomically: a reader sees all of them or none.
 	// Assertions (OpAssertAbsent, OpAssertValue) are checked first, against the state
 	// before the batch; if one fails nothing is applied and a *ConditionError is returned.
+	// The host's Client sends concurrent Puts to one namespace as one Batch (merge.go), so
+	// a Batch should cost about one durable write, not one per op.
 	Batch(ctx context.Context, namespace string, ops []Op) error
 	// CompareAndSwap is an atomic conditional write; see CASRequest.
 	CompareAndSwap(ctx context.Context, req CASRequest) (CASResult, error)
