@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -118,13 +119,14 @@ type Manager struct {
 	mu    sync.Mutex
 	slots map[string]chan struct{}
 
-	// cache holds the stored records of recently used sessions, so the check every
-	// request makes (does the session exist, is it active) costs no storage read. This
-	// host is the only writer of its sessions' records (see put), so the cache is
-	// updated on every write; writes counts them, so a read racing a write never
-	// caches what the write replaced.
+	// cache holds the stored records of recently used sessions, decoded, so the check
+	// every request makes (does the session exist, is it active) costs no storage read
+	// and no decoding. This host is the only writer of its sessions' records (see put),
+	// so the cache is updated on every write; writes counts them, so a read racing a
+	// write never caches what the write replaced. Cached sessions are never handed out,
+	// only copies.
 	cacheMu sync.Mutex
-	cache   map[string][]byte
+	cache   map[string]*Session
 	writes  uint64
 }
 
@@ -136,7 +138,7 @@ func NewManager(opts Options) *Manager {
 	if opts.Node == "" {
 		opts.Node, _ = os.Hostname()
 	}
-	return &Manager{opts: opts, slots: map[string]chan struct{}{}, cache: map[string][]byte{}}
+	return &Manager{opts: opts, slots: map[string]chan struct{}{}, cache: map[string]*Session{}}
 }
 
 var (
@@ -221,14 +223,35 @@ func (m *Manager) put(ctx context.Context, s *Session) error {
 		// The write may have landed or not: the next Get reads the store.
 		return fmt.Errorf("store session %s: %w", s.ID, err)
 	}
-	m.remember(s.ID, b, 0, true)
+	// Cached as a reader of the record would decode it, not as s is in memory.
+	stored, err := decodeSession(s.ID, b)
+	if err != nil {
+		return err
+	}
+	m.remember(s.ID, stored, 0, true)
 	return nil
+}
+
+// decodeSession decodes a stored session record.
+func decodeSession(id string, b []byte) (*Session, error) {
+	var s Session
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("session %s: corrupt record: %w", id, err)
+	}
+	return &s, nil
+}
+
+// clone returns a copy of s that shares nothing with it.
+func (s *Session) clone() *Session {
+	c := *s
+	c.Runners = slices.Clone(s.Runners)
+	return &c
 }
 
 // remember caches a session's stored record: always after this host wrote it (force),
 // otherwise only if no write happened since the read that returned it began (at
 // writes == seen).
-func (m *Manager) remember(id string, b []byte, seen uint64, force bool) {
+func (m *Manager) remember(id string, s *Session, seen uint64, force bool) {
 	m.cacheMu.Lock()
 	defer m.cacheMu.Unlock()
 	if !force && m.writes != seen {
@@ -240,24 +263,28 @@ func (m *Manager) remember(id string, b []byte, seen uint64, force bool) {
 			break
 		}
 	}
-	m.cache[id] = b
+	m.cache[id] = s
 }
 
-// record returns a session's stored record from the cache or the store.
-func (m *Manager) record(ctx context.Context, id string) ([]byte, bool, error) {
+// cached returns a session's stored record, decoded, from the cache or the store. The
+// result is the cache's: not to be changed or handed out.
+func (m *Manager) cached(ctx context.Context, id string) (*Session, bool, error) {
 	m.cacheMu.Lock()
-	b, ok := m.cache[id]
+	s, ok := m.cache[id]
 	seen := m.writes
 	m.cacheMu.Unlock()
 	if ok {
-		return b, true, nil
+		return s, true, nil
 	}
 	b, ok, err := m.opts.Store.Get(ctx, IndexNamespace(DefaultTenant), []byte(sessionPrefix+id))
 	if err != nil || !ok {
 		return nil, ok, err
 	}
-	m.remember(id, b, seen, false)
-	return b, true, nil
+	if s, err = decodeSession(id, b); err != nil {
+		return nil, false, err
+	}
+	m.remember(id, s, seen, false)
+	return s, true, nil
 }
 
 // Get returns a session, deleted ones included.
@@ -265,18 +292,14 @@ func (m *Manager) Get(ctx context.Context, id string) (*Session, error) {
 	if !ValidID(id) {
 		return nil, fmt.Errorf("%w: %q is not a session id", ErrNotFound, id)
 	}
-	b, ok, err := m.record(ctx, id)
+	s, ok, err := m.cached(ctx, id)
 	if err != nil {
 		return nil, fmt.Errorf("load session %s: %w", id, err)
 	}
 	if !ok {
 		return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
 	}
-	var s Session
-	if err := json.Unmarshal(b, &s); err != nil {
-		return nil, fmt.Errorf("session %s: corrupt record: %w", id, err)
-	}
-	return &s, nil
+	return s.clone(), nil
 }
 
 // Active returns a session that can run executions.

@@ -59,6 +59,15 @@ func TestCachedLookups(t *testing.T) {
 	if again, _ := m.Get(ctx, s.ID); again.Name != "a" {
 		t.Fatalf("a caller's change reached the cache: %q", again.Name)
 	}
+	// Nor a change made through a slice of the copy.
+	withRunner := *got
+	withRunner.ID, withRunner.Runners = "01ARZ3NDEKTSV4RRFFQ69G5FAW", []string{"python"}
+	m.remember(withRunner.ID, &withRunner, 0, true)
+	got, _ = m.Get(ctx, withRunner.ID)
+	got.Runners[0] = "changed"
+	if again, _ := m.Get(ctx, withRunner.ID); again.Runners[0] != "python" {
+		t.Fatalf("a caller's change to the runners reached the cache: %q", again.Runners)
+	}
 	// Another manager on the same storage (a restarted host) reads once, then caches.
 	m2 := newManager(t, st)
 	for range 3 {
