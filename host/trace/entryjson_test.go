@@ -13,14 +13,7 @@ import (
 // to the general path.
 func TestEntryJSON(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
-	pieces := []string{"", "a", "ü", "日本", "😀", "<>&", "\u2028\u2029", "\"", "\\", "\n\t\r\b\f", "\x00\x01\x1f", "\x7f", "\xff\xfe", "trace/01J", "é\u0301"}
-	str := func() string {
-		var b bytes.Buffer
-		for range r.IntN(4) {
-			b.WriteString(pieces[r.IntN(len(pieces))])
-		}
-		return b.String()
-	}
+	str := randomStrings(r)
 	datas := []string{"", "null", "1", `"x"`, `{"a":[1,2.5,"\u0000"],"b":{}}`, `[]`, `-0`, `1e+21`}
 	for i := range 5000 {
 		var data json.RawMessage
@@ -51,14 +44,7 @@ func TestEntryJSON(t *testing.T) {
 // against the general canonical encoder, as TestEntryJSON does for entries.
 func TestRecordAndCheckpointJSON(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
-	pieces := []string{"", "a", "ü", "日本", "😀", "<>&", "\u2028\u2029", "\"", "\\", "\n\t\r\b\f", "\x00\x01\x1f", "\x7f", "\xff\xfe", "trace/01J", "é\u0301"}
-	str := func() string {
-		var b bytes.Buffer
-		for range r.IntN(4) {
-			b.WriteString(pieces[r.IntN(len(pieces))])
-		}
-		return b.String()
-	}
+	str := randomStrings(r)
 	when := func() time.Time {
 		if r.IntN(20) == 0 {
 			return time.Date(10000+r.IntN(5), 1, 1, 0, 0, 0, 0, time.UTC) // beyond encoding/json
@@ -108,5 +94,18 @@ func TestRecordAndCheckpointJSON(t *testing.T) {
 		if (werr != nil) != (gerr != nil) || !bytes.Equal(got, want) {
 			t.Fatalf("checkpoint %+v:\n got %s (%v)\nwant %s (%v)", c, got, gerr, want, werr)
 		}
+	}
+}
+
+// randomStrings returns a source of short strings made of pieces that exercise canonical
+// JSON: escapes, control characters, non-BMP and invalid UTF-8, and none at all.
+func randomStrings(r *rand.Rand) func() string {
+	pieces := []string{"", "a", "ü", "日本", "😀", "<>&", "\u2028\u2029", "\"", "\\", "\n\t\r\b\f", "\x00\x01\x1f", "\x7f", "\xff\xfe", "trace/01J", "é\u0301"}
+	return func() string {
+		var b bytes.Buffer
+		for range r.IntN(4) {
+			b.WriteString(pieces[r.IntN(len(pieces))])
+		}
+		return b.String()
 	}
 }
