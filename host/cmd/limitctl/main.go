@@ -98,43 +98,39 @@ func envOr(name, def string) string {
 }
 
 func health(ctx context.Context, addr string, asJSON bool, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("health", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, usage) }
-	out := fs.String("o", "", "output: table or json")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	x := &cli{c: client.New(addr), stdout: stdout, stderr: stderr, json: asJSON}
+	pos, err := x.parse(flag.NewFlagSet("health", flag.ContinueOnError), args)
+	if err == nil {
+		err = need(pos, 0, "no arguments to health")
 	}
-	switch *out {
-	case "json":
-		asJSON = true
-	case "table":
-		asJSON = false
-	case "":
-	default:
-		fmt.Fprintf(stderr, "limitctl: -o must be table or json, got %q\n\n%s", *out, usage)
+	if err != nil {
+		fmt.Fprintf(stderr, "limitctl: %v\n\n%s", err, usage)
 		return 2
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	// A degraded host answers 503 with the same body: the table says why.
-	h, err := client.New(addr).Health(ctx)
+	h, err := x.c.Health(ctx)
 	if h == nil {
 		fmt.Fprintf(stderr, "limitctl: cannot reach the daemon at %s: %v\n", addr, err)
 		return 1
 	}
-	if asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(h); err != nil {
+	if x.json {
+		if err := x.printJSON(h); err != nil {
 			fmt.Fprintln(stderr, "limitctl:", err)
 			return 1
 		}
-		if h.Status != "ok" {
-			return 1
-		}
-		return 0
+	} else {
+		printHealth(stdout, h)
 	}
+	if h.Status != "ok" {
+		return 1
+	}
+	return 0
+}
+
+// printHealth prints the daemon's health as a table.
+func printHealth(stdout io.Writer, h *client.Health) {
 	fmt.Fprintf(stdout, "status %s, version %s\n", h.Status, h.Version)
 	fmt.Fprintf(stdout, "%-10s %-16s %-10s %-8s %-8s %-8s %s\n", "KIND", "NAME", "VERSION", "PID", "HEALTHY", "RESTARTS", "SESSION")
 	for _, p := range h.Plugins {
@@ -146,10 +142,6 @@ func health(ctx context.Context, addr string, asJSON bool, args []string, stdout
 			fmt.Fprintf(stdout, "           last error: %s\n", p.LastError)
 		}
 	}
-	if h.Status != "ok" {
-		return 1
-	}
-	return 0
 }
 
 // multiFlag collects a repeatable string flag.
