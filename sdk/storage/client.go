@@ -211,7 +211,8 @@ func (c *Client) Batch(ctx context.Context, ns string, ops []Op) error {
 	if err := ValidateBatch(ns, ops); err != nil {
 		return err
 	}
-	if Namespaces(ns, ops) {
+	multi := Namespaces(ns, ops)
+	if multi {
 		// A plugin that does not know Op.Namespace would apply the op in ns.
 		ok, err := c.BatchNamespaces(ctx)
 		if err != nil {
@@ -221,7 +222,8 @@ func (c *Client) Batch(ctx context.Context, ns string, ops []Op) error {
 			return invalidf("the plugin does not take batch operations in other namespaces (capability %s)", CapBatchNamespaces)
 		}
 	}
-	if Namespaces(ns, ops) || slices.ContainsFunc(ops, Op.IsAssertion) {
+	if multi || slices.ContainsFunc(ops, Op.IsAssertion) {
+		// Never merged: see merge.go.
 		return fromStatus("batch", c.send(ctx, ns, false, ops))
 	}
 	return c.write(ctx, ns, false, ops)

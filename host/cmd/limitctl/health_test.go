@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -70,6 +71,9 @@ func TestOutputFlagBeforeOrAfterTheCommand(t *testing.T) {
 		}
 		if isJSON := json.Valid(out.Bytes()); isJSON != tc.json {
 			t.Errorf("%v: JSON output %v, want %v:\n%s", tc.args, isJSON, tc.json, out.String())
+		}
+		if slices.Contains(tc.args, "sessions") && !strings.Contains(out.String(), "s1") {
+			t.Errorf("%v: the session is missing from the output:\n%s", tc.args, out.String())
 		}
 	}
 	var out, errOut bytes.Buffer
