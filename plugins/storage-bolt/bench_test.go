@@ -32,6 +32,10 @@ func BenchmarkBoltPlugin(b *testing.B) {
 	oneByOne.(interface{ MergeWrites(bool) }).MergeWrites(false)
 	sdktest.CompareStorageSides(b, sdktest.Side{Name: "inproc", S: inProc},
 		sdktest.Side{Name: "grpc", S: viaGRPC}, sdktest.Side{Name: "unmerged", S: oneByOne}, sdktest.Side{Name: "unix", S: viaFast})
+	// Only concurrent writes are merged (PutParallel16 here): how many went together.
+	if calls, batches := viaFast.(interface{ MergeStats() (int64, int64) }).MergeStats(); batches > 0 {
+		fmt.Printf("unix merged %d writes into %d batches, %.1f a batch\n", calls, batches, float64(calls)/float64(batches))
+	}
 }
 
 // launchPluginGRPC is launchPlugin with a client that ignores the fast path.
