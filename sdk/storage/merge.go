@@ -82,7 +82,6 @@ const mergeMaxLinger = time.Millisecond
 // mergeCall is one Put or Batch waiting to be merged.
 type mergeCall struct {
 	ctx   context.Context
-	put   bool // a Put (ops holds its one op) rather than a Batch
 	ops   []Op
 	size  int
 	state atomic.Int32
@@ -107,7 +106,7 @@ func (c *Client) write(ctx context.Context, ns string, put bool, ops []Op) error
 	if m.off.Load() {
 		return fromStatus(what, c.send(ctx, ns, put, ops))
 	}
-	call := &mergeCall{ctx: ctx, put: put, ops: ops, done: make(chan error, 1)}
+	call := &mergeCall{ctx: ctx, ops: ops, done: make(chan error, 1)}
 	for _, op := range ops {
 		call.size += len(op.Key) + len(op.Value)
 	}
@@ -152,7 +151,7 @@ func (c *Client) write(ctx context.Context, ns string, put bool, ops []Op) error
 			// Alone: the call as it would have been made without merging.
 			start := time.Now()
 			err := c.send(ctx, ns, put, ops)
-			c.next(ns, q, 1, time.Since(start))
+			c.next(ns, q, time.Since(start))
 			return fromStatus(what, err)
 		}
 		go c.lead(ns, q, group)
@@ -164,8 +163,8 @@ func (c *Client) write(ctx context.Context, ns string, put bool, ops []Op) error
 		}
 		return fromStatus(what, err)
 	case <-ctx.Done():
-		// Either never made (abandoned while queued) or made or not, as a cancelled call
-		// over the wire would be.
+		// Never made if still queued (abandoned here); else made or not, as a cancelled
+		// call over the wire would be.
 		call.state.CompareAndSwap(mergeQueued, mergeAbandoned)
 		return fromStatus(what, status.FromContextError(ctx.Err()).Err())
 	}
@@ -212,39 +211,40 @@ func (c *Client) collect(q *mergeQueue) []*mergeCall {
 	return live
 }
 
-// next ends a round of n calls that took d: q expects them back, with those that queued
-// behind it, and the next round starts on its own goroutine; or, when nobody waits, q is
-// no longer busy.
-func (c *Client) next(ns string, q *mergeQueue, n int, d time.Duration) {
-	m := &c.merge
-	m.mu.Lock()
-	q.expect, q.last = n+len(q.pending), d
-	if len(q.pending) == 0 {
-		q.busy = false
-		m.mu.Unlock()
-		return
+// next ends a lone call's round (see endRound); the calls that queued behind it go on
+// their own goroutine.
+func (c *Client) next(ns string, q *mergeQueue, d time.Duration) {
+	if c.endRound(q, 1, d) {
+		go func() { c.lead(ns, q, c.collect(q)) }()
 	}
-	m.mu.Unlock()
-	go func() { c.lead(ns, q, c.collect(q)) }()
 }
 
 // lead makes rounds until nobody waits: the calls of group as few Batches as the limits
 // allow, each answered, then the calls that queued meanwhile.
 func (c *Client) lead(ns string, q *mergeQueue, group []*mergeCall) {
-	m := &c.merge
 	for {
 		start := time.Now()
 		c.flush(ns, group)
-		m.mu.Lock()
-		q.expect, q.last = len(group)+len(q.pending), time.Since(start)
-		if len(q.pending) == 0 {
-			q.busy = false
-			m.mu.Unlock()
+		if !c.endRound(q, len(group), time.Since(start)) {
 			return
 		}
-		m.mu.Unlock()
 		group = c.collect(q)
 	}
+}
+
+// endRound ends a round of n calls that took d: q expects them back, with those that
+// queued behind it. It tells whether calls wait for another round; when none does, q is
+// no longer busy.
+func (c *Client) endRound(q *mergeQueue, n int, d time.Duration) bool {
+	m := &c.merge
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	q.expect, q.last = n+len(q.pending), d
+	if len(q.pending) == 0 {
+		q.busy = false
+		return false
+	}
+	return true
 }
 
 // flush makes the calls of one round, as few Batches as the limits allow, and answers
