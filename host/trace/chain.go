@@ -138,40 +138,26 @@ func skipValue(obj []byte, i int) int {
 // canonical (as the store makes it), a timestamp in years 0–9999 and an index JSON numbers
 // hold exactly. Anything else takes the general path.
 func entryJSON(e *Entry) ([]byte, error) {
-	const maxExact = 1 << 53
-	if e.Index < 0 || e.Index > maxExact || !jsonYear(e.Timestamp) || !utf8.ValidString(e.TraceID) || !utf8.ValidString(e.SessionID) ||
-		!utf8.ValidString(e.Kind) || !utf8.ValidString(e.Agent) || !utf8.ValidString(e.PrevHash) || !utf8.ValidString(e.Hash) {
+	if !exactInt(e.Index) || !jsonYear(e.Timestamp) || !validUTF8(e.TraceID, e.SessionID, e.Kind, e.Agent, e.PrevHash, e.Hash) {
 		return canonicalJSON(e)
 	}
 	data := []byte(e.Data)
 	if len(data) == 0 {
 		data = []byte("null")
 	}
-	var out bytes.Buffer
-	out.Grow(256 + len(data))
-	// Members in the order of their names' UTF-16 code units, as RFC 8785 sorts them.
-	out.WriteString(`{"agent":`)
-	writeString(&out, []byte(e.Agent))
-	out.WriteString(`,"data":`)
-	out.Write(data)
+	o := newCanonObject(256 + len(data))
+	o.str("agent", e.Agent)
+	o.raw("data", data)
 	if e.Hash != "" {
-		out.WriteString(`,"hash":`)
-		writeString(&out, []byte(e.Hash))
+		o.str("hash", e.Hash)
 	}
-	out.WriteString(`,"index":`)
-	out.Write(strconv.AppendInt(nil, e.Index, 10))
-	out.WriteString(`,"kind":`)
-	writeString(&out, []byte(e.Kind))
-	out.WriteString(`,"prev_hash":`)
-	writeString(&out, []byte(e.PrevHash))
-	out.WriteString(`,"session_id":`)
-	writeString(&out, []byte(e.SessionID))
-	out.WriteString(`,"timestamp":`)
-	writeString(&out, e.Timestamp.AppendFormat(nil, time.RFC3339Nano))
-	out.WriteString(`,"trace_id":`)
-	writeString(&out, []byte(e.TraceID))
-	out.WriteByte('}')
-	return out.Bytes(), nil
+	o.int("index", e.Index)
+	o.str("kind", e.Kind)
+	o.str("prev_hash", e.PrevHash)
+	o.str("session_id", e.SessionID)
+	o.time("timestamp", e.Timestamp)
+	o.str("trace_id", e.TraceID)
+	return o.end(), nil
 }
 
 // recordJSON returns the canonical JSON of r, as canonicalJSON(r) does, directly in the
@@ -179,70 +165,46 @@ func entryJSON(e *Entry) ([]byte, error) {
 // store makes it), no flags, timestamps in years 0–9999, a length JSON numbers hold
 // exactly. The record repeats the trace's data, so a create no longer parses it again.
 func recordJSON(r *Record) ([]byte, error) {
-	if len(r.Flags) > 0 || len(r.Data) == 0 || r.Length < 0 || r.Length > 1<<53 || !jsonYear(r.CreatedAt) || !jsonYear(r.UpdatedAt) ||
-		!utf8.ValidString(r.ID) || !utf8.ValidString(r.SessionID) || !utf8.ValidString(r.Tenant) || !utf8.ValidString(r.Kind) ||
-		!utf8.ValidString(string(r.Status)) || !utf8.ValidString(r.Head) {
+	if len(r.Flags) > 0 || len(r.Data) == 0 || !exactInt(r.Length) || !jsonYear(r.CreatedAt) || !jsonYear(r.UpdatedAt) ||
+		!validUTF8(r.ID, r.SessionID, r.Tenant, r.Kind, string(r.Status), r.Head) {
 		return canonicalJSON(r)
 	}
-	var out bytes.Buffer
-	out.Grow(320 + len(r.Data))
-	out.WriteString(`{"created_at":`)
-	writeString(&out, r.CreatedAt.AppendFormat(nil, time.RFC3339Nano))
-	out.WriteString(`,"data":`)
-	out.Write(r.Data)
-	out.WriteString(`,"flags":`)
+	flags := []byte("[]")
 	if r.Flags == nil {
-		out.WriteString(`null`)
-	} else {
-		out.WriteString(`[]`)
+		flags = []byte("null")
 	}
-	out.WriteString(`,"id":`)
-	writeString(&out, []byte(r.ID))
-	out.WriteString(`,"kind":`)
-	writeString(&out, []byte(r.Kind))
-	out.WriteString(`,"provenance_head":`)
-	writeString(&out, []byte(r.Head))
-	out.WriteString(`,"provenance_length":`)
-	out.Write(strconv.AppendInt(nil, r.Length, 10))
-	out.WriteString(`,"session_id":`)
-	writeString(&out, []byte(r.SessionID))
-	out.WriteString(`,"status":`)
-	writeString(&out, []byte(r.Status))
-	out.WriteString(`,"tenant":`)
-	writeString(&out, []byte(r.Tenant))
-	out.WriteString(`,"updated_at":`)
-	writeString(&out, r.UpdatedAt.AppendFormat(nil, time.RFC3339Nano))
-	out.WriteByte('}')
-	return out.Bytes(), nil
+	o := newCanonObject(320 + len(r.Data))
+	o.time("created_at", r.CreatedAt)
+	o.raw("data", r.Data)
+	o.raw("flags", flags)
+	o.str("id", r.ID)
+	o.str("kind", r.Kind)
+	o.str("provenance_head", r.Head)
+	o.int("provenance_length", r.Length)
+	o.str("session_id", r.SessionID)
+	o.str("status", string(r.Status))
+	o.str("tenant", r.Tenant)
+	o.time("updated_at", r.UpdatedAt)
+	return o.end(), nil
 }
 
 // checkpointJSON returns the canonical JSON of c, as canonicalJSON(c) does, directly in
 // the common case (see entryJSON).
 func checkpointJSON(c *Checkpoint) ([]byte, error) {
-	if c.Length < 0 || c.Length > 1<<53 || !jsonYear(c.Timestamp) || !utf8.ValidString(c.SessionID) || !utf8.ValidString(c.TraceID) ||
-		!utf8.ValidString(c.Head) || !utf8.ValidString(c.Key) || !utf8.ValidString(c.Signature) {
+	if !exactInt(c.Length) || !jsonYear(c.Timestamp) || !validUTF8(c.SessionID, c.TraceID, c.Head, c.Key, c.Signature) {
 		return canonicalJSON(c)
 	}
-	var out bytes.Buffer
-	out.Grow(256)
-	out.WriteString(`{"head":`)
-	writeString(&out, []byte(c.Head))
-	out.WriteString(`,"key":`)
-	writeString(&out, []byte(c.Key))
-	out.WriteString(`,"length":`)
-	out.Write(strconv.AppendInt(nil, c.Length, 10))
-	out.WriteString(`,"session_id":`)
-	writeString(&out, []byte(c.SessionID))
+	o := newCanonObject(256)
+	o.str("head", c.Head)
+	o.str("key", c.Key)
+	o.int("length", c.Length)
+	o.str("session_id", c.SessionID)
 	if c.Signature != "" {
-		out.WriteString(`,"signature":`)
-		writeString(&out, []byte(c.Signature))
+		o.str("signature", c.Signature)
 	}
-	out.WriteString(`,"timestamp":`)
-	writeString(&out, c.Timestamp.AppendFormat(nil, time.RFC3339Nano))
-	out.WriteString(`,"trace_id":`)
-	writeString(&out, []byte(c.TraceID))
-	out.WriteByte('}')
-	return out.Bytes(), nil
+	o.time("timestamp", c.Timestamp)
+	o.str("trace_id", c.TraceID)
+	return o.end(), nil
 }
 
 // jsonYear tells whether encoding/json can encode t (years 0–9999), as the direct
@@ -250,6 +212,60 @@ func checkpointJSON(c *Checkpoint) ([]byte, error) {
 func jsonYear(t time.Time) bool {
 	y := t.Year()
 	return y >= 0 && y <= 9999
+}
+
+// exactInt tells whether n is a non-negative integer JSON numbers hold exactly.
+func exactInt(n int64) bool { return n >= 0 && n <= 1<<53 }
+
+// validUTF8 tells whether every string is valid UTF-8 (encoding/json replaces what is
+// not, which the direct encoders do not).
+func validUTF8(ss ...string) bool {
+	for _, s := range ss {
+		if !utf8.ValidString(s) {
+			return false
+		}
+	}
+	return true
+}
+
+// canonObject writes a JSON object for the direct encoders: the caller adds the members
+// in RFC 8785's order (names sorted by their UTF-16 code units), with names that need no
+// escaping.
+type canonObject struct {
+	out bytes.Buffer
+}
+
+func newCanonObject(size int) *canonObject {
+	o := &canonObject{}
+	o.out.Grow(size)
+	return o
+}
+
+func (o *canonObject) name(k string) {
+	if o.out.Len() == 0 {
+		o.out.WriteString(`{"`)
+	} else {
+		o.out.WriteString(`,"`)
+	}
+	o.out.WriteString(k)
+	o.out.WriteString(`":`)
+}
+
+func (o *canonObject) str(k, v string)        { o.name(k); writeString(&o.out, []byte(v)) }
+func (o *canonObject) raw(k string, v []byte) { o.name(k); o.out.Write(v) }
+func (o *canonObject) int(k string, v int64) {
+	o.name(k)
+	o.out.Write(strconv.AppendInt(o.out.AvailableBuffer(), v, 10))
+}
+func (o *canonObject) time(k string, t time.Time) {
+	o.name(k)
+	writeString(&o.out, t.AppendFormat(nil, time.RFC3339Nano))
+}
+
+// end closes the object and returns it.
+func (o *canonObject) end() []byte {
+	o.out.WriteByte('}')
+	return o.out.Bytes()
 }
 
 // decodeExact decodes raw into v, refusing unknown members, and checks that v encodes back to
