@@ -16,14 +16,7 @@ func TestEntryJSON(t *testing.T) {
 	str := randomStrings(r)
 	datas := []string{"", "null", "1", `"x"`, `{"a":[1,2.5,"\u0000"],"b":{}}`, `[]`, `-0`, `1e+21`}
 	for i := range 5000 {
-		var data json.RawMessage
-		if d := datas[r.IntN(len(datas))]; d != "" {
-			c, err := Canonicalize([]byte(d))
-			if err != nil {
-				t.Fatal(err)
-			}
-			data = c
-		}
+		data := pickData(t, r, datas)
 		e := Entry{
 			TraceID: str(), SessionID: str(), Index: r.Int64N(1 << 54), Kind: str(), Agent: str(), Data: data,
 			Timestamp: time.Unix(r.Int64N(1<<36)-(1<<35), r.Int64N(1e9)).In(time.FixedZone("", (r.IntN(48)-24)*1800)),
@@ -62,14 +55,7 @@ func TestRecordAndCheckpointJSON(t *testing.T) {
 	}
 	datas := []string{"", `{}`, `{"a":[1,2.5,"\u0000"],"b":{}}`, `{"x":"ü\n"}`}
 	for i := range 5000 {
-		var data json.RawMessage
-		if d := datas[r.IntN(len(datas))]; d != "" {
-			c, err := Canonicalize([]byte(d))
-			if err != nil {
-				t.Fatal(err)
-			}
-			data = c
-		}
+		data := pickData(t, r, datas)
 		rec := Record{
 			ID: str(), SessionID: str(), Tenant: str(), Kind: str(), Status: Status(str()), Data: data,
 			CreatedAt: when(), UpdatedAt: when(), Length: length(i), Head: str(),
@@ -108,4 +94,18 @@ func randomStrings(r *rand.Rand) func() string {
 		}
 		return b.String()
 	}
+}
+
+// pickData returns one of datas at random, canonicalized; "" stands for no data.
+func pickData(t *testing.T, r *rand.Rand, datas []string) json.RawMessage {
+	t.Helper()
+	d := datas[r.IntN(len(datas))]
+	if d == "" {
+		return nil
+	}
+	c, err := Canonicalize([]byte(d))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
