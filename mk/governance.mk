@@ -1,6 +1,6 @@
 # Governance rule plugins (plugins/governance-*, internal/jailbreak). Their tests run with
 # `make test`.
-.PHONY: train-jailbreak eval-jailbreak tune-jailbreak bench-governance
+.PHONY: train-jailbreak eval-jailbreak eval-jailbreak-api tune-jailbreak bench-governance
 
 # Retrain the jailbreak model from ../shared/data/governance/prompts-train.jsonl (fixed
 # seed: the same data gives the same file byte for byte), recalibrate the presets, and
@@ -12,6 +12,13 @@ train-jailbreak:
 # baseline) without training; prints the METRICS.md tables.
 eval-jailbreak:
 	$(GO) run ./internal/cmd/train-jailbreak -eval-only
+
+# The same held-out split measured through a running daemon (start one with `make run`;
+# LIMIT_ADDR or -addr elsewhere) with limitctl governance eval: each preset's rates and
+# confusion matrix, ROC-AUC, and the length-only baseline at the same false-positive rate.
+eval-jailbreak-api: build
+	$(GO) run ./internal/cmd/train-jailbreak -write-held-out build/held-out.jsonl
+	$(BIN)/limitctl governance eval build/held-out.jsonl
 
 # Cross-validate the hyper-parameter sweep on the training split only (5 folds; the
 # held-out split is never looked at) and print each setting's ROC-AUC and TPR at 1 % and

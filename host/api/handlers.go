@@ -614,12 +614,18 @@ func (s *Server) stats(w http.ResponseWriter, r *http.Request) {
 type evaluateRequest struct {
 	Kind string `json:"kind"`
 	Text string `json:"text"`
+	// Preset, when given, has the rules judge at that preset's sensitivity instead of
+	// their configured one (for measuring them: limitctl governance eval).
+	Preset string `json:"preset,omitempty"`
 }
 
 type evaluateResponse struct {
-	Findings []governance.Flag     `json:"findings"`
-	Rules    []governance.RuleInfo `json:"rules"`
-	Errors   []string              `json:"errors,omitempty"`
+	Findings []governance.Flag `json:"findings"`
+	// Scores are what the rules' models made of the text, flagged or not, by configured
+	// rule and rule id.
+	Scores map[string]map[string]float64 `json:"scores,omitempty"`
+	Rules  []governance.RuleInfo         `json:"rules"`
+	Errors []string                      `json:"errors,omitempty"`
 }
 
 func (s *Server) evaluate(w http.ResponseWriter, r *http.Request) {
@@ -640,8 +646,16 @@ func (s *Server) evaluate(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, badRequest(`kind must be "prompt", "code" or "output", got %q`, req.Kind))
 		return
 	}
-	flags, errs := s.opts.Rules.Evaluate(r.Context(), sdkgov.EvaluateRequest{Stage: stage, ContentType: ctype, Content: req.Text})
-	resp := evaluateResponse{Findings: flags, Rules: s.opts.Rules.Rules()}
+	ereq := sdkgov.EvaluateRequest{Stage: stage, ContentType: ctype, Content: req.Text}
+	if req.Preset != "" {
+		if _, ok := governance.Presets[req.Preset]; !ok {
+			s.fail(w, r, badRequest("preset must be one of %s, got %q", strings.Join(governance.PolicyNames(), ", "), req.Preset))
+			return
+		}
+		ereq.Metadata = map[string]string{sdkgov.MetaPreset: req.Preset}
+	}
+	flags, scores, errs := s.opts.Rules.EvaluateScores(r.Context(), ereq)
+	resp := evaluateResponse{Findings: flags, Scores: scores, Rules: s.opts.Rules.Rules()}
 	if resp.Findings == nil {
 		resp.Findings = []governance.Flag{}
 	}

@@ -82,6 +82,7 @@ func TestSessionsAndErrors(t *testing.T) {
 		{"bad severity", "POST", "/v1/governance/flag", "application/json", `{"trace_id": "x", "flag": "anomaly", "severity": 11}`, 400},
 		{"unknown runner in execution", "POST", "/v1/sessions/" + s.ID + "/executions", "application/json", `{"runner": "cobol", "input": "x"}`, 400},
 		{"evaluate bad kind", "POST", "/v1/governance/evaluate", "application/json", `{"kind": "poem", "text": "x"}`, 400},
+		{"evaluate bad preset", "POST", "/v1/governance/evaluate", "application/json", `{"kind": "prompt", "text": "x", "preset": "lenient"}`, 400},
 		{"export nothing", "POST", "/v1/artifacts/export", "application/json", `{}`, 400},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -105,9 +105,17 @@ func (e *RuleError) Error() string { return fmt.Sprintf("governance rule %q: %v"
 // Evaluate runs every rule that evaluates req.Stage, in parallel, and returns their
 // findings as flags (sorted by severity, highest first) and the rules that failed.
 func (e *Evaluator) Evaluate(ctx context.Context, req sdkgov.EvaluateRequest) ([]Flag, []*RuleError) {
+	flags, _, errs := e.EvaluateScores(ctx, req)
+	return flags, errs
+}
+
+// EvaluateScores is Evaluate that also returns the raw scores the rules' models gave the
+// content, by configured rule name and then rule id (rules without a model give none).
+func (e *Evaluator) EvaluateScores(ctx context.Context, req sdkgov.EvaluateRequest) ([]Flag, map[string]map[string]float64, []*RuleError) {
 	type answer struct {
-		flags []Flag
-		err   *RuleError
+		flags  []Flag
+		scores map[string]float64
+		err    *RuleError
 	}
 	var wg sync.WaitGroup
 	answers := make([]answer, len(e.rules))
@@ -126,13 +134,19 @@ func (e *Evaluator) Evaluate(ctx context.Context, req sdkgov.EvaluateRequest) ([
 				answers[i].err = &RuleError{Plugin: r.name, Err: err}
 				return
 			}
-			fs, err := p.Impl.(sdkgov.Rule).Evaluate(cctx, req)
+			var ev sdkgov.Evaluation
+			if sr, ok := p.Impl.(sdkgov.ScoringRule); ok {
+				ev, err = sr.EvaluateScores(cctx, req)
+			} else {
+				ev.Findings, err = p.Impl.(sdkgov.Rule).Evaluate(cctx, req)
+			}
 			if err != nil {
 				r.m.Check()
 				answers[i].err = &RuleError{Plugin: r.name, Err: err}
 				return
 			}
-			for _, f := range fs {
+			answers[i].scores = ev.Scores
+			for _, f := range ev.Findings {
 				answers[i].flags = append(answers[i].flags, Flag{
 					Flag: f.Flag, Severity: f.Severity, Reason: explain(f, req.Stage), RuleID: f.RuleID,
 					AutoDetected: true, Timestamp: now,
@@ -143,12 +157,16 @@ func (e *Evaluator) Evaluate(ctx context.Context, req sdkgov.EvaluateRequest) ([
 	wg.Wait()
 	var flags []Flag
 	var errs []*RuleError
-	for _, a := range answers {
+	scores := map[string]map[string]float64{}
+	for i, a := range answers {
 		flags = append(flags, a.flags...)
 		if a.err != nil {
 			errs = append(errs, a.err)
 		}
+		if len(a.scores) > 0 {
+			scores[e.rules[i].name] = a.scores
+		}
 	}
 	sort.SliceStable(flags, func(i, j int) bool { return flags[i].Severity > flags[j].Severity })
-	return flags, errs
+	return flags, scores, errs
 }

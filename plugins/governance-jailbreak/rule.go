@@ -144,12 +144,25 @@ func (r *rule) Describe(context.Context) ([]governance.RuleDescription, error) {
 
 // Evaluate implements governance.Rule.
 func (r *rule) Evaluate(ctx context.Context, req governance.EvaluateRequest) ([]governance.Finding, error) {
+	ev, err := r.EvaluateScores(ctx, req)
+	return ev.Findings, err
+}
+
+// EvaluateScores implements governance.ScoringRule: the findings, and the model's
+// probability for the text whether or not it reached the threshold. A request whose
+// metadata names a preset is judged at that preset's threshold.
+func (r *rule) EvaluateScores(ctx context.Context, req governance.EvaluateRequest) (governance.Evaluation, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return governance.Evaluation{}, err
 	}
 	d, err := r.detector()
 	if err != nil {
-		return nil, err
+		return governance.Evaluation{}, err
+	}
+	if p := req.Metadata[governance.MetaPreset]; p != "" {
+		if d, err = jailbreak.NewDetector(d.Model(), p, 0); err != nil {
+			return governance.Evaluation{}, fmt.Errorf("metadata %s: %w", governance.MetaPreset, err)
+		}
 	}
 	res := d.Scan(req.Content)
 	out := make([]governance.Finding, 0, len(res.Findings))
@@ -160,7 +173,7 @@ func (r *rule) Evaluate(ctx context.Context, req governance.EvaluateRequest) ([]
 			Location: &governance.Location{Line: f.Line, Column: column(req.Content, f.Start), Start: f.Start, End: f.End},
 		})
 	}
-	return out, nil
+	return governance.Evaluation{Findings: out, Scores: map[string]float64{jailbreak.RuleModel: res.ModelScore.Prob}}, nil
 }
 
 // column returns the 1-based byte column of offset off in s.
@@ -168,4 +181,4 @@ func column(s string, off int) int {
 	return off - strings.LastIndexByte(s[:off], '\n')
 }
 
-var _ governance.Rule = (*rule)(nil)
+var _ governance.ScoringRule = (*rule)(nil)

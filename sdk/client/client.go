@@ -551,14 +551,44 @@ func (c *Client) GovernanceStats(ctx context.Context) (*GovernanceStats, error) 
 
 // Evaluation is the answer of POST /v1/governance/evaluate.
 type Evaluation struct {
-	Findings []Flag   `json:"findings"`
-	Errors   []string `json:"errors,omitempty"`
+	Findings []Flag `json:"findings"`
+	// Scores are what the rules' models made of the text, flagged or not, by configured
+	// rule name and rule id (e.g. Scores["jailbreak"]["jailbreak.model"]).
+	Scores map[string]map[string]float64 `json:"scores,omitempty"`
+	// Rules are the configured rule plugins and what each evaluates.
+	Rules  []RuleInfo `json:"rules,omitempty"`
+	Errors []string   `json:"errors,omitempty"`
+}
+
+// RuleInfo is a configured rule plugin and the rules it evaluates.
+type RuleInfo struct {
+	Plugin string            `json:"plugin"`
+	Rules  []RuleDescription `json:"rules"`
+}
+
+// RuleDescription is one rule: its id, the flags it raises and the stages it runs at
+// (1 before an execution, 2 after).
+type RuleDescription struct {
+	ID          string   `json:"id"`
+	Flags       []string `json:"flags"`
+	Stages      []int    `json:"stages"`
+	Description string   `json:"description,omitempty"`
 }
 
 // Evaluate runs every configured rule on a text (kind "prompt", "code" or "output").
 func (c *Client) Evaluate(ctx context.Context, kind, text string) (*Evaluation, error) {
+	return c.EvaluateAt(ctx, kind, text, "")
+}
+
+// EvaluateAt is Evaluate with the rules judging at a preset's sensitivity ("permissive",
+// "default" or "strict"; "" for their configured one), to measure them.
+func (c *Client) EvaluateAt(ctx context.Context, kind, text, preset string) (*Evaluation, error) {
 	var e Evaluation
-	return &e, c.do(ctx, "POST", "/v1/governance/evaluate", map[string]any{"kind": kind, "text": text}, &e)
+	body := map[string]any{"kind": kind, "text": text}
+	if preset != "" {
+		body["preset"] = preset
+	}
+	return &e, c.do(ctx, "POST", "/v1/governance/evaluate", body, &e)
 }
 
 // ExportRequest selects what to export: a session's traces or a list of traces.

@@ -85,6 +85,13 @@ func (c *Client) Describe(ctx context.Context) ([]RuleDescription, error) {
 // Evaluate implements Rule. Findings with an unknown flag or a severity out of range are
 // refused, so a faulty plugin cannot smuggle in flags the host does not know.
 func (c *Client) Evaluate(ctx context.Context, req EvaluateRequest) ([]Finding, error) {
+	ev, err := c.EvaluateScores(ctx, req)
+	return ev.Findings, err
+}
+
+// EvaluateScores implements ScoringRule: the findings, and the scores of the plugin's
+// models when it reports them (none when it does not).
+func (c *Client) EvaluateScores(ctx context.Context, req EvaluateRequest) (Evaluation, error) {
 	var r *limitv1.EvaluateResponse
 	var err error
 	err = fastpath.ErrBroken
@@ -96,17 +103,16 @@ func (c *Client) Evaluate(ctx context.Context, req EvaluateRequest) ([]Finding, 
 		r, err = c.rpc.Evaluate(ctx, RequestToProto(req))
 	}
 	if err != nil {
-		return nil, fmt.Errorf("governance evaluate: %w", err)
+		return Evaluation{}, fmt.Errorf("governance evaluate: %w", err)
 	}
-	out := make([]Finding, 0, len(r.GetFindings()))
+	ev := Evaluation{Findings: make([]Finding, 0, len(r.GetFindings())), Scores: r.GetScores()}
 	for _, m := range r.GetFindings() {
-		f := FindingFromProto(m)
-		if err := f.Validate(); err != nil {
-			return nil, fmt.Errorf("governance evaluate: %w", err)
-		}
-		out = append(out, f)
+		ev.Findings = append(ev.Findings, FindingFromProto(m))
 	}
-	return out, nil
+	if err := ev.Validate(); err != nil {
+		return Evaluation{}, fmt.Errorf("governance evaluate: %w", err)
+	}
+	return ev, nil
 }
 
-var _ Rule = (*Client)(nil)
+var _ ScoringRule = (*Client)(nil)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"strings"
 	"sync"
@@ -90,6 +91,20 @@ func (r *testRule) Evaluate(ctx context.Context, req governance.EvaluateRequest)
 		return f, nil
 	}
 	return nil, nil
+}
+
+// EvaluateScores makes testRule a ScoringRule: its "model" scores a text by its length
+// (a hundredth per byte); "bad score" scores NaN, which the SDK must refuse.
+func (r *testRule) EvaluateScores(ctx context.Context, req governance.EvaluateRequest) (governance.Evaluation, error) {
+	fs, err := r.Evaluate(ctx, req)
+	if err != nil {
+		return governance.Evaluation{}, err
+	}
+	score := float64(len(req.Content)) / 100
+	if req.Content == "bad score" {
+		score = math.NaN()
+	}
+	return governance.Evaluation{Findings: fs, Scores: map[string]float64{"test.attack": score}}, nil
 }
 
 // oldPlugin serves the governance service as a plugin without OpenFastPath does.
@@ -281,6 +296,31 @@ func TestOldRuleFallsBackToGRPC(t *testing.T) {
 	}
 	if fs, err := eval(t.Context(), c, "attack"); err != nil || len(fs) != 1 {
 		t.Fatalf("evaluate over gRPC: %+v %v", fs, err)
+	}
+}
+
+// TestScoresCrossBothTransports: a ScoringRule's scores reach the host over the fast path
+// and over gRPC, flagged or not; a score that is not a finite number is refused; a plugin
+// that reports none (built before scores existed) still answers its findings.
+func TestScoresCrossBothTransports(t *testing.T) {
+	for name, c := range both(t) {
+		for _, content := range []string{"an attack here", "benign"} {
+			ev, err := c.EvaluateScores(t.Context(), governance.EvaluateRequest{Stage: governance.StagePre, Content: content})
+			if want := float64(len(content)) / 100; err != nil || len(ev.Scores) != 1 || ev.Scores["test.attack"] != want {
+				t.Fatalf("%s: %q: scores %v (%v), want test.attack %v", name, content, ev.Scores, err, want)
+			}
+			if flagged := len(ev.Findings) == 1; flagged != strings.Contains(content, "attack") {
+				t.Fatalf("%s: %q: findings %+v", name, content, ev.Findings)
+			}
+		}
+		if _, err := c.EvaluateScores(t.Context(), governance.EvaluateRequest{Stage: governance.StagePre, Content: "bad score"}); status.Code(errors.Unwrap(err)) != codes.Internal || !strings.Contains(err.Error(), "finite") {
+			t.Fatalf("%s: a NaN score: %v, want Internal naming it", name, err)
+		}
+	}
+	old := launch(t, "old", governance.PluginSet())
+	ev, err := old.EvaluateScores(t.Context(), governance.EvaluateRequest{Stage: governance.StagePre, Content: "attack"})
+	if err != nil || len(ev.Findings) != 1 || len(ev.Scores) != 0 {
+		t.Fatalf("a plugin without scores: %+v %v", ev, err)
 	}
 }
 

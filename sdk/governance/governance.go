@@ -5,6 +5,7 @@ package governance
 import (
 	"context"
 	"fmt"
+	"math"
 
 	"github.com/limitgraph/limit/sdk/base"
 )
@@ -104,6 +105,45 @@ func (f Finding) Validate() error {
 		return fmt.Errorf("finding of rule %q has severity %d, want 1-10", f.RuleID, f.Severity)
 	}
 	return nil
+}
+
+// MetaPreset is the EvaluateRequest.Metadata key a measurement sets (POST
+// /v1/governance/evaluate with a preset, as limitctl governance eval does) to ask rules to
+// judge at that preset's sensitivity ("permissive", "default" or "strict") instead of
+// their configured one. Rules without presets ignore it.
+const MetaPreset = "preset"
+
+// Evaluation is what a rule found, with the raw scores behind it.
+type Evaluation struct {
+	Findings []Finding
+	// Scores maps a rule id to what its model made of the content, flagged or not, so
+	// that the rule can be measured (ROC curves). Optional.
+	Scores map[string]float64
+}
+
+// Validate checks each finding and that each score is a finite number under a rule id.
+func (e Evaluation) Validate() error {
+	for _, f := range e.Findings {
+		if err := f.Validate(); err != nil {
+			return err
+		}
+	}
+	for id, s := range e.Scores {
+		if id == "" {
+			return fmt.Errorf("a score without a rule id")
+		}
+		if math.IsNaN(s) || math.IsInf(s, 0) {
+			return fmt.Errorf("rule %q scored %v, want a finite number", id, s)
+		}
+	}
+	return nil
+}
+
+// ScoringRule is a Rule whose models also report their raw scores. The SDK's server calls
+// EvaluateScores instead of Evaluate when a plugin implements it.
+type ScoringRule interface {
+	Rule
+	EvaluateScores(ctx context.Context, req EvaluateRequest) (Evaluation, error)
 }
 
 // Rule is the interface a governance plugin implements.

@@ -44,15 +44,20 @@ func (s *server) Evaluate(ctx context.Context, req *limitv1.EvaluateRequest) (re
 	if req.GetStage() != limitv1.Stage_STAGE_PRE && req.GetStage() != limitv1.Stage_STAGE_POST {
 		return nil, status.Error(codes.InvalidArgument, "stage must be pre or post")
 	}
-	fs, err := s.impl.Evaluate(ctx, RequestFromProto(req))
+	var ev Evaluation
+	if sr, ok := s.impl.(ScoringRule); ok {
+		ev, err = sr.EvaluateScores(ctx, RequestFromProto(req))
+	} else {
+		ev.Findings, err = s.impl.Evaluate(ctx, RequestFromProto(req))
+	}
 	if err != nil {
 		return nil, status.Error(codes.Internal, err.Error())
 	}
-	resp = &limitv1.EvaluateResponse{}
-	for _, f := range fs {
-		if err := f.Validate(); err != nil {
-			return nil, status.Error(codes.Internal, err.Error())
-		}
+	if err := ev.Validate(); err != nil {
+		return nil, status.Error(codes.Internal, err.Error())
+	}
+	resp = &limitv1.EvaluateResponse{Scores: ev.Scores}
+	for _, f := range ev.Findings {
 		resp.Findings = append(resp.Findings, FindingToProto(f))
 	}
 	return resp, nil

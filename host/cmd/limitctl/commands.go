@@ -544,6 +544,8 @@ func (x *cli) governance(ctx context.Context, sub string, args []string) error {
 			fmt.Fprintln(x.stderr, "rule error:", e)
 		}
 		return nil
+	case "eval":
+		return x.governanceEval(ctx, args)
 	}
 	return usagef("unknown governance command %q", sub)
 }

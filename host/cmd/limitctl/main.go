@@ -39,6 +39,9 @@ const usage = `usage:
   limitctl traces list SESSION | show ID | flag ID FLAG SEVERITY REASON | merge ID | verify ID
   limitctl verify [--key FILE] BUNDLE         check an exported bundle offline
   limitctl governance stats | evaluate KIND TEXT
+  limitctl governance eval [--preset P]... [--kind prompt] [--flag jailbreak] [--parallel N] FILE.jsonl
+                                              measure the rules on lines {"text","label":"jailbreak"|"benign"}:
+                                              TPR, FPR, precision, F1, confusion, ROC-AUC per preset
   limitctl version                            print the version
 
 Commands that read the API print tables; add -o json (before or after the command) for JSON.

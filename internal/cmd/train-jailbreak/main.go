@@ -38,7 +38,15 @@ func main() {
 	evalOnly := flag.Bool("eval-only", false, "do not train: evaluate the model file and print the metrics")
 	sweep := flag.Bool("tune", false, "print out-of-fold metrics on the training split for a sweep of hyper-parameters, then exit")
 	misses := flag.Bool("misses", false, "with -eval-only: print the held-out texts the default preset gets wrong, then exit")
+	heldOut := flag.String("write-held-out", "", "write the held-out split as JSON lines {\"text\", \"label\"} to this file (for limitctl governance eval), then exit")
 	flag.Parse()
+	if *heldOut != "" {
+		if err := writeHeldOut(*data, *heldOut); err != nil {
+			fmt.Fprintln(os.Stderr, "train-jailbreak:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *misses {
 		if err := printMisses(*data, *modelPath); err != nil {
 			fmt.Fprintln(os.Stderr, "train-jailbreak:", err)
@@ -60,6 +68,33 @@ func main() {
 		fmt.Fprintln(os.Stderr, "train-jailbreak:", err)
 		os.Exit(1)
 	}
+}
+
+// writeHeldOut writes the held-out split of the training file (the rows the model never
+// saw and the metrics are measured on) as JSON lines.
+func writeHeldOut(data, path string) error {
+	ex, _, err := jailbreak.LoadJSONL(data)
+	if err != nil {
+		return err
+	}
+	_, test := jailbreak.Split(ex, 0.2)
+	var b strings.Builder
+	for _, e := range test {
+		line, err := json.Marshal(map[string]string{"text": e.Text, "label": e.Label})
+		if err != nil {
+			return err
+		}
+		b.Write(line)
+		b.WriteByte('\n')
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "wrote the %d held-out rows of %s to %s\n", len(test), data, path)
+	return nil
 }
 
 // Metrics is what metrics.json holds.

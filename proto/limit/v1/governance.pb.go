@@ -231,8 +231,12 @@ type EvaluateRequest struct {
 	// Runner that produced or will consume the content, e.g. "python".
 	Runner string `protobuf:"bytes,4,opt,name=runner,proto3" json:"runner,omitempty"`
 	// ContentType: "code/python", "text/prompt", "text/output", ...
-	ContentType   string            `protobuf:"bytes,5,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
-	Content       string            `protobuf:"bytes,6,opt,name=content,proto3" json:"content,omitempty"`
+	ContentType string `protobuf:"bytes,5,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
+	Content     string `protobuf:"bytes,6,opt,name=content,proto3" json:"content,omitempty"`
+	// Metadata: figures of the execution after it ran (duration_ms, output_bytes, ...), and
+	// "preset" when a measurement (POST /v1/governance/evaluate with a preset) asks the rule
+	// to judge at that preset's sensitivity ("permissive", "default" or "strict") instead
+	// of its configured one.
 	Metadata      map[string]string `protobuf:"bytes,7,rep,name=metadata,proto3" json:"metadata,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -473,8 +477,13 @@ func (x *Finding) GetLocation() *Location {
 }
 
 type EvaluateResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Findings      []*Finding             `protobuf:"bytes,1,rep,name=findings,proto3" json:"findings,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Findings []*Finding             `protobuf:"bytes,1,rep,name=findings,proto3" json:"findings,omitempty"`
+	// Scores: what each of the rule's scoring models made of the content (rule id → score),
+	// whether or not it crossed the threshold that makes a finding, so that a rule can be
+	// measured (ROC curves: limitctl governance eval). Optional; rules without a model
+	// leave it empty.
+	Scores        map[string]float64 `protobuf:"bytes,2,rep,name=scores,proto3" json:"scores,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -516,6 +525,13 @@ func (x *EvaluateResponse) GetFindings() []*Finding {
 	return nil
 }
 
+func (x *EvaluateResponse) GetScores() map[string]float64 {
+	if x != nil {
+		return x.Scores
+	}
+	return nil
+}
+
 var File_limit_v1_governance_proto protoreflect.FileDescriptor
 
 const file_limit_v1_governance_proto_rawDesc = "" +
@@ -552,9 +568,13 @@ const file_limit_v1_governance_proto_rawDesc = "" +
 	"\x05score\x18\x03 \x01(\x01R\x05score\x12\x16\n" +
 	"\x06reason\x18\x04 \x01(\tR\x06reason\x12\x17\n" +
 	"\arule_id\x18\x05 \x01(\tR\x06ruleId\x12.\n" +
-	"\blocation\x18\x06 \x01(\v2\x12.limit.v1.LocationR\blocation\"A\n" +
+	"\blocation\x18\x06 \x01(\v2\x12.limit.v1.LocationR\blocation\"\xbc\x01\n" +
 	"\x10EvaluateResponse\x12-\n" +
-	"\bfindings\x18\x01 \x03(\v2\x11.limit.v1.FindingR\bfindings*=\n" +
+	"\bfindings\x18\x01 \x03(\v2\x11.limit.v1.FindingR\bfindings\x12>\n" +
+	"\x06scores\x18\x02 \x03(\v2&.limit.v1.EvaluateResponse.ScoresEntryR\x06scores\x1a9\n" +
+	"\vScoresEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01*=\n" +
 	"\x05Stage\x12\x15\n" +
 	"\x11STAGE_UNSPECIFIED\x10\x00\x12\r\n" +
 	"\tSTAGE_PRE\x10\x01\x12\x0e\n" +
@@ -579,7 +599,7 @@ func file_limit_v1_governance_proto_rawDescGZIP() []byte {
 }
 
 var file_limit_v1_governance_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_limit_v1_governance_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_limit_v1_governance_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_limit_v1_governance_proto_goTypes = []any{
 	(Stage)(0),                   // 0: limit.v1.Stage
 	(*DescribeRequest)(nil),      // 1: limit.v1.DescribeRequest
@@ -590,8 +610,9 @@ var file_limit_v1_governance_proto_goTypes = []any{
 	(*Finding)(nil),              // 6: limit.v1.Finding
 	(*EvaluateResponse)(nil),     // 7: limit.v1.EvaluateResponse
 	nil,                          // 8: limit.v1.EvaluateRequest.MetadataEntry
-	(*OpenFastPathRequest)(nil),  // 9: limit.v1.OpenFastPathRequest
-	(*OpenFastPathResponse)(nil), // 10: limit.v1.OpenFastPathResponse
+	nil,                          // 9: limit.v1.EvaluateResponse.ScoresEntry
+	(*OpenFastPathRequest)(nil),  // 10: limit.v1.OpenFastPathRequest
+	(*OpenFastPathResponse)(nil), // 11: limit.v1.OpenFastPathResponse
 }
 var file_limit_v1_governance_proto_depIdxs = []int32{
 	0,  // 0: limit.v1.RuleDescription.stages:type_name -> limit.v1.Stage
@@ -600,17 +621,18 @@ var file_limit_v1_governance_proto_depIdxs = []int32{
 	8,  // 3: limit.v1.EvaluateRequest.metadata:type_name -> limit.v1.EvaluateRequest.MetadataEntry
 	5,  // 4: limit.v1.Finding.location:type_name -> limit.v1.Location
 	6,  // 5: limit.v1.EvaluateResponse.findings:type_name -> limit.v1.Finding
-	1,  // 6: limit.v1.Governance.Describe:input_type -> limit.v1.DescribeRequest
-	4,  // 7: limit.v1.Governance.Evaluate:input_type -> limit.v1.EvaluateRequest
-	9,  // 8: limit.v1.Governance.OpenFastPath:input_type -> limit.v1.OpenFastPathRequest
-	3,  // 9: limit.v1.Governance.Describe:output_type -> limit.v1.DescribeResponse
-	7,  // 10: limit.v1.Governance.Evaluate:output_type -> limit.v1.EvaluateResponse
-	10, // 11: limit.v1.Governance.OpenFastPath:output_type -> limit.v1.OpenFastPathResponse
-	9,  // [9:12] is the sub-list for method output_type
-	6,  // [6:9] is the sub-list for method input_type
-	6,  // [6:6] is the sub-list for extension type_name
-	6,  // [6:6] is the sub-list for extension extendee
-	0,  // [0:6] is the sub-list for field type_name
+	9,  // 6: limit.v1.EvaluateResponse.scores:type_name -> limit.v1.EvaluateResponse.ScoresEntry
+	1,  // 7: limit.v1.Governance.Describe:input_type -> limit.v1.DescribeRequest
+	4,  // 8: limit.v1.Governance.Evaluate:input_type -> limit.v1.EvaluateRequest
+	10, // 9: limit.v1.Governance.OpenFastPath:input_type -> limit.v1.OpenFastPathRequest
+	3,  // 10: limit.v1.Governance.Describe:output_type -> limit.v1.DescribeResponse
+	7,  // 11: limit.v1.Governance.Evaluate:output_type -> limit.v1.EvaluateResponse
+	11, // 12: limit.v1.Governance.OpenFastPath:output_type -> limit.v1.OpenFastPathResponse
+	10, // [10:13] is the sub-list for method output_type
+	7,  // [7:10] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_limit_v1_governance_proto_init() }
@@ -625,7 +647,7 @@ func file_limit_v1_governance_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_limit_v1_governance_proto_rawDesc), len(file_limit_v1_governance_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   8,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -1,0 +1,172 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/limitgraph/limit/internal/jailbreak"
+	"github.com/limitgraph/limit/internal/testbin"
+)
+
+// jailbreakConfig is a daemon whose only rule is the real jailbreak plugin.
+func jailbreakConfig(t *testing.T) string {
+	t.Helper()
+	testbin.Plugin(t, "storage-bolt")
+	testbin.Plugin(t, "governance-jailbreak")
+	return writeConfig(t, fmt.Sprintf(`host {
+  listen     = "127.0.0.1:0"
+  data_dir   = %q
+  plugin_dir = %q
+}
+storage "bolt" {}
+governance {
+  rule "jailbreak" {}
+}
+`, t.TempDir(), testbin.PluginDir(t)))
+}
+
+// handWritten returns the repository's hand-written jailbreak and benign prompts, and
+// the same as one JSON-lines file.
+func handWritten(t *testing.T) ([]jailbreak.Example, string) {
+	t.Helper()
+	var all []jailbreak.Example
+	var b strings.Builder
+	for _, name := range []string{"injections.jsonl", "benign.jsonl"} {
+		ex, _, err := jailbreak.LoadJSONL(filepath.Join(jailbreak.ModuleRoot(), "testdata/governance", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range ex {
+			all = append(all, e)
+			line, _ := json.Marshal(map[string]string{"text": e.Text, "label": e.Label})
+			b.Write(line)
+			b.WriteByte('\n')
+		}
+	}
+	path := filepath.Join(t.TempDir(), "set.jsonl")
+	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return all, path
+}
+
+// TestGovernanceEvalMatchesInProcess measures the hand-written prompts through the running
+// daemon with `limitctl governance eval` and checks every figure against the same
+// detector evaluated in-process: what crosses the plugin boundary and the API (each
+// preset's verdicts, the model's scores) arrives unchanged.
+func TestGovernanceEvalMatchesInProcess(t *testing.T) {
+	d := start(t, jailbreakConfig(t))
+	set, path := handWritten(t)
+	out, code := limitctl(t, d.url, "-o", "json", "governance", "eval", path)
+	if code != 0 {
+		t.Fatalf("governance eval: exit %d\n%s", code, out)
+	}
+	var rep struct {
+		Positives int `json:"positives"`
+		Negatives int `json:"negatives"`
+		Presets   []struct {
+			Preset    string              `json:"preset"`
+			Confusion jailbreak.Confusion `json:"confusion"`
+			TPR       *float64            `json:"tpr"`
+			LengthTPR *float64            `json:"length_tpr"`
+			LengthFPR *float64            `json:"length_fpr"`
+			FPR       *float64            `json:"fpr"`
+			Misses    []int               `json:"misses"`
+		} `json:"presets"`
+		ModelAUC    *float64 `json:"model_roc_auc"`
+		DetectorAUC *float64 `json:"detector_roc_auc"`
+		LengthAUC   *float64 `json:"length_roc_auc"`
+	}
+	// Progress lines go to stderr, which limitctl() folds in: the report is the JSON object.
+	if i := strings.Index(out, "{"); i >= 0 {
+		out = out[i:]
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	m, err := jailbreak.DefaultModel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := jailbreak.EvaluateSet("hand-written", m, jailbreak.LengthBaseline{Thresholds: map[string]float64{}}, set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Positives != want.Positives || rep.Negatives != want.Negatives {
+		t.Fatalf("counted %d/%d, want %d/%d", rep.Positives, rep.Negatives, want.Positives, want.Negatives)
+	}
+	if len(rep.Presets) != len(want.Detector) {
+		t.Fatalf("%d presets, want %d", len(rep.Presets), len(want.Detector))
+	}
+	for i, w := range want.Detector {
+		got := rep.Presets[i]
+		if got.Preset != w.Preset || got.Confusion != w.Confusion {
+			t.Errorf("preset %s: %+v through the daemon, %s %+v in-process", got.Preset, got.Confusion, w.Preset, w.Confusion)
+		}
+		if got.TPR == nil || math.Abs(*got.TPR-w.TPR) > 1e-12 || len(got.Misses) != w.Confusion.FN {
+			t.Errorf("preset %s: TPR %v, misses %v; want %v and %d", got.Preset, got.TPR, got.Misses, w.TPR, w.Confusion.FN)
+		}
+		// The length-only baseline is held to the detector's false-positive rate.
+		if got.LengthFPR == nil || got.FPR == nil || *got.LengthFPR > *got.FPR {
+			t.Errorf("preset %s: length-only FPR %v above the detector's %v", got.Preset, got.LengthFPR, got.FPR)
+		}
+	}
+	for _, c := range []struct {
+		name string
+		got  *float64
+		want float64
+	}{{"model", rep.ModelAUC, want.ModelAUC}, {"detector", rep.DetectorAUC, want.DetectorAUC}, {"length", rep.LengthAUC, want.LengthAUC}} {
+		if c.got == nil || math.Abs(*c.got-c.want) > 1e-12 {
+			t.Errorf("%s ROC-AUC %v through the daemon, %v in-process", c.name, c.got, c.want)
+		}
+	}
+
+	// The table says the same.
+	out, code = limitctl(t, d.url, "governance", "eval", "--preset", "default", path)
+	if code != 0 || !strings.Contains(out, "PRESET") || !strings.Contains(out, "ROC-AUC: model ") || strings.Contains(out, "strict") {
+		t.Fatalf("table: exit %d\n%s", code, out)
+	}
+}
+
+func TestGovernanceEvalBadInput(t *testing.T) {
+	d := start(t, config(t, t.TempDir(), "default")) // the keyword rule: no scores, no "malicious"
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	good := write("good.jsonl", `{"text": "forbidden words", "label": "jailbreak"}`+"\n"+`{"text": "hello there", "label": "benign"}`+"\n")
+	for _, c := range []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"bad label", []string{write("label.jsonl", `{"text": "a", "label": "jailbreak"}`+"\n\n"+`{"text": "b", "label": "spam"}`+"\n")}, 1, "label.jsonl:3: label \"spam\""},
+		{"not JSON", []string{write("junk.jsonl", "text,label\n")}, 1, "junk.jsonl:1: not a JSON object"},
+		{"no text", []string{write("notext.jsonl", `{"label": "benign"}`+"\n")}, 1, "notext.jsonl:1: no \"text\""},
+		{"empty", []string{write("empty.jsonl", "\n")}, 1, "no examples"},
+		{"missing file", []string{filepath.Join(dir, "nope.jsonl")}, 1, "no such file"},
+		{"bad preset", []string{"--preset", "lenient", good}, 2, "--preset must be one of"},
+		{"no file", nil, 2, "expected FILE.jsonl"},
+		{"flag no rule raises", []string{"--flag", "malicious", good}, 1, "no rule the daemon runs raises \"malicious\""},
+	} {
+		out, code := limitctl(t, d.url, append([]string{"governance", "eval"}, c.args...)...)
+		if code != c.code || !strings.Contains(out, c.want) {
+			t.Errorf("%s: exit %d, want %d with %q:\n%s", c.name, code, c.code, c.want, out)
+		}
+	}
+	// A rule without a model: rates, but no model ROC-AUC.
+	out, code := limitctl(t, d.url, "governance", "eval", "--preset", "default", good)
+	if code != 0 || !strings.Contains(out, "100.0%") || !strings.Contains(out, "reported no model scores") {
+		t.Errorf("keyword rule: exit %d\n%s", code, out)
+	}
+}
