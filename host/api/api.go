@@ -41,6 +41,10 @@ type Options struct {
 	Store storage.Storage
 	// RD holds the configured FGW defaults.
 	RD config.RD
+	// RefusePeer, if set, says why the request's connection may not use the API ("" when
+	// it may): the daemon refuses code it sandboxes, which a session allowed the network
+	// could otherwise point at the API.
+	RefusePeer func(r *http.Request) string
 }
 
 // Server is the HTTP API.
@@ -106,6 +110,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			writeProblem(w, r, http.StatusInternalServerError, "internal error (request "+id+")", nil)
 		}
 	}()
+	if s.opts.RefusePeer != nil {
+		if why := s.opts.RefusePeer(r); why != "" {
+			s.opts.Logger.Warn("API request refused", "request_id", id, "remote", r.RemoteAddr, "path", r.URL.Path, "reason", why)
+			writeProblem(w, r, http.StatusForbidden, why, nil)
+			return
+		}
+	}
 	r.Body = http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes)
 	h, pattern := s.mux.Handler(r)
 	if pattern == "" {

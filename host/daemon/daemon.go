@@ -24,6 +24,7 @@ import (
 	"github.com/limitgraph/limit/host/plugins"
 	"github.com/limitgraph/limit/host/session"
 	"github.com/limitgraph/limit/host/trace"
+	"github.com/limitgraph/limit/internal/peercred"
 )
 
 // Specs are the checked, ready-to-launch plugins of a configuration.
@@ -231,7 +232,7 @@ func Start(ctx context.Context, opts Options) (*Daemon, hcl.Diagnostics) {
 	handler := api.New(api.Options{
 		Version: opts.Version, Plugins: d.PluginStatus, MaxBodyBytes: cfg.API.MaxBodyBytes, Logger: logger.Named("api"),
 		Sessions: d.Sessions, Engine: engine, Traces: d.Traces, Rules: rules, Stats: stats, DefaultPolicy: cfg.Governance.Policy,
-		Store: d.Store, RD: cfg.RD,
+		Store: d.Store, RD: cfg.RD, RefusePeer: refuseSandboxed(d.Runners.SandboxUID, logger.Named("api")),
 	})
 	d.server = &http.Server{
 		Handler:           handler,
@@ -239,11 +240,54 @@ func Start(ctx context.Context, opts Options) (*Daemon, hcl.Diagnostics) {
 		ReadTimeout:       cfg.API.ReadTimeout,
 		WriteTimeout:      cfg.API.WriteTimeout,
 		ErrorLog:          logger.Named("http").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
+		ConnContext:       withPeer,
 	}
 	go func() { d.serveErr <- d.server.Serve(ln) }()
 	logger.Info("limitd started", "version", opts.Version, "listen", ln.Addr().String(), "data_dir", dataDir,
 		"storage", specs.Storage.ID(), "runners", d.Runners.Names(), "rules", len(d.rules))
 	return d, nil
+}
+
+// peer is an API connection; whether code the host sandboxes holds its other end is
+// found out once, at its first request.
+type peer struct {
+	conn    net.Conn
+	once    sync.Once
+	refused string
+}
+
+type peerKey struct{}
+
+func withPeer(ctx context.Context, c net.Conn) context.Context {
+	return context.WithValue(ctx, peerKey{}, &peer{conn: c})
+}
+
+// refuseSandboxed refuses requests whose connection comes from a uid a runner's sandbox
+// runs code as. The API has no other authentication than being reachable: on loopback
+// only, by default, but a session allowed the network shares the host's loopback.
+func refuseSandboxed(sandboxUID func(int) bool, logger hclog.Logger) func(*http.Request) string {
+	return func(r *http.Request) string {
+		p, _ := r.Context().Value(peerKey{}).(*peer)
+		if p == nil {
+			return ""
+		}
+		p.once.Do(func() {
+			local, ok1 := p.conn.LocalAddr().(*net.TCPAddr)
+			remote, ok2 := p.conn.RemoteAddr().(*net.TCPAddr)
+			if !ok1 || !ok2 {
+				return
+			}
+			uid, found, err := peercred.TCPPeerUID(local.AddrPort(), remote.AddrPort())
+			switch {
+			case err != nil:
+				// Not knowing who is there must not lock everyone out; say so.
+				logger.Warn("cannot tell which user an API connection comes from", "remote", remote.String(), "error", err)
+			case found && sandboxUID(uid):
+				p.refused = fmt.Sprintf("requests from code this host runs in a sandbox (uid %d) are refused", uid)
+			}
+		})
+		return p.refused
+	}
 }
 
 // Addr is the address the API listens on.

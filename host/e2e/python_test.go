@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -114,5 +115,46 @@ func TestPythonThroughAPI(t *testing.T) {
 	status, _, body = d.raw("GET", "/v1/health", "", nil)
 	if status != 200 || !strings.Contains(fmt.Sprint(body), "landlock") {
 		t.Fatalf("health does not report the isolation features: %v", body)
+	}
+}
+
+// TestSandboxedCodeCannotUseTheAPI: a session allowed the network shares the host's
+// loopback, where the API listens without authentication; its code is refused (403)
+// rather than able to read another session's traces, while the operator's client on the
+// same machine is served.
+func TestSandboxedCodeCannotUseTheAPI(t *testing.T) {
+	d := start(t, pythonConfig(t, t.TempDir()))
+	other, _ := d.c.CreateSession(ctx, client.CreateSessionRequest{Name: "other"})
+	if r, err := d.c.Execute(ctx, other.ID, client.ExecuteRequest{Runner: "python", Input: "print('private')"}); err != nil || r.Status != "ok" {
+		t.Fatalf("%+v %v", r, err)
+	}
+	netted, err := d.c.CreateSession(ctx, client.CreateSessionRequest{Name: "netted", AllowNetwork: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	code := fmt.Sprintf(`import json, urllib.request, urllib.error
+try:
+    body = urllib.request.urlopen(%q, timeout=5).read()
+    print('served', body[:200])
+except urllib.error.HTTPError as e:
+    print(e.code, e.headers.get('Content-Type'), json.load(e)['detail'])
+except OSError as e:
+    print('unreachable', type(e).__name__)`, d.url+"/v1/sessions/"+other.ID+"/traces")
+	r, err := d.c.Execute(ctx, netted.ID, client.ExecuteRequest{Runner: "python", Input: code})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if os.Geteuid() != 0 {
+		// The plugin is not root: its code runs as the host's own uid, which no check
+		// can tell apart, and the runner declares no sandbox uids.
+		t.Skipf("not root: sandboxed code runs as the host's uid here (%s)", r.Stdout)
+	}
+	if !strings.HasPrefix(r.Stdout, "403 application/problem+json requests from code this host runs in a sandbox") {
+		t.Fatalf("sandboxed code reached the API: %+v", r)
+	}
+	// The operator's client still is served, on a fresh connection too.
+	d.c.HTTP.CloseIdleConnections()
+	if _, err := d.c.GetSession(ctx, other.ID); err != nil {
+		t.Fatalf("the host's own client was refused: %v", err)
 	}
 }

@@ -3,7 +3,10 @@ package plugins
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -25,6 +28,9 @@ type Runners struct {
 	procs   map[runnerKey]*runnerEntry
 	crashes int
 	closed  bool
+	// sandboxUIDs are the uid ranges the runners' processes said their sandboxed code
+	// runs as (capability "sandbox_uids:LOW-HIGH").
+	sandboxUIDs [][2]int
 }
 
 type runnerKey struct{ session, runner string }
@@ -185,7 +191,47 @@ func (r *Runners) start(ctx context.Context, spec Spec, sess runner.Session) (*P
 // opened logs a process just opened for sess; its uptime says how long it waited in the
 // pool, if it came from there.
 func (r *Runners) opened(spec Spec, sess runner.Session, p *Process) {
+	for _, c := range p.Info.Capabilities {
+		rest, ok := strings.CutPrefix(c, runner.CapSandboxUIDs)
+		if !ok {
+			continue
+		}
+		lo, hi, ok := parseUIDRange(rest)
+		if !ok {
+			r.logger.Warn("runner declares an unreadable sandbox uid range; ignored", "plugin", spec.ID(), "capability", c)
+			continue
+		}
+		r.mu.Lock()
+		if !slices.Contains(r.sandboxUIDs, [2]int{lo, hi}) {
+			r.sandboxUIDs = append(r.sandboxUIDs, [2]int{lo, hi})
+		}
+		r.mu.Unlock()
+	}
 	r.logger.Debug("runner process opened", "plugin", spec.ID(), "session", sess.ID, "pid", p.PID, "uptime", p.Uptime())
+}
+
+// parseUIDRange reads "LOW-HIGH".
+func parseUIDRange(s string) (lo, hi int, ok bool) {
+	a, b, found := strings.Cut(s, "-")
+	lo, err1 := strconv.Atoi(a)
+	hi, err2 := strconv.Atoi(b)
+	if !found || err1 != nil || err2 != nil || lo <= 0 || hi < lo {
+		return 0, 0, false
+	}
+	return lo, hi, true
+}
+
+// SandboxUID reports whether uid is one a runner process started so far said its
+// sandboxed code runs as. (A sandbox exists only once its runner process has started.)
+func (r *Runners) SandboxUID(uid int) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, rg := range r.sandboxUIDs {
+		if uid >= rg[0] && uid <= rg[1] {
+			return true
+		}
+	}
+	return false
 }
 
 // isolationOf asks the process of e, just opened for a session, what isolation it

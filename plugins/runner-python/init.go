@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -17,6 +18,7 @@ import (
 	"github.com/landlock-lsm/go-landlock/landlock"
 	"golang.org/x/sys/unix"
 
+	"github.com/limitgraph/limit/sdk/base"
 	"github.com/limitgraph/limit/sdk/runner"
 )
 
@@ -108,6 +110,12 @@ func sandboxInit() {
 	}()
 	for fd := initFdCmd; fd <= initFdCtlOut; fd++ {
 		unix.CloseOnExec(fd)
+	}
+	// Whatever else init inherited (descriptors the host or its parent left open, which
+	// the plugin passed on unknowingly) must not reach the code: the worker gets 0-4.
+	if err := base.CloseOnExecFrom(initFdCtlOut + 1); err != nil {
+		_, _ = os.NewFile(initFdStatus, "status").Write(encodeFrame(frameFatal, field{keyError, []byte("close inherited descriptors: " + err.Error())}))
+		os.Exit(2)
 	}
 	status := os.NewFile(initFdStatus, "status")
 	code, err := runInit(os.NewFile(initFdCmd, "cmd"), status)
@@ -344,8 +352,29 @@ func setupMounts(cfg *initConfig, rep *report) error {
 			details = append(details, "a private /dev/shm")
 		}
 	}
-	if cfg.Cover != "" {
-		if err := coverAbove(cfg.Cover, cfg.WorkDir); err != nil {
+	// The host's /tmp, /var/tmp and /run, where services keep their Unix sockets (which
+	// Landlock does not stop a connect to), are replaced by empty read-only tmpfs: of them
+	// the code sees only what it may use (its work dir, an interpreter or venv kept there).
+	allowed := append(append(append([]string{cfg.WorkDir}, cfg.ReadOnly...), cfg.ReadWrite...), cfg.RWFiles...)
+	var hidden []string
+	for _, d := range hiddenDirs {
+		real, err := filepath.EvalSymlinks(d)
+		if err != nil || slices.Contains(hidden, real) {
+			continue
+		}
+		if fi, err := os.Stat(real); err != nil || !fi.IsDir() {
+			continue
+		}
+		if err := coverAbove(real, keptUnder(real, allowed)); err != nil {
+			return fmt.Errorf("hide the host's %s in the sandbox: %w", real, err)
+		}
+		hidden = append(hidden, real)
+	}
+	if len(hidden) > 0 {
+		details = append(details, "the host's "+strings.Join(hidden, ", ")+" hidden (their sockets unreachable) but for the paths the code may use")
+	}
+	if cfg.Cover != "" && !underAny(cfg.Cover, hidden) {
+		if err := coverAbove(cfg.Cover, []string{cfg.WorkDir}); err != nil {
 			// Without the cover the worker's uid cannot reach its work dir by its path.
 			return fmt.Errorf("make the work dir reachable in the sandbox: %w", err)
 		}
@@ -355,30 +384,93 @@ func setupMounts(cfg *initConfig, rep *report) error {
 	return nil
 }
 
-// coverAbove mounts an empty tmpfs over top, recreates the path from top down to workDir
-// in it, mounts workDir there and makes the tmpfs read-only.
-func coverAbove(top, workDir string) error {
-	rel, err := filepath.Rel(top, workDir)
-	if err != nil || rel == "." || strings.HasPrefix(rel, "..") {
-		return fmt.Errorf("%s is not above %s", top, workDir)
+// hiddenDirs are replaced in the sandbox by empty tmpfs holding only the allowed paths.
+var hiddenDirs = []string{"/tmp", "/var/tmp", "/run"}
+
+// under reports whether p is dir or below it.
+func under(p, dir string) bool {
+	rel, err := filepath.Rel(dir, p)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
+}
+
+func underAny(p string, dirs []string) bool {
+	for _, d := range dirs {
+		if under(p, d) {
+			return true
+		}
 	}
-	tree, err := unix.OpenTree(unix.AT_FDCWD, workDir, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_RECURSIVE)
-	if err != nil {
-		return fmt.Errorf("open_tree %s: %w", workDir, err)
+	return false
+}
+
+// keptUnder returns the existing paths of allowed strictly below dir (resolved), without
+// those inside another of them (they come with it).
+func keptUnder(dir string, allowed []string) []string {
+	var ps []string
+	for _, a := range allowed {
+		real, err := filepath.EvalSymlinks(a)
+		if err != nil || real == dir || !under(real, dir) {
+			continue
+		}
+		ps = append(ps, real)
 	}
-	defer unix.Close(tree)
+	slices.Sort(ps)
+	var out []string
+	for _, p := range slices.Compact(ps) {
+		if !underAny(p, out) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// coverAbove mounts an empty tmpfs over top, recreates in it the path of each of keep
+// (below top), mounts each there and makes the tmpfs read-only: of top, only keep is left.
+func coverAbove(top string, keep []string) error {
+	trees := make([]int, 0, len(keep))
+	defer func() {
+		for _, t := range trees {
+			unix.Close(t)
+		}
+	}()
+	for _, k := range keep {
+		rel, err := filepath.Rel(top, k)
+		if err != nil || rel == "." || strings.HasPrefix(rel, "..") {
+			return fmt.Errorf("%s is not above %s", top, k)
+		}
+		t, err := unix.OpenTree(unix.AT_FDCWD, k, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_RECURSIVE)
+		if err != nil {
+			return fmt.Errorf("open_tree %s: %w", k, err)
+		}
+		trees = append(trees, t)
+	}
 	const flags = unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC
 	if err := unix.Mount("tmpfs", top, "tmpfs", flags, "mode=0755,size=64k"); err != nil {
 		return fmt.Errorf("mount tmpfs over %s: %w", top, err)
 	}
 	old := unix.Umask(0o022)
-	err = os.MkdirAll(workDir, 0o755)
-	unix.Umask(old)
-	if err != nil {
-		return err
-	}
-	if err := unix.MoveMount(tree, "", unix.AT_FDCWD, workDir, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
-		return fmt.Errorf("move_mount %s: %w", workDir, err)
+	defer unix.Umask(old)
+	for i, k := range keep {
+		var st unix.Stat_t
+		if err := unix.Fstat(trees[i], &st); err != nil {
+			return fmt.Errorf("stat %s: %w", k, err)
+		}
+		if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+			if err := os.MkdirAll(k, 0o755); err != nil {
+				return err
+			}
+		} else { // a file: mounted over an empty one
+			if err := os.MkdirAll(filepath.Dir(k), 0o755); err != nil {
+				return err
+			}
+			if f, err := os.OpenFile(k, os.O_CREATE|os.O_WRONLY, 0o644); err != nil {
+				return err
+			} else {
+				f.Close()
+			}
+		}
+		if err := unix.MoveMount(trees[i], "", unix.AT_FDCWD, k, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+			return fmt.Errorf("move_mount %s: %w", k, err)
+		}
 	}
 	if err := unix.Mount("", top, "", unix.MS_REMOUNT|unix.MS_RDONLY|flags, ""); err != nil {
 		return fmt.Errorf("remount %s read-only: %w", top, err)

@@ -200,6 +200,82 @@ func TestNetwork(t *testing.T) {
 	}
 }
 
+// TestHostSocketsHidden: Unix sockets of host services in /tmp and /run, open to every
+// user, are out of the code's reach with the network off and on (Landlock does not govern
+// connecting to a socket; the sandbox's /tmp and /run are empty tmpfs but for its own
+// paths), while the code's own work dir, under /tmp here, stays usable.
+func TestHostSocketsHidden(t *testing.T) {
+	t.Parallel()
+	var paths []string
+	accepted := make(chan string, 8)
+	for _, parent := range []string{"/tmp", "/run"} {
+		dir, err := os.MkdirTemp(parent, "limit-sock-")
+		if err != nil {
+			t.Logf("no socket in %s: %v", parent, err)
+			continue
+		}
+		t.Cleanup(func() { os.RemoveAll(dir) })
+		if err := os.Chmod(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		sock := filepath.Join(dir, "s")
+		ln, err := net.Listen("unix", sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		if err := os.Chmod(sock, 0o777); err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				accepted <- sock
+				c.Close()
+			}
+		}()
+		// Reachable from the host, so only the sandbox can keep the code from it.
+		c, err := net.Dial("unix", sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+		<-accepted
+		paths = append(paths, sock)
+	}
+	if len(paths) == 0 {
+		t.Fatal("no socket to try")
+	}
+	code := "import socket\nfor p in " + pyList(paths) + ":\n    s = socket.socket(socket.AF_UNIX)\n    try:\n        s.connect(p)\n        print('connected', p)\n    except OSError as e:\n        print(type(e).__name__)\n" +
+		"open('mine.txt', 'w').write('x')\nprint(open('mine.txt').read())"
+	want := strings.Repeat("FileNotFoundError\n", len(paths)) + "x\n"
+	for _, network := range []bool{false, true} {
+		s := open(t, nil, func(s *runner.Session) { s.AllowNetwork = network })
+		_, m := s.health()
+		if !m[featMountNS].Enforced {
+			// Without a mount namespace nothing hides them: the report must not say otherwise.
+			if strings.Contains(m[featMountNS].Detail, "hidden") {
+				t.Fatalf("mount_ns not enforced yet claims: %+v", m[featMountNS])
+			}
+			t.Skipf("no mount namespace here (%s): host sockets stay reachable", m[featMountNS].Detail)
+		}
+		if !strings.Contains(m[featMountNS].Detail, "/tmp") || !strings.Contains(m[featMountNS].Detail, "sockets unreachable") {
+			t.Errorf("mount_ns detail does not say what it hides: %q", m[featMountNS].Detail)
+		}
+		if e := s.mustRun(code); e.stdout != want {
+			t.Errorf("network %v: %s", network, e)
+		}
+	}
+	select {
+	case p := <-accepted:
+		t.Fatalf("a sandbox connected to the host's %s", p)
+	default:
+	}
+}
+
 func TestEnvironment(t *testing.T) {
 	t.Parallel()
 	s := open(t, map[string]any{"env": map[string]string{"FROM_CONFIG": "1", "BOTH": "config"}}, func(s *runner.Session) {
@@ -215,6 +291,36 @@ func TestEnvironment(t *testing.T) {
 	e = s.mustRun("import os\nprint(os.environ.get('LIMIT_TEST_SECRET'))\ntry:\n    print(open('/proc/1/environ').read())\nexcept OSError as e:\n    print(type(e).__name__)")
 	if e.stdout != "None\nPermissionError\n" || strings.Contains(e.stdout, "hunter2") {
 		t.Errorf("%s", e)
+	}
+}
+
+// TestNoInheritedDescriptors: a descriptor the plugin inherited without close-on-exec
+// (as from a host whose own parent left one open) never reaches the sandboxed code, which
+// has its stdin, stdout, stderr and the two protocol pipes, nothing else.
+func TestNoInheritedDescriptors(t *testing.T) {
+	secret := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(secret, []byte("HOST-ONLY"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// No O_CLOEXEC: every process this test starts from now on inherits it.
+	fd, err := syscall.Open(secret, syscall.O_RDONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(fd)
+	s := open(t, nil, nil)
+	e := s.mustRun(`import os
+fds = []
+for f in sorted(os.listdir('/proc/self/fd'), key=int):
+    try:
+        target = os.readlink('/proc/self/fd/' + f)
+    except OSError:
+        continue  # the listing's own descriptor, closed by now
+    if not target.startswith('/proc/'):
+        fds.append(int(f))
+print(fds)`)
+	if e.stdout != "[0, 1, 2, 3, 4]\n" {
+		t.Fatalf("the code's descriptors: %s (descriptor %d of the test process holds the secret)", e, fd)
 	}
 }
 
@@ -388,15 +494,27 @@ func checkReport(t *testing.T, s *testSession, m map[string]runner.IsolationFeat
 // sandbox out of it.
 func worldWritableDir(t *testing.T) string {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "limit-python-world-writable-")
-	if err != nil {
-		t.Fatal(err)
+	// Outside the directories the sandbox hides (/tmp, /var/tmp, /run), so that only
+	// Landlock stands between the code and it: beside the package's sources, else in
+	// /var/cache (as root).
+	var parents []string
+	if wd, err := os.Getwd(); err == nil && !underAny(wd, hiddenDirs) {
+		parents = append(parents, wd)
 	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o777); err != nil {
-		t.Fatal(err)
+	parents = append(parents, "/var/cache")
+	for _, parent := range parents {
+		dir, err := os.MkdirTemp(parent, "limit-python-world-writable-")
+		if err != nil {
+			continue
+		}
+		t.Cleanup(func() { os.RemoveAll(dir) })
+		if err := os.Chmod(dir, 0o777); err != nil {
+			t.Fatal(err)
+		}
+		return dir
 	}
-	return dir
+	t.Fatalf("no directory outside %v to make world-writable in %v", hiddenDirs, parents)
+	return ""
 }
 
 // sandboxFacts is what the code observes inside the sandbox.

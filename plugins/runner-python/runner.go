@@ -66,10 +66,15 @@ func newRunner(log hclog.Logger) *pythonRunner {
 
 // PluginInfo implements base.Plugin.
 func (r *pythonRunner) PluginInfo() base.Info {
+	caps := []string{"input:code/python", "python", "persistent_state", "streaming", "timeout", "cancel", "sandbox"}
+	if os.Geteuid() == 0 {
+		// The per-session uids: the host refuses API requests from them.
+		caps = append(caps, fmt.Sprintf("%s%d-%d", runner.CapSandboxUIDs, uidBase, uidBase+uidRange-1))
+	}
 	return base.Info{
 		Name: "python", Kind: base.KindRunner, Version: version,
 		ProtocolVersions: []uint32{base.ProtocolVersion},
-		Capabilities:     []string{"input:code/python", "python", "persistent_state", "streaming", "timeout", "cancel", "sandbox"},
+		Capabilities:     caps,
 		Description:      "Runs Python in one long-lived sandboxed interpreter per session (namespaces, cgroups, per-session uid, Landlock, seccomp).",
 	}
 }

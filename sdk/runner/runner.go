@@ -44,6 +44,11 @@ type ExecuteRequest struct {
 	Params map[string]any
 }
 
+// CapSandboxUIDs prefixes the capability (base.Info.Capabilities) by which a runner says
+// which uids its sandboxed code runs as, "sandbox_uids:200000-299999": the host refuses
+// API requests from them, so code a session allowed the network cannot drive the host.
+const CapSandboxUIDs = "sandbox_uids:"
+
 // Stream names an output stream.
 type Stream int
 

@@ -25,9 +25,16 @@ import (
 	"github.com/limitgraph/limit/host/config"
 	"github.com/limitgraph/limit/host/daemon"
 	"github.com/limitgraph/limit/host/version"
+	"github.com/limitgraph/limit/sdk/base"
 )
 
 func main() {
+	// Descriptors limitd inherited (from a shell, a service manager) stay its own: no
+	// plugin, and no code a plugin sandboxes, gets them.
+	if err := base.CloseOnExecFrom(3); err != nil {
+		fmt.Fprintln(os.Stderr, "limitd:", err)
+		os.Exit(1)
+	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
