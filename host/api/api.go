@@ -5,6 +5,7 @@
 package api
 
 import (
+	"context"
 	"net/http"
 	"runtime/debug"
 	"time"
@@ -53,6 +54,9 @@ type Server struct {
 	mux    *http.ServeMux
 	routes []route
 	doc    map[string]any
+	// stopping is cancelled by Stop: long computations (RD) end with it.
+	stopping context.Context
+	stop     context.CancelFunc
 }
 
 // New returns the API server.
@@ -69,11 +73,19 @@ func New(opts Options) *Server {
 	if opts.DefaultPolicy == "" {
 		opts.DefaultPolicy = "default"
 	}
+	if opts.RD.Timeout <= 0 {
+		opts.RD.Timeout = config.DefaultRDTimeout
+	}
 	s := &Server{opts: opts, mux: http.NewServeMux()}
+	s.stopping, s.stop = context.WithCancel(context.Background())
 	s.register()
 	s.doc = openAPI(opts.Version, s.routes)
 	return s
 }
+
+// Stop ends the computations in progress (RD) instead of letting a graceful shutdown
+// wait for them; requests still running get 503.
+func (s *Server) Stop() { s.stop() }
 
 // handle registers a route under /v1 and, when legacy, also the seed's unversioned path.
 func (s *Server) handle(rt route, h http.HandlerFunc) {

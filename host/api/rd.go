@@ -29,11 +29,25 @@ func (s *Server) registerRD() {
 	s.handle(route{Method: "GET", Path: "/rd/fgw/sessions", Summary: "FGW distortion between two sessions' trace graphs", Tag: "rd", Response: sessionFGWResponse{}, Query: []string{"a", "b", "method"}, Legacy: true}, s.rdSessionFGW)
 }
 
+// rdContext bounds an RD computation by rd.timeout, the request (its client leaving) and
+// the server (stopping).
+func (s *Server) rdContext(r *http.Request) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(r.Context(), s.opts.RD.Timeout)
+	stop := context.AfterFunc(s.stopping, cancel)
+	return ctx, func() { stop(); cancel() }
+}
+
 // rdError maps the RD core's errors: bad input is 400 (422 would also do; 400 is what the
 // rest of the API answers for invalid bodies).
 func (s *Server) rdFail(w http.ResponseWriter, r *http.Request, err error) {
 	var ie *rd.InputError
 	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		writeProblem(w, r, http.StatusUnprocessableEntity, fmt.Sprintf(
+			"the computation did not finish within rd.timeout (%s): make the problem smaller, lower max_iter or raise tol, or raise rd.timeout in the host's config", s.opts.RD.Timeout), nil)
+	case errors.Is(err, context.Canceled):
+		// The client went away or the host is stopping: nobody reads an answer.
+		writeProblem(w, r, http.StatusServiceUnavailable, "the computation was stopped: the host is shutting down or the client left", nil)
 	case errors.As(err, &ie):
 		writeProblem(w, r, http.StatusBadRequest, err.Error(), map[string]any{"field": ie.Field})
 	case errors.Is(err, rd.ErrNoKnee):
@@ -91,6 +105,8 @@ func (s *Server) fgwConfig(method rd.Method, alpha, epsilon *float64, maxIter in
 		method = rd.MethodCG
 	}
 	cfg := rd.DefaultFGWConfig(method)
+	// An unknown method stays as given, for the solver to refuse by name.
+	cfg.Method = method
 	cfg.Alpha = s.opts.RD.Alpha
 	if method == rd.MethodEntropic && s.opts.RD.Epsilon > 0 {
 		cfg.Epsilon = s.opts.RD.Epsilon
@@ -171,7 +187,9 @@ func (s *Server) rdFGW(w http.ResponseWriter, r *http.Request) {
 		q = uniform(len(req.C2))
 	}
 	cfg := s.fgwConfig(req.Method, req.Alpha, req.Epsilon, req.MaxIter, req.Tol)
-	var opts []rd.FGWOption
+	ctx, cancel := s.rdContext(r)
+	defer cancel()
+	opts := []rd.FGWOption{rd.WithContext(ctx)}
 	if req.ReturnPlan {
 		opts = append(opts, rd.WithPlan())
 	}
@@ -344,7 +362,9 @@ func (s *Server) rdCurve(w http.ResponseWriter, r *http.Request) {
 		s.rdFail(w, r, err)
 		return
 	}
-	c, err := rd.BlahutArimoto(req.P, d, req.BAConfig)
+	ctx, cancel := s.rdContext(r)
+	defer cancel()
+	c, err := rd.BlahutArimotoContext(ctx, req.P, d, req.BAConfig)
 	if err != nil {
 		s.rdFail(w, r, err)
 		return
@@ -469,7 +489,9 @@ func (s *Server) rdSessionFGW(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	cfg := s.fgwConfig(rd.Method(r.URL.Query().Get("method")), nil, nil, 0, 0)
-	res, err := rd.FGW(graphs[0].structure(), graphs[1].structure(), m, uniform(len(graphs[0].kinds)), uniform(len(graphs[1].kinds)), cfg)
+	rctx, cancel := s.rdContext(r)
+	defer cancel()
+	res, err := rd.FGW(graphs[0].structure(), graphs[1].structure(), m, uniform(len(graphs[0].kinds)), uniform(len(graphs[1].kinds)), cfg, rd.WithContext(rctx))
 	if err != nil {
 		s.rdFail(w, r, err)
 		return

@@ -51,6 +51,8 @@ const (
 	DefaultMaxIter = 200
 	// DefaultTol is rd.tol.
 	DefaultTol = 1e-9
+	// DefaultRDTimeout is rd.timeout.
+	DefaultRDTimeout = time.Minute
 	// DefaultMaxBodyBytes is api.max_body_bytes: 10 MiB.
 	DefaultMaxBodyBytes = 10 << 20
 	// DefaultReadTimeout is api.read_timeout.
@@ -132,6 +134,9 @@ type RD struct {
 	Tol float64
 	// MaxIter bounds the solver's iterations, > 0.
 	MaxIter int
+	// Timeout bounds one RD request's computation, > 0: past it (or when its client goes
+	// away, or the host stops) the computation stops.
+	Timeout time.Duration
 }
 
 // API is the api block: limits and timeouts of the HTTP server.

@@ -106,6 +106,7 @@ rd {
   alpha    = 0.25
   epsilon  = 0.02
   max_iter = 500
+  timeout  = "90s"
   tol      = 1e-6
 }
 
@@ -158,7 +159,7 @@ func TestParseFull(t *testing.T) {
 	if got := plain(cfg.Governance.Rules); !reflect.DeepEqual(got, wantRules) {
 		t.Errorf("Rules = %+v\nwant %+v", got, wantRules)
 	}
-	if want := (RD{Alpha: 0.25, Epsilon: 0.02, Tol: 1e-6, MaxIter: 500}); cfg.RD != want {
+	if want := (RD{Alpha: 0.25, Epsilon: 0.02, Tol: 1e-6, MaxIter: 500, Timeout: 90 * time.Second}); cfg.RD != want {
 		t.Errorf("RD = %+v, want %+v", cfg.RD, want)
 	}
 	wantAPI := API{MaxBodyBytes: 1 << 20, ReadTimeout: 10 * time.Second, WriteTimeout: 0, ShutdownTimeout: time.Minute}
@@ -215,7 +216,7 @@ func TestParseEmptyGivesDefaults(t *testing.T) {
 			},
 			Storage:    cfg.Storage,
 			Governance: Governance{Policy: "default"},
-			RD:         RD{Alpha: 0.5, Epsilon: 0.01, Tol: 1e-9, MaxIter: 200},
+			RD:         RD{Alpha: 0.5, Epsilon: 0.01, Tol: 1e-9, MaxIter: 200, Timeout: time.Minute},
 			API: API{
 				MaxBodyBytes:    10485760,
 				ReadTimeout:     30 * time.Second,
@@ -301,6 +302,8 @@ func TestParseErrors(t *testing.T) {
 		{"tol negative", "rd {\n\n  tol = -1e-9\n}\n", nil, 3, "Invalid tol", ""},
 		{"max_iter zero", "rd {\n  max_iter = 0\n}\n", nil, 2, "Invalid max_iter", ""},
 		{"max_iter fraction", "rd {\n  max_iter = 1.5\n}\n", nil, 2, "Invalid max_iter", "whole number"},
+		{"rd timeout zero", "rd {\n  timeout = \"0s\"\n}\n", nil, 2, "Invalid duration", "timeout must be longer than zero"},
+		{"rd timeout no unit", "rd {\n  timeout = \"60\"\n}\n", nil, 2, "Invalid duration", "not a duration"},
 		{"max_body_bytes zero", "api {\n  max_body_bytes = 0\n}\n", nil, 2, "Invalid max_body_bytes", ""},
 		{"storage absent", "host {\n  storage = \"x\"\n}\nstorage \"bolt\" {}\n", nil, 2,
 			"host.storage names \"x\" but no storage \"x\" block exists", "\"bolt\""},
@@ -536,7 +539,7 @@ func TestEnvOverrides(t *testing.T) {
 		{name: "FGW_ALPHA and FGW_EPSILON", src: "rd {\n  alpha = 0.9\n  epsilon = 0.5\n  max_iter = 7\n}\n",
 			env: map[string]string{"FGW_ALPHA": "0.1", "FGW_EPSILON": "1e-3"},
 			check: func(t *testing.T, c *Config) {
-				if want := (RD{Alpha: 0.1, Epsilon: 1e-3, Tol: DefaultTol, MaxIter: 7}); c.RD != want {
+				if want := (RD{Alpha: 0.1, Epsilon: 1e-3, Tol: DefaultTol, MaxIter: 7, Timeout: DefaultRDTimeout}); c.RD != want {
 					t.Errorf("RD = %+v, want %+v", c.RD, want)
 				}
 			}},

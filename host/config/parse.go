@@ -71,6 +71,7 @@ var rdSchema = &hcl.BodySchema{
 		{Name: "epsilon"},
 		{Name: "max_iter"},
 		{Name: "tol"},
+		{Name: "timeout"},
 	},
 }
 
@@ -138,6 +139,7 @@ func decodeFile(file *hcl.File, filename string, lookupEnv func(string) (string,
 			Epsilon: DefaultEpsilon,
 			Tol:     DefaultTol,
 			MaxIter: DefaultMaxIter,
+			Timeout: DefaultRDTimeout,
 		},
 		API: API{
 			MaxBodyBytes:    DefaultMaxBodyBytes,
@@ -403,6 +405,9 @@ func (d *decoder) rd(blk *hcl.Block, r *RD) {
 		} else {
 			r.MaxIter = int(v)
 		}
+	}
+	if v, attr := d.duration(a, "timeout", false); attr != nil {
+		r.Timeout = v
 	}
 }
 

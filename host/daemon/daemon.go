@@ -159,6 +159,7 @@ type Daemon struct {
 	Sessions *session.Manager
 	Traces   *trace.Store
 	server   *http.Server
+	api      *api.Server
 	listener net.Listener
 	serveErr chan error
 	stopOnce sync.Once
@@ -229,13 +230,13 @@ func Start(ctx context.Context, opts Options) (*Daemon, hcl.Diagnostics) {
 		return nil, fail("cannot listen on "+cfg.Host.Listen, err)
 	}
 	d.listener = ln
-	handler := api.New(api.Options{
+	d.api = api.New(api.Options{
 		Version: opts.Version, Plugins: d.PluginStatus, MaxBodyBytes: cfg.API.MaxBodyBytes, Logger: logger.Named("api"),
 		Sessions: d.Sessions, Engine: engine, Traces: d.Traces, Rules: rules, Stats: stats, DefaultPolicy: cfg.Governance.Policy,
 		Store: d.Store, RD: cfg.RD, RefusePeer: refuseSandboxed(d.Runners.SandboxUID, logger.Named("api")),
 	})
 	d.server = &http.Server{
-		Handler:           handler,
+		Handler:           d.api,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       cfg.API.ReadTimeout,
 		WriteTimeout:      cfg.API.WriteTimeout,
@@ -310,6 +311,7 @@ func (d *Daemon) PluginStatus() []plugins.Status {
 func (d *Daemon) Shutdown(ctx context.Context) error {
 	var err error
 	d.stopOnce.Do(func() {
+		d.api.Stop()
 		err = d.server.Shutdown(ctx)
 		d.stopPlugins(ctx)
 		d.logger.Info("limitd stopped")

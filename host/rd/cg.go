@@ -53,6 +53,9 @@ func (ws *Workspace) conditionalGradient(pr *problem, cfg FGWConfig, g0 *mat.Den
 	it := 0
 	converged := false
 	for {
+		if err := pr.ctx.Err(); err != nil {
+			return FGWResult{}, err
+		}
 		it++
 		old := f
 		ws.gradient(pr)

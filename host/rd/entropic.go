@@ -57,6 +57,9 @@ func (ws *Workspace) entropic(pr *problem, cfg FGWConfig, g0 *mat.Dense) (FGWRes
 	cpt := 0
 	innerOK := true
 	for errNorm > cfg.Tol && cpt < cfg.MaxIter {
+		if err := pr.ctx.Err(); err != nil {
+			return FGWResult{}, err
+		}
 		copy(ws.kprev, ws.g)
 		ws.denseProducts(pr, ws.g)
 		ws.gradient(pr)

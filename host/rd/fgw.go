@@ -1,6 +1,7 @@
 package rd
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -135,6 +136,7 @@ type fgwOptions struct {
 	plan bool
 	g0   *mat.Dense
 	ws   *Workspace
+	ctx  context.Context
 }
 
 // WithPlan asks for the final transport plan in FGWResult.Plan.
@@ -143,6 +145,10 @@ func WithPlan() FGWOption { return func(o *fgwOptions) { o.plan = true } }
 // WithInitialPlan starts the solver from g0 instead of p·qᵀ; g0 must be n×m with
 // marginals p and q (within 1e-8, as POT checks).
 func WithInitialPlan(g0 *mat.Dense) FGWOption { return func(o *fgwOptions) { o.g0 = g0 } }
+
+// WithContext stops the solver, with ctx's error, once ctx is done (checked at each outer
+// iteration).
+func WithContext(ctx context.Context) FGWOption { return func(o *fgwOptions) { o.ctx = ctx } }
 
 // WithWorkspace runs the solver in ws, so repeated calls reuse its memory.
 func WithWorkspace(ws *Workspace) FGWOption { return func(o *fgwOptions) { o.ws = ws } }
@@ -181,6 +187,10 @@ func FGW(c1, c2, m *mat.Dense, p, q []float64, cfg FGWConfig, opts ...FGWOption)
 		ws = NewWorkspace()
 	}
 	pr := ws.setup(c1, c2, m, p, q, cfg.Alpha)
+	pr.ctx = o.ctx
+	if pr.ctx == nil {
+		pr.ctx = context.Background()
+	}
 	var res FGWResult
 	switch cfg.Method {
 	case MethodEntropic:
@@ -317,6 +327,8 @@ type problem struct {
 	p, q      []float64
 	alpha     float64
 	symmetric bool
+	// ctx stops the solver when done.
+	ctx context.Context
 }
 
 func grow(s []float64, n int) []float64 {

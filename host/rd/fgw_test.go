@@ -1,6 +1,7 @@
 package rd
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"math"
@@ -8,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"gonum.org/v1/gonum/mat"
 )
@@ -277,6 +279,40 @@ func TestFGWNotConverged(t *testing.T) {
 	}
 	if res.Converged || res.Iterations != 2 {
 		t.Fatalf("entropic: converged=%v after %d iterations, want not converged after 2", res.Converged, res.Iterations)
+	}
+}
+
+// TestFGWStopsWithItsContext: a solver given a context stops with its error once it is
+// done, before or during the iterations (a deadline stops a run of a billion iterations
+// towards a tolerance it never reaches, which would otherwise run for hours).
+func TestFGWStopsWithItsContext(t *testing.T) {
+	r := rand.New(rand.NewPCG(17, 18))
+	c1, f1 := randomGraph(r, 40, 3)
+	c2, f2 := randomGraph(r, 40, 3)
+	m, err := FeatureCost(f1, f2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	for _, method := range []Method{MethodCG, MethodEntropic} {
+		cfg := DefaultFGWConfig(method)
+		if _, err := FGW(c1, c2, m, uniform(40), uniform(40), cfg, WithContext(cancelled)); !errors.Is(err, context.Canceled) {
+			t.Errorf("%s, cancelled: %v", method, err)
+		}
+	}
+	// The entropic solver, asked for a tolerance it never reaches, stops at its deadline.
+	cfg := DefaultFGWConfig(MethodEntropic)
+	cfg.Tol, cfg.MaxIter = 1e-300, 1e9
+	ctx, stop := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	_, err = FGW(c1, c2, m, uniform(40), uniform(40), cfg, WithContext(ctx))
+	stop()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("entropic, past its deadline: %v", err)
+	}
+	// Without a context it runs as before.
+	if _, err := FGW(c1, c2, m, uniform(40), uniform(40), DefaultFGWConfig(MethodCG)); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -95,7 +95,7 @@ func PairwiseFGWContext(ctx context.Context, graphs []Graph, cfg FGWConfig, work
 				}
 				var r FGWResult
 				if err == nil {
-					r, err = FGW(a.C, b.C, m, weights[pr.i], weights[pr.j], cfg, WithWorkspace(ws))
+					r, err = FGW(a.C, b.C, m, weights[pr.i], weights[pr.j], cfg, WithWorkspace(ws), WithContext(ctx))
 				}
 				mu.Lock()
 				if err != nil {

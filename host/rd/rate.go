@@ -1,6 +1,7 @@
 package rd
 
 import (
+	"context"
 	"math"
 	"sort"
 
@@ -63,6 +64,11 @@ type RDCurve struct {
 // previous slope's q (a warm start). The updates run on log-probabilities, so large
 // β·d never underflows.
 func BlahutArimoto(p []float64, d *mat.Dense, cfg BAConfig) (RDCurve, error) {
+	return BlahutArimotoContext(context.Background(), p, d, cfg)
+}
+
+// BlahutArimotoContext is BlahutArimoto that stops, with ctx's error, once ctx is done.
+func BlahutArimotoContext(ctx context.Context, p []float64, d *mat.Dense, cfg BAConfig) (RDCurve, error) {
 	if len(p) == 0 {
 		return RDCurve{}, inputErr("p", "the source needs at least one symbol")
 	}
@@ -132,6 +138,9 @@ func BlahutArimoto(p []float64, d *mat.Dense, cfg BAConfig) (RDCurve, error) {
 		}
 		pt := RDPoint{Beta: beta}
 		for it := 1; it <= cfg.MaxIter; it++ {
+			if err := ctx.Err(); err != nil {
+				return RDCurve{}, err
+			}
 			baTerms(p, d, beta, logQ, t)
 			colLogSumExp(p, t, n, k, logC, scratch)
 			// Blahut's optimality gap: log max c − Σ q·log c ≥ 0, zero exactly at the

@@ -1,6 +1,7 @@
 package rd
 
 import (
+	"context"
 	"errors"
 	"math"
 	"strings"
@@ -222,5 +223,18 @@ func TestTrackerConcurrent(t *testing.T) {
 			t.Fatalf("index %d twice", p.Index)
 		}
 		seen[p.Index] = true
+	}
+}
+
+// TestBlahutArimotoStopsWithItsContext: a done context stops the curve with its error.
+func TestBlahutArimotoStopsWithItsContext(t *testing.T) {
+	d := mat.NewDense(3, 3, []float64{0, 1, 2, 1, 0, 1, 2, 1, 0})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := BlahutArimotoContext(ctx, uniform(3), d, BAConfig{}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled: %v", err)
+	}
+	if _, err := BlahutArimotoContext(context.Background(), uniform(3), d, BAConfig{}); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -1,0 +1,105 @@
+package api
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/limitgraph/limit/host/config"
+	"github.com/limitgraph/limit/host/governance"
+	"github.com/limitgraph/limit/host/session"
+	"github.com/limitgraph/limit/sdk/storage/memstore"
+)
+
+// rdServer is an API server with the RD routes (which need sessions) and rd as its config.
+func rdServer(t *testing.T, rd config.RD) *Server {
+	st := memstore.New()
+	sessions := session.NewManager(session.Options{Store: st, DataDir: t.TempDir(), Policies: governance.PolicyNames(), DefaultPolicy: "default"})
+	return New(Options{Sessions: sessions, Store: st, RD: rd})
+}
+
+func post(t *testing.T, h http.Handler, path, body string) (int, map[string]any) {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("POST", path, strings.NewReader(body)))
+	var out map[string]any
+	if err := json.NewDecoder(rec.Result().Body).Decode(&out); err != nil {
+		t.Fatalf("%s: body is not JSON: %v", path, err)
+	}
+	return rec.Code, out
+}
+
+// matrix is an n×n matrix as JSON whose entries are f(i, j).
+func matrix(n int, f func(i, j int) float64) string {
+	rows := make([][]float64, n)
+	for i := range rows {
+		rows[i] = make([]float64, n)
+		for j := range rows[i] {
+			rows[i][j] = f(i, j)
+		}
+	}
+	b, _ := json.Marshal(rows)
+	return string(b)
+}
+
+// ring is an n-node ring's hop distances.
+func ring(n int) string {
+	return matrix(n, func(i, j int) float64 { d := (i - j + n) % n; return float64(min(d, n-d)) })
+}
+
+// TestRDTimeout: an RD computation that would run for hours ends at rd.timeout with a
+// 422 saying what to change; stopping the server ends one at once with 503.
+func TestRDTimeout(t *testing.T) {
+	s := rdServer(t, config.RD{Alpha: 0.5, Epsilon: 0.01, Tol: 1e-9, MaxIter: 200, Timeout: 200 * time.Millisecond})
+	n := 40
+	// Two unlike graphs with uneven feature costs: the entropic solver never reaches a
+	// tolerance of 1e-300.
+	c2 := matrix(n, func(i, j int) float64 { return math.Abs(math.Sin(float64(i+j))) + math.Abs(float64(i-j))/3 })
+	m := matrix(n, func(i, j int) float64 { return float64((i*7+j*3)%5) / 4 })
+	endless := fmt.Sprintf(`{"c1": %s, "c2": %s, "m": %s, "method": "entropic", "tol": 1e-300, "max_iter": 1000000000}`, ring(n), c2, m)
+	code, body := post(t, s, "/v1/rd/fgw", endless)
+	if code != 422 || !strings.Contains(fmt.Sprint(body["detail"]), "rd.timeout (200ms)") {
+		t.Fatalf("past rd.timeout: %d %v", code, body)
+	}
+	// A curve of a billion iterations per slope towards a tolerance it never reaches.
+	curve := `{"p": [0.2, 0.3, 0.5], "distortion": [[0, 1, 3], [2, 0, 1], [1, 4, 0]], "max_iter": 1000000000, "tol": 1e-300}`
+	if code, body := post(t, s, "/v1/rd/curve", curve); code != 422 {
+		t.Fatalf("curve past rd.timeout: %d %v", code, body)
+	}
+	// Stopped: the computation in flight ends with 503.
+	s = rdServer(t, config.RD{Alpha: 0.5, Timeout: time.Hour})
+	go func() { time.Sleep(100 * time.Millisecond); s.Stop() }()
+	if code, body := post(t, s, "/v1/rd/fgw", endless); code != 503 {
+		t.Fatalf("stopped: %d %v", code, body)
+	}
+	// An unknown method is refused by name.
+	if code, body := post(t, rdServer(t, config.RD{Alpha: 0.5}), "/v1/rd/fgw", fmt.Sprintf(`{"c1": %s, "c2": %s, "m": %s, "method": "bogus"}`, ring(3), ring(3), "[[0,0,0],[0,0,0],[0,0,0]]")); code != 400 || !strings.Contains(fmt.Sprint(body["detail"]), `unknown method "bogus"`) {
+		t.Fatalf("unknown method: %d %v", code, body)
+	}
+}
+
+// TestRefusePeer: a request the daemon says comes from sandboxed code gets 403 and
+// reaches no handler.
+func TestRefusePeer(t *testing.T) {
+	s := New(Options{RefusePeer: func(r *http.Request) string {
+		if r.Header.Get("X-Test-Sandboxed") != "" {
+			return "requests from code this host runs in a sandbox (uid 200001) are refused"
+		}
+		return ""
+	}})
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest("GET", "/v1/health", nil)
+	req.Header.Set("X-Test-Sandboxed", "1")
+	s.ServeHTTP(rec, req)
+	if rec.Code != 403 || rec.Header().Get("Content-Type") != "application/problem+json" || !strings.Contains(rec.Body.String(), "uid 200001") || rec.Header().Get("X-Request-Id") == "" {
+		t.Fatalf("sandboxed: %d %v %s", rec.Code, rec.Header(), rec.Body)
+	}
+	if res, _ := do(t, s, "GET", "/v1/health"); res.StatusCode != 200 {
+		t.Fatalf("not sandboxed: %d", res.StatusCode)
+	}
+}
