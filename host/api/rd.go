@@ -318,6 +318,16 @@ func (s *Server) rdSessionKnee(w http.ResponseWriter, r *http.Request) {
 	if m := r.URL.Query().Get("method"); m != "" {
 		opts.Method = rd.KneeMethod(m)
 	}
+	if n := t.Len(); n < 3 {
+		whose := "the host's sessions have"
+		if id != "" {
+			whose = "session " + id + " has"
+		}
+		writeProblem(w, r, http.StatusUnprocessableEntity, fmt.Sprintf(
+			"%s %d refinement point(s); a knee needs at least 3: add them with POST /v1/rd/points, or send a curve to POST /v1/rd/knee", whose, n),
+			map[string]any{"points": n})
+		return
+	}
 	k, err := t.Knee(opts)
 	if err != nil {
 		s.rdFail(w, r, err)
@@ -327,8 +337,29 @@ func (s *Server) rdSessionKnee(w http.ResponseWriter, r *http.Request) {
 }
 
 type kneeRequest struct {
-	Points [][2]float64 `json:"points"`
+	Points []kneePoint `json:"points"`
 	rd.KneeOptions
+}
+
+// kneePoint is one point of a curve: exactly two numbers, [x, y] (a plain [2]float64
+// would take [1] or [1, 2, 3] or [null, 1] without a word).
+type kneePoint [2]float64
+
+func (p *kneePoint) UnmarshalJSON(b []byte) error {
+	var xs []*float64
+	if err := json.Unmarshal(b, &xs); err != nil || len(xs) != 2 || xs[0] == nil || xs[1] == nil {
+		return fmt.Errorf("a point is two numbers [x, y], got %s", clipJSON(b))
+	}
+	*p = kneePoint{*xs[0], *xs[1]}
+	return nil
+}
+
+// clipJSON shortens a JSON value for an error message.
+func clipJSON(b []byte) string {
+	if len(b) > 40 {
+		return string(b[:40]) + "…"
+	}
+	return string(b)
 }
 
 func (s *Server) rdKnee(w http.ResponseWriter, r *http.Request) {
@@ -337,7 +368,11 @@ func (s *Server) rdKnee(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	k, err := rd.FindKnee(req.Points, req.KneeOptions)
+	points := make([][2]float64, len(req.Points))
+	for i, p := range req.Points {
+		points[i] = p
+	}
+	k, err := rd.FindKnee(points, req.KneeOptions)
 	if err != nil {
 		s.rdFail(w, r, err)
 		return

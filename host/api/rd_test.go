@@ -103,3 +103,25 @@ func TestRefusePeer(t *testing.T) {
 		t.Fatalf("not sandboxed: %d", res.StatusCode)
 	}
 }
+
+// TestKneeInput: each point is exactly two numbers; a curve with too few points, or a
+// host with too few refinement points, says what is missing.
+func TestKneeInput(t *testing.T) {
+	s := rdServer(t, config.RD{Alpha: 0.5})
+	for _, bad := range []string{
+		`{"points": [[0, 1], [1], [2, 0.2]]}`,
+		`{"points": [[0, 1, 2], [1, 0.5], [2, 0.2]]}`,
+		`{"points": [[null, 1], [1, 0.5], [2, 0.2]]}`,
+	} {
+		if code, body := post(t, s, "/v1/rd/knee", bad); code != 400 || !strings.Contains(fmt.Sprint(body["detail"]), "a point is two numbers [x, y]") {
+			t.Errorf("%s: %d %v", bad, code, body)
+		}
+	}
+	if code, body := post(t, s, "/v1/rd/knee", `{"points": [[0, 1], [1, 0.4], [2, 0.3], [3, 0.25]]}`); code != 200 {
+		t.Errorf("good curve: %d %v", code, body)
+	}
+	res, body := do(t, s, "GET", "/v1/rd/knee")
+	if res.StatusCode != 422 || !strings.Contains(fmt.Sprint(body["detail"]), "0 refinement point(s); a knee needs at least 3") {
+		t.Errorf("no points yet: %d %v", res.StatusCode, body)
+	}
+}

@@ -926,3 +926,43 @@ func TestParseJSON(t *testing.T) {
 		t.Errorf("JSON plugin diagnostic Subject = %v, want line 3", ds[0].Subject)
 	}
 }
+
+// TestListenBeyondLoopbackWarns: an API reachable beyond loopback is allowed, with a
+// warning that says why (it has no authentication), pointing at the attribute when the
+// file sets it.
+func TestListenBeyondLoopbackWarns(t *testing.T) {
+	for _, tt := range []struct {
+		name, src string
+		env       map[string]string
+		warn      bool
+		line      int
+	}{
+		{"default", "", nil, false, 0},
+		{"loopback v4", "host {\n  listen = \"127.0.0.1:9000\"\n}\n", nil, false, 0},
+		{"loopback v6", "host {\n  listen = \"[::1]:9000\"\n}\n", nil, false, 0},
+		{"localhost", "host {\n  listen = \"localhost:9000\"\n}\n", nil, false, 0},
+		{"every interface", "host {\n\n  listen = \"0.0.0.0:9000\"\n}\n", nil, true, 3},
+		{"empty host", "host {\n  listen = \":9000\"\n}\n", nil, true, 2},
+		{"a LAN address", "host {\n  listen = \"10.1.2.3:9000\"\n}\n", nil, true, 2},
+		{"API_HOST", "", map[string]string{"API_HOST": "0.0.0.0"}, true, 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, diags := Parse(testFile, []byte(tt.src), envMap(tt.env))
+			if diags.HasErrors() {
+				t.Fatal(diags)
+			}
+			if !tt.warn {
+				if len(diags) != 0 {
+					t.Fatalf("%s: unexpected diagnostics %v", cfg.Host.Listen, diags)
+				}
+				return
+			}
+			if len(diags) != 1 || diags[0].Severity != hcl.DiagWarning || !strings.Contains(diags[0].Detail, "no authentication") {
+				t.Fatalf("%s: diagnostics %v, want one warning", cfg.Host.Listen, diags)
+			}
+			if got := diags[0].Subject; (tt.line == 0) != (got == nil) || (got != nil && got.Start.Line != tt.line) {
+				t.Errorf("warning points at %v, want line %d", got, tt.line)
+			}
+		})
+	}
+}

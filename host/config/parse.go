@@ -200,6 +200,7 @@ func decodeFile(file *hcl.File, filename string, lookupEnv func(string) (string,
 
 	applyEnv(cfg, lookupEnv, d)
 	d.selectStorage(cfg, storageAttr, lookupEnv)
+	d.warnListen(cfg)
 	return cfg, d.diags
 }
 
@@ -210,6 +211,7 @@ func (d *decoder) host(blk *hcl.Block, h *Host) (storageAttr *hcl.Attribute) {
 	a := content.Attributes
 
 	if s, attr := d.str(a, "listen"); attr != nil {
+		d.listen = attr
 		if err := checkListen(s); err != nil {
 			d.invalid(attr, "Invalid listen address",
 				"listen must be host:port, e.g. \"127.0.0.1:8080\" or \":8080\" for every interface: %s.", err)

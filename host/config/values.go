@@ -22,6 +22,8 @@ import (
 type decoder struct {
 	ctx   *hcl.EvalContext
 	diags hcl.Diagnostics
+	// listen is host.listen's attribute, if the file sets it.
+	listen *hcl.Attribute
 }
 
 func (d *decoder) add(diags hcl.Diagnostics) {
@@ -165,6 +167,39 @@ func checkPort(p string) error {
 		return fmt.Errorf("port %q is not a number from 0 to 65535", p)
 	}
 	return nil
+}
+
+// Loopback reports whether a listen address (host:port) keeps the API on this machine's
+// loopback interface: a loopback IP or "localhost"; an empty host, 0.0.0.0, ::, another
+// IP or name may be reachable from elsewhere.
+func Loopback(listen string) bool {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// warnListen warns when the API would listen beyond loopback: it has no authentication
+// of its own, so whoever reaches it can create sessions and run code.
+func (d *decoder) warnListen(cfg *Config) {
+	if Loopback(cfg.Host.Listen) {
+		return
+	}
+	diag := &hcl.Diagnostic{
+		Severity: hcl.DiagWarning,
+		Summary:  "The API listens beyond loopback",
+		Detail: fmt.Sprintf("host.listen is %q: the API has no authentication of its own, so anyone who can reach that address can create sessions and run code in them. "+
+			"Keep it on 127.0.0.1 and put an authenticating proxy in front, or make sure a firewall lets only trusted clients reach it.", cfg.Host.Listen),
+	}
+	if d.listen != nil {
+		diag.Subject = subjectOf(d.listen.Expr.Range())
+	}
+	d.add(hcl.Diagnostics{diag})
 }
 
 // checkListen accepts host:port with a numeric port; the host may be empty (every
