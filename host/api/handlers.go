@@ -115,7 +115,11 @@ func (s *Server) listSessions(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	all := r.URL.Query().Get("include_deleted") == "true"
+	all, err := queryBool(r, "include_deleted")
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	list, next, err := s.opts.Sessions.List(r.Context(), per, r.URL.Query().Get("next_token"), all)
 	if err != nil {
 		s.fail(w, r, err)

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bufio"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"reflect"
 	"strconv"
 	"strings"
 )
@@ -71,7 +73,22 @@ func decodeJSON(r *http.Request, v any) error {
 	if ct := r.Header.Get("Content-Type"); !jsonContentType(ct) {
 		return &errUnsupportedMedia{ct: ct}
 	}
-	dec := json.NewDecoder(r.Body)
+	// The body is one JSON object: not null, not an array, not a number.
+	br := bufio.NewReader(r.Body)
+	for {
+		b, err := br.Peek(1)
+		if err != nil {
+			return jsonError(err)
+		}
+		if c := b[0]; c == ' ' || c == '\t' || c == '\n' || c == '\r' {
+			br.Discard(1)
+			continue
+		} else if c != '{' {
+			return badRequest("request body must be a JSON object {…}")
+		}
+		break
+	}
+	dec := json.NewDecoder(br)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return jsonError(err)
@@ -106,11 +123,50 @@ func jsonError(err error) error {
 		if field == "" {
 			field = "(body)"
 		}
-		return badRequest("field %q must be %s, got JSON %s", field, te.Type, te.Value)
+		return badRequest("field %q must be %s, got JSON %s", field, jsonKind(te.Type), te.Value)
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		return badRequest("unknown field %s", strings.TrimPrefix(err.Error(), "json: unknown field "))
 	}
 	return badRequest("invalid JSON: %v", err)
+}
+
+// jsonKind names what a Go type accepts in JSON terms, for error messages (never the Go
+// type's own name).
+func jsonKind(t reflect.Type) string {
+	if t == nil {
+		return "a different JSON value"
+	}
+	switch t.Kind() {
+	case reflect.Pointer:
+		return jsonKind(t.Elem())
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "a whole number ≥ 0"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return "a whole number"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Struct, reflect.Map:
+		return "a JSON object"
+	case reflect.Slice, reflect.Array:
+		return "a JSON array"
+	}
+	return "a different JSON value"
+}
+
+// queryBool reads an optional true/false query parameter (false when absent).
+func queryBool(r *http.Request, name string) (bool, error) {
+	switch v := r.URL.Query().Get(name); v {
+	case "", "false", "0":
+		return false, nil
+	case "true", "1":
+		return true, nil
+	default:
+		return false, badRequest("query parameter %s must be true or false, got %q", name, v)
+	}
 }
 
 // queryInt reads an optional integer query parameter within [lo, hi].
