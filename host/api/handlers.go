@@ -297,7 +297,7 @@ func (s *Server) listSessionTraces(w http.ResponseWriter, r *http.Request) {
 }
 
 type createTraceRequest struct {
-	SessionID string          `json:"session_id"`
+	SessionID string          `json:"session_id" api:"required"`
 	Data      json.RawMessage `json:"data"`
 	Agent     string          `json:"agent,omitempty"`
 }
@@ -363,7 +363,7 @@ var hostKinds = map[string]bool{
 }
 
 type appendRequest struct {
-	Kind  string          `json:"kind"`
+	Kind  string          `json:"kind" api:"required"`
 	Agent string          `json:"agent"`
 	Data  json.RawMessage `json:"data"`
 }
@@ -526,10 +526,10 @@ func (s *Server) export(w http.ResponseWriter, r *http.Request) {
 }
 
 type flagRequest struct {
-	TraceID  string `json:"trace_id"`
-	Flag     string `json:"flag"`
+	TraceID  string `json:"trace_id" api:"required"`
+	Flag     string `json:"flag" api:"required"`
 	Reason   string `json:"reason"`
-	Severity int    `json:"severity"`
+	Severity int    `json:"severity" api:"required"`
 	RuleID   string `json:"rule_id,omitempty"`
 }
 
@@ -616,7 +616,7 @@ func (s *Server) stats(w http.ResponseWriter, r *http.Request) {
 }
 
 type evaluateRequest struct {
-	Kind string `json:"kind"`
+	Kind string `json:"kind" api:"required"`
 	Text string `json:"text"`
 	// Preset, when given, has the rules judge at that preset's sensitivity instead of
 	// their configured one (for measuring them: limitctl governance eval).

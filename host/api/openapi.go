@@ -62,7 +62,7 @@ func openAPI(version string, routes []route) map[string]any {
 		if rt.Request != nil {
 			op["requestBody"] = map[string]any{
 				"required": true,
-				"content":  map[string]any{"application/json": map[string]any{"schema": schemaRef(reflect.TypeOf(rt.Request), schemas)}},
+				"content":  map[string]any{"application/json": map[string]any{"schema": (&schemaGen{schemas: schemas, request: true}).ref(reflect.TypeOf(rt.Request))}},
 			}
 		}
 		status := rt.Status
@@ -132,6 +132,20 @@ var (
 
 // schemaRef returns a JSON Schema for t, registering named struct types as components.
 func schemaRef(t reflect.Type, schemas map[string]any) map[string]any {
+	return (&schemaGen{schemas: schemas}).ref(t)
+}
+
+// schemaGen writes schemas into schemas. For a request body (request), a field is required
+// only when tagged api:"required" (most have defaults); for a response, every field that
+// is always present (no omitempty) is. Request schemas are named apart (suffix "Input"
+// unless the type's name ends in "Request"), so a type used both ways gets both.
+type schemaGen struct {
+	schemas map[string]any
+	request bool
+}
+
+func (g *schemaGen) ref(t reflect.Type) map[string]any {
+	schemas := g.schemas
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
@@ -155,27 +169,30 @@ func schemaRef(t reflect.Type, schemas map[string]any) map[string]any {
 		if t.Elem().Kind() == reflect.Uint8 {
 			return map[string]any{"type": "string", "contentEncoding": "base64"}
 		}
-		return map[string]any{"type": "array", "items": schemaRef(t.Elem(), schemas)}
+		return map[string]any{"type": "array", "items": g.ref(t.Elem())}
 	case reflect.Map:
-		return map[string]any{"type": "object", "additionalProperties": schemaRef(t.Elem(), schemas)}
+		return map[string]any{"type": "object", "additionalProperties": g.ref(t.Elem())}
 	case reflect.Struct:
 		name := t.Name()
 		if name == "" {
-			return structSchema(t, schemas)
+			return g.structSchema(t)
 		}
 		if pkg := t.PkgPath(); pkg != "" {
 			name = strings.ToUpper(pkg[strings.LastIndex(pkg, "/")+1:][:1]) + pkg[strings.LastIndex(pkg, "/")+2:] + name
 		}
+		if g.request && !strings.HasSuffix(name, "Request") {
+			name += "Input"
+		}
 		if _, ok := schemas[name]; !ok {
 			schemas[name] = map[string]any{} // placeholder against recursion
-			schemas[name] = structSchema(t, schemas)
+			schemas[name] = g.structSchema(t)
 		}
 		return map[string]any{"$ref": "#/components/schemas/" + name}
 	}
 	return map[string]any{}
 }
 
-func structSchema(t reflect.Type, schemas map[string]any) map[string]any {
+func (g *schemaGen) structSchema(t reflect.Type) map[string]any {
 	props := map[string]any{}
 	var required []string
 	var walk func(t reflect.Type)
@@ -203,8 +220,12 @@ func structSchema(t reflect.Type, schemas map[string]any) map[string]any {
 			if name == "" {
 				name = f.Name
 			}
-			props[name] = schemaRef(f.Type, schemas)
-			if !strings.Contains(opts, "omitempty") && !strings.Contains(opts, "omitzero") && f.Type.Kind() != reflect.Pointer {
+			props[name] = g.ref(f.Type)
+			if g.request {
+				if f.Tag.Get("api") == "required" {
+					required = append(required, name)
+				}
+			} else if !strings.Contains(opts, "omitempty") && !strings.Contains(opts, "omitzero") && f.Type.Kind() != reflect.Pointer {
 				required = append(required, name)
 			}
 		}

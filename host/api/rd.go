@@ -76,8 +76,8 @@ func dense(field string, rows [][]float64) (*mat.Dense, error) {
 }
 
 type fgwRequest struct {
-	C1         [][]float64 `json:"c1"`
-	C2         [][]float64 `json:"c2"`
+	C1         [][]float64 `json:"c1" api:"required"`
+	C2         [][]float64 `json:"c2" api:"required"`
 	M          [][]float64 `json:"m,omitempty"`
 	FeaturesA  [][]float64 `json:"features_a,omitempty"`
 	FeaturesB  [][]float64 `json:"features_b,omitempty"`
@@ -202,7 +202,7 @@ func (s *Server) rdFGW(w http.ResponseWriter, r *http.Request) {
 }
 
 type pointRequest struct {
-	SessionID  string  `json:"session_id"`
+	SessionID  string  `json:"session_id" api:"required"`
 	Distortion float64 `json:"distortion"`
 	Variance   float64 `json:"variance"`
 }
@@ -337,7 +337,7 @@ func (s *Server) rdSessionKnee(w http.ResponseWriter, r *http.Request) {
 }
 
 type kneeRequest struct {
-	Points []kneePoint `json:"points"`
+	Points []kneePoint `json:"points" api:"required"`
 	rd.KneeOptions
 }
 
@@ -381,8 +381,8 @@ func (s *Server) rdKnee(w http.ResponseWriter, r *http.Request) {
 }
 
 type curveRequest struct {
-	P          []float64   `json:"p"`
-	Distortion [][]float64 `json:"distortion"`
+	P          []float64   `json:"p" api:"required"`
+	Distortion [][]float64 `json:"distortion" api:"required"`
 	rd.BAConfig
 }
 

@@ -41,8 +41,8 @@ const Agent = "limitd"
 
 // Request is one execution.
 type Request struct {
-	Runner    string         `json:"runner"`
-	Input     string         `json:"input"`
+	Runner    string         `json:"runner" api:"required"`
+	Input     string         `json:"input" api:"required"`
 	TimeoutMS uint64         `json:"timeout_ms,omitempty"`
 	Params    map[string]any `json:"params,omitempty"`
 }

@@ -1,0 +1,54 @@
+package api
+
+import (
+	"encoding/json"
+	"slices"
+	"testing"
+
+	"github.com/limitgraph/limit/host/config"
+)
+
+// TestOpenAPIRequired: a request body's schema requires only what the server requires
+// (a session needs nothing; a flag needs its trace, flag and severity); a response's
+// lists what it always carries.
+func TestOpenAPIRequired(t *testing.T) {
+	s := rdServer(t, config.RD{Alpha: 0.5})
+	b, err := json.Marshal(s.doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Components struct {
+			Schemas map[string]struct {
+				Required []string `json:"required"`
+			} `json:"schemas"`
+		} `json:"components"`
+	}
+	if err := json.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	schemas := doc.Components.Schemas
+	for name, want := range map[string][]string{
+		"SessionCreateRequest": nil,
+		"ApiflagRequest":       {"flag", "severity", "trace_id"},
+		"ExecutionRequest":     {"input", "runner"},
+		"ApifgwRequest":        {"c1", "c2"},
+		"SessionLimitsInput":   nil,
+	} {
+		got, ok := schemas[name]
+		if !ok {
+			keys := make([]string, 0, len(schemas))
+			for k := range schemas {
+				keys = append(keys, k)
+			}
+			slices.Sort(keys)
+			t.Fatalf("no schema %s among %v", name, keys)
+		}
+		if !slices.Equal(got.Required, want) {
+			t.Errorf("%s requires %v, want %v", name, got.Required, want)
+		}
+	}
+	if r := schemas["SessionSession"].Required; !slices.Contains(r, "id") {
+		t.Errorf("the session response does not list id as always present: %v", r)
+	}
+}
