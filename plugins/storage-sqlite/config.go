@@ -47,7 +47,7 @@ func configSchema() base.Schema {
 	return base.Schema{Attributes: []base.Attribute{
 		{
 			Name: "path", Type: "string", Default: defaultPath,
-			Description: "SQLite database file. A relative path is resolved against the plugin's data directory; missing parent directories are created with mode 0700 and the file with mode 0600. The write-ahead log lives beside it (path-wal, path-shm).",
+			Description: "SQLite database file. A relative path is resolved against the plugin's data directory; missing parent directories are created with mode 0700 and the file with mode 0600. The write-ahead log lives beside it (path-wal, path-shm), and so does the lock file (path.lock) that keeps a second process from opening the same database.",
 		},
 		{
 			Name: "busy_timeout", Type: "string", Default: defaultBusyTimeout,

@@ -58,6 +58,8 @@ type db struct {
 	writer  *sql.DB   // at most one connection
 	conn    *sql.Conn // the writer's connection, held for the database's lifetime
 	readers *sql.DB
+	// lock holds the exclusive flock on the lock file beside the database until close.
+	lock *os.File
 	// Statements on the writer connection.
 	wGet, wPut, wDelete *sql.Stmt
 	// Statements on the reader pool.
@@ -76,6 +78,23 @@ func openDB(ctx context.Context, set settings) (*db, *base.Diagnostic) {
 	if err := os.MkdirAll(filepath.Dir(set.path), 0o700); err != nil {
 		return fail(fmt.Sprintf("cannot create the directory of %s", set.path), err.Error())
 	}
+	// Lock before touching the database, so a second LIMIT host on the same file stops
+	// here instead of sharing it. SQLite's own locks would let both run.
+	lock, err := acquireLock(set.path)
+	if err != nil {
+		if inUse := (*inUseError)(nil); errors.As(err, &inUse) {
+			return fail(inUse.Error(), fmt.Sprintf("Its lock file %s is held. Stop the other LIMIT host or plugin that uses this file, or set path to another file.", set.path+lockSuffix))
+		}
+		return fail(fmt.Sprintf("cannot lock database file %s", set.path), mapErr("lock", set.path, err).Error())
+	}
+	d := &db{set: set, lock: lock, scanStmts: map[string]*sql.Stmt{}}
+	ok := false
+	defer func() {
+		if !ok {
+			d.close()
+		}
+	}()
+
 	// Create the file first so it gets mode 0600; SQLite gives its -wal and -shm files
 	// the database file's mode.
 	f, err := os.OpenFile(set.path, os.O_RDWR|os.O_CREATE, 0o600)
@@ -84,13 +103,6 @@ func openDB(ctx context.Context, set settings) (*db, *base.Diagnostic) {
 	}
 	_ = f.Close()
 
-	d := &db{set: set, scanStmts: map[string]*sql.Stmt{}}
-	ok := false
-	defer func() {
-		if !ok {
-			d.close()
-		}
-	}()
 	d.writer, err = sql.Open("sqlite", dsn(set, false))
 	if err != nil {
 		return fail(fmt.Sprintf("cannot open database file %s", set.path), err.Error())
@@ -228,6 +240,12 @@ func (d *db) close() error {
 	}
 	if d.writer != nil {
 		errs = append(errs, d.writer.Close())
+	}
+	// Unlock last: the pools above checkpoint the write-ahead log as they close, and no
+	// other process may open the file before that is done.
+	if d.lock != nil {
+		errs = append(errs, releaseLock(d.lock))
+		d.lock = nil
 	}
 	return errors.Join(errs...)
 }

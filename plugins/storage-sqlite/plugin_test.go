@@ -240,6 +240,59 @@ func TestDurableAcrossKill(t *testing.T) {
 	t.Logf("%d acknowledged writes survived SIGKILL of the plugin", len(acked))
 }
 
+// TestPluginSecondProcessIsRefused starts plugin processes on one database file, as two
+// LIMIT hosts on one data directory would: a second process's Configure fails naming the
+// file and the holder's pid, and succeeds once the holder is gone, whether it shut down
+// or was killed with SIGKILL (the kernel drops a dead process's flock; the pid it left in
+// the lock file does not block).
+func TestPluginSecondProcessIsRefused(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "x.sqlite")
+	cfg := base.ConfigureRequest{Config: fmt.Appendf(nil, `{"path": %q}`, path)}
+	refused := func(s *storage.Client, holder int) {
+		t.Helper()
+		ds := s.Configure(ctx, cfg)
+		want := fmt.Sprintf("database file %s is in use by another process (pid %d)", path, holder)
+		if len(ds) != 1 || ds[0].Severity != base.SeverityError || !slices.Equal(ds[0].Path, []string{"path"}) ||
+			!strings.Contains(ds[0].Error(), want) {
+			t.Errorf("second plugin on %s: got %v, want one error at path containing %q", path, ds, want)
+		}
+		if err := s.Put(ctx, "ns", []byte("refused"), nil); !errors.Is(err, storage.ErrUnavailable) {
+			t.Errorf("Put on the refused plugin: got %v, want ErrUnavailable", err)
+		}
+	}
+	configure := func(s *storage.Client, key string) {
+		t.Helper()
+		if ds := s.Configure(ctx, cfg); ds.HasErrors() {
+			t.Fatal(ds.Err())
+		}
+		if err := s.Put(ctx, "ns", []byte(key), []byte("v")); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	a, pa := startPlugin(t)
+	configure(a, "a")
+	b, pb := startPlugin(t)
+	refused(b, pa.ReattachConfig().Pid)
+	pa.Kill() // shuts the plugin down: it closes the store and exits
+	configure(b, "b")
+
+	c, _ := startPlugin(t)
+	pidB := pb.ReattachConfig().Pid
+	refused(c, pidB)
+	if err := syscall.Kill(pidB, syscall.SIGKILL); err != nil {
+		t.Fatalf("kill plugin %d: %v", pidB, err)
+	}
+	pb.Kill() // waits for the process to be gone
+	configure(c, "c")
+	for _, k := range []string{"a", "b", "c"} {
+		if v, ok, err := c.Get(ctx, "ns", []byte(k)); err != nil || !ok || string(v) != "v" {
+			t.Errorf("%s in the last plugin: %q %v %v", k, v, ok, err)
+		}
+	}
+}
+
 // TestPluginErrorsKeepTheirMeaning checks that the backend's errors keep their sentinel
 // across the plugin boundary.
 func TestPluginErrorsKeepTheirMeaning(t *testing.T) {

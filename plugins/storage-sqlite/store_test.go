@@ -219,6 +219,79 @@ func TestSchemaVersion(t *testing.T) {
 	}
 }
 
+// TestSecondStoreOnPathIsRefused opens a second store on a database file in use. flock
+// locks belong to the open file description, so the second open conflicts even in the
+// same process: it must fail naming the file and the holder's pid, leave the first store
+// working, and succeed once the first is closed.
+func TestSecondStoreOnPathIsRefused(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "x.sqlite")
+	cfg := base.ConfigureRequest{Config: fmt.Appendf(nil, `{"path": %q}`, path)}
+	first := openStore(t, map[string]any{"path": path})
+	if err := first.Put(ctx, "ns", []byte("k"), []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(path + ".lock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode() != 0o600 {
+		t.Errorf("lock file has mode %v, want 0600", fi.Mode())
+	}
+	if b, err := os.ReadFile(path + ".lock"); err != nil || string(b) != fmt.Sprintf("%d\n", os.Getpid()) {
+		t.Errorf("lock file holds %q (%v), want this process's pid", b, err)
+	}
+
+	second := newStore()
+	ds := second.Configure(ctx, cfg)
+	wantMsg := fmt.Sprintf("database file %s is in use by another process (pid %d)", path, os.Getpid())
+	if len(ds) != 1 || ds[0].Severity != base.SeverityError || !slices.Equal(ds[0].Path, []string{"path"}) ||
+		!strings.Contains(ds[0].Error(), wantMsg) {
+		t.Errorf("second store on %s: got %v, want one error at path containing %q", path, ds, wantMsg)
+	}
+	if err := second.Put(ctx, "ns", []byte("k2"), nil); !errors.Is(err, storage.ErrUnavailable) {
+		t.Errorf("Put on the refused store: got %v, want ErrUnavailable", err)
+	}
+	if err := second.Close(); err != nil {
+		t.Errorf("Close of the refused store: %v", err)
+	}
+	// The refused open must not have disturbed the holder, nor taken its lock away.
+	if err := first.Put(ctx, "ns", []byte("k2"), []byte("v2")); err != nil {
+		t.Errorf("Put on the first store after the refused open: %v", err)
+	}
+	other := newStore()
+	if ds := other.Configure(ctx, cfg); !ds.HasErrors() {
+		t.Error("another store opened while the first still holds the file")
+	}
+	_ = other.Close()
+
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	third := openStore(t, map[string]any{"path": path})
+	for k, want := range map[string]string{"k": "v", "k2": "v2"} {
+		if got, ok, err := third.Get(ctx, "ns", []byte(k)); err != nil || !ok || string(got) != want {
+			t.Errorf("%s after reopening: %q %v %v, want %q", k, got, ok, err, want)
+		}
+	}
+}
+
+// TestStaleLockFileDoesNotBlock opens a store on a file whose lock file names a process
+// that is gone, as a crash leaves it: only a held lock refuses an open, not the pid.
+func TestStaleLockFileDoesNotBlock(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "x.sqlite")
+	if err := os.WriteFile(path+".lock", []byte("999999999\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := openStore(t, map[string]any{"path": path})
+	if err := s.Put(context.Background(), "ns", []byte("k"), []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(path + ".lock"); err != nil || string(b) != fmt.Sprintf("%d\n", os.Getpid()) {
+		t.Errorf("lock file holds %q (%v), want this process's pid in place of the stale one", b, err)
+	}
+}
+
 // TestWritesShareTransactions holds the writer while writes pile up and checks that they
 // commit in fewer transactions than there are writes, each still acknowledged.
 func TestWritesShareTransactions(t *testing.T) {
