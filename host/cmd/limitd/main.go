@@ -99,6 +99,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stderr, "error:", err)
 			return 1
 		}
+		// Only problems: the plugins' start and stop are not news when validating.
+		logger.SetLevel(hclog.Warn)
 		_, pdiags := daemon.Prepare(ctx, cfg, daemon.PluginDir(cfg, defaultPluginDir()), dataDir, logger)
 		diags = append(diags, pdiags...)
 		printDiags(diags)
@@ -123,7 +125,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 	code := 0
 	select {
 	case <-ctx.Done():
-		logger.Info("shutting down", "reason", "signal")
+		logger.Info("shutting down: running requests may finish (a second signal stops at once)", "reason", "signal", "within", cfg.API.ShutdownTimeout)
+		// A second signal does not wait: the plugins, started with a parent-death
+		// signal, go with the daemon.
+		again := make(chan os.Signal, 1)
+		signal.Notify(again, syscall.SIGINT, syscall.SIGTERM)
+		go func() {
+			<-again
+			logger.Warn("second signal: stopping at once")
+			os.Exit(1)
+		}()
 	case err := <-d.Done():
 		logger.Error("API server stopped", "error", err)
 		code = 1

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -206,6 +207,42 @@ func TestDaemonProcess(t *testing.T) {
 			waitGone(t, pids)
 		})
 	}
+}
+
+// TestSecondSignalStopsAtOnce: while a graceful shutdown waits for a request still being
+// sent, a second SIGTERM ends limitd without waiting, and no plugin is left behind.
+func TestSecondSignalStopsAtOnce(t *testing.T) {
+	config := writeConfig(t, "host {\n  listen = \"127.0.0.1:0\"\n  data_dir = \"DATADIR\"\n}\nstorage \"bolt\" {}\n")
+	cmd, url := startLimitd(t, config)
+	pids := pluginPIDs(t, url)
+	conn, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// A request whose body never finishes arriving: the handler waits on it, and so does
+	// a graceful shutdown (up to api.read_timeout, 30 s).
+	fmt.Fprint(conn, "POST /v1/sessions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+	time.Sleep(200 * time.Millisecond)
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		t.Fatalf("limitd did not wait for the request in flight: %v", err)
+	case <-time.After(time.Second):
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-exited:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a second SIGTERM did not stop limitd")
+	}
+	waitGone(t, pids)
 }
 
 func TestEmbeddedDefaultRuns(t *testing.T) {
