@@ -188,12 +188,12 @@ func Launch(ctx context.Context, spec Spec, logger hclog.Logger) (*Process, erro
 		pid = cmd.Process.Pid
 	}
 	if err != nil {
-		stopClient(c, pid, false)
+		base.Stop(c, pid, false)
 		return nil, fmt.Errorf("%s %q (%s): %w", spec.Kind, spec.Name, spec.Path, err)
 	}
 	impl, ok := raw.(base.Plugin)
 	if !ok {
-		stopClient(c, pid, false)
+		base.Stop(c, pid, false)
 		return nil, fmt.Errorf("%s %q: plugin client has unexpected type %T", spec.Kind, spec.Name, raw)
 	}
 	rpc, _ := c.Client()
@@ -261,28 +261,4 @@ func (p *Process) Uptime() time.Duration { return time.Since(p.start) }
 
 // Kill stops the process and every process it started (its process group), and waits
 // for it to end. The plugin gets a moment to exit cleanly first.
-func (p *Process) Kill() { stopClient(p.client, p.PID, true) }
-
-// gracePeriod is how long a plugin may take to exit after its connection is closed
-// before its whole process group is killed.
-const gracePeriod = 3 * time.Second
-
-// stopClient stops a plugin: politely when graceful (go-plugin closes the connection and
-// waits up to 2 s), then by SIGKILL to its process group, which also ends any children
-// holding its output pipes open (go-plugin waits for those pipes to close).
-func stopClient(c *plugin.Client, pid int, graceful bool) {
-	if !graceful {
-		_ = base.KillGroup(pid)
-	}
-	done := make(chan struct{})
-	go func() {
-		c.Kill()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-time.After(gracePeriod):
-	}
-	_ = base.KillGroup(pid)
-	<-done
-}
+func (p *Process) Kill() { base.Stop(p.client, p.PID, true) }

@@ -1,6 +1,7 @@
 package trace
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
@@ -96,6 +97,20 @@ func ParsePublicKey(b []byte) (ed25519.PublicKey, error) {
 		return nil, errors.New("public key is not in canonical PEM form")
 	}
 	return pub, nil
+}
+
+// ParsePublicKeyFile reads a public key file a user saved, such as the public_key_pem of
+// GET /v1/provenance/key written by `jq -r` (one newline more) or by an editor (none at the
+// end). It is ParsePublicKey after removing the whitespace around the block: anything else
+// (text before or after the block, a second block, another key type, a block not in the
+// form MarshalPublicKey writes) is still refused. A bundle's own key file is read with the
+// strict ParsePublicKey, so no byte of it can change unnoticed.
+func ParsePublicKeyFile(b []byte) (ed25519.PublicKey, error) {
+	trimmed := bytes.Trim(b, " \t\r\n")
+	if len(trimmed) == 0 {
+		return nil, errors.New("not a PEM \"PUBLIC KEY\" block: the file is empty")
+	}
+	return ParsePublicKey(append(trimmed[:len(trimmed):len(trimmed)], '\n'))
 }
 
 // LoadOrCreateKey returns the key stored in dataDir/KeyFile, creating the directory (mode

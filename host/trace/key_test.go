@@ -1,7 +1,12 @@
 package trace
 
 import (
+	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
 	"os"
 	"path/filepath"
 	"strings"
@@ -126,5 +131,62 @@ func TestPublicKeyPEM(t *testing.T) {
 		if _, err := ParsePublicKey([]byte(bad)); err == nil {
 			t.Errorf("ParsePublicKey(%q) succeeded", bad)
 		}
+	}
+}
+
+// TestParsePublicKeyFile checks that a key file saved by hand may have whitespace around
+// its one block (jq -r adds a newline, editors drop the last one), and that anything else
+// ParsePublicKey refuses is still refused.
+func TestParsePublicKeyFile(t *testing.T) {
+	k, err := GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := string(MarshalPublicKey(k.PublicKey()))
+	other, err := GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ec, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ecDER, err := x509.MarshalPKIXPublicKey(&ec.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ecPEM := string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: ecDER}))
+	for _, ok := range []string{
+		b,
+		b + "\n",
+		strings.TrimSuffix(b, "\n"),
+		"\n\n" + b + "\n\n",
+		"  \r\n" + b + " \t\n",
+	} {
+		pub, err := ParsePublicKeyFile([]byte(ok))
+		if err != nil {
+			t.Errorf("ParsePublicKeyFile(%q): %v", ok, err)
+		} else if !pub.Equal(k.PublicKey()) {
+			t.Errorf("ParsePublicKeyFile(%q) changed the key", ok)
+		}
+	}
+	for _, tc := range []struct{ name, in, want string }{
+		{"empty", "", "not a PEM"},
+		{"blank", " \n\n", "not a PEM"},
+		{"garbage", "junk\n", "not a PEM"},
+		{"text before", "key:\n" + b, "canonical PEM"},
+		{"text after", b + "junk\n", "data after the PEM block"},
+		{"second block", b + "\n" + string(MarshalPublicKey(other.PublicKey())), "data after the PEM block"},
+		{"private key block", strings.ReplaceAll(b, "PUBLIC KEY", "PRIVATE KEY"), "not a PEM"},
+		{"ecdsa key", ecPEM, "want Ed25519"},
+		{"space inside", strings.Replace(b, "\n", " \n", 1), "canonical PEM"},
+	} {
+		if _, err := ParsePublicKeyFile([]byte(tc.in)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: ParsePublicKeyFile = %v, want an error containing %q", tc.name, err, tc.want)
+		}
+	}
+	// The strict parser still refuses what the lenient one forgives.
+	if _, err := ParsePublicKey([]byte(b + "\n")); err == nil {
+		t.Error("ParsePublicKey accepted a trailing blank line")
 	}
 }

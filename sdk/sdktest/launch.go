@@ -11,18 +11,29 @@ import (
 )
 
 // launch starts the plugin binary at path the way the host does (mutual TLS, only env as
-// its environment), checks that it is a plugin of kind whose client is a T, and
-// configures it with configJSON (nil means "{}") and dataDir. It returns the client and a
-// function that stops the process.
+// its environment, its own process group), checks that it is a plugin of kind whose client
+// is a T, and configures it with configJSON (nil means "{}") and dataDir. It returns the
+// client and a function that stops the process and every process it started.
+//
+// A start that fails, including a binary that never completes the handshake, ends within
+// base.DefaultStartTimeout and leaves no process behind.
 func launch[T base.Plugin](ctx context.Context, kind string, set plugin.PluginSet, path string, env []string, configJSON []byte, dataDir string) (T, func(), error) {
 	var zero T
-	client := base.NewClient(base.LaunchConfig{Path: path, Kind: kind, Plugins: set, Env: env})
-	stop := func() { client.Kill() }
+	client, cmd := base.NewClientCmd(base.LaunchConfig{Path: path, Kind: kind, Plugins: set, Env: env})
+	// The start is not cut short when ctx ends: base.Dispense would then call Client.Kill
+	// before knowing the plugin's pid, and Kill waits for the plugin's stdout to close,
+	// which never happens while a child of the plugin holds it. go-plugin's start timeout
+	// bounds the start instead; ctx still ends the calls that follow.
+	raw, err := base.Dispense(context.WithoutCancel(ctx), client, kind)
+	pid := 0
+	if cmd.Process != nil { // the start is over: go-plugin no longer writes it
+		pid = cmd.Process.Pid
+	}
+	stop := func() { base.Stop(client, pid, true) }
 	fail := func(err error) (T, func(), error) {
-		stop()
+		base.Stop(client, pid, false)
 		return zero, nil, fmt.Errorf("launch %s plugin %s: %w", kind, path, err)
 	}
-	raw, err := base.Dispense(ctx, client, kind)
 	if err != nil {
 		return fail(err)
 	}

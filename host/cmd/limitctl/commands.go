@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"sort"
 	"strconv"
@@ -15,6 +16,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/limitgraph/limit/host/session"
 	"github.com/limitgraph/limit/host/trace"
 	"github.com/limitgraph/limit/sdk/client"
 )
@@ -34,14 +36,24 @@ func (e *usageError) Error() string { return e.msg }
 
 func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(format, args...)} }
 
-// apiCommand runs the commands that talk to the daemon (and verify, which does not).
-func apiCommand(ctx context.Context, addr string, asJSON bool, args []string, stdout, stderr io.Writer) int {
-	x := &cli{c: client.New(addr), stdout: stdout, stderr: stderr, json: asJSON}
+// helpError is a -h or --help on a command line: the usage goes to stdout (exit 0), with
+// the command's flags if fs is not nil.
+type helpError struct{ fs *flag.FlagSet }
+
+func (e *helpError) Error() string { return "help requested" }
+
+// apiCommand runs the commands that talk to the daemon at u (and verify, which does not).
+func apiCommand(ctx context.Context, u *url.URL, asJSON bool, args []string, stdout, stderr io.Writer) int {
+	x := &cli{c: client.New(u.String()), stdout: stdout, stderr: stderr, json: asJSON}
 	err := x.dispatch(ctx, args)
+	var he *helpError
 	var ue *usageError
 	var ae *client.Error
 	switch {
 	case err == nil:
+		return 0
+	case errors.As(err, &he):
+		printHelp(stdout, he.fs)
 		return 0
 	case errors.As(err, &ue):
 		fmt.Fprintf(stderr, "limitctl: %s\n\n%s", ue.msg, usage)
@@ -58,19 +70,22 @@ func apiCommand(ctx context.Context, addr string, asJSON bool, args []string, st
 			}
 		}
 	default:
-		fmt.Fprintln(stderr, "limitctl:", err)
+		fmt.Fprintln(stderr, "limitctl:", daemonError(u, err))
 	}
 	return 1
 }
 
 // parse parses a subcommand's flags (accepting them before and after positional
-// arguments) and -o.
+// arguments) and -o. A -h or --help returns a *helpError.
 func (x *cli) parse(fs *flag.FlagSet, args []string) ([]string, error) {
 	fs.SetOutput(io.Discard)
 	out := fs.String("o", "", "output: table or json")
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, &helpError{fs}
+			}
 			return nil, usagef("%s: %v", fs.Name(), err)
 		}
 		if fs.NArg() == 0 {
@@ -132,6 +147,12 @@ func (x *cli) dispatch(ctx context.Context, args []string) error {
 		sub = args[1]
 	}
 	switch cmd {
+	case "sessions", "session", "traces", "trace", "governance":
+		if isHelpArg(sub) {
+			return &helpError{}
+		}
+	}
+	switch cmd {
 	case "sessions", "session":
 		return x.sessions(ctx, sub, args[min(2, len(args)):])
 	case "exec":
@@ -185,6 +206,13 @@ func (x *cli) sessions(ctx context.Context, sub string, args []string) error {
 		}
 		if err := need(pos, 0, "no arguments to sessions create"); err != nil {
 			return err
+		}
+		// An unset flag leaves the daemon's default; one given must be in range (0 would
+		// otherwise be dropped from the request and silently mean the default).
+		given := false
+		fs.Visit(func(f *flag.Flag) { given = given || f.Name == "max-concurrency" })
+		if given && (*conc < 1 || *conc > session.MaxMaxConcurrency) {
+			return usagef("--max-concurrency must be between 1 and %d, got %d", session.MaxMaxConcurrency, *conc)
 		}
 		s, err := x.c.CreateSession(ctx, client.CreateSessionRequest{
 			Name: *name, Policy: *policy, MaxConcurrency: *conc, AllowNetwork: *network, Runners: runners,
@@ -461,7 +489,7 @@ func (x *cli) verify(args []string) error {
 		if err != nil {
 			return err
 		}
-		k, err := trace.ParsePublicKey(b)
+		k, err := trace.ParsePublicKeyFile(b)
 		if err != nil {
 			return fmt.Errorf("--key %s: %w", *keyFile, err)
 		}

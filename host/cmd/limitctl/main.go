@@ -15,6 +15,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"os/signal"
 	"strings"
@@ -46,7 +47,8 @@ const usage = `usage:
 
 Commands that read the API print tables; add -o json (before or after the command) for JSON.
 
-The daemon's address comes from -addr, else LIMIT_ADDR, else http://127.0.0.1:8080.
+The daemon's address comes from -addr, else LIMIT_ADDR, else http://127.0.0.1:8080; a bare
+HOST:PORT means http://HOST:PORT. limitctl help, -h or COMMAND --help prints this.
 `
 
 func main() {
@@ -58,10 +60,15 @@ func main() {
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("limitctl", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, usage) }
-	addr := fs.String("addr", envOr("LIMIT_ADDR", "http://127.0.0.1:8080"), "daemon `URL`")
+	fs.Usage = func() {} // printed below: to stdout when asked for, else to stderr
+	addr := fs.String("addr", envOr("LIMIT_ADDR", defaultAddr), "daemon `URL` (http://HOST:PORT, https://..., or HOST:PORT)")
 	out := fs.String("o", "table", "output: table or json (here or after the command)")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stdout, usage)
+			return 0
+		}
+		fmt.Fprint(stderr, usage)
 		return 2
 	}
 	if *out != "table" && *out != "json" {
@@ -71,18 +78,57 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	asJSON := *out == "json"
 	rest := fs.Args()
 	if len(rest) == 0 {
-		fs.Usage()
+		fmt.Fprint(stderr, usage)
 		return 2
 	}
+	// daemon returns the daemon's address, or false after saying what is wrong with it.
+	daemon := func() (*url.URL, bool) {
+		u, err := daemonURL(*addr)
+		if err == nil {
+			return u, true
+		}
+		if helpAsked(rest[1:]) || len(rest) > 1 && isHelpArg(rest[1]) {
+			return &url.URL{}, true // help needs no daemon
+		}
+		from := "LIMIT_ADDR"
+		fs.Visit(func(f *flag.Flag) {
+			if f.Name == "addr" {
+				from = "-addr"
+			}
+		})
+		fmt.Fprintf(stderr, "limitctl: %s %q is not a daemon address: %v; want http://HOST:PORT, https://HOST:PORT or HOST:PORT\n", from, *addr, err)
+		return nil, false
+	}
 	switch rest[0] {
+	case "help":
+		fmt.Fprint(stdout, usage)
+		return 0
 	case "version":
+		if helpAsked(rest[1:]) {
+			fmt.Fprint(stdout, usage)
+			return 0
+		}
 		fmt.Fprintln(stdout, "limitctl", version.Version)
 		return 0
 	case "health":
-		return health(ctx, *addr, asJSON, rest[1:], stdout, stderr)
-	case "sessions", "session", "exec", "traces", "trace", "verify", "governance":
-		return apiCommand(ctx, *addr, asJSON, rest, stdout, stderr)
+		u, ok := daemon()
+		if !ok {
+			return 2
+		}
+		return health(ctx, u, asJSON, rest[1:], stdout, stderr)
+	case "verify": // offline: no daemon
+		return apiCommand(ctx, &url.URL{}, asJSON, rest, stdout, stderr)
+	case "sessions", "session", "exec", "traces", "trace", "governance":
+		u, ok := daemon()
+		if !ok {
+			return 2
+		}
+		return apiCommand(ctx, u, asJSON, rest, stdout, stderr)
 	case "plugin":
+		if len(rest) >= 2 && isHelpArg(rest[1]) {
+			fmt.Fprint(stdout, usage)
+			return 0
+		}
 		if len(rest) < 2 || rest[1] != "check" {
 			fmt.Fprint(stderr, usage)
 			return 2
@@ -93,6 +139,92 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return 2
 }
 
+// defaultAddr is the daemon's address when neither -addr nor LIMIT_ADDR gives one.
+const defaultAddr = "http://127.0.0.1:8080"
+
+// daemonURL returns the daemon's base URL from the value of -addr or LIMIT_ADDR: an http
+// or https URL, or a bare HOST:PORT, which means http://HOST:PORT.
+func daemonURL(addr string) (*url.URL, error) {
+	s := addr
+	if !strings.Contains(s, "://") {
+		s = "http://" + s
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // the value is quoted already
+		}
+		return nil, err
+	}
+	switch {
+	case u.Scheme != "http" && u.Scheme != "https":
+		return nil, fmt.Errorf("scheme %q is not http or https", u.Scheme)
+	case u.Host == "":
+		return nil, errors.New("no host")
+	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "":
+		return nil, errors.New("a query or fragment has no place in it")
+	}
+	return u, nil
+}
+
+// isHelpArg reports whether a command-line word asks for help.
+func isHelpArg(s string) bool {
+	switch s {
+	case "help", "-h", "-help", "--help":
+		return true
+	}
+	return false
+}
+
+// helpAsked reports whether args hold a help flag, which every command answers with its
+// usage. (A bare "help" is a positional argument there, such as the input of exec.)
+func helpAsked(args []string) bool {
+	for _, a := range args {
+		if a == "--" {
+			return false
+		}
+		if a != "help" && isHelpArg(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// printHelp prints the usage, and the flags of fs if it is not nil, to w.
+func printHelp(w io.Writer, fs *flag.FlagSet) {
+	fmt.Fprint(w, usage)
+	if fs == nil {
+		return
+	}
+	fmt.Fprintf(w, "\nflags of limitctl %s:\n", strings.TrimSpace(fs.Name()))
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+}
+
+// unreachableError is a request that got no answer from the daemon.
+type unreachableError struct {
+	addr  string
+	cause error
+}
+
+func (e *unreachableError) Error() string {
+	return fmt.Sprintf("cannot reach the daemon at %s: %v (is limitd running? set -addr or LIMIT_ADDR)", e.addr, e.cause)
+}
+
+func (e *unreachableError) Unwrap() error { return e.cause }
+
+// daemonError returns err as an *unreachableError naming the daemon at u when the request
+// got no HTTP answer (nothing listening, an unknown host, a timeout, a broken connection),
+// and err itself otherwise: an answer the API gave, a local mistake, or an interrupt.
+func daemonError(u *url.URL, err error) error {
+	var ue *url.Error
+	if !errors.As(err, &ue) || errors.Is(err, context.Canceled) {
+		return err
+	}
+	return &unreachableError{addr: u.Redacted(), cause: ue.Err}
+}
+
 func envOr(name, def string) string {
 	if v := os.Getenv(name); v != "" {
 		return v
@@ -100,9 +232,15 @@ func envOr(name, def string) string {
 	return def
 }
 
-func health(ctx context.Context, addr string, asJSON bool, args []string, stdout, stderr io.Writer) int {
-	x := &cli{c: client.New(addr), stdout: stdout, stderr: stderr, json: asJSON}
-	pos, err := x.parse(flag.NewFlagSet("health", flag.ContinueOnError), args)
+func health(ctx context.Context, u *url.URL, asJSON bool, args []string, stdout, stderr io.Writer) int {
+	x := &cli{c: client.New(u.String()), stdout: stdout, stderr: stderr, json: asJSON}
+	fs := flag.NewFlagSet("health", flag.ContinueOnError)
+	pos, err := x.parse(fs, args)
+	var he *helpError
+	if errors.As(err, &he) {
+		printHelp(stdout, fs)
+		return 0
+	}
 	if err == nil {
 		err = need(pos, 0, "no arguments to health")
 	}
@@ -115,7 +253,7 @@ func health(ctx context.Context, addr string, asJSON bool, args []string, stdout
 	// A degraded host answers 503 with the same body: the table says why.
 	h, err := x.c.Health(ctx)
 	if h == nil {
-		fmt.Fprintf(stderr, "limitctl: cannot reach the daemon at %s: %v\n", addr, err)
+		fmt.Fprintln(stderr, "limitctl:", daemonError(u, err))
 		return 1
 	}
 	if x.json {
@@ -153,9 +291,14 @@ type multiFlag []string
 func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
 func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
 
+// pluginCheckUsage is the first line of what a mistake on the command line of plugin check
+// prints.
+const pluginCheckUsage = "usage: limitctl plugin check --kind KIND [--config JSON] [--env K=V]... PATH"
+
 func pluginCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("plugin check", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() {} // printed below: to stdout when asked for, else to stderr
 	kind := fs.String("kind", "", "plugin kind: "+strings.Join(base.Kinds, ", "))
 	cfg := fs.String("config", "{}", "plugin configuration as a JSON object")
 	dataDir := fs.String("data-dir", "", "data directory handed to the plugin (default: a new temporary directory, removed afterwards)")
@@ -166,6 +309,12 @@ func pluginCheck(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	var paths []string
 	for {
 		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				printHelp(stdout, fs)
+				return 0
+			}
+			fmt.Fprintln(stderr, pluginCheckUsage)
+			fs.PrintDefaults()
 			return 2
 		}
 		if fs.NArg() == 0 {
@@ -175,7 +324,7 @@ func pluginCheck(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		args = fs.Args()[1:]
 	}
 	if len(paths) != 1 || *kind == "" {
-		fmt.Fprintln(stderr, "usage: limitctl plugin check --kind KIND [--config JSON] [--env K=V]... PATH")
+		fmt.Fprintln(stderr, pluginCheckUsage)
 		return 2
 	}
 	if !json.Valid([]byte(*cfg)) {

@@ -1,0 +1,357 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/limitgraph/limit/host/trace"
+	"github.com/limitgraph/limit/sdk/storage/memstore"
+)
+
+// limitctl runs the command in-process and returns its exit status, stdout and stderr.
+func limitctl(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), args, &stdout, &stderr)
+	return code, stdout.String(), stderr.String()
+}
+
+// TestVerifyKeyFile checks that verify --key takes a key file with whitespace around its
+// one block, as `jq -r .public_key_pem > host.pem` or an editor saves it, and still
+// refuses anything else.
+func TestVerifyKeyFile(t *testing.T) {
+	key, err := trace.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := trace.New(memstore.New(), key, trace.Options{TempDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	session := trace.NewID()
+	if _, err := s.Create(ctx, session, trace.TraceCustom, json.RawMessage(`{"prompt":"hi"}`), "api"); err != nil {
+		t.Fatal(err)
+	}
+	var bundle bytes.Buffer
+	if _, err := s.WriteBundle(ctx, &bundle, trace.BundleScope{SessionID: session}); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	bundlePath := filepath.Join(dir, "bundle.tar.gz")
+	if err := os.WriteFile(bundlePath, bundle.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	canonical := string(trace.MarshalPublicKey(key.PublicKey()))
+	other, err := trace.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ec, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ecDER, err := x509.MarshalPKIXPublicKey(&ec.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, tc := range []struct {
+		name string
+		file string
+		code int
+		want string
+	}{
+		{"canonical", canonical, 0, "valid"},
+		{"jq adds a newline", canonical + "\n", 0, "valid"},
+		{"no final newline", strings.TrimSuffix(canonical, "\n"), 0, "valid"},
+		{"blank lines around", "\n\n" + canonical + "\n\n", 0, "valid"},
+		{"garbage", "not a key\n", 1, "not a PEM"},
+		{"text after the block", canonical + "junk\n", 1, "data after the PEM block"},
+		{"second block", canonical + string(trace.MarshalPublicKey(other.PublicKey())), 1, "data after the PEM block"},
+		{"ecdsa key", string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: ecDER})), 1, "want Ed25519"},
+		{"another host's key", string(trace.MarshalPublicKey(other.PublicKey())) + "\n", 1, "does not verify"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			keyPath := filepath.Join(dir, "host"+strconv.Itoa(i)+".pem")
+			if err := os.WriteFile(keyPath, []byte(tc.file), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			code, stdout, stderr := limitctl(t, "verify", "--key", keyPath, bundlePath)
+			if code != tc.code || !strings.Contains(stdout+stderr, tc.want) {
+				t.Errorf("exit %d, want %d with %q\nstdout: %s\nstderr: %s", code, tc.code, tc.want, stdout, stderr)
+			}
+		})
+	}
+}
+
+// TestHelp checks that help, -h and --help, on limitctl or any command, print the usage to
+// stdout and exit 0, without the daemon (whose address here is not even valid).
+func TestHelp(t *testing.T) {
+	t.Setenv("LIMIT_ADDR", "ftp://nowhere")
+	for _, args := range [][]string{
+		{"--help"}, {"-h"}, {"-help"}, {"help"}, {"-o", "json", "--help"},
+		{"exec", "--help"}, {"exec", "s", "r", "-h"}, {"health", "--help"}, {"verify", "-h"}, {"version", "--help"},
+		{"sessions", "--help"}, {"sessions", "-h"}, {"sessions", "help"}, {"sessions", "create", "--help"}, {"sessions", "list", "-h"},
+		{"traces", "--help"}, {"traces", "list", "--help"},
+		{"governance", "--help"}, {"governance", "eval", "--help"},
+		{"plugin", "--help"}, {"plugin", "check", "--help"}, {"plugin", "check", "--kind", "storage", "-h"},
+	} {
+		code, stdout, stderr := limitctl(t, args...)
+		if code != 0 || !strings.HasPrefix(stdout, "usage:\n") || stderr != "" {
+			t.Errorf("%q: exit %d, want 0 with the usage on stdout\nstdout: %s\nstderr: %s", args, code, stdout, stderr)
+		}
+	}
+	// A subcommand's help lists its flags.
+	if _, stdout, _ := limitctl(t, "exec", "--help"); !strings.Contains(stdout, "-timeout-ms") || !strings.Contains(stdout, "-params") {
+		t.Errorf("exec --help does not list the flags of exec:\n%s", stdout)
+	}
+	// Mistakes still go to stderr with exit 2.
+	t.Setenv("LIMIT_ADDR", "")
+	for _, args := range [][]string{{}, {"--bogus"}, {"bogus"}, {"exec", "--bogus"}, {"plugin", "check", "--bogus"}} {
+		if code, stdout, stderr := limitctl(t, args...); code != 2 || stdout != "" || !strings.Contains(stderr, "usage:") {
+			t.Errorf("%q: exit %d, want 2 with the usage on stderr\nstdout: %s\nstderr: %s", args, code, stdout, stderr)
+		}
+	}
+}
+
+// sessionsServer answers GET and POST /v1/sessions and records the bodies of the POSTs.
+func sessionsServer(t *testing.T) (*httptest.Server, *[]map[string]any) {
+	t.Helper()
+	var created []map[string]any
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		const s = `{"id":"01M8T93BBDBZNX35WWT3BWXFZ2","name":"s1","state":"active","policy":"default","max_concurrency":4,"created_at":"2026-12-02T02:24:33Z"}`
+		switch {
+		case r.URL.Path == "/v1/sessions" && r.Method == http.MethodGet:
+			_, _ = io.WriteString(w, `{"sessions":[`+s+`]}`)
+		case r.URL.Path == "/v1/sessions" && r.Method == http.MethodPost:
+			var body map[string]any
+			if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
+				t.Errorf("request body: %v", err)
+			}
+			created = append(created, body)
+			w.WriteHeader(http.StatusCreated)
+			_, _ = io.WriteString(w, s)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return srv, &created
+}
+
+// TestDaemonAddress checks that -addr and LIMIT_ADDR take a bare HOST:PORT, and that a
+// value that is no daemon address is refused by name.
+func TestDaemonAddress(t *testing.T) {
+	srv, _ := sessionsServer(t)
+	hostPort := strings.TrimPrefix(srv.URL, "http://")
+	port := srv.Listener.Addr().(*net.TCPAddr).Port
+	for _, tc := range []struct {
+		name, flag, env string
+	}{
+		{"flag host:port", hostPort, ""},
+		{"flag localhost:port", "localhost:" + strconv.Itoa(port), ""},
+		{"flag URL", srv.URL + "/", ""},
+		{"env host:port", "", hostPort},
+		{"flag wins over env", hostPort, "ftp://nowhere"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("LIMIT_ADDR", tc.env)
+			args := []string{"sessions", "list"}
+			if tc.flag != "" {
+				args = append([]string{"-addr", tc.flag}, args...)
+			}
+			if code, stdout, stderr := limitctl(t, args...); code != 0 || !strings.Contains(stdout, "s1") {
+				t.Errorf("exit %d, want 0 with the session\nstdout: %s\nstderr: %s", code, stdout, stderr)
+			}
+		})
+	}
+	for _, tc := range []struct {
+		name, flag, env, want string
+	}{
+		{"flag scheme", "ftp://" + hostPort, "", `-addr "ftp://`},
+		{"flag port", "localhost:http-ish", "", `-addr "localhost:http-ish" is not a daemon address`},
+		{"flag no host", "http://", "", `-addr "http://" is not a daemon address`},
+		{"flag query", srv.URL + "?x=1", "", "-addr"},
+		{"env port", "", "127.0.0.1:port", `LIMIT_ADDR "127.0.0.1:port" is not a daemon address`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("LIMIT_ADDR", tc.env)
+			args := []string{"sessions", "list"}
+			if tc.flag != "" {
+				args = append([]string{"-addr", tc.flag}, args...)
+			}
+			code, _, stderr := limitctl(t, args...)
+			if code != 2 || !strings.Contains(stderr, tc.want) || !strings.Contains(stderr, "HOST:PORT") || strings.Contains(stderr, "parse ") {
+				t.Errorf("exit %d, want 2 with %q and the forms accepted\nstderr: %s", code, tc.want, stderr)
+			}
+		})
+	}
+}
+
+// TestUnreachableDaemon checks that every command that calls the daemon says it cannot
+// reach it, where, and what to do, when nothing listens there.
+func TestUnreachableDaemon(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	set := filepath.Join(t.TempDir(), "set.jsonl")
+	if err := os.WriteFile(set, []byte(`{"text":"hi","label":"benign"}`+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	want := "limitctl: cannot reach the daemon at http://" + addr + ": "
+	for _, args := range [][]string{
+		{"health"}, {"sessions", "list"}, {"sessions"}, {"sessions", "create"}, {"sessions", "show", "x"}, {"sessions", "delete", "x"},
+		{"exec", "s", "python", "print(1)"}, {"-o", "json", "exec", "s", "python", "print(1)"},
+		{"traces", "list", "s"}, {"traces", "show", "t"}, {"traces", "flag", "t", "f", "5", "why"}, {"traces", "merge", "t"}, {"traces", "verify", "t"},
+		{"governance", "stats"}, {"governance", "evaluate", "prompt", "hi"}, {"governance", "eval", set},
+	} {
+		code, _, stderr := limitctl(t, append([]string{"-addr", addr}, args...)...)
+		if code != 1 || !strings.HasPrefix(stderr, want) || !strings.Contains(stderr, "connection refused") || !strings.HasSuffix(stderr, "(is limitd running? set -addr or LIMIT_ADDR)\n") {
+			t.Errorf("%q: exit %d, want 1 with %q...\nstderr: %s", args, code, want, stderr)
+		}
+	}
+}
+
+// TestSessionsCreateMaxConcurrency checks that an explicit --max-concurrency out of range,
+// 0 included, is refused before any request, while an absent one leaves the daemon's
+// default.
+func TestSessionsCreateMaxConcurrency(t *testing.T) {
+	srv, created := sessionsServer(t)
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+		sent any // max_concurrency in the request; nil for absent
+	}{
+		{[]string{"--max-concurrency", "0"}, 2, "--max-concurrency must be between 1 and 1024, got 0", nil},
+		{[]string{"--max-concurrency=-1"}, 2, "--max-concurrency must be between 1 and 1024, got -1", nil},
+		{[]string{"--max-concurrency", "1025"}, 2, "--max-concurrency must be between 1 and 1024, got 1025", nil},
+		{[]string{"--max-concurrency", "3"}, 0, "s1", 3.0},
+		{[]string{"--name", "s1"}, 0, "s1", nil},
+	} {
+		before := len(*created)
+		code, stdout, stderr := limitctl(t, append([]string{"-addr", srv.URL, "sessions", "create"}, tc.args...)...)
+		if code != tc.code || !strings.Contains(stdout+stderr, tc.want) {
+			t.Errorf("%q: exit %d, want %d with %q\nstdout: %s\nstderr: %s", tc.args, code, tc.code, tc.want, stdout, stderr)
+			continue
+		}
+		if tc.code != 0 {
+			if len(*created) != before {
+				t.Errorf("%q: a session was created", tc.args)
+			}
+			continue
+		}
+		if len(*created) != before+1 {
+			t.Fatalf("%q: %d requests, want 1", tc.args, len(*created)-before)
+		}
+		if got := (*created)[before]["max_concurrency"]; got != tc.sent {
+			t.Errorf("%q: request max_concurrency %v, want %v", tc.args, got, tc.sent)
+		}
+	}
+}
+
+// TestPluginCheckHungPlugin checks that a plugin that never completes the handshake, and
+// whose child holds its stdout, fails `plugin check` once the start timeout is over and
+// leaves neither process behind.
+func TestPluginCheckHungPlugin(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("plugins run in their own process group on Linux only")
+	}
+	dir := t.TempDir()
+	script := filepath.Join(dir, "hang.sh")
+	pidFile, childFile := filepath.Join(dir, "pid"), filepath.Join(dir, "child")
+	body := fmt.Sprintf("#!/bin/sh\necho $$ > %s\nsleep 300 &\necho $! > %s\nwait\n", pidFile, childFile)
+	if err := os.WriteFile(script, []byte(body), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	pids := func() []int {
+		var out []int
+		for _, f := range []string{pidFile, childFile} {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				t.Errorf("the plugin did not start: %v", err)
+				continue
+			}
+			pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+			if err != nil {
+				t.Fatalf("%s: %v", f, err)
+			}
+			out = append(out, pid)
+		}
+		return out
+	}
+	t.Cleanup(func() { // whatever happens, leave nothing behind
+		for _, pid := range pids() {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	})
+	type result struct {
+		code           int
+		stdout, stderr string
+	}
+	done := make(chan result, 1)
+	start := time.Now()
+	go func() {
+		code, stdout, stderr := limitctl(t, "plugin", "check", "--kind", "storage", script)
+		done <- result{code, stdout, stderr}
+	}()
+	var r result
+	select {
+	case r = <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("plugin check still running after 30 s")
+	}
+	t.Logf("plugin check returned after %v", time.Since(start).Round(time.Millisecond))
+	if r.code != 1 || !strings.Contains(r.stderr, "launch storage plugin "+script) || !strings.Contains(r.stderr, "timeout while waiting for plugin to start") {
+		t.Errorf("exit %d, want 1 with the start timeout\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
+	}
+	for _, pid := range pids() {
+		// Killed processes may linger a moment, and as zombies where nobody reaps them.
+		deadline := time.Now().Add(5 * time.Second)
+		for alive(pid) {
+			if time.Now().After(deadline) {
+				t.Errorf("process %d of the plugin is still running", pid)
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}
+
+// alive reports whether process pid exists and is not a zombie.
+func alive(pid int) bool {
+	if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+		return false
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// The state follows the command name in parentheses.
+	i := bytes.LastIndexByte(stat, ')')
+	return i < 0 || i+2 >= len(stat) || stat[i+2] != 'Z'
+}

@@ -1,0 +1,39 @@
+package base
+
+import (
+	"time"
+
+	"github.com/hashicorp/go-plugin"
+)
+
+// StopGrace is how long a plugin may take to exit after its connection is closed before
+// its process group is killed, and how long Stop then waits for go-plugin to notice.
+const StopGrace = 3 * time.Second
+
+// Stop stops a plugin started by NewClient: politely when graceful (go-plugin closes the
+// connection and waits up to 2 s for the process to exit), then by SIGKILL to the
+// plugin's process group (KillGroup), which also ends children that hold its stdout or
+// stderr open: Client.Kill waits for those pipes to close, so without it a plugin whose
+// child outlives it would hang the caller. pid 0 (the process never started) kills no
+// group. Stop returns within about twice StopGrace whatever the plugin does.
+func Stop(c *plugin.Client, pid int, graceful bool) {
+	if !graceful {
+		_ = KillGroup(pid)
+	}
+	done := make(chan struct{})
+	go func() {
+		c.Kill()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(StopGrace):
+	}
+	// Also after a clean exit: children the plugin left running go with it.
+	_ = KillGroup(pid)
+	// A process that left the group may still hold a pipe: do not wait for it forever.
+	select {
+	case <-done:
+	case <-time.After(StopGrace):
+	}
+}
