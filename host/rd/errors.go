@@ -75,10 +75,17 @@ func checkMatrix(field string, a *mat.Dense, rows, cols int, what string) error 
 			if v < 0 {
 				return inputErrf(field, "entry [%d][%d] is %v: entries must be non-negative", i, j, v)
 			}
+			if v > MaxMagnitude {
+				return inputErrf(field, "entry [%d][%d] is %v: entries above %g overflow the solver's squares and sums; scale the matrix down", i, j, v, MaxMagnitude)
+			}
 		}
 	}
 	return nil
 }
+
+// MaxMagnitude bounds every number the RD core takes: squared and summed over the largest
+// graphs the API allows, it stays far from float64's overflow.
+const MaxMagnitude = 1e100
 
 // checkSquare checks that a is a square structure matrix.
 func checkSquare(field string, a *mat.Dense) error {

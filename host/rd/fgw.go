@@ -277,6 +277,9 @@ func FeatureCost(a, b *mat.Dense) (*mat.Dense, error) {
 				if math.IsNaN(v) || math.IsInf(v, 0) {
 					return nil, inputErrf(x.f, "entry [%d][%d] is %v: features must be finite", i, j, v)
 				}
+				if math.Abs(v) > MaxMagnitude {
+					return nil, inputErrf(x.f, "entry [%d][%d] is %v: features beyond ±%g overflow their squared distances; scale them down", i, j, v, MaxMagnitude)
+				}
 			}
 		}
 	}

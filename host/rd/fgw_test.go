@@ -438,3 +438,34 @@ func TestFeatureCost(t *testing.T) {
 		t.Fatal("NaN feature accepted")
 	}
 }
+
+// TestHugeEntriesRefused: numbers whose squares and sums would overflow are refused by
+// name rather than turned into a wrong distance or a NaN blamed on another field.
+func TestHugeEntriesRefused(t *testing.T) {
+	small := mat.NewDense(2, 2, []float64{0, 1, 1, 0})
+	huge := mat.NewDense(2, 2, []float64{0, 1e308, 1e308, 0})
+	for _, c := range []struct {
+		field      string
+		c1, c2, m  *mat.Dense
+		fa, fb     *mat.Dense
+		useFeature bool
+	}{
+		{field: "c1", c1: huge, c2: small, m: small},
+		{field: "m", c1: small, c2: small, m: huge},
+		{field: "features_a", c1: small, c2: small, fa: mat.NewDense(2, 1, []float64{-1e200, 0}), fb: mat.NewDense(2, 1, []float64{0, 1}), useFeature: true},
+	} {
+		var err error
+		if c.useFeature {
+			_, err = FeatureCost(c.fa, c.fb)
+		} else {
+			_, err = FGW(c.c1, c.c2, c.m, uniform(2), uniform(2), DefaultFGWConfig(MethodCG))
+		}
+		var ie *InputError
+		if !errors.As(err, &ie) || ie.Field != c.field || !strings.Contains(err.Error(), "overflow") {
+			t.Errorf("%s: %v", c.field, err)
+		}
+	}
+	if _, err := FindKnee([][2]float64{{-1e308, 1}, {0, 0.5}, {1, 0.2}, {1e308, 0}}, KneeOptions{}); err == nil || !strings.Contains(err.Error(), "overflows") {
+		t.Errorf("knee of huge points: %v", err)
+	}
+}

@@ -119,6 +119,9 @@ func FindKnee(points [][2]float64, opts KneeOptions) (Knee, error) {
 			if math.IsNaN(v) || math.IsInf(v, 0) {
 				return Knee{}, inputErrf("points", "point %d has a non-finite coordinate %v", i, v)
 			}
+			if math.Abs(v) > MaxMagnitude {
+				return Knee{}, inputErrf("points", "point %d has a coordinate %v beyond ±%g, which overflows the curve's ranges; scale the curve down", i, v, MaxMagnitude)
+			}
 		}
 	}
 	c, err := normalise(points, opts.DuplicateTol)
