@@ -39,7 +39,7 @@ const usage = `usage:
   limitctl exec [--timeout-ms N] SESSION RUNNER INPUT|@FILE|-    run and stream the output
   limitctl traces list SESSION | show ID | flag ID FLAG SEVERITY REASON | merge ID | verify ID
   limitctl verify [--key FILE] BUNDLE         check an exported bundle offline
-  limitctl governance stats | evaluate KIND TEXT
+  limitctl governance stats | evaluate prompt|code|output TEXT|@FILE|-
   limitctl governance eval [--preset P]... [--kind prompt] [--flag jailbreak] [--parallel N] FILE.jsonl
                                               measure the rules on lines {"text","label":"jailbreak"|"benign"}:
                                               TPR, FPR, precision, F1, confusion, ROC-AUC per preset
