@@ -278,6 +278,9 @@ func refuseSandboxed(sandboxUID func(int) bool, logger hclog.Logger) func(*http.
 			if !ok1 || !ok2 {
 				return
 			}
+			if !sameHost(local.IP, remote.IP) {
+				return // from another machine: no code of ours
+			}
 			uid, found, err := peercred.TCPPeerUID(local.AddrPort(), remote.AddrPort())
 			switch {
 			case err != nil:
@@ -289,6 +292,26 @@ func refuseSandboxed(sandboxUID func(int) bool, logger hclog.Logger) func(*http.
 		})
 		return p.refused
 	}
+}
+
+// sameHost reports whether a connection from remote to local comes from this machine:
+// over loopback, or from one of its own addresses (code in a session allowed the network
+// shares the host's). Only those are looked up in the kernel's socket table, whose size
+// grows with the machine's connections.
+func sameHost(local, remote net.IP) bool {
+	if remote.IsLoopback() || remote.Equal(local) {
+		return true
+	}
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return true // cannot tell: look it up
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.Equal(remote) {
+			return true
+		}
+	}
+	return false
 }
 
 // Addr is the address the API listens on.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -185,5 +186,24 @@ storage "bolt" {
 	_, diags = Prepare(context.Background(), cfg, testbin.PluginDir(t), t.TempDir(), hclog.NewNullLogger())
 	if got := diags.Error(); !diags.HasErrors() || !strings.Contains(got, "test.hcl:7") || !strings.Contains(got, `storage "bolt"`) {
 		t.Fatalf("diagnostics for timeout: %s", got)
+	}
+}
+
+func TestSameHost(t *testing.T) {
+	lo, lan := net.ParseIP("127.0.0.1"), net.ParseIP("192.0.2.10")
+	for _, c := range []struct {
+		local, remote net.IP
+		want          bool
+	}{
+		{lo, lo, true},
+		{lo, net.ParseIP("127.0.0.2"), true},
+		{net.ParseIP("::1"), net.ParseIP("::1"), true},
+		{lan, lan, true}, // a local process dialling the host's own address
+		{lan, net.ParseIP("192.0.2.77"), false},
+		{lan, net.ParseIP("203.0.113.5"), false},
+	} {
+		if got := sameHost(c.local, c.remote); got != c.want {
+			t.Errorf("sameHost(%v, %v) = %v, want %v", c.local, c.remote, got, c.want)
+		}
 	}
 }
