@@ -359,6 +359,11 @@ func TestOwnHardCases(t *testing.T) {
 		}
 	}
 	for cat, c := range byCat {
+		if strings.HasPrefix(cat, "unseen-") {
+			// Written blind after the last change to the rules and never used for one:
+			// measured (METRICS.md), not held to a floor, which would invite tuning to it.
+			continue
+		}
 		if c.TP+c.FN > 0 && c.TPR() < 0.8 {
 			t.Errorf("%s: TPR %.2f (%+v)", cat, c.TPR(), *c)
 		}
