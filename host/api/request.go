@@ -1,7 +1,7 @@
 package api
 
 import (
-	"bufio"
+	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -73,34 +73,58 @@ func decodeJSON(r *http.Request, v any) error {
 	if ct := r.Header.Get("Content-Type"); !jsonContentType(ct) {
 		return &errUnsupportedMedia{ct: ct}
 	}
-	// The body is one JSON object: not null, not an array, not a number.
-	br := bufio.NewReader(r.Body)
-	for {
-		b, err := br.Peek(1)
-		if err != nil {
-			return jsonError(err)
-		}
-		if c := b[0]; c == ' ' || c == '\t' || c == '\n' || c == '\r' {
-			br.Discard(1)
-			continue
-		} else if c != '{' {
-			return badRequest("request body must be a JSON object {…}")
-		}
-		break
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return jsonError(err)
 	}
-	dec := json.NewDecoder(br)
+	// The body is one JSON object: not null, not an array, not a number.
+	rest := bytes.TrimLeft(body, " \t\r\n")
+	if len(rest) == 0 {
+		return jsonError(io.EOF)
+	}
+	if rest[0] != '{' {
+		return badRequest("request body must be a JSON object {…}")
+	}
+	// A field given twice would take its last value here and maybe its first elsewhere
+	// (a proxy, a log): refused. Fields match case-insensitively, as decoding does.
+	if k, dup := duplicateField(rest); dup {
+		return badRequest("field %q is given more than once", k)
+	}
+	dec := json.NewDecoder(bytes.NewReader(rest))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return jsonError(err)
 	}
 	if err := dec.Decode(&struct{}{}); !errors.Is(err, io.EOF) {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return err
-		}
 		return badRequest("request body has data after the JSON value")
 	}
 	return nil
+}
+
+// duplicateField returns a top-level field of the JSON object body that appears more than
+// once (compared without case). Malformed JSON is left to the decoder to report.
+func duplicateField(body []byte) (string, bool) {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return "", false
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return "", false
+		}
+		k, _ := t.(string)
+		if seen[strings.ToLower(k)] {
+			return k, true
+		}
+		seen[strings.ToLower(k)] = true
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return "", false
+		}
+	}
+	return "", false
 }
 
 func jsonError(err error) error {

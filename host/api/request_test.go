@@ -19,6 +19,8 @@ func TestBodyErrors(t *testing.T) {
 		{`{"max_concurrency": "many"}`, `field "max_concurrency" must be a whole number, got JSON string`},
 		{`{"name": 5}`, `field "name" must be a string, got JSON number`},
 		{`{"runners": "python"}`, `field "runners" must be a JSON array, got JSON string`},
+		{`{"name": "a", "policy": "strict", "name": "b"}`, `field "name" is given more than once`},
+		{`{"name": "a", "NAME": "b"}`, `field "NAME" is given more than once`},
 	} {
 		code, body := post(t, s, "/v1/sessions", c.body)
 		detail := fmt.Sprint(body["detail"])

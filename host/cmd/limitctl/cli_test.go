@@ -342,3 +342,21 @@ func alive(pid int) bool {
 	i := bytes.LastIndexByte(stat, ')')
 	return i < 0 || i+2 >= len(stat) || stat[i+2] != 'Z'
 }
+
+// TestVersionJSON: version answers JSON with -o json before or after it, text otherwise,
+// and refuses anything else.
+func TestVersionJSON(t *testing.T) {
+	for _, args := range [][]string{{"-o", "json", "version"}, {"version", "-o", "json"}} {
+		code, stdout, _ := limitctl(t, args...)
+		var v struct{ Name, Version string }
+		if code != 0 || json.Unmarshal([]byte(stdout), &v) != nil || v.Name != "limitctl" || v.Version == "" {
+			t.Errorf("%q: exit %d %q", args, code, stdout)
+		}
+	}
+	if code, stdout, _ := limitctl(t, "version"); code != 0 || !strings.HasPrefix(stdout, "limitctl ") {
+		t.Errorf("version: exit %d %q", code, stdout)
+	}
+	if code, _, stderr := limitctl(t, "version", "extra"); code != 2 || !strings.Contains(stderr, "version takes only -o json") {
+		t.Errorf("version extra: exit %d %q", code, stderr)
+	}
+}

@@ -108,6 +108,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			fmt.Fprint(stdout, usage)
 			return 0
 		}
+		vfs := flag.NewFlagSet("version", flag.ContinueOnError)
+		vfs.SetOutput(io.Discard)
+		o := vfs.String("o", "", "output: table or json")
+		if err := vfs.Parse(rest[1:]); err != nil || vfs.NArg() > 0 || (*o != "" && *o != "json" && *o != "table") {
+			fmt.Fprintf(stderr, "limitctl: version takes only -o json\n\n%s", usage)
+			return 2
+		}
+		if *o == "json" || (asJSON && *o == "") {
+			_ = json.NewEncoder(stdout).Encode(map[string]string{"name": "limitctl", "version": version.Version})
+			return 0
+		}
 		fmt.Fprintln(stdout, "limitctl", version.Version)
 		return 0
 	case "health":
