@@ -8,6 +8,7 @@
 bench-python:
 	$(GO) test -run '^$$' -bench 'Print$$|PrintInProcess' -benchtime 2000x -count 1 ./plugins/runner-python
 	$(GO) test -run '^$$' -bench 'PrintAfterIdle' -benchtime 1x -count 1 ./plugins/runner-python
+	$(GO) test -run '^$$' -bench 'WakeAfterIdle' -benchtime 1x -count 1 ./internal/latency
 	$(GO) test -run '^$$' -bench 'ColdStart|OpenSessionSteps' -benchtime 30x -count 1 ./plugins/runner-python
 	$(GO) test -run '^$$' -bench 'Memory50' -benchtime 1x -count 1 -timeout 20m ./plugins/runner-python
 	$(GO) test -run '^$$' -bench 'PythonColdStart' -benchtime 30x -count 1 ./host/e2e
