@@ -8,6 +8,7 @@
 import ast
 import json
 import re
+import stat
 import sys
 
 # MAX_FINDINGS caps the findings returned for one code (the total is returned too).
@@ -46,11 +47,25 @@ SECRET_VALUE = re.compile(
     r"|github_pat_[A-Za-z0-9_]{40,}|xox[baprs]-[A-Za-z0-9-]{10,}|-----BEGIN (RSA |EC |OPENSSH |DSA )?PRIVATE KEY-----"
     r"|AIza[0-9A-Za-z_-]{35})")
 CRED_PATHS = re.compile(r"(\.aws/credentials|\.ssh/id_|\.netrc|/etc/shadow|\.docker/config\.json|\.kube/config|\.git-credentials|\.pgpass)")
-SQL = re.compile(r"^\s*(select\s.+\sfrom\s|insert\s+into\s|update\s+\S+\s+set\s|delete\s+from\s|drop\s+table\s|create\s+table\s|alter\s+table\s|replace\s+into\s)", re.I | re.S)
+SQL = re.compile(r"^\s*(with\s+(recursive\s+)?\w+\s*(\([^)]*\)\s*)?as\s*\(|select\s.+\sfrom\s|insert\s+into\s|update\s+\S+\s+set\s|delete\s+from\s|drop\s+table\s|create\s+table\s|alter\s+table\s|replace\s+into\s)", re.I | re.S)
 SHELL_BINARIES = re.compile(r"^/bin/(ba|z|da|k)?sh$|^(ba|z|da)?sh$|^cmd(\.exe)?$|^powershell(\.exe)?$")
 REVERSE_SHELL_STRINGS = re.compile(r"(/dev/tcp/|/dev/udp/|\bnc\s+(-\w+\s+)*-e\b|\bncat\b.*\s-e\b|bash\s+-i\s*>&|mkfifo\s+/tmp/\S+;\s*(nc|cat)|socat\s+.*exec:)", re.I)
 DESTRUCTIVE_STRINGS = re.compile(r"(\brm\s+-(rf|fr|r\s+-f|f\s+-r)\s+(/|~|/\*|\$HOME)(\s|$|['\"])|\bmkfs(\.\w+)?\s+/dev/|\bdd\s+if=/dev/(zero|random|urandom)\s+of=/dev/[sh]d|:\(\)\s*\{\s*:\|:&\s*\};:|\bchmod\s+-R\s+777\s+/(\s|$))")
 SENSITIVE_ROOTS = {"/", "/home", "/etc", "/usr", "/var", "/root", "~"}
+YAML_LOADS = {"yaml.load", "yaml.load_all", "yaml.unsafe_load", "yaml.full_load", "yaml.unsafe_load_all"}
+UNVERIFIED_CONTEXTS = {"ssl._create_unverified_context", "ssl._create_stdlib_context"}
+IMPORT_CALLS = {"__import__", "builtins.__import__", "importlib.import_module", "importlib.__import__"}
+BUILTIN_NAMES = {"eval", "exec", "compile", "getattr", "vars", "__import__", "dict"}
+# KNOWN_NAMES are the qualified names the checks look for: a bare name brought in by a
+# star import, or a local name assigned one of them, resolves to them.
+KNOWN_NAMES = (SHELL_CALLS | SUBPROCESS_CALLS | NOSHELL_CALLS | PICKLE_CALLS | MARSHAL_CALLS | YAML_LOADS
+               | UNVERIFIED_CONTEXTS | IMPORT_CALLS | BUILTIN_NAMES | {"builtins." + n for n in BUILTIN_NAMES}
+               | {"torch.load", "os.dup2", "shutil.rmtree", "socket.create_connection", "os.environ", "os.getenv",
+                  "os.getenvb", "os.chmod", "os.fchmod", "os.lchmod", "ssl.CERT_NONE", "sys.modules"})
+KNOWN_MODULES = {n.split(".")[0] for n in KNOWN_NAMES if "." in n} | {"yaml", "stat", "ssl"}
+# Calls that listen on an address given as an argument or in a (host, port) tuple.
+LISTEN_CALLS = {"bind", "run", "listen", "serve", "create_server", "make_server", "start_server", "HTTPServer",
+                "TCPServer", "ThreadingHTTPServer", "UDPServer", "ThreadingTCPServer"}
 
 
 class Analyzer(ast.NodeVisitor):
@@ -61,6 +76,12 @@ class Analyzer(ast.NodeVisitor):
         self.sockets = []        # calls of socket connect
         self.dup2 = []           # os.dup2 calls
         self.shell_spawn = []    # calls spawning a shell binary
+        self.star_modules = []   # modules imported with "from m import *"
+        self.defined = set()     # names bound in the code (def, class, assignment, argument)
+        self.consts = {}         # name assigned once, to a constant -> the Constant node
+        self.dicts = {}          # name assigned once, to a dict display or dict() -> the node
+        self.sql_names = set()   # names assigned a query built from strings
+        self.splatted = set()    # ids of dict() calls passed as **kwargs (checked at the call)
 
     # --- helpers ---
     def add(self, check, node, message):
@@ -71,28 +92,149 @@ class Analyzer(ast.NodeVisitor):
             "message": message,
         })
 
+    def name_of(self, ident):
+        """Qualified name of a bare name: its import alias, or what a star import brings."""
+        q = self.aliases.get(ident)
+        if q is not None:
+            return q
+        if ident == "__builtins__":
+            return "builtins"
+        if self.star_modules and ident not in self.defined:
+            for m in self.star_modules:
+                cand = m + "." + ident
+                if cand in KNOWN_NAMES or (m == "stat" and ident.startswith("S_")):
+                    return cand
+        return ident
+
     def qualname(self, node):
-        """Dotted name of a Name/Attribute chain with import aliases resolved."""
+        """Dotted name of a Name/Attribute chain with import aliases resolved. Lookups
+        with literal names count as attribute access: getattr(os, 'system'),
+        os.__dict__['system'], vars(os)['system'], __builtins__['exec'],
+        sys.modules['os'], __import__('os') and importlib.import_module('os')."""
         parts = []
-        while isinstance(node, ast.Attribute):
-            parts.append(node.attr)
-            node = node.value
+        while True:
+            if isinstance(node, ast.Attribute):
+                parts.append(node.attr)
+                node = node.value
+            elif isinstance(node, ast.Subscript):
+                key = self.literal_str(node.slice)
+                base = node.value
+                if key is None:
+                    return None
+                if isinstance(base, ast.Attribute) and base.attr == "__dict__":
+                    parts.append(key)
+                    node = base.value
+                elif isinstance(base, ast.Call) and len(base.args) == 1 and self.qualname(base.func) in ("vars", "builtins.vars"):
+                    parts.append(key)
+                    node = base.args[0]
+                else:
+                    bq = self.qualname(base)
+                    if bq == "sys.modules":
+                        parts.append(key)
+                    elif bq == "builtins":
+                        parts += [key, "builtins"]
+                    else:
+                        return None
+                    return ".".join(reversed(parts))
+            else:
+                break
         if isinstance(node, ast.Name):
-            parts.append(self.aliases.get(node.id, node.id))
+            parts.append(self.name_of(node.id))
         elif isinstance(node, ast.Call):
             inner = self.qualname(node.func)
             if inner is None:
                 return None
-            parts.append(inner + "()")
+            resolved = None
+            if inner in ("getattr", "builtins.getattr") and len(node.args) in (2, 3):
+                attr = self.literal_str(node.args[1])
+                obj = self.qualname(node.args[0]) if attr is not None else None
+                if obj is not None:
+                    resolved = obj + "." + attr
+            elif inner in IMPORT_CALLS and node.args:
+                mod = self.literal_str(node.args[0])
+                if mod:
+                    # __import__('a.b') gives the package a unless a fromlist is passed.
+                    top = inner.endswith("__import__") and len(node.args) < 4 and self.kwarg(node, "fromlist") is None
+                    resolved = mod.split(".")[0] if top else mod
+            parts.append(resolved or inner + "()")
         else:
             return None
         return ".".join(reversed(parts))
 
-    @staticmethod
-    def kwarg(call, name):
+    def kwarg(self, call, name):
+        """The value passed as name=, directly or in a **{...} / **dict(...) (or a name
+        assigned one once)."""
+        splat = False
         for k in call.keywords:
             if k.arg == name:
                 return k.value
+            splat = splat or k.arg is None
+        if not splat:
+            return None
+        for k in call.keywords:
+            if k.arg is not None:
+                continue
+            d = k.value
+            if isinstance(d, ast.Name):
+                d = self.dicts.get(d.id, d)
+            if isinstance(d, ast.Dict):
+                for key, v in zip(d.keys, d.values):
+                    if key is not None and self.const_str(key) == name:
+                        return v
+            elif isinstance(d, ast.Call) and self.qualname(d.func) in ("dict", "builtins.dict"):
+                for kk in d.keywords:
+                    if kk.arg == name:
+                        return kk.value
+        return None
+
+    def literal_str(self, node):
+        """The string node evaluates to when that is certain: a literal, literals joined
+        with + or in an f-string, or a name assigned a literal once."""
+        if isinstance(node, ast.Constant):
+            return node.value if isinstance(node.value, str) else None
+        if isinstance(node, ast.Name):
+            c = self.consts.get(node.id)
+            return c.value if c is not None and isinstance(c.value, str) else None
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+            a = self.literal_str(node.left)
+            b = self.literal_str(node.right) if a is not None else None
+            return a + b if b is not None else None
+        if isinstance(node, ast.JoinedStr) and all(isinstance(v, ast.Constant) for v in node.values):
+            return "".join(v.value for v in node.values)
+        return None
+
+    def truthy(self, node):
+        """Whether node is certainly true (True), certainly false (False), or unknown
+        (None): a literal, a display, or a name assigned a literal once."""
+        if isinstance(node, ast.Name) and node.id in self.consts:
+            node = self.consts[node.id]
+        if isinstance(node, ast.Constant):
+            return bool(node.value)
+        if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
+            return bool(node.elts)
+        if isinstance(node, ast.Dict):
+            return bool(node.keys)
+        return None
+
+    def int_value(self, node):
+        """The integer node evaluates to when certain: a literal, a stat.S_* constant, a
+        name assigned an integer once, or these combined with |, +, ^ and &."""
+        if isinstance(node, ast.Constant):
+            return node.value if type(node.value) is int else None
+        if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.BitOr, ast.Add, ast.BitXor, ast.BitAnd)):
+            a = self.int_value(node.left)
+            b = self.int_value(node.right) if a is not None else None
+            if b is None:
+                return None
+            op = type(node.op)
+            return a | b if op is ast.BitOr else a + b if op is ast.Add else a ^ b if op is ast.BitXor else a & b
+        if isinstance(node, ast.Name) and node.id in self.consts:
+            return self.int_value(self.consts[node.id])
+        if isinstance(node, (ast.Name, ast.Attribute)):
+            q = self.qualname(node) or ""
+            if q.startswith("stat.S_"):
+                v = getattr(stat, q[5:], None)
+                return v if type(v) is int else None
         return None
 
     @staticmethod
@@ -100,14 +242,6 @@ class Analyzer(ast.NodeVisitor):
         if isinstance(node, ast.Constant) and isinstance(node.value, str):
             return node.value
         return None
-
-    @staticmethod
-    def is_true(node):
-        return isinstance(node, ast.Constant) and node.value is True
-
-    @staticmethod
-    def is_false(node):
-        return isinstance(node, ast.Constant) and node.value is False
 
     def strings_in(self, node):
         for n in ast.walk(node):
@@ -187,6 +321,11 @@ class Analyzer(ast.NodeVisitor):
         if s and len(s) >= 4 and any(SECRET_NAME.search(n) for n in names) and not s.startswith(("http://", "https://")) \
                 and " " not in s.strip() and not SECRET_VALUE.search(s):
             self.add("B105", value, "hard-coded password or secret assigned to %s" % ", ".join(names))
+        vq = self.qualname(value) if isinstance(value, (ast.Attribute, ast.Name)) else None
+        if vq in UNVERIFIED_CONTEXTS:
+            self.add("B323", value, "%s assigned: TLS certificate verification is turned off" % vq)
+        elif vq == "ssl.CERT_NONE" and any(isinstance(t, ast.Attribute) and t.attr == "verify_mode" for t in targets):
+            self.add("B323", value, "verify_mode = ssl.CERT_NONE turns TLS certificate verification off")
         if self.carries_secret(value):
             for t in targets:
                 for n in ast.walk(t):
@@ -219,13 +358,17 @@ class Analyzer(ast.NodeVisitor):
         q = self.qualname(node.func) or ""
         short = q.rsplit(".", 1)[-1]
         shell = self.kwarg(node, "shell")
+        for k in node.keywords:
+            if k.arg is None and isinstance(k.value, ast.Call):
+                self.splatted.add(id(k.value))
 
         if q in SUBPROCESS_CALLS or q.startswith("subprocess."):
-            if shell is not None and not self.is_false(shell):
+            # As Bandit: a shell= that is not certainly false counts as true.
+            if shell is not None and self.truthy(shell) is not False:
                 self.add("B602", node, "%s called with shell=True: the command line is interpreted by a shell" % q)
             else:
                 self.check_shell_binary(node, q)
-        elif shell is not None and self.is_true(shell):
+        elif shell is not None and self.truthy(shell) is True and id(node) not in self.splatted:
             self.add("B604", node, "%s called with shell=True" % q)
         if q in SHELL_CALLS:
             self.add("B605", node, "%s starts a process through a shell" % q)
@@ -242,39 +385,53 @@ class Analyzer(ast.NodeVisitor):
             self.add("B301", node, "%s deserialises untrusted data, which can run code" % q)
         if q in MARSHAL_CALLS:
             self.add("B302", node, "%s deserialises untrusted data" % q)
-        if q in ("yaml.load", "yaml.load_all", "yaml.unsafe_load", "yaml.full_load", "yaml.unsafe_load_all"):
+        if q in YAML_LOADS:
             loader = self.kwarg(node, "Loader")
             if loader is None and len(node.args) >= 2:
                 loader = node.args[1]
             lname = (self.qualname(loader) or "") if loader is not None else ""
-            if q.startswith("yaml.unsafe") or lname.rsplit(".", 1)[-1] not in SAFE_YAML_LOADERS:
+            # Safe only when it is yaml's own safe loader, not a local name that says so.
+            safe = lname.split(".")[0] == "yaml" and lname.rsplit(".", 1)[-1] in SAFE_YAML_LOADERS
+            if q.startswith("yaml.unsafe") or not safe:
                 self.add("B506", node, "%s without a safe Loader can construct arbitrary objects" % q)
         if q in ("torch.load",):
             wo = self.kwarg(node, "weights_only")
-            if wo is None or not self.is_true(wo):
+            if wo is None or self.truthy(wo) is not True:
                 self.add("B614", node, "torch.load without weights_only=True unpickles arbitrary objects")
         if q.split(".")[0] in ("requests", "httpx") or short in ("get", "post", "put", "patch", "delete", "request", "head", "Client", "AsyncClient", "Session"):
             v = self.kwarg(node, "verify")
-            if v is not None and self.is_false(v):
+            if v is not None and self.truthy(v) is False:
                 self.add("B501", node, "%s with verify=False: TLS certificates are not checked" % q)
-        if q in ("ssl._create_unverified_context", "ssl._create_stdlib_context"):
+        if q in UNVERIFIED_CONTEXTS:
             self.add("B323", node, "%s turns TLS certificate verification off" % q)
+        cert_reqs = self.kwarg(node, "cert_reqs")
+        if cert_reqs is not None and self.qualname(cert_reqs) == "ssl.CERT_NONE":
+            self.add("B323", node, "%s with cert_reqs=ssl.CERT_NONE: TLS certificates are not checked" % q)
         for k in node.keywords:
             if k.arg and SECRET_NAME.search(k.arg):
                 s = self.const_str(k.value)
                 if s and len(s) >= 4:
                     self.add("B106", k.value, "hard-coded password or secret passed as %s=" % k.arg)
-        # Binding all interfaces.
-        for n, s in self.strings_in(node):
-            if s in ("0.0.0.0", "::") and (short in ("bind", "run", "listen", "serve", "create_server", "make_server", "start_server", "HTTPServer", "TCPServer", "ThreadingHTTPServer", "uvicorn.run") or self.kwarg(node, "host") is n):
-                self.add("B104", n, "binds to all network interfaces (%s)" % s)
-                break
+        # Binding all interfaces: the address is an argument, host=, or the first item of
+        # a (host, port) tuple; strings deeper inside (a command's argv) are not addresses.
+        host = self.kwarg(node, "host")
+        if short in LISTEN_CALLS or host is not None:
+            cands = [host] if host is not None else []
+            if short in LISTEN_CALLS:
+                for a in node.args:
+                    cands += a.elts[:1] if isinstance(a, ast.Tuple) else [a]
+            for n in cands:
+                s = self.literal_str(n)
+                if s in ("0.0.0.0", "::") or (s == "" and short == "bind" and n is not host):
+                    self.add("B104", n, "binds to all network interfaces (%r)" % s)
+                    break
         # World-writable permissions.
         if short in ("chmod", "fchmod", "lchmod"):
             pos = 1 if q.startswith("os.") else 0
             mode = node.args[pos] if len(node.args) > pos else self.kwarg(node, "mode")
-            if isinstance(mode, ast.Constant) and isinstance(mode.value, int) and mode.value & 0o002:
-                self.add("B103", node, "chmod to mode %s makes the file world-writable" % oct(mode.value))
+            value = self.int_value(mode) if mode is not None else None
+            if value is not None and value & stat.S_IWOTH:
+                self.add("B103", node, "chmod to mode %s makes the file world-writable" % oct(value))
         # SQL built from strings.
         if short in ("execute", "executemany", "executescript", "raw", "text", "read_sql", "read_sql_query") and node.args:
             if self.built_sql(node.args[0]):
@@ -310,15 +467,29 @@ class Analyzer(ast.NodeVisitor):
             self.shell_spawn.append(node)
 
     def built_sql(self, node):
-        """A query made by concatenation, %-formatting, .format() or an f-string."""
+        """A query made by concatenation, %-formatting, .format() or an f-string with a
+        value that is not a literal (literals joined together are a fixed query)."""
         def literal_text(n):
-            return "".join(s for _, s in self.strings_in(n))
-        if isinstance(node, ast.JoinedStr) and any(isinstance(v, ast.FormattedValue) for v in node.values):
-            return bool(SQL.search(literal_text(node)))
+            out = []
+            for x in ast.walk(n):
+                s = self.const_str(x)
+                if s is None and isinstance(x, ast.Name):
+                    s = self.literal_str(x)
+                if s is not None:
+                    out.append(s)
+            return "".join(out)
+
+        def dynamic(n):
+            return any(isinstance(x, (ast.Call, ast.Attribute, ast.Subscript))
+                       or (isinstance(x, ast.Name) and self.literal_str(x) is None) for x in ast.walk(n))
+        if isinstance(node, ast.JoinedStr):
+            return any(isinstance(v, ast.FormattedValue) and dynamic(v.value) for v in node.values) \
+                and bool(SQL.search(literal_text(node)))
         if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Mod)):
-            return bool(SQL.search(literal_text(node)))
+            return dynamic(node) and bool(SQL.search(literal_text(node)))
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "format":
-            return bool(SQL.search(literal_text(node.func.value)))
+            return any(dynamic(a) for a in list(node.args) + [k.value for k in node.keywords]) \
+                and bool(SQL.search(literal_text(node.func.value)))
         if isinstance(node, ast.Name):
             return node.id in self.sql_names
         return False
@@ -329,25 +500,54 @@ class Analyzer(ast.NodeVisitor):
             self.add("reverse-shell", target, "a socket is connected out and its descriptors are handed to a shell (reverse shell)")
 
 
-def collect_sql_names(tree, an):
-    """Names assigned a query built from strings, so cursor.execute(q) is caught too."""
-    an.sql_names = set()
+def prepare(tree, an):
+    """One pass before the checks, so what a name stands for is known wherever it is
+    used: import aliases, star imports, the names the code binds, and names assigned
+    once to a constant, a dict, a module or a checked callable (f = eval), or a query
+    built from strings (so cursor.execute(q) is caught too)."""
+    counts = {}
+    assigns = []
+    Name, Store, Assign = ast.Name, ast.Store, ast.Assign
     for n in ast.walk(tree):
-        if isinstance(n, ast.Assign) and len(n.targets) == 1 and isinstance(n.targets[0], ast.Name):
-            if an.built_sql(n.value):
-                an.sql_names.add(n.targets[0].id)
+        t = type(n)
+        if t is Name:
+            if type(n.ctx) is Store:
+                counts[n.id] = counts.get(n.id, 0) + 1
+        elif t is Assign:
+            if len(n.targets) == 1 and type(n.targets[0]) is Name:
+                assigns.append(n)
+        elif t is ast.Import:
+            an.visit_Import(n)
+        elif t is ast.ImportFrom:
+            if n.module and any(a.name == "*" for a in n.names):
+                an.star_modules.append(n.module)
+            an.visit_ImportFrom(n)
+        elif t in (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef):
+            counts[n.name] = counts.get(n.name, 0) + 2  # bound, and not by one assignment
+        elif t is ast.arg:
+            counts[n.arg] = counts.get(n.arg, 0) + 2
+    an.defined = set(counts) | set(an.aliases)
+    modules = {q.split(".")[0] for q in an.aliases.values()} | KNOWN_MODULES | {"builtins"}
+    for n in assigns:
+        name, v = n.targets[0].id, n.value
+        if counts.get(name) == 1:
+            if isinstance(v, ast.Constant):
+                an.consts[name] = v
+            elif isinstance(v, ast.Dict) or (isinstance(v, ast.Call) and an.qualname(v.func) in ("dict", "builtins.dict")):
+                an.dicts[name] = v
+            elif isinstance(v, (ast.Name, ast.Attribute, ast.Subscript, ast.Call)) and name not in an.aliases:
+                q = an.qualname(v)
+                if q and "()" not in q and (q in KNOWN_NAMES or q.split(".")[0] in modules):
+                    an.aliases[name] = q
+        if an.built_sql(v):
+            an.sql_names.add(name)
 
 
 def analyze(code):
     tree = ast.parse(code, mode="exec")
     an = Analyzer()
-    an.sql_names = set()
-    # Imports first, so aliases are known wherever they are used.
-    for n in ast.walk(tree):
-        if isinstance(n, (ast.Import, ast.ImportFrom)):
-            an.visit_Import(n) if isinstance(n, ast.Import) else an.visit_ImportFrom(n)
+    prepare(tree, an)
     an.findings = []
-    collect_sql_names(tree, an)
     an.visit(tree)
     an.finish()
     seen = set()
