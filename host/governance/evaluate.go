@@ -157,13 +157,16 @@ func (e *Evaluator) EvaluateScores(ctx context.Context, req sdkgov.EvaluateReque
 	wg.Wait()
 	var flags []Flag
 	var errs []*RuleError
-	scores := map[string]map[string]float64{}
+	var scores map[string]map[string]float64 // only when some rule reported any
 	for i, a := range answers {
 		flags = append(flags, a.flags...)
 		if a.err != nil {
 			errs = append(errs, a.err)
 		}
 		if len(a.scores) > 0 {
+			if scores == nil {
+				scores = map[string]map[string]float64{}
+			}
 			scores[e.rules[i].name] = a.scores
 		}
 	}

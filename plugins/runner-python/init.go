@@ -433,8 +433,7 @@ func coverAbove(top string, keep []string) error {
 		}
 	}()
 	for _, k := range keep {
-		rel, err := filepath.Rel(top, k)
-		if err != nil || rel == "." || strings.HasPrefix(rel, "..") {
+		if k == top || !under(k, top) {
 			return fmt.Errorf("%s is not above %s", top, k)
 		}
 		t, err := unix.OpenTree(unix.AT_FDCWD, k, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_RECURSIVE)
