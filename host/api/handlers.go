@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -70,7 +71,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		writeProblem(w, r, http.StatusNotFound, err.Error(), nil)
 	case errors.Is(err, session.ErrInvalid), errors.Is(err, execution.ErrInvalid), errors.Is(err, trace.ErrInvalid):
 		writeProblem(w, r, http.StatusBadRequest, err.Error(), nil)
-	case errors.Is(err, session.ErrDeleted):
+	case errors.Is(err, session.ErrDeleted), errors.Is(err, trace.ErrFinal):
 		writeProblem(w, r, http.StatusConflict, err.Error(), nil)
 	case errors.Is(err, session.ErrBusy):
 		w.Header().Set("Retry-After", "1")
@@ -558,12 +559,20 @@ func (s *Server) flag(w http.ResponseWriter, r *http.Request) {
 		req.RuleID = "manual"
 	}
 	f := governance.Flag{Flag: name, Severity: req.Severity, Reason: req.Reason, RuleID: req.RuleID, AutoDetected: false, Timestamp: time.Now().UTC()}
-	if _, err := s.opts.Traces.AddFlag(ctx, rec.ID, f, "api"); err != nil {
+	pol, err := s.policyOf(ctx, rec.SessionID)
+	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	pol, err := s.policyOf(ctx, rec.SessionID)
-	if err != nil {
+	if rec.Status == trace.StatusMerged {
+		if rec, err = s.flagMerged(ctx, rec, f, pol); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusCreated, rec)
+		return
+	}
+	if _, err := s.opts.Traces.AddFlag(ctx, rec.ID, f, "api"); err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -581,6 +590,46 @@ func (s *Server) flag(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusCreated, rec)
+}
+
+// flagMerged flags a merged trace. The shared record must not hold what its policy would
+// now refuse: if the flag (with the trace's others) would have refused the merge, the
+// trace leaves the shared record and, in the same write as its flag, goes back to active,
+// or to quarantined if the flag's severity calls for it. Otherwise the shared copy is
+// replaced by one that shows the flag. The copy is removed before the trace's status
+// changes, so a crash in between leaves a merged trace missing from the shared record
+// (flagging it again finishes the job), never a withdrawn one listed there.
+func (s *Server) flagMerged(ctx context.Context, rec trace.Record, f governance.Flag, pol governance.Policy) (trace.Record, error) {
+	flags := append(slices.Clone(rec.Flags), f)
+	reasons := pol.MergeRefusals(string(trace.StatusActive), flags, true, "")
+	if len(reasons) == 0 {
+		if _, err := s.opts.Traces.AddFlag(ctx, rec.ID, f, "api"); err != nil {
+			return trace.Record{}, err
+		}
+		_ = s.opts.Stats.Record(ctx, rec.SessionID, governance.Delta{Flags: []governance.Flag{f}})
+		return s.opts.Traces.CopyToMerged(ctx, rec.ID)
+	}
+	if err := s.opts.Traces.RemoveFromMerged(ctx, rec.ID); err != nil {
+		return trace.Record{}, err
+	}
+	status, q := trace.StatusActive, pol.Quarantines([]governance.Flag{f})
+	if q {
+		status = trace.StatusQuarantined
+	}
+	out, _, err := s.opts.Traces.Apply(ctx, rec.ID, "api", trace.Update{
+		Flags: []governance.Flag{f}, Status: status,
+		Reason: "withdrawn from the shared record under policy " + pol.Name + ": " + strings.Join(reasons, "; "),
+	})
+	if err != nil {
+		// Put the copy back: the trace is still merged.
+		if _, cerr := s.opts.Traces.CopyToMerged(context.WithoutCancel(ctx), rec.ID); cerr != nil {
+			s.opts.Logger.Error("a merged trace left the shared record but its withdrawal failed; flag it again", "trace", rec.ID, "error", err, "restore_error", cerr)
+		}
+		return trace.Record{}, err
+	}
+	s.opts.Logger.Info("merged trace withdrawn from the shared record", "trace", rec.ID, "session", rec.SessionID, "flag", f.Flag, "severity", f.Severity, "status", status)
+	_ = s.opts.Stats.Record(ctx, rec.SessionID, governance.Delta{Flags: []governance.Flag{f}, Quarantined: q, MergeWithdrawn: true})
+	return out, nil
 }
 
 type statsResponse struct {

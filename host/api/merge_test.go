@@ -57,3 +57,106 @@ func TestMergeRefusesExecutionWithoutOutcome(t *testing.T) {
 		t.Fatalf("merge of a custom trace: %d %s", rec.Code, rec.Body.String())
 	}
 }
+
+// TestMergedTraceIsFinal: a merged trace's chain takes no more entries (409), a flag that
+// its policy lets through refreshes the shared copy, and a flag that would have refused the
+// merge withdraws the trace from the shared record (reactivated, or quarantined if severe).
+func TestMergedTraceIsFinal(t *testing.T) {
+	ctx := context.Background()
+	st := memstore.New()
+	key, err := trace.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	traces, err := trace.New(st, key, trace.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sessions := session.NewManager(session.Options{Store: st, DataDir: t.TempDir(), Policies: governance.PolicyNames(), DefaultPolicy: "default"})
+	rules, _ := governance.NewEvaluator(ctx, nil)
+	stats := &governance.StatsStore{Store: st, Namespace: func(id string) string { return trace.SessionNamespace(trace.DefaultTenant, id) }}
+	srv := New(Options{Sessions: sessions, Traces: traces, Rules: rules, Stats: stats, Store: st})
+	call := func(method, path, body string) (int, map[string]any) {
+		t.Helper()
+		rec := httptest.NewRecorder()
+		srv.ServeHTTP(rec, httptest.NewRequest(method, path, strings.NewReader(body)))
+		var out map[string]any
+		_ = json.Unmarshal(rec.Body.Bytes(), &out)
+		return rec.Code, out
+	}
+	merged := func() map[string]map[string]any {
+		t.Helper()
+		code, out := call("GET", "/v1/merged", "")
+		if code != 200 {
+			t.Fatalf("GET /v1/merged: %d %v", code, out)
+		}
+		m := map[string]map[string]any{}
+		for _, x := range out["traces"].([]any) {
+			r := x.(map[string]any)
+			m[r["id"].(string)] = r
+		}
+		return m
+	}
+	s, err := sessions.Create(ctx, session.CreateRequest{Name: "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mergeOne := func() string {
+		t.Helper()
+		tr, _ := traces.Create(ctx, s.ID, trace.TraceCustom, json.RawMessage(`{"n":1}`), "api")
+		if code, out := call("POST", "/v1/traces/"+tr.ID+"/merge", ""); code != 200 {
+			t.Fatalf("merge: %d %v", code, out)
+		}
+		return tr.ID
+	}
+
+	a := mergeOne()
+	code, out := call("POST", "/v1/traces/"+a+"/provenance", `{"kind":"note","data":{"x":1}}`)
+	if code != 409 || !strings.Contains(out["detail"].(string), "final") {
+		t.Fatalf("append to a merged trace: %d %v", code, out)
+	}
+	if chain, _ := traces.Chain(ctx, a); len(chain) != 2 {
+		t.Fatalf("merged chain grew to %d entries", len(chain))
+	}
+	// Anomaly does not refuse a merge under default: the trace stays merged and the shared
+	// copy shows the flag.
+	if code, out := call("POST", "/v1/governance/flag", `{"trace_id":"`+a+`","flag":"anomaly","severity":3,"reason":"odd"}`); code != 201 || out["status"] != "merged" {
+		t.Fatalf("anomaly flag on a merged trace: %d %v", code, out)
+	}
+	if m := merged()[a]; m == nil || len(m["flags"].([]any)) != 1 {
+		t.Fatalf("shared copy after an allowed flag: %v", m)
+	}
+	if v, err := traces.Verify(ctx, a); err != nil || !v.Valid {
+		t.Fatalf("verify after the flag: %+v %v", v, err)
+	}
+	// unsafe refuses a merge under default: the trace is withdrawn and reactivated.
+	if code, out := call("POST", "/v1/governance/flag", `{"trace_id":"`+a+`","flag":"unsafe","severity":4,"reason":"found later"}`); code != 201 || out["status"] != "active" {
+		t.Fatalf("unsafe flag on a merged trace: %d %v", code, out)
+	}
+	if _, ok := merged()[a]; ok {
+		t.Fatal("a withdrawn trace is still in the shared record")
+	}
+	chain, _ := traces.Chain(ctx, a)
+	if last := chain[len(chain)-1]; last.Kind != trace.KindReactivated || !strings.Contains(string(last.Data), "withdrawn from the shared record under policy default") {
+		t.Fatalf("last entry after a withdrawal: %s %s", last.Kind, last.Data)
+	}
+	if code, out := call("POST", "/v1/traces/"+a+"/merge", ""); code != 409 || !strings.Contains(out["detail"].(string), "flagged unsafe") {
+		t.Fatalf("merge again after the withdrawal: %d %v", code, out)
+	}
+	// A severe flag withdraws and quarantines.
+	b := mergeOne()
+	if code, out := call("POST", "/v1/governance/flag", `{"trace_id":"`+b+`","flag":"malicious","severity":9,"reason":"exfiltration"}`); code != 201 || out["status"] != "quarantined" {
+		t.Fatalf("malicious flag on a merged trace: %d %v", code, out)
+	}
+	if _, ok := merged()[b]; ok {
+		t.Fatal("a quarantined trace is still in the shared record")
+	}
+	if st, err := stats.Get(ctx, s.ID); err != nil || st.MergesWithdrawn != 2 || st.MergesAllowed != 2 || st.Quarantined != 1 {
+		t.Fatalf("stats: %+v %v", st, err)
+	}
+	for _, id := range []string{a, b} {
+		if v, err := traces.Verify(ctx, id); err != nil || !v.Valid {
+			t.Fatalf("verify %s: %+v %v", id, v, err)
+		}
+	}
+}

@@ -11,13 +11,15 @@ import (
 
 // Stats counts a session's governance events.
 type Stats struct {
-	Flags             int            `json:"flags"`
-	ByFlag            map[string]int `json:"by_flag"`
-	BySeverity        map[string]int `json:"by_severity"`
-	Quarantined       int            `json:"quarantined"`
-	MergesAllowed     int            `json:"merges_allowed"`
-	MergesRefused     int            `json:"merges_refused"`
-	ExecutionsBlocked int            `json:"executions_blocked"`
+	Flags         int            `json:"flags"`
+	ByFlag        map[string]int `json:"by_flag"`
+	BySeverity    map[string]int `json:"by_severity"`
+	Quarantined   int            `json:"quarantined"`
+	MergesAllowed int            `json:"merges_allowed"`
+	MergesRefused int            `json:"merges_refused"`
+	// MergesWithdrawn counts merged traces taken out of the shared record by a later flag.
+	MergesWithdrawn   int `json:"merges_withdrawn"`
+	ExecutionsBlocked int `json:"executions_blocked"`
 }
 
 // NewStats returns empty stats.
@@ -43,6 +45,7 @@ func (s *Stats) Add(o Stats) {
 	s.Quarantined += o.Quarantined
 	s.MergesAllowed += o.MergesAllowed
 	s.MergesRefused += o.MergesRefused
+	s.MergesWithdrawn += o.MergesWithdrawn
 	s.ExecutionsBlocked += o.ExecutionsBlocked
 }
 
@@ -52,12 +55,13 @@ type Delta struct {
 	Quarantined      bool
 	MergeAllowed     bool
 	MergeRefused     bool
+	MergeWithdrawn   bool
 	ExecutionBlocked bool
 }
 
 // Empty reports whether d changes nothing, so recording it needs no write.
 func (d Delta) Empty() bool {
-	return len(d.Flags) == 0 && !d.Quarantined && !d.MergeAllowed && !d.MergeRefused && !d.ExecutionBlocked
+	return len(d.Flags) == 0 && !d.Quarantined && !d.MergeAllowed && !d.MergeRefused && !d.MergeWithdrawn && !d.ExecutionBlocked
 }
 
 func (d Delta) stats() Stats {
@@ -75,6 +79,9 @@ func (d Delta) stats() Stats {
 	}
 	if d.MergeRefused {
 		s.MergesRefused++
+	}
+	if d.MergeWithdrawn {
+		s.MergesWithdrawn++
 	}
 	if d.ExecutionBlocked {
 		s.ExecutionsBlocked++

@@ -35,6 +35,9 @@ type Update struct {
 	// At is when the update happened: its entries, and its flags without a Timestamp, carry
 	// it. Zero means now.
 	At time.Time
+	// UnlessMerged refuses the update with ErrFinal when the trace is merged (checked
+	// against the chain the update would extend, so a merge racing it is seen).
+	UnlessMerged bool
 }
 
 // reservedPrefixes are the key prefixes this package owns in a session namespace.
@@ -43,13 +46,14 @@ var reservedPrefixes = [][]byte{recordPrefix, []byte("prov/"), []byte("ckpt/")}
 // change is an Update checked and put in canonical form, ready to be applied at any point
 // of a chain.
 type change struct {
-	agent      string
-	at         time.Time // zero: now
-	entries    []Entry   // Kind, Agent, canonical Data
-	flags      []json.RawMessage
-	status     Status
-	statusData json.RawMessage
-	extra      []storage.Op
+	agent        string
+	at           time.Time // zero: now
+	entries      []Entry   // Kind, Agent, canonical Data
+	unlessMerged bool
+	flags        []json.RawMessage
+	status       Status
+	statusData   json.RawMessage
+	extra        []storage.Op
 }
 
 // prepare checks u, applied by agent, and puts it in canonical form.
@@ -57,7 +61,7 @@ func (s *Store) prepare(agent string, u Update) (*change, error) {
 	if err := validateAgent(agent); err != nil {
 		return nil, err
 	}
-	c := &change{agent: agent, status: u.Status}
+	c := &change{agent: agent, status: u.Status, unlessMerged: u.UnlessMerged}
 	if !u.At.IsZero() {
 		c.at = u.At.UTC()
 	}
@@ -197,6 +201,9 @@ func (b *builder) add(kind, agent string, data json.RawMessage) error {
 
 // apply makes the entries c asks for, given the record as replayed so far.
 func (b *builder) apply(c *change) error {
+	if c.unlessMerged && b.r.rec.Status == StatusMerged {
+		return fmt.Errorf("%w: trace %s is in the shared record as merged; flag it to withdraw it", ErrFinal, b.loc.traceID)
+	}
 	b.at = c.at
 	defer func() { b.at = time.Time{} }()
 	for _, e := range c.entries {

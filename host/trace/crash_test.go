@@ -312,7 +312,8 @@ func checkAfterCrash(t *testing.T, name string, s *Store, a *acked) {
 		if v, err := s.Verify(ctx, rec.ID); err != nil || !v.Valid {
 			t.Fatalf("%s: trace %s after restart: %+v, %v", name, rec.ID, v, err)
 		}
-		if _, err := s.Append(ctx, rec.ID, Entry{Kind: "after-restart"}); err != nil {
+		// (Apply, not Append: a merged trace's chain is final to Append.)
+		if _, _, err := s.Apply(ctx, rec.ID, "test", Update{Entries: []Entry{{Kind: "after-restart"}}}); err != nil {
 			t.Fatalf("%s: append after restart: %v", name, err)
 		}
 		if v, err := s.Verify(ctx, rec.ID); err != nil || !v.Valid || v.SignedLength != v.Length {

@@ -343,9 +343,10 @@ func (s *Store) Chain(ctx context.Context, traceID string) ([]Entry, error) {
 // Append adds an entry of in.Kind by in.Agent with in.Data (any JSON value; empty means
 // null) to a trace's chain and returns it as stored, with index, timestamp and hashes; the
 // other fields of in are ignored. Kinds that change the record (ReservedKind) are refused:
-// use AddFlag and SetStatus. It is Apply with one entry: one storage write.
+// use AddFlag and SetStatus. A merged trace's chain is final: Append refuses it with
+// ErrFinal. It is Apply with one entry: one storage write.
 func (s *Store) Append(ctx context.Context, traceID string, in Entry) (Entry, error) {
-	_, entries, err := s.Apply(ctx, traceID, in.Agent, Update{Entries: []Entry{{Kind: in.Kind, Data: in.Data}}})
+	_, entries, err := s.Apply(ctx, traceID, in.Agent, Update{Entries: []Entry{{Kind: in.Kind, Data: in.Data}}, UnlessMerged: true})
 	if err != nil {
 		return Entry{}, err
 	}
@@ -644,4 +645,36 @@ func (s *Store) CopyToMerged(ctx context.Context, traceID string) (Record, error
 		return Record{}, fmt.Errorf("copy trace %s to the merged record: %w", traceID, err)
 	}
 	return snap.rec, nil
+}
+
+// RemoveFromMerged removes a trace's copy from MergedNamespace (record first, so a copy
+// is never listed incomplete), for a trace withdrawn from the shared record. A trace
+// with no copy there is not an error.
+func (s *Store) RemoveFromMerged(ctx context.Context, traceID string) error {
+	if !ValidID(traceID) {
+		return fmt.Errorf("%w: %q", ErrNotFound, traceID)
+	}
+	ns := MergedNamespace(s.tenant)
+	if _, err := s.st.Delete(ctx, ns, recordKey(traceID)); err != nil {
+		return fmt.Errorf("remove trace %s from the merged record: %w", traceID, err)
+	}
+	for _, prefix := range [][]byte{entryPrefix(traceID), ckptPrefix(traceID)} {
+		var ops []storage.Op
+		err := s.scan(ctx, ns, prefix, nil, true, func(key, _ []byte) error {
+			ops = append(ops, storage.Op{Kind: storage.OpDelete, Key: append([]byte(nil), key...)})
+			if len(ops) == storage.MaxBatchOps {
+				err := s.st.Batch(ctx, ns, ops)
+				ops = nil
+				return err
+			}
+			return nil
+		})
+		if err == nil && len(ops) > 0 {
+			err = s.st.Batch(ctx, ns, ops)
+		}
+		if err != nil {
+			return fmt.Errorf("remove trace %s from the merged record: %w", traceID, err)
+		}
+	}
+	return nil
 }

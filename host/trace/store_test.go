@@ -274,6 +274,23 @@ func testLifecycle(t *testing.T, st storage.Storage) {
 	if got := checkpointLengths(t, st, mns, rec.ID); !slices.Equal(got, []int64{1, 2, 3, 4, 5}) {
 		t.Fatalf("merged checkpoints %v", got)
 	}
+	// A merged chain is final to Append; the host's own updates still apply.
+	if _, err := s.Append(ctx, rec.ID, Entry{Kind: "note"}); !errors.Is(err, ErrFinal) {
+		t.Fatalf("Append to a merged trace: %v, want ErrFinal", err)
+	}
+	// Withdrawn from the shared record: nothing of it is left there; copied back.
+	if err := s.RemoveFromMerged(ctx, rec.ID); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := st.Scan(ctx, storage.ScanRequest{Namespace: mns}); err != nil || len(res.Items) != 0 {
+		t.Fatalf("shared namespace after RemoveFromMerged: %d keys, %v", len(res.Items), err)
+	}
+	if err := s.RemoveFromMerged(ctx, rec.ID); err != nil {
+		t.Fatalf("RemoveFromMerged again: %v", err)
+	}
+	if _, err := s.CopyToMerged(ctx, rec.ID); err != nil {
+		t.Fatal(err)
+	}
 	// A quarantined trace can be reactivated.
 	other, err := s.Create(ctx, session, TraceExecution, nil, "")
 	if err != nil {

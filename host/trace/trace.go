@@ -161,6 +161,9 @@ var (
 	ErrConflict = errors.New("too many concurrent appends")
 	// ErrExists: a trace with the id given to CreateAll exists already.
 	ErrExists = errors.New("trace exists already")
+	// ErrFinal: the trace is merged, so its chain is final: it takes flags and a change of
+	// status (a withdrawal from the shared record), not other entries.
+	ErrFinal = errors.New("trace is merged: its chain is final")
 )
 
 // Record is a trace as stored and as the API shows it.

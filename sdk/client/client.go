@@ -528,13 +528,15 @@ func (c *Client) Flag(ctx context.Context, req FlagRequest) (*Trace, error) {
 
 // Stats are governance counts.
 type Stats struct {
-	Flags             int            `json:"flags"`
-	ByFlag            map[string]int `json:"by_flag"`
-	BySeverity        map[string]int `json:"by_severity"`
-	Quarantined       int            `json:"quarantined"`
-	MergesAllowed     int            `json:"merges_allowed"`
-	MergesRefused     int            `json:"merges_refused"`
-	ExecutionsBlocked int            `json:"executions_blocked"`
+	Flags         int            `json:"flags"`
+	ByFlag        map[string]int `json:"by_flag"`
+	BySeverity    map[string]int `json:"by_severity"`
+	Quarantined   int            `json:"quarantined"`
+	MergesAllowed int            `json:"merges_allowed"`
+	MergesRefused int            `json:"merges_refused"`
+	// MergesWithdrawn counts merged traces taken out of the shared record by a later flag.
+	MergesWithdrawn   int `json:"merges_withdrawn"`
+	ExecutionsBlocked int `json:"executions_blocked"`
 }
 
 // GovernanceStats are counts overall and per session.

@@ -536,13 +536,13 @@ func (x *cli) governance(ctx context.Context, sub string, args []string) error {
 		sort.Strings(ids)
 		row := func(name string, s client.Stats) []string {
 			return []string{name, strconv.Itoa(s.Flags), byFlag(s.ByFlag), strconv.Itoa(s.Quarantined),
-				strconv.Itoa(s.ExecutionsBlocked), strconv.Itoa(s.MergesAllowed), strconv.Itoa(s.MergesRefused)}
+				strconv.Itoa(s.ExecutionsBlocked), strconv.Itoa(s.MergesAllowed), strconv.Itoa(s.MergesRefused), strconv.Itoa(s.MergesWithdrawn)}
 		}
 		rows := [][]string{row("overall", st.Overall)}
 		for _, id := range ids {
 			rows = append(rows, row(id, st.Sessions[id]))
 		}
-		x.table("SESSION\tFLAGS\tBY FLAG\tQUARANTINED\tBLOCKED\tMERGED\tREFUSED", rows)
+		x.table("SESSION\tFLAGS\tBY FLAG\tQUARANTINED\tBLOCKED\tMERGED\tREFUSED\tWITHDRAWN", rows)
 		return nil
 	case "evaluate":
 		pos, err := x.parse(fs, args)
