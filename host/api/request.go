@@ -101,27 +101,96 @@ func decodeJSON(r *http.Request, v any) error {
 	return nil
 }
 
-// duplicateField returns a top-level field of the JSON object body that appears more than
-// once (compared without case). Malformed JSON is left to the decoder to report.
+// duplicateField returns a field of the JSON object body that appears more than once in
+// its object, as a path ("data.k", "params.list[2].x"): top-level fields compared without
+// case, as decoding into the request's struct does, nested ones exactly (after unescaping).
+// It only scans: malformed JSON is left to the decoder to report.
 func duplicateField(body []byte) (string, bool) {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
-		return "", false
+	type frame struct {
+		object bool
+		seen   map[string]struct{}
+		name   string // the field (in an object) or index (in an array) being read
+		index  int
 	}
-	seen := map[string]bool{}
-	for dec.More() {
-		t, err := dec.Token()
-		if err != nil {
-			return "", false
+	var stack []frame
+	path := func(last string) string {
+		var b strings.Builder
+		for i, f := range stack {
+			switch {
+			case i == len(stack)-1 && f.object:
+				if i > 0 {
+					b.WriteByte('.')
+				}
+				b.WriteString(last)
+			case f.object:
+				if i > 0 {
+					b.WriteByte('.')
+				}
+				b.WriteString(f.name)
+			default:
+				fmt.Fprintf(&b, "[%d]", f.index)
+			}
 		}
-		k, _ := t.(string)
-		if seen[strings.ToLower(k)] {
-			return k, true
-		}
-		seen[strings.ToLower(k)] = true
-		var skip json.RawMessage
-		if err := dec.Decode(&skip); err != nil {
-			return "", false
+		return b.String()
+	}
+	expectKey := false
+	for i := 0; i < len(body); i++ {
+		switch c := body[i]; c {
+		case '{':
+			stack = append(stack, frame{object: true})
+			expectKey = true
+		case '[':
+			stack = append(stack, frame{})
+		case '}', ']':
+			if len(stack) == 0 {
+				return "", false
+			}
+			stack = stack[:len(stack)-1]
+			expectKey = false
+		case ',':
+			if len(stack) == 0 {
+				return "", false
+			}
+			if top := &stack[len(stack)-1]; top.object {
+				expectKey = true
+			} else {
+				top.index++
+			}
+		case '"':
+			end, escaped := i+1, false
+			for end < len(body) && body[end] != '"' {
+				if body[end] == '\\' {
+					escaped = true
+					end++
+				}
+				end++
+			}
+			if end >= len(body) {
+				return "", false
+			}
+			if expectKey && len(stack) > 0 {
+				key := string(body[i+1 : end])
+				if escaped {
+					if err := json.Unmarshal(body[i:end+1], &key); err != nil {
+						return "", false
+					}
+				}
+				top := &stack[len(stack)-1]
+				cmp := key
+				if len(stack) == 1 {
+					cmp = strings.ToLower(key)
+				}
+				if _, dup := top.seen[cmp]; dup {
+					return path(key), true
+				}
+				if top.seen == nil {
+					top.seen = map[string]struct{}{}
+				}
+				top.seen[cmp] = struct{}{}
+				top.name = key
+				expectKey = false
+			}
+			i = end
 		}
 	}
 	return "", false

@@ -21,6 +21,8 @@ func TestBodyErrors(t *testing.T) {
 		{`{"runners": "python"}`, `field "runners" must be a JSON array, got JSON string`},
 		{`{"name": "a", "policy": "strict", "name": "b"}`, `field "name" is given more than once`},
 		{`{"name": "a", "NAME": "b"}`, `field "NAME" is given more than once`},
+		{`{"name": "a", "limits": {"memory_bytes": 1, "memory_bytes": 2}}`, `field "limits.memory_bytes" is given more than once`},
+		{`{"runners": ["python"], "limits": {"x": [{"a": 1}, {"b": 1, "b": 2}]}}`, `field "limits.x[1].b" is given more than once`},
 	} {
 		code, body := post(t, s, "/v1/sessions", c.body)
 		detail := fmt.Sprint(body["detail"])
@@ -39,5 +41,29 @@ func TestBodyErrors(t *testing.T) {
 	}
 	if res, body := do(t, s, "GET", "/v1/sessions?include_deleted=true"); res.StatusCode != 200 {
 		t.Errorf("include_deleted=true: %d %v", res.StatusCode, body)
+	}
+}
+
+// TestNestedDuplicates: a field given twice anywhere in a body is refused with its path;
+// nested keys that differ only in case are distinct (free-form data keeps both).
+func TestNestedDuplicates(t *testing.T) {
+	for _, c := range []struct {
+		body, path string
+		dup        bool
+	}{
+		{`{"data": {"k": 1, "k": 2}}`, "data.k", true},
+		{`{"data": {"k": 1, "K": 2}}`, "", false},
+		{`{"a": [[{"x": 1}], [{"y": {"z": 1, "z": 1}}]]}`, "a[1][0].y.z", true},
+		{`{"a": {"b": 1}, "c": {"b": 1}}`, "", false},
+		{`{"a": "{\"k\":1,\"k\":2}"}`, "", false},
+		{`{"a": {"k": 1,, "j": 2}}`, "", false}, // malformed: the decoder reports it
+		{`{"a": {"k": 1, "\u006b": 2}}`, "a.k", true},
+		{`{"a": {"k\"": 1, "k": 2, "k\\": 3, "\\u006b": 4}}`, "", false},
+		{strings.Repeat("[", 20000) + strings.Repeat("]", 20000), "", false},
+	} {
+		path, dup := duplicateField([]byte(c.body))
+		if dup != c.dup || path != c.path {
+			t.Errorf("%.60s: %q %v, want %q %v", c.body, path, dup, c.path, c.dup)
+		}
 	}
 }
