@@ -241,10 +241,18 @@ func (x *cli) sessions(ctx context.Context, sub string, args []string) error {
 				break
 			}
 		}
+		if x.json {
+			// The API's own page shape, as traces list prints it (an array of one
+			// session must not turn into an object).
+			if ss == nil {
+				ss = []client.Session{}
+			}
+			return x.printJSON(client.SessionList{Sessions: ss, NextToken: *token})
+		}
 		if err := x.showSessions(ss...); err != nil {
 			return err
 		}
-		if *token != "" && !x.json {
+		if *token != "" {
 			fmt.Fprintf(x.stdout, "more: --next-token %s\n", *token)
 		}
 		return nil

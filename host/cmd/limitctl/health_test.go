@@ -75,6 +75,12 @@ func TestOutputFlagBeforeOrAfterTheCommand(t *testing.T) {
 		if slices.Contains(tc.args, "sessions") && !strings.Contains(out.String(), "s1") {
 			t.Errorf("%v: the session is missing from the output:\n%s", tc.args, out.String())
 		}
+		var page struct {
+			Sessions []map[string]any `json:"sessions"`
+		}
+		if tc.json && slices.Contains(tc.args, "sessions") && (json.Unmarshal(out.Bytes(), &page) != nil || len(page.Sessions) != 1) {
+			t.Errorf("%v: want the page object {\"sessions\": [one]}:\n%s", tc.args, out.String())
+		}
 	}
 	var out, errOut bytes.Buffer
 	if code := run(context.Background(), []string{"-addr", srv.URL, "-o", "yaml", "health"}, &out, &errOut); code != 2 {
