@@ -6,8 +6,11 @@ package api
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
 	"net/http"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -46,6 +49,9 @@ type Options struct {
 	// it may): the daemon refuses code it sandboxes, which a session allowed the network
 	// could otherwise point at the API.
 	RefusePeer func(r *http.Request) string
+	// Tokens, when not empty, are the SHA-256 digests of the bearer tokens the API
+	// accepts: every request but GET /health and /v1/health must carry one.
+	Tokens [][32]byte
 }
 
 // Server is the HTTP API.
@@ -129,6 +135,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if len(s.opts.Tokens) > 0 && !s.authorized(r) {
+		s.opts.Logger.Warn("API request without a valid token", "request_id", id, "remote", r.RemoteAddr, "method", r.Method, "path", r.URL.Path)
+		w.Header().Set("WWW-Authenticate", `Bearer realm="limitd"`)
+		writeProblem(w, r, http.StatusUnauthorized, "this API needs \"Authorization: Bearer <token>\" with a token from the host's api.token_file", nil)
+		return
+	}
 	r.Body = http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes)
 	h, pattern := s.mux.Handler(r)
 	if pattern == "" {
@@ -186,3 +198,21 @@ func (s *Server) openapi(w http.ResponseWriter, r *http.Request) {
 }
 
 var _ http.Handler = (*Server)(nil)
+
+// authorized reports whether r may use the API: it carries one of the configured bearer
+// tokens, or it is the health check (for load balancers and probes).
+func (s *Server) authorized(r *http.Request) bool {
+	if (r.Method == http.MethodGet || r.Method == http.MethodHead) && (r.URL.Path == "/health" || r.URL.Path == "/v1/health") {
+		return true
+	}
+	scheme, tok, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return false
+	}
+	sum := sha256.Sum256([]byte(strings.TrimSpace(tok)))
+	found := 0
+	for _, want := range s.opts.Tokens {
+		found |= subtle.ConstantTimeCompare(sum[:], want[:])
+	}
+	return found == 1
+}

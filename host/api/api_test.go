@@ -1,9 +1,11 @@
 package api
 
 import (
+	"crypto/sha256"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/limitgraph/limit/host/plugins"
@@ -52,5 +54,59 @@ func TestProblems(t *testing.T) {
 	res, body = do(t, s, "DELETE", "/v1/health")
 	if res.StatusCode != 405 || res.Header.Get("Allow") == "" || body["status"] != 405.0 {
 		t.Fatalf("405: %d allow %q %v", res.StatusCode, res.Header.Get("Allow"), body)
+	}
+}
+
+// TestBearerTokens: with tokens configured, every route but the health check answers 401
+// (problem+json, WWW-Authenticate) to a request without one of them, and serves one with.
+func TestBearerTokens(t *testing.T) {
+	good, other := "0123456789abcdef0123456789abcdef", "fedcba9876543210fedcba9876543210"
+	s := New(Options{Version: "1.0.0", Plugins: func() []plugins.Status { return nil },
+		Tokens: [][32]byte{sha256.Sum256([]byte(other)), sha256.Sum256([]byte(good))}})
+	call := func(method, path, auth string) *http.Response {
+		t.Helper()
+		req := httptest.NewRequest(method, path, nil)
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		rec := httptest.NewRecorder()
+		s.ServeHTTP(rec, req)
+		return rec.Result()
+	}
+	for _, auth := range []string{"", "Bearer", "Bearer ", "Bearer wrong", "Basic " + good, good, "Bearer " + good + "x"} {
+		res := call("GET", "/v1/openapi.json", auth)
+		var body map[string]any
+		_ = json.NewDecoder(res.Body).Decode(&body)
+		if res.StatusCode != 401 || res.Header.Get("Content-Type") != "application/problem+json" ||
+			res.Header.Get("WWW-Authenticate") != `Bearer realm="limitd"` || res.Header.Get("X-Request-Id") == "" {
+			t.Errorf("Authorization %q: %d %v %v", auth, res.StatusCode, res.Header, body)
+		}
+		if d, _ := body["detail"].(string); strings.Contains(d, good) {
+			t.Errorf("the answer quotes a token: %q", d)
+		}
+	}
+	for _, auth := range []string{"Bearer " + good, "bearer " + other, "Bearer  " + good + " "} {
+		if res := call("GET", "/v1/openapi.json", auth); res.StatusCode != 200 {
+			t.Errorf("Authorization %q: %d", auth, res.StatusCode)
+		}
+	}
+	// Probes need no token; other methods on the health path and other paths do.
+	for _, path := range []string{"/health", "/v1/health"} {
+		if res := call("GET", path, ""); res.StatusCode != 200 {
+			t.Errorf("GET %s without a token: %d", path, res.StatusCode)
+		}
+	}
+	if res := call("GET", "/v1/sessions", ""); res.StatusCode != 401 {
+		t.Errorf("GET /v1/sessions without a token: %d", res.StatusCode)
+	}
+	if res := call("GET", "/v1/health/../sessions", ""); res.StatusCode != 401 {
+		t.Errorf("a path that cleans to another route: %d", res.StatusCode)
+	}
+	// Without tokens the API is open, as before.
+	if res := call("GET", "/v1/openapi.json", ""); res.StatusCode != 401 {
+		t.Fatal("setup")
+	}
+	if res, _ := do(t, New(Options{}), "GET", "/v1/openapi.json"); res.StatusCode != 200 {
+		t.Errorf("no tokens configured: %d", res.StatusCode)
 	}
 }

@@ -149,7 +149,16 @@ type API struct {
 	WriteTimeout time.Duration
 	// ShutdownTimeout bounds a graceful shutdown, > 0.
 	ShutdownTimeout time.Duration
+	// TokenFile is api.token_file: when set, every request but the health check must
+	// carry "Authorization: Bearer <token>" with one of the file's tokens.
+	TokenFile string
+	// Tokens are the SHA-256 digests of the tokens TokenFile holds (the tokens themselves
+	// are not kept); empty when the API is open.
+	Tokens [][32]byte
 }
+
+// MinTokenBytes is the shortest API token accepted: 128 bits of hex.
+const MinTokenBytes = 32
 
 // PluginBlock is a storage, runner or governance rule block: which plugin binary to start
 // and the plugin-owned configuration to hand it.

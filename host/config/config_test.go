@@ -2,6 +2,7 @@ package config
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -163,7 +164,7 @@ func TestParseFull(t *testing.T) {
 		t.Errorf("RD = %+v, want %+v", cfg.RD, want)
 	}
 	wantAPI := API{MaxBodyBytes: 1 << 20, ReadTimeout: 10 * time.Second, WriteTimeout: 0, ShutdownTimeout: time.Minute}
-	if cfg.API != wantAPI {
+	if !reflect.DeepEqual(cfg.API, wantAPI) {
 		t.Errorf("API = %+v, want %+v", cfg.API, wantAPI)
 	}
 	if cfg.Filename != testFile {
@@ -957,12 +958,59 @@ func TestListenBeyondLoopbackWarns(t *testing.T) {
 				}
 				return
 			}
-			if len(diags) != 1 || diags[0].Severity != hcl.DiagWarning || !strings.Contains(diags[0].Detail, "no authentication") {
+			if len(diags) != 1 || diags[0].Severity != hcl.DiagWarning || !strings.Contains(diags[0].Detail, "api.token_file is not set") {
 				t.Fatalf("%s: diagnostics %v, want one warning", cfg.Host.Listen, diags)
 			}
 			if got := diags[0].Subject; (tt.line == 0) != (got == nil) || (got != nil && got.Start.Line != tt.line) {
 				t.Errorf("warning points at %v, want line %d", got, tt.line)
 			}
 		})
+	}
+}
+
+// TestTokenFile: api.token_file is read once, its tokens kept as digests; a missing,
+// empty or malformed file is an error at its line, which never quotes a token; a file
+// others can read is a warning; with tokens, listening beyond loopback is not.
+func TestTokenFile(t *testing.T) {
+	dir := t.TempDir()
+	good := "# tokens\n\n" + strings.Repeat("a", 32) + "\n  " + strings.Repeat("b", 40) + "  \n"
+	write := func(name, content string, mode os.FileMode) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	src := func(path string) string {
+		return "host {\n  listen = \"0.0.0.0:9000\"\n}\napi {\n  token_file = \"" + path + "\"\n}\n"
+	}
+	cfg, diags := Parse(testFile, []byte(src(write("good", good, 0o600))), nil)
+	if len(diags) != 0 {
+		t.Fatalf("good token file: %v", diags)
+	}
+	if len(cfg.API.Tokens) != 2 || cfg.API.Tokens[0] != sha256.Sum256([]byte(strings.Repeat("a", 32))) {
+		t.Fatalf("tokens %x", cfg.API.Tokens)
+	}
+	_, diags = Parse(testFile, []byte(src(write("open", good, 0o644))), nil)
+	if len(diags) != 1 || diags[0].Severity != hcl.DiagWarning || !strings.Contains(diags[0].Detail, "chmod 600") {
+		t.Fatalf("world-readable token file: %v", diags)
+	}
+	for _, tt := range []struct{ name, path, want string }{
+		{"missing", filepath.Join(dir, "nope"), "Cannot read the API token file"},
+		{"empty", write("empty", "# nothing\n\n", 0o600), "holds no token"},
+		{"short", write("short", "s3cr3t-but-short\n", 0o600), "Line 1 of"},
+		{"spaces", write("spaces", strings.Repeat("c", 20)+" "+strings.Repeat("d", 20)+"\n", 0o600), "Line 1 of"},
+		{"empty path", "", "token_file must name a file"},
+	} {
+		_, diags := Parse(testFile, []byte(src(tt.path)), nil)
+		if !diags.HasErrors() || !strings.Contains(diags.Error(), tt.want) || diags[0].Subject == nil || diags[0].Subject.Start.Line != 5 {
+			t.Errorf("%s: %v, want an error at line 5 with %q", tt.name, diags, tt.want)
+		}
+		if strings.Contains(diags.Error(), "s3cr3t") || strings.Contains(diags.Error(), "cccc") {
+			t.Errorf("%s: the diagnostic quotes the token: %v", tt.name, diags)
+		}
 	}
 }

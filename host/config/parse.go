@@ -1,9 +1,12 @@
 package config
 
 import (
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
+	"os"
 	"slices"
 	"strings"
 
@@ -81,6 +84,7 @@ var apiSchema = &hcl.BodySchema{
 		{Name: "read_timeout"},
 		{Name: "write_timeout"},
 		{Name: "shutdown_timeout"},
+		{Name: "token_file"},
 	},
 }
 
@@ -433,6 +437,56 @@ func (d *decoder) api(blk *hcl.Block, api *API) {
 	if v, attr := d.duration(a, "shutdown_timeout", false); attr != nil {
 		api.ShutdownTimeout = v
 	}
+	if s, attr := d.str(a, "token_file"); attr != nil {
+		d.tokens(attr, s, api)
+	}
+}
+
+// tokens reads the API's token file: one token per line, blank lines and lines starting
+// with # ignored, each at least MinTokenBytes of printable ASCII. Only their digests are
+// kept. A file others may read gets a warning.
+func (d *decoder) tokens(attr *hcl.Attribute, path string, api *API) {
+	if path == "" {
+		d.invalid(attr, "Invalid token_file", "token_file must name a file of API tokens; leave it out to run the API without authentication.")
+		return
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		d.invalid(attr, "Unreadable token_file", "Cannot read the API token file: %s.", err)
+		return
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		d.add(hcl.Diagnostics{{
+			Severity: hcl.DiagWarning,
+			Summary:  "API token file readable by others",
+			Detail:   fmt.Sprintf("%s has mode %04o: anyone in its group or on the machine who can read it can use the API. Make it 0600 (chmod 600 %s).", path, fi.Mode().Perm(), path),
+			Subject:  attr.Expr.Range().Ptr(),
+		}})
+	}
+	b, err := io.ReadAll(io.LimitReader(f, 1<<20))
+	if err != nil {
+		d.invalid(attr, "Unreadable token_file", "Cannot read the API token file: %s.", err)
+		return
+	}
+	var tokens [][32]byte
+	for i, line := range strings.Split(string(b), "\n") {
+		tok := strings.TrimSpace(line)
+		if tok == "" || strings.HasPrefix(tok, "#") {
+			continue
+		}
+		if len(tok) < MinTokenBytes || strings.IndexFunc(tok, func(r rune) bool { return r <= ' ' || r > '~' }) >= 0 {
+			// Never quote the token itself.
+			d.invalid(attr, "Invalid API token", "Line %d of %s is not a token: a token is at least %d printable ASCII characters without spaces (e.g. from `openssl rand -hex 32`).", i+1, path, MinTokenBytes)
+			return
+		}
+		tokens = append(tokens, sha256.Sum256([]byte(tok)))
+	}
+	if len(tokens) == 0 {
+		d.invalid(attr, "Empty token_file", "%s holds no token: write one per line (e.g. `openssl rand -hex 32 > %s`).", path, path)
+		return
+	}
+	api.TokenFile, api.Tokens = path, tokens
 }
 
 // selectStorage settles which storage block is in use: STORAGE_BACKEND first, then

@@ -187,14 +187,14 @@ func Loopback(listen string) bool {
 // warnListen warns when the API would listen beyond loopback: it has no authentication
 // of its own, so whoever reaches it can create sessions and run code.
 func (d *decoder) warnListen(cfg *Config) {
-	if Loopback(cfg.Host.Listen) {
+	if Loopback(cfg.Host.Listen) || len(cfg.API.Tokens) > 0 {
 		return
 	}
 	diag := &hcl.Diagnostic{
 		Severity: hcl.DiagWarning,
 		Summary:  "The API listens beyond loopback",
-		Detail: fmt.Sprintf("host.listen is %q: the API has no authentication of its own, so anyone who can reach that address can create sessions and run code in them. "+
-			"Keep it on 127.0.0.1 and put an authenticating proxy in front, or make sure a firewall lets only trusted clients reach it.", cfg.Host.Listen),
+		Detail: fmt.Sprintf("host.listen is %q and api.token_file is not set: anyone who can reach that address can create sessions and run code in them. "+
+			"Set api.token_file (clients then send \"Authorization: Bearer <token>\"), or keep the API on 127.0.0.1 behind an authenticating proxy, or make sure a firewall lets only trusted clients reach it.", cfg.Host.Listen),
 	}
 	if d.listen != nil {
 		diag.Subject = subjectOf(d.listen.Expr.Range())

@@ -28,6 +28,9 @@ type Client struct {
 	BaseURL string
 	// HTTP is the HTTP client; http.DefaultClient when nil.
 	HTTP *http.Client
+	// Token, if set, is sent as "Authorization: Bearer <Token>" (a host with
+	// api.token_file answers 401 without it).
+	Token string
 }
 
 // New returns a client of the host at baseURL. Its HTTP client keeps up to
@@ -101,6 +104,9 @@ func (c *Client) newRequest(ctx context.Context, method, path string, body any) 
 		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set("Accept", "application/json")
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
 	return req, nil
 }
 

@@ -44,7 +44,7 @@ func (e *helpError) Error() string { return "help requested" }
 
 // apiCommand runs the commands that talk to the daemon at u (and verify, which does not).
 func apiCommand(ctx context.Context, u *url.URL, asJSON bool, args []string, stdout, stderr io.Writer) int {
-	x := &cli{c: client.New(u.String()), stdout: stdout, stderr: stderr, json: asJSON}
+	x := &cli{c: newClient(u), stdout: stdout, stderr: stderr, json: asJSON}
 	err := x.dispatch(ctx, args)
 	var he *helpError
 	var ue *usageError

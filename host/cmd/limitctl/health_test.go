@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -85,5 +87,55 @@ func TestOutputFlagBeforeOrAfterTheCommand(t *testing.T) {
 	var out, errOut bytes.Buffer
 	if code := run(context.Background(), []string{"-addr", srv.URL, "-o", "yaml", "health"}, &out, &errOut); code != 2 {
 		t.Errorf("-o yaml: exit %d, want 2", code)
+	}
+}
+
+// TestToken: limitctl sends LIMIT_TOKEN, else the token in -token-file (or
+// LIMIT_TOKEN_FILE), as a bearer token, never as part of the address it prints.
+func TestToken(t *testing.T) {
+	const tok = "0123456789abcdef0123456789abcdef"
+	var got []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = append(got, r.Header.Get("Authorization"))
+		if _, _, ok := r.BasicAuth(); ok {
+			t.Errorf("basic auth sent")
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"sessions":[]}`))
+	}))
+	defer srv.Close()
+	file := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(file, []byte("# the API token\n\n  "+tok+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	runArgs := func(args ...string) (int, string) {
+		var out, errOut bytes.Buffer
+		code := run(context.Background(), append([]string{"-addr", srv.URL}, args...), &out, &errOut)
+		return code, errOut.String()
+	}
+	t.Setenv("LIMIT_TOKEN", "")
+	t.Setenv("LIMIT_TOKEN_FILE", "")
+	if code, e := runArgs("sessions", "list"); code != 0 || got[len(got)-1] != "" {
+		t.Fatalf("no token: exit %d %s, Authorization %q", code, e, got)
+	}
+	if code, e := runArgs("-token-file", file, "sessions", "list"); code != 0 || got[len(got)-1] != "Bearer "+tok {
+		t.Fatalf("-token-file: exit %d %s, Authorization %q", code, e, got)
+	}
+	t.Setenv("LIMIT_TOKEN_FILE", file)
+	if code, e := runArgs("sessions", "list"); code != 0 || got[len(got)-1] != "Bearer "+tok {
+		t.Fatalf("LIMIT_TOKEN_FILE: exit %d %s, Authorization %q", code, e, got)
+	}
+	t.Setenv("LIMIT_TOKEN", "other-token-from-the-environment")
+	if code, e := runArgs("-token-file", file, "sessions", "list"); code != 0 || got[len(got)-1] != "Bearer other-token-from-the-environment" {
+		t.Fatalf("LIMIT_TOKEN: exit %d %s, Authorization %q", code, e, got)
+	}
+	t.Setenv("LIMIT_TOKEN", "")
+	if code, e := runArgs("-token-file", filepath.Join(t.TempDir(), "missing"), "sessions", "list"); code != 2 || !strings.Contains(e, "cannot read the API token") {
+		t.Fatalf("missing token file: exit %d %q", code, e)
+	}
+	// An unreachable daemon's message names the address, not the token.
+	srv.Close()
+	if code, e := runArgs("sessions", "list"); code == 0 || strings.Contains(e, tok) || !strings.Contains(e, "cannot reach the daemon") {
+		t.Fatalf("unreachable: exit %d %q", code, e)
 	}
 }

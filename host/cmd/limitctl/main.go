@@ -48,7 +48,9 @@ const usage = `usage:
 Commands that read the API print tables; add -o json (before or after the command) for JSON.
 
 The daemon's address comes from -addr, else LIMIT_ADDR, else http://127.0.0.1:8080; a bare
-HOST:PORT means http://HOST:PORT. limitctl help, -h or COMMAND --help prints this.
+HOST:PORT means http://HOST:PORT. A daemon with api.token_file wants a token: LIMIT_TOKEN,
+else the first token in -token-file FILE or LIMIT_TOKEN_FILE. limitctl help, -h or COMMAND
+--help prints this.
 `
 
 func main() {
@@ -63,6 +65,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.Usage = func() {} // printed below: to stdout when asked for, else to stderr
 	addr := fs.String("addr", envOr("LIMIT_ADDR", defaultAddr), "daemon `URL` (http://HOST:PORT, https://..., or HOST:PORT)")
 	out := fs.String("o", "table", "output: table or json (here or after the command)")
+	tokenFile := fs.String("token-file", os.Getenv("LIMIT_TOKEN_FILE"), "`FILE` holding the API token (its first line that is not a # comment)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stdout, usage)
@@ -85,6 +88,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	daemon := func() (*url.URL, bool) {
 		u, err := daemonURL(*addr)
 		if err == nil {
+			tok, err := apiToken(*tokenFile)
+			if err != nil {
+				fmt.Fprintf(stderr, "limitctl: %v\n", err)
+				return nil, false
+			}
+			if tok != "" {
+				u.User = url.UserPassword("", tok) // carried to the client, never printed
+			}
 			return u, true
 		}
 		if helpAsked(rest[1:]) || len(rest) > 1 && isHelpArg(rest[1]) {
@@ -244,7 +255,7 @@ func envOr(name, def string) string {
 }
 
 func health(ctx context.Context, u *url.URL, asJSON bool, args []string, stdout, stderr io.Writer) int {
-	x := &cli{c: client.New(u.String()), stdout: stdout, stderr: stderr, json: asJSON}
+	x := &cli{c: newClient(u), stdout: stdout, stderr: stderr, json: asJSON}
 	fs := flag.NewFlagSet("health", flag.ContinueOnError)
 	pos, err := x.parse(fs, args)
 	var he *helpError
@@ -413,4 +424,40 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// apiToken returns the API token: LIMIT_TOKEN, else the first line of file that is not
+// blank or a # comment, else "".
+func apiToken(file string) (string, error) {
+	if tok := strings.TrimSpace(os.Getenv("LIMIT_TOKEN")); tok != "" {
+		return tok, nil
+	}
+	if file == "" {
+		return "", nil
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("cannot read the API token: %v", err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if tok := strings.TrimSpace(line); tok != "" && !strings.HasPrefix(tok, "#") {
+			return tok, nil
+		}
+	}
+	return "", fmt.Errorf("the token file %s holds no token", file)
+}
+
+// newClient returns a client of the daemon at u, with the token u carries (see daemon in
+// run) as its bearer token and u without it as its address.
+func newClient(u *url.URL) *client.Client {
+	tok := ""
+	if u.User != nil {
+		tok, _ = u.User.Password()
+		v := *u
+		v.User = nil
+		u = &v
+	}
+	c := client.New(u.String())
+	c.Token = tok
+	return c
 }
