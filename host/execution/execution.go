@@ -272,7 +272,7 @@ func (e *Engine) Execute(ctx context.Context, sessionID string, req Request, emi
 			res.Truncated = true
 		}
 	}
-	xctx, xcancel := context.WithTimeout(ctx, timeout+5*time.Second)
+	xctx, xcancel := context.WithTimeout(ctx, timeout+RunnerGrace)
 	defer xcancel()
 	out, xerr := h.Execute(xctx, runner.ExecuteRequest{
 		ExecutionID: cr.ID, Input: req.Input, Timeout: timeout, Params: req.Params,
@@ -289,14 +289,27 @@ func (e *Engine) Execute(ctx context.Context, sessionID string, req Request, emi
 		}
 		return nil
 	})
-	if xerr != nil {
-		// The runner process failed (crashed, or the host gave up on it): report it as
-		// the execution's error; the next execution gets a fresh process.
+	switch {
+	case xerr != nil && ctx.Err() != nil:
+		// The caller went away: the runner was told to stop through its context and keeps
+		// the session; what ran is still recorded below.
+		out = runner.Result{Status: runner.StatusCancelled, ExitCode: -1,
+			Error: "cancelled: the client went away during the execution", Duration: time.Since(started)}
+	case xerr != nil:
+		// The runner process failed (crashed, panicked, returned an error, or did not end
+		// the execution in time): report it as the execution's error. A process still
+		// running is stopped, as its state is unknown; the next execution gets a fresh one.
 		e.Logger.Warn("runner failed", "session", s.ID, "runner", req.Runner, "error", xerr)
 		why := fmt.Sprintf("runner %q failed: %v", req.Runner, xerr)
-		if xctx.Err() == nil && (h.Process.Exited() || h.Process.Ping() != nil) {
+		switch {
+		case errors.Is(xctx.Err(), context.DeadlineExceeded):
+			why = fmt.Sprintf("runner %q did not end the execution within its %v timeout and %v more", req.Runner, timeout, RunnerGrace)
+			h.Retire()
+		case h.Process.Exited() || h.Process.Ping() != nil:
 			// The process is gone: say so, rather than pass on the gRPC transport's words.
 			why = fmt.Sprintf("runner %q process died during the execution (it crashed or was killed; the host log has its last output)", req.Runner)
+		default:
+			h.Retire()
 		}
 		out = runner.Result{Status: runner.StatusError, ExitCode: -1, StateReset: true,
 			Error:    why + "; the session's runner state was lost and a fresh process starts on the next execution",
@@ -320,8 +333,10 @@ func (e *Engine) Execute(ctx context.Context, sessionID string, req Request, emi
 	res.FinishReason = out.FinishReason
 	// Post-execution governance on what came out, then one write: the executed entry,
 	// the flags and the quarantine if any.
+	// What ran is recorded, and its output checked, even if the client went away meanwhile.
+	rctx := context.WithoutCancel(ctx)
 	content := joinOutput(res)
-	post, ruleErrs := e.Rules.Evaluate(ctx, sdkgov.EvaluateRequest{
+	post, ruleErrs := e.Rules.Evaluate(rctx, sdkgov.EvaluateRequest{
 		Stage: sdkgov.StagePost, SessionID: s.ID, TraceID: cr.ID, Runner: req.Runner, ContentType: "text/output",
 		Content: content,
 		// Figures of the execution, for rules that keep per-session statistics.
@@ -351,8 +366,6 @@ func (e *Engine) Execute(ctx context.Context, sessionID string, req Request, emi
 	if q {
 		last.Status, last.Reason = trace.StatusQuarantined, "auto-quarantine under policy "+policy.Name
 	}
-	// What ran is recorded even if the client went away meanwhile.
-	rctx := context.WithoutCancel(ctx)
 	created, err := early.finish()
 	if err != nil {
 		// The early create failed (or did not say it landed): write everything now.
@@ -378,6 +391,11 @@ func (e *Engine) Execute(ctx context.Context, sessionID string, req Request, emi
 	res.Timings = timings
 	return res, nil
 }
+
+// RunnerGrace is how long past an execution's timeout the host waits for the runner to
+// end it (runners enforce the timeout themselves) before it gives up on the runner process
+// and stops it.
+var RunnerGrace = 5 * time.Second
 
 // RecordStartAfter is how long an execution runs before its trace is stored with what is
 // known then (input, pre-execution verdict), ahead of the outcome. Shorter ones are stored

@@ -2,6 +2,7 @@ package plugins
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -88,8 +90,8 @@ func TestLaunchFaults(t *testing.T) {
 		plugin string
 		want   string
 	}{
-		{"garbage", "Unrecognized remote plugin message: hello, I am not a plugin"},
-		{"hang", "timeout while waiting for plugin to start"},
+		{"garbage", "a plugin must write nothing to stdout before it serves"},
+		{"hang", "did not serve within its start timeout, host.plugin_start_timeout"},
 	} {
 		t.Run(tc.plugin, func(t *testing.T) {
 			spec := testSpec(base.KindStorage, tc.plugin, tc.plugin)
@@ -107,6 +109,49 @@ func TestLaunchFaults(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestLaunchLogsStrayOutput: what a plugin prints to stdout or stderr once it serves, not
+// through its logger, reaches the host's log under the plugin's name instead of being
+// dropped.
+func TestLaunchLogsStrayOutput(t *testing.T) {
+	var buf syncBuf
+	logger := hclog.New(&hclog.LoggerOptions{Name: "host", Output: &buf, Level: hclog.Info})
+	p, err := Launch(context.Background(), testSpec(base.KindStorage, "stray", "stray"), logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Kill()
+	if err := p.Configure(context.Background(), false); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		out := buf.String()
+		if strings.Contains(out, `stream=stdout line="stray line on stdout"`) && strings.Contains(out, `stream=stderr line="stray line on stderr"`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the plugin's stray output is not in the host log:\n%s", out)
+		}
+	}
+}
+
+// syncBuf is a bytes.Buffer safe for concurrent use.
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func TestResolveAndChecksum(t *testing.T) {
@@ -343,6 +388,34 @@ func TestRunnerCrashGivesFreshProcess(t *testing.T) {
 		t.Fatalf("after crash: fresh %v pid %d (old %d) crashes %d", h2.Fresh, h2.Process.PID, h.Process.PID, rs.Crashes())
 	}
 	if got := echoOutput(t, h2, "again"); !strings.Contains(got, "n=1") {
+		t.Fatalf("fresh process output %q", got)
+	}
+}
+
+// TestRunnerRetire: a retired process is stopped and the session's next Get starts a fresh
+// one; retiring it again, or through a stale handle, does nothing.
+func TestRunnerRetire(t *testing.T) {
+	ctx := context.Background()
+	rs := NewRunners(map[string]Spec{"echo": testSpec(base.KindRunner, "echo", "echo")}, nil)
+	defer rs.Close(ctx)
+	h, err := rs.Get(ctx, runner.Session{ID: "S"}, "echo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Retire()
+	h2, err := rs.Get(ctx, runner.Session{ID: "S"}, "echo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !h2.Fresh || h2.Process.PID == h.Process.PID {
+		t.Fatalf("after Retire: fresh %v pid %d (old %d)", h2.Fresh, h2.Process.PID, h.Process.PID)
+	}
+	waitDead(t, h.Process.PID, 10*time.Second)
+	h.Retire() // stale: must not touch the fresh process
+	if h3, err := rs.Get(ctx, runner.Session{ID: "S"}, "echo"); err != nil || h3.Process != h2.Process {
+		t.Fatalf("a stale Retire replaced the session's process: %v", err)
+	}
+	if got := echoOutput(t, h2, "x"); !strings.Contains(got, "n=1") {
 		t.Fatalf("fresh process output %q", got)
 	}
 }

@@ -83,6 +83,31 @@ type Handle struct {
 	// Replaced is true when this call started a process because the session's previous
 	// one had died: whatever state it held is gone.
 	Replaced bool
+
+	runners *Runners
+	key     runnerKey
+}
+
+// Retire stops the session's process when the runner failed in a way that leaves its state
+// unknown (it returned an error or panicked in Execute, or never ended an execution): the
+// session's next Get starts a fresh process. It returns without waiting for the process to
+// end. A process already dead is left to Get, which counts it as a crash.
+func (h *Handle) Retire() {
+	r := h.runners
+	if r == nil || h.Process.Exited() {
+		return
+	}
+	r.mu.Lock()
+	e, ok := r.procs[h.key]
+	if !ok || e.proc != h.Process {
+		r.mu.Unlock()
+		return
+	}
+	delete(r.procs, h.key)
+	r.mu.Unlock()
+	r.logger.Warn("runner process failed an execution; stopping it, the session's next execution gets a fresh one",
+		"plugin", h.Process.Spec.ID(), "session", h.key.session, "pid", h.Process.PID)
+	go h.Process.Kill()
 }
 
 // Get returns the session's process for the named runner, starting and opening it if
@@ -122,7 +147,7 @@ func (r *Runners) Get(ctx context.Context, sess runner.Session, name string) (*H
 				return nil, fmt.Errorf("runner %q: host is shutting down", name)
 			}
 			go r.isolationOf(e, spec, sess.ID)
-			return &Handle{Runner: p.Impl.(runner.Runner), Process: p, Fresh: true, Replaced: replaced}, nil
+			return &Handle{Runner: p.Impl.(runner.Runner), Process: p, Fresh: true, Replaced: replaced, runners: r, key: key}, nil
 		}
 		r.mu.Unlock()
 		select {
@@ -135,7 +160,7 @@ func (r *Runners) Get(ctx context.Context, sess runner.Session, name string) (*H
 			continue
 		}
 		if !e.proc.Exited() {
-			return &Handle{Runner: e.proc.Impl.(runner.Runner), Process: e.proc}, nil
+			return &Handle{Runner: e.proc.Impl.(runner.Runner), Process: e.proc, runners: r, key: key}, nil
 		}
 		r.logger.Error("runner process died; starting a fresh one, the session's runner state is lost",
 			"plugin", spec.ID(), "session", sess.ID, "pid", e.proc.PID)

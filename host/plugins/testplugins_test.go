@@ -32,6 +32,8 @@ func TestMain(m *testing.M) {
 		runner.Serve(&echoRunner{})
 	case "rule":
 		governance.Serve(&keywordRule{})
+	case "stray":
+		storage.Serve(&strayStore{Store: memstore.New()})
 	case "garbage":
 		fmt.Println("hello, I am not a plugin")
 		time.Sleep(time.Minute)
@@ -58,6 +60,16 @@ func (s *sickStore) Health(ctx context.Context) storage.Health {
 		return storage.Health{Detail: err.Error()}
 	}
 	return storage.Health{OK: !ok, Detail: string(v), Metrics: map[string]float64{"sick": map[bool]float64{true: 1}[ok]}}
+}
+
+// strayStore is memstore writing to its stdout and stderr, not through its logger, when
+// configured: the mistake of a plugin author debugging with fmt.Println.
+type strayStore struct{ *memstore.Store }
+
+func (s *strayStore) Configure(ctx context.Context, req base.ConfigureRequest) base.Diagnostics {
+	fmt.Println("stray line on stdout")
+	fmt.Fprintln(os.Stderr, "stray line on stderr")
+	return s.Store.Configure(ctx, req)
 }
 
 // testSpec returns a spec that runs this test binary as the named test plugin.

@@ -1,11 +1,13 @@
 package base
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
 	"fmt"
 	"os/exec"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -72,6 +74,8 @@ func NewClientCmd(cfg LaunchConfig) (*plugin.Client, *exec.Cmd) {
 		SkipHostEnv:      true,
 		StartTimeout:     timeout,
 		Logger:           logger,
+		SyncStdout:       strayOutput{logger, "stdout"},
+		SyncStderr:       strayOutput{logger, "stderr"},
 		GRPCDialOptions: []grpc.DialOption{
 			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageSize), grpc.MaxCallSendMsgSize(MaxMessageSize)),
 		},
@@ -80,6 +84,35 @@ func NewClientCmd(cfg LaunchConfig) (*plugin.Client, *exec.Cmd) {
 		cc.SecureConfig = &plugin.SecureConfig{Checksum: cfg.SHA256, Hash: sha256.New()}
 	}
 	return plugin.NewClient(cc), cmd
+}
+
+// strayOutput logs what a plugin writes to its os.Stdout or os.Stderr once it serves
+// (go-plugin carries both to the host) rather than through its logger: a fmt.Println left
+// in the plugin, or a child process's output, shows in the host log under the plugin's name
+// instead of being dropped.
+type strayOutput struct {
+	logger hclog.Logger
+	stream string
+}
+
+func (w strayOutput) Write(p []byte) (int, error) {
+	for line := range bytes.Lines(p) {
+		if line = bytes.TrimRight(line, "\r\n"); len(line) > 0 {
+			w.logger.Warn("plugin output outside its logger", "stream", w.stream, "line", string(line))
+		}
+	}
+	return len(p), nil
+}
+
+// startHint adds what an author can do about go-plugin's start errors.
+func startHint(err error) string {
+	switch msg := err.Error(); {
+	case strings.Contains(msg, "Unrecognized remote plugin message"):
+		return " (a plugin must write nothing to stdout before it serves: the host reads its handshake there; log to stderr, with NewPluginLogger)"
+	case strings.Contains(msg, "timeout while waiting for plugin to start"):
+		return " (the plugin did not serve within its start timeout, host.plugin_start_timeout in limitd's config; do slow setup in Configure, not before Serve)"
+	}
+	return ""
 }
 
 // ErrStartAbandoned marks a Dispense that gave up waiting for the plugin's start.
@@ -109,7 +142,7 @@ func Dispense(ctx context.Context, c *plugin.Client, kind string) (any, error) {
 	select {
 	case r := <-ch:
 		if r.err != nil {
-			return nil, fmt.Errorf("start %s plugin: %w", kind, r.err)
+			return nil, fmt.Errorf("start %s plugin: %w%s", kind, r.err, startHint(r.err))
 		}
 		return r.v, nil
 	case <-ctx.Done():

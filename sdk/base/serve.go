@@ -21,6 +21,7 @@ const LogLevelEnv = "LIMIT_LOG_LEVEL"
 // name; it exits by itself if the host process dies, so no plugin outlives its host.
 func Serve(kind string, p plugin.Plugin) {
 	logger := NewPluginLogger(kind)
+	panicLogger.Store(&logger)
 	go exitWhenOrphaned(logger)
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig:  Handshake,

@@ -3,6 +3,11 @@ package base
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"runtime/debug"
+	"sync/atomic"
+
+	"github.com/hashicorp/go-hclog"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -45,9 +50,18 @@ func (s *Server) Configure(ctx context.Context, req *limitv1.ConfigureRequest) (
 }
 
 // Recover turns a panic in plugin code into an Internal gRPC error, so one bad request
-// does not take the plugin process down. Use it as `defer base.Recover(&err)`.
+// does not take the plugin process down, and logs the panic with its stack (to the host's
+// log, under the plugin's name, once Serve runs). The SDK's servers already recover every
+// call they make into the plugin's methods; use it as `defer base.Recover(&err)` in code of
+// your own that serves requests.
 func Recover(err *error) {
 	if r := recover(); r != nil {
 		*err = status.Errorf(codes.Internal, "plugin panic: %v", r)
+		if l := panicLogger.Load(); l != nil {
+			(*l).Error("plugin panic", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+		}
 	}
 }
+
+// panicLogger is where Recover logs panics: the logger Serve made.
+var panicLogger atomic.Pointer[hclog.Logger]

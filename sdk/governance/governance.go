@@ -1,5 +1,21 @@
 // Package governance is the SDK for governance rule plugins: rules that look at an
 // execution's input before it runs (pre) or at its output after (post) and raise flags.
+//
+// A plugin implements Rule and calls Serve from main:
+//
+//	func main() { governance.Serve(&myRule{}) }
+//
+// The host calls Evaluate for every configured rule on every execution, at both stages,
+// concurrently, and gives up on a call after 10 s: a rule should be fast and hold no
+// mutable state between calls. A Finding names one of Flags with a Severity from 1 to 10
+// (the host refuses others) and may say where (Location) and how sure the rule is (Score);
+// what a flag does, block, quarantine or refuse a merge, is up to the session's policy.
+// An error return, or a panic (Serve recovers it and logs its stack), means the rule
+// could not answer: the default and strict policies then refuse the execution (503).
+//
+// sdktest.RunGovernance, or `limitctl plugin check --kind governance`, checks a rule
+// against contents the author says it must pass and must flag. See examples/governance-rule
+// for a complete rule with its tests.
 package governance
 
 import (

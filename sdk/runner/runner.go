@@ -1,6 +1,30 @@
 // Package runner is the SDK for runner plugins. The host starts one runner process per
 // (session, runner), opens the session once, executes in it, then closes it and stops the
 // process: nothing a runner keeps in memory is ever shared between sessions.
+//
+// A plugin implements Runner and calls Serve from main:
+//
+//	func main() { runner.Serve(&myRunner{}) }
+//
+// What the host expects of Execute (the conformance suite, sdktest.RunRunner or `limitctl
+// plugin check --kind runner`, checks each):
+//
+//   - Output goes through emit as it comes; the host streams it to the client.
+//   - The runner enforces the timeout itself: ExecuteRequest.Timeout, else the session's
+//     Limits.Timeout, else its own default, ending the execution with StatusTimeout. The
+//     context Execute gets does not carry that timeout: it ends when the client goes away
+//     (end then as cancelled), or when the host gives up, a few seconds after the timeout.
+//   - Cancel finds the running execution by its ExecutionID, which then ends with
+//     StatusCancelled; Cancel of an id not running answers false, without error.
+//   - Code that fails is a result (StatusError and Error saying why), not an error return.
+//     An error return, a panic (Serve recovers it and logs its stack) or an execution still
+//     running when the host gives up fails the execution with state_reset, and the host
+//     stops the process: the session's next execution gets a fresh one.
+//
+// A capability "input:TYPE" in Info.Capabilities (such as "input:code/python") tells
+// governance rules what the runner's input is; without one it is "text/plain".
+//
+// See examples/runner-plugin for a complete runner with its tests.
 package runner
 
 import (

@@ -22,6 +22,8 @@ import (
 // Runner is the echo test runner. Inputs:
 //
 //	crash          the process exits at once (a runner crash)
+//	panic          Execute panics (the SDK turns it into an error; the process lives on)
+//	hang           Execute never returns, ignoring cancel and timeout
 //	env            the result's output is the process environment
 //	big:N          N bytes of "x" on stdout
 //	sleep:MS       sleeps MS milliseconds (honours cancel and timeout)
@@ -76,6 +78,10 @@ func (e *Runner) Execute(ctx context.Context, req runner.ExecuteRequest, emit fu
 	switch {
 	case req.Input == "crash":
 		os.Exit(7)
+	case req.Input == "panic":
+		panic("echo: asked to panic")
+	case req.Input == "hang":
+		select {}
 	case req.Input == "env":
 		return runner.Result{Status: runner.StatusOK, Output: strings.Join(os.Environ(), "\n"), Duration: time.Since(start)}, nil
 	case strings.HasPrefix(req.Input, "big:"):
