@@ -12,6 +12,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"golang.org/x/text/unicode/norm"
 
 	"github.com/limitgraph/limit/host/execution"
 	"github.com/limitgraph/limit/host/governance"
@@ -322,6 +326,10 @@ func (s *Server) createTrace(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, badRequest("data must be a JSON object"))
 		return
 	}
+	if err := checkClientAgent(req.Agent); err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	if _, err := s.opts.Sessions.Active(r.Context(), req.SessionID); err != nil {
 		s.fail(w, r, err)
 		return
@@ -363,6 +371,25 @@ var hostKinds = map[string]bool{
 	trace.KindExecuted: true, "blocked": true, "governance_error": true, "merge_refused": true,
 }
 
+// checkClientAgent refuses an agent a client names that an auditor would read as the host
+// itself: execution.Agent in any case or width (NFKC), with spaces or invisible characters
+// anywhere, or followed by a separator ("limitd.governance"). Only the host's own entries
+// carry that name.
+func checkClientAgent(agent string) error {
+	a := strings.Map(func(r rune) rune {
+		if unicode.IsSpace(r) || unicode.Is(unicode.Cf, r) {
+			return -1
+		}
+		return unicode.ToLower(r)
+	}, norm.NFKC.String(agent))
+	if rest, ok := strings.CutPrefix(a, execution.Agent); ok {
+		if r, _ := utf8.DecodeRuneInString(rest); rest == "" || !unicode.IsLetter(r) && !unicode.IsDigit(r) {
+			return badRequest("agent %q names the host, whose own entries alone carry %q; choose another agent", agent, execution.Agent)
+		}
+	}
+	return nil
+}
+
 type appendRequest struct {
 	Kind  string          `json:"kind" api:"required"`
 	Agent string          `json:"agent"`
@@ -381,6 +408,10 @@ func (s *Server) appendProvenance(w http.ResponseWriter, r *http.Request) {
 	}
 	if hostKinds[req.Kind] || trace.ReservedKind(req.Kind) {
 		s.fail(w, r, badRequest("kind %q is written only by the host; choose another kind", req.Kind))
+		return
+	}
+	if err := checkClientAgent(req.Agent); err != nil {
+		s.fail(w, r, err)
 		return
 	}
 	if req.Agent == "" {

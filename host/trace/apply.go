@@ -297,7 +297,8 @@ func (s *Store) apply(ctx context.Context, loc location, c *change) (Record, []E
 	// The stored record normally reflects the whole chain, since every write stores both
 	// at once, so the first attempt builds on it without reading the chain. If it lags (a
 	// crash in a host version that wrote them one by one), the next index is taken, the
-	// batch's assertion fails, and the loop catches up from the chain.
+	// batch's assertion fails, and the loop catches up from the chain. Either way a write
+	// extends only a chain that a checkpoint signed by the host covers (checkSigned).
 	tip, _, err := s.loadRecord(ctx, loc)
 	if err != nil {
 		return Record{}, nil, err
@@ -323,12 +324,16 @@ func (s *Store) apply(ctx context.Context, loc location, c *change) (Record, []E
 			caughtUp = true
 			continue
 		}
+		if err := s.checkSigned(ctx, loc, tip); err != nil {
+			return Record{}, nil, err
+		}
 		ops, err := b.ops(tip.Length, c.extra, true)
 		if err != nil {
 			return tip, nil, err
 		}
 		err = s.group.write(ctx, loc.ns, ops)
 		if err == nil {
+			s.heads.add(loc.traceID, b.r.rec.Head)
 			return b.r.rec, b.entries, nil
 		}
 		if !errors.Is(err, storage.ErrConditionFailed) {
@@ -352,6 +357,33 @@ func (s *Store) apply(ctx context.Context, loc location, c *change) (Record, []E
 		}
 		tip = up
 	}
+}
+
+// checkSigned makes sure that a checkpoint signed by the host key covers the chain tip
+// describes before a write extends it and signs the longer chain: entries written behind the
+// host's back, with a record to match, must not get the host's signature that way. A head
+// this store signed itself is known to be covered; any other costs a read and a signature
+// check.
+func (s *Store) checkSigned(ctx context.Context, loc location, tip Record) error {
+	if head, ok := s.heads.get(loc.traceID); ok && head == tip.Head {
+		return nil
+	}
+	raw, ok, err := s.st.Get(ctx, loc.ns, ckptKey(loc.traceID, tip.Length))
+	if err != nil {
+		return fmt.Errorf("update trace %s: read checkpoint %d: %w", loc.traceID, tip.Length, err)
+	}
+	if !ok {
+		return fmt.Errorf("%w: trace %s: no checkpoint signed by the host key covers its %d entries (they were written behind the host's back, or their checkpoint was removed); the host will not sign a longer chain", ErrCorrupt, loc.traceID, tip.Length)
+	}
+	c, err := parseCheckpoint(raw, s.key.PublicKey())
+	if err != nil {
+		return fmt.Errorf("%w: trace %s: checkpoint %d: %v", ErrCorrupt, loc.traceID, tip.Length, err)
+	}
+	if c.TraceID != loc.traceID || c.SessionID != loc.sessionID || c.Length != tip.Length || c.Head != tip.Head {
+		return fmt.Errorf("%w: trace %s: checkpoint %d signs trace %s, length %d, head %s, but the chain has head %s", ErrCorrupt, loc.traceID, tip.Length, c.TraceID, c.Length, c.Head, tip.Head)
+	}
+	s.heads.add(loc.traceID, tip.Head)
+	return nil
 }
 
 // CreateWith stores a new trace as Create does and applies u to it in the same write, and
@@ -469,5 +501,6 @@ func (s *Store) CreateAll(ctx context.Context, cr Creation) (Record, []Entry, er
 		}
 	}
 	s.sessions.add(id, sessionID)
+	s.heads.add(id, b.r.rec.Head)
 	return b.r.rec, b.entries[1:], nil
 }

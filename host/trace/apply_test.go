@@ -343,9 +343,11 @@ func TestApplyErrors(t *testing.T) {
 }
 
 // TestCatchUpLaggingRecord stores an entry without its checkpoint and record, as a crash in
-// a host version that wrote them one by one left it, and checks that reads and the next
-// update catch the record up and sign the whole chain, also when the lone entry already
-// made the change asked for.
+// a host version that wrote them one by one left it, or as someone without the host key
+// would forge it (the two cannot be told apart). Reads catch the record up, but Verify says
+// that no signed checkpoint covers the entry, and an update that would sign a longer chain
+// is refused with ErrCorrupt and writes nothing; one that has nothing to write (the lone
+// entry made the change asked for) signs nothing either.
 func TestCatchUpLaggingRecord(t *testing.T) {
 	ctx := context.Background()
 	quarantine, err := canonicalJSON(statusInfo{Status: StatusQuarantined, Reason: "r"})
@@ -358,12 +360,12 @@ func TestCatchUpLaggingRecord(t *testing.T) {
 		kind      string
 		data      json.RawMessage
 		update    Update
-		length    int64 // after the update
+		refused   bool
 	}{
-		{"read, then append", true, "lone", json.RawMessage("null"), Update{Entries: []Entry{{Kind: "next"}}}, 3},
-		{"append", false, "lone", json.RawMessage("null"), Update{Entries: []Entry{{Kind: "next"}}}, 3},
-		{"status the lone entry set", false, KindQuarantined, quarantine, Update{Status: StatusQuarantined}, 2},
-		{"status the lone entry set, and more", false, KindQuarantined, quarantine, Update{Status: StatusQuarantined, Entries: []Entry{{Kind: "next"}}}, 3},
+		{"read, then append", true, "lone", json.RawMessage("null"), Update{Entries: []Entry{{Kind: "next"}}}, true},
+		{"append", false, "lone", json.RawMessage("null"), Update{Entries: []Entry{{Kind: "next"}}}, true},
+		{"status the lone entry set", false, KindQuarantined, quarantine, Update{Status: StatusQuarantined}, false},
+		{"status the lone entry set, and more", false, KindQuarantined, quarantine, Update{Status: StatusQuarantined, Entries: []Entry{{Kind: "next"}}}, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -380,9 +382,14 @@ func TestCatchUpLaggingRecord(t *testing.T) {
 				t.Fatal(err)
 			}
 			put(t, st, ns, entryKey(rec.ID, 1), raw)
-			if v, err := s.Verify(ctx, rec.ID); err != nil || !v.Valid || v.Length != 2 || v.SignedLength != 1 {
-				t.Fatalf("Verify of a lagging record = %+v, %v", v, err)
+			unsigned := func(when string) {
+				t.Helper()
+				v, err := s.Verify(ctx, rec.ID)
+				if err != nil || v.Valid || v.Length != 2 || v.SignedLength != 1 || !strings.Contains(v.Error, "entry 1 is not covered by a checkpoint") {
+					t.Fatalf("Verify %s = %+v, %v; want entry 1 reported unsigned", when, v, err)
+				}
 			}
+			unsigned("of a lagging record")
 			if tc.readFirst {
 				if got, err := s.Get(ctx, rec.ID); err != nil || got.Length != 2 || got.Head != lone.Hash {
 					t.Fatalf("Get = %+v, %v; want the record caught up", got, err)
@@ -392,23 +399,19 @@ func TestCatchUpLaggingRecord(t *testing.T) {
 				}
 			}
 			got, entries, err := s.Apply(ctx, rec.ID, "t", tc.update)
-			if err != nil || got.Length != tc.length {
-				t.Fatalf("Apply = %+v, %v; want a record of length %d", got, err, tc.length)
+			switch {
+			case tc.refused && !errors.Is(err, ErrCorrupt):
+				t.Fatalf("Apply = %+v, %v; want ErrCorrupt", got, err)
+			case !tc.refused && (err != nil || len(entries) != 0 || got.Status != StatusQuarantined):
+				t.Fatalf("Apply = %+v, %d entries, %v; want nothing written, status %s", got, len(entries), err, StatusQuarantined)
 			}
-			if len(entries) > 0 && (entries[0].Index != 2 || entries[0].PrevHash != lone.Hash) {
-				t.Fatalf("Apply appended %+v, want it after the lone entry", entries[0])
+			if _, ok, _ := st.Get(ctx, ns, entryKey(rec.ID, 2)); ok {
+				t.Fatal("Apply extended a chain whose last entry is unsigned")
 			}
-			if tc.length == 2 {
-				// Nothing appended: the lone entry made the change.
-				chain, err := s.Chain(ctx, rec.ID)
-				if err != nil || len(chain) != 2 || len(entries) != 0 || got.Status != StatusQuarantined {
-					t.Fatalf("chain of %d entries (%v), Apply appended %d and returned status %s", len(chain), err, len(entries), got.Status)
-				}
-				return
+			if lengths := checkpointLengths(t, st, ns, rec.ID); !slices.Equal(lengths, []int64{1}) {
+				t.Fatalf("checkpoints of lengths %v, want only [1]", lengths)
 			}
-			if v, err := s.Verify(ctx, rec.ID); err != nil || !v.Valid || v.Length != 3 || v.SignedLength != 3 {
-				t.Fatalf("Verify after the update = %+v, %v", v, err)
-			}
+			unsigned("after the update")
 		})
 	}
 }

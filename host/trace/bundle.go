@@ -19,6 +19,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/limitgraph/limit/sdk/storage"
 )
 
 // A bundle is a gzip-compressed tar archive of three files:
@@ -47,10 +49,16 @@ const (
 	BundleRecords     = "records.jsonl"
 	BundleCheckpoints = "checkpoints.jsonl"
 	BundlePublicKey   = "public_key"
-	// maxBundleLine bounds one line of a bundle file.
-	maxBundleLine = 64 << 20
+	// maxBundleLine bounds one line of a bundle file: a record or entry as stored (at most
+	// storage.MaxValueSize) in its line; the header with maxBundleTraces ids is smaller. A
+	// line costs the verifier many times its size in memory to canonicalize.
+	maxBundleLine = storage.MaxValueSize + 1<<10
 	// maxBundleTraces bounds the trace ids one export may name.
 	maxBundleTraces = 100000
+	// maxSpool bounds a file that arrives before the one it depends on (the order limitd
+	// writes needs none): a few bytes of archive can declare a terabyte (a sparse member, a
+	// gzip bomb), which would otherwise go to the verifier's disk.
+	maxSpool = 1 << 30
 )
 
 // BundleScope says what a bundle holds: every trace of SessionID, or the traces TraceIDs.
@@ -138,9 +146,9 @@ func (e *BundleError) Error() string {
 func (e *BundleError) Unwrap() error { return ErrBundle }
 
 // WriteBundle writes the bundle of scope to w (see the format above) and returns its summary.
-// Every trace is verified first; one that does not verify fails the export with ErrCorrupt.
-// A trace whose chain outgrew its latest checkpoint (a crash, or an append finishing) gets a
-// new checkpoint, stored too. Trace ids that do not exist fail with ErrNotFound; a session
+// Every trace is verified first; one that does not verify (entries that no checkpoint signed
+// by the host covers included) fails the export with ErrCorrupt. Trace ids that do not
+// exist fail with ErrNotFound; a session
 // without traces gives an empty bundle (the caller checks that the session exists).
 func (s *Store) WriteBundle(ctx context.Context, w io.Writer, scope BundleScope) (BundleSummary, error) {
 	locs, scope, err := s.bundleTraces(ctx, scope)
@@ -397,6 +405,9 @@ func VerifyBundle(r io.Reader, opts VerifyOptions) (BundleSummary, error) {
 				return BundleSummary{}, err
 			}
 			continue
+		}
+		if hdr.Size > maxSpool {
+			return archiveErr("%s comes before the files it depends on in the archive and is %d bytes, more than the %d this verifier sets aside; put the files in the order %s, %s, %s (as limitd writes them)", name, hdr.Size, int64(maxSpool), BundlePublicKey, BundleRecords, BundleCheckpoints)
 		}
 		f, err := os.CreateTemp(opts.TempDir, "limit-verify-*")
 		if err != nil {

@@ -44,12 +44,15 @@ type Store struct {
 	// index read in front of every later call. A trace's index entry is written once
 	// (with the trace, or before it) and never changes, so the cache never goes stale.
 	sessions locationCache
+	// heads caches the head of the chain each trace had when this store last wrote or
+	// checked a checkpoint signing it (see checkSigned).
+	heads locationCache
 }
 
 // maxCachedLocations bounds the locationCache; a full cache starts over.
 const maxCachedLocations = 1 << 14
 
-// locationCache maps trace ids to session ids.
+// locationCache maps trace ids to session ids (or to heads).
 type locationCache struct {
 	mu sync.Mutex
 	m  map[string]string
@@ -535,7 +538,22 @@ func (s *Store) inspect(ctx context.Context, loc location, keep bool) (inspectio
 		in.problem = ce.err
 		return in, nil
 	}
+	if err == nil && in.signed < n {
+		// Every write stores its entries with the checkpoint of the length they make, in one
+		// batch: entries no checkpoint covers were written by someone without the host key
+		// (or their checkpoint was removed), and the host cannot vouch for them.
+		in.problem = unsignedError(in.signed, n)
+	}
 	return in, err
+}
+
+// unsignedError reports that entries signed to n-1 of a chain are covered by no checkpoint.
+func unsignedError(signed, n int64) error {
+	which := fmt.Sprintf("entries %d to %d are", signed, n-1)
+	if signed == n-1 {
+		which = fmt.Sprintf("entry %d is", signed)
+	}
+	return fmt.Errorf("%s not covered by a checkpoint signed by the host key (the latest covers %d entries): they were written behind the host's back, or their checkpoint was removed", which, signed)
 }
 
 // Verify recomputes a trace's chain from storage: every entry's hash and link, the data hash
@@ -565,26 +583,16 @@ type snapshot struct {
 	entries, ckpts [][]byte
 }
 
-// snapshot reads and verifies a trace and signs a checkpoint for its full length if none
-// exists yet (after a crash, or an append still finishing).
+// snapshot reads and verifies a trace, whose latest checkpoint must cover its whole chain.
 func (s *Store) snapshot(ctx context.Context, loc location) (snapshot, error) {
 	in, err := s.inspect(ctx, loc, true)
 	if err != nil {
 		return snapshot{}, err
 	}
 	if in.problem != nil {
+		// Entries no checkpoint covers are a problem too: the host never signs a chain it
+		// did not write (see inspect).
 		return snapshot{}, fmt.Errorf("%w: trace %s: %v", ErrCorrupt, loc.traceID, in.problem)
-	}
-	if in.signed < in.rec.Length {
-		c := Checkpoint{SessionID: loc.sessionID, TraceID: loc.traceID, Length: in.rec.Length, Head: in.rec.Head, Timestamp: s.timestamp()}
-		raw, err := signCheckpoint(s.key, &c)
-		if err != nil {
-			return snapshot{}, err
-		}
-		if err := s.st.Put(ctx, loc.ns, ckptKey(loc.traceID, c.Length), raw); err != nil {
-			return snapshot{}, fmt.Errorf("trace %s: write checkpoint %d: %w", loc.traceID, c.Length, err)
-		}
-		in.ckpts = append(in.ckpts, raw)
 	}
 	return snapshot{rec: in.rec, entries: in.entries, ckpts: in.ckpts}, nil
 }

@@ -56,8 +56,10 @@
 // over the checkpoint that proves the removal.
 //
 // Since a batch is atomic, a crash leaves the entries, checkpoint and record of a change all
-// written or all absent. A record that lags its chain (left by a crash in a version that wrote
-// them separately) is caught up by the next read or write. Create writes the index entry
+// written or all absent. A record that lags its chain is caught up by the next read, but
+// entries no checkpoint covers (written without the host key, or a crash in a version that
+// wrote entries and checkpoints separately: the two look alike) do not verify, are not
+// exported, and the store refuses to extend their chain. Create writes the index entry
 // first, then one batch; a crash between them leaves an index entry whose record is missing,
 // which reads as not found.
 package trace
@@ -235,9 +237,9 @@ type VerifyResult struct {
 	// Length and Head describe the chain as far as it verifies.
 	Length int64  `json:"length"`
 	Head   string `json:"head"`
-	// SignedLength is the length covered by the latest valid checkpoint; it trails Length
-	// only for a chain extended by a host version that wrote entries and checkpoints
-	// separately and crashed in between (or whose latest checkpoint was removed).
+	// SignedLength is the length covered by the latest valid checkpoint. Every write stores
+	// its entries with their checkpoint, so when it trails Length the entries beyond it were
+	// written without the host key (or their checkpoint was removed) and Valid is false.
 	SignedLength int64 `json:"signed_length"`
 	// Error says what is wrong when Valid is false.
 	Error string `json:"error,omitempty"`

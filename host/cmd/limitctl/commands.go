@@ -512,14 +512,25 @@ func (x *cli) verify(args []string) error {
 	if err != nil {
 		return fmt.Errorf("%s does not verify: %w", pos[0], err)
 	}
+	trusted := opts.TrustedKey != nil
+	if !trusted {
+		// Anyone can make a bundle that is intact under a key of their own: without --key,
+		// "valid" says nothing about who signed it. Say so on stderr, so -o json stays JSON.
+		fmt.Fprintf(x.stderr, "warning: no --key given: the bundle is intact under the key it carries itself (%s), which was trusted on first use; anyone can make such a bundle with a key of their own. Compare that fingerprint with the host's (GET /v1/provenance/key) or pass --key host.pem.\n", sum.KeyFingerprint)
+	}
 	if x.json {
-		return x.printJSON(sum)
+		return x.printJSON(struct {
+			trace.BundleSummary
+			// KeyTrusted tells whether the key was given with --key (else trusted on first use).
+			KeyTrusted bool `json:"key_trusted"`
+		}{sum, trusted})
 	}
-	fmt.Fprintf(x.stdout, "%s: valid — %d traces, %d provenance entries, %d signed checkpoints, created %s, signed by key %s\n",
-		pos[0], sum.Traces, sum.Entries, sum.Checkpoints, ago(sum.CreatedAt), sum.KeyFingerprint)
-	if *keyFile == "" {
-		fmt.Fprintln(x.stdout, "(no --key given: compare the key fingerprint with the host's)")
+	how := "a trusted key (--key)"
+	if !trusted {
+		how = "the key the bundle carries, NOT checked against a trusted key"
 	}
+	fmt.Fprintf(x.stdout, "%s: valid — %d traces, %d provenance entries, %d signed checkpoints, created %s, signed by key %s, %s\n",
+		pos[0], sum.Traces, sum.Entries, sum.Checkpoints, ago(sum.CreatedAt), sum.KeyFingerprint, how)
 	return nil
 }
 
