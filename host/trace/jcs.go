@@ -28,19 +28,16 @@ const maxNesting = 10000
 // numbers outside the range of a double. Integers beyond 2^53 are kept only as precisely as a
 // double holds them, as in ECMAScript; carry such values as strings.
 func Canonicalize(in []byte) ([]byte, error) {
-	p := jcsParser{in: in}
+	p := jcsParser{in: in, out: make([]byte, 0, len(in))}
 	p.skipSpace()
-	v, err := p.value(0)
-	if err != nil {
+	if err := p.value(0); err != nil {
 		return nil, err
 	}
 	p.skipSpace()
 	if p.pos != len(p.in) {
 		return nil, p.errorf("unexpected %q after the JSON value", p.in[p.pos])
 	}
-	out := bytes.NewBuffer(make([]byte, 0, len(in)))
-	v.write(out)
-	return out.Bytes(), nil
+	return p.out, nil
 }
 
 // canonicalJSON marshals v with encoding/json and returns the canonical form of the result.
@@ -52,31 +49,27 @@ func canonicalJSON(v any) ([]byte, error) {
 	return Canonicalize(b)
 }
 
-// jnode is one parsed JSON value, kept as a tree so a parent can sort its members without
-// copying what its children already rendered.
-type jnode struct {
-	// kind is 'o' (object), 'a' (array), 's' (string) or 'l' (number or literal).
-	kind byte
-	// text is the decoded string of a string, or the canonical text of a number or literal;
-	// it often points into the input.
-	text []byte
-	// kids are the members of an object, or the elements (with no name) of an array.
-	kids []jmember
-}
-
-// jmember is one member of an object or element of an array.
-type jmember struct {
-	name []byte
-	val  jnode
-}
-
-// jcsParser is a strict RFC 8259 parser over in.
+// jcsParser is a strict RFC 8259 parser over in that writes the canonical form to out as it
+// goes: values in place, an object's members in the order they come, then, when the object
+// ends, moved into sorted order if they were not in it. What it keeps beyond the output is
+// one span per member of the objects being parsed, so memory stays a small multiple of the
+// input whatever its shape (a tree of the values took ~80 bytes per value).
 type jcsParser struct {
 	in  []byte
 	pos int
-	// stack holds the members of the objects and arrays being parsed; each container copies
-	// its own into one exactly sized slice when it ends.
-	stack []jmember
+	out []byte
+	// spans holds the members of the objects being parsed, innermost last; each object
+	// drops its own when it ends.
+	spans []jspan
+	// scratch is reused to reorder an object's members.
+	scratch []byte
+}
+
+// jspan is one member of an object as written to out: its decoded name and where its
+// `"name":value` text starts and ends in out.
+type jspan struct {
+	name       []byte
+	start, end int
 }
 
 // SyntaxError is returned by Canonicalize for text it cannot canonicalize; Offset is the byte
@@ -106,10 +99,11 @@ func (p *jcsParser) skipSpace() {
 	}
 }
 
-// value parses the value at p.pos; depth is the nesting of its container.
-func (p *jcsParser) value(depth int) (jnode, error) {
+// value parses the value at p.pos and writes its canonical form; depth is the nesting of
+// its container.
+func (p *jcsParser) value(depth int) error {
 	if p.pos >= len(p.in) {
-		return jnode{}, p.errorf("unexpected end of input")
+		return p.errorf("unexpected end of input")
 	}
 	switch c := p.in[p.pos]; {
 	case c == '{':
@@ -118,7 +112,10 @@ func (p *jcsParser) value(depth int) (jnode, error) {
 		return p.array(depth + 1)
 	case c == '"':
 		s, err := p.str()
-		return jnode{kind: 's', text: s}, err
+		if err == nil {
+			p.out = appendString(p.out, s)
+		}
+		return err
 	case c == '-' || c >= '0' && c <= '9':
 		return p.number()
 	case c == 't':
@@ -128,113 +125,132 @@ func (p *jcsParser) value(depth int) (jnode, error) {
 	case c == 'n':
 		return p.literal("null")
 	default:
-		return jnode{}, p.errorf("unexpected %q", c)
+		return p.errorf("unexpected %q", c)
 	}
 }
 
-func (p *jcsParser) literal(word string) (jnode, error) {
+func (p *jcsParser) literal(word string) error {
 	if !bytes.HasPrefix(p.in[p.pos:], []byte(word)) {
-		return jnode{}, p.errorf("invalid literal, want %q", word)
+		return p.errorf("invalid literal, want %q", word)
 	}
 	p.pos += len(word)
-	return jnode{kind: 'l', text: p.in[p.pos-len(word) : p.pos]}, nil
+	p.out = append(p.out, word...)
+	return nil
 }
 
-func (p *jcsParser) object(depth int) (jnode, error) {
+func (p *jcsParser) object(depth int) error {
 	if depth > maxNesting {
-		return jnode{}, p.errorf("nesting deeper than %d levels", maxNesting)
+		return p.errorf("nesting deeper than %d levels", maxNesting)
 	}
 	p.pos++ // '{'
-	n := jnode{kind: 'o'}
+	p.out = append(p.out, '{')
 	p.skipSpace()
 	if p.pos < len(p.in) && p.in[p.pos] == '}' {
 		p.pos++
-		return n, nil
+		p.out = append(p.out, '}')
+		return nil
 	}
-	mark := len(p.stack)
-	defer func() { p.stack = p.stack[:mark] }()
+	mark := len(p.spans)
+	defer func() { p.spans = p.spans[:mark] }()
 	for {
 		p.skipSpace()
 		if p.pos >= len(p.in) || p.in[p.pos] != '"' {
-			return jnode{}, p.errorf("expected a member name")
+			return p.errorf("expected a member name")
 		}
 		name, err := p.str()
 		if err != nil {
-			return jnode{}, err
+			return err
 		}
 		p.skipSpace()
 		if p.pos >= len(p.in) || p.in[p.pos] != ':' {
-			return jnode{}, p.errorf("expected ':' after member name")
+			return p.errorf("expected ':' after member name")
 		}
 		p.pos++
 		p.skipSpace()
-		v, err := p.value(depth)
-		if err != nil {
-			return jnode{}, err
+		start := len(p.out)
+		p.out = appendString(p.out, name)
+		p.out = append(p.out, ':')
+		if err := p.value(depth); err != nil {
+			return err
 		}
-		p.stack = append(p.stack, jmember{name: name, val: v})
+		p.spans = append(p.spans, jspan{name: name, start: start, end: len(p.out)})
 		p.skipSpace()
 		if p.pos >= len(p.in) {
-			return jnode{}, p.errorf("unexpected end of input in object")
+			return p.errorf("unexpected end of input in object")
 		}
 		if p.in[p.pos] == '}' {
 			p.pos++
 			break
 		}
 		if p.in[p.pos] != ',' {
-			return jnode{}, p.errorf("expected ',' or '}' in object, found %q", p.in[p.pos])
+			return p.errorf("expected ',' or '}' in object, found %q", p.in[p.pos])
 		}
 		p.pos++
+		p.out = append(p.out, ',')
 	}
-	n.kids = slices.Clone(p.stack[mark:])
+	p.out = append(p.out, '}')
+	kids := p.spans[mark:]
 	sorted := true
-	for i := 1; i < len(n.kids) && sorted; i++ {
-		sorted = compareUTF16(n.kids[i-1].name, n.kids[i].name) < 0
+	for i := 1; i < len(kids) && sorted; i++ {
+		sorted = compareUTF16(kids[i-1].name, kids[i].name) < 0
 	}
-	if !sorted {
-		slices.SortFunc(n.kids, func(a, b jmember) int { return compareUTF16(a.name, b.name) })
+	if sorted {
+		return nil
 	}
-	for i := 1; i < len(n.kids); i++ {
-		if bytes.Equal(n.kids[i].name, n.kids[i-1].name) {
-			return jnode{}, p.errorf("duplicate member name %q", n.kids[i].name)
+	slices.SortStableFunc(kids, func(a, b jspan) int { return compareUTF16(a.name, b.name) })
+	for i := 1; i < len(kids); i++ {
+		if bytes.Equal(kids[i].name, kids[i-1].name) {
+			return p.errorf("duplicate member name %q", kids[i].name)
 		}
 	}
-	return n, nil
+	// Rewrite the members between the braces in sorted order.
+	first := kids[0].start
+	for _, k := range kids {
+		first = min(first, k.start)
+	}
+	buf := slices.Grow(p.scratch[:0], len(p.out)-1-first)
+	for i, k := range kids {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = append(buf, p.out[k.start:k.end]...)
+	}
+	copy(p.out[first:], buf)
+	p.scratch = buf
+	return nil
 }
 
-func (p *jcsParser) array(depth int) (jnode, error) {
+func (p *jcsParser) array(depth int) error {
 	if depth > maxNesting {
-		return jnode{}, p.errorf("nesting deeper than %d levels", maxNesting)
+		return p.errorf("nesting deeper than %d levels", maxNesting)
 	}
 	p.pos++ // '['
-	n := jnode{kind: 'a'}
+	p.out = append(p.out, '[')
 	p.skipSpace()
 	if p.pos < len(p.in) && p.in[p.pos] == ']' {
 		p.pos++
-		return n, nil
+		p.out = append(p.out, ']')
+		return nil
 	}
-	mark := len(p.stack)
-	defer func() { p.stack = p.stack[:mark] }()
 	for {
 		p.skipSpace()
-		v, err := p.value(depth)
-		if err != nil {
-			return jnode{}, err
+		if err := p.value(depth); err != nil {
+			return err
 		}
-		p.stack = append(p.stack, jmember{val: v})
 		p.skipSpace()
 		if p.pos >= len(p.in) {
-			return jnode{}, p.errorf("unexpected end of input in array")
+			return p.errorf("unexpected end of input in array")
 		}
 		if p.in[p.pos] == ']' {
 			p.pos++
-			n.kids = slices.Clone(p.stack[mark:])
-			return n, nil
+			p.out = append(p.out, ']')
+			return nil
 		}
 		if p.in[p.pos] != ',' {
-			return jnode{}, p.errorf("expected ',' or ']' in array, found %q", p.in[p.pos])
+			return p.errorf("expected ',' or ']' in array, found %q", p.in[p.pos])
 		}
 		p.pos++
+		p.out = append(p.out, ',')
 	}
 }
 
@@ -364,8 +380,8 @@ func (p *jcsParser) hex4() (rune, error) {
 	return r, nil
 }
 
-// number parses a number per the RFC 8259 grammar and renders it canonically.
-func (p *jcsParser) number() (jnode, error) {
+// number parses a number per the RFC 8259 grammar and writes it canonically.
+func (p *jcsParser) number() error {
 	start := p.pos
 	digits := func() int {
 		n := 0
@@ -382,12 +398,12 @@ func (p *jcsParser) number() (jnode, error) {
 	case p.pos < len(p.in) && p.in[p.pos] == '0':
 		p.pos++
 	case digits() == 0:
-		return jnode{}, p.errorf("invalid number")
+		return p.errorf("invalid number")
 	}
 	if p.pos < len(p.in) && p.in[p.pos] == '.' {
 		p.pos++
 		if digits() == 0 {
-			return jnode{}, p.errorf("invalid number: no digits after '.'")
+			return p.errorf("invalid number: no digits after '.'")
 		}
 	}
 	if p.pos < len(p.in) && (p.in[p.pos] == 'e' || p.in[p.pos] == 'E') {
@@ -396,30 +412,32 @@ func (p *jcsParser) number() (jnode, error) {
 			p.pos++
 		}
 		if digits() == 0 {
-			return jnode{}, p.errorf("invalid number: no digits in exponent")
+			return p.errorf("invalid number: no digits in exponent")
 		}
 	}
 	lit := p.in[start:p.pos]
 	if isShortInt(lit) {
 		// Up to 15 digits, an integer is exact in a double and ECMAScript writes it as is.
-		return jnode{kind: 'l', text: lit}, nil
+		p.out = append(p.out, lit...)
+		return nil
 	}
 	text := string(lit)
 	f, err := strconv.ParseFloat(text, 64)
 	switch {
 	case err == nil:
 	case errors.Is(err, strconv.ErrRange) && math.IsInf(f, 0):
-		return jnode{}, &SyntaxError{Offset: start, Msg: fmt.Sprintf("number %s is outside the range of an IEEE 754 double", text)}
+		return &SyntaxError{Offset: start, Msg: fmt.Sprintf("number %s is outside the range of an IEEE 754 double", text)}
 	case errors.Is(err, strconv.ErrRange):
 		// Underflow to zero or a subnormal, which is what ECMAScript does too.
 	default:
-		return jnode{}, &SyntaxError{Offset: start, Msg: fmt.Sprintf("number %s: %v", text, err)}
+		return &SyntaxError{Offset: start, Msg: fmt.Sprintf("number %s: %v", text, err)}
 	}
 	s, err := formatNumber(f)
 	if err != nil {
-		return jnode{}, &SyntaxError{Offset: start, Msg: err.Error()}
+		return &SyntaxError{Offset: start, Msg: err.Error()}
 	}
-	return jnode{kind: 'l', text: []byte(s)}, nil
+	p.out = append(p.out, s...)
+	return nil
 }
 
 // isShortInt reports whether lit (a valid JSON number) is an integer of at most 15 digits
@@ -496,71 +514,46 @@ func firstUnit(r rune) rune {
 	return r
 }
 
-func (n *jnode) write(out *bytes.Buffer) {
-	switch n.kind {
-	case 'o':
-		out.WriteByte('{')
-		for i := range n.kids {
-			if i > 0 {
-				out.WriteByte(',')
-			}
-			writeString(out, n.kids[i].name)
-			out.WriteByte(':')
-			n.kids[i].val.write(out)
-		}
-		out.WriteByte('}')
-	case 'a':
-		out.WriteByte('[')
-		for i := range n.kids {
-			if i > 0 {
-				out.WriteByte(',')
-			}
-			n.kids[i].val.write(out)
-		}
-		out.WriteByte(']')
-	case 's':
-		writeString(out, n.text)
-	default:
-		out.Write(n.text)
-	}
-}
-
 const hexDigits = "0123456789abcdef"
 
-// writeString writes s quoted the way ECMAScript's JSON.stringify does: the two-character
+// writeString writes s quoted as appendString does.
+func writeString(out *bytes.Buffer, s []byte) {
+	out.Write(appendString(out.AvailableBuffer(), s))
+}
+
+// appendString appends s quoted the way ECMAScript's JSON.stringify does: the two-character
 // escapes where JSON has one, \u00xx (lower-case hex) for other control characters, and every
 // other character as itself.
-func writeString(out *bytes.Buffer, s []byte) {
-	out.WriteByte('"')
+func appendString(out []byte, s []byte) []byte {
+	out = append(out, '"')
 	start := 0
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if c >= 0x20 && c != '"' && c != '\\' {
 			continue
 		}
-		out.Write(s[start:i])
+		out = append(out, s[start:i]...)
 		switch c {
 		case '"':
-			out.WriteString(`\"`)
+			out = append(out, `\"`...)
 		case '\\':
-			out.WriteString(`\\`)
+			out = append(out, `\\`...)
 		case '\b':
-			out.WriteString(`\b`)
+			out = append(out, `\b`...)
 		case '\f':
-			out.WriteString(`\f`)
+			out = append(out, `\f`...)
 		case '\n':
-			out.WriteString(`\n`)
+			out = append(out, `\n`...)
 		case '\r':
-			out.WriteString(`\r`)
+			out = append(out, `\r`...)
 		case '\t':
-			out.WriteString(`\t`)
+			out = append(out, `\t`...)
 		default:
-			out.WriteString(`\u00`)
-			out.WriteByte(hexDigits[c>>4])
-			out.WriteByte(hexDigits[c&0xF])
+			out = append(out, `\u00`...)
+			out = append(out, hexDigits[c>>4], hexDigits[c&0xF])
 		}
 		start = i + 1
 	}
-	out.Write(s[start:])
-	out.WriteByte('"')
+	out = append(out, s[start:]...)
+	return append(out, '"')
 }

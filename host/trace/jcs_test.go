@@ -2,11 +2,14 @@ package trace
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"os"
 	"reflect"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -315,6 +318,43 @@ func TestRemoveMember(t *testing.T) {
 		want, _ := canonicalJSON(m)
 		if ok != had || string(got) != string(want) {
 			t.Errorf("removeMember(%s) = %s, %v; want %s, %v", obj, got, ok, want, had)
+		}
+	}
+}
+
+// TestCanonicalizeMemory: canonicalizing costs memory in proportion to the input, whatever
+// its shape: 8 MB of "[0,0,…]" allocates about its size, not the ~2.3 GB a tree of the values
+// took (a 10 MB request body or bundle line could exhaust the host); an object of 500,000
+// members out of order, about 20 times its size (one span per member), not 43.
+func TestCanonicalizeMemory(t *testing.T) {
+	arr := append(append([]byte("["), bytes.Repeat([]byte("0,"), 4<<20)...), "0]"...)
+	var obj bytes.Buffer
+	obj.WriteByte('{')
+	for i := range 500000 {
+		if i > 0 {
+			obj.WriteByte(',')
+		}
+		fmt.Fprintf(&obj, `"%07d":0`, 500000-i) // reverse order: every member moves
+	}
+	obj.WriteByte('}')
+	for name, in := range map[string][]byte{"array": arr, "object": obj.Bytes()} {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		out, err := Canonicalize(in)
+		runtime.ReadMemStats(&after)
+		if err != nil {
+			t.Fatal(err)
+		}
+		limit := 2 * len(in)
+		if name == "object" {
+			limit = 24 * len(in)
+		}
+		if got := after.TotalAlloc - before.TotalAlloc; got > uint64(limit) {
+			t.Errorf("%s of %d bytes: allocated %d bytes (%.1f× the input)", name, len(in), got, float64(got)/float64(len(in)))
+		}
+		if name == "object" && !bytes.HasPrefix(out, []byte(`{"0000001":0,"0000002":0,`)) {
+			t.Errorf("object not sorted: %.40s", out)
 		}
 	}
 }
