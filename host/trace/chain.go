@@ -580,7 +580,7 @@ func canonicalData(data json.RawMessage, object bool) (json.RawMessage, error) {
 		}
 		return json.RawMessage("null"), nil
 	}
-	c, err := Canonicalize(data)
+	c, err := canonicalize(data, true)
 	if err != nil {
 		return nil, fmt.Errorf("%w: data: %v", ErrInvalid, err)
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/big"
 	"slices"
 	"strconv"
 	"strings"
@@ -28,7 +29,13 @@ const maxNesting = 10000
 // numbers outside the range of a double. Integers beyond 2^53 are kept only as precisely as a
 // double holds them, as in ECMAScript; carry such values as strings.
 func Canonicalize(in []byte) ([]byte, error) {
-	p := jcsParser{in: in, out: make([]byte, 0, len(in))}
+	return canonicalize(in, false)
+}
+
+// canonicalize is Canonicalize; with exactIntegers it refuses an integer literal that the
+// canonical form would round (beyond 2^53), rather than change a caller's data silently.
+func canonicalize(in []byte, exactIntegers bool) ([]byte, error) {
+	p := jcsParser{in: in, out: make([]byte, 0, len(in)), exactIntegers: exactIntegers}
 	p.skipSpace()
 	if err := p.value(0); err != nil {
 		return nil, err
@@ -63,6 +70,8 @@ type jcsParser struct {
 	spans []jspan
 	// scratch is reused to reorder an object's members.
 	scratch []byte
+	// exactIntegers refuses integers that a double does not hold exactly.
+	exactIntegers bool
 }
 
 // jspan is one member of an object as written to out: its decoded name and where its
@@ -432,12 +441,25 @@ func (p *jcsParser) number() error {
 	default:
 		return &SyntaxError{Offset: start, Msg: fmt.Sprintf("number %s: %v", text, err)}
 	}
+	if p.exactIntegers && bytes.IndexAny(lit, ".eE") < 0 && !inexactOK(lit, f) {
+		return &SyntaxError{Offset: start, Msg: fmt.Sprintf("integer %s cannot be kept exactly: canonical JSON holds numbers as IEEE 754 doubles, exact only up to 2^53 (9007199254740992); send it as a string", text)}
+	}
 	s, err := formatNumber(f)
 	if err != nil {
 		return &SyntaxError{Offset: start, Msg: err.Error()}
 	}
 	p.out = append(p.out, s...)
 	return nil
+}
+
+// inexactOK reports whether the integer literal lit keeps its value as the double f.
+func inexactOK(lit []byte, f float64) bool {
+	n, ok := new(big.Int).SetString(string(lit), 10)
+	if !ok {
+		return false
+	}
+	g, acc := new(big.Float).SetFloat64(f).Int(nil)
+	return acc == big.Exact && g.Cmp(n) == 0
 }
 
 // isShortInt reports whether lit (a valid JSON number) is an integer of at most 15 digits

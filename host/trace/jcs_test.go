@@ -358,3 +358,29 @@ func TestCanonicalizeMemory(t *testing.T) {
 		}
 	}
 }
+
+// TestCanonicalDataKeepsIntegers: data whose integers a double cannot hold exactly is
+// refused with a clear error rather than rounded silently; exact ones of any size pass.
+func TestCanonicalDataKeepsIntegers(t *testing.T) {
+	for _, c := range []struct {
+		in, want string
+		ok       bool
+	}{
+		{`{"id":9007199254740992}`, `{"id":9007199254740992}`, true},
+		{`{"id":9007199254740993}`, "integer 9007199254740993 cannot be kept exactly", false},
+		{`{"id":-12345678901234567}`, "integer -12345678901234567 cannot be kept exactly", false},
+		{`{"n":[1000000000000000000000]}`, `{"n":[1e+21]}`, true},
+		{`{"n":-0}`, `{"n":0}`, true},
+		{`{"n":1.5e300}`, `{"n":1.5e+300}`, true},
+		{`{"n":9007199254740993.0}`, `{"n":9007199254740992}`, true}, // a decimal is a double already
+	} {
+		got, err := canonicalData(json.RawMessage(c.in), true)
+		if c.ok && (err != nil || string(got) != c.want) || !c.ok && (err == nil || !strings.Contains(err.Error(), c.want) || !errors.Is(err, ErrInvalid)) {
+			t.Errorf("%s: %s %v", c.in, got, err)
+		}
+	}
+	// Canonicalize itself follows RFC 8785 (verifiers recompute hashes of stored entries).
+	if got, err := Canonicalize([]byte(`9007199254740993`)); err != nil || string(got) != "9007199254740992" {
+		t.Errorf("Canonicalize: %s %v", got, err)
+	}
+}
