@@ -85,7 +85,7 @@ func New(opts Options) *Server {
 	s := &Server{opts: opts, mux: http.NewServeMux()}
 	s.stopping, s.stop = context.WithCancel(context.Background())
 	s.register()
-	s.doc = openAPI(opts.Version, s.routes)
+	s.doc = openAPI(opts.Version, s.routes, len(opts.Tokens) > 0)
 	return s
 }
 

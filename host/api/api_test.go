@@ -102,6 +102,33 @@ func TestBearerTokens(t *testing.T) {
 	if res := call("GET", "/v1/health/../sessions", ""); res.StatusCode != 401 {
 		t.Errorf("a path that cleans to another route: %d", res.StatusCode)
 	}
+	// The OpenAPI document says so: a bearer scheme required everywhere but the health check.
+	req := httptest.NewRequest("GET", "/v1/openapi.json", nil)
+	req.Header.Set("Authorization", "Bearer "+good)
+	rec := httptest.NewRecorder()
+	s.ServeHTTP(rec, req)
+	var doc struct {
+		Security   []map[string]any `json:"security"`
+		Components struct {
+			SecuritySchemes map[string]map[string]any `json:"securitySchemes"`
+		} `json:"components"`
+		Paths map[string]map[string]struct {
+			Security  *[]any         `json:"security"`
+			Responses map[string]any `json:"responses"`
+		} `json:"paths"`
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &doc); err != nil {
+		t.Fatal(err)
+	}
+	if len(doc.Security) != 1 || doc.Components.SecuritySchemes["bearer"]["scheme"] != "bearer" {
+		t.Errorf("document security %v, schemes %v", doc.Security, doc.Components.SecuritySchemes)
+	}
+	if h := doc.Paths["/v1/health"]["get"]; h.Security == nil || len(*h.Security) != 0 {
+		t.Errorf("health is not marked open: %+v", h)
+	}
+	if op := doc.Paths["/v1/openapi.json"]["get"]; op.Responses["401"] == nil {
+		t.Errorf("GET /v1/openapi.json does not list 401: %v", op.Responses)
+	}
 	// Without tokens the API is open, as before.
 	if res := call("GET", "/v1/openapi.json", ""); res.StatusCode != 401 {
 		t.Fatal("setup")

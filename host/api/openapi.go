@@ -29,8 +29,9 @@ type route struct {
 	Legacy bool
 }
 
-// openAPI builds an OpenAPI 3.1 document of the routes.
-func openAPI(version string, routes []route) map[string]any {
+// openAPI builds an OpenAPI 3.1 document of the routes; with bearer, every route but the
+// health check requires a bearer token.
+func openAPI(version string, routes []route, bearer bool) map[string]any {
 	schemas := map[string]any{}
 	paths := map[string]any{}
 	for _, rt := range routes {
@@ -83,7 +84,13 @@ func openAPI(version string, routes []route) map[string]any {
 		problem := map[string]any{"description": "error", "content": map[string]any{
 			"application/problem+json": map[string]any{"schema": map[string]any{"$ref": "#/components/schemas/Problem"}},
 		}}
-		op["responses"] = map[string]any{itoa(status): resp, "default": problem}
+		responses := map[string]any{itoa(status): resp, "default": problem}
+		if bearer && rt.Path != "/health" {
+			responses["401"] = map[string]any{"description": "no valid bearer token", "content": problem["content"]}
+		} else if bearer {
+			op["security"] = []any{} // open to probes
+		}
+		op["responses"] = responses
 		item[strings.ToLower(rt.Method)] = op
 	}
 	schemas["Problem"] = map[string]any{
@@ -95,7 +102,8 @@ func openAPI(version string, routes []route) map[string]any {
 		},
 		"required": []string{"type", "title", "status"},
 	}
-	return map[string]any{
+	components := map[string]any{"schemas": schemas}
+	doc := map[string]any{
 		"openapi": "3.1.0",
 		"info": map[string]any{
 			"title":   "LIMIT host API",
@@ -104,8 +112,15 @@ func openAPI(version string, routes []route) map[string]any {
 				"Every route is also served without the /v1 prefix for the seed's clients. Errors are RFC 9457 problem+json.",
 		},
 		"paths":      paths,
-		"components": map[string]any{"schemas": schemas},
+		"components": components,
 	}
+	if bearer {
+		components["securitySchemes"] = map[string]any{
+			"bearer": map[string]any{"type": "http", "scheme": "bearer", "description": "a token from the host's api.token_file"},
+		}
+		doc["security"] = []any{map[string]any{"bearer": []any{}}}
+	}
+	return doc
 }
 
 func operationID(rt route) string {
