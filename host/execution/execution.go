@@ -34,6 +34,13 @@ const (
 	MaxKeptOutput = 4 << 20
 	// MaxInputBytes bounds an execution's input.
 	MaxInputBytes = 8 << 20
+	// MaxParamValues bounds the JSON values in an execution's params (every object, array,
+	// string, number, boolean and null counts one): each costs the host and the runner
+	// process a few hundred bytes on the way (the trace, the runner's protocol), where it
+	// cost the client two. Long texts are one value each.
+	MaxParamValues = 100_000
+	// MaxParamDepth bounds how deeply params nest.
+	MaxParamDepth = 64
 )
 
 // Agent is the provenance agent of the host's own entries.
@@ -178,6 +185,9 @@ func (e *Engine) Execute(ctx context.Context, sessionID string, req Request, emi
 	}
 	if len(req.Input) > MaxInputBytes {
 		return nil, fmt.Errorf("%w: input is %d bytes, the limit is %d", ErrInvalid, len(req.Input), MaxInputBytes)
+	}
+	if n, deep := countValues(req.Params, 0); n > MaxParamValues || deep {
+		return nil, fmt.Errorf("%w: params hold more than %d JSON values or nest deeper than %d levels; send bulk data as one string (or in the input)", ErrInvalid, MaxParamValues, MaxParamDepth)
 	}
 	s, err := e.Sessions.Active(ctx, sessionID)
 	if err != nil {
@@ -390,6 +400,32 @@ func (e *Engine) Execute(ctx context.Context, sessionID string, req Request, emi
 	phase("record")
 	res.Timings = timings
 	return res, nil
+}
+
+// countValues counts the JSON values in v (a decoded JSON value), stopping once past
+// MaxParamValues, and reports whether it nests deeper than MaxParamDepth.
+func countValues(v any, depth int) (int, bool) {
+	if depth > MaxParamDepth {
+		return 0, true
+	}
+	n := 1
+	switch x := v.(type) {
+	case map[string]any:
+		for _, e := range x {
+			m, deep := countValues(e, depth+1)
+			if n += m; deep || n > MaxParamValues {
+				return n, deep
+			}
+		}
+	case []any:
+		for _, e := range x {
+			m, deep := countValues(e, depth+1)
+			if n += m; deep || n > MaxParamValues {
+				return n, deep
+			}
+		}
+	}
+	return n, false
 }
 
 // RunnerGrace is how long past an execution's timeout the host waits for the runner to
