@@ -245,7 +245,7 @@ func (e *sseWriter) write(ev sseEvent) {
 
 func (s *Server) execute(w http.ResponseWriter, r *http.Request) {
 	var req execution.Request
-	if err := decodeJSON(r, &req); err != nil {
+	if err := decodeBounded(r, &req, map[string]int{"params": execution.MaxParamValues}); err != nil {
 		s.fail(w, r, err)
 		return
 	}

@@ -70,6 +70,12 @@ func jsonContentType(ct string) bool {
 // decodeJSON reads a JSON request body into v, refusing unknown fields, trailing data and
 // bodies over the limit. Errors say where the problem is.
 func decodeJSON(r *http.Request, v any) error {
+	return decodeBounded(r, v, nil)
+}
+
+// decodeBounded is decodeJSON that also refuses a body whose top-level field named in
+// bounds (lower case) holds more JSON values than its bound, before decoding anything.
+func decodeBounded(r *http.Request, v any, bounds map[string]int) error {
 	if ct := r.Header.Get("Content-Type"); !jsonContentType(ct) {
 		return &errUnsupportedMedia{ct: ct}
 	}
@@ -87,8 +93,12 @@ func decodeJSON(r *http.Request, v any) error {
 	}
 	// A field given twice would take its last value here and maybe its first elsewhere
 	// (a proxy, a log): refused. Fields match case-insensitively, as decoding does.
-	if k, dup := duplicateField(rest); dup {
+	k, dup, over := scanBody(rest, bounds)
+	if dup {
 		return badRequest("field %q is given more than once", k)
+	}
+	if over != "" {
+		return badRequest("field %q holds more than %d JSON values; send bulk data as one string", over, bounds[strings.ToLower(over)])
 	}
 	dec := json.NewDecoder(bytes.NewReader(rest))
 	dec.DisallowUnknownFields()
@@ -106,6 +116,16 @@ func decodeJSON(r *http.Request, v any) error {
 // case, as decoding into the request's struct does, nested ones exactly (after unescaping).
 // It only scans: malformed JSON is left to the decoder to report.
 func duplicateField(body []byte) (string, bool) {
+	path, dup, _ := scanBody(body, nil)
+	return path, dup
+}
+
+// scanBody finds a duplicate field as duplicateField does and, for each top-level field
+// named in bounds (lower case), counts the JSON values in its value (every object, array,
+// string, number, true, false and null) up to its bound: over is the first field found
+// holding more, so a body is refused before it is decoded into a tree that would cost
+// hundreds of bytes per value.
+func scanBody(body []byte, bounds map[string]int) (dupPath string, dup bool, over string) {
 	type frame struct {
 		object bool
 		seen   map[string]struct{}
@@ -134,28 +154,52 @@ func duplicateField(body []byte) (string, bool) {
 		return b.String()
 	}
 	expectKey := false
+	// counted is the bound of the top-level field being read (0: not counted), count the
+	// values seen in it, and scalar whether a number or literal is being read.
+	counted, count, scalar := 0, 0, false
+	value := func() bool {
+		if counted > 0 && len(stack) > 0 {
+			count++
+			return count > counted
+		}
+		return false
+	}
 	for i := 0; i < len(body); i++ {
-		switch c := body[i]; c {
+		c := body[i]
+		if scalar {
+			if c != ',' && c != ']' && c != '}' && c != ' ' && c != '\t' && c != '\n' && c != '\r' {
+				continue
+			}
+			scalar = false
+		}
+		switch c {
 		case '{':
+			if value() {
+				return "", false, stack[0].name
+			}
 			stack = append(stack, frame{object: true})
 			expectKey = true
 		case '[':
+			if value() {
+				return "", false, stack[0].name
+			}
 			stack = append(stack, frame{})
 		case '}', ']':
 			if len(stack) == 0 {
-				return "", false
+				return "", false, ""
 			}
 			stack = stack[:len(stack)-1]
 			expectKey = false
 		case ',':
 			if len(stack) == 0 {
-				return "", false
+				return "", false, ""
 			}
 			if top := &stack[len(stack)-1]; top.object {
 				expectKey = true
 			} else {
 				top.index++
 			}
+		case ':', ' ', '\t', '\n', '\r':
 		case '"':
 			end, escaped := i+1, false
 			for end < len(body) && body[end] != '"' {
@@ -166,22 +210,23 @@ func duplicateField(body []byte) (string, bool) {
 				end++
 			}
 			if end >= len(body) {
-				return "", false
+				return "", false, ""
 			}
 			if expectKey && len(stack) > 0 {
 				key := string(body[i+1 : end])
 				if escaped {
 					if err := json.Unmarshal(body[i:end+1], &key); err != nil {
-						return "", false
+						return "", false, ""
 					}
 				}
 				top := &stack[len(stack)-1]
 				cmp := key
 				if len(stack) == 1 {
 					cmp = strings.ToLower(key)
+					counted, count = bounds[cmp], 0
 				}
 				if _, dup := top.seen[cmp]; dup {
-					return path(key), true
+					return path(key), true, ""
 				}
 				if top.seen == nil {
 					top.seen = map[string]struct{}{}
@@ -189,11 +234,18 @@ func duplicateField(body []byte) (string, bool) {
 				top.seen[cmp] = struct{}{}
 				top.name = key
 				expectKey = false
+			} else if value() {
+				return "", false, stack[0].name
 			}
 			i = end
+		default: // a number, true, false or null
+			scalar = true
+			if value() {
+				return "", false, stack[0].name
+			}
 		}
 	}
-	return "", false
+	return "", false, ""
 }
 
 func jsonError(err error) error {

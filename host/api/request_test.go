@@ -67,3 +67,28 @@ func TestNestedDuplicates(t *testing.T) {
 		}
 	}
 }
+
+// TestScanBodyCounts: the values of a bounded top-level field are counted exactly (each
+// object, array, string, number and literal once, keys not), and a field over its bound
+// is named before anything is decoded.
+func TestScanBodyCounts(t *testing.T) {
+	for _, c := range []struct {
+		body  string
+		bound int
+		over  bool
+	}{
+		{`{"params": {"a": [1, -2.5e3, "x,]}", true, null, {"b": false}]}}`, 9, false},
+		{`{"params": {"a": [1, -2.5e3, "x,]}", true, null, {"b": false}]}}`, 8, true},
+		{`{"PARAMS": [1,2,3]}`, 3, true},
+		{`{"params": [1,2,3]}`, 4, false},
+		{`{"params": "one long string with [brackets], {braces} and 1, 2, 3"}`, 1, false},
+		{`{"input": [1,2,3,4,5,6], "params": {}}`, 1, false},
+		{`{"params": {}, "input": [1,2,3,4,5,6]}`, 1, false},
+		{` { "params" : [ 1 , 2 ] } `, 2, true},
+	} {
+		_, _, over := scanBody([]byte(c.body), map[string]int{"params": c.bound})
+		if (over != "") != c.over {
+			t.Errorf("%s with bound %d: over %q, want %v", c.body, c.bound, over, c.over)
+		}
+	}
+}
