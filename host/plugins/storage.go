@@ -18,7 +18,8 @@ const RestartWait = 15 * time.Second
 // storage.Storage: calls go to the current process, and an idempotent call that fails
 // because the process died waits for the restart and is retried once. Compare-and-swap is
 // not retried, since it may have been applied before the process died; the caller gets
-// storage.ErrUnavailable and decides.
+// storage.ErrUnavailable and decides. A call whose request never reached the process
+// (storage.ErrNotSent) was not applied, so it is retried whatever it is.
 type Storage struct {
 	m *Managed
 }
@@ -38,7 +39,7 @@ func (s *Storage) do(ctx context.Context, retry bool, f func(storage.Storage) er
 	if err == nil || !lost(ctx, err) {
 		return err
 	}
-	if !retry {
+	if !retry && !errors.Is(err, storage.ErrNotSent) {
 		s.m.Check()
 		return err
 	}

@@ -184,7 +184,11 @@ func runInit(cmd, status *os.File) (int, error) {
 
 	joinCgroups(tasks, rep)
 	argv := append([]string{cfg.Interpreter}, cfg.Args...)
-	sys := &syscall.SysProcAttr{Setpgid: true}
+	// The worker dies with init (the kernel's parent-death signal, set after the uid
+	// switch so it holds): without a PID namespace, nothing else would end a worker busy
+	// running code when init is killed because the plugin died with the host. init's
+	// main thread, the one that forks here, lives as long as init.
+	sys := &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if cfg.UID >= 0 {
 		sys.Credential = &syscall.Credential{Uid: uint32(cfg.UID), Gid: uint32(cfg.GID), Groups: []uint32{}}
 	}

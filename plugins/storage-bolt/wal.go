@@ -109,28 +109,39 @@ func syncDir(dir string) error {
 }
 
 // read returns the file's epoch and the ops of its valid records, in order. A file
-// without a valid header has epoch 0 and no records.
-func (w *walFile) read() (uint64, [][]walOp, error) {
+// without a valid header has epoch 0 and no records. torn is the offset of a record of
+// this use of the file that follows the valid ones but is cut short or fails its
+// checksum (a crash in the middle of its write), or -1: the caller says it dropped it.
+func (w *walFile) read() (epoch uint64, recs [][]walOp, torn int64, err error) {
 	data, err := io.ReadAll(io.NewSectionReader(w.f, 0, w.size))
 	if err != nil {
-		return 0, nil, fmt.Errorf("read write-ahead log %s: %w", w.path, err)
+		return 0, nil, -1, fmt.Errorf("read write-ahead log %s: %w", w.path, err)
 	}
 	epoch, salt, ok := decodeHeader(data)
 	if !ok {
-		return 0, nil, nil
+		return 0, nil, -1, nil
 	}
-	var recs [][]walOp
 	off := walHeaderSize
-	for off+walRecordHead <= len(data) {
+	torn = -1
+	for {
+		if off+walRecordHead > len(data) {
+			if tornAt(data[off:], salt) {
+				torn = int64(off)
+			}
+			break
+		}
 		n := int(binary.LittleEndian.Uint32(data[off:]))
 		sum := binary.LittleEndian.Uint32(data[off+4:])
-		if n == 0 || n > len(data)-off-walRecordHead {
+		if n == 0 {
+			break // the zeros ahead of the records
+		}
+		if n > len(data)-off-walRecordHead || crc32.Checksum(data[off+walRecordHead:off+walRecordHead+n], crcTable) != sum {
+			if tornAt(data[off:], salt) {
+				torn = int64(off)
+			}
 			break
 		}
 		payload := data[off+walRecordHead : off+walRecordHead+n]
-		if crc32.Checksum(payload, crcTable) != sum {
-			break
-		}
 		if len(payload) < 8 || binary.LittleEndian.Uint64(payload) != salt {
 			break // not a record of this use of the file
 		}
@@ -138,12 +149,28 @@ func (w *walFile) read() (uint64, [][]walOp, error) {
 		if err != nil {
 			// Checksum and salt match, so this is not a torn write or a left-over but a
 			// record this code cannot read: stop rather than lose writes silently.
-			return 0, nil, fmt.Errorf("write-ahead log %s at offset %d: %w", w.path, off, err)
+			return 0, nil, -1, fmt.Errorf("write-ahead log %s at offset %d: %w", w.path, off, err)
 		}
 		recs = append(recs, ops)
 		off += walRecordHead + n
 	}
-	return epoch, recs, nil
+	return epoch, recs, torn, nil
+}
+
+// tornAt reports whether rest, which holds no valid record at its start, begins with a
+// record of this use of the file cut short: its payload starts with the file's salt (a
+// left-over of an earlier use carries another), or the file ends before the salt, which
+// only a cut file does (it is filled with zeros ahead of the records).
+func tornAt(rest []byte, salt uint64) bool {
+	if len(rest) >= walRecordHead+8 {
+		return binary.LittleEndian.Uint64(rest[walRecordHead:]) == salt
+	}
+	for _, b := range rest {
+		if b != 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // reset makes the file empty under a new epoch and salt: it rewrites the header (the

@@ -221,7 +221,7 @@ func TestLogAndCheckpointsAgainstModel(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, recs, err := w.read()
+		_, recs, _, err := w.read()
 		_ = w.close()
 		if err != nil || len(recs) != 0 {
 			t.Errorf("log %s after a clean close: %d records, %v; want none", suffix, len(recs), err)
@@ -272,6 +272,63 @@ func TestTornRecordIgnored(t *testing.T) {
 	s3 := openStore(t, map[string]any{"path": garbage})
 	want.put("a", "k9", string(bytes.Repeat([]byte{'v'}, 100)))
 	checkHolds(t, s3, want, "garbage after the last record")
+}
+
+// TestTornRecordReported checks that read reports a record of the file's current use cut
+// short (its tail never written, or the file cut), so the engine can say it dropped it,
+// and that the zeros ahead of the records and a left-over of an earlier use are not one.
+func TestTornRecordReported(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		tear func(w *walFile, start, end int64) error
+		torn bool
+	}{
+		{"clean end", func(*walFile, int64, int64) error { return nil }, false},
+		{"tail not written", func(w *walFile, start, end int64) error { return truncateZero(w.path, end-5, end) }, true},
+		{"file cut in the payload", func(w *walFile, start, end int64) error { return os.Truncate(w.path, end-3) }, true},
+		{"file cut in the head", func(w *walFile, start, end int64) error { return os.Truncate(w.path, start+5) }, true},
+		{"left-over of an earlier use", func(w *walFile, start, end int64) error {
+			rec := encodeRecord(w.salt+1, []walOp{{ns: "a", key: []byte("old"), val: []byte("x")}})
+			rec[len(rec)-1] ^= 0xff // and torn, at that
+			_, err := w.f.WriteAt(rec, end)
+			return err
+		}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "x.db-wal")
+			w, err := openWAL(path, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := w.reset(1); err != nil {
+				t.Fatal(err)
+			}
+			for i := range 3 {
+				if err := w.append(encodeRecord(w.salt, []walOp{{ns: "a", key: []byte{byte('a' + i)}, val: []byte("value")}})); err != nil {
+					t.Fatal(err)
+				}
+			}
+			end := w.off
+			start := end - int64(len(encodeRecord(w.salt, []walOp{{ns: "a", key: []byte("c"), val: []byte("value")}})))
+			if err := tc.tear(w, start, end); err != nil {
+				t.Fatal(err)
+			}
+			_ = w.close()
+			r, err := openWAL(path, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.close()
+			_, recs, torn, err := r.read()
+			wantRecs, wantTorn := 3, int64(-1)
+			if tc.torn {
+				wantRecs, wantTorn = 2, start
+			}
+			if err != nil || len(recs) != wantRecs || torn != wantTorn {
+				t.Fatalf("read: %d records, torn at %d, %v; want %d records, torn at %d", len(recs), torn, err, wantRecs, wantTorn)
+			}
+		})
+	}
 }
 
 func walSuffix(i int) string { return []string{"-wal", "-wal2"}[i] }

@@ -151,9 +151,13 @@ func (e *engine) openWALs() (*memtable, error) {
 			return nil, err
 		}
 		e.wals[i] = w
-		epoch, recs, err := w.read()
+		epoch, recs, torn, err := w.read()
 		if err != nil {
 			return nil, err
+		}
+		if torn >= 0 {
+			e.log.Warn("write-ahead log ends in a torn record, cut short by a crash in the middle of its write: it was never acknowledged and is dropped; the records before it are replayed",
+				"file", w.path, "offset", torn, "records_replayed", len(recs))
 		}
 		fs[i] = found{epoch, recs}
 		e.nextEpoch = max(e.nextEpoch, epoch+1)

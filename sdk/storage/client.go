@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 
 	limitv1 "github.com/limitgraph/limit/proto/limit/v1"
 	"github.com/limitgraph/limit/sdk/base"
+	"github.com/limitgraph/limit/sdk/internal/fastpath"
 )
 
 // Client is the host's side of a storage plugin. It implements Storage, so the host and
@@ -114,6 +116,10 @@ func (c *Client) Health(ctx context.Context) (Health, error) {
 	return Health{OK: resp.GetOk(), Detail: resp.GetDetail(), Metrics: resp.GetMetrics()}, nil
 }
 
+// grpcDialFailed is in the message of a gRPC call that failed because no connection to
+// the plugin could be made (it died): the call was never sent.
+const grpcDialFailed = "transport: error while dialing"
+
 // fromStatus maps a gRPC error back to the package's sentinel errors.
 func fromStatus(op string, err error) error {
 	if err == nil {
@@ -138,6 +144,9 @@ func fromStatus(op string, err error) error {
 		sentinel = ErrConditionFailed
 	case codes.Unavailable:
 		sentinel = ErrUnavailable
+		if errors.Is(err, fastpath.ErrNotSent) || strings.Contains(st.Message(), grpcDialFailed) {
+			return fmt.Errorf("storage %s: %w (%w): %s", op, ErrUnavailable, ErrNotSent, st.Message())
+		}
 	case codes.Canceled:
 		sentinel = context.Canceled
 	case codes.DeadlineExceeded:

@@ -363,13 +363,20 @@ func TestFastPathPluginKilled(t *testing.T) {
 	}
 	wg.Wait()
 	for i, err := range errs {
-		if !storage.IsUnavailable(err) {
-			t.Errorf("call %d in flight when the plugin died: %v, want storage.ErrUnavailable", i, err)
+		if !storage.IsUnavailable(err) || errors.Is(err, storage.ErrNotSent) {
+			t.Errorf("call %d in flight when the plugin died: %v, want storage.ErrUnavailable, not ErrNotSent (it was sent)", i, err)
 		}
 	}
 	_, _, err := c.Get(t.Context(), "ns", []byte("k"))
 	if !storage.IsUnavailable(err) && !errors.Is(err, context.Canceled) {
 		t.Fatalf("call after the plugin died: %v, want unavailable or cancelled (what the host retries)", err)
+	}
+	// A call made once the plugin is gone never reaches it, and says so: the host makes
+	// even a compare-and-swap again on the restarted plugin then.
+	time.Sleep(50 * time.Millisecond)
+	_, err = c.CompareAndSwap(t.Context(), storage.CASRequest{Namespace: "ns", Key: []byte("k"), Value: []byte("v")})
+	if !storage.IsUnavailable(err) || !errors.Is(err, storage.ErrNotSent) {
+		t.Fatalf("compare-and-swap after the plugin died: %v, want storage.ErrUnavailable and storage.ErrNotSent", err)
 	}
 }
 

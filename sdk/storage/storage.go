@@ -1,6 +1,12 @@
 // Package storage is the SDK for storage plugins: an ordered, transactional key-value store
 // with namespaces. The host builds sessions, traces and provenance on it, so a backend that
 // passes the conformance suite (sdk/sdktest) gets every feature of the host.
+//
+// A plugin implements Storage and calls Serve from main. The SDK's server checks every
+// request against the protocol's limits before the backend sees it, but code that calls a
+// backend directly (sdktest.RunStorage in-process, for one) does not, so backends check
+// too, with ValidateNamespace, ValidateKey, ValidateValue, ValidateBatch, ValidateCAS and
+// NormalizeScan. See examples/storage-plugin for a complete, durable backend with its tests.
 package storage
 
 import (
@@ -43,6 +49,11 @@ var ErrNoSpace = errors.New("storage is out of space")
 
 // ErrUnavailable marks a failure to reach the backend (a crashed plugin, a lost database).
 var ErrUnavailable = errors.New("storage unavailable")
+
+// ErrNotSent marks an ErrUnavailable failure of a call whose request never reached the
+// plugin (its connection was already broken, or broke while the request was written):
+// nothing of it was applied, so any call, even a compare-and-swap, may be made again.
+var ErrNotSent = errors.New("request not sent")
 
 // ErrConditionFailed marks a conditional batch whose assertion did not hold; nothing of the
 // batch was applied. Errors that wrap it are *ConditionError when they come from Batch.

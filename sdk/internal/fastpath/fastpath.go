@@ -131,14 +131,15 @@ func NewFrameWriter(conn net.Conn) *FrameWriter { return &FrameWriter{conn: conn
 const maxSpare = 1 << 20
 
 // Write sends frame, or queues it behind the write in progress. An error means the
-// connection is broken; a queued frame's failure is seen by its sender through the
+// connection is broken; it wraps ErrNotSent when frame was not sent whole (the other side
+// cannot have read it). A queued frame's failure is seen by its sender through the
 // connection's reader instead.
 func (w *FrameWriter) Write(frame []byte) error {
 	w.mu.Lock()
 	if w.err != nil {
 		err := w.err
 		w.mu.Unlock()
-		return err
+		return fmt.Errorf("%w: %w", ErrNotSent, err)
 	}
 	if w.writing {
 		w.pending = append(w.pending, frame...)
@@ -148,6 +149,7 @@ func (w *FrameWriter) Write(frame []byte) error {
 	w.writing = true
 	w.mu.Unlock()
 	_, err := w.conn.Write(frame)
+	ownErr := err
 	w.mu.Lock()
 	for err == nil && len(w.pending) > 0 {
 		out := w.pending
@@ -175,8 +177,15 @@ func (w *FrameWriter) Write(frame []byte) error {
 	if err != nil {
 		_ = w.conn.Close() // wakes the reader, which fails the calls still waiting
 	}
+	if ownErr != nil {
+		return fmt.Errorf("%w: %w", ErrNotSent, ownErr)
+	}
 	return err
 }
+
+// ErrNotSent marks a write that failed before its frame was sent whole: the other side
+// never read the request, so the call can be made again even if it is not idempotent.
+var ErrNotSent = errors.New("request not sent")
 
 // WriteWait is Write for a sender that produces frames faster than the other side may
 // read them (a runner's output): while more than limit bytes wait behind the write in

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -304,7 +305,7 @@ func (c *unaryConn) call(ctx context.Context, op byte, in, out proto.Message) er
 	if c.err != nil {
 		err := c.err
 		c.mu.Unlock()
-		return c.lost(err)
+		return c.notSent(fmt.Errorf("%w: %w", ErrNotSent, err))
 	}
 	id := c.client.ids.Add(1)
 	c.pending[id] = ch
@@ -321,6 +322,9 @@ func (c *unaryConn) call(ctx context.Context, op byte, in, out proto.Message) er
 	}
 	if err := c.w.Write(FinishFrame(b)); err != nil {
 		c.fail(err)
+		if errors.Is(err, ErrNotSent) {
+			return c.notSent(err)
+		}
 		return c.lost(err)
 	}
 	select {
@@ -404,3 +408,17 @@ func (c *unaryConn) fail(err error) {
 func (c *unaryConn) lost(err error) error {
 	return status.Errorf(codes.Unavailable, "%s connection lost: %v", c.client.opts.What, err)
 }
+
+// notSent is the error of a call whose connection broke before its request was sent
+// whole: UNAVAILABLE, as lost, and it wraps ErrNotSent, since the plugin did nothing
+// with the call.
+func (c *unaryConn) notSent(err error) error {
+	return &notSentError{status.New(codes.Unavailable, fmt.Sprintf("%s connection lost: %v", c.client.opts.What, err))}
+}
+
+// notSentError is a gRPC status that wraps ErrNotSent.
+type notSentError struct{ st *status.Status }
+
+func (e *notSentError) Error() string              { return e.st.Err().Error() }
+func (e *notSentError) GRPCStatus() *status.Status { return e.st }
+func (e *notSentError) Unwrap() error              { return ErrNotSent }
