@@ -460,6 +460,26 @@ func (s *Server) merge(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	if rec.Status == trace.StatusMerged {
+		// A merge cut short between the status change and the copy (a crash, or storage
+		// lost in between) is completed; a finished one is refused below.
+		in, err := s.opts.Traces.InMerged(ctx, rec.ID)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		if !in {
+			merged, err := s.opts.Traces.CopyToMerged(ctx, rec.ID)
+			if err != nil {
+				s.fail(w, r, err)
+				return
+			}
+			s.opts.Logger.Info("completed a merge that was cut short", "trace", rec.ID, "session", rec.SessionID)
+			_ = s.opts.Stats.Record(ctx, rec.SessionID, governance.Delta{MergeAllowed: true})
+			writeJSON(w, http.StatusOK, mergeResponse{Merged: true, TraceID: rec.ID, Record: merged})
+			return
+		}
+	}
 	v, err := s.opts.Traces.Verify(ctx, rec.ID)
 	if err != nil {
 		s.fail(w, r, err)
@@ -603,16 +623,15 @@ func (s *Server) flag(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusCreated, rec)
 		return
 	}
-	if _, err := s.opts.Traces.AddFlag(ctx, rec.ID, f, "api"); err != nil {
-		s.fail(w, r, err)
-		return
-	}
+	// The flag and the quarantine it calls for are one write.
+	u := trace.Update{Flags: []governance.Flag{f}}
 	q := pol.Quarantines([]governance.Flag{f}) && rec.Status == trace.StatusActive
 	if q {
-		if _, err := s.opts.Traces.SetStatus(ctx, rec.ID, trace.StatusQuarantined, execution.Agent, "auto-quarantine under policy "+pol.Name); err != nil {
-			s.fail(w, r, err)
-			return
-		}
+		u.Status, u.Reason = trace.StatusQuarantined, "auto-quarantine under policy "+pol.Name
+	}
+	if _, _, err := s.opts.Traces.Apply(ctx, rec.ID, "api", u); err != nil {
+		s.fail(w, r, err)
+		return
 	}
 	_ = s.opts.Stats.Record(ctx, rec.SessionID, governance.Delta{Flags: []governance.Flag{f}, Quarantined: q})
 	rec, err = s.opts.Traces.Get(ctx, rec.ID)

@@ -154,6 +154,18 @@ func TestMergedTraceIsFinal(t *testing.T) {
 	if st, err := stats.Get(ctx, s.ID); err != nil || st.MergesWithdrawn != 2 || st.MergesAllowed != 2 || st.Quarantined != 1 {
 		t.Fatalf("stats: %+v %v", st, err)
 	}
+	// A merge cut short after the status change (a crash before the copy) is completed by
+	// merging again; a finished one is refused.
+	c, _ := traces.Create(ctx, s.ID, trace.TraceCustom, json.RawMessage(`{}`), "api")
+	if _, err := traces.SetStatus(ctx, c.ID, trace.StatusMerged, "limitd", "merge allowed under policy default"); err != nil {
+		t.Fatal(err)
+	}
+	if code, out := call("POST", "/v1/traces/"+c.ID+"/merge", ""); code != 200 || merged()[c.ID] == nil {
+		t.Fatalf("completing a cut-short merge: %d %v", code, out)
+	}
+	if code, out := call("POST", "/v1/traces/"+c.ID+"/merge", ""); code != 409 || !strings.Contains(out["detail"].(string), "already merged") {
+		t.Fatalf("merging a merged trace again: %d %v", code, out)
+	}
 	for _, id := range []string{a, b} {
 		if v, err := traces.Verify(ctx, id); err != nil || !v.Valid {
 			t.Fatalf("verify %s: %+v %v", id, v, err)

@@ -655,6 +655,18 @@ func (s *Store) CopyToMerged(ctx context.Context, traceID string) (Record, error
 	return snap.rec, nil
 }
 
+// InMerged reports whether MergedNamespace holds a copy of the trace.
+func (s *Store) InMerged(ctx context.Context, traceID string) (bool, error) {
+	if !ValidID(traceID) {
+		return false, fmt.Errorf("%w: %q", ErrNotFound, traceID)
+	}
+	_, ok, err := s.st.Get(ctx, MergedNamespace(s.tenant), recordKey(traceID))
+	if err != nil {
+		return false, fmt.Errorf("look trace %s up in the merged record: %w", traceID, err)
+	}
+	return ok, nil
+}
+
 // RemoveFromMerged removes a trace's copy from MergedNamespace (record first, so a copy
 // is never listed incomplete), for a trace withdrawn from the shared record. A trace
 // with no copy there is not an error.
