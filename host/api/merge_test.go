@@ -13,11 +13,10 @@ import (
 	"github.com/limitgraph/limit/sdk/storage/memstore"
 )
 
-// TestMergeRefusesExecutionWithoutOutcome: an execution trace whose chain verifies but has
-// no "executed" entry (the host died mid-execution) is flagged unverified and its merge
-// refused under the default policy.
-func TestMergeRefusesExecutionWithoutOutcome(t *testing.T) {
-	ctx := context.Background()
+// mergeServer returns an API server on in-memory storage, with its trace store, sessions
+// and governance stats.
+func mergeServer(t *testing.T) (*Server, *trace.Store, *session.Manager, *governance.StatsStore) {
+	t.Helper()
 	st := memstore.New()
 	key, err := trace.GenerateKey()
 	if err != nil {
@@ -28,9 +27,17 @@ func TestMergeRefusesExecutionWithoutOutcome(t *testing.T) {
 		t.Fatal(err)
 	}
 	sessions := session.NewManager(session.Options{Store: st, DataDir: t.TempDir(), Policies: governance.PolicyNames(), DefaultPolicy: "default"})
-	rules, _ := governance.NewEvaluator(ctx, nil)
+	rules, _ := governance.NewEvaluator(context.Background(), nil)
 	stats := &governance.StatsStore{Store: st, Namespace: func(id string) string { return trace.SessionNamespace(trace.DefaultTenant, id) }}
-	srv := New(Options{Sessions: sessions, Traces: traces, Rules: rules, Stats: stats, Store: st})
+	return New(Options{Sessions: sessions, Traces: traces, Rules: rules, Stats: stats, Store: st}), traces, sessions, stats
+}
+
+// TestMergeRefusesExecutionWithoutOutcome: an execution trace whose chain verifies but has
+// no "executed" entry (the host died mid-execution) is flagged unverified and its merge
+// refused under the default policy.
+func TestMergeRefusesExecutionWithoutOutcome(t *testing.T) {
+	ctx := context.Background()
+	srv, traces, sessions, _ := mergeServer(t)
 
 	s, err := sessions.Create(ctx, session.CreateRequest{Name: "x"})
 	if err != nil {
@@ -63,19 +70,7 @@ func TestMergeRefusesExecutionWithoutOutcome(t *testing.T) {
 // merge withdraws the trace from the shared record (reactivated, or quarantined if severe).
 func TestMergedTraceIsFinal(t *testing.T) {
 	ctx := context.Background()
-	st := memstore.New()
-	key, err := trace.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	traces, err := trace.New(st, key, trace.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sessions := session.NewManager(session.Options{Store: st, DataDir: t.TempDir(), Policies: governance.PolicyNames(), DefaultPolicy: "default"})
-	rules, _ := governance.NewEvaluator(ctx, nil)
-	stats := &governance.StatsStore{Store: st, Namespace: func(id string) string { return trace.SessionNamespace(trace.DefaultTenant, id) }}
-	srv := New(Options{Sessions: sessions, Traces: traces, Rules: rules, Stats: stats, Store: st})
+	srv, traces, sessions, stats := mergeServer(t)
 	call := func(method, path, body string) (int, map[string]any) {
 		t.Helper()
 		rec := httptest.NewRecorder()

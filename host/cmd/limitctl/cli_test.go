@@ -31,10 +31,10 @@ func limitctl(t *testing.T, args ...string) (int, string, string) {
 	return code, stdout.String(), stderr.String()
 }
 
-// TestVerifyKeyFile checks that verify --key takes a key file with whitespace around its
-// one block, as `jq -r .public_key_pem > host.pem` or an editor saves it, and still
-// refuses anything else.
-func TestVerifyKeyFile(t *testing.T) {
+// testBundle exports a bundle of one trace signed by a fresh key into a temporary directory
+// and returns the key, the directory and the bundle's path.
+func testBundle(t *testing.T) (*trace.Key, string, string) {
+	t.Helper()
 	key, err := trace.GenerateKey()
 	if err != nil {
 		t.Fatal(err)
@@ -57,6 +57,14 @@ func TestVerifyKeyFile(t *testing.T) {
 	if err := os.WriteFile(bundlePath, bundle.Bytes(), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	return key, dir, bundlePath
+}
+
+// TestVerifyKeyFile checks that verify --key takes a key file with whitespace around its
+// one block, as `jq -r .public_key_pem > host.pem` or an editor saves it, and still
+// refuses anything else.
+func TestVerifyKeyFile(t *testing.T) {
+	key, dir, bundlePath := testBundle(t)
 	canonical := string(trace.MarshalPublicKey(key.PublicKey()))
 	other, err := trace.GenerateKey()
 	if err != nil {

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -10,35 +8,17 @@ import (
 	"testing"
 
 	"github.com/limitgraph/limit/host/trace"
-	"github.com/limitgraph/limit/sdk/storage/memstore"
 )
 
 // TestVerifyTrustOnFirstUse: without --key a bundle is checked against the key it carries,
 // which anyone can make; verify must say so (on stderr, so -o json stays JSON) and the JSON
 // must say key_trusted false. With --key it says key_trusted true and warns of nothing.
 func TestVerifyTrustOnFirstUse(t *testing.T) {
-	key, err := trace.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := trace.New(memstore.New(), key, trace.Options{TempDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	session := trace.NewID()
-	if _, err := s.Create(ctx, session, trace.TraceCustom, json.RawMessage(`{"prompt":"hi"}`), "api"); err != nil {
-		t.Fatal(err)
-	}
-	var bundle bytes.Buffer
-	if _, err := s.WriteBundle(ctx, &bundle, trace.BundleScope{SessionID: session}); err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	bundlePath := filepath.Join(dir, "bundle.tar.gz")
+	key, dir, bundlePath := testBundle(t)
 	keyPath := filepath.Join(dir, "host.pem")
-	os.WriteFile(bundlePath, bundle.Bytes(), 0o600)
-	os.WriteFile(keyPath, trace.MarshalPublicKey(key.PublicKey()), 0o600)
+	if err := os.WriteFile(keyPath, trace.MarshalPublicKey(key.PublicKey()), 0o600); err != nil {
+		t.Fatal(err)
+	}
 
 	code, stdout, stderr := limitctl(t, "verify", bundlePath)
 	if code != 0 || !strings.Contains(stdout, "NOT checked against a trusted key") || !strings.Contains(stderr, "trusted on first use") || !strings.Contains(stderr, key.Fingerprint()) {
