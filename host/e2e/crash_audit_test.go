@@ -944,7 +944,52 @@ runner "python" {
 	if workers == 0 {
 		t.Fatal("no sandboxed Python worker runs")
 	}
-	// (Processes the code itself starts are not covered: without a PID namespace, only a
-	// cgroup could gather them once the plugin and its init are gone.)
 	killDaemon(t, d, pluginDir, dataDir)
+
+	// A process the code starts itself (in a session of its own) outlives the host where
+	// there is no PID namespace; the session's cgroup still holds it, and the runner
+	// sweeps the cgroups of dead plugins when the next session opens.
+	d = start(t, cfg)
+	s, err = d.c.CreateSession(ctx, client.CreateSessionRequest{Name: "leaves a child"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := d.c.Execute(ctx, s.ID, client.ExecuteRequest{Runner: "python", Input: "import subprocess\nprint(subprocess.Popen(['sleep', '300'], start_new_session=True).pid)"})
+	if err != nil || r.Status != "ok" {
+		t.Fatalf("%+v %v", r, err)
+	}
+	sleepPID, err := strconv.Atoi(strings.TrimSpace(r.Stdout))
+	if err != nil {
+		t.Fatalf("child pid %q: %v", r.Stdout, err)
+	}
+	_, began, _, ok := procStat(sleepPID)
+	if !ok {
+		t.Fatalf("the child %d is not running", sleepPID)
+	}
+	child := proc{pid: sleepPID, start: began}
+	cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", sleepPID))
+	t.Logf("the code's child: pid %d, %q", sleepPID, cmdline)
+	if err := d.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = d.cmd.Wait()
+	time.Sleep(300 * time.Millisecond)
+	if !child.running() {
+		t.Log("the child died with the host (nothing outlived it; the sweep is not exercised)")
+		return
+	}
+	d = start(t, cfg)
+	s, err = d.c.CreateSession(ctx, client.CreateSessionRequest{Name: "next"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := d.c.Execute(ctx, s.ID, client.ExecuteRequest{Runner: "python", Input: "print(1)"}); err != nil || r.Status != "ok" {
+		t.Fatalf("%+v %v", r, err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); child.running(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			_ = syscall.Kill(sleepPID, syscall.SIGKILL)
+			t.Fatalf("the dead session's child %d still runs after the next session opened", sleepPID)
+		}
+	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -215,8 +216,10 @@ func (cg *cgroups) remove() error {
 	return errors.Join(errs...)
 }
 
-// sweepCgroups removes empty cgroups left in parent by plugin processes that died
-// without cleaning up (their pid is in the name and no longer runs).
+// sweepCgroups removes the cgroups left in parent by plugin processes that died without
+// cleaning up (their pid is in the name and no longer runs), after killing what is still
+// in them: processes the session's code started, which outlive the plugin where no PID
+// namespace takes them down with it (only the session's processes can be in its cgroup).
 func sweepCgroups(parent string) {
 	ents, err := os.ReadDir(parent)
 	if err != nil {
@@ -231,10 +234,28 @@ func sweepCgroups(parent string) {
 		if err != nil || pid == os.Getpid() {
 			continue
 		}
-		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
-			_ = os.Remove(filepath.Join(parent, e.Name())) // fails harmlessly if not empty
+		if !processAlive(pid) {
+			dir := filepath.Join(parent, e.Name())
+			stale := &cgroups{dirs: map[string]string{"stale": dir}}
+			stale.killAll(time.Second)
+			_ = stale.remove()
 		}
 	}
+}
+
+// processAlive reports whether pid runs: it exists and is not a zombie (a plugin killed
+// with its host stays one until whatever adopted it reaps it).
+func processAlive(pid int) bool {
+	if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+		return false
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return !errors.Is(err, os.ErrNotExist)
+	}
+	// The state follows the command name, which is in parentheses and may hold any byte.
+	i := bytes.LastIndexByte(b, ')')
+	return i < 0 || i+2 >= len(b) || b[i+2] != 'Z'
 }
 
 // cgroupV1Mounts maps each cgroup v1 controller to its mount point, from mountinfo.
