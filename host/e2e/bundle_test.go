@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -101,6 +102,28 @@ func TestExportAndOfflineVerify(t *testing.T) {
 	os.WriteFile(otherPath, trace.MarshalPublicKey(other.PublicKey()), 0o600)
 	if out, code := limitctl(t, d.url, "verify", "--key", otherPath, path); code == 0 {
 		t.Fatalf("bundle verified against a key that did not sign it\n%s", out)
+	}
+	// The auditor's loop from the command line: the host's key, an export, a pinned verify.
+	cliKey, cliBundle := filepath.Join(dir, "cli.pem"), filepath.Join(dir, "cli.tar.gz")
+	if out, code := limitctl(t, d.url, "key", "-f", cliKey); code != 0 || !strings.Contains(out, key["fingerprint"].(string)) {
+		t.Fatalf("limitctl key -f: exit %d\n%s", code, out)
+	}
+	if out, code := limitctl(t, d.url, "export", "--session", s.ID, "-f", cliBundle); code != 0 || !strings.Contains(out, "wrote "+cliBundle) {
+		t.Fatalf("limitctl export: exit %d\n%s", code, out)
+	}
+	if out, code := limitctl(t, d.url, "verify", "--key", cliKey, cliBundle); code != 0 || !strings.Contains(out, "2 traces") || !strings.Contains(out, "a trusted key") {
+		t.Fatalf("verify of limitctl's export with limitctl's key: exit %d\n%s", code, out)
+	}
+	// A failed export leaves no file behind, not even a partial one.
+	missing := filepath.Join(dir, "missing.tar.gz")
+	if out, code := limitctl(t, d.url, "export", "--session", trace.NewID(), "-f", missing); code != 1 || !strings.Contains(out, "404") {
+		t.Fatalf("export of an unknown session: exit %d\n%s", code, out)
+	}
+	if ents, _ := os.ReadDir(dir); slices.ContainsFunc(ents, func(e os.DirEntry) bool { return strings.Contains(e.Name(), "missing") }) {
+		t.Fatalf("a failed export left a file: %v", ents)
+	}
+	if out, code := limitctl(t, d.url, "export", "--session", s.ID); code != 2 || !strings.Contains(out, "-f FILE") {
+		t.Fatalf("export without -f: exit %d\n%s", code, out)
 	}
 	// By trace ids too.
 	var one bytes.Buffer

@@ -624,3 +624,15 @@ func (c *Client) Export(ctx context.Context, req ExportRequest, w io.Writer) err
 	_, err = io.Copy(w, res.Body)
 	return err
 }
+
+// ProvenanceKey is the host's provenance signing key: its public half and fingerprint.
+type ProvenanceKey struct {
+	PublicKeyPEM string `json:"public_key_pem"`
+	Fingerprint  string `json:"fingerprint"`
+}
+
+// ProvenanceKey returns the host's provenance public key, for `limitctl verify --key`.
+func (c *Client) ProvenanceKey(ctx context.Context) (*ProvenanceKey, error) {
+	var k ProvenanceKey
+	return &k, c.do(ctx, "GET", "/v1/provenance/key", nil, &k)
+}

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/url"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -161,6 +162,10 @@ func (x *cli) dispatch(ctx context.Context, args []string) error {
 		return x.traces(ctx, sub, args[min(2, len(args)):])
 	case "verify":
 		return x.verify(args[1:])
+	case "export":
+		return x.export(ctx, args[1:])
+	case "key":
+		return x.key(ctx, args[1:])
 	case "governance":
 		return x.governance(ctx, sub, args[min(2, len(args)):])
 	}
@@ -611,4 +616,91 @@ func byFlag(m map[string]int) string {
 		parts[i] = fmt.Sprintf("%s=%d", k, m[k])
 	}
 	return strings.Join(parts, " ")
+}
+
+// export writes a bundle of a session's traces, or of the traces named, to a file (or to
+// stdout with -f -). The file appears only once the whole bundle is written.
+func (x *cli) export(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("export", flag.ContinueOnError)
+	sessionID := fs.String("session", "", "export this session's traces")
+	var traces multi
+	fs.Var(&traces, "trace", "export this trace (repeatable)")
+	file := fs.String("f", "", "write the bundle to `FILE` (- for stdout)")
+	pos, err := x.parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := need(pos, 0, "no arguments to export (use --session or --trace, and -f FILE)"); err != nil {
+		return err
+	}
+	if (*sessionID == "") == (len(traces) == 0) {
+		return usagef("export needs --session ID or --trace ID (one or more), not both")
+	}
+	if *file == "" {
+		return usagef("export needs -f FILE (or -f - for stdout)")
+	}
+	req := client.ExportRequest{SessionID: *sessionID, TraceIDs: traces}
+	if *file == "-" {
+		return x.c.Export(ctx, req, x.stdout)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(*file), "."+filepath.Base(*file)+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name()) // after the rename, a no-op
+	if err := x.c.Export(ctx, req, tmp); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	fi, err := tmp.Stat()
+	if err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), *file); err != nil {
+		return err
+	}
+	if x.json {
+		return x.printJSON(map[string]any{"file": *file, "bytes": fi.Size()})
+	}
+	fmt.Fprintf(x.stdout, "wrote %s (%d bytes); check it with: limitctl verify --key host.pem %s\n", *file, fi.Size(), *file)
+	return nil
+}
+
+// key prints the host's provenance public key (PEM), or writes it to -f FILE, with its
+// fingerprint: what `limitctl verify --key` trusts.
+func (x *cli) key(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("key", flag.ContinueOnError)
+	file := fs.String("f", "", "write the PEM to `FILE` instead of stdout")
+	pos, err := x.parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := need(pos, 0, "no arguments to key"); err != nil {
+		return err
+	}
+	k, err := x.c.ProvenanceKey(ctx)
+	if err != nil {
+		return err
+	}
+	if x.json {
+		return x.printJSON(k)
+	}
+	if *file == "" {
+		fmt.Fprint(x.stdout, k.PublicKeyPEM)
+		fmt.Fprintf(x.stderr, "fingerprint %s\n", k.Fingerprint)
+		return nil
+	}
+	if err := os.WriteFile(*file, []byte(k.PublicKeyPEM), 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(x.stdout, "wrote %s, key fingerprint %s\n", *file, k.Fingerprint)
+	return nil
 }

@@ -38,6 +38,8 @@ const usage = `usage:
   limitctl sessions list | show ID | delete ID
   limitctl exec [--timeout-ms N] SESSION RUNNER INPUT|@FILE|-    run and stream the output
   limitctl traces list SESSION | show ID | flag ID FLAG SEVERITY REASON | merge ID | verify ID
+  limitctl export (--session ID | --trace ID...) -f FILE|-   export a bundle (written whole, then renamed)
+  limitctl key [-f FILE]                      the host's provenance public key (PEM) and fingerprint
   limitctl verify [--key FILE] BUNDLE         check an exported bundle offline
   limitctl governance stats | evaluate prompt|code|output TEXT|@FILE|-
   limitctl governance eval [--preset P]... [--kind prompt] [--flag jailbreak] [--parallel N] FILE.jsonl
@@ -140,7 +142,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return health(ctx, u, asJSON, rest[1:], stdout, stderr)
 	case "verify": // offline: no daemon
 		return apiCommand(ctx, &url.URL{}, asJSON, rest, stdout, stderr)
-	case "sessions", "session", "exec", "traces", "trace", "governance":
+	case "sessions", "session", "exec", "traces", "trace", "governance", "export", "key":
 		u, ok := daemon()
 		if !ok {
 			return 2
