@@ -63,6 +63,7 @@ type Server struct {
 	// stopping is cancelled by Stop: long computations (RD) end with it.
 	stopping context.Context
 	stop     context.CancelFunc
+	metrics  *metrics
 }
 
 // New returns the API server.
@@ -82,7 +83,7 @@ func New(opts Options) *Server {
 	if opts.RD.Timeout <= 0 {
 		opts.RD.Timeout = config.DefaultRDTimeout
 	}
-	s := &Server{opts: opts, mux: http.NewServeMux()}
+	s := &Server{opts: opts, mux: http.NewServeMux(), metrics: newMetrics(opts.Plugins)}
 	s.stopping, s.stop = context.WithCancel(context.Background())
 	s.register()
 	s.doc = openAPI(opts.Version, s.routes, len(opts.Tokens) > 0)
@@ -119,6 +120,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		id = newRequestID()
 	}
 	w.Header().Set(requestIDHeader, id)
+	sw := &statusWriter{ResponseWriter: w}
+	w = sw
+	route := "refused"
+	defer func() { s.metrics.request(route, sw.code, time.Since(start)) }()
 	defer func() {
 		if v := recover(); v != nil {
 			if v == http.ErrAbortHandler {
@@ -143,7 +148,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes)
 	h, pattern := s.mux.Handler(r)
+	route = pattern
 	if pattern == "" {
+		route = "unmatched"
 		// ServeMux's own 404 or 405: keep its status and Allow header, answer as a problem.
 		rec := &statusRecorder{header: http.Header{}}
 		h.ServeHTTP(rec, r)

@@ -137,3 +137,44 @@ func TestBearerTokens(t *testing.T) {
 		t.Errorf("no tokens configured: %d", res.StatusCode)
 	}
 }
+
+// TestMetrics: /metrics (and /v1/metrics) serve the Prometheus text format with requests
+// counted by route pattern (never by a path with ids in it) and status, and the plugin
+// processes from the health status.
+func TestMetrics(t *testing.T) {
+	status := []plugins.Status{
+		{Name: "bolt", Kind: "storage", Healthy: true, Restarts: 2, Metrics: map[string]float64{"wal_bytes": 4096}},
+		{Name: "python", Kind: "runner", Healthy: true, Session: "a"},
+		{Name: "python", Kind: "runner", Healthy: false, Session: "b", Restarts: 1},
+	}
+	s := New(Options{Version: "1.0.0", Plugins: func() []plugins.Status { return status }})
+	for _, p := range []string{"/v1/health", "/v1/health", "/v1/nope/123", "/health"} {
+		do(t, s, "GET", p)
+	}
+	for _, path := range []string{"/metrics", "/v1/metrics"} {
+		rec := httptest.NewRecorder()
+		s.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+		body := rec.Body.String()
+		if rec.Code != 200 || !strings.HasPrefix(rec.Header().Get("Content-Type"), "text/plain") {
+			t.Fatalf("%s: %d %q", path, rec.Code, rec.Header().Get("Content-Type"))
+		}
+		for _, want := range []string{
+			`limit_http_requests_total{code="200",route="GET /v1/health"} 2`,
+			`limit_http_requests_total{code="200",route="GET /health"} 1`,
+			`limit_http_requests_total{code="404",route="unmatched"} 1`,
+			`limit_plugin_processes{healthy="true",kind="runner",plugin="python"} 1`,
+			`limit_plugin_processes{healthy="false",kind="runner",plugin="python"} 1`,
+			`limit_plugin_restarts{kind="storage",plugin="bolt"} 2`,
+			`limit_plugin_backend{figure="wal_bytes",plugin="bolt"} 4096`,
+			`limit_http_request_duration_seconds_bucket{route="GET /v1/health",le="+Inf"} 2`,
+			"go_goroutines ", "process_resident_memory_bytes ",
+		} {
+			if !strings.Contains(body, want) {
+				t.Errorf("%s lacks %q", path, want)
+			}
+		}
+		if strings.Contains(body, "/v1/nope/123") {
+			t.Errorf("%s labels a request by its path", path)
+		}
+	}
+}

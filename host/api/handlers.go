@@ -28,6 +28,7 @@ import (
 func (s *Server) register() {
 	s.handle(route{Method: "GET", Path: "/health", Summary: "Health of the host and its plugins", Tag: "host", Response: healthResponse{}, Legacy: true}, s.health)
 	s.handle(route{Method: "GET", Path: "/openapi.json", Summary: "This OpenAPI document", Tag: "host", Response: map[string]any{}}, s.openapi)
+	s.handle(route{Method: "GET", Path: "/metrics", Summary: "Prometheus metrics: requests, executions, flags, plugin processes, the Go runtime", Tag: "host", Binary: "text/plain; version=0.0.4", Legacy: true}, s.metrics.handler().ServeHTTP)
 	if s.opts.Sessions == nil {
 		return
 	}
@@ -251,6 +252,7 @@ func (s *Server) execute(w http.ResponseWriter, r *http.Request) {
 	}
 	if !wantsStream(r) {
 		res, err := s.opts.Engine.Execute(r.Context(), r.PathValue("id"), req, nil)
+		s.metrics.execution(req.Runner, res, err)
 		if err != nil {
 			s.fail(w, r, err)
 			return
@@ -264,6 +266,7 @@ func (s *Server) execute(w http.ResponseWriter, r *http.Request) {
 	res, err := s.opts.Engine.Execute(r.Context(), r.PathValue("id"), req, func(ev execution.Event) {
 		sse.event(ev.Kind, ev)
 	})
+	s.metrics.execution(req.Runner, res, err)
 	if err != nil {
 		if !sse.started {
 			s.fail(w, r, err)

@@ -3,6 +3,8 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -329,6 +331,28 @@ func TestGovernanceBlockFlagMerge(t *testing.T) {
 	ev, err := d.c.Evaluate(ctx, "prompt", "a forbidden prompt")
 	if err != nil || len(ev.Findings) != 1 || ev.Findings[0].Flag != "jailbreak" {
 		t.Fatalf("evaluate: %+v %v", ev, err)
+	}
+	// The same outcomes as Prometheus metrics.
+	res, err := http.Get(d.url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	for _, want := range []string{
+		`limit_executions_total{runner="echo",status="blocked"} 2`,
+		`limit_executions_total{runner="echo",status="ok"} `,
+		`limit_governance_flags_total{flag="jailbreak"} 2`,
+		`limit_governance_flags_total{flag="anomaly"} `,
+		`limit_http_requests_total{code="403",route="POST /v1/sessions/{id}/executions"} 2`,
+		`limit_plugin_processes{healthy="true",kind="storage",plugin="bolt"} 1`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+	if t.Failed() {
+		t.Logf("metrics:\n%s", body)
 	}
 }
 

@@ -1,0 +1,154 @@
+package api
+
+import (
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/limitgraph/limit/host/execution"
+	"github.com/limitgraph/limit/host/plugins"
+)
+
+// metrics are the host's Prometheus metrics, served at GET /metrics: requests by route,
+// executions by runner and outcome, governance flags, the plugin processes, and the Go
+// runtime and process. Labels are bounded: routes are the route table's patterns, never
+// paths with ids in them.
+type metrics struct {
+	reg          *prometheus.Registry
+	requests     *prometheus.CounterVec
+	duration     *prometheus.HistogramVec
+	executions   *prometheus.CounterVec
+	execDuration *prometheus.HistogramVec
+	flags        *prometheus.CounterVec
+}
+
+func newMetrics(pluginStatus func() []plugins.Status) *metrics {
+	m := &metrics{reg: prometheus.NewRegistry()}
+	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "limit_http_requests_total", Help: "API requests answered, by route pattern, method and status code.",
+	}, []string{"route", "code"})
+	m.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "limit_http_request_duration_seconds", Help: "Time to answer an API request (to its last byte for a stream), by route pattern.",
+		Buckets: []float64{.0005, .001, .002, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+	}, []string{"route"})
+	m.executions = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "limit_executions_total", Help: "Executions by runner and status (ok, error, timeout, cancelled, limit_exceeded; blocked when governance refused the input).",
+	}, []string{"runner", "status"})
+	m.execDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "limit_execution_duration_seconds", Help: "Time an execution took in its runner, by runner.",
+		Buckets: []float64{.0005, .001, .002, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300},
+	}, []string{"runner"})
+	m.flags = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "limit_governance_flags_total", Help: "Flags governance rules raised on executions, by flag.",
+	}, []string{"flag"})
+	m.reg.MustRegister(m.requests, m.duration, m.executions, m.execDuration, m.flags,
+		pluginCollector{pluginStatus},
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// handler serves the registry in Prometheus' text format.
+func (m *metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
+}
+
+// request counts one answered request.
+func (m *metrics) request(route string, code int, took time.Duration) {
+	m.requests.WithLabelValues(route, strconv.Itoa(code)).Inc()
+	m.duration.WithLabelValues(route).Observe(took.Seconds())
+}
+
+// execution counts an execution's outcome: res when it ran, or the error that stopped it.
+func (m *metrics) execution(runner string, res *execution.Result, err error) {
+	var blocked *execution.BlockedError
+	switch {
+	case res != nil:
+		m.executions.WithLabelValues(runner, res.Status).Inc()
+		m.execDuration.WithLabelValues(runner).Observe(time.Duration(res.DurationUS * int64(time.Microsecond)).Seconds())
+		for _, f := range res.Flags {
+			m.flags.WithLabelValues(f.Flag).Inc()
+		}
+	case errors.As(err, &blocked):
+		m.executions.WithLabelValues(runner, "blocked").Inc()
+		for _, f := range blocked.Flags {
+			m.flags.WithLabelValues(f.Flag).Inc()
+		}
+	}
+}
+
+// pluginCollector reports the plugin processes at each scrape, from the same status
+// /v1/health shows.
+type pluginCollector struct{ status func() []plugins.Status }
+
+var (
+	pluginProcessesDesc = prometheus.NewDesc("limit_plugin_processes", "Plugin processes running, by plugin, kind and health.", []string{"plugin", "kind", "healthy"}, nil)
+	pluginRestartsDesc  = prometheus.NewDesc("limit_plugin_restarts", "Restarts after a crash of the plugin processes now running, by plugin and kind.", []string{"plugin", "kind"}, nil)
+	backendDesc         = prometheus.NewDesc("limit_plugin_backend", "Figures a plugin reports of its own state (a storage backend's write-ahead log, for one), by plugin and figure.", []string{"plugin", "figure"}, nil)
+)
+
+func (c pluginCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- pluginProcessesDesc
+	ch <- pluginRestartsDesc
+	ch <- backendDesc
+}
+
+func (c pluginCollector) Collect(ch chan<- prometheus.Metric) {
+	type key struct{ name, kind string }
+	up, down, restarts := map[key]int{}, map[key]int{}, map[key]int{}
+	figures := map[key]float64{} // {plugin, figure}, summed over the plugin's processes
+	for _, st := range c.status() {
+		k := key{st.Name, st.Kind}
+		if st.Healthy {
+			up[k]++
+		} else {
+			down[k]++
+		}
+		restarts[k] += st.Restarts
+		for fig, v := range st.Metrics {
+			figures[key{st.Name, fig}] += v
+		}
+	}
+	for k, v := range figures {
+		ch <- prometheus.MustNewConstMetric(backendDesc, prometheus.GaugeValue, v, k.name, k.kind)
+	}
+	for k, n := range restarts {
+		ch <- prometheus.MustNewConstMetric(pluginProcessesDesc, prometheus.GaugeValue, float64(up[k]), k.name, k.kind, "true")
+		ch <- prometheus.MustNewConstMetric(pluginProcessesDesc, prometheus.GaugeValue, float64(down[k]), k.name, k.kind, "false")
+		ch <- prometheus.MustNewConstMetric(pluginRestartsDesc, prometheus.GaugeValue, float64(n), k.name, k.kind)
+	}
+}
+
+// statusWriter records the status code a handler answered with. It passes Flush through
+// (server-sent events) and unwraps for http.ResponseController.
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.code == 0 {
+		w.code = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
