@@ -84,21 +84,25 @@ func (e *attemptError) Error() string {
 // classify turns an SDK error into an attemptError. It is only called when the
 // execution itself is still running: a cancelled or timed-out execution is handled by
 // the caller.
-func classify(t target, err error, attemptTimeout time.Duration, attemptCtx context.Context) *attemptError {
+func classify(t target, err error, attemptTimeout time.Duration, attemptCtx context.Context, red redactor) *attemptError {
 	ae := &attemptError{target: t}
 	var oe *openai.Error
 	var ane *anthropic.Error
 	var me *malformedError
+	var re *redirectError
 	var se *json.SyntaxError
 	var te *json.UnmarshalTypeError
 	var ne net.Error
 	switch {
 	case errors.As(err, &oe):
-		ae.status, ae.detail = oe.StatusCode, providerMessage(oe.Message, oe.RawJSON())
+		ae.status, ae.detail = oe.StatusCode, providerMessage(oe.Message, oe.RawJSON(), red)
 		ae.retryAfter = retryAfter(oe.Response)
 	case errors.As(err, &ane):
-		ae.status, ae.detail = ane.StatusCode, providerMessage(ane.Message, ane.RawJSON())
+		ae.status, ae.detail = ane.StatusCode, providerMessage(ane.Message, ane.RawJSON(), red)
 		ae.retryAfter = retryAfter(ane.Response)
+	case errors.As(err, &re):
+		ae.kind, ae.status, ae.detail = failRequest, re.status, providerMessage(re.Error(), "", red)
+		return ae
 	case errors.Is(attemptCtx.Err(), context.DeadlineExceeded):
 		ae.kind, ae.timeout = failTimeout, attemptTimeout
 		return ae
@@ -132,16 +136,17 @@ func classify(t target, err error, attemptTimeout time.Duration, attemptCtx cont
 }
 
 // providerMessage is the provider's own explanation, or its raw error body when the body
-// has no message.
-func providerMessage(msg, raw string) string {
-	if msg != "" {
-		return msg
+// has no message, without secrets and cut to 300 bytes. Secrets go first: a cut through
+// one would leave a part that the redactor no longer knows.
+func providerMessage(msg, raw string, red redactor) string {
+	if msg == "" {
+		msg = strings.TrimSpace(raw)
 	}
-	raw = strings.TrimSpace(raw)
-	if len(raw) > 300 {
-		raw = raw[:300] + "…"
+	msg = red.clean(msg)
+	if len(msg) > 300 {
+		msg = strings.ToValidUTF8(msg[:300], "") + "…"
 	}
-	return raw
+	return msg
 }
 
 // causeOf returns the innermost error's text: "connection refused" rather than the whole

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -27,6 +29,15 @@ type chatRequest struct {
 	temperature *float64
 	stop        []string
 	stream      bool
+}
+
+// size is the length of the request's text, for estimates.
+func (r chatRequest) size() int {
+	n := len(r.system)
+	for _, m := range r.messages {
+		n += len(m.Content)
+	}
+	return n
 }
 
 // answer is a model's complete answer.
@@ -60,7 +71,61 @@ func newHTTPClient() *http.Client {
 		TLSHandshakeTimeout:   10 * time.Second,
 		ExpectContinueTimeout: time.Second,
 	}
-	return &http.Client{Transport: tr}
+	return &http.Client{Transport: limitedTransport{tr}, CheckRedirect: refuseRedirect}
+}
+
+// maxResponseBytes is the most the runner reads of one response, error bodies and
+// streams included: a streamed answer of 100,000 tokens is about 25 MiB of events.
+const maxResponseBytes = 64 << 20
+
+// limitedTransport cuts every response body at maxResponseBytes, so that a server
+// sending without end costs neither unbounded memory nor the whole attempt_timeout.
+type limitedTransport struct{ http.RoundTripper }
+
+func (t limitedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	res, err := t.RoundTripper.RoundTrip(req)
+	if res != nil && res.Body != nil {
+		res.Body = &limitedBody{ReadCloser: res.Body, left: maxResponseBytes}
+	}
+	return res, err
+}
+
+// limitedBody fails a read beyond its limit rather than ending quietly, so that a cut
+// answer is never taken for a whole one.
+type limitedBody struct {
+	io.ReadCloser
+	left int64
+}
+
+func (b *limitedBody) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		return 0, &malformedError{fmt.Sprintf("the answer is larger than %d MiB, the most the runner reads", maxResponseBytes>>20)}
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.ReadCloser.Read(p)
+	b.left -= int64(n)
+	return n, err
+}
+
+// redirectError is a redirect the runner refused to follow: the request, with its key,
+// goes only to the configured base URL.
+type redirectError struct {
+	status   int
+	location string
+}
+
+func (e *redirectError) Error() string {
+	return fmt.Sprintf("redirected to %s; the runner follows no redirects: set base_url to the address that answers", e.location)
+}
+
+func refuseRedirect(req *http.Request, _ []*http.Request) error {
+	status := 0
+	if req.Response != nil {
+		status = req.Response.StatusCode
+	}
+	return &redirectError{status: status, location: redactURL(req.URL.String())}
 }
 
 // newProvider builds the SDK client for t. Both SDKs are given every setting explicitly

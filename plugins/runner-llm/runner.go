@@ -40,6 +40,10 @@ type llmRunner struct {
 	usedTokens uint64
 	usedCost   float64
 	running    map[string]context.CancelCauseFunc
+	// turn is held by the running execution of a session with a budget: each one sees
+	// what the one before it spent, so executions started together cannot all pass
+	// the budget's check before any of them is counted.
+	turn chan struct{}
 
 	// sleep waits d unless ctx ends first; a variable so the retry policy's waits are
 	// the real ones in the binary and observable in tests.
@@ -47,7 +51,7 @@ type llmRunner struct {
 }
 
 func newRunner(log hclog.Logger) *llmRunner {
-	return &llmRunner{log: log, running: map[string]context.CancelCauseFunc{}, sleep: sleepCtx}
+	return &llmRunner{log: log, running: map[string]context.CancelCauseFunc{}, turn: make(chan struct{}, 1), sleep: sleepCtx}
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) bool {
@@ -130,21 +134,9 @@ func (r *llmRunner) Execute(ctx context.Context, req runner.ExecuteRequest, emit
 	start := time.Now()
 	r.mu.Lock()
 	set, provs, red, sess := r.set, r.providers, r.red, r.session
-	usedTokens, usedCost := r.usedTokens, r.usedCost
 	r.mu.Unlock()
 	if sess == nil {
 		return runner.Result{}, errors.New("no session is open")
-	}
-	fail := func(status runner.Status, msg string) (runner.Result, error) {
-		return runner.Result{Status: status, ExitCode: 1, Error: red.clean(msg), Duration: time.Since(start),
-			Usage: runner.Usage{Extra: r.sessionExtra(usedTokens, usedCost)}}, nil
-	}
-	if msg := budgetExhausted(set, usedTokens, usedCost); msg != "" {
-		return fail(runner.StatusLimitExceeded, msg)
-	}
-	creq, err := buildRequest(set, req.Input, req.Params)
-	if err != nil {
-		return fail(runner.StatusError, err.Error())
 	}
 
 	timeout := set.timeout
@@ -166,6 +158,29 @@ func (r *llmRunner) Execute(ctx context.Context, req runner.ExecuteRequest, emit
 			delete(r.running, req.ExecutionID)
 			r.mu.Unlock()
 		}()
+	}
+	if set.budgetTokens > 0 || set.budgetCost > 0 {
+		select {
+		case r.turn <- struct{}{}:
+			defer func() { <-r.turn }()
+		case <-ectx.Done():
+			// Under a budget the session's executions run one at a time.
+			return r.stopped(context.Cause(ectx), timeout, "", 0, nil, start, red)
+		}
+	}
+	r.mu.Lock()
+	usedTokens, usedCost := r.usedTokens, r.usedCost
+	r.mu.Unlock()
+	fail := func(status runner.Status, msg string) (runner.Result, error) {
+		return runner.Result{Status: status, ExitCode: 1, Error: red.clean(msg), Duration: time.Since(start),
+			Usage: runner.Usage{Extra: r.sessionExtra(usedTokens, usedCost)}}, nil
+	}
+	if msg := budgetExhausted(set, usedTokens, usedCost); msg != "" {
+		return fail(runner.StatusLimitExceeded, msg)
+	}
+	creq, err := buildRequest(set, req.Input, req.Params)
+	if err != nil {
+		return fail(runner.StatusError, err.Error())
 	}
 
 	var (
@@ -193,11 +208,16 @@ func (r *llmRunner) Execute(ctx context.Context, req runner.ExecuteRequest, emit
 		for n := 1; ; n++ {
 			attempts++
 			actx, acancel := context.WithTimeout(ectx, set.attemptTimeout)
-			ans, err := p.complete(actx, creq, onText)
+			ans, err := p.complete(actx, withinBudget(set, t.Model, creq, usedTokens, usedCost), onText)
 			aerr := actx.Err()
 			acancel()
 			if err == nil {
-				return r.succeed(set, t, ti, ans, attempts, start, firstToken, red)
+				return r.succeed(set, t, ti, creq, ans, attempts, start, firstToken, red)
+			}
+			if streamed.Len() > 0 {
+				// What was streamed was generated, and is paid for, answer or not.
+				ans.text = streamed.String()
+				r.charge(set, t.Model, creq, ans, true)
 			}
 			if emitErr != nil {
 				// The host's stream is gone: nobody is left to read a result.
@@ -206,7 +226,7 @@ func (r *llmRunner) Execute(ctx context.Context, req runner.ExecuteRequest, emit
 			if cause := context.Cause(ectx); cause != nil {
 				return r.stopped(cause, timeout, streamed.String(), attempts, failures, start, red)
 			}
-			ae := classify(t, err, set.attemptTimeout, contextWithErr(aerr))
+			ae := classify(t, err, set.attemptTimeout, contextWithErr(aerr), red)
 			last = ae
 			r.log.Warn("attempt failed", "model", t.String(), "attempt", n, "error", red.clean(ae.Error()))
 			if streamed.Len() > 0 {
@@ -265,15 +285,11 @@ func statusOf(ae *attemptError) runner.Status {
 }
 
 // succeed records the usage and builds the result.
-func (r *llmRunner) succeed(set settings, t target, index int, ans answer, attempts int, start time.Time, firstToken time.Duration, red redactor) (runner.Result, error) {
+func (r *llmRunner) succeed(set settings, t target, index int, req chatRequest, ans answer, attempts int, start time.Time, firstToken time.Duration, red redactor) (runner.Result, error) {
 	elapsed := time.Since(start)
 	tokens := uint64(max(ans.input, 0) + max(ans.output, 0))
 	cost, priced := costOf(set, t.Model, ans)
-	r.mu.Lock()
-	r.usedTokens += tokens
-	r.usedCost += cost
-	usedTokens, usedCost := r.usedTokens, r.usedCost
-	r.mu.Unlock()
+	usedTokens, usedCost := r.charge(set, t.Model, req, ans, false)
 	extra := r.sessionExtra(usedTokens, usedCost)
 	extra["attempts"] = float64(attempts)
 	extra["fallback"] = float64(index)
@@ -299,6 +315,41 @@ func (r *llmRunner) succeed(set settings, t target, index int, ans answer, attem
 			Extra: extra,
 		},
 	}, nil
+}
+
+// charge adds what an answer used to the session's spending and returns the session's
+// totals. When the provider reported no usage, or the answer broke off (partial) before
+// its final count, the tokens are estimated from the text, at 4 bytes a token: what was
+// generated is paid for, reported or not.
+func (r *llmRunner) charge(set settings, model string, req chatRequest, ans answer, partial bool) (uint64, float64) {
+	if !ans.usageKnown || partial {
+		if ans.input <= 0 {
+			ans.input = estimateTokens(req.size())
+		}
+		ans.output = max(ans.output, estimateTokens(len(ans.text)))
+	}
+	cost, _ := costOf(set, model, ans)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.usedTokens += uint64(max(ans.input, 0) + max(ans.output, 0))
+	r.usedCost += cost
+	return r.usedTokens, r.usedCost
+}
+
+func estimateTokens(bytes int) int64 { return int64(bytes+3) / 4 }
+
+// withinBudget caps a request's max_tokens at what the session's budget has left for
+// model, so that no params.max_tokens spends beyond the budget.
+func withinBudget(set settings, model string, req chatRequest, usedTokens uint64, usedCost float64) chatRequest {
+	if set.budgetTokens > usedTokens && uint64(req.maxTokens) > set.budgetTokens-usedTokens {
+		req.maxTokens = int(set.budgetTokens - usedTokens)
+	}
+	if p := set.prices[model]; set.budgetCost > usedCost && p.Output > 0 {
+		if n := math.Floor((set.budgetCost-usedCost)*1e6/p.Output + 1e-9); n < float64(req.maxTokens) {
+			req.maxTokens = max(1, int(n))
+		}
+	}
+	return req
 }
 
 // stopped builds the result of an execution ended by Cancel, its timeout, or the host
