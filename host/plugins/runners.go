@@ -133,7 +133,7 @@ func (r *Runners) Get(ctx context.Context, sess runner.Session, name string) (*H
 			p, err := r.start(ctx, spec, sess)
 			r.mu.Lock()
 			e.proc, e.err = p, err
-			if err != nil || r.closed {
+			if (err != nil || r.closed) && r.procs[key] == e {
 				delete(r.procs, key)
 			}
 			closed := r.closed
@@ -299,8 +299,19 @@ func stopAll(ctx context.Context, entries []*runnerEntry) {
 			defer wg.Done()
 			select {
 			case <-e.ready:
-			case <-ctx.Done():
-				return
+			default:
+				select {
+				case <-e.ready:
+				case <-ctx.Done():
+					// Still starting: stop it once it has started, without waiting.
+					go func() {
+						<-e.ready
+						if e.proc != nil {
+							e.proc.Kill()
+						}
+					}()
+					return
+				}
 			}
 			if e.proc == nil {
 				return

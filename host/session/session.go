@@ -117,7 +117,7 @@ type Manager struct {
 	opts Options
 
 	mu    sync.Mutex
-	slots map[string]chan struct{}
+	gates map[string]*gate
 
 	// cache holds the stored records of recently used sessions, decoded, so the check
 	// every request makes (does the session exist, is it active) costs no storage read
@@ -130,6 +130,37 @@ type Manager struct {
 	writes  uint64
 }
 
+// gate is what the manager keeps in memory of a session while requests use it: its
+// execution slots, and the lock that orders getting its runner processes against its
+// delete, so that no process is started for a session once its delete has stopped them.
+// It is dropped when its last user leaves (its slots are all free then).
+type gate struct {
+	slots chan struct{}
+	users int          // requests holding or waiting for a slot, getting a runner, deleting
+	rw    sync.RWMutex // held shared while a runner process is got, exclusively by Delete
+}
+
+// enter returns the session's gate, counting the caller as one of its users until leave.
+func (m *Manager) enter(id string) *gate {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	g := m.gates[id]
+	if g == nil {
+		g = &gate{}
+		m.gates[id] = g
+	}
+	g.users++
+	return g
+}
+
+func (m *Manager) leave(id string, g *gate) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if g.users--; g.users == 0 && m.gates[id] == g {
+		delete(m.gates, id)
+	}
+}
+
 // maxCachedSessions bounds the session record cache.
 const maxCachedSessions = 4096
 
@@ -138,7 +169,7 @@ func NewManager(opts Options) *Manager {
 	if opts.Node == "" {
 		opts.Node, _ = os.Hostname()
 	}
-	return &Manager{opts: opts, slots: map[string]chan struct{}{}, cache: map[string]*Session{}}
+	return &Manager{opts: opts, gates: map[string]*gate{}, cache: map[string]*Session{}}
 }
 
 var (
@@ -362,8 +393,19 @@ func (m *Manager) WorkDir(id string) string {
 }
 
 // Delete stops the session's runner processes, removes its working directory and marks
-// it deleted; its traces stay.
+// it deleted; its traces stay. Executions that get the session's runner after it began
+// fail with ErrDeleted. Once begun it completes even if ctx ends: a delete stopped
+// half-way would leave a session without its directory, or a process without its session.
 func (m *Manager) Delete(ctx context.Context, id string) (*Session, error) {
+	if _, err := m.Get(ctx, id); err != nil {
+		return nil, err
+	}
+	ctx = context.WithoutCancel(ctx)
+	g := m.enter(id)
+	defer m.leave(id, g)
+	g.rw.Lock()
+	defer g.rw.Unlock()
+	// Read again under the lock: a delete that ran meanwhile is not done twice.
 	s, err := m.Get(ctx, id)
 	if err != nil {
 		return nil, err
@@ -382,31 +424,33 @@ func (m *Manager) Delete(ctx context.Context, id string) (*Session, error) {
 	if err := m.put(ctx, s); err != nil {
 		return nil, err
 	}
-	m.mu.Lock()
-	delete(m.slots, id)
-	m.mu.Unlock()
 	return s, nil
 }
 
 // Acquire takes one of the session's execution slots, waiting until ctx is done. The
 // returned func gives it back.
 func (m *Manager) Acquire(ctx context.Context, s *Session) (func(), error) {
+	g := m.enter(s.ID)
 	m.mu.Lock()
-	ch, ok := m.slots[s.ID]
-	if !ok || cap(ch) != s.MaxConcurrency {
-		ch = make(chan struct{}, s.MaxConcurrency)
-		m.slots[s.ID] = ch
+	if g.slots == nil || cap(g.slots) != s.MaxConcurrency {
+		g.slots = make(chan struct{}, s.MaxConcurrency)
 	}
+	ch := g.slots
 	m.mu.Unlock()
+	release := func() {
+		<-ch
+		m.leave(s.ID, g)
+	}
 	select {
 	case ch <- struct{}{}:
-		return func() { <-ch }, nil
+		return release, nil
 	default:
 	}
 	select {
 	case ch <- struct{}{}:
-		return func() { <-ch }, nil
+		return release, nil
 	case <-ctx.Done():
+		m.leave(s.ID, g)
 		return nil, fmt.Errorf("%w (%d running)", ErrBusy, s.MaxConcurrency)
 	}
 }
@@ -418,6 +462,15 @@ func (m *Manager) Runner(ctx context.Context, s *Session, name string) (*plugins
 	}
 	if len(s.Runners) > 0 && !contains(s.Runners, name) {
 		return nil, invalidf("runner %q is not enabled for this session (enabled: %s)", name, strings.Join(s.Runners, ", "))
+	}
+	// The session may have been deleted since the caller looked it up: a process started
+	// now would outlive it.
+	g := m.enter(s.ID)
+	defer m.leave(s.ID, g)
+	g.rw.RLock()
+	defer g.rw.RUnlock()
+	if _, err := m.Active(ctx, s.ID); err != nil {
+		return nil, err
 	}
 	dir := m.WorkDir(s.ID)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
