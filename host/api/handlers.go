@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -170,14 +171,23 @@ func wantsStream(r *http.Request) bool {
 // of their own, which writes all that are waiting before it flushes once: a runner
 // producing tokens faster than one write and flush each is not slowed to that pace, and
 // an event that comes alone is still sent at once.
+//
+// A client that takes nothing for sseStall while events wait (one that stopped reading
+// but keeps its connection) counts as gone: cancel is called, which ends the execution
+// and frees its slot, and the rest of the stream is dropped.
 type sseWriter struct {
 	w       http.ResponseWriter
 	bw      *bufio.Writer
-	flusher http.Flusher
+	rc      *http.ResponseController
+	cancel  context.CancelFunc
 	started bool // set by the goroutine that queues events
+	failed  atomic.Bool
 	ch      chan sseEvent
 	done    chan struct{}
 }
+
+// sseStall is how long a stream may take nothing before its client counts as gone.
+var sseStall = 5 * time.Second
 
 type sseEvent struct {
 	name string
@@ -187,10 +197,16 @@ type sseEvent struct {
 // sseQueue is how many events may wait for the writer before event blocks.
 const sseQueue = 256
 
-func newSSEWriter(w http.ResponseWriter) *sseWriter {
-	e := &sseWriter{w: w, bw: bufio.NewWriterSize(w, 32<<10), ch: make(chan sseEvent, sseQueue), done: make(chan struct{})}
-	e.flusher, _ = w.(http.Flusher)
-	return e
+func newSSEWriter(w http.ResponseWriter, cancel context.CancelFunc) *sseWriter {
+	return &sseWriter{w: w, bw: bufio.NewWriterSize(w, 32<<10), rc: http.NewResponseController(w), cancel: cancel,
+		ch: make(chan sseEvent, sseQueue), done: make(chan struct{})}
+}
+
+// fail gives the stream up: the client is not taking it.
+func (e *sseWriter) fail() {
+	if e.failed.CompareAndSwap(false, true) {
+		e.cancel()
+	}
 }
 
 // event queues an event, starting the stream (and its writer) at the first.
@@ -204,7 +220,21 @@ func (e *sseWriter) event(name string, v any) {
 		e.w.WriteHeader(http.StatusOK)
 		go e.loop()
 	}
-	e.ch <- sseEvent{name, v}
+	if e.failed.Load() {
+		return
+	}
+	select {
+	case e.ch <- sseEvent{name, v}:
+		return
+	default:
+	}
+	t := time.NewTimer(sseStall)
+	defer t.Stop()
+	select {
+	case e.ch <- sseEvent{name, v}:
+	case <-t.C:
+		e.fail()
+	}
 }
 
 // close sends what is queued and waits for it to be written; the caller may then use
@@ -218,7 +248,14 @@ func (e *sseWriter) close() {
 
 func (e *sseWriter) loop() {
 	defer close(e.done)
+	// Whatever the server's write timeout, a write to a client that stopped reading ends
+	// after sseStall; the last one leaves as long for the end of the response.
+	defer func() { _ = e.rc.SetWriteDeadline(time.Now().Add(sseStall)) }()
 	for ev := range e.ch {
+		if e.failed.Load() {
+			continue // dropped: the client is gone
+		}
+		_ = e.rc.SetWriteDeadline(time.Now().Add(sseStall))
 		e.write(ev)
 	drain:
 		for {
@@ -232,9 +269,12 @@ func (e *sseWriter) loop() {
 				break drain
 			}
 		}
-		_ = e.bw.Flush()
-		if e.flusher != nil {
-			e.flusher.Flush()
+		err := e.bw.Flush()
+		if err == nil {
+			err = e.rc.Flush()
+		}
+		if err != nil {
+			e.fail()
 		}
 	}
 }
@@ -261,9 +301,11 @@ func (s *Server) execute(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, res)
 		return
 	}
-	sse := newSSEWriter(w)
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	sse := newSSEWriter(w, cancel)
 	defer sse.close()
-	res, err := s.opts.Engine.Execute(r.Context(), r.PathValue("id"), req, func(ev execution.Event) {
+	res, err := s.opts.Engine.Execute(ctx, r.PathValue("id"), req, func(ev execution.Event) {
 		sse.event(ev.Kind, ev)
 	})
 	s.metrics.execution(req.Runner, res, err)
