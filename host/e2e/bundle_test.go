@@ -204,6 +204,32 @@ func TestLimitctlCommands(t *testing.T) {
 	if out, code := limitctl(t, d.url, "sessions", "frobnicate"); code != 2 {
 		t.Fatalf("unknown subcommand: %d\n%s", code, out)
 	}
+	// Provenance from the command line: append, see it, merge, list the shared record.
+	tr, err := d.c.CreateTrace(ctx, s.ID, map[string]any{"step": 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, code := limitctl(t, d.url, "traces", "append", "--agent", "reviewer", tr.ID, "review", `{"ok":true}`); code != 0 || !strings.Contains(out, "entry 1 (review)") {
+		t.Fatalf("traces append: %d\n%s", code, out)
+	}
+	if out, code := limitctl(t, d.url, "traces", "show", tr.ID); code != 0 || !strings.Contains(out, "review") || !strings.Contains(out, "reviewer") {
+		t.Fatalf("traces show after append: %d\n%s", code, out)
+	}
+	if out, code := limitctl(t, d.url, "traces", "append", tr.ID, "note", "not json"); code != 2 || !strings.Contains(out, "must be JSON") {
+		t.Fatalf("traces append with bad data: %d\n%s", code, out)
+	}
+	if out, code := limitctl(t, d.url, "traces", "append", tr.ID, "executed"); code != 1 || !strings.Contains(out, "400") {
+		t.Fatalf("traces append of a host kind: %d\n%s", code, out)
+	}
+	if out, code := limitctl(t, d.url, "traces", "merge", tr.ID); code != 0 {
+		t.Fatalf("traces merge: %d\n%s", code, out)
+	}
+	if out, code := limitctl(t, d.url, "traces", "merged"); code != 0 || !strings.Contains(out, tr.ID) || !strings.Contains(out, s.ID) {
+		t.Fatalf("traces merged: %d\n%s", code, out)
+	}
+	if out, code := limitctl(t, d.url, "traces", "append", tr.ID, "late", "1"); code != 1 || !strings.Contains(out, "409") {
+		t.Fatalf("traces append to a merged trace: %d\n%s", code, out)
+	}
 }
 
 // TestBasicSessionExample runs examples/basic_session against the daemon.

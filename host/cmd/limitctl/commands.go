@@ -386,17 +386,50 @@ func (x *cli) traces(ctx context.Context, sub string, args []string) error {
 		if err != nil {
 			return err
 		}
+		return x.showTraces(l)
+	case "merged":
+		per := fs.Int("per-page", 50, "traces per page")
+		token := fs.String("next-token", "", "page token")
+		pos, err := x.parse(fs, args)
+		if err != nil {
+			return err
+		}
+		if err := need(pos, 0, "no arguments to traces merged"); err != nil {
+			return err
+		}
+		l, err := x.c.ListMerged(ctx, *per, *token)
+		if err != nil {
+			return err
+		}
+		return x.showTraces(l)
+	case "append":
+		agent := fs.String("agent", "", "who made the entry (default: api)")
+		pos, err := x.parse(fs, args)
+		if err != nil {
+			return err
+		}
+		if len(pos) != 2 && len(pos) != 3 {
+			return usagef("expected ID KIND [DATA|@FILE|-] (DATA is JSON)")
+		}
+		var data json.RawMessage
+		if len(pos) == 3 {
+			text, err := readInput(pos[2])
+			if err != nil {
+				return err
+			}
+			if !json.Valid([]byte(text)) {
+				return usagef("the entry's data must be JSON (quote a string: '\"text\"'), got %q", text)
+			}
+			data = json.RawMessage(text)
+		}
+		e, err := x.c.AppendProvenance(ctx, pos[0], pos[1], *agent, data)
+		if err != nil {
+			return err
+		}
 		if x.json {
-			return x.printJSON(l)
+			return x.printJSON(e)
 		}
-		rows := [][]string{}
-		for _, t := range l.Traces {
-			rows = append(rows, []string{t.ID, t.Kind, t.Status, strconv.FormatInt(t.Length, 10), flagNames(t.Flags), ago(t.CreatedAt)})
-		}
-		x.table("ID\tKIND\tSTATUS\tENTRIES\tFLAGS\tCREATED", rows)
-		if l.NextToken != "" {
-			fmt.Fprintf(x.stdout, "more: --next-token %s\n", l.NextToken)
-		}
+		fmt.Fprintf(x.stdout, "entry %d (%s) appended to %s, hash %s\n", e.Index, e.Kind, pos[0], e.Hash)
 		return nil
 	case "show":
 		pos, err := x.parse(fs, args)
@@ -484,6 +517,22 @@ func (x *cli) traces(ctx context.Context, sub string, args []string) error {
 		return nil
 	}
 	return usagef("unknown traces command %q", sub)
+}
+
+// showTraces prints a page of traces as a table (or JSON).
+func (x *cli) showTraces(l *client.TraceList) error {
+	if x.json {
+		return x.printJSON(l)
+	}
+	rows := [][]string{}
+	for _, t := range l.Traces {
+		rows = append(rows, []string{t.ID, t.SessionID, t.Kind, t.Status, strconv.FormatInt(t.Length, 10), flagNames(t.Flags), ago(t.CreatedAt)})
+	}
+	x.table("ID\tSESSION\tKIND\tSTATUS\tENTRIES\tFLAGS\tCREATED", rows)
+	if l.NextToken != "" {
+		fmt.Fprintf(x.stdout, "more: --next-token %s\n", l.NextToken)
+	}
+	return nil
 }
 
 func (x *cli) verify(args []string) error {

@@ -38,6 +38,8 @@ const usage = `usage:
   limitctl sessions list | show ID | delete ID
   limitctl exec [--timeout-ms N] SESSION RUNNER INPUT|@FILE|-    run and stream the output
   limitctl traces list SESSION | show ID | flag ID FLAG SEVERITY REASON | merge ID | verify ID
+  limitctl traces append [--agent A] ID KIND [DATA|@FILE|-]    append a provenance entry (DATA is JSON)
+  limitctl traces merged                      list the shared record
   limitctl export (--session ID | --trace ID...) -f FILE|-   export a bundle (written whole, then renamed)
   limitctl key [-f FILE]                      the host's provenance public key (PEM) and fingerprint
   limitctl verify [--key FILE] BUNDLE         check an exported bundle offline
