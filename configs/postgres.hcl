@@ -20,5 +20,8 @@ storage "postgres" {
     # url = env("DATABASE_URL")
     max_conns       = 16
     connect_timeout = "5s"
+    # A statement stuck longer (a lock held by another session, say) fails, and the API
+    # answers 503, instead of waiting as long as the lock is held.
+    statement_timeout = "10s"
   }
 }

@@ -658,8 +658,13 @@ func TestCrashAudit(t *testing.T) {
 		{name: "bolt", config: `path = "limit.db"`, python: true, rounds: 4, storage: map[int]bool{1: true, 2: true}},
 		{name: "sqlite", config: `path = "limit.sqlite"`, rounds: 2, storage: map[int]bool{1: true}},
 		{name: "file", config: `root = "files"`, rounds: 2, storage: map[int]bool{1: true}},
+		// Its config is a schema of its own on the test server (skipped without one).
+		{name: "postgres", rounds: 3, storage: map[int]bool{1: true}},
 	} {
 		t.Run(b.name, func(t *testing.T) {
+			if b.name == "postgres" {
+				b.config = postgresAuditConfig(t)
+			}
 			crashAudit(t, b, seed+uint64(i))
 		})
 	}

@@ -20,7 +20,10 @@ import (
 const (
 	defaultMaxConns       = 16
 	defaultConnectTimeout = "5s"
-	maxMaxConns           = 1000
+	// defaultStatementTimeout bounds a statement on the server (a lock wait included): a
+	// storage call is a few small statements, so one that takes this long is stuck.
+	defaultStatementTimeout = "10s"
+	maxMaxConns             = 1000
 	// urlEnv names the environment variable read when the config block has no url. The
 	// host passes the seed's DATABASE_URL into this plugin's environment.
 	urlEnv = "DATABASE_URL"
@@ -34,6 +37,8 @@ type rawConfig struct {
 	URL            *string  `json:"url"`
 	MaxConns       *float64 `json:"max_conns"`
 	ConnectTimeout *string  `json:"connect_timeout"`
+	// StatementTimeout is optional: absent means the default.
+	StatementTimeout *string `json:"statement_timeout"`
 }
 
 // settings is a checked configuration. It is comparable, so a repeated Configure can tell
@@ -44,6 +49,20 @@ type settings struct {
 	fromEnv        bool // the URL came from DATABASE_URL, not the config block
 	maxConns       int
 	connectTimeout time.Duration
+	// statementTimeout is the server's statement_timeout for the plugin's sessions, 0 for
+	// none; a call is also bounded on the client by callTimeout.
+	statementTimeout time.Duration
+}
+
+// callTimeout bounds one storage call on the client side, however it is stuck: waiting
+// for a pooled connection, opening one, a statement, or a server that stopped answering
+// on an open connection (a network partition, which TCP alone notices only after many
+// minutes). 0 means no bound (statement_timeout = "0s").
+func (s settings) callTimeout() time.Duration {
+	if s.statementTimeout == 0 {
+		return 0
+	}
+	return s.statementTimeout + s.connectTimeout
 }
 
 // configSchema describes the config block; the descriptions are the user documentation.
@@ -60,6 +79,10 @@ func configSchema() base.Schema {
 		{
 			Name: "connect_timeout", Type: "string", Default: defaultConnectTimeout,
 			Description: "How long to wait for the server when opening a connection, as a duration such as \"5s\". Configuration fails after it when the server cannot be reached; later, requests fail as unavailable until the server is back.",
+		},
+		{
+			Name: "statement_timeout", Type: "string", Default: defaultStatementTimeout,
+			Description: "Longest a statement may run on the server, waits for locks held by other sessions included (the server's statement_timeout), as a duration such as \"10s\"; \"0s\" sets none. A storage call is also given up on the client after statement_timeout plus connect_timeout (waiting for a free connection, or a server that stopped answering). A call that runs out fails as unavailable; a write that failed so may or may not have been applied, like any write that was not acknowledged.",
 		},
 	}}
 }
@@ -115,6 +138,23 @@ func parseConfig(req base.ConfigureRequest, getenv func(string) string) (setting
 		set.connectTimeout = d
 	}
 
+	stmt := defaultStatementTimeout
+	if raw.StatementTimeout != nil {
+		stmt = *raw.StatementTimeout
+	}
+	switch d, err := time.ParseDuration(stmt); {
+	case err != nil:
+		ds = append(ds, base.Diagnostic{
+			Severity: base.SeverityError, Summary: fmt.Sprintf("invalid duration %q", stmt),
+			Detail: "Write a duration with a unit, such as \"10s\" or \"1m\", or \"0s\" for no limit.",
+			Path:   []string{"statement_timeout"},
+		})
+	case d != 0 && d < time.Millisecond:
+		ds = append(ds, base.Errorf([]string{"statement_timeout"}, "statement_timeout must be 0s (no limit) or at least 1ms, got %q", stmt))
+	default:
+		set.statementTimeout = d
+	}
+
 	if raw.MaxConns != nil {
 		n := *raw.MaxConns
 		if n != math.Trunc(n) || n < 1 || n > maxMaxConns {
@@ -134,6 +174,9 @@ func parseConfig(req base.ConfigureRequest, getenv func(string) string) (setting
 	}
 	if _, ok := pcfg.ConnConfig.RuntimeParams["application_name"]; !ok {
 		pcfg.ConnConfig.RuntimeParams["application_name"] = applicationName
+	}
+	if set.statementTimeout > 0 {
+		pcfg.ConnConfig.RuntimeParams["statement_timeout"] = strconv.FormatInt(set.statementTimeout.Milliseconds(), 10)
 	}
 	// A pooled connection the server has dropped (a restart, pg_terminate_backend) is
 	// noticed by a ping before use once it has idled a moment, and replaced.
@@ -234,6 +277,7 @@ func (s settings) String() string {
 	}
 	b, _ := json.Marshal(map[string]any{
 		"url_from": src, "max_conns": s.maxConns, "connect_timeout": s.connectTimeout.String(),
+		"statement_timeout": s.statementTimeout.String(),
 	})
 	return string(b)
 }

@@ -36,6 +36,8 @@ func TestConfigureDiagnostics(t *testing.T) {
 		{"url of wrong type", `{"url": 5}`, nil, []string{"url"}, "url"},
 		{"unparseable connect_timeout", `{"url": "postgres://h/db", "connect_timeout": "soon"}`, nil, []string{"connect_timeout"}, "invalid duration"},
 		{"zero connect_timeout", `{"url": "postgres://h/db", "connect_timeout": "0s"}`, nil, []string{"connect_timeout"}, "at least"},
+		{"unparseable statement_timeout", `{"url": "postgres://h/db", "statement_timeout": "long"}`, nil, []string{"statement_timeout"}, "invalid duration"},
+		{"tiny statement_timeout", `{"url": "postgres://h/db", "statement_timeout": "1us"}`, nil, []string{"statement_timeout"}, "at least 1ms"},
 		{"zero max_conns", `{"url": "postgres://h/db", "max_conns": 0}`, nil, []string{"max_conns"}, "max_conns"},
 		{"unknown attribute", `{"url": "postgres://h/db", "bogus": 1}`, nil, []string{"bogus"}, "bogus"},
 	}
@@ -81,7 +83,7 @@ func TestConfigureValidURLs(t *testing.T) {
 	if ds.HasErrors() || set.fromEnv || pcfg.ConnConfig.Host != "a" {
 		t.Errorf("url and DATABASE_URL both set: host %q fromEnv %v (%v), want the config's url", pcfg.ConnConfig.Host, set.fromEnv, ds)
 	}
-	if set.String() != `{"connect_timeout":"5s","max_conns":16,"url_from":"url"}` {
+	if set.String() != `{"connect_timeout":"5s","max_conns":16,"statement_timeout":"10s","url_from":"url"}` {
 		t.Errorf("settings render as %s", set)
 	}
 }

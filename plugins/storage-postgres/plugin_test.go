@@ -315,6 +315,38 @@ type proxy struct {
 	mu     sync.Mutex
 	ln     net.Listener
 	conns  []net.Conn
+	// frozen, while set, holds every byte in flight: the server seems to stop answering
+	// on open connections, and new ones are accepted but never answered (a partition).
+	frozen chan struct{}
+}
+
+// freeze makes the server stop answering, as a network partition would.
+func (p *proxy) freeze() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.frozen == nil {
+		p.frozen = make(chan struct{})
+	}
+}
+
+// thaw lets the held bytes through again.
+func (p *proxy) thaw() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.frozen != nil {
+		close(p.frozen)
+		p.frozen = nil
+	}
+}
+
+// hold waits while the proxy is frozen.
+func (p *proxy) hold() {
+	p.mu.Lock()
+	f := p.frozen
+	p.mu.Unlock()
+	if f != nil {
+		<-f
+	}
 }
 
 func newProxy(t testing.TB, target string) *proxy {
@@ -357,13 +389,14 @@ func (p *proxy) up() {
 			p.mu.Lock()
 			p.conns = append(p.conns, c, s)
 			p.mu.Unlock()
-			go func() { _, _ = copyAndClose(s, c) }()
-			go func() { _, _ = copyAndClose(c, s) }()
+			go func() { _, _ = copyAndClose(s, c, p.hold) }()
+			go func() { _, _ = copyAndClose(c, s, p.hold) }()
 		}
 	}()
 }
 
 func (p *proxy) down() {
+	p.thaw()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.ln != nil {
@@ -376,8 +409,8 @@ func (p *proxy) down() {
 	p.conns = nil
 }
 
-// copyAndClose copies src to dst, then closes both.
-func copyAndClose(dst, src net.Conn) (int64, error) {
+// copyAndClose copies src to dst, calling hold before each write, then closes both.
+func copyAndClose(dst, src net.Conn, hold func()) (int64, error) {
 	defer dst.Close()
 	defer src.Close()
 	buf := make([]byte, 64<<10)
@@ -385,6 +418,7 @@ func copyAndClose(dst, src net.Conn) (int64, error) {
 	for {
 		r, err := src.Read(buf)
 		if r > 0 {
+			hold()
 			w, werr := dst.Write(buf[:r])
 			n += int64(w)
 			if werr != nil {

@@ -127,22 +127,98 @@ func (s *store) connect(ctx context.Context, set settings, pcfg *pgxpool.Config)
 // current returns the configured connection, or an ErrUnavailable error.
 func (s *store) current() (*conn, error) { return s.conn.Get() }
 
+// errCallTimeout is the cause of a call's context when the call ran out of callTimeout.
+var errCallTimeout = errors.New("postgres: call timed out")
+
 // run calls f and, when it failed because a connection broke (the server restarted, or
 // terminated the backend), calls it once more on a fresh connection if that is safe: when
-// idempotent is set, or when the driver knows nothing reached the server. A failure that
-// remains comes back with the storage package's meaning.
+// idempotent is set, or when the driver knows nothing reached the server. It does not
+// when opening a connection failed: the server cannot be reached, and trying again at
+// once would only double the wait. Both attempts together are bounded by the settings'
+// callTimeout. A failure that remains comes back with the storage package's meaning.
 func (c *conn) run(ctx context.Context, op string, idempotent bool, f func(ctx context.Context) error) error {
-	err := f(ctx)
-	if err != nil && ctx.Err() == nil && isConnErr(err) {
+	cctx := ctx
+	if d := c.set.callTimeout(); d > 0 {
+		var cancel context.CancelFunc
+		cctx, cancel = context.WithTimeoutCause(ctx, d, errCallTimeout)
+		defer cancel()
+	}
+	err := f(cctx)
+	if err != nil && cctx.Err() == nil && isConnErr(err) && !isConnectErr(err) {
 		// One broken connection usually means all of them broke (a restart, a failover,
 		// pg_terminate_backend of the plugin's sessions): drop every pooled connection,
 		// so the retry, and the calls after it, open fresh ones.
 		c.pool.Reset()
 		if idempotent || pgconn.SafeToRetry(err) {
-			err = f(ctx)
+			err = f(cctx)
 		}
 	}
+	if err != nil && ctx.Err() == nil && errors.Is(context.Cause(cctx), errCallTimeout) {
+		return fmt.Errorf("postgres %s: %w: PostgreSQL at %s did not answer within %v (statement_timeout + connect_timeout): %s",
+			op, storage.ErrUnavailable, c.addr, c.set.callTimeout(), redact(err.Error(), c.set.url))
+	}
 	return c.mapErr(ctx, op, err)
+}
+
+// isConnectErr reports whether err is a failure to open a connection.
+func isConnectErr(err error) bool {
+	var connectErr *pgconn.ConnectError
+	return errors.As(err, &connectErr)
+}
+
+// Health implements storage.HealthReporter: OK when the server answers a ping, with
+// the pool's figures. When every pooled connection is busy (a load beyond max_conns, or
+// statements stuck on a lock), the ping goes over a connection of its own, so a busy
+// pool does not pass for a lost server.
+func (s *store) Health(ctx context.Context) storage.Health {
+	c, err := s.current()
+	if err != nil {
+		return storage.Health{Detail: err.Error()}
+	}
+	st := c.pool.Stat()
+	h := storage.Health{Metrics: map[string]float64{
+		"max_conns":            float64(st.MaxConns()),
+		"total_conns":          float64(st.TotalConns()),
+		"acquired_conns":       float64(st.AcquiredConns()),
+		"idle_conns":           float64(st.IdleConns()),
+		"empty_acquire_count":  float64(st.EmptyAcquireCount()),
+		"canceled_acquires":    float64(st.CanceledAcquireCount()),
+		"acquire_wait_seconds": st.AcquireDuration().Seconds(),
+	}}
+	pctx, cancel := context.WithTimeout(ctx, c.set.connectTimeout)
+	defer cancel()
+	// Through run: a pooled connection the server dropped (a restart) is replaced and the
+	// ping made again, so a server that is back is not reported lost.
+	if err := c.run(pctx, "health", true, c.ping); err != nil {
+		h.Detail = err.Error()
+		if pctx.Err() != nil {
+			h.Detail = fmt.Sprintf("postgres health: PostgreSQL at %s did not answer a ping within %v", c.addr, c.set.connectTimeout)
+		}
+		return h
+	}
+	h.OK = true
+	return h
+}
+
+// ping checks that the server answers, on a pooled connection if one is free within a
+// moment, else on a connection of its own.
+func (c *conn) ping(ctx context.Context) error {
+	actx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	pc, err := c.pool.Acquire(actx)
+	cancel()
+	if err == nil {
+		defer pc.Release()
+		return pc.Ping(ctx)
+	}
+	if ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	own, err := pgx.ConnectConfig(ctx, c.pool.Config().ConnConfig.Copy())
+	if err != nil {
+		return err
+	}
+	defer own.Close(context.WithoutCancel(ctx))
+	return own.Ping(ctx)
 }
 
 // Get implements storage.Storage.
@@ -595,6 +671,9 @@ func (c *conn) mapErr(ctx context.Context, op string, err error) error {
 		return fmt.Errorf("postgres %s: %w", op, errClosed)
 	case errors.As(err, &pgErr) && (pgErr.Code == "53100" || pgErr.Code == "53400"): // disk_full, configuration_limit_exceeded
 		return fmt.Errorf("postgres %s: %w: PostgreSQL at %s: %s", op, storage.ErrNoSpace, c.addr, msg)
+	case errors.As(err, &pgErr) && (pgErr.Code == "57014" || pgErr.Code == "55P03"): // query_canceled by statement_timeout, lock_not_available
+		return fmt.Errorf("postgres %s: %w: PostgreSQL at %s did not finish the statement within statement_timeout (%v; a lock held by another session, or an overloaded server): %s",
+			op, storage.ErrUnavailable, c.addr, c.set.statementTimeout, msg)
 	case isConnErr(err):
 		return fmt.Errorf("postgres %s: %w: PostgreSQL at %s cannot be reached: %s", op, storage.ErrUnavailable, c.addr, msg)
 	}
@@ -617,4 +696,7 @@ func nonNil(b []byte) []byte {
 	return b
 }
 
-var _ storage.Storage = (*store)(nil)
+var (
+	_ storage.Storage        = (*store)(nil)
+	_ storage.HealthReporter = (*store)(nil)
+)
