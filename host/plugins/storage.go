@@ -43,9 +43,16 @@ func (s *Storage) do(ctx context.Context, retry bool, f func(storage.Storage) er
 		s.m.Check()
 		return err
 	}
+	old := p
 	p, rerr := s.m.Recover(wctx, p)
 	if rerr != nil {
 		return fmt.Errorf("%w (and the plugin did not come back: %v)", err, rerr)
+	}
+	if p == old && !errors.Is(err, storage.ErrNotSent) {
+		// The process is alive and answers: the failure was its backend's (a database down
+		// or a statement timed out), which it reported itself; doing the call again would
+		// only double the wait.
+		return err
 	}
 	return f(p.Impl.(storage.Storage))
 }
