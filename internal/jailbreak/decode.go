@@ -46,6 +46,9 @@ func FindPayloads(s string) []Payload {
 		out = append(out, Payload{Encoding: enc, Start: start, End: end, Text: text})
 		return true
 	}
+	// A separated-hex or percent run that does not decode to text is not scanned again
+	// from a later position inside it: that made long runs ("41 41 41 …") quadratic.
+	hexTo, pctTo := 0, 0
 	i := 0
 	for i < len(s) {
 		c := s[i]
@@ -54,21 +57,27 @@ func FindPayloads(s string) []Payload {
 			continue
 		}
 		// Hex with separators: "69 67 6e" or "\x69\x67".
-		if n, text := scanSeparatedHex(s[i:]); n > 0 {
-			if !add("hex", i, i+n, text) {
-				return out
+		if i >= hexTo {
+			n, text, scanned := scanSeparatedHex(s[i:])
+			if n > 0 {
+				if !add("hex", i, i+n, text) {
+					return out
+				}
+				i += n
+				continue
 			}
-			i += n
-			continue
+			hexTo = i + scanned
 		}
-		if c == '%' || (i+2 < len(s) && s[i+1] == '%') {
-			if n, text := scanPercent(s[i:]); n > 0 {
+		if i >= pctTo && (c == '%' || (i+2 < len(s) && s[i+1] == '%')) {
+			n, text, scanned := scanPercent(s[i:])
+			if n > 0 {
 				if !add("percent", i, i+n, text) {
 					return out
 				}
 				i += n
 				continue
 			}
+			pctTo = i + scanned
 		}
 		if !isB64(c) {
 			i++
@@ -183,8 +192,9 @@ func textLike(b []byte) bool {
 }
 
 // scanSeparatedHex recognises at least 8 hex byte pairs each followed by one separator
-// (space, comma, colon) or each preceded by `\x` or `0x`.
-func scanSeparatedHex(s string) (int, string) {
+// (space, comma, colon) or each preceded by `\x` or `0x`. scanned is how far the pairs
+// went, whether or not they decoded to text.
+func scanSeparatedHex(s string) (n int, text string, scanned int) {
 	var b []byte
 	i := 0
 	for {
@@ -192,7 +202,7 @@ func scanSeparatedHex(s string) (int, string) {
 		if j+1 < len(s) && (s[j] == '\\' || s[j] == '0') && (s[j+1] == 'x' || s[j+1] == 'X') {
 			j += 2
 		} else if len(b) == 0 && s[0] == '\\' {
-			return 0, ""
+			return 0, "", 0
 		}
 		if j+1 >= len(s) || !isHex(s[j]) || !isHex(s[j+1]) || (j+2 < len(s) && isHex(s[j+2])) {
 			break
@@ -209,17 +219,18 @@ func scanSeparatedHex(s string) (int, string) {
 		}
 	}
 	if len(b) < 8 || !textLike(b) {
-		return 0, ""
+		return 0, "", i
 	}
 	end := i
 	for end > 0 && (s[end-1] == ' ' || s[end-1] == ',' || s[end-1] == ':') {
 		end--
 	}
-	return end, string(b)
+	return end, string(b), i
 }
 
-// scanPercent recognises a run with at least four %XX escapes.
-func scanPercent(s string) (int, string) {
+// scanPercent recognises a run with at least four %XX escapes. scanned is the length of
+// the run, whether or not it decoded to text.
+func scanPercent(s string) (n int, text string, scanned int) {
 	i, escapes := 0, 0
 	for i < len(s) {
 		if s[i] == '%' && i+2 < len(s) && isHex(s[i+1]) && isHex(s[i+2]) {
@@ -234,11 +245,11 @@ func scanPercent(s string) (int, string) {
 		break
 	}
 	if escapes < 4 {
-		return 0, ""
+		return 0, "", i
 	}
 	text, err := url.PathUnescape(s[:i])
 	if err != nil || !textLike([]byte(text)) {
-		return 0, ""
+		return 0, "", i
 	}
-	return i, text
+	return i, text, i
 }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // trainingData returns the path of the training file, which lies beside the repository
@@ -434,5 +435,35 @@ func TestTrainAveraged(t *testing.T) {
 	neg := m.Score(Normalize("Please summarise the article about boats").Text).Prob
 	if !(pos > 0.5 && neg < 0.5) {
 		t.Errorf("scores %.3f (jailbreak) and %.3f (benign): not separated", pos, neg)
+	}
+}
+
+// TestHostileInputsBounded checks that inputs built against the decoders and the
+// normaliser cost about what plain text of the same size does: long separated-hex and
+// percent runs that do not decode were rescanned from every position (64 KiB of
+// "41 41 …" took 12 s), and characters whose NFKC form is a phrase (U+FDFA) multiplied
+// the normalised text elevenfold.
+func TestHostileInputsBounded(t *testing.T) {
+	m, err := DefaultModel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := NewDetector(m, PresetDefault, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const size = 256 << 10
+	for _, unit := range []string{"41 ", "0x41 ", "\\x41", "%A", "%", "\ufdfa", "\u3316", "\u200b", "\u0301", "😀", "\ufffd"} {
+		in := strings.Repeat(unit, size/len(unit))
+		done := make(chan struct{})
+		go func() { d.Scan(in); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%d bytes of %+q: scan still running after 5 s", len(in), unit)
+		}
+		if n := len(Normalize(in).Text); n > maxExpansion*len(in) {
+			t.Errorf("%d bytes of %+q normalise to %d bytes", len(in), unit, n)
+		}
 	}
 }

@@ -116,6 +116,30 @@ var confusable = map[rune]rune{
 	'υ': 'u', 'χ': 'x', 'ω': 'w',
 }
 
+// maxExpansion is the most bytes NFKC may make of one byte of a character; characters
+// whose compatibility form is longer (U+FDFA is 18 Arabic letters, U+3316 six katakana)
+// are kept as written: none is a Latin letter or digit, and a flood of them made NFKC
+// and every later stage several times slower than plain text.
+const maxExpansion = 3
+
+// nextExpander returns the offset of the first character of s at or after i whose NFKC
+// form is more than maxExpansion times its size, or len(s).
+func nextExpander(s string, i int) int {
+	for i < len(s) {
+		if s[i] < utf8.RuneSelf {
+			i++
+			continue
+		}
+		p := norm.NFKC.PropertiesString(s[i:])
+		n := max(p.Size(), 1)
+		if len(p.Decomposition()) > maxExpansion*n {
+			return i
+		}
+		i += n
+	}
+	return len(s)
+}
+
 // Normalized is the result of Normalize.
 type Normalized struct {
 	// View is the normalised text: NFKC, lower case, invisible characters removed, Latin
@@ -137,10 +161,29 @@ func Normalize(s string) Normalized {
 	w := builder{b: make([]byte, 0, len(s)), orig: make([]int32, 0, len(s)+1)}
 	var hidden []byte
 	var it norm.Iter
-	it.InitString(norm.NFKC, s)
 	var buf [64]byte
+	// NFKC runs on the text between characters that expand too much; those are kept.
+	for base := 0; base < len(s); {
+		end := nextExpander(s, base)
+		it.InitString(norm.NFKC, s[base:end])
+		base = normalizeSpan(&it, base, &w, &out, &hidden, &buf)
+		if end < len(s) {
+			r, n := utf8.DecodeRuneInString(s[end:])
+			w.rune(unicode.ToLower(r), end)
+			base = end + n
+		}
+	}
+	out.View = w.done(len(s))
+	out.Hidden = string(hidden)
+	out.View = foldConfusables(out.View)
+	return out
+}
+
+// normalizeSpan appends what it yields to w; base is the offset in the original text
+// of its start. It returns the offset where it ended.
+func normalizeSpan(it *norm.Iter, base int, w *builder, out *Normalized, hidden *[]byte, buf *[64]byte) int {
 	for !it.Done() {
-		at := it.Pos()
+		at := base + it.Pos()
 		seg := it.Next()
 		if len(seg) == 1 && seg[0] < utf8.RuneSelf {
 			// Fast path: one ASCII byte.
@@ -164,11 +207,11 @@ func Normalize(s string) Normalized {
 			r, n := utf8.DecodeRune(seg)
 			seg = seg[n:]
 			if r >= 0xe0020 && r <= 0xe007e {
-				if hidden == nil {
+				if *hidden == nil {
 					out.HiddenStart = at
 				}
-				hidden = append(hidden, byte(r-0xe0000))
-				out.HiddenEnd = it.Pos()
+				*hidden = append(*hidden, byte(r-0xe0000))
+				out.HiddenEnd = base + it.Pos()
 				continue
 			}
 			if invisible(r) {
@@ -196,10 +239,7 @@ func Normalize(s string) Normalized {
 			w.rune(r, at)
 		}
 	}
-	out.View = w.done(len(s))
-	out.Hidden = string(hidden)
-	out.View = foldConfusables(out.View)
-	return out
+	return base + it.Pos()
 }
 
 // foldConfusables maps Cyrillic and Greek look-alikes to Latin letters inside words that
