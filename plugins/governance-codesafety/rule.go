@@ -144,7 +144,7 @@ func (r *rule) ConfigSchema() base.Schema {
 		{Name: "timeout", Type: "string", Default: defaultTimeout,
 			Description: "Longest one analysis may take, as a duration such as \"3s\"; an analyzer that overruns is killed and replaced, and the evaluation fails."},
 		{Name: "max_bytes", Type: "number", Default: defaultMaxBytes,
-			Description: "Largest code accepted, in bytes; larger code fails evaluation with an error."},
+			Description: "Largest code accepted, in bytes; larger code fails evaluation with an error. Python parses dense code at roughly 0.25-0.5 MiB/s, so code near the default needs a longer timeout than the default."},
 		{Name: "content_types", Type: "list(string)", Default: defaultContentTypes,
 			Description: "Content types evaluated as Python code."},
 		{Name: "runners", Type: "list(string)", Default: defaultRunners,
@@ -260,7 +260,7 @@ func (r *rule) Evaluate(ctx context.Context, req governance.EvaluateRequest) ([]
 		return nil, nil
 	}
 	if len(req.Content) > st.set.maxBytes {
-		return nil, fmt.Errorf("code is %d bytes, more than the %d max_bytes allows", len(req.Content), st.set.maxBytes)
+		return nil, fmt.Errorf("code is %d bytes, more than the %d max_bytes allows (send smaller code, or raise max_bytes and timeout in the codesafety rule's config)", len(req.Content), st.set.maxBytes)
 	}
 	resp, err := st.pool.analyze(ctx, req.Content)
 	if err != nil {
