@@ -60,6 +60,9 @@ func (m *metrics) handler() http.Handler {
 
 // request counts one answered request.
 func (m *metrics) request(route string, code int, took time.Duration) {
+	if code == 0 { // the handler wrote nothing: net/http answers 200
+		code = http.StatusOK
+	}
 	m.requests.WithLabelValues(route, strconv.Itoa(code)).Inc()
 	m.duration.WithLabelValues(route).Observe(took.Seconds())
 }
