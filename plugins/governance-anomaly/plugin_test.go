@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/limitgraph/limit/sdk/base"
 	"github.com/limitgraph/limit/sdk/governance"
@@ -230,5 +231,17 @@ func TestConfigDiagnostics(t *testing.T) {
 		if len(ds) != 1 || ds[0].Severity != base.SeverityError || !slices.Equal(ds[0].Path, tt.path) {
 			t.Errorf("config %s: got %v, want one error at %v", tt.config, ds, tt.path)
 		}
+	}
+}
+
+// TestBadMetadataClipped: a huge bad metadata value is quoted in the error clipped, not
+// whole.
+func TestBadMetadataClipped(t *testing.T) {
+	_, err := parse(map[string]string{"duration_ms": strings.Repeat("x", 1<<20)})
+	if err == nil || len(err.Error()) > 300 || !strings.Contains(err.Error(), "…") {
+		t.Fatalf("error of %d bytes: %.120v", len(err.Error()), err)
+	}
+	if got := clip(strings.Repeat("é", 80)); len(got) > 103 || !strings.HasSuffix(got, "…") || !utf8.ValidString(got) {
+		t.Fatalf("clip: %q", got)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"unicode/utf8"
 
 	"github.com/limitgraph/limit/sdk/base"
 	"github.com/limitgraph/limit/sdk/governance"
@@ -237,6 +238,19 @@ type observation struct {
 }
 
 // parse reads the execution figures from metadata; absent keys are simply not judged.
+// clip shortens a value quoted in an error or a finding to 100 bytes (at a character
+// boundary), so a huge one does not travel whole into the host's log and traces.
+func clip(s string) string {
+	if len(s) <= 100 {
+		return s
+	}
+	i := 100
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i] + "…"
+}
+
 func parse(md map[string]string) (observation, error) {
 	obs := observation{values: map[string]float64{}}
 	for _, m := range metrics {
@@ -246,7 +260,7 @@ func parse(md map[string]string) (observation, error) {
 		}
 		v, err := parseNumber(s)
 		if err != nil || v < 0 {
-			return obs, fmt.Errorf("metadata %s=%q: want a non-negative number", m.Key, s)
+			return obs, fmt.Errorf("metadata %s=%q: want a non-negative number", m.Key, clip(s))
 		}
 		obs.values[m.Key] = v
 	}
@@ -395,7 +409,7 @@ func (r *rule) judgeStats(s *session, obs observation) []governance.Finding {
 				out = append(out, governance.Finding{
 					Flag: governance.FlagAnomaly, Severity: severity(z), Score: z, RuleID: ruleErrorRate,
 					Reason: fmt.Sprintf("status %q in a session that failed %d of its last %d executions (smoothed error rate %.3f): z-score %.1f, threshold %.1f",
-						obs.status, errs, len(s.statuses), p, z, r.set.threshold),
+						clip(obs.status), errs, len(s.statuses), p, z, r.set.threshold),
 				})
 			}
 		}
