@@ -111,20 +111,14 @@ func decodeBounded(r *http.Request, v any, bounds map[string]int) error {
 	return nil
 }
 
-// duplicateField returns a field of the JSON object body that appears more than once in
-// its object, as a path ("data.k", "params.list[2].x"): top-level fields compared without
-// case, as decoding into the request's struct does, nested ones exactly (after unescaping).
-// It only scans: malformed JSON is left to the decoder to report.
-func duplicateField(body []byte) (string, bool) {
-	path, dup, _ := scanBody(body, nil)
-	return path, dup
-}
-
-// scanBody finds a duplicate field as duplicateField does and, for each top-level field
-// named in bounds (lower case), counts the JSON values in its value (every object, array,
-// string, number, true, false and null) up to its bound: over is the first field found
-// holding more, so a body is refused before it is decoded into a tree that would cost
-// hundreds of bytes per value.
+// scanBody returns a field of the JSON object body that appears more than once in its
+// object, as a path ("data.k", "params.list[2].x"): top-level fields compared without
+// case, as decoding into the request's struct does, nested ones exactly (after
+// unescaping). For each top-level field named in bounds (lower case) it counts the JSON
+// values in its value (every object, array, string, number, true, false and null) up to
+// its bound: over is the first field found holding more, so a body is refused before it
+// is decoded into a tree that would cost hundreds of bytes per value. It only scans:
+// malformed JSON is left to the decoder to report.
 func scanBody(body []byte, bounds map[string]int) (dupPath string, dup bool, over string) {
 	type frame struct {
 		object bool

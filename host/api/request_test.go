@@ -61,7 +61,7 @@ func TestNestedDuplicates(t *testing.T) {
 		{`{"a": {"k\"": 1, "k": 2, "k\\": 3, "\\u006b": 4}}`, "", false},
 		{strings.Repeat("[", 20000) + strings.Repeat("]", 20000), "", false},
 	} {
-		path, dup := duplicateField([]byte(c.body))
+		path, dup, _ := scanBody([]byte(c.body), nil)
 		if dup != c.dup || path != c.path {
 			t.Errorf("%.60s: %q %v, want %q %v", c.body, path, dup, c.path, c.dup)
 		}
