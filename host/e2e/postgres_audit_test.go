@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	mrand "math/rand/v2"
 	"net"
 	"net/url"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/limitgraph/limit/internal/testproxy"
 	"github.com/limitgraph/limit/sdk/client"
 )
 
@@ -83,79 +83,6 @@ func postgresAuditConfig(t *testing.T) string {
 	return fmt.Sprintf("url = %q", u)
 }
 
-// pgProxy forwards TCP connections to the PostgreSQL server: down drops every connection
-// and refuses new ones (the server stopped), up listens again on the same port.
-type pgProxy struct {
-	t      *testing.T
-	target string
-	port   int
-	mu     sync.Mutex
-	ln     net.Listener
-	conns  []net.Conn
-}
-
-func newPGProxy(t *testing.T, target string) *pgProxy {
-	p := &pgProxy{t: t, target: target}
-	p.up()
-	t.Cleanup(p.down)
-	return p
-}
-
-func (p *pgProxy) up() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	var (
-		ln  net.Listener
-		err error
-	)
-	for range 100 {
-		if ln, err = net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p.port)); err == nil {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if err != nil {
-		p.t.Fatalf("proxy: %v", err)
-	}
-	p.ln, p.port = ln, ln.Addr().(*net.TCPAddr).Port
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			s, err := net.Dial("tcp", p.target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.conns = append(p.conns, c, s)
-			p.mu.Unlock()
-			pipe := func(dst, src net.Conn) {
-				defer dst.Close()
-				defer src.Close()
-				_, _ = io.Copy(dst, src)
-			}
-			go pipe(s, c)
-			go pipe(c, s)
-		}
-	}()
-}
-
-func (p *pgProxy) down() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.ln != nil {
-		p.ln.Close()
-		p.ln = nil
-	}
-	for _, c := range p.conns {
-		c.Close()
-	}
-	p.conns = nil
-}
-
 // pgDaemon starts limitd on the postgres backend with the given URL and extra config.
 func pgDaemon(t *testing.T, connURL, extra string) (*daemon, string) {
 	t.Helper()
@@ -213,8 +140,8 @@ func TestPostgresOutage(t *testing.T) {
 	if pu.Port() == "" {
 		target = net.JoinHostPort(pu.Hostname(), "5432")
 	}
-	p := newPGProxy(t, target)
-	pu.Host = fmt.Sprintf("127.0.0.1:%d", p.port)
+	p := testproxy.New(t, target)
+	pu.Host = fmt.Sprintf("127.0.0.1:%d", p.Port())
 	d, _ := pgDaemon(t, pu.String(), `connect_timeout = "1s"`)
 	pid, _ := storagePID(t, d)
 	a := newAudit()
@@ -224,7 +151,7 @@ func TestPostgresOutage(t *testing.T) {
 	wg := a.load(lctx, d, rng, 0, false, st)
 	time.Sleep(500 * time.Millisecond)
 
-	p.down()
+	p.Down()
 	outage := time.Now()
 	time.Sleep(300 * time.Millisecond) // the writers meet the outage
 	sid := mustSession(t, a)
@@ -245,7 +172,7 @@ func TestPostgresOutage(t *testing.T) {
 		t.Errorf("/v1/health while PostgreSQL is away: status %q, storage %+v; want degraded, naming the server", hs, ent)
 	}
 
-	p.up()
+	p.Up()
 	waitHealth(t, d, true)
 	if hs, _ := storageHealth(t, d); hs != "ok" {
 		t.Errorf("/v1/health once PostgreSQL is back: %s", hs)

@@ -13,21 +13,22 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/limitgraph/limit/internal/testproxy"
 	"github.com/limitgraph/limit/sdk/base"
 	"github.com/limitgraph/limit/sdk/storage"
 )
 
 // proxiedStore configures a store whose connections go through a proxy to the test
 // server, with the given extra config attributes.
-func proxiedStore(t *testing.T, extra map[string]any) (*store, *proxy) {
+func proxiedStore(t *testing.T, extra map[string]any) (*store, *testproxy.Proxy) {
 	t.Helper()
 	u, _, _ := freshSchema(t)
 	cfg, err := pgx.ParseConfig(u)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := newProxy(t, net.JoinHostPort(cfg.Host, fmt.Sprint(cfg.Port)))
-	viaProxy := strings.Replace(u, fmt.Sprintf("@%s:%d", cfg.Host, cfg.Port), fmt.Sprintf("@127.0.0.1:%d", p.port), 1)
+	p := testproxy.New(t, net.JoinHostPort(cfg.Host, fmt.Sprint(cfg.Port)))
+	viaProxy := strings.Replace(u, fmt.Sprintf("@%s:%d", cfg.Host, cfg.Port), fmt.Sprintf("@127.0.0.1:%d", p.Port()), 1)
 	if viaProxy == u {
 		t.Fatalf("cannot point %s at the proxy: the URL must name host:port", testURLEnv)
 	}
@@ -54,16 +55,16 @@ func TestHealthFollowsServer(t *testing.T) {
 	if h := s.Health(ctx); !h.OK {
 		t.Fatalf("health with the server up: %+v", h)
 	}
-	p.down()
+	p.Down()
 	start := time.Now()
 	h := s.Health(ctx)
-	if h.OK || !strings.Contains(h.Detail, fmt.Sprintf("127.0.0.1:%d", p.port)) {
-		t.Errorf("health with the server down: %+v, want not OK naming 127.0.0.1:%d", h, p.port)
+	if h.OK || !strings.Contains(h.Detail, fmt.Sprintf("127.0.0.1:%d", p.Port())) {
+		t.Errorf("health with the server down: %+v, want not OK naming 127.0.0.1:%d", h, p.Port())
 	}
 	if d := time.Since(start); d > 3*time.Second {
 		t.Errorf("health took %v with a 1s connect timeout", d)
 	}
-	p.up()
+	p.Up()
 	if h := s.Health(ctx); !h.OK {
 		t.Errorf("health once the server is back: %+v", h)
 	}
@@ -143,7 +144,7 @@ func TestPartitionedServerTimesOut(t *testing.T) {
 	if err := s.Put(ctx, "ns", []byte("k"), []byte("v1")); err != nil {
 		t.Fatal(err)
 	}
-	p.freeze()
+	p.Freeze()
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	start := time.Now()
@@ -155,9 +156,9 @@ func TestPartitionedServerTimesOut(t *testing.T) {
 	if h := s.Health(cctx); h.OK || time.Since(start) > 3*time.Second {
 		t.Errorf("health of a partitioned server: %+v after %v", h, time.Since(start))
 	}
-	p.thaw()
-	p.down() // the connections the partition left behind are gone
-	p.up()
+	p.Thaw()
+	p.Down() // the connections the partition left behind are gone
+	p.Up()
 	var lastErr error
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		if lastErr = s.Put(ctx, "ns", []byte("k"), []byte("v3")); lastErr == nil {

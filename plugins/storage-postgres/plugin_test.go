@@ -17,6 +17,7 @@ import (
 	"github.com/hashicorp/go-plugin"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/limitgraph/limit/internal/testproxy"
 	"github.com/limitgraph/limit/sdk/base"
 	"github.com/limitgraph/limit/sdk/sdktest"
 	"github.com/limitgraph/limit/sdk/storage"
@@ -305,132 +306,6 @@ func TestReconnectAfterTerminate(t *testing.T) {
 	}
 }
 
-// proxy forwards TCP connections from a loopback port to the PostgreSQL server; down
-// closes the listener and every connection, as a server outage would, and up listens on
-// the same port again.
-type proxy struct {
-	t      testing.TB
-	target string
-	port   int
-	mu     sync.Mutex
-	ln     net.Listener
-	conns  []net.Conn
-	// frozen, while set, holds every byte in flight: the server seems to stop answering
-	// on open connections, and new ones are accepted but never answered (a partition).
-	frozen chan struct{}
-}
-
-// freeze makes the server stop answering, as a network partition would.
-func (p *proxy) freeze() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.frozen == nil {
-		p.frozen = make(chan struct{})
-	}
-}
-
-// thaw lets the held bytes through again.
-func (p *proxy) thaw() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.frozen != nil {
-		close(p.frozen)
-		p.frozen = nil
-	}
-}
-
-// hold waits while the proxy is frozen.
-func (p *proxy) hold() {
-	p.mu.Lock()
-	f := p.frozen
-	p.mu.Unlock()
-	if f != nil {
-		<-f
-	}
-}
-
-func newProxy(t testing.TB, target string) *proxy {
-	p := &proxy{t: t, target: target}
-	p.up()
-	t.Cleanup(p.down)
-	return p
-}
-
-func (p *proxy) up() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	addr := fmt.Sprintf("127.0.0.1:%d", p.port)
-	var (
-		ln  net.Listener
-		err error
-	)
-	for range 50 { // the port may linger a moment after down
-		if ln, err = net.Listen("tcp", addr); err == nil {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if err != nil {
-		p.t.Fatalf("proxy listen on %s: %v", addr, err)
-	}
-	p.ln = ln
-	p.port = ln.Addr().(*net.TCPAddr).Port
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			s, err := net.Dial("tcp", p.target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.conns = append(p.conns, c, s)
-			p.mu.Unlock()
-			go func() { _, _ = copyAndClose(s, c, p.hold) }()
-			go func() { _, _ = copyAndClose(c, s, p.hold) }()
-		}
-	}()
-}
-
-func (p *proxy) down() {
-	p.thaw()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.ln != nil {
-		p.ln.Close()
-		p.ln = nil
-	}
-	for _, c := range p.conns {
-		c.Close()
-	}
-	p.conns = nil
-}
-
-// copyAndClose copies src to dst, calling hold before each write, then closes both.
-func copyAndClose(dst, src net.Conn, hold func()) (int64, error) {
-	defer dst.Close()
-	defer src.Close()
-	buf := make([]byte, 64<<10)
-	var n int64
-	for {
-		r, err := src.Read(buf)
-		if r > 0 {
-			hold()
-			w, werr := dst.Write(buf[:r])
-			n += int64(w)
-			if werr != nil {
-				return n, werr
-			}
-		}
-		if err != nil {
-			return n, err
-		}
-	}
-}
-
 // TestReconnectAfterOutage cuts the plugin off the server (every connection dropped, new
 // ones refused), checks that calls fail promptly as unavailable naming the server, then
 // restores the network and checks that the same store works again without being
@@ -442,8 +317,8 @@ func TestReconnectAfterOutage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := newProxy(t, net.JoinHostPort(cfg.Host, fmt.Sprint(cfg.Port)))
-	viaProxy := strings.Replace(u, fmt.Sprintf("@%s:%d", cfg.Host, cfg.Port), fmt.Sprintf("@127.0.0.1:%d", p.port), 1)
+	p := testproxy.New(t, net.JoinHostPort(cfg.Host, fmt.Sprint(cfg.Port)))
+	viaProxy := strings.Replace(u, fmt.Sprintf("@%s:%d", cfg.Host, cfg.Port), fmt.Sprintf("@127.0.0.1:%d", p.Port()), 1)
 	if viaProxy == u {
 		t.Fatalf("cannot point %s at the proxy: the URL must name host:port", testURLEnv)
 	}
@@ -458,7 +333,7 @@ func TestReconnectAfterOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	p.down()
+	p.Down()
 	for _, call := range []struct {
 		name string
 		do   func(context.Context) error
@@ -474,15 +349,15 @@ func TestReconnectAfterOutage(t *testing.T) {
 		start := time.Now()
 		err := call.do(cctx)
 		cancel()
-		if !errors.Is(err, storage.ErrUnavailable) || !strings.Contains(err.Error(), fmt.Sprintf("127.0.0.1:%d", p.port)) {
-			t.Errorf("%s while the server is away: got %v, want ErrUnavailable naming 127.0.0.1:%d", call.name, err, p.port)
+		if !errors.Is(err, storage.ErrUnavailable) || !strings.Contains(err.Error(), fmt.Sprintf("127.0.0.1:%d", p.Port())) {
+			t.Errorf("%s while the server is away: got %v, want ErrUnavailable naming 127.0.0.1:%d", call.name, err, p.Port())
 		}
 		if d := time.Since(start); d > 5*time.Second {
 			t.Errorf("%s took %v to fail with a 1s connect timeout", call.name, d)
 		}
 	}
 
-	p.up()
+	p.Up()
 	var lastErr error
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
