@@ -112,11 +112,12 @@ func (h *helper) kill() {
 	_ = h.cmd.Wait()
 }
 
-// pool runs up to size helpers; each analysis takes one for itself.
+// pool runs up to size helpers; each analysis takes one for itself. Sessions share the
+// helpers fairly (see fairSlots): one session's slow analyses cannot starve the others.
 type pool struct {
 	python  string
 	timeout time.Duration
-	slots   chan struct{}
+	slots   *fairSlots
 	mu      sync.Mutex
 	idle    []*helper
 	closed  bool
@@ -124,8 +125,10 @@ type pool struct {
 	restarts int
 }
 
-func newPool(python string, size int, timeout time.Duration) *pool {
-	return &pool{python: python, timeout: timeout, slots: make(chan struct{}, size)}
+// newPool returns a pool of size helpers where each session may have maxWaiting
+// analyses waiting for one.
+func newPool(python string, size, maxWaiting int, timeout time.Duration) *pool {
+	return &pool{python: python, timeout: timeout, slots: newFairSlots(size, maxWaiting)}
 }
 
 // get returns an idle helper or starts one.
@@ -167,20 +170,20 @@ func (p *pool) close() {
 }
 
 // analyze sends code to a helper and waits for its answer, within the pool's timeout
-// and ctx. A helper that dies is replaced and the analysis retried once; one that
-// overruns is killed (the next analysis starts a fresh one).
-func (p *pool) analyze(ctx context.Context, code string) (pyResponse, error) {
-	return p.analyzeWithin(ctx, code, p.timeout)
+// and ctx; session is the evaluation's session id, whose share of the helpers it
+// counts against ("" is a session of its own). A helper that dies is replaced and the
+// analysis retried once; one that overruns is killed (the next analysis starts a fresh
+// one).
+func (p *pool) analyze(ctx context.Context, session, code string) (pyResponse, error) {
+	return p.analyzeWithin(ctx, session, code, p.timeout)
 }
 
 // analyzeWithin is analyze with its own timeout.
-func (p *pool) analyzeWithin(ctx context.Context, code string, timeout time.Duration) (pyResponse, error) {
-	select {
-	case p.slots <- struct{}{}:
-	case <-ctx.Done():
-		return pyResponse{}, ctx.Err()
+func (p *pool) analyzeWithin(ctx context.Context, session, code string, timeout time.Duration) (pyResponse, error) {
+	if err := p.slots.acquire(ctx, session); err != nil {
+		return pyResponse{}, err
 	}
-	defer func() { <-p.slots }()
+	defer p.slots.release(session)
 	var lastErr error
 	for attempt := 0; attempt < 2; attempt++ {
 		h, err := p.get()

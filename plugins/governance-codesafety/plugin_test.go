@@ -313,6 +313,8 @@ func TestConfigDiagnostics(t *testing.T) {
 		{`{"workers": 0}`, []string{"workers"}, "whole number"},
 		{`{"timeout": "soon"}`, []string{"timeout"}, "duration"},
 		{`{"max_bytes": -1}`, []string{"max_bytes"}, "whole number"},
+		{`{"max_waiting_per_session": 0}`, []string{"max_waiting_per_session"}, "whole number from 1"},
+		{`{"max_waiting_per_session": 2.5}`, []string{"max_waiting_per_session"}, "whole number from 1"},
 		{`{"bogus": 1}`, []string{"bogus"}, "unsupported"},
 	} {
 		r := newRule(hclog.NewNullLogger())

@@ -27,6 +27,12 @@ const (
 	defaultTimeout  = "3s"
 	defaultMaxBytes = 4 << 20
 	maxWorkers      = 64
+	// The default max_waiting_per_session is waitingPerWorker times workers, at least
+	// minDefaultWaiting: a burst of evaluations from one session (16 at once in the SDK
+	// conformance suite; up to its max_concurrency executions) waits rather than fails.
+	waitingPerWorker  = 4
+	minDefaultWaiting = 32
+	maxWaitingLimit   = 4096
 )
 
 var (
@@ -90,6 +96,7 @@ type rawConfig struct {
 	Workers      *float64  `json:"workers"`
 	Timeout      *string   `json:"timeout"`
 	MaxBytes     *float64  `json:"max_bytes"`
+	MaxWaiting   *float64  `json:"max_waiting_per_session"`
 	ContentTypes *[]string `json:"content_types"`
 	Runners      *[]string `json:"runners"`
 }
@@ -100,6 +107,7 @@ type settings struct {
 	workers      int
 	timeout      time.Duration
 	maxBytes     int
+	maxWaiting   int
 	contentTypes []string
 	runners      []string
 }
@@ -145,6 +153,8 @@ func (r *rule) ConfigSchema() base.Schema {
 			Description: "Longest one analysis may take, as a duration such as \"3s\"; an analyzer that overruns is killed and replaced, and the evaluation fails."},
 		{Name: "max_bytes", Type: "number", Default: defaultMaxBytes,
 			Description: "Largest code accepted, in bytes; larger code fails evaluation with an error. Python parses dense code at roughly 0.25-0.5 MiB/s, so code near the default needs a longer timeout than the default."},
+		{Name: "max_waiting_per_session", Type: "number",
+			Description: fmt.Sprintf("Most analyses one session may have waiting for a busy analyzer; more fail at once with an error saying the session has too many code analyses waiting. Defaults to %d times workers, and at least %d. Requests without a session id count as one session. A freed analyzer goes to the waiting session that holds the fewest, so one session's slow code does not queue the others behind it.", waitingPerWorker, minDefaultWaiting)},
 		{Name: "content_types", Type: "list(string)", Default: defaultContentTypes,
 			Description: "Content types evaluated as Python code."},
 		{Name: "runners", Type: "list(string)", Default: defaultRunners,
@@ -199,6 +209,15 @@ func parseConfig(req base.ConfigureRequest) (settings, base.Diagnostics) {
 			set.maxBytes = int(n)
 		}
 	}
+	set.maxWaiting = max(waitingPerWorker*set.workers, minDefaultWaiting)
+	if raw.MaxWaiting != nil {
+		n := *raw.MaxWaiting
+		if n != math.Trunc(n) || n < 1 || n > maxWaitingLimit {
+			ds = append(ds, base.Errorf([]string{"max_waiting_per_session"}, "max_waiting_per_session must be a whole number from 1 to %d, got %v", maxWaitingLimit, n))
+		} else {
+			set.maxWaiting = int(n)
+		}
+	}
 	if raw.ContentTypes != nil {
 		set.contentTypes = *raw.ContentTypes
 	}
@@ -214,9 +233,9 @@ func (r *rule) Configure(ctx context.Context, req base.ConfigureRequest) base.Di
 	if ds.HasErrors() {
 		return ds
 	}
-	p := newPool(set.python, set.workers, set.timeout)
+	p := newPool(set.python, set.workers, set.maxWaiting, set.timeout)
 	// The first analysis starts an interpreter: give it time whatever timeout says.
-	if _, err := p.analyzeWithin(ctx, "pass\n", max(set.timeout, 10*time.Second)); err != nil {
+	if _, err := p.analyzeWithin(ctx, "", "pass\n", max(set.timeout, 10*time.Second)); err != nil {
 		p.close()
 		return append(ds, base.Diagnostic{Severity: base.SeverityError, Path: []string{"python"},
 			Summary: fmt.Sprintf("%s cannot run the analyzer: %v", set.python, err),
@@ -262,7 +281,7 @@ func (r *rule) Evaluate(ctx context.Context, req governance.EvaluateRequest) ([]
 	if len(req.Content) > st.set.maxBytes {
 		return nil, fmt.Errorf("code is %d bytes, more than the %d max_bytes allows (send smaller code, or raise max_bytes and timeout in the codesafety rule's config)", len(req.Content), st.set.maxBytes)
 	}
-	resp, err := st.pool.analyze(ctx, req.Content)
+	resp, err := st.pool.analyze(ctx, req.SessionID, req.Content)
 	if err != nil {
 		return nil, fmt.Errorf("analyse code: %w", err)
 	}
