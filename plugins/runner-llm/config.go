@@ -127,7 +127,7 @@ func configSchema() base.Schema {
 		},
 		{
 			Name: "api_key", Type: "string", Sensitive: true,
-			Description: "API key, normally env(\"OPENAI_API_KEY\") or env(\"ANTHROPIC_API_KEY\"). The plugin never reads a key from its environment by itself, and never shows it in logs, errors or health answers.",
+			Description: "API key, normally env(\"OPENAI_API_KEY\") or env(\"ANTHROPIC_API_KEY\"). The plugin never reads a key from its environment by itself, and never shows it in logs, errors or health answers. Answers are checked too: should a server or model put a configured key (of any model, fallbacks included) in an answer, as is or in base64, it is replaced by [REDACTED] in the streamed tokens and the output; a streamed token that may begin a key waits for the next one to tell. Short keys are no exception, so for an openai-compatible server that needs no key leave api_key unset rather than giving a placeholder such as \"EMPTY\".",
 		},
 		{
 			Name: "fallback", Type: "list(object({provider=optional(string), model=string, base_url=optional(string), api_key=optional(string)}))",

@@ -402,6 +402,8 @@ func TestCancelStream(t *testing.T) {
 	var mu sync.Mutex
 	var toks []string
 	var once sync.Once
+	// The test waits for the cancel's answer: ending first kills the plugin under it.
+	var wg sync.WaitGroup
 	res, err := p.Execute(ctx, runner.ExecuteRequest{ExecutionID: "x", Input: "talk"}, func(ev runner.Event) error {
 		mu.Lock()
 		toks = append(toks, ev.Token.Text)
@@ -409,15 +411,16 @@ func TestCancelStream(t *testing.T) {
 		mu.Unlock()
 		if n == 3 {
 			once.Do(func() {
-				go func() {
+				wg.Go(func() {
 					if found, err := p.Cancel(ctx, "x"); !found || err != nil {
 						t.Errorf("cancel: %v %v", found, err)
 					}
-				}()
+				})
 			})
 		}
 		return nil
 	})
+	wg.Wait()
 	if err != nil {
 		t.Fatal(err)
 	}

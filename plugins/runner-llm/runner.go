@@ -183,22 +183,35 @@ func (r *llmRunner) Execute(ctx context.Context, req runner.ExecuteRequest, emit
 		return fail(runner.StatusError, err.Error())
 	}
 
+	// The answer goes out through a stream redactor: a key that the server or the model
+	// put into it, even split over several tokens, never leaves the plugin. streamed is
+	// the answer as received, for charging it.
 	var (
 		streamed   strings.Builder
 		firstToken time.Duration
 		emitErr    error
+		answerRed  = red.stream()
 	)
-	onText := func(s string) error {
-		if firstToken == 0 {
-			firstToken = time.Since(start)
+	send := func(s string) error {
+		if s == "" || emitErr != nil {
+			return emitErr
 		}
-		streamed.WriteString(s)
 		if err := emit(runner.Event{Token: &runner.Token{Text: s}}); err != nil {
 			emitErr = err
 			return err
 		}
 		return nil
 	}
+	onText := func(s string) error {
+		if firstToken == 0 {
+			firstToken = time.Since(start)
+		}
+		streamed.WriteString(s)
+		return send(answerRed.write(s))
+	}
+	// flush sends what the redactor held back, once the answer has ended in any way, so
+	// that no text but a key is lost.
+	flush := func() error { return send(answerRed.flush()) }
 
 	var failures []string
 	var last *attemptError
@@ -212,8 +225,12 @@ func (r *llmRunner) Execute(ctx context.Context, req runner.ExecuteRequest, emit
 			aerr := actx.Err()
 			acancel()
 			if err == nil {
+				if err := flush(); err != nil {
+					return runner.Result{}, err
+				}
 				return r.succeed(set, t, ti, creq, ans, attempts, start, firstToken, red)
 			}
+			_ = flush() // a failure to send is in emitErr, handled below
 			if streamed.Len() > 0 {
 				// What was streamed was generated, and is paid for, answer or not.
 				ans.text = streamed.String()
@@ -309,7 +326,7 @@ func (r *llmRunner) succeed(set settings, t target, index int, req chatRequest, 
 		r.log.Warn("answered by a fallback", "model", t.String(), "fallback", index)
 	}
 	return runner.Result{
-		Status: runner.StatusOK, Output: ans.text, FinishReason: ans.finish, Duration: elapsed,
+		Status: runner.StatusOK, Output: red.clean(ans.text), FinishReason: red.clean(ans.finish), Duration: elapsed,
 		Usage: runner.Usage{
 			PromptTokens: uint64(max(ans.input, 0)), CompletionTokens: uint64(max(ans.output, 0)), TotalTokens: tokens,
 			Extra: extra,
@@ -356,7 +373,7 @@ func withinBudget(set settings, model string, req chatRequest, usedTokens uint64
 // going away; what was streamed is kept as the output.
 func (r *llmRunner) stopped(cause error, timeout time.Duration, partial string, attempts int, failures []string, start time.Time, red redactor) (runner.Result, error) {
 	res := runner.Result{
-		Output: partial, ExitCode: 1, Duration: time.Since(start),
+		Output: red.clean(partial), ExitCode: 1, Duration: time.Since(start),
 		Usage: runner.Usage{Extra: map[string]float64{"attempts": float64(attempts)}},
 	}
 	var before string
