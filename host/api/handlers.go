@@ -628,6 +628,10 @@ type flagRequest struct {
 	Reason   string `json:"reason"`
 	Severity int    `json:"severity" api:"required"`
 	RuleID   string `json:"rule_id,omitempty"`
+	// Location optionally points at what the reviewer flags in the trace's content (a
+	// line, a byte span or both). A hand-set flag has no stage or score: those say how a
+	// rule judged the content.
+	Location *trace.Location `json:"location,omitempty"`
 }
 
 func (s *Server) flag(w http.ResponseWriter, r *http.Request) {
@@ -646,6 +650,12 @@ func (s *Server) flag(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, badRequest("severity must be between 1 and 10, got %d", req.Severity))
 		return
 	}
+	if req.Location != nil {
+		if err := req.Location.Validate(); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+	}
 	rec, err := s.opts.Traces.Get(ctx, req.TraceID)
 	if err != nil {
 		s.fail(w, r, err)
@@ -654,7 +664,7 @@ func (s *Server) flag(w http.ResponseWriter, r *http.Request) {
 	if req.RuleID == "" {
 		req.RuleID = "manual"
 	}
-	f := governance.Flag{Flag: name, Severity: req.Severity, Reason: req.Reason, RuleID: req.RuleID, AutoDetected: false, Timestamp: time.Now().UTC()}
+	f := governance.Flag{Flag: name, Severity: req.Severity, Reason: req.Reason, RuleID: req.RuleID, AutoDetected: false, Timestamp: time.Now().UTC(), Location: req.Location}
 	pol, err := s.policyOf(ctx, rec.SessionID)
 	if err != nil {
 		s.fail(w, r, err)

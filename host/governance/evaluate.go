@@ -3,12 +3,14 @@ package governance
 import (
 	"context"
 	"fmt"
+	"math"
 	"sort"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/limitgraph/limit/host/plugins"
+	"github.com/limitgraph/limit/host/trace"
 	sdkgov "github.com/limitgraph/limit/sdk/governance"
 )
 
@@ -33,8 +35,9 @@ func (r *rule) runsAt(stage sdkgov.Stage) bool {
 	return false
 }
 
-// explain folds a finding's score, stage and location into the flag's reason, so the
-// trace keeps why it was flagged and where.
+// explain folds a finding's score, stage and location into the flag's reason, so that a
+// client that reads only the reason still sees why it was flagged and where (the flag's
+// Stage, Score and Location say the same for programs).
 func explain(f sdkgov.Finding, stage sdkgov.Stage) string {
 	var b strings.Builder
 	b.WriteString(f.Reason)
@@ -55,6 +58,38 @@ func explain(f sdkgov.Finding, stage sdkgov.Stage) string {
 	}
 	b.WriteString("]")
 	return b.String()
+}
+
+// flagOf turns a rule's finding at stage into a flag raised at now. The stage, score and
+// location become the flag's structured fields, for clients that locate what was flagged;
+// the reason keeps its bracketed summary of them (explain) for those that only read text.
+// A score or location the trace store would refuse (not finite; offsets out of order or
+// beyond its bounds) is left out of the fields, not allowed to fail the whole write: the
+// reason still shows it.
+func flagOf(f sdkgov.Finding, stage sdkgov.Stage, now time.Time) Flag {
+	fl := Flag{
+		Flag: f.Flag, Severity: f.Severity, Reason: explain(f, stage), RuleID: f.RuleID,
+		AutoDetected: true, Timestamp: now,
+	}
+	switch stage {
+	case sdkgov.StagePre:
+		fl.Stage = trace.StagePre
+	case sdkgov.StagePost:
+		fl.Stage = trace.StagePost
+	}
+	if !math.IsNaN(f.Score) && !math.IsInf(f.Score, 0) {
+		fl.Score = f.Score
+	}
+	if l := f.Location; l != nil {
+		loc := trace.Location{Line: l.Line, Column: l.Column, Start: l.Start, End: l.End}
+		if loc.Line == 0 {
+			loc.Column = 0 // a column means nothing without its line
+		}
+		if loc.Validate() == nil {
+			fl.Location = &loc
+		}
+	}
+	return fl
 }
 
 // RuleInfo describes a configured rule plugin.
@@ -147,10 +182,7 @@ func (e *Evaluator) EvaluateScores(ctx context.Context, req sdkgov.EvaluateReque
 			}
 			answers[i].scores = ev.Scores
 			for _, f := range ev.Findings {
-				answers[i].flags = append(answers[i].flags, Flag{
-					Flag: f.Flag, Severity: f.Severity, Reason: explain(f, req.Stage), RuleID: f.RuleID,
-					AutoDetected: true, Timestamp: now,
-				})
+				answers[i].flags = append(answers[i].flags, flagOf(f, req.Stage, now))
 			}
 		}()
 	}

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -552,7 +553,8 @@ func validateAgent(agent string) error {
 	return nil
 }
 
-// validateFlag checks a flag's name, severity and sizes.
+// validateFlag checks a flag's name, severity, sizes and, when given, stage, score and
+// location.
 func validateFlag(f Flag) error {
 	switch {
 	case !governance.ValidFlag(f.Flag):
@@ -567,6 +569,29 @@ func validateFlag(f Flag) error {
 		return fmt.Errorf("%w: flag has no timestamp", ErrInvalid)
 	case f.Timestamp.Year() < 1 || f.Timestamp.Year() > 9999:
 		return fmt.Errorf("%w: flag timestamp %v is out of range", ErrInvalid, f.Timestamp)
+	case f.Stage != "" && f.Stage != StagePre && f.Stage != StagePost:
+		return fmt.Errorf("%w: flag stage %q: want %q, %q or none", ErrInvalid, f.Stage, StagePre, StagePost)
+	case math.IsNaN(f.Score) || math.IsInf(f.Score, 0):
+		return fmt.Errorf("%w: flag score %v is not a finite number", ErrInvalid, f.Score)
+	case f.Location != nil:
+		return f.Location.Validate()
+	}
+	return nil
+}
+
+// Validate checks a location's line, column and offsets, with errors wrapping ErrInvalid.
+func (l Location) Validate() error {
+	switch {
+	case l.Line < 0 || int64(l.Line) > MaxLine || l.Column < 0 || int64(l.Column) > MaxLine:
+		return fmt.Errorf("%w: flag location line %d, column %d: want 1 to %d, or 0 for none", ErrInvalid, l.Line, l.Column, int64(MaxLine))
+	case l.Column > 0 && l.Line == 0:
+		return fmt.Errorf("%w: flag location gives column %d but no line", ErrInvalid, l.Column)
+	case l.Start < 0 || int64(l.Start) > MaxOffset || l.End < 0 || int64(l.End) > MaxOffset:
+		return fmt.Errorf("%w: flag location offsets %d-%d: want 0 to %d", ErrInvalid, l.Start, l.End, int64(MaxOffset))
+	case l.End < l.Start:
+		return fmt.Errorf("%w: flag location ends (byte %d) before it starts (byte %d)", ErrInvalid, l.End, l.Start)
+	case l.Line == 0 && l.End == l.Start:
+		return fmt.Errorf("%w: flag location gives neither a line nor a span (end > start)", ErrInvalid)
 	}
 	return nil
 }

@@ -65,6 +65,12 @@ func TestRecordAndCheckpointJSON(t *testing.T) {
 			rec.Flags = []Flag{}
 		case 2:
 			rec.Flags = []Flag{{Flag: str(), Severity: r.IntN(11), Reason: str(), RuleID: str(), AutoDetected: r.IntN(2) == 0, Timestamp: when()}}
+			if r.IntN(2) == 0 { // with the optional details, or some of them
+				rec.Flags[0].Stage, rec.Flags[0].Score = str(), r.Float64()*float64(r.IntN(2))
+				if r.IntN(2) == 0 {
+					rec.Flags[0].Location = &Location{Line: r.IntN(100), Column: r.IntN(100), Start: r.IntN(1 << 20), End: r.IntN(1 << 20)}
+				}
+			}
 		}
 		want, werr := canonicalJSON(&rec)
 		got, gerr := recordJSON(&rec)

@@ -144,6 +144,11 @@ const (
 	MaxNameSize = 256
 	// MaxReasonSize bounds the reason of a flag or a status change.
 	MaxReasonSize = 4096
+	// MaxLine bounds a flag location's line and column (the protocol's uint32).
+	MaxLine = 1<<32 - 1
+	// MaxOffset bounds a flag location's byte offsets: 2^53, the largest integer a JSON
+	// number holds exactly, so that the canonical form of a flag never rounds one.
+	MaxOffset = 1 << 53
 	// DefaultPageSize is the page size of a listing that names none.
 	DefaultPageSize = 50
 	// MaxPageSize is the largest page a listing returns.
@@ -199,6 +204,32 @@ type Flag struct {
 	RuleID       string    `json:"rule_id"`
 	AutoDetected bool      `json:"auto_detected"`
 	Timestamp    time.Time `json:"timestamp"`
+	// Stage, Score and Location say, for a flag a rule raised, when the rule ran (StagePre
+	// on the input, StagePost on the output), how sure it was and where in the evaluated
+	// content it looked. All are optional and left out of the JSON when absent (Score 0
+	// means none), so a flag without them is stored, hashed and shown as before they
+	// existed.
+	Stage    string    `json:"stage,omitempty"`
+	Score    float64   `json:"score,omitempty"`
+	Location *Location `json:"location,omitempty"`
+}
+
+// Stages a flag's Stage may name: a rule that evaluated the execution's input, or its
+// output (sdk/governance.StagePre and StagePost).
+const (
+	StagePre  = "pre"
+	StagePost = "post"
+)
+
+// Location points into the content a rule evaluated. Line and Column are 1-based (0: not
+// given; Column counts bytes and needs a Line); Start and End are the byte offsets of the
+// matched span [Start, End), a span only when End > Start. A location gives a line, a
+// span or both.
+type Location struct {
+	Line   int `json:"line,omitempty"`
+	Column int `json:"column,omitempty"`
+	Start  int `json:"start"`
+	End    int `json:"end"`
 }
 
 // Entry is one link of a trace's provenance chain.

@@ -311,6 +311,40 @@ type Flag struct {
 	RuleID       string    `json:"rule_id"`
 	AutoDetected bool      `json:"auto_detected"`
 	Timestamp    time.Time `json:"timestamp"`
+	// Stage is when the rule that raised the flag ran: "pre" on the execution's input,
+	// "post" on its output; empty for a flag set by hand (or by an older host).
+	Stage string `json:"stage,omitempty"`
+	// Score is how sure the rule was, in the rule's own scale; 0 when it gave none.
+	Score float64 `json:"score,omitempty"`
+	// Location is where in the evaluated content (the input at "pre", the output at
+	// "post") the rule matched; nil when it did not say.
+	Location *Location `json:"location,omitempty"`
+}
+
+// Location points into the content a rule evaluated. Line and Column are 1-based, 0 when
+// not given (Column counts bytes); Start and End are byte offsets of the matched span
+// [Start, End), a span only when End > Start.
+type Location struct {
+	Line   int `json:"line,omitempty"`
+	Column int `json:"column,omitempty"`
+	Start  int `json:"start"`
+	End    int `json:"end"`
+}
+
+// String describes the location as "line 4:7, bytes 12-40", leaving out what it lacks.
+func (l Location) String() string {
+	var parts []string
+	if l.Line > 0 {
+		s := "line " + strconv.Itoa(l.Line)
+		if l.Column > 0 {
+			s += ":" + strconv.Itoa(l.Column)
+		}
+		parts = append(parts, s)
+	}
+	if l.End > l.Start {
+		parts = append(parts, "bytes "+strconv.Itoa(l.Start)+"-"+strconv.Itoa(l.End))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // ExecutionResult is an execution's answer.
@@ -524,6 +558,9 @@ type FlagRequest struct {
 	Flag     string `json:"flag"`
 	Reason   string `json:"reason"`
 	Severity int    `json:"severity"`
+	// Location optionally points at what is flagged in the trace's content (a line, a
+	// byte span or both); the host refuses one that gives neither.
+	Location *Location `json:"location,omitempty"`
 }
 
 // Flag flags a trace by hand and returns the updated trace.

@@ -349,6 +349,12 @@ func (x *cli) exec(ctx context.Context, args []string) error {
 		fmt.Fprintf(x.stderr, " flag=%s:%d", f.Flag, f.Severity)
 	}
 	fmt.Fprintln(x.stderr)
+	// Then, for the flags that say where and how sure, one line each.
+	for _, f := range res.Flags {
+		if d := flagDetail(f); d != "" {
+			fmt.Fprintf(x.stderr, "   %s:%d %s: %s\n", f.Flag, f.Severity, f.RuleID, d)
+		}
+	}
 	if res.Error != "" {
 		fmt.Fprintln(x.stderr, "error:", res.Error)
 	}
@@ -356,6 +362,32 @@ func (x *cli) exec(ctx context.Context, args []string) error {
 		return fmt.Errorf("execution ended with status %s", res.Status)
 	}
 	return nil
+}
+
+// flagDetail describes where a rule's flag points and how sure the rule was, as "pre,
+// line 4:7, bytes 12-40, score 0.93", or "" for a flag that says none of it.
+func flagDetail(f client.Flag) string {
+	var parts []string
+	if f.Stage != "" {
+		parts = append(parts, f.Stage)
+	}
+	if f.Location != nil {
+		if l := f.Location.String(); l != "" {
+			parts = append(parts, l)
+		}
+	}
+	if f.Score != 0 {
+		parts = append(parts, "score "+strconv.FormatFloat(f.Score, 'g', 3, 64))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// where is the location column of a flag table: "line 4:7, bytes 12-40", or "-".
+func where(f client.Flag) string {
+	if f.Location == nil || f.Location.String() == "" {
+		return "-"
+	}
+	return f.Location.String()
 }
 
 func flagNames(fs []client.Flag) string {
@@ -448,6 +480,21 @@ func (x *cli) traces(ctx context.Context, sub string, args []string) error {
 		}
 		fmt.Fprintf(x.stdout, "trace    %s\nsession  %s\nkind     %s\nstatus   %s\ncreated  %s\nflags    %s\ndata     %s\n\n",
 			t.ID, t.SessionID, t.Kind, t.Status, ago(t.CreatedAt), flagNames(t.Flags), t.Data)
+		if len(t.Flags) > 0 {
+			rows := make([][]string, 0, len(t.Flags))
+			for _, f := range t.Flags {
+				stage, score := "-", "-"
+				if f.Stage != "" {
+					stage = f.Stage
+				}
+				if f.Score != 0 {
+					score = strconv.FormatFloat(f.Score, 'g', 3, 64)
+				}
+				rows = append(rows, []string{f.Flag, strconv.Itoa(f.Severity), f.RuleID, stage, where(f), score, f.Reason})
+			}
+			x.table("FLAG\tSEVERITY\tRULE\tSTAGE\tWHERE\tSCORE\tREASON", rows)
+			fmt.Fprintln(x.stdout)
+		}
 		rows := [][]string{}
 		for _, e := range t.Provenance {
 			rows = append(rows, []string{strconv.FormatInt(e.Index, 10), e.Kind, e.Agent, ago(e.Timestamp), e.Hash[:16]})
@@ -638,9 +685,9 @@ func (x *cli) governance(ctx context.Context, sub string, args []string) error {
 		}
 		rows := [][]string{}
 		for _, f := range ev.Findings {
-			rows = append(rows, []string{f.Flag, strconv.Itoa(f.Severity), f.RuleID, f.Reason})
+			rows = append(rows, []string{f.Flag, strconv.Itoa(f.Severity), f.RuleID, where(f), f.Reason})
 		}
-		x.table("FLAG\tSEVERITY\tRULE\tREASON", rows)
+		x.table("FLAG\tSEVERITY\tRULE\tWHERE\tREASON", rows)
 		for _, e := range ev.Errors {
 			fmt.Fprintln(x.stderr, "rule error:", e)
 		}

@@ -153,7 +153,8 @@ func (e *Runner) CloseSession(context.Context) error { return nil }
 
 // Rule is the keyword test rule: "forbidden" raises jailbreak (severity 8) before
 // execution, "secret" in an output raises high_risk (severity 6) after, "lowrisk" raises
-// anomaly (severity 2) before.
+// anomaly (severity 2) before. Each finding has score 1 and locates the word's first
+// occurrence: its line, column (1-based, in bytes) and byte span.
 type Rule struct{}
 
 // PluginInfo implements base.Plugin.
@@ -183,8 +184,10 @@ func (Rule) Evaluate(_ context.Context, req governance.EvaluateRequest) ([]gover
 	var out []governance.Finding
 	find := func(word, flag, rule string, sev int) {
 		if i := strings.Index(req.Content, word); i >= 0 {
+			line := 1 + strings.Count(req.Content[:i], "\n")
+			column := i - strings.LastIndex(req.Content[:i], "\n") // 1-based, in bytes
 			out = append(out, governance.Finding{Flag: flag, Severity: sev, Score: 1, Reason: "keyword " + strconv.Quote(word), RuleID: rule,
-				Location: &governance.Location{Start: i, End: i + len(word)}})
+				Location: &governance.Location{Line: line, Column: column, Start: i, End: i + len(word)}})
 		}
 	}
 	if req.Stage == governance.StagePre {

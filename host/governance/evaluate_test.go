@@ -1,0 +1,138 @@
+package governance
+
+import (
+	"context"
+	"encoding/json"
+	"math"
+	"os"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/limitgraph/limit/host/plugins"
+	"github.com/limitgraph/limit/host/trace"
+	"github.com/limitgraph/limit/internal/testplugins/echo"
+	"github.com/limitgraph/limit/sdk/base"
+	sdkgov "github.com/limitgraph/limit/sdk/governance"
+	"github.com/limitgraph/limit/sdk/storage/memstore"
+)
+
+// testPluginEnv turns this test binary into the keyword test rule (the test binary is its
+// own plugin).
+const testPluginEnv = "LIMIT_GOVERNANCE_TEST_PLUGIN"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(testPluginEnv) == "keyword" {
+		sdkgov.Serve(echo.Rule{})
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// keywordEvaluator runs the keyword test rule as a plugin process.
+func keywordEvaluator(t *testing.T) *Evaluator {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	spec := plugins.Spec{Kind: base.KindGovernance, Name: "keyword", Path: exe, Env: map[string]string{testPluginEnv: "keyword"}, StartTimeout: 10 * time.Second}
+	m, err := plugins.StartManaged(ctx, spec, hclog.NewNullLogger(), time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Close)
+	e, err := NewEvaluator(ctx, []*plugins.Managed{m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// TestFindingLocationOnTrace: a rule's finding with a location becomes a flag whose stage,
+// score and location are structured fields, kept as such by the trace store, and whose
+// reason still summarizes them.
+func TestFindingLocationOnTrace(t *testing.T) {
+	ctx := context.Background()
+	e := keywordEvaluator(t)
+	content := "import os\nprint('hi')\n    lowrisk()\n"
+	flags, errs := e.Evaluate(ctx, sdkgov.EvaluateRequest{Stage: sdkgov.StagePre, ContentType: "code/python", Content: content})
+	if len(errs) > 0 || len(flags) != 1 {
+		t.Fatalf("Evaluate = %+v, %v", flags, errs)
+	}
+	start := strings.Index(content, "lowrisk")
+	want := trace.Location{Line: 3, Column: 5, Start: start, End: start + len("lowrisk")}
+	f := flags[0]
+	if f.Stage != trace.StagePre || f.Score != 1 || f.Location == nil || *f.Location != want || f.RuleID != "keyword" {
+		t.Fatalf("flag %+v (location %+v), want stage pre, score 1, rule keyword, location %+v", f, f.Location, want)
+	}
+	if !strings.Contains(f.Reason, "line 3:5") || !strings.Contains(f.Reason, "[pre") {
+		t.Errorf("reason %q lost its summary", f.Reason)
+	}
+
+	key, err := trace.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	traces, err := trace.New(memstore.New(), key, trace.Options{TempDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := traces.Create(ctx, trace.NewID(), trace.TraceExecution, json.RawMessage(`{}`), "api")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec, err = traces.AddFlag(ctx, rec.ID, f, "governance"); err != nil {
+		t.Fatal(err)
+	}
+	got := rec.Flags[0]
+	if got.Stage != trace.StagePre || got.Score != 1 || got.Location == nil || *got.Location != want {
+		t.Fatalf("flag on the trace %+v (location %+v)", got, got.Location)
+	}
+	if v, err := traces.Verify(ctx, rec.ID); err != nil || !v.Valid {
+		t.Fatalf("Verify = %+v, %v", v, err)
+	}
+
+	// The output stage names itself.
+	flags, _ = e.Evaluate(ctx, sdkgov.EvaluateRequest{Stage: sdkgov.StagePost, ContentType: "text/output", Content: "a secret"})
+	if len(flags) != 1 || flags[0].Stage != trace.StagePost || flags[0].Location == nil || flags[0].Location.Start != 2 {
+		t.Fatalf("post-stage flags %+v", flags)
+	}
+}
+
+// TestFlagOf: what a rule says that the trace store would refuse is left out of the
+// structured fields (the reason keeps it), so that a careless rule cannot fail the write
+// of its flag.
+func TestFlagOf(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name  string
+		f     sdkgov.Finding
+		stage sdkgov.Stage
+		score float64
+		loc   *trace.Location
+	}{
+		{"full", sdkgov.Finding{Score: 0.93, Location: &sdkgov.Location{Line: 4, Column: 7, Start: 12, End: 40}}, sdkgov.StagePre,
+			0.93, &trace.Location{Line: 4, Column: 7, Start: 12, End: 40}},
+		{"no location", sdkgov.Finding{Score: 0.5}, sdkgov.StagePost, 0.5, nil},
+		{"NaN score", sdkgov.Finding{Score: math.NaN()}, sdkgov.StagePre, 0, nil},
+		{"infinite score", sdkgov.Finding{Score: math.Inf(1)}, sdkgov.StagePre, 0, nil},
+		{"span only", sdkgov.Finding{Location: &sdkgov.Location{Start: 3, End: 9}}, sdkgov.StagePre, 0, &trace.Location{Start: 3, End: 9}},
+		{"column without line", sdkgov.Finding{Location: &sdkgov.Location{Column: 2, Start: 3, End: 9}}, sdkgov.StagePre, 0, &trace.Location{Start: 3, End: 9}},
+		{"empty location", sdkgov.Finding{Location: &sdkgov.Location{}}, sdkgov.StagePre, 0, nil},
+		{"reversed span", sdkgov.Finding{Location: &sdkgov.Location{Line: 1, Start: 9, End: 3}}, sdkgov.StagePre, 0, nil},
+		{"negative offset", sdkgov.Finding{Location: &sdkgov.Location{Start: -5, End: 3}}, sdkgov.StagePre, 0, nil},
+	} {
+		tc.f.Flag, tc.f.Severity, tc.f.RuleID, tc.f.Reason = sdkgov.FlagAnomaly, 2, "r", "why"
+		got := flagOf(tc.f, tc.stage, now)
+		want := Flag{Flag: sdkgov.FlagAnomaly, Severity: 2, RuleID: "r", Reason: explain(tc.f, tc.stage), AutoDetected: true, Timestamp: now,
+			Stage: tc.stage.String(), Score: tc.score, Location: tc.loc}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: flagOf = %+v (location %+v), want %+v (location %+v)", tc.name, got, got.Location, want, want.Location)
+		}
+	}
+}
