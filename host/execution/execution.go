@@ -134,13 +134,17 @@ type Engine struct {
 }
 
 // Timeout returns the execution's timeout: the request's, else the session's, else the
-// default.
-func Timeout(s *session.Session, req Request) (time.Duration, error) {
+// runner's own (runnerDefault: what the runner said it applies when its session opened,
+// capped at MaxTimeout; 0 when it did not say), else DefaultTimeout.
+func Timeout(s *session.Session, req Request, runnerDefault time.Duration) (time.Duration, error) {
 	d := time.Duration(req.TimeoutMS) * time.Millisecond
 	if d == 0 {
 		d = time.Duration(s.Limits.TimeoutMS) * time.Millisecond
 	}
 	if d == 0 {
+		d = min(runnerDefault, MaxTimeout)
+	}
+	if d <= 0 {
 		d = DefaultTimeout
 	}
 	if d > MaxTimeout {
@@ -197,7 +201,9 @@ func (e *Engine) Execute(ctx context.Context, sessionID string, req Request, emi
 	if err != nil {
 		return nil, err
 	}
-	timeout, err := Timeout(s, req)
+	// The request's or the session's timeout, else the host's default, bounds the wait
+	// for a slot (the runner's own default is known once its process is open, below).
+	timeout, err := Timeout(s, req, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -215,6 +221,11 @@ func (e *Engine) Execute(ctx context.Context, sessionID string, req Request, emi
 		return nil, err
 	}
 	ctype := contentType(caps(h.Process.Info.Capabilities))
+	if l, ok := h.Runner.(runner.SessionLimiter); ok {
+		if timeout, err = Timeout(s, req, l.SessionLimits().Timeout); err != nil {
+			return nil, err
+		}
+	}
 	phase("session")
 
 	data, err := json.Marshal(map[string]any{

@@ -128,6 +128,22 @@ func (r *llmRunner) OpenSession(_ context.Context, s runner.Session) error {
 	return nil
 }
 
+// SessionLimits implements runner.SessionLimiter: the timeout this runner applies to an
+// execution that names none (the configured timeout, or the session's when shorter), so
+// that the host uses it rather than its own default.
+func (r *llmRunner) SessionLimits() runner.Limits {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.session == nil {
+		return runner.Limits{}
+	}
+	t := r.set.timeout
+	if s := r.session.Limits.Timeout; s > 0 && s < t {
+		t = s
+	}
+	return runner.Limits{Timeout: t}
+}
+
 // Execute implements runner.Runner: it asks the model, retrying and falling back as
 // configured, and streams the answer as token events.
 func (r *llmRunner) Execute(ctx context.Context, req runner.ExecuteRequest, emit func(runner.Event) error) (runner.Result, error) {

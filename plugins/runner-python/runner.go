@@ -226,6 +226,18 @@ func (r *pythonRunner) OpenSession(ctx context.Context, s runner.Session) error 
 	return nil
 }
 
+// SessionLimits implements runner.SessionLimiter: the open session's limits (the
+// configured ones with the session's over them), so that the host gives an execution
+// that names no timeout this runner's configured timeout rather than its own default.
+func (r *pythonRunner) SessionLimits() runner.Limits {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.sb == nil {
+		return runner.Limits{}
+	}
+	return r.sb.limits
+}
+
 // watch replaces a worker that dies while no execution runs on it; an execution that
 // sees its worker die handles that itself.
 func (r *pythonRunner) watch(w *worker) {

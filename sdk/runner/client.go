@@ -20,6 +20,8 @@ type Client struct {
 	rpc     limitv1.RunnerClient
 	fast    *fastClient
 	fastErr error
+	// limits are those the plugin said it applies when its session was opened.
+	limits Limits
 }
 
 // NewClient returns a client over an established plugin connection that makes every call
@@ -67,14 +69,20 @@ func (c *Client) Close() {
 
 // OpenSession implements Runner.
 func (c *Client) OpenSession(ctx context.Context, s Session) error {
-	_, err := c.rpc.OpenSession(ctx, &limitv1.OpenSessionRequest{
+	resp, err := c.rpc.OpenSession(ctx, &limitv1.OpenSessionRequest{
 		SessionId: s.ID, Limits: LimitsToProto(s.Limits), Env: s.Env, AllowNetwork: s.AllowNetwork, WorkDir: s.WorkDir,
 	})
 	if err != nil {
 		return fmt.Errorf("runner open session: %w", err)
 	}
+	c.limits = LimitsFromProto(resp.GetLimits())
 	return nil
 }
+
+// SessionLimits implements SessionLimiter: the limits the plugin said, when its session
+// was opened, it applies to the session's executions (zero fields where it said nothing,
+// all zero for a plugin that does not say). Call it after OpenSession has returned.
+func (c *Client) SessionLimits() Limits { return c.limits }
 
 // ErrNoResult means the runner's stream ended without a result event.
 var ErrNoResult = errors.New("runner stream ended without a result")

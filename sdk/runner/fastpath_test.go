@@ -50,8 +50,9 @@ func TestMain(m *testing.M) {
 //   - "huge" returns an output larger than a message may be;
 //   - "deadline" prints how long its context has left, or "none".
 type testRunner struct {
-	mu   sync.Mutex
-	seen string
+	mu     sync.Mutex
+	seen   string
+	limits runner.Limits // the open session's
 }
 
 func newTestRunner() *testRunner { return &testRunner{} }
@@ -63,8 +64,25 @@ func (r *testRunner) ConfigSchema() base.Schema { return base.Schema{} }
 func (r *testRunner) Configure(context.Context, base.ConfigureRequest) base.Diagnostics {
 	return nil
 }
-func (r *testRunner) OpenSession(context.Context, runner.Session) error { return nil }
-func (r *testRunner) Cancel(context.Context, string) (bool, error)      { return false, nil }
+func (r *testRunner) OpenSession(_ context.Context, s runner.Session) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.limits = s.Limits
+	return nil
+}
+
+// SessionLimits says the runner's own timeout is 7 s unless the session gives one.
+func (r *testRunner) SessionLimits() runner.Limits {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	l := r.limits
+	if l.Timeout == 0 {
+		l.Timeout = 7 * time.Second
+	}
+	return l
+}
+
+func (r *testRunner) Cancel(context.Context, string) (bool, error) { return false, nil }
 func (r *testRunner) Health(context.Context) (runner.Health, error) {
 	return runner.Health{Healthy: true}, nil
 }
@@ -467,5 +485,40 @@ func BenchmarkExecute(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestSessionLimits: the limits a runner says it applies reach the host's client when
+// the session opens; a plugin that says nothing gives zero limits.
+func TestSessionLimits(t *testing.T) {
+	for mode, l := range both(t) {
+		if got := l.SessionLimits(); got.Timeout != 7*time.Second {
+			t.Errorf("%s: session limits %+v, want the runner's timeout of 7s", mode, got)
+		}
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc := base.NewClient(base.LaunchConfig{Path: exe, Kind: base.KindRunner, Plugins: runner.PluginSet(), Env: []string{serveEnv + "=test"}})
+	t.Cleanup(pc.Kill)
+	raw, err := base.Dispense(t.Context(), pc, base.KindRunner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := raw.(*runner.Client)
+	t.Cleanup(c.Close)
+	if ds := c.Configure(t.Context(), base.ConfigureRequest{Config: []byte("{}"), DataDir: t.TempDir()}); ds.HasErrors() {
+		t.Fatal(ds.Err())
+	}
+	want := runner.Limits{Timeout: 2500 * time.Millisecond, MaxOutputBytes: 1234}
+	if err := c.OpenSession(t.Context(), runner.Session{ID: "s2", WorkDir: t.TempDir(), Limits: want}); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.SessionLimits(); got != want {
+		t.Errorf("session limits %+v, want the session's %+v", got, want)
+	}
+	if got := launch(t, "old", runner.PluginSet()).SessionLimits(); got != (runner.Limits{}) {
+		t.Errorf("a plugin that says nothing: session limits %+v, want none", got)
 	}
 }

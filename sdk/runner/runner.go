@@ -191,3 +191,13 @@ type Runner interface {
 	// CloseSession releases the session's resources.
 	CloseSession(ctx context.Context) error
 }
+
+// SessionLimiter is implemented by runners that tell the host, once a session is open,
+// the limits they apply to its executions: their configured defaults with the session's
+// Limits over them. The host then gives an execution that names no timeout, in a session
+// that names none, the runner's own timeout instead of the host's default (60 s); a zero
+// Timeout means the runner has no default of its own. Optional: runners without it get
+// the host's default, sent in every ExecuteRequest.
+type SessionLimiter interface {
+	SessionLimits() Limits
+}

@@ -40,7 +40,11 @@ func (s *server) OpenSession(ctx context.Context, req *limitv1.OpenSessionReques
 	if err := s.impl.OpenSession(ctx, sess); err != nil {
 		return nil, internal(err)
 	}
-	return &limitv1.OpenSessionResponse{}, nil
+	resp = &limitv1.OpenSessionResponse{}
+	if l, ok := s.impl.(SessionLimiter); ok {
+		resp.Limits = LimitsToProto(l.SessionLimits())
+	}
+	return resp, nil
 }
 
 func (s *server) Execute(req *limitv1.ExecuteRequest, stream limitv1.Runner_ExecuteServer) error {

@@ -296,7 +296,12 @@ func (x *OpenSessionRequest) GetWorkDir() string {
 }
 
 type OpenSessionResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The limits the runner applies to the session's executions: its configured defaults
+	// with the session's limits over them. Optional (older runners send none); a zero field
+	// means the runner did not say. The host uses the timeout as an execution's timeout when
+	// neither the request nor the session gives one, instead of its own default.
+	Limits        *Limits `protobuf:"bytes,1,opt,name=limits,proto3" json:"limits,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -329,6 +334,13 @@ func (x *OpenSessionResponse) ProtoReflect() protoreflect.Message {
 // Deprecated: Use OpenSessionResponse.ProtoReflect.Descriptor instead.
 func (*OpenSessionResponse) Descriptor() ([]byte, []int) {
 	return file_limit_v1_runner_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *OpenSessionResponse) GetLimits() *Limits {
+	if x != nil {
+		return x.Limits
+	}
+	return nil
 }
 
 type ExecuteRequest struct {
@@ -1149,8 +1161,9 @@ const file_limit_v1_runner_proto_rawDesc = "" +
 	"\bwork_dir\x18\x05 \x01(\tR\aworkDir\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x15\n" +
-	"\x13OpenSessionResponse\"\x99\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"?\n" +
+	"\x13OpenSessionResponse\x12(\n" +
+	"\x06limits\x18\x01 \x01(\v2\x10.limit.v1.LimitsR\x06limits\"\x99\x01\n" +
 	"\x0eExecuteRequest\x12!\n" +
 	"\fexecution_id\x18\x01 \x01(\tR\vexecutionId\x12\x14\n" +
 	"\x05input\x18\x02 \x01(\tR\x05input\x12\x1d\n" +
@@ -1270,32 +1283,33 @@ var file_limit_v1_runner_proto_goTypes = []any{
 var file_limit_v1_runner_proto_depIdxs = []int32{
 	2,  // 0: limit.v1.OpenSessionRequest.limits:type_name -> limit.v1.Limits
 	18, // 1: limit.v1.OpenSessionRequest.env:type_name -> limit.v1.OpenSessionRequest.EnvEntry
-	20, // 2: limit.v1.ExecuteRequest.params:type_name -> google.protobuf.Struct
-	7,  // 3: limit.v1.ExecuteEvent.output:type_name -> limit.v1.OutputChunk
-	8,  // 4: limit.v1.ExecuteEvent.token:type_name -> limit.v1.Token
-	10, // 5: limit.v1.ExecuteEvent.result:type_name -> limit.v1.ExecuteResult
-	0,  // 6: limit.v1.OutputChunk.stream:type_name -> limit.v1.OutputStream
-	19, // 7: limit.v1.Usage.extra:type_name -> limit.v1.Usage.ExtraEntry
-	1,  // 8: limit.v1.ExecuteResult.status:type_name -> limit.v1.ExecuteStatus
-	9,  // 9: limit.v1.ExecuteResult.usage:type_name -> limit.v1.Usage
-	14, // 10: limit.v1.RunnerHealthResponse.isolation:type_name -> limit.v1.IsolationFeature
-	3,  // 11: limit.v1.Runner.OpenSession:input_type -> limit.v1.OpenSessionRequest
-	5,  // 12: limit.v1.Runner.Execute:input_type -> limit.v1.ExecuteRequest
-	11, // 13: limit.v1.Runner.Cancel:input_type -> limit.v1.CancelRequest
-	13, // 14: limit.v1.Runner.Health:input_type -> limit.v1.RunnerHealthRequest
-	16, // 15: limit.v1.Runner.CloseSession:input_type -> limit.v1.CloseSessionRequest
-	21, // 16: limit.v1.Runner.OpenFastPath:input_type -> limit.v1.OpenFastPathRequest
-	4,  // 17: limit.v1.Runner.OpenSession:output_type -> limit.v1.OpenSessionResponse
-	6,  // 18: limit.v1.Runner.Execute:output_type -> limit.v1.ExecuteEvent
-	12, // 19: limit.v1.Runner.Cancel:output_type -> limit.v1.CancelResponse
-	15, // 20: limit.v1.Runner.Health:output_type -> limit.v1.RunnerHealthResponse
-	17, // 21: limit.v1.Runner.CloseSession:output_type -> limit.v1.CloseSessionResponse
-	22, // 22: limit.v1.Runner.OpenFastPath:output_type -> limit.v1.OpenFastPathResponse
-	17, // [17:23] is the sub-list for method output_type
-	11, // [11:17] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	2,  // 2: limit.v1.OpenSessionResponse.limits:type_name -> limit.v1.Limits
+	20, // 3: limit.v1.ExecuteRequest.params:type_name -> google.protobuf.Struct
+	7,  // 4: limit.v1.ExecuteEvent.output:type_name -> limit.v1.OutputChunk
+	8,  // 5: limit.v1.ExecuteEvent.token:type_name -> limit.v1.Token
+	10, // 6: limit.v1.ExecuteEvent.result:type_name -> limit.v1.ExecuteResult
+	0,  // 7: limit.v1.OutputChunk.stream:type_name -> limit.v1.OutputStream
+	19, // 8: limit.v1.Usage.extra:type_name -> limit.v1.Usage.ExtraEntry
+	1,  // 9: limit.v1.ExecuteResult.status:type_name -> limit.v1.ExecuteStatus
+	9,  // 10: limit.v1.ExecuteResult.usage:type_name -> limit.v1.Usage
+	14, // 11: limit.v1.RunnerHealthResponse.isolation:type_name -> limit.v1.IsolationFeature
+	3,  // 12: limit.v1.Runner.OpenSession:input_type -> limit.v1.OpenSessionRequest
+	5,  // 13: limit.v1.Runner.Execute:input_type -> limit.v1.ExecuteRequest
+	11, // 14: limit.v1.Runner.Cancel:input_type -> limit.v1.CancelRequest
+	13, // 15: limit.v1.Runner.Health:input_type -> limit.v1.RunnerHealthRequest
+	16, // 16: limit.v1.Runner.CloseSession:input_type -> limit.v1.CloseSessionRequest
+	21, // 17: limit.v1.Runner.OpenFastPath:input_type -> limit.v1.OpenFastPathRequest
+	4,  // 18: limit.v1.Runner.OpenSession:output_type -> limit.v1.OpenSessionResponse
+	6,  // 19: limit.v1.Runner.Execute:output_type -> limit.v1.ExecuteEvent
+	12, // 20: limit.v1.Runner.Cancel:output_type -> limit.v1.CancelResponse
+	15, // 21: limit.v1.Runner.Health:output_type -> limit.v1.RunnerHealthResponse
+	17, // 22: limit.v1.Runner.CloseSession:output_type -> limit.v1.CloseSessionResponse
+	22, // 23: limit.v1.Runner.OpenFastPath:output_type -> limit.v1.OpenFastPathResponse
+	18, // [18:24] is the sub-list for method output_type
+	12, // [12:18] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_limit_v1_runner_proto_init() }
