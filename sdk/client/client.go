@@ -238,6 +238,7 @@ type CreateSessionRequest struct {
 // Session is a session's record.
 type Session struct {
 	ID             string    `json:"id"`
+	Tenant         string    `json:"tenant"`
 	Name           string    `json:"name"`
 	MaxConcurrency int       `json:"max_concurrency"`
 	AllowNetwork   bool      `json:"allow_network"`
@@ -246,6 +247,10 @@ type Session struct {
 	Limits         Limits    `json:"limits"`
 	CreatedAt      time.Time `json:"created_at"`
 	State          string    `json:"state"`
+	// DeletedAt is when a deleted session was deleted (listed with include_deleted).
+	DeletedAt time.Time `json:"deleted_at,omitzero"`
+	// OwnerNode is the host node that runs the session's processes.
+	OwnerNode string `json:"owner_node"`
 }
 
 // CreateSession creates a session.
@@ -444,6 +449,7 @@ func (c *Client) ExecuteStream(ctx context.Context, sessionID string, req Execut
 type Trace struct {
 	ID        string          `json:"id"`
 	SessionID string          `json:"session_id"`
+	Tenant    string          `json:"tenant"`
 	Kind      string          `json:"kind"`
 	Status    string          `json:"status"`
 	Data      json.RawMessage `json:"data"`
