@@ -108,6 +108,12 @@ type Host struct {
 	StorageName string
 	// PluginStartTimeout bounds a plugin's start and handshake.
 	PluginStartTimeout time.Duration
+	// ListenRange is the range of the listen value in the file, or the zero range when
+	// the address is the default or API_HOST or API_PORT changed it.
+	ListenRange hcl.Range
+	// DataDirRange is the range of the data_dir value in the file, or the zero range
+	// when data_dir is the default.
+	DataDirRange hcl.Range
 	// DeclRange is the range of the host block's header, or the zero range when the file
 	// has no host block.
 	DeclRange hcl.Range

@@ -134,7 +134,10 @@ func TestParseFull(t *testing.T) {
 	if gotHost.DeclRange.Start.Line != 1 || gotHost.DeclRange.Filename != testFile {
 		t.Errorf("Host.DeclRange = %v, want %s line 1", gotHost.DeclRange, testFile)
 	}
-	gotHost.DeclRange = hcl.Range{}
+	if gotHost.ListenRange.Start.Line != 2 || gotHost.DataDirRange.Start.Line != 3 {
+		t.Errorf("ListenRange = %v, DataDirRange = %v, want lines 2 and 3", gotHost.ListenRange, gotHost.DataDirRange)
+	}
+	gotHost.DeclRange, gotHost.ListenRange, gotHost.DataDirRange = hcl.Range{}, hcl.Range{}, hcl.Range{}
 	if gotHost != wantHost {
 		t.Errorf("Host = %+v\nwant %+v", gotHost, wantHost)
 	}
@@ -314,6 +317,15 @@ func TestParseErrors(t *testing.T) {
 		{"storage ambiguous no host", "storage \"a\" {}\nstorage \"b\" {}\n", nil, 2, "host.storage is required", ""},
 		{"env unset", "host {\n  data_dir = env(\"LIMIT_DATA\")\n}\n", nil, 2, "Invalid function argument", "\"LIMIT_DATA\" is not set"},
 		{"env too many args", "host {\n  data_dir = env(\"A\", \"b\", \"c\")\n}\n", nil, 2, "Invalid function argument", "at most one default"},
+		{"pool too large", "runner \"x\" {\n  pool = 1e30\n}\n", nil, 2, "Invalid pool", "from 0 to 64"},
+		{"max_iter too large", "rd {\n  max_iter = 1e30\n}\n", nil, 2, "Invalid max_iter", "from 1 to 2147483647"},
+		{"max_body_bytes too large", "api {\n\n  max_body_bytes = 1e30\n}\n", nil, 3, "Invalid max_body_bytes", "from 1 to 9223372036854775807"},
+		{"alpha infinite", "rd {\n  alpha = 1e400\n}\n", nil, 2, "Invalid alpha", "finite"},
+		{"listen port out of range", "host {\n  listen = \"127.0.0.1:70000\"\n}\n", nil, 2, "Invalid listen address", "from 0 to 65535"},
+		{"listen bracket", "host {\n  listen = \"[::1\"\n}\n", nil, 2, "Invalid listen address", "host:port"},
+		{"env without argument", "host {\n  data_dir = env()\n}\n", nil, 2, "Not enough function arguments", "name"},
+		{"env of a list", "host {\n  data_dir = env([\"A\"])\n}\n", nil, 2, "Invalid function argument", "string required"},
+		{"env of null", "host {\n  data_dir = env(null)\n}\n", nil, 2, "Invalid function argument", ""},
 		{"env in plugin block", "runner \"x\" {\n  plugin = env(\"RUNNER_BIN\")\n}\n", nil, 2, "Invalid function argument", "RUNNER_BIN"},
 	}
 	for _, tt := range tests {

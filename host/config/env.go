@@ -108,7 +108,9 @@ func applyEnv(cfg *Config, lookupEnv func(string) (string, bool), d *decoder) {
 				port = apiPort
 			}
 		}
-		cfg.Host.Listen = net.JoinHostPort(host, port)
+		if l := net.JoinHostPort(host, port); l != cfg.Host.Listen {
+			cfg.Host.Listen, cfg.Host.ListenRange = l, hcl.Range{}
+		}
 	}
 
 	if p := getenv(lookupEnv, "GOVERNANCE_POLICY"); p != "" {

@@ -6,9 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclparse"
@@ -97,36 +100,87 @@ var apiSchema = &hcl.BodySchema{
 // error. To print the diagnostics with snippets, give hcl.NewDiagnosticTextWriter the map
 // {filename: &hcl.File{Bytes: src}}, or use LoadFile, which returns the map.
 func Parse(filename string, src []byte, lookupEnv func(string) (string, bool)) (*Config, hcl.Diagnostics) {
-	p := hclparse.NewParser()
-	var file *hcl.File
-	var diags hcl.Diagnostics
-	if strings.HasSuffix(filename, ".json") {
-		file, diags = p.ParseJSON(src, filename)
-	} else {
-		file, diags = p.ParseHCL(src, filename)
-	}
-	cfg, more := decodeFile(file, filename, lookupEnv)
-	return cfg, append(diags, more...)
+	cfg, diags, _ := parse(hclparse.NewParser(), filename, src, lookupEnv)
+	return cfg, diags
 }
 
 // LoadFile reads and decodes the configuration file at path, like Parse. It also returns
 // the parsed files by name, which hcl.NewDiagnosticTextWriter needs to print snippets.
+// A path that is not a readable file, or a file larger than MaxFileBytes, is an error.
 func LoadFile(path string, lookupEnv func(string) (string, bool)) (*Config, hcl.Diagnostics, map[string]*hcl.File) {
 	p := hclparse.NewParser()
-	var file *hcl.File
-	var diags hcl.Diagnostics
-	if strings.HasSuffix(path, ".json") {
-		file, diags = p.ParseJSONFile(path)
-	} else {
-		file, diags = p.ParseHCLFile(path)
+	src, diag := readFile(path)
+	if diag != nil {
+		cfg, _ := decodeFile(nil, nil, path, nil)
+		return cfg, hcl.Diagnostics{diag}, p.Files()
 	}
-	cfg, more := decodeFile(file, path, lookupEnv)
+	cfg, diags, files := parse(p, path, src, lookupEnv)
+	var body *hclsyntax.Body
+	if f := files[path]; f != nil {
+		body, _ = f.Body.(*hclsyntax.Body)
+	}
+	if body != nil && !diags.HasErrors() && len(body.Blocks) == 0 && len(body.Attributes) == 0 {
+		// Most likely the wrong file, or one cut short: say what runs instead.
+		diags = append(diags, &hcl.Diagnostic{
+			Severity: hcl.DiagWarning,
+			Summary:  "The configuration file declares nothing",
+			Detail: fmt.Sprintf("%s has no block: limitd runs on its defaults (listen %s, data_dir %s, storage %q, no runner). See configs/default.hcl for a complete file.",
+				path, DefaultListen, DefaultDataDir, DefaultStorage),
+			Subject: &hcl.Range{Filename: path, Start: hcl.InitialPos, End: hcl.InitialPos},
+		})
+	}
+	return cfg, diags, files
+}
+
+// readFile reads a configuration file, refusing a directory and reading at most one byte
+// more than MaxFileBytes (checkSource reports a larger file).
+func readFile(path string) ([]byte, *hcl.Diagnostic) {
+	fail := func(detail string, args ...any) ([]byte, *hcl.Diagnostic) {
+		return nil, &hcl.Diagnostic{
+			Severity: hcl.DiagError,
+			Summary:  "Cannot read the configuration file " + strconv.Quote(path),
+			Detail:   fmt.Sprintf(detail, args...),
+		}
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return fail("%s. Check the path given to -config.", err)
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err == nil && fi.IsDir() {
+		return fail("%s is a directory; -config takes an HCL file such as configs/default.hcl.", path)
+	}
+	src, err := io.ReadAll(io.LimitReader(f, MaxFileBytes+1))
+	if err != nil {
+		return fail("%s.", err)
+	}
+	return src, nil
+}
+
+// parse checks src with checkSource, parses it with p and decodes it.
+func parse(p *hclparse.Parser, filename string, src []byte, lookupEnv func(string) (string, bool)) (*Config, hcl.Diagnostics, map[string]*hcl.File) {
+	isJSON := strings.HasSuffix(filename, ".json")
+	var file *hcl.File
+	diags := checkSource(filename, src, isJSON)
+	if diags.HasErrors() {
+		// Unparsed, but the snippet of the offending line can still be shown.
+		files := p.Files()
+		files[filename] = &hcl.File{Bytes: src}
+		cfg, _ := decodeFile(nil, nil, filename, nil)
+		return cfg, diags, files
+	}
+	if isJSON {
+		file, diags = p.ParseJSON(src, filename)
+	} else {
+		file, diags = p.ParseHCL(src, filename)
+	}
+	cfg, more := decodeFile(file, src, filename, lookupEnv)
 	return cfg, append(diags, more...), p.Files()
 }
 
 // decodeFile decodes a parsed file, even one with syntax errors, so that a single run
 // reports as many problems as it can.
-func decodeFile(file *hcl.File, filename string, lookupEnv func(string) (string, bool)) (*Config, hcl.Diagnostics) {
+func decodeFile(file *hcl.File, src []byte, filename string, lookupEnv func(string) (string, bool)) (*Config, hcl.Diagnostics) {
 	if lookupEnv == nil {
 		lookupEnv = func(string) (string, bool) { return "", false }
 	}
@@ -153,7 +207,7 @@ func decodeFile(file *hcl.File, filename string, lookupEnv func(string) (string,
 		},
 		Filename: filename,
 	}
-	d := &decoder{ctx: newEvalContext(lookupEnv)}
+	d := &decoder{ctx: newEvalContext(lookupEnv), src: src}
 
 	body := hcl.EmptyBody()
 	if file != nil && file.Body != nil {
@@ -217,10 +271,15 @@ func (d *decoder) host(blk *hcl.Block, h *Host) (storageAttr *hcl.Attribute) {
 	if s, attr := d.str(a, "listen"); attr != nil {
 		d.listen = attr
 		if err := checkListen(s); err != nil {
+			why := err.Error()
+			if d.fromEnv(attr) {
+				why = "the value from env() is not (it is not shown: it may be secret)"
+			}
 			d.invalid(attr, "Invalid listen address",
-				"listen must be host:port, e.g. \"127.0.0.1:8080\" or \":8080\" for every interface: %s.", err)
+				"listen must be host:port, e.g. \"127.0.0.1:8080\" or \":8080\" for every interface: %s.", why)
 		} else {
 			h.Listen = s
+			h.ListenRange = attr.Expr.Range()
 		}
 	}
 	if s, attr := d.str(a, "data_dir"); attr != nil {
@@ -228,6 +287,7 @@ func (d *decoder) host(blk *hcl.Block, h *Host) (storageAttr *hcl.Attribute) {
 			d.invalid(attr, "Invalid data_dir", "data_dir must not be empty; leave it out to use %q.", DefaultDataDir)
 		} else {
 			h.DataDir = s
+			h.DataDirRange = attr.Expr.Range()
 		}
 	}
 	if s, attr := d.str(a, "plugin_dir"); attr != nil {
@@ -235,7 +295,7 @@ func (d *decoder) host(blk *hcl.Block, h *Host) (storageAttr *hcl.Attribute) {
 	}
 	if s, attr := d.str(a, "log_level"); attr != nil {
 		if !slices.Contains(LogLevels, s) {
-			d.invalid(attr, "Invalid log_level", "log_level must be one of %s; got %q.", oneOf(LogLevels), s)
+			d.invalid(attr, "Invalid log_level", "log_level must be one of %s; got %s.", oneOf(LogLevels), d.quote(attr, s))
 		} else {
 			h.LogLevel = s
 		}
@@ -302,7 +362,7 @@ func (d *decoder) pluginBlock(blk *hcl.Block, kind string, labels map[string]map
 	d.add(diags)
 	a := content.Attributes
 
-	if n, attr := d.int64(a, "pool"); attr != nil {
+	if n, attr := d.int64(a, "pool", 0, MaxRunnerPool); attr != nil {
 		if n < 0 || n > MaxRunnerPool {
 			d.invalid(attr, "Invalid pool", "pool must be at least 0 (0 starts each runner process when a session needs it) and at most %d; got %d.", MaxRunnerPool, n)
 		} else {
@@ -321,6 +381,9 @@ func (d *decoder) pluginBlock(blk *hcl.Block, kind string, labels map[string]map
 	}
 	if s, attr := d.str(a, "sha256"); attr != nil {
 		sum, err := decodeSHA256(s)
+		if err != nil && d.fromEnv(attr) {
+			err = fmt.Errorf("%s is not 64 hexadecimal characters", d.quote(attr, s))
+		}
 		if err != nil {
 			d.invalid(attr, "Invalid sha256", "sha256 must be the SHA-256 of the plugin binary as 64 hexadecimal characters, as printed by sha256sum: %s.", err)
 		} else {
@@ -366,7 +429,7 @@ func (d *decoder) governance(blk *hcl.Block, g *Governance) {
 	d.add(diags)
 	if s, attr := d.str(content.Attributes, "policy"); attr != nil {
 		if !slices.Contains(Policies, s) {
-			d.invalid(attr, "Invalid policy", "policy must be one of %s; got %q.", oneOf(Policies), s)
+			d.invalid(attr, "Invalid policy", "policy must be one of %s; got %s.", oneOf(Policies), d.quote(attr, s))
 		} else {
 			g.Policy = s
 			g.PolicyRange = attr.Expr.Range()
@@ -405,7 +468,7 @@ func (d *decoder) rd(blk *hcl.Block, r *RD) {
 			r.Tol = v
 		}
 	}
-	if v, attr := d.int64(a, "max_iter"); attr != nil {
+	if v, attr := d.int64(a, "max_iter", 1, 1<<31-1); attr != nil {
 		if v <= 0 || v > 1<<31-1 {
 			d.invalid(attr, "Invalid max_iter", "max_iter must be a whole number from 1 to %d; got %d.", 1<<31-1, v)
 		} else {
@@ -421,7 +484,7 @@ func (d *decoder) api(blk *hcl.Block, api *API) {
 	content, diags := blk.Body.Content(apiSchema)
 	d.add(diags)
 	a := content.Attributes
-	if v, attr := d.int64(a, "max_body_bytes"); attr != nil {
+	if v, attr := d.int64(a, "max_body_bytes", 1, math.MaxInt64); attr != nil {
 		if v <= 0 {
 			d.invalid(attr, "Invalid max_body_bytes", "max_body_bytes must be greater than 0; got %d.", v)
 		} else {
@@ -450,12 +513,17 @@ func (d *decoder) tokens(attr *hcl.Attribute, path string, api *API) {
 		d.invalid(attr, "Invalid token_file", "token_file must name a file of API tokens; leave it out to run the API without authentication.")
 		return
 	}
-	f, err := os.Open(path)
+	// Non-blocking, so that a FIFO or a terminal cannot hold the daemon up.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		d.invalid(attr, "Unreadable token_file", "Cannot read the API token file: %s.", err)
 		return
 	}
 	defer f.Close()
+	if fi, err := f.Stat(); err == nil && !fi.Mode().IsRegular() {
+		d.invalid(attr, "Invalid token_file", "%s is not a regular file (%s); token_file must name a file of API tokens.", path, fi.Mode().Type())
+		return
+	}
 	if fi, err := f.Stat(); err == nil && fi.Mode().Perm()&0o077 != 0 {
 		d.add(hcl.Diagnostics{{
 			Severity: hcl.DiagWarning,

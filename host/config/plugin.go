@@ -121,8 +121,29 @@ func DecodePluginConfig(b *PluginBlock, schema base.Schema) (json.RawMessage, hc
 	return out, diags
 }
 
+// Bounds of a type constraint a plugin declares.
+const (
+	maxTypeBytes   = 64 << 10
+	maxTypeNesting = 32
+)
+
 // parseType parses an HCL type constraint such as "list(string)".
 func parseType(s string) (cty.Type, error) {
+	// The string comes from a plugin: bound it before HCL's parser recurses into it.
+	if len(s) > maxTypeBytes {
+		return cty.NilType, fmt.Errorf("longer than %d bytes", maxTypeBytes)
+	}
+	depth := 0
+	for _, c := range s {
+		switch c {
+		case '(', '{', '[':
+			if depth++; depth > maxTypeNesting {
+				return cty.NilType, fmt.Errorf("nested more than %d levels deep", maxTypeNesting)
+			}
+		case ')', '}', ']':
+			depth--
+		}
+	}
 	expr, diags := hclsyntax.ParseExpression([]byte(s), "<plugin schema>", hcl.InitialPos)
 	if !diags.HasErrors() {
 		var ty cty.Type

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"fmt"
 	"math"
 	"math/big"
@@ -24,6 +25,27 @@ type decoder struct {
 	diags hcl.Diagnostics
 	// listen is host.listen's attribute, if the file sets it.
 	listen *hcl.Attribute
+	// src is the file's text, to tell which values come from env().
+	src []byte
+}
+
+// fromEnv reports whether attr's value may come from the environment: its source calls
+// env(). Such a value may be a secret, so diagnostics do not quote it.
+func (d *decoder) fromEnv(attr *hcl.Attribute) bool {
+	rng := attr.Expr.Range()
+	if rng.Start.Byte < 0 || rng.End.Byte > len(d.src) || rng.Start.Byte > rng.End.Byte {
+		return true // cannot tell: assume the worst
+	}
+	return bytes.Contains(d.src[rng.Start.Byte:rng.End.Byte], []byte("env("))
+}
+
+// quote returns s quoted for a diagnostic about attr, or a placeholder when the value
+// comes from env().
+func (d *decoder) quote(attr *hcl.Attribute, s string) string {
+	if d.fromEnv(attr) {
+		return "the value from env() (not shown: it may be secret)"
+	}
+	return strconv.Quote(s)
 }
 
 func (d *decoder) add(diags hcl.Diagnostics) {
@@ -87,15 +109,21 @@ func (d *decoder) float(attrs hcl.Attributes, name string) (float64, *hcl.Attrib
 	return f, attr
 }
 
-func (d *decoder) int64(attrs hcl.Attributes, name string) (int64, *hcl.Attribute) {
+// int64 decodes a whole number. min and max are the attribute's bounds, which the caller
+// checks; here they only explain a number beyond what an int64 holds.
+func (d *decoder) int64(attrs hcl.Attributes, name string, min, max int64) (int64, *hcl.Attribute) {
 	val, attr := d.value(attrs, name, cty.Number)
 	if attr == nil {
 		return 0, nil
 	}
 	bf := val.AsBigFloat()
 	n, acc := bf.Int64()
-	if !bf.IsInt() || acc != big.Exact {
+	switch {
+	case !bf.IsInt():
 		d.invalid(attr, "Invalid "+name, "%s must be a whole number; got %s.", name, bf.Text('g', -1))
+		return 0, nil
+	case acc != big.Exact:
+		d.invalid(attr, "Invalid "+name, "%s must be a whole number from %d to %d; got %s.", name, min, max, bf.Text('g', -1))
 		return 0, nil
 	}
 	return n, attr
@@ -111,15 +139,19 @@ func (d *decoder) duration(attrs hcl.Attributes, name string, zeroOK bool) (time
 	dur, err := time.ParseDuration(s)
 	switch {
 	case err != nil:
+		why := ": " + err.Error()
+		if d.fromEnv(attr) {
+			why = ""
+		}
 		d.invalid(attr, "Invalid duration",
-			"%s = %q is not a duration: %s. Write a number with a unit, such as \"30s\", \"5m\" or \"1h30m\".",
-			name, s, err.Error())
+			"%s = %s is not a duration%s. Write a number with a unit, such as \"30s\", \"5m\" or \"1h30m\".",
+			name, d.quote(attr, s), why)
 		return 0, nil
 	case dur < 0:
-		d.invalid(attr, "Invalid duration", "%s must not be negative; got %q.", name, s)
+		d.invalid(attr, "Invalid duration", "%s must not be negative; got %s.", name, d.quote(attr, s))
 		return 0, nil
 	case dur == 0 && !zeroOK:
-		d.invalid(attr, "Invalid duration", "%s must be longer than zero; got %q.", name, s)
+		d.invalid(attr, "Invalid duration", "%s must be longer than zero; got %s.", name, d.quote(attr, s))
 		return 0, nil
 	}
 	return dur, attr

@@ -7,11 +7,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -67,13 +69,76 @@ func DataDir(cfg *config.Config) (string, error) {
 	return dir, nil
 }
 
-// Prepare checks every plugin block of cfg: the binary is found (and matches its pin),
+// dataDirDiag reports why dir, the absolute data directory, cannot be used, pointing at
+// host.data_dir: it, or the nearest folder above it when it does not exist yet, must be
+// a directory this process can write to. It creates nothing but a probe file, removed
+// at once, in the data directory.
+func dataDirDiag(cfg *config.Config, dir string) *hcl.Diagnostic {
+	err := usableDir(dir)
+	if err == nil {
+		return nil
+	}
+	d := &hcl.Diagnostic{
+		Severity: hcl.DiagError,
+		Summary:  "Unusable data_dir",
+		Detail: fmt.Sprintf("%s. data_dir must be a directory limitd can write to (it is created, with its parents, when missing); fix its permissions or choose another one.",
+			err),
+	}
+	if cfg.Host.DataDirRange.Filename != "" {
+		d.Subject = cfg.Host.DataDirRange.Ptr()
+	} else {
+		d.Detail += fmt.Sprintf(" The file does not set host.data_dir, so it is the default %q.", config.DefaultDataDir)
+	}
+	return d
+}
+
+func usableDir(dir string) error {
+	for p := dir; ; {
+		fi, err := os.Stat(p)
+		switch {
+		case errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR):
+			parent := filepath.Dir(p)
+			if parent == p {
+				return err
+			}
+			p = parent
+			continue
+		case err != nil:
+			return err
+		case !fi.IsDir() && p == dir:
+			return fmt.Errorf("%s is not a directory", dir)
+		case !fi.IsDir():
+			return fmt.Errorf("cannot create %s: %s is not a directory", dir, p)
+		}
+		f, err := os.CreateTemp(p, ".limitd-write-check-*")
+		if err != nil {
+			var pe *fs.PathError
+			if errors.As(err, &pe) {
+				err = pe.Err // the probe's name means nothing to the user
+			}
+			err = fmt.Errorf("cannot write in %s: %w", p, err)
+			if p != dir {
+				return fmt.Errorf("cannot create %s: %w", dir, err)
+			}
+			return err
+		}
+		f.Close()
+		os.Remove(f.Name())
+		return nil
+	}
+}
+
+// Prepare checks the data directory and every plugin block of cfg: the binary is found (and matches its pin),
 // it starts and is of the right kind, its config block is decoded against the schema the
 // plugin reports, and the plugin accepts it. Each check runs a short-lived probe process.
 // Problems come back as diagnostics pointing into the config file.
 func Prepare(ctx context.Context, cfg *config.Config, pluginDir, dataDir string, logger hclog.Logger) (Specs, hcl.Diagnostics) {
 	var diags hcl.Diagnostics
 	specs := Specs{Runners: map[string]plugins.Spec{}}
+	if d := dataDirDiag(cfg, dataDir); d != nil {
+		// Plugins given a data directory they cannot use fail in confusing ways.
+		return specs, hcl.Diagnostics{d}
+	}
 	prep := func(b *config.PluginBlock) (plugins.Spec, bool) {
 		spec, ds := prepareBlock(ctx, cfg, b, pluginDir, dataDir, logger)
 		diags = append(diags, ds...)
@@ -95,6 +160,14 @@ func Prepare(ctx context.Context, cfg *config.Config, pluginDir, dataDir string,
 		}
 	}
 	return specs, diags
+}
+
+// subjectOf returns a pointer to rng, or nil when rng does not come from the file.
+func subjectOf(rng hcl.Range) *hcl.Range {
+	if rng.Filename == "" {
+		return nil
+	}
+	return rng.Ptr()
 }
 
 func blockDiag(b *config.PluginBlock, subject hcl.Range, summary string, err error) *hcl.Diagnostic {
@@ -178,7 +251,14 @@ func Start(ctx context.Context, opts Options) (*Daemon, hcl.Diagnostics) {
 	}
 	dataDir, err := DataDir(cfg)
 	if err != nil {
-		return nil, fail("cannot use data_dir", err)
+		diag := &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Unusable data_dir", Detail: err.Error() + "."}
+		if abs, aerr := filepath.Abs(cfg.Host.DataDir); aerr == nil {
+			if d := dataDirDiag(cfg, abs); d != nil {
+				diag = d
+			}
+		}
+		diag.Subject = subjectOf(cfg.Host.DataDirRange)
+		return nil, hcl.Diagnostics{diag}
 	}
 	specs, diags := Prepare(ctx, cfg, PluginDir(cfg, opts.DefaultPluginDir), dataDir, logger)
 	if diags.HasErrors() {
@@ -227,7 +307,10 @@ func Start(ctx context.Context, opts Options) (*Daemon, hcl.Diagnostics) {
 	ln, err := net.Listen("tcp", cfg.Host.Listen)
 	if err != nil {
 		d.stopPlugins(ctx)
-		return nil, fail("cannot listen on "+cfg.Host.Listen, err)
+		diags := fail("cannot listen on "+cfg.Host.Listen, err)
+		diags[0].Detail += ". Free the port, or set host.listen (or API_HOST and API_PORT) to another address."
+		diags[0].Subject = subjectOf(cfg.Host.ListenRange)
+		return nil, diags
 	}
 	d.listener = ln
 	d.api = api.New(api.Options{
