@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -104,7 +105,8 @@ storage %q {}
 `, t.TempDir(), backend))
 			ctx := context.Background()
 			// Writers run while the plugin is killed; each remembers what was acknowledged.
-			acked := make(chan string, 10000)
+			acked := make(chan string, 1<<20)
+			var count atomic.Int64
 			stop := make(chan struct{})
 			errs := make(chan error, 4)
 			for w := range 4 {
@@ -122,15 +124,33 @@ storage %q {}
 							return
 						}
 						acked <- k
+						count.Add(1)
 					}
 				}()
 			}
-			time.Sleep(150 * time.Millisecond)
+			// Conditions rather than fixed sleeps, so a loaded machine only makes it slower:
+			// some writes acknowledged before the kill, and some after the restart.
+			waitFor := func(what string, ok func() bool) {
+				t.Helper()
+				for deadline := time.Now().Add(60 * time.Second); !ok(); time.Sleep(5 * time.Millisecond) {
+					if time.Now().After(deadline) {
+						close(stop)
+						t.Fatalf("waited 60 s for %s", what)
+					}
+				}
+			}
+			waitFor("20 acknowledged writes", func() bool { return count.Load() >= 20 })
 			pid := d.storage.Status().PID
 			if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 				t.Fatal(err)
 			}
-			time.Sleep(300 * time.Millisecond)
+			var after int64
+			waitFor("the restarted plugin", func() bool {
+				st := d.storage.Status()
+				after = count.Load()
+				return st.PID != pid && st.Healthy
+			})
+			waitFor("10 writes acknowledged by the restarted plugin", func() bool { return count.Load() >= after+10 })
 			close(stop)
 			for range 4 {
 				if err := <-errs; err != nil {
