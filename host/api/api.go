@@ -171,7 +171,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	// ServeMux.ServeHTTP (not h) sets the path values the handlers read.
 	s.mux.ServeHTTP(w, r)
-	s.opts.Logger.Debug("request", "request_id", id, "method", r.Method, "path", r.URL.Path, "duration", time.Since(start))
+	if s.opts.Logger.IsDebug() { // spares building the line's arguments otherwise
+		s.opts.Logger.Debug("request", "request_id", id, "method", r.Method, "path", r.URL.Path, "duration", time.Since(start))
+	}
 }
 
 // healthResponse is the body of GET /v1/health.

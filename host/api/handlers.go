@@ -354,7 +354,7 @@ type createTraceRequest struct {
 
 func (s *Server) createTrace(w http.ResponseWriter, r *http.Request) {
 	var req createTraceRequest
-	if err := decodeJSON(r, &req); err != nil {
+	if err := decodeCreateTrace(r, &req); err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -389,7 +389,7 @@ func (s *Server) createTrace(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Location", "/v1/traces/"+rec.ID)
-	writeJSON(w, http.StatusCreated, rec)
+	writeRecord(w, http.StatusCreated, &rec)
 }
 
 type traceView struct {

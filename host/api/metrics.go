@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -25,6 +26,9 @@ type metrics struct {
 	executions   *prometheus.CounterVec
 	execDuration *prometheus.HistogramVec
 	flags        *prometheus.CounterVec
+	// routes caches the series of requests by route and code.
+	routesMu sync.RWMutex
+	routes   map[routeCode]*routeMetrics
 }
 
 func newMetrics(pluginStatus func() []plugins.Status) *metrics {
@@ -63,8 +67,38 @@ func (m *metrics) request(route string, code int, took time.Duration) {
 	if code == 0 { // the handler wrote nothing: net/http answers 200
 		code = http.StatusOK
 	}
-	m.requests.WithLabelValues(route, strconv.Itoa(code)).Inc()
-	m.duration.WithLabelValues(route).Observe(took.Seconds())
+	k := routeCode{route, code}
+	m.routesMu.RLock()
+	rm := m.routes[k]
+	m.routesMu.RUnlock()
+	if rm == nil {
+		rm = &routeMetrics{
+			requests: m.requests.WithLabelValues(route, strconv.Itoa(code)),
+			duration: m.duration.WithLabelValues(route),
+		}
+		// Routes and codes are bounded (see metrics), and so is this cache.
+		m.routesMu.Lock()
+		if m.routes == nil {
+			m.routes = map[routeCode]*routeMetrics{}
+		}
+		m.routes[k] = rm
+		m.routesMu.Unlock()
+	}
+	rm.requests.Inc()
+	rm.duration.Observe(took.Seconds())
+}
+
+// routeCode is a route pattern and a status code it answered with.
+type routeCode struct {
+	route string
+	code  int
+}
+
+// routeMetrics are the series of one route and code, kept to spare hashing the labels of
+// every request.
+type routeMetrics struct {
+	requests prometheus.Counter
+	duration prometheus.Observer
 }
 
 // execution counts an execution's outcome: res when it ran, or the error that stopped it.

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -79,10 +80,15 @@ func decodeBounded(r *http.Request, v any, bounds map[string]int) error {
 	if ct := r.Header.Get("Content-Type"); !jsonContentType(ct) {
 		return &errUnsupportedMedia{ct: ct}
 	}
-	body, err := io.ReadAll(r.Body)
+	body, err := readBody(r)
 	if err != nil {
 		return jsonError(err)
 	}
+	return decodeBody(body, v, bounds)
+}
+
+// decodeBody is decodeBounded once the body is read.
+func decodeBody(body []byte, v any, bounds map[string]int) error {
 	// The body is one JSON object: not null, not an array, not a number.
 	rest := bytes.TrimLeft(body, " \t\r\n")
 	if len(rest) == 0 {
@@ -105,10 +111,36 @@ func decodeBounded(r *http.Request, v any, bounds map[string]int) error {
 	if err := dec.Decode(v); err != nil {
 		return jsonError(err)
 	}
-	if err := dec.Decode(&struct{}{}); !errors.Is(err, io.EOF) {
+	// Only whitespace may follow: what a second Decode would read as the end of the input.
+	if len(bytes.TrimLeft(rest[dec.InputOffset():], " \t\r\n")) > 0 {
 		return badRequest("request body has data after the JSON value")
 	}
 	return nil
+}
+
+// readBody reads a request body whole, in one allocation of its declared length when it
+// declares one (the body's reader still bounds what is read).
+func readBody(r *http.Request) ([]byte, error) {
+	if n := r.ContentLength; n > 0 && n <= 64<<10 {
+		b := make([]byte, 0, n+1) // one more byte, so that reaching the end needs no growth
+		for {
+			m, err := r.Body.Read(b[len(b):cap(b)])
+			b = b[:len(b)+m]
+			if err == io.EOF {
+				return b, nil
+			}
+			if err != nil {
+				return b, err
+			}
+			if len(b) == cap(b) {
+				// Longer than declared (net/http does not allow that, other callers might):
+				// read the rest as io.ReadAll does.
+				rest, err := io.ReadAll(r.Body)
+				return append(b, rest...), err
+			}
+		}
+	}
+	return io.ReadAll(r.Body)
 }
 
 // scanBody returns a field of the JSON object body that appears more than once in its
@@ -122,11 +154,16 @@ func decodeBounded(r *http.Request, v any, bounds map[string]int) error {
 func scanBody(body []byte, bounds map[string]int) (dupPath string, dup bool, over string) {
 	type frame struct {
 		object bool
-		seen   map[string]struct{}
-		name   string // the field (in an object) or index (in an array) being read
-		index  int
+		// seen holds the object's names up to maxListed of them, then seenSet all of them:
+		// most objects are small, and a list costs less than a map to fill and search.
+		seen    []string
+		seenSet map[string]struct{}
+		name    string // the field (in an object) or index (in an array) being read
+		index   int
 	}
-	var stack []frame
+	const maxListed = 16
+	var stackSpace [8]frame
+	stack := stackSpace[:0]
 	path := func(last string) string {
 		var b strings.Builder
 		for i, f := range stack {
@@ -219,13 +256,26 @@ func scanBody(body []byte, bounds map[string]int) (dupPath string, dup bool, ove
 					cmp = strings.ToLower(key)
 					counted, count = bounds[cmp], 0
 				}
-				if _, dup := top.seen[cmp]; dup {
-					return path(key), true, ""
+				if top.seenSet != nil {
+					if _, dup := top.seenSet[cmp]; dup {
+						return path(key), true, ""
+					}
+					top.seenSet[cmp] = struct{}{}
+				} else {
+					if slices.Contains(top.seen, cmp) {
+						return path(key), true, ""
+					}
+					if len(top.seen) < maxListed {
+						top.seen = append(top.seen, cmp)
+					} else {
+						top.seenSet = make(map[string]struct{}, 2*maxListed)
+						for _, k := range top.seen {
+							top.seenSet[k] = struct{}{}
+						}
+						top.seenSet[cmp] = struct{}{}
+						top.seen = nil
+					}
 				}
-				if top.seen == nil {
-					top.seen = map[string]struct{}{}
-				}
-				top.seen[cmp] = struct{}{}
 				top.name = key
 				expectKey = false
 			} else if value() {
@@ -319,4 +369,159 @@ func queryInt(r *http.Request, name string, def, lo, hi int) (int, error) {
 		return 0, badRequest("query parameter %s must be an integer between %d and %d, got %q", name, lo, hi, s)
 	}
 	return n, nil
+}
+
+// decodeCreateTrace reads the body of POST /v1/traces into req as decodeJSON does, with the
+// same answer for every body; a plain one (the members session_id, data and agent, spelled
+// so, at most once each, strings without escapes or non-ASCII) is read directly instead of
+// through encoding/json's reflection, anything else by decodeJSON's own path.
+func decodeCreateTrace(r *http.Request, req *createTraceRequest) error {
+	if ct := r.Header.Get("Content-Type"); !jsonContentType(ct) {
+		return &errUnsupportedMedia{ct: ct}
+	}
+	body, err := readBody(r)
+	if err != nil {
+		return jsonError(err)
+	}
+	if parseCreateTrace(body, req) {
+		return nil
+	}
+	return decodeBody(body, req, nil)
+}
+
+// parseCreateTrace reads a plain createTraceRequest body (see decodeCreateTrace) into req
+// and reports whether it could; when it could not, req is unchanged. Its result is what
+// decoding the body with encoding/json gives: every member's value is checked as JSON, a
+// duplicate anywhere is left to decodeBody to report, and data is the bytes of its value.
+func parseCreateTrace(body []byte, req *createTraceRequest) bool {
+	var got createTraceRequest
+	var seen [3]bool
+	i := skipSpace(body, 0)
+	if i >= len(body) || body[i] != '{' {
+		return false
+	}
+	i = skipSpace(body, i+1)
+	if i < len(body) && body[i] == '}' {
+		i++
+	} else {
+		for {
+			name, j, ok := plainJSONString(body, i)
+			if !ok {
+				return false
+			}
+			i = skipSpace(body, j)
+			if i >= len(body) || body[i] != ':' {
+				return false
+			}
+			i = skipSpace(body, i+1)
+			var member int
+			switch string(name) {
+			case "session_id", "agent":
+				v, j, ok := plainJSONString(body, i)
+				if !ok {
+					return false
+				}
+				member, i = 0, j
+				if string(name) == "session_id" {
+					got.SessionID = string(v)
+				} else {
+					member, got.Agent = 1, string(v)
+				}
+			case "data":
+				j := valueEnd(body, i)
+				if j <= i || body[i] == 'n' || !json.Valid(body[i:j]) {
+					return false // null is left to encoding/json, with everything else unusual
+				}
+				member, got.Data, i = 2, json.RawMessage(body[i:j]), j
+			default:
+				return false
+			}
+			if seen[member] {
+				return false
+			}
+			seen[member] = true
+			i = skipSpace(body, i)
+			if i < len(body) && body[i] == ',' {
+				i = skipSpace(body, i+1)
+				continue
+			}
+			if i < len(body) && body[i] == '}' {
+				i++
+				break
+			}
+			return false
+		}
+	}
+	if skipSpace(body, i) != len(body) {
+		return false
+	}
+	if _, dup, _ := scanBody(body, nil); dup {
+		return false
+	}
+	*req = got
+	return true
+}
+
+// skipSpace returns the index of the first byte from i on that is not JSON whitespace.
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// plainJSONString reads the JSON string at b[i] when it holds only printable ASCII without
+// escapes, and returns its content and the index past it.
+func plainJSONString(b []byte, i int) ([]byte, int, bool) {
+	if i >= len(b) || b[i] != '"' {
+		return nil, 0, false
+	}
+	for j := i + 1; j < len(b); j++ {
+		switch c := b[j]; {
+		case c == '"':
+			return b[i+1 : j], j + 1, true
+		case c < 0x20 || c > 0x7e || c == '\\':
+			return nil, 0, false
+		}
+	}
+	return nil, 0, false
+}
+
+// valueEnd returns the index just past the JSON value that starts at b[i], as far as its
+// brackets and strings say (json.Valid checks the rest), or -1 if it does not end.
+func valueEnd(b []byte, i int) int {
+	depth := 0
+	for j := i; j < len(b); j++ {
+		switch c := b[j]; c {
+		case '"':
+			for j++; j < len(b) && b[j] != '"'; j++ {
+				if b[j] == '\\' {
+					j++
+				}
+			}
+			if j >= len(b) {
+				return -1
+			}
+			if depth == 0 {
+				return j + 1
+			}
+		case '{', '[':
+			depth++
+		case '}', ']':
+			if depth == 0 {
+				return j // the end of the enclosing object: a scalar ends here
+			}
+			if depth--; depth == 0 {
+				return j + 1
+			}
+		case ',', ' ', '\t', '\n', '\r':
+			if depth == 0 {
+				return j
+			}
+		}
+	}
+	if depth == 0 {
+		return len(b)
+	}
+	return -1
 }

@@ -2,6 +2,7 @@ package api
 
 import (
 	"fmt"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -23,6 +24,9 @@ func TestBodyErrors(t *testing.T) {
 		{`{"name": "a", "NAME": "b"}`, `field "NAME" is given more than once`},
 		{`{"name": "a", "limits": {"memory_bytes": 1, "memory_bytes": 2}}`, `field "limits.memory_bytes" is given more than once`},
 		{`{"runners": ["python"], "limits": {"x": [{"a": 1}, {"b": 1, "b": 2}]}}`, `field "limits.x[1].b" is given more than once`},
+		{`{"name": "a"} {}`, "request body has data after the JSON value"},
+		{`{"name": "a"}x`, "request body has data after the JSON value"},
+		{`{"name": "a"` + "\n\t\r }\n" + `"`, "request body has data after the JSON value"},
 	} {
 		code, body := post(t, s, "/v1/sessions", c.body)
 		detail := fmt.Sprint(body["detail"])
@@ -60,6 +64,11 @@ func TestNestedDuplicates(t *testing.T) {
 		{`{"a": {"k": 1, "\u006b": 2}}`, "a.k", true},
 		{`{"a": {"k\"": 1, "k": 2, "k\\": 3, "\\u006b": 4}}`, "", false},
 		{strings.Repeat("[", 20000) + strings.Repeat("]", 20000), "", false},
+		// Past 16 names an object's are kept in a set: duplicates are found either side.
+		{`{"a": {` + manyKeys(40) + `, "k3": 0}}`, "a.k3", true},
+		{`{"a": {` + manyKeys(40) + `, "k39": 0}}`, "a.k39", true},
+		{`{"a": {` + manyKeys(16) + `, "k15": 0}}`, "a.k15", true},
+		{`{"a": {` + manyKeys(40) + `}, "b": {` + manyKeys(40) + `}}`, "", false},
 	} {
 		path, dup, _ := scanBody([]byte(c.body), nil)
 		if dup != c.dup || path != c.path {
@@ -91,4 +100,76 @@ func TestScanBodyCounts(t *testing.T) {
 			t.Errorf("%s with bound %d: over %q, want %v", c.body, c.bound, over, c.over)
 		}
 	}
+}
+
+// manyKeys returns n distinct object members "k0": 0, "k1": 0, ...
+func manyKeys(n int) string {
+	var b strings.Builder
+	for i := range n {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%q: 0", fmt.Sprint("k", i))
+	}
+	return b.String()
+}
+
+// createTraceBodies are bodies of POST /v1/traces, plain and otherwise.
+var createTraceBodies = []string{
+	`{"session_id":"01KBF3Q6J6W1Y9M8N3V8X2Z4CD","data":{"i":1,"payload":"benchmark trace"}}`,
+	` {"data": {"a": [1, 2, {"b": null}], "c": "\"x\""} , "session_id" : "S", "agent": "me"} ` + "\n",
+	`{}`, `{ }`, `[]`, `null`, ``, ` `, `{`, `{"data":`, `{"data":{}`, `{"data":{}}}`, `{"data":{}} {}`, `{"data":{}}x`,
+	`{"session_id":"a","session_id":"b"}`, `{"session_id":"a","SESSION_ID":"b"}`, `{"Session_Id":"a"}`,
+	`{"data":{"k":1,"k":2}}`, `{"data":[{"k":1},{"k":1}]}`, `{"data":null}`, `{"data":nul}`, `{"data":1}`, `{"data":-0.5e3}`,
+	`{"data":"x"}`, `{"data":[1,2}`, `{"data":{"a":1,}}`, `{"data":{"a" 1}}`, `{"data":tru}`, `{"data":true,"agent":"x"}`,
+	`{"data":01}`, `{"data":1 2}`, `{"data":"\u00e9\ud800"}`, `{"data":{"\u006b":1,"k":2}}`, `{"data":"` + "\x01" + `"}`,
+	`{"session_id":null}`, `{"session_id":1}`, `{"session_id":"\u0041"}`, `{"session_id":"é"}`, `{"session_id":"a` + "\xff" + `"}`,
+	`{"agent":"a\tb"}`, `{"agent":["x"]}`, `{"extra":1}`, `{"data":{},"extra":1}`, `{"data":{},}`, `{,"data":{}}`,
+	`{"data":{}` + "\n\t\r" + `}`, `{"data":{"a":"}"}}`, `{"data":{"a":"\\"}}`, `{"data":["]"]}`, `{"data":[[[]]]}`,
+}
+
+// TestDecodeCreateTrace: the body of POST /v1/traces gets the same request, or the same
+// error, from decodeCreateTrace as from decodeJSON, and a plain body is read directly.
+func TestDecodeCreateTrace(t *testing.T) {
+	check := func(t *testing.T, body string) {
+		var want, got createTraceRequest
+		werr := decodeJSON(httptest.NewRequest("POST", "/v1/traces", strings.NewReader(body)), &want)
+		gerr := decodeCreateTrace(httptest.NewRequest("POST", "/v1/traces", strings.NewReader(body)), &got)
+		if fmt.Sprint(werr) != fmt.Sprint(gerr) || want.SessionID != got.SessionID || want.Agent != got.Agent ||
+			string(want.Data) != string(got.Data) || (want.Data == nil) != (got.Data == nil) {
+			t.Fatalf("%q:\n got %+v (%s) %v\nwant %+v (%s) %v", body, got, got.Data, gerr, want, want.Data, werr)
+		}
+	}
+	for _, body := range createTraceBodies {
+		check(t, body)
+	}
+	var req createTraceRequest
+	if !parseCreateTrace([]byte(createTraceBodies[0]), &req) || !parseCreateTrace([]byte(createTraceBodies[1]), &req) {
+		t.Error("a plain body was not read directly")
+	}
+	// Every prefix of the plain bodies, and each with one byte changed.
+	for _, body := range createTraceBodies[:2] {
+		for i := range len(body) {
+			check(t, body[:i])
+			for _, c := range []byte(`{}[]",: \x0ane\\`) {
+				check(t, body[:i]+string(c)+body[i+1:])
+			}
+		}
+	}
+}
+
+// FuzzDecodeCreateTrace: as TestDecodeCreateTrace, for any body.
+func FuzzDecodeCreateTrace(f *testing.F) {
+	for _, body := range createTraceBodies {
+		f.Add(body)
+	}
+	f.Fuzz(func(t *testing.T, body string) {
+		var want, got createTraceRequest
+		werr := decodeJSON(httptest.NewRequest("POST", "/v1/traces", strings.NewReader(body)), &want)
+		gerr := decodeCreateTrace(httptest.NewRequest("POST", "/v1/traces", strings.NewReader(body)), &got)
+		if fmt.Sprint(werr) != fmt.Sprint(gerr) || want.SessionID != got.SessionID || want.Agent != got.Agent ||
+			string(want.Data) != string(got.Data) || (want.Data == nil) != (got.Data == nil) {
+			t.Fatalf("%q:\n got %+v %v\nwant %+v %v", body, got, gerr, want, werr)
+		}
+	})
 }

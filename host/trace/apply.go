@@ -441,12 +441,13 @@ func (s *Store) CreateAll(ctx context.Context, cr Creation) (Record, []Entry, er
 			return Record{}, nil, err
 		}
 	}
-	info, err := canonicalJSON(createdInfo{Kind: kind, Tenant: s.tenant, DataSHA256: dataHash(cdata)})
+	loc := s.sessionLocation(id, sessionID)
+	b := &builder{s: s, loc: loc, r: newReplayer(id, sessionID, cdata)}
+	// The replayer hashed the data already: the created entry holds that hash.
+	info, err := createdInfoJSON(&createdInfo{Kind: kind, Tenant: s.tenant, DataSHA256: b.r.dataHash})
 	if err != nil {
 		return Record{}, nil, fmt.Errorf("encode created entry: %w", err)
 	}
-	loc := s.sessionLocation(id, sessionID)
-	b := &builder{s: s, loc: loc, r: newReplayer(id, sessionID, cdata)}
 	if !cr.At.IsZero() {
 		b.at = cr.At.UTC()
 	}

@@ -115,3 +115,71 @@ func pickData(t *testing.T, r *rand.Rand, datas []string) json.RawMessage {
 	}
 	return c
 }
+
+// TestCreatedInfoJSON: the direct encoder of a "created" entry's data writes what
+// canonicalJSON does, and decodeExact accepts exactly that.
+func TestCreatedInfoJSON(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	str := randomStrings(r)
+	for range 5000 {
+		info := createdInfo{Kind: str(), Tenant: str(), DataSHA256: str()}
+		want, werr := canonicalJSON(&info)
+		got, gerr := createdInfoJSON(&info)
+		if (werr != nil) != (gerr != nil) || !bytes.Equal(got, want) {
+			t.Fatalf("created info %+v:\n got %s (%v)\nwant %s (%v)", info, got, gerr, want, werr)
+		}
+		var back createdInfo
+		if err := decodeExact(got, &back); err != nil || (validUTF8(info.Kind, info.Tenant, info.DataSHA256) && back != info) {
+			t.Fatalf("decodeExact(%s): %+v, %v", got, back, err)
+		}
+	}
+	var back createdInfo
+	if err := decodeExact([]byte(`{"kind":"a","data_sha256":"b","tenant":"c"}`), &back); err == nil {
+		t.Fatal("decodeExact accepted members out of canonical order")
+	}
+}
+
+// TestPlainCreatedInfo: data that parsePlainCreatedInfo reads is data encoding/json's path
+// of decodeExact accepts, with the same result, and that of the host's own entries is read.
+func TestPlainCreatedInfo(t *testing.T) {
+	generic := func(raw []byte) (createdInfo, bool) {
+		var i createdInfo
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&i); err != nil {
+			return createdInfo{}, false
+		}
+		again, err := canonicalJSON(&i)
+		return i, err == nil && bytes.Equal(again, raw)
+	}
+	r := rand.New(rand.NewPCG(7, 8))
+	str := randomStrings(r)
+	own, _ := createdInfoJSON(&createdInfo{Kind: "custom", Tenant: "default", DataSHA256: dataHash([]byte("{}"))})
+	var i createdInfo
+	if !parsePlainCreatedInfo(own, &i) {
+		t.Fatalf("%s was not read directly", own)
+	}
+	raws := [][]byte{own, []byte(`{"data_sha256":"","kind":"","tenant":""}`), []byte(`{"data_sha256":"a","kind":"b","tenant":"c"} `),
+		[]byte(`{"data_sha256":"a","kind":"b","tenant":"c","x":1}`), []byte(`{"data_sha256":"a","kind":"b"}`), []byte(`{"data_sha256":"a\"","kind":"b","tenant":"c"}`)}
+	for range 3000 {
+		raw, _ := createdInfoJSON(&createdInfo{Kind: str(), Tenant: str(), DataSHA256: str()})
+		raws = append(raws, raw)
+		if len(raw) > 0 { // and with one byte changed
+			m := bytes.Clone(raw)
+			m[r.IntN(len(m))] = `"{}:,\a<é`[r.IntN(9)]
+			raws = append(raws, m)
+		}
+	}
+	for _, raw := range raws {
+		var got createdInfo
+		if !parsePlainCreatedInfo(raw, &got) {
+			if got != (createdInfo{}) {
+				t.Fatalf("%q: not read, but the result was changed to %+v", raw, got)
+			}
+			continue
+		}
+		if want, ok := generic(raw); !ok || want != got {
+			t.Fatalf("%q: read as %+v; encoding/json: %+v, accepted %v", raw, got, want, ok)
+		}
+	}
+}
