@@ -92,7 +92,8 @@ func FindPayloads(s string) []Payload {
 			k++
 		}
 		run := s[i:k]
-		if len(strings.TrimRight(run, "=")) >= minEncodedLen && (i == 0 || !isWordByte(s[i-1])) {
+		// s[i:j] is run without its trailing '=' (isB64 excludes '=').
+		if j-i >= minEncodedLen && (i == 0 || !isWordByte(s[i-1])) {
 			if text, enc, ok := decodeRun(run); ok {
 				if !add(enc, i, k, text) {
 					return out

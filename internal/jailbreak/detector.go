@@ -114,7 +114,7 @@ func (d *Detector) Scan(text string) Result {
 		add(Finding{RuleID: PhraseRuleID(m.Rule.Category), Severity: m.Rule.Severity, Score: 1, Start: s, End: e,
 			Reason: fmt.Sprintf("%s%s", m, invis)})
 	}
-	if lv, ok := LeetView(n.View); ok {
+	if lv, ok := leetView(n.View); ok {
 		for _, m := range MatchPhrases(lv.Text, true, false) {
 			s, e := lv.Span(m.Start, m.End)
 			add(Finding{RuleID: PhraseRuleID(m.Rule.Category), Severity: m.Rule.Severity, Score: 1, Start: s, End: e,
@@ -165,7 +165,7 @@ func (d *Detector) scanPayload(p Payload, text string, depth int, add func(Findi
 	reason := ""
 	if ms := MatchPhrases(pn.Text, false, false); len(ms) > 0 {
 		reason = ms[0].String()
-	} else if lv, ok := LeetView(pn.View); ok {
+	} else if lv, ok := leetView(pn.View); ok {
 		if ms := MatchPhrases(lv.Text, true, false); len(ms) > 0 {
 			reason = ms[0].String() + " after folding leetspeak"
 		}
@@ -191,6 +191,14 @@ func (d *Detector) scanPayload(p Payload, text string, depth int, add func(Findi
 			d.scanPayload(q, text, depth+1, add)
 		}
 	}
+}
+
+// leetView is LeetView for callers that use the view only when ok.
+func leetView(v View) (View, bool) {
+	if !leetChanges(v.Text) {
+		return View{}, false
+	}
+	return LeetView(v)
 }
 
 // modelSeverity maps a probability above the threshold to a severity from 5 to 9.

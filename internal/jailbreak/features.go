@@ -2,6 +2,7 @@ package jailbreak
 
 import (
 	"fmt"
+	"slices"
 	"unicode"
 	"unicode/utf8"
 )
@@ -205,6 +206,12 @@ func tokenFeatures(fs featureSet, t string, toks []token, k int, runes []int, hs
 	}
 	runes = append(runes, len(w))
 	nr := len(runes)
+	if names == nil && minGram == 3 && maxGram == 5 {
+		if len(w) <= maxWordRunes && isASCII(w) {
+			return asciiGrams(w, hs), runes
+		}
+		return charGrams(w, runes, hs), runes
+	}
 	for n := minGram; n <= maxGram; n++ {
 		for s := 0; s+n <= nr; s++ {
 			from := runes[s]
@@ -237,6 +244,103 @@ func tokenFeatures(fs featureSet, t string, toks []token, k int, runes []int, hs
 		}
 	}
 	return hs, runes
+}
+
+// charGrams appends the character 3-, 4- and 5-grams of w (runes as tokenFeatures
+// computes them), in the order tokenFeatures' loop over n and then start produces them.
+// The grams of one start share their bytes, so they are hashed in one pass with three
+// independent states.
+func charGrams(w string, runes []int, hs []uint32) []uint32 {
+	nr := len(runes)
+	c3, c4, c5 := max(nr-2, 0), max(nr-3, 0), max(nr-4, 0)
+	b3 := len(hs)
+	b4, b5 := b3+c3, b3+c3+c4
+	hs = slices.Grow(hs, c3+c4+c5)[:b5+c5]
+	seed := hashByte(fnvOffset, kindChar)
+	s3, s4, s5 := hashByte(seed, 3), hashByte(seed, 4), hashByte(seed, 5)
+	// end returns the byte end in w of the gram of n runes at start s, and whether it
+	// takes the closing '>'.
+	end := func(s, n int) (int, bool) {
+		if s+n < nr {
+			return min(runes[s+n], len(w)), false
+		}
+		return len(w), true
+	}
+	for s := 0; s+3 <= nr; s++ {
+		h3, h4, h5 := s3, s4, s5
+		from := runes[s]
+		if from < 0 {
+			h3, h4, h5 = hashByte(h3, '<'), hashByte(h4, '<'), hashByte(h5, '<')
+			from = 0
+		}
+		e3, x3 := end(s, 3)
+		for ; from < e3; from++ {
+			c := uint32(w[from])
+			h3, h4, h5 = (h3^c)*fnvPrime, (h4^c)*fnvPrime, (h5^c)*fnvPrime
+		}
+		if x3 {
+			h3 = hashByte(h3, '>')
+		}
+		hs[b3+s] = h3
+		if s+4 > nr {
+			continue
+		}
+		e4, x4 := end(s, 4)
+		for ; from < e4; from++ {
+			c := uint32(w[from])
+			h4, h5 = (h4^c)*fnvPrime, (h5^c)*fnvPrime
+		}
+		if x4 {
+			h4 = hashByte(h4, '>')
+		}
+		hs[b4+s] = h4
+		if s+5 > nr {
+			continue
+		}
+		e5, x5 := end(s, 5)
+		for ; from < e5; from++ {
+			h5 = (h5 ^ uint32(w[from])) * fnvPrime
+		}
+		if x5 {
+			h5 = hashByte(h5, '>')
+		}
+		hs[b5+s] = h5
+	}
+	return hs
+}
+
+// asciiGrams is charGrams for an ASCII word of at most maxWordRunes bytes, whose runes
+// are its bytes: the grams are the byte windows of "<w>".
+func asciiGrams(w string, hs []uint32) []uint32 {
+	var buf [maxWordRunes + 2]byte
+	buf[0] = '<'
+	copy(buf[1:], w)
+	buf[len(w)+1] = '>'
+	b := buf[:len(w)+2]
+	nr := len(b)
+	c3, c4, c5 := max(nr-2, 0), max(nr-3, 0), max(nr-4, 0)
+	b3 := len(hs)
+	b4, b5 := b3+c3, b3+c3+c4
+	hs = slices.Grow(hs, c3+c4+c5)[:b5+c5]
+	seed := hashByte(fnvOffset, kindChar)
+	s3, s4, s5 := hashByte(seed, 3), hashByte(seed, 4), hashByte(seed, 5)
+	for s := 0; s+3 <= nr; s++ {
+		x0, x1, x2 := uint32(b[s]), uint32(b[s+1]), uint32(b[s+2])
+		h3 := (((s3^x0)*fnvPrime^x1)*fnvPrime ^ x2) * fnvPrime
+		hs[b3+s] = h3
+		if s+4 > nr {
+			continue
+		}
+		x3 := uint32(b[s+3])
+		h4 := ((((s4^x0)*fnvPrime^x1)*fnvPrime^x2)*fnvPrime ^ x3) * fnvPrime
+		hs[b4+s] = h4
+		if s+5 > nr {
+			continue
+		}
+		h5 := (((((s5^x0)*fnvPrime^x1)*fnvPrime^x2)*fnvPrime^x3)*fnvPrime ^ uint32(b[s+4])) * fnvPrime
+		hs[b5+s] = h5
+	}
+	return hs
 }
 
 // name records the readable name of feature h when names asks for it.

@@ -164,12 +164,14 @@ func DefaultModel() (*Model, error) {
 // scratch holds the buffers of one scoring, reused through a pool.
 type scratch struct {
 	toks  []token
-	flat  []uint32 // every token's feature hashes, in order
-	off   []int32  // token k's hashes are flat[off[k]:off[k+1]]
+	flat  []uint32  // every token's feature hashes, in order
+	wts   []float32 // wts[i] is the weight of flat[i], so an explanation reads no weight again
+	off   []int32   // token k's hashes are flat[off[k]:off[k+1]]
 	runes []int
 	sum   []float64 // prefix sums of weights per token
 	ctx   []float64 // prefix sums of the opening features (Context models)
 	ctxHs []uint32  // a Context model's window features with the opening's, to explain
+	ctxWs []float32 // their weights
 	tab   sumTable  // feature sums of an explanation
 }
 
@@ -202,7 +204,7 @@ func (m *Model) score(t string) (WindowScore, *scratch) {
 	s := scratchPool.Get().(*scratch)
 	s.toks = tokenize(t, s.toks, !m.Meta.Train.NoSymbols)
 	n := len(s.toks)
-	s.flat, s.off, s.sum = s.flat[:0], s.off[:0], append(s.sum[:0], 0)
+	s.flat, s.wts, s.off, s.sum = s.flat[:0], s.wts[:0], s.off[:0], append(s.sum[:0], 0)
 	if n == 0 {
 		s.off = append(s.off, 0)
 		return WindowScore{}, s
@@ -215,7 +217,9 @@ func (m *Model) score(t string) (WindowScore, *scratch) {
 		s.off = append(s.off, int32(from))
 		s.flat, s.runes = tokenFeatures(fs, t, s.toks, k, s.runes, s.flat, nil)
 		for _, h := range s.flat[from:] {
-			acc += float64(m.W[h&mask])
+			w := m.W[h&mask]
+			s.wts = append(s.wts, w)
+			acc += float64(w)
 		}
 		s.sum = append(s.sum, acc)
 	}
@@ -298,8 +302,7 @@ func (m *Model) Explain(t string, start, end, k int) []Contribution {
 
 // explain finds the top k features of tokens [a, b) of the scored text in s.
 func (m *Model) explain(s *scratch, t string, a, b, k int) []Contribution {
-	mask := uint32(len(m.W) - 1)
-	hs := s.flat[s.off[a]:s.off[b]]
+	hs, ws := s.flat[s.off[a]:s.off[b]], s.wts[s.off[a]:s.off[b]]
 	if len(hs) == 0 {
 		return nil
 	}
@@ -310,16 +313,18 @@ func (m *Model) explain(s *scratch, t string, a, b, k int) []Contribution {
 	}
 	if nctx > 0 {
 		s.ctxHs = append(s.ctxHs[:0], hs...)
+		s.ctxWs = append(s.ctxWs[:0], ws...)
 		for k := 0; k < nctx; k++ {
 			s.ctxHs = append(s.ctxHs, s.flat[s.off[k]])
+			s.ctxWs = append(s.ctxWs, s.wts[s.off[k]])
 		}
-		hs = s.ctxHs
+		hs, ws = s.ctxHs, s.ctxWs
 	}
 	// Each feature hash's summed weight, in an open-addressing table (much cheaper than
 	// a map here); names are made only for the winners.
 	tab := s.tab.reset(len(hs))
-	for _, h := range hs {
-		tab.add(h, float64(m.W[h&mask]))
+	for i, h := range hs {
+		tab.add(h, float64(ws[i]))
 	}
 	type hw struct {
 		h uint32
@@ -347,8 +352,10 @@ func (m *Model) explain(s *scratch, t string, a, b, k int) []Contribution {
 		}
 	}
 	names := make(map[uint32]string, len(top))
+	var filter uint64 // bit h&63 of each top feature h: rules out most features at once
 	for _, x := range top {
 		names[x.h] = ""
+		filter |= 1 << (x.h & 63)
 	}
 	var buf []uint32
 	var runes []int
@@ -358,6 +365,9 @@ func (m *Model) explain(s *scratch, t string, a, b, k int) []Contribution {
 			continue
 		}
 		for _, h := range s.flat[s.off[i]:s.off[i+1]] {
+			if filter&(1<<(h&63)) == 0 {
+				continue
+			}
 			if _, ok := names[h]; ok {
 				buf, runes = tokenFeatures(fs, t, s.toks, i, runes, buf[:0], names)
 				break

@@ -64,6 +64,23 @@ func (w *builder) rune(r rune, at int) {
 	}
 }
 
+// ascii appends the normalised form of the ASCII byte c at offset at, or counts it as
+// removed.
+func (w *builder) ascii(c byte, at int, out *Normalized) {
+	switch {
+	case c >= 'A' && c <= 'Z':
+		w.b = append(w.b, c+'a'-'A')
+	case c == '\r':
+		w.b = append(w.b, '\n')
+	case c == '\n' || c == '\t' || c >= 0x20 && c != 0x7f:
+		w.b = append(w.b, c)
+	default:
+		out.Removed++
+		return
+	}
+	w.orig = append(w.orig, int32(at))
+}
+
 func (w *builder) done(end int) View {
 	w.orig = append(w.orig, int32(end))
 	return View{Text: string(w.b), Orig: w.orig}
@@ -165,8 +182,34 @@ func Normalize(s string) Normalized {
 	// NFKC runs on the text between characters that expand too much; those are kept.
 	for base := 0; base < len(s); {
 		end := nextExpander(s, base)
-		it.InitString(norm.NFKC, s[base:end])
-		base = normalizeSpan(&it, base, &w, &out, &hidden, &buf)
+		for base < end {
+			// ASCII followed by ASCII is a segment of its own that NFKC leaves as it is:
+			// copy it without the iterator, which is then run on the rest up to the next
+			// such byte.
+			for base < end && s[base] < utf8.RuneSelf && (base+1 == end || s[base+1] < utf8.RuneSelf) {
+				c := s[base]
+				if c >= 'a' && c <= 'z' || c >= ' ' && c < 'A' {
+					// The common bytes, kept as they are.
+					w.b = append(w.b, c)
+					w.orig = append(w.orig, int32(base))
+				} else {
+					w.ascii(c, base, &out)
+				}
+				base++
+			}
+			if base == end {
+				break
+			}
+			// The iterator stops before an ASCII byte followed by ASCII, and never right
+			// after an invalid or cut sequence, which it reads differently at the end of
+			// its input than before more text.
+			k := base + 1
+			for k < end && (s[k] >= utf8.RuneSelf || k+1 < end && s[k+1] >= utf8.RuneSelf || !endsValid(s[base:k])) {
+				k++
+			}
+			it.InitString(norm.NFKC, s[base:k])
+			base = normalizeSpan(&it, base, &w, &out, &hidden, &buf)
+		}
 		if end < len(s) {
 			r, n := utf8.DecodeRuneInString(s[end:])
 			w.rune(unicode.ToLower(r), end)
@@ -179,6 +222,12 @@ func Normalize(s string) Normalized {
 	return out
 }
 
+// endsValid reports whether s ends with a valid UTF-8 encoded rune.
+func endsValid(s string) bool {
+	r, n := utf8.DecodeLastRuneInString(s)
+	return r != utf8.RuneError || n > 1
+}
+
 // normalizeSpan appends what it yields to w; base is the offset in the original text
 // of its start. It returns the offset where it ended.
 func normalizeSpan(it *norm.Iter, base int, w *builder, out *Normalized, hidden *[]byte, buf *[64]byte) int {
@@ -187,19 +236,7 @@ func normalizeSpan(it *norm.Iter, base int, w *builder, out *Normalized, hidden 
 		seg := it.Next()
 		if len(seg) == 1 && seg[0] < utf8.RuneSelf {
 			// Fast path: one ASCII byte.
-			c := seg[0]
-			switch {
-			case c >= 'A' && c <= 'Z':
-				w.b = append(w.b, c+'a'-'A')
-			case c == '\r':
-				w.b = append(w.b, '\n')
-			case c == '\n' || c == '\t' || c >= 0x20 && c != 0x7f:
-				w.b = append(w.b, c)
-			default:
-				out.Removed++
-				continue
-			}
-			w.orig = append(w.orig, int32(at))
+			w.ascii(seg[0], at, out)
 			continue
 		}
 		seg = append(buf[:0], seg...)
@@ -359,6 +396,39 @@ func LeetView(v View) (out View, ok bool) {
 	return w.done(int(v.Orig[len(t)])), ok
 }
 
+// leetChanges reports whether LeetView would report ok for a view of t, walking t as it
+// does without building the view, so a caller that drops views without leetspeak can
+// skip building them.
+func leetChanges(t string) bool {
+	i := 0
+	for i < len(t) {
+		if !isLeetWordByte(t[i]) {
+			i++
+			continue
+		}
+		j := i
+		letters, leets := 0, 0
+		for j < len(t) && isLeetWordByte(t[j]) {
+			if t[j] >= 'a' && t[j] <= 'z' {
+				letters++
+			} else {
+				leets++
+			}
+			j++
+		}
+		if j-i == 1 && i+2 < len(t) && isSep(t[i+1]) && t[i+2] >= 'a' && t[i+2] <= 'z' {
+			if n, _ := spelledOut(t, i); n > 0 {
+				return true
+			}
+		}
+		if letters > 0 && leets > 0 && letters+leets >= 3 {
+			return true // a folded word has a leet byte
+		}
+		i = j
+	}
+	return false
+}
+
 func foldLI(c byte) byte {
 	if c == 'l' {
 		return 'i'
@@ -431,17 +501,28 @@ func spelledOut(t string, i int) (int, []atByte) {
 
 // Rot13 returns v with ASCII letters rotated by 13 (byte-for-byte, so Orig is shared).
 func Rot13(v View) View {
-	b := []byte(v.Text)
-	for i, c := range b {
+	var b strings.Builder
+	b.Grow(len(v.Text))
+	for i := 0; i < len(v.Text); i++ {
+		b.WriteByte(rot13[v.Text[i]])
+	}
+	return View{Text: b.String(), Orig: v.Orig}
+}
+
+// rot13 maps each byte to its ROT13 rotation (bytes other than ASCII letters to themselves).
+var rot13 = func() (t [256]byte) {
+	for i := range t {
+		c := byte(i)
 		switch {
 		case c >= 'a' && c <= 'z':
-			b[i] = 'a' + (c-'a'+13)%26
+			c = 'a' + (c-'a'+13)%26
 		case c >= 'A' && c <= 'Z':
-			b[i] = 'A' + (c-'A'+13)%26
+			c = 'A' + (c-'A'+13)%26
 		}
+		t[i] = c
 	}
-	return View{Text: string(b), Orig: v.Orig}
-}
+	return t
+}()
 
 // lineOf returns the 1-based line of byte offset off in s.
 func lineOf(s string, off int) int {

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 
 	"golang.org/x/text/unicode/norm"
 )
@@ -353,12 +354,27 @@ type PhraseMatch struct {
 	Text string
 }
 
-// startIndex maps the first byte of a start literal to the rules that start with it,
-// one table for normal views and one for leet views.
+// startCand is a start literal of one alternative of a rule, with what MatchPhrases
+// checks before reading the text kept inline so the check touches one cache line.
 type startCand struct {
-	rule *PhraseRule
-	alt  *ruleAlt
-	lit  string
+	rule      *PhraseRule
+	alt       *ruleAlt
+	lit       string
+	bit       uint64 // 1 << rule.index
+	ascii     bool   // rule.ascii
+	wordStart bool   // alt.wordStart
+	// pre holds the literal's first (up to) four bytes, little-endian, and preMask
+	// their bits, to compare with the text's next four bytes in one step.
+	pre, preMask uint32
+}
+
+// prefix4 returns pre and preMask of a start literal.
+func prefix4(lit string) (pre, mask uint32) {
+	for i := 0; i < len(lit) && i < 4; i++ {
+		pre |= uint32(lit[i]) << (8 * i)
+		mask |= 0xff << (8 * i)
+	}
+	return pre, mask
 }
 
 // ruleAlt is one top-level alternative of a rule's pattern, compiled on its own so an
@@ -369,118 +385,215 @@ type ruleAlt struct {
 	wordStart          bool
 	id                 int
 	// must lists literal sets one member of each of which every match contains (the
-	// instruction noun, the addressee...): checked with strings.Contains before the
-	// pattern runs, which rules out most candidates for far less than an attempt.
-	must, mustLeet [][]string
+	// instruction noun, the addressee...): checked before the pattern runs, which rules
+	// out most candidates for far less than an attempt. mustIDs and mustLeetIDs are the
+	// same sets as numbers in mustPlain and mustLeet, whose occurrences a scan finds once.
+	must, mustLeet       [][]string
+	mustIDs, mustLeetIDs [][]int32
 }
 
-// startTable indexes start literals by their first two bytes (one-byte literals by their
-// only byte), so each text position costs one array lookup.
+// startTable maps each pair of bytes to the candidates whose start literal may begin at
+// the first of them: the one-byte literals of the first byte, then the longer literals
+// beginning with the pair (the order a scan tries them in). Pairs share lists through a
+// small index, so the table stays in cache.
 type startTable struct {
-	one [256][]startCand
-	two [1 << 16][]startCand
-}
-
-func (st *startTable) add(c startCand) {
-	if len(c.lit) == 1 {
-		st.one[c.lit[0]] = append(st.one[c.lit[0]], c)
-		return
-	}
-	k := uint16(c.lit[0])<<8 | uint16(c.lit[1])
-	st.two[k] = append(st.two[k], c)
+	// one[c] is the list of the one-byte literals c, for the text's last byte.
+	one [256]uint16
+	// two[c<<8|d] is the list of the pair cd.
+	two   [1 << 16]uint16
+	lists [][]startCand // lists[0] is empty
+	// anyPair and midPair are bit sets of the pairs whose list is not empty and whose
+	// list has a candidate that may start inside a word: small enough to stay in the
+	// first-level cache, so most positions cost no read of two.
+	anyPair, midPair [1 << 10]uint64
 }
 
 var startIndex, startIndexLeet startTable
 
+// Flags of a startTable entry, above its list number: the list has a candidate that may
+// start inside a word, or one of an ASCII rule, so a scan can pass over positions where
+// none of the list may start without reading it.
+const (
+	listMid   = 1 << 15
+	listASCII = 1 << 14
+	listNum   = listASCII - 1
+)
+
+func (st *startTable) build(cands []startCand) {
+	var one [256][]startCand
+	two := map[uint16][]startCand{}
+	for _, c := range cands {
+		if len(c.lit) == 1 {
+			one[c.lit[0]] = append(one[c.lit[0]], c)
+			continue
+		}
+		k := uint16(c.lit[0])<<8 | uint16(c.lit[1])
+		two[k] = append(two[k], c)
+	}
+	st.lists = [][]startCand{nil}
+	ids := map[string]uint16{}
+	intern := func(l []startCand) uint16 {
+		if len(l) == 0 {
+			return 0
+		}
+		var key strings.Builder
+		for _, c := range l {
+			fmt.Fprintf(&key, "%p/%s\x00", c.alt, c.lit)
+		}
+		id, ok := ids[key.String()]
+		if !ok {
+			if len(st.lists) > listNum {
+				panic("too many start literal lists")
+			}
+			id = uint16(len(st.lists))
+			st.lists = append(st.lists, l)
+			ids[key.String()] = id
+		}
+		for _, c := range l {
+			if !c.wordStart {
+				id |= listMid
+			}
+			if c.ascii {
+				id |= listASCII
+			}
+		}
+		return id
+	}
+	for c := range 256 {
+		st.one[c] = intern(one[c])
+		for d := range 256 {
+			k := uint16(c)<<8 | uint16(d)
+			l := append(one[c][:len(one[c]):len(one[c])], two[k]...)
+			st.two[k] = intern(l)
+			if st.two[k] != 0 {
+				st.anyPair[k>>6] |= 1 << (k & 63)
+			}
+			if st.two[k]&listMid != 0 {
+				st.midPair[k>>6] |= 1 << (k & 63)
+			}
+		}
+	}
+}
+
 func buildStartIndex() {
+	var plain, leet []startCand
+	ids := func(lt *litTable, sets [][]string) [][]int32 {
+		var out [][]int32
+		for _, set := range sets {
+			var s []int32
+			for _, k := range set {
+				s = append(s, lt.id(k))
+			}
+			out = append(out, s)
+		}
+		return out
+	}
 	for _, r := range phraseRules {
 		for _, a := range r.alts {
+			a.mustIDs, a.mustLeetIDs = ids(&mustPlain, a.must), ids(&mustLeet, a.mustLeet)
 			for _, k := range a.starts {
-				startIndex.add(startCand{r, a, k})
+				pre, mask := prefix4(k)
+				plain = append(plain, startCand{rule: r, alt: a, lit: k, bit: 1 << r.index, ascii: r.ascii, wordStart: a.wordStart, pre: pre, preMask: mask})
 			}
 			for _, k := range a.startsLeet {
-				startIndexLeet.add(startCand{r, a, k})
+				pre, mask := prefix4(k)
+				leet = append(leet, startCand{rule: r, alt: a, lit: k, bit: 1 << r.index, ascii: r.ascii, wordStart: a.wordStart, pre: pre, preMask: mask})
+			}
+		}
+	}
+	startIndex.build(plain)
+	startIndexLeet.build(leet)
+}
+
+// litTable finds every occurrence of a set of literals (of at least three bytes) in one
+// pass, indexing them by a hash of their first three bytes.
+type litTable struct {
+	lits  []string
+	three [1 << 16]uint16
+	lists [][]int32 // lists[three[hash3(k)]] are the literals whose first bytes hash so
+	ids   map[string]int32
+	// has is the bit set of the hashes in three, small enough to stay in cache.
+	has [1 << 10]uint64
+}
+
+// hash3 hashes three bytes to 16 bits.
+func hash3(a, b, c byte) uint16 {
+	return uint16((uint32(a)<<16 | uint32(b)<<8 | uint32(c)) * 2654435761 >> 16)
+}
+
+// id returns the number of literal k, adding it.
+func (lt *litTable) id(k string) int32 {
+	if id, ok := lt.ids[k]; ok {
+		return id
+	}
+	if len(k) < 3 {
+		panic(fmt.Sprintf("must literal %q shorter than three bytes", k))
+	}
+	if lt.ids == nil {
+		lt.ids = map[string]int32{}
+		lt.lists = [][]int32{nil}
+	}
+	id := int32(len(lt.lits))
+	lt.lits = append(lt.lits, k)
+	lt.ids[k] = id
+	h := hash3(k[0], k[1], k[2])
+	lt.has[h>>6] |= 1 << (h & 63)
+	if lt.three[h] == 0 {
+		lt.three[h] = uint16(len(lt.lists))
+		lt.lists = append(lt.lists, nil)
+	}
+	lt.lists[lt.three[h]] = append(lt.lists[lt.three[h]], id)
+	return id
+}
+
+// mustPlain and mustLeet number the must literals of plain and leet views.
+var mustPlain, mustLeet litTable
+
+// literalScan holds every occurrence of the must literals in one text, found in one pass
+// the first time a candidate needs them, and a cursor per literal: a scan only moves
+// forward, so each check is a comparison instead of a search of the window.
+type literalScan struct {
+	occ [][]int32 // occ[id] are the offsets where literal id occurs, in order
+	cur []int32   // occ[id][cur[id]] is the first at or after the last query's start
+}
+
+var literalScanPool = sync.Pool{New: func() any { return &literalScan{} }}
+
+func (ls *literalScan) reset(lt *litTable, t string) {
+	n := len(lt.lits)
+	if cap(ls.occ) < n {
+		ls.occ, ls.cur = make([][]int32, n), make([]int32, n)
+	}
+	ls.occ, ls.cur = ls.occ[:n], ls.cur[:n]
+	for i := range ls.occ {
+		ls.occ[i], ls.cur[i] = ls.occ[i][:0], 0
+	}
+	for p := 0; p+2 < len(t); p++ {
+		h := hash3(t[p], t[p+1], t[p+2])
+		if lt.has[h>>6]&(1<<(h&63)) == 0 {
+			continue
+		}
+		li := lt.three[h]
+		for _, id := range lt.lists[li] {
+			if strings.HasPrefix(t[p:], lt.lits[id]) {
+				ls.occ[id] = append(ls.occ[id], int32(p))
 			}
 		}
 	}
 }
 
-// MatchPhrases runs the phrase rules over a view. leet says the view is a LeetView (its
-// patterns are folded); asciiOnly runs only the ASCII (English) rules, for ROT13. It
-// returns at most one match per rule, the first. The text is walked once: at each rune
-// start, the rules having a start literal there are tried, anchored, so the work grows
-// with the text and not with the number of rules.
-func MatchPhrases(t string, leet, asciiOnly bool) []PhraseMatch {
-	var out []PhraseMatch
-	idx := &startIndex
-	if leet {
-		idx = &startIndexLeet
-	}
-	var done uint64 // bit i: rule i matched already (there are fewer than 64 rules)
-	var attempts map[uint64]int
-	prevWord := false
-	for i := 0; i < len(t); i++ {
-		c := t[i]
-		wordStart := !prevWord
-		prevWord = isWordASCII(c)
-		if c&0xc0 == 0x80 {
-			continue // inside a rune
-		}
-		cands := idx.one[c]
-		if i+1 < len(t) {
-			if two := idx.two[uint16(c)<<8|uint16(t[i+1])]; len(two) > 0 {
-				if len(cands) == 0 {
-					cands = two
-				} else {
-					cands = append(cands[:len(cands):len(cands)], two...)
-				}
-			}
-		}
-		for _, cd := range cands {
-			r := cd.rule
-			if done&(1<<r.index) != 0 || (asciiOnly && !r.ascii) || (cd.alt.wordStart && !wordStart) {
-				continue
-			}
-			if !strings.HasPrefix(t[i:], cd.lit) {
-				continue
-			}
-			re, must := cd.alt.re, cd.alt.must
-			if leet {
-				re, must = cd.alt.reLeet, cd.alt.mustLeet
-			}
-			win := t[i:min(len(t), i+maxMatchLen)]
-			// Repeated text (logs, templates, padding) repeats attempts: remember the
-			// outcome of each (alternative, window) pair within this scan.
-			if attempts == nil {
-				attempts = map[uint64]int{}
-			}
-			key := maphash.String(attemptSeed, win) ^ uint64(cd.alt.id)*0x9e3779b97f4a7c15
-			end, seen := attempts[key]
-			if !seen {
-				end = -1
-				if containsAll(win, must) {
-					if loc := re.FindStringIndex(win); loc != nil {
-						end = loc[1]
-					}
-				}
-				attempts[key] = end
-			}
-			if end >= 0 {
-				done |= 1 << r.index
-				out = append(out, PhraseMatch{Rule: r, Start: i, End: i + end, Text: t[i : i+end]})
-			}
-		}
-	}
-	sort.SliceStable(out, func(a, b int) bool { return out[a].Rule.index < out[b].Rule.index })
-	return out
-}
-
-// containsAll reports whether s contains a member of every set.
-func containsAll(s string, sets [][]string) bool {
+// containsAllAt reports whether t[i:end] contains a member of every set, as
+// strings.Contains would find it. Successive calls must not decrease i.
+func (ls *literalScan) containsAllAt(lt *litTable, sets [][]int32, i, end int) bool {
 	for _, set := range sets {
 		found := false
-		for _, k := range set {
-			if strings.Contains(s, k) {
+		for _, id := range set {
+			occ, c := ls.occ[id], ls.cur[id]
+			for int(c) < len(occ) && int(occ[c]) < i {
+				c++
+			}
+			ls.cur[id] = c
+			if int(c) < len(occ) && int(occ[c])+len(lt.lits[id]) <= end {
 				found = true
 				break
 			}
@@ -490,6 +603,102 @@ func containsAll(s string, sets [][]string) bool {
 		}
 	}
 	return true
+}
+
+// MatchPhrases runs the phrase rules over a view. leet says the view is a LeetView (its
+// patterns are folded); asciiOnly runs only the ASCII (English) rules, for ROT13. It
+// returns at most one match per rule, the first. The text is walked once: at each rune
+// start, the rules having a start literal there are tried, anchored, so the work grows
+// with the text and not with the number of rules.
+func MatchPhrases(t string, leet, asciiOnly bool) []PhraseMatch {
+	var out []PhraseMatch
+	idx, lt := &startIndex, &mustPlain
+	if leet {
+		idx, lt = &startIndexLeet, &mustLeet
+	}
+	var done uint64 // bit i: rule i matched already (there are fewer than 64 rules)
+	var attempts map[uint64]int
+	var lits *literalScan
+	prevWord := false
+	for i := 0; i < len(t); i++ {
+		c := t[i]
+		wordStart := !prevWord
+		prevWord = isWordASCII(c)
+		if c&0xc0 == 0x80 {
+			continue // inside a rune
+		}
+		var li uint16
+		if i+1 < len(t) {
+			k := uint16(c)<<8 | uint16(t[i+1])
+			set := &idx.anyPair
+			if !wordStart {
+				set = &idx.midPair
+			}
+			if set[k>>6]&(1<<(k&63)) == 0 {
+				continue
+			}
+			li = idx.two[k]
+		} else {
+			li = idx.one[c]
+		}
+		if li == 0 || (!wordStart && li&listMid == 0) || (asciiOnly && li&listASCII == 0) {
+			continue
+		}
+		var next4 uint32 // the text's next four bytes, when there are four
+		has4 := i+4 <= len(t)
+		if has4 {
+			next4 = uint32(t[i]) | uint32(t[i+1])<<8 | uint32(t[i+2])<<16 | uint32(t[i+3])<<24
+		}
+		for _, cd := range idx.lists[li&listNum] {
+			if done&cd.bit != 0 || (asciiOnly && !cd.ascii) || (cd.wordStart && !wordStart) {
+				continue
+			}
+			if has4 && next4&cd.preMask != cd.pre {
+				continue
+			}
+			if (!has4 || len(cd.lit) > 4) && !strings.HasPrefix(t[i:], cd.lit) {
+				continue
+			}
+			re, must := cd.alt.re, cd.alt.mustIDs
+			if leet {
+				re, must = cd.alt.reLeet, cd.alt.mustLeetIDs
+			}
+			wend := min(len(t), i+maxMatchLen)
+			if len(must) > 0 {
+				if lits == nil {
+					lits = literalScanPool.Get().(*literalScan)
+					lits.reset(lt, t)
+				}
+				if !lits.containsAllAt(lt, must, i, wend) {
+					continue
+				}
+			}
+			win := t[i:wend]
+			// Repeated text (logs, templates, padding) repeats attempts: remember the
+			// outcome of each (alternative, window) pair within this scan.
+			if attempts == nil {
+				attempts = map[uint64]int{}
+			}
+			key := maphash.String(attemptSeed, win) ^ uint64(cd.alt.id)*0x9e3779b97f4a7c15
+			end, seen := attempts[key]
+			if !seen {
+				end = -1
+				if loc := re.FindStringIndex(win); loc != nil {
+					end = loc[1]
+				}
+				attempts[key] = end
+			}
+			if end >= 0 {
+				done |= cd.bit
+				out = append(out, PhraseMatch{Rule: cd.rule, Start: i, End: i + end, Text: t[i : i+end]})
+			}
+		}
+	}
+	if lits != nil {
+		literalScanPool.Put(lits)
+	}
+	sort.SliceStable(out, func(a, b int) bool { return out[a].Rule.index < out[b].Rule.index })
+	return out
 }
 
 func isWordASCII(c byte) bool {
