@@ -216,6 +216,26 @@ func (cg *cgroups) remove() error {
 	return errors.Join(errs...)
 }
 
+// sweepStaleCgroups sweeps (sweepCgroups) every v1 controller's parent cgroup of this
+// plugin. A session's open does it too; a pre-started plugin does it while it waits, so
+// that what the code of a dead plugin's session left running is stopped when the daemon
+// starts again rather than when the next session opens.
+func sweepStaleCgroups() {
+	mounts, err := cgroupV1Mounts()
+	if err != nil {
+		return
+	}
+	own, err := ownCgroups()
+	if err != nil {
+		return
+	}
+	for ctrl := range controllerFeatures {
+		if mnt, ok := mounts[ctrl]; ok {
+			sweepCgroups(filepath.Join(mnt, own[ctrl]))
+		}
+	}
+}
+
 // sweepCgroups removes the cgroups left in parent by plugin processes that died without
 // cleaning up (their pid is in the name and no longer runs), after killing what is still
 // in them: processes the session's code started, which outlive the plugin where no PID

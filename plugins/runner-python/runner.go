@@ -120,6 +120,9 @@ func (r *pythonRunner) prepare(ctx context.Context, set settings) {
 		return
 	case <-time.After(prepareDelay):
 	}
+	if !set.disable[featCgMemory] || !set.disable[featCgPids] || !set.disable[featCgCPU] {
+		sweepStaleCgroups()
+	}
 	if self, err := os.Executable(); err == nil {
 		if pre, err := spawnInit(self, sessionNamespaces(set, false), false, r.log); err == nil {
 			r.mu.Lock()
