@@ -24,10 +24,16 @@ import (
 
 // cli holds what every API command shares.
 type cli struct {
-	c      *client.Client
+	c      *client.Client // set by parse, from daemon
+	u      *url.URL       // the daemon's address, for messages
 	stdout io.Writer
 	stderr io.Writer
 	json   bool
+	// daemon is where to find the daemon, as given before the command; parse applies
+	// -addr and -token-file given after it, then connects c.
+	daemon daemonFlags
+	// offline is set for a command that needs no daemon (verify): a bad -addr is no error.
+	offline bool
 }
 
 // usageError is a mistake on the command line (exit 2).
@@ -44,11 +50,12 @@ type helpError struct{ fs *flag.FlagSet }
 func (e *helpError) Error() string { return "help requested" }
 
 // apiCommand runs the commands that talk to the daemon at u (and verify, which does not).
-func apiCommand(ctx context.Context, u *url.URL, asJSON bool, args []string, stdout, stderr io.Writer) int {
-	x := &cli{c: newClient(u), stdout: stdout, stderr: stderr, json: asJSON}
+func apiCommand(ctx context.Context, d daemonFlags, asJSON bool, args []string, stdout, stderr io.Writer) int {
+	x := &cli{u: &url.URL{}, stdout: stdout, stderr: stderr, json: asJSON, daemon: d, offline: args[0] == "verify"}
 	err := x.dispatch(ctx, args)
 	var he *helpError
 	var ue *usageError
+	var se *setupError
 	var ae *client.Error
 	switch {
 	case err == nil:
@@ -58,6 +65,9 @@ func apiCommand(ctx context.Context, u *url.URL, asJSON bool, args []string, std
 		return 0
 	case errors.As(err, &ue):
 		fmt.Fprintf(stderr, "limitctl: %s\n\n%s", ue.msg, usage)
+		return 2
+	case errors.As(err, &se):
+		fmt.Fprintf(stderr, "limitctl: %s\n", se.msg)
 		return 2
 	case errors.As(err, &ae):
 		fmt.Fprintf(stderr, "limitctl: %s", ae.Error())
@@ -71,16 +81,20 @@ func apiCommand(ctx context.Context, u *url.URL, asJSON bool, args []string, std
 			}
 		}
 	default:
-		fmt.Fprintln(stderr, "limitctl:", daemonError(u, err))
+		fmt.Fprintln(stderr, "limitctl:", daemonError(x.u, err))
 	}
 	return 1
 }
 
 // parse parses a subcommand's flags (accepting them before and after positional
-// arguments) and -o. A -h or --help returns a *helpError.
+// arguments) and the global -o, -addr and -token-file, which override those before the
+// command; then, unless the command is offline, it connects x.c to the daemon. A -h or
+// --help returns a *helpError, a bad address or token file a *setupError.
 func (x *cli) parse(fs *flag.FlagSet, args []string) ([]string, error) {
 	fs.SetOutput(io.Discard)
 	out := fs.String("o", "", "output: table or json")
+	addr := fs.String("addr", "", "daemon `URL` (http://HOST:PORT, https://..., or HOST:PORT); overrides -addr before the command and LIMIT_ADDR")
+	tokenFile := fs.String("token-file", "", "`FILE` holding the API token; overrides -token-file before the command and LIMIT_TOKEN_FILE (LIMIT_TOKEN wins over both)")
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
@@ -104,7 +118,66 @@ func (x *cli) parse(fs *flag.FlagSet, args []string) ([]string, error) {
 	default:
 		return nil, usagef("-o must be table or json, got %q", *out)
 	}
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "addr":
+			x.daemon.addr, x.daemon.addrFlag = *addr, true
+		case "token-file":
+			x.daemon.tokenFile = *tokenFile
+		}
+	})
+	if x.offline {
+		return pos, nil
+	}
+	u, err := x.daemon.url()
+	if err != nil {
+		return nil, err
+	}
+	x.c = newClient(u)
+	v := *u
+	v.User = nil // messages name the address, never the token
+	x.u = &v
 	return pos, nil
+}
+
+// globalFlag reports whether arg is -o, -addr or -token-file (one dash or two), and
+// whether its value is the next argument rather than after "=".
+func globalFlag(arg string) (ok, valueNext bool) {
+	if !strings.HasPrefix(arg, "-") {
+		return false, false
+	}
+	name, _, hasValue := strings.Cut(strings.TrimPrefix(arg[1:], "-"), "=")
+	switch name {
+	case "o", "addr", "token-file":
+		return true, !hasValue
+	}
+	return false, false
+}
+
+// hoistGlobalFlags moves -o, -addr and -token-file given between a command and its
+// subcommand (limitctl sessions -addr URL list) after the subcommand, where parse reads them.
+func hoistGlobalFlags(args []string) []string {
+	i := 1
+	for i < len(args) {
+		ok, valueNext := globalFlag(args[i])
+		if !ok {
+			break
+		}
+		i++
+		if valueNext && i < len(args) {
+			i++
+		}
+	}
+	flags := args[1:i]
+	if len(flags) == 0 {
+		return args
+	}
+	sub, rest := "", args[i:] // no subcommand after the flags: limitctl sessions -o json lists
+	if len(rest) > 0 {
+		sub, rest = rest[0], rest[1:]
+	}
+	out := append([]string{args[0], sub}, flags...)
+	return append(out, rest...)
 }
 
 func need(pos []string, n int, what string) error {
@@ -144,6 +217,10 @@ func (m *multi) Set(v string) error { *m = append(*m, v); return nil }
 
 func (x *cli) dispatch(ctx context.Context, args []string) error {
 	cmd, sub := args[0], ""
+	switch cmd {
+	case "sessions", "session", "traces", "trace", "governance":
+		args = hoistGlobalFlags(args)
+	}
 	if len(args) > 1 {
 		sub = args[1]
 	}

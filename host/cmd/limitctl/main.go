@@ -1,7 +1,8 @@
 // Command limitctl is the command-line client of LIMIT host and the plugin author's
 // conformance checker.
 //
-//	limitctl [-addr URL] health
+//	limitctl [-addr URL] [-token-file FILE] [-o json] COMMAND ...   (the flags also after the command)
+//	limitctl health
 //	limitctl plugin check --kind storage [--config JSON] [--env K=V]... PATH
 //	limitctl plugin check --kind runner --input INPUT [--expect TEXT] [--error-input INPUT] [--slow-input INPUT] PATH
 //	limitctl plugin check --kind governance [--benign CONTENT]... [--malicious CONTENT]... PATH
@@ -28,7 +29,8 @@ import (
 )
 
 const usage = `usage:
-  limitctl [-addr URL] health                 show the daemon's health and plugins
+  limitctl [-addr URL] [-token-file FILE] [-o json] COMMAND ...
+  limitctl health                             show the daemon's health and plugins
   limitctl plugin check --kind KIND [--config JSON] [--env K=V]... [--data-dir DIR] [SUITE FLAGS] PATH
                                               run the SDK conformance suite against a plugin binary
       runner suite:     --input INPUT [--expect TEXT] [--error-input INPUT] [--slow-input INPUT]
@@ -49,7 +51,9 @@ const usage = `usage:
                                               TPR, FPR, precision, F1, confusion, ROC-AUC per preset
   limitctl version                            print the version
 
-Commands that read the API print tables; add -o json (before or after the command) for JSON.
+Commands that read the API print tables; add -o json for JSON. -o, -addr and -token-file go
+before the command or, in those that read the API, anywhere after it (limitctl sessions
+list -token-file F -o json); given after it, a flag wins over the same flag before it.
 
 The daemon's address comes from -addr, else LIMIT_ADDR, else http://127.0.0.1:8080; a bare
 HOST:PORT means http://HOST:PORT. A daemon with api.token_file wants a token: LIMIT_TOKEN,
@@ -88,32 +92,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stderr, usage)
 		return 2
 	}
-	// daemon returns the daemon's address, or false after saying what is wrong with it.
-	daemon := func() (*url.URL, bool) {
-		u, err := daemonURL(*addr)
-		if err == nil {
-			tok, err := apiToken(*tokenFile)
-			if err != nil {
-				fmt.Fprintf(stderr, "limitctl: %v\n", err)
-				return nil, false
-			}
-			if tok != "" {
-				u.User = url.UserPassword("", tok) // carried to the client, never printed
-			}
-			return u, true
-		}
-		if helpAsked(rest[1:]) || len(rest) > 1 && isHelpArg(rest[1]) {
-			return &url.URL{}, true // help needs no daemon
-		}
-		from := "LIMIT_ADDR"
-		fs.Visit(func(f *flag.Flag) {
-			if f.Name == "addr" {
-				from = "-addr"
-			}
-		})
-		fmt.Fprintf(stderr, "limitctl: %s %q is not a daemon address: %v; want http://HOST:PORT, https://HOST:PORT or HOST:PORT\n", from, *addr, err)
-		return nil, false
-	}
+	// The API commands find the daemon from these, or from -addr and -token-file after the
+	// command, which win (see cli.parse).
+	d := daemonFlags{addr: *addr, tokenFile: *tokenFile}
+	fs.Visit(func(f *flag.Flag) { d.addrFlag = d.addrFlag || f.Name == "addr" })
 	switch rest[0] {
 	case "help":
 		fmt.Fprint(stdout, usage)
@@ -137,19 +119,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, "limitctl", version.Version)
 		return 0
 	case "health":
-		u, ok := daemon()
-		if !ok {
-			return 2
-		}
-		return health(ctx, u, asJSON, rest[1:], stdout, stderr)
-	case "verify": // offline: no daemon
-		return apiCommand(ctx, &url.URL{}, asJSON, rest, stdout, stderr)
-	case "sessions", "session", "exec", "traces", "trace", "governance", "export", "key":
-		u, ok := daemon()
-		if !ok {
-			return 2
-		}
-		return apiCommand(ctx, u, asJSON, rest, stdout, stderr)
+		return health(ctx, d, asJSON, rest[1:], stdout, stderr)
+	case "verify", "sessions", "session", "exec", "traces", "trace", "governance", "export", "key":
+		return apiCommand(ctx, d, asJSON, rest, stdout, stderr)
 	case "plugin":
 		if len(rest) >= 2 && isHelpArg(rest[1]) {
 			fmt.Fprint(stdout, usage)
@@ -164,6 +136,41 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stderr, "limitctl: unknown command %q\n\n%s", rest[0], usage)
 	return 2
 }
+
+// daemonFlags says where the daemon is and how to prove who we are to it: -addr and
+// -token-file before the command (else LIMIT_ADDR and LIMIT_TOKEN_FILE), overridden by the
+// same flags after it.
+type daemonFlags struct {
+	addr      string // -addr, else LIMIT_ADDR, else defaultAddr
+	addrFlag  bool   // addr came from -addr, not LIMIT_ADDR
+	tokenFile string // -token-file, else LIMIT_TOKEN_FILE
+}
+
+// url returns the daemon's base URL carrying the API token (see apiToken) as its password,
+// or a *setupError that says what is wrong.
+func (d daemonFlags) url() (*url.URL, error) {
+	u, err := daemonURL(d.addr)
+	if err != nil {
+		from := "LIMIT_ADDR"
+		if d.addrFlag {
+			from = "-addr"
+		}
+		return nil, &setupError{fmt.Sprintf("%s %q is not a daemon address: %v; want http://HOST:PORT, https://HOST:PORT or HOST:PORT", from, d.addr, err)}
+	}
+	tok, err := apiToken(d.tokenFile)
+	if err != nil {
+		return nil, &setupError{err.Error()}
+	}
+	if tok != "" {
+		u.User = url.UserPassword("", tok) // carried to the client, never printed
+	}
+	return u, nil
+}
+
+// setupError is a bad -addr or -token-file (or their variables): exit 2, without the usage.
+type setupError struct{ msg string }
+
+func (e *setupError) Error() string { return e.msg }
 
 // defaultAddr is the daemon's address when neither -addr nor LIMIT_ADDR gives one.
 const defaultAddr = "http://127.0.0.1:8080"
@@ -258,14 +265,19 @@ func envOr(name, def string) string {
 	return def
 }
 
-func health(ctx context.Context, u *url.URL, asJSON bool, args []string, stdout, stderr io.Writer) int {
-	x := &cli{c: newClient(u), stdout: stdout, stderr: stderr, json: asJSON}
+func health(ctx context.Context, d daemonFlags, asJSON bool, args []string, stdout, stderr io.Writer) int {
+	x := &cli{daemon: d, stdout: stdout, stderr: stderr, json: asJSON}
 	fs := flag.NewFlagSet("health", flag.ContinueOnError)
 	pos, err := x.parse(fs, args)
 	var he *helpError
 	if errors.As(err, &he) {
 		printHelp(stdout, fs)
 		return 0
+	}
+	var se *setupError
+	if errors.As(err, &se) {
+		fmt.Fprintf(stderr, "limitctl: %s\n", se.msg)
+		return 2
 	}
 	if err == nil {
 		err = need(pos, 0, "no arguments to health")
@@ -279,7 +291,7 @@ func health(ctx context.Context, u *url.URL, asJSON bool, args []string, stdout,
 	// A degraded host answers 503 with the same body: the table says why.
 	h, err := x.c.Health(ctx)
 	if h == nil {
-		fmt.Fprintln(stderr, "limitctl:", daemonError(u, err))
+		fmt.Fprintln(stderr, "limitctl:", daemonError(x.u, err))
 		return 1
 	}
 	if x.json {

@@ -70,14 +70,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		w := hcl.NewDiagnosticTextWriter(stderr, files, 0, color)
 		for _, d := range ds {
-			// A compact file:line:column line first, for editors and grep; then HCL's
-			// own rendering with the source snippet.
+			// A compact first line, for editors and grep: file:line:column where the
+			// problem has a place in the file, else the program's name (a bad seed
+			// variable, an unreadable file); then HCL's own rendering with the detail
+			// and the source snippet.
+			sev := "error"
+			if d.Severity == hcl.DiagWarning {
+				sev = "warning"
+			}
 			if d.Subject != nil {
-				sev := "error"
-				if d.Severity == hcl.DiagWarning {
-					sev = "warning"
-				}
 				fmt.Fprintf(stderr, "%s:%d:%d: %s: %s\n", d.Subject.Filename, d.Subject.Start.Line, d.Subject.Start.Column, sev, d.Summary)
+			} else {
+				fmt.Fprintf(stderr, "limitd: %s: %s\n", sev, d.Summary)
 			}
 			_ = w.WriteDiagnostic(d)
 		}
@@ -96,7 +100,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if *validate {
 		dataDir, err := filepath.Abs(cfg.Host.DataDir)
 		if err != nil {
-			fmt.Fprintln(stderr, "error:", err)
+			fmt.Fprintf(stderr, "limitd: error: Cannot resolve the data directory %q\n\n%v\n", cfg.Host.DataDir, err)
 			return 1
 		}
 		// Only problems: the plugins' start and stop are not news when validating.
