@@ -236,6 +236,8 @@ type Daemon struct {
 	listener net.Listener
 	serveErr chan error
 	stopOnce sync.Once
+	// stopExecs stops the executions still running when a shutdown's grace runs out.
+	stopExecs context.CancelFunc
 }
 
 // Start prepares every plugin, starts the supervised ones, and begins serving the API.
@@ -302,7 +304,10 @@ func Start(ctx context.Context, opts Options) (*Daemon, hcl.Diagnostics) {
 		Store: d.Store, Runners: d.Runners, DataDir: dataDir,
 		Policies: governance.PolicyNames(), DefaultPolicy: cfg.Governance.Policy,
 	})
-	engine := &execution.Engine{Sessions: d.Sessions, Traces: d.Traces, Rules: rules, Stats: stats, Logger: logger.Named("execution")}
+	var stopping context.Context
+	stopping, d.stopExecs = context.WithCancel(context.Background())
+	engine := &execution.Engine{Sessions: d.Sessions, Traces: d.Traces, Rules: rules, Stats: stats, Logger: logger.Named("execution"),
+		Stopping: stopping}
 
 	ln, err := net.Listen("tcp", cfg.Host.Listen)
 	if err != nil {
@@ -416,18 +421,40 @@ func (d *Daemon) PluginStatus() []plugins.Status {
 	return append(out, d.Runners.Statuses()...)
 }
 
-// Shutdown stops accepting requests, lets running ones finish (bounded by ctx), then stops
-// every plugin process.
+// Shutdown stops accepting requests, lets running ones finish, then stops every plugin
+// process, all by ctx's deadline (without one, it waits for running requests). The last
+// quarter of the time left, at most shutdownReserve, is kept back: executions still
+// running when it starts are stopped, recorded with the shutdown as their outcome and
+// answered, and then the plugins are stopped.
 func (d *Daemon) Shutdown(ctx context.Context) error {
 	var err error
 	d.stopOnce.Do(func() {
 		d.api.Stop()
-		err = d.server.Shutdown(ctx)
+		hctx, unhook := ctx, func() bool { return false }
+		if deadline, ok := ctx.Deadline(); ok {
+			reserve := min(time.Until(deadline)/4, shutdownReserve)
+			sctx, cancel := context.WithDeadline(ctx, deadline.Add(-reserve))
+			defer cancel()
+			unhook = context.AfterFunc(sctx, func() {
+				d.logger.Warn("shutdown: stopping the executions still running")
+				d.stopExecs()
+			})
+			var hcancel context.CancelFunc
+			hctx, hcancel = context.WithDeadline(ctx, deadline.Add(-reserve/2))
+			defer hcancel()
+		}
+		err = d.server.Shutdown(hctx)
+		unhook()
+		d.stopExecs()
 		d.stopPlugins(ctx)
 		d.logger.Info("limitd stopped")
 	})
 	return err
 }
+
+// shutdownReserve bounds the part of a shutdown's time kept to stop the executions still
+// running, record them, answer their clients and stop the plugins.
+var shutdownReserve = 5 * time.Second
 
 func (d *Daemon) stopPlugins(ctx context.Context) {
 	if d.Runners != nil {

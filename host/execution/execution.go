@@ -124,6 +124,10 @@ var ErrGovernanceUnavailable = errors.New("governance rule unavailable")
 // ErrInvalid marks a bad request.
 var ErrInvalid = errors.New("invalid execution request")
 
+// ErrStopping means the host is shutting down: it starts no execution, and one running
+// when its Stopping context ends is stopped and recorded as such.
+var ErrStopping = errors.New("limitd is shutting down")
+
 // Engine runs executions.
 type Engine struct {
 	Sessions *session.Manager
@@ -131,6 +135,10 @@ type Engine struct {
 	Rules    *governance.Evaluator
 	Stats    *governance.StatsStore
 	Logger   hclog.Logger
+	// Stopping, when done, refuses new executions with ErrStopping and stops the running
+	// ones: each is still recorded, with the shutdown as its outcome, and answered. Nil
+	// means never.
+	Stopping context.Context
 }
 
 // Timeout returns the execution's timeout: the request's, else the session's, else the
@@ -193,6 +201,17 @@ func (e *Engine) Execute(ctx context.Context, sessionID string, req Request, emi
 	if n, deep := countValues(req.Params, 0); n > MaxParamValues || deep {
 		return nil, fmt.Errorf("%w: params hold more than %d JSON values or nest deeper than %d levels; send bulk data as one string (or in the input)", ErrInvalid, MaxParamValues, MaxParamDepth)
 	}
+	if e.Stopping != nil {
+		if e.Stopping.Err() != nil {
+			return nil, fmt.Errorf("%w: it starts no new execution; retry once it is back", ErrStopping)
+		}
+		// The caller's own end (it went away) stays told apart from the host's.
+		var stop context.CancelCauseFunc
+		ctx, stop = context.WithCancelCause(ctx)
+		defer stop(nil)
+		unhook := context.AfterFunc(e.Stopping, func() { stop(ErrStopping) })
+		defer unhook()
+	}
 	s, err := e.Sessions.Active(ctx, sessionID)
 	if err != nil {
 		return nil, err
@@ -212,13 +231,13 @@ func (e *Engine) Execute(ctx context.Context, sessionID string, req Request, emi
 	release, err := e.Sessions.Acquire(wctx, s)
 	cancel()
 	if err != nil {
-		return nil, err
+		return nil, stopping(ctx, err)
 	}
 	defer release()
 
 	h, err := e.Sessions.Runner(ctx, s, req.Runner)
 	if err != nil {
-		return nil, err
+		return nil, stopping(ctx, err)
 	}
 	ctype := contentType(caps(h.Process.Info.Capabilities))
 	if l, ok := h.Runner.(runner.SessionLimiter); ok {
@@ -311,6 +330,12 @@ func (e *Engine) Execute(ctx context.Context, sessionID string, req Request, emi
 		return nil
 	})
 	switch {
+	case xerr != nil && errors.Is(context.Cause(ctx), ErrStopping):
+		// The host is shutting down: the runner was told to stop through its context, and
+		// its process goes with the host, state and all.
+		out = runner.Result{Status: runner.StatusCancelled, ExitCode: -1, StateReset: true,
+			Error:    "cancelled: limitd shut down during the execution (it ran past api.shutdown_timeout); the session's runner state is lost, the next execution starts a fresh process",
+			Duration: time.Since(started)}
 	case xerr != nil && ctx.Err() != nil:
 		// The caller went away: the runner was told to stop through its context and keeps
 		// the session; what ran is still recorded below.
@@ -411,6 +436,15 @@ func (e *Engine) Execute(ctx context.Context, sessionID string, req Request, emi
 	phase("record")
 	res.Timings = timings
 	return res, nil
+}
+
+// stopping returns ErrStopping in place of err when the host's shutdown ended ctx: the
+// execution had not started, and the client may retry once the host is back.
+func stopping(ctx context.Context, err error) error {
+	if errors.Is(context.Cause(ctx), ErrStopping) {
+		return fmt.Errorf("%w: the execution had not started (%v); retry once it is back", ErrStopping, err)
+	}
+	return err
 }
 
 // countValues counts the JSON values in v (a decoded JSON value), stopping once past

@@ -15,7 +15,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"syscall"
-	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/hcl/v2"
@@ -143,7 +142,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		logger.Error("API server stopped", "error", err)
 		code = 1
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), cfg.API.ShutdownTimeout+5*time.Second)
+	// The whole shutdown, stopping what still runs and the plugins included, fits in
+	// api.shutdown_timeout.
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.API.ShutdownTimeout)
 	defer cancel()
 	if err := d.Shutdown(sctx); err != nil {
 		logger.Warn("shutdown", "error", err)

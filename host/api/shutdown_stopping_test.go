@@ -1,0 +1,44 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/limitgraph/limit/host/execution"
+	"github.com/limitgraph/limit/host/session"
+)
+
+// TestExecuteWhileStopping checks that an execution asked for once the host is shutting
+// down is refused with 503 problem+json and a Retry-After, streamed or not.
+func TestExecuteWhileStopping(t *testing.T) {
+	stopping, stop := context.WithCancel(context.Background())
+	stop()
+	// The engine refuses before it looks the session up: the manager is never used.
+	s := New(Options{Sessions: new(session.Manager), Engine: &execution.Engine{Stopping: stopping}})
+	for _, accept := range []string{"application/json", "text/event-stream"} {
+		t.Run(accept, func(t *testing.T) {
+			req := httptest.NewRequest("POST", "/v1/sessions/s1/executions", strings.NewReader(`{"runner":"python","input":"1"}`))
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Accept", accept)
+			rec := httptest.NewRecorder()
+			s.ServeHTTP(rec, req)
+			if rec.Code != http.StatusServiceUnavailable {
+				t.Fatalf("status %d, want 503: %s", rec.Code, rec.Body)
+			}
+			if ct := rec.Header().Get("Content-Type"); ct != "application/problem+json" {
+				t.Fatalf("Content-Type %q", ct)
+			}
+			if rec.Header().Get("Retry-After") == "" {
+				t.Fatal("no Retry-After")
+			}
+			var p map[string]any
+			if err := json.Unmarshal(rec.Body.Bytes(), &p); err != nil || !strings.Contains(p["detail"].(string), "shutting down") {
+				t.Fatalf("problem %s (%v)", rec.Body, err)
+			}
+		})
+	}
+}
