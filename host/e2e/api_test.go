@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -219,21 +218,35 @@ func TestExecutionsTracesAndIsolation(t *testing.T) {
 func TestConcurrencyLimit(t *testing.T) {
 	d := start(t, config(t, t.TempDir(), "default"))
 	s, _ := d.c.CreateSession(ctx, client.CreateSessionRequest{MaxConcurrency: 1})
-	var wg sync.WaitGroup
-	wg.Add(1)
+	long := make(chan struct{})
 	go func() {
-		defer wg.Done()
+		defer close(long)
 		if r, err := d.c.Execute(ctx, s.ID, client.ExecuteRequest{Runner: "echo", Input: "sleep:1500", TimeoutMS: 5000}); err != nil || r.Status != "ok" {
 			t.Errorf("long execution: %+v %v", r, err)
 		}
 	}()
-	time.Sleep(300 * time.Millisecond)
-	_, err := d.c.Execute(ctx, s.ID, client.ExecuteRequest{Runner: "echo", Input: "x", TimeoutMS: 200})
+	// A second execution while the long one holds the only slot gets 429. On a loaded
+	// machine the long one may not have its slot yet: a second one that ran did not
+	// overlap it, and is tried again, until the long one ends.
+	var err error
+	for {
+		select {
+		case <-long:
+			t.Fatal("every execution beside the long one ran: none got 429 while it held the only slot")
+		case <-time.After(100 * time.Millisecond):
+		}
+		var r *client.ExecutionResult
+		r, err = d.c.Execute(ctx, s.ID, client.ExecuteRequest{Runner: "echo", Input: "x", TimeoutMS: 200})
+		if err == nil && r.Status == "ok" {
+			continue
+		}
+		break
+	}
 	var apiErr *client.Error
 	if !asErr(err, &apiErr) || apiErr.Status != 429 || apiErr.RetryAfter <= 0 {
 		t.Fatalf("second execution: %v", err)
 	}
-	wg.Wait()
+	<-long
 	// A timeout inside the runner is reported as such.
 	r, err := d.c.Execute(ctx, s.ID, client.ExecuteRequest{Runner: "echo", Input: "sleep:5000", TimeoutMS: 200})
 	if err != nil || r.Status != "timeout" {

@@ -211,12 +211,24 @@ func TestPoolExhaustion(t *testing.T) {
 			}
 		}()
 	}
-	time.Sleep(300 * time.Millisecond)
-	hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	h := s.Health(hctx)
-	cancel()
-	if !h.OK || h.Metrics["acquired_conns"] != 2 {
-		t.Errorf("health with every connection busy: %+v, want OK with 2 acquired connections", h)
+	// Wait until the callers hold both connections (on a loaded machine they take a
+	// while to get there); Health must stay OK all along.
+	var h storage.Health
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		h = s.Health(hctx)
+		cancel()
+		if !h.OK {
+			t.Errorf("health with the pool filling up: %+v, want OK", h)
+			break
+		}
+		if h.Metrics["acquired_conns"] == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("health with every connection busy: %+v, want OK with 2 acquired connections", h)
+			break
+		}
 	}
 	_ = tx.Rollback(ctx)
 	wg.Wait()

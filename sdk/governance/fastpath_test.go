@@ -41,10 +41,12 @@ func TestMain(m *testing.M) {
 // testRule flags content holding "attack" at the word's offset; "fail" makes it fail,
 // "panic" panic, "bad finding" answer a finding with an unknown flag; "block" waits for
 // the call's context to end and remembers how, which "seen" reports in its reason;
-// "deadline" reports how long its context has left.
+// "blocking" reports how many "block" calls are waiting; "deadline" reports how long its
+// context has left.
 type testRule struct {
-	mu   sync.Mutex
-	seen string
+	mu      sync.Mutex
+	seen    string
+	blocked int
 }
 
 func (r *testRule) PluginInfo() base.Info {
@@ -70,11 +72,19 @@ func (r *testRule) Evaluate(ctx context.Context, req governance.EvaluateRequest)
 	case "bad finding":
 		return []governance.Finding{{Flag: "nonsense", Severity: 3, RuleID: "test.attack"}}, nil
 	case "block":
+		r.mu.Lock()
+		r.blocked++
+		r.mu.Unlock()
 		<-ctx.Done()
 		r.mu.Lock()
+		r.blocked--
 		r.seen = ctx.Err().Error()
 		r.mu.Unlock()
 		return nil, ctx.Err()
+	case "blocking":
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return finding(fmt.Sprint(r.blocked)), nil
 	case "seen":
 		r.mu.Lock()
 		defer r.mu.Unlock()
@@ -223,7 +233,7 @@ func TestFastPathCancelAndDeadline(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		done := make(chan error)
 		go func() { _, err := eval(ctx, c, "block"); done <- err }()
-		time.Sleep(100 * time.Millisecond)
+		waitBlocking(t, c, 1) // cancelled before it reached the rule, it would never be seen
 		cancel()
 		select {
 		case err := <-done:
@@ -234,7 +244,7 @@ func TestFastPathCancelAndDeadline(t *testing.T) {
 			t.Fatalf("%s: a cancelled call did not return", name)
 		}
 		var seen string
-		for deadline := time.Now().Add(5 * time.Second); seen == "" && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		for deadline := time.Now().Add(30 * time.Second); seen == "" && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
 			if fs, err := eval(t.Context(), c, "seen"); err == nil && len(fs) == 1 {
 				seen = fs[0].Reason
 			}
@@ -247,6 +257,22 @@ func TestFastPathCancelAndDeadline(t *testing.T) {
 		dcancel()
 		if err != nil || len(fs) != 1 || fs[0].Reason != "1m0s" {
 			t.Fatalf("%s: the rule saw a deadline %+v ahead (%v), want 1m0s", name, fs, err)
+		}
+	}
+}
+
+// waitBlocking waits until n "block" calls are waiting in the rule: on a loaded machine a
+// call takes a while to get there.
+func waitBlocking(t *testing.T, c launched, n int) {
+	t.Helper()
+	want := fmt.Sprint(n)
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		fs, err := eval(t.Context(), c, "blocking")
+		if err == nil && len(fs) == 1 && fs[0].Reason == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("blocking calls in the rule after 30 s: %+v %v, want %d", fs, err, n)
 		}
 	}
 }
@@ -275,7 +301,7 @@ func TestFastPathPluginKilled(t *testing.T) {
 	c := launch(t, "test", governance.PluginSet())
 	done := make(chan error)
 	go func() { _, err := eval(t.Context(), c, "block"); done <- err }()
-	time.Sleep(200 * time.Millisecond)
+	waitBlocking(t, c, 1)
 	if err := syscall.Kill(c.plugin.ReattachConfig().Pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}

@@ -47,12 +47,14 @@ func TestMain(m *testing.M) {
 //   - "tokens N" emits N tokens;
 //   - "fail" returns an error, "panic" panics;
 //   - "block" waits for its context to end and remembers how it ended, which "seen" prints;
+//   - "blocking" prints how many "block" executions are waiting;
 //   - "huge" returns an output larger than a message may be;
 //   - "deadline" prints how long its context has left, or "none".
 type testRunner struct {
-	mu     sync.Mutex
-	seen   string
-	limits runner.Limits // the open session's
+	mu      sync.Mutex
+	seen    string
+	blocked int
+	limits  runner.Limits // the open session's
 }
 
 func newTestRunner() *testRunner { return &testRunner{} }
@@ -138,11 +140,20 @@ func (r *testRunner) Execute(ctx context.Context, req runner.ExecuteRequest, emi
 	case "panic":
 		panic("runner bug")
 	case "block":
+		r.mu.Lock()
+		r.blocked++
+		r.mu.Unlock()
 		<-ctx.Done()
 		r.mu.Lock()
+		r.blocked--
 		r.seen = ctx.Err().Error()
 		r.mu.Unlock()
 		return runner.Result{}, ctx.Err()
+	case "blocking":
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		ok.Output = fmt.Sprint(r.blocked)
+		return ok, nil
 	case "seen":
 		r.mu.Lock()
 		defer r.mu.Unlock()
@@ -391,7 +402,7 @@ func TestFastPathCancelAndDeadline(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		done := make(chan *recorded)
 		go func() { done <- run(ctx, c, "block") }()
-		time.Sleep(100 * time.Millisecond) // let it reach the runner
+		waitBlocking(t, c, 1) // cancelled before it reached the runner, it would never be seen
 		cancel()
 		select {
 		case r := <-done:
@@ -402,7 +413,7 @@ func TestFastPathCancelAndDeadline(t *testing.T) {
 			t.Fatalf("%s: a cancelled execution did not return", name)
 		}
 		var seen string
-		for deadline := time.Now().Add(5 * time.Second); seen == "" && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		for deadline := time.Now().Add(30 * time.Second); seen == "" && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
 			seen = run(t.Context(), c, "seen").res.Output
 		}
 		if seen != context.Canceled.Error() {
@@ -416,6 +427,22 @@ func TestFastPathCancelAndDeadline(t *testing.T) {
 		}
 		if r := run(t.Context(), c, "deadline"); r.res.Output != "none" {
 			t.Fatalf("%s: without a deadline the runner saw %q", name, r.res.Output)
+		}
+	}
+}
+
+// waitBlocking waits until n "block" executions are waiting in the runner: on a loaded
+// machine a call takes a while to get there.
+func waitBlocking(t *testing.T, c launched, n int) {
+	t.Helper()
+	want := fmt.Sprint(n)
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		r := run(t.Context(), c, "blocking")
+		if r.err == nil && r.res.Output == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s blocking executions reached the runner in 30 s (%v), want %d", r.res.Output, r.err, n)
 		}
 	}
 }
@@ -444,7 +471,7 @@ func TestFastPathPluginKilled(t *testing.T) {
 	c := launch(t, "test", runner.PluginSet())
 	done := make(chan *recorded)
 	go func() { done <- run(t.Context(), c, "block") }()
-	time.Sleep(200 * time.Millisecond)
+	waitBlocking(t, c, 1)
 	if err := syscall.Kill(c.plugin.ReattachConfig().Pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}

@@ -9,8 +9,10 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -44,8 +46,13 @@ func TestMain(m *testing.M) {
 
 // faultyStore is memstore with failures on chosen keys, to compare how both transports
 // carry errors: "nospace" and "internal" fail puts, "panic" panics, and a get or put of
-// "block" waits for its context to end, then records the context's error at "seen-cancel".
+// "block" records its arrival at "arrived", waits for its context to end, then records the
+// context's error at "seen-cancel"; a get of "blocking" answers how many gets and puts of
+// "block" are waiting.
 type faultyStore struct{ *memstore.Store }
+
+// blocked counts the gets and puts of "block" waiting in the plugin process.
+var blocked atomic.Int64
 
 func (f faultyStore) Put(ctx context.Context, ns string, key, value []byte) error {
 	switch string(key) {
@@ -56,6 +63,9 @@ func (f faultyStore) Put(ctx context.Context, ns string, key, value []byte) erro
 	case "panic":
 		panic("backend bug")
 	case "block":
+		blocked.Add(1)
+		defer blocked.Add(-1)
+		_ = f.Store.Put(context.Background(), ns, []byte("arrived"), []byte("1"))
 		<-ctx.Done()
 		_ = f.Store.Put(context.Background(), ns, []byte("seen-cancel"), []byte(ctx.Err().Error()))
 		return ctx.Err()
@@ -75,7 +85,13 @@ func (f faultyStore) Batch(ctx context.Context, ns string, ops []storage.Op) err
 }
 
 func (f faultyStore) Get(ctx context.Context, ns string, key []byte) ([]byte, bool, error) {
-	if string(key) == "block" {
+	switch string(key) {
+	case "blocking":
+		return []byte(strconv.FormatInt(blocked.Load(), 10)), true, nil
+	case "block":
+		blocked.Add(1)
+		defer blocked.Add(-1)
+		_ = f.Store.Put(context.Background(), ns, []byte("arrived"), []byte("1"))
 		<-ctx.Done()
 		_ = f.Store.Put(context.Background(), ns, []byte("seen-cancel"), []byte(ctx.Err().Error()))
 		return nil, false, ctx.Err()
@@ -259,23 +275,41 @@ func TestFastPathCancelReachesPlugin(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		call func(ctx context.Context, ns string) error
-		ctx  func() (context.Context, context.CancelFunc)
+		ctx  func(d time.Duration) (context.Context, context.CancelFunc)
 		want error
 	}{
-		{"read deadline", get, deadlineIn(t, 100*time.Millisecond), context.DeadlineExceeded},
-		{"read cancel", get, cancelIn(t, 100*time.Millisecond), context.Canceled},
-		{"write deadline", put, deadlineIn(t, 100*time.Millisecond), context.DeadlineExceeded},
-		{"write cancel", put, cancelIn(t, 100*time.Millisecond), context.Canceled},
+		{"read deadline", get, deadlineIn(t), context.DeadlineExceeded},
+		{"read cancel", get, cancelIn(t), context.Canceled},
+		{"write deadline", put, deadlineIn(t), context.DeadlineExceeded},
+		{"write cancel", put, cancelIn(t), context.Canceled},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ns := "cancel-" + strings.ReplaceAll(tc.name, " ", "-")
-			ctx, cancel := tc.ctx()
-			defer cancel()
-			if err := tc.call(ctx, ns); !errors.Is(err, tc.want) {
-				t.Fatalf("get: %v, want %v", err, tc.want)
+			// A call whose context ends before it is sent never reaches the plugin, and
+			// rightly so; on a loaded machine sending takes a while: such an attempt is
+			// made again with a longer delay.
+			var ns string
+			for attempt, d := range []time.Duration{100 * time.Millisecond, time.Second, 5 * time.Second} {
+				ns = fmt.Sprintf("cancel-%s-%d", strings.ReplaceAll(tc.name, " ", "-"), attempt)
+				ctx, cancel := tc.ctx(d)
+				err := tc.call(ctx, ns)
+				cancel()
+				if !errors.Is(err, tc.want) {
+					t.Fatalf("call: %v, want %v", err, tc.want)
+				}
+				_, arrived, err := c.Get(t.Context(), ns, []byte("arrived"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if arrived {
+					break
+				}
+				if attempt == 2 {
+					t.Fatalf("the call never reached the plugin, with its context ending %v after it was made", d)
+				}
+				t.Logf("the call ended %v after it was made, before it reached the plugin; again", d)
 			}
 			// The plugin's handler must have seen its context end, not keep running.
-			deadline := time.Now().Add(5 * time.Second)
+			deadline := time.Now().Add(30 * time.Second)
 			for {
 				v, ok, err := c.Get(t.Context(), ns, []byte("seen-cancel"))
 				if err != nil {
@@ -297,13 +331,15 @@ func TestFastPathCancelReachesPlugin(t *testing.T) {
 }
 
 // deadlineIn returns a context maker with a deadline d from its call.
-func deadlineIn(t *testing.T, d time.Duration) func() (context.Context, context.CancelFunc) {
-	return func() (context.Context, context.CancelFunc) { return context.WithTimeout(t.Context(), d) }
+func deadlineIn(t *testing.T) func(d time.Duration) (context.Context, context.CancelFunc) {
+	return func(d time.Duration) (context.Context, context.CancelFunc) {
+		return context.WithTimeout(t.Context(), d)
+	}
 }
 
 // cancelIn returns a context maker whose context is cancelled d after its call.
-func cancelIn(t *testing.T, d time.Duration) func() (context.Context, context.CancelFunc) {
-	return func() (context.Context, context.CancelFunc) {
+func cancelIn(t *testing.T) func(d time.Duration) (context.Context, context.CancelFunc) {
+	return func(d time.Duration) (context.Context, context.CancelFunc) {
 		ctx, cancel := context.WithCancel(t.Context())
 		time.AfterFunc(d, cancel)
 		return ctx, cancel
@@ -357,7 +393,10 @@ func TestFastPathPluginKilled(t *testing.T) {
 	for i := range errs {
 		wg.Go(func() { _, _, errs[i] = c.Get(t.Context(), "ns", []byte("block")) })
 	}
-	time.Sleep(200 * time.Millisecond) // let the calls reach the plugin
+	// Killed before a call was sent, that call would rightly fail as not sent. Each of the
+	// fastConnections connections carries a call the plugin reads; the calls beyond those
+	// are sent behind inline reads and wait there unread, so only that many are counted.
+	waitBlocking(t, c, min(len(errs), 4))
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -377,6 +416,24 @@ func TestFastPathPluginKilled(t *testing.T) {
 	_, err = c.CompareAndSwap(t.Context(), storage.CASRequest{Namespace: "ns", Key: []byte("k"), Value: []byte("v")})
 	if !storage.IsUnavailable(err) || !errors.Is(err, storage.ErrNotSent) {
 		t.Fatalf("compare-and-swap after the plugin died: %v, want storage.ErrUnavailable and storage.ErrNotSent", err)
+	}
+}
+
+// waitBlocking waits until at least n gets and puts of "block" are waiting in the
+// plugin: on a loaded machine a call takes a while to get there.
+func waitBlocking(t *testing.T, c launched, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		// A probe sent behind an inline read of "block" would wait as long: it gives up.
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		v, _, err := c.Get(ctx, "ns", []byte("blocking"))
+		cancel()
+		if got, _ := strconv.Atoi(string(v)); err == nil && got >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s blocking calls reached the plugin in 30 s (%v), want %d", v, err, n)
+		}
 	}
 }
 
