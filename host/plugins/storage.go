@@ -43,19 +43,37 @@ func (s *Storage) do(ctx context.Context, retry bool, f func(storage.Storage) er
 		s.m.Check()
 		return err
 	}
-	old := p
-	p, rerr := s.m.Recover(wctx, p)
-	if rerr != nil {
-		return fmt.Errorf("%w (and the plugin did not come back: %v)", err, rerr)
+	// A request that never reached the process was not applied, so it may be made again
+	// as often as it takes (bounded by RestartWait): under load the first retry can still
+	// land on the dying process, whose death the supervisor has not seen yet.
+	for attempt := 0; ; attempt++ {
+		old := p
+		var rerr error
+		p, rerr = s.m.Recover(wctx, p)
+		if rerr != nil {
+			return fmt.Errorf("%w (and the plugin did not come back: %v)", err, rerr)
+		}
+		if p == old && !errors.Is(err, storage.ErrNotSent) {
+			// The process is alive and answers: the failure was its backend's (a database
+			// down or a statement timed out), which it reported itself; doing the call
+			// again would only double the wait.
+			return err
+		}
+		err = f(p.Impl.(storage.Storage))
+		if err == nil || !errors.Is(err, storage.ErrNotSent) || attempt >= maxNotSentRetries {
+			return err
+		}
+		s.m.Check()
+		select { // give the supervisor a moment to see a dying process
+		case <-time.After(time.Duration(attempt+1) * 10 * time.Millisecond):
+		case <-wctx.Done():
+			return err
+		}
 	}
-	if p == old && !errors.Is(err, storage.ErrNotSent) {
-		// The process is alive and answers: the failure was its backend's (a database down
-		// or a statement timed out), which it reported itself; doing the call again would
-		// only double the wait.
-		return err
-	}
-	return f(p.Impl.(storage.Storage))
 }
+
+// maxNotSentRetries bounds the retries of a call whose request did not reach the process.
+const maxNotSentRetries = 8
 
 // lost reports whether err means the plugin went away under the call: unreachable, or
 // cancelled although the caller did not cancel (the supervisor closed the connection of a
