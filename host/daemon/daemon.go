@@ -307,7 +307,13 @@ func Start(ctx context.Context, opts Options) (*Daemon, hcl.Diagnostics) {
 	var stopping context.Context
 	stopping, d.stopExecs = context.WithCancel(context.Background())
 	engine := &execution.Engine{Sessions: d.Sessions, Traces: d.Traces, Rules: rules, Stats: stats, Logger: logger.Named("execution"),
-		Stopping: stopping}
+		Stopping: stopping, Store: d.Store}
+	// Executions the last run left running (it was killed or crashed) get their outcome.
+	if n, err := engine.FinishInterrupted(ctx); err != nil {
+		logger.Warn("settling the executions the last run left running failed; retried at the next start", "error", err)
+	} else if n > 0 {
+		logger.Warn("executions interrupted when limitd last stopped are recorded as interrupted", "traces", n)
+	}
 
 	ln, err := net.Listen("tcp", cfg.Host.Listen)
 	if err != nil {

@@ -23,6 +23,7 @@ import (
 	"github.com/limitgraph/limit/host/trace"
 	sdkgov "github.com/limitgraph/limit/sdk/governance"
 	"github.com/limitgraph/limit/sdk/runner"
+	"github.com/limitgraph/limit/sdk/storage"
 )
 
 // Defaults of an execution.
@@ -139,6 +140,9 @@ type Engine struct {
 	// ones: each is still recorded, with the shutdown as its outcome, and answered. Nil
 	// means never.
 	Stopping context.Context
+	// Store, when set, keeps the markers of executions whose traces were created before
+	// their outcome (see FinishInterrupted); nil leaves such traces unsettled after a crash.
+	Store storage.Storage
 }
 
 // Timeout returns the execution's timeout: the request's, else the session's, else the
@@ -413,6 +417,7 @@ func (e *Engine) Execute(ctx context.Context, sessionID string, req Request, emi
 		last.Status, last.Reason = trace.StatusQuarantined, "auto-quarantine under policy "+policy.Name
 	}
 	created, err := early.finish()
+	marked := early.begun()
 	if err != nil {
 		// The early create failed (or did not say it landed): write everything now.
 		e.Logger.Warn("storing a running execution's trace failed; storing it with its outcome", "session", s.ID, "trace", cr.ID, "error", err)
@@ -428,6 +433,9 @@ func (e *Engine) Execute(ctx context.Context, sessionID string, req Request, emi
 	}
 	if err != nil {
 		return nil, fmt.Errorf("record execution: %w", err)
+	}
+	if marked {
+		e.unmarkRunning(cr.ID) // the outcome is stored
 	}
 	res.Flags = append(res.Flags, post...)
 	if err := e.Stats.Record(rctx, s.ID, governance.Delta{Flags: res.Flags, Quarantined: q || preDelta.Quarantined}); err != nil {
@@ -505,7 +513,9 @@ func (e *Engine) startRecord(ctx context.Context, cr trace.Creation) *earlyRecor
 		}
 		r.started = true
 		r.mu.Unlock()
-		_, _, r.err = e.Traces.CreateAll(ctx, cr)
+		if r.err = e.markRunning(ctx, cr); r.err == nil {
+			_, _, r.err = e.Traces.CreateAll(ctx, cr)
+		}
 		close(r.done)
 	})
 	return r
@@ -525,6 +535,13 @@ func (r *earlyRecord) finish() (bool, error) {
 	}
 	<-r.done
 	return true, r.err
+}
+
+// begun tells whether the early create started (and so a running marker may exist).
+func (r *earlyRecord) begun() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.started
 }
 
 // stop makes sure no create starts after the execution gave up.

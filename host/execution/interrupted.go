@@ -1,0 +1,118 @@
+package execution
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/limitgraph/limit/host/trace"
+	"github.com/limitgraph/limit/sdk/storage"
+)
+
+// An execution that outlasts RecordStartAfter has its trace created while it runs and its
+// outcome appended when it ends. Should limitd die in between (SIGKILL, a second signal
+// during shutdown, a crash), the trace would keep only its created entry. So a marker is
+// written in RunningNamespace before that early create and removed once the outcome is
+// stored; at start, FinishInterrupted gives every trace a marker names that has no outcome
+// an executed entry with status "interrupted", signed like any other.
+
+// RunningNamespace holds a marker per execution whose trace may lack its outcome: key the
+// trace id, value {"session_id", "started"}.
+var RunningNamespace = "t/" + trace.DefaultTenant + "/running"
+
+// StatusInterrupted is the outcome FinishInterrupted records.
+const StatusInterrupted = "interrupted"
+
+type runningMarker struct {
+	SessionID string    `json:"session_id"`
+	Started   time.Time `json:"started"`
+}
+
+// markRunning writes the marker of the execution cr, before its trace is created early.
+func (e *Engine) markRunning(ctx context.Context, cr trace.Creation) error {
+	if e.Store == nil {
+		return nil
+	}
+	v, err := json.Marshal(runningMarker{SessionID: cr.SessionID, Started: cr.At})
+	if err != nil {
+		return err
+	}
+	return e.Store.Put(ctx, RunningNamespace, []byte(cr.ID), v)
+}
+
+// unmarkRunning removes the marker of trace id once its outcome is stored. It runs after
+// the answer is on its way: a marker left behind is only looked at again at start.
+func (e *Engine) unmarkRunning(id string) {
+	if e.Store == nil {
+		return
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if _, err := e.Store.Delete(ctx, RunningNamespace, []byte(id)); err != nil {
+			e.Logger.Debug("removing a running execution's marker failed; it is settled at the next start", "trace", id, "error", err)
+		}
+	}()
+}
+
+// FinishInterrupted settles the executions a previous run of the host left running: each
+// marked trace without an executed entry gets one with status "interrupted", and every
+// marker is removed. It returns how many traces it completed.
+func (e *Engine) FinishInterrupted(ctx context.Context) (int, error) {
+	if e.Store == nil {
+		return 0, nil
+	}
+	done := 0
+	var after []byte
+	for {
+		page, err := e.Store.Scan(ctx, storage.ScanRequest{Namespace: RunningNamespace, StartAfter: after, Limit: 100})
+		if err != nil {
+			return done, fmt.Errorf("list interrupted executions: %w", err)
+		}
+		for _, kv := range page.Items {
+			id := string(kv.Key)
+			completed, err := e.finishInterrupted(ctx, id, kv.Value)
+			if err != nil {
+				return done, fmt.Errorf("complete the trace of interrupted execution %s: %w", id, err)
+			}
+			if completed {
+				done++
+			}
+			if _, err := e.Store.Delete(ctx, RunningNamespace, kv.Key); err != nil {
+				return done, fmt.Errorf("remove the marker of execution %s: %w", id, err)
+			}
+		}
+		if !page.More || len(page.Items) == 0 {
+			return done, nil
+		}
+		after = page.Items[len(page.Items)-1].Key
+	}
+}
+
+func (e *Engine) finishInterrupted(ctx context.Context, id string, raw []byte) (bool, error) {
+	chain, err := e.Traces.Chain(ctx, id)
+	if errors.Is(err, trace.ErrNotFound) {
+		return false, nil // the host stopped before the early create landed
+	}
+	if err != nil {
+		return false, err
+	}
+	for _, en := range chain {
+		if en.Kind == trace.KindExecuted {
+			return false, nil // the outcome landed; only the marker was left
+		}
+	}
+	var m runningMarker
+	_ = json.Unmarshal(raw, &m)
+	_, _, err = e.Traces.Apply(ctx, id, Agent, trace.Update{Entries: []trace.Entry{entry(trace.KindExecuted, map[string]any{
+		"status":  StatusInterrupted,
+		"error":   "limitd stopped during the execution (killed, crashed or forced to exit); its outcome is unknown",
+		"started": m.Started, "settled": time.Now().UTC(),
+	})}})
+	if errors.Is(err, trace.ErrFinal) {
+		return false, nil
+	}
+	return err == nil, err
+}
