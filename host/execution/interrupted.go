@@ -19,7 +19,9 @@ import (
 // an executed entry with status "interrupted", signed like any other.
 
 // RunningNamespace holds a marker per execution whose trace may lack its outcome: key the
-// trace id, value {"session_id", "started"}.
+// host's node name (Engine.Node), "/" and the trace id; value {"session_id", "started"}.
+// A host settles only its own node's markers, so hosts sharing a database leave each
+// other's running executions alone.
 var RunningNamespace = "t/" + trace.DefaultTenant + "/running"
 
 // StatusInterrupted is the outcome FinishInterrupted records.
@@ -39,8 +41,11 @@ func (e *Engine) markRunning(ctx context.Context, cr trace.Creation) error {
 	if err != nil {
 		return err
 	}
-	return e.Store.Put(ctx, RunningNamespace, []byte(cr.ID), v)
+	return e.Store.Put(ctx, RunningNamespace, e.markerKey(cr.ID), v)
 }
+
+// markerKey is the key of trace id's marker.
+func (e *Engine) markerKey(id string) []byte { return []byte(e.Node + "/" + id) }
 
 // unmarkRunning removes the marker of trace id once its outcome is stored. It runs after
 // the answer is on its way: a marker left behind is only looked at again at start.
@@ -51,7 +56,7 @@ func (e *Engine) unmarkRunning(id string) {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		if _, err := e.Store.Delete(ctx, RunningNamespace, []byte(id)); err != nil {
+		if _, err := e.Store.Delete(ctx, RunningNamespace, e.markerKey(id)); err != nil {
 			e.Logger.Debug("removing a running execution's marker failed; it is settled at the next start", "trace", id, "error", err)
 		}
 	}()
@@ -67,12 +72,13 @@ func (e *Engine) FinishInterrupted(ctx context.Context) (int, error) {
 	done := 0
 	var after []byte
 	for {
-		page, err := e.Store.Scan(ctx, storage.ScanRequest{Namespace: RunningNamespace, StartAfter: after, Limit: 100})
+		prefix := e.markerKey("")
+		page, err := e.Store.Scan(ctx, storage.ScanRequest{Namespace: RunningNamespace, Prefix: prefix, StartAfter: after, Limit: 100})
 		if err != nil {
 			return done, fmt.Errorf("list interrupted executions: %w", err)
 		}
 		for _, kv := range page.Items {
-			id := string(kv.Key)
+			id := string(kv.Key[len(prefix):])
 			completed, err := e.finishInterrupted(ctx, id, kv.Value)
 			if err != nil {
 				return done, fmt.Errorf("complete the trace of interrupted execution %s: %w", id, err)
