@@ -359,16 +359,7 @@ func LeetView(v View) (out View, ok bool) {
 			i++
 			continue
 		}
-		j := i
-		letters, leets := 0, 0
-		for j < len(t) && isLeetWordByte(t[j]) {
-			if t[j] >= 'a' && t[j] <= 'z' {
-				letters++
-			} else {
-				leets++
-			}
-			j++
-		}
+		j, letters, leets := leetWord(t, i)
 		// Single letters separated by single spaces are handled above; here a word.
 		if j-i == 1 && i+2 < len(t) && isSep(t[i+1]) && t[i+2] >= 'a' && t[i+2] <= 'z' {
 			if n, joined := spelledOut(t, i); n > 0 {
@@ -396,6 +387,19 @@ func LeetView(v View) (out View, ok bool) {
 	return w.done(int(v.Orig[len(t)])), ok
 }
 
+// leetWord returns the end of the word of leet-word bytes starting at t[i], and how many
+// of them are letters and how many are not.
+func leetWord(t string, i int) (j, letters, leets int) {
+	for j = i; j < len(t) && isLeetWordByte(t[j]); j++ {
+		if t[j] >= 'a' && t[j] <= 'z' {
+			letters++
+		} else {
+			leets++
+		}
+	}
+	return j, letters, leets
+}
+
 // leetChanges reports whether LeetView would report ok for a view of t, walking t as it
 // does without building the view, so a caller that drops views without leetspeak can
 // skip building them.
@@ -406,16 +410,7 @@ func leetChanges(t string) bool {
 			i++
 			continue
 		}
-		j := i
-		letters, leets := 0, 0
-		for j < len(t) && isLeetWordByte(t[j]) {
-			if t[j] >= 'a' && t[j] <= 'z' {
-				letters++
-			} else {
-				leets++
-			}
-			j++
-		}
+		j, letters, leets := leetWord(t, i)
 		if j-i == 1 && i+2 < len(t) && isSep(t[i+1]) && t[i+2] >= 'a' && t[i+2] <= 'z' {
 			if n, _ := spelledOut(t, i); n > 0 {
 				return true
