@@ -307,7 +307,7 @@ func Start(ctx context.Context, opts Options) (*Daemon, hcl.Diagnostics) {
 	var stopping context.Context
 	stopping, d.stopExecs = context.WithCancel(context.Background())
 	engine := &execution.Engine{Sessions: d.Sessions, Traces: d.Traces, Rules: rules, Stats: stats, Logger: logger.Named("execution"),
-		Stopping: stopping, Store: d.Store, Node: hostName()}
+		Stopping: stopping, Store: d.Store, Node: d.Sessions.Node()}
 	// Executions the last run left running (it was killed or crashed) get their outcome.
 	if n, err := engine.FinishInterrupted(ctx); err != nil {
 		logger.Warn("settling the executions the last run left running failed; retried at the next start", "error", err)
@@ -475,10 +475,4 @@ func (d *Daemon) stopPlugins(ctx context.Context) {
 		go func() { defer wg.Done(); m.Close() }()
 	}
 	wg.Wait()
-}
-
-// hostName names this host's node, as the session manager does by default.
-func hostName() string {
-	h, _ := os.Hostname()
-	return h
 }

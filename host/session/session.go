@@ -194,6 +194,9 @@ func invalidf(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, args...))
 }
 
+// Node names this host in the sessions it creates (Options.Node, else the host name).
+func (m *Manager) Node() string { return m.opts.Node }
+
 // Create validates req and stores a new active session.
 func (m *Manager) Create(ctx context.Context, req CreateRequest) (*Session, error) {
 	s := &Session{
