@@ -420,14 +420,16 @@ func TestFastPathPluginKilled(t *testing.T) {
 }
 
 // waitBlocking waits until at least n gets and puts of "block" are waiting in the
-// plugin: on a loaded machine a call takes a while to get there.
+// plugin: on a loaded machine a call takes a while to get there. It asks over gRPC: on the
+// fast path, every connection may be held by an inline read of "block".
 func waitBlocking(t *testing.T, c launched, n int) {
 	t.Helper()
+	rpc := limitv1.NewStorageClient(c.conn(t))
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		// A probe sent behind an inline read of "block" would wait as long: it gives up.
 		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
-		v, _, err := c.Get(ctx, "ns", []byte("blocking"))
+		resp, err := rpc.Get(ctx, &limitv1.GetRequest{Namespace: "ns", Key: []byte("blocking")})
 		cancel()
+		v := resp.GetValue()
 		if got, _ := strconv.Atoi(string(v)); err == nil && got >= n {
 			return
 		}
