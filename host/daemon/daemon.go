@@ -238,6 +238,8 @@ type Daemon struct {
 	stopOnce sync.Once
 	// stopExecs stops the executions still running when a shutdown's grace runs out.
 	stopExecs context.CancelFunc
+	// lock holds the data_dir until the daemon has stopped.
+	lock *dirLock
 }
 
 // Start prepares every plugin, starts the supervised ones, and begins serving the API.
@@ -262,11 +264,25 @@ func Start(ctx context.Context, opts Options) (*Daemon, hcl.Diagnostics) {
 		diag.Subject = subjectOf(cfg.Host.DataDirRange)
 		return nil, hcl.Diagnostics{diag}
 	}
+	lock, err := lockDataDir(dataDir)
+	if err != nil {
+		return nil, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Unusable data_dir", Detail: err.Error() + ".", Subject: subjectOf(cfg.Host.DataDirRange)}}
+	}
+	started := false
+	defer func() {
+		if !started {
+			lock.release()
+		}
+	}()
+	node, err := nodeID(dataDir)
+	if err != nil {
+		return nil, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Unusable data_dir", Detail: err.Error() + ".", Subject: subjectOf(cfg.Host.DataDirRange)}}
+	}
 	specs, diags := Prepare(ctx, cfg, PluginDir(cfg, opts.DefaultPluginDir), dataDir, logger)
 	if diags.HasErrors() {
 		return nil, diags
 	}
-	d := &Daemon{opts: opts, logger: logger, serveErr: make(chan error, 1)}
+	d := &Daemon{opts: opts, logger: logger, serveErr: make(chan error, 1), lock: lock}
 	d.storage, err = plugins.StartManaged(ctx, specs.Storage, logger.Named(specs.Storage.ID()), opts.HealthInterval)
 	if err != nil {
 		return nil, fail("storage plugin failed to start", err)
@@ -301,7 +317,7 @@ func Start(ctx context.Context, opts Options) (*Daemon, hcl.Diagnostics) {
 		return trace.SessionNamespace(trace.DefaultTenant, id)
 	}}
 	d.Sessions = session.NewManager(session.Options{
-		Store: d.Store, Runners: d.Runners, DataDir: dataDir,
+		Store: d.Store, Runners: d.Runners, DataDir: dataDir, Node: node,
 		Policies: governance.PolicyNames(), DefaultPolicy: cfg.Governance.Policy,
 	})
 	var stopping context.Context
@@ -342,7 +358,8 @@ func Start(ctx context.Context, opts Options) (*Daemon, hcl.Diagnostics) {
 		ConnContext:       withPeer,
 	}
 	go func() { d.serveErr <- d.server.Serve(ln) }()
-	logger.Info("limitd started", "version", opts.Version, "listen", ln.Addr().String(), "data_dir", dataDir,
+	started = true
+	logger.Info("limitd started", "version", opts.Version, "listen", ln.Addr().String(), "data_dir", dataDir, "node", node,
 		"storage", specs.Storage.ID(), "runners", d.Runners.Names(), "rules", len(d.rules))
 	return d, nil
 }
@@ -453,6 +470,7 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 		unhook()
 		d.stopExecs()
 		d.stopPlugins(ctx)
+		d.lock.release()
 		d.logger.Info("limitd stopped")
 	})
 	return err

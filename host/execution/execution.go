@@ -143,7 +143,8 @@ type Engine struct {
 	// Store, when set, keeps the markers of executions whose traces were created before
 	// their outcome (see FinishInterrupted); nil leaves such traces unsettled after a crash.
 	Store storage.Storage
-	// Node names this host in those markers (the session manager's node: the host name).
+	// Node names this host in those markers (the session manager's node: the node id kept
+	// in data_dir).
 	Node string
 }
 
