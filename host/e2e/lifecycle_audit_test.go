@@ -405,12 +405,15 @@ func (h *host) cutStream(sid, input string) {
 }
 
 // TestLifecycleAuditBusyDeadline: a request waiting for a slot gets 429 with Retry-After
-// at its own deadline, not before and not long after, and one whose slot frees in time runs.
+// at its own deadline, not before, and not when the slot frees (the holder runs on long
+// after the last deadline); one whose slot frees in time runs. No upper bound on the
+// time: a loaded machine may answer late, but only a waiter that ignored its deadline
+// answers after the holder.
 func TestLifecycleAuditBusyDeadline(t *testing.T) {
 	h := startInProcess(t, lifecycleConfig(t, filepath.Join(t.TempDir(), "data"), 1))
 	sid := h.session(1)
 	hold := make(chan outcome, 1)
-	go func() { hold <- h.exec(ctx, sid, "sleep:2500", 20000) }()
+	go func() { hold <- h.exec(ctx, sid, "sleep:4000", 20000) }()
 	time.Sleep(400 * time.Millisecond)
 	var wg sync.WaitGroup
 	timeouts := []uint64{300, 700, 1200}
@@ -420,15 +423,20 @@ func TestLifecycleAuditBusyDeadline(t *testing.T) {
 		go func() { defer wg.Done(); outs[i] = h.exec(ctx, sid, "x", ms) }()
 	}
 	late := make(chan outcome, 1)
-	go func() { late <- h.exec(ctx, sid, "sleep:200", 5000) }()
+	go func() { late <- h.exec(ctx, sid, "sleep:200", 8000) }()
 	wg.Wait()
+	select {
+	case o := <-hold:
+		t.Fatalf("the holder ended (%+v %v) before every waiter had its answer: they waited for the slot, not for their deadlines", o.res, o.err)
+	default:
+	}
 	for i, o := range outs {
 		want := time.Duration(timeouts[i]) * time.Millisecond
 		if o.status != http.StatusTooManyRequests || o.retry <= 0 {
 			t.Fatalf("waiter with timeout %v: %+v %v, want 429 with Retry-After", want, o.res, o.err)
 		}
-		if o.elapsed < want || o.elapsed > want+400*time.Millisecond {
-			t.Fatalf("waiter with timeout %v answered 429 after %v", want, o.elapsed)
+		if o.elapsed < want {
+			t.Fatalf("waiter with timeout %v answered 429 after %v, before its deadline", want, o.elapsed)
 		}
 	}
 	if o := <-hold; o.err != nil || o.res.Status != "ok" {
