@@ -249,18 +249,25 @@ func (m *Manager) put(ctx context.Context, s *Session) error {
 	if err != nil {
 		return err
 	}
-	m.cacheMu.Lock()
-	m.writes++
-	delete(m.cache, s.ID)
-	m.cacheMu.Unlock()
-	if err := m.opts.Store.Put(ctx, IndexNamespace(s.Tenant), []byte(sessionPrefix+s.ID), b); err != nil {
-		// The write may have landed or not: the next Get reads the store.
-		return fmt.Errorf("store session %s: %w", s.ID, err)
-	}
 	// Cached as a reader of the record would decode it, not as s is in memory.
 	stored, err := decodeSession(s.ID, b)
 	if err != nil {
 		return err
+	}
+	m.cacheMu.Lock()
+	m.writes++
+	delete(m.cache, s.ID)
+	m.cacheMu.Unlock()
+	err = m.opts.Store.Put(ctx, IndexNamespace(s.Tenant), []byte(sessionPrefix+s.ID), b)
+	// Counted again once the write is over: a read that began while it was in flight
+	// (after the count above) may have returned the record it replaces, and must not
+	// cache it over this one.
+	m.cacheMu.Lock()
+	m.writes++
+	m.cacheMu.Unlock()
+	if err != nil {
+		// The write may have landed or not: the next Get reads the store.
+		return fmt.Errorf("store session %s: %w", s.ID, err)
 	}
 	m.remember(s.ID, stored, 0, true)
 	return nil

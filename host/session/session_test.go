@@ -19,6 +19,16 @@ type countingStore struct {
 	// is closed.
 	hold    chan struct{}
 	release chan struct{}
+	// beforePut, when set, runs once before the next Put writes.
+	beforePut func()
+}
+
+func (c *countingStore) Put(ctx context.Context, ns string, key, value []byte) error {
+	if f := c.beforePut; f != nil {
+		c.beforePut = nil
+		f()
+	}
+	return c.Storage.Put(ctx, ns, key, value)
 }
 
 func (c *countingStore) Get(ctx context.Context, ns string, key []byte) ([]byte, bool, error) {
@@ -119,5 +129,44 @@ func TestCacheNeverKeepsAReplacedRecord(t *testing.T) {
 	}
 	if _, err := m.Active(ctx, s.ID); !errors.Is(err, ErrDeleted) {
 		t.Fatalf("Active after Delete raced a read: %v, want ErrDeleted", err)
+	}
+}
+
+// TestCacheNeverKeepsARecordReadDuringAWrite: a read that begins while a write is in
+// flight (the cache entry already dropped, the store not yet written) and returns the old
+// record after the write has landed and been cached must not replace it in the cache:
+// an execution would then find a deleted session active and start its runner.
+func TestCacheNeverKeepsARecordReadDuringAWrite(t *testing.T) {
+	ctx := context.Background()
+	st := &countingStore{Storage: memstore.New()}
+	s, err := newManager(t, st).Create(ctx, CreateRequest{Name: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := newManager(t, st)
+	read := make(chan error, 1)
+	st.beforePut = func() {
+		// The delete has dropped the cache entry and is about to write: a read starts
+		// now, reads the active record, and is held until the delete has returned.
+		st.hold, st.release = make(chan struct{}), make(chan struct{})
+		held := st.hold
+		go func() {
+			got, err := m.Get(ctx, s.ID)
+			if err == nil && got.State != StateActive {
+				err = errors.New("the held read saw " + got.State)
+			}
+			read <- err
+		}()
+		<-held
+	}
+	if _, err := m.Delete(ctx, s.ID); err != nil {
+		t.Fatal(err)
+	}
+	close(st.release)
+	if err := <-read; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Active(ctx, s.ID); !errors.Is(err, ErrDeleted) {
+		t.Fatalf("Active after a Delete that raced a read: %v, want ErrDeleted", err)
 	}
 }
