@@ -264,6 +264,11 @@ func (m *Manager) put(ctx context.Context, s *Session) error {
 	// cache it over this one.
 	m.cacheMu.Lock()
 	m.writes++
+	if err != nil {
+		// A read that began after the count above and ended before this one may have
+		// cached the record this write replaces, and the write may have landed.
+		delete(m.cache, s.ID)
+	}
 	m.cacheMu.Unlock()
 	if err != nil {
 		// The write may have landed or not: the next Get reads the store.

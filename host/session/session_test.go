@@ -21,6 +21,9 @@ type countingStore struct {
 	release chan struct{}
 	// beforePut, when set, runs once before the next Put writes.
 	beforePut func()
+	// putErr, when set, is returned by the next Put after it has written: a write whose
+	// outcome the store could not confirm.
+	putErr error
 }
 
 func (c *countingStore) Put(ctx context.Context, ns string, key, value []byte) error {
@@ -28,7 +31,12 @@ func (c *countingStore) Put(ctx context.Context, ns string, key, value []byte) e
 		c.beforePut = nil
 		f()
 	}
-	return c.Storage.Put(ctx, ns, key, value)
+	if err := c.Storage.Put(ctx, ns, key, value); err != nil {
+		return err
+	}
+	err := c.putErr
+	c.putErr = nil
+	return err
 }
 
 func (c *countingStore) Get(ctx context.Context, ns string, key []byte) ([]byte, bool, error) {
@@ -168,5 +176,35 @@ func TestCacheNeverKeepsARecordReadDuringAWrite(t *testing.T) {
 	}
 	if _, err := m.Active(ctx, s.ID); !errors.Is(err, ErrDeleted) {
 		t.Fatalf("Active after a Delete that raced a read: %v, want ErrDeleted", err)
+	}
+}
+
+// TestCacheNeverKeepsARecordReadDuringAFailedWrite: a write that fails may have landed,
+// so the next read must go to the store; a read that ran while that write was in flight
+// and cached the record it replaces must not be served instead. Otherwise a delete that
+// failed after landing leaves its session active here (its runner started again) while
+// stored deleted.
+func TestCacheNeverKeepsARecordReadDuringAFailedWrite(t *testing.T) {
+	ctx := context.Background()
+	st := &countingStore{Storage: memstore.New()}
+	s, err := newManager(t, st).Create(ctx, CreateRequest{Name: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := newManager(t, st)
+	st.putErr = errors.New("storage unavailable after the write")
+	st.beforePut = func() {
+		// The delete has dropped the cache entry and is about to write: a read runs to
+		// its end now and returns the active record.
+		if got, err := m.Get(ctx, s.ID); err != nil || got.State != StateActive {
+			t.Errorf("the read during the write: %+v %v", got, err)
+		}
+	}
+	if _, err := m.Delete(ctx, s.ID); err == nil {
+		t.Fatal("Delete succeeded though its write failed")
+	}
+	// The write landed: the store says deleted, and so must the next read.
+	if _, err := m.Active(ctx, s.ID); !errors.Is(err, ErrDeleted) {
+		t.Fatalf("Active after a failed Delete that landed: %v, want ErrDeleted (the store's record)", err)
 	}
 }
