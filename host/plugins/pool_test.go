@@ -254,3 +254,45 @@ func TestPoolStartFailureIsReported(t *testing.T) {
 		t.Fatalf("Get: %v", err)
 	}
 }
+
+// TestPoolHungWhenTaken: a pre-started process that is alive but does not answer (stopped,
+// frozen) when a session takes it fails the session's open at the caller's deadline; the
+// check whether it is dead must not then wait for it forever, which held the session's
+// Get (and every Release of the session, which waits for it) for good. The session gets a
+// fresh process instead.
+func TestPoolHungWhenTaken(t *testing.T) {
+	old := pingTimeout
+	pingTimeout = 200 * time.Millisecond
+	t.Cleanup(func() { pingTimeout = old })
+	rs := pooledEcho(t, 1, time.Hour)
+	hung := idlePIDs(t, rs, 1)[0]
+	if err := syscall.Kill(hung, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	// Whatever happens, the stopped process must not outlive the test.
+	t.Cleanup(func() { _ = syscall.Kill(hung, syscall.SIGKILL) })
+	type got struct {
+		h   *Handle
+		err error
+	}
+	done := make(chan got, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		h, err := rs.Get(ctx, runner.Session{ID: "S"}, "echo")
+		done <- got{h, err}
+	}()
+	var g got
+	select {
+	case g = <-done:
+	case <-time.After(30 * time.Second):
+		// Free the hung Get (its ping fails once the process is gone) before failing.
+		_ = syscall.Kill(hung, syscall.SIGKILL)
+		<-done
+		t.Fatal("Get never returned: it waited forever for a ping of the hung pre-started process")
+	}
+	if g.err == nil && g.h.Process.PID == hung {
+		t.Fatalf("the session got the hung process %d", hung)
+	}
+	waitDead(t, hung, 10*time.Second)
+}

@@ -248,12 +248,25 @@ func (p *Process) Configure(ctx context.Context, validateOnly bool) error {
 // Exited reports whether the process has ended.
 func (p *Process) Exited() bool { return p.client.Exited() }
 
-// Ping checks that the plugin answers (the gRPC health service go-plugin serves).
+// pingTimeout bounds how long Ping waits for an answer.
+var pingTimeout = 5 * time.Second
+
+// Ping checks that the plugin answers (the gRPC health service go-plugin serves), within
+// pingTimeout. go-plugin's ping has no deadline: a process that is alive but does not
+// answer (stopped, frozen, its server stuck) would hold the caller for good, and callers
+// ping precisely to find out whether a process that failed them is still usable.
 func (p *Process) Ping() error {
 	if p.rpc == nil {
 		return errors.New("no connection")
 	}
-	return p.rpc.Ping()
+	ch := make(chan error, 1)
+	go func() { ch <- p.rpc.Ping() }()
+	select {
+	case err := <-ch:
+		return err
+	case <-time.After(pingTimeout):
+		return fmt.Errorf("no answer within %v", pingTimeout)
+	}
 }
 
 // Uptime is how long the process has been running.
