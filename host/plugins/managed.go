@@ -93,7 +93,11 @@ func (m *Managed) Current(ctx context.Context) (*Process, error) {
 		}
 		ready, p, lastErr := m.ready, m.proc, m.lastErr
 		m.mu.Unlock()
+		// Close does not make ready: a caller waiting for a restart hears of it through
+		// stop, and is told the plugin is shut down rather than wait out its deadline.
 		select {
+		case <-m.stop:
+			continue
 		case <-ready:
 			if p != nil && !p.Exited() {
 				return p, nil
@@ -244,17 +248,10 @@ func (m *Managed) probe(p *Process) error {
 	if p.Exited() {
 		return errors.New("plugin process exited")
 	}
-	ch := make(chan error, 1)
-	go func() { ch <- p.Ping() }()
-	select {
-	case err := <-ch:
-		if err != nil {
-			return fmt.Errorf("health ping: %w", err)
-		}
-		return nil
-	case <-time.After(5 * time.Second):
-		return errors.New("health ping timed out after 5s")
+	if err := p.Ping(); err != nil {
+		return fmt.Errorf("health ping: %w", err)
 	}
+	return nil
 }
 
 // restart relaunches the plugin with exponential backoff until it works or the plugin

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -511,3 +512,55 @@ func fmtSscan(line string, pid *int) (int, error) {
 }
 
 var _ storage.Storage = (*Storage)(nil)
+
+// TestManagedCloseWakesWaiters: a caller waiting for a crashed plugin's restart is told
+// the plugin is shut down when Close comes, rather than left waiting for a restart that
+// will never come until its own deadline (for ever without one).
+func TestManagedCloseWakesWaiters(t *testing.T) {
+	spec := testSpec(base.KindStorage, "once", "memstore-once")
+	spec.Env[onceMarkerEnv] = filepath.Join(t.TempDir(), "started")
+	m, err := StartManaged(context.Background(), spec, hclog.NewNullLogger(), 20*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	pid := m.Status().PID
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	// The watcher has seen the crash once the status has no process; its restarts fail.
+	waitStatus(t, m, func(s Status) bool { return s.PID == 0 })
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := m.Current(ctx)
+		done <- err
+	}()
+	waitBlocked(t, "(*Managed).Current")
+	m.Close()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "shut down") {
+			t.Fatalf("Current after Close: %v, want the plugin shut down", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Current still waits for a restart after Close")
+	}
+}
+
+// waitBlocked waits until a goroutine is blocked in a select inside fn.
+func waitBlocked(t *testing.T, fn string) {
+	t.Helper()
+	buf := make([]byte, 1<<20)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+			if strings.Contains(g, "[select") && strings.Contains(g, fn) {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no goroutine blocked in %s", fn)
+		}
+	}
+}

@@ -26,6 +26,18 @@ func TestMain(m *testing.M) {
 		os.Exit(m.Run())
 	case "memstore":
 		storage.Serve(memstore.New())
+	case "memstore-once":
+		// Serves the first time only: later starts fail, as a binary replaced by a broken
+		// one would, so a restart stays pending.
+		marker := os.Getenv(onceMarkerEnv)
+		if _, err := os.Stat(marker); err == nil {
+			fmt.Fprintln(os.Stderr, "started once already")
+			os.Exit(1)
+		}
+		if err := os.WriteFile(marker, nil, 0o600); err != nil {
+			os.Exit(1)
+		}
+		storage.Serve(memstore.New())
 	case "sickstore":
 		storage.Serve(&sickStore{Store: memstore.New()})
 	case "echo":
@@ -71,6 +83,9 @@ func (s *strayStore) Configure(ctx context.Context, req base.ConfigureRequest) b
 	fmt.Fprintln(os.Stderr, "stray line on stderr")
 	return s.Store.Configure(ctx, req)
 }
+
+// onceMarkerEnv names the file by which the memstore-once test plugin knows it started.
+const onceMarkerEnv = "LIMIT_HOST_TEST_ONCE"
 
 // testSpec returns a spec that runs this test binary as the named test plugin.
 func testSpec(kind, name, plugin string) Spec {
