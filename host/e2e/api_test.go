@@ -213,6 +213,16 @@ func TestExecutionsTracesAndIsolation(t *testing.T) {
 	if err != nil || after.Status != "ok" || !strings.Contains(after.Stdout, "n=1") {
 		t.Fatalf("after crash: %+v %v", after, err)
 	}
+	// The same when the process dies leaving a child that holds its output pipes (its
+	// plugin client does not call it exited until they close): it is not handed out again.
+	crash, err = d.c.Execute(ctx, a.ID, client.ExecuteRequest{Runner: "echo", Input: "orphan-crash"})
+	if err != nil || crash.Status != "error" || !crash.StateReset || !strings.Contains(crash.Error, "died") {
+		t.Fatalf("crash leaving a child: %+v %v", crash, err)
+	}
+	after, err = d.c.Execute(ctx, a.ID, client.ExecuteRequest{Runner: "echo", Input: "x"})
+	if err != nil || after.Status != "ok" || !strings.Contains(after.Stdout, "n=1") {
+		t.Fatalf("after a crash leaving a child: %+v %v", after, err)
+	}
 }
 
 func TestConcurrencyLimit(t *testing.T) {

@@ -110,6 +110,29 @@ func (h *Handle) Retire() {
 	go h.Process.Kill()
 }
 
+// Died removes a process that failed an execution and no longer answers, counting it as
+// a crash, so that the session's next execution gets a fresh one. Get replaces an exited
+// process by itself, but a dead one is not always exited yet: go-plugin calls it so only
+// once its stdout and stderr are closed, which a child it left behind may hold open.
+func (h *Handle) Died() {
+	r := h.runners
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	e, ok := r.procs[h.key]
+	if !ok || e.proc != h.Process {
+		r.mu.Unlock()
+		return
+	}
+	delete(r.procs, h.key)
+	r.crashes++
+	r.mu.Unlock()
+	r.logger.Error("runner process died; the session's next execution gets a fresh one, its runner state is lost",
+		"plugin", h.Process.Spec.ID(), "session", h.key.session, "pid", h.Process.PID)
+	go h.Process.Kill()
+}
+
 // Get returns the session's process for the named runner, starting and opening it if
 // there is none or the previous one died.
 func (r *Runners) Get(ctx context.Context, sess runner.Session, name string) (*Handle, error) {

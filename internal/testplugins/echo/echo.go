@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,6 +23,7 @@ import (
 // Runner is the echo test runner. Inputs:
 //
 //	crash          the process exits at once (a runner crash)
+//	orphan-crash   the same, leaving a child (30 s) that holds its stdout and stderr
 //	panic          Execute panics (the SDK turns it into an error; the process lives on)
 //	hang           Execute never returns, ignoring cancel and timeout
 //	env            the result's output is the process environment
@@ -77,6 +79,17 @@ func (e *Runner) Execute(ctx context.Context, req runner.ExecuteRequest, emit fu
 	}
 	switch {
 	case req.Input == "crash":
+		os.Exit(7)
+	case req.Input == "orphan-crash":
+		// Dies leaving a child that holds its stdout and stderr: the host's plugin client
+		// does not see the process as exited while those pipes stay open.
+		// (go-plugin points os.Stdout and os.Stderr at pipes of its own; fds 1 and 2 are
+		// still the ones the host reads.)
+		child := exec.Command("/bin/sleep", "30")
+		child.Stdout, child.Stderr = os.NewFile(1, "stdout"), os.NewFile(2, "stderr")
+		if err := child.Start(); err != nil {
+			return runner.Result{}, err
+		}
 		os.Exit(7)
 	case req.Input == "panic":
 		panic("echo: asked to panic")
