@@ -478,15 +478,19 @@ func (s *Store) CreateAll(ctx context.Context, cr Creation) (Record, []Entry, er
 		}
 		return fmt.Errorf("create trace: %w", err)
 	}
+	// guarded is the trace's batch alone, for a chosen id whose index entry may be there
+	// already: it asserts that no chain exists, so of two creates of the id, one stores the
+	// trace and the other fails with ErrExists instead of writing its chain over it.
+	guarded := func() []storage.Op {
+		return append([]storage.Op{{Kind: storage.OpAssertAbsent, Key: entryKey(id, 0)}}, ops...)
+	}
 	one, err := s.batchNamespaces(ctx)
 	if err != nil {
 		return Record{}, nil, fmt.Errorf("create trace: %w", err)
 	}
 	if one {
 		// The index entry and the trace in one atomic write.
-		if err := s.group.write(ctx, loc.ns, append(index, ops...)); err != nil {
-			return Record{}, nil, exists(err)
-		}
+		err = s.group.write(ctx, loc.ns, append(index, ops...))
 	} else {
 		// Two writes, the index entry first: a crash before the batch leaves an index
 		// entry whose record is missing, which reads as not found; never a record no id
@@ -494,14 +498,47 @@ func (s *Store) CreateAll(ctx context.Context, cr Creation) (Record, []Entry, er
 		for i := range index {
 			index[i].Namespace = ""
 		}
-		if err := s.group.write(ctx, indexNS, index); err != nil {
-			return Record{}, nil, exists(err)
+		if err = s.group.write(ctx, indexNS, index); err == nil {
+			batch := ops
+			if given {
+				// Another create of the id may find the index entry without a trace
+				// and store its own (see orphanIndex).
+				batch = guarded()
+			}
+			if err := s.group.write(ctx, loc.ns, batch); err != nil {
+				return Record{}, nil, exists(err)
+			}
 		}
-		if err := s.group.write(ctx, loc.ns, ops); err != nil {
-			return Record{}, nil, fmt.Errorf("create trace: %w", err)
+	}
+	if err != nil && given && errors.Is(err, storage.ErrConditionFailed) {
+		// The index entry was there. If no trace was stored with it (the trace's write of
+		// a create of the id failed, or may have, as when an execution's early create
+		// did), the id is no trace's yet: store the trace now, or the id stays taken by
+		// nothing, refused to creates and not found by updates.
+		orphan, oerr := s.orphanIndex(ctx, loc)
+		if oerr != nil {
+			return Record{}, nil, fmt.Errorf("create trace: %w", oerr)
 		}
+		if orphan {
+			err = s.group.write(ctx, loc.ns, guarded())
+		}
+	}
+	if err != nil {
+		return Record{}, nil, exists(err)
 	}
 	s.sessions.add(id, sessionID)
 	s.heads.add(id, b.r.rec.Head)
 	return b.r.rec, b.entries[1:], nil
+}
+
+// orphanIndex tells whether the index entry of the trace at loc names its session while
+// no record of it is stored there: a create of the id wrote its index entry, and its trace
+// was not (yet) written.
+func (s *Store) orphanIndex(ctx context.Context, loc location) (bool, error) {
+	v, ok, err := s.st.Get(ctx, IndexNamespace(s.tenant), recordKey(loc.traceID))
+	if err != nil || !ok || string(v) != loc.sessionID {
+		return false, err
+	}
+	_, ok, err = s.st.Get(ctx, loc.ns, recordKey(loc.traceID))
+	return err == nil && !ok, err
 }

@@ -600,7 +600,8 @@ func (s *Store) snapshot(ctx context.Context, loc location) (snapshot, error) {
 // CopyToMerged copies a merged trace (status StatusMerged, see SetStatus) with its chain and
 // checkpoints into MergedNamespace, where ListMerged lists it, and returns the copied record.
 // The copy is a verified snapshot; a trace whose provenance does not verify is refused with
-// ErrCorrupt. Copying again replaces the copy with a newer snapshot.
+// ErrCorrupt. Copying again replaces the copy with a newer snapshot; an older snapshot,
+// copied concurrently, leaves a newer copy as it is.
 func (s *Store) CopyToMerged(ctx context.Context, traceID string) (Record, error) {
 	loc, err := s.locate(ctx, traceID)
 	if err != nil {
@@ -620,8 +621,10 @@ func (s *Store) CopyToMerged(ctx context.Context, traceID string) (Record, error
 	ns := MergedNamespace(s.tenant)
 	var ops []storage.Op
 	size := 0
+	// Every batch keeps room for the assertion the last one ends with (see below).
+	guard := storage.Op{Kind: storage.OpAssertAbsent, Key: entryKey(traceID, int64(len(snap.entries)))}
 	add := func(key, value []byte) error {
-		if len(ops) == storage.MaxBatchOps || size+len(key)+len(value) > storage.MaxBatchBytes {
+		if len(ops) == storage.MaxBatchOps-1 || size+len(key)+len(value)+len(guard.Key) > storage.MaxBatchBytes {
 			if err := s.st.Batch(ctx, ns, ops); err != nil {
 				return fmt.Errorf("copy trace %s to the merged record: %w", traceID, err)
 			}
@@ -649,7 +652,11 @@ func (s *Store) CopyToMerged(ctx context.Context, traceID string) (Record, error
 	if err := add(recordKey(traceID), rraw); err != nil {
 		return Record{}, err
 	}
-	if err := s.st.Batch(ctx, ns, ops); err != nil {
+	// A copy of a longer chain (a newer snapshot, copied meanwhile by another caller) holds
+	// the entry after this snapshot's: this older copy must not replace its record. The
+	// entries and checkpoints written before are the same in both.
+	ops = append(ops, guard)
+	if err := s.st.Batch(ctx, ns, ops); err != nil && !errors.Is(err, storage.ErrConditionFailed) {
 		return Record{}, fmt.Errorf("copy trace %s to the merged record: %w", traceID, err)
 	}
 	return snap.rec, nil

@@ -61,7 +61,7 @@
 // wrote entries and checkpoints separately: the two look alike) do not verify, are not
 // exported, and the store refuses to extend their chain. Create writes the index entry
 // first, then one batch; a crash between them leaves an index entry whose record is missing,
-// which reads as not found.
+// which reads as not found (and which a create of the same chosen id completes).
 package trace
 
 import (

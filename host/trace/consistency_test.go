@@ -1,0 +1,158 @@
+package trace
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/limitgraph/limit/sdk/governance"
+	"github.com/limitgraph/limit/sdk/storage"
+	"github.com/limitgraph/limit/sdk/storage/memstore"
+)
+
+// batchHook runs hook before every Batch to a namespace whose name starts with prefix; a
+// hook that returns an error fails the batch without applying it.
+type batchHook struct {
+	storage.Storage
+	prefix string
+	hook   func(ns string, ops []storage.Op) error
+}
+
+func (h *batchHook) Batch(ctx context.Context, ns string, ops []storage.Op) error {
+	if h.hook != nil && strings.HasPrefix(ns, h.prefix) {
+		if err := h.hook(ns, ops); err != nil {
+			return err
+		}
+	}
+	return h.Storage.Batch(ctx, ns, ops)
+}
+
+// TestCreateAllAfterIndexOnly: on a backend without batches over several namespaces, a
+// create with a chosen id whose index entry landed but whose trace did not (its second
+// write failed) left the id taken by no trace: creating it again failed with ErrExists,
+// and applying to it with ErrNotFound, so an execution whose early create failed that way
+// lost its outcome. Creating it again now stores the trace.
+func TestCreateAllAfterIndexOnly(t *testing.T) {
+	ctx := context.Background()
+	base := memstore.New()
+	failed := false
+	st := &batchHook{Storage: singleNamespace{base}, prefix: SessionNamespace(DefaultTenant, ""), hook: func(string, []storage.Op) error {
+		if !failed {
+			failed = true
+			return storage.ErrUnavailable
+		}
+		return nil
+	}}
+	s := newStore(t, st)
+	cr := Creation{ID: NewID(), SessionID: NewID(), Kind: TraceExecution, Data: json.RawMessage(`{"a":1}`), Agent: "t"}
+	if _, _, err := s.CreateAll(ctx, cr); !errors.Is(err, storage.ErrUnavailable) {
+		t.Fatalf("first create: %v, want the storage failure", err)
+	}
+	if _, err := s.Get(ctx, cr.ID); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("after the failed create: Get = %v, want ErrNotFound", err)
+	}
+	cr.Updates = []Update{{Entries: []Entry{{Kind: KindExecuted}}}}
+	rec, _, err := s.CreateAll(ctx, cr)
+	if err != nil {
+		t.Fatalf("create again: %v", err)
+	}
+	if got, err := s.Get(ctx, cr.ID); err != nil || got.Length != 2 || got.Head != rec.Head {
+		t.Fatalf("Get = %+v, %v; want the created trace of 2 entries", got, err)
+	}
+	if v, err := s.Verify(ctx, cr.ID); err != nil || !v.Valid || v.SignedLength != 2 {
+		t.Fatalf("Verify = %+v, %v", v, err)
+	}
+	// The id is a trace's now.
+	if _, _, err := s.CreateAll(ctx, cr); !errors.Is(err, ErrExists) {
+		t.Fatalf("third create: %v, want ErrExists", err)
+	}
+}
+
+// TestCreateAllSameIDRace: two creates of one chosen id on a backend without batches over
+// several namespaces, the first held between its index entry and its trace while the
+// second (another host) completes the trace. The first must then fail with ErrExists, not
+// write its own chain over the second's.
+func TestCreateAllSameIDRace(t *testing.T) {
+	ctx := context.Background()
+	base := memstore.New()
+	held, release := make(chan struct{}), make(chan struct{})
+	first := true
+	st := &batchHook{Storage: singleNamespace{base}, prefix: SessionNamespace(DefaultTenant, ""), hook: func(string, []storage.Op) error {
+		if first {
+			first = false
+			close(held)
+			<-release
+		}
+		return nil
+	}}
+	a, b := newStore(t, st), newStore(t, singleNamespace{base})
+	cr := Creation{ID: NewID(), SessionID: NewID(), Kind: TraceExecution, Agent: "t"}
+	errA := make(chan error, 1)
+	go func() {
+		_, _, err := a.CreateAll(ctx, Creation{ID: cr.ID, SessionID: cr.SessionID, Kind: TraceExecution, Agent: "a",
+			Updates: []Update{{Entries: []Entry{{Kind: "mine"}, {Kind: "mine"}}}}})
+		errA <- err
+	}()
+	<-held
+	rec, _, err := b.CreateAll(ctx, cr)
+	close(release)
+	if err != nil {
+		t.Fatalf("second host's create: %v", err)
+	}
+	if err := <-errA; !errors.Is(err, ErrExists) {
+		t.Fatalf("first host's create: %v, want ErrExists", err)
+	}
+	if v, err := b.Verify(ctx, cr.ID); err != nil || !v.Valid || v.Length != 1 || v.Head != rec.Head {
+		t.Fatalf("Verify = %+v, %v; want the second host's trace", v, err)
+	}
+}
+
+// TestCopyToMergedOlderCopyLast: two copies of a merged trace, the older snapshot's write
+// held until the newer copy (made after a flag was added) is written. The older copy must
+// not replace the newer one in the shared record: ListMerged would show the trace without
+// the flag its copy was replaced to show.
+func TestCopyToMergedOlderCopyLast(t *testing.T) {
+	ctx := context.Background()
+	base := memstore.New()
+	held, release := make(chan struct{}), make(chan struct{})
+	first := true
+	st := &batchHook{Storage: base, prefix: MergedNamespace(DefaultTenant), hook: func(string, []storage.Op) error {
+		if first {
+			first = false
+			close(held)
+			<-release
+		}
+		return nil
+	}}
+	a, b := newStore(t, st), newStore(t, base)
+	rec, err := b.Create(ctx, NewID(), TraceCustom, nil, "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.SetStatus(ctx, rec.ID, StatusMerged, "gov", "ok"); err != nil {
+		t.Fatal(err)
+	}
+	errA := make(chan error, 1)
+	go func() {
+		_, err := a.CopyToMerged(ctx, rec.ID)
+		errA <- err
+	}()
+	<-held
+	if _, err := b.AddFlag(ctx, rec.ID, Flag{Flag: governance.FlagAnomaly, Severity: 2}, "gov"); err != nil {
+		t.Fatal(err)
+	}
+	newer, err := b.CopyToMerged(ctx, rec.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	if err := <-errA; err != nil {
+		t.Fatalf("older copy: %v", err)
+	}
+	list, _, err := b.ListMerged(ctx, 0, "")
+	if err != nil || len(list) != 1 || list[0].Length != newer.Length || len(list[0].Flags) != 1 {
+		t.Fatalf("ListMerged = %+v, %v; want the newer copy of %d entries with its flag", list, err, newer.Length)
+	}
+}
