@@ -156,3 +156,55 @@ func TestCopyToMergedOlderCopyLast(t *testing.T) {
 		t.Fatalf("ListMerged = %+v, %v; want the newer copy of %d entries with its flag", list, err, newer.Length)
 	}
 }
+
+// TestCopyToMergedAfterWithdrawal: a copy whose snapshot was taken while the trace was
+// merged, held at its write while the trace is withdrawn (its copy removed, then a flag
+// and its new status appended, as the API's withdrawal does), must not put the withdrawn
+// trace back into the shared record.
+func TestCopyToMergedAfterWithdrawal(t *testing.T) {
+	ctx := context.Background()
+	base := memstore.New()
+	held, release := make(chan struct{}), make(chan struct{})
+	first := true
+	st := &batchHook{Storage: base, prefix: MergedNamespace(DefaultTenant), hook: func(string, []storage.Op) error {
+		if first {
+			first = false
+			close(held)
+			<-release
+		}
+		return nil
+	}}
+	a, b := newStore(t, st), newStore(t, base)
+	rec, err := b.Create(ctx, NewID(), TraceCustom, nil, "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.SetStatus(ctx, rec.ID, StatusMerged, "gov", "ok"); err != nil {
+		t.Fatal(err)
+	}
+	errA := make(chan error, 1)
+	go func() {
+		_, err := a.CopyToMerged(ctx, rec.ID)
+		errA <- err
+	}()
+	<-held
+	if err := b.RemoveFromMerged(ctx, rec.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := b.Apply(ctx, rec.ID, "api", Update{
+		Flags: []Flag{{Flag: governance.FlagUnsafe, Severity: 9}}, Status: StatusQuarantined, Reason: "withdrawn",
+	}); err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	if err := <-errA; err != nil {
+		t.Fatalf("the held copy: %v", err)
+	}
+	list, _, err := b.ListMerged(ctx, 0, "")
+	if err != nil || len(list) != 0 {
+		t.Fatalf("ListMerged = %+v, %v; want nothing: the trace was withdrawn", list, err)
+	}
+	if in, err := b.InMerged(ctx, rec.ID); err != nil || in {
+		t.Fatalf("InMerged = %v, %v; want false", in, err)
+	}
+}

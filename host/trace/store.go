@@ -621,10 +621,17 @@ func (s *Store) CopyToMerged(ctx context.Context, traceID string) (Record, error
 	ns := MergedNamespace(s.tenant)
 	var ops []storage.Op
 	size := 0
-	// Every batch keeps room for the assertion the last one ends with (see below).
-	guard := storage.Op{Kind: storage.OpAssertAbsent, Key: entryKey(traceID, int64(len(snap.entries)))}
+	// The last batch ends with assertions (see below); every batch keeps room for them.
+	next := entryKey(traceID, int64(len(snap.entries)))
+	guards := []storage.Op{{Kind: storage.OpAssertAbsent, Key: next}}
+	if one, err := s.batchNamespaces(ctx); err != nil {
+		return Record{}, fmt.Errorf("copy trace %s to the merged record: %w", traceID, err)
+	} else if one {
+		guards = append(guards, storage.Op{Kind: storage.OpAssertAbsent, Namespace: loc.ns, Key: next})
+	}
+	guardBytes := len(guards) * len(next)
 	add := func(key, value []byte) error {
-		if len(ops) == storage.MaxBatchOps-1 || size+len(key)+len(value)+len(guard.Key) > storage.MaxBatchBytes {
+		if len(ops) == storage.MaxBatchOps-len(guards) || size+len(key)+len(value)+guardBytes > storage.MaxBatchBytes {
 			if err := s.st.Batch(ctx, ns, ops); err != nil {
 				return fmt.Errorf("copy trace %s to the merged record: %w", traceID, err)
 			}
@@ -654,8 +661,12 @@ func (s *Store) CopyToMerged(ctx context.Context, traceID string) (Record, error
 	}
 	// A copy of a longer chain (a newer snapshot, copied meanwhile by another caller) holds
 	// the entry after this snapshot's: this older copy must not replace its record. The
-	// entries and checkpoints written before are the same in both.
-	ops = append(ops, guard)
+	// entries and checkpoints written before are the same in both. Where the backend takes
+	// ops in several namespaces, the copy also asserts that the trace's own chain has not
+	// grown since the snapshot: a trace withdrawn from the shared record meanwhile (its copy
+	// removed, then a flag and its new status appended) is not copied back by a snapshot
+	// taken while it was merged.
+	ops = append(ops, guards...)
 	if err := s.st.Batch(ctx, ns, ops); err != nil && !errors.Is(err, storage.ErrConditionFailed) {
 		return Record{}, fmt.Errorf("copy trace %s to the merged record: %w", traceID, err)
 	}
