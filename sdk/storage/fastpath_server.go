@@ -45,7 +45,19 @@ type serverConn struct {
 type fastSession struct {
 	mu      sync.Mutex
 	cancels map[uint32]context.CancelFunc // of the requests being served
+	// early holds the cancellations that came before their request: an inline read's
+	// goes on another connection than the read, whose reader may not have taken it yet
+	// (it may be finishing the answer of the previous one). The read is cancelled as it
+	// arrives, instead of running with a context that never ends while it holds its
+	// connection's reader. The cancellation of a request already answered lands here too,
+	// so the set is bounded (maxEarlyCancels) rather than kept for good.
+	early map[uint32]struct{}
 }
+
+// maxEarlyCancels bounds fastSession.early: when it is full it is emptied, which can
+// only lose the cancellation of a read whose connection's reader is late by that many
+// cancellations.
+const maxEarlyCancels = 256
 
 // serve starts serving the requests of c.
 func (f *fastServer) serve(c *net.UnixConn, sess *fastSession) {
@@ -120,6 +132,11 @@ func (sc *serverConn) next() (*request, bool) {
 		sc.sess.mu.Lock()
 		if cancel := sc.sess.cancels[req.id]; cancel != nil {
 			cancel()
+		} else {
+			if sc.sess.early == nil || len(sc.sess.early) >= maxEarlyCancels {
+				sc.sess.early = map[uint32]struct{}{}
+			}
+			sc.sess.early[req.id] = struct{}{}
 		}
 		sc.sess.mu.Unlock()
 		return nil, true
@@ -135,6 +152,10 @@ func (sc *serverConn) next() (*request, bool) {
 	}
 	sc.sess.mu.Lock()
 	sc.sess.cancels[req.id] = req.cancel
+	if _, ok := sc.sess.early[req.id]; ok {
+		delete(sc.sess.early, req.id)
+		req.cancel()
+	}
 	sc.sess.mu.Unlock()
 	return req, true
 }
