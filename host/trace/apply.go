@@ -292,7 +292,7 @@ func (s *Store) Apply(ctx context.Context, traceID, agent string, u Update) (Rec
 // apply applies c to the chain at loc; see Apply.
 func (s *Store) apply(ctx context.Context, loc location, c *change) (Record, []Entry, error) {
 	// Writers of one chain in this process queue here instead of all racing for every index.
-	unlock := s.claims.lock(loc.traceID)
+	unlock := s.claims.Lock(loc.traceID)
 	defer unlock()
 	// The stored record normally reflects the whole chain, since every write stores both
 	// at once, so the first attempt builds on it without reading the chain. If it lags (a

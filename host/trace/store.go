@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/limitgraph/limit/internal/keyed"
 	"github.com/limitgraph/limit/sdk/storage"
 )
 
@@ -34,7 +35,7 @@ type Store struct {
 	// claims serializes the updates of one chain among this process's goroutines, so they
 	// queue instead of all racing (and rereading) for every index. The conditional batch
 	// alone keeps the chain linear across processes.
-	claims keyedMutex
+	claims keyed.Mutex
 	// group combines the batches of concurrent writers to one namespace.
 	group groupWriter
 	// multiNS is whether the storage takes batch ops in other namespaces (0: not asked yet,
@@ -72,41 +73,6 @@ func (c *locationCache) add(traceID, sessionID string) {
 		c.m = make(map[string]string)
 	}
 	c.m[traceID] = sessionID
-}
-
-// keyedMutex is a set of mutexes by key, each existing while someone holds or waits for it.
-type keyedMutex struct {
-	mu sync.Mutex
-	m  map[string]*keyedEntry
-}
-
-type keyedEntry struct {
-	sync.Mutex
-	refs int
-}
-
-// lock locks key and returns the function that unlocks it.
-func (k *keyedMutex) lock(key string) func() {
-	k.mu.Lock()
-	if k.m == nil {
-		k.m = map[string]*keyedEntry{}
-	}
-	e := k.m[key]
-	if e == nil {
-		e = &keyedEntry{}
-		k.m[key] = e
-	}
-	e.refs++
-	k.mu.Unlock()
-	e.Lock()
-	return func() {
-		e.Unlock()
-		k.mu.Lock()
-		if e.refs--; e.refs == 0 {
-			delete(k.m, key)
-		}
-		k.mu.Unlock()
-	}
 }
 
 // Options configures a Store. The zero value is the default.
