@@ -495,6 +495,8 @@ func (s *Server) policyOf(ctx context.Context, sessionID string) (governance.Pol
 
 func (s *Server) merge(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
+	// What was written is counted even if the client went away meanwhile.
+	sctx := context.WithoutCancel(ctx)
 	rec, err := s.opts.Traces.Get(ctx, r.PathValue("id"))
 	if err != nil {
 		s.fail(w, r, err)
@@ -520,7 +522,7 @@ func (s *Server) merge(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 			s.opts.Logger.Info("completed a merge that was cut short", "trace", rec.ID, "session", rec.SessionID)
-			_ = s.opts.Stats.Record(ctx, rec.SessionID, governance.Delta{MergeAllowed: true})
+			_ = s.opts.Stats.Record(sctx, rec.SessionID, governance.Delta{MergeAllowed: true})
 			writeJSON(w, http.StatusOK, mergeResponse{Merged: true, TraceID: rec.ID, Record: merged})
 			return
 		}
@@ -545,7 +547,7 @@ func (s *Server) merge(w http.ResponseWriter, r *http.Request) {
 					s.fail(w, r, err)
 					return
 				}
-				_ = s.opts.Stats.Record(ctx, rec.SessionID, governance.Delta{Flags: []governance.Flag{f}})
+				_ = s.opts.Stats.Record(sctx, rec.SessionID, governance.Delta{Flags: []governance.Flag{f}})
 			}
 		}
 	}
@@ -553,7 +555,7 @@ func (s *Server) merge(w http.ResponseWriter, r *http.Request) {
 	if len(reasons) > 0 {
 		note, _ := json.Marshal(map[string]any{"policy": pol.Name, "reasons": reasons})
 		_, _ = s.opts.Traces.Append(ctx, rec.ID, trace.Entry{Kind: "merge_refused", Agent: execution.Agent, Data: note})
-		_ = s.opts.Stats.Record(ctx, rec.SessionID, governance.Delta{MergeRefused: true})
+		_ = s.opts.Stats.Record(sctx, rec.SessionID, governance.Delta{MergeRefused: true})
 		writeProblem(w, r, http.StatusConflict, "merge refused under policy "+pol.Name+": "+strings.Join(reasons, "; "), map[string]any{
 			"trace_id": rec.ID, "policy": pol.Name, "reasons": reasons,
 		})
@@ -568,7 +570,7 @@ func (s *Server) merge(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	_ = s.opts.Stats.Record(ctx, rec.SessionID, governance.Delta{MergeAllowed: true})
+	_ = s.opts.Stats.Record(sctx, rec.SessionID, governance.Delta{MergeAllowed: true})
 	writeJSON(w, http.StatusOK, mergeResponse{Merged: true, TraceID: rec.ID, Record: merged})
 }
 
@@ -670,25 +672,47 @@ func (s *Server) flag(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	if rec.Status == trace.StatusMerged {
-		if rec, err = s.flagMerged(ctx, rec, f, pol); err != nil {
+	// A merge or a withdrawal may land between the read above and the write: the flag of
+	// a trace read as not merged is refused if it meets a merged one (ErrFinal), and
+	// flagMerged reads the trace again under its lock. Either way the flag then takes the
+	// path of the status it meets; each turn follows another merge or withdrawal.
+	for {
+		if rec.Status == trace.StatusMerged {
+			out, merged, err := s.flagMerged(ctx, rec.ID, f, pol)
+			if err != nil {
+				s.fail(w, r, err)
+				return
+			}
+			if merged {
+				writeJSON(w, http.StatusCreated, out)
+				return
+			}
+			rec = out // withdrawn meanwhile: flagged as any other trace
+		}
+		// The flag and the quarantine it calls for are one write.
+		u := trace.Update{Flags: []governance.Flag{f}, UnlessMerged: true}
+		if pol.Quarantines([]governance.Flag{f}) && rec.Status == trace.StatusActive {
+			u.Status, u.Reason = trace.StatusQuarantined, "auto-quarantine under policy "+pol.Name
+		}
+		_, entries, err := s.opts.Traces.Apply(ctx, rec.ID, "api", u)
+		if errors.Is(err, trace.ErrFinal) {
+			if rec, err = s.opts.Traces.Get(ctx, rec.ID); err != nil {
+				s.fail(w, r, err)
+				return
+			}
+			continue
+		}
+		if err != nil {
 			s.fail(w, r, err)
 			return
 		}
-		writeJSON(w, http.StatusCreated, rec)
-		return
+		// Counted as quarantined only if this write did it: a flag that met the trace
+		// quarantined meanwhile appended no status entry.
+		q := u.Status != "" && len(entries) > 0 && entries[len(entries)-1].Kind == trace.KindQuarantined
+		// What was written is counted even if the client went away meanwhile.
+		_ = s.opts.Stats.Record(context.WithoutCancel(ctx), rec.SessionID, governance.Delta{Flags: []governance.Flag{f}, Quarantined: q})
+		break
 	}
-	// The flag and the quarantine it calls for are one write.
-	u := trace.Update{Flags: []governance.Flag{f}}
-	q := pol.Quarantines([]governance.Flag{f}) && rec.Status == trace.StatusActive
-	if q {
-		u.Status, u.Reason = trace.StatusQuarantined, "auto-quarantine under policy "+pol.Name
-	}
-	if _, _, err := s.opts.Traces.Apply(ctx, rec.ID, "api", u); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	_ = s.opts.Stats.Record(ctx, rec.SessionID, governance.Delta{Flags: []governance.Flag{f}, Quarantined: q})
 	rec, err = s.opts.Traces.Get(ctx, rec.ID)
 	if err != nil {
 		s.fail(w, r, err)
@@ -697,25 +721,46 @@ func (s *Server) flag(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, rec)
 }
 
-// flagMerged flags a merged trace. The shared record must not hold what its policy would
-// now refuse: if the flag (with the trace's others) would have refused the merge, the
-// trace leaves the shared record and, in the same write as its flag, goes back to active,
-// or to quarantined if the flag's severity calls for it. Otherwise the shared copy is
-// replaced by one that shows the flag. The copy is removed before the trace's status
-// changes, so a crash in between leaves a merged trace missing from the shared record
-// (flagging it again finishes the job), never a withdrawn one listed there.
-func (s *Server) flagMerged(ctx context.Context, rec trace.Record, f governance.Flag, pol governance.Policy) (trace.Record, error) {
+// flagMerged flags a trace read as merged, and reports whether it still was: if not (a
+// concurrent flag withdrew it), it returns the trace as it is now, unflagged, for the
+// caller to flag as any other. The shared record must not hold what its policy would now
+// refuse: if the flag (with the trace's others) would have refused the merge, the trace
+// leaves the shared record and, in the same write as its flag, goes back to active, or to
+// quarantined if the flag's severity calls for it. Otherwise the shared copy is replaced
+// by one that shows the flag. The copy is removed before the trace's status changes, so a
+// crash in between leaves a merged trace missing from the shared record (flagging it
+// again finishes the job), never a withdrawn one listed there; and removed again after,
+// as a copy made in between (a refresh, or a merge completing what looked cut short) from
+// a snapshot of the still merged trace would put it back.
+//
+// The flags of one merged trace are serialized in this process, and each reads the trace
+// again once it holds the lock: the status change is unconditional, so of two withdrawals
+// that both read the trace merged, the second would otherwise move it again (reactivate a
+// trace the first quarantined) and count a second withdrawal.
+func (s *Server) flagMerged(ctx context.Context, id string, f governance.Flag, pol governance.Policy) (trace.Record, bool, error) {
+	unlock := s.merged.Lock(id)
+	defer unlock()
+	rec, err := s.opts.Traces.Get(ctx, id)
+	if err != nil {
+		return trace.Record{}, false, err
+	}
+	if rec.Status != trace.StatusMerged {
+		return rec, false, nil
+	}
+	// What was written is counted even if the client went away meanwhile.
+	sctx := context.WithoutCancel(ctx)
 	flags := append(slices.Clone(rec.Flags), f)
 	reasons := pol.MergeRefusals(string(trace.StatusActive), flags, true, "")
 	if len(reasons) == 0 {
 		if _, err := s.opts.Traces.AddFlag(ctx, rec.ID, f, "api"); err != nil {
-			return trace.Record{}, err
+			return trace.Record{}, false, err
 		}
-		_ = s.opts.Stats.Record(ctx, rec.SessionID, governance.Delta{Flags: []governance.Flag{f}})
-		return s.opts.Traces.CopyToMerged(ctx, rec.ID)
+		_ = s.opts.Stats.Record(sctx, rec.SessionID, governance.Delta{Flags: []governance.Flag{f}})
+		out, err := s.opts.Traces.CopyToMerged(ctx, rec.ID)
+		return out, true, err
 	}
 	if err := s.opts.Traces.RemoveFromMerged(ctx, rec.ID); err != nil {
-		return trace.Record{}, err
+		return trace.Record{}, false, err
 	}
 	status, q := trace.StatusActive, pol.Quarantines([]governance.Flag{f})
 	if q {
@@ -727,14 +772,20 @@ func (s *Server) flagMerged(ctx context.Context, rec trace.Record, f governance.
 	})
 	if err != nil {
 		// Put the copy back: the trace is still merged.
-		if _, cerr := s.opts.Traces.CopyToMerged(context.WithoutCancel(ctx), rec.ID); cerr != nil {
+		if _, cerr := s.opts.Traces.CopyToMerged(sctx, rec.ID); cerr != nil {
 			s.opts.Logger.Error("a merged trace left the shared record but its withdrawal failed; flag it again", "trace", rec.ID, "error", err, "restore_error", cerr)
 		}
-		return trace.Record{}, err
+		return trace.Record{}, false, err
+	}
+	// A copy written from here on is refused (the trace is no longer merged, or, for a
+	// snapshot taken before, its chain has grown since, where the backend can tell); one
+	// written before is removed now.
+	if err := s.opts.Traces.RemoveFromMerged(sctx, rec.ID); err != nil {
+		s.opts.Logger.Error("a trace withdrawn from the shared record may still be listed there", "trace", rec.ID, "error", err)
 	}
 	s.opts.Logger.Info("merged trace withdrawn from the shared record", "trace", rec.ID, "session", rec.SessionID, "flag", f.Flag, "severity", f.Severity, "status", status)
-	_ = s.opts.Stats.Record(ctx, rec.SessionID, governance.Delta{Flags: []governance.Flag{f}, Quarantined: q, MergeWithdrawn: true})
-	return out, nil
+	_ = s.opts.Stats.Record(sctx, rec.SessionID, governance.Delta{Flags: []governance.Flag{f}, Quarantined: q, MergeWithdrawn: true})
+	return out, true, nil
 }
 
 type statsResponse struct {
