@@ -97,6 +97,11 @@ func (c *Client) Execute(ctx context.Context, req ExecuteRequest, emit func(Even
 	if c.fast != nil && c.fast.alive() {
 		return c.fast.execute(ctx, m, emit)
 	}
+	// Returning before the result (emit failed, or the stream broke) must end the call in
+	// the plugin too, as the fast path's cancel frame does: the execution would otherwise
+	// run on, holding the session's runner, until ctx ends.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	stream, err := c.rpc.Execute(ctx, m)
 	if err != nil {
 		return Result{}, fmt.Errorf("runner execute: %w", err)

@@ -47,6 +47,7 @@ func TestMain(m *testing.M) {
 //   - "tokens N" emits N tokens;
 //   - "fail" returns an error, "panic" panics;
 //   - "block" waits for its context to end and remembers how it ended, which "seen" prints;
+//     "print-block" prints "started" first;
 //   - "blocking" prints how many "block" executions are waiting;
 //   - "huge" returns an output larger than a message may be;
 //   - "deadline" prints how long its context has left, or "none".
@@ -139,7 +140,12 @@ func (r *testRunner) Execute(ctx context.Context, req runner.ExecuteRequest, emi
 		return runner.Result{}, errors.New("the runner broke")
 	case "panic":
 		panic("runner bug")
-	case "block":
+	case "block", "print-block":
+		if op == "print-block" {
+			if err := out(runner.Stdout, []byte("started")); err != nil {
+				return runner.Result{}, err
+			}
+		}
 		r.mu.Lock()
 		r.blocked++
 		r.mu.Unlock()
@@ -443,6 +449,27 @@ func waitBlocking(t *testing.T, c launched, n int) {
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("%s blocking executions reached the runner in 30 s (%v), want %d", r.res.Output, r.err, n)
+		}
+	}
+}
+
+// TestEmitErrorStopsTheExecution checks that an execution whose emit fails is stopped in
+// the runner, over either transport: the host no longer listens, and a runner left running
+// would hold the session's interpreter (its next executions wait for it) until the
+// caller's context ends, which for a caller without a deadline is never.
+func TestEmitErrorStopsTheExecution(t *testing.T) {
+	for name, c := range both(t) {
+		stop := errors.New("the consumer went away")
+		_, err := c.Execute(t.Context(), runner.ExecuteRequest{ExecutionID: "x", Input: "print-block"}, func(runner.Event) error {
+			return stop
+		})
+		if !errors.Is(err, stop) {
+			t.Fatalf("%s: Execute returned %v, want emit's error", name, err)
+		}
+		// The runner blocked after its output until its context ended: it must end now.
+		waitBlocking(t, c, 0)
+		if seen := run(t.Context(), c, "seen").res.Output; seen != context.Canceled.Error() {
+			t.Fatalf("%s: the runner's context ended with %q, want %q", name, seen, context.Canceled)
 		}
 	}
 }
