@@ -335,13 +335,22 @@ func (r *pythonRunner) currentOrNil() *worker {
 	return r.w
 }
 
-// releaseWorker ends an execution's use of w; a worker that died is replaced.
-func (r *pythonRunner) releaseWorker(w *worker, resetReported bool) {
+// releaseWorker ends an execution's use of w; a worker that died is replaced. reset is
+// the state reset the execution owed its host, reported says whether its result, which
+// carries it, reaches the host: one that does not (the caller went away) leaves the reset
+// for the next execution to report.
+func (r *pythonRunner) releaseWorker(w *worker, reset, reported bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	w.busy = false
-	if r.w == w && w.isDead() && !r.closed {
-		r.replaceLocked(!resetReported)
+	owed := reset && !reported
+	switch {
+	case r.w != w || r.closed:
+	case w.isDead():
+		r.replaceLocked(owed || !reset)
+	case owed:
+		// Should w die before the next execution, watch replaces it owing a reset anyway.
+		w.resetPending = true
 	}
 }
 
@@ -393,7 +402,8 @@ func (r *pythonRunner) Execute(ctx context.Context, req runner.ExecuteRequest, e
 	if reset {
 		res.StateReset = true
 	}
-	r.releaseWorker(w, res.StateReset)
+	// An error return carries no result to the host: the reset is not reported.
+	r.releaseWorker(w, res.StateReset, err == nil)
 	return res, err
 }
 
@@ -505,6 +515,15 @@ func (r *pythonRunner) shutdown(removeWorkDir bool) error {
 	}
 	var errs []error
 	if w != nil {
+		// An execution running on w uses its descriptors (the pidfd it interrupts through,
+		// the memory probe) until it returns, which it does once w is dead: they are closed
+		// after it has, or after stopTimeout if its emit is stuck.
+		w.kill()
+		select {
+		case r.slot <- struct{}{}:
+			defer func() { <-r.slot }()
+		case <-time.After(stopTimeout):
+		}
 		errs = append(errs, w.stop(stopTimeout))
 	}
 	if ready != nil {
