@@ -41,6 +41,9 @@ type runnerEntry struct {
 	err   error
 	// isolation is what the runner reported enforcing once its session was open.
 	isolation []runner.IsolationFeature
+	// dead marks a process found dead though its plugin client does not say it exited
+	// (Handle.Died); guarded by Runners.mu.
+	dead bool
 }
 
 // NewRunners returns the runners of the given specs, keyed by runner name, and starts
@@ -110,10 +113,12 @@ func (h *Handle) Retire() {
 	go h.Process.Kill()
 }
 
-// Died removes a process that failed an execution and no longer answers, counting it as
-// a crash, so that the session's next execution gets a fresh one. Get replaces an exited
-// process by itself, but a dead one is not always exited yet: go-plugin calls it so only
-// once its stdout and stderr are closed, which a child it left behind may hold open.
+// Died marks a process that failed an execution and no longer answers as dead, so that
+// the session's next execution gets a fresh one (Get replaces it and counts the crash),
+// and health lists it unhealthy until then. Get replaces an exited process by itself, but
+// a dead one is not always exited yet: go-plugin calls it so only once its stdout and
+// stderr are closed, which a child it left behind may hold open; stopping the process
+// also ends its process group, and so that child.
 func (h *Handle) Died() {
 	r := h.runners
 	if r == nil {
@@ -121,15 +126,12 @@ func (h *Handle) Died() {
 	}
 	r.mu.Lock()
 	e, ok := r.procs[h.key]
-	if !ok || e.proc != h.Process {
+	if !ok || e.proc != h.Process || e.dead {
 		r.mu.Unlock()
 		return
 	}
-	delete(r.procs, h.key)
-	r.crashes++
+	e.dead = true
 	r.mu.Unlock()
-	r.logger.Error("runner process died; the session's next execution gets a fresh one, its runner state is lost",
-		"plugin", h.Process.Spec.ID(), "session", h.key.session, "pid", h.Process.PID)
 	go h.Process.Kill()
 }
 
@@ -182,7 +184,10 @@ func (r *Runners) Get(ctx context.Context, sess runner.Session, name string) (*H
 			// Another caller's start failed; try our own.
 			continue
 		}
-		if !e.proc.Exited() {
+		r.mu.Lock()
+		dead := e.dead
+		r.mu.Unlock()
+		if !dead && !e.proc.Exited() {
 			return &Handle{Runner: e.proc.Impl.(runner.Runner), Process: e.proc, runners: r, key: key}, nil
 		}
 		r.logger.Error("runner process died; starting a fresh one, the session's runner state is lost",
@@ -385,7 +390,7 @@ func (r *Runners) sessionStatuses() []Status {
 		}
 		out = append(out, Status{
 			Name: k.runner, Kind: e.proc.Spec.Kind, Version: e.proc.Info.Version, PID: e.proc.PID,
-			Healthy: !e.proc.Exited(), Session: k.session, Isolation: e.isolation, Transport: e.proc.Transport(),
+			Healthy: !e.dead && !e.proc.Exited(), Session: k.session, Isolation: e.isolation, Transport: e.proc.Transport(),
 		})
 	}
 	sort.Slice(out, func(i, j int) bool {
