@@ -255,44 +255,43 @@ func TestPoolStartFailureIsReported(t *testing.T) {
 	}
 }
 
-// TestPoolHungWhenTaken: a pre-started process that is alive but does not answer (stopped,
-// frozen) when a session takes it fails the session's open at the caller's deadline; the
-// check whether it is dead must not then wait for it forever, which held the session's
-// Get (and every Release of the session, which waits for it) for good. The session gets a
-// fresh process instead.
-func TestPoolHungWhenTaken(t *testing.T) {
+// TestPingOfAStoppedProcess: a plugin process that is alive but does not answer (stopped,
+// frozen) fails a health ping after pingTimeout instead of holding the caller for good:
+// go-plugin's ping has no deadline, and a session taking such a process from the pool
+// checked whether it was dead with one, which held the session's Get (and its delete)
+// forever.
+func TestPingOfAStoppedProcess(t *testing.T) {
 	old := pingTimeout
 	pingTimeout = 200 * time.Millisecond
 	t.Cleanup(func() { pingTimeout = old })
-	rs := pooledEcho(t, 1, time.Hour)
-	hung := idlePIDs(t, rs, 1)[0]
-	if err := syscall.Kill(hung, syscall.SIGSTOP); err != nil {
+	p, err := Launch(context.Background(), testSpec(base.KindRunner, "echo", "echo"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Kill)
+	if err := p.Ping(); err != nil {
+		t.Fatalf("ping of the running process: %v", err)
+	}
+	if err := syscall.Kill(p.PID, syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
 	// Whatever happens, the stopped process must not outlive the test.
-	t.Cleanup(func() { _ = syscall.Kill(hung, syscall.SIGKILL) })
-	type got struct {
-		h   *Handle
-		err error
-	}
-	done := make(chan got, 1)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		h, err := rs.Get(ctx, runner.Session{ID: "S"}, "echo")
-		done <- got{h, err}
-	}()
-	var g got
+	t.Cleanup(func() { _ = syscall.Kill(p.PID, syscall.SIGKILL) })
+	done := make(chan error, 1)
+	go func() { done <- p.Ping() }()
 	select {
-	case g = <-done:
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "no answer within") {
+			t.Fatalf("ping of the stopped process: %v, want no answer", err)
+		}
 	case <-time.After(30 * time.Second):
-		// Free the hung Get (its ping fails once the process is gone) before failing.
-		_ = syscall.Kill(hung, syscall.SIGKILL)
-		<-done
-		t.Fatal("Get never returned: it waited forever for a ping of the hung pre-started process")
+		_ = syscall.Kill(p.PID, syscall.SIGKILL)
+		t.Fatal("the ping of a stopped process never returned")
 	}
-	if g.err == nil && g.h.Process.PID == hung {
-		t.Fatalf("the session got the hung process %d", hung)
+	if err := syscall.Kill(p.PID, syscall.SIGCONT); err != nil {
+		t.Fatal(err)
 	}
-	waitDead(t, hung, 10*time.Second)
+	if err := p.Ping(); err != nil {
+		t.Fatalf("ping once it runs again: %v", err)
+	}
 }
