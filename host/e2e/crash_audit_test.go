@@ -207,9 +207,11 @@ func (s *opStats) done(op string, began time.Time, err error) {
 	if _, ok := s.errs[op]; !ok {
 		s.errs[op] = err.Error()
 	}
-	if m := err.Error(); strings.Contains(m, "request not sent") || strings.Contains(m, "write unix") || strings.Contains(m, "error while dialing") {
+	if m := err.Error(); strings.Contains(m, "request not sent") || strings.Contains(m, "error while dialing") {
 		// The storage plugin never saw the request, so the host could have made it
-		// again on the restarted plugin rather than fail it.
+		// again on the restarted plugin rather than fail it. (A failed write alone says
+		// nothing of the sort: a call waiting for its answer when another call's write
+		// broke the connection was sent, and its fate is unknown.)
 		s.unsent = append(s.unsent, op+": "+m)
 	}
 	if !s.storageKilled.IsZero() && began.After(s.storageKilled) && !errors.Is(err, context.Canceled) {

@@ -398,10 +398,25 @@ func (c *unaryConn) fail(err error) {
 	c.pending = map[uint32]chan unaryResult{}
 	c.mu.Unlock()
 	_ = c.conn.Close()
-	st := status.Convert(c.lost(err))
+	st := status.Convert(c.lost(sentCause(err)))
 	for _, ch := range pending {
 		ch <- unaryResult{code: st.Code(), msg: []byte(st.Message())}
 	}
+}
+
+// sentCause is err without its ErrNotSent mark. A call whose own request failed to go out
+// whole breaks the connection for the calls waiting on it, whose requests went out: what
+// became of those is unknown, and their error must not say "request not sent" (callers
+// would take it for safe to make again).
+func sentCause(err error) error {
+	if u, ok := err.(interface{ Unwrap() []error }); ok && errors.Is(err, ErrNotSent) {
+		for _, e := range u.Unwrap() {
+			if e != ErrNotSent {
+				return sentCause(e)
+			}
+		}
+	}
+	return err
 }
 
 // lost is the error of a call whose connection broke.
