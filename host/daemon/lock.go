@@ -13,6 +13,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/limitgraph/limit/internal/fsutil"
 )
 
 // Files limitd keeps in its data_dir for itself.
@@ -124,7 +126,7 @@ func nodeID(dir string) (string, error) {
 		return "", err
 	}
 	id := host + "-" + hex.EncodeToString(r[:])
-	if err := writeFileSync(path, []byte(id+"\n")); err != nil {
+	if err := fsutil.CreateSynced(path, []byte(id+"\n"), 0o600); err != nil {
 		return "", fmt.Errorf("create %s: %w", path, err)
 	}
 	return id, nil
@@ -136,38 +138,4 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n] + "…"
-}
-
-// writeFileSync writes data to path whole (a temporary file, synced, renamed over it, the
-// folder synced), so a crash leaves either no file or the complete one.
-func writeFileSync(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	d, err := os.Open(filepath.Dir(path))
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

@@ -14,6 +14,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/limitgraph/limit/internal/fsutil"
 )
 
 // KeyFile is the name of the host's signing key inside its data directory. The file holds the
@@ -127,7 +129,7 @@ func LoadOrCreateKey(dataDir string) (*Key, error) {
 	path := filepath.Join(dataDir, KeyFile)
 	k, err := loadKey(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		if err := createKey(dataDir, path); err != nil {
+		if err := createKey(path); err != nil {
 			return nil, err
 		}
 		k, err = loadKey(path)
@@ -165,40 +167,15 @@ func loadKey(path string) (*Key, error) {
 	return NewKey(seed)
 }
 
-// createKey writes a new key to a temporary file and links it to path, which fails if another
-// process created path first (its key then wins).
-func createKey(dir, path string) error {
+// createKey writes a new key to path whole; if another process created path first, its
+// key wins.
+func createKey(path string) error {
 	k, err := GenerateKey()
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(dir, KeyFile+".tmp-*")
-	if err != nil {
+	if err := fsutil.CreateSynced(path, k.priv.Seed(), 0o600); err != nil && !errors.Is(err, fs.ErrExist) {
 		return fmt.Errorf("create signing key: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return fmt.Errorf("create signing key: %w", err)
-	}
-	if _, err := tmp.Write(k.priv.Seed()); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write signing key: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("sync signing key: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write signing key: %w", err)
-	}
-	if err := os.Link(tmp.Name(), path); err != nil && !errors.Is(err, fs.ErrExist) {
-		return fmt.Errorf("install signing key %s: %w", path, err)
-	}
-	// Make the new directory entry durable before anything is signed with the key.
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		d.Close()
 	}
 	return nil
 }
