@@ -10,6 +10,7 @@ import (
 	"github.com/limitgraph/limit/host/governance"
 	"github.com/limitgraph/limit/host/session"
 	"github.com/limitgraph/limit/host/trace"
+	"github.com/limitgraph/limit/sdk/storage"
 	"github.com/limitgraph/limit/sdk/storage/memstore"
 )
 
@@ -17,7 +18,13 @@ import (
 // and governance stats.
 func mergeServer(t *testing.T) (*Server, *trace.Store, *session.Manager, *governance.StatsStore) {
 	t.Helper()
-	st := memstore.New()
+	return serverOn(t, memstore.New())
+}
+
+// serverOn returns an API server on st, with its trace store, sessions and governance
+// stats.
+func serverOn(t *testing.T, st storage.Storage) (*Server, *trace.Store, *session.Manager, *governance.StatsStore) {
+	t.Helper()
 	key, err := trace.GenerateKey()
 	if err != nil {
 		t.Fatal(err)

@@ -95,18 +95,7 @@ type raceFixture struct {
 func newRaceFixture(t *testing.T) *raceFixture {
 	t.Helper()
 	st := &hookStore{Storage: memstore.New()}
-	key, err := trace.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	traces, err := trace.New(st, key, trace.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sessions := session.NewManager(session.Options{Store: st, DataDir: t.TempDir(), Policies: governance.PolicyNames(), DefaultPolicy: "default"})
-	rules, _ := governance.NewEvaluator(context.Background(), nil)
-	stats := &governance.StatsStore{Store: st, Namespace: func(id string) string { return trace.SessionNamespace(trace.DefaultTenant, id) }}
-	srv := New(Options{Sessions: sessions, Traces: traces, Rules: rules, Stats: stats, Store: st})
+	srv, traces, sessions, stats := serverOn(t, st)
 	s, err := sessions.Create(context.Background(), session.CreateRequest{Name: "x"})
 	if err != nil {
 		t.Fatal(err)
