@@ -111,23 +111,8 @@ func TestCachedLookups(t *testing.T) {
 // replaced must not put that record in the cache.
 func TestCacheNeverKeepsAReplacedRecord(t *testing.T) {
 	ctx := context.Background()
-	st := &countingStore{Storage: memstore.New()}
-	s, err := newManager(t, st).Create(ctx, CreateRequest{Name: "a"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := newManager(t, st) // empty cache
-	st.hold, st.release = make(chan struct{}), make(chan struct{})
-	held := st.hold
-	read := make(chan error, 1)
-	go func() {
-		got, err := m.Get(ctx, s.ID) // reads the active record, then waits
-		if err == nil && got.State != StateActive {
-			err = errors.New("the held read saw " + got.State)
-		}
-		read <- err
-	}()
-	<-held
+	st, m, s := cacheFixture(t)
+	read := heldRead(st, m, s.ID) // reads the active record, then waits
 	if _, err := m.Delete(ctx, s.ID); err != nil {
 		t.Fatal(err)
 	}
@@ -146,26 +131,12 @@ func TestCacheNeverKeepsAReplacedRecord(t *testing.T) {
 // an execution would then find a deleted session active and start its runner.
 func TestCacheNeverKeepsARecordReadDuringAWrite(t *testing.T) {
 	ctx := context.Background()
-	st := &countingStore{Storage: memstore.New()}
-	s, err := newManager(t, st).Create(ctx, CreateRequest{Name: "a"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := newManager(t, st)
-	read := make(chan error, 1)
+	st, m, s := cacheFixture(t)
+	var read <-chan error
 	st.beforePut = func() {
 		// The delete has dropped the cache entry and is about to write: a read starts
 		// now, reads the active record, and is held until the delete has returned.
-		st.hold, st.release = make(chan struct{}), make(chan struct{})
-		held := st.hold
-		go func() {
-			got, err := m.Get(ctx, s.ID)
-			if err == nil && got.State != StateActive {
-				err = errors.New("the held read saw " + got.State)
-			}
-			read <- err
-		}()
-		<-held
+		read = heldRead(st, m, s.ID)
 	}
 	if _, err := m.Delete(ctx, s.ID); err != nil {
 		t.Fatal(err)
@@ -186,12 +157,7 @@ func TestCacheNeverKeepsARecordReadDuringAWrite(t *testing.T) {
 // stored deleted.
 func TestCacheNeverKeepsARecordReadDuringAFailedWrite(t *testing.T) {
 	ctx := context.Background()
-	st := &countingStore{Storage: memstore.New()}
-	s, err := newManager(t, st).Create(ctx, CreateRequest{Name: "a"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := newManager(t, st)
+	st, m, s := cacheFixture(t)
 	st.putErr = errors.New("storage unavailable after the write")
 	st.beforePut = func() {
 		// The delete has dropped the cache entry and is about to write: a read runs to
@@ -207,4 +173,34 @@ func TestCacheNeverKeepsARecordReadDuringAFailedWrite(t *testing.T) {
 	if _, err := m.Active(ctx, s.ID); !errors.Is(err, ErrDeleted) {
 		t.Fatalf("Active after a failed Delete that landed: %v, want ErrDeleted (the store's record)", err)
 	}
+}
+
+// cacheFixture returns a store holding an active session, written by another manager,
+// and a manager on that store whose cache is empty.
+func cacheFixture(t *testing.T) (*countingStore, *Manager, *Session) {
+	t.Helper()
+	st := &countingStore{Storage: memstore.New()}
+	s, err := newManager(t, st).Create(context.Background(), CreateRequest{Name: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st, newManager(t, st), s
+}
+
+// heldRead starts m.Get of session id and returns once it has read the store; the read
+// then waits until st.release is closed. Its outcome comes on the channel: nil if it saw
+// the session active.
+func heldRead(st *countingStore, m *Manager, id string) <-chan error {
+	st.hold, st.release = make(chan struct{}), make(chan struct{})
+	held := st.hold
+	read := make(chan error, 1)
+	go func() {
+		got, err := m.Get(context.Background(), id)
+		if err == nil && got.State != StateActive {
+			err = errors.New("the held read saw " + got.State)
+		}
+		read <- err
+	}()
+	<-held
+	return read
 }
