@@ -115,31 +115,7 @@ func TestCreateAllSameIDRace(t *testing.T) {
 // the flag its copy was replaced to show.
 func TestCopyToMergedOlderCopyLast(t *testing.T) {
 	ctx := context.Background()
-	base := memstore.New()
-	held, release := make(chan struct{}), make(chan struct{})
-	first := true
-	st := &batchHook{Storage: base, prefix: MergedNamespace(DefaultTenant), hook: func(string, []storage.Op) error {
-		if first {
-			first = false
-			close(held)
-			<-release
-		}
-		return nil
-	}}
-	a, b := newStore(t, st), newStore(t, base)
-	rec, err := b.Create(ctx, NewID(), TraceCustom, nil, "t")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := b.SetStatus(ctx, rec.ID, StatusMerged, "gov", "ok"); err != nil {
-		t.Fatal(err)
-	}
-	errA := make(chan error, 1)
-	go func() {
-		_, err := a.CopyToMerged(ctx, rec.ID)
-		errA <- err
-	}()
-	<-held
+	b, rec, release, errA := heldMergedCopy(t)
 	if _, err := b.AddFlag(ctx, rec.ID, Flag{Flag: governance.FlagAnomaly, Severity: 2}, "gov"); err != nil {
 		t.Fatal(err)
 	}
@@ -162,6 +138,34 @@ func TestCopyToMergedOlderCopyLast(t *testing.T) {
 // and its new status appended, as the API's withdrawal does), must not put the withdrawn
 // trace back into the shared record.
 func TestCopyToMergedAfterWithdrawal(t *testing.T) {
+	ctx := context.Background()
+	b, rec, release, errA := heldMergedCopy(t)
+	if err := b.RemoveFromMerged(ctx, rec.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := b.Apply(ctx, rec.ID, "api", Update{
+		Flags: []Flag{{Flag: governance.FlagUnsafe, Severity: 9}}, Status: StatusQuarantined, Reason: "withdrawn",
+	}); err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	if err := <-errA; err != nil {
+		t.Fatalf("the held copy: %v", err)
+	}
+	list, _, err := b.ListMerged(ctx, 0, "")
+	if err != nil || len(list) != 0 {
+		t.Fatalf("ListMerged = %+v, %v; want nothing: the trace was withdrawn", list, err)
+	}
+	if in, err := b.InMerged(ctx, rec.ID); err != nil || in {
+		t.Fatalf("InMerged = %v, %v; want false", in, err)
+	}
+}
+
+// heldMergedCopy merges a new trace through store b and starts copying it into the shared
+// record through a second store, whose write of the copy is held until release is closed;
+// it returns once that copy has taken its snapshot, with the channel of its outcome.
+func heldMergedCopy(t *testing.T) (b *Store, rec Record, release chan struct{}, copied <-chan error) {
+	t.Helper()
 	ctx := context.Background()
 	base := memstore.New()
 	held, release := make(chan struct{}), make(chan struct{})
@@ -188,23 +192,5 @@ func TestCopyToMergedAfterWithdrawal(t *testing.T) {
 		errA <- err
 	}()
 	<-held
-	if err := b.RemoveFromMerged(ctx, rec.ID); err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := b.Apply(ctx, rec.ID, "api", Update{
-		Flags: []Flag{{Flag: governance.FlagUnsafe, Severity: 9}}, Status: StatusQuarantined, Reason: "withdrawn",
-	}); err != nil {
-		t.Fatal(err)
-	}
-	close(release)
-	if err := <-errA; err != nil {
-		t.Fatalf("the held copy: %v", err)
-	}
-	list, _, err := b.ListMerged(ctx, 0, "")
-	if err != nil || len(list) != 0 {
-		t.Fatalf("ListMerged = %+v, %v; want nothing: the trace was withdrawn", list, err)
-	}
-	if in, err := b.InMerged(ctx, rec.ID); err != nil || in {
-		t.Fatalf("InMerged = %v, %v; want false", in, err)
-	}
+	return b, rec, release, errA
 }
