@@ -21,7 +21,6 @@ import (
 	"github.com/limitgraph/limit/host/plugins"
 	"github.com/limitgraph/limit/host/session"
 	"github.com/limitgraph/limit/host/trace"
-	"github.com/limitgraph/limit/internal/keyed"
 	"github.com/limitgraph/limit/sdk/storage"
 )
 
@@ -65,8 +64,6 @@ type Server struct {
 	stopping context.Context
 	stop     context.CancelFunc
 	metrics  *metrics
-	// merged serializes this process's flags of one merged trace (see flagMerged).
-	merged keyed.Mutex
 }
 
 // New returns the API server.

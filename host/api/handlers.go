@@ -722,27 +722,28 @@ func (s *Server) flag(w http.ResponseWriter, r *http.Request) {
 }
 
 // flagMerged flags a trace read as merged, and reports whether it still was: if not (a
-// concurrent flag withdrew it), it returns the trace as it is now, unflagged, for the
-// caller to flag as any other. The shared record must not hold what its policy would now
-// refuse: if the flag (with the trace's others) would have refused the merge, the trace
-// leaves the shared record and, in the same write as its flag, goes back to active, or to
-// quarantined if the flag's severity calls for it. Otherwise the shared copy is replaced
-// by one that shows the flag. The copy is removed before the trace's status changes, so a
-// crash in between leaves a merged trace missing from the shared record (flagging it
-// again finishes the job), never a withdrawn one listed there; and removed again after,
-// as a copy made in between (a refresh, or a merge completing what looked cut short) from
-// a snapshot of the still merged trace would put it back.
-//
-// The flags of one merged trace are serialized in this process, and each reads the trace
-// again once it holds the lock: the status change is unconditional, so of two withdrawals
-// that both read the trace merged, the second would otherwise move it again (reactivate a
-// trace the first quarantined) and count a second withdrawal.
+// concurrent flag, here or on another host, withdrew it), it returns the trace as it is
+// now, unflagged, for the caller to flag as any other. The shared record must not hold
+// what its policy would now refuse: if the flag (with the trace's others) would have
+// refused the merge, the trace leaves the shared record and, in the same write as its
+// flag, goes back to active, or to quarantined if the flag's severity calls for it.
+// Otherwise the shared copy is replaced by one that shows the flag. Both writes are made
+// only while the trace is merged (trace.Update.OnlyIfMerged), so of two withdrawals the
+// second neither moves the trace again (reactivating one the first quarantined) nor counts
+// a second withdrawal. The copy is removed before the trace's status changes, so a crash in
+// between leaves a merged trace missing from the shared record (flagging it again finishes
+// the job), never a withdrawn one listed there; and removed again after, as a copy made in
+// between (a refresh, or a merge completing what looked cut short) from a snapshot of the
+// still merged trace would put it back.
 func (s *Server) flagMerged(ctx context.Context, id string, f governance.Flag, pol governance.Policy) (trace.Record, bool, error) {
-	unlock := s.merged.Lock(id)
-	defer unlock()
 	rec, err := s.opts.Traces.Get(ctx, id)
 	if err != nil {
 		return trace.Record{}, false, err
+	}
+	// notMerged is the answer once a write met the trace withdrawn meanwhile.
+	notMerged := func() (trace.Record, bool, error) {
+		rec, err := s.opts.Traces.Get(ctx, id)
+		return rec, false, err
 	}
 	if rec.Status != trace.StatusMerged {
 		return rec, false, nil
@@ -752,7 +753,11 @@ func (s *Server) flagMerged(ctx context.Context, id string, f governance.Flag, p
 	flags := append(slices.Clone(rec.Flags), f)
 	reasons := pol.MergeRefusals(string(trace.StatusActive), flags, true, "")
 	if len(reasons) == 0 {
-		if _, err := s.opts.Traces.AddFlag(ctx, rec.ID, f, "api"); err != nil {
+		_, _, err := s.opts.Traces.Apply(ctx, rec.ID, "api", trace.Update{Flags: []governance.Flag{f}, OnlyIfMerged: true})
+		if errors.Is(err, trace.ErrNotMerged) {
+			return notMerged()
+		}
+		if err != nil {
 			return trace.Record{}, false, err
 		}
 		_ = s.opts.Stats.Record(sctx, rec.SessionID, governance.Delta{Flags: []governance.Flag{f}})
@@ -767,9 +772,13 @@ func (s *Server) flagMerged(ctx context.Context, id string, f governance.Flag, p
 		status = trace.StatusQuarantined
 	}
 	out, _, err := s.opts.Traces.Apply(ctx, rec.ID, "api", trace.Update{
-		Flags: []governance.Flag{f}, Status: status,
+		Flags: []governance.Flag{f}, Status: status, OnlyIfMerged: true,
 		Reason: "withdrawn from the shared record under policy " + pol.Name + ": " + strings.Join(reasons, "; "),
 	})
+	if errors.Is(err, trace.ErrNotMerged) {
+		// Withdrawn meanwhile: the copy is rightly gone.
+		return notMerged()
+	}
 	if err != nil {
 		// Put the copy back: the trace is still merged.
 		if _, cerr := s.opts.Traces.CopyToMerged(sctx, rec.ID); cerr != nil {

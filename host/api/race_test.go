@@ -239,6 +239,30 @@ func TestTwoWithdrawingFlags(t *testing.T) {
 	}
 }
 
+// TestTwoWithdrawingFlagsLate: as TestTwoWithdrawingFlags, but the other flag withdraws
+// the trace after this one has read it merged a second time and begun its withdrawal (as
+// a flag on another host would, where nothing in this process orders them): the status
+// change is made only while the trace is merged, so it does not reactivate the trace.
+func TestTwoWithdrawingFlagsLate(t *testing.T) {
+	f := newRaceFixture(t)
+	id := f.newTrace()
+	f.merge(id)
+	merged := trace.MergedNamespace(trace.DefaultTenant)
+	f.st.at(func(after bool, op, ns string, _ []byte) bool { return !after && op == "delete" && ns == merged }, func() {
+		if code, out := f.call(context.Background(), "POST", "/v1/governance/flag", f.flagBody(id, "malicious", 9)); code != 201 || out["status"] != "quarantined" {
+			t.Errorf("concurrent flag: %d %v", code, out)
+		}
+	})
+	code, out := f.call(context.Background(), "POST", "/v1/governance/flag", f.flagBody(id, "unsafe", 4))
+	if code != 201 || out["status"] != "quarantined" {
+		t.Fatalf("flag: %d %v", code, out)
+	}
+	f.check(id, trace.StatusQuarantined)
+	if st := f.sessionStats(); st.MergesWithdrawn != 1 || st.Quarantined != 1 {
+		t.Fatalf("stats: %+v", st)
+	}
+}
+
 // TestTwoQuarantiningFlags: two flags that each call for quarantine, on a trace both read
 // active, quarantine it once, and the stats say so.
 func TestTwoQuarantiningFlags(t *testing.T) {

@@ -38,6 +38,10 @@ type Update struct {
 	// UnlessMerged refuses the update with ErrFinal when the trace is merged (checked
 	// against the chain the update would extend, so a merge racing it is seen).
 	UnlessMerged bool
+	// OnlyIfMerged refuses the update with ErrNotMerged unless the trace is merged (checked
+	// the same way): a change of a merged trace (a flag refreshing its shared copy, or its
+	// withdrawal) that another host or request withdrew meanwhile is not made.
+	OnlyIfMerged bool
 }
 
 // reservedPrefixes are the key prefixes this package owns in a session namespace.
@@ -50,6 +54,7 @@ type change struct {
 	at           time.Time // zero: now
 	entries      []Entry   // Kind, Agent, canonical Data
 	unlessMerged bool
+	onlyIfMerged bool
 	flags        []json.RawMessage
 	status       Status
 	statusData   json.RawMessage
@@ -61,7 +66,7 @@ func (s *Store) prepare(agent string, u Update) (*change, error) {
 	if err := validateAgent(agent); err != nil {
 		return nil, err
 	}
-	c := &change{agent: agent, status: u.Status, unlessMerged: u.UnlessMerged}
+	c := &change{agent: agent, status: u.Status, unlessMerged: u.UnlessMerged, onlyIfMerged: u.OnlyIfMerged}
 	if !u.At.IsZero() {
 		c.at = u.At.UTC()
 	}
@@ -203,6 +208,9 @@ func (b *builder) add(kind, agent string, data json.RawMessage) error {
 func (b *builder) apply(c *change) error {
 	if c.unlessMerged && b.r.rec.Status == StatusMerged {
 		return fmt.Errorf("%w: trace %s is in the shared record as merged; flag it to withdraw it", ErrFinal, b.loc.traceID)
+	}
+	if c.onlyIfMerged && b.r.rec.Status != StatusMerged {
+		return fmt.Errorf("%w: trace %s is %s", ErrNotMerged, b.loc.traceID, b.r.rec.Status)
 	}
 	b.at = c.at
 	defer func() { b.at = time.Time{} }()

@@ -194,3 +194,27 @@ func heldMergedCopy(t *testing.T) (b *Store, rec Record, release chan struct{}, 
 	<-held
 	return b, rec, release, errA
 }
+
+// TestOnlyIfMerged: an update made only while the trace is merged is refused with
+// ErrNotMerged, writing nothing, once it is not; made while it is.
+func TestOnlyIfMerged(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t, memstore.New())
+	rec, err := s.Create(ctx, NewID(), TraceCustom, nil, "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := Update{Flags: []Flag{{Flag: governance.FlagAnomaly, Severity: 2}}, OnlyIfMerged: true}
+	if _, _, err := s.Apply(ctx, rec.ID, "api", u); !errors.Is(err, ErrNotMerged) {
+		t.Fatalf("on an active trace: %v, want ErrNotMerged", err)
+	}
+	if got, err := s.Get(ctx, rec.ID); err != nil || got.Length != rec.Length || len(got.Flags) != 0 {
+		t.Fatalf("after the refusal: %+v %v; want the trace unchanged", got, err)
+	}
+	if _, err := s.SetStatus(ctx, rec.ID, StatusMerged, "gov", "ok"); err != nil {
+		t.Fatal(err)
+	}
+	if got, _, err := s.Apply(ctx, rec.ID, "api", u); err != nil || len(got.Flags) != 1 || got.Status != StatusMerged {
+		t.Fatalf("on a merged trace: %+v %v", got, err)
+	}
+}

@@ -171,6 +171,9 @@ var (
 	// ErrFinal: the trace is merged, so its chain is final: it takes flags and a change of
 	// status (a withdrawal from the shared record), not other entries.
 	ErrFinal = errors.New("trace is merged: its chain is final")
+	// ErrNotMerged: an update asked to be made only while the trace is merged
+	// (Update.OnlyIfMerged), and it no longer is.
+	ErrNotMerged = errors.New("trace is not merged")
 )
 
 // Record is a trace as stored and as the API shows it.
