@@ -28,6 +28,10 @@ type Runners struct {
 	procs   map[runnerKey]*runnerEntry
 	crashes int
 	closed  bool
+	// stopping counts processes being stopped in the background (Retire, Died, a start
+	// that outlived its stop); Close waits for it to reach zero, signalled by stopped.
+	stopping int
+	stopped  *sync.Cond
 	// sandboxUIDs are the uid ranges the runners' processes said their sandboxed code
 	// runs as (capability "sandbox_uids:LOW-HIGH").
 	sandboxUIDs [][2]int
@@ -53,6 +57,7 @@ func NewRunners(specs map[string]Spec, logger hclog.Logger) *Runners {
 		logger = hclog.NewNullLogger()
 	}
 	r := &Runners{logger: logger, specs: specs, pools: map[string]*pool{}, procs: map[runnerKey]*runnerEntry{}}
+	r.stopped = sync.NewCond(&r.mu)
 	for name, spec := range specs {
 		if spec.Pool > 0 {
 			r.pools[name] = newPool(spec, spec.Pool, logger.With("pool", name))
@@ -107,10 +112,27 @@ func (h *Handle) Retire() {
 		return
 	}
 	delete(r.procs, h.key)
+	r.stopLocked(h.Process.Kill)
 	r.mu.Unlock()
 	r.logger.Warn("runner process failed an execution; stopping it, the session's next execution gets a fresh one",
 		"plugin", h.Process.Spec.ID(), "session", h.key.session, "pid", h.Process.PID)
-	go h.Process.Kill()
+}
+
+// stopLocked runs stop (which stops a process) on a goroutine of its own that Close
+// waits for, so no process outlives Close; r.mu is held.
+func (r *Runners) stopLocked(stop func()) {
+	r.stopping++
+	go func() {
+		defer func() {
+			r.mu.Lock()
+			r.stopping--
+			if r.stopping == 0 {
+				r.stopped.Broadcast()
+			}
+			r.mu.Unlock()
+		}()
+		stop()
+	}()
 }
 
 // Died marks a process that failed an execution and no longer answers as dead, so that
@@ -131,8 +153,8 @@ func (h *Handle) Died() {
 		return
 	}
 	e.dead = true
+	r.stopLocked(h.Process.Kill)
 	r.mu.Unlock()
-	go h.Process.Kill()
 }
 
 // Get returns the session's process for the named runner, starting and opening it if
@@ -315,11 +337,12 @@ func (r *Runners) Release(ctx context.Context, sessionID string) {
 		}
 	}
 	r.mu.Unlock()
-	stopAll(ctx, entries)
+	r.stopAll(ctx, entries)
 }
 
 // stopAll closes each process's session politely (briefly) and kills it, in parallel.
-func stopAll(ctx context.Context, entries []*runnerEntry) {
+// A process still starting when ctx ends is stopped once started, in the background.
+func (r *Runners) stopAll(ctx context.Context, entries []*runnerEntry) {
 	var wg sync.WaitGroup
 	for _, e := range entries {
 		wg.Add(1)
@@ -332,12 +355,14 @@ func stopAll(ctx context.Context, entries []*runnerEntry) {
 				case <-e.ready:
 				case <-ctx.Done():
 					// Still starting: stop it once it has started, without waiting.
-					go func() {
+					r.mu.Lock()
+					r.stopLocked(func() {
 						<-e.ready
 						if e.proc != nil {
 							e.proc.Kill()
 						}
-					}()
+					})
+					r.mu.Unlock()
 					return
 				}
 			}
@@ -409,7 +434,8 @@ func (r *Runners) Crashes() int {
 	return r.crashes
 }
 
-// Close stops every runner process, the pre-started ones too; later Get calls fail.
+// Close stops every runner process, the pre-started ones too, and returns once they are
+// all gone (those stopped in the background included); later Get calls fail.
 func (r *Runners) Close(ctx context.Context) {
 	r.mu.Lock()
 	r.closed = true
@@ -424,6 +450,11 @@ func (r *Runners) Close(ctx context.Context) {
 		wg.Add(1)
 		go func() { defer wg.Done(); pl.close() }()
 	}
-	stopAll(ctx, entries)
+	r.stopAll(ctx, entries)
 	wg.Wait()
+	r.mu.Lock()
+	for r.stopping > 0 {
+		r.stopped.Wait()
+	}
+	r.mu.Unlock()
 }
