@@ -493,6 +493,10 @@ func (s *Server) policyOf(ctx context.Context, sessionID string) (governance.Pol
 	return governance.Lookup(name)
 }
 
+// errMergeRefused stops a merge's status change when the record it would extend is one
+// the policy refuses to merge.
+var errMergeRefused = errors.New("merge refused")
+
 func (s *Server) merge(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	// What was written is counted even if the client went away meanwhile.
@@ -551,17 +555,34 @@ func (s *Server) merge(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	reasons := pol.MergeRefusals(string(rec.Status), rec.Flags, valid, why)
-	if len(reasons) > 0 {
+	refuse := func(reasons []string) {
 		note, _ := json.Marshal(map[string]any{"policy": pol.Name, "reasons": reasons})
 		_, _ = s.opts.Traces.Append(ctx, rec.ID, trace.Entry{Kind: "merge_refused", Agent: execution.Agent, Data: note})
 		_ = s.opts.Stats.Record(sctx, rec.SessionID, governance.Delta{MergeRefused: true})
 		writeProblem(w, r, http.StatusConflict, "merge refused under policy "+pol.Name+": "+strings.Join(reasons, "; "), map[string]any{
 			"trace_id": rec.ID, "policy": pol.Name, "reasons": reasons,
 		})
+	}
+	if reasons := pol.MergeRefusals(string(rec.Status), rec.Flags, valid, why); len(reasons) > 0 {
+		refuse(reasons)
 		return
 	}
-	if _, err := s.opts.Traces.SetStatus(ctx, rec.ID, trace.StatusMerged, execution.Agent, "merge allowed under policy "+pol.Name); err != nil {
+	// The decision is taken again on the record the status change extends: a flag or
+	// another merge may have landed since the read above (here or on another host).
+	var refused []string
+	check := func(cur trace.Record) error {
+		if refused = pol.MergeRefusals(string(cur.Status), cur.Flags, valid, why); len(refused) > 0 {
+			return errMergeRefused
+		}
+		return nil
+	}
+	if _, _, err := s.opts.Traces.Apply(ctx, rec.ID, execution.Agent, trace.Update{
+		Status: trace.StatusMerged, Reason: "merge allowed under policy " + pol.Name, Check: check,
+	}); err != nil {
+		if errors.Is(err, errMergeRefused) {
+			refuse(refused)
+			return
+		}
 		s.fail(w, r, err)
 		return
 	}

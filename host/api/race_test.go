@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http/httptest"
 	"strings"
 	"sync"
@@ -317,5 +318,43 @@ func TestStatsWhenClientLeaves(t *testing.T) {
 				t.Fatalf("merge not counted: %+v then %+v", before, after)
 			}
 		})
+	}
+}
+
+// TestMergeRacingFlag: a flag that lands between a merge's read of the trace and its
+// status change is seen by the merge: a flag the policy refuses merges for makes the
+// merge answer 409 naming it, and the trace stays out of the shared record. The merge
+// used to decide on the record it read and merge the flagged trace.
+func TestMergeRacingFlag(t *testing.T) {
+	f := newRaceFixture(t)
+	id := f.newTrace()
+	f.st.at(f.afterRead(id), func() {
+		if code, out := f.call(context.Background(), "POST", "/v1/governance/flag", f.flagBody(id, "jailbreak", 3)); code != 201 || out["status"] != "active" {
+			t.Errorf("concurrent flag: %d %v", code, out)
+		}
+	})
+	code, out := f.call(context.Background(), "POST", "/v1/traces/"+id+"/merge", "")
+	if code != 409 || !strings.Contains(fmt.Sprint(out["reasons"]), "jailbreak") {
+		t.Fatalf("merge: %d %v", code, out)
+	}
+	f.check(id, trace.StatusActive)
+	if st := f.sessionStats(); st.MergesAllowed != 0 || st.MergesRefused != 1 {
+		t.Fatalf("stats: %+v", st)
+	}
+}
+
+// TestTwoMergesRacing: of two merges that both read the trace active, one merges it and
+// the other answers 409 (already merged); the merge is counted once.
+func TestTwoMergesRacing(t *testing.T) {
+	f := newRaceFixture(t)
+	id := f.newTrace()
+	f.st.at(f.afterRead(id), func() { f.merge(id) })
+	code, out := f.call(context.Background(), "POST", "/v1/traces/"+id+"/merge", "")
+	if code != 409 {
+		t.Fatalf("second merge: %d %v", code, out)
+	}
+	f.check(id, trace.StatusMerged)
+	if st := f.sessionStats(); st.MergesAllowed != 1 {
+		t.Fatalf("stats: %+v", st)
 	}
 }

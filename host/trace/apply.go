@@ -42,6 +42,11 @@ type Update struct {
 	// the same way): a change of a merged trace (a flag refreshing its shared copy, or its
 	// withdrawal) that another host or request withdrew meanwhile is not made.
 	OnlyIfMerged bool
+	// Check, if set, is called with the record the update would extend, the newest this
+	// store knows (again after each race lost to another writer, on any host); an error
+	// from it refuses the update and is returned as it is. A decision taken on a record
+	// read earlier (a merge its flags allow) holds this way on the record it is made on.
+	Check func(Record) error
 }
 
 // reservedPrefixes are the key prefixes this package owns in a session namespace.
@@ -55,6 +60,7 @@ type change struct {
 	entries      []Entry   // Kind, Agent, canonical Data
 	unlessMerged bool
 	onlyIfMerged bool
+	check        func(Record) error
 	flags        []json.RawMessage
 	status       Status
 	statusData   json.RawMessage
@@ -66,7 +72,7 @@ func (s *Store) prepare(agent string, u Update) (*change, error) {
 	if err := validateAgent(agent); err != nil {
 		return nil, err
 	}
-	c := &change{agent: agent, status: u.Status, unlessMerged: u.UnlessMerged, onlyIfMerged: u.OnlyIfMerged}
+	c := &change{agent: agent, status: u.Status, unlessMerged: u.UnlessMerged, onlyIfMerged: u.OnlyIfMerged, check: u.Check}
 	if !u.At.IsZero() {
 		c.at = u.At.UTC()
 	}
@@ -211,6 +217,11 @@ func (b *builder) apply(c *change) error {
 	}
 	if c.onlyIfMerged && b.r.rec.Status != StatusMerged {
 		return fmt.Errorf("%w: trace %s is %s", ErrNotMerged, b.loc.traceID, b.r.rec.Status)
+	}
+	if c.check != nil {
+		if err := c.check(b.r.rec); err != nil {
+			return err
+		}
 	}
 	b.at = c.at
 	defer func() { b.at = time.Time{} }()

@@ -723,3 +723,36 @@ func TestAppendLosesRace(t *testing.T) {
 		t.Fatalf("Verify after a forged entry = %+v", v)
 	}
 }
+
+// TestCheckSeesTheRecordItExtends: an update's Check is called with the record the update
+// lands on: when another host flags the trace after this store read it, the check runs
+// again on the flagged record and can refuse the update.
+func TestCheckSeesTheRecordItExtends(t *testing.T) {
+	ctx := context.Background()
+	base := memstore.New()
+	other := newStore(t, base)
+	rec, err := other.Create(ctx, NewID(), TraceCustom, nil, "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &racer{Storage: base, before: func() {
+		if _, err := other.AddFlag(ctx, rec.ID, Flag{Flag: "jailbreak", Severity: 3, Reason: "r", RuleID: "x"}, "t"); err != nil {
+			t.Error(err)
+		}
+	}}
+	refuse := errors.New("flagged")
+	var seen []int
+	_, _, err = newStore(t, r).Apply(ctx, rec.ID, "t", Update{Status: StatusMerged, Reason: "ok", Check: func(cur Record) error {
+		seen = append(seen, len(cur.Flags))
+		if len(cur.Flags) > 0 {
+			return refuse
+		}
+		return nil
+	}})
+	if !errors.Is(err, refuse) || !slices.Equal(seen, []int{0, 1}) {
+		t.Fatalf("Apply = %v after checks of records with flags %v; want the refusal after [0 1]", err, seen)
+	}
+	if got, err := other.Get(ctx, rec.ID); err != nil || got.Status != StatusActive || len(got.Flags) != 1 {
+		t.Fatalf("trace after the refused update: %+v, %v", got, err)
+	}
+}
