@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/limitgraph/limit/host/plugins"
 	"github.com/limitgraph/limit/host/trace"
@@ -37,10 +38,10 @@ func (r *rule) runsAt(stage sdkgov.Stage) bool {
 
 // explain folds a finding's score, stage and location into the flag's reason, so that a
 // client that reads only the reason still sees why it was flagged and where (the flag's
-// Stage, Score and Location say the same for programs).
+// Stage, Score and Location say the same for programs). The rule's own words are clipped
+// (and made UTF-8) so that the whole fits the trace store's trace.MaxReasonSize.
 func explain(f sdkgov.Finding, stage sdkgov.Stage) string {
 	var b strings.Builder
-	b.WriteString(f.Reason)
 	fmt.Fprintf(&b, " [%s", stage)
 	if f.Score != 0 {
 		fmt.Fprintf(&b, ", score %.3g", f.Score)
@@ -57,19 +58,46 @@ func explain(f sdkgov.Finding, stage sdkgov.Stage) string {
 		}
 	}
 	b.WriteString("]")
-	return b.String()
+	return clipReason(f.Reason, trace.MaxReasonSize-b.Len()) + b.String()
 }
 
-// flagOf turns a rule's finding at stage into a flag raised at now. The stage, score and
-// location become the flag's structured fields, for clients that locate what was flagged;
-// the reason keeps its bracketed summary of them (explain) for those that only read text.
-// A score or location the trace store would refuse (not finite; offsets out of order or
-// beyond its bounds) is left out of the fields, not allowed to fail the whole write: the
-// reason still shows it.
-func flagOf(f sdkgov.Finding, stage sdkgov.Stage, now time.Time) Flag {
+// clipReason returns s as UTF-8 of at most n bytes, ending in "…" when shortened.
+func clipReason(s string, n int) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if len(s) <= n {
+		return s
+	}
+	i := max(n-len("…"), 0)
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i] + "…"
+}
+
+// validRuleID reports whether the trace store takes id as a flag's rule id: a name of at
+// most trace.MaxNameSize bytes of printable UTF-8.
+func validRuleID(id string) bool {
+	if id == "" || len(id) > trace.MaxNameSize || !utf8.ValidString(id) {
+		return false
+	}
+	return !strings.ContainsFunc(id, func(c rune) bool { return c < 0x20 || c == 0x7f })
+}
+
+// flagOf turns a finding of the rule plugin named plugin at stage into a flag raised at
+// now. The stage, score and location become the flag's structured fields, for clients that
+// locate what was flagged; the reason keeps its bracketed summary of them (explain) for
+// those that only read text. A score or location the trace store would refuse (not finite;
+// offsets out of order or beyond its bounds) is left out of the fields, not allowed to
+// fail the whole write: the reason still shows it. Likewise a reason too long is clipped,
+// and a rule id that is missing or that the store would refuse becomes the plugin's name,
+// so that the flag still says which rule raised it.
+func flagOf(plugin string, f sdkgov.Finding, stage sdkgov.Stage, now time.Time) Flag {
 	fl := Flag{
 		Flag: f.Flag, Severity: f.Severity, Reason: explain(f, stage), RuleID: f.RuleID,
 		AutoDetected: true, Timestamp: now,
+	}
+	if !validRuleID(fl.RuleID) {
+		fl.RuleID = plugin
 	}
 	switch stage {
 	case sdkgov.StagePre:
@@ -182,7 +210,7 @@ func (e *Evaluator) EvaluateScores(ctx context.Context, req sdkgov.EvaluateReque
 			}
 			answers[i].scores = ev.Scores
 			for _, f := range ev.Findings {
-				answers[i].flags = append(answers[i].flags, flagOf(f, req.Stage, now))
+				answers[i].flags = append(answers[i].flags, flagOf(r.name, f, req.Stage, now))
 			}
 		}()
 	}

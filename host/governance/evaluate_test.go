@@ -128,11 +128,53 @@ func TestFlagOf(t *testing.T) {
 		{"negative offset", sdkgov.Finding{Location: &sdkgov.Location{Start: -5, End: 3}}, sdkgov.StagePre, 0, nil},
 	} {
 		tc.f.Flag, tc.f.Severity, tc.f.RuleID, tc.f.Reason = sdkgov.FlagAnomaly, 2, "r", "why"
-		got := flagOf(tc.f, tc.stage, now)
+		got := flagOf("plugin", tc.f, tc.stage, now)
 		want := Flag{Flag: sdkgov.FlagAnomaly, Severity: 2, RuleID: "r", Reason: explain(tc.f, tc.stage), AutoDetected: true, Timestamp: now,
 			Stage: tc.stage.String(), Score: tc.score, Location: tc.loc}
 		if !reflect.DeepEqual(got, want) {
 			t.Errorf("%s: flagOf = %+v (location %+v), want %+v (location %+v)", tc.name, got, got.Location, want, want.Location)
+		}
+	}
+}
+
+// TestFlagOfStorable: a rule's reason too long for the trace store (or made so by the
+// bracketed summary), not UTF-8, or a rule id that is missing or not a name, still makes a
+// flag the trace store takes, with the rule named: the trace of the execution is written,
+// not refused with the whole write.
+func TestFlagOfStorable(t *testing.T) {
+	ctx := context.Background()
+	key, err := trace.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	traces, err := trace.New(memstore.New(), key, trace.Options{TempDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	for _, tc := range []struct {
+		name   string
+		reason string
+		ruleID string
+		want   string // the flag's rule id
+	}{
+		{"reason at the limit", strings.Repeat("r", trace.MaxReasonSize), "r1", "r1"},
+		{"huge reason", strings.Repeat("é", 1<<16), "r1", "r1"},
+		{"reason not UTF-8", "bad \xff\xfe byte", "r1", "r1"},
+		{"no rule id", "why", "", "keyword"},
+		{"rule id with a newline", "why", "a\nb", "keyword"},
+		{"rule id too long", "why", strings.Repeat("x", trace.MaxNameSize+1), "keyword"},
+	} {
+		f := flagOf("keyword", sdkgov.Finding{Flag: sdkgov.FlagUnsafe, Severity: 5, Score: 0.5, Reason: tc.reason, RuleID: tc.ruleID}, sdkgov.StagePost, now)
+		if f.RuleID != tc.want || len(f.Reason) > trace.MaxReasonSize || !strings.HasSuffix(f.Reason, "[post, score 0.5]") {
+			t.Errorf("%s: flag rule %q, reason of %d bytes ending %q", tc.name, f.RuleID, len(f.Reason), f.Reason[max(0, len(f.Reason)-40):])
+		}
+		rec, err := traces.Create(ctx, trace.NewID(), trace.TraceExecution, json.RawMessage(`{}`), "api")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := traces.AddFlag(ctx, rec.ID, f, "governance"); err != nil {
+			t.Errorf("%s: the trace store refuses the flag: %v", tc.name, err)
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"slices"
 	"strings"
@@ -247,5 +248,40 @@ func TestBadMetadataClipped(t *testing.T) {
 	}
 	if got := clip(strings.Repeat("é", 80)); len(got) > 103 || !strings.HasSuffix(got, "…") || !utf8.ValidString(got) {
 		t.Fatalf("clip: %q", got)
+	}
+}
+
+// TestFlooredMADExplained: against a baseline of identical values (MAD 0) the z-score is
+// taken on the metric's floor; the reason says so, so that its z-score can be checked from
+// what it shows (0.6745 × (200 − 100) / 5 = 13.5), not as if divided by zero.
+func TestFlooredMADExplained(t *testing.T) {
+	r := configured(t, `{"session_graph": false}`)
+	for i := 0; i < 20; i++ {
+		exec(t, r, "s", i, map[string]string{"duration_ms": "100"})
+	}
+	fs := exec(t, r, "s", 99, map[string]string{"duration_ms": "200"})
+	if len(fs) != 1 || fs[0].RuleID != "anomaly.duration" || math.Abs(fs[0].Score-13.49) > 0.01 {
+		t.Fatalf("findings %+v, want one anomaly.duration at z 13.5", fs)
+	}
+	if !strings.Contains(fs[0].Reason, "MAD 0, taken as 5 ms") || !strings.Contains(fs[0].Reason, "robust z-score 13.5") {
+		t.Errorf("reason %q does not show the MAD the z-score was taken on", fs[0].Reason)
+	}
+}
+
+// TestHugeFigures: figures near the largest float64 (a runner reporting nonsense) keep a
+// finite median and z-score: a tiny value against them is flagged with a finite score,
+// not lost in a NaN.
+func TestHugeFigures(t *testing.T) {
+	r := configured(t, `{"session_graph": false}`)
+	for i := 0; i < 10; i++ {
+		exec(t, r, "s", i, map[string]string{"output_bytes": "1.5e308"})
+	}
+	fs := exec(t, r, "s", 99, map[string]string{"output_bytes": "1"})
+	if len(fs) != 1 || math.IsNaN(fs[0].Score) || math.IsInf(fs[0].Score, 0) || fs[0].Score >= 0 ||
+		strings.Contains(fs[0].Reason, "NaN") || strings.Contains(fs[0].Reason, "Inf") {
+		t.Fatalf("findings %+v, want one finite negative z-score", fs)
+	}
+	if med := median([]float64{math.MaxFloat64, math.MaxFloat64}); med != math.MaxFloat64 {
+		t.Errorf("median of two MaxFloat64 = %v", med)
 	}
 }

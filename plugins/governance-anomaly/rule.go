@@ -386,10 +386,15 @@ func (r *rule) judgeStats(s *session, obs observation) []governance.Finding {
 				if z < 0 {
 					dir = "below"
 				}
+				spread := fmt.Sprintf("MAD %g", mad)
+				if mad < m.Floor {
+					// Say what the z-score was divided by, so that it can be checked.
+					spread = fmt.Sprintf("MAD %g, taken as %g %s, the least that counts,", mad, m.Floor, m.Unit)
+				}
 				out = append(out, governance.Finding{
 					Flag: governance.FlagAnomaly, Severity: severity(z), Score: z, RuleID: m.RuleID,
-					Reason: fmt.Sprintf("%s %g %s is far %s this session's median %g (MAD %g over the last %d executions): robust z-score %.1f, threshold %.1f",
-						m.Key, x, m.Unit, dir, med, mad, rg.len(), z, r.set.threshold),
+					Reason: fmt.Sprintf("%s %g %s is far %s this session's median %g (%s over the last %d executions): robust z-score %.1f, threshold %.1f",
+						m.Key, x, m.Unit, dir, med, spread, rg.len(), z, r.set.threshold),
 				})
 			}
 		}

@@ -49,7 +49,7 @@ func median(s []float64) float64 {
 	if n%2 == 1 {
 		return s[n/2]
 	}
-	return (s[n/2-1] + s[n/2]) / 2
+	return s[n/2-1] + (s[n/2]-s[n/2-1])/2 // not (a+b)/2, which overflows near MaxFloat64
 }
 
 // robustZ is the modified z-score of x against the values: 0.6745·(x−median)/MAD, with
