@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -24,7 +25,7 @@ import (
 
 // Client talks to one host.
 type Client struct {
-	// BaseURL is the host's address, e.g. http://127.0.0.1:8080.
+	// BaseURL is the host's address, e.g. http://127.0.0.1:8080 (a final slash is ignored).
 	BaseURL string
 	// HTTP is the HTTP client; http.DefaultClient when nil.
 	HTTP *http.Client
@@ -35,7 +36,8 @@ type Client struct {
 
 // New returns a client of the host at baseURL. Its HTTP client keeps up to
 // MaxIdleConnsPerHost connections to the host open for reuse (Go's default keeps two, so
-// a program making many concurrent calls would open and close a connection per call).
+// a program making many concurrent calls would open and close a connection per call). It
+// sets no overall timeout, as an execution may run long: bound each call with its context.
 func New(baseURL string) *Client {
 	return &Client{BaseURL: strings.TrimRight(baseURL, "/"), HTTP: &http.Client{Transport: newTransport()}}
 }
@@ -96,7 +98,7 @@ func (c *Client) newRequest(ctx context.Context, method, path string, body any) 
 		}
 		rd = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, c.BaseURL+path, rd)
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(c.BaseURL, "/")+path, rd)
 	if err != nil {
 		return nil, err
 	}
@@ -121,12 +123,21 @@ func readError(res *http.Response) error {
 	if s := res.Header.Get("Retry-After"); s != "" {
 		if n, err := strconv.Atoi(s); err == nil {
 			e.RetryAfter = time.Duration(n) * time.Second
+		} else if t, err := http.ParseTime(s); err == nil {
+			e.RetryAfter = max(time.Until(t), 0)
 		}
 	}
 	if e.Detail == "" && len(b) > 0 && !json.Valid(b) {
 		e.Detail = strings.TrimSpace(string(b))
 	}
 	return e
+}
+
+// closeBody reads what is left of a response body, up to 64 KiB, and closes it: read to
+// its end, the connection goes back to the pool for the next call.
+func closeBody(body io.ReadCloser) {
+	_, _ = io.Copy(io.Discard, io.LimitReader(body, 64<<10))
+	body.Close()
 }
 
 // do sends a JSON request and decodes a JSON answer into out (if not nil).
@@ -139,11 +150,7 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 	if err != nil {
 		return err
 	}
-	defer func() {
-		// Read to the end so the connection goes back to the pool for the next call.
-		_, _ = io.Copy(io.Discard, io.LimitReader(res.Body, 64<<10))
-		res.Body.Close()
-	}()
+	defer closeBody(res.Body)
 	if res.StatusCode >= 300 {
 		return readError(res)
 	}
@@ -194,7 +201,8 @@ type IsolationFeature struct {
 }
 
 // Health returns the host's health. A degraded host answers 503 with the same body,
-// which is returned with an *Error.
+// which is returned with an *Error; any other failure (a problem the API answered, or a
+// 503 without a health body) returns only an *Error.
 func (c *Client) Health(ctx context.Context) (*Health, error) {
 	req, err := c.newRequest(ctx, "GET", "/v1/health", nil)
 	if err != nil {
@@ -204,13 +212,17 @@ func (c *Client) Health(ctx context.Context) (*Health, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer res.Body.Close()
+	defer closeBody(res.Body)
+	ct, _, _ := mime.ParseMediaType(res.Header.Get("Content-Type"))
+	if res.StatusCode != http.StatusOK && (res.StatusCode != http.StatusServiceUnavailable || ct != "application/json") {
+		return nil, readError(res)
+	}
 	var h Health
 	if err := json.NewDecoder(res.Body).Decode(&h); err != nil {
 		return nil, fmt.Errorf("health: decode answer (HTTP %d): %w", res.StatusCode, err)
 	}
 	if res.StatusCode != http.StatusOK {
-		return &h, &Error{Status: res.StatusCode, Title: http.StatusText(res.StatusCode), Detail: "host is " + h.Status}
+		return &h, &Error{Status: res.StatusCode, Title: http.StatusText(res.StatusCode), Detail: "host is " + h.Status, RequestID: res.Header.Get("X-Request-Id")}
 	}
 	return &h, nil
 }
@@ -247,7 +259,8 @@ type Session struct {
 	Limits         Limits    `json:"limits"`
 	CreatedAt      time.Time `json:"created_at"`
 	State          string    `json:"state"`
-	// DeletedAt is when a deleted session was deleted (listed with include_deleted).
+	// DeletedAt is when a deleted session was deleted (GetSession and DeleteSession return
+	// it; ListSessions lists only sessions not deleted).
 	DeletedAt time.Time `json:"deleted_at,omitzero"`
 	// OwnerNode is the host node that runs the session's processes.
 	OwnerNode string `json:"owner_node"`
@@ -265,7 +278,7 @@ type SessionList struct {
 	NextToken string    `json:"next_token"`
 }
 
-// ListSessions returns one page of sessions.
+// ListSessions returns one page of the sessions not deleted.
 func (c *Client) ListSessions(ctx context.Context, perPage int, nextToken string) (*SessionList, error) {
 	q := url.Values{}
 	if perPage > 0 {
@@ -383,7 +396,9 @@ type Event struct {
 }
 
 // ExecuteStream runs an execution with server-sent events, calling onEvent for each piece
-// of output as it comes, and returns the final result.
+// of output as it comes, and returns the final result. onEvent runs on the caller's
+// goroutine and the stream is not read meanwhile: a host whose events wait unread for
+// some seconds counts the client as gone and ends the execution.
 func (c *Client) ExecuteStream(ctx context.Context, sessionID string, req ExecuteRequest, onEvent func(Event)) (*ExecutionResult, error) {
 	hreq, err := c.newRequest(ctx, "POST", "/v1/sessions/"+url.PathEscape(sessionID)+"/executions", req)
 	if err != nil {
@@ -400,6 +415,7 @@ func (c *Client) ExecuteStream(ctx context.Context, sessionID string, req Execut
 	}
 	sc := bufio.NewScanner(res.Body)
 	sc.Buffer(make([]byte, 64<<10), 64<<20)
+	sc.Split(sseLines())
 	var name string
 	var data bytes.Buffer
 	for sc.Scan() {
@@ -415,10 +431,13 @@ func (c *Client) ExecuteStream(ctx context.Context, sessionID string, req Execut
 				if err := json.Unmarshal(data.Bytes(), &r); err != nil {
 					return nil, fmt.Errorf("decode result event: %w", err)
 				}
+				// The stream ends with its result: read to its end, for the connection.
+				closeBody(res.Body)
 				return &r, nil
 			case "error":
-				e := &Error{Status: http.StatusInternalServerError, Title: "Execution failed"}
+				e := &Error{Status: http.StatusInternalServerError, Title: "Execution failed", RequestID: res.Header.Get("X-Request-Id")}
 				_ = json.Unmarshal(data.Bytes(), e)
+				closeBody(res.Body)
 				return nil, e
 			default:
 				var ev struct {
@@ -440,9 +459,43 @@ func (c *Client) ExecuteStream(ctx context.Context, sessionID string, req Execut
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("read event stream: %w", err)
 	}
 	return nil, errors.New("event stream ended without a result")
+}
+
+// sseLines returns a split function for bufio.Scanner that yields the lines of an event
+// stream, which end in CRLF, LF or CR alone. A line ending in CR is yielded at once; an
+// LF that comes next, in the same read or the next, is part of its line end.
+func sseLines() bufio.SplitFunc {
+	afterCR := false
+	return func(data []byte, atEOF bool) (int, []byte, error) {
+		if afterCR && len(data) > 0 {
+			afterCR = false
+			if data[0] == '\n' {
+				return 1, nil, nil
+			}
+		}
+		end := len(data)
+		if i := bytes.IndexByte(data, '\n'); i >= 0 {
+			end = i
+		}
+		if i := bytes.IndexByte(data[:end], '\r'); i >= 0 {
+			end = i
+		}
+		switch {
+		case end == len(data):
+			if atEOF && len(data) > 0 {
+				return len(data), data, nil
+			}
+			return 0, nil, nil
+		case data[end] == '\r' && end+1 == len(data):
+			afterCR = true
+		case data[end] == '\r' && data[end+1] == '\n':
+			return end + 2, data[:end], nil
+		}
+		return end + 1, data[:end], nil
+	}
 }
 
 // Trace is a trace record.
@@ -479,7 +532,8 @@ type TraceView struct {
 	Provenance []Entry `json:"provenance"`
 }
 
-// CreateTrace creates a trace in a session with arbitrary JSON data.
+// CreateTrace creates a trace in a session with data, which must encode as a JSON object
+// (a map or a struct; nil stands for {}): the host refuses any other JSON value.
 func (c *Client) CreateTrace(ctx context.Context, sessionID string, data any) (*Trace, error) {
 	var t Trace
 	return &t, c.do(ctx, "POST", "/v1/traces", map[string]any{"session_id": sessionID, "data": data}, &t)

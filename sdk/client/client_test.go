@@ -1,0 +1,298 @@
+package client
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"testing/iotest"
+	"time"
+)
+
+// problem answers as the API's writeProblem does.
+func problem(w http.ResponseWriter, r *http.Request, status int, detail string) {
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("X-Request-Id", "req-1")
+	w.WriteHeader(status)
+	io.WriteString(w, `{"detail":"`+detail+`","instance":"`+r.URL.Path+`","status":`+strconv.Itoa(status)+`,"title":"`+http.StatusText(status)+`","type":"about:blank"}`+"\n")
+}
+
+// TestHealthProblem: a health check the API refuses (a peer it does not serve, a panic)
+// is answered as a problem, which Health returns as an *Error with its status and detail,
+// not as an answer it cannot decode.
+func TestHealthProblem(t *testing.T) {
+	for _, status := range []int{http.StatusForbidden, http.StatusInternalServerError} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			problem(w, r, status, "connections from sandboxed code may not use the API")
+		}))
+		h, err := New(srv.URL).Health(context.Background())
+		srv.Close()
+		var e *Error
+		if !errors.As(err, &e) || e.Status != status || e.Detail != "connections from sandboxed code may not use the API" || e.RequestID != "req-1" {
+			t.Errorf("HTTP %d: health answered %+v, %v (%T)", status, h, err, err)
+		}
+		if h != nil {
+			t.Errorf("HTTP %d: health returned %+v with a problem", status, h)
+		}
+	}
+}
+
+// TestHealthDegraded: a degraded host's 503 comes back as its health and an *Error that
+// names the request.
+func TestHealthDegraded(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("X-Request-Id", "req-2")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		io.WriteString(w, `{"status":"degraded","version":"1","plugins":[{"name":"sqlite","healthy":false}]}`+"\n")
+	}))
+	defer srv.Close()
+	h, err := New(srv.URL).Health(context.Background())
+	var e *Error
+	if h == nil || h.Status != "degraded" || len(h.Plugins) != 1 || !errors.As(err, &e) || e.Status != 503 || e.RequestID != "req-2" {
+		t.Fatalf("health answered %+v, %v", h, err)
+	}
+}
+
+// countConns returns an unstarted test server of h and a count of the connections made
+// to it.
+func countConns(h http.HandlerFunc) (*httptest.Server, *atomic.Int32) {
+	var n atomic.Int32
+	srv := httptest.NewUnstartedServer(h)
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			n.Add(1)
+		}
+	}
+	srv.Start()
+	return srv, &n
+}
+
+// TestExecuteStreamReusesConnection: a stream read to its result leaves its connection
+// for the next call, though the response ends a moment after the result event (as the
+// API's does, once its handler returns).
+func TestExecuteStreamReusesConnection(t *testing.T) {
+	srv, conns := countConns(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.WriteHeader(http.StatusOK)
+		io.WriteString(w, "event: stdout\ndata: {\"data\":\"hi\"}\n\n")
+		w.(http.Flusher).Flush()
+		io.WriteString(w, "event: result\ndata: {\"status\":\"ok\"}\n\n")
+		w.(http.Flusher).Flush()
+		time.Sleep(20 * time.Millisecond)
+	})
+	defer srv.Close()
+	c := New(srv.URL)
+	for range 3 {
+		if _, err := c.ExecuteStream(context.Background(), "s1", ExecuteRequest{Runner: "echo"}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := conns.Load(); n != 1 {
+		t.Errorf("3 streamed executions used %d connections", n)
+	}
+}
+
+// TestHealthReusesConnection: a health answer too long for one write (chunked) is read to
+// its end, so that the next call reuses the connection.
+func TestHealthReusesConnection(t *testing.T) {
+	srv, conns := countConns(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"status":"ok","version":"1","plugins":[`)
+		w.(http.Flusher).Flush()
+		for i := range 200 {
+			if i > 0 {
+				io.WriteString(w, ",")
+			}
+			io.WriteString(w, `{"name":"p","kind":"runner","healthy":true}`)
+		}
+		io.WriteString(w, "]}\n")
+		w.(http.Flusher).Flush()
+		time.Sleep(20 * time.Millisecond)
+	})
+	defer srv.Close()
+	c := New(srv.URL)
+	for range 3 {
+		if _, err := c.Health(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := conns.Load(); n != 1 {
+		t.Errorf("3 health checks used %d connections", n)
+	}
+}
+
+// sseServer answers an execution with the given pieces of an event stream, each written
+// and flushed on its own.
+func sseServer(pieces ...string) *httptest.Server {
+	return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.Header().Set("X-Request-Id", "req-3")
+		w.WriteHeader(http.StatusOK)
+		for _, p := range pieces {
+			io.WriteString(w, p)
+			w.(http.Flusher).Flush()
+		}
+	}))
+}
+
+// TestExecuteStreamLegalSSE: every way of writing an event stream that the SSE standard
+// allows reads the same: CRLF, CR or LF line ends, comments, retry and id fields, fields
+// without a space after the colon, data over several lines, events split anywhere
+// between writes.
+func TestExecuteStreamLegalSSE(t *testing.T) {
+	const want = "hi|multi\nline|"
+	for name, pieces := range map[string][]string{
+		"lf":    {"event: stdout\ndata: {\"data\":\"hi\"}\n\nevent: stdout\ndata: {\"data\":\ndata: \"multi\\nline\"}\n\nevent: result\ndata: {\"status\":\"ok\"}\n\n"},
+		"crlf":  {"event: stdout\r\ndata: {\"data\":\"hi\"}\r\n\r\nevent: stdout\r\ndata: {\"data\":\r\ndata: \"multi\\nline\"}\r\n\r\nevent: result\r\ndata: {\"status\":\"ok\"}\r\n\r\n"},
+		"cr":    {"event: stdout\rdata: {\"data\":\"hi\"}\r\revent: stdout\rdata: {\"data\":\rdata: \"multi\\nline\"}\r\revent: result\rdata: {\"status\":\"ok\"}\r\r"},
+		"split": {"ev", "ent: std", "out\r", "\ndata:{\"data\":\"h", "i\"}\r", "\n\r", "\n: keep-alive\n\nretry: 3000\nid: 7\nevent:stdout\ndata:{\"data\":\ndata:\"multi\\nline\"}\n", "\n", "event: result\r", "data: {\"status\":\"ok\"}\r", "\r"},
+	} {
+		srv := sseServer(pieces...)
+		var got strings.Builder
+		res, err := New(srv.URL).ExecuteStream(context.Background(), "s1", ExecuteRequest{Runner: "echo"}, func(ev Event) {
+			if ev.Kind != "stdout" {
+				t.Errorf("%s: event %+v", name, ev)
+			}
+			got.WriteString(ev.Data + "|")
+		})
+		srv.Close()
+		if err != nil || res.Status != "ok" || got.String() != want {
+			t.Errorf("%s: events %q, result %+v, %v", name, got.String(), res, err)
+		}
+	}
+}
+
+// TestExecuteStreamErrorEvent: an execution that fails once its stream started comes
+// back as an *Error with the problem's detail and the request's id.
+func TestExecuteStreamErrorEvent(t *testing.T) {
+	srv := sseServer("event: stdout\ndata: {\"data\":\"x\"}\n\n",
+		"event: error\ndata: {\"detail\":\"runner process died\",\"title\":\"Execution failed\",\"type\":\"about:blank\"}\n\n")
+	defer srv.Close()
+	res, err := New(srv.URL).ExecuteStream(context.Background(), "s1", ExecuteRequest{Runner: "echo"}, nil)
+	var e *Error
+	if res != nil || !errors.As(err, &e) || e.Detail != "runner process died" || e.Title != "Execution failed" || e.RequestID != "req-3" {
+		t.Fatalf("got %+v, %v", res, err)
+	}
+}
+
+// TestExecuteStreamCancel: cancelling the context while the stream waits for output ends
+// the call with the context's error.
+func TestExecuteStreamCancel(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.WriteHeader(http.StatusOK)
+		io.WriteString(w, "event: stdout\ndata: {\"data\":\"x\"}\n\n")
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+	}))
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := New(srv.URL).ExecuteStream(ctx, "s1", ExecuteRequest{Runner: "echo"}, func(Event) { cancel() })
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("got %v", err)
+	}
+}
+
+// TestExecuteStreamEnds: a stream cut before its result is an error, not a result.
+func TestExecuteStreamEnds(t *testing.T) {
+	srv := sseServer("event: stdout\ndata: {\"data\":\"x\"}\n\n", "event: result\ndata: {\"status\":")
+	defer srv.Close()
+	res, err := New(srv.URL).ExecuteStream(context.Background(), "s1", ExecuteRequest{Runner: "echo"}, nil)
+	if res != nil || err == nil {
+		t.Fatalf("got %+v, %v", res, err)
+	}
+}
+
+// TestBaseURLTrailingSlash: a Client made without New, whose BaseURL ends in a slash,
+// still asks for the API's paths (not "//v1/...", which the API answers 404).
+func TestBaseURLTrailingSlash(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v1/provenance/key" {
+			problem(w, r, http.StatusNotFound, "no such route: "+r.Method+" "+r.URL.Path)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"public_key_pem":"k","fingerprint":"f"}`)
+	}))
+	defer srv.Close()
+	c := &Client{BaseURL: srv.URL + "/"}
+	if k, err := c.ProvenanceKey(context.Background()); err != nil || k.Fingerprint != "f" {
+		t.Fatalf("got %+v, %v", k, err)
+	}
+}
+
+// TestRetryAfter: Retry-After is read in both its forms, seconds and an HTTP date (as a
+// proxy in front of the host may send it).
+func TestRetryAfter(t *testing.T) {
+	for _, tc := range []struct {
+		header   string
+		min, max time.Duration
+	}{
+		{"5", 5 * time.Second, 5 * time.Second},
+		{time.Now().Add(30 * time.Second).UTC().Format(http.TimeFormat), 25 * time.Second, 31 * time.Second},
+		{time.Now().Add(-time.Minute).UTC().Format(http.TimeFormat), 0, 0},
+		{"soon", 0, 0},
+	} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Retry-After", tc.header)
+			problem(w, r, http.StatusServiceUnavailable, "storage unavailable")
+		}))
+		_, err := New(srv.URL).GovernanceStats(context.Background())
+		srv.Close()
+		var e *Error
+		if !errors.As(err, &e) || e.Status != 503 || e.RetryAfter < tc.min || e.RetryAfter > tc.max {
+			t.Errorf("Retry-After %q: got %v (%+v)", tc.header, err, e)
+		}
+	}
+}
+
+// TestExecuteStreamCut: a stream cut before its result (the host went away) says so, not
+// just "unexpected EOF".
+func TestExecuteStreamCut(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.WriteHeader(http.StatusOK)
+		io.WriteString(w, "event: stdout\ndata: {\"data\":\"x\"}\n\n")
+		w.(http.Flusher).Flush()
+		conn, _, err := http.NewResponseController(w).Hijack()
+		if err == nil {
+			conn.Close()
+		}
+	}))
+	defer srv.Close()
+	res, err := New(srv.URL).ExecuteStream(context.Background(), "s1", ExecuteRequest{Runner: "echo"}, nil)
+	if res != nil || err == nil || !errors.Is(err, io.ErrUnexpectedEOF) || !strings.Contains(err.Error(), "event stream") {
+		t.Fatalf("got %+v, %v", res, err)
+	}
+}
+
+// TestSSELines: lines end in CRLF, LF or CR alone, however the stream is cut into reads
+// (a CRLF split between two reads is one line end, not two).
+func TestSSELines(t *testing.T) {
+	const in = "a\r\nb\nc\rd\r\r\ne\n\n\rf"
+	want := []string{"a", "b", "c", "d", "", "e", "", "", "f"}
+	for name, r := range map[string]func() io.Reader{
+		"whole":    func() io.Reader { return strings.NewReader(in) },
+		"one byte": func() io.Reader { return iotest.OneByteReader(strings.NewReader(in)) },
+	} {
+		sc := bufio.NewScanner(r())
+		sc.Split(sseLines())
+		var got []string
+		for sc.Scan() {
+			got = append(got, sc.Text())
+		}
+		if sc.Err() != nil || !slices.Equal(got, want) {
+			t.Errorf("%s: lines %q, %v; want %q", name, got, sc.Err(), want)
+		}
+	}
+}
