@@ -100,7 +100,7 @@ func newStep(obs observation, md map[string]string, runner string) step {
 	if in, err := parseFigure(md["input_bytes"]); err == nil {
 		st.input = lg(in)
 	}
-	st.failed = obs.status != "" && obs.status != "ok" && obs.status != "success"
+	st.failed = obs.status != "" && obs.status != "ok" && obs.status != "success" && obs.status != statusCancelled
 	st.exhausted = obs.status == "timeout" || obs.status == "limit_exceeded"
 	if code, ok := md["exit_code"]; ok && !st.failed && strings.TrimSpace(code) != "" && strings.TrimSpace(code) != "0" {
 		st.failed = true

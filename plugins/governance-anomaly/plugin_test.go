@@ -285,3 +285,34 @@ func TestHugeFigures(t *testing.T) {
 		t.Errorf("median of two MaxFloat64 = %v", med)
 	}
 }
+
+// TestCancelledIsNotAFailure: an execution its client cancelled (a streaming client that
+// left) is not a failure of the session's code: it is not flagged for the error rate,
+// and neither its status nor its cut-short duration enters the baseline; its output is
+// still judged.
+func TestCancelledIsNotAFailure(t *testing.T) {
+	r := configured(t, `{"session_graph": false}`)
+	for i := 0; i < 30; i++ {
+		exec(t, r, "s", i, normal(i))
+	}
+	md := normal(30)
+	md["status"], md["duration_ms"] = "cancelled", "1"
+	if fs := exec(t, r, "s", 30, md); len(fs) != 0 {
+		t.Fatalf("a cancelled execution was flagged: %+v", fs)
+	}
+	md = normal(31)
+	md["status"], md["output_bytes"] = "cancelled", "90000000"
+	if fs := exec(t, r, "s", 31, md); len(fs) != 1 || fs[0].RuleID != "anomaly.output_size" {
+		t.Fatalf("a cancelled execution's huge output: %+v, want it flagged", fs)
+	}
+	// Cancellations leave no trace in the baseline: an ordinary execution after many of
+	// them is not flagged, and neither is a real failure judged against them.
+	for i := 32; i < 60; i++ {
+		md := normal(i)
+		md["status"], md["duration_ms"] = "cancelled", "2"
+		exec(t, r, "s", i, md)
+	}
+	if fs := exec(t, r, "s", 60, normal(60)); len(fs) != 0 {
+		t.Fatalf("an ordinary execution after cancellations: %+v", fs)
+	}
+}

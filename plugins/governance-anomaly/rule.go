@@ -49,6 +49,9 @@ var metrics = []metric{
 	{"tokens", "anomaly.tokens", 8, "tokens", "Token count far from the session's median (robust z-score on median and MAD)."},
 }
 
+// statusCancelled is the status of an execution cancelled before it ended.
+const statusCancelled = "cancelled"
+
 // ruleErrorRate is the rule id of error-rate findings.
 const ruleErrorRate = "anomaly.error_rate"
 
@@ -369,9 +372,14 @@ func (r *rule) judgeGraph(g *sessionGraph, set graphSettings, gen int) (*governa
 // them there. Callers hold r.mu.
 func (r *rule) judgeStats(s *session, obs observation) []governance.Finding {
 	var out []governance.Finding
+	// An execution cancelled (its client left, or the host stopped it) says nothing of the
+	// session's code: its figures are judged (a huge output still shows) but, cut short,
+	// do not enter the baseline; its duration is not judged; it is neither a failure nor
+	// a success.
+	cancelled := obs.status == statusCancelled
 	for _, m := range metrics {
 		x, ok := obs.values[m.Key]
-		if !ok {
+		if !ok || cancelled && m.Key == "duration_ms" {
 			continue
 		}
 		rg := s.metrics[m.Key]
@@ -398,9 +406,11 @@ func (r *rule) judgeStats(s *session, obs observation) []governance.Finding {
 				})
 			}
 		}
-		rg.add(x)
+		if !cancelled {
+			rg.add(x)
+		}
 	}
-	if obs.status != "" {
+	if obs.status != "" && !cancelled {
 		failed := obs.status != "ok" && obs.status != "success"
 		if failed && len(s.statuses) >= r.set.minSamples {
 			errs := 0
