@@ -54,6 +54,32 @@ func (s *Server) register() {
 	s.handle(route{Method: "GET", Path: "/governance/policies", Summary: "The policy presets", Tag: "governance", Response: map[string]governance.Policy{}, Legacy: true}, s.policies)
 }
 
+// problemEvent is the problem fail answers for err, as the error event of a stream that
+// has begun (whose own status was 200): its status says what the answer's would have
+// (a 503 to retry, a 507, a 500), and a Retry-After becomes retry_after, in seconds.
+func (s *Server) problemEvent(r *http.Request, err error) map[string]any {
+	rec := &problemRecorder{header: http.Header{}}
+	s.fail(rec, r, err)
+	var p map[string]any
+	if json.Unmarshal(rec.body.Bytes(), &p) != nil {
+		p = map[string]any{"type": "about:blank", "title": http.StatusText(http.StatusInternalServerError), "status": http.StatusInternalServerError, "detail": err.Error()}
+	}
+	if n, err := strconv.Atoi(rec.header.Get("Retry-After")); err == nil {
+		p["retry_after"] = n
+	}
+	return p
+}
+
+// problemRecorder keeps what fail writes.
+type problemRecorder struct {
+	header http.Header
+	body   bytes.Buffer
+}
+
+func (p *problemRecorder) Header() http.Header         { return p.header }
+func (p *problemRecorder) Write(b []byte) (int, error) { return p.body.Write(b) }
+func (p *problemRecorder) WriteHeader(int)             {}
+
 // fail maps an error to its problem response.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var (
@@ -314,7 +340,7 @@ func (s *Server) execute(w http.ResponseWriter, r *http.Request) {
 			s.fail(w, r, err)
 			return
 		}
-		sse.event("error", map[string]any{"type": "about:blank", "title": "Execution failed", "detail": err.Error()})
+		sse.event("error", s.problemEvent(r, err))
 		return
 	}
 	sse.event("result", res)

@@ -3,6 +3,8 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -10,6 +12,7 @@ import (
 
 	"github.com/limitgraph/limit/host/execution"
 	"github.com/limitgraph/limit/host/session"
+	"github.com/limitgraph/limit/sdk/storage"
 )
 
 // TestExecuteWhileStopping checks that an execution asked for once the host is shutting
@@ -40,5 +43,28 @@ func TestExecuteWhileStopping(t *testing.T) {
 				t.Fatalf("problem %s (%v)", rec.Body, err)
 			}
 		})
+	}
+}
+
+// TestStreamErrorEventStatus: a streamed execution that fails after its stream began ends
+// with an error event holding the problem the answer would have been, its status (503
+// with retry_after for a rule plugin that cannot answer, 507, 500) included; it used to
+// say nothing but the detail, so a client could not tell a failure to retry.
+func TestStreamErrorEventStatus(t *testing.T) {
+	s := New(Options{Sessions: new(session.Manager), Engine: &execution.Engine{}})
+	r := httptest.NewRequest("POST", "/v1/sessions/s1/executions", nil)
+	for _, tc := range []struct {
+		err    error
+		status float64
+		retry  bool
+	}{
+		{fmt.Errorf("post: %w", execution.ErrGovernanceUnavailable), 503, true},
+		{fmt.Errorf("record: %w", storage.ErrNoSpace), 507, false},
+		{errors.New("boom"), 500, false},
+	} {
+		p := s.problemEvent(r, tc.err)
+		if p["status"] != tc.status || p["detail"] == "" || p["title"] == "" || (p["retry_after"] != nil) != tc.retry {
+			t.Errorf("%v: error event %v", tc.err, p)
+		}
 	}
 }

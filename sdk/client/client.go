@@ -437,6 +437,14 @@ func (c *Client) ExecuteStream(ctx context.Context, sessionID string, req Execut
 			case "error":
 				e := &Error{Status: http.StatusInternalServerError, Title: "Execution failed", RequestID: res.Header.Get("X-Request-Id")}
 				_ = json.Unmarshal(data.Bytes(), e)
+				// The host sends the problem the answer would have been: its status, and
+				// retry_after (seconds) for a failure worth retrying.
+				var more struct {
+					RetryAfter int `json:"retry_after"`
+				}
+				if json.Unmarshal(data.Bytes(), &more) == nil && more.RetryAfter > 0 {
+					e.RetryAfter = time.Duration(more.RetryAfter) * time.Second
+				}
 				closeBody(res.Body)
 				return nil, e
 			default:

@@ -182,6 +182,15 @@ func TestExecuteStreamErrorEvent(t *testing.T) {
 	if res != nil || !errors.As(err, &e) || e.Detail != "runner process died" || e.Title != "Execution failed" || e.RequestID != "req-3" {
 		t.Fatalf("got %+v, %v", res, err)
 	}
+	// The host's error event carries the problem's status and, for a failure worth
+	// retrying, retry_after.
+	srv2 := sseServer("event: stdout\ndata: {\"data\":\"x\"}\n\n",
+		"event: error\ndata: {\"detail\":\"rule plugin unavailable\",\"title\":\"Service Unavailable\",\"status\":503,\"retry_after\":5}\n\n")
+	defer srv2.Close()
+	_, err = New(srv2.URL).ExecuteStream(context.Background(), "s1", ExecuteRequest{Runner: "echo"}, nil)
+	if !errors.As(err, &e) || e.Status != 503 || e.RetryAfter != 5*time.Second || StatusOf(err) != 503 {
+		t.Fatalf("got %v (%+v)", err, e)
+	}
 }
 
 // TestExecuteStreamCancel: cancelling the context while the stream waits for output ends
