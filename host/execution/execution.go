@@ -29,7 +29,7 @@ import (
 // Defaults of an execution.
 const (
 	DefaultTimeout = 60 * time.Second
-	MaxTimeout     = time.Hour
+	MaxTimeout     = session.MaxTimeoutMS * time.Millisecond
 	// MaxKeptOutput bounds the stdout and stderr kept in the answer and the trace; the
 	// runner's max_output_bytes bounds what it produces, this bounds what the host holds.
 	MaxKeptOutput = 4 << 20
@@ -152,8 +152,16 @@ type Engine struct {
 // runner's own (runnerDefault: what the runner said it applies when its session opened,
 // capped at MaxTimeout; 0 when it did not say), else DefaultTimeout.
 func Timeout(s *session.Session, req Request, runnerDefault time.Duration) (time.Duration, error) {
+	// Compared in milliseconds, before a time.Duration could overflow into a negative one.
+	maxMS := uint64(MaxTimeout.Milliseconds())
+	if req.TimeoutMS > maxMS {
+		return 0, fmt.Errorf("%w: timeout_ms %d exceeds the limit of %d", ErrInvalid, req.TimeoutMS, maxMS)
+	}
 	d := time.Duration(req.TimeoutMS) * time.Millisecond
 	if d == 0 {
+		if s.Limits.TimeoutMS > maxMS {
+			return 0, fmt.Errorf("%w: the session's limits.timeout_ms %d exceeds the limit of %d: give timeout_ms", ErrInvalid, s.Limits.TimeoutMS, maxMS)
+		}
 		d = time.Duration(s.Limits.TimeoutMS) * time.Millisecond
 	}
 	if d == 0 {
@@ -161,9 +169,6 @@ func Timeout(s *session.Session, req Request, runnerDefault time.Duration) (time
 	}
 	if d <= 0 {
 		d = DefaultTimeout
-	}
-	if d > MaxTimeout {
-		return 0, fmt.Errorf("%w: timeout_ms %d exceeds the limit of %d", ErrInvalid, req.TimeoutMS, MaxTimeout.Milliseconds())
 	}
 	return d, nil
 }

@@ -2,6 +2,8 @@ package execution
 
 import (
 	"errors"
+	"math"
+	"strings"
 	"testing"
 	"time"
 
@@ -33,5 +35,22 @@ func TestTimeoutPrecedence(t *testing.T) {
 	}
 	if _, err := Timeout(plain, Request{TimeoutMS: uint64(2 * MaxTimeout / time.Millisecond)}, 0); !errors.Is(err, ErrInvalid) {
 		t.Errorf("a request over MaxTimeout: %v, want ErrInvalid", err)
+	}
+}
+
+// TestTimeoutOverflow: a timeout_ms too large for a time.Duration is refused like any
+// other over MaxTimeout, not wrapped into a negative duration that fell back to the
+// host's default; a session whose limit is over MaxTimeout is named as the culprit.
+func TestTimeoutOverflow(t *testing.T) {
+	plain := &session.Session{}
+	for _, ms := range []uint64{math.MaxUint64, math.MaxInt64, 9223372036855} {
+		if d, err := Timeout(plain, Request{TimeoutMS: ms}, 30*time.Second); !errors.Is(err, ErrInvalid) {
+			t.Errorf("timeout_ms %d: %v, %v; want ErrInvalid", ms, d, err)
+		}
+	}
+	over := &session.Session{Limits: session.Limits{TimeoutMS: math.MaxUint64}}
+	d, err := Timeout(over, Request{}, 30*time.Second)
+	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "limits.timeout_ms") {
+		t.Errorf("a session's timeout_ms over MaxTimeout: %v, %v; want ErrInvalid naming limits.timeout_ms", d, err)
 	}
 }

@@ -37,6 +37,9 @@ const (
 	DefaultMaxConcurrency = 4
 	MaxMaxConcurrency     = 1024
 	MaxNameLength         = 128
+	// MaxTimeoutMS bounds limits.timeout_ms, as it bounds an execution request's
+	// timeout_ms: an hour.
+	MaxTimeoutMS = 60 * 60 * 1000
 )
 
 // Errors the API maps to statuses.
@@ -212,6 +215,9 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (*Session, erro
 			return nil, invalidf("max_concurrency must be between 1 and %d, got %d", MaxMaxConcurrency, *req.MaxConcurrency)
 		}
 		s.MaxConcurrency = *req.MaxConcurrency
+	}
+	if s.Limits.TimeoutMS > MaxTimeoutMS {
+		return nil, invalidf("limits.timeout_ms %d exceeds the limit of %d", s.Limits.TimeoutMS, MaxTimeoutMS)
 	}
 	if s.Policy == "" {
 		s.Policy = m.opts.DefaultPolicy

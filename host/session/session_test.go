@@ -3,6 +3,7 @@ package session
 import (
 	"context"
 	"errors"
+	"math"
 	"sync/atomic"
 	"testing"
 
@@ -203,4 +204,19 @@ func heldRead(st *countingStore, m *Manager, id string) <-chan error {
 	}()
 	<-held
 	return read
+}
+
+// TestCreateRefusesTimeoutOverMax: a session's limits.timeout_ms is bounded like a
+// request's (an hour); one above was stored, and every execution of the session that
+// named no timeout then failed.
+func TestCreateRefusesTimeoutOverMax(t *testing.T) {
+	m := newManager(t, memstore.New())
+	for _, ms := range []uint64{MaxTimeoutMS + 1, math.MaxUint64} {
+		if s, err := m.Create(context.Background(), CreateRequest{Limits: Limits{TimeoutMS: ms}}); !errors.Is(err, ErrInvalid) {
+			t.Errorf("limits.timeout_ms %d: %+v, %v; want ErrInvalid", ms, s, err)
+		}
+	}
+	if _, err := m.Create(context.Background(), CreateRequest{Limits: Limits{TimeoutMS: MaxTimeoutMS}}); err != nil {
+		t.Errorf("limits.timeout_ms %d (an hour): %v", uint64(MaxTimeoutMS), err)
+	}
 }
