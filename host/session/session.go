@@ -45,7 +45,7 @@ const (
 // Errors the API maps to statuses.
 var (
 	ErrNotFound = errors.New("session not found")
-	ErrInvalid  = errors.New("invalid session request")
+	ErrInvalid  = errors.New("invalid request")
 	ErrDeleted  = errors.New("session is deleted")
 	// ErrBusy means every execution slot of the session stayed taken until the request's
 	// deadline.
