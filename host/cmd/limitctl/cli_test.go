@@ -368,3 +368,19 @@ func TestVersionJSON(t *testing.T) {
 		t.Errorf("version extra: exit %d %q", code, stderr)
 	}
 }
+
+// TestSessionsListAllStopsOnARepeatedToken: `sessions list --all` against a host that
+// answers the same page token again stops with an error instead of looping forever.
+func TestSessionsListAllStopsOnARepeatedToken(t *testing.T) {
+	calls := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls++
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"sessions":[{"id":"s%d","name":"x","state":"active"}],"next_token":"same"}`, calls)
+	}))
+	defer srv.Close()
+	code, _, stderr := limitctl(t, "-addr", srv.URL, "sessions", "list", "--all")
+	if code != 1 || !strings.Contains(stderr, `page token "same" again`) || calls != 2 {
+		t.Fatalf("exit %d after %d calls: %s", code, calls, stderr)
+	}
+}

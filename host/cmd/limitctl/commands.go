@@ -318,6 +318,9 @@ func (x *cli) sessions(ctx context.Context, sub string, args []string) error {
 				return err
 			}
 			ss = append(ss, l.Sessions...)
+			if *all && l.NextToken != "" && l.NextToken == *token {
+				return fmt.Errorf("sessions list --all: the host answered page token %q again; stopped after %d sessions", *token, len(ss))
+			}
 			*token = l.NextToken
 			if !*all || l.NextToken == "" {
 				break
