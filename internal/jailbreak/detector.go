@@ -93,7 +93,15 @@ func (r Result) Flagged() bool { return len(r.Findings) > 0 }
 // Scan normalises text, runs the phrase rules on it and on its leetspeak-folded and
 // ROT13 views, decodes embedded payloads and scans them too, and scores the text with
 // the model over windows. Each finding says which rule fired, where and why.
-func (d *Detector) Scan(text string) Result {
+func (d *Detector) Scan(text string) Result { return d.scan(text, true) }
+
+// ScanRules is Scan without the model's verdict on the text itself, for content the model
+// does not know: it was trained on prompts, and what it says of code or of what a program
+// printed means nothing. Phrase rules, hidden text and decoded payloads (scored by the
+// model too: they are text someone encoded) are reported as by Scan.
+func (d *Detector) ScanRules(text string) Result { return d.scan(text, false) }
+
+func (d *Detector) scan(text string, model bool) Result {
 	var res Result
 	n := Normalize(text)
 	seen := map[string]bool{}
@@ -141,6 +149,10 @@ func (d *Detector) Scan(text string) Result {
 		d.scanPayload(p, text, 0, add)
 	}
 
+	if !model {
+		sort.SliceStable(res.Findings, func(i, j int) bool { return res.Findings[i].Severity > res.Findings[j].Severity })
+		return res
+	}
 	ms, sc := d.model.score(n.Text)
 	defer scratchPool.Put(sc)
 	res.ModelScore = ms

@@ -12,6 +12,8 @@ import (
 	"math"
 	"strings"
 	"sync"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Preset names, from the fewest findings to the most.
@@ -169,10 +171,17 @@ type scratch struct {
 	off   []int32   // token k's hashes are flat[off[k]:off[k+1]]
 	runes []int
 	sum   []float64 // prefix sums of weights per token
+	lets  []int32   // lets[k] counts the tokens before k that hold a letter (MinLetters models)
 	ctx   []float64 // prefix sums of the opening features (Context models)
 	ctxHs []uint32  // a Context model's window features with the opening's, to explain
 	ctxWs []float32 // their weights
 	tab   sumTable  // feature sums of an explanation
+	// A window's feature counts, for MaxRepeat and MinLetters models: slot j holds
+	// feature keys[j], seen times[j] times, when stamp[j] == gen (see cappedSum).
+	stamp []uint32
+	keys  []uint32
+	times []uint8
+	gen   uint32
 }
 
 var scratchPool = sync.Pool{New: func() any { return &scratch{} }}
@@ -236,16 +245,37 @@ func (m *Model) score(t string) (WindowScore, *scratch) {
 		s.ctx = append(s.ctx, s.ctx[k]+float64(m.W[s.flat[s.off[k]]&mask]))
 	}
 	best := WindowScore{Prob: -1}
+	minLetters := m.Meta.Train.MinLetters
+	if minLetters > 0 {
+		s.lets = append(s.lets[:0], 0)
+		for _, tk := range s.toks {
+			l := s.lets[len(s.lets)-1]
+			if hasLetter(t[tk.start:tk.end]) {
+				l++
+			}
+			s.lets = append(s.lets, l)
+		}
+	}
+	repeat := m.Meta.Train.MaxRepeat
 	forWindows(n, m.Meta.Window, m.Meta.Stride, func(a, b int) {
 		best.Windows++
 		cnt := s.off[b] - s.off[a]
 		if cnt == 0 {
 			return
 		}
-		sum := s.sum[b] - s.sum[a]
-		if c := min(a, nctx); c > 0 {
-			sum += s.ctx[c]
-			cnt += int32(c)
+		// A window mostly of numbers and symbols is judged on its words alone.
+		words := minLetters > 0 && float64(s.lets[b]-s.lets[a]) < minLetters*float64(b-a)
+		var sum float64
+		if repeat > 0 || words {
+			if sum, cnt = s.cappedSum(mask, repeat, words, a, b, min(a, nctx)); cnt == 0 {
+				return
+			}
+		} else {
+			sum = s.sum[b] - s.sum[a]
+			if c := min(a, nctx); c > 0 {
+				sum += s.ctx[c]
+				cnt += int32(c)
+			}
 		}
 		z := float64(m.Meta.Bias) + sum/math.Sqrt(float64(max(cnt, int32(m.Meta.Train.MinNorm))))
 		if p := sigmoid(z); p > best.Prob {
@@ -256,6 +286,77 @@ func (m *Model) score(t string) (WindowScore, *scratch) {
 		best.Prob = 0
 	}
 	return best, s
+}
+
+// hasLetter reports whether the token w holds a letter.
+func hasLetter(w string) bool {
+	for i := 0; i < len(w); i++ {
+		if c := w[i]; c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' {
+			return true
+		} else if c >= utf8.RuneSelf {
+			for _, r := range w[i:] {
+				if unicode.IsLetter(r) {
+					return true
+				}
+			}
+			return false
+		}
+	}
+	return false
+}
+
+// cappedSum returns the summed weight and the number of the features of tokens [a, b)
+// and of the opening features of the first c tokens, each feature counted at most repeat
+// times (all of them when repeat is 0), and when words is set, only those of tokens that
+// hold a letter (s.lets).
+func (s *scratch) cappedSum(mask uint32, repeat int, words bool, a, b, c int) (float64, int32) {
+	// The window's features are counted in a small open-addressing table, sized to them
+	// (a table over every feature hash would not stay in cache) and emptied by a new
+	// generation rather than cleared.
+	size := 64
+	for size < 2*(int(s.off[b]-s.off[a])+c) {
+		size <<= 1
+	}
+	if size > len(s.stamp) {
+		s.stamp, s.keys, s.times, s.gen = make([]uint32, size), make([]uint32, size), make([]uint8, size), 0
+	}
+	s.gen++
+	if s.gen == 0 { // wrapped: forget every mark
+		clear(s.stamp)
+		s.gen = 1
+	}
+	tmask := uint32(size - 1)
+	var sum float64
+	var cnt int32
+	count := func(i int32) {
+		h := s.flat[i] & mask
+		j := (h * 2654435761) & tmask
+		for s.stamp[j] == s.gen && s.keys[j] != h {
+			j = (j + 1) & tmask
+		}
+		if s.stamp[j] != s.gen {
+			s.stamp[j], s.keys[j], s.times[j] = s.gen, h, 0
+		}
+		if repeat == 0 || int(s.times[j]) < repeat {
+			s.times[j] = min(s.times[j]+1, 255)
+			sum += float64(s.wts[i])
+			cnt++
+		}
+	}
+	token := func(k int) bool { return !words || s.lets[k+1] > s.lets[k] }
+	for k := a; k < b; k++ {
+		if token(k) {
+			for i := s.off[k]; i < s.off[k+1]; i++ {
+				count(i)
+			}
+		}
+	}
+	for k := 0; k < c; k++ {
+		if token(k) {
+			count(s.off[k])
+		}
+	}
+	return sum, cnt
 }
 
 // forWindows calls f with the token ranges [a, b) of the windows over n tokens: one
@@ -302,29 +403,48 @@ func (m *Model) Explain(t string, start, end, k int) []Contribution {
 
 // explain finds the top k features of tokens [a, b) of the scored text in s.
 func (m *Model) explain(s *scratch, t string, a, b, k int) []Contribution {
-	hs, ws := s.flat[s.off[a]:s.off[b]], s.wts[s.off[a]:s.off[b]]
-	if len(hs) == 0 {
-		return nil
-	}
 	// A Context model's window also holds the text's opening features.
 	nctx := 0
 	if m.Meta.Train.Context {
 		nctx = min(a, m.Meta.Train.StartTokens)
 	}
-	if nctx > 0 {
-		s.ctxHs = append(s.ctxHs[:0], hs...)
-		s.ctxWs = append(s.ctxWs[:0], ws...)
-		for k := 0; k < nctx; k++ {
-			s.ctxHs = append(s.ctxHs, s.flat[s.off[k]])
-			s.ctxWs = append(s.ctxWs, s.wts[s.off[k]])
+	// The features the window was scored on: those of its words alone when it is mostly
+	// numbers and symbols (MinLetters), then the opening's.
+	minLetters, repeat := m.Meta.Train.MinLetters, m.Meta.Train.MaxRepeat
+	words := minLetters > 0 && float64(s.lets[b]-s.lets[a]) < minLetters*float64(b-a)
+	keep := func(k int) bool { return !words || s.lets[k+1] > s.lets[k] }
+	hs, ws := s.ctxHs[:0], s.ctxWs[:0]
+	for i := a; i < b; i++ {
+		if keep(i) {
+			hs = append(hs, s.flat[s.off[i]:s.off[i+1]]...)
+			ws = append(ws, s.wts[s.off[i]:s.off[i+1]]...)
 		}
-		hs, ws = s.ctxHs, s.ctxWs
+	}
+	for i := 0; i < nctx; i++ {
+		if keep(i) {
+			hs = append(hs, s.flat[s.off[i]])
+			ws = append(ws, s.wts[s.off[i]])
+		}
+	}
+	s.ctxHs, s.ctxWs = hs, ws
+	if len(hs) == 0 {
+		return nil
 	}
 	// Each feature hash's summed weight, in an open-addressing table (much cheaper than
 	// a map here); names are made only for the winners.
 	tab := s.tab.reset(len(hs))
-	for i, h := range hs {
-		tab.add(h, float64(ws[i]))
+	n := len(hs)
+	if repeat > 0 || words {
+		// Each feature at most repeat times, as the window was scored.
+		for i, h := range hs {
+			tab.addCapped(h, float64(ws[i]), repeat)
+		}
+		_, cnt := s.cappedSum(uint32(len(m.W)-1), repeat, words, a, b, nctx)
+		n = int(cnt)
+	} else {
+		for i, h := range hs {
+			tab.add(h, float64(ws[i]))
+		}
 	}
 	type hw struct {
 		h uint32
@@ -374,7 +494,7 @@ func (m *Model) explain(s *scratch, t string, a, b, k int) []Contribution {
 			}
 		}
 	}
-	norm := 1 / math.Sqrt(float64(max(len(hs), m.Meta.Train.MinNorm)))
+	norm := 1 / math.Sqrt(float64(max(n, m.Meta.Train.MinNorm)))
 	out := make([]Contribution, 0, len(top))
 	for _, x := range top {
 		out = append(out, Contribution{Feature: names[x.h], Weight: x.w * norm})
@@ -388,6 +508,7 @@ type sumTable struct {
 	keys  []uint32
 	vals  []float64
 	used  []bool
+	cnts  []uint8  // additions per slot, for addCapped
 	slots []uint32 // used slots, in insertion order
 	mask  uint32
 }
@@ -403,10 +524,27 @@ func (t *sumTable) reset(n int) *sumTable {
 		size <<= 1
 	}
 	if size > len(t.keys) {
-		t.keys, t.vals, t.used = make([]uint32, size), make([]float64, size), make([]bool, size)
+		t.keys, t.vals, t.used, t.cnts = make([]uint32, size), make([]float64, size), make([]bool, size), make([]uint8, size)
 	}
 	t.mask = uint32(len(t.keys) - 1)
 	return t
+}
+
+// addCapped adds v to k's value unless k was added max times already (its count kept
+// in cnts); max 0 means no bound.
+func (t *sumTable) addCapped(k uint32, v float64, max int) {
+	i := (k * 2654435761) & t.mask
+	for t.used[i] && t.keys[i] != k {
+		i = (i + 1) & t.mask
+	}
+	if !t.used[i] {
+		t.used[i], t.keys[i], t.cnts[i] = true, k, 0
+		t.slots = append(t.slots, i)
+	}
+	if max == 0 || int(t.cnts[i]) < max {
+		t.cnts[i] = min(t.cnts[i]+1, 255)
+		t.vals[i] += v
+	}
 }
 
 func (t *sumTable) add(k uint32, v float64) {

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 )
 
@@ -145,6 +146,17 @@ type TrainConfig struct {
 	// Average returns the average of the weights over the steps of the second half of
 	// the epochs (averaged SGD) rather than the last weights.
 	Average bool `json:"average,omitempty"`
+	// MaxRepeat counts each feature at most MaxRepeat times per window (0: no bound; 1:
+	// a window is the set of its features), so repeating something (a line of "=", a
+	// list of zeros, a sentence printed a hundred times) cannot multiply its weight:
+	// a window's logit grows at most √MaxRepeat-fold with repetition.
+	MaxRepeat int `json:"max_repeat,omitempty"`
+	// MinLetters is the least share of a window's tokens that must hold a letter for the
+	// model to read the whole window: the model knows prompts, written in words, and what
+	// it would say of numbers and symbols (a table, a list of zeros, a progress bar)
+	// means nothing. A window below it is read as its words alone, so that padding with
+	// numbers hides no words from the model.
+	MinLetters float64 `json:"min_letters,omitempty"`
 }
 
 // DefaultTrainConfig is what `make train-jailbreak` uses. It was chosen by the
@@ -152,7 +164,7 @@ type TrainConfig struct {
 // (`go run ./internal/cmd/train-jailbreak -tune`); the held-out split is never looked at.
 func DefaultTrainConfig() TrainConfig {
 	return TrainConfig{Bits: 18, Window: 256, Stride: 128, Epochs: 20, Seed: 20261201, LR: 0.1, L2: 1e-5, Folds: 5,
-		StartTokens: 8, Context: true}
+		StartTokens: 8, Context: true, MaxRepeat: 3, MinLetters: 0.5}
 }
 
 // sample is one training window: its feature hashes (with repeats), label and weight.
@@ -193,18 +205,53 @@ func samples(ex []Example, cfg TrainConfig) []sample {
 		} else if cfg.BenignWeight > 0 {
 			dw = cfg.BenignWeight
 		}
+		letter := make([]bool, len(toks))
+		for k, tk := range toks {
+			letter[k] = cfg.MinLetters > 0 && hasLetter(t[tk.start:tk.end])
+		}
 		for _, w := range wins {
+			// A window mostly of numbers and symbols is its words alone (see MinLetters).
+			words := 0
+			for k := w[0]; k < w[1]; k++ {
+				if letter[k] {
+					words++
+				}
+			}
+			onlyWords := cfg.MinLetters > 0 && float64(words) < cfg.MinLetters*float64(w[1]-w[0])
 			var hs []uint32
 			for k := w[0]; k < w[1]; k++ {
-				hs = append(hs, per[k]...)
+				if !onlyWords || letter[k] {
+					hs = append(hs, per[k]...)
+				}
 			}
 			if cfg.Context {
 				for k := 0; k < min(w[0], cfg.StartTokens); k++ {
-					hs = append(hs, per[k][0])
+					if !onlyWords || letter[k] {
+						hs = append(hs, per[k][0])
+					}
 				}
+			}
+			if cfg.MaxRepeat > 0 {
+				hs = capRepeats(hs, cfg.MaxRepeat)
+			}
+			if len(hs) == 0 {
+				continue
 			}
 			out = append(out, sample{hs: hs, y: y, weight: dw / float64(len(wins)), doc: di})
 		}
+	}
+	return out
+}
+
+// capRepeats keeps at most max of each hash in hs (in sorted order).
+func capRepeats(hs []uint32, max int) []uint32 {
+	slices.Sort(hs)
+	out := hs[:0]
+	for i, h := range hs {
+		if i >= max && hs[i-max] == h {
+			continue
+		}
+		out = append(out, h)
 	}
 	return out
 }

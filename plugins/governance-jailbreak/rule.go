@@ -21,13 +21,23 @@ type rawConfig struct {
 	Preset *string `json:"preset"`
 	// Threshold, when set, replaces the preset's model threshold.
 	Threshold *float64 `json:"threshold"`
+	// ModelContentTypes are the content types the model scores (see defaultModelTypes).
+	ModelContentTypes *[]string `json:"model_content_types"`
 }
+
+// defaultModelTypes are the content types the model scores by default: text a person
+// writes to a model. It was trained on prompts; code (a Python runner's input,
+// "code/python") and what a program printed ("text/output") are read by the phrase rules
+// and decoders only, since the model's score of them means nothing (a class definition or
+// an `ls -l` listing scored as a jailbreak). Content without a type is scored.
+var defaultModelTypes = []string{"text/plain", "text/prompt"}
 
 // rule is the plugin. Its detector is swapped atomically by Configure, so evaluations in
 // flight finish with the configuration they started with.
 type rule struct {
-	det    atomic.Pointer[jailbreak.Detector]
-	preset atomic.Pointer[string]
+	det        atomic.Pointer[jailbreak.Detector]
+	preset     atomic.Pointer[string]
+	modelTypes atomic.Pointer[[]string]
 }
 
 func newRule() *rule { return &rule{} }
@@ -51,6 +61,10 @@ func (r *rule) ConfigSchema() base.Schema {
 		{
 			Name: "threshold", Type: "number",
 			Description: "Model probability (between 0 and 1, exclusive) at or above which a text is flagged; replaces the preset's threshold when set.",
+		},
+		{
+			Name: "model_content_types", Type: "list(string)", Default: defaultModelTypes,
+			Description: "Content types the trained model scores (the text a person writes to a model); other content (code/python, a program's text/output) gets the phrase rules and decoders only. Content without a type is scored.",
 		},
 	}}
 }
@@ -80,6 +94,15 @@ func (r *rule) Configure(_ context.Context, req base.ConfigureRequest) base.Diag
 			ds = append(ds, base.Errorf([]string{"threshold"}, "threshold must be between 0 and 1 (exclusive), got %v", threshold))
 		}
 	}
+	types := defaultModelTypes
+	if raw.ModelContentTypes != nil {
+		types = *raw.ModelContentTypes
+		for i, t := range types {
+			if t != strings.TrimSpace(t) || t == "" || strings.ContainsAny(t, ";, ") {
+				ds = append(ds, base.Errorf([]string{"model_content_types"}, "content type %d, %q, is not a media type such as \"text/plain\"", i+1, t))
+			}
+		}
+	}
 	if ds.HasErrors() {
 		return ds
 	}
@@ -96,6 +119,7 @@ func (r *rule) Configure(_ context.Context, req base.ConfigureRequest) base.Diag
 	}
 	r.det.Store(d)
 	r.preset.Store(&preset)
+	r.modelTypes.Store(&types)
 	return ds
 }
 
@@ -164,7 +188,13 @@ func (r *rule) EvaluateScores(ctx context.Context, req governance.EvaluateReques
 			return governance.Evaluation{}, fmt.Errorf("metadata %s: %w", governance.MetaPreset, err)
 		}
 	}
-	res := d.Scan(req.Content)
+	var res jailbreak.Result
+	scored := r.modelScores(req.ContentType)
+	if scored {
+		res = d.Scan(req.Content)
+	} else {
+		res = d.ScanRules(req.Content)
+	}
 	out := make([]governance.Finding, 0, len(res.Findings))
 	for _, f := range res.Findings {
 		out = append(out, governance.Finding{
@@ -173,7 +203,31 @@ func (r *rule) EvaluateScores(ctx context.Context, req governance.EvaluateReques
 			Location: &governance.Location{Line: f.Line, Column: column(req.Content, f.Start), Start: f.Start, End: f.End},
 		})
 	}
-	return governance.Evaluation{Findings: out, Scores: map[string]float64{jailbreak.RuleModel: res.ModelScore.Prob}}, nil
+	ev := governance.Evaluation{Findings: out}
+	if scored {
+		ev.Scores = map[string]float64{jailbreak.RuleModel: res.ModelScore.Prob}
+	}
+	return ev, nil
+}
+
+// modelScores reports whether the model scores content of type ct (its media type,
+// parameters aside): when ct is empty or one of model_content_types.
+func (r *rule) modelScores(ct string) bool {
+	ct, _, _ = strings.Cut(ct, ";")
+	ct = strings.ToLower(strings.TrimSpace(ct))
+	if ct == "" {
+		return true
+	}
+	types := defaultModelTypes
+	if p := r.modelTypes.Load(); p != nil {
+		types = *p
+	}
+	for _, t := range types {
+		if strings.EqualFold(t, ct) {
+			return true
+		}
+	}
+	return false
 }
 
 // column returns the 1-based byte column of offset off in s.

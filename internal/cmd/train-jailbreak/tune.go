@@ -61,7 +61,7 @@ func tune(train []jailbreak.Example, sweep []jailbreak.TrainConfig) {
 				benign = append(benign, s)
 			}
 		}
-		line := fmt.Sprintf("bits=%d window=%d stride=%d epochs=%d lr=%g l2=%g symbols=%v min_norm=%d mil=%v trigrams=%v start=%d context=%v skip=%d benign_weight=%g average=%v: auc=%.4f", cfg.Bits, cfg.Window, cfg.Stride, cfg.Epochs, cfg.LR, cfg.L2, !cfg.NoSymbols, cfg.MinNorm, cfg.MIL, cfg.Trigrams, cfg.StartTokens, cfg.Context, cfg.SkipGrams, cfg.BenignWeight, cfg.Average, jailbreak.ROCAUC(oof, pos))
+		line := fmt.Sprintf("bits=%d window=%d stride=%d epochs=%d lr=%g l2=%g symbols=%v min_norm=%d mil=%v trigrams=%v start=%d context=%v skip=%d benign_weight=%g average=%v max_repeat=%d min_letters=%g: auc=%.4f", cfg.Bits, cfg.Window, cfg.Stride, cfg.Epochs, cfg.LR, cfg.L2, !cfg.NoSymbols, cfg.MinNorm, cfg.MIL, cfg.Trigrams, cfg.StartTokens, cfg.Context, cfg.SkipGrams, cfg.BenignWeight, cfg.Average, cfg.MaxRepeat, cfg.MinLetters, jailbreak.ROCAUC(oof, pos))
 		for _, fpr := range []float64{0.01, 0.001} {
 			t := jailbreak.ThresholdAtFPR(benign, fpr)
 			var c jailbreak.Confusion
