@@ -94,7 +94,7 @@ func (x *cli) parse(fs *flag.FlagSet, args []string) ([]string, error) {
 	fs.SetOutput(io.Discard)
 	out := fs.String("o", "", "output: table or json")
 	addr := fs.String("addr", "", "daemon `URL` (http://HOST:PORT, https://..., or HOST:PORT); overrides -addr before the command and LIMIT_ADDR")
-	tokenFile := fs.String("token-file", "", "`FILE` holding the API token; overrides -token-file before the command and LIMIT_TOKEN_FILE (LIMIT_TOKEN wins over both)")
+	tokenFile := fs.String("token-file", "", "`FILE` holding the API token; overrides -token-file before the command, LIMIT_TOKEN and LIMIT_TOKEN_FILE")
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
@@ -123,7 +123,7 @@ func (x *cli) parse(fs *flag.FlagSet, args []string) ([]string, error) {
 		case "addr":
 			x.daemon.addr, x.daemon.addrFlag = *addr, true
 		case "token-file":
-			x.daemon.tokenFile = *tokenFile
+			x.daemon.tokenFile, x.daemon.tokenFileFlag = *tokenFile, true
 		}
 	})
 	if x.offline {

@@ -63,8 +63,8 @@ func writeTokenFile(t *testing.T, name, content string) string {
 
 // TestGlobalFlagsAfterTheCommand checks that -addr and -token-file work after the command
 // as before it, in both the "-flag value" and "-flag=value" forms, that given after the
-// command they win over the same flag before it and over LIMIT_ADDR and LIMIT_TOKEN_FILE,
-// and that LIMIT_TOKEN still wins over any token file.
+// command they win over the same flag before it and over LIMIT_ADDR, LIMIT_TOKEN and
+// LIMIT_TOKEN_FILE, and that LIMIT_TOKEN wins over LIMIT_TOKEN_FILE.
 func TestGlobalFlagsAfterTheCommand(t *testing.T) {
 	const tokA = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-after"
 	const tokB = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb-before"
@@ -86,7 +86,9 @@ func TestGlobalFlagsAfterTheCommand(t *testing.T) {
 		{"--token-file after", nil, []string{"-addr", a.srv.URL, "sessions", "list", "--token-file", fileA}, "Bearer " + tokA, "-", false},
 		{"token file after wins", nil, []string{"-addr", a.srv.URL, "-token-file", fileB, "sessions", "list", "-token-file", fileA}, "Bearer " + tokA, "-", false},
 		{"token file after wins over env", map[string]string{"LIMIT_TOKEN_FILE": fileB}, []string{"-addr", a.srv.URL, "sessions", "list", "-token-file", fileA}, "Bearer " + tokA, "-", false},
-		{"LIMIT_TOKEN wins over token file after", map[string]string{"LIMIT_TOKEN": "token-from-the-environment"}, []string{"-addr", a.srv.URL, "sessions", "list", "-token-file", fileA}, "Bearer token-from-the-environment", "-", false},
+		{"token file after wins over LIMIT_TOKEN", map[string]string{"LIMIT_TOKEN": "token-from-the-environment"}, []string{"-addr", a.srv.URL, "sessions", "list", "-token-file", fileA}, "Bearer " + tokA, "-", false},
+		{"token file before wins over LIMIT_TOKEN", map[string]string{"LIMIT_TOKEN": "token-from-the-environment"}, []string{"-addr", a.srv.URL, "-token-file", fileB, "sessions", "list"}, "Bearer " + tokB, "-", false},
+		{"LIMIT_TOKEN wins over LIMIT_TOKEN_FILE", map[string]string{"LIMIT_TOKEN": "token-from-the-environment", "LIMIT_TOKEN_FILE": fileA}, []string{"-addr", a.srv.URL, "sessions", "list"}, "Bearer token-from-the-environment", "-", false},
 		{"addr after", nil, []string{"sessions", "list", "-addr", a.srv.URL}, "", "-", false},
 		{"addr= after", nil, []string{"sessions", "list", "-addr=" + a.srv.URL}, "", "-", false},
 		{"addr after wins", nil, []string{"-addr", b.srv.URL, "sessions", "list", "-addr", a.srv.URL}, "", "-", false},

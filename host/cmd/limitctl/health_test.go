@@ -90,8 +90,8 @@ func TestOutputFlagBeforeOrAfterTheCommand(t *testing.T) {
 	}
 }
 
-// TestToken: limitctl sends LIMIT_TOKEN, else the token in -token-file (or
-// LIMIT_TOKEN_FILE), as a bearer token, never as part of the address it prints.
+// TestToken: limitctl sends the token in -token-file, else LIMIT_TOKEN, else the token in
+// LIMIT_TOKEN_FILE, as a bearer token, never as part of the address it prints.
 func TestToken(t *testing.T) {
 	const tok = "0123456789abcdef0123456789abcdef"
 	var got []string
@@ -126,8 +126,11 @@ func TestToken(t *testing.T) {
 		t.Fatalf("LIMIT_TOKEN_FILE: exit %d %s, Authorization %q", code, e, got)
 	}
 	t.Setenv("LIMIT_TOKEN", "other-token-from-the-environment")
-	if code, e := runArgs("-token-file", file, "sessions", "list"); code != 0 || got[len(got)-1] != "Bearer other-token-from-the-environment" {
-		t.Fatalf("LIMIT_TOKEN: exit %d %s, Authorization %q", code, e, got)
+	if code, e := runArgs("sessions", "list"); code != 0 || got[len(got)-1] != "Bearer other-token-from-the-environment" {
+		t.Fatalf("LIMIT_TOKEN over LIMIT_TOKEN_FILE: exit %d %s, Authorization %q", code, e, got)
+	}
+	if code, e := runArgs("-token-file", file, "sessions", "list"); code != 0 || got[len(got)-1] != "Bearer "+tok {
+		t.Fatalf("-token-file over LIMIT_TOKEN: exit %d %s, Authorization %q", code, e, got)
 	}
 	t.Setenv("LIMIT_TOKEN", "")
 	if code, e := runArgs("-token-file", filepath.Join(t.TempDir(), "missing"), "sessions", "list"); code != 2 || !strings.Contains(e, "cannot read the API token") {

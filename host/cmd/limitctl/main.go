@@ -56,9 +56,9 @@ before the command or, in those that read the API, anywhere after it (limitctl s
 list -token-file F -o json); given after it, a flag wins over the same flag before it.
 
 The daemon's address comes from -addr, else LIMIT_ADDR, else http://127.0.0.1:8080; a bare
-HOST:PORT means http://HOST:PORT. A daemon with api.token_file wants a token: LIMIT_TOKEN,
-else the first token in -token-file FILE or LIMIT_TOKEN_FILE. limitctl help, -h or COMMAND
---help prints this.
+HOST:PORT means http://HOST:PORT. A daemon with api.token_file wants a token: the first in
+-token-file FILE, else LIMIT_TOKEN, else the first in LIMIT_TOKEN_FILE (a flag wins over
+the environment, as -addr does). limitctl help, -h or COMMAND --help prints this.
 `
 
 func main() {
@@ -95,7 +95,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	// The API commands find the daemon from these, or from -addr and -token-file after the
 	// command, which win (see cli.parse).
 	d := daemonFlags{addr: *addr, tokenFile: *tokenFile}
-	fs.Visit(func(f *flag.Flag) { d.addrFlag = d.addrFlag || f.Name == "addr" })
+	fs.Visit(func(f *flag.Flag) {
+		d.addrFlag = d.addrFlag || f.Name == "addr"
+		d.tokenFileFlag = d.tokenFileFlag || f.Name == "token-file"
+	})
 	switch rest[0] {
 	case "help":
 		fmt.Fprint(stdout, usage)
@@ -144,6 +147,8 @@ type daemonFlags struct {
 	addr      string // -addr, else LIMIT_ADDR, else defaultAddr
 	addrFlag  bool   // addr came from -addr, not LIMIT_ADDR
 	tokenFile string // -token-file, else LIMIT_TOKEN_FILE
+	// tokenFileFlag: tokenFile came from -token-file, which wins over LIMIT_TOKEN.
+	tokenFileFlag bool
 }
 
 // url returns the daemon's base URL carrying the API token (see apiToken) as its password,
@@ -157,7 +162,7 @@ func (d daemonFlags) url() (*url.URL, error) {
 		}
 		return nil, &setupError{fmt.Sprintf("%s %q is not a daemon address: %v; want http://HOST:PORT, https://HOST:PORT or HOST:PORT", from, d.addr, err)}
 	}
-	tok, err := apiToken(d.tokenFile)
+	tok, err := apiToken(d.tokenFile, d.tokenFileFlag)
 	if err != nil {
 		return nil, &setupError{err.Error()}
 	}
@@ -444,8 +449,8 @@ func contains(list []string, s string) bool {
 
 // apiToken returns the API token: LIMIT_TOKEN, else the first line of file that is not
 // blank or a # comment, else "".
-func apiToken(file string) (string, error) {
-	if tok := strings.TrimSpace(os.Getenv("LIMIT_TOKEN")); tok != "" {
+func apiToken(file string, fromFlag bool) (string, error) {
+	if tok := strings.TrimSpace(os.Getenv("LIMIT_TOKEN")); tok != "" && !fromFlag {
 		return tok, nil
 	}
 	if file == "" {
