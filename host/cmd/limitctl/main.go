@@ -447,8 +447,9 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-// apiToken returns the API token: LIMIT_TOKEN, else the first line of file that is not
-// blank or a # comment, else "".
+// apiToken returns the API token: the first line of file that is not blank or a #
+// comment when file came from -token-file (fromFlag), else LIMIT_TOKEN, else that line of
+// file (LIMIT_TOKEN_FILE), else "".
 func apiToken(file string, fromFlag bool) (string, error) {
 	if tok := strings.TrimSpace(os.Getenv("LIMIT_TOKEN")); tok != "" && !fromFlag {
 		return tok, nil
