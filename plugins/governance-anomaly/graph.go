@@ -423,7 +423,12 @@ func (gs *graphSet) judge(g *sessionGraph, set graphSettings) (*governance.Findi
 		return nil, nil
 	}
 	g.flagged = true
-	typical := math.Exp(med) - graphEpsilon
+	typical := max(math.Exp(med)-graphEpsilon, 0) // not -5e-18 when every score was 0
+	spread := fmt.Sprintf("MAD %.2f", mad)
+	if mad < graphMinMAD {
+		// Say what the z-score was divided by, so that it can be checked.
+		spread = fmt.Sprintf("MAD %.2f, taken as %g, the least that counts,", mad, graphMinMAD)
+	}
 	names := make([]string, len(near))
 	for i, nb := range near {
 		names[i] = fmt.Sprintf("%s at %.3g", nb.session, nb.dist)
@@ -431,9 +436,9 @@ func (gs *graphSet) judge(g *sessionGraph, set graphSettings) (*governance.Findi
 	return &governance.Finding{
 		Flag: governance.FlagAnomaly, Severity: severity(z), Score: z, RuleID: ruleSessionGraph,
 		Reason: fmt.Sprintf("the graph of this session's last %d executions is at mean FGW distance %.3g from its %d nearest of %d earlier sessions (%s); "+
-			"earlier sessions were at a median %.3g from theirs, this one %.1f times as far on ln(%g+distance) (MAD %.2f over %d sessions): robust z-score %.1f, threshold %.1f",
+			"earlier sessions were at a median %.3g from theirs, this one %.1f times as far on ln(%g+distance) (%s over %d sessions): robust z-score %.1f, threshold %.1f",
 			g.nodes(), g.score, len(near), others, strings.Join(names, ", "),
-			typical, (graphEpsilon+g.score)/math.Exp(med), graphEpsilon, mad, n, z, set.threshold),
+			typical, (graphEpsilon+g.score)/math.Exp(med), graphEpsilon, spread, n, z, set.threshold),
 	}, nil
 }
 

@@ -389,3 +389,26 @@ func TestSessionGraphFalsePositives(t *testing.T) {
 		t.Log(line)
 	}
 }
+
+// TestSessionGraphFlooredMADExplained: earlier sessions that all behaved alike (a user's
+// notebooks of print calls) have scores whose MAD is below its floor, 0.2; the reason of a
+// finding then says the z-score was divided by the floor, so that it can be checked from
+// what it shows, as the per-execution findings do (found by a user journey: "MAD 0.18"
+// with a z-score taken on 0.2), and their typical distance, 0 but for rounding, is not
+// shown negative.
+func TestSessionGraphFlooredMADExplained(t *testing.T) {
+	r := configured(t, `{}`)
+	for s := 0; s < 8; s++ {
+		runSession(t, r, fmt.Sprintf("alike-%d", s), 16, ordinary(1), 1)
+	}
+	fs := runSession(t, r, "odd", 16, unusual["long outputs"], 1)
+	if len(fs) != 1 {
+		t.Fatalf("unusual session after alike ones: %+v, want one finding", fs)
+	}
+	if !strings.Contains(fs[0].Reason, fmt.Sprintf("taken as %g", graphMinMAD)) {
+		t.Errorf("reason %q does not show the MAD the z-score was taken on", fs[0].Reason)
+	}
+	if strings.Contains(fs[0].Reason, "median -") {
+		t.Errorf("reason %q shows a negative typical distance", fs[0].Reason)
+	}
+}

@@ -316,3 +316,28 @@ func TestCancelledIsNotAFailure(t *testing.T) {
 		t.Fatalf("an ordinary execution after cancellations: %+v", fs)
 	}
 }
+
+// TestOutlierSeverityBelowQuarantine: in a session of sub-millisecond, few-byte
+// executions (a notebook of print calls), a benign 2 s computation or a 285 kB print
+// is an outlier by hundreds or thousands of floored MADs. It is flagged, but below
+// severity 8, the default policy's quarantine level: the default policy lets anomaly
+// flags merge, and a statistical outlier is a reason to look, not evidence of harm
+// (found by a user journey: every slow or long-printing execution was quarantined).
+func TestOutlierSeverityBelowQuarantine(t *testing.T) {
+	r := configured(t, `{"session_graph": false}`)
+	for i := 0; i < 23; i++ {
+		exec(t, r, "s", i, map[string]string{"duration_ms": fmt.Sprint(i % 2), "output_bytes": fmt.Sprint(20 + i%30), "status": "ok"})
+	}
+	for n, md := range []map[string]string{
+		{"duration_ms": "2004", "output_bytes": "60", "status": "ok"},
+		{"duration_ms": "1", "output_bytes": "285000", "status": "ok"},
+	} {
+		fs := exec(t, r, "s", 100+n, md)
+		if len(fs) != 1 || fs[0].Score < 20 {
+			t.Fatalf("outlier %v: findings %+v, want one at z ≥ 20", md, fs)
+		}
+		if fs[0].Severity >= 8 {
+			t.Errorf("outlier %v: severity %d, want below the default policy's quarantine level 8", md, fs[0].Severity)
+		}
+	}
+}
