@@ -466,11 +466,17 @@ func TestEmitErrorStopsTheExecution(t *testing.T) {
 		if !errors.Is(err, stop) {
 			t.Fatalf("%s: Execute returned %v, want emit's error", name, err)
 		}
-		// The runner blocked after its output until its context ended: it must end now.
-		waitBlocking(t, c, 0)
-		if seen := run(t.Context(), c, "seen").res.Output; seen != context.Canceled.Error() {
+		// The runner blocks after its output until its context ends: it must end now.
+		// (Execute may return before the runner got as far as blocking, so "blocking"
+		// alone can read 0 too early: wait for how the block ended.)
+		var seen string
+		for deadline := time.Now().Add(30 * time.Second); seen == "" && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			seen = run(t.Context(), c, "seen").res.Output
+		}
+		if seen != context.Canceled.Error() {
 			t.Fatalf("%s: the runner's context ended with %q, want %q", name, seen, context.Canceled)
 		}
+		waitBlocking(t, c, 0)
 	}
 }
 
