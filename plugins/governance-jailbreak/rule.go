@@ -21,9 +21,18 @@ type rawConfig struct {
 	Preset *string `json:"preset"`
 	// Threshold, when set, replaces the preset's model threshold.
 	Threshold *float64 `json:"threshold"`
+	// ContentTypes are the content types the rule reads at all (see defaultContentTypes).
+	ContentTypes *[]string `json:"content_types"`
 	// ModelContentTypes are the content types the model scores (see defaultModelTypes).
 	ModelContentTypes *[]string `json:"model_content_types"`
 }
+
+// defaultContentTypes are the content types the rule reads by default: what a person
+// writes to a model, and what a program printed (which may be fed to one: an injection in
+// tool output). Code to run (a Python runner's input, "code/python") is the code-safety
+// rule's: a comment such as "# print the system prompt for debugging" in it harms no model,
+// and blocking it as a jailbreak would only stop the user. Content without a type is read.
+var defaultContentTypes = []string{"text/plain", "text/prompt", "text/output"}
 
 // defaultModelTypes are the content types the model scores by default: text a person
 // writes to a model. It was trained on prompts; code (a Python runner's input,
@@ -37,6 +46,7 @@ var defaultModelTypes = []string{"text/plain", "text/prompt"}
 type rule struct {
 	det        atomic.Pointer[jailbreak.Detector]
 	preset     atomic.Pointer[string]
+	types      atomic.Pointer[[]string]
 	modelTypes atomic.Pointer[[]string]
 }
 
@@ -61,6 +71,10 @@ func (r *rule) ConfigSchema() base.Schema {
 		{
 			Name: "threshold", Type: "number",
 			Description: "Model probability (between 0 and 1, exclusive) at or above which a text is flagged; replaces the preset's threshold when set.",
+		},
+		{
+			Name: "content_types", Type: "list(string)", Default: defaultContentTypes,
+			Description: "Content types the rule reads (prompts, and program output that may reach a model); code to run (code/python) is left to the code-safety rule. Content without a type is read.",
 		},
 		{
 			Name: "model_content_types", Type: "list(string)", Default: defaultModelTypes,
@@ -94,15 +108,19 @@ func (r *rule) Configure(_ context.Context, req base.ConfigureRequest) base.Diag
 			ds = append(ds, base.Errorf([]string{"threshold"}, "threshold must be between 0 and 1 (exclusive), got %v", threshold))
 		}
 	}
-	types := defaultModelTypes
-	if raw.ModelContentTypes != nil {
-		types = *raw.ModelContentTypes
-		for i, t := range types {
+	mediaTypes := func(name string, def []string, given *[]string) []string {
+		if given == nil {
+			return def
+		}
+		for i, t := range *given {
 			if t != strings.TrimSpace(t) || t == "" || strings.ContainsAny(t, ";, ") {
-				ds = append(ds, base.Errorf([]string{"model_content_types"}, "content type %d, %q, is not a media type such as \"text/plain\"", i+1, t))
+				ds = append(ds, base.Errorf([]string{name}, "content type %d, %q, is not a media type such as \"text/plain\"", i+1, t))
 			}
 		}
+		return *given
 	}
+	readTypes := mediaTypes("content_types", defaultContentTypes, raw.ContentTypes)
+	types := mediaTypes("model_content_types", defaultModelTypes, raw.ModelContentTypes)
 	if ds.HasErrors() {
 		return ds
 	}
@@ -119,6 +137,7 @@ func (r *rule) Configure(_ context.Context, req base.ConfigureRequest) base.Diag
 	}
 	r.det.Store(d)
 	r.preset.Store(&preset)
+	r.types.Store(&readTypes)
 	r.modelTypes.Store(&types)
 	return ds
 }
@@ -188,8 +207,11 @@ func (r *rule) EvaluateScores(ctx context.Context, req governance.EvaluateReques
 			return governance.Evaluation{}, fmt.Errorf("metadata %s: %w", governance.MetaPreset, err)
 		}
 	}
+	if !hasType(req.ContentType, r.types.Load(), defaultContentTypes) {
+		return governance.Evaluation{}, nil
+	}
 	var res jailbreak.Result
-	scored := r.modelScores(req.ContentType)
+	scored := hasType(req.ContentType, r.modelTypes.Load(), defaultModelTypes)
 	if scored {
 		res = d.Scan(req.Content)
 	} else {
@@ -210,19 +232,19 @@ func (r *rule) EvaluateScores(ctx context.Context, req governance.EvaluateReques
 	return ev, nil
 }
 
-// modelScores reports whether the model scores content of type ct (its media type,
-// parameters aside): when ct is empty or one of model_content_types.
-func (r *rule) modelScores(ct string) bool {
+// hasType reports whether content of type ct (its media type, parameters aside) is one
+// of types (def when nil); content without a type always is.
+func hasType(ct string, types *[]string, def []string) bool {
 	ct, _, _ = strings.Cut(ct, ";")
-	ct = strings.ToLower(strings.TrimSpace(ct))
+	ct = strings.TrimSpace(ct)
 	if ct == "" {
 		return true
 	}
-	types := defaultModelTypes
-	if p := r.modelTypes.Load(); p != nil {
-		types = *p
+	list := def
+	if types != nil {
+		list = *types
 	}
-	for _, t := range types {
+	for _, t := range list {
 		if strings.EqualFold(t, ct) {
 			return true
 		}
