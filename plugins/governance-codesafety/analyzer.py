@@ -40,11 +40,45 @@ SAFE_YAML_LOADERS = {"SafeLoader", "CSafeLoader", "BaseLoader", "CBaseLoader"}
 NETWORK_CALLS = re.compile(
     r"^(requests|httpx|aiohttp|urllib3|urllib\.request|urllib2|http\.client|smtplib|ftplib|socket|paramiko)\."
     r"|\.(send|sendall|sendto|post|put|urlopen|sendmail|send_message|storbinary)$")
-SECRET_NAME = re.compile(r"(pass(word|wd)?|pwd|secret|token|api_?key|apikey|private_?key|credential|auth)", re.I)
-SECRET_ENV = re.compile(r"(KEY|TOKEN|SECRET|PASS|CREDENTIAL|AUTH|AWS_|GITHUB_|OPENAI|ANTHROPIC|SESSION|COOKIE)", re.I)
+# A name holds a secret when one of its words (split at _ and case changes) is or ends
+# with a SECRET_WORDS word, or two are api key or private key; unless its last word says
+# it holds something about a secret (token_url, password_field, credentials_path) or it is a
+# tokenizer's vocabulary token (pad_token, eos_token).
+SECRET_WORDS = ("password", "passwords", "passwd", "passphrase", "pass", "pwd", "secret", "secrets", "token",
+                "apikey", "privatekey", "credential", "credentials", "creds", "auth", "authorization")
+SECRET_PAIRS = {("api", "key"), ("private", "key")}
+SECRET_META = {"path", "file", "filename", "dir", "url", "uri", "endpoint", "header", "field", "name", "type", "env",
+               "var", "prompt", "pattern", "regex", "label", "length", "len", "col", "column", "method", "scheme",
+               "mode", "kind", "format", "fmt"}
+VOCAB_TOKENS = {"pad", "eos", "bos", "unk", "sep", "cls", "mask", "start", "end", "stop", "special", "additional"}
+NAME_WORDS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
+# Placeholders for a secret, not a secret: <your-key>, ${DB_PASSWORD}, YOUR_API_KEY, xxxx.
+PLACEHOLDER = re.compile(r"^(<[^<>]*>|\$\{?\w+\}?|\{\{.*\}\}|your[\w-]*|[\w-]*[_-]here|x{4,}|\*{4,}|\.{4,}|replace[_-]?me|todo|tbd|redacted)$", re.I)
+
+
+def secret_name(name):
+    words = [w.lower() for w in NAME_WORDS.findall(name)]
+    if not words or words[-1] in SECRET_META:
+        return False
+    for i, w in enumerate(words):
+        if i and (words[i - 1], w) in SECRET_PAIRS:
+            return True
+        if w.endswith(SECRET_WORDS) and not (w == "token" and i and words[i - 1] in VOCAB_TOKENS):
+            return True
+    return False
+
+
+def secret_value(s):
+    """Whether a literal may be a hard-coded secret: not too short, not a URL, a phrase
+    or a placeholder."""
+    return bool(s) and len(s) >= 4 and not s.startswith(("http://", "https://")) and " " not in s.strip() \
+        and not PLACEHOLDER.match(s.strip())
+# Environment variables holding credentials: a name with one of these words (GITHUB_TOKEN,
+# OPENAI_API_KEY, PGPASSWORD), not any variable of a service (GITHUB_SHA, AWS_REGION).
+SECRET_ENV = re.compile(r"(KEY(?!BOARD)|TOKEN|SECRET|PASS(?!ENGER)|CREDENTIAL|AUTH(?!ORS?(?![A-Z]))|COOKIE|(^|_)PAT(_|$))", re.I)
 SECRET_VALUE = re.compile(
-    r"(AKIA[0-9A-Z]{16}|ASIA[0-9A-Z]{16}|sk-[A-Za-z0-9_-]{20,}|sk-ant-[A-Za-z0-9_-]{20,}|ghp_[A-Za-z0-9]{36}"
-    r"|github_pat_[A-Za-z0-9_]{40,}|xox[baprs]-[A-Za-z0-9-]{10,}|-----BEGIN (RSA |EC |OPENSSH |DSA )?PRIVATE KEY-----"
+    r"(?<![A-Za-z0-9])(AKIA[0-9A-Z]{16}|ASIA[0-9A-Z]{16}|sk-[A-Za-z0-9_-]{20,}|sk-ant-[A-Za-z0-9_-]{20,}|ghp_[A-Za-z0-9]{36}"
+    r"|github_pat_[A-Za-z0-9_]{40,}|xox[baprs]-[A-Za-z0-9-]{10,}|-----BEGIN (RSA |EC |OPENSSH |DSA )?PRIVATE KEY-----\s*([A-Za-z0-9+/=]{16}|Proc-Type:)"
     r"|AIza[0-9A-Za-z_-]{35})")
 CRED_PATHS = re.compile(r"(\.aws/credentials|\.ssh/id_|\.netrc|/etc/shadow|\.docker/config\.json|\.kube/config|\.git-credentials|\.pgpass)")
 SQL = re.compile(r"^\s*(with\s+(recursive\s+)?\w+\s*(\([^)]*\)\s*)?as\s*\(|select\s.+\sfrom\s|insert\s+into\s|update\s+\S+\s+set\s|delete\s+from\s|drop\s+table\s|create\s+table\s|alter\s+table\s|replace\s+into\s)", re.I | re.S)
@@ -55,6 +89,10 @@ SENSITIVE_ROOTS = {"/", "/home", "/etc", "/usr", "/var", "/root", "~"}
 YAML_LOADS = {"yaml.load", "yaml.load_all", "yaml.unsafe_load", "yaml.full_load", "yaml.unsafe_load_all"}
 UNVERIFIED_CONTEXTS = {"ssl._create_unverified_context", "ssl._create_stdlib_context"}
 IMPORT_CALLS = {"__import__", "builtins.__import__", "importlib.import_module", "importlib.__import__"}
+# Modules whose import by a literal name still counts as a dynamic import.
+EVASIVE_IMPORTS = {"os", "posix", "nt", "subprocess", "pty", "pickle", "cPickle", "_pickle", "marshal", "dill",
+                   "shelve", "socket", "ctypes", "builtins", "importlib", "sys", "shutil", "commands", "popen2",
+                   "code", "codeop", "runpy"}
 BUILTIN_NAMES = {"eval", "exec", "compile", "getattr", "vars", "__import__", "dict"}
 # KNOWN_NAMES are the qualified names the checks look for: a bare name brought in by a
 # star import, or a local name assigned one of them, resolves to them.
@@ -73,6 +111,7 @@ class Analyzer(ast.NodeVisitor):
         self.aliases = {}        # local name -> qualified name
         self.findings = []
         self.tainted = set()     # names holding credentials
+        self.taint_env = {}      # tainted name -> the environment variables it holds, None if others
         self.sockets = []        # calls of socket connect
         self.dup2 = []           # os.dup2 calls
         self.shell_spawn = []    # calls spawning a shell binary
@@ -81,6 +120,8 @@ class Analyzer(ast.NodeVisitor):
         self.consts = {}         # name assigned once, to a constant -> the Constant node
         self.dicts = {}          # name assigned once, to a dict display or dict() -> the node
         self.sql_names = set()   # names assigned a query built from strings
+        self.marks = set()       # names assigned a list of parameter placeholders, "?, ?, ?"
+        self.inert = set()       # ids of strings that are never run: docstrings, operands of ==, in
         self.splatted = set()    # ids of dict() calls passed as **kwargs (checked at the call)
 
     # --- helpers ---
@@ -284,6 +325,86 @@ class Analyzer(ast.NodeVisitor):
             return self.qualname(node) == "os.environ"
         return any(self.carries_secret(c) for c in ast.iter_child_nodes(node))
 
+    def secret_env(self, node):
+        """The environment variables, named by literals, whose credentials node carries
+        (as carries_secret finds them); None when it may carry others: the whole
+        environment, a variable with a computed name, or a credentials file."""
+        if isinstance(node, ast.Name):
+            if node.id in self.tainted:
+                return self.taint_env.get(node.id)
+            return None if self.aliases.get(node.id) == "os.environ" else set()
+        key = None
+        if isinstance(node, ast.Subscript) and self.qualname(node.value) == "os.environ":
+            key = node.slice
+        elif isinstance(node, ast.Call):
+            q = self.qualname(node.func) or ""
+            if q in ("os.getenv", "os.environ.get", "os.getenvb"):
+                if not node.args:
+                    return set()
+                key = node.args[0]
+            elif q in ("os.environ.copy", "os.environ.items", "os.environ.values") or \
+                    (q.endswith((".read", ".read_text", ".readlines", ".read_bytes")) and self.reads_cred_file(node.func)):
+                return None
+        elif isinstance(node, ast.Attribute) and self.qualname(node) == "os.environ":
+            return None
+        if key is not None:
+            k = self.const_str(key)
+            return None if k is None else {k} if SECRET_ENV.search(k) else set()
+        out = set()
+        for c in ast.iter_child_nodes(node):
+            e = self.secret_env(c)
+            if e is None:
+                return None
+            out |= e
+        return out
+
+    def url_host(self, node):
+        """The host of an https URL whose scheme and host are literal, else None:
+        "https://api.github.com/...", f"https://api.github.com/repos/{repo}", or BASE + "/x"
+        with BASE assigned such a literal once."""
+        text, whole = "", True
+        parts = node.values if isinstance(node, ast.JoinedStr) else [node]
+        for v in parts:
+            if isinstance(v, ast.FormattedValue):
+                v = v.value if v.conversion == -1 and v.format_spec is None else None
+            lit = self.literal_str(v) if v is not None else None
+            if lit is None and isinstance(v, ast.BinOp) and isinstance(v.op, ast.Add):
+                lit, whole = self.literal_str(v.left), False
+            if lit is None:
+                whole = False
+                break
+            text += lit
+            if not whole:
+                break
+        m = re.match(r"https://([^/?#]+)" + ("([/?#]|$)" if whole else "[/?#]"), text)
+        if not m or "@" in m.group(1) or "\\" in m.group(1):
+            return None
+        return m.group(1).split(":")[0].lower().rstrip(".")
+
+    def authenticates(self, node):
+        """Whether a request sends the credentials only as its authentication (headers=
+        or auth=) to the service the environment variables are named for: OPENAI_API_KEY
+        to https://api.openai.com/..., GITHUB_TOKEN to https://api.github.com/...."""
+        env = set()
+        for k in node.keywords:
+            if self.carries_secret(k.value):
+                e = self.secret_env(k.value) if k.arg in ("headers", "auth") else None
+                if e is None:
+                    return False
+                env |= e
+        if not env or any(self.carries_secret(a) for a in node.args[1:]):
+            return False
+        url = self.kwarg(node, "url")
+        if url is None and node.args:
+            url = node.args[0]
+        if url is None or self.carries_secret(url):
+            return False
+        host = self.url_host(url)
+        labels = host.split(".") if host else []
+        if len(labels) < 2 or labels[-1] not in ("com", "ai"):
+            return False
+        return all(e.split("_")[0].lower() == labels[-2] for e in env)
+
     # --- visitors ---
     def visit_Import(self, node):
         for a in node.names:
@@ -318,8 +439,7 @@ class Analyzer(ast.NodeVisitor):
                     if k:
                         names.append(k)
         s = self.const_str(value)
-        if s and len(s) >= 4 and any(SECRET_NAME.search(n) for n in names) and not s.startswith(("http://", "https://")) \
-                and " " not in s.strip() and not SECRET_VALUE.search(s):
+        if secret_value(s) and any(secret_name(n) for n in names) and not SECRET_VALUE.search(s):
             self.add("B105", value, "hard-coded password or secret assigned to %s" % ", ".join(names))
         vq = self.qualname(value) if isinstance(value, (ast.Attribute, ast.Name)) else None
         if vq in UNVERIFIED_CONTEXTS:
@@ -330,7 +450,12 @@ class Analyzer(ast.NodeVisitor):
             for t in targets:
                 for n in ast.walk(t):
                     if isinstance(n, ast.Name):
+                        env = self.secret_env(value)
+                        if n.id in self.tainted:
+                            old = self.taint_env.get(n.id)
+                            env = None if env is None or old is None else env | old
                         self.tainted.add(n.id)
+                        self.taint_env[n.id] = env
 
     def visit_FunctionDef(self, node):
         args = node.args
@@ -338,7 +463,7 @@ class Analyzer(ast.NodeVisitor):
         defaults += [(a, d) for a, d in zip(args.kwonlyargs, args.kw_defaults) if d is not None]
         for a, d in defaults:
             s = self.const_str(d)
-            if s and len(s) >= 4 and SECRET_NAME.search(a.arg):
+            if secret_value(s) and secret_name(a.arg):
                 self.add("B107", d, "hard-coded password or secret as the default of argument %s" % a.arg)
         self.generic_visit(node)
 
@@ -349,6 +474,8 @@ class Analyzer(ast.NodeVisitor):
             v = node.value
             if SECRET_VALUE.search(v):
                 self.add("secret-literal", node, "string literal looks like a credential (%s…)" % SECRET_VALUE.search(v).group(0)[:8])
+            if id(node) in self.inert:
+                return
             if REVERSE_SHELL_STRINGS.search(v):
                 self.add("reverse-shell", node, "string holds a reverse-shell command: %r" % v[:80])
             if DESTRUCTIVE_STRINGS.search(v):
@@ -408,9 +535,9 @@ class Analyzer(ast.NodeVisitor):
         if cert_reqs is not None and self.qualname(cert_reqs) == "ssl.CERT_NONE":
             self.add("B323", node, "%s with cert_reqs=ssl.CERT_NONE: TLS certificates are not checked" % q)
         for k in node.keywords:
-            if k.arg and SECRET_NAME.search(k.arg):
+            if k.arg and secret_name(k.arg):
                 s = self.const_str(k.value)
-                if s and len(s) >= 4:
+                if secret_value(s):
                     self.add("B106", k.value, "hard-coded password or secret passed as %s=" % k.arg)
         # Binding all interfaces: the address is an argument, host=, or the first item of
         # a (host, port) tuple; strings deeper inside (a command's argv) are not addresses.
@@ -433,12 +560,19 @@ class Analyzer(ast.NodeVisitor):
             if value is not None and value & stat.S_IWOTH:
                 self.add("B103", node, "chmod to mode %s makes the file world-writable" % oct(value))
         # SQL built from strings.
-        if short in ("execute", "executemany", "executescript", "raw", "text", "read_sql", "read_sql_query") and node.args:
+        # text() makes SQL in SQLAlchemy; streamlit's st.text and pyplot's plt.text show text.
+        other_text = short == "text" and q.split(".")[0] in ("streamlit", "matplotlib", "pylab")
+        if short in ("execute", "executemany", "executescript", "raw", "text", "read_sql", "read_sql_query") and node.args \
+                and not other_text:
             if self.built_sql(node.args[0]):
                 self.add("B608", node.args[0], "SQL query built from strings: use parameters")
         # Dynamic imports.
+        # A literal name is a static import, unless it is a module that runs processes or
+        # code (__import__('os')), which is how such calls are hidden.
         if q in ("__import__", "builtins.__import__", "importlib.import_module", "importlib.__import__"):
-            self.add("dynamic-import", node, "%s imports a module chosen at run time" % q)
+            mod = self.literal_str(node.args[0]) if node.args else None
+            if mod is None or mod.split(".")[0] in EVASIVE_IMPORTS:
+                self.add("dynamic-import", node, "%s imports a module chosen at run time" % q)
         # Destructive file operations.
         if q in ("shutil.rmtree",) and node.args:
             s = self.const_str(node.args[0])
@@ -446,15 +580,26 @@ class Analyzer(ast.NodeVisitor):
                 self.add("destructive", node, "shutil.rmtree(%r) deletes a system tree" % s)
         # Reverse shells: a socket connected to a remote end with its descriptors given
         # to a shell.
-        if short == "connect" or q in ("socket.create_connection",):
+        if q in ("socket.create_connection",) or (short == "connect" and self.socket_connect(node, q)):
             self.sockets.append(node)
         if q == "os.dup2":
             self.dup2.append(node)
         # Credentials sent over the network.
         if NETWORK_CALLS.search(q) and q not in ("os.environ.get", "dict.get") and not q.endswith("environ.get"):
-            if any(self.carries_secret(a) for a in list(node.args) + [k.value for k in node.keywords]):
+            if any(self.carries_secret(a) for a in list(node.args) + [k.value for k in node.keywords]) \
+                    and not self.authenticates(node):
                 self.add("exfiltration", node, "%s sends credentials read from the environment or a credentials file" % q)
         self.generic_visit(node)
+
+    def socket_connect(self, node, q):
+        """Whether a .connect() call may connect a socket to a remote end: it is given an
+        address that is not a string (a socket's remote address is a (host, port) tuple),
+        and is not a function of a module other than socket's (sqlite3.connect)."""
+        if not node.args or self.literal_str(node.args[0]) is not None:
+            return False
+        root = q.split(".")[0]
+        modules = {v.split(".")[0] for v in self.aliases.values()}
+        return root not in modules or root in ("socket", "ssl", "_socket")
 
     def check_shell_binary(self, node, q):
         args = node.args[0] if node.args else self.kwarg(node, "args")
@@ -476,12 +621,22 @@ class Analyzer(ast.NodeVisitor):
                 if s is None and isinstance(x, ast.Name):
                     s = self.literal_str(x)
                 if s is not None:
-                    out.append(s)
-            return "".join(out)
+                    out.append((getattr(x, "lineno", 0), getattr(x, "col_offset", 0), s))
+            # In source order (ast.walk is breadth first); a sort that keeps the order of
+            # equal positions, as the parts of an f-string may all have the f-string's.
+            return "".join(s for _, _, s in sorted(out, key=lambda t: t[:2]))
 
         def dynamic(n):
-            return any(isinstance(x, (ast.Call, ast.Attribute, ast.Subscript))
-                       or (isinstance(x, ast.Name) and self.literal_str(x) is None) for x in ast.walk(n))
+            todo = [n]  # not recursive: a long chain of + stays within the recursion limit
+            while todo:
+                x = todo.pop()
+                if self.placeholders(x):
+                    continue
+                if isinstance(x, (ast.Call, ast.Attribute, ast.Subscript)) \
+                        or (isinstance(x, ast.Name) and self.literal_str(x) is None):
+                    return True
+                todo.extend(ast.iter_child_nodes(x))
+            return False
         if isinstance(node, ast.JoinedStr):
             return any(isinstance(v, ast.FormattedValue) and dynamic(v.value) for v in node.values) \
                 and bool(SQL.search(literal_text(node)))
@@ -493,6 +648,27 @@ class Analyzer(ast.NodeVisitor):
         if isinstance(node, ast.Name):
             return node.id in self.sql_names
         return False
+
+    def placeholders(self, node):
+        """Whether node is only parameter placeholders joined, as an IN list is made:
+        ", ".join("?" * len(ids)), ",".join(["%s"] * n), ",".join("?" for _ in ids), or a
+        name assigned one once. Whatever the count, it inserts no value in the query."""
+        if isinstance(node, ast.Name):
+            return node.id in self.marks
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "join"
+                and len(node.args) == 1 and not node.keywords):
+            return False
+        sep, x = self.const_str(node.func.value), node.args[0]
+        if sep is None or sep.strip(", ") != "":
+            return False
+        def mark(n):
+            return self.const_str(n) in ("?", "%s")
+        if isinstance(x, ast.BinOp) and isinstance(x.op, ast.Mult):  # "?" * n, ["?"] * n: n must be an int
+            return any(mark(a) or (isinstance(a, (ast.List, ast.Tuple)) and len(a.elts) == 1 and mark(a.elts[0]))
+                       for a in (x.left, x.right))
+        if isinstance(x, (ast.ListComp, ast.GeneratorExp)):
+            return mark(x.elt)
+        return isinstance(x, (ast.List, ast.Tuple)) and all(mark(e) for e in x.elts)
 
     def finish(self):
         if self.sockets and (self.dup2 or self.shell_spawn):
@@ -516,6 +692,11 @@ def prepare(tree, an):
         elif t is Assign:
             if len(n.targets) == 1 and type(n.targets[0]) is Name:
                 assigns.append(n)
+        elif t is ast.Expr:
+            if type(n.value) is ast.Constant:
+                an.inert.add(id(n.value))
+        elif t is ast.Compare:
+            an.inert.update(id(c) for c in [n.left] + n.comparators if type(c) is ast.Constant)
         elif t is ast.Import:
             an.visit_Import(n)
         elif t is ast.ImportFrom:
@@ -528,6 +709,9 @@ def prepare(tree, an):
             counts[n.arg] = counts.get(n.arg, 0) + 2
     an.defined = set(counts) | set(an.aliases)
     modules = {q.split(".")[0] for q in an.aliases.values()} | KNOWN_MODULES | {"builtins"}
+    for n in assigns:
+        if counts.get(n.targets[0].id) == 1 and an.placeholders(n.value):
+            an.marks.add(n.targets[0].id)
     for n in assigns:
         name, v = n.targets[0].id, n.value
         if counts.get(name) == 1:
