@@ -123,7 +123,7 @@ func (e *BlockedError) FlagNames() []string {
 var ErrGovernanceUnavailable = errors.New("governance rule unavailable")
 
 // ErrInvalid marks a bad request.
-var ErrInvalid = errors.New("invalid execution request")
+var ErrInvalid = errors.New("invalid request")
 
 // ErrStopping means the host is shutting down: it starts no execution, and one running
 // when its Stopping context ends is stopped and recorded as such.
