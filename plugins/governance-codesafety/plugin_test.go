@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
+	"reflect"
 	"slices"
 	"strings"
 	"syscall"
@@ -302,7 +304,7 @@ func TestHelperRestartsAfterDeath(t *testing.T) {
 			t.Fatal(err)
 		}
 		time.Sleep(20 * time.Millisecond)
-		fs := evaluate(t, r, "eval(x)\n")
+		fs := evaluate(t, r, fmt.Sprintf("eval(x)  # round %d\n", i)) // new code: not from the cache
 		if len(fs) != 1 || fs[0].RuleID != "codesafety.B307" {
 			t.Fatalf("round %d after killing helper %d: %+v", i, pid, fs)
 		}
@@ -359,5 +361,35 @@ func TestConfigDiagnostics(t *testing.T) {
 	r := newRule(hclog.NewNullLogger())
 	if _, err := r.Evaluate(context.Background(), governance.EvaluateRequest{Stage: governance.StagePre, ContentType: "code/python", Content: "x"}); err == nil {
 		t.Error("Evaluate before Configure succeeded, want an error")
+	}
+}
+
+// TestAnalysisCache: code analysed once is answered again from the cache, with the same
+// findings, without the analyzer (here stopped); other code still needs it, and a new
+// configuration starts with an empty cache.
+func TestAnalysisCache(t *testing.T) {
+	ctx := context.Background()
+	r := configured(t, `{}`)
+	code := "import os\nos.system('ls ' + path)\n"
+	eval := func(content string) ([]governance.Finding, error) {
+		return r.Evaluate(ctx, governance.EvaluateRequest{Stage: governance.StagePre, ContentType: "code/python", SessionID: "s", Content: content})
+	}
+	first, err := eval(code)
+	if err != nil || len(first) == 0 {
+		t.Fatalf("first analysis: %+v, %v", first, err)
+	}
+	r.cur.Load().pool.close()
+	again, err := eval(code)
+	if err != nil || !reflect.DeepEqual(again, first) {
+		t.Fatalf("the same code again, analyzer stopped: %+v, %v; want %+v from the cache", again, err, first)
+	}
+	if fs, err := eval("print('other code')\n"); err == nil {
+		t.Fatalf("other code with the analyzer stopped: %+v, want an error", fs)
+	}
+	if ds := r.Configure(ctx, base.ConfigureRequest{Config: json.RawMessage(`{}`)}); ds.HasErrors() {
+		t.Fatal(ds.Err())
+	}
+	if r.cur.Load().cache.Len() != 0 {
+		t.Fatalf("a new configuration kept %d cached analyses", r.cur.Load().cache.Len())
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"math"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	lru "github.com/hashicorp/golang-lru/v2"
 
 	"github.com/limitgraph/limit/sdk/base"
 	"github.com/limitgraph/limit/sdk/governance"
@@ -116,7 +118,14 @@ type settings struct {
 type state struct {
 	set  settings
 	pool *pool
+	// cache holds the analyses of code seen lately, by its sha256: the same code (a cell
+	// run again, an agent's retry) is answered without a trip to the analyzer. The
+	// analysis depends on the code alone; a new configuration starts a new cache.
+	cache *lru.Cache[[sha256.Size]byte, pyResponse]
 }
+
+// cacheSize is how many analyses a configuration keeps.
+const cacheSize = 4096
 
 // rule is the plugin.
 type rule struct {
@@ -245,7 +254,12 @@ func (r *rule) Configure(ctx context.Context, req base.ConfigureRequest) base.Di
 		p.close()
 		return ds
 	}
-	if old := r.cur.Swap(&state{set: set, pool: p}); old != nil {
+	cache, err := lru.New[[sha256.Size]byte, pyResponse](cacheSize)
+	if err != nil {
+		p.close()
+		return base.Diagnostics{base.Errorf(nil, "analysis cache: %v", err)}
+	}
+	if old := r.cur.Swap(&state{set: set, pool: p, cache: cache}); old != nil {
 		old.pool.close()
 	}
 	return ds
@@ -281,12 +295,17 @@ func (r *rule) Evaluate(ctx context.Context, req governance.EvaluateRequest) ([]
 	if len(req.Content) > st.set.maxBytes {
 		return nil, fmt.Errorf("code is %d bytes, more than the %d max_bytes allows (send smaller code, or raise max_bytes and timeout in the codesafety rule's config)", len(req.Content), st.set.maxBytes)
 	}
-	resp, err := st.pool.analyze(ctx, req.SessionID, req.Content)
-	if err != nil {
-		return nil, fmt.Errorf("analyse code: %w", err)
-	}
-	if resp.Error != "" {
-		return nil, fmt.Errorf("analyse code: %s", resp.Error)
+	key := sha256.Sum256([]byte(req.Content))
+	resp, ok := st.cache.Get(key)
+	if !ok {
+		var err error
+		if resp, err = st.pool.analyze(ctx, req.SessionID, req.Content); err != nil {
+			return nil, fmt.Errorf("analyse code: %w", err)
+		}
+		if resp.Error != "" {
+			return nil, fmt.Errorf("analyse code: %s", resp.Error)
+		}
+		st.cache.Add(key, resp)
 	}
 	if resp.SyntaxError != "" {
 		// Code that does not parse does not run either; the runner reports the error.
