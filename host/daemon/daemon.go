@@ -196,7 +196,7 @@ func prepareBlock(ctx context.Context, cfg *config.Config, b *config.PluginBlock
 			return spec, hcl.Diagnostics{blockDiag(b, b.SHA256Range, "plugin binary does not match its sha256 pin", err)}
 		}
 	}
-	p, err := plugins.Launch(ctx, spec, logger.Named(spec.ID()))
+	p, err := plugins.Launch(ctx, spec, checkLogger{logger.Named(spec.ID())})
 	if err != nil {
 		return spec, hcl.Diagnostics{blockDiag(b, b.PluginRange, "plugin failed to start", err)}
 	}
@@ -219,6 +219,19 @@ func prepareBlock(ctx context.Context, cfg *config.Config, b *config.PluginBlock
 		return spec, append(diags, blockDiag(b, b.ConfigRange, "plugin could not check its configuration", err))
 	}
 	return spec, diags
+}
+
+// checkLogger is the logger of a plugin process started to check its configuration and
+// stopped once it has: go-plugin's "plugin process exited" for it, logged at INFO before
+// the daemon had even started, read like a crash; it goes to DEBUG, saying why.
+type checkLogger struct{ hclog.Logger }
+
+func (l checkLogger) Info(msg string, args ...any) {
+	if msg == "plugin process exited" {
+		l.Logger.Debug("plugin process exited after its configuration was checked", args...)
+		return
+	}
+	l.Logger.Info(msg, args...)
 }
 
 // Daemon is a running host.

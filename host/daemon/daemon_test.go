@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -226,4 +228,39 @@ func TestSameHost(t *testing.T) {
 			t.Errorf("sameHost(%v, %v) = %v, want %v", c.local, c.remote, got, c.want)
 		}
 	}
+}
+
+// TestStartLogsNoExitOfCheckedPlugins: the processes started to check each plugin's
+// configuration exit before the daemon starts; their exit is not logged at INFO, where it
+// read like a crash, but at DEBUG, saying why.
+func TestStartLogsNoExitOfCheckedPlugins(t *testing.T) {
+	testbin.Plugin(t, "storage-bolt")
+	var logs bytes.Buffer
+	var mu sync.Mutex
+	logger := hclog.New(&hclog.LoggerOptions{Output: &lockedWriter{w: &logs, mu: &mu}, Level: hclog.Debug})
+	cfg := parse(t, fmt.Sprintf("host {\n  listen = \"127.0.0.1:0\"\n  data_dir = %q\n}\nstorage \"bolt\" {}\n", t.TempDir()))
+	d, diags := Start(context.Background(), Options{Config: cfg, Version: "test", Logger: logger, DefaultPluginDir: testbin.PluginDir(t)})
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	mu.Lock()
+	started := logs.String()
+	mu.Unlock()
+	d.Shutdown(ctx)
+	if strings.Contains(started, "[INFO]  storage.bolt: plugin process exited") || !strings.Contains(started, "[DEBUG] storage.bolt: plugin process exited after its configuration was checked") {
+		t.Fatalf("start logs:\n%s", started)
+	}
+}
+
+type lockedWriter struct {
+	w  *bytes.Buffer
+	mu *sync.Mutex
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
