@@ -140,6 +140,16 @@ func closeBody(body io.ReadCloser) {
 	body.Close()
 }
 
+// orNil returns v, or nil when err is set: a failed call returns no half-made answer
+// (a caller that checks the answer rather than the error must not read a zero value as
+// one).
+func orNil[T any](v *T, err error) (*T, error) {
+	if err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
 // do sends a JSON request and decodes a JSON answer into out (if not nil).
 func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
 	req, err := c.newRequest(ctx, method, path, body)
@@ -269,7 +279,7 @@ type Session struct {
 // CreateSession creates a session.
 func (c *Client) CreateSession(ctx context.Context, req CreateSessionRequest) (*Session, error) {
 	var s Session
-	return &s, c.do(ctx, "POST", "/v1/sessions", req, &s)
+	return orNil(&s, c.do(ctx, "POST", "/v1/sessions", req, &s))
 }
 
 // SessionList is one page of sessions.
@@ -288,19 +298,19 @@ func (c *Client) ListSessions(ctx context.Context, perPage int, nextToken string
 		q.Set("next_token", nextToken)
 	}
 	var l SessionList
-	return &l, c.do(ctx, "GET", "/v1/sessions?"+q.Encode(), nil, &l)
+	return orNil(&l, c.do(ctx, "GET", "/v1/sessions?"+q.Encode(), nil, &l))
 }
 
 // GetSession returns a session.
 func (c *Client) GetSession(ctx context.Context, id string) (*Session, error) {
 	var s Session
-	return &s, c.do(ctx, "GET", "/v1/sessions/"+url.PathEscape(id), nil, &s)
+	return orNil(&s, c.do(ctx, "GET", "/v1/sessions/"+url.PathEscape(id), nil, &s))
 }
 
 // DeleteSession stops a session's runner processes; its traces stay.
 func (c *Client) DeleteSession(ctx context.Context, id string) (*Session, error) {
 	var s Session
-	return &s, c.do(ctx, "DELETE", "/v1/sessions/"+url.PathEscape(id), nil, &s)
+	return orNil(&s, c.do(ctx, "DELETE", "/v1/sessions/"+url.PathEscape(id), nil, &s))
 }
 
 // ExecuteRequest is the body of POST /v1/sessions/{id}/executions.
@@ -386,7 +396,7 @@ type ExecutionResult struct {
 // Execute runs an execution and returns its result.
 func (c *Client) Execute(ctx context.Context, sessionID string, req ExecuteRequest) (*ExecutionResult, error) {
 	var r ExecutionResult
-	return &r, c.do(ctx, "POST", "/v1/sessions/"+url.PathEscape(sessionID)+"/executions", req, &r)
+	return orNil(&r, c.do(ctx, "POST", "/v1/sessions/"+url.PathEscape(sessionID)+"/executions", req, &r))
 }
 
 // Event is one streamed piece of output: Kind is "stdout", "stderr" or "token".
@@ -544,13 +554,13 @@ type TraceView struct {
 // (a map or a struct; nil stands for {}): the host refuses any other JSON value.
 func (c *Client) CreateTrace(ctx context.Context, sessionID string, data any) (*Trace, error) {
 	var t Trace
-	return &t, c.do(ctx, "POST", "/v1/traces", map[string]any{"session_id": sessionID, "data": data}, &t)
+	return orNil(&t, c.do(ctx, "POST", "/v1/traces", map[string]any{"session_id": sessionID, "data": data}, &t))
 }
 
 // GetTrace returns a trace with its provenance chain.
 func (c *Client) GetTrace(ctx context.Context, id string) (*TraceView, error) {
 	var t TraceView
-	return &t, c.do(ctx, "GET", "/v1/traces/"+url.PathEscape(id), nil, &t)
+	return orNil(&t, c.do(ctx, "GET", "/v1/traces/"+url.PathEscape(id), nil, &t))
 }
 
 // TraceList is one page of traces.
@@ -569,7 +579,7 @@ func (c *Client) ListTraces(ctx context.Context, sessionID string, perPage int, 
 		q.Set("next_token", nextToken)
 	}
 	var l TraceList
-	return &l, c.do(ctx, "GET", "/v1/sessions/"+url.PathEscape(sessionID)+"/traces?"+q.Encode(), nil, &l)
+	return orNil(&l, c.do(ctx, "GET", "/v1/sessions/"+url.PathEscape(sessionID)+"/traces?"+q.Encode(), nil, &l))
 }
 
 // ListMerged returns one page of the shared, merged record.
@@ -582,13 +592,13 @@ func (c *Client) ListMerged(ctx context.Context, perPage int, nextToken string) 
 		q.Set("next_token", nextToken)
 	}
 	var l TraceList
-	return &l, c.do(ctx, "GET", "/v1/merged?"+q.Encode(), nil, &l)
+	return orNil(&l, c.do(ctx, "GET", "/v1/merged?"+q.Encode(), nil, &l))
 }
 
 // AppendProvenance appends an entry to a trace's chain.
 func (c *Client) AppendProvenance(ctx context.Context, traceID, kind, agent string, data any) (*Entry, error) {
 	var e Entry
-	return &e, c.do(ctx, "POST", "/v1/traces/"+url.PathEscape(traceID)+"/provenance", map[string]any{"kind": kind, "agent": agent, "data": data}, &e)
+	return orNil(&e, c.do(ctx, "POST", "/v1/traces/"+url.PathEscape(traceID)+"/provenance", map[string]any{"kind": kind, "agent": agent, "data": data}, &e))
 }
 
 // Verification is the answer of the provenance verify route.
@@ -603,7 +613,7 @@ type Verification struct {
 // VerifyProvenance checks a trace's chain on the host.
 func (c *Client) VerifyProvenance(ctx context.Context, traceID string) (*Verification, error) {
 	var v Verification
-	return &v, c.do(ctx, "GET", "/v1/traces/"+url.PathEscape(traceID)+"/provenance/verify", nil, &v)
+	return orNil(&v, c.do(ctx, "GET", "/v1/traces/"+url.PathEscape(traceID)+"/provenance/verify", nil, &v))
 }
 
 // MergeResult is the answer of a merge that was allowed.
@@ -617,7 +627,7 @@ type MergeResult struct {
 // whose Extra["reasons"] lists why.
 func (c *Client) Merge(ctx context.Context, traceID string) (*MergeResult, error) {
 	var m MergeResult
-	return &m, c.do(ctx, "POST", "/v1/traces/"+url.PathEscape(traceID)+"/merge", nil, &m)
+	return orNil(&m, c.do(ctx, "POST", "/v1/traces/"+url.PathEscape(traceID)+"/merge", nil, &m))
 }
 
 // FlagRequest is the body of POST /v1/governance/flag.
@@ -634,7 +644,7 @@ type FlagRequest struct {
 // Flag flags a trace by hand and returns the updated trace.
 func (c *Client) Flag(ctx context.Context, req FlagRequest) (*Trace, error) {
 	var t Trace
-	return &t, c.do(ctx, "POST", "/v1/governance/flag", req, &t)
+	return orNil(&t, c.do(ctx, "POST", "/v1/governance/flag", req, &t))
 }
 
 // Stats are governance counts.
@@ -659,7 +669,7 @@ type GovernanceStats struct {
 // GovernanceStats returns governance counts.
 func (c *Client) GovernanceStats(ctx context.Context) (*GovernanceStats, error) {
 	var s GovernanceStats
-	return &s, c.do(ctx, "GET", "/v1/governance/stats", nil, &s)
+	return orNil(&s, c.do(ctx, "GET", "/v1/governance/stats", nil, &s))
 }
 
 // Evaluation is the answer of POST /v1/governance/evaluate.
@@ -701,7 +711,7 @@ func (c *Client) EvaluateAt(ctx context.Context, kind, text, preset string) (*Ev
 	if preset != "" {
 		body["preset"] = preset
 	}
-	return &e, c.do(ctx, "POST", "/v1/governance/evaluate", body, &e)
+	return orNil(&e, c.do(ctx, "POST", "/v1/governance/evaluate", body, &e))
 }
 
 // ExportRequest selects what to export: a session's traces or a list of traces.
@@ -739,5 +749,5 @@ type ProvenanceKey struct {
 // ProvenanceKey returns the host's provenance public key, for `limitctl verify --key`.
 func (c *Client) ProvenanceKey(ctx context.Context) (*ProvenanceKey, error) {
 	var k ProvenanceKey
-	return &k, c.do(ctx, "GET", "/v1/provenance/key", nil, &k)
+	return orNil(&k, c.do(ctx, "GET", "/v1/provenance/key", nil, &k))
 }

@@ -305,3 +305,23 @@ func TestSSELines(t *testing.T) {
 		}
 	}
 }
+
+// TestFailedCallReturnsNil: a call that fails returns a nil answer with its error, not a
+// zero value a caller checking the answer could take for one.
+func TestFailedCallReturnsNil(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/problem+json")
+		w.WriteHeader(http.StatusNotFound)
+		io.WriteString(w, `{"type":"about:blank","title":"Not Found","status":404,"detail":"session not found"}`)
+	}))
+	defer srv.Close()
+	c := New(srv.URL)
+	s, err := c.GetSession(context.Background(), "nope")
+	if s != nil || StatusOf(err) != 404 {
+		t.Fatalf("GetSession = %+v, %v; want nil and a 404", s, err)
+	}
+	tr, err := c.GetTrace(context.Background(), "nope")
+	if tr != nil || StatusOf(err) != 404 {
+		t.Fatalf("GetTrace = %+v, %v; want nil and a 404", tr, err)
+	}
+}
