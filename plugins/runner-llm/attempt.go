@@ -17,6 +17,7 @@ import (
 
 	"github.com/anthropics/anthropic-sdk-go/v2"
 	"github.com/openai/openai-go/v3"
+	ossestream "github.com/openai/openai-go/v3/packages/ssestream"
 )
 
 // failKind sorts the ways an attempt fails.
@@ -41,6 +42,10 @@ type attemptError struct {
 	retryAfter time.Duration
 	detail     string
 	timeout    time.Duration // the attempt timeout, for failTimeout
+	// broken is a failNetwork on a connection that was made and then reset or closed.
+	broken bool
+	// inStream is an error event in a stream that began with HTTP 200: status is 0.
+	inStream bool
 }
 
 // retryable tells whether the same model may answer if asked again.
@@ -56,6 +61,9 @@ func (e *attemptError) retryable() bool {
 // explanation when it gave one.
 func (e *attemptError) Error() string {
 	http := func(what string) string {
+		if e.inStream {
+			return fmt.Sprintf("%s (in the stream: %s)", what, e.detail)
+		}
 		if e.detail == "" {
 			return fmt.Sprintf("%s (HTTP %d)", what, e.status)
 		}
@@ -75,6 +83,9 @@ func (e *attemptError) Error() string {
 		what = fmt.Sprintf("no complete answer within attempt_timeout (%v)", e.timeout)
 	case failNetwork:
 		what = "cannot reach " + redactURL(e.target.BaseURL) + ": " + e.detail
+		if e.broken {
+			what = "the connection to " + redactURL(e.target.BaseURL) + " broke: " + e.detail
+		}
 	case failMalformed:
 		what = "its answer could not be read (not the provider's format): " + e.detail
 	}
@@ -93,7 +104,24 @@ func classify(t target, err error, attemptTimeout time.Duration, attemptCtx cont
 	var se *json.SyntaxError
 	var te *json.UnmarshalTypeError
 	var ne net.Error
+	var ose *ossestream.StreamError
 	switch {
+	case errors.As(err, &ane) && ane.StatusCode == http.StatusOK:
+		// An error event in the stream of an answer that began with 200.
+		ae.inStream, ae.kind = true, streamErrorKind(string(ane.Type()))
+		ae.detail = providerMessage(ane.Message, ane.RawJSON(), red)
+		return ae
+	case errors.As(err, &ose):
+		var ev struct {
+			Error struct {
+				Message string `json:"message"`
+				Type    string `json:"type"`
+			} `json:"error"`
+		}
+		_ = json.Unmarshal(ose.Event.Data, &ev)
+		ae.inStream, ae.kind = true, streamErrorKind(ev.Error.Type)
+		ae.detail = providerMessage(ev.Error.Message, string(ose.Event.Data), red)
+		return ae
 	case errors.As(err, &oe):
 		ae.status, ae.detail = oe.StatusCode, providerMessage(oe.Message, oe.RawJSON(), red)
 		ae.retryAfter = retryAfter(oe.Response)
@@ -115,6 +143,7 @@ func classify(t target, err error, attemptTimeout time.Duration, attemptCtx cont
 		return ae
 	case errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET), errors.Is(err, io.EOF), errors.As(err, &ne):
 		ae.kind, ae.detail = failNetwork, causeOf(err)
+		ae.broken = errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, io.EOF)
 		return ae
 	default:
 		// Anything else the SDKs report is about the exchange itself: the answer did
@@ -133,6 +162,21 @@ func classify(t target, err error, attemptTimeout time.Duration, attemptCtx cont
 		ae.kind = failRequest
 	}
 	return ae
+}
+
+// streamErrorKind sorts an error event in a stream by its type: the provider's own
+// failures (OpenAI's server_error, Anthropic's api_error and overloaded_error) and
+// types it does not document are like a 5xx.
+func streamErrorKind(typ string) failKind {
+	switch typ {
+	case "rate_limit_error", "rate_limit_exceeded":
+		return failRateLimit
+	case "authentication_error", "permission_error":
+		return failAuth
+	case "invalid_request_error", "not_found_error", "request_too_large", "billing_error":
+		return failRequest
+	}
+	return failServer
 }
 
 // providerMessage is the provider's own explanation, or its raw error body when the body

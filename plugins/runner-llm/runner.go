@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"net/http"
 	"sort"
@@ -198,6 +199,9 @@ func (r *llmRunner) Execute(ctx context.Context, req runner.ExecuteRequest, emit
 	if err != nil {
 		return fail(runner.StatusError, err.Error())
 	}
+	if msg := promptOverBudget(set, creq, usedTokens, usedCost); msg != "" {
+		return fail(runner.StatusLimitExceeded, msg)
+	}
 
 	// The answer goes out through a stream redactor: a key that the server or the model
 	// put into it, even split over several tokens, never leaves the plugin. streamed is
@@ -247,25 +251,36 @@ func (r *llmRunner) Execute(ctx context.Context, req runner.ExecuteRequest, emit
 				return r.succeed(set, t, ti, creq, ans, attempts, start, firstToken, red)
 			}
 			_ = flush() // a failure to send is in emitErr, handled below
+			var spent answer
 			if streamed.Len() > 0 {
 				// What was streamed was generated, and is paid for, answer or not.
 				ans.text = streamed.String()
-				r.charge(set, t.Model, creq, ans, true)
+				spent = counted(creq, ans, true)
+				usedTokens, usedCost = r.charge(set, t.Model, creq, ans, true)
 			}
 			if emitErr != nil {
 				// The host's stream is gone: nobody is left to read a result.
 				return runner.Result{}, emitErr
 			}
 			if cause := context.Cause(ectx); cause != nil {
-				return r.stopped(cause, timeout, streamed.String(), attempts, failures, start, red)
+				res, err := r.stopped(cause, timeout, streamed.String(), attempts, failures, start, red)
+				if streamed.Len() > 0 {
+					r.addSpent(&res, set, t.Model, spent, usedTokens, usedCost)
+				}
+				return res, err
 			}
 			ae := classify(t, err, set.attemptTimeout, contextWithErr(aerr), red)
 			last = ae
 			r.log.Warn("attempt failed", "model", t.String(), "attempt", n, "error", red.clean(ae.Error()))
 			if streamed.Len() > 0 {
-				// Part of the answer went out: another attempt would repeat it.
-				return fail(statusOf(ae), fmt.Sprintf("%v; the answer broke off after %d bytes were streamed, so it was neither retried nor handed to a fallback",
+				// Part of the answer went out: another attempt would repeat it. The client
+				// has it, so it is the output (the host checks and records that) and what
+				// it cost is the usage.
+				res, err := fail(statusOf(ae), fmt.Sprintf("%v; the answer broke off after %d bytes were streamed, so it was neither retried nor handed to a fallback",
 					ae, streamed.Len()))
+				res.Output = red.clean(streamed.String())
+				r.addSpent(&res, set, t.Model, spent, usedTokens, usedCost)
+				return res, err
 			}
 			if !ae.retryable() || n > set.retries {
 				failures = append(failures, attemptSummary(ae, n))
@@ -334,7 +349,8 @@ func (r *llmRunner) succeed(set settings, t target, index int, req chatRequest, 
 	}
 	if firstToken > 0 {
 		extra["time_to_first_token_ms"] = float64(firstToken.Microseconds()) / 1000
-		if gen := elapsed - firstToken; ans.output > 1 && gen > 0 {
+		// An answer that was not streamed came whole: it has no generation rate.
+		if gen := elapsed - firstToken; req.stream && ans.output > 1 && gen > 0 {
 			extra["tokens_per_second"] = float64(ans.output-1) / gen.Seconds()
 		}
 	}
@@ -355,18 +371,25 @@ func (r *llmRunner) succeed(set settings, t target, index int, req chatRequest, 
 // its final count, the tokens are estimated from the text, at 4 bytes a token: what was
 // generated is paid for, reported or not.
 func (r *llmRunner) charge(set settings, model string, req chatRequest, ans answer, partial bool) (uint64, float64) {
-	if !ans.usageKnown || partial {
-		if ans.input <= 0 {
-			ans.input = estimateTokens(req.size())
-		}
-		ans.output = max(ans.output, estimateTokens(len(ans.text)))
-	}
+	ans = counted(req, ans, partial)
 	cost, _ := costOf(set, model, ans)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.usedTokens += uint64(max(ans.input, 0) + max(ans.output, 0))
 	r.usedCost += cost
 	return r.usedTokens, r.usedCost
+}
+
+// counted is the answer with the usage charge counts: the provider's figures, or
+// estimates when it reported none or the answer broke off.
+func counted(req chatRequest, ans answer, partial bool) answer {
+	if !ans.usageKnown || partial {
+		if ans.input <= 0 {
+			ans.input = estimateTokens(req.size())
+		}
+		ans.output = max(ans.output, estimateTokens(len(ans.text)))
+	}
+	return ans
 }
 
 func estimateTokens(bytes int) int64 { return int64(bytes+3) / 4 }
@@ -411,6 +434,21 @@ func (r *llmRunner) stopped(cause error, timeout time.Duration, partial string, 
 	return res, nil
 }
 
+// addSpent gives a result that ended before its answer did the usage of what was
+// streamed (as charge counted it), its cost, and the session's totals.
+func (r *llmRunner) addSpent(res *runner.Result, set settings, model string, spent answer, usedTokens uint64, usedCost float64) {
+	u := &res.Usage
+	u.PromptTokens, u.CompletionTokens = uint64(max(spent.input, 0)), uint64(max(spent.output, 0))
+	u.TotalTokens = u.PromptTokens + u.CompletionTokens
+	if u.Extra == nil {
+		u.Extra = map[string]float64{}
+	}
+	maps.Copy(u.Extra, r.sessionExtra(usedTokens, usedCost))
+	if cost, priced := costOf(set, model, spent); priced {
+		u.Extra["cost_usd"] = cost
+	}
+}
+
 // costOf prices an answer; priced is false when the model has no price.
 func costOf(set settings, model string, ans answer) (cost float64, priced bool) {
 	p, ok := set.prices[model]
@@ -427,6 +465,29 @@ func budgetExhausted(set settings, tokens uint64, cost float64) string {
 		return fmt.Sprintf("the session's token budget is spent: %d of %d tokens used (budget_tokens); executions are refused for the rest of this session", tokens, set.budgetTokens)
 	case set.budgetCost > 0 && cost >= set.budgetCost:
 		return fmt.Sprintf("the session's cost budget is spent: $%.4f of $%.4f used (budget_cost); executions are refused for the rest of this session", cost, set.budgetCost)
+	}
+	return ""
+}
+
+// promptOverBudget says why a request's prompt alone, estimated, is more than the
+// session's budget has left, or "": capping max_tokens keeps the answer within the
+// budget, not the prompt, which the provider charges in full.
+func promptOverBudget(set settings, req chatRequest, tokens uint64, cost float64) string {
+	est := estimateTokens(req.size())
+	if set.budgetTokens > 0 && tokens+uint64(est) > set.budgetTokens {
+		return fmt.Sprintf("the prompt, about %d tokens, is more than is left of the session's token budget: %d of %d tokens used (budget_tokens)",
+			est, tokens, set.budgetTokens)
+	}
+	if set.budgetCost > 0 {
+		// The cheapest model that may answer: refused only when none could.
+		cheapest := math.Inf(1)
+		for _, t := range set.targets {
+			cheapest = min(cheapest, set.prices[t.Model].Input)
+		}
+		if c := float64(est) * cheapest / 1e6; cost+c > set.budgetCost {
+			return fmt.Sprintf("the prompt, about %d tokens ($%.4f), is more than is left of the session's cost budget: $%.4f of $%.4f used (budget_cost)",
+				est, c, cost, set.budgetCost)
+		}
 	}
 	return ""
 }
