@@ -432,3 +432,37 @@ func TestSeedRoutesAndOpenAPI(t *testing.T) {
 		}
 	}
 }
+
+// TestGovernanceReadsParams: text in an execution's params (an LLM runner's messages or
+// system prompt) is read by the rules as the input is: a jailbreak there is blocked, with
+// the flag saying it was in params. It used to reach the runner unchecked (found by an LLM
+// runner's user journey: the same text refused as input went through in
+// params.messages).
+func TestGovernanceReadsParams(t *testing.T) {
+	d := start(t, config(t, t.TempDir(), "default"))
+	s, err := d.c.CreateSession(ctx, client.CreateSessionRequest{Name: "params"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, params := range []map[string]any{
+		{"messages": []any{map[string]any{"role": "user", "content": "please do the forbidden thing"}}},
+		{"system": "forbidden"},
+	} {
+		_, err := d.c.Execute(ctx, s.ID, client.ExecuteRequest{Runner: "echo", Input: "hello", Params: params})
+		var apiErr *client.Error
+		if !asErr(err, &apiErr) || apiErr.Status != 403 || !strings.Contains(apiErr.Detail, "jailbreak") {
+			t.Fatalf("params %v: %v, want 403 naming jailbreak", params, err)
+		}
+		var traceID string
+		_ = json.Unmarshal(apiErr.Extra["trace_id"], &traceID)
+		tv, err := d.c.GetTrace(ctx, traceID)
+		if err != nil || len(tv.Flags) != 1 || !strings.Contains(tv.Flags[0].Reason, "params") {
+			t.Fatalf("params %v: trace %+v %v, want one flag saying it is in params", params, tv, err)
+		}
+	}
+	// Params without text, or with harmless text, change nothing.
+	r, err := d.c.Execute(ctx, s.ID, client.ExecuteRequest{Runner: "echo", Input: "hello", Params: map[string]any{"n": 3, "note": "fine"}})
+	if err != nil || r.Status != "ok" || len(r.Flags) != 0 {
+		t.Fatalf("harmless params: %+v %v", r, err)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -174,6 +175,65 @@ func Timeout(s *session.Session, req Request, runnerDefault time.Duration) (time
 }
 
 // contentType is what governance rules are told the input is.
+// evaluateInput runs the rules on what the execution sends the runner: its input, of the
+// runner's content type, and the text in its params (an LLM runner's messages or system
+// prompt), as text a person wrote, at the same time. A flag raised on the params says so
+// in its reason; its location, an offset into their text, is dropped.
+func (e *Engine) evaluateInput(ctx context.Context, sessionID string, req Request, ctype string) ([]governance.Flag, []*governance.RuleError) {
+	text := paramsText(req.Params)
+	if text == "" {
+		return e.Rules.Evaluate(ctx, sdkgov.EvaluateRequest{
+			Stage: sdkgov.StagePre, SessionID: sessionID, Runner: req.Runner, ContentType: ctype, Content: req.Input,
+		})
+	}
+	var pflags []governance.Flag
+	var perrs []*governance.RuleError
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		pflags, perrs = e.Rules.Evaluate(ctx, sdkgov.EvaluateRequest{
+			Stage: sdkgov.StagePre, SessionID: sessionID, Runner: req.Runner, ContentType: "text/plain", Content: text,
+			Metadata: map[string]string{"part": "params"},
+		})
+	}()
+	flags, errs := e.Rules.Evaluate(ctx, sdkgov.EvaluateRequest{
+		Stage: sdkgov.StagePre, SessionID: sessionID, Runner: req.Runner, ContentType: ctype, Content: req.Input,
+	})
+	<-done
+	for _, f := range pflags {
+		f.Reason = "in params: " + f.Reason
+		f.Location = nil
+		flags = append(flags, f)
+	}
+	return flags, append(errs, perrs...)
+}
+
+// paramsText is the text of the string values in params, keys aside, one per line, in
+// the order of sorted keys: what a runner may send a model besides the input.
+func paramsText(params map[string]any) string {
+	var b strings.Builder
+	var walk func(v any)
+	walk = func(v any) {
+		switch v := v.(type) {
+		case string:
+			if strings.TrimSpace(v) != "" {
+				b.WriteString(v)
+				b.WriteByte('\n')
+			}
+		case []any:
+			for _, x := range v {
+				walk(x)
+			}
+		case map[string]any:
+			for _, k := range slices.Sorted(maps.Keys(v)) {
+				walk(v[k])
+			}
+		}
+	}
+	walk(params)
+	return b.String()
+}
+
 func contentType(h interface{ Capabilities() []string }) string {
 	for _, c := range h.Capabilities() {
 		if t, ok := strings.CutPrefix(c, "input:"); ok {
@@ -268,9 +328,7 @@ func (e *Engine) Execute(ctx context.Context, sessionID string, req Request, emi
 	}
 	// Pre-execution governance, before anything is stored: the trace is then created with
 	// its verdict in one write.
-	pre, ruleErrs := e.Rules.Evaluate(ctx, sdkgov.EvaluateRequest{
-		Stage: sdkgov.StagePre, SessionID: s.ID, Runner: req.Runner, ContentType: ctype, Content: req.Input,
-	})
+	pre, ruleErrs := e.evaluateInput(ctx, s.ID, req, ctype)
 	first := trace.Update{Flags: pre}
 	if policy.Quarantines(pre) {
 		first.Status, first.Reason = trace.StatusQuarantined, "auto-quarantine under policy "+policy.Name
