@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -464,5 +465,43 @@ func TestGovernanceReadsParams(t *testing.T) {
 	r, err := d.c.Execute(ctx, s.ID, client.ExecuteRequest{Runner: "echo", Input: "hello", Params: map[string]any{"n": 3, "note": "fine"}})
 	if err != nil || r.Status != "ok" || len(r.Flags) != 0 {
 		t.Fatalf("harmless params: %+v %v", r, err)
+	}
+}
+
+// TestTokensOfALeftStreamAreChecked: a model's tokens streamed to a client that then left
+// are the execution's output: recorded, and checked by the rules (here the keyword rule's
+// "secret", high_risk), as the README promises of a client that leaves. Only stdout and
+// stderr were kept: the trace held an empty output and the rules saw nothing.
+func TestTokensOfALeftStreamAreChecked(t *testing.T) {
+	d := start(t, config(t, t.TempDir(), "default"))
+	s, err := d.c.CreateSession(ctx, client.CreateSessionRequest{Name: "tokens"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest("POST", d.url+"/v1/sessions/"+s.ID+"/executions",
+		strings.NewReader(`{"runner":"echo","input":"tokens-wait:the secret word"}`))
+	req.Header.Set("Accept", "text/event-stream")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(res.Body)
+	for sc.Scan() && !strings.Contains(sc.Text(), "word") {
+	}
+	res.Body.Close() // the client leaves after the last token
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		l, err := d.c.ListTraces(ctx, s.ID, 10, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(l.Traces) == 1 && len(l.Traces[0].Flags) > 0 {
+			if f := l.Traces[0].Flags[0]; f.Flag != "high_risk" || f.Stage != "post" {
+				t.Fatalf("flag %+v, want the output rule's high_risk", f)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the left stream's trace has no output flag: %+v", l.Traces)
+		}
 	}
 }

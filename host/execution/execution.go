@@ -370,7 +370,7 @@ func (e *Engine) Execute(ctx context.Context, sessionID string, req Request, emi
 	early := e.startRecord(ctx, cr)
 	defer early.stop()
 	// Execute in the session's runner process.
-	var stdout, stderr strings.Builder
+	var stdout, stderr, tokens strings.Builder
 	keep := func(b *strings.Builder, data []byte) {
 		if room := MaxKeptOutput - b.Len(); room > 0 {
 			if len(data) > room {
@@ -395,6 +395,7 @@ func (e *Engine) Execute(ctx context.Context, sessionID string, req Request, emi
 			keep(&stdout, ev.Output.Data)
 			emit(Event{Kind: "stdout", Data: string(ev.Output.Data)})
 		case ev.Token != nil:
+			keep(&tokens, []byte(ev.Token.Text))
 			emit(Event{Kind: "token", Data: ev.Token.Text})
 		}
 		return nil
@@ -442,6 +443,11 @@ func (e *Engine) Execute(ctx context.Context, sessionID string, req Request, emi
 	}
 	res.Status = out.Status.String()
 	res.Stdout, res.Stderr, res.Output = stdout.String(), stderr.String(), out.Output
+	if res.Output == "" && tokens.Len() > 0 {
+		// A model's answer cut short (the client left, the runner died or said nothing of
+		// it): what it streamed is its output, recorded and checked by the rules.
+		res.Output = tokens.String()
+	}
 	res.ExitCode, res.Error, res.Usage = out.ExitCode, out.Error, out.Usage
 	res.DurationMS = out.Duration.Milliseconds()
 	res.DurationUS = out.Duration.Microseconds()

@@ -108,6 +108,16 @@ func (e *Runner) Execute(ctx context.Context, req runner.ExecuteRequest, emit fu
 			return runner.Result{}, err
 		}
 		return runner.Result{Status: runner.StatusError, ExitCode: 1, Error: "wrote to stderr", Duration: time.Since(start)}, nil
+	case strings.HasPrefix(req.Input, "tokens-wait:"):
+		// Streams each word as a token, as a model does, then waits for its end (a client
+		// leaving) and reports nothing of what it streamed.
+		for _, w := range strings.Fields(strings.TrimPrefix(req.Input, "tokens-wait:")) {
+			if err := emit(runner.Event{Token: &runner.Token{Text: w + " "}}); err != nil {
+				return runner.Result{}, err
+			}
+		}
+		<-ctx.Done()
+		return runner.Result{Status: runner.StatusCancelled, ExitCode: -1, Error: ctx.Err().Error(), Duration: time.Since(start)}, nil
 	case strings.HasPrefix(req.Input, "sleep:"):
 		ms, _ := strconv.Atoi(strings.TrimPrefix(req.Input, "sleep:"))
 		cctx, cancel := context.WithCancel(ctx)
