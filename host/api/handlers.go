@@ -215,6 +215,11 @@ type sseWriter struct {
 // sseStall is how long a stream may take nothing before its client counts as gone.
 var sseStall = 5 * time.Second
 
+// sseKeepAlive is how often a stream with nothing to say sends a comment, so that the
+// client, and any proxy between, sees the execution is alive (a model's first token may
+// take a minute).
+var sseKeepAlive = 15 * time.Second
+
 type sseEvent struct {
 	name string
 	v    any
@@ -235,7 +240,12 @@ func (e *sseWriter) fail() {
 	}
 }
 
-// event queues an event, starting the stream (and its writer) at the first.
+// comment queues an SSE comment (": text"), which clients skip: it starts the stream
+// before the first event.
+func (e *sseWriter) comment(text string) { e.event("", text) }
+
+// event queues an event, starting the stream (and its writer) at the first; an empty
+// name makes v, a string, a comment.
 func (e *sseWriter) event(name string, v any) {
 	if !e.started {
 		e.started = true
@@ -277,7 +287,20 @@ func (e *sseWriter) loop() {
 	// Whatever the server's write timeout, a write to a client that stopped reading ends
 	// after sseStall; the last one leaves as long for the end of the response.
 	defer func() { _ = e.rc.SetWriteDeadline(time.Now().Add(sseStall)) }()
-	for ev := range e.ch {
+	keepAlive := time.NewTicker(sseKeepAlive)
+	defer keepAlive.Stop()
+	for {
+		var ev sseEvent
+		select {
+		case next, ok := <-e.ch:
+			if !ok {
+				return
+			}
+			ev = next
+			keepAlive.Reset(sseKeepAlive)
+		case <-keepAlive.C:
+			ev = sseEvent{v: "keep-alive"}
+		}
 		if e.failed.Load() {
 			continue // dropped: the client is gone
 		}
@@ -306,6 +329,10 @@ func (e *sseWriter) loop() {
 }
 
 func (e *sseWriter) write(ev sseEvent) {
+	if ev.name == "" {
+		fmt.Fprintf(e.bw, ": %s\n\n", ev.v)
+		return
+	}
 	b, _ := json.Marshal(ev.v)
 	fmt.Fprintf(e.bw, "event: %s\ndata: %s\n\n", ev.name, b)
 }
@@ -332,6 +359,11 @@ func (s *Server) execute(w http.ResponseWriter, r *http.Request) {
 	sse := newSSEWriter(w, cancel)
 	defer sse.close()
 	res, err := s.opts.Engine.Execute(ctx, r.PathValue("id"), req, func(ev execution.Event) {
+		if ev.Kind == execution.EventStarted {
+			// Checked and running: the stream begins now, not at the first output.
+			sse.comment("running")
+			return
+		}
 		sse.event(ev.Kind, ev)
 	})
 	s.metrics.execution(req.Runner, res, err)

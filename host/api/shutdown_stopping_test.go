@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/limitgraph/limit/host/execution"
 	"github.com/limitgraph/limit/host/session"
@@ -66,5 +67,27 @@ func TestStreamErrorEventStatus(t *testing.T) {
 		if p["status"] != tc.status || p["detail"] == "" || p["title"] == "" || (p["retry_after"] != nil) != tc.retry {
 			t.Errorf("%v: error event %v", tc.err, p)
 		}
+	}
+}
+
+// TestSSEKeepAlive: a stream begins with a comment as soon as the execution runs, and
+// sends a keep-alive comment whenever it has had nothing to say for sseKeepAlive, so a
+// client waiting for a model's first token sees the execution is alive.
+func TestSSEKeepAlive(t *testing.T) {
+	old := sseKeepAlive
+	sseKeepAlive = 20 * time.Millisecond
+	defer func() { sseKeepAlive = old }()
+	rec := httptest.NewRecorder()
+	w := newSSEWriter(rec, func() {})
+	w.comment("running")
+	time.Sleep(150 * time.Millisecond)
+	w.event("stdout", map[string]string{"data": "x"})
+	w.close()
+	body := rec.Body.String()
+	if !strings.HasPrefix(body, ": running\n\n") || !strings.Contains(body, ": keep-alive\n\n") || !strings.HasSuffix(body, "event: stdout\ndata: {\"data\":\"x\"}\n\n") {
+		t.Fatalf("stream:\n%s", body)
+	}
+	if ct := rec.Header().Get("Content-Type"); ct != "text/event-stream" || rec.Code != 200 {
+		t.Fatalf("status %d, Content-Type %q", rec.Code, ct)
 	}
 }

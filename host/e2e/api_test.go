@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -503,5 +504,30 @@ func TestTokensOfALeftStreamAreChecked(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("the left stream's trace has no output flag: %+v", l.Traces)
 		}
+	}
+}
+
+// TestStreamStartsWhenTheExecutionRuns: a streamed execution's response begins as soon as
+// the execution passed its checks and runs (a comment, which clients skip), not at its
+// first output, which from a model may take a minute; before, a client waited with nothing.
+func TestStreamStartsWhenTheExecutionRuns(t *testing.T) {
+	d := start(t, config(t, t.TempDir(), "default"))
+	s, err := d.c.CreateSession(ctx, client.CreateSessionRequest{Name: "stream"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second) // the execution would run 60 s
+	defer cancel()
+	req, _ := http.NewRequestWithContext(rctx, "POST", d.url+"/v1/sessions/"+s.ID+"/executions",
+		strings.NewReader(`{"runner":"echo","input":"sleep:60000"}`))
+	req.Header.Set("Accept", "text/event-stream")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("no response while the execution runs: %v", err)
+	}
+	defer res.Body.Close()
+	line, err := bufio.NewReader(res.Body).ReadString('\n')
+	if err != nil || line != ": running\n" || res.Header.Get("Content-Type") != "text/event-stream" {
+		t.Fatalf("first line %q (%v), Content-Type %q", line, err, res.Header.Get("Content-Type"))
 	}
 }

@@ -87,10 +87,15 @@ type Timing struct {
 
 // Event is one piece of output while an execution runs.
 type Event struct {
-	// Kind is "stdout", "stderr" or "token".
+	// Kind is "stdout", "stderr" or "token"; or EventStarted, sent once, before any output.
 	Kind string `json:"-"`
 	Data string `json:"data"`
 }
+
+// EventStarted is the Kind of the event that says the execution passed its checks and its
+// runner was asked to run it.
+const EventStarted = "started"
+
 
 // BlockedError means the session's policy blocked the execution before it ran; the
 // trace is stored, flagged.
@@ -384,6 +389,7 @@ func (e *Engine) Execute(ctx context.Context, sessionID string, req Request, emi
 	}
 	xctx, xcancel := context.WithTimeout(ctx, timeout+RunnerGrace)
 	defer xcancel()
+	emit(Event{Kind: EventStarted})
 	out, xerr := h.Execute(xctx, runner.ExecuteRequest{
 		ExecutionID: cr.ID, Input: req.Input, Timeout: timeout, Params: req.Params,
 	}, func(ev runner.Event) error {
