@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -14,9 +15,13 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/limitgraph/limit/sdk/base"
 	"github.com/limitgraph/limit/sdk/storage"
 )
 
@@ -436,6 +441,79 @@ func TestCheckpointFailureKeepsWrites(t *testing.T) {
 	}
 	img := openStore(t, map[string]any{"path": crashImage(t, path)})
 	checkHolds(t, img, want, "crash image after a checkpoint succeeded")
+}
+
+// TestCheckpointFailuresLoggedSparingly checks that a checkpoint failing again and again
+// (a full disk: the checkpointer retries every checkpointRetry, four times a second) is
+// logged when it starts failing and then at most every checkpointFailLogEvery, not at every
+// retry, and that the recovery is logged.
+func TestCheckpointFailuresLoggedSparingly(t *testing.T) {
+	manualCheckpoints(t)
+	retry := checkpointRetry
+	checkpointRetry = time.Millisecond
+	t.Cleanup(func() { checkpointRetry = retry })
+	var logged safeBuffer
+	s := newStore()
+	s.log = hclog.New(&hclog.LoggerOptions{Output: &logged, Level: hclog.Info})
+	raw, _ := json.Marshal(map[string]any{"path": filepath.Join(t.TempDir(), "x.db")})
+	if ds := s.Configure(context.Background(), base.ConfigureRequest{Config: raw}); ds.HasErrors() {
+		t.Fatalf("configure: %v", ds.Err())
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	e, _ := s.engine()
+	ctx := context.Background()
+	if err := s.Put(ctx, "a", []byte("k"), []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	e.cpRun.Lock()
+	e.hookCopyErr = errors.New("no space left on device")
+	e.cpRun.Unlock()
+	e.kick <- struct{}{}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		e.mu.RLock()
+		failing := e.cpErr != nil
+		e.mu.RUnlock()
+		if failing || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond) // ~100 retries at 1 ms and more
+	if n := strings.Count(logged.String(), "checkpoint failed"); n != 1 {
+		t.Errorf("%d checkpoint failures logged in 200 ms of retries, want 1:\n%s", n, logged.String())
+	}
+	e.cpRun.Lock()
+	e.hookCopyErr = nil
+	e.cpRun.Unlock()
+	deadline = time.Now().Add(5 * time.Second)
+	for !strings.Contains(logged.String(), "checkpoints succeed again") && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if h := s.Health(ctx); !h.OK {
+		t.Errorf("health after checkpoints succeed again: %+v, want OK", h)
+	}
+	if !strings.Contains(logged.String(), "checkpoints succeed again") {
+		t.Errorf("the recovery was not logged:\n%s", logged.String())
+	}
+}
+
+// safeBuffer is a bytes.Buffer a logger may write to while the test reads it.
+type safeBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *safeBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *safeBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }
 
 // TestReadsWritesAndCheckpointsTogether runs scans, gets, reading writes (compare-and-swap)

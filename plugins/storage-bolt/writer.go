@@ -34,6 +34,10 @@ var (
 	hardLimitBytes  = 64 << 20
 	// checkpointRetry is how soon a failed checkpoint (a full disk) is tried again.
 	checkpointRetry = 250 * time.Millisecond
+	// checkpointFailLogEvery is how often checkpoints that keep failing with the same
+	// error are logged again: the first failure is logged at once, the retries (four a
+	// second) only this often, with their count, so a full disk does not flood the log.
+	checkpointFailLogEvery = time.Minute
 )
 
 // applyFunc performs a write inside tx and reports whether it changed anything. It may run
@@ -466,7 +470,13 @@ func (e *engine) checkpointer() {
 	defer close(e.cpStopped)
 	tick := time.NewTicker(checkpointEvery)
 	defer tick.Stop()
-	var retry <-chan time.Time
+	var (
+		retry    <-chan time.Time
+		failures int       // checkpoints failed in a row
+		unlogged int       // of those, failures not logged yet
+		lastMsg  string    // the error last logged
+		lastLog  time.Time // when
+	)
 	for {
 		select {
 		case <-e.quit:
@@ -477,10 +487,22 @@ func (e *engine) checkpointer() {
 		}
 		e.freeze()
 		retry = nil
-		if err := e.checkpoint(); err != nil {
-			e.log.Warn("checkpoint failed; writes stay in the write-ahead log and are retried", "error", err)
-			retry = time.After(checkpointRetry)
+		err := e.checkpoint()
+		if err == nil {
+			if failures > 0 {
+				e.log.Info("checkpoints succeed again; the write-ahead log is copied into the database file", "failed_attempts", failures)
+			}
+			failures, unlogged, lastMsg = 0, 0, ""
+			continue
 		}
+		failures++
+		unlogged++
+		if msg := err.Error(); failures == 1 || msg != lastMsg || time.Since(lastLog) >= checkpointFailLogEvery {
+			e.log.Warn("checkpoint failed; writes stay in the write-ahead log and are retried", "error", err,
+				"failed_attempts", failures, "since_last_logged", unlogged)
+			lastMsg, lastLog, unlogged = msg, time.Now(), 0
+		}
+		retry = time.After(checkpointRetry)
 	}
 }
 
