@@ -91,3 +91,23 @@ func TestSSEKeepAlive(t *testing.T) {
 		t.Fatalf("status %d, Content-Type %q", rec.Code, ct)
 	}
 }
+
+// TestExecuteWhileStorageDown: while the storage backend reports itself down, an
+// execution is refused before it runs, with 503 and a Retry-After: code that ran must be
+// recorded (it used to run, then fail to be recorded with 503, its session changed and no
+// trace of it).
+func TestExecuteWhileStorageDown(t *testing.T) {
+	s := New(Options{Sessions: new(session.Manager), Engine: &execution.Engine{
+		StorageReady: func() error { return fmt.Errorf("%w: postgres unreachable", storage.ErrUnavailable) },
+	}})
+	req := httptest.NewRequest("POST", "/v1/sessions/s1/executions", strings.NewReader(`{"runner":"python","input":"x = 41"}`))
+	req.Header.Set("Content-Type", "application/json")
+	rec := httptest.NewRecorder()
+	s.ServeHTTP(rec, req)
+	var p map[string]any
+	_ = json.Unmarshal(rec.Body.Bytes(), &p)
+	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") == "" ||
+		!strings.Contains(fmt.Sprint(p["detail"]), "not run") || !strings.Contains(fmt.Sprint(p["detail"]), "postgres unreachable") {
+		t.Fatalf("status %d, Retry-After %q, problem %v", rec.Code, rec.Header().Get("Retry-After"), p)
+	}
+}

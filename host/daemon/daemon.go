@@ -27,6 +27,7 @@ import (
 	"github.com/limitgraph/limit/host/session"
 	"github.com/limitgraph/limit/host/trace"
 	"github.com/limitgraph/limit/internal/peercred"
+	"github.com/limitgraph/limit/sdk/storage"
 )
 
 // Specs are the checked, ready-to-launch plugins of a configuration.
@@ -336,7 +337,16 @@ func Start(ctx context.Context, opts Options) (*Daemon, hcl.Diagnostics) {
 	var stopping context.Context
 	stopping, d.stopExecs = context.WithCancel(context.Background())
 	engine := &execution.Engine{Sessions: d.Sessions, Traces: d.Traces, Rules: rules, Stats: stats, Logger: logger.Named("execution"),
-		Stopping: stopping, Store: d.Store, Node: d.Sessions.Node()}
+		Stopping: stopping, Store: d.Store, Node: d.Sessions.Node(),
+		StorageReady: func() error {
+			if d.storage == nil {
+				return nil
+			}
+			if why := d.storage.BackendDown(); why != "" {
+				return fmt.Errorf("%w: %s", storage.ErrUnavailable, why)
+			}
+			return nil
+		}}
 	// Executions the last run left running (it was killed or crashed) get their outcome.
 	if n, err := engine.FinishInterrupted(ctx); err != nil {
 		logger.Warn("settling the executions the last run left running failed; retried at the next start", "error", err)

@@ -152,6 +152,11 @@ type Engine struct {
 	// Node names this host in those markers (the session manager's node: the node id kept
 	// in data_dir).
 	Node string
+	// StorageReady, when set, is asked before an execution runs; while it answers an
+	// error (the storage backend reports itself down) executions are refused with it:
+	// code that ran must be recorded, and one that ran while its record could not be
+	// written changed its session with no trace of it.
+	StorageReady func() error
 }
 
 // Timeout returns the execution's timeout: the request's, else the session's, else the
@@ -277,6 +282,11 @@ func (e *Engine) Execute(ctx context.Context, sessionID string, req Request, emi
 	}
 	if n, deep := countValues(req.Params, 0); n > MaxParamValues || deep {
 		return nil, fmt.Errorf("%w: params hold more than %d JSON values or nest deeper than %d levels; send bulk data as one string (or in the input)", ErrInvalid, MaxParamValues, MaxParamDepth)
+	}
+	if e.StorageReady != nil {
+		if err := e.StorageReady(); err != nil {
+			return nil, fmt.Errorf("not run, as it could not be recorded: %w", err)
+		}
 	}
 	if e.Stopping != nil {
 		if e.Stopping.Err() != nil {
@@ -511,6 +521,9 @@ func (e *Engine) Execute(ctx context.Context, sessionID string, req Request, emi
 		_, _, err = e.Traces.Apply(rctx, cr.ID, Agent, last)
 	}
 	if err != nil {
+		// The code ran and its session may have changed, but nothing says so but this.
+		e.Logger.Error("an execution ran but its trace could not be stored", "session", s.ID, "trace", cr.ID, "runner", req.Runner,
+			"status", res.Status, "input_sha256", digest(req.Input), "output_sha256", digest(content), "error", err)
 		return nil, fmt.Errorf("record execution: %w", err)
 	}
 	if marked {

@@ -172,6 +172,20 @@ func (m *Managed) Status() Status {
 	return st
 }
 
+// BackendDown returns the reason the plugin's backend last reported itself unhealthy
+// (a database unreachable, a full disk), or "" when it did not.
+func (m *Managed) BackendDown() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if b := m.backend; b != nil && !b.OK {
+		if b.Detail == "" {
+			return "the storage backend reports itself unhealthy"
+		}
+		return b.Detail
+	}
+	return ""
+}
+
 func (m *Managed) watch() {
 	defer close(m.done)
 	t := time.NewTicker(m.interval)

@@ -239,10 +239,16 @@ func TestManagedReportsBackendHealth(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitStatus(t, m, func(s Status) bool { return !s.Healthy && s.Detail == "disk full" && s.Metrics["sick"] == 1 })
+	if why := m.BackendDown(); why != "disk full" {
+		t.Fatalf("BackendDown = %q while the backend says disk full", why)
+	}
 	if _, err := st.Delete(ctx, "health", []byte("sick")); err != nil {
 		t.Fatal(err)
 	}
 	waitStatus(t, m, func(s Status) bool { return s.Healthy && s.Detail == "" })
+	if why := m.BackendDown(); why != "" {
+		t.Fatalf("BackendDown = %q once the backend is healthy again", why)
+	}
 
 	plain, err := StartManaged(ctx, testSpec(base.KindStorage, "mem", "memstore"), hclog.NewNullLogger(), 20*time.Millisecond)
 	if err != nil {
