@@ -154,7 +154,10 @@ func fromStatus(op string, err error) error {
 	default:
 		return fmt.Errorf("storage %s: %s", op, st.Message())
 	}
-	return fmt.Errorf("storage %s: %w: %s", op, sentinel, st.Message())
+	// The plugin's message often begins with the sentinel's own words (it wrapped it):
+	// say them once.
+	msg := strings.TrimPrefix(st.Message(), sentinel.Error()+": ")
+	return fmt.Errorf("storage %s: %w: %s", op, sentinel, msg)
 }
 
 // Get implements Storage.

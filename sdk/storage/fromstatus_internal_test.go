@@ -1,0 +1,28 @@
+package storage
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// TestFromStatusSaysTheSentinelOnce: a plugin's error that wraps a sentinel (the file
+// backend's full disk) comes back through gRPC as the sentinel, its words said once
+// ("storage is out of space: storage is out of space: ..." was the 507's detail).
+func TestFromStatusSaysTheSentinelOnce(t *testing.T) {
+	for _, sentinel := range []error{ErrNoSpace, ErrUnavailable, ErrInvalid} {
+		err := fromStatus("put", toStatus(fmt.Errorf("%w: write k: the disk holding /d is full", sentinel)))
+		if !errors.Is(err, sentinel) || strings.Count(err.Error(), sentinel.Error()) != 1 || !strings.HasSuffix(err.Error(), "the disk holding /d is full") {
+			t.Errorf("%v: %v", sentinel, err)
+		}
+	}
+	// A message that does not begin with the sentinel's words is kept whole.
+	err := fromStatus("get", status.Error(codes.ResourceExhausted, "quota exceeded"))
+	if !errors.Is(err, ErrNoSpace) || err.Error() != "storage get: storage is out of space: quota exceeded" {
+		t.Errorf("plain message: %v", err)
+	}
+}
