@@ -52,6 +52,11 @@ type Options struct {
 	// Tokens, when not empty, are the SHA-256 digests of the bearer tokens the API
 	// accepts: every request but GET /health and /v1/health must carry one.
 	Tokens [][32]byte
+	// CheckHosts refuses requests whose Host or Origin names a host other than an IP
+	// address, localhost or one of AllowedHosts (config API.AllowedHosts; "*" for any):
+	// see foreignHost. The daemon always sets it.
+	CheckHosts   bool
+	AllowedHosts []string
 }
 
 // Server is the HTTP API.
@@ -139,6 +144,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			writeProblem(w, r, http.StatusForbidden, why, nil)
 			return
 		}
+	}
+	if why := foreignHost(r, s.opts.AllowedHosts); s.opts.CheckHosts && why != "" {
+		s.opts.Logger.Warn("API request refused", "request_id", id, "remote", r.RemoteAddr, "path", r.URL.Path, "reason", why)
+		writeProblem(w, r, http.StatusForbidden, why, nil)
+		return
 	}
 	if len(s.opts.Tokens) > 0 && !s.authorized(r) {
 		s.opts.Logger.Warn("API request without a valid token", "request_id", id, "remote", r.RemoteAddr, "method", r.Method, "path", r.URL.Path)

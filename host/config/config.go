@@ -161,6 +161,11 @@ type API struct {
 	// Tokens are the SHA-256 digests of the tokens TokenFile holds (the tokens themselves
 	// are not kept); empty when the API is open.
 	Tokens [][32]byte
+	// AllowedHosts is api.allowed_hosts: the host names (lower case; "*.example.com" for
+	// its subdomains, "*" for any) a request's Host and a browser's Origin may name besides
+	// IP addresses and localhost. Others are refused, against DNS rebinding and cross-site
+	// requests from web pages.
+	AllowedHosts []string
 }
 
 // MinTokenBytes is the shortest API token accepted: 128 bits of hex.

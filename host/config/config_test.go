@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -294,6 +295,9 @@ func TestParseErrors(t *testing.T) {
 		{"empty data dir", "host {\n  data_dir = \"\"\n}\n", nil, 2, "Invalid data_dir", ""},
 		{"bad duration", "host {\n  plugin_start_timeout = \"10 seconds\"\n}\n", nil, 2, "Invalid duration", "plugin_start_timeout"},
 		{"duration without unit", "api {\n  read_timeout = 30\n}\n", nil, 2, "Invalid duration", "missing unit"},
+		{"allowed host with a port", "api {\n\n  allowed_hosts = [\"limit.example.com:8080\"]\n}\n", nil, 3, "Invalid allowed_hosts", "without a port"},
+		{"allowed host with a scheme", "api {\n  allowed_hosts = [\"https://limit.example.com\"]\n}\n", nil, 2, "Invalid allowed_hosts", "not a host name"},
+		{"allowed hosts not a list", "api {\n  allowed_hosts = \"limit.example.com\"\n}\n", nil, 2, "Incorrect attribute value type", "list of string required"},
 		{"zero start timeout", "host {\n  plugin_start_timeout = \"0s\"\n}\n", nil, 2, "Invalid duration", ""},
 		{"negative timeout", "api {\n  write_timeout = \"-1s\"\n}\n", nil, 2, "Invalid duration", "negative"},
 		{"short sha256", "storage \"bolt\" {\n  sha256 = \"ab12\"\n}\n", nil, 2, "Invalid sha256", "got 4 characters"},
@@ -1024,5 +1028,13 @@ func TestTokenFile(t *testing.T) {
 		if strings.Contains(diags.Error(), "s3cr3t") || strings.Contains(diags.Error(), "cccc") {
 			t.Errorf("%s: the diagnostic quotes the token: %v", tt.name, diags)
 		}
+	}
+}
+
+// TestAllowedHosts: api.allowed_hosts is read as the names given ("*.x" and "*" kept).
+func TestAllowedHosts(t *testing.T) {
+	cfg, diags := Parse("a.hcl", []byte("api {\n  allowed_hosts = [\"limit.example.com\", \"*.corp.example\"]\n}\n"), func(string) (string, bool) { return "", false })
+	if diags.HasErrors() || !slices.Equal(cfg.API.AllowedHosts, []string{"limit.example.com", "*.corp.example"}) {
+		t.Fatalf("allowed_hosts = %q, %v", cfg.API.AllowedHosts, diags)
 	}
 }

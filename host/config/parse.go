@@ -88,6 +88,7 @@ var apiSchema = &hcl.BodySchema{
 		{Name: "write_timeout"},
 		{Name: "shutdown_timeout"},
 		{Name: "token_file"},
+		{Name: "allowed_hosts"},
 	},
 }
 
@@ -502,6 +503,16 @@ func (d *decoder) api(blk *hcl.Block, api *API) {
 	}
 	if s, attr := d.str(a, "token_file"); attr != nil {
 		d.tokens(attr, s, api)
+	}
+	if hosts, attr := d.stringList(a, "allowed_hosts"); attr != nil {
+		for _, h := range hosts {
+			name := strings.TrimPrefix(h, "*.")
+			if h != "*" && (name == "" || strings.ContainsAny(name, "/:@ *") || strings.ToLower(h) != h) {
+				d.invalid(attr, "Invalid allowed_hosts", "%q is not a host name: write names in lower case, without a port or scheme (\"limit.example.com\", \"*.example.com\" for its subdomains, \"*\" for any).", h)
+				continue
+			}
+			api.AllowedHosts = append(api.AllowedHosts, h)
+		}
 	}
 }
 

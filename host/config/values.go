@@ -158,6 +158,23 @@ func (d *decoder) duration(attrs hcl.Attributes, name string, zeroOK bool) (time
 }
 
 // stringMap decodes a map(string), refusing keys that cannot be environment variable names.
+func (d *decoder) stringList(attrs hcl.Attributes, name string) ([]string, *hcl.Attribute) {
+	val, attr := d.value(attrs, name, cty.List(cty.String))
+	if attr == nil {
+		return nil, nil
+	}
+	var out []string
+	for it := val.ElementIterator(); it.Next(); {
+		_, v := it.Element()
+		if v.IsNull() {
+			d.invalid(attr, "Invalid "+name, "%s must not hold null.", name)
+			continue
+		}
+		out = append(out, v.AsString())
+	}
+	return out, attr
+}
+
 func (d *decoder) stringMap(attrs hcl.Attributes, name string) (map[string]string, *hcl.Attribute) {
 	val, attr := d.value(attrs, name, cty.Map(cty.String))
 	if attr == nil {

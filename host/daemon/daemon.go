@@ -367,7 +367,7 @@ func Start(ctx context.Context, opts Options) (*Daemon, hcl.Diagnostics) {
 		Version: opts.Version, Plugins: d.PluginStatus, MaxBodyBytes: cfg.API.MaxBodyBytes, Logger: logger.Named("api"),
 		Sessions: d.Sessions, Engine: engine, Traces: d.Traces, Rules: rules, Stats: stats, DefaultPolicy: cfg.Governance.Policy,
 		Store: d.Store, RD: cfg.RD, RefusePeer: refuseSandboxed(d.Runners.SandboxUID, logger.Named("api")),
-		Tokens: cfg.API.Tokens,
+		Tokens: cfg.API.Tokens, CheckHosts: true, AllowedHosts: cfg.API.AllowedHosts,
 	})
 	if len(cfg.API.Tokens) > 0 {
 		logger.Info("the API requires a bearer token", "token_file", cfg.API.TokenFile, "tokens", len(cfg.API.Tokens))

@@ -264,3 +264,34 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	defer l.mu.Unlock()
 	return l.w.Write(p)
 }
+
+// TestForeignHostRefused: the daemon's API refuses a request naming a host name it does
+// not know (DNS rebinding) or sent by a browser from another site, and serves one naming
+// its address.
+func TestForeignHostRefused(t *testing.T) {
+	d := startDaemon(t, fmt.Sprintf("host {\n  listen = \"127.0.0.1:0\"\n  data_dir = %q\n}\nstorage \"bolt\" {}\n", t.TempDir()))
+	get := func(host, origin string) int {
+		req, _ := http.NewRequest("GET", "http://"+d.Addr()+"/v1/health", nil)
+		if host != "" {
+			req.Host = host
+		}
+		if origin != "" {
+			req.Header.Set("Origin", origin)
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		return res.StatusCode
+	}
+	if code := get("", ""); code != 200 {
+		t.Fatalf("its own address: %d", code)
+	}
+	if code := get("rebound.example", ""); code != 403 {
+		t.Fatalf("a rebound host name: %d, want 403", code)
+	}
+	if code := get("", "https://evil.example"); code != 403 {
+		t.Fatalf("a cross-site page: %d, want 403", code)
+	}
+}
