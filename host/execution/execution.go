@@ -96,7 +96,6 @@ type Event struct {
 // runner was asked to run it.
 const EventStarted = "started"
 
-
 // BlockedError means the session's policy blocked the execution before it ran; the
 // trace is stored, flagged.
 type BlockedError struct {
