@@ -21,7 +21,7 @@ import (
 const MaxGraphNodes = 2000
 
 func (s *Server) registerRD() {
-	s.handle(route{Method: "POST", Path: "/rd/fgw", Summary: "Fused Gromov-Wasserstein distance between two attributed graphs", Tag: "rd", Request: fgwRequest{}, Response: rd.FGWResult{}, Legacy: true}, s.rdFGW)
+	s.handle(route{Method: "POST", Path: "/rd/fgw", Summary: "Fused Gromov-Wasserstein distance between two attributed graphs", Tag: "rd", Request: fgwRequest{}, Response: fgwResponse{}, Legacy: true}, s.rdFGW)
 	s.handle(route{Method: "POST", Path: "/rd/points", Summary: "Add a refinement point (distortion, variance) to a session's rate-distortion curve", Tag: "rd", Request: pointRequest{}, Response: rd.Point{}, Status: 201, Legacy: true}, s.rdAddPoint)
 	s.handle(route{Method: "GET", Path: "/rd/knee", Summary: "The knee of a session's rate-distortion curve (all sessions when no session_id)", Tag: "rd", Response: rd.RDKnee{}, Query: []string{"session_id", "method"}, Legacy: true}, s.rdSessionKnee)
 	s.handle(route{Method: "POST", Path: "/rd/knee", Summary: "The knee of any curve", Tag: "rd", Request: kneeRequest{}, Response: rd.Knee{}, Legacy: true}, s.rdKnee)
@@ -89,6 +89,13 @@ type fgwRequest struct {
 	MaxIter    int         `json:"max_iter,omitempty"`
 	Tol        float64     `json:"tol,omitempty"`
 	ReturnPlan bool        `json:"return_plan,omitempty"`
+}
+
+// fgwResponse documents POST /rd/fgw's answer, an rd.FGWResult: its MarshalJSON adds the
+// plan (rows of numbers) when return_plan asked for it, which its fields do not show.
+type fgwResponse struct {
+	rd.FGWResult
+	Plan [][]float64 `json:"plan,omitempty"`
 }
 
 func uniform(n int) []float64 {
@@ -170,6 +177,17 @@ func (s *Server) rdFGW(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			s.rdFail(w, r, err)
 			return
+		}
+		// Named here: the solver would only see the m they make, which the client did
+		// not send.
+		for _, x := range []struct {
+			field, graph string
+			rows, nodes  int
+		}{{"features_a", "c1", len(req.FeaturesA), len(req.C1)}, {"features_b", "c2", len(req.FeaturesB), len(req.C2)}} {
+			if x.rows != x.nodes {
+				s.rdFail(w, r, &rd.InputError{Field: x.field, Msg: fmt.Sprintf("has %d rows, want one per node of %s (%d)", x.rows, x.graph, x.nodes)})
+				return
+			}
 		}
 		if m, err = rd.FeatureCost(fa, fb); err != nil {
 			s.rdFail(w, r, err)
@@ -329,6 +347,19 @@ func (s *Server) rdSessionKnee(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	k, err := t.Knee(opts)
+	var ie *rd.InputError
+	if errors.As(err, &ie) && ie.Field == "points" {
+		// The points are the session's, not the request's: too few distinct ones is the
+		// 422 of too few points, not a 400 on a field the client did not send.
+		whose := "the host's sessions' refinement points"
+		if id != "" {
+			whose = "session " + id + "'s refinement points"
+		}
+		writeProblem(w, r, http.StatusUnprocessableEntity, fmt.Sprintf(
+			"%s: %s (add points of other distortions with POST /v1/rd/points)", whose, ie.Msg),
+			map[string]any{"points": t.Len()})
+		return
+	}
 	if err != nil {
 		s.rdFail(w, r, err)
 		return

@@ -125,3 +125,66 @@ func TestKneeInput(t *testing.T) {
 		t.Errorf("no points yet: %d %v", res.StatusCode, body)
 	}
 }
+
+// TestFGWFeatureRows: features with a row count other than their graph's node count are
+// refused on the field the client sent (features_a or features_b), not on m, which it
+// did not send.
+func TestFGWFeatureRows(t *testing.T) {
+	s := rdServer(t, config.RD{Alpha: 0.5})
+	for _, tc := range []struct{ body, field string }{
+		{fmt.Sprintf(`{"c1": %s, "c2": %s, "features_a": [[0], [1]], "features_b": [[0], [1], [2]]}`, ring(3), ring(3)), "features_a"},
+		{fmt.Sprintf(`{"c1": %s, "c2": %s, "features_a": [[0], [1], [2]], "features_b": [[0], [1], [2], [3]]}`, ring(3), ring(3)), "features_b"},
+	} {
+		code, body := post(t, s, "/v1/rd/fgw", tc.body)
+		if code != 400 || body["field"] != tc.field || !strings.Contains(fmt.Sprint(body["detail"]), "one per node") {
+			t.Errorf("%s: %d %v, want 400 on %s", tc.body, code, body, tc.field)
+		}
+	}
+	if code, body := post(t, s, "/v1/rd/fgw", fmt.Sprintf(`{"c1": %s, "c2": %s, "features_a": [[0], [1], [2]], "features_b": [[0], [1], [2]]}`, ring(3), ring(3))); code != 200 || body["distance"] != 0.0 {
+		t.Errorf("same graph, same features: %d %v", code, body)
+	}
+}
+
+// TestSessionKneeTooFewDistinct: a session whose refinement points are all the same is
+// one with fewer than 3 points on its curve: 422, like one with fewer than 3 points, not a
+// 400 about a "points" field the client never sent.
+func TestSessionKneeTooFewDistinct(t *testing.T) {
+	s := rdServer(t, config.RD{Alpha: 0.5})
+	code, body := post(t, s, "/v1/sessions", `{"name": "rd"}`)
+	if code != 201 {
+		t.Fatalf("session: %d %v", code, body)
+	}
+	id := fmt.Sprint(body["id"])
+	for range 3 {
+		if code, body := post(t, s, "/v1/rd/points", `{"session_id": "`+id+`", "distortion": 0.5, "variance": 1}`); code != 201 {
+			t.Fatalf("point: %d %v", code, body)
+		}
+	}
+	res, body := do(t, s, "GET", "/v1/rd/knee?session_id="+id)
+	if res.StatusCode != 422 || body["field"] != nil || !strings.Contains(fmt.Sprint(body["detail"]), "session "+id) {
+		t.Errorf("three equal points: %d %v", res.StatusCode, body)
+	}
+	if res, body := do(t, s, "GET", "/v1/rd/knee?session_id="+id+"&method=bogus"); res.StatusCode != 400 || body["field"] != "method" {
+		t.Errorf("unknown method: %d %v", res.StatusCode, body)
+	}
+}
+
+// TestFGWPlanDocumented: the OpenAPI document lists the "plan" that POST /v1/rd/fgw
+// answers with return_plan (rd.FGWResult writes it from its own MarshalJSON, which the
+// schema of its fields does not show).
+func TestFGWPlanDocumented(t *testing.T) {
+	s := rdServer(t, config.RD{Alpha: 0.5})
+	_, doc := do(t, s, "GET", "/v1/openapi.json")
+	op := doc["paths"].(map[string]any)["/v1/rd/fgw"].(map[string]any)["post"].(map[string]any)
+	ref := op["responses"].(map[string]any)["200"].(map[string]any)["content"].(map[string]any)["application/json"].(map[string]any)["schema"].(map[string]any)["$ref"].(string)
+	schema := doc["components"].(map[string]any)["schemas"].(map[string]any)[strings.TrimPrefix(ref, "#/components/schemas/")].(map[string]any)
+	props := schema["properties"].(map[string]any)
+	for _, f := range []string{"distance", "iterations", "converged", "method", "plan"} {
+		if props[f] == nil {
+			t.Errorf("%s: no %q in %v", ref, f, props)
+		}
+	}
+	if code, body := post(t, s, "/v1/rd/fgw", fmt.Sprintf(`{"c1": %s, "c2": %s, "m": [[0,1],[1,0]], "return_plan": true}`, ring(2), ring(2))); code != 200 || body["plan"] == nil {
+		t.Errorf("return_plan: %d %v", code, body)
+	}
+}

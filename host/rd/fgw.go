@@ -202,6 +202,9 @@ func FGW(c1, c2, m *mat.Dense, p, q []float64, cfg FGWConfig, opts ...FGWOption)
 		return FGWResult{}, err
 	}
 	res.Method = cfg.Method
+	// The loss is a sum of non-negative terms; the solvers compute it by cancellation
+	// (⟨constC, G⟩ − 2⟨C1·G·C2ᵀ, G⟩), which leaves −1e-15 between a graph and itself.
+	res.Distance = math.Max(0, res.Distance)
 	if o.plan {
 		res.Plan = mat.NewDense(n, k, append([]float64(nil), ws.g[:n*k]...))
 	}
@@ -293,6 +296,9 @@ func FeatureCost(a, b *mat.Dense) (*mat.Dense, error) {
 			for t := range ai {
 				d := ai[t] - bj[t]
 				s += d * d
+			}
+			if s > MaxMagnitude {
+				return nil, inputErrf("features_b", "row %d is %v (squared) from row %d of features_a: squared distances above %g overflow the solver; scale the features down", j, s, i, MaxMagnitude)
 			}
 			row[j] = s
 		}

@@ -469,3 +469,51 @@ func TestHugeEntriesRefused(t *testing.T) {
 		t.Errorf("knee of huge points: %v", err)
 	}
 }
+
+// TestFGWIdenticalNotNegative: the FGW loss is a sum of non-negative terms; between a
+// graph and itself the solver's cancellation (⟨constC, G⟩ − 2⟨C1·G·C2ᵀ, G⟩) leaves
+// −1.8e-15, which must not be reported as a negative distance.
+func TestFGWIdenticalNotNegative(t *testing.T) {
+	// Two traces' provenance chains (3 and 2 entries), as the API builds a session's
+	// graph: hop distance along a chain, 3 between chains; one-hot entry kinds.
+	c := mat.NewDense(5, 5, []float64{
+		0, 1, 2, 3, 3,
+		1, 0, 1, 3, 3,
+		2, 1, 0, 3, 3,
+		3, 3, 3, 0, 1,
+		3, 3, 3, 1, 0,
+	})
+	f := mat.NewDense(5, 3, []float64{1, 0, 0, 0, 1, 0, 0, 0, 1, 1, 0, 0, 0, 1, 0})
+	m, err := FeatureCost(f, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, method := range []Method{MethodCG, MethodEntropic} {
+		for _, alpha := range []float64{0.1, 0.5, 0.7, 1} {
+			if method == MethodEntropic && alpha == 1 {
+				// Pure entropic GW from p·qᵀ stays in a symmetric local minimum (0.40)
+				// here, as POT's does: not a rounding matter.
+				continue
+			}
+			cfg := DefaultFGWConfig(method)
+			cfg.Alpha = alpha
+			res, err := FGW(c, c, m, uniform(5), uniform(5), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Distance < 0 || res.Distance > 1e-12 {
+				t.Errorf("%s, alpha %v: distance %v, want 0", method, alpha, res.Distance)
+			}
+		}
+	}
+}
+
+// TestFeatureCostOverflowNamed: features within ±1e100 whose squared distances exceed
+// MaxMagnitude are refused on the features, not later on m, which the caller never gave.
+func TestFeatureCostOverflowNamed(t *testing.T) {
+	_, err := FeatureCost(mat.NewDense(2, 1, []float64{1e60, 0}), mat.NewDense(2, 1, []float64{-1e60, 0}))
+	var ie *InputError
+	if !errors.As(err, &ie) || !strings.HasPrefix(ie.Field, "features_") || !strings.Contains(err.Error(), "overflow") {
+		t.Fatalf("got %v, want an InputError on the features", err)
+	}
+}

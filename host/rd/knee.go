@@ -211,12 +211,20 @@ func (c *normCurve) curvature(k int) float64 {
 	ax, ay := c.x[k]-c.x[k-1], c.y[k]-c.y[k-1]
 	bx, by := c.x[k+1]-c.x[k], c.y[k+1]-c.y[k]
 	cross := ax*by - ay*bx
-	den := math.Hypot(ax, ay) * math.Hypot(bx, by) * math.Hypot(c.x[k+1]-c.x[k-1], c.y[k+1]-c.y[k-1])
-	if den == 0 {
+	la, lb := math.Hypot(ax, ay), math.Hypot(bx, by)
+	den := la * lb * math.Hypot(c.x[k+1]-c.x[k-1], c.y[k+1]-c.y[k-1])
+	// cross/(la·lb) is the sine of the turn: below bendTol the three points are
+	// collinear up to rounding (a line through 0.1·i), not a bend.
+	if den == 0 || math.Abs(cross) <= bendTol*la*lb {
 		return 0
 	}
 	return 2 * cross / den
 }
+
+// bendTol is the least turn (the sine of the angle between consecutive segments, or the
+// height of Kneedle's difference curve on the unit square) that counts as a bend rather
+// than rounding.
+const bendTol = 1e-9
 
 // menger returns the interior point of largest curvature bending the way shape says.
 func (c *normCurve) menger(shape CurveShape) (int, error) {
@@ -265,7 +273,9 @@ func (c *normCurve) kneedle(opts KneeOptions) (int, float64, error) {
 	for i := range d {
 		d[i] = ys[i] - xs[i]
 	}
-	isMax := func(i int) bool { return i > 0 && i < n-1 && d[i] >= d[i-1] && d[i] >= d[i+1] }
+	// A knee is a local maximum above the chord (d > 0): one at or below it, within
+	// rounding, is a straight stretch or a bend the other way.
+	isMax := func(i int) bool { return i > 0 && i < n-1 && d[i] > bendTol && d[i] >= d[i-1] && d[i] >= d[i+1] }
 	isMin := func(i int) bool { return i > 0 && i < n-1 && d[i] <= d[i-1] && d[i] <= d[i+1] }
 	step := (xs[n-1] - xs[0]) / float64(n-1)
 	first := -1

@@ -224,3 +224,29 @@ func TestKneeBadInput(t *testing.T) {
 		}
 	}
 }
+
+// TestKneeStraightLineRounding: a straight line whose coordinates carry rounding (0.1·i)
+// has no knee either: a curvature or a Kneedle difference of 1e-13 is rounding, not a
+// bend. Neither is a point on the side of the chord the shape excludes.
+func TestKneeStraightLineRounding(t *testing.T) {
+	for _, slope := range []float64{0.3, -0.7, 2.2} {
+		for _, step := range []float64{0.1, 1.0 / 3, 0.01} {
+			pts := make([][2]float64, 29)
+			for i := range pts {
+				x := step * float64(i+1)
+				pts[i] = [2]float64{x, 5 + slope*x}
+			}
+			for _, method := range []KneeMethod{KneeMenger, KneeKneedle} {
+				if k, err := FindKnee(pts, KneeOptions{Method: method}); !errors.Is(err, ErrNoKnee) {
+					t.Errorf("%s on a line of slope %v, step %v: got %+v, %v; want ErrNoKnee", method, slope, step, k, err)
+				}
+			}
+		}
+	}
+	// The elbow is convex: read as concave, its only bends are rounding.
+	for _, method := range []KneeMethod{KneeMenger, KneeKneedle} {
+		if k, err := FindKnee(elbow(), KneeOptions{Method: method, Curve: CurveConcave}); !errors.Is(err, ErrNoKnee) {
+			t.Errorf("%s on the elbow read as concave: got %+v, %v; want ErrNoKnee", method, k, err)
+		}
+	}
+}

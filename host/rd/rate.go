@@ -10,15 +10,17 @@ import (
 
 // Rate is Shannon's rate–distortion function of a Gaussian source with the given
 // variance under squared error: R(D) = max(0, ½·log2(σ²/D)) bits. Distortion and
-// variance must be finite and positive.
+// variance must be finite, positive and at most MaxMagnitude (a larger one could not be
+// a point of a curve FindKnee takes).
 func Rate(distortion, variance float64) (float64, error) {
-	if math.IsNaN(distortion) || math.IsInf(distortion, 0) || distortion <= 0 {
-		return 0, inputErrf("distortion", "%v must be a finite number > 0", distortion)
+	if math.IsNaN(distortion) || math.IsInf(distortion, 0) || distortion <= 0 || distortion > MaxMagnitude {
+		return 0, inputErrf("distortion", "%v must be a finite number > 0 and ≤ %g", distortion, MaxMagnitude)
 	}
-	if math.IsNaN(variance) || math.IsInf(variance, 0) || variance <= 0 {
-		return 0, inputErrf("variance", "%v must be a finite number > 0", variance)
+	if math.IsNaN(variance) || math.IsInf(variance, 0) || variance <= 0 || variance > MaxMagnitude {
+		return 0, inputErrf("variance", "%v must be a finite number > 0 and ≤ %g", variance, MaxMagnitude)
 	}
-	return math.Max(0, 0.5*math.Log2(variance/distortion)), nil
+	// A difference of logarithms: the ratio σ²/D itself overflows for a tiny distortion.
+	return math.Max(0, 0.5*(math.Log2(variance)-math.Log2(distortion))), nil
 }
 
 // BAConfig tunes BlahutArimoto. Zero values mean the defaults.
@@ -162,27 +164,24 @@ func BlahutArimotoContext(ctx context.Context, p []float64, d *mat.Dense, cfg BA
 				break
 			}
 		}
-		// Distortion and mutual information (bits) of Q(x̂|x) = q(x̂)·exp(t).
+		// Distortion and mutual information (bits) of Q(x̂|x) = q(x̂)·exp(t). The output
+		// marginal is q(x̂)·c(x̂), so log Q(x̂|x)/r(x̂) = t − log c, finite even where q(x̂)
+		// is subnormal (the marginal summed in linear space underflows to 0 there, and
+		// the rate became NaN).
 		baTerms(p, d, beta, logQ, t)
-		clear(logC)
-		for x := 0; x < n; x++ {
-			for j := 0; j < k; j++ {
-				logC[j] += p[x] * math.Exp(logQ[j]+t[x*k+j]) // output marginal
-			}
-		}
+		colLogSumExp(p, t, n, k, logC, scratch)
 		for x := 0; x < n; x++ {
 			if p[x] == 0 {
 				continue
 			}
 			row := d.RawRowView(x)
 			for j := 0; j < k; j++ {
-				lq := logQ[j] + t[x*k+j]
-				w := math.Exp(lq)
+				w := math.Exp(logQ[j] + t[x*k+j])
 				if w == 0 {
 					continue
 				}
 				pt.Distortion += p[x] * w * row[j]
-				pt.Rate += p[x] * w * (lq - math.Log(logC[j])) / math.Ln2
+				pt.Rate += p[x] * w * (t[x*k+j] - logC[j]) / math.Ln2
 			}
 		}
 		pt.Rate = math.Max(0, pt.Rate) // rounding can leave −1e-17 at β → 0

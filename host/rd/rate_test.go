@@ -34,6 +34,37 @@ func TestRate(t *testing.T) {
 	}
 }
 
+// TestRateExtremes: a ratio σ²/D beyond float64's range still gives a finite rate, and a
+// number beyond MaxMagnitude is refused, as FindKnee would refuse the point later.
+func TestRateExtremes(t *testing.T) {
+	for _, tc := range []struct{ d, v, want float64 }{
+		{1e-300, 1e100, 0.5 * (100 + 300) * math.Log2(10)},
+		{5e-324, 1, 537}, // the smallest subnormal is 2^-1074
+	} {
+		got, err := Rate(tc.d, tc.v)
+		if err != nil || math.IsInf(got, 0) || math.Abs(got-tc.want) > 1e-9*tc.want {
+			t.Errorf("Rate(%v, %v) = %v, %v; want %v", tc.d, tc.v, got, err, tc.want)
+		}
+	}
+	for _, bad := range [][2]float64{{1e300, 1}, {1, 1e300}} {
+		if _, err := Rate(bad[0], bad[1]); err == nil {
+			t.Errorf("Rate(%v, %v) accepted", bad[0], bad[1])
+		}
+	}
+	// A tracker whose points were all accepted has a knee (or ErrNoKnee), never a
+	// refusal of its own points.
+	tr := NewTracker()
+	for _, p := range [][2]float64{{5e-324, 1}, {0.5, 1}, {0.1, 1}, {0.9, 1}} {
+		if _, err := tr.AddPoint(p[0], p[1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var ie *InputError
+	if _, err := tr.Knee(); errors.As(err, &ie) {
+		t.Errorf("knee of accepted points: %v", err)
+	}
+}
+
 func binaryEntropy(d float64) float64 {
 	if d <= 0 || d >= 1 {
 		return 0
@@ -115,6 +146,45 @@ func TestBlahutArimotoWarmStartAndLogDomain(t *testing.T) {
 		if warm.Points[i].Distortion > warm.Points[i-1].Distortion+1e-12 || warm.Points[i].Rate < warm.Points[i-1].Rate-1e-12 {
 			t.Errorf("points %d and %d are not monotone: %+v %+v", i-1, i, warm.Points[i-1], warm.Points[i])
 		}
+	}
+}
+
+// TestBlahutArimotoVanishingLetter: at a low slope the reproduction letters away from the
+// mean lose nearly all their mass (q(x̂) ≈ 1e-320, subnormal); the rate, summed over
+// them, stays finite (it was NaN, and the API's answer an empty 200).
+func TestBlahutArimotoVanishingLetter(t *testing.T) {
+	const n = 15
+	p := make([]float64, n)
+	x := make([]float64, n)
+	var s float64
+	for i := range p {
+		x[i] = -3 + 6*float64(i)/(n-1)
+		p[i] = math.Exp(-x[i] * x[i] / 2)
+		s += p[i]
+	}
+	for i := range p {
+		p[i] /= s
+	}
+	d := mat.NewDense(n, n, nil)
+	for i := 0; i < n; i++ {
+		for j := 0; j < n; j++ {
+			d.Set(i, j, (x[i]-x[j])*(x[i]-x[j]))
+		}
+	}
+	curve, err := BlahutArimoto(p, d, BAConfig{Betas: []float64{0.3, 1, 3, 10}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, pt := range curve.Points {
+		if math.IsNaN(pt.Rate) || math.IsInf(pt.Rate, 0) || pt.Rate < 0 || pt.Rate > math.Log2(n) || math.IsNaN(pt.Distortion) {
+			t.Errorf("beta %v: rate %v, distortion %v", pt.Beta, pt.Rate, pt.Distortion)
+		}
+	}
+	if curve.Points[0].Rate > 1e-3 {
+		t.Errorf("beta 0.3 (below the slope where the curve leaves rate 0): rate %v", curve.Points[0].Rate)
+	}
+	if curve.Knee == nil {
+		t.Errorf("no knee: %s", curve.KneeError)
 	}
 }
 
