@@ -3,7 +3,10 @@ package api
 import (
 	"bytes"
 	"encoding/json"
+	"math"
+	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -66,5 +69,19 @@ func TestWriteRecord(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestWriteJSONUnencodable: an answer holding a NaN is a 500 problem, not an empty 200.
+func TestWriteJSONUnencodable(t *testing.T) {
+	rec := httptest.NewRecorder()
+	writeJSON(rec, http.StatusOK, map[string]float64{"rate": math.NaN()})
+	if rec.Code != http.StatusInternalServerError || rec.Header().Get("Content-Type") != "application/problem+json" || !strings.Contains(rec.Body.String(), "could not be encoded") {
+		t.Fatalf("%d %q %s", rec.Code, rec.Header().Get("Content-Type"), rec.Body)
+	}
+	rec = httptest.NewRecorder()
+	writeJSON(rec, http.StatusCreated, map[string]float64{"rate": 1.5})
+	if rec.Code != http.StatusCreated || rec.Body.String() != "{\n  \"rate\": 1.5\n}\n" {
+		t.Fatalf("%d %q", rec.Code, rec.Body)
 	}
 }

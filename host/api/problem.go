@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/http"
 )
@@ -46,14 +47,20 @@ func writeProblem(w http.ResponseWriter, r *http.Request, status int, detail str
 	_ = json.NewEncoder(w).Encode(p)
 }
 
-// writeJSON answers with a JSON body.
+// writeJSON answers with a JSON body. A value that cannot be encoded (a NaN or an
+// infinity a computation left in it) answers 500 problem+json, not an empty 200.
 func writeJSON(w http.ResponseWriter, status int, v any) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		writeProblem(w, nil, http.StatusInternalServerError, "the answer could not be encoded: "+err.Error(), nil)
+		return
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
+	_, _ = w.Write(buf.Bytes())
 }
 
 // statusRecorder captures what ServeMux's built-in 404 and 405 handlers write, so they
