@@ -307,7 +307,11 @@ func (s *Server) tracker(ctx context.Context, sessionID string) (*rd.Tracker, er
 					return nil, fmt.Errorf("rd point %s of session %s: corrupt: %w", kv.Key, id, err)
 				}
 				if _, err := t.AddPoint(p.Distortion, p.Variance); err != nil {
-					return nil, err
+					// A point an older host stored beyond today's bounds (a distortion
+					// over 1e100) can be on no curve: it is left out, not a 500 forever.
+					s.opts.Logger.Warn("rd point left out of the knee", "session", id, "key", string(kv.Key), "error", err)
+					after = kv.Key
+					continue
 				}
 				after = kv.Key
 			}

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -13,6 +14,7 @@ import (
 	"github.com/limitgraph/limit/host/config"
 	"github.com/limitgraph/limit/host/governance"
 	"github.com/limitgraph/limit/host/session"
+	"github.com/limitgraph/limit/host/trace"
 	"github.com/limitgraph/limit/sdk/storage/memstore"
 )
 
@@ -186,5 +188,29 @@ func TestFGWPlanDocumented(t *testing.T) {
 	}
 	if code, body := post(t, s, "/v1/rd/fgw", fmt.Sprintf(`{"c1": %s, "c2": %s, "m": [[0,1],[1,0]], "return_plan": true}`, ring(2), ring(2))); code != 200 || body["plan"] == nil {
 		t.Errorf("return_plan: %d %v", code, body)
+	}
+}
+
+// TestSessionKneeSkipsPointsOutOfBounds: a point stored by an older host beyond today's
+// bounds (distortion 1e300) is left out of the session's knee rather than failing every
+// knee of the session with a 500.
+func TestSessionKneeSkipsPointsOutOfBounds(t *testing.T) {
+	s := rdServer(t, config.RD{Alpha: 0.5})
+	code, body := post(t, s, "/v1/sessions", `{"name": "rd"}`)
+	if code != 201 {
+		t.Fatalf("session: %d %v", code, body)
+	}
+	id := fmt.Sprint(body["id"])
+	old, _ := json.Marshal(storedPoint{Distortion: 1e300, Variance: 1})
+	if err := s.opts.Store.Put(context.Background(), trace.SessionNamespace(trace.DefaultTenant, id), []byte(rdPointPrefix+"0000-old"), old); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{"0.1", "0.3", "0.5", "0.7", "0.9"} {
+		if code, body := post(t, s, "/v1/rd/points", `{"session_id": "`+id+`", "distortion": `+d+`, "variance": 1}`); code != 201 {
+			t.Fatalf("point: %d %v", code, body)
+		}
+	}
+	if res, body := do(t, s, "GET", "/v1/rd/knee?session_id="+id); res.StatusCode == 500 || res.StatusCode == 400 {
+		t.Fatalf("knee with an old out-of-bounds point: %d %v", res.StatusCode, body)
 	}
 }
