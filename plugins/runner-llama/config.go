@@ -185,7 +185,7 @@ func parseConfig(req base.ConfigureRequest, exe string, getenv func(string) stri
 			return
 		}
 		if *v != math.Trunc(*v) || *v < lo || *v > hi {
-			ds = append(ds, base.Errorf([]string{name}, "%s must be a whole number from %v to %v, got %v", name, lo, hi, *v))
+			ds = append(ds, base.Errorf([]string{name}, "%s must be a whole number from %s to %s, got %s", name, number(lo), number(hi), number(*v)))
 			return
 		}
 		*dst = int(*v)

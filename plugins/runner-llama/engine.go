@@ -20,6 +20,9 @@ type model struct {
 	info  *modelInfo
 	// eog lists the end-of-generation tokens, for ignore_eos.
 	eog []llama.Token
+	// maxPiece is the most bytes of text one token stands for (control tokens
+	// included), or 0 when the tokenizer may drop text (see minTokens).
+	maxPiece int
 }
 
 // loadModel loads the model file into llama.cpp. The file was checked by inspectModel.
@@ -32,12 +35,34 @@ func loadModel(path string, info *modelInfo) (*model, error) {
 	}
 	md := &model{m: m, vocab: llama.ModelGetVocab(m), info: info}
 	n := llama.VocabNTokens(md.vocab)
+	buf := make([]byte, 256)
 	for i := range n {
 		if llama.VocabIsEOG(md.vocab, llama.Token(i)) {
 			md.eog = append(md.eog, llama.Token(i))
 		}
+		if l := int(llama.TokenToPiece(md.vocab, llama.Token(i), buf, 0, true)); l < 0 {
+			md.maxPiece = max(md.maxPiece, -l) // the piece did not fit buf: -l is its length
+		} else {
+			md.maxPiece = max(md.maxPiece, l)
+		}
+	}
+	// SentencePiece and byte-level BPE spell every byte of the text with some token;
+	// other tokenizers (UGM, WPM) normalise it and may drop some.
+	if info.Tokenizer != "llama" && info.Tokenizer != "gpt2" {
+		md.maxPiece = 0
 	}
 	return md, nil
+}
+
+// minTokens is a lower bound of the tokens text of n bytes becomes: no token stands for
+// more than maxPiece of them. It lets an input far too long for the context be refused
+// without tokenizing it, which llama.cpp does at about a second per megabyte, beyond
+// the reach of a timeout or a cancellation.
+func (md *model) minTokens(n int) int {
+	if md.maxPiece <= 0 {
+		return 0
+	}
+	return (n + md.maxPiece - 1) / md.maxPiece
 }
 
 // free releases the model.

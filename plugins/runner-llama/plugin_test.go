@@ -321,8 +321,19 @@ func TestRequestErrors(t *testing.T) {
 		{"bad temperature", runner.ExecuteRequest{Input: "x", Params: params("temperature", "hot")}, "params.temperature must be a number from 0 to 10"},
 		{"bad messages", runner.ExecuteRequest{Params: params("messages", []any{map[string]any{"role": "user"}})}, "params.messages[0] needs a role and a content"},
 		{"bad stop", runner.ExecuteRequest{Input: "x", Params: params("stop", 3.0)}, "params.stop must be a string or a list of strings"},
+		// llama.cpp reads the text as a C string: a NUL must be refused, not handed on
+		// (it crashed the plugin process).
+		{"NUL in input", runner.ExecuteRequest{Input: "a\x00b"}, "the input contains a NUL character (U+0000) at byte 1"},
+		{"NUL in message", runner.ExecuteRequest{Params: params("messages", []any{map[string]any{"role": "user", "content": "hi\x00"}})},
+			"params.messages[0].content contains a NUL character (U+0000) at byte 2"},
 		{"empty", runner.ExecuteRequest{}, ""},
 		{"too long", runner.ExecuteRequest{Input: strings.Repeat("the model ", 200)}, "which does not fit the context of 256 tokens: shorten it or raise context_size"},
+		// An input no tokenization could fit is refused before llama.cpp tokenizes it
+		// (about a second per megabyte, beyond the reach of the timeout).
+		{"far too long", runner.ExecuteRequest{Input: strings.Repeat("the model ", 300000)},
+			"the input is 3000000 bytes, more than the context of 256 tokens can hold"},
+		{"far too long chat", runner.ExecuteRequest{Params: params("messages", []any{map[string]any{"role": "user", "content": strings.Repeat("x", 1<<20)}})},
+			"the input is 1048576 bytes, more than the context of 256 tokens can hold"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			res, _ := run(t, r, tt.req)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/ardanlabs/jinja"
@@ -98,9 +99,28 @@ func parseParams(p map[string]any, def sampling) (execParams, error) {
 func wholeParam(name string, v any, lo, hi float64) (int, error) {
 	f, ok := v.(float64)
 	if !ok || f != math.Trunc(f) || f < lo || f > hi {
-		return 0, fmt.Errorf("params.%s must be a whole number from %v to %v, got %v", name, lo, hi, v)
+		return 0, fmt.Errorf("params.%s must be a whole number from %s to %s, got %s", name, number(lo), number(hi), number(v))
 	}
 	return int(f), nil
+}
+
+// number writes a value for a message, a JSON number as a user would write it:
+// 1048576, not 1.048576e+06.
+func number(v any) string {
+	if f, ok := v.(float64); ok {
+		return strconv.FormatFloat(f, 'f', -1, 64)
+	}
+	return fmt.Sprint(v)
+}
+
+// nulError tells where text holds a NUL character, or returns nil. llama.cpp reads text
+// as a C string, and yzma hands it none at all for a string with a NUL (llama_tokenize
+// then crashes the process), so such text is refused before it gets there.
+func nulError(what, text string) error {
+	if i := strings.IndexByte(text, 0); i >= 0 {
+		return fmt.Errorf("%s contains a NUL character (U+0000) at byte %d, which llama.cpp cannot read: remove it", what, i)
+	}
+	return nil
 }
 
 func stopParam(v any) ([]string, error) {
@@ -146,6 +166,12 @@ func messagesParam(v any) ([]chatMessage, error) {
 			if k != "role" && k != "content" {
 				return nil, fmt.Errorf("params.messages[%d] has an unknown field %q; a message has role and content", i, k)
 			}
+		}
+		if err := nulError(fmt.Sprintf("params.messages[%d].role", i), role); err != nil {
+			return nil, err
+		}
+		if err := nulError(fmt.Sprintf("params.messages[%d].content", i), content); err != nil {
+			return nil, err
 		}
 		out = append(out, chatMessage{Role: role, Content: content})
 	}

@@ -134,6 +134,13 @@ func (r *llamaRunner) Execute(ctx context.Context, req runner.ExecuteRequest, em
 	if err != nil {
 		return fail("%v", err)
 	}
+	size := len(req.Input)
+	for _, m := range ep.messages {
+		size += len(m.Content)
+	}
+	if md.minTokens(size) >= lc.nCtx {
+		return fail("the input is %d bytes, more than the context of %d tokens can hold (no token of this model stands for more than %d bytes): shorten it or raise context_size", size, lc.nCtx, md.maxPiece)
+	}
 	prompt, err := r.prompt(md, req.Input, ep)
 	if err != nil {
 		return fail("%v", err)
@@ -163,7 +170,7 @@ func (r *llamaRunner) Execute(ctx context.Context, req runner.ExecuteRequest, em
 	select {
 	case r.busy <- struct{}{}:
 	case <-ectx.Done():
-		return r.interrupted(context.Cause(ectx), genResult{}, len(prompt), start, timeout)
+		return r.interrupted(context.Cause(ectx), genResult{}, len(prompt), start, timeout, cpuTime())
 	}
 	defer func() { <-r.busy }()
 
@@ -193,7 +200,7 @@ func (r *llamaRunner) Execute(ctx context.Context, req runner.ExecuteRequest, em
 	}
 	if err != nil {
 		if cause := context.Cause(ectx); cause != nil {
-			return r.interrupted(cause, res, len(prompt), start, timeout)
+			return r.interrupted(cause, res, len(prompt), start, timeout, cpu0)
 		}
 		if errors.Is(err, errDecode) {
 			return runner.Result{}, fmt.Errorf("generation failed: %w", err)
@@ -306,6 +313,9 @@ func (s *tokenSender) close() error {
 // prompt builds the prompt's tokens: the chat template's rendering of params.messages
 // (with the input, if any, as a last user message), or the input itself.
 func (r *llamaRunner) prompt(md *model, input string, ep execParams) ([]llama.Token, error) {
+	if err := nulError("the input", input); err != nil {
+		return nil, err
+	}
 	if len(ep.messages) == 0 {
 		if md.info.Tokenizer == "llama" && !md.info.ByteTokens {
 			r.log.Warn("the model's vocabulary has no byte tokens: llama.cpp aborts this process on text it cannot spell")
@@ -320,16 +330,20 @@ func (r *llamaRunner) prompt(md *model, input string, ep execParams) ([]llama.To
 	if err != nil {
 		return nil, err
 	}
+	if err := nulError("the chat template's rendering of params.messages", text); err != nil {
+		return nil, err
+	}
 	// A template that writes the BOS token itself must not get a second one.
 	addBOS := md.info.BOS == "" || !strings.HasPrefix(text, md.info.BOS)
 	return md.tokenize(text, addBOS, true), nil
 }
 
 // interrupted builds the result of an execution stopped by Cancel, its timeout, or the
-// host going away; the output so far is kept.
-func (r *llamaRunner) interrupted(cause error, res genResult, promptTokens int, start time.Time, timeout time.Duration) (runner.Result, error) {
+// host going away; the output so far is kept, and the usage counts what was spent since
+// cpu0.
+func (r *llamaRunner) interrupted(cause error, res genResult, promptTokens int, start time.Time, timeout, cpu0 time.Duration) (runner.Result, error) {
 	out := runner.Result{
-		Output: res.text, Usage: usage(res, promptTokens, cpuTime()), Duration: time.Since(start),
+		Output: res.text, Usage: usage(res, promptTokens, cpu0), Duration: time.Since(start),
 		FinishReason: "cancelled", ExitCode: 1,
 	}
 	switch {

@@ -100,6 +100,20 @@ func TestParseParams(t *testing.T) {
 	if ep, err := parseParams(nil, def); err != nil || ep.sampling != def {
 		t.Errorf("no params: %+v %v", ep, err)
 	}
+	// Bounds and values are written as whole numbers, not in exponent notation.
+	for _, tt := range []struct {
+		p    map[string]any
+		want string
+	}{
+		{map[string]any{"max_tokens": 1048577.0}, "params.max_tokens must be a whole number from 1 to 1048576, got 1048577"},
+		{map[string]any{"seed": 5e9}, "params.seed must be a whole number from -1 to 4294967294, got 5000000000"},
+		{map[string]any{"top_k": 2.5}, "params.top_k must be a whole number from 0 to 1048576, got 2.5"},
+		{map[string]any{"top_k": "3"}, "params.top_k must be a whole number from 0 to 1048576, got 3"},
+	} {
+		if _, err := parseParams(tt.p, def); err == nil || err.Error() != tt.want {
+			t.Errorf("params %v: error %v, want %q", tt.p, err, tt.want)
+		}
+	}
 	for _, bad := range []map[string]any{
 		{"max_tokens": 0.0}, {"top_p": 0.0}, {"top_k": -1.0}, {"seed": -2.0}, {"temperature": 11.0},
 		{"messages": []any{}}, {"messages": []any{"hi"}}, {"messages": []any{map[string]any{"role": "u", "content": "c", "name": "x"}}},
@@ -157,9 +171,16 @@ func TestParseConfig(t *testing.T) {
 		})
 	}
 
+	// The config's bounds are written as whole numbers too.
+	raw, _ := json.Marshal(map[string]any{"model": model, "library_dir": lib, "context_size": 1 << 21})
+	if _, _, ds := parseConfig(base.ConfigureRequest{Config: raw}, "", noenv); len(ds) != 1 ||
+		ds[0].Summary != "context_size must be a whole number from 16 to 1048576, got 2097152" {
+		t.Errorf("context_size too large: %v", ds)
+	}
+
 	// A relative model path is relative to the data directory.
 	dataDir := filepath.Dir(model)
-	raw, _ := json.Marshal(map[string]any{"model": filepath.Base(model), "library_dir": lib})
+	raw, _ = json.Marshal(map[string]any{"model": filepath.Base(model), "library_dir": lib})
 	set, info, ds := parseConfig(base.ConfigureRequest{Config: raw, DataDir: dataDir}, "", noenv)
 	if ds.HasErrors() || set.model != model || info.Name != "tiny-llama" || !info.ByteTokens || info.ChatTemplate != gguf.ChatMLTemplate {
 		t.Errorf("relative model: %+v %+v %v", set, info, ds)
@@ -294,5 +315,20 @@ func TestTokenSender(t *testing.T) {
 	}
 	if !errors.Is(err, boom) || !errors.Is(f.close(), boom) {
 		t.Errorf("send after a failed emit: %v", err)
+	}
+}
+
+// TestInterruptedUsage checks that a cancelled or timed-out execution reports the CPU
+// time it used, like one that ends by itself.
+func TestInterruptedUsage(t *testing.T) {
+	r := newRunner(nil)
+	cpu0 := cpuTime()
+	for spin := time.Now(); time.Since(spin) < 50*time.Millisecond || cpuTime()-cpu0 < 20*time.Millisecond; {
+	}
+	for _, cause := range []error{errTimeout, errCancelled} {
+		res, _ := r.interrupted(cause, genResult{completion: 3}, 2, time.Now(), time.Second, cpu0)
+		if res.Usage.CPUTimeMS < 20 || res.Usage.CompletionTokens != 3 || res.Usage.PromptTokens != 2 {
+			t.Errorf("%v: usage %+v, want the CPU time used since the execution began (20 ms or more)", cause, res.Usage)
+		}
 	}
 }
