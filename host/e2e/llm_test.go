@@ -352,6 +352,18 @@ func TestModelRunnersThroughAPI(t *testing.T) {
 			if r.Usage.CompletionTokens != uint64(n) || r.FinishReason != "length" {
 				t.Fatalf("max_tokens %v: %d tokens, finish %q", n, r.Usage.CompletionTokens, r.FinishReason)
 			}
+			// The trace's executed entry records why the answer ended.
+			tv, err := e.c.GetTrace(ctx, r.TraceID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			last := tv.Provenance[len(tv.Provenance)-1]
+			var ex struct {
+				FinishReason string `json:"finish_reason"`
+			}
+			if err := json.Unmarshal(last.Data, &ex); err != nil || last.Kind != "executed" || ex.FinishReason != "length" {
+				t.Fatalf("executed entry %s %s: finish_reason %q (%v)", last.Kind, last.Data, ex.FinishReason, err)
+			}
 		}
 		// Without params.max_tokens the config's max_tokens (32) applies.
 		r := e.ok(t, s, "llama", "hello", p("ignore_eos", true, "seed", 1.0))

@@ -490,12 +490,16 @@ func (e *Engine) Execute(ctx context.Context, sessionID string, req Request, emi
 			"pre_flags":    flagNames(pre),
 		},
 	})
-	last := trace.Update{Entries: []trace.Entry{entry(trace.KindExecuted, map[string]any{
+	executed := map[string]any{
 		"runner": req.Runner, "status": res.Status, "exit_code": res.ExitCode, "error": res.Error,
 		"duration_us": res.DurationUS, "usage": res.Usage, "state_reset": res.StateReset, "truncated": res.Truncated,
 		"stdout_sha256": digest(res.Stdout), "stderr_sha256": digest(res.Stderr), "output_sha256": digest(res.Output),
 		"pid": h.Process.PID,
-	})}, Flags: post}
+	}
+	if res.FinishReason != "" {
+		executed["finish_reason"] = res.FinishReason // why a model's answer ended
+	}
+	last := trace.Update{Entries: []trace.Entry{entry(trace.KindExecuted, executed)}, Flags: post}
 	if len(ruleErrs) > 0 {
 		last.Entries = append(last.Entries, entry("governance_error", map[string]any{"errors": ruleErrorStrings(ruleErrs)}))
 	}
