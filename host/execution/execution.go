@@ -439,7 +439,7 @@ func (e *Engine) Execute(ctx context.Context, sessionID string, req Request, emi
 			h.Retire()
 		case h.Process.Exited() || h.Process.Ping() != nil:
 			// The process is gone: say so, rather than pass on the gRPC transport's words.
-			why = fmt.Sprintf("runner %q process died during the execution (it crashed or was killed; the host log has its last output)", req.Runner)
+			why = fmt.Sprintf("runner %q process died during the execution (it crashed or was killed; with host.log_level = \"debug\" the host log has its last output)", req.Runner)
 			h.Died()
 		default:
 			h.Retire()
