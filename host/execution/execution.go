@@ -200,9 +200,11 @@ func (e *Engine) evaluateInput(ctx context.Context, sessionID string, req Reques
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
+		// No runner named: a rule that reads whatever a runner gets (codesafety, for the
+		// python runner) must not take the params' text for the runner's code.
 		pflags, perrs = e.Rules.Evaluate(ctx, sdkgov.EvaluateRequest{
-			Stage: sdkgov.StagePre, SessionID: sessionID, Runner: req.Runner, ContentType: "text/plain", Content: text,
-			Metadata: map[string]string{"part": "params"},
+			Stage: sdkgov.StagePre, SessionID: sessionID, ContentType: "text/plain", Content: text,
+			Metadata: map[string]string{"part": "params", "runner": req.Runner},
 		})
 	}()
 	flags, errs := e.Rules.Evaluate(ctx, sdkgov.EvaluateRequest{
