@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -9,7 +8,6 @@ import (
 	"net/http"
 	"os"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -18,6 +16,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/limitgraph/limit/host/config"
+	"github.com/limitgraph/limit/internal/syncbuf"
 	"github.com/limitgraph/limit/internal/testbin"
 )
 
@@ -235,9 +234,8 @@ func TestSameHost(t *testing.T) {
 // read like a crash, but at DEBUG, saying why.
 func TestStartLogsNoExitOfCheckedPlugins(t *testing.T) {
 	testbin.Plugin(t, "storage-bolt")
-	var logs bytes.Buffer
-	var mu sync.Mutex
-	logger := hclog.New(&hclog.LoggerOptions{Output: &lockedWriter{w: &logs, mu: &mu}, Level: hclog.Debug})
+	var logs syncbuf.Buffer
+	logger := hclog.New(&hclog.LoggerOptions{Output: &logs, Level: hclog.Debug})
 	cfg := parse(t, fmt.Sprintf("host {\n  listen = \"127.0.0.1:0\"\n  data_dir = %q\n}\nstorage \"bolt\" {}\n", t.TempDir()))
 	d, diags := Start(context.Background(), Options{Config: cfg, Version: "test", Logger: logger, DefaultPluginDir: testbin.PluginDir(t)})
 	if diags.HasErrors() {
@@ -245,24 +243,11 @@ func TestStartLogsNoExitOfCheckedPlugins(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	mu.Lock()
 	started := logs.String()
-	mu.Unlock()
 	d.Shutdown(ctx)
 	if strings.Contains(started, "[INFO]  storage.bolt: plugin process exited") || !strings.Contains(started, "[DEBUG] storage.bolt: plugin process exited after its configuration was checked") {
 		t.Fatalf("start logs:\n%s", started)
 	}
-}
-
-type lockedWriter struct {
-	w  *bytes.Buffer
-	mu *sync.Mutex
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }
 
 // TestForeignHostRefused: the daemon's API refuses a request naming a host name it does

@@ -13,11 +13,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/limitgraph/limit/internal/syncbuf"
 	"github.com/limitgraph/limit/internal/testbin"
 	"github.com/limitgraph/limit/sdk/client"
 )
@@ -34,25 +34,8 @@ type daemon struct {
 	cmd    *exec.Cmd
 	url    string
 	c      *client.Client
-	stderr *syncBuffer
+	stderr *syncbuf.Buffer
 	config string
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // config returns an HCL config with the echo runner and the keyword rule.
@@ -92,7 +75,7 @@ func writeConfig(t testing.TB, src string) string {
 func start(t testing.TB, configPath string) *daemon {
 	t.Helper()
 	bin := testbin.Command(t, "limitd")
-	d := &daemon{t: t, config: configPath, stderr: &syncBuffer{}}
+	d := &daemon{t: t, config: configPath, stderr: &syncbuf.Buffer{}}
 	d.cmd = exec.Command(bin, "-config", configPath)
 	d.cmd.Stderr = d.stderr
 	out, err := d.cmd.StdoutPipe()

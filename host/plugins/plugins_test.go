@@ -2,7 +2,6 @@ package plugins
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -12,13 +11,13 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/limitgraph/limit/internal/syncbuf"
 	"github.com/limitgraph/limit/sdk/base"
 	"github.com/limitgraph/limit/sdk/governance"
 	"github.com/limitgraph/limit/sdk/runner"
@@ -116,7 +115,7 @@ func TestLaunchFaults(t *testing.T) {
 // through its logger, reaches the host's log under the plugin's name instead of being
 // dropped.
 func TestLaunchLogsStrayOutput(t *testing.T) {
-	var buf syncBuf
+	var buf syncbuf.Buffer
 	logger := hclog.New(&hclog.LoggerOptions{Name: "host", Output: &buf, Level: hclog.Info})
 	p, err := Launch(context.Background(), testSpec(base.KindStorage, "stray", "stray"), logger)
 	if err != nil {
@@ -135,24 +134,6 @@ func TestLaunchLogsStrayOutput(t *testing.T) {
 			t.Fatalf("the plugin's stray output is not in the host log:\n%s", out)
 		}
 	}
-}
-
-// syncBuf is a bytes.Buffer safe for concurrent use.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func TestResolveAndChecksum(t *testing.T) {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/hybridgroup/yzma/pkg/llama"
 
+	"github.com/limitgraph/limit/internal/syncbuf"
 	"github.com/limitgraph/limit/internal/testbin"
 	"github.com/limitgraph/limit/sdk/client"
 	"github.com/limitgraph/limit/sdk/runner"
@@ -214,7 +215,7 @@ func percentile(v []float64, q float64) float64 {
 type limitd struct {
 	cmd    *exec.Cmd
 	c      *client.Client
-	stderr *logBuffer
+	stderr *syncbuf.Buffer
 }
 
 // startLimitd builds limitd and the plugins it needs, and starts it with a runner
@@ -243,7 +244,7 @@ runner "llama" {
 	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
 		tb.Fatal(err)
 	}
-	d := &limitd{cmd: exec.Command(bin, "-config", path), stderr: &logBuffer{}}
+	d := &limitd{cmd: exec.Command(bin, "-config", path), stderr: &syncbuf.Buffer{}}
 	d.cmd.Stderr = d.stderr
 	out, err := d.cmd.StdoutPipe()
 	if err != nil {

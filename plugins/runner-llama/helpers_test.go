@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/limitgraph/limit/host/plugins"
 	"github.com/limitgraph/limit/internal/gguf"
+	"github.com/limitgraph/limit/internal/syncbuf"
 	"github.com/limitgraph/limit/internal/testbin"
 	"github.com/limitgraph/limit/sdk/base"
 	"github.com/limitgraph/limit/sdk/runner"
@@ -82,27 +82,9 @@ func testModel(t testing.TB, m gguf.TinyLlama) string {
 // tiny returns the default tiny model's path.
 func tiny(t testing.TB) string { return testModel(t, gguf.DefaultTinyLlama()) }
 
-// logBuffer collects everything a plugin process wrote to its logger and stderr.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // testLogger returns a host-side logger that keeps every line.
-func testLogger() (hclog.Logger, *logBuffer) {
-	buf := &logBuffer{}
+func testLogger() (hclog.Logger, *syncbuf.Buffer) {
+	buf := &syncbuf.Buffer{}
 	return hclog.New(&hclog.LoggerOptions{Name: "host", Output: buf, Level: hclog.Trace}), buf
 }
 
@@ -126,7 +108,7 @@ func spec(t testing.TB, name string, cfg map[string]any) plugins.Spec {
 type launched struct {
 	runner.Runner
 	proc *plugins.Process
-	logs *logBuffer
+	logs *syncbuf.Buffer
 }
 
 // launch starts the plugin binary, configures it with cfg and opens a session; the

@@ -1,18 +1,17 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/limitgraph/limit/host/plugins"
+	"github.com/limitgraph/limit/internal/syncbuf"
 	"github.com/limitgraph/limit/internal/testbin"
 	"github.com/limitgraph/limit/sdk/base"
 	"github.com/limitgraph/limit/sdk/runner"
@@ -24,30 +23,11 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// logBuffer collects everything a plugin process wrote: its log lines and its stderr,
-// which go-plugin forwards to the host's logger.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // plugin is a started llm runner process with an open session.
 type plugin struct {
 	runner.Runner
 	proc *plugins.Process
-	logs *logBuffer
+	logs *syncbuf.Buffer
 }
 
 // start launches the real plugin binary with cfg and env (its whole environment),
@@ -58,7 +38,7 @@ func start(t testing.TB, cfg map[string]any, env map[string]string) *plugin {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &logBuffer{}
+	logs := &syncbuf.Buffer{}
 	logger := hclog.New(&hclog.LoggerOptions{Name: "host", Output: logs, Level: hclog.Trace})
 	spec := plugins.Spec{
 		Kind: base.KindRunner, Name: "llm", Path: testbin.Plugin(t, "runner-llm"),

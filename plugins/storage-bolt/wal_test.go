@@ -15,12 +15,12 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/limitgraph/limit/internal/syncbuf"
 	"github.com/limitgraph/limit/sdk/base"
 	"github.com/limitgraph/limit/sdk/storage"
 )
@@ -452,7 +452,7 @@ func TestCheckpointFailuresLoggedSparingly(t *testing.T) {
 	retry := checkpointRetry
 	checkpointRetry = time.Millisecond
 	t.Cleanup(func() { checkpointRetry = retry })
-	var logged safeBuffer
+	var logged syncbuf.Buffer
 	s := newStore()
 	s.log = hclog.New(&hclog.LoggerOptions{Output: &logged, Level: hclog.Info})
 	raw, _ := json.Marshal(map[string]any{"path": filepath.Join(t.TempDir(), "x.db")})
@@ -496,24 +496,6 @@ func TestCheckpointFailuresLoggedSparingly(t *testing.T) {
 	if !strings.Contains(logged.String(), "checkpoints succeed again") {
 		t.Errorf("the recovery was not logged:\n%s", logged.String())
 	}
-}
-
-// safeBuffer is a bytes.Buffer a logger may write to while the test reads it.
-type safeBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *safeBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *safeBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 // TestReadsWritesAndCheckpointsTogether runs scans, gets, reading writes (compare-and-swap)
