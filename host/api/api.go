@@ -145,10 +145,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if why := foreignHost(r, s.opts.AllowedHosts); s.opts.CheckHosts && why != "" {
-		s.opts.Logger.Warn("API request refused", "request_id", id, "remote", r.RemoteAddr, "path", r.URL.Path, "reason", why)
-		writeProblem(w, r, http.StatusForbidden, why, nil)
-		return
+	if s.opts.CheckHosts {
+		if why := foreignHost(r, s.opts.AllowedHosts); why != "" {
+			s.opts.Logger.Warn("API request refused", "request_id", id, "remote", r.RemoteAddr, "path", r.URL.Path, "reason", why)
+			writeProblem(w, r, http.StatusForbidden, why, nil)
+			return
+		}
 	}
 	if len(s.opts.Tokens) > 0 && !s.authorized(r) {
 		s.opts.Logger.Warn("API request without a valid token", "request_id", id, "remote", r.RemoteAddr, "method", r.Method, "path", r.URL.Path)

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"fmt"
 	"net"
 	"net/http"
 	"net/url"
@@ -18,7 +19,7 @@ import (
 // Origin and name the address they dial.
 func foreignHost(r *http.Request, allowed []string) string {
 	if !hostAllowed(hostOnly(r.Host), allowed) {
-		return "requests naming host " + quote(r.Host) + " are refused (DNS rebinding); use an IP address or localhost, or add the name to api.allowed_hosts"
+		return fmt.Sprintf("requests naming host %.100q are refused (DNS rebinding); use an IP address or localhost, or add the name to api.allowed_hosts", r.Host)
 	}
 	origin := r.Header.Get("Origin")
 	if origin == "" {
@@ -26,7 +27,7 @@ func foreignHost(r *http.Request, allowed []string) string {
 	}
 	u, err := url.Parse(origin)
 	if err != nil || origin == "null" || u.Host == "" || !hostAllowed(hostOnly(u.Host), allowed) {
-		return "requests from web pages of " + quote(origin) + " are refused (cross-site requests); add the page's host to api.allowed_hosts to let it call the API"
+		return fmt.Sprintf("requests from web pages of %.100q are refused (cross-site requests); add the page's host to api.allowed_hosts to let it call the API", origin)
 	}
 	return ""
 }
@@ -59,11 +60,4 @@ func hostAllowed(h string, allowed []string) bool {
 		}
 	}
 	return false
-}
-
-func quote(s string) string {
-	if len(s) > 100 {
-		s = s[:100] + "…"
-	}
-	return "\"" + strings.ToValidUTF8(s, "?") + "\""
 }
