@@ -133,6 +133,25 @@ func (f *raceFixture) flagBody(id, flag string, severity int) string {
 	return `{"trace_id":"` + id + `","flag":"` + flag + `","severity":` + string(rune('0'+severity)) + `,"reason":"r"}`
 }
 
+// flag flags trace id over the API and calls fail unless it answers 201 with the trace at
+// status want.
+func (f *raceFixture) flag(id, flag string, severity int, want string, fail func(string, ...any)) {
+	f.t.Helper()
+	if code, out := f.call(context.Background(), "POST", "/v1/governance/flag", f.flagBody(id, flag, severity)); code != 201 || out["status"] != want {
+		fail("flag %s: %d %v", flag, code, out)
+	}
+}
+
+// withdrawnOnce fails the test unless trace id is quarantined, out of the shared record,
+// and the stats count one withdrawal and one quarantine.
+func (f *raceFixture) withdrawnOnce(id string) {
+	f.t.Helper()
+	f.check(id, trace.StatusQuarantined)
+	if st := f.sessionStats(); st.MergesWithdrawn != 1 || st.Quarantined != 1 {
+		f.t.Fatalf("stats: %+v", st)
+	}
+}
+
 // check fails the test unless the trace has status want and the shared record lists it
 // exactly when it is merged.
 func (f *raceFixture) check(id string, want trace.Status) {
@@ -226,18 +245,10 @@ func TestTwoWithdrawingFlags(t *testing.T) {
 	id := f.newTrace()
 	f.merge(id)
 	f.st.at(f.afterRead(id), func() {
-		if code, out := f.call(context.Background(), "POST", "/v1/governance/flag", f.flagBody(id, "malicious", 9)); code != 201 || out["status"] != "quarantined" {
-			t.Errorf("concurrent flag: %d %v", code, out)
-		}
+		f.flag(id, "malicious", 9, "quarantined", t.Errorf)
 	})
-	code, out := f.call(context.Background(), "POST", "/v1/governance/flag", f.flagBody(id, "unsafe", 4))
-	if code != 201 || out["status"] != "quarantined" {
-		t.Fatalf("flag: %d %v", code, out)
-	}
-	f.check(id, trace.StatusQuarantined)
-	if st := f.sessionStats(); st.MergesWithdrawn != 1 || st.Quarantined != 1 {
-		t.Fatalf("stats: %+v", st)
-	}
+	f.flag(id, "unsafe", 4, "quarantined", t.Fatalf)
+	f.withdrawnOnce(id)
 }
 
 // TestTwoWithdrawingFlagsLate: as TestTwoWithdrawingFlags, but the other flag withdraws
@@ -250,18 +261,10 @@ func TestTwoWithdrawingFlagsLate(t *testing.T) {
 	f.merge(id)
 	merged := trace.MergedNamespace(trace.DefaultTenant)
 	f.st.at(func(after bool, op, ns string, _ []byte) bool { return !after && op == "delete" && ns == merged }, func() {
-		if code, out := f.call(context.Background(), "POST", "/v1/governance/flag", f.flagBody(id, "malicious", 9)); code != 201 || out["status"] != "quarantined" {
-			t.Errorf("concurrent flag: %d %v", code, out)
-		}
+		f.flag(id, "malicious", 9, "quarantined", t.Errorf)
 	})
-	code, out := f.call(context.Background(), "POST", "/v1/governance/flag", f.flagBody(id, "unsafe", 4))
-	if code != 201 || out["status"] != "quarantined" {
-		t.Fatalf("flag: %d %v", code, out)
-	}
-	f.check(id, trace.StatusQuarantined)
-	if st := f.sessionStats(); st.MergesWithdrawn != 1 || st.Quarantined != 1 {
-		t.Fatalf("stats: %+v", st)
-	}
+	f.flag(id, "unsafe", 4, "quarantined", t.Fatalf)
+	f.withdrawnOnce(id)
 }
 
 // TestTwoQuarantiningFlags: two flags that each call for quarantine, on a trace both read
