@@ -58,7 +58,7 @@ func (s *Server) register() {
 // has begun (whose own status was 200): its status says what the answer's would have
 // (a 503 to retry, a 507, a 500), and a Retry-After becomes retry_after, in seconds.
 func (s *Server) problemEvent(r *http.Request, err error) map[string]any {
-	rec := &problemRecorder{header: http.Header{}}
+	rec := &statusRecorder{header: http.Header{}}
 	s.fail(rec, r, err)
 	var p map[string]any
 	if json.Unmarshal(rec.body.Bytes(), &p) != nil {
@@ -69,16 +69,6 @@ func (s *Server) problemEvent(r *http.Request, err error) map[string]any {
 	}
 	return p
 }
-
-// problemRecorder keeps what fail writes.
-type problemRecorder struct {
-	header http.Header
-	body   bytes.Buffer
-}
-
-func (p *problemRecorder) Header() http.Header         { return p.header }
-func (p *problemRecorder) Write(b []byte) (int, error) { return p.body.Write(b) }
-func (p *problemRecorder) WriteHeader(int)             {}
 
 // fail maps an error to its problem response.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {

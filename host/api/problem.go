@@ -63,13 +63,15 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_, _ = w.Write(buf.Bytes())
 }
 
-// statusRecorder captures what ServeMux's built-in 404 and 405 handlers write, so they
-// can be answered as problem+json instead of plain text.
+// statusRecorder captures what a handler writes without sending it: ServeMux's built-in
+// 404 and 405 (answered as problem+json instead of plain text), or the problem fail would
+// answer (an SSE error event).
 type statusRecorder struct {
 	header http.Header
 	status int
+	body   bytes.Buffer
 }
 
 func (s *statusRecorder) Header() http.Header         { return s.header }
-func (s *statusRecorder) Write(b []byte) (int, error) { return len(b), nil }
+func (s *statusRecorder) Write(b []byte) (int, error) { return s.body.Write(b) }
 func (s *statusRecorder) WriteHeader(code int)        { s.status = code }
