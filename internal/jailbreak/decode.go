@@ -24,7 +24,7 @@ const (
 
 // Payload is a piece of text found encoded inside another.
 type Payload struct {
-	// Encoding is "base64", "hex", "percent" or "tags".
+	// Encoding is "base64", "hex", "percent", "morse" or "tags".
 	Encoding string
 	// Start and End are the encoded span in the text it was found in.
 	Start, End int
@@ -33,7 +33,8 @@ type Payload struct {
 }
 
 // FindPayloads returns the decodable, text-like payloads of s: base64 (standard or
-// URL-safe, padded or not), hex (plain, space- or \x-separated), and percent-encoding.
+// URL-safe, padded or not), hex (plain, space- or \x-separated), percent-encoding and
+// Morse code.
 // Runs that decode to binary data (images, hashes, keys) are skipped.
 func FindPayloads(s string) []Payload {
 	var out []Payload
@@ -45,6 +46,13 @@ func FindPayloads(s string) []Payload {
 		budget -= len(text)
 		out = append(out, Payload{Encoding: enc, Start: start, End: end, Text: text})
 		return true
+	}
+	if strings.Contains(s, ".-") || strings.Contains(s, "-.") {
+		for _, p := range findMorse(s) {
+			if !add("morse", p.Start, p.End, p.Text) {
+				return out
+			}
+		}
 	}
 	// A separated-hex or percent run that does not decode to text is not scanned again
 	// from a later position inside it: that made long runs ("41 41 41 …") quadratic.
@@ -253,4 +261,96 @@ func scanPercent(s string) (n int, text string, scanned int) {
 		return 0, "", i
 	}
 	return i, text, i
+}
+
+// minMorseCodes is the fewest letters a run of dots and dashes must spell to be taken
+// for a Morse message (an ellipsis, a rule of dashes or a Markdown table spells a few).
+const minMorseCodes = 12
+
+// morseCode maps the International Morse Code to lower-case letters, digits and
+// punctuation.
+var morseCode = map[string]byte{
+	".-": 'a', "-...": 'b', "-.-.": 'c', "-..": 'd', ".": 'e', "..-.": 'f', "--.": 'g', "....": 'h',
+	"..": 'i', ".---": 'j', "-.-": 'k', ".-..": 'l', "--": 'm', "-.": 'n', "---": 'o', ".--.": 'p',
+	"--.-": 'q', ".-.": 'r', "...": 's', "-": 't', "..-": 'u', "...-": 'v', ".--": 'w', "-..-": 'x',
+	"-.--": 'y', "--..": 'z',
+	"-----": '0', ".----": '1', "..---": '2', "...--": '3', "....-": '4', ".....": '5', "-....": '6',
+	"--...": '7', "---..": '8', "----.": '9',
+	".-.-.-": '.', "--..--": ',', "..--..": '?', ".----.": '\'', "-.-.--": '!', "-..-.": '/',
+	"-.--.": '(', "-.--.-": ')', "---...": ':', "-.-.-.": ';', "-...-": '=', ".-.-.": '+',
+	"-....-": '-', ".-..-.": '"', ".--.-.": '@',
+}
+
+// findMorse returns the Morse messages of s: runs of dots and dashes, letters separated
+// by a space and words by '/', '|' or more than one space, that spell at least
+// minMorseCodes known codes (an unknown code is read as '?'; a run with more unknown
+// codes than one in ten is no message).
+func findMorse(s string) []Payload {
+	var out []Payload
+	i := 0
+	for i < len(s) {
+		if s[i] != '.' && s[i] != '-' {
+			i++
+			continue
+		}
+		j := i
+		for j < len(s) && (s[j] == '.' || s[j] == '-' || s[j] == ' ' || s[j] == '/' || s[j] == '|' || s[j] == '\t' || s[j] == '\n') {
+			j++
+		}
+		end := j
+		for end > i && s[end-1] != '.' && s[end-1] != '-' {
+			end--
+		}
+		if text, ok := decodeMorse(s[i:end]); ok {
+			out = append(out, Payload{Encoding: "morse", Start: i, End: end, Text: text})
+		}
+		i = j
+	}
+	return out
+}
+
+func decodeMorse(run string) (string, bool) {
+	var b strings.Builder
+	codes, unknown, gap, ndistinct := 0, 0, 0, 0
+	var distinct [256]bool
+	k := 0
+	for k < len(run) && b.Len() < maxDecodedBytes {
+		c := run[k]
+		if c == '.' || c == '-' {
+			e := k
+			for e < len(run) && (run[e] == '.' || run[e] == '-') {
+				e++
+			}
+			if gap > 0 && b.Len() > 0 {
+				b.WriteByte(' ')
+			}
+			gap = 0
+			ch, ok := morseCode[run[k:e]]
+			if !ok {
+				ch = '?'
+				unknown++
+			}
+			b.WriteByte(ch)
+			if !distinct[ch] {
+				distinct[ch] = true
+				ndistinct++
+			}
+			codes++
+			k = e
+			continue
+		}
+		// A separator: one space between letters, anything more between words.
+		e := k
+		for e < len(run) && run[e] != '.' && run[e] != '-' {
+			e++
+		}
+		if e-k > 1 || c != ' ' {
+			gap = 1
+		}
+		k = e
+	}
+	if codes < minMorseCodes || unknown*10 > codes || ndistinct < 4 {
+		return "", false
+	}
+	return b.String(), true
 }

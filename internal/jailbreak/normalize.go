@@ -106,7 +106,8 @@ func invisible(r rune) bool {
 }
 
 // latinFold maps accented Latin letters to their base letter (é → e), computed once from
-// the canonical decomposition of Latin-1 Supplement and Latin Extended-A/B.
+// the canonical decomposition of Latin-1 Supplement and Latin Extended-A/B, and a few
+// other characters that read as Latin letters.
 var latinFold = func() map[rune]rune {
 	m := map[rune]rune{}
 	for _, rg := range [][2]rune{{0xc0, 0x24f}, {0x1e00, 0x1eff}} {
@@ -120,6 +121,16 @@ var latinFold = func() map[rune]rune {
 	// Letters without a decomposition that readers take for a Latin letter.
 	for k, v := range map[rune]rune{'ß': 's', 'ø': 'o', 'đ': 'd', 'ł': 'l', 'ı': 'i', 'ħ': 'h', 'ŀ': 'l'} {
 		m[k] = v
+	}
+	// Small capitals ("Sʏsᴛᴇᴍ ᴜᴘᴅᴀᴛᴇ"), which NFKC leaves alone, and the regional
+	// indicator symbols that spell words as flags ("🇭🇴🇼 🇹🇴").
+	for i, r := range []rune("ᴀʙᴄᴅᴇꜰɢʜɪᴊᴋʟᴍɴᴏᴘꞯʀꜱᴛᴜᴠᴡxʏᴢ") {
+		if r != 'x' {
+			m[r] = 'a' + rune(i)
+		}
+	}
+	for r := rune(0x1f1e6); r <= 0x1f1ff; r++ {
+		m[r] = 'a' + r - 0x1f1e6
 	}
 	return m
 }()

@@ -38,6 +38,7 @@ func main() {
 	evalOnly := flag.Bool("eval-only", false, "do not train: evaluate the model file and print the metrics")
 	sweep := flag.Bool("tune", false, "print out-of-fold metrics on the training split for a sweep of hyper-parameters, then exit")
 	misses := flag.Bool("misses", false, "with -eval-only: print the held-out texts the default preset gets wrong, then exit")
+	oofMisses := flag.Bool("oof-misses", false, "print the training split's texts the whole detector misses or flags out of fold (the model's scores from 5-fold cross-validation, its threshold at the default preset's false-positive rate), then exit; the held-out split is not read")
 	heldOut := flag.String("write-held-out", "", "write the held-out split as JSON lines {\"text\", \"label\"} to this file (for limitctl governance eval), then exit")
 	flag.Parse()
 	if *heldOut != "" {
@@ -52,6 +53,16 @@ func main() {
 			fmt.Fprintln(os.Stderr, "train-jailbreak:", err)
 			os.Exit(1)
 		}
+		return
+	}
+	if *oofMisses {
+		ex, _, err := jailbreak.LoadJSONL(*data)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "train-jailbreak:", err)
+			os.Exit(1)
+		}
+		train, _ := jailbreak.Split(ex, 0.2)
+		printOOFMisses(train)
 		return
 	}
 	if *sweep {

@@ -69,3 +69,66 @@ func clip(s string, n int) string {
 	}
 	return s[:n] + "…"
 }
+
+// printOOFMisses prints the training split's jailbreaks that the whole detector misses
+// out of fold (no phrase rule or decoder fires and the model's out-of-fold score is under
+// the threshold at the default preset's false-positive rate) and the benign texts it
+// flags, for writing rules from the training split without looking at the held-out one.
+func printOOFMisses(train []jailbreak.Example) {
+	cfg := jailbreak.DefaultTrainConfig()
+	oof := jailbreak.OutOfFold(train, cfg)
+	var benign []float64
+	for i, e := range train {
+		if !e.Positive() {
+			benign = append(benign, oof[i])
+		}
+	}
+	t := jailbreak.ThresholdAtFPR(benign, jailbreak.PresetFPR[jailbreak.PresetDefault])
+	// The rules and decoders, the model's own threshold set out of reach (as tune does).
+	m, err := jailbreak.DefaultModel()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "train-jailbreak:", err)
+		os.Exit(1)
+	}
+	d, err := jailbreak.NewDetector(m, "", 0.999999)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "train-jailbreak:", err)
+		os.Exit(1)
+	}
+	type miss struct {
+		e     jailbreak.Example
+		score float64
+		why   string
+	}
+	var fn, fp []miss
+	for i, e := range train {
+		rule := ""
+		for _, f := range d.Scan(e.Text).Findings {
+			if f.RuleID != jailbreak.RuleModel {
+				rule = f.RuleID + ": " + f.Reason
+				break
+			}
+		}
+		flagged := rule != "" || oof[i] >= t
+		switch {
+		case e.Positive() && !flagged:
+			fn = append(fn, miss{e, oof[i], ""})
+		case !e.Positive() && flagged:
+			fp = append(fp, miss{e, oof[i], rule})
+		}
+	}
+	sort.SliceStable(fn, func(i, j int) bool { return fn[i].score < fn[j].score })
+	for _, part := range []struct {
+		title string
+		ms    []miss
+	}{{"missed jailbreaks (out of fold)", fn}, {"flagged benign texts (out of fold)", fp}} {
+		fmt.Printf("## %s: %d (model threshold %.4f)\n\n", part.title, len(part.ms), t)
+		for _, x := range part.ms {
+			fmt.Printf("- score %.4f, %d bytes\n", x.score, len(x.e.Text))
+			if x.why != "" {
+				fmt.Printf("  why: %s\n", x.why)
+			}
+			fmt.Printf("  text: %q\n\n", clip(x.e.Text, 600))
+		}
+	}
+}
