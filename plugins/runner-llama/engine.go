@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"sort"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -23,6 +24,12 @@ type model struct {
 	// maxPiece is the most bytes of text one token stands for (control tokens
 	// included), or 0 when the tokenizer may drop text (see minTokens).
 	maxPiece int
+	// specials are the tokens llama.cpp matches as a whole before tokenizing (control,
+	// unknown and user-defined ones), longest text first, for chat prompts.
+	specials []specialToken
+	// bos and eos are added to a prompt when addBOS and addEOS say so.
+	bos, eos       llama.Token
+	addBOS, addEOS bool
 }
 
 // loadModel loads the model file into llama.cpp. The file was checked by inspectModel.
@@ -34,11 +41,19 @@ func loadModel(path string, info *modelInfo) (*model, error) {
 		return nil, fmt.Errorf("llama.cpp could not load model %s: %s", path, library.logs.since(mark))
 	}
 	md := &model{m: m, vocab: llama.ModelGetVocab(m), info: info}
+	md.bos, md.eos = llama.VocabBOS(md.vocab), llama.VocabEOS(md.vocab)
+	md.addBOS = llama.VocabGetAddBOS(md.vocab) && md.bos != llama.TokenNull
+	md.addEOS = llama.VocabGetAddEOS(md.vocab) && md.eos != llama.TokenNull
 	n := llama.VocabNTokens(md.vocab)
 	buf := make([]byte, 256)
 	for i := range n {
 		if llama.VocabIsEOG(md.vocab, llama.Token(i)) {
 			md.eog = append(md.eog, llama.Token(i))
+		}
+		if attr := llama.VocabGetAttr(md.vocab, llama.Token(i)); isSpecialAttr(attr) {
+			if text := llama.VocabGetText(md.vocab, llama.Token(i)); text != "" {
+				md.specials = append(md.specials, specialToken{id: llama.Token(i), text: text, attr: attr})
+			}
 		}
 		if l := int(llama.TokenToPiece(md.vocab, llama.Token(i), buf, 0, true)); l < 0 {
 			md.maxPiece = max(md.maxPiece, -l) // the piece did not fit buf: -l is its length
@@ -46,6 +61,7 @@ func loadModel(path string, info *modelInfo) (*model, error) {
 			md.maxPiece = max(md.maxPiece, l)
 		}
 	}
+	sort.SliceStable(md.specials, func(a, b int) bool { return len(md.specials[a].text) > len(md.specials[b].text) })
 	// SentencePiece and byte-level BPE spell every byte of the text with some token;
 	// other tokenizers (UGM, WPM) normalise it and may drop some.
 	if info.Tokenizer != "llama" && info.Tokenizer != "gpt2" {

@@ -167,8 +167,8 @@ func messagesParam(v any) ([]chatMessage, error) {
 				return nil, fmt.Errorf("params.messages[%d] has an unknown field %q; a message has role and content", i, k)
 			}
 		}
-		if err := nulError(fmt.Sprintf("params.messages[%d].role", i), role); err != nil {
-			return nil, err
+		if !rolePattern.MatchString(role) {
+			return nil, fmt.Errorf("params.messages[%d].role %q is not a role name: use a lowercase name such as system, user or assistant (letters, digits and _, at most 32)", i, role)
 		}
 		if err := nulError(fmt.Sprintf("params.messages[%d].content", i), content); err != nil {
 			return nil, err

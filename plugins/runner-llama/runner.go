@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -311,7 +310,8 @@ func (s *tokenSender) close() error {
 }
 
 // prompt builds the prompt's tokens: the chat template's rendering of params.messages
-// (with the input, if any, as a last user message), or the input itself.
+// (with the input, if any, as a last user message), or the input itself. Control-token
+// text in the input or in a message is tokenized as text, never as control tokens.
 func (r *llamaRunner) prompt(md *model, input string, ep execParams) ([]llama.Token, error) {
 	if err := nulError("the input", input); err != nil {
 		return nil, err
@@ -326,16 +326,12 @@ func (r *llamaRunner) prompt(md *model, input string, ep execParams) ([]llama.To
 	if input != "" {
 		msgs = append(msgs[:len(msgs):len(msgs)], chatMessage{Role: "user", Content: input})
 	}
-	text, err := renderChat(md.info, msgs)
-	if err != nil {
-		return nil, err
+	// Only the template's own text may become control tokens: see chatPrompt.
+	toks, note, err := md.chatPrompt(msgs, len(ep.messages))
+	if note != "" {
+		r.log.Debug(note)
 	}
-	if err := nulError("the chat template's rendering of params.messages", text); err != nil {
-		return nil, err
-	}
-	// A template that writes the BOS token itself must not get a second one.
-	addBOS := md.info.BOS == "" || !strings.HasPrefix(text, md.info.BOS)
-	return md.tokenize(text, addBOS, true), nil
+	return toks, err
 }
 
 // interrupted builds the result of an execution stopped by Cancel, its timeout, or the
