@@ -252,19 +252,26 @@ func TestBadMetadataClipped(t *testing.T) {
 }
 
 // TestFlooredMADExplained: against a baseline of identical values (MAD 0) the z-score is
-// taken on the metric's floor; the reason says so, so that its z-score can be checked from
-// what it shows (0.6745 × (200 − 100) / 5 = 13.5), not as if divided by zero.
+// taken on the least log-scale MAD; the reason says so, so that its z-score can be
+// checked from what it shows (0.6745 × (ln(5+2000) − ln(5+100)) / 0.25 = 7.96), not as if
+// divided by zero, and says the factor to the median in natural units. A value twice
+// the median is not flagged: on a log scale, within a session's ordinary noise.
 func TestFlooredMADExplained(t *testing.T) {
 	r := configured(t, `{"session_graph": false}`)
 	for i := 0; i < 20; i++ {
 		exec(t, r, "s", i, map[string]string{"duration_ms": "100"})
 	}
-	fs := exec(t, r, "s", 99, map[string]string{"duration_ms": "200"})
-	if len(fs) != 1 || fs[0].RuleID != "anomaly.duration" || math.Abs(fs[0].Score-13.49) > 0.01 {
-		t.Fatalf("findings %+v, want one anomaly.duration at z 13.5", fs)
+	if fs := exec(t, r, "s", 98, map[string]string{"duration_ms": "200"}); len(fs) != 0 {
+		t.Fatalf("twice the median flagged: %+v", fs)
 	}
-	if !strings.Contains(fs[0].Reason, "MAD 0, taken as 5 ms") || !strings.Contains(fs[0].Reason, "robust z-score 13.5") {
-		t.Errorf("reason %q does not show the MAD the z-score was taken on", fs[0].Reason)
+	fs := exec(t, r, "s", 99, map[string]string{"duration_ms": "2000"})
+	if len(fs) != 1 || fs[0].RuleID != "anomaly.duration" || math.Abs(fs[0].Score-7.96) > 0.01 || fs[0].Severity != 5 {
+		t.Fatalf("findings %+v, want one anomaly.duration at z 8.0, severity 5", fs)
+	}
+	for _, want := range []string{"duration_ms 2000 ms is 20× this session's median 100 ms", "log-scale robust z-score 8.0", "ln(5+duration_ms)", "MAD 0.00, taken as 0.25"} {
+		if !strings.Contains(fs[0].Reason, want) {
+			t.Errorf("reason %q does not say %q", fs[0].Reason, want)
+		}
 	}
 }
 
@@ -319,7 +326,7 @@ func TestCancelledIsNotAFailure(t *testing.T) {
 
 // TestOutlierSeverityBelowQuarantine: in a session of sub-millisecond, few-byte
 // executions (a notebook of print calls), a benign 2 s computation or a 285 kB print
-// is an outlier by hundreds or thousands of floored MADs. It is flagged, but below
+// is an outlier far beyond the least log-scale MAD (z 16 and 21). It is flagged, but below
 // severity 8, the default policy's quarantine level: the default policy lets anomaly
 // flags merge, and a statistical outlier is a reason to look, not evidence of harm
 // (found by a user journey: every slow or long-printing execution was quarantined).
@@ -333,8 +340,8 @@ func TestOutlierSeverityBelowQuarantine(t *testing.T) {
 		{"duration_ms": "1", "output_bytes": "285000", "status": "ok"},
 	} {
 		fs := exec(t, r, "s", 100+n, md)
-		if len(fs) != 1 || fs[0].Score < 20 {
-			t.Fatalf("outlier %v: findings %+v, want one at z ≥ 20", md, fs)
+		if len(fs) != 1 || fs[0].Score < 10 {
+			t.Fatalf("outlier %v: findings %+v, want one at z ≥ 10", md, fs)
 		}
 		if fs[0].Severity >= 8 {
 			t.Errorf("outlier %v: severity %d, want below the default policy's quarantine level 8", md, fs[0].Severity)

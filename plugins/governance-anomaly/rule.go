@@ -18,7 +18,7 @@ import (
 )
 
 // version of the plugin.
-const version = "0.2.0"
+const version = "0.3.0"
 
 // Defaults of the config attributes.
 const (
@@ -37,17 +37,32 @@ type metric struct {
 	Key string
 	// RuleID of its findings.
 	RuleID string
-	// Floor of the MAD, in the metric's unit: below it, differences are noise.
+	// Floor in the metric's unit: figures are judged as ln(Floor+x), so differences
+	// well below it (a 0 against a 2 ms print) count for little.
 	Floor float64
 	Unit  string
 	Desc  string
 }
 
 var metrics = []metric{
-	{"duration_ms", "anomaly.duration", 5, "ms", "Execution duration far from the session's median (robust z-score on median and MAD)."},
-	{"output_bytes", "anomaly.output_size", 64, "bytes", "Output size far from the session's median (robust z-score on median and MAD)."},
-	{"tokens", "anomaly.tokens", 8, "tokens", "Token count far from the session's median (robust z-score on median and MAD)."},
+	{"duration_ms", "anomaly.duration", 5, "ms", "Execution duration far from the session's median, on a log scale (robust z-score of ln(5+ms) on its median and MAD)."},
+	{"output_bytes", "anomaly.output_size", 64, "bytes", "Output size far from the session's median, on a log scale (robust z-score of ln(64+bytes) on its median and MAD)."},
+	{"tokens", "anomaly.tokens", 8, "tokens", "Token count far from the session's median, on a log scale (robust z-score of ln(8+tokens) on its median and MAD)."},
 }
+
+// Log-scale statistics of the figures (measured by TestStatsFalsePositives).
+const (
+	// logMinMAD is the least MAD of ln(floor+x) a z-score is taken on: a session of
+	// identical executions still varies by some 20 % (log-normal noise of deviation 0.3
+	// has a MAD of 0.2). At the default threshold a figure is flagged beyond about
+	// e^(3.5·0.25/0.6745) ≈ 3.7 times the median, at severity 5 beyond 6.4 times.
+	logMinMAD = 0.25
+	// precedentFactor and minPrecedents: a figure within precedentFactor times of
+	// minPrecedents of the window's, as far from the median, is one the session has
+	// produced before; it is flagged at severity 4 at most.
+	precedentFactor = 2.0
+	minPrecedents   = 2
+)
 
 // statusCancelled is the status of an execution cancelled before it ended.
 const statusCancelled = "cancelled"
@@ -121,7 +136,7 @@ func newRule() *rule {
 func (r *rule) PluginInfo() base.Info {
 	return base.Info{
 		Name: "anomaly", Kind: base.KindGovernance, Version: version,
-		Capabilities: []string{"per-session", "robust-z", "session-graph-fgw"},
+		Capabilities: []string{"per-session", "robust-z", "log-scale", "session-graph-fgw"},
 		Description:  "Executions whose duration, output size, tokens or status are far from the session's robust baseline, and sessions whose graph of executions is far, by FGW distortion, from earlier sessions'.",
 	}
 }
@@ -134,7 +149,7 @@ func (r *rule) ConfigSchema() base.Schema {
 		{Name: "min_samples", Type: "number", Default: defaultMinSamples,
 			Description: "Executions a session needs before its figures are judged."},
 		{Name: "threshold", Type: "number", Default: defaultThreshold,
-			Description: "Robust z-score (absolute) at or above which an execution is flagged; 3.5 is Iglewicz and Hoaglin's cut-off."},
+			Description: "Robust z-score (absolute) at or above which an execution is flagged; 3.5 is Iglewicz and Hoaglin's cut-off. Duration, output size and tokens are multiplicative, so they are judged on a log scale: the z-score of ln(floor+x) (floor 5 ms, 64 bytes, 8 tokens) on the median and MAD of the session's window, MAD at least 0.25; at 3.5 a steady session's figure is flagged beyond about 3.7 times its median, at severity 5 (what strict acts on) beyond 6.4 times, 6 at z 10, 7 at z 20. A figure the session produced at least twice in its window (within 2 times, as far from the median) stays at severity 4. On the package's synthetic ordinary sessions (TestStatsFalsePositives, 1000 sessions of 80 executions per kind) the figures are flagged at severity 5 or more on 0 % of steady, 0 % of drifting, 1.4 % of mixed-task and 1.2 % of chat executions (0.6 % overall; any severity 8.4 %), while a 100 times slower run, a 1000 times larger output and a runaway 8192-token answer in a steady session are all flagged at 5 or more. The error rate (one failure against the session's smoothed rate) flags 0.6 % of ordinary executions at 5 or more and a burst of 5 failures in a session that never failed at 5 or more, but misses a quarter of bursts in sessions that fail 3 to 8 % of the time."},
 		{Name: "max_sessions", Type: "number", Default: defaultMaxSessions,
 			Description: "Sessions whose history is kept; the least recently used is forgotten first."},
 		{Name: "session_graph", Type: "bool", Default: true,
@@ -387,27 +402,14 @@ func (r *rule) judgeStats(s *session, obs observation) []governance.Finding {
 			rg = newRing(r.set.window)
 			s.metrics[m.Key] = rg
 		}
+		y := logValue(x, m.Floor)
 		if rg.len() >= r.set.minSamples {
-			z, med, mad := rg.robustZ(x, m.Floor)
-			if math.Abs(z) >= r.set.threshold {
-				dir := "above"
-				if z < 0 {
-					dir = "below"
-				}
-				spread := fmt.Sprintf("MAD %g", mad)
-				if mad < m.Floor {
-					// Say what the z-score was divided by, so that it can be checked.
-					spread = fmt.Sprintf("MAD %g, taken as %g %s, the least that counts,", mad, m.Floor, m.Unit)
-				}
-				out = append(out, governance.Finding{
-					Flag: governance.FlagAnomaly, Severity: severity(z), Score: z, RuleID: m.RuleID,
-					Reason: fmt.Sprintf("%s %g %s is far %s this session's median %g (%s over the last %d executions): robust z-score %.1f, threshold %.1f",
-						m.Key, x, m.Unit, dir, med, spread, rg.len(), z, r.set.threshold),
-				})
+			if f, ok := judgeFigure(m, x, y, rg, r.set.threshold); ok {
+				out = append(out, f)
 			}
 		}
 		if !cancelled {
-			rg.add(x)
+			rg.add(y)
 		}
 	}
 	if obs.status != "" && !cancelled {
@@ -434,6 +436,74 @@ func (r *rule) judgeStats(s *session, obs observation) []governance.Finding {
 		}
 	}
 	return out
+}
+
+// judgeFigure judges figure x of metric m, at y = ln(m.Floor+x) on the log scale,
+// against the session's values there: a robust z-score on the median and MAD of
+// ln(floor+x), the MAD at least logMinMAD. Its severity follows the z-score, but stays
+// at 4 when the session did something comparable (within a factor precedentFactor, as
+// far from its median in the same direction) at least minPrecedents times in its
+// window: a notebook whose data load takes 50 times its prints is still worth a look
+// each time, but ordinary work for this session, not something strict should act on.
+func judgeFigure(m metric, x, y float64, rg *ring, threshold float64) (governance.Finding, bool) {
+	medY, mad := rg.medianMAD()
+	scale := max(mad, logMinMAD)
+	z := madScale * (y - medY) / scale
+	if math.IsNaN(z) || math.Abs(z) < threshold {
+		return governance.Finding{}, false
+	}
+	// The median in natural units: ln(floor+x) is monotonic, so this is the median of
+	// the figures (of the middle two, their geometric mean over the floor).
+	med := max(math.Exp(medY)-m.Floor, 0)
+	if math.IsInf(med, 0) { // figures near the largest float64
+		med = math.MaxFloat64
+	}
+	var far string
+	switch {
+	case z > 0 && med > 0:
+		far = fmt.Sprintf("%s× this session's median %s %s", factor(x/med), natural(med), m.Unit)
+	case z > 0:
+		far = fmt.Sprintf("far above this session's median 0 %s", m.Unit)
+	case x > 0:
+		far = fmt.Sprintf("1/%s of this session's median %s %s", factor(med/x), natural(med), m.Unit)
+	default:
+		far = fmt.Sprintf("far below this session's median %s %s", natural(med), m.Unit)
+	}
+	spread := fmt.Sprintf("MAD %.2f", mad)
+	if mad < logMinMAD {
+		// Say what the z-score was divided by, so that it can be checked.
+		spread = fmt.Sprintf("MAD %.2f, taken as %g, the least that counts,", mad, logMinMAD)
+	}
+	sev := severity(z)
+	capped := ""
+	if n := rg.precedents(y, medY); sev > 4 && n >= minPrecedents {
+		sev = 4
+		capped = fmt.Sprintf("; %d of them were within %g× of it, so this session does such things: severity 4", n, precedentFactor)
+	}
+	return governance.Finding{
+		Flag: governance.FlagAnomaly, Severity: sev, Score: z, RuleID: m.RuleID,
+		Reason: fmt.Sprintf("%s %s %s is %s (log-scale robust z-score %.1f, threshold %.1f: ln(%g+%s) against its %s over the last %d executions%s)",
+			m.Key, natural(x), m.Unit, far, z, threshold, m.Floor, m.Key, spread, rg.len(), capped),
+	}, true
+}
+
+// natural formats a figure in its unit: whole numbers as such, others to 3 digits.
+func natural(v float64) string {
+	if v == math.Trunc(v) && math.Abs(v) < 1e15 {
+		return strconv.FormatFloat(v, 'f', 0, 64)
+	}
+	return strconv.FormatFloat(v, 'g', 3, 64)
+}
+
+// factor formats a ratio: 38, 2.5, 1.2e+04.
+func factor(v float64) string {
+	if math.IsInf(v, 0) || v >= 1e6 {
+		return strconv.FormatFloat(v, 'g', 2, 64)
+	}
+	if v >= 10 {
+		return strconv.FormatFloat(math.Round(v), 'f', 0, 64)
+	}
+	return strconv.FormatFloat(v, 'f', 1, 64)
 }
 
 // session returns the session's history, creating it, and marks it most recently used;
@@ -472,8 +542,8 @@ func (r *rule) sessionCount() int {
 
 // severity maps a z-score to a severity: 4 at the usual cut-off, up to 7, below the
 // default policy's quarantine level (8). A z-score is a measure of surprise, not of harm:
-// on a floored MAD a benign 2 s computation in a session of sub-millisecond ones is at
-// z 270, and the default policy, which lets anomaly flags merge, must not quarantine it.
+// a benign 2 s computation in a session of sub-millisecond ones is at log-scale z 16,
+// and the default policy, which lets anomaly flags merge, must not quarantine it.
 func severity(z float64) int {
 	a := math.Abs(z)
 	switch {

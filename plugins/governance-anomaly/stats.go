@@ -52,13 +52,23 @@ func median(s []float64) float64 {
 	return s[n/2-1] + (s[n/2]-s[n/2-1])/2 // not (a+b)/2, which overflows near MaxFloat64
 }
 
-// robustZ is the modified z-score of x against the values: 0.6745·(x−median)/MAD, with
-// the MAD floored at floor (a baseline of identical values would make any change
-// infinitely surprising).
-func (r *ring) robustZ(x, floor float64) (z, med, mad float64) {
-	med, mad = r.medianMAD()
-	scale := max(mad, floor)
-	return madScale * (x - med) / scale, med, mad
+// logValue is where a figure of a multiplicative quantity (a duration, a size, a token
+// count) sits on the log scale the statistics judge it on: ln(offset+x), where offset,
+// the metric's floor, keeps figures near 0 (a 0 ms print, an empty output) finite and
+// makes differences below it count for little.
+func logValue(x, offset float64) float64 { return math.Log(offset + x) }
+
+// precedents counts the values at least as far from med as y, in y's direction, to
+// within a factor precedentFactor on the natural scale: earlier executions of the
+// session that did something comparable.
+func (r *ring) precedents(y, med float64) int {
+	n := 0
+	for _, v := range r.vals {
+		if y >= med && v >= y-math.Log(precedentFactor) || y < med && v <= y+math.Log(precedentFactor) {
+			n++
+		}
+	}
+	return n
 }
 
 // bernoulliZ is how surprising one error is given errs errors in n earlier executions:
