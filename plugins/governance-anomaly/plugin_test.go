@@ -121,8 +121,8 @@ func TestSpikes(t *testing.T) {
 	}
 }
 
-// TestErrorRate checks that a failure in a session that never fails is flagged, and
-// failures in a session that often fails are not.
+// TestErrorRate checks that a failure in a session that never fails is flagged (worth a
+// look: severity 4), and failures in a session that often fails are not.
 func TestErrorRate(t *testing.T) {
 	r := configured(t, `{}`)
 	for i := 0; i < 20; i++ {
@@ -131,8 +131,8 @@ func TestErrorRate(t *testing.T) {
 	md := normal(1)
 	md["status"] = "timeout"
 	fs := exec(t, r, "clean", 100, md)
-	if len(fs) != 1 || fs[0].RuleID != ruleErrorRate || !strings.Contains(fs[0].Reason, `"timeout"`) {
-		t.Fatalf("first failure after 20 successes: %+v", fs)
+	if len(fs) != 1 || fs[0].RuleID != ruleErrorRate || !strings.Contains(fs[0].Reason, `"timeout"`) || fs[0].Severity != 4 {
+		t.Fatalf("first failure after 20 successes: %+v, want one error-rate finding at severity 4", fs)
 	}
 	for i := 0; i < 20; i++ {
 		md := normal(i)
@@ -144,6 +144,114 @@ func TestErrorRate(t *testing.T) {
 	md["status"] = "error"
 	if fs := exec(t, r, "flaky", 100, md); len(fs) != 0 {
 		t.Errorf("failure in a session failing a third of the time flagged: %+v", fs)
+	}
+}
+
+// TestFailureBursts checks the severity of failures: one failure, however rare in its
+// session, is worth a look (severity 4), never what strict quarantines; a run of them
+// the session's rate makes unlikely is severity 5 or more, and says how unlikely.
+// Cancelled executions between failures neither break nor dilute a run.
+func TestFailureBursts(t *testing.T) {
+	ok := func(i int) map[string]string { return normal(i) }
+	failed := func(i int) map[string]string {
+		md := normal(i)
+		md["status"] = "error"
+		return md
+	}
+	cancelled := func(i int) map[string]string {
+		md := normal(i)
+		md["status"] = "cancelled"
+		return md
+	}
+	// clean is n successful executions; every33 fails the 6th of every 33 (3 %).
+	clean := func(n int) []func(int) map[string]string {
+		return slices.Repeat([]func(int) map[string]string{ok}, n)
+	}
+	every33 := func(n int) []func(int) map[string]string {
+		out := clean(n)
+		for i := 5; i < n; i += 33 {
+			out[i] = failed
+		}
+		return out
+	}
+	for _, tt := range []struct {
+		// cfg is added to the config block.
+		name, cfg string
+		history   []func(int) map[string]string
+		// severity of the last execution's error-rate finding (0: none), and what its
+		// reason says.
+		severity int
+		reason   []string
+	}{
+		{"a failure after 40 clean executions", "", append(clean(40), failed), 4,
+			[]string{"failed 0 of its last 40", "severity 4 at most"}},
+		{"a failure after 1000 clean executions", `, "window": 10000`, append(clean(1000), failed), 4,
+			[]string{"failed 0 of its last 1000", "severity 4 at most"}},
+		{"two failures in a row after 40 clean executions", "", append(clean(40), failed, failed), 4,
+			[]string{"failed 1 of its last 41"}},
+		{"three failures in a row after 40 clean executions", "", append(clean(40), failed, failed, failed), 5,
+			[]string{"3 of the last 3 executions failed", "0 of the 40 executions before them", "probability 1.3e-05, z 4.2"}},
+		{"four of five in a session failing 3 %", `, "window": 250`, append(every33(200), failed, ok, failed, failed, failed), 5,
+			[]string{"4 of the last 5 executions failed", "fails 3.5 % of the time (6 of the 200 executions before them", "probability 7e-06, z 4.3"}},
+		{"cancellations within a run", "", append(clean(40), failed, cancelled, failed, cancelled, cancelled, failed), 5,
+			[]string{"3 of the last 3 executions failed"}},
+		{"five in a row in a session failing a third of the time", "",
+			append(slices.Repeat([]func(int) map[string]string{failed, ok, ok}, 15), failed, failed, failed, failed, failed), 0, nil},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := configured(t, `{"session_graph": false`+tt.cfg+`}`)
+			var fs []governance.Finding
+			for i, md := range tt.history {
+				fs = exec(t, r, "s", i, md(i))
+			}
+			i := slices.IndexFunc(fs, func(f governance.Finding) bool { return f.RuleID == ruleErrorRate })
+			switch {
+			case tt.severity == 0 && i >= 0:
+				t.Fatalf("flagged: %+v", fs[i])
+			case tt.severity == 0:
+				return
+			case i < 0:
+				t.Fatalf("no error-rate finding in %+v, want severity %d", fs, tt.severity)
+			}
+			f := fs[i]
+			if f.Severity != tt.severity {
+				t.Errorf("severity %d, want %d (%s)", f.Severity, tt.severity, f.Reason)
+			}
+			for _, want := range tt.reason {
+				if !strings.Contains(f.Reason, want) {
+					t.Errorf("reason %q does not say %q", f.Reason, want)
+				}
+			}
+		})
+	}
+}
+
+// TestTailStatistics checks the binomial tail and its z-score against known values,
+// down to probabilities math.Erfcinv cannot resolve.
+func TestTailStatistics(t *testing.T) {
+	for _, tt := range []struct {
+		k, w int
+		p    float64
+		want float64
+	}{
+		{1, 1, 0.03, 0.03}, {5, 5, 0.1, 1e-5}, {2, 3, 0.5, 0.5}, {0, 4, 0.2, 1}, {6, 5, 0.2, 0},
+		{4, 5, 0.1, 5*1e-4*0.9 + 1e-5}, {10, 10, 1e-4, 1e-40},
+	} {
+		if got := binomialTail(tt.k, tt.w, tt.p); math.Abs(got-tt.want) > 1e-9*tt.want {
+			t.Errorf("binomialTail(%d, %d, %g) = %g, want %g", tt.k, tt.w, tt.p, got, tt.want)
+		}
+	}
+	// Φ⁻¹(1−p), from Python's statistics.NormalDist.
+	for _, tt := range []struct{ p, z float64 }{
+		{0.5, 0}, {2.326e-4, 3.5000333}, {2.87e-7, 4.9997658}, {1e-10, 6.3613409}, {0.99e-10, 6.3628842},
+		{1e-20, 9.2623401}, {1e-40, 13.3109214},
+	} {
+		if got := tailZ(tt.p); math.Abs(got-tt.z) > 1e-5 {
+			t.Errorf("tailZ(%g) = %.7f, want %.7f", tt.p, got, tt.z)
+		}
+	}
+	if z := tailZ(0); z != maxTailZ {
+		t.Errorf("tailZ(0) = %g, want %g", z, maxTailZ)
 	}
 }
 

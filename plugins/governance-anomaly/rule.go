@@ -18,7 +18,7 @@ import (
 )
 
 // version of the plugin.
-const version = "0.3.0"
+const version = "0.4.0"
 
 // Defaults of the config attributes.
 const (
@@ -64,6 +64,22 @@ const (
 	minPrecedents   = 2
 )
 
+// Error-rate statistics (measured by TestStatsFalsePositives).
+const (
+	// burstWindow is the longest run of latest executions judged as a burst: k failures
+	// among the last w ≤ burstWindow, against the session's rate before them.
+	burstWindow = 10
+	// minBurst is how many failures a burst needs for severity 5 (what strict acts on);
+	// two failures, or one, are worth a look at most. A lone failure can never be
+	// unlikely enough: its probability is the session's smoothed rate, at least
+	// 1/(window+2), 2 % by default (z 2.1).
+	minBurst = 3
+	// burstSevereZ is the z-score (probability 2.3e-4, an exact binomial tail, not a
+	// robust z on heavy-tailed figures) at which a burst of minBurst failures or more is
+	// severity 5; 6 at z 10, 7 at z 20, as for the figures.
+	burstSevereZ = 3.5
+)
+
 // statusCancelled is the status of an execution cancelled before it ended.
 const statusCancelled = "cancelled"
 
@@ -102,7 +118,8 @@ func defaultSettings() settings {
 type session struct {
 	id      string
 	metrics map[string]*ring
-	// statuses of the last window executions: true is an error.
+	// statuses of the last window+burstWindow−1 executions (cancelled ones aside):
+	// true is a failure. A burst of the latest ones is judged against the window before.
 	statuses []bool
 	// recent maps a request's digest to the findings it got.
 	recent     map[string][]governance.Finding
@@ -136,7 +153,7 @@ func newRule() *rule {
 func (r *rule) PluginInfo() base.Info {
 	return base.Info{
 		Name: "anomaly", Kind: base.KindGovernance, Version: version,
-		Capabilities: []string{"per-session", "robust-z", "log-scale", "session-graph-fgw"},
+		Capabilities: []string{"per-session", "robust-z", "log-scale", "failure-bursts", "session-graph-fgw"},
 		Description:  "Executions whose duration, output size, tokens or status are far from the session's robust baseline, and sessions whose graph of executions is far, by FGW distortion, from earlier sessions'.",
 	}
 }
@@ -149,7 +166,7 @@ func (r *rule) ConfigSchema() base.Schema {
 		{Name: "min_samples", Type: "number", Default: defaultMinSamples,
 			Description: "Executions a session needs before its figures are judged."},
 		{Name: "threshold", Type: "number", Default: defaultThreshold,
-			Description: "Robust z-score (absolute) at or above which an execution is flagged; 3.5 is Iglewicz and Hoaglin's cut-off. Duration, output size and tokens are multiplicative, so they are judged on a log scale: the z-score of ln(floor+x) (floor 5 ms, 64 bytes, 8 tokens) on the median and MAD of the session's window, MAD at least 0.25; at 3.5 a steady session's figure is flagged beyond about 3.7 times its median, at severity 5 (what strict acts on) beyond 6.4 times, 6 at z 10, 7 at z 20. A figure the session produced at least twice in its window (within 2 times, as far from the median) stays at severity 4. On the package's synthetic ordinary sessions (TestStatsFalsePositives, 1000 sessions of 80 executions per kind) the figures are flagged at severity 5 or more on 0 % of steady, 0 % of drifting, 1.4 % of mixed-task and 1.2 % of chat executions (0.6 % overall; any severity 8.4 %), while a 100 times slower run, a 1000 times larger output and a runaway 8192-token answer in a steady session are all flagged at 5 or more. The error rate (one failure against the session's smoothed rate) flags 0.6 % of ordinary executions at 5 or more and a burst of 5 failures in a session that never failed at 5 or more, but misses a quarter of bursts in sessions that fail 3 to 8 % of the time."},
+			Description: "Robust z-score (absolute) at or above which an execution is flagged; 3.5 is Iglewicz and Hoaglin's cut-off. Duration, output size and tokens are multiplicative, so they are judged on a log scale: the z-score of ln(floor+x) (floor 5 ms, 64 bytes, 8 tokens) on the median and MAD of the session's window, MAD at least 0.25; at 3.5 a steady session's figure is flagged beyond about 3.7 times its median, at severity 5 (what strict acts on) beyond 6.4 times, 6 at z 10, 7 at z 20. A figure the session produced at least twice in its window (within 2 times, as far from the median) stays at severity 4. On the package's synthetic ordinary sessions (TestStatsFalsePositives, 1000 sessions of 80 executions per kind) the figures are flagged at severity 5 or more on 0 % of steady, 0 % of drifting, 1.4 % of mixed-task and 1.2 % of chat executions (0.6 % overall; any severity 8.4 %), while a 100 times slower run, a 1000 times larger output and a runaway 8192-token answer in a steady session are all flagged at 5 or more. The error rate judges a run of failures: k failures among the session's last w executions (w up to 10, ending with the failure judged), by the probability of k or more at the session's failure rate over the window before them (Laplace-smoothed, (failures+1)/(executions+2)), converted to the z-score of a normal tail (2.3e-4 is z 3.5, 2.9e-7 is z 5) and flagged at the threshold; a run of 3 failures or more flagged at z 3.5 or more is severity 5 (6 at z 10, 7 at z 20). One or two failures stay at severity 4, worth a look but never what strict quarantines: a lone failure, judged against the session's smoothed rate (standardised residual, flagged after a clean run), has the probability of the session's rate, at least 2 % over a window of 50. On the same synthetic sessions the error rate flags 0.01 % of ordinary executions at 5 or more (29 of 288000, none a lone failure; 0.58 % when one failure was judged at a time), 1.1 % at any severity, and a burst of 5 failures at 5 or more in all sessions that never failed and 99.6 % of sessions failing 0 to 8 % of the time (98.6 % of those failing 8 %)."},
 		{Name: "max_sessions", Type: "number", Default: defaultMaxSessions,
 			Description: "Sessions whose history is kept; the least recently used is forgotten first."},
 		{Name: "session_graph", Type: "bool", Default: true,
@@ -238,7 +255,7 @@ func (r *rule) Describe(context.Context) ([]governance.RuleDescription, error) {
 		out = append(out, governance.RuleDescription{ID: m.RuleID, Flags: []string{governance.FlagAnomaly}, Stages: post, Description: m.Desc})
 	}
 	out = append(out, governance.RuleDescription{ID: ruleErrorRate, Flags: []string{governance.FlagAnomaly}, Stages: post,
-		Description: "A failed execution (status other than ok) in a session that rarely fails (z-score against its smoothed error rate)."})
+		Description: "Failed executions (status other than ok or cancelled) in a session that rarely fails: a run of them by how unlikely it is at the session's earlier failure rate (binomial tail, as a z-score; severity 5 or more from 3 failures), a lone one against its smoothed rate (severity 4 at most)."})
 	r.mu.Lock()
 	graph := r.set.graph.enabled
 	r.mu.Unlock()
@@ -414,28 +431,109 @@ func (r *rule) judgeStats(s *session, obs observation) []governance.Finding {
 	}
 	if obs.status != "" && !cancelled {
 		failed := obs.status != "ok" && obs.status != "success"
-		if failed && len(s.statuses) >= r.set.minSamples {
-			errs := 0
-			for _, e := range s.statuses {
-				if e {
-					errs++
-				}
-			}
-			z, p := bernoulliZ(errs, len(s.statuses))
-			if z >= r.set.threshold {
-				out = append(out, governance.Finding{
-					Flag: governance.FlagAnomaly, Severity: severity(z), Score: z, RuleID: ruleErrorRate,
-					Reason: fmt.Sprintf("status %q in a session that failed %d of its last %d executions (smoothed error rate %.3f): z-score %.1f, threshold %.1f",
-						clip(obs.status), errs, len(s.statuses), p, z, r.set.threshold),
-				})
+		if failed {
+			if f, ok := judgeFailure(s.statuses, obs.status, r.set); ok {
+				out = append(out, f)
 			}
 		}
 		s.statuses = append(s.statuses, failed)
-		if len(s.statuses) > r.set.window {
-			s.statuses = s.statuses[len(s.statuses)-r.set.window:]
+		if keep := r.set.window + burstWindow - 1; len(s.statuses) > keep {
+			s.statuses = s.statuses[len(s.statuses)-keep:]
 		}
 	}
 	return out
+}
+
+// failureRun is k failures among the last w executions (the failure judged the last of
+// them), against errs failures in the n executions before them.
+type failureRun struct {
+	k, w, errs, n int
+	// rate is the session's smoothed failure rate before the burst, prob the chance of
+	// k or more failures in w executions at that rate, z its z-score.
+	rate, prob, z float64
+}
+
+// worstBurst returns the least likely run of latest executions ending with the failure
+// judged that holds at least two failures: for each w from 2 to burstWindow, the k
+// failures among the last w (statuses, then the failure) against the Laplace-smoothed
+// rate of the window executions before them (at least minSamples), by the binomial tail
+// P(X ≥ k). ok is false when no run qualifies.
+func worstBurst(statuses []bool, set settings) (b failureRun, ok bool) {
+	k := 1 // the failure judged
+	for w := 2; w <= burstWindow; w++ {
+		end := len(statuses) - (w - 1) // the baseline is statuses[start:end]
+		start := max(0, end-set.window)
+		if end-start < set.minSamples {
+			break
+		}
+		if statuses[end] {
+			k++
+		}
+		if k < 2 {
+			continue
+		}
+		errs := 0
+		for _, e := range statuses[start:end] {
+			if e {
+				errs++
+			}
+		}
+		rate := laplaceRate(errs, end-start)
+		prob := binomialTail(k, w, rate)
+		if !ok || prob < b.prob {
+			b, ok = failureRun{k: k, w: w, errs: errs, n: end - start, rate: rate, prob: prob}, true
+		}
+	}
+	if ok {
+		b.z = tailZ(b.prob)
+	}
+	return b, ok
+}
+
+// judgeFailure judges a failed execution, of status status, given the statuses of the
+// session's earlier executions. A burst (several failures among the last few
+// executions) is judged by how unlikely it is at the session's rate before it (see
+// worstBurst): flagged at z ≥ threshold, at severity 5 or more when it holds minBurst
+// failures at z ≥ burstSevereZ. Otherwise the failure alone is judged against the
+// session's smoothed rate over its window (bernoulliZ): a first failure after a clean
+// run is worth a look, severity 4, never more; the typo that fails one run of a session
+// is not something strict should quarantine.
+func judgeFailure(statuses []bool, status string, set settings) (governance.Finding, bool) {
+	if b, ok := worstBurst(statuses, set); ok && b.z >= set.threshold {
+		sev := 4
+		if b.k >= minBurst && b.z >= burstSevereZ {
+			sev = max(5, severity(b.z))
+		}
+		return governance.Finding{
+			Flag: governance.FlagAnomaly, Severity: sev, Score: b.z, RuleID: ruleErrorRate,
+			Reason: fmt.Sprintf("%d of the last %d executions failed (this one: status %q); this session fails %s of the time (%d of the %d executions before them, Laplace-smoothed): probability %.2g, z %.1f, threshold %.1f",
+				b.k, b.w, clip(status), percent(b.rate), b.errs, b.n, b.prob, b.z, set.threshold),
+		}, true
+	}
+	window := statuses[max(0, len(statuses)-set.window):]
+	if len(window) < set.minSamples {
+		return governance.Finding{}, false
+	}
+	errs := 0
+	for _, e := range window {
+		if e {
+			errs++
+		}
+	}
+	z, p := bernoulliZ(errs, len(window))
+	if z < set.threshold {
+		return governance.Finding{}, false
+	}
+	return governance.Finding{
+		Flag: governance.FlagAnomaly, Severity: 4, Score: z, RuleID: ruleErrorRate,
+		Reason: fmt.Sprintf("status %q in a session that failed %d of its last %d executions (smoothed error rate %.3f): z-score %.1f, threshold %.1f; one failure is worth a look, severity 4 at most",
+			clip(status), errs, len(window), p, z, set.threshold),
+	}, true
+}
+
+// percent formats a rate as a percentage to 2 digits: 3.5 %, 0.19 %.
+func percent(p float64) string {
+	return strconv.FormatFloat(100*p, 'g', 2, 64) + " %"
 }
 
 // judgeFigure judges figure x of metric m, at y = ln(m.Floor+x) on the log scale,
