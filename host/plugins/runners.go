@@ -3,6 +3,7 @@ package plugins
 import (
 	"context"
 	"fmt"
+	"math"
 	"slices"
 	"sort"
 	"strconv"
@@ -91,9 +92,56 @@ type Handle struct {
 	// Replaced is true when this call started a process because the session's previous
 	// one had died: whatever state it held is gone.
 	Replaced bool
+	// Spent, when set, is called by Execute with the figures of a result's usage extras
+	// whose keys start with runner.SpentPrefix: the session's running totals, such as what
+	// a budget has spent, which the session's next process must be opened with
+	// (runner.Session.Spent) for the budget to outlive this one. It is not called for a
+	// result without such figures, nor for a failed execution. Its context outlives the
+	// caller's, for a few seconds. An error it returns is logged: the execution's result
+	// stands.
+	Spent func(ctx context.Context, spent map[string]float64) error
 
 	runners *Runners
 	key     runnerKey
+}
+
+// spentTimeout bounds Handle.Spent.
+const spentTimeout = 5 * time.Second
+
+// Execute runs an execution in the session's process (see runner.Runner), and hands the
+// session's running totals its result reports to Spent before returning it.
+func (h *Handle) Execute(ctx context.Context, req runner.ExecuteRequest, emit func(runner.Event) error) (runner.Result, error) {
+	res, err := h.Runner.Execute(ctx, req, emit)
+	if err != nil || h.Spent == nil {
+		return res, err
+	}
+	if spent := SpentOf(res.Usage.Extra); spent != nil {
+		// Kept even when the caller went away: what was spent was spent.
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), spentTimeout)
+		serr := h.Spent(sctx, spent)
+		cancel()
+		if serr != nil && h.runners != nil {
+			h.runners.logger.Error("could not keep what the session spent with the runner; a fresh process of the session's would start from less",
+				"session", h.key.session, "runner", h.key.runner, "error", serr)
+		}
+	}
+	return res, nil
+}
+
+// SpentOf returns the figures of usage extras whose keys start with runner.SpentPrefix
+// and whose values are finite and not negative, or nil when there are none.
+func SpentOf(extra map[string]float64) map[string]float64 {
+	var out map[string]float64
+	for k, v := range extra {
+		if !strings.HasPrefix(k, runner.SpentPrefix) || math.IsNaN(v) || math.IsInf(v, 0) || v < 0 {
+			continue
+		}
+		if out == nil {
+			out = map[string]float64{}
+		}
+		out[k] = v
+	}
+	return out
 }
 
 // Retire stops the session's process when the runner failed in a way that leaves its state

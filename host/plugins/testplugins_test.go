@@ -111,11 +111,14 @@ func runHostForTest() {
 }
 
 // echoRunner is a test runner: it echoes its input with the session id, the process id
-// and a per-process execution count (its "state"), and dies on "crash".
+// and a per-process execution count (its "state"), and dies on "crash". "spend:N" spends N
+// tokens of a budget counted from the session's Spent["session_tokens"], and reports the
+// total as session_tokens.
 type echoRunner struct {
 	mu      sync.Mutex
 	session runner.Session
 	count   int
+	spent   float64
 }
 
 func (e *echoRunner) PluginInfo() base.Info {
@@ -160,6 +163,18 @@ func (e *echoRunner) Execute(ctx context.Context, req runner.ExecuteRequest, emi
 			return runner.Result{}, err
 		}
 		return runner.Result{Status: runner.StatusOK}, nil
+	case strings.HasPrefix(req.Input, "spend:"):
+		var n float64
+		fmt.Sscanf(req.Input, "spend:%g", &n)
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		if e.spent == 0 {
+			e.spent = e.session.Spent["session_tokens"]
+		}
+		e.spent += n
+		return runner.Result{Status: runner.StatusOK, Usage: runner.Usage{TotalTokens: uint64(n), Extra: map[string]float64{
+			"session_tokens": e.spent, "tokens_per_second": 3,
+		}}}, nil
 	}
 	e.mu.Lock()
 	e.count++

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -85,6 +86,19 @@ type Session struct {
 	DeletedAt      time.Time `json:"deleted_at,omitzero"`
 	// OwnerNode is the host node that runs the session's processes.
 	OwnerNode string `json:"owner_node"`
+	// RunnerSpent is what the session has spent with each runner, by runner name, as the
+	// runner reported it in its results' usage extras under keys that start with
+	// runner.SpentPrefix, the largest figure of each key: a process opened for the session
+	// starts from it (runner.Session.Spent), so that a per-session budget outlives the
+	// process. It is in the stored record only ("runner_spent", see record), not in the
+	// API's answers.
+	RunnerSpent map[string]map[string]float64 `json:"-"`
+}
+
+// record is a session as stored: its fields, and those the API does not show.
+type record struct {
+	*Session
+	RunnerSpent map[string]map[string]float64 `json:"runner_spent,omitempty"`
 }
 
 // CreateRequest is what a client may set on a new session.
@@ -140,7 +154,10 @@ type Manager struct {
 type gate struct {
 	slots chan struct{}
 	users int          // requests holding or waiting for a slot, getting a runner, deleting
-	rw    sync.RWMutex // held shared while a runner process is got, exclusively by Delete
+	rw    sync.RWMutex // held shared while a runner process is got or spending kept, exclusively by Delete
+	// spent orders the writes of the session's spending (keepSpent), each of which reads
+	// the record, merges into it and writes it back.
+	spent sync.Mutex
 }
 
 // enter returns the session's gate, counting the caller as one of its users until leave.
@@ -251,7 +268,7 @@ func (m *Manager) runnerNames() []string {
 }
 
 func (m *Manager) put(ctx context.Context, s *Session) error {
-	b, err := json.Marshal(s)
+	b, err := json.Marshal(record{Session: s, RunnerSpent: s.RunnerSpent})
 	if err != nil {
 		return err
 	}
@@ -287,9 +304,11 @@ func (m *Manager) put(ctx context.Context, s *Session) error {
 // decodeSession decodes a stored session record.
 func decodeSession(id string, b []byte) (*Session, error) {
 	var s Session
-	if err := json.Unmarshal(b, &s); err != nil {
+	rec := record{Session: &s}
+	if err := json.Unmarshal(b, &rec); err != nil {
 		return nil, fmt.Errorf("session %s: corrupt record: %w", id, err)
 	}
+	s.RunnerSpent = rec.RunnerSpent
 	return &s, nil
 }
 
@@ -297,6 +316,12 @@ func decodeSession(id string, b []byte) (*Session, error) {
 func (s *Session) clone() *Session {
 	c := *s
 	c.Runners = slices.Clone(s.Runners)
+	if s.RunnerSpent != nil {
+		c.RunnerSpent = make(map[string]map[string]float64, len(s.RunnerSpent))
+		for name, spent := range s.RunnerSpent {
+			c.RunnerSpent[name] = maps.Clone(spent)
+		}
+	}
 	return &c
 }
 
@@ -490,16 +515,87 @@ func (m *Manager) Runner(ctx context.Context, s *Session, name string) (*plugins
 	defer m.leave(s.ID, g)
 	g.rw.RLock()
 	defer g.rw.RUnlock()
-	if _, err := m.Active(ctx, s.ID); err != nil {
+	// The record as stored now, not as the caller read it: its spending is up to date.
+	cur, err := m.Active(ctx, s.ID)
+	if err != nil {
 		return nil, err
 	}
 	dir := m.WorkDir(s.ID)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create working directory: %w", err)
 	}
-	return m.opts.Runners.Get(ctx, runner.Session{
+	h, err := m.opts.Runners.Get(ctx, runner.Session{
 		ID: s.ID, Limits: s.Limits.RunnerLimits(), AllowNetwork: s.AllowNetwork, WorkDir: dir,
+		Spent: cur.RunnerSpent[name],
 	}, name)
+	if err != nil {
+		return nil, err
+	}
+	id := s.ID
+	h.Spent = func(ctx context.Context, spent map[string]float64) error {
+		return m.keepSpent(ctx, id, name, spent)
+	}
+	return h, nil
+}
+
+// keepSpent merges into the session's record what the named runner reported the session
+// has spent (its running totals, see runner.SpentPrefix), keeping the larger figure of
+// each key, as spending only grows. It writes the record only when a figure grew, so an
+// execution that reports the same totals, or none, costs no write; a deleted session's
+// record is left as it is.
+func (m *Manager) keepSpent(ctx context.Context, id, name string, spent map[string]float64) error {
+	// Most results change nothing (a refused execution reports the same totals): the
+	// cached record says so without a lock or a copy.
+	if s, ok, err := m.cached(ctx, id); err == nil && ok {
+		if _, grew := mergeSpent(s.RunnerSpent[name], spent); !grew {
+			return nil
+		}
+	}
+	g := m.enter(id)
+	defer m.leave(id, g)
+	// Not while the session is deleted: the delete's write would be overwritten.
+	g.rw.RLock()
+	defer g.rw.RUnlock()
+	g.spent.Lock()
+	defer g.spent.Unlock()
+	s, err := m.Get(ctx, id)
+	if err != nil {
+		return fmt.Errorf("keep spending of session %s with runner %q: %w", id, name, err)
+	}
+	if s.State != StateActive {
+		return nil
+	}
+	merged, grew := mergeSpent(s.RunnerSpent[name], spent)
+	if !grew {
+		return nil
+	}
+	if s.RunnerSpent == nil {
+		s.RunnerSpent = map[string]map[string]float64{}
+	}
+	s.RunnerSpent[name] = merged
+	if err := m.put(ctx, s); err != nil {
+		return fmt.Errorf("keep spending of session %s with runner %q: %w", id, name, err)
+	}
+	return nil
+}
+
+// mergeSpent returns old with each figure of reported that is larger than old's of the
+// same key, and whether there was one (else nil, false). old is not changed.
+func mergeSpent(old, reported map[string]float64) (map[string]float64, bool) {
+	var merged map[string]float64
+	for k, v := range reported {
+		if v <= old[k] { // a figure never reported counts as nothing spent
+			continue
+		}
+		if merged == nil {
+			merged = maps.Clone(old)
+			if merged == nil {
+				merged = map[string]float64{}
+			}
+		}
+		merged[k] = v
+	}
+	return merged, merged != nil
 }
 
 func contains(list []string, s string) bool {

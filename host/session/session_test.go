@@ -16,6 +16,7 @@ import (
 type countingStore struct {
 	storage.Storage
 	gets atomic.Int64
+	puts atomic.Int64
 	// hold, when set, receives once the held Get has read; the Get returns when release
 	// is closed.
 	hold    chan struct{}
@@ -32,6 +33,7 @@ func (c *countingStore) Put(ctx context.Context, ns string, key, value []byte) e
 		c.beforePut = nil
 		f()
 	}
+	c.puts.Add(1)
 	if err := c.Storage.Put(ctx, ns, key, value); err != nil {
 		return err
 	}

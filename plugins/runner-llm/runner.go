@@ -126,7 +126,37 @@ func (r *llmRunner) OpenSession(_ context.Context, s runner.Session) error {
 		r.log.Debug("session opened without allow_network; the model provider is still reached by the runner itself", "session", s.ID)
 	}
 	r.session = &s
+	r.usedTokens, r.usedCost = r.spentBefore(s)
 	return nil
+}
+
+// spentBefore is what the session spent in its earlier processes, as the host kept it
+// from this runner's results (session_tokens, session_cost_usd): the budget is counted
+// from there, so that a new process (a restarted host, a crash) does not reset it. A
+// figure that is not a finite, non-negative number is ignored, and logged.
+func (r *llmRunner) spentBefore(s runner.Session) (tokens uint64, cost float64) {
+	ok := func(key string) (float64, bool) {
+		v, found := s.Spent[key]
+		if !found {
+			return 0, false
+		}
+		if math.IsNaN(v) || math.IsInf(v, 0) || v < 0 || (key == "session_tokens" && v >= math.MaxUint64) {
+			r.log.Warn("ignoring what the host says the session spent before: not a finite, non-negative number",
+				"session", s.ID, "key", key, "value", v)
+			return 0, false
+		}
+		return v, true
+	}
+	if v, found := ok("session_tokens"); found {
+		tokens = uint64(math.Ceil(v))
+	}
+	if v, found := ok("session_cost_usd"); found {
+		cost = v
+	}
+	if tokens > 0 || cost > 0 {
+		r.log.Debug("session spent before this process", "session", s.ID, "tokens", tokens, "cost_usd", cost)
+	}
+	return tokens, cost
 }
 
 // SessionLimits implements runner.SessionLimiter: the timeout this runner applies to an

@@ -71,6 +71,7 @@ func (c *Client) Close() {
 func (c *Client) OpenSession(ctx context.Context, s Session) error {
 	resp, err := c.rpc.OpenSession(ctx, &limitv1.OpenSessionRequest{
 		SessionId: s.ID, Limits: LimitsToProto(s.Limits), Env: s.Env, AllowNetwork: s.AllowNetwork, WorkDir: s.WorkDir,
+		Spent: s.Spent,
 	})
 	if err != nil {
 		return fmt.Errorf("runner open session: %w", err)

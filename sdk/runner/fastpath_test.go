@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -50,12 +51,14 @@ func TestMain(m *testing.M) {
 //     "print-block" prints "started" first;
 //   - "blocking" prints how many "block" executions are waiting;
 //   - "huge" returns an output larger than a message may be;
+//   - "spent" returns the open session's Spent as its usage extras;
 //   - "deadline" prints how long its context has left, or "none".
 type testRunner struct {
 	mu      sync.Mutex
 	seen    string
 	blocked int
-	limits  runner.Limits // the open session's
+	limits  runner.Limits      // the open session's
+	spent   map[string]float64 // the open session's Spent
 }
 
 func newTestRunner() *testRunner { return &testRunner{} }
@@ -71,6 +74,7 @@ func (r *testRunner) OpenSession(_ context.Context, s runner.Session) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.limits = s.Limits
+	r.spent = s.Spent
 	return nil
 }
 
@@ -167,6 +171,11 @@ func (r *testRunner) Execute(ctx context.Context, req runner.ExecuteRequest, emi
 		return ok, nil
 	case "huge":
 		ok.Output = strings.Repeat("x", base.MaxMessageSize+1)
+		return ok, nil
+	case "spent":
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		ok.Usage.Extra = r.spent
 		return ok, nil
 	case "deadline":
 		ok.Output = "none"
@@ -580,5 +589,39 @@ func TestSessionLimits(t *testing.T) {
 	}
 	if got := launch(t, "old", runner.PluginSet()).SessionLimits(); got != (runner.Limits{}) {
 		t.Errorf("a plugin that says nothing: session limits %+v, want none", got)
+	}
+}
+
+// TestSessionSpent: what the host says a session already spent reaches the runner when
+// the session opens, over either transport.
+func TestSessionSpent(t *testing.T) {
+	want := map[string]float64{"session_tokens": 120, "session_cost_usd": 0.25}
+	for _, set := range []plugin.PluginSet{runner.PluginSet(), runner.PluginSetGRPCOnly()} {
+		exe, err := os.Executable()
+		if err != nil {
+			t.Fatal(err)
+		}
+		pc := base.NewClient(base.LaunchConfig{Path: exe, Kind: base.KindRunner, Plugins: set, Env: []string{serveEnv + "=test"}})
+		t.Cleanup(pc.Kill)
+		raw, err := base.Dispense(t.Context(), pc, base.KindRunner)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := raw.(*runner.Client)
+		t.Cleanup(c.Close)
+		if ds := c.Configure(t.Context(), base.ConfigureRequest{Config: []byte("{}"), DataDir: t.TempDir()}); ds.HasErrors() {
+			t.Fatal(ds.Err())
+		}
+		if err := c.OpenSession(t.Context(), runner.Session{ID: "s3", WorkDir: t.TempDir(), Spent: want}); err != nil {
+			t.Fatal(err)
+		}
+		r := run(t.Context(), c, "spent")
+		if r.err != nil || !maps.Equal(r.res.Usage.Extra, want) {
+			t.Errorf("%s: the runner saw spent %v (%v), want %v", c.Transport(), r.res.Usage.Extra, r.err, want)
+		}
+	}
+	// A session opened without Spent: the runner sees none.
+	if r := run(t.Context(), launch(t, "test", runner.PluginSet()), "spent"); r.err != nil || len(r.res.Usage.Extra) != 0 {
+		t.Errorf("no spent: the runner saw %v (%v)", r.res.Usage.Extra, r.err)
 	}
 }

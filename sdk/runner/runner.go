@@ -56,7 +56,18 @@ type Session struct {
 	AllowNetwork bool
 	// WorkDir is the session's private working directory, created by the host.
 	WorkDir string
+	// Spent is what the session has already spent with this runner in its earlier
+	// processes, as the runner itself reported it in its results' Usage.Extra under keys
+	// that start with "session_" (the host keeps the largest figure of each key). A runner
+	// that keeps per-session budgets starts from these, so that replacing its process (a
+	// host restart, a crash, a retired process) does not reset the budget. Empty for the
+	// session's first process.
+	Spent map[string]float64
 }
+
+// SpentPrefix starts the keys of Usage.Extra that the host keeps for a session and hands
+// back in Session.Spent when it opens the session in a new process.
+const SpentPrefix = "session_"
 
 // ExecuteRequest is one execution.
 type ExecuteRequest struct {
@@ -137,7 +148,10 @@ func (s Status) String() string {
 	return "unknown"
 }
 
-// Usage reports what an execution consumed.
+// Usage reports what an execution consumed. Extra carries runner-specific figures such
+// as tokens per second; those under keys that start with SpentPrefix are the session's
+// running totals, which the host keeps and gives back in Session.Spent when it opens the
+// session in a new process.
 type Usage struct {
 	PromptTokens     uint64             `json:"prompt_tokens,omitempty"`
 	CompletionTokens uint64             `json:"completion_tokens,omitempty"`

@@ -35,7 +35,7 @@ func (s *server) OpenSession(ctx context.Context, req *limitv1.OpenSessionReques
 	}
 	sess := Session{
 		ID: req.GetSessionId(), Limits: LimitsFromProto(req.GetLimits()), Env: req.GetEnv(),
-		AllowNetwork: req.GetAllowNetwork(), WorkDir: req.GetWorkDir(),
+		AllowNetwork: req.GetAllowNetwork(), WorkDir: req.GetWorkDir(), Spent: req.GetSpent(),
 	}
 	if err := s.impl.OpenSession(ctx, sess); err != nil {
 		return nil, internal(err)

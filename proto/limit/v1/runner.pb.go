@@ -225,7 +225,14 @@ type OpenSessionRequest struct {
 	Env          map[string]string `protobuf:"bytes,3,rep,name=env,proto3" json:"env,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	AllowNetwork bool              `protobuf:"varint,4,opt,name=allow_network,json=allowNetwork,proto3" json:"allow_network,omitempty"`
 	// WorkDir is the session's private working directory, created by the host.
-	WorkDir       string `protobuf:"bytes,5,opt,name=work_dir,json=workDir,proto3" json:"work_dir,omitempty"`
+	WorkDir string `protobuf:"bytes,5,opt,name=work_dir,json=workDir,proto3" json:"work_dir,omitempty"`
+	// Spent is what the session has already spent with this runner in earlier processes,
+	// as the runner itself reported it in its results' usage extras whose keys start with
+	// "session_" (the host keeps the largest figure reported for each key). A runner that
+	// keeps per-session budgets starts from these, so that a session's budget survives its
+	// process being replaced (a host restart, a crash, a retired process). Empty for a
+	// session's first process.
+	Spent         map[string]float64 `protobuf:"bytes,6,rep,name=spent,proto3" json:"spent,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -293,6 +300,13 @@ func (x *OpenSessionRequest) GetWorkDir() string {
 		return x.WorkDir
 	}
 	return ""
+}
+
+func (x *OpenSessionRequest) GetSpent() map[string]float64 {
+	if x != nil {
+		return x.Spent
+	}
+	return nil
 }
 
 type OpenSessionResponse struct {
@@ -1151,17 +1165,22 @@ const file_limit_v1_runner_proto_rawDesc = "" +
 	"cpu_millis\x18\x03 \x01(\x04R\tcpuMillis\x12#\n" +
 	"\rmax_processes\x18\x04 \x01(\rR\fmaxProcesses\x12(\n" +
 	"\x10max_output_bytes\x18\x05 \x01(\x04R\x0emaxOutputBytes\x12$\n" +
-	"\x0emax_file_bytes\x18\x06 \x01(\x04R\fmaxFileBytes\"\x8e\x02\n" +
+	"\x0emax_file_bytes\x18\x06 \x01(\x04R\fmaxFileBytes\"\x87\x03\n" +
 	"\x12OpenSessionRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12(\n" +
 	"\x06limits\x18\x02 \x01(\v2\x10.limit.v1.LimitsR\x06limits\x127\n" +
 	"\x03env\x18\x03 \x03(\v2%.limit.v1.OpenSessionRequest.EnvEntryR\x03env\x12#\n" +
 	"\rallow_network\x18\x04 \x01(\bR\fallowNetwork\x12\x19\n" +
-	"\bwork_dir\x18\x05 \x01(\tR\aworkDir\x1a6\n" +
+	"\bwork_dir\x18\x05 \x01(\tR\aworkDir\x12=\n" +
+	"\x05spent\x18\x06 \x03(\v2'.limit.v1.OpenSessionRequest.SpentEntryR\x05spent\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"?\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a8\n" +
+	"\n" +
+	"SpentEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"?\n" +
 	"\x13OpenSessionResponse\x12(\n" +
 	"\x06limits\x18\x01 \x01(\v2\x10.limit.v1.LimitsR\x06limits\"\x99\x01\n" +
 	"\x0eExecuteRequest\x12!\n" +
@@ -1254,7 +1273,7 @@ func file_limit_v1_runner_proto_rawDescGZIP() []byte {
 }
 
 var file_limit_v1_runner_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_limit_v1_runner_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_limit_v1_runner_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_limit_v1_runner_proto_goTypes = []any{
 	(OutputStream)(0),            // 0: limit.v1.OutputStream
 	(ExecuteStatus)(0),           // 1: limit.v1.ExecuteStatus
@@ -1275,41 +1294,43 @@ var file_limit_v1_runner_proto_goTypes = []any{
 	(*CloseSessionRequest)(nil),  // 16: limit.v1.CloseSessionRequest
 	(*CloseSessionResponse)(nil), // 17: limit.v1.CloseSessionResponse
 	nil,                          // 18: limit.v1.OpenSessionRequest.EnvEntry
-	nil,                          // 19: limit.v1.Usage.ExtraEntry
-	(*structpb.Struct)(nil),      // 20: google.protobuf.Struct
-	(*OpenFastPathRequest)(nil),  // 21: limit.v1.OpenFastPathRequest
-	(*OpenFastPathResponse)(nil), // 22: limit.v1.OpenFastPathResponse
+	nil,                          // 19: limit.v1.OpenSessionRequest.SpentEntry
+	nil,                          // 20: limit.v1.Usage.ExtraEntry
+	(*structpb.Struct)(nil),      // 21: google.protobuf.Struct
+	(*OpenFastPathRequest)(nil),  // 22: limit.v1.OpenFastPathRequest
+	(*OpenFastPathResponse)(nil), // 23: limit.v1.OpenFastPathResponse
 }
 var file_limit_v1_runner_proto_depIdxs = []int32{
 	2,  // 0: limit.v1.OpenSessionRequest.limits:type_name -> limit.v1.Limits
 	18, // 1: limit.v1.OpenSessionRequest.env:type_name -> limit.v1.OpenSessionRequest.EnvEntry
-	2,  // 2: limit.v1.OpenSessionResponse.limits:type_name -> limit.v1.Limits
-	20, // 3: limit.v1.ExecuteRequest.params:type_name -> google.protobuf.Struct
-	7,  // 4: limit.v1.ExecuteEvent.output:type_name -> limit.v1.OutputChunk
-	8,  // 5: limit.v1.ExecuteEvent.token:type_name -> limit.v1.Token
-	10, // 6: limit.v1.ExecuteEvent.result:type_name -> limit.v1.ExecuteResult
-	0,  // 7: limit.v1.OutputChunk.stream:type_name -> limit.v1.OutputStream
-	19, // 8: limit.v1.Usage.extra:type_name -> limit.v1.Usage.ExtraEntry
-	1,  // 9: limit.v1.ExecuteResult.status:type_name -> limit.v1.ExecuteStatus
-	9,  // 10: limit.v1.ExecuteResult.usage:type_name -> limit.v1.Usage
-	14, // 11: limit.v1.RunnerHealthResponse.isolation:type_name -> limit.v1.IsolationFeature
-	3,  // 12: limit.v1.Runner.OpenSession:input_type -> limit.v1.OpenSessionRequest
-	5,  // 13: limit.v1.Runner.Execute:input_type -> limit.v1.ExecuteRequest
-	11, // 14: limit.v1.Runner.Cancel:input_type -> limit.v1.CancelRequest
-	13, // 15: limit.v1.Runner.Health:input_type -> limit.v1.RunnerHealthRequest
-	16, // 16: limit.v1.Runner.CloseSession:input_type -> limit.v1.CloseSessionRequest
-	21, // 17: limit.v1.Runner.OpenFastPath:input_type -> limit.v1.OpenFastPathRequest
-	4,  // 18: limit.v1.Runner.OpenSession:output_type -> limit.v1.OpenSessionResponse
-	6,  // 19: limit.v1.Runner.Execute:output_type -> limit.v1.ExecuteEvent
-	12, // 20: limit.v1.Runner.Cancel:output_type -> limit.v1.CancelResponse
-	15, // 21: limit.v1.Runner.Health:output_type -> limit.v1.RunnerHealthResponse
-	17, // 22: limit.v1.Runner.CloseSession:output_type -> limit.v1.CloseSessionResponse
-	22, // 23: limit.v1.Runner.OpenFastPath:output_type -> limit.v1.OpenFastPathResponse
-	18, // [18:24] is the sub-list for method output_type
-	12, // [12:18] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	19, // 2: limit.v1.OpenSessionRequest.spent:type_name -> limit.v1.OpenSessionRequest.SpentEntry
+	2,  // 3: limit.v1.OpenSessionResponse.limits:type_name -> limit.v1.Limits
+	21, // 4: limit.v1.ExecuteRequest.params:type_name -> google.protobuf.Struct
+	7,  // 5: limit.v1.ExecuteEvent.output:type_name -> limit.v1.OutputChunk
+	8,  // 6: limit.v1.ExecuteEvent.token:type_name -> limit.v1.Token
+	10, // 7: limit.v1.ExecuteEvent.result:type_name -> limit.v1.ExecuteResult
+	0,  // 8: limit.v1.OutputChunk.stream:type_name -> limit.v1.OutputStream
+	20, // 9: limit.v1.Usage.extra:type_name -> limit.v1.Usage.ExtraEntry
+	1,  // 10: limit.v1.ExecuteResult.status:type_name -> limit.v1.ExecuteStatus
+	9,  // 11: limit.v1.ExecuteResult.usage:type_name -> limit.v1.Usage
+	14, // 12: limit.v1.RunnerHealthResponse.isolation:type_name -> limit.v1.IsolationFeature
+	3,  // 13: limit.v1.Runner.OpenSession:input_type -> limit.v1.OpenSessionRequest
+	5,  // 14: limit.v1.Runner.Execute:input_type -> limit.v1.ExecuteRequest
+	11, // 15: limit.v1.Runner.Cancel:input_type -> limit.v1.CancelRequest
+	13, // 16: limit.v1.Runner.Health:input_type -> limit.v1.RunnerHealthRequest
+	16, // 17: limit.v1.Runner.CloseSession:input_type -> limit.v1.CloseSessionRequest
+	22, // 18: limit.v1.Runner.OpenFastPath:input_type -> limit.v1.OpenFastPathRequest
+	4,  // 19: limit.v1.Runner.OpenSession:output_type -> limit.v1.OpenSessionResponse
+	6,  // 20: limit.v1.Runner.Execute:output_type -> limit.v1.ExecuteEvent
+	12, // 21: limit.v1.Runner.Cancel:output_type -> limit.v1.CancelResponse
+	15, // 22: limit.v1.Runner.Health:output_type -> limit.v1.RunnerHealthResponse
+	17, // 23: limit.v1.Runner.CloseSession:output_type -> limit.v1.CloseSessionResponse
+	23, // 24: limit.v1.Runner.OpenFastPath:output_type -> limit.v1.OpenFastPathResponse
+	19, // [19:25] is the sub-list for method output_type
+	13, // [13:19] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_limit_v1_runner_proto_init() }
@@ -1329,7 +1350,7 @@ func file_limit_v1_runner_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_limit_v1_runner_proto_rawDesc), len(file_limit_v1_runner_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   18,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
