@@ -398,37 +398,69 @@ func (e *Engine) Execute(ctx context.Context, sessionID string, req Request, emi
 			res.Truncated = true
 		}
 	}
-	xctx, xcancel := context.WithTimeout(ctx, timeout+RunnerGrace)
+	// The runner's stream lives on when the caller goes away: the runner is then asked to
+	// cancel the execution (watch, below) and its own result, with what it spent, recorded.
+	// The host's shutdown and the execution's timeout still end it.
+	xbase, xstop := context.WithCancelCause(context.WithoutCancel(ctx))
+	defer xstop(nil)
+	if e.Stopping != nil {
+		defer context.AfterFunc(e.Stopping, func() { xstop(ErrStopping) })()
+	}
+	xctx, xcancel := context.WithTimeout(xbase, timeout+RunnerGrace)
 	defer xcancel()
+	watch := e.watchCaller(ctx, xctx, xcancel, h, cr.ID, started, timeout)
 	emit(Event{Kind: EventStarted})
 	out, xerr := h.Execute(xctx, runner.ExecuteRequest{
 		ExecutionID: cr.ID, Input: req.Input, Timeout: timeout, Params: req.Params,
 	}, func(ev runner.Event) error {
+		// Output still counts once the caller went away, but is no longer sent: a client
+		// that stopped reading must not hold up the runner's stream.
+		gone := ctx.Err() != nil
 		switch {
 		case ev.Output != nil && ev.Output.Stream == runner.Stderr:
 			keep(&stderr, ev.Output.Data)
-			emit(Event{Kind: "stderr", Data: string(ev.Output.Data)})
+			if !gone {
+				emit(Event{Kind: "stderr", Data: string(ev.Output.Data)})
+			}
 		case ev.Output != nil:
 			keep(&stdout, ev.Output.Data)
-			emit(Event{Kind: "stdout", Data: string(ev.Output.Data)})
+			if !gone {
+				emit(Event{Kind: "stdout", Data: string(ev.Output.Data)})
+			}
 		case ev.Token != nil:
 			keep(&tokens, []byte(ev.Token.Text))
-			emit(Event{Kind: "token", Data: ev.Token.Text})
+			if !gone {
+				emit(Event{Kind: "token", Data: ev.Token.Text})
+			}
 		}
 		return nil
 	})
+	gone, torn := watch()
+	const goneWhy = "cancelled: the client went away during the execution"
 	switch {
-	case xerr != nil && errors.Is(context.Cause(ctx), ErrStopping):
+	case xerr != nil && (errors.Is(context.Cause(ctx), ErrStopping) || errors.Is(context.Cause(xbase), ErrStopping)):
 		// The host is shutting down: the runner was told to stop through its context, and
 		// its process goes with the host, state and all.
 		out = runner.Result{Status: runner.StatusCancelled, ExitCode: -1, StateReset: true,
 			Error:    "cancelled: limitd shut down during the execution (it ran past api.shutdown_timeout); the session's runner state is lost, the next execution starts a fresh process",
 			Duration: time.Since(started)}
-	case xerr != nil && ctx.Err() != nil:
-		// The caller went away: the runner was told to stop through its context and keeps
-		// the session; what ran is still recorded below.
-		out = runner.Result{Status: runner.StatusCancelled, ExitCode: -1,
-			Error: "cancelled: the client went away during the execution", Duration: time.Since(started)}
+	case xerr == nil && gone && out.Status == runner.StatusCancelled:
+		// The caller went away and the runner, asked to, cancelled the execution: its own
+		// result, usage and output so far, is recorded, saying why it was cancelled.
+		out.Error = goneWhy
+	case xerr != nil && torn:
+		// The caller went away and the runner did not end the execution it was asked to
+		// cancel: its stream was torn down, and its process, state unknown, is stopped.
+		h.Retire()
+		out = runner.Result{Status: runner.StatusCancelled, ExitCode: -1, StateReset: true,
+			Error: fmt.Sprintf("%s; runner %q did not end it within %v of being asked to cancel it, so the session's runner state was lost and a fresh process starts on the next execution",
+				goneWhy, req.Runner, CancelGrace),
+			Duration: time.Since(started)}
+	case xerr != nil && gone && !errors.Is(xctx.Err(), context.DeadlineExceeded) && !h.Process.Exited():
+		// The caller went away past the execution's timeout (its stream was torn down at
+		// once), or the runner answered the cancel with an error: the runner keeps the
+		// session; what ran is still recorded below.
+		out = runner.Result{Status: runner.StatusCancelled, ExitCode: -1, Error: goneWhy, Duration: time.Since(started)}
 	case xerr != nil:
 		// The runner process failed (crashed, panicked, returned an error, or did not end
 		// the execution in time): report it as the execution's error. A process still
@@ -543,6 +575,77 @@ func (e *Engine) Execute(ctx context.Context, sessionID string, req Request, emi
 	return res, nil
 }
 
+// watchCaller asks the runner to cancel execution id when the caller's ctx ends (the
+// client went away) while the execution runs under xctx, and tears the execution's stream
+// down (xcancel) if the runner has not ended it CancelGrace later. A caller gone before the
+// execution started, or past its timeout (when the runner should have ended it already),
+// has the stream torn down at once, as a host shutting down ends xctx by itself. The
+// returned function, called once the execution ended, stops the watch and tells whether
+// the caller went away during it and whether the stream was torn down for a runner that
+// did not end it in time.
+func (e *Engine) watchCaller(ctx, xctx context.Context, xcancel context.CancelFunc, h runner.Runner, id string, started time.Time, timeout time.Duration) func() (gone, torn bool) {
+	early := ctx.Err() != nil
+	ended := make(chan struct{})   // the execution ended
+	watched := make(chan struct{}) // the watch's function returned
+	var gone, torn bool            // written by the watch's function, read after watched
+	stop := context.AfterFunc(ctx, func() {
+		defer close(watched)
+		if errors.Is(context.Cause(ctx), ErrStopping) || xctx.Err() != nil {
+			return // the host stops it, or it is over
+		}
+		select {
+		case <-ended:
+			return
+		default:
+		}
+		gone = true
+		if early || time.Since(started) >= timeout {
+			xcancel()
+			return
+		}
+		grace := time.NewTimer(CancelGrace)
+		defer grace.Stop()
+		cctx, cancel := context.WithTimeout(xctx, CancelGrace)
+		defer cancel()
+		for asked := false; ; {
+			// A runner that has not taken the execution in yet does not find it: it is
+			// asked again until it does, or the execution ends.
+			var again <-chan time.Time
+			if !asked {
+				found, err := h.Cancel(cctx, id)
+				if err != nil {
+					e.Logger.Warn("asking the runner to cancel an execution whose client went away failed", "trace", id, "error", err)
+				}
+				if asked = found || err != nil; !asked {
+					again = time.After(cancelRetry)
+				}
+			}
+			select {
+			case <-again:
+				continue
+			case <-ended:
+			case <-xctx.Done():
+			case <-grace.C:
+				torn = true
+				xcancel()
+			}
+			return
+		}
+	})
+	return func() (bool, bool) {
+		close(ended)
+		if stop() {
+			return false, false // the caller stayed to the end
+		}
+		<-watched
+		return gone, torn
+	}
+}
+
+// cancelRetry is how often the runner is asked again to cancel an execution it did not
+// find (it had not taken it in yet).
+const cancelRetry = 100 * time.Millisecond
+
 // stopping returns ErrStopping in place of err when the host's shutdown ended ctx: the
 // execution had not started, and the client may retry once the host is back.
 func stopping(ctx context.Context, err error) error {
@@ -582,6 +685,11 @@ func countValues(v any, depth int) (int, bool) {
 // end it (runners enforce the timeout themselves) before it gives up on the runner process
 // and stops it.
 var RunnerGrace = 5 * time.Second
+
+// CancelGrace is how long the host waits for a runner to end an execution it asked it to
+// cancel, as its client went away, before it tears the execution's stream down and stops
+// the runner process, whose state is then unknown.
+var CancelGrace = 5 * time.Second
 
 // RecordStartAfter is how long an execution runs before its trace is stored with what is
 // known then (input, pre-execution verdict), ahead of the outcome. Shorter ones are stored

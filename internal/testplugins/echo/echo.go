@@ -29,6 +29,11 @@ import (
 //	env            the result's output is the process environment
 //	big:N          N bytes of "x" on stdout
 //	sleep:MS       sleeps MS milliseconds (honours cancel and timeout)
+//	spend:MS       streams the token "partial ", then works MS milliseconds; cancelled
+//	               through Cancel it answers a cancelled result of its own, with what it
+//	               spent (usage), its output so far and finish reason "cancel"
+//	tokens-wait:W  streams each word of W as a token, then waits for its cancel or end
+//	tokens-hang:W  streams each word of W as a token, then never returns, as hang
 //	stderr:TEXT    TEXT on stderr
 //	anything else  "session=<id> pid=<pid> n=<count> input=<input>" on stdout and as output
 type Runner struct {
@@ -116,8 +121,34 @@ func (e *Runner) Execute(ctx context.Context, req runner.ExecuteRequest, emit fu
 				return runner.Result{}, err
 			}
 		}
-		<-ctx.Done()
-		return runner.Result{Status: runner.StatusCancelled, ExitCode: -1, Error: ctx.Err().Error(), Duration: time.Since(start)}, nil
+		cctx, cancel := e.track(ctx, req.ExecutionID)
+		defer cancel()
+		<-cctx.Done()
+		return runner.Result{Status: runner.StatusCancelled, ExitCode: -1, Error: cctx.Err().Error(), Duration: time.Since(start)}, nil
+	case strings.HasPrefix(req.Input, "tokens-hang:"):
+		for _, w := range strings.Fields(strings.TrimPrefix(req.Input, "tokens-hang:")) {
+			if err := emit(runner.Event{Token: &runner.Token{Text: w + " "}}); err != nil {
+				return runner.Result{}, err
+			}
+		}
+		select {}
+	case strings.HasPrefix(req.Input, "spend:"):
+		ms, _ := strconv.Atoi(strings.TrimPrefix(req.Input, "spend:"))
+		if err := emit(runner.Event{Token: &runner.Token{Text: "partial "}}); err != nil {
+			return runner.Result{}, err
+		}
+		cctx, cancel := e.track(ctx, req.ExecutionID)
+		defer cancel()
+		select {
+		case <-time.After(time.Duration(ms) * time.Millisecond):
+			return runner.Result{Status: runner.StatusOK, Output: "partial spent", Duration: time.Since(start), Usage: SpentUsage}, nil
+		case <-cctx.Done():
+		}
+		if !errors.Is(context.Cause(cctx), errCancelled) {
+			return runner.Result{Status: runner.StatusCancelled, ExitCode: -1, Error: cctx.Err().Error(), Duration: time.Since(start)}, nil
+		}
+		return runner.Result{Status: runner.StatusCancelled, ExitCode: -1, Error: "cancelled through Cancel", Output: "partial",
+			FinishReason: "cancel", Duration: time.Since(start), Usage: SpentUsage}, nil
 	case strings.HasPrefix(req.Input, "sleep:"):
 		ms, _ := strconv.Atoi(strings.TrimPrefix(req.Input, "sleep:"))
 		cctx, cancel := context.WithCancel(ctx)
@@ -153,6 +184,26 @@ func (e *Runner) Execute(ctx context.Context, req runner.ExecuteRequest, emit fu
 	}
 	return runner.Result{Status: runner.StatusOK, Output: text, Duration: time.Since(start),
 		Usage: runner.Usage{PromptTokens: uint64(len(strings.Fields(req.Input)))}}, nil
+}
+
+// SpentUsage is what input "spend:MS" reports it spent, whether it ends or is cancelled.
+var SpentUsage = runner.Usage{PromptTokens: 5, CompletionTokens: 1, TotalTokens: 6, CPUTimeMS: 7}
+
+// errCancelled is the cause of an execution's end that Cancel asked for.
+var errCancelled = errors.New("echo: cancelled through Cancel")
+
+// track makes the execution id cancellable through Cancel until the returned cancel.
+func (e *Runner) track(ctx context.Context, id string) (context.Context, context.CancelFunc) {
+	cctx, cancel := context.WithCancelCause(ctx)
+	e.mu.Lock()
+	e.running[id] = func() { cancel(errCancelled) }
+	e.mu.Unlock()
+	return cctx, func() {
+		e.mu.Lock()
+		delete(e.running, id)
+		e.mu.Unlock()
+		cancel(nil)
+	}
 }
 
 // Cancel implements runner.Runner.
