@@ -80,6 +80,33 @@ SECRET_VALUE = re.compile(
     r"(?<![A-Za-z0-9])(AKIA[0-9A-Z]{16}|ASIA[0-9A-Z]{16}|sk-[A-Za-z0-9_-]{20,}|sk-ant-[A-Za-z0-9_-]{20,}|ghp_[A-Za-z0-9]{36}"
     r"|github_pat_[A-Za-z0-9_]{40,}|xox[baprs]-[A-Za-z0-9-]{10,}|-----BEGIN (RSA |EC |OPENSSH |DSA )?PRIVATE KEY-----\s*([A-Za-z0-9+/=]{16}|Proc-Type:)"
     r"|AIza[0-9A-Za-z_-]{35})")
+# SERVICE_HOSTS names the hosts of well-known services whose credentials programs read
+# from environment variables named for the service: a variable whose name is a stem, or
+# starts with a stem and "_", authenticates to the stem's hosts ("*.x" is any subdomain
+# of x). Each host is the service's documented API endpoint. Other services are matched
+# by the variable's first word and the host's domain (OPENAI_API_KEY to *.openai.com);
+# the table holds the services that rule misses (TELEGRAM_BOT_TOKEN to api.telegram.org,
+# JIRA_API_TOKEN to *.atlassian.net) and pins the common ones to their API hosts.
+SERVICE_HOSTS = (
+    ("TELEGRAM", ("api.telegram.org",)),
+    ("BOT_TOKEN", ("api.telegram.org",)),  # the name python-telegram-bot's examples use
+    ("JIRA", ("*.atlassian.net", "api.atlassian.com")),
+    ("ATLASSIAN", ("*.atlassian.net", "api.atlassian.com")),
+    ("CONFLUENCE", ("*.atlassian.net", "api.atlassian.com")),
+    ("SLACK", ("slack.com", "*.slack.com")),
+    ("GITHUB", ("api.github.com", "uploads.github.com")),
+    ("GH", ("api.github.com", "uploads.github.com")),
+    ("GITLAB", ("gitlab.com",)),
+    ("OPENAI", ("api.openai.com",)),
+    ("ANTHROPIC", ("api.anthropic.com",)),
+    ("HF", ("huggingface.co", "*.huggingface.co")),
+    ("HUGGINGFACE", ("huggingface.co", "*.huggingface.co")),
+    ("HUGGING_FACE", ("huggingface.co", "*.huggingface.co")),
+    ("STRIPE", ("api.stripe.com",)),
+    ("TWILIO", ("api.twilio.com",)),
+    ("SENDGRID", ("api.sendgrid.com",)),
+    ("DISCORD", ("discord.com", "discordapp.com")),
+)
 CRED_PATHS = re.compile(r"(\.aws/credentials|\.ssh/id_|\.netrc|/etc/shadow|\.docker/config\.json|\.kube/config|\.git-credentials|\.pgpass)")
 SQL = re.compile(r"^\s*(with\s+(recursive\s+)?\w+\s*(\([^)]*\)\s*)?as\s*\(|select\s.+\sfrom\s|insert\s+into\s|update\s+\S+\s+set\s|delete\s+from\s|drop\s+table\s|create\s+table\s|alter\s+table\s|replace\s+into\s)", re.I | re.S)
 SHELL_BINARIES = re.compile(r"^/bin/(ba|z|da|k)?sh$|^(ba|z|da)?sh$|^cmd(\.exe)?$|^powershell(\.exe)?$")
@@ -119,10 +146,12 @@ class Analyzer(ast.NodeVisitor):
         self.defined = set()     # names bound in the code (def, class, assignment, argument)
         self.consts = {}         # name assigned once, to a constant -> the Constant node
         self.dicts = {}          # name assigned once, to a dict display or dict() -> the node
+        self.once = {}           # name assigned once -> the value
         self.sql_names = set()   # names assigned a query built from strings
         self.marks = set()       # names assigned a list of parameter placeholders, "?, ?, ?"
         self.inert = set()       # ids of strings that are never run: docstrings, operands of ==, in
         self.splatted = set()    # ids of dict() calls passed as **kwargs (checked at the call)
+        self.commands = []       # (check, node, message) of strings holding a dangerous command
 
     # --- helpers ---
     def add(self, check, node, message):
@@ -358,52 +387,149 @@ class Analyzer(ast.NodeVisitor):
             out |= e
         return out
 
-    def url_host(self, node):
+    def url_pieces(self, node, depth=0):
+        """The pieces of a URL expression in order: the text of its literal parts, and the
+        nodes of the others. An f-string, a + of pieces and a name assigned once are
+        opened: f"https://api.telegram.org/bot{TOKEN}/sendMessage" is the text
+        "https://api.telegram.org/bot", the node TOKEN and the text "/sendMessage"."""
+        s = self.literal_str(node)
+        if s is not None:
+            return [s]
+        if depth < 8:
+            if isinstance(node, ast.JoinedStr):
+                out = []
+                for v in node.values:
+                    if not isinstance(v, ast.FormattedValue):
+                        out += self.url_pieces(v, depth + 1)
+                    elif v.conversion == -1 and v.format_spec is None:
+                        out += self.url_pieces(v.value, depth + 1)
+                    else:
+                        out.append(v.value)
+                return out
+            if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+                return self.url_pieces(node.left, depth + 1) + self.url_pieces(node.right, depth + 1)
+            if isinstance(node, ast.Name) and node.id in self.once:
+                return self.url_pieces(self.once[node.id], depth + 1)
+        return [node]
+
+    @staticmethod
+    def url_host(pieces):
         """The host of an https URL whose scheme and host are literal, else None:
         "https://api.github.com/...", f"https://api.github.com/repos/{repo}", or BASE + "/x"
-        with BASE assigned such a literal once."""
-        text, whole = "", True
-        parts = node.values if isinstance(node, ast.JoinedStr) else [node]
-        for v in parts:
-            if isinstance(v, ast.FormattedValue):
-                v = v.value if v.conversion == -1 and v.format_spec is None else None
-            lit = self.literal_str(v) if v is not None else None
-            if lit is None and isinstance(v, ast.BinOp) and isinstance(v.op, ast.Add):
-                lit, whole = self.literal_str(v.left), False
-            if lit is None:
-                whole = False
+        with BASE assigned such a literal once. A host with user info (a@b) or a
+        backslash is no host: what a client makes of it varies."""
+        text = ""
+        for p in pieces:
+            if not isinstance(p, str):
                 break
-            text += lit
-            if not whole:
-                break
+            text += p
+        whole = all(isinstance(p, str) for p in pieces)
         m = re.match(r"https://([^/?#]+)" + ("([/?#]|$)" if whole else "[/?#]"), text)
         if not m or "@" in m.group(1) or "\\" in m.group(1):
             return None
         return m.group(1).split(":")[0].lower().rstrip(".")
 
-    def authenticates(self, node):
-        """Whether a request sends the credentials only as its authentication (headers=
-        or auth=) to the service the environment variables are named for: OPENAI_API_KEY
-        to https://api.openai.com/..., GITHUB_TOKEN to https://api.github.com/...."""
-        env = set()
-        for k in node.keywords:
-            if self.carries_secret(k.value):
-                e = self.secret_env(k.value) if k.arg in ("headers", "auth") else None
-                if e is None:
-                    return False
+    @staticmethod
+    def credential_param(name):
+        """Whether a query parameter's name says it carries a credential (key=, token=,
+        access_token=, api_key=), as against a message or data (text=, q=)."""
+        return secret_name(name) or name.lower() == "key"
+
+    def url_secret_env(self, pieces):
+        """The environment variables whose credentials the URL carries, each in its path or
+        as a credential parameter of its query; None when one sits elsewhere (a query
+        parameter holding data, the fragment) or carries credentials of unknown name."""
+        env, text = set(), ""
+        for p in pieces:
+            if isinstance(p, str):
+                text += p
+                continue
+            if self.carries_secret(p):
+                e = self.secret_env(p)
+                rest = text.split("://", 1)[-1]
+                if e is None or "/" not in rest or "#" in rest:
+                    return None
+                if "?" in rest:
+                    m = re.search(r"[?&]([^=&?#]+)=$", rest)
+                    if not m or not self.credential_param(m.group(1)):
+                        return None
                 env |= e
-        if not env or any(self.carries_secret(a) for a in node.args[1:]):
-            return False
+            text += "\x00"
+        return env
+
+    def params_secret_env(self, node):
+        """The environment variables whose credentials a params= dict carries, each as a
+        credential parameter (key=, token=); None when one is passed as another parameter
+        (text=) or the dict is not written out."""
+        d = node
+        if isinstance(node, ast.Name):
+            d = self.dicts.get(node.id)
+        if not isinstance(d, ast.Dict):
+            return None
+        env = set()
+        for k, v in zip(d.keys, d.values):
+            if not self.carries_secret(v):
+                continue
+            ks = self.const_str(k) if k is not None else None
+            e = self.secret_env(v)
+            if ks is None or not self.credential_param(ks) or e is None:
+                return None
+            env |= e
+        if isinstance(node, ast.Name) and node.id in self.tainted:
+            # Items set later (params["text"] = secret) taint the name with their variables.
+            held = self.taint_env.get(node.id)
+            if held is None or not held <= env:
+                return None
+        return env
+
+    @staticmethod
+    def service_host(var, host):
+        """Whether host is a service the environment variable var is named for: by
+        SERVICE_HOSTS, or by the variable's first word naming a .com or .ai domain."""
+        var = var.upper()
+        labels = host.split(".")
+        if len(labels) >= 2 and labels[-1] in ("com", "ai") and var.split("_")[0].lower() == labels[-2]:
+            return True
+        for stem, hosts in SERVICE_HOSTS:
+            if var == stem or var.startswith(stem + "_"):
+                for h in hosts:
+                    if host == h or (h.startswith("*.") and host.endswith(h[1:])):
+                        return True
+        return False
+
+    def authenticates(self, node):
+        """Whether a request sends the credentials only as its authentication to the
+        service the environment variables are named for: in headers= or auth=, in the
+        URL's path or as a credential parameter of its query (or params=): OPENAI_API_KEY
+        to https://api.openai.com/..., TELEGRAM_BOT_TOKEN in
+        https://api.telegram.org/bot{token}/..., JIRA_API_TOKEN as basic auth to
+        https://x.atlassian.net/.... A credential in the body (data=, json=) is sent, even
+        to its own service; so is any credential of another service."""
         url = self.kwarg(node, "url")
         if url is None and node.args:
             url = node.args[0]
-        if url is None or self.carries_secret(url):
+        if url is None or any(self.carries_secret(a) for a in node.args[1:]):
             return False
-        host = self.url_host(url)
-        labels = host.split(".") if host else []
-        if len(labels) < 2 or labels[-1] not in ("com", "ai"):
+        env = set()
+        for k in node.keywords:
+            if k.value is url or not self.carries_secret(k.value):
+                continue
+            if k.arg in ("headers", "auth"):
+                e = self.secret_env(k.value)
+            elif k.arg == "params":
+                e = self.params_secret_env(k.value)
+            else:
+                e = None
+            if e is None:
+                return False
+            env |= e
+        pieces = self.url_pieces(url)
+        host = self.url_host(pieces)
+        e = self.url_secret_env(pieces) if host else None
+        if e is None:
             return False
-        return all(e.split("_")[0].lower() == labels[-2] for e in env)
+        env |= e
+        return bool(env) and all(self.service_host(v, host) for v in env)
 
     # --- visitors ---
     def visit_Import(self, node):
@@ -476,10 +602,11 @@ class Analyzer(ast.NodeVisitor):
                 self.add("secret-literal", node, "string literal looks like a credential (%s…)" % SECRET_VALUE.search(v).group(0)[:8])
             if id(node) in self.inert:
                 return
+            # Reported in finish, unless the string is only data (see DataFlow).
             if REVERSE_SHELL_STRINGS.search(v):
-                self.add("reverse-shell", node, "string holds a reverse-shell command: %r" % v[:80])
+                self.commands.append(("reverse-shell", node, "string holds a reverse-shell command: %r" % v[:80]))
             if DESTRUCTIVE_STRINGS.search(v):
-                self.add("destructive", node, "string holds a destructive shell command: %r" % v[:80])
+                self.commands.append(("destructive", node, "string holds a destructive shell command: %r" % v[:80]))
 
     def visit_Call(self, node):
         q = self.qualname(node.func) or ""
@@ -670,10 +797,332 @@ class Analyzer(ast.NodeVisitor):
             return mark(x.elt)
         return isinstance(x, (ast.List, ast.Tuple)) and all(mark(e) for e in x.elts)
 
-    def finish(self):
+    def finish(self, tree):
+        if self.commands:
+            flow = DataFlow(self, tree)
+            for check, node, message in self.commands:
+                if flow.may_run(node):
+                    self.add(check, node, message)
         if self.sockets and (self.dup2 or self.shell_spawn):
             target = (self.dup2 or self.shell_spawn)[0]
             self.add("reverse-shell", target, "a socket is connected out and its descriptors are handed to a shell (reverse shell)")
+
+
+# Where a value that holds a command string may go without being run (see DataFlow).
+# DATA_FUNCS use their arguments as data: they test, compare, count or print them.
+DATA_FUNCS = {"print", "len", "bool", "any", "all", "isinstance", "issubclass", "hash", "id", "type", "callable",
+              "warnings.warn", "sys.exit", "click.echo", "typer.echo", "sys.stdout.write", "sys.stderr.write",
+              "fnmatch.fnmatch", "fnmatch.fnmatchcase", "hmac.compare_digest", "secrets.compare_digest",
+              "logging.debug", "logging.info", "logging.warning", "logging.warn", "logging.error",
+              "logging.critical", "logging.exception", "logging.log"}
+# PASS_FUNCS return their arguments, or parts or copies of them: the result is followed.
+PASS_FUNCS = {"list", "tuple", "set", "frozenset", "sorted", "reversed", "iter", "next", "enumerate", "zip", "str",
+              "repr", "dict", "sum", "max", "min", "map", "filter", "itertools.chain", "itertools.chain.from_iterable",
+              "shlex.split", "shlex.join", "shlex.quote", "re.escape", "re.compile", "re.sub", "re.subn",
+              "re.findall", "re.finditer", "re.split", "re.search", "re.match", "re.fullmatch", "os.path.join",
+              "copy.copy", "copy.deepcopy", "json.dumps", "json.loads", "textwrap.dedent", "collections.OrderedDict",
+              "collections.deque", "types.MappingProxyType"}
+# Functions that call a function they are given on the items (map(os.system, cmds)).
+CALLBACK_FUNCS = {"map": 0, "filter": 0, "sorted": "key", "max": "key", "min": "key"}
+# Methods of str, bytes, containers and compiled patterns: TEST_METHODS answer about the
+# value they are called on or given (startswith, count); PASS_METHODS return it or a
+# part (strip, split, items, join); FILL_METHODS put what they are given in the container
+# they are called on, which is followed instead. Log methods take what they print.
+TEST_METHODS = {"startswith", "endswith", "count", "find", "rfind", "index", "rindex", "__contains__", "isdigit",
+                "isalpha", "isalnum", "isspace", "isupper", "islower", "issubset", "issuperset", "isdisjoint",
+                "search", "match", "fullmatch", "debug", "info", "warning", "warn", "error", "critical",
+                "exception", "log", "append", "extend", "insert", "add", "remove", "discard", "clear", "sort",
+                "reverse", "update"}
+PASS_METHODS = {"strip", "lstrip", "rstrip", "lower", "upper", "casefold", "title", "capitalize", "split", "rsplit",
+                "splitlines", "partition", "rpartition", "replace", "removeprefix", "removesuffix", "format",
+                "format_map", "join", "encode", "decode", "copy", "get", "items", "values", "keys", "pop",
+                "setdefault", "union", "intersection", "difference", "symmetric_difference", "expandtabs", "ljust",
+                "rjust", "center", "zfill", "__getitem__"}
+FILL_METHODS = {"append", "extend", "insert", "add", "update", "setdefault", "__setitem__"}
+# Calls whose pattern argument (the first) is used only to match: re.search(p, s).
+PATTERN_FUNCS = {"re.search", "re.match", "re.fullmatch"}
+SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
+# Calls and attributes that reach a value by a name computed at run time (globals()["X"],
+# eval("X[0]"), sys.modules[__name__].X): in a module with one, every value may run.
+REFLECTIVE_CALLS = {"globals", "locals", "vars", "eval", "exec", "compile", "getattr", "__import__",
+                    "importlib.import_module", "importlib.__import__", "inspect.currentframe", "sys._getframe"}
+REFLECTIVE_CALLS |= {"builtins." + n for n in REFLECTIVE_CALLS if "." not in n}
+REFLECTIVE_NAMES = {n.rsplit(".", 1)[-1] for n in REFLECTIVE_CALLS}
+REFLECTIVE_ATTRS = {"__dict__", "f_globals", "f_locals", "modules"}
+# Nodes without children a value can be in: contexts and operators.
+LEAVES = (ast.expr_context, ast.operator, ast.boolop, ast.unaryop, ast.cmpop)
+
+
+class DataFlow:
+    """Where a value goes within the module, so a string that reads as a command but is
+    only data is not reported: BLOCKED = ["rm -rf /", ...] tested with `cmd in BLOCKED`,
+    any(b in cmd for b in BLOCKED), cmd.startswith(tuple(BLOCKED)), a regex made of it,
+    or printed. The value is followed through names (by scope), attributes (by name),
+    items, loops and comprehensions, containers, string operations, the parameters of
+    functions defined in the module and their return values. Only the uses named above
+    and in DATA_FUNCS / TEST_METHODS count as data; anything else (os.system(c),
+    subprocess.run(CMDS[0], shell=True), a call to a function not defined here, a file
+    write) may run it, and so does a value that is never used, or any value in a module
+    that reaches names at run time (globals(), getattr, eval, sys.modules)."""
+
+    BUDGET = 2000  # steps per value; beyond them the value may run
+
+    def __init__(self, an, tree):
+        self.an = an
+        self.tree = tree
+        self.parent = {}
+        self.loads = {}   # name -> the Name nodes reading it
+        self.attrs = {}   # attribute -> the Attribute nodes reading it
+        self.funcs = {}   # function name -> its FunctionDef nodes
+        self.calls = {}   # function or method name -> the calls of it by that name
+        self.reflective = False
+        parent, AST, todo = self.parent, ast.AST, [tree]
+        while todo:  # ast.walk and iter_child_nodes, in one loop at half the cost
+            n = todo.pop()
+            for field in n._fields:
+                v = getattr(n, field, None)
+                if type(v) is list:
+                    for c in v:
+                        if isinstance(c, AST):
+                            parent[c] = n
+                            todo.append(c)
+                elif isinstance(v, AST) and not isinstance(v, LEAVES):
+                    parent[v] = n
+                    todo.append(v)
+            t = type(n)
+            if t is ast.Name:
+                if type(n.ctx) is ast.Load:
+                    self.loads.setdefault(n.id, []).append(n)
+            elif t is ast.Attribute:
+                if type(n.ctx) is ast.Load:
+                    self.attrs.setdefault(n.attr, []).append(n)
+                self.reflective = self.reflective or n.attr in REFLECTIVE_ATTRS
+            elif t is ast.FunctionDef or t is ast.AsyncFunctionDef:
+                self.funcs.setdefault(n.name, []).append(n)
+            elif t is ast.Call:
+                f = n.func
+                name = f.id if type(f) is ast.Name else f.attr if type(f) is ast.Attribute else None
+                if name:
+                    self.calls.setdefault(name, []).append(n)
+                    if not self.reflective and (name in REFLECTIVE_NAMES or type(f) is ast.Name and name in self.an.aliases):
+                        self.reflective = self.an.qualname(f) in REFLECTIVE_CALLS
+
+    def may_run(self, start):
+        """Whether the value of start may reach anything but a data use."""
+        if self.reflective:
+            return True
+        work, seen, uses = [("node", start)], set(), 0
+        while work:
+            item = work.pop()
+            if item in seen:
+                continue
+            seen.add(item)
+            if len(seen) > self.BUDGET:
+                return True
+            kind = item[0]
+            if kind == "node":
+                r = self.step(item[1], work)
+                if r is True:
+                    return True
+                uses += r == "use"
+            elif kind == "name":
+                scope = item[2]
+                work.extend(("node", u) for u in self.loads.get(item[1], ()) if self.within(u, scope))
+            elif kind == "attr":
+                work.extend(("node", u) for u in self.attrs.get(item[1], ()))
+            elif kind == "return":
+                sites = self.calls.get(item[1], ())
+                if not sites:
+                    return True
+                work.extend(("node", c) for c in sites)
+        return uses == 0
+
+    def within(self, node, scope):
+        if scope is self.tree:
+            return True
+        while node is not None and node is not scope:
+            node = self.parent.get(node)
+        return node is scope
+
+    def scope_of(self, node, ident):
+        """The node whose body a name bound at node lives in: the function (the module if
+        it declares the name global or nonlocal), the class, or the module."""
+        p = self.parent.get(node)
+        while p is not None and not isinstance(p, SCOPES):
+            p = self.parent.get(p)
+        if p is None:
+            return self.tree
+        if not isinstance(p, (ast.Lambda, ast.ClassDef)):
+            for s in ast.walk(p):
+                if isinstance(s, (ast.Global, ast.Nonlocal)) and ident in s.names:
+                    return self.tree
+        return p
+
+    def bind(self, target, work, scope=None):
+        """Follows the value into what an assignment, a loop or a comprehension binds."""
+        t = type(target)
+        if t is ast.Name:
+            sc = scope or self.scope_of(target, target.id)
+            work.append(("name", target.id, sc))
+            if sc is self.tree or isinstance(sc, ast.ClassDef):
+                work.append(("attr", target.id))  # self.BLOCKED, __main__.BLOCKED
+        elif t is ast.Tuple or t is ast.List:
+            for e in target.elts:
+                if self.bind(e, work, scope):
+                    return True
+        elif t is ast.Starred:
+            return self.bind(target.value, work, scope)
+        elif t is ast.Attribute:
+            work.append(("attr", target.attr))
+        elif t is ast.Subscript:
+            return self.fill(target.value, work)
+        else:
+            return True
+        return None
+
+    def fill(self, container, work):
+        """Follows the value into the container it is stored in (d[k] = v, c.append(v)):
+        a name (wherever it is read) or an attribute."""
+        if type(container) is ast.Name:
+            work.append(("name", container.id, self.tree))
+        elif type(container) is ast.Attribute:
+            work.append(("attr", container.attr))
+        else:
+            return True
+        return None
+
+    def harmless(self, f):
+        """Whether a function handed to map(), filter() or key= does no more than test or
+        transform its argument: str.lower, re.escape, cmd.startswith, lambda b: b in cmd."""
+        if isinstance(f, ast.Lambda):
+            return isinstance(f.body, ast.Compare)
+        q = self.an.qualname(f) or ""
+        if q in DATA_FUNCS or q in PASS_FUNCS:
+            return True
+        return isinstance(f, ast.Attribute) and f.attr not in self.funcs and not self.module_call(f) \
+            and (f.attr in TEST_METHODS or f.attr in PASS_METHODS)
+
+    def module_call(self, f):
+        """Whether f is a function of an imported module (os.system), not a method."""
+        while isinstance(f, ast.Attribute):
+            f = f.value
+        return isinstance(f, ast.Name) and f.id in self.an.aliases
+
+    def step(self, node, work):
+        """Where the value of node goes next: True when it may run, "use" when it is used
+        as data, None when what holds it next was queued."""
+        p = self.parent.get(node)
+        t = type(p)
+        if t is ast.Compare or t is ast.MatchValue or t is ast.Expr or t is ast.Assert or t is ast.Raise \
+                or t is ast.Slice or t is ast.If or t is ast.While or t is ast.comprehension and node is not p.iter:
+            return "use"  # tested, compared, matched or discarded
+        if t is ast.IfExp and node is p.test or t is ast.UnaryOp and isinstance(p.op, ast.Not):
+            return "use"
+        if t in (ast.IfExp, ast.UnaryOp, ast.BinOp, ast.BoolOp, ast.List, ast.Tuple, ast.Set, ast.Dict,
+                 ast.FormattedValue, ast.JoinedStr, ast.Starred, ast.Await, ast.ListComp, ast.SetComp,
+                 ast.GeneratorExp, ast.DictComp):
+            work.append(("node", p))
+            return None
+        if t is ast.Subscript:
+            if node is p.value:
+                if type(p.ctx) is ast.Load:
+                    work.append(("node", p))
+                    return None
+                return "use"  # BLOCKED[i] = x: what is stored is followed from x
+            return "use" if type(p.ctx) is ast.Load else self.bind(p, work)  # a key: d[CMD] = x
+        if t is ast.comprehension:  # node is the iterable
+            return self.bind(p.target, work, self.parent.get(p))
+        if t is ast.For or t is ast.AsyncFor:
+            return self.bind(p.target, work) if node is p.iter else True
+        if t is ast.Assign or t is ast.AnnAssign or t is ast.AugAssign or t is ast.NamedExpr:
+            if node is not p.value:
+                return True
+            for target in (p.targets if t is ast.Assign else [p.target]):
+                if self.bind(target, work):
+                    return True
+            if t is ast.NamedExpr:
+                work.append(("node", p))
+            return None
+        if t is ast.keyword:
+            return self.call_use(self.parent.get(p), node, p.arg, work)
+        if t is ast.Call:
+            if node is p.func:
+                return True
+            pos = p.args.index(node) if node in p.args else None
+            return self.call_use(p, node, pos, work)
+        if t is ast.Attribute:  # a method called on the value
+            call = self.parent.get(p)
+            if type(call) is not ast.Call or call.func is not p or p.attr in self.funcs:
+                return True
+            if p.attr in TEST_METHODS:
+                return "use"
+            if p.attr in PASS_METHODS:
+                work.append(("node", call))
+                return None
+            return True
+        if t is ast.Return:
+            f = self.parent.get(p)
+            while f is not None and not isinstance(f, SCOPES):
+                f = self.parent.get(f)
+            if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                work.append(("return", f.name))
+                return None
+        return True
+
+    def call_use(self, call, node, pos, work):
+        """Where a value passed to a call goes: pos is its position, or its keyword."""
+        f = call.func
+        q = self.an.qualname(f) or ""
+        short = q.rsplit(".", 1)[-1]
+        # A function defined here: the value goes on in its parameter.
+        name = f.id if type(f) is ast.Name else f.attr if type(f) is ast.Attribute else None
+        if name in self.funcs and not (type(f) is ast.Name and f.id in self.an.aliases):
+            if pos is None or any(type(a) is ast.Starred for a in call.args):
+                return True  # **kwargs or *args: the parameter is not known
+            for d in self.funcs[name]:
+                a = d.args
+                params = [x.arg for x in a.posonlyargs + a.args]
+                if type(f) is ast.Attribute and params and params[0] in ("self", "cls"):
+                    params = params[1:]
+                if isinstance(pos, int):
+                    p = params[pos] if pos < len(params) else a.vararg.arg if a.vararg else None
+                else:
+                    p = pos if pos in params or pos in [x.arg for x in a.kwonlyargs] else \
+                        a.kwarg.arg if a.kwarg else None
+                if p is None:
+                    return True
+                work.append(("name", p, d))
+            return None
+        if q == "print":
+            out = self.an.kwarg(call, "file")
+            return "use" if out is None or self.an.qualname(out) in ("sys.stdout", "sys.stderr") else True
+        if q in PATTERN_FUNCS and (pos == 0 or pos == "pattern"):
+            return "use"
+        if q in DATA_FUNCS:
+            return "use"
+        if short in CALLBACK_FUNCS and q in PASS_FUNCS:
+            which = CALLBACK_FUNCS[short]
+            cb = call.args[which] if isinstance(which, int) and len(call.args) > which else self.an.kwarg(call, which) \
+                if isinstance(which, str) else None
+            if cb is node or cb is not None and not self.harmless(cb):
+                return True
+        if q in PASS_FUNCS:
+            work.append(("node", call))
+            return None
+        if type(f) is ast.Attribute and not self.module_call(f):
+            if f.attr in FILL_METHODS:
+                return self.fill(f.value, work)
+            if f.attr in ("search", "match", "fullmatch"):
+                work.append(("node", call))  # a Match of the value: m.group() is the value
+                return None
+            if f.attr in TEST_METHODS:
+                return "use"
+            if f.attr in PASS_METHODS:
+                work.append(("node", call))
+                return None
+        if short.endswith(("Error", "Exception", "Warning", "Exit")) and name not in self.funcs:
+            return "use"  # raise ValueError(f"refused: {cmd}")
+        return True
 
 
 def prepare(tree, an):
@@ -715,6 +1164,7 @@ def prepare(tree, an):
     for n in assigns:
         name, v = n.targets[0].id, n.value
         if counts.get(name) == 1:
+            an.once[name] = v
             if isinstance(v, ast.Constant):
                 an.consts[name] = v
             elif isinstance(v, ast.Dict) or (isinstance(v, ast.Call) and an.qualname(v.func) in ("dict", "builtins.dict")):
@@ -733,7 +1183,7 @@ def analyze(code):
     prepare(tree, an)
     an.findings = []
     an.visit(tree)
-    an.finish()
+    an.finish(tree)
     seen = set()
     out = []
     for f in an.findings:

@@ -22,16 +22,11 @@ var corpusExpected = map[string][]string{
 	"joblib model":     {"codesafety.B301"},
 	// os.system through a shell (unsafe 7), as Bandit reports it.
 	"clear screen": {"codesafety.B605"},
-	// Known false positives, kept: a token sent to its own service in the URL (Telegram)
-	// or as basic auth to a host not named like the variable (JIRA_API_TOKEN to
-	// atlassian.net) cannot be told from exfiltration by syntax, so they stay
-	// malicious 9 and the default policy blocks them.
-	"telegram bot":    {"codesafety.exfiltration"},
-	"jira basic auth": {"codesafety.exfiltration"},
-	// A known false positive, kept: destructive commands listed as data look the same as
-	// commands listed to be run (for c in cmds: os.system(c)), so the literals stay
-	// malicious 9 and the default policy blocks the program.
-	"safety deny list": {"codesafety.destructive", "codesafety.destructive", "codesafety.destructive"},
+	// Formerly false positives, now without findings: a token sent to its own service in
+	// the URL ("telegram bot", by SERVICE_HOSTS in analyzer.py) or as basic auth ("jira
+	// basic auth"), and destructive commands held as a deny list ("safety deny list",
+	// "command filter regex", "agent guard with reasons", by DataFlow). The attacks each
+	// fix must still catch are in exemptions_test.go.
 }
 
 // corpus reads the programs of a corpus file: each starts with a line "#### name".
