@@ -385,7 +385,10 @@ func ModelScores(m *Model, ex []Example) []float64 {
 
 // OutOfFold returns each example's score from a model trained without the fold holding
 // it (folds assigned round-robin in the examples' order).
-func OutOfFold(ex []Example, cfg TrainConfig) []float64 {
+func OutOfFold(ex []Example, cfg TrainConfig) []float64 { return OutOfFoldWith(ex, nil, cfg) }
+
+// OutOfFoldWith is OutOfFold with extra examples in every fold's training, never scored.
+func OutOfFoldWith(ex, extra []Example, cfg TrainConfig) []float64 {
 	out := make([]float64, len(ex))
 	for f := 0; f < cfg.Folds; f++ {
 		var tr, te []Example
@@ -398,7 +401,7 @@ func OutOfFold(ex []Example, cfg TrainConfig) []float64 {
 				tr = append(tr, e)
 			}
 		}
-		m := Train(tr, cfg)
+		m := Train(append(tr, extra...), cfg)
 		for j, s := range ModelScores(m, te) {
 			out[idx[j]] = s
 		}

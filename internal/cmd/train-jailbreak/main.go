@@ -39,6 +39,7 @@ func main() {
 	sweep := flag.Bool("tune", false, "print out-of-fold metrics on the training split for a sweep of hyper-parameters, then exit")
 	misses := flag.Bool("misses", false, "with -eval-only: print the held-out texts the default preset gets wrong, then exit")
 	oofMisses := flag.Bool("oof-misses", false, "print the training split's texts the whole detector misses or flags out of fold (the model's scores from 5-fold cross-validation, its threshold at the default preset's false-positive rate), then exit; the held-out split is not read")
+	withDocs := flag.Bool("docs", true, "also train on benign documents: the Markdown files of the modules go.mod requires (go mod download -json fetches them); half of the files held out and measured")
 	heldOut := flag.String("write-held-out", "", "write the held-out split as JSON lines {\"text\", \"label\"} to this file (for limitctl governance eval), then exit")
 	flag.Parse()
 	if *heldOut != "" {
@@ -55,6 +56,15 @@ func main() {
 		}
 		return
 	}
+	var docs *Docs
+	if *withDocs {
+		d, err := benignDocs(root)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "train-jailbreak: benign documents:", err, "(they come from the module cache; -docs=false trains without them)")
+			os.Exit(1)
+		}
+		docs = &d
+	}
 	if *oofMisses {
 		ex, _, err := jailbreak.LoadJSONL(*data)
 		if err != nil {
@@ -62,7 +72,7 @@ func main() {
 			os.Exit(1)
 		}
 		train, _ := jailbreak.Split(ex, 0.2)
-		printOOFMisses(train)
+		printOOFMisses(train, docs.train())
 		return
 	}
 	if *sweep {
@@ -72,10 +82,10 @@ func main() {
 			os.Exit(1)
 		}
 		train, _ := jailbreak.Split(ex, 0.2)
-		tune(train, sweepConfigs())
+		tune(train, docs.train(), sweepConfigs())
 		return
 	}
-	if err := run(*data, *modelPath, *metricsDir, *hard, *evalOnly); err != nil {
+	if err := run(*data, *modelPath, *metricsDir, *hard, *evalOnly, docs); err != nil {
 		fmt.Fprintln(os.Stderr, "train-jailbreak:", err)
 		os.Exit(1)
 	}
@@ -120,9 +130,26 @@ type Metrics struct {
 	ModelBytes int                   `json:"model_bytes"`
 	Sets       []jailbreak.SetResult `json:"sets"`
 	Categories []jailbreak.SetResult `json:"hard_categories"`
+	Docs       *DocsMeta             `json:"benign_documents,omitempty"`
 }
 
-func run(data, modelPath, metricsDir, hardGlob string, evalOnly bool) error {
+// DocsMeta describes the benign document set (see docs.go).
+type DocsMeta struct {
+	SHA256  string `json:"sha256"`
+	Files   int    `json:"files"`
+	Train   int    `json:"train_chunks"`
+	HeldOut int    `json:"held_out_chunks"`
+}
+
+// train returns the training half of the documents, or none.
+func (d *Docs) train() []jailbreak.Example {
+	if d == nil {
+		return nil
+	}
+	return d.Train
+}
+
+func run(data, modelPath, metricsDir, hardGlob string, evalOnly bool, docs *Docs) error {
 	ex, sum, err := jailbreak.LoadJSONL(data)
 	if err != nil {
 		return fmt.Errorf("%w (the training file is at %s relative to the repository root)", err, jailbreak.TrainingDataRel)
@@ -147,14 +174,16 @@ func run(data, modelPath, metricsDir, hardGlob string, evalOnly bool) error {
 		}
 	} else {
 		start := time.Now()
-		oof := jailbreak.OutOfFold(train, cfg)
+		// The documents are trained on in every fold, but the thresholds are those of
+		// benign prompts' out-of-fold scores.
+		oof := jailbreak.OutOfFoldWith(train, docs.train(), cfg)
 		var benign []float64
 		for i, e := range train {
 			if !e.Positive() {
 				benign = append(benign, oof[i])
 			}
 		}
-		m = jailbreak.Train(train, cfg)
+		m = jailbreak.Train(append(slices.Clip(train), docs.train()...), cfg)
 		jailbreak.Calibrate(m, benign)
 		m.Meta.DataSHA256, m.Meta.Rows = sum, len(ex)
 		if raw, err = m.Marshal(); err != nil {
@@ -167,7 +196,7 @@ func run(data, modelPath, metricsDir, hardGlob string, evalOnly bool) error {
 		if err := os.WriteFile(modelPath, raw, 0o644); err != nil {
 			return fmt.Errorf("write model: %w", err)
 		}
-		fmt.Fprintf(os.Stderr, "trained on %d texts in %v; model %s (%d bytes)\n", len(train), time.Since(start).Round(time.Millisecond), modelPath, len(raw))
+		fmt.Fprintf(os.Stderr, "trained on %d texts and %d documents in %v; model %s (%d bytes)\n", len(train), len(docs.train()), time.Since(start).Round(time.Millisecond), modelPath, len(raw))
 	}
 
 	var trainBenign []jailbreak.Example
@@ -184,6 +213,16 @@ func run(data, modelPath, metricsDir, hardGlob string, evalOnly bool) error {
 		return err
 	}
 	met.Sets = append(met.Sets, held)
+	if docs != nil {
+		met.Docs = &DocsMeta{SHA256: docs.SHA256, Files: docs.Files, Train: len(docs.Train), HeldOut: len(docs.HeldOut)}
+		if len(docs.HeldOut) > 0 {
+			r, err := jailbreak.EvaluateSet("benign documents (held-out half)", m, lb, docs.HeldOut)
+			if err != nil {
+				return err
+			}
+			met.Sets = append(met.Sets, r)
+		}
+	}
 
 	// Length-matched subset of the held-out split: texts of 500-4000 bytes, where length
 	// says little.
@@ -271,6 +310,10 @@ func render(m Metrics) string {
 	b.WriteString("- hyper-parameters chosen by 5-fold cross-validation on the training split only (`go run ./internal/cmd/train-jailbreak -tune`); the held-out split is only measured\n")
 	fmt.Fprintf(&b, "- thresholds (model probability), calibrated on %d-fold out-of-fold scores of the benign training texts: permissive %.4f, default %.4f, strict %.4f\n",
 		m.Train.Folds, m.Thresholds[jailbreak.PresetPermissive], m.Thresholds[jailbreak.PresetDefault], m.Thresholds[jailbreak.PresetStrict])
+	if m.Docs != nil {
+		fmt.Fprintf(&b, "- also trained on benign documents: %d chunks of the Markdown files of the modules go.mod requires (%d files; sha256 of the chunks `%s`); %d chunks of the other half of the files are measured below, not trained on; thresholds calibrated on prompts only\n",
+			m.Docs.Train, m.Docs.Files, m.Docs.SHA256, m.Docs.HeldOut)
+	}
 	fmt.Fprintf(&b, "- length baseline (flag when longer than), calibrated the same way: permissive %.0f, default %.0f, strict %.0f bytes\n\n",
 		m.Length[jailbreak.PresetPermissive], m.Length[jailbreak.PresetDefault], m.Length[jailbreak.PresetStrict])
 	b.WriteString("## Held-out split and own hard cases\n\n")

@@ -74,9 +74,9 @@ func clip(s string, n int) string {
 // out of fold (no phrase rule or decoder fires and the model's out-of-fold score is under
 // the threshold at the default preset's false-positive rate) and the benign texts it
 // flags, for writing rules from the training split without looking at the held-out one.
-func printOOFMisses(train []jailbreak.Example) {
+func printOOFMisses(train, docs []jailbreak.Example) {
 	cfg := jailbreak.DefaultTrainConfig()
-	oof := jailbreak.OutOfFold(train, cfg)
+	oof := jailbreak.OutOfFoldWith(train, docs, cfg)
 	var benign []float64
 	for i, e := range train {
 		if !e.Positive() {

@@ -12,8 +12,9 @@ import (
 
 // tune prints, for each hyper-parameter setting of the sweep, the model's out-of-fold
 // ROC-AUC and true-positive rate at 1 % and 0.1 % false positives on the training split
-// (the held-out split is never looked at), which is how DefaultTrainConfig was chosen.
-func tune(train []jailbreak.Example, sweep []jailbreak.TrainConfig) {
+// (the held-out split is never looked at), which is how DefaultTrainConfig was chosen;
+// docs are trained on in every fold, never scored.
+func tune(train, docs []jailbreak.Example, sweep []jailbreak.TrainConfig) {
 	if js := os.Getenv("TUNE_CONFIGS"); js != "" {
 		// e.g. TUNE_CONFIGS='{"epochs":20};{"lr":0.5,"binary":true}' runs those changes
 		// to DefaultTrainConfig instead of the built-in sweep.
@@ -54,7 +55,7 @@ func tune(train []jailbreak.Example, sweep []jailbreak.TrainConfig) {
 		}
 	}
 	for _, cfg := range sweep {
-		oof := jailbreak.OutOfFold(train, cfg)
+		oof := jailbreak.OutOfFoldWith(train, docs, cfg)
 		var benign []float64
 		for i, s := range oof {
 			if !pos[i] {

@@ -1,0 +1,177 @@
+package main
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/limitgraph/limit/internal/jailbreak"
+)
+
+// The model is trained on prompts, and prompts-train.jsonl holds no documents: pasted
+// READMEs, changelogs, configuration and code. Scored as prompts they looked like the
+// long, markdown-heavy jailbreaks of the training file — 54 % of the chunks of real
+// Markdown documents below were flagged under default — so a user asking for a summary
+// of a changelog was blocked. The model also trains on benign documents: the Markdown
+// files (READMEs, changelogs, guides) of the modules go.mod requires, as `go mod download
+// -json` fetches them into the module cache (go.sum pins their bytes, so the set is the
+// same on every machine for a given go.mod and go.sum). Half of the files
+// (by a hash of module path, version and file path) are trained on, the other half only
+// measured, as "benign documents (held-out half)" in METRICS.md. They are not used to
+// calibrate the thresholds, which stay those of benign prompts.
+
+// Bounds of the document set.
+const (
+	docMinFile    = 1 << 10 // smaller files are mostly badges and links
+	docChunk      = 1500    // a chunk ends at the paragraph that takes it past this
+	docMinChunk   = 300     // shorter chunks are dropped
+	docMaxChunk   = 4000    // a chunk of one huge paragraph is cut here
+	docMaxPerFile = 12      // chunks taken from one file
+)
+
+// Docs is the benign document set: the training half, the held-out half and the sha256
+// of every chunk in order.
+type Docs struct {
+	Train, HeldOut []jailbreak.Example
+	SHA256         string
+	Files          int
+}
+
+type goModule struct {
+	Path, Version, Dir string
+}
+
+// benignDocs collects the document set from the modules the go.mod of the module at
+// root requires, downloading those missing from the module cache.
+func benignDocs(root string) (Docs, error) {
+	cmd := exec.Command("go", "mod", "download", "-json")
+	cmd.Dir = root
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return Docs{}, fmt.Errorf("go mod download -json: %v: %s", err, strings.TrimSpace(stderr.String()))
+	}
+	var mods []goModule
+	dec := json.NewDecoder(bytes.NewReader(out))
+	for {
+		var m goModule
+		if err := dec.Decode(&m); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			return Docs{}, fmt.Errorf("go mod download -json: %w", err)
+		}
+		if m.Dir == "" {
+			return Docs{}, fmt.Errorf("go mod download -json: module %s@%s has no directory", m.Path, m.Version)
+		}
+		mods = append(mods, m)
+	}
+	sort.Slice(mods, func(i, j int) bool { return mods[i].Path+"@"+mods[i].Version < mods[j].Path+"@"+mods[j].Version })
+	var d Docs
+	h := sha256.New()
+	for _, m := range mods {
+		files, err := markdownFiles(m.Dir)
+		if err != nil {
+			return Docs{}, err
+		}
+		for _, rel := range files {
+			b, err := os.ReadFile(filepath.Join(m.Dir, rel))
+			if err != nil {
+				return Docs{}, err
+			}
+			id := m.Path + "@" + m.Version + "/" + filepath.ToSlash(rel)
+			held := sha256.Sum256([]byte(id))[0]%2 == 1
+			d.Files++
+			for _, c := range docChunks(string(b)) {
+				fmt.Fprintf(h, "%s\x00%s\x00", id, c)
+				e := jailbreak.Example{Text: c, Label: jailbreak.LabelBenign, Source: id}
+				if held {
+					d.HeldOut = append(d.HeldOut, e)
+				} else {
+					d.Train = append(d.Train, e)
+				}
+			}
+		}
+	}
+	d.SHA256 = hex.EncodeToString(h.Sum(nil))
+	return d, nil
+}
+
+// markdownFiles lists the .md files of a module directory, in its root and up to three
+// directories down, of at least docMinFile bytes, test data and vendored code aside, sorted.
+func markdownFiles(dir string) ([]string, error) {
+	var out []string
+	err := filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		if e.IsDir() {
+			if rel != "." && (strings.Count(rel, string(filepath.Separator)) >= 3 || e.Name() == "testdata" || e.Name() == "vendor" || strings.HasPrefix(e.Name(), ".")) {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !strings.EqualFold(filepath.Ext(p), ".md") {
+			return nil
+		}
+		if info, err := e.Info(); err != nil || info.Size() < docMinFile {
+			return err
+		}
+		out = append(out, rel)
+		return nil
+	})
+	sort.Strings(out)
+	return out, err
+}
+
+// docChunks cuts a document into chunks of whole paragraphs of about docChunk bytes.
+func docChunks(text string) []string {
+	var out []string
+	var cur strings.Builder
+	flush := func() {
+		if cur.Len() >= docMinChunk {
+			out = append(out, clipUTF8(cur.String(), docMaxChunk))
+		}
+		cur.Reset()
+	}
+	for _, para := range strings.Split(strings.ReplaceAll(text, "\r\n", "\n"), "\n\n") {
+		if cur.Len()+len(para) > docChunk && cur.Len() >= docMinChunk {
+			flush()
+		}
+		if cur.Len() > 0 {
+			cur.WriteString("\n\n")
+		}
+		cur.WriteString(para)
+		if len(out) >= docMaxPerFile {
+			return out
+		}
+	}
+	flush()
+	if len(out) > docMaxPerFile {
+		out = out[:docMaxPerFile]
+	}
+	return out
+}
+
+// clipUTF8 cuts s to at most n bytes at a rune boundary.
+func clipUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
