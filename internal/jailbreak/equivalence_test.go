@@ -17,8 +17,10 @@ import (
 )
 
 // Golden digests of the detector's complete output (see equivalenceDigest), computed
-// with the model trained on benign documents too and the hand-written set unseen-r5
-// added (before that: small capitals and regional indicators folded to letters, Morse code
+// after the idiom families named from round 5 (indirect-more, override-void,
+// persona-nosafety, reveal-config, persona-unbound in six languages), dense leetspeak
+// folding and the measured-only set unseen-r6 (before that: the model trained on benign documents too and the hand-written
+// set unseen-r5 added; before that: small capitals and regional indicators folded to letters, Morse code
 // decoded and the persona-notai, persona-norefuse, persona-grandma and override-suffix
 // idioms added, with the model retrained on that normalisation; before that: counting a
 // feature at most three times per window, MaxRepeat and MinLetters; and before that, the
@@ -27,8 +29,8 @@ import (
 // make the detector faster must leave them as they are. Regenerate them (print them with
 // JB_EQUIV_PRINT=1) only for a change that is meant to alter the output.
 const (
-	goldenTrainDigest     = "694094e82d585b94891e0f90b19100ea70cbfe8022faa9dd5ebdaabb1b52f471"
-	goldenGeneratedDigest = "3f4260f190dc1c992e9f5e52a2481f986a4673ee72e9a874ff64fbe1f827348d"
+	goldenTrainDigest     = "a9f8f0167bbeb7ff383c6496031d985f68fdeabd00a15e448b1d359dbcef7298"
+	goldenGeneratedDigest = "fe54f1353084983221e66377280c133bf38e7cc3ad01d307587cc404ac9ddb42"
 )
 
 // equivalenceDigest writes the complete output of the detector on each text to a sha256:
