@@ -17,7 +17,8 @@ import (
 )
 
 // Golden digests of the detector's complete output (see equivalenceDigest), computed
-// after the idiom families named from round 5 (indirect-more, override-void,
+// after a review narrowed the new idiom families (ordinary sentences they flagged are in
+// TestPhraseRules), and before that after the idiom families named from round 5 (indirect-more, override-void,
 // persona-nosafety, reveal-config, persona-unbound in six languages), dense leetspeak
 // folding and the measured-only set unseen-r6 (before that: the model trained on benign documents too and the hand-written
 // set unseen-r5 added; before that: small capitals and regional indicators folded to letters, Morse code
@@ -29,8 +30,8 @@ import (
 // make the detector faster must leave them as they are. Regenerate them (print them with
 // JB_EQUIV_PRINT=1) only for a change that is meant to alter the output.
 const (
-	goldenTrainDigest     = "a9f8f0167bbeb7ff383c6496031d985f68fdeabd00a15e448b1d359dbcef7298"
-	goldenGeneratedDigest = "fe54f1353084983221e66377280c133bf38e7cc3ad01d307587cc404ac9ddb42"
+	goldenTrainDigest     = "386066ab0d9b169996b164b4711ae302eb865ae82f56dad2f61e15de720718b3"
+	goldenGeneratedDigest = "a6e103c4172f620991e1afe03e8b6fbde2d76d1593de1cb0afa2be06bf10c810"
 )
 
 // equivalenceDigest writes the complete output of the detector on each text to a sha256:

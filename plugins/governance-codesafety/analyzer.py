@@ -904,6 +904,8 @@ class DataFlow:
         self.classes = {}  # class name -> its ClassDef nodes
         self.methods = set()  # names of the functions defined in classes
         self.output_hooked = False  # printed or logged text may go elsewhere (OUTPUT_*)
+        self.patched = set()  # classes of the module's given a method by C.m = f
+        patched = []
         parent, AST, todo = self.parent, ast.AST, [tree]
         while todo:  # ast.walk and iter_child_nodes, in one loop at half the cost
             n = todo.pop()
@@ -927,15 +929,18 @@ class DataFlow:
                     self.attrs.setdefault(n.attr, []).append(n)
                 else:
                     self.output_hooked = self.output_hooked or n.attr in OUTPUT_ATTRS
+                    if type(n.value) is ast.Name:
+                        patched.append((n.value.id, n.attr))  # C.__init__ = f: a method too
                 self.reflective = self.reflective or n.attr in REFLECTIVE_ATTRS
             elif t is ast.FunctionDef or t is ast.AsyncFunctionDef:
                 self.funcs.setdefault(n.name, []).append(n)
             elif t is ast.ClassDef:
                 self.classes.setdefault(n.name, []).append(n)
                 for b in n.body:
-                    if isinstance(b, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                        self.methods.add(b.name)
-                        self.output_hooked = self.output_hooked or b.name in OUTPUT_METHODS
+                    # def m(...), and m = lambda ...: / m = f, which define a method too.
+                    for name in class_methods(b):
+                        self.methods.add(name)
+                        self.output_hooked = self.output_hooked or name in OUTPUT_METHODS
             elif t is ast.Import or t is ast.ImportFrom:
                 mods = [n.module or ""] if t is ast.ImportFrom else [a.name for a in n.names]
                 self.reflective = self.reflective or any(m.split(".")[0] in REFLECTIVE_MODULES and
@@ -948,6 +953,11 @@ class DataFlow:
                     self.output_hooked = self.output_hooked or name in OUTPUT_CALLS
                     if not self.reflective and (name in REFLECTIVE_NAMES or type(f) is ast.Name and name in self.an.aliases):
                         self.reflective = self.an.qualname(f) in REFLECTIVE_CALLS
+        for c, m in patched:
+            if c in self.classes:
+                self.patched.add(c)
+                self.methods.add(m)
+                self.output_hooked = self.output_hooked or m in OUTPUT_METHODS
 
     def may_run(self, start):
         """Whether the value of start may reach anything but a data use."""
@@ -1048,11 +1058,17 @@ class DataFlow:
         """Whether name is a class of the module's that defines, or inherits from one of the
         module's, a method: its constructor, or its __str__ when it is printed, may run what
         it is given."""
-        if name in seen or name not in self.classes:
+        if name in seen:
             return False
+        if name not in self.classes:
+            v = self.an.once.get(name)  # E = RunError: the class under another name
+            return type(v) is ast.Name and self.has_code(v.id, seen)
         seen.add(name)
+        if name in self.patched:
+            return True
         for c in self.classes[name]:
-            if any(isinstance(b, (ast.FunctionDef, ast.AsyncFunctionDef)) for b in c.body):
+            # A method defined or assigned in the body, or a metaclass whose __call__ may run.
+            if c.keywords or any(class_methods(b) for b in c.body):
                 return True
             for base in c.bases:
                 b = base.id if type(base) is ast.Name else base.attr if type(base) is ast.Attribute else None
@@ -1190,6 +1206,17 @@ class DataFlow:
                 and not self.has_code(name, set()):
             return "use"  # raise ValueError(f"refused: {cmd}")
         return True
+
+
+def class_methods(b):
+    """The names a statement of a class body defines as methods: def m(...), or m assigned
+    something other than a constant (a lambda, a function of the module's)."""
+    if isinstance(b, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        return [b.name]
+    if isinstance(b, (ast.Assign, ast.AnnAssign)) and b.value is not None and not isinstance(b.value, ast.Constant):
+        targets = b.targets if isinstance(b, ast.Assign) else [b.target]
+        return [x.id for x in targets if isinstance(x, ast.Name)]
+    return []
 
 
 def prepare(tree, an):

@@ -147,6 +147,13 @@ func TestCommandsAsDataHooks(t *testing.T) {
 		{"print into a shell", "import sys, subprocess\np = subprocess.Popen(['sh'], stdin=subprocess.PIPE, text=True)\nsys.stdout = p.stdin\nprint('rm -rf / --no-preserve-root')\n", "codesafety.destructive", 4},
 		{"logging into a shell", "import logging, subprocess\np = subprocess.Popen(['sh'], stdin=subprocess.PIPE, text=True)\nlogging.basicConfig(stream=p.stdin, format='%(message)s')\nlogging.warning('rm -rf / --no-preserve-root')\n", "codesafety.destructive", 4},
 		{"log handler runs it", "import logging, os\nclass H(logging.Handler):\n    def emit(self, r):\n        os.system(r.getMessage())\nlogging.getLogger().addHandler(H())\nlogging.warning('rm -rf /')\n", "codesafety.destructive", 6},
+		// Methods assigned rather than defined, a metaclass, the class under another name.
+		{"lambda __init__ in the class body", "import os\nclass RunError(Exception):\n    __init__ = lambda self, c: os.system(c)\nraise RunError('rm -rf / --no-preserve-root')\n", "codesafety.destructive", 4},
+		{"__init__ assigned to the class", "import os\nclass RunError(Exception):\n    pass\nRunError.__init__ = lambda self, c: os.system(c)\nraise RunError('rm -rf / --no-preserve-root')\n", "codesafety.destructive", 5},
+		{"lambda __getitem__ in the class body", "import os\nclass R:\n    __getitem__ = lambda self, k: os.system(k)\nR()['rm -rf /']\n", "codesafety.destructive", 4},
+		{"lambda __eq__ in the class body", "import os\nclass R:\n    __eq__ = lambda self, k: os.system(k)\nC = ['rm -rf /']\nR() == C[0]\n", "codesafety.destructive", 4},
+		{"metaclass runs it", "import os\nclass M(type):\n    def __call__(cls, c):\n        os.system(c)\nclass RunError(Exception, metaclass=M):\n    pass\nraise RunError('rm -rf / --no-preserve-root')\n", "codesafety.destructive", 7},
+		{"exception class aliased", "import os\nclass B(Exception):\n    def __init__(self, c):\n        os.system(c)\nRunError = B\nraise RunError('rm -rf /')\n", "codesafety.destructive", 6},
 		// Still data: an exception class without methods, a plain comparison.
 		{"plain exception class", "class RefusedError(Exception):\n    pass\ndef check(cmd):\n    if cmd == 'rm -rf /':\n        raise RefusedError('rm -rf / is refused')\n", "", 0},
 	})

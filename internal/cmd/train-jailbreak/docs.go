@@ -57,11 +57,25 @@ type goModule struct {
 func benignDocs(root string) (Docs, error) {
 	cmd := exec.Command("go", "mod", "download", "-json")
 	cmd.Dir = root
+	// The module's own go.mod decides the set, not a go.work above the repository.
+	cmd.Env = append(os.Environ(), "GOWORK=off")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		return Docs{}, fmt.Errorf("go mod download -json: %v: %s", err, strings.TrimSpace(stderr.String()))
+		// The modules it could not fetch say why in their JSON, on stdout.
+		var why []string
+		dec := json.NewDecoder(bytes.NewReader(out))
+		for {
+			var m struct{ Path, Version, Error string }
+			if dec.Decode(&m) != nil {
+				break
+			}
+			if m.Error != "" {
+				why = append(why, m.Path+"@"+m.Version+": "+m.Error)
+			}
+		}
+		return Docs{}, fmt.Errorf("go mod download -json: %v: %s", err, strings.TrimSpace(stderr.String()+" "+strings.Join(why, "; ")))
 	}
 	var mods []goModule
 	dec := json.NewDecoder(bytes.NewReader(out))
@@ -86,11 +100,11 @@ func benignDocs(root string) (Docs, error) {
 			return Docs{}, err
 		}
 		for _, rel := range files {
-			b, err := os.ReadFile(filepath.Join(m.Dir, rel))
+			b, err := os.ReadFile(filepath.Join(m.Dir, filepath.FromSlash(rel)))
 			if err != nil {
 				return Docs{}, err
 			}
-			id := m.Path + "@" + m.Version + "/" + filepath.ToSlash(rel)
+			id := m.Path + "@" + m.Version + "/" + rel
 			held := sha256.Sum256([]byte(id))[0]%2 == 1
 			d.Files++
 			for _, c := range docChunks(string(b)) {
@@ -109,7 +123,9 @@ func benignDocs(root string) (Docs, error) {
 }
 
 // markdownFiles lists the .md files of a module directory, in its root and up to three
-// directories down, of at least docMinFile bytes, test data and vendored code aside, sorted.
+// directories down, of at least docMinFile bytes, test data and vendored code aside, as
+// slash-separated paths sorted as such: the order, which training follows, is then the
+// same on every system ("doc/x.md" before "doc1.md", with '\' as well as '/').
 func markdownFiles(dir string) ([]string, error) {
 	var out []string
 	err := filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
@@ -129,7 +145,7 @@ func markdownFiles(dir string) ([]string, error) {
 		if info, err := e.Info(); err != nil || info.Size() < docMinFile {
 			return err
 		}
-		out = append(out, rel)
+		out = append(out, filepath.ToSlash(rel))
 		return nil
 	})
 	sort.Strings(out)

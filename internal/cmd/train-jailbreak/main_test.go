@@ -111,7 +111,7 @@ func TestDocChunks(t *testing.T) {
 func TestMarkdownFiles(t *testing.T) {
 	dir := t.TempDir()
 	big := strings.Repeat("x", docMinFile)
-	for _, p := range []string{"README.md", "docs/guide.MD", "a/b/c/deep.md", "a/b/c/d/deeper.md", "testdata/x.md", "vendor/v.md", ".github/g.md", "small.md", "notes.txt"} {
+	for _, p := range []string{"README.md", "docs/guide.MD", "doc1.md", "doc/x.md", "a/b/c/deep.md", "a/b/c/d/deeper.md", "testdata/x.md", "vendor/v.md", ".github/g.md", "small.md", "notes.txt"} {
 		full := filepath.Join(dir, p)
 		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
 			t.Fatal(err)
@@ -128,7 +128,8 @@ func TestMarkdownFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"README.md", filepath.Join("a", "b", "c", "deep.md"), filepath.Join("docs", "guide.MD")}
+	// Slash paths in slash order: "doc/x.md" before "doc1.md" on every system.
+	want := []string{"README.md", "a/b/c/deep.md", "doc/x.md", "doc1.md", "docs/guide.MD"}
 	if !slices.Equal(got, want) {
 		t.Errorf("markdownFiles = %q, want %q", got, want)
 	}
