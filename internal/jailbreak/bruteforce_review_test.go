@@ -68,7 +68,11 @@ func TestMatchPhrasesBruteForce(t *testing.T) {
 			texts = append(texts, f+e, f+e+" "+f+e, strings.ToUpper(f+e), f+e+" trailing text")
 		}
 	}
-	texts = append(texts, generatedTexts(append(seeds, extra...), 1500)...)
+	n := 1500
+	if raceEnabled {
+		n = 150 // the race detector makes every regexp fifteen times slower
+	}
+	texts = append(texts, generatedTexts(append(seeds, extra...), n)...)
 	type brute struct{ plain, leet *regexp.Regexp }
 	bs := make([]brute, len(phraseRules))
 	for i, r := range phraseRules {
