@@ -31,11 +31,6 @@ func printMisses(data, modelPath string) error {
 		return err
 	}
 	_, test := jailbreak.Split(ex, 0.2)
-	type miss struct {
-		e     jailbreak.Example
-		score float64
-		why   string
-	}
 	var fn, fp []miss
 	for _, e := range test {
 		r := d.Scan(e.Text)
@@ -47,18 +42,8 @@ func printMisses(data, modelPath string) error {
 		}
 	}
 	sort.SliceStable(fn, func(i, j int) bool { return fn[i].score < fn[j].score })
-	show := func(title string, ms []miss) {
-		fmt.Printf("## %s: %d (threshold %.4f)\n\n", title, len(ms), d.Threshold())
-		for _, x := range ms {
-			fmt.Printf("- score %.4f, %d bytes, source %s\n", x.score, len(x.e.Text), x.e.Source)
-			if x.why != "" {
-				fmt.Printf("  why: %s\n", x.why)
-			}
-			fmt.Printf("  text: %q\n\n", clip(x.e.Text, 600))
-		}
-	}
-	show("missed jailbreaks", fn)
-	show("flagged benign texts", fp)
+	showMisses(fmt.Sprintf("missed jailbreaks: %d (threshold %.4f)", len(fn), d.Threshold()), fn, true)
+	showMisses(fmt.Sprintf("flagged benign texts: %d (threshold %.4f)", len(fp), d.Threshold()), fp, true)
 	return nil
 }
 
@@ -95,11 +80,6 @@ func printOOFMisses(train, docs []jailbreak.Example) {
 		fmt.Fprintln(os.Stderr, "train-jailbreak:", err)
 		os.Exit(1)
 	}
-	type miss struct {
-		e     jailbreak.Example
-		score float64
-		why   string
-	}
 	var fn, fp []miss
 	for i, e := range train {
 		rule := ""
@@ -118,17 +98,30 @@ func printOOFMisses(train, docs []jailbreak.Example) {
 		}
 	}
 	sort.SliceStable(fn, func(i, j int) bool { return fn[i].score < fn[j].score })
-	for _, part := range []struct {
-		title string
-		ms    []miss
-	}{{"missed jailbreaks (out of fold)", fn}, {"flagged benign texts (out of fold)", fp}} {
-		fmt.Printf("## %s: %d (model threshold %.4f)\n\n", part.title, len(part.ms), t)
-		for _, x := range part.ms {
-			fmt.Printf("- score %.4f, %d bytes\n", x.score, len(x.e.Text))
-			if x.why != "" {
-				fmt.Printf("  why: %s\n", x.why)
-			}
-			fmt.Printf("  text: %q\n\n", clip(x.e.Text, 600))
+	showMisses(fmt.Sprintf("missed jailbreaks (out of fold): %d (model threshold %.4f)", len(fn), t), fn, false)
+	showMisses(fmt.Sprintf("flagged benign texts (out of fold): %d (model threshold %.4f)", len(fp), t), fp, false)
+}
+
+// miss is a text the detector got wrong: its model score and, for a flagged benign text,
+// the finding that flagged it.
+type miss struct {
+	e     jailbreak.Example
+	score float64
+	why   string
+}
+
+// showMisses prints a section of misses; source adds each text's source.
+func showMisses(title string, ms []miss, source bool) {
+	fmt.Printf("## %s\n\n", title)
+	for _, x := range ms {
+		fmt.Printf("- score %.4f, %d bytes", x.score, len(x.e.Text))
+		if source {
+			fmt.Printf(", source %s", x.e.Source)
 		}
+		fmt.Println()
+		if x.why != "" {
+			fmt.Printf("  why: %s\n", x.why)
+		}
+		fmt.Printf("  text: %q\n\n", clip(x.e.Text, 600))
 	}
 }
