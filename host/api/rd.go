@@ -302,6 +302,7 @@ func (s *Server) tracker(ctx context.Context, sessionID string) (*rd.Tracker, er
 				return nil, err
 			}
 			for _, kv := range res.Items {
+				after = kv.Key
 				var p storedPoint
 				if err := json.Unmarshal(kv.Value, &p); err != nil {
 					return nil, fmt.Errorf("rd point %s of session %s: corrupt: %w", kv.Key, id, err)
@@ -310,10 +311,7 @@ func (s *Server) tracker(ctx context.Context, sessionID string) (*rd.Tracker, er
 					// A point an older host stored beyond today's bounds (a distortion
 					// over 1e100) can be on no curve: it is left out, not a 500 forever.
 					s.opts.Logger.Warn("rd point left out of the knee", "session", id, "key", string(kv.Key), "error", err)
-					after = kv.Key
-					continue
 				}
-				after = kv.Key
 			}
 			if !res.More {
 				break

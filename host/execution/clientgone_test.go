@@ -37,15 +37,7 @@ func TestMain(m *testing.M) {
 func echoEngine(t *testing.T) (*Engine, *session.Session) {
 	t.Helper()
 	ctx := context.Background()
-	st := memstore.New()
-	key, err := trace.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	traces, err := trace.New(st, key, trace.Options{TempDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, traces := memTraces(t)
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
@@ -64,6 +56,21 @@ func echoEngine(t *testing.T) (*Engine, *session.Session) {
 		t.Fatal(err)
 	}
 	return &Engine{Sessions: sessions, Traces: traces, Rules: rules, Stats: stats, Logger: hclog.NewNullLogger()}, s
+}
+
+// memTraces returns in-memory storage and a trace store on it with a fresh key.
+func memTraces(t *testing.T) (*memstore.Store, *trace.Store) {
+	t.Helper()
+	st := memstore.New()
+	key, err := trace.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	traces, err := trace.New(st, key, trace.Options{TempDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st, traces
 }
 
 // executed returns the data of the trace's executed entry.

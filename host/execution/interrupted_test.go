@@ -10,7 +10,6 @@ import (
 
 	"github.com/limitgraph/limit/host/trace"
 	"github.com/limitgraph/limit/sdk/storage"
-	"github.com/limitgraph/limit/sdk/storage/memstore"
 )
 
 // TestFinishInterrupted: a marked trace without an outcome gets an "interrupted" executed
@@ -18,15 +17,7 @@ import (
 // another node's markers are left alone; a second pass finds nothing.
 func TestFinishInterrupted(t *testing.T) {
 	ctx := context.Background()
-	st := memstore.New()
-	key, err := trace.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	traces, err := trace.New(st, key, trace.Options{TempDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, traces := memTraces(t)
 	e := &Engine{Traces: traces, Store: st, Node: "a", Logger: hclog.NewNullLogger()}
 	const sid = "01M8V4FXRZG7EWFH84V313M64M"
 	mk := func(id string, outcome bool) {
