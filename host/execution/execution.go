@@ -410,28 +410,26 @@ func (e *Engine) Execute(ctx context.Context, sessionID string, req Request, emi
 	defer xcancel()
 	watch := e.watchCaller(ctx, xctx, xcancel, h, cr.ID, started, timeout)
 	emit(Event{Kind: EventStarted})
+	// Output still counts once the caller went away, but is no longer sent: a client that
+	// stopped reading must not hold up the runner's stream.
+	send := func(e Event) {
+		if ctx.Err() == nil {
+			emit(e)
+		}
+	}
 	out, xerr := h.Execute(xctx, runner.ExecuteRequest{
 		ExecutionID: cr.ID, Input: req.Input, Timeout: timeout, Params: req.Params,
 	}, func(ev runner.Event) error {
-		// Output still counts once the caller went away, but is no longer sent: a client
-		// that stopped reading must not hold up the runner's stream.
-		gone := ctx.Err() != nil
 		switch {
 		case ev.Output != nil && ev.Output.Stream == runner.Stderr:
 			keep(&stderr, ev.Output.Data)
-			if !gone {
-				emit(Event{Kind: "stderr", Data: string(ev.Output.Data)})
-			}
+			send(Event{Kind: "stderr", Data: string(ev.Output.Data)})
 		case ev.Output != nil:
 			keep(&stdout, ev.Output.Data)
-			if !gone {
-				emit(Event{Kind: "stdout", Data: string(ev.Output.Data)})
-			}
+			send(Event{Kind: "stdout", Data: string(ev.Output.Data)})
 		case ev.Token != nil:
 			keep(&tokens, []byte(ev.Token.Text))
-			if !gone {
-				emit(Event{Kind: "token", Data: ev.Token.Text})
-			}
+			send(Event{Kind: "token", Data: ev.Token.Text})
 		}
 		return nil
 	})

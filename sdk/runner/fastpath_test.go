@@ -238,6 +238,12 @@ type launched struct {
 // kills it when the test ends.
 func launch(t testing.TB, mode string, set plugin.PluginSet) launched {
 	t.Helper()
+	return launchSession(t, mode, set, runner.Session{ID: "s1", WorkDir: t.TempDir()})
+}
+
+// launchSession is launch with the session the plugin is opened for.
+func launchSession(t testing.TB, mode string, set plugin.PluginSet, sess runner.Session) launched {
+	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
@@ -253,7 +259,7 @@ func launch(t testing.TB, mode string, set plugin.PluginSet) launched {
 	if ds := c.Configure(t.Context(), base.ConfigureRequest{Config: []byte("{}"), DataDir: t.TempDir()}); ds.HasErrors() {
 		t.Fatal(ds.Err())
 	}
-	if err := c.OpenSession(t.Context(), runner.Session{ID: "s1", WorkDir: t.TempDir()}); err != nil {
+	if err := c.OpenSession(t.Context(), sess); err != nil {
 		t.Fatal(err)
 	}
 	return launched{Client: c, plugin: pc}
@@ -597,24 +603,7 @@ func TestSessionLimits(t *testing.T) {
 func TestSessionSpent(t *testing.T) {
 	want := map[string]float64{"session_tokens": 120, "session_cost_usd": 0.25}
 	for _, set := range []plugin.PluginSet{runner.PluginSet(), runner.PluginSetGRPCOnly()} {
-		exe, err := os.Executable()
-		if err != nil {
-			t.Fatal(err)
-		}
-		pc := base.NewClient(base.LaunchConfig{Path: exe, Kind: base.KindRunner, Plugins: set, Env: []string{serveEnv + "=test"}})
-		t.Cleanup(pc.Kill)
-		raw, err := base.Dispense(t.Context(), pc, base.KindRunner)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c := raw.(*runner.Client)
-		t.Cleanup(c.Close)
-		if ds := c.Configure(t.Context(), base.ConfigureRequest{Config: []byte("{}"), DataDir: t.TempDir()}); ds.HasErrors() {
-			t.Fatal(ds.Err())
-		}
-		if err := c.OpenSession(t.Context(), runner.Session{ID: "s3", WorkDir: t.TempDir(), Spent: want}); err != nil {
-			t.Fatal(err)
-		}
+		c := launchSession(t, "test", set, runner.Session{ID: "s3", WorkDir: t.TempDir(), Spent: want})
 		r := run(t.Context(), c, "spent")
 		if r.err != nil || !maps.Equal(r.res.Usage.Extra, want) {
 			t.Errorf("%s: the runner saw spent %v (%v), want %v", c.Transport(), r.res.Usage.Extra, r.err, want)

@@ -65,24 +65,19 @@ func main() {
 		}
 		docs = &d
 	}
-	if *oofMisses {
+	if *oofMisses || *sweep {
+		// Both read the training split only.
 		ex, _, err := jailbreak.LoadJSONL(*data)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "train-jailbreak:", err)
 			os.Exit(1)
 		}
 		train, _ := jailbreak.Split(ex, 0.2)
-		printOOFMisses(train, docs.train())
-		return
-	}
-	if *sweep {
-		ex, _, err := jailbreak.LoadJSONL(*data)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "train-jailbreak:", err)
-			os.Exit(1)
+		if *oofMisses {
+			printOOFMisses(train, docs.train())
+		} else {
+			tune(train, docs.train(), sweepConfigs())
 		}
-		train, _ := jailbreak.Split(ex, 0.2)
-		tune(train, docs.train(), sweepConfigs())
 		return
 	}
 	if err := run(*data, *modelPath, *metricsDir, *hard, *evalOnly, docs); err != nil {
