@@ -2,9 +2,11 @@
 # `make test`.
 .PHONY: train-jailbreak eval-jailbreak eval-jailbreak-api tune-jailbreak oof-misses-jailbreak crosscheck-jailbreak bench-governance
 
-# Retrain the jailbreak model from ../shared/data/governance/prompts-train.jsonl and half
-# of the Markdown documents of the modules go.mod requires (benign documents, fetched by
-# `go mod download -json`; see internal/cmd/train-jailbreak/docs.go), with a fixed seed:
+# Retrain the jailbreak model from ../shared/data/governance/prompts-train.jsonl, half
+# of the Markdown documents and of a sample of the Go source files of the modules go.mod
+# requires (benign documents, fetched by `go mod download -json`; see
+# internal/cmd/train-jailbreak/docs.go) and half of the
+# team's written corpus (internal/jailbreak/corpus, see its SOURCES.md), with a fixed seed:
 # the same data gives the same file byte for byte. Recalibrates the presets on benign
 # prompts and rewrites internal/jailbreak/model/{jailbreak.model.gz,metrics.json,METRICS.md}.
 train-jailbreak:

@@ -17,7 +17,8 @@ import (
 )
 
 // Golden digests of the detector's complete output (see equivalenceDigest), computed
-// after a review narrowed the new idiom families (ordinary sentences they flagged are in
+// after the model was retrained with the team's written corpus and a sample of Go source
+// among the benign documents, and the measured-only set unseen-r7 added; before that, after a review narrowed the new idiom families (ordinary sentences they flagged are in
 // TestPhraseRules), and before that after the idiom families named from round 5 (indirect-more, override-void,
 // persona-nosafety, reveal-config, persona-unbound in six languages), dense leetspeak
 // folding and the measured-only set unseen-r6 (before that: the model trained on benign documents too and the hand-written
@@ -30,8 +31,8 @@ import (
 // make the detector faster must leave them as they are. Regenerate them (print them with
 // JB_EQUIV_PRINT=1) only for a change that is meant to alter the output.
 const (
-	goldenTrainDigest     = "386066ab0d9b169996b164b4711ae302eb865ae82f56dad2f61e15de720718b3"
-	goldenGeneratedDigest = "a6e103c4172f620991e1afe03e8b6fbde2d76d1593de1cb0afa2be06bf10c810"
+	goldenTrainDigest     = "26f4da4e4e13fe6500defc730274d560a9eb0078fda0aa3615e18a8d2aece9e0"
+	goldenGeneratedDigest = "2806e4eb662081a31c637ee97a73e893351a975eb599afa5ddd59d31f220a4ba"
 )
 
 // equivalenceDigest writes the complete output of the detector on each text to a sha256:

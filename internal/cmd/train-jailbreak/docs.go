@@ -26,7 +26,8 @@ import (
 // of a changelog was blocked. The model also trains on benign documents: the Markdown
 // files (READMEs, changelogs, guides) of the modules go.mod requires, as `go mod download
 // -json` fetches them into the module cache (go.sum pins their bytes, so the set is the
-// same on every machine for a given go.mod and go.sum). Half of the files
+// same on every machine for a given go.mod and go.sum), and a sample of their Go source
+// files (goFiles). Half of the files
 // (by a hash of module path, version and file path) are trained on, the other half only
 // measured, as "benign documents (held-out half)" in METRICS.md. They are not used to
 // calibrate the thresholds, which stay those of benign prompts.
@@ -99,6 +100,11 @@ func benignDocs(root string) (Docs, error) {
 		if err != nil {
 			return Docs{}, err
 		}
+		code, err := goFiles(m.Dir)
+		if err != nil {
+			return Docs{}, err
+		}
+		files = append(files, code...)
 		for _, rel := range files {
 			b, err := os.ReadFile(filepath.Join(m.Dir, filepath.FromSlash(rel)))
 			if err != nil {
@@ -146,6 +152,45 @@ func markdownFiles(dir string) ([]string, error) {
 			return err
 		}
 		out = append(out, filepath.ToSlash(rel))
+		return nil
+	})
+	sort.Strings(out)
+	return out, err
+}
+
+// goCodeShare is the share of a module's Go source files (tests and generated protobuf
+// code aside) taken as documents: 1 in goCodeShare, by sha256 of the file's path.
+const goCodeShare = 40
+
+// goFiles lists a sample of the Go source files of a module directory (see goCodeShare)
+// of at least docMinFile bytes, test data and vendored code aside, as slash-separated
+// paths sorted as such. People paste code into prompts ("why does this panic?"); a
+// model that knows prompts only, and injections planted in code comments, took code
+// itself for a sign of an attack.
+func goFiles(dir string) ([]string, error) {
+	var out []string
+	err := filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		if e.IsDir() {
+			if rel != "." && (e.Name() == "testdata" || e.Name() == "vendor" || strings.HasPrefix(e.Name(), ".")) {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		rel = filepath.ToSlash(rel)
+		if !strings.HasSuffix(rel, ".go") || strings.HasSuffix(rel, "_test.go") || strings.HasSuffix(rel, ".pb.go") {
+			return nil
+		}
+		if sha256.Sum256([]byte(rel))[0]%goCodeShare != 0 {
+			return nil
+		}
+		if info, err := e.Info(); err != nil || info.Size() < docMinFile {
+			return err
+		}
+		out = append(out, rel)
 		return nil
 	})
 	sort.Strings(out)

@@ -39,7 +39,8 @@ func main() {
 	sweep := flag.Bool("tune", false, "print out-of-fold metrics on the training split for a sweep of hyper-parameters, then exit")
 	misses := flag.Bool("misses", false, "with -eval-only: print the held-out texts the default preset gets wrong, then exit")
 	oofMisses := flag.Bool("oof-misses", false, "print the training split's texts the whole detector misses or flags out of fold (the model's scores from 5-fold cross-validation, its threshold at the default preset's false-positive rate), then exit; the held-out split is not read")
-	withDocs := flag.Bool("docs", true, "also train on benign documents: the Markdown files of the modules go.mod requires (go mod download -json fetches them); half of the files held out and measured")
+	withDocs := flag.Bool("docs", true, "also train on benign documents: the Markdown files and a sample of the Go source files of the modules go.mod requires (go mod download -json fetches them); half of the files held out and measured")
+	withWritten := flag.Bool("written", true, "also train on the team's written corpus ("+writtenGlob+"); half of it held out and measured")
 	heldOut := flag.String("write-held-out", "", "write the held-out split as JSON lines {\"text\", \"label\"} to this file (for limitctl governance eval), then exit")
 	flag.Parse()
 	if *heldOut != "" {
@@ -65,6 +66,17 @@ func main() {
 		}
 		docs = &d
 	}
+	var written *Written
+	if *withWritten {
+		w, err := writtenCorpus(root)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "train-jailbreak: written corpus:", err)
+			os.Exit(1)
+		}
+		written = &w
+	}
+	// Trained on in every fold and by the final model, never scored for calibration.
+	extra := append(slices.Clip(docs.train()), written.train()...)
 	if *oofMisses || *sweep {
 		// Both read the training split only.
 		ex, _, err := jailbreak.LoadJSONL(*data)
@@ -74,13 +86,17 @@ func main() {
 		}
 		train, _ := jailbreak.Split(ex, 0.2)
 		if *oofMisses {
-			printOOFMisses(train, docs.train())
+			printOOFMisses(train, extra)
 		} else {
-			tune(train, docs.train(), sweepConfigs())
+			var valid []jailbreak.Example
+			if written != nil {
+				valid = written.HeldOut
+			}
+			tune(train, extra, valid, sweepConfigs())
 		}
 		return
 	}
-	if err := run(*data, *modelPath, *metricsDir, *hard, *evalOnly, docs); err != nil {
+	if err := run(*data, *modelPath, *metricsDir, *hard, *evalOnly, docs, written, extra); err != nil {
 		fmt.Fprintln(os.Stderr, "train-jailbreak:", err)
 		os.Exit(1)
 	}
@@ -126,6 +142,15 @@ type Metrics struct {
 	Sets       []jailbreak.SetResult `json:"sets"`
 	Categories []jailbreak.SetResult `json:"hard_categories"`
 	Docs       *DocsMeta             `json:"benign_documents,omitempty"`
+	Written    *WrittenMeta          `json:"written_corpus,omitempty"`
+}
+
+// WrittenMeta describes the written corpus (see written.go).
+type WrittenMeta struct {
+	Files   []string `json:"files"`
+	SHA256  string   `json:"sha256"`
+	Train   int      `json:"train_rows"`
+	HeldOut int      `json:"held_out_rows"`
 }
 
 // DocsMeta describes the benign document set (see docs.go).
@@ -144,7 +169,7 @@ func (d *Docs) train() []jailbreak.Example {
 	return d.Train
 }
 
-func run(data, modelPath, metricsDir, hardGlob string, evalOnly bool, docs *Docs) error {
+func run(data, modelPath, metricsDir, hardGlob string, evalOnly bool, docs *Docs, written *Written, extra []jailbreak.Example) error {
 	ex, sum, err := jailbreak.LoadJSONL(data)
 	if err != nil {
 		return fmt.Errorf("%w (the training file is at %s relative to the repository root)", err, jailbreak.TrainingDataRel)
@@ -169,16 +194,16 @@ func run(data, modelPath, metricsDir, hardGlob string, evalOnly bool, docs *Docs
 		}
 	} else {
 		start := time.Now()
-		// The documents are trained on in every fold, but the thresholds are those of
-		// benign prompts' out-of-fold scores.
-		oof := jailbreak.OutOfFoldWith(train, docs.train(), cfg)
+		// The documents and the written corpus are trained on in every fold, but the
+		// thresholds are those of benign prompts' out-of-fold scores.
+		oof := jailbreak.OutOfFoldWith(train, extra, cfg)
 		var benign []float64
 		for i, e := range train {
 			if !e.Positive() {
 				benign = append(benign, oof[i])
 			}
 		}
-		m = jailbreak.Train(append(slices.Clip(train), docs.train()...), cfg)
+		m = jailbreak.Train(append(slices.Clip(train), extra...), cfg)
 		jailbreak.Calibrate(m, benign)
 		m.Meta.DataSHA256, m.Meta.Rows = sum, len(ex)
 		if raw, err = m.Marshal(); err != nil {
@@ -191,7 +216,7 @@ func run(data, modelPath, metricsDir, hardGlob string, evalOnly bool, docs *Docs
 		if err := os.WriteFile(modelPath, raw, 0o644); err != nil {
 			return fmt.Errorf("write model: %w", err)
 		}
-		fmt.Fprintf(os.Stderr, "trained on %d texts and %d documents in %v; model %s (%d bytes)\n", len(train), len(docs.train()), time.Since(start).Round(time.Millisecond), modelPath, len(raw))
+		fmt.Fprintf(os.Stderr, "trained on %d texts, %d documents and %d written texts in %v; model %s (%d bytes)\n", len(train), len(docs.train()), len(written.train()), time.Since(start).Round(time.Millisecond), modelPath, len(raw))
 	}
 
 	var trainBenign []jailbreak.Example
@@ -217,6 +242,15 @@ func run(data, modelPath, metricsDir, hardGlob string, evalOnly bool, docs *Docs
 			}
 			met.Sets = append(met.Sets, r)
 		}
+	}
+
+	if written != nil {
+		met.Written = &WrittenMeta{Files: written.Files, SHA256: written.SHA256, Train: len(written.Train), HeldOut: len(written.HeldOut)}
+		r, err := jailbreak.EvaluateSet("written corpus (held-out half)", m, lb, written.HeldOut)
+		if err != nil {
+			return err
+		}
+		met.Sets = append(met.Sets, r)
 	}
 
 	// Length-matched subset of the held-out split: texts of 500-4000 bytes, where length
@@ -306,8 +340,12 @@ func render(m Metrics) string {
 	fmt.Fprintf(&b, "- thresholds (model probability), calibrated on %d-fold out-of-fold scores of the benign training texts: permissive %.4f, default %.4f, strict %.4f\n",
 		m.Train.Folds, m.Thresholds[jailbreak.PresetPermissive], m.Thresholds[jailbreak.PresetDefault], m.Thresholds[jailbreak.PresetStrict])
 	if m.Docs != nil {
-		fmt.Fprintf(&b, "- also trained on benign documents: %d chunks of the Markdown files of the modules go.mod requires (%d files; sha256 of the chunks `%s`); %d chunks of the other half of the files are measured below, not trained on; thresholds calibrated on prompts only\n",
-			m.Docs.Train, m.Docs.Files, m.Docs.SHA256, m.Docs.HeldOut)
+		fmt.Fprintf(&b, "- also trained on benign documents: %d chunks of the Markdown files and of 1 in %d Go source files of the modules go.mod requires (%d files; sha256 of the chunks `%s`); %d chunks of the other half of the files are measured below, not trained on; thresholds calibrated on prompts only\n",
+			m.Docs.Train, goCodeShare, m.Docs.Files, m.Docs.SHA256, m.Docs.HeldOut)
+	}
+	if m.Written != nil {
+		fmt.Fprintf(&b, "- also trained on the team's written corpus (`%s`, sha256 of the files' sha256s `%s`): %d rows; %d more held out (half of each label, by sha256 of the text) and measured below; thresholds calibrated on prompts only\n",
+			strings.Join(m.Written.Files, "`, `"), m.Written.SHA256, m.Written.Train, m.Written.HeldOut)
 	}
 	fmt.Fprintf(&b, "- length baseline (flag when longer than), calibrated the same way: permissive %.0f, default %.0f, strict %.0f bytes\n\n",
 		m.Length[jailbreak.PresetPermissive], m.Length[jailbreak.PresetDefault], m.Length[jailbreak.PresetStrict])

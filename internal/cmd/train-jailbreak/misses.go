@@ -59,9 +59,9 @@ func clip(s string, n int) string {
 // out of fold (no phrase rule or decoder fires and the model's out-of-fold score is under
 // the threshold at the default preset's false-positive rate) and the benign texts it
 // flags, for writing rules from the training split without looking at the held-out one.
-func printOOFMisses(train, docs []jailbreak.Example) {
+func printOOFMisses(train, extra []jailbreak.Example) {
 	cfg := jailbreak.DefaultTrainConfig()
-	oof := jailbreak.OutOfFoldWith(train, docs, cfg)
+	oof := jailbreak.OutOfFoldWith(train, extra, cfg)
 	var benign []float64
 	for i, e := range train {
 		if !e.Positive() {
@@ -69,26 +69,14 @@ func printOOFMisses(train, docs []jailbreak.Example) {
 		}
 	}
 	t := jailbreak.ThresholdAtFPR(benign, jailbreak.PresetFPR[jailbreak.PresetDefault])
-	// The rules and decoders, the model's own threshold set out of reach (as tune does).
-	m, err := jailbreak.DefaultModel()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "train-jailbreak:", err)
-		os.Exit(1)
-	}
-	d, err := jailbreak.NewDetector(m, "", 0.999999)
+	rules, err := ruleFindings(train)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "train-jailbreak:", err)
 		os.Exit(1)
 	}
 	var fn, fp []miss
 	for i, e := range train {
-		rule := ""
-		for _, f := range d.Scan(e.Text).Findings {
-			if f.RuleID != jailbreak.RuleModel {
-				rule = f.RuleID + ": " + f.Reason
-				break
-			}
-		}
+		rule := rules[i]
 		flagged := rule != "" || oof[i] >= t
 		switch {
 		case e.Positive() && !flagged:
@@ -100,6 +88,31 @@ func printOOFMisses(train, docs []jailbreak.Example) {
 	sort.SliceStable(fn, func(i, j int) bool { return fn[i].score < fn[j].score })
 	showMisses(fmt.Sprintf("missed jailbreaks (out of fold): %d (model threshold %.4f)", len(fn), t), fn, false)
 	showMisses(fmt.Sprintf("flagged benign texts (out of fold): %d (model threshold %.4f)", len(fp), t), fp, false)
+}
+
+// ruleFindings returns, for each text, the first finding of a phrase rule or decoder
+// ("rule id: reason"), or "" when none fires: the committed model's detector with the
+// model's own threshold set out of reach, so the rules can be added to out-of-fold model
+// scores.
+func ruleFindings(ex []jailbreak.Example) ([]string, error) {
+	m, err := jailbreak.DefaultModel()
+	if err != nil {
+		return nil, err
+	}
+	d, err := jailbreak.NewDetector(m, "", 0.999999)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, len(ex))
+	for i, e := range ex {
+		for _, f := range d.Scan(e.Text).Findings {
+			if f.RuleID != jailbreak.RuleModel {
+				out[i] = f.RuleID + ": " + f.Reason
+				break
+			}
+		}
+	}
+	return out, nil
 }
 
 // miss is a text the detector got wrong: its model score and, for a flagged benign text,

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -13,8 +14,10 @@ import (
 // tune prints, for each hyper-parameter setting of the sweep, the model's out-of-fold
 // ROC-AUC and true-positive rate at 1 % and 0.1 % false positives on the training split
 // (the held-out split is never looked at), which is how DefaultTrainConfig was chosen;
-// docs are trained on in every fold, never scored.
-func tune(train, docs []jailbreak.Example, sweep []jailbreak.TrainConfig) {
+// extra (documents, the written corpus's training half) is trained on in every fold,
+// never scored. With valid (the written corpus's held-out half), each setting's model
+// trained on everything is also measured on it at the default preset's threshold.
+func tune(train, extra, valid []jailbreak.Example, sweep []jailbreak.TrainConfig) {
 	if js := os.Getenv("TUNE_CONFIGS"); js != "" {
 		// e.g. TUNE_CONFIGS='{"epochs":20};{"lr":0.5,"binary":true}' runs those changes
 		// to DefaultTrainConfig instead of the built-in sweep.
@@ -42,20 +45,15 @@ func tune(train, docs []jailbreak.Example, sweep []jailbreak.TrainConfig) {
 	for i, e := range train {
 		pos[i] = e.Positive()
 	}
-	// Which training texts a phrase rule or decoder flags (the model's threshold set out
-	// of reach), to report the whole detector's out-of-fold TPR and FPR beside the model's.
-	ruled := make([]bool, len(train))
-	if m, err := jailbreak.DefaultModel(); err == nil {
-		if d, err := jailbreak.NewDetector(m, "", 0.999999); err == nil {
-			for i, e := range train {
-				for _, f := range d.Scan(e.Text).Findings {
-					ruled[i] = ruled[i] || f.RuleID != jailbreak.RuleModel
-				}
-			}
-		}
+	// Which training texts a phrase rule or decoder flags, to report the whole
+	// detector's out-of-fold TPR and FPR beside the model's.
+	rules, err := ruleFindings(train)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "train-jailbreak:", err)
+		os.Exit(1)
 	}
 	for _, cfg := range sweep {
-		oof := jailbreak.OutOfFoldWith(train, docs, cfg)
+		oof := jailbreak.OutOfFoldWith(train, extra, cfg)
 		var benign []float64
 		for i, s := range oof {
 			if !pos[i] {
@@ -71,9 +69,25 @@ func tune(train, docs []jailbreak.Example, sweep []jailbreak.TrainConfig) {
 			}
 			var dc jailbreak.Confusion
 			for i, s := range oof {
-				dc.Add(pos[i], s >= t || ruled[i])
+				dc.Add(pos[i], s >= t || rules[i] != "")
 			}
 			line += fmt.Sprintf(" tpr@%g=%.3f (detector tpr %.3f fpr %.4f)", fpr, c.TPR(), dc.TPR(), dc.FPR())
+		}
+		if len(valid) > 0 {
+			// The written corpus's held-out half, scored by a model trained on everything
+			// else, at the default preset's threshold.
+			m := jailbreak.Train(append(slices.Clip(train), extra...), cfg)
+			vs := jailbreak.ModelScores(m, valid)
+			vpos := make([]bool, len(valid))
+			for i, e := range valid {
+				vpos[i] = e.Positive()
+			}
+			t := jailbreak.ThresholdAtFPR(benign, jailbreak.PresetFPR[jailbreak.PresetDefault])
+			var c jailbreak.Confusion
+			for i, s := range vs {
+				c.Add(vpos[i], s >= t)
+			}
+			line += fmt.Sprintf(" written held-out: auc=%.4f tpr=%.3f fpr=%.3f", jailbreak.ROCAUC(vs, vpos), c.TPR(), c.FPR())
 		}
 		fmt.Fprintln(os.Stderr, line)
 	}
