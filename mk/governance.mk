@@ -1,6 +1,6 @@
 # Governance rule plugins (plugins/governance-*, internal/jailbreak). Their tests run with
 # `make test`.
-.PHONY: train-jailbreak eval-jailbreak eval-jailbreak-api tune-jailbreak oof-misses-jailbreak crosscheck-jailbreak bench-governance
+.PHONY: train-jailbreak eval-jailbreak eval-jailbreak-api tune-jailbreak oof-misses-jailbreak rule-check-jailbreak crosscheck-jailbreak bench-governance
 
 # Retrain the jailbreak model from ../shared/data/governance/prompts-train.jsonl, half
 # of the Markdown documents and of a sample of the Go source files of the modules go.mod
@@ -35,6 +35,13 @@ tune-jailbreak:
 # folds) at the default preset's threshold. Rules are written from these. About 10 s.
 oof-misses-jailbreak:
 	$(GO) run ./internal/cmd/train-jailbreak -oof-misses
+
+# Before a phrase rule lands: how many benign texts the rules and decoders fire on (each
+# one printed) and how many jailbreaks they catch, per set: the training split, the
+# documents, both halves of the written corpus and every set of testdata/governance. The
+# held-out split is not read. About 30 s.
+rule-check-jailbreak:
+	$(GO) run ./internal/cmd/train-jailbreak -rule-check
 
 # The same task for a standard model family from another library: TF-IDF word and
 # character n-grams with logistic regression or a linear SVM (scikit-learn; `apt-get

@@ -17,7 +17,8 @@ import (
 )
 
 // Golden digests of the detector's complete output (see equivalenceDigest), computed
-// after the model was retrained with the team's written corpus and a sample of Go source
+// after the indirect-role, override-update and reveal-context families and the
+// measured-only set unseen-r8; before that, after the model was retrained with the team's written corpus and a sample of Go source
 // among the benign documents, and the measured-only set unseen-r7 added; before that, after a review narrowed the new idiom families (ordinary sentences they flagged are in
 // TestPhraseRules), and before that after the idiom families named from round 5 (indirect-more, override-void,
 // persona-nosafety, reveal-config, persona-unbound in six languages), dense leetspeak
@@ -32,7 +33,7 @@ import (
 // JB_EQUIV_PRINT=1) only for a change that is meant to alter the output.
 const (
 	goldenTrainDigest     = "26f4da4e4e13fe6500defc730274d560a9eb0078fda0aa3615e18a8d2aece9e0"
-	goldenGeneratedDigest = "2806e4eb662081a31c637ee97a73e893351a975eb599afa5ddd59d31f220a4ba"
+	goldenGeneratedDigest = "13401f98bfe148c7e03074876870362d40b23950167c9e4ffd3dccb32195bc28"
 )
 
 // equivalenceDigest writes the complete output of the detector on each text to a sha256:

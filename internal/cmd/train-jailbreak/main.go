@@ -41,6 +41,7 @@ func main() {
 	oofMisses := flag.Bool("oof-misses", false, "print the training split's texts the whole detector misses or flags out of fold (the model's scores from 5-fold cross-validation, its threshold at the default preset's false-positive rate), then exit; the held-out split is not read")
 	withDocs := flag.Bool("docs", true, "also train on benign documents: the Markdown files and a sample of the Go source files of the modules go.mod requires (go mod download -json fetches them); half of the files held out and measured")
 	withWritten := flag.Bool("written", true, "also train on the team's written corpus ("+writtenGlob+"); half of it held out and measured")
+	ruleCheck := flag.Bool("rule-check", false, "print how many benign texts the phrase rules and decoders fire on, and how many jailbreaks they catch, per set (training split, documents, written corpus, testdata/governance), then exit; the held-out split is not read")
 	heldOut := flag.String("write-held-out", "", "write the held-out split as JSON lines {\"text\", \"label\"} to this file (for limitctl governance eval), then exit")
 	flag.Parse()
 	if *heldOut != "" {
@@ -77,17 +78,23 @@ func main() {
 	}
 	// Trained on in every fold and by the final model, never scored for calibration.
 	extra := append(slices.Clip(docs.train()), written.train()...)
-	if *oofMisses || *sweep {
-		// Both read the training split only.
+	if *oofMisses || *sweep || *ruleCheck {
+		// These read the training split only.
 		ex, _, err := jailbreak.LoadJSONL(*data)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "train-jailbreak:", err)
 			os.Exit(1)
 		}
 		train, _ := jailbreak.Split(ex, 0.2)
-		if *oofMisses {
+		switch {
+		case *ruleCheck:
+			if err := printRuleCheck(root, train, docs, written); err != nil {
+				fmt.Fprintln(os.Stderr, "train-jailbreak:", err)
+				os.Exit(1)
+			}
+		case *oofMisses:
 			printOOFMisses(train, extra)
-		} else {
+		default:
 			var valid []jailbreak.Example
 			if written != nil {
 				valid = written.HeldOut
