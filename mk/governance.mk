@@ -37,9 +37,10 @@ oof-misses-jailbreak:
 	$(GO) run ./internal/cmd/train-jailbreak -oof-misses
 
 # Before a phrase rule lands: how many benign texts the rules and decoders fire on (each
-# one printed) and how many jailbreaks they catch, per set: the training split, the
-# documents, both halves of the written corpus and every set of testdata/governance. The
-# held-out split is not read. About 30 s.
+# one printed) and how many jailbreaks they catch, per set and per phrase rule: the
+# training split, the documents and the written corpus's training half (the sets rules
+# are written from; add -measured to the command for the sets only measured, once a
+# rule is final). The held-out split is not read. About 30 s.
 rule-check-jailbreak:
 	$(GO) run ./internal/cmd/train-jailbreak -rule-check
 

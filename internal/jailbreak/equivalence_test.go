@@ -17,7 +17,8 @@ import (
 )
 
 // Golden digests of the detector's complete output (see equivalenceDigest), computed
-// after the indirect-role, override-update and reveal-context families and the
+// after a review narrowed the session-12 families and the Go source sample was keyed on
+// the module too (model retrained); before that, after the indirect-role, override-update and reveal-context families and the
 // measured-only set unseen-r8; before that, after the model was retrained with the team's written corpus and a sample of Go source
 // among the benign documents, and the measured-only set unseen-r7 added; before that, after a review narrowed the new idiom families (ordinary sentences they flagged are in
 // TestPhraseRules), and before that after the idiom families named from round 5 (indirect-more, override-void,
@@ -32,8 +33,8 @@ import (
 // make the detector faster must leave them as they are. Regenerate them (print them with
 // JB_EQUIV_PRINT=1) only for a change that is meant to alter the output.
 const (
-	goldenTrainDigest     = "26f4da4e4e13fe6500defc730274d560a9eb0078fda0aa3615e18a8d2aece9e0"
-	goldenGeneratedDigest = "13401f98bfe148c7e03074876870362d40b23950167c9e4ffd3dccb32195bc28"
+	goldenTrainDigest     = "fa1c95fbb8421e73ba1b0a5a75e546f0be0af2727cbc0bf5542e87f69ce38566"
+	goldenGeneratedDigest = "452e727a961724b969e157f03449cf24f263a722e447f94644703d96c86cca39"
 )
 
 // equivalenceDigest writes the complete output of the detector on each text to a sha256:

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -100,7 +101,7 @@ func benignDocs(root string) (Docs, error) {
 		if err != nil {
 			return Docs{}, err
 		}
-		code, err := goFiles(m.Dir)
+		code, err := goFiles(m.Dir, m.Path+"@"+m.Version)
 		if err != nil {
 			return Docs{}, err
 		}
@@ -159,7 +160,8 @@ func markdownFiles(dir string) ([]string, error) {
 }
 
 // goCodeShare is the share of a module's Go source files (tests and generated protobuf
-// code aside) taken as documents: 1 in goCodeShare, by sha256 of the file's path.
+// code aside) taken as documents: 1 in goCodeShare, by sha256 of module, version and path
+// (so the same file name is not taken in every module or in none).
 const goCodeShare = 40
 
 // goFiles lists a sample of the Go source files of a module directory (see goCodeShare)
@@ -167,7 +169,7 @@ const goCodeShare = 40
 // paths sorted as such. People paste code into prompts ("why does this panic?"); a
 // model that knows prompts only, and injections planted in code comments, took code
 // itself for a sign of an attack.
-func goFiles(dir string) ([]string, error) {
+func goFiles(dir, module string) ([]string, error) {
 	var out []string
 	err := filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
 		if err != nil {
@@ -184,7 +186,7 @@ func goFiles(dir string) ([]string, error) {
 		if !strings.HasSuffix(rel, ".go") || strings.HasSuffix(rel, "_test.go") || strings.HasSuffix(rel, ".pb.go") {
 			return nil
 		}
-		if sha256.Sum256([]byte(rel))[0]%goCodeShare != 0 {
+		if h := sha256.Sum256([]byte(module + "/" + rel)); binary.BigEndian.Uint64(h[:8])%goCodeShare != 0 {
 			return nil
 		}
 		if info, err := e.Info(); err != nil || info.Size() < docMinFile {

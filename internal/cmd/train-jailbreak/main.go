@@ -41,7 +41,8 @@ func main() {
 	oofMisses := flag.Bool("oof-misses", false, "print the training split's texts the whole detector misses or flags out of fold (the model's scores from 5-fold cross-validation, its threshold at the default preset's false-positive rate), then exit; the held-out split is not read")
 	withDocs := flag.Bool("docs", true, "also train on benign documents: the Markdown files and a sample of the Go source files of the modules go.mod requires (go mod download -json fetches them); half of the files held out and measured")
 	withWritten := flag.Bool("written", true, "also train on the team's written corpus ("+writtenGlob+"); half of it held out and measured")
-	ruleCheck := flag.Bool("rule-check", false, "print how many benign texts the phrase rules and decoders fire on, and how many jailbreaks they catch, per set (training split, documents, written corpus, testdata/governance), then exit; the held-out split is not read")
+	ruleCheck := flag.Bool("rule-check", false, "print how many benign texts the phrase rules and decoders fire on, and how many jailbreaks they catch, per set and per phrase rule (training split, documents, the written corpus's training half), then exit; the held-out split is not read")
+	ruleCheckMeasured := flag.Bool("measured", false, "with -rule-check: also the sets that are only measured (the written corpus's held-out half, testdata/governance); reading them makes them development sets")
 	heldOut := flag.String("write-held-out", "", "write the held-out split as JSON lines {\"text\", \"label\"} to this file (for limitctl governance eval), then exit")
 	flag.Parse()
 	if *heldOut != "" {
@@ -88,7 +89,7 @@ func main() {
 		train, _ := jailbreak.Split(ex, 0.2)
 		switch {
 		case *ruleCheck:
-			if err := printRuleCheck(root, train, docs, written); err != nil {
+			if err := printRuleCheck(root, train, docs, written, *ruleCheckMeasured); err != nil {
 				fmt.Fprintln(os.Stderr, "train-jailbreak:", err)
 				os.Exit(1)
 			}

@@ -16,26 +16,35 @@ type ruleSet struct {
 }
 
 // printRuleCheck prints, for every set, how many of its benign texts a phrase rule or
-// decoder fires on (each such text with the rule, to read them) and how many of its
-// jailbreaks one catches, per rule: a new rule is checked against every benign text at
-// hand before it lands. The held-out split of the training file is not among the sets
-// (the rules are written from the training split; the held-out split is only measured).
-func printRuleCheck(root string, train []jailbreak.Example, docs *Docs, written *Written) error {
+// decoder fires on (each such text with its finding, to read them) and how many of its
+// jailbreaks one catches, and per phrase rule (every rule that matches, not only the
+// finding the detector reports for its category) how many texts of each label it
+// matches: a new rule is checked against every benign text at hand before it lands.
+// The sets rules are written from are the training split, the documents and the written
+// corpus's training half; measured also adds the sets that are only measured (the written
+// corpus's held-out half, testdata/governance), which reading would make them a
+// development set. The training file's held-out split is never read.
+func printRuleCheck(root string, train []jailbreak.Example, docs *Docs, written *Written, measured bool) error {
 	sets := []ruleSet{{"training split", train}}
 	if docs != nil {
 		sets = append(sets, ruleSet{"documents", append(append([]jailbreak.Example(nil), docs.Train...), docs.HeldOut...)})
 	}
 	if written != nil {
-		sets = append(sets, ruleSet{"written corpus, training half", written.Train}, ruleSet{"written corpus, held-out half", written.HeldOut})
-	}
-	files, _ := filepath.Glob(filepath.Join(root, "testdata/governance/*.jsonl"))
-	sort.Strings(files)
-	for _, f := range files {
-		ex, _, err := jailbreak.LoadJSONL(f)
-		if err != nil {
-			return err
+		sets = append(sets, ruleSet{"written corpus, training half", written.Train})
+		if measured {
+			sets = append(sets, ruleSet{"written corpus, held-out half", written.HeldOut})
 		}
-		sets = append(sets, ruleSet{filepath.Base(f), ex})
+	}
+	if measured {
+		files, _ := filepath.Glob(filepath.Join(root, "testdata/governance/*.jsonl"))
+		sort.Strings(files)
+		for _, f := range files {
+			ex, _, err := jailbreak.LoadJSONL(f)
+			if err != nil {
+				return err
+			}
+			sets = append(sets, ruleSet{filepath.Base(f), ex})
+		}
 	}
 	var benign, flagged int
 	for _, s := range sets {
@@ -43,33 +52,47 @@ func printRuleCheck(root string, train []jailbreak.Example, docs *Docs, written 
 		if err != nil {
 			return err
 		}
-		caught := map[string]int{}
-		var pos, neg, fp int
+		byRule := map[string]*[2]int{} // phrase rule id → jailbreaks, benign texts it matches
+		var pos, neg, fp, caught int
 		for i, e := range s.ex {
-			id, _, _ := strings.Cut(rules[i], ":")
+			seen := map[string]bool{}
+			for _, m := range jailbreak.MatchPhrases(jailbreak.Normalize(e.Text).Text, false, false) {
+				if seen[m.Rule.ID] {
+					continue
+				}
+				seen[m.Rule.ID] = true
+				c := byRule[m.Rule.ID]
+				if c == nil {
+					c = new([2]int)
+					byRule[m.Rule.ID] = c
+				}
+				if e.Positive() {
+					c[0]++
+				} else {
+					c[1]++
+				}
+			}
 			if e.Positive() {
 				pos++
-				if id != "" {
-					caught[id]++
+				if rules[i] != "" {
+					caught++
 				}
 				continue
 			}
 			neg++
-			if id != "" {
+			if rules[i] != "" {
 				fp++
 				fmt.Printf("  benign text flagged in %s by %s\n    %q\n", s.name, rules[i], clip(e.Text, 300))
 			}
 		}
 		benign, flagged = benign+neg, flagged+fp
-		ids := make([]string, 0, len(caught))
-		total := 0
-		for id, n := range caught {
-			ids = append(ids, fmt.Sprintf("%s %d", id, n))
-			total += n
+		ids := make([]string, 0, len(byRule))
+		for id, c := range byRule {
+			ids = append(ids, fmt.Sprintf("%s %d/%d", id, c[0], c[1]))
 		}
 		sort.Strings(ids)
-		fmt.Printf("%s: %d of %d benign texts flagged by a rule; %d of %d jailbreaks caught by one (%s)\n", s.name, fp, neg, total, pos, strings.Join(ids, ", "))
+		fmt.Printf("%s: %d of %d benign texts flagged by a rule or decoder; %d of %d jailbreaks caught by one; phrase rules (jailbreaks/benign matched): %s\n", s.name, fp, neg, caught, pos, strings.Join(ids, ", "))
 	}
-	fmt.Printf("all sets: %d of %d benign texts flagged by a rule\n", flagged, benign)
+	fmt.Printf("all sets: %d of %d benign texts flagged by a rule or decoder\n", flagged, benign)
 	return nil
 }
