@@ -17,7 +17,7 @@ import (
 )
 
 // Golden digests of the detector's complete output (see equivalenceDigest), computed
-// after a review narrowed the session-12 families and the Go source sample was keyed on
+// after the session-12 families were dropped; before that, after a review narrowed them and the Go source sample was keyed on
 // the module too (model retrained); before that, after the indirect-role, override-update and reveal-context families and the
 // measured-only set unseen-r8; before that, after the model was retrained with the team's written corpus and a sample of Go source
 // among the benign documents, and the measured-only set unseen-r7 added; before that, after a review narrowed the new idiom families (ordinary sentences they flagged are in
@@ -34,7 +34,7 @@ import (
 // JB_EQUIV_PRINT=1) only for a change that is meant to alter the output.
 const (
 	goldenTrainDigest     = "fa1c95fbb8421e73ba1b0a5a75e546f0be0af2727cbc0bf5542e87f69ce38566"
-	goldenGeneratedDigest = "452e727a961724b969e157f03449cf24f263a722e447f94644703d96c86cca39"
+	goldenGeneratedDigest = "77f78fe119164d8dab50d62f473b94952c8b544b92d2dc6dfbe635a5f138f143"
 )
 
 // equivalenceDigest writes the complete output of the detector on each text to a sha256:
