@@ -11,8 +11,7 @@ import (
 
 	"github.com/limitgraph/limit/host/governance"
 	"github.com/limitgraph/limit/host/session"
-	"github.com/limitgraph/limit/host/trace"
-	"github.com/limitgraph/limit/sdk/storage/memstore"
+	"github.com/limitgraph/limit/host/trace/tracetest"
 )
 
 // BenchmarkCreateTrace measures POST /v1/traces through the API's handler on in-memory
@@ -21,15 +20,7 @@ import (
 // one the e2e benchmark's client sends.
 func BenchmarkCreateTrace(b *testing.B) {
 	ctx := context.Background()
-	st := memstore.New()
-	key, err := trace.GenerateKey()
-	if err != nil {
-		b.Fatal(err)
-	}
-	traces, err := trace.New(st, key, trace.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
+	st, traces := tracetest.Mem(b)
 	sessions := session.NewManager(session.Options{Store: st, DataDir: b.TempDir(), Policies: governance.PolicyNames(), DefaultPolicy: "default"})
 	srv := New(Options{Sessions: sessions, Traces: traces, Store: st})
 	// A new session every 256 traces keeps the in-memory storage's sorted namespaces

@@ -19,11 +19,11 @@ import (
 	"github.com/limitgraph/limit/host/plugins"
 	"github.com/limitgraph/limit/host/session"
 	"github.com/limitgraph/limit/host/trace"
+	"github.com/limitgraph/limit/host/trace/tracetest"
 	"github.com/limitgraph/limit/internal/testplugins/echo"
 	"github.com/limitgraph/limit/sdk/base"
 	sdkgov "github.com/limitgraph/limit/sdk/governance"
 	"github.com/limitgraph/limit/sdk/runner"
-	"github.com/limitgraph/limit/sdk/storage/memstore"
 )
 
 // testPluginEnv turns this test binary into one of the echo test plugins (the test binary
@@ -57,15 +57,7 @@ func pluginSpec(t *testing.T, kind, name string) plugins.Spec {
 func pluginServer(t *testing.T) *httptest.Server {
 	t.Helper()
 	ctx := context.Background()
-	st := memstore.New()
-	key, err := trace.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	traces, err := trace.New(st, key, trace.Options{TempDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, traces := tracetest.Mem(t)
 	rule, err := plugins.StartManaged(ctx, pluginSpec(t, base.KindGovernance, "keyword"), hclog.NewNullLogger(), time.Minute)
 	if err != nil {
 		t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 	"github.com/limitgraph/limit/host/governance"
 	"github.com/limitgraph/limit/host/session"
 	"github.com/limitgraph/limit/host/trace"
+	"github.com/limitgraph/limit/host/trace/tracetest"
 	"github.com/limitgraph/limit/sdk/storage"
 	"github.com/limitgraph/limit/sdk/storage/memstore"
 )
@@ -25,14 +26,7 @@ func mergeServer(t *testing.T) (*Server, *trace.Store, *session.Manager, *govern
 // stats.
 func serverOn(t *testing.T, st storage.Storage) (*Server, *trace.Store, *session.Manager, *governance.StatsStore) {
 	t.Helper()
-	key, err := trace.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	traces, err := trace.New(st, key, trace.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	traces, _ := tracetest.New(t, st)
 	sessions := session.NewManager(session.Options{Store: st, DataDir: t.TempDir(), Policies: governance.PolicyNames(), DefaultPolicy: "default"})
 	rules, _ := governance.NewEvaluator(context.Background(), nil)
 	stats := &governance.StatsStore{Store: st, Namespace: func(id string) string { return trace.SessionNamespace(trace.DefaultTenant, id) }}

@@ -14,10 +14,10 @@ import (
 	"github.com/limitgraph/limit/host/plugins"
 	"github.com/limitgraph/limit/host/session"
 	"github.com/limitgraph/limit/host/trace"
+	"github.com/limitgraph/limit/host/trace/tracetest"
 	"github.com/limitgraph/limit/internal/testplugins/echo"
 	"github.com/limitgraph/limit/sdk/base"
 	"github.com/limitgraph/limit/sdk/runner"
-	"github.com/limitgraph/limit/sdk/storage/memstore"
 )
 
 // testPluginEnv turns this test binary into the echo test runner (the test binary is its
@@ -37,7 +37,7 @@ func TestMain(m *testing.M) {
 func echoEngine(t *testing.T) (*Engine, *session.Session) {
 	t.Helper()
 	ctx := context.Background()
-	st, traces := memTraces(t)
+	st, traces := tracetest.Mem(t)
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
@@ -56,21 +56,6 @@ func echoEngine(t *testing.T) (*Engine, *session.Session) {
 		t.Fatal(err)
 	}
 	return &Engine{Sessions: sessions, Traces: traces, Rules: rules, Stats: stats, Logger: hclog.NewNullLogger()}, s
-}
-
-// memTraces returns in-memory storage and a trace store on it with a fresh key.
-func memTraces(t *testing.T) (*memstore.Store, *trace.Store) {
-	t.Helper()
-	st := memstore.New()
-	key, err := trace.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	traces, err := trace.New(st, key, trace.Options{TempDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return st, traces
 }
 
 // executed returns the data of the trace's executed entry.

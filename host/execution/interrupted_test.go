@@ -9,6 +9,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/limitgraph/limit/host/trace"
+	"github.com/limitgraph/limit/host/trace/tracetest"
 	"github.com/limitgraph/limit/sdk/storage"
 )
 
@@ -17,7 +18,7 @@ import (
 // another node's markers are left alone; a second pass finds nothing.
 func TestFinishInterrupted(t *testing.T) {
 	ctx := context.Background()
-	st, traces := memTraces(t)
+	st, traces := tracetest.Mem(t)
 	e := &Engine{Traces: traces, Store: st, Node: "a", Logger: hclog.NewNullLogger()}
 	const sid = "01M8V4FXRZG7EWFH84V313M64M"
 	mk := func(id string, outcome bool) {

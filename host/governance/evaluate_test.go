@@ -14,10 +14,10 @@ import (
 
 	"github.com/limitgraph/limit/host/plugins"
 	"github.com/limitgraph/limit/host/trace"
+	"github.com/limitgraph/limit/host/trace/tracetest"
 	"github.com/limitgraph/limit/internal/testplugins/echo"
 	"github.com/limitgraph/limit/sdk/base"
 	sdkgov "github.com/limitgraph/limit/sdk/governance"
-	"github.com/limitgraph/limit/sdk/storage/memstore"
 )
 
 // testPluginEnv turns this test binary into the keyword test rule (the test binary is its
@@ -74,14 +74,7 @@ func TestFindingLocationOnTrace(t *testing.T) {
 		t.Errorf("reason %q lost its summary", f.Reason)
 	}
 
-	key, err := trace.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	traces, err := trace.New(memstore.New(), key, trace.Options{TempDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, traces := tracetest.Mem(t)
 	rec, err := traces.Create(ctx, trace.NewID(), trace.TraceExecution, json.RawMessage(`{}`), "api")
 	if err != nil {
 		t.Fatal(err)
@@ -143,14 +136,7 @@ func TestFlagOf(t *testing.T) {
 // not refused with the whole write.
 func TestFlagOfStorable(t *testing.T) {
 	ctx := context.Background()
-	key, err := trace.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	traces, err := trace.New(memstore.New(), key, trace.Options{TempDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, traces := tracetest.Mem(t)
 	now := time.Now().UTC()
 	for _, tc := range []struct {
 		name   string

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/limitgraph/limit/host/trace"
+	"github.com/limitgraph/limit/host/trace/tracetest"
 	"github.com/limitgraph/limit/sdk/storage/memstore"
 )
 
@@ -35,14 +36,7 @@ func limitctl(t *testing.T, args ...string) (int, string, string) {
 // and returns the key, the directory and the bundle's path.
 func testBundle(t *testing.T) (*trace.Key, string, string) {
 	t.Helper()
-	key, err := trace.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := trace.New(memstore.New(), key, trace.Options{TempDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, key := tracetest.New(t, memstore.New())
 	ctx := context.Background()
 	session := trace.NewID()
 	if _, err := s.Create(ctx, session, trace.TraceCustom, json.RawMessage(`{"prompt":"hi"}`), "api"); err != nil {

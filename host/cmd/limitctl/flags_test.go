@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/limitgraph/limit/host/trace"
+	"github.com/limitgraph/limit/host/trace/tracetest"
 	"github.com/limitgraph/limit/sdk/governance"
 	"github.com/limitgraph/limit/sdk/storage/memstore"
 )
@@ -92,14 +93,7 @@ func TestFlagLocationsShown(t *testing.T) {
 // TestVerifyBundleWithLocatedFlags: a bundle whose flags carry a stage, score and location
 // verifies offline.
 func TestVerifyBundleWithLocatedFlags(t *testing.T) {
-	key, err := trace.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := trace.New(memstore.New(), key, trace.Options{TempDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, key := tracetest.New(t, memstore.New())
 	ctx := context.Background()
 	session := trace.NewID()
 	rec, err := s.Create(ctx, session, trace.TraceExecution, json.RawMessage(`{"input":"x\n forbidden"}`), "api")
