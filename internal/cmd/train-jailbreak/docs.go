@@ -12,6 +12,7 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -130,33 +131,9 @@ func benignDocs(root string) (Docs, error) {
 }
 
 // markdownFiles lists the .md files of a module directory, in its root and up to three
-// directories down, of at least docMinFile bytes, test data and vendored code aside, as
-// slash-separated paths sorted as such: the order, which training follows, is then the
-// same on every system ("doc/x.md" before "doc1.md", with '\' as well as '/').
+// directories down (see moduleFiles).
 func markdownFiles(dir string) ([]string, error) {
-	var out []string
-	err := filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		if e.IsDir() {
-			if rel != "." && (strings.Count(rel, string(filepath.Separator)) >= 3 || e.Name() == "testdata" || e.Name() == "vendor" || strings.HasPrefix(e.Name(), ".")) {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		if !strings.EqualFold(filepath.Ext(p), ".md") {
-			return nil
-		}
-		if info, err := e.Info(); err != nil || info.Size() < docMinFile {
-			return err
-		}
-		out = append(out, filepath.ToSlash(rel))
-		return nil
-	})
-	sort.Strings(out)
-	return out, err
+	return moduleFiles(dir, 3, func(rel string) bool { return strings.EqualFold(path.Ext(rel), ".md") })
 }
 
 // goCodeShare is the share of a module's Go source files (tests and generated protobuf
@@ -164,12 +141,26 @@ func markdownFiles(dir string) ([]string, error) {
 // (so the same file name is not taken in every module or in none).
 const goCodeShare = 40
 
-// goFiles lists a sample of the Go source files of a module directory (see goCodeShare)
-// of at least docMinFile bytes, test data and vendored code aside, as slash-separated
-// paths sorted as such. People paste code into prompts ("why does this panic?"); a
-// model that knows prompts only, and injections planted in code comments, took code
-// itself for a sign of an attack.
+// goFiles lists a sample of the Go source files of a module directory (see goCodeShare and
+// moduleFiles). People paste code into prompts ("why does this panic?"); a model that
+// knows prompts only, and injections planted in code comments, took code itself for a
+// sign of an attack.
 func goFiles(dir, module string) ([]string, error) {
+	return moduleFiles(dir, -1, func(rel string) bool {
+		if !strings.HasSuffix(rel, ".go") || strings.HasSuffix(rel, "_test.go") || strings.HasSuffix(rel, ".pb.go") {
+			return false
+		}
+		h := sha256.Sum256([]byte(module + "/" + rel))
+		return binary.BigEndian.Uint64(h[:8])%goCodeShare == 0
+	})
+}
+
+// moduleFiles lists the files of a module directory that keep accepts, of at least
+// docMinFile bytes, in directories fewer than maxDepth levels down (any when maxDepth is
+// negative), test data, vendored code and hidden directories aside, as slash-separated
+// paths sorted as such: the order, which training follows, is then the same on every
+// system ("doc/x.md" before "doc1.md", with '\' as well as '/').
+func moduleFiles(dir string, maxDepth int, keep func(rel string) bool) ([]string, error) {
 	var out []string
 	err := filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
 		if err != nil {
@@ -177,16 +168,14 @@ func goFiles(dir, module string) ([]string, error) {
 		}
 		rel, _ := filepath.Rel(dir, p)
 		if e.IsDir() {
-			if rel != "." && (e.Name() == "testdata" || e.Name() == "vendor" || strings.HasPrefix(e.Name(), ".")) {
+			deep := maxDepth >= 0 && strings.Count(rel, string(filepath.Separator)) >= maxDepth
+			if rel != "." && (deep || e.Name() == "testdata" || e.Name() == "vendor" || strings.HasPrefix(e.Name(), ".")) {
 				return filepath.SkipDir
 			}
 			return nil
 		}
 		rel = filepath.ToSlash(rel)
-		if !strings.HasSuffix(rel, ".go") || strings.HasSuffix(rel, "_test.go") || strings.HasSuffix(rel, ".pb.go") {
-			return nil
-		}
-		if h := sha256.Sum256([]byte(module + "/" + rel)); binary.BigEndian.Uint64(h[:8])%goCodeShare != 0 {
+		if !keep(rel) {
 			return nil
 		}
 		if info, err := e.Info(); err != nil || info.Size() < docMinFile {

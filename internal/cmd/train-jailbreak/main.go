@@ -137,6 +137,26 @@ func writeHeldOut(data, path string) error {
 	return nil
 }
 
+// codeCorpus is the codesafety rule's corpus of benign Python programs, each after a line
+// "#### name".
+const codeCorpus = "plugins/governance-codesafety/testdata/benign_corpus.txt"
+
+// codePrompts returns the programs of codeCorpus as benign examples.
+func codePrompts(root string) ([]jailbreak.Example, error) {
+	b, err := os.ReadFile(filepath.Join(root, codeCorpus))
+	if err != nil {
+		return nil, err
+	}
+	parts := strings.Split(string(b), "\n#### ")
+	var out []jailbreak.Example
+	for _, p := range parts[1:] {
+		if _, prog, ok := strings.Cut(p, "\n"); ok && strings.TrimSpace(prog) != "" {
+			out = append(out, jailbreak.Example{Text: prog, Label: jailbreak.LabelBenign, Source: codeCorpus})
+		}
+	}
+	return out, nil
+}
+
 // Metrics is what metrics.json holds.
 type Metrics struct {
 	DataSHA256 string                `json:"data_sha256"`
@@ -258,6 +278,23 @@ func run(data, modelPath, metricsDir, hardGlob string, evalOnly bool, docs *Docs
 		if err != nil {
 			return err
 		}
+		met.Sets = append(met.Sets, r)
+		// Its injections planted in documents, beside benign texts of the same carriers:
+		// what a bag of n-grams reads worst.
+		var carried []jailbreak.Example
+		for _, e := range written.HeldOut {
+			if strings.HasSuffix(e.Category, "-indirect") {
+				carried = append(carried, e)
+			}
+		}
+		if r, err := jailbreak.EvaluateSet("written corpus (held-out half), in documents", m, lb, carried); err == nil {
+			met.Sets = append(met.Sets, r)
+		}
+	}
+	// Code pasted into a prompt: the codesafety rule's benign programs, scored as prompts.
+	if progs, err := codePrompts(jailbreak.ModuleRoot()); err != nil {
+		return err
+	} else if r, err := jailbreak.EvaluateSet("benign programs as prompts (codesafety corpus)", m, lb, progs); err == nil {
 		met.Sets = append(met.Sets, r)
 	}
 

@@ -175,24 +175,31 @@ func TestDocChunks(t *testing.T) {
 	}
 }
 
-// TestMarkdownFiles lists .md files of at least docMinFile bytes, in the root and up to
-// three directories down, test data, vendored code and hidden directories aside, sorted.
-func TestMarkdownFiles(t *testing.T) {
+// writeTree writes files at the slash paths under a new temporary directory, each of
+// docMinFile bytes except small, and returns the directory.
+func writeTree(t *testing.T, small string, paths ...string) string {
+	t.Helper()
 	dir := t.TempDir()
-	big := strings.Repeat("x", docMinFile)
-	for _, p := range []string{"README.md", "docs/guide.MD", "doc1.md", "doc/x.md", "a/b/c/deep.md", "a/b/c/d/deeper.md", "testdata/x.md", "vendor/v.md", ".github/g.md", "small.md", "notes.txt"} {
-		full := filepath.Join(dir, p)
+	for _, p := range paths {
+		full := filepath.Join(dir, filepath.FromSlash(p))
 		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		body := big
-		if p == "small.md" {
+		body := strings.Repeat("x", docMinFile)
+		if p == small {
 			body = "tiny"
 		}
 		if err := os.WriteFile(full, []byte(body), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
+	return dir
+}
+
+// TestMarkdownFiles lists .md files of at least docMinFile bytes, in the root and up to
+// three directories down, test data, vendored code and hidden directories aside, sorted.
+func TestMarkdownFiles(t *testing.T) {
+	dir := writeTree(t, "small.md", "README.md", "docs/guide.MD", "doc1.md", "doc/x.md", "a/b/c/deep.md", "a/b/c/d/deeper.md", "testdata/x.md", "vendor/v.md", ".github/g.md", "small.md", "notes.txt")
 	got, err := markdownFiles(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -327,5 +334,45 @@ func TestRuleCheck(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("with measured, the output lacks %q", want)
 		}
+	}
+}
+
+// TestGoFiles: Go sources at any depth are sampled by a hash of module and path, tests,
+// generated protobuf code, test data, vendored and hidden directories never; a file
+// smaller than docMinFile is left out.
+func TestGoFiles(t *testing.T) {
+	var all []string
+	for i := range 400 {
+		all = append(all, fmt.Sprintf("a/b/c/d/f%d.go", i), fmt.Sprintf("f%d.go", i))
+	}
+	never := []string{"x_test.go", "x.pb.go", "testdata/x.go", "vendor/x.go", ".hidden/x.go", "notes.txt"}
+	dir := writeTree(t, "small.go", append(append([]string{"small.go"}, all...), never...)...)
+	for _, module := range []string{"example.com/a@v1.0.0", "example.com/b@v1.0.0"} {
+		got, err := goFiles(dir, module)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// 800 candidates at 1 in 40: about 20; far from none and from all.
+		if len(got) < 5 || len(got) > 50 || !slices.IsSorted(got) {
+			t.Fatalf("%s: %d files sampled (%q)", module, len(got), got)
+		}
+		deep := false
+		for _, p := range got {
+			if slices.Contains(never, p) || p == "small.go" {
+				t.Errorf("%s: sampled %s", module, p)
+			}
+			deep = deep || strings.HasPrefix(p, "a/b/c/d/")
+		}
+		if !deep {
+			t.Errorf("%s: no file four directories down sampled", module)
+		}
+		if again, _ := goFiles(dir, module); !slices.Equal(got, again) {
+			t.Errorf("%s: two samples differ", module)
+		}
+	}
+	a, _ := goFiles(dir, "example.com/a@v1.0.0")
+	b, _ := goFiles(dir, "example.com/b@v1.0.0")
+	if slices.Equal(a, b) {
+		t.Error("two modules sample the same paths: the module is not in the hash")
 	}
 }
