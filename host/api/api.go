@@ -102,6 +102,9 @@ func (s *Server) Stop() { s.stop() }
 // handle registers a route under /v1 and, when legacy, also the seed's unversioned path.
 func (s *Server) handle(rt route, h http.HandlerFunc) {
 	s.routes = append(s.routes, rt)
+	if rt.Request == nil && rt.Method != "GET" {
+		h = noBody(s, h)
+	}
 	s.mux.HandleFunc(rt.Method+" /v1"+rt.Path, h)
 	if rt.Legacy {
 		s.mux.HandleFunc(rt.Method+" "+rt.Path, h)

@@ -584,23 +584,27 @@ func (s *Server) merge(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	// A chain that verifies but lacks what its kind requires (an execution that never
-	// recorded its outcome, e.g. after a crash) is unverified: flag it so it shows.
+	// A chain that does not verify (an entry changed, removed or written behind the
+	// host's back) is flagged unverified and never merged, whatever the policy: the shared
+	// record is only worth its provenance. A chain that verifies but lacks what its kind
+	// requires (an execution that never recorded its outcome, e.g. after a crash) is
+	// unverified too, and merges only where the policy allows it.
 	valid, why := v.Valid, v.Error
-	if valid {
-		if missing, err := s.missingEntries(ctx, rec); err != nil {
+	broken := !valid
+	if broken {
+		why = "provenance does not verify: " + why
+		if rec, err = s.flagUnverified(ctx, rec, pol, 9, why); err != nil {
 			s.fail(w, r, err)
 			return
-		} else if missing != "" {
-			valid, why = false, missing
-			if !hasFlag(rec.Flags, sdkgov.FlagUnverified) {
-				f := governance.Flag{Flag: sdkgov.FlagUnverified, Severity: 6, Reason: missing, RuleID: "host.provenance", AutoDetected: true, Timestamp: time.Now().UTC()}
-				if rec, err = s.opts.Traces.AddFlag(ctx, rec.ID, f, execution.Agent); err != nil {
-					s.fail(w, r, err)
-					return
-				}
-				_ = s.opts.Stats.Record(sctx, rec.SessionID, governance.Delta{Flags: []governance.Flag{f}})
-			}
+		}
+	} else if missing, err := s.missingEntries(ctx, rec); err != nil {
+		s.fail(w, r, err)
+		return
+	} else if missing != "" {
+		valid, why = false, missing
+		if rec, err = s.flagUnverified(ctx, rec, pol, 6, missing); err != nil {
+			s.fail(w, r, err)
+			return
 		}
 	}
 	refuse := func(reasons []string) {
@@ -611,7 +615,11 @@ func (s *Server) merge(w http.ResponseWriter, r *http.Request) {
 			"trace_id": rec.ID, "policy": pol.Name, "reasons": reasons,
 		})
 	}
-	if reasons := pol.MergeRefusals(string(rec.Status), rec.Flags, valid, why); len(reasons) > 0 {
+	reasons := pol.MergeRefusals(string(rec.Status), rec.Flags, valid, why)
+	if broken && pol.AllowUnverifiedMerge {
+		reasons = append(reasons, why+" (a broken chain is never merged, under any policy)")
+	}
+	if len(reasons) > 0 {
 		refuse(reasons)
 		return
 	}
@@ -641,6 +649,36 @@ func (s *Server) merge(w http.ResponseWriter, r *http.Request) {
 	}
 	_ = s.opts.Stats.Record(sctx, rec.SessionID, governance.Delta{MergeAllowed: true})
 	writeJSON(w, http.StatusOK, mergeResponse{Merged: true, TraceID: rec.ID, Record: merged})
+}
+
+// flagUnverified flags rec unverified (rule host.provenance) at severity sev, unless the
+// host flagged it so already, quarantining it as the policy says for a flag that severe,
+// and returns the record as it now is. A merged trace is left as it is: its merge is
+// refused anyway.
+func (s *Server) flagUnverified(ctx context.Context, rec trace.Record, pol governance.Policy, sev int, reason string) (trace.Record, error) {
+	if rec.Status == trace.StatusMerged {
+		return rec, nil
+	}
+	for _, f := range rec.Flags {
+		if f.Flag == sdkgov.FlagUnverified && f.RuleID == "host.provenance" && f.Severity >= sev {
+			return rec, nil
+		}
+	}
+	f := governance.Flag{Flag: sdkgov.FlagUnverified, Severity: sev, Reason: reason, RuleID: "host.provenance", AutoDetected: true, Timestamp: time.Now().UTC()}
+	u := trace.Update{Flags: []governance.Flag{f}, UnlessMerged: true}
+	if pol.Quarantines([]governance.Flag{f}) && rec.Status == trace.StatusActive {
+		u.Status, u.Reason = trace.StatusQuarantined, "auto-quarantine under policy "+pol.Name
+	}
+	out, entries, err := s.opts.Traces.Apply(ctx, rec.ID, execution.Agent, u)
+	if errors.Is(err, trace.ErrFinal) {
+		return rec, nil // merged meanwhile: the refusal says so
+	}
+	if err != nil {
+		return rec, err
+	}
+	q := u.Status != "" && len(entries) > 0 && entries[len(entries)-1].Kind == trace.KindQuarantined
+	_ = s.opts.Stats.Record(context.WithoutCancel(ctx), rec.SessionID, governance.Delta{Flags: []governance.Flag{f}, Quarantined: q})
+	return out, nil
 }
 
 func (s *Server) listMerged(w http.ResponseWriter, r *http.Request) {
@@ -997,15 +1035,6 @@ func (s *Server) missingEntries(ctx context.Context, rec trace.Record) (string, 
 		return "", nil
 	}
 	return fmt.Sprintf("%s trace lacks the provenance entries %s", rec.Kind, strings.Join(missing, ", ")), nil
-}
-
-func hasFlag(fs []governance.Flag, name string) bool {
-	for _, f := range fs {
-		if f.Flag == name {
-			return true
-		}
-	}
-	return false
 }
 
 // serverTiming renders an execution's phases as a Server-Timing header (W3C Server Timing:

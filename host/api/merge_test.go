@@ -168,3 +168,116 @@ func TestMergedTraceIsFinal(t *testing.T) {
 		}
 	}
 }
+
+// TestMergeRefusesBrokenChainUnderEveryPolicy: a trace one of whose stored entries was
+// changed behind the host's back is flagged unverified (quarantined where the policy
+// quarantines at that severity) and its merge refused with 409, under permissive too,
+// which lets an intact chain lacking an entry merge; nothing reaches the shared record.
+func TestMergeRefusesBrokenChainUnderEveryPolicy(t *testing.T) {
+	ctx := context.Background()
+	st := memstore.New()
+	srv, traces, sessions, _ := serverOn(t, st)
+	for _, policy := range governance.PolicyNames() {
+		t.Run(policy, func(t *testing.T) {
+			s, err := sessions.Create(ctx, session.CreateRequest{Name: "x", Policy: policy})
+			if err != nil {
+				t.Fatal(err)
+			}
+			tr, err := traces.Create(ctx, s.ID, trace.TraceCustom, json.RawMessage(`{"n":1}`), "api")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := traces.Append(ctx, tr.ID, trace.Entry{Kind: "note", Agent: "alice", Data: json.RawMessage(`{"secret":"original-value"}`)}); err != nil {
+				t.Fatal(err)
+			}
+			// Change the entry's data in storage, as someone with access to the disk would.
+			ns := trace.SessionNamespace(trace.DefaultTenant, s.ID)
+			res, err := st.Scan(ctx, storage.ScanRequest{Namespace: ns, Limit: storage.MaxScanLimit})
+			if err != nil {
+				t.Fatal(err)
+			}
+			changed := 0
+			for _, it := range res.Items {
+				if v := string(it.Value); strings.Contains(v, "original-value") && strings.Contains(string(it.Key), tr.ID) && !strings.Contains(v, `"kind":"created"`) {
+					if err := st.Put(ctx, ns, it.Key, []byte(strings.ReplaceAll(v, "original-value", "changed-value"))); err != nil {
+						t.Fatal(err)
+					}
+					changed++
+				}
+			}
+			if changed == 0 {
+				t.Fatal("found no stored entry to change")
+			}
+			rec := httptest.NewRecorder()
+			srv.ServeHTTP(rec, httptest.NewRequest("POST", "/v1/traces/"+tr.ID+"/merge", nil))
+			if rec.Code != 409 || !strings.Contains(rec.Body.String(), "provenance does not verify") {
+				t.Fatalf("merge of a changed chain: %d %s", rec.Code, rec.Body.String())
+			}
+			got, err := traces.Get(ctx, tr.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var f *governance.Flag
+			for i := range got.Flags {
+				if got.Flags[i].Flag == "unverified" {
+					f = &got.Flags[i]
+				}
+			}
+			if f == nil || f.Severity != 9 || f.RuleID != "host.provenance" || !strings.Contains(f.Reason, "does not verify") {
+				t.Fatalf("flags after the refused merge: %+v", got.Flags)
+			}
+			pol, _ := governance.Lookup(policy)
+			want := trace.StatusActive
+			if pol.Quarantines([]governance.Flag{*f}) {
+				want = trace.StatusQuarantined
+			}
+			if got.Status != want {
+				t.Fatalf("status %s after the refused merge, want %s", got.Status, want)
+			}
+			if in, err := traces.InMerged(ctx, tr.ID); err != nil || in {
+				t.Fatalf("in the shared record: %v %v", in, err)
+			}
+			// Asked again, the same refusal; the flag is not added twice.
+			rec = httptest.NewRecorder()
+			srv.ServeHTTP(rec, httptest.NewRequest("POST", "/v1/traces/"+tr.ID+"/merge", nil))
+			if rec.Code != 409 {
+				t.Fatalf("second merge: %d %s", rec.Code, rec.Body.String())
+			}
+			if again, _ := traces.Get(ctx, tr.ID); len(again.Flags) != len(got.Flags) {
+				t.Fatalf("flags after a second refusal: %+v", again.Flags)
+			}
+		})
+	}
+}
+
+// TestBodylessRoutesRefuseABody: the routes that take no body (merge, deleting a session)
+// take an empty body or {} and refuse anything else with 400, not silently ignore it.
+func TestBodylessRoutesRefuseABody(t *testing.T) {
+	ctx := context.Background()
+	srv, traces, sessions, _ := mergeServer(t)
+	s, err := sessions.Create(ctx, session.CreateRequest{Name: "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, _ := traces.Create(ctx, s.ID, trace.TraceCustom, json.RawMessage(`{}`), "api")
+	for _, c := range []struct {
+		method, path, body string
+		code               int
+		says               string
+	}{
+		{"POST", "/v1/traces/" + tr.ID + "/merge", `{bad`, 400, "JSON"},
+		{"POST", "/traces/" + tr.ID + "/merge", `{"force":true}`, 400, "force"},
+		{"DELETE", "/v1/sessions/" + s.ID, `[1]`, 400, "JSON object"},
+		{"POST", "/v1/traces/" + tr.ID + "/merge", " {} ", 200, ""},
+		{"DELETE", "/v1/sessions/" + s.ID, "", 200, ""},
+	} {
+		rec := httptest.NewRecorder()
+		srv.ServeHTTP(rec, httptest.NewRequest(c.method, c.path, strings.NewReader(c.body)))
+		if rec.Code != c.code || !strings.Contains(rec.Body.String(), c.says) {
+			t.Errorf("%s %s %q: %d %s, want %d saying %q", c.method, c.path, c.body, rec.Code, rec.Body.String(), c.code, c.says)
+		}
+		if c.code == 400 && rec.Header().Get("Content-Type") != "application/problem+json" {
+			t.Errorf("%s %s: Content-Type %q", c.method, c.path, rec.Header().Get("Content-Type"))
+		}
+	}
+}

@@ -525,3 +525,26 @@ func valueEnd(b []byte, i int) int {
 	}
 	return -1
 }
+
+// noBody wraps the handler of a route that takes no body: an empty body, or an empty JSON
+// object, is the call; anything else (malformed JSON, fields the route does not have) is a
+// 400, as a body with unknown fields is on the routes that take one, rather than silently
+// ignored.
+func noBody(s *Server, h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength != 0 {
+			body, err := readBody(r)
+			if err != nil {
+				s.fail(w, r, jsonError(err))
+				return
+			}
+			if len(bytes.TrimSpace(body)) > 0 {
+				if err := decodeBody(body, &struct{}{}, nil); err != nil {
+					s.fail(w, r, err)
+					return
+				}
+			}
+		}
+		h(w, r)
+	}
+}

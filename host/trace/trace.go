@@ -275,8 +275,9 @@ type VerifyResult struct {
 	// its entries with their checkpoint, so when it trails Length the entries beyond it were
 	// written without the host key (or their checkpoint was removed) and Valid is false.
 	SignedLength int64 `json:"signed_length"`
-	// Error says what is wrong when Valid is false.
-	Error string `json:"error,omitempty"`
+	// Error says what is wrong when Valid is false, and is empty when it is true (the
+	// field is always there, as the API documents it).
+	Error string `json:"error"`
 }
 
 // createdInfo is the data of a chain's "created" entry.

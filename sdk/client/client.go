@@ -607,7 +607,7 @@ type Verification struct {
 	Length       int64  `json:"length"`
 	Head         string `json:"head"`
 	SignedLength int64  `json:"signed_length"`
-	Error        string `json:"error,omitempty"`
+	Error        string `json:"error"`
 }
 
 // VerifyProvenance checks a trace's chain on the host.
