@@ -45,8 +45,11 @@ check-plugins: build
 		$(BIN)/limitctl plugin check --kind storage $(PLUGINDIR)/limit-$$p; \
 	done
 
+# The figures the issues name: storage through the plugin boundary against in-process,
+# then the API's POST /v1/traces against raw storage and an execution against its runner.
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 2000x -count 1 ./plugins/storage-bolt ./plugins/storage-file
+	@$(MAKE) --no-print-directory bench-api
 
 lint:
 	@out=$$(gofmt -l $$(find . -name '*.go' -not -name '*.pb.go' -not -path './.tools/*' -not -path './.cache/*')); \

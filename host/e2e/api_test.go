@@ -1,12 +1,16 @@
 package e2e
 
 import (
+	"archive/tar"
 	"bufio"
+	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -195,6 +199,36 @@ func TestExecutionsTracesAndIsolation(t *testing.T) {
 	}
 	if len(la.Traces) != 2 || !found {
 		t.Fatalf("listings: a %d traces, b has custom trace: %v", len(la.Traces), found)
+	}
+	// An export of one session holds its traces and nothing of the other's.
+	exported := func(sessionID string) string {
+		t.Helper()
+		var buf bytes.Buffer
+		if err := d.c.Export(ctx, client.ExportRequest{SessionID: sessionID}, &buf); err != nil {
+			t.Fatal(err)
+		}
+		zr, err := gzip.NewReader(&buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr := tar.NewReader(zr)
+		for {
+			hd, err := tr.Next()
+			if err != nil {
+				t.Fatalf("bundle of %s without records.jsonl: %v", sessionID, err)
+			}
+			if hd.Name == "records.jsonl" {
+				b, _ := io.ReadAll(tr)
+				return string(b)
+			}
+		}
+	}
+	ea, eb := exported(a.ID), exported(b.ID)
+	if !strings.Contains(ea, r1.TraceID) || strings.Contains(ea, rb.TraceID) || strings.Contains(ea, ct.ID) || strings.Contains(ea, b.ID) {
+		t.Fatalf("a's export: has its trace %v, has b's traces or id %v", strings.Contains(ea, r1.TraceID), strings.Contains(ea, rb.TraceID) || strings.Contains(ea, ct.ID) || strings.Contains(ea, b.ID))
+	}
+	if !strings.Contains(eb, ct.ID) || strings.Contains(eb, r1.TraceID) || strings.Contains(eb, a.ID) {
+		t.Fatalf("b's export: has its trace %v, has a's trace or id %v", strings.Contains(eb, ct.ID), strings.Contains(eb, r1.TraceID) || strings.Contains(eb, a.ID))
 	}
 
 	// Streaming: events arrive, then the same result object.
@@ -422,6 +456,28 @@ func TestSeedRoutesAndOpenAPI(t *testing.T) {
 	status, _, _ = d.raw("POST", "/traces/"+body["id"].(string)+"/provenance", "application/json", []byte(`{"kind": "note", "agent": "seed", "data": {}}`))
 	if status != 201 {
 		t.Fatalf("POST /traces/{id}/provenance: %d", status)
+	}
+	tid := body["id"].(string)
+	// The seed's other calls: a session created, a flag, an export, each unversioned.
+	status, _, seedSess := d.raw("POST", "/sessions", "application/json", []byte(`{"name": "seed"}`))
+	if status != 201 || seedSess["name"] != "seed" || seedSess["id"] == "" {
+		t.Fatalf("POST /sessions: %d %v", status, seedSess)
+	}
+	status, _, flagged := d.raw("POST", "/governance/flag", "application/json", []byte(`{"trace_id": "`+tid+`", "flag": "HighRisk", "reason": "seed spelling", "severity": 3}`))
+	if status != 201 || len(flagged["flags"].([]any)) != 1 {
+		t.Fatalf("POST /governance/flag: %d %v", status, flagged)
+	}
+	status, h, _ := d.raw("POST", "/artifacts/export", "application/json", []byte(`{"session_id": "`+s.ID+`"}`))
+	if status != 200 || h.Get("Content-Type") != "application/gzip" {
+		t.Fatalf("POST /artifacts/export: %d %s", status, h.Get("Content-Type"))
+	}
+	// An unversioned GET answers what its /v1 twin does.
+	for _, path := range []string{"/sessions/" + s.ID, "/sessions/" + s.ID + "/traces", "/traces/" + tid, "/traces/" + tid + "/provenance/verify", "/governance/stats", "/governance/policies", "/merged"} {
+		st1, _, legacy := d.raw("GET", path, "", nil)
+		st2, _, v1 := d.raw("GET", "/v1"+path, "", nil)
+		if st1 != 200 || st2 != 200 || !reflect.DeepEqual(legacy, v1) {
+			t.Fatalf("GET %s: %d %v; GET /v1%s: %d %v", path, st1, legacy, path, st2, v1)
+		}
 	}
 	status, _, doc := d.raw("GET", "/v1/openapi.json", "", nil)
 	if status != 200 || doc["openapi"] != "3.1.0" {
