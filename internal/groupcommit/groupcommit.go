@@ -89,8 +89,11 @@ type Writer[T any] struct {
 	stopped  chan struct{} // closed by the writer when it has exited
 	stopOnce sync.Once
 	commits  atomic.Int64
+	// turn is held by whoever runs a transaction: the writer goroutine, or a writer
+	// committing inline (see Write). Its holder alone touches expect and lastCommit.
+	turn chan struct{}
 
-	// For MaxLinger, used by the writer goroutine only: how many writers the next group
+	// For MaxLinger, used by the holder of turn only: how many writers the next group
 	// can expect (the last group's, which come back once answered, and those that queued
 	// while it committed), and how long the last commit took.
 	expect     int
@@ -98,7 +101,8 @@ type Writer[T any] struct {
 
 	// HookCollect, if set, runs in the writer after it took a group's first request and
 	// before it drains the queue; tests use it to let requests pile up. Set it before the
-	// first write: it is read without synchronization.
+	// first write: it is read without synchronization. While it is set, no write commits
+	// inline: every one goes through the writer goroutine.
 	HookCollect func()
 }
 
@@ -116,6 +120,7 @@ func New[T any](cfg Config[T]) *Writer[T] {
 		reqs:    make(chan *request[T], cfg.MaxBatch),
 		quit:    make(chan struct{}),
 		stopped: make(chan struct{}),
+		turn:    make(chan struct{}, 1),
 	}
 	go w.writer()
 	return w
@@ -137,6 +142,9 @@ func (w *Writer[T]) Write(ctx context.Context, size int, apply Apply[T]) error {
 		return err
 	}
 	r := &request[T]{ctx: ctx, apply: apply, size: size, done: make(chan error, 1)}
+	if done, err := w.inline(r); done {
+		return err
+	}
 	select {
 	case w.reqs <- r:
 	case <-ctx.Done():
@@ -161,6 +169,35 @@ func (w *Writer[T]) Write(ctx context.Context, size int, apply Apply[T]) error {
 	}
 }
 
+// inline commits r on the caller's goroutine when it is expected to be alone: no
+// transaction runs, nothing is queued, and the last group was one request that nobody
+// queued behind. A writer that always comes alone (behind the plugin boundary, the host
+// merges concurrent writes into one call) then skips two hand-offs between goroutines,
+// each a wake-up of an idle thread, at every commit; concurrent writers keep going
+// through the writer goroutine, whose groups are unchanged (expect stays above one).
+func (w *Writer[T]) inline(r *request[T]) (done bool, err error) {
+	if w.HookCollect != nil {
+		return false, nil // tests that hold the writer goroutine expect every write to reach it
+	}
+	select {
+	case w.turn <- struct{}{}:
+	default:
+		return false, nil
+	}
+	defer func() { <-w.turn }()
+	select {
+	case <-w.quit:
+		return false, nil
+	default:
+	}
+	if w.expect > 1 || len(w.reqs) > 0 {
+		return false, nil
+	}
+	r.state.Store(stateTaken)
+	w.commit([]*request[T]{r})
+	return true, <-r.done
+}
+
 // writer takes the first queued request, adds whatever else is already queued without
 // waiting for more, applies them all in one transaction in arrival order, commits once,
 // and answers each.
@@ -172,7 +209,10 @@ func (w *Writer[T]) writer() {
 		select {
 		case first = <-w.reqs:
 		case <-w.quit:
-			// Drain: everything queued before Close is still written.
+			// Drain: everything queued before Close is still written. The turn is taken
+			// for good: an inline commit under way ends first, and none starts after, so
+			// once Close returns no transaction runs.
+			w.turn <- struct{}{}
 			for {
 				select {
 				case first = <-w.reqs:
@@ -187,8 +227,10 @@ func (w *Writer[T]) writer() {
 		if w.HookCollect != nil {
 			w.HookCollect()
 		}
+		w.turn <- struct{}{}
 		group = w.collect(group[:0], first)
 		w.commit(group)
+		<-w.turn
 		clear(group) // drop references to answered requests
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -402,5 +404,88 @@ func TestLingerFoldsInWritersThatMissedAGroup(t *testing.T) {
 	defer d.mu.Unlock()
 	if len(sizes) != 2 || sizes[0] != 13 || sizes[1] != 16 {
 		t.Fatalf("groups of %v, want [13 16]", sizes)
+	}
+}
+
+// goid is the calling goroutine's id, read off its stack trace's first line.
+func goid() string {
+	b := make([]byte, 64)
+	b = b[:runtime.Stack(b, false)]
+	f := strings.Fields(string(b))
+	return f[1]
+}
+
+// TestLoneWriterCommitsInline: a writer expected to be alone (the last group was one
+// request and nobody queued behind it) commits on its own goroutine, without a hand-off to
+// the writer goroutine; writers that queue while it commits are grouped by the writer
+// goroutine as before, and the writer that comes back then is expected in a group again.
+func TestLoneWriterCommitsInline(t *testing.T) {
+	d := &memDB{data: map[string]string{}}
+	cfg := d.config(64)
+	gate := make(chan struct{})
+	var gated sync.Once
+	entered := make(chan struct{})
+	commit := cfg.Commit
+	cfg.Commit = func(tx *memTx) error {
+		if _, ok := tx.data["slow"]; ok {
+			gated.Do(func() { close(entered); <-gate })
+		}
+		return commit(tx)
+	}
+	w := New(cfg)
+	t.Cleanup(w.Close)
+	ctx := t.Context()
+
+	// Sequential writes from one goroutine: each applied on the caller's goroutine.
+	me := goid()
+	for i := range 5 {
+		var where string
+		if err := w.Write(ctx, 1, func(tx *memTx) (bool, error) {
+			where = goid()
+			tx.data[fmt.Sprint("seq", i)] = "v"
+			return true, nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if where != me {
+			t.Fatalf("write %d applied on goroutine %s, want the caller's (%s)", i, where, me)
+		}
+	}
+	if w.Commits() != 5 {
+		t.Fatalf("%d commits for 5 writes", w.Commits())
+	}
+
+	// A slow inline commit: the writers arriving meanwhile queue and share one commit.
+	slow := writeAll(ctx, w, put("slow", "1"))
+	<-entered
+	var applies []Apply[*memTx]
+	for i := range 16 {
+		applies = append(applies, put(fmt.Sprint("k", i), "v"))
+	}
+	rest := writeAll(ctx, w, applies...)
+	waitQueued(t, w, 15) // the writer goroutine holds the 16th, waiting for its turn
+	close(gate)
+	for _, err := range append(slow(), rest()...) {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := w.Commits(); got != 7 {
+		t.Fatalf("%d commits after the slow write and 16 queued behind it, want 7 (5 + 1 + 1)", got)
+	}
+	// Now a group of 16 is expected: the next write goes to the writer goroutine.
+	var where string
+	if err := w.Write(ctx, 1, func(tx *memTx) (bool, error) {
+		where = goid()
+		tx.data["after"] = "v"
+		return true, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if where == me {
+		t.Fatal("a write after a group of 16 committed inline; the group commit expects company")
+	}
+	if v, ok := d.get("k15"); !ok || v != "v" {
+		t.Fatalf("k15 = %q, %v", v, ok)
 	}
 }
