@@ -378,3 +378,25 @@ func TestSessionsListAllStopsOnARepeatedToken(t *testing.T) {
 		t.Fatalf("exit %d after %d calls: %s", code, calls, stderr)
 	}
 }
+
+// TestExecPrintsStreamedOutputOnce: a model's tokens streamed as they come are not
+// printed again from the result's output (a llama runner's answer showed twice); a result
+// whose output was not streamed is printed.
+func TestExecPrintsStreamedOutputOnce(t *testing.T) {
+	streamTokens := true
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		if streamTokens {
+			fmt.Fprint(w, "event: token\ndata: {\"data\":\"Hello\"}\n\nevent: token\ndata: {\"data\":\" world\"}\n\n")
+		}
+		fmt.Fprint(w, "event: result\ndata: {\"trace_id\":\"t1\",\"status\":\"ok\",\"output\":\"Hello world\"}\n\n")
+	}))
+	defer srv.Close()
+	for _, tokens := range []bool{true, false} {
+		streamTokens = tokens
+		code, stdout, stderr := limitctl(t, "-addr", srv.URL, "exec", "s1", "llama", "hi")
+		if code != 0 || stdout != "Hello world\n" {
+			t.Fatalf("tokens streamed %v: exit %d stdout %q stderr %q, want the answer once", tokens, code, stdout, stderr)
+		}
+	}
+}

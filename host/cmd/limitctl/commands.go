@@ -405,21 +405,27 @@ func (x *cli) exec(ctx context.Context, args []string) error {
 		}
 		return x.printJSON(res)
 	}
+	// What was streamed to stdout (program output, a model's tokens), so that the result's
+	// output, the same text, is printed only when nothing was streamed.
+	var streamed strings.Builder
 	res, err := x.c.ExecuteStream(ctx, pos[0], req, func(ev client.Event) {
 		if ev.Kind == "stderr" {
 			fmt.Fprint(x.stderr, ev.Data)
 			return
 		}
 		fmt.Fprint(x.stdout, ev.Data)
+		streamed.WriteString(ev.Data)
 	})
 	if err != nil {
 		return err
 	}
-	if res.Stdout != "" && !strings.HasSuffix(res.Stdout, "\n") {
-		fmt.Fprintln(x.stdout)
+	out := streamed.String()
+	if res.Output != "" && out == "" {
+		fmt.Fprint(x.stdout, res.Output)
+		out = res.Output
 	}
-	if res.Output != "" && res.Output != res.Stdout {
-		fmt.Fprintln(x.stdout, res.Output)
+	if out != "" && !strings.HasSuffix(out, "\n") {
+		fmt.Fprintln(x.stdout)
 	}
 	fmt.Fprintf(x.stderr, "-- %s exit=%d %dms trace=%s", res.Status, res.ExitCode, res.DurationMS, res.TraceID)
 	if res.StateReset {

@@ -290,6 +290,18 @@ func run(data, modelPath, metricsDir, hardGlob string, evalOnly bool, docs *Docs
 		if r, err := jailbreak.EvaluateSet("written corpus (held-out half), in documents", m, lb, carried); err == nil {
 			met.Sets = append(met.Sets, r)
 		}
+		// Its short everyday messages ("hello", "now in spanish", "are you chatgpt?"), which
+		// the training file has few of: a greeting that opens many role-play jailbreaks is
+		// no attack on its own.
+		var short []jailbreak.Example
+		for _, e := range written.HeldOut {
+			if strings.HasPrefix(e.Category, "d-short-") {
+				short = append(short, e)
+			}
+		}
+		if r, err := jailbreak.EvaluateSet("written corpus (held-out half), short everyday messages", m, lb, short); err == nil {
+			met.Sets = append(met.Sets, r)
+		}
 	}
 	// Code pasted into a prompt: the codesafety rule's benign programs, scored as prompts.
 	if progs, err := codePrompts(jailbreak.ModuleRoot()); err != nil {
