@@ -4,6 +4,10 @@
 //
 //	make run &                       # limitd on 127.0.0.1:8080
 //	go run ./examples/basic_session  # -addr, -runner, -input to change
+//
+// As limitctl does, it finds the daemon at -addr (a URL or a bare HOST:PORT), else
+// LIMIT_ADDR, else http://127.0.0.1:8080, and sends the API token in LIMIT_TOKEN, else the
+// one in the file LIMIT_TOKEN_FILE names (a daemon with api { token_file = ... }).
 package main
 
 import (
@@ -20,13 +24,18 @@ import (
 )
 
 func main() {
-	addr := flag.String("addr", "http://127.0.0.1:8080", "limitd address")
+	addr := flag.String("addr", "", "limitd `URL` (http://HOST:PORT, https://... or HOST:PORT; default LIMIT_ADDR, else "+client.DefaultAddr+")")
 	runner := flag.String("runner", "python", "runner to execute with (a runner block of the daemon's config)")
 	input := flag.String("input", "x = 6 * 7\nprint('the answer is', x)", "input to execute")
 	flag.Parse()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if err := run(ctx, client.New(*addr), *runner, *input, os.Stdout); err != nil {
+	c, err := client.FromEnv(*addr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "basic_session:", err)
+		os.Exit(2)
+	}
+	if err := run(ctx, c, *runner, *input, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "basic_session:", err)
 		os.Exit(1)
 	}

@@ -281,3 +281,28 @@ func TestBodylessRoutesRefuseABody(t *testing.T) {
 		}
 	}
 }
+
+// TestRequiredFields: a body without a field the API requires (api:"required", as the
+// OpenAPI document lists them), or with it as an empty string, is a 400 naming it, not a
+// zero value judged as if sent (a flag without trace_id answered 404 "not a trace id").
+func TestRequiredFields(t *testing.T) {
+	srv, _, _, _ := mergeServer(t)
+	for _, c := range []struct{ path, body, says string }{
+		{"/v1/governance/flag", `{"flag":"HighRisk","severity":5}`, "trace_id is required"},
+		{"/v1/governance/flag", `{"trace_id":"","flag":"HighRisk","severity":5}`, "trace_id is required"},
+		{"/governance/flag", `{"trace_id":"x","severity":5}`, "flag is required"},
+		{"/v1/governance/flag", `{"trace_id":"x","flag":"anomaly"}`, "severity is required"},
+		{"/v1/traces", `{"data":{}}`, "session_id is required"},
+		{"/v1/governance/evaluate", `{"text":"hi"}`, "kind is required"},
+		{"/v1/rd/fgw", `{"c1":[[0]]}`, "c2 is required"},
+		{"/v1/rd/points", `{"session_id":"x","distortion":1}`, "variance is required"},
+	} {
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest("POST", c.path, strings.NewReader(c.body))
+		req.Header.Set("Content-Type", "application/json")
+		srv.ServeHTTP(rec, req)
+		if rec.Code != 400 || !strings.Contains(rec.Body.String(), c.says) {
+			t.Errorf("POST %s %s: %d %s, want 400 saying %q", c.path, c.body, rec.Code, rec.Body.String(), c.says)
+		}
+	}
+}

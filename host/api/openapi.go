@@ -33,6 +33,7 @@ type route struct {
 // health check requires a bearer token.
 func openAPI(version string, routes []route, bearer bool) map[string]any {
 	schemas := map[string]any{}
+	types := map[string]reflect.Type{}
 	paths := map[string]any{}
 	for _, rt := range routes {
 		p := "/v1" + rt.Path
@@ -63,7 +64,7 @@ func openAPI(version string, routes []route, bearer bool) map[string]any {
 		if rt.Request != nil {
 			op["requestBody"] = map[string]any{
 				"required": true,
-				"content":  map[string]any{"application/json": map[string]any{"schema": (&schemaGen{schemas: schemas, request: true}).ref(reflect.TypeOf(rt.Request))}},
+				"content":  map[string]any{"application/json": map[string]any{"schema": (&schemaGen{schemas: schemas, request: true, types: types}).ref(reflect.TypeOf(rt.Request))}},
 			}
 		}
 		status := rt.Status
@@ -75,7 +76,7 @@ func openAPI(version string, routes []route, bearer bool) map[string]any {
 		case rt.Binary != "":
 			resp["content"] = map[string]any{rt.Binary: map[string]any{"schema": map[string]any{"type": "string", "contentEncoding": "binary"}}}
 		case rt.Response != nil:
-			content := map[string]any{"application/json": map[string]any{"schema": schemaRef(reflect.TypeOf(rt.Response), schemas)}}
+			content := map[string]any{"application/json": map[string]any{"schema": schemaRef(reflect.TypeOf(rt.Response), schemas, types)}}
 			if rt.Stream {
 				content["text/event-stream"] = map[string]any{"schema": map[string]any{"type": "string"}}
 			}
@@ -146,8 +147,8 @@ var (
 )
 
 // schemaRef returns a JSON Schema for t, registering named struct types as components.
-func schemaRef(t reflect.Type, schemas map[string]any) map[string]any {
-	return (&schemaGen{schemas: schemas}).ref(t)
+func schemaRef(t reflect.Type, schemas map[string]any, types map[string]reflect.Type) map[string]any {
+	return (&schemaGen{schemas: schemas, types: types}).ref(t)
 }
 
 // schemaGen writes schemas into schemas. For a request body (request), a field is required
@@ -157,6 +158,23 @@ func schemaRef(t reflect.Type, schemas map[string]any) map[string]any {
 type schemaGen struct {
 	schemas map[string]any
 	request bool
+	// types records which Go type each schema name was given to, so that two types
+	// never share a name (the second one takes its package's name as a prefix).
+	types map[string]reflect.Type
+}
+
+// schemaName names a Go struct type's schema: its name capitalised ("flagRequest" →
+// "FlagRequest"), its package's name in front unless it is the API's own or the type's
+// name starts with it ("session.CreateRequest" → "SessionCreateRequest", "session.Session"
+// → "Session", "rd.RDCurve" → "RDCurve").
+func schemaName(t reflect.Type, qualified bool) string {
+	name := strings.ToUpper(t.Name()[:1]) + t.Name()[1:]
+	pkg := t.PkgPath()
+	pkg = pkg[strings.LastIndex(pkg, "/")+1:]
+	if pkg == "" || (!qualified && (pkg == "api" || strings.HasPrefix(strings.ToLower(name), strings.ToLower(pkg)))) {
+		return name
+	}
+	return strings.ToUpper(pkg[:1]) + pkg[1:] + name
 }
 
 func (g *schemaGen) ref(t reflect.Type) map[string]any {
@@ -192,12 +210,15 @@ func (g *schemaGen) ref(t reflect.Type) map[string]any {
 		if name == "" {
 			return g.structSchema(t)
 		}
-		if pkg := t.PkgPath(); pkg != "" {
-			name = strings.ToUpper(pkg[strings.LastIndex(pkg, "/")+1:][:1]) + pkg[strings.LastIndex(pkg, "/")+2:] + name
-		}
+		suffix := ""
 		if g.request && !strings.HasSuffix(name, "Request") {
-			name += "Input"
+			suffix = "Input"
 		}
+		name = schemaName(t, false) + suffix
+		if prev, ok := g.types[name]; ok && prev != t {
+			name = schemaName(t, true) + suffix
+		}
+		g.types[name] = t
 		if _, ok := schemas[name]; !ok {
 			schemas[name] = map[string]any{} // placeholder against recursion
 			schemas[name] = g.structSchema(t)

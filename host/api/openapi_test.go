@@ -30,9 +30,9 @@ func TestOpenAPIRequired(t *testing.T) {
 	schemas := doc.Components.Schemas
 	for name, want := range map[string][]string{
 		"SessionCreateRequest": nil,
-		"ApiflagRequest":       {"flag", "severity", "trace_id"},
-		"ExecutionRequest":     {"input", "runner"},
-		"ApifgwRequest":        {"c1", "c2"},
+		"FlagRequest":          {"flag", "severity", "trace_id"},
+		"ExecutionRequest":     {"runner"},
+		"FgwRequest":           {"c1", "c2"},
 		"SessionLimitsInput":   nil,
 	} {
 		got, ok := schemas[name]
@@ -48,7 +48,7 @@ func TestOpenAPIRequired(t *testing.T) {
 			t.Errorf("%s requires %v, want %v", name, got.Required, want)
 		}
 	}
-	if r := schemas["SessionSession"].Required; !slices.Contains(r, "id") {
+	if r := schemas["Session"].Required; !slices.Contains(r, "id") {
 		t.Errorf("the session response does not list id as always present: %v", r)
 	}
 }
@@ -89,7 +89,7 @@ func TestOpenAPIFlagDetails(t *testing.T) {
 			t.Errorf("TraceLocation.%s = %v", name, loc.Properties[name])
 		}
 	}
-	if p := schemas["ApiflagRequest"].Properties["location"]; p["$ref"] != "#/components/schemas/TraceLocationInput" {
-		t.Errorf("ApiflagRequest.location = %v", p)
+	if p := schemas["FlagRequest"].Properties["location"]; p["$ref"] != "#/components/schemas/TraceLocationInput" {
+		t.Errorf("FlagRequest.location = %v", p)
 	}
 }

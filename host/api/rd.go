@@ -221,8 +221,8 @@ func (s *Server) rdFGW(w http.ResponseWriter, r *http.Request) {
 
 type pointRequest struct {
 	SessionID  string  `json:"session_id" api:"required"`
-	Distortion float64 `json:"distortion"`
-	Variance   float64 `json:"variance"`
+	Distortion float64 `json:"distortion" api:"required"`
+	Variance   float64 `json:"variance" api:"required"`
 }
 
 // storedPoint is a refinement point in a session's namespace.

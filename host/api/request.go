@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // requestIDHeader carries the request id on every response (and is accepted from clients
@@ -115,7 +116,72 @@ func decodeBody(body []byte, v any, bounds map[string]int) error {
 	if len(bytes.TrimLeft(rest[dec.InputOffset():], " \t\r\n")) > 0 {
 		return badRequest("request body has data after the JSON value")
 	}
+	return checkRequired(rest, v)
+}
+
+// checkRequired refuses a body that lacks a field its struct tags api:"required" (the
+// OpenAPI document says so too), or gives it as an empty string, with "NAME is required":
+// not a zero value going on to be judged as if sent ("" as a trace id answering 404). A
+// number or list given, even zero or empty, is left for the handler to judge. Only fields
+// left at their zero value are looked up, so a complete body costs nothing more.
+func checkRequired(body []byte, v any) error {
+	rv := reflect.ValueOf(v)
+	if rv.Kind() != reflect.Pointer || rv.Elem().Kind() != reflect.Struct {
+		return nil
+	}
+	rv = rv.Elem()
+	var keys map[string]bool
+	for _, f := range requiredFields(rv.Type()) {
+		fv := rv.Field(f.index)
+		if !fv.IsZero() {
+			continue
+		}
+		if fv.Kind() != reflect.String {
+			if keys == nil {
+				var m map[string]json.RawMessage
+				_ = json.Unmarshal(body, &m)
+				keys = map[string]bool{}
+				for k := range m {
+					keys[strings.ToLower(k)] = true
+				}
+			}
+			if keys[strings.ToLower(f.name)] {
+				continue
+			}
+		}
+		return badRequest("%s is required", f.name)
+	}
 	return nil
+}
+
+// requiredField is a struct field tagged api:"required": its index and JSON name.
+type requiredField struct {
+	index int
+	name  string
+}
+
+// requiredByType caches requiredFields by struct type.
+var requiredByType sync.Map
+
+// requiredFields lists the fields of struct type t tagged api:"required".
+func requiredFields(t reflect.Type) []requiredField {
+	if fs, ok := requiredByType.Load(t); ok {
+		return fs.([]requiredField)
+	}
+	var fs []requiredField
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if f.Tag.Get("api") != "required" || !f.IsExported() {
+			continue
+		}
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name == "" {
+			name = f.Name
+		}
+		fs = append(fs, requiredField{i, name})
+	}
+	requiredByType.Store(t, fs)
+	return fs
 }
 
 // readBody reads a request body whole, in one allocation of its declared length when it
@@ -384,7 +450,7 @@ func decodeCreateTrace(r *http.Request, req *createTraceRequest) error {
 		return jsonError(err)
 	}
 	if parseCreateTrace(body, req) {
-		return nil
+		return checkRequired(body, req)
 	}
 	return decodeBody(body, req, nil)
 }

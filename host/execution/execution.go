@@ -51,7 +51,7 @@ const Agent = "limitd"
 // Request is one execution.
 type Request struct {
 	Runner    string         `json:"runner" api:"required"`
-	Input     string         `json:"input" api:"required"`
+	Input     string         `json:"input"`
 	TimeoutMS uint64         `json:"timeout_ms,omitempty"`
 	Params    map[string]any `json:"params,omitempty"`
 }

@@ -329,7 +329,11 @@ func inspectModel(path string) (info *modelInfo, err error) {
 	fi, err := os.Stat(path)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
-		return nil, fmt.Errorf("model file %s does not exist", path)
+		hint := ""
+		if filepath.Base(path) == "tiny-llama.gguf" {
+			hint = " (configs/models.hcl's test model: `make testmodel` generates it)"
+		}
+		return nil, fmt.Errorf("model file %s does not exist%s", path, hint)
 	case err != nil:
 		return nil, fmt.Errorf("model file %s: %w", path, err)
 	case fi.IsDir():

@@ -406,6 +406,7 @@ func TestCorruptModelRefused(t *testing.T) {
 		name, path, expect string
 	}{
 		{"missing", filepath.Join(dir, "nope.gguf"), "does not exist"},
+		{"missing test model", filepath.Join(dir, "tiny-llama.gguf"), "`make testmodel` generates it"},
 		{"text", write("notes.gguf", []byte("these are not the weights you are looking for\n")), `is not a GGUF file (it starts with "thes", not "GGUF")`},
 		{"empty", write("empty.gguf", nil), "is not a GGUF file: only 0 bytes long"},
 		{"magic", write("magic.gguf", badMagic), `it starts with "GGUX"`},

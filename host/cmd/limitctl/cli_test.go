@@ -400,3 +400,29 @@ func TestExecPrintsStreamedOutputOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestEvaluateWithoutFindings says so, rather than printing a table's header alone.
+func TestEvaluateWithoutFindings(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"findings":[],"rules":[]}`)
+	}))
+	defer srv.Close()
+	code, stdout, stderr := limitctl(t, "-addr", srv.URL, "governance", "evaluate", "prompt", "hello")
+	if code != 0 || stdout != "no findings: no rule flagged the text\n" {
+		t.Fatalf("exit %d stdout %q stderr %q", code, stdout, stderr)
+	}
+}
+
+// TestGovernanceStatsBySeverity: the stats table shows the counts by severity, in order.
+func TestGovernanceStatsBySeverity(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"overall":{"flags":3,"by_flag":{"anomaly":3},"by_severity":{"10":1,"9":2}},"sessions":{}}`)
+	}))
+	defer srv.Close()
+	code, stdout, stderr := limitctl(t, "-addr", srv.URL, "governance", "stats")
+	if code != 0 || !strings.Contains(stdout, "BY SEVERITY") || !strings.Contains(stdout, "9=2 10=1") {
+		t.Fatalf("exit %d stdout %q stderr %q", code, stdout, stderr)
+	}
+}

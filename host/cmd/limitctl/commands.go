@@ -741,14 +741,14 @@ func (x *cli) governance(ctx context.Context, sub string, args []string) error {
 		}
 		sort.Strings(ids)
 		row := func(name string, s client.Stats) []string {
-			return []string{name, strconv.Itoa(s.Flags), byFlag(s.ByFlag), strconv.Itoa(s.Quarantined),
+			return []string{name, strconv.Itoa(s.Flags), byFlag(s.ByFlag), bySeverity(s.BySeverity), strconv.Itoa(s.Quarantined),
 				strconv.Itoa(s.ExecutionsBlocked), strconv.Itoa(s.MergesAllowed), strconv.Itoa(s.MergesRefused), strconv.Itoa(s.MergesWithdrawn)}
 		}
 		rows := [][]string{row("overall", st.Overall)}
 		for _, id := range ids {
 			rows = append(rows, row(id, st.Sessions[id]))
 		}
-		x.table("SESSION\tFLAGS\tBY FLAG\tQUARANTINED\tBLOCKED\tMERGED\tREFUSED\tWITHDRAWN", rows)
+		x.table("SESSION\tFLAGS\tBY FLAG\tBY SEVERITY\tQUARANTINED\tBLOCKED\tMERGED\tREFUSED\tWITHDRAWN", rows)
 		return nil
 	case "evaluate":
 		pos, err := x.parse(fs, args)
@@ -769,11 +769,15 @@ func (x *cli) governance(ctx context.Context, sub string, args []string) error {
 		if x.json {
 			return x.printJSON(ev)
 		}
-		rows := [][]string{}
-		for _, f := range ev.Findings {
-			rows = append(rows, []string{f.Flag, strconv.Itoa(f.Severity), f.RuleID, where(f), f.Reason})
+		if len(ev.Findings) == 0 && len(ev.Errors) == 0 {
+			fmt.Fprintln(x.stdout, "no findings: no rule flagged the text")
+		} else if len(ev.Findings) > 0 {
+			rows := [][]string{}
+			for _, f := range ev.Findings {
+				rows = append(rows, []string{f.Flag, strconv.Itoa(f.Severity), f.RuleID, where(f), f.Reason})
+			}
+			x.table("FLAG\tSEVERITY\tRULE\tWHERE\tREASON", rows)
 		}
-		x.table("FLAG\tSEVERITY\tRULE\tWHERE\tREASON", rows)
 		for _, e := range ev.Errors {
 			fmt.Fprintln(x.stderr, "rule error:", e)
 		}
@@ -782,6 +786,30 @@ func (x *cli) governance(ctx context.Context, sub string, args []string) error {
 		return x.governanceEval(ctx, args)
 	}
 	return usagef("unknown governance command %q", sub)
+}
+
+// bySeverity renders counts by severity ("1".."10") in order of severity, "7=2 9=1".
+func bySeverity(m map[string]int) string {
+	if len(m) == 0 {
+		return "-"
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		a, errA := strconv.Atoi(keys[i])
+		b, errB := strconv.Atoi(keys[j])
+		if errA != nil || errB != nil {
+			return keys[i] < keys[j]
+		}
+		return a < b
+	})
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s=%d", k, m[k])
+	}
+	return strings.Join(parts, " ")
 }
 
 func byFlag(m map[string]int) string {

@@ -178,33 +178,11 @@ type setupError struct{ msg string }
 func (e *setupError) Error() string { return e.msg }
 
 // defaultAddr is the daemon's address when neither -addr nor LIMIT_ADDR gives one.
-const defaultAddr = "http://127.0.0.1:8080"
+const defaultAddr = client.DefaultAddr
 
-// daemonURL returns the daemon's base URL from the value of -addr or LIMIT_ADDR: an http
-// or https URL, or a bare HOST:PORT, which means http://HOST:PORT.
-func daemonURL(addr string) (*url.URL, error) {
-	s := addr
-	if !strings.Contains(s, "://") {
-		s = "http://" + s
-	}
-	u, err := url.Parse(s)
-	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err // the value is quoted already
-		}
-		return nil, err
-	}
-	switch {
-	case u.Scheme != "http" && u.Scheme != "https":
-		return nil, fmt.Errorf("scheme %q is not http or https", u.Scheme)
-	case u.Host == "":
-		return nil, errors.New("no host")
-	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "":
-		return nil, errors.New("a query or fragment has no place in it")
-	}
-	return u, nil
-}
+// daemonURL returns the daemon's base URL from the value of -addr or LIMIT_ADDR (see
+// client.ParseAddr).
+func daemonURL(addr string) (*url.URL, error) { return client.ParseAddr(addr) }
 
 // isHelpArg reports whether a command-line word asks for help.
 func isHelpArg(s string) bool {
@@ -316,9 +294,9 @@ func health(ctx context.Context, d daemonFlags, asJSON bool, args []string, stdo
 // printHealth prints the daemon's health as a table.
 func printHealth(stdout io.Writer, h *client.Health) {
 	fmt.Fprintf(stdout, "status %s, version %s\n", h.Status, h.Version)
-	fmt.Fprintf(stdout, "%-10s %-16s %-10s %-8s %-8s %-8s %s\n", "KIND", "NAME", "VERSION", "PID", "HEALTHY", "RESTARTS", "SESSION")
+	fmt.Fprintf(stdout, "%-10s %-16s %-10s %-8s %-8s %-9s %s\n", "KIND", "NAME", "VERSION", "PID", "HEALTHY", "RESTARTS", "SESSION")
 	for _, p := range h.Plugins {
-		fmt.Fprintf(stdout, "%-10s %-16s %-10s %-8d %-8v %-8d %s\n", p.Kind, p.Name, p.Version, p.PID, p.Healthy, p.Restarts, p.Session)
+		fmt.Fprintf(stdout, "%-10s %-16s %-10s %-8d %-8v %-9d %s\n", p.Kind, p.Name, p.Version, p.PID, p.Healthy, p.Restarts, p.Session)
 		if p.Detail != "" {
 			fmt.Fprintf(stdout, "           backend: %s\n", p.Detail)
 		}
@@ -457,16 +435,7 @@ func apiToken(file string, fromFlag bool) (string, error) {
 	if file == "" {
 		return "", nil
 	}
-	b, err := os.ReadFile(file)
-	if err != nil {
-		return "", fmt.Errorf("cannot read the API token: %v", err)
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if tok := strings.TrimSpace(line); tok != "" && !strings.HasPrefix(tok, "#") {
-			return tok, nil
-		}
-	}
-	return "", fmt.Errorf("the token file %s holds no token", file)
+	return client.ReadTokenFile(file)
 }
 
 // newClient returns a client of the daemon at u, with the token u carries (see daemon in

@@ -7,6 +7,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"flag"
 	"fmt"
@@ -26,6 +27,9 @@ import (
 	"github.com/limitgraph/limit/host/version"
 	"github.com/limitgraph/limit/sdk/base"
 )
+
+// maxDiags is how many configuration problems limitd prints before it counts the rest.
+const maxDiags = 10
 
 func main() {
 	// Descriptors limitd inherited (from a shell, a service manager) stay its own: no
@@ -67,12 +71,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if f, ok := stderr.(*os.File); ok {
 			color = term.IsTerminal(int(f.Fd()))
 		}
-		w := hcl.NewDiagnosticTextWriter(stderr, files, 0, color)
-		for _, d := range ds {
+		var buf bytes.Buffer
+		w := hcl.NewDiagnosticTextWriter(&buf, files, 0, color)
+		for i, d := range ds {
+			if i == maxDiags && len(ds) > maxDiags+1 {
+				// One syntax error (a quote left open) can make dozens more downstream.
+				fmt.Fprintf(stderr, "limitd: %d more problems not shown; fix the first ones, the rest may follow from them\n", len(ds)-i)
+				return
+			}
 			// A compact first line, for editors and grep: file:line:column where the
 			// problem has a place in the file, else the program's name (a bad seed
-			// variable, an unreadable file); then HCL's own rendering with the detail
-			// and the source snippet.
+			// variable, an unreadable file); then HCL's own rendering with the source
+			// snippet and the detail, without its "Error: <summary>" line, said already.
 			sev := "error"
 			if d.Severity == hcl.DiagWarning {
 				sev = "warning"
@@ -82,7 +92,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 			} else {
 				fmt.Fprintf(stderr, "limitd: %s: %s\n", sev, d.Summary)
 			}
+			buf.Reset()
 			_ = w.WriteDiagnostic(d)
+			out := buf.Bytes()
+			if !color {
+				if first, rest, ok := bytes.Cut(out, []byte("\n")); ok && bytes.HasSuffix(first, []byte(": "+d.Summary)) {
+					out = rest
+				}
+			}
+			_, _ = stderr.Write(out)
 		}
 	}
 	if diags.HasErrors() {

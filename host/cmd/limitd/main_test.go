@@ -296,3 +296,47 @@ func TestEmbeddedDefaultRuns(t *testing.T) {
 	}
 	fmt.Fprint(os.Stderr, "")
 }
+
+// TestDiagnosticsReadable: each problem is said once (file:line:column and summary, then
+// the snippet and the detail, without HCL's "Error: summary" line again), and a quote left
+// open, which makes dozens of problems downstream, prints the first ten and a count.
+func TestDiagnosticsReadable(t *testing.T) {
+	dir := t.TempDir()
+	var body strings.Builder
+	body.WriteString("host {\n  listen = \"127.0.0.1:8080\n}\n")
+	for i := range 30 {
+		fmt.Fprintf(&body, "runner \"r%d\" {\n  plugin = \"x\"\n}\n", i)
+	}
+	p := filepath.Join(dir, "bad.hcl")
+	if err := os.WriteFile(p, []byte(body.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	if code := run([]string{"-validate", "-config", p}, &out, &errb); code != 1 {
+		t.Fatalf("exit %d", code)
+	}
+	got := errb.String()
+	if n := strings.Count(got, ": error: "); n != maxDiags {
+		t.Errorf("%d problems printed, want %d:\n%s", n, maxDiags, got)
+	}
+	if !strings.HasPrefix(got, p+":2:") || !strings.Contains(got, "more problems not shown") || strings.Contains(got, "Error: ") {
+		t.Errorf("diagnostics:\n%s", got)
+	}
+	// A single problem is printed whole: place, summary, snippet, detail.
+	p2 := filepath.Join(dir, "typo.hcl")
+	if err := os.WriteFile(p2, []byte("host {\n  listn = \"127.0.0.1:8080\"\n}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	errb.Reset()
+	if code := run([]string{"-validate", "-config", p2}, &out, &errb); code != 1 {
+		t.Fatalf("exit %d", code)
+	}
+	for _, want := range []string{p2 + ":2:3: error: Unsupported argument", `2:   listn = "127.0.0.1:8080"`, `Did you mean "listen"?`} {
+		if !strings.Contains(errb.String(), want) {
+			t.Errorf("diagnostic lacks %q:\n%s", want, errb.String())
+		}
+	}
+	if strings.Count(errb.String(), "Unsupported argument") != 1 {
+		t.Errorf("summary said more than once:\n%s", errb.String())
+	}
+}

@@ -1,0 +1,81 @@
+package client
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+)
+
+// DefaultAddr is the daemon's address when neither a flag nor LIMIT_ADDR gives one: what
+// `make run` listens on.
+const DefaultAddr = "http://127.0.0.1:8080"
+
+// ParseAddr returns a daemon's base URL from an address as users write it (limitctl's
+// -addr, LIMIT_ADDR): an http or https URL, or a bare HOST:PORT, which means
+// http://HOST:PORT.
+func ParseAddr(addr string) (*url.URL, error) {
+	s := addr
+	if !strings.Contains(s, "://") {
+		s = "http://" + s
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // the value is quoted already
+		}
+		return nil, err
+	}
+	switch {
+	case u.Scheme != "http" && u.Scheme != "https":
+		return nil, fmt.Errorf("scheme %q is not http or https", u.Scheme)
+	case u.Host == "":
+		return nil, errors.New("no host")
+	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "":
+		return nil, errors.New("a query or fragment has no place in it")
+	}
+	return u, nil
+}
+
+// ReadTokenFile returns the API token in file: its first line that is neither empty nor a
+// # comment (the daemon's token files hold one token per line).
+func ReadTokenFile(file string) (string, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("cannot read the API token: %v", err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if tok := strings.TrimSpace(line); tok != "" && !strings.HasPrefix(tok, "#") {
+			return tok, nil
+		}
+	}
+	return "", fmt.Errorf("the token file %s holds no token", file)
+}
+
+// FromEnv returns a client as limitctl makes one without flags: of the daemon LIMIT_ADDR
+// names (else DefaultAddr), with the token LIMIT_TOKEN holds, else the one in the file
+// LIMIT_TOKEN_FILE names, else none. addr, when not empty, overrides LIMIT_ADDR.
+func FromEnv(addr string) (*Client, error) {
+	from := "address"
+	if addr == "" {
+		addr, from = os.Getenv("LIMIT_ADDR"), "LIMIT_ADDR"
+		if addr == "" {
+			addr = DefaultAddr
+		}
+	}
+	u, err := ParseAddr(addr)
+	if err != nil {
+		return nil, fmt.Errorf("%s %q is not a daemon address: %v; want http://HOST:PORT, https://HOST:PORT or HOST:PORT", from, addr, err)
+	}
+	c := New(u.String())
+	if tok := strings.TrimSpace(os.Getenv("LIMIT_TOKEN")); tok != "" {
+		c.Token = tok
+	} else if f := os.Getenv("LIMIT_TOKEN_FILE"); f != "" {
+		if c.Token, err = ReadTokenFile(f); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
