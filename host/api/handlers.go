@@ -584,20 +584,25 @@ func (s *Server) merge(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	// A chain that does not verify (an entry changed, removed or written behind the
-	// host's back) is flagged unverified and never merged, whatever the policy: the shared
-	// record is only worth its provenance. A chain that verifies but lacks what its kind
-	// requires (an execution that never recorded its outcome, e.g. after a crash) is
-	// unverified too, and merges only where the policy allows it.
-	valid, why := v.Valid, v.Error
-	broken := !valid
-	if broken {
-		why = "provenance does not verify: " + why
-		if rec, err = s.flagUnverified(ctx, rec, pol, 9, why); err != nil {
-			s.fail(w, r, err)
-			return
-		}
-	} else if missing, err := s.missingEntries(ctx, rec); err != nil {
+	// A chain that does not verify (an entry changed, removed or not covered by a
+	// checkpoint the host signed) is never merged, whatever the policy: the shared record
+	// is only worth its provenance. Nothing is written to it either, not even the flag or
+	// the refusal: each would extend the chain, and sign a checkpoint over entries the
+	// host cannot vouch for. The flag is counted and answered. A chain that verifies but
+	// lacks what its kind requires (an execution that never recorded its outcome, e.g.
+	// after a crash) is flagged unverified, and merges only where the policy allows it.
+	if !v.Valid {
+		f := governance.Flag{Flag: sdkgov.FlagUnverified, Severity: 9, Reason: "provenance does not verify: " + v.Error, RuleID: "host.provenance", AutoDetected: true, Timestamp: time.Now().UTC()}
+		_ = s.opts.Stats.Record(sctx, rec.SessionID, governance.Delta{Flags: []governance.Flag{f}, MergeRefused: true})
+		reasons := pol.MergeRefusals(string(rec.Status), rec.Flags, true, "")
+		reasons = append(reasons, f.Reason+" (a broken chain is never merged, under any policy, and nothing more is written to it)")
+		writeProblem(w, r, http.StatusConflict, "merge refused under policy "+pol.Name+": "+strings.Join(reasons, "; "), map[string]any{
+			"trace_id": rec.ID, "policy": pol.Name, "reasons": reasons, "flags": []governance.Flag{f},
+		})
+		return
+	}
+	valid, why := true, ""
+	if missing, err := s.missingEntries(ctx, rec); err != nil {
 		s.fail(w, r, err)
 		return
 	} else if missing != "" {
@@ -616,9 +621,6 @@ func (s *Server) merge(w http.ResponseWriter, r *http.Request) {
 		})
 	}
 	reasons := pol.MergeRefusals(string(rec.Status), rec.Flags, valid, why)
-	if broken && pol.AllowUnverifiedMerge {
-		reasons = append(reasons, why+" (a broken chain is never merged, under any policy)")
-	}
 	if len(reasons) > 0 {
 		refuse(reasons)
 		return

@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -170,35 +171,23 @@ func TestMergedTraceIsFinal(t *testing.T) {
 }
 
 // TestMergeRefusesBrokenChainUnderEveryPolicy: a trace one of whose stored entries was
-// changed behind the host's back is flagged unverified (quarantined where the policy
-// quarantines at that severity) and its merge refused with 409, under permissive too,
-// which lets an intact chain lacking an entry merge; nothing reaches the shared record.
+// changed, or whose latest checkpoint was removed, behind the host's back, is refused a
+// merge with 409 under every policy (permissive too, which lets an intact chain lacking an
+// entry merge), the answer carrying the unverified flag, and nothing is written to its
+// chain: a flag or a refusal appended would sign a checkpoint over entries the host cannot
+// vouch for, and the chain would verify again. Asked again, by the same process or by a
+// restarted one, the same.
 func TestMergeRefusesBrokenChainUnderEveryPolicy(t *testing.T) {
 	ctx := context.Background()
-	st := memstore.New()
-	srv, traces, sessions, _ := serverOn(t, st)
-	for _, policy := range governance.PolicyNames() {
-		t.Run(policy, func(t *testing.T) {
-			s, err := sessions.Create(ctx, session.CreateRequest{Name: "x", Policy: policy})
-			if err != nil {
-				t.Fatal(err)
-			}
-			tr, err := traces.Create(ctx, s.ID, trace.TraceCustom, json.RawMessage(`{"n":1}`), "api")
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := traces.Append(ctx, tr.ID, trace.Entry{Kind: "note", Agent: "alice", Data: json.RawMessage(`{"secret":"original-value"}`)}); err != nil {
-				t.Fatal(err)
-			}
-			// Change the entry's data in storage, as someone with access to the disk would.
-			ns := trace.SessionNamespace(trace.DefaultTenant, s.ID)
+	breaks := map[string]func(t *testing.T, st storage.Storage, ns, id string){
+		"entry changed": func(t *testing.T, st storage.Storage, ns, id string) {
 			res, err := st.Scan(ctx, storage.ScanRequest{Namespace: ns, Limit: storage.MaxScanLimit})
 			if err != nil {
 				t.Fatal(err)
 			}
 			changed := 0
 			for _, it := range res.Items {
-				if v := string(it.Value); strings.Contains(v, "original-value") && strings.Contains(string(it.Key), tr.ID) && !strings.Contains(v, `"kind":"created"`) {
+				if v := string(it.Value); strings.Contains(v, "original-value") && strings.Contains(string(it.Key), id) && !strings.Contains(v, `"kind":"created"`) {
 					if err := st.Put(ctx, ns, it.Key, []byte(strings.ReplaceAll(v, "original-value", "changed-value"))); err != nil {
 						t.Fatal(err)
 					}
@@ -208,45 +197,78 @@ func TestMergeRefusesBrokenChainUnderEveryPolicy(t *testing.T) {
 			if changed == 0 {
 				t.Fatal("found no stored entry to change")
 			}
-			rec := httptest.NewRecorder()
-			srv.ServeHTTP(rec, httptest.NewRequest("POST", "/v1/traces/"+tr.ID+"/merge", nil))
-			if rec.Code != 409 || !strings.Contains(rec.Body.String(), "provenance does not verify") {
-				t.Fatalf("merge of a changed chain: %d %s", rec.Code, rec.Body.String())
+		},
+		"checkpoint removed": func(t *testing.T, st storage.Storage, ns, id string) {
+			res, err := st.Scan(ctx, storage.ScanRequest{Namespace: ns, Prefix: []byte("ckpt/" + id + "/"), Limit: storage.MaxScanLimit})
+			if err != nil || len(res.Items) == 0 {
+				t.Fatalf("checkpoints: %v %d", err, len(res.Items))
 			}
-			got, err := traces.Get(ctx, tr.ID)
-			if err != nil {
+			if _, err := st.Delete(ctx, ns, res.Items[len(res.Items)-1].Key); err != nil {
 				t.Fatal(err)
 			}
-			var f *governance.Flag
-			for i := range got.Flags {
-				if got.Flags[i].Flag == "unverified" {
-					f = &got.Flags[i]
-				}
+		},
+	}
+	for how, breakIt := range breaks {
+		for _, policy := range governance.PolicyNames() {
+			for _, restarted := range []bool{false, true} {
+				t.Run(fmt.Sprintf("%s/%s/restarted=%v", how, policy, restarted), func(t *testing.T) {
+					st := memstore.New()
+					traces, key := tracetest.New(t, st)
+					sessions := session.NewManager(session.Options{Store: st, DataDir: t.TempDir(), Policies: governance.PolicyNames(), DefaultPolicy: "default"})
+					rules, _ := governance.NewEvaluator(ctx, nil)
+					stats := &governance.StatsStore{Store: st, Namespace: func(id string) string { return trace.SessionNamespace(trace.DefaultTenant, id) }}
+					s, err := sessions.Create(ctx, session.CreateRequest{Name: "x", Policy: policy})
+					if err != nil {
+						t.Fatal(err)
+					}
+					tr, err := traces.Create(ctx, s.ID, trace.TraceCustom, json.RawMessage(`{"n":1}`), "api")
+					if err != nil {
+						t.Fatal(err)
+					}
+					if _, err := traces.Append(ctx, tr.ID, trace.Entry{Kind: "note", Agent: "alice", Data: json.RawMessage(`{"secret":"original-value"}`)}); err != nil {
+						t.Fatal(err)
+					}
+					breakIt(t, st, trace.SessionNamespace(trace.DefaultTenant, s.ID), tr.ID)
+					if restarted {
+						if traces, err = trace.New(st, key, trace.Options{TempDir: t.TempDir()}); err != nil {
+							t.Fatal(err)
+						}
+					}
+					srv := New(Options{Sessions: sessions, Traces: traces, Rules: rules, Stats: stats, Store: st})
+					before, err := traces.Verify(ctx, tr.ID)
+					if err != nil || before.Valid {
+						t.Fatalf("verify after breaking the chain: %+v %v", before, err)
+					}
+					for range 2 {
+						rec := httptest.NewRecorder()
+						srv.ServeHTTP(rec, httptest.NewRequest("POST", "/v1/traces/"+tr.ID+"/merge", nil))
+						var p struct {
+							Reasons []string          `json:"reasons"`
+							Flags   []governance.Flag `json:"flags"`
+						}
+						_ = json.Unmarshal(rec.Body.Bytes(), &p)
+						if rec.Code != 409 || len(p.Reasons) == 0 || !strings.Contains(p.Reasons[len(p.Reasons)-1], "provenance does not verify") ||
+							strings.Count(rec.Body.String(), "provenance does not verify: provenance") > 0 {
+							t.Fatalf("merge of a broken chain: %d %s", rec.Code, rec.Body.String())
+						}
+						if len(p.Flags) != 1 || p.Flags[0].Flag != "unverified" || p.Flags[0].Severity != 9 || p.Flags[0].RuleID != "host.provenance" {
+							t.Fatalf("flags answered: %+v", p.Flags)
+						}
+						after, err := traces.Verify(ctx, tr.ID)
+						if err != nil || after.Valid || after.Length != before.Length {
+							t.Fatalf("chain after the refused merge: %+v (before %+v) %v", after, before, err)
+						}
+						if in, err := traces.InMerged(ctx, tr.ID); err != nil || in {
+							t.Fatalf("in the shared record: %v %v", in, err)
+						}
+					}
+					got, err := stats.Get(ctx, s.ID)
+					if err != nil || got.ByFlag["unverified"] != 2 || got.MergesRefused != 2 {
+						t.Fatalf("stats: %+v %v", got, err)
+					}
+				})
 			}
-			if f == nil || f.Severity != 9 || f.RuleID != "host.provenance" || !strings.Contains(f.Reason, "does not verify") {
-				t.Fatalf("flags after the refused merge: %+v", got.Flags)
-			}
-			pol, _ := governance.Lookup(policy)
-			want := trace.StatusActive
-			if pol.Quarantines([]governance.Flag{*f}) {
-				want = trace.StatusQuarantined
-			}
-			if got.Status != want {
-				t.Fatalf("status %s after the refused merge, want %s", got.Status, want)
-			}
-			if in, err := traces.InMerged(ctx, tr.ID); err != nil || in {
-				t.Fatalf("in the shared record: %v %v", in, err)
-			}
-			// Asked again, the same refusal; the flag is not added twice.
-			rec = httptest.NewRecorder()
-			srv.ServeHTTP(rec, httptest.NewRequest("POST", "/v1/traces/"+tr.ID+"/merge", nil))
-			if rec.Code != 409 {
-				t.Fatalf("second merge: %d %s", rec.Code, rec.Body.String())
-			}
-			if again, _ := traces.Get(ctx, tr.ID); len(again.Flags) != len(got.Flags) {
-				t.Fatalf("flags after a second refusal: %+v", again.Flags)
-			}
-		})
+		}
 	}
 }
 

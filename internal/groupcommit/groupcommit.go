@@ -18,8 +18,9 @@ import (
 // ErrClosed is returned by Write after Close, unless Config.ErrClosed says otherwise.
 var ErrClosed = errors.New("group commit writer closed")
 
-// Config describes the backend's transactions. Begin, Commit and Rollback are only ever
-// called from the writer goroutine, one transaction at a time.
+// Config describes the backend's transactions. Begin, Commit and Rollback are called one
+// transaction at a time: from the writer goroutine, or from the goroutine of a writer that
+// commits inline (see Writer.Write).
 type Config[T any] struct {
 	// MaxBatch is the most requests in one transaction (at least 1).
 	MaxBatch int
@@ -92,6 +93,9 @@ type Writer[T any] struct {
 	// turn is held by whoever runs a transaction: the writer goroutine, or a writer
 	// committing inline (see Write). Its holder alone touches expect and lastCommit.
 	turn chan struct{}
+	// taken is set while the writer goroutine holds a request it took off the queue and
+	// waits for its turn: a writer arriving then is not alone.
+	taken atomic.Bool
 
 	// For MaxLinger, used by the holder of turn only: how many writers the next group
 	// can expect (the last group's, which come back once answered, and those that queued
@@ -190,7 +194,7 @@ func (w *Writer[T]) inline(r *request[T]) (done bool, err error) {
 		return false, nil
 	default:
 	}
-	if w.expect > 1 || len(w.reqs) > 0 {
+	if w.expect > 1 || len(w.reqs) > 0 || w.taken.Load() {
 		return false, nil
 	}
 	r.state.Store(stateTaken)
@@ -227,7 +231,9 @@ func (w *Writer[T]) writer() {
 		if w.HookCollect != nil {
 			w.HookCollect()
 		}
+		w.taken.Store(true)
 		w.turn <- struct{}{}
+		w.taken.Store(false)
 		group = w.collect(group[:0], first)
 		w.commit(group)
 		<-w.turn

@@ -84,8 +84,14 @@ def secret_value(s):
 def secret_literal(s):
     """Whether a literal in a comparison or a dict may be a hard-coded secret: as
     secret_value, and not a kind of credential ("basic", "bearer") or a name of one (an
-    environment variable, "OPENAI_API_KEY", or a field, "api_key"), as such code holds."""
+    environment variable, "OPENAI_API_KEY", or a field, "api_key"), as such code holds; and
+    it must look made to be hard to guess: 8 characters or more, with a digit, a symbol or
+    both cases. A word is what a lexer's token, a game's secret word or a compass heading
+    is compared with (token == "while", secret_word == "python"), not a credential."""
     if not secret_value(s) or SECRET_VALUE.search(s) or s.lower() in CREDENTIAL_KINDS:
+        return False
+    if len(s) < 8 or not (re.search(r"[0-9]", s) or re.search(r"[^A-Za-z0-9]", s)
+                          or (re.search(r"[a-z]", s) and re.search(r"[A-Z]", s))):
         return False
     if re.match(r"^([A-Z][A-Z0-9]*(_[A-Z0-9]+)+|[a-z]+(_[a-z]+)+)$", s) and (secret_name(s) or SECRET_ENV.search(s)):
         return False
@@ -657,7 +663,8 @@ class Analyzer(ast.NodeVisitor):
         elif vq == "ssl.CERT_NONE" and any(isinstance(t, ast.Attribute) and t.attr == "verify_mode" for t in targets):
             self.add("B323", value, "verify_mode = ssl.CERT_NONE turns TLS certificate verification off")
         # session.verify = False: every request of a requests or httpx session skips the checks.
-        if self.is_false(value) and any(isinstance(t, ast.Attribute) and t.attr == "verify" for t in targets):
+        if self.is_false(value) and any(isinstance(t, ast.Attribute) and t.attr == "verify" and self.is_http_client(t.value)
+                                        for t in targets):
             self.add("B501", value, "verify = False: TLS certificates are not checked")
         if isinstance(value, ast.Call) and self.qualname(value.func) in CONN_CTORS:
             for t in targets:
@@ -712,6 +719,19 @@ class Analyzer(ast.NodeVisitor):
         if isinstance(node, ast.Subscript):
             return self.const_str(node.slice)
         return None
+
+    def is_http_client(self, node):
+        """Whether node is an HTTP client object: a name assigned one (requests.Session(),
+        aiohttp.ClientSession(), httpx.Client(), ...), or an object named as one (session,
+        self.http_session, client, http): not any object with a verify attribute (args.verify,
+        self.verify) or any get() taking ssl=."""
+        if isinstance(node, ast.Name) and node.id in self.conns:
+            return True
+        if isinstance(node, ast.Call):
+            return self.qualname(node.func) in CONN_CTORS
+        name = node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else ""
+        words = [w.lower() for w in NAME_WORDS.findall(name)]
+        return any(w in ("session", "sess", "client", "http", "https", "requests", "httpx", "aiohttp") for w in words)
 
     def is_false(self, node):
         """Whether node is certainly False (the literal, or a name assigned it once): not
@@ -847,7 +867,8 @@ class Analyzer(ast.NodeVisitor):
                 check = "B501" if named or q.split(".")[0] == "urllib3" else "B323"
                 self.add(check, node, "%s with cert_reqs=%s: TLS certificates are not checked"
                          % (q, "%r" % self.literal_str(cert_reqs) if named else "ssl.CERT_NONE"))
-        if q.split(".")[0] == "aiohttp" or (short in AIOHTTP_METHODS and isinstance(node.func, ast.Attribute)):
+        if q.split(".")[0] == "aiohttp" or (short in AIOHTTP_METHODS and isinstance(node.func, ast.Attribute)
+                                            and self.is_http_client(node.func.value)):
             for kw in ("ssl", "verify_ssl"):
                 v = self.kwarg(node, kw)
                 if v is not None and self.is_false(v):

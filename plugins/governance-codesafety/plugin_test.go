@@ -255,6 +255,14 @@ func TestPatterns(t *testing.T) {
 		{"password compared with empty", "def ok(password):\n    if password == '':\n        return False\n    return auth == 'basic'\n", "", "", 0},
 		{"password dict from env", "import os\ncfg = {'password': os.environ['PW'], 'password_hint': 'your first pet'}\n", "", "", 0},
 		{"password dict placeholder", "cfg = {'password': '<your password>', 'api_key': 'OPENAI_API_KEY', 'token': 'Bearer'}\n", "", "", 0},
+		// Found by a review: words compared with or held under a secret-like name are not
+		// credentials, and verify/ssl on objects that are not HTTP clients are not TLS.
+		{"lexer token compared", "for token in tokens:\n    if token == 'while' or next_token == 'else' or token == '[CLS]':\n        pass\n", "", "", 0},
+		{"game secret word", "secret_word = input()\nif secret_word == 'python' or compass == 'north':\n    print('yes')\n", "", "", 0},
+		{"dict of words", "cfg = {'auth': 'required', 'token': 'refresh'}\n", "", "", 0},
+		{"verify attribute of no client", "args.verify = False\nclass A:\n    def f(self):\n        self.verify = False\n", "", "", 0},
+		{"ssl=False to a cache", "v = cache.get(key, ssl=False)\n", "", "", 0},
+		{"session attribute verify = False", "class C:\n    def f(self):\n        self.session.verify = False\n", "codesafety.B501", "unsafe", 3},
 		// SQL built from strings is reported where it is built, run or not (B608).
 		{"SQL .format() built", "q = \"SELECT * FROM users WHERE id = {}\".format(i)\n", "codesafety.B608", "unsafe", 1},
 		{"SQL f-string built", "q = f\"SELECT name FROM users WHERE id = {x}\"\n", "codesafety.B608", "unsafe", 1},

@@ -69,7 +69,15 @@ func FromEnv(addr string) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s %q is not a daemon address: %v; want http://HOST:PORT, https://HOST:PORT or HOST:PORT", from, addr, err)
 	}
+	// A token written into the address (http://:TOKEN@host) is a token, as limitctl takes
+	// it, never sent as Basic authentication.
+	var inAddr string
+	if u.User != nil {
+		inAddr, _ = u.User.Password()
+		u.User = nil
+	}
 	c := New(u.String())
+	c.Token = inAddr
 	if tok := strings.TrimSpace(os.Getenv("LIMIT_TOKEN")); tok != "" {
 		c.Token = tok
 	} else if f := os.Getenv("LIMIT_TOKEN_FILE"); f != "" {

@@ -33,6 +33,7 @@ func TestFromEnv(t *testing.T) {
 		{"address given wins", srv.URL, "nowhere:1", "", "", ""},
 		{"LIMIT_TOKEN", hostPort, "", "env-token", file, "Bearer env-token"},
 		{"LIMIT_TOKEN_FILE", "", hostPort, "", file, "Bearer file-token"},
+		{"token in the address", "http://:addr-token@" + hostPort, "", "", "", "Bearer addr-token"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Setenv("LIMIT_ADDR", c.envAddr)

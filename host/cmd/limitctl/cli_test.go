@@ -381,22 +381,31 @@ func TestSessionsListAllStopsOnARepeatedToken(t *testing.T) {
 
 // TestExecPrintsStreamedOutputOnce: a model's tokens streamed as they come are not
 // printed again from the result's output (a llama runner's answer showed twice); a result
-// whose output was not streamed is printed.
+// whose output was not streamed is printed, after the program's stdout when it is another
+// thing (a Python runner's last expression).
 func TestExecPrintsStreamedOutputOnce(t *testing.T) {
-	streamTokens := true
+	var events, result string
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/event-stream")
-		if streamTokens {
-			fmt.Fprint(w, "event: token\ndata: {\"data\":\"Hello\"}\n\nevent: token\ndata: {\"data\":\" world\"}\n\n")
-		}
-		fmt.Fprint(w, "event: result\ndata: {\"trace_id\":\"t1\",\"status\":\"ok\",\"output\":\"Hello world\"}\n\n")
+		fmt.Fprint(w, events)
+		fmt.Fprint(w, "event: result\ndata: "+result+"\n\n")
 	}))
 	defer srv.Close()
-	for _, tokens := range []bool{true, false} {
-		streamTokens = tokens
+	for _, c := range []struct{ name, events, result, want string }{
+		{"tokens", "event: token\ndata: {\"data\":\"Hello\"}\n\nevent: token\ndata: {\"data\":\" world\"}\n\n",
+			`{"trace_id":"t1","status":"ok","output":"Hello world"}`, "Hello world\n"},
+		{"tokens, output trimmed", "event: token\ndata: {\"data\":\" Hello \"}\n\n",
+			`{"trace_id":"t1","status":"ok","output":"Hello"}`, " Hello \n"},
+		{"output only", "", `{"trace_id":"t1","status":"ok","output":"Hello world"}`, "Hello world\n"},
+		{"stdout and a value", "event: stdout\ndata: {\"data\":\"computing\\n\"}\n\n",
+			`{"trace_id":"t1","status":"ok","stdout":"computing\n","output":"42"}`, "computing\n42\n"},
+		{"stdout only", "event: stdout\ndata: {\"data\":\"hi\\n\"}\n\n",
+			`{"trace_id":"t1","status":"ok","stdout":"hi\n"}`, "hi\n"},
+	} {
+		events, result = c.events, c.result
 		code, stdout, stderr := limitctl(t, "-addr", srv.URL, "exec", "s1", "llama", "hi")
-		if code != 0 || stdout != "Hello world\n" {
-			t.Fatalf("tokens streamed %v: exit %d stdout %q stderr %q, want the answer once", tokens, code, stdout, stderr)
+		if code != 0 || stdout != c.want {
+			t.Errorf("%s: exit %d stdout %q stderr %q, want %q", c.name, code, stdout, stderr, c.want)
 		}
 	}
 }

@@ -405,14 +405,17 @@ func (x *cli) exec(ctx context.Context, args []string) error {
 		}
 		return x.printJSON(res)
 	}
-	// What was streamed to stdout (program output, a model's tokens), so that the result's
-	// output, the same text, is printed only when nothing was streamed.
+	// What was streamed to stdout: program output, or a model's answer as tokens. A
+	// result's output is printed after it unless the tokens were that answer already (a
+	// Python runner's output is its last expression's value, not its stdout).
 	var streamed strings.Builder
+	tokens := false
 	res, err := x.c.ExecuteStream(ctx, pos[0], req, func(ev client.Event) {
 		if ev.Kind == "stderr" {
 			fmt.Fprint(x.stderr, ev.Data)
 			return
 		}
+		tokens = tokens || ev.Kind == "token"
 		fmt.Fprint(x.stdout, ev.Data)
 		streamed.WriteString(ev.Data)
 	})
@@ -420,12 +423,11 @@ func (x *cli) exec(ctx context.Context, args []string) error {
 		return err
 	}
 	out := streamed.String()
-	if res.Output != "" && out == "" {
-		fmt.Fprint(x.stdout, res.Output)
-		out = res.Output
-	}
 	if out != "" && !strings.HasSuffix(out, "\n") {
 		fmt.Fprintln(x.stdout)
+	}
+	if res.Output != "" && !tokens && res.Output != out && res.Output != res.Stdout {
+		fmt.Fprintln(x.stdout, res.Output)
 	}
 	fmt.Fprintf(x.stderr, "-- %s exit=%d %dms trace=%s", res.Status, res.ExitCode, res.DurationMS, res.TraceID)
 	if res.StateReset {

@@ -28,7 +28,8 @@ import (
 	"github.com/limitgraph/limit/sdk/base"
 )
 
-// maxDiags is how many configuration problems limitd prints before it counts the rest.
+// maxDiags is how many configuration errors limitd prints before it counts the rest
+// (warnings before them are printed too).
 const maxDiags = 10
 
 func main() {
@@ -73,8 +74,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		var buf bytes.Buffer
 		w := hcl.NewDiagnosticTextWriter(&buf, files, 0, color)
+		errs := 0
 		for i, d := range ds {
-			if i == maxDiags && len(ds) > maxDiags+1 {
+			if d.Severity == hcl.DiagError {
+				errs++
+			}
+			if errs > maxDiags && len(ds.Errs()) > maxDiags+1 {
 				// One syntax error (a quote left open) can make dozens more downstream.
 				fmt.Fprintf(stderr, "limitd: %d more problems not shown; fix the first ones, the rest may follow from them\n", len(ds)-i)
 				return
