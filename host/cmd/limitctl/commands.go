@@ -790,31 +790,25 @@ func (x *cli) governance(ctx context.Context, sub string, args []string) error {
 	return usagef("unknown governance command %q", sub)
 }
 
-// bySeverity renders counts by severity ("1".."10") in order of severity, "7=2 9=1".
+// bySeverity renders counts by severity ("1".."10") in order of severity, "7=2 10=1".
 func bySeverity(m map[string]int) string {
-	if len(m) == 0 {
-		return "-"
-	}
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Slice(keys, func(i, j int) bool {
-		a, errA := strconv.Atoi(keys[i])
-		b, errB := strconv.Atoi(keys[j])
+	return counts(m, func(a, b string) bool {
+		x, errA := strconv.Atoi(a)
+		y, errB := strconv.Atoi(b)
 		if errA != nil || errB != nil {
-			return keys[i] < keys[j]
+			return a < b
 		}
-		return a < b
+		return x < y
 	})
-	parts := make([]string, len(keys))
-	for i, k := range keys {
-		parts[i] = fmt.Sprintf("%s=%d", k, m[k])
-	}
-	return strings.Join(parts, " ")
 }
 
+// byFlag renders counts by flag in the flags' order, "anomaly=1 jailbreak=2".
 func byFlag(m map[string]int) string {
+	return counts(m, func(a, b string) bool { return a < b })
+}
+
+// counts renders m as "k=v" pairs in the order of less, "-" when empty.
+func counts(m map[string]int, less func(a, b string) bool) string {
 	if len(m) == 0 {
 		return "-"
 	}
@@ -822,7 +816,7 @@ func byFlag(m map[string]int) string {
 	for k := range m {
 		keys = append(keys, k)
 	}
-	sort.Strings(keys)
+	sort.Slice(keys, func(i, j int) bool { return less(keys[i], keys[j]) })
 	parts := make([]string, len(keys))
 	for i, k := range keys {
 		parts[i] = fmt.Sprintf("%s=%d", k, m[k])

@@ -281,24 +281,14 @@ func run(data, modelPath, metricsDir, hardGlob string, evalOnly bool, docs *Docs
 		met.Sets = append(met.Sets, r)
 		// Its injections planted in documents, beside benign texts of the same carriers:
 		// what a bag of n-grams reads worst.
-		var carried []jailbreak.Example
-		for _, e := range written.HeldOut {
-			if strings.HasSuffix(e.Category, "-indirect") {
-				carried = append(carried, e)
-			}
-		}
+		carried := written.heldOutWhere(func(cat string) bool { return strings.HasSuffix(cat, "-indirect") })
 		if r, err := jailbreak.EvaluateSet("written corpus (held-out half), in documents", m, lb, carried); err == nil {
 			met.Sets = append(met.Sets, r)
 		}
 		// Its short everyday messages ("hello", "now in spanish", "are you chatgpt?"), which
 		// the training file has few of: a greeting that opens many role-play jailbreaks is
 		// no attack on its own.
-		var short []jailbreak.Example
-		for _, e := range written.HeldOut {
-			if strings.HasPrefix(e.Category, "d-short-") {
-				short = append(short, e)
-			}
-		}
+		short := written.heldOutWhere(func(cat string) bool { return strings.HasPrefix(cat, "d-short-") })
 		if r, err := jailbreak.EvaluateSet("written corpus (held-out half), short everyday messages", m, lb, short); err == nil {
 			met.Sets = append(met.Sets, r)
 		}

@@ -66,3 +66,14 @@ func (w *Written) train() []jailbreak.Example {
 	}
 	return w.Train
 }
+
+// heldOutWhere returns the held-out rows whose category satisfies keep.
+func (w *Written) heldOutWhere(keep func(category string) bool) []jailbreak.Example {
+	var out []jailbreak.Example
+	for _, e := range w.HeldOut {
+		if keep(e.Category) {
+			out = append(out, e)
+		}
+	}
+	return out
+}
