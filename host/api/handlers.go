@@ -406,10 +406,6 @@ func (s *Server) createTrace(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	if req.SessionID == "" {
-		s.fail(w, r, badRequest("session_id is required"))
-		return
-	}
 	data := req.Data
 	if len(data) == 0 || string(data) == "null" {
 		data = json.RawMessage("{}")
@@ -596,9 +592,7 @@ func (s *Server) merge(w http.ResponseWriter, r *http.Request) {
 		_ = s.opts.Stats.Record(sctx, rec.SessionID, governance.Delta{Flags: []governance.Flag{f}, MergeRefused: true})
 		reasons := pol.MergeRefusals(string(rec.Status), rec.Flags, true, "")
 		reasons = append(reasons, f.Reason+" (a broken chain is never merged, under any policy, and nothing more is written to it)")
-		writeProblem(w, r, http.StatusConflict, "merge refused under policy "+pol.Name+": "+strings.Join(reasons, "; "), map[string]any{
-			"trace_id": rec.ID, "policy": pol.Name, "reasons": reasons, "flags": []governance.Flag{f},
-		})
+		writeRefusal(w, r, pol, rec.ID, reasons, []governance.Flag{f})
 		return
 	}
 	valid, why := true, ""
@@ -616,9 +610,7 @@ func (s *Server) merge(w http.ResponseWriter, r *http.Request) {
 		note, _ := json.Marshal(map[string]any{"policy": pol.Name, "reasons": reasons})
 		_, _ = s.opts.Traces.Append(ctx, rec.ID, trace.Entry{Kind: "merge_refused", Agent: execution.Agent, Data: note})
 		_ = s.opts.Stats.Record(sctx, rec.SessionID, governance.Delta{MergeRefused: true})
-		writeProblem(w, r, http.StatusConflict, "merge refused under policy "+pol.Name+": "+strings.Join(reasons, "; "), map[string]any{
-			"trace_id": rec.ID, "policy": pol.Name, "reasons": reasons,
-		})
+		writeRefusal(w, r, pol, rec.ID, reasons, nil)
 	}
 	reasons := pol.MergeRefusals(string(rec.Status), rec.Flags, valid, why)
 	if len(reasons) > 0 {
@@ -653,6 +645,16 @@ func (s *Server) merge(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, mergeResponse{Merged: true, TraceID: rec.ID, Record: merged})
 }
 
+// writeRefusal answers a refused merge: 409 with each reason, and the flags the refusal
+// raised without writing them, if any.
+func writeRefusal(w http.ResponseWriter, r *http.Request, pol governance.Policy, traceID string, reasons []string, flags []governance.Flag) {
+	extra := map[string]any{"trace_id": traceID, "policy": pol.Name, "reasons": reasons}
+	if flags != nil {
+		extra["flags"] = flags
+	}
+	writeProblem(w, r, http.StatusConflict, "merge refused under policy "+pol.Name+": "+strings.Join(reasons, "; "), extra)
+}
+
 // flagUnverified flags rec unverified (rule host.provenance) at severity sev, unless the
 // host flagged it so already, quarantining it as the policy says for a flag that severe,
 // and returns the record as it now is. A merged trace is left as it is: its merge is
@@ -667,18 +669,29 @@ func (s *Server) flagUnverified(ctx context.Context, rec trace.Record, pol gover
 		}
 	}
 	f := governance.Flag{Flag: sdkgov.FlagUnverified, Severity: sev, Reason: reason, RuleID: "host.provenance", AutoDetected: true, Timestamp: time.Now().UTC()}
+	out, err := s.flagUnmerged(ctx, rec, f, pol, execution.Agent)
+	if errors.Is(err, trace.ErrFinal) {
+		return rec, nil // merged meanwhile: the refusal says so
+	}
+	return out, err
+}
+
+// flagUnmerged adds f to rec, a trace read as not merged, with the quarantine the policy
+// calls for in the same write, and counts both; it returns the updated record, or
+// trace.ErrFinal if the trace was merged meanwhile (nothing written).
+func (s *Server) flagUnmerged(ctx context.Context, rec trace.Record, f governance.Flag, pol governance.Policy, agent string) (trace.Record, error) {
 	u := trace.Update{Flags: []governance.Flag{f}, UnlessMerged: true}
 	if pol.Quarantines([]governance.Flag{f}) && rec.Status == trace.StatusActive {
 		u.Status, u.Reason = trace.StatusQuarantined, "auto-quarantine under policy "+pol.Name
 	}
-	out, entries, err := s.opts.Traces.Apply(ctx, rec.ID, execution.Agent, u)
-	if errors.Is(err, trace.ErrFinal) {
-		return rec, nil // merged meanwhile: the refusal says so
-	}
+	out, entries, err := s.opts.Traces.Apply(ctx, rec.ID, agent, u)
 	if err != nil {
 		return rec, err
 	}
+	// Counted as quarantined only if this write did it: a flag that met the trace
+	// quarantined meanwhile appended no status entry.
 	q := u.Status != "" && len(entries) > 0 && entries[len(entries)-1].Kind == trace.KindQuarantined
+	// What was written is counted even if the client went away meanwhile.
 	_ = s.opts.Stats.Record(context.WithoutCancel(ctx), rec.SessionID, governance.Delta{Flags: []governance.Flag{f}, Quarantined: q})
 	return out, nil
 }
@@ -798,12 +811,7 @@ func (s *Server) flag(w http.ResponseWriter, r *http.Request) {
 			}
 			rec = out // withdrawn meanwhile: flagged as any other trace
 		}
-		// The flag and the quarantine it calls for are one write.
-		u := trace.Update{Flags: []governance.Flag{f}, UnlessMerged: true}
-		if pol.Quarantines([]governance.Flag{f}) && rec.Status == trace.StatusActive {
-			u.Status, u.Reason = trace.StatusQuarantined, "auto-quarantine under policy "+pol.Name
-		}
-		_, entries, err := s.opts.Traces.Apply(ctx, rec.ID, "api", u)
+		_, err := s.flagUnmerged(ctx, rec, f, pol, "api")
 		if errors.Is(err, trace.ErrFinal) {
 			if rec, err = s.opts.Traces.Get(ctx, rec.ID); err != nil {
 				s.fail(w, r, err)
@@ -815,11 +823,6 @@ func (s *Server) flag(w http.ResponseWriter, r *http.Request) {
 			s.fail(w, r, err)
 			return
 		}
-		// Counted as quarantined only if this write did it: a flag that met the trace
-		// quarantined meanwhile appended no status entry.
-		q := u.Status != "" && len(entries) > 0 && entries[len(entries)-1].Kind == trace.KindQuarantined
-		// What was written is counted even if the client went away meanwhile.
-		_ = s.opts.Stats.Record(context.WithoutCancel(ctx), rec.SessionID, governance.Delta{Flags: []governance.Flag{f}, Quarantined: q})
 		break
 	}
 	rec, err = s.opts.Traces.Get(ctx, rec.ID)

@@ -28,10 +28,18 @@ func mergeServer(t *testing.T) (*Server, *trace.Store, *session.Manager, *govern
 func serverOn(t *testing.T, st storage.Storage) (*Server, *trace.Store, *session.Manager, *governance.StatsStore) {
 	t.Helper()
 	traces, _ := tracetest.New(t, st)
+	srv, sessions, stats := serverWith(t, st, traces)
+	return srv, traces, sessions, stats
+}
+
+// serverWith returns an API server on st and traces, with its sessions and governance
+// stats (kept in st, so a second server on the same st sees the same ones).
+func serverWith(t *testing.T, st storage.Storage, traces *trace.Store) (*Server, *session.Manager, *governance.StatsStore) {
+	t.Helper()
 	sessions := session.NewManager(session.Options{Store: st, DataDir: t.TempDir(), Policies: governance.PolicyNames(), DefaultPolicy: "default"})
 	rules, _ := governance.NewEvaluator(context.Background(), nil)
 	stats := &governance.StatsStore{Store: st, Namespace: func(id string) string { return trace.SessionNamespace(trace.DefaultTenant, id) }}
-	return New(Options{Sessions: sessions, Traces: traces, Rules: rules, Stats: stats, Store: st}), traces, sessions, stats
+	return New(Options{Sessions: sessions, Traces: traces, Rules: rules, Stats: stats, Store: st}), sessions, stats
 }
 
 // TestMergeRefusesExecutionWithoutOutcome: an execution trace whose chain verifies but has
@@ -214,9 +222,7 @@ func TestMergeRefusesBrokenChainUnderEveryPolicy(t *testing.T) {
 				t.Run(fmt.Sprintf("%s/%s/restarted=%v", how, policy, restarted), func(t *testing.T) {
 					st := memstore.New()
 					traces, key := tracetest.New(t, st)
-					sessions := session.NewManager(session.Options{Store: st, DataDir: t.TempDir(), Policies: governance.PolicyNames(), DefaultPolicy: "default"})
-					rules, _ := governance.NewEvaluator(ctx, nil)
-					stats := &governance.StatsStore{Store: st, Namespace: func(id string) string { return trace.SessionNamespace(trace.DefaultTenant, id) }}
+					srv, sessions, stats := serverWith(t, st, traces)
 					s, err := sessions.Create(ctx, session.CreateRequest{Name: "x", Policy: policy})
 					if err != nil {
 						t.Fatal(err)
@@ -233,8 +239,8 @@ func TestMergeRefusesBrokenChainUnderEveryPolicy(t *testing.T) {
 						if traces, err = trace.New(st, key, trace.Options{TempDir: t.TempDir()}); err != nil {
 							t.Fatal(err)
 						}
+						srv, _, stats = serverWith(t, st, traces)
 					}
-					srv := New(Options{Sessions: sessions, Traces: traces, Rules: rules, Stats: stats, Store: st})
 					before, err := traces.Verify(ctx, tr.ID)
 					if err != nil || before.Valid {
 						t.Fatalf("verify after breaking the chain: %+v %v", before, err)

@@ -135,10 +135,8 @@ SERVICE_HOSTS = (
 CRED_PATHS = re.compile(r"(\.aws/credentials|\.ssh/id_|\.netrc|/etc/shadow|\.docker/config\.json|\.kube/config|\.git-credentials|\.pgpass)")
 SQL = re.compile(r"^\s*(with\s+(recursive\s+)?\w+\s*(\([^)]*\)\s*)?as\s*\(|select\s.+\sfrom\s|insert\s+into\s|update\s+\S+\s+set\s|delete\s+from\s|drop\s+table\s|create\s+table\s|alter\s+table\s|replace\s+into\s)", re.I | re.S)
 # A query built but not (seen) run counts when it reads as SQL, not as a message ("Select a
-# file from {folder}", "select * from {t} returned rows"): its keywords are upper case, or
-# it has a clause only SQL has (WHERE a = , VALUES (, SET a = ).
-SQL_UPPER = re.compile(r"^\s*(WITH\s+(RECURSIVE\s+)?\w+\s*(\([^)]*\)\s*)?AS\s*\(|SELECT\s.+\sFROM\s|INSERT\s+INTO\s"
-                       r"|UPDATE\s+\S+\s+SET\s|DELETE\s+FROM\s|DROP\s+TABLE\s|CREATE\s+TABLE\s|ALTER\s+TABLE\s|REPLACE\s+INTO\s)", re.S)
+# file from {folder}", "select * from {t} returned rows"): its statement's keyword is upper
+# case (SELECT, INSERT), or it has a clause only SQL has (WHERE a = , VALUES (, SET a = ).
 SQL_CLAUSE = re.compile(r"\bwhere\s+[\w.]+\s*(=|<|>|!=|\bin\b|\blike\b|\bis\b)|\bvalues\s*\(|\bset\s+[\w.]+\s*=", re.I)
 SHELL_BINARIES = re.compile(r"^/bin/(ba|z|da|k)?sh$|^(ba|z|da)?sh$|^cmd(\.exe)?$|^powershell(\.exe)?$")
 REVERSE_SHELL_STRINGS = re.compile(r"(/dev/tcp/|/dev/udp/|\bnc\s+(-\w+\s+)*-e\b|\bncat\b.*\s-e\b|bash\s+-i\s*>&|mkfifo\s+/tmp/\S+;\s*(nc|cat)|socat\s+.*exec:)", re.I)
@@ -763,7 +761,8 @@ class Analyzer(ast.NodeVisitor):
     def check_sql_built(self, node):
         """A query built from strings is reported where it is built (as Bandit B608 does),
         whether or not it is run here: a + or % of strings, .format() or an f-string that
-        reads as SQL (SQL_UPPER, SQL_CLAUSE). Its parts are not reported again."""
+        reads as SQL (an upper-case statement keyword, or SQL_CLAUSE). Its parts are not
+        reported again."""
         if id(node) in self.sql_done or not self.built_sql(node, strict=True):
             return
         self.add("B608", node, "SQL query built from strings: use parameters")
@@ -974,13 +973,13 @@ class Analyzer(ast.NodeVisitor):
 
     def built_sql(self, node, strict=False):
         """A query made by concatenation, %-formatting, .format() or an f-string with a
-        value that is not a literal (literals joined together are a fixed query). strict:
-        the text must read as SQL whoever uses it (SQL_UPPER, or SQL and SQL_CLAUSE), for a
-        string not seen run."""
+        value that is not a literal (literals joined together are a fixed query). strict,
+        for a string not seen run: the text must read as SQL whoever uses it (its statement
+        keyword upper case, or SQL_CLAUSE)."""
         def is_sql(text):
             if not SQL.search(text):
                 return False
-            return not strict or bool(SQL_UPPER.search(text) or SQL_CLAUSE.search(text))
+            return not strict or text.split(None, 1)[0].isupper() or bool(SQL_CLAUSE.search(text))
 
         def literal_text(n):
             out = []

@@ -71,7 +71,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("limitctl", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {} // printed below: to stdout when asked for, else to stderr
-	addr := fs.String("addr", envOr("LIMIT_ADDR", defaultAddr), "daemon `URL` (http://HOST:PORT, https://..., or HOST:PORT)")
+	addr := fs.String("addr", envOr("LIMIT_ADDR", client.DefaultAddr), "daemon `URL` (http://HOST:PORT, https://..., or HOST:PORT)")
 	out := fs.String("o", "table", "output: table or json (here or after the command)")
 	tokenFile := fs.String("token-file", os.Getenv("LIMIT_TOKEN_FILE"), "`FILE` holding the API token (its first line that is not a # comment)")
 	if err := fs.Parse(args); err != nil {
@@ -144,7 +144,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // -token-file before the command (else LIMIT_ADDR and LIMIT_TOKEN_FILE), overridden by the
 // same flags after it.
 type daemonFlags struct {
-	addr      string // -addr, else LIMIT_ADDR, else defaultAddr
+	addr      string // -addr, else LIMIT_ADDR, else client.DefaultAddr
 	addrFlag  bool   // addr came from -addr, not LIMIT_ADDR
 	tokenFile string // -token-file, else LIMIT_TOKEN_FILE
 	// tokenFileFlag: tokenFile came from -token-file, which wins over LIMIT_TOKEN.
@@ -154,7 +154,7 @@ type daemonFlags struct {
 // url returns the daemon's base URL carrying the API token (see apiToken) as its password,
 // or a *setupError that says what is wrong.
 func (d daemonFlags) url() (*url.URL, error) {
-	u, err := daemonURL(d.addr)
+	u, err := client.ParseAddr(d.addr)
 	if err != nil {
 		from := "LIMIT_ADDR"
 		if d.addrFlag {
@@ -176,13 +176,6 @@ func (d daemonFlags) url() (*url.URL, error) {
 type setupError struct{ msg string }
 
 func (e *setupError) Error() string { return e.msg }
-
-// defaultAddr is the daemon's address when neither -addr nor LIMIT_ADDR gives one.
-const defaultAddr = client.DefaultAddr
-
-// daemonURL returns the daemon's base URL from the value of -addr or LIMIT_ADDR (see
-// client.ParseAddr).
-func daemonURL(addr string) (*url.URL, error) { return client.ParseAddr(addr) }
 
 // isHelpArg reports whether a command-line word asks for help.
 func isHelpArg(s string) bool {

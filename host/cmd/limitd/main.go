@@ -74,12 +74,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		var buf bytes.Buffer
 		w := hcl.NewDiagnosticTextWriter(&buf, files, 0, color)
-		errs := 0
+		errs, total := 0, len(ds.Errs())
 		for i, d := range ds {
 			if d.Severity == hcl.DiagError {
 				errs++
 			}
-			if errs > maxDiags && len(ds.Errs()) > maxDiags+1 {
+			if errs > maxDiags && total > maxDiags+1 {
 				// One syntax error (a quote left open) can make dozens more downstream.
 				fmt.Fprintf(stderr, "limitd: %d more problems not shown; fix the first ones, the rest may follow from them\n", len(ds)-i)
 				return
