@@ -114,8 +114,36 @@ func TestHelp(t *testing.T) {
 	if _, stdout, _ := limitctl(t, "exec", "--help"); !strings.Contains(stdout, "-timeout-ms") || !strings.Contains(stdout, "-params") {
 		t.Errorf("exec --help does not list the flags of exec:\n%s", stdout)
 	}
+	// A command's help shows that command's lines of the usage, not the others'.
+	for _, tc := range []struct {
+		args      []string
+		want, not []string
+	}{
+		{[]string{"sessions", "create", "-h"}, []string{"limitctl sessions create", "limitctl sessions list", "-max-concurrency"}, []string{"limitctl traces", "limitctl exec"}},
+		{[]string{"session", "--help"}, []string{"limitctl sessions list"}, []string{"limitctl traces"}},
+		{[]string{"traces", "-h"}, []string{"limitctl traces append", "limitctl traces merged"}, []string{"limitctl sessions"}},
+		{[]string{"exec", "-h"}, []string{"limitctl exec", "run and stream the output", "-params"}, []string{"limitctl traces"}},
+		{[]string{"plugin", "check", "-h"}, []string{"limitctl plugin check", "governance suite:", "-kind"}, []string{"limitctl exec"}},
+		{[]string{"help"}, []string{"limitctl sessions", "limitctl traces", "LIMIT_TOKEN_FILE"}, nil},
+	} {
+		_, stdout, _ := limitctl(t, tc.args...)
+		for _, w := range tc.want {
+			if !strings.Contains(stdout, w) {
+				t.Errorf("%q: help lacks %q:\n%s", tc.args, w, stdout)
+			}
+		}
+		for _, n := range tc.not {
+			if strings.Contains(stdout, n) {
+				t.Errorf("%q: help shows another command's %q:\n%s", tc.args, n, stdout)
+			}
+		}
+	}
 	// Mistakes still go to stderr with exit 2.
 	t.Setenv("LIMIT_ADDR", "")
+	// A mistake in a command shows that command's usage.
+	if _, _, stderr := limitctl(t, "exec", "s"); !strings.Contains(stderr, "limitctl exec [--timeout-ms N]") || strings.Contains(stderr, "limitctl traces") {
+		t.Errorf("exec with one argument: want exec's usage only on stderr:\n%s", stderr)
+	}
 	for _, args := range [][]string{{}, {"--bogus"}, {"bogus"}, {"exec", "--bogus"}, {"plugin", "check", "--bogus"}} {
 		if code, stdout, stderr := limitctl(t, args...); code != 2 || stdout != "" || !strings.Contains(stderr, "usage:") {
 			t.Errorf("%q: exit %d, want 2 with the usage on stderr\nstdout: %s\nstderr: %s", args, code, stdout, stderr)

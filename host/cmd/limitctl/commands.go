@@ -61,10 +61,10 @@ func apiCommand(ctx context.Context, d daemonFlags, asJSON bool, args []string, 
 	case err == nil:
 		return 0
 	case errors.As(err, &he):
-		printHelp(stdout, he.fs)
+		printHelp(stdout, args[0], he.fs)
 		return 0
 	case errors.As(err, &ue):
-		fmt.Fprintf(stderr, "limitctl: %s\n\n%s", ue.msg, usage)
+		fmt.Fprintf(stderr, "limitctl: %s\n\n%s", ue.msg, commandUsage(args[0]))
 		return 2
 	case errors.As(err, &se):
 		fmt.Fprintf(stderr, "limitctl: %s\n", se.msg)

@@ -38,7 +38,8 @@ const usage = `usage:
       (a value @FILE is read from FILE)
   limitctl sessions create [--name N] [--policy P] [--max-concurrency N] [--runner R]... [--allow-network]
   limitctl sessions list | show ID | delete ID
-  limitctl exec [--timeout-ms N] SESSION RUNNER INPUT|@FILE|-    run and stream the output
+  limitctl exec [--timeout-ms N] [--params JSON] SESSION RUNNER INPUT|@FILE|-
+                                              run and stream the output
   limitctl traces list SESSION | show ID | flag ID FLAG SEVERITY REASON | merge ID | verify ID
   limitctl traces append [--agent A] ID KIND [DATA|@FILE|-]    append a provenance entry (DATA is JSON)
   limitctl traces merged                      list the shared record
@@ -105,14 +106,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 0
 	case "version":
 		if helpAsked(rest[1:]) {
-			fmt.Fprint(stdout, usage)
+			fmt.Fprint(stdout, commandUsage("version"))
 			return 0
 		}
 		vfs := flag.NewFlagSet("version", flag.ContinueOnError)
 		vfs.SetOutput(io.Discard)
 		o := vfs.String("o", "", "output: table or json")
 		if err := vfs.Parse(rest[1:]); err != nil || vfs.NArg() > 0 || (*o != "" && *o != "json" && *o != "table") {
-			fmt.Fprintf(stderr, "limitctl: version takes only -o json\n\n%s", usage)
+			fmt.Fprintf(stderr, "limitctl: version takes only -o json\n\n%s", commandUsage("version"))
 			return 2
 		}
 		if *o == "json" || (asJSON && *o == "") {
@@ -127,11 +128,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return apiCommand(ctx, d, asJSON, rest, stdout, stderr)
 	case "plugin":
 		if len(rest) >= 2 && isHelpArg(rest[1]) {
-			fmt.Fprint(stdout, usage)
+			fmt.Fprint(stdout, commandUsage("plugin"))
 			return 0
 		}
 		if len(rest) < 2 || rest[1] != "check" {
-			fmt.Fprint(stderr, usage)
+			fmt.Fprint(stderr, commandUsage("plugin"))
 			return 2
 		}
 		return pluginCheck(ctx, rest[2:], stdout, stderr)
@@ -200,9 +201,49 @@ func helpAsked(args []string) bool {
 	return false
 }
 
-// printHelp prints the usage, and the flags of fs if it is not nil, to w.
-func printHelp(w io.Writer, fs *flag.FlagSet) {
-	fmt.Fprint(w, usage)
+// commandUsage returns the lines of usage that show command cmd ("sessions", "traces",
+// "plugin", …; "session" and "trace" are their aliases) with a pointer to the whole usage,
+// or the whole usage when cmd is "" or shows in none of them.
+func commandUsage(cmd string) string {
+	switch cmd {
+	case "session":
+		cmd = "sessions"
+	case "trace":
+		cmd = "traces"
+	}
+	if cmd == "" {
+		return usage
+	}
+	var b strings.Builder
+	b.WriteString("usage:\n")
+	prefix := "  limitctl " + cmd + " "
+	in, found := false, false
+	for _, line := range strings.Split(usage, "\n") {
+		switch {
+		case strings.HasPrefix(line, prefix) || line == strings.TrimSuffix(prefix, " "):
+			in, found = true, true
+		case in && strings.HasPrefix(line, "      "): // a continuation of the command's line
+		default:
+			in = false
+		}
+		if in {
+			b.WriteString(line + "\n")
+		}
+	}
+	if !found {
+		return usage
+	}
+	b.WriteString("\nlimitctl help shows every command, and where the daemon's address and token come from.\n")
+	return b.String()
+}
+
+// printHelp prints the usage of the command fs belongs to (cmd when fs is nil), and the
+// flags of fs if it is not nil, to w.
+func printHelp(w io.Writer, cmd string, fs *flag.FlagSet) {
+	if fs != nil {
+		cmd, _, _ = strings.Cut(fs.Name(), " ")
+	}
+	fmt.Fprint(w, commandUsage(cmd))
 	if fs == nil {
 		return
 	}
@@ -247,7 +288,7 @@ func health(ctx context.Context, d daemonFlags, asJSON bool, args []string, stdo
 	pos, err := x.parse(fs, args)
 	var he *helpError
 	if errors.As(err, &he) {
-		printHelp(stdout, fs)
+		printHelp(stdout, "", fs)
 		return 0
 	}
 	var se *setupError
@@ -259,7 +300,7 @@ func health(ctx context.Context, d daemonFlags, asJSON bool, args []string, stdo
 		err = need(pos, 0, "no arguments to health")
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "limitctl: %v\n\n%s", err, usage)
+		fmt.Fprintf(stderr, "limitctl: %v\n\n%s", err, commandUsage("health"))
 		return 2
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -324,7 +365,7 @@ func pluginCheck(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
-				printHelp(stdout, fs)
+				printHelp(stdout, "", fs)
 				return 0
 			}
 			fmt.Fprintln(stderr, pluginCheckUsage)
