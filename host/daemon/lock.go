@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/limitgraph/limit/internal/clip"
 	"github.com/limitgraph/limit/internal/fsutil"
 )
 
@@ -101,7 +102,7 @@ func nodeID(dir string) (string, error) {
 	case err == nil:
 		id := strings.TrimSpace(string(b))
 		if !validNode.MatchString(id) {
-			return "", fmt.Errorf("%s does not hold a node id (letters, digits, '.', '_' and '-', at most 128): %q; remove it and limitd makes a new one, but then executions the last run left running are not settled", path, truncate(id, 64))
+			return "", fmt.Errorf("%s does not hold a node id (letters, digits, '.', '_' and '-', at most 128): %q; remove it and limitd makes a new one, but then executions the last run left running are not settled", path, clip.Marked(id, 64))
 		}
 		return id, nil
 	case !errors.Is(err, fs.ErrNotExist):
@@ -130,12 +131,4 @@ func nodeID(dir string) (string, error) {
 		return "", fmt.Errorf("create %s: %w", path, err)
 	}
 	return id, nil
-}
-
-// truncate cuts s to at most n bytes, marking the cut.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
 }

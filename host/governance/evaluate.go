@@ -12,6 +12,7 @@ import (
 
 	"github.com/limitgraph/limit/host/plugins"
 	"github.com/limitgraph/limit/host/trace"
+	"github.com/limitgraph/limit/internal/clip"
 	sdkgov "github.com/limitgraph/limit/sdk/governance"
 )
 
@@ -67,11 +68,7 @@ func clipReason(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
-	i := max(n-len("…"), 0)
-	for i > 0 && !utf8.RuneStart(s[i]) {
-		i--
-	}
-	return s[:i] + "…"
+	return clip.Prefix(s, n-len("…")) + "…"
 }
 
 // validRuleID reports whether the trace store takes id as a flag's rule id: a name of at

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+
+	"github.com/limitgraph/limit/internal/clip"
 )
 
 // Rule ids of the detector's findings.
@@ -126,7 +128,7 @@ func (d *Detector) scan(text string, model bool) Result {
 		for _, m := range MatchPhrases(lv.Text, true, false) {
 			s, e := lv.Span(m.Start, m.End)
 			add(Finding{RuleID: PhraseRuleID(m.Rule.Category), Severity: m.Rule.Severity, Score: 1, Start: s, End: e,
-				Reason: fmt.Sprintf("%s after folding leetspeak and spelled-out letters (original %q)", m, clip(text[s:e], 80))})
+				Reason: fmt.Sprintf("%s after folding leetspeak and spelled-out letters (original %q)", m, clip.Marked(text[s:e], 80))})
 		}
 	}
 	if !seen[RuleEncoded] {
@@ -134,7 +136,7 @@ func (d *Detector) scan(text string, model bool) Result {
 		for _, m := range MatchPhrases(rv.Text, false, true) {
 			s, e := rv.Span(m.Start, m.End)
 			add(Finding{RuleID: RuleEncoded, Severity: 9, Score: 1, Start: s, End: e,
-				Reason: fmt.Sprintf("ROT13-encoded text decodes to %q: %s", clip(m.Text, 80), m)})
+				Reason: fmt.Sprintf("ROT13-encoded text decodes to %q: %s", clip.Marked(m.Text, 80), m)})
 			break
 		}
 	}
@@ -142,7 +144,7 @@ func (d *Detector) scan(text string, model bool) Result {
 		d.scanPayload(Payload{Encoding: "tags", Start: n.HiddenStart, End: n.HiddenEnd, Text: n.Hidden}, text, 0, add)
 		if len(strings.TrimSpace(n.Hidden)) >= minHiddenLen {
 			add(Finding{RuleID: RuleHidden, Severity: 7, Score: 1, Start: n.HiddenStart, End: n.HiddenEnd,
-				Reason: fmt.Sprintf("invisible Unicode tag characters carry hidden text %q", clip(n.Hidden, 120))})
+				Reason: fmt.Sprintf("invisible Unicode tag characters carry hidden text %q", clip.Marked(n.Hidden, 120))})
 		}
 	}
 	for _, p := range FindPayloads(text) {
@@ -192,7 +194,7 @@ func (d *Detector) scanPayload(p Payload, text string, depth int, add func(Findi
 	}
 	if reason != "" {
 		add(Finding{RuleID: RuleEncoded, Severity: 9, Score: score, Start: p.Start, End: p.End,
-			Reason: fmt.Sprintf("%s payload decodes to %q: %s", p.Encoding, clip(p.Text, 120), reason)})
+			Reason: fmt.Sprintf("%s payload decodes to %q: %s", p.Encoding, clip.Marked(p.Text, 120), reason)})
 		return
 	}
 	if depth+1 < maxDecodeDepth {

@@ -11,6 +11,8 @@ import (
 	"sync"
 
 	"golang.org/x/text/unicode/norm"
+
+	"github.com/limitgraph/limit/internal/clip"
 )
 
 // Rule categories; each is one rule id of the plugin ("jailbreak.phrase.<category>").
@@ -753,16 +755,5 @@ func isWordASCII(c byte) bool {
 
 // String describes a match for a reason.
 func (m PhraseMatch) String() string {
-	return fmt.Sprintf("phrase rule %s matched %q", m.Rule.ID, clip(m.Text, 80))
-}
-
-// clip shortens s to at most n bytes on a rune boundary, marking the cut.
-func clip(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && n < len(s) && s[n]&0xc0 == 0x80 {
-		n--
-	}
-	return s[:n] + "…"
+	return fmt.Sprintf("phrase rule %s matched %q", m.Rule.ID, clip.Marked(m.Text, 80))
 }

@@ -354,7 +354,7 @@ func TestBadMetadataClipped(t *testing.T) {
 	if err == nil || len(err.Error()) > 300 || !strings.Contains(err.Error(), "…") {
 		t.Fatalf("error of %d bytes: %.120v", len(err.Error()), err)
 	}
-	if got := clip(strings.Repeat("é", 80)); len(got) > 103 || !strings.HasSuffix(got, "…") || !utf8.ValidString(got) {
+	if got := clipValue(strings.Repeat("é", 80)); len(got) > 103 || !strings.HasSuffix(got, "…") || !utf8.ValidString(got) {
 		t.Fatalf("clip: %q", got)
 	}
 }

@@ -11,8 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"unicode/utf8"
 
+	"github.com/limitgraph/limit/internal/clip"
 	"github.com/limitgraph/limit/sdk/base"
 	"github.com/limitgraph/limit/sdk/governance"
 )
@@ -275,16 +275,7 @@ type observation struct {
 // parse reads the execution figures from metadata; absent keys are simply not judged.
 // clip shortens a value quoted in an error or a finding to 100 bytes (at a character
 // boundary), so a huge one does not travel whole into the host's log and traces.
-func clip(s string) string {
-	if len(s) <= 100 {
-		return s
-	}
-	i := 100
-	for i > 0 && !utf8.RuneStart(s[i]) {
-		i--
-	}
-	return s[:i] + "…"
-}
+func clipValue(s string) string { return clip.Marked(s, 100) }
 
 func parse(md map[string]string) (observation, error) {
 	obs := observation{values: map[string]float64{}}
@@ -295,7 +286,7 @@ func parse(md map[string]string) (observation, error) {
 		}
 		v, err := parseNumber(s)
 		if err != nil || v < 0 {
-			return obs, fmt.Errorf("metadata %s=%q: want a non-negative number", m.Key, clip(s))
+			return obs, fmt.Errorf("metadata %s=%q: want a non-negative number", m.Key, clipValue(s))
 		}
 		obs.values[m.Key] = v
 	}
@@ -507,7 +498,7 @@ func judgeFailure(statuses []bool, status string, set settings) (governance.Find
 		return governance.Finding{
 			Flag: governance.FlagAnomaly, Severity: sev, Score: b.z, RuleID: ruleErrorRate,
 			Reason: fmt.Sprintf("%d of the last %d executions failed (this one: status %q); this session fails %s of the time (%d of the %d executions before them, Laplace-smoothed): probability %.2g, z %.1f, threshold %.1f",
-				b.k, b.w, clip(status), percent(b.rate), b.errs, b.n, b.prob, b.z, set.threshold),
+				b.k, b.w, clipValue(status), percent(b.rate), b.errs, b.n, b.prob, b.z, set.threshold),
 		}, true
 	}
 	window := statuses[max(0, len(statuses)-set.window):]
@@ -527,7 +518,7 @@ func judgeFailure(statuses []bool, status string, set settings) (governance.Find
 	return governance.Finding{
 		Flag: governance.FlagAnomaly, Severity: 4, Score: z, RuleID: ruleErrorRate,
 		Reason: fmt.Sprintf("status %q in a session that failed %d of its last %d executions (smoothed error rate %.3f): z-score %.1f, threshold %.1f; one failure is worth a look, severity 4 at most",
-			clip(status), errs, len(window), p, z, set.threshold),
+			clipValue(status), errs, len(window), p, z, set.threshold),
 	}, true
 }
 

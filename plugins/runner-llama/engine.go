@@ -12,6 +12,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/hybridgroup/yzma/pkg/llama"
+
+	"github.com/limitgraph/limit/internal/clip"
 )
 
 // model is a loaded llama.cpp model.
@@ -248,7 +250,7 @@ func (lc *llamaContext) generate(ctx context.Context, md *model, req genRequest,
 			return res, nil
 		}
 		if req.maxBytes > 0 && out.Len() >= req.maxBytes {
-			text := truncateUTF8(out.String(), req.maxBytes)
+			text := clip.Prefix(out.String(), req.maxBytes)
 			out.Reset()
 			out.WriteString(text)
 			res.finish, res.truncated = "length", true
@@ -334,17 +336,6 @@ func stopPrefixLen(text string, stops []string) int {
 		}
 	}
 	return n
-}
-
-// truncateUTF8 cuts s to at most n bytes without splitting a character.
-func truncateUTF8(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
 }
 
 // utf8Stream turns the byte pieces of tokens into valid UTF-8 text. A byte token may

@@ -16,6 +16,7 @@ import (
 	"github.com/hybridgroup/yzma/pkg/llama"
 
 	"github.com/limitgraph/limit/host/config"
+	"github.com/limitgraph/limit/internal/clip"
 	"github.com/limitgraph/limit/internal/gguf"
 	"github.com/limitgraph/limit/sdk/base"
 	"github.com/limitgraph/limit/sdk/runner"
@@ -77,7 +78,7 @@ func TestStopHelpers(t *testing.T) {
 			}
 		}
 	}
-	if got := truncateUTF8("aé", 2); got != "a" {
+	if got := clip.Prefix("aé", 2); got != "a" {
 		t.Errorf("truncateUTF8 split a character: %q", got)
 	}
 }

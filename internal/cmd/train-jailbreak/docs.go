@@ -16,8 +16,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"unicode/utf8"
 
+	"github.com/limitgraph/limit/internal/clip"
 	"github.com/limitgraph/limit/internal/jailbreak"
 )
 
@@ -194,7 +194,7 @@ func docChunks(text string) []string {
 	var cur strings.Builder
 	flush := func() {
 		if cur.Len() >= docMinChunk {
-			out = append(out, clipUTF8(cur.String(), docMaxChunk))
+			out = append(out, clip.Prefix(cur.String(), docMaxChunk))
 		}
 		cur.Reset()
 	}
@@ -215,15 +215,4 @@ func docChunks(text string) []string {
 		out = out[:docMaxPerFile]
 	}
 	return out
-}
-
-// clipUTF8 cuts s to at most n bytes at a rune boundary.
-func clipUTF8(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
 }

@@ -276,7 +276,7 @@ func TestWrittenCorpusApartFromTestSets(t *testing.T) {
 				}
 			}
 			if 2*common >= min(len(s), len(ts)) {
-				t.Errorf("written row %q overlaps test text %q", clip(e.Text, 80), clip(texts[i], 80))
+				t.Errorf("written row %q overlaps test text %q", oneLine(e.Text, 80), oneLine(texts[i], 80))
 			}
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/limitgraph/limit/internal/clip"
 	"github.com/limitgraph/limit/internal/jailbreak"
 )
 
@@ -47,12 +48,9 @@ func printMisses(data, modelPath string) error {
 	return nil
 }
 
-func clip(s string, n int) string {
-	s = strings.Join(strings.Fields(s), " ")
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
+// oneLine returns s on one line, its runs of spaces as one, shortened to n bytes.
+func oneLine(s string, n int) string {
+	return clip.Marked(strings.Join(strings.Fields(s), " "), n)
 }
 
 // printOOFMisses prints the training split's jailbreaks that the whole detector misses
@@ -135,6 +133,6 @@ func showMisses(title string, ms []miss, source bool) {
 		if x.why != "" {
 			fmt.Printf("  why: %s\n", x.why)
 		}
-		fmt.Printf("  text: %q\n\n", clip(x.e.Text, 600))
+		fmt.Printf("  text: %q\n\n", oneLine(x.e.Text, 600))
 	}
 }

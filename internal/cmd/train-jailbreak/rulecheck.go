@@ -82,7 +82,7 @@ func printRuleCheck(root string, train []jailbreak.Example, docs *Docs, written 
 			neg++
 			if rules[i] != "" {
 				fp++
-				fmt.Printf("  benign text flagged in %s by %s\n    %q\n", s.name, rules[i], clip(e.Text, 300))
+				fmt.Printf("  benign text flagged in %s by %s\n    %q\n", s.name, rules[i], oneLine(e.Text, 300))
 			}
 		}
 		benign, flagged = benign+neg, flagged+fp
