@@ -380,7 +380,7 @@ func Start(ctx context.Context, opts Options) (*Daemon, hcl.Diagnostics) {
 		ErrorLog:          logger.Named("http").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
 		ConnContext:       withPeer,
 	}
-	go func() { d.serveErr <- d.server.Serve(ln) }()
+	go func() { d.serveErr <- d.server.Serve(api.ProblemListener(ln)) }()
 	started = true
 	logger.Info("limitd started", "version", opts.Version, "listen", ln.Addr().String(), "data_dir", dataDir, "node", node,
 		"storage", specs.Storage.ID(), "runners", d.Runners.Names(), "rules", len(d.rules))

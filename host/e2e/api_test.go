@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"reflect"
 	"strings"
@@ -95,6 +96,36 @@ func TestSessionsAndErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			status, h, body := d.raw(tc.method, tc.path, tc.ctype, []byte(tc.body))
 			mustProblem(t, status, h, body, tc.want)
+		})
+	}
+
+	// Requests net/http refuses before any handler runs answer problem+json too.
+	for _, tc := range []struct {
+		name, request string
+		want          int
+	}{
+		{"bad escape in the path", "GET /v1/traces/%zz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 400},
+		{"no Host header", "GET /v1/health HTTP/1.1\r\n\r\n", 400},
+		{"header over the limit", "GET /v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + strings.Repeat("a", 2<<20) + "\r\n\r\n", 431},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := net.Dial("tcp", strings.TrimPrefix(d.url, "http://"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+			go func() { _, _ = io.WriteString(c, tc.request) }() // the server may answer before it has read all
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var body map[string]any
+			if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+				t.Fatal(err)
+			}
+			mustProblem(t, resp.StatusCode, resp.Header, body, tc.want)
 		})
 	}
 

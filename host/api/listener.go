@@ -1,0 +1,92 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+)
+
+// ProblemListener wraps the API's listener so that the answers net/http writes by itself,
+// before any handler runs, are RFC 9457 problem+json with an X-Request-Id like every
+// other answer of the API, not text/plain without one: a request line or header it cannot
+// parse (a path with a bad escape such as /%zz, no Host header), headers over its limit
+// (431), a transfer encoding it does not know (501).
+//
+// net/http writes such an answer in one Write on the connection, in a fixed form
+// (rewriteServerError), and closes it; the handlers' answers always carry X-Request-Id
+// in their headers, and their bodies (JSON, problem+json, server-sent events of JSON,
+// gzip) never hold that form's bare CR LF header lines, so no answer of a handler is
+// taken for one.
+func ProblemListener(ln net.Listener) net.Listener { return problemListener{ln} }
+
+type problemListener struct{ net.Listener }
+
+func (l problemListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return problemConn{c}, nil
+}
+
+type problemConn struct{ net.Conn }
+
+func (c problemConn) Write(b []byte) (int, error) {
+	if p, ok := rewriteServerError(b); ok {
+		if _, err := c.Conn.Write(p); err != nil {
+			return 0, err
+		}
+		return len(b), nil
+	}
+	return c.Conn.Write(b)
+}
+
+// serverErrorHeaders is what net/http (server.go, conn.serve) puts between the status
+// line and the body of the answers it writes itself.
+const serverErrorHeaders = "\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n"
+
+// rewriteServerError returns the problem+json answer for b when b is a whole error answer
+// net/http wrote by itself: "HTTP/1.1 CODE TEXT[: DETAIL]" + serverErrorHeaders + a
+// short text body, CODE 400 to 599.
+func rewriteServerError(b []byte) ([]byte, bool) {
+	const proto = "HTTP/1.1 "
+	if len(b) > 2048 || !bytes.HasPrefix(b, []byte(proto)) {
+		return nil, false
+	}
+	line, body, ok := bytes.Cut(b[len(proto):], []byte(serverErrorHeaders))
+	if !ok || len(line) < 4 || line[3] != ' ' || bytes.ContainsAny(line, "\r\n") || bytes.ContainsAny(body, "\r\n") {
+		return nil, false
+	}
+	code, err := strconv.Atoi(string(line[:3]))
+	if err != nil || code < 400 || code > 599 {
+		return nil, false
+	}
+	title := http.StatusText(code)
+	// The body repeats the status line ("400 Bad Request: missing required Host header");
+	// what follows the title is net/http's reason, when it gives one.
+	detail := strings.TrimPrefix(strings.TrimPrefix(string(body), string(line[:4])), title)
+	detail = strings.TrimSpace(strings.TrimPrefix(detail, ":"))
+	switch {
+	case code == http.StatusRequestHeaderFieldsTooLarge:
+		detail = "the request's header is larger than the server accepts"
+	case detail == "" && code == http.StatusBadRequest:
+		detail = "the request line or a header could not be parsed (a path must be valid percent-encoded UTF-8)"
+	}
+	if title == "" {
+		title = "Error"
+	}
+	p, err := json.Marshal(Problem{Type: "about:blank", Title: title, Status: code, Detail: detail})
+	if err != nil {
+		return nil, false
+	}
+	p = append(p, '\n')
+	var out bytes.Buffer
+	fmt.Fprintf(&out, "HTTP/1.1 %d %s\r\nContent-Type: application/problem+json\r\nX-Content-Type-Options: nosniff\r\n%s: %s\r\nContent-Length: %d\r\nConnection: close\r\n\r\n",
+		code, title, requestIDHeader, newRequestID(), len(p))
+	out.Write(p)
+	return out.Bytes(), true
+}
