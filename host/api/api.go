@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -69,6 +70,11 @@ type Server struct {
 	stopping context.Context
 	stop     context.CancelFunc
 	metrics  *metrics
+	// merging counts, by trace id, the merges of this host between their status change
+	// and the end of their copy into the shared record: a merge that reads the trace
+	// merged but not yet copied meanwhile is not one cut short, to be completed (see merge).
+	mergingMu sync.Mutex
+	merging   map[string]int
 }
 
 // New returns the API server.
@@ -88,7 +94,7 @@ func New(opts Options) *Server {
 	if opts.RD.Timeout <= 0 {
 		opts.RD.Timeout = config.DefaultRDTimeout
 	}
-	s := &Server{opts: opts, mux: http.NewServeMux(), metrics: newMetrics(opts.Plugins)}
+	s := &Server{opts: opts, mux: http.NewServeMux(), metrics: newMetrics(opts.Plugins), merging: map[string]int{}}
 	s.stopping, s.stop = context.WithCancel(context.Background())
 	s.register()
 	s.doc = openAPI(opts.Version, s.routes, len(opts.Tokens) > 0)

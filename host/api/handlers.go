@@ -557,22 +557,27 @@ func (s *Server) merge(w http.ResponseWriter, r *http.Request) {
 	}
 	if rec.Status == trace.StatusMerged {
 		// A merge cut short between the status change and the copy (a crash, or storage
-		// lost in between) is completed; a finished one is refused below.
-		in, err := s.opts.Traces.InMerged(ctx, rec.ID)
-		if err != nil {
-			s.fail(w, r, err)
-			return
-		}
-		if !in {
-			merged, err := s.opts.Traces.CopyToMerged(ctx, rec.ID)
+		// lost in between) is completed; a finished one is refused below, and so is one
+		// still in progress on this host (another request's, which answers and counts
+		// the merge itself).
+		if done, alone := s.startMerge(rec.ID, true); alone {
+			defer done()
+			in, err := s.opts.Traces.InMerged(ctx, rec.ID)
 			if err != nil {
 				s.fail(w, r, err)
 				return
 			}
-			s.opts.Logger.Info("completed a merge that was cut short", "trace", rec.ID, "session", rec.SessionID)
-			_ = s.opts.Stats.Record(sctx, rec.SessionID, governance.Delta{MergeAllowed: true})
-			writeJSON(w, http.StatusOK, mergeResponse{Merged: true, TraceID: rec.ID, Record: merged})
-			return
+			if !in {
+				merged, err := s.opts.Traces.CopyToMerged(ctx, rec.ID)
+				if err != nil {
+					s.fail(w, r, err)
+					return
+				}
+				s.opts.Logger.Info("completed a merge that was cut short", "trace", rec.ID, "session", rec.SessionID)
+				_ = s.opts.Stats.Record(sctx, rec.SessionID, governance.Delta{MergeAllowed: true})
+				writeJSON(w, http.StatusOK, mergeResponse{Merged: true, TraceID: rec.ID, Record: merged})
+				return
+			}
 		}
 	}
 	v, err := s.opts.Traces.Verify(ctx, rec.ID)
@@ -620,6 +625,8 @@ func (s *Server) merge(w http.ResponseWriter, r *http.Request) {
 	// The decision is taken again on the record the status change extends: a flag or
 	// another merge may have landed since the read above (here or on another host).
 	var refused []string
+	done, _ := s.startMerge(rec.ID, false)
+	defer done()
 	check := func(cur trace.Record) error {
 		if refused = pol.MergeRefusals(string(cur.Status), cur.Flags, valid, why); len(refused) > 0 {
 			return errMergeRefused
@@ -643,6 +650,25 @@ func (s *Server) merge(w http.ResponseWriter, r *http.Request) {
 	}
 	_ = s.opts.Stats.Record(sctx, rec.SessionID, governance.Delta{MergeAllowed: true})
 	writeJSON(w, http.StatusOK, mergeResponse{Merged: true, TraceID: rec.ID, Record: merged})
+}
+
+// startMerge counts a merge of trace id as in progress on this host until the returned
+// func is called; it returns false, counting nothing, when alone is set and another one
+// is in progress.
+func (s *Server) startMerge(id string, alone bool) (func(), bool) {
+	s.mergingMu.Lock()
+	defer s.mergingMu.Unlock()
+	if alone && s.merging[id] > 0 {
+		return nil, false
+	}
+	s.merging[id]++
+	return func() {
+		s.mergingMu.Lock()
+		defer s.mergingMu.Unlock()
+		if s.merging[id]--; s.merging[id] == 0 {
+			delete(s.merging, id)
+		}
+	}, true
 }
 
 // writeRefusal answers a refused merge: 409 with each reason, and the flags the refusal

@@ -361,3 +361,23 @@ func TestTwoMergesRacing(t *testing.T) {
 		t.Fatalf("stats: %+v", st)
 	}
 }
+
+// TestMergeDuringMerge: a merge that reads the trace merged while another merge of this
+// host is between its status change and its copy into the shared record does not take it
+// for a merge cut short: it answers 409 (already merged), and the merge answers 200 and is
+// counted once. Both used to answer 200 and count the merge.
+func TestMergeDuringMerge(t *testing.T) {
+	f := newRaceFixture(t)
+	id := f.newTrace()
+	merged := trace.MergedNamespace(trace.DefaultTenant)
+	f.st.at(func(after bool, op, ns string, _ []byte) bool { return !after && op == "batch" && ns == merged }, func() {
+		if code, out := f.call(context.Background(), "POST", "/v1/traces/"+id+"/merge", ""); code != 409 || !strings.Contains(fmt.Sprint(out["reasons"]), "already merged") {
+			t.Errorf("merge during the merge: %d %v", code, out)
+		}
+	})
+	f.merge(id)
+	f.check(id, trace.StatusMerged)
+	if st := f.sessionStats(); st.MergesAllowed != 1 || st.MergesRefused != 1 {
+		t.Fatalf("stats: %+v", st)
+	}
+}
