@@ -9,6 +9,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"net/http"
+	"path"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -170,7 +171,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes)
 	h, pattern := s.mux.Handler(r)
 	route = pattern
-	if pattern == "" {
+	if pattern == "" || uncleanPath(r) {
 		route = "unmatched"
 		// ServeMux's own 404 or 405: keep its status and Allow header, answer as a problem.
 		rec := &statusRecorder{header: http.Header{}}
@@ -195,6 +196,24 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if s.opts.Logger.IsDebug() { // spares building the line's arguments otherwise
 		s.opts.Logger.Debug("request", "request_id", id, "method", r.Method, "path", r.URL.Path, "duration", time.Since(start))
 	}
+}
+
+// uncleanPath reports whether ServeMux would redirect r to its cleaned path (a double
+// slash, a "." or ".." segment): it names the route its cleaned path matches, but the
+// API answers such a path 404, as it does one whose cleaned path matches nothing.
+func uncleanPath(r *http.Request) bool {
+	if r.Method == http.MethodConnect {
+		return false // ServeMux does not clean CONNECT paths
+	}
+	p := r.URL.EscapedPath()
+	if p == "" || p[0] != '/' {
+		return true
+	}
+	np := path.Clean(p)
+	if strings.HasSuffix(p, "/") && np != "/" {
+		np += "/"
+	}
+	return np != p
 }
 
 // healthResponse is the body of GET /v1/health.

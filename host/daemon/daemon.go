@@ -379,6 +379,9 @@ func Start(ctx context.Context, opts Options) (*Daemon, hcl.Diagnostics) {
 		WriteTimeout:      cfg.API.WriteTimeout,
 		ErrorLog:          logger.Named("http").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
 		ConnContext:       withPeer,
+		// "OPTIONS *" goes to the API (404 problem+json with X-Request-Id), not to
+		// net/http's own empty 200.
+		DisableGeneralOptionsHandler: true,
 	}
 	go func() { d.serveErr <- d.server.Serve(api.ProblemListener(ln)) }()
 	started = true
