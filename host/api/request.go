@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"unicode"
 )
 
 // requestIDHeader carries the request id on every response (and is accepted from clients
@@ -76,7 +77,7 @@ func decodeJSON(r *http.Request, v any) error {
 }
 
 // decodeBounded is decodeJSON that also refuses a body whose top-level field named in
-// bounds (lower case) holds more JSON values than its bound, before decoding anything.
+// bounds holds more JSON values than its bound, before decoding anything.
 func decodeBounded(r *http.Request, v any, bounds map[string]int) error {
 	if ct := r.Header.Get("Content-Type"); !jsonContentType(ct) {
 		return &errUnsupportedMedia{ct: ct}
@@ -99,13 +100,13 @@ func decodeBody(body []byte, v any, bounds map[string]int) error {
 		return badRequest("request body must be a JSON object {…}")
 	}
 	// A field given twice would take its last value here and maybe its first elsewhere
-	// (a proxy, a log): refused. Fields match case-insensitively, as decoding does.
+	// (a proxy, a log): refused. Fields match as decoding matches them (foldName).
 	k, dup, over := scanBody(rest, bounds)
 	if dup {
 		return badRequest("field %q is given more than once", k)
 	}
 	if over != "" {
-		return badRequest("field %q holds more than %d JSON values; send bulk data as one string", over, bounds[strings.ToLower(over)])
+		return badRequest("field %q holds more than %d JSON values; send bulk data as one string", over, boundOf(bounds, foldName(over)))
 	}
 	dec := json.NewDecoder(bytes.NewReader(rest))
 	dec.DisallowUnknownFields()
@@ -142,10 +143,10 @@ func checkRequired(body []byte, v any) error {
 				_ = json.Unmarshal(body, &m)
 				keys = map[string]bool{}
 				for k := range m {
-					keys[strings.ToLower(k)] = true
+					keys[foldName(k)] = true
 				}
 			}
-			if keys[strings.ToLower(f.name)] {
+			if keys[foldName(f.name)] {
 				continue
 			}
 		}
@@ -209,10 +210,36 @@ func readBody(r *http.Request) ([]byte, error) {
 	return io.ReadAll(r.Body)
 }
 
+// foldName folds a JSON member name as encoding/json does when it matches one to a struct
+// field: without case, by Unicode simple folding, so "paramſ" (a long s) and "PARAMS"
+// both name params.
+func foldName(name string) string {
+	return strings.Map(func(r rune) rune {
+		for {
+			f := unicode.SimpleFold(r)
+			if f <= r {
+				return f
+			}
+			r = f
+		}
+	}, name)
+}
+
+// boundOf returns the bound of bounds (keyed by field name) for the field whose folded
+// name (foldName) is folded, or 0.
+func boundOf(bounds map[string]int, folded string) int {
+	for k, n := range bounds {
+		if foldName(k) == folded {
+			return n
+		}
+	}
+	return 0
+}
+
 // scanBody returns a field of the JSON object body that appears more than once in its
-// object, as a path ("data.k", "params.list[2].x"): top-level fields compared without
-// case, as decoding into the request's struct does, nested ones exactly (after
-// unescaping). For each top-level field named in bounds (lower case) it counts the JSON
+// object, as a path ("data.k", "params.list[2].x"): top-level fields compared as
+// decoding into the request's struct matches them (foldName), nested ones exactly (after
+// unescaping). For each top-level field named in bounds it counts the JSON
 // values in its value (every object, array, string, number, true, false and null) up to
 // its bound: over is the first field found holding more, so a body is refused before it
 // is decoded into a tree that would cost hundreds of bytes per value. It only scans:
@@ -319,8 +346,8 @@ func scanBody(body []byte, bounds map[string]int) (dupPath string, dup bool, ove
 				top := &stack[len(stack)-1]
 				cmp := key
 				if len(stack) == 1 {
-					cmp = strings.ToLower(key)
-					counted, count = bounds[cmp], 0
+					cmp = foldName(key)
+					counted, count = boundOf(bounds, cmp), 0
 				}
 				if top.seenSet != nil {
 					if _, dup := top.seenSet[cmp]; dup {

@@ -22,6 +22,10 @@ func TestBodyErrors(t *testing.T) {
 		{`{"runners": "python"}`, `field "runners" must be a JSON array, got JSON string`},
 		{`{"name": "a", "policy": "strict", "name": "b"}`, `field "name" is given more than once`},
 		{`{"name": "a", "NAME": "b"}`, `field "NAME" is given more than once`},
+		// Decoding takes "ſ" (a long s) and "K" (the Kelvin sign) for s and k: so does the
+		// duplicate check, which let both through to the decoder's last-one-wins.
+		{`{"runners": [], "runnerſ": ["python"]}`, `field "runnerſ" is given more than once`},
+		{`{"limits": {}, "limit\u017f": {}}`, `field "limitſ" is given more than once`},
 		{`{"name": "a", "limits": {"memory_bytes": 1, "memory_bytes": 2}}`, `field "limits.memory_bytes" is given more than once`},
 		{`{"runners": ["python"], "limits": {"x": [{"a": 1}, {"b": 1, "b": 2}]}}`, `field "limits.x[1].b" is given more than once`},
 		{`{"name": "a"} {}`, "request body has data after the JSON value"},
@@ -94,6 +98,9 @@ func TestScanBodyCounts(t *testing.T) {
 		{`{"input": [1,2,3,4,5,6], "params": {}}`, 1, false},
 		{`{"params": {}, "input": [1,2,3,4,5,6]}`, 1, false},
 		{` { "params" : [ 1 , 2 ] } `, 2, true},
+		// Named as decoding matches names (a long s), the field is counted all the same.
+		{`{"paramſ": [1,2,3]}`, 3, true},
+		{`{"param\u017f": [1,2,3]}`, 3, true},
 	} {
 		_, _, over := scanBody([]byte(c.body), map[string]int{"params": c.bound})
 		if (over != "") != c.over {
