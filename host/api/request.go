@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"unicode"
+	"unicode/utf8"
 )
 
 // requestIDHeader carries the request id on every response (and is accepted from clients
@@ -99,6 +100,12 @@ func decodeBody(body []byte, v any, bounds map[string]int) error {
 	if rest[0] != '{' {
 		return badRequest("request body must be a JSON object {…}")
 	}
+	// JSON text is UTF-8 (RFC 8259): encoding/json would put U+FFFD in place of each
+	// invalid byte of a string, and the host would run and record text the client did not
+	// send.
+	if !utf8.Valid(rest) {
+		return badRequest("request body is not valid UTF-8 (at byte %d); JSON text is UTF-8", len(body)-len(rest)+invalidUTF8At(rest))
+	}
 	// A field given twice would take its last value here and maybe its first elsewhere
 	// (a proxy, a log): refused. Fields match as decoding matches them (foldName).
 	k, dup, over := scanBody(rest, bounds)
@@ -118,6 +125,18 @@ func decodeBody(body []byte, v any, bounds map[string]int) error {
 		return badRequest("request body has data after the JSON value")
 	}
 	return checkRequired(rest, v)
+}
+
+// invalidUTF8At returns the offset of the first byte of b that is not valid UTF-8.
+func invalidUTF8At(b []byte) int {
+	for i := 0; i < len(b); {
+		r, n := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && n == 1 {
+			return i
+		}
+		i += n
+	}
+	return len(b)
 }
 
 // checkRequired refuses a body that lacks a field its struct tags api:"required" (the
@@ -522,7 +541,7 @@ func parseCreateTrace(body []byte, req *createTraceRequest) bool {
 				}
 			case "data":
 				j := valueEnd(body, i)
-				if j <= i || body[i] == 'n' || !json.Valid(body[i:j]) {
+				if j <= i || body[i] == 'n' || !json.Valid(body[i:j]) || !utf8.Valid(body[i:j]) {
 					return false // null is left to encoding/json, with everything else unusual
 				}
 				member, got.Data, i = 2, json.RawMessage(body[i:j]), j

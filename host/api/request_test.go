@@ -29,6 +29,9 @@ func TestBodyErrors(t *testing.T) {
 		{`{"name": "a", "limits": {"memory_bytes": 1, "memory_bytes": 2}}`, `field "limits.memory_bytes" is given more than once`},
 		{`{"runners": ["python"], "limits": {"x": [{"a": 1}, {"b": 1, "b": 2}]}}`, `field "limits.x[1].b" is given more than once`},
 		{`{"name": "a"} {}`, "request body has data after the JSON value"},
+		// Not UTF-8: encoding/json put U+FFFD in the name and the session was created.
+		{"{\"name\": \"a\xff\"}", "request body is not valid UTF-8 (at byte 11)"},
+		{"{\"name\": \"\xc3\x28\"}", "request body is not valid UTF-8 (at byte 10)"},
 		{`{"name": "a"}x`, "request body has data after the JSON value"},
 		{`{"name": "a"` + "\n\t\r }\n" + `"`, "request body has data after the JSON value"},
 	} {
@@ -129,7 +132,7 @@ var createTraceBodies = []string{
 	`{"session_id":"a","session_id":"b"}`, `{"session_id":"a","SESSION_ID":"b"}`, `{"Session_Id":"a"}`,
 	`{"data":{"k":1,"k":2}}`, `{"data":[{"k":1},{"k":1}]}`, `{"data":null}`, `{"data":nul}`, `{"data":1}`, `{"data":-0.5e3}`,
 	`{"data":"x"}`, `{"data":[1,2}`, `{"data":{"a":1,}}`, `{"data":{"a" 1}}`, `{"data":tru}`, `{"data":true,"agent":"x"}`,
-	`{"data":01}`, `{"data":1 2}`, `{"data":"\u00e9\ud800"}`, `{"data":{"\u006b":1,"k":2}}`, `{"data":"` + "\x01" + `"}`,
+	`{"data":01}`, `{"data":1 2}`, `{"data":"\u00e9\ud800"}`, `{"data":{"\u006b":1,"k":2}}`, `{"data":"` + "\x01" + `"}`, `{"data":{"k":"` + "\xff" + `"}}`,
 	`{"session_id":null}`, `{"session_id":1}`, `{"session_id":"\u0041"}`, `{"session_id":"é"}`, `{"session_id":"a` + "\xff" + `"}`,
 	`{"agent":"a\tb"}`, `{"agent":["x"]}`, `{"extra":1}`, `{"data":{},"extra":1}`, `{"data":{},}`, `{,"data":{}}`,
 	`{"data":{}` + "\n\t\r" + `}`, `{"data":{"a":"}"}}`, `{"data":{"a":"\\"}}`, `{"data":["]"]}`, `{"data":[[[]]]}`,
