@@ -368,7 +368,8 @@ func (e *Engine) Execute(ctx context.Context, sessionID string, req Request, emi
 		if err != nil {
 			return nil, fmt.Errorf("create trace: %w", err)
 		}
-		if err := e.Stats.Record(ctx, s.ID, preDelta); err != nil {
+		// What was written is counted even if the client went away meanwhile.
+		if err := e.Stats.Record(context.WithoutCancel(ctx), s.ID, preDelta); err != nil {
 			return nil, err
 		}
 		if refuse != nil {
