@@ -56,9 +56,10 @@ func (s *Server) register() {
 
 // problemEvent is the problem fail answers for err, as the error event of a stream that
 // has begun (whose own status was 200): its status says what the answer's would have
-// (a 503 to retry, a 507, a 500), and a Retry-After becomes retry_after, in seconds.
-func (s *Server) problemEvent(r *http.Request, err error) map[string]any {
-	rec := &statusRecorder{header: http.Header{}}
+// (a 503 to retry, a 507, a 500), and a Retry-After becomes retry_after, in seconds. The
+// log line of an unexpected error names the stream's request id, read from w.
+func (s *Server) problemEvent(w http.ResponseWriter, r *http.Request, err error) map[string]any {
+	rec := &statusRecorder{header: http.Header{requestIDHeader: {w.Header().Get(requestIDHeader)}}}
 	s.fail(rec, r, err)
 	var p map[string]any
 	if json.Unmarshal(rec.body.Bytes(), &p) != nil {
@@ -362,7 +363,7 @@ func (s *Server) execute(w http.ResponseWriter, r *http.Request) {
 			s.fail(w, r, err)
 			return
 		}
-		sse.event("error", s.problemEvent(r, err))
+		sse.event("error", s.problemEvent(w, r, err))
 		return
 	}
 	sse.event("result", res)

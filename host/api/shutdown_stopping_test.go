@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
 
 	"github.com/limitgraph/limit/host/execution"
 	"github.com/limitgraph/limit/host/session"
@@ -52,8 +55,11 @@ func TestExecuteWhileStopping(t *testing.T) {
 // with retry_after for a rule plugin that cannot answer, 507, 500) included; it used to
 // say nothing but the detail, so a client could not tell a failure to retry.
 func TestStreamErrorEventStatus(t *testing.T) {
-	s := New(Options{Sessions: new(session.Manager), Engine: &execution.Engine{}})
+	var logs bytes.Buffer
+	s := New(Options{Sessions: new(session.Manager), Engine: &execution.Engine{}, Logger: hclog.New(&hclog.LoggerOptions{Output: &logs})})
 	r := httptest.NewRequest("POST", "/v1/sessions/s1/executions", nil)
+	w := httptest.NewRecorder()
+	w.Header().Set(requestIDHeader, "stream-1")
 	for _, tc := range []struct {
 		err    error
 		status float64
@@ -63,10 +69,14 @@ func TestStreamErrorEventStatus(t *testing.T) {
 		{fmt.Errorf("record: %w", storage.ErrNoSpace), 507, false},
 		{errors.New("boom"), 500, false},
 	} {
-		p := s.problemEvent(r, tc.err)
+		p := s.problemEvent(w, r, tc.err)
 		if p["status"] != tc.status || p["detail"] == "" || p["title"] == "" || (p["retry_after"] != nil) != tc.retry {
 			t.Errorf("%v: error event %v", tc.err, p)
 		}
+	}
+	// The unexpected error's log line names the stream's request id (it named none).
+	if !strings.Contains(logs.String(), "request_id=stream-1") {
+		t.Errorf("log of the error event: %s", logs.String())
 	}
 }
 
