@@ -27,6 +27,9 @@ eval-jailbreak-api: build
 # Cross-validate the hyper-parameter sweep on the training split only (5 folds; the
 # held-out split is never looked at) and print each setting's ROC-AUC and TPR at 1 % and
 # 0.1 % false positives: how DefaultTrainConfig was chosen. Takes about 20 minutes.
+# TUNE_CONFIGS='{"nb":3};{"skip_grams":0}' runs those changes to the default instead;
+# TUNE_EXTRA_OOF=1 also scores the documents and the written corpus's training half out
+# of fold at each preset (the training-side view of METRICS.md's other sets).
 tune-jailbreak:
 	$(GO) run ./internal/cmd/train-jailbreak -tune
 

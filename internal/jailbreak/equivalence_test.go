@@ -17,7 +17,9 @@ import (
 )
 
 // Golden digests of the detector's complete output (see equivalenceDigest), computed
-// after the session-12 families were dropped; before that, after a review narrowed them and the Go source sample was keyed on
+// after the model was retrained as an NB-scaled logistic regression over 2^20 features
+// with trigrams and skip-bigrams, each counted once per window; before that, after the
+// session-12 families were dropped; before that, after a review narrowed them and the Go source sample was keyed on
 // the module too (model retrained); before that, after the indirect-role, override-update and reveal-context families and the
 // measured-only set unseen-r8; before that, after the model was retrained with the team's written corpus and a sample of Go source
 // among the benign documents, and the measured-only set unseen-r7 added; before that, after a review narrowed the new idiom families (ordinary sentences they flagged are in
@@ -33,8 +35,8 @@ import (
 // make the detector faster must leave them as they are. Regenerate them (print them with
 // JB_EQUIV_PRINT=1) only for a change that is meant to alter the output.
 const (
-	goldenTrainDigest     = "ab0efc1e577019d4484d9033d7e9aa6c0b1d8eef4b1cc036ae1e9e559c913141"
-	goldenGeneratedDigest = "6abd49d9891ab186d27c7e012c82c07ff4e5f7fd98e162cfa5cd7441e50848c8"
+	goldenTrainDigest     = "04e633209eff0f7f0efb45b3d1341b518971af7f91122279e36eaa29b843adac"
+	goldenGeneratedDigest = "a6f16b35fdad4b16d2ecc64c8cfafd0f17f3c5336ec9f8e6fe6beac3ef519631"
 )
 
 // equivalenceDigest writes the complete output of the detector on each text to a sha256:

@@ -381,8 +381,18 @@ func render(m Metrics) string {
 			feats += " (added to every window)"
 		}
 	}
-	fmt.Fprintf(&b, "- model: logistic regression, 2^%d hashed features (%s), windows of %d tokens every %d; Adagrad lr %g, L2 %g, %d epochs, seed %d; file %d bytes\n",
-		m.Train.Bits, feats, m.Train.Window, m.Train.Stride, m.Train.LR, m.Train.L2, m.Train.Epochs, m.Train.Seed, m.ModelBytes)
+	switch {
+	case m.Train.MaxRepeat == 1:
+		feats += "; each counted once per window"
+	case m.Train.MaxRepeat > 1:
+		feats += fmt.Sprintf("; each counted at most %d times per window", m.Train.MaxRepeat)
+	}
+	family := "logistic regression"
+	if m.Train.NB > 0 {
+		family = fmt.Sprintf("logistic regression over naive-Bayes-scaled features (NB-SVM: each feature scaled by its log-count ratio in the training windows, smoothing %g; folded into the weights)", m.Train.NB)
+	}
+	fmt.Fprintf(&b, "- model: %s, 2^%d hashed features (%s), windows of %d tokens every %d; Adagrad lr %g, L2 %g, %d epochs, seed %d; file %d bytes\n",
+		family, m.Train.Bits, feats, m.Train.Window, m.Train.Stride, m.Train.LR, m.Train.L2, m.Train.Epochs, m.Train.Seed, m.ModelBytes)
 	b.WriteString("- hyper-parameters chosen by 5-fold cross-validation on the training split only (`go run ./internal/cmd/train-jailbreak -tune`); the held-out split is only measured\n")
 	fmt.Fprintf(&b, "- thresholds (model probability), calibrated on %d-fold out-of-fold scores of the benign training texts: permissive %.4f, default %.4f, strict %.4f\n",
 		m.Train.Folds, m.Thresholds[jailbreak.PresetPermissive], m.Thresholds[jailbreak.PresetDefault], m.Thresholds[jailbreak.PresetStrict])
