@@ -116,6 +116,20 @@ func TestPythonThroughAPI(t *testing.T) {
 	if status != 200 || !strings.Contains(fmt.Sprint(body), "landlock") {
 		t.Fatalf("health does not report the isolation features: %v", body)
 	}
+	// A session's memory limit is bounded: 64 MiB runs code, 1 byte is refused (it made
+	// every execution of the session answer 500).
+	small, err := d.c.CreateSession(ctx, client.CreateSessionRequest{Name: "small", Limits: client.Limits{MemoryBytes: 64 << 20}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := run(small, "print(sum(range(10)))", 0); r.Status != "ok" || r.Stdout != "45\n" {
+		t.Fatalf("64 MiB session: %+v", r)
+	}
+	for _, mem := range []uint64{1, 1 << 20, 1<<40 + 1, 1<<64 - 1} {
+		if _, err := d.c.CreateSession(ctx, client.CreateSessionRequest{Name: "bad", Limits: client.Limits{MemoryBytes: mem}}); client.StatusOf(err) != 400 || !strings.Contains(err.Error(), "memory_bytes") {
+			t.Errorf("memory_bytes %d: %v, want 400 naming memory_bytes", mem, err)
+		}
+	}
 }
 
 // TestSandboxedCodeCannotUseTheAPI: a session allowed the network shares the host's

@@ -41,6 +41,11 @@ const (
 	// MaxTimeoutMS bounds limits.timeout_ms, as it bounds an execution request's
 	// timeout_ms: an hour.
 	MaxTimeoutMS = 60 * 60 * 1000
+	// MinMemoryBytes and MaxMemoryBytes bound limits.memory_bytes when it is set: under
+	// 64 MiB no interpreter starts in a sandbox (a session of 1 byte answered every
+	// execution 500), and over 1 TiB is no limit but a typo.
+	MinMemoryBytes = 64 << 20
+	MaxMemoryBytes = 1 << 40
 )
 
 // Errors the API maps to statuses.
@@ -235,6 +240,9 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (*Session, erro
 	}
 	if s.Limits.TimeoutMS > MaxTimeoutMS {
 		return nil, invalidf("limits.timeout_ms %d exceeds the limit of %d", s.Limits.TimeoutMS, MaxTimeoutMS)
+	}
+	if m := s.Limits.MemoryBytes; m != 0 && (m < MinMemoryBytes || m > MaxMemoryBytes) {
+		return nil, invalidf("limits.memory_bytes must be between %d (64 MiB) and %d (1 TiB), or 0 for the runner's default; got %d", uint64(MinMemoryBytes), uint64(MaxMemoryBytes), m)
 	}
 	if s.Policy == "" {
 		s.Policy = m.opts.DefaultPolicy

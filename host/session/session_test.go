@@ -222,3 +222,19 @@ func TestCreateRefusesTimeoutOverMax(t *testing.T) {
 		t.Errorf("limits.timeout_ms %d (an hour): %v", uint64(MaxTimeoutMS), err)
 	}
 }
+
+// TestCreateBoundsMemory: limits.memory_bytes, when set, is between 64 MiB and 1 TiB; a
+// session of 1 byte was stored, and every execution of it answered 500.
+func TestCreateBoundsMemory(t *testing.T) {
+	m := newManager(t, memstore.New())
+	for _, b := range []uint64{1, MinMemoryBytes - 1, MaxMemoryBytes + 1, math.MaxUint64} {
+		if s, err := m.Create(context.Background(), CreateRequest{Limits: Limits{MemoryBytes: b}}); !errors.Is(err, ErrInvalid) {
+			t.Errorf("limits.memory_bytes %d: %+v, %v; want ErrInvalid", b, s, err)
+		}
+	}
+	for _, b := range []uint64{0, MinMemoryBytes, MaxMemoryBytes} {
+		if _, err := m.Create(context.Background(), CreateRequest{Limits: Limits{MemoryBytes: b}}); err != nil {
+			t.Errorf("limits.memory_bytes %d: %v", b, err)
+		}
+	}
+}
