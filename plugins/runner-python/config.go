@@ -23,6 +23,7 @@ import (
 const (
 	defaultTimeout        = "30s"
 	defaultMemoryLimit    = "512MiB"
+	minMemoryLimit        = 64 << 20
 	defaultCPULimit       = 1.0
 	defaultMaxProcesses   = 64
 	defaultMaxOutputBytes = "1MiB"
@@ -166,6 +167,9 @@ func parseConfig(req base.ConfigureRequest, validate bool) (settings, base.Diagn
 	set.limits.Timeout = parseDurationAttr(&ds, "timeout", raw.Timeout, defaultTimeout)
 	set.interruptGrace = parseDurationAttr(&ds, "interrupt_grace", raw.InterruptGrace, defaultInterruptGrace)
 	set.limits.MemoryBytes = parseSizeAttr(&ds, "memory_limit", raw.MemoryLimit, defaultMemoryLimit)
+	if m := set.limits.MemoryBytes; m != 0 && m < minMemoryLimit {
+		ds = append(ds, base.Errorf([]string{"memory_limit"}, "memory_limit must be at least 64MiB, got %d bytes: below that the interpreter does not start in its sandbox", m))
+	}
 	set.limits.MaxOutputBytes = parseSizeAttr(&ds, "max_output_bytes", raw.MaxOutputBytes, defaultMaxOutputBytes)
 	set.limits.MaxFileBytes = parseSizeAttr(&ds, "max_file_bytes", raw.MaxFileBytes, defaultMaxFileBytes)
 

@@ -108,6 +108,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"unknown attribute", `{"memory": "1G"}`, "memory", "unsupported attribute"},
 		{"wrong type", `{"cpu_limit": "lots"}`, "cpu_limit", "must be of type"},
 		{"bad size", `{"memory_limit": "lots"}`, "memory_limit", "invalid size"},
+		{"memory too small", `{"memory_limit": "1MiB"}`, "memory_limit", "at least 64MiB"},
 		{"zero size", `{"max_output_bytes": 0}`, "max_output_bytes", "at least 1 byte"},
 		{"bad duration", `{"timeout": "30"}`, "timeout", "invalid duration"},
 		{"negative duration", `{"interrupt_grace": "-1s"}`, "interrupt_grace", "must be positive"},
