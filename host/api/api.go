@@ -71,11 +71,17 @@ type Server struct {
 	stopping context.Context
 	stop     context.CancelFunc
 	metrics  *metrics
-	// merging counts, by trace id, the merges of this host between their status change
-	// and the end of their copy into the shared record: a merge that reads the trace
-	// merged but not yet copied meanwhile is not one cut short, to be completed (see merge).
+	// merging holds, by trace id, the lock the merges of the trace on this host take in
+	// turn (see lockMerge), while any holds or waits for it.
 	mergingMu sync.Mutex
-	merging   map[string]int
+	merging   map[string]*mergeLock
+}
+
+// mergeLock is one trace's merge lock: sem holds a token while a merge runs; refs counts
+// the merges that hold or wait for it.
+type mergeLock struct {
+	sem  chan struct{}
+	refs int
 }
 
 // New returns the API server.
@@ -95,7 +101,7 @@ func New(opts Options) *Server {
 	if opts.RD.Timeout <= 0 {
 		opts.RD.Timeout = config.DefaultRDTimeout
 	}
-	s := &Server{opts: opts, mux: http.NewServeMux(), metrics: newMetrics(opts.Plugins), merging: map[string]int{}}
+	s := &Server{opts: opts, mux: http.NewServeMux(), metrics: newMetrics(opts.Plugins), merging: map[string]*mergeLock{}}
 	s.stopping, s.stop = context.WithCancel(context.Background())
 	s.register()
 	s.doc = openAPI(opts.Version, s.routes, len(opts.Tokens) > 0)

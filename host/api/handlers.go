@@ -546,6 +546,14 @@ func (s *Server) merge(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	// What was written is counted even if the client went away meanwhile.
 	sctx := context.WithoutCancel(ctx)
+	// Merges of one trace on this host run one at a time: one that finds the trace merged
+	// but not copied knows no other is still copying it.
+	unlock, err := s.lockMerge(ctx, r.PathValue("id"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	defer unlock()
 	rec, err := s.opts.Traces.Get(ctx, r.PathValue("id"))
 	if err != nil {
 		s.fail(w, r, err)
@@ -557,28 +565,24 @@ func (s *Server) merge(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if rec.Status == trace.StatusMerged {
-		// A merge cut short between the status change and the copy (a crash, or storage
-		// lost in between) is completed; a finished one is refused below, and so is one
-		// still in progress on this host (another request's, which answers and counts
-		// the merge itself).
-		if done, alone := s.startMerge(rec.ID, true); alone {
-			defer done()
-			in, err := s.opts.Traces.InMerged(ctx, rec.ID)
+		// A merge cut short between the status change and the copy (a crash, storage
+		// lost in between, or a copy that failed) is completed; a finished one is refused
+		// below.
+		in, err := s.opts.Traces.InMerged(ctx, rec.ID)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		if !in {
+			merged, err := s.opts.Traces.CopyToMerged(sctx, rec.ID)
 			if err != nil {
 				s.fail(w, r, err)
 				return
 			}
-			if !in {
-				merged, err := s.opts.Traces.CopyToMerged(ctx, rec.ID)
-				if err != nil {
-					s.fail(w, r, err)
-					return
-				}
-				s.opts.Logger.Info("completed a merge that was cut short", "trace", rec.ID, "session", rec.SessionID)
-				_ = s.opts.Stats.Record(sctx, rec.SessionID, governance.Delta{MergeAllowed: true})
-				writeJSON(w, http.StatusOK, mergeResponse{Merged: true, TraceID: rec.ID, Record: merged})
-				return
-			}
+			s.opts.Logger.Info("completed a merge that was cut short", "trace", rec.ID, "session", rec.SessionID)
+			_ = s.opts.Stats.Record(sctx, rec.SessionID, governance.Delta{MergeAllowed: true})
+			writeJSON(w, http.StatusOK, mergeResponse{Merged: true, TraceID: rec.ID, Record: merged})
+			return
 		}
 	}
 	v, err := s.opts.Traces.Verify(ctx, rec.ID)
@@ -626,8 +630,6 @@ func (s *Server) merge(w http.ResponseWriter, r *http.Request) {
 	// The decision is taken again on the record the status change extends: a flag or
 	// another merge may have landed since the read above (here or on another host).
 	var refused []string
-	done, _ := s.startMerge(rec.ID, false)
-	defer done()
 	check := func(cur trace.Record) error {
 		if refused = pol.MergeRefusals(string(cur.Status), cur.Flags, valid, why); len(refused) > 0 {
 			return errMergeRefused
@@ -644,7 +646,9 @@ func (s *Server) merge(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	merged, err := s.opts.Traces.CopyToMerged(ctx, rec.ID)
+	// Once the status is written the copy is the host's to finish, whether or not the
+	// client waits for it.
+	merged, err := s.opts.Traces.CopyToMerged(sctx, rec.ID)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -653,23 +657,31 @@ func (s *Server) merge(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, mergeResponse{Merged: true, TraceID: rec.ID, Record: merged})
 }
 
-// startMerge counts a merge of trace id as in progress on this host until the returned
-// func is called; it returns false, counting nothing, when alone is set and another one
-// is in progress.
-func (s *Server) startMerge(id string, alone bool) (func(), bool) {
+// lockMerge waits, until ctx ends, for the other merges of trace id on this host to
+// finish, and returns the func that lets the next one go.
+func (s *Server) lockMerge(ctx context.Context, id string) (func(), error) {
 	s.mergingMu.Lock()
-	defer s.mergingMu.Unlock()
-	if alone && s.merging[id] > 0 {
-		return nil, false
+	l := s.merging[id]
+	if l == nil {
+		l = &mergeLock{sem: make(chan struct{}, 1)}
+		s.merging[id] = l
 	}
-	s.merging[id]++
-	return func() {
+	l.refs++
+	s.mergingMu.Unlock()
+	release := func() {
 		s.mergingMu.Lock()
 		defer s.mergingMu.Unlock()
-		if s.merging[id]--; s.merging[id] == 0 {
+		if l.refs--; l.refs == 0 {
 			delete(s.merging, id)
 		}
-	}, true
+	}
+	select {
+	case l.sem <- struct{}{}:
+		return func() { <-l.sem; release() }, nil
+	case <-ctx.Done():
+		release()
+		return nil, ctx.Err()
+	}
 }
 
 // writeRefusal answers a refused merge: 409 with each reason, and the flags the refusal

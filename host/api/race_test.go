@@ -6,9 +6,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/limitgraph/limit/host/governance"
 	"github.com/limitgraph/limit/host/session"
@@ -346,15 +348,23 @@ func TestMergeRacingFlag(t *testing.T) {
 	}
 }
 
-// TestTwoMergesRacing: of two merges that both read the trace active, one merges it and
-// the other answers 409 (already merged); the merge is counted once.
+// TestTwoMergesRacing: of two merges that both start on an active trace, one merges it
+// and the other, which waits for it on this host, answers 409 (already merged); the merge
+// is counted once. (Merges on two hosts are decided again on the record the status change
+// extends, as a flag landing meanwhile is: TestFlagRacingMerge.)
 func TestTwoMergesRacing(t *testing.T) {
 	f := newRaceFixture(t)
 	id := f.newTrace()
-	f.st.at(f.afterRead(id), func() { f.merge(id) })
+	other := make(chan int, 1)
+	f.st.at(f.afterRead(id), func() {
+		go func() {
+			code, _ := f.call(context.Background(), "POST", "/v1/traces/"+id+"/merge", "")
+			other <- code
+		}()
+	})
 	code, out := f.call(context.Background(), "POST", "/v1/traces/"+id+"/merge", "")
-	if code != 409 {
-		t.Fatalf("second merge: %d %v", code, out)
+	if codes := []int{code, <-other}; !slices.Equal(codes, []int{200, 409}) {
+		t.Fatalf("merges answered %v, want 200 then 409: %v", codes, out)
 	}
 	f.check(id, trace.StatusMerged)
 	if st := f.sessionStats(); st.MergesAllowed != 1 {
@@ -362,22 +372,46 @@ func TestTwoMergesRacing(t *testing.T) {
 	}
 }
 
-// TestMergeDuringMerge: a merge that reads the trace merged while another merge of this
-// host is between its status change and its copy into the shared record does not take it
-// for a merge cut short: it answers 409 (already merged), and the merge answers 200 and is
-// counted once. Both used to answer 200 and count the merge.
+// TestMergeDuringMerge: a merge of a trace that another merge of this host is copying
+// into the shared record waits for it, then answers 409 (already merged); the first
+// answers 200 and the merge is counted once (both used to answer 200 and count it). The
+// first's copy finishes though its client has gone: a copy cut short by the client left
+// the trace merged but not in the shared record.
 func TestMergeDuringMerge(t *testing.T) {
 	f := newRaceFixture(t)
 	id := f.newTrace()
 	merged := trace.MergedNamespace(trace.DefaultTenant)
+	ctx, cancel := context.WithCancel(context.Background())
+	second := make(chan int, 1)
 	f.st.at(func(after bool, op, ns string, _ []byte) bool { return !after && op == "batch" && ns == merged }, func() {
-		if code, out := f.call(context.Background(), "POST", "/v1/traces/"+id+"/merge", ""); code != 409 || !strings.Contains(fmt.Sprint(out["reasons"]), "already merged") {
-			t.Errorf("merge during the merge: %d %v", code, out)
+		go func() {
+			code, out := f.call(context.Background(), "POST", "/v1/traces/"+id+"/merge", "")
+			if code != 409 || !strings.Contains(fmt.Sprint(out["reasons"]), "already merged") {
+				t.Errorf("merge during the merge: %d %v", code, out)
+			}
+			second <- code
+		}()
+		// The second merge waits for the first.
+		for waiting := false; !waiting; {
+			f.srv.mergingMu.Lock()
+			waiting = f.srv.merging[id] != nil && f.srv.merging[id].refs == 2
+			f.srv.mergingMu.Unlock()
+			time.Sleep(time.Millisecond)
 		}
+		cancel() // the first's client goes away before the copy
 	})
-	f.merge(id)
+	f.call(ctx, "POST", "/v1/traces/"+id+"/merge", "")
+	<-second
 	f.check(id, trace.StatusMerged)
+	if in, err := f.traces.InMerged(context.Background(), id); err != nil || !in {
+		t.Fatalf("trace merged but not in the shared record: %v %v", in, err)
+	}
 	if st := f.sessionStats(); st.MergesAllowed != 1 || st.MergesRefused != 1 {
 		t.Fatalf("stats: %+v", st)
+	}
+	f.srv.mergingMu.Lock()
+	defer f.srv.mergingMu.Unlock()
+	if len(f.srv.merging) != 0 {
+		t.Fatalf("merge locks left: %v", f.srv.merging)
 	}
 }
