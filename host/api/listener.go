@@ -20,7 +20,7 @@ import (
 // (rewriteServerError), and closes it; the handlers' answers always carry X-Request-Id
 // in their headers, and their bodies (JSON, problem+json, server-sent events of JSON,
 // gzip) never hold that form's bare CR LF header lines, so no answer of a handler is
-// taken for one.
+// taken for one. It wraps a plain TCP listener: net/http would not see TLS through it.
 func ProblemListener(ln net.Listener) net.Listener { return problemListener{ln} }
 
 type problemListener struct{ net.Listener }
@@ -34,6 +34,16 @@ func (l problemListener) Accept() (net.Conn, error) {
 }
 
 type problemConn struct{ net.Conn }
+
+// CloseWrite half-closes the connection as net/http does before it closes one whose
+// client may still be sending (431, 413), so the client reads the answer rather than a
+// reset: it looks for this method on the connection it was given.
+func (c problemConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
 
 func (c problemConn) Write(b []byte) (int, error) {
 	if p, ok := rewriteServerError(b); ok {
@@ -74,7 +84,7 @@ func rewriteServerError(b []byte) ([]byte, bool) {
 	case code == http.StatusRequestHeaderFieldsTooLarge:
 		detail = "the request's header is larger than the server accepts"
 	case detail == "" && code == http.StatusBadRequest:
-		detail = "the request line or a header could not be parsed (a path must be valid percent-encoded UTF-8)"
+		detail = "the request line or a header could not be parsed (a path must be validly percent-encoded)"
 	}
 	if title == "" {
 		title = "Error"

@@ -97,6 +97,9 @@ func rawRequest(t *testing.T, addr, request string) *http.Response {
 	return resp
 }
 
+// net/http half-closes a connection through this method before a lingering close.
+var _ interface{ CloseWrite() error } = problemConn{}
+
 func TestRewriteServerErrorLeavesOtherWritesAlone(t *testing.T) {
 	for _, b := range []string{
 		"HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\nok",

@@ -241,8 +241,8 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (*Session, erro
 	if s.Limits.TimeoutMS > MaxTimeoutMS {
 		return nil, invalidf("limits.timeout_ms %d exceeds the limit of %d", s.Limits.TimeoutMS, MaxTimeoutMS)
 	}
-	if m := s.Limits.MemoryBytes; m != 0 && (m < MinMemoryBytes || m > MaxMemoryBytes) {
-		return nil, invalidf("limits.memory_bytes must be between %d (64 MiB) and %d (1 TiB), or 0 for the runner's default; got %d", uint64(MinMemoryBytes), uint64(MaxMemoryBytes), m)
+	if mem := s.Limits.MemoryBytes; mem != 0 && (mem < MinMemoryBytes || mem > MaxMemoryBytes) {
+		return nil, invalidf("limits.memory_bytes must be between %d (64 MiB) and %d (1 TiB), or 0 for the runner's default; got %d", uint64(MinMemoryBytes), uint64(MaxMemoryBytes), mem)
 	}
 	if s.Policy == "" {
 		s.Policy = m.opts.DefaultPolicy
