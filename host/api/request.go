@@ -108,7 +108,7 @@ func decodeBody(body []byte, v any, bounds map[string]int) error {
 	}
 	// A field given twice would take its last value here and maybe its first elsewhere
 	// (a proxy, a log): refused. Fields match as decoding matches them (foldName).
-	k, dup, over := scanBody(rest, bounds)
+	k, dup, over := scanBody(rest, bounds, structMembers(v))
 	if dup {
 		return badRequest("field %q is given more than once", k)
 	}
@@ -182,6 +182,42 @@ type requiredField struct {
 
 // requiredByType caches requiredFields by struct type.
 var requiredByType sync.Map
+
+// structsByType caches structMembers by type.
+var structsByType sync.Map
+
+// structMembers returns the folded JSON names (foldName) of the fields of the struct v
+// points to whose values are structs themselves (a session's limits): decoding matches
+// their members without case, as it does the top level's, where a map's keys (params,
+// data) are matched exactly.
+func structMembers(v any) map[string]bool {
+	t := reflect.TypeOf(v)
+	if c, ok := structsByType.Load(t); ok {
+		return c.(map[string]bool)
+	}
+	out := map[string]bool{}
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t.Kind() == reflect.Struct {
+		for f := range t.Fields() {
+			ft := f.Type
+			for ft.Kind() == reflect.Pointer {
+				ft = ft.Elem()
+			}
+			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+			if !f.IsExported() || f.Anonymous || name == "-" || ft.Kind() != reflect.Struct {
+				continue
+			}
+			if name == "" {
+				name = f.Name
+			}
+			out[foldName(name)] = true
+		}
+	}
+	structsByType.Store(reflect.TypeOf(v), out)
+	return out
+}
 
 // requiredFields lists the fields of struct type t tagged api:"required".
 func requiredFields(t reflect.Type) []requiredField {
@@ -263,7 +299,7 @@ func boundOf(bounds map[string]int, folded string) int {
 // its bound: over is the first field found holding more, so a body is refused before it
 // is decoded into a tree that would cost hundreds of bytes per value. It only scans:
 // malformed JSON is left to the decoder to report.
-func scanBody(body []byte, bounds map[string]int) (dupPath string, dup bool, over string) {
+func scanBody(body []byte, bounds map[string]int, structs map[string]bool) (dupPath string, dup bool, over string) {
 	type frame struct {
 		object bool
 		// seen holds the object's names up to maxListed of them, then seenSet all of them:
@@ -364,9 +400,12 @@ func scanBody(body []byte, bounds map[string]int) (dupPath string, dup bool, ove
 				}
 				top := &stack[len(stack)-1]
 				cmp := key
-				if len(stack) == 1 {
+				switch {
+				case len(stack) == 1:
 					cmp = foldName(key)
 					counted, count = boundOf(bounds, cmp), 0
+				case len(stack) == 2 && stack[0].object && structs[foldName(stack[0].name)]:
+					cmp = foldName(key) // a member of a struct field (limits), matched as decoding does
 				}
 				if top.seenSet != nil {
 					if _, dup := top.seenSet[cmp]; dup {
@@ -567,7 +606,7 @@ func parseCreateTrace(body []byte, req *createTraceRequest) bool {
 	if skipSpace(body, i) != len(body) {
 		return false
 	}
-	if _, dup, _ := scanBody(body, nil); dup {
+	if _, dup, _ := scanBody(body, nil, nil); dup {
 		return false
 	}
 	*req = got

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http/httptest"
 	"strings"
@@ -77,9 +78,42 @@ func TestNestedDuplicates(t *testing.T) {
 		{`{"a": {` + manyKeys(16) + `, "k15": 0}}`, "a.k15", true},
 		{`{"a": {` + manyKeys(40) + `}, "b": {` + manyKeys(40) + `}}`, "", false},
 	} {
-		path, dup, _ := scanBody([]byte(c.body), nil)
+		path, dup, _ := scanBody([]byte(c.body), nil, nil)
 		if dup != c.dup || path != c.path {
 			t.Errorf("%.60s: %q %v, want %q %v", c.body, path, dup, c.path, c.dup)
+		}
+	}
+}
+
+// TestStructMemberDuplicates: the members of a field that decodes into a struct (a
+// session's limits) match without case, as decoding matches them, so one given twice in
+// two spellings is refused; a map's keys (data, params) stay exact.
+func TestStructMemberDuplicates(t *testing.T) {
+	type limits struct {
+		MemoryBytes uint64 `json:"memory_bytes"`
+	}
+	var v struct {
+		Limits  limits          `json:"limits"`
+		Ptr     *limits         `json:"ptr"`
+		Data    map[string]any  `json:"data"`
+		Raw     json.RawMessage `json:"raw"`
+		Skipped limits          `json:"-"`
+	}
+	for _, c := range []struct {
+		body string
+		dup  bool
+	}{
+		{`{"limits": {"memory_bytes": 1, "MEMORY_BYTES": 2}}`, true},
+		{`{"limits": {"memory_bytes": 1, "memory_byteſ": 2}}`, true},
+		{`{"Limits": {"memory_bytes": 1, "Memory_Bytes": 2}}`, true},
+		{`{"ptr": {"memory_bytes": 1, "MEMORY_BYTES": 2}}`, true},
+		{`{"data": {"k": 1, "K": 2}}`, false},
+		{`{"raw": {"k": 1, "K": 2}}`, false},
+		{`{"limits": {"memory_bytes": 67108864}}`, false},
+	} {
+		err := decodeBody([]byte(c.body), &v, nil)
+		if got := err != nil && strings.Contains(err.Error(), "more than once"); got != c.dup {
+			t.Errorf("%s: %v, want a duplicate %v", c.body, err, c.dup)
 		}
 	}
 }
@@ -105,7 +139,7 @@ func TestScanBodyCounts(t *testing.T) {
 		{`{"paramſ": [1,2,3]}`, 3, true},
 		{`{"param\u017f": [1,2,3]}`, 3, true},
 	} {
-		_, _, over := scanBody([]byte(c.body), map[string]int{"params": c.bound})
+		_, _, over := scanBody([]byte(c.body), map[string]int{"params": c.bound}, nil)
 		if (over != "") != c.over {
 			t.Errorf("%s with bound %d: over %q, want %v", c.body, c.bound, over, c.over)
 		}
