@@ -5,17 +5,9 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/hashicorp/go-hclog"
-
-	"github.com/limitgraph/limit/host/execution"
-	"github.com/limitgraph/limit/host/governance"
-	"github.com/limitgraph/limit/host/plugins"
 	"github.com/limitgraph/limit/host/session"
 	"github.com/limitgraph/limit/host/trace"
-	"github.com/limitgraph/limit/host/trace/tracetest"
-	"github.com/limitgraph/limit/sdk/base"
 	"github.com/limitgraph/limit/sdk/storage/memstore"
 )
 
@@ -25,22 +17,8 @@ import (
 func TestBlockedCountedWhenClientLeaves(t *testing.T) {
 	ctx := context.Background()
 	st := &hookStore{Storage: memstore.New()}
-	traces, _ := tracetest.New(t, st)
-	rule, err := plugins.StartManaged(ctx, pluginSpec(t, base.KindGovernance, "keyword"), hclog.NewNullLogger(), time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(rule.Close)
-	rules, err := governance.NewEvaluator(ctx, []*plugins.Managed{rule})
-	if err != nil {
-		t.Fatal(err)
-	}
-	runners := plugins.NewRunners(map[string]plugins.Spec{"echo": pluginSpec(t, base.KindRunner, "echo")}, hclog.NewNullLogger())
-	t.Cleanup(func() { runners.Close(context.Background()) })
-	sessions := session.NewManager(session.Options{Store: st, Runners: runners, DataDir: t.TempDir(), Policies: governance.PolicyNames(), DefaultPolicy: "default"})
-	stats := &governance.StatsStore{Store: st, Namespace: func(id string) string { return trace.SessionNamespace(trace.DefaultTenant, id) }}
-	engine := &execution.Engine{Sessions: sessions, Traces: traces, Rules: rules, Stats: stats, Logger: hclog.NewNullLogger()}
-	srv := New(Options{Sessions: sessions, Engine: engine, Traces: traces, Rules: rules, Stats: stats, Store: st, DefaultPolicy: "default"})
+	a := newPluginAPI(t, st)
+	srv, sessions, traces, stats := a.srv, a.sessions, a.traces, a.stats
 	s, err := sessions.Create(ctx, session.CreateRequest{Runners: []string{"echo"}})
 	if err != nil {
 		t.Fatal(err)

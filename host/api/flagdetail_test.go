@@ -24,6 +24,8 @@ import (
 	"github.com/limitgraph/limit/sdk/base"
 	sdkgov "github.com/limitgraph/limit/sdk/governance"
 	"github.com/limitgraph/limit/sdk/runner"
+	"github.com/limitgraph/limit/sdk/storage"
+	"github.com/limitgraph/limit/sdk/storage/memstore"
 )
 
 // testPluginEnv turns this test binary into one of the echo test plugins (the test binary
@@ -56,8 +58,25 @@ func pluginSpec(t *testing.T, kind, name string) plugins.Spec {
 // keyword rule, as plugin processes.
 func pluginServer(t *testing.T) *httptest.Server {
 	t.Helper()
+	a := newPluginAPI(t, memstore.New())
+	srv := httptest.NewServer(a.srv)
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// pluginAPI is an API server on st with the echo runner and the keyword rule, as plugin
+// processes, and the stores behind it.
+type pluginAPI struct {
+	srv      *Server
+	sessions *session.Manager
+	traces   *trace.Store
+	stats    *governance.StatsStore
+}
+
+func newPluginAPI(t *testing.T, st storage.Storage) pluginAPI {
+	t.Helper()
 	ctx := context.Background()
-	st, traces := tracetest.Mem(t)
+	traces, _ := tracetest.New(t, st)
 	rule, err := plugins.StartManaged(ctx, pluginSpec(t, base.KindGovernance, "keyword"), hclog.NewNullLogger(), time.Minute)
 	if err != nil {
 		t.Fatal(err)
@@ -72,9 +91,8 @@ func pluginServer(t *testing.T) *httptest.Server {
 	sessions := session.NewManager(session.Options{Store: st, Runners: runners, DataDir: t.TempDir(), Policies: governance.PolicyNames(), DefaultPolicy: "default"})
 	stats := &governance.StatsStore{Store: st, Namespace: func(id string) string { return trace.SessionNamespace(trace.DefaultTenant, id) }}
 	engine := &execution.Engine{Sessions: sessions, Traces: traces, Rules: rules, Stats: stats, Logger: hclog.NewNullLogger()}
-	srv := httptest.NewServer(New(Options{Sessions: sessions, Engine: engine, Traces: traces, Rules: rules, Stats: stats, Store: st, DefaultPolicy: "default"}))
-	t.Cleanup(srv.Close)
-	return srv
+	srv := New(Options{Sessions: sessions, Engine: engine, Traces: traces, Rules: rules, Stats: stats, Store: st, DefaultPolicy: "default"})
+	return pluginAPI{srv: srv, sessions: sessions, traces: traces, stats: stats}
 }
 
 // call sends a JSON request and decodes the JSON answer into out.
