@@ -14,7 +14,8 @@ import (
 // before any handler runs, are RFC 9457 problem+json with an X-Request-Id like every
 // other answer of the API, not text/plain without one: a request line or header it cannot
 // parse (a path with a bad escape such as /%zz, no Host header), headers over its limit
-// (431), a transfer encoding it does not know (501).
+// (431), a transfer encoding it does not know (501), an Expect header other than
+// 100-continue (417).
 //
 // net/http writes such an answer in one Write on the connection, in a fixed form
 // (rewriteServerError), and closes it; the handlers' answers always carry X-Request-Id
@@ -67,6 +68,9 @@ func rewriteServerError(b []byte) ([]byte, bool) {
 	if len(b) > 2048 || !bytes.HasPrefix(b, []byte(proto)) {
 		return nil, false
 	}
+	if isExpectationFailed(b) {
+		return problemAnswer(http.StatusExpectationFailed, "the Expect header asks for what the server does not do: only \"100-continue\" is understood"), true
+	}
 	line, body, ok := bytes.Cut(b[len(proto):], []byte(serverErrorHeaders))
 	if !ok || len(line) < 4 || line[3] != ' ' || bytes.ContainsAny(line, "\r\n") || bytes.ContainsAny(body, "\r\n") {
 		return nil, false
@@ -76,6 +80,9 @@ func rewriteServerError(b []byte) ([]byte, bool) {
 		return nil, false
 	}
 	title := http.StatusText(code)
+	if title == "" {
+		title = "Error"
+	}
 	// The body repeats the status line ("400 Bad Request: missing required Host header");
 	// what follows the title is net/http's reason, when it gives one.
 	detail := strings.TrimPrefix(strings.TrimPrefix(string(body), string(line[:4])), title)
@@ -86,17 +93,31 @@ func rewriteServerError(b []byte) ([]byte, bool) {
 	case detail == "" && code == http.StatusBadRequest:
 		detail = "the request line or a header could not be parsed (a path must be validly percent-encoded)"
 	}
+	return problemAnswer(code, detail), true
+}
+
+// isExpectationFailed reports whether b is the whole 417 answer net/http writes by itself
+// to a request whose Expect header is not 100-continue: a status line, headers without the
+// X-Request-Id every handler answer has, and no body.
+func isExpectationFailed(b []byte) bool {
+	const line = "HTTP/1.1 417 Expectation Failed\r\n"
+	head, rest, ok := bytes.Cut(b, []byte("\r\n\r\n"))
+	return ok && len(rest) == 0 && bytes.HasPrefix(b, []byte(line)) &&
+		!bytes.Contains(bytes.ToLower(head), []byte("\r\n"+strings.ToLower(requestIDHeader)+":"))
+}
+
+// problemAnswer is a whole HTTP/1.1 answer of status code with a problem+json body of
+// detail and a new request id, closing the connection.
+func problemAnswer(code int, detail string) []byte {
+	title := http.StatusText(code)
 	if title == "" {
 		title = "Error"
 	}
-	p, err := json.Marshal(Problem{Type: "about:blank", Title: title, Status: code, Detail: detail})
-	if err != nil {
-		return nil, false
-	}
+	p, _ := json.Marshal(Problem{Type: "about:blank", Title: title, Status: code, Detail: detail})
 	p = append(p, '\n')
 	var out bytes.Buffer
 	fmt.Fprintf(&out, "HTTP/1.1 %d %s\r\nContent-Type: application/problem+json\r\nX-Content-Type-Options: nosniff\r\n%s: %s\r\nContent-Length: %d\r\nConnection: close\r\n\r\n",
 		code, title, requestIDHeader, newRequestID(), len(p))
 	out.Write(p)
-	return out.Bytes(), true
+	return out.Bytes()
 }

@@ -44,6 +44,7 @@ func TestProblemListener(t *testing.T) {
 		{"garbage request line", "HELLO\r\n\r\n", 400, "could not be parsed"},
 		{"no Host header", "GET /v1/health HTTP/1.1\r\n\r\n", 400, "missing required Host header"},
 		{"header too large", "GET /v1/health HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("a", 8192) + "\r\n\r\n", 431, "larger than the server accepts"},
+		{"unknown expectation", "GET /v1/health HTTP/1.1\r\nHost: x\r\nExpect: tea\r\n\r\n", 417, "100-continue"},
 		{"unknown transfer encoding", "POST /v1/traces HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: bogus\r\n\r\n", 501, "Unsupported transfer encoding"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -106,6 +107,8 @@ func TestRewriteServerErrorLeavesOtherWritesAlone(t *testing.T) {
 		"HTTP/1.1 400 Bad Request\r\nX-Request-Id: a\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n400 Bad Request",
 		"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n400 Bad\r\nRequest",
 		"HTTP/1.1 4xx Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n400",
+		"HTTP/1.1 417 Expectation Failed\r\nConnection: close\r\nX-Request-Id: a\r\nContent-Length: 0\r\n\r\n",
+		"HTTP/1.1 417 Expectation Failed\r\nContent-Length: 2\r\n\r\n{}",
 		"1f\r\n{\"a\":1}\r\n",
 		"",
 	} {
