@@ -65,7 +65,8 @@ const serverErrorHeaders = "\r\nContent-Type: text/plain; charset=utf-8\r\nConne
 // short text body, CODE 400 to 599.
 func rewriteServerError(b []byte) ([]byte, bool) {
 	const proto = "HTTP/1.1 "
-	if len(b) > 2048 || !bytes.HasPrefix(b, []byte(proto)) {
+	// Every answer starts so; only a small one of status 4xx or 5xx is looked at further.
+	if len(b) > 2048 || len(b) <= len(proto) || !bytes.HasPrefix(b, []byte(proto)) || (b[len(proto)] != '4' && b[len(proto)] != '5') {
 		return nil, false
 	}
 	if isExpectationFailed(b) {
@@ -80,9 +81,6 @@ func rewriteServerError(b []byte) ([]byte, bool) {
 		return nil, false
 	}
 	title := http.StatusText(code)
-	if title == "" {
-		title = "Error"
-	}
 	// The body repeats the status line ("400 Bad Request: missing required Host header");
 	// what follows the title is net/http's reason, when it gives one.
 	detail := strings.TrimPrefix(strings.TrimPrefix(string(body), string(line[:4])), title)
@@ -101,8 +99,11 @@ func rewriteServerError(b []byte) ([]byte, bool) {
 // X-Request-Id every handler answer has, and no body.
 func isExpectationFailed(b []byte) bool {
 	const line = "HTTP/1.1 417 Expectation Failed\r\n"
+	if !bytes.HasPrefix(b, []byte(line)) {
+		return false
+	}
 	head, rest, ok := bytes.Cut(b, []byte("\r\n\r\n"))
-	return ok && len(rest) == 0 && bytes.HasPrefix(b, []byte(line)) &&
+	return ok && len(rest) == 0 &&
 		!bytes.Contains(bytes.ToLower(head), []byte("\r\n"+strings.ToLower(requestIDHeader)+":"))
 }
 

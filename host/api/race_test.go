@@ -392,10 +392,14 @@ func TestMergeDuringMerge(t *testing.T) {
 			second <- code
 		}()
 		// The second merge waits for the first.
-		for waiting := false; !waiting; {
+		for waiting, deadline := false, time.Now().Add(10*time.Second); !waiting; {
 			f.srv.mergingMu.Lock()
 			waiting = f.srv.merging[id] != nil && f.srv.merging[id].refs == 2
 			f.srv.mergingMu.Unlock()
+			if !waiting && time.Now().After(deadline) {
+				t.Error("the second merge did not wait for the first")
+				break
+			}
 			time.Sleep(time.Millisecond)
 		}
 		cancel() // the first's client goes away before the copy

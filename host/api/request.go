@@ -108,7 +108,7 @@ func decodeBody(body []byte, v any, bounds map[string]int) error {
 	}
 	// A field given twice would take its last value here and maybe its first elsewhere
 	// (a proxy, a log): refused. Fields match as decoding matches them (foldName).
-	k, dup, over := scanBody(rest, bounds, structMembers(v))
+	k, dup, over := scanBody(rest, bounds, shapeOf(v).structs)
 	if dup {
 		return badRequest("field %q is given more than once", k)
 	}
@@ -151,7 +151,7 @@ func checkRequired(body []byte, v any) error {
 	}
 	rv = rv.Elem()
 	var keys map[string]bool
-	for _, f := range requiredFields(rv.Type()) {
+	for _, f := range shapeOf(v).required {
 		fv := rv.Field(f.index)
 		if !fv.IsZero() {
 			continue
@@ -165,7 +165,7 @@ func checkRequired(body []byte, v any) error {
 					keys[foldName(k)] = true
 				}
 			}
-			if keys[foldName(f.name)] {
+			if keys[f.folded] {
 				continue
 			}
 		}
@@ -174,70 +174,60 @@ func checkRequired(body []byte, v any) error {
 	return nil
 }
 
-// requiredField is a struct field tagged api:"required": its index and JSON name.
+// requiredField is a struct field tagged api:"required": its index and JSON name, and
+// the name folded as decoding matches it (foldName).
 type requiredField struct {
-	index int
-	name  string
+	index        int
+	name, folded string
 }
 
-// requiredByType caches requiredFields by struct type.
-var requiredByType sync.Map
+// bodyShape is what the body checks need of a request's struct type: its fields tagged
+// api:"required", and the folded JSON names of its fields whose values are structs
+// themselves (a session's limits), whose members decoding matches without case as it does
+// the top level's, where a map's keys (params, data) are matched exactly.
+type bodyShape struct {
+	required []requiredField
+	structs  map[string]bool
+}
 
-// structsByType caches structMembers by type.
-var structsByType sync.Map
+// shapesByType caches shapeOf by type.
+var shapesByType sync.Map
 
-// structMembers returns the folded JSON names (foldName) of the fields of the struct v
-// points to whose values are structs themselves (a session's limits): decoding matches
-// their members without case, as it does the top level's, where a map's keys (params,
-// data) are matched exactly.
-func structMembers(v any) map[string]bool {
+// shapeOf returns the bodyShape of v's type, a struct or a pointer to one (else empty).
+func shapeOf(v any) *bodyShape {
 	t := reflect.TypeOf(v)
-	if c, ok := structsByType.Load(t); ok {
-		return c.(map[string]bool)
+	if sh, ok := shapesByType.Load(t); ok {
+		return sh.(*bodyShape)
 	}
-	out := map[string]bool{}
-	for t.Kind() == reflect.Pointer {
-		t = t.Elem()
+	sh := &bodyShape{structs: map[string]bool{}}
+	st := t
+	for st != nil && st.Kind() == reflect.Pointer {
+		st = st.Elem()
 	}
-	if t.Kind() == reflect.Struct {
-		for f := range t.Fields() {
-			ft := f.Type
-			for ft.Kind() == reflect.Pointer {
-				ft = ft.Elem()
-			}
+	if st != nil && st.Kind() == reflect.Struct {
+		for i := range st.NumField() {
+			f := st.Field(i)
 			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-			if !f.IsExported() || f.Anonymous || name == "-" || ft.Kind() != reflect.Struct {
+			if !f.IsExported() || name == "-" {
 				continue
 			}
 			if name == "" {
 				name = f.Name
 			}
-			out[foldName(name)] = true
+			if f.Tag.Get("api") == "required" {
+				sh.required = append(sh.required, requiredField{i, name, foldName(name)})
+			}
+			ft := f.Type
+			for ft.Kind() == reflect.Pointer {
+				ft = ft.Elem()
+			}
+			if !f.Anonymous && ft.Kind() == reflect.Struct {
+				sh.structs[foldName(name)] = true
+			}
 		}
 	}
-	structsByType.Store(reflect.TypeOf(v), out)
-	return out
-}
-
-// requiredFields lists the fields of struct type t tagged api:"required".
-func requiredFields(t reflect.Type) []requiredField {
-	if fs, ok := requiredByType.Load(t); ok {
-		return fs.([]requiredField)
-	}
-	var fs []requiredField
-	for i := range t.NumField() {
-		f := t.Field(i)
-		if f.Tag.Get("api") != "required" || !f.IsExported() {
-			continue
-		}
-		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-		if name == "" {
-			name = f.Name
-		}
-		fs = append(fs, requiredField{i, name})
-	}
-	requiredByType.Store(t, fs)
-	return fs
+	shapesByType.Store(t, sh)
+	return sh
 }
 
 // readBody reads a request body whole, in one allocation of its declared length when it
@@ -269,6 +259,13 @@ func readBody(r *http.Request) ([]byte, error) {
 // field: without case, by Unicode simple folding, so "paramſ" (a long s) and "PARAMS"
 // both name params.
 func foldName(name string) string {
+	ascii := true
+	for i := 0; i < len(name) && ascii; i++ {
+		ascii = name[i] < utf8.RuneSelf
+	}
+	if ascii {
+		return strings.ToUpper(name) // the least rune of each ASCII letter's fold orbit
+	}
 	return strings.Map(func(r rune) rune {
 		for {
 			f := unicode.SimpleFold(r)
@@ -292,9 +289,10 @@ func boundOf(bounds map[string]int, folded string) int {
 }
 
 // scanBody returns a field of the JSON object body that appears more than once in its
-// object, as a path ("data.k", "params.list[2].x"): top-level fields compared as
-// decoding into the request's struct matches them (foldName), nested ones exactly (after
-// unescaping). For each top-level field named in bounds it counts the JSON
+// object, as a path ("data.k", "params.list[2].x"): top-level fields, and the members of
+// those whose value decodes into a struct (structs holds their folded names), compared as
+// decoding matches them (foldName), other nested ones exactly (after unescaping). For each top-level field
+// named in bounds it counts the JSON
 // values in its value (every object, array, string, number, true, false and null) up to
 // its bound: over is the first field found holding more, so a body is refused before it
 // is decoded into a tree that would cost hundreds of bytes per value. It only scans:
@@ -308,6 +306,9 @@ func scanBody(body []byte, bounds map[string]int, structs map[string]bool) (dupP
 		seenSet map[string]struct{}
 		name    string // the field (in an object) or index (in an array) being read
 		index   int
+		// fold: the object's names are matched as decoding into a struct matches them
+		// (foldName), not exactly as a map's keys are.
+		fold bool
 	}
 	const maxListed = 16
 	var stackSpace [8]frame
@@ -332,6 +333,16 @@ func scanBody(body []byte, bounds map[string]int, structs map[string]bool) (dupP
 		}
 		return b.String()
 	}
+	// folded bounds by the folded name of their field; topKey is the folded name of the
+	// top-level field being read.
+	var folded map[string]int
+	if len(bounds) > 0 {
+		folded = make(map[string]int, len(bounds))
+		for k, n := range bounds {
+			folded[foldName(k)] = n
+		}
+	}
+	topKey := ""
 	expectKey := false
 	// counted is the bound of the top-level field being read (0: not counted), count the
 	// values seen in it, and scalar whether a number or literal is being read.
@@ -356,7 +367,7 @@ func scanBody(body []byte, bounds map[string]int, structs map[string]bool) (dupP
 			if value() {
 				return "", false, stack[0].name
 			}
-			stack = append(stack, frame{object: true})
+			stack = append(stack, frame{object: true, fold: len(stack) == 0 || len(stack) == 1 && stack[0].object && structs[topKey]})
 			expectKey = true
 		case '[':
 			if value() {
@@ -400,12 +411,12 @@ func scanBody(body []byte, bounds map[string]int, structs map[string]bool) (dupP
 				}
 				top := &stack[len(stack)-1]
 				cmp := key
-				switch {
-				case len(stack) == 1:
+				if top.fold {
 					cmp = foldName(key)
-					counted, count = boundOf(bounds, cmp), 0
-				case len(stack) == 2 && stack[0].object && structs[foldName(stack[0].name)]:
-					cmp = foldName(key) // a member of a struct field (limits), matched as decoding does
+				}
+				if len(stack) == 1 {
+					topKey = cmp
+					counted, count = folded[cmp], 0
 				}
 				if top.seenSet != nil {
 					if _, dup := top.seenSet[cmp]; dup {

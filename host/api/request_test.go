@@ -6,6 +6,8 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/limitgraph/limit/host/config"
 )
@@ -114,6 +116,23 @@ func TestStructMemberDuplicates(t *testing.T) {
 		err := decodeBody([]byte(c.body), &v, nil)
 		if got := err != nil && strings.Contains(err.Error(), "more than once"); got != c.dup {
 			t.Errorf("%s: %v, want a duplicate %v", c.body, err, c.dup)
+		}
+	}
+}
+
+// TestFoldNameASCII: the ASCII fast path of foldName folds each character as Unicode
+// simple folding does (K and S included, whose orbits hold the Kelvin sign and a long s).
+func TestFoldNameASCII(t *testing.T) {
+	for c := rune(0); c < utf8.RuneSelf; c++ {
+		want := c
+		for f := unicode.SimpleFold(c); f != c; f = unicode.SimpleFold(f) {
+			want = min(want, f)
+		}
+		if got := foldName(string(c)); got != string(want) {
+			t.Errorf("foldName(%q) = %q, want %q", c, got, want)
+		}
+		if foldName(string(c)+"ſ") != foldName(string(c))+"S" {
+			t.Errorf("foldName(%q) differs from the general path", string(c)+"ſ")
 		}
 	}
 }

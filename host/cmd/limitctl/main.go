@@ -221,7 +221,7 @@ func commandUsage(cmd string) string {
 	in, found := false, false
 	for _, line := range strings.Split(usage, "\n") {
 		switch {
-		case strings.HasPrefix(line, prefix) || line == strings.TrimSuffix(prefix, " "):
+		case strings.HasPrefix(line, prefix):
 			in, found = true, true
 		case in && strings.HasPrefix(line, "      "): // a continuation of the command's line
 		default:

@@ -288,7 +288,7 @@ func run(data, modelPath, metricsDir, hardGlob string, evalOnly bool, docs *Docs
 		// Its short everyday messages ("hello", "now in spanish", "are you chatgpt?"), which
 		// the training file has few of: a greeting that opens many role-play jailbreaks is
 		// no attack on its own.
-		short := written.heldOutWhere(func(cat string) bool { return strings.HasPrefix(cat, "d-short-") })
+		short := written.heldOutWhere(isShortEveryday)
 		if r, err := jailbreak.EvaluateSet("written corpus (held-out half), short everyday messages", m, lb, short); err == nil {
 			met.Sets = append(met.Sets, r)
 		}

@@ -129,7 +129,7 @@ func extraOOF(train, extra []jailbreak.Example, cfg jailbreak.TrainConfig) strin
 				docs.Add(false, s >= t)
 			default:
 				written.Add(e.Positive(), s >= t)
-				if strings.HasPrefix(e.Category, "d-short-") {
+				if isShortEveryday(e.Category) {
 					short.Add(false, s >= t)
 				}
 			}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"sort"
+	"strings"
 
 	"github.com/limitgraph/limit/internal/jailbreak"
 )
@@ -66,6 +67,10 @@ func (w *Written) train() []jailbreak.Example {
 	}
 	return w.Train
 }
+
+// isShortEveryday reports whether a written row's category is one of the short everyday
+// messages (written-d.jsonl: "hello", "now in spanish"), measured apart.
+func isShortEveryday(category string) bool { return strings.HasPrefix(category, "d-short-") }
 
 // heldOutWhere returns the held-out rows whose category satisfies keep.
 func (w *Written) heldOutWhere(keep func(category string) bool) []jailbreak.Example {
