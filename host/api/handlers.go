@@ -564,26 +564,8 @@ func (s *Server) merge(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	if rec.Status == trace.StatusMerged {
-		// A merge cut short between the status change and the copy (a crash, storage
-		// lost in between, or a copy that failed) is completed; a finished one is refused
-		// below.
-		in, err := s.opts.Traces.InMerged(ctx, rec.ID)
-		if err != nil {
-			s.fail(w, r, err)
-			return
-		}
-		if !in {
-			merged, err := s.opts.Traces.CopyToMerged(sctx, rec.ID)
-			if err != nil {
-				s.fail(w, r, err)
-				return
-			}
-			s.opts.Logger.Info("completed a merge that was cut short", "trace", rec.ID, "session", rec.SessionID)
-			_ = s.opts.Stats.Record(sctx, rec.SessionID, governance.Delta{MergeAllowed: true})
-			writeJSON(w, http.StatusOK, mergeResponse{Merged: true, TraceID: rec.ID, Record: merged})
-			return
-		}
+	if rec.Status == trace.StatusMerged && s.completeCutShort(w, r, rec) {
+		return
 	}
 	v, err := s.opts.Traces.Verify(ctx, rec.ID)
 	if err != nil {
@@ -630,7 +612,9 @@ func (s *Server) merge(w http.ResponseWriter, r *http.Request) {
 	// The decision is taken again on the record the status change extends: a flag or
 	// another merge may have landed since the read above (here or on another host).
 	var refused []string
+	var seen trace.Status
 	check := func(cur trace.Record) error {
+		seen = cur.Status
 		if refused = pol.MergeRefusals(string(cur.Status), cur.Flags, valid, why); len(refused) > 0 {
 			return errMergeRefused
 		}
@@ -640,6 +624,12 @@ func (s *Server) merge(w http.ResponseWriter, r *http.Request) {
 		Status: trace.StatusMerged, Reason: "merge allowed under policy " + pol.Name, Check: check,
 	}); err != nil {
 		if errors.Is(err, errMergeRefused) {
+			// Merged since the read above: by a merge whose copy was cut short (storage
+			// lost after the status change was written but before it was acknowledged, so
+			// the read above may not have seen it), completed here.
+			if seen == trace.StatusMerged && s.completeCutShort(w, r, rec) {
+				return
+			}
 			refuse(refused)
 			return
 		}
@@ -655,6 +645,31 @@ func (s *Server) merge(w http.ResponseWriter, r *http.Request) {
 	}
 	_ = s.opts.Stats.Record(sctx, rec.SessionID, governance.Delta{MergeAllowed: true})
 	writeJSON(w, http.StatusOK, mergeResponse{Merged: true, TraceID: rec.ID, Record: merged})
+}
+
+// completeCutShort completes the merge of rec, a trace whose status is merged, if it was
+// cut short between the status change and the copy into the shared record (a crash,
+// storage lost in between, a copy that failed), and answers; it returns false, answering
+// nothing, when the copy is there (a finished merge, for the caller to refuse).
+func (s *Server) completeCutShort(w http.ResponseWriter, r *http.Request, rec trace.Record) bool {
+	ctx, sctx := r.Context(), context.WithoutCancel(r.Context())
+	in, err := s.opts.Traces.InMerged(ctx, rec.ID)
+	if err != nil {
+		s.fail(w, r, err)
+		return true
+	}
+	if in {
+		return false
+	}
+	merged, err := s.opts.Traces.CopyToMerged(sctx, rec.ID)
+	if err != nil {
+		s.fail(w, r, err)
+		return true
+	}
+	s.opts.Logger.Info("completed a merge that was cut short", "trace", rec.ID, "session", rec.SessionID)
+	_ = s.opts.Stats.Record(sctx, rec.SessionID, governance.Delta{MergeAllowed: true})
+	writeJSON(w, http.StatusOK, mergeResponse{Merged: true, TraceID: rec.ID, Record: merged})
+	return true
 }
 
 // lockMerge waits, until ctx ends, for the other merges of trace id on this host to

@@ -419,3 +419,22 @@ func TestMergeDuringMerge(t *testing.T) {
 		t.Fatalf("merge locks left: %v", f.srv.merging)
 	}
 }
+
+// TestMergeCompletesOneCutShortSinceItsRead: a merge that read the trace active, then finds
+// it merged (by a merge whose status change landed but whose copy never did: storage lost
+// before the change was acknowledged), completes the copy and answers 200, instead of 409
+// "already merged" with the trace left out of the shared record for good.
+func TestMergeCompletesOneCutShortSinceItsRead(t *testing.T) {
+	f := newRaceFixture(t)
+	id := f.newTrace()
+	f.st.at(f.afterRead(id), func() {
+		if _, _, err := f.traces.Apply(context.Background(), id, "api", trace.Update{Status: trace.StatusMerged, Reason: "merge cut short"}); err != nil {
+			t.Error(err)
+		}
+	})
+	f.merge(id)
+	f.check(id, trace.StatusMerged)
+	if in, err := f.traces.InMerged(context.Background(), id); err != nil || !in {
+		t.Fatalf("trace merged but not in the shared record: %v %v", in, err)
+	}
+}
