@@ -3,6 +3,9 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"sort"
 	"strconv"
@@ -104,6 +107,10 @@ func BenchmarkAPITraces(b *testing.B) {
 			levels = append(levels, n)
 		}
 	}
+	floorURL, stopFloor := httpFloor(b, d.url, sess.ID)
+	defer stopFloor()
+	floor := client.New(floorURL)
+	var apis, raws, floors []float64
 	fmt.Printf("\nPOST /v1/traces (bbolt, durable) vs raw storage put through the plugin, %d operations each\n", total)
 	fmt.Printf("%8s %14s %10s %10s %14s %10s %10s %8s %18s %16s\n", "clients", "api req/s", "api p50", "api p99", "raw put/s", "raw p50", "raw p99", "ratio", "unmerged raw put/s", "unmerged ratio")
 	for _, n := range levels {
@@ -128,6 +135,19 @@ func BenchmarkAPITraces(b *testing.B) {
 			b.Fatal(err)
 		}
 		fmt.Printf("%8d %14.0f %10s %10s %14.0f %10s %10s %8.2f %18.0f %16.2f\n", n, rps, p50.Round(time.Microsecond), p99.Round(time.Microsecond), prs, r50.Round(time.Microsecond), r99.Round(time.Microsecond), rps/prs, urs, rps/urs)
+		frs, _, _, err := load(n, total, func(i int) error {
+			_, err := floor.CreateTrace(ctx, sess.ID, map[string]any{"i": i, "payload": "benchmark trace"})
+			return err
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		apis, raws, floors = append(apis, rps), append(raws, prs), append(floors, frs)
+	}
+	fmt.Printf("\nthe HTTP floor: the same client and requests against a server that only reads each body and\nreplays limitd's answer to one (no storage, no provenance; net/http in the benchmark's process)\n")
+	fmt.Printf("%8s %14s %16s %12s\n", "clients", "floor req/s", "floor / raw put", "api / floor")
+	for i, n := range levels {
+		fmt.Printf("%8d %14.0f %16.2f %12.2f\n", n, floors[i], floors[i]/raws[i], apis[i]/floors[i])
 	}
 
 	// Execution overhead: the echo runner through the API vs its plugin called directly.
@@ -162,6 +182,45 @@ func BenchmarkAPITraces(b *testing.B) {
 	fmt.Printf("%-34s %10s %10s\n", "API (governance, trace, runner)", a50.Round(time.Microsecond), a99.Round(time.Microsecond))
 	fmt.Printf("%-34s %10s %10s\n", "runner plugin called directly", d50.Round(time.Microsecond), d99.Round(time.Microsecond))
 	fmt.Printf("%-34s %10s\n", "API overhead at p50", (a50 - d50).Round(time.Microsecond))
+}
+
+// httpFloor starts a server that answers every request with the status, content type and
+// body limitd gave to one real POST /v1/traces for session, after reading the request's
+// body: the least any handler could cost behind net/http. It returns its URL and a stop.
+func httpFloor(b *testing.B, apiURL, session string) (string, func()) {
+	b.Helper()
+	req, err := http.NewRequest("POST", apiURL+"/v1/traces", strings.NewReader(fmt.Sprintf(`{"session_id":%q,"data":{"i":0,"payload":"benchmark trace"}}`, session)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		b.Fatal(err)
+	}
+	body, err := io.ReadAll(res.Body)
+	res.Body.Close()
+	if err != nil || res.StatusCode != http.StatusCreated {
+		b.Fatalf("POST /v1/traces: %d %s, %v", res.StatusCode, body, err)
+	}
+	ctype := res.Header.Get("Content-Type")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var id atomic.Int64
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, err := io.Copy(io.Discard, r.Body); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("Content-Type", ctype)
+		w.Header().Set("X-Request-Id", strconv.FormatInt(id.Add(1), 10))
+		w.WriteHeader(http.StatusCreated)
+		w.Write(body)
+	})}
+	go srv.Serve(ln)
+	return "http://" + ln.Addr().String(), func() { srv.Close() }
 }
 
 func benchConfig(b *testing.B, dataDir string) string {
