@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+
+	"github.com/hashicorp/go-hclog"
 )
 
 // ProblemListener wraps the API's listener so that the answers net/http writes by itself,
@@ -22,19 +24,32 @@ import (
 // in their headers, and their bodies (JSON, problem+json, server-sent events of JSON,
 // gzip) never hold that form's bare CR LF header lines, so no answer of a handler is
 // taken for one. It wraps a plain TCP listener: net/http would not see TLS through it.
-func ProblemListener(ln net.Listener) net.Listener { return problemListener{ln} }
+// Each rewritten answer is logged at warn level with its request id, status and the
+// client's address, as the API logs the requests it refuses (nil logs nothing).
+func ProblemListener(ln net.Listener, logger hclog.Logger) net.Listener {
+	if logger == nil {
+		logger = hclog.NewNullLogger()
+	}
+	return problemListener{ln, logger}
+}
 
-type problemListener struct{ net.Listener }
+type problemListener struct {
+	net.Listener
+	log hclog.Logger
+}
 
 func (l problemListener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if err != nil {
 		return nil, err
 	}
-	return problemConn{c}, nil
+	return problemConn{c, l.log}, nil
 }
 
-type problemConn struct{ net.Conn }
+type problemConn struct {
+	net.Conn
+	log hclog.Logger
+}
 
 // CloseWrite half-closes the connection as net/http does before it closes one whose
 // client may still be sending (431, 413), so the client reads the answer rather than a
@@ -48,7 +63,8 @@ func (c problemConn) CloseWrite() error {
 
 func (c problemConn) Write(b []byte) (int, error) {
 	if p, ok := rewriteServerError(b); ok {
-		if _, err := c.Conn.Write(p); err != nil {
+		c.log.Warn("API request refused by net/http", "request_id", p.id, "remote", c.RemoteAddr().String(), "status", p.status, "reason", p.detail)
+		if _, err := c.Conn.Write(p.answer); err != nil {
 			return 0, err
 		}
 		return len(b), nil
@@ -60,25 +76,33 @@ func (c problemConn) Write(b []byte) (int, error) {
 // line and the body of the answers it writes itself.
 const serverErrorHeaders = "\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n"
 
+// rewritten is the problem+json answer that replaces one of net/http's own.
+type rewritten struct {
+	answer []byte
+	id     string
+	status int
+	detail string
+}
+
 // rewriteServerError returns the problem+json answer for b when b is a whole error answer
 // net/http wrote by itself: "HTTP/1.1 CODE TEXT[: DETAIL]" + serverErrorHeaders + a
 // short text body, CODE 400 to 599.
-func rewriteServerError(b []byte) ([]byte, bool) {
+func rewriteServerError(b []byte) (rewritten, bool) {
 	const proto = "HTTP/1.1 "
 	// Every answer starts so; only a small one of status 4xx or 5xx is looked at further.
 	if len(b) > 2048 || len(b) <= len(proto) || !bytes.HasPrefix(b, []byte(proto)) || (b[len(proto)] != '4' && b[len(proto)] != '5') {
-		return nil, false
+		return rewritten{}, false
 	}
 	if isExpectationFailed(b) {
 		return problemAnswer(http.StatusExpectationFailed, "the Expect header asks for what the server does not do: only \"100-continue\" is understood"), true
 	}
 	line, body, ok := bytes.Cut(b[len(proto):], []byte(serverErrorHeaders))
 	if !ok || len(line) < 4 || line[3] != ' ' || bytes.ContainsAny(line, "\r\n") || bytes.ContainsAny(body, "\r\n") {
-		return nil, false
+		return rewritten{}, false
 	}
 	code, err := strconv.Atoi(string(line[:3]))
 	if err != nil || code < 400 || code > 599 {
-		return nil, false
+		return rewritten{}, false
 	}
 	title := http.StatusText(code)
 	// The body repeats the status line ("400 Bad Request: missing required Host header");
@@ -109,16 +133,17 @@ func isExpectationFailed(b []byte) bool {
 
 // problemAnswer is a whole HTTP/1.1 answer of status code with a problem+json body of
 // detail and a new request id, closing the connection.
-func problemAnswer(code int, detail string) []byte {
+func problemAnswer(code int, detail string) rewritten {
 	title := http.StatusText(code)
 	if title == "" {
 		title = "Error"
 	}
 	p, _ := json.Marshal(Problem{Type: "about:blank", Title: title, Status: code, Detail: detail})
 	p = append(p, '\n')
+	id := newRequestID()
 	var out bytes.Buffer
 	fmt.Fprintf(&out, "HTTP/1.1 %d %s\r\nContent-Type: application/problem+json\r\nX-Content-Type-Options: nosniff\r\n%s: %s\r\nContent-Length: %d\r\nConnection: close\r\n\r\n",
-		code, title, requestIDHeader, newRequestID(), len(p))
+		code, title, requestIDHeader, id, len(p))
 	out.Write(p)
-	return out.Bytes()
+	return rewritten{answer: out.Bytes(), id: id, status: code, detail: detail}
 }

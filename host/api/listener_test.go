@@ -9,6 +9,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/limitgraph/limit/internal/syncbuf"
 )
 
 // TestProblemListener sends requests net/http refuses before any handler runs and checks
@@ -31,7 +35,9 @@ func TestProblemListener(t *testing.T) {
 		MaxHeaderBytes:    4096,
 		ReadHeaderTimeout: 5 * time.Second,
 	}
-	go func() { _ = srv.Serve(ProblemListener(ln)) }()
+	var logged syncbuf.Buffer
+	logger := hclog.New(&hclog.LoggerOptions{Output: &logged, JSONFormat: true})
+	go func() { _ = srv.Serve(ProblemListener(ln, logger)) }()
 	t.Cleanup(func() { _ = srv.Close() })
 
 	for _, tc := range []struct {
@@ -66,6 +72,21 @@ func TestProblemListener(t *testing.T) {
 			}
 			if p.Status != tc.status || p.Title != http.StatusText(tc.status) || p.Type != "about:blank" || !strings.Contains(p.Detail, tc.detail) {
 				t.Errorf("problem %+v, want status %d and a detail with %q", p, tc.status, tc.detail)
+			}
+			// The answer is in the log under its request id, as the handlers' refusals are.
+			id := resp.Header.Get(requestIDHeader)
+			found := false
+			for _, line := range strings.Split(logged.String(), "\n") {
+				var l map[string]any
+				if json.Unmarshal([]byte(line), &l) == nil && l["request_id"] == id {
+					found = true
+					if l["@level"] != "warn" || l["status"] != float64(tc.status) || l["reason"] != p.Detail || l["remote"] == nil || l["remote"] == "" {
+						t.Errorf("log line %s", line)
+					}
+				}
+			}
+			if !found {
+				t.Errorf("request id %s not logged:\n%s", id, logged.String())
 			}
 		})
 	}

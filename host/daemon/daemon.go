@@ -383,7 +383,7 @@ func Start(ctx context.Context, opts Options) (*Daemon, hcl.Diagnostics) {
 		// net/http's own empty 200.
 		DisableGeneralOptionsHandler: true,
 	}
-	go func() { d.serveErr <- d.server.Serve(api.ProblemListener(ln)) }()
+	go func() { d.serveErr <- d.server.Serve(api.ProblemListener(ln, logger.Named("api"))) }()
 	started = true
 	logger.Info("limitd started", "version", opts.Version, "listen", ln.Addr().String(), "data_dir", dataDir, "node", node,
 		"storage", specs.Storage.ID(), "runners", d.Runners.Names(), "rules", len(d.rules))
