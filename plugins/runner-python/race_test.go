@@ -67,7 +67,7 @@ func TestStateResetOfAnAbandonedExecution(t *testing.T) {
 
 // TestCloseSessionDuringAnExecution closes the session while an execution runs, in this
 // process so that the race detector watches both: the execution ends (the worker is
-// killed), and the worker's descriptors (its pidfd, which the interrupt signals through, and
+// killed, and the result says the session's close cut it short), and the worker's descriptors (its pidfd, which the interrupt signals through, and
 // the memory probe's files) are not closed while the execution may still use them.
 func TestCloseSessionDuringAnExecution(t *testing.T) {
 	t.Parallel()
@@ -87,8 +87,13 @@ func TestCloseSessionDuringAnExecution(t *testing.T) {
 			once.Do(func() { close(started) })
 			return nil
 		})
-		if err == nil && !res.StateReset {
+		switch {
+		case err != nil:
+		case !res.StateReset:
 			err = fmt.Errorf("result %+v: the worker was killed, want state_reset", res)
+		case res.Status != runner.StatusCancelled || !strings.Contains(res.Error, "session was closed") || strings.Contains(res.Error, "did not stop"):
+			// Not "did not stop within 20s of the interrupt": the close killed it at once.
+			err = fmt.Errorf("result %+v: want cancelled, saying the session was closed", res)
 		}
 		done <- err
 	}()

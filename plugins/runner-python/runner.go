@@ -518,6 +518,7 @@ func (r *pythonRunner) shutdown(removeWorkDir bool) error {
 		// An execution running on w uses its descriptors (the pidfd it interrupts through,
 		// the memory probe) until it returns, which it does once w is dead: they are closed
 		// after it has, or after stopTimeout if its emit is stuck.
+		w.sessionClosed.Store(true)
 		w.kill()
 		select {
 		case r.slot <- struct{}{}:

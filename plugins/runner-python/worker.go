@@ -55,12 +55,14 @@ type worker struct {
 	// protoErr is set when the worker broke the frame protocol.
 	protoErr error
 
-	killed   atomic.Bool
 	killOnce sync.Once
-	loopDone chan struct{}
-	waitDone chan struct{}
-	statDone chan struct{}
-	dead     chan struct{}
+	// sessionClosed is set before the session's close kills the worker, so an execution
+	// it cuts short says so rather than blaming its code.
+	sessionClosed atomic.Bool
+	loopDone      chan struct{}
+	waitDone      chan struct{}
+	statDone      chan struct{}
+	dead          chan struct{}
 
 	// resetPending and busy are guarded by the runner's mutex.
 	resetPending bool
@@ -662,7 +664,6 @@ func (w *worker) interrupt() {
 // processes left in the session's cgroups are killed one by one.
 func (w *worker) kill() {
 	w.killOnce.Do(func() {
-		w.killed.Store(true)
 		if w.flags&unix.CLONE_NEWPID == 0 && w.pidfd >= 0 {
 			// Without a pid namespace init's death does not take the tree down: kill the
 			// worker's process group first.
@@ -928,6 +929,7 @@ func (w *worker) run(ctx context.Context, rr runRequest) (runner.Result, error) 
 		reason    stopReason
 		emitErr   error
 		graceC    <-chan time.Time
+		overdue   bool // killed for not stopping within the grace
 		timeoutC  <-chan time.Time
 		ctxDone   = ctx.Done()
 		cancelC   = (<-chan struct{})(ex.cancel)
@@ -991,6 +993,7 @@ func (w *worker) run(ctx context.Context, rr runRequest) (runner.Result, error) 
 		case <-graceC:
 			graceC = nil
 			w.log.Warn("interrupted code did not stop; killing the worker", "execution", ex.id, "grace", rr.grace)
+			overdue = true
 			w.kill()
 		case <-w.dead:
 			for {
@@ -1004,7 +1007,7 @@ func (w *worker) run(ctx context.Context, rr runRequest) (runner.Result, error) 
 				}
 				break
 			}
-			res := w.deathResult(reason, rr)
+			res := w.deathResult(reason, rr, overdue)
 			res.Duration = time.Since(start)
 			res.Usage.Extra = map[string]float64{"duration_us": float64(res.Duration.Microseconds())}
 			res.Truncated = out.truncated
@@ -1069,18 +1072,22 @@ func (w *worker) result(f frame, reason stopReason, rr runRequest) runner.Result
 	return res
 }
 
-// deathResult describes an execution during which the worker died or was killed.
-func (w *worker) deathResult(reason stopReason, rr runRequest) runner.Result {
+// deathResult describes an execution during which the worker died or was killed; overdue
+// says the execution killed it for not stopping within the grace after its interrupt.
+func (w *worker) deathResult(reason stopReason, rr runRequest, overdue bool) runner.Result {
 	res := runner.Result{StateReset: true, ExitCode: w.exitCode()}
 	lost := "; a fresh worker was started and the session's state (variables, imports) is lost"
 	w.mu.Lock()
 	perr := w.protoErr
 	w.mu.Unlock()
 	switch {
-	case reason == reasonTimeout && w.killed.Load():
+	case w.sessionClosed.Load() && !overdue:
+		res.Status, res.FinishReason = runner.StatusCancelled, "cancelled"
+		res.Error = "execution cancelled: its session was closed, which stops the session's worker and discards its state"
+	case reason == reasonTimeout && overdue:
 		res.Status, res.FinishReason = runner.StatusTimeout, "timeout"
 		res.Error = fmt.Sprintf("execution timed out after %s and did not stop within %s of the interrupt, so the worker was killed%s", rr.timeout, rr.grace, lost)
-	case reason == reasonCancel && w.killed.Load():
+	case reason == reasonCancel && overdue:
 		res.Status, res.FinishReason = runner.StatusCancelled, "cancelled"
 		res.Error = fmt.Sprintf("execution cancelled; it did not stop within %s of the interrupt, so the worker was killed%s", rr.grace, lost)
 	case w.sb.cg.oomKilled():
