@@ -277,6 +277,7 @@ func TestPingOfAStoppedProcess(t *testing.T) {
 	}
 	// Whatever happens, the stopped process must not outlive the test.
 	t.Cleanup(func() { _ = syscall.Kill(p.PID, syscall.SIGKILL) })
+	waitStopped(t, p.PID)
 	done := make(chan error, 1)
 	go func() { done <- p.Ping() }()
 	select {
@@ -293,5 +294,42 @@ func TestPingOfAStoppedProcess(t *testing.T) {
 	}
 	if err := p.Ping(); err != nil {
 		t.Fatalf("ping once it runs again: %v", err)
+	}
+}
+
+// waitStopped waits until every thread of process pid is stopped. A SIGSTOP stops a
+// process's threads one by one: the thread the kernel hands the signal to stops the
+// others once it runs, which on a loaded machine can take long enough for another thread
+// to answer a ping meanwhile (TestPingOfAStoppedProcess failed so, about once in 40 runs
+// under make test).
+func waitStopped(t *testing.T, pid int) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		stopped := len(tasks) > 0
+		for _, task := range tasks {
+			stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/stat", pid, task.Name()))
+			if err != nil {
+				stopped = false // a thread that just ended, or one not readable yet
+				break
+			}
+			// The state follows the command name in parentheses, which may hold spaces.
+			i := strings.LastIndexByte(string(stat), ')')
+			if i < 0 || i+2 >= len(stat) || (stat[i+2] != 'T' && stat[i+2] != 't') {
+				stopped = false
+				break
+			}
+		}
+		if stopped {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("process %d: not every thread stopped within 20s of SIGSTOP", pid)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
