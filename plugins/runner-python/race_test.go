@@ -67,8 +67,9 @@ func TestStateResetOfAnAbandonedExecution(t *testing.T) {
 
 // TestCloseSessionDuringAnExecution closes the session while an execution runs, in this
 // process so that the race detector watches both: the execution ends (the worker is
-// killed, and the result says the session's close cut it short), and the worker's descriptors (its pidfd, which the interrupt signals through, and
-// the memory probe's files) are not closed while the execution may still use them.
+// killed, and the result says the session's close cut it short), and the worker's
+// descriptors (its pidfd, which the interrupt signals through, and the memory probe's
+// files) are not closed while the execution may still use them.
 func TestCloseSessionDuringAnExecution(t *testing.T) {
 	t.Parallel()
 	r := newRunner(nil)
