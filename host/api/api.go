@@ -12,7 +12,6 @@ import (
 	"path"
 	"runtime/debug"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -23,6 +22,7 @@ import (
 	"github.com/limitgraph/limit/host/plugins"
 	"github.com/limitgraph/limit/host/session"
 	"github.com/limitgraph/limit/host/trace"
+	"github.com/limitgraph/limit/internal/keyed"
 	"github.com/limitgraph/limit/sdk/storage"
 )
 
@@ -71,17 +71,8 @@ type Server struct {
 	stopping context.Context
 	stop     context.CancelFunc
 	metrics  *metrics
-	// merging holds, by trace id, the lock the merges of the trace on this host take in
-	// turn (see lockMerge), while any holds or waits for it.
-	mergingMu sync.Mutex
-	merging   map[string]*mergeLock
-}
-
-// mergeLock is one trace's merge lock: sem holds a token while a merge runs; refs counts
-// the merges that hold or wait for it.
-type mergeLock struct {
-	sem  chan struct{}
-	refs int
+	// merging is, by trace id, the lock the merges of the trace on this host take in turn.
+	merging keyed.Mutex
 }
 
 // New returns the API server.
@@ -101,7 +92,7 @@ func New(opts Options) *Server {
 	if opts.RD.Timeout <= 0 {
 		opts.RD.Timeout = config.DefaultRDTimeout
 	}
-	s := &Server{opts: opts, mux: http.NewServeMux(), metrics: newMetrics(opts.Plugins), merging: map[string]*mergeLock{}}
+	s := &Server{opts: opts, mux: http.NewServeMux(), metrics: newMetrics(opts.Plugins)}
 	s.stopping, s.stop = context.WithCancel(context.Background())
 	s.register()
 	s.doc = openAPI(opts.Version, s.routes, len(opts.Tokens) > 0)

@@ -548,7 +548,7 @@ func (s *Server) merge(w http.ResponseWriter, r *http.Request) {
 	sctx := context.WithoutCancel(ctx)
 	// Merges of one trace on this host run one at a time: one that finds the trace merged
 	// but not copied knows no other is still copying it.
-	unlock, err := s.lockMerge(ctx, r.PathValue("id"))
+	unlock, err := s.merging.LockContext(ctx, r.PathValue("id"))
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -670,33 +670,6 @@ func (s *Server) completeCutShort(w http.ResponseWriter, r *http.Request, rec tr
 	_ = s.opts.Stats.Record(sctx, rec.SessionID, governance.Delta{MergeAllowed: true})
 	writeJSON(w, http.StatusOK, mergeResponse{Merged: true, TraceID: rec.ID, Record: merged})
 	return true
-}
-
-// lockMerge waits, until ctx ends, for the other merges of trace id on this host to
-// finish, and returns the func that lets the next one go.
-func (s *Server) lockMerge(ctx context.Context, id string) (func(), error) {
-	s.mergingMu.Lock()
-	l := s.merging[id]
-	if l == nil {
-		l = &mergeLock{sem: make(chan struct{}, 1)}
-		s.merging[id] = l
-	}
-	l.refs++
-	s.mergingMu.Unlock()
-	release := func() {
-		s.mergingMu.Lock()
-		defer s.mergingMu.Unlock()
-		if l.refs--; l.refs == 0 {
-			delete(s.merging, id)
-		}
-	}
-	select {
-	case l.sem <- struct{}{}:
-		return func() { <-l.sem; release() }, nil
-	case <-ctx.Done():
-		release()
-		return nil, ctx.Err()
-	}
 }
 
 // writeRefusal answers a refused merge: 409 with each reason, and the flags the refusal

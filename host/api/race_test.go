@@ -393,9 +393,7 @@ func TestMergeDuringMerge(t *testing.T) {
 		}()
 		// The second merge waits for the first.
 		for waiting, deadline := false, time.Now().Add(10*time.Second); !waiting; {
-			f.srv.mergingMu.Lock()
-			waiting = f.srv.merging[id] != nil && f.srv.merging[id].refs == 2
-			f.srv.mergingMu.Unlock()
+			waiting = f.srv.merging.Refs(id) == 2
 			if !waiting && time.Now().After(deadline) {
 				t.Error("the second merge did not wait for the first")
 				break
@@ -413,10 +411,8 @@ func TestMergeDuringMerge(t *testing.T) {
 	if st := f.sessionStats(); st.MergesAllowed != 1 || st.MergesRefused != 1 {
 		t.Fatalf("stats: %+v", st)
 	}
-	f.srv.mergingMu.Lock()
-	defer f.srv.mergingMu.Unlock()
-	if len(f.srv.merging) != 0 {
-		t.Fatalf("merge locks left: %v", f.srv.merging)
+	if n := f.srv.merging.Refs(id); n != 0 {
+		t.Fatalf("the trace's merge lock is still held or waited for by %d", n)
 	}
 }
 
