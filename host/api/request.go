@@ -291,12 +291,12 @@ func boundOf(bounds map[string]int, folded string) int {
 // scanBody returns a field of the JSON object body that appears more than once in its
 // object, as a path ("data.k", "params.list[2].x"): top-level fields, and the members of
 // those whose value decodes into a struct (structs holds their folded names), compared as
-// decoding matches them (foldName), other nested ones exactly (after unescaping). For each top-level field
-// named in bounds it counts the JSON
-// values in its value (every object, array, string, number, true, false and null) up to
-// its bound: over is the first field found holding more, so a body is refused before it
-// is decoded into a tree that would cost hundreds of bytes per value. It only scans:
-// malformed JSON is left to the decoder to report.
+// decoding matches them (foldName), other nested ones exactly (after unescaping). For
+// each top-level field named in bounds it counts the JSON values in its value (every
+// object, array, string, number, true, false and null) up to its bound: over is the first
+// field found holding more, so a body is refused before it is decoded into a tree that
+// would cost hundreds of bytes per value. It only scans: malformed JSON is left to the
+// decoder to report.
 func scanBody(body []byte, bounds map[string]int, structs map[string]bool) (dupPath string, dup bool, over string) {
 	type frame struct {
 		object bool
