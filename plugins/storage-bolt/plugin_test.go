@@ -31,6 +31,10 @@ func TestMain(m *testing.M) {
 		main()
 		os.Exit(0)
 	}
+	if arg := os.Getenv(floorEnv); arg != "" {
+		serveFloor(arg)
+		os.Exit(0)
+	}
 	os.Exit(m.Run())
 }
 
