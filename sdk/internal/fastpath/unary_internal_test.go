@@ -1,6 +1,10 @@
 package fastpath
 
 import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -8,8 +12,12 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
 // TestWaitingCallsAreLostNotUnsent: when a call's own request fails to go out whole, the
@@ -23,7 +31,7 @@ func TestWaitingCallsAreLostNotUnsent(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	c := &unaryConn{client: &UnaryClient{opts: UnaryOptions{What: "storage plugin"}}, conn: a, pending: map[uint32]chan unaryResult{}}
+	c := newUnaryConn(&UnaryClient{opts: UnaryOptions{What: "storage plugin"}}, a)
 	waiting := make(chan unaryResult, 1)
 	c.pending[1] = waiting
 	own := fmt.Errorf("%w: %w", ErrNotSent, fmt.Errorf("write unix: %w", syscall.EPIPE))
@@ -61,4 +69,97 @@ func unixPair() (*net.UnixConn, *net.UnixConn, error) {
 		conns[i] = c.(*net.UnixConn)
 	}
 	return conns[0], conns[1], nil
+}
+
+// TestReadingTurnPassesOn: answers are read by the calls waiting for them. A call reading
+// when its context ends stops at once, even in the middle of another call's answer, and
+// the call still waiting takes over the reading and gets that answer whole; the plugin is
+// told of the cancellation.
+func TestReadingTurnPassesOn(t *testing.T) {
+	a, b, err := unixPair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	client := &UnaryClient{opts: UnaryOptions{What: "storage plugin", CancelOp: 9}}
+	conn := newUnaryConn(client, a)
+	client.conns = []*unaryConn{conn}
+	defer client.Close()
+	plugin := bufio.NewReader(b)
+	request := func() (uint32, byte) {
+		t.Helper()
+		buf, err := ReadFrame(plugin, RequestHeader, MaxFrame)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return binary.LittleEndian.Uint32(buf), buf[4]
+	}
+
+	// The first call reads, as nothing else waits; its answer never comes.
+	ctxA, cancelA := context.WithCancel(context.Background())
+	errA := make(chan error, 1)
+	go func() { errA <- client.Call(ctxA, 1, wrapperspb.Bytes([]byte("a")), new(wrapperspb.BytesValue)) }()
+	idA, _ := request()
+	for conn.rd.TryLock() { // until the first call holds the reading turn
+		conn.rd.Unlock()
+		time.Sleep(time.Millisecond)
+	}
+	type answer struct {
+		v   []byte
+		err error
+	}
+	ansB := make(chan answer, 1)
+	go func() {
+		out := new(wrapperspb.BytesValue)
+		err := client.Call(context.Background(), 1, wrapperspb.Bytes([]byte("b")), out)
+		ansB <- answer{out.GetValue(), err}
+	}()
+	idB, _ := request()
+	// Half of the second call's answer, which the first call reads into its buffer.
+	want := bytes.Repeat([]byte("answer "), 100)
+	msg, err := proto.Marshal(wrapperspb.Bytes(want))
+	if err != nil {
+		t.Fatal(err)
+	}
+	frame := FinishFrame(append(AppendResponseHeader(nil, idB, 0), msg...))
+	half := len(frame) / 2
+	if _, err := b.Write(frame[:half]); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond)
+	cancelA()
+	if err := <-errA; status.Code(err) != codes.Canceled {
+		t.Fatalf("cancelled call: %v, want CANCELED", err)
+	}
+	if id, op := request(); id != idA || op != 9 {
+		t.Fatalf("after the cancellation the plugin got request %d op %d, want the cancel op for %d", id, op, idA)
+	}
+	select {
+	case r := <-ansB:
+		t.Fatalf("the second call ended before its answer was sent whole: %q, %v", r.v, r.err)
+	case <-time.After(20 * time.Millisecond):
+	}
+	if _, err := b.Write(frame[half:]); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-ansB:
+		if r.err != nil || !bytes.Equal(r.v, want) {
+			t.Fatalf("second call got %d bytes, %v; want its answer whole", len(r.v), r.err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the second call never got its answer: nobody took over the reading")
+	}
+	// The connection is still in working order for the next call.
+	go func() {
+		id, _ := request()
+		m, _ := proto.Marshal(wrapperspb.Bytes([]byte("c")))
+		_, _ = b.Write(FinishFrame(append(AppendResponseHeader(nil, id, 0), m...)))
+	}()
+	out := new(wrapperspb.BytesValue)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := client.Call(ctx, 1, wrapperspb.Bytes([]byte("c")), out); err != nil || string(out.GetValue()) != "c" {
+		t.Fatalf("next call: %q, %v", out.GetValue(), err)
+	}
 }
