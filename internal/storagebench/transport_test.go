@@ -149,9 +149,10 @@ func selfSigned(tb testing.TB) string {
 }
 
 // BenchmarkTransport measures one 100-byte request and its echo between two processes on
-// this machine, three ways: a unary gRPC call over mutual TLS (what every plugin call costs
+// this machine, four ways: a unary gRPC call over mutual TLS (what every plugin call costs
 // today), a message on an already-open bidirectional gRPC stream over the same connection,
-// and a length-prefixed frame on a raw Unix socket. It prints p50 and p99 of each.
+// a length-prefixed frame on a raw Unix socket, and that frame with its answer read by a
+// goroutine of its own and handed to the caller. It prints p50 and p99 of each.
 //
 //	go test -run '^$' -bench BenchmarkTransport -benchtime 1x ./internal/storagebench
 func BenchmarkTransport(b *testing.B) {
@@ -238,6 +239,31 @@ func BenchmarkTransport(b *testing.B) {
 		}
 		_, err := io.ReadFull(raw, back)
 		return err
+	})
+	// The same frame, its answer read by a goroutine of its own and handed to the caller
+	// over a channel, as the fast path's client did before its calls read their own
+	// answers: what that hand-off costs.
+	raw2, err := net.Dial("unix", filepath.Join(dir, "raw.sock"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer raw2.Close()
+	answers := make(chan error, 1)
+	go func() {
+		in := make([]byte, len(frame))
+		for {
+			_, err := io.ReadFull(raw2, in)
+			answers <- err
+			if err != nil {
+				return
+			}
+		}
+	}()
+	out += measure("raw frame, answer via a goroutine", func() error {
+		if _, err := raw2.Write(frame); err != nil {
+			return err
+		}
+		return <-answers
 	})
 	fmt.Fprintf(os.Stdout, "\nTransport round trip, 100-byte payload, %d sequential calls each:\n%s", n, out)
 }
