@@ -484,35 +484,40 @@ func (c *Client) ExecuteStream(ctx context.Context, sessionID string, req Execut
 
 // sseLines returns a split function for bufio.Scanner that yields the lines of an event
 // stream, which end in CRLF, LF or CR alone. A line ending in CR is yielded at once; an
-// LF that comes next, in the same read or the next, is part of its line end.
+// LF that comes next, in the same read or the next, is part of its line end. The LF is
+// skipped together with the line after it: a Scanner that has seen the end of its input
+// stops at the first call that yields no token, even one that advanced, so a body whose
+// last read held a CRLF's LF and more lines lost those lines.
 func sseLines() bufio.SplitFunc {
 	afterCR := false
 	return func(data []byte, atEOF bool) (int, []byte, error) {
+		skip := 0
 		if afterCR && len(data) > 0 {
 			afterCR = false
 			if data[0] == '\n' {
-				return 1, nil, nil
+				skip = 1
 			}
 		}
-		end := len(data)
-		if i := bytes.IndexByte(data, '\n'); i >= 0 {
+		line := data[skip:]
+		end := len(line)
+		if i := bytes.IndexByte(line, '\n'); i >= 0 {
 			end = i
 		}
-		if i := bytes.IndexByte(data[:end], '\r'); i >= 0 {
+		if i := bytes.IndexByte(line[:end], '\r'); i >= 0 {
 			end = i
 		}
 		switch {
-		case end == len(data):
-			if atEOF && len(data) > 0 {
-				return len(data), data, nil
+		case end == len(line):
+			if atEOF && len(line) > 0 {
+				return len(data), line, nil
 			}
-			return 0, nil, nil
-		case data[end] == '\r' && end+1 == len(data):
+			return skip, nil, nil // more to read (at the end of input, nothing is left)
+		case line[end] == '\r' && end+1 == len(line):
 			afterCR = true
-		case data[end] == '\r' && data[end+1] == '\n':
-			return end + 2, data[:end], nil
+		case line[end] == '\r' && line[end+1] == '\n':
+			return skip + end + 2, line[:end], nil
 		}
-		return end + 1, data[:end], nil
+		return skip + end + 1, line[:end], nil
 	}
 }
 

@@ -171,6 +171,44 @@ func TestExecuteStreamLegalSSE(t *testing.T) {
 	}
 }
 
+// TestSSELinesReadsAtEOF: an event stream read in two pieces, wherever it is cut, the
+// last piece coming with the end of input (as an HTTP body's last read may), yields every
+// line. A CRLF cut between its CR and LF made the split function skip the LF without a
+// token, which a Scanner at the end of its input takes for the end of the lines (seen as
+// a flaky TestExecuteStreamLegalSSE under the race detector: the lines after "hi" lost).
+func TestSSELinesReadsAtEOF(t *testing.T) {
+	stream := "event: stdout\r\ndata:{\"data\":\"hi\"}\r\n\r\n: keep-alive\n\nid: 7\nevent:stdout\ndata:x\n\nevent: result\rdata: {}\r\r"
+	want := []string{"event: stdout", `data:{"data":"hi"}`, "", ": keep-alive", "", "id: 7", "event:stdout", "data:x", "", "event: result", "data: {}", ""}
+	for cut := 1; cut < len(stream); cut++ {
+		sc := bufio.NewScanner(&piecesThenEOF{pieces: []string{stream[:cut], stream[cut:]}})
+		sc.Split(sseLines())
+		var got []string
+		for sc.Scan() {
+			got = append(got, sc.Text())
+		}
+		if !slices.Equal(got, want) || sc.Err() != nil {
+			t.Fatalf("cut after %q: lines %q, %v; want %q", stream[:cut], got, sc.Err(), want)
+		}
+	}
+}
+
+// piecesThenEOF reads its pieces one per Read, returning io.EOF with the last.
+type piecesThenEOF struct{ pieces []string }
+
+func (r *piecesThenEOF) Read(p []byte) (int, error) {
+	if len(r.pieces) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, r.pieces[0])
+	if r.pieces[0] = r.pieces[0][n:]; r.pieces[0] == "" {
+		r.pieces = r.pieces[1:]
+	}
+	if len(r.pieces) == 0 {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
 // TestExecuteStreamErrorEvent: an execution that fails once its stream started comes
 // back as an *Error with the problem's detail and the request's id.
 func TestExecuteStreamErrorEvent(t *testing.T) {
