@@ -73,6 +73,8 @@ type Server struct {
 	metrics  *metrics
 	// merging is, by trace id, the lock the merges of the trace on this host take in turn.
 	merging keyed.Mutex
+	// refused writes the warn lines of refused requests, at a bounded rate.
+	refused *refusedLog
 }
 
 // New returns the API server.
@@ -92,7 +94,7 @@ func New(opts Options) *Server {
 	if opts.RD.Timeout <= 0 {
 		opts.RD.Timeout = config.DefaultRDTimeout
 	}
-	s := &Server{opts: opts, mux: http.NewServeMux(), metrics: newMetrics(opts.Plugins)}
+	s := &Server{opts: opts, mux: http.NewServeMux(), metrics: newMetrics(opts.Plugins), refused: newRefusedLog(opts.Logger)}
 	s.stopping, s.stop = context.WithCancel(context.Background())
 	s.register()
 	s.doc = openAPI(opts.Version, s.routes, len(opts.Tokens) > 0)
@@ -147,20 +149,20 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}()
 	if s.opts.RefusePeer != nil {
 		if why := s.opts.RefusePeer(r); why != "" {
-			s.opts.Logger.Warn("API request refused", "request_id", id, "remote", r.RemoteAddr, "path", r.URL.Path, "reason", why)
+			s.refused.warn("API request refused", "request_id", id, "remote", r.RemoteAddr, "path", r.URL.Path, "reason", why)
 			writeProblem(w, r, http.StatusForbidden, why, nil)
 			return
 		}
 	}
 	if s.opts.CheckHosts {
 		if why := foreignHost(r, s.opts.AllowedHosts); why != "" {
-			s.opts.Logger.Warn("API request refused", "request_id", id, "remote", r.RemoteAddr, "path", r.URL.Path, "reason", why)
+			s.refused.warn("API request refused", "request_id", id, "remote", r.RemoteAddr, "path", r.URL.Path, "reason", why)
 			writeProblem(w, r, http.StatusForbidden, why, nil)
 			return
 		}
 	}
 	if len(s.opts.Tokens) > 0 && !s.authorized(r) {
-		s.opts.Logger.Warn("API request without a valid token", "request_id", id, "remote", r.RemoteAddr, "method", r.Method, "path", r.URL.Path)
+		s.refused.warn("API request without a valid token", "request_id", id, "remote", r.RemoteAddr, "method", r.Method, "path", r.URL.Path)
 		w.Header().Set("WWW-Authenticate", `Bearer realm="limitd"`)
 		writeProblem(w, r, http.StatusUnauthorized, "this API needs \"Authorization: Bearer <token>\" with a token from the host's api.token_file", nil)
 		return

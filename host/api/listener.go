@@ -25,17 +25,18 @@ import (
 // gzip) never hold that form's bare CR LF header lines, so no answer of a handler is
 // taken for one. It wraps a plain TCP listener: net/http would not see TLS through it.
 // Each rewritten answer is logged at warn level with its request id, status and the
-// client's address, as the API logs the requests it refuses (nil logs nothing).
+// client's address, as the API logs the requests it refuses, and at the same bounded rate
+// (refusedLog; nil logs nothing).
 func ProblemListener(ln net.Listener, logger hclog.Logger) net.Listener {
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
-	return problemListener{ln, logger}
+	return problemListener{ln, newRefusedLog(logger)}
 }
 
 type problemListener struct {
 	net.Listener
-	log hclog.Logger
+	log *refusedLog
 }
 
 func (l problemListener) Accept() (net.Conn, error) {
@@ -48,7 +49,7 @@ func (l problemListener) Accept() (net.Conn, error) {
 
 type problemConn struct {
 	net.Conn
-	log hclog.Logger
+	log *refusedLog
 }
 
 // CloseWrite half-closes the connection as net/http does before it closes one whose
@@ -63,7 +64,7 @@ func (c problemConn) CloseWrite() error {
 
 func (c problemConn) Write(b []byte) (int, error) {
 	if p, ok := rewriteServerError(b); ok {
-		c.log.Warn("API request refused by net/http", "request_id", p.id, "remote", c.RemoteAddr().String(), "status", p.status, "reason", p.detail)
+		c.log.warn("API request refused by net/http", "request_id", p.id, "remote", c.RemoteAddr().String(), "status", p.status, "reason", p.detail)
 		if _, err := c.Conn.Write(p.answer); err != nil {
 			return 0, err
 		}
