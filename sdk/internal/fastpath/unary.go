@@ -196,9 +196,11 @@ type unaryConn struct {
 	pending map[uint32]chan unaryResult
 	err     error // set once the connection broke
 
-	rd   sync.Mutex    // held by the call reading answers
-	r    *bufio.Reader // under rd
-	turn chan struct{} // cap 1: the reading turn is free and calls are waiting
+	rd      sync.Mutex    // held by the call reading answers
+	r       *bufio.Reader // under rd
+	big     []byte        // under rd: a frame larger than r's buffer, begun
+	bigRead int           // under rd: how much of big is read
+	turn    chan struct{} // cap 1: the reading turn is free and calls are waiting
 }
 
 type unaryResult struct {
@@ -474,39 +476,41 @@ func (c *unaryConn) readUntil(ctx context.Context, ch chan unaryResult) {
 // aLongTimeAgo is a deadline in the past, which ends a blocked read at once.
 var aLongTimeAgo = time.Unix(1, 0)
 
-// readFrame reads one answer frame and returns the bytes after its length. A frame that
-// fits the buffer is taken from it only once whole, so a read interrupted by a deadline
-// loses nothing; a larger one is read to its end whatever the deadline.
+// readFrame reads one answer frame and returns the bytes after its length. A read
+// interrupted by a deadline loses nothing: a frame that fits the buffer is taken from it
+// only once whole, and a larger one, read straight into its own slice, is kept begun
+// (big) for the next reader to finish.
 func (c *unaryConn) readFrame() ([]byte, error) {
-	hdr, err := c.r.Peek(4)
-	if err != nil {
-		return nil, err
-	}
-	n := binary.LittleEndian.Uint32(hdr)
-	if n < ResponseHeader || n > MaxFrame {
-		return nil, fmt.Errorf("bad frame length %d", n)
-	}
-	buf := make([]byte, n)
-	if 4+int(n) <= c.r.Size() {
-		if _, err := c.r.Peek(4 + int(n)); err != nil {
+	if c.big == nil {
+		hdr, err := c.r.Peek(4)
+		if err != nil {
 			return nil, err
 		}
-		_, _ = c.r.Discard(4)
-		_, _ = io.ReadFull(c.r, buf) // buffered: cannot fail
-		return buf, nil
-	}
-	_, _ = c.r.Discard(4)
-	for off := 0; off < len(buf); {
-		k, err := c.r.Read(buf[off:])
-		off += k
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			_ = c.conn.SetReadDeadline(time.Time{})
-			continue
+		n := binary.LittleEndian.Uint32(hdr)
+		if n < ResponseHeader || n > MaxFrame {
+			return nil, fmt.Errorf("bad frame length %d", n)
 		}
+		if 4+int(n) <= c.r.Size() {
+			if _, err := c.r.Peek(4 + int(n)); err != nil {
+				return nil, err
+			}
+			buf := make([]byte, n)
+			_, _ = c.r.Discard(4)
+			_, _ = io.ReadFull(c.r, buf) // buffered: cannot fail
+			return buf, nil
+		}
+		_, _ = c.r.Discard(4)
+		c.big, c.bigRead = make([]byte, n), 0
+	}
+	for c.bigRead < len(c.big) {
+		k, err := c.r.Read(c.big[c.bigRead:])
+		c.bigRead += k
 		if err != nil {
 			return nil, err
 		}
 	}
+	buf := c.big
+	c.big = nil
 	return buf, nil
 }
 

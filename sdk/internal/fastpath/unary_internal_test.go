@@ -74,8 +74,15 @@ func unixPair() (*net.UnixConn, *net.UnixConn, error) {
 // TestReadingTurnPassesOn: answers are read by the calls waiting for them. A call reading
 // when its context ends stops at once, even in the middle of another call's answer, and
 // the call still waiting takes over the reading and gets that answer whole; the plugin is
-// told of the cancellation.
+// told of the cancellation. Answers that fit the read buffer and answers larger than it
+// are taken differently, so both are cut.
 func TestReadingTurnPassesOn(t *testing.T) {
+	for _, size := range []int{700, 200 << 10} {
+		t.Run(fmt.Sprint(size), func(t *testing.T) { testReadingTurnPassesOn(t, size) })
+	}
+}
+
+func testReadingTurnPassesOn(t *testing.T, size int) {
 	a, b, err := unixPair()
 	if err != nil {
 		t.Fatal(err)
@@ -116,7 +123,7 @@ func TestReadingTurnPassesOn(t *testing.T) {
 	}()
 	idB, _ := request()
 	// Half of the second call's answer, which the first call reads into its buffer.
-	want := bytes.Repeat([]byte("answer "), 100)
+	want := bytes.Repeat([]byte("answer "), size/7)
 	msg, err := proto.Marshal(wrapperspb.Bytes(want))
 	if err != nil {
 		t.Fatal(err)
