@@ -15,14 +15,16 @@ import "github.com/limitgraph/limit/sdk/internal/fastpath"
 // connections and concurrent writes still reach the backend together (group commit).
 //
 // Starting a goroutine per request costs a thread wake-up on a busy machine (tens of µs on
-// two shared cores), so the host may set fastInline on a read sent on a connection where
+// two shared cores), so the host may set fastInline on a call sent on a connection where
 // nothing else is in flight: the plugin then serves it on the goroutine that read it, and
 // the host sends nothing more on that connection until the answer is back (it has others).
+// A write is sent so only while another connection stays unclaimed: it may wait for a disk
+// sync, and no call made meanwhile must queue behind it.
 const (
 	// fastVersion is the framing version above.
 	fastVersion = 1
 	// fastConnections is how many connections the host opens: requests are multiplexed, so
-	// more only give reads a connection of their own (see fastInline).
+	// more only give calls a connection of their own (see fastInline).
 	fastConnections = 4
 )
 

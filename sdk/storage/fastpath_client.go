@@ -46,13 +46,14 @@ func (f *fastClient) alive() bool { return f.u.Alive() }
 func (f *fastClient) close() { f.u.Close() }
 
 // unary makes a call over the fast path, or over gRPC with grpcCall once every connection
-// is broken. read marks a call the plugin may serve inline.
+// is broken. read tells a read from a write; the plugin may serve either inline
+// (fastpath.Inline).
 func unary[Out any, POut interface {
 	*Out
 	proto.Message
 }](ctx context.Context, f *fastClient, op byte, read bool, in proto.Message, grpcCall func() (POut, error)) (POut, error) {
 	out := POut(new(Out))
-	call := f.u.Call
+	call := f.u.CallWrite
 	if read {
 		call = f.u.CallRead
 	}

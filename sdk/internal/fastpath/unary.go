@@ -144,11 +144,12 @@ func Answer(ctx context.Context, id uint32, op byte, msg []byte, handle UnaryHan
 // sending anything: the caller may make the call over gRPC instead.
 var ErrBroken = errors.New("every fast path connection is broken")
 
-// Inline, or'ed into op by CallRead, lets the plugin serve the request on the goroutine
-// that read it (a plugin that knows the flag, see sdk/storage): starting a goroutine per
-// request costs a thread wake-up on a busy machine, so a read sent on a connection where
-// nothing else is in flight is answered without one, and nothing more is sent on that
-// connection until its answer is back (the client has others).
+// Inline, or'ed into op by CallRead and CallWrite, lets the plugin serve the request on
+// the goroutine that read it (a plugin that knows the flag, see sdk/storage): starting a
+// goroutine per request costs a thread wake-up on a busy machine, so a call sent on a
+// connection where nothing else is in flight is answered without one, and nothing more is
+// sent on that connection until its answer is back (the client has others; a write is sent
+// so only while another connection stays unclaimed).
 const Inline byte = 0x80
 
 // UnaryClient is the host's side of a unary fast path: calls from many goroutines share
@@ -190,7 +191,7 @@ type unaryConn struct {
 	w      *FrameWriter
 
 	inflight atomic.Int32 // calls sent and not yet answered
-	inline   atomic.Int32 // 1 while an inline read is claimed or in flight
+	inline   atomic.Int32 // inlineRead or inlineWrite while an inline call is claimed or in flight
 
 	mu      sync.Mutex
 	pending map[uint32]chan unaryResult
@@ -238,8 +239,15 @@ func newUnaryConn(c *UnaryClient, conn *net.UnixConn) *unaryConn {
 // it, whose request then fails as not sent.
 func (c *UnaryClient) Alive() bool { return c.pick() != nil }
 
+// Claims of a connection for an inline call (unaryConn.inline).
+const (
+	inlineRead  = 1
+	inlineWrite = 2
+)
+
 // pick returns a working connection, or nil when every one is broken. It prefers one that
-// is not serving an inline read.
+// serves no inline call, then one serving an inline read (quick) over one serving an
+// inline write (which may wait for a disk sync).
 func (c *UnaryClient) pick() *unaryConn {
 	n := uint32(len(c.conns))
 	start := c.next.Add(1)
@@ -249,31 +257,54 @@ func (c *UnaryClient) pick() *unaryConn {
 		if !conn.alive() {
 			continue
 		}
-		if conn.inline.Load() == 0 {
+		switch conn.inline.Load() {
+		case 0:
 			return conn
-		}
-		if fallback == nil {
-			fallback = conn
+		case inlineRead:
+			if fallback == nil || fallback.inline.Load() != inlineRead {
+				fallback = conn
+			}
+		default:
+			if fallback == nil {
+				fallback = conn
+			}
 		}
 	}
 	return fallback
 }
 
-// pickRead returns a connection for a read and its op: an idle connection, claimed for an
-// inline read, when there is one; else what pick returns.
-func (c *UnaryClient) pickRead(op byte) (*unaryConn, byte) {
+// pickInline returns a connection and op for a call the plugin may serve inline: an idle
+// connection, claimed (as kind), when there is one; else what pick returns. A write is
+// only served inline while another connection stays unclaimed, so the calls made during
+// its disk sync never have to queue behind it.
+func (c *UnaryClient) pickInline(op byte, kind int32) (*unaryConn, byte) {
 	n := uint32(len(c.conns))
 	start := c.next.Add(1)
 	for i := range n {
 		conn := c.conns[(start+i)%n]
-		if conn.inflight.Load() == 0 && conn.inline.CompareAndSwap(0, 1) {
-			if conn.inflight.Load() == 0 && conn.alive() {
-				return conn, op | Inline
-			}
-			conn.inline.Store(0)
+		if conn.inflight.Load() != 0 || !conn.inline.CompareAndSwap(0, kind) {
+			continue
+		}
+		if conn.inflight.Load() == 0 && conn.alive() && (kind == inlineRead || c.unclaimedBesides(conn)) {
+			return conn, op | Inline
+		}
+		conn.inline.Store(0)
+		if kind == inlineWrite {
+			break // no connection would stay free
 		}
 	}
 	return c.pick(), op
+}
+
+// unclaimedBesides tells whether a working connection other than conn serves no inline
+// call.
+func (c *UnaryClient) unclaimedBesides(conn *unaryConn) bool {
+	for _, o := range c.conns {
+		if o != conn && o.inline.Load() == 0 && o.alive() {
+			return true
+		}
+	}
+	return false
 }
 
 // Close closes every connection.
@@ -297,7 +328,18 @@ func (c *UnaryClient) Call(ctx context.Context, op byte, in, out proto.Message) 
 
 // CallRead is Call for a read, which the plugin may serve inline (see Inline).
 func (c *UnaryClient) CallRead(ctx context.Context, op byte, in, out proto.Message) error {
-	conn, op := c.pickRead(op)
+	conn, op := c.pickInline(op, inlineRead)
+	if conn == nil {
+		return ErrBroken
+	}
+	return conn.call(ctx, op, in, out)
+}
+
+// CallWrite is Call for a write, which the plugin may serve inline (see Inline) when
+// another connection stays free for the calls made meanwhile (see pickInline): the plugin
+// then commits it on the goroutine that read it, without starting one to read on.
+func (c *UnaryClient) CallWrite(ctx context.Context, op byte, in, out proto.Message) error {
+	conn, op := c.pickInline(op, inlineWrite)
 	if conn == nil {
 		return ErrBroken
 	}

@@ -170,3 +170,120 @@ func testReadingTurnPassesOn(t *testing.T, size int) {
 		t.Fatalf("next call: %q, %v", out.GetValue(), err)
 	}
 }
+
+// fakePlugin is the plugin's end of a client's connections: it reports each request frame
+// it reads (connection, id, op) and answers a request when told to.
+type fakePlugin struct {
+	ends []*net.UnixConn
+	seen chan seenRequest
+}
+
+type seenRequest struct {
+	conn int
+	id   uint32
+	op   byte
+}
+
+// newFakePlugin returns a UnaryClient over n connections to a fake plugin.
+func newFakePlugin(t *testing.T, n int) (*UnaryClient, *fakePlugin) {
+	t.Helper()
+	client := &UnaryClient{opts: UnaryOptions{What: "storage plugin", CancelOp: 9}}
+	p := &fakePlugin{seen: make(chan seenRequest, 64)}
+	for i := range n {
+		a, b, err := unixPair()
+		if err != nil {
+			t.Fatal(err)
+		}
+		client.conns = append(client.conns, newUnaryConn(client, a))
+		p.ends = append(p.ends, b)
+		go func() {
+			r := bufio.NewReader(b)
+			for {
+				buf, err := ReadFrame(r, RequestHeader, MaxFrame)
+				if err != nil {
+					return
+				}
+				p.seen <- seenRequest{i, binary.LittleEndian.Uint32(buf), buf[4]}
+			}
+		}()
+	}
+	t.Cleanup(func() {
+		client.Close()
+		for _, b := range p.ends {
+			b.Close()
+		}
+	})
+	return client, p
+}
+
+func (p *fakePlugin) next(t *testing.T) seenRequest {
+	t.Helper()
+	select {
+	case s := <-p.seen:
+		return s
+	case <-time.After(10 * time.Second):
+		t.Fatal("no request reached the plugin")
+		return seenRequest{}
+	}
+}
+
+func (p *fakePlugin) answer(t *testing.T, s seenRequest) {
+	t.Helper()
+	if _, err := p.ends[s.conn].Write(FinishFrame(AppendResponseHeader(nil, s.id, 0))); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestInlineWritesLeaveAConnectionFree: a write is sent for the plugin to serve inline
+// only while another connection stays unclaimed, so the calls made during its disk sync
+// never queue behind it; once every connection is claimed, a call goes behind an inline
+// read (quick) rather than an inline write.
+func TestInlineWritesLeaveAConnectionFree(t *testing.T) {
+	client, plugin := newFakePlugin(t, 3)
+	ctx := context.Background()
+	done := make(chan error, 8)
+	call := func(write bool) seenRequest {
+		t.Helper()
+		f := client.CallRead
+		if write {
+			f = client.CallWrite
+		}
+		go func() { done <- f(ctx, 1, wrapperspb.Bytes(nil), new(wrapperspb.BytesValue)) }()
+		return plugin.next(t)
+	}
+	w1, w2 := call(true), call(true)
+	if w1.op&Inline == 0 || w2.op&Inline == 0 || w1.conn == w2.conn {
+		t.Fatalf("two writes with three connections: %+v %+v, want both inline on their own", w1, w2)
+	}
+	w3 := call(true)
+	if w3.op&Inline != 0 || w3.conn == w1.conn || w3.conn == w2.conn {
+		t.Fatalf("third write %+v: want it sent plainly on the connection left free", w3)
+	}
+	plugin.answer(t, w3)
+	plugin.answer(t, w2)
+	if err, err2 := <-done, <-done; err != nil || err2 != nil {
+		t.Fatal(err, err2)
+	}
+	// Now: w1 an inline write; claim the two others with inline reads.
+	r1, r2 := call(false), call(false)
+	if r1.op&Inline == 0 || r2.op&Inline == 0 || r1.conn == w1.conn || r2.conn == w1.conn || r1.conn == r2.conn {
+		t.Fatalf("reads %+v %+v beside the write on %d: want both inline on the others", r1, r2, w1.conn)
+	}
+	for range 2 * len(client.conns) { // from every starting point of the rotation
+		if c := client.pick(); c == client.conns[w1.conn] {
+			t.Fatalf("with every connection claimed, pick chose the one serving an inline write")
+		}
+	}
+	w4 := call(true)
+	if w4.op&Inline != 0 || w4.conn == w1.conn {
+		t.Fatalf("a write with every connection claimed went %+v: want it plain, behind a read, not behind the write on %d", w4, w1.conn)
+	}
+	for _, s := range []seenRequest{w1, r1, r2, w4} {
+		plugin.answer(t, s)
+	}
+	for range 4 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
