@@ -124,7 +124,7 @@ func (p floorPhase) rate() float64 { return float64(p.writes) / p.elapsed.Second
 
 // BenchmarkWriteFloor asks what issue 2's write target (16 concurrent durable writers
 // through the plugin at ≥ 0.8× in-process) allows on this machine. It measures, in one
-// run and interleaved in four stretches of b.N writes each:
+// run, b.N writes a side, interleaved in four stretches:
 //
 //   - inproc: 16 writers putting into the bolt store in-process (the target's reference);
 //   - inproc batch: one caller committing the 16 writes of a round as one Batch, in-process;
