@@ -21,6 +21,8 @@ type Client struct {
 	rpc     limitv1.GovernanceClient
 	fast    *fastpath.UnaryClient
 	fastErr error
+	// inline: the plugin takes inline calls (framing version 2).
+	inline bool
 }
 
 // NewClient returns a client over an established plugin connection that makes every call
@@ -40,12 +42,12 @@ const fastSetupTimeout = 10 * time.Second
 // cannot be set up, the client uses gRPC (FastPathError tells why).
 func NewFastClient(ctx context.Context, conn *grpc.ClientConn) *Client {
 	c := NewClient(conn)
-	fc, err := dialFast(ctx, c.rpc)
+	fc, inline, err := dialFast(ctx, c.rpc)
 	if err != nil {
 		c.fastErr = fmt.Errorf("governance fast path not used: %w", err)
 		return c
 	}
-	c.fast, c.fastErr = fc, nil
+	c.fast, c.fastErr, c.inline = fc, nil, inline
 	return c
 }
 
@@ -97,7 +99,11 @@ func (c *Client) EvaluateScores(ctx context.Context, req EvaluateRequest) (Evalu
 	err = fastpath.ErrBroken
 	if c.fast != nil {
 		r = new(limitv1.EvaluateResponse)
-		err = c.fast.Call(ctx, fastEvaluate, RequestToProto(req), r)
+		call := c.fast.Call
+		if c.inline {
+			call = c.fast.CallLong // an evaluation may take long (a long text)
+		}
+		err = call(ctx, fastEvaluate, RequestToProto(req), r)
 	}
 	if errors.Is(err, fastpath.ErrBroken) {
 		r, err = c.rpc.Evaluate(ctx, RequestToProto(req))

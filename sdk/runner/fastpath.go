@@ -61,7 +61,7 @@ func (f *fastServer) open(req *limitv1.OpenFastPathRequest) (*limitv1.OpenFastPa
 // serve serves the executions requested on c, each on its own goroutine; when the
 // connection goes, so does the host that asked: its executions are cancelled.
 func (f *fastServer) serve(c *net.UnixConn) {
-	f.Serve(c, fastCancel, func(ctx context.Context, id uint32, op byte, msg []byte, w *fastpath.FrameWriter) {
+	f.Serve(c, nil, fastCancel, func(ctx context.Context, id uint32, op byte, msg []byte, w *fastpath.FrameWriter) {
 		err := status.Errorf(codes.Unimplemented, "fast path: unknown operation %d", op)
 		if op == fastExecute {
 			err = f.execute(ctx, id, msg, w)

@@ -53,7 +53,7 @@ func unary[Out any, POut interface {
 	proto.Message
 }](ctx context.Context, f *fastClient, op byte, read bool, in proto.Message, grpcCall func() (POut, error)) (POut, error) {
 	out := POut(new(Out))
-	call := f.u.CallWrite
+	call := f.u.CallLong
 	if read {
 		call = f.u.CallRead
 	}

@@ -237,8 +237,16 @@ func (s *Server) Context() context.Context { return s.ctx }
 // Open answers an OpenFastPath request for a kind whose framing version is version: it
 // offers a socket for the connections asked for (see offer).
 func (s *Server) Open(req *limitv1.OpenFastPathRequest, version uint32, prefix string, serve func(*net.UnixConn)) (*limitv1.OpenFastPathResponse, error) {
-	if req.GetVersion() != version {
-		return nil, status.Errorf(codes.FailedPrecondition, "fast path version %d not offered (this plugin speaks %d)", req.GetVersion(), version)
+	return s.OpenVersions(req, version, version, prefix, serve)
+}
+
+// OpenVersions is Open for a plugin that speaks the framing versions oldest to newest: it
+// offers the version asked for. A host that asked for a newer one is refused with
+// FAILED_PRECONDITION, and may ask again for an older one.
+func (s *Server) OpenVersions(req *limitv1.OpenFastPathRequest, oldest, newest uint32, prefix string, serve func(*net.UnixConn)) (*limitv1.OpenFastPathResponse, error) {
+	version := req.GetVersion()
+	if version < oldest || version > newest {
+		return nil, status.Errorf(codes.FailedPrecondition, "fast path version %d not offered (this plugin speaks %d to %d)", version, oldest, newest)
 	}
 	addr, token, err := s.offer(prefix, int(req.GetConnections()), serve)
 	if err != nil {

@@ -10,6 +10,11 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	limitv1 "github.com/limitgraph/limit/proto/limit/v1"
 )
 
 func TestReadFrameBounds(t *testing.T) {
@@ -126,6 +131,28 @@ func TestFrameWriterKeepsFramesWhole(t *testing.T) {
 	for range senders {
 		if err := <-done; err != nil {
 			t.Fatal(err)
+		}
+	}
+}
+
+// TestOpenVersions: a plugin speaking framing versions 1 to 2 offers the version asked for
+// and refuses others with FAILED_PRECONDITION, which tells the host to ask for an older one.
+func TestOpenVersions(t *testing.T) {
+	s := newServer()
+	defer s.Shutdown()
+	for _, v := range []uint32{0, 3} {
+		_, err := s.OpenVersions(&limitv1.OpenFastPathRequest{Version: v, Connections: 1}, 1, 2, "limit-test-", func(*net.UnixConn) {})
+		if status.Code(err) != codes.FailedPrecondition {
+			t.Errorf("version %d: %v, want FAILED_PRECONDITION", v, err)
+		}
+	}
+	if err := PeerCheckSupported(); err != nil {
+		t.Skipf("no socket offered on this system: %v", err)
+	}
+	for _, v := range []uint32{1, 2} {
+		r, err := s.OpenVersions(&limitv1.OpenFastPathRequest{Version: v, Connections: 1}, 1, 2, "limit-test-", func(*net.UnixConn) {})
+		if err != nil || r.GetVersion() != v {
+			t.Errorf("version %d: offered %d, %v", v, r.GetVersion(), err)
 		}
 	}
 }

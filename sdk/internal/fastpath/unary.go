@@ -35,8 +35,8 @@ const MaxFrame = base.MaxMessageSize + 64
 type UnaryHandler func(ctx context.Context, op byte, msg []byte) (proto.Message, error)
 
 // ServeUnary serves the unary requests of c with handle until c closes (see Serve).
-func (s *Server) ServeUnary(c *net.UnixConn, cancelOp byte, handle UnaryHandler) {
-	s.Serve(c, cancelOp, func(ctx context.Context, id uint32, op byte, msg []byte, w *FrameWriter) {
+func (s *Server) ServeUnary(c *net.UnixConn, sess *Session, cancelOp byte, handle UnaryHandler) {
+	s.Serve(c, sess, cancelOp, func(ctx context.Context, id uint32, op byte, msg []byte, w *FrameWriter) {
 		_ = w.Write(Answer(ctx, id, op, msg, handle)) // a broken connection is the host's to notice
 	})
 }
@@ -46,20 +46,28 @@ func (s *Server) ServeUnary(c *net.UnixConn, cancelOp byte, handle UnaryHandler)
 type RequestHandler func(ctx context.Context, id uint32, op byte, msg []byte, w *FrameWriter)
 
 // Serve reads the requests of c until it closes and serves each on a goroutine of its own
-// with handle; cancelOp is the kind's cancel op. A request's context carries the host's
-// deadline and ends when the host cancels it, when c closes (as gRPC cancels the calls of
-// a client that went away) or at Shutdown. It serves an offered connection.
-func (s *Server) Serve(c *net.UnixConn, cancelOp byte, handle RequestHandler) {
+// with handle, or on the reading goroutine when the host marked it Inline (the host then
+// sends nothing more on c until it is answered); cancelOp is the kind's cancel op. A
+// request's context carries the host's deadline and ends when the host cancels it (on any
+// connection of sess: an inline request's cancellation comes on another), when c closes
+// (as gRPC cancels the calls of a client that went away) or at Shutdown. It serves an
+// offered connection; sess holds the requests of the connections of one OpenFastPath call
+// (nil: c's alone).
+func (s *Server) Serve(c *net.UnixConn, sess *Session, cancelOp byte, handle RequestHandler) {
+	if sess == nil {
+		sess = NewSession()
+	}
 	w := NewFrameWriter(c)
 	r := bufio.NewReaderSize(c, 64<<10)
-	var mu sync.Mutex
-	cancels := map[uint32]context.CancelFunc{}
+	mine := map[uint32]struct{}{} // the requests read on c and not yet answered, under sess.mu
 	defer func() {
-		mu.Lock()
-		for _, cancel := range cancels {
-			cancel()
+		sess.mu.Lock()
+		for id := range mine {
+			if cancel := sess.cancels[id]; cancel != nil {
+				cancel()
+			}
 		}
-		mu.Unlock()
+		sess.mu.Unlock()
 		s.Drop(c)
 	}()
 	for {
@@ -69,13 +77,11 @@ func (s *Server) Serve(c *net.UnixConn, cancelOp byte, handle RequestHandler) {
 		}
 		id, op := binary.LittleEndian.Uint32(buf), buf[4]
 		if op == cancelOp {
-			mu.Lock()
-			if cancel := cancels[id]; cancel != nil {
-				cancel()
-			}
-			mu.Unlock()
+			sess.cancel(id)
 			continue
 		}
+		inline := op&Inline != 0
+		op &^= Inline
 		ctx, cancel := context.WithCancel(s.Context())
 		if deadline := int64(binary.LittleEndian.Uint64(buf[5:])); deadline != 0 {
 			ctx, cancel = context.WithDeadline(s.Context(), time.Unix(0, deadline))
@@ -84,18 +90,77 @@ func (s *Server) Serve(c *net.UnixConn, cancelOp byte, handle RequestHandler) {
 			cancel()
 			return
 		}
-		mu.Lock()
-		cancels[id] = cancel
-		mu.Unlock()
-		go func() {
+		sess.mu.Lock()
+		mine[id] = struct{}{}
+		sess.mu.Unlock()
+		sess.register(id, cancel)
+		serve := func() {
 			defer s.End()
 			handle(ctx, id, op, buf[RequestHeader:], w)
-			mu.Lock()
-			delete(cancels, id)
-			mu.Unlock()
+			sess.mu.Lock()
+			delete(mine, id)
+			sess.mu.Unlock()
+			sess.done(id)
 			cancel()
-		}()
+		}
+		if inline {
+			serve()
+			continue
+		}
+		go serve()
 	}
+}
+
+// Session holds the requests being served on the connections of one OpenFastPath call,
+// so that the host can cancel a request on another connection than the one serving it:
+// an inline request's connection is busy with it. Request ids are unique across them.
+type Session struct {
+	mu      sync.Mutex
+	cancels map[uint32]context.CancelFunc
+	// early holds the cancellations that came before their request (on another
+	// connection, whose reader took them first); the request is cancelled as it arrives.
+	// The cancellation of a request already answered lands here too, so the set is
+	// bounded (maxEarlyCancels) rather than kept for good.
+	early map[uint32]struct{}
+}
+
+// maxEarlyCancels bounds Session.early: when it is full it is emptied, which can only
+// lose the cancellation of a request whose reader is late by that many cancellations.
+const maxEarlyCancels = 256
+
+// NewSession returns an empty session.
+func NewSession() *Session { return &Session{cancels: map[uint32]context.CancelFunc{}} }
+
+// register records request id's cancel, calling it at once if its cancellation came first.
+func (s *Session) register(id uint32, cancel context.CancelFunc) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cancels[id] = cancel
+	if _, ok := s.early[id]; ok {
+		delete(s.early, id)
+		cancel()
+	}
+}
+
+// cancel cancels request id, or remembers the cancellation until the request arrives.
+func (s *Session) cancel(id uint32) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if cancel := s.cancels[id]; cancel != nil {
+		cancel()
+		return
+	}
+	if s.early == nil || len(s.early) >= maxEarlyCancels {
+		s.early = map[uint32]struct{}{}
+	}
+	s.early[id] = struct{}{}
+}
+
+// done forgets request id once it is answered.
+func (s *Session) done(id uint32) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.cancels, id)
 }
 
 // Invoke decodes msg as a request of type Req and passes it to method (a gRPC service's
@@ -144,12 +209,13 @@ func Answer(ctx context.Context, id uint32, op byte, msg []byte, handle UnaryHan
 // sending anything: the caller may make the call over gRPC instead.
 var ErrBroken = errors.New("every fast path connection is broken")
 
-// Inline, or'ed into op by CallRead and CallWrite, lets the plugin serve the request on
-// the goroutine that read it (a plugin that knows the flag, see sdk/storage): starting a
+// Inline, or'ed into op by CallRead and CallLong, lets the plugin serve the request on
+// the goroutine that read it (a plugin that knows the flag: sdk/storage's, and Serve's for
+// a kind whose framing version says so): starting a
 // goroutine per request costs a thread wake-up on a busy machine, so a call sent on a
 // connection where nothing else is in flight is answered without one, and nothing more is
-// sent on that connection until its answer is back (the client has others; a write is sent
-// so only while another connection stays unclaimed).
+// sent on that connection until its answer is back (the client has others; a long call is
+// sent so only while another connection stays unclaimed).
 const Inline byte = 0x80
 
 // UnaryClient is the host's side of a unary fast path: calls from many goroutines share
@@ -191,7 +257,7 @@ type unaryConn struct {
 	w      *FrameWriter
 
 	inflight atomic.Int32 // calls sent and not yet answered
-	inline   atomic.Int32 // inlineRead or inlineWrite while an inline call is claimed or in flight
+	inline   atomic.Int32 // inlineRead or inlineLong while an inline call is claimed or in flight
 
 	mu      sync.Mutex
 	pending map[uint32]chan unaryResult
@@ -241,13 +307,13 @@ func (c *UnaryClient) Alive() bool { return c.pick() != nil }
 
 // Claims of a connection for an inline call (unaryConn.inline).
 const (
-	inlineRead  = 1
-	inlineWrite = 2
+	inlineRead = 1
+	inlineLong = 2
 )
 
 // pick returns a working connection, or nil when every one is broken. It prefers one that
 // serves no inline call, then one serving an inline read (quick) over one serving an
-// inline write (which may wait for a disk sync).
+// inline long call (a write, which may wait for a disk sync).
 func (c *UnaryClient) pick() *unaryConn {
 	n := uint32(len(c.conns))
 	start := c.next.Add(1)
@@ -274,9 +340,9 @@ func (c *UnaryClient) pick() *unaryConn {
 }
 
 // pickInline returns a connection and op for a call the plugin may serve inline: an idle
-// connection, claimed (as kind), when there is one; else what pick returns. A write is
-// only served inline while another connection stays unclaimed, so the calls made during
-// its disk sync never have to queue behind it.
+// connection, claimed (as kind), when there is one; else what pick returns. A long call
+// (a write) is only served inline while another connection stays unclaimed, so the calls
+// made during it (a disk sync) never have to queue behind it.
 func (c *UnaryClient) pickInline(op byte, kind int32) (*unaryConn, byte) {
 	n := uint32(len(c.conns))
 	start := c.next.Add(1)
@@ -289,7 +355,7 @@ func (c *UnaryClient) pickInline(op byte, kind int32) (*unaryConn, byte) {
 			return conn, op | Inline
 		}
 		conn.inline.Store(0)
-		if kind == inlineWrite {
+		if kind == inlineLong {
 			break // no connection would stay free
 		}
 	}
@@ -335,11 +401,12 @@ func (c *UnaryClient) CallRead(ctx context.Context, op byte, in, out proto.Messa
 	return conn.call(ctx, op, in, out)
 }
 
-// CallWrite is Call for a write, which the plugin may serve inline (see Inline) when
-// another connection stays free for the calls made meanwhile (see pickInline): the plugin
-// then commits it on the goroutine that read it, without starting one to read on.
-func (c *UnaryClient) CallWrite(ctx context.Context, op byte, in, out proto.Message) error {
-	conn, op := c.pickInline(op, inlineWrite)
+// CallLong is Call for a call that may take long (a write waits for a disk sync, an
+// evaluation of a long text for the rule), which the plugin may serve inline (see Inline)
+// when another connection stays free for the calls made meanwhile (see pickInline): the
+// plugin then serves it on the goroutine that read it, without starting one.
+func (c *UnaryClient) CallLong(ctx context.Context, op byte, in, out proto.Message) error {
+	conn, op := c.pickInline(op, inlineLong)
 	if conn == nil {
 		return ErrBroken
 	}

@@ -262,7 +262,7 @@ func TestInlineWritesLeaveAConnectionFree(t *testing.T) {
 		t.Helper()
 		f := client.CallRead
 		if write {
-			f = client.CallWrite
+			f = client.CallLong
 		}
 		go func() { done <- f(ctx, 1, wrapperspb.Bytes(nil), new(wrapperspb.BytesValue)) }()
 		return plugin.next(t)
@@ -350,7 +350,7 @@ func TestReadingTurnUnderLoad(t *testing.T) {
 			case 1:
 				f = client.CallRead
 			case 2:
-				f = client.CallWrite
+				f = client.CallLong
 			}
 			err := f(ctx, 1, wrapperspb.Bytes(nil), out)
 			switch {
