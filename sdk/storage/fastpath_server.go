@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/binary"
 	"net"
-	"sync"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -23,9 +22,11 @@ type fastServer struct {
 	srv *server
 }
 
-// open offers the socket of one OpenFastPath call.
+// open offers the socket of one OpenFastPath call. Request ids are unique across its
+// connections, so the host can cancel a request on another connection than the one
+// serving it (whose reader may be busy serving it inline): they share a session.
 func (f *fastServer) open(req *limitv1.OpenFastPathRequest) (*limitv1.OpenFastPathResponse, error) {
-	sess := &fastSession{cancels: map[uint32]context.CancelFunc{}}
+	sess := fastpath.NewSession()
 	return f.Open(req, fastVersion, "limit-storage-", func(c *net.UnixConn) { f.serve(c, sess) })
 }
 
@@ -36,31 +37,11 @@ type serverConn struct {
 	r *bufio.Reader
 	w *fastpath.FrameWriter
 
-	sess *fastSession
+	sess *fastpath.Session
 }
-
-// fastSession is what the connections of one OpenFastPath share: request ids are unique
-// across them, so the host can cancel a request on another connection than the one
-// serving it (whose reader may be busy serving it inline).
-type fastSession struct {
-	mu      sync.Mutex
-	cancels map[uint32]context.CancelFunc // of the requests being served
-	// early holds the cancellations that came before their request: an inline read's
-	// goes on another connection than the read, whose reader may not have taken it yet
-	// (it may be finishing the answer of the previous one). The read is cancelled as it
-	// arrives, instead of running with a context that never ends while it holds its
-	// connection's reader. The cancellation of a request already answered lands here too,
-	// so the set is bounded (maxEarlyCancels) rather than kept for good.
-	early map[uint32]struct{}
-}
-
-// maxEarlyCancels bounds fastSession.early: when it is full it is emptied, which can
-// only lose the cancellation of a read whose connection's reader is late by that many
-// cancellations.
-const maxEarlyCancels = 256
 
 // serve starts serving the requests of c.
-func (f *fastServer) serve(c *net.UnixConn, sess *fastSession) {
+func (f *fastServer) serve(c *net.UnixConn, sess *fastpath.Session) {
 	sc := &serverConn{f: f, c: c, r: bufio.NewReaderSize(c, 64<<10), w: fastpath.NewFrameWriter(c), sess: sess}
 	sc.read()
 }
@@ -129,16 +110,7 @@ func (sc *serverConn) next() (*request, bool) {
 	}
 	req := &request{id: binary.LittleEndian.Uint32(buf), op: buf[4] &^ fastInline, inline: buf[4]&fastInline != 0, msg: buf[fastpath.RequestHeader:]}
 	if req.op == fastCancel {
-		sc.sess.mu.Lock()
-		if cancel := sc.sess.cancels[req.id]; cancel != nil {
-			cancel()
-		} else {
-			if sc.sess.early == nil || len(sc.sess.early) >= maxEarlyCancels {
-				sc.sess.early = map[uint32]struct{}{}
-			}
-			sc.sess.early[req.id] = struct{}{}
-		}
-		sc.sess.mu.Unlock()
+		sc.sess.Cancel(req.id)
 		return nil, true
 	}
 	req.ctx, req.cancel = context.WithCancel(f.Context())
@@ -150,22 +122,14 @@ func (sc *serverConn) next() (*request, bool) {
 		sc.close()
 		return nil, false
 	}
-	sc.sess.mu.Lock()
-	sc.sess.cancels[req.id] = req.cancel
-	if _, ok := sc.sess.early[req.id]; ok {
-		delete(sc.sess.early, req.id)
-		req.cancel()
-	}
-	sc.sess.mu.Unlock()
+	sc.sess.Register(req.id, req.cancel)
 	return req, true
 }
 
 // serve answers a request.
 func (sc *serverConn) serve(req *request) {
 	frame := sc.f.handle(req.ctx, req.id, req.op, req.msg)
-	sc.sess.mu.Lock()
-	delete(sc.sess.cancels, req.id)
-	sc.sess.mu.Unlock()
+	sc.sess.Done(req.id)
 	req.cancel()
 	_ = sc.w.Write(frame) // a broken connection is the host's to notice
 	sc.f.End()
@@ -174,11 +138,7 @@ func (sc *serverConn) serve(req *request) {
 // close ends the connection after its reading failed: the session's requests still being
 // served are cancelled, as gRPC cancels the calls of a client that went away.
 func (sc *serverConn) close() {
-	sc.sess.mu.Lock()
-	for _, cancel := range sc.sess.cancels {
-		cancel()
-	}
-	sc.sess.mu.Unlock()
+	sc.sess.CancelAll()
 	sc.f.Drop(sc.c)
 }
 

@@ -59,15 +59,14 @@ func (s *Server) Serve(c *net.UnixConn, sess *Session, cancelOp byte, handle Req
 	}
 	w := NewFrameWriter(c)
 	r := bufio.NewReaderSize(c, 64<<10)
-	mine := map[uint32]struct{}{} // the requests read on c and not yet answered, under sess.mu
+	var mu sync.Mutex
+	mine := map[uint32]context.CancelFunc{} // the requests read on c and not yet answered
 	defer func() {
-		sess.mu.Lock()
-		for id := range mine {
-			if cancel := sess.cancels[id]; cancel != nil {
-				cancel()
-			}
+		mu.Lock()
+		for _, cancel := range mine {
+			cancel()
 		}
-		sess.mu.Unlock()
+		mu.Unlock()
 		s.Drop(c)
 	}()
 	for {
@@ -77,7 +76,7 @@ func (s *Server) Serve(c *net.UnixConn, sess *Session, cancelOp byte, handle Req
 		}
 		id, op := binary.LittleEndian.Uint32(buf), buf[4]
 		if op == cancelOp {
-			sess.cancel(id)
+			sess.Cancel(id)
 			continue
 		}
 		inline := op&Inline != 0
@@ -90,17 +89,17 @@ func (s *Server) Serve(c *net.UnixConn, sess *Session, cancelOp byte, handle Req
 			cancel()
 			return
 		}
-		sess.mu.Lock()
-		mine[id] = struct{}{}
-		sess.mu.Unlock()
-		sess.register(id, cancel)
+		mu.Lock()
+		mine[id] = cancel
+		mu.Unlock()
+		sess.Register(id, cancel)
 		serve := func() {
 			defer s.End()
 			handle(ctx, id, op, buf[RequestHeader:], w)
-			sess.mu.Lock()
+			mu.Lock()
 			delete(mine, id)
-			sess.mu.Unlock()
-			sess.done(id)
+			mu.Unlock()
+			sess.Done(id)
 			cancel()
 		}
 		if inline {
@@ -131,8 +130,8 @@ const maxEarlyCancels = 256
 // NewSession returns an empty session.
 func NewSession() *Session { return &Session{cancels: map[uint32]context.CancelFunc{}} }
 
-// register records request id's cancel, calling it at once if its cancellation came first.
-func (s *Session) register(id uint32, cancel context.CancelFunc) {
+// Register records request id's cancel, calling it at once if its cancellation came first.
+func (s *Session) Register(id uint32, cancel context.CancelFunc) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.cancels[id] = cancel
@@ -142,8 +141,8 @@ func (s *Session) register(id uint32, cancel context.CancelFunc) {
 	}
 }
 
-// cancel cancels request id, or remembers the cancellation until the request arrives.
-func (s *Session) cancel(id uint32) {
+// Cancel cancels request id, or remembers the cancellation until the request arrives.
+func (s *Session) Cancel(id uint32) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if cancel := s.cancels[id]; cancel != nil {
@@ -156,11 +155,20 @@ func (s *Session) cancel(id uint32) {
 	s.early[id] = struct{}{}
 }
 
-// done forgets request id once it is answered.
-func (s *Session) done(id uint32) {
+// Done forgets request id once it is answered.
+func (s *Session) Done(id uint32) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.cancels, id)
+}
+
+// CancelAll cancels every request being served.
+func (s *Session) CancelAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, cancel := range s.cancels {
+		cancel()
+	}
 }
 
 // Invoke decodes msg as a request of type Req and passes it to method (a gRPC service's
