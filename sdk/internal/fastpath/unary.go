@@ -49,8 +49,9 @@ type RequestHandler func(ctx context.Context, id uint32, op byte, msg []byte, w 
 // with handle, or on the reading goroutine when the host marked it Inline (the host then
 // sends nothing more on c until it is answered); cancelOp is the kind's cancel op. A
 // request's context carries the host's deadline and ends when the host cancels it (on any
-// connection of sess: an inline request's cancellation comes on another), when c closes
-// (as gRPC cancels the calls of a client that went away) or at Shutdown. It serves an
+// connection of sess: an inline request's cancellation comes on another), when a
+// connection of sess closes (as gRPC cancels the calls of a client that went away) or at
+// Shutdown. It serves an
 // offered connection; sess holds the requests of the connections of one OpenFastPath call
 // (nil: c's alone).
 func (s *Server) Serve(c *net.UnixConn, sess *Session, cancelOp byte, handle RequestHandler) {
@@ -59,14 +60,8 @@ func (s *Server) Serve(c *net.UnixConn, sess *Session, cancelOp byte, handle Req
 	}
 	w := NewFrameWriter(c)
 	r := bufio.NewReaderSize(c, 64<<10)
-	var mu sync.Mutex
-	mine := map[uint32]context.CancelFunc{} // the requests read on c and not yet answered
 	defer func() {
-		mu.Lock()
-		for _, cancel := range mine {
-			cancel()
-		}
-		mu.Unlock()
+		sess.CancelAll() // the host went away, as it closes its connections together
 		s.Drop(c)
 	}()
 	for {
@@ -89,16 +84,10 @@ func (s *Server) Serve(c *net.UnixConn, sess *Session, cancelOp byte, handle Req
 			cancel()
 			return
 		}
-		mu.Lock()
-		mine[id] = cancel
-		mu.Unlock()
 		sess.Register(id, cancel)
 		serve := func() {
 			defer s.End()
 			handle(ctx, id, op, buf[RequestHeader:], w)
-			mu.Lock()
-			delete(mine, id)
-			mu.Unlock()
 			sess.Done(id)
 			cancel()
 		}
