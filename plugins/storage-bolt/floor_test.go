@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"bufio"
 	"context"
 	"encoding/binary"
@@ -37,11 +38,11 @@ var floorValue = []byte(strings.Repeat("v", 100))
 // floorKey is key i of writer w, as sdktest's benchmarks name it.
 func floorKey(w, i int) []byte { return fmt.Appendf(nil, "bench/w%02d/k%05d", w, i%floorKeys) }
 
-// floorFrame encodes one round: every writer's next put, as length-prefixed keys and values
-// behind the frame's own length.
-func floorFrame(round int) []byte {
+// floorFrame encodes one round: the next put of writers from to to-1, as length-prefixed
+// keys and values behind the frame's own length.
+func floorFrame(round, from, to int) []byte {
 	f := make([]byte, 4, 4+floorWriters*128)
-	for w := range floorWriters {
+	for w := from; w < to; w++ {
 		k := floorKey(w, round)
 		f = binary.LittleEndian.AppendUint16(f, uint16(len(k)))
 		f = append(f, k...)
@@ -53,9 +54,11 @@ func floorFrame(round int) []byte {
 }
 
 // serveFloor is the other process of BenchmarkWriteFloor: the bolt store, opened as the
-// plugin opens it, fed by the cheapest exchange there is. It accepts one connection on a
+// plugin opens it, fed by the cheapest exchange there is. It accepts connections on a
 // Unix socket and, for each frame, commits its puts as one durable Batch and answers one
-// byte (0 committed, 1 failed), until the connection closes.
+// byte (0 committed, 1 failed), until the connection closes. Frames on different
+// connections are committed one at a time, in the order they come (not grouped together):
+// a frame that comes while another commits is committed next.
 func serveFloor(arg string) {
 	dbPath, sock, ok := strings.Cut(arg, " ")
 	if !ok {
@@ -66,22 +69,31 @@ func serveFloor(arg string) {
 	if ds := s.Configure(context.Background(), base.ConfigureRequest{Config: raw}); ds.HasErrors() {
 		floorFail(ds.Err())
 	}
-	defer s.Close()
 	ln, err := net.Listen("unix", sock)
 	if err != nil {
 		floorFail(err)
 	}
-	c, err := ln.Accept()
-	if err != nil {
-		floorFail(err)
+	var one sync.Mutex
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			floorFail(err)
+		}
+		go floorConn(s, c, &one)
 	}
+}
+
+// floorConn serves one connection of serveFloor; one serializes the commits. The process
+// ends when the benchmark closes its first connection.
+func floorConn(s *store, c net.Conn, one *sync.Mutex) {
 	r := bufio.NewReaderSize(c, 64<<10)
 	var hdr [4]byte
 	buf := make([]byte, 0, 64<<10)
 	ops := make([]storage.Op, 0, floorWriters)
 	for {
 		if _, err := io.ReadFull(r, hdr[:]); err != nil {
-			return // the benchmark closed the connection
+			s.Close()
+			os.Exit(0) // the benchmark closed the connection
 		}
 		buf = buf[:binary.LittleEndian.Uint32(hdr[:])]
 		if _, err := io.ReadFull(r, buf); err != nil {
@@ -97,10 +109,12 @@ func serveFloor(arg string) {
 			p = p[4+vl:]
 		}
 		ack := []byte{0}
+		one.Lock()
 		if err := s.Batch(context.Background(), floorNS, ops); err != nil {
 			fmt.Fprintln(os.Stderr, "floor batch:", err)
 			ack[0] = 1
 		}
+		one.Unlock()
 		if _, err := c.Write(ack); err != nil {
 			floorFail(err)
 		}
@@ -155,26 +169,31 @@ func BenchmarkWriteFloor(b *testing.B) {
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
-	var conn net.Conn
-	for i := 0; conn == nil; i++ {
-		c, err := net.Dial("unix", sock)
-		switch {
-		case err == nil:
-			conn = c
-		case i > 500:
-			_ = cmd.Process.Kill()
-			b.Fatalf("floor process did not listen on %s: %v", sock, err)
-		default:
-			time.Sleep(10 * time.Millisecond)
+	dial := func() net.Conn {
+		for i := 0; ; i++ {
+			c, err := net.Dial("unix", sock)
+			switch {
+			case err == nil:
+				return c
+			case i > 500:
+				_ = cmd.Process.Kill()
+				b.Fatalf("floor process did not listen on %s: %v", sock, err)
+			default:
+				time.Sleep(10 * time.Millisecond)
+			}
 		}
 	}
-	defer func() { conn.Close(); _ = cmd.Wait() }()
+	conn, half0, half1 := dial(), dial(), dial()
+	defer func() { half0.Close(); half1.Close(); conn.Close(); _ = cmd.Wait() }()
 
 	rounds := max(b.N/floorWriters, 1)
 	frames := make([][]byte, floorKeys)
+	halves := [2][][]byte{make([][]byte, floorKeys), make([][]byte, floorKeys)}
 	batches := make([][]storage.Op, floorKeys)
 	for r := range floorKeys {
-		frames[r] = floorFrame(r)
+		frames[r] = floorFrame(r, 0, floorWriters)
+		halves[0][r] = floorFrame(r, 0, floorWriters/2)
+		halves[1][r] = floorFrame(r, floorWriters/2, floorWriters)
 		for w := range floorWriters {
 			batches[r] = append(batches[r], storage.Op{Kind: storage.OpPut, Key: floorKey(w, r), Value: floorValue})
 		}
@@ -206,6 +225,18 @@ func BenchmarkWriteFloor(b *testing.B) {
 		return nil
 	}
 	ack := make([]byte, 1)
+	exchange := func(c net.Conn, frame, ack []byte) error {
+		if _, err := c.Write(frame); err != nil {
+			return err
+		}
+		if _, err := io.ReadFull(c, ack); err != nil {
+			return err
+		}
+		if ack[0] != 0 {
+			return fmt.Errorf("floor process: batch failed (see its stderr)")
+		}
+		return nil
+	}
 	sides := []struct {
 		name string
 		run  func(n int) error
@@ -221,17 +252,26 @@ func BenchmarkWriteFloor(b *testing.B) {
 		}},
 		{"floor (the Batch in another process, raw frames)", func(n int) error {
 			for r := range n {
-				if _, err := conn.Write(frames[r%floorKeys]); err != nil {
+				if err := exchange(conn, frames[r%floorKeys], ack); err != nil {
 					return err
-				}
-				if _, err := io.ReadFull(conn, ack); err != nil {
-					return err
-				}
-				if ack[0] != 0 {
-					return fmt.Errorf("floor process: batch failed (see its stderr)")
 				}
 			}
 			return nil
+		}},
+		{"floor, 16 writers answered (a round in flight)", func(n int) error {
+			return floorRounds(n, floorWriters, func(r int) error { return exchange(conn, frames[r%floorKeys], ack) })
+		}},
+		{"floor, 16 writers in two halves (two in flight)", func(n int) error {
+			var wg sync.WaitGroup
+			errs := make([]error, 2)
+			for h, c := range []net.Conn{half0, half1} {
+				wg.Go(func() {
+					a := make([]byte, 1)
+					errs[h] = floorRounds(n, floorWriters/2, func(r int) error { return exchange(c, halves[h][r%floorKeys], a) })
+				})
+			}
+			wg.Wait()
+			return errors.Join(errs...)
 		}},
 		{"plugin batch (one Batch of 16 a round, fast path)", func(n int) error {
 			for r := range n {
@@ -271,5 +311,51 @@ func BenchmarkWriteFloor(b *testing.B) {
 	}
 	fmt.Fprint(os.Stdout, out.String())
 	b.ReportMetric(phases[2].rate()/ref, "floor/inproc")
-	b.ReportMetric(phases[4].rate()/ref, "plugin/inproc")
+	b.ReportMetric(phases[3].rate()/ref, "floor16/inproc")
+	b.ReportMetric(phases[4].rate()/ref, "floor2x8/inproc")
+	b.ReportMetric(phases[6].rate()/ref, "plugin/inproc")
+}
+
+// floorRounds runs n rounds of writers goroutines, each writing once a round, as the best
+// a host could merge them: the writers of a round wait for each other, the last one to
+// come sends the round (send(r)) and, once it is answered, wakes the others. No lingering,
+// no leader goroutine, no guess of how many will come: the round's size is known.
+func floorRounds(n, writers int, send func(round int) error) error {
+	var (
+		mu     sync.Mutex
+		joined int
+		round  int
+		done   = make(chan struct{})
+		failed error
+		wg     sync.WaitGroup
+	)
+	for range writers {
+		wg.Go(func() {
+			for range n {
+				mu.Lock()
+				if failed != nil {
+					mu.Unlock()
+					return
+				}
+				joined++
+				if joined < writers {
+					d := done
+					mu.Unlock()
+					<-d
+					continue
+				}
+				r, d := round, done
+				joined, round, done = 0, round+1, make(chan struct{})
+				mu.Unlock()
+				if err := send(r); err != nil {
+					mu.Lock()
+					failed = err
+					mu.Unlock()
+				}
+				close(d)
+			}
+		})
+	}
+	wg.Wait()
+	return failed
 }

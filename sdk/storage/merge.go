@@ -2,7 +2,6 @@ package storage
 
 import (
 	"context"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -61,19 +60,24 @@ type merger struct {
 	merged, batches atomic.Int64
 }
 
-// mergeQueue is one namespace's calls. One Batch is in flight at a time (busy): the calls
-// that arrive meanwhile wait and go together in the next. Like the backends' group commit,
-// the next round may linger, at most for as long as the last one took (and mergeMaxLinger),
-// until as many calls wait as it expects: those of the last round, which come back once
-// answered, and those that waited behind it. Without it, callers answered together come
-// back a few µs apart and split into rounds of a few calls each.
+// mergeQueue is one namespace's calls. One round (the calls taken together, made as one
+// Batch unless the limits split it) is in flight at a time: the calls that arrive meanwhile
+// wait and go together in the next. Like the backends' group commit, the next round may
+// linger, at most for as long as the last one took (and mergeMaxLinger), until as many calls
+// wait as it expects: those of the last round, which come back once answered, and those
+// that waited behind it. Without it, callers answered together come back a few µs apart and
+// split into rounds of a few calls each. The call that completes a lingering round makes it
+// on its own goroutine (see write), so a round costs no hand-off to a leader.
 type mergeQueue struct {
-	busy    bool
-	pending []*mergeCall
-	expect  int           // calls the next round expects
-	last    time.Duration // how long the last round's call took
-	want    int           // while lingering: wake the leader once this many wait
-	wake    chan struct{} // the leader's wake-up, cap 1
+	inflight bool // a round is being made
+	pending  []*mergeCall
+	expect   int           // calls the next round expects
+	last     time.Duration // how long the last round's calls took
+	// While a round lingers: it is made once want calls wait, or by timer when its linger
+	// ends; gen tells a timer that fires after its round was made that it is stale.
+	want  int
+	timer *time.Timer
+	gen   uint64
 }
 
 // mergeMaxLinger bounds a round's wait for the calls it expects.
@@ -123,38 +127,51 @@ func (c *Client) write(ctx context.Context, ns string, put bool, ops []Op) error
 			// Forget the idle namespaces (and what their rounds were like) rather than
 			// keep one entry for every namespace ever written.
 			for k, v := range m.qs {
-				if !v.busy {
+				if !v.inflight && len(v.pending) == 0 {
 					delete(m.qs, k)
 				}
 			}
 		}
-		q = &mergeQueue{wake: make(chan struct{}, 1)}
+		q = &mergeQueue{}
 		m.qs[ns] = q
 	}
 	q.pending = append(q.pending, call)
-	leader := !q.busy
-	q.busy = true
-	if !leader && q.want > 0 && len(q.pending) >= q.want {
-		q.want = 0
-		select {
-		case q.wake <- struct{}{}:
-		default:
+	var taken []*mergeCall
+	switch {
+	case q.inflight:
+		// Taken when the round in flight ends.
+	case q.want > 0:
+		if len(q.pending) >= q.want {
+			taken = q.take()
+		}
+	default:
+		if linger := min(q.last, mergeMaxLinger); len(q.pending) >= q.expect || linger <= 0 {
+			taken = q.take()
+		} else {
+			c.linger(ns, q, linger)
 		}
 	}
 	m.mu.Unlock()
-	if leader {
-		// Let the goroutines that are ready to run (typically callers answered together,
-		// about to write again) join before the calls are taken.
-		runtime.Gosched()
-		group := c.collect(q)
-		if len(group) == 1 && group[0] == call {
+	if taken != nil {
+		group := c.live(taken)
+		switch {
+		case len(group) == 1 && group[0] == call:
 			// Alone: the call as it would have been made without merging.
 			start := time.Now()
 			err := c.send(ctx, ns, put, ops)
-			c.next(ns, q, time.Since(start))
+			m.mu.Lock()
+			behind := len(q.pending)
+			m.mu.Unlock()
+			c.endRound(ns, q, 1+behind, time.Since(start), true)
 			return fromStatus(what, err)
+		case ctx.Done() == nil:
+			// This caller completed the round and makes it: it waits for the round's
+			// outcome anyway, and nothing can end its wait sooner.
+			c.round(ns, q, group, true)
+		default:
+			// A caller whose context may end does not wait for others' writes.
+			go c.round(ns, q, group, false)
 		}
-		go c.lead(ns, q, group)
 	}
 	select {
 	case err := <-call.done:
@@ -170,30 +187,40 @@ func (c *Client) write(ctx context.Context, ns string, put bool, ops []Op) error
 	}
 }
 
-// collect takes q's waiting calls for a round, lingering for the calls it expects.
-func (c *Client) collect(q *mergeQueue) []*mergeCall {
-	m := &c.merge
-	m.mu.Lock()
-	linger := min(q.last, mergeMaxLinger)
-	if len(q.pending) < q.expect && linger > 0 {
-		q.want = q.expect
-		m.mu.Unlock()
-		t := time.NewTimer(linger)
-		select {
-		case <-q.wake:
-		case <-t.C:
-		}
-		t.Stop()
-		m.mu.Lock()
-		q.want = 0
-		select { // a wake-up sent after the timer fired
-		case <-q.wake:
-		default:
-		}
-	}
+// take takes q's waiting calls for a round, which is then in flight. The caller holds the
+// merger's lock.
+func (q *mergeQueue) take() []*mergeCall {
 	taken := q.pending
-	q.pending = nil
-	m.mu.Unlock()
+	q.pending, q.want, q.inflight = nil, 0, true
+	if q.timer != nil {
+		q.timer.Stop()
+		q.timer = nil
+	}
+	return taken
+}
+
+// linger lets q's next round wait up to d for the calls it expects; the call that
+// completes it makes it, or the timer when d ends. The caller holds the merger's lock.
+func (c *Client) linger(ns string, q *mergeQueue, d time.Duration) {
+	q.want = q.expect
+	q.gen++
+	gen := q.gen
+	q.timer = time.AfterFunc(d, func() {
+		m := &c.merge
+		m.mu.Lock()
+		if q.gen != gen || q.want == 0 || q.inflight {
+			m.mu.Unlock()
+			return // made already
+		}
+		taken := q.take()
+		m.mu.Unlock()
+		c.round(ns, q, c.live(taken), false)
+	})
+}
+
+// live keeps the taken calls whose callers still wait; the others are told they were not
+// made.
+func (c *Client) live(taken []*mergeCall) []*mergeCall {
 	live := taken[:0]
 	for _, t := range taken {
 		if err := t.ctx.Err(); err != nil {
@@ -211,45 +238,50 @@ func (c *Client) collect(q *mergeQueue) []*mergeCall {
 	return live
 }
 
-// next ends a lone call's round (see endRound); the calls that queued behind it go on
-// their own goroutine.
-func (c *Client) next(ns string, q *mergeQueue, d time.Duration) {
-	if c.endRound(q, 1, d) {
-		go func() { c.lead(ns, q, c.collect(q)) }()
-	}
+// round makes the calls of group, in flight in q, and ends the round. inline tells that it
+// runs on the goroutine of one of the calls.
+func (c *Client) round(ns string, q *mergeQueue, group []*mergeCall, inline bool) {
+	start := time.Now()
+	behind := 0
+	c.flush(ns, group, func() {
+		// Before the calls are answered (some come back at once): how many queued behind.
+		c.merge.mu.Lock()
+		behind = len(q.pending)
+		c.merge.mu.Unlock()
+	})
+	c.endRound(ns, q, len(group)+behind, time.Since(start), inline)
 }
 
-// lead makes rounds until nobody waits: the calls of group as few Batches as the limits
-// allow, each answered, then the calls that queued meanwhile.
-func (c *Client) lead(ns string, q *mergeQueue, group []*mergeCall) {
-	for {
-		start := time.Now()
-		c.flush(ns, group)
-		if !c.endRound(q, len(group), time.Since(start)) {
-			return
-		}
-		group = c.collect(q)
-	}
-}
-
-// endRound ends a round of n calls that took d: q expects them back, with those that
-// queued behind it. It tells whether calls wait for another round; when none does, q is
-// no longer busy.
-func (c *Client) endRound(q *mergeQueue, n int, d time.Duration) bool {
+// endRound ends the round in flight in q, which took d: the next expects n calls (the
+// round's, which come back once answered, and those that queued behind it). The calls
+// waiting are made at once if they are as many (on a new goroutine, so that the caller of
+// an inline round returns), else they linger.
+func (c *Client) endRound(ns string, q *mergeQueue, n int, d time.Duration, inline bool) {
 	m := &c.merge
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	q.expect, q.last = n+len(q.pending), d
+	q.expect, q.last, q.inflight = n, d, false
 	if len(q.pending) == 0 {
-		q.busy = false
-		return false
+		m.mu.Unlock()
+		return
 	}
-	return true
+	if linger := min(d, mergeMaxLinger); len(q.pending) < q.expect && linger > 0 {
+		c.linger(ns, q, linger)
+		m.mu.Unlock()
+		return
+	}
+	taken := q.take()
+	m.mu.Unlock()
+	go c.round(ns, q, c.live(taken), false)
 }
 
 // flush makes the calls of one round, as few Batches as the limits allow, and answers
-// each.
-func (c *Client) flush(ns string, calls []*mergeCall) {
+// each, once all are made and made calls beforehand.
+func (c *Client) flush(ns string, calls []*mergeCall, made func()) {
+	type answer struct {
+		group []*mergeCall
+		err   error
+	}
+	var answers []answer
 	for len(calls) > 0 {
 		n, size, nops := 0, 0, 0
 		for n < len(calls) && (n == 0 || (size+calls[n].size <= mergeMaxBytes && nops+len(calls[n].ops) <= mergeMaxOps)) {
@@ -260,7 +292,7 @@ func (c *Client) flush(ns string, calls []*mergeCall) {
 		group := calls[:n]
 		calls = calls[n:]
 		if len(group) == 1 {
-			group[0].done <- errAlone
+			answers = append(answers, answer{group, errAlone})
 			continue
 		}
 		ops := make([]Op, 0, nops)
@@ -268,7 +300,16 @@ func (c *Client) flush(ns string, calls []*mergeCall) {
 			ops = append(ops, g.ops...)
 		}
 		ctx, cancel := mergedContext(group)
+		ts := time.Now()
 		err := c.send(ctx, ns, false, ops)
+		te := time.Now()
+		DebugMu.Lock()
+		if !DebugLast.IsZero() {
+			DebugGaps = append(DebugGaps, ts.Sub(DebugLast))
+		}
+		DebugSends = append(DebugSends, te.Sub(ts))
+		DebugLast = te
+		DebugMu.Unlock()
 		cancel()
 		c.merge.merged.Add(int64(len(group)))
 		c.merge.batches.Add(1)
@@ -277,8 +318,12 @@ func (c *Client) flush(ns string, calls []*mergeCall) {
 		default:
 			err = errAlone // nothing was applied; each call finds out whether it was at fault
 		}
-		for _, g := range group {
-			g.done <- err
+		answers = append(answers, answer{group, err})
+	}
+	made()
+	for _, a := range answers {
+		for _, g := range a.group {
+			g.done <- a.err
 		}
 	}
 }
@@ -346,3 +391,10 @@ func (c *Client) MergeWrites(on bool) { c.merge.off.Store(!on) }
 func (c *Client) MergeStats() (calls, batches int64) {
 	return c.merge.merged.Load(), c.merge.batches.Load()
 }
+
+var (
+	DebugMu    sync.Mutex
+	DebugLast  time.Time
+	DebugGaps  []time.Duration
+	DebugSends []time.Duration
+)
