@@ -300,16 +300,7 @@ func (c *Client) flush(ns string, calls []*mergeCall, made func()) {
 			ops = append(ops, g.ops...)
 		}
 		ctx, cancel := mergedContext(group)
-		ts := time.Now()
 		err := c.send(ctx, ns, false, ops)
-		te := time.Now()
-		DebugMu.Lock()
-		if !DebugLast.IsZero() {
-			DebugGaps = append(DebugGaps, ts.Sub(DebugLast))
-		}
-		DebugSends = append(DebugSends, te.Sub(ts))
-		DebugLast = te
-		DebugMu.Unlock()
 		cancel()
 		c.merge.merged.Add(int64(len(group)))
 		c.merge.batches.Add(1)
@@ -391,10 +382,3 @@ func (c *Client) MergeWrites(on bool) { c.merge.off.Store(!on) }
 func (c *Client) MergeStats() (calls, batches int64) {
 	return c.merge.merged.Load(), c.merge.batches.Load()
 }
-
-var (
-	DebugMu    sync.Mutex
-	DebugLast  time.Time
-	DebugGaps  []time.Duration
-	DebugSends []time.Duration
-)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/status"
 
 	limitv1 "github.com/limitgraph/limit/proto/limit/v1"
 )
@@ -158,4 +159,79 @@ func waitQueued(t *testing.T, c *Client, ns string, n int) {
 		time.Sleep(time.Millisecond)
 	}
 	t.Fatalf("fewer than %d calls queued after 5 s", n)
+}
+
+// slowBatchRPC is fakeRPC whose Batches wait until release is closed; batched is closed
+// when the first Batch arrived.
+type slowBatchRPC struct {
+	fakeRPC
+	batched chan struct{}
+	once    sync.Once
+}
+
+func (f *slowBatchRPC) Batch(ctx context.Context, in *limitv1.BatchRequest, opts ...grpc.CallOption) (*limitv1.BatchResponse, error) {
+	f.once.Do(func() { close(f.batched) })
+	select {
+	case <-f.release:
+	case <-ctx.Done():
+		return nil, status.FromContextError(ctx.Err()).Err()
+	}
+	return f.fakeRPC.Batch(ctx, in, opts...)
+}
+
+// TestMergeRoundCompleter has a lingering round completed by a second call: the two go as
+// one Batch. A completing caller whose context can end does not make the round on its own
+// goroutine, so it returns as soon as its context ends, the Batch still in flight; one
+// whose context cannot end makes it and returns once it is answered.
+func TestMergeRoundCompleter(t *testing.T) {
+	for _, cancellable := range []bool{true, false} {
+		t.Run(fmt.Sprintf("cancellable=%v", cancellable), func(t *testing.T) {
+			f := &slowBatchRPC{fakeRPC: fakeRPC{release: make(chan struct{})}, batched: make(chan struct{})}
+			c := &Client{rpc: f}
+			// A round lingering for two calls, without a timer: only a second call makes it.
+			c.merge.qs = map[string]*mergeQueue{"ns": {want: 2, expect: 2}}
+			first := make(chan error, 1)
+			go func() { first <- c.Put(context.Background(), "ns", []byte("k0"), []byte("v")) }()
+			waitQueued(t, c, "ns", 1)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			if !cancellable {
+				ctx = context.WithoutCancel(ctx)
+			}
+			second := make(chan error, 1)
+			go func() { second <- c.Put(ctx, "ns", []byte("k1"), []byte("v")) }()
+			<-f.batched // the second call completed the round
+			if cancellable {
+				cancel()
+				select {
+				case err := <-second:
+					if !errors.Is(err, context.Canceled) {
+						t.Fatalf("completing put: %v, want context canceled", err)
+					}
+				case <-time.After(5 * time.Second):
+					t.Fatal("a completing caller whose context ended still waits for the round")
+				}
+			} else {
+				select {
+				case err := <-second:
+					t.Fatalf("completing put returned (%v) before its round was answered", err)
+				case <-time.After(20 * time.Millisecond):
+				}
+			}
+			close(f.release)
+			if err := <-first; err != nil {
+				t.Fatal(err)
+			}
+			if !cancellable {
+				if err := <-second; err != nil {
+					t.Fatal(err)
+				}
+			}
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			if got := fmt.Sprint(f.keys); got != "[k0 k1]" || f.calls != 1 {
+				t.Fatalf("written %s in %d calls; want [k0 k1] in one Batch", got, f.calls)
+			}
+		})
+	}
 }
