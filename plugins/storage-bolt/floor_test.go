@@ -1,11 +1,11 @@
 package main
 
 import (
-	"errors"
 	"bufio"
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
