@@ -304,6 +304,29 @@ func TestInlineWritesLeaveAConnectionFree(t *testing.T) {
 	}
 }
 
+// TestInlineCallsKeepToOneConnection: calls made one after the other, reads and writes,
+// all go inline on the same connection (the first), not each on the next in turn.
+func TestInlineCallsKeepToOneConnection(t *testing.T) {
+	client, plugin := newFakePlugin(t, 4)
+	ctx := context.Background()
+	for i := range 8 {
+		f := client.CallRead
+		if i%2 == 1 {
+			f = client.CallLong
+		}
+		done := make(chan error, 1)
+		go func() { done <- f(ctx, 1, wrapperspb.Bytes(nil), new(wrapperspb.BytesValue)) }()
+		r := plugin.next(t)
+		if r.op&Inline == 0 || r.conn != 0 {
+			t.Fatalf("call %d went %+v: want inline on connection 0", i, r)
+		}
+		plugin.answer(t, r)
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // TestReadingTurnUnderLoad: many calls on few connections, answered out of order and some
 // in pieces, a third of them cancelled at random moments (some mid-read): every call that
 // succeeds gets its own answer, every cancelled one says so, none hangs, and the
