@@ -322,6 +322,13 @@ func (c *Client) flush(ns string, calls []*mergeCall, made func()) {
 // mergedContext is the context of a merged Batch: it has no deadline unless every call
 // has one, and then the latest; it is cancelled only when every call's context is.
 func mergedContext(calls []*mergeCall) (context.Context, context.CancelFunc) {
+	for _, c := range calls {
+		if c.ctx.Done() == nil {
+			// A call whose context never ends (nor has a deadline): neither does the merged
+			// one, and nothing need watch the others. The host's trace writes are such.
+			return context.Background(), func() {}
+		}
+	}
 	var latest time.Time
 	for _, c := range calls {
 		d, ok := c.ctx.Deadline()

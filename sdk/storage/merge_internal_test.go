@@ -38,6 +38,11 @@ func TestMergedContext(t *testing.T) {
 		t.Errorf("deadline %v with a call that has none", d)
 	}
 	done()
+	ctx, done = mergedContext(calls(soon, context.WithoutCancel(later)))
+	if d, ok := ctx.Deadline(); ok || ctx.Done() != nil {
+		t.Errorf("deadline %v %v, Done %v with a call whose context never ends: want neither", d, ok, ctx.Done())
+	}
+	done()
 
 	a, cancelA := context.WithCancel(context.Background())
 	b, cancelB := context.WithCancel(context.Background())
