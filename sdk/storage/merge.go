@@ -78,6 +78,9 @@ type mergeQueue struct {
 	want  int
 	timer *time.Timer
 	gen   uint64
+	// ready is the channel of the calls waiting now, closed once their round is answered:
+	// one broadcast wakes them all, each then reading its own outcome.
+	ready chan struct{}
 }
 
 // mergeMaxLinger bounds a round's wait for the calls it expects.
@@ -89,8 +92,10 @@ type mergeCall struct {
 	ops   []Op
 	size  int
 	state atomic.Int32
-	// done receives the outcome once; errAlone means "make the call on your own".
-	done chan error
+	// ready is closed once err holds the outcome (the channel of the call's round, shared
+	// with the calls taken with it); errAlone means "make the call on your own".
+	ready chan struct{}
+	err   error
 }
 
 // errAlone tells a merged call that its Batch failed in a way that may be its own.
@@ -110,7 +115,7 @@ func (c *Client) write(ctx context.Context, ns string, put bool, ops []Op) error
 	if m.off.Load() {
 		return fromStatus(what, c.send(ctx, ns, put, ops))
 	}
-	call := &mergeCall{ctx: ctx, ops: ops, done: make(chan error, 1)}
+	call := &mergeCall{ctx: ctx, ops: ops}
 	for _, op := range ops {
 		call.size += len(op.Key) + len(op.Value)
 	}
@@ -135,6 +140,10 @@ func (c *Client) write(ctx context.Context, ns string, put bool, ops []Op) error
 		q = &mergeQueue{}
 		m.qs[ns] = q
 	}
+	if q.ready == nil {
+		q.ready = make(chan struct{})
+	}
+	call.ready = q.ready
 	q.pending = append(q.pending, call)
 	var taken []*mergeCall
 	switch {
@@ -142,11 +151,11 @@ func (c *Client) write(ctx context.Context, ns string, put bool, ops []Op) error
 		// Taken when the round in flight ends.
 	case q.want > 0:
 		if len(q.pending) >= q.want {
-			taken = q.take()
+			taken, _ = q.take()
 		}
 	default:
 		if linger := min(q.last, mergeMaxLinger); len(q.pending) >= q.expect || linger <= 0 {
-			taken = q.take()
+			taken, _ = q.take()
 		} else {
 			c.linger(ns, q, linger)
 		}
@@ -162,19 +171,21 @@ func (c *Client) write(ctx context.Context, ns string, put bool, ops []Op) error
 			m.mu.Lock()
 			behind := len(q.pending)
 			m.mu.Unlock()
+			close(call.ready) // for the abandoned calls taken with it, if any
 			c.endRound(ns, q, 1+behind, time.Since(start), true)
 			return fromStatus(what, err)
 		case ctx.Done() == nil:
 			// This caller completed the round and makes it: it waits for the round's
 			// outcome anyway, and nothing can end its wait sooner.
-			c.round(ns, q, group, true)
+			c.round(ns, q, group, call.ready, true)
 		default:
 			// A caller whose context may end does not wait for others' writes.
-			go c.round(ns, q, group, false)
+			go c.round(ns, q, group, call.ready, false)
 		}
 	}
 	select {
-	case err := <-call.done:
+	case <-call.ready:
+		err := call.err
 		if err == errAlone {
 			return fromStatus(what, c.send(ctx, ns, put, ops))
 		}
@@ -189,14 +200,14 @@ func (c *Client) write(ctx context.Context, ns string, put bool, ops []Op) error
 
 // take takes q's waiting calls for a round, which is then in flight. The caller holds the
 // merger's lock.
-func (q *mergeQueue) take() []*mergeCall {
-	taken := q.pending
-	q.pending, q.want, q.inflight = nil, 0, true
+func (q *mergeQueue) take() (taken []*mergeCall, ready chan struct{}) {
+	taken, ready = q.pending, q.ready
+	q.pending, q.ready, q.want, q.inflight = nil, nil, 0, true
 	if q.timer != nil {
 		q.timer.Stop()
 		q.timer = nil
 	}
-	return taken
+	return taken, ready
 }
 
 // linger lets q's next round wait up to d for the calls it expects; the call that
@@ -212,9 +223,9 @@ func (c *Client) linger(ns string, q *mergeQueue, d time.Duration) {
 			m.mu.Unlock()
 			return // made already
 		}
-		taken := q.take()
+		taken, ready := q.take()
 		m.mu.Unlock()
-		c.round(ns, q, c.live(taken), false)
+		c.round(ns, q, c.live(taken), ready, false)
 	})
 }
 
@@ -227,7 +238,7 @@ func (c *Client) live(taken []*mergeCall) []*mergeCall {
 			// Its caller gave up: not made, as a call whose context ended before it was
 			// sent is not.
 			if t.state.CompareAndSwap(mergeQueued, mergeAbandoned) {
-				t.done <- status.FromContextError(err).Err()
+				t.err = status.FromContextError(err).Err()
 			}
 			continue
 		}
@@ -240,10 +251,10 @@ func (c *Client) live(taken []*mergeCall) []*mergeCall {
 
 // round makes the calls of group, in flight in q, and ends the round. inline tells that it
 // runs on the goroutine of one of the calls.
-func (c *Client) round(ns string, q *mergeQueue, group []*mergeCall, inline bool) {
+func (c *Client) round(ns string, q *mergeQueue, group []*mergeCall, ready chan struct{}, inline bool) {
 	start := time.Now()
 	behind := 0
-	c.flush(ns, group, func() {
+	c.flush(ns, group, ready, func() {
 		// Before the calls are answered (some come back at once): how many queued behind.
 		c.merge.mu.Lock()
 		behind = len(q.pending)
@@ -269,14 +280,14 @@ func (c *Client) endRound(ns string, q *mergeQueue, n int, d time.Duration, inli
 		m.mu.Unlock()
 		return
 	}
-	taken := q.take()
+	taken, ready := q.take()
 	m.mu.Unlock()
-	go c.round(ns, q, c.live(taken), false)
+	go c.round(ns, q, c.live(taken), ready, false)
 }
 
 // flush makes the calls of one round, as few Batches as the limits allow, and answers
 // each, once all are made and made calls beforehand.
-func (c *Client) flush(ns string, calls []*mergeCall, made func()) {
+func (c *Client) flush(ns string, calls []*mergeCall, ready chan struct{}, made func()) {
 	type answer struct {
 		group []*mergeCall
 		err   error
@@ -314,9 +325,10 @@ func (c *Client) flush(ns string, calls []*mergeCall, made func()) {
 	made()
 	for _, a := range answers {
 		for _, g := range a.group {
-			g.done <- a.err
+			g.err = a.err
 		}
 	}
+	close(ready)
 }
 
 // mergedContext is the context of a merged Batch: it has no deadline unless every call
