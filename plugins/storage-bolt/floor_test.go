@@ -84,7 +84,7 @@ func serveFloor(arg string) {
 }
 
 // floorConn serves one connection of serveFloor; one serializes the commits. The process
-// ends when the benchmark closes its first connection.
+// ends when any of its connections closes: the benchmark closes them only at its end.
 func floorConn(s *store, c net.Conn, one *sync.Mutex) {
 	r := bufio.NewReaderSize(c, 64<<10)
 	var hdr [4]byte

@@ -172,15 +172,15 @@ func (c *Client) write(ctx context.Context, ns string, put bool, ops []Op) error
 			behind := len(q.pending)
 			m.mu.Unlock()
 			close(call.ready) // for the abandoned calls taken with it, if any
-			c.endRound(ns, q, 1+behind, time.Since(start), true)
+			c.endRound(ns, q, 1+behind, time.Since(start))
 			return fromStatus(what, err)
 		case ctx.Done() == nil:
 			// This caller completed the round and makes it: it waits for the round's
 			// outcome anyway, and nothing can end its wait sooner.
-			c.round(ns, q, group, call.ready, true)
+			c.round(ns, q, group, call.ready)
 		default:
 			// A caller whose context may end does not wait for others' writes.
-			go c.round(ns, q, group, call.ready, false)
+			go c.round(ns, q, group, call.ready)
 		}
 	}
 	select {
@@ -225,7 +225,7 @@ func (c *Client) linger(ns string, q *mergeQueue, d time.Duration) {
 		}
 		taken, ready := q.take()
 		m.mu.Unlock()
-		c.round(ns, q, c.live(taken), ready, false)
+		c.round(ns, q, c.live(taken), ready)
 	})
 }
 
@@ -249,9 +249,9 @@ func (c *Client) live(taken []*mergeCall) []*mergeCall {
 	return live
 }
 
-// round makes the calls of group, in flight in q, and ends the round. inline tells that it
-// runs on the goroutine of one of the calls.
-func (c *Client) round(ns string, q *mergeQueue, group []*mergeCall, ready chan struct{}, inline bool) {
+// round makes the calls of group, in flight in q, answers them (closing ready, the
+// channel they wait on) and ends the round.
+func (c *Client) round(ns string, q *mergeQueue, group []*mergeCall, ready chan struct{}) {
 	start := time.Now()
 	behind := 0
 	c.flush(ns, group, ready, func() {
@@ -260,14 +260,14 @@ func (c *Client) round(ns string, q *mergeQueue, group []*mergeCall, ready chan 
 		behind = len(q.pending)
 		c.merge.mu.Unlock()
 	})
-	c.endRound(ns, q, len(group)+behind, time.Since(start), inline)
+	c.endRound(ns, q, len(group)+behind, time.Since(start))
 }
 
 // endRound ends the round in flight in q, which took d: the next expects n calls (the
 // round's, which come back once answered, and those that queued behind it). The calls
-// waiting are made at once if they are as many (on a new goroutine, so that the caller of
-// an inline round returns), else they linger.
-func (c *Client) endRound(ns string, q *mergeQueue, n int, d time.Duration, inline bool) {
+// waiting are made at once if they are as many (on a new goroutine, so that a caller that
+// made the round returns), else they linger.
+func (c *Client) endRound(ns string, q *mergeQueue, n int, d time.Duration) {
 	m := &c.merge
 	m.mu.Lock()
 	q.expect, q.last, q.inflight = n, d, false
@@ -282,11 +282,11 @@ func (c *Client) endRound(ns string, q *mergeQueue, n int, d time.Duration, inli
 	}
 	taken, ready := q.take()
 	m.mu.Unlock()
-	go c.round(ns, q, c.live(taken), ready, false)
+	go c.round(ns, q, c.live(taken), ready)
 }
 
-// flush makes the calls of one round, as few Batches as the limits allow, and answers
-// each, once all are made and made calls beforehand.
+// flush makes the calls of one round, as few Batches as the limits allow, and once all are
+// made calls made, then answers them all at once: each call's outcome set, ready closed.
 func (c *Client) flush(ns string, calls []*mergeCall, ready chan struct{}, made func()) {
 	type answer struct {
 		group []*mergeCall
