@@ -160,7 +160,13 @@ func (f *fastServer) dispatch(ctx context.Context, op byte, msg []byte) (proto.M
 	case fastScan:
 		return fastpath.Invoke(ctx, msg, s.Scan)
 	case fastBatch:
-		return fastpath.Invoke(ctx, msg, s.Batch)
+		// Decoded straight into ops: writes are the calls on which the host's merged rounds
+		// wait (see decodeBatch).
+		ns, ops, err := decodeBatch(msg)
+		if err != nil {
+			return nil, status.Errorf(codes.InvalidArgument, "decode request: %v", err)
+		}
+		return s.batch(ctx, ns, ops)
 	case fastCompareAndSwap:
 		return fastpath.Invoke(ctx, msg, s.CompareAndSwap)
 	case fastPing:

@@ -148,19 +148,25 @@ func (s *server) Scan(ctx context.Context, req *limitv1.ScanRequest) (resp *limi
 	return out, nil
 }
 
-func (s *server) Batch(ctx context.Context, req *limitv1.BatchRequest) (resp *limitv1.BatchResponse, err error) {
-	defer base.Recover(&err)
+func (s *server) Batch(ctx context.Context, req *limitv1.BatchRequest) (*limitv1.BatchResponse, error) {
 	ops := make([]Op, len(req.GetOps()))
 	for i, o := range req.GetOps() {
 		ops[i] = Op{Kind: OpKind(o.GetKind()), Key: o.GetKey(), Value: nonNil(o.GetValue()), Namespace: o.GetNamespace()}
 	}
-	if err := ValidateBatch(req.GetNamespace(), ops); err != nil {
+	return s.batch(ctx, req.GetNamespace(), ops)
+}
+
+// batch serves a Batch of ops in ns, decoded from gRPC's message or from a fast path frame
+// (decodeBatch).
+func (s *server) batch(ctx context.Context, ns string, ops []Op) (resp *limitv1.BatchResponse, err error) {
+	defer base.Recover(&err)
+	if err := ValidateBatch(ns, ops); err != nil {
 		return nil, toStatus(err)
 	}
-	if Namespaces(req.GetNamespace(), ops) && !s.batchNamespaces() {
+	if Namespaces(ns, ops) && !s.batchNamespaces() {
 		return nil, toStatus(invalidf("this backend does not take batch operations in other namespaces (capability %s)", CapBatchNamespaces))
 	}
-	if err := s.impl.Batch(ctx, req.GetNamespace(), ops); err != nil {
+	if err := s.impl.Batch(ctx, ns, ops); err != nil {
 		return nil, toStatus(err)
 	}
 	return &limitv1.BatchResponse{}, nil

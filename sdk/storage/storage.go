@@ -223,7 +223,9 @@ type Storage interface {
 	// Assertions (OpAssertAbsent, OpAssertValue) are checked first, against the state
 	// before the batch; if one fails nothing is applied and a *ConditionError is returned.
 	// The host's Client sends concurrent Puts to one namespace as one Batch (merge.go), so
-	// a Batch should cost about one durable write, not one per op.
+	// a Batch should cost about one durable write, not one per op. Behind the plugin
+	// boundary, the ops' keys and values share the request's buffer (decodeBatch): a
+	// backend that keeps one after Batch returns keeps that buffer alive with it.
 	Batch(ctx context.Context, namespace string, ops []Op) error
 	// CompareAndSwap is an atomic conditional write; see CASRequest.
 	CompareAndSwap(ctx context.Context, req CASRequest) (CASResult, error)
