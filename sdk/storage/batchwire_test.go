@@ -117,3 +117,34 @@ func BenchmarkDecodeBatch(b *testing.B) {
 		}
 	})
 }
+
+// TestBatchEncodingAsProto: the host's encoding of a Batch is byte for byte proto.Marshal's
+// of the same request, and the plugin decodes it back to the same ops.
+func TestBatchEncodingAsProto(t *testing.T) {
+	big := bytes.Repeat([]byte("x"), 70000) // lengths of three varint bytes
+	cases := []struct {
+		ns  string
+		ops []Op
+	}{
+		{"ns", nil},
+		{"", []Op{{Kind: OpPut, Key: []byte("k")}}},
+		{"ns", []Op{{Kind: OpPut, Key: []byte("k"), Value: []byte("v")}, {Kind: OpDelete, Key: []byte("d")}}},
+		{"ns", []Op{{Kind: OpPut, Key: []byte("k"), Value: []byte{}}, {Kind: OpAssertAbsent, Key: []byte("a"), Namespace: "ns"}, {Kind: OpAssertValue, Key: []byte("b"), Value: big, Namespace: "other"}}},
+		{"ns", []Op{{}, {Kind: OpKind(-1), Key: big}, {Kind: OpKind(1 << 20)}}},
+	}
+	for i := range 16 {
+		cases[2].ops = append(cases[2].ops, Op{Kind: OpPut, Key: fmt.Appendf(nil, "bench/w%02d/k%05d", i, i), Value: bytes.Repeat([]byte("v"), 100)})
+	}
+	for i, c := range cases {
+		e := &batchEncoding{ns: c.ns, ops: c.ops}
+		got := e.Append([]byte("prefix"))
+		want, err := proto.Marshal(batchRequest(c.ns, c.ops))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got[len("prefix"):], want) || e.Size() != len(want) {
+			t.Fatalf("case %d: encoded %x (Size %d), proto.Marshal %x", i, got[len("prefix"):], e.Size(), want)
+		}
+		checkDecodeBatch(t, want)
+	}
+}

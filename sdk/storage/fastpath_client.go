@@ -89,6 +89,16 @@ func (f *fastClient) Batch(ctx context.Context, in *limitv1.BatchRequest, opts .
 	return unary(ctx, f, fastBatch, false, in, func() (*limitv1.BatchResponse, error) { return f.StorageClient.Batch(ctx, in, opts...) })
 }
 
+// batchOps makes a Batch of ops in ns, encoded without building its message (see
+// batchEncoding), over gRPC once every connection is broken.
+func (f *fastClient) batchOps(ctx context.Context, ns string, ops []Op) error {
+	err := f.u.CallLongEncoded(ctx, fastBatch, &batchEncoding{ns: ns, ops: ops}, new(limitv1.BatchResponse))
+	if errors.Is(err, fastpath.ErrBroken) {
+		_, err = f.StorageClient.Batch(ctx, batchRequest(ns, ops))
+	}
+	return err
+}
+
 // CompareAndSwap implements limitv1.StorageClient.
 func (f *fastClient) CompareAndSwap(ctx context.Context, in *limitv1.CompareAndSwapRequest, opts ...grpc.CallOption) (*limitv1.CompareAndSwapResponse, error) {
 	return unary(ctx, f, fastCompareAndSwap, false, in, func() (*limitv1.CompareAndSwapResponse, error) {

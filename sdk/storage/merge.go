@@ -380,16 +380,20 @@ func (c *Client) send(ctx context.Context, ns string, put bool, ops []Op) error 
 		_, err := c.rpc.Put(ctx, &limitv1.PutRequest{Namespace: ns, Key: ops[0].Key, Value: ops[0].Value})
 		return err
 	}
+	if f, ok := c.rpc.(*fastClient); ok {
+		return f.batchOps(ctx, ns, ops)
+	}
+	_, err := c.rpc.Batch(ctx, batchRequest(ns, ops))
+	return err
+}
+
+// batchRequest is the BatchRequest of ops in ns.
+func batchRequest(ns string, ops []Op) *limitv1.BatchRequest {
 	m := &limitv1.BatchRequest{Namespace: ns, Ops: make([]*limitv1.BatchOp, len(ops))}
 	for i, op := range ops {
-		opNS := op.Namespace
-		if opNS == ns {
-			opNS = ""
-		}
-		m.Ops[i] = &limitv1.BatchOp{Kind: limitv1.BatchOp_Kind(op.Kind), Key: op.Key, Value: op.Value, Namespace: opNS}
+		m.Ops[i] = &limitv1.BatchOp{Kind: limitv1.BatchOp_Kind(op.Kind), Key: op.Key, Value: op.Value, Namespace: opNamespace(ns, op)}
 	}
-	_, err := c.rpc.Batch(ctx, m)
-	return err
+	return m
 }
 
 // MergeWrites turns the merging of concurrent writes on (the default) or off; benchmarks

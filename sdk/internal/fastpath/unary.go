@@ -387,7 +387,7 @@ func (c *UnaryClient) Call(ctx context.Context, op byte, in, out proto.Message) 
 	if conn == nil {
 		return ErrBroken
 	}
-	return conn.call(ctx, op, in, out)
+	return conn.call(ctx, op, in, nil, out)
 }
 
 // CallRead is Call for a read, which the plugin may serve inline (see Inline).
@@ -396,7 +396,7 @@ func (c *UnaryClient) CallRead(ctx context.Context, op byte, in, out proto.Messa
 	if conn == nil {
 		return ErrBroken
 	}
-	return conn.call(ctx, op, in, out)
+	return conn.call(ctx, op, in, nil, out)
 }
 
 // CallLong is Call for a call that may take long (a write waits for a disk sync, an
@@ -408,7 +408,23 @@ func (c *UnaryClient) CallLong(ctx context.Context, op byte, in, out proto.Messa
 	if conn == nil {
 		return ErrBroken
 	}
-	return conn.call(ctx, op, in, out)
+	return conn.call(ctx, op, in, nil, out)
+}
+
+// Encoded is a request its caller encodes itself, in the wire form of its message, without
+// building the message: Size is its length, Append appends it.
+type Encoded interface {
+	Size() int
+	Append(b []byte) []byte
+}
+
+// CallLongEncoded is CallLong for a request encoded by its caller.
+func (c *UnaryClient) CallLongEncoded(ctx context.Context, op byte, in Encoded, out proto.Message) error {
+	conn, op := c.pickInline(op, inlineLong)
+	if conn == nil {
+		return ErrBroken
+	}
+	return conn.call(ctx, op, nil, in, out)
 }
 
 func (c *unaryConn) alive() bool {
@@ -417,7 +433,8 @@ func (c *unaryConn) alive() bool {
 	return c.err == nil
 }
 
-func (c *unaryConn) call(ctx context.Context, op byte, in, out proto.Message) error {
+// call makes a call of request in, or of enc when in is nil.
+func (c *unaryConn) call(ctx context.Context, op byte, in proto.Message, enc Encoded, out proto.Message) error {
 	c.inflight.Add(1)
 	defer func() {
 		c.inflight.Add(-1)
@@ -428,8 +445,14 @@ func (c *unaryConn) call(ctx context.Context, op byte, in, out proto.Message) er
 	if err := ctx.Err(); err != nil {
 		return status.FromContextError(err).Err()
 	}
-	if n := proto.Size(in); n > base.MaxMessageSize {
-		return status.Errorf(codes.ResourceExhausted, "request of %d bytes exceeds the message size limit of %d", n, base.MaxMessageSize)
+	var size int
+	if enc != nil {
+		size = enc.Size()
+	} else {
+		size = proto.Size(in)
+	}
+	if size > base.MaxMessageSize {
+		return status.Errorf(codes.ResourceExhausted, "request of %d bytes exceeds the message size limit of %d", size, base.MaxMessageSize)
 	}
 	ch := make(chan unaryResult, 1)
 	c.mu.Lock()
@@ -445,11 +468,15 @@ func (c *unaryConn) call(ctx context.Context, op byte, in, out proto.Message) er
 	if d, ok := ctx.Deadline(); ok {
 		deadline = d.UnixNano()
 	}
-	b := AppendRequestHeader(make([]byte, 0, 4+RequestHeader+proto.Size(in)), id, op, deadline)
-	b, err := proto.MarshalOptions{}.MarshalAppend(b, in)
-	if err != nil {
-		c.forget(id)
-		return status.Errorf(codes.Internal, "encode request: %v", err)
+	b := AppendRequestHeader(make([]byte, 0, 4+RequestHeader+size), id, op, deadline)
+	if enc != nil {
+		b = enc.Append(b)
+	} else {
+		var err error
+		if b, err = (proto.MarshalOptions{}).MarshalAppend(b, in); err != nil {
+			c.forget(id)
+			return status.Errorf(codes.Internal, "encode request: %v", err)
+		}
 	}
 	if err := c.w.Write(FinishFrame(b)); err != nil {
 		c.fail(err)
