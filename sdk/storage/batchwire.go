@@ -15,12 +15,9 @@ import (
 // other. Keys and values alias msg, which the fast path allocates for each request.
 func decodeBatch(msg []byte) (ns string, ops []Op, err error) {
 	for len(msg) > 0 {
-		num, typ, n := protowire.ConsumeTag(msg)
-		if n < 0 {
-			return "", nil, protowire.ParseError(n)
-		}
-		if num > protowire.MaxValidNumber {
-			return "", nil, errFieldNumber
+		num, typ, n, err := consumeTag(msg)
+		if err != nil {
+			return "", nil, err
 		}
 		msg = msg[n:]
 		switch {
@@ -62,17 +59,26 @@ var (
 	errFieldNumber = errors.New("invalid field number")
 )
 
+// consumeTag reads a field's tag, refusing what proto.Unmarshal refuses.
+func consumeTag(b []byte) (protowire.Number, protowire.Type, int, error) {
+	num, typ, n := protowire.ConsumeTag(b)
+	if n < 0 {
+		return 0, 0, 0, protowire.ParseError(n)
+	}
+	if num > protowire.MaxValidNumber {
+		return 0, 0, 0, errFieldNumber
+	}
+	return num, typ, n, nil
+}
+
 // decodeBatchOp decodes one limit.v1.BatchOp as the server converts it (a missing value
 // is empty, not nil).
 func decodeBatchOp(b []byte) (Op, error) {
 	var op Op
 	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return Op{}, protowire.ParseError(n)
-		}
-		if num > protowire.MaxValidNumber {
-			return Op{}, errFieldNumber
+		num, typ, n, err := consumeTag(b)
+		if err != nil {
+			return Op{}, err
 		}
 		b = b[n:]
 		switch {

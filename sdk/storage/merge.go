@@ -151,11 +151,11 @@ func (c *Client) write(ctx context.Context, ns string, put bool, ops []Op) error
 		// Taken when the round in flight ends.
 	case q.want > 0:
 		if len(q.pending) >= q.want {
-			taken, _ = q.take()
+			taken = q.take()
 		}
 	default:
 		if linger := min(q.last, mergeMaxLinger); len(q.pending) >= q.expect || linger <= 0 {
-			taken, _ = q.take()
+			taken = q.take()
 		} else {
 			c.linger(ns, q, linger)
 		}
@@ -198,16 +198,16 @@ func (c *Client) write(ctx context.Context, ns string, put bool, ops []Op) error
 	}
 }
 
-// take takes q's waiting calls for a round, which is then in flight. The caller holds the
-// merger's lock.
-func (q *mergeQueue) take() (taken []*mergeCall, ready chan struct{}) {
-	taken, ready = q.pending, q.ready
+// take takes q's waiting calls for a round, which is then in flight: at least one, all
+// waiting on the same channel (ready). The caller holds the merger's lock.
+func (q *mergeQueue) take() []*mergeCall {
+	taken := q.pending
 	q.pending, q.ready, q.want, q.inflight = nil, nil, 0, true
 	if q.timer != nil {
 		q.timer.Stop()
 		q.timer = nil
 	}
-	return taken, ready
+	return taken
 }
 
 // linger lets q's next round wait up to d for the calls it expects; the call that
@@ -223,8 +223,9 @@ func (c *Client) linger(ns string, q *mergeQueue, d time.Duration) {
 			m.mu.Unlock()
 			return // made already
 		}
-		taken, ready := q.take()
+		taken := q.take()
 		m.mu.Unlock()
+		ready := taken[0].ready
 		c.round(ns, q, c.live(taken), ready)
 	})
 }
@@ -280,8 +281,9 @@ func (c *Client) endRound(ns string, q *mergeQueue, n int, d time.Duration) {
 		m.mu.Unlock()
 		return
 	}
-	taken, ready := q.take()
+	taken := q.take()
 	m.mu.Unlock()
+	ready := taken[0].ready
 	go c.round(ns, q, c.live(taken), ready)
 }
 

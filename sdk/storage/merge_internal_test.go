@@ -1,9 +1,11 @@
 package storage
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -167,15 +169,24 @@ func waitQueued(t *testing.T, c *Client, ns string, n int) {
 }
 
 // slowBatchRPC is fakeRPC whose Batches wait until release is closed; batched is closed
-// when the first Batch arrived.
+// when the first Batch arrived, and onCaller tells whether it was made on a goroutine the
+// test started (a caller's), not one the client started.
 type slowBatchRPC struct {
 	fakeRPC
-	batched chan struct{}
-	once    sync.Once
+	batched  chan struct{}
+	once     sync.Once
+	onCaller bool
 }
 
 func (f *slowBatchRPC) Batch(ctx context.Context, in *limitv1.BatchRequest, opts ...grpc.CallOption) (*limitv1.BatchResponse, error) {
-	f.once.Do(func() { close(f.batched) })
+	f.once.Do(func() {
+		stack := make([]byte, 16<<10)
+		stack = stack[:runtime.Stack(stack, false)]
+		f.mu.Lock()
+		f.onCaller = bytes.Contains(stack, []byte("TestMergeRoundCompleter"))
+		f.mu.Unlock()
+		close(f.batched)
+	})
 	select {
 	case <-f.release:
 	case <-ctx.Done():
@@ -236,6 +247,9 @@ func TestMergeRoundCompleter(t *testing.T) {
 			defer f.mu.Unlock()
 			if got := fmt.Sprint(f.keys); got != "[k0 k1]" || f.calls != 1 {
 				t.Fatalf("written %s in %d calls; want [k0 k1] in one Batch", got, f.calls)
+			}
+			if f.onCaller == cancellable {
+				t.Fatalf("the Batch made on the completing caller's goroutine: %v; want %v", f.onCaller, !cancellable)
 			}
 		})
 	}

@@ -51,9 +51,8 @@ type RequestHandler func(ctx context.Context, id uint32, op byte, msg []byte, w 
 // request's context carries the host's deadline and ends when the host cancels it (on any
 // connection of sess: an inline request's cancellation comes on another), when a
 // connection of sess closes (as gRPC cancels the calls of a client that went away) or at
-// Shutdown. It serves an
-// offered connection; sess holds the requests of the connections of one OpenFastPath call
-// (nil: c's alone).
+// Shutdown. It serves an offered connection; sess holds the requests of the connections of
+// one OpenFastPath call (nil: c's alone).
 func (s *Server) Serve(c *net.UnixConn, sess *Session, cancelOp byte, handle RequestHandler) {
 	if sess == nil {
 		sess = NewSession()
