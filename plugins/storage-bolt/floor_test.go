@@ -156,6 +156,9 @@ func (p floorPhase) rate() float64 { return float64(p.writes) / p.elapsed.Second
 //     connections, committed one after the other by the other process;
 //   - plugin batch: the same Batch of 16 a round through the real plugin (the SDK's client,
 //     fast path and server), one caller;
+//   - plugin, 16 writers merged as the floor's: the plugin batch's call made by the last of
+//     16 writers a round, merged by floorRounds: the SDK's transport with the floor's
+//     merging, which tells the cost of the SDK's merging from that of its transport;
 //   - plugin: 16 writers through the real plugin (fast path, merged writes), as
 //     BenchmarkBoltPlugin's PutParallel16/unix.
 //
@@ -288,6 +291,9 @@ func BenchmarkWriteFloor(b *testing.B) {
 			}
 			return nil
 		}},
+		{"plugin, 16 writers merged as the floor's", func(n int) error {
+			return floorRounds(n, floorWriters, func(r int) error { return viaPlugin.Batch(ctx, floorNS, batches[r%floorKeys]) })
+		}},
 		{"plugin (16 writers, fast path, merged)", func(n int) error { return writers(viaPlugin, n*floorWriters) }},
 	}
 	phases := make([]floorPhase, len(sides))
@@ -320,7 +326,8 @@ func BenchmarkWriteFloor(b *testing.B) {
 	b.ReportMetric(phases[2].rate()/ref, "floor/inproc")
 	b.ReportMetric(phases[3].rate()/ref, "floor16/inproc")
 	b.ReportMetric(phases[4].rate()/ref, "floor2x8/inproc")
-	b.ReportMetric(phases[6].rate()/ref, "plugin/inproc")
+	b.ReportMetric(phases[6].rate()/ref, "plugin16floor/inproc")
+	b.ReportMetric(phases[7].rate()/ref, "plugin/inproc")
 }
 
 // floorRounds runs n rounds of writers goroutines, each writing once a round, as the best

@@ -285,3 +285,30 @@ func TestPluginErrorsKeepTheirMeaning(t *testing.T) {
 		t.Errorf("Scan with an oversized prefix: got %v, want ErrInvalid", err)
 	}
 }
+
+// TestPluginStartsWithGODEBUG checks that the plugin process runs with the runtime setting
+// the host gives storage plugins (base.NewClientCmd), which keeps its sysmon from deep
+// sleep between group commits, and with the configured environment beside it.
+func TestPluginStartsWithGODEBUG(t *testing.T) {
+	s, pc := startPlugin(t)
+	if _, err := s.Info(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	rc := pc.ReattachConfig()
+	if rc == nil || rc.Pid == 0 {
+		t.Fatal("no plugin process")
+	}
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", rc.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := strings.Split(strings.TrimRight(string(raw), "\x00"), "\x00")
+	if !slices.Contains(env, "GODEBUG=schedtrace=2147483647") {
+		t.Errorf("plugin environment %q lacks the storage plugins' GODEBUG", env)
+	}
+	for _, kv := range pluginEnv {
+		if !slices.Contains(env, kv) {
+			t.Errorf("plugin environment %q lacks the configured %q", env, kv)
+		}
+	}
+}
