@@ -7,13 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"os/exec"
-	"slices"
 	"strings"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
+
+	"github.com/limitgraph/limit/internal/sysmon"
 )
 
 // DefaultStartTimeout bounds how long a plugin may take to complete its handshake.
@@ -57,7 +58,7 @@ func NewClientCmd(cfg LaunchConfig) (*plugin.Client, *exec.Cmd) {
 	cmd := exec.Command(cfg.Path, cfg.Args...)
 	cmd.Env = append([]string{}, cfg.Env...)
 	if cfg.Kind == KindStorage {
-		cmd.Env = withGODEBUG(cmd.Env, storageGODEBUG)
+		cmd.Env = sysmon.WithSetting(cmd.Env, storageGODEBUG)
 	}
 	cmd.Dir = cfg.Dir
 	setProcAttr(cmd)
@@ -91,39 +92,12 @@ func NewClientCmd(cfg LaunchConfig) (*plugin.Client, *exec.Cmd) {
 }
 
 // storageGODEBUG is the Go runtime setting a storage plugin starts with: it keeps the
-// runtime's system monitor (sysmon) out of its deep sleep.
-//
-// Sysmon sleeps deeply whenever every P of the process is idle, and the next system call
-// wakes it and sets it polling every 20 µs again, for at least 1 ms before it backs off.
-// A storage plugin behind a merging host idles between group commits (while the host
-// answers the last round's writers and gathers the next), so every commit paid a wake-up
-// of its sysmon and then its polling on the commit's own path: with two vCPUs, 16 durable
-// writers through the plugin made 15 context switches a commit, against 10 with this
-// setting, and 10–20 % more writes a second (BENCHMARKS.md, "sysmon"). A positive
-// schedtrace is the runtime's only switch that keeps sysmon from deep sleep; at 2^31−1 ms
-// the scheduler line it also asks for is printed at most once every 24.8 days
-// (go-plugin logs it at debug level). The price: an idle plugin's sysmon wakes every 10 ms
-// (an idle bolt plugin: 126 context switches a second against 53, 0.5 % of a CPU against
-// 0.25 %), so only storage plugins get it, one process on every write's path, and not
-// runners, started per session. A GODEBUG in the plugin's configured env comes after it
-// and wins ("schedtrace=0" turns it off).
-const storageGODEBUG = "schedtrace=2147483647"
-
-// withGODEBUG returns env with settings placed before any GODEBUG it sets (the runtime
-// takes the last value of a key, so the configured ones win).
-func withGODEBUG(env []string, settings string) []string {
-	for i, kv := range env {
-		if v, ok := strings.CutPrefix(kv, "GODEBUG="); ok {
-			out := slices.Clone(env)
-			out[i] = "GODEBUG=" + settings
-			if v != "" {
-				out[i] += "," + v
-			}
-			return out
-		}
-	}
-	return append(env, "GODEBUG="+settings)
-}
+// runtime's system monitor out of its deep sleep, which a storage plugin paid for at every
+// group commit (internal/sysmon says how and what it costs). Only storage plugins get it,
+// one process on every write's path; not runners, started per session, nor rules. A
+// GODEBUG in the plugin's configured env comes after it and wins ("schedtrace=0" turns it
+// off).
+const storageGODEBUG = sysmon.Setting
 
 // strayOutput logs what a plugin writes to its os.Stdout or os.Stderr once it serves
 // (go-plugin carries both to the host) rather than through its logger: a fmt.Println left
