@@ -15,11 +15,12 @@ func TestMutex(t *testing.T) {
 	unlockA := k.Lock("a")
 	// Another key is free.
 	k.Lock("b")()
-	got := make(chan struct{})
+	got, released := make(chan struct{}), make(chan struct{})
 	go func() {
 		unlock := k.Lock("a")
 		close(got)
 		unlock()
+		close(released)
 	}()
 	select {
 	case <-got:
@@ -28,6 +29,7 @@ func TestMutex(t *testing.T) {
 	}
 	unlockA()
 	<-got
+	<-released // else its unlock may come after the count below
 	var wg sync.WaitGroup
 	n := 0
 	for range 50 {
