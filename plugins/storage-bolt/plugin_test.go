@@ -17,6 +17,7 @@ import (
 
 	"github.com/hashicorp/go-plugin"
 
+	"github.com/limitgraph/limit/internal/sysmon"
 	"github.com/limitgraph/limit/sdk/base"
 	"github.com/limitgraph/limit/sdk/sdktest"
 	"github.com/limitgraph/limit/sdk/storage"
@@ -303,7 +304,7 @@ func TestPluginStartsWithGODEBUG(t *testing.T) {
 		t.Fatal(err)
 	}
 	env := strings.Split(strings.TrimRight(string(raw), "\x00"), "\x00")
-	if !slices.Contains(env, "GODEBUG=schedtrace=2147483647") {
+	if !slices.Contains(env, "GODEBUG="+sysmon.Setting) {
 		t.Errorf("plugin environment %q lacks the storage plugins' GODEBUG", env)
 	}
 	for _, kv := range pluginEnv {

@@ -58,7 +58,11 @@ func NewClientCmd(cfg LaunchConfig) (*plugin.Client, *exec.Cmd) {
 	cmd := exec.Command(cfg.Path, cfg.Args...)
 	cmd.Env = append([]string{}, cfg.Env...)
 	if cfg.Kind == KindStorage {
-		cmd.Env = sysmon.WithSetting(cmd.Env, storageGODEBUG)
+		// A storage plugin starts with its runtime's sysmon kept out of deep sleep, which it
+		// paid for at every group commit (internal/sysmon says how and what it costs). Not
+		// runners, started per session, nor rules. A GODEBUG in the plugin's configured env
+		// comes after it and wins ("schedtrace=0" turns it off).
+		cmd.Env = sysmon.WithSetting(cmd.Env, sysmon.Setting)
 	}
 	cmd.Dir = cfg.Dir
 	setProcAttr(cmd)
@@ -90,14 +94,6 @@ func NewClientCmd(cfg LaunchConfig) (*plugin.Client, *exec.Cmd) {
 	}
 	return plugin.NewClient(cc), cmd
 }
-
-// storageGODEBUG is the Go runtime setting a storage plugin starts with: it keeps the
-// runtime's system monitor out of its deep sleep, which a storage plugin paid for at every
-// group commit (internal/sysmon says how and what it costs). Only storage plugins get it,
-// one process on every write's path; not runners, started per session, nor rules. A
-// GODEBUG in the plugin's configured env comes after it and wins ("schedtrace=0" turns it
-// off).
-const storageGODEBUG = sysmon.Setting
 
 // strayOutput logs what a plugin writes to its os.Stdout or os.Stderr once it serves
 // (go-plugin carries both to the host) rather than through its logger: a fmt.Println left

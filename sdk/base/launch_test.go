@@ -3,13 +3,15 @@ package base
 import (
 	"slices"
 	"testing"
+
+	"github.com/limitgraph/limit/internal/sysmon"
 )
 
-// TestLaunchGODEBUG checks which plugins start with storageGODEBUG: storage plugins, not
+// TestLaunchGODEBUG checks which plugins start with sysmon.Setting: storage plugins, not
 // runners (one process per session) nor rules.
 func TestLaunchGODEBUG(t *testing.T) {
 	for kind, want := range map[string][]string{
-		KindStorage:    {"A=1", "GODEBUG=" + storageGODEBUG},
+		KindStorage:    {"A=1", "GODEBUG=" + sysmon.Setting},
 		KindRunner:     {"A=1"},
 		KindGovernance: {"A=1"},
 	} {

@@ -164,18 +164,8 @@ func (r benchResult) throughput() float64 {
 func runBench(b *testing.B, op benchOp, s storage.Storage) benchResult {
 	b.Helper()
 	ctx := context.Background()
-	n := newNamespaces("bench-" + op.name)
-	ns := n.ns("")
-	defer func() {
-		if err := n.cleanup(ctx, s); err != nil {
-			b.Errorf("clean up after benchmark: %v", err)
-		}
-	}()
-	if op.setup != nil {
-		if err := op.setup(ctx, s, ns); err != nil {
-			b.Fatal(err)
-		}
-	}
+	ns, cleanup := benchNamespace(b, op, s, "bench-"+op.name)
+	defer cleanup()
 	b.ResetTimer()
 	var all latency.Histogram
 	elapsed, err := runOps(ctx, op, s, ns, b.N, &all)
@@ -188,6 +178,27 @@ func runBench(b *testing.B, op benchOp, s storage.Storage) benchResult {
 	b.ReportMetric(micros(r.p99), "p99-µs")
 	b.ReportMetric(r.throughput(), "ops/s")
 	return r
+}
+
+// benchNamespace makes a fresh namespace of s for op, named after name, and prepares it
+// (op.setup); cleanup deletes it.
+func benchNamespace(b *testing.B, op benchOp, s storage.Storage, name string) (ns string, cleanup func()) {
+	b.Helper()
+	ctx := context.Background()
+	n := newNamespaces(name)
+	ns = n.ns("")
+	cleanup = func() {
+		if err := n.cleanup(ctx, s); err != nil {
+			b.Errorf("clean up after benchmark: %v", err)
+		}
+	}
+	if op.setup != nil {
+		if err := op.setup(ctx, s, ns); err != nil {
+			cleanup()
+			b.Fatal(err)
+		}
+	}
+	return ns, cleanup
 }
 
 // runOps performs op total times against s in ns, spread over op's writers, adds each
@@ -242,18 +253,9 @@ func runInterleaved(b *testing.B, op benchOp, sides []Side) []*benchResult {
 	ctx := context.Background()
 	nss := make([]string, len(sides))
 	for i, sd := range sides {
-		n := newNamespaces(fmt.Sprintf("bench-%s-%d", op.name, i))
-		nss[i] = n.ns("")
-		defer func() {
-			if err := n.cleanup(ctx, sd.S); err != nil {
-				b.Errorf("clean up after benchmark: %v", err)
-			}
-		}()
-		if op.setup != nil {
-			if err := op.setup(ctx, sd.S, nss[i]); err != nil {
-				b.Fatal(err)
-			}
-		}
+		var cleanup func()
+		nss[i], cleanup = benchNamespace(b, op, sd.S, fmt.Sprintf("bench-%s-%d", op.name, i))
+		defer cleanup()
 	}
 	elapsed := make([]time.Duration, len(sides))
 	hists := make([]latency.Histogram, len(sides))

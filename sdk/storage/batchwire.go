@@ -10,9 +10,10 @@ import (
 // decodeBatch decodes a limit.v1.BatchRequest as proto.Unmarshal followed by the server's
 // conversion would (the same fields, the last of a repeated singular field winning, unknown
 // fields and fields of an unexpected wire type skipped, a malformed message or a namespace
-// that is not UTF-8 refused), straight into ops, without a message per op: a Batch of 16
-// puts costs the plugin ~0.4 µs to decode this way, ~5 µs with its 56 allocations the
-// other. Keys and values alias msg, which the fast path allocates for each request.
+// that is not UTF-8 refused), straight into ops, without a message per op: 4 allocations
+// instead of 68 for a Batch of 16 puts and 3 other ops, 2.5× quicker (`go test -run '^$'
+// -bench DecodeBatch -benchmem ./sdk/storage`). Keys and values alias msg, which the fast
+// path allocates for each request.
 func decodeBatch(msg []byte) (ns string, ops []Op, err error) {
 	for len(msg) > 0 {
 		num, typ, n, err := consumeTag(msg)
