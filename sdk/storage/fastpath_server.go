@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/binary"
 	"net"
-	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -46,16 +45,6 @@ func (f *fastServer) serve(c *net.UnixConn, sess *fastpath.Session) {
 	sc.read()
 }
 
-// request is a request read off a connection and registered for cancellation.
-type request struct {
-	ctx    context.Context
-	cancel context.CancelFunc
-	id     uint32
-	op     byte
-	inline bool
-	msg    []byte
-}
-
 // read reads frames until a request arrives, starts the requests already buffered behind
 // it on goroutines of their own, hands the reading over to a new goroutine and serves the
 // request itself: it starts without waiting for another goroutine to be scheduled, a burst
@@ -81,7 +70,7 @@ func (sc *serverConn) read() {
 				go sc.serve(more)
 			}
 		}
-		if !req.inline {
+		if !req.Inline {
 			go sc.read()
 			sc.serve(req)
 			return
@@ -101,36 +90,18 @@ func (sc *serverConn) buffered() bool {
 
 // next reads a frame. It returns the request, or nil after acting on a cancellation; false
 // when the connection is done (closed, broken, or speaking something else).
-func (sc *serverConn) next() (*request, bool) {
-	f := sc.f
-	buf, err := fastpath.ReadFrame(sc.r, fastpath.RequestHeader, fastpath.MaxFrame)
-	if err != nil {
-		sc.close() // closed, broken, or the host speaks something else: drop it
-		return nil, false
+func (sc *serverConn) next() (*fastpath.Request, bool) {
+	req, ok := sc.f.ReadRequest(sc.r, sc.sess, fastCancel)
+	if !ok {
+		sc.close() // closed, broken, the host speaks something else, or shutting down: drop it
 	}
-	req := &request{id: binary.LittleEndian.Uint32(buf), op: buf[4] &^ fastInline, inline: buf[4]&fastInline != 0, msg: buf[fastpath.RequestHeader:]}
-	if req.op == fastCancel {
-		sc.sess.Cancel(req.id)
-		return nil, true
-	}
-	req.ctx, req.cancel = context.WithCancel(f.Context())
-	if deadline := int64(binary.LittleEndian.Uint64(buf[5:])); deadline != 0 {
-		req.ctx, req.cancel = context.WithDeadline(f.Context(), time.Unix(0, deadline))
-	}
-	if !f.Begin() {
-		req.cancel()
-		sc.close()
-		return nil, false
-	}
-	sc.sess.Register(req.id, req.cancel)
-	return req, true
+	return req, ok
 }
 
 // serve answers a request.
-func (sc *serverConn) serve(req *request) {
-	frame := sc.f.handle(req.ctx, req.id, req.op, req.msg)
-	sc.sess.Done(req.id)
-	req.cancel()
+func (sc *serverConn) serve(req *fastpath.Request) {
+	frame := sc.f.handle(req.Ctx, req.ID, req.Op, req.Msg)
+	req.Done(sc.sess)
 	_ = sc.w.Write(frame) // a broken connection is the host's to notice
 	sc.f.End()
 }

@@ -156,3 +156,56 @@ func TestOpenVersions(t *testing.T) {
 		}
 	}
 }
+
+// TestReadRequest reads the frames a host sends: a request (Inline stripped off its op,
+// its deadline on its context, registered for cancellation), a cancellation of it (acted
+// on, nothing to serve), and after Shutdown nothing more.
+func TestReadRequest(t *testing.T) {
+	const cancelOp = 9
+	deadline := time.Now().Add(time.Hour).Truncate(time.Nanosecond)
+	var in []byte
+	in = append(in, FinishFrame(append(AppendRequestHeader(nil, 7, 3|Inline, deadline.UnixNano()), "msg"...))...)
+	in = append(in, FinishFrame(AppendRequestHeader(nil, 7, cancelOp, 0))...)
+	in = append(in, FinishFrame(AppendRequestHeader(nil, 8, 3, 0))...)
+	in = append(in, 1, 2) // a frame cut short
+	r := bufio.NewReader(bytes.NewReader(in))
+	s, sess := newServer(), NewSession()
+
+	req, ok := s.ReadRequest(r, sess, cancelOp)
+	if !ok || req == nil {
+		t.Fatalf("first frame: %v %v, want a request", req, ok)
+	}
+	if req.ID != 7 || req.Op != 3 || !req.Inline || string(req.Msg) != "msg" {
+		t.Fatalf("request %d op %d inline %v msg %q, want 7, 3, true, \"msg\"", req.ID, req.Op, req.Inline, req.Msg)
+	}
+	if d, ok := req.Ctx.Deadline(); !ok || !d.Equal(deadline) {
+		t.Fatalf("deadline %v %v, want %v", d, ok, deadline)
+	}
+	cancel, ok := s.ReadRequest(r, sess, cancelOp)
+	if !ok || cancel != nil {
+		t.Fatalf("cancellation: %v %v, want nil, true", cancel, ok)
+	}
+	if !errors.Is(req.Ctx.Err(), context.Canceled) {
+		t.Fatalf("request's context after its cancellation: %v, want canceled", req.Ctx.Err())
+	}
+	req.Done(sess)
+	s.End()
+
+	go s.Shutdown() // waits for nothing: every request begun has ended
+	for !s.isClosed() {
+		time.Sleep(time.Millisecond)
+	}
+	if req, ok := s.ReadRequest(r, sess, cancelOp); ok || req != nil {
+		t.Fatalf("a request after Shutdown: %v %v, want nil, false", req, ok)
+	}
+	if req, ok := s.ReadRequest(r, sess, cancelOp); ok || req != nil {
+		t.Fatalf("a frame cut short: %v %v, want nil, false", req, ok)
+	}
+}
+
+// isClosed tells whether Shutdown has begun.
+func (s *Server) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}

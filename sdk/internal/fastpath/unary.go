@@ -64,38 +64,71 @@ func (s *Server) Serve(c *net.UnixConn, sess *Session, cancelOp byte, handle Req
 		s.Drop(c)
 	}()
 	for {
-		buf, err := ReadFrame(r, RequestHeader, MaxFrame)
-		if err != nil {
-			return // closed, broken, or the host speaks something else
+		req, ok := s.ReadRequest(r, sess, cancelOp)
+		if !ok {
+			return // closed, broken, the host speaks something else, or shutting down
 		}
-		id, op := binary.LittleEndian.Uint32(buf), buf[4]
-		if op == cancelOp {
-			sess.Cancel(id)
-			continue
+		if req == nil {
+			continue // a cancellation
 		}
-		inline := op&Inline != 0
-		op &^= Inline
-		ctx, cancel := context.WithCancel(s.Context())
-		if deadline := int64(binary.LittleEndian.Uint64(buf[5:])); deadline != 0 {
-			ctx, cancel = context.WithDeadline(s.Context(), time.Unix(0, deadline))
-		}
-		if !s.Begin() {
-			cancel()
-			return
-		}
-		sess.Register(id, cancel)
 		serve := func() {
 			defer s.End()
-			handle(ctx, id, op, buf[RequestHeader:], w)
-			sess.Done(id)
-			cancel()
+			handle(req.Ctx, req.ID, req.Op, req.Msg, w)
+			req.Done(sess)
 		}
-		if inline {
+		if req.Inline {
 			serve()
 			continue
 		}
 		go serve()
 	}
+}
+
+// Request is a request read off a connection of the fast path by ReadRequest.
+type Request struct {
+	// Ctx carries the host's deadline and ends when the host cancels the request, when
+	// its session's connections close, or at Shutdown.
+	Ctx    context.Context
+	cancel context.CancelFunc
+	ID     uint32
+	Op     byte // without Inline
+	// Inline tells that the host marked the request Inline: it sends nothing more on the
+	// connection until it is answered, so it may be served on the reading goroutine.
+	Inline bool
+	Msg    []byte
+}
+
+// Done forgets the served request in sess and releases its context. The caller then
+// calls the Server's End.
+func (r *Request) Done(sess *Session) {
+	sess.Done(r.ID)
+	r.cancel()
+}
+
+// ReadRequest reads the next frame of a connection through r. A request comes back begun
+// (Server.Begin) and registered in sess for cancellation; a cancellation (cancelOp) is
+// acted on and comes back nil. False means the connection is done: closed, broken,
+// speaking something else, or the server shutting down; the caller then drops it.
+func (s *Server) ReadRequest(r *bufio.Reader, sess *Session, cancelOp byte) (*Request, bool) {
+	buf, err := ReadFrame(r, RequestHeader, MaxFrame)
+	if err != nil {
+		return nil, false
+	}
+	req := &Request{ID: binary.LittleEndian.Uint32(buf), Op: buf[4] &^ Inline, Inline: buf[4]&Inline != 0, Msg: buf[RequestHeader:]}
+	if req.Op == cancelOp {
+		sess.Cancel(req.ID)
+		return nil, true
+	}
+	req.Ctx, req.cancel = context.WithCancel(s.Context())
+	if deadline := int64(binary.LittleEndian.Uint64(buf[5:])); deadline != 0 {
+		req.Ctx, req.cancel = context.WithDeadline(s.Context(), time.Unix(0, deadline))
+	}
+	if !s.Begin() {
+		req.cancel()
+		return nil, false
+	}
+	sess.Register(req.ID, req.cancel)
+	return req, true
 }
 
 // Session holds the requests being served on the connections of one OpenFastPath call,
