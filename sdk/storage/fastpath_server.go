@@ -89,7 +89,8 @@ func (sc *serverConn) buffered() bool {
 }
 
 // next reads a frame. It returns the request, or nil after acting on a cancellation; false
-// when the connection is done (closed, broken, or speaking something else).
+// when the connection is done (closed, broken, speaking something else, or the plugin
+// shutting down), which it then drops.
 func (sc *serverConn) next() (*fastpath.Request, bool) {
 	req, ok := sc.f.ReadRequest(sc.r, sc.sess, fastCancel)
 	if !ok {
