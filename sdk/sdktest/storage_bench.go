@@ -406,9 +406,9 @@ func CompareStorageSides(b *testing.B, sides ...Side) {
 	out.WriteString("added p50 = side p50 - " + ref + " p50: the latency one call across the plugin boundary adds.\n")
 	out.WriteString("RoundTripGRPC is one bare unary gRPC call (PluginInfo) whatever the transport of the storage calls.\n")
 	out.WriteString("Batch100 counts one batch of 100 puts as one operation.\n")
-	out.WriteString("PutParallel16Interleaved is PutParallel16 with the sides taking turns, " +
-		"in 20 stretches each: every side sees the same disk, whose speed moves within seconds; " +
-		"its ratios are the ones to judge writes by.\n")
+	fmt.Fprintf(&out, "PutParallel16Interleaved is PutParallel16 with the sides taking turns, "+
+		"in %d stretches each: every side sees the same disk, whose speed moves within seconds; "+
+		"its ratios are the ones to judge writes by.\n", interleavedStretches)
 	// Printed rather than logged: the testing package shows a parent benchmark's log only
 	// with -v, and cuts it to ten lines.
 	fmt.Fprintf(os.Stdout, "\n%s: %s vs plugin\n%s\n", b.Name(), ref, out.String())
