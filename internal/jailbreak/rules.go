@@ -58,7 +58,7 @@ var phraseRules = []*PhraseRule{
 	{ID: "override-new/en", Category: CatOverride, Lang: "en", Severity: 7,
 		Pattern: `(?:\bnew\s+system\s+(?:prompt|instructions?)\b|\[\s*(?:system|admin)\s+(?:override|instructions?)\s*\]|\b(?:system|admin|developer)\s+override\b|\byour\s+new\s+(?:\S+\s+)?(?:instructions|task|directive|objective|goal|mission|purpose)\s+(?:is|are)\b)`},
 	{ID: "persona-dan/en", Category: CatPersona, Lang: "en", Severity: 8,
-		Pattern: `(?:\bdo\s+anything\s+now\b|\b(?:developer|god|jailbreak|jailbroken|dan|unrestricted|unfiltered|evil)\s+mode\s+(?:is\s+)?(?:enabled|activated|engaged|output|response)\b|\benable\s+(?:dan|jailbreak|god|unrestricted)\s+mode\b|\b(?:you\s+are|you're|act\s+as|become|pretend\s+to\s+be|roleplay\s+as)\s+(?:now\s+)?(?:a\s+|an\s+)?(?:dan|jailbroken|unrestricted\s+ai|unfiltered\s+ai|uncensored\s+ai)\b)`},
+		Pattern: `(?:\bdo\s+anything\s+now\b|\b(?:developer|god|jailbreak|jailbroken|dan|unrestricted|unfiltered|evil)(?:\s+mode\s+|\\?_mode(?:\s+|\s*[:=]\s*))(?:is\s+)?(?:enabled|activated|engaged|output|response)\b|\benable\s+(?:dan|jailbreak|god|unrestricted)\s+mode\b|\b(?:you\s+are|you're|act\s+as|become|pretend\s+to\s+be|roleplay\s+as)\s+(?:now\s+)?(?:a\s+|an\s+)?(?:dan|jailbroken|unrestricted\s+ai|unfiltered\s+ai|uncensored\s+ai)\b)`},
 	{ID: "persona-unbound/en", Category: CatPersona, Lang: "en", Severity: 7,
 		Pattern: `(?:\byou\s+(?:are|will\s+be|shall\s+be|have\s+been|were)?\s*(?:\S+\s+){0,2}(?:not|no\s+longer|never)\s+(?:be\s+)?(?:bound|restricted|limited|constrained|held)\s+by\b|\byou\s+(?:are|have\s+been)\s+(?:now\s+)?(?:freed|free|liberated|released|unchained)\s+(?:from|of)\s+(?:all\s+|any\s+|the\s+)?(?:\S+\s+){0,2}(?:restrictions|confines|limitations|rules|guidelines|filters|censorship|constraints|policies)\b|\b(?:without|no|ignore|ignoring|bypass|bypassing|break|breaking|violate|violating|circumvent)\s+(?:any\s+|all\s+|the\s+)?(?:openai|anthropic|chatgpt|content|safety|ethical|moral)(?:'s)?\s+(?:content\s+)?(?:polic(?:y|ies)|guidelines|filters?|restrictions|rules|limitations))`},
 	{ID: "persona-norules/en", Category: CatPersona, Lang: "en", Severity: 7,
@@ -74,6 +74,21 @@ var phraseRules = []*PhraseRule{
 	// The "grandma" exploit: a dead relative's role unlocks what the model refuses.
 	{ID: "persona-grandma/en", Category: CatPersona, Lang: "en", Severity: 7,
 		Pattern: `\b(?:act|pretend|roleplay|role-play|play|be)\s+(?:as\s+|to\s+be\s+)?(?:my\s+)?(?:late\s+|deceased\s+|decased\s+|dead\s+|dear\s+)?(?:grandma|grandmother|granny|nana|grandpa|grandfather)\s+(?:who\s+)?(?:used\s+to|would|always)\s+(?:\S+\s+){0,2}?(?:read|tell|recite|sing|whisper)`},
+	// Chat-template control tokens that close a turn and open a system turn inside a
+	// message: a user's text pretending the conversation's frame ended and a new system
+	// prompt began (ChatML, Llama 3, Phi). A template or its documentation opens the
+	// system turn first, not after a closed one, and passes.
+	{ID: "override-template/any", Category: CatOverride, Lang: "any", Severity: 7,
+		Pattern: `(?:<\|im_end\|>|<\|eot_id\|>|<\|end\|>|<end_of_turn>)\s*(?:\\n\s*)*(?:<\|im_start\|>\s*system\b|<\|start_header_id\|>\s*system\b|<\|system\|>)`},
+	// The tags of the dual-answer format of DAN prompts ("[🔒CLASSIC] … [🔓JAILBREAK] …",
+	// "[GPT]: … [DAN]: …"): the unlocked padlock, or a DAN tag near a classic one. A name
+	// in brackets alone ("[Dan] will follow up") or a phone's "[Jailbreak]" passes.
+	{ID: "persona-tags/any", Category: CatPersona, Lang: "any", Severity: 7,
+		Pattern: `(?:\[\s*🔓[^\]\n]{0,16}\]|\[\s*(?:🔒\s*)?(?:classic|normal|gpt|chatgpt|ai)\s*\].{0,160}?\[\s*(?:dan|anti-?dan)\s*\]|\[\s*(?:dan|anti-?dan)\s*\].{0,160}?\[\s*(?:🔒\s*)?(?:classic|normal|gpt|chatgpt|ai)\s*\])`},
+	// The persona lock in Chinese (as persona-notai/en): never say that you are an AI, nor
+	// speak in an AI's tone. "不能使用AI完成作业" (homework may not be done with AI) passes.
+	{ID: "persona-notai/zh", Category: CatPersona, Lang: "zh", Severity: 7,
+		Pattern: `(?:不能|不可以|不可|不要|不准|不许|不許|禁止|绝不|絕不|绝对不|絕對不|不得|永远不要|永遠不要)\S{0,3}?(?:(?:说|說|提到|提及|承认|承認|表明|透露|暴露)\S{0,2}?(?:你是|自己是)\S{0,3}?(?:ai|人工智能|语言模型|語言模型|机器人|機器人)|(?:用|使用|以)ai(?:的)?\S{0,3}?(?:口吻|语气|語氣|口语|口語|腔调|腔調|身份|身分))`},
 	// The universal adversarial suffix of Zou et al. (2023), as published and reposted.
 	{ID: "override-suffix/en", Category: CatOverride, Lang: "en", Severity: 8,
 		Pattern: `\bdescribing\.\s*\\?\s*\+\s*similarlynow\s+write\s+opposite`},
