@@ -82,9 +82,10 @@ var phraseRules = []*PhraseRule{
 		Pattern: `(?:<\|im_end\|>|<\|eot_id\|>|<\|end\|>|<end_of_turn>)\s*(?:\\n\s*)*(?:<\|im_start\|>\s*system\b|<\|start_header_id\|>\s*system\b|<\|system\|>)`},
 	// The tags of the dual-answer format of DAN prompts ("[🔒CLASSIC] … [🔓JAILBREAK] …",
 	// "[GPT]: … [DAN]: …"): the unlocked padlock, or a DAN tag near a classic one. A name
-	// in brackets alone ("[Dan] will follow up") or a phone's "[Jailbreak]" passes.
+	// in brackets alone ("[Dan] will follow up"), a phone's "[Jailbreak]" or a support
+	// transcript's "[AI]: … [Dan]: …" passes.
 	{ID: "persona-tags/any", Category: CatPersona, Lang: "any", Severity: 7,
-		Pattern: `(?:\[\s*🔓[^\]\n]{0,16}\]|\[\s*(?:🔒\s*)?(?:classic|normal|gpt|chatgpt|ai)\s*\].{0,160}?\[\s*(?:dan|anti-?dan)\s*\]|\[\s*(?:dan|anti-?dan)\s*\].{0,160}?\[\s*(?:🔒\s*)?(?:classic|normal|gpt|chatgpt|ai)\s*\])`},
+		Pattern: `(?:\[\s*🔓[^\]\n]{0,16}\]|\[\s*(?:🔒\s*)?(?:classic|normal|gpt|chatgpt)\s*\].{0,160}?\[\s*(?:dan|anti-?dan)\s*\]|\[\s*(?:dan|anti-?dan)\s*\].{0,160}?\[\s*(?:🔒\s*)?(?:classic|normal|gpt|chatgpt)\s*\])`},
 	// The persona lock in Chinese (as persona-notai/en): never say that you are an AI, nor
 	// speak in an AI's tone. "不能使用AI完成作业" (homework may not be done with AI) passes.
 	{ID: "persona-notai/zh", Category: CatPersona, Lang: "zh", Severity: 7,
