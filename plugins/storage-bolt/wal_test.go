@@ -670,3 +670,48 @@ func TestScanDuringGrowingCheckpoint(t *testing.T) {
 		}
 	}
 }
+
+// TestLowOnSpaceReadsDiskSparingly checks lowOnSpace's cache of the disk's free space: far
+// from the margin a fresh reading is trusted (no statfs at the next commit), what the log
+// took since counts against it, and a need near the free space, or a reading older than
+// spaceRecheck, reads the disk again and reports it short when it is.
+func TestLowOnSpaceReadsDiskSparingly(t *testing.T) {
+	s := openStore(t, map[string]any{"path": filepath.Join(t.TempDir(), "x.db")})
+	e, err := s.engine()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.logMu.Lock()
+	defer e.logMu.Unlock()
+	e.spaceAt = time.Time{}
+	if e.lowOnSpace(0, 100) {
+		t.Skip("the test's disk has less than twice lowSpaceMargin free")
+	}
+	at, free := e.spaceAt, e.spaceFree
+	if at.IsZero() || free <= 0 {
+		t.Fatalf("first call read nothing: at %v, free %d", at, free)
+	}
+	if free < 4*lowSpaceMargin {
+		t.Skip("the test's disk is too full for the cached path")
+	}
+	if e.lowOnSpace(0, 100) || e.spaceAt != at || e.spaceWritten != 100 {
+		t.Fatalf("second call far from the margin: read again (at %v → %v) or lost what was written (%d)", at, e.spaceAt, e.spaceWritten)
+	}
+	// What the log took since the reading counts: here, all but a byte less than twice
+	// the need (the margin alone, nothing pending).
+	e.spaceWritten = free - 2*lowSpaceMargin + 1
+	e.lowOnSpace(0, 0)
+	if e.spaceAt == at || e.spaceWritten != 0 {
+		t.Fatalf("a reading within twice the need of what is left was trusted")
+	}
+	at = e.spaceAt
+	e.spaceAt = at.Add(-spaceRecheck)
+	e.lowOnSpace(0, 0)
+	if !e.spaceAt.After(at) {
+		t.Fatalf("a reading older than spaceRecheck was trusted")
+	}
+	// A need beyond the free space reads the disk and is reported short.
+	if !e.lowOnSpace(int(e.spaceFree/2)+1, 0) {
+		t.Fatalf("pending writes needing more than the free space: not reported short")
+	}
+}
