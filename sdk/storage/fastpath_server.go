@@ -102,7 +102,7 @@ func (sc *serverConn) next() (*fastpath.Request, bool) {
 // serve answers a request.
 func (sc *serverConn) serve(req *fastpath.Request) {
 	frame := sc.f.handle(req.Ctx, req.ID, req.Op, req.Msg)
-	req.Done(sc.sess)
+	req.Done()
 	_ = sc.w.Write(frame) // a broken connection is the host's to notice
 	sc.f.End()
 }

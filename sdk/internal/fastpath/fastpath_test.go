@@ -188,7 +188,7 @@ func TestReadRequest(t *testing.T) {
 	if !errors.Is(req.Ctx.Err(), context.Canceled) {
 		t.Fatalf("request's context after its cancellation: %v, want canceled", req.Ctx.Err())
 	}
-	req.Done(sess)
+	req.Done()
 	s.End()
 
 	go s.Shutdown() // waits for nothing: every request begun has ended

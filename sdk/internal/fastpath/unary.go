@@ -74,7 +74,7 @@ func (s *Server) Serve(c *net.UnixConn, sess *Session, cancelOp byte, handle Req
 		serve := func() {
 			defer s.End()
 			handle(req.Ctx, req.ID, req.Op, req.Msg, w)
-			req.Done(sess)
+			req.Done()
 		}
 		if req.Inline {
 			serve()
@@ -90,6 +90,7 @@ type Request struct {
 	// its session's connections close, or at Shutdown.
 	Ctx    context.Context
 	cancel context.CancelFunc
+	sess   *Session // where it is registered for cancellation
 	ID     uint32
 	Op     byte // without Inline
 	// Inline tells that the host marked the request Inline: it sends nothing more on the
@@ -98,10 +99,10 @@ type Request struct {
 	Msg    []byte
 }
 
-// Done forgets the served request in sess and releases its context. The caller then
-// calls the Server's End.
-func (r *Request) Done(sess *Session) {
-	sess.Done(r.ID)
+// Done forgets the served request in its session and releases its context. The caller
+// then calls the Server's End.
+func (r *Request) Done() {
+	r.sess.Done(r.ID)
 	r.cancel()
 }
 
@@ -114,14 +115,17 @@ func (s *Server) ReadRequest(r *bufio.Reader, sess *Session, cancelOp byte) (*Re
 	if err != nil {
 		return nil, false
 	}
-	req := &Request{ID: binary.LittleEndian.Uint32(buf), Op: buf[4] &^ Inline, Inline: buf[4]&Inline != 0, Msg: buf[RequestHeader:]}
+	req := &Request{sess: sess, ID: binary.LittleEndian.Uint32(buf), Op: buf[4] &^ Inline, Inline: buf[4]&Inline != 0, Msg: buf[RequestHeader:]}
 	if req.Op == cancelOp {
 		sess.Cancel(req.ID)
 		return nil, true
 	}
-	req.Ctx, req.cancel = context.WithCancel(s.Context())
 	if deadline := int64(binary.LittleEndian.Uint64(buf[5:])); deadline != 0 {
 		req.Ctx, req.cancel = context.WithDeadline(s.Context(), time.Unix(0, deadline))
+	} else {
+		// Not one context made and replaced: one never cancelled stays among the server
+		// context's children until Shutdown.
+		req.Ctx, req.cancel = context.WithCancel(s.Context())
 	}
 	if !s.Begin() {
 		req.cancel()
