@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"runtime"
 	"testing"
 	"time"
 
@@ -208,4 +209,46 @@ func (s *Server) isClosed() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.closed
+}
+
+// opaqueCtx hides its cancelCtx from the context package, which then watches each child
+// on a goroutine of its own until the child or the parent ends: a child never cancelled
+// shows as a goroutine that stays.
+type opaqueCtx struct{ context.Context }
+
+func (opaqueCtx) Value(any) any { return nil }
+
+// TestReadRequestReleasesContexts serves requests with and without a deadline and checks
+// that, once each is Done, no context made for them is left under the server's: the
+// goroutines the context package runs for them under an opaque parent all end.
+func TestReadRequestReleasesContexts(t *testing.T) {
+	s, sess := newServer(), NewSession()
+	s.ctx = opaqueCtx{s.ctx}
+	const n = 50
+	var in []byte
+	deadline := time.Now().Add(time.Hour).UnixNano()
+	for i := range n {
+		d := int64(0)
+		if i%2 == 0 {
+			d = deadline
+		}
+		in = append(in, FinishFrame(AppendRequestHeader(nil, uint32(i+1), 3, d))...)
+	}
+	r := bufio.NewReader(bytes.NewReader(in))
+	before := runtime.NumGoroutine()
+	for range n {
+		req, ok := s.ReadRequest(r, sess, 9)
+		if !ok || req == nil {
+			t.Fatalf("ReadRequest: %v %v", req, ok)
+		}
+		req.Done()
+		s.End()
+	}
+	for range 500 {
+		if runtime.NumGoroutine() <= before {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+	t.Fatalf("%d goroutines after %d requests were done, %d before: their contexts were not all released", runtime.NumGoroutine(), n, before)
 }
