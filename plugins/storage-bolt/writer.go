@@ -340,7 +340,8 @@ func (e *engine) commit(t *wtx) error {
 func (e *engine) lowOnSpace(pending, wrote int) bool {
 	need := 2*int64(pending) + lowSpaceMargin
 	e.spaceWritten += int64(wrote)
-	if !e.spaceAt.IsZero() && time.Since(e.spaceAt) < spaceRecheck && e.spaceFree-e.spaceWritten >= 2*need {
+	// Never read yet, spaceAt is the zero time: long ago.
+	if time.Since(e.spaceAt) < spaceRecheck && e.spaceFree-e.spaceWritten >= 2*need {
 		return false
 	}
 	var st unix.Statfs_t
