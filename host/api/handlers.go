@@ -99,6 +99,8 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, session.ErrBusy):
 		w.Header().Set("Retry-After", "1")
 		writeProblem(w, r, http.StatusTooManyRequests, err.Error(), nil)
+	case errors.Is(err, execution.ErrUncheckable):
+		writeProblem(w, r, http.StatusUnprocessableEntity, err.Error(), nil)
 	case errors.Is(err, execution.ErrGovernanceUnavailable), errors.Is(err, storage.ErrUnavailable), errors.Is(err, execution.ErrStopping):
 		w.Header().Set("Retry-After", "5")
 		writeProblem(w, r, http.StatusServiceUnavailable, err.Error(), nil)

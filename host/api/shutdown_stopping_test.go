@@ -66,6 +66,7 @@ func TestStreamErrorEventStatus(t *testing.T) {
 		retry  bool
 	}{
 		{fmt.Errorf("post: %w", execution.ErrGovernanceUnavailable), 503, true},
+		{fmt.Errorf("pre: %w", execution.ErrUncheckable), 422, false},
 		{fmt.Errorf("record: %w", storage.ErrNoSpace), 507, false},
 		{errors.New("boom"), 500, false},
 	} {

@@ -127,6 +127,12 @@ func (e *BlockedError) FlagNames() []string {
 // ErrGovernanceUnavailable means a rule plugin could not answer and the policy fails closed.
 var ErrGovernanceUnavailable = errors.New("governance rule unavailable")
 
+// ErrUncheckable means a rule found the input beyond the limits it checks within (code
+// over the codesafety rule's max_bytes, an analysis longer than its timeout) and the
+// policy fails closed: unlike ErrGovernanceUnavailable, the same input would be refused
+// again.
+var ErrUncheckable = errors.New("input beyond what governance can check")
+
 // ErrInvalid marks a bad request.
 var ErrInvalid = errors.New("invalid request")
 
@@ -355,6 +361,9 @@ func (e *Engine) Execute(ctx context.Context, sessionID string, req Request, emi
 	case len(ruleErrs) > 0 && !policy.FailOpen:
 		first.Entries = append(first.Entries, entry("governance_error", map[string]any{"errors": ruleErrorStrings(ruleErrs)}))
 		refuse = fmt.Errorf("%w: %v; policy %q does not run unchecked inputs", ErrGovernanceUnavailable, ruleErrs[0], policy.Name)
+		if i := slices.IndexFunc(ruleErrs, func(e *governance.RuleError) bool { return errors.Is(e, sdkgov.ErrBeyondLimits) }); i >= 0 {
+			refuse = fmt.Errorf("%w: %v; policy %q does not run unchecked inputs", ErrUncheckable, ruleErrs[i], policy.Name)
+		}
 	case len(blocking) > 0:
 		first.Entries = append(first.Entries, entry("blocked", map[string]any{"policy": policy.Name, "flags": blocking}))
 	case len(ruleErrs) > 0:

@@ -120,6 +120,9 @@ func TestReadmePresetsTable(t *testing.T) {
 		if got, want := row(t, rows, "a rule plugin that cannot answer")[i], map[bool]string{true: "execution proceeds", false: "execution refused (503)"}[p.FailOpen]; got != want {
 			t.Errorf("%s: README says %q when a rule cannot answer, Presets %q", name, got, want)
 		}
+		if got, want := row(t, rows, "an input a rule cannot check")[i], map[bool]string{true: "execution proceeds", false: "execution refused (422)"}[p.FailOpen]; got != want {
+			t.Errorf("%s: README says %q when a rule cannot check an input, Presets %q", name, got, want)
+		}
 	}
 }
 

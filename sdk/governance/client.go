@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	limitv1 "github.com/limitgraph/limit/proto/limit/v1"
 	"github.com/limitgraph/limit/sdk/base"
@@ -108,6 +110,9 @@ func (c *Client) EvaluateScores(ctx context.Context, req EvaluateRequest) (Evalu
 	if errors.Is(err, fastpath.ErrBroken) {
 		r, err = c.rpc.Evaluate(ctx, RequestToProto(req))
 	}
+	if status.Code(err) == codes.OutOfRange {
+		return Evaluation{}, fmt.Errorf("governance evaluate: %w", beyondLimits{err})
+	}
 	if err != nil {
 		return Evaluation{}, fmt.Errorf("governance evaluate: %w", err)
 	}
@@ -122,3 +127,10 @@ func (c *Client) EvaluateScores(ctx context.Context, req EvaluateRequest) (Evalu
 }
 
 var _ ScoringRule = (*Client)(nil)
+
+// beyondLimits is a rule's OutOfRange status as the host gets it: it says the rule's own
+// words and is both ErrBeyondLimits and the status.
+type beyondLimits struct{ st error }
+
+func (e beyondLimits) Error() string   { return status.Convert(e.st).Message() }
+func (e beyondLimits) Unwrap() []error { return []error{ErrBeyondLimits, e.st} }

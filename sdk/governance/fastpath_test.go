@@ -39,7 +39,7 @@ func TestMain(m *testing.M) {
 }
 
 // testRule flags content holding "attack" at the word's offset; "fail" makes it fail,
-// "panic" panic, "bad finding" answer a finding with an unknown flag; "block" waits for
+// "beyond" fail with ErrBeyondLimits, "panic" panic, "bad finding" answer a finding with an unknown flag; "block" waits for
 // the call's context to end and remembers how, which "seen" reports in its reason;
 // "blocking" reports how many "block" calls are waiting; "deadline" reports how long its
 // context has left.
@@ -67,6 +67,8 @@ func (r *testRule) Evaluate(ctx context.Context, req governance.EvaluateRequest)
 	switch req.Content {
 	case "fail":
 		return nil, errors.New("the rule broke")
+	case "beyond":
+		return nil, fmt.Errorf("content too big for this rule: %w", governance.ErrBeyondLimits)
 	case "panic":
 		panic("rule bug")
 	case "bad finding":
@@ -196,7 +198,7 @@ func TestFastPathMatchesGRPC(t *testing.T) {
 	got := map[string]string{}
 	for name, c := range both(t) {
 		var out []string
-		for _, content := range []string{"an attack here", "benign", "fail", "panic", "bad finding"} {
+		for _, content := range []string{"an attack here", "benign", "fail", "beyond", "panic", "bad finding"} {
 			fs, err := eval(t.Context(), c, content)
 			var shown []string
 			for _, f := range fs {
@@ -211,8 +213,14 @@ func TestFastPathMatchesGRPC(t *testing.T) {
 				fs[0].Reason != "attack in pre from session s1: v") {
 				t.Fatalf("%s: findings %+v, error %v", name, fs, err)
 			}
-			if (content == "fail" || content == "panic") && status.Code(errors.Unwrap(err)) != codes.Internal {
+			if (content == "fail" || content == "panic") && (status.Code(errors.Unwrap(err)) != codes.Internal || errors.Is(err, governance.ErrBeyondLimits)) {
 				t.Fatalf("%s: %q: %v, want Internal", name, content, err)
+			}
+			// Content beyond the rule's limits is told apart across the boundary, in the
+			// rule's own words.
+			if content == "beyond" && (!errors.Is(err, governance.ErrBeyondLimits) || status.Code(err) != codes.OutOfRange ||
+				err.Error() != "governance evaluate: content too big for this rule: content beyond the rule's limits") {
+				t.Fatalf("%s: %q: %v, want ErrBeyondLimits", name, content, err)
 			}
 		}
 		// A stage the service refuses is refused the same way.

@@ -11,7 +11,10 @@
 // (the host refuses others) and may say where (Location) and how sure the rule is (Score);
 // what a flag does, block, quarantine or refuse a merge, is up to the session's policy.
 // An error return, or a panic (Serve recovers it and logs its stack), means the rule
-// could not answer: the default and strict policies then refuse the execution (503).
+// could not answer: the default and strict policies then refuse the execution (503). An
+// error wrapping ErrBeyondLimits says the content itself is beyond what the rule can check
+// (too large, too long to analyse): those policies refuse it with 422, since the same
+// content would fail the same way again.
 //
 // sdktest.RunGovernance, or `limitctl plugin check --kind governance`, checks a rule
 // against contents the author says it must pass and must flag. See examples/governance-rule
@@ -20,6 +23,7 @@ package governance
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 
@@ -161,6 +165,17 @@ type ScoringRule interface {
 	Rule
 	EvaluateScores(ctx context.Context, req EvaluateRequest) (Evaluation, error)
 }
+
+// ErrBeyondLimits marks a rule's error about the content it was asked to evaluate: the
+// content is beyond the limits the rule checks within (its size, or the time its analysis
+// may take), so asking again would fail again. A rule wraps it,
+//
+//	fmt.Errorf("code is %d bytes, more than max_bytes (%d): %w", n, max, governance.ErrBeyondLimits)
+//
+// and the error crosses the plugin boundary (a gRPC OutOfRange status): errors.Is finds
+// ErrBeyondLimits in what the host's client returns. Errors without it mean the rule
+// could not answer this time (a fault, a dead helper) and are worth retrying.
+var ErrBeyondLimits = errors.New("content beyond the rule's limits")
 
 // Rule is the interface a governance plugin implements.
 type Rule interface {

@@ -2,6 +2,7 @@ package governance
 
 import (
 	"context"
+	"errors"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -51,7 +52,7 @@ func (s *server) Evaluate(ctx context.Context, req *limitv1.EvaluateRequest) (re
 		ev.Findings, err = s.impl.Evaluate(ctx, RequestFromProto(req))
 	}
 	if err != nil {
-		return nil, status.Error(codes.Internal, err.Error())
+		return nil, evaluateStatus(err)
 	}
 	if err := ev.Validate(); err != nil {
 		return nil, status.Error(codes.Internal, err.Error())
@@ -61,4 +62,13 @@ func (s *server) Evaluate(ctx context.Context, req *limitv1.EvaluateRequest) (re
 		resp.Findings = append(resp.Findings, FindingToProto(f))
 	}
 	return resp, nil
+}
+
+// evaluateStatus is the status of a rule's error: OutOfRange for content beyond the
+// rule's limits (see ErrBeyondLimits), Internal for any other failure.
+func evaluateStatus(err error) error {
+	if errors.Is(err, ErrBeyondLimits) {
+		return status.Error(codes.OutOfRange, err.Error())
+	}
+	return status.Error(codes.Internal, err.Error())
 }

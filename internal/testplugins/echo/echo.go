@@ -228,7 +228,9 @@ func (e *Runner) CloseSession(context.Context) error { return nil }
 // Rule is the keyword test rule: "forbidden" raises jailbreak (severity 8) before
 // execution, "secret" in an output raises high_risk (severity 6) after, "lowrisk" raises
 // anomaly (severity 2) before. Each finding has score 1 and locates the word's first
-// occurrence: its line, column (1-based, in bytes) and byte span.
+// occurrence: its line, column (1-based, in bytes) and byte span. Before execution,
+// "toolarge" makes it fail with governance.ErrBeyondLimits (content beyond what it can
+// check) and "rulefault" with a plain error (a rule that cannot answer this time).
 type Rule struct{}
 
 // PluginInfo implements base.Plugin.
@@ -265,6 +267,12 @@ func (Rule) Evaluate(_ context.Context, req governance.EvaluateRequest) ([]gover
 		}
 	}
 	if req.Stage == governance.StagePre {
+		if strings.Contains(req.Content, "toolarge") {
+			return nil, fmt.Errorf("content holds \"toolarge\": %w", governance.ErrBeyondLimits)
+		}
+		if strings.Contains(req.Content, "rulefault") {
+			return nil, errors.New("content holds \"rulefault\"")
+		}
 		find("forbidden", governance.FlagJailbreak, "keyword", 8)
 		find("lowrisk", governance.FlagAnomaly, "keyword", 2)
 	} else {
