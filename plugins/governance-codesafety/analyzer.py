@@ -1516,7 +1516,12 @@ def prepare(tree, an):
 
 
 def analyze(code):
-    tree = ast.parse(code, mode="exec")
+    try:
+        tree = ast.parse(code, mode="exec")
+    except RecursionError:
+        # A syntax tree deeper than this interpreter builds under main's recursion limit
+        # (ten times the default) is one the runner's interpreter cannot compile either.
+        raise SyntaxError("code nested too deeply to compile")
     an = Analyzer()
     prepare(tree, an)
     an.findings = []
@@ -1550,9 +1555,12 @@ def main():
         except (SyntaxError, ValueError) as e:
             resp = {"id": rid, "syntax_error": "%s: %s" % (type(e).__name__, e)}
         except RecursionError:
-            resp = {"id": rid, "syntax_error": "code nested too deeply to analyse"}
+            # The tree parsed but is too deep for the checks: the code may still run.
+            resp = {"id": rid, "limit": "code nested too deeply to analyse"}
         except MemoryError:
-            resp = {"id": rid, "error": "out of memory"}
+            # Python 3.11's parser raises a bare MemoryError when its stack overflows,
+            # as it does when memory runs out: code that cannot be checked either way.
+            resp = {"id": rid, "limit": "out of memory parsing or analysing the code: nested too deeply for Python's parser, or too large"}
         except Exception as e:  # noqa: BLE001 - the plugin must get an answer
             resp = {"id": rid, "error": "%s: %s" % (type(e).__name__, e)}
         out.write(json.dumps(resp) + "\n")

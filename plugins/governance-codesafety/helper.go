@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/limitgraph/limit/sdk/governance"
 )
 
 // analyzerScript is the Python side; it is passed to the interpreter with -c, so no file
@@ -43,7 +45,10 @@ type pyResponse struct {
 	Findings    []pyFinding `json:"findings"`
 	Total       int         `json:"total"`
 	SyntaxError string      `json:"syntax_error"`
-	Error       string      `json:"error"`
+	// Limit says why the code parsed but could not be checked (nested too deeply, out of
+	// memory): the same code fails the same way again.
+	Limit string `json:"limit"`
+	Error string `json:"error"`
 }
 
 // errHelper marks failures of the helper process itself (as opposed to the code).
@@ -256,7 +261,7 @@ func (p *pool) ask(ctx context.Context, h *helper, code string, timeout time.Dur
 	case r := <-done:
 		return r.resp, r.err
 	case <-timer.C:
-		return pyResponse{}, fmt.Errorf("%w: analysis took longer than %v; split the code or raise timeout", errHelper, timeout)
+		return pyResponse{}, fmt.Errorf("%w: analysis took longer than %v (%w); split the code or raise timeout", errHelper, timeout, governance.ErrBeyondLimits)
 	case <-ctx.Done():
 		return pyResponse{}, ctx.Err()
 	}

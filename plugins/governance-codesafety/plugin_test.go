@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"reflect"
@@ -371,17 +372,51 @@ func TestBoundedTimeAndSize(t *testing.T) {
 	r := configured(t, `{"timeout": "1ms", "workers": 1, "max_bytes": 100000}`)
 	big := strings.Repeat("x = [1, 2, 3] + [4, 5, 6]\n", 3000) // ~78 KB: takes well over 1 ms
 	_, err := r.Evaluate(context.Background(), governance.EvaluateRequest{Stage: governance.StagePre, ContentType: "code/python", Content: big})
-	if err == nil || !strings.Contains(err.Error(), "took longer than 1ms") {
-		t.Fatalf("slow analysis: got %v, want a timeout error", err)
+	if err == nil || !strings.Contains(err.Error(), "took longer than 1ms") || !errors.Is(err, governance.ErrBeyondLimits) {
+		t.Fatalf("slow analysis: got %v, want a timeout error beyond the rule's limits", err)
 	}
 	_, err = r.Evaluate(context.Background(), governance.EvaluateRequest{Stage: governance.StagePre, ContentType: "code/python", Content: strings.Repeat("#", 100001)})
-	if err == nil || !strings.Contains(err.Error(), "max_bytes") {
-		t.Fatalf("oversized code: got %v, want a max_bytes error", err)
+	if err == nil || !strings.Contains(err.Error(), "max_bytes") || !errors.Is(err, governance.ErrBeyondLimits) {
+		t.Fatalf("oversized code: got %v, want a max_bytes error beyond the rule's limits", err)
 	}
 	// A generous timeout on the same configuration path works again with a new helper.
 	r2 := configured(t, `{"timeout": "10s", "workers": 1}`)
 	if fs := evaluate(t, r2, big+"eval(y)\n"); len(fs) != 1 {
 		t.Fatalf("after timeout: %+v", fs)
+	}
+}
+
+// TestDeeplyNestedCode: code nested deeper than the checks reach, or than Python's parser
+// takes (it raises a bare MemoryError, as when memory runs out), is beyond the rule's
+// limits (refused with 422 under default), not a rule that cannot answer (503); a tree
+// deeper than the interpreter compiles at ten times its default recursion limit is code
+// that does not parse, which the runner reports. Each is asked twice: the second answer
+// comes from the cache and says the same.
+func TestDeeplyNestedCode(t *testing.T) {
+	r := configured(t, `{"workers": 1, "timeout": "20s"}`)
+	for _, tc := range []struct{ name, code, want string }{
+		// The call sits at the bottom of a 6,000-deep tree of additions: the interpreter
+		// does not compile it (its limit is ~3,000), the analyzer parses it but cannot walk it.
+		{"deep for the checks", "import os\nx = os.system('id')" + strings.Repeat("+1", 6000) + "\n", "code nested too deeply to analyse"},
+		{"parser stack", "x = " + strings.Repeat("-", 500000) + "1\n", "out of memory parsing or analysing the code"},
+		{"deeper than compiles", "x = 1" + strings.Repeat("+1", 40000) + "\n", ""},
+	} {
+		for i := range 2 {
+			fs, err := r.Evaluate(context.Background(), governance.EvaluateRequest{Stage: governance.StagePre, ContentType: "code/python", Content: tc.code})
+			if tc.want == "" {
+				if err != nil || len(fs) != 0 {
+					t.Fatalf("%s (%d): %+v %v, want no findings (code that does not parse)", tc.name, i, fs, err)
+				}
+				continue
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !errors.Is(err, governance.ErrBeyondLimits) {
+				t.Fatalf("%s (%d): %+v %v, want %q beyond the rule's limits", tc.name, i, fs, err, tc.want)
+			}
+		}
+	}
+	// The helper survived: ordinary code is still analysed.
+	if fs := evaluate(t, r, "eval(z)\n"); len(fs) != 1 {
+		t.Fatalf("after deep code: %+v", fs)
 	}
 }
 

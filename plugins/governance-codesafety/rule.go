@@ -294,7 +294,7 @@ func (r *rule) Evaluate(ctx context.Context, req governance.EvaluateRequest) ([]
 		return nil, nil
 	}
 	if len(req.Content) > st.set.maxBytes {
-		return nil, fmt.Errorf("code is %d bytes, more than the %d max_bytes allows (send smaller code, or raise max_bytes and timeout in the codesafety rule's config)", len(req.Content), st.set.maxBytes)
+		return nil, fmt.Errorf("code is %d bytes, more than the %d max_bytes allows (%w); send smaller code, or raise max_bytes and timeout in the codesafety rule's config", len(req.Content), st.set.maxBytes, governance.ErrBeyondLimits)
 	}
 	key := sha256.Sum256([]byte(req.Content))
 	resp, ok := st.cache.Get(key)
@@ -307,6 +307,9 @@ func (r *rule) Evaluate(ctx context.Context, req governance.EvaluateRequest) ([]
 			return nil, fmt.Errorf("analyse code: %s", resp.Error)
 		}
 		st.cache.Add(key, resp)
+	}
+	if resp.Limit != "" {
+		return nil, fmt.Errorf("analyse code: %s (%w)", resp.Limit, governance.ErrBeyondLimits)
 	}
 	if resp.SyntaxError != "" {
 		// Code that does not parse does not run either; the runner reports the error.
