@@ -2,6 +2,7 @@ package jailbreak
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"unicode"
 	"unicode/utf8"
@@ -59,9 +60,16 @@ func isCJK(r rune) bool {
 // tokenize splits a normalised text into words (letters, digits, apostrophes inside a
 // word), single CJK runes and, when symbols is set, single symbols; spaces are dropped.
 func tokenize(t string, toks []token, symbols bool) []token {
-	toks = toks[:0]
-	i := 0
-	for i < len(t) {
+	toks, _ = nextTokens(t, 0, toks[:0], symbols, math.MaxInt)
+	return toks
+}
+
+// nextTokens appends to toks the tokens of t from byte i, a token's start (or 0), until
+// toks holds limit tokens or t ends, and returns it with the byte where it stopped. A
+// token's extent never depends on what precedes it, so tokenizing from a token's start
+// gives the tokens a whole-text tokenize gives from there.
+func nextTokens(t string, i int, toks []token, symbols bool, limit int) ([]token, int) {
+	for i < len(t) && len(toks) < limit {
 		c := t[i]
 		if c < utf8.RuneSelf {
 			switch {
@@ -127,7 +135,7 @@ func tokenize(t string, toks []token, symbols bool) []token {
 			i += n
 		}
 	}
-	return toks
+	return toks, i
 }
 
 // FNV-1a, 32 bits.

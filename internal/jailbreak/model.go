@@ -182,6 +182,10 @@ type scratch struct {
 	keys  []uint32
 	times []uint8
 	gen   uint32
+	// nctx is how many of the layout's first tokens open the text (Context models).
+	nctx int
+	// A scoring in blocks: the text's tokens of the rounds ahead, and its opening ones.
+	buf, pre []token
 }
 
 var scratchPool = sync.Pool{New: func() any { return &scratch{} }}
@@ -211,24 +215,64 @@ func (m *Model) Score(t string) WindowScore {
 // puts it back in the pool.
 func (m *Model) score(t string) (WindowScore, *scratch) {
 	s := scratchPool.Get().(*scratch)
-	s.toks = tokenize(t, s.toks, !m.Meta.Train.NoSymbols)
-	n := len(s.toks)
-	s.flat, s.wts, s.off, s.sum = s.flat[:0], s.wts[:0], s.off[:0], append(s.sum[:0], 0)
-	if n == 0 {
-		s.off = append(s.off, 0)
+	var pos int
+	s.toks, pos = nextTokens(t, 0, s.toks[:0], !m.Meta.Train.NoSymbols, m.block()+m.Meta.Window+1)
+	if pos < len(t) {
+		// More tokens may follow than a scoring holds at once.
+		return m.scoreBlocks(t, s, pos)
+	}
+	m.fill(s, t, 0, 0)
+	if len(s.toks) == 0 {
 		return WindowScore{}, s
 	}
+	best := WindowScore{Prob: -1}
+	forWindows(len(s.toks), m.Meta.Window, m.Meta.Stride, func(a, b int) {
+		best.Windows++
+		m.window(s, &best, a, b, min(a, s.nctx))
+	})
+	if best.Prob < 0 {
+		best.Prob = 0
+	}
+	return best, s
+}
+
+// streamTokens is how many tokens' windows a scoring takes at once: a text with more
+// tokens is scored in blocks over the same windows with the same features, holding the
+// features of a block's tokens only, so a scoring's memory does not grow with the text
+// (scored whole, a 10 MB text of spelled-out letters left 1.6 GB in use after its scan,
+// most of it the pooled scratch's feature arrays). A variable for tests.
+var streamTokens = 1 << 15
+
+// block is streamTokens rounded to whole strides, and past the text's opening tokens and
+// their lookbehind, so that only the first round's windows read the opening as it is.
+func (m *Model) block() int {
+	fs := m.Meta.Train.features()
+	return max(streamTokens/m.Meta.Stride, (fs.start+fs.lookbehind())/m.Meta.Stride+1) * m.Meta.Stride
+}
+
+// lookbehind is how many tokens before a token its features read (bigram, trigram,
+// skip-bigrams).
+func (fs featureSet) lookbehind() int { return max(2, fs.skip+1) }
+
+// fill computes the features of s.toks, a layout of tokens: those before full have theirs,
+// those in [full, skip) none (they are there only as the neighbours the next tokens'
+// features read), those from skip theirs; then the prefix sums, the opening's sums
+// (Context models: the first features of the layout's first tokens) and the letter counts.
+func (m *Model) fill(s *scratch, t string, full, skip int) {
+	s.flat, s.wts, s.off, s.sum = s.flat[:0], s.wts[:0], s.off[:0], append(s.sum[:0], 0)
 	mask := uint32(len(m.W) - 1)
 	fs := m.Meta.Train.features()
 	var acc float64
 	for k := range s.toks {
 		from := len(s.flat)
 		s.off = append(s.off, int32(from))
-		s.flat, s.runes = tokenFeatures(fs, t, s.toks, k, s.runes, s.flat, nil)
-		for _, h := range s.flat[from:] {
-			w := m.W[h&mask]
-			s.wts = append(s.wts, w)
-			acc += float64(w)
+		if k < full || k >= skip {
+			s.flat, s.runes = tokenFeatures(fs, t, s.toks, k, s.runes, s.flat, nil)
+			for _, h := range s.flat[from:] {
+				w := m.W[h&mask]
+				s.wts = append(s.wts, w)
+				acc += float64(w)
+			}
 		}
 		s.sum = append(s.sum, acc)
 	}
@@ -236,17 +280,15 @@ func (m *Model) score(t string) (WindowScore, *scratch) {
 	// ctx[j] sums the weights of the opening features of tokens before j (the first
 	// feature of each of the first StartTokens tokens), which Context models add to
 	// every window that does not hold them itself.
-	nctx := 0
+	s.nctx = 0
 	if m.Meta.Train.Context {
-		nctx = min(fs.start, n)
+		s.nctx = min(fs.start, len(s.toks))
 	}
 	s.ctx = append(s.ctx[:0], 0)
-	for k := 0; k < nctx; k++ {
+	for k := 0; k < s.nctx; k++ {
 		s.ctx = append(s.ctx, s.ctx[k]+float64(m.W[s.flat[s.off[k]]&mask]))
 	}
-	best := WindowScore{Prob: -1}
-	minLetters := m.Meta.Train.MinLetters
-	if minLetters > 0 {
+	if m.Meta.Train.MinLetters > 0 {
 		s.lets = append(s.lets[:0], 0)
 		for _, tk := range s.toks {
 			l := s.lets[len(s.lets)-1]
@@ -256,36 +298,138 @@ func (m *Model) score(t string) (WindowScore, *scratch) {
 			s.lets = append(s.lets, l)
 		}
 	}
-	repeat := m.Meta.Train.MaxRepeat
-	forWindows(n, m.Meta.Window, m.Meta.Stride, func(a, b int) {
-		best.Windows++
-		cnt := s.off[b] - s.off[a]
-		if cnt == 0 {
-			return
+}
+
+// window scores the layout's tokens [a, b) with the opening features of its first c
+// tokens (see fill) and makes it best when it beats it.
+func (m *Model) window(s *scratch, best *WindowScore, a, b, c int) bool {
+	cnt := s.off[b] - s.off[a]
+	if cnt == 0 {
+		return false
+	}
+	mask := uint32(len(m.W) - 1)
+	minLetters, repeat := m.Meta.Train.MinLetters, m.Meta.Train.MaxRepeat
+	// A window mostly of numbers and symbols is judged on its words alone.
+	words := minLetters > 0 && float64(s.lets[b]-s.lets[a]) < minLetters*float64(b-a)
+	var sum float64
+	if repeat > 0 || words {
+		if sum, cnt = s.cappedSum(mask, repeat, words, a, b, c); cnt == 0 {
+			return false
 		}
-		// A window mostly of numbers and symbols is judged on its words alone.
-		words := minLetters > 0 && float64(s.lets[b]-s.lets[a]) < minLetters*float64(b-a)
-		var sum float64
-		if repeat > 0 || words {
-			if sum, cnt = s.cappedSum(mask, repeat, words, a, b, min(a, nctx)); cnt == 0 {
-				return
+	} else {
+		sum = s.sum[b] - s.sum[a]
+		if c > 0 {
+			sum += s.ctx[c]
+			cnt += int32(c)
+		}
+	}
+	z := float64(m.Meta.Bias) + sum/math.Sqrt(float64(max(cnt, int32(m.Meta.Train.MinNorm))))
+	if p := sigmoid(z); p > best.Prob {
+		best.Prob, best.Start, best.End, best.a, best.b = p, s.toks[a].start, s.toks[b-1].end, a, b
+		return true
+	}
+	return false
+}
+
+// scoreBlocks scores a text with more tokens than a block: s.toks holds its first tokens
+// and pos is where they end. Each round takes the windows starting in the next block (and
+// the text's last window) over a layout of the text's opening tokens (for the Context
+// features and the "token k" ones, which only a text's first tokens have), the lookbehind
+// of the block's first token and the block's tokens through its last window's end; the
+// scratch returned holds the layout of the best window, as explain needs.
+func (m *Model) scoreBlocks(t string, s *scratch, pos int) (WindowScore, *scratch) {
+	W, S, B := m.Meta.Window, m.Meta.Stride, m.block()
+	symbols := !m.Meta.Train.NoSymbols
+	fs := m.Meta.Train.features()
+	L, P := fs.lookbehind(), fs.start
+	// buf holds the text's tokens from global index base.
+	buf := append(s.buf[:0], s.toks...)
+	pre := append(s.pre[:0], buf[:min(P, len(buf))]...)
+	base, first, done := 0, 0, false
+	best := WindowScore{Prob: -1}
+	var bestA, bestB, bestFrom int // the best window's global tokens and where its lookbehind starts
+	var wins [][2]int
+	for finished := false; !finished; {
+		if !done {
+			need := first + B + W + 1 - base
+			if len(buf) < need {
+				buf, pos = nextTokens(t, pos, buf, symbols, need)
 			}
-		} else {
-			sum = s.sum[b] - s.sum[a]
-			if c := min(a, nctx); c > 0 {
-				sum += s.ctx[c]
-				cnt += int32(c)
+			done = len(buf) < need || pos >= len(t)
+		}
+		hi := base + len(buf) // the text's length in tokens once done
+		wins = wins[:0]
+		a := first
+		for ; a < first+B; a += S {
+			if a+W < hi {
+				wins = append(wins, [2]int{a, a + W})
+				continue
+			}
+			if done {
+				wins = append(wins, [2]int{max(hi-W, 0), hi})
+				finished = true
+			}
+			break
+		}
+		if len(wins) > 0 {
+			// The layout: global tokens [from, to), after the opening's P and the L before from.
+			from, to := wins[0][0], wins[len(wins)-1][1]
+			for _, w := range wins {
+				from = min(from, w[0])
+			}
+			rel := m.layout(s, t, pre, buf, base, from, to)
+			for _, w := range wins {
+				best.Windows++
+				if m.window(s, &best, rel(w[0]), rel(w[1]), min(w[0], s.nctx)) {
+					bestA, bestB, bestFrom = w[0], w[1], 0
+					if w[0] >= len(pre)+L {
+						bestFrom = s.toks[rel(w[0])-L].start
+					}
+				}
 			}
 		}
-		z := float64(m.Meta.Bias) + sum/math.Sqrt(float64(max(cnt, int32(m.Meta.Train.MinNorm))))
-		if p := sigmoid(z); p > best.Prob {
-			best.Prob, best.Start, best.End, best.a, best.b = p, s.toks[a].start, s.toks[b-1].end, a, b
+		first = a
+		// Keep what the next round may read: the text's last window starts after first-S.
+		if drop := first - S - L - base; drop > 0 {
+			buf = append(buf[:0], buf[drop:]...)
+			base += drop
 		}
-	})
+	}
+	s.buf, s.pre = buf[:0], pre[:0]
 	if best.Prob < 0 {
 		best.Prob = 0
+		return best, s
 	}
+	// Lay out the best window again, for its explanation.
+	var lb []token
+	base = 0
+	if bestA >= len(pre)+L {
+		lb, _ = nextTokens(t, bestFrom, s.buf, symbols, L+bestB-bestA)
+		base = bestA - L
+	} else {
+		lb, _ = nextTokens(t, 0, s.buf, symbols, bestB)
+	}
+	rel := m.layout(s, t, pre, lb, base, bestA, bestB)
+	s.buf = lb[:0]
+	best.a, best.b = rel(bestA), rel(bestB)
 	return best, s
+}
+
+// layout fills s with the tokens of global indices [from, to), taken from buf (which
+// holds them from global index base): after the text's opening tokens pre and the
+// lookbehind before from (without features) when from is past the opening, else the
+// text's first tokens as they are. It returns the map from a global index to the layout's.
+func (m *Model) layout(s *scratch, t string, pre, buf []token, base, from, to int) func(int) int {
+	L := m.Meta.Train.features().lookbehind()
+	if from < len(pre)+L {
+		s.toks = append(s.toks[:0], buf[:to-base]...)
+		m.fill(s, t, 0, 0)
+		return func(g int) int { return g - base }
+	}
+	s.toks = append(append(s.toks[:0], pre...), buf[from-L-base:to-base]...)
+	skip := len(pre) + L
+	m.fill(s, t, len(pre), skip)
+	return func(g int) int { return g - from + skip }
 }
 
 // hasLetter reports whether the token w holds a letter.
@@ -387,10 +531,12 @@ func (m *Model) Explain(t string, start, end, k int) []Contribution {
 	if start < 0 || end > len(t) || start >= end {
 		return nil
 	}
-	_, s := m.score(t)
+	s := scratchPool.Get().(*scratch)
 	defer scratchPool.Put(s)
-	a, b := len(s.toks), 0
-	for i, tk := range s.toks {
+	all := tokenize(t, s.buf[:0], !m.Meta.Train.NoSymbols)
+	defer func() { s.buf = all[:0] }()
+	a, b := len(all), 0
+	for i, tk := range all {
 		if tk.start >= start && tk.end <= end {
 			a, b = min(a, i), i+1
 		}
@@ -398,7 +544,11 @@ func (m *Model) Explain(t string, start, end, k int) []Contribution {
 	if a >= b {
 		return nil
 	}
-	return m.explain(s, t, a, b, k)
+	// Laid out as a scoring in blocks would (the same features either way).
+	pre := append(s.pre[:0], all[:min(m.Meta.Train.features().start, len(all))]...)
+	s.pre = pre[:0]
+	rel := m.layout(s, t, pre, all, 0, a, b)
+	return m.explain(s, t, rel(a), rel(b), k)
 }
 
 // explain finds the top k features of tokens [a, b) of the scored text in s.
