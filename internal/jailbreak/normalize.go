@@ -365,6 +365,7 @@ func LeetView(v View) (out View, ok bool) {
 	t := v.Text
 	dense := denseLeet(t)
 	w := builder{b: make([]byte, 0, len(t)), orig: make([]int32, 0, len(t)+1)}
+	spelled := make([]atByte, 0, 16) // spelledOut's buffer, reused (not nil: nil asks only whether)
 	i := 0
 	for i < len(t) {
 		c := t[i]
@@ -377,7 +378,9 @@ func LeetView(v View) (out View, ok bool) {
 		j, letters, leets := leetWord(t, i)
 		// Single letters separated by single spaces are handled above; here a word.
 		if j-i == 1 && i+2 < len(t) && isSep(t[i+1]) && t[i+2] >= 'a' && t[i+2] <= 'z' {
-			if n, joined := spelledOut(t, i); n > 0 {
+			var n int
+			if n, spelled = spelledOut(t, i, spelled[:0]); n > 0 {
+				joined := spelled
 				for k := 0; k < len(joined); k++ {
 					w.b = append(w.b, foldLI(joined[k].c))
 					w.orig = append(w.orig, v.Orig[joined[k].at])
@@ -450,7 +453,7 @@ func leetChanges(t string) bool {
 		}
 		j, letters, leets := leetWord(t, i)
 		if j-i == 1 && i+2 < len(t) && isSep(t[i+1]) && t[i+2] >= 'a' && t[i+2] <= 'z' {
-			if n, _ := spelledOut(t, i); n > 0 {
+			if n, _ := spelledOut(t, i, nil); n > 0 {
 				return true
 			}
 		}
@@ -482,13 +485,15 @@ type atByte struct {
 
 // spelledOut recognises at least four single letters at t[i:] each followed by one
 // separator ("i g n o r e"); it returns the bytes consumed (excluding the final
-// separator) and the letters. A run ends at a double separator, which stands for the
-// space between words and is kept as one space.
-func spelledOut(t string, i int) (int, []atByte) {
+// separator) and the letters, appended to out. A run ends at a double separator, which
+// stands for the space between words and is kept as one space. With out nil it only
+// tells whether there is such a run (a positive count, not the bytes consumed), without
+// collecting its letters.
+func spelledOut(t string, i int, out []atByte) (int, []atByte) {
 	if t[i] < 'a' || t[i] > 'z' || (i > 0 && isLeetWordByte(t[i-1])) {
-		return 0, nil
+		return 0, out
 	}
-	var out []atByte
+	probe, seen := out == nil, 0
 	j, end := i, i
 	for {
 		if j >= len(t) || !(t[j] >= 'a' && t[j] <= 'z' || t[j] < 128 && leet[t[j]] != 0) {
@@ -501,7 +506,13 @@ func spelledOut(t string, i int) (int, []atByte) {
 		if c < 'a' || c > 'z' {
 			c = leet[c]
 		}
-		out = append(out, atByte{c, j})
+		if probe {
+			if seen++; seen >= 4 {
+				return 1, nil
+			}
+		} else {
+			out = append(out, atByte{c, j})
+		}
 		j++
 		end = j
 		if j+1 < len(t) && isSep(t[j]) && isLeetWordByte(t[j+1]) {
@@ -510,7 +521,9 @@ func spelledOut(t string, i int) (int, []atByte) {
 		}
 		if j+2 < len(t) && isSep(t[j]) && isSep(t[j+1]) && isLeetWordByte(t[j+2]) && (j+3 >= len(t) || !isLeetWordByte(t[j+3])) {
 			// Word gap: keep one space and go on.
-			out = append(out, atByte{' ', j})
+			if !probe {
+				out = append(out, atByte{' ', j})
+			}
 			j += 2
 			continue
 		}
@@ -527,7 +540,7 @@ func spelledOut(t string, i int) (int, []atByte) {
 		}
 	}
 	if letters < 4 {
-		return 0, nil
+		return 0, out[:0]
 	}
 	return end - i, out
 }
