@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync/atomic"
 
+	"golang.org/x/sync/semaphore"
+
 	"github.com/limitgraph/limit/internal/jailbreak"
 	"github.com/limitgraph/limit/sdk/base"
 	"github.com/limitgraph/limit/sdk/governance"
@@ -25,7 +27,19 @@ type rawConfig struct {
 	ContentTypes *[]string `json:"content_types"`
 	// ModelContentTypes are the content types the model scores (see defaultModelTypes).
 	ModelContentTypes *[]string `json:"model_content_types"`
+	// MaxBytesInFlight bounds the large texts scanned at once (see largeText).
+	MaxBytesInFlight *float64 `json:"max_bytes_in_flight"`
 }
+
+// largeText is the size from which a text counts against max_bytes_in_flight: a scan holds
+// tens of bytes for each byte of its text (views with their offset maps, a block of the
+// model's features), so a few concurrent prompts of megabytes would take gigabytes. Texts
+// under it, ordinary prompts, never wait.
+const largeText = 64 << 10
+
+// defaultMaxBytesInFlight is max_bytes_in_flight's default: 32 MiB of large texts scanned
+// at once, about 0.4–1.8 GB held by their scans at worst.
+const defaultMaxBytesInFlight = 32 << 20
 
 // defaultContentTypes are the content types the rule reads by default: what a person
 // writes to a model, and what a program printed (which may be fed to one: an injection in
@@ -48,7 +62,18 @@ type rule struct {
 	preset     atomic.Pointer[string]
 	types      atomic.Pointer[[]string]
 	modelTypes atomic.Pointer[[]string]
+	// inFlight admits large texts up to max_bytes_in_flight of them at once (a text larger
+	// than that alone); nil until Configure, then the default.
+	inFlight atomic.Pointer[budget]
 }
+
+// budget is a weighted semaphore over bytes of large text.
+type budget struct {
+	sem *semaphore.Weighted
+	max int64
+}
+
+func newBudget(n int64) *budget { return &budget{sem: semaphore.NewWeighted(n), max: n} }
 
 func newRule() *rule { return &rule{} }
 
@@ -75,6 +100,10 @@ func (r *rule) ConfigSchema() base.Schema {
 		{
 			Name: "content_types", Type: "list(string)", Default: defaultContentTypes,
 			Description: "Content types the rule reads (prompts, and program output that may reach a model); code to run (code/python) is left to the code-safety rule. Content without a type is read.",
+		},
+		{
+			Name: "max_bytes_in_flight", Type: "number", Default: defaultMaxBytesInFlight,
+			Description: "Bytes of large texts (64 KiB and more) scanned at once; more wait their turn, within the host's time for a rule (a text larger than this is scanned alone). A scan holds tens of bytes for each byte of its text. Smaller texts never wait.",
 		},
 		{
 			Name: "model_content_types", Type: "list(string)", Default: defaultModelTypes,
@@ -119,6 +148,15 @@ func (r *rule) Configure(_ context.Context, req base.ConfigureRequest) base.Diag
 		}
 		return *given
 	}
+	inFlight := int64(defaultMaxBytesInFlight)
+	if raw.MaxBytesInFlight != nil {
+		n := *raw.MaxBytesInFlight
+		if n != math.Trunc(n) || n < largeText || n > 1<<40 {
+			ds = append(ds, base.Errorf([]string{"max_bytes_in_flight"}, "max_bytes_in_flight must be a whole number of bytes from %d to %d, got %v", largeText, int64(1)<<40, n))
+		} else {
+			inFlight = int64(n)
+		}
+	}
 	readTypes := mediaTypes("content_types", defaultContentTypes, raw.ContentTypes)
 	types := mediaTypes("model_content_types", defaultModelTypes, raw.ModelContentTypes)
 	if ds.HasErrors() {
@@ -139,6 +177,9 @@ func (r *rule) Configure(_ context.Context, req base.ConfigureRequest) base.Diag
 	r.preset.Store(&preset)
 	r.types.Store(&readTypes)
 	r.modelTypes.Store(&types)
+	if b := r.inFlight.Load(); b == nil || b.max != inFlight {
+		r.inFlight.Store(newBudget(inFlight))
+	}
 	return ds
 }
 
@@ -210,6 +251,13 @@ func (r *rule) EvaluateScores(ctx context.Context, req governance.EvaluateReques
 	if !hasType(req.ContentType, r.types.Load(), defaultContentTypes) {
 		return governance.Evaluation{}, nil
 	}
+	if len(req.Content) >= largeText {
+		release, err := r.admit(ctx, len(req.Content))
+		if err != nil {
+			return governance.Evaluation{}, err
+		}
+		defer release()
+	}
 	var res jailbreak.Result
 	scored := hasType(req.ContentType, r.modelTypes.Load(), defaultModelTypes)
 	if scored {
@@ -230,6 +278,21 @@ func (r *rule) EvaluateScores(ctx context.Context, req governance.EvaluateReques
 		ev.Scores = map[string]float64{jailbreak.RuleModel: res.ModelScore.Prob}
 	}
 	return ev, nil
+}
+
+// admit waits until a text of n bytes fits max_bytes_in_flight (the whole of it for a
+// text larger than that) and returns what gives its share back.
+func (r *rule) admit(ctx context.Context, n int) (func(), error) {
+	b := r.inFlight.Load()
+	if b == nil {
+		r.inFlight.CompareAndSwap(nil, newBudget(defaultMaxBytesInFlight))
+		b = r.inFlight.Load()
+	}
+	w := min(int64(n), b.max)
+	if err := b.sem.Acquire(ctx, w); err != nil {
+		return nil, fmt.Errorf("a text of %d bytes waited for others being scanned (max_bytes_in_flight %d) until the host gave up: %w", n, b.max, err)
+	}
+	return func() { b.sem.Release(w) }, nil
 }
 
 // hasType reports whether content of type ct (its media type, parameters aside) is one
