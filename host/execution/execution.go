@@ -128,8 +128,8 @@ func (e *BlockedError) FlagNames() []string {
 var ErrGovernanceUnavailable = errors.New("governance rule unavailable")
 
 // ErrUncheckable means a rule found the input beyond the limits it checks within (code
-// over the codesafety rule's max_bytes, an analysis longer than its timeout) and the
-// policy fails closed: unlike ErrGovernanceUnavailable, the same input would be refused
+// over the codesafety rule's max_bytes, an analysis longer than its timeout, code nested
+// deeper than it can walk) and the policy fails closed: unlike ErrGovernanceUnavailable, the same input would be refused
 // again.
 var ErrUncheckable = errors.New("input beyond what governance can check")
 

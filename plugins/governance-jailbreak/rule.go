@@ -290,7 +290,7 @@ func (r *rule) admit(ctx context.Context, n int) (func(), error) {
 	}
 	w := min(int64(n), b.max)
 	if err := b.sem.Acquire(ctx, w); err != nil {
-		return nil, fmt.Errorf("a text of %d bytes waited for others being scanned (max_bytes_in_flight %d) until the host gave up: %w", n, b.max, err)
+		return nil, fmt.Errorf("a text of %d bytes waited for others being scanned (max_bytes_in_flight %d) until its call ended: %w", n, b.max, err)
 	}
 	return func() { b.sem.Release(w) }, nil
 }

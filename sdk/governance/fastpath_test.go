@@ -39,10 +39,10 @@ func TestMain(m *testing.M) {
 }
 
 // testRule flags content holding "attack" at the word's offset; "fail" makes it fail,
-// "beyond" fail with ErrBeyondLimits, "panic" panic, "bad finding" answer a finding with an unknown flag; "block" waits for
-// the call's context to end and remembers how, which "seen" reports in its reason;
-// "blocking" reports how many "block" calls are waiting; "deadline" reports how long its
-// context has left.
+// "beyond" fail with ErrBeyondLimits, "panic" panic, "bad finding" answer a finding with
+// an unknown flag; "block" waits for the call's context to end and remembers how, which
+// "seen" reports in its reason; "blocking" reports how many "block" calls are waiting;
+// "deadline" reports how long its context has left.
 type testRule struct {
 	mu      sync.Mutex
 	seen    string
