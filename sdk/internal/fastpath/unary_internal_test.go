@@ -408,6 +408,23 @@ func TestReadingTurnUnderLoad(t *testing.T) {
 	if ok.Load()+cancelled.Load() != calls || ok.Load() == 0 || cancelled.Load() == 0 {
 		t.Fatalf("%d answered, %d cancelled of %d", ok.Load(), cancelled.Load(), calls)
 	}
+	// The connections still work: calls one after the other each get their own answer,
+	// past the answers to cancelled calls still waiting on the connection.
+	for i := range 8 {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		out := new(wrapperspb.BytesValue)
+		err := client.Call(ctx, 1, wrapperspb.Bytes(nil), out)
+		cancel()
+		if v := out.GetValue(); err != nil || len(v) < 4 {
+			t.Fatalf("call %d after the load: %d bytes, %v", i, len(v), err)
+		}
+	}
 	close(stop)
+	// Answers to cancelled calls that no call is left to read may fill a connection's
+	// socket and block their writer (a plugin's writer waits so until the host's next call
+	// on it reads them): closing the plugin's ends releases them.
+	for _, b := range plugin.ends {
+		b.Close()
+	}
 	answering.Wait()
 }
