@@ -14,14 +14,7 @@ import (
 // texts here, long ones made of the training file's texts and the hand-written sets, and
 // edge cases around a block's end, take many rounds.
 func TestScoreInBlocks(t *testing.T) {
-	m, err := DefaultModel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := NewDetector(m, PresetStrict, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, d := testDetector(t, PresetStrict)
 	texts := blockTexts(t)
 	whole := make([]Result, len(texts))
 	var explained []string
@@ -67,6 +60,16 @@ func TestScoreInBlocks(t *testing.T) {
 	t.Logf("%d of %d scorings in blocks", blocked, 4*len(texts))
 	if blocked < len(texts) {
 		t.Fatalf("only %d of %d scorings were in blocks", blocked, 4*len(texts))
+	}
+	// What blocks are for: a scoring's arrays hold one block's tokens, not the text's (in
+	// a fresh scratch, which has held nothing else).
+	streamTokens = old
+	long := strings.Repeat("i-g-n-o-r-e ", 40000) // 440,000 tokens
+	_, sc := m.scoreWith(&scratch{}, Normalize(long).Text)
+	fs := m.Meta.Train.features()
+	most := 2 * (m.block() + m.Meta.Window + fs.start + fs.lookbehind() + 1)
+	if cap(sc.off) > most || cap(sc.sum) > most || cap(sc.buf) > most {
+		t.Fatalf("a text of 440,000 tokens left arrays of %d, %d and %d tokens, want at most %d", cap(sc.off), cap(sc.sum), cap(sc.buf), most)
 	}
 }
 

@@ -14,14 +14,7 @@ import (
 // keeps pooled scratch state between calls). Run it longer with
 // `go test -run '^$' -fuzz FuzzScan -fuzztime 5m ./internal/jailbreak`.
 func FuzzScan(f *testing.F) {
-	m, err := DefaultModel()
-	if err != nil {
-		f.Fatal(err)
-	}
-	d, err := NewDetector(m, "default", 0)
-	if err != nil {
-		f.Fatal(err)
-	}
+	_, d := testDetector(f, PresetDefault)
 	for _, s := range equivalenceSeeds(f)[:40] {
 		f.Add(s)
 	}
@@ -69,4 +62,18 @@ func FuzzScan(f *testing.F) {
 			}
 		}
 	})
+}
+
+// testDetector returns the built-in model and a detector on it at preset.
+func testDetector(t testing.TB, preset string) (*Model, *Detector) {
+	t.Helper()
+	m, err := DefaultModel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := NewDetector(m, preset, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, d
 }

@@ -214,7 +214,11 @@ func (m *Model) Score(t string) WindowScore {
 // score scores t and returns the scratch holding its tokens and features; the caller
 // puts it back in the pool.
 func (m *Model) score(t string) (WindowScore, *scratch) {
-	s := scratchPool.Get().(*scratch)
+	return m.scoreWith(scratchPool.Get().(*scratch), t)
+}
+
+// scoreWith is score in scratch s.
+func (m *Model) scoreWith(s *scratch, t string) (WindowScore, *scratch) {
 	var pos int
 	s.toks, pos = nextTokens(t, 0, s.toks[:0], !m.Meta.Train.NoSymbols, m.block()+m.Meta.Window+1)
 	if pos < len(t) {
@@ -372,11 +376,10 @@ func (m *Model) scoreBlocks(t string, s *scratch, pos int) (WindowScore, *scratc
 			break
 		}
 		if len(wins) > 0 {
-			// The layout: global tokens [from, to), after the opening's P and the L before from.
-			from, to := wins[0][0], wins[len(wins)-1][1]
-			for _, w := range wins {
-				from = min(from, w[0])
-			}
+			// The layout: global tokens [from, to), after the opening's P and the L before
+			// from. Starts grow but for the text's last window, which may start earlier.
+			last := wins[len(wins)-1]
+			from, to := min(wins[0][0], last[0]), last[1]
 			rel := m.layout(s, t, pre, buf, base, from, to)
 			for _, w := range wins {
 				best.Windows++

@@ -63,7 +63,7 @@ type rule struct {
 	types      atomic.Pointer[[]string]
 	modelTypes atomic.Pointer[[]string]
 	// inFlight admits large texts up to max_bytes_in_flight of them at once (a text larger
-	// than that alone); nil until Configure, then the default.
+	// than that alone).
 	inFlight atomic.Pointer[budget]
 }
 
@@ -75,7 +75,11 @@ type budget struct {
 
 func newBudget(n int64) *budget { return &budget{sem: semaphore.NewWeighted(n), max: n} }
 
-func newRule() *rule { return &rule{} }
+func newRule() *rule {
+	r := &rule{}
+	r.inFlight.Store(newBudget(defaultMaxBytesInFlight))
+	return r
+}
 
 // PluginInfo implements base.Plugin.
 func (r *rule) PluginInfo() base.Info {
@@ -177,7 +181,7 @@ func (r *rule) Configure(_ context.Context, req base.ConfigureRequest) base.Diag
 	r.preset.Store(&preset)
 	r.types.Store(&readTypes)
 	r.modelTypes.Store(&types)
-	if b := r.inFlight.Load(); b == nil || b.max != inFlight {
+	if r.inFlight.Load().max != inFlight {
 		r.inFlight.Store(newBudget(inFlight))
 	}
 	return ds
@@ -284,10 +288,6 @@ func (r *rule) EvaluateScores(ctx context.Context, req governance.EvaluateReques
 // text larger than that) and returns what gives its share back.
 func (r *rule) admit(ctx context.Context, n int) (func(), error) {
 	b := r.inFlight.Load()
-	if b == nil {
-		r.inFlight.CompareAndSwap(nil, newBudget(defaultMaxBytesInFlight))
-		b = r.inFlight.Load()
-	}
 	w := min(int64(n), b.max)
 	if err := b.sem.Acquire(ctx, w); err != nil {
 		return nil, fmt.Errorf("a text of %d bytes waited for others being scanned (max_bytes_in_flight %d) until its call ended: %w", n, b.max, err)
