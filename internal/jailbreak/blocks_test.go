@@ -1,6 +1,7 @@
 package jailbreak
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -65,7 +66,7 @@ func TestScoreInBlocks(t *testing.T) {
 	// a fresh scratch, which has held nothing else).
 	streamTokens = old
 	long := strings.Repeat("i-g-n-o-r-e ", 40000) // 440,000 tokens
-	_, sc := m.scoreWith(&scratch{}, Normalize(long).Text)
+	_, sc, _ := m.scoreWith(context.Background(), &scratch{}, Normalize(long).Text)
 	fs := m.Meta.Train.features()
 	most := 2 * (m.block() + m.Meta.Window + fs.start + fs.lookbehind() + 1)
 	if cap(sc.off) > most || cap(sc.sum) > most || cap(sc.buf) > most {

@@ -1,6 +1,7 @@
 package jailbreak
 
 import (
+	"context"
 	"fmt"
 	"sort"
 	"strings"
@@ -95,17 +96,42 @@ func (r Result) Flagged() bool { return len(r.Findings) > 0 }
 // Scan normalises text, runs the phrase rules on it and on its leetspeak-folded and
 // ROT13 views, decodes embedded payloads and scans them too, and scores the text with
 // the model over windows. Each finding says which rule fired, where and why.
-func (d *Detector) Scan(text string) Result { return d.scan(text, true) }
+func (d *Detector) Scan(text string) Result {
+	r, _ := d.scan(context.Background(), text, true)
+	return r
+}
 
 // ScanRules is Scan without the model's verdict on the text itself, for content the model
 // does not know: it was trained on prompts, and what it says of code or of what a program
 // printed means nothing. Phrase rules, hidden text and decoded payloads (scored by the
 // model too: they are text someone encoded) are reported as by Scan.
-func (d *Detector) ScanRules(text string) Result { return d.scan(text, false) }
+func (d *Detector) ScanRules(text string) Result {
+	r, _ := d.scan(context.Background(), text, false)
+	return r
+}
 
-func (d *Detector) scan(text string, model bool) Result {
+// ScanContext is Scan that gives up once ctx ends, with its error: a scan of a large text
+// takes seconds (see BENCHMARKS.md), and a caller that stopped waiting for it should not
+// leave it running. It stops between the scan's stages (the normalising, each view's
+// phrase rules, each decoded payload) and between the blocks of a long text's scoring.
+func (d *Detector) ScanContext(ctx context.Context, text string) (Result, error) {
+	return d.scan(ctx, text, true)
+}
+
+// ScanRulesContext is ScanRules that gives up once ctx ends, as ScanContext does.
+func (d *Detector) ScanRulesContext(ctx context.Context, text string) (Result, error) {
+	return d.scan(ctx, text, false)
+}
+
+func (d *Detector) scan(ctx context.Context, text string, model bool) (Result, error) {
 	var res Result
-	n := Normalize(text)
+	if err := ctx.Err(); err != nil {
+		return Result{}, err
+	}
+	n, err := normalize(&stopper{ctx: ctx}, text)
+	if err != nil {
+		return Result{}, err
+	}
 	seen := map[string]bool{}
 	add := func(f Finding) {
 		if seen[f.RuleID] || len(res.Findings) >= maxFindings {
@@ -124,12 +150,19 @@ func (d *Detector) scan(text string, model bool) Result {
 		add(Finding{RuleID: PhraseRuleID(m.Rule.Category), Severity: m.Rule.Severity, Score: 1, Start: s, End: e,
 			Reason: fmt.Sprintf("%s%s", m, invis)})
 	}
-	if lv, ok := leetView(n.View); ok {
+	lv, ok, err := leetView(ctx, n.View)
+	if err != nil {
+		return Result{}, err
+	}
+	if ok {
 		for _, m := range MatchPhrases(lv.Text, true, false) {
 			s, e := lv.Span(m.Start, m.End)
 			add(Finding{RuleID: PhraseRuleID(m.Rule.Category), Severity: m.Rule.Severity, Score: 1, Start: s, End: e,
 				Reason: fmt.Sprintf("%s after folding leetspeak and spelled-out letters (original %q)", m, clip.Marked(text[s:e], 80))})
 		}
+	}
+	if err := ctx.Err(); err != nil {
+		return Result{}, err
 	}
 	if !seen[RuleEncoded] {
 		rv := Rot13(n.View)
@@ -140,23 +173,33 @@ func (d *Detector) scan(text string, model bool) Result {
 			break
 		}
 	}
+	if err := ctx.Err(); err != nil {
+		return Result{}, err
+	}
 	if n.Hidden != "" {
-		d.scanPayload(Payload{Encoding: "tags", Start: n.HiddenStart, End: n.HiddenEnd, Text: n.Hidden}, text, 0, add)
+		if err := d.scanPayload(ctx, Payload{Encoding: "tags", Start: n.HiddenStart, End: n.HiddenEnd, Text: n.Hidden}, text, 0, add); err != nil {
+			return Result{}, err
+		}
 		if len(strings.TrimSpace(n.Hidden)) >= minHiddenLen {
 			add(Finding{RuleID: RuleHidden, Severity: 7, Score: 1, Start: n.HiddenStart, End: n.HiddenEnd,
 				Reason: fmt.Sprintf("invisible Unicode tag characters carry hidden text %q", clip.Marked(n.Hidden, 120))})
 		}
 	}
 	for _, p := range FindPayloads(text) {
-		d.scanPayload(p, text, 0, add)
+		if err := d.scanPayload(ctx, p, text, 0, add); err != nil {
+			return Result{}, err
+		}
 	}
 
 	if !model {
 		sort.SliceStable(res.Findings, func(i, j int) bool { return res.Findings[i].Severity > res.Findings[j].Severity })
-		return res
+		return res, nil
 	}
-	ms, sc := d.model.score(n.Text)
+	ms, sc, err := d.model.score(ctx, n.Text)
 	defer scratchPool.Put(sc)
+	if err != nil {
+		return Result{}, err
+	}
 	res.ModelScore = ms
 	if ms.Prob >= d.threshold {
 		s, e := n.Span(ms.Start, ms.End)
@@ -169,24 +212,40 @@ func (d *Detector) scan(text string, model bool) Result {
 			Reason: fmt.Sprintf("model scores %s %.3f (threshold %.3f); top features: %s", where, ms.Prob, d.threshold, FormatContributions(top))})
 	}
 	sort.SliceStable(res.Findings, func(i, j int) bool { return res.Findings[i].Severity > res.Findings[j].Severity })
-	return res
+	return res, nil
 }
 
 // scanPayload runs the phrase rules and the model on a decoded payload and reports a
-// finding located at its encoded span in the original text.
-func (d *Detector) scanPayload(p Payload, text string, depth int, add func(Finding)) {
-	pn := Normalize(p.Text)
+// finding located at its encoded span in the original text. It gives up once ctx ends.
+func (d *Detector) scanPayload(ctx context.Context, p Payload, text string, depth int, add func(Finding)) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	pn, err := normalize(&stopper{ctx: ctx}, p.Text)
+	if err != nil {
+		return err
+	}
 	reason := ""
 	if ms := MatchPhrases(pn.Text, false, false); len(ms) > 0 {
 		reason = ms[0].String()
-	} else if lv, ok := leetView(pn.View); ok {
-		if ms := MatchPhrases(lv.Text, true, false); len(ms) > 0 {
-			reason = ms[0].String() + " after folding leetspeak"
+	} else {
+		lv, ok, err := leetView(ctx, pn.View)
+		if err != nil {
+			return err
+		}
+		if ok {
+			if ms := MatchPhrases(lv.Text, true, false); len(ms) > 0 {
+				reason = ms[0].String() + " after folding leetspeak"
+			}
 		}
 	}
 	score := 1.0
 	if reason == "" {
-		ws := d.model.Score(pn.Text)
+		ws, sc, err := d.model.score(ctx, pn.Text)
+		scratchPool.Put(sc)
+		if err != nil {
+			return err
+		}
 		if ws.Prob >= d.threshold {
 			score = ws.Prob
 			reason = fmt.Sprintf("model scores it %.3f (threshold %.3f)", ws.Prob, d.threshold)
@@ -195,24 +254,28 @@ func (d *Detector) scanPayload(p Payload, text string, depth int, add func(Findi
 	if reason != "" {
 		add(Finding{RuleID: RuleEncoded, Severity: 9, Score: score, Start: p.Start, End: p.End,
 			Reason: fmt.Sprintf("%s payload decodes to %q: %s", p.Encoding, clip.Marked(p.Text, 120), reason)})
-		return
+		return nil
 	}
 	if depth+1 < maxDecodeDepth {
 		for _, q := range FindPayloads(p.Text) {
 			// Nested payloads are reported at the outer payload's span.
 			q.Encoding = p.Encoding + "+" + q.Encoding
 			q.Start, q.End = p.Start, p.End
-			d.scanPayload(q, text, depth+1, add)
+			if err := d.scanPayload(ctx, q, text, depth+1, add); err != nil {
+				return err
+			}
 		}
 	}
+	return nil
 }
 
-// leetView is LeetView for callers that use the view only when ok.
-func leetView(v View) (View, bool) {
+// leetView is LeetView for callers that use the view only when ok, giving up when ctx
+// ends.
+func leetView(ctx context.Context, v View) (View, bool, error) {
 	if !leetChanges(v.Text) {
-		return View{}, false
+		return View{}, false, nil
 	}
-	return LeetView(v)
+	return leetViewStop(&stopper{ctx: ctx}, v)
 }
 
 // modelSeverity maps a probability above the threshold to a severity from 5 to 9.

@@ -3,6 +3,7 @@ package jailbreak
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	_ "embed"
 	"encoding/binary"
 	"encoding/json"
@@ -206,28 +207,28 @@ func sigmoid(z float64) float64 { return 1 / (1 + math.Exp(-z)) }
 
 // Score scores a normalised text (see Normalize).
 func (m *Model) Score(t string) WindowScore {
-	ws, s := m.score(t)
+	ws, s, _ := m.score(context.Background(), t)
 	scratchPool.Put(s)
 	return ws
 }
 
 // score scores t and returns the scratch holding its tokens and features; the caller
-// puts it back in the pool.
-func (m *Model) score(t string) (WindowScore, *scratch) {
-	return m.scoreWith(scratchPool.Get().(*scratch), t)
+// puts it back in the pool. A scoring in blocks gives up between blocks once ctx ends.
+func (m *Model) score(ctx context.Context, t string) (WindowScore, *scratch, error) {
+	return m.scoreWith(ctx, scratchPool.Get().(*scratch), t)
 }
 
 // scoreWith is score in scratch s.
-func (m *Model) scoreWith(s *scratch, t string) (WindowScore, *scratch) {
+func (m *Model) scoreWith(ctx context.Context, s *scratch, t string) (WindowScore, *scratch, error) {
 	var pos int
 	s.toks, pos = nextTokens(t, 0, s.toks[:0], !m.Meta.Train.NoSymbols, m.block()+m.Meta.Window+1)
 	if pos < len(t) {
 		// More tokens may follow than a scoring holds at once.
-		return m.scoreBlocks(t, s, pos)
+		return m.scoreBlocks(ctx, t, s, pos)
 	}
 	m.fill(s, t, 0, 0)
 	if len(s.toks) == 0 {
-		return WindowScore{}, s
+		return WindowScore{}, s, nil
 	}
 	best := WindowScore{Prob: -1}
 	forWindows(len(s.toks), m.Meta.Window, m.Meta.Stride, func(a, b int) {
@@ -237,7 +238,7 @@ func (m *Model) scoreWith(s *scratch, t string) (WindowScore, *scratch) {
 	if best.Prob < 0 {
 		best.Prob = 0
 	}
-	return best, s
+	return best, s, nil
 }
 
 // streamTokens is how many tokens' windows a scoring takes at once: a text with more
@@ -341,7 +342,7 @@ func (m *Model) window(s *scratch, best *WindowScore, a, b, c int) bool {
 // features and the "token k" ones, which only a text's first tokens have), the lookbehind
 // of the block's first token and the block's tokens through its last window's end; the
 // scratch returned holds the layout of the best window, as explain needs.
-func (m *Model) scoreBlocks(t string, s *scratch, pos int) (WindowScore, *scratch) {
+func (m *Model) scoreBlocks(ctx context.Context, t string, s *scratch, pos int) (WindowScore, *scratch, error) {
 	W, S, B := m.Meta.Window, m.Meta.Stride, m.block()
 	symbols := !m.Meta.Train.NoSymbols
 	fs := m.Meta.Train.features()
@@ -354,6 +355,10 @@ func (m *Model) scoreBlocks(t string, s *scratch, pos int) (WindowScore, *scratc
 	var bestA, bestB, bestFrom int // the best window's global tokens and where its lookbehind starts
 	var wins [][2]int
 	for finished := false; !finished; {
+		if err := ctx.Err(); err != nil {
+			s.buf, s.pre = buf[:0], pre[:0]
+			return WindowScore{}, s, err
+		}
 		if !done {
 			need := first + B + W + 1 - base
 			if len(buf) < need {
@@ -401,7 +406,7 @@ func (m *Model) scoreBlocks(t string, s *scratch, pos int) (WindowScore, *scratc
 	s.buf, s.pre = buf[:0], pre[:0]
 	if best.Prob < 0 {
 		best.Prob = 0
-		return best, s
+		return best, s, nil
 	}
 	// Lay out the best window again, for its explanation.
 	var lb []token
@@ -415,7 +420,7 @@ func (m *Model) scoreBlocks(t string, s *scratch, pos int) (WindowScore, *scratc
 	rel := m.layout(s, t, pre, lb, base, bestA, bestB)
 	s.buf = lb[:0]
 	best.a, best.b = rel(bestA), rel(bestB)
-	return best, s
+	return best, s, nil
 }
 
 // layout fills s with the tokens of global indices [from, to), taken from buf (which

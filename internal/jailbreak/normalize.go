@@ -6,6 +6,7 @@
 package jailbreak
 
 import (
+	"context"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -185,6 +186,38 @@ type Normalized struct {
 // Normalize returns the normalised view of s. It works one NFKC segment at a time so
 // every byte of the result maps back to the original.
 func Normalize(s string) Normalized {
+	out, _ := normalize(&stopper{ctx: context.Background()}, s)
+	return out
+}
+
+// stopEvery is how many bytes of a text a long loop goes through between looks at its
+// context (see stopper): ~0.1–3 ms of work here, so that a scan given up stops within a
+// few ms, for a look that costs tens of ns.
+const stopEvery = 1 << 16
+
+// stopper tells a long loop over a text when to give up: at stops it looks at ctx once
+// every stopEvery bytes of progress, and err then holds why it ended.
+type stopper struct {
+	ctx  context.Context
+	next int
+	err  error
+}
+
+// at reports whether the loop, now at byte i, must give up.
+func (st *stopper) at(i int) bool {
+	if st.err != nil {
+		return true
+	}
+	if i < st.next {
+		return false
+	}
+	st.next = i + stopEvery
+	st.err = st.ctx.Err()
+	return st.err != nil
+}
+
+// normalize is Normalize that gives up, with st.err, when st says to.
+func normalize(st *stopper, s string) (Normalized, error) {
 	var out Normalized
 	w := builder{b: make([]byte, 0, len(s)), orig: make([]int32, 0, len(s)+1)}
 	var hidden []byte
@@ -194,10 +227,14 @@ func Normalize(s string) Normalized {
 	for base := 0; base < len(s); {
 		end := nextExpander(s, base)
 		for base < end {
+			if st.at(base) {
+				return Normalized{}, st.err
+			}
 			// ASCII followed by ASCII is a segment of its own that NFKC leaves as it is:
 			// copy it without the iterator, which is then run on the rest up to the next
-			// such byte.
-			for base < end && s[base] < utf8.RuneSelf && (base+1 == end || s[base+1] < utf8.RuneSelf) {
+			// such byte. A run longer than stopEvery is copied a part at a time.
+			part := min(end, base+stopEvery)
+			for base < part && s[base] < utf8.RuneSelf && (base+1 == end || s[base+1] < utf8.RuneSelf) {
 				c := s[base]
 				if c >= 'a' && c <= 'z' || c >= ' ' && c < 'A' {
 					// The common bytes, kept as they are.
@@ -211,6 +248,9 @@ func Normalize(s string) Normalized {
 			if base == end {
 				break
 			}
+			if base == part {
+				continue // more of the run, after a look at the context
+			}
 			// The iterator stops before an ASCII byte followed by ASCII, and never right
 			// after an invalid or cut sequence, which it reads differently at the end of
 			// its input than before more text.
@@ -219,7 +259,9 @@ func Normalize(s string) Normalized {
 				k++
 			}
 			it.InitString(norm.NFKC, s[base:k])
-			base = normalizeSpan(&it, base, &w, &out, &hidden, &buf)
+			if base = normalizeSpan(st, &it, base, &w, &out, &hidden, &buf); st.err != nil {
+				return Normalized{}, st.err
+			}
 		}
 		if end < len(s) {
 			r, n := utf8.DecodeRuneInString(s[end:])
@@ -230,7 +272,7 @@ func Normalize(s string) Normalized {
 	out.View = w.done(len(s))
 	out.Hidden = string(hidden)
 	out.View = foldConfusables(out.View)
-	return out
+	return out, nil
 }
 
 // endsValid reports whether s ends with a valid UTF-8 encoded rune.
@@ -240,10 +282,13 @@ func endsValid(s string) bool {
 }
 
 // normalizeSpan appends what it yields to w; base is the offset in the original text
-// of its start. It returns the offset where it ended.
-func normalizeSpan(it *norm.Iter, base int, w *builder, out *Normalized, hidden *[]byte, buf *[64]byte) int {
+// of its start. It returns the offset where it ended, early when st says to give up.
+func normalizeSpan(st *stopper, it *norm.Iter, base int, w *builder, out *Normalized, hidden *[]byte, buf *[64]byte) int {
 	for !it.Done() {
 		at := base + it.Pos()
+		if st.at(at) {
+			return at
+		}
 		seg := it.Next()
 		if len(seg) == 1 && seg[0] < utf8.RuneSelf {
 			// Fast path: one ASCII byte.
@@ -362,12 +407,21 @@ var leet = [128]byte{'0': 'o', '1': 'i', '3': 'e', '4': 'a', '5': 's', '7': 't',
 // In a text written in leetspeak (at least denseLeetWords such words), short tokens are
 // folded too: "5h0w m3 y0ur 5y573m pr0mp7" has "m3" for "me", and "45 4n" for "as an".
 func LeetView(v View) (out View, ok bool) {
+	out, ok, _ = leetViewStop(&stopper{ctx: context.Background()}, v)
+	return out, ok
+}
+
+// leetViewStop is LeetView that gives up, with st.err, when st says to.
+func leetViewStop(st *stopper, v View) (out View, ok bool, err error) {
 	t := v.Text
 	dense := denseLeet(t)
 	w := builder{b: make([]byte, 0, len(t)), orig: make([]int32, 0, len(t)+1)}
 	spelled := make([]atByte, 0, 16) // spelledOut's buffer, reused (not nil: nil asks only whether)
 	i := 0
 	for i < len(t) {
+		if st.at(i) {
+			return View{}, false, st.err
+		}
 		c := t[i]
 		if !isLeetWordByte(c) {
 			w.b = append(w.b, c)
@@ -379,7 +433,7 @@ func LeetView(v View) (out View, ok bool) {
 		// Single letters separated by single spaces are handled above; here a word.
 		if j-i == 1 && i+2 < len(t) && isSep(t[i+1]) && t[i+2] >= 'a' && t[i+2] <= 'z' {
 			var n int
-			if n, spelled = spelledOut(t, i, spelled[:0]); n > 0 {
+			if n, spelled = spelledOut(st, t, i, spelled[:0]); n > 0 {
 				joined := spelled
 				for k := 0; k < len(joined); k++ {
 					w.b = append(w.b, foldLI(joined[k].c))
@@ -402,7 +456,10 @@ func LeetView(v View) (out View, ok bool) {
 		}
 		i = j
 	}
-	return w.done(int(v.Orig[len(t)])), ok
+	if st.err != nil {
+		return View{}, false, st.err // given up in a run of spelled-out letters
+	}
+	return w.done(int(v.Orig[len(t)])), ok, nil
 }
 
 // leetWord returns the end of the word of leet-word bytes starting at t[i], and how many
@@ -453,7 +510,7 @@ func leetChanges(t string) bool {
 		}
 		j, letters, leets := leetWord(t, i)
 		if j-i == 1 && i+2 < len(t) && isSep(t[i+1]) && t[i+2] >= 'a' && t[i+2] <= 'z' {
-			if n, _ := spelledOut(t, i, nil); n > 0 {
+			if n, _ := spelledOut(nil, t, i, nil); n > 0 {
 				return true
 			}
 		}
@@ -489,7 +546,7 @@ type atByte struct {
 // stands for the space between words and is kept as one space. With out nil it only
 // tells whether there is such a run (a positive count, not the bytes consumed), without
 // collecting its letters.
-func spelledOut(t string, i int, out []atByte) (int, []atByte) {
+func spelledOut(st *stopper, t string, i int, out []atByte) (int, []atByte) {
 	if t[i] < 'a' || t[i] > 'z' || (i > 0 && isLeetWordByte(t[i-1])) {
 		return 0, out
 	}
@@ -512,6 +569,9 @@ func spelledOut(t string, i int, out []atByte) (int, []atByte) {
 			}
 		} else {
 			out = append(out, atByte{c, j})
+			if st != nil && st.at(j) {
+				return 0, out[:0] // given up (st.err): a run may be the whole text
+			}
 		}
 		j++
 		end = j

@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -370,5 +372,51 @@ func TestLargeTextsWaitTheirTurn(t *testing.T) {
 		if !ds.HasErrors() || !strings.Contains(ds.Err().Error(), "max_bytes_in_flight") {
 			t.Errorf("%s: %v, want a max_bytes_in_flight error", bad, ds)
 		}
+	}
+}
+
+// endsAt is a context that ends at its n-th look (Err), so a test can end a scan midway
+// without timing.
+type endsAt struct {
+	context.Context
+	n, calls atomic.Int64
+}
+
+func (c *endsAt) Err() error {
+	if c.calls.Add(1) >= c.n.Load() {
+		return context.Canceled
+	}
+	return nil
+}
+
+// TestScanGivenUpStops checks that a large text's scan whose call ends midway stops with
+// the call's error rather than finishing for nobody, and gives its share of
+// max_bytes_in_flight back.
+func TestScanGivenUpStops(t *testing.T) {
+	r := configured(t, `{"max_bytes_in_flight": 200000}`)
+	big := strings.Repeat("The committee met on Tuesday to review the budget. ", 20000) // ~1 MB
+	// Text scored by the model, and a program's output, which the phrase rules read only.
+	for _, ct := range []string{"text/prompt", "text/output"} {
+		ctx := &endsAt{Context: context.Background()}
+		ctx.n.Store(4) // past the rule's own look and the scan's first stages
+		ev, err := r.EvaluateScores(ctx, governance.EvaluateRequest{Stage: governance.StagePre, Content: big, ContentType: ct})
+		if !errors.Is(err, context.Canceled) || len(ev.Findings) != 0 || ev.Scores != nil {
+			t.Fatalf("content type %q, call ended midway: %+v, %v; want context.Canceled", ct, ev, err)
+		}
+		if !strings.Contains(err.Error(), "scan of 1020000 bytes given up") {
+			t.Errorf("error %q does not say what was given up", err)
+		}
+		if ctx.calls.Load() != 4 {
+			t.Errorf("content type %q: the scan looked %d times, want it stopped at the 4th", ct, ctx.calls.Load())
+		}
+	}
+	b := r.inFlight.Load()
+	if !b.sem.TryAcquire(b.max) {
+		t.Fatal("a scan given up kept its share of the budget")
+	}
+	b.sem.Release(b.max)
+	// The rule goes on: the same text with a call that does not end is scanned.
+	if _, err := r.EvaluateScores(context.Background(), governance.EvaluateRequest{Stage: governance.StagePre, Content: big}); err != nil {
+		t.Fatal(err)
 	}
 }

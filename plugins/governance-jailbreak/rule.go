@@ -262,12 +262,18 @@ func (r *rule) EvaluateScores(ctx context.Context, req governance.EvaluateReques
 		}
 		defer release()
 	}
+	// A scan given up by its caller (the host's deadline, a cancelled call) stops, so
+	// that it neither holds its share of max_bytes_in_flight nor takes the processor
+	// from the scans still awaited.
 	var res jailbreak.Result
 	scored := hasType(req.ContentType, r.modelTypes.Load(), defaultModelTypes)
 	if scored {
-		res = d.Scan(req.Content)
+		res, err = d.ScanContext(ctx, req.Content)
 	} else {
-		res = d.ScanRules(req.Content)
+		res, err = d.ScanRulesContext(ctx, req.Content)
+	}
+	if err != nil {
+		return governance.Evaluation{}, fmt.Errorf("scan of %d bytes given up: %w", len(req.Content), err)
 	}
 	out := make([]governance.Finding, 0, len(res.Findings))
 	for _, f := range res.Findings {

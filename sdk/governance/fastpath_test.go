@@ -39,7 +39,7 @@ func TestMain(m *testing.M) {
 }
 
 // testRule flags content holding "attack" at the word's offset; "fail" makes it fail,
-// "beyond" fail with ErrBeyondLimits, "panic" panic, "bad finding" answer a finding with
+// "beyond" fail with ErrBeyondLimits, "gave up" with a deadline of its own, "panic" panic, "bad finding" answer a finding with
 // an unknown flag; "block" waits for the call's context to end and remembers how, which
 // "seen" reports in its reason; "blocking" reports how many "block" calls are waiting;
 // "deadline" reports how long its context has left.
@@ -69,6 +69,8 @@ func (r *testRule) Evaluate(ctx context.Context, req governance.EvaluateRequest)
 		return nil, errors.New("the rule broke")
 	case "beyond":
 		return nil, fmt.Errorf("content too big for this rule: %w", governance.ErrBeyondLimits)
+	case "gave up":
+		return nil, fmt.Errorf("scan given up: %w", context.DeadlineExceeded)
 	case "panic":
 		panic("rule bug")
 	case "bad finding":
@@ -198,7 +200,7 @@ func TestFastPathMatchesGRPC(t *testing.T) {
 	got := map[string]string{}
 	for name, c := range both(t) {
 		var out []string
-		for _, content := range []string{"an attack here", "benign", "fail", "beyond", "panic", "bad finding"} {
+		for _, content := range []string{"an attack here", "benign", "fail", "beyond", "gave up", "panic", "bad finding"} {
 			fs, err := eval(t.Context(), c, content)
 			var shown []string
 			for _, f := range fs {
@@ -221,6 +223,10 @@ func TestFastPathMatchesGRPC(t *testing.T) {
 			if content == "beyond" && (!errors.Is(err, governance.ErrBeyondLimits) || status.Code(err) != codes.OutOfRange ||
 				err.Error() != "governance evaluate: content too big for this rule: content beyond the rule's limits") {
 				t.Fatalf("%s: %q: %v, want ErrBeyondLimits", name, content, err)
+			}
+			// A rule whose own context ended says so as gRPC does, not as a rule that broke.
+			if content == "gave up" && status.Code(errors.Unwrap(err)) != codes.DeadlineExceeded {
+				t.Fatalf("%s: %q: %v, want DeadlineExceeded", name, content, err)
 			}
 		}
 		// A stage the service refuses is refused the same way.

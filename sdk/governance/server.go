@@ -65,10 +65,15 @@ func (s *server) Evaluate(ctx context.Context, req *limitv1.EvaluateRequest) (re
 }
 
 // evaluateStatus is the status of a rule's error: OutOfRange for content beyond the
-// rule's limits (see ErrBeyondLimits), Internal for any other failure.
+// rule's limits (see ErrBeyondLimits), Canceled or DeadlineExceeded for a call whose
+// context ended, Internal for any other failure.
 func evaluateStatus(err error) error {
 	if errors.Is(err, ErrBeyondLimits) {
 		return status.Error(codes.OutOfRange, err.Error())
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		// The call ended (the host's deadline, or it gave up): said as gRPC says it.
+		return status.FromContextError(err).Err()
 	}
 	return status.Error(codes.Internal, err.Error())
 }
