@@ -65,10 +65,10 @@ func dialFast(ctx context.Context, rpc limitv1.GovernanceClient) (*fastpath.Unar
 	ctx, cancel := context.WithTimeout(ctx, fastSetupTimeout)
 	defer cancel()
 	version := uint32(fastVersion)
-	r, err := rpc.OpenFastPath(ctx, &limitv1.OpenFastPathRequest{Version: version, Connections: fastConnections})
+	r, err := rpc.OpenFastPath(ctx, &limitv1.OpenFastPathRequest{Version: version, Connections: fastpath.Requested(fastConnections)})
 	if status.Code(err) == codes.FailedPrecondition {
 		version = fastVersionPlain // a plugin built on an older SDK
-		r, err = rpc.OpenFastPath(ctx, &limitv1.OpenFastPathRequest{Version: version, Connections: fastConnections})
+		r, err = rpc.OpenFastPath(ctx, &limitv1.OpenFastPathRequest{Version: version, Connections: fastpath.Requested(fastConnections)})
 	}
 	if err != nil {
 		return nil, false, err

@@ -26,7 +26,7 @@ type fastClient struct {
 // offers none (an older plugin answers UNIMPLEMENTED) or it could not be set up; the
 // caller then keeps using rpc alone.
 func dialFast(ctx context.Context, rpc limitv1.StorageClient) (*fastClient, error) {
-	r, err := rpc.OpenFastPath(ctx, &limitv1.OpenFastPathRequest{Version: fastVersion, Connections: fastConnections})
+	r, err := rpc.OpenFastPath(ctx, &limitv1.OpenFastPathRequest{Version: fastVersion, Connections: fastpath.Requested(fastConnections)})
 	if err != nil {
 		return nil, err
 	}

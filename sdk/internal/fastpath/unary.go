@@ -256,6 +256,11 @@ const Inline byte = 0x80
 // another connection than its call).
 type UnaryClient struct {
 	conns []*unaryConn
+	// ctl carries only cancellations: on a connection of calls one may wait behind a
+	// request of megabytes that the plugin's reader, busy with an inline call or short of
+	// processor, takes long to read (eight 10 MB prompts at once: cancellations came 2 s
+	// late, and the rule scanned on for nobody meanwhile).
+	ctl   *unaryConn
 	next  atomic.Uint32
 	ids   atomic.Uint32
 	opts  UnaryOptions
@@ -265,7 +270,8 @@ type UnaryClient struct {
 type UnaryOptions struct {
 	// Version is the kind's framing version.
 	Version uint32
-	// Connections is how many connections to open (the plugin was asked for as many).
+	// Connections is how many connections carry calls; one more carries cancellations,
+	// so the plugin must have been asked for Requested(Connections).
 	Connections int
 	// CancelOp is the kind's cancel op.
 	CancelOp byte
@@ -308,17 +314,25 @@ type unaryResult struct {
 	msg  []byte
 }
 
+// Requested is how many connections to ask a plugin for in OpenFastPath for a UnaryClient
+// of n connections of calls: one more, for cancellations.
+func Requested(n int) uint32 { return uint32(n + 1) }
+
 // DialUnary connects to the socket a plugin offered in r (see CheckOffer and Dial).
 func DialUnary(ctx context.Context, r *limitv1.OpenFastPathResponse, opts UnaryOptions) (*UnaryClient, error) {
 	if err := CheckOffer(r, opts.Version); err != nil {
 		return nil, err
 	}
 	c := &UnaryClient{opts: opts}
-	for range opts.Connections {
+	for i := range opts.Connections + 1 {
 		uc, err := Dial(ctx, r.GetAddress(), r.GetToken())
 		if err != nil {
 			c.Close()
 			return nil, err
+		}
+		if i == opts.Connections {
+			c.ctl = newUnaryConn(c, uc)
+			break
 		}
 		c.conns = append(c.conns, newUnaryConn(c, uc))
 	}
@@ -411,6 +425,9 @@ func (c *UnaryClient) unclaimedBesides(conn *unaryConn) bool {
 func (c *UnaryClient) Close() {
 	for _, conn := range c.conns {
 		conn.fail(errors.New("client closed"))
+	}
+	if c.ctl != nil {
+		c.ctl.fail(errors.New("client closed"))
 	}
 }
 
@@ -524,19 +541,23 @@ func (c *unaryConn) call(ctx context.Context, op byte, in proto.Message, enc Enc
 	r, ok := c.await(ctx, ch)
 	if !ok {
 		// The plugin ends a call at its deadline by itself; a cancellation it must be told.
-		// A cancellation follows its request on the same connection, except for an inline
-		// call: the plugin's reader of this connection is busy serving it, so it goes on
-		// another one (request ids are unique across them).
+		// It goes on the connection kept for them (request ids are unique across
+		// connections; one that overtakes its request waits for it in the plugin); if
+		// that one broke, on this one, or for an inline call, whose reader in the plugin
+		// is busy serving it, on another.
 		if c.forget(id) && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			via := c
-			if op&Inline != 0 {
-				for _, o := range c.client.conns {
-					if o != c && o.alive() && (via == c || o.inline.Load() == 0) {
-						via = o
+			cancel := FinishFrame(AppendRequestHeader(nil, id, c.client.opts.CancelOp, 0))
+			if ctl := c.client.ctl; ctl == nil || ctl.w.Write(cancel) != nil {
+				via := c
+				if op&Inline != 0 {
+					for _, o := range c.client.conns {
+						if o != c && o.alive() && (via == c || o.inline.Load() == 0) {
+							via = o
+						}
 					}
 				}
+				_ = via.w.Write(cancel)
 			}
-			_ = via.w.Write(FinishFrame(AppendRequestHeader(nil, id, c.client.opts.CancelOp, 0)))
 		}
 		return status.FromContextError(ctx.Err()).Err()
 	}

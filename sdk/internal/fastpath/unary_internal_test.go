@@ -428,3 +428,64 @@ func TestReadingTurnUnderLoad(t *testing.T) {
 	}
 	answering.Wait()
 }
+
+// TestCancelsTakeTheirOwnConnection: a cancellation goes on the connection kept for them,
+// not behind what is queued on its call's connection (which a plugin busy with an inline
+// call, or short of processor, reads late: cancellations of eight 10 MB prompts came 2 s
+// late so). Here the plugin answers nothing and the cancellations of an inline call and of
+// a plain one arrive on that connection; once it is broken they go as before.
+func TestCancelsTakeTheirOwnConnection(t *testing.T) {
+	client, plugin := newFakePlugin(t, 3)
+	a, b, err := unixPair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	client.ctl = newUnaryConn(client, a)
+	ctl := make(chan seenRequest, 16)
+	go func() {
+		r := bufio.NewReader(b)
+		for {
+			buf, err := ReadFrame(r, RequestHeader, MaxFrame)
+			if err != nil {
+				return
+			}
+			ctl <- seenRequest{-1, binary.LittleEndian.Uint32(buf), buf[4]}
+		}
+	}()
+	call := func(f func(context.Context, byte, proto.Message, proto.Message) error) (seenRequest, context.CancelFunc, chan error) {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- f(ctx, 1, wrapperspb.Bytes(nil), new(wrapperspb.BytesValue)) }()
+		return plugin.next(t), cancel, done
+	}
+	for _, f := range []func(context.Context, byte, proto.Message, proto.Message) error{client.CallLong, client.Call} {
+		req, cancel, done := call(f)
+		cancel()
+		if err := <-done; status.Code(err) != codes.Canceled {
+			t.Fatalf("cancelled call: %v", err)
+		}
+		select {
+		case c := <-ctl:
+			if c.id != req.id || c.op != 9 {
+				t.Fatalf("on the cancellations' connection: %+v, want the cancellation of %+v", c, req)
+			}
+		case s := <-plugin.seen:
+			t.Fatalf("the cancellation of %+v went on a connection of calls: %+v", req, s)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("the cancellation of %+v never came", req)
+		}
+	}
+	// With that connection gone, a cancellation still reaches the plugin.
+	b.Close()
+	for client.ctl.w.Write(FinishFrame(AppendRequestHeader(nil, 0, 9, 0))) == nil {
+		time.Sleep(time.Millisecond) // until the client finds it broken
+	}
+	req, cancel, done := call(client.Call)
+	cancel()
+	if err := <-done; status.Code(err) != codes.Canceled {
+		t.Fatalf("cancelled call: %v", err)
+	}
+	if s := plugin.next(t); s.id != req.id || s.op != 9 || s.conn != req.conn {
+		t.Fatalf("with the cancellations' connection broken: %+v, want the cancellation of %+v on its connection", s, req)
+	}
+}
