@@ -260,10 +260,10 @@ type UnaryClient struct {
 	// request of megabytes that the plugin's reader, busy with an inline call or short of
 	// processor, takes long to read (eight 10 MB prompts at once: cancellations came 2 s
 	// late, and the rule scanned on for nobody meanwhile).
-	ctl   *unaryConn
-	next  atomic.Uint32
-	ids   atomic.Uint32
-	opts  UnaryOptions
+	ctl  *unaryConn
+	next atomic.Uint32
+	ids  atomic.Uint32
+	opts UnaryOptions
 }
 
 // UnaryOptions describe a kind's unary fast path to DialUnary.
