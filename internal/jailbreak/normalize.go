@@ -416,7 +416,6 @@ func leetViewStop(st *stopper, v View) (out View, ok bool, err error) {
 	t := v.Text
 	dense := denseLeet(t)
 	w := builder{b: make([]byte, 0, len(t)), orig: make([]int32, 0, len(t)+1)}
-	spelled := make([]atByte, 0, 16) // spelledOut's buffer, reused (not nil: nil asks only whether)
 	i := 0
 	for i < len(t) {
 		if st.at(i) {
@@ -432,13 +431,7 @@ func leetViewStop(st *stopper, v View) (out View, ok bool, err error) {
 		j, letters, leets := leetWord(t, i)
 		// Single letters separated by single spaces are handled above; here a word.
 		if j-i == 1 && i+2 < len(t) && isSep(t[i+1]) && t[i+2] >= 'a' && t[i+2] <= 'z' {
-			var n int
-			if n, spelled = spelledOut(st, t, i, spelled[:0]); n > 0 {
-				joined := spelled
-				for k := 0; k < len(joined); k++ {
-					w.b = append(w.b, foldLI(joined[k].c))
-					w.orig = append(w.orig, v.Orig[joined[k].at])
-				}
+			if n := spelledOut(st, t, i, &w, v.Orig); n > 0 {
 				ok = true
 				i += n
 				continue
@@ -510,7 +503,7 @@ func leetChanges(t string) bool {
 		}
 		j, letters, leets := leetWord(t, i)
 		if j-i == 1 && i+2 < len(t) && isSep(t[i+1]) && t[i+2] >= 'a' && t[i+2] <= 'z' {
-			if n, _ := spelledOut(nil, t, i, nil); n > 0 {
+			if spelledOut(nil, t, i, nil, nil) > 0 {
 				return true
 			}
 		}
@@ -535,22 +528,26 @@ func isLeetWordByte(c byte) bool {
 
 func isSep(c byte) bool { return c == ' ' || c == '.' || c == '-' || c == '_' || c == '*' }
 
-type atByte struct {
-	c  byte
-	at int
-}
-
 // spelledOut recognises at least four single letters at t[i:] each followed by one
 // separator ("i g n o r e"); it returns the bytes consumed (excluding the final
-// separator) and the letters, appended to out. A run ends at a double separator, which
-// stands for the space between words and is kept as one space. With out nil it only
-// tells whether there is such a run (a positive count, not the bytes consumed), without
-// collecting its letters.
-func spelledOut(st *stopper, t string, i int, out []atByte) (int, []atByte) {
+// separator) and appends the letters, 'l' folded to 'i', to w, each mapped back through
+// orig. A run ends at a double separator, which stands for the space between words and
+// is kept as one space. With w nil it only tells whether there is such a run (a positive
+// count, not the bytes consumed). It returns 0, w as it was, when there is none, or when
+// st says to give up (st.err; a run may be the whole text).
+//
+// The letters go to w as they are read, not to a buffer of their own first: a text of
+// spelled-out letters is one run, and the buffer of 10 MB of them was 400 MB allocated.
+func spelledOut(st *stopper, t string, i int, w *builder, orig []int32) int {
 	if t[i] < 'a' || t[i] > 'z' || (i > 0 && isLeetWordByte(t[i-1])) {
-		return 0, out
+		return 0
 	}
-	probe, seen := out == nil, 0
+	probe := w == nil
+	var mark int
+	if !probe {
+		mark = len(w.b)
+	}
+	letters := 0
 	j, end := i, i
 	for {
 		if j >= len(t) || !(t[j] >= 'a' && t[j] <= 'z' || t[j] < 128 && leet[t[j]] != 0) {
@@ -563,14 +560,16 @@ func spelledOut(st *stopper, t string, i int, out []atByte) (int, []atByte) {
 		if c < 'a' || c > 'z' {
 			c = leet[c]
 		}
+		letters++
 		if probe {
-			if seen++; seen >= 4 {
-				return 1, nil
+			if letters >= 4 {
+				return 1
 			}
 		} else {
-			out = append(out, atByte{c, j})
+			w.b = append(w.b, foldLI(c))
+			w.orig = append(w.orig, orig[j])
 			if st != nil && st.at(j) {
-				return 0, out[:0] // given up (st.err): a run may be the whole text
+				break
 			}
 		}
 		j++
@@ -582,27 +581,26 @@ func spelledOut(st *stopper, t string, i int, out []atByte) (int, []atByte) {
 		if j+2 < len(t) && isSep(t[j]) && isSep(t[j+1]) && isLeetWordByte(t[j+2]) && (j+3 >= len(t) || !isLeetWordByte(t[j+3])) {
 			// Word gap: keep one space and go on.
 			if !probe {
-				out = append(out, atByte{' ', j})
+				w.b = append(w.b, ' ')
+				w.orig = append(w.orig, orig[j])
 			}
 			j += 2
 			continue
 		}
 		break
 	}
+	if probe {
+		return 0
+	}
+	if letters < 4 || st != nil && st.err != nil {
+		w.b, w.orig = w.b[:mark], w.orig[:mark]
+		return 0
+	}
 	// Drop a trailing word gap.
-	for len(out) > 0 && out[len(out)-1].c == ' ' {
-		out = out[:len(out)-1]
+	if len(w.b) > mark && w.b[len(w.b)-1] == ' ' {
+		w.b, w.orig = w.b[:len(w.b)-1], w.orig[:len(w.orig)-1]
 	}
-	letters := 0
-	for _, a := range out {
-		if a.c != ' ' {
-			letters++
-		}
-	}
-	if letters < 4 {
-		return 0, out[:0]
-	}
-	return end - i, out
+	return end - i
 }
 
 // Rot13 returns v with ASCII letters rotated by 13 (byte-for-byte, so Orig is shared).
