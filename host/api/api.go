@@ -35,7 +35,10 @@ type Options struct {
 	Plugins func() []plugins.Status
 	// MaxBodyBytes bounds request bodies.
 	MaxBodyBytes int64
-	Logger       hclog.Logger
+	// MaxBodyBytesInFlight bounds the large request bodies handled at once (see
+	// bodyBudget); config.DefaultMaxBodyBytesInFlight when 0.
+	MaxBodyBytesInFlight int64
+	Logger               hclog.Logger
 
 	Sessions      *session.Manager
 	Engine        *execution.Engine
@@ -75,6 +78,8 @@ type Server struct {
 	merging keyed.Mutex
 	// refused writes the warn lines of refused requests, at a bounded rate.
 	refused *refusedLog
+	// bodies bounds the large request bodies being handled at once.
+	bodies *bodyBudget
 }
 
 // New returns the API server.
@@ -85,6 +90,9 @@ func New(opts Options) *Server {
 	if opts.MaxBodyBytes <= 0 {
 		opts.MaxBodyBytes = 10 << 20
 	}
+	if opts.MaxBodyBytesInFlight <= 0 {
+		opts.MaxBodyBytesInFlight = config.DefaultMaxBodyBytesInFlight
+	}
 	if opts.Plugins == nil {
 		opts.Plugins = func() []plugins.Status { return nil }
 	}
@@ -94,7 +102,8 @@ func New(opts Options) *Server {
 	if opts.RD.Timeout <= 0 {
 		opts.RD.Timeout = config.DefaultRDTimeout
 	}
-	s := &Server{opts: opts, mux: http.NewServeMux(), metrics: newMetrics(opts.Plugins), refused: newRefusedLog(opts.Logger)}
+	s := &Server{opts: opts, mux: http.NewServeMux(), metrics: newMetrics(opts.Plugins), refused: newRefusedLog(opts.Logger),
+		bodies: newBodyBudget(opts.MaxBodyBytesInFlight)}
 	s.stopping, s.stop = context.WithCancel(context.Background())
 	s.register()
 	s.doc = openAPI(opts.Version, s.routes, len(opts.Tokens) > 0)
@@ -167,8 +176,19 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, http.StatusUnauthorized, "this API needs \"Authorization: Bearer <token>\" with a token from the host's api.token_file", nil)
 		return
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes)
 	h, pattern := s.mux.Handler(r)
+	if pattern != "" {
+		release, why := s.admit(r)
+		if release == nil {
+			route = pattern
+			s.refused.warn("API request refused", "request_id", id, "remote", r.RemoteAddr, "path", r.URL.Path, "reason", why)
+			w.Header().Set("Retry-After", "1")
+			writeProblem(w, r, http.StatusServiceUnavailable, why, nil)
+			return
+		}
+		defer release()
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes)
 	route = pattern
 	if pattern == "" || uncleanPath(r) {
 		route = "unmatched"

@@ -55,6 +55,8 @@ const (
 	DefaultRDTimeout = time.Minute
 	// DefaultMaxBodyBytes is api.max_body_bytes: 10 MiB.
 	DefaultMaxBodyBytes = 10 << 20
+	// DefaultMaxBodyBytesInFlight is api.max_body_bytes_in_flight: 32 MiB.
+	DefaultMaxBodyBytesInFlight = 32 << 20
 	// DefaultReadTimeout is api.read_timeout.
 	DefaultReadTimeout = 30 * time.Second
 	// DefaultWriteTimeout is api.write_timeout; it is long because responses may stream.
@@ -149,6 +151,10 @@ type RD struct {
 type API struct {
 	// MaxBodyBytes bounds a request body, > 0.
 	MaxBodyBytes int64
+	// MaxBodyBytesInFlight bounds the large request bodies (64 KiB and more) being
+	// handled at once, > 0: a request whose body would pass it waits its turn (a body
+	// larger than it waits for the whole of it).
+	MaxBodyBytesInFlight int64
 	// ReadTimeout bounds reading a whole request; 0 means no limit.
 	ReadTimeout time.Duration
 	// WriteTimeout bounds writing a response; 0 means no limit (streams are long).

@@ -114,6 +114,7 @@ rd {
 
 api {
   max_body_bytes   = 1048576
+  max_body_bytes_in_flight = 8388608
   read_timeout     = "10s"
   write_timeout    = "0s"
   shutdown_timeout = "1m"
@@ -167,7 +168,7 @@ func TestParseFull(t *testing.T) {
 	if want := (RD{Alpha: 0.25, Epsilon: 0.02, Tol: 1e-6, MaxIter: 500, Timeout: 90 * time.Second}); cfg.RD != want {
 		t.Errorf("RD = %+v, want %+v", cfg.RD, want)
 	}
-	wantAPI := API{MaxBodyBytes: 1 << 20, ReadTimeout: 10 * time.Second, WriteTimeout: 0, ShutdownTimeout: time.Minute}
+	wantAPI := API{MaxBodyBytes: 1 << 20, MaxBodyBytesInFlight: 8 << 20, ReadTimeout: 10 * time.Second, WriteTimeout: 0, ShutdownTimeout: time.Minute}
 	if !reflect.DeepEqual(cfg.API, wantAPI) {
 		t.Errorf("API = %+v, want %+v", cfg.API, wantAPI)
 	}
@@ -223,10 +224,11 @@ func TestParseEmptyGivesDefaults(t *testing.T) {
 			Governance: Governance{Policy: "default"},
 			RD:         RD{Alpha: 0.5, Epsilon: 0.01, Tol: 1e-9, MaxIter: 200, Timeout: time.Minute},
 			API: API{
-				MaxBodyBytes:    10485760,
-				ReadTimeout:     30 * time.Second,
-				WriteTimeout:    5 * time.Minute,
-				ShutdownTimeout: 15 * time.Second,
+				MaxBodyBytes:         10485760,
+				MaxBodyBytesInFlight: 32 << 20,
+				ReadTimeout:          30 * time.Second,
+				WriteTimeout:         5 * time.Minute,
+				ShutdownTimeout:      15 * time.Second,
 			},
 			Filename: testFile,
 		}
@@ -313,6 +315,8 @@ func TestParseErrors(t *testing.T) {
 		{"rd timeout zero", "rd {\n  timeout = \"0s\"\n}\n", nil, 2, "Invalid duration", "timeout must be longer than zero"},
 		{"rd timeout no unit", "rd {\n  timeout = \"60\"\n}\n", nil, 2, "Invalid duration", "not a duration"},
 		{"max_body_bytes zero", "api {\n  max_body_bytes = 0\n}\n", nil, 2, "Invalid max_body_bytes", ""},
+		{"max_body_bytes_in_flight zero", "api {\n  max_body_bytes_in_flight = 0\n}\n", nil, 2, "Invalid max_body_bytes_in_flight", "greater than 0"},
+		{"max_body_bytes_in_flight fraction", "api {\n  max_body_bytes_in_flight = 1.5\n}\n", nil, 2, "Invalid max_body_bytes_in_flight", "whole number"},
 		{"storage absent", "host {\n  storage = \"x\"\n}\nstorage \"bolt\" {}\n", nil, 2,
 			"host.storage names \"x\" but no storage \"x\" block exists", "\"bolt\""},
 		{"storage absent despite STORAGE_BACKEND", "host {\n  storage = \"x\"\n}\n", map[string]string{"STORAGE_BACKEND": "bolt"}, 2,

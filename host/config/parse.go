@@ -84,6 +84,7 @@ var rdSchema = &hcl.BodySchema{
 var apiSchema = &hcl.BodySchema{
 	Attributes: []hcl.AttributeSchema{
 		{Name: "max_body_bytes"},
+		{Name: "max_body_bytes_in_flight"},
 		{Name: "read_timeout"},
 		{Name: "write_timeout"},
 		{Name: "shutdown_timeout"},
@@ -201,10 +202,11 @@ func decodeFile(file *hcl.File, src []byte, filename string, lookupEnv func(stri
 			Timeout: DefaultRDTimeout,
 		},
 		API: API{
-			MaxBodyBytes:    DefaultMaxBodyBytes,
-			ReadTimeout:     DefaultReadTimeout,
-			WriteTimeout:    DefaultWriteTimeout,
-			ShutdownTimeout: DefaultShutdownTimeout,
+			MaxBodyBytes:         DefaultMaxBodyBytes,
+			MaxBodyBytesInFlight: DefaultMaxBodyBytesInFlight,
+			ReadTimeout:          DefaultReadTimeout,
+			WriteTimeout:         DefaultWriteTimeout,
+			ShutdownTimeout:      DefaultShutdownTimeout,
 		},
 		Filename: filename,
 	}
@@ -490,6 +492,13 @@ func (d *decoder) api(blk *hcl.Block, api *API) {
 			d.invalid(attr, "Invalid max_body_bytes", "max_body_bytes must be greater than 0; got %d.", v)
 		} else {
 			api.MaxBodyBytes = v
+		}
+	}
+	if v, attr := d.int64(a, "max_body_bytes_in_flight", 1, math.MaxInt64); attr != nil {
+		if v <= 0 {
+			d.invalid(attr, "Invalid max_body_bytes_in_flight", "max_body_bytes_in_flight must be greater than 0; got %d.", v)
+		} else {
+			api.MaxBodyBytesInFlight = v
 		}
 	}
 	if v, attr := d.duration(a, "read_timeout", true); attr != nil {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sends N concurrent prompts of ~10 MB (spelled-out letters, the jailbreak rule's costliest
 # shape) to POST /v1/governance/evaluate of a daemon started here on configs/default.hcl,
-# and reports the answers, the jailbreak plugin's peak memory (VmHWM) and its CPU time:
+# and reports the answers, the jailbreak plugin's and the daemon's peak memory (VmHWM) and
+# the plugin's CPU time:
 # when the clients left (with MAXT) and once it is idle again.
 #
 #   make build && scripts/jailbreak/large-prompts.sh [BIN_DIR] [PORT]
@@ -62,6 +63,6 @@ for f in sys.argv[1:]:
 for k, v in c.items():
     print(f"{v:7d} {k}")
 PY
-echo "plugin peak memory: $(awk '/VmHWM/ {printf "%.0f MB", $2/1024}' "/proc/$plugin/status")"
+echo "plugin peak memory: $(awk '/VmHWM/ {printf "%.0f MB", $2/1024}' "/proc/$plugin/status"), limitd's: $(awk '/VmHWM/ {printf "%.0f MB", $2/1024}' "/proc/$daemon/status")"
 sleep 6
 echo "plugin CPU once idle (6 s later): $(cpu) s"

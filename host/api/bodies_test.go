@@ -1,0 +1,71 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestLargeBodiesWaitTheirTurn: while other large bodies hold api.max_body_bytes_in_flight,
+// a request with a large body waits for its share and is refused (503, Retry-After, its
+// body unread) when it does not get it in time; small bodies never wait; a body larger
+// than the whole budget gets it all; one of unknown length counts as max_body_bytes.
+func TestLargeBodiesWaitTheirTurn(t *testing.T) {
+	srv, _, _, _ := mergeServer(t)
+	srv.bodies = newBodyBudget(200_000)
+	srv.bodies.wait = 50 * time.Millisecond
+	prompt := func(n int) string {
+		b, _ := json.Marshal(map[string]string{"kind": "prompt", "text": strings.Repeat("a", n)})
+		return string(b)
+	}
+	post := func(body string, chunked bool) (*http.Response, map[string]any) {
+		t.Helper()
+		req := httptest.NewRequest("POST", "/v1/governance/evaluate", strings.NewReader(body))
+		if chunked {
+			req.ContentLength = -1
+		}
+		rec := httptest.NewRecorder()
+		srv.ServeHTTP(rec, req)
+		res := rec.Result()
+		var out map[string]any
+		b, _ := io.ReadAll(res.Body)
+		_ = json.Unmarshal(b, &out)
+		return res, out
+	}
+	ctx := context.Background()
+	if err := srv.bodies.sem.Acquire(ctx, 200_000); err != nil {
+		t.Fatal(err)
+	}
+	res, out := post(prompt(100_000), false)
+	if res.StatusCode != 503 || res.Header.Get("Retry-After") != "1" || res.Header.Get("Content-Type") != "application/problem+json" ||
+		!strings.Contains(out["detail"].(string), "api.max_body_bytes_in_flight 200000") {
+		t.Fatalf("a large body while the budget is held: %d %v %v", res.StatusCode, res.Header, out)
+	}
+	if res, out := post(prompt(1000), false); res.StatusCode != 200 {
+		t.Fatalf("a small body while the budget is held: %d %v", res.StatusCode, out)
+	}
+	srv.bodies.sem.Release(200_000)
+	for _, n := range []int{100_000, 300_000} {
+		if res, out := post(prompt(n), false); res.StatusCode != 200 {
+			t.Fatalf("a body of %d bytes with the budget free: %d %v", n, res.StatusCode, out)
+		}
+	}
+	// Every share came back.
+	if !srv.bodies.sem.TryAcquire(200_000) {
+		t.Fatal("the budget was not given back whole")
+	}
+	srv.bodies.sem.Release(199_999) // one byte still held
+	// A body of unknown length may be as large as max_body_bytes, and waits as such.
+	if res, out := post(prompt(1000), true); res.StatusCode != 503 {
+		t.Fatalf("a small body of unknown length with one byte of the budget held: %d %v", res.StatusCode, out)
+	}
+	srv.bodies.sem.Release(1)
+	if res, out := post(prompt(1000), true); res.StatusCode != 200 {
+		t.Fatalf("a body of unknown length with the budget free: %d %v", res.StatusCode, out)
+	}
+}
