@@ -200,16 +200,7 @@ func newFakePlugin(t *testing.T, n int) (*UnaryClient, *fakePlugin) {
 		}
 		client.conns = append(client.conns, newUnaryConn(client, a))
 		p.ends = append(p.ends, b)
-		go func() {
-			r := bufio.NewReader(b)
-			for {
-				buf, err := ReadFrame(r, RequestHeader, MaxFrame)
-				if err != nil {
-					return
-				}
-				p.seen <- seenRequest{i, binary.LittleEndian.Uint32(buf), buf[4]}
-			}
-		}()
+		go readRequests(b, i, p.seen)
 	}
 	t.Cleanup(func() {
 		client.Close()
@@ -218,6 +209,19 @@ func newFakePlugin(t *testing.T, n int) (*UnaryClient, *fakePlugin) {
 		}
 	})
 	return client, p
+}
+
+// readRequests reports each request frame read from the plugin's end b of connection
+// conn to seen, until b fails.
+func readRequests(b *net.UnixConn, conn int, seen chan<- seenRequest) {
+	r := bufio.NewReader(b)
+	for {
+		buf, err := ReadFrame(r, RequestHeader, MaxFrame)
+		if err != nil {
+			return
+		}
+		seen <- seenRequest{conn, binary.LittleEndian.Uint32(buf), buf[4]}
+	}
 }
 
 func (p *fakePlugin) next(t *testing.T) seenRequest {
@@ -442,16 +446,7 @@ func TestCancelsTakeTheirOwnConnection(t *testing.T) {
 	}
 	client.ctl = newUnaryConn(client, a)
 	ctl := make(chan seenRequest, 16)
-	go func() {
-		r := bufio.NewReader(b)
-		for {
-			buf, err := ReadFrame(r, RequestHeader, MaxFrame)
-			if err != nil {
-				return
-			}
-			ctl <- seenRequest{-1, binary.LittleEndian.Uint32(buf), buf[4]}
-		}
-	}()
+	go readRequests(b, -1, ctl)
 	call := func(f func(context.Context, byte, proto.Message, proto.Message) error) (seenRequest, context.CancelFunc, chan error) {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
