@@ -105,9 +105,9 @@ func TestScoringInBlocksGivesUp(t *testing.T) {
 }
 
 // TestLongStagesGiveUp checks that the stages that go through a whole text in one loop
-// (normalising, and folding leetspeak, where a text of spelled-out letters is one run) look
-// at their context as they go, every stopEvery bytes, not only once at the end: ended at
-// their second look, they stop there.
+// (normalising, the phrase rules' pass over a view, and folding leetspeak, where a text of
+// spelled-out letters is one run) look at their context as they go, every stopEvery
+// bytes, not only once at the end: ended at their second look, they stop there.
 func TestLongStagesGiveUp(t *testing.T) {
 	const mib = 1 << 20
 	texts := map[string]string{
@@ -128,6 +128,19 @@ func TestLongStagesGiveUp(t *testing.T) {
 		ctx := newCountdown(2)
 		if got, err := normalize(&stopper{ctx: ctx}, text); !errors.Is(err, context.Canceled) || got.Text != "" || ctx.calls.Load() != 2 {
 			t.Fatalf("%s: normalize ended at its second look: %v after %d looks", name, err, ctx.calls.Load())
+		}
+
+		// The phrase rules' pass over the view.
+		never = &stopper{ctx: newCountdown(1 << 62)}
+		if ms, err := matchPhrases(never, want.Text, false, false); err != nil || !reflect.DeepEqual(ms, MatchPhrases(want.Text, false, false)) {
+			t.Fatalf("%s: matchPhrases with a live context differs from MatchPhrases (%v)", name, err)
+		}
+		if looks := never.ctx.(*countdown).calls.Load(); looks < int64(len(want.Text)/stopEvery) {
+			t.Fatalf("%s: the phrase rules over %d bytes looked at the context %d times", name, len(want.Text), looks)
+		}
+		ctx = newCountdown(2)
+		if ms, err := matchPhrases(&stopper{ctx: ctx}, want.Text, false, false); !errors.Is(err, context.Canceled) || ms != nil || ctx.calls.Load() != 2 {
+			t.Fatalf("%s: matchPhrases ended at its second look: %v after %d looks", name, err, ctx.calls.Load())
 		}
 
 		if !leetChanges(want.Text) {

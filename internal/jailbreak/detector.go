@@ -147,7 +147,11 @@ func (d *Detector) scan(ctx context.Context, text string, model bool) (Result, e
 	if n.Removed > 0 {
 		invis = fmt.Sprintf(" after removing %d invisible characters", n.Removed)
 	}
-	for _, m := range MatchPhrases(n.Text, false, false) {
+	pm, err := matchPhrases(&stopper{ctx: ctx}, n.Text, false, false)
+	if err != nil {
+		return Result{}, err
+	}
+	for _, m := range pm {
 		s, e := n.Span(m.Start, m.End)
 		add(Finding{RuleID: PhraseRuleID(m.Rule.Category), Severity: m.Rule.Severity, Score: 1, Start: s, End: e,
 			Reason: fmt.Sprintf("%s%s", m, invis)})
@@ -157,7 +161,11 @@ func (d *Detector) scan(ctx context.Context, text string, model bool) (Result, e
 		return Result{}, err
 	}
 	if ok {
-		for _, m := range MatchPhrases(lv.Text, true, false) {
+		pm, err := matchPhrases(&stopper{ctx: ctx}, lv.Text, true, false)
+		if err != nil {
+			return Result{}, err
+		}
+		for _, m := range pm {
 			s, e := lv.Span(m.Start, m.End)
 			add(Finding{RuleID: PhraseRuleID(m.Rule.Category), Severity: m.Rule.Severity, Score: 1, Start: s, End: e,
 				Reason: fmt.Sprintf("%s after folding leetspeak and spelled-out letters (original %q)", m, clip.Marked(text[s:e], 80))})
@@ -168,7 +176,11 @@ func (d *Detector) scan(ctx context.Context, text string, model bool) (Result, e
 	}
 	if !seen[RuleEncoded] {
 		rv := Rot13(n.View)
-		for _, m := range MatchPhrases(rv.Text, false, true) {
+		pm, err := matchPhrases(&stopper{ctx: ctx}, rv.Text, false, true)
+		if err != nil {
+			return Result{}, err
+		}
+		for _, m := range pm {
 			s, e := rv.Span(m.Start, m.End)
 			add(Finding{RuleID: RuleEncoded, Severity: 9, Score: 1, Start: s, End: e,
 				Reason: fmt.Sprintf("ROT13-encoded text decodes to %q: %s", clip.Marked(m.Text, 80), m)})
@@ -228,7 +240,11 @@ func (d *Detector) scanPayload(ctx context.Context, p Payload, text string, dept
 		return err
 	}
 	reason := ""
-	if ms := MatchPhrases(pn.Text, false, false); len(ms) > 0 {
+	ms, err := matchPhrases(&stopper{ctx: ctx}, pn.Text, false, false)
+	if err != nil {
+		return err
+	}
+	if len(ms) > 0 {
 		reason = ms[0].String()
 	} else {
 		lv, ok, err := leetView(ctx, pn.View)
@@ -236,7 +252,10 @@ func (d *Detector) scanPayload(ctx context.Context, p Payload, text string, dept
 			return err
 		}
 		if ok {
-			if ms := MatchPhrases(lv.Text, true, false); len(ms) > 0 {
+			if ms, err = matchPhrases(&stopper{ctx: ctx}, lv.Text, true, false); err != nil {
+				return err
+			}
+			if len(ms) > 0 {
 				reason = ms[0].String() + " after folding leetspeak"
 			}
 		}

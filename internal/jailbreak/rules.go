@@ -1,6 +1,7 @@
 package jailbreak
 
 import (
+	"context"
 	"fmt"
 	"hash/maphash"
 	"regexp"
@@ -623,7 +624,9 @@ type literalScan struct {
 
 var literalScanPool = sync.Pool{New: func() any { return &literalScan{} }}
 
-func (ls *literalScan) reset(lt *litTable, t string) {
+// reset finds the occurrences of lt's literals in t; it stops early when st says to give
+// up (st.err), and is then of no use.
+func (ls *literalScan) reset(st *stopper, lt *litTable, t string) {
 	n := len(lt.lits)
 	if cap(ls.occ) < n {
 		ls.occ, ls.cur = make([][]int32, n), make([]int32, n)
@@ -633,6 +636,9 @@ func (ls *literalScan) reset(lt *litTable, t string) {
 		ls.occ[i], ls.cur[i] = ls.occ[i][:0], 0
 	}
 	for p := 0; p+2 < len(t); p++ {
+		if st.at(p) {
+			return
+		}
 		h := hash3(t[p], t[p+1], t[p+2])
 		if lt.has[h>>6]&(1<<(h&63)) == 0 {
 			continue
@@ -675,6 +681,12 @@ func (ls *literalScan) containsAllAt(lt *litTable, sets [][]int32, i, end int) b
 // start, the rules having a start literal there are tried, anchored, so the work grows
 // with the text and not with the number of rules.
 func MatchPhrases(t string, leet, asciiOnly bool) []PhraseMatch {
+	out, _ := matchPhrases(&stopper{ctx: context.Background()}, t, leet, asciiOnly)
+	return out
+}
+
+// matchPhrases is MatchPhrases that gives up, with st.err, when st says to.
+func matchPhrases(st *stopper, t string, leet, asciiOnly bool) ([]PhraseMatch, error) {
 	var out []PhraseMatch
 	idx, lt := &startIndex, &mustPlain
 	if leet {
@@ -685,6 +697,9 @@ func MatchPhrases(t string, leet, asciiOnly bool) []PhraseMatch {
 	var lits *literalScan
 	prevWord := false
 	for i := 0; i < len(t); i++ {
+		if st.at(i) {
+			break
+		}
 		c := t[i]
 		wordStart := !prevWord
 		prevWord = isWordASCII(c)
@@ -730,8 +745,14 @@ func MatchPhrases(t string, leet, asciiOnly bool) []PhraseMatch {
 			wend := min(len(t), i+maxMatchLen)
 			if len(must) > 0 {
 				if lits == nil {
+					// The literals of the whole text, found once: a loop of its own over
+					// the text, which looks at the context from its start.
 					lits = literalScanPool.Get().(*literalScan)
-					lits.reset(lt, t)
+					ls := stopper{ctx: st.ctx}
+					if lits.reset(&ls, lt, t); ls.err != nil {
+						st.err = ls.err
+						break
+					}
 				}
 				if !lits.containsAllAt(lt, must, i, wend) {
 					continue
@@ -761,8 +782,11 @@ func MatchPhrases(t string, leet, asciiOnly bool) []PhraseMatch {
 	if lits != nil {
 		literalScanPool.Put(lits)
 	}
+	if st.err != nil {
+		return nil, st.err
+	}
 	sort.SliceStable(out, func(a, b int) bool { return out[a].Rule.index < out[b].Rule.index })
-	return out
+	return out, nil
 }
 
 func isWordASCII(c byte) bool {
