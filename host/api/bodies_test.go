@@ -61,7 +61,7 @@ func TestLargeBodiesWaitTheirTurn(t *testing.T) {
 	}
 	srv.bodies.sem.Release(199_999) // one byte still held
 	// A body of unknown length may be as large as max_body_bytes, and waits as such.
-	if res, out := post(prompt(1000), true); res.StatusCode != 503 {
+	if res, out := post(prompt(1000), true); res.StatusCode != 503 || !strings.Contains(out["detail"].(string), "unknown length") {
 		t.Fatalf("a small body of unknown length with one byte of the budget held: %d %v", res.StatusCode, out)
 	}
 	srv.bodies.sem.Release(1)
