@@ -40,10 +40,7 @@ func (s *Server) admit(r *http.Request) (release func(), why string) {
 	if r.Body == nil || r.Body == http.NoBody || n == 0 {
 		return func() {}, ""
 	}
-	what := fmt.Sprintf("a body of %d bytes", n)
-	if n < 0 {
-		what = fmt.Sprintf("a body of unknown length (counted as api.max_body_bytes, %d)", s.opts.MaxBodyBytes)
-	}
+	known := n > 0
 	if n < 0 || n > s.opts.MaxBodyBytes {
 		n = s.opts.MaxBodyBytes // no more is read (413 past it)
 	}
@@ -55,6 +52,10 @@ func (s *Server) admit(r *http.Request) (release func(), why string) {
 	ctx, cancel := context.WithTimeout(r.Context(), b.wait)
 	defer cancel()
 	if err := b.sem.Acquire(ctx, share); err != nil {
+		what := fmt.Sprintf("a body of %d bytes", r.ContentLength)
+		if !known {
+			what = fmt.Sprintf("a body of unknown length (counted as api.max_body_bytes, %d)", n)
+		}
 		return nil, fmt.Sprintf("%s waited %v for other large bodies being handled (api.max_body_bytes_in_flight %d) and was not read; retry",
 			what, b.wait, b.max)
 	}
