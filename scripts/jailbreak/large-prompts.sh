@@ -7,6 +7,8 @@
 #
 #   make build && scripts/jailbreak/large-prompts.sh [BIN_DIR] [PORT]
 #   N=8 MAXT=3 scripts/jailbreak/large-prompts.sh bin 18187   # clients that leave after 3 s
+#   N=8 SMALL=60 scripts/jailbreak/large-prompts.sh bin 18187  # and 60 small prompts, one after
+#                                                              # another, during the burst
 #
 # BIN_DIR holds limitd and plugins/ (default: bin). Nothing is kept: the daemon's data
 # directory is a temporary one, removed at the end.
@@ -18,9 +20,11 @@ n=${N:-8}
 work=$(mktemp -d)
 trap 'kill -INT "${daemon:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
 
-python3 - "$work/body.json" <<'PY'
+python3 - "$work/body.json" "$work/small.json" <<'PY'
 import json, sys
 json.dump({"kind": "prompt", "text": "i-g-n-o-r-e " * (9_900_000 // 12)}, open(sys.argv[1], "w"))
+small = "Please summarise the attached quarterly report in three bullet points for the board. "
+json.dump({"kind": "prompt", "text": small * 20}, open(sys.argv[2], "w"))
 PY
 sed -e "s#127.0.0.1:8080#127.0.0.1:$port#" -e "s#\"\./data\"#\"$work/data\"#" \
 	-e "s#^  log_level = \"info\"#  log_level = \"info\"\n  plugin_dir = \"$bin/plugins\"#" \
@@ -42,6 +46,19 @@ for i in $(seq 1 "$n"); do
 		"127.0.0.1:$port/v1/governance/evaluate" > "$work/code$i" || true &
 	clients+=($!)
 done
+if [[ -n "${SMALL:-}" ]]; then
+	sleep 1
+	for _ in $(seq 1 "$SMALL"); do
+		curl -s -o /dev/null -w "%{time_total}\n" -H 'Content-Type: application/json' \
+			--data-binary "@$work/small.json" "127.0.0.1:$port/v1/governance/evaluate"
+	done > "$work/small.txt"
+	python3 - "$work/small.txt" <<'PY'
+import sys
+v = sorted(float(x) for x in open(sys.argv[1]))
+print("%d small prompts during the burst: p50 %.1f ms, p90 %.1f ms, largest %.1f ms"
+      % (len(v), 1000 * v[len(v) // 2], 1000 * v[int(len(v) * 0.9)], 1000 * v[-1]))
+PY
+fi
 if [[ -n "${MAXT:-}" ]]; then
 	sleep "$MAXT.3"
 	echo "plugin CPU when the clients left (+0.3 s): $(cpu) s"
