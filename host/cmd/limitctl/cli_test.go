@@ -15,6 +15,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -461,5 +462,58 @@ func TestGovernanceStatsBySeverity(t *testing.T) {
 	code, stdout, stderr := limitctl(t, "-addr", srv.URL, "governance", "stats")
 	if code != 0 || !strings.Contains(stdout, "BY SEVERITY") || !strings.Contains(stdout, "9=2 10=1") {
 		t.Fatalf("exit %d stdout %q stderr %q", code, stdout, stderr)
+	}
+}
+
+// TestEvalRetriesWhenAsked: governance eval makes an evaluation again after the daemon's
+// Retry-After when it answers 503 so (a large text that waited for others' share of
+// api.max_body_bytes_in_flight), and still fails on a 503 without one, or after
+// evalRetries tries.
+func TestEvalRetriesWhenAsked(t *testing.T) {
+	var mu sync.Mutex
+	refuse := map[string]int{} // text -> 503s left to answer
+	retryAfter := "1"
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req struct{ Text string }
+		_ = json.NewDecoder(r.Body).Decode(&req)
+		mu.Lock()
+		left := refuse[req.Text]
+		if left > 0 {
+			refuse[req.Text] = left - 1
+		}
+		ra := retryAfter
+		mu.Unlock()
+		if left > 0 {
+			if ra != "" {
+				w.Header().Set("Retry-After", ra)
+			}
+			w.Header().Set("Content-Type", "application/problem+json")
+			w.WriteHeader(503)
+			fmt.Fprint(w, `{"type":"about:blank","title":"Service Unavailable","status":503,"detail":"a body waited"}`)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		rules := `"rules":[{"plugin":"jailbreak","rules":[{"id":"jailbreak.model","flags":["jailbreak"]}]}]`
+		if strings.Contains(req.Text, "attack") {
+			fmt.Fprint(w, `{"findings":[{"flag":"jailbreak","severity":8,"rule_id":"jailbreak.model"}],"scores":{"jailbreak":{"jailbreak.model":0.9}},`+rules+`}`)
+			return
+		}
+		fmt.Fprint(w, `{"findings":[],"scores":{"jailbreak":{"jailbreak.model":0.1}},`+rules+`}`)
+	}))
+	defer srv.Close()
+	set := filepath.Join(t.TempDir(), "set.jsonl")
+	if err := os.WriteFile(set, []byte(`{"text":"an attack","label":"jailbreak"}`+"\n"+`{"text":"hello","label":"benign"}`+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	refuse["hello"] = 2
+	code, stdout, stderr := limitctl(t, "-addr", srv.URL, "-o", "json", "governance", "eval", "--preset", "default", set)
+	if code != 0 || !strings.Contains(stdout, `"tpr": 1`) || !strings.Contains(stdout, `"fpr": 0`) {
+		t.Fatalf("two 503s with Retry-After, then answers: exit %d stdout %s stderr %s", code, stdout, stderr)
+	}
+	mu.Lock()
+	refuse["hello"], retryAfter = 1, ""
+	mu.Unlock()
+	if code, _, stderr := limitctl(t, "-addr", srv.URL, "governance", "eval", "--preset", "default", set); code == 0 || !strings.Contains(stderr, "503") {
+		t.Fatalf("a 503 without Retry-After: exit %d stderr %s, want the measurement to fail", code, stderr)
 	}
 }

@@ -4,9 +4,11 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"math"
+	"net/http"
 	"os"
 	"slices"
 	"strconv"
@@ -164,7 +166,7 @@ func (x *cli) governanceEval(ctx context.Context, args []string) error {
 		return err
 	}
 	// One evaluation first: the daemon must have a rule that raises the flag.
-	probe, err := x.c.EvaluateAt(ctx, *kind, set[0].Text, presets[0])
+	probe, err := evaluateRetrying(ctx, x.c, *kind, set[0].Text, presets[0])
 	if err != nil {
 		return err
 	}
@@ -279,7 +281,7 @@ func (x *cli) evalPass(ctx context.Context, set []evalExample, kind, flagName, p
 	}()
 	for i, ex := range set {
 		g.Go(func() error {
-			ev, err := x.c.EvaluateAt(gctx, kind, ex.Text, preset)
+			ev, err := evaluateRetrying(gctx, x.c, kind, ex.Text, preset)
 			if err != nil {
 				return fmt.Errorf("line %d: %w", ex.Line, err)
 			}
@@ -295,6 +297,28 @@ func (x *cli) evalPass(ctx context.Context, set []evalExample, kind, flagName, p
 	close(stop)
 	<-progressDone
 	return out, err
+}
+
+// evalRetries is how many times an evaluation the daemon asked to retry (503 with
+// Retry-After: a large text that waited for others' share of api.max_body_bytes_in_flight)
+// is made again before the measurement fails.
+const evalRetries = 5
+
+// evaluateRetrying is EvaluateAt, made again after the daemon's Retry-After when it asks
+// for that: an evaluation changes nothing, so it may be repeated.
+func evaluateRetrying(ctx context.Context, c *client.Client, kind, text, preset string) (*client.Evaluation, error) {
+	for attempt := 0; ; attempt++ {
+		ev, err := c.EvaluateAt(ctx, kind, text, preset)
+		var ce *client.Error
+		if err == nil || attempt == evalRetries || !errors.As(err, &ce) || ce.Status != http.StatusServiceUnavailable || ce.RetryAfter <= 0 {
+			return ev, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(ce.RetryAfter):
+		}
+	}
 }
 
 // verdictOf reads one evaluation: whether the flag was raised, by a rule without a score,
