@@ -104,6 +104,7 @@ func New(opts Options) *Server {
 	}
 	s := &Server{opts: opts, mux: http.NewServeMux(), metrics: newMetrics(opts.Plugins), refused: newRefusedLog(opts.Logger),
 		bodies: newBodyBudget(opts.MaxBodyBytesInFlight)}
+	s.metrics.reg.MustRegister(s.bodies.collectors()...)
 	s.stopping, s.stop = context.WithCancel(context.Background())
 	s.register()
 	s.doc = openAPI(opts.Version, s.routes, len(opts.Tokens) > 0)

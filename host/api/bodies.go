@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/semaphore"
 )
 
@@ -27,10 +29,29 @@ type bodyBudget struct {
 	sem  *semaphore.Weighted
 	max  int64
 	wait time.Duration
+	// held is the budget's bytes held by bodies being handled, waiting the requests
+	// waiting for their share (metrics).
+	held, waiting atomic.Int64
 }
 
 func newBodyBudget(max int64) *bodyBudget {
 	return &bodyBudget{sem: semaphore.NewWeighted(max), max: max, wait: bodyWait}
+}
+
+// collectors are the budget's gauges: how much of it is held, how many requests wait for
+// their share, and its size.
+func (b *bodyBudget) collectors() []prometheus.Collector {
+	return []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "limit_http_body_bytes_in_flight", Help: "Bytes of api.max_body_bytes_in_flight held by the large request bodies (64 KiB and more) being handled.",
+		}, func() float64 { return float64(b.held.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "limit_http_bodies_waiting", Help: "Requests whose large body waits, unread, for its share of api.max_body_bytes_in_flight.",
+		}, func() float64 { return float64(b.waiting.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "limit_http_body_bytes_in_flight_max", Help: "api.max_body_bytes_in_flight.",
+		}, func() float64 { return float64(b.max) }),
+	}
 }
 
 // admit waits until r's body fits and returns what gives its share back; when it does not
@@ -51,7 +72,10 @@ func (s *Server) admit(r *http.Request) (release func(), why string) {
 	share := min(n, b.max)
 	ctx, cancel := context.WithTimeout(r.Context(), b.wait)
 	defer cancel()
-	if err := b.sem.Acquire(ctx, share); err != nil {
+	b.waiting.Add(1)
+	err := b.sem.Acquire(ctx, share)
+	b.waiting.Add(-1)
+	if err != nil {
 		what := fmt.Sprintf("a body of %d bytes", r.ContentLength)
 		if !known {
 			what = fmt.Sprintf("a body of unknown length (counted as api.max_body_bytes, %d)", n)
@@ -59,5 +83,9 @@ func (s *Server) admit(r *http.Request) (release func(), why string) {
 		return nil, fmt.Sprintf("%s waited %v for other large bodies being handled (api.max_body_bytes_in_flight %d) and was not read; retry",
 			what, b.wait, b.max)
 	}
-	return func() { b.sem.Release(share) }, ""
+	b.held.Add(share)
+	return func() {
+		b.held.Add(-share)
+		b.sem.Release(share)
+	}, ""
 }

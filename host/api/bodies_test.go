@@ -3,12 +3,17 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/limitgraph/limit/host/governance"
+	"github.com/limitgraph/limit/host/session"
+	"github.com/limitgraph/limit/sdk/storage/memstore"
 )
 
 // TestLargeBodiesWaitTheirTurn: while other large bodies hold api.max_body_bytes_in_flight,
@@ -16,8 +21,13 @@ import (
 // body unread) when it does not get it in time; small bodies never wait; a body larger
 // than the whole budget gets it all; one of unknown length counts as max_body_bytes.
 func TestLargeBodiesWaitTheirTurn(t *testing.T) {
-	srv, _, _, _ := mergeServer(t)
-	srv.bodies = newBodyBudget(200_000)
+	st := memstore.New()
+	rules, err := governance.NewEvaluator(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sessions := session.NewManager(session.Options{Store: st, DataDir: t.TempDir(), Policies: governance.PolicyNames(), DefaultPolicy: "default"})
+	srv := New(Options{Sessions: sessions, Rules: rules, Store: st, MaxBodyBytesInFlight: 200_000})
 	srv.bodies.wait = 50 * time.Millisecond
 	prompt := func(n int) string {
 		b, _ := json.Marshal(map[string]string{"kind": "prompt", "text": strings.Repeat("a", n)})
@@ -67,5 +77,49 @@ func TestLargeBodiesWaitTheirTurn(t *testing.T) {
 	srv.bodies.sem.Release(1)
 	if res, out := post(prompt(1000), true); res.StatusCode != 200 {
 		t.Fatalf("a body of unknown length with the budget free: %d %v", res.StatusCode, out)
+	}
+
+	// The gauges: a body admitted holds its share, one waiting is counted as such.
+	gauges := func() string {
+		rec := httptest.NewRecorder()
+		srv.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+		var keep []string
+		for _, l := range strings.Split(rec.Body.String(), "\n") {
+			if strings.HasPrefix(l, "limit_http_bod") {
+				keep = append(keep, l)
+			}
+		}
+		return strings.Join(keep, "; ")
+	}
+	want := "limit_http_bodies_waiting 0; limit_http_body_bytes_in_flight 0; limit_http_body_bytes_in_flight_max 200000"
+	if g := gauges(); g != want {
+		t.Fatalf("gauges at rest: %s, want %s", g, want)
+	}
+	req := httptest.NewRequest("POST", "/v1/governance/evaluate", strings.NewReader(prompt(150_000)))
+	release, why := srv.admit(req)
+	if release == nil {
+		t.Fatal(why)
+	}
+	waited := make(chan string, 1)
+	srv.bodies.wait = time.Minute
+	go func() {
+		_, out := post(prompt(100_000), false) // waits for the share held above
+		waited <- fmt.Sprint(out["findings"])
+	}()
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(gauges(), "limit_http_bodies_waiting 1"); {
+		if time.Now().After(deadline) {
+			t.Fatalf("no request counted as waiting: %s", gauges())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if g := gauges(); !strings.Contains(g, "limit_http_body_bytes_in_flight 150") {
+		t.Fatalf("gauges with one body admitted and one waiting: %s", g)
+	}
+	release()
+	if out := <-waited; out != "[]" {
+		t.Fatalf("the waiting request, once let in: %s", out)
+	}
+	if g := gauges(); g != want {
+		t.Fatalf("gauges after: %s, want %s", g, want)
 	}
 }
