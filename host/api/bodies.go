@@ -4,11 +4,11 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/sync/semaphore"
+
+	"github.com/limitgraph/limit/internal/bytebudget"
 )
 
 // largeBody is the size from which a request's body counts against
@@ -24,18 +24,14 @@ const bodyWait = 10 * time.Second
 // rule plugin): eight concurrent evaluations of 10 MB prompts took limitd to 562 MB. So a
 // request whose body is large (by its Content-Length, or max_body_bytes when it has none)
 // waits, before its body is read, until its size fits (the whole budget for a body larger
-// than it); one that cannot within bodyWait, or before its client leaves, is refused.
+// than it); one that cannot within wait, or before its client leaves, is refused.
 type bodyBudget struct {
-	sem  *semaphore.Weighted
-	max  int64
+	*bytebudget.Budget
 	wait time.Duration
-	// held is the budget's bytes held by bodies being handled, waiting the requests
-	// waiting for their share (metrics).
-	held, waiting atomic.Int64
 }
 
 func newBodyBudget(max int64) *bodyBudget {
-	return &bodyBudget{sem: semaphore.NewWeighted(max), max: max, wait: bodyWait}
+	return &bodyBudget{Budget: bytebudget.New(max), wait: bodyWait}
 }
 
 // collectors are the budget's gauges: how much of it is held, how many requests wait for
@@ -44,13 +40,13 @@ func (b *bodyBudget) collectors() []prometheus.Collector {
 	return []prometheus.Collector{
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "limit_http_body_bytes_in_flight", Help: "Bytes of api.max_body_bytes_in_flight held by the large request bodies (64 KiB and more) being handled.",
-		}, func() float64 { return float64(b.held.Load()) }),
+		}, func() float64 { return float64(b.Held()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "limit_http_bodies_waiting", Help: "Requests whose large body waits, unread, for its share of api.max_body_bytes_in_flight.",
-		}, func() float64 { return float64(b.waiting.Load()) }),
+		}, func() float64 { return float64(b.Waiting()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "limit_http_body_bytes_in_flight_max", Help: "api.max_body_bytes_in_flight.",
-		}, func() float64 { return float64(b.max) }),
+		}, func() float64 { return float64(b.Max()) }),
 	}
 }
 
@@ -69,23 +65,16 @@ func (s *Server) admit(r *http.Request) (release func(), why string) {
 		return func() {}, ""
 	}
 	b := s.bodies
-	share := min(n, b.max)
 	ctx, cancel := context.WithTimeout(r.Context(), b.wait)
 	defer cancel()
-	b.waiting.Add(1)
-	err := b.sem.Acquire(ctx, share)
-	b.waiting.Add(-1)
+	release, err := b.Acquire(ctx, n)
 	if err != nil {
 		what := fmt.Sprintf("a body of %d bytes", r.ContentLength)
 		if !known {
 			what = fmt.Sprintf("a body of unknown length (counted as api.max_body_bytes, %d)", n)
 		}
 		return nil, fmt.Sprintf("%s waited %v for other large bodies being handled (api.max_body_bytes_in_flight %d) and was not read; retry",
-			what, b.wait, b.max)
+			what, b.wait, b.Max())
 	}
-	b.held.Add(share)
-	return func() {
-		b.held.Add(-share)
-		b.sem.Release(share)
-	}, ""
+	return release, ""
 }

@@ -48,7 +48,8 @@ func TestLargeBodiesWaitTheirTurn(t *testing.T) {
 		return res, out
 	}
 	ctx := context.Background()
-	if err := srv.bodies.sem.Acquire(ctx, 200_000); err != nil {
+	held, err := srv.bodies.Acquire(ctx, 200_000)
+	if err != nil {
 		t.Fatal(err)
 	}
 	res, out := post(prompt(100_000), false)
@@ -59,22 +60,24 @@ func TestLargeBodiesWaitTheirTurn(t *testing.T) {
 	if res, out := post(prompt(1000), false); res.StatusCode != 200 {
 		t.Fatalf("a small body while the budget is held: %d %v", res.StatusCode, out)
 	}
-	srv.bodies.sem.Release(200_000)
+	held()
 	for _, n := range []int{100_000, 300_000} {
 		if res, out := post(prompt(n), false); res.StatusCode != 200 {
 			t.Fatalf("a body of %d bytes with the budget free: %d %v", n, res.StatusCode, out)
 		}
 	}
 	// Every share came back.
-	if !srv.bodies.sem.TryAcquire(200_000) {
+	whole, ok := srv.bodies.TryAcquire(200_000)
+	if !ok {
 		t.Fatal("the budget was not given back whole")
 	}
-	srv.bodies.sem.Release(199_999) // one byte still held
+	whole()
+	oneByte, _ := srv.bodies.TryAcquire(1) // one byte still held
 	// A body of unknown length may be as large as max_body_bytes, and waits as such.
 	if res, out := post(prompt(1000), true); res.StatusCode != 503 || !strings.Contains(out["detail"].(string), "unknown length") {
 		t.Fatalf("a small body of unknown length with one byte of the budget held: %d %v", res.StatusCode, out)
 	}
-	srv.bodies.sem.Release(1)
+	oneByte()
 	if res, out := post(prompt(1000), true); res.StatusCode != 200 {
 		t.Fatalf("a body of unknown length with the budget free: %d %v", res.StatusCode, out)
 	}

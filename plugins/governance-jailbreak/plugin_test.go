@@ -327,10 +327,11 @@ func TestLargeTextsWaitTheirTurn(t *testing.T) {
 	}
 	// Another scan holds the whole budget.
 	b := r.inFlight.Load()
-	if b == nil || b.max != 200000 {
+	if b == nil || b.Max() != 200000 {
 		t.Fatalf("budget %+v, want 200000 bytes", b)
 	}
-	if err := b.sem.Acquire(context.Background(), b.max); err != nil {
+	held, err := b.Acquire(context.Background(), b.Max())
+	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
@@ -342,7 +343,7 @@ func TestLargeTextsWaitTheirTurn(t *testing.T) {
 		t.Fatalf("a small text while the budget is held: %v", err)
 	}
 	// Given back, the large text goes in, and so does one over the whole budget.
-	b.sem.Release(b.max)
+	held()
 	if err := eval(context.Background(), big); err != nil {
 		t.Fatal(err)
 	}
@@ -350,10 +351,11 @@ func TestLargeTextsWaitTheirTurn(t *testing.T) {
 		t.Fatalf("a text over the budget: %v", err)
 	}
 	// Every share came back.
-	if !b.sem.TryAcquire(b.max) {
+	whole, ok := b.TryAcquire(b.Max())
+	if !ok {
 		t.Fatal("the budget was not given back whole")
 	}
-	b.sem.Release(b.max)
+	whole()
 	// Reconfigured with the same budget, the rule keeps its semaphore; with another, a new one.
 	if ds := r.Configure(context.Background(), base.ConfigureRequest{Config: []byte(`{"max_bytes_in_flight": 200000}`)}); ds.HasErrors() {
 		t.Fatal(ds.Err())
@@ -411,10 +413,11 @@ func TestScanGivenUpStops(t *testing.T) {
 		}
 	}
 	b := r.inFlight.Load()
-	if !b.sem.TryAcquire(b.max) {
+	whole, ok := b.TryAcquire(b.Max())
+	if !ok {
 		t.Fatal("a scan given up kept its share of the budget")
 	}
-	b.sem.Release(b.max)
+	whole()
 	// The rule goes on: the same text with a call that does not end is scanned.
 	if _, err := r.EvaluateScores(context.Background(), governance.EvaluateRequest{Stage: governance.StagePre, Content: big}); err != nil {
 		t.Fatal(err)

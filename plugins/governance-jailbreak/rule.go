@@ -7,8 +7,7 @@ import (
 	"strings"
 	"sync/atomic"
 
-	"golang.org/x/sync/semaphore"
-
+	"github.com/limitgraph/limit/internal/bytebudget"
 	"github.com/limitgraph/limit/internal/jailbreak"
 	"github.com/limitgraph/limit/sdk/base"
 	"github.com/limitgraph/limit/sdk/governance"
@@ -64,20 +63,12 @@ type rule struct {
 	modelTypes atomic.Pointer[[]string]
 	// inFlight admits large texts up to max_bytes_in_flight of them at once (a text larger
 	// than that alone).
-	inFlight atomic.Pointer[budget]
+	inFlight atomic.Pointer[bytebudget.Budget]
 }
-
-// budget is a weighted semaphore over bytes of large text.
-type budget struct {
-	sem *semaphore.Weighted
-	max int64
-}
-
-func newBudget(n int64) *budget { return &budget{sem: semaphore.NewWeighted(n), max: n} }
 
 func newRule() *rule {
 	r := &rule{}
-	r.inFlight.Store(newBudget(defaultMaxBytesInFlight))
+	r.inFlight.Store(bytebudget.New(defaultMaxBytesInFlight))
 	return r
 }
 
@@ -181,8 +172,8 @@ func (r *rule) Configure(_ context.Context, req base.ConfigureRequest) base.Diag
 	r.preset.Store(&preset)
 	r.types.Store(&readTypes)
 	r.modelTypes.Store(&types)
-	if r.inFlight.Load().max != inFlight {
-		r.inFlight.Store(newBudget(inFlight))
+	if r.inFlight.Load().Max() != inFlight {
+		r.inFlight.Store(bytebudget.New(inFlight))
 	}
 	return ds
 }
@@ -294,11 +285,11 @@ func (r *rule) EvaluateScores(ctx context.Context, req governance.EvaluateReques
 // text larger than that) and returns what gives its share back.
 func (r *rule) admit(ctx context.Context, n int) (func(), error) {
 	b := r.inFlight.Load()
-	w := min(int64(n), b.max)
-	if err := b.sem.Acquire(ctx, w); err != nil {
-		return nil, fmt.Errorf("a text of %d bytes waited for others being scanned (max_bytes_in_flight %d) until its call ended: %w", n, b.max, err)
+	release, err := b.Acquire(ctx, int64(n))
+	if err != nil {
+		return nil, fmt.Errorf("a text of %d bytes waited for others being scanned (max_bytes_in_flight %d) until its call ended: %w", n, b.Max(), err)
 	}
-	return func() { b.sem.Release(w) }, nil
+	return release, nil
 }
 
 // hasType reports whether content of type ct (its media type, parameters aside) is one
