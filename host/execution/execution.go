@@ -129,8 +129,8 @@ var ErrGovernanceUnavailable = errors.New("governance rule unavailable")
 
 // ErrUncheckable means a rule found the input beyond the limits it checks within (code
 // over the codesafety rule's max_bytes, an analysis longer than its timeout, code nested
-// deeper than it can walk) and the policy fails closed: unlike ErrGovernanceUnavailable, the same input would be refused
-// again.
+// deeper than it can walk) and the policy fails closed: unlike ErrGovernanceUnavailable,
+// the same input would be refused again.
 var ErrUncheckable = errors.New("input beyond what governance can check")
 
 // ErrInvalid marks a bad request.
