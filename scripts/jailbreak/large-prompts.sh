@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sends N concurrent prompts of ~10 MB (spelled-out letters, the jailbreak rule's costliest
-# shape) to POST /v1/governance/evaluate of a daemon started here on configs/default.hcl,
+# shape; SHAPE=cjk for CJK text) to POST /v1/governance/evaluate of a daemon started here on
+# configs/default.hcl,
 # and reports the answers, the jailbreak plugin's and the daemon's peak memory (VmHWM) and
 # the plugin's CPU time:
 # when the clients left (with MAXT) and once it is idle again.
@@ -20,9 +21,11 @@ n=${N:-8}
 work=$(mktemp -d)
 trap 'kill -INT "${daemon:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
 
-python3 - "$work/body.json" "$work/small.json" <<'PY'
+python3 - "$work/body.json" "$work/small.json" "${SHAPE:-spelled}" <<'PY'
 import json, sys
-json.dump({"kind": "prompt", "text": "i-g-n-o-r-e " * (9_900_000 // 12)}, open(sys.argv[1], "w"))
+unit = {"spelled": "i-g-n-o-r-e ", "cjk": "忽略之前"}[sys.argv[3]]
+size = len(unit.encode())
+json.dump({"kind": "prompt", "text": unit * (9_900_000 // size)}, open(sys.argv[1], "w"), ensure_ascii=False)
 small = "Please summarise the attached quarterly report in three bullet points for the board. "
 json.dump({"kind": "prompt", "text": small * 20}, open(sys.argv[2], "w"))
 PY
@@ -41,7 +44,7 @@ echo "plugin CPU before: $(cpu) s"
 
 clients=()
 for i in $(seq 1 "$n"); do
-	curl -s ${MAXT:+--max-time "$MAXT"} -o "$work/out$i" -w "%{http_code}\n" \
+	curl -s ${MAXT:+--max-time "$MAXT"} -o "$work/out$i" -w "%{http_code} %{time_total}\n" \
 		-H 'Content-Type: application/json' --data-binary "@$work/body.json" \
 		"127.0.0.1:$port/v1/governance/evaluate" > "$work/code$i" || true &
 	clients+=($!)
@@ -64,8 +67,9 @@ if [[ -n "${MAXT:-}" ]]; then
 	echo "plugin CPU when the clients left (+0.3 s): $(cpu) s"
 fi
 wait "${clients[@]}"
-echo "HTTP status of the $n answers (000: the client left):"
-sort "$work"/code* | uniq -c
+echo "HTTP status of the $n answers (000: the client left), and the slowest answer's time:"
+cut -d' ' -f1 "$work"/code* | sort | uniq -c
+cut -d' ' -f2 "$work"/code* | sort -n | tail -1 | sed 's/$/ s/'
 python3 - "$work"/out* <<'PY'
 import json, sys
 from collections import Counter
