@@ -99,9 +99,10 @@ type Writer[T any] struct {
 
 	// For MaxLinger, used by the holder of turn only: how many writers the next group
 	// can expect (the last group's, which come back once answered, and those that queued
-	// while it committed), and how long the last commit took.
+	// while it committed), how long the last commit took and when it ended.
 	expect     int
 	lastCommit time.Duration
+	lastEnd    time.Time
 
 	// HookCollect, if set, runs in the writer after it took a group's first request and
 	// before it drains the queue; tests use it to let requests pile up. Set it before the
@@ -194,7 +195,7 @@ func (w *Writer[T]) inline(r *request[T]) (done bool, err error) {
 		return false, nil
 	default:
 	}
-	if w.expect > 1 || len(w.reqs) > 0 || w.taken.Load() {
+	if w.expected() > 1 || len(w.reqs) > 0 || w.taken.Load() {
 		return false, nil
 	}
 	r.state.Store(stateTaken)
@@ -267,7 +268,7 @@ func (w *Writer[T]) collect(group []*request[T], first *request[T]) []*request[T
 		break
 	}
 	linger := min(w.lastCommit, w.cfg.MaxLinger)
-	want := min(w.expect, w.cfg.MaxBatch)
+	want := min(w.expected(), w.cfg.MaxBatch)
 	if want <= 1 || len(group) >= want || linger <= 0 {
 		return group
 	}
@@ -286,6 +287,19 @@ func (w *Writer[T]) collect(group []*request[T], first *request[T]) []*request[T
 	return group
 }
 
+// expected is how many writers the next group can expect: the last group's and those
+// that queued behind it, unless the writer has been idle for longer than it would linger
+// for them. They come back a few µs after they are answered, if at all, so after that a
+// writer is alone: it neither waits for writers that left nor misses committing inline.
+// Its caller holds turn.
+func (w *Writer[T]) expected() int {
+	linger := min(w.lastCommit, w.cfg.MaxLinger)
+	if w.expect > 1 && linger > 0 && time.Since(w.lastEnd) > linger {
+		return 1
+	}
+	return w.expect
+}
+
 // commit applies a group in one transaction. If that transaction fails, each request is
 // retried in its own, so one bad request fails alone.
 func (w *Writer[T]) commit(group []*request[T]) {
@@ -294,7 +308,8 @@ func (w *Writer[T]) commit(group []*request[T]) {
 	}
 	start := time.Now()
 	err := w.apply(group)
-	w.lastCommit = time.Since(start)
+	w.lastEnd = time.Now()
+	w.lastCommit = w.lastEnd.Sub(start)
 	// Counted before anyone is answered: the queue holds only writers that missed this
 	// group. Expecting just the last group's size would keep them out of every group to
 	// come (16 writers settle into groups of 13 through the plugin boundary, the other 3

@@ -489,3 +489,62 @@ func TestLoneWriterCommitsInline(t *testing.T) {
 		t.Fatalf("k15 = %q, %v", v, ok)
 	}
 }
+
+// TestIdleWriterIsAlone: after a group of 16, a write that comes once the writer has been
+// idle for longer than it would linger neither waits for the 16 (they left) nor goes
+// through the writer goroutine: it commits inline, alone.
+func TestIdleWriterIsAlone(t *testing.T) {
+	d := &memDB{data: map[string]string{}}
+	cfg := d.config(64)
+	cfg.MaxLinger = 5 * time.Millisecond
+	gate := make(chan struct{})
+	var gated sync.Once
+	entered := make(chan struct{})
+	commit := cfg.Commit
+	cfg.Commit = func(tx *memTx) error {
+		if _, ok := tx.data["slow"]; ok {
+			gated.Do(func() { close(entered); <-gate })
+		}
+		return commit(tx)
+	}
+	w := New(cfg)
+	t.Cleanup(w.Close)
+	ctx := t.Context()
+
+	// A slow inline commit with 16 writers queued behind it: they share the next commit,
+	// and the writer then expects 16.
+	slow := writeAll(ctx, w, put("slow", "1"))
+	<-entered
+	var applies []Apply[*memTx]
+	for i := range 16 {
+		applies = append(applies, put(fmt.Sprint("k", i), "v"))
+	}
+	rest := writeAll(ctx, w, applies...)
+	waitQueued(t, w, 15)
+	close(gate)
+	for _, err := range append(slow(), rest()...) {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := w.Commits(); got != 2 {
+		t.Fatalf("%d commits for a slow write and 16 queued behind it, want 2", got)
+	}
+
+	time.Sleep(4 * cfg.MaxLinger) // idle: longer than any linger
+	me := goid()
+	var where string
+	if err := w.Write(ctx, 1, func(tx *memTx) (bool, error) {
+		where = goid()
+		tx.data["later"] = "v"
+		return true, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if where != me {
+		t.Fatalf("a write after the writer idled applied on goroutine %s, not the caller's (%s): it waited for the group of 16", where, me)
+	}
+	if got := w.Commits(); got != 3 {
+		t.Fatalf("%d commits, want 3", got)
+	}
+}

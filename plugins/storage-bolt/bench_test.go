@@ -171,3 +171,63 @@ func BenchmarkSyncCost(b *testing.B) {
 	b.ReportMetric(float64(base.Microseconds())/1000, "bbolt-commit-p50-ms")
 	b.ReportMetric(float64(p50(took[1]).Microseconds())/1000, "log-record-p50-ms")
 }
+
+// BenchmarkPutAfterBurst measures the first durable Put after a burst of 16 concurrent
+// ones and an idle pause: the group commit (in-process) and the host's merging (through
+// the plugin) expect 16 writers once a round had 16, and would linger for them; a write
+// that comes after they left should go alone, as quick as one after a lone write (the
+// reference, measured the same way in the same run). b.N rounds of each side:
+//
+//	go test -run '^$' -bench PutAfterBurst -benchtime 300x ./plugins/storage-bolt
+func BenchmarkPutAfterBurst(b *testing.B) {
+	const idle = 5 * time.Millisecond
+	sides := []struct {
+		name string
+		s    storage.Storage
+	}{
+		{"inproc", openStore(b, map[string]any{"path": filepath.Join(b.TempDir(), "inproc.db"), "no_sync": false})},
+		{"plugin", launchPlugin(b, filepath.Join(b.TempDir(), "plugin.db"))},
+	}
+	ctx := context.Background()
+	value := bytes.Repeat([]byte("v"), 100)
+	type times struct{ afterBurst, afterLone []time.Duration }
+	got := make([]times, len(sides))
+	timed := func(s storage.Storage, key string) time.Duration {
+		t0 := time.Now()
+		if err := s.Put(ctx, "bench", []byte(key), value); err != nil {
+			b.Fatal(err)
+		}
+		return time.Since(t0)
+	}
+	b.ResetTimer()
+	for i := range b.N {
+		for j, sd := range sides {
+			errs := make(chan error, 16)
+			for w := range 16 {
+				go func() { errs <- sd.s.Put(ctx, "bench", fmt.Appendf(nil, "burst-%d-%d", i, w), value) }()
+			}
+			for range 16 {
+				if err := <-errs; err != nil {
+					b.Fatal(err)
+				}
+			}
+			time.Sleep(idle)
+			got[j].afterBurst = append(got[j].afterBurst, timed(sd.s, fmt.Sprint("after-burst-", i)))
+			time.Sleep(idle)
+			got[j].afterLone = append(got[j].afterLone, timed(sd.s, fmt.Sprint("after-lone-", i)))
+		}
+	}
+	b.StopTimer()
+	p50 := func(d []time.Duration) time.Duration {
+		s := slices.Clone(d)
+		slices.Sort(s)
+		return s[len(s)/2]
+	}
+	fmt.Printf("\nA durable Put after %s idle, p50 of %d:\n", idle, b.N)
+	for j, sd := range sides {
+		burst, lone := p50(got[j].afterBurst), p50(got[j].afterLone)
+		fmt.Printf("  %-7s after a burst of 16 %8.1f µs   after a lone Put %8.1f µs   %.2fx\n", sd.name,
+			float64(burst.Nanoseconds())/1e3, float64(lone.Nanoseconds())/1e3, float64(burst)/float64(lone))
+		b.ReportMetric(float64(burst)/float64(lone), sd.name+"-burst/lone")
+	}
+}

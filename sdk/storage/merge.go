@@ -66,13 +66,16 @@ type merger struct {
 // linger, at most for as long as the last one took (and mergeMaxLinger), until as many calls
 // wait as it expects: those of the last round, which come back once answered, and those
 // that waited behind it. Without it, callers answered together come back a few µs apart and
-// split into rounds of a few calls each. The call that completes a lingering round makes it
-// on its own goroutine (see write), so a round costs no hand-off to a leader.
+// split into rounds of a few calls each. A call that finds the queue idle for longer than
+// that linger is alone and never waits: the last round's callers would have been back. The
+// call that completes a lingering round makes it on its own goroutine (see write), so a
+// round costs no hand-off to a leader.
 type mergeQueue struct {
 	inflight bool // a round is being made
 	pending  []*mergeCall
 	expect   int           // calls the next round expects
 	last     time.Duration // how long the last round's calls took
+	ended    time.Time     // when the last round ended
 	// While a round lingers: it is made once want calls wait, or by timer when its linger
 	// ends; gen tells a timer that fires after its round was made that it is stale.
 	want  int
@@ -154,7 +157,10 @@ func (c *Client) write(ctx context.Context, ns string, put bool, ops []Op) error
 			taken = q.take()
 		}
 	default:
-		if linger := min(q.last, mergeMaxLinger); len(q.pending) >= q.expect || linger <= 0 {
+		// The calls a round expects come back a few µs after it ended, if at all: once
+		// longer than the linger has passed, the queue is idle and a call is alone, so it
+		// is made at once rather than wait for writers that left.
+		if linger := min(q.last, mergeMaxLinger); len(q.pending) >= q.expect || linger <= 0 || time.Since(q.ended) > linger {
 			taken = q.take()
 		} else {
 			c.linger(ns, q, linger)
@@ -271,7 +277,7 @@ func (c *Client) round(ns string, q *mergeQueue, group []*mergeCall, ready chan 
 func (c *Client) endRound(ns string, q *mergeQueue, n int, d time.Duration) {
 	m := &c.merge
 	m.mu.Lock()
-	q.expect, q.last, q.inflight = n, d, false
+	q.expect, q.last, q.ended, q.inflight = n, d, time.Now(), false
 	if len(q.pending) == 0 {
 		m.mu.Unlock()
 		return

@@ -254,3 +254,25 @@ func TestMergeRoundCompleter(t *testing.T) {
 		})
 	}
 }
+
+// TestMergeIdleCallIsAlone: a queue whose last round had 16 calls lingers for them only
+// while they may be coming back; a call that finds it idle for longer than that linger is
+// made at once, alone, and the next round expects one.
+func TestMergeIdleCallIsAlone(t *testing.T) {
+	f := &fakeRPC{}
+	c := &Client{rpc: f}
+	q := &mergeQueue{expect: 16, last: time.Millisecond, ended: time.Now()}
+	c.merge.qs = map[string]*mergeQueue{"ns": q}
+	time.Sleep(5 * mergeMaxLinger) // idle: longer than any linger
+	if err := c.Put(context.Background(), "ns", []byte("k"), []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	c.merge.mu.Lock()
+	defer c.merge.mu.Unlock()
+	if q.gen != 0 {
+		t.Fatal("a call after the queue idled lingered for the last round's 16 calls")
+	}
+	if q.expect != 1 || f.calls != 1 {
+		t.Fatalf("expect %d after %d calls; want 1 after 1", q.expect, f.calls)
+	}
+}
