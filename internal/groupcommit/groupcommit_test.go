@@ -415,6 +415,42 @@ func goid() string {
 	return f[1]
 }
 
+// gateSlow makes cfg's commit of a transaction that wrote the key "slow" close entered,
+// then wait until gate is closed.
+func gateSlow(cfg *Config[*memTx]) (entered, gate chan struct{}) {
+	entered, gate = make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	commit := cfg.Commit
+	cfg.Commit = func(tx *memTx) error {
+		if _, ok := tx.data["slow"]; ok {
+			once.Do(func() { close(entered); <-gate })
+		}
+		return commit(tx)
+	}
+	return entered, gate
+}
+
+// sixteenBehindSlow writes "slow" (committed inline, held at gateSlow's gate) and, while
+// it is held, 16 writes that queue behind it; then lets it go and checks every write.
+func sixteenBehindSlow(t *testing.T, w *Writer[*memTx], entered, gate chan struct{}) {
+	t.Helper()
+	ctx := t.Context()
+	slow := writeAll(ctx, w, put("slow", "1"))
+	<-entered
+	var applies []Apply[*memTx]
+	for i := range 16 {
+		applies = append(applies, put(fmt.Sprint("k", i), "v"))
+	}
+	rest := writeAll(ctx, w, applies...)
+	waitQueued(t, w, 15) // the writer goroutine holds the 16th, waiting for its turn
+	close(gate)
+	for _, err := range append(slow(), rest()...) {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // TestLoneWriterCommitsInline: a writer expected to be alone (the last group was one
 // request and nobody queued behind it) commits on its own goroutine, without a hand-off to
 // the writer goroutine; writers that queue while it commits are grouped by the writer
@@ -422,16 +458,7 @@ func goid() string {
 func TestLoneWriterCommitsInline(t *testing.T) {
 	d := &memDB{data: map[string]string{}}
 	cfg := d.config(64)
-	gate := make(chan struct{})
-	var gated sync.Once
-	entered := make(chan struct{})
-	commit := cfg.Commit
-	cfg.Commit = func(tx *memTx) error {
-		if _, ok := tx.data["slow"]; ok {
-			gated.Do(func() { close(entered); <-gate })
-		}
-		return commit(tx)
-	}
+	entered, gate := gateSlow(&cfg)
 	w := New(cfg)
 	t.Cleanup(w.Close)
 	ctx := t.Context()
@@ -456,20 +483,7 @@ func TestLoneWriterCommitsInline(t *testing.T) {
 	}
 
 	// A slow inline commit: the writers arriving meanwhile queue and share one commit.
-	slow := writeAll(ctx, w, put("slow", "1"))
-	<-entered
-	var applies []Apply[*memTx]
-	for i := range 16 {
-		applies = append(applies, put(fmt.Sprint("k", i), "v"))
-	}
-	rest := writeAll(ctx, w, applies...)
-	waitQueued(t, w, 15) // the writer goroutine holds the 16th, waiting for its turn
-	close(gate)
-	for _, err := range append(slow(), rest()...) {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	sixteenBehindSlow(t, w, entered, gate)
 	if got := w.Commits(); got != 7 {
 		t.Fatalf("%d commits after the slow write and 16 queued behind it, want 7 (5 + 1 + 1)", got)
 	}
@@ -497,36 +511,14 @@ func TestIdleWriterIsAlone(t *testing.T) {
 	d := &memDB{data: map[string]string{}}
 	cfg := d.config(64)
 	cfg.MaxLinger = 5 * time.Millisecond
-	gate := make(chan struct{})
-	var gated sync.Once
-	entered := make(chan struct{})
-	commit := cfg.Commit
-	cfg.Commit = func(tx *memTx) error {
-		if _, ok := tx.data["slow"]; ok {
-			gated.Do(func() { close(entered); <-gate })
-		}
-		return commit(tx)
-	}
+	entered, gate := gateSlow(&cfg)
 	w := New(cfg)
 	t.Cleanup(w.Close)
 	ctx := t.Context()
 
 	// A slow inline commit with 16 writers queued behind it: they share the next commit,
 	// and the writer then expects 16.
-	slow := writeAll(ctx, w, put("slow", "1"))
-	<-entered
-	var applies []Apply[*memTx]
-	for i := range 16 {
-		applies = append(applies, put(fmt.Sprint("k", i), "v"))
-	}
-	rest := writeAll(ctx, w, applies...)
-	waitQueued(t, w, 15)
-	close(gate)
-	for _, err := range append(slow(), rest()...) {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	sixteenBehindSlow(t, w, entered, gate)
 	if got := w.Commits(); got != 2 {
 		t.Fatalf("%d commits for a slow write and 16 queued behind it, want 2", got)
 	}
