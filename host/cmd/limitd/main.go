@@ -116,8 +116,22 @@ func run(args []string, stdout, stderr io.Writer) int {
 	logger := hclog.New(&hclog.LoggerOptions{
 		Name: "limitd", Level: hclog.LevelFromString(cfg.Host.LogLevel), Output: stderr,
 	})
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	// The first SIGINT or SIGTERM starts a graceful shutdown; a second stops at once
+	// (the plugins, started with a parent-death signal, go with the daemon). One
+	// channel, registered before anything starts and with room for both, so a second
+	// signal sent right after the first is never dropped.
+	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	go func() {
+		<-sigs
+		stop()
+		<-sigs
+		logger.Warn("second signal: stopping at once")
+		os.Exit(1)
+	}()
 
 	if *validate {
 		dataDir, err := filepath.Abs(cfg.Host.DataDir)
@@ -152,15 +166,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 	select {
 	case <-ctx.Done():
 		logger.Info("shutting down: running requests may finish (a second signal stops at once)", "reason", "signal", "within", cfg.API.ShutdownTimeout)
-		// A second signal does not wait: the plugins, started with a parent-death
-		// signal, go with the daemon.
-		again := make(chan os.Signal, 1)
-		signal.Notify(again, syscall.SIGINT, syscall.SIGTERM)
-		go func() {
-			<-again
-			logger.Warn("second signal: stopping at once")
-			os.Exit(1)
-		}()
 	case err := <-d.Done():
 		logger.Error("API server stopped", "error", err)
 		code = 1
