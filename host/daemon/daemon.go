@@ -470,6 +470,11 @@ func (d *Daemon) PluginStatus() []plugins.Status {
 	return append(out, d.Runners.Statuses()...)
 }
 
+// Drain makes the API answer new requests with 503 from now on; running requests go on.
+// Shutdown drains first too; a caller that reports the shutdown calls Drain before saying
+// so, so that no request sent after the report is served.
+func (d *Daemon) Drain() { d.api.Stop() }
+
 // Shutdown stops accepting requests, lets running ones finish, then stops every plugin
 // process, all by ctx's deadline (without one, it waits for running requests). The last
 // quarter of the time left, at most shutdownReserve, is kept back: executions still

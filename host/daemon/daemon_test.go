@@ -92,6 +92,27 @@ storage "bolt" {}
 	}
 }
 
+// TestDrainRefusesNewRequests: once Drain returns, a new request is answered 503 with a
+// problem (limitd drains before it logs "shutting down", so no request sent after that
+// line is served).
+func TestDrainRefusesNewRequests(t *testing.T) {
+	d := startDaemon(t, fmt.Sprintf(`host {
+  listen = "127.0.0.1:0"
+  data_dir = %q
+}
+storage "bolt" {}
+`, t.TempDir()))
+	d.Drain()
+	res, err := http.Get("http://" + d.Addr() + "/v1/health")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusServiceUnavailable || res.Header.Get("Content-Type") != "application/problem+json" {
+		t.Fatalf("health after Drain: %d %s, want 503 problem+json", res.StatusCode, res.Header.Get("Content-Type"))
+	}
+}
+
 // TestStorageKillNineLosesNothing kills the storage plugin with SIGKILL while writes are
 // acknowledged, and checks that the next call succeeds and every acknowledged write is
 // there, for each durable backend.

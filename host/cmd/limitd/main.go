@@ -165,6 +165,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	code := 0
 	select {
 	case <-ctx.Done():
+		d.Drain()
 		logger.Info("shutting down: running requests may finish (a second signal stops at once)", "reason", "signal", "within", cfg.API.ShutdownTimeout)
 	case err := <-d.Done():
 		logger.Error("API server stopped", "error", err)
