@@ -111,8 +111,9 @@ func New(opts Options) *Server {
 	return s
 }
 
-// Stop ends the computations in progress (RD) instead of letting a graceful shutdown
-// wait for them; requests still running get 503.
+// Stop begins a shutdown: new requests are answered 503 (a load balancer's health check
+// included), and the computations in progress (RD) end instead of letting a graceful
+// shutdown wait for them, their requests answered 503. Other running requests go on.
 func (s *Server) Stop() { s.stop() }
 
 // handle registers a route under /v1 and, when legacy, also the seed's unversioned path.
@@ -157,6 +158,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			writeProblem(w, r, http.StatusInternalServerError, "internal error (request "+id+")", nil)
 		}
 	}()
+	if s.stopping.Err() != nil {
+		// The listener closes soon; until then a new request is told to go elsewhere.
+		w.Header().Set("Connection", "close")
+		w.Header().Set("Retry-After", "1")
+		writeProblem(w, r, http.StatusServiceUnavailable, "limitd is shutting down", nil)
+		return
+	}
 	if s.opts.RefusePeer != nil {
 		if why := s.opts.RefusePeer(r); why != "" {
 			s.refused.warn("API request refused", "request_id", id, "remote", r.RemoteAddr, "path", r.URL.Path, "reason", why)
