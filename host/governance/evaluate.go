@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -26,12 +27,12 @@ type rule struct {
 	descs []sdkgov.RuleDescription
 }
 
-func (r *rule) runsAt(stage sdkgov.Stage) bool {
+// evaluates reports whether one of the rule's descriptions runs at req's stage and reads
+// req's content (sdkgov.RuleDescription.Reads): the plugin is not sent the others.
+func (r *rule) evaluates(req sdkgov.EvaluateRequest) bool {
 	for _, d := range r.descs {
-		for _, s := range d.Stages {
-			if s == stage {
-				return true
-			}
+		if slices.Contains(d.Stages, req.Stage) && d.Reads(req) {
+			return true
 		}
 	}
 	return false
@@ -165,7 +166,7 @@ func (e *RuleError) Error() string { return fmt.Sprintf("governance rule %q: %v"
 // Unwrap returns the plugin's error, so errors.Is finds sdkgov.ErrBeyondLimits in it.
 func (e *RuleError) Unwrap() error { return e.Err }
 
-// Evaluate runs every rule that evaluates req.Stage, in parallel, and returns their
+// Evaluate runs every rule that evaluates req (its stage, its content), in parallel, and returns their
 // findings as flags (sorted by severity, highest first) and the rules that failed.
 func (e *Evaluator) Evaluate(ctx context.Context, req sdkgov.EvaluateRequest) ([]Flag, []*RuleError) {
 	flags, _, errs := e.EvaluateScores(ctx, req)
@@ -184,7 +185,7 @@ func (e *Evaluator) EvaluateScores(ctx context.Context, req sdkgov.EvaluateReque
 	answers := make([]answer, len(e.rules))
 	now := time.Now().UTC()
 	for i, r := range e.rules {
-		if !r.runsAt(req.Stage) {
+		if !r.evaluates(req) {
 			continue
 		}
 		wg.Add(1)

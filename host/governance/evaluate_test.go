@@ -25,22 +25,45 @@ import (
 const testPluginEnv = "LIMIT_GOVERNANCE_TEST_PLUGIN"
 
 func TestMain(m *testing.M) {
-	if os.Getenv(testPluginEnv) == "keyword" {
+	switch os.Getenv(testPluginEnv) {
+	case "keyword":
 		sdkgov.Serve(echo.Rule{})
+		os.Exit(0)
+	case "typed":
+		sdkgov.Serve(typedRule{})
 		os.Exit(0)
 	}
 	os.Exit(m.Run())
 }
 
+// typedRule is the keyword rule saying it reads Python code only (by content type or
+// runner); it still flags "forbidden" in whatever it is sent.
+type typedRule struct{ echo.Rule }
+
+func (typedRule) Describe(ctx context.Context) ([]sdkgov.RuleDescription, error) {
+	ds, err := echo.Rule{}.Describe(ctx)
+	for i := range ds {
+		ds[i].ContentTypes = []string{"code/python"}
+		ds[i].Runners = []string{"python"}
+	}
+	return ds, err
+}
+
 // keywordEvaluator runs the keyword test rule as a plugin process.
 func keywordEvaluator(t *testing.T) *Evaluator {
+	t.Helper()
+	return testEvaluator(t, "keyword")
+}
+
+// testEvaluator runs a test rule of this binary ("keyword", "typed") as a plugin process.
+func testEvaluator(t *testing.T, kind string) *Evaluator {
 	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	spec := plugins.Spec{Kind: base.KindGovernance, Name: "keyword", Path: exe, Env: map[string]string{testPluginEnv: "keyword"}, StartTimeout: 10 * time.Second}
+	spec := plugins.Spec{Kind: base.KindGovernance, Name: kind, Path: exe, Env: map[string]string{testPluginEnv: kind}, StartTimeout: 10 * time.Second}
 	m, err := plugins.StartManaged(ctx, spec, hclog.NewNullLogger(), time.Minute)
 	if err != nil {
 		t.Fatal(err)
@@ -94,6 +117,37 @@ func TestFindingLocationOnTrace(t *testing.T) {
 	flags, _ = e.Evaluate(ctx, sdkgov.EvaluateRequest{Stage: sdkgov.StagePost, ContentType: "text/output", Content: "a secret"})
 	if len(flags) != 1 || flags[0].Stage != trace.StagePost || flags[0].Location == nil || flags[0].Location.Start != 2 {
 		t.Fatalf("post-stage flags %+v", flags)
+	}
+}
+
+// TestRulesReadOnlyWhatTheySay: a rule plugin is sent only the requests one of its rules
+// reads, by content type (its media type, in any case) or runner, and every request
+// without a content type; the test rule flags "forbidden" in whatever reaches it.
+func TestRulesReadOnlyWhatTheySay(t *testing.T) {
+	ctx := context.Background()
+	e := testEvaluator(t, "typed")
+	if got := e.Rules()[0].Rules[0]; !reflect.DeepEqual(got.ContentTypes, []string{"code/python"}) || !reflect.DeepEqual(got.Runners, []string{"python"}) {
+		t.Fatalf("the rule's description over the protocol: %+v", got)
+	}
+	for _, c := range []struct {
+		ctype, runner string
+		sent          bool
+	}{
+		{"code/python", "", true},
+		{"Code/Python; charset=utf-8", "", true},
+		{"text/prompt", "python", true},
+		{"", "", true},
+		{"text/prompt", "", false},
+		{"text/prompt", "llm", false},
+		{"code/javascript", "node", false},
+	} {
+		flags, errs := e.Evaluate(ctx, sdkgov.EvaluateRequest{Stage: sdkgov.StagePre, ContentType: c.ctype, Runner: c.runner, Content: "forbidden"})
+		if len(errs) > 0 {
+			t.Fatal(errs[0])
+		}
+		if sent := len(flags) > 0; sent != c.sent {
+			t.Errorf("content type %q, runner %q: sent to the rule %v, want %v", c.ctype, c.runner, sent, c.sent)
+		}
 	}
 }
 

@@ -479,3 +479,30 @@ func TestAnalysisCache(t *testing.T) {
 		t.Fatalf("a new configuration kept %d cached analyses", r.cur.Load().cache.Len())
 	}
 }
+
+// TestDescribeSaysWhatItReads: every rule's description names the content types and
+// runners the rule is configured to read, through the plugin too (the host sends it
+// nothing else).
+func TestDescribeSaysWhatItReads(t *testing.T) {
+	ctx := context.Background()
+	for _, c := range []struct {
+		r              governance.Rule
+		types, runners []string
+	}{
+		{configured(t, `{}`), defaultContentTypes, defaultRunners},
+		{launch(t, `{"content_types": ["text/x-python"], "runners": ["py3", "python"]}`), []string{"text/x-python"}, []string{"py3", "python"}},
+	} {
+		ds, err := c.r.Describe(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ds) == 0 {
+			t.Fatal("no rules described")
+		}
+		for _, d := range ds {
+			if !slices.Equal(d.ContentTypes, c.types) || !slices.Equal(d.Runners, c.runners) {
+				t.Fatalf("rule %s reads %q, runners %q; want %q, %q", d.ID, d.ContentTypes, d.Runners, c.types, c.runners)
+			}
+		}
+	}
+}

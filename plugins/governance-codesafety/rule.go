@@ -267,7 +267,13 @@ func (r *rule) Configure(ctx context.Context, req base.ConfigureRequest) base.Di
 }
 
 // Describe implements governance.Rule.
+// Each rule reads the configured content_types and the input of the configured runners
+// (the host sends the rule nothing else).
 func (r *rule) Describe(context.Context) ([]governance.RuleDescription, error) {
+	set := settings{contentTypes: defaultContentTypes, runners: defaultRunners}
+	if st := r.cur.Load(); st != nil {
+		set = st.set
+	}
 	out := make([]governance.RuleDescription, 0, len(checks))
 	for _, c := range checks {
 		d := c.Desc
@@ -276,6 +282,7 @@ func (r *rule) Describe(context.Context) ([]governance.RuleDescription, error) {
 		}
 		out = append(out, governance.RuleDescription{
 			ID: ruleID(c), Flags: []string{c.Flag}, Stages: []governance.Stage{governance.StagePre}, Description: d,
+			ContentTypes: slices.Clone(set.contentTypes), Runners: slices.Clone(set.runners),
 		})
 	}
 	return out, nil

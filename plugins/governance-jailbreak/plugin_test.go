@@ -314,6 +314,30 @@ func TestModelContentTypes(t *testing.T) {
 	}
 }
 
+// TestDescribeSaysWhatItReads: every rule's description names the content types the rule
+// is configured to read, through the plugin too (the host sends it nothing else).
+func TestDescribeSaysWhatItReads(t *testing.T) {
+	ctx := context.Background()
+	for _, c := range []struct {
+		r    governance.Rule
+		want []string
+	}{
+		{configured(t, `{}`), defaultContentTypes},
+		{newRule(), defaultContentTypes},
+		{launch(t, `{"content_types": ["text/plain", "code/python"]}`), []string{"text/plain", "code/python"}},
+	} {
+		ds, err := c.r.Describe(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range ds {
+			if !slices.Equal(d.ContentTypes, c.want) || len(d.Runners) != 0 {
+				t.Fatalf("rule %s reads %q, runners %q; want %q and none", d.ID, d.ContentTypes, d.Runners, c.want)
+			}
+		}
+	}
+}
+
 // TestLargeTextsWaitTheirTurn: texts of 64 KiB and more are admitted up to
 // max_bytes_in_flight of them at once (a text larger than the budget alone); a large text
 // that cannot get in before its context ends fails with an error saying why, and small

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"sync/atomic"
 
@@ -209,13 +210,19 @@ var descriptions = map[string]string{
 }
 
 // Describe implements governance.Rule.
+// Each rule reads the configured content_types (the host sends the rule nothing else).
 func (r *rule) Describe(context.Context) ([]governance.RuleDescription, error) {
+	types := defaultContentTypes
+	if t := r.types.Load(); t != nil {
+		types = *t
+	}
 	var out []governance.RuleDescription
 	for _, id := range jailbreak.RuleIDs() {
 		out = append(out, governance.RuleDescription{
 			ID: id, Flags: []string{governance.FlagJailbreak},
-			Stages:      []governance.Stage{governance.StagePre, governance.StagePost},
-			Description: descriptions[id],
+			Stages:       []governance.Stage{governance.StagePre, governance.StagePost},
+			Description:  descriptions[id],
+			ContentTypes: slices.Clone(types),
 		})
 	}
 	return out, nil
@@ -295,8 +302,7 @@ func (r *rule) admit(ctx context.Context, n int) (func(), error) {
 // hasType reports whether content of type ct (its media type, parameters aside) is one
 // of types (def when nil); content without a type always is.
 func hasType(ct string, types *[]string, def []string) bool {
-	ct, _, _ = strings.Cut(ct, ";")
-	ct = strings.TrimSpace(ct)
+	ct = governance.MediaType(ct)
 	if ct == "" {
 		return true
 	}

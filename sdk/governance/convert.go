@@ -6,7 +6,7 @@ import (
 
 // DescriptionToProto converts a RuleDescription to its protocol message.
 func DescriptionToProto(d RuleDescription) *limitv1.RuleDescription {
-	m := &limitv1.RuleDescription{Id: d.ID, Flags: d.Flags, Description: d.Description}
+	m := &limitv1.RuleDescription{Id: d.ID, Flags: d.Flags, Description: d.Description, ContentTypes: d.ContentTypes, Runners: d.Runners}
 	for _, s := range d.Stages {
 		m.Stages = append(m.Stages, limitv1.Stage(s))
 	}
@@ -15,7 +15,7 @@ func DescriptionToProto(d RuleDescription) *limitv1.RuleDescription {
 
 // DescriptionFromProto converts a protocol message to a RuleDescription.
 func DescriptionFromProto(m *limitv1.RuleDescription) RuleDescription {
-	d := RuleDescription{ID: m.GetId(), Flags: m.GetFlags(), Description: m.GetDescription()}
+	d := RuleDescription{ID: m.GetId(), Flags: m.GetFlags(), Description: m.GetDescription(), ContentTypes: m.GetContentTypes(), Runners: m.GetRunners()}
 	for _, s := range m.GetStages() {
 		d.Stages = append(d.Stages, Stage(s))
 	}

@@ -5,8 +5,10 @@
 //
 //	func main() { governance.Serve(&myRule{}) }
 //
-// The host calls Evaluate for every configured rule on every execution, at both stages,
-// concurrently, and gives up on a call after 10 s: a rule should be fast and hold no
+// The host calls Evaluate for every configured rule on every execution, at the stages its
+// Describe names and for the content its descriptions read (RuleDescription.Reads: by
+// content type or runner; all content when they name none), concurrently, and gives up on
+// a call after 10 s: a rule should be fast and hold no
 // mutable state between calls. A Finding names one of Flags with a Severity from 1 to 10
 // (the host refuses others) and may say where (Location) and how sure the rule is (Score);
 // what a flag does, block, quarantine or refuse a merge, is up to the session's policy.
@@ -26,6 +28,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
+	"strings"
 
 	"github.com/limitgraph/limit/sdk/base"
 )
@@ -81,6 +85,37 @@ type RuleDescription struct {
 	Flags       []string `json:"flags"`
 	Stages      []Stage  `json:"stages"`
 	Description string   `json:"description,omitempty"`
+	// ContentTypes and Runners say what the rule reads (see Reads): the host sends a
+	// rule plugin only the requests one of its rules reads. Both empty: every request.
+	ContentTypes []string `json:"content_types,omitempty"`
+	Runners      []string `json:"runners,omitempty"`
+}
+
+// Reads reports whether the rule reads req: when it names no content type and no runner;
+// when req has no content type; when req's media type (its content type without
+// parameters) is one of ContentTypes, compared case-insensitively; or when req's runner is
+// one of Runners. A rule that says less than it reads misses what it is not sent.
+func (d RuleDescription) Reads(req EvaluateRequest) bool {
+	if len(d.ContentTypes) == 0 && len(d.Runners) == 0 {
+		return true
+	}
+	ct := MediaType(req.ContentType)
+	if ct == "" {
+		return true
+	}
+	for _, t := range d.ContentTypes {
+		if strings.EqualFold(t, ct) {
+			return true
+		}
+	}
+	return req.Runner != "" && slices.Contains(d.Runners, req.Runner)
+}
+
+// MediaType returns a content type without its parameters and surrounding spaces:
+// "text/plain; charset=utf-8" → "text/plain".
+func MediaType(ct string) string {
+	ct, _, _ = strings.Cut(ct, ";")
+	return strings.TrimSpace(ct)
 }
 
 // EvaluateRequest is what a rule looks at.

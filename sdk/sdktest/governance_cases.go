@@ -154,6 +154,10 @@ func checkFinding(rs ruleSet, req governance.EvaluateRequest, lines int, f gover
 	if !slices.Contains(d.Stages, req.Stage) {
 		return fmt.Errorf("rule %q raised a finding at stage %s, but Describe lists it only for %v", d.ID, req.Stage, d.Stages)
 	}
+	if !d.Reads(req) {
+		return fmt.Errorf("rule %q raised a finding on content of type %q from runner %q, which Describe says it does not read (content types %q, runners %q): the host would not send it that content",
+			d.ID, req.ContentType, req.Runner, d.ContentTypes, d.Runners)
+	}
 	if l := f.Location; l != nil {
 		n := len(req.Content)
 		switch {

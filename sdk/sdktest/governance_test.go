@@ -262,6 +262,15 @@ var testRules = map[string]func() governance.Rule{
 			return append(ds, governance.RuleDescription{ID: "extra", Flags: []string{governance.FlagAnomaly}, Stages: []governance.Stage{0}})
 		})}
 	},
+	"reads-less-than-it-says": func() governance.Rule {
+		// Says it reads Python code only, and flags prompts: the host would not send them.
+		return badDescription{rules: describedRules(func(ds []governance.RuleDescription) []governance.RuleDescription {
+			for i := range ds {
+				ds[i].ContentTypes = []string{"code/python"}
+			}
+			return ds
+		})}
+	},
 	"no-rules":      func() governance.Rule { return badDescription{} },
 	"claims-runner": func() governance.Rule { return claimsRunner{} },
 }
@@ -363,6 +372,7 @@ var brokenRuleCases = []struct {
 	{"unknown-flag", []string{"describe"}, "malicious-flagged"},
 	{"no-stage", []string{"describe"}, "malicious-flagged"},
 	{"no-rules", []string{"describe", "malicious-flagged"}, "benign-clean"},
+	{"reads-less-than-it-says", []string{"malicious-flagged"}, "benign-clean"},
 }
 
 // checkBrokenRule runs the suite against r and checks the failures.
@@ -399,7 +409,7 @@ func TestGovernanceSuiteCatchesBrokenRules(t *testing.T) {
 func TestGovernanceSuiteCatchesBrokenPlugins(t *testing.T) {
 	for _, tc := range brokenRuleCases {
 		switch tc.rule {
-		case "random-score", "location-past-end", "one-at-a-time":
+		case "random-score", "location-past-end", "one-at-a-time", "reads-less-than-it-says":
 		default:
 			continue
 		}

@@ -114,9 +114,16 @@ type RuleDescription struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	// Flags this rule may raise: jailbreak, anomaly, high_risk, unsafe, malicious, unverified.
-	Flags         []string `protobuf:"bytes,2,rep,name=flags,proto3" json:"flags,omitempty"`
-	Stages        []Stage  `protobuf:"varint,3,rep,packed,name=stages,proto3,enum=limit.v1.Stage" json:"stages,omitempty"`
-	Description   string   `protobuf:"bytes,4,opt,name=description,proto3" json:"description,omitempty"`
+	Flags       []string `protobuf:"bytes,2,rep,name=flags,proto3" json:"flags,omitempty"`
+	Stages      []Stage  `protobuf:"varint,3,rep,packed,name=stages,proto3,enum=limit.v1.Stage" json:"stages,omitempty"`
+	Description string   `protobuf:"bytes,4,opt,name=description,proto3" json:"description,omitempty"`
+	// What the rule reads: a request whose content type (its media type, without
+	// parameters, compared case-insensitively) is one of content_types, or whose runner is
+	// one of runners. Both empty: every request. The host does not send a rule plugin the
+	// requests none of its rules read; a request without a content type is sent to every
+	// rule. A rule that reads more than it says here is not sent it.
+	ContentTypes  []string `protobuf:"bytes,5,rep,name=content_types,json=contentTypes,proto3" json:"content_types,omitempty"`
+	Runners       []string `protobuf:"bytes,6,rep,name=runners,proto3" json:"runners,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -177,6 +184,20 @@ func (x *RuleDescription) GetDescription() string {
 		return x.Description
 	}
 	return ""
+}
+
+func (x *RuleDescription) GetContentTypes() []string {
+	if x != nil {
+		return x.ContentTypes
+	}
+	return nil
+}
+
+func (x *RuleDescription) GetRunners() []string {
+	if x != nil {
+		return x.Runners
+	}
+	return nil
 }
 
 type DescribeResponse struct {
@@ -537,12 +558,14 @@ var File_limit_v1_governance_proto protoreflect.FileDescriptor
 const file_limit_v1_governance_proto_rawDesc = "" +
 	"\n" +
 	"\x19limit/v1/governance.proto\x12\blimit.v1\x1a\x15limit/v1/plugin.proto\"\x11\n" +
-	"\x0fDescribeRequest\"\x82\x01\n" +
+	"\x0fDescribeRequest\"\xc1\x01\n" +
 	"\x0fRuleDescription\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05flags\x18\x02 \x03(\tR\x05flags\x12'\n" +
 	"\x06stages\x18\x03 \x03(\x0e2\x0f.limit.v1.StageR\x06stages\x12 \n" +
-	"\vdescription\x18\x04 \x01(\tR\vdescription\"C\n" +
+	"\vdescription\x18\x04 \x01(\tR\vdescription\x12#\n" +
+	"\rcontent_types\x18\x05 \x03(\tR\fcontentTypes\x12\x18\n" +
+	"\arunners\x18\x06 \x03(\tR\arunners\"C\n" +
 	"\x10DescribeResponse\x12/\n" +
 	"\x05rules\x18\x01 \x03(\v2\x19.limit.v1.RuleDescriptionR\x05rules\"\xc9\x02\n" +
 	"\x0fEvaluateRequest\x12%\n" +
