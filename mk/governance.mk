@@ -65,3 +65,4 @@ bench-governance:
 	$(GO) test -run '^$$' -bench 'Evaluate2000' -benchtime 3000x -count 1 ./plugins/governance-jailbreak
 	$(GO) test -run '^$$' -bench 'LargeDocument' -benchtime 5x -count 1 ./plugins/governance-jailbreak
 	$(GO) test -run '^$$' -bench 'Evaluate|SessionGraph' -benchtime 2000x -count 1 ./plugins/governance-codesafety ./plugins/governance-anomaly
+	$(GO) test -run '^$$' -bench 'EvaluateByContent/2000B' -benchtime 3000x -count 1 ./host/governance
