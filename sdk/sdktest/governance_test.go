@@ -221,6 +221,17 @@ func (r badDescription) Describe(context.Context) ([]governance.RuleDescription,
 	return r.rules, nil
 }
 
+// refusesLarge says content over 512 KiB is beyond what it checks, as a rule with a size
+// limit does: a conforming answer.
+type refusesLarge struct{ keywordRules }
+
+func (r refusesLarge) Evaluate(ctx context.Context, req governance.EvaluateRequest) ([]governance.Finding, error) {
+	if len(req.Content) > 512<<10 {
+		return nil, fmt.Errorf("content is %d bytes, more than the 524288 this rule checks: %w", len(req.Content), governance.ErrBeyondLimits)
+	}
+	return r.keywordRules.Evaluate(ctx, req)
+}
+
 // claimsRunner says it is a runner plugin.
 type claimsRunner struct{ keywordRules }
 
@@ -271,6 +282,7 @@ var testRules = map[string]func() governance.Rule{
 			return ds
 		})}
 	},
+	"refuses-large": func() governance.Rule { return refusesLarge{} },
 	"no-rules":      func() governance.Rule { return badDescription{} },
 	"claims-runner": func() governance.Rule { return claimsRunner{} },
 }
@@ -391,6 +403,24 @@ func checkBrokenRule(t *testing.T, r governance.Rule, mustFail []string, control
 	}
 	if err := errs[control]; err != nil {
 		t.Errorf("case %s failed: %v; the broken rule should break only one thing", control, err)
+	}
+}
+
+// TestLargeContentBeyondLimits: a rule that says in time that 1 MiB is beyond its limits
+// (governance.ErrBeyondLimits, across the process boundary too) passes the large-content
+// case; one that fails with another error does not (rejects-empty, slow-on-large above).
+func TestLargeContentBeyondLimits(t *testing.T) {
+	for name, r := range map[string]governance.Rule{"in-process": refusesLarge{}, "plugin": launchRule(t, "refuses-large")} {
+		t.Run(name, func(t *testing.T) {
+			passed, failed, _ := CheckGovernance(t.Context(), r, keywordConfig, func(name string, err error, _ time.Duration) {
+				if err != nil {
+					t.Errorf("case %s: %v", name, err)
+				}
+			})
+			if failed != 0 || passed != len(GovernanceCases(keywordConfig)) {
+				t.Fatalf("%d passed, %d failed", passed, failed)
+			}
+		})
 	}
 }
 

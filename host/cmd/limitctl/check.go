@@ -25,7 +25,7 @@ const listSep = "\x00"
 // and in the flags map of checkOtherKind.
 var (
 	runnerCheckFlags     = []string{"input", "expect", "error-input", "slow-input"}
-	governanceCheckFlags = []string{"benign", "malicious"}
+	governanceCheckFlags = []string{"benign", "malicious", "content-type"}
 )
 
 // registerCheckFlags registers the flags of the runner and governance suites on fs (the
@@ -41,6 +41,8 @@ func registerCheckFlags(fs *flag.FlagSet) func() map[string]string {
 		"slow-input":  "runner: an `INPUT` that runs for ten seconds or more, for the timeout and cancel cases (optional)",
 		"benign":      "governance: `CONTENT` that must raise no finding (repeatable)",
 		"malicious":   "governance: `CONTENT` that must raise at least one finding (repeatable)",
+		"content-type": "governance: the content `TYPE` of --benign and --malicious, such as code/python for a rule that reads Python " +
+			"(default text/prompt before execution, text/output after)",
 	} {
 		v := new(multiFlag)
 		values[name] = v
@@ -104,7 +106,7 @@ func checkOtherKind(ctx context.Context, kind, path string, env []string, cfg []
 		passed, failed, skipped = sdktest.CheckRunner(ctx, sdktest.LaunchRunnerFunc(ctx, path, env, cfg, dataDir), rc, report)
 		return passed, failed, skipped, true, nil
 	case base.KindGovernance:
-		gc := sdktest.GovernanceSuiteConfig{Benign: values["benign"], Malicious: values["malicious"]}
+		gc := sdktest.GovernanceSuiteConfig{Benign: values["benign"], Malicious: values["malicious"], ContentType: one("content-type")}
 		r, stop, err := sdktest.LaunchGovernance(ctx, path, env, cfg, dataDir)
 		if err != nil {
 			return 0, 0, 0, true, err

@@ -5,7 +5,7 @@
 //	limitctl health
 //	limitctl plugin check --kind storage [--config JSON] [--env K=V]... PATH
 //	limitctl plugin check --kind runner --input INPUT [--expect TEXT] [--error-input INPUT] [--slow-input INPUT] PATH
-//	limitctl plugin check --kind governance [--benign CONTENT]... [--malicious CONTENT]... PATH
+//	limitctl plugin check --kind governance [--content-type TYPE] [--benign CONTENT]... [--malicious CONTENT]... PATH
 //	limitctl version
 package main
 
@@ -34,7 +34,7 @@ const usage = `usage:
   limitctl plugin check --kind KIND [--config JSON] [--env K=V]... [--data-dir DIR] [SUITE FLAGS] PATH
                                               run the SDK conformance suite against a plugin binary
       runner suite:     --input INPUT [--expect TEXT] [--error-input INPUT] [--slow-input INPUT]
-      governance suite: [--benign CONTENT]... [--malicious CONTENT]...
+      governance suite: [--content-type TYPE] [--benign CONTENT]... [--malicious CONTENT]...
       (a value @FILE is read from FILE)
   limitctl sessions create [--name N] [--policy P] [--max-concurrency N] [--runner R]... [--allow-network]
   limitctl sessions list | show ID | delete ID
