@@ -189,7 +189,6 @@ func Timeout(s *session.Session, req Request, runnerDefault time.Duration) (time
 	return d, nil
 }
 
-// contentType is what governance rules are told the input is.
 // evaluateInput runs the rules on what the execution sends the runner: its input, of the
 // runner's content type, and the text in its params (an LLM runner's messages or system
 // prompt), as text a person wrote, at the same time. A flag raised on the params says so
@@ -251,6 +250,8 @@ func paramsText(params map[string]any) string {
 	return b.String()
 }
 
+// contentType is what governance rules are told the input is: the runner's "input:TYPE"
+// capability, else text/plain.
 func contentType(h interface{ Capabilities() []string }) string {
 	for _, c := range h.Capabilities() {
 		if t, ok := strings.CutPrefix(c, "input:"); ok {
