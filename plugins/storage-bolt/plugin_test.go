@@ -159,7 +159,8 @@ func TestLockHeldByAnotherProcess(t *testing.T) {
 			Config: fmt.Appendf(nil, `{"path": %q, "timeout": "300ms"}`, path),
 		})
 		checkLockedDiagnostic(t, ds, path)
-		if elapsed := time.Since(start); elapsed > 3*time.Second {
+		// Giving up, not hanging (CI machines are shared and slow).
+		if elapsed := time.Since(start); elapsed > 10*time.Second {
 			t.Errorf("plugin gave up after %v, want about 300ms", elapsed)
 		}
 	})
@@ -173,7 +174,7 @@ func TestLockHeldByAnotherProcess(t *testing.T) {
 			Config: fmt.Appendf(nil, `{"path": %q, "timeout": "300ms"}`, path),
 		})
 		checkLockedDiagnostic(t, ds, path)
-		if elapsed := time.Since(start); elapsed > 2*time.Second {
+		if elapsed := time.Since(start); elapsed > 10*time.Second {
 			t.Errorf("gave up after %v, want about 300ms", elapsed)
 		}
 	})

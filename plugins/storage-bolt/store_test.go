@@ -182,7 +182,8 @@ func TestConfigureLockTimeout(t *testing.T) {
 	})
 	elapsed := time.Since(start)
 	checkLockedDiagnostic(t, ds, path)
-	if elapsed < 200*time.Millisecond || elapsed > 2*time.Second {
+	// The upper bound only tells giving up from hanging (CI machines are shared and slow).
+	if elapsed < 200*time.Millisecond || elapsed > 10*time.Second {
 		t.Errorf("Configure gave up after %v, want about the 300ms timeout", elapsed)
 	}
 }
