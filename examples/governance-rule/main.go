@@ -7,6 +7,9 @@
 //
 //   - the host calls Evaluate for every execution, before it runs (StagePre, on the input)
 //     and after (StagePost, on the output), for every configured rule: keep it fast;
+//   - a rule that reads only some content says which in Describe (ContentTypes such as
+//     "code/python", Runners such as "python") and is sent nothing else; this one names
+//     neither, so it reads everything;
 //   - findings name one of the known flags (governance.Flags) and a severity from 1 to 10;
 //     what they do (block, quarantine, refuse a merge) is the session's policy's business;
 //   - an error return (or a panic, which the SDK turns into one) is a rule that cannot
