@@ -983,8 +983,10 @@ type evaluateResponse struct {
 	// Scores are what the rules' models made of the text, flagged or not, by configured
 	// rule and rule id.
 	Scores map[string]map[string]float64 `json:"scores,omitempty"`
-	Rules  []governance.RuleInfo         `json:"rules"`
-	Errors []string                      `json:"errors,omitempty"`
+	// Rules are the rule plugins that evaluated the text: those with a rule at its stage
+	// that reads its kind of content.
+	Rules  []governance.RuleInfo `json:"rules"`
+	Errors []string              `json:"errors,omitempty"`
 }
 
 func (s *Server) evaluate(w http.ResponseWriter, r *http.Request) {
@@ -1014,7 +1016,7 @@ func (s *Server) evaluate(w http.ResponseWriter, r *http.Request) {
 		ereq.Metadata = map[string]string{sdkgov.MetaPreset: req.Preset}
 	}
 	flags, scores, errs := s.opts.Rules.EvaluateScores(r.Context(), ereq)
-	resp := evaluateResponse{Findings: flags, Scores: scores, Rules: s.opts.Rules.Rules()}
+	resp := evaluateResponse{Findings: flags, Scores: scores, Rules: s.opts.Rules.RulesFor(ereq)}
 	if resp.Findings == nil {
 		resp.Findings = []governance.Flag{}
 	}

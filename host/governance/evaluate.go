@@ -155,6 +155,18 @@ func (e *Evaluator) Rules() []RuleInfo {
 	return out
 }
 
+// RulesFor describes the configured rule plugins that evaluate req: those with a rule that
+// runs at its stage and reads its content.
+func (e *Evaluator) RulesFor(req sdkgov.EvaluateRequest) []RuleInfo {
+	out := []RuleInfo{}
+	for _, r := range e.rules {
+		if r.evaluates(req) {
+			out = append(out, RuleInfo{Plugin: r.name, Rules: r.descs})
+		}
+	}
+	return out
+}
+
 // RuleError is a rule plugin that could not answer.
 type RuleError struct {
 	Plugin string

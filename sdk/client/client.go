@@ -683,7 +683,9 @@ type Evaluation struct {
 	// Scores are what the rules' models made of the text, flagged or not, by configured
 	// rule name and rule id (e.g. Scores["jailbreak"]["jailbreak.model"]).
 	Scores map[string]map[string]float64 `json:"scores,omitempty"`
-	// Rules are the configured rule plugins and what each evaluates.
+	// Rules are the rule plugins that evaluated the text (a rule that does not read its
+	// kind of content, such as a rule for Python code given a prompt, is not sent it),
+	// and what each evaluates.
 	Rules  []RuleInfo `json:"rules,omitempty"`
 	Errors []string   `json:"errors,omitempty"`
 }
@@ -694,16 +696,19 @@ type RuleInfo struct {
 	Rules  []RuleDescription `json:"rules"`
 }
 
-// RuleDescription is one rule: its id, the flags it raises and the stages it runs at
-// (1 before an execution, 2 after).
+// RuleDescription is one rule: its id, the flags it raises, the stages it runs at (1
+// before an execution, 2 after) and the content types and runners it reads (none: all).
 type RuleDescription struct {
-	ID          string   `json:"id"`
-	Flags       []string `json:"flags"`
-	Stages      []int    `json:"stages"`
-	Description string   `json:"description,omitempty"`
+	ID           string   `json:"id"`
+	Flags        []string `json:"flags"`
+	Stages       []int    `json:"stages"`
+	Description  string   `json:"description,omitempty"`
+	ContentTypes []string `json:"content_types,omitempty"`
+	Runners      []string `json:"runners,omitempty"`
 }
 
-// Evaluate runs every configured rule on a text (kind "prompt", "code" or "output").
+// Evaluate runs the configured rules that read its kind of text ("prompt", "code" or
+// "output") on a text.
 func (c *Client) Evaluate(ctx context.Context, kind, text string) (*Evaluation, error) {
 	return c.EvaluateAt(ctx, kind, text, "")
 }

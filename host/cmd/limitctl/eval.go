@@ -171,7 +171,7 @@ func (x *cli) governanceEval(ctx context.Context, args []string) error {
 		return err
 	}
 	if !raises(probe.Rules, *flagName) {
-		return fmt.Errorf("no rule the daemon runs raises %q: nothing to measure (configure a rule plugin that does)", *flagName)
+		return fmt.Errorf("no rule the daemon runs on %s texts raises %q: nothing to measure (configure a rule plugin that does, and reads them)", *kind, *flagName)
 	}
 	verdicts := make(map[string][]evalVerdict, len(presets))
 	for _, p := range presets {
