@@ -439,16 +439,22 @@ func TestExecPrintsStreamedOutputOnce(t *testing.T) {
 	}
 }
 
-// TestEvaluateWithoutFindings says so, rather than printing a table's header alone.
+// TestEvaluateWithoutFindings says so, rather than printing a table's header alone, and
+// says which rules read the text, or that none did.
 func TestEvaluateWithoutFindings(t *testing.T) {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprint(w, `{"findings":[],"rules":[]}`)
-	}))
-	defer srv.Close()
-	code, stdout, stderr := limitctl(t, "-addr", srv.URL, "governance", "evaluate", "prompt", "hello")
-	if code != 0 || stdout != "no findings: no rule flagged the text\n" {
-		t.Fatalf("exit %d stdout %q stderr %q", code, stdout, stderr)
+	for _, c := range []struct{ rules, want string }{
+		{`[]`, "no findings: no configured rule reads prompt texts\n"},
+		{`[{"plugin":"jailbreak","rules":[]},{"plugin":"wordflag","rules":[]}]`, "no findings: read by jailbreak, wordflag, flagged by none\n"},
+	} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprintf(w, `{"findings":[],"rules":%s}`, c.rules)
+		}))
+		code, stdout, stderr := limitctl(t, "-addr", srv.URL, "governance", "evaluate", "prompt", "hello")
+		srv.Close()
+		if code != 0 || stdout != c.want {
+			t.Errorf("rules %s: exit %d stdout %q stderr %q, want %q", c.rules, code, stdout, stderr, c.want)
+		}
 	}
 }
 

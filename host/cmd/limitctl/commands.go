@@ -772,7 +772,15 @@ func (x *cli) governance(ctx context.Context, sub string, args []string) error {
 			return x.printJSON(ev)
 		}
 		if len(ev.Findings) == 0 && len(ev.Errors) == 0 {
-			fmt.Fprintln(x.stdout, "no findings: no rule flagged the text")
+			var read []string
+			for _, r := range ev.Rules {
+				read = append(read, r.Plugin)
+			}
+			if len(read) == 0 {
+				fmt.Fprintf(x.stdout, "no findings: no configured rule reads %s texts\n", pos[0])
+			} else {
+				fmt.Fprintf(x.stdout, "no findings: read by %s, flagged by none\n", strings.Join(read, ", "))
+			}
 		} else if len(ev.Findings) > 0 {
 			rows := [][]string{}
 			for _, f := range ev.Findings {
