@@ -178,8 +178,9 @@ func (e *RuleError) Error() string { return fmt.Sprintf("governance rule %q: %v"
 // Unwrap returns the plugin's error, so errors.Is finds sdkgov.ErrBeyondLimits in it.
 func (e *RuleError) Unwrap() error { return e.Err }
 
-// Evaluate runs every rule that evaluates req (its stage, its content), in parallel, and returns their
-// findings as flags (sorted by severity, highest first) and the rules that failed.
+// Evaluate runs every rule that evaluates req (its stage, its content), in parallel, and
+// returns their findings as flags (sorted by severity, highest first) and the rules that
+// failed.
 func (e *Evaluator) Evaluate(ctx context.Context, req sdkgov.EvaluateRequest) ([]Flag, []*RuleError) {
 	flags, _, errs := e.EvaluateScores(ctx, req)
 	return flags, errs

@@ -8,10 +8,10 @@
 // The host calls Evaluate for every configured rule on every execution, at the stages its
 // Describe names and for the content its descriptions read (RuleDescription.Reads: by
 // content type or runner; all content when they name none), concurrently, and gives up on
-// a call after 10 s: a rule should be fast and hold no
-// mutable state between calls. A Finding names one of Flags with a Severity from 1 to 10
-// (the host refuses others) and may say where (Location) and how sure the rule is (Score);
-// what a flag does, block, quarantine or refuse a merge, is up to the session's policy.
+// a call after 10 s: a rule should be fast and hold no mutable state between calls. A
+// Finding names one of Flags with a Severity from 1 to 10 (the host refuses others) and may
+// say where (Location) and how sure the rule is (Score); what a flag does, block,
+// quarantine or refuse a merge, is up to the session's policy.
 // An error return, or a panic (Serve recovers it and logs its stack), means the rule
 // could not answer: the default and strict policies then refuse the execution (503). An
 // error wrapping ErrBeyondLimits says the content itself is beyond what the rule can check

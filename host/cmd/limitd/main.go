@@ -125,12 +125,21 @@ func run(args []string, stdout, stderr io.Writer) int {
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sigs)
+	returned := make(chan struct{})
+	defer close(returned)
 	go func() {
-		<-sigs
-		stop()
-		<-sigs
-		logger.Warn("second signal: stopping at once")
-		os.Exit(1)
+		for first := true; ; first = false {
+			select {
+			case <-sigs:
+			case <-returned:
+				return
+			}
+			if !first {
+				logger.Warn("second signal: stopping at once")
+				os.Exit(1)
+			}
+			stop()
+		}
 	}()
 
 	if *validate {
