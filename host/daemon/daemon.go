@@ -327,6 +327,9 @@ func Start(ctx context.Context, opts Options) (*Daemon, hcl.Diagnostics) {
 		d.stopPlugins(ctx)
 		return nil, fail("governance rules", err)
 	}
+	for _, r := range rules.Rules() {
+		d.logger.Info("governance rule ready", "rule", r.Plugin, "rules", len(r.Rules), "reads", r.Reads())
+	}
 	stats := &governance.StatsStore{Store: d.Store, Namespace: func(id string) string {
 		return trace.SessionNamespace(trace.DefaultTenant, id)
 	}}

@@ -155,6 +155,38 @@ func (e *Evaluator) Rules() []RuleInfo {
 	return out
 }
 
+// Reads says what the plugin's rules read, for a log line: "everything", or the content
+// types and runners its rules name.
+func (r RuleInfo) Reads() string {
+	if len(r.Rules) == 0 {
+		return "nothing"
+	}
+	var types, runners []string
+	for _, d := range r.Rules {
+		if len(d.ContentTypes) == 0 && len(d.Runners) == 0 {
+			return "everything"
+		}
+		for _, t := range d.ContentTypes {
+			if !slices.Contains(types, t) {
+				types = append(types, t)
+			}
+		}
+		for _, n := range d.Runners {
+			if !slices.Contains(runners, n) {
+				runners = append(runners, n)
+			}
+		}
+	}
+	out := strings.Join(types, ", ")
+	if len(runners) > 0 {
+		if out != "" {
+			out += "; "
+		}
+		out += "the input of runners " + strings.Join(runners, ", ")
+	}
+	return out
+}
+
 // RulesFor describes the configured rule plugins that evaluate req: those with a rule that
 // runs at its stage and reads its content.
 func (e *Evaluator) RulesFor(req sdkgov.EvaluateRequest) []RuleInfo {

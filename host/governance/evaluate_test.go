@@ -151,6 +151,26 @@ func TestRulesReadOnlyWhatTheySay(t *testing.T) {
 	}
 }
 
+func TestRuleInfoReads(t *testing.T) {
+	py := sdkgov.RuleDescription{ContentTypes: []string{"code/python"}, Runners: []string{"python"}}
+	text := sdkgov.RuleDescription{ContentTypes: []string{"text/plain", "text/prompt"}}
+	for _, c := range []struct {
+		rules []sdkgov.RuleDescription
+		want  string
+	}{
+		{nil, "nothing"},
+		{[]sdkgov.RuleDescription{{}}, "everything"},
+		{[]sdkgov.RuleDescription{py, {}}, "everything"},
+		{[]sdkgov.RuleDescription{py, py}, "code/python; the input of runners python"},
+		{[]sdkgov.RuleDescription{text, py}, "text/plain, text/prompt, code/python; the input of runners python"},
+		{[]sdkgov.RuleDescription{{Runners: []string{"python"}}}, "the input of runners python"},
+	} {
+		if got := (RuleInfo{Rules: c.rules}).Reads(); got != c.want {
+			t.Errorf("%+v: %q, want %q", c.rules, got, c.want)
+		}
+	}
+}
+
 // TestFlagOf: what a rule says that the trace store would refuse is left out of the
 // structured fields (the reason keeps it), so that a careless rule cannot fail the write
 // of its flag.
