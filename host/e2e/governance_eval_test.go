@@ -14,11 +14,16 @@ import (
 	"github.com/limitgraph/limit/internal/testbin"
 )
 
-// jailbreakConfig is a daemon whose only rule is the real jailbreak plugin.
-func jailbreakConfig(t *testing.T) string {
+// rulesConfig is a daemon whose rules are the real plugins of the given rules
+// ("jailbreak", "codesafety"), with their default configs.
+func rulesConfig(t *testing.T, rules ...string) string {
 	t.Helper()
 	testbin.Plugin(t, "storage-bolt")
-	testbin.Plugin(t, "governance-jailbreak")
+	var blocks strings.Builder
+	for _, r := range rules {
+		testbin.Plugin(t, "governance-"+r)
+		fmt.Fprintf(&blocks, "  rule %q {}\n", r)
+	}
 	return writeConfig(t, fmt.Sprintf(`host {
   listen     = "127.0.0.1:0"
   data_dir   = %q
@@ -26,9 +31,8 @@ func jailbreakConfig(t *testing.T) string {
 }
 storage "bolt" {}
 governance {
-  rule "jailbreak" {}
-}
-`, t.TempDir(), testbin.PluginDir(t)))
+%s}
+`, t.TempDir(), testbin.PluginDir(t), blocks.String()))
 }
 
 // handWritten returns the repository's hand-written jailbreak and benign prompts, and
@@ -61,7 +65,7 @@ func handWritten(t *testing.T) ([]jailbreak.Example, string) {
 // detector evaluated in-process: what crosses the plugin boundary and the API (each
 // preset's verdicts, the model's scores) arrives unchanged.
 func TestGovernanceEvalMatchesInProcess(t *testing.T) {
-	d := start(t, jailbreakConfig(t))
+	d := start(t, rulesConfig(t, "jailbreak"))
 	set, path := handWritten(t)
 	out, code := limitctl(t, d.url, "-o", "json", "governance", "eval", path)
 	if code != 0 {
@@ -177,20 +181,7 @@ func TestGovernanceEvalBadInput(t *testing.T) {
 // jailbreak rule alone, the code to the codesafety rule alone), and measuring jailbreak
 // detection on code says no rule does it instead of measuring a rule that never saw it.
 func TestEvaluateNamesTheRulesThatRead(t *testing.T) {
-	testbin.Plugin(t, "storage-bolt")
-	testbin.Plugin(t, "governance-jailbreak")
-	testbin.Plugin(t, "governance-codesafety")
-	d := start(t, writeConfig(t, fmt.Sprintf(`host {
-  listen     = "127.0.0.1:0"
-  data_dir   = %q
-  plugin_dir = %q
-}
-storage "bolt" {}
-governance {
-  rule "jailbreak" {}
-  rule "codesafety" {}
-}
-`, t.TempDir(), testbin.PluginDir(t))))
+	d := start(t, rulesConfig(t, "jailbreak", "codesafety"))
 	for _, c := range []struct {
 		kind, text, want, flag string
 	}{
