@@ -18,6 +18,9 @@ const (
 	RuleEncoded = "jailbreak.encoded"
 	// RuleHidden is text smuggled in invisible Unicode tag characters.
 	RuleHidden = "jailbreak.hidden"
+	// RulePlanted is a sentence the planted-instruction scorer reads as an instruction
+	// planted in a document for the assistant that reads it (see planted.go).
+	RulePlanted = "jailbreak.planted"
 	// rulePhrasePrefix + category is a phrase rule's id.
 	rulePhrasePrefix = "jailbreak.phrase."
 )
@@ -27,7 +30,7 @@ func PhraseRuleID(category string) string { return rulePhrasePrefix + category }
 
 // RuleIDs lists every rule id the detector can report.
 func RuleIDs() []string {
-	ids := []string{RuleModel, RuleEncoded, RuleHidden}
+	ids := []string{RuleModel, RulePlanted, RuleEncoded, RuleHidden}
 	for _, c := range Categories {
 		ids = append(ids, PhraseRuleID(c))
 	}
@@ -56,13 +59,21 @@ type Finding struct {
 type Detector struct {
 	model     *Model
 	threshold float64
+	// planted is the planted-instruction scorer's threshold (the preset's), or 0 when the
+	// model has no such scorer.
+	planted float64
 }
 
 // NewDetector returns a detector using m with the given preset's threshold, or with
-// threshold itself when it is above zero.
+// threshold itself when it is above zero. The model's planted-instruction scorer, if it
+// has one, takes the preset's threshold (a preset is needed for it to run).
 func NewDetector(m *Model, preset string, threshold float64) (*Detector, error) {
 	if m == nil {
 		return nil, fmt.Errorf("no model")
+	}
+	var planted float64
+	if m.Planted != nil {
+		planted = m.Planted.Meta.Thresholds[preset]
 	}
 	if threshold <= 0 {
 		t, ok := m.Meta.Thresholds[preset]
@@ -74,8 +85,12 @@ func NewDetector(m *Model, preset string, threshold float64) (*Detector, error) 
 	if threshold >= 1 {
 		return nil, fmt.Errorf("threshold %v must be below 1", threshold)
 	}
-	return &Detector{model: m, threshold: threshold}, nil
+	return &Detector{model: m, threshold: threshold, planted: planted}, nil
 }
+
+// PlantedThreshold returns the planted-instruction scorer's threshold, or 0 when it does
+// not run.
+func (d *Detector) PlantedThreshold() float64 { return d.planted }
 
 // Threshold returns the model probability at or above which the detector flags a text.
 func (d *Detector) Threshold() float64 { return d.threshold }
@@ -88,6 +103,8 @@ type Result struct {
 	Findings []Finding
 	// ModelScore is the model's verdict on the normalised text itself.
 	ModelScore WindowScore
+	// Planted is the planted-instruction scorer's verdict on it (zero when it did not run).
+	Planted PlantedScore
 }
 
 // Flagged reports whether anything was found.
@@ -224,6 +241,18 @@ func (d *Detector) scan(ctx context.Context, text string, model bool) (Result, e
 		}
 		add(Finding{RuleID: RuleModel, Severity: modelSeverity(ms.Prob, d.threshold), Score: ms.Prob, Start: s, End: e,
 			Reason: fmt.Sprintf("model scores %s %.3f (threshold %.3f); top features: %s", where, ms.Prob, d.threshold, FormatContributions(top))})
+	}
+	if d.planted > 0 {
+		ps, err := d.model.Planted.score(ctx, n.Text)
+		if err != nil {
+			return Result{}, err
+		}
+		res.Planted = ps
+		if ps.Prob >= d.planted {
+			s, e := n.Span(ps.Start, ps.End)
+			add(Finding{RuleID: RulePlanted, Severity: modelSeverity(ps.Prob, d.planted), Score: ps.Prob, Start: s, End: e,
+				Reason: fmt.Sprintf("the sentence %q reads as an instruction planted for an assistant reading the text: scored %.6f (threshold %.6f)", clip.Marked(text[s:e], 160), ps.Prob, d.planted)})
+		}
 	}
 	sort.SliceStable(res.Findings, func(i, j int) bool { return res.Findings[i].Severity > res.Findings[j].Severity })
 	return res, nil

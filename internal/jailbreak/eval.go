@@ -70,7 +70,8 @@ type SetResult struct {
 	LengthAUC   float64        `json:"length_auc"`
 	Detector    []PresetResult `json:"detector"`
 	Length      []PresetResult `json:"length"`
-	// RuleOnly counts texts flagged by a rule (not the model) under default.
+	// RuleOnly counts texts flagged by anything but the window model (phrase rules, decoders,
+	// hidden text, the planted-instruction scorer) under default.
 	RuleOnly Confusion `json:"rule_only"`
 }
 

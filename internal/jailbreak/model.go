@@ -40,6 +40,9 @@ type Model struct {
 	Meta ModelMeta
 	// W holds 2^Meta.Bits weights.
 	W []float32
+	// Planted, when set, is the planted-instruction scorer run beside the model (a file
+	// of its own: see planted.go).
+	Planted *PlantedModel
 }
 
 // ModelMeta is the JSON header of a model file.
@@ -160,6 +163,9 @@ var (
 func DefaultModel() (*Model, error) {
 	defaultModelOnce.Do(func() {
 		defaultModel, defaultModelErr = UnmarshalModel(embeddedModel)
+		if defaultModelErr == nil {
+			defaultModel.Planted, defaultModelErr = DefaultPlanted()
+		}
 	})
 	return defaultModel, defaultModelErr
 }

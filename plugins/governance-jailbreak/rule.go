@@ -87,11 +87,11 @@ func (r *rule) ConfigSchema() base.Schema {
 	return base.Schema{Attributes: []base.Attribute{
 		{
 			Name: "preset", Type: "string", Default: jailbreak.PresetDefault,
-			Description: "How eager the model is: \"permissive\", \"default\" or \"strict\", whose thresholds are calibrated to about 0.1 %, 1 % and 5 % false positives on benign prompts. Phrase rules and decoded payloads are reported under every preset.",
+			Description: "How eager the model is: \"permissive\", \"default\" or \"strict\", whose thresholds are calibrated to about 0.1 %, 1 % and 5 % false positives on benign prompts. Phrase rules and decoded payloads are reported under every preset; the planted-instruction scorer (jailbreak.planted) takes the preset's own threshold.",
 		},
 		{
 			Name: "threshold", Type: "number",
-			Description: "Model probability (between 0 and 1, exclusive) at or above which a text is flagged; replaces the preset's threshold when set.",
+			Description: "Model probability (between 0 and 1, exclusive) at or above which a text is flagged; replaces the preset's threshold for the window model when set (the planted-instruction scorer keeps the preset's).",
 		},
 		{
 			Name: "content_types", Type: "list(string)", Default: defaultContentTypes,
@@ -200,6 +200,7 @@ func (r *rule) detector() (*jailbreak.Detector, error) {
 // descriptions of the rule ids.
 var descriptions = map[string]string{
 	jailbreak.RuleModel:                           "Trained model (logistic regression over hashed word and character n-grams) scored over windows of the normalised text.",
+	jailbreak.RulePlanted:                         "Trained sentence scorer for instructions planted in a document, e-mail, web page or tool output for the assistant reading it.",
 	jailbreak.RuleEncoded:                         "A base64, hex, percent-encoded or ROT13 payload that decodes to an injection.",
 	jailbreak.RuleHidden:                          "Text hidden in invisible Unicode tag characters.",
 	jailbreak.PhraseRuleID(jailbreak.CatOverride): "Phrases that tell the model to ignore or forget its instructions, in 18 languages.",

@@ -43,6 +43,7 @@ func main() {
 	withWritten := flag.Bool("written", true, "also train on the team's written corpus ("+writtenGlob+"); half of it held out and measured")
 	ruleCheck := flag.Bool("rule-check", false, "print how many benign texts the phrase rules and decoders fire on, and how many jailbreaks they catch, per set and per phrase rule (training split, documents, the written corpus's training half), then exit; the held-out split is not read")
 	ruleCheckMeasured := flag.Bool("measured", false, "with -rule-check: also the sets that are only measured (the written corpus's held-out half, testdata/governance); reading them makes them development sets")
+	plantedCVFlag := flag.Bool("planted-cv", false, "print the planted-instruction scorer's cross-validated figures on its training pairs and the benign training texts, and its test pairs' (PLANTED_CONFIG: JSON changes to the default configuration), then exit; the held-out split is not read")
 	heldOut := flag.String("write-held-out", "", "write the held-out split as JSON lines {\"text\", \"label\"} to this file (for limitctl governance eval), then exit")
 	flag.Parse()
 	if *heldOut != "" {
@@ -79,7 +80,12 @@ func main() {
 	}
 	// Trained on in every fold and by the final model, never scored for calibration.
 	extra := append(slices.Clip(docs.train()), written.train()...)
-	if *oofMisses || *sweep || *ruleCheck {
+	planted, err := plantedCorpus(root)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "train-jailbreak: planted-instruction corpus:", err)
+		os.Exit(1)
+	}
+	if *oofMisses || *sweep || *ruleCheck || *plantedCVFlag {
 		// These read the training split only.
 		ex, _, err := jailbreak.LoadJSONL(*data)
 		if err != nil {
@@ -88,6 +94,16 @@ func main() {
 		}
 		train, _ := jailbreak.Split(ex, 0.2)
 		switch {
+		case *plantedCVFlag:
+			cfg := jailbreak.DefaultPlantedTrainConfig()
+			if v := os.Getenv("PLANTED_CONFIG"); v != "" {
+				if err := json.Unmarshal([]byte(v), &cfg); err != nil {
+					fmt.Fprintln(os.Stderr, "train-jailbreak: PLANTED_CONFIG:", err)
+					os.Exit(1)
+				}
+			}
+			fmt.Printf("%+v\n", cfg)
+			plantedCV(&planted, train, docs, written, cfg)
 		case *ruleCheck:
 			if err := printRuleCheck(root, train, docs, written, *ruleCheckMeasured); err != nil {
 				fmt.Fprintln(os.Stderr, "train-jailbreak:", err)
@@ -104,7 +120,7 @@ func main() {
 		}
 		return
 	}
-	if err := run(*data, *modelPath, *metricsDir, *hard, *evalOnly, docs, written, extra); err != nil {
+	if err := run(*data, *modelPath, *metricsDir, *hard, *evalOnly, docs, written, &planted, extra); err != nil {
 		fmt.Fprintln(os.Stderr, "train-jailbreak:", err)
 		os.Exit(1)
 	}
@@ -171,6 +187,20 @@ type Metrics struct {
 	Categories []jailbreak.SetResult `json:"hard_categories"`
 	Docs       *DocsMeta             `json:"benign_documents,omitempty"`
 	Written    *WrittenMeta          `json:"written_corpus,omitempty"`
+	Planted    *PlantedMeta          `json:"planted,omitempty"`
+}
+
+// PlantedMeta describes the planted-instruction scorer (see planted.go).
+type PlantedMeta struct {
+	Files      []string                     `json:"files"`
+	TestFiles  []string                     `json:"test_files"`
+	SHA256     string                       `json:"sha256"`
+	Train      int                          `json:"train_pairs"`
+	Test       int                          `json:"test_pairs"`
+	Config     jailbreak.PlantedTrainConfig `json:"config"`
+	Thresholds map[string]float64           `json:"thresholds"`
+	FPR        map[string]float64           `json:"benign_share"`
+	Bytes      int                          `json:"bytes"`
 }
 
 // WrittenMeta describes the written corpus (see written.go).
@@ -197,7 +227,7 @@ func (d *Docs) train() []jailbreak.Example {
 	return d.Train
 }
 
-func run(data, modelPath, metricsDir, hardGlob string, evalOnly bool, docs *Docs, written *Written, extra []jailbreak.Example) error {
+func run(data, modelPath, metricsDir, hardGlob string, evalOnly bool, docs *Docs, written *Written, planted *Planted, extra []jailbreak.Example) error {
 	ex, sum, err := jailbreak.LoadJSONL(data)
 	if err != nil {
 		return fmt.Errorf("%w (the training file is at %s relative to the repository root)", err, jailbreak.TrainingDataRel)
@@ -214,7 +244,7 @@ func run(data, modelPath, metricsDir, hardGlob string, evalOnly bool, docs *Docs
 		if err != nil {
 			return fmt.Errorf("read model: %w", err)
 		}
-		if m, err = jailbreak.UnmarshalModel(raw); err != nil {
+		if m, err = loadModels(raw, modelPath); err != nil {
 			return err
 		}
 		if m.Meta.DataSHA256 != sum {
@@ -244,6 +274,19 @@ func run(data, modelPath, metricsDir, hardGlob string, evalOnly bool, docs *Docs
 		if err := os.WriteFile(modelPath, raw, 0o644); err != nil {
 			return fmt.Errorf("write model: %w", err)
 		}
+		pstart := time.Now()
+		pm := trainPlanted(planted, train, docs, written, jailbreak.DefaultPlantedTrainConfig())
+		praw, err := pm.Marshal()
+		if err != nil {
+			return err
+		}
+		if m.Planted, err = jailbreak.UnmarshalPlanted(praw); err != nil {
+			return err
+		}
+		if err := os.WriteFile(plantedPath(modelPath), praw, 0o644); err != nil {
+			return fmt.Errorf("write planted model: %w", err)
+		}
+		fmt.Fprintf(os.Stderr, "planted-instruction scorer trained on %d pairs in %v; %s (%d bytes)\n", len(planted.Train), time.Since(pstart).Round(time.Millisecond), plantedPath(modelPath), len(praw))
 		fmt.Fprintf(os.Stderr, "trained on %d texts, %d documents and %d written texts in %v; model %s (%d bytes)\n", len(train), len(docs.train()), len(written.train()), time.Since(start).Round(time.Millisecond), modelPath, len(raw))
 	}
 
@@ -256,6 +299,14 @@ func run(data, modelPath, metricsDir, hardGlob string, evalOnly bool, docs *Docs
 	lb := jailbreak.NewLengthBaseline(trainBenign)
 	met := Metrics{DataSHA256: sum, Rows: len(ex), TrainRows: len(train), HeldOut: len(test), Train: m.Meta.Train,
 		Thresholds: m.Meta.Thresholds, Length: lb.Thresholds, ModelBytes: len(raw)}
+	if m.Planted != nil && planted != nil {
+		pb, err := m.Planted.Marshal()
+		if err != nil {
+			return err
+		}
+		met.Planted = &PlantedMeta{Files: planted.Files, TestFiles: planted.TestFiles, SHA256: planted.SHA256, Train: len(planted.Train), Test: len(planted.Test),
+			Config: m.Planted.Meta.Train, Thresholds: m.Planted.Meta.Thresholds, FPR: plantedFPR, Bytes: len(pb)}
+	}
 	held, err := jailbreak.EvaluateSet("held-out 20%", m, lb, test)
 	if err != nil {
 		return err
@@ -292,6 +343,11 @@ func run(data, modelPath, metricsDir, hardGlob string, evalOnly bool, docs *Docs
 		if r, err := jailbreak.EvaluateSet("written corpus (held-out half), short everyday messages", m, lb, short); err == nil {
 			met.Sets = append(met.Sets, r)
 		}
+	}
+	// Documents written twice, without and with a planted instruction, by writers none of
+	// whose pairs were trained on.
+	if r, err := jailbreak.EvaluateSet("planted-instruction test pairs", m, lb, planted.testExamples()); err == nil {
+		met.Sets = append(met.Sets, r)
 	}
 	// Code pasted into a prompt: the codesafety rule's benign programs, scored as prompts.
 	if progs, err := codePrompts(jailbreak.ModuleRoot()); err != nil {
@@ -404,6 +460,12 @@ func render(m Metrics) string {
 		fmt.Fprintf(&b, "- also trained on the team's written corpus (`%s`, sha256 of the files' sha256s `%s`): %d rows; %d more held out (half of each label, by sha256 of the text) and measured below; thresholds calibrated on prompts only\n",
 			strings.Join(m.Written.Files, "`, `"), m.Written.SHA256, m.Written.Train, m.Written.HeldOut)
 	}
+	if p := m.Planted; p != nil {
+		fmt.Fprintf(&b, "- planted-instruction scorer (`jailbreak.planted`, beside the model): logistic regression over one sentence (or two neighbouring ones) at a time, 2^%d hashed features (words, adjacent word pairs, the first word, character 4-grams, every pair of the first %d distinct words; each once), sentences of %d words or more; Adagrad lr %g, L2 %g, %d epochs, seed %d; trained on the %d training pairs of `%s` (documents written without and with a planted instruction; sha256 of the files' sha256s `%s`: the sentences the planted version adds are the positives) and every benign training text above as negatives; thresholds (probability) at %g / %g / %g of the %d-fold out-of-fold scores of the benign training prompts and documents: permissive %.6f, default %.6f, strict %.6f; the %d test pairs of `%s` (other writers) are measured below; file %d bytes (`go run ./internal/cmd/train-jailbreak -planted-cv` for its cross-validated figures)\n",
+			p.Config.Bits, p.Config.PairWords, p.Config.MinWords, p.Config.LR, p.Config.L2, p.Config.Epochs, p.Config.Seed, p.Train, strings.Join(p.Files, "`, `"), p.SHA256,
+			p.FPR[jailbreak.PresetPermissive], p.FPR[jailbreak.PresetDefault], p.FPR[jailbreak.PresetStrict], p.Config.Folds,
+			p.Thresholds[jailbreak.PresetPermissive], p.Thresholds[jailbreak.PresetDefault], p.Thresholds[jailbreak.PresetStrict], p.Test, strings.Join(p.TestFiles, "`, `"), p.Bytes)
+	}
 	fmt.Fprintf(&b, "- length baseline (flag when longer than), calibrated the same way: permissive %.0f, default %.0f, strict %.0f bytes\n\n",
 		m.Length[jailbreak.PresetPermissive], m.Length[jailbreak.PresetDefault], m.Length[jailbreak.PresetStrict])
 	b.WriteString("## Held-out split and own hard cases\n\n")
@@ -413,4 +475,26 @@ func render(m Metrics) string {
 		b.WriteString(jailbreak.Markdown(m.Categories))
 	}
 	return b.String()
+}
+
+// plantedPath is the planted-instruction scorer's file, beside the model's.
+func plantedPath(modelPath string) string {
+	return filepath.Join(filepath.Dir(modelPath), "planted.model.gz")
+}
+
+// loadModels decodes the model file raw, read from modelPath, and the planted-instruction
+// scorer beside it.
+func loadModels(raw []byte, modelPath string) (*jailbreak.Model, error) {
+	m, err := jailbreak.UnmarshalModel(raw)
+	if err != nil {
+		return nil, err
+	}
+	praw, err := os.ReadFile(plantedPath(modelPath))
+	if err != nil {
+		return nil, fmt.Errorf("read the planted-instruction scorer: %w", err)
+	}
+	if m.Planted, err = jailbreak.UnmarshalPlanted(praw); err != nil {
+		return nil, err
+	}
+	return m, nil
 }

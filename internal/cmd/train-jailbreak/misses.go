@@ -23,7 +23,7 @@ func printMisses(data, modelPath string) error {
 	if err != nil {
 		return fmt.Errorf("read model: %w", err)
 	}
-	m, err := jailbreak.UnmarshalModel(raw)
+	m, err := loadModels(raw, modelPath)
 	if err != nil {
 		return err
 	}

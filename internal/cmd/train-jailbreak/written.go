@@ -22,7 +22,7 @@ import (
 // benign prompts. The blind test sets in testdata/governance are never trained on.
 
 // writtenGlob is where the written corpus lives, relative to the repository root.
-const writtenGlob = "internal/jailbreak/corpus/*.jsonl"
+const writtenGlob = "internal/jailbreak/corpus/written-*.jsonl"
 
 // Written is the written corpus: its training half, its held-out half, the files and the
 // sha256 of their contents in order.

@@ -1,0 +1,260 @@
+package main
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/limitgraph/limit/internal/jailbreak"
+)
+
+// The planted-instruction scorer's corpus: documents written twice, without and with an
+// instruction planted for the assistant reading them (see corpus/SOURCES.md). The
+// planted-?.jsonl files are trained on; the planted-test-*.jsonl files, by writers
+// whose files nothing was trained on, are only measured.
+const (
+	plantedGlob     = "internal/jailbreak/corpus/planted-?.jsonl"
+	plantedTestGlob = "internal/jailbreak/corpus/planted-test-*.jsonl"
+)
+
+// plantedFPR is the share of benign texts (the training split's benign prompts and the
+// documents' training half, scored out of fold) each preset lets the planted scorer
+// flag, on top of the window model's own budget.
+var plantedFPR = map[string]float64{jailbreak.PresetPermissive: 0.0002, jailbreak.PresetDefault: 0.001, jailbreak.PresetStrict: 0.005}
+
+// Planted is the planted-instruction corpus.
+type Planted struct {
+	Train, Test []jailbreak.PlantedPair
+	// Files and TestFiles are the pair files trained on and measured, relative to the
+	// root; SHA256 is the sha256 of all their sha256s.
+	Files, TestFiles []string
+	SHA256           string
+}
+
+// plantedCorpus loads the pair files under root.
+func plantedCorpus(root string) (Planted, error) {
+	var p Planted
+	h := sha256.New()
+	for _, g := range []string{plantedGlob, plantedTestGlob} {
+		files, err := filepath.Glob(filepath.Join(root, g))
+		if err != nil {
+			return Planted{}, err
+		}
+		if len(files) == 0 {
+			return Planted{}, fmt.Errorf("no file matches %s", g)
+		}
+		sort.Strings(files)
+		for _, f := range files {
+			pairs, err := jailbreak.LoadPairs(f)
+			if err != nil {
+				return Planted{}, err
+			}
+			b, err := os.ReadFile(f)
+			if err != nil {
+				return Planted{}, err
+			}
+			sum := sha256.Sum256(b)
+			fmt.Fprintf(h, "%x\x00", sum)
+			rel, _ := filepath.Rel(root, f)
+			if g == plantedGlob {
+				p.Train = append(p.Train, pairs...)
+				p.Files = append(p.Files, filepath.ToSlash(rel))
+			} else {
+				p.Test = append(p.Test, pairs...)
+				p.TestFiles = append(p.TestFiles, filepath.ToSlash(rel))
+			}
+		}
+	}
+	p.SHA256 = hex.EncodeToString(h.Sum(nil))
+	return p, nil
+}
+
+// testExamples returns the test pairs as examples: each injected text a jailbreak, each
+// benign one benign.
+func (p *Planted) testExamples() []jailbreak.Example {
+	var out []jailbreak.Example
+	for _, q := range p.Test {
+		out = append(out,
+			jailbreak.Example{Text: q.Injected, Label: jailbreak.LabelJailbreak, Category: "planted-test"},
+			jailbreak.Example{Text: q.Benign, Label: jailbreak.LabelBenign, Category: "planted-test"})
+	}
+	return out
+}
+
+// plantedUnit is one piece of the planted scorer's training data, kept whole in a fold:
+// a pair, or a benign text.
+type plantedUnit struct {
+	kind string // "pair", "prompt" (benign training prompt), "doc", "written"
+	pair jailbreak.PlantedPair
+	text string
+}
+
+func (u plantedUnit) bags(m *jailbreak.PlantedModel) []jailbreak.PlantedBag {
+	if u.kind == "pair" {
+		return m.Bags(u.pair)
+	}
+	return []jailbreak.PlantedBag{{Instances: m.Instances(jailbreak.Normalize(u.text).Text)}}
+}
+
+// plantedUnits gathers the training data: the training pairs and every benign training
+// text (the training split's benign prompts, the documents' and the written corpus's
+// training halves).
+func plantedUnits(p *Planted, train []jailbreak.Example, docs *Docs, written *Written) []plantedUnit {
+	var us []plantedUnit
+	for _, q := range p.Train {
+		us = append(us, plantedUnit{kind: "pair", pair: q})
+	}
+	for _, e := range train {
+		if !e.Positive() {
+			us = append(us, plantedUnit{kind: "prompt", text: e.Text})
+		}
+	}
+	for _, e := range docs.train() {
+		us = append(us, plantedUnit{kind: "doc", text: e.Text})
+	}
+	for _, e := range written.train() {
+		if !e.Positive() {
+			us = append(us, plantedUnit{kind: "written", text: e.Text})
+		}
+	}
+	return us
+}
+
+// plantedOOF scores every unit out of fold: a pair's injected text in a, its benign one
+// in b; a benign text in a.
+func plantedOOF(us []plantedUnit, cfg jailbreak.PlantedTrainConfig) (a, b []float64) {
+	a, b = make([]float64, len(us)), make([]float64, len(us))
+	shape := jailbreak.NewPlantedModel(cfg)
+	for f := 0; f < cfg.Folds; f++ {
+		var bags []jailbreak.PlantedBag
+		for i, u := range us {
+			if i%cfg.Folds != f {
+				bags = append(bags, u.bags(shape)...)
+			}
+		}
+		m := jailbreak.TrainPlanted(bags, cfg)
+		for i, u := range us {
+			if i%cfg.Folds != f {
+				continue
+			}
+			if u.kind == "pair" {
+				a[i] = m.Score(jailbreak.Normalize(u.pair.Injected).Text).Prob
+				b[i] = m.Score(jailbreak.Normalize(u.pair.Benign).Text).Prob
+			} else {
+				a[i] = m.Score(jailbreak.Normalize(u.text).Text).Prob
+			}
+		}
+	}
+	return a, b
+}
+
+// trainPlanted trains the planted scorer on every unit and calibrates its thresholds on
+// the out-of-fold scores of the benign prompts and documents.
+func trainPlanted(p *Planted, train []jailbreak.Example, docs *Docs, written *Written, cfg jailbreak.PlantedTrainConfig) *jailbreak.PlantedModel {
+	us := plantedUnits(p, train, docs, written)
+	a, _ := plantedOOF(us, cfg)
+	var benign []float64
+	for i, u := range us {
+		if u.kind == "prompt" || u.kind == "doc" {
+			benign = append(benign, a[i])
+		}
+	}
+	shape := jailbreak.NewPlantedModel(cfg)
+	var bags []jailbreak.PlantedBag
+	for _, u := range us {
+		bags = append(bags, u.bags(shape)...)
+	}
+	m := jailbreak.TrainPlanted(bags, cfg)
+	m.Meta.Thresholds = map[string]float64{}
+	for preset, fpr := range plantedFPR {
+		m.Meta.Thresholds[preset] = jailbreak.ThresholdAtFPR(benign, fpr)
+	}
+	m.Meta.Pairs, m.Meta.PairsSHA256 = len(p.Train), p.SHA256
+	return m
+}
+
+// plantedCV prints the planted scorer's cross-validated figures on the training data
+// (pairs: injected against benign; benign texts by kind) at each preset's threshold, and
+// the test pairs' with a model trained on everything: what a setting of
+// PLANTED_CONFIG (JSON, changes to DefaultPlantedTrainConfig) is chosen by.
+func plantedCV(p *Planted, train []jailbreak.Example, docs *Docs, written *Written, cfg jailbreak.PlantedTrainConfig) {
+	us := plantedUnits(p, train, docs, written)
+	a, b := plantedOOF(us, cfg)
+	var benign []float64
+	for i, u := range us {
+		if u.kind == "prompt" || u.kind == "doc" {
+			benign = append(benign, a[i])
+		}
+	}
+	presets := jailbreak.Presets
+	ths := map[string]float64{}
+	for _, pr := range presets {
+		ths[pr] = jailbreak.ThresholdAtFPR(benign, plantedFPR[pr])
+	}
+	row := func(name string, pos, neg []float64) {
+		var sc []float64
+		var lab []bool
+		for _, s := range pos {
+			sc, lab = append(sc, s), append(lab, true)
+		}
+		for _, s := range neg {
+			sc, lab = append(sc, s), append(lab, false)
+		}
+		auc := "  –  "
+		if len(pos) > 0 && len(neg) > 0 {
+			auc = fmt.Sprintf("%.3f", jailbreak.ROCAUC(sc, lab))
+		}
+		var cells []string
+		for _, pr := range presets {
+			tp, fp := 0, 0
+			for _, s := range pos {
+				if s >= ths[pr] {
+					tp++
+				}
+			}
+			for _, s := range neg {
+				if s >= ths[pr] {
+					fp++
+				}
+			}
+			cells = append(cells, fmt.Sprintf("%3d/%-3d %4d/%-4d", tp, len(pos), fp, len(neg)))
+		}
+		fmt.Printf("%-36s %s  %s\n", name, auc, strings.Join(cells, "  "))
+	}
+	fmt.Printf("thresholds (out-of-fold benign prompts and documents): %v\n", ths)
+	fmt.Printf("%-36s %-5s  %s\n", "set (caught/pos flagged/neg)", "AUC", strings.Join(presets, "                "))
+	kinds := map[string][]float64{}
+	var inj, ben []float64
+	for i, u := range us {
+		if u.kind == "pair" {
+			inj, ben = append(inj, a[i]), append(ben, b[i])
+		} else {
+			kinds[u.kind] = append(kinds[u.kind], a[i])
+		}
+	}
+	row("out of fold: pairs", inj, ben)
+	row("out of fold: benign prompts", nil, kinds["prompt"])
+	row("out of fold: documents", nil, kinds["doc"])
+	row("out of fold: written benign", nil, kinds["written"])
+	m := trainPlanted(p, train, docs, written, cfg)
+	m.Meta.Thresholds = ths
+	var ti, tb []float64
+	for _, q := range p.Test {
+		ti = append(ti, m.Score(jailbreak.Normalize(q.Injected).Text).Prob)
+		tb = append(tb, m.Score(jailbreak.Normalize(q.Benign).Text).Prob)
+	}
+	row("test pairs", ti, tb)
+	var wp, wn []float64
+	for _, e := range written.heldOutWhere(func(c string) bool { return strings.HasSuffix(c, "-indirect") }) {
+		if s := m.Score(jailbreak.Normalize(e.Text).Text).Prob; e.Positive() {
+			wp = append(wp, s)
+		} else {
+			wn = append(wn, s)
+		}
+	}
+	row("written held-out, in documents", wp, wn)
+}
