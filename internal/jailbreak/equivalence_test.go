@@ -17,8 +17,9 @@ import (
 )
 
 // Golden digests of the detector's complete output (see equivalenceDigest), computed
-// after the planted-instruction scorer (jailbreak.planted) joined the detector (session
-// 25); before that, after the model was retrained with the written corpus's files e and f
+// after the planted-instruction scorer (jailbreak.planted) joined the detector and was
+// retrained on 800 pairs with tags read for their text attributes only (session 25);
+// before that, after the model was retrained with the written corpus's files e and f
 // (session 20); before that, after the override-template, persona-tags and persona-notai/zh families and
 // persona-dan's "developer_mode:enabled" (session 20); before that, after the model was retrained as an NB-scaled logistic regression over 2^20 features
 // with trigrams and skip-bigrams, each counted once per window; before that, after the
@@ -38,8 +39,8 @@ import (
 // make the detector faster must leave them as they are. Regenerate them (print them with
 // JB_EQUIV_PRINT=1) only for a change that is meant to alter the output.
 const (
-	goldenTrainDigest     = "bd2e13dfd9891212b61d7c2ebc4a09b0f29e7a1edc2fbd8c4dbf01b6744243fe"
-	goldenGeneratedDigest = "d4bccd86e33df149b16b2cde1ba1add1287c995a90b370b4b352e15a748ef61a"
+	goldenTrainDigest     = "c59232d922fb2d9447314de3359961d5e74d67ecedebcdc812bd7cb159ab4247"
+	goldenGeneratedDigest = "b0635c5d76f5a0577d55b1a4928ec258112a1d5c14e102e459e03b05010bcfcd"
 )
 
 // equivalenceDigest writes the complete output of the detector on each text to a sha256:

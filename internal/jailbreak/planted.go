@@ -149,6 +149,7 @@ const plantedMagic = "LIMITPI1"
 // more (padded with a space each side), each CJK character as a word; each feature once. Its first PairWords distinct
 // words are left in sc.ws, for the features of their pairs (appendPairs, pairSum).
 func (m *PlantedModel) features(sc *plantedScratch, s string, hs []uint32) []uint32 {
+	s = readable(s)
 	from := len(hs)
 	ws := sc.ws[:0]
 	defer func() { sc.ws = ws }()
@@ -316,6 +317,122 @@ var asciiWord = func() (t [utf8.RuneSelf]bool) {
 	return t
 }()
 
+// maxTagBytes bounds how far a tag is looked for its end.
+const maxTagBytes = 400
+
+// textAttrs are the attributes whose values a reader sees or hears: an instruction there
+// is text like any other.
+var textAttrs = map[string]bool{"alt": true, "title": true, "aria-label": true, "aria-description": true,
+	"content": true, "placeholder": true, "label": true, "summary": true, "value": true}
+
+// readable returns s with each HTML or XML tag ("<span style=…>", "</p>", "<br/>")
+// replaced by a space and the values of its textAttrs. A sentence is judged on what it
+// says, not on its markup: the hidden elements injections sit in ("display:none") are
+// common in honest pages too, often empty.
+func readable(s string) string {
+	i := strings.IndexByte(s, '<')
+	if i < 0 {
+		return s
+	}
+	var b strings.Builder
+	b.Grow(len(s))
+	last := 0
+	for ; i >= 0 && i < len(s); i = nextLT(s, i+1) {
+		j := tagEnd(s, i)
+		if j < 0 {
+			continue
+		}
+		b.WriteString(s[last:i])
+		b.WriteByte(' ')
+		for _, v := range attrTexts(s[i+1 : j]) {
+			b.WriteString(v)
+			b.WriteByte(' ')
+		}
+		last = j + 1
+		i = j
+	}
+	b.WriteString(s[last:])
+	return b.String()
+}
+
+// nextLT returns the index of the next '<' at or after i, or -1.
+func nextLT(s string, i int) int {
+	if i >= len(s) {
+		return -1
+	}
+	if k := strings.IndexByte(s[i:], '<'); k >= 0 {
+		return i + k
+	}
+	return -1
+}
+
+// tagEnd returns the index of the '>' closing the tag s[i] opens, or -1 when s[i] opens
+// none (a '<' not followed by a letter or '/', or no '>' within maxTagBytes).
+func tagEnd(s string, i int) int {
+	if i+1 >= len(s) {
+		return -1
+	}
+	if c := s[i+1]; !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || c == '/') {
+		return -1
+	}
+	end := min(len(s), i+maxTagBytes)
+	j := strings.IndexByte(s[i+1:end], '>')
+	if j < 0 || strings.IndexByte(s[i+1:i+1+j], '<') >= 0 {
+		return -1
+	}
+	return i + 1 + j
+}
+
+// attrTexts returns the values of a tag's textAttrs, given what is between '<' and '>'.
+func attrTexts(tag string) []string {
+	var out []string
+	for k := 0; k < len(tag); {
+		// An attribute name, then optionally '=' and a value.
+		for k < len(tag) && !isNameByte(tag[k]) {
+			k++
+		}
+		start := k
+		for k < len(tag) && isNameByte(tag[k]) {
+			k++
+		}
+		name := strings.ToLower(tag[start:k])
+		for k < len(tag) && tag[k] == ' ' {
+			k++
+		}
+		if k >= len(tag) || tag[k] != '=' {
+			continue
+		}
+		k++
+		for k < len(tag) && tag[k] == ' ' {
+			k++
+		}
+		var val string
+		if k < len(tag) && (tag[k] == '"' || tag[k] == '\'') {
+			q := tag[k]
+			e := strings.IndexByte(tag[k+1:], q)
+			if e < 0 {
+				e = len(tag) - k - 1
+			}
+			val, k = tag[k+1:k+1+e], k+2+e
+		} else {
+			e := k
+			for e < len(tag) && tag[e] != ' ' {
+				e++
+			}
+			val, k = tag[k:e], e
+		}
+		if textAttrs[name] {
+			out = append(out, val)
+		}
+	}
+	return out
+}
+
+// isNameByte reports whether c may be part of an attribute or tag name.
+func isNameByte(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == ':'
+}
+
 // cjk is isCJK with a quick answer for the runes below Thai.
 func cjk(r rune) bool { return r >= 0x0E00 && isCJK(r) }
 
@@ -368,7 +485,7 @@ func instances(t string, minWords int) []Segment {
 // wordCount counts the words of s, each CJK character as half a word.
 func wordCount(s string) int {
 	n, ncjk, in := 0, 0, false
-	for _, r := range s {
+	for _, r := range readable(s) {
 		switch {
 		case cjk(r):
 			ncjk++
