@@ -88,10 +88,6 @@ func NewDetector(m *Model, preset string, threshold float64) (*Detector, error) 
 	return &Detector{model: m, threshold: threshold, planted: planted}, nil
 }
 
-// PlantedThreshold returns the planted-instruction scorer's threshold, or 0 when it does
-// not run.
-func (d *Detector) PlantedThreshold() float64 { return d.planted }
-
 // Threshold returns the model probability at or above which the detector flags a text.
 func (d *Detector) Threshold() float64 { return d.threshold }
 

@@ -346,8 +346,10 @@ func run(data, modelPath, metricsDir, hardGlob string, evalOnly bool, docs *Docs
 	}
 	// Documents written twice, without and with a planted instruction, by writers none of
 	// whose pairs were trained on.
-	if r, err := jailbreak.EvaluateSet("planted-instruction test pairs", m, lb, planted.testExamples()); err == nil {
-		met.Sets = append(met.Sets, r)
+	if ex := planted.testExamples(); len(ex) > 0 {
+		if r, err := jailbreak.EvaluateSet("planted-instruction test pairs", m, lb, ex); err == nil {
+			met.Sets = append(met.Sets, r)
+		}
 	}
 	// Code pasted into a prompt: the codesafety rule's benign programs, scored as prompts.
 	if progs, err := codePrompts(jailbreak.ModuleRoot()); err != nil {

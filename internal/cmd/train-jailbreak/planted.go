@@ -76,6 +76,9 @@ func plantedCorpus(root string) (Planted, error) {
 // testExamples returns the test pairs as examples: each injected text a jailbreak, each
 // benign one benign.
 func (p *Planted) testExamples() []jailbreak.Example {
+	if p == nil {
+		return nil
+	}
 	var out []jailbreak.Example
 	for _, q := range p.Test {
 		out = append(out,
@@ -157,24 +160,36 @@ func plantedOOF(us []plantedUnit, cfg jailbreak.PlantedTrainConfig) (a, b []floa
 func trainPlanted(p *Planted, train []jailbreak.Example, docs *Docs, written *Written, cfg jailbreak.PlantedTrainConfig) *jailbreak.PlantedModel {
 	us := plantedUnits(p, train, docs, written)
 	a, _ := plantedOOF(us, cfg)
+	m := fitPlanted(us, cfg)
+	m.Meta.Thresholds = plantedThresholds(us, a)
+	m.Meta.Pairs, m.Meta.PairsSHA256 = len(p.Train), p.SHA256
+	return m
+}
+
+// fitPlanted trains a planted scorer on every unit.
+func fitPlanted(us []plantedUnit, cfg jailbreak.PlantedTrainConfig) *jailbreak.PlantedModel {
+	shape := jailbreak.NewPlantedModel(cfg)
+	var bags []jailbreak.PlantedBag
+	for _, u := range us {
+		bags = append(bags, u.bags(shape)...)
+	}
+	return jailbreak.TrainPlanted(bags, cfg)
+}
+
+// plantedThresholds returns each preset's threshold: its plantedFPR of the out-of-fold
+// scores a of the benign prompts and documents among us.
+func plantedThresholds(us []plantedUnit, a []float64) map[string]float64 {
 	var benign []float64
 	for i, u := range us {
 		if u.kind == "prompt" || u.kind == "doc" {
 			benign = append(benign, a[i])
 		}
 	}
-	shape := jailbreak.NewPlantedModel(cfg)
-	var bags []jailbreak.PlantedBag
-	for _, u := range us {
-		bags = append(bags, u.bags(shape)...)
-	}
-	m := jailbreak.TrainPlanted(bags, cfg)
-	m.Meta.Thresholds = map[string]float64{}
+	ths := map[string]float64{}
 	for preset, fpr := range plantedFPR {
-		m.Meta.Thresholds[preset] = jailbreak.ThresholdAtFPR(benign, fpr)
+		ths[preset] = jailbreak.ThresholdAtFPR(benign, fpr)
 	}
-	m.Meta.Pairs, m.Meta.PairsSHA256 = len(p.Train), p.SHA256
-	return m
+	return ths
 }
 
 // plantedCV prints the planted scorer's cross-validated figures on the training data
@@ -184,17 +199,8 @@ func trainPlanted(p *Planted, train []jailbreak.Example, docs *Docs, written *Wr
 func plantedCV(p *Planted, train []jailbreak.Example, docs *Docs, written *Written, cfg jailbreak.PlantedTrainConfig) {
 	us := plantedUnits(p, train, docs, written)
 	a, b := plantedOOF(us, cfg)
-	var benign []float64
-	for i, u := range us {
-		if u.kind == "prompt" || u.kind == "doc" {
-			benign = append(benign, a[i])
-		}
-	}
 	presets := jailbreak.Presets
-	ths := map[string]float64{}
-	for _, pr := range presets {
-		ths[pr] = jailbreak.ThresholdAtFPR(benign, plantedFPR[pr])
-	}
+	ths := plantedThresholds(us, a)
 	row := func(name string, pos, neg []float64) {
 		var sc []float64
 		var lab []bool
@@ -240,7 +246,7 @@ func plantedCV(p *Planted, train []jailbreak.Example, docs *Docs, written *Writt
 	row("out of fold: benign prompts", nil, kinds["prompt"])
 	row("out of fold: documents", nil, kinds["doc"])
 	row("out of fold: written benign", nil, kinds["written"])
-	m := trainPlanted(p, train, docs, written, cfg)
+	m := fitPlanted(us, cfg)
 	m.Meta.Thresholds = ths
 	var ti, tb []float64
 	for _, q := range p.Test {
