@@ -30,7 +30,7 @@ var plantedFPR = map[string]float64{jailbreak.PresetPermissive: 0.0002, jailbrea
 type Planted struct {
 	Train, Test []jailbreak.PlantedPair
 	// Files and TestFiles are the pair files trained on and measured, relative to the
-	// root; SHA256 is the sha256 of all their sha256s.
+	// root; SHA256 is the sha256 of the sha256s of the files trained on.
 	Files, TestFiles []string
 	SHA256           string
 }
@@ -57,10 +57,9 @@ func plantedCorpus(root string) (Planted, error) {
 			if err != nil {
 				return Planted{}, err
 			}
-			sum := sha256.Sum256(b)
-			fmt.Fprintf(h, "%x\x00", sum)
 			rel, _ := filepath.Rel(root, f)
 			if g == plantedGlob {
+				fmt.Fprintf(h, "%x\x00", sha256.Sum256(b))
 				p.Train = append(p.Train, pairs...)
 				p.Files = append(p.Files, filepath.ToSlash(rel))
 			} else {
