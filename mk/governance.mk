@@ -1,6 +1,6 @@
 # Governance rule plugins (plugins/governance-*, internal/jailbreak). Their tests run with
 # `make test`.
-.PHONY: train-jailbreak eval-jailbreak eval-jailbreak-api tune-jailbreak oof-misses-jailbreak rule-check-jailbreak crosscheck-jailbreak bench-governance
+.PHONY: train-jailbreak eval-jailbreak eval-jailbreak-api eval-planted-api cv-planted-jailbreak tune-jailbreak oof-misses-jailbreak rule-check-jailbreak crosscheck-jailbreak bench-governance
 
 # Retrain the jailbreak model from ../shared/data/governance/prompts-train.jsonl, half
 # of the Markdown documents and of a sample of the Go source files of the modules go.mod
@@ -9,6 +9,10 @@
 # team's written corpus (internal/jailbreak/corpus, see its SOURCES.md), with a fixed seed:
 # the same data gives the same file byte for byte. Recalibrates the presets on benign
 # prompts and rewrites internal/jailbreak/model/{jailbreak.model.gz,metrics.json,METRICS.md}.
+# Also trains the planted-instruction scorer (jailbreak.planted) on the documents written
+# twice, without and with a planted instruction (internal/jailbreak/corpus/planted-?.jsonl),
+# into internal/jailbreak/model/planted.model.gz, and measures it on the test pairs
+# (planted-test-*.jsonl). About a minute.
 train-jailbreak:
 	$(GO) run ./internal/cmd/train-jailbreak
 
@@ -23,6 +27,17 @@ eval-jailbreak:
 eval-jailbreak-api: build
 	$(GO) run ./internal/cmd/train-jailbreak -write-held-out build/held-out.jsonl
 	$(BIN)/limitctl governance eval build/held-out.jsonl
+
+# The planted-instruction test pairs measured through a running daemon, as above.
+eval-planted-api: build
+	$(GO) run ./internal/cmd/train-jailbreak -write-planted-test build/planted-test.jsonl
+	$(BIN)/limitctl governance eval build/planted-test.jsonl
+
+# The planted-instruction scorer's 5-fold cross-validated figures on its training pairs
+# and the benign training texts, and its test pairs': how DefaultPlantedTrainConfig was
+# chosen. PLANTED_CONFIG='{"min_words":4}' measures a change to it. About 20 s.
+cv-planted-jailbreak:
+	$(GO) run ./internal/cmd/train-jailbreak -planted-cv
 
 # Cross-validate the hyper-parameter sweep on the training split only (5 folds; the
 # held-out split is never looked at) and print each setting's ROC-AUC and TPR at 1 % and

@@ -35,16 +35,29 @@ governance {
 `, t.TempDir(), testbin.PluginDir(t), blocks.String()))
 }
 
-// handWritten returns the repository's hand-written jailbreak and benign prompts, and
-// the same as one JSON-lines file.
+// handWritten returns the repository's hand-written jailbreak and benign prompts and a
+// file of documents written twice, without and with a planted instruction (what the
+// planted-instruction scorer finds), and the same as one JSON-lines file.
 func handWritten(t *testing.T) ([]jailbreak.Example, string) {
 	t.Helper()
 	var all []jailbreak.Example
 	var b strings.Builder
-	for _, name := range []string{"injections.jsonl", "benign.jsonl"} {
-		ex, _, err := jailbreak.LoadJSONL(filepath.Join(jailbreak.ModuleRoot(), "testdata/governance", name))
-		if err != nil {
-			t.Fatal(err)
+	pairs, err := jailbreak.LoadPairs(filepath.Join(jailbreak.ModuleRoot(), "internal/jailbreak/corpus/planted-test-a.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var planted []jailbreak.Example
+	for _, p := range pairs {
+		planted = append(planted, jailbreak.Example{Text: p.Injected, Label: jailbreak.LabelJailbreak},
+			jailbreak.Example{Text: p.Benign, Label: jailbreak.LabelBenign})
+	}
+	for _, name := range []string{"injections.jsonl", "benign.jsonl", ""} {
+		ex := planted
+		if name != "" {
+			var err error
+			if ex, _, err = jailbreak.LoadJSONL(filepath.Join(jailbreak.ModuleRoot(), "testdata/governance", name)); err != nil {
+				t.Fatal(err)
+			}
 		}
 		for _, e := range ex {
 			all = append(all, e)

@@ -44,6 +44,7 @@ func main() {
 	ruleCheck := flag.Bool("rule-check", false, "print how many benign texts the phrase rules and decoders fire on, and how many jailbreaks they catch, per set and per phrase rule (training split, documents, the written corpus's training half), then exit; the held-out split is not read")
 	ruleCheckMeasured := flag.Bool("measured", false, "with -rule-check: also the sets that are only measured (the written corpus's held-out half, testdata/governance); reading them makes them development sets")
 	plantedCVFlag := flag.Bool("planted-cv", false, "print the planted-instruction scorer's cross-validated figures on its training pairs and the benign training texts, and its test pairs' (PLANTED_CONFIG: JSON changes to the default configuration), then exit; the held-out split is not read")
+	plantedOut := flag.String("write-planted-test", "", "write the planted-instruction test pairs as JSON lines {\"text\", \"label\"} to this file (each injected text a jailbreak, each benign one benign; for limitctl governance eval), then exit")
 	heldOut := flag.String("write-held-out", "", "write the held-out split as JSON lines {\"text\", \"label\"} to this file (for limitctl governance eval), then exit")
 	flag.Parse()
 	if *heldOut != "" {
@@ -55,6 +56,17 @@ func main() {
 	}
 	if *misses {
 		if err := printMisses(*data, *modelPath); err != nil {
+			fmt.Fprintln(os.Stderr, "train-jailbreak:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if *plantedOut != "" {
+		p, err := plantedCorpus(root)
+		if err == nil {
+			err = writeExamples(p.testExamples(), *plantedOut)
+		}
+		if err != nil {
 			fmt.Fprintln(os.Stderr, "train-jailbreak:", err)
 			os.Exit(1)
 		}
@@ -134,8 +146,17 @@ func writeHeldOut(data, path string) error {
 		return err
 	}
 	_, test := jailbreak.Split(ex, 0.2)
+	if err := writeExamples(test, path); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "wrote the %d held-out rows of %s to %s\n", len(test), data, path)
+	return nil
+}
+
+// writeExamples writes examples as JSON lines {"text", "label"}.
+func writeExamples(ex []jailbreak.Example, path string) error {
 	var b strings.Builder
-	for _, e := range test {
+	for _, e := range ex {
 		line, err := json.Marshal(map[string]string{"text": e.Text, "label": e.Label})
 		if err != nil {
 			return err
@@ -146,11 +167,7 @@ func writeHeldOut(data, path string) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
-		return err
-	}
-	fmt.Fprintf(os.Stderr, "wrote the %d held-out rows of %s to %s\n", len(test), data, path)
-	return nil
+	return os.WriteFile(path, []byte(b.String()), 0o644)
 }
 
 // codeCorpus is the codesafety rule's corpus of benign Python programs, each after a line
