@@ -18,7 +18,7 @@ import (
 
 // Golden digests of the detector's complete output (see equivalenceDigest), computed
 // after the planted-instruction scorer (jailbreak.planted) joined the detector and was
-// retrained on 800 pairs with tags read for their text attributes only (session 25);
+// retrained on 1,000 pairs with tags read for their text attributes only (session 25);
 // before that, after the model was retrained with the written corpus's files e and f
 // (session 20); before that, after the override-template, persona-tags and persona-notai/zh families and
 // persona-dan's "developer_mode:enabled" (session 20); before that, after the model was retrained as an NB-scaled logistic regression over 2^20 features
@@ -39,8 +39,8 @@ import (
 // make the detector faster must leave them as they are. Regenerate them (print them with
 // JB_EQUIV_PRINT=1) only for a change that is meant to alter the output.
 const (
-	goldenTrainDigest     = "c59232d922fb2d9447314de3359961d5e74d67ecedebcdc812bd7cb159ab4247"
-	goldenGeneratedDigest = "b0635c5d76f5a0577d55b1a4928ec258112a1d5c14e102e459e03b05010bcfcd"
+	goldenTrainDigest     = "1ab05656a506588937fd417b60e970c8916be83544b4bfd28a60848195f2f009"
+	goldenGeneratedDigest = "124d05624df81d1a17b786949d7de9a6188914b5db6f3bcf9b19ab1fb0e14d54"
 )
 
 // equivalenceDigest writes the complete output of the detector on each text to a sha256:
