@@ -7,7 +7,6 @@ import (
 	_ "embed"
 	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -70,26 +69,37 @@ const modelMagic = "LIMITJB1"
 // Marshal encodes m as a gzip-compressed file: magic, header length, JSON header, then
 // the weights quantised to int16.
 func (m *Model) Marshal() ([]byte, error) {
-	var maxAbs float32
-	for _, w := range m.W {
-		maxAbs = max(maxAbs, float32(math.Abs(float64(w))))
-	}
 	meta := m.Meta
-	meta.Scale = maxAbs / 32767
-	if meta.Scale == 0 {
-		meta.Scale = 1
+	meta.Scale = weightScale(m.W)
+	return encodeWeights(modelMagic, meta, m.W, meta.Scale)
+}
+
+// weightScale is the step of the int16 quantisation of w.
+func weightScale(w []float32) float32 {
+	var maxAbs float32
+	for _, x := range w {
+		maxAbs = max(maxAbs, float32(math.Abs(float64(x))))
 	}
+	if maxAbs == 0 {
+		return 1
+	}
+	return maxAbs / 32767
+}
+
+// encodeWeights writes a weights file (the window model's, the planted scorer's): magic,
+// the header's length, the header as JSON, the weights in int16 steps of scale, gzipped.
+func encodeWeights(magic string, meta any, w []float32, scale float32) ([]byte, error) {
 	hdr, err := json.Marshal(meta)
 	if err != nil {
 		return nil, fmt.Errorf("encode model header: %w", err)
 	}
 	var raw bytes.Buffer
-	raw.WriteString(modelMagic)
+	raw.WriteString(magic)
 	_ = binary.Write(&raw, binary.LittleEndian, uint32(len(hdr)))
 	raw.Write(hdr)
-	q := make([]int16, len(m.W))
-	for i, w := range m.W {
-		q[i] = int16(math.Round(float64(w / meta.Scale)))
+	q := make([]int16, len(w))
+	for i, x := range w {
+		q[i] = int16(math.Round(float64(x / scale)))
 	}
 	_ = binary.Write(&raw, binary.LittleEndian, q)
 	var out bytes.Buffer
@@ -104,43 +114,60 @@ func (m *Model) Marshal() ([]byte, error) {
 	return out.Bytes(), nil
 }
 
-// UnmarshalModel decodes a model file written by Marshal.
-func UnmarshalModel(b []byte) (*Model, error) {
+// decodeWeights reads a file encodeWeights wrote with magic into meta and returns its
+// weights' raw bytes; what names the file in errors ("model file"), kind what it holds.
+func decodeWeights(b []byte, magic, what, kind string, meta any) ([]byte, error) {
 	zr, err := gzip.NewReader(bytes.NewReader(b))
 	if err != nil {
-		return nil, fmt.Errorf("model file: %w", err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	raw, err := io.ReadAll(io.LimitReader(zr, 64<<20))
 	if err != nil {
-		return nil, fmt.Errorf("model file: %w", err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
-	if !bytes.HasPrefix(raw, []byte(modelMagic)) || len(raw) < len(modelMagic)+4 {
-		return nil, errors.New("model file: not a jailbreak model (bad magic)")
+	if !bytes.HasPrefix(raw, []byte(magic)) || len(raw) < len(magic)+4 {
+		return nil, fmt.Errorf("%s: not a %s (bad magic)", what, kind)
 	}
-	raw = raw[len(modelMagic):]
+	raw = raw[len(magic):]
 	n := binary.LittleEndian.Uint32(raw)
 	raw = raw[4:]
 	if int(n) > len(raw) {
-		return nil, errors.New("model file: truncated header")
+		return nil, fmt.Errorf("%s: truncated header", what)
 	}
+	if err := json.Unmarshal(raw[:n], meta); err != nil {
+		return nil, fmt.Errorf("%s header: %w", what, err)
+	}
+	return raw[n:], nil
+}
+
+// decodeInt16 returns the weights of raw, 2^bits int16 in steps of scale.
+func decodeInt16(raw []byte, bits int, scale float32, what string) ([]float32, error) {
+	size := 1 << bits
+	if len(raw) != 2*size {
+		return nil, fmt.Errorf("%s: %d bytes of weights, want %d", what, len(raw), 2*size)
+	}
+	w := make([]float32, size)
+	for i := range w {
+		w[i] = float32(int16(binary.LittleEndian.Uint16(raw[2*i:]))) * scale
+	}
+	return w, nil
+}
+
+// UnmarshalModel decodes a model file written by Marshal.
+func UnmarshalModel(b []byte) (*Model, error) {
 	m := &Model{}
-	if err := json.Unmarshal(raw[:n], &m.Meta); err != nil {
-		return nil, fmt.Errorf("model file header: %w", err)
+	raw, err := decodeWeights(b, modelMagic, "model file", "jailbreak model", &m.Meta)
+	if err != nil {
+		return nil, err
 	}
-	raw = raw[n:]
 	if m.Meta.Bits < 8 || m.Meta.Bits > 24 || m.Meta.Window < 1 || m.Meta.Stride < 1 || m.Meta.Stride > m.Meta.Window {
 		return nil, fmt.Errorf("model file header: bad shape bits=%d window=%d stride=%d", m.Meta.Bits, m.Meta.Window, m.Meta.Stride)
 	}
 	if tr := m.Meta.Train; tr.StartTokens < 0 || tr.StartTokens > 256 || tr.SkipGrams < 0 || tr.SkipGrams > 8 {
 		return nil, fmt.Errorf("model file header: bad features start_tokens=%d skip_grams=%d", tr.StartTokens, tr.SkipGrams)
 	}
-	size := 1 << m.Meta.Bits
-	if len(raw) != 2*size {
-		return nil, fmt.Errorf("model file: %d bytes of weights, want %d", len(raw), 2*size)
-	}
-	m.W = make([]float32, size)
-	for i := range m.W {
-		m.W[i] = float32(int16(binary.LittleEndian.Uint16(raw[2*i:]))) * m.Meta.Scale
+	if m.W, err = decodeInt16(raw, m.Meta.Bits, m.Meta.Scale, "model file"); err != nil {
+		return nil, err
 	}
 	for _, p := range Presets {
 		if _, ok := m.Meta.Thresholds[p]; !ok {

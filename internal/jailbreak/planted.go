@@ -3,14 +3,10 @@ package jailbreak
 import (
 	"bufio"
 	"bytes"
-	"compress/gzip"
 	"context"
 	_ "embed"
-	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -547,76 +543,26 @@ func (m *PlantedModel) score(ctx context.Context, t string) (PlantedScore, error
 	return best, nil
 }
 
-// Marshal encodes m as a gzip-compressed file: magic, header length, JSON header, then
-// the weights quantised to int16.
+// Marshal encodes m as the window model's files are (see Model.Marshal), under its own
+// magic.
 func (m *PlantedModel) Marshal() ([]byte, error) {
-	var maxAbs float32
-	for _, w := range m.W {
-		maxAbs = max(maxAbs, float32(math.Abs(float64(w))))
-	}
 	meta := m.Meta
-	meta.Scale = maxAbs / 32767
-	if meta.Scale == 0 {
-		meta.Scale = 1
-	}
-	hdr, err := json.Marshal(meta)
-	if err != nil {
-		return nil, fmt.Errorf("encode planted model header: %w", err)
-	}
-	var raw bytes.Buffer
-	raw.WriteString(plantedMagic)
-	_ = binary.Write(&raw, binary.LittleEndian, uint32(len(hdr)))
-	raw.Write(hdr)
-	q := make([]int16, len(m.W))
-	for i, w := range m.W {
-		q[i] = int16(math.Round(float64(w / meta.Scale)))
-	}
-	_ = binary.Write(&raw, binary.LittleEndian, q)
-	var out bytes.Buffer
-	zw, _ := gzip.NewWriterLevel(&out, gzip.BestCompression)
-	if _, err := zw.Write(raw.Bytes()); err != nil {
-		return nil, err
-	}
-	if err := zw.Close(); err != nil {
-		return nil, err
-	}
-	return out.Bytes(), nil
+	meta.Scale = weightScale(m.W)
+	return encodeWeights(plantedMagic, meta, m.W, meta.Scale)
 }
 
 // UnmarshalPlanted decodes a planted model file written by Marshal.
 func UnmarshalPlanted(b []byte) (*PlantedModel, error) {
-	zr, err := gzip.NewReader(bytes.NewReader(b))
-	if err != nil {
-		return nil, fmt.Errorf("planted model file: %w", err)
-	}
-	raw, err := io.ReadAll(io.LimitReader(zr, 64<<20))
-	if err != nil {
-		return nil, fmt.Errorf("planted model file: %w", err)
-	}
-	if !bytes.HasPrefix(raw, []byte(plantedMagic)) || len(raw) < len(plantedMagic)+4 {
-		return nil, errors.New("planted model file: bad magic")
-	}
-	raw = raw[len(plantedMagic):]
-	n := binary.LittleEndian.Uint32(raw)
-	raw = raw[4:]
-	if int(n) > len(raw) {
-		return nil, errors.New("planted model file: truncated header")
-	}
 	m := &PlantedModel{}
-	if err := json.Unmarshal(raw[:n], &m.Meta); err != nil {
-		return nil, fmt.Errorf("planted model file header: %w", err)
+	raw, err := decodeWeights(b, plantedMagic, "planted model file", "planted-instruction model", &m.Meta)
+	if err != nil {
+		return nil, err
 	}
-	raw = raw[n:]
 	if m.Meta.Bits < 8 || m.Meta.Bits > 24 || m.Meta.MinWords < 0 || m.Meta.PairWords < 0 || m.Meta.PairWords > 256 {
 		return nil, fmt.Errorf("planted model file header: bad shape bits=%d min_words=%d pair_words=%d", m.Meta.Bits, m.Meta.MinWords, m.Meta.PairWords)
 	}
-	size := 1 << m.Meta.Bits
-	if len(raw) != 2*size {
-		return nil, fmt.Errorf("planted model file: %d bytes of weights, want %d", len(raw), 2*size)
-	}
-	m.W = make([]float32, size)
-	for i := range m.W {
-		m.W[i] = float32(int16(binary.LittleEndian.Uint16(raw[2*i:]))) * m.Meta.Scale
+	if m.W, err = decodeInt16(raw, m.Meta.Bits, m.Meta.Scale, "planted model file"); err != nil {
+		return nil, err
 	}
 	for _, p := range Presets {
 		if _, ok := m.Meta.Thresholds[p]; !ok {
