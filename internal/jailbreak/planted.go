@@ -34,10 +34,11 @@ const maxSegmentBytes = 600
 // Segment is a sentence of a normalised text: its byte span.
 type Segment struct{ Start, End int }
 
-// Segments splits a normalised text into sentences: at line breaks, after '.', '!', '?',
-// '。', '！', '？' followed by a space or the end, and at comment and bracket openings
-// ("<!--", "[", "(" ) and closings that set text apart. Empty segments are dropped; a
-// long one is cut at maxSegmentBytes on a rune boundary.
+// Segments splits a normalised text into sentences: at line breaks, after '.', '!', '?'
+// followed by a space, a line break, a quote or the end, after '。', '！', '？', and at the
+// openings and closings that set text apart ("<!--", "-->", '[', ']', '{', '}'). Segments
+// without a letter are dropped; a long one is cut at maxSegmentBytes, at its last space
+// in the second half or else on a rune boundary.
 func Segments(t string) []Segment {
 	var out []Segment
 	start := 0
