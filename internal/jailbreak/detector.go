@@ -99,8 +99,6 @@ type Result struct {
 	Findings []Finding
 	// ModelScore is the model's verdict on the normalised text itself.
 	ModelScore WindowScore
-	// Planted is the planted-instruction scorer's verdict on it (zero when it did not run).
-	Planted PlantedScore
 }
 
 // Flagged reports whether anything was found.
@@ -243,7 +241,6 @@ func (d *Detector) scan(ctx context.Context, text string, model bool) (Result, e
 		if err != nil {
 			return Result{}, err
 		}
-		res.Planted = ps
 		if ps.Prob >= d.planted {
 			s, e := n.Span(ps.Start, ps.End)
 			add(Finding{RuleID: RulePlanted, Severity: modelSeverity(ps.Prob, d.planted), Score: ps.Prob, Start: s, End: e,

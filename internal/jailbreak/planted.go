@@ -143,19 +143,18 @@ const plantedMagic = "LIMITPI1"
 
 // features appends the hashed features of sentence s to hs: its words (lower-cased),
 // adjacent word pairs, its first word, the character 4-grams of words of four runes or
-// more (padded with a space each side), each CJK character as a word; each feature once. Its first PairWords distinct
-// words are left in sc.ws, for the features of their pairs (appendPairs, pairSum).
+// more (padded with a space each side), each CJK character as a word; each feature once.
+// Its first PairWords distinct words are left in sc.ws, for the features of their pairs
+// (appendPairs, pairSum).
 func (m *PlantedModel) features(sc *plantedScratch, s string, hs []uint32) []uint32 {
 	s = readable(s)
 	from := len(hs)
 	ws := sc.ws[:0]
-	defer func() { sc.ws = ws }()
 	mask := uint32(1)<<m.Meta.Bits - 1
 	var prev uint32
 	havePrev := false
 	words := 0
 	lower, offs := sc.lower, sc.offs
-	defer func() { sc.lower, sc.offs = lower, offs }()
 	for i := 0; i < len(s); {
 		if c := s[i]; c < utf8.RuneSelf && !asciiWord[c] {
 			i++
@@ -241,6 +240,7 @@ func (m *PlantedModel) features(sc *plantedScratch, s string, hs []uint32) []uin
 		}
 		words++
 	}
+	sc.ws, sc.lower, sc.offs = ws, lower, offs
 	// Each feature counts once, the first time it comes: a sentence repeating a word is
 	// not more of anything. (The word pairs, of distinct words, come once each already.)
 	// A small open-addressing set of this sentence's features, stamped with sc.gen.
@@ -646,11 +646,11 @@ func TrainPlanted(in []PlantedBag, cfg PlantedTrainConfig) *PlantedModel {
 		}
 		for _, s := range b.Instances {
 			hs := m.appendPairs(m.features(sc, s, nil), sc.ws)
-			w := 1.0
+			y, w := 0.0, 1.0
 			if b.Pos {
-				w = 1 / float64(len(b.Instances))
+				y, w = 1, 1/float64(len(b.Instances))
 			}
-			items = append(items, item{hs, b2f(b.Pos), w})
+			items = append(items, item{hs, y, w})
 		}
 		if b.Pos {
 			npos++
@@ -682,13 +682,6 @@ func TrainPlanted(in []PlantedBag, cfg PlantedTrainConfig) *PlantedModel {
 		}
 	}
 	return m
-}
-
-func b2f(b bool) float64 {
-	if b {
-		return 1
-	}
-	return 0
 }
 
 // PlantedPair is a document as its author wrote it (Benign) and with an instruction

@@ -36,6 +36,7 @@ func main() {
 	metricsDir := flag.String("metrics", filepath.Join(root, "internal/jailbreak/model"), "directory for metrics.json and METRICS.md")
 	hard := flag.String("hard", filepath.Join(root, "testdata/governance/*.jsonl"), "glob of hand-written test sets, evaluated per category")
 	evalOnly := flag.Bool("eval-only", false, "do not train: evaluate the model file and print the metrics")
+	withoutPlanted := flag.Bool("without-planted", false, "with -eval-only: measure the detector without its planted-instruction scorer (the window model, phrase rules and decoders alone)")
 	sweep := flag.Bool("tune", false, "print out-of-fold metrics on the training split for a sweep of hyper-parameters, then exit")
 	misses := flag.Bool("misses", false, "with -eval-only: print the held-out texts the default preset gets wrong, then exit")
 	oofMisses := flag.Bool("oof-misses", false, "print the training split's texts the whole detector misses or flags out of fold (the model's scores from 5-fold cross-validation, its threshold at the default preset's false-positive rate), then exit; the held-out split is not read")
@@ -132,7 +133,11 @@ func main() {
 		}
 		return
 	}
-	if err := run(*data, *modelPath, *metricsDir, *hard, *evalOnly, docs, written, &planted, extra); err != nil {
+	if *withoutPlanted && !*evalOnly {
+		fmt.Fprintln(os.Stderr, "train-jailbreak: -without-planted needs -eval-only")
+		os.Exit(2)
+	}
+	if err := run(*data, *modelPath, *metricsDir, *hard, *evalOnly, *withoutPlanted, docs, written, &planted, extra); err != nil {
 		fmt.Fprintln(os.Stderr, "train-jailbreak:", err)
 		os.Exit(1)
 	}
@@ -244,7 +249,7 @@ func (d *Docs) train() []jailbreak.Example {
 	return d.Train
 }
 
-func run(data, modelPath, metricsDir, hardGlob string, evalOnly bool, docs *Docs, written *Written, planted *Planted, extra []jailbreak.Example) error {
+func run(data, modelPath, metricsDir, hardGlob string, evalOnly, withoutPlanted bool, docs *Docs, written *Written, planted *Planted, extra []jailbreak.Example) error {
 	ex, sum, err := jailbreak.LoadJSONL(data)
 	if err != nil {
 		return fmt.Errorf("%w (the training file is at %s relative to the repository root)", err, jailbreak.TrainingDataRel)
@@ -266,6 +271,9 @@ func run(data, modelPath, metricsDir, hardGlob string, evalOnly bool, docs *Docs
 		}
 		if m.Meta.DataSHA256 != sum {
 			fmt.Fprintf(os.Stderr, "warning: the model was trained on data with sha256 %s, this file has %s\n", m.Meta.DataSHA256, sum)
+		}
+		if withoutPlanted {
+			m.Planted = nil
 		}
 	} else {
 		start := time.Now()

@@ -47,7 +47,7 @@ func TestRunReproducible(t *testing.T) {
 	planted := writePlanted(t)
 	var first, firstPlanted []byte
 	for i := range 2 {
-		if err := run(data, model, dir, filepath.Join(dir, "none-*.jsonl"), false, nil, &written, &planted, written.Train); err != nil {
+		if err := run(data, model, dir, filepath.Join(dir, "none-*.jsonl"), false, false, nil, &written, &planted, written.Train); err != nil {
 			t.Fatal(err)
 		}
 		b, err := os.ReadFile(model)
@@ -85,7 +85,7 @@ func TestRunReproducible(t *testing.T) {
 	if held := met.Sets[0]; held.ModelAUC < 0.9 {
 		t.Errorf("held-out ROC-AUC %.3f on an easy set", held.ModelAUC)
 	}
-	if err := run(data, model, dir, "", true, nil, nil, &planted, nil); err != nil {
+	if err := run(data, model, dir, "", true, false, nil, nil, &planted, nil); err != nil {
 		t.Fatalf("-eval-only: %v", err)
 	}
 	if err := printMisses(data, model); err != nil {
