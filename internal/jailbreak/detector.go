@@ -60,8 +60,9 @@ type Detector struct {
 	model     *Model
 	threshold float64
 	// planted is the planted-instruction scorer's threshold (the preset's), or 0 when the
-	// model has no such scorer.
-	planted float64
+	// model has no such scorer; plantedOutput the same for the scorer of a program's
+	// output.
+	planted, plantedOutput float64
 }
 
 // NewDetector returns a detector using m with the given preset's threshold, or with
@@ -71,9 +72,12 @@ func NewDetector(m *Model, preset string, threshold float64) (*Detector, error) 
 	if m == nil {
 		return nil, fmt.Errorf("no model")
 	}
-	var planted float64
+	var planted, plantedOutput float64
 	if m.Planted != nil {
 		planted = m.Planted.Meta.Thresholds[preset]
+	}
+	if m.PlantedOutput != nil {
+		plantedOutput = m.PlantedOutput.Meta.Thresholds[preset]
 	}
 	if threshold <= 0 {
 		t, ok := m.Meta.Thresholds[preset]
@@ -85,7 +89,7 @@ func NewDetector(m *Model, preset string, threshold float64) (*Detector, error) 
 	if threshold >= 1 {
 		return nil, fmt.Errorf("threshold %v must be below 1", threshold)
 	}
-	return &Detector{model: m, threshold: threshold, planted: planted}, nil
+	return &Detector{model: m, threshold: threshold, planted: planted, plantedOutput: plantedOutput}, nil
 }
 
 // Threshold returns the model probability at or above which the detector flags a text.
@@ -108,7 +112,7 @@ func (r Result) Flagged() bool { return len(r.Findings) > 0 }
 // ROT13 views, decodes embedded payloads and scans them too, and scores the text with
 // the model over windows. Each finding says which rule fired, where and why.
 func (d *Detector) Scan(text string) Result {
-	r, _ := d.scan(context.Background(), text, true)
+	r, _ := d.scan(context.Background(), text, Reading{Window: true, Planted: true})
 	return r
 }
 
@@ -117,8 +121,23 @@ func (d *Detector) Scan(text string) Result {
 // printed means nothing. Phrase rules, hidden text and decoded payloads (scored by the
 // model too: they are text someone encoded) are reported as by Scan.
 func (d *Detector) ScanRules(text string) Result {
-	r, _ := d.scan(context.Background(), text, false)
+	r, _ := d.scan(context.Background(), text, Reading{})
 	return r
+}
+
+// Reading says which of the detector's trained scorers read a text beside the phrase
+// rules and decoders, which always do: the window model (trained on prompts: its score of
+// code or of what a program printed means nothing) and the planted-instruction scorer
+// (trained on documents, prompts and program output). Output says the text is what a
+// program printed (a tool's output, a model's answer): it is then read by the planted
+// scorer trained and calibrated with benign output among its negatives.
+type Reading struct {
+	Window, Planted, Output bool
+}
+
+// ScanAs is ScanContext with the scorers r names.
+func (d *Detector) ScanAs(ctx context.Context, text string, r Reading) (Result, error) {
+	return d.scan(ctx, text, r)
 }
 
 // ScanContext is Scan that gives up once ctx ends, with its error: a scan of a large text
@@ -128,15 +147,15 @@ func (d *Detector) ScanRules(text string) Result {
 // rules, leetspeak folding) and between the blocks of a long text's scoring: the longest
 // stretch without a look is a block or the opening of normalising (~50–90 ms for 10 MB).
 func (d *Detector) ScanContext(ctx context.Context, text string) (Result, error) {
-	return d.scan(ctx, text, true)
+	return d.scan(ctx, text, Reading{Window: true, Planted: true})
 }
 
 // ScanRulesContext is ScanRules that gives up once ctx ends, as ScanContext does.
 func (d *Detector) ScanRulesContext(ctx context.Context, text string) (Result, error) {
-	return d.scan(ctx, text, false)
+	return d.scan(ctx, text, Reading{})
 }
 
-func (d *Detector) scan(ctx context.Context, text string, model bool) (Result, error) {
+func (d *Detector) scan(ctx context.Context, text string, read Reading) (Result, error) {
 	var res Result
 	if err := ctx.Err(); err != nil {
 		return Result{}, err
@@ -216,14 +235,37 @@ func (d *Detector) scan(ctx context.Context, text string, model bool) (Result, e
 		}
 	}
 
-	if !model {
-		sort.SliceStable(res.Findings, func(i, j int) bool { return res.Findings[i].Severity > res.Findings[j].Severity })
-		return res, nil
+	if read.Window {
+		if err := d.scoreWindows(ctx, &n, &res, add); err != nil {
+			return Result{}, err
+		}
 	}
+	scorer, planted := d.model.Planted, d.planted
+	if read.Output {
+		scorer, planted = d.model.PlantedOutput, d.plantedOutput
+	}
+	if read.Planted && planted > 0 {
+		ps, err := scorer.score(ctx, n.Text)
+		if err != nil {
+			return Result{}, err
+		}
+		if ps.Prob >= planted {
+			s, e := n.Span(ps.Start, ps.End)
+			add(Finding{RuleID: RulePlanted, Severity: modelSeverity(ps.Prob, planted), Score: ps.Prob, Start: s, End: e,
+				Reason: fmt.Sprintf("the sentence %q reads as an instruction planted for an assistant reading the text: scored %.6f (threshold %.6f)", clip.Marked(text[s:e], 160), ps.Prob, planted)})
+		}
+	}
+	sort.SliceStable(res.Findings, func(i, j int) bool { return res.Findings[i].Severity > res.Findings[j].Severity })
+	return res, nil
+}
+
+// scoreWindows scores the normalised text n with the window model, sets res.ModelScore
+// and adds a finding when it reaches the threshold.
+func (d *Detector) scoreWindows(ctx context.Context, n *Normalized, res *Result, add func(Finding)) error {
 	ms, sc, err := d.model.score(ctx, n.Text)
 	defer scratchPool.Put(sc)
 	if err != nil {
-		return Result{}, err
+		return err
 	}
 	res.ModelScore = ms
 	if ms.Prob >= d.threshold {
@@ -236,19 +278,7 @@ func (d *Detector) scan(ctx context.Context, text string, model bool) (Result, e
 		add(Finding{RuleID: RuleModel, Severity: modelSeverity(ms.Prob, d.threshold), Score: ms.Prob, Start: s, End: e,
 			Reason: fmt.Sprintf("model scores %s %.3f (threshold %.3f); top features: %s", where, ms.Prob, d.threshold, FormatContributions(top))})
 	}
-	if d.planted > 0 {
-		ps, err := d.model.Planted.score(ctx, n.Text)
-		if err != nil {
-			return Result{}, err
-		}
-		if ps.Prob >= d.planted {
-			s, e := n.Span(ps.Start, ps.End)
-			add(Finding{RuleID: RulePlanted, Severity: modelSeverity(ps.Prob, d.planted), Score: ps.Prob, Start: s, End: e,
-				Reason: fmt.Sprintf("the sentence %q reads as an instruction planted for an assistant reading the text: scored %.6f (threshold %.6f)", clip.Marked(text[s:e], 160), ps.Prob, d.planted)})
-		}
-	}
-	sort.SliceStable(res.Findings, func(i, j int) bool { return res.Findings[i].Severity > res.Findings[j].Severity })
-	return res, nil
+	return nil
 }
 
 // scanPayload runs the phrase rules and the model on a decoded payload and reports a

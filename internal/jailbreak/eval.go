@@ -1,6 +1,7 @@
 package jailbreak
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"strings"
@@ -78,6 +79,12 @@ type SetResult struct {
 // EvaluateSet runs the full detector (rules, decoders, model) at each preset of m over
 // ex, beside the length baseline.
 func EvaluateSet(name string, m *Model, lb LengthBaseline, ex []Example) (SetResult, error) {
+	return EvaluateSetAs(name, m, lb, ex, Reading{Window: true, Planted: true})
+}
+
+// EvaluateSetAs is EvaluateSet with the trained scorers read names (a program's output is
+// read by the rules and the planted-instruction scorer, not the window model).
+func EvaluateSetAs(name string, m *Model, lb LengthBaseline, ex []Example, read Reading) (SetResult, error) {
 	r := SetResult{Name: name}
 	pos := make([]bool, len(ex))
 	modelScores := make([]float64, len(ex))
@@ -102,7 +109,10 @@ func EvaluateSet(name string, m *Model, lb LengthBaseline, ex []Example) (SetRes
 		}
 		lens[i] = float64(len(e.Text))
 		for _, p := range Presets {
-			res := dets[p].Scan(e.Text)
+			res, err := dets[p].ScanAs(context.Background(), e.Text, read)
+			if err != nil {
+				return r, err
+			}
 			confs[p].Add(pos[i], res.Flagged())
 			lconfs[p].Add(pos[i], lens[i] > lb.Thresholds[p])
 			if p == PresetDefault {

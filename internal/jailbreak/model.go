@@ -40,8 +40,9 @@ type Model struct {
 	// W holds 2^Meta.Bits weights.
 	W []float32
 	// Planted, when set, is the planted-instruction scorer run beside the model (a file
-	// of its own: see planted.go).
-	Planted *PlantedModel
+	// of its own: see planted.go); PlantedOutput, when set, the one that reads what a
+	// program printed.
+	Planted, PlantedOutput *PlantedModel
 }
 
 // ModelMeta is the JSON header of a model file.
@@ -191,7 +192,7 @@ func DefaultModel() (*Model, error) {
 	defaultModelOnce.Do(func() {
 		defaultModel, defaultModelErr = UnmarshalModel(embeddedModel)
 		if defaultModelErr == nil {
-			defaultModel.Planted, defaultModelErr = DefaultPlanted()
+			defaultModel.Planted, defaultModel.PlantedOutput, defaultModelErr = DefaultPlanted()
 		}
 	})
 	return defaultModel, defaultModelErr

@@ -131,6 +131,10 @@ type PlantedMeta struct {
 	PairWords int `json:"pair_words"`
 	// Thresholds on the probability, per preset.
 	Thresholds map[string]float64 `json:"thresholds"`
+	// Output marks the scorer of what a program printed (text/output): trained with benign
+	// program output and assistant answers among its negatives, its thresholds calibrated
+	// on them.
+	Output bool `json:"output,omitempty"`
 	// Pairs is how many document pairs it was trained on; PairsSHA256 the sha256 of the
 	// pair files' sha256s.
 	Pairs       int                `json:"pairs"`
@@ -576,18 +580,27 @@ func UnmarshalPlanted(b []byte) (*PlantedModel, error) {
 //go:embed model/planted.model.gz
 var embeddedPlanted []byte
 
+//go:embed model/planted-output.model.gz
+var embeddedPlantedOutput []byte
+
 var (
-	defaultPlantedOnce sync.Once
-	defaultPlanted     *PlantedModel
-	defaultPlantedErr  error
+	defaultPlantedOnce                   sync.Once
+	defaultPlanted, defaultPlantedOutput *PlantedModel
+	defaultPlantedErr                    error
 )
 
-// DefaultPlanted returns the planted-instruction scorer committed with this package.
-func DefaultPlanted() (*PlantedModel, error) {
+// DefaultPlanted returns the planted-instruction scorers committed with this package: the
+// one for prompts and documents, and the one for what a program printed.
+func DefaultPlanted() (text, output *PlantedModel, err error) {
 	defaultPlantedOnce.Do(func() {
-		defaultPlanted, defaultPlantedErr = UnmarshalPlanted(embeddedPlanted)
+		if defaultPlanted, defaultPlantedErr = UnmarshalPlanted(embeddedPlanted); defaultPlantedErr != nil {
+			return
+		}
+		if defaultPlantedOutput, defaultPlantedErr = UnmarshalPlanted(embeddedPlantedOutput); defaultPlantedErr == nil && !defaultPlantedOutput.Meta.Output {
+			defaultPlantedErr = fmt.Errorf("model/planted-output.model.gz is not a scorer of output")
+		}
 	})
-	return defaultPlanted, defaultPlantedErr
+	return defaultPlanted, defaultPlantedOutput, defaultPlantedErr
 }
 
 // PlantedTrainConfig sets the planted scorer's training and features.

@@ -3,10 +3,12 @@ package jailbreak
 import (
 	"bufio"
 	"bytes"
+	"compress/gzip"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -14,6 +16,7 @@ import (
 	"runtime"
 	"slices"
 	"sort"
+	"strings"
 )
 
 // Labels of the data sets.
@@ -34,16 +37,25 @@ type Example struct {
 // Positive reports whether the example is labelled jailbreak.
 func (e Example) Positive() bool { return e.Label == LabelJailbreak }
 
-// LoadJSONL reads a file of JSON lines {"text", "label", ...} and returns its examples
-// and the file's sha256. Every label must be "jailbreak" or "benign".
+// LoadJSONL reads a file of JSON lines {"text", "label", ...} (gzip-compressed when its
+// name ends in .gz) and returns its examples and the file's sha256. Every label must be
+// "jailbreak" or "benign".
 func LoadJSONL(path string) ([]Example, string, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, "", fmt.Errorf("read data set: %w", err)
 	}
 	sum := sha256.Sum256(b)
+	var r io.Reader = bytes.NewReader(b)
+	if strings.HasSuffix(path, ".gz") {
+		zr, err := gzip.NewReader(r)
+		if err != nil {
+			return nil, "", fmt.Errorf("read %s: %w", path, err)
+		}
+		r = zr
+	}
 	var out []Example
-	sc := bufio.NewScanner(bytes.NewReader(b))
+	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 1<<20), 16<<20)
 	line := 0
 	for sc.Scan() {

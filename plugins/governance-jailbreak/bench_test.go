@@ -140,3 +140,84 @@ func BenchmarkLargeDocument(b *testing.B) {
 		}
 	}
 }
+
+// benchOutputs returns pieces of benign output of exactly 2,000 bytes (the output corpus's
+// program output and assistant answers, repeated when shorter) and the planted test pairs'
+// injected documents cut the same way, alternating.
+func benchOutputs(b *testing.B) []string {
+	root := jailbreak.ModuleRoot()
+	files, _ := filepath.Glob(filepath.Join(root, "internal/jailbreak/corpus/output-*.jsonl*"))
+	var texts []string
+	for _, f := range files {
+		ex, _, err := jailbreak.LoadJSONL(f)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, e := range ex {
+			texts = append(texts, e.Text)
+		}
+	}
+	pairFiles, _ := filepath.Glob(filepath.Join(root, "internal/jailbreak/corpus/planted-test-*.jsonl"))
+	var injected []string
+	for _, f := range pairFiles {
+		ps, err := jailbreak.LoadPairs(f)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, p := range ps {
+			injected = append(injected, p.Injected)
+		}
+	}
+	cut := func(t string) string {
+		s := t
+		for len(s) < 2000 {
+			s += "\n" + t
+		}
+		s = strings.ToValidUTF8(s[:2000], "")
+		for len(s) < 2000 {
+			s += " "
+		}
+		return s
+	}
+	n := min(len(texts), len(injected), 200)
+	if n == 0 {
+		b.Fatal("no output corpus or test pairs")
+	}
+	var out []string
+	for i := 0; i < n; i++ {
+		out = append(out, cut(texts[i*len(texts)/n]), cut(injected[i]))
+	}
+	return out
+}
+
+// BenchmarkEvaluateOutput2000 measures one evaluation of 2,000 bytes of program output
+// (text/output) through the plugin, read by the planted-instruction scorer (the default)
+// and without it (planted_content_types not naming text/output: phrase rules and decoders
+// alone, as before the scorer read output), and prints the ratio measured in the same run.
+//
+//	go test -run '^$' -bench EvaluateOutput2000 -benchtime 2000x ./plugins/governance-jailbreak
+func BenchmarkEvaluateOutput2000(b *testing.B) {
+	outputs := benchOutputs(b)
+	ctx := context.Background()
+	var with, without time.Duration
+	for _, c := range []struct {
+		name, config string
+		p50          *time.Duration
+	}{
+		{"rules-only", `{"planted_content_types": ["text/plain", "text/prompt"]}`, &without},
+		{"planted", `{}`, &with},
+	} {
+		r := launch(b, c.config)
+		b.Run(c.name, func(b *testing.B) {
+			*c.p50 = measure(b, outputs, func(p string) {
+				if _, err := r.Evaluate(ctx, governance.EvaluateRequest{Stage: governance.StagePost, ContentType: "text/output", Content: p}); err != nil {
+					b.Fatal(err)
+				}
+			})
+		})
+	}
+	if with > 0 && without > 0 {
+		fmt.Printf("p50 per 2,000 bytes of output through the plugin: with the planted scorer %v, phrase rules and decoders alone %v; ratio %.2f\n",
+			with, without, float64(with)/float64(without))
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -109,6 +110,8 @@ func TestConfigDiagnostics(t *testing.T) {
 		{`{"model_content_types": ["text/plain; charset=utf-8"]}`, []string{"model_content_types"}},
 		{`{"model_content_types": [""]}`, []string{"model_content_types"}},
 		{`{"content_types": ["text/plain, code/python"]}`, []string{"content_types"}},
+		{`{"planted_content_types": ["text/output "]}`, []string{"planted_content_types"}},
+		{`{"planted_content_types": "text/output"}`, []string{"planted_content_types"}},
 	} {
 		_, _, err := sdktest.LaunchGovernance(context.Background(), exe, []string{serveEnv + "=1"}, []byte(tt.config), t.TempDir())
 		if err == nil || !strings.Contains(err.Error(), strings.Join(tt.path, ".")) {
@@ -311,6 +314,77 @@ func TestModelContentTypes(t *testing.T) {
 	}
 	if ev := eval(all, "text/output", injections[0]); len(ev.Findings) != 0 {
 		t.Errorf("output with content_types not naming it: %+v", ev.Findings)
+	}
+}
+
+// TestPlantedReadsOutput: a program's output (a tool result an agent reads next) is read by
+// the planted-instruction scorer of output, at its thresholds calibrated on benign output,
+// through the plugin too, and planted_content_types turns it off. The test pairs' documents (written
+// by writers none of whose documents it was trained on) are sent as text/output.
+func TestPlantedReadsOutput(t *testing.T) {
+	ctx := context.Background()
+	files, err := filepath.Glob(filepath.Join(jailbreak.ModuleRoot(), "internal/jailbreak/corpus/planted-test-*.jsonl"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("test pairs: %v %v", files, err)
+	}
+	var pairs []jailbreak.PlantedPair
+	for _, f := range files {
+		ps, err := jailbreak.LoadPairs(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pairs = append(pairs, ps...)
+	}
+	m, err := jailbreak.DefaultModel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.PlantedOutput == nil || !m.PlantedOutput.Meta.Output {
+		t.Fatal("no planted-instruction scorer of output")
+	}
+	outTh, textTh := m.PlantedOutput.Meta.Thresholds[jailbreak.PresetDefault], m.Planted.Meta.Thresholds[jailbreak.PresetDefault]
+	// planted counts the texts the planted scorer flags among texts sent as type ct.
+	planted := func(r governance.Rule, ct string, texts []string) int {
+		t.Helper()
+		n := 0
+		for _, text := range texts {
+			fs, err := r.Evaluate(ctx, governance.EvaluateRequest{Stage: governance.StagePost, ContentType: ct, Content: text})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, f := range fs {
+				if f.RuleID != jailbreak.RulePlanted {
+					continue
+				}
+				n++
+				want := fmt.Sprintf("(threshold %.6f)", textTh)
+				if ct == "text/output" {
+					want = fmt.Sprintf("(threshold %.6f)", outTh)
+				}
+				if !strings.Contains(f.Reason, want) {
+					t.Errorf("%s finding %q: want it judged %s", ct, f.Reason, want)
+				}
+			}
+		}
+		return n
+	}
+	var injected, benign []string
+	for _, p := range pairs {
+		injected, benign = append(injected, p.Injected), append(benign, p.Benign)
+	}
+	r := launch(t, `{}`)
+	asOutput, asPrompt := planted(r, "text/output", injected), planted(r, "text/prompt", injected)
+	flagged := planted(r, "text/output", benign)
+	t.Logf("planted instructions found in %d of %d test documents sent as output (%d as prompts); %d benign versions flagged as output", asOutput, len(pairs), asPrompt, flagged)
+	if asOutput < len(pairs)/3 || flagged > len(pairs)/50 {
+		t.Errorf("as output: %d of %d caught (as prompts %d), %d benign versions flagged; want over a third caught, at most 2 %% flagged", asOutput, len(pairs), asPrompt, flagged)
+	}
+	off := launch(t, `{"planted_content_types": ["text/plain", "text/prompt"]}`)
+	if n := planted(off, "text/output", injected); n != 0 {
+		t.Errorf("planted_content_types without text/output: %d outputs flagged by the planted scorer", n)
+	}
+	if n := planted(off, "text/prompt", injected); n != asPrompt {
+		t.Errorf("planted_content_types naming text/prompt: %d prompts flagged, want %d", n, asPrompt)
 	}
 }
 

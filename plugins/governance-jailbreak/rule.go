@@ -27,6 +27,9 @@ type rawConfig struct {
 	ContentTypes *[]string `json:"content_types"`
 	// ModelContentTypes are the content types the model scores (see defaultModelTypes).
 	ModelContentTypes *[]string `json:"model_content_types"`
+	// PlantedContentTypes are the content types the planted-instruction scorer reads (see
+	// defaultPlantedTypes).
+	PlantedContentTypes *[]string `json:"planted_content_types"`
 	// MaxBytesInFlight bounds the large texts scanned at once (see largeText).
 	MaxBytesInFlight *float64 `json:"max_bytes_in_flight"`
 }
@@ -55,13 +58,23 @@ var defaultContentTypes = []string{"text/plain", "text/prompt", "text/output"}
 // an `ls -l` listing scored as a jailbreak). Content without a type is scored.
 var defaultModelTypes = []string{"text/plain", "text/prompt"}
 
+// defaultPlantedTypes are the content types the planted-instruction scorer reads by
+// default: prompts (a pasted document, e-mail or page) and what a program printed (a
+// fetched page, an API's JSON, a model's answer), which is read at thresholds calibrated on
+// benign program output and assistant answers (outputType). Content without a type is read.
+var defaultPlantedTypes = []string{"text/plain", "text/prompt", "text/output"}
+
+// outputType is the content type of what a program printed.
+const outputType = "text/output"
+
 // rule is the plugin. Its detector is swapped atomically by Configure, so evaluations in
 // flight finish with the configuration they started with.
 type rule struct {
-	det        atomic.Pointer[jailbreak.Detector]
-	preset     atomic.Pointer[string]
-	types      atomic.Pointer[[]string]
-	modelTypes atomic.Pointer[[]string]
+	det          atomic.Pointer[jailbreak.Detector]
+	preset       atomic.Pointer[string]
+	types        atomic.Pointer[[]string]
+	modelTypes   atomic.Pointer[[]string]
+	plantedTypes atomic.Pointer[[]string]
 	// inFlight admits large texts up to max_bytes_in_flight of them at once (a text larger
 	// than that alone).
 	inFlight atomic.Pointer[bytebudget.Budget]
@@ -104,6 +117,10 @@ func (r *rule) ConfigSchema() base.Schema {
 		{
 			Name: "model_content_types", Type: "list(string)", Default: defaultModelTypes,
 			Description: "Content types the trained model scores (the text a person writes to a model); other content (code/python, a program's text/output) gets the phrase rules and decoders only. Content without a type is scored.",
+		},
+		{
+			Name: "planted_content_types", Type: "list(string)", Default: defaultPlantedTypes,
+			Description: "Content types the planted-instruction scorer (jailbreak.planted) reads: prompts, and a program's text/output (a fetched page, an API's JSON, a model's answer), which it judges at thresholds calibrated on benign program output and assistant answers. Only types the rule reads (content_types) are read. Content without a type is read.",
 		},
 	}}
 }
@@ -155,6 +172,7 @@ func (r *rule) Configure(_ context.Context, req base.ConfigureRequest) base.Diag
 	}
 	readTypes := mediaTypes("content_types", defaultContentTypes, raw.ContentTypes)
 	types := mediaTypes("model_content_types", defaultModelTypes, raw.ModelContentTypes)
+	plantedTypes := mediaTypes("planted_content_types", defaultPlantedTypes, raw.PlantedContentTypes)
 	if ds.HasErrors() {
 		return ds
 	}
@@ -173,6 +191,7 @@ func (r *rule) Configure(_ context.Context, req base.ConfigureRequest) base.Diag
 	r.preset.Store(&preset)
 	r.types.Store(&readTypes)
 	r.modelTypes.Store(&types)
+	r.plantedTypes.Store(&plantedTypes)
 	if r.inFlight.Load().Max() != inFlight {
 		r.inFlight.Store(bytebudget.New(inFlight))
 	}
@@ -264,13 +283,12 @@ func (r *rule) EvaluateScores(ctx context.Context, req governance.EvaluateReques
 	// A scan given up by its caller (the host's deadline, a cancelled call) stops, so
 	// that it neither holds its share of max_bytes_in_flight nor takes the processor
 	// from the scans still awaited.
-	var res jailbreak.Result
 	scored := hasType(req.ContentType, r.modelTypes.Load(), defaultModelTypes)
-	if scored {
-		res, err = d.ScanContext(ctx, req.Content)
-	} else {
-		res, err = d.ScanRulesContext(ctx, req.Content)
-	}
+	res, err := d.ScanAs(ctx, req.Content, jailbreak.Reading{
+		Window:  scored,
+		Planted: hasType(req.ContentType, r.plantedTypes.Load(), defaultPlantedTypes),
+		Output:  strings.EqualFold(governance.MediaType(req.ContentType), outputType),
+	})
 	if err != nil {
 		return governance.Evaluation{}, fmt.Errorf("scan of %d bytes given up: %w", len(req.Content), err)
 	}

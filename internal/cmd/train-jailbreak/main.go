@@ -41,6 +41,7 @@ func main() {
 	misses := flag.Bool("misses", false, "with -eval-only: print the held-out texts the default preset gets wrong, then exit")
 	oofMisses := flag.Bool("oof-misses", false, "print the training split's texts the whole detector misses or flags out of fold (the model's scores from 5-fold cross-validation, its threshold at the default preset's false-positive rate), then exit; the held-out split is not read")
 	withDocs := flag.Bool("docs", true, "also train on benign documents: the Markdown files and a sample of the Go source files of the modules go.mod requires (go mod download -json fetches them); half of the files held out and measured")
+	withOutputs := flag.Bool("outputs", true, "also train the planted-instruction scorer on benign output (pieces of real programs' output and assistant answers, "+outputGlob+"); half of it held out and measured")
 	withWritten := flag.Bool("written", true, "also train on the team's written corpus ("+writtenGlob+"); half of it held out and measured")
 	ruleCheck := flag.Bool("rule-check", false, "print how many benign texts the phrase rules and decoders fire on, and how many jailbreaks they catch, per set and per phrase rule (training split, documents, the written corpus's training half), then exit; the held-out split is not read")
 	ruleCheckMeasured := flag.Bool("measured", false, "with -rule-check: also the sets that are only measured (the written corpus's held-out half, testdata/governance); reading them makes them development sets")
@@ -98,6 +99,15 @@ func main() {
 		fmt.Fprintln(os.Stderr, "train-jailbreak: planted-instruction corpus:", err)
 		os.Exit(1)
 	}
+	var outputs *Outputs
+	if *withOutputs {
+		o, err := outputCorpus(root)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "train-jailbreak: output corpus:", err)
+			os.Exit(1)
+		}
+		outputs = &o
+	}
 	if *oofMisses || *sweep || *ruleCheck || *plantedCVFlag {
 		// These read the training split only.
 		ex, _, err := jailbreak.LoadJSONL(*data)
@@ -116,7 +126,7 @@ func main() {
 				}
 			}
 			fmt.Printf("%+v\n", cfg)
-			plantedCV(&planted, train, docs, written, cfg)
+			plantedCV(&planted, train, docs, written, outputs, cfg)
 		case *ruleCheck:
 			if err := printRuleCheck(root, train, docs, written, *ruleCheckMeasured); err != nil {
 				fmt.Fprintln(os.Stderr, "train-jailbreak:", err)
@@ -137,7 +147,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "train-jailbreak: -without-planted needs -eval-only")
 		os.Exit(2)
 	}
-	if err := run(*data, *modelPath, *metricsDir, *hard, *evalOnly, *withoutPlanted, docs, written, &planted, extra); err != nil {
+	if err := run(*data, *modelPath, *metricsDir, *hard, *evalOnly, *withoutPlanted, docs, written, &planted, outputs, extra); err != nil {
 		fmt.Fprintln(os.Stderr, "train-jailbreak:", err)
 		os.Exit(1)
 	}
@@ -210,6 +220,7 @@ type Metrics struct {
 	Docs       *DocsMeta             `json:"benign_documents,omitempty"`
 	Written    *WrittenMeta          `json:"written_corpus,omitempty"`
 	Planted    *PlantedMeta          `json:"planted,omitempty"`
+	Outputs    *WrittenMeta          `json:"output_corpus,omitempty"`
 }
 
 // PlantedMeta describes the planted-instruction scorer (see planted.go).
@@ -221,8 +232,11 @@ type PlantedMeta struct {
 	Test       int                          `json:"test_pairs"`
 	Config     jailbreak.PlantedTrainConfig `json:"config"`
 	Thresholds map[string]float64           `json:"thresholds"`
-	FPR        map[string]float64           `json:"benign_share"`
-	Bytes      int                          `json:"bytes"`
+	// OutputThresholds and OutputBytes are the scorer of output's.
+	OutputThresholds map[string]float64 `json:"output_thresholds,omitempty"`
+	OutputBytes      int                `json:"output_bytes,omitempty"`
+	FPR              map[string]float64 `json:"benign_share"`
+	Bytes            int                `json:"bytes"`
 }
 
 // WrittenMeta describes the written corpus (see written.go).
@@ -249,7 +263,7 @@ func (d *Docs) train() []jailbreak.Example {
 	return d.Train
 }
 
-func run(data, modelPath, metricsDir, hardGlob string, evalOnly, withoutPlanted bool, docs *Docs, written *Written, planted *Planted, extra []jailbreak.Example) error {
+func run(data, modelPath, metricsDir, hardGlob string, evalOnly, withoutPlanted bool, docs *Docs, written *Written, planted *Planted, outputs *Outputs, extra []jailbreak.Example) error {
 	ex, sum, err := jailbreak.LoadJSONL(data)
 	if err != nil {
 		return fmt.Errorf("%w (the training file is at %s relative to the repository root)", err, jailbreak.TrainingDataRel)
@@ -273,7 +287,7 @@ func run(data, modelPath, metricsDir, hardGlob string, evalOnly, withoutPlanted 
 			fmt.Fprintf(os.Stderr, "warning: the model was trained on data with sha256 %s, this file has %s\n", m.Meta.DataSHA256, sum)
 		}
 		if withoutPlanted {
-			m.Planted = nil
+			m.Planted, m.PlantedOutput = nil, nil
 		}
 	} else {
 		start := time.Now()
@@ -299,19 +313,30 @@ func run(data, modelPath, metricsDir, hardGlob string, evalOnly, withoutPlanted 
 		if err := os.WriteFile(modelPath, raw, 0o644); err != nil {
 			return fmt.Errorf("write model: %w", err)
 		}
-		pstart := time.Now()
-		pm := trainPlanted(planted, train, docs, written, jailbreak.DefaultPlantedTrainConfig())
-		praw, err := pm.Marshal()
-		if err != nil {
-			return err
+		// The planted-instruction scorers: one for prompts and documents, and, trained with
+		// benign output among its negatives, one for what a program printed.
+		for _, sc := range []struct {
+			outputs *Outputs
+			dst     **jailbreak.PlantedModel
+			path    string
+		}{{nil, &m.Planted, plantedPath(modelPath)}, {outputs, &m.PlantedOutput, plantedOutputPath(modelPath)}} {
+			if sc.dst == &m.PlantedOutput && outputs == nil {
+				continue
+			}
+			pstart := time.Now()
+			pm := trainPlanted(planted, train, docs, written, sc.outputs, jailbreak.DefaultPlantedTrainConfig())
+			praw, err := pm.Marshal()
+			if err != nil {
+				return err
+			}
+			if *sc.dst, err = jailbreak.UnmarshalPlanted(praw); err != nil {
+				return err
+			}
+			if err := os.WriteFile(sc.path, praw, 0o644); err != nil {
+				return fmt.Errorf("write planted model: %w", err)
+			}
+			fmt.Fprintf(os.Stderr, "planted-instruction scorer trained on %d pairs in %v; %s (%d bytes)\n", len(planted.Train), time.Since(pstart).Round(time.Millisecond), sc.path, len(praw))
 		}
-		if m.Planted, err = jailbreak.UnmarshalPlanted(praw); err != nil {
-			return err
-		}
-		if err := os.WriteFile(plantedPath(modelPath), praw, 0o644); err != nil {
-			return fmt.Errorf("write planted model: %w", err)
-		}
-		fmt.Fprintf(os.Stderr, "planted-instruction scorer trained on %d pairs in %v; %s (%d bytes)\n", len(planted.Train), time.Since(pstart).Round(time.Millisecond), plantedPath(modelPath), len(praw))
 		fmt.Fprintf(os.Stderr, "trained on %d texts, %d documents and %d written texts in %v; model %s (%d bytes)\n", len(train), len(docs.train()), len(written.train()), time.Since(start).Round(time.Millisecond), modelPath, len(raw))
 	}
 
@@ -331,6 +356,13 @@ func run(data, modelPath, metricsDir, hardGlob string, evalOnly, withoutPlanted 
 		}
 		met.Planted = &PlantedMeta{Files: planted.Files, TestFiles: planted.TestFiles, SHA256: planted.SHA256, Train: len(planted.Train), Test: len(planted.Test),
 			Config: m.Planted.Meta.Train, Thresholds: m.Planted.Meta.Thresholds, FPR: plantedFPR, Bytes: len(pb)}
+		if po := m.PlantedOutput; po != nil {
+			ob, err := po.Marshal()
+			if err != nil {
+				return err
+			}
+			met.Planted.OutputThresholds, met.Planted.OutputBytes = po.Meta.Thresholds, len(ob)
+		}
 	}
 	held, err := jailbreak.EvaluateSet("held-out 20%", m, lb, test)
 	if err != nil {
@@ -373,6 +405,29 @@ func run(data, modelPath, metricsDir, hardGlob string, evalOnly, withoutPlanted 
 	// whose pairs were trained on.
 	if ex := planted.testExamples(); len(ex) > 0 {
 		if r, err := jailbreak.EvaluateSet("planted-instruction test pairs", m, lb, ex); err == nil {
+			met.Sets = append(met.Sets, r)
+		}
+	}
+	// What a program printed (text/output), read as the plugin reads it by default: phrase
+	// rules, decoders and the planted-instruction scorer at its output thresholds.
+	if outputs != nil {
+		met.Outputs = &WrittenMeta{Files: outputs.Files, SHA256: outputs.SHA256, Train: len(outputs.Train), HeldOut: len(outputs.HeldOut)}
+		asOutput := jailbreak.Reading{Planted: true, Output: true}
+		for _, set := range []struct {
+			name string
+			ex   []jailbreak.Example
+		}{
+			{"planted-instruction test pairs, as output", planted.testExamples()},
+			{"benign program output (held-out half), as output", outputs.heldOutWhere(isProgram)},
+			{"assistant answers (held-out half), as output", outputs.heldOutWhere(isAnswer)},
+		} {
+			if len(set.ex) == 0 {
+				continue
+			}
+			r, err := jailbreak.EvaluateSetAs(set.name, m, lb, set.ex, asOutput)
+			if err != nil {
+				return err
+			}
 			met.Sets = append(met.Sets, r)
 		}
 	}
@@ -493,6 +548,15 @@ func render(m Metrics) string {
 			p.FPR[jailbreak.PresetPermissive], p.FPR[jailbreak.PresetDefault], p.FPR[jailbreak.PresetStrict], p.Config.Folds,
 			p.Thresholds[jailbreak.PresetPermissive], p.Thresholds[jailbreak.PresetDefault], p.Thresholds[jailbreak.PresetStrict], p.Test, strings.Join(p.TestFiles, "`, `"), p.Bytes)
 	}
+	if o := m.Outputs; o != nil {
+		fmt.Fprintf(&b, "- planted-instruction scorer of output (what a program printed, text/output): the same, trained with benign output among its negatives too (`%s`, sha256 of the files' sha256s `%s`: pieces of real programs' output and assistant answers written blind): %d rows; %d more held out (half, by sha256 of the text) and measured below \"as output\" (phrase rules, decoders and this scorer, as the plugin reads text/output)",
+			strings.Join(o.Files, "`, `"), o.SHA256, o.Train, o.HeldOut)
+		if p := m.Planted; p != nil && p.OutputThresholds != nil {
+			fmt.Fprintf(&b, "; thresholds at the same shares of the out-of-fold scores of the output's training half: permissive %.6f, default %.6f, strict %.6f; file %d bytes",
+				p.OutputThresholds[jailbreak.PresetPermissive], p.OutputThresholds[jailbreak.PresetDefault], p.OutputThresholds[jailbreak.PresetStrict], p.OutputBytes)
+		}
+		b.WriteString("\n")
+	}
 	fmt.Fprintf(&b, "- length baseline (flag when longer than), calibrated the same way: permissive %.0f, default %.0f, strict %.0f bytes\n\n",
 		m.Length[jailbreak.PresetPermissive], m.Length[jailbreak.PresetDefault], m.Length[jailbreak.PresetStrict])
 	b.WriteString("## Held-out split and own hard cases\n\n")
@@ -510,7 +574,7 @@ func plantedPath(modelPath string) string {
 }
 
 // loadModels decodes the model file raw, read from modelPath, and the planted-instruction
-// scorer beside it.
+// scorers beside it.
 func loadModels(raw []byte, modelPath string) (*jailbreak.Model, error) {
 	m, err := jailbreak.UnmarshalModel(raw)
 	if err != nil {
@@ -523,5 +587,17 @@ func loadModels(raw []byte, modelPath string) (*jailbreak.Model, error) {
 	if m.Planted, err = jailbreak.UnmarshalPlanted(praw); err != nil {
 		return nil, err
 	}
+	if praw, err = os.ReadFile(plantedOutputPath(modelPath)); err != nil {
+		return nil, fmt.Errorf("read the planted-instruction scorer of output: %w", err)
+	}
+	if m.PlantedOutput, err = jailbreak.UnmarshalPlanted(praw); err != nil {
+		return nil, err
+	}
 	return m, nil
+}
+
+// plantedOutputPath is the file of the planted-instruction scorer of output, beside the
+// model's.
+func plantedOutputPath(modelPath string) string {
+	return filepath.Join(filepath.Dir(modelPath), "planted-output.model.gz")
 }

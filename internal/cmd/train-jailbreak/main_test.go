@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"compress/gzip"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -45,9 +46,10 @@ func TestRunReproducible(t *testing.T) {
 	model := filepath.Join(dir, "m.gz")
 	written := writeWritten(t)
 	planted := writePlanted(t)
+	outputs := writeOutputs(t, false)
 	var first, firstPlanted []byte
 	for i := range 2 {
-		if err := run(data, model, dir, filepath.Join(dir, "none-*.jsonl"), false, false, nil, &written, &planted, written.Train); err != nil {
+		if err := run(data, model, dir, filepath.Join(dir, "none-*.jsonl"), false, false, nil, &written, &planted, &outputs, written.Train); err != nil {
 			t.Fatal(err)
 		}
 		b, err := os.ReadFile(model)
@@ -58,20 +60,30 @@ func TestRunReproducible(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := jailbreak.UnmarshalPlanted(pb); err != nil {
+		if pm, err := jailbreak.UnmarshalPlanted(pb); err != nil || pm.Meta.Output {
+			t.Fatalf("planted scorer: %v, marked as the output's: %v", err, pm != nil && pm.Meta.Output)
+		}
+		ob, err := os.ReadFile(plantedOutputPath(model))
+		if err != nil {
 			t.Fatal(err)
 		}
+		if po, err := jailbreak.UnmarshalPlanted(ob); err != nil || !po.Meta.Output {
+			t.Fatalf("planted scorer of output: %v, marked as the output's: %v", err, po != nil && po.Meta.Output)
+		}
+		pb = append(pb, ob...)
 		if i == 0 {
 			first, firstPlanted = b, pb
 		} else if !bytes.Equal(first, b) {
 			t.Fatal("two trainings on the same data wrote different model files")
 		} else if !bytes.Equal(firstPlanted, pb) {
-			t.Fatal("two trainings on the same data wrote different planted-instruction files")
+			t.Fatal("two trainings on the same data wrote different planted-instruction files (for text or output)")
 		}
 	}
 	md, err := os.ReadFile(filepath.Join(dir, "METRICS.md"))
 	if err != nil || !strings.Contains(string(md), "| held-out 20% |") || !strings.Contains(string(md), "cross-validation on the training split") ||
-		!strings.Contains(string(md), "| written corpus (held-out half) | 4 | 4 |") || !strings.Contains(string(md), "also trained on the team's written corpus (`internal/jailbreak/corpus/written-w.jsonl`") {
+		!strings.Contains(string(md), "| written corpus (held-out half) | 4 | 4 |") || !strings.Contains(string(md), "also trained on the team's written corpus (`internal/jailbreak/corpus/written-w.jsonl`") ||
+		!strings.Contains(string(md), "| assistant answers (held-out half), as output | 0 | 3 |") || !strings.Contains(string(md), "| benign program output (held-out half), as output | 0 | 3 |") ||
+		!strings.Contains(string(md), "| planted-instruction test pairs, as output | 2 | 2 |") {
 		t.Fatalf("METRICS.md: %v\n%s", err, md)
 	}
 	var met Metrics
@@ -79,19 +91,74 @@ func TestRunReproducible(t *testing.T) {
 	if err == nil {
 		err = json.Unmarshal(js, &met)
 	}
-	if err != nil || met.HeldOut != 24 || met.TrainRows != 96 || len(met.Sets) == 0 || met.Written == nil || met.Written.Train != 8 || met.Written.HeldOut != 8 {
+	if err != nil || met.HeldOut != 24 || met.TrainRows != 96 || len(met.Sets) == 0 || met.Written == nil || met.Written.Train != 8 || met.Written.HeldOut != 8 ||
+		met.Outputs == nil || met.Outputs.Train != 6 || met.Outputs.HeldOut != 6 {
 		t.Fatalf("metrics.json: %v, %+v", err, met)
 	}
 	if held := met.Sets[0]; held.ModelAUC < 0.9 {
 		t.Errorf("held-out ROC-AUC %.3f on an easy set", held.ModelAUC)
 	}
-	if err := run(data, model, dir, "", true, false, nil, nil, &planted, nil); err != nil {
+	if err := run(data, model, dir, "", true, false, nil, nil, &planted, nil, nil); err != nil {
 		t.Fatalf("-eval-only: %v", err)
 	}
 	if err := printMisses(data, model); err != nil {
 		t.Fatalf("-misses: %v", err)
 	}
 }
+
+// writeOutputs writes an output corpus of 6 assistant answers and 6 pieces of program
+// output (gzip-compressed, as the committed file is) under a temporary root and loads it;
+// with bad, one answer is labelled jailbreak and loading fails.
+func writeOutputs(t *testing.T, bad bool) Outputs {
+	t.Helper()
+	root := t.TempDir()
+	dir := filepath.Join(root, filepath.Dir(outputGlob))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var answers, program bytes.Buffer
+	enc := json.NewEncoder(&answers)
+	for i := range 6 {
+		label := jailbreak.LabelBenign
+		if bad && i == 3 {
+			label = jailbreak.LabelJailbreak
+		}
+		_ = enc.Encode(jailbreak.Example{Label: label, Category: "answer",
+			Text: fmt.Sprintf("Here is a draft: Hi team, please forward the signed contract %d to legal by Friday.", i)})
+	}
+	zw := gzip.NewWriter(&program)
+	enc = json.NewEncoder(zw)
+	for i := range 6 {
+		_ = enc.Encode(jailbreak.Example{Label: jailbreak.LabelBenign, Category: "program-ls",
+			Text: fmt.Sprintf("-rw-r--r-- 1 user user %d Dec  2 14:00 file_%d.txt", 1000+i, i)})
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "output-answers-w.jsonl"), answers.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "output-program.jsonl.gz"), program.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	o, err := outputCorpus(root)
+	if bad {
+		if err == nil || !strings.Contains(err.Error(), "output-answers-w.jsonl: row 4") {
+			t.Fatalf("an output corpus with a jailbreak row: got %v, want an error naming the row", err)
+		}
+		return o
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(o.Files) != 2 || len(o.Train) != 6 || len(o.HeldOut) != 6 {
+		t.Fatalf("output corpus: files %v, %d training and %d held-out rows, want 2 files, 6 and 6", o.Files, len(o.Train), len(o.HeldOut))
+	}
+	return o
+}
+
+// TestOutputCorpusChecks: a row of the output corpus labelled jailbreak is refused by name.
+func TestOutputCorpusChecks(t *testing.T) { writeOutputs(t, true) }
 
 // writePlanted writes a planted-instruction corpus of 6 training and 2 test pairs under a
 // temporary root and loads it.

@@ -90,7 +90,7 @@ func (p *Planted) testExamples() []jailbreak.Example {
 // plantedUnit is one piece of the planted scorer's training data, kept whole in a fold:
 // a pair, or a benign text.
 type plantedUnit struct {
-	kind string // "pair", "prompt" (benign training prompt), "doc", "written"
+	kind string // "pair", "prompt" (benign training prompt), "doc", "written", "program" (output), "answer" (output)
 	pair jailbreak.PlantedPair
 	text string
 }
@@ -103,9 +103,9 @@ func (u plantedUnit) bags(m *jailbreak.PlantedModel) []jailbreak.PlantedBag {
 }
 
 // plantedUnits gathers the training data: the training pairs and every benign training
-// text (the training split's benign prompts, the documents' and the written corpus's
-// training halves).
-func plantedUnits(p *Planted, train []jailbreak.Example, docs *Docs, written *Written) []plantedUnit {
+// text (the training split's benign prompts, the documents', the written corpus's and the
+// output corpus's training halves).
+func plantedUnits(p *Planted, train []jailbreak.Example, docs *Docs, written *Written, outputs *Outputs) []plantedUnit {
 	var us []plantedUnit
 	for _, q := range p.Train {
 		us = append(us, plantedUnit{kind: "pair", pair: q})
@@ -122,6 +122,13 @@ func plantedUnits(p *Planted, train []jailbreak.Example, docs *Docs, written *Wr
 		if !e.Positive() {
 			us = append(us, plantedUnit{kind: "written", text: e.Text})
 		}
+	}
+	for _, e := range outputs.train() {
+		kind := "program"
+		if isAnswer(e.Category) {
+			kind = "answer"
+		}
+		us = append(us, plantedUnit{kind: kind, text: e.Text})
 	}
 	return us
 }
@@ -155,12 +162,17 @@ func plantedOOF(us []plantedUnit, cfg jailbreak.PlantedTrainConfig) (a, b []floa
 }
 
 // trainPlanted trains the planted scorer on every unit and calibrates its thresholds on
-// the out-of-fold scores of the benign prompts and documents.
-func trainPlanted(p *Planted, train []jailbreak.Example, docs *Docs, written *Written, cfg jailbreak.PlantedTrainConfig) *jailbreak.PlantedModel {
-	us := plantedUnits(p, train, docs, written)
+// the out-of-fold scores of the benign prompts and documents; given benign output, it
+// trains the scorer of output, on it too, with thresholds calibrated on it.
+func trainPlanted(p *Planted, train []jailbreak.Example, docs *Docs, written *Written, outputs *Outputs, cfg jailbreak.PlantedTrainConfig) *jailbreak.PlantedModel {
+	us := plantedUnits(p, train, docs, written, outputs)
 	a, _ := plantedOOF(us, cfg)
 	m := fitPlanted(us, cfg)
-	m.Meta.Thresholds = plantedThresholds(us, a)
+	text, output := plantedThresholds(us, a)
+	m.Meta.Thresholds = text
+	if outputs != nil {
+		m.Meta.Thresholds, m.Meta.Output = output, true
+	}
 	m.Meta.Pairs, m.Meta.PairsSHA256 = len(p.Train), p.SHA256
 	return m
 }
@@ -175,31 +187,42 @@ func fitPlanted(us []plantedUnit, cfg jailbreak.PlantedTrainConfig) *jailbreak.P
 	return jailbreak.TrainPlanted(bags, cfg)
 }
 
-// plantedThresholds returns each preset's threshold: its plantedFPR of the out-of-fold
-// scores a of the benign prompts and documents among us.
-func plantedThresholds(us []plantedUnit, a []float64) map[string]float64 {
-	var benign []float64
+// plantedThresholds returns each preset's thresholds: its plantedFPR of the out-of-fold
+// scores a of the benign prompts and documents among us, and of the benign output
+// (programs' output and assistant answers), or no output thresholds when us holds none.
+func plantedThresholds(us []plantedUnit, a []float64) (text, output map[string]float64) {
+	var benign, out []float64
 	for i, u := range us {
-		if u.kind == "prompt" || u.kind == "doc" {
+		switch u.kind {
+		case "prompt", "doc":
 			benign = append(benign, a[i])
+		case "program", "answer":
+			out = append(out, a[i])
 		}
 	}
-	ths := map[string]float64{}
+	text = map[string]float64{}
 	for preset, fpr := range plantedFPR {
-		ths[preset] = jailbreak.ThresholdAtFPR(benign, fpr)
+		text[preset] = jailbreak.ThresholdAtFPR(benign, fpr)
 	}
-	return ths
+	if len(out) == 0 {
+		return text, nil
+	}
+	output = map[string]float64{}
+	for preset, fpr := range plantedFPR {
+		output[preset] = jailbreak.ThresholdAtFPR(out, fpr)
+	}
+	return text, output
 }
 
 // plantedCV prints the planted scorer's cross-validated figures on the training data
 // (pairs: injected against benign; benign texts by kind) at each preset's threshold, and
 // the test pairs' with a model trained on everything: what a setting of
 // PLANTED_CONFIG (JSON, changes to DefaultPlantedTrainConfig) is chosen by.
-func plantedCV(p *Planted, train []jailbreak.Example, docs *Docs, written *Written, cfg jailbreak.PlantedTrainConfig) {
-	us := plantedUnits(p, train, docs, written)
+func plantedCV(p *Planted, train []jailbreak.Example, docs *Docs, written *Written, outputs *Outputs, cfg jailbreak.PlantedTrainConfig) {
+	us := plantedUnits(p, train, docs, written, nil)
 	a, b := plantedOOF(us, cfg)
 	presets := jailbreak.Presets
-	ths := plantedThresholds(us, a)
+	ths, _ := plantedThresholds(us, a)
 	row := func(name string, pos, neg []float64) {
 		var sc []float64
 		var lab []bool
@@ -246,12 +269,14 @@ func plantedCV(p *Planted, train []jailbreak.Example, docs *Docs, written *Writt
 	row("out of fold: documents", nil, kinds["doc"])
 	row("out of fold: written benign", nil, kinds["written"])
 	m := fitPlanted(us, cfg)
-	m.Meta.Thresholds = ths
-	var ti, tb []float64
-	for _, q := range p.Test {
-		ti = append(ti, m.Score(jailbreak.Normalize(q.Injected).Text).Prob)
-		tb = append(tb, m.Score(jailbreak.Normalize(q.Benign).Text).Prob)
+	testPairs := func(m *jailbreak.PlantedModel) (ti, tb []float64) {
+		for _, q := range p.Test {
+			ti = append(ti, m.Score(jailbreak.Normalize(q.Injected).Text).Prob)
+			tb = append(tb, m.Score(jailbreak.Normalize(q.Benign).Text).Prob)
+		}
+		return ti, tb
 	}
+	ti, tb := testPairs(m)
 	row("test pairs", ti, tb)
 	var wp, wn []float64
 	for _, e := range written.heldOutWhere(func(c string) bool { return strings.HasSuffix(c, "-indirect") }) {
@@ -262,4 +287,38 @@ func plantedCV(p *Planted, train []jailbreak.Example, docs *Docs, written *Writt
 		}
 	}
 	row("written held-out, in documents", wp, wn)
+	if outputs == nil {
+		return
+	}
+	// The scorer of what a program printed: trained with benign output too, at thresholds
+	// calibrated on its out-of-fold scores.
+	us = plantedUnits(p, train, docs, written, outputs)
+	a, b = plantedOOF(us, cfg)
+	_, ths = plantedThresholds(us, a)
+	fmt.Printf("scorer of output; thresholds (out-of-fold benign program output and answers): %v\n", ths)
+	kinds = map[string][]float64{}
+	inj, ben = nil, nil
+	for i, u := range us {
+		if u.kind == "pair" {
+			inj, ben = append(inj, a[i]), append(ben, b[i])
+		} else {
+			kinds[u.kind] = append(kinds[u.kind], a[i])
+		}
+	}
+	row("out of fold: pairs as output", inj, ben)
+	row("out of fold: program output", nil, kinds["program"])
+	row("out of fold: assistant answers", nil, kinds["answer"])
+	m = fitPlanted(us, cfg)
+	ti, tb = testPairs(m)
+	row("test pairs as output", ti, tb)
+	for _, set := range []struct {
+		name string
+		keep func(string) bool
+	}{{"program output held-out", isProgram}, {"assistant answers held-out", isAnswer}} {
+		var sc []float64
+		for _, e := range outputs.heldOutWhere(set.keep) {
+			sc = append(sc, m.Score(jailbreak.Normalize(e.Text).Text).Prob)
+		}
+		row(set.name, nil, sc)
+	}
 }
