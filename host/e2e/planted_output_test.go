@@ -23,14 +23,9 @@ import (
 // in-process detector, reading output as the plugin does, flags in its planted version and
 // not in its honest one.
 func TestPlantedInstructionInToolOutput(t *testing.T) {
-	var pairs []jailbreak.PlantedPair
-	files, _ := filepath.Glob(filepath.Join(jailbreak.ModuleRoot(), "internal/jailbreak/corpus/planted-test-*.jsonl"))
-	for _, f := range files {
-		ps, err := jailbreak.LoadPairs(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		pairs = append(pairs, ps...)
+	pairs, err := jailbreak.LoadPairFiles(filepath.Join(jailbreak.ModuleRoot(), "internal/jailbreak/corpus/planted-test-*.jsonl"))
+	if err != nil {
+		t.Fatal(err)
 	}
 	m, err := jailbreak.DefaultModel()
 	if err != nil {

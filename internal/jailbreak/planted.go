@@ -10,6 +10,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -740,6 +741,27 @@ func (m *PlantedModel) Bags(p PlantedPair) []PlantedBag {
 		bags = append(bags, PlantedBag{Pos: true, Instances: pos})
 	}
 	return bags
+}
+
+// LoadPairFiles loads the pairs of every file matching pattern (a filepath.Glob pattern),
+// in the files' name order; no file matching is an error.
+func LoadPairFiles(pattern string) ([]PlantedPair, error) {
+	files, err := filepath.Glob(pattern)
+	if err != nil {
+		return nil, err
+	}
+	if len(files) == 0 {
+		return nil, fmt.Errorf("no file matches %s", pattern)
+	}
+	var out []PlantedPair
+	for _, f := range files {
+		ps, err := LoadPairs(f)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ps...)
+	}
+	return out, nil
 }
 
 // LoadPairs reads a file of JSON lines, each a PlantedPair, checking each.

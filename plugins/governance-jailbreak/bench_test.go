@@ -157,16 +157,13 @@ func benchOutputs(b *testing.B) []string {
 			texts = append(texts, e.Text)
 		}
 	}
-	pairFiles, _ := filepath.Glob(filepath.Join(root, "internal/jailbreak/corpus/planted-test-*.jsonl"))
+	pairs, err := jailbreak.LoadPairFiles(filepath.Join(root, "internal/jailbreak/corpus/planted-test-*.jsonl"))
+	if err != nil {
+		b.Fatal(err)
+	}
 	var injected []string
-	for _, f := range pairFiles {
-		ps, err := jailbreak.LoadPairs(f)
-		if err != nil {
-			b.Fatal(err)
-		}
-		for _, p := range ps {
-			injected = append(injected, p.Injected)
-		}
+	for _, p := range pairs {
+		injected = append(injected, p.Injected)
 	}
 	cut := func(t string) string {
 		s := t

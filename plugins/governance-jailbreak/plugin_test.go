@@ -323,17 +323,9 @@ func TestModelContentTypes(t *testing.T) {
 // by writers none of whose documents it was trained on) are sent as text/output.
 func TestPlantedReadsOutput(t *testing.T) {
 	ctx := context.Background()
-	files, err := filepath.Glob(filepath.Join(jailbreak.ModuleRoot(), "internal/jailbreak/corpus/planted-test-*.jsonl"))
-	if err != nil || len(files) == 0 {
-		t.Fatalf("test pairs: %v %v", files, err)
-	}
-	var pairs []jailbreak.PlantedPair
-	for _, f := range files {
-		ps, err := jailbreak.LoadPairs(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		pairs = append(pairs, ps...)
+	pairs, err := jailbreak.LoadPairFiles(filepath.Join(jailbreak.ModuleRoot(), "internal/jailbreak/corpus/planted-test-*.jsonl"))
+	if err != nil {
+		t.Fatal(err)
 	}
 	m, err := jailbreak.DefaultModel()
 	if err != nil {

@@ -407,6 +407,12 @@ func run(data, modelPath, metricsDir, hardGlob string, evalOnly, withoutPlanted 
 		if r, err := jailbreak.EvaluateSet("planted-instruction test pairs", m, lb, ex); err == nil {
 			met.Sets = append(met.Sets, r)
 		}
+		// Those whose injection is in another language than English, which the scorer
+		// misses more often.
+		other := planted.testExamplesWhere(func(q jailbreak.PlantedPair) bool { return q.Lang != "en" })
+		if r, err := jailbreak.EvaluateSet("planted-instruction test pairs, injection not in English", m, lb, other); err == nil && len(other) > 0 {
+			met.Sets = append(met.Sets, r)
+		}
 	}
 	// What a program printed (text/output), read as the plugin reads it by default: phrase
 	// rules, decoders and the planted-instruction scorer at its output thresholds.

@@ -75,11 +75,19 @@ func plantedCorpus(root string) (Planted, error) {
 // testExamples returns the test pairs as examples: each injected text a jailbreak, each
 // benign one benign.
 func (p *Planted) testExamples() []jailbreak.Example {
+	return p.testExamplesWhere(func(jailbreak.PlantedPair) bool { return true })
+}
+
+// testExamplesWhere is testExamples of the pairs keep keeps.
+func (p *Planted) testExamplesWhere(keep func(jailbreak.PlantedPair) bool) []jailbreak.Example {
 	if p == nil {
 		return nil
 	}
 	var out []jailbreak.Example
 	for _, q := range p.Test {
+		if !keep(q) {
+			continue
+		}
 		out = append(out,
 			jailbreak.Example{Text: q.Injected, Label: jailbreak.LabelJailbreak, Category: "planted-test"},
 			jailbreak.Example{Text: q.Benign, Label: jailbreak.LabelBenign, Category: "planted-test"})
@@ -255,15 +263,7 @@ func plantedCV(p *Planted, train []jailbreak.Example, docs *Docs, written *Writt
 	}
 	fmt.Printf("thresholds (out-of-fold benign prompts and documents): %v\n", ths)
 	fmt.Printf("%-36s %-5s  %s\n", "set (caught/pos flagged/neg)", "AUC", strings.Join(presets, "                "))
-	kinds := map[string][]float64{}
-	var inj, ben []float64
-	for i, u := range us {
-		if u.kind == "pair" {
-			inj, ben = append(inj, a[i]), append(ben, b[i])
-		} else {
-			kinds[u.kind] = append(kinds[u.kind], a[i])
-		}
-	}
+	inj, ben, kinds := byKind(us, a, b)
 	row("out of fold: pairs", inj, ben)
 	row("out of fold: benign prompts", nil, kinds["prompt"])
 	row("out of fold: documents", nil, kinds["doc"])
@@ -296,15 +296,7 @@ func plantedCV(p *Planted, train []jailbreak.Example, docs *Docs, written *Writt
 	a, b = plantedOOF(us, cfg)
 	_, ths = plantedThresholds(us, a)
 	fmt.Printf("scorer of output; thresholds (out-of-fold benign program output and answers): %v\n", ths)
-	kinds = map[string][]float64{}
-	inj, ben = nil, nil
-	for i, u := range us {
-		if u.kind == "pair" {
-			inj, ben = append(inj, a[i]), append(ben, b[i])
-		} else {
-			kinds[u.kind] = append(kinds[u.kind], a[i])
-		}
-	}
+	inj, ben, kinds = byKind(us, a, b)
 	row("out of fold: pairs as output", inj, ben)
 	row("out of fold: program output", nil, kinds["program"])
 	row("out of fold: assistant answers", nil, kinds["answer"])
@@ -321,4 +313,18 @@ func plantedCV(p *Planted, train []jailbreak.Example, docs *Docs, written *Writt
 		}
 		row(set.name, nil, sc)
 	}
+}
+
+// byKind sorts the out-of-fold scores of plantedOOF by unit: the pairs' injected (inj) and
+// benign (ben) versions, and the benign texts by kind.
+func byKind(us []plantedUnit, a, b []float64) (inj, ben []float64, kinds map[string][]float64) {
+	kinds = map[string][]float64{}
+	for i, u := range us {
+		if u.kind == "pair" {
+			inj, ben = append(inj, a[i]), append(ben, b[i])
+		} else {
+			kinds[u.kind] = append(kinds[u.kind], a[i])
+		}
+	}
+	return inj, ben, kinds
 }

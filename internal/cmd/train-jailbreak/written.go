@@ -33,14 +33,18 @@ type Written struct {
 }
 
 // writtenCorpus loads the written corpus under root.
-func writtenCorpus(root string) (Written, error) {
-	files, err := filepath.Glob(filepath.Join(root, writtenGlob))
+func writtenCorpus(root string) (Written, error) { return halves(root, writtenGlob, nil) }
+
+// halves loads the files matching glob under root, checks each file's rows with check
+// (when given) and splits them in halves per label, by sha256 of the text.
+func halves(root, glob string, check func(file string, ex []jailbreak.Example) error) (Written, error) {
+	files, err := filepath.Glob(filepath.Join(root, glob))
 	if err != nil {
 		return Written{}, err
 	}
 	sort.Strings(files)
 	if len(files) == 0 {
-		return Written{}, fmt.Errorf("no file matches %s", writtenGlob)
+		return Written{}, fmt.Errorf("no file matches %s", glob)
 	}
 	var w Written
 	var all []jailbreak.Example
@@ -49,6 +53,11 @@ func writtenCorpus(root string) (Written, error) {
 		ex, sum, err := jailbreak.LoadJSONL(f)
 		if err != nil {
 			return Written{}, err
+		}
+		if check != nil {
+			if err := check(f, ex); err != nil {
+				return Written{}, err
+			}
 		}
 		rel, _ := filepath.Rel(root, f)
 		w.Files = append(w.Files, filepath.ToSlash(rel))
@@ -72,8 +81,11 @@ func (w *Written) train() []jailbreak.Example {
 // messages (written-d.jsonl: "hello", "now in spanish"), measured apart.
 func isShortEveryday(category string) bool { return strings.HasPrefix(category, "d-short-") }
 
-// heldOutWhere returns the held-out rows whose category satisfies keep.
+// heldOutWhere returns the held-out rows whose category satisfies keep, or none.
 func (w *Written) heldOutWhere(keep func(category string) bool) []jailbreak.Example {
+	if w == nil {
+		return nil
+	}
 	var out []jailbreak.Example
 	for _, e := range w.HeldOut {
 		if keep(e.Category) {
