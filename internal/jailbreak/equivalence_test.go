@@ -17,8 +17,9 @@ import (
 )
 
 // Golden digests of the detector's complete output (see equivalenceDigest), computed
-// after the planted-instruction scorer (jailbreak.planted) joined the detector and was
-// retrained on 1,000 pairs with tags read for their text attributes only (session 25);
+// after the planted-instruction scorer was retrained on 1,300 pairs (300 more wholly in
+// other languages, session 26); before that, after the planted-instruction scorer
+// (jailbreak.planted) joined the detector and was retrained on 1,000 pairs with tags read for their text attributes only (session 25);
 // before that, after the model was retrained with the written corpus's files e and f
 // (session 20); before that, after the override-template, persona-tags and persona-notai/zh families and
 // persona-dan's "developer_mode:enabled" (session 20); before that, after the model was retrained as an NB-scaled logistic regression over 2^20 features
@@ -39,8 +40,8 @@ import (
 // make the detector faster must leave them as they are. Regenerate them (print them with
 // JB_EQUIV_PRINT=1) only for a change that is meant to alter the output.
 const (
-	goldenTrainDigest     = "1ab05656a506588937fd417b60e970c8916be83544b4bfd28a60848195f2f009"
-	goldenGeneratedDigest = "124d05624df81d1a17b786949d7de9a6188914b5db6f3bcf9b19ab1fb0e14d54"
+	goldenTrainDigest     = "f05a0cd57a21d9c3fa2085ef4f1bdaccda41d093c94e1abe07a711a91becb65b"
+	goldenGeneratedDigest = "00c899f9f37b4018a9ccd286ee8fe8bc92eacbae8bdc56160a6da83da207a91e"
 )
 
 // equivalenceDigest writes the complete output of the detector on each text to a sha256:

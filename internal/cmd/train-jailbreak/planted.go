@@ -265,6 +265,19 @@ func plantedCV(p *Planted, train []jailbreak.Example, docs *Docs, written *Writt
 	fmt.Printf("%-36s %-5s  %s\n", "set (caught/pos flagged/neg)", "AUC", strings.Join(presets, "                "))
 	inj, ben, kinds := byKind(us, a, b)
 	row("out of fold: pairs", inj, ben)
+	for _, en := range []bool{true, false} {
+		var li, lb []float64
+		for i, u := range us {
+			if u.kind == "pair" && (u.pair.Lang == "en") == en {
+				li, lb = append(li, a[i]), append(lb, b[i])
+			}
+		}
+		name := "out of fold: pairs, injection in English"
+		if !en {
+			name = "out of fold: pairs, in other languages"
+		}
+		row(name, li, lb)
+	}
 	row("out of fold: benign prompts", nil, kinds["prompt"])
 	row("out of fold: documents", nil, kinds["doc"])
 	row("out of fold: written benign", nil, kinds["written"])
