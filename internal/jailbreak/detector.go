@@ -127,10 +127,10 @@ func (d *Detector) ScanRules(text string) Result {
 
 // Reading says which of the detector's trained scorers read a text beside the phrase
 // rules and decoders, which always do: the window model (trained on prompts: its score of
-// code or of what a program printed means nothing) and the planted-instruction scorer
-// (trained on documents, prompts and program output). Output says the text is what a
-// program printed (a tool's output, a model's answer): it is then read by the planted
-// scorer trained and calibrated with benign output among its negatives.
+// code or of what a program printed means nothing) and a planted-instruction scorer.
+// Output says the text is what a program printed (a tool's output, a model's answer): the
+// planted scorer that reads it is then the one trained with benign output among its
+// negatives and calibrated on it, not the one of prompts and documents.
 type Reading struct {
 	Window, Planted, Output bool
 }

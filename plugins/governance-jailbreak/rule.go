@@ -58,10 +58,11 @@ var defaultContentTypes = []string{"text/plain", "text/prompt", "text/output"}
 // an `ls -l` listing scored as a jailbreak). Content without a type is scored.
 var defaultModelTypes = []string{"text/plain", "text/prompt"}
 
-// defaultPlantedTypes are the content types the planted-instruction scorer reads by
-// default: prompts (a pasted document, e-mail or page) and what a program printed (a
-// fetched page, an API's JSON, a model's answer), which is read at thresholds calibrated on
-// benign program output and assistant answers (outputType). Content without a type is read.
+// defaultPlantedTypes are the content types a planted-instruction scorer reads by default:
+// prompts (a pasted document, e-mail or page) and what a program printed (outputType: a
+// fetched page, an API's JSON, a model's answer), which the scorer of output reads, trained
+// and calibrated with benign program output and assistant answers. Content without a type
+// is read.
 var defaultPlantedTypes = []string{"text/plain", "text/prompt", "text/output"}
 
 // outputType is the content type of what a program printed.
@@ -120,7 +121,7 @@ func (r *rule) ConfigSchema() base.Schema {
 		},
 		{
 			Name: "planted_content_types", Type: "list(string)", Default: defaultPlantedTypes,
-			Description: "Content types the planted-instruction scorer (jailbreak.planted) reads: prompts, and a program's text/output (a fetched page, an API's JSON, a model's answer), which it judges at thresholds calibrated on benign program output and assistant answers. Only types the rule reads (content_types) are read. Content without a type is read.",
+			Description: "Content types the planted-instruction scorers (jailbreak.planted) read: prompts, and a program's text/output (a fetched page, an API's JSON, a model's answer), which the scorer of output reads, trained and calibrated with benign program output and assistant answers. Only types the rule reads (content_types) are read. Content without a type is read.",
 		},
 	}}
 }

@@ -315,27 +315,25 @@ func run(data, modelPath, metricsDir, hardGlob string, evalOnly, withoutPlanted 
 		}
 		// The planted-instruction scorers: one for prompts and documents, and, trained with
 		// benign output among its negatives, one for what a program printed.
-		for _, sc := range []struct {
-			outputs *Outputs
-			dst     **jailbreak.PlantedModel
-			path    string
-		}{{nil, &m.Planted, plantedPath(modelPath)}, {outputs, &m.PlantedOutput, plantedOutputPath(modelPath)}} {
-			if sc.dst == &m.PlantedOutput && outputs == nil {
-				continue
-			}
+		trainScorer := func(outputs *Outputs, path string) (*jailbreak.PlantedModel, error) {
 			pstart := time.Now()
-			pm := trainPlanted(planted, train, docs, written, sc.outputs, jailbreak.DefaultPlantedTrainConfig())
-			praw, err := pm.Marshal()
+			praw, err := trainPlanted(planted, train, docs, written, outputs, jailbreak.DefaultPlantedTrainConfig()).Marshal()
 			if err != nil {
+				return nil, err
+			}
+			if err := os.WriteFile(path, praw, 0o644); err != nil {
+				return nil, fmt.Errorf("write planted model: %w", err)
+			}
+			fmt.Fprintf(os.Stderr, "planted-instruction scorer trained on %d pairs in %v; %s (%d bytes)\n", len(planted.Train), time.Since(pstart).Round(time.Millisecond), path, len(praw))
+			return jailbreak.UnmarshalPlanted(praw)
+		}
+		if m.Planted, err = trainScorer(nil, plantedPath(modelPath)); err != nil {
+			return err
+		}
+		if outputs != nil {
+			if m.PlantedOutput, err = trainScorer(outputs, plantedOutputPath(modelPath)); err != nil {
 				return err
 			}
-			if *sc.dst, err = jailbreak.UnmarshalPlanted(praw); err != nil {
-				return err
-			}
-			if err := os.WriteFile(sc.path, praw, 0o644); err != nil {
-				return fmt.Errorf("write planted model: %w", err)
-			}
-			fmt.Fprintf(os.Stderr, "planted-instruction scorer trained on %d pairs in %v; %s (%d bytes)\n", len(planted.Train), time.Since(pstart).Round(time.Millisecond), sc.path, len(praw))
 		}
 		fmt.Fprintf(os.Stderr, "trained on %d texts, %d documents and %d written texts in %v; model %s (%d bytes)\n", len(train), len(docs.train()), len(written.train()), time.Since(start).Round(time.Millisecond), modelPath, len(raw))
 	}
@@ -554,14 +552,11 @@ func render(m Metrics) string {
 			p.FPR[jailbreak.PresetPermissive], p.FPR[jailbreak.PresetDefault], p.FPR[jailbreak.PresetStrict], p.Config.Folds,
 			p.Thresholds[jailbreak.PresetPermissive], p.Thresholds[jailbreak.PresetDefault], p.Thresholds[jailbreak.PresetStrict], p.Test, strings.Join(p.TestFiles, "`, `"), p.Bytes)
 	}
-	if o := m.Outputs; o != nil {
+	if o, p := m.Outputs, m.Planted; o != nil && p != nil && p.OutputThresholds != nil {
 		fmt.Fprintf(&b, "- planted-instruction scorer of output (what a program printed, text/output): the same, trained with benign output among its negatives too (`%s`, sha256 of the files' sha256s `%s`: pieces of real programs' output and assistant answers written blind): %d rows; %d more held out (half, by sha256 of the text) and measured below \"as output\" (phrase rules, decoders and this scorer, as the plugin reads text/output)",
 			strings.Join(o.Files, "`, `"), o.SHA256, o.Train, o.HeldOut)
-		if p := m.Planted; p != nil && p.OutputThresholds != nil {
-			fmt.Fprintf(&b, "; thresholds at the same shares of the out-of-fold scores of the output's training half: permissive %.6f, default %.6f, strict %.6f; file %d bytes",
-				p.OutputThresholds[jailbreak.PresetPermissive], p.OutputThresholds[jailbreak.PresetDefault], p.OutputThresholds[jailbreak.PresetStrict], p.OutputBytes)
-		}
-		b.WriteString("\n")
+		fmt.Fprintf(&b, "; thresholds at the same shares of the out-of-fold scores of the output's training half: permissive %.6f, default %.6f, strict %.6f; file %d bytes\n",
+			p.OutputThresholds[jailbreak.PresetPermissive], p.OutputThresholds[jailbreak.PresetDefault], p.OutputThresholds[jailbreak.PresetStrict], p.OutputBytes)
 	}
 	fmt.Fprintf(&b, "- length baseline (flag when longer than), calibrated the same way: permissive %.0f, default %.0f, strict %.0f bytes\n\n",
 		m.Length[jailbreak.PresetPermissive], m.Length[jailbreak.PresetDefault], m.Length[jailbreak.PresetStrict])
