@@ -149,6 +149,47 @@ func TestGovernanceEvalMatchesInProcess(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "PRESET") || !strings.Contains(out, "ROC-AUC: model ") || strings.Contains(out, "strict") {
 		t.Fatalf("table: exit %d\n%s", code, out)
 	}
+
+	// The longer texts (the documents written twice, and a few long prompts) sent as a
+	// program's output: read by the phrase rules, the decoders and the planted-instruction
+	// scorer of output, as in-process.
+	var long []jailbreak.Example
+	var lines strings.Builder
+	for _, e := range set {
+		if len(e.Text) > 400 {
+			long = append(long, e)
+			line, _ := json.Marshal(map[string]string{"text": e.Text, "label": e.Label})
+			lines.Write(line)
+			lines.WriteByte('\n')
+		}
+	}
+	outPath := filepath.Join(t.TempDir(), "output.jsonl")
+	if err := os.WriteFile(outPath, []byte(lines.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, code = limitctl(t, d.url, "-o", "json", "governance", "eval", "--kind", "output", outPath)
+	if code != 0 {
+		t.Fatalf("governance eval --kind output: exit %d\n%s", code, out)
+	}
+	if i := strings.Index(out, "{"); i >= 0 {
+		out = out[i:]
+	}
+	rep.Presets = nil
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	want, err = jailbreak.EvaluateSetAs("as output", m, jailbreak.LengthBaseline{Thresholds: map[string]float64{}}, long, jailbreak.Reading{Planted: true, Output: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Presets) != len(want.Detector) {
+		t.Fatalf("as output: %d presets, want %d", len(rep.Presets), len(want.Detector))
+	}
+	for i, w := range want.Detector {
+		if got := rep.Presets[i]; got.Preset != w.Preset || got.Confusion != w.Confusion {
+			t.Errorf("as output, preset %s: %+v through the daemon, %s %+v in-process", got.Preset, got.Confusion, w.Preset, w.Confusion)
+		}
+	}
 }
 
 func TestGovernanceEvalBadInput(t *testing.T) {
