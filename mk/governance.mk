@@ -11,8 +11,10 @@
 # prompts and rewrites internal/jailbreak/model/{jailbreak.model.gz,metrics.json,METRICS.md}.
 # Also trains the planted-instruction scorer (jailbreak.planted) on the documents written
 # twice, without and with a planted instruction (internal/jailbreak/corpus/planted-?.jsonl),
-# into internal/jailbreak/model/planted.model.gz, and measures it on the test pairs
-# (planted-test-*.jsonl). About a minute.
+# into internal/jailbreak/model/planted.model.gz, and the scorer of what a program printed,
+# trained with benign program output and assistant answers too (corpus/output-*), into
+# planted-output.model.gz, and measures them on the test pairs (planted-test-*.jsonl), as
+# prompts and as output. About two minutes.
 train-jailbreak:
 	$(GO) run ./internal/cmd/train-jailbreak
 
@@ -28,10 +30,12 @@ eval-jailbreak-api: build
 	$(GO) run ./internal/cmd/train-jailbreak -write-held-out build/held-out.jsonl
 	$(BIN)/limitctl governance eval build/held-out.jsonl
 
-# The planted-instruction test pairs measured through a running daemon, as above.
+# The planted-instruction test pairs measured through a running daemon, as above: sent as
+# prompts, then as a program's output (read by the scorer of output).
 eval-planted-api: build
 	$(GO) run ./internal/cmd/train-jailbreak -write-planted-test build/planted-test.jsonl
 	$(BIN)/limitctl governance eval build/planted-test.jsonl
+	$(BIN)/limitctl governance eval --kind output build/planted-test.jsonl
 
 # The planted-instruction scorer's 5-fold cross-validated figures on its training pairs
 # and the benign training texts, and its test pairs': how DefaultPlantedTrainConfig was
