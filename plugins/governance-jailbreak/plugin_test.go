@@ -319,8 +319,8 @@ func TestModelContentTypes(t *testing.T) {
 
 // TestPlantedReadsOutput: a program's output (a tool result an agent reads next) is read by
 // the planted-instruction scorer of output, at its thresholds calibrated on benign output,
-// through the plugin too, and planted_content_types turns it off. The test pairs' documents (written
-// by writers none of whose documents it was trained on) are sent as text/output.
+// through the plugin too, and planted_content_types turns it off. The test pairs'
+// documents (by writers none of whose documents it was trained on) are sent as text/output.
 func TestPlantedReadsOutput(t *testing.T) {
 	ctx := context.Background()
 	pairs, err := jailbreak.LoadPairFiles(filepath.Join(jailbreak.ModuleRoot(), "internal/jailbreak/corpus/planted-test-*.jsonl"))
