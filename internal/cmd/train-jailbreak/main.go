@@ -45,7 +45,7 @@ func main() {
 	withWritten := flag.Bool("written", true, "also train on the team's written corpus ("+writtenGlob+"); half of it held out and measured")
 	ruleCheck := flag.Bool("rule-check", false, "print how many benign texts the phrase rules and decoders fire on, and how many jailbreaks they catch, per set and per phrase rule (training split, documents, the written corpus's training half), then exit; the held-out split is not read")
 	ruleCheckMeasured := flag.Bool("measured", false, "with -rule-check: also the sets that are only measured (the written corpus's held-out half, testdata/governance); reading them makes them development sets")
-	plantedCVFlag := flag.Bool("planted-cv", false, "print the planted-instruction scorer's cross-validated figures on its training pairs and the benign training texts, and its test pairs' (PLANTED_CONFIG: JSON changes to the default configuration), then exit; the held-out split is not read")
+	plantedCVFlag := flag.Bool("planted-cv", false, "print the planted-instruction scorers' cross-validated figures on their training pairs (by the injection's language) and the benign training texts, and their test pairs' and held-out output's: the scorer of prompts and documents, then the scorer of output (PLANTED_CONFIG: JSON changes to the default configuration), then exit; the held-out split is not read")
 	plantedOut := flag.String("write-planted-test", "", "write the planted-instruction test pairs as JSON lines {\"text\", \"label\"} to this file (each injected text a jailbreak, each benign one benign; for limitctl governance eval), then exit")
 	heldOut := flag.String("write-held-out", "", "write the held-out split as JSON lines {\"text\", \"label\"} to this file (for limitctl governance eval), then exit")
 	flag.Parse()
