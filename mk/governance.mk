@@ -37,9 +37,11 @@ eval-planted-api: build
 	$(BIN)/limitctl governance eval build/planted-test.jsonl
 	$(BIN)/limitctl governance eval --kind output build/planted-test.jsonl
 
-# The planted-instruction scorer's 5-fold cross-validated figures on its training pairs
-# and the benign training texts, and its test pairs': how DefaultPlantedTrainConfig was
-# chosen. PLANTED_CONFIG='{"min_words":4}' measures a change to it. About 20 s.
+# The planted-instruction scorers' 5-fold cross-validated figures on their training pairs
+# (by the injection's language) and the benign training texts, and their test pairs': the
+# scorer of prompts and documents, then the scorer of output (with the benign output's
+# held-out half): how DefaultPlantedTrainConfig was chosen. PLANTED_CONFIG='{"min_words":4}'
+# measures a change to it. About 40 s.
 cv-planted-jailbreak:
 	$(GO) run ./internal/cmd/train-jailbreak -planted-cv
 
