@@ -41,7 +41,6 @@ governance {
 func handWritten(t *testing.T) ([]jailbreak.Example, string) {
 	t.Helper()
 	var all []jailbreak.Example
-	var b strings.Builder
 	pairs, err := jailbreak.LoadPairs(filepath.Join(jailbreak.ModuleRoot(), "internal/jailbreak/corpus/planted-test-a.jsonl"))
 	if err != nil {
 		t.Fatal(err)
@@ -59,18 +58,26 @@ func handWritten(t *testing.T) ([]jailbreak.Example, string) {
 				t.Fatal(err)
 			}
 		}
-		for _, e := range ex {
-			all = append(all, e)
-			line, _ := json.Marshal(map[string]string{"text": e.Text, "label": e.Label})
-			b.Write(line)
-			b.WriteByte('\n')
-		}
+		all = append(all, ex...)
+	}
+	return all, writeSet(t, all)
+}
+
+// writeSet writes ex as a JSON-lines file {"text", "label"} for limitctl governance eval
+// and returns its path.
+func writeSet(t *testing.T, ex []jailbreak.Example) string {
+	t.Helper()
+	var b strings.Builder
+	for _, e := range ex {
+		line, _ := json.Marshal(map[string]string{"text": e.Text, "label": e.Label})
+		b.Write(line)
+		b.WriteByte('\n')
 	}
 	path := filepath.Join(t.TempDir(), "set.jsonl")
 	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return all, path
+	return path
 }
 
 // TestGovernanceEvalMatchesInProcess measures the hand-written prompts through the running
@@ -154,20 +161,12 @@ func TestGovernanceEvalMatchesInProcess(t *testing.T) {
 	// program's output: read by the phrase rules, the decoders and the planted-instruction
 	// scorer of output, as in-process.
 	var long []jailbreak.Example
-	var lines strings.Builder
 	for _, e := range set {
 		if len(e.Text) > 400 {
 			long = append(long, e)
-			line, _ := json.Marshal(map[string]string{"text": e.Text, "label": e.Label})
-			lines.Write(line)
-			lines.WriteByte('\n')
 		}
 	}
-	outPath := filepath.Join(t.TempDir(), "output.jsonl")
-	if err := os.WriteFile(outPath, []byte(lines.String()), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	out, code = limitctl(t, d.url, "-o", "json", "governance", "eval", "--kind", "output", outPath)
+	out, code = limitctl(t, d.url, "-o", "json", "governance", "eval", "--kind", "output", writeSet(t, long))
 	if code != 0 {
 		t.Fatalf("governance eval --kind output: exit %d\n%s", code, out)
 	}

@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -23,7 +22,7 @@ import (
 // in-process detector, reading output as the plugin does, flags in its planted version and
 // not in its honest one.
 func TestPlantedInstructionInToolOutput(t *testing.T) {
-	pairs, err := jailbreak.LoadPairFiles(filepath.Join(jailbreak.ModuleRoot(), "internal/jailbreak/corpus/planted-test-*.jsonl"))
+	pairs, err := jailbreak.PlantedTestPairs()
 	if err != nil {
 		t.Fatal(err)
 	}

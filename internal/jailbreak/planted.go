@@ -743,6 +743,16 @@ func (m *PlantedModel) Bags(p PlantedPair) []PlantedBag {
 	return bags
 }
 
+// PlantedTestGlob is where the planted-instruction test pairs lie, relative to the module
+// root: documents by writers none of whose documents the scorers were trained on (see
+// corpus/SOURCES.md).
+const PlantedTestGlob = "internal/jailbreak/corpus/planted-test-*.jsonl"
+
+// PlantedTestPairs loads the repository's planted-instruction test pairs.
+func PlantedTestPairs() ([]PlantedPair, error) {
+	return LoadPairFiles(filepath.Join(ModuleRoot(), PlantedTestGlob))
+}
+
 // LoadPairFiles loads the pairs of every file matching pattern (a filepath.Glob pattern),
 // in the files' name order; no file matching is an error.
 func LoadPairFiles(pattern string) ([]PlantedPair, error) {

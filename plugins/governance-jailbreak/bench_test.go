@@ -26,14 +26,7 @@ func benchPrompts(b *testing.B) []string {
 	}
 	var jb, bn []string
 	for _, e := range ex {
-		t := e.Text
-		for len(t) < 2000 {
-			t += "\n" + e.Text
-		}
-		t = strings.ToValidUTF8(t[:2000], "")
-		for len(t) < 2000 {
-			t += " "
-		}
+		t := cut2000(e.Text)
 		if e.Positive() {
 			jb = append(jb, t)
 		} else {
@@ -46,6 +39,20 @@ func benchPrompts(b *testing.B) []string {
 		out = append(out, jb[i], bn[i])
 	}
 	return out
+}
+
+// cut2000 returns t repeated (on new lines) up to 2,000 bytes and cut there, whole runes
+// only, padded with spaces to exactly 2,000 bytes.
+func cut2000(t string) string {
+	s := t
+	for len(s) < 2000 {
+		s += "\n" + t
+	}
+	s = strings.ToValidUTF8(s[:2000], "")
+	for len(s) < 2000 {
+		s += " "
+	}
+	return s
 }
 
 // measure runs call b.N times over the prompts and reports p50 and p99 in µs.
@@ -157,7 +164,7 @@ func benchOutputs(b *testing.B) []string {
 			texts = append(texts, e.Text)
 		}
 	}
-	pairs, err := jailbreak.LoadPairFiles(filepath.Join(root, "internal/jailbreak/corpus/planted-test-*.jsonl"))
+	pairs, err := jailbreak.PlantedTestPairs()
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -165,24 +172,13 @@ func benchOutputs(b *testing.B) []string {
 	for _, p := range pairs {
 		injected = append(injected, p.Injected)
 	}
-	cut := func(t string) string {
-		s := t
-		for len(s) < 2000 {
-			s += "\n" + t
-		}
-		s = strings.ToValidUTF8(s[:2000], "")
-		for len(s) < 2000 {
-			s += " "
-		}
-		return s
-	}
 	n := min(len(texts), len(injected), 200)
 	if n == 0 {
 		b.Fatal("no output corpus or test pairs")
 	}
 	var out []string
 	for i := 0; i < n; i++ {
-		out = append(out, cut(texts[i*len(texts)/n]), cut(injected[i]))
+		out = append(out, cut2000(texts[i*len(texts)/n]), cut2000(injected[i]))
 	}
 	return out
 }

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -323,7 +322,7 @@ func TestModelContentTypes(t *testing.T) {
 // documents (by writers none of whose documents it was trained on) are sent as text/output.
 func TestPlantedReadsOutput(t *testing.T) {
 	ctx := context.Background()
-	pairs, err := jailbreak.LoadPairFiles(filepath.Join(jailbreak.ModuleRoot(), "internal/jailbreak/corpus/planted-test-*.jsonl"))
+	pairs, err := jailbreak.PlantedTestPairs()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,7 +18,7 @@ import (
 // whose files nothing was trained on, are only measured.
 const (
 	plantedGlob     = "internal/jailbreak/corpus/planted-?.jsonl"
-	plantedTestGlob = "internal/jailbreak/corpus/planted-test-*.jsonl"
+	plantedTestGlob = jailbreak.PlantedTestGlob
 )
 
 // plantedFPR is the share of benign texts (the training split's benign prompts and the
