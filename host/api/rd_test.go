@@ -90,7 +90,7 @@ func TestRDTimeout(t *testing.T) {
 func TestRefusePeer(t *testing.T) {
 	s := New(Options{RefusePeer: func(r *http.Request) string {
 		if r.Header.Get("X-Test-Sandboxed") != "" {
-			return "requests from code this host runs in a sandbox (uid 200001) are refused"
+			return "requests from code sandboxed on this machine (uid 200001) are refused"
 		}
 		return ""
 	}})

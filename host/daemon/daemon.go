@@ -431,7 +431,7 @@ func refuseSandboxed(sandboxUID func(int) bool, logger hclog.Logger) func(*http.
 				// Not knowing who is there must not lock everyone out; say so.
 				logger.Warn("cannot tell which user an API connection comes from", "remote", remote.String(), "error", err)
 			case found && sandboxUID(uid):
-				p.refused = fmt.Sprintf("requests from code this host runs in a sandbox (uid %d) are refused", uid)
+				p.refused = fmt.Sprintf("requests from code sandboxed on this machine (uid %d) are refused", uid)
 			}
 		})
 		return p.refused

@@ -163,12 +163,52 @@ except OSError as e:
 		// can tell apart, and the runner declares no sandbox uids.
 		t.Skipf("not root: sandboxed code runs as the host's uid here (%s)", r.Stdout)
 	}
-	if !strings.HasPrefix(r.Stdout, "403 application/problem+json requests from code this host runs in a sandbox") {
+	if !strings.HasPrefix(r.Stdout, "403 application/problem+json requests from code sandboxed on this machine") {
 		t.Fatalf("sandboxed code reached the API: %+v", r)
 	}
 	// The operator's client still is served, on a fresh connection too.
 	d.c.HTTP.CloseIdleConnections()
 	if _, err := d.c.GetSession(ctx, other.ID); err != nil {
 		t.Fatalf("the host's own client was refused: %v", err)
+	}
+}
+
+// TestSandboxedCodeCannotUseAnotherHost: the sandbox uids are the machine's, not one
+// host's, so a second host on the machine refuses code sandboxed by the first from its
+// start: one that has no Python runner at all, before any session of its own opened one
+// (it once learned the uids only from a runner process it opened itself, and served
+// such code until then).
+func TestSandboxedCodeCannotUseAnotherHost(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("not root: the Python runner runs code as the host's uid and declares no sandbox uids")
+	}
+	d := start(t, pythonConfig(t, t.TempDir()))
+	other := start(t, config(t, t.TempDir(), "default"))
+	netted, err := d.c.CreateSession(ctx, client.CreateSessionRequest{Name: "netted", AllowNetwork: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	code := fmt.Sprintf(`import json, urllib.request, urllib.error
+req = urllib.request.Request(%q, data=b'{"name":"from-a-sandbox"}', method='POST')
+try:
+    body = urllib.request.urlopen(req, timeout=5).read()
+    print('served', body[:200])
+except urllib.error.HTTPError as e:
+    print(e.code, e.headers.get('Content-Type'), json.load(e)['detail'])
+except OSError as e:
+    print('unreachable', type(e).__name__)`, other.url+"/v1/sessions")
+	r, err := d.c.Execute(ctx, netted.ID, client.ExecuteRequest{Runner: "python", Input: code})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(r.Stdout, "403 application/problem+json requests from code sandboxed on this machine") {
+		t.Fatalf("code sandboxed by another host reached this one: %+v", r)
+	}
+	list, err := other.c.ListSessions(ctx, 0, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list.Sessions) != 0 {
+		t.Fatalf("a session was created from the other host's sandbox: %+v", list.Sessions)
 	}
 }

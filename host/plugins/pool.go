@@ -33,6 +33,9 @@ type pool struct {
 	size     int
 	logger   hclog.Logger
 	interval time.Duration
+	// started, when set, hears of each process the pool started (the host records the
+	// sandbox uids it declares).
+	started func(Spec, *Process)
 
 	mu        sync.Mutex
 	idle      []*Process
@@ -54,10 +57,10 @@ type pool struct {
 }
 
 // newPool starts filling a pool of size processes for spec.
-func newPool(spec Spec, size int, logger hclog.Logger) *pool {
+func newPool(spec Spec, size int, logger hclog.Logger, started func(Spec, *Process)) *pool {
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &pool{
-		spec: spec, size: size, logger: logger, interval: poolCheckInterval,
+		spec: spec, size: size, logger: logger, interval: poolCheckInterval, started: started,
 		ctx: ctx, cancel: cancel, wake: make(chan struct{}, 1), stopped: make(chan struct{}),
 	}
 	go p.run()
@@ -143,6 +146,9 @@ func (p *pool) start() (*Process, error) {
 	if err := proc.Configure(ctx, false); err != nil {
 		proc.Kill()
 		return nil, err
+	}
+	if p.started != nil {
+		p.started(p.spec, proc)
 	}
 	return proc, nil
 }

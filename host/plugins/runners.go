@@ -57,11 +57,12 @@ func NewRunners(specs map[string]Spec, logger hclog.Logger) *Runners {
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
-	r := &Runners{logger: logger, specs: specs, pools: map[string]*pool{}, procs: map[runnerKey]*runnerEntry{}}
+	r := &Runners{logger: logger, specs: specs, pools: map[string]*pool{}, procs: map[runnerKey]*runnerEntry{},
+		sandboxUIDs: [][2]int{{runner.SandboxUIDBase, runner.SandboxUIDBase + runner.SandboxUIDCount - 1}}}
 	r.stopped = sync.NewCond(&r.mu)
 	for name, spec := range specs {
 		if spec.Pool > 0 {
-			r.pools[name] = newPool(spec, spec.Pool, logger.With("pool", name))
+			r.pools[name] = newPool(spec, spec.Pool, logger.With("pool", name), r.declared)
 		}
 	}
 	return r
@@ -314,6 +315,14 @@ func (r *Runners) start(ctx context.Context, spec Spec, sess runner.Session) (*P
 // opened logs a process just opened for sess; its uptime says how long it waited in the
 // pool, if it came from there.
 func (r *Runners) opened(spec Spec, sess runner.Session, p *Process) {
+	r.declared(spec, p)
+	r.logger.Debug("runner process opened", "plugin", spec.ID(), "session", sess.ID, "pid", p.PID, "uptime", p.Uptime())
+}
+
+// declared records the sandbox uid ranges a runner process just started says its code runs
+// as, so the API refuses requests from them from then on (before any session opens in
+// it: a pool's process is started ahead of its session).
+func (r *Runners) declared(spec Spec, p *Process) {
 	for _, c := range p.Info.Capabilities {
 		rest, ok := strings.CutPrefix(c, runner.CapSandboxUIDs)
 		if !ok {
@@ -330,7 +339,6 @@ func (r *Runners) opened(spec Spec, sess runner.Session, p *Process) {
 		}
 		r.mu.Unlock()
 	}
-	r.logger.Debug("runner process opened", "plugin", spec.ID(), "session", sess.ID, "pid", p.PID, "uptime", p.Uptime())
 }
 
 // parseUIDRange reads "LOW-HIGH".
@@ -344,8 +352,9 @@ func parseUIDRange(s string) (lo, hi int, ok bool) {
 	return lo, hi, true
 }
 
-// SandboxUID reports whether uid is one a runner process started so far said its
-// sandboxed code runs as. (A sandbox exists only once its runner process has started.)
+// SandboxUID reports whether uid is one the Python runner's sandboxes run code as (on
+// any host of this machine: runner.SandboxUIDBase), or one another runner process started
+// so far said its sandboxed code runs as.
 func (r *Runners) SandboxUID(uid int) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()

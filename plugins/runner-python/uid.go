@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/limitgraph/limit/sdk/runner"
 	"golang.org/x/sys/unix"
 )
 
@@ -15,8 +16,8 @@ import (
 // the session's life makes sure two live sessions on the machine never share one, so the
 // per-uid process limit (RLIMIT_NPROC) and file ownership stay the session's own.
 const (
-	uidBase  = 200000
-	uidRange = 100000
+	uidBase  = runner.SandboxUIDBase
+	uidRange = runner.SandboxUIDCount
 	// uidTries bounds the search for a free uid.
 	uidTries = 4096
 )

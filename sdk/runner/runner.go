@@ -84,6 +84,16 @@ type ExecuteRequest struct {
 // API requests from them, so code a session allowed the network cannot drive the host.
 const CapSandboxUIDs = "sandbox_uids:"
 
+// The uids the Python runner's sandboxes run code as: [SandboxUIDBase,
+// SandboxUIDBase+SandboxUIDCount). They are machine-wide (every host on a machine shares
+// them), so a host refuses API requests from them from its start, whether or not it has
+// started such a runner itself: code in another host's session allowed the network must
+// not drive this one either.
+const (
+	SandboxUIDBase  = 200000
+	SandboxUIDCount = 100000
+)
+
 // Stream names an output stream.
 type Stream int
 
