@@ -516,7 +516,7 @@ func (e *Engine) Execute(ctx context.Context, sessionID string, req Request, emi
 	// the flags and the quarantine if any.
 	// What ran is recorded, and its output checked, even if the client went away meanwhile.
 	rctx := context.WithoutCancel(ctx)
-	content := joinOutput(res)
+	content, outputBytes := joinOutput(res)
 	post, ruleErrs := e.Rules.Evaluate(rctx, sdkgov.EvaluateRequest{
 		Stage: sdkgov.StagePost, SessionID: s.ID, TraceID: cr.ID, Runner: req.Runner, ContentType: "text/output",
 		Content: content,
@@ -524,7 +524,7 @@ func (e *Engine) Execute(ctx context.Context, sessionID string, req Request, emi
 		Metadata: map[string]string{
 			"duration_ms":  strconv.FormatInt(res.DurationMS, 10),
 			"duration_us":  strconv.FormatInt(res.DurationUS, 10),
-			"output_bytes": strconv.Itoa(len(content)),
+			"output_bytes": strconv.Itoa(outputBytes),
 			"tokens":       strconv.FormatUint(totalTokens(res.Usage), 10),
 			"status":       res.Status,
 			"exit_code":    strconv.Itoa(res.ExitCode),
@@ -779,14 +779,23 @@ func totalTokens(u runner.Usage) uint64 {
 	return u.PromptTokens + u.CompletionTokens
 }
 
-func joinOutput(r *Result) string {
+// joinOutput is the text the rules read after a run: everything the code or model could
+// put in the result, the error text included (an exception's message is the code's to
+// choose, returned and recorded like its output), that last so the findings' offsets in
+// the output stay those of the output alone. outputBytes is the size of the output
+// without the error, the figure per-session statistics keep.
+func joinOutput(r *Result) (content string, outputBytes int) {
 	parts := []string{}
 	for _, s := range []string{r.Output, r.Stdout, r.Stderr} {
 		if s != "" {
 			parts = append(parts, s)
 		}
 	}
-	return strings.Join(parts, "\n")
+	outputBytes = len(strings.Join(parts, "\n"))
+	if r.Error != "" {
+		parts = append(parts, r.Error)
+	}
+	return strings.Join(parts, "\n"), outputBytes
 }
 
 func ruleErrorStrings(errs []*governance.RuleError) []string {
