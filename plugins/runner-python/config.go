@@ -124,7 +124,7 @@ func configSchema() base.Schema {
 		},
 		{
 			Name: "max_output_bytes", Type: "string", Default: defaultMaxOutputBytes,
-			Description: "Most bytes of stdout and stderr (together) an execution returns, as bytes or a size such as \"1MiB\"; the rest is dropped after a visible marker and the result says truncated. The expression value shown as the result's output is capped at the same size. A session's own limit overrides it.",
+			Description: "Most bytes of stdout and stderr (together) an execution returns, as bytes or a size such as \"1MiB\"; each stream is guaranteed a quarter of it (at most 64 KiB) whatever the other writes, and a stream that reaches its share is cut after a visible marker (the result says truncated). The expression value shown as the result's output and the error text (an exception's traceback) are each capped at the same size, the error keeping its start and end. A session's own limit overrides it.",
 		},
 		{
 			Name: "max_file_bytes", Type: "string", Default: defaultMaxFileBytes,

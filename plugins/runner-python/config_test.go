@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/limitgraph/limit/sdk/base"
 	"github.com/limitgraph/limit/sdk/runner"
@@ -301,8 +303,85 @@ func TestOutputCap(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if !o.truncated || len(got) != 3 || got[0] != "12345" || got[1] != "6789a" || !strings.Contains(got[2], "output truncated") {
+	// stderr's reserve (a quarter) is not stdout's.
+	if !o.truncated || len(got) != 3 || got[0] != "12345" || got[1] != "678" || !strings.Contains(got[2], "stdout truncated") {
 		t.Errorf("got %q truncated=%v", got, o.truncated)
+	}
+	got = nil
+	for _, s := range []string{"ab", "cdef"} {
+		if err := o.add(runner.Stderr, []byte(s)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(got) != 2 || got[0] != "ab" || !strings.Contains(got[1], "stderr truncated") {
+		t.Errorf("stderr after stdout was cut: %q", got)
+	}
+}
+
+func TestOutputCapReserve(t *testing.T) {
+	// Budget 100: each stream is guaranteed 25 bytes; the rest is first come, first served.
+	tests := []struct {
+		name   string
+		writes []string // "o:n" or "e:n": n bytes to stdout or stderr
+		out    uint64
+		errs   uint64
+		cut    [2]bool
+	}{
+		{"stdout alone", []string{"o:200"}, 75, 0, [2]bool{true, false}},
+		{"stderr alone", []string{"e:200"}, 0, 75, [2]bool{false, true}},
+		{"stderr after a stdout flood", []string{"o:200", "e:200"}, 75, 25, [2]bool{true, true}},
+		{"stdout after a stderr flood", []string{"e:200", "o:10", "o:30"}, 25, 75, [2]bool{true, true}},
+		{"both within", []string{"o:50", "e:40", "o:10"}, 60, 40, [2]bool{}},
+		{"stderr past its reserve first", []string{"e:60", "o:60"}, 40, 60, [2]bool{true, false}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var n [2]uint64
+			markers := 0
+			o := outputCap{max: 100, emit: func(ev runner.Event) error {
+				i := 0
+				if ev.Output.Stream == runner.Stderr {
+					i = 1
+				}
+				if strings.Contains(string(ev.Output.Data), "truncated: max_output_bytes") {
+					markers++
+				} else {
+					n[i] += uint64(len(ev.Output.Data))
+				}
+				return nil
+			}}
+			for _, w := range tt.writes {
+				size, _ := strconv.Atoi(w[2:])
+				s := runner.Stdout
+				if w[0] == 'e' {
+					s = runner.Stderr
+				}
+				if err := o.add(s, bytes.Repeat([]byte("z"), size)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			wantMarkers := 0
+			for _, c := range tt.cut {
+				if c {
+					wantMarkers++
+				}
+			}
+			if n[0] != tt.out || n[1] != tt.errs || o.cut != tt.cut || markers != wantMarkers || o.truncated != (wantMarkers > 0) {
+				t.Errorf("stdout %d stderr %d cut %v markers %d truncated %v", n[0], n[1], o.cut, markers, o.truncated)
+			}
+		})
+	}
+}
+
+func TestCapError(t *testing.T) {
+	long := "Traceback\n" + strings.Repeat("é", 1000) + "\nValueError: end\n"
+	got, cut := capError(long, 101)
+	if !cut || !strings.HasPrefix(got, "Traceback\n") || !strings.HasSuffix(got, "ValueError: end\n") || !utf8.ValidString(got) ||
+		len(got) > 101+len(errorCutMarker)+20 || !strings.Contains(got, "[error truncated: max_output_bytes of 101 bytes reached;") {
+		t.Errorf("capError = %q, %v", got, cut)
+	}
+	if got, cut := capError("short", 5); got != "short" || cut {
+		t.Errorf("capError(short) = %q, %v", got, cut)
 	}
 }
 

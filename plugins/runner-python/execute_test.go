@@ -265,8 +265,9 @@ func TestPrint100MB(t *testing.T) {
 	if e.res.Status != runner.StatusOK || !e.res.Truncated {
 		t.Fatalf("%s", e)
 	}
-	marker := fmt.Sprintf(truncationMarker, 1<<20)
-	if !strings.HasSuffix(e.stdout, marker) || len(e.stdout) != 1<<20+len(marker) || strings.Contains(e.stdout, "never") {
+	// stdout gets all of the budget but stderr's reserve.
+	marker := fmt.Sprintf(truncationMarker, "stdout", 1<<20, "stdout")
+	if !strings.HasSuffix(e.stdout, marker) || len(e.stdout) != 1<<20-streamReserveMax+len(marker) || strings.Contains(e.stdout, "never") {
 		t.Errorf("stdout has %d bytes, ends %q", len(e.stdout), e.stdout[max(0, len(e.stdout)-120):])
 	}
 	// A huge expression value is cut to the same limit.
@@ -275,6 +276,65 @@ func TestPrint100MB(t *testing.T) {
 		t.Errorf("value of %d bytes, truncated=%v", len(e.res.Output), e.res.Truncated)
 	}
 	if e := s.mustRun("print('alive')"); e.stdout != "alive\n" || e.res.Truncated {
+		t.Errorf("%s", e)
+	}
+}
+
+// TestStderrAfterStdoutFlood checks that a stream flooded past max_output_bytes does not
+// silence the other: each keeps its reserve, and each says where it was cut.
+func TestStderrAfterStdoutFlood(t *testing.T) {
+	t.Parallel()
+	s := open(t, nil, nil) // max_output_bytes: 1 MiB
+	const budget, reserve = 1 << 20, streamReserveMax
+	stdoutCut := fmt.Sprintf(truncationMarker, "stdout", budget, "stdout")
+	stderrCut := fmt.Sprintf(truncationMarker, "stderr", budget, "stderr")
+	e := s.run("import sys\nsys.stdout.write('0123456789' * 300_000)\nsys.stdout.flush()\nsys.stderr.write('E' * 2_000_000)\nsys.stderr.flush()\nraise ValueError('the end')", 0)
+	if e.res.Status != runner.StatusError || !e.res.Truncated || !strings.Contains(e.res.Error, "ValueError: the end") {
+		t.Fatalf("%s", e)
+	}
+	if !strings.HasSuffix(e.stdout, stdoutCut) || len(e.stdout) != budget-reserve+len(stdoutCut) {
+		t.Errorf("stdout has %d bytes, ends %q", len(e.stdout), e.stdout[max(0, len(e.stdout)-120):])
+	}
+	if e.stderr != strings.Repeat("E", reserve)+stderrCut {
+		t.Errorf("stderr has %d bytes, ends %q", len(e.stderr), e.stderr[max(0, len(e.stderr)-120):])
+	}
+	// The other way round: warnings flood stderr, the answer still reaches stdout.
+	e = s.run("import sys\nsys.stderr.write('W' * 2_000_000)\nsys.stderr.flush()\nprint('answer: 42')", 0)
+	if e.res.Status != runner.StatusOK || !e.res.Truncated || e.stdout != "answer: 42\n" ||
+		!strings.HasSuffix(e.stderr, stderrCut) || len(e.stderr) != budget-reserve+len(stderrCut) {
+		t.Errorf("%s", e)
+	}
+}
+
+// TestErrorTextCapped checks that an exception's text, which the code chooses, is held to
+// the session's max_output_bytes like its output, keeping the traceback's start and end.
+func TestErrorTextCapped(t *testing.T) {
+	t.Parallel()
+	const budget = 1000
+	s := open(t, nil, func(sess *runner.Session) { sess.Limits.MaxOutputBytes = budget })
+	e := s.run("def f():\n    raise ValueError('x' * 5_000_000 + ' the end')\nf()", 0)
+	if e.res.Status != runner.StatusError || !e.res.Truncated {
+		t.Fatalf("%s", e)
+	}
+	if len(e.res.Error) > budget+len(errorCutMarker)+20 || !strings.HasPrefix(e.res.Error, "Traceback") ||
+		!strings.HasSuffix(e.res.Error, "x the end\n") || !strings.Contains(e.res.Error, "[error truncated: max_output_bytes of 1000 bytes reached;") {
+		t.Errorf("error of %d bytes: %q", len(e.res.Error), clip(e.res.Error))
+	}
+	// Short errors are whole, and the flag stays off.
+	if e := s.run("raise KeyError('k')", 0); !strings.HasSuffix(e.res.Error, "KeyError: 'k'\n") || e.res.Truncated || strings.Contains(e.res.Error, "truncated") {
+		t.Errorf("%s", e)
+	}
+	// A limit's own words come before the code's, which are cut just the same.
+	e = s.run("raise MemoryError('y' * 100_000)", 0)
+	if e.res.Status != runner.StatusLimitExceeded || !e.res.Truncated || !strings.HasPrefix(e.res.Error, "memory limit of") || len(e.res.Error) > 2*budget {
+		t.Errorf("%s", e)
+	}
+	// Past 1 MiB the worker cuts the text itself (to bound its frame), keeping its end:
+	// the result says so all the same.
+	big := open(t, map[string]any{"max_output_bytes": "8MiB"}, nil)
+	e = big.run("raise ValueError('z' * 3_000_000 + ' the end')", 0)
+	if e.res.Status != runner.StatusError || !e.res.Truncated || len(e.res.Error) > 1<<20+200 ||
+		!strings.HasSuffix(e.res.Error, "z the end\n") || !strings.Contains(e.res.Error, "characters cut ...]") {
 		t.Errorf("%s", e)
 	}
 }

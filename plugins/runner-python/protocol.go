@@ -21,7 +21,7 @@ const (
 	// frameReady (worker → plugin) says the interpreter is up: keyPID, keyVersion, keyUID.
 	frameReady byte = 'R'
 	// frameDone (worker → plugin) ends an execution: keyID, keyStatus, keyExit, keyError,
-	// keyType, keyErrno, keyValue, keyCPU.
+	// keyType, keyErrno, keyValue, keyCPU, keyCut.
 	frameDone byte = 'D'
 	// frameConfig (plugin → init) carries the sandbox configuration as JSON in keyJSON.
 	frameConfig byte = 'C'
@@ -49,6 +49,8 @@ const (
 	keyCPU     byte = 'm'
 	keyJSON    byte = 'j'
 	keySignal  byte = 'g'
+	// keyCut says the worker cut the error text or value to its own bound (MAX_TEXT).
+	keyCut byte = 'k'
 )
 
 // maxFrame bounds a frame read from the sandbox: the worker caps what it sends well below

@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
@@ -969,7 +970,7 @@ func (w *worker) run(ctx context.Context, rr runRequest) (runner.Result, error) 
 			res := w.result(*ev.done, reason, rr)
 			res.Duration = time.Since(start)
 			res.Usage.Extra["duration_us"] = float64(res.Duration.Microseconds())
-			res.Truncated = out.truncated
+			res.Truncated = res.Truncated || out.truncated
 			if uint64(len(res.Output)) > rr.maxOut {
 				res.Output = strings.ToValidUTF8(res.Output[:rr.maxOut], "") + "…"
 				res.Truncated = true
@@ -1033,7 +1034,10 @@ func (w *worker) result(f frame, reason stopReason, rr runRequest) runner.Result
 	if sbPeak > 0 {
 		res.Usage.Extra["sandbox_peak_memory_bytes"] = float64(sbPeak)
 	}
-	errText := strings.ToValidUTF8(f.str(keyError), "\uFFFD")
+	// The error text is the code's too (an exception's message is anything it likes): it
+	// gets max_output_bytes of its own, like the value.
+	errText, cut := capError(strings.ToValidUTF8(f.str(keyError), "\uFFFD"), rr.maxOut)
+	res.Truncated = cut || f.int(keyCut) != 0
 	switch f.str(keyStatus) {
 	case "ok":
 		res.Status, res.FinishReason = runner.StatusOK, "completed"
@@ -1103,33 +1107,76 @@ func (w *worker) deathResult(reason stopReason, rr runRequest, overdue bool) run
 	return res
 }
 
-// outputCap forwards output up to a byte limit, then a marker, then nothing.
+// outputCap forwards the code's stdout and stderr up to max_output_bytes together, then a
+// marker for each stream it cuts, then nothing of that stream. Each stream is guaranteed
+// the first streamReserve bytes of the budget, whatever the other wrote: a program that
+// floods stdout still gets what it writes to stderr (a warning, a child process's
+// traceback) through, and one that floods stderr still gets its answer out.
 type outputCap struct {
 	max       uint64
-	n         uint64
+	n         [2]uint64 // bytes forwarded: stdout, stderr
+	cut       [2]bool   // the stream was cut: its marker is written, the rest dropped
 	truncated bool
 	emit      func(runner.Event) error
 }
 
-// truncationMarker is written once where output is cut.
-const truncationMarker = "\n[output truncated: max_output_bytes of %d bytes reached; the rest was dropped]\n"
+// streamReserveMax bounds what outputCap reserves for each stream: a quarter of the
+// budget, at most this.
+const streamReserveMax = 64 << 10
+
+// streamReserve is the part of a budget of max bytes each stream is guaranteed.
+func streamReserve(max uint64) uint64 { return min(max/4, streamReserveMax) }
+
+// truncationMarker is written once in a stream where it is cut.
+const truncationMarker = "\n[%s truncated: max_output_bytes of %d bytes reached; the rest of %s was dropped]\n"
 
 func (o *outputCap) add(s runner.Stream, data []byte) error {
-	if o.truncated {
+	i, name := 0, "stdout"
+	if s == runner.Stderr {
+		i, name = 1, "stderr"
+	}
+	if o.cut[i] {
 		return nil
 	}
-	if rem := o.max - o.n; uint64(len(data)) > rem {
-		data = data[:rem]
-		o.truncated = true
+	// What the other stream wrote, or its reserve if it wrote less, is not this one's.
+	other := max(o.n[1-i], streamReserve(o.max))
+	var rem uint64
+	if lim := o.max - min(other, o.max); lim > o.n[i] {
+		rem = lim - o.n[i]
 	}
-	o.n += uint64(len(data))
+	if uint64(len(data)) > rem {
+		data = data[:rem]
+		o.cut[i], o.truncated = true, true
+	}
+	o.n[i] += uint64(len(data))
 	if len(data) > 0 {
 		if err := o.emit(runner.Event{Output: &runner.Output{Stream: s, Data: data}}); err != nil {
 			return err
 		}
 	}
-	if o.truncated {
-		return o.emit(runner.Event{Output: &runner.Output{Stream: s, Data: fmt.Appendf(nil, truncationMarker, o.max)}})
+	if o.cut[i] {
+		return o.emit(runner.Event{Output: &runner.Output{Stream: s, Data: fmt.Appendf(nil, truncationMarker, name, o.max, name)}})
 	}
 	return nil
+}
+
+// errorCutMarker replaces the middle of an error text longer than max_output_bytes.
+const errorCutMarker = "\n[error truncated: max_output_bytes of %d bytes reached; %d bytes cut here]\n"
+
+// capError cuts an error text to max bytes (and the marker), keeping its start and its
+// end: a traceback's end names the exception, its start where it was raised from. It
+// reports whether it cut.
+func capError(s string, max uint64) (string, bool) {
+	if uint64(len(s)) <= max {
+		return s, false
+	}
+	head, tail := s[:max/2], s[uint64(len(s))-(max-max/2):]
+	// Cut on character boundaries: drop a partial character at either end of the cut.
+	for len(head) > 0 && !utf8.RuneStart(s[len(head)]) {
+		head = head[:len(head)-1]
+	}
+	for len(tail) > 0 && !utf8.RuneStart(tail[0]) {
+		tail = tail[1:]
+	}
+	return head + fmt.Sprintf(errorCutMarker, max, len(s)-len(head)-len(tail)) + tail, true
 }

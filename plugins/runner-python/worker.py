@@ -113,10 +113,20 @@ def _fields(b):
     return out
 
 
-def _cap(s):
-    if len(s) > MAX_TEXT:
-        return s[:MAX_TEXT] + "\n[... truncated]"
-    return s
+_cut = False  # _cap cut a text of the current execution
+
+
+def _cap(s, tail=False):
+    # The plugin cuts the text again to the session's max_output_bytes; this bounds the
+    # frame. An error keeps its end too: the exception is named there.
+    global _cut
+    if len(s) <= MAX_TEXT:
+        return s
+    _cut = True
+    if tail:
+        half = MAX_TEXT // 2
+        return "%s\n[... %d characters cut ...]\n%s" % (s[:half], len(s) - 2 * half, s[-half:])
+    return s[:MAX_TEXT] + "\n[... truncated]"
 
 
 def _flush():
@@ -143,7 +153,7 @@ def _format(exc):
     # Drop the worker's own frames (the exec call, the SIGINT handler) from the stack.
     te.stack = traceback.StackSummary.from_list(
         [f for f in te.stack if f.filename != SELF_FILE])
-    return _cap("".join(te.format()))
+    return _cap("".join(te.format()), True)
 
 
 def _run(name, code):
@@ -171,7 +181,8 @@ def _child_exit(exc):
 
 
 def _execute(cell, fields):
-    global _running
+    global _running, _cut
+    _cut = False
     eid = fields.get(b"i", b"")
     name = "<exec-%d>" % cell
     code = fields.get(b"c", b"").decode("utf-8", "surrogateescape")
@@ -218,6 +229,8 @@ def _execute(cell, fields):
         if isinstance(errno, int):
             out.append((b"n", errno))
     del exc
+    if _cut:
+        out.append((b"k", 1))
     try:
         _send(b"D", out)
     except MemoryError:
