@@ -252,7 +252,7 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (*Session, erro
 	seen := map[string]bool{}
 	for _, r := range s.Runners {
 		if m.opts.Runners == nil || !m.opts.Runners.Has(r) {
-			return nil, invalidf("runner %q is not configured on this host (configured: %s)", r, strings.Join(m.runnerNames(), ", "))
+			return nil, invalidf("%s", m.notConfigured(r))
 		}
 		if seen[r] {
 			return nil, invalidf("runner %q is listed twice", r)
@@ -266,6 +266,15 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (*Session, erro
 		return nil, err
 	}
 	return s, nil
+}
+
+// notConfigured says that the runner name is not one of this host's, and which are.
+func (m *Manager) notConfigured(name string) string {
+	names := m.runnerNames()
+	if len(names) == 0 {
+		return fmt.Sprintf("runner %q is not configured on this host, which has no runners (its config has no runner block)", name)
+	}
+	return fmt.Sprintf("runner %q is not configured on this host (configured: %s)", name, strings.Join(names, ", "))
 }
 
 func (m *Manager) runnerNames() []string {
@@ -512,7 +521,7 @@ func (m *Manager) Acquire(ctx context.Context, s *Session) (func(), error) {
 // Runner returns the session's process for the named runner, starting it if needed.
 func (m *Manager) Runner(ctx context.Context, s *Session, name string) (*plugins.Handle, error) {
 	if m.opts.Runners == nil || !m.opts.Runners.Has(name) {
-		return nil, invalidf("runner %q is not configured on this host (configured: %s)", name, strings.Join(m.runnerNames(), ", "))
+		return nil, invalidf("%s", m.notConfigured(name))
 	}
 	if len(s.Runners) > 0 && !contains(s.Runners, name) {
 		return nil, invalidf("runner %q is not enabled for this session (enabled: %s)", name, strings.Join(s.Runners, ", "))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -236,5 +237,15 @@ func TestCreateBoundsMemory(t *testing.T) {
 		if _, err := m.Create(context.Background(), CreateRequest{Limits: Limits{MemoryBytes: b}}); err != nil {
 			t.Errorf("limits.memory_bytes %d: %v", b, err)
 		}
+	}
+}
+
+// TestUnknownRunnerOnAHostWithoutRunners: a host with no runner block says so, rather
+// than listing an empty "configured: ".
+func TestUnknownRunnerOnAHostWithoutRunners(t *testing.T) {
+	m := newManager(t, memstore.New())
+	_, err := m.Create(context.Background(), CreateRequest{Runners: []string{"python"}})
+	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), `runner "python" is not configured on this host, which has no runners`) {
+		t.Fatalf("a session naming a runner on a host without any: %v", err)
 	}
 }
