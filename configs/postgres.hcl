@@ -7,6 +7,11 @@
 # The plugin creates its tables (limit_kv, limit_schema_migrations) and migrates them at
 # start; several limitd nodes can share one database. Or keep your own file and set
 # STORAGE_BACKEND=postgres and DATABASE_URL.
+#
+# This file sets up storage only: it has no runner and no governance rule, so sessions
+# here run nothing. For the default host (Python runner, jailbreak, codesafety and anomaly
+# rules) on this backend, start configs/default.hcl with STORAGE_BACKEND=postgres instead, or
+# copy its runner and governance blocks here.
 
 host {
   listen   = "127.0.0.1:8080"
