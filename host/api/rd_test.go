@@ -147,6 +147,23 @@ func TestFGWFeatureRows(t *testing.T) {
 	}
 }
 
+// TestFGWPrecisionLost: structures of 1e8 against a feature cost of 1 are a 422 naming m
+// and the scale ratio, not a plan that ignores m reported as converged; at 1e6 the
+// features still decide the plan.
+func TestFGWPrecisionLost(t *testing.T) {
+	s := rdServer(t, config.RD{Alpha: 0.5})
+	for _, method := range []string{"cg", "entropic"} {
+		code, body := post(t, s, "/v1/rd/fgw", `{"c1":[[0,1e8],[1e8,0]],"c2":[[0,1e8],[1e8,0]],"m":[[0,1],[1,0]],"return_plan":true,"method":"`+method+`"}`)
+		if code != 422 || body["field"] != "m" || body["scale_ratio"] != 1e-16 || !strings.Contains(fmt.Sprint(body["detail"]), "ratio of 1e-16") {
+			t.Errorf("%s: %d %v, want 422 on m with the scale ratio", method, code, body)
+		}
+	}
+	code, body := post(t, s, "/v1/rd/fgw", `{"c1":[[0,1e6],[1e6,0]],"c2":[[0,1e6],[1e6,0]],"m":[[0,1],[1,0]],"return_plan":true}`)
+	if code != 200 || body["distance"] != 0.0 || fmt.Sprint(body["plan"]) != "[[0.5 0] [0 0.5]]" {
+		t.Errorf("entries 1e6: %d %v, want the diagonal plan at distance 0", code, body)
+	}
+}
+
 // TestSessionKneeTooFewDistinct: a session whose refinement points are all the same is
 // one with fewer than 3 points on its curve: 422, like one with fewer than 3 points, not a
 // 400 about a "points" field the client never sent.
