@@ -128,6 +128,25 @@ func TestKneeInput(t *testing.T) {
 	}
 }
 
+// TestKneeWithinRounding: a curve whose points differ only in their last bits has no knee,
+// in both endpoints: POST /v1/rd/knee answers as for equal x values (400 on points), and
+// POST /v1/rd/curve of a source whose every distortion is 5 has no knee but a knee_error.
+func TestKneeWithinRounding(t *testing.T) {
+	s := rdServer(t, config.RD{Alpha: 0.5})
+	code, body := post(t, s, "/v1/rd/knee", `{"points":[[4.999999999999999,0],[5,1e-17],[5.000000000000001,0]]}`)
+	if code != 400 || body["field"] != "points" || !strings.Contains(fmt.Sprint(body["detail"]), "same x up to rounding") {
+		t.Errorf("x = 5 ± 1 ulp: %d %v", code, body)
+	}
+	code, body = post(t, s, "/v1/rd/knee", `{"points":[[0,1000],[1,1000.0000000000001],[2,1000]]}`)
+	if code != 422 || !strings.Contains(fmt.Sprint(body["detail"]), "no knee") {
+		t.Errorf("y = 1000 ± 1 ulp: %d %v", code, body)
+	}
+	code, body = post(t, s, "/v1/rd/curve", `{"p":[0.5,0.5],"distortion":[[5,5],[5,5]]}`)
+	if code != 200 || body["knee"] != nil || !strings.Contains(fmt.Sprint(body["knee_error"]), "same x up to rounding") {
+		t.Errorf("distortions all 5: %d knee %v, knee_error %v", code, body["knee"], body["knee_error"])
+	}
+}
+
 // TestFGWFeatureRows: features with a row count other than their graph's node count are
 // refused on the field the client sent (features_a or features_b), not on m, which it
 // did not send.
