@@ -38,9 +38,11 @@ func (s *Server) rdContext(r *http.Request) (context.Context, context.CancelFunc
 }
 
 // rdError maps the RD core's errors: bad input is 400 (422 would also do; 400 is what the
-// rest of the API answers for invalid bodies).
+// rest of the API answers for invalid bodies); a well-formed FGW problem whose feature
+// cost float64 cannot resolve beside its structures is 422, with the scale ratio.
 func (s *Server) rdFail(w http.ResponseWriter, r *http.Request, err error) {
 	var ie *rd.InputError
+	var pe *rd.PrecisionError
 	switch {
 	case errors.Is(err, context.DeadlineExceeded):
 		writeProblem(w, r, http.StatusUnprocessableEntity, fmt.Sprintf(
@@ -50,6 +52,8 @@ func (s *Server) rdFail(w http.ResponseWriter, r *http.Request, err error) {
 		writeProblem(w, r, http.StatusServiceUnavailable, "the computation was stopped: the host is shutting down or the client left", nil)
 	case errors.As(err, &ie):
 		writeProblem(w, r, http.StatusBadRequest, err.Error(), map[string]any{"field": ie.Field})
+	case errors.As(err, &pe):
+		writeProblem(w, r, http.StatusUnprocessableEntity, err.Error(), map[string]any{"field": "m", "scale_ratio": pe.Ratio, "min_scale_ratio": pe.MinRatio})
 	case errors.Is(err, rd.ErrNoKnee):
 		writeProblem(w, r, http.StatusUnprocessableEntity, err.Error(), nil)
 	default:

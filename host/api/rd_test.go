@@ -128,6 +128,25 @@ func TestKneeInput(t *testing.T) {
 	}
 }
 
+// TestKneeWithinRounding: a curve whose points differ only in their last bits has no knee,
+// in both endpoints: POST /v1/rd/knee answers as for equal x values (400 on points), and
+// POST /v1/rd/curve of a source whose every distortion is 5 has no knee but a knee_error.
+func TestKneeWithinRounding(t *testing.T) {
+	s := rdServer(t, config.RD{Alpha: 0.5})
+	code, body := post(t, s, "/v1/rd/knee", `{"points":[[4.999999999999999,0],[5,1e-17],[5.000000000000001,0]]}`)
+	if code != 400 || body["field"] != "points" || !strings.Contains(fmt.Sprint(body["detail"]), "same x up to rounding") {
+		t.Errorf("x = 5 ± 1 ulp: %d %v", code, body)
+	}
+	code, body = post(t, s, "/v1/rd/knee", `{"points":[[0,1000],[1,1000.0000000000001],[2,1000]]}`)
+	if code != 422 || !strings.Contains(fmt.Sprint(body["detail"]), "no knee") {
+		t.Errorf("y = 1000 ± 1 ulp: %d %v", code, body)
+	}
+	code, body = post(t, s, "/v1/rd/curve", `{"p":[0.5,0.5],"distortion":[[5,5],[5,5]]}`)
+	if code != 200 || body["knee"] != nil || !strings.Contains(fmt.Sprint(body["knee_error"]), "same x up to rounding") {
+		t.Errorf("distortions all 5: %d knee %v, knee_error %v", code, body["knee"], body["knee_error"])
+	}
+}
+
 // TestFGWFeatureRows: features with a row count other than their graph's node count are
 // refused on the field the client sent (features_a or features_b), not on m, which it
 // did not send.
@@ -144,6 +163,23 @@ func TestFGWFeatureRows(t *testing.T) {
 	}
 	if code, body := post(t, s, "/v1/rd/fgw", fmt.Sprintf(`{"c1": %s, "c2": %s, "features_a": [[0], [1], [2]], "features_b": [[0], [1], [2]]}`, ring(3), ring(3))); code != 200 || body["distance"] != 0.0 {
 		t.Errorf("same graph, same features: %d %v", code, body)
+	}
+}
+
+// TestFGWPrecisionLost: structures of 1e8 against a feature cost of 1 are a 422 naming m
+// and the scale ratio, not a plan that ignores m reported as converged; at 1e6 the
+// features still decide the plan.
+func TestFGWPrecisionLost(t *testing.T) {
+	s := rdServer(t, config.RD{Alpha: 0.5})
+	for _, method := range []string{"cg", "entropic"} {
+		code, body := post(t, s, "/v1/rd/fgw", `{"c1":[[0,1e8],[1e8,0]],"c2":[[0,1e8],[1e8,0]],"m":[[0,1],[1,0]],"return_plan":true,"method":"`+method+`"}`)
+		if code != 422 || body["field"] != "m" || body["scale_ratio"] != 1e-16 || !strings.Contains(fmt.Sprint(body["detail"]), "ratio of 1e-16") {
+			t.Errorf("%s: %d %v, want 422 on m with the scale ratio", method, code, body)
+		}
+	}
+	code, body := post(t, s, "/v1/rd/fgw", `{"c1":[[0,1e6],[1e6,0]],"c2":[[0,1e6],[1e6,0]],"m":[[0,1],[1,0]],"return_plan":true}`)
+	if code != 200 || body["distance"] != 0.0 || fmt.Sprint(body["plan"]) != "[[0.5 0] [0 0.5]]" {
+		t.Errorf("entries 1e6: %d %v, want the diagonal plan at distance 0", code, body)
 	}
 }
 

@@ -11,7 +11,8 @@ import (
 //
 //   - start from G = p·qᵀ (or g0), loss f(G) = ⟨(1−α)M, G⟩ + α·gwloss(G) with
 //     gwloss(G) = ⟨constC, G⟩ − 2⟨C1·G·C2ᵀ, G⟩;
-//   - each iteration: linearise with POT's gradient (1−α)M + α·2·(constC − 2·C1·G·C2ᵀ),
+//   - each iteration: linearise with POT's gradient (1−α)M + α·2·(constC − 2·C1·G·C2ᵀ)
+//     (without constC, below),
 //     solve the exact OT problem for the vertex Gc, take the closed-form step τ in [0, 1]
 //     that minimises the quadratic f(G + τ(Gc − G)) (solve_1d_linesearch_quad, including
 //     its rule for the non-convex case), recompute the loss;
@@ -27,6 +28,15 @@ import (
 // O(nm) inner product. The linear problems are warm-started from the previous optimal
 // basis. POT also adds min(Mi) to the linear cost (a constant shift that does not
 // change the optimal vertex); that shift is not reproduced.
+//
+// The constant part of the square loss is kept out of the iterations: constC_ij is a
+// row part plus a column part, so ⟨constC, X⟩ is the same number K for every coupling X
+// of p and q. The linear step's cost and the line search leave it out (it changes
+// neither the vertex nor τ), and the stopping rule compares the losses without it
+// (dividing by the whole loss αK + v for the relative test): K is of the order of the
+// squared structure entries, and carried through sums that cancel it, its rounding
+// would swamp a feature cost far smaller. The distance reported is the loss of the
+// final plan, evaluated afresh (planLoss).
 func (ws *Workspace) conditionalGradient(pr *problem, cfg FGWConfig, g0 *mat.Dense) (FGWResult, error) {
 	n, m := pr.n, pr.m
 	nm := n * m
@@ -47,8 +57,13 @@ func (ws *Workspace) conditionalGradient(pr *problem, cfg FGWConfig, g0 *mat.Den
 	ws.tr.hasTree = false
 
 	alpha := pr.alpha
-	eg, ag := ws.lossTerms(pr)
-	f := eg - 2*alpha*ag
+	// The loss is α·K + v: K = ⟨constC, G⟩ = Σ constR·p + Σ constC·q is the same for
+	// every coupling, v = (1−α)⟨M, G⟩ − 2α⟨A, G⟩ is what changes. The change between
+	// iterations is taken on v alone, so that K's rounding (K is of the order of the
+	// squared structure entries) is not mistaken for progress or its absence.
+	k := ws.constTerm(pr)
+	mg, ag := ws.featureAndCross(pr)
+	v := (1-alpha)*mg - 2*alpha*ag
 
 	it := 0
 	converged := false
@@ -57,28 +72,30 @@ func (ws *Workspace) conditionalGradient(pr *problem, cfg FGWConfig, g0 *mat.Den
 			return FGWResult{}, err
 		}
 		it++
-		old := f
-		ws.gradient(pr)
+		old := v
+		ws.gradient(pr, false)
 		if err := ws.tr.Solve(pr.p, pr.q, ws.mi); err != nil {
 			return FGWResult{}, errf("linear step %d: %w", it, err)
 		}
 		ws.vtx = ws.tr.AppendPlan(ws.vtx[:0])
 		ws.updateVertexProducts(pr)
 
-		// Line search on f(G + τΔ) = a·τ² + b·τ + c with Δ = Gc − G, D = B − A.
+		// Line search on f(G + τΔ) = a·τ² + b·τ + c with Δ = Gc − G, D = B − A. The
+		// constant part α⟨constC, ·⟩ is left out of b: Gc and G have the same marginals,
+		// so ⟨constC, Δ⟩ is 0, and evaluating it at the structure's scale would only add
+		// that scale's rounding to a coefficient the feature cost may be far below.
 		var eG, aG, bG float64
 		for i := 0; i < n; i++ {
 			row := ws.g[i*m : i*m+m]
 			ar := ws.a[i*m : i*m+m]
 			br := ws.b[i*m : i*m+m]
 			fr := pr.feat[i*m : i*m+m]
-			cr := ws.constR[i]
 			var se, sa, sb float64
 			for j, gv := range row {
 				if gv == 0 {
 					continue
 				}
-				se += ((1-alpha)*fr[j] + alpha*(cr+ws.constC[j])) * gv
+				se += fr[j] * gv
 				sa += ar[j] * gv
 				sb += br[j] * gv
 			}
@@ -89,22 +106,21 @@ func (ws *Workspace) conditionalGradient(pr *problem, cfg FGWConfig, g0 *mat.Den
 		var eV, aV, bV float64
 		for _, e := range ws.vtx {
 			k := e.I*m + e.J
-			eV += ((1-alpha)*pr.feat[k] + alpha*(ws.constR[e.I]+ws.constC[e.J])) * e.Mass
+			eV += pr.feat[k] * e.Mass
 			aV += ws.a[k] * e.Mass
 			bV += ws.b[k] * e.Mass
 		}
 		dDelta := (bV - aV) - (bG - aG)
 		qa := -2 * alpha * dDelta
-		qb := (eV - eG) - 2*alpha*((bG-aG)+(aV-aG))
-		qc := eG - 2*alpha*aG
-		tau := lineSearchQuad(qa, qb, qc)
+		qb := (1-alpha)*(eV-eG) - 2*alpha*((bG-aG)+(aV-aG))
+		tau := lineSearchQuad(qa, qb)
 
 		ws.step(pr, tau)
-		eg, ag = ws.lossTerms(pr)
-		f = eg - 2*alpha*ag
+		mg, ag = ws.featureAndCross(pr)
+		v = (1-alpha)*mg - 2*alpha*ag
 
-		absDelta := math.Abs(f - old)
-		rel := absDelta / math.Abs(f)
+		absDelta := math.Abs(v - old)
+		rel := absDelta / math.Abs(alpha*k+v)
 		if rel < cfg.Tol || absDelta < cfg.Tol {
 			converged = true
 			break
@@ -115,18 +131,18 @@ func (ws *Workspace) conditionalGradient(pr *problem, cfg FGWConfig, g0 *mat.Den
 		ws.vtx, ws.prevVtx = ws.prevVtx, ws.vtx
 	}
 	ws.vtx, ws.prevVtx = ws.prevVtx, ws.vtx
-	return FGWResult{Distance: f, Iterations: it, Converged: converged}, nil
+	return FGWResult{Distance: ws.planLoss(pr), Iterations: it, Converged: converged}, nil
 }
 
 // lineSearchQuad is POT's solve_1d_linesearch_quad: the minimiser over [0, 1] of
-// a·x² + b·x + c; for a ≤ 0 the better end point (1 only if strictly better).
-func lineSearchQuad(a, b, c float64) float64 {
+// a·x² + b·x + c; for a ≤ 0 the better end point (1 only if strictly better). POT
+// compares c with a + c + b; c is left out here, as it cancels: added to a loss of the
+// structure's scale, a + b of the feature cost's scale would round away.
+func lineSearchQuad(a, b float64) float64 {
 	if a > 0 {
 		return math.Min(1, math.Max(0, -b/(2*a)))
 	}
-	f0 := c
-	f1 := a + f0 + b
-	if f0 > f1 {
+	if a+b < 0 {
 		return 1
 	}
 	return 0
@@ -200,6 +216,85 @@ func outer(dst, u, v []float64) {
 	}
 }
 
+// constTerm returns K = Σ_i constR_i·p_i + Σ_j constC_j·q_j (plus the transposed
+// parts' share for non-symmetric structures, which is the same number): ⟨constC, G⟩ for
+// every coupling G of p and q.
+func (ws *Workspace) constTerm(pr *problem) float64 {
+	var k float64
+	for i, w := range pr.p {
+		k += ws.constR[i] * w
+	}
+	for j, w := range pr.q {
+		k += ws.constC[j] * w
+	}
+	return k
+}
+
+// featureAndCross returns ⟨M, G⟩ and ⟨A, G⟩.
+func (ws *Workspace) featureAndCross(pr *problem) (mg, ag float64) {
+	n, m := pr.n, pr.m
+	for i := 0; i < n; i++ {
+		row := ws.g[i*m : i*m+m]
+		ar := ws.a[i*m : i*m+m]
+		fr := pr.feat[i*m : i*m+m]
+		var sm, sa float64
+		for j, gv := range row {
+			if gv == 0 {
+				continue
+			}
+			sm += fr[j] * gv
+			sa += ar[j] * gv
+		}
+		mg += sm
+		ag += sa
+	}
+	return mg, ag
+}
+
+// planLoss returns the loss of the plan G, the distance reported. When G has few
+// non-zero cells (conditional gradient ends on a vertex or a mix of a few, at most
+// n+m−1 cells each), it is evaluated by its definition over G's support,
+//
+//	(1−α) Σ M_ij G_ij + α Σ_(ij)(kl) (C1_ik − C2_jl)² G_ij G_kl,
+//
+// a sum of non-negative terms, accurate to its own relative rounding whatever the
+// scale of the structures against the features (a graph against itself gives exactly
+// 0), in O(nnz²) ≤ O(4nm). Otherwise it is ⟨E, G⟩ − 2α⟨A, G⟩ with the A kept up to
+// date, which is exact in exact arithmetic but cancels terms of the order of the squared
+// structure entries.
+func (ws *Workspace) planLoss(pr *problem) float64 {
+	n, m := pr.n, pr.m
+	supp := ws.diff[:0]
+	budget := 4 * n * m
+	for i := 0; i < n; i++ {
+		for j, gv := range ws.g[i*m : i*m+m] {
+			if gv == 0 {
+				continue
+			}
+			if (len(supp)+1)*(len(supp)+1) > budget {
+				ws.diff = supp
+				eg, ag := ws.lossTerms(pr)
+				return eg - 2*pr.alpha*ag
+			}
+			supp = append(supp, PlanEntry{I: i, J: j, Mass: gv})
+		}
+	}
+	ws.diff = supp
+	var lin, quad float64
+	for _, a := range supp {
+		lin += pr.feat[a.I*m+a.J] * a.Mass
+		r1 := pr.c1[a.I*n : a.I*n+n]
+		r2 := pr.c2[a.J*m : a.J*m+m]
+		var s float64
+		for _, b := range supp {
+			d := r1[b.I] - r2[b.J]
+			s += d * d * b.Mass
+		}
+		quad += s * a.Mass
+	}
+	return (1-pr.alpha)*lin + pr.alpha*quad
+}
+
 // lossTerms returns ⟨E, G⟩ and ⟨A, G⟩ with E = (1−α)M + α·constC, so that the loss is
 // ⟨E, G⟩ − 2α⟨A, G⟩.
 func (ws *Workspace) lossTerms(pr *problem) (eg, ag float64) {
@@ -227,13 +322,33 @@ func (ws *Workspace) lossTerms(pr *problem) (eg, ag float64) {
 // gradient writes the linearised cost into mi: POT's (1−α)M + α·2·(constC − 2A) for
 // symmetric structures; (1−α)M + α·(constC + constCᵗ − 2A − 2A*) otherwise, POT ≥ 0.9's
 // symmetrised gradient, which reduces to the former when C1 and C2 are symmetric.
-func (ws *Workspace) gradient(pr *problem) {
+//
+// Without withConst the constC terms are left out. constC_ij is a row part plus a
+// column part, so its inner product with any coupling of p and q is the same number:
+// it changes neither the exact linear step's optimal vertex (conditional gradient) nor
+// anything but the scale of the cost, of the order of the squared structure entries,
+// in whose rounding the feature cost would be lost. The entropic solver keeps it: its
+// Sinkhorn iterates, started from uniform scalings, depend on it, and POT's do too.
+func (ws *Workspace) gradient(pr *problem, withConst bool) {
 	n, m := pr.n, pr.m
 	alpha := pr.alpha
 	for i := 0; i < n; i++ {
 		out := ws.mi[i*m : i*m+m]
 		ar := ws.a[i*m : i*m+m]
 		fr := pr.feat[i*m : i*m+m]
+		if !withConst {
+			if pr.symmetric {
+				for j := range out {
+					out[j] = (1-alpha)*fr[j] - alpha*4*ar[j]
+				}
+				continue
+			}
+			asr := ws.as[i*m : i*m+m]
+			for j := range out {
+				out[j] = (1-alpha)*fr[j] - alpha*2*(ar[j]+asr[j])
+			}
+			continue
+		}
 		if pr.symmetric {
 			cr := ws.constR[i]
 			for j := range out {

@@ -62,7 +62,7 @@ func (ws *Workspace) entropic(pr *problem, cfg FGWConfig, g0 *mat.Dense) (FGWRes
 		}
 		copy(ws.kprev, ws.g)
 		ws.denseProducts(pr, ws.g)
-		ws.gradient(pr)
+		ws.gradient(pr, true)
 		innerOK = ws.sinkhorn(pr.p, pr.q, ws.mi, eps, n, m)
 		if cpt%10 == 0 {
 			var s float64

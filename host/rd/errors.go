@@ -22,6 +22,25 @@ func (e *InputError) Error() string { return e.Field + ": " + e.Msg }
 // ErrNoKnee is returned when a curve has no point bending the expected way.
 var ErrNoKnee = errors.New("no knee: the curve does not bend in the expected direction")
 
+// PrecisionError reports an FGW problem whose feature cost is lost to float64 rounding
+// beside its structure term: the feature term can change the loss by at most
+// Feature = (1−α)·(max M − min M), the structure term is of the order of
+// Structure = α·max(C1, C2)², and the rounding of the structure term's gradient (a few
+// (n+m) units of float64's 2⁻⁵³ relative to Structure) would be as large as the whole
+// feature term. The solvers would then choose the plan as if M were constant and report
+// it as converged. Callers map it to a client error (HTTP 422) with errors.As.
+type PrecisionError struct {
+	// Feature and Structure are the two scales above; Ratio is Feature/Structure and
+	// MinRatio the smallest ratio accepted for this problem's size.
+	Feature, Structure, Ratio, MinRatio float64
+}
+
+// Error implements error.
+func (e *PrecisionError) Error() string {
+	return fmt.Sprintf("m: the feature term varies by at most %.3g ((1−alpha)·(max m − min m)) against a structure term of scale %.3g (alpha·max(c1, c2)²): a ratio of %.3g, below %.3g, so float64 rounding of the structure term would swallow the feature cost; express c1, c2 and m in units of comparable size, or set alpha to 1 if the features do not matter",
+		e.Feature, e.Structure, e.Ratio, e.MinRatio)
+}
+
 func inputErr(field, msg string) error { return &InputError{Field: field, Msg: msg} }
 
 func inputErrf(field, format string, args ...any) error {

@@ -98,7 +98,9 @@ func (cfg FGWConfig) normalize() (FGWConfig, error) {
 // FGWResult is the outcome of an FGW computation.
 type FGWResult struct {
 	// Distance is the FGW loss (1−α)⟨M,T⟩ + α Σ (C1_ik − C2_jl)² T_ij T_kl at the final
-	// plan T (without the entropy term for the entropic method).
+	// plan T (without the entropy term for the entropic method). For cg it is evaluated
+	// from T itself, by that definition over T's support when T is sparse (as cg's plans
+	// usually are), so it is T's loss to float64's relative rounding.
 	Distance float64 `json:"distance"`
 	// Iterations is the number of outer iterations: linear (optimal-transport) steps for
 	// cg, Sinkhorn projections for entropic.
@@ -161,6 +163,11 @@ func WithWorkspace(ws *Workspace) FGWOption { return func(o *fgwOptions) { o.ws 
 // as POT defines it. c1 is n×n, c2 m×m, m n×m; all entries finite and non-negative;
 // p and q non-negative, summing to 1 within 1e-9. Non-symmetric structure matrices are
 // allowed: the gradient then uses both C and Cᵀ, as POT ≥ 0.9 does.
+//
+// A problem whose feature cost varies by less than float64 can resolve beside its
+// structure term ((1−α)·(max M − min M) below 16·(n+m)·2⁻⁵³ of α·max(C1, C2)²: entries
+// of 1e8 against a feature cost of 1) is refused with a *PrecisionError: the solvers
+// would otherwise pick the plan as if M were constant.
 func FGW(c1, c2, m *mat.Dense, p, q []float64, cfg FGWConfig, opts ...FGWOption) (FGWResult, error) {
 	var o fgwOptions
 	for _, opt := range opts {
@@ -182,6 +189,9 @@ func FGW(c1, c2, m *mat.Dense, p, q []float64, cfg FGWConfig, opts ...FGWOption)
 			return FGWResult{}, err
 		}
 	}
+	if err := checkScales(c1, c2, m, cfg.Alpha); err != nil {
+		return FGWResult{}, err
+	}
 	ws := o.ws
 	if ws == nil {
 		ws = NewWorkspace()
@@ -202,8 +212,9 @@ func FGW(c1, c2, m *mat.Dense, p, q []float64, cfg FGWConfig, opts ...FGWOption)
 		return FGWResult{}, err
 	}
 	res.Method = cfg.Method
-	// The loss is a sum of non-negative terms; the solvers compute it by cancellation
-	// (⟨constC, G⟩ − 2⟨C1·G·C2ᵀ, G⟩), which leaves −1e-15 between a graph and itself.
+	// The loss is a sum of non-negative terms; the entropic solver, and cg for a dense
+	// plan, compute it by cancellation (⟨constC, G⟩ − 2⟨C1·G·C2ᵀ, G⟩), which leaves
+	// −1e-15 between a graph and itself.
 	res.Distance = math.Max(0, res.Distance)
 	if o.plan {
 		res.Plan = mat.NewDense(n, k, append([]float64(nil), ws.g[:n*k]...))
@@ -233,6 +244,46 @@ func validateFGW(c1, c2, m *mat.Dense, p, q []float64) error {
 		return err
 	}
 	return checkMarginal("q", q, 1)
+}
+
+// precisionMargin times (n+m)·2⁻⁵³ is the smallest ratio of the feature term's range
+// to the structure term's scale that FGW accepts: the rounding error of a structure
+// product C1·G·C2ᵀ is bounded by about (n+m)·2⁻⁵³ of its scale, and the gradient holds
+// it four times over (α·4·C1·G·C2ᵀ); the margin leaves the feature cost a few bits.
+const precisionMargin = 16
+
+// checkScales refuses, with a *PrecisionError, a problem whose feature cost would be
+// lost to the rounding of its structure term (see PrecisionError). A constant M (range
+// 0), alpha 0 or 1, or zero structures are never refused: M then does not matter, or
+// nothing else does.
+func checkScales(c1, c2, m *mat.Dense, alpha float64) error {
+	maxC := 0.0
+	for _, c := range []*mat.Dense{c1, c2} {
+		r, _ := c.Dims()
+		for i := 0; i < r; i++ {
+			for _, v := range c.RawRowView(i) {
+				maxC = math.Max(maxC, v)
+			}
+		}
+	}
+	lo, hi := math.Inf(1), math.Inf(-1)
+	r, k := m.Dims()
+	for i := 0; i < r; i++ {
+		for _, v := range m.RawRowView(i) {
+			lo = math.Min(lo, v)
+			hi = math.Max(hi, v)
+		}
+	}
+	structure := alpha * maxC * maxC
+	feature := (1 - alpha) * (hi - lo)
+	if structure == 0 || feature == 0 {
+		return nil
+	}
+	minRatio := precisionMargin * float64(r+k) * 0x1p-53
+	if ratio := feature / structure; ratio < minRatio {
+		return &PrecisionError{Feature: feature, Structure: structure, Ratio: ratio, MinRatio: minRatio}
+	}
+	return nil
 }
 
 func checkPlanMarginals(g *mat.Dense, p, q []float64) error {

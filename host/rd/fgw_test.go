@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"math"
+	"math/big"
 	"math/rand/v2"
 	"os"
 	"strings"
@@ -515,5 +516,129 @@ func TestFeatureCostOverflowNamed(t *testing.T) {
 	var ie *InputError
 	if !errors.As(err, &ie) || !strings.HasPrefix(ie.Field, "features_") || !strings.Contains(err.Error(), "overflow") {
 		t.Fatalf("got %v, want an InputError on the features", err)
+	}
+}
+
+// exactFGWLoss evaluates the FGW objective of plan t by its definition in 512-bit
+// arithmetic: every product and sum of float64 inputs here is exact at that precision,
+// so the result is the plan's true loss rounded once.
+func exactFGWLoss(c1, c2, m, t *mat.Dense, alpha float64) float64 {
+	const prec = 512
+	nf := func(v float64) *big.Float { return new(big.Float).SetPrec(prec).SetFloat64(v) }
+	n, k := t.Dims()
+	lin, quad := nf(0), nf(0)
+	for i := 0; i < n; i++ {
+		for j := 0; j < k; j++ {
+			tij := nf(t.At(i, j))
+			lin.Add(lin, nf(0).Mul(nf(m.At(i, j)), tij))
+			for a := 0; a < n; a++ {
+				for b := 0; b < k; b++ {
+					d := nf(0).Sub(nf(c1.At(i, a)), nf(c2.At(j, b)))
+					d.Mul(d, d).Mul(d, tij).Mul(d, nf(t.At(a, b)))
+					quad.Add(quad, d)
+				}
+			}
+		}
+	}
+	lin.Mul(lin, nf(0).Sub(nf(1), nf(alpha)))
+	quad.Mul(quad, nf(alpha))
+	v, _ := lin.Add(lin, quad).Float64()
+	return v
+}
+
+// permutationPlans calls f with the plan of every permutation of n nodes (mass 1/n).
+func permutationPlans(n int, f func(*mat.Dense)) {
+	perm := make([]int, n)
+	for i := range perm {
+		perm[i] = i
+	}
+	var rec func(k int)
+	rec = func(k int) {
+		if k == n {
+			t := mat.NewDense(n, n, nil)
+			for i, j := range perm {
+				t.Set(i, j, 1/float64(n))
+			}
+			f(t)
+			return
+		}
+		for i := k; i < n; i++ {
+			perm[k], perm[i] = perm[i], perm[k]
+			rec(k + 1)
+			perm[k], perm[i] = perm[i], perm[k]
+		}
+	}
+	rec(0)
+}
+
+// TestFGWLargeStructureScale: a 5-cycle against itself, its hop distances scaled by s,
+// with a feature cost that only the identity match minimises (the cycle's ten
+// automorphisms tie on structure). The feature term decides the plan, so it must not be
+// lost beside the structure term, of the order of s²: up to the scale where float64 can
+// still hold it, conditional gradient finds the identity and reports its loss, 0.5, as
+// the exactly evaluated loss of the plan it returns and no more than the best
+// permutation's (exhaustive, exact arithmetic); beyond, both solvers refuse the problem
+// with a PrecisionError instead of a plan that ignores M reported as converged.
+func TestFGWLargeStructureScale(t *testing.T) {
+	const n = 5
+	hops := func(s float64) *mat.Dense {
+		c := mat.NewDense(n, n, nil)
+		for i := 0; i < n; i++ {
+			for j := 0; j < n; j++ {
+				d := (i - j + n) % n
+				c.Set(i, j, s*float64(min(d, n-d)))
+			}
+		}
+		return c
+	}
+	m := mat.NewDense(n, n, nil)
+	for i := 0; i < n; i++ {
+		for j := 0; j < n; j++ {
+			m.Set(i, j, 1+math.Abs(float64(i-j)))
+		}
+	}
+	for _, s := range []float64{1, 1e3, 1e6} {
+		c := hops(s)
+		cfg := DefaultFGWConfig(MethodCG)
+		res, err := FGW(c, c, m, uniform(n), uniform(n), cfg, WithPlan())
+		if err != nil {
+			t.Fatalf("scale %g: %v", s, err)
+		}
+		exact := exactFGWLoss(c, c, m, res.Plan, cfg.Alpha)
+		best := math.Inf(1)
+		permutationPlans(n, func(p *mat.Dense) { best = math.Min(best, exactFGWLoss(c, c, m, p, cfg.Alpha)) })
+		if relErr(res.Distance, exact) > 1e-12 {
+			t.Errorf("scale %g: distance %.17g, exact loss of the plan %.17g", s, res.Distance, exact)
+		}
+		if best != 0.5 || res.Distance > best*(1+1e-12) || !res.Converged {
+			t.Errorf("scale %g: distance %.17g (converged %v), best permutation %.17g, want 0.5\n%v", s, res.Distance, res.Converged, best, mat.Formatted(res.Plan))
+		}
+	}
+	// The audit's case: two nodes, entries 1e8 and beyond against a feature cost of 1.
+	for _, s := range []float64{1e8, 1e16, 1e20} {
+		c := mat.NewDense(2, 2, []float64{0, s, s, 0})
+		for _, method := range []Method{MethodCG, MethodEntropic} {
+			res, err := FGW(c, c, mat.NewDense(2, 2, []float64{0, 1, 1, 0}), uniform(2), uniform(2), DefaultFGWConfig(method))
+			var pe *PrecisionError
+			if !errors.As(err, &pe) || !strings.Contains(err.Error(), "ratio") || pe.Ratio >= pe.MinRatio {
+				t.Errorf("%s, entries %g: got %+v, %v; want a PrecisionError", method, s, res, err)
+			}
+		}
+	}
+	// Structure or features alone, or a constant M, are never refused.
+	c := mat.NewDense(2, 2, []float64{0, 1e20, 1e20, 0})
+	for _, tc := range []struct {
+		alpha float64
+		m     *mat.Dense
+	}{
+		{1, mat.NewDense(2, 2, []float64{0, 1, 1, 0})},
+		{0, mat.NewDense(2, 2, []float64{0, 1, 1, 0})},
+		{0.5, mat.NewDense(2, 2, []float64{7, 7, 7, 7})},
+	} {
+		cfg := DefaultFGWConfig(MethodCG)
+		cfg.Alpha = tc.alpha
+		if _, err := FGW(c, c, tc.m, uniform(2), uniform(2), cfg); err != nil {
+			t.Errorf("alpha %v, m %v: %v", tc.alpha, tc.m.RawMatrix().Data, err)
+		}
 	}
 }

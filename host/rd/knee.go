@@ -1,6 +1,7 @@
 package rd
 
 import (
+	"fmt"
 	"math"
 	"sort"
 )
@@ -82,9 +83,24 @@ type normCurve struct {
 }
 
 // FindKnee returns the knee of the curve through points ([x, y] pairs, any order; they
-// are sorted by x). It needs at least three distinct points; a flat curve or one that
-// never bends the expected way gives ErrNoKnee.
+// are sorted by x). It needs at least three distinct points and x values that differ by
+// more than rounding (an *InputError on points otherwise); a flat curve, one whose y
+// values differ only by rounding, or one that never bends the expected way gives
+// ErrNoKnee. An axis's range is rounding when it is at most rangeTol (1e-12) of the
+// largest magnitude on that axis: normalising it to [0, 1] would turn last-bit
+// differences (5 ± 1 ulp) into a curve.
 func FindKnee(points [][2]float64, opts KneeOptions) (Knee, error) {
+	return findKnee(points, opts, 0)
+}
+
+// rangeTol is the relative size, against the largest magnitude of an axis's values,
+// up to which the axis's range counts as rounding rather than a range.
+const rangeTol = 1e-12
+
+// findKnee is FindKnee with yFloor, an absolute amount by which the y values are known
+// to be uncertain (the tolerance of the computation that produced them): a y range up
+// to yFloor is flat too.
+func findKnee(points [][2]float64, opts KneeOptions, yFloor float64) (Knee, error) {
 	switch opts.Method {
 	case "":
 		opts.Method = KneeMenger
@@ -124,7 +140,7 @@ func FindKnee(points [][2]float64, opts KneeOptions) (Knee, error) {
 			}
 		}
 	}
-	c, err := normalise(points, opts.DuplicateTol)
+	c, err := normalise(points, opts.DuplicateTol, yFloor)
 	if err != nil {
 		return Knee{}, err
 	}
@@ -167,7 +183,7 @@ func FindKnee(points [][2]float64, opts KneeOptions) (Knee, error) {
 	}, nil
 }
 
-func normalise(points [][2]float64, tol float64) (*normCurve, error) {
+func normalise(points [][2]float64, tol, yFloor float64) (*normCurve, error) {
 	order := make([]int, len(points))
 	for i := range order {
 		order[i] = i
@@ -182,8 +198,19 @@ func normalise(points [][2]float64, tol float64) (*normCurve, error) {
 	if xmax == xmin {
 		return nil, inputErr("points", "all points have the same x: there is no curve")
 	}
+	if withinRounding(xmin, xmax, 0) {
+		return nil, inputErrf("points", "all points have the same x up to rounding (they span %.3g at magnitude %.3g, at most %g of it): there is no curve",
+			xmax-xmin, math.Max(math.Abs(xmin), math.Abs(xmax)), rangeTol)
+	}
 	if ymax == ymin {
 		return nil, ErrNoKnee
+	}
+	if withinRounding(ymin, ymax, yFloor) {
+		if span := ymax - ymin; span <= yFloor {
+			return nil, fmt.Errorf("%w: its y values span %.3g, within the %.3g precision of the computation that produced them: a flat curve", ErrNoKnee, span, yFloor)
+		}
+		return nil, fmt.Errorf("%w: its y values differ only by rounding (they span %.3g at magnitude %.3g): a flat curve",
+			ErrNoKnee, ymax-ymin, math.Max(math.Abs(ymin), math.Abs(ymax)))
 	}
 	c := &normCurve{}
 	for _, i := range order {
@@ -200,6 +227,13 @@ func normalise(points [][2]float64, tol float64) (*normCurve, error) {
 		return nil, inputErrf("points", "only %d distinct points: a knee needs at least 3", len(c.x))
 	}
 	return c, nil
+}
+
+// withinRounding reports whether the range [lo, hi] is at most rangeTol of the largest
+// magnitude in it, or at most floor.
+func withinRounding(lo, hi, floor float64) bool {
+	span := hi - lo
+	return span <= floor || span <= rangeTol*math.Max(math.Abs(lo), math.Abs(hi))
 }
 
 // curvature is the signed Menger curvature at interior point k: 4·area / (product of

@@ -5,6 +5,8 @@ import (
 	"math"
 	"strings"
 	"testing"
+
+	"gonum.org/v1/gonum/mat"
 )
 
 // elbow is a convex decreasing polyline through x = 0..10 whose slope changes from
@@ -247,6 +249,47 @@ func TestKneeStraightLineRounding(t *testing.T) {
 	for _, method := range []KneeMethod{KneeMenger, KneeKneedle} {
 		if k, err := FindKnee(elbow(), KneeOptions{Method: method, Curve: CurveConcave}); !errors.Is(err, ErrNoKnee) {
 			t.Errorf("%s on the elbow read as concave: got %+v, %v; want ErrNoKnee", method, k, err)
+		}
+	}
+}
+
+// TestKneeRangeWithinRounding: an axis whose values differ only in their last bits is no
+// range to normalise to the unit square: x values 5 ± 1 ulp are the same x (an
+// InputError on points, as equal ones are), y values spanning 1e-12 of their magnitude
+// are a flat curve (ErrNoKnee), for both methods. A curve of genuine but small relative
+// range (x from 1e6 to 1e6 + 1e-3) still has its knee. Blahut–Arimoto's curve reports
+// no knee, in knee_error, for a source whose every distortion is 5 (distortions 5 ± 1 ulp,
+// rates of 1e-17) or whose rates are all 0 up to its tolerance.
+func TestKneeRangeWithinRounding(t *testing.T) {
+	five := math.Nextafter(5, 0)
+	for _, method := range []KneeMethod{KneeMenger, KneeKneedle} {
+		k, err := FindKnee([][2]float64{{five, 0}, {5, 1e-17}, {math.Nextafter(5, 10), 0}}, KneeOptions{Method: method})
+		var ie *InputError
+		if !errors.As(err, &ie) || ie.Field != "points" || !strings.Contains(ie.Msg, "same x up to rounding") {
+			t.Errorf("%s, x = 5 ± 1 ulp: got %+v, %v; want an InputError on points", method, k, err)
+		}
+		flat := elbow()
+		for i := range flat {
+			flat[i][1] = 1e3 + 1e-13*flat[i][1]
+		}
+		if k, err := FindKnee(flat, KneeOptions{Method: method}); !errors.Is(err, ErrNoKnee) || !strings.Contains(err.Error(), "rounding") {
+			t.Errorf("%s, y spanning 1e-12 of 1e3: got %+v, %v; want ErrNoKnee", method, k, err)
+		}
+		shifted := elbow()
+		for i := range shifted {
+			shifted[i][0] = 1e6 + 1e-4*shifted[i][0]
+		}
+		if k, err := FindKnee(shifted, KneeOptions{Method: method}); err != nil || k.Index != 2 {
+			t.Errorf("%s, x from 1e6 to 1e6+1e-3: got %+v, %v; want the knee at index 2", method, k, err)
+		}
+	}
+	for _, d := range [][]float64{{5, 5, 5, 5}, {1, 2, 1, 2}} {
+		c, err := BlahutArimoto([]float64{0.5, 0.5}, mat.NewDense(2, 2, d), BAConfig{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Knee != nil || c.KneeError == "" {
+			t.Errorf("distortion %v: knee %+v (%q), want none", d, c.Knee, c.KneeError)
 		}
 	}
 }

@@ -50,7 +50,8 @@ type RDPoint struct {
 type RDCurve struct {
 	Points []RDPoint `json:"points"`
 	// Knee is the Menger-curvature knee of the (distortion, rate) points; nil when the
-	// curve has fewer than three distinct points or no bend (KneeError says why).
+	// curve has fewer than three distinct points, distortions equal up to rounding, rates
+	// spanning no more than Tol (flat), or no bend (KneeError says why).
 	Knee      *Knee  `json:"knee,omitempty"`
 	KneeError string `json:"knee_error,omitempty"`
 }
@@ -191,7 +192,9 @@ func BlahutArimotoContext(ctx context.Context, p []float64, d *mat.Dense, cfg BA
 	for i, pt := range curve.Points {
 		pts[i] = [2]float64{pt.Distortion, pt.Rate}
 	}
-	if kn, err := FindKnee(pts, KneeOptions{Method: KneeMenger, Curve: CurveConvex, Direction: Decreasing, DuplicateTol: 1e-6}); err == nil {
+	// Each rate is within Tol nats of the curve (Blahut's gap): rates spanning no more
+	// than that are a flat curve, whatever their own magnitude (0 against 1e-17).
+	if kn, err := findKnee(pts, KneeOptions{Method: KneeMenger, Curve: CurveConvex, Direction: Decreasing, DuplicateTol: 1e-6}, cfg.Tol/math.Ln2); err == nil {
 		curve.Knee = &kn
 	} else {
 		curve.KneeError = err.Error()
