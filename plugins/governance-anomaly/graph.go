@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"math"
@@ -339,6 +340,12 @@ func (gs *graphSet) nearest(g *sessionGraph, k int) ([]neighbour, int, error) {
 			return nil, 0, err
 		}
 		res, err := rd.FGW(g.c, c.ref.c, m, g.w, c.ref.w, cfg, rd.WithWorkspace(gs.ws))
+		if pe := (*rd.PrecisionError)(nil); errors.As(err, &pe) {
+			// The features' costs are below the structures' rounding: they cannot move the
+			// distance, so it is the structures' alone (a constant feature cost).
+			rows, cols := m.Dims()
+			res, err = rd.FGW(g.c, c.ref.c, mat.NewDense(rows, cols, nil), g.w, c.ref.w, cfg, rd.WithWorkspace(gs.ws))
+		}
 		if err != nil {
 			return nil, 0, fmt.Errorf("fgw of session %s against session %s: %w", g.session, c.ref.session, err)
 		}

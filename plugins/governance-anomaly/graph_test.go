@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"math"
@@ -14,6 +15,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/limitgraph/limit/host/rd"
 	"github.com/limitgraph/limit/sdk/base"
 	"github.com/limitgraph/limit/sdk/governance"
 )
@@ -410,5 +412,41 @@ func TestSessionGraphFlooredMADExplained(t *testing.T) {
 	}
 	if strings.Contains(fs[0].Reason, "median -") {
 		t.Errorf("reason %q shows a negative typical distance", fs[0].Reason)
+	}
+}
+
+// TestSessionGraphFeaturesBelowRounding: two sessions of alike executions whose figures
+// differ by one float32 step give feature costs far below the structures' rounding, which the FGW core refuses
+// (rd.PrecisionError, lest it answer a plan the costs did not choose); the graph's distance
+// is then the structures' alone, not an error that would end the rule's evaluation.
+func TestSessionGraphFeaturesBelowRounding(t *testing.T) {
+	steps := func(last float32) []step {
+		s := make([]step, 8)
+		for i := range s {
+			s[i] = step{duration: 0.001, output: 3, runner: 1}
+		}
+		s[len(s)-1].duration = last
+		return s
+	}
+	a := buildGraph("a", 8, steps(0.001))
+	b := buildGraph("b", 8, steps(math.Nextafter32(0.001, 1)))
+	m, err := rd.FeatureCost(b.f, a.f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := rd.DefaultFGWConfig(rd.MethodCG)
+	cfg.Alpha = graphAlpha
+	var pe *rd.PrecisionError
+	if _, err := rd.FGW(b.c, a.c, m, b.w, a.w, cfg); !errors.As(err, &pe) {
+		t.Fatalf("the core's answer to feature costs below the structures' rounding: %v, want a PrecisionError (the test no longer tests the fallback)", err)
+	}
+	var set graphSet
+	set.add(a, 24)
+	got, _, err := set.nearest(b, 1)
+	if err != nil {
+		t.Fatalf("nearest: %v", err)
+	}
+	if len(got) != 1 || got[0].session != "a" || got[0].dist > 1e-9 {
+		t.Fatalf("nearest of a session equal to a but for a float32 step: %+v, want a at distance ~0", got)
 	}
 }
