@@ -146,7 +146,12 @@ func (s *Server) listSessions(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	list, next, err := s.opts.Sessions.List(r.Context(), per, r.URL.Query().Get("next_token"), all)
+	token, err := storeToken(r, "sessions")
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	list, next, err := s.opts.Sessions.List(r.Context(), per, token, all)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -154,7 +159,7 @@ func (s *Server) listSessions(w http.ResponseWriter, r *http.Request) {
 	if list == nil {
 		list = []*session.Session{}
 	}
-	writeJSON(w, http.StatusOK, sessionList{Sessions: list, NextToken: next})
+	writeJSON(w, http.StatusOK, sessionList{Sessions: list, NextToken: pageToken("sessions", next)})
 }
 
 func (s *Server) getSession(w http.ResponseWriter, r *http.Request) {
@@ -386,7 +391,13 @@ func (s *Server) listSessionTraces(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	list, next, err := s.opts.Traces.ListBySession(r.Context(), r.PathValue("id"), per, r.URL.Query().Get("next_token"))
+	listing := "traces/" + r.PathValue("id")
+	token, err := storeToken(r, listing)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	list, next, err := s.opts.Traces.ListBySession(r.Context(), r.PathValue("id"), per, token)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -394,7 +405,7 @@ func (s *Server) listSessionTraces(w http.ResponseWriter, r *http.Request) {
 	if list == nil {
 		list = []trace.Record{}
 	}
-	writeJSON(w, http.StatusOK, traceList{Traces: list, NextToken: next})
+	writeJSON(w, http.StatusOK, traceList{Traces: list, NextToken: pageToken(listing, next)})
 }
 
 type createTraceRequest struct {
@@ -731,7 +742,12 @@ func (s *Server) listMerged(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	list, next, err := s.opts.Traces.ListMerged(r.Context(), per, r.URL.Query().Get("next_token"))
+	token, err := storeToken(r, "merged")
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	list, next, err := s.opts.Traces.ListMerged(r.Context(), per, token)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -739,7 +755,7 @@ func (s *Server) listMerged(w http.ResponseWriter, r *http.Request) {
 	if list == nil {
 		list = []trace.Record{}
 	}
-	writeJSON(w, http.StatusOK, traceList{Traces: list, NextToken: next})
+	writeJSON(w, http.StatusOK, traceList{Traces: list, NextToken: pageToken("merged", next)})
 }
 
 type exportRequest struct {

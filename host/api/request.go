@@ -166,6 +166,20 @@ func jsonKind(t reflect.Type) string {
 	return "a different JSON value"
 }
 
+// queryOnce returns the query parameter name of r ("" when absent), refusing one given
+// more than once: which of per_page=1&per_page=2 a server reads differs from one to the
+// next, and a proxy in between may read the other.
+func queryOnce(r *http.Request, name string) (string, error) {
+	vs := r.URL.Query()[name]
+	if len(vs) > 1 {
+		return "", badRequest("query parameter %s is given %d times; give it once", name, len(vs))
+	}
+	if len(vs) == 0 {
+		return "", nil
+	}
+	return vs[0], nil
+}
+
 // queryBool reads an optional true/false query parameter (false when absent).
 func queryBool(r *http.Request, name string) (bool, error) {
 	switch v := r.URL.Query().Get(name); v {
