@@ -132,3 +132,55 @@ func TestIntegersAsDecimals(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestBodiesNotUTF8JSON: a body the API cannot read as UTF-8 JSON is told why, not called
+// "not a JSON object": a gzip'd body is a 415 naming its Content-Encoding, UTF-16 and
+// UTF-32 are named, and a UTF-8 byte order mark is skipped (RFC 8259 §8.1).
+func TestBodiesNotUTF8JSON(t *testing.T) {
+	srv, _, _, _ := mergeServer(t)
+	utf16le := func(s string) string {
+		var b strings.Builder
+		for _, c := range s {
+			b.WriteByte(byte(c))
+			b.WriteByte(0)
+		}
+		return b.String()
+	}
+	utf16be := func(s string) string {
+		var b strings.Builder
+		for _, c := range s {
+			b.WriteByte(0)
+			b.WriteByte(byte(c))
+		}
+		return b.String()
+	}
+	body := `{"name":"x"}`
+	for _, c := range []struct {
+		path, encoding, body string
+		code                 int
+		says                 string
+	}{
+		{"/v1/sessions", "gzip", "\x1f\x8b\x08\x00", 415, `Content-Encoding \"gzip\" is not accepted; send the body uncompressed (identity)`},
+		{"/v1/traces/x/merge", "br", "{}", 415, `Content-Encoding \"br\" is not accepted`},
+		{"/v1/sessions", "identity", body, 201, ""},
+		{"/v1/sessions", "", "\xef\xbb\xbf" + body, 201, ""},
+		{"/v1/traces", "", "\xef\xbb\xbf" + `{"data":{}}`, 400, "session_id is required"},
+		{"/v1/sessions", "", utf16le(body), 400, "request body must be UTF-8 JSON; it looks like UTF-16 (little-endian)"},
+		{"/v1/sessions", "", "\xff\xfe" + utf16le(body), 400, "request body must be UTF-8 JSON; it looks like UTF-16 (little-endian)"},
+		{"/v1/sessions", "", "\xfe\xff" + utf16be(body), 400, "it looks like UTF-16 (big-endian)"},
+		{"/v1/sessions", "", utf16le(utf16le(body)), 400, "it looks like UTF-32 (little-endian)"},
+	} {
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest("POST", c.path, strings.NewReader(c.body))
+		if c.encoding != "" {
+			req.Header.Set("Content-Encoding", c.encoding)
+		}
+		srv.ServeHTTP(rec, req)
+		if rec.Code != c.code || !strings.Contains(rec.Body.String(), c.says) {
+			t.Errorf("POST %s (%s) %q: %d %s, want %d saying %s", c.path, c.encoding, c.body, rec.Code, rec.Body.String(), c.code, c.says)
+		}
+		if c.code == 415 && rec.Header().Get("Accept-Encoding") != "identity" {
+			t.Errorf("POST %s (%s): Accept-Encoding %q", c.path, c.encoding, rec.Header().Get("Accept-Encoding"))
+		}
+	}
+}

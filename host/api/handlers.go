@@ -81,6 +81,9 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	)
 	switch {
 	case errors.As(err, &media):
+		if media.encoding != "" {
+			w.Header().Set("Accept-Encoding", "identity") // RFC 9110 §15.5.16
+		}
 		writeProblem(w, r, http.StatusUnsupportedMediaType, media.Error(), nil)
 	case errors.As(err, &bad):
 		writeProblem(w, r, http.StatusBadRequest, bad.msg, nil)

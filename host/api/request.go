@@ -47,11 +47,37 @@ func badRequest(format string, args ...any) error {
 	return &errBadRequest{msg: fmt.Sprintf(format, args...)}
 }
 
-// errUnsupportedMedia is a body in a format the API does not read (415).
-type errUnsupportedMedia struct{ ct string }
+// errUnsupportedMedia is a body in a format the API does not read (415): of a media type
+// (ct) or, when encoding is set, in a content coding it does not undo.
+type errUnsupportedMedia struct{ ct, encoding string }
 
 func (e *errUnsupportedMedia) Error() string {
+	if e.encoding != "" {
+		return fmt.Sprintf("Content-Encoding %q is not accepted; send the body uncompressed (identity)", e.encoding)
+	}
 	return fmt.Sprintf("Content-Type %q is not accepted; send JSON (application/json)", e.ct)
+}
+
+// checkBodyHeaders refuses a body whose Content-Type is not JSON (see jsonContentType) or
+// whose Content-Encoding is not identity (checkEncoding).
+func checkBodyHeaders(r *http.Request) error {
+	if ct := r.Header.Get("Content-Type"); !jsonContentType(ct) {
+		return &errUnsupportedMedia{ct: ct}
+	}
+	return checkEncoding(r)
+}
+
+// checkEncoding refuses a body whose Content-Encoding is not identity: the API reads
+// bodies as they come, and a gzip'd one would otherwise be called malformed JSON.
+func checkEncoding(r *http.Request) error {
+	for _, v := range r.Header.Values("Content-Encoding") {
+		for _, c := range strings.Split(v, ",") {
+			if c = strings.TrimSpace(c); c != "" && !strings.EqualFold(c, "identity") {
+				return &errUnsupportedMedia{encoding: c}
+			}
+		}
+	}
+	return nil
 }
 
 // jsonContentType accepts JSON media types, none, text/plain, and curl's default for -d
@@ -77,8 +103,8 @@ func decodeJSON(r *http.Request, v any) error {
 // decodeBounded is decodeJSON that also refuses a body whose top-level field named in
 // bounds holds more JSON values than its bound, before decoding anything.
 func decodeBounded(r *http.Request, v any, bounds map[string]int) error {
-	if ct := r.Header.Get("Content-Type"); !jsonContentType(ct) {
-		return &errUnsupportedMedia{ct: ct}
+	if err := checkBodyHeaders(r); err != nil {
+		return err
 	}
 	body, err := readBody(r)
 	if err != nil {
@@ -210,8 +236,8 @@ func queryInt(r *http.Request, name string, def, lo, hi int) (int, error) {
 // so, at most once each, strings without escapes or non-ASCII) is read directly instead of
 // through encoding/json's reflection, anything else by decodeJSON's own path.
 func decodeCreateTrace(r *http.Request, req *createTraceRequest) error {
-	if ct := r.Header.Get("Content-Type"); !jsonContentType(ct) {
-		return &errUnsupportedMedia{ct: ct}
+	if err := checkBodyHeaders(r); err != nil {
+		return err
 	}
 	body, err := readBody(r)
 	if err != nil {
@@ -369,6 +395,10 @@ func valueEnd(b []byte, i int) int {
 func noBody(s *Server, h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if r.ContentLength != 0 {
+			if err := checkEncoding(r); err != nil {
+				s.fail(w, r, err)
+				return
+			}
 			body, err := readBody(r)
 			if err != nil {
 				s.fail(w, r, jsonError(err))
