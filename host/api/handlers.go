@@ -47,7 +47,7 @@ func (s *Server) register() {
 	s.handle(route{Method: "GET", Path: "/merged", Summary: "List merged traces", Tag: "governance", Response: traceList{}, Query: []string{"per_page", "next_token"}, Legacy: true}, s.listMerged)
 	s.handle(route{Method: "POST", Path: "/artifacts/export", Summary: "Export traces and provenance as a verifiable bundle", Tag: "traces", Request: exportRequest{}, Binary: "application/gzip", Legacy: true}, s.export)
 	s.handle(route{Method: "POST", Path: "/governance/flag", Summary: "Flag a trace", Tag: "governance", Request: flagRequest{}, Response: trace.Record{}, Status: 201, Legacy: true}, s.flag)
-	s.handle(route{Method: "GET", Path: "/governance/stats", Summary: "Governance statistics, overall and per session", Tag: "governance", Response: statsResponse{}, Legacy: true}, s.stats)
+	s.handle(route{Method: "GET", Path: "/governance/stats", Summary: "Governance statistics per session (a page of sessions, or session_id's) and their sum", Tag: "governance", Response: statsResponse{}, Query: []string{"session_id", "per_page", "next_token"}, Legacy: true}, s.stats)
 	s.handle(route{Method: "POST", Path: "/governance/evaluate", Summary: "Evaluate a text with every configured rule, without running it", Tag: "governance", Request: evaluateRequest{}, Response: evaluateResponse{}, Legacy: true}, s.evaluate)
 	s.handle(route{Method: "GET", Path: "/provenance/key", Summary: "The host's provenance signing key (public half, PEM) and its fingerprint", Tag: "traces", Response: keyResponse{}}, s.provenanceKey)
 	s.registerRD()
@@ -957,34 +957,69 @@ func (s *Server) flagMerged(ctx context.Context, id string, f governance.Flag, p
 	return out, true, nil
 }
 
+// statsResponse is the answer of GET /v1/governance/stats: the counts of the sessions it
+// lists (a page of them, or the one session_id names), and their sum.
 type statsResponse struct {
+	// Overall adds up the counts of Sessions: of the page, not of the host, when there is
+	// a next page (a client adds the pages up, as limitctl governance stats does).
 	Overall  governance.Stats            `json:"overall"`
 	Sessions map[string]governance.Stats `json:"sessions"`
+	// NextToken continues the listing ("" after its last page).
+	NextToken string `json:"next_token,omitempty"`
 }
 
+// stats answers a page of the sessions' governance counts (deleted sessions included:
+// what happened in them still counts), or one session's. It reads one storage record per
+// session listed, so a page, not every session the host ever had, bounds its cost.
 func (s *Server) stats(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	resp := statsResponse{Overall: governance.NewStats(), Sessions: map[string]governance.Stats{}}
-	token := ""
-	for {
-		list, next, err := s.opts.Sessions.List(ctx, storage.MaxScanLimit, token, true)
+	per, err := queryInt(r, "per_page", 50, 1, storage.MaxScanLimit)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	id, err := queryOnce(r, "session_id")
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	token, err := storeToken(r, "stats")
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	var ids []string
+	if id != "" {
+		if token != "" {
+			s.fail(w, r, badRequest("next_token continues a listing of sessions; session_id answers one session, with no pages"))
+			return
+		}
+		sess, err := s.opts.Sessions.Get(ctx, id)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		ids = []string{sess.ID}
+	} else {
+		list, next, err := s.opts.Sessions.List(ctx, per, token, true)
 		if err != nil {
 			s.fail(w, r, err)
 			return
 		}
 		for _, sess := range list {
-			st, err := s.opts.Stats.Get(ctx, sess.ID)
-			if err != nil {
-				s.fail(w, r, err)
-				return
-			}
-			resp.Sessions[sess.ID] = st
-			resp.Overall.Add(st)
+			ids = append(ids, sess.ID)
 		}
-		if next == "" {
-			break
+		resp.NextToken = pageToken("stats", next)
+	}
+	for _, id := range ids {
+		st, err := s.opts.Stats.Get(ctx, id)
+		if err != nil {
+			s.fail(w, r, err)
+			return
 		}
-		token = next
+		resp.Sessions[id] = st
+		resp.Overall.Add(st)
 	}
 	writeJSON(w, http.StatusOK, resp)
 }
