@@ -21,12 +21,12 @@ import (
 const MaxGraphNodes = 2000
 
 func (s *Server) registerRD() {
-	s.handle(route{Method: "POST", Path: "/rd/fgw", Summary: "Fused Gromov-Wasserstein distance between two attributed graphs", Tag: "rd", Request: fgwRequest{}, Response: fgwResponse{}, Legacy: true}, s.rdFGW)
-	s.handle(route{Method: "POST", Path: "/rd/points", Summary: "Add a refinement point (distortion, variance) to a session's rate-distortion curve", Tag: "rd", Request: pointRequest{}, Response: rd.Point{}, Status: 201, Legacy: true}, s.rdAddPoint)
-	s.handle(route{Method: "GET", Path: "/rd/knee", Summary: "The knee of a session's rate-distortion curve (all sessions when no session_id)", Tag: "rd", Response: rd.RDKnee{}, Query: []string{"session_id", "method"}, Legacy: true}, s.rdSessionKnee)
-	s.handle(route{Method: "POST", Path: "/rd/knee", Summary: "The knee of any curve", Tag: "rd", Request: kneeRequest{}, Response: rd.Knee{}, Legacy: true}, s.rdKnee)
-	s.handle(route{Method: "POST", Path: "/rd/curve", Summary: "Rate-distortion curve of a discrete source by Blahut-Arimoto, with its knee", Tag: "rd", Request: curveRequest{}, Response: rd.RDCurve{}, Legacy: true}, s.rdCurve)
-	s.handle(route{Method: "GET", Path: "/rd/fgw/sessions", Summary: "FGW distortion between two sessions' trace graphs", Tag: "rd", Response: sessionFGWResponse{}, Query: []string{"a", "b", "method"}, Legacy: true}, s.rdSessionFGW)
+	s.handle(route{Method: "POST", Path: "/rd/fgw", Summary: "Fused Gromov-Wasserstein distance between two attributed graphs", Tag: "rd", Request: fgwRequest{}, Response: fgwResponse{}, Errors: []int{422, 503}, Legacy: true}, s.rdFGW)
+	s.handle(route{Method: "POST", Path: "/rd/points", Summary: "Add a refinement point (distortion, variance) to a session's rate-distortion curve", Tag: "rd", Request: pointRequest{}, Response: rd.Point{}, Status: 201, Errors: []int{404, 409}, Legacy: true}, s.rdAddPoint)
+	s.handle(route{Method: "GET", Path: "/rd/knee", Summary: "The knee of a session's rate-distortion curve (all sessions when no session_id)", Tag: "rd", Response: rd.RDKnee{}, Query: []string{"session_id", "method"}, Errors: []int{404, 422}, Legacy: true}, s.rdSessionKnee)
+	s.handle(route{Method: "POST", Path: "/rd/knee", Summary: "The knee of any curve", Tag: "rd", Request: kneeRequest{}, Response: rd.Knee{}, Errors: []int{422}, Legacy: true}, s.rdKnee)
+	s.handle(route{Method: "POST", Path: "/rd/curve", Summary: "Rate-distortion curve of a discrete source by Blahut-Arimoto, with its knee", Tag: "rd", Request: curveRequest{}, Response: rd.RDCurve{}, Errors: []int{422, 503}, Legacy: true}, s.rdCurve)
+	s.handle(route{Method: "GET", Path: "/rd/fgw/sessions", Summary: "FGW distortion between two sessions' trace graphs", Tag: "rd", Response: sessionFGWResponse{}, Query: []string{"a", "b", "method"}, Errors: []int{404, 422, 503}, Legacy: true}, s.rdSessionFGW)
 }
 
 // rdContext bounds an RD computation by rd.timeout, the request (its client leaving) and
@@ -89,6 +89,16 @@ type fgwRequest struct {
 	MaxIter    int         `json:"max_iter,omitempty"`
 	Tol        float64     `json:"tol,omitempty"`
 	ReturnPlan bool        `json:"return_plan,omitempty"`
+}
+
+// openAPIExtra: an FGW request needs m, or features_a and features_b, not both.
+func (*fgwRequest) openAPIExtra() map[string]any {
+	return map[string]any{"oneOf": []any{
+		map[string]any{"required": []string{"m"}, "not": map[string]any{"anyOf": []any{
+			map[string]any{"required": []string{"features_a"}}, map[string]any{"required": []string{"features_b"}},
+		}}},
+		map[string]any{"required": []string{"features_a", "features_b"}, "not": map[string]any{"required": []string{"m"}}},
+	}}
 }
 
 // fgwResponse documents POST /rd/fgw's answer, an rd.FGWResult: its MarshalJSON adds the
