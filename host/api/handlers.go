@@ -423,6 +423,7 @@ func (s *Server) createTrace(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	req.SessionID = upperULID(req.SessionID)
 	data := req.Data
 	if len(data) == 0 || string(data) == "null" {
 		data = json.RawMessage("{}")
@@ -772,6 +773,10 @@ func (s *Server) export(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	req.SessionID = upperULID(req.SessionID)
+	for i, id := range req.TraceIDs {
+		req.TraceIDs[i] = upperULID(id)
+	}
 	if (req.SessionID == "") == (len(req.TraceIDs) == 0) {
 		s.fail(w, r, badRequest("give exactly one of session_id or trace_ids"))
 		return
@@ -813,6 +818,7 @@ func (s *Server) flag(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	req.TraceID = upperULID(req.TraceID)
 	name, ok := governance.NormalizeFlag(req.Flag)
 	if !ok {
 		s.fail(w, r, badRequest("flag %q is not one of %s", req.Flag, strings.Join(sdkgov.Flags, ", ")))
@@ -984,6 +990,7 @@ func (s *Server) stats(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	id = upperULID(id)
 	token, err := storeToken(r, "stats")
 	if err != nil {
 		s.fail(w, r, err)

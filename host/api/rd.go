@@ -250,6 +250,7 @@ func (s *Server) rdAddPoint(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	req.SessionID = upperULID(req.SessionID)
 	if _, err := s.opts.Sessions.Active(r.Context(), req.SessionID); err != nil {
 		s.fail(w, r, err)
 		return
@@ -332,7 +333,7 @@ func (s *Server) tracker(ctx context.Context, sessionID string) (*rd.Tracker, er
 }
 
 func (s *Server) rdSessionKnee(w http.ResponseWriter, r *http.Request) {
-	id := r.URL.Query().Get("session_id")
+	id := upperULID(r.URL.Query().Get("session_id"))
 	if id != "" {
 		if _, err := s.opts.Sessions.Get(r.Context(), id); err != nil {
 			s.fail(w, r, err)
@@ -534,6 +535,13 @@ func (s *Server) rdSessionFGW(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, badRequest("query parameters a and b (session ids) are required"))
 		return
 	}
+	a, b = upperULID(a), upperULID(b)
+	// The query is checked before any session is read.
+	cfg := s.fgwConfig(rd.Method(r.URL.Query().Get("method")), nil, nil, 0, 0)
+	if cfg.Method != rd.MethodCG && cfg.Method != rd.MethodEntropic {
+		s.rdFail(w, r, &rd.InputError{Field: "method", Msg: fmt.Sprintf("unknown method %q: use \"cg\" or \"entropic\"", cfg.Method)})
+		return
+	}
 	var graphs [2]*traceGraph
 	for i, id := range []string{a, b} {
 		if _, err := s.opts.Sessions.Get(ctx, id); err != nil {
@@ -546,7 +554,9 @@ func (s *Server) rdSessionFGW(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if len(g.kinds) == 0 {
-			s.fail(w, r, badRequest("session %s has no traces yet", id))
+			// The request is right; the session is not ready for it (as a knee over too
+			// few points).
+			writeProblem(w, r, http.StatusUnprocessableEntity, fmt.Sprintf("session %s has no traces yet: an FGW distance needs a trace in each session", id), nil)
 			return
 		}
 		graphs[i] = g
@@ -566,7 +576,6 @@ func (s *Server) rdSessionFGW(w http.ResponseWriter, r *http.Request) {
 		s.rdFail(w, r, err)
 		return
 	}
-	cfg := s.fgwConfig(rd.Method(r.URL.Query().Get("method")), nil, nil, 0, 0)
 	rctx, cancel := s.rdContext(r)
 	defer cancel()
 	res, err := rd.FGW(graphs[0].structure(), graphs[1].structure(), m, uniform(len(graphs[0].kinds)), uniform(len(graphs[1].kinds)), cfg, rd.WithContext(rctx))

@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/limitgraph/limit/host/trace"
 )
 
 // requestIDHeader carries the request id on every response (and is accepted from clients
@@ -190,6 +192,33 @@ func jsonKind(t reflect.Type) string {
 		return "a JSON array"
 	}
 	return "a different JSON value"
+}
+
+// upperULID returns s in upper case when it is a ULID written in lower or mixed case
+// (ULIDs are case-insensitive; the host writes and stores them in upper case), else s.
+func upperULID(s string) string {
+	if len(s) != 26 {
+		return s
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c >= 'a' && c <= 'z' {
+			if u := strings.ToUpper(s); trace.ValidID(u) {
+				return u
+			}
+			return s
+		}
+	}
+	return s
+}
+
+// repeatedQuery returns a query parameter of r given more than once, and how often.
+func repeatedQuery(r *http.Request) (string, int) {
+	for name, vs := range r.URL.Query() {
+		if len(vs) > 1 {
+			return name, len(vs)
+		}
+	}
+	return "", 0
 }
 
 // queryOnce returns the query parameter name of r ("" when absent), refusing one given

@@ -108,7 +108,10 @@ func FindKnee(points [][2]float64, opts KneeOptions) (Knee, error) {
 	if opts.Sensitivity == 0 {
 		opts.Sensitivity = 1
 	}
-	if opts.DuplicateTol <= 0 {
+	if math.IsNaN(opts.DuplicateTol) || math.IsInf(opts.DuplicateTol, 0) || opts.DuplicateTol < 0 {
+		return Knee{}, inputErrf("duplicate_tol", "%v must be a finite number ≥ 0", opts.DuplicateTol)
+	}
+	if opts.DuplicateTol == 0 {
 		opts.DuplicateTol = 1e-9
 	}
 	if len(points) < 3 {
