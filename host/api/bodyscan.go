@@ -521,7 +521,7 @@ func scanBody(body []byte, bounds map[string]int, root *jsonShape) ([]numberRewr
 			i = end
 		default: // a number, true, false or null
 			end := i + 1
-			for end < len(body) && !slices.Contains([]byte(",]} \t\n\r"), body[end]) {
+			for end < len(body) && !endsScalar(body[end]) {
 				end++
 			}
 			if value() {
@@ -552,6 +552,15 @@ func scanBody(body []byte, bounds map[string]int, root *jsonShape) ([]numberRewr
 		}
 	}
 	return rewrites, nil
+}
+
+// endsScalar reports whether c ends a number or literal.
+func endsScalar(c byte) bool {
+	switch c {
+	case ',', ']', '}', ' ', '\t', '\n', '\r':
+		return true
+	}
+	return false
 }
 
 // integerIn returns the JSON number tok as a plain integer of sh's kind, or what it must be
