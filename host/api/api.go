@@ -122,6 +122,23 @@ func (s *Server) handle(rt route, h http.HandlerFunc) {
 	if rt.Request == nil && rt.Method != "GET" {
 		h = noBody(s, h)
 	}
+	if strings.Contains(rt.Path, "{id}") {
+		next := h
+		h = func(w http.ResponseWriter, r *http.Request) {
+			r.SetPathValue("id", upperULID(r.PathValue("id")))
+			next(w, r)
+		}
+	}
+	if len(rt.Query) > 0 {
+		next := h
+		h = func(w http.ResponseWriter, r *http.Request) {
+			if name, n := repeatedQuery(r); n > 1 {
+				s.fail(w, r, badRequest("query parameter %s is given %d times; give it once", name, n))
+				return
+			}
+			next(w, r)
+		}
+	}
 	s.mux.HandleFunc(rt.Method+" /v1"+rt.Path, h)
 	if rt.Legacy {
 		s.mux.HandleFunc(rt.Method+" "+rt.Path, h)

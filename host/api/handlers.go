@@ -37,17 +37,17 @@ func (s *Server) register() {
 	s.handle(route{Method: "GET", Path: "/sessions", Summary: "List sessions", Tag: "sessions", Response: sessionList{}, Query: []string{"per_page", "next_token", "include_deleted"}, Legacy: true}, s.listSessions)
 	s.handle(route{Method: "GET", Path: "/sessions/{id}", Summary: "Get a session", Tag: "sessions", Response: session.Session{}, Legacy: true}, s.getSession)
 	s.handle(route{Method: "DELETE", Path: "/sessions/{id}", Summary: "Delete a session: stop its runner processes, keep its traces", Tag: "sessions", Response: session.Session{}, Legacy: true}, s.deleteSession)
-	s.handle(route{Method: "POST", Path: "/sessions/{id}/executions", Summary: "Run an execution in the session (Accept: text/event-stream streams output)", Tag: "executions", Request: execution.Request{}, Response: execution.Result{}, Stream: true, Legacy: true}, s.execute)
+	s.handle(route{Method: "POST", Path: "/sessions/{id}/executions", Summary: "Run an execution in the session (Accept: text/event-stream streams output)", Tag: "executions", Request: execution.Request{}, Response: execution.Result{}, Stream: true, Errors: []int{403, 409, 422, 429, 503, 507}, Legacy: true}, s.execute)
 	s.handle(route{Method: "GET", Path: "/sessions/{id}/traces", Summary: "List a session's traces", Tag: "traces", Response: traceList{}, Query: []string{"per_page", "next_token"}, Legacy: true}, s.listSessionTraces)
-	s.handle(route{Method: "POST", Path: "/traces", Summary: "Create a trace", Tag: "traces", Request: createTraceRequest{}, Response: trace.Record{}, Status: 201, Legacy: true}, s.createTrace)
+	s.handle(route{Method: "POST", Path: "/traces", Summary: "Create a trace", Tag: "traces", Request: createTraceRequest{}, Response: trace.Record{}, Status: 201, Errors: []int{404, 409, 507}, Legacy: true}, s.createTrace)
 	s.handle(route{Method: "GET", Path: "/traces/{id}", Summary: "Get a trace with its provenance chain", Tag: "traces", Response: traceView{}, Legacy: true}, s.getTrace)
-	s.handle(route{Method: "POST", Path: "/traces/{id}/provenance", Summary: "Append a provenance entry", Tag: "traces", Request: appendRequest{}, Response: trace.Entry{}, Status: 201, Legacy: true}, s.appendProvenance)
+	s.handle(route{Method: "POST", Path: "/traces/{id}/provenance", Summary: "Append a provenance entry", Tag: "traces", Request: appendRequest{}, Response: trace.Entry{}, Status: 201, Errors: []int{409, 507}, Legacy: true}, s.appendProvenance)
 	s.handle(route{Method: "GET", Path: "/traces/{id}/provenance/verify", Summary: "Verify a trace's provenance chain", Tag: "traces", Response: trace.VerifyResult{}, Legacy: true}, s.verifyProvenance)
-	s.handle(route{Method: "POST", Path: "/traces/{id}/merge", Summary: "Merge a trace into the shared record (409 with reasons when refused)", Tag: "governance", Response: mergeResponse{}, Legacy: true}, s.merge)
+	s.handle(route{Method: "POST", Path: "/traces/{id}/merge", Summary: "Merge a trace into the shared record (409 with reasons when refused)", Tag: "governance", Response: mergeResponse{}, Errors: []int{409, 503}, Legacy: true}, s.merge)
 	s.handle(route{Method: "GET", Path: "/merged", Summary: "List merged traces", Tag: "governance", Response: traceList{}, Query: []string{"per_page", "next_token"}, Legacy: true}, s.listMerged)
-	s.handle(route{Method: "POST", Path: "/artifacts/export", Summary: "Export traces and provenance as a verifiable bundle", Tag: "traces", Request: exportRequest{}, Binary: "application/gzip", Legacy: true}, s.export)
-	s.handle(route{Method: "POST", Path: "/governance/flag", Summary: "Flag a trace", Tag: "governance", Request: flagRequest{}, Response: trace.Record{}, Status: 201, Legacy: true}, s.flag)
-	s.handle(route{Method: "GET", Path: "/governance/stats", Summary: "Governance statistics, overall and per session", Tag: "governance", Response: statsResponse{}, Legacy: true}, s.stats)
+	s.handle(route{Method: "POST", Path: "/artifacts/export", Summary: "Export traces and provenance as a verifiable bundle", Tag: "traces", Request: exportRequest{}, Binary: "application/gzip", Errors: []int{404}, Legacy: true}, s.export)
+	s.handle(route{Method: "POST", Path: "/governance/flag", Summary: "Flag a trace", Tag: "governance", Request: flagRequest{}, Response: trace.Record{}, Status: 201, Errors: []int{404, 507}, Legacy: true}, s.flag)
+	s.handle(route{Method: "GET", Path: "/governance/stats", Summary: "Governance statistics per session (a page of sessions, or session_id's) and their sum", Tag: "governance", Response: statsResponse{}, Query: []string{"session_id", "per_page", "next_token"}, Errors: []int{404}, Legacy: true}, s.stats)
 	s.handle(route{Method: "POST", Path: "/governance/evaluate", Summary: "Evaluate a text with every configured rule, without running it", Tag: "governance", Request: evaluateRequest{}, Response: evaluateResponse{}, Legacy: true}, s.evaluate)
 	s.handle(route{Method: "GET", Path: "/provenance/key", Summary: "The host's provenance signing key (public half, PEM) and its fingerprint", Tag: "traces", Response: keyResponse{}}, s.provenanceKey)
 	s.registerRD()
@@ -81,6 +81,9 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	)
 	switch {
 	case errors.As(err, &media):
+		if media.encoding != "" {
+			w.Header().Set("Accept-Encoding", "identity") // RFC 9110 §15.5.16
+		}
 		writeProblem(w, r, http.StatusUnsupportedMediaType, media.Error(), nil)
 	case errors.As(err, &bad):
 		writeProblem(w, r, http.StatusBadRequest, bad.msg, nil)
@@ -146,7 +149,12 @@ func (s *Server) listSessions(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	list, next, err := s.opts.Sessions.List(r.Context(), per, r.URL.Query().Get("next_token"), all)
+	token, err := storeToken(r, "sessions")
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	list, next, err := s.opts.Sessions.List(r.Context(), per, token, all)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -154,7 +162,7 @@ func (s *Server) listSessions(w http.ResponseWriter, r *http.Request) {
 	if list == nil {
 		list = []*session.Session{}
 	}
-	writeJSON(w, http.StatusOK, sessionList{Sessions: list, NextToken: next})
+	writeJSON(w, http.StatusOK, sessionList{Sessions: list, NextToken: pageToken("sessions", next)})
 }
 
 func (s *Server) getSession(w http.ResponseWriter, r *http.Request) {
@@ -386,7 +394,13 @@ func (s *Server) listSessionTraces(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	list, next, err := s.opts.Traces.ListBySession(r.Context(), r.PathValue("id"), per, r.URL.Query().Get("next_token"))
+	listing := "traces/" + r.PathValue("id")
+	token, err := storeToken(r, listing)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	list, next, err := s.opts.Traces.ListBySession(r.Context(), r.PathValue("id"), per, token)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -394,7 +408,7 @@ func (s *Server) listSessionTraces(w http.ResponseWriter, r *http.Request) {
 	if list == nil {
 		list = []trace.Record{}
 	}
-	writeJSON(w, http.StatusOK, traceList{Traces: list, NextToken: next})
+	writeJSON(w, http.StatusOK, traceList{Traces: list, NextToken: pageToken(listing, next)})
 }
 
 type createTraceRequest struct {
@@ -409,6 +423,7 @@ func (s *Server) createTrace(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	req.SessionID = upperULID(req.SessionID)
 	data := req.Data
 	if len(data) == 0 || string(data) == "null" {
 		data = json.RawMessage("{}")
@@ -731,7 +746,12 @@ func (s *Server) listMerged(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	list, next, err := s.opts.Traces.ListMerged(r.Context(), per, r.URL.Query().Get("next_token"))
+	token, err := storeToken(r, "merged")
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	list, next, err := s.opts.Traces.ListMerged(r.Context(), per, token)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -739,7 +759,7 @@ func (s *Server) listMerged(w http.ResponseWriter, r *http.Request) {
 	if list == nil {
 		list = []trace.Record{}
 	}
-	writeJSON(w, http.StatusOK, traceList{Traces: list, NextToken: next})
+	writeJSON(w, http.StatusOK, traceList{Traces: list, NextToken: pageToken("merged", next)})
 }
 
 type exportRequest struct {
@@ -752,6 +772,10 @@ func (s *Server) export(w http.ResponseWriter, r *http.Request) {
 	if err := decodeJSON(r, &req); err != nil {
 		s.fail(w, r, err)
 		return
+	}
+	req.SessionID = upperULID(req.SessionID)
+	for i, id := range req.TraceIDs {
+		req.TraceIDs[i] = upperULID(id)
 	}
 	if (req.SessionID == "") == (len(req.TraceIDs) == 0) {
 		s.fail(w, r, badRequest("give exactly one of session_id or trace_ids"))
@@ -794,6 +818,7 @@ func (s *Server) flag(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	req.TraceID = upperULID(req.TraceID)
 	name, ok := governance.NormalizeFlag(req.Flag)
 	if !ok {
 		s.fail(w, r, badRequest("flag %q is not one of %s", req.Flag, strings.Join(sdkgov.Flags, ", ")))
@@ -938,34 +963,70 @@ func (s *Server) flagMerged(ctx context.Context, id string, f governance.Flag, p
 	return out, true, nil
 }
 
+// statsResponse is the answer of GET /v1/governance/stats: the counts of the sessions it
+// lists (a page of them, or the one session_id names), and their sum.
 type statsResponse struct {
+	// Overall adds up the counts of Sessions: of the page, not of the host, when there is
+	// a next page (a client adds the pages up, as limitctl governance stats does).
 	Overall  governance.Stats            `json:"overall"`
 	Sessions map[string]governance.Stats `json:"sessions"`
+	// NextToken continues the listing ("" after its last page).
+	NextToken string `json:"next_token,omitempty"`
 }
 
+// stats answers a page of the sessions' governance counts (deleted sessions included:
+// what happened in them still counts), or one session's. It reads one storage record per
+// session listed, so a page, not every session the host ever had, bounds its cost.
 func (s *Server) stats(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	resp := statsResponse{Overall: governance.NewStats(), Sessions: map[string]governance.Stats{}}
-	token := ""
-	for {
-		list, next, err := s.opts.Sessions.List(ctx, storage.MaxScanLimit, token, true)
+	per, err := queryInt(r, "per_page", 50, 1, storage.MaxScanLimit)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	id, err := queryOnce(r, "session_id")
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	id = upperULID(id)
+	token, err := storeToken(r, "stats")
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	var ids []string
+	if id != "" {
+		if token != "" {
+			s.fail(w, r, badRequest("next_token continues a listing of sessions; session_id answers one session, with no pages"))
+			return
+		}
+		sess, err := s.opts.Sessions.Get(ctx, id)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		ids = []string{sess.ID}
+	} else {
+		list, next, err := s.opts.Sessions.List(ctx, per, token, true)
 		if err != nil {
 			s.fail(w, r, err)
 			return
 		}
 		for _, sess := range list {
-			st, err := s.opts.Stats.Get(ctx, sess.ID)
-			if err != nil {
-				s.fail(w, r, err)
-				return
-			}
-			resp.Sessions[sess.ID] = st
-			resp.Overall.Add(st)
+			ids = append(ids, sess.ID)
 		}
-		if next == "" {
-			break
+		resp.NextToken = pageToken("stats", next)
+	}
+	for _, id := range ids {
+		st, err := s.opts.Stats.Get(ctx, id)
+		if err != nil {
+			s.fail(w, r, err)
+			return
 		}
-		token = next
+		resp.Sessions[id] = st
+		resp.Overall.Add(st)
 	}
 	writeJSON(w, http.StatusOK, resp)
 }

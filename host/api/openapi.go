@@ -2,10 +2,14 @@ package api
 
 import (
 	"encoding/json"
+	"net/http"
 	"reflect"
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/limitgraph/limit/host/governance"
+	"github.com/limitgraph/limit/sdk/storage"
 )
 
 // route is one registered operation; the OpenAPI document is generated from these, so it
@@ -27,6 +31,39 @@ type route struct {
 	Binary string
 	// Legacy tells that the seed's unversioned path is also served.
 	Legacy bool
+	// Errors are the problem statuses the operation answers beyond those every operation
+	// of its kind does (see problemStatuses).
+	Errors []int
+}
+
+// queryParams are the schemas of the query parameters that are not free strings.
+var queryParams = map[string]map[string]any{
+	"per_page":        {"type": "integer", "minimum": 1, "maximum": storage.MaxScanLimit, "default": 50},
+	"include_deleted": {"type": "boolean", "default": false},
+	"next_token":      {"type": "string", "description": "the next_token of the page before, unchanged; it continues only the listing that gave it"},
+}
+
+// problemStatuses are the problem statuses rt answers, by what they mean: those of every
+// operation that takes a body or query parameters or names a resource, and its own.
+func problemStatuses(rt route) map[int]string {
+	out := map[int]string{}
+	if rt.Method != "GET" {
+		out[400] = "the body is malformed, not UTF-8 JSON, or a field is unknown, missing or invalid"
+		out[413] = "the body is over api.max_body_bytes"
+		out[415] = "the body's Content-Type is not JSON or its Content-Encoding not identity"
+	}
+	if len(rt.Query) > 0 {
+		out[400] = "a query parameter is invalid or given twice, or next_token belongs to another listing"
+	}
+	if strings.Contains(rt.Path, "{") {
+		out[404] = "no such " + strings.TrimSuffix(strings.Split(strings.TrimPrefix(rt.Path, "/"), "/")[0], "s")
+	}
+	for _, code := range rt.Errors {
+		if _, ok := out[code]; !ok {
+			out[code] = http.StatusText(code)
+		}
+	}
+	return out
 }
 
 // openAPI builds an OpenAPI 3.1 document of the routes; with bearer, every route but the
@@ -56,7 +93,11 @@ func openAPI(version string, routes []route, bearer bool) map[string]any {
 			}
 		}
 		for _, q := range rt.Query {
-			params = append(params, map[string]any{"name": q, "in": "query", "required": false, "schema": map[string]any{"type": "string"}})
+			schema := queryParams[q]
+			if schema == nil {
+				schema = map[string]any{"type": "string"}
+			}
+			params = append(params, map[string]any{"name": q, "in": "query", "required": false, "schema": schema})
 		}
 		if params != nil {
 			op["parameters"] = params
@@ -86,6 +127,12 @@ func openAPI(version string, routes []route, bearer bool) map[string]any {
 			"application/problem+json": map[string]any{"schema": map[string]any{"$ref": "#/components/schemas/Problem"}},
 		}}
 		responses := map[string]any{itoa(status): resp, "default": problem}
+		for code, why := range problemStatuses(rt) {
+			responses[itoa(code)] = map[string]any{"description": why, "content": problem["content"]}
+		}
+		if rt.Path == "/health" {
+			responses["503"] = map[string]any{"description": "a host plugin is unhealthy (status degraded)", "content": resp["content"]}
+		}
 		if bearer && rt.Path != "/health" {
 			responses["401"] = map[string]any{"description": "no valid bearer token", "content": problem["content"]}
 		} else if bearer {
@@ -94,12 +141,23 @@ func openAPI(version string, routes []route, bearer bool) map[string]any {
 		op["responses"] = responses
 		item[strings.ToLower(rt.Method)] = op
 	}
+	str := map[string]any{"type": "string"}
 	schemas["Problem"] = map[string]any{
-		"type": "object",
+		"type":        "object",
+		"description": "RFC 9457 problem details, with the extension members of the problems that carry them",
 		"properties": map[string]any{
-			"type": map[string]any{"type": "string"}, "title": map[string]any{"type": "string"},
-			"status": map[string]any{"type": "integer"}, "detail": map[string]any{"type": "string"},
-			"instance": map[string]any{"type": "string"},
+			"type": str, "title": str,
+			"status": map[string]any{"type": "integer"}, "detail": str,
+			"instance": str,
+			"trace_id": map[string]any{"type": "string", "description": "403 (a blocked execution) and 409 (a refused merge): the trace"},
+			"policy":   map[string]any{"type": "string", "description": "403 and 409: the governance policy that decided"},
+			"reasons":  map[string]any{"type": "array", "items": str, "description": "409: every reason the merge was refused"},
+			"flags": map[string]any{"type": "array", "items": schemaRef(reflect.TypeOf(governance.Flag{}), schemas, types),
+				"description": "403: the flags that blocked the execution; 409: flags the refusal raised without writing them"},
+			"flag_names":  map[string]any{"type": "array", "items": str, "description": "403: the blocking flags' names"},
+			"field":       map[string]any{"type": "string", "description": "400 from the RD routes: the field at fault"},
+			"points":      map[string]any{"type": "integer", "description": "422 from GET /v1/rd/knee: the refinement points there are"},
+			"retry_after": map[string]any{"type": "integer", "description": "the error event of a stream: seconds to wait before retrying"},
 		},
 		"required": []string{"type", "title", "status"},
 	}
@@ -110,7 +168,7 @@ func openAPI(version string, routes []route, bearer bool) map[string]any {
 			"title":   "LIMIT host API",
 			"version": version,
 			"description": "Sessions, executions, traces with verifiable provenance, governance and RD. " +
-				"Every route is also served without the /v1 prefix for the seed's clients. Errors are RFC 9457 problem+json.",
+				legacyNote(routes) + " Errors are RFC 9457 problem+json.",
 		},
 		"paths":      paths,
 		"components": components,
@@ -123,6 +181,24 @@ func openAPI(version string, routes []route, bearer bool) map[string]any {
 	}
 	return doc
 }
+
+// legacyNote says which routes are also served without the /v1 prefix.
+func legacyNote(routes []route) string {
+	var not []string
+	for _, rt := range routes {
+		if !rt.Legacy {
+			not = append(not, "/v1"+rt.Path)
+		}
+	}
+	if len(not) == 0 {
+		return "Every route is also served without the /v1 prefix, for the seed's clients."
+	}
+	return "Every route but " + strings.Join(not, " and ") + " is also served without the /v1 prefix, for the seed's clients."
+}
+
+// schemaExtra is a request type whose schema needs more than its fields say (which
+// combinations of optional fields it needs): its members are added to the type's schema.
+type schemaExtra interface{ openAPIExtra() map[string]any }
 
 func operationID(rt route) string {
 	var b strings.Builder
@@ -268,6 +344,11 @@ func (g *schemaGen) structSchema(t reflect.Type) map[string]any {
 	}
 	walk(t)
 	s := map[string]any{"type": "object", "properties": props}
+	if x, ok := reflect.New(t).Interface().(schemaExtra); ok {
+		for k, v := range x.openAPIExtra() {
+			s[k] = v
+		}
+	}
 	if len(required) > 0 {
 		sort.Strings(required)
 		s["required"] = required

@@ -3,6 +3,7 @@ package api
 import (
 	"encoding/json"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/limitgraph/limit/host/config"
@@ -91,5 +92,73 @@ func TestOpenAPIFlagDetails(t *testing.T) {
 	}
 	if p := schemas["FlagRequest"].Properties["location"]; p["$ref"] != "#/components/schemas/TraceLocationInput" {
 		t.Errorf("FlagRequest.location = %v", p)
+	}
+}
+
+// TestOpenAPIProblemsAndParameters: the document lists the problems each operation
+// answers (not only 401), the problem's extension members, typed query parameters, what an
+// FGW request needs besides c1 and c2, and which routes have no unversioned path.
+func TestOpenAPIProblemsAndParameters(t *testing.T) {
+	s := rdServer(t, config.RD{Alpha: 0.5})
+	b, err := json.Marshal(s.doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Info  struct{ Description string } `json:"info"`
+		Paths map[string]map[string]struct {
+			Parameters []struct {
+				Name   string         `json:"name"`
+				Schema map[string]any `json:"schema"`
+			} `json:"parameters"`
+			Responses map[string]any `json:"responses"`
+		} `json:"paths"`
+		Components struct {
+			Schemas map[string]map[string]any `json:"schemas"`
+		} `json:"components"`
+	}
+	if err := json.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		method, path string
+		codes        []string
+	}{
+		{"post", "/v1/sessions/{id}/executions", []string{"400", "403", "404", "409", "413", "415", "422", "429", "503"}},
+		{"post", "/v1/traces/{id}/merge", []string{"404", "409"}},
+		{"post", "/v1/rd/knee", []string{"400", "413", "415", "422"}},
+		{"get", "/v1/rd/knee", []string{"400", "404", "422"}},
+		{"get", "/v1/sessions", []string{"400"}},
+		{"get", "/v1/governance/stats", []string{"400", "404"}},
+		{"get", "/v1/health", []string{"503"}},
+	} {
+		op := doc.Paths[c.path][c.method]
+		for _, code := range c.codes {
+			if op.Responses[code] == nil {
+				t.Errorf("%s %s documents no %s", c.method, c.path, code)
+			}
+		}
+	}
+	params := map[string]map[string]any{}
+	for _, p := range doc.Paths["/v1/sessions"]["get"].Parameters {
+		params[p.Name] = p.Schema
+	}
+	if p := params["per_page"]; p["type"] != "integer" || p["minimum"] != 1.0 || p["maximum"] != 1000.0 {
+		t.Errorf("per_page: %v", p)
+	}
+	if p := params["include_deleted"]; p["type"] != "boolean" {
+		t.Errorf("include_deleted: %v", p)
+	}
+	props, _ := doc.Components.Schemas["Problem"]["properties"].(map[string]any)
+	for _, name := range []string{"reasons", "policy", "trace_id", "flags", "flag_names", "field"} {
+		if props[name] == nil {
+			t.Errorf("Problem has no %s", name)
+		}
+	}
+	if _, ok := doc.Components.Schemas["FgwRequest"]["oneOf"]; !ok {
+		t.Errorf("FgwRequest does not say it needs m or features_a and features_b: %v", doc.Components.Schemas["FgwRequest"])
+	}
+	if d := doc.Info.Description; !strings.Contains(d, "Every route but /v1/openapi.json and /v1/provenance/key is also served without the /v1 prefix") {
+		t.Errorf("info.description: %s", d)
 	}
 }

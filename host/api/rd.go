@@ -21,12 +21,12 @@ import (
 const MaxGraphNodes = 2000
 
 func (s *Server) registerRD() {
-	s.handle(route{Method: "POST", Path: "/rd/fgw", Summary: "Fused Gromov-Wasserstein distance between two attributed graphs", Tag: "rd", Request: fgwRequest{}, Response: fgwResponse{}, Legacy: true}, s.rdFGW)
-	s.handle(route{Method: "POST", Path: "/rd/points", Summary: "Add a refinement point (distortion, variance) to a session's rate-distortion curve", Tag: "rd", Request: pointRequest{}, Response: rd.Point{}, Status: 201, Legacy: true}, s.rdAddPoint)
-	s.handle(route{Method: "GET", Path: "/rd/knee", Summary: "The knee of a session's rate-distortion curve (all sessions when no session_id)", Tag: "rd", Response: rd.RDKnee{}, Query: []string{"session_id", "method"}, Legacy: true}, s.rdSessionKnee)
-	s.handle(route{Method: "POST", Path: "/rd/knee", Summary: "The knee of any curve", Tag: "rd", Request: kneeRequest{}, Response: rd.Knee{}, Legacy: true}, s.rdKnee)
-	s.handle(route{Method: "POST", Path: "/rd/curve", Summary: "Rate-distortion curve of a discrete source by Blahut-Arimoto, with its knee", Tag: "rd", Request: curveRequest{}, Response: rd.RDCurve{}, Legacy: true}, s.rdCurve)
-	s.handle(route{Method: "GET", Path: "/rd/fgw/sessions", Summary: "FGW distortion between two sessions' trace graphs", Tag: "rd", Response: sessionFGWResponse{}, Query: []string{"a", "b", "method"}, Legacy: true}, s.rdSessionFGW)
+	s.handle(route{Method: "POST", Path: "/rd/fgw", Summary: "Fused Gromov-Wasserstein distance between two attributed graphs", Tag: "rd", Request: fgwRequest{}, Response: fgwResponse{}, Errors: []int{422, 503}, Legacy: true}, s.rdFGW)
+	s.handle(route{Method: "POST", Path: "/rd/points", Summary: "Add a refinement point (distortion, variance) to a session's rate-distortion curve", Tag: "rd", Request: pointRequest{}, Response: rd.Point{}, Status: 201, Errors: []int{404, 409}, Legacy: true}, s.rdAddPoint)
+	s.handle(route{Method: "GET", Path: "/rd/knee", Summary: "The knee of a session's rate-distortion curve (all sessions when no session_id)", Tag: "rd", Response: rd.RDKnee{}, Query: []string{"session_id", "method"}, Errors: []int{404, 422}, Legacy: true}, s.rdSessionKnee)
+	s.handle(route{Method: "POST", Path: "/rd/knee", Summary: "The knee of any curve", Tag: "rd", Request: kneeRequest{}, Response: rd.Knee{}, Errors: []int{422}, Legacy: true}, s.rdKnee)
+	s.handle(route{Method: "POST", Path: "/rd/curve", Summary: "Rate-distortion curve of a discrete source by Blahut-Arimoto, with its knee", Tag: "rd", Request: curveRequest{}, Response: rd.RDCurve{}, Errors: []int{422, 503}, Legacy: true}, s.rdCurve)
+	s.handle(route{Method: "GET", Path: "/rd/fgw/sessions", Summary: "FGW distortion between two sessions' trace graphs", Tag: "rd", Response: sessionFGWResponse{}, Query: []string{"a", "b", "method"}, Errors: []int{404, 422, 503}, Legacy: true}, s.rdSessionFGW)
 }
 
 // rdContext bounds an RD computation by rd.timeout, the request (its client leaving) and
@@ -93,6 +93,16 @@ type fgwRequest struct {
 	MaxIter    int         `json:"max_iter,omitempty"`
 	Tol        float64     `json:"tol,omitempty"`
 	ReturnPlan bool        `json:"return_plan,omitempty"`
+}
+
+// openAPIExtra: an FGW request needs m, or features_a and features_b, not both.
+func (*fgwRequest) openAPIExtra() map[string]any {
+	return map[string]any{"oneOf": []any{
+		map[string]any{"required": []string{"m"}, "not": map[string]any{"anyOf": []any{
+			map[string]any{"required": []string{"features_a"}}, map[string]any{"required": []string{"features_b"}},
+		}}},
+		map[string]any{"required": []string{"features_a", "features_b"}, "not": map[string]any{"required": []string{"m"}}},
+	}}
 }
 
 // fgwResponse documents POST /rd/fgw's answer, an rd.FGWResult: its MarshalJSON adds the
@@ -244,6 +254,7 @@ func (s *Server) rdAddPoint(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	req.SessionID = upperULID(req.SessionID)
 	if _, err := s.opts.Sessions.Active(r.Context(), req.SessionID); err != nil {
 		s.fail(w, r, err)
 		return
@@ -326,7 +337,7 @@ func (s *Server) tracker(ctx context.Context, sessionID string) (*rd.Tracker, er
 }
 
 func (s *Server) rdSessionKnee(w http.ResponseWriter, r *http.Request) {
-	id := r.URL.Query().Get("session_id")
+	id := upperULID(r.URL.Query().Get("session_id"))
 	if id != "" {
 		if _, err := s.opts.Sessions.Get(r.Context(), id); err != nil {
 			s.fail(w, r, err)
@@ -528,6 +539,13 @@ func (s *Server) rdSessionFGW(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, badRequest("query parameters a and b (session ids) are required"))
 		return
 	}
+	a, b = upperULID(a), upperULID(b)
+	// The query is checked before any session is read.
+	cfg := s.fgwConfig(rd.Method(r.URL.Query().Get("method")), nil, nil, 0, 0)
+	if cfg.Method != rd.MethodCG && cfg.Method != rd.MethodEntropic {
+		s.rdFail(w, r, &rd.InputError{Field: "method", Msg: fmt.Sprintf("unknown method %q: use \"cg\" or \"entropic\"", cfg.Method)})
+		return
+	}
 	var graphs [2]*traceGraph
 	for i, id := range []string{a, b} {
 		if _, err := s.opts.Sessions.Get(ctx, id); err != nil {
@@ -540,7 +558,9 @@ func (s *Server) rdSessionFGW(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if len(g.kinds) == 0 {
-			s.fail(w, r, badRequest("session %s has no traces yet", id))
+			// The request is right; the session is not ready for it (as a knee over too
+			// few points).
+			writeProblem(w, r, http.StatusUnprocessableEntity, fmt.Sprintf("session %s has no traces yet: an FGW distance needs a trace in each session", id), nil)
 			return
 		}
 		graphs[i] = g
@@ -560,7 +580,6 @@ func (s *Server) rdSessionFGW(w http.ResponseWriter, r *http.Request) {
 		s.rdFail(w, r, err)
 		return
 	}
-	cfg := s.fgwConfig(rd.Method(r.URL.Query().Get("method")), nil, nil, 0, 0)
 	rctx, cancel := s.rdContext(r)
 	defer cancel()
 	res, err := rd.FGW(graphs[0].structure(), graphs[1].structure(), m, uniform(len(graphs[0].kinds)), uniform(len(graphs[1].kinds)), cfg, rd.WithContext(rctx))

@@ -10,12 +10,11 @@ import (
 	"io"
 	"net/http"
 	"reflect"
-	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"unicode"
 	"unicode/utf8"
+
+	"github.com/limitgraph/limit/host/trace"
 )
 
 // requestIDHeader carries the request id on every response (and is accepted from clients
@@ -50,11 +49,37 @@ func badRequest(format string, args ...any) error {
 	return &errBadRequest{msg: fmt.Sprintf(format, args...)}
 }
 
-// errUnsupportedMedia is a body in a format the API does not read (415).
-type errUnsupportedMedia struct{ ct string }
+// errUnsupportedMedia is a body in a format the API does not read (415): of a media type
+// (ct) or, when encoding is set, in a content coding it does not undo.
+type errUnsupportedMedia struct{ ct, encoding string }
 
 func (e *errUnsupportedMedia) Error() string {
+	if e.encoding != "" {
+		return fmt.Sprintf("Content-Encoding %q is not accepted; send the body uncompressed (identity)", e.encoding)
+	}
 	return fmt.Sprintf("Content-Type %q is not accepted; send JSON (application/json)", e.ct)
+}
+
+// checkBodyHeaders refuses a body whose Content-Type is not JSON (see jsonContentType) or
+// whose Content-Encoding is not identity (checkEncoding).
+func checkBodyHeaders(r *http.Request) error {
+	if ct := r.Header.Get("Content-Type"); !jsonContentType(ct) {
+		return &errUnsupportedMedia{ct: ct}
+	}
+	return checkEncoding(r)
+}
+
+// checkEncoding refuses a body whose Content-Encoding is not identity: the API reads
+// bodies as they come, and a gzip'd one would otherwise be called malformed JSON.
+func checkEncoding(r *http.Request) error {
+	for _, v := range r.Header.Values("Content-Encoding") {
+		for _, c := range strings.Split(v, ",") {
+			if c = strings.TrimSpace(c); c != "" && !strings.EqualFold(c, "identity") {
+				return &errUnsupportedMedia{encoding: c}
+			}
+		}
+	}
+	return nil
 }
 
 // jsonContentType accepts JSON media types, none, text/plain, and curl's default for -d
@@ -80,154 +105,14 @@ func decodeJSON(r *http.Request, v any) error {
 // decodeBounded is decodeJSON that also refuses a body whose top-level field named in
 // bounds holds more JSON values than its bound, before decoding anything.
 func decodeBounded(r *http.Request, v any, bounds map[string]int) error {
-	if ct := r.Header.Get("Content-Type"); !jsonContentType(ct) {
-		return &errUnsupportedMedia{ct: ct}
+	if err := checkBodyHeaders(r); err != nil {
+		return err
 	}
 	body, err := readBody(r)
 	if err != nil {
 		return jsonError(err)
 	}
 	return decodeBody(body, v, bounds)
-}
-
-// decodeBody is decodeBounded once the body is read.
-func decodeBody(body []byte, v any, bounds map[string]int) error {
-	// The body is one JSON object: not null, not an array, not a number.
-	rest := bytes.TrimLeft(body, " \t\r\n")
-	if len(rest) == 0 {
-		return jsonError(io.EOF)
-	}
-	if rest[0] != '{' {
-		return badRequest("request body must be a JSON object {…}")
-	}
-	// JSON text is UTF-8 (RFC 8259): encoding/json would put U+FFFD in place of each
-	// invalid byte of a string, and the host would run and record text the client did not
-	// send.
-	if !utf8.Valid(rest) {
-		return badRequest("request body is not valid UTF-8 (at byte %d); JSON text is UTF-8", len(body)-len(rest)+invalidUTF8At(rest))
-	}
-	// A field given twice would take its last value here and maybe its first elsewhere
-	// (a proxy, a log): refused. Fields match as decoding matches them (foldName).
-	k, dup, over := scanBody(rest, bounds, shapeOf(v).structs)
-	if dup {
-		return badRequest("field %q is given more than once", k)
-	}
-	if over != "" {
-		return badRequest("field %q holds more than %d JSON values; send bulk data as one string", over, boundOf(bounds, foldName(over)))
-	}
-	dec := json.NewDecoder(bytes.NewReader(rest))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return jsonError(err)
-	}
-	// Only whitespace may follow: what a second Decode would read as the end of the input.
-	if len(bytes.TrimLeft(rest[dec.InputOffset():], " \t\r\n")) > 0 {
-		return badRequest("request body has data after the JSON value")
-	}
-	return checkRequired(rest, v)
-}
-
-// invalidUTF8At returns the offset of the first byte of b that is not valid UTF-8.
-func invalidUTF8At(b []byte) int {
-	for i := 0; i < len(b); {
-		r, n := utf8.DecodeRune(b[i:])
-		if r == utf8.RuneError && n == 1 {
-			return i
-		}
-		i += n
-	}
-	return len(b)
-}
-
-// checkRequired refuses a body that lacks a field its struct tags api:"required" (the
-// OpenAPI document says so too), or gives it as an empty string, with "NAME is required":
-// not a zero value going on to be judged as if sent ("" as a trace id answering 404). A
-// number or list given, even zero or empty, is left for the handler to judge. Only fields
-// left at their zero value are looked up, so a complete body costs nothing more.
-func checkRequired(body []byte, v any) error {
-	rv := reflect.ValueOf(v)
-	if rv.Kind() != reflect.Pointer || rv.Elem().Kind() != reflect.Struct {
-		return nil
-	}
-	rv = rv.Elem()
-	var keys map[string]bool
-	for _, f := range shapeOf(v).required {
-		fv := rv.Field(f.index)
-		if !fv.IsZero() {
-			continue
-		}
-		if fv.Kind() != reflect.String {
-			if keys == nil {
-				var m map[string]json.RawMessage
-				_ = json.Unmarshal(body, &m)
-				keys = map[string]bool{}
-				for k := range m {
-					keys[foldName(k)] = true
-				}
-			}
-			if keys[f.folded] {
-				continue
-			}
-		}
-		return badRequest("%s is required", f.name)
-	}
-	return nil
-}
-
-// requiredField is a struct field tagged api:"required": its index and JSON name, and
-// the name folded as decoding matches it (foldName).
-type requiredField struct {
-	index        int
-	name, folded string
-}
-
-// bodyShape is what the body checks need of a request's struct type: its fields tagged
-// api:"required", and the folded JSON names of its fields whose values are structs
-// themselves (a session's limits), whose members decoding matches without case as it does
-// the top level's, where a map's keys (params, data) are matched exactly.
-type bodyShape struct {
-	required []requiredField
-	structs  map[string]bool
-}
-
-// shapesByType caches shapeOf by type.
-var shapesByType sync.Map
-
-// shapeOf returns the bodyShape of v's type, a struct or a pointer to one (else empty).
-func shapeOf(v any) *bodyShape {
-	t := reflect.TypeOf(v)
-	if sh, ok := shapesByType.Load(t); ok {
-		return sh.(*bodyShape)
-	}
-	sh := &bodyShape{structs: map[string]bool{}}
-	st := t
-	for st != nil && st.Kind() == reflect.Pointer {
-		st = st.Elem()
-	}
-	if st != nil && st.Kind() == reflect.Struct {
-		for i := range st.NumField() {
-			f := st.Field(i)
-			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-			if !f.IsExported() || name == "-" {
-				continue
-			}
-			if name == "" {
-				name = f.Name
-			}
-			if f.Tag.Get("api") == "required" {
-				sh.required = append(sh.required, requiredField{i, name, foldName(name)})
-			}
-			ft := f.Type
-			for ft.Kind() == reflect.Pointer {
-				ft = ft.Elem()
-			}
-			if !f.Anonymous && ft.Kind() == reflect.Struct {
-				sh.structs[foldName(name)] = true
-			}
-		}
-	}
-	shapesByType.Store(t, sh)
-	return sh
 }
 
 // readBody reads a request body whole, in one allocation of its declared length when it
@@ -253,205 +138,6 @@ func readBody(r *http.Request) ([]byte, error) {
 		}
 	}
 	return io.ReadAll(r.Body)
-}
-
-// foldName folds a JSON member name as encoding/json does when it matches one to a struct
-// field: without case, by Unicode simple folding, so "paramſ" (a long s) and "PARAMS"
-// both name params.
-func foldName(name string) string {
-	ascii := true
-	for i := 0; i < len(name) && ascii; i++ {
-		ascii = name[i] < utf8.RuneSelf
-	}
-	if ascii {
-		return strings.ToUpper(name) // the least rune of each ASCII letter's fold orbit
-	}
-	return strings.Map(func(r rune) rune {
-		for {
-			f := unicode.SimpleFold(r)
-			if f <= r {
-				return f
-			}
-			r = f
-		}
-	}, name)
-}
-
-// boundOf returns the bound of bounds (keyed by field name) for the field whose folded
-// name (foldName) is folded, or 0.
-func boundOf(bounds map[string]int, folded string) int {
-	for k, n := range bounds {
-		if foldName(k) == folded {
-			return n
-		}
-	}
-	return 0
-}
-
-// scanBody returns a field of the JSON object body that appears more than once in its
-// object, as a path ("data.k", "params.list[2].x"): top-level fields, and the members of
-// those whose value decodes into a struct (structs holds their folded names), compared as
-// decoding matches them (foldName), other nested ones exactly (after unescaping). For
-// each top-level field named in bounds it counts the JSON values in its value (every
-// object, array, string, number, true, false and null) up to its bound: over is the first
-// field found holding more, so a body is refused before it is decoded into a tree that
-// would cost hundreds of bytes per value. It only scans: malformed JSON is left to the
-// decoder to report.
-func scanBody(body []byte, bounds map[string]int, structs map[string]bool) (dupPath string, dup bool, over string) {
-	type frame struct {
-		object bool
-		// seen holds the object's names up to maxListed of them, then seenSet all of them:
-		// most objects are small, and a list costs less than a map to fill and search.
-		seen    []string
-		seenSet map[string]struct{}
-		name    string // the field (in an object) or index (in an array) being read
-		index   int
-		// fold: the object's names are matched as decoding into a struct matches them
-		// (foldName), not exactly as a map's keys are.
-		fold bool
-	}
-	const maxListed = 16
-	var stackSpace [8]frame
-	stack := stackSpace[:0]
-	path := func(last string) string {
-		var b strings.Builder
-		for i, f := range stack {
-			switch {
-			case i == len(stack)-1 && f.object:
-				if i > 0 {
-					b.WriteByte('.')
-				}
-				b.WriteString(last)
-			case f.object:
-				if i > 0 {
-					b.WriteByte('.')
-				}
-				b.WriteString(f.name)
-			default:
-				fmt.Fprintf(&b, "[%d]", f.index)
-			}
-		}
-		return b.String()
-	}
-	// folded bounds by the folded name of their field; topKey is the folded name of the
-	// top-level field being read.
-	var folded map[string]int
-	if len(bounds) > 0 {
-		folded = make(map[string]int, len(bounds))
-		for k, n := range bounds {
-			folded[foldName(k)] = n
-		}
-	}
-	topKey := ""
-	expectKey := false
-	// counted is the bound of the top-level field being read (0: not counted), count the
-	// values seen in it, and scalar whether a number or literal is being read.
-	counted, count, scalar := 0, 0, false
-	value := func() bool {
-		if counted > 0 && len(stack) > 0 {
-			count++
-			return count > counted
-		}
-		return false
-	}
-	for i := 0; i < len(body); i++ {
-		c := body[i]
-		if scalar {
-			if c != ',' && c != ']' && c != '}' && c != ' ' && c != '\t' && c != '\n' && c != '\r' {
-				continue
-			}
-			scalar = false
-		}
-		switch c {
-		case '{':
-			if value() {
-				return "", false, stack[0].name
-			}
-			stack = append(stack, frame{object: true, fold: len(stack) == 0 || len(stack) == 1 && stack[0].object && structs[topKey]})
-			expectKey = true
-		case '[':
-			if value() {
-				return "", false, stack[0].name
-			}
-			stack = append(stack, frame{})
-		case '}', ']':
-			if len(stack) == 0 {
-				return "", false, ""
-			}
-			stack = stack[:len(stack)-1]
-			expectKey = false
-		case ',':
-			if len(stack) == 0 {
-				return "", false, ""
-			}
-			if top := &stack[len(stack)-1]; top.object {
-				expectKey = true
-			} else {
-				top.index++
-			}
-		case ':', ' ', '\t', '\n', '\r':
-		case '"':
-			end, escaped := i+1, false
-			for end < len(body) && body[end] != '"' {
-				if body[end] == '\\' {
-					escaped = true
-					end++
-				}
-				end++
-			}
-			if end >= len(body) {
-				return "", false, ""
-			}
-			if expectKey && len(stack) > 0 {
-				key := string(body[i+1 : end])
-				if escaped {
-					if err := json.Unmarshal(body[i:end+1], &key); err != nil {
-						return "", false, ""
-					}
-				}
-				top := &stack[len(stack)-1]
-				cmp := key
-				if top.fold {
-					cmp = foldName(key)
-				}
-				if len(stack) == 1 {
-					topKey = cmp
-					counted, count = folded[cmp], 0
-				}
-				if top.seenSet != nil {
-					if _, dup := top.seenSet[cmp]; dup {
-						return path(key), true, ""
-					}
-					top.seenSet[cmp] = struct{}{}
-				} else {
-					if slices.Contains(top.seen, cmp) {
-						return path(key), true, ""
-					}
-					if len(top.seen) < maxListed {
-						top.seen = append(top.seen, cmp)
-					} else {
-						top.seenSet = make(map[string]struct{}, 2*maxListed)
-						for _, k := range top.seen {
-							top.seenSet[k] = struct{}{}
-						}
-						top.seenSet[cmp] = struct{}{}
-						top.seen = nil
-					}
-				}
-				top.name = key
-				expectKey = false
-			} else if value() {
-				return "", false, stack[0].name
-			}
-			i = end
-		default: // a number, true, false or null
-			scalar = true
-			if value() {
-				return "", false, stack[0].name
-			}
-		}
-	}
-	return "", false, ""
 }
 
 func jsonError(err error) error {
@@ -508,6 +194,47 @@ func jsonKind(t reflect.Type) string {
 	return "a different JSON value"
 }
 
+// upperULID returns s in upper case when it is a ULID written in lower or mixed case
+// (ULIDs are case-insensitive; the host writes and stores them in upper case), else s.
+func upperULID(s string) string {
+	if len(s) != 26 {
+		return s
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c >= 'a' && c <= 'z' {
+			if u := strings.ToUpper(s); trace.ValidID(u) {
+				return u
+			}
+			return s
+		}
+	}
+	return s
+}
+
+// repeatedQuery returns a query parameter of r given more than once, and how often.
+func repeatedQuery(r *http.Request) (string, int) {
+	for name, vs := range r.URL.Query() {
+		if len(vs) > 1 {
+			return name, len(vs)
+		}
+	}
+	return "", 0
+}
+
+// queryOnce returns the query parameter name of r ("" when absent), refusing one given
+// more than once: which of per_page=1&per_page=2 a server reads differs from one to the
+// next, and a proxy in between may read the other.
+func queryOnce(r *http.Request, name string) (string, error) {
+	vs := r.URL.Query()[name]
+	if len(vs) > 1 {
+		return "", badRequest("query parameter %s is given %d times; give it once", name, len(vs))
+	}
+	if len(vs) == 0 {
+		return "", nil
+	}
+	return vs[0], nil
+}
+
 // queryBool reads an optional true/false query parameter (false when absent).
 func queryBool(r *http.Request, name string) (bool, error) {
 	switch v := r.URL.Query().Get(name); v {
@@ -538,8 +265,8 @@ func queryInt(r *http.Request, name string, def, lo, hi int) (int, error) {
 // so, at most once each, strings without escapes or non-ASCII) is read directly instead of
 // through encoding/json's reflection, anything else by decodeJSON's own path.
 func decodeCreateTrace(r *http.Request, req *createTraceRequest) error {
-	if ct := r.Header.Get("Content-Type"); !jsonContentType(ct) {
-		return &errUnsupportedMedia{ct: ct}
+	if err := checkBodyHeaders(r); err != nil {
+		return err
 	}
 	body, err := readBody(r)
 	if err != nil {
@@ -617,7 +344,9 @@ func parseCreateTrace(body []byte, req *createTraceRequest) bool {
 	if skipSpace(body, i) != len(body) {
 		return false
 	}
-	if _, dup, _ := scanBody(body, nil, nil); dup {
+	// Whatever decodeBody would refuse (a duplicate anywhere, a lone surrogate) is left to
+	// it to report.
+	if _, err := scanBody(body, nil, shapeOf(reflect.TypeFor[*createTraceRequest]())); err != nil {
 		return false
 	}
 	*req = got
@@ -695,6 +424,10 @@ func valueEnd(b []byte, i int) int {
 func noBody(s *Server, h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if r.ContentLength != 0 {
+			if err := checkEncoding(r); err != nil {
+				s.fail(w, r, err)
+				return
+			}
 			body, err := readBody(r)
 			if err != nil {
 				s.fail(w, r, jsonError(err))

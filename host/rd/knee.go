@@ -124,7 +124,10 @@ func findKnee(points [][2]float64, opts KneeOptions, yFloor float64) (Knee, erro
 	if opts.Sensitivity == 0 {
 		opts.Sensitivity = 1
 	}
-	if opts.DuplicateTol <= 0 {
+	if math.IsNaN(opts.DuplicateTol) || math.IsInf(opts.DuplicateTol, 0) || opts.DuplicateTol < 0 {
+		return Knee{}, inputErrf("duplicate_tol", "%v must be a finite number ≥ 0", opts.DuplicateTol)
+	}
+	if opts.DuplicateTol == 0 {
 		opts.DuplicateTol = 1e-9
 	}
 	if len(points) < 3 {

@@ -669,12 +669,55 @@ type Stats struct {
 type GovernanceStats struct {
 	Overall  Stats            `json:"overall"`
 	Sessions map[string]Stats `json:"sessions"`
+	// NextToken, in a page the API answers, continues the listing; GovernanceStats
+	// follows it to the end.
+	NextToken string `json:"next_token,omitempty"`
 }
 
-// GovernanceStats returns governance counts.
+// GovernanceStats returns governance counts: every session's and their sum, read a page
+// of sessions at a time (the API answers a page and its sum).
 func (c *Client) GovernanceStats(ctx context.Context) (*GovernanceStats, error) {
-	var s GovernanceStats
-	return orNil(&s, c.do(ctx, "GET", "/v1/governance/stats", nil, &s))
+	all := &GovernanceStats{Sessions: map[string]Stats{}}
+	token := ""
+	for {
+		q := url.Values{"per_page": {"1000"}}
+		if token != "" {
+			q.Set("next_token", token)
+		}
+		var page GovernanceStats
+		if err := c.do(ctx, "GET", "/v1/governance/stats?"+q.Encode(), nil, &page); err != nil {
+			return nil, err
+		}
+		all.Overall.add(page.Overall)
+		for id, st := range page.Sessions {
+			all.Sessions[id] = st
+		}
+		if page.NextToken == "" || page.NextToken == token {
+			return all, nil
+		}
+		token = page.NextToken
+	}
+}
+
+// add adds o to s.
+func (s *Stats) add(o Stats) {
+	s.Flags += o.Flags
+	s.Quarantined += o.Quarantined
+	s.MergesAllowed += o.MergesAllowed
+	s.MergesRefused += o.MergesRefused
+	s.MergesWithdrawn += o.MergesWithdrawn
+	s.ExecutionsBlocked += o.ExecutionsBlocked
+	for _, m := range []struct {
+		to   *map[string]int
+		from map[string]int
+	}{{&s.ByFlag, o.ByFlag}, {&s.BySeverity, o.BySeverity}} {
+		if *m.to == nil {
+			*m.to = map[string]int{}
+		}
+		for k, n := range m.from {
+			(*m.to)[k] += n
+		}
+	}
 }
 
 // Evaluation is the answer of POST /v1/governance/evaluate.

@@ -363,3 +363,26 @@ func TestFailedCallReturnsNil(t *testing.T) {
 		t.Fatalf("GetTrace = %+v, %v; want nil and a 404", tr, err)
 	}
 }
+
+// TestGovernanceStatsPages: GovernanceStats follows the API's pages of sessions to the end
+// and adds up their sums, so its Overall is the host's.
+func TestGovernanceStatsPages(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		switch r.URL.Query().Get("next_token") {
+		case "":
+			io.WriteString(w, `{"overall":{"flags":3,"by_flag":{"HighRisk":3},"by_severity":{"5":3}},"sessions":{"A":{"flags":1},"B":{"flags":2}},"next_token":"p2"}`)
+		case "p2":
+			io.WriteString(w, `{"overall":{"flags":4,"by_flag":{"HighRisk":1,"Anomaly":3},"quarantined":1},"sessions":{"C":{"flags":4}}}`)
+		}
+	}))
+	defer srv.Close()
+	st, err := New(srv.URL).GovernanceStats(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := st.Overall
+	if o.Flags != 7 || o.ByFlag["HighRisk"] != 4 || o.ByFlag["Anomaly"] != 3 || o.BySeverity["5"] != 3 || o.Quarantined != 1 || len(st.Sessions) != 3 || st.NextToken != "" {
+		t.Errorf("got %+v", st)
+	}
+}
