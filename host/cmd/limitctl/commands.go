@@ -57,9 +57,13 @@ func apiCommand(ctx context.Context, d daemonFlags, asJSON bool, args []string, 
 	var ue *usageError
 	var se *setupError
 	var ae *client.Error
+	var fe *execFailedError
 	switch {
 	case err == nil:
 		return 0
+	case errors.As(err, &fe):
+		fmt.Fprintf(stderr, "limitctl: %s\n", fe)
+		return fe.code()
 	case errors.As(err, &he):
 		printHelp(stdout, args[0], he.fs)
 		return 0
@@ -403,7 +407,10 @@ func (x *cli) exec(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		return x.printJSON(res)
+		if err := x.printJSON(res); err != nil {
+			return err
+		}
+		return execOutcome(res)
 	}
 	// What was streamed to stdout: program output, or a model's answer as tokens. A
 	// result's output is printed after it unless the tokens were that answer already (a
@@ -446,10 +453,37 @@ func (x *cli) exec(ctx context.Context, args []string) error {
 	if res.Error != "" {
 		fmt.Fprintln(x.stderr, "error:", res.Error)
 	}
-	if res.Status != "ok" {
-		return fmt.Errorf("execution ended with status %s", res.Status)
+	return execOutcome(res)
+}
+
+// execFailedError is an execution that ran and did not end ok: limitctl exits with the
+// program's exit code when it exited non-zero (1 to 255), else 1.
+type execFailedError struct {
+	status   string
+	exitCode int
+}
+
+func (e *execFailedError) Error() string {
+	if e.exitCode != 0 {
+		return fmt.Sprintf("execution ended with status %s, exit code %d", e.status, e.exitCode)
 	}
-	return nil
+	return "execution ended with status " + e.status
+}
+
+// code is limitctl's exit status for the failed execution.
+func (e *execFailedError) code() int {
+	if e.exitCode >= 1 && e.exitCode <= 255 {
+		return e.exitCode
+	}
+	return 1
+}
+
+// execOutcome returns nil for an execution that ended ok, else an *execFailedError.
+func execOutcome(res *client.ExecutionResult) error {
+	if res.Status == "ok" {
+		return nil
+	}
+	return &execFailedError{status: res.Status, exitCode: res.ExitCode}
 }
 
 // flagDetail describes where a rule's flag points and how sure the rule was, as "pre,
