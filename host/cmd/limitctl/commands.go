@@ -16,6 +16,7 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/limitgraph/limit/host/session"
 	"github.com/limitgraph/limit/host/trace"
@@ -367,18 +368,51 @@ func (x *cli) sessions(ctx context.Context, sub string, args []string) error {
 	return usagef("unknown sessions command %q", sub)
 }
 
+// readInput returns the text arg stands for: stdin for "-", the contents of FILE for
+// "@FILE", the argument without its first "@" for "@@...", else the argument itself. Text
+// that is not valid UTF-8 is refused (a usage error naming the first bad byte's offset):
+// the API carries JSON strings, into which it would go with each bad byte replaced by
+// U+FFFD, running or evaluating something other than what was given.
 func readInput(arg string) (string, error) {
+	var text, from string
 	switch {
 	case arg == "-":
 		b, err := io.ReadAll(os.Stdin)
-		return string(b), err
+		if err != nil {
+			return "", err
+		}
+		text, from = string(b), "stdin"
 	case strings.HasPrefix(arg, "@@"):
-		return arg[1:], nil
+		text, from = arg[1:], "the argument"
 	case strings.HasPrefix(arg, "@"):
 		b, err := os.ReadFile(arg[1:])
-		return string(b), err
+		if err != nil {
+			return "", err
+		}
+		text, from = string(b), arg[1:]
+	default:
+		text, from = arg, "the argument"
 	}
-	return arg, nil
+	if i := invalidUTF8(text); i >= 0 {
+		return "", usagef("%s is not valid UTF-8: byte 0x%02x at offset %d (convert it first, e.g. iconv -f latin1 -t utf-8)", from, text[i], i)
+	}
+	return text, nil
+}
+
+// invalidUTF8 returns the offset of the first byte of s that is not part of valid UTF-8,
+// or -1.
+func invalidUTF8(s string) int {
+	if utf8.ValidString(s) {
+		return -1
+	}
+	for i, r := range s {
+		if r == utf8.RuneError {
+			if _, n := utf8.DecodeRuneInString(s[i:]); n == 1 {
+				return i
+			}
+		}
+	}
+	return -1
 }
 
 func (x *cli) exec(ctx context.Context, args []string) error {

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -56,5 +58,45 @@ func TestExecExitStatus(t *testing.T) {
 				t.Errorf("%s %q: stderr does not say the execution failed: %s", c.name, mode, stderr)
 			}
 		}
+	}
+}
+
+// TestInputNotUTF8: exec, governance evaluate and traces append refuse text that is not
+// valid UTF-8, naming where and at which byte, before any request (the API would run it
+// with each bad byte replaced by U+FFFD).
+func TestInputNotUTF8(t *testing.T) {
+	requests := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests++
+		http.NotFound(w, r)
+	}))
+	defer srv.Close()
+	file := filepath.Join(t.TempDir(), "latin1.py")
+	if err := os.WriteFile(file, []byte("print(repr(\"caf\xe9\"))\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"exec", "s1", "python", "@" + file}, file + " is not valid UTF-8: byte 0xe9 at offset 15"},
+		{[]string{"-o", "json", "exec", "s1", "python", "@" + file}, file + " is not valid UTF-8: byte 0xe9 at offset 15"},
+		{[]string{"exec", "s1", "python", "ok\xff"}, "the argument is not valid UTF-8: byte 0xff at offset 2"},
+		{[]string{"governance", "evaluate", "code", "@" + file}, file + " is not valid UTF-8: byte 0xe9 at offset 15"},
+		{[]string{"traces", "append", "t1", "note", "\"caf\xe9\""}, "the argument is not valid UTF-8: byte 0xe9 at offset 4"},
+	} {
+		code, _, stderr := limitctl(t, append([]string{"-addr", srv.URL}, c.args...)...)
+		if code != 2 || !strings.Contains(stderr, "limitctl: "+c.want) {
+			t.Errorf("%q: exit %d, want 2 with %q\nstderr: %s", c.args, code, c.want, stderr)
+		}
+	}
+	if requests != 0 {
+		t.Errorf("%d requests sent", requests)
+	}
+	if got := invalidUTF8("héllo\xc3"); got != 6 {
+		t.Errorf("invalidUTF8 of a cut sequence = %d, want 6", got)
+	}
+	if got := invalidUTF8("h\uFFFDllo"); got != -1 {
+		t.Errorf("invalidUTF8 of a real U+FFFD = %d, want -1", got)
 	}
 }
