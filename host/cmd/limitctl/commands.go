@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"encoding/json"
@@ -63,7 +64,7 @@ func apiCommand(ctx context.Context, d daemonFlags, asJSON bool, args []string, 
 	case err == nil:
 		return 0
 	case errors.As(err, &fe):
-		fmt.Fprintf(stderr, "limitctl: %s\n", fe)
+		fmt.Fprintf(stderr, "limitctl: %s\n", clean(fe.Error()))
 		return fe.code()
 	case errors.As(err, &he):
 		printHelp(stdout, args[0], he.fs)
@@ -75,18 +76,19 @@ func apiCommand(ctx context.Context, d daemonFlags, asJSON bool, args []string, 
 		fmt.Fprintf(stderr, "limitctl: %s\n", se.msg)
 		return 2
 	case errors.As(err, &ae):
-		fmt.Fprintf(stderr, "limitctl: %s", ae.Error())
+		fmt.Fprintf(stderr, "limitctl: %s", clean(ae.Error()))
 		if ae.RequestID != "" {
-			fmt.Fprintf(stderr, " (request %s)", ae.RequestID)
+			fmt.Fprintf(stderr, " (request %s)", clean(ae.RequestID))
 		}
 		fmt.Fprintln(stderr)
 		for _, k := range []string{"reasons", "flags"} {
 			if v, ok := ae.Extra[k]; ok {
-				fmt.Fprintf(stderr, "  %s: %s\n", k, v)
+				fmt.Fprintf(stderr, "  %s: %s\n", k, clean(string(v)))
 			}
 		}
 	default:
-		fmt.Fprintln(stderr, "limitctl:", daemonError(x.u, err))
+		// Also errors that quote what the daemon answered, or what a bundle holds.
+		fmt.Fprintln(stderr, "limitctl:", clean(daemonError(x.u, err).Error()))
 	}
 	return 1
 }
@@ -202,7 +204,8 @@ func (x *cli) table(header string, rows [][]string) {
 	tw := tabwriter.NewWriter(x.stdout, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, header)
 	for _, r := range rows {
-		fmt.Fprintln(tw, strings.Join(r, "\t"))
+		// A cell's tab or newline would make two cells, or two rows, of it.
+		fmt.Fprintln(tw, strings.Join(cleanAll(r), "\t"))
 	}
 	tw.Flush()
 }
@@ -212,6 +215,15 @@ func ago(t time.Time) string {
 		return "-"
 	}
 	return t.Local().Format("2006-01-02 15:04:05")
+}
+
+// compactJSON returns raw JSON on one line, or as it is when it is not JSON.
+func compactJSON(raw []byte) string {
+	var b bytes.Buffer
+	if json.Compact(&b, raw) != nil {
+		return string(raw)
+	}
+	return b.String()
 }
 
 // multi is a repeatable string flag.
@@ -343,7 +355,7 @@ func (x *cli) sessions(ctx context.Context, sub string, args []string) error {
 			return err
 		}
 		if *token != "" {
-			fmt.Fprintf(x.stdout, "more: --next-token %s\n", *token)
+			fmt.Fprintf(x.stdout, "more: --next-token %s\n", clean(*token))
 		}
 		return nil
 	case "show", "delete":
@@ -470,22 +482,22 @@ func (x *cli) exec(ctx context.Context, args []string) error {
 	if res.Output != "" && !tokens && res.Output != out && res.Output != res.Stdout {
 		fmt.Fprintln(x.stdout, res.Output)
 	}
-	fmt.Fprintf(x.stderr, "-- %s exit=%d %dms trace=%s", res.Status, res.ExitCode, res.DurationMS, res.TraceID)
+	fmt.Fprintf(x.stderr, "-- %s exit=%d %dms trace=%s", clean(res.Status), res.ExitCode, res.DurationMS, clean(res.TraceID))
 	if res.StateReset {
 		fmt.Fprint(x.stderr, " state_reset")
 	}
 	for _, f := range res.Flags {
-		fmt.Fprintf(x.stderr, " flag=%s:%d", f.Flag, f.Severity)
+		fmt.Fprintf(x.stderr, " flag=%s:%d", clean(f.Flag), f.Severity)
 	}
 	fmt.Fprintln(x.stderr)
 	// Then, for the flags that say where and how sure, one line each.
 	for _, f := range res.Flags {
 		if d := flagDetail(f); d != "" {
-			fmt.Fprintf(x.stderr, "   %s:%d %s: %s\n", f.Flag, f.Severity, f.RuleID, d)
+			fmt.Fprintf(x.stderr, "   %s:%d %s: %s\n", clean(f.Flag), f.Severity, clean(f.RuleID), clean(d))
 		}
 	}
 	if res.Error != "" {
-		fmt.Fprintln(x.stderr, "error:", res.Error)
+		fmt.Fprintln(x.stderr, "error:", clean(res.Error))
 	}
 	return execOutcome(res)
 }
@@ -617,7 +629,7 @@ func (x *cli) traces(ctx context.Context, sub string, args []string) error {
 		if x.json {
 			return x.printJSON(e)
 		}
-		fmt.Fprintf(x.stdout, "entry %d (%s) appended to %s, hash %s\n", e.Index, e.Kind, pos[0], e.Hash)
+		fmt.Fprintf(x.stdout, "entry %d (%s) appended to %s, hash %s\n", e.Index, clean(e.Kind), clean(pos[0]), clean(e.Hash))
 		return nil
 	case "show":
 		pos, err := x.parse(fs, args)
@@ -635,7 +647,7 @@ func (x *cli) traces(ctx context.Context, sub string, args []string) error {
 			return x.printJSON(t)
 		}
 		fmt.Fprintf(x.stdout, "trace    %s\nsession  %s\nkind     %s\nstatus   %s\ncreated  %s\nflags    %s\ndata     %s\n\n",
-			t.ID, t.SessionID, t.Kind, t.Status, ago(t.CreatedAt), flagNames(t.Flags), t.Data)
+			clean(t.ID), clean(t.SessionID), clean(t.Kind), clean(t.Status), ago(t.CreatedAt), clean(flagNames(t.Flags)), clean(compactJSON(t.Data)))
 		if len(t.Flags) > 0 {
 			rows := make([][]string, 0, len(t.Flags))
 			for _, f := range t.Flags {
@@ -676,7 +688,7 @@ func (x *cli) traces(ctx context.Context, sub string, args []string) error {
 		if x.json {
 			return x.printJSON(t)
 		}
-		fmt.Fprintf(x.stdout, "trace %s is %s, flags %s\n", t.ID, t.Status, flagNames(t.Flags))
+		fmt.Fprintf(x.stdout, "trace %s is %s, flags %s\n", clean(t.ID), clean(t.Status), clean(flagNames(t.Flags)))
 		return nil
 	case "merge":
 		pos, err := x.parse(fs, args)
@@ -693,7 +705,7 @@ func (x *cli) traces(ctx context.Context, sub string, args []string) error {
 		if x.json {
 			return x.printJSON(m)
 		}
-		fmt.Fprintf(x.stdout, "trace %s merged into the shared record\n", m.TraceID)
+		fmt.Fprintf(x.stdout, "trace %s merged into the shared record\n", clean(m.TraceID))
 		return nil
 	case "verify":
 		pos, err := x.parse(fs, args)
@@ -712,7 +724,7 @@ func (x *cli) traces(ctx context.Context, sub string, args []string) error {
 				return err
 			}
 		} else if v.Valid {
-			fmt.Fprintf(x.stdout, "valid: %d entries, head %s\n", v.Length, v.Head)
+			fmt.Fprintf(x.stdout, "valid: %d entries, head %s\n", v.Length, clean(v.Head))
 		}
 		if !v.Valid {
 			return fmt.Errorf("provenance of %s does not verify: %s", pos[0], v.Error)
@@ -733,7 +745,7 @@ func (x *cli) showTraces(l *client.TraceList) error {
 	}
 	x.table("ID\tSESSION\tKIND\tSTATUS\tENTRIES\tFLAGS\tCREATED", rows)
 	if l.NextToken != "" {
-		fmt.Fprintf(x.stdout, "more: --next-token %s\n", l.NextToken)
+		fmt.Fprintf(x.stdout, "more: --next-token %s\n", clean(l.NextToken))
 	}
 	return nil
 }
@@ -847,7 +859,7 @@ func (x *cli) governance(ctx context.Context, sub string, args []string) error {
 			if len(read) == 0 {
 				fmt.Fprintf(x.stdout, "no findings: no configured rule reads %s texts\n", pos[0])
 			} else {
-				fmt.Fprintf(x.stdout, "no findings: read by %s, flagged by none\n", strings.Join(read, ", "))
+				fmt.Fprintf(x.stdout, "no findings: read by %s, flagged by none\n", clean(strings.Join(read, ", ")))
 			}
 		} else if len(ev.Findings) > 0 {
 			rows := [][]string{}
@@ -857,7 +869,7 @@ func (x *cli) governance(ctx context.Context, sub string, args []string) error {
 			x.table("FLAG\tSEVERITY\tRULE\tWHERE\tREASON", rows)
 		}
 		for _, e := range ev.Errors {
-			fmt.Fprintln(x.stderr, "rule error:", e)
+			fmt.Fprintln(x.stderr, "rule error:", clean(e))
 		}
 		return nil
 	case "eval":
@@ -976,13 +988,13 @@ func (x *cli) key(ctx context.Context, args []string) error {
 		return x.printJSON(k)
 	}
 	if *file == "" {
-		fmt.Fprint(x.stdout, k.PublicKeyPEM)
-		fmt.Fprintf(x.stderr, "fingerprint %s\n", k.Fingerprint)
+		fmt.Fprint(x.stdout, cleanLines(k.PublicKeyPEM))
+		fmt.Fprintf(x.stderr, "fingerprint %s\n", clean(k.Fingerprint))
 		return nil
 	}
 	if err := os.WriteFile(*file, []byte(k.PublicKeyPEM), 0o644); err != nil {
 		return err
 	}
-	fmt.Fprintf(x.stdout, "wrote %s, key fingerprint %s\n", *file, k.Fingerprint)
+	fmt.Fprintf(x.stdout, "wrote %s, key fingerprint %s\n", *file, clean(k.Fingerprint))
 	return nil
 }

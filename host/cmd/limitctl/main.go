@@ -311,7 +311,7 @@ func health(ctx context.Context, d daemonFlags, asJSON bool, args []string, stdo
 	// A degraded host answers 503 with the same body: the table says why.
 	h, err := x.c.Health(ctx)
 	if h == nil {
-		fmt.Fprintln(stderr, "limitctl:", daemonError(x.u, err))
+		fmt.Fprintln(stderr, "limitctl:", clean(daemonError(x.u, err).Error()))
 		return 1
 	}
 	if x.json {
@@ -330,15 +330,15 @@ func health(ctx context.Context, d daemonFlags, asJSON bool, args []string, stdo
 
 // printHealth prints the daemon's health as a table.
 func printHealth(stdout io.Writer, h *client.Health) {
-	fmt.Fprintf(stdout, "status %s, version %s\n", h.Status, h.Version)
+	fmt.Fprintf(stdout, "status %s, version %s\n", clean(h.Status), clean(h.Version))
 	fmt.Fprintf(stdout, "%-10s %-16s %-10s %-8s %-8s %-9s %s\n", "KIND", "NAME", "VERSION", "PID", "HEALTHY", "RESTARTS", "SESSION")
 	for _, p := range h.Plugins {
-		fmt.Fprintf(stdout, "%-10s %-16s %-10s %-8d %-8v %-9d %s\n", p.Kind, p.Name, p.Version, p.PID, p.Healthy, p.Restarts, p.Session)
+		fmt.Fprintf(stdout, "%-10s %-16s %-10s %-8d %-8v %-9d %s\n", clean(p.Kind), clean(p.Name), clean(p.Version), p.PID, p.Healthy, p.Restarts, clean(p.Session))
 		if p.Detail != "" {
-			fmt.Fprintf(stdout, "           backend: %s\n", p.Detail)
+			fmt.Fprintf(stdout, "           backend: %s\n", clean(p.Detail))
 		}
 		if p.LastError != "" {
-			fmt.Fprintf(stdout, "           last error: %s\n", p.LastError)
+			fmt.Fprintf(stdout, "           last error: %s\n", clean(p.LastError))
 		}
 	}
 }
@@ -407,11 +407,11 @@ func pluginCheck(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	}
 	report := func(name string, err error, elapsed time.Duration) {
 		if errors.Is(err, sdktest.ErrNotApplicable) {
-			fmt.Fprintf(stdout, "n/a   %-40s %8s  %v\n", name, elapsed.Round(time.Millisecond), err)
+			fmt.Fprintf(stdout, "n/a   %-40s %8s  %s\n", name, elapsed.Round(time.Millisecond), clean(err.Error()))
 			return
 		}
 		if err != nil {
-			fmt.Fprintf(stdout, "FAIL  %-40s %8s  %v\n", name, elapsed.Round(time.Millisecond), err)
+			fmt.Fprintf(stdout, "FAIL  %-40s %8s  %s\n", name, elapsed.Round(time.Millisecond), clean(err.Error()))
 			return
 		}
 		fmt.Fprintf(stdout, "ok    %-40s %8s\n", name, elapsed.Round(time.Millisecond))
@@ -432,7 +432,7 @@ func pluginCheck(ctx context.Context, args []string, stdout, stderr io.Writer) i
 			return 1
 		}
 		defer cleanup()
-		fmt.Fprintf(stdout, "checking storage plugin %s (%s %s)\n", paths[0], s.PluginInfo().Name, s.PluginInfo().Version)
+		fmt.Fprintf(stdout, "checking storage plugin %s (%s %s)\n", paths[0], clean(s.PluginInfo().Name), clean(s.PluginInfo().Version))
 		passed, failed = sdktest.CheckStorage(ctx, s, report)
 	default:
 		err := fmt.Errorf("no conformance suite for kind %q", *kind)
