@@ -984,16 +984,22 @@ func (x *cli) key(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if x.json {
-		return x.printJSON(k)
-	}
 	if *file == "" {
+		if x.json {
+			return x.printJSON(k)
+		}
 		fmt.Fprint(x.stdout, cleanLines(k.PublicKeyPEM))
 		fmt.Fprintf(x.stderr, "fingerprint %s\n", clean(k.Fingerprint))
 		return nil
 	}
 	if err := os.WriteFile(*file, []byte(k.PublicKeyPEM), 0o644); err != nil {
 		return err
+	}
+	if x.json {
+		return x.printJSON(struct {
+			client.ProvenanceKey
+			File string `json:"file"`
+		}{*k, *file})
 	}
 	fmt.Fprintf(x.stdout, "wrote %s, key fingerprint %s\n", *file, clean(k.Fingerprint))
 	return nil

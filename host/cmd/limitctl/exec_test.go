@@ -100,3 +100,30 @@ func TestInputNotUTF8(t *testing.T) {
 		t.Errorf("invalidUTF8 of a real U+FFFD = %d, want -1", got)
 	}
 }
+
+// TestKeyFile: key -f FILE writes the PEM to FILE, with -o json as without it.
+func TestKeyFile(t *testing.T) {
+	const pem = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA\n-----END PUBLIC KEY-----\n"
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		b, _ := json.Marshal(map[string]string{"public_key_pem": pem, "fingerprint": "SHA256:abc"})
+		w.Write(b)
+	}))
+	defer srv.Close()
+	for _, mode := range [][]string{nil, {"-o", "json"}} {
+		file := filepath.Join(t.TempDir(), "host.pem")
+		code, stdout, stderr := limitctl(t, append(append([]string{"-addr", srv.URL}, mode...), "key", "-f", file)...)
+		if code != 0 {
+			t.Fatalf("%q: exit %d\nstdout: %s\nstderr: %s", mode, code, stdout, stderr)
+		}
+		if b, err := os.ReadFile(file); err != nil || string(b) != pem {
+			t.Errorf("%q: the file holds %q, %v", mode, b, err)
+		}
+		if mode != nil {
+			var got struct{ Fingerprint, File string }
+			if err := json.Unmarshal([]byte(stdout), &got); err != nil || got.Fingerprint != "SHA256:abc" || got.File != file {
+				t.Errorf("-o json: %v %s", err, stdout)
+			}
+		}
+	}
+}
