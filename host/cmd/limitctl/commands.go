@@ -81,11 +81,7 @@ func apiCommand(ctx context.Context, d daemonFlags, asJSON bool, args []string, 
 			fmt.Fprintf(stderr, " (request %s)", clean(ae.RequestID))
 		}
 		fmt.Fprintln(stderr)
-		for _, k := range []string{"reasons", "flags"} {
-			if v, ok := ae.Extra[k]; ok {
-				fmt.Fprintf(stderr, "  %s: %s\n", k, clean(string(v)))
-			}
-		}
+		printProblemExtra(stderr, ae)
 	default:
 		// Also errors that quote what the daemon answered, or what a bundle holds.
 		fmt.Fprintln(stderr, "limitctl:", clean(daemonError(x.u, err).Error()))
@@ -486,16 +482,7 @@ func (x *cli) exec(ctx context.Context, args []string) error {
 	if res.StateReset {
 		fmt.Fprint(x.stderr, " state_reset")
 	}
-	for _, f := range res.Flags {
-		fmt.Fprintf(x.stderr, " flag=%s:%d", clean(f.Flag), f.Severity)
-	}
-	fmt.Fprintln(x.stderr)
-	// Then, for the flags that say where and how sure, one line each.
-	for _, f := range res.Flags {
-		if d := flagDetail(f); d != "" {
-			fmt.Fprintf(x.stderr, "   %s:%d %s: %s\n", clean(f.Flag), f.Severity, clean(f.RuleID), clean(d))
-		}
-	}
+	printFlags(x.stderr, res.Flags)
 	if res.Error != "" {
 		fmt.Fprintln(x.stderr, "error:", clean(res.Error))
 	}
@@ -530,6 +517,51 @@ func execOutcome(res *client.ExecutionResult) error {
 		return nil
 	}
 	return &execFailedError{status: res.Status, exitCode: res.ExitCode}
+}
+
+// printFlags ends a status line with the flags, " flag=jailbreak:8 flag=unsafe:3", and
+// then gives each flag that says where and how sure a line of its own.
+func printFlags(w io.Writer, flags []client.Flag) {
+	for _, f := range flags {
+		fmt.Fprintf(w, " flag=%s:%d", clean(f.Flag), f.Severity)
+	}
+	fmt.Fprintln(w)
+	for _, f := range flags {
+		if d := flagDetail(f); d != "" {
+			fmt.Fprintf(w, "   %s:%d %s: %s\n", clean(f.Flag), f.Severity, clean(f.RuleID), clean(d))
+		}
+	}
+}
+
+// printProblemExtra prints what a problem the API answered says beyond its detail: the
+// trace it is about and the flags, as exec's status line shows them (an execution the
+// policy blocked, a merge refused), and each reason (a merge refused) on a line of its
+// own.
+func printProblemExtra(w io.Writer, ae *client.Error) {
+	var traceID string
+	var flags []client.Flag
+	var reasons []string
+	_ = json.Unmarshal(ae.Extra["trace_id"], &traceID)
+	rawFlags, hasFlags := ae.Extra["flags"]
+	if hasFlags && json.Unmarshal(rawFlags, &flags) != nil {
+		fmt.Fprintf(w, "  flags: %s\n", clean(string(rawFlags)))
+		flags = nil
+	}
+	if traceID != "" || len(flags) > 0 {
+		fmt.Fprint(w, "--")
+		if traceID != "" {
+			fmt.Fprintf(w, " trace=%s", clean(traceID))
+		}
+		printFlags(w, flags)
+	}
+	if raw, ok := ae.Extra["reasons"]; ok {
+		if json.Unmarshal(raw, &reasons) != nil {
+			fmt.Fprintf(w, "  reasons: %s\n", clean(string(raw)))
+		}
+		for _, r := range reasons {
+			fmt.Fprintf(w, "  reason: %s\n", clean(r))
+		}
+	}
 }
 
 // flagDetail describes where a rule's flag points and how sure the rule was, as "pre,

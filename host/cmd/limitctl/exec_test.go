@@ -127,3 +127,34 @@ func TestKeyFile(t *testing.T) {
 		}
 	}
 }
+
+// TestExecBlocked: an execution the policy blocked (403) prints its trace and its flags
+// as exec's status line does, not as raw JSON; a refused merge prints each reason.
+func TestExecBlocked(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/problem+json")
+		if strings.HasSuffix(r.URL.Path, "/merge") {
+			w.WriteHeader(http.StatusConflict)
+			fmt.Fprint(w, `{"type":"about:blank","title":"Conflict","status":409,"detail":"merge refused under policy strict: flagged; unverified",
+				"trace_id":"01TRACE","policy":"strict","reasons":["flagged","unverified"]}`)
+			return
+		}
+		w.WriteHeader(http.StatusForbidden)
+		fmt.Fprint(w, `{"type":"about:blank","title":"Forbidden","status":403,"detail":"policy \"strict\" blocks this execution: jailbreak (severity 9, rule jb)",
+			"trace_id":"01TRACE","policy":"strict","flag_names":["jailbreak"],
+			"flags":[{"flag":"jailbreak","severity":9,"reason":"phrase","rule_id":"jb","stage":"pre","location":{"line":1,"column":1,"start":0,"end":6}}]}`)
+	}))
+	defer srv.Close()
+	for _, mode := range [][]string{nil, {"-o", "json"}} {
+		code, _, stderr := limitctl(t, append(append([]string{"-addr", srv.URL}, mode...), "exec", "s1", "python", "x")...)
+		if code != 1 || !strings.Contains(stderr, "policy \"strict\" blocks this execution") ||
+			!strings.Contains(stderr, "\n-- trace=01TRACE flag=jailbreak:9\n") ||
+			!strings.Contains(stderr, "   jailbreak:9 jb: pre, line 1:1, bytes 0-6\n") || strings.Contains(stderr, `"severity"`) {
+			t.Errorf("%q: exit %d, want 1 with the trace and the flags\nstderr: %s", mode, code, stderr)
+		}
+	}
+	code, _, stderr := limitctl(t, "-addr", srv.URL, "traces", "merge", "01TRACE")
+	if code != 1 || !strings.Contains(stderr, "\n-- trace=01TRACE\n  reason: flagged\n  reason: unverified\n") {
+		t.Errorf("merge refused: exit %d\nstderr: %s", code, stderr)
+	}
+}
