@@ -564,6 +564,43 @@ func printProblemExtra(w io.Writer, ae *client.Error) {
 	}
 }
 
+// jsonError says why text is not JSON, where, and what is there (a few dozen bytes of
+// it, not all of a large file), or returns "" when it is JSON.
+func jsonError(text string) string {
+	if json.Valid([]byte(text)) {
+		return ""
+	}
+	var v json.RawMessage
+	err := json.Unmarshal([]byte(text), &v)
+	var se *json.SyntaxError
+	if !errors.As(err, &se) {
+		return fmt.Sprint(err)
+	}
+	off := int(se.Offset)
+	return fmt.Sprintf("%v at byte %d, near %s", se, off, excerpt(text, off))
+}
+
+// excerpt quotes up to 40 bytes of s either side of offset off (as Go does, escaping what
+// is not printable), "..." marking what is left out.
+func excerpt(s string, off int) string {
+	off = min(max(off, 0), len(s))
+	start, end := max(off-40, 0), min(off+40, len(s))
+	for start > 0 && !utf8.RuneStart(s[start]) {
+		start--
+	}
+	for end < len(s) && !utf8.RuneStart(s[end]) {
+		end++
+	}
+	out := strconv.Quote(s[start:end])
+	if start > 0 {
+		out = "..." + out
+	}
+	if end < len(s) {
+		out += "..."
+	}
+	return out
+}
+
 // flagDetail describes where a rule's flag points and how sure the rule was, as "pre,
 // line 4:7, bytes 12-40, score 0.93", or "" for a flag that says none of it.
 func flagDetail(f client.Flag) string {
@@ -649,8 +686,8 @@ func (x *cli) traces(ctx context.Context, sub string, args []string) error {
 			if err != nil {
 				return err
 			}
-			if !json.Valid([]byte(text)) {
-				return usagef("the entry's data must be JSON (quote a string: '\"text\"'), got %q", text)
+			if err := jsonError(text); err != "" {
+				return usagef("the entry's data must be JSON (quote a string: '\"text\"'): %s", err)
 			}
 			data = json.RawMessage(text)
 		}

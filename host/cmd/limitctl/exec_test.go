@@ -158,3 +158,23 @@ func TestExecBlocked(t *testing.T) {
 		t.Errorf("merge refused: exit %d\nstderr: %s", code, stderr)
 	}
 }
+
+// TestAppendDataNotJSON: traces append with data that is not JSON says why and where,
+// quoting a few bytes around the error, never the whole input.
+func TestAppendDataNotJSON(t *testing.T) {
+	big := filepath.Join(t.TempDir(), "big.py")
+	if err := os.WriteFile(big, []byte(strings.Repeat("print('hello world')\n", 50000)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ data, want string }{
+		{"@" + big, `invalid character 'p' looking for beginning of value at byte 1, near "print('hello world')\nprint('hello world')"...`},
+		{`{"a": 1,}`, `invalid character '}' looking for beginning of object key string at byte 9, near "{\"a\": 1,}"`},
+		{`text`, `at byte 2, near "text"`},
+	} {
+		code, _, stderr := limitctl(t, "-addr", "127.0.0.1:1", "traces", "append", "t1", "note", c.data)
+		line, _, _ := strings.Cut(stderr, "\n\n")
+		if code != 2 || !strings.Contains(line, c.want) || len(line) > 300 {
+			t.Errorf("%q: exit %d, want 2 with %q, in one short line\nstderr: %.500s", c.data, code, c.want, stderr)
+		}
+	}
+}
