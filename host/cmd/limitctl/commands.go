@@ -321,7 +321,11 @@ func (x *cli) sessions(ctx context.Context, sub string, args []string) error {
 		all := fs.Bool("all", false, "follow every page")
 		per := fs.Int("per-page", 50, "sessions per page")
 		token := fs.String("next-token", "", "page token")
-		if _, err := x.parse(fs, args); err != nil {
+		pos, err := x.parse(fs, args)
+		if err != nil {
+			return err
+		}
+		if err := need(pos, 0, "no arguments to sessions list"); err != nil {
 			return err
 		}
 		var ss []client.Session
@@ -876,7 +880,11 @@ func (x *cli) governance(ctx context.Context, sub string, args []string) error {
 	fs := flag.NewFlagSet("governance "+sub, flag.ContinueOnError)
 	switch sub {
 	case "stats":
-		if _, err := x.parse(fs, args); err != nil {
+		pos, err := x.parse(fs, args)
+		if err != nil {
+			return err
+		}
+		if err := need(pos, 0, "no arguments to governance stats"); err != nil {
 			return err
 		}
 		st, err := x.c.GovernanceStats(ctx)

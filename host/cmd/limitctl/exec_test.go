@@ -178,3 +178,29 @@ func TestAppendDataNotJSON(t *testing.T) {
 		}
 	}
 }
+
+// TestExtraArguments: every command refuses positional arguments it does not take,
+// with exit 2 and before any request.
+func TestExtraArguments(t *testing.T) {
+	requests := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests++
+		http.NotFound(w, r)
+	}))
+	defer srv.Close()
+	for _, args := range [][]string{
+		{"health", "extra"}, {"sessions", "list", "extra"}, {"sessions", "create", "extra"}, {"sessions", "show", "s1", "extra"},
+		{"exec", "s1", "python", "x", "extra"}, {"traces", "list", "s1", "extra"}, {"traces", "merged", "extra"},
+		{"traces", "show", "t1", "extra"}, {"traces", "append", "t1", "note", "{}", "extra"}, {"traces", "merge", "t1", "extra"},
+		{"governance", "stats", "extra"}, {"governance", "evaluate", "prompt", "x", "extra"}, {"key", "extra"},
+		{"export", "--session", "s1", "-f", "-", "extra"},
+	} {
+		code, stdout, stderr := limitctl(t, append([]string{"-addr", srv.URL}, args...)...)
+		if code != 2 || !strings.Contains(stderr, "limitctl: expected") {
+			t.Errorf("%q: exit %d, want 2 refusing the argument\nstdout: %s\nstderr: %s", args, code, stdout, stderr)
+		}
+	}
+	if requests != 0 {
+		t.Errorf("%d requests sent", requests)
+	}
+}
