@@ -3,10 +3,12 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -202,5 +204,30 @@ func TestExtraArguments(t *testing.T) {
 	}
 	if requests != 0 {
 		t.Errorf("%d requests sent", requests)
+	}
+}
+
+// TestDaemonAddressForms: -addr :PORT means 127.0.0.1:PORT (not a Host header the daemon
+// refuses), a URL ending in the API's /v1 works, and a port out of range is a usage error.
+func TestDaemonAddressForms(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// As the daemon does, refuse a Host that names no host (DNS rebinding).
+		if h, _, _ := net.SplitHostPort(r.Host); h == "" || r.URL.Path != "/v1/sessions" {
+			http.Error(w, "host "+r.Host+", path "+r.URL.Path, http.StatusForbidden)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"sessions":[{"id":"x","name":"s1","state":"active"}]}`)
+	}))
+	defer srv.Close()
+	port := srv.Listener.Addr().(*net.TCPAddr).Port
+	for _, addr := range []string{":" + strconv.Itoa(port), srv.URL + "/v1", srv.URL + "/v1/"} {
+		if code, stdout, stderr := limitctl(t, "-addr", addr, "sessions", "list"); code != 0 || !strings.Contains(stdout, "s1") {
+			t.Errorf("-addr %s: exit %d, want 0 with the session\nstdout: %s\nstderr: %s", addr, code, stdout, stderr)
+		}
+	}
+	code, _, stderr := limitctl(t, "-addr", "http://127.0.0.1:99999", "sessions", "list")
+	if code != 2 || !strings.Contains(stderr, `-addr "http://127.0.0.1:99999" is not a daemon address: port 99999 is not between 1 and 65535`) {
+		t.Errorf("port 99999: exit %d, want 2\nstderr: %s", code, stderr)
 	}
 }

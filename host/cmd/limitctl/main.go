@@ -59,7 +59,8 @@ before the command or, in those that read the API, anywhere after it (limitctl s
 list -token-file F -o json); given after it, a flag wins over the same flag before it.
 
 The daemon's address comes from -addr, else LIMIT_ADDR, else http://127.0.0.1:8080; a bare
-HOST:PORT means http://HOST:PORT. A daemon with api.token_file wants a token: the first in
+HOST:PORT means http://HOST:PORT, :PORT means 127.0.0.1:PORT, and a URL ending in /v1 is
+taken without it (limitctl adds the API's /v1). A daemon with api.token_file wants a token: the first in
 -token-file FILE, else LIMIT_TOKEN, else the first in LIMIT_TOKEN_FILE (a flag wins over
 the environment, as -addr does). limitctl help or -h prints this; COMMAND --help prints
 that command's part of it.
