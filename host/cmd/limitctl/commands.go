@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -36,6 +37,8 @@ type cli struct {
 	daemon daemonFlags
 	// offline is set for a command that needs no daemon (verify): a bad -addr is no error.
 	offline bool
+	// tokenSource is where the token sent came from, "" when none was (see apiToken).
+	tokenSource string
 }
 
 // usageError is a mistake on the command line (exit 2).
@@ -82,6 +85,13 @@ func apiCommand(ctx context.Context, d daemonFlags, asJSON bool, args []string, 
 		}
 		fmt.Fprintln(stderr)
 		printProblemExtra(stderr, ae)
+		if ae.Status == http.StatusUnauthorized {
+			if x.tokenSource == "" {
+				fmt.Fprintln(stderr, "  limitctl sent no token: give the daemon's with -token-file FILE, LIMIT_TOKEN or LIMIT_TOKEN_FILE")
+			} else {
+				fmt.Fprintf(stderr, "  the daemon refused the token from %s\n", x.tokenSource)
+			}
+		}
 	default:
 		// Also errors that quote what the daemon answered, or what a bundle holds.
 		fmt.Fprintln(stderr, "limitctl:", clean(daemonError(x.u, err).Error()))
@@ -132,10 +142,11 @@ func (x *cli) parse(fs *flag.FlagSet, args []string) ([]string, error) {
 	if x.offline {
 		return pos, nil
 	}
-	u, err := x.daemon.url()
+	u, source, err := x.daemon.url()
 	if err != nil {
 		return nil, err
 	}
+	x.tokenSource = source
 	x.c = newClient(u)
 	v := *u
 	v.User = nil // messages name the address, never the token

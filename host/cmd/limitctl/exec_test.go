@@ -231,3 +231,39 @@ func TestDaemonAddressForms(t *testing.T) {
 		t.Errorf("port 99999: exit %d, want 2\nstderr: %s", code, stderr)
 	}
 }
+
+// TestUnauthorized: a 401 says whether limitctl sent a token, and if it did, where it
+// came from; a token file that cannot be read is named with the setting that gave it.
+func TestUnauthorized(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/problem+json")
+		w.WriteHeader(http.StatusUnauthorized)
+		fmt.Fprint(w, `{"title":"Unauthorized","status":401,"detail":"this API needs a token"}`)
+	}))
+	defer srv.Close()
+	file := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(file, []byte("wrong-token\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	missing := filepath.Join(t.TempDir(), "missing")
+	for _, c := range []struct {
+		name, token, tokenFile string
+		args                   []string
+		code                   int
+		want                   string
+	}{
+		{"none", "", "", nil, 1, "limitctl sent no token: give the daemon's with -token-file FILE, LIMIT_TOKEN or LIMIT_TOKEN_FILE"},
+		{"LIMIT_TOKEN", "wrong", "", nil, 1, "the daemon refused the token from LIMIT_TOKEN\n"},
+		{"LIMIT_TOKEN_FILE", "", file, nil, 1, "the daemon refused the token from LIMIT_TOKEN_FILE " + file + "\n"},
+		{"-token-file", "wrong", "", []string{"-token-file", file}, 1, "the daemon refused the token from -token-file " + file + "\n"},
+		{"LIMIT_TOKEN_FILE missing", "", missing, nil, 2, "cannot read the API token: open " + missing + ": no such file or directory (from LIMIT_TOKEN_FILE)"},
+		{"-token-file missing", "", "", []string{"-token-file", missing}, 2, "no such file or directory (from -token-file)"},
+	} {
+		t.Setenv("LIMIT_TOKEN", c.token)
+		t.Setenv("LIMIT_TOKEN_FILE", c.tokenFile)
+		code, _, stderr := limitctl(t, append(append([]string{"-addr", srv.URL}, c.args...), "sessions", "list")...)
+		if code != c.code || !strings.Contains(stderr, c.want) {
+			t.Errorf("%s: exit %d, want %d with %q\nstderr: %s", c.name, code, c.code, c.want, stderr)
+		}
+	}
+}

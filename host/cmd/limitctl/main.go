@@ -157,24 +157,28 @@ type daemonFlags struct {
 }
 
 // url returns the daemon's base URL carrying the API token (see apiToken) as its password,
-// or a *setupError that says what is wrong.
-func (d daemonFlags) url() (*url.URL, error) {
+// and where the token came from ("" for none), or a *setupError that says what is wrong.
+func (d daemonFlags) url() (*url.URL, string, error) {
 	u, err := client.ParseAddr(d.addr)
 	if err != nil {
 		from := "LIMIT_ADDR"
 		if d.addrFlag {
 			from = "-addr"
 		}
-		return nil, &setupError{fmt.Sprintf("%s %q is not a daemon address: %v; want http://HOST:PORT, https://HOST:PORT or HOST:PORT", from, d.addr, err)}
+		return nil, "", &setupError{fmt.Sprintf("%s %q is not a daemon address: %v; want http://HOST:PORT, https://HOST:PORT or HOST:PORT", from, d.addr, err)}
 	}
-	tok, err := apiToken(d.tokenFile, d.tokenFileFlag)
-	if err != nil {
-		return nil, &setupError{err.Error()}
+	tok, source, err := apiToken(d.tokenFile, d.tokenFileFlag)
+	if err != nil { // only a token file fails
+		from := "LIMIT_TOKEN_FILE"
+		if d.tokenFileFlag {
+			from = "-token-file"
+		}
+		return nil, "", &setupError{fmt.Sprintf("%v (from %s)", err, from)}
 	}
 	if tok != "" {
 		u.User = url.UserPassword("", tok) // carried to the client, never printed
 	}
-	return u, nil
+	return u, source, nil
 }
 
 // setupError is a bad -addr or -token-file (or their variables): exit 2, without the usage.
@@ -465,15 +469,21 @@ func contains(list []string, s string) bool {
 
 // apiToken returns the API token: the first line of file that is not blank or a #
 // comment when file came from -token-file (fromFlag), else LIMIT_TOKEN, else that line of
-// file (LIMIT_TOKEN_FILE), else "".
-func apiToken(file string, fromFlag bool) (string, error) {
+// file (LIMIT_TOKEN_FILE), else "". It also returns where the token came from, or would
+// have ("-token-file FILE", "LIMIT_TOKEN", "LIMIT_TOKEN_FILE FILE"), "" for no token.
+func apiToken(file string, fromFlag bool) (tok, source string, err error) {
 	if tok := strings.TrimSpace(os.Getenv("LIMIT_TOKEN")); tok != "" && !fromFlag {
-		return tok, nil
+		return tok, "LIMIT_TOKEN", nil
 	}
 	if file == "" {
-		return "", nil
+		return "", "", nil
 	}
-	return client.ReadTokenFile(file)
+	source = "LIMIT_TOKEN_FILE " + file
+	if fromFlag {
+		source = "-token-file " + file
+	}
+	tok, err = client.ReadTokenFile(file)
+	return tok, source, err
 }
 
 // newClient returns a client of the daemon at u, with the token u carries (see daemon in
