@@ -483,6 +483,9 @@ func (x *cli) exec(ctx context.Context, args []string) error {
 		fmt.Fprint(x.stdout, ev.Data)
 		streamed.WriteString(ev.Data)
 	})
+	if errors.Is(err, client.ErrStreamLost) {
+		return fmt.Errorf("the connection to the daemon at %s was lost during the execution: its outcome is unknown; once the daemon is back, its trace shows it (limitctl traces list %s) (%w)", x.u.Redacted(), pos[0], err)
+	}
 	if err != nil {
 		return err
 	}

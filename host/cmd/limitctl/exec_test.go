@@ -267,3 +267,40 @@ func TestUnauthorized(t *testing.T) {
 		}
 	}
 }
+
+// TestExecStreamLost: a daemon that goes away during an execution's stream, after its
+// output began, leaves limitctl saying the connection was lost and the outcome is
+// unknown, and where to look it up, not a bare "unexpected EOF".
+func TestExecStreamLost(t *testing.T) {
+	for name, body := range map[string]string{
+		"connection cut":   "event: stdout\ndata: {\"data\":\"partial\\n\"}\n\n",
+		"ended, no result": "",
+	} {
+		cut := name == "connection cut"
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/event-stream")
+			if !cut {
+				fmt.Fprint(w, ": running\n\n")
+				return
+			}
+			conn, buf, err := http.NewResponseController(w).Hijack()
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer conn.Close()
+			// A chunked body cut off mid-stream, as a daemon killed mid-execution leaves it.
+			fmt.Fprintf(buf, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n", len(body), body)
+			buf.Flush()
+		}))
+		code, stdout, stderr := limitctl(t, "-addr", srv.URL, "exec", "s1", "python", "x")
+		srv.Close()
+		want := "limitctl: the connection to the daemon at " + srv.URL + " was lost during the execution: its outcome is unknown; once the daemon is back, its trace shows it (limitctl traces list s1)"
+		if code != 1 || !strings.HasPrefix(stderr, want) {
+			t.Errorf("%s: exit %d, want 1 with %q\nstdout: %s\nstderr: %s", name, code, want, stdout, stderr)
+		}
+		if cut && stdout != "partial\n" {
+			t.Errorf("%s: the output streamed before is not shown: %q", name, stdout)
+		}
+	}
+}
