@@ -119,6 +119,10 @@ func (x *cli) parse(fs *flag.FlagSet, args []string) ([]string, error) {
 		if fs.NArg() == 0 {
 			break
 		}
+		if afterDashDash(args, fs.NArg()) {
+			pos = append(pos, fs.Args()...) // all of them, even those that look like flags
+			break
+		}
 		pos = append(pos, fs.Arg(0))
 		args = fs.Args()[1:]
 	}
@@ -152,6 +156,14 @@ func (x *cli) parse(fs *flag.FlagSet, args []string) ([]string, error) {
 	v.User = nil // messages name the address, never the token
 	x.u = &v
 	return pos, nil
+}
+
+// afterDashDash reports whether a FlagSet's Parse of args, which left its last n
+// arguments, stopped at a "--": the arguments after it are positional, whatever they
+// look like. (A "--" that was the value of a flag before it is taken for one too.)
+func afterDashDash(args []string, n int) bool {
+	i := len(args) - n - 1
+	return i >= 0 && args[i] == "--"
 }
 
 // globalFlag reports whether arg is -o, -addr or -token-file (one dash or two), and

@@ -304,3 +304,38 @@ func TestExecStreamLost(t *testing.T) {
 		}
 	}
 }
+
+// TestDashDash: every argument after "--" is positional, even one that looks like a flag
+// and comes after the first positional argument.
+func TestDashDash(t *testing.T) {
+	var input string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req struct{ Input string }
+		_ = json.NewDecoder(r.Body).Decode(&req)
+		input = req.Input
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"trace_id":"t1","status":"ok"}`)
+	}))
+	defer srv.Close()
+	for _, args := range [][]string{
+		{"exec", "-o", "json", "--", "s1", "python", "-1"},
+		{"exec", "-o", "json", "s1", "--", "python", "-1"},
+		{"exec", "-o", "json", "s1", "python", "--", "-1"},
+	} {
+		input = ""
+		code, stdout, stderr := limitctl(t, append([]string{"-addr", srv.URL}, args...)...)
+		if code != 0 || input != "-1" {
+			t.Errorf("%q: exit %d, input %q, want 0 with input -1\nstdout: %s\nstderr: %s", args, code, input, stdout, stderr)
+		}
+	}
+	// Flags before "--" still count.
+	if code, _, stderr := limitctl(t, "-addr", srv.URL, "exec", "--bogus", "--", "s1", "python", "-1"); code != 2 || !strings.Contains(stderr, "-bogus") {
+		t.Errorf("a bad flag before --: exit %d\nstderr: %s", code, stderr)
+	}
+	if got := afterDashDash([]string{"-x", "--", "a", "-b"}, 2); !got {
+		t.Error("afterDashDash: the parse did stop at --")
+	}
+	if got := afterDashDash([]string{"a", "-b"}, 2); got {
+		t.Error("afterDashDash: no -- there")
+	}
+}

@@ -383,6 +383,10 @@ func pluginCheck(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		if fs.NArg() == 0 {
 			break
 		}
+		if afterDashDash(args, fs.NArg()) {
+			paths = append(paths, fs.Args()...)
+			break
+		}
 		paths = append(paths, fs.Arg(0))
 		args = fs.Args()[1:]
 	}
