@@ -206,6 +206,22 @@ func hoistGlobalFlags(args []string) []string {
 	return append(out, rest...)
 }
 
+// plural returns "1 trace" or "2 traces".
+func plural[N int | int64](n N, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return strconv.FormatInt(int64(n), 10) + " " + many
+}
+
+// subcommandError is the usage error for a missing or unknown subcommand of cmd.
+func subcommandError(cmd, sub, subs string) error {
+	if sub == "" {
+		return usagef("%s needs a subcommand: %s", cmd, subs)
+	}
+	return usagef("unknown %s command %q (want %s)", cmd, sub, subs)
+}
+
 func need(pos []string, n int, what string) error {
 	if len(pos) != n {
 		return usagef("expected %s", what)
@@ -400,7 +416,7 @@ func (x *cli) sessions(ctx context.Context, sub string, args []string) error {
 		}
 		return x.showSessions(*s)
 	}
-	return usagef("unknown sessions command %q", sub)
+	return subcommandError("sessions", sub, "create, list, show, delete")
 }
 
 // readInput returns the text arg stands for: stdin for "-", the contents of FILE for
@@ -509,6 +525,9 @@ func (x *cli) exec(ctx context.Context, args []string) error {
 		fmt.Fprintln(x.stdout, res.Output)
 	}
 	fmt.Fprintf(x.stderr, "-- %s exit=%d %dms trace=%s", clean(res.Status), res.ExitCode, res.DurationMS, clean(res.TraceID))
+	if res.Truncated {
+		fmt.Fprint(x.stderr, " truncated") // the output is cut at the runner's max_output_bytes
+	}
 	if res.StateReset {
 		fmt.Fprint(x.stderr, " state_reset")
 	}
@@ -830,7 +849,7 @@ func (x *cli) traces(ctx context.Context, sub string, args []string) error {
 		}
 		return nil
 	}
-	return usagef("unknown traces command %q", sub)
+	return subcommandError("traces", sub, "list, show, append, flag, merge, merged, verify")
 }
 
 // showTraces prints a page of traces as a table (or JSON).
@@ -897,8 +916,9 @@ func (x *cli) verify(args []string) error {
 	if !trusted {
 		how = "the key the bundle carries, NOT checked against a trusted key"
 	}
-	fmt.Fprintf(x.stdout, "%s: valid — %d traces, %d provenance entries, %d signed checkpoints, created %s, signed by key %s, %s\n",
-		pos[0], sum.Traces, sum.Entries, sum.Checkpoints, ago(sum.CreatedAt), sum.KeyFingerprint, how)
+	fmt.Fprintf(x.stdout, "%s: valid — %s, %s, %s, created %s, signed by key %s, %s\n",
+		pos[0], plural(sum.Traces, "trace", "traces"), plural(sum.Entries, "provenance entry", "provenance entries"),
+		plural(sum.Checkpoints, "signed checkpoint", "signed checkpoints"), ago(sum.CreatedAt), clean(sum.KeyFingerprint), how)
 	return nil
 }
 
@@ -978,7 +998,7 @@ func (x *cli) governance(ctx context.Context, sub string, args []string) error {
 	case "eval":
 		return x.governanceEval(ctx, args)
 	}
-	return usagef("unknown governance command %q", sub)
+	return subcommandError("governance", sub, "stats, evaluate, eval")
 }
 
 // bySeverity renders counts by severity ("1".."10") in order of severity, "7=2 10=1".

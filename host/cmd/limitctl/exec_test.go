@@ -339,3 +339,34 @@ func TestDashDash(t *testing.T) {
 		t.Error("afterDashDash: no -- there")
 	}
 }
+
+// TestLesserMessages: a command without its subcommand lists them; a bad flag before the
+// command is prefixed "limitctl: "; a truncated output is marked on exec's status line.
+func TestLesserMessages(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"traces"}, "limitctl: traces needs a subcommand: list, show, append, flag, merge, merged, verify\n"},
+		{[]string{"governance"}, "limitctl: governance needs a subcommand: stats, evaluate, eval\n"},
+		{[]string{"governance", "bogus"}, `limitctl: unknown governance command "bogus" (want stats, evaluate, eval)`},
+		{[]string{"-x"}, "limitctl: flag provided but not defined: -x\n"},
+	} {
+		code, _, stderr := limitctl(t, c.args...)
+		if code != 2 || !strings.HasPrefix(stderr, c.want) {
+			t.Errorf("%q: exit %d, want 2 with %q\nstderr: %s", c.args, code, c.want, stderr)
+		}
+	}
+	result := `{"trace_id":"t1","status":"ok","stdout":"xxx","truncated":true}`
+	srv := execServer(t, &result)
+	if code, _, stderr := limitctl(t, "-addr", srv.URL, "exec", "s1", "python", "x"); code != 0 || !strings.HasPrefix(stderr, "-- ok exit=0 0ms trace=t1 truncated\n") {
+		t.Errorf("truncated output: exit %d\nstderr: %s", code, stderr)
+	}
+	_, _, bundle := testBundle(t)
+	if code, stdout, stderr := limitctl(t, "verify", bundle); code != 0 || !strings.Contains(stdout, ": valid — 1 trace, ") {
+		t.Errorf("verify of a bundle of one trace: exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
+	}
+	if got := plural(2, "text", "texts") + ", " + plural(int64(1), "entry", "entries"); got != "2 texts, 1 entry" {
+		t.Errorf("plural: %q", got)
+	}
+}

@@ -74,8 +74,8 @@ func main() {
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("limitctl", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {} // printed below: to stdout when asked for, else to stderr
+	fs.SetOutput(io.Discard) // its errors are printed below, with the usage
+	fs.Usage = func() {}     // printed below: to stdout when asked for, else to stderr
 	addr := fs.String("addr", envOr("LIMIT_ADDR", client.DefaultAddr), "daemon `URL` (http://HOST:PORT, https://..., or HOST:PORT)")
 	out := fs.String("o", "table", "output: table or json (here or after the command)")
 	tokenFile := fs.String("token-file", os.Getenv("LIMIT_TOKEN_FILE"), "`FILE` holding the API token (its first line that is not a # comment)")
@@ -84,7 +84,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			fmt.Fprint(stdout, usage)
 			return 0
 		}
-		fmt.Fprint(stderr, usage)
+		fmt.Fprintf(stderr, "limitctl: %v\n\n%s", err, usage)
 		return 2
 	}
 	if *out != "table" && *out != "json" {
