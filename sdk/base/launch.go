@@ -6,7 +6,9 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"time"
 
@@ -113,16 +115,59 @@ func (w strayOutput) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// startHint adds what an author can do about go-plugin's start errors.
-func startHint(err error) string {
-	switch msg := err.Error(); {
-	case strings.Contains(msg, "Unrecognized remote plugin message"):
-		return " (a plugin must write nothing to stdout before it serves: the host reads its handshake there; log to stderr, with NewPluginLogger)"
-	case strings.Contains(msg, "timeout while waiting for plugin to start"):
-		return " (the plugin did not serve within its start timeout, host.plugin_start_timeout in limitd's config; do slow setup in Configure, not before Serve)"
-	}
-	return ""
+// NoHandshakeError is a plugin process that closed its stdout, having written nothing
+// there, before the go-plugin handshake: it exited (or closed stdout) before it served,
+// so it is not a LIMIT plugin, or one that failed first.
+type NoHandshakeError struct {
+	// Path is the binary, when the caller sets it.
+	Path string
+	// State is how the process ended, when the caller knows it: Dispense cannot wait for
+	// the process, a caller that stopped it can (see sdktest).
+	State *os.ProcessState
 }
+
+func (e *NoHandshakeError) Error() string {
+	who := "the plugin process"
+	if e.Path != "" {
+		who = e.Path
+	}
+	var how string
+	switch {
+	case e.State == nil:
+		how = "closed its stdout"
+	case e.State.Exited():
+		how = fmt.Sprintf("exited (status %d)", e.State.ExitCode())
+	default:
+		how = fmt.Sprintf("ended (%s)", e.State)
+	}
+	return who + " " + how + " before the plugin handshake, having written nothing to stdout: not a LIMIT plugin, or one that failed before it served"
+}
+
+// startError rewrites go-plugin's start errors for a plugin author: what went wrong
+// without go-plugin's generic list of causes, and what to do about it.
+func startError(err error) error {
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "Failed to read any lines from plugin's stdout"):
+		return &NoHandshakeError{}
+	case strings.HasPrefix(msg, unrecognized):
+		line, _, _ := strings.Cut(strings.TrimPrefix(msg, unrecognized), "\n")
+		what := "an empty line"
+		if line != "" {
+			if len(line) > 80 {
+				line = line[:80] + "..."
+			}
+			what = strconv.Quote(line)
+		}
+		return fmt.Errorf("the plugin wrote %s to stdout instead of the handshake (a plugin must write nothing to stdout before it serves: the host reads its handshake there; log to stderr, with NewPluginLogger)", what)
+	case strings.Contains(msg, "timeout while waiting for plugin to start"):
+		return fmt.Errorf("%w (the plugin did not serve within its start timeout, host.plugin_start_timeout in limitd's config; do slow setup in Configure, not before Serve)", err)
+	}
+	return err
+}
+
+// unrecognized begins go-plugin's error for a first line on stdout that is no handshake.
+const unrecognized = "Unrecognized remote plugin message: "
 
 // ErrStartAbandoned marks a Dispense that gave up waiting for the plugin's start.
 var ErrStartAbandoned = errors.New("start abandoned")
@@ -151,7 +196,7 @@ func Dispense(ctx context.Context, c *plugin.Client, kind string) (any, error) {
 	select {
 	case r := <-ch:
 		if r.err != nil {
-			return nil, fmt.Errorf("start %s plugin: %w%s", kind, r.err, startHint(r.err))
+			return nil, fmt.Errorf("start %s plugin: %w", kind, startError(r.err))
 		}
 		return r.v, nil
 	case <-ctx.Done():

@@ -16,7 +16,10 @@ const StopGrace = 3 * time.Second
 // stderr open: Client.Kill waits for those pipes to close, so without it a plugin whose
 // child outlives it would hang the caller. pid 0 (the process never started) kills no
 // group. Stop returns within about twice StopGrace whatever the plugin does.
-func Stop(c *plugin.Client, pid int, graceful bool) {
+//
+// It reports whether go-plugin is done with the process: then the process has been
+// waited for, and the ProcessState of its command (NewClientCmd) may be read.
+func Stop(c *plugin.Client, pid int, graceful bool) bool {
 	if !graceful {
 		_ = KillGroup(pid)
 	}
@@ -34,6 +37,8 @@ func Stop(c *plugin.Client, pid int, graceful bool) {
 	// A process that left the group may still hold a pipe: do not wait for it forever.
 	select {
 	case <-done:
+		return true
 	case <-time.After(StopGrace):
+		return false
 	}
 }

@@ -477,10 +477,15 @@ func (c *Client) ExecuteStream(ctx context.Context, sessionID string, req Execut
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("read event stream: %w", err)
+		return nil, fmt.Errorf("%w: read event stream: %w", ErrStreamLost, err)
 	}
-	return nil, errors.New("event stream ended without a result")
+	return nil, fmt.Errorf("%w: event stream ended without a result", ErrStreamLost)
 }
+
+// ErrStreamLost marks an event stream of ExecuteStream that broke off (the connection
+// lost, the host gone) after the execution had begun and before its result: the
+// execution may have run, and its trace may be stored.
+var ErrStreamLost = errors.New("execution stream lost")
 
 // sseLines returns a split function for bufio.Scanner that yields the lines of an event
 // stream, which end in CRLF, LF or CR alone. A line ending in CR is yielded at once; an

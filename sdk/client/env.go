@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 )
 
@@ -14,7 +15,9 @@ const DefaultAddr = "http://127.0.0.1:8080"
 
 // ParseAddr returns a daemon's base URL from an address as users write it (limitctl's
 // -addr, LIMIT_ADDR): an http or https URL, or a bare HOST:PORT, which means
-// http://HOST:PORT.
+// http://HOST:PORT. A host left out (":8080", as a listen address is written) means
+// 127.0.0.1, and a path ending in /v1 (the API's prefix, which the client adds itself)
+// is taken without it.
 func ParseAddr(addr string) (*url.URL, error) {
 	s := addr
 	if !strings.Contains(s, "://") {
@@ -35,6 +38,20 @@ func ParseAddr(addr string) (*url.URL, error) {
 		return nil, errors.New("no host")
 	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "":
 		return nil, errors.New("a query or fragment has no place in it")
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return nil, fmt.Errorf("port %s is not between 1 and 65535", p)
+		}
+	}
+	if u.Hostname() == "" {
+		// Sent as it is, the Host header would be ":8080", which the daemon refuses as
+		// a foreign host (DNS rebinding).
+		u.Host = "127.0.0.1" + u.Host
+	}
+	if p := strings.TrimRight(u.Path, "/"); p == "/v1" || strings.HasSuffix(p, "/v1") {
+		u.Path = strings.TrimSuffix(p, "/v1")
+		u.RawPath = ""
 	}
 	return u, nil
 }

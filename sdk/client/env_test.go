@@ -63,3 +63,34 @@ func TestFromEnv(t *testing.T) {
 		t.Fatalf("missing token file: %v", err)
 	}
 }
+
+// TestParseAddr: an address as users write it becomes the daemon's base URL; one that
+// cannot be is refused.
+func TestParseAddr(t *testing.T) {
+	for in, want := range map[string]string{
+		"127.0.0.1:8080":                 "http://127.0.0.1:8080",
+		"http://localhost:8080/":         "http://localhost:8080/",
+		":18282":                         "http://127.0.0.1:18282",
+		"http://:18282":                  "http://127.0.0.1:18282",
+		"http://127.0.0.1:18282/v1":      "http://127.0.0.1:18282",
+		"http://127.0.0.1:18282/v1/":     "http://127.0.0.1:18282",
+		"https://proxy.example/limit/v1": "https://proxy.example/limit",
+		"https://proxy.example/limit":    "https://proxy.example/limit",
+		"http://[::1]:8080":              "http://[::1]:8080",
+	} {
+		u, err := ParseAddr(in)
+		if err != nil || u.String() != want {
+			t.Errorf("ParseAddr(%q) = %v, %v; want %s", in, u, err, want)
+		}
+	}
+	for in, want := range map[string]string{
+		"http://127.0.0.1:99999": "port 99999 is not between 1 and 65535",
+		"127.0.0.1:0":            "port 0 is not between 1 and 65535",
+		"ftp://host":             "scheme",
+		"http://":                "no host",
+	} {
+		if _, err := ParseAddr(in); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("ParseAddr(%q): error %v, want %q", in, err, want)
+		}
+	}
+}

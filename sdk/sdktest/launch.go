@@ -2,6 +2,7 @@ package sdktest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"reflect"
 
@@ -35,7 +36,17 @@ func launch[T base.Plugin](ctx context.Context, kind string, set plugin.PluginSe
 		return zero, nil, fmt.Errorf("launch %s plugin %s: %w", kind, path, err)
 	}
 	if err != nil {
-		return fail(err)
+		// A binary that exited before the handshake: say how, once it has been waited for.
+		stopped := base.Stop(client, pid, false)
+		var nh *base.NoHandshakeError
+		if errors.As(err, &nh) {
+			e := &base.NoHandshakeError{Path: path}
+			if stopped {
+				e.State = cmd.ProcessState
+			}
+			err = e
+		}
+		return zero, nil, fmt.Errorf("launch %s plugin %s: %w", kind, path, err)
 	}
 	p, ok := raw.(T)
 	if !ok {

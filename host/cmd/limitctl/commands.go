@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"encoding/json"
@@ -8,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -16,6 +18,7 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/limitgraph/limit/host/session"
 	"github.com/limitgraph/limit/host/trace"
@@ -34,6 +37,8 @@ type cli struct {
 	daemon daemonFlags
 	// offline is set for a command that needs no daemon (verify): a bad -addr is no error.
 	offline bool
+	// tokenSource is where the token sent came from, "" when none was (see apiToken).
+	tokenSource string
 }
 
 // usageError is a mistake on the command line (exit 2).
@@ -57,9 +62,13 @@ func apiCommand(ctx context.Context, d daemonFlags, asJSON bool, args []string, 
 	var ue *usageError
 	var se *setupError
 	var ae *client.Error
+	var fe *execFailedError
 	switch {
 	case err == nil:
 		return 0
+	case errors.As(err, &fe):
+		fmt.Fprintf(stderr, "limitctl: %s\n", clean(fe.Error()))
+		return fe.code()
 	case errors.As(err, &he):
 		printHelp(stdout, args[0], he.fs)
 		return 0
@@ -70,18 +79,22 @@ func apiCommand(ctx context.Context, d daemonFlags, asJSON bool, args []string, 
 		fmt.Fprintf(stderr, "limitctl: %s\n", se.msg)
 		return 2
 	case errors.As(err, &ae):
-		fmt.Fprintf(stderr, "limitctl: %s", ae.Error())
+		fmt.Fprintf(stderr, "limitctl: %s", clean(ae.Error()))
 		if ae.RequestID != "" {
-			fmt.Fprintf(stderr, " (request %s)", ae.RequestID)
+			fmt.Fprintf(stderr, " (request %s)", clean(ae.RequestID))
 		}
 		fmt.Fprintln(stderr)
-		for _, k := range []string{"reasons", "flags"} {
-			if v, ok := ae.Extra[k]; ok {
-				fmt.Fprintf(stderr, "  %s: %s\n", k, v)
+		printProblemExtra(stderr, ae)
+		if ae.Status == http.StatusUnauthorized {
+			if x.tokenSource == "" {
+				fmt.Fprintln(stderr, "  limitctl sent no token: give the daemon's with -token-file FILE, LIMIT_TOKEN or LIMIT_TOKEN_FILE")
+			} else {
+				fmt.Fprintf(stderr, "  the daemon refused the token from %s\n", x.tokenSource)
 			}
 		}
 	default:
-		fmt.Fprintln(stderr, "limitctl:", daemonError(x.u, err))
+		// Also errors that quote what the daemon answered, or what a bundle holds.
+		fmt.Fprintln(stderr, "limitctl:", clean(daemonError(x.u, err).Error()))
 	}
 	return 1
 }
@@ -104,6 +117,10 @@ func (x *cli) parse(fs *flag.FlagSet, args []string) ([]string, error) {
 			return nil, usagef("%s: %v", fs.Name(), err)
 		}
 		if fs.NArg() == 0 {
+			break
+		}
+		if afterDashDash(args, fs.NArg()) {
+			pos = append(pos, fs.Args()...) // all of them, even those that look like flags
 			break
 		}
 		pos = append(pos, fs.Arg(0))
@@ -129,15 +146,24 @@ func (x *cli) parse(fs *flag.FlagSet, args []string) ([]string, error) {
 	if x.offline {
 		return pos, nil
 	}
-	u, err := x.daemon.url()
+	u, source, err := x.daemon.url()
 	if err != nil {
 		return nil, err
 	}
+	x.tokenSource = source
 	x.c = newClient(u)
 	v := *u
 	v.User = nil // messages name the address, never the token
 	x.u = &v
 	return pos, nil
+}
+
+// afterDashDash reports whether a FlagSet's Parse of args, which left its last n
+// arguments, stopped at a "--": the arguments after it are positional, whatever they
+// look like. (A "--" that was the value of a flag before it is taken for one too.)
+func afterDashDash(args []string, n int) bool {
+	i := len(args) - n - 1
+	return i >= 0 && args[i] == "--"
 }
 
 // globalFlag reports whether arg is -o, -addr or -token-file (one dash or two), and
@@ -180,6 +206,22 @@ func hoistGlobalFlags(args []string) []string {
 	return append(out, rest...)
 }
 
+// plural returns "1 trace" or "2 traces".
+func plural[N int | int64](n N, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return strconv.FormatInt(int64(n), 10) + " " + many
+}
+
+// subcommandError is the usage error for a missing or unknown subcommand of cmd.
+func subcommandError(cmd, sub, subs string) error {
+	if sub == "" {
+		return usagef("%s needs a subcommand: %s", cmd, subs)
+	}
+	return usagef("unknown %s command %q (want %s)", cmd, sub, subs)
+}
+
 func need(pos []string, n int, what string) error {
 	if len(pos) != n {
 		return usagef("expected %s", what)
@@ -197,7 +239,8 @@ func (x *cli) table(header string, rows [][]string) {
 	tw := tabwriter.NewWriter(x.stdout, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, header)
 	for _, r := range rows {
-		fmt.Fprintln(tw, strings.Join(r, "\t"))
+		// A cell's tab or newline would make two cells, or two rows, of it.
+		fmt.Fprintln(tw, strings.Join(cleanAll(r), "\t"))
 	}
 	tw.Flush()
 }
@@ -207,6 +250,15 @@ func ago(t time.Time) string {
 		return "-"
 	}
 	return t.Local().Format("2006-01-02 15:04:05")
+}
+
+// compactJSON returns raw JSON on one line, or as it is when it is not JSON.
+func compactJSON(raw []byte) string {
+	var b bytes.Buffer
+	if json.Compact(&b, raw) != nil {
+		return string(raw)
+	}
+	return b.String()
 }
 
 // multi is a repeatable string flag.
@@ -308,7 +360,11 @@ func (x *cli) sessions(ctx context.Context, sub string, args []string) error {
 		all := fs.Bool("all", false, "follow every page")
 		per := fs.Int("per-page", 50, "sessions per page")
 		token := fs.String("next-token", "", "page token")
-		if _, err := x.parse(fs, args); err != nil {
+		pos, err := x.parse(fs, args)
+		if err != nil {
+			return err
+		}
+		if err := need(pos, 0, "no arguments to sessions list"); err != nil {
 			return err
 		}
 		var ss []client.Session
@@ -338,7 +394,7 @@ func (x *cli) sessions(ctx context.Context, sub string, args []string) error {
 			return err
 		}
 		if *token != "" {
-			fmt.Fprintf(x.stdout, "more: --next-token %s\n", *token)
+			fmt.Fprintf(x.stdout, "more: --next-token %s\n", clean(*token))
 		}
 		return nil
 	case "show", "delete":
@@ -360,21 +416,54 @@ func (x *cli) sessions(ctx context.Context, sub string, args []string) error {
 		}
 		return x.showSessions(*s)
 	}
-	return usagef("unknown sessions command %q", sub)
+	return subcommandError("sessions", sub, "create, list, show, delete")
 }
 
+// readInput returns the text arg stands for: stdin for "-", the contents of FILE for
+// "@FILE", the argument without its first "@" for "@@...", else the argument itself. Text
+// that is not valid UTF-8 is refused (a usage error naming the first bad byte's offset):
+// the API carries JSON strings, into which it would go with each bad byte replaced by
+// U+FFFD, running or evaluating something other than what was given.
 func readInput(arg string) (string, error) {
+	var text, from string
 	switch {
 	case arg == "-":
 		b, err := io.ReadAll(os.Stdin)
-		return string(b), err
+		if err != nil {
+			return "", err
+		}
+		text, from = string(b), "stdin"
 	case strings.HasPrefix(arg, "@@"):
-		return arg[1:], nil
+		text, from = arg[1:], "the argument"
 	case strings.HasPrefix(arg, "@"):
 		b, err := os.ReadFile(arg[1:])
-		return string(b), err
+		if err != nil {
+			return "", err
+		}
+		text, from = string(b), arg[1:]
+	default:
+		text, from = arg, "the argument"
 	}
-	return arg, nil
+	if i := invalidUTF8(text); i >= 0 {
+		return "", usagef("%s is not valid UTF-8: byte 0x%02x at offset %d (convert it first, e.g. iconv -f latin1 -t utf-8)", from, text[i], i)
+	}
+	return text, nil
+}
+
+// invalidUTF8 returns the offset of the first byte of s that is not part of valid UTF-8,
+// or -1.
+func invalidUTF8(s string) int {
+	if utf8.ValidString(s) {
+		return -1
+	}
+	for i, r := range s {
+		if r == utf8.RuneError {
+			if _, n := utf8.DecodeRuneInString(s[i:]); n == 1 {
+				return i
+			}
+		}
+	}
+	return -1
 }
 
 func (x *cli) exec(ctx context.Context, args []string) error {
@@ -403,7 +492,10 @@ func (x *cli) exec(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		return x.printJSON(res)
+		if err := x.printJSON(res); err != nil {
+			return err
+		}
+		return execOutcome(res)
 	}
 	// What was streamed to stdout: program output, or a model's answer as tokens. A
 	// result's output is printed after it unless the tokens were that answer already (a
@@ -419,6 +511,9 @@ func (x *cli) exec(ctx context.Context, args []string) error {
 		fmt.Fprint(x.stdout, ev.Data)
 		streamed.WriteString(ev.Data)
 	})
+	if errors.Is(err, client.ErrStreamLost) {
+		return fmt.Errorf("the connection to the daemon at %s was lost during the execution: its outcome is unknown; once the daemon is back, its trace shows it (limitctl traces list %s) (%w)", x.u.Redacted(), pos[0], err)
+	}
 	if err != nil {
 		return err
 	}
@@ -429,27 +524,130 @@ func (x *cli) exec(ctx context.Context, args []string) error {
 	if res.Output != "" && !tokens && res.Output != out && res.Output != res.Stdout {
 		fmt.Fprintln(x.stdout, res.Output)
 	}
-	fmt.Fprintf(x.stderr, "-- %s exit=%d %dms trace=%s", res.Status, res.ExitCode, res.DurationMS, res.TraceID)
+	fmt.Fprintf(x.stderr, "-- %s exit=%d %dms trace=%s", clean(res.Status), res.ExitCode, res.DurationMS, clean(res.TraceID))
+	if res.Truncated {
+		fmt.Fprint(x.stderr, " truncated") // the output is cut at the runner's max_output_bytes
+	}
 	if res.StateReset {
 		fmt.Fprint(x.stderr, " state_reset")
 	}
-	for _, f := range res.Flags {
-		fmt.Fprintf(x.stderr, " flag=%s:%d", f.Flag, f.Severity)
+	printFlags(x.stderr, res.Flags)
+	if res.Error != "" {
+		fmt.Fprintln(x.stderr, "error:", clean(res.Error))
 	}
-	fmt.Fprintln(x.stderr)
-	// Then, for the flags that say where and how sure, one line each.
-	for _, f := range res.Flags {
+	return execOutcome(res)
+}
+
+// execFailedError is an execution that ran and did not end ok: limitctl exits with the
+// program's exit code when it exited non-zero (1 to 255), else 1.
+type execFailedError struct {
+	status   string
+	exitCode int
+}
+
+func (e *execFailedError) Error() string {
+	if e.exitCode != 0 {
+		return fmt.Sprintf("execution ended with status %s, exit code %d", e.status, e.exitCode)
+	}
+	return "execution ended with status " + e.status
+}
+
+// code is limitctl's exit status for the failed execution.
+func (e *execFailedError) code() int {
+	if e.exitCode >= 1 && e.exitCode <= 255 {
+		return e.exitCode
+	}
+	return 1
+}
+
+// execOutcome returns nil for an execution that ended ok, else an *execFailedError.
+func execOutcome(res *client.ExecutionResult) error {
+	if res.Status == "ok" {
+		return nil
+	}
+	return &execFailedError{status: res.Status, exitCode: res.ExitCode}
+}
+
+// printFlags ends a status line with the flags, " flag=jailbreak:8 flag=unsafe:3", and
+// then gives each flag that says where and how sure a line of its own.
+func printFlags(w io.Writer, flags []client.Flag) {
+	for _, f := range flags {
+		fmt.Fprintf(w, " flag=%s:%d", clean(f.Flag), f.Severity)
+	}
+	fmt.Fprintln(w)
+	for _, f := range flags {
 		if d := flagDetail(f); d != "" {
-			fmt.Fprintf(x.stderr, "   %s:%d %s: %s\n", f.Flag, f.Severity, f.RuleID, d)
+			fmt.Fprintf(w, "   %s:%d %s: %s\n", clean(f.Flag), f.Severity, clean(f.RuleID), clean(d))
 		}
 	}
-	if res.Error != "" {
-		fmt.Fprintln(x.stderr, "error:", res.Error)
+}
+
+// printProblemExtra prints what a problem the API answered says beyond its detail: the
+// trace it is about and the flags, as exec's status line shows them (an execution the
+// policy blocked, a merge refused), and each reason (a merge refused) on a line of its
+// own.
+func printProblemExtra(w io.Writer, ae *client.Error) {
+	var traceID string
+	var flags []client.Flag
+	var reasons []string
+	_ = json.Unmarshal(ae.Extra["trace_id"], &traceID)
+	rawFlags, hasFlags := ae.Extra["flags"]
+	if hasFlags && json.Unmarshal(rawFlags, &flags) != nil {
+		fmt.Fprintf(w, "  flags: %s\n", clean(string(rawFlags)))
+		flags = nil
 	}
-	if res.Status != "ok" {
-		return fmt.Errorf("execution ended with status %s", res.Status)
+	if traceID != "" || len(flags) > 0 {
+		fmt.Fprint(w, "--")
+		if traceID != "" {
+			fmt.Fprintf(w, " trace=%s", clean(traceID))
+		}
+		printFlags(w, flags)
 	}
-	return nil
+	if raw, ok := ae.Extra["reasons"]; ok {
+		if json.Unmarshal(raw, &reasons) != nil {
+			fmt.Fprintf(w, "  reasons: %s\n", clean(string(raw)))
+		}
+		for _, r := range reasons {
+			fmt.Fprintf(w, "  reason: %s\n", clean(r))
+		}
+	}
+}
+
+// jsonError says why text is not JSON, where, and what is there (a few dozen bytes of
+// it, not all of a large file), or returns "" when it is JSON.
+func jsonError(text string) string {
+	if json.Valid([]byte(text)) {
+		return ""
+	}
+	var v json.RawMessage
+	err := json.Unmarshal([]byte(text), &v)
+	var se *json.SyntaxError
+	if !errors.As(err, &se) {
+		return fmt.Sprint(err)
+	}
+	off := int(se.Offset)
+	return fmt.Sprintf("%v at byte %d, near %s", se, off, excerpt(text, off))
+}
+
+// excerpt quotes up to 40 bytes of s either side of offset off (as Go does, escaping what
+// is not printable), "..." marking what is left out.
+func excerpt(s string, off int) string {
+	off = min(max(off, 0), len(s))
+	start, end := max(off-40, 0), min(off+40, len(s))
+	for start > 0 && !utf8.RuneStart(s[start]) {
+		start--
+	}
+	for end < len(s) && !utf8.RuneStart(s[end]) {
+		end++
+	}
+	out := strconv.Quote(s[start:end])
+	if start > 0 {
+		out = "..." + out
+	}
+	if end < len(s) {
+		out += "..."
+	}
+	return out
 }
 
 // flagDetail describes where a rule's flag points and how sure the rule was, as "pre,
@@ -537,8 +735,8 @@ func (x *cli) traces(ctx context.Context, sub string, args []string) error {
 			if err != nil {
 				return err
 			}
-			if !json.Valid([]byte(text)) {
-				return usagef("the entry's data must be JSON (quote a string: '\"text\"'), got %q", text)
+			if err := jsonError(text); err != "" {
+				return usagef("the entry's data must be JSON (quote a string: '\"text\"'): %s", err)
 			}
 			data = json.RawMessage(text)
 		}
@@ -549,7 +747,7 @@ func (x *cli) traces(ctx context.Context, sub string, args []string) error {
 		if x.json {
 			return x.printJSON(e)
 		}
-		fmt.Fprintf(x.stdout, "entry %d (%s) appended to %s, hash %s\n", e.Index, e.Kind, pos[0], e.Hash)
+		fmt.Fprintf(x.stdout, "entry %d (%s) appended to %s, hash %s\n", e.Index, clean(e.Kind), clean(pos[0]), clean(e.Hash))
 		return nil
 	case "show":
 		pos, err := x.parse(fs, args)
@@ -567,7 +765,7 @@ func (x *cli) traces(ctx context.Context, sub string, args []string) error {
 			return x.printJSON(t)
 		}
 		fmt.Fprintf(x.stdout, "trace    %s\nsession  %s\nkind     %s\nstatus   %s\ncreated  %s\nflags    %s\ndata     %s\n\n",
-			t.ID, t.SessionID, t.Kind, t.Status, ago(t.CreatedAt), flagNames(t.Flags), t.Data)
+			clean(t.ID), clean(t.SessionID), clean(t.Kind), clean(t.Status), ago(t.CreatedAt), clean(flagNames(t.Flags)), clean(compactJSON(t.Data)))
 		if len(t.Flags) > 0 {
 			rows := make([][]string, 0, len(t.Flags))
 			for _, f := range t.Flags {
@@ -608,7 +806,7 @@ func (x *cli) traces(ctx context.Context, sub string, args []string) error {
 		if x.json {
 			return x.printJSON(t)
 		}
-		fmt.Fprintf(x.stdout, "trace %s is %s, flags %s\n", t.ID, t.Status, flagNames(t.Flags))
+		fmt.Fprintf(x.stdout, "trace %s is %s, flags %s\n", clean(t.ID), clean(t.Status), clean(flagNames(t.Flags)))
 		return nil
 	case "merge":
 		pos, err := x.parse(fs, args)
@@ -625,7 +823,7 @@ func (x *cli) traces(ctx context.Context, sub string, args []string) error {
 		if x.json {
 			return x.printJSON(m)
 		}
-		fmt.Fprintf(x.stdout, "trace %s merged into the shared record\n", m.TraceID)
+		fmt.Fprintf(x.stdout, "trace %s merged into the shared record\n", clean(m.TraceID))
 		return nil
 	case "verify":
 		pos, err := x.parse(fs, args)
@@ -644,14 +842,14 @@ func (x *cli) traces(ctx context.Context, sub string, args []string) error {
 				return err
 			}
 		} else if v.Valid {
-			fmt.Fprintf(x.stdout, "valid: %d entries, head %s\n", v.Length, v.Head)
+			fmt.Fprintf(x.stdout, "valid: %d entries, head %s\n", v.Length, clean(v.Head))
 		}
 		if !v.Valid {
 			return fmt.Errorf("provenance of %s does not verify: %s", pos[0], v.Error)
 		}
 		return nil
 	}
-	return usagef("unknown traces command %q", sub)
+	return subcommandError("traces", sub, "list, show, append, flag, merge, merged, verify")
 }
 
 // showTraces prints a page of traces as a table (or JSON).
@@ -665,7 +863,7 @@ func (x *cli) showTraces(l *client.TraceList) error {
 	}
 	x.table("ID\tSESSION\tKIND\tSTATUS\tENTRIES\tFLAGS\tCREATED", rows)
 	if l.NextToken != "" {
-		fmt.Fprintf(x.stdout, "more: --next-token %s\n", l.NextToken)
+		fmt.Fprintf(x.stdout, "more: --next-token %s\n", clean(l.NextToken))
 	}
 	return nil
 }
@@ -718,8 +916,9 @@ func (x *cli) verify(args []string) error {
 	if !trusted {
 		how = "the key the bundle carries, NOT checked against a trusted key"
 	}
-	fmt.Fprintf(x.stdout, "%s: valid — %d traces, %d provenance entries, %d signed checkpoints, created %s, signed by key %s, %s\n",
-		pos[0], sum.Traces, sum.Entries, sum.Checkpoints, ago(sum.CreatedAt), sum.KeyFingerprint, how)
+	fmt.Fprintf(x.stdout, "%s: valid — %s, %s, %s, created %s, signed by key %s, %s\n",
+		pos[0], plural(sum.Traces, "trace", "traces"), plural(sum.Entries, "provenance entry", "provenance entries"),
+		plural(sum.Checkpoints, "signed checkpoint", "signed checkpoints"), ago(sum.CreatedAt), clean(sum.KeyFingerprint), how)
 	return nil
 }
 
@@ -727,7 +926,11 @@ func (x *cli) governance(ctx context.Context, sub string, args []string) error {
 	fs := flag.NewFlagSet("governance "+sub, flag.ContinueOnError)
 	switch sub {
 	case "stats":
-		if _, err := x.parse(fs, args); err != nil {
+		pos, err := x.parse(fs, args)
+		if err != nil {
+			return err
+		}
+		if err := need(pos, 0, "no arguments to governance stats"); err != nil {
 			return err
 		}
 		st, err := x.c.GovernanceStats(ctx)
@@ -779,7 +982,7 @@ func (x *cli) governance(ctx context.Context, sub string, args []string) error {
 			if len(read) == 0 {
 				fmt.Fprintf(x.stdout, "no findings: no configured rule reads %s texts\n", pos[0])
 			} else {
-				fmt.Fprintf(x.stdout, "no findings: read by %s, flagged by none\n", strings.Join(read, ", "))
+				fmt.Fprintf(x.stdout, "no findings: read by %s, flagged by none\n", clean(strings.Join(read, ", ")))
 			}
 		} else if len(ev.Findings) > 0 {
 			rows := [][]string{}
@@ -789,13 +992,13 @@ func (x *cli) governance(ctx context.Context, sub string, args []string) error {
 			x.table("FLAG\tSEVERITY\tRULE\tWHERE\tREASON", rows)
 		}
 		for _, e := range ev.Errors {
-			fmt.Fprintln(x.stderr, "rule error:", e)
+			fmt.Fprintln(x.stderr, "rule error:", clean(e))
 		}
 		return nil
 	case "eval":
 		return x.governanceEval(ctx, args)
 	}
-	return usagef("unknown governance command %q", sub)
+	return subcommandError("governance", sub, "stats, evaluate, eval")
 }
 
 // bySeverity renders counts by severity ("1".."10") in order of severity, "7=2 10=1".
@@ -904,17 +1107,23 @@ func (x *cli) key(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if x.json {
-		return x.printJSON(k)
-	}
 	if *file == "" {
-		fmt.Fprint(x.stdout, k.PublicKeyPEM)
-		fmt.Fprintf(x.stderr, "fingerprint %s\n", k.Fingerprint)
+		if x.json {
+			return x.printJSON(k)
+		}
+		fmt.Fprint(x.stdout, cleanLines(k.PublicKeyPEM))
+		fmt.Fprintf(x.stderr, "fingerprint %s\n", clean(k.Fingerprint))
 		return nil
 	}
 	if err := os.WriteFile(*file, []byte(k.PublicKeyPEM), 0o644); err != nil {
 		return err
 	}
-	fmt.Fprintf(x.stdout, "wrote %s, key fingerprint %s\n", *file, k.Fingerprint)
+	if x.json {
+		return x.printJSON(struct {
+			client.ProvenanceKey
+			File string `json:"file"`
+		}{*k, *file})
+	}
+	fmt.Fprintf(x.stdout, "wrote %s, key fingerprint %s\n", *file, clean(k.Fingerprint))
 	return nil
 }

@@ -361,7 +361,7 @@ func aucOf(x *float64) string {
 }
 
 func (x *cli) printEval(rep evalReport, scored bool) {
-	fmt.Fprintf(x.stdout, "%s: %d texts (%d %s, %d benign), kind %s\n\n", rep.File, rep.Positives+rep.Negatives, rep.Positives, rep.Flag, rep.Negatives, rep.Kind)
+	fmt.Fprintf(x.stdout, "%s: %s (%d %s, %d benign), kind %s\n\n", rep.File, plural(rep.Positives+rep.Negatives, "text", "texts"), rep.Positives, rep.Flag, rep.Negatives, rep.Kind)
 	rows := make([][]string, 0, len(rep.Presets))
 	for _, r := range rep.Presets {
 		c := r.Confusion

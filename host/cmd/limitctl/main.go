@@ -39,7 +39,9 @@ const usage = `usage:
   limitctl sessions create [--name N] [--policy P] [--max-concurrency N] [--runner R]... [--allow-network]
   limitctl sessions list | show ID | delete ID
   limitctl exec [--timeout-ms N] [--params JSON] SESSION RUNNER INPUT|@FILE|-
-                                              run and stream the output
+                                              run and stream the output; exits with the program's
+                                              exit code when it exits non-zero, 1 when the run
+                                              fails otherwise (a timeout, a refusal, the daemon)
   limitctl traces list SESSION | show ID | flag ID FLAG SEVERITY REASON | merge ID | verify ID
   limitctl traces append [--agent A] ID KIND [DATA|@FILE|-]    append a provenance entry (DATA is JSON)
   limitctl traces merged                      list the shared record
@@ -57,7 +59,8 @@ before the command or, in those that read the API, anywhere after it (limitctl s
 list -token-file F -o json); given after it, a flag wins over the same flag before it.
 
 The daemon's address comes from -addr, else LIMIT_ADDR, else http://127.0.0.1:8080; a bare
-HOST:PORT means http://HOST:PORT. A daemon with api.token_file wants a token: the first in
+HOST:PORT means http://HOST:PORT, :PORT means 127.0.0.1:PORT, and a URL ending in /v1 is
+taken without it (limitctl adds the API's /v1). A daemon with api.token_file wants a token: the first in
 -token-file FILE, else LIMIT_TOKEN, else the first in LIMIT_TOKEN_FILE (a flag wins over
 the environment, as -addr does). limitctl help or -h prints this; COMMAND --help prints
 that command's part of it.
@@ -71,8 +74,8 @@ func main() {
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("limitctl", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {} // printed below: to stdout when asked for, else to stderr
+	fs.SetOutput(io.Discard) // its errors are printed below, with the usage
+	fs.Usage = func() {}     // printed below: to stdout when asked for, else to stderr
 	addr := fs.String("addr", envOr("LIMIT_ADDR", client.DefaultAddr), "daemon `URL` (http://HOST:PORT, https://..., or HOST:PORT)")
 	out := fs.String("o", "table", "output: table or json (here or after the command)")
 	tokenFile := fs.String("token-file", os.Getenv("LIMIT_TOKEN_FILE"), "`FILE` holding the API token (its first line that is not a # comment)")
@@ -81,7 +84,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			fmt.Fprint(stdout, usage)
 			return 0
 		}
-		fmt.Fprint(stderr, usage)
+		fmt.Fprintf(stderr, "limitctl: %v\n\n%s", err, usage)
 		return 2
 	}
 	if *out != "table" && *out != "json" {
@@ -154,24 +157,28 @@ type daemonFlags struct {
 }
 
 // url returns the daemon's base URL carrying the API token (see apiToken) as its password,
-// or a *setupError that says what is wrong.
-func (d daemonFlags) url() (*url.URL, error) {
+// and where the token came from ("" for none), or a *setupError that says what is wrong.
+func (d daemonFlags) url() (*url.URL, string, error) {
 	u, err := client.ParseAddr(d.addr)
 	if err != nil {
 		from := "LIMIT_ADDR"
 		if d.addrFlag {
 			from = "-addr"
 		}
-		return nil, &setupError{fmt.Sprintf("%s %q is not a daemon address: %v; want http://HOST:PORT, https://HOST:PORT or HOST:PORT", from, d.addr, err)}
+		return nil, "", &setupError{fmt.Sprintf("%s %q is not a daemon address: %v; want http://HOST:PORT, https://HOST:PORT or HOST:PORT", from, d.addr, err)}
 	}
-	tok, err := apiToken(d.tokenFile, d.tokenFileFlag)
-	if err != nil {
-		return nil, &setupError{err.Error()}
+	tok, source, err := apiToken(d.tokenFile, d.tokenFileFlag)
+	if err != nil { // only a token file fails
+		from := "LIMIT_TOKEN_FILE"
+		if d.tokenFileFlag {
+			from = "-token-file"
+		}
+		return nil, "", &setupError{fmt.Sprintf("%v (from %s)", err, from)}
 	}
 	if tok != "" {
 		u.User = url.UserPassword("", tok) // carried to the client, never printed
 	}
-	return u, nil
+	return u, source, nil
 }
 
 // setupError is a bad -addr or -token-file (or their variables): exit 2, without the usage.
@@ -309,7 +316,7 @@ func health(ctx context.Context, d daemonFlags, asJSON bool, args []string, stdo
 	// A degraded host answers 503 with the same body: the table says why.
 	h, err := x.c.Health(ctx)
 	if h == nil {
-		fmt.Fprintln(stderr, "limitctl:", daemonError(x.u, err))
+		fmt.Fprintln(stderr, "limitctl:", clean(daemonError(x.u, err).Error()))
 		return 1
 	}
 	if x.json {
@@ -328,15 +335,15 @@ func health(ctx context.Context, d daemonFlags, asJSON bool, args []string, stdo
 
 // printHealth prints the daemon's health as a table.
 func printHealth(stdout io.Writer, h *client.Health) {
-	fmt.Fprintf(stdout, "status %s, version %s\n", h.Status, h.Version)
+	fmt.Fprintf(stdout, "status %s, version %s\n", clean(h.Status), clean(h.Version))
 	fmt.Fprintf(stdout, "%-10s %-16s %-10s %-8s %-8s %-9s %s\n", "KIND", "NAME", "VERSION", "PID", "HEALTHY", "RESTARTS", "SESSION")
 	for _, p := range h.Plugins {
-		fmt.Fprintf(stdout, "%-10s %-16s %-10s %-8d %-8v %-9d %s\n", p.Kind, p.Name, p.Version, p.PID, p.Healthy, p.Restarts, p.Session)
+		fmt.Fprintf(stdout, "%-10s %-16s %-10s %-8d %-8v %-9d %s\n", clean(p.Kind), clean(p.Name), clean(p.Version), p.PID, p.Healthy, p.Restarts, clean(p.Session))
 		if p.Detail != "" {
-			fmt.Fprintf(stdout, "           backend: %s\n", p.Detail)
+			fmt.Fprintf(stdout, "           backend: %s\n", clean(p.Detail))
 		}
 		if p.LastError != "" {
-			fmt.Fprintf(stdout, "           last error: %s\n", p.LastError)
+			fmt.Fprintf(stdout, "           last error: %s\n", clean(p.LastError))
 		}
 	}
 }
@@ -376,6 +383,10 @@ func pluginCheck(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		if fs.NArg() == 0 {
 			break
 		}
+		if afterDashDash(args, fs.NArg()) {
+			paths = append(paths, fs.Args()...)
+			break
+		}
 		paths = append(paths, fs.Arg(0))
 		args = fs.Args()[1:]
 	}
@@ -405,11 +416,11 @@ func pluginCheck(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	}
 	report := func(name string, err error, elapsed time.Duration) {
 		if errors.Is(err, sdktest.ErrNotApplicable) {
-			fmt.Fprintf(stdout, "n/a   %-40s %8s  %v\n", name, elapsed.Round(time.Millisecond), err)
+			fmt.Fprintf(stdout, "n/a   %-40s %8s  %s\n", name, elapsed.Round(time.Millisecond), clean(err.Error()))
 			return
 		}
 		if err != nil {
-			fmt.Fprintf(stdout, "FAIL  %-40s %8s  %v\n", name, elapsed.Round(time.Millisecond), err)
+			fmt.Fprintf(stdout, "FAIL  %-40s %8s  %s\n", name, elapsed.Round(time.Millisecond), clean(err.Error()))
 			return
 		}
 		fmt.Fprintf(stdout, "ok    %-40s %8s\n", name, elapsed.Round(time.Millisecond))
@@ -430,7 +441,7 @@ func pluginCheck(ctx context.Context, args []string, stdout, stderr io.Writer) i
 			return 1
 		}
 		defer cleanup()
-		fmt.Fprintf(stdout, "checking storage plugin %s (%s %s)\n", paths[0], s.PluginInfo().Name, s.PluginInfo().Version)
+		fmt.Fprintf(stdout, "checking storage plugin %s (%s %s)\n", paths[0], clean(s.PluginInfo().Name), clean(s.PluginInfo().Version))
 		passed, failed = sdktest.CheckStorage(ctx, s, report)
 	default:
 		err := fmt.Errorf("no conformance suite for kind %q", *kind)
@@ -462,15 +473,21 @@ func contains(list []string, s string) bool {
 
 // apiToken returns the API token: the first line of file that is not blank or a #
 // comment when file came from -token-file (fromFlag), else LIMIT_TOKEN, else that line of
-// file (LIMIT_TOKEN_FILE), else "".
-func apiToken(file string, fromFlag bool) (string, error) {
+// file (LIMIT_TOKEN_FILE), else "". It also returns where the token came from, or would
+// have ("-token-file FILE", "LIMIT_TOKEN", "LIMIT_TOKEN_FILE FILE"), "" for no token.
+func apiToken(file string, fromFlag bool) (tok, source string, err error) {
 	if tok := strings.TrimSpace(os.Getenv("LIMIT_TOKEN")); tok != "" && !fromFlag {
-		return tok, nil
+		return tok, "LIMIT_TOKEN", nil
 	}
 	if file == "" {
-		return "", nil
+		return "", "", nil
 	}
-	return client.ReadTokenFile(file)
+	source = "LIMIT_TOKEN_FILE " + file
+	if fromFlag {
+		source = "-token-file " + file
+	}
+	tok, err = client.ReadTokenFile(file)
+	return tok, source, err
 }
 
 // newClient returns a client of the daemon at u, with the token u carries (see daemon in
