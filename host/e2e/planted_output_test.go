@@ -48,17 +48,7 @@ func TestPlantedInstructionInToolOutput(t *testing.T) {
 		t.Fatal("no JSON test document whose planted instruction the detector finds as output")
 	}
 
-	testbin.Plugin(t, "governance-jailbreak")
-	src, err := os.ReadFile(pythonConfig(t, t.TempDir()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := strings.Replace(string(src), `storage "bolt" {}`, `storage "bolt" {}
-governance {
-  policy = "default"
-  rule "jailbreak" {}
-}`, 1)
-	d := start(t, writeConfig(t, cfg))
+	d := start(t, jailbreakPythonConfig(t, "default"))
 	s, err := d.c.CreateSession(ctx, client.CreateSessionRequest{Name: "agent"})
 	if err != nil {
 		t.Fatal(err)
@@ -109,17 +99,7 @@ governance {
 // stdout: an injection raised rather than printed is flagged, and the trace cannot merge.
 // (The rules once read only stdout, stderr and a model's output.)
 func TestInjectionInAnErrorIsRead(t *testing.T) {
-	testbin.Plugin(t, "governance-jailbreak")
-	src, err := os.ReadFile(pythonConfig(t, t.TempDir()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := strings.Replace(string(src), `storage "bolt" {}`, `storage "bolt" {}
-governance {
-  policy = "strict"
-  rule "jailbreak" {}
-}`, 1)
-	d := start(t, writeConfig(t, cfg))
+	d := start(t, jailbreakPythonConfig(t, "strict"))
 	s, err := d.c.CreateSession(ctx, client.CreateSessionRequest{Name: "raiser"})
 	if err != nil {
 		t.Fatal(err)
@@ -144,4 +124,19 @@ governance {
 	if _, err := d.c.Merge(ctx, r.TraceID); client.StatusOf(err) != 409 {
 		t.Errorf("merge of a trace whose error carries an injection: %v, want 409", err)
 	}
+}
+
+// jailbreakPythonConfig is pythonConfig with the jailbreak rule under policy.
+func jailbreakPythonConfig(t *testing.T, policy string) string {
+	t.Helper()
+	testbin.Plugin(t, "governance-jailbreak")
+	src, err := os.ReadFile(pythonConfig(t, t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return writeConfig(t, strings.Replace(string(src), `storage "bolt" {}`, fmt.Sprintf(`storage "bolt" {}
+governance {
+  policy = %q
+  rule "jailbreak" {}
+}`, policy), 1))
 }
