@@ -536,6 +536,58 @@ func TestManagedCloseWakesWaiters(t *testing.T) {
 	}
 }
 
+// TestManagedFailsFastWhileRestartsFail: while a crashed plugin's restarts fail (its
+// binary gone), a caller is told at once that it is unavailable, by an error the API
+// answers with 503 (storage.ErrUnavailable for storage) and that does not name the binary
+// (the start error, with its path, is in Status and the log), rather than wait out its
+// deadline; and a storage call fails the same way.
+func TestManagedFailsFastWhileRestartsFail(t *testing.T) {
+	for _, tc := range []struct{ kind, plugin string }{
+		{base.KindStorage, "memstore-once"},
+		{base.KindGovernance, "rule-once"},
+	} {
+		t.Run(tc.kind, func(t *testing.T) {
+			spec := testSpec(tc.kind, "once", tc.plugin)
+			spec.Env[onceMarkerEnv] = filepath.Join(t.TempDir(), "started")
+			m, err := StartManaged(context.Background(), spec, hclog.NewNullLogger(), 20*time.Millisecond)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			if err := syscall.Kill(m.Status().PID, syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			// A restart attempt failed once the status names the start error.
+			waitStatus(t, m, func(s Status) bool { return s.PID == 0 && strings.Contains(s.LastError, spec.Path) })
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			_, err = m.Current(ctx)
+			check := func(what string, err error) {
+				t.Helper()
+				switch {
+				case err == nil:
+					t.Fatalf("%s: no error while the plugin cannot restart", what)
+				case errors.Is(err, context.DeadlineExceeded):
+					t.Fatalf("%s waited out its deadline: %v", what, err)
+				case !errors.Is(err, ErrUnavailable):
+					t.Fatalf("%s: %v, want ErrUnavailable", what, err)
+				case tc.kind == base.KindStorage && !errors.Is(err, storage.ErrUnavailable):
+					t.Fatalf("%s: %v, want storage.ErrUnavailable", what, err)
+				case tc.kind != base.KindStorage && errors.Is(err, storage.ErrUnavailable):
+					t.Fatalf("%s: %v is a storage.ErrUnavailable for a %s plugin", what, err, tc.kind)
+				case strings.Contains(err.Error(), spec.Path) || strings.Contains(err.Error(), "started once already"):
+					t.Fatalf("%s: %q names the start error", what, err)
+				}
+			}
+			check("Current", err)
+			if tc.kind == base.KindStorage {
+				err := NewStorage(m).Put(ctx, "ns", []byte("k"), []byte("v"))
+				check("Put", err)
+			}
+		})
+	}
+}
+
 // waitBlocked waits until a goroutine is blocked in a select inside fn.
 func waitBlocked(t *testing.T, fn string) {
 	t.Helper()

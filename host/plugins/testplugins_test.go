@@ -29,15 +29,11 @@ func TestMain(m *testing.M) {
 	case "memstore-once":
 		// Serves the first time only: later starts fail, as a binary replaced by a broken
 		// one would, so a restart stays pending.
-		marker := os.Getenv(onceMarkerEnv)
-		if _, err := os.Stat(marker); err == nil {
-			fmt.Fprintln(os.Stderr, "started once already")
-			os.Exit(1)
-		}
-		if err := os.WriteFile(marker, nil, 0o600); err != nil {
-			os.Exit(1)
-		}
+		startOnce()
 		storage.Serve(memstore.New())
+	case "rule-once":
+		startOnce()
+		governance.Serve(&keywordRule{})
 	case "sickstore":
 		storage.Serve(&sickStore{Store: memstore.New()})
 	case "echo":
@@ -82,6 +78,19 @@ func (s *strayStore) Configure(ctx context.Context, req base.ConfigureRequest) b
 	fmt.Println("stray line on stdout")
 	fmt.Fprintln(os.Stderr, "stray line on stderr")
 	return s.Store.Configure(ctx, req)
+}
+
+// startOnce exits with an error if the file named by onceMarkerEnv exists, and creates
+// it otherwise: the "-once" test plugins start the first time only.
+func startOnce() {
+	marker := os.Getenv(onceMarkerEnv)
+	if _, err := os.Stat(marker); err == nil {
+		fmt.Fprintln(os.Stderr, "started once already")
+		os.Exit(1)
+	}
+	if err := os.WriteFile(marker, nil, 0o600); err != nil {
+		os.Exit(1)
+	}
 }
 
 // onceMarkerEnv names the file by which the memstore-once test plugin knows it started.
