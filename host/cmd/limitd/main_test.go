@@ -106,6 +106,26 @@ func TestValidate(t *testing.T) {
 	}
 }
 
+// TestExtraArguments: limitd takes no operands; one given (a config file named without
+// -config) is a usage error, not ignored while the daemon runs on the embedded default.
+func TestExtraArguments(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-validate", "my.hcl"}, "run `limitd -config my.hcl`"},
+		{[]string{"my.hcl"}, "run `limitd -config my.hcl`"},
+		{[]string{"-validate", "-config", "limit.hcl", "extra"}, `unexpected argument "extra"`},
+		{[]string{"my.hcl", "-validate"}, `unexpected arguments "my.hcl -validate"`},
+	} {
+		var stdout, stderr bytes.Buffer
+		code := run(tc.args, &stdout, &stderr)
+		if code != 2 || !strings.HasPrefix(stderr.String(), "limitd: ") || !strings.Contains(stderr.String(), tc.want) || stdout.Len() > 0 {
+			t.Errorf("limitd %s: exit %d, stdout %q, stderr %q; want exit 2 saying %s", strings.Join(tc.args, " "), code, stdout.String(), stderr.String(), tc.want)
+		}
+	}
+}
+
 func TestVersionFlag(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	if code := run([]string{"-version"}, &stdout, &stderr); code != 0 || !strings.HasPrefix(stdout.String(), "limitd ") {
