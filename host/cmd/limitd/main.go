@@ -139,19 +139,30 @@ func run(args []string, stdout, stderr io.Writer) int {
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sigs)
+	// SIGHUP asks a daemon to reload its configuration; limitd cannot, and the default
+	// action (exit at once, without a graceful shutdown or a word in the log) would stop
+	// it for someone who only wanted a reload. It is logged and otherwise ignored.
+	hups := make(chan os.Signal, 1)
+	signal.Notify(hups, syscall.SIGHUP)
+	defer signal.Stop(hups)
 	returned := make(chan struct{})
 	defer close(returned)
 	go func() {
-		for first := true; ; first = false {
+		stopping := false
+		for {
 			select {
 			case <-sigs:
+			case <-hups:
+				logger.Warn("SIGHUP ignored: limitd does not reload its configuration; restart it (SIGTERM, then start it again) to apply a changed file")
+				continue
 			case <-returned:
 				return
 			}
-			if !first {
+			if stopping {
 				logger.Warn("second signal: stopping at once")
 				os.Exit(1)
 			}
+			stopping = true
 			stop()
 		}
 	}()

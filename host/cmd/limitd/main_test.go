@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/limitgraph/limit/internal/syncbuf"
 	"github.com/limitgraph/limit/internal/testbin"
 )
 
@@ -137,6 +138,13 @@ func TestVersionFlag(t *testing.T) {
 // it listens.
 func startLimitd(t *testing.T, config string) (*exec.Cmd, string) {
 	t.Helper()
+	cmd, url, _ := startLimitdLogs(t, config)
+	return cmd, url
+}
+
+// startLimitdLogs is startLimitd that also returns what limitd writes to its stderr.
+func startLimitdLogs(t *testing.T, config string) (*exec.Cmd, string, *syncbuf.Buffer) {
+	t.Helper()
 	bin := testbin.Command(t, "limitd")
 	testbin.Plugin(t, "storage-bolt")
 	cmd := exec.Command(bin, "-config", config)
@@ -145,8 +153,8 @@ func startLimitd(t *testing.T, config string) (*exec.Cmd, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
+	stderr := &syncbuf.Buffer{}
+	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -161,7 +169,7 @@ func startLimitd(t *testing.T, config string) (*exec.Cmd, string) {
 	if i < 0 {
 		t.Fatalf("unexpected first line %q", line)
 	}
-	return cmd, strings.TrimSpace(line[i:])
+	return cmd, strings.TrimSpace(line[i:]), stderr
 }
 
 func pluginPIDs(t *testing.T, url string) []int {
@@ -229,6 +237,45 @@ func TestDaemonProcess(t *testing.T) {
 			waitGone(t, pids)
 		})
 	}
+}
+
+// TestSIGHUPIsIgnored: limitd does not reload its configuration, so SIGHUP (which would
+// otherwise end it at once, without a graceful shutdown) is logged and ignored: it goes on
+// serving, and a SIGTERM after it still starts a graceful shutdown.
+func TestSIGHUPIsIgnored(t *testing.T) {
+	config := writeConfig(t, "host {\n  listen = \"127.0.0.1:0\"\n  data_dir = \"DATADIR\"\n}\nstorage \"bolt\" {}\n")
+	cmd, url, logs := startLimitdLogs(t, config)
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(logs.String(), "SIGHUP ignored"); time.Sleep(10 * time.Millisecond) {
+		select {
+		case err := <-exited:
+			t.Fatalf("limitd exited on SIGHUP: %v\n%s", err, logs.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no log line for SIGHUP:\n%s", logs.String())
+		}
+	}
+	pids := pluginPIDs(t, url) // still serving, healthy
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("limitd exited with %v after SIGHUP and SIGTERM\n%s", err, logs.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("limitd did not stop on SIGTERM after a SIGHUP")
+	}
+	if !strings.Contains(logs.String(), "limitd stopped") {
+		t.Fatalf("no graceful shutdown after SIGTERM:\n%s", logs.String())
+	}
+	waitGone(t, pids)
 }
 
 // TestSecondSignalStopsAtOnce: while a graceful shutdown waits for a request still being
