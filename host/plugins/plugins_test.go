@@ -92,6 +92,7 @@ func TestLaunchFaults(t *testing.T) {
 	}{
 		{"garbage", "a plugin must write nothing to stdout before it serves"},
 		{"hang", "did not serve within its start timeout, host.plugin_start_timeout"},
+		{"stderr-exit", "its stderr ended with:\n  boom: cannot open"},
 	} {
 		t.Run(tc.plugin, func(t *testing.T) {
 			spec := testSpec(base.KindStorage, tc.plugin, tc.plugin)
@@ -133,6 +134,60 @@ func TestLaunchLogsStrayOutput(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("the plugin's stray output is not in the host log:\n%s", out)
 		}
+	}
+}
+
+// TestCrashLogsStderrAtError: when a plugin process dies unexpectedly, the plain lines it
+// last wrote to its stderr, which go-plugin logs at DEBUG only, are logged at ERROR (a
+// panic's own lines go-plugin logs at ERROR already: only the lines before it are added);
+// a process the host stops logs none of them, and its stderr chatter stays at DEBUG.
+func TestCrashLogsStderrAtError(t *testing.T) {
+	for _, tc := range []struct {
+		key      string
+		want     string // logged at ERROR, with the kept lines
+		notAgain string // not among the kept lines: go-plugin logged it at its level
+	}{
+		{"fatal", "boom: cannot open /data/x", "[INFO] a line with a level"},
+		{"panic", "about to panic", "panic: boom"},
+	} {
+		t.Run(tc.key, func(t *testing.T) {
+			var logs syncbuf.Buffer
+			logger := hclog.New(&hclog.LoggerOptions{Name: "host", Output: &logs, Level: hclog.Info})
+			m, err := StartManaged(context.Background(), testSpec(base.KindStorage, "fatal", "fatalstore"), logger, 20*time.Millisecond)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			p, err := m.Current(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := p.Impl.(storage.Storage).Put(context.Background(), "ns", []byte(tc.key), nil); err == nil {
+				t.Fatal("the deadly Put succeeded")
+			}
+			const head = "[ERROR] host: plugin process ended unexpectedly; the last lines of its stderr"
+			for deadline := time.Now().Add(30 * time.Second); !strings.Contains(logs.String(), head); time.Sleep(10 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("no stderr logged at ERROR for the crash:\n%s", logs.String())
+				}
+			}
+			out := logs.String()
+			kept := out[strings.Index(out, head):]
+			if !strings.Contains(kept, tc.want) || strings.Contains(kept, tc.notAgain) {
+				t.Fatalf("kept lines logged: want %q, not %q:\n%s", tc.want, tc.notAgain, out)
+			}
+			// The restarted process is stopped by the host: nothing more at ERROR, and
+			// its start-up line on stderr stays out of the log at INFO.
+			waitStatus(t, m, func(s Status) bool { return s.Healthy && s.Restarts == 1 })
+			m.Close()
+			if n := strings.Count(logs.String(), "ended unexpectedly"); n != 1 {
+				t.Fatalf("%d crashes logged for one:\n%s", n, logs.String())
+			}
+			// Each process wrote it; only the crashed one's is logged, with its crash.
+			if n := strings.Count(logs.String(), "fatalstore starting"); n != 1 {
+				t.Fatalf("a healthy plugin's stderr is logged above DEBUG:\n%s", logs.String())
+			}
+		})
 	}
 }
 

@@ -3,6 +3,7 @@ package plugins
 import (
 	"context"
 	"fmt"
+	"log"
 	"os"
 	"strings"
 	"sync"
@@ -42,6 +43,16 @@ func TestMain(m *testing.M) {
 		governance.Serve(&keywordRule{})
 	case "stray":
 		storage.Serve(&strayStore{Store: memstore.New()})
+	case "stderr-exit":
+		// Fails before it serves, saying why on stderr only.
+		fmt.Fprintln(os.Stderr, "boom: cannot open")
+		os.Exit(2)
+	case "fatalstore":
+		// Writes to its stderr before it serves (chatter of a healthy plugin), and exits
+		// through log.Fatal (which writes to the process's stderr, not to the stream
+		// go-plugin carries) on a Put of the key "fatal", or panics on one of "panic".
+		fmt.Fprintln(os.Stderr, "fatalstore starting")
+		storage.Serve(&fatalStore{Store: memstore.New()})
 	case "garbage":
 		fmt.Println("hello, I am not a plugin")
 		time.Sleep(time.Minute)
@@ -68,6 +79,24 @@ func (s *sickStore) Health(ctx context.Context) storage.Health {
 		return storage.Health{Detail: err.Error()}
 	}
 	return storage.Health{OK: !ok, Detail: string(v), Metrics: map[string]float64{"sick": map[bool]float64{true: 1}[ok]}}
+}
+
+// fatalStore is memstore that dies on a Put of the key "fatal" or "panic".
+type fatalStore struct{ *memstore.Store }
+
+func (s *fatalStore) Put(ctx context.Context, ns string, key, value []byte) error {
+	switch string(key) {
+	case "fatal":
+		log.SetFlags(0)
+		log.Print("[INFO] a line with a level, logged at it")
+		log.Fatal("boom: cannot open /data/x")
+	case "panic":
+		log.SetFlags(0)
+		log.Print("about to panic")
+		go panic("boom: the test asked for it") // not recovered by the RPC server
+		select {}
+	}
+	return s.Store.Put(ctx, ns, key, value)
 }
 
 // strayStore is memstore writing to its stdout and stderr, not through its logger, when
