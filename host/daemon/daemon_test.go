@@ -367,3 +367,20 @@ func TestStorageThatCannotRestartAnswers503(t *testing.T) {
 		t.Errorf("health while storage is down: %d, want 503", res.StatusCode)
 	}
 }
+
+// TestStartConfigErrorPointsAtFile: a plugin configuration that passes the check but
+// fails when the plugin starts for real (a directory it cannot create) is reported at its
+// place in the file, as -validate reports the errors it finds.
+func TestStartConfigErrorPointsAtFile(t *testing.T) {
+	testbin.Plugin(t, "storage-file")
+	cfg := parse(t, fmt.Sprintf("host {\n  listen = \"127.0.0.1:0\"\n  data_dir = %q\n}\nstorage \"file\" {\n  config {\n    root = \"/proc/x\"\n  }\n}\n", t.TempDir()))
+	d, diags := Start(context.Background(), Options{Config: cfg, Version: "test", Logger: hclog.NewNullLogger(), DefaultPluginDir: testbin.PluginDir(t)})
+	if d != nil {
+		d.Shutdown(context.Background())
+		t.Skip("the file plugin could create /proc/x")
+	}
+	if !diags.HasErrors() || diags[0].Subject == nil || diags[0].Subject.Filename != "test.hcl" || diags[0].Subject.Start.Line != 7 ||
+		!strings.HasPrefix(diags[0].Summary, `storage "file": `) {
+		t.Fatalf("diagnostics %v (subject %v), want one at test.hcl:7", diags, diags[0].Subject)
+	}
+}
