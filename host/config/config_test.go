@@ -771,6 +771,64 @@ func TestDecodePluginConfig(t *testing.T) {
 	}
 }
 
+// TestDecodePluginConfigRefusesUnknownObjectAttributes: an attribute an object type does
+// not name, at any depth, is an error at its name in the file, not silently dropped by the
+// conversion to the type; optional attributes may be set or left out.
+func TestDecodePluginConfigRefusesUnknownObjectAttributes(t *testing.T) {
+	schema := base.Schema{Attributes: []base.Attribute{
+		{Name: "fallback", Type: "list(object({model=string, base_url=optional(string)}))"},
+		{Name: "prices", Type: "map(object({input=number, output=number}))"},
+		{Name: "tls", Type: "object({ca=optional(string), client=optional(object({cert=string, key=string}))})"},
+		{Name: "hosts", Type: "set(object({name=string}))"},
+		{Name: "pair", Type: "tuple([string, object({a=number})])"},
+	}}
+	for _, tt := range []struct {
+		name, config string
+		want         string // JSON when valid
+		line, col    int
+		text         string
+	}{
+		{name: "valid with optional attributes", config: `fallback = [{ model = "y" }, { model = "z", base_url = "http://h/v1" }]
+    prices   = { "x" = { input = 1, output = 2 } }
+    tls      = { client = { cert = "c", key = "k" } }
+    hosts    = [{ name = "a" }]
+    pair     = ["s", { a = 1 }]`,
+			want: `{"fallback":[{"base_url":null,"model":"y"},{"base_url":"http://h/v1","model":"z"}],"hosts":[{"name":"a"}],"pair":["s",{"a":1}],"prices":{"x":{"input":1,"output":2}},"tls":{"ca":null,"client":{"cert":"c","key":"k"}}}`},
+		{name: "list of objects", config: `fallback = [{ model = "y", base_ur1 = "http://10.0.0.9/v1" }]`,
+			line: 3, col: 32, text: `"base_ur1" is not expected in fallback[0]; it takes "base_url" and "model". Did you mean "base_url"?`},
+		{name: "map of objects", config: `prices = { "x" = { input = 1, output = 2, inptu = 3 } }`,
+			line: 3, col: 47, text: `"inptu" is not expected in prices["x"]`},
+		{name: "nested object", config: "tls = {\n      client = { cert = \"c\", key = \"k\", pasword = \"p\" }\n    }",
+			line: 4, col: 41, text: `"pasword" is not expected in tls.client`},
+		{name: "set of objects", config: `hosts = [{ name = "a", port = 1 }]`,
+			line: 3, col: 28, text: `"port" is not expected in hosts[0]`},
+		{name: "tuple", config: `pair = ["s", { a = 1, b = 2 }]`,
+			line: 3, col: 27, text: `"b" is not expected in pair[1]`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := mustParse(t, "storage \"bolt\" {\n  config {\n    "+tt.config+"\n  }\n}\n", nil)
+			raw, diags := DecodePluginConfig(cfg.Storage[0], schema)
+			if tt.want != "" {
+				if diags.HasErrors() || string(raw) != tt.want {
+					t.Fatalf("got %s, %v\nwant %s", raw, diags, tt.want)
+				}
+				return
+			}
+			errs := errorsOf(diags)
+			if raw != nil || len(errs) != 1 {
+				t.Fatalf("got %s, %v; want one error", raw, diags)
+			}
+			d := errs[0]
+			if d.Subject == nil || d.Subject.Start.Line != tt.line || d.Subject.Start.Column != tt.col {
+				t.Errorf("Subject = %v, want line %d column %d", d.Subject, tt.line, tt.col)
+			}
+			if !strings.Contains(d.Summary, `storage "bolt": Unsupported argument`) || !strings.Contains(d.Detail, tt.text) {
+				t.Errorf("diagnostic %q / %q, want %q", d.Summary, d.Detail, tt.text)
+			}
+		})
+	}
+}
+
 func TestDecodePluginConfigHandMadeBlock(t *testing.T) {
 	// A block built in code (no file, no config body) decodes, and a missing required
 	// attribute is an error without a Subject rather than one pointing nowhere.

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
 
+	"github.com/agext/levenshtein"
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/ext/typeexpr"
 	"github.com/hashicorp/hcl/v2/hcldec"
@@ -73,6 +75,18 @@ func DecodePluginConfig(b *PluginBlock, schema base.Schema) (json.RawMessage, hc
 	if ds.HasErrors() {
 		return nil, diags
 	}
+	// Converting a value to an object type drops the attributes the type does not name:
+	// a misspelt one inside an object (a fallback's "base_ur1") would silently be lost.
+	if set, _ := body.JustAttributes(); len(set) > 0 {
+		for _, a := range schema.Attributes {
+			if attr, ok := set[a.Name]; ok {
+				diags = append(diags, extraAttributes(b, attr, types[a.Name], ctx)...)
+			}
+		}
+		if diags.HasErrors() {
+			return nil, diags
+		}
+	}
 
 	attrs := map[string]cty.Value{}
 	for _, a := range schema.Attributes {
@@ -119,6 +133,132 @@ func DecodePluginConfig(b *PluginBlock, schema base.Schema) (json.RawMessage, hc
 		})
 	}
 	return out, diags
+}
+
+// extraAttributes reports the attributes of objects in attr's value that ty, at their
+// place in it, has no room for: at any depth, in lists, sets, maps and tuples of objects
+// and in nested objects. Each points at the attribute's name in the file where the value
+// is written out there, else at the nearest enclosing expression.
+func extraAttributes(b *PluginBlock, attr *hcl.Attribute, ty cty.Type, ctx *hcl.EvalContext) hcl.Diagnostics {
+	v, ds := attr.Expr.Value(ctx)
+	if ds.HasErrors() {
+		return nil // hcldec reported it
+	}
+	v, _ = v.UnmarkDeep()
+	var diags hcl.Diagnostics
+	var walk func(v cty.Value, ty cty.Type, expr hcl.Expression, path string)
+	walk = func(v cty.Value, ty cty.Type, expr hcl.Expression, path string) {
+		if v.IsNull() || !v.IsKnown() || ty == cty.DynamicPseudoType {
+			return
+		}
+		vt := v.Type()
+		step := func(key string) hcl.Expression {
+			if expr == nil {
+				return nil
+			}
+			return stepInto(expr, key)
+		}
+		switch {
+		case ty.IsObjectType() && (vt.IsObjectType() || vt.IsMapType()):
+			want := ty.AttributeTypes()
+			names := make([]string, 0, len(want))
+			for n := range want {
+				names = append(names, n)
+			}
+			sort.Strings(names)
+			for it := v.ElementIterator(); it.Next(); {
+				k, ev := it.Element()
+				name := k.AsString()
+				at, ok := want[name]
+				if ok {
+					walk(ev, at, step(name), path+"."+name)
+					continue
+				}
+				d := &hcl.Diagnostic{
+					Severity: hcl.DiagError,
+					Summary:  b.String() + ": Unsupported argument",
+					Detail: fmt.Sprintf("An argument named %q is not expected in %s; it takes %s.",
+						name, path, quoteList(names)),
+					Subject: subjectOf(attr.Expr.Range()),
+					Context: subjectOf(hcl.RangeBetween(attr.NameRange, attr.Expr.Range())),
+				}
+				if s := suggest(name, names); s != "" {
+					d.Detail += fmt.Sprintf(" Did you mean %q?", s)
+				}
+				if expr != nil {
+					d.Subject = subjectOf(expr.Range())
+					if kr, ok := keyRange(expr, name); ok {
+						d.Subject = subjectOf(kr)
+					}
+				}
+				diags = append(diags, d)
+			}
+		case (ty.IsListType() || ty.IsSetType()) && (vt.IsTupleType() || vt.IsListType() || vt.IsSetType()):
+			i := 0
+			for it := v.ElementIterator(); it.Next(); i++ {
+				_, ev := it.Element()
+				var sub hcl.Expression
+				if !vt.IsSetType() { // a set's order is not the source's
+					sub = step(strconv.Itoa(i))
+				}
+				walk(ev, ty.ElementType(), sub, fmt.Sprintf("%s[%d]", path, i))
+			}
+		case ty.IsMapType() && (vt.IsObjectType() || vt.IsMapType()):
+			for it := v.ElementIterator(); it.Next(); {
+				k, ev := it.Element()
+				walk(ev, ty.ElementType(), step(k.AsString()), fmt.Sprintf("%s[%q]", path, k.AsString()))
+			}
+		case ty.IsTupleType() && (vt.IsTupleType() || vt.IsListType()):
+			ets := ty.TupleElementTypes()
+			i := 0
+			for it := v.ElementIterator(); it.Next() && i < len(ets); i++ {
+				_, ev := it.Element()
+				walk(ev, ets[i], step(strconv.Itoa(i)), fmt.Sprintf("%s[%d]", path, i))
+			}
+		}
+	}
+	walk(v, ty, attr.Expr, attr.Name)
+	return diags
+}
+
+// keyRange returns the range of the key name in the object constructor expr.
+func keyRange(expr hcl.Expression, name string) (hcl.Range, bool) {
+	e, ok := expr.(*hclsyntax.ObjectConsExpr)
+	if !ok {
+		return hcl.Range{}, false
+	}
+	for _, item := range e.Items {
+		if k, ok := itemKey(item); ok && k == name {
+			return item.KeyExpr.Range(), true
+		}
+	}
+	return hcl.Range{}, false
+}
+
+// suggest returns the name in names closest to given, if one is close enough to be a
+// likely typo (as HCL's own "Did you mean" does).
+func suggest(given string, names []string) string {
+	for _, n := range names {
+		if levenshtein.Distance(given, n, nil) < 3 {
+			return n
+		}
+	}
+	return ""
+}
+
+// quoteList renders names as "a", "b" and "c".
+func quoteList(names []string) string {
+	q := make([]string, len(names))
+	for i, n := range names {
+		q[i] = strconv.Quote(n)
+	}
+	switch len(q) {
+	case 0:
+		return "no arguments"
+	case 1:
+		return q[0]
+	}
+	return strings.Join(q[:len(q)-1], ", ") + " and " + q[len(q)-1]
 }
 
 // Bounds of a type constraint a plugin declares.
@@ -281,21 +421,7 @@ func stepInto(expr hcl.Expression, step string) hcl.Expression {
 	switch e := expr.(type) {
 	case *hclsyntax.ObjectConsExpr:
 		for _, item := range e.Items {
-			key := item.KeyExpr
-			if k, ok := key.(*hclsyntax.ObjectConsKeyExpr); ok {
-				if kw := hcl.ExprAsKeyword(k.Wrapped); kw != "" {
-					if kw == step {
-						return item.ValueExpr
-					}
-					continue
-				}
-				key = k.Wrapped
-			}
-			v, diags := key.Value(nil)
-			if diags.HasErrors() || !v.IsKnown() || v.IsNull() {
-				continue
-			}
-			if s, err := convert.Convert(v, cty.String); err == nil && s.AsString() == step {
+			if k, ok := itemKey(item); ok && k == step {
 				return item.ValueExpr
 			}
 		}
@@ -305,4 +431,25 @@ func stepInto(expr hcl.Expression, step string) hcl.Expression {
 		}
 	}
 	return nil
+}
+
+// itemKey returns the key of an object constructor's item, when it is a name or a
+// constant.
+func itemKey(item hclsyntax.ObjectConsItem) (string, bool) {
+	key := item.KeyExpr
+	if k, ok := key.(*hclsyntax.ObjectConsKeyExpr); ok {
+		if kw := hcl.ExprAsKeyword(k.Wrapped); kw != "" {
+			return kw, true
+		}
+		key = k.Wrapped
+	}
+	v, diags := key.Value(nil)
+	if diags.HasErrors() || !v.IsKnown() || v.IsNull() {
+		return "", false
+	}
+	s, err := convert.Convert(v, cty.String)
+	if err != nil {
+		return "", false
+	}
+	return s.AsString(), true
 }

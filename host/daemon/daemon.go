@@ -222,6 +222,20 @@ func prepareBlock(ctx context.Context, cfg *config.Config, b *config.PluginBlock
 	return spec, diags
 }
 
+// startDiags reports a supervised plugin's failed start at its block in the file: what it
+// said of its configuration (a path -validate could not check, such as a directory that
+// cannot be created) at the attributes it named, anything else at the block.
+func startDiags(b *config.PluginBlock, summary string, err error) hcl.Diagnostics {
+	if b == nil {
+		return hcl.Diagnostics{{Severity: hcl.DiagError, Summary: summary, Detail: err.Error()}}
+	}
+	var ce *plugins.ConfigError
+	if errors.As(err, &ce) {
+		return config.PluginDiagnostics(b, ce.Diagnostics)
+	}
+	return hcl.Diagnostics{blockDiag(b, b.DeclRange, "plugin failed to start", err)}
+}
+
 // checkLogger is the logger of a plugin process started to check its configuration and
 // stopped once it has: go-plugin's "plugin process exited" for it, logged at INFO before
 // the daemon had even started, read like a crash; it goes to DEBUG, saying why.
@@ -299,14 +313,20 @@ func Start(ctx context.Context, opts Options) (*Daemon, hcl.Diagnostics) {
 	d := &Daemon{opts: opts, logger: logger, serveErr: make(chan error, 1), lock: lock}
 	d.storage, err = plugins.StartManaged(ctx, specs.Storage, logger.Named(specs.Storage.ID()), opts.HealthInterval)
 	if err != nil {
-		return nil, fail("storage plugin failed to start", err)
+		return nil, startDiags(cfg.SelectedStorage(), "storage plugin failed to start", err)
 	}
 	d.Store = plugins.NewStorage(d.storage)
 	for _, s := range specs.Rules {
 		m, err := plugins.StartManaged(ctx, s, logger.Named(s.ID()), opts.HealthInterval)
 		if err != nil {
 			d.stopPlugins(ctx)
-			return nil, fail("governance rule failed to start", err)
+			var b *config.PluginBlock
+			for _, rb := range cfg.Governance.Rules {
+				if rb.Name == s.Name {
+					b = rb
+				}
+			}
+			return nil, startDiags(b, "governance rule failed to start", err)
 		}
 		d.rules = append(d.rules, m)
 	}

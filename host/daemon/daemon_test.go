@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -299,5 +300,87 @@ func TestForeignHostRefused(t *testing.T) {
 	}
 	if code := get("", "https://evil.example"); code != 403 {
 		t.Fatalf("a cross-site page: %d, want 403", code)
+	}
+}
+
+// TestStorageThatCannotRestartAnswers503: while the storage plugin cannot be restarted
+// (its binary removed after it was killed), storage-backed requests are answered at once
+// with 503, Retry-After and a detail that does not name the binary (the start error is in
+// the log and in health, which reports the daemon degraded).
+func TestStorageThatCannotRestartAnswers503(t *testing.T) {
+	plugins := t.TempDir()
+	bin := filepath.Join(plugins, "limit-storage-bolt")
+	src, err := os.ReadFile(testbin.Plugin(t, "storage-bolt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	d := startDaemon(t, fmt.Sprintf("host {\n  listen = \"127.0.0.1:0\"\n  data_dir = %q\n  plugin_dir = %q\n}\nstorage \"bolt\" {}\n", t.TempDir(), plugins))
+	url := "http://" + d.Addr()
+	do := func(method, path, body string) (*http.Response, map[string]any) {
+		t.Helper()
+		req, _ := http.NewRequest(method, url+path, strings.NewReader(body))
+		if body != "" {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		var p map[string]any
+		json.NewDecoder(res.Body).Decode(&p)
+		return res, p
+	}
+	if res, p := do("POST", "/v1/sessions", "{}"); res.StatusCode != http.StatusCreated {
+		t.Fatalf("create session: %d %v", res.StatusCode, p)
+	}
+	if err := os.Rename(bin, bin+".gone"); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(d.storage.Status().PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	// A restart attempt has failed once health names the missing binary.
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(d.storage.Status().LastError, bin); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no failed restart reported: %+v", d.storage.Status())
+		}
+	}
+	for _, r := range []struct{ method, path, body string }{
+		{"POST", "/v1/sessions", "{}"},
+		{"GET", "/v1/sessions", ""},
+	} {
+		res, p := do(r.method, r.path, r.body)
+		detail, _ := p["detail"].(string)
+		if res.StatusCode != http.StatusServiceUnavailable || res.Header.Get("Retry-After") == "" {
+			t.Errorf("%s %s: %d Retry-After %q %v, want 503 with Retry-After", r.method, r.path, res.StatusCode, res.Header.Get("Retry-After"), p)
+		}
+		if strings.Contains(detail, plugins) || strings.Contains(detail, "deadline") || !strings.Contains(detail, "storage.bolt") {
+			t.Errorf("%s %s: detail %q names the server's paths or a timeout, or not the plugin", r.method, r.path, detail)
+		}
+	}
+	res, _ := do("GET", "/v1/health", "")
+	if res.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("health while storage is down: %d, want 503", res.StatusCode)
+	}
+}
+
+// TestStartConfigErrorPointsAtFile: a plugin configuration that passes the check but
+// fails when the plugin starts for real (a directory it cannot create) is reported at its
+// place in the file, as -validate reports the errors it finds.
+func TestStartConfigErrorPointsAtFile(t *testing.T) {
+	testbin.Plugin(t, "storage-file")
+	cfg := parse(t, fmt.Sprintf("host {\n  listen = \"127.0.0.1:0\"\n  data_dir = %q\n}\nstorage \"file\" {\n  config {\n    root = \"/proc/x\"\n  }\n}\n", t.TempDir()))
+	d, diags := Start(context.Background(), Options{Config: cfg, Version: "test", Logger: hclog.NewNullLogger(), DefaultPluginDir: testbin.PluginDir(t)})
+	if d != nil {
+		d.Shutdown(context.Background())
+		t.Skip("the file plugin could create /proc/x")
+	}
+	if !diags.HasErrors() || diags[0].Subject == nil || diags[0].Subject.Filename != "test.hcl" || diags[0].Subject.Start.Line != 7 ||
+		!strings.HasPrefix(diags[0].Summary, `storage "file": `) {
+		t.Fatalf("diagnostics %v (subject %v), want one at test.hcl:7", diags, diags[0].Subject)
 	}
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/limitgraph/limit/sdk/base"
 	"github.com/limitgraph/limit/sdk/runner"
 	"github.com/limitgraph/limit/sdk/storage"
 )
@@ -29,9 +30,14 @@ type Managed struct {
 	logger   hclog.Logger
 	interval time.Duration
 
-	mu       sync.Mutex
-	proc     *Process
-	ready    chan struct{} // closed while proc is usable; replaced when it is lost
+	mu    sync.Mutex
+	proc  *Process
+	ready chan struct{} // closed while proc is usable; replaced when it is lost
+	// down is closed while the plugin is lost and its last restart attempt failed (its
+	// binary gone, a plugin that no longer starts): callers are told at once that it is
+	// unavailable rather than wait out their deadline for an attempt that will likely fail
+	// too. It is replaced once a restart succeeds.
+	down     chan struct{}
 	restarts int
 	failures int // consecutive failed or short-lived starts, for the backoff
 	lastErr  error
@@ -54,7 +60,7 @@ func StartManaged(ctx context.Context, spec Spec, logger hclog.Logger, interval 
 	}
 	m := &Managed{
 		spec: spec, logger: logger, interval: interval,
-		ready: make(chan struct{}), nudge: make(chan struct{}, 1),
+		ready: make(chan struct{}), down: make(chan struct{}), nudge: make(chan struct{}, 1),
 		stop: make(chan struct{}), done: make(chan struct{}),
 	}
 	p, err := m.launch(ctx)
@@ -83,15 +89,47 @@ func (m *Managed) launch(ctx context.Context) (*Process, error) {
 // Spec returns the plugin's spec.
 func (m *Managed) Spec() Spec { return m.spec }
 
+// ErrUnavailable marks a call that found its supervised plugin unusable: lost and being
+// restarted, its restarts failing, or shut down. The error's text names the plugin but
+// not the cause (a start error can name the binary's path), which goes to the log and to
+// Status; for a storage plugin it is a storage.ErrUnavailable too.
+var ErrUnavailable = errors.New("plugin unavailable")
+
+// UnavailableError is the error a call gets when its supervised plugin is unusable.
+type UnavailableError struct {
+	// ID is the plugin's namespaced id, e.g. "storage.bolt".
+	ID string
+	// Reason says, for the caller, why the plugin cannot be used.
+	Reason string
+	kind   string
+	cause  error // a context's error, or nil
+}
+
+func (e *UnavailableError) Error() string { return e.ID + ": plugin unavailable: " + e.Reason }
+
+// Is reports ErrUnavailable, and storage.ErrUnavailable for a storage plugin, so that the
+// API answers 503 with Retry-After.
+func (e *UnavailableError) Is(target error) bool {
+	return target == ErrUnavailable || (target == storage.ErrUnavailable && e.kind == base.KindStorage)
+}
+
+// Unwrap returns the context error that ended the wait, if that is what did.
+func (e *UnavailableError) Unwrap() error { return e.cause }
+
+func (m *Managed) unavailable(reason string, cause error) error {
+	return &UnavailableError{ID: m.spec.ID(), Reason: reason, kind: m.spec.Kind, cause: cause}
+}
+
 // Current returns the running process, waiting (bounded by ctx) while it is restarted.
+// While the plugin's last restart attempt failed it returns an UnavailableError at once.
 func (m *Managed) Current(ctx context.Context) (*Process, error) {
 	for {
 		m.mu.Lock()
 		if m.closed {
 			m.mu.Unlock()
-			return nil, fmt.Errorf("%s: plugin is shut down", m.spec.ID())
+			return nil, m.unavailable("it is shut down", nil)
 		}
-		ready, p, lastErr := m.ready, m.proc, m.lastErr
+		ready, down, p := m.ready, m.down, m.proc
 		m.mu.Unlock()
 		// Close does not make ready: a caller waiting for a restart hears of it through
 		// stop, and is told the plugin is shut down rather than wait out its deadline.
@@ -107,13 +145,12 @@ func (m *Managed) Current(ctx context.Context) (*Process, error) {
 			select {
 			case <-time.After(10 * time.Millisecond):
 			case <-ctx.Done():
-				return nil, fmt.Errorf("%s: waiting for plugin restart: %w", m.spec.ID(), ctx.Err())
+				return nil, m.unavailable("it was lost and is being restarted", ctx.Err())
 			}
+		case <-down:
+			return nil, m.unavailable("it was lost and cannot be restarted yet (the log and GET /v1/health say why); it is retried in the background", nil)
 		case <-ctx.Done():
-			if lastErr != nil {
-				return nil, fmt.Errorf("%s: plugin unavailable (%v): %w", m.spec.ID(), lastErr, ctx.Err())
-			}
-			return nil, fmt.Errorf("%s: waiting for plugin restart: %w", m.spec.ID(), ctx.Err())
+			return nil, m.unavailable("it was lost and is being restarted", ctx.Err())
 		}
 	}
 }
@@ -137,7 +174,7 @@ func (m *Managed) Recover(ctx context.Context, old *Process) (*Process, error) {
 		select {
 		case <-time.After(10 * time.Millisecond):
 		case <-ctx.Done():
-			return nil, fmt.Errorf("%s: waiting for plugin restart: %w", m.spec.ID(), ctx.Err())
+			return nil, m.unavailable("it was lost and is being restarted", ctx.Err())
 		}
 	}
 }
@@ -295,6 +332,11 @@ func (m *Managed) restart() bool {
 		if err != nil {
 			m.failures++
 			m.lastErr = err
+			select {
+			case <-m.down:
+			default:
+				close(m.down)
+			}
 			m.mu.Unlock()
 			m.logger.Error("plugin restart failed", "plugin", m.spec.ID(), "error", err, "next_attempt_in", backoff(n+1))
 			continue
@@ -307,6 +349,11 @@ func (m *Managed) restart() bool {
 		m.proc = p
 		m.restarts++
 		close(m.ready)
+		select {
+		case <-m.down:
+			m.down = make(chan struct{})
+		default:
+		}
 		m.mu.Unlock()
 		m.logger.Info("plugin restarted", "plugin", m.spec.ID(), "pid", p.PID, "restarts", m.restarts)
 		return true

@@ -92,6 +92,7 @@ func TestLaunchFaults(t *testing.T) {
 	}{
 		{"garbage", "a plugin must write nothing to stdout before it serves"},
 		{"hang", "did not serve within its start timeout, host.plugin_start_timeout"},
+		{"stderr-exit", "its stderr ended with:\n  boom: cannot open"},
 	} {
 		t.Run(tc.plugin, func(t *testing.T) {
 			spec := testSpec(base.KindStorage, tc.plugin, tc.plugin)
@@ -133,6 +134,60 @@ func TestLaunchLogsStrayOutput(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("the plugin's stray output is not in the host log:\n%s", out)
 		}
+	}
+}
+
+// TestCrashLogsStderrAtError: when a plugin process dies unexpectedly, the plain lines it
+// last wrote to its stderr, which go-plugin logs at DEBUG only, are logged at ERROR (a
+// panic's own lines go-plugin logs at ERROR already: only the lines before it are added);
+// a process the host stops logs none of them, and its stderr chatter stays at DEBUG.
+func TestCrashLogsStderrAtError(t *testing.T) {
+	for _, tc := range []struct {
+		key      string
+		want     string // logged at ERROR, with the kept lines
+		notAgain string // not among the kept lines: go-plugin logged it at its level
+	}{
+		{"fatal", "boom: cannot open /data/x", "[INFO] a line with a level"},
+		{"panic", "about to panic", "panic: boom"},
+	} {
+		t.Run(tc.key, func(t *testing.T) {
+			var logs syncbuf.Buffer
+			logger := hclog.New(&hclog.LoggerOptions{Name: "host", Output: &logs, Level: hclog.Info})
+			m, err := StartManaged(context.Background(), testSpec(base.KindStorage, "fatal", "fatalstore"), logger, 20*time.Millisecond)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			p, err := m.Current(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := p.Impl.(storage.Storage).Put(context.Background(), "ns", []byte(tc.key), nil); err == nil {
+				t.Fatal("the deadly Put succeeded")
+			}
+			const head = "[ERROR] host: plugin process ended unexpectedly; the last lines of its stderr"
+			for deadline := time.Now().Add(30 * time.Second); !strings.Contains(logs.String(), head); time.Sleep(10 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("no stderr logged at ERROR for the crash:\n%s", logs.String())
+				}
+			}
+			out := logs.String()
+			kept := out[strings.Index(out, head):]
+			if !strings.Contains(kept, tc.want) || strings.Contains(kept, tc.notAgain) {
+				t.Fatalf("kept lines logged: want %q, not %q:\n%s", tc.want, tc.notAgain, out)
+			}
+			// The restarted process is stopped by the host: nothing more at ERROR, and
+			// its start-up line on stderr stays out of the log at INFO.
+			waitStatus(t, m, func(s Status) bool { return s.Healthy && s.Restarts == 1 })
+			m.Close()
+			if n := strings.Count(logs.String(), "ended unexpectedly"); n != 1 {
+				t.Fatalf("%d crashes logged for one:\n%s", n, logs.String())
+			}
+			// Each process wrote it; only the crashed one's is logged, with its crash.
+			if n := strings.Count(logs.String(), "fatalstore starting"); n != 1 {
+				t.Fatalf("a healthy plugin's stderr is logged above DEBUG:\n%s", logs.String())
+			}
+		})
 	}
 }
 
@@ -533,6 +588,58 @@ func TestManagedCloseWakesWaiters(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("Current still waits for a restart after Close")
+	}
+}
+
+// TestManagedFailsFastWhileRestartsFail: while a crashed plugin's restarts fail (its
+// binary gone), a caller is told at once that it is unavailable, by an error the API
+// answers with 503 (storage.ErrUnavailable for storage) and that does not name the binary
+// (the start error, with its path, is in Status and the log), rather than wait out its
+// deadline; and a storage call fails the same way.
+func TestManagedFailsFastWhileRestartsFail(t *testing.T) {
+	for _, tc := range []struct{ kind, plugin string }{
+		{base.KindStorage, "memstore-once"},
+		{base.KindGovernance, "rule-once"},
+	} {
+		t.Run(tc.kind, func(t *testing.T) {
+			spec := testSpec(tc.kind, "once", tc.plugin)
+			spec.Env[onceMarkerEnv] = filepath.Join(t.TempDir(), "started")
+			m, err := StartManaged(context.Background(), spec, hclog.NewNullLogger(), 20*time.Millisecond)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			if err := syscall.Kill(m.Status().PID, syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			// A restart attempt failed once the status names the start error.
+			waitStatus(t, m, func(s Status) bool { return s.PID == 0 && strings.Contains(s.LastError, spec.Path) })
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			_, err = m.Current(ctx)
+			check := func(what string, err error) {
+				t.Helper()
+				switch {
+				case err == nil:
+					t.Fatalf("%s: no error while the plugin cannot restart", what)
+				case errors.Is(err, context.DeadlineExceeded):
+					t.Fatalf("%s waited out its deadline: %v", what, err)
+				case !errors.Is(err, ErrUnavailable):
+					t.Fatalf("%s: %v, want ErrUnavailable", what, err)
+				case tc.kind == base.KindStorage && !errors.Is(err, storage.ErrUnavailable):
+					t.Fatalf("%s: %v, want storage.ErrUnavailable", what, err)
+				case tc.kind != base.KindStorage && errors.Is(err, storage.ErrUnavailable):
+					t.Fatalf("%s: %v is a storage.ErrUnavailable for a %s plugin", what, err, tc.kind)
+				case strings.Contains(err.Error(), spec.Path) || strings.Contains(err.Error(), "started once already"):
+					t.Fatalf("%s: %q names the start error", what, err)
+				}
+			}
+			check("Current", err)
+			if tc.kind == base.KindStorage {
+				err := NewStorage(m).Put(ctx, "ns", []byte("k"), []byte("v"))
+				check("Put", err)
+			}
+		})
 	}
 }
 

@@ -121,6 +121,7 @@ type Process struct {
 	client *plugin.Client
 	rpc    plugin.ClientProtocol
 	start  time.Time
+	watch  *procWatch
 }
 
 // Transport names what carries the process's frequent calls, "unix" (its fast path) or
@@ -167,13 +168,15 @@ func Launch(ctx context.Context, spec Spec, logger hclog.Logger) (*Process, erro
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
+	w := &procWatch{}
+	logger = exitLogger{Logger: logger, w: w}
 	timeout := spec.StartTimeout
 	if timeout <= 0 {
 		timeout = base.DefaultStartTimeout
 	}
 	c, cmd := base.NewClientCmd(base.LaunchConfig{
 		Path: spec.Path, Kind: spec.Kind, Plugins: set, Env: env, SHA256: spec.SHA256,
-		StartTimeout: timeout, Logger: logger,
+		StartTimeout: timeout, Logger: logger, Stderr: &w.tail,
 	})
 	// The dispense deadline is a backstop above go-plugin's own start timeout, which
 	// gives the clearer error.
@@ -188,22 +191,26 @@ func Launch(ctx context.Context, spec Spec, logger hclog.Logger) (*Process, erro
 		pid = cmd.Process.Pid
 	}
 	if err != nil {
+		// The error says what went wrong, quoting what the process wrote (Stop waits
+		// until go-plugin has read all of it).
+		w.stopping.Store(true)
 		base.Stop(c, pid, false)
-		return nil, fmt.Errorf("%s %q (%s): %w", spec.Kind, spec.Name, spec.Path, err)
+		return nil, fmt.Errorf("%s %q (%s): %w%s", spec.Kind, spec.Name, spec.Path, err, stderrNote(w))
 	}
 	impl, ok := raw.(base.Plugin)
 	if !ok {
+		w.stopping.Store(true)
 		base.Stop(c, pid, false)
 		return nil, fmt.Errorf("%s %q: plugin client has unexpected type %T", spec.Kind, spec.Name, raw)
 	}
 	rpc, _ := c.Client()
-	p := &Process{Spec: spec, Impl: impl, PID: pid, client: c, rpc: rpc, start: started}
+	p := &Process{Spec: spec, Impl: impl, PID: pid, client: c, rpc: rpc, start: started, watch: w}
 	icx, icancel := context.WithTimeout(ctx, timeout)
 	defer icancel()
 	info, err := infoOf(icx, impl)
 	if err != nil {
 		p.Kill()
-		return nil, fmt.Errorf("%s %q: %w", spec.Kind, spec.Name, err)
+		return nil, fmt.Errorf("%s %q: %w%s", spec.Kind, spec.Name, err, stderrNote(w))
 	}
 	if info.Kind != spec.Kind {
 		p.Kill()
@@ -274,4 +281,17 @@ func (p *Process) Uptime() time.Duration { return time.Since(p.start) }
 
 // Kill stops the process and every process it started (its process group), and waits
 // for it to end. The plugin gets a moment to exit cleanly first.
-func (p *Process) Kill() { base.Stop(p.client, p.PID, true) }
+func (p *Process) Kill() {
+	p.watch.stopping.Store(true)
+	base.Stop(p.client, p.PID, true)
+}
+
+// stderrNote quotes the last lines a process that failed to start wrote to its stderr,
+// for its start error, or is "" when it wrote none.
+func stderrNote(w *procWatch) string {
+	lines := w.tail.Last(startErrLines)
+	if len(lines) == 0 {
+		return ""
+	}
+	return "; its stderr ended with:\n  " + strings.Join(lines, "\n  ")
+}

@@ -3,6 +3,7 @@ package plugins
 import (
 	"context"
 	"fmt"
+	"log"
 	"os"
 	"strings"
 	"sync"
@@ -29,15 +30,11 @@ func TestMain(m *testing.M) {
 	case "memstore-once":
 		// Serves the first time only: later starts fail, as a binary replaced by a broken
 		// one would, so a restart stays pending.
-		marker := os.Getenv(onceMarkerEnv)
-		if _, err := os.Stat(marker); err == nil {
-			fmt.Fprintln(os.Stderr, "started once already")
-			os.Exit(1)
-		}
-		if err := os.WriteFile(marker, nil, 0o600); err != nil {
-			os.Exit(1)
-		}
+		startOnce()
 		storage.Serve(memstore.New())
+	case "rule-once":
+		startOnce()
+		governance.Serve(&keywordRule{})
 	case "sickstore":
 		storage.Serve(&sickStore{Store: memstore.New()})
 	case "echo":
@@ -46,6 +43,16 @@ func TestMain(m *testing.M) {
 		governance.Serve(&keywordRule{})
 	case "stray":
 		storage.Serve(&strayStore{Store: memstore.New()})
+	case "stderr-exit":
+		// Fails before it serves, saying why on stderr only.
+		fmt.Fprintln(os.Stderr, "boom: cannot open")
+		os.Exit(2)
+	case "fatalstore":
+		// Writes to its stderr before it serves (chatter of a healthy plugin), and exits
+		// through log.Fatal (which writes to the process's stderr, not to the stream
+		// go-plugin carries) on a Put of the key "fatal", or panics on one of "panic".
+		fmt.Fprintln(os.Stderr, "fatalstore starting")
+		storage.Serve(&fatalStore{Store: memstore.New()})
 	case "garbage":
 		fmt.Println("hello, I am not a plugin")
 		time.Sleep(time.Minute)
@@ -74,6 +81,24 @@ func (s *sickStore) Health(ctx context.Context) storage.Health {
 	return storage.Health{OK: !ok, Detail: string(v), Metrics: map[string]float64{"sick": map[bool]float64{true: 1}[ok]}}
 }
 
+// fatalStore is memstore that dies on a Put of the key "fatal" or "panic".
+type fatalStore struct{ *memstore.Store }
+
+func (s *fatalStore) Put(ctx context.Context, ns string, key, value []byte) error {
+	switch string(key) {
+	case "fatal":
+		log.SetFlags(0)
+		log.Print("[INFO] a line with a level, logged at it")
+		log.Fatal("boom: cannot open /data/x")
+	case "panic":
+		log.SetFlags(0)
+		log.Print("about to panic")
+		go panic("boom: the test asked for it") // not recovered by the RPC server
+		select {}
+	}
+	return s.Store.Put(ctx, ns, key, value)
+}
+
 // strayStore is memstore writing to its stdout and stderr, not through its logger, when
 // configured: the mistake of a plugin author debugging with fmt.Println.
 type strayStore struct{ *memstore.Store }
@@ -82,6 +107,19 @@ func (s *strayStore) Configure(ctx context.Context, req base.ConfigureRequest) b
 	fmt.Println("stray line on stdout")
 	fmt.Fprintln(os.Stderr, "stray line on stderr")
 	return s.Store.Configure(ctx, req)
+}
+
+// startOnce exits with an error if the file named by onceMarkerEnv exists, and creates
+// it otherwise: the "-once" test plugins start the first time only.
+func startOnce() {
+	marker := os.Getenv(onceMarkerEnv)
+	if _, err := os.Stat(marker); err == nil {
+		fmt.Fprintln(os.Stderr, "started once already")
+		os.Exit(1)
+	}
+	if err := os.WriteFile(marker, nil, 0o600); err != nil {
+		os.Exit(1)
+	}
 }
 
 // onceMarkerEnv names the file by which the memstore-once test plugin knows it started.

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"strconv"
@@ -43,6 +44,10 @@ type LaunchConfig struct {
 	Logger hclog.Logger
 	// Dir is the plugin process's working directory; empty means the host's.
 	Dir string
+	// Stderr, if set, receives every line the process writes to its stderr (a log line or
+	// not), each followed by a newline: a panic's stack goes to the host's log at DEBUG
+	// only, so a host that wants it at hand keeps it from here.
+	Stderr io.Writer
 }
 
 // NewClient returns an unstarted go-plugin client for cfg, with mutual TLS negotiated
@@ -87,6 +92,7 @@ func NewClientCmd(cfg LaunchConfig) (*plugin.Client, *exec.Cmd) {
 		Logger:           logger,
 		SyncStdout:       strayOutput{logger, "stdout"},
 		SyncStderr:       strayOutput{logger, "stderr"},
+		Stderr:           cfg.Stderr,
 		GRPCDialOptions: []grpc.DialOption{
 			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageSize), grpc.MaxCallSendMsgSize(MaxMessageSize)),
 		},

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/hashicorp/go-hclog"
@@ -49,6 +50,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 	validate := fs.Bool("validate", false, "check the configuration, including each plugin's config block, and exit")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		// limitd takes no operands: a file named without -config would be ignored, and
+		// the daemon started (or validated) on another configuration.
+		args := fs.Args()
+		if len(args) == 1 && *configPath == "" && strings.HasSuffix(args[0], ".hcl") {
+			fmt.Fprintf(stderr, "limitd: unexpected argument %q: to use it as the configuration, run `limitd -config %s`\n", args[0], args[0])
+		} else {
+			fmt.Fprintf(stderr, "limitd: unexpected argument%s %q: limitd takes only flags (the configuration is given with -config FILE)\n",
+				map[bool]string{true: "s"}[len(args) > 1], strings.Join(args, " "))
+		}
+		fmt.Fprintln(stderr, "usage: limitd [-config FILE] [-validate] [-version]")
 		return 2
 	}
 	if *showVersion {
@@ -125,19 +139,30 @@ func run(args []string, stdout, stderr io.Writer) int {
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sigs)
+	// SIGHUP asks a daemon to reload its configuration; limitd cannot, and the default
+	// action (exit at once, without a graceful shutdown or a word in the log) would stop
+	// it for someone who only wanted a reload. It is logged and otherwise ignored.
+	hups := make(chan os.Signal, 1)
+	signal.Notify(hups, syscall.SIGHUP)
+	defer signal.Stop(hups)
 	returned := make(chan struct{})
 	defer close(returned)
 	go func() {
-		for first := true; ; first = false {
+		stopping := false
+		for {
 			select {
 			case <-sigs:
+			case <-hups:
+				logger.Warn("SIGHUP ignored: limitd does not reload its configuration; restart it (SIGTERM, then start it again) to apply a changed file")
+				continue
 			case <-returned:
 				return
 			}
-			if !first {
+			if stopping {
 				logger.Warn("second signal: stopping at once")
 				os.Exit(1)
 			}
+			stopping = true
 			stop()
 		}
 	}()

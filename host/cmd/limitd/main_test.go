@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/limitgraph/limit/internal/syncbuf"
 	"github.com/limitgraph/limit/internal/testbin"
 )
 
@@ -106,6 +107,26 @@ func TestValidate(t *testing.T) {
 	}
 }
 
+// TestExtraArguments: limitd takes no operands; one given (a config file named without
+// -config) is a usage error, not ignored while the daemon runs on the embedded default.
+func TestExtraArguments(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-validate", "my.hcl"}, "run `limitd -config my.hcl`"},
+		{[]string{"my.hcl"}, "run `limitd -config my.hcl`"},
+		{[]string{"-validate", "-config", "limit.hcl", "extra"}, `unexpected argument "extra"`},
+		{[]string{"my.hcl", "-validate"}, `unexpected arguments "my.hcl -validate"`},
+	} {
+		var stdout, stderr bytes.Buffer
+		code := run(tc.args, &stdout, &stderr)
+		if code != 2 || !strings.HasPrefix(stderr.String(), "limitd: ") || !strings.Contains(stderr.String(), tc.want) || stdout.Len() > 0 {
+			t.Errorf("limitd %s: exit %d, stdout %q, stderr %q; want exit 2 saying %s", strings.Join(tc.args, " "), code, stdout.String(), stderr.String(), tc.want)
+		}
+	}
+}
+
 func TestVersionFlag(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	if code := run([]string{"-version"}, &stdout, &stderr); code != 0 || !strings.HasPrefix(stdout.String(), "limitd ") {
@@ -117,6 +138,13 @@ func TestVersionFlag(t *testing.T) {
 // it listens.
 func startLimitd(t *testing.T, config string) (*exec.Cmd, string) {
 	t.Helper()
+	cmd, url, _ := startLimitdLogs(t, config)
+	return cmd, url
+}
+
+// startLimitdLogs is startLimitd that also returns what limitd writes to its stderr.
+func startLimitdLogs(t *testing.T, config string) (*exec.Cmd, string, *syncbuf.Buffer) {
+	t.Helper()
 	bin := testbin.Command(t, "limitd")
 	testbin.Plugin(t, "storage-bolt")
 	cmd := exec.Command(bin, "-config", config)
@@ -125,8 +153,8 @@ func startLimitd(t *testing.T, config string) (*exec.Cmd, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
+	stderr := &syncbuf.Buffer{}
+	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +169,7 @@ func startLimitd(t *testing.T, config string) (*exec.Cmd, string) {
 	if i < 0 {
 		t.Fatalf("unexpected first line %q", line)
 	}
-	return cmd, strings.TrimSpace(line[i:])
+	return cmd, strings.TrimSpace(line[i:]), stderr
 }
 
 func pluginPIDs(t *testing.T, url string) []int {
@@ -209,6 +237,45 @@ func TestDaemonProcess(t *testing.T) {
 			waitGone(t, pids)
 		})
 	}
+}
+
+// TestSIGHUPIsIgnored: limitd does not reload its configuration, so SIGHUP (which would
+// otherwise end it at once, without a graceful shutdown) is logged and ignored: it goes on
+// serving, and a SIGTERM after it still starts a graceful shutdown.
+func TestSIGHUPIsIgnored(t *testing.T) {
+	config := writeConfig(t, "host {\n  listen = \"127.0.0.1:0\"\n  data_dir = \"DATADIR\"\n}\nstorage \"bolt\" {}\n")
+	cmd, url, logs := startLimitdLogs(t, config)
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(logs.String(), "SIGHUP ignored"); time.Sleep(10 * time.Millisecond) {
+		select {
+		case err := <-exited:
+			t.Fatalf("limitd exited on SIGHUP: %v\n%s", err, logs.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no log line for SIGHUP:\n%s", logs.String())
+		}
+	}
+	pids := pluginPIDs(t, url) // still serving, healthy
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("limitd exited with %v after SIGHUP and SIGTERM\n%s", err, logs.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("limitd did not stop on SIGTERM after a SIGHUP")
+	}
+	if !strings.Contains(logs.String(), "limitd stopped") {
+		t.Fatalf("no graceful shutdown after SIGTERM:\n%s", logs.String())
+	}
+	waitGone(t, pids)
 }
 
 // TestSecondSignalStopsAtOnce: while a graceful shutdown waits for a request still being
