@@ -257,7 +257,7 @@ func (m *Managed) watch() {
 			m.failures = 1
 		}
 		m.mu.Unlock()
-		p.Kill()
+		p.killLost()
 		if !m.restart() {
 			return
 		}

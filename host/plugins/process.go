@@ -286,6 +286,13 @@ func (p *Process) Kill() {
 	base.Stop(p.client, p.PID, true)
 }
 
+// killLost stops a process the host found lost (it stopped answering, or died before the
+// host heard of its exit): unlike Kill, its end is news, and its last stderr lines are
+// logged at ERROR when go-plugin reports it (whether the host's kill or the crash ended it).
+func (p *Process) killLost() {
+	base.Stop(p.client, p.PID, true)
+}
+
 // stderrNote quotes the last lines a process that failed to start wrote to its stderr,
 // for its start error, or is "" when it wrote none.
 func stderrNote(w *procWatch) string {
