@@ -6,8 +6,6 @@ package api
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"net/http"
 	"path"
 	"runtime/debug"
@@ -54,9 +52,11 @@ type Options struct {
 	// it may): the daemon refuses code it sandboxes, which a session allowed the network
 	// could otherwise point at the API.
 	RefusePeer func(r *http.Request) string
-	// Tokens, when not empty, are the SHA-256 digests of the bearer tokens the API
-	// accepts: every request but GET /health and /v1/health must carry one.
-	Tokens [][32]byte
+	// Tokens, when not empty, are the bearer tokens the API accepts (their SHA-256
+	// digests), each an operator's or a user's: every request but GET /health and
+	// /v1/health must carry one, and reaches what its principal does (see principal).
+	// Without tokens every request is an operator's.
+	Tokens []config.Token
 	// CheckHosts refuses requests whose Host or Origin names a host other than an IP
 	// address, localhost or one of AllowedHosts (config API.AllowedHosts; "*" for any):
 	// see foreignHost. The daemon always sets it.
@@ -121,6 +121,9 @@ func (s *Server) handle(rt route, h http.HandlerFunc) {
 	s.routes = append(s.routes, rt)
 	if rt.Request == nil && rt.Method != "GET" {
 		h = noBody(s, h)
+	}
+	if rt.Operator {
+		h = operatorOnly(s, rt, h)
 	}
 	if strings.Contains(rt.Path, "{id}") {
 		next := h
@@ -196,12 +199,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if len(s.opts.Tokens) > 0 && !s.authorized(r) {
+	p, ok := s.authenticate(r)
+	if !ok {
 		s.refused.warn("API request without a valid token", "request_id", id, "remote", r.RemoteAddr, "method", r.Method, "path", r.URL.Path)
 		w.Header().Set("WWW-Authenticate", `Bearer realm="limitd"`)
 		writeProblem(w, r, http.StatusUnauthorized, "this API needs \"Authorization: Bearer <token>\" with a token from the host's api.token_file", nil)
 		return
 	}
+	r = withPrincipal(r, p)
 	h, pattern := s.mux.Handler(r)
 	if pattern != "" {
 		release, why := s.admit(r)
@@ -239,7 +244,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// ServeMux.ServeHTTP (not h) sets the path values the handlers read.
 	s.mux.ServeHTTP(w, r)
 	if s.opts.Logger.IsDebug() { // spares building the line's arguments otherwise
-		s.opts.Logger.Debug("request", "request_id", id, "method", r.Method, "path", r.URL.Path, "duration", time.Since(start))
+		s.opts.Logger.Debug("request", "request_id", id, "method", r.Method, "path", r.URL.Path, "principal", p.String(), "duration", time.Since(start))
 	}
 }
 
@@ -292,21 +297,3 @@ func (s *Server) openapi(w http.ResponseWriter, r *http.Request) {
 }
 
 var _ http.Handler = (*Server)(nil)
-
-// authorized reports whether r may use the API: it carries one of the configured bearer
-// tokens, or it is the health check (for load balancers and probes).
-func (s *Server) authorized(r *http.Request) bool {
-	if (r.Method == http.MethodGet || r.Method == http.MethodHead) && (r.URL.Path == "/health" || r.URL.Path == "/v1/health") {
-		return true
-	}
-	scheme, tok, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return false
-	}
-	sum := sha256.Sum256([]byte(strings.TrimSpace(tok)))
-	found := 0
-	for _, want := range s.opts.Tokens {
-		found |= subtle.ConstantTimeCompare(sum[:], want[:])
-	}
-	return found == 1
-}

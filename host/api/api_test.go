@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/limitgraph/limit/host/config"
 	"github.com/limitgraph/limit/host/plugins"
 )
 
@@ -62,7 +63,7 @@ func TestProblems(t *testing.T) {
 func TestBearerTokens(t *testing.T) {
 	good, other := "0123456789abcdef0123456789abcdef", "fedcba9876543210fedcba9876543210"
 	s := New(Options{Version: "1.0.0", Plugins: func() []plugins.Status { return nil },
-		Tokens: [][32]byte{sha256.Sum256([]byte(other)), sha256.Sum256([]byte(good))}})
+		Tokens: []config.Token{{Digest: sha256.Sum256([]byte(other))}, {Digest: sha256.Sum256([]byte(good))}}})
 	call := func(method, path, auth string) *http.Response {
 		t.Helper()
 		req := httptest.NewRequest(method, path, nil)

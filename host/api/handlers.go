@@ -29,12 +29,12 @@ import (
 func (s *Server) register() {
 	s.handle(route{Method: "GET", Path: "/health", Summary: "Health of the host and its plugins", Tag: "host", Response: healthResponse{}, Legacy: true}, s.health)
 	s.handle(route{Method: "GET", Path: "/openapi.json", Summary: "This OpenAPI document", Tag: "host", Response: map[string]any{}}, s.openapi)
-	s.handle(route{Method: "GET", Path: "/metrics", Summary: "Prometheus metrics: requests, executions, flags, plugin processes, the Go runtime", Tag: "host", Binary: "text/plain; version=0.0.4", Legacy: true}, s.metrics.handler().ServeHTTP)
+	s.handle(route{Method: "GET", Path: "/metrics", Summary: "Prometheus metrics: requests, executions, flags, plugin processes, the Go runtime (operators only)", Tag: "host", Binary: "text/plain; version=0.0.4", Legacy: true, Operator: true}, s.metrics.handler().ServeHTTP)
 	if s.opts.Sessions == nil {
 		return
 	}
-	s.handle(route{Method: "POST", Path: "/sessions", Summary: "Create a session", Tag: "sessions", Request: session.CreateRequest{}, Response: session.Session{}, Status: 201, Legacy: true}, s.createSession)
-	s.handle(route{Method: "GET", Path: "/sessions", Summary: "List sessions", Tag: "sessions", Response: sessionList{}, Query: []string{"per_page", "next_token", "include_deleted"}, Legacy: true}, s.listSessions)
+	s.handle(route{Method: "POST", Path: "/sessions", Summary: "Create a session (owned by the user whose token creates it; an operator may name the owner)", Tag: "sessions", Request: session.CreateRequest{}, Response: session.Session{}, Status: 201, Errors: []int{403}, Legacy: true}, s.createSession)
+	s.handle(route{Method: "GET", Path: "/sessions", Summary: "List sessions (a user token's own; an operator's all, or the owner's)", Tag: "sessions", Response: sessionList{}, Query: []string{"per_page", "next_token", "include_deleted", "owner"}, Errors: []int{403}, Legacy: true}, s.listSessions)
 	s.handle(route{Method: "GET", Path: "/sessions/{id}", Summary: "Get a session", Tag: "sessions", Response: session.Session{}, Legacy: true}, s.getSession)
 	s.handle(route{Method: "DELETE", Path: "/sessions/{id}", Summary: "Delete a session: stop its runner processes, keep its traces", Tag: "sessions", Response: session.Session{}, Legacy: true}, s.deleteSession)
 	s.handle(route{Method: "POST", Path: "/sessions/{id}/executions", Summary: "Run an execution in the session (Accept: text/event-stream streams output)", Tag: "executions", Request: execution.Request{}, Response: execution.Result{}, Stream: true, Errors: []int{403, 409, 422, 429, 503, 507}, Legacy: true}, s.execute)
@@ -47,7 +47,7 @@ func (s *Server) register() {
 	s.handle(route{Method: "GET", Path: "/merged", Summary: "List merged traces", Tag: "governance", Response: traceList{}, Query: []string{"per_page", "next_token"}, Legacy: true}, s.listMerged)
 	s.handle(route{Method: "POST", Path: "/artifacts/export", Summary: "Export traces and provenance as a verifiable bundle", Tag: "traces", Request: exportRequest{}, Binary: "application/gzip", Errors: []int{404}, Legacy: true}, s.export)
 	s.handle(route{Method: "POST", Path: "/governance/flag", Summary: "Flag a trace", Tag: "governance", Request: flagRequest{}, Response: trace.Record{}, Status: 201, Errors: []int{404, 507}, Legacy: true}, s.flag)
-	s.handle(route{Method: "GET", Path: "/governance/stats", Summary: "Governance statistics per session (a page of sessions, or session_id's) and their sum", Tag: "governance", Response: statsResponse{}, Query: []string{"session_id", "per_page", "next_token"}, Errors: []int{404}, Legacy: true}, s.stats)
+	s.handle(route{Method: "GET", Path: "/governance/stats", Summary: "Governance statistics per session (a page of the sessions the token reaches, or the owner's, or session_id's) and their sum", Tag: "governance", Response: statsResponse{}, Query: []string{"session_id", "per_page", "next_token", "owner"}, Errors: []int{403, 404}, Legacy: true}, s.stats)
 	s.handle(route{Method: "POST", Path: "/governance/evaluate", Summary: "Evaluate a text with every configured rule, without running it", Tag: "governance", Request: evaluateRequest{}, Response: evaluateResponse{}, Legacy: true}, s.evaluate)
 	s.handle(route{Method: "GET", Path: "/provenance/key", Summary: "The host's provenance signing key (public half, PEM) and its fingerprint", Tag: "traces", Response: keyResponse{}}, s.provenanceKey)
 	s.registerRD()
@@ -75,6 +75,7 @@ func (s *Server) problemEvent(w http.ResponseWriter, r *http.Request, err error)
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var (
 		bad     *errBadRequest
+		denied  *errForbidden
 		mbe     *http.MaxBytesError
 		blocked *execution.BlockedError
 		media   *errUnsupportedMedia
@@ -87,6 +88,8 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		writeProblem(w, r, http.StatusUnsupportedMediaType, media.Error(), nil)
 	case errors.As(err, &bad):
 		writeProblem(w, r, http.StatusBadRequest, bad.msg, nil)
+	case errors.As(err, &denied):
+		writeProblem(w, r, http.StatusForbidden, denied.msg, nil)
 	case errors.As(err, &mbe):
 		writeProblem(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body exceeds the limit of %d bytes", mbe.Limit), nil)
 	case errors.As(err, &blocked):
@@ -124,6 +127,13 @@ func (s *Server) createSession(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	if p := principalOf(r); !p.operator() {
+		if req.Owner != "" && req.Owner != p.user {
+			s.fail(w, r, forbidden("a user token creates sessions only for its own user (%s): leave owner out, or use an operator's token", p.user))
+			return
+		}
+		req.Owner = p.user
+	}
 	sess, err := s.opts.Sessions.Create(r.Context(), req)
 	if err != nil {
 		s.fail(w, r, err)
@@ -149,12 +159,17 @@ func (s *Server) listSessions(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	owner, err := s.ownerFilter(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	token, err := storeToken(r, "sessions")
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	list, next, err := s.opts.Sessions.List(r.Context(), per, token, all)
+	list, next, err := s.opts.Sessions.List(r.Context(), per, token, session.Filter{WithDeleted: all, Owner: owner})
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -166,7 +181,7 @@ func (s *Server) listSessions(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) getSession(w http.ResponseWriter, r *http.Request) {
-	sess, err := s.opts.Sessions.Get(r.Context(), r.PathValue("id"))
+	sess, err := s.sessionFor(r, r.PathValue("id"))
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -175,6 +190,10 @@ func (s *Server) getSession(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) deleteSession(w http.ResponseWriter, r *http.Request) {
+	if err := s.reachSession(r, r.PathValue("id")); err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	sess, err := s.opts.Sessions.Delete(r.Context(), r.PathValue("id"))
 	if err != nil {
 		s.fail(w, r, err)
@@ -344,6 +363,11 @@ func (s *Server) execute(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	// The engine checks the session is active; whose it is, is the API's to check.
+	if err := s.reachSession(r, r.PathValue("id")); err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	if !wantsStream(r) {
 		res, err := s.opts.Engine.Execute(r.Context(), r.PathValue("id"), req, nil)
 		s.metrics.execution(req.Runner, res, err)
@@ -385,7 +409,7 @@ type traceList struct {
 }
 
 func (s *Server) listSessionTraces(w http.ResponseWriter, r *http.Request) {
-	if _, err := s.opts.Sessions.Get(r.Context(), r.PathValue("id")); err != nil {
+	if _, err := s.sessionFor(r, r.PathValue("id")); err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -437,7 +461,7 @@ func (s *Server) createTrace(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	if _, err := s.opts.Sessions.Active(r.Context(), req.SessionID); err != nil {
+	if _, err := s.activeSessionFor(r, req.SessionID); err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -460,7 +484,7 @@ type traceView struct {
 }
 
 func (s *Server) getTrace(w http.ResponseWriter, r *http.Request) {
-	rec, err := s.opts.Traces.Get(r.Context(), r.PathValue("id"))
+	rec, err := s.traceFor(r, r.PathValue("id"), true)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -524,6 +548,10 @@ func (s *Server) appendProvenance(w http.ResponseWriter, r *http.Request) {
 	if req.Agent == "" {
 		req.Agent = "api"
 	}
+	if _, err := s.traceFor(r, r.PathValue("id"), false); err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	e, err := s.opts.Traces.Append(r.Context(), r.PathValue("id"), trace.Entry{Kind: req.Kind, Agent: req.Agent, Data: req.Data})
 	if err != nil {
 		s.fail(w, r, err)
@@ -533,6 +561,10 @@ func (s *Server) appendProvenance(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) verifyProvenance(w http.ResponseWriter, r *http.Request) {
+	if _, err := s.traceFor(r, r.PathValue("id"), true); err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	v, err := s.opts.Traces.Verify(r.Context(), r.PathValue("id"))
 	if err != nil {
 		s.fail(w, r, err)
@@ -571,7 +603,7 @@ func (s *Server) merge(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer unlock()
-	rec, err := s.opts.Traces.Get(ctx, r.PathValue("id"))
+	rec, err := s.traceFor(r, r.PathValue("id"), false)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -782,10 +814,13 @@ func (s *Server) export(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if req.SessionID != "" {
-		if _, err := s.opts.Sessions.Get(r.Context(), req.SessionID); err != nil {
+		if _, err := s.sessionFor(r, req.SessionID); err != nil {
 			s.fail(w, r, err)
 			return
 		}
+	} else if err := s.tracesFor(r, req.TraceIDs, true); err != nil {
+		s.fail(w, r, err)
+		return
 	}
 	// Build the bundle first so an error is still a proper problem response.
 	var buf bytes.Buffer
@@ -834,7 +869,7 @@ func (s *Server) flag(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	rec, err := s.opts.Traces.Get(ctx, req.TraceID)
+	rec, err := s.traceFor(r, req.TraceID, false)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -991,6 +1026,11 @@ func (s *Server) stats(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id = upperULID(id)
+	owner, err := s.ownerFilter(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	token, err := storeToken(r, "stats")
 	if err != nil {
 		s.fail(w, r, err)
@@ -1002,14 +1042,14 @@ func (s *Server) stats(w http.ResponseWriter, r *http.Request) {
 			s.fail(w, r, badRequest("next_token continues a listing of sessions; session_id answers one session, with no pages"))
 			return
 		}
-		sess, err := s.opts.Sessions.Get(ctx, id)
+		sess, err := s.sessionFor(r, id)
 		if err != nil {
 			s.fail(w, r, err)
 			return
 		}
 		ids = []string{sess.ID}
 	} else {
-		list, next, err := s.opts.Sessions.List(ctx, per, token, true)
+		list, next, err := s.opts.Sessions.List(ctx, per, token, session.Filter{WithDeleted: true, Owner: owner})
 		if err != nil {
 			s.fail(w, r, err)
 			return

@@ -34,6 +34,8 @@ type route struct {
 	// Errors are the problem statuses the operation answers beyond those every operation
 	// of its kind does (see problemStatuses).
 	Errors []int
+	// Operator keeps the route to operators' tokens: a user token gets 403.
+	Operator bool
 }
 
 // queryParams are the schemas of the query parameters that are not free strings.
@@ -41,6 +43,8 @@ var queryParams = map[string]map[string]any{
 	"per_page":        {"type": "integer", "minimum": 1, "maximum": storage.MaxScanLimit, "default": 50},
 	"include_deleted": {"type": "boolean", "default": false},
 	"next_token":      {"type": "string", "description": "the next_token of the page before, unchanged; it continues only the listing that gave it"},
+	"owner": {"type": "string", "pattern": "^[a-z0-9][a-z0-9._-]{0,63}$",
+		"description": "only the sessions of this user (an operator's token); a user's token reaches its own sessions alone, and naming another user is 403"},
 }
 
 // problemStatuses are the problem statuses rt answers, by what they mean: those of every
@@ -57,6 +61,9 @@ func problemStatuses(rt route) map[int]string {
 	}
 	if strings.Contains(rt.Path, "{") {
 		out[404] = "no such " + strings.TrimSuffix(strings.Split(strings.TrimPrefix(rt.Path, "/"), "/")[0], "s")
+	}
+	if rt.Operator {
+		out[403] = "the token is a user's: this operation needs an operator's token"
 	}
 	for _, code := range rt.Errors {
 		if _, ok := out[code]; !ok {

@@ -23,7 +23,7 @@ const MaxGraphNodes = 2000
 func (s *Server) registerRD() {
 	s.handle(route{Method: "POST", Path: "/rd/fgw", Summary: "Fused Gromov-Wasserstein distance between two attributed graphs", Tag: "rd", Request: fgwRequest{}, Response: fgwResponse{}, Errors: []int{422, 503}, Legacy: true}, s.rdFGW)
 	s.handle(route{Method: "POST", Path: "/rd/points", Summary: "Add a refinement point (distortion, variance) to a session's rate-distortion curve", Tag: "rd", Request: pointRequest{}, Response: rd.Point{}, Status: 201, Errors: []int{404, 409}, Legacy: true}, s.rdAddPoint)
-	s.handle(route{Method: "GET", Path: "/rd/knee", Summary: "The knee of a session's rate-distortion curve (all sessions when no session_id)", Tag: "rd", Response: rd.RDKnee{}, Query: []string{"session_id", "method"}, Errors: []int{404, 422}, Legacy: true}, s.rdSessionKnee)
+	s.handle(route{Method: "GET", Path: "/rd/knee", Summary: "The knee of a session's rate-distortion curve (when no session_id, of all the sessions the token reaches, or the owner's)", Tag: "rd", Response: rd.RDKnee{}, Query: []string{"session_id", "method", "owner"}, Errors: []int{403, 404, 422}, Legacy: true}, s.rdSessionKnee)
 	s.handle(route{Method: "POST", Path: "/rd/knee", Summary: "The knee of any curve", Tag: "rd", Request: kneeRequest{}, Response: rd.Knee{}, Errors: []int{422}, Legacy: true}, s.rdKnee)
 	s.handle(route{Method: "POST", Path: "/rd/curve", Summary: "Rate-distortion curve of a discrete source by Blahut-Arimoto, with its knee", Tag: "rd", Request: curveRequest{}, Response: rd.RDCurve{}, Errors: []int{422, 503}, Legacy: true}, s.rdCurve)
 	s.handle(route{Method: "GET", Path: "/rd/fgw/sessions", Summary: "FGW distortion between two sessions' trace graphs", Tag: "rd", Response: sessionFGWResponse{}, Query: []string{"a", "b", "method"}, Errors: []int{404, 422, 503}, Legacy: true}, s.rdSessionFGW)
@@ -255,7 +255,7 @@ func (s *Server) rdAddPoint(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	req.SessionID = upperULID(req.SessionID)
-	if _, err := s.opts.Sessions.Active(r.Context(), req.SessionID); err != nil {
+	if _, err := s.activeSessionFor(r, req.SessionID); err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -271,7 +271,7 @@ func (s *Server) rdAddPoint(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	tr, err := s.tracker(r.Context(), req.SessionID)
+	tr, err := s.tracker(r.Context(), req.SessionID, "")
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -287,15 +287,16 @@ func (s *Server) rdAddPoint(w http.ResponseWriter, r *http.Request) {
 }
 
 // tracker loads a session's refinement points (in the order they were added) into a
-// tracker; with sessionID "" it loads every session's.
-func (s *Server) tracker(ctx context.Context, sessionID string) (*rd.Tracker, error) {
+// tracker; with sessionID "" it loads those of every session of owner (of every session
+// when owner is "").
+func (s *Server) tracker(ctx context.Context, sessionID, owner string) (*rd.Tracker, error) {
 	t := rd.NewTracker()
 	ids := []string{sessionID}
 	if sessionID == "" {
 		ids = nil
 		token := ""
 		for {
-			list, next, err := s.opts.Sessions.List(ctx, storage.MaxScanLimit, token, true)
+			list, next, err := s.opts.Sessions.List(ctx, storage.MaxScanLimit, token, session.Filter{WithDeleted: true, Owner: owner})
 			if err != nil {
 				return nil, err
 			}
@@ -338,13 +339,18 @@ func (s *Server) tracker(ctx context.Context, sessionID string) (*rd.Tracker, er
 
 func (s *Server) rdSessionKnee(w http.ResponseWriter, r *http.Request) {
 	id := upperULID(r.URL.Query().Get("session_id"))
+	owner, err := s.ownerFilter(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	if id != "" {
-		if _, err := s.opts.Sessions.Get(r.Context(), id); err != nil {
+		if _, err := s.sessionFor(r, id); err != nil {
 			s.fail(w, r, err)
 			return
 		}
 	}
-	t, err := s.tracker(r.Context(), id)
+	t, err := s.tracker(r.Context(), id, owner)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -355,6 +361,9 @@ func (s *Server) rdSessionKnee(w http.ResponseWriter, r *http.Request) {
 	}
 	if n := t.Len(); n < 3 {
 		whose := "the host's sessions have"
+		if owner != "" {
+			whose = owner + "'s sessions have"
+		}
 		if id != "" {
 			whose = "session " + id + " has"
 		}
@@ -369,6 +378,9 @@ func (s *Server) rdSessionKnee(w http.ResponseWriter, r *http.Request) {
 		// The points are the session's, not the request's: too few distinct ones is the
 		// 422 of too few points, not a 400 on a field the client did not send.
 		whose := "the host's sessions' refinement points"
+		if owner != "" {
+			whose = owner + "'s sessions' refinement points"
+		}
 		if id != "" {
 			whose = "session " + id + "'s refinement points"
 		}
@@ -548,7 +560,7 @@ func (s *Server) rdSessionFGW(w http.ResponseWriter, r *http.Request) {
 	}
 	var graphs [2]*traceGraph
 	for i, id := range []string{a, b} {
-		if _, err := s.opts.Sessions.Get(ctx, id); err != nil {
+		if _, err := s.sessionFor(r, id); err != nil {
 			s.fail(w, r, err)
 			return
 		}

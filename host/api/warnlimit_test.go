@@ -12,6 +12,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/limitgraph/limit/host/config"
 	"github.com/limitgraph/limit/host/plugins"
 	"github.com/limitgraph/limit/internal/syncbuf"
 )
@@ -23,7 +24,7 @@ func TestRefusedLinesAreBounded(t *testing.T) {
 	var logged syncbuf.Buffer
 	logger := hclog.New(&hclog.LoggerOptions{Output: &logged, JSONFormat: true})
 	s := New(Options{Version: "1.0.0", Plugins: func() []plugins.Status { return nil }, Logger: logger,
-		Tokens: [][32]byte{sha256.Sum256([]byte("0123456789abcdef0123456789abcdef"))}})
+		Tokens: []config.Token{{Digest: sha256.Sum256([]byte("0123456789abcdef0123456789abcdef"))}}})
 	now := time.Unix(1_700_000_000, 0)
 	s.refused.now = func() time.Time { return now }
 	const sent = 500

@@ -164,9 +164,9 @@ type API struct {
 	// TokenFile is api.token_file: when set, every request but the health check must
 	// carry "Authorization: Bearer <token>" with one of the file's tokens.
 	TokenFile string
-	// Tokens are the SHA-256 digests of the tokens TokenFile holds (the tokens themselves
-	// are not kept); empty when the API is open.
-	Tokens [][32]byte
+	// Tokens are the tokens TokenFile holds, as digests, each with the user it names
+	// (none for an operator's); empty when the API is open.
+	Tokens []Token
 	// AllowedHosts is api.allowed_hosts: the host names (lower case; "*.example.com" for
 	// its subdomains, "*" for any) a request's Host and a browser's Origin may name besides
 	// IP addresses and localhost. Others are refused, against DNS rebinding and cross-site
@@ -176,6 +176,39 @@ type API struct {
 
 // MinTokenBytes is the shortest API token accepted: 128 bits of hex.
 const MinTokenBytes = 32
+
+// Token is one line of api.token_file: "TOKEN" (an operator's, who reaches everything) or
+// "TOKEN NAME" (the user NAME's, who reaches the sessions NAME owns and the shared
+// record). Several lines may name one user, so that a user's token can be rotated. The
+// token itself is not kept.
+type Token struct {
+	// Digest is the SHA-256 digest of the token.
+	Digest [32]byte
+	// User is the user name the line gives; "" for an operator's token.
+	User string
+}
+
+// MaxUserNameBytes bounds a user name (see ValidUserName).
+const MaxUserNameBytes = 64
+
+// ValidUserName reports whether name can name a user in api.token_file and own sessions:
+// 1 to 64 of a-z, 0-9, '.', '_' and '-', starting with a letter or digit. Names are
+// compared as written: a user name never needs case folding or normalising.
+func ValidUserName(name string) bool {
+	if name == "" || len(name) > MaxUserNameBytes {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
+		case i > 0 && (c == '.' || c == '_' || c == '-'):
+		default:
+			return false
+		}
+	}
+	return true
+}
 
 // PluginBlock is a storage, runner or governance rule block: which plugin binary to start
 // and the plugin-owned configuration to hand it.

@@ -1069,7 +1069,7 @@ func TestTokenFile(t *testing.T) {
 	if len(diags) != 0 {
 		t.Fatalf("good token file: %v", diags)
 	}
-	if len(cfg.API.Tokens) != 2 || cfg.API.Tokens[0] != sha256.Sum256([]byte(strings.Repeat("a", 32))) {
+	if len(cfg.API.Tokens) != 2 || cfg.API.Tokens[0] != (Token{Digest: sha256.Sum256([]byte(strings.Repeat("a", 32)))}) || cfg.API.Tokens[1].User != "" {
 		t.Fatalf("tokens %x", cfg.API.Tokens)
 	}
 	_, diags = Parse(testFile, []byte(src(write("open", good, 0o644))), nil)
@@ -1089,6 +1089,66 @@ func TestTokenFile(t *testing.T) {
 		}
 		if strings.Contains(diags.Error(), "s3cr3t") || strings.Contains(diags.Error(), "cccc") {
 			t.Errorf("%s: the diagnostic quotes the token: %v", tt.name, diags)
+		}
+	}
+}
+
+// TestTokenFileUsers: a token line may name the user the token is for ("TOKEN NAME",
+// several lines per user); a line without a name is an operator's. A name that is not a
+// user name, a line of more than two fields and one token given to two principals are
+// errors naming their line, never quoting it; every bad line is reported.
+func TestTokenFileUsers(t *testing.T) {
+	dir := t.TempDir()
+	a, b, c, o := strings.Repeat("a", 32), strings.Repeat("b", 32), strings.Repeat("c", 32), strings.Repeat("o", 32)
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	src := func(path string) string { return "api {\n  token_file = \"" + path + "\"\n}\n" }
+	cfg, diags := Parse(testFile, []byte(src(write("good", "# operators\n"+o+"\n# users\n"+a+" alice\n"+b+"\tbob.smith-2_x \n"+c+"  alice\n"+a+" alice\n"))), nil)
+	if len(diags) != 0 {
+		t.Fatalf("good token file: %v", diags)
+	}
+	want := []Token{{Digest: sha256.Sum256([]byte(o))}, {Digest: sha256.Sum256([]byte(a)), User: "alice"},
+		{Digest: sha256.Sum256([]byte(b)), User: "bob.smith-2_x"}, {Digest: sha256.Sum256([]byte(c)), User: "alice"}}
+	if !slices.Equal(cfg.API.Tokens, want) {
+		t.Fatalf("tokens %+v, want %+v", cfg.API.Tokens, want)
+	}
+	for _, tt := range []struct {
+		name, content string
+		want          []string
+	}{
+		{"upper-case name", o + "\n" + a + " Alice\n", []string{"Line 2 of", "names no valid user"}},
+		{"name starting with a dot", "\n" + a + " .alice\n", []string{"Line 2 of", "names no valid user"}},
+		{"name too long", a + " " + strings.Repeat("n", 65) + "\n", []string{"Line 1 of", "names no valid user"}},
+		{"name and token swapped", "alice " + a + "\n", []string{"Line 1 of", "is not a token"}},
+		{"three fields", "# x\n" + a + " alice # the first user\n", []string{"Line 2 of", "has 6 fields"}},
+		{"three fields, two names", a + " alice bob\n", []string{"Line 1 of", "has 3 fields"}},
+		{"one token, two users", a + " alice\n" + a + " bob\n", []string{"Line 2 of", "repeats the token of line 1"}},
+		{"one token, operator and user", a + "\n" + a + " bob\n", []string{"Line 2 of", "repeats the token of line 1"}},
+		{"every bad line", a + " Alice\n" + b + " x y\n" + c + " ok\n", []string{"Line 1 of", "Line 2 of"}},
+	} {
+		_, diags := Parse(testFile, []byte(src(write("bad", tt.content))), nil)
+		if !diags.HasErrors() || diags[0].Subject == nil || diags[0].Subject.Start.Line != 2 {
+			t.Errorf("%s: %v, want an error at the token_file attribute", tt.name, diags)
+			continue
+		}
+		var all strings.Builder
+		for _, d := range diags {
+			all.WriteString(d.Detail + "\n")
+		}
+		for _, w := range tt.want {
+			if !strings.Contains(all.String(), w) {
+				t.Errorf("%s: %v, want %q", tt.name, diags, w)
+			}
+		}
+		for _, secret := range []string{a, b, c, "Alice", "nnnn"} {
+			if strings.Contains(all.String(), secret) {
+				t.Errorf("%s: the diagnostic quotes a field of the file: %v", tt.name, diags)
+			}
 		}
 	}
 }

@@ -525,9 +525,11 @@ func (d *decoder) api(blk *hcl.Block, api *API) {
 	}
 }
 
-// tokens reads the API's token file: one token per line, blank lines and lines starting
-// with # ignored, each at least MinTokenBytes of printable ASCII. Only their digests are
-// kept. A file others may read gets a warning.
+// tokens reads the API's token file: one token per line, "TOKEN" for an operator's or
+// "TOKEN NAME" for the user NAME's (see Token), blank lines and lines starting with #
+// ignored; each token at least MinTokenBytes of printable ASCII. Only the tokens' digests
+// are kept, and no diagnostic quotes a line (a token may be in any of its fields). Every
+// bad line is reported. A file others may read gets a warning.
 func (d *decoder) tokens(attr *hcl.Attribute, path string, api *API) {
 	if path == "" {
 		d.invalid(attr, "Invalid token_file", "token_file must name a file of API tokens; leave it out to run the API without authentication.")
@@ -557,18 +559,52 @@ func (d *decoder) tokens(attr *hcl.Attribute, path string, api *API) {
 		d.invalid(attr, "Unreadable token_file", "Cannot read the API token file: %s.", err)
 		return
 	}
-	var tokens [][32]byte
-	for i, line := range strings.Split(string(b), "\n") {
-		tok := strings.TrimSpace(line)
-		if tok == "" || strings.HasPrefix(tok, "#") {
+	var tokens []Token
+	bad := false
+	// seen is, by digest, the line that gave a token and its user: one token may not be an
+	// operator's on one line and a user's on another (whose would a request be?).
+	type origin struct {
+		line int
+		user string
+	}
+	seen := map[[32]byte]origin{}
+	for i, text := range strings.Split(string(b), "\n") {
+		fields := strings.Fields(text)
+		if len(fields) == 0 || strings.HasPrefix(fields[0], "#") {
 			continue
 		}
-		if len(tok) < MinTokenBytes || strings.IndexFunc(tok, func(r rune) bool { return r <= ' ' || r > '~' }) >= 0 {
-			// Never quote the token itself.
-			d.invalid(attr, "Invalid API token", "Line %d of %s is not a token: a token is at least %d printable ASCII characters without spaces (e.g. from `openssl rand -hex 32`).", i+1, path, MinTokenBytes)
-			return
+		// Never quote the line: a token may be in any of its fields.
+		if len(fields) > 2 {
+			d.invalid(attr, "Invalid API token", "Line %d of %s has %d fields: a line is TOKEN (an operator's) or TOKEN NAME (the user NAME's), and a # comment takes a line of its own.", i+1, path, len(fields))
+			bad = true
+			continue
 		}
-		tokens = append(tokens, sha256.Sum256([]byte(tok)))
+		tok := fields[0]
+		if len(tok) < MinTokenBytes || strings.IndexFunc(tok, func(r rune) bool { return r <= ' ' || r > '~' }) >= 0 {
+			d.invalid(attr, "Invalid API token", "Line %d of %s is not a token: a token is at least %d printable ASCII characters without spaces (e.g. from `openssl rand -hex 32`), then optionally a user name.", i+1, path, MinTokenBytes)
+			bad = true
+			continue
+		}
+		t := Token{Digest: sha256.Sum256([]byte(tok))}
+		if len(fields) == 2 {
+			if t.User = fields[1]; !ValidUserName(t.User) {
+				d.invalid(attr, "Invalid API user name", "Line %d of %s names no valid user after its token: a user name is 1 to %d of a-z, 0-9, '.', '_' and '-', starting with a letter or digit (the name is not quoted here, in case the fields are the wrong way round).", i+1, path, MaxUserNameBytes)
+				bad = true
+				continue
+			}
+		}
+		if prev, ok := seen[t.Digest]; ok {
+			if prev.user != t.User {
+				d.invalid(attr, "Invalid API token", "Line %d of %s repeats the token of line %d for another principal (an operator, or another user): give each user a token of its own.", i+1, path, prev.line)
+				bad = true
+			}
+			continue
+		}
+		seen[t.Digest] = origin{i + 1, t.User}
+		tokens = append(tokens, t)
+	}
+	if bad {
+		return
 	}
 	if len(tokens) == 0 {
 		d.invalid(attr, "Empty token_file", "%s holds no token: write one per line (e.g. `openssl rand -hex 32 > %s`).", path, path)

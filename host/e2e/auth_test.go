@@ -12,12 +12,13 @@ import (
 )
 
 // TestAPITokens starts limitd with api.token_file: requests without a token get 401, the
-// health check does not need one, the SDK client and limitctl work with it, and the token
-// appears nowhere in the daemon's log.
+// health check does not need one, the SDK client and limitctl work with it, a user's
+// token reaches its own sessions alone, and no token appears in the daemon's log.
 func TestAPITokens(t *testing.T) {
 	const tok = "e2e-0123456789abcdef0123456789abcdef"
+	const aliceTok = "e2e-alice-0123456789abcdef0123456789abcdef"
 	file := filepath.Join(t.TempDir(), "tokens")
-	if err := os.WriteFile(file, []byte("# rotate by adding a line, restarting, then removing the old one\n"+tok+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(file, []byte("# rotate by adding a line, restarting, then removing the old one\n"+tok+"\n"+aliceTok+" alice\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	src, err := os.ReadFile(config(t, t.TempDir(), "default"))
@@ -54,8 +55,21 @@ func TestAPITokens(t *testing.T) {
 	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "401") && !strings.Contains(string(out), "Bearer") {
 		t.Fatalf("limitctl without a token: %v\n%s", err, out)
 	}
+	// A user's token reaches its own sessions, not the operator's (404, as an unknown id).
+	alice := client.New(d.url)
+	alice.Token = aliceTok
+	if _, err := alice.GetSession(ctx, s.ID); err == nil || err.(*client.Error).Status != 404 {
+		t.Fatalf("alice on the operator's session: %v", err)
+	}
+	own, err := alice.CreateSession(ctx, client.CreateSessionRequest{Name: "alice's"})
+	if err != nil || own.Owner != "alice" {
+		t.Fatalf("alice's session: %+v %v", own, err)
+	}
+	if l, err := d.c.ListSessionsOf(ctx, "alice", 10, ""); err != nil || len(l.Sessions) != 1 || l.Sessions[0].ID != own.ID {
+		t.Fatalf("the operator's listing of alice's sessions: %+v %v", l, err)
+	}
 	d.stop()
-	if log := d.stderr.String(); strings.Contains(log, tok) || !strings.Contains(log, "the API requires a bearer token") || !strings.Contains(log, "API request without a valid token") {
+	if log := d.stderr.String(); strings.Contains(log, tok) || strings.Contains(log, aliceTok) || !strings.Contains(log, "the API requires a bearer token") || !strings.Contains(log, "API request without a valid token") {
 		t.Fatalf("daemon log (must say tokens are required and refusals, never the token):\n%s", log)
 	}
 }

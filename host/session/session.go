@@ -19,6 +19,7 @@ import (
 
 	"github.com/oklog/ulid/v2"
 
+	"github.com/limitgraph/limit/host/config"
 	"github.com/limitgraph/limit/host/plugins"
 	"github.com/limitgraph/limit/sdk/runner"
 	"github.com/limitgraph/limit/sdk/storage"
@@ -91,6 +92,11 @@ type Session struct {
 	DeletedAt      time.Time `json:"deleted_at,omitzero"`
 	// OwnerNode is the host node that runs the session's processes.
 	OwnerNode string `json:"owner_node"`
+	// Owner is the user the session belongs to (a user name of api.token_file): the user
+	// whose token created it, or whom an operator created it for. Only that user's tokens
+	// and operators' reach the session and its traces. "" (a record from before owners
+	// included) is a session of the operators', which no user token reaches.
+	Owner string `json:"owner,omitempty"`
 	// RunnerSpent is what the session has spent with each runner, by runner name, as the
 	// runner reported it in its results' usage extras under keys that start with
 	// runner.SpentPrefix, the largest figure of each key: a process opened for the session
@@ -114,7 +120,22 @@ type CreateRequest struct {
 	Policy         string   `json:"policy"`
 	Runners        []string `json:"runners"`
 	Limits         Limits   `json:"limits"`
+	// Owner is the user the session is for (see Session.Owner); "" for the operators'.
+	// The API sets it for a user token and lets only an operator's name another user.
+	Owner string `json:"owner,omitempty"`
 }
+
+// Filter selects the sessions List returns.
+type Filter struct {
+	// WithDeleted includes deleted sessions.
+	WithDeleted bool
+	// Owner, when not "", keeps only the sessions of that user.
+	Owner string
+}
+
+// NotFound is the error of a session id that names no session: the same, whether the
+// session does not exist or exists but is not the caller's to see.
+func NotFound(id string) error { return fmt.Errorf("%w: %s", ErrNotFound, id) }
 
 // IndexNamespace is the storage namespace of a tenant's host-wide records.
 func IndexNamespace(tenant string) string { return "t/" + tenant + "/index" }
@@ -227,7 +248,10 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (*Session, erro
 	s := &Session{
 		ID: NewID(), Tenant: DefaultTenant, Name: strings.TrimSpace(req.Name), AllowNetwork: req.AllowNetwork,
 		Policy: req.Policy, Runners: req.Runners, Limits: req.Limits, CreatedAt: time.Now().UTC(),
-		State: StateActive, OwnerNode: m.opts.Node, MaxConcurrency: DefaultMaxConcurrency,
+		State: StateActive, OwnerNode: m.opts.Node, MaxConcurrency: DefaultMaxConcurrency, Owner: req.Owner,
+	}
+	if s.Owner != "" && !config.ValidUserName(s.Owner) {
+		return nil, invalidf("owner %q is not a user name: 1 to %d of a-z, 0-9, '.', '_' and '-', starting with a letter or digit", s.Owner, config.MaxUserNameBytes)
 	}
 	if len(s.Name) > MaxNameLength {
 		return nil, invalidf("name is %d characters, the limit is %d", len(s.Name), MaxNameLength)
@@ -391,7 +415,7 @@ func (m *Manager) Get(ctx context.Context, id string) (*Session, error) {
 		return nil, fmt.Errorf("load session %s: %w", id, err)
 	}
 	if !ok {
-		return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
+		return nil, NotFound(id)
 	}
 	return s.clone(), nil
 }
@@ -408,9 +432,11 @@ func (m *Manager) Active(ctx context.Context, id string) (*Session, error) {
 	return s, nil
 }
 
-// List returns up to perPage sessions after the opaque token, oldest first, and the token
-// of the next page ("" at the end). Deleted sessions are included when withDeleted.
-func (m *Manager) List(ctx context.Context, perPage int, token string, withDeleted bool) ([]*Session, string, error) {
+// List returns up to perPage sessions that f selects after the opaque token, oldest
+// first, and the token of the next page ("" at the end). A page is full unless it is the
+// last: the sessions f leaves out do not shorten it (a user's page of sessions on a host
+// of many users reads as many records as it must to fill it).
+func (m *Manager) List(ctx context.Context, perPage int, token string, f Filter) ([]*Session, string, error) {
 	if perPage <= 0 {
 		perPage = 50
 	}
@@ -436,7 +462,7 @@ func (m *Manager) List(ctx context.Context, perPage int, token string, withDelet
 			if err := json.Unmarshal(kv.Value, &s); err != nil {
 				return nil, "", fmt.Errorf("session %s: corrupt record: %w", kv.Key, err)
 			}
-			if s.State != StateActive && !withDeleted {
+			if s.State != StateActive && !f.WithDeleted || f.Owner != "" && s.Owner != f.Owner {
 				continue
 			}
 			out = append(out, &s)

@@ -249,3 +249,71 @@ func TestUnknownRunnerOnAHostWithoutRunners(t *testing.T) {
 		t.Fatalf("a session naming a runner on a host without any: %v", err)
 	}
 }
+
+// TestOwners: a session keeps the owner it was created for, in its record; a record
+// stored before owners is an operators' session (no owner); a malformed owner is refused;
+// List with an owner gives full pages of that owner's sessions, with the right next token.
+func TestOwners(t *testing.T) {
+	ctx := context.Background()
+	st := memstore.New()
+	m := newManager(t, st)
+	var alice []string
+	for i := range 7 {
+		owner := "bob"
+		if i%3 != 1 {
+			owner = "alice"
+		}
+		s, err := m.Create(ctx, CreateRequest{Name: "s", Owner: owner})
+		if err != nil || s.Owner != owner {
+			t.Fatalf("Create: %+v %v", s, err)
+		}
+		if owner == "alice" {
+			alice = append(alice, s.ID)
+		}
+	}
+	// Another manager reads the records from storage, not from its cache.
+	got, err := newManager(t, st).Get(ctx, alice[0])
+	if err != nil || got.Owner != "alice" {
+		t.Fatalf("stored owner: %+v %v", got, err)
+	}
+	var ids []string
+	token := ""
+	for {
+		page, next, err := m.List(ctx, 2, token, Filter{Owner: "alice"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if next != "" && len(page) != 2 {
+			t.Fatalf("a page before the last has %d sessions", len(page))
+		}
+		for _, s := range page {
+			if s.Owner != "alice" {
+				t.Fatalf("alice's listing holds a session of %q", s.Owner)
+			}
+			ids = append(ids, s.ID)
+		}
+		if next == "" {
+			break
+		}
+		token = next
+	}
+	if strings.Join(ids, ",") != strings.Join(alice, ",") {
+		t.Fatalf("alice's sessions listed %v, want %v", ids, alice)
+	}
+	if all, _, err := m.List(ctx, 50, "", Filter{}); err != nil || len(all) != 7 {
+		t.Fatalf("unfiltered listing: %d %v", len(all), err)
+	}
+	// A record from before owners.
+	old := NewID()
+	if err := st.Put(ctx, IndexNamespace(DefaultTenant), []byte(sessionPrefix+old), []byte(`{"id":"`+old+`","tenant":"default","state":"active","max_concurrency":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := m.Get(ctx, old); err != nil || s.Owner != "" {
+		t.Fatalf("old record: %+v %v", s, err)
+	}
+	for _, bad := range []string{"Alice", "-x", "a b", strings.Repeat("a", 65)} {
+		if _, err := m.Create(ctx, CreateRequest{Owner: bad}); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "owner") {
+			t.Errorf("owner %q: %v", bad, err)
+		}
+	}
+}

@@ -136,6 +136,10 @@ type location struct {
 	traceID, sessionID, ns string
 }
 
+// NotFound is the error of a trace id that names no trace: the same, whether the trace
+// does not exist or exists but is not the caller's to see.
+func NotFound(id string) error { return fmt.Errorf("%w: %s", ErrNotFound, id) }
+
 // locate finds the session of a trace through the index namespace.
 func (s *Store) locate(ctx context.Context, traceID string) (location, error) {
 	if !ValidID(traceID) {
@@ -149,7 +153,7 @@ func (s *Store) locate(ctx context.Context, traceID string) (location, error) {
 		return location{}, fmt.Errorf("look up trace %s: %w", traceID, err)
 	}
 	if !ok {
-		return location{}, fmt.Errorf("%w: %s", ErrNotFound, traceID)
+		return location{}, NotFound(traceID)
 	}
 	sid := string(v)
 	if !ValidID(sid) {

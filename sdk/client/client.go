@@ -255,6 +255,10 @@ type CreateSessionRequest struct {
 	Policy         string   `json:"policy,omitempty"`
 	Runners        []string `json:"runners,omitempty"`
 	Limits         Limits   `json:"limits,omitzero"`
+	// Owner creates the session for that user (a user name of the host's token file):
+	// only an operator's token may name another user than its own; a user's token
+	// makes its sessions its user's without it.
+	Owner string `json:"owner,omitempty"`
 }
 
 // Session is a session's record.
@@ -274,6 +278,9 @@ type Session struct {
 	DeletedAt time.Time `json:"deleted_at,omitzero"`
 	// OwnerNode is the host node that runs the session's processes.
 	OwnerNode string `json:"owner_node"`
+	// Owner is the user the session belongs to; "" for an operators' session. Only that
+	// user's tokens and operators' reach it.
+	Owner string `json:"owner,omitempty"`
 }
 
 // CreateSession creates a session.
@@ -288,9 +295,19 @@ type SessionList struct {
 	NextToken string    `json:"next_token"`
 }
 
-// ListSessions returns one page of the sessions not deleted.
+// ListSessions returns one page of the sessions not deleted that the token reaches: with
+// a user's token, that user's; with an operator's, every one.
 func (c *Client) ListSessions(ctx context.Context, perPage int, nextToken string) (*SessionList, error) {
+	return c.ListSessionsOf(ctx, "", perPage, nextToken)
+}
+
+// ListSessionsOf is ListSessions of the sessions of the user owner alone ("" for every
+// session the token reaches). With a user's token, owner must be that user's or "".
+func (c *Client) ListSessionsOf(ctx context.Context, owner string, perPage int, nextToken string) (*SessionList, error) {
 	q := url.Values{}
+	if owner != "" {
+		q.Set("owner", owner)
+	}
 	if perPage > 0 {
 		q.Set("per_page", strconv.Itoa(perPage))
 	}

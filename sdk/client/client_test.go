@@ -386,3 +386,37 @@ func TestGovernanceStatsPages(t *testing.T) {
 		t.Errorf("got %+v", st)
 	}
 }
+
+// TestSessionOwners: a session request carries owner when given, a session's owner is
+// read, and ListSessionsOf asks for the owner's sessions (ListSessions for every one).
+func TestSessionOwners(t *testing.T) {
+	var queries, bodies []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		queries, bodies = append(queries, r.URL.RawQuery), append(bodies, string(b))
+		w.Header().Set("Content-Type", "application/json")
+		if r.Method == "POST" {
+			w.WriteHeader(201)
+			io.WriteString(w, `{"id":"s1","owner":"alice"}`)
+			return
+		}
+		io.WriteString(w, `{"sessions":[{"id":"s1","owner":"alice"}]}`)
+	}))
+	defer srv.Close()
+	c := New(srv.URL)
+	ctx := context.Background()
+	s, err := c.CreateSession(ctx, CreateSessionRequest{Name: "x", Owner: "alice"})
+	if err != nil || s.Owner != "alice" || bodies[0] != `{"name":"x","owner":"alice"}` {
+		t.Fatalf("CreateSession: %+v %v, sent %s", s, err, bodies[0])
+	}
+	if _, err := c.CreateSession(ctx, CreateSessionRequest{Name: "y"}); err != nil || strings.Contains(bodies[1], "owner") {
+		t.Fatalf("CreateSession without owner sent %s (%v)", bodies[1], err)
+	}
+	l, err := c.ListSessionsOf(ctx, "alice", 10, "")
+	if err != nil || len(l.Sessions) != 1 || l.Sessions[0].Owner != "alice" || queries[2] != "owner=alice&per_page=10" {
+		t.Fatalf("ListSessionsOf: %+v %v, query %q", l, err, queries[2])
+	}
+	if _, err := c.ListSessions(ctx, 10, ""); err != nil || queries[3] != "per_page=10" {
+		t.Fatalf("ListSessions: query %q (%v)", queries[3], err)
+	}
+}

@@ -56,16 +56,17 @@ func ParseAddr(addr string) (*url.URL, error) {
 	return u, nil
 }
 
-// ReadTokenFile returns the API token in file: its first line that is neither empty nor a
-// # comment (the daemon's token files hold one token per line).
+// ReadTokenFile returns the API token in file: the first field of its first line that is
+// neither empty nor a # comment (the daemon's token files hold one token per line,
+// followed by the user it is for, if it is a user's).
 func ReadTokenFile(file string) (string, error) {
 	b, err := os.ReadFile(file)
 	if err != nil {
 		return "", fmt.Errorf("cannot read the API token: %v", err)
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if tok := strings.TrimSpace(line); tok != "" && !strings.HasPrefix(tok, "#") {
-			return tok, nil
+		if f := strings.Fields(line); len(f) > 0 && !strings.HasPrefix(f[0], "#") {
+			return f[0], nil
 		}
 	}
 	return "", fmt.Errorf("the token file %s holds no token", file)

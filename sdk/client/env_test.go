@@ -94,3 +94,15 @@ func TestParseAddr(t *testing.T) {
 		}
 	}
 }
+
+// TestReadTokenFileUserLine: a line of the daemon's token file that names its user
+// ("TOKEN NAME") gives its token alone, so a user can be handed their line as it is.
+func TestReadTokenFileUserLine(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "tokens")
+	if err := os.WriteFile(file, []byte("# alice's\n\t0123456789abcdef0123456789abcdef   alice \n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if tok, err := ReadTokenFile(file); err != nil || tok != "0123456789abcdef0123456789abcdef" {
+		t.Fatalf("ReadTokenFile: %q %v", tok, err)
+	}
+}
