@@ -26,6 +26,7 @@ runner "python" {
     max_processes    = 64
     max_output_bytes = "1MiB"
     max_file_bytes   = "1GiB"
+    max_disk_bytes   = "1GiB"
   }
 }
 

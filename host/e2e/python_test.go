@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -128,6 +129,46 @@ func TestPythonThroughAPI(t *testing.T) {
 	for _, mem := range []uint64{1, 1 << 20, 1<<40 + 1, 1<<64 - 1} {
 		if _, err := d.c.CreateSession(ctx, client.CreateSessionRequest{Name: "bad", Limits: client.Limits{MemoryBytes: mem}}); client.StatusOf(err) != 400 || !strings.Contains(err.Error(), "memory_bytes") {
 			t.Errorf("memory_bytes %d: %v, want 400 naming memory_bytes", mem, err)
+		}
+	}
+}
+
+// TestPythonDiskLimitThroughAPI: a session's limits.max_disk_bytes reaches the Python
+// runner, whose code then cannot write more than that in all (ENOSPC), and the session's
+// disk image goes when the session is deleted. Needs root, loop devices and mkfs.ext4.
+func TestPythonDiskLimitThroughAPI(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the disk limit needs root")
+	}
+	for _, p := range []string{"/dev/loop-control", "/usr/sbin/mkfs.ext4"} {
+		if _, err := os.Stat(p); err != nil {
+			t.Skip(err)
+		}
+	}
+	dataDir := t.TempDir()
+	d := start(t, pythonConfig(t, dataDir))
+	s, err := d.c.CreateSession(ctx, client.CreateSessionRequest{Name: "disk", Limits: client.Limits{MaxDiskBytes: 16 << 20}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	code := "import errno\ntry:\n    for i in range(8):\n        open('f%d' % i, 'wb').write(b'x' * 2**22)\n    print('wrote 32 MiB')\nexcept OSError as e:\n    print(errno.errorcode[e.errno])"
+	r, err := d.c.Execute(ctx, s.ID, client.ExecuteRequest{Runner: "python", Input: code})
+	if err != nil || r.Status != "ok" || r.Stdout != "ENOSPC\n" {
+		t.Fatalf("writing 32 MiB under a 16 MiB limit: %+v %v", r, err)
+	}
+	img := filepath.Join(dataDir, "sessions", s.ID, "work.disk.img")
+	if _, err := os.Stat(img); err != nil {
+		t.Fatalf("the session's disk image: %v", err)
+	}
+	if _, err := d.c.DeleteSession(ctx, s.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(img); !os.IsNotExist(err) {
+		t.Errorf("the image outlived the session: %v", err)
+	}
+	for _, b := range []uint64{1, 1<<40 + 1} {
+		if _, err := d.c.CreateSession(ctx, client.CreateSessionRequest{Name: "bad", Limits: client.Limits{MaxDiskBytes: b}}); client.StatusOf(err) != 400 || !strings.Contains(err.Error(), "max_disk_bytes") {
+			t.Errorf("max_disk_bytes %d: %v, want 400 naming max_disk_bytes", b, err)
 		}
 	}
 }

@@ -47,6 +47,11 @@ const (
 	// execution 500), and over 1 TiB is no limit but a typo.
 	MinMemoryBytes = 64 << 20
 	MaxMemoryBytes = 1 << 40
+	// MinDiskBytes and MaxDiskBytes bound limits.max_disk_bytes when it is set: under
+	// 8 MiB a filesystem's own metadata takes most of it, and over 1 TiB is no limit but
+	// a typo.
+	MinDiskBytes = 8 << 20
+	MaxDiskBytes = 1 << 40
 )
 
 // Errors the API maps to statuses.
@@ -67,6 +72,8 @@ type Limits struct {
 	MaxProcesses   uint32 `json:"max_processes,omitempty"`
 	MaxOutputBytes uint64 `json:"max_output_bytes,omitempty"`
 	MaxFileBytes   uint64 `json:"max_file_bytes,omitempty"`
+	// MaxDiskBytes bounds the session's files in all (at least MinDiskBytes).
+	MaxDiskBytes uint64 `json:"max_disk_bytes,omitempty"`
 }
 
 // RunnerLimits converts to the runner protocol's limits.
@@ -74,6 +81,7 @@ func (l Limits) RunnerLimits() runner.Limits {
 	return runner.Limits{
 		Timeout: time.Duration(l.TimeoutMS) * time.Millisecond, MemoryBytes: l.MemoryBytes, CPUMillis: l.CPUMillis,
 		MaxProcesses: l.MaxProcesses, MaxOutputBytes: l.MaxOutputBytes, MaxFileBytes: l.MaxFileBytes,
+		MaxDiskBytes: l.MaxDiskBytes,
 	}
 }
 
@@ -267,6 +275,9 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (*Session, erro
 	}
 	if mem := s.Limits.MemoryBytes; mem != 0 && (mem < MinMemoryBytes || mem > MaxMemoryBytes) {
 		return nil, invalidf("limits.memory_bytes must be between %d (64 MiB) and %d (1 TiB), or 0 for the runner's default; got %d", uint64(MinMemoryBytes), uint64(MaxMemoryBytes), mem)
+	}
+	if d := s.Limits.MaxDiskBytes; d != 0 && (d < MinDiskBytes || d > MaxDiskBytes) {
+		return nil, invalidf("limits.max_disk_bytes must be between %d (8 MiB) and %d (1 TiB), or 0 for the runner's default; got %d", uint64(MinDiskBytes), uint64(MaxDiskBytes), d)
 	}
 	if s.Policy == "" {
 		s.Policy = m.opts.DefaultPolicy

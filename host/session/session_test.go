@@ -240,6 +240,28 @@ func TestCreateBoundsMemory(t *testing.T) {
 	}
 }
 
+// TestCreateBoundsDisk: limits.max_disk_bytes, when set, is between 8 MiB and 1 TiB, and
+// is kept in the record and passed on to the runners.
+func TestCreateBoundsDisk(t *testing.T) {
+	m := newManager(t, memstore.New())
+	for _, b := range []uint64{1, MinDiskBytes - 1, MaxDiskBytes + 1, math.MaxUint64} {
+		if s, err := m.Create(context.Background(), CreateRequest{Limits: Limits{MaxDiskBytes: b}}); !errors.Is(err, ErrInvalid) || (err != nil && !strings.Contains(err.Error(), "limits.max_disk_bytes")) {
+			t.Errorf("limits.max_disk_bytes %d: %+v, %v; want ErrInvalid naming the field", b, s, err)
+		}
+	}
+	for _, b := range []uint64{0, MinDiskBytes, MaxDiskBytes} {
+		s, err := m.Create(context.Background(), CreateRequest{Limits: Limits{MaxDiskBytes: b}})
+		if err != nil {
+			t.Errorf("limits.max_disk_bytes %d: %v", b, err)
+			continue
+		}
+		got, err := m.Get(context.Background(), s.ID)
+		if err != nil || got.Limits.MaxDiskBytes != b || got.Limits.RunnerLimits().MaxDiskBytes != b {
+			t.Errorf("limits.max_disk_bytes %d: stored %+v, %v", b, got, err)
+		}
+	}
+}
+
 // TestUnknownRunnerOnAHostWithoutRunners: a host with no runner block says so, rather
 // than listing an empty "configured: ".
 func TestUnknownRunnerOnAHostWithoutRunners(t *testing.T) {

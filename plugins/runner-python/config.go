@@ -28,6 +28,7 @@ const (
 	defaultMaxProcesses   = 64
 	defaultMaxOutputBytes = "1MiB"
 	defaultMaxFileBytes   = "1GiB"
+	defaultMaxDiskBytes   = "1GiB"
 	defaultInterruptGrace = "2s"
 	// systemPython is the interpreter used when none is configured: on these machines the
 	// python3 on PATH is a pyenv shim costing ~120 ms per start, /usr/bin/python3 ~14 ms.
@@ -69,6 +70,7 @@ type rawConfig struct {
 	MaxProcesses     *float64          `json:"max_processes"`
 	MaxOutputBytes   *flexString       `json:"max_output_bytes"`
 	MaxFileBytes     *flexString       `json:"max_file_bytes"`
+	MaxDiskBytes     *flexString       `json:"max_disk_bytes"`
 	InterruptGrace   *string           `json:"interrupt_grace"`
 	DisableIsolation []string          `json:"disable_isolation"`
 	RequireIsolation []string          `json:"require_isolation"`
@@ -131,6 +133,10 @@ func configSchema() base.Schema {
 			Description: "Largest file the code may write, as bytes or a size such as \"1GiB\" (RLIMIT_FSIZE; a write beyond it fails with \"File too large\"). It bounds each file, not the total. A session's own limit overrides it.",
 		},
 		{
+			Name: "max_disk_bytes", Type: "string", Default: defaultMaxDiskBytes,
+			Description: "Most bytes of a session's files in all, as bytes or a size such as \"1GiB\" (at least 8MiB), or 0 for no limit. The session's work dir is then an ext4 filesystem of its own of this size (a sparse image file beside the work dir, costing only what is written; its metadata takes a few percent), mounted in the sandbox: a write beyond it fails with \"No space left on device\", and the host's disk is untouched. Its files last as long as the session, across worker restarts. The size is fixed when the session first opens. Needs root, loop devices and mkfs.ext4 (e2fsprogs); Health reports disk_limit as not enforced, with the reason, where they are missing. A session's own limit overrides it.",
+		},
+		{
 			Name: "interrupt_grace", Type: "string", Default: defaultInterruptGrace,
 			Description: "How long interrupted code (timeout, cancel) has to stop before the worker is killed and restarted, as a duration such as \"2s\".",
 		},
@@ -172,6 +178,12 @@ func parseConfig(req base.ConfigureRequest, validate bool) (settings, base.Diagn
 	}
 	set.limits.MaxOutputBytes = parseSizeAttr(&ds, "max_output_bytes", raw.MaxOutputBytes, defaultMaxOutputBytes)
 	set.limits.MaxFileBytes = parseSizeAttr(&ds, "max_file_bytes", raw.MaxFileBytes, defaultMaxFileBytes)
+	if raw.MaxDiskBytes == nil || strings.TrimSpace(string(*raw.MaxDiskBytes)) != "0" {
+		set.limits.MaxDiskBytes = parseSizeAttr(&ds, "max_disk_bytes", raw.MaxDiskBytes, defaultMaxDiskBytes)
+		if d := set.limits.MaxDiskBytes; d != 0 && d < minDiskBytes {
+			ds = append(ds, base.Errorf([]string{"max_disk_bytes"}, "max_disk_bytes must be at least 8MiB (or 0 for no limit), got %d bytes: below that the filesystem's own metadata takes most of it", d))
+		}
+	}
 
 	cpu := defaultCPULimit
 	if raw.CPULimit != nil {

@@ -57,7 +57,7 @@ func TestParseConfigDefaults(t *testing.T) {
 	}
 	want := runner.Limits{
 		Timeout: 30 * time.Second, MemoryBytes: 512 << 20, CPUMillis: 1000, MaxProcesses: 64,
-		MaxOutputBytes: 1 << 20, MaxFileBytes: 1 << 30,
+		MaxOutputBytes: 1 << 20, MaxFileBytes: 1 << 30, MaxDiskBytes: 1 << 30,
 	}
 	if set.limits != want {
 		t.Errorf("limits = %+v, want %+v", set.limits, want)
@@ -75,7 +75,7 @@ func TestParseConfigDefaults(t *testing.T) {
 
 func TestParseConfigValues(t *testing.T) {
 	cfg := `{"timeout": "1m", "memory_limit": 268435456, "cpu_limit": 0.5, "max_processes": 10,
-		"max_output_bytes": "64KiB", "max_file_bytes": "10MB", "interrupt_grace": "250ms",
+		"max_output_bytes": "64KiB", "max_file_bytes": "10MB", "max_disk_bytes": "64MiB", "interrupt_grace": "250ms",
 		"env": {"A": "1"}, "disable_isolation": ["net_ns"], "require_isolation": ["seccomp"]}`
 	set, ds := parseConfig(base.ConfigureRequest{Config: json.RawMessage(cfg)}, false)
 	if ds.HasErrors() {
@@ -83,7 +83,7 @@ func TestParseConfigValues(t *testing.T) {
 	}
 	want := runner.Limits{
 		Timeout: time.Minute, MemoryBytes: 256 << 20, CPUMillis: 500, MaxProcesses: 10,
-		MaxOutputBytes: 64 << 10, MaxFileBytes: 10e6,
+		MaxOutputBytes: 64 << 10, MaxFileBytes: 10e6, MaxDiskBytes: 64 << 20,
 	}
 	if set.limits != want || set.interruptGrace != 250*time.Millisecond || set.env["A"] != "1" ||
 		!set.disable["net_ns"] || len(set.require) != 1 {
@@ -92,6 +92,17 @@ func TestParseConfigValues(t *testing.T) {
 	// Disabling a feature is allowed but warned about.
 	if len(ds) != 1 || ds[0].Severity != base.SeverityWarning || ds[0].Path[0] != "disable_isolation" {
 		t.Errorf("diagnostics = %+v, want one warning on disable_isolation", ds)
+	}
+}
+
+// TestParseConfigDiskOff: max_disk_bytes 0, as a number or a string, turns the disk
+// limit off rather than being refused as a size.
+func TestParseConfigDiskOff(t *testing.T) {
+	for _, cfg := range []string{`{"max_disk_bytes": 0}`, `{"max_disk_bytes": "0"}`} {
+		set, ds := parseConfig(base.ConfigureRequest{Config: json.RawMessage(cfg)}, false)
+		if ds.HasErrors() || set.limits.MaxDiskBytes != 0 {
+			t.Errorf("%s: %d %v", cfg, set.limits.MaxDiskBytes, ds.Err())
+		}
 	}
 }
 
@@ -112,6 +123,8 @@ func TestParseConfigErrors(t *testing.T) {
 		{"bad size", `{"memory_limit": "lots"}`, "memory_limit", "invalid size"},
 		{"memory too small", `{"memory_limit": "1MiB"}`, "memory_limit", "at least 64MiB"},
 		{"zero size", `{"max_output_bytes": 0}`, "max_output_bytes", "at least 1 byte"},
+		{"disk too small", `{"max_disk_bytes": "1MiB"}`, "max_disk_bytes", "at least 8MiB (or 0 for no limit)"},
+		{"bad disk size", `{"max_disk_bytes": "-1"}`, "max_disk_bytes", "invalid size"},
 		{"bad duration", `{"timeout": "30"}`, "timeout", "invalid duration"},
 		{"negative duration", `{"interrupt_grace": "-1s"}`, "interrupt_grace", "must be positive"},
 		{"cpu zero", `{"cpu_limit": 0}`, "cpu_limit", "above 0"},

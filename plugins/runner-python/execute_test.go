@@ -85,15 +85,17 @@ func TestStatePersists(t *testing.T) {
 func TestOutputStreamsWhileRunning(t *testing.T) {
 	t.Parallel()
 	s := open(t, nil, nil)
-	// The code prints, then waits for a file the test creates only once that first line
-	// has reached it: unless output streams while the code runs, it waits in vain.
+	// The code prints, then waits for a file the test creates (in its work dir, as the
+	// worker sees it) only once that first line has reached it: unless output streams
+	// while the code runs, it waits in vain.
+	goFile := s.workerPath(filepath.Join(s.sess.WorkDir, "go"))
 	code := "import os, time\nprint('first')\nfor _ in range(400):\n    if os.path.exists('go'):\n        break\n    time.sleep(0.05)\nprint('second' if os.path.exists('go') else 'not streamed')"
 	var out strings.Builder
 	res, err := s.r.Execute(context.Background(), runner.ExecuteRequest{ExecutionID: "stream", Input: code}, func(ev runner.Event) error {
 		if ev.Output != nil {
 			out.Write(ev.Output.Data)
 			if strings.Contains(out.String(), "first\n") {
-				return os.WriteFile(filepath.Join(s.sess.WorkDir, "go"), nil, 0o644)
+				return os.WriteFile(goFile, nil, 0o644)
 			}
 		}
 		return nil

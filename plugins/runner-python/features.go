@@ -21,12 +21,13 @@ const (
 	featUID      = "uid"
 	featLandlock = "landlock"
 	featSeccomp  = "seccomp"
+	featDisk     = "disk_limit"
 )
 
 // featureNames lists every isolation feature in report order.
 var featureNames = []string{
 	featPIDNS, featMountNS, featIPCNS, featUTSNS, featNetNS,
-	featCgMemory, featCgPids, featCgCPU, featRlimits, featUID, featLandlock, featSeccomp,
+	featCgMemory, featCgPids, featCgCPU, featRlimits, featUID, featLandlock, featSeccomp, featDisk,
 }
 
 // report collects what is known about each feature: a feature is enforced only when

@@ -189,6 +189,25 @@ func (s *testSession) mustRun(code string) outcome {
 	return e
 }
 
+// workerPath is path as the session's worker sees it, reached from outside through its
+// root (/proc/<pid>/root): with the disk limit the work dir is the session's own
+// filesystem, mounted in the worker's mount namespace only.
+func (s *testSession) workerPath(path string) string {
+	s.t.Helper()
+	h, _ := s.health()
+	var pid int
+	if _, rest, ok := strings.Cut(h.Message, "worker pid "); !ok {
+		s.t.Fatalf("no worker pid in %q", h.Message)
+	} else if _, err := fmt.Sscanf(rest, "%d", &pid); err != nil {
+		s.t.Fatalf("no worker pid in %q: %v", h.Message, err)
+	}
+	real, err := filepath.EvalSymlinks(filepath.Dir(path))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return fmt.Sprintf("/proc/%d/root%s", pid, filepath.Join(real, filepath.Base(path)))
+}
+
 // health returns the session's health report as a map of features.
 func (s *testSession) health() (runner.Health, map[string]runner.IsolationFeature) {
 	s.t.Helper()

@@ -69,6 +69,8 @@ type initConfig struct {
 	Seccomp   bool     `json:"seccomp"`
 	// Rlimits are set on init before it starts the worker, which inherits them.
 	Rlimits []rlimitSpec `json:"rlimits"`
+	// Disk, if set, is the session's disk image, mounted on WorkDir (needs Mount).
+	Disk *diskConfig `json:"disk,omitempty"`
 	// Cgroups maps a cgroup v1 controller to the session's directory in it: init moves
 	// the thread that starts the worker there, so the worker starts inside them.
 	Cgroups map[string]string `json:"cgroups,omitempty"`
@@ -156,6 +158,13 @@ func runInit(cmd, status *os.File) (int, error) {
 		if err := setupMounts(&cfg, rep); err != nil {
 			return 2, err
 		}
+	}
+	if cfg.Disk != nil && rep.get(featDisk) == nil {
+		// setupMounts did not get to it: there is no private mount namespace to mount in.
+		if cfg.Disk.Required {
+			return 2, errors.New("the session's files are in its disk image, which needs the sandbox's own mount namespace")
+		}
+		rep.fail(featDisk, "needs mount_ns: the session's filesystem is mounted in the sandbox's own mount namespace")
 	}
 	if cfg.UTS {
 		if err := unix.Sethostname([]byte("limit-python")); err != nil {
@@ -336,6 +345,12 @@ func setupMounts(cfg *initConfig, rep *report) error {
 		return nil
 	}
 	details := []string{"own mount namespace"}
+	// First, so that what is mounted over the directories above the work dir carries it.
+	if cfg.Disk != nil {
+		if err := mountDisk(cfg, rep); err != nil {
+			return err
+		}
+	}
 	if cfg.PID {
 		if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
 			rep.fail(featPIDNS, "mount /proc of the sandbox's pid namespace (the host's processes would be visible): "+err.Error())

@@ -138,7 +138,7 @@ func TestHugeFile(t *testing.T) {
 		!strings.Contains(e.res.Error, "File too large") {
 		t.Fatalf("%s", e)
 	}
-	fi, err := os.Stat(filepath.Join(s.sess.WorkDir, "big"))
+	fi, err := os.Stat(s.workerPath(filepath.Join(s.sess.WorkDir, "big")))
 	if err != nil || fi.Size() > 10<<20 {
 		t.Errorf("file on disk: %v %v", fi, err)
 	}
@@ -334,7 +334,7 @@ func TestWorkDirIsolation(t *testing.T) {
 	if e.res.Output != fmt.Sprintf("%q", wd) && e.res.Output != "'"+wd+"'" {
 		t.Errorf("cwd %s, want %s", e.res.Output, wd)
 	}
-	if fi, err := os.Stat(filepath.Join(wd, "mine.txt")); err != nil || fi.Sys().(*syscall.Stat_t).Uid == 0 {
+	if fi, err := os.Stat(s.workerPath(filepath.Join(wd, "mine.txt"))); err != nil || fi.Sys().(*syscall.Stat_t).Uid == 0 {
 		t.Errorf("the file the code wrote: %v %v", fi, err)
 	}
 	probe := `import os
@@ -450,7 +450,7 @@ func TestHealthMatchesReality(t *testing.T) {
 		disable []string
 	}{
 		{"all", nil},
-		{"none", []string{featPIDNS, featMountNS, featIPCNS, featUTSNS, featNetNS, featCgMemory, featCgPids, featCgCPU, featRlimits, featUID, featLandlock, featSeccomp}},
+		{"none", []string{featPIDNS, featMountNS, featIPCNS, featUTSNS, featNetNS, featCgMemory, featCgPids, featCgCPU, featRlimits, featUID, featLandlock, featSeccomp, featDisk}},
 		{"some", []string{featLandlock, featSeccomp, featNetNS, featCgPids}},
 	}
 	for _, c := range cases {
@@ -535,6 +535,9 @@ facts['nproc'] = str(resource.getrlimit(resource.RLIMIT_NPROC)[0])
 facts['fsize'] = str(resource.getrlimit(resource.RLIMIT_FSIZE)[0])
 facts['uid'] = str(os.getuid())
 facts['wd_uid'] = str(os.stat('.').st_uid)
+st = os.statvfs('.')
+facts['wd_bytes'] = str(st.f_blocks * st.f_frsize)
+facts['wd_own_fs'] = str(os.stat('.').st_dev != os.stat('/').st_dev)
 try:
     open(%q, 'w').write('x')
     facts['escape'] = 'wrote'
@@ -596,6 +599,10 @@ func (f sandboxFacts) holds(name string, pluginUID int) (bool, string) {
 	case featLandlock:
 		// The directory is world-writable: only Landlock can refuse the write.
 		return f["escape"] == "PermissionError", f["escape"]
+	case featDisk:
+		// The work dir is a filesystem of its own, no larger than the default 1 GiB.
+		n, _ := strconv.ParseUint(f["wd_bytes"], 10, 64)
+		return f["wd_own_fs"] == "True" && n <= 1<<30, "own filesystem: " + f["wd_own_fs"] + ", bytes=" + f["wd_bytes"]
 	case featSeccomp:
 		// unshare(CLONE_NEWPID) fails with EPERM under the filter; an unprivileged process
 		// gets EPERM anyway, so root (uid disabled) is the case that tells.
@@ -716,7 +723,7 @@ func TestCleanup(t *testing.T) {
 			t.Errorf("cgroups left: %v", cg)
 		}
 		// The session may go on in another process: its files stay, none owned by its uid.
-		if _, err := os.Stat(filepath.Join(s.sess.WorkDir, "left.txt")); err != nil {
+		if err := sessionFileExists(s.sess.WorkDir, "left.txt"); err != nil {
 			t.Errorf("the session's file is gone: %v", err)
 		}
 		if owned := ownedBy(t, filepath.Dir(s.sess.WorkDir), uid); len(owned) > 0 {

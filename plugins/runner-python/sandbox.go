@@ -60,6 +60,8 @@ type sandbox struct {
 	// static holds what the plugin itself set up or decided (cgroups, uid, disabled
 	// features); each worker's report starts from it.
 	static *report
+	// disk is the session's disk image, nil when the disk limit is not enforced.
+	disk *diskImage
 	// self is the plugin's executable, re-run as init.
 	self string
 	// compiled is the worker's code compiled by the interpreter ahead, or "" to pass it as
@@ -88,6 +90,9 @@ func effectiveLimits(def, s runner.Limits) runner.Limits {
 	if s.MaxFileBytes > 0 {
 		l.MaxFileBytes = s.MaxFileBytes
 	}
+	if s.MaxDiskBytes > 0 {
+		l.MaxDiskBytes = s.MaxDiskBytes
+	}
 	return l
 }
 
@@ -106,6 +111,9 @@ func newSandbox(set settings, sess runner.Session) (*sandbox, error) {
 	}
 	if fi, err := os.Stat(wd); err != nil || !fi.IsDir() {
 		return nil, fmt.Errorf("work dir %s is not a directory", wd)
+	}
+	if d := sess.Limits.MaxDiskBytes; d != 0 && d < minDiskBytes {
+		return nil, fmt.Errorf("the session's limits.max_disk_bytes is %d: it must be at least %d (8 MiB), or 0 for the runner's max_disk_bytes", d, minDiskBytes)
 	}
 	self, err := os.Executable()
 	if err != nil {
@@ -155,6 +163,9 @@ func newSandbox(set settings, sess runner.Session) (*sandbox, error) {
 	} else if !set.disable[featUID] {
 		sb.static.fail(featUID, fmt.Sprintf("the plugin does not run as root, so the code runs as the plugin's own uid %d and max_processes cannot be enforced per uid", os.Geteuid()))
 	}
+
+	// After the uid: the image's root is the uid's.
+	setupDisk(sb)
 
 	name := fmt.Sprintf("%s%d-%s", cgroupPrefix, os.Getpid(), shortHash(sess.ID))
 	sb.cg = newCgroups(name, sb.limits, set.disable, sb.static)
@@ -244,6 +255,7 @@ func (sb *sandbox) initConfig(flags uintptr) initConfig {
 		RWFiles:     systemReadWriteFiles,
 		Seccomp:     !sb.set.disable[featSeccomp],
 		Cgroups:     maps.Clone(sb.cg.dirs),
+		Disk:        sb.disk.config(),
 	}
 	if cfg.Mount {
 		cfg.Cover = sb.cover
@@ -283,6 +295,10 @@ func (sb *sandbox) close(removeWorkDir bool) error {
 		case removeWorkDir:
 			if err := os.RemoveAll(sb.workDir); err != nil {
 				errs = append(errs, fmt.Errorf("remove the work dir: %w", err))
+			}
+			// The session's disk image goes with it, whether or not this process used it.
+			if err := os.Remove(diskImagePath(sb.workDir)); err != nil && !errors.Is(err, os.ErrNotExist) {
+				errs = append(errs, fmt.Errorf("remove the session's disk image: %w", err))
 			}
 		default:
 			if err := chownTree(sb.workDir, os.Geteuid(), os.Getegid()); err != nil && !errors.Is(err, syscall.ENOENT) {

@@ -207,6 +207,7 @@ func startWorkerFrom(ctx context.Context, sb *sandbox, log hclog.Logger, pre *wo
 	}
 	w.rep.merge(setup.Features)
 	sb.cg.joined(w.rep)
+	sb.diskStarted(w.rep)
 	t3 := time.Now()
 	w.timing.Setup = t3.Sub(t2)
 
@@ -234,6 +235,7 @@ func startWorkerFrom(ctx context.Context, sb *sandbox, log hclog.Logger, pre *wo
 		}
 		w.mem = openMemProbe(w.pyPID, sb.cg)
 		w.verify()
+		w.verifyDisk()
 		return nil
 	}
 	checkErr := check()

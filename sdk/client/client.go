@@ -245,6 +245,7 @@ type Limits struct {
 	MaxProcesses   uint32 `json:"max_processes,omitempty"`
 	MaxOutputBytes uint64 `json:"max_output_bytes,omitempty"`
 	MaxFileBytes   uint64 `json:"max_file_bytes,omitempty"`
+	MaxDiskBytes   uint64 `json:"max_disk_bytes,omitempty"`
 }
 
 // CreateSessionRequest is the body of POST /v1/sessions.

@@ -14,6 +14,7 @@ func LimitsToProto(l Limits) *limitv1.Limits {
 	return &limitv1.Limits{
 		TimeoutMs: uint64(l.Timeout / time.Millisecond), MemoryBytes: l.MemoryBytes, CpuMillis: l.CPUMillis,
 		MaxProcesses: l.MaxProcesses, MaxOutputBytes: l.MaxOutputBytes, MaxFileBytes: l.MaxFileBytes,
+		MaxDiskBytes: l.MaxDiskBytes,
 	}
 }
 
@@ -23,6 +24,7 @@ func LimitsFromProto(m *limitv1.Limits) Limits {
 		Timeout: time.Duration(m.GetTimeoutMs()) * time.Millisecond, MemoryBytes: m.GetMemoryBytes(),
 		CPUMillis: m.GetCpuMillis(), MaxProcesses: m.GetMaxProcesses(),
 		MaxOutputBytes: m.GetMaxOutputBytes(), MaxFileBytes: m.GetMaxFileBytes(),
+		MaxDiskBytes: m.GetMaxDiskBytes(),
 	}
 }
 

@@ -45,6 +45,8 @@ type Limits struct {
 	MaxProcesses   uint32        `json:"max_processes,omitempty"`
 	MaxOutputBytes uint64        `json:"max_output_bytes,omitempty"`
 	MaxFileBytes   uint64        `json:"max_file_bytes,omitempty"`
+	// MaxDiskBytes bounds the session's files in all (its work dir), not each file.
+	MaxDiskBytes uint64 `json:"max_disk_bytes,omitempty"`
 }
 
 // Session describes the session a runner process serves.

@@ -141,8 +141,10 @@ type Limits struct {
 	MaxProcesses   uint32 `protobuf:"varint,4,opt,name=max_processes,json=maxProcesses,proto3" json:"max_processes,omitempty"`
 	MaxOutputBytes uint64 `protobuf:"varint,5,opt,name=max_output_bytes,json=maxOutputBytes,proto3" json:"max_output_bytes,omitempty"`
 	MaxFileBytes   uint64 `protobuf:"varint,6,opt,name=max_file_bytes,json=maxFileBytes,proto3" json:"max_file_bytes,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Most bytes of the session's files in all (its work dir), not each file's.
+	MaxDiskBytes  uint64 `protobuf:"varint,7,opt,name=max_disk_bytes,json=maxDiskBytes,proto3" json:"max_disk_bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Limits) Reset() {
@@ -213,6 +215,13 @@ func (x *Limits) GetMaxOutputBytes() uint64 {
 func (x *Limits) GetMaxFileBytes() uint64 {
 	if x != nil {
 		return x.MaxFileBytes
+	}
+	return 0
+}
+
+func (x *Limits) GetMaxDiskBytes() uint64 {
+	if x != nil {
+		return x.MaxDiskBytes
 	}
 	return 0
 }
@@ -1156,7 +1165,7 @@ var File_limit_v1_runner_proto protoreflect.FileDescriptor
 
 const file_limit_v1_runner_proto_rawDesc = "" +
 	"\n" +
-	"\x15limit/v1/runner.proto\x12\blimit.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x15limit/v1/plugin.proto\"\xde\x01\n" +
+	"\x15limit/v1/runner.proto\x12\blimit.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x15limit/v1/plugin.proto\"\x84\x02\n" +
 	"\x06Limits\x12\x1d\n" +
 	"\n" +
 	"timeout_ms\x18\x01 \x01(\x04R\ttimeoutMs\x12!\n" +
@@ -1165,7 +1174,8 @@ const file_limit_v1_runner_proto_rawDesc = "" +
 	"cpu_millis\x18\x03 \x01(\x04R\tcpuMillis\x12#\n" +
 	"\rmax_processes\x18\x04 \x01(\rR\fmaxProcesses\x12(\n" +
 	"\x10max_output_bytes\x18\x05 \x01(\x04R\x0emaxOutputBytes\x12$\n" +
-	"\x0emax_file_bytes\x18\x06 \x01(\x04R\fmaxFileBytes\"\x87\x03\n" +
+	"\x0emax_file_bytes\x18\x06 \x01(\x04R\fmaxFileBytes\x12$\n" +
+	"\x0emax_disk_bytes\x18\a \x01(\x04R\fmaxDiskBytes\"\x87\x03\n" +
 	"\x12OpenSessionRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12(\n" +

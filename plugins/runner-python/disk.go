@@ -1,0 +1,364 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// A session's disk limit: its work dir is an ext4 filesystem of its own, kept in a sparse
+// image file beside the work dir (<work dir>.disk.img, root's, mode 0600) and mounted on
+// the work dir inside each worker's private mount namespace through a loop device. The
+// kernel answers ENOSPC once the filesystem is full, so a session cannot fill the disk
+// that holds the host's database however many files it writes; the image costs only what
+// is written to it, lasts as long as the session (its files survive worker restarts and
+// plugin restarts) and is removed with the work dir.
+
+const (
+	// diskImageSuffix names a session's image after its work dir.
+	diskImageSuffix = ".disk.img"
+	// minDiskBytes is the smallest disk limit: below it ext4's own metadata (inode
+	// tables, journal) takes most of the image.
+	minDiskBytes = 8 << 20
+	// mkfsTimeout bounds formatting an image.
+	mkfsTimeout = 30 * time.Second
+	// diskLockWait is how long a worker's init waits for the image to be released by the
+	// session's previous worker (its mount goes when its last process has exited).
+	diskLockWait = 10 * time.Second
+	// ext4Magic is statfs's f_type of an ext4 filesystem.
+	ext4Magic = 0xEF53
+)
+
+// Where the disk limit's tools are looked for; tests point them elsewhere to simulate a
+// machine without them.
+var (
+	mkfsPaths   = []string{"/usr/sbin/mkfs.ext4", "/sbin/mkfs.ext4"}
+	loopControl = "/dev/loop-control"
+)
+
+// diskImage is a session's disk image as the plugin knows it.
+type diskImage struct {
+	path string
+	size int64
+
+	mu sync.Mutex
+	// fresh is set while the image, formatted by this process, has never been mounted:
+	// the first mount removes its lost+found.
+	fresh bool
+	// required is set once the image may hold the session's files (a worker mounted it,
+	// or it is an earlier process's): from then on a worker that cannot mount it must not
+	// start, as it would show the session a work dir without its files.
+	required bool
+}
+
+// diskConfig is what init is told about the session's image.
+type diskConfig struct {
+	Image    string `json:"image"`
+	Fresh    bool   `json:"fresh,omitempty"`
+	Required bool   `json:"required,omitempty"`
+}
+
+// diskImagePath is the image of the session whose work dir is wd.
+func diskImagePath(wd string) string {
+	return filepath.Join(filepath.Dir(wd), filepath.Base(wd)+diskImageSuffix)
+}
+
+// findMkfs returns the path of mkfs.ext4.
+func findMkfs() (string, error) {
+	for _, p := range mkfsPaths {
+		if fi, err := os.Stat(p); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("mkfs.ext4 not found (looked in %s): install e2fsprogs", strings.Join(mkfsPaths, ", "))
+}
+
+// diskUnavailable says why this machine or configuration cannot give the session a
+// filesystem of its own, or "" when it can.
+func diskUnavailable(sb *sandbox) string {
+	switch {
+	case sb.limits.MaxDiskBytes == 0:
+		return "max_disk_bytes is 0: the session's files are bounded only by the free space of the host's disk"
+	case sb.flags&unix.CLONE_NEWNS == 0:
+		return "needs mount_ns: the session's filesystem is mounted in the sandbox's own mount namespace"
+	case os.Geteuid() != 0:
+		return fmt.Sprintf("the plugin does not run as root (uid %d), so it cannot attach a loop device and mount the session's filesystem", os.Geteuid())
+	}
+	if _, err := os.Stat(loopControl); err != nil {
+		return fmt.Sprintf("loop devices are not available (%v): load the loop module", err)
+	}
+	return ""
+}
+
+// setupDisk gives the sandbox its disk image, formatting a new one unless the session
+// has one from an earlier process. When it cannot, the feature is recorded as not
+// enforced, with the reason, and the session runs without it.
+func setupDisk(sb *sandbox) {
+	if sb.set.disable[featDisk] {
+		return
+	}
+	img := diskImagePath(sb.workDir)
+	if why := diskUnavailable(sb); why != "" {
+		if _, err := os.Lstat(img); err == nil {
+			why += fmt.Sprintf("; the files the session wrote while it had the limit stay in %s, not mounted", img)
+		}
+		sb.static.fail(featDisk, why)
+		return
+	}
+	if fi, err := os.Lstat(img); err == nil {
+		if !fi.Mode().IsRegular() {
+			sb.static.fail(featDisk, fmt.Sprintf("the session's disk image %s is not a regular file", img))
+			return
+		}
+		sb.disk = &diskImage{path: img, size: fi.Size(), required: true}
+		return
+	}
+	if err := makeDiskImage(img, int64(sb.limits.MaxDiskBytes), sb.workDir, sb.uid, sb.gid); err != nil {
+		sb.static.fail(featDisk, err.Error())
+		return
+	}
+	sb.disk = &diskImage{path: img, size: int64(sb.limits.MaxDiskBytes), fresh: true}
+}
+
+// makeDiskImage formats a sparse ext4 image of size bytes at path, its root owned by
+// uid and gid (when not negative) and holding a copy of what the work dir wd already
+// holds (a session that ran without the limit before). It is written under a temporary
+// name and renamed into place, so a half-made image is never taken for the session's.
+func makeDiskImage(path string, size int64, wd string, uid, gid int) error {
+	mkfs, err := findMkfs()
+	if err != nil {
+		return err
+	}
+	tmp := path + ".new"
+	_ = os.Remove(tmp)
+	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return fmt.Errorf("create the session's disk image: %w", err)
+	}
+	err = f.Truncate(size)
+	f.Close()
+	if err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("size the session's disk image: %w", err)
+	}
+	// No blocks reserved for root; the journal is not written out (the sparse file reads
+	// as zeros), so the image costs a few hundred KiB until the code writes to it.
+	ext := "lazy_journal_init=1"
+	if uid >= 0 {
+		ext += fmt.Sprintf(",root_owner=%d:%d", uid, gid)
+	}
+	args := []string{"-q", "-F", "-m", "0", "-E", ext}
+	if ents, err := os.ReadDir(wd); err == nil && len(ents) > 0 {
+		args = append(args, "-d", wd)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), mkfsTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, mkfs, append(args, tmp)...)
+	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("format the session's disk image with %s: %v: %s", mkfs, err, strings.TrimSpace(string(out)))
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("put the session's disk image in place: %w", err)
+	}
+	return nil
+}
+
+// config is what the next worker's init is told, nil without an image.
+func (d *diskImage) config() *diskConfig {
+	if d == nil {
+		return nil
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return &diskConfig{Image: d.path, Fresh: d.fresh, Required: d.required}
+}
+
+// diskStarted records what a worker's init reported about the image: once mounted it
+// must be mounted by every later worker. An image the first worker could not mount is given
+// up (removed, the feature reported as not enforced), and the session runs without it.
+func (sb *sandbox) diskStarted(rep *report) {
+	d := sb.disk
+	if d == nil {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	switch {
+	case rep.enforced(featDisk):
+		d.required, d.fresh = true, false
+	case !d.required:
+		detail := "not checked"
+		if f := rep.get(featDisk); f != nil {
+			detail = f.Detail
+		}
+		sb.static.fail(featDisk, detail)
+		if d.fresh {
+			_ = os.Remove(d.path)
+		}
+		sb.disk = nil
+	}
+}
+
+// verifyDisk checks from outside that the worker's work dir is the session's filesystem,
+// no larger than its image.
+func (w *worker) verifyDisk() {
+	if !w.rep.enforced(featDisk) || w.sb.disk == nil {
+		return
+	}
+	var st unix.Statfs_t
+	p := fmt.Sprintf("/proc/%d/root%s", w.pyPID, w.sb.workDir)
+	if err := unix.Statfs(p, &st); err != nil {
+		w.rep.fail(featDisk, fmt.Sprintf("cannot check the worker's work dir: %v", err))
+		return
+	}
+	if total := int64(st.Blocks) * st.Bsize; st.Type != ext4Magic || total > w.sb.disk.size {
+		w.rep.fail(featDisk, fmt.Sprintf("the worker's work dir is a filesystem of type %#x and %d bytes, not the session's image of %d", st.Type, total, w.sb.disk.size))
+	}
+}
+
+// mountDisk, in init, attaches the session's image to a free loop device and mounts it
+// on the work dir (in init's private mount namespace), after waiting for the session's
+// previous worker to release it: the image's open file carries an exclusive lock, which
+// the loop device holds until its last user, the mount, goes. It returns an error only
+// when the image must be mounted (it may hold the session's files) and cannot be; otherwise a
+// failure is recorded in rep and the worker runs on the plain work dir.
+func mountDisk(cfg *initConfig, rep *report) error {
+	d := cfg.Disk
+	dev, err := attachDisk(d.Image, cfg.WorkDir)
+	if err == nil {
+		err = prepareDiskRoot(cfg, d.Fresh)
+		if err != nil {
+			_ = unix.Unmount(cfg.WorkDir, unix.MNT_DETACH)
+		}
+	}
+	if err != nil {
+		if d.Required {
+			return fmt.Errorf("mount the session's disk image %s on its work dir: %w", d.Image, err)
+		}
+		rep.fail(featDisk, "mount the session's disk image: "+err.Error())
+		return nil
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(cfg.WorkDir, &st); err != nil {
+		rep.fail(featDisk, "statfs the session's filesystem: "+err.Error())
+		return nil
+	}
+	rep.set(featDisk, true, fmt.Sprintf("the work dir is an ext4 filesystem of its own (%d bytes, %d free; %s on %s): a write beyond fails with ENOSPC",
+		int64(st.Blocks)*st.Bsize, int64(st.Bavail)*st.Bsize, d.Image, dev))
+	return nil
+}
+
+// attachDisk locks the image, binds it to a loop device that detaches itself once
+// unused, and mounts that on dir; it returns the device.
+func attachDisk(image, dir string) (string, error) {
+	img, err := os.OpenFile(image, os.O_RDWR|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return "", err
+	}
+	// The loop device keeps this open file, and so its lock, until it is detached.
+	defer img.Close()
+	for end := time.Now().Add(diskLockWait); ; {
+		err := unix.Flock(int(img.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, unix.EWOULDBLOCK) {
+			return "", fmt.Errorf("lock the image: %w", err)
+		}
+		if time.Now().After(end) {
+			return "", fmt.Errorf("the image is still in use (by the session's previous worker?) after %s", diskLockWait)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	ctl, err := unix.Open(loopControl, unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return "", fmt.Errorf("open %s: %w", loopControl, err)
+	}
+	defer unix.Close(ctl)
+	for try := 0; try < 32; try++ {
+		n, err := unix.IoctlRetInt(ctl, unix.LOOP_CTL_GET_FREE)
+		if err != nil {
+			return "", fmt.Errorf("find a free loop device: %w", err)
+		}
+		dev := fmt.Sprintf("/dev/loop%d", n)
+		fd, err := openLoop(dev)
+		if err != nil {
+			return "", err
+		}
+		lc := unix.LoopConfig{Fd: uint32(img.Fd())}
+		// Direct I/O keeps the image's blocks out of the page cache a second time.
+		lc.Info.Flags = unix.LO_FLAGS_AUTOCLEAR | unix.LO_FLAGS_DIRECT_IO
+		copy(lc.Info.File_name[:len(lc.Info.File_name)-1], image)
+		err = unix.IoctlLoopConfigure(fd, &lc)
+		if errors.Is(err, unix.EINVAL) {
+			lc.Info.Flags &^= unix.LO_FLAGS_DIRECT_IO
+			err = unix.IoctlLoopConfigure(fd, &lc)
+		}
+		if errors.Is(err, unix.EBUSY) {
+			// Another process took the device between the two calls.
+			unix.Close(fd)
+			continue
+		}
+		if err != nil {
+			unix.Close(fd)
+			return "", fmt.Errorf("attach the image to %s: %w", dev, err)
+		}
+		// Once mounted, closing fd leaves the mount the device's only user: it detaches
+		// itself when the mount goes. If the mount fails, closing fd detaches it now.
+		err = unix.Mount(dev, dir, "ext4", unix.MS_NOSUID|unix.MS_NODEV, "")
+		unix.Close(fd)
+		if err != nil {
+			return "", fmt.Errorf("mount %s on %s: %w", dev, dir, err)
+		}
+		return dev, nil
+	}
+	return "", errors.New("no free loop device after 32 tries")
+}
+
+// openLoop opens a loop device, waiting briefly for devtmpfs to create a new one's node.
+func openLoop(dev string) (int, error) {
+	for i := 0; ; i++ {
+		fd, err := unix.Open(dev, unix.O_RDWR|unix.O_CLOEXEC, 0)
+		if err == nil {
+			return fd, nil
+		}
+		if !errors.Is(err, unix.ENOENT) || i >= 100 {
+			return -1, fmt.Errorf("open %s: %w", dev, err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// prepareDiskRoot makes the mounted filesystem the worker's work dir: owned by the
+// session's uid (files of an earlier process, which had another uid, are given to this
+// one), private to it, and without the lost+found of a fresh image.
+func prepareDiskRoot(cfg *initConfig, fresh bool) error {
+	if fresh {
+		// Not needed (e2fsck recreates it) and not the code's: an empty work dir is what
+		// a session starts with. Should it not go (a copied work dir had one), it stays.
+		_ = unix.Rmdir(filepath.Join(cfg.WorkDir, "lost+found"))
+	}
+	if cfg.UID >= 0 {
+		var st unix.Stat_t
+		if err := unix.Stat(cfg.WorkDir, &st); err != nil {
+			return err
+		}
+		if int(st.Uid) != cfg.UID || int(st.Gid) != cfg.GID {
+			if err := chownTree(cfg.WorkDir, cfg.UID, cfg.GID); err != nil {
+				return fmt.Errorf("give the session's files to uid %d: %w", cfg.UID, err)
+			}
+		}
+	}
+	return unix.Chmod(cfg.WorkDir, 0o700)
+}

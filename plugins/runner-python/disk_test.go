@@ -1,0 +1,231 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/limitgraph/limit/sdk/base"
+	"github.com/limitgraph/limit/sdk/runner"
+)
+
+// needDisk skips a test on a machine where the disk limit cannot be enforced.
+func needDisk(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("the disk limit needs root")
+	}
+	if _, err := findMkfs(); err != nil {
+		t.Skip(err)
+	}
+	if _, err := os.Stat(loopControl); err != nil {
+		t.Skip(err)
+	}
+}
+
+// sessionFileExists checks that the session whose work dir is wd has a file name at its
+// top: in its disk image when it has one (read with debugfs), else in wd.
+func sessionFileExists(wd, name string) error {
+	img := diskImagePath(wd)
+	if _, err := os.Stat(img); err != nil {
+		_, err := os.Stat(filepath.Join(wd, name))
+		return err
+	}
+	out, err := exec.Command("debugfs", "-R", "stat /"+name, img).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "Inode:") {
+		return fmt.Errorf("%s not in the image %s: %v: %s", name, img, err, out)
+	}
+	return nil
+}
+
+// fillCode writes files of 4 MiB until the disk is full or 96 MiB are written, and
+// prints which.
+const fillCode = `import errno, os
+n = 0
+try:
+    for i in range(24):
+        with open('f%d' % i, 'wb') as f:
+            for _ in range(4):
+                f.write(b'x' * 2**20)
+                n += 2**20
+    print('wrote', n)
+except OSError as e:
+    print('ENOSPC' if e.errno == errno.ENOSPC else 'errno %d' % e.errno, n)`
+
+// TestDiskLimit: the session's files together cannot outgrow max_disk_bytes, however
+// many files the code writes (each is far below max_file_bytes); the host's disk holds
+// no more than the image, the session works on once it deletes files, and its files
+// outlast a worker the timeout killed.
+func TestDiskLimit(t *testing.T) {
+	t.Parallel()
+	needDisk(t)
+	const limit = 32 << 20
+	s := open(t, map[string]any{"max_disk_bytes": "32MiB", "interrupt_grace": "300ms"}, nil)
+	_, m := s.health()
+	if f := m[featDisk]; !f.Enforced || !strings.Contains(f.Detail, "ext4") {
+		t.Fatalf("health: %+v", f)
+	}
+
+	e := s.mustRun(fillCode)
+	if !strings.HasPrefix(e.stdout, "ENOSPC ") {
+		t.Fatalf("writing 96 MiB under a 32 MiB limit: %s", e)
+	}
+	img := diskImagePath(s.sess.WorkDir)
+	fi, err := os.Stat(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if used := fi.Sys().(*syscall.Stat_t).Blocks * 512; fi.Size() != limit || used > limit {
+		t.Errorf("the image is %d bytes, %d of them on the host's disk; want at most %d", fi.Size(), used, limit)
+	}
+	if ents, _ := os.ReadDir(s.sess.WorkDir); len(ents) != 0 {
+		t.Errorf("the code's files reached the host's work dir: %v", ents)
+	}
+
+	// Deleting files makes room again.
+	e = s.mustRun("import os, glob\nfor p in glob.glob('f*'):\n    if p != 'f0':\n        os.remove(p)\nopen('after', 'wb').write(b'y' * 2**20)\nprint(sorted(os.listdir('.')))")
+	if strings.TrimSpace(e.stdout) != "['after', 'f0']" {
+		t.Errorf("after deleting: %s", e)
+	}
+
+	// A worker that will not stop is killed; the fresh one sees the same files.
+	e = s.run("while True:\n    try:\n        while True:\n            pass\n    except KeyboardInterrupt:\n        pass", 300*time.Millisecond)
+	if e.res.Status != runner.StatusTimeout || !e.res.StateReset {
+		t.Fatalf("the stubborn loop: %s", e)
+	}
+	e = s.mustRun("import os\nprint(sorted(os.listdir('.')), os.path.getsize('f0'), os.path.getsize('after'))")
+	if strings.TrimSpace(e.stdout) != "['after', 'f0'] 4194304 1048576" {
+		t.Errorf("after the worker's restart: %s", e)
+	}
+	if _, m := s.health(); !m[featDisk].Enforced {
+		t.Errorf("the fresh worker's report: %+v", m[featDisk])
+	}
+	e = s.mustRun(fillCode)
+	if !strings.HasPrefix(e.stdout, "ENOSPC ") {
+		t.Errorf("the fresh worker is not bounded: %s", e)
+	}
+}
+
+// TestDiskLimitOfSession: a session's limits.max_disk_bytes overrides the runner's, and
+// the session's image goes with its work dir when the session closes.
+func TestDiskLimitOfSession(t *testing.T) {
+	t.Parallel()
+	needDisk(t)
+	s := open(t, nil, func(s *runner.Session) { s.Limits.MaxDiskBytes = 16 << 20 })
+	e := s.mustRun("import os\nst = os.statvfs('.')\nprint(st.f_blocks * st.f_frsize <= 16 * 2**20, st.f_bavail * st.f_frsize > 8 * 2**20)")
+	if strings.TrimSpace(e.stdout) != "True True" {
+		t.Errorf("the session's filesystem: %s", e)
+	}
+	img := diskImagePath(s.sess.WorkDir)
+	if fi, err := os.Stat(img); err != nil || fi.Size() != 16<<20 || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("the image: %v %v", fi, err)
+	}
+	if err := s.r.CloseSession(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(img); !os.IsNotExist(err) {
+		t.Errorf("the image outlived the session: %v", err)
+	}
+}
+
+// TestDiskFilesOutliveThePlugin: a session's files stay in its image when its plugin
+// process stops, and a later process of the session (which may lease another uid) finds
+// them and may write them.
+func TestDiskFilesOutliveThePlugin(t *testing.T) {
+	t.Parallel()
+	needDisk(t)
+	first := open(t, map[string]any{"max_disk_bytes": "16MiB"}, nil)
+	first.mustRun("open('kept.txt', 'w').write('from the first process')")
+	first.pc.Kill()
+	second := openOn(t, launch(t, map[string]any{"max_disk_bytes": "16MiB"}), func(s *runner.Session) {
+		*s = first.sess
+		s.ID += "-again" // another uid, most likely
+	})
+	e := second.mustRun("print(open('kept.txt').read())\nopen('kept.txt', 'a').write('!')")
+	if strings.TrimSpace(e.stdout) != "from the first process" {
+		t.Errorf("in the second process: %s", e)
+	}
+}
+
+// TestDiskLimitUnavailable: where the disk limit cannot be enforced (here, no mkfs.ext4)
+// the session runs as before, on the plain work dir, and Health says the limit is not
+// enforced and why.
+func TestDiskLimitUnavailable(t *testing.T) {
+	saved := mkfsPaths
+	mkfsPaths = []string{"/nonexistent/mkfs.ext4"}
+	t.Cleanup(func() { mkfsPaths = saved })
+	r := newRunner(nil)
+	if ds := r.Configure(context.Background(), base.ConfigureRequest{Config: []byte(`{"max_disk_bytes": "16MiB"}`)}); ds.HasErrors() {
+		t.Fatal(ds.Err())
+	}
+	ctx := context.Background()
+	wd := newWorkDir(t)
+	if err := r.OpenSession(ctx, runner.Session{ID: "no-mkfs", WorkDir: wd}); err != nil {
+		t.Fatal(err)
+	}
+	defer r.CloseSession(ctx)
+	h, err := r.Health(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var disk *runner.IsolationFeature
+	for i, f := range h.Isolation {
+		if f.Name == featDisk {
+			disk = &h.Isolation[i]
+		}
+	}
+	want := "mkfs.ext4 not found"
+	if os.Geteuid() != 0 {
+		want = "does not run as root"
+	}
+	if disk == nil || disk.Enforced || !strings.Contains(disk.Detail, want) {
+		t.Fatalf("health: %+v", disk)
+	}
+	res, err := r.Execute(ctx, runner.ExecuteRequest{ExecutionID: "w", Input: "open('plain.txt', 'w').write('x')"}, func(runner.Event) error { return nil })
+	if err != nil || res.Status != runner.StatusOK {
+		t.Fatalf("%v %+v", err, res)
+	}
+	if _, err := os.Stat(filepath.Join(wd, "plain.txt")); err != nil {
+		t.Errorf("the file is not in the plain work dir: %v", err)
+	}
+	if _, err := os.Stat(diskImagePath(wd)); !os.IsNotExist(err) {
+		t.Errorf("an image was made: %v", err)
+	}
+}
+
+// TestDiskImageInUse: a worker never mounts the session's image while anything else
+// holds it (a previous worker's mount not yet gone): it waits, then fails, rather than
+// mounting the filesystem twice; once the image is free the session opens.
+func TestDiskImageInUse(t *testing.T) {
+	t.Parallel()
+	needDisk(t)
+	wd := newWorkDir(t)
+	img := diskImagePath(wd)
+	if err := makeDiskImage(img, 16<<20, wd, -1, -1); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(img, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	l := launch(t, map[string]any{"max_disk_bytes": "16MiB"})
+	err = l.r.OpenSession(context.Background(), runner.Session{ID: "in-use", WorkDir: wd})
+	if err == nil || !strings.Contains(err.Error(), "still in use") {
+		t.Fatalf("open session while the image is held: %v", err)
+	}
+	f.Close()
+	s := openOn(t, launch(t, map[string]any{"max_disk_bytes": "16MiB"}), func(s *runner.Session) { s.ID, s.WorkDir = "in-use", wd })
+	if _, m := s.health(); !m[featDisk].Enforced {
+		t.Errorf("once free: %+v", m[featDisk])
+	}
+}
