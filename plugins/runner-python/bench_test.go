@@ -298,7 +298,7 @@ func BenchmarkOpenSessionSteps(b *testing.B) {
 		r := newRunner(nil)
 		r.set = &set
 		t0 := time.Now()
-		sb, err := newSandbox(set, runner.Session{ID: id, WorkDir: wd})
+		sb, err := newSandbox(set, runner.Session{ID: id, WorkDir: wd}, nil)
 		if err != nil {
 			b.Fatal(err)
 		}

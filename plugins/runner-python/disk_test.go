@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -227,5 +228,121 @@ func TestDiskImageInUse(t *testing.T) {
 	s := openOn(t, launch(t, map[string]any{"max_disk_bytes": "16MiB"}), func(s *runner.Session) { s.ID, s.WorkDir = "in-use", wd })
 	if _, m := s.health(); !m[featDisk].Enforced {
 		t.Errorf("once free: %+v", m[featDisk])
+	}
+}
+
+// TestPreparedDiskImage: a runner waiting for its session formats the session's disk
+// image ahead (mkfs off the cold start); the session that opens gets a copy of it, holes
+// kept, whose root is the sandbox uid's, with no lost+found, and the limit holds as with
+// an image formatted at open.
+func TestPreparedDiskImage(t *testing.T) {
+	needDisk(t)
+	ctx := context.Background()
+	r := newRunner(nil)
+	if ds := r.Configure(ctx, base.ConfigureRequest{Config: []byte(`{"max_disk_bytes":"32MiB"}`)}); ds.HasErrors() {
+		t.Fatal(ds.Err())
+	}
+	// The filesystem's UUID (superblock at 1024, UUID at 0x68 in it) tells the spare's
+	// copy from an image formatted at open.
+	uuid := func(f *os.File) []byte {
+		t.Helper()
+		b := make([]byte, 16)
+		if _, err := f.ReadAt(b, 1024+0x68); err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	var spareUUID []byte
+	for deadline := time.Now().Add(20 * time.Second); spareUUID == nil; time.Sleep(10 * time.Millisecond) {
+		r.mu.Lock()
+		if r.spare != nil {
+			spareUUID = uuid(r.spare.f)
+		}
+		r.mu.Unlock()
+		if spareUUID == nil && time.Now().After(deadline) {
+			t.Fatal("no disk image was formatted ahead")
+		}
+	}
+	wd := newWorkDir(t)
+	if err := r.OpenSession(ctx, runner.Session{ID: "prepared-disk", WorkDir: wd}); err != nil {
+		t.Fatal(err)
+	}
+	defer r.CloseSession(ctx)
+	r.mu.Lock()
+	left := r.spare
+	r.mu.Unlock()
+	if left != nil {
+		t.Fatal("the spare image is still held after the session opened")
+	}
+	img, err := os.Open(diskImagePath(r.sb.workDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer img.Close()
+	if got := uuid(img); !bytes.Equal(got, spareUUID) {
+		t.Fatalf("the session's image is filesystem %x, not the spare %x: formatted at open", got, spareUUID)
+	}
+	fi, err := img.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if used := fi.Sys().(*syscall.Stat_t).Blocks * 512; fi.Size() != 32<<20 || used > 4<<20 {
+		t.Fatalf("the session's image is %d bytes, %d on disk; want 32 MiB, sparse", fi.Size(), used)
+	}
+	run := func(code string) string {
+		t.Helper()
+		var out strings.Builder
+		res, err := r.Execute(ctx, runner.ExecuteRequest{ExecutionID: "x", Input: code}, func(ev runner.Event) error {
+			if ev.Output != nil {
+				out.Write(ev.Output.Data)
+			}
+			return nil
+		})
+		if err != nil || res.Status != runner.StatusOK {
+			t.Fatalf("%q: %+v %v", code, res, err)
+		}
+		return out.String()
+	}
+	want := fmt.Sprintf("%d %d [] 0o700\n", r.sb.uid, r.sb.gid)
+	if got := run("import os; st = os.stat('.'); print(st.st_uid, st.st_gid, os.listdir('.'), oct(st.st_mode & 0o777))"); got != want {
+		t.Fatalf("the work dir from the prepared image: %q, want %q", got, want)
+	}
+	if got := run(fillCode); !strings.HasPrefix(got, "ENOSPC ") {
+		t.Fatalf("writing 96 MiB under a 32 MiB limit: %q", got)
+	}
+}
+
+// TestCopySparse: a copy of an image keeps its holes and its data, byte for byte.
+func TestCopySparse(t *testing.T) {
+	dir := t.TempDir()
+	src, err := os.Create(filepath.Join(dir, "src"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const size = 64 << 20
+	if err := src.Truncate(size); err != nil {
+		t.Fatal(err)
+	}
+	chunks := map[int64]string{0: "superblock", 3<<20 + 17: "middle", size - 5: "tail!"}
+	for off, s := range chunks {
+		if _, err := src.WriteAt([]byte(s), off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dst, err := os.Create(filepath.Join(dir, "dst"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := copySparse(dst, src, size); err != nil {
+		t.Fatal(err)
+	}
+	a, _ := os.ReadFile(src.Name())
+	b, _ := os.ReadFile(dst.Name())
+	if !bytes.Equal(a, b) {
+		t.Fatal("the copy differs from its source")
+	}
+	fi, _ := dst.Stat()
+	if used := fi.Sys().(*syscall.Stat_t).Blocks * 512; fi.Size() != size || used > 1<<20 {
+		t.Fatalf("the copy is %d bytes, %d of them on disk; want %d, sparse", fi.Size(), used, size)
 	}
 }

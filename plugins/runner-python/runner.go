@@ -51,6 +51,8 @@ type pythonRunner struct {
 	// pre is an init spawned ahead for the session to come (guarded by mu): a Go
 	// program's start, ~10 ms, is then no part of the session's cold start.
 	pre *worker
+	// spare is a disk image formatted ahead for the session to come (guarded by mu).
+	spare *spareImage
 }
 
 // compiledWorker is the worker's code compiled by an interpreter, in the form
@@ -139,6 +141,20 @@ func (r *pythonRunner) prepare(ctx context.Context, set settings) {
 	if ctx.Err() != nil {
 		return
 	}
+	if sp := formatSpare(set); sp != nil {
+		r.mu.Lock()
+		keep := !r.opening && !r.closed && r.spare == nil
+		if keep {
+			r.spare = sp
+		}
+		r.mu.Unlock()
+		if !keep {
+			sp.close()
+		}
+	}
+	if ctx.Err() != nil {
+		return
+	}
 	interpreter := set.interpreter
 	code, err := precompileWorker(ctx, interpreter)
 	if err != nil {
@@ -191,7 +207,10 @@ func (r *pythonRunner) OpenSession(ctx context.Context, s runner.Session) error 
 	}
 	pre := r.pre
 	r.pre = nil
+	spare := r.spare
+	r.spare = nil
 	r.mu.Unlock()
+	defer spare.close()
 
 	for k, v := range s.Env {
 		if k == "" || strings.ContainsAny(k, "=\x00") || strings.ContainsRune(v, 0) {
@@ -201,7 +220,7 @@ func (r *pythonRunner) OpenSession(ctx context.Context, s runner.Session) error 
 			return fmt.Errorf("open session %s: invalid environment variable %q: names must be non-empty without '=' or NUL, values without NUL", s.ID, k)
 		}
 	}
-	sb, err := newSandbox(set, s)
+	sb, err := newSandbox(set, s, spare)
 	if err != nil {
 		if pre != nil {
 			pre.discard()
@@ -458,7 +477,7 @@ func (r *pythonRunner) probeHealth(ctx context.Context, set settings) (runner.He
 		return runner.Health{}, fmt.Errorf("health probe: %w", err)
 	}
 	defer os.RemoveAll(dir)
-	sb, err := newSandbox(set, runner.Session{ID: "health-probe-" + fmt.Sprint(os.Getpid()), WorkDir: dir})
+	sb, err := newSandbox(set, runner.Session{ID: "health-probe-" + fmt.Sprint(os.Getpid()), WorkDir: dir}, nil)
 	if err != nil {
 		return runner.Health{Healthy: false, Message: "cannot set a sandbox up: " + err.Error()}, nil
 	}

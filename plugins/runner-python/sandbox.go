@@ -98,7 +98,7 @@ func effectiveLimits(def, s runner.Limits) runner.Limits {
 
 // newSandbox prepares a session's sandbox: it checks the work dir, reserves a uid and
 // gives it the work dir (when running as root), and creates the cgroups.
-func newSandbox(set settings, sess runner.Session) (*sandbox, error) {
+func newSandbox(set settings, sess runner.Session, spare *spareImage) (*sandbox, error) {
 	if sess.WorkDir == "" {
 		return nil, errors.New("the session has no work dir: the host must create one and pass it")
 	}
@@ -165,7 +165,7 @@ func newSandbox(set settings, sess runner.Session) (*sandbox, error) {
 	}
 
 	// After the uid: the image's root is the uid's.
-	setupDisk(sb)
+	setupDisk(sb, spare)
 
 	name := fmt.Sprintf("%s%d-%s", cgroupPrefix, os.Getpid(), shortHash(sess.ID))
 	sb.cg = newCgroups(name, sb.limits, set.disable, sb.static)
