@@ -543,7 +543,7 @@ func (d *decoder) tokens(attr *hcl.Attribute, path string, api *API) {
 	}
 	defer f.Close()
 	if fi, err := f.Stat(); err == nil && !fi.Mode().IsRegular() {
-		d.invalid(attr, "Invalid token_file", "%s is not a regular file (%s); token_file must name a file of API tokens.", path, fi.Mode().Type())
+		d.invalid(attr, "Invalid token_file", "%s is %s, not a regular file; token_file must name a file of API tokens.", path, fileKind(fi.Mode()))
 		return
 	}
 	if fi, err := f.Stat(); err == nil && fi.Mode().Perm()&0o077 != 0 {
@@ -729,4 +729,21 @@ func isPostgres(b *PluginBlock) bool {
 		plugin = plugin[i+1:]
 	}
 	return plugin == "limit-storage-postgres"
+}
+
+// fileKind names the kind of file a mode says ("a directory", "a named pipe", …).
+func fileKind(m os.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&os.ModeNamedPipe != 0:
+		return "a named pipe"
+	case m&os.ModeSocket != 0:
+		return "a socket"
+	case m&os.ModeCharDevice != 0:
+		return "a character device"
+	case m&os.ModeDevice != 0:
+		return "a block device"
+	}
+	return "not a regular file (" + m.Type().String() + ")"
 }
