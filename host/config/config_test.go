@@ -1024,6 +1024,7 @@ func TestListenBeyondLoopbackWarns(t *testing.T) {
 		{"empty host", "host {\n  listen = \":9000\"\n}\n", nil, true, 2},
 		{"a LAN address", "host {\n  listen = \"10.1.2.3:9000\"\n}\n", nil, true, 2},
 		{"API_HOST", "", map[string]string{"API_HOST": "0.0.0.0"}, true, 0},
+		{"API_HOST over the file", "host {\n  listen = \"127.0.0.1:9000\"\n}\n", map[string]string{"API_HOST": "0.0.0.0"}, true, 0},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg, diags := Parse(testFile, []byte(tt.src), envMap(tt.env))
@@ -1041,6 +1042,9 @@ func TestListenBeyondLoopbackWarns(t *testing.T) {
 			}
 			if got := diags[0].Subject; (tt.line == 0) != (got == nil) || (got != nil && got.Start.Line != tt.line) {
 				t.Errorf("warning points at %v, want line %d", got, tt.line)
+			}
+			if fromEnv := strings.Contains(diags[0].Detail, "as API_HOST and API_PORT set it"); fromEnv != (tt.env != nil) {
+				t.Errorf("the warning names the environment: %v, want %v: %s", fromEnv, tt.env != nil, diags[0].Detail)
 			}
 		})
 	}

@@ -239,13 +239,19 @@ func (d *decoder) warnListen(cfg *Config) {
 	if Loopback(cfg.Host.Listen) || len(cfg.API.Tokens) > 0 {
 		return
 	}
+	// API_HOST or API_PORT, when they set the address, clear its range.
+	fromEnv := cfg.Host.ListenRange == (hcl.Range{}) && cfg.Host.Listen != DefaultListen
+	what := "host.listen"
+	if fromEnv {
+		what = "host.listen (as API_HOST and API_PORT set it)"
+	}
 	diag := &hcl.Diagnostic{
 		Severity: hcl.DiagWarning,
 		Summary:  "The API listens beyond loopback",
-		Detail: fmt.Sprintf("host.listen is %q and api.token_file is not set: anyone who can reach that address can create sessions and run code in them. "+
-			"Set api.token_file (clients then send \"Authorization: Bearer <token>\"), or keep the API on 127.0.0.1 behind an authenticating proxy, or make sure a firewall lets only trusted clients reach it.", cfg.Host.Listen),
+		Detail: fmt.Sprintf("%s is %q and api.token_file is not set: anyone who can reach that address can create sessions and run code in them. "+
+			"Set api.token_file (clients then send \"Authorization: Bearer <token>\"), or keep the API on 127.0.0.1 behind an authenticating proxy, or make sure a firewall lets only trusted clients reach it.", what, cfg.Host.Listen),
 	}
-	if d.listen != nil {
+	if d.listen != nil && !fromEnv {
 		diag.Subject = subjectOf(d.listen.Expr.Range())
 	}
 	d.add(hcl.Diagnostics{diag})
