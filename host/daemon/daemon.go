@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -306,6 +307,19 @@ func Start(ctx context.Context, opts Options) (*Daemon, hcl.Diagnostics) {
 	if err != nil {
 		return nil, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Unusable data_dir", Detail: err.Error() + ".", Subject: subjectOf(cfg.Host.DataDirRange)}}
 	}
+	// The address first: a busy port is said before any plugin starts (and replays a log).
+	ln, err := listen(cfg.Host.Listen)
+	if err != nil {
+		diags := fail("cannot listen on "+cfg.Host.Listen, err)
+		diags[0].Detail += ". Free the port, or set host.listen (or API_HOST and API_PORT) to another address."
+		diags[0].Subject = subjectOf(cfg.Host.ListenRange)
+		return nil, diags
+	}
+	defer func() {
+		if !started {
+			ln.Close()
+		}
+	}()
 	specs, diags := Prepare(ctx, cfg, PluginDir(cfg, opts.DefaultPluginDir), dataDir, logger)
 	if diags.HasErrors() {
 		return nil, diags
@@ -377,14 +391,6 @@ func Start(ctx context.Context, opts Options) (*Daemon, hcl.Diagnostics) {
 		logger.Warn("executions interrupted when limitd last stopped are recorded as interrupted", "traces", n)
 	}
 
-	ln, err := net.Listen("tcp", cfg.Host.Listen)
-	if err != nil {
-		d.stopPlugins(ctx)
-		diags := fail("cannot listen on "+cfg.Host.Listen, err)
-		diags[0].Detail += ". Free the port, or set host.listen (or API_HOST and API_PORT) to another address."
-		diags[0].Subject = subjectOf(cfg.Host.ListenRange)
-		return nil, diags
-	}
 	d.listener = ln
 	d.api = api.New(api.Options{
 		Version: opts.Version, Plugins: d.PluginStatus, MaxBodyBytes: cfg.API.MaxBodyBytes, MaxBodyBytesInFlight: cfg.API.MaxBodyBytesInFlight, Logger: logger.Named("api"),
@@ -547,4 +553,17 @@ func (d *Daemon) stopPlugins(ctx context.Context) {
 		go func() { defer wg.Done(); m.Close() }()
 	}
 	wg.Wait()
+}
+
+// listen binds the API's address: an IPv4 address (0.0.0.0 included) on IPv4 alone, as
+// asked (Go's "tcp" would bind 0.0.0.0 on both families, [::]); an IPv6 address, a name
+// or an empty host as "tcp" does.
+func listen(addr string) (net.Listener, error) {
+	network := "tcp"
+	if host, _, err := net.SplitHostPort(addr); err == nil {
+		if ip := net.ParseIP(host); ip != nil && ip.To4() != nil && !strings.Contains(host, ":") {
+			network = "tcp4"
+		}
+	}
+	return net.Listen(network, addr)
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/limitgraph/limit/internal/syncbuf"
 	"github.com/limitgraph/limit/internal/testbin"
 )
 
@@ -101,5 +102,44 @@ func TestListenFailurePointsAtListen(t *testing.T) {
 	if len(diags) != 1 || diags[0].Subject == nil || diags[0].Subject.Start.Line != 3 ||
 		!strings.Contains(diags.Error(), "cannot listen on "+ln.Addr().String()) || !strings.Contains(diags[0].Detail, "host.listen") {
 		t.Fatalf("%v", diags)
+	}
+}
+
+// TestListenFailureStartsNoPlugin: a busy address is found before any plugin starts (a
+// start that replays a storage log, only to be stopped); the log says no plugin started.
+func TestListenFailureStartsNoPlugin(t *testing.T) {
+	testbin.Plugin(t, "storage-file")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var logs syncbuf.Buffer
+	cfg := parse(t, "host {\n  data_dir = \""+t.TempDir()+"\"\n  listen = \""+ln.Addr().String()+"\"\n}\nstorage \"file\" {}\n")
+	d, diags := Start(context.Background(), Options{Config: cfg, Logger: hclog.New(&hclog.LoggerOptions{Output: &logs, Level: hclog.Trace}), DefaultPluginDir: testbin.PluginDir(t)})
+	if d != nil {
+		d.Shutdown(context.Background())
+		t.Fatal("Start succeeded on a busy address")
+	}
+	if !diags.HasErrors() || strings.Contains(logs.String(), "plugin") {
+		t.Fatalf("diagnostics %v; log:\n%s", diags, logs.String())
+	}
+}
+
+// TestListenIPv4Only: an IPv4 address, 0.0.0.0 included, is bound on IPv4 alone (Go's
+// "tcp" network binds 0.0.0.0 on [::], both families).
+func TestListenIPv4Only(t *testing.T) {
+	for addr, want := range map[string]string{"0.0.0.0:0": "0.0.0.0", "127.0.0.1:0": "127.0.0.1", "[::1]:0": "::1"} {
+		ln, err := listen(addr)
+		if err != nil {
+			if want == "::1" {
+				continue // no IPv6 here
+			}
+			t.Fatal(err)
+		}
+		if got := ln.Addr().(*net.TCPAddr).IP.String(); got != want {
+			t.Errorf("listen(%q) bound %s, want %s", addr, got, want)
+		}
+		ln.Close()
 	}
 }
