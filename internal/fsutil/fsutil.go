@@ -3,6 +3,7 @@
 package fsutil
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -45,4 +46,49 @@ func CreateSynced(path string, data []byte, perm fs.FileMode) error {
 	}
 	defer d.Close()
 	return d.Sync()
+}
+
+// CheckCreatable reports whether the directory dir exists or can be created (with its
+// missing parents), without leaving anything behind: for a configuration's check before
+// anything is created. The closest existing ancestor must be a directory in which a
+// directory can really be made; a probe directory is made there and removed, since
+// permission bits alone do not tell (root may write everywhere but /proc, a read-only
+// mount, …).
+func CheckCreatable(dir string) error {
+	fi, err := os.Stat(dir)
+	if err == nil {
+		if !fi.IsDir() {
+			return fmt.Errorf("%s exists and is not a directory", dir)
+		}
+		return nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	anc := dir
+	for {
+		parent := filepath.Dir(anc)
+		if parent == anc {
+			return fmt.Errorf("no existing ancestor of %s", dir)
+		}
+		anc = parent
+		afi, err := os.Stat(anc)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if !afi.IsDir() {
+			return fmt.Errorf("cannot create %s: %s is not a directory", dir, anc)
+		}
+		probe, err := os.MkdirTemp(anc, ".limit-check-")
+		if err != nil {
+			if pe := (*fs.PathError)(nil); errors.As(err, &pe) {
+				err = pe.Err
+			}
+			return fmt.Errorf("cannot create %s: no directory can be made in %s (%w)", dir, anc, err)
+		}
+		return os.Remove(probe)
+	}
 }

@@ -30,3 +30,27 @@ func TestCreateSynced(t *testing.T) {
 		t.Fatalf("folder holds %d entries, want the file alone", len(entries))
 	}
 }
+
+// TestCheckCreatable: a directory that exists, or can be made under its closest existing
+// ancestor, passes and nothing is left behind; one under a file or where mkdir fails does not.
+func TestCheckCreatable(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "f")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for path, ok := range map[string]bool{
+		dir:                          true,
+		filepath.Join(dir, "a", "b"): true,
+		file:                         false,
+		filepath.Join(file, "sub"):   false,
+		"/proc/limit-check/x":        false,
+	} {
+		if err := CheckCreatable(path); (err == nil) != ok {
+			t.Errorf("CheckCreatable(%s) = %v, want ok %v", path, err, ok)
+		}
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
+		t.Errorf("the check left %d entries in %s, want only the file", len(ents), dir)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -684,5 +685,16 @@ func checkpointNow(t testing.TB, e *engine) {
 		if err := e.checkpoint(); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestValidateOnlyChecksTheDirectory: checking a configuration whose file lies where no
+// directory can be made (under /proc) fails at path, as the start would, and makes nothing.
+func TestValidateOnlyChecksTheDirectory(t *testing.T) {
+	ds := newStore().Configure(context.Background(), base.ConfigureRequest{
+		Config: json.RawMessage(`{"path": "/proc/limit-check/x/db"}`), ValidateOnly: true, DataDir: t.TempDir(),
+	})
+	if !ds.HasErrors() || len(ds[0].Path) != 1 || ds[0].Path[0] != "path" || !strings.Contains(ds.Err().Error(), "cannot create the directory") {
+		t.Fatalf("validate-only of a path under /proc: %v", ds)
 	}
 }

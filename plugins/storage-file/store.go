@@ -12,6 +12,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/limitgraph/limit/internal/fsutil"
 	"github.com/limitgraph/limit/sdk/base"
 	"github.com/limitgraph/limit/sdk/storage"
 )
@@ -183,29 +184,7 @@ func resolveRoot(cfg config, dataDir string) (string, base.Diagnostics) {
 func checkRoot(root string, own bool) error {
 	fi, err := os.Stat(root)
 	if errors.Is(err, fs.ErrNotExist) {
-		// Find the closest existing ancestor: it must be a directory we may create in.
-		dir := root
-		for {
-			parent := filepath.Dir(dir)
-			if parent == dir {
-				return fmt.Errorf("no existing ancestor of %s", root)
-			}
-			dir = parent
-			pfi, err := os.Stat(dir)
-			if errors.Is(err, fs.ErrNotExist) {
-				continue
-			}
-			if err != nil {
-				return err
-			}
-			if !pfi.IsDir() {
-				return fmt.Errorf("cannot create %s: %s is not a directory", root, dir)
-			}
-			if err := syscall.Access(dir, 0x2|0x1); err != nil {
-				return fmt.Errorf("cannot create %s: no permission to write in %s", root, dir)
-			}
-			return nil
-		}
+		return fsutil.CheckCreatable(root)
 	}
 	if err != nil {
 		return err

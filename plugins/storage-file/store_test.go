@@ -66,6 +66,7 @@ func TestConfigure(t *testing.T) {
 		{name: "root under a file", config: fmt.Sprintf(`{"root": %q}`, file+"/sub"), validateOnly: true, wantErr: "not a directory", wantPath: "root"},
 		{name: "no_sync warns", config: `{"no_sync": true}`, dataDir: true, wantWarning: true, wantCreated: "files"},
 		{name: "validate only creates nothing", config: `{"root": "a/b"}`, dataDir: true, validateOnly: true},
+		{name: "root where nothing can be made", config: `{"root": "/proc/limit-check/x"}`, validateOnly: true, wantErr: "cannot create", wantPath: "root"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -6,12 +6,14 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"syscall"
 
 	"github.com/hashicorp/go-hclog"
 	sqlite3 "modernc.org/sqlite/lib"
 
+	"github.com/limitgraph/limit/internal/fsutil"
 	"github.com/limitgraph/limit/internal/opened"
 	"github.com/limitgraph/limit/sdk/base"
 	"github.com/limitgraph/limit/sdk/storage"
@@ -56,7 +58,14 @@ func (s *store) ConfigSchema() base.Schema { return configSchema() }
 // open database cannot be swapped under running requests.
 func (s *store) Configure(ctx context.Context, req base.ConfigureRequest) base.Diagnostics {
 	set, ds := parseConfig(req)
-	if ds.HasErrors() || req.ValidateOnly {
+	if ds.HasErrors() {
+		return ds
+	}
+	if req.ValidateOnly {
+		// What a start would create first: the file's directory (nothing is created now).
+		if err := fsutil.CheckCreatable(filepath.Dir(set.path)); err != nil {
+			ds = append(ds, base.Errorf([]string{"path"}, "cannot create the directory of %s: %v", set.path, err))
+		}
 		return ds
 	}
 	return append(ds, s.eng.Configure(set, func() (*engine, base.Diagnostics) {
