@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -521,5 +522,26 @@ func TestEvalRetriesWhenAsked(t *testing.T) {
 	mu.Unlock()
 	if code, _, stderr := limitctl(t, "-addr", srv.URL, "governance", "eval", "--preset", "default", set); code == 0 || !strings.Contains(stderr, "503") {
 		t.Fatalf("a 503 without Retry-After: exit %d stderr %s, want the measurement to fail", code, stderr)
+	}
+}
+
+// TestSessionsListShowsOwner: the sessions table has an OWNER column: the user whose token
+// created the session, "-" for the operators'.
+func TestSessionsListShowsOwner(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"sessions":[`+
+			`{"id":"01M8T93BBDBZNX35WWT3BWXFZ2","name":"mine","owner":"alice","state":"active","policy":"default","max_concurrency":4,"created_at":"2026-12-02T02:24:33Z"},`+
+			`{"id":"01M8T93BBDBZNX35WWT3BWXFZ3","name":"ops","state":"active","policy":"default","max_concurrency":4,"created_at":"2026-12-02T02:24:33Z"}]}`)
+	}))
+	defer srv.Close()
+	code, stdout, stderr := limitctl(t, "-addr", srv.URL, "sessions", "list")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(stdout), "\n")
+	if len(lines) < 3 || !slices.Equal(strings.Fields(lines[0])[:3], []string{"ID", "NAME", "OWNER"}) ||
+		strings.Fields(lines[1])[2] != "alice" || strings.Fields(lines[2])[2] != "-" {
+		t.Fatalf("sessions table:\n%s", stdout)
 	}
 }

@@ -304,13 +304,17 @@ func (x *cli) dispatch(ctx context.Context, args []string) error {
 func (x *cli) sessionRows(ss []client.Session) [][]string {
 	rows := make([][]string, 0, len(ss))
 	for _, s := range ss {
-		rows = append(rows, []string{s.ID, s.Name, s.State, s.Policy, strconv.Itoa(s.MaxConcurrency),
+		owner := s.Owner
+		if owner == "" {
+			owner = "-" // the operators'
+		}
+		rows = append(rows, []string{s.ID, s.Name, owner, s.State, s.Policy, strconv.Itoa(s.MaxConcurrency),
 			strconv.FormatBool(s.AllowNetwork), strings.Join(s.Runners, ","), ago(s.CreatedAt)})
 	}
 	return rows
 }
 
-const sessionHeader = "ID\tNAME\tSTATE\tPOLICY\tCONCURRENCY\tNETWORK\tRUNNERS\tCREATED"
+const sessionHeader = "ID\tNAME\tOWNER\tSTATE\tPOLICY\tCONCURRENCY\tNETWORK\tRUNNERS\tCREATED"
 
 func (x *cli) showSessions(ss ...client.Session) error {
 	if x.json {
