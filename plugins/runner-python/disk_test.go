@@ -291,17 +291,11 @@ func TestPreparedDiskImage(t *testing.T) {
 	}
 	run := func(code string) string {
 		t.Helper()
-		var out strings.Builder
-		res, err := r.Execute(ctx, runner.ExecuteRequest{ExecutionID: "x", Input: code}, func(ev runner.Event) error {
-			if ev.Output != nil {
-				out.Write(ev.Output.Data)
-			}
-			return nil
-		})
-		if err != nil || res.Status != runner.StatusOK {
-			t.Fatalf("%q: %+v %v", code, res, err)
+		res := runIn(t, r, code)
+		if res.Status != runner.StatusOK {
+			t.Fatalf("%q: %+v", code, res)
 		}
-		return out.String()
+		return res.Output
 	}
 	want := fmt.Sprintf("%d %d [] 0o700\n", r.sb.uid, r.sb.gid)
 	if got := run("import os; st = os.stat('.'); print(st.st_uid, st.st_gid, os.listdir('.'), oct(st.st_mode & 0o777))"); got != want {

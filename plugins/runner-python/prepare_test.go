@@ -61,21 +61,7 @@ func TestPreparedWorker(t *testing.T) {
 			t.Errorf("not enforced with a prepared init: %+v", f)
 		}
 	}
-	run := func(code string) runner.Result {
-		t.Helper()
-		var out strings.Builder
-		res, err := r.Execute(ctx, runner.ExecuteRequest{ExecutionID: "x", Input: code}, func(ev runner.Event) error {
-			if ev.Output != nil {
-				out.Write(ev.Output.Data)
-			}
-			return nil
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		res.Output = out.String() + res.Output
-		return res
-	}
+	run := func(code string) runner.Result { return runIn(t, r, code) }
 	run("x = 41")
 	if res := run("print(x + 1)"); res.Status != runner.StatusOK || res.Output != "42\n" {
 		t.Fatalf("state: %+v", res)
@@ -161,4 +147,22 @@ func waitGone(t *testing.T, pid int) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// runIn executes code in r's open session; the result's Output holds what the code
+// printed, then its value.
+func runIn(t *testing.T, r *pythonRunner, code string) runner.Result {
+	t.Helper()
+	var out strings.Builder
+	res, err := r.Execute(context.Background(), runner.ExecuteRequest{ExecutionID: "x", Input: code}, func(ev runner.Event) error {
+		if ev.Output != nil {
+			out.Write(ev.Output.Data)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Output = out.String() + res.Output
+	return res
 }
