@@ -289,7 +289,39 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 			code = http.StatusServiceUnavailable
 		}
 	}
+	resp.Plugins = s.visiblePlugins(r, ps)
 	writeJSON(w, code, resp)
+}
+
+// visiblePlugins is what of ps the request's principal sees: an operator every process;
+// a user the host's plugins and the runner processes of its own sessions; the health check
+// without a token the host's plugins alone. A session's runner process names the session
+// and where its files are, which are its owner's to know.
+func (s *Server) visiblePlugins(r *http.Request, ps []plugins.Status) []plugins.Status {
+	p := principalOf(r)
+	if p.operator() {
+		return ps
+	}
+	owned := map[string]bool{}
+	out := make([]plugins.Status, 0, len(ps))
+	for _, st := range ps {
+		if st.Session != "" {
+			mine, seen := owned[st.Session]
+			if !seen {
+				if p.user != "" && s.opts.Sessions != nil {
+					if sess, err := s.opts.Sessions.Get(r.Context(), st.Session); err == nil {
+						mine = p.owns(sess.Owner)
+					}
+				}
+				owned[st.Session] = mine
+			}
+			if !mine {
+				continue
+			}
+		}
+		out = append(out, st)
+	}
+	return out
 }
 
 func (s *Server) openapi(w http.ResponseWriter, r *http.Request) {

@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/limitgraph/limit/host/config"
+	"github.com/limitgraph/limit/host/plugins"
 	"github.com/limitgraph/limit/host/session"
 	"github.com/limitgraph/limit/host/trace"
 	"github.com/limitgraph/limit/sdk/storage/memstore"
@@ -521,5 +522,41 @@ func TestOwnerDocumented(t *testing.T) {
 	}
 	if doc.Paths["/v1/metrics"]["get"].Responses["403"] == nil || doc.Paths["/v1/health"]["get"].Responses["403"] != nil {
 		t.Errorf("403 on metrics %v, health %v", doc.Paths["/v1/metrics"]["get"].Responses, doc.Paths["/v1/health"]["get"].Responses)
+	}
+}
+
+// TestHealthShowsOwnProcesses: GET /v1/health lists a session's runner process (its
+// session id and isolation details) only to the session's owner and the operators; the
+// health check without a token sees the host's plugins alone. The host's health counts
+// every process all the same.
+func TestHealthShowsOwnProcesses(t *testing.T) {
+	f := newOwnersFixture(t)
+	opts := f.srv.opts
+	opts.Plugins = func() []plugins.Status {
+		return []plugins.Status{
+			{Name: "bolt", Kind: "storage", Healthy: true},
+			{Name: "echo", Kind: "runner", Session: f.alice, Healthy: true},
+			{Name: "echo", Kind: "runner", Session: f.bob, Healthy: true},
+		}
+	}
+	f.srv = New(opts)
+	for tok, want := range map[string][]string{
+		tokOperator: {"", f.alice, f.bob},
+		tokAlice:    {"", f.alice},
+		tokBob:      {"", f.bob},
+		"":          {""},
+	} {
+		code, body := f.call(tok, "GET", "/v1/health", "")
+		var h healthResponse
+		if err := json.Unmarshal(body, &h); err != nil || code != 200 || h.Status != "ok" {
+			t.Fatalf("token %q: %d %s", tok, code, body)
+		}
+		var got []string
+		for _, p := range h.Plugins {
+			got = append(got, p.Session)
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("token %q sees the processes of sessions %q, want %q", tok, got, want)
+		}
 	}
 }
