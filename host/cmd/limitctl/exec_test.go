@@ -67,12 +67,7 @@ func TestExecExitStatus(t *testing.T) {
 // valid UTF-8, naming where and at which byte, before any request (the API would run it
 // with each bad byte replaced by U+FFFD).
 func TestInputNotUTF8(t *testing.T) {
-	requests := 0
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		requests++
-		http.NotFound(w, r)
-	}))
-	defer srv.Close()
+	srv := untouchedServer(t)
 	file := filepath.Join(t.TempDir(), "latin1.py")
 	if err := os.WriteFile(file, []byte("print(repr(\"caf\xe9\"))\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -91,9 +86,6 @@ func TestInputNotUTF8(t *testing.T) {
 		if code != 2 || !strings.Contains(stderr, "limitctl: "+c.want) {
 			t.Errorf("%q: exit %d, want 2 with %q\nstderr: %s", c.args, code, c.want, stderr)
 		}
-	}
-	if requests != 0 {
-		t.Errorf("%d requests sent", requests)
 	}
 	if got := invalidUTF8("héllo\xc3"); got != 6 {
 		t.Errorf("invalidUTF8 of a cut sequence = %d, want 6", got)
@@ -184,12 +176,7 @@ func TestAppendDataNotJSON(t *testing.T) {
 // TestExtraArguments: every command refuses positional arguments it does not take,
 // with exit 2 and before any request.
 func TestExtraArguments(t *testing.T) {
-	requests := 0
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		requests++
-		http.NotFound(w, r)
-	}))
-	defer srv.Close()
+	srv := untouchedServer(t)
 	for _, args := range [][]string{
 		{"health", "extra"}, {"sessions", "list", "extra"}, {"sessions", "create", "extra"}, {"sessions", "show", "s1", "extra"},
 		{"exec", "s1", "python", "x", "extra"}, {"traces", "list", "s1", "extra"}, {"traces", "merged", "extra"},
@@ -201,9 +188,6 @@ func TestExtraArguments(t *testing.T) {
 		if code != 2 || !strings.Contains(stderr, "limitctl: expected") {
 			t.Errorf("%q: exit %d, want 2 refusing the argument\nstdout: %s\nstderr: %s", args, code, stdout, stderr)
 		}
-	}
-	if requests != 0 {
-		t.Errorf("%d requests sent", requests)
 	}
 }
 
@@ -369,4 +353,16 @@ func TestLesserMessages(t *testing.T) {
 	if got := plural(2, "text", "texts") + ", " + plural(int64(1), "entry", "entries"); got != "2 texts, 1 entry" {
 		t.Errorf("plural: %q", got)
 	}
+}
+
+// untouchedServer is a daemon address the test expects no request at: each one fails the
+// test (and is answered 404).
+func untouchedServer(t *testing.T) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		t.Errorf("a request was sent: %s %s", r.Method, r.URL.Path)
+		http.NotFound(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return srv
 }
