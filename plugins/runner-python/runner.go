@@ -127,30 +127,14 @@ func (r *pythonRunner) prepare(ctx context.Context, set settings) {
 	}
 	if self, err := os.Executable(); err == nil {
 		if pre, err := spawnInit(self, sessionNamespaces(set, false), false, r.log); err == nil {
-			r.mu.Lock()
-			keep := !r.opening && !r.closed && r.pre == nil
-			if keep {
-				r.pre = pre
-			}
-			r.mu.Unlock()
-			if !keep {
-				pre.discard()
-			}
+			keepAhead(r, &r.pre, pre, pre.discard)
 		}
 	}
 	if ctx.Err() != nil {
 		return
 	}
 	if sp := formatSpare(set); sp != nil {
-		r.mu.Lock()
-		keep := !r.opening && !r.closed && r.spare == nil
-		if keep {
-			r.spare = sp
-		}
-		r.mu.Unlock()
-		if !keep {
-			sp.close()
-		}
+		keepAhead(r, &r.spare, sp, sp.close)
 	}
 	if ctx.Err() != nil {
 		return
@@ -164,6 +148,21 @@ func (r *pythonRunner) prepare(ctx context.Context, set settings) {
 		return
 	}
 	r.compiled.Store(&compiledWorker{interpreter: interpreter, code: code})
+}
+
+// keepAhead keeps v, made ahead for the session to come, in *slot (guarded by r.mu) while
+// the runner still waits for that session and holds none; otherwise v is dropped.
+func keepAhead[T comparable](r *pythonRunner, slot *T, v T, drop func()) {
+	var none T
+	r.mu.Lock()
+	keep := !r.opening && !r.closed && *slot == none
+	if keep {
+		*slot = v
+	}
+	r.mu.Unlock()
+	if !keep {
+		drop()
+	}
 }
 
 // precompileWorker returns the worker's code compiled by interpreter, marshalled, in
