@@ -545,3 +545,31 @@ func TestSessionsListShowsOwner(t *testing.T) {
 		t.Fatalf("sessions table:\n%s", stdout)
 	}
 }
+
+// TestSessionsListOwner: --owner asks the host for that user's sessions alone (the API's
+// ?owner=), on every page --all follows.
+func TestSessionsListOwner(t *testing.T) {
+	var mu sync.Mutex
+	var queries []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		queries = append(queries, r.URL.RawQuery)
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		next := "p2"
+		if r.URL.Query().Get("next_token") == "p2" {
+			next = ""
+		}
+		_, _ = io.WriteString(w, `{"sessions":[{"id":"01M8T93BBDBZNX35WWT3BWXFZ2","name":"mine","owner":"alice","state":"active","policy":"default","max_concurrency":4,"created_at":"2026-12-02T02:24:33Z"}],"next_token":"`+next+`"}`)
+	}))
+	defer srv.Close()
+	code, stdout, stderr := limitctl(t, "-addr", srv.URL, "sessions", "list", "--owner", "alice", "--all")
+	if code != 0 || strings.Count(stdout, "alice") != 2 {
+		t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(queries) != 2 || !strings.Contains(queries[0], "owner=alice") || !strings.Contains(queries[1], "owner=alice") || !strings.Contains(queries[1], "next_token=p2") {
+		t.Fatalf("queries sent: %q", queries)
+	}
+}

@@ -364,6 +364,7 @@ func (x *cli) sessions(ctx context.Context, sub string, args []string) error {
 		all := fs.Bool("all", false, "follow every page")
 		per := fs.Int("per-page", 50, "sessions per page")
 		token := fs.String("next-token", "", "page token")
+		owner := fs.String("owner", "", "only the sessions of this user (operators' tokens; a user's token reaches its own alone)")
 		pos, err := x.parse(fs, args)
 		if err != nil {
 			return err
@@ -373,7 +374,7 @@ func (x *cli) sessions(ctx context.Context, sub string, args []string) error {
 		}
 		var ss []client.Session
 		for {
-			l, err := x.c.ListSessions(ctx, *per, *token)
+			l, err := x.c.ListSessionsOf(ctx, *owner, *per, *token)
 			if err != nil {
 				return err
 			}
@@ -879,7 +880,7 @@ func (x *cli) verify(args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := need(pos, 1, "a bundle file"); err != nil {
+	if err := need(pos, 1, "a bundle file (- for stdin)"); err != nil {
 		return err
 	}
 	var opts trace.VerifyOptions
@@ -894,14 +895,21 @@ func (x *cli) verify(args []string) error {
 		}
 		opts.TrustedKey = ed25519.PublicKey(k)
 	}
-	f, err := os.Open(pos[0])
-	if err != nil {
-		return err
+	var in io.Reader = os.Stdin
+	name := pos[0]
+	if name == "-" {
+		name = "stdin" // e.g. curl …/export | limitctl verify -
+	} else {
+		f, err := os.Open(name)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		in = f
 	}
-	defer f.Close()
-	sum, err := trace.VerifyBundle(f, opts)
+	sum, err := trace.VerifyBundle(in, opts)
 	if err != nil {
-		return fmt.Errorf("%s does not verify: %w", pos[0], err)
+		return fmt.Errorf("%s does not verify: %w", name, err)
 	}
 	trusted := opts.TrustedKey != nil
 	if !trusted {
@@ -921,7 +929,7 @@ func (x *cli) verify(args []string) error {
 		how = "the key the bundle carries, NOT checked against a trusted key"
 	}
 	fmt.Fprintf(x.stdout, "%s: valid — %s, %s, %s, created %s, signed by key %s, %s\n",
-		pos[0], plural(sum.Traces, "trace", "traces"), plural(sum.Entries, "provenance entry", "provenance entries"),
+		clean(name), plural(sum.Traces, "trace", "traces"), plural(sum.Entries, "provenance entry", "provenance entries"),
 		plural(sum.Checkpoints, "signed checkpoint", "signed checkpoints"), ago(sum.CreatedAt), clean(sum.KeyFingerprint), how)
 	return nil
 }

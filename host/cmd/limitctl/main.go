@@ -37,7 +37,7 @@ const usage = `usage:
       governance suite: [--content-type TYPE] [--benign CONTENT]... [--malicious CONTENT]...
       (a value @FILE is read from FILE)
   limitctl sessions create [--name N] [--policy P] [--max-concurrency N] [--runner R]... [--allow-network]
-  limitctl sessions list | show ID | delete ID
+  limitctl sessions list [--owner USER] | show ID | delete ID
   limitctl exec [--timeout-ms N] [--params JSON] SESSION RUNNER INPUT|@FILE|-
                                               run and stream the output; exits with the program's
                                               exit code when it exits non-zero, 1 when the run
@@ -47,7 +47,7 @@ const usage = `usage:
   limitctl traces merged                      list the shared record
   limitctl export (--session ID | --trace ID...) -f FILE|-   export a bundle (written whole, then renamed)
   limitctl key [-f FILE]                      the host's provenance public key (PEM) and fingerprint
-  limitctl verify [--key FILE] BUNDLE         check an exported bundle offline
+  limitctl verify [--key FILE] BUNDLE|-       check an exported bundle offline
   limitctl governance stats | evaluate prompt|code|output TEXT|@FILE|-
   limitctl governance eval [--preset P]... [--kind prompt] [--flag jailbreak] [--parallel N] FILE.jsonl
                                               measure the rules on lines {"text","label":"jailbreak"|"benign"}:

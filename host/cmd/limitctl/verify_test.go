@@ -39,3 +39,34 @@ func TestVerifyTrustOnFirstUse(t *testing.T) {
 		t.Errorf("verify --key: exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
 	}
 }
+
+// TestVerifyStdin: "-" reads the bundle from stdin (curl …/export | limitctl verify -), and
+// a bundle broken on the way in is named as stdin.
+func TestVerifyStdin(t *testing.T) {
+	_, dir, bundlePath := testBundle(t)
+	withStdin := func(path string) {
+		f, err := os.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		old := os.Stdin
+		os.Stdin = f
+		t.Cleanup(func() { os.Stdin = old; f.Close() })
+	}
+	withStdin(bundlePath)
+	if code, stdout, stderr := limitctl(t, "verify", "-"); code != 0 || !strings.HasPrefix(stdout, "stdin: valid") {
+		t.Fatalf("verify - of a good bundle: exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
+	}
+	b, err := os.ReadFile(bundlePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cut := filepath.Join(dir, "cut.tar.gz")
+	if err := os.WriteFile(cut, b[:len(b)/2], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	withStdin(cut)
+	if code, stdout, stderr := limitctl(t, "verify", "-"); code != 1 || !strings.Contains(stderr, "stdin does not verify") {
+		t.Fatalf("verify - of a truncated bundle: exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
+	}
+}
