@@ -37,11 +37,12 @@ type Managed struct {
 	// binary gone, a plugin that no longer starts): callers are told at once that it is
 	// unavailable rather than wait out their deadline for an attempt that will likely fail
 	// too. It is replaced once a restart succeeds.
-	down     chan struct{}
-	restarts int
-	failures int // consecutive failed or short-lived starts, for the backoff
-	lastErr  error
-	closed   bool
+	down      chan struct{}
+	restarts  int
+	failures  int // consecutive failed or short-lived starts, for the backoff
+	lastErr   error
+	lastErrAt time.Time // when lastErr happened
+	closed    bool
 	// backend is the last answer of a backend that reports its own state (a storage
 	// plugin's Health), nil until one came.
 	backend *storage.Health
@@ -195,6 +196,7 @@ func (m *Managed) Status() Status {
 	st := Status{Name: m.spec.Name, Kind: m.spec.Kind, Restarts: m.restarts}
 	if m.lastErr != nil {
 		st.LastError = m.lastErr.Error()
+		st.LastErrorAt = m.lastErrAt.UTC().Format(time.RFC3339)
 	}
 	if m.proc != nil {
 		st.Version = m.proc.Info.Version
@@ -250,7 +252,7 @@ func (m *Managed) watch() {
 		m.ready = make(chan struct{})
 		m.proc = nil
 		m.backend = nil
-		m.lastErr = err
+		m.lastErr, m.lastErrAt = err, time.Now()
 		if p.Uptime() < stableAfter {
 			m.failures++
 		} else {
@@ -331,7 +333,7 @@ func (m *Managed) restart() bool {
 		m.mu.Lock()
 		if err != nil {
 			m.failures++
-			m.lastErr = err
+			m.lastErr, m.lastErrAt = err, time.Now()
 			select {
 			case <-m.down:
 			default:
@@ -392,14 +394,18 @@ func (m *Managed) Close() {
 
 // Status is a plugin's state for health reports.
 type Status struct {
-	Name      string `json:"name"`
-	Kind      string `json:"kind"`
-	Version   string `json:"version"`
-	PID       int    `json:"pid"`
-	Healthy   bool   `json:"healthy"`
-	Restarts  int    `json:"restarts"`
-	Session   string `json:"session,omitempty"`
-	LastError string `json:"last_error,omitempty"`
+	Name     string `json:"name"`
+	Kind     string `json:"kind"`
+	Version  string `json:"version"`
+	PID      int    `json:"pid"`
+	Healthy  bool   `json:"healthy"`
+	Restarts int    `json:"restarts"`
+	Session  string `json:"session,omitempty"`
+	// LastError is the plugin's latest failure (its process lost, a start that failed); it
+	// stays after the plugin recovers, with LastErrorAt (RFC 3339) telling when it happened,
+	// so a flapping plugin can be told from one that failed once long ago.
+	LastError   string `json:"last_error,omitempty"`
+	LastErrorAt string `json:"last_error_at,omitempty"`
 	// Transport is what carries the frequent calls to a storage, runner or governance
 	// process: "unix" (its fast path) or "grpc".
 	Transport string `json:"transport,omitempty"`

@@ -255,6 +255,10 @@ func TestManagedRestartsCrashedStorage(t *testing.T) {
 	if s.PID == pid || !s.Healthy || s.Restarts != 1 || s.LastError == "" {
 		t.Fatalf("status after restart = %+v (old pid %d)", s, pid)
 	}
+	// The error stays after the recovery, with when it happened.
+	if at, err := time.Parse(time.RFC3339, s.LastErrorAt); err != nil || time.Since(at) > time.Minute || time.Until(at) > time.Second {
+		t.Fatalf("last_error_at = %q (%v), want the time of the crash", s.LastErrorAt, err)
+	}
 }
 
 // TestManagedReportsBackendHealth checks that a storage plugin whose process is up but

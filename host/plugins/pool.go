@@ -40,8 +40,9 @@ type pool struct {
 	mu        sync.Mutex
 	idle      []*Process
 	lastErr   error // why the last start failed, nil once one succeeds
-	failures  int   // consecutive failed starts, for the backoff
-	discarded int   // idle processes found dead
+	lastErrAt time.Time
+	failures  int // consecutive failed starts, for the backoff
+	discarded int // idle processes found dead
 	// opening counts taken processes whose session is still being opened: the pool
 	// waits for them before it refills, so the refill (a process start is CPU-heavy)
 	// does not slow the session down.
@@ -121,7 +122,7 @@ func (p *pool) run() {
 		}
 		if err != nil {
 			p.failures++
-			p.lastErr = err
+			p.lastErr, p.lastErrAt = err, time.Now()
 			p.mu.Unlock()
 			p.logger.Error("pre-start a runner process", "plugin", p.spec.ID(), "error", err, "next_attempt_in", backoff(failures+1))
 			continue
@@ -242,7 +243,8 @@ func (p *pool) statuses() []Status {
 	if len(out) == 0 && p.lastErr != nil {
 		out = append(out, Status{
 			Name: p.spec.Name, Kind: KindPool, Restarts: p.discarded,
-			LastError: fmt.Sprintf("cannot pre-start a runner process (%d attempts): %v", p.failures, p.lastErr),
+			LastError:   fmt.Sprintf("cannot pre-start a runner process (%d attempts): %v", p.failures, p.lastErr),
+			LastErrorAt: p.lastErrAt.UTC().Format(time.RFC3339),
 		})
 	}
 	return out

@@ -191,6 +191,8 @@ type PluginStatus struct {
 	Restarts  int    `json:"restarts"`
 	Session   string `json:"session,omitempty"`
 	LastError string `json:"last_error,omitempty"`
+	// LastErrorAt (RFC 3339) is when LastError happened: it stays after the plugin recovers.
+	LastErrorAt string `json:"last_error_at,omitempty"`
 	// Transport is what carries a storage, runner or governance process's frequent calls:
 	// "unix" (its fast path) or "grpc".
 	Transport string `json:"transport,omitempty"`

@@ -21,7 +21,7 @@ func TestHealthShowsWhyAPluginIsUnhealthy(t *testing.T) {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		_, _ = w.Write([]byte(`{"status":"degraded","version":"x","plugins":[
 			{"name":"bolt","kind":"storage","version":"0.1.0","pid":7,"healthy":false,"restarts":1,
-			 "last_error":"health ping: plugin process exited",
+			 "last_error":"health ping: plugin process exited","last_error_at":"2020-01-02T03:04:05Z",
 			 "detail":"checkpoints failing: no space left on device","metrics":{"log_pending_bytes":5}}]}`))
 	}))
 	defer srv.Close()
@@ -30,7 +30,7 @@ func TestHealthShowsWhyAPluginIsUnhealthy(t *testing.T) {
 	if code != 1 {
 		t.Errorf("exit code %d, want 1 (stderr %q)", code, errOut.String())
 	}
-	for _, want := range []string{"status degraded", "bolt", "backend: checkpoints failing: no space left on device", "last error: health ping: plugin process exited"} {
+	for _, want := range []string{"status degraded", "bolt", "backend: checkpoints failing: no space left on device", "last error at 20", ": health ping: plugin process exited"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
 		}

@@ -343,7 +343,11 @@ func printHealth(stdout io.Writer, h *client.Health) {
 			fmt.Fprintf(stdout, "           backend: %s\n", clean(p.Detail))
 		}
 		if p.LastError != "" {
-			fmt.Fprintf(stdout, "           last error: %s\n", clean(p.LastError))
+			when := ""
+			if t, err := time.Parse(time.RFC3339, p.LastErrorAt); err == nil {
+				when = " at " + ago(t)
+			}
+			fmt.Fprintf(stdout, "           last error%s: %s\n", when, clean(p.LastError))
 		}
 	}
 }
