@@ -63,9 +63,16 @@ func apiCommand(ctx context.Context, d daemonFlags, asJSON bool, args []string, 
 	var se *setupError
 	var ae *client.Error
 	var fe *execFailedError
+	var ie *interruptedError
 	switch {
 	case err == nil:
 		return 0
+	case errors.As(err, &ie):
+		fmt.Fprintf(stderr, "limitctl: %s\n", clean(ie.Error()))
+		return 130
+	case ctx.Err() != nil:
+		fmt.Fprintln(stderr, "limitctl: interrupted")
+		return 130
 	case errors.As(err, &fe):
 		fmt.Fprintf(stderr, "limitctl: %s\n", clean(fe.Error()))
 		return fe.code()
@@ -494,6 +501,9 @@ func (x *cli) exec(ctx context.Context, args []string) error {
 	}
 	if x.json {
 		res, err := x.c.Execute(ctx, pos[0], req)
+		if err != nil && ctx.Err() != nil {
+			return &interruptedError{msg: fmt.Sprintf("interrupted: the daemon cancels the execution, so it ends as cancelled; its trace shows it (limitctl traces list %s)", pos[0])}
+		}
 		if err != nil {
 			return err
 		}
@@ -516,6 +526,11 @@ func (x *cli) exec(ctx context.Context, args []string) error {
 		fmt.Fprint(x.stdout, ev.Data)
 		streamed.WriteString(ev.Data)
 	})
+	if ctx.Err() != nil {
+		// Ctrl-C: limitctl left, not the daemon, which cancels an execution whose client
+		// leaves.
+		return &interruptedError{msg: fmt.Sprintf("interrupted: the daemon cancels the execution, so it ends as cancelled; its trace shows it (limitctl traces list %s)", pos[0])}
+	}
 	if errors.Is(err, client.ErrStreamLost) {
 		return fmt.Errorf("the connection to the daemon at %s was lost during the execution: its outcome is unknown; once the daemon is back, its trace shows it (limitctl traces list %s) (%w)", x.u.Redacted(), pos[0], err)
 	}
@@ -542,6 +557,12 @@ func (x *cli) exec(ctx context.Context, args []string) error {
 	}
 	return execOutcome(res)
 }
+
+// interruptedError is a command stopped by Ctrl-C; limitctl exits 130, as a shell does
+// for a program ended by SIGINT.
+type interruptedError struct{ msg string }
+
+func (e *interruptedError) Error() string { return e.msg }
 
 // execFailedError is an execution that ran and did not end ok: limitctl exits with the
 // program's exit code when it exited non-zero (1 to 255), else 1.

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -11,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // execServer answers every execution with result, as JSON or, when the client asks for
@@ -365,4 +368,34 @@ func untouchedServer(t *testing.T) *httptest.Server {
 	}))
 	t.Cleanup(srv.Close)
 	return srv
+}
+
+// TestExecInterrupted: Ctrl-C during an execution (the context limitctl's main cancels on
+// SIGINT) says the execution was interrupted and ends as cancelled, not that the daemon's
+// connection was lost, and exits 130, in both output modes; the daemon sees the client
+// leave.
+func TestExecInterrupted(t *testing.T) {
+	for _, mode := range []string{"table", "json"} {
+		left := make(chan struct{})
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Query().Get("stream") != "" || strings.Contains(r.Header.Get("Accept"), "event-stream") {
+				w.Header().Set("Content-Type", "text/event-stream")
+				fmt.Fprint(w, "event: stdout\ndata: {\"data\":\"partial\\n\"}\n\n")
+			} else {
+				w.Header().Set("Content-Type", "application/json")
+			}
+			w.(http.Flusher).Flush()
+			<-r.Context().Done()
+			close(left)
+		}))
+		ctx, cancel := context.WithCancel(context.Background())
+		time.AfterFunc(200*time.Millisecond, cancel)
+		var stdout, stderr bytes.Buffer
+		code := run(ctx, []string{"-addr", srv.URL, "-o", mode, "exec", "s1", "python", "x"}, &stdout, &stderr)
+		<-left
+		srv.Close()
+		if code != 130 || !strings.HasPrefix(stderr.String(), "limitctl: interrupted: the daemon cancels the execution") || strings.Contains(stderr.String(), "lost") {
+			t.Errorf("%s: exit %d, want 130\nstdout: %s\nstderr: %s", mode, code, stdout.String(), stderr.String())
+		}
+	}
 }

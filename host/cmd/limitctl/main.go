@@ -41,7 +41,8 @@ const usage = `usage:
   limitctl exec [--timeout-ms N] [--params JSON] SESSION RUNNER INPUT|@FILE|-
                                               run and stream the output; exits with the program's
                                               exit code when it exits non-zero, 1 when the run
-                                              fails otherwise (a timeout, a refusal, the daemon)
+                                              fails otherwise (a timeout, a refusal, the daemon),
+                                              130 on Ctrl-C (the daemon then cancels it)
   limitctl traces list SESSION | show ID | flag ID FLAG SEVERITY REASON | merge ID | verify ID
   limitctl traces append [--agent A] ID KIND [DATA|@FILE|-]    append a provenance entry (DATA is JSON)
   limitctl traces merged                      list the shared record
