@@ -109,9 +109,10 @@ type Session struct {
 	// runner reported it in its results' usage extras under keys that start with
 	// runner.SpentPrefix, the largest figure of each key: a process opened for the session
 	// starts from it (runner.Session.Spent), so that a per-session budget outlives the
-	// process. It is in the stored record only ("runner_spent", see record), not in the
-	// API's answers.
-	RunnerSpent map[string]map[string]float64 `json:"-"`
+	// process. The API shows it as "spent" (what a session has used of a runner's budget:
+	// {"llm": {"session_tokens": 341, "session_cost_usd": 0.0021}}); the stored record
+	// keeps it as "runner_spent" (see record).
+	RunnerSpent map[string]map[string]float64 `json:"spent,omitempty"`
 }
 
 // record is a session as stored: its fields, and those the API does not show.
@@ -320,7 +321,9 @@ func (m *Manager) runnerNames() []string {
 }
 
 func (m *Manager) put(ctx context.Context, s *Session) error {
-	b, err := json.Marshal(record{Session: s, RunnerSpent: s.RunnerSpent})
+	shown := *s
+	shown.RunnerSpent = nil // stored once, as runner_spent
+	b, err := json.Marshal(record{Session: &shown, RunnerSpent: s.RunnerSpent})
 	if err != nil {
 		return err
 	}

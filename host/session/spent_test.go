@@ -75,14 +75,15 @@ func TestKeepSpent(t *testing.T) {
 	if got := spentOf(m2, "llm"); !maps.Equal(got, steps[len(steps)-1].want) {
 		t.Errorf("after a restart: %v", got)
 	}
-	// The API's answer (the Session encoded) does not show it; the stored record does.
+	// The API's answer (the Session encoded) shows it as "spent", so a user can see what
+	// is left of a budget; the stored record keeps it as "runner_spent" alone.
 	got, _ := m2.Get(ctx, s.ID)
 	b, _ := json.Marshal(got)
-	if strings.Contains(string(b), "runner_spent") || strings.Contains(string(b), "session_tokens") {
-		t.Errorf("the session's answer shows its spending: %s", b)
+	if !strings.Contains(string(b), `"spent":{"llm":{"session_cost_usd":0.5,"session_tokens":30}}`) || strings.Contains(string(b), "runner_spent") {
+		t.Errorf("the session's answer: %s", b)
 	}
 	raw, _, _ := st.Get(ctx, IndexNamespace(DefaultTenant), []byte(sessionPrefix+s.ID))
-	if !strings.Contains(string(raw), `"runner_spent":{"llm":{`) {
+	if !strings.Contains(string(raw), `"runner_spent":{"llm":{`) || strings.Contains(string(raw), `"spent":`) {
 		t.Errorf("stored record: %s", raw)
 	}
 	// A copy handed out does not share the cache's maps.

@@ -284,6 +284,10 @@ type Session struct {
 	// Owner is the user the session belongs to; "" for an operators' session. Only that
 	// user's tokens and operators' reach it.
 	Owner string `json:"owner,omitempty"`
+	// Spent is what the session has spent with each runner that keeps a per-session
+	// budget, by runner name, then by figure ("session_tokens", "session_cost_usd"): it
+	// outlives the session's runner processes and daemon restarts.
+	Spent map[string]map[string]float64 `json:"spent,omitempty"`
 }
 
 // CreateSession creates a session.
