@@ -17,7 +17,8 @@ import (
 )
 
 // Golden digests of the detector's complete output (see equivalenceDigest), computed
-// after the planted-instruction scorer was retrained on 1,300 pairs (300 more wholly in
+// after the model was retrained reading AI models' and makers' names as one word (MaskNames)
+// with the written corpus's file g (session 28); before that, after the planted-instruction scorer was retrained on 1,300 pairs (300 more wholly in
 // other languages, session 26); before that, after the planted-instruction scorer
 // (jailbreak.planted) joined the detector and was retrained on 1,000 pairs with tags read for their text attributes only (session 25);
 // before that, after the model was retrained with the written corpus's files e and f
@@ -40,8 +41,8 @@ import (
 // make the detector faster must leave them as they are. Regenerate them (print them with
 // JB_EQUIV_PRINT=1) only for a change that is meant to alter the output.
 const (
-	goldenTrainDigest     = "f05a0cd57a21d9c3fa2085ef4f1bdaccda41d093c94e1abe07a711a91becb65b"
-	goldenGeneratedDigest = "00c899f9f37b4018a9ccd286ee8fe8bc92eacbae8bdc56160a6da83da207a91e"
+	goldenTrainDigest     = "255ee9b00081ad34d7f44f155f852eeddc0101d46122385b4bf9d99d23f23f57"
+	goldenGeneratedDigest = "71d0f3f202daaf5a55f21c57f1e2eaa55622bc026fc53751fc8ffb46f1f344ec"
 )
 
 // equivalenceDigest writes the complete output of the detector on each text to a sha256:

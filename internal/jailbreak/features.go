@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"unicode"
 	"unicode/utf8"
 )
@@ -30,10 +31,53 @@ type featureSet struct {
 	// start marks the first start tokens of a text as features of their own ("the text
 	// begins with DAN:"), since a jailbreak's framing is usually at the top.
 	start int
+	// maskNames reads every AI model or maker's name as maskedName (TrainConfig.MaskNames).
+	maskNames bool
 }
 
 func (c TrainConfig) features() featureSet {
-	return featureSet{trigrams: c.Trigrams, start: c.StartTokens, skip: c.SkipGrams}
+	return featureSet{trigrams: c.Trigrams, start: c.StartTokens, skip: c.SkipGrams, maskNames: c.MaskNames}
+}
+
+// maskedName is the word every AI model or maker's name is read as when names are
+// masked; it holds a NUL, which no normalised text does, so no text can spell it.
+const maskedName = "\x00name"
+
+// word returns the text of token tk of t as the model reads it: the token itself, or
+// maskedName for an AI model or maker's name when fs masks them.
+func (fs featureSet) word(t string, tk token) string {
+	w := t[tk.start:tk.end]
+	if fs.maskNames && !tk.punct && isAIName(w) {
+		return maskedName
+	}
+	return w
+}
+
+// aiNames are the names (as normalised, lower-case words) of AI models, assistants and
+// the companies that make them that the training file's jailbreaks address them by.
+// Versions glued to a name ("gpt4o", "llama3") are matched by isAIName.
+var aiNames = map[string]bool{
+	"chatgpt": true, "gpt": true, "gpts": true, "openai": true, "claude": true, "anthropic": true,
+	"gemini": true, "bard": true, "palm": false, "llama": true, "mistral": true, "mixtral": true,
+	"copilot": true, "bing": true, "grok": true, "deepseek": true, "qwen": true, "midjourney": true,
+	"dalle": true, "davinci": false, "perplexity": false,
+}
+
+// isAIName reports whether the lower-case word w is an AI model or maker's name, alone or
+// with a version glued to it ("gpt4", "gpt4o", "gpt35turbo", "claude3", "llama2").
+func isAIName(w string) bool {
+	if len(w) < 3 || w[0] < 'a' || w[0] > 'z' {
+		return false
+	}
+	if aiNames[w] {
+		return true
+	}
+	for _, prefix := range [...]string{"chatgpt", "gpt", "claude", "llama", "gemini", "mistral"} {
+		if rest, ok := strings.CutPrefix(w, prefix); ok && rest != "" && rest[0] >= '0' && rest[0] <= '9' {
+			return true
+		}
+	}
+	return false
 }
 
 // Character n-gram sizes taken from each word (with '<' and '>' marking its ends).
@@ -161,7 +205,7 @@ func hashString(h uint32, s string) uint32 {
 // is stored there (for explanations).
 func tokenFeatures(fs featureSet, t string, toks []token, k int, runes []int, hs []uint32, names map[uint32]string) ([]uint32, []int) {
 	tk := toks[k]
-	w := t[tk.start:tk.end]
+	w := fs.word(t, tk)
 	if k < fs.start {
 		hs = append(hs, hashString(hashByte(hashByte(fnvOffset, kindStart), byte(k)), w))
 		if names != nil {
@@ -170,19 +214,20 @@ func tokenFeatures(fs featureSet, t string, toks []token, k int, runes []int, hs
 	}
 	if fs.trigrams && k > 1 {
 		p, q := toks[k-2], toks[k-1]
-		h := hashString(hashByte(fnvOffset, kindTri), t[p.start:p.end])
-		h = hashString(hashByte(h, ' '), t[q.start:q.end])
+		pw, qw := fs.word(t, p), fs.word(t, q)
+		h := hashString(hashByte(fnvOffset, kindTri), pw)
+		h = hashString(hashByte(h, ' '), qw)
 		hs = append(hs, hashString(hashByte(h, ' '), w))
 		if names != nil {
-			name(names, hs[len(hs)-1], "trigram ", t[p.start:p.end]+" "+t[q.start:q.end]+" "+w)
+			name(names, hs[len(hs)-1], "trigram ", pw+" "+qw+" "+w)
 		}
 	}
 	for d := 2; d <= fs.skip+1 && k >= d; d++ {
-		p := toks[k-d]
-		h := hashString(hashByte(hashByte(fnvOffset, kindSkip), byte(d)), t[p.start:p.end])
+		pw := fs.word(t, toks[k-d])
+		h := hashString(hashByte(hashByte(fnvOffset, kindSkip), byte(d)), pw)
 		hs = append(hs, hashString(hashByte(h, ' '), w))
 		if names != nil {
-			name(names, hs[len(hs)-1], fmt.Sprintf("skip-%d bigram ", d-1), t[p.start:p.end]+" … "+w)
+			name(names, hs[len(hs)-1], fmt.Sprintf("skip-%d bigram ", d-1), pw+" … "+w)
 		}
 	}
 	if tk.punct {
@@ -193,8 +238,7 @@ func tokenFeatures(fs featureSet, t string, toks []token, k int, runes []int, hs
 	hs = append(hs, hashString(hashByte(fnvOffset, kindWord), w))
 	name(names, hs[len(hs)-1], "word ", w)
 	if k > 0 {
-		p := toks[k-1]
-		pw := t[p.start:p.end]
+		pw := fs.word(t, toks[k-1])
 		h := hashString(hashByte(fnvOffset, kindBigram), pw)
 		hs = append(hs, hashString(hashByte(h, ' '), w))
 		if names != nil {
@@ -361,4 +405,6 @@ func name(names map[uint32]string, h uint32, kind, s string) {
 	}
 }
 
-func quote(s string) string { return "\"" + s + "\"" }
+func quote(s string) string {
+	return "\"" + strings.ReplaceAll(s, maskedName, "<AI name>") + "\""
+}

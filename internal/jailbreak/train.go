@@ -153,6 +153,13 @@ type TrainConfig struct {
 	Context bool `json:"context,omitempty"`
 	// SkipGrams adds word pairs with 1..SkipGrams tokens between them.
 	SkipGrams int `json:"skip_grams,omitempty"`
+	// MaskNames reads the names of AI models, assistants and their makers (GPT-4,
+	// ChatGPT, OpenAI, Claude, Gemini, Llama…) as one and the same placeholder word. The
+	// training file's jailbreaks name ChatGPT in half their texts and its benign prompts
+	// almost never do, so a model trained on it learns the name itself as a sign of
+	// attack, and flags every user of an AI platform who asks about GPT-4. Masked, it
+	// learns what is said to the model, not which model is addressed.
+	MaskNames bool `json:"mask_names,omitempty"`
 	// BenignWeight multiplies the weight of benign texts in the loss (1 when zero).
 	BenignWeight float64 `json:"benign_weight,omitempty"`
 	// Average returns the average of the weights over the steps of the second half of
@@ -185,7 +192,7 @@ type TrainConfig struct {
 // (`go run ./internal/cmd/train-jailbreak -tune`); the held-out split is never looked at.
 func DefaultTrainConfig() TrainConfig {
 	return TrainConfig{Bits: 20, Window: 256, Stride: 128, Epochs: 20, Seed: 20261201, LR: 0.1, L2: 1e-5, Folds: 5,
-		Trigrams: true, SkipGrams: 2, StartTokens: 8, Context: true, MaxRepeat: 1, MinLetters: 0.5, NB: 5}
+		Trigrams: true, SkipGrams: 2, StartTokens: 8, Context: true, MaxRepeat: 1, MinLetters: 0.5, NB: 5, MaskNames: true}
 }
 
 // sample is one training window: its feature hashes (with repeats), label and weight.
