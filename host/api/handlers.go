@@ -616,6 +616,16 @@ func (s *Server) merge(w http.ResponseWriter, r *http.Request) {
 	if rec.Status == trace.StatusMerged && s.completeCutShort(w, r, rec) {
 		return
 	}
+	// An execution that has not ended (on this host, or on another sharing the storage)
+	// is still to get its outcome: its chain is not final yet. Read before the chain, so
+	// that one read as not running has its outcome in the chain read below.
+	running := false
+	if rec.Kind == trace.TraceExecution && s.opts.Engine != nil {
+		if running, err = s.opts.Engine.Running(ctx, rec.ID); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+	}
 	v, err := s.opts.Traces.Verify(ctx, rec.ID)
 	if err != nil {
 		s.fail(w, r, err)
@@ -639,6 +649,11 @@ func (s *Server) merge(w http.ResponseWriter, r *http.Request) {
 	valid, why := true, ""
 	if missing, err := s.missingEntries(ctx, rec); err != nil {
 		s.fail(w, r, err)
+		return
+	} else if missing != "" && running {
+		// Nothing is wrong with it: refused without a flag or an entry, to be merged
+		// once it has ended.
+		writeProblem(w, r, http.StatusConflict, "the execution is still running; merge it once it has ended", map[string]any{"trace_id": rec.ID, "running": true})
 		return
 	} else if missing != "" {
 		valid, why = false, missing

@@ -162,6 +162,11 @@ type Engine struct {
 	// code that ran must be recorded, and one that ran while its record could not be
 	// written changed its session with no trace of it.
 	StorageReady func() error
+
+	mu sync.Mutex
+	// open holds the ids of this host's executions whose trace may be stored without its
+	// outcome yet: added before the early create, removed once the outcome is stored.
+	open map[string]struct{}
 }
 
 // Timeout returns the execution's timeout: the request's, else the session's, else the
@@ -396,6 +401,7 @@ func (e *Engine) Execute(ctx context.Context, sessionID string, req Request, emi
 	res.TraceID = cr.ID
 	early := e.startRecord(ctx, cr)
 	defer early.stop()
+	defer e.settled(cr.ID) // once the outcome is stored, or will never be
 	// Execute in the session's runner process.
 	var stdout, stderr, tokens strings.Builder
 	keep := func(b *strings.Builder, data []byte) {
@@ -542,7 +548,8 @@ func (e *Engine) Execute(ctx context.Context, sessionID string, req Request, emi
 	if res.FinishReason != "" {
 		executed["finish_reason"] = res.FinishReason // why a model's answer ended
 	}
-	last := trace.Update{Entries: []trace.Entry{entry(trace.KindExecuted, executed)}, Flags: post}
+	// A merged chain is final: the outcome is never appended to one (see Running).
+	last := trace.Update{Entries: []trace.Entry{entry(trace.KindExecuted, executed)}, Flags: post, UnlessMerged: true}
 	if len(ruleErrs) > 0 {
 		last.Entries = append(last.Entries, entry("governance_error", map[string]any{"errors": ruleErrorStrings(ruleErrs)}))
 	}
@@ -565,6 +572,14 @@ func (e *Engine) Execute(ctx context.Context, sessionID string, req Request, emi
 	}
 	if created {
 		_, _, err = e.Traces.Apply(rctx, cr.ID, Agent, last)
+	}
+	if errors.Is(err, trace.ErrFinal) {
+		// Merged while it ran, which the API refuses (see Running) but another host
+		// unaware of it may have done: a merged chain is final, so the outcome stays out
+		// of it, and the client still gets what ran.
+		e.Logger.Error("an execution's trace was merged while it ran; its outcome is not recorded in it", "session", s.ID, "trace", cr.ID,
+			"runner", req.Runner, "status", res.Status, "output_sha256", digest(content))
+		err = nil
 	}
 	if err != nil {
 		// The code ran and its session may have changed, but nothing says so but this.
@@ -727,6 +742,7 @@ func (e *Engine) startRecord(ctx context.Context, cr trace.Creation) *earlyRecor
 		}
 		r.started = true
 		r.mu.Unlock()
+		e.opened(cr.ID)
 		if r.err = e.markRunning(ctx, cr); r.err == nil {
 			_, _, r.err = e.Traces.CreateAll(ctx, cr)
 		}
