@@ -646,7 +646,7 @@ func (s *Server) merge(w http.ResponseWriter, r *http.Request) {
 		writeRefusal(w, r, pol, rec.ID, reasons, []governance.Flag{f})
 		return
 	}
-	valid, why := true, ""
+	complete, gap := true, ""
 	if missing, err := s.missingEntries(ctx, rec); err != nil {
 		s.fail(w, r, err)
 		return
@@ -656,7 +656,7 @@ func (s *Server) merge(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, http.StatusConflict, "the execution is still running; merge it once it has ended", map[string]any{"trace_id": rec.ID, "running": true})
 		return
 	} else if missing != "" {
-		valid, why = false, missing
+		complete, gap = false, missing
 		if rec, err = s.flagUnverified(ctx, rec, pol, 6, missing); err != nil {
 			s.fail(w, r, err)
 			return
@@ -668,7 +668,7 @@ func (s *Server) merge(w http.ResponseWriter, r *http.Request) {
 		_ = s.opts.Stats.Record(sctx, rec.SessionID, governance.Delta{MergeRefused: true})
 		writeRefusal(w, r, pol, rec.ID, reasons, nil)
 	}
-	reasons := pol.MergeRefusals(string(rec.Status), rec.Flags, valid, why)
+	reasons := pol.MergeRefusals(string(rec.Status), rec.Flags, complete, gap)
 	if len(reasons) > 0 {
 		refuse(reasons)
 		return
@@ -679,7 +679,7 @@ func (s *Server) merge(w http.ResponseWriter, r *http.Request) {
 	var seen trace.Status
 	check := func(cur trace.Record) error {
 		seen = cur.Status
-		if refused = pol.MergeRefusals(string(cur.Status), cur.Flags, valid, why); len(refused) > 0 {
+		if refused = pol.MergeRefusals(string(cur.Status), cur.Flags, complete, gap); len(refused) > 0 {
 			return errMergeRefused
 		}
 		return nil
