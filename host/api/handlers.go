@@ -96,6 +96,8 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		writeProblem(w, r, http.StatusForbidden, blocked.Error(), map[string]any{
 			"trace_id": blocked.TraceID, "policy": blocked.Policy, "flags": blocked.Flags, "flag_names": blocked.FlagNames(),
 		})
+	case errors.Is(err, execution.ErrTooLarge):
+		writeProblem(w, r, http.StatusRequestEntityTooLarge, err.Error(), nil)
 	case errors.Is(err, session.ErrNotFound), errors.Is(err, trace.ErrNotFound):
 		writeProblem(w, r, http.StatusNotFound, err.Error(), nil)
 	case errors.Is(err, session.ErrInvalid), errors.Is(err, execution.ErrInvalid), errors.Is(err, trace.ErrInvalid):

@@ -67,6 +67,7 @@ func TestStreamErrorEventStatus(t *testing.T) {
 	}{
 		{fmt.Errorf("post: %w", execution.ErrGovernanceUnavailable), 503, true},
 		{fmt.Errorf("pre: %w", execution.ErrUncheckable), 422, false},
+		{fmt.Errorf("size: %w", execution.ErrTooLarge), 413, false},
 		{fmt.Errorf("record: %w", storage.ErrNoSpace), 507, false},
 		{errors.New("boom"), 500, false},
 	} {

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -34,6 +35,9 @@ const (
 	// MaxKeptOutput bounds the stdout and stderr kept in the answer and the trace; the
 	// runner's max_output_bytes bounds what it produces, this bounds what the host holds.
 	MaxKeptOutput = 4 << 20
+	// MaxKeptError bounds the error text of an execution kept in the answer and the
+	// trace, where it is recorded in full (stdout, stderr and output by their digests).
+	MaxKeptError = 64 << 10
 	// MaxInputBytes bounds an execution's input.
 	MaxInputBytes = 8 << 20
 	// MaxParamValues bounds the JSON values in an execution's params (every object, array,
@@ -135,6 +139,10 @@ var ErrUncheckable = errors.New("input beyond what governance can check")
 
 // ErrInvalid marks a bad request.
 var ErrInvalid = errors.New("invalid request")
+
+// ErrTooLarge means the execution's trace would exceed what the trace store keeps: it is
+// refused before it runs, as code that ran must be recorded.
+var ErrTooLarge = errors.New("execution too large to record")
 
 // ErrStopping means the host is shutting down: it starts no execution, and one running
 // when its Stopping context ends is stopped and recorded as such.
@@ -354,6 +362,15 @@ func (e *Engine) Execute(ctx context.Context, sessionID string, req Request, emi
 	if err != nil {
 		return nil, fmt.Errorf("%w: params: %v", ErrInvalid, err)
 	}
+	// The trace must be storable before the code runs: code that ran must be recorded.
+	// Its data is kept in canonical JSON, where a control character of the input takes
+	// six bytes (\u0001), so an input under MaxInputBytes may still not fit.
+	if c, err := trace.Canonicalize(data); err != nil {
+		return nil, fmt.Errorf("%w: input or params cannot be recorded: %v", ErrInvalid, err)
+	} else if len(c) > trace.MaxDataSize {
+		return nil, fmt.Errorf("%w: input and params take %d bytes in the trace (canonical JSON, where a control character takes 6, \\u0001), the limit is %d; not run: send less, binary data base64-encoded",
+			ErrTooLarge, len(c), trace.MaxDataSize)
+	}
 	// Pre-execution governance, before anything is stored: the trace is then created with
 	// its verdict in one write.
 	pre, ruleErrs := e.evaluateInput(ctx, s.ID, req, ctype)
@@ -512,7 +529,9 @@ func (e *Engine) Execute(ctx context.Context, sessionID string, req Request, emi
 		// it): what it streamed is its output, recorded and checked by the rules.
 		res.Output = tokens.String()
 	}
-	res.ExitCode, res.Error, res.Usage = out.ExitCode, out.Error, out.Usage
+	// The error text is recorded as it is (the output only by its digest): bounded, so
+	// that the record after the run cannot fail on its size.
+	res.ExitCode, res.Error, res.Usage = out.ExitCode, clip(out.Error, MaxKeptError), out.Usage
 	res.DurationMS = out.Duration.Milliseconds()
 	res.DurationUS = out.Duration.Microseconds()
 	res.StateReset = res.StateReset || out.StateReset
@@ -817,9 +836,26 @@ func joinOutput(r *Result) (content string, outputBytes int) {
 func ruleErrorStrings(errs []*governance.RuleError) []string {
 	out := make([]string, len(errs))
 	for i, e := range errs {
-		out[i] = e.Error()
+		out[i] = clip(e.Error(), maxRuleError)
 	}
 	return out
+}
+
+// maxRuleError bounds the text of a rule's error recorded in a governance_error entry.
+const maxRuleError = 4 << 10
+
+// clip returns s cut to at most max bytes, at a character boundary, saying how long it
+// was; s itself when it fits.
+func clip(s string, max int) string {
+	if len(s) <= max {
+		return s
+	}
+	note := fmt.Sprintf(" … (cut: %d bytes in all)", len(s))
+	cut := max - len(note)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return strings.ToValidUTF8(s[:cut], "\uFFFD") + note
 }
 
 // entry is a host provenance entry; data that cannot be encoded (it never happens with
