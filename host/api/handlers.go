@@ -79,8 +79,14 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		mbe     *http.MaxBytesError
 		blocked *execution.BlockedError
 		media   *errUnsupportedMedia
+		pending *execution.RecordPendingError
 	)
 	switch {
+	case errors.As(err, &pending):
+		// The code ran: no Retry-After, which would invite running it twice.
+		writeProblem(w, r, http.StatusServiceUnavailable, pending.Error(), map[string]any{
+			"trace_id": pending.TraceID, "execution_status": pending.Status, "record_pending": true,
+		})
 	case errors.As(err, &media):
 		if media.encoding != "" {
 			w.Header().Set("Accept-Encoding", "identity") // RFC 9110 §15.5.16

@@ -171,7 +171,15 @@ type Engine struct {
 	// written changed its session with no trace of it.
 	StorageReady func() error
 
-	mu sync.Mutex
+	// JournalDir, when set (data_dir/pending-outcomes, PendingDir), keeps the outcome of
+	// an execution whose trace the storage would not take until it does (see
+	// ReplayPending); empty, such an execution fails with the storage's error and its
+	// outcome is lost.
+	JournalDir string
+
+	replayMu sync.Mutex // one pass over the journal at a time
+	mu       sync.Mutex
+	retrying bool // the journal's background retry runs
 	// open holds the ids of this host's executions whose trace may be stored without its
 	// outcome yet: added before the early create, removed once the outcome is stored.
 	open map[string]struct{}
@@ -600,6 +608,20 @@ func (e *Engine) Execute(ctx context.Context, sessionID string, req Request, emi
 			"runner", req.Runner, "status", res.Status, "output_sha256", digest(content))
 		err = nil
 	}
+	delta := governance.Delta{Flags: append(slices.Clone(res.Flags), post...), Quarantined: q || preDelta.Quarantined}
+	if err != nil && !permanent(err) {
+		// The code ran: its outcome is kept until the storage takes it, and the client
+		// told not to run it again.
+		p := pendingOutcome{TraceID: cr.ID, SessionID: s.ID, Kind: cr.Kind, Data: cr.Data, Agent: cr.Agent, At: cr.At,
+			First: toPending(first), Last: toPending(last), Delta: delta, Marked: marked}
+		if jerr := e.journal(p); jerr == nil {
+			e.Logger.Warn("an execution ran but its trace could not be stored; its outcome is kept until it is", "session", s.ID, "trace", cr.ID,
+				"runner", req.Runner, "status", res.Status, "error", err)
+			return nil, &RecordPendingError{TraceID: cr.ID, Status: res.Status, Err: err}
+		} else if e.JournalDir != "" {
+			e.Logger.Error("keeping an execution's outcome in the journal failed", "trace", cr.ID, "error", jerr)
+		}
+	}
 	if err != nil {
 		// The code ran and its session may have changed, but nothing says so but this.
 		e.Logger.Error("an execution ran but its trace could not be stored", "session", s.ID, "trace", cr.ID, "runner", req.Runner,
@@ -610,7 +632,7 @@ func (e *Engine) Execute(ctx context.Context, sessionID string, req Request, emi
 		e.unmarkRunning(cr.ID) // the outcome is stored
 	}
 	res.Flags = append(res.Flags, post...)
-	if err := e.Stats.Record(rctx, s.ID, governance.Delta{Flags: res.Flags, Quarantined: q || preDelta.Quarantined}); err != nil {
+	if err := e.Stats.Record(rctx, s.ID, delta); err != nil {
 		return nil, err
 	}
 	phase("record")

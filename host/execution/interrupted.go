@@ -99,6 +99,9 @@ func (e *Engine) FinishInterrupted(ctx context.Context) (int, error) {
 }
 
 func (e *Engine) finishInterrupted(ctx context.Context, id string, raw []byte) (bool, error) {
+	if e.pending(id) {
+		return false, nil // it ended: its outcome waits in the journal (ReplayPending)
+	}
 	chain, err := e.Traces.Chain(ctx, id)
 	if errors.Is(err, trace.ErrNotFound) {
 		return false, nil // the host stopped before the early create landed
@@ -142,7 +145,8 @@ func (e *Engine) settled(id string) {
 }
 
 // Running tells whether the execution of trace id has not ended, as far as its record
-// goes: it runs on this host, or a running marker of another host names it (one that host
+// goes: it runs on this host, its outcome waits in the journal (see ReplayPending), or a
+// running marker of another host names it (one that host
 // left behind once the outcome was stored is harmless: read it before the chain, which
 // then holds the outcome). A merge of such a trace must wait, as its chain is still to
 // grow: a merged chain is final.
@@ -150,7 +154,7 @@ func (e *Engine) Running(ctx context.Context, id string) (bool, error) {
 	e.mu.Lock()
 	_, open := e.open[id]
 	e.mu.Unlock()
-	if open || e.Store == nil {
+	if open = open || e.pending(id); open || e.Store == nil {
 		return open, nil
 	}
 	// Markers are few (one per execution running past RecordStartAfter), keyed by node;
