@@ -79,8 +79,14 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		mbe     *http.MaxBytesError
 		blocked *execution.BlockedError
 		media   *errUnsupportedMedia
+		pending *execution.RecordPendingError
 	)
 	switch {
+	case errors.As(err, &pending):
+		// The code ran: no Retry-After, which would invite running it twice.
+		writeProblem(w, r, http.StatusServiceUnavailable, pending.Error(), map[string]any{
+			"trace_id": pending.TraceID, "execution_status": pending.Status, "record_pending": true,
+		})
 	case errors.As(err, &media):
 		if media.encoding != "" {
 			w.Header().Set("Accept-Encoding", "identity") // RFC 9110 §15.5.16
@@ -96,6 +102,8 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		writeProblem(w, r, http.StatusForbidden, blocked.Error(), map[string]any{
 			"trace_id": blocked.TraceID, "policy": blocked.Policy, "flags": blocked.Flags, "flag_names": blocked.FlagNames(),
 		})
+	case errors.Is(err, execution.ErrTooLarge):
+		writeProblem(w, r, http.StatusRequestEntityTooLarge, err.Error(), nil)
 	case errors.Is(err, session.ErrNotFound), errors.Is(err, trace.ErrNotFound):
 		writeProblem(w, r, http.StatusNotFound, err.Error(), nil)
 	case errors.Is(err, session.ErrInvalid), errors.Is(err, execution.ErrInvalid), errors.Is(err, trace.ErrInvalid):
@@ -616,6 +624,16 @@ func (s *Server) merge(w http.ResponseWriter, r *http.Request) {
 	if rec.Status == trace.StatusMerged && s.completeCutShort(w, r, rec) {
 		return
 	}
+	// An execution that has not ended (on this host, or on another sharing the storage)
+	// is still to get its outcome: its chain is not final yet. Read before the chain, so
+	// that one read as not running has its outcome in the chain read below.
+	running := false
+	if rec.Kind == trace.TraceExecution && s.opts.Engine != nil {
+		if running, err = s.opts.Engine.Running(ctx, rec.ID); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+	}
 	v, err := s.opts.Traces.Verify(ctx, rec.ID)
 	if err != nil {
 		s.fail(w, r, err)
@@ -636,12 +654,17 @@ func (s *Server) merge(w http.ResponseWriter, r *http.Request) {
 		writeRefusal(w, r, pol, rec.ID, reasons, []governance.Flag{f})
 		return
 	}
-	valid, why := true, ""
+	complete, gap := true, ""
 	if missing, err := s.missingEntries(ctx, rec); err != nil {
 		s.fail(w, r, err)
 		return
+	} else if missing != "" && running {
+		// Nothing is wrong with it: refused without a flag or an entry, to be merged
+		// once it has ended.
+		writeProblem(w, r, http.StatusConflict, "the execution is still running; merge it once it has ended", map[string]any{"trace_id": rec.ID, "running": true})
+		return
 	} else if missing != "" {
-		valid, why = false, missing
+		complete, gap = false, missing
 		if rec, err = s.flagUnverified(ctx, rec, pol, 6, missing); err != nil {
 			s.fail(w, r, err)
 			return
@@ -653,7 +676,7 @@ func (s *Server) merge(w http.ResponseWriter, r *http.Request) {
 		_ = s.opts.Stats.Record(sctx, rec.SessionID, governance.Delta{MergeRefused: true})
 		writeRefusal(w, r, pol, rec.ID, reasons, nil)
 	}
-	reasons := pol.MergeRefusals(string(rec.Status), rec.Flags, valid, why)
+	reasons := pol.MergeRefusals(string(rec.Status), rec.Flags, complete, gap)
 	if len(reasons) > 0 {
 		refuse(reasons)
 		return
@@ -664,7 +687,7 @@ func (s *Server) merge(w http.ResponseWriter, r *http.Request) {
 	var seen trace.Status
 	check := func(cur trace.Record) error {
 		seen = cur.Status
-		if refused = pol.MergeRefusals(string(cur.Status), cur.Flags, valid, why); len(refused) > 0 {
+		if refused = pol.MergeRefusals(string(cur.Status), cur.Flags, complete, gap); len(refused) > 0 {
 			return errMergeRefused
 		}
 		return nil

@@ -59,7 +59,9 @@ func TestMergeRefusesExecutionWithoutOutcome(t *testing.T) {
 	}
 	rec := httptest.NewRecorder()
 	srv.ServeHTTP(rec, httptest.NewRequest("POST", "/v1/traces/"+half.ID+"/merge", nil))
-	if rec.Code != 409 || !strings.Contains(rec.Body.String(), "lacks the provenance entries executed") {
+	// The chain verifies: the refusal says it is incomplete, not that it does not verify.
+	if rec.Code != 409 || !strings.Contains(rec.Body.String(), "provenance is incomplete: execution trace lacks the provenance entries executed") ||
+		strings.Contains(rec.Body.String(), "does not verify") {
 		t.Fatalf("merge of a half-recorded execution: %d %s", rec.Code, rec.Body.String())
 	}
 	got, err := traces.Get(ctx, half.ID)

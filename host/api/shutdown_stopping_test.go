@@ -67,12 +67,19 @@ func TestStreamErrorEventStatus(t *testing.T) {
 	}{
 		{fmt.Errorf("post: %w", execution.ErrGovernanceUnavailable), 503, true},
 		{fmt.Errorf("pre: %w", execution.ErrUncheckable), 422, false},
+		{fmt.Errorf("size: %w", execution.ErrTooLarge), 413, false},
+		// The code ran: no Retry-After, which would invite running it twice.
+		{&execution.RecordPendingError{TraceID: "T", Status: "ok", Err: storage.ErrUnavailable}, 503, false},
 		{fmt.Errorf("record: %w", storage.ErrNoSpace), 507, false},
 		{errors.New("boom"), 500, false},
 	} {
 		p := s.problemEvent(w, r, tc.err)
 		if p["status"] != tc.status || p["detail"] == "" || p["title"] == "" || (p["retry_after"] != nil) != tc.retry {
 			t.Errorf("%v: error event %v", tc.err, p)
+		}
+		var pending *execution.RecordPendingError
+		if errors.As(tc.err, &pending) && (p["trace_id"] != "T" || p["record_pending"] != true || !strings.Contains(p["detail"].(string), "do not run it again")) {
+			t.Errorf("%v: error event %v, want the trace id and record_pending", tc.err, p)
 		}
 	}
 	// The unexpected error's log line names the stream's request id (it named none).

@@ -374,7 +374,7 @@ func Start(ctx context.Context, opts Options) (*Daemon, hcl.Diagnostics) {
 	var stopping context.Context
 	stopping, d.stopExecs = context.WithCancel(context.Background())
 	engine := &execution.Engine{Sessions: d.Sessions, Traces: d.Traces, Rules: rules, Stats: stats, Logger: logger.Named("execution"),
-		Stopping: stopping, Store: d.Store, Node: d.Sessions.Node(),
+		Stopping: stopping, Store: d.Store, Node: d.Sessions.Node(), JournalDir: filepath.Join(dataDir, execution.PendingDir),
 		StorageReady: func() error {
 			if d.storage == nil {
 				return nil
@@ -384,6 +384,13 @@ func Start(ctx context.Context, opts Options) (*Daemon, hcl.Diagnostics) {
 			}
 			return nil
 		}}
+	// Executions that ran to their end but whose outcome the storage did not take get it
+	// now (or later, retried), before the sweep below could call them interrupted.
+	if n, err := engine.ReplayPending(ctx); err != nil {
+		logger.Warn("storing the outcomes of executions the storage did not take failed; retried in the background", "error", err)
+	} else if n > 0 {
+		logger.Info("stored the pending outcomes of executions", "traces", n)
+	}
 	// Executions the last run left running (it was killed or crashed) get their outcome.
 	if n, err := engine.FinishInterrupted(ctx); err != nil {
 		logger.Warn("settling the executions the last run left running failed; retried at the next start", "error", err)

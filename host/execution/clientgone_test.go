@@ -18,6 +18,7 @@ import (
 	"github.com/limitgraph/limit/internal/testplugins/echo"
 	"github.com/limitgraph/limit/sdk/base"
 	"github.com/limitgraph/limit/sdk/runner"
+	"github.com/limitgraph/limit/sdk/storage"
 )
 
 // testPluginEnv turns this test binary into the echo test runner (the test binary is its
@@ -36,8 +37,15 @@ func TestMain(m *testing.M) {
 // binary, as a plugin process, and a session that may use it.
 func echoEngine(t *testing.T) (*Engine, *session.Session) {
 	t.Helper()
+	st, _ := tracetest.Mem(t)
+	return echoEngineOn(t, st)
+}
+
+// echoEngineOn is echoEngine on st.
+func echoEngineOn(t *testing.T, st storage.Storage) (*Engine, *session.Session) {
+	t.Helper()
 	ctx := context.Background()
-	st, traces := tracetest.Mem(t)
+	traces, _ := tracetest.New(t, st)
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -34,6 +35,9 @@ const (
 	// MaxKeptOutput bounds the stdout and stderr kept in the answer and the trace; the
 	// runner's max_output_bytes bounds what it produces, this bounds what the host holds.
 	MaxKeptOutput = 4 << 20
+	// MaxKeptError bounds the error text of an execution kept in the answer and the
+	// trace, where it is recorded in full (stdout, stderr and output by their digests).
+	MaxKeptError = 64 << 10
 	// MaxInputBytes bounds an execution's input.
 	MaxInputBytes = 8 << 20
 	// MaxParamValues bounds the JSON values in an execution's params (every object, array,
@@ -136,6 +140,10 @@ var ErrUncheckable = errors.New("input beyond what governance can check")
 // ErrInvalid marks a bad request.
 var ErrInvalid = errors.New("invalid request")
 
+// ErrTooLarge means the execution's trace would exceed what the trace store keeps: it is
+// refused before it runs, as code that ran must be recorded.
+var ErrTooLarge = errors.New("execution too large to record")
+
 // ErrStopping means the host is shutting down: it starts no execution, and one running
 // when its Stopping context ends is stopped and recorded as such.
 var ErrStopping = errors.New("limitd is shutting down")
@@ -162,6 +170,19 @@ type Engine struct {
 	// code that ran must be recorded, and one that ran while its record could not be
 	// written changed its session with no trace of it.
 	StorageReady func() error
+
+	// JournalDir, when set (data_dir/pending-outcomes, PendingDir), keeps the outcome of
+	// an execution whose trace the storage would not take until it does (see
+	// ReplayPending); empty, such an execution fails with the storage's error and its
+	// outcome is lost.
+	JournalDir string
+
+	replayMu sync.Mutex // one pass over the journal at a time
+	mu       sync.Mutex
+	retrying bool // the journal's background retry runs
+	// open holds the ids of this host's executions whose trace may be stored without its
+	// outcome yet: added before the early create, removed once the outcome is stored.
+	open map[string]struct{}
 }
 
 // Timeout returns the execution's timeout: the request's, else the session's, else the
@@ -349,6 +370,15 @@ func (e *Engine) Execute(ctx context.Context, sessionID string, req Request, emi
 	if err != nil {
 		return nil, fmt.Errorf("%w: params: %v", ErrInvalid, err)
 	}
+	// The trace must be storable before the code runs: code that ran must be recorded.
+	// Its data is kept in canonical JSON, where a control character of the input takes
+	// six bytes (\u0001), so an input under MaxInputBytes may still not fit.
+	if c, err := trace.Canonicalize(data); err != nil {
+		return nil, fmt.Errorf("%w: input or params cannot be recorded: %v", ErrInvalid, err)
+	} else if len(c) > trace.MaxDataSize {
+		return nil, fmt.Errorf("%w: input and params take %d bytes in the trace (canonical JSON, where a control character takes 6, \\u0001), the limit is %d; not run: send less, binary data base64-encoded",
+			ErrTooLarge, len(c), trace.MaxDataSize)
+	}
 	// Pre-execution governance, before anything is stored: the trace is then created with
 	// its verdict in one write.
 	pre, ruleErrs := e.evaluateInput(ctx, s.ID, req, ctype)
@@ -396,6 +426,7 @@ func (e *Engine) Execute(ctx context.Context, sessionID string, req Request, emi
 	res.TraceID = cr.ID
 	early := e.startRecord(ctx, cr)
 	defer early.stop()
+	defer e.settled(cr.ID) // once the outcome is stored, or will never be
 	// Execute in the session's runner process.
 	var stdout, stderr, tokens strings.Builder
 	keep := func(b *strings.Builder, data []byte) {
@@ -506,7 +537,9 @@ func (e *Engine) Execute(ctx context.Context, sessionID string, req Request, emi
 		// it): what it streamed is its output, recorded and checked by the rules.
 		res.Output = tokens.String()
 	}
-	res.ExitCode, res.Error, res.Usage = out.ExitCode, out.Error, out.Usage
+	// The error text is recorded as it is (the output only by its digest): bounded, so
+	// that the record after the run cannot fail on its size.
+	res.ExitCode, res.Error, res.Usage = out.ExitCode, clip(out.Error, MaxKeptError), out.Usage
 	res.DurationMS = out.Duration.Milliseconds()
 	res.DurationUS = out.Duration.Microseconds()
 	res.StateReset = res.StateReset || out.StateReset
@@ -542,7 +575,8 @@ func (e *Engine) Execute(ctx context.Context, sessionID string, req Request, emi
 	if res.FinishReason != "" {
 		executed["finish_reason"] = res.FinishReason // why a model's answer ended
 	}
-	last := trace.Update{Entries: []trace.Entry{entry(trace.KindExecuted, executed)}, Flags: post}
+	// A merged chain is final: the outcome is never appended to one (see Running).
+	last := trace.Update{Entries: []trace.Entry{entry(trace.KindExecuted, executed)}, Flags: post, UnlessMerged: true}
 	if len(ruleErrs) > 0 {
 		last.Entries = append(last.Entries, entry("governance_error", map[string]any{"errors": ruleErrorStrings(ruleErrs)}))
 	}
@@ -566,6 +600,28 @@ func (e *Engine) Execute(ctx context.Context, sessionID string, req Request, emi
 	if created {
 		_, _, err = e.Traces.Apply(rctx, cr.ID, Agent, last)
 	}
+	if errors.Is(err, trace.ErrFinal) {
+		// Merged while it ran, which the API refuses (see Running) but another host
+		// unaware of it may have done: a merged chain is final, so the outcome stays out
+		// of it, and the client still gets what ran.
+		e.Logger.Error("an execution's trace was merged while it ran; its outcome is not recorded in it", "session", s.ID, "trace", cr.ID,
+			"runner", req.Runner, "status", res.Status, "output_sha256", digest(content))
+		err = nil
+	}
+	delta := governance.Delta{Flags: append(slices.Clone(res.Flags), post...), Quarantined: q || preDelta.Quarantined}
+	if err != nil && !permanent(err) {
+		// The code ran: its outcome is kept until the storage takes it, and the client
+		// told not to run it again.
+		p := pendingOutcome{TraceID: cr.ID, SessionID: s.ID, Kind: cr.Kind, Data: cr.Data, Agent: cr.Agent, At: cr.At,
+			First: toPending(first), Last: toPending(last), Delta: delta, Marked: marked}
+		if jerr := e.journal(p); jerr == nil {
+			e.Logger.Warn("an execution ran but its trace could not be stored; its outcome is kept until it is", "session", s.ID, "trace", cr.ID,
+				"runner", req.Runner, "status", res.Status, "error", err)
+			return nil, &RecordPendingError{TraceID: cr.ID, Status: res.Status, Err: err}
+		} else if e.JournalDir != "" {
+			e.Logger.Error("keeping an execution's outcome in the journal failed", "trace", cr.ID, "error", jerr)
+		}
+	}
 	if err != nil {
 		// The code ran and its session may have changed, but nothing says so but this.
 		e.Logger.Error("an execution ran but its trace could not be stored", "session", s.ID, "trace", cr.ID, "runner", req.Runner,
@@ -576,7 +632,7 @@ func (e *Engine) Execute(ctx context.Context, sessionID string, req Request, emi
 		e.unmarkRunning(cr.ID) // the outcome is stored
 	}
 	res.Flags = append(res.Flags, post...)
-	if err := e.Stats.Record(rctx, s.ID, governance.Delta{Flags: res.Flags, Quarantined: q || preDelta.Quarantined}); err != nil {
+	if err := e.Stats.Record(rctx, s.ID, delta); err != nil {
 		return nil, err
 	}
 	phase("record")
@@ -727,6 +783,7 @@ func (e *Engine) startRecord(ctx context.Context, cr trace.Creation) *earlyRecor
 		}
 		r.started = true
 		r.mu.Unlock()
+		e.opened(cr.ID)
 		if r.err = e.markRunning(ctx, cr); r.err == nil {
 			_, _, r.err = e.Traces.CreateAll(ctx, cr)
 		}
@@ -801,9 +858,26 @@ func joinOutput(r *Result) (content string, outputBytes int) {
 func ruleErrorStrings(errs []*governance.RuleError) []string {
 	out := make([]string, len(errs))
 	for i, e := range errs {
-		out[i] = e.Error()
+		out[i] = clip(e.Error(), maxRuleError)
 	}
 	return out
+}
+
+// maxRuleError bounds the text of a rule's error recorded in a governance_error entry.
+const maxRuleError = 4 << 10
+
+// clip returns s cut to at most max bytes, at a character boundary, saying how long it
+// was; s itself when it fits.
+func clip(s string, max int) string {
+	if len(s) <= max {
+		return s
+	}
+	note := fmt.Sprintf(" … (cut: %d bytes in all)", len(s))
+	cut := max - len(note)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return strings.ToValidUTF8(s[:cut], "\uFFFD") + note
 }
 
 // entry is a host provenance entry; data that cannot be encoded (it never happens with

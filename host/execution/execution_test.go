@@ -3,11 +3,14 @@ package execution
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/limitgraph/limit/host/governance"
+	"github.com/limitgraph/limit/host/trace"
 )
 
 // TestBlockedFlagNames checks that a blocked execution names each flag once, in the order
@@ -50,5 +53,39 @@ func TestParamsBounded(t *testing.T) {
 	}
 	if n, deep := countValues(map[string]any{"x": make([]any, MaxParamValues-2)}, 0); n != MaxParamValues || deep {
 		t.Errorf("params at the limit: %d values, deep %v", n, deep)
+	}
+}
+
+// TestTooLargeToRecordNotRun: an input under MaxInputBytes whose trace data would exceed
+// the trace store's limit (1.7 MB of control characters: six bytes each in canonical JSON)
+// is refused before it runs, naming the limit, and leaves no trace; it used to run, then
+// fail to be recorded ("record execution: invalid request"), leaving nothing of what ran.
+func TestTooLargeToRecordNotRun(t *testing.T) {
+	e, s := echoEngine(t)
+	ctx := context.Background()
+	_, err := e.Execute(ctx, s.ID, Request{Runner: "echo", Input: strings.Repeat("\x01", 1_700_000)}, nil)
+	if !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), fmt.Sprint(trace.MaxDataSize)) || !strings.Contains(err.Error(), "not run") {
+		t.Fatalf("execution: %v, want ErrTooLarge naming the limit", err)
+	}
+	if list, _, err := e.Traces.ListBySession(ctx, s.ID, 10, ""); err != nil || len(list) != 0 {
+		t.Fatalf("traces: %d %v, want none", len(list), err)
+	}
+	// The runner process ran nothing before: this is its first execution.
+	res, err := e.Execute(ctx, s.ID, Request{Runner: "echo", Input: "x"}, nil)
+	if err != nil || !strings.Contains(res.Stdout, " n=1 ") {
+		t.Fatalf("next execution: %+v %v, want the process's first", res, err)
+	}
+}
+
+// TestClip: an error text over its bound is cut at a character boundary, within it, and
+// says how long it was; the trace's executed entry cannot outgrow the store's limit.
+func TestClip(t *testing.T) {
+	long := strings.Repeat("é", MaxKeptError)
+	got := clip(long, MaxKeptError)
+	if len(got) > MaxKeptError || !utf8.ValidString(got) || !strings.HasSuffix(got, fmt.Sprintf("(cut: %d bytes in all)", len(long))) {
+		t.Fatalf("clip: %d bytes, valid %v, ends %q", len(got), utf8.ValidString(got), got[len(got)-40:])
+	}
+	if clip("short", MaxKeptError) != "short" {
+		t.Fatal("a short text was changed")
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/limitgraph/limit/host/trace"
@@ -98,6 +99,9 @@ func (e *Engine) FinishInterrupted(ctx context.Context) (int, error) {
 }
 
 func (e *Engine) finishInterrupted(ctx context.Context, id string, raw []byte) (bool, error) {
+	if e.pending(id) {
+		return false, nil // it ended: its outcome waits in the journal (ReplayPending)
+	}
 	chain, err := e.Traces.Chain(ctx, id)
 	if errors.Is(err, trace.ErrNotFound) {
 		return false, nil // the host stopped before the early create landed
@@ -116,9 +120,60 @@ func (e *Engine) finishInterrupted(ctx context.Context, id string, raw []byte) (
 		"status":  StatusInterrupted,
 		"error":   "limitd stopped during the execution (killed, crashed or forced to exit); its outcome is unknown",
 		"started": m.Started, "settled": time.Now().UTC(),
-	})}})
+	})}, UnlessMerged: true}) // a merged chain is final
 	if errors.Is(err, trace.ErrFinal) {
 		return false, nil
 	}
 	return err == nil, err
+}
+
+// opened notes that the trace of this host's execution id may be stored before its outcome.
+func (e *Engine) opened(id string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.open == nil {
+		e.open = map[string]struct{}{}
+	}
+	e.open[id] = struct{}{}
+}
+
+// settled notes that execution id's outcome is stored (or never will be).
+func (e *Engine) settled(id string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	delete(e.open, id)
+}
+
+// Running tells whether the execution of trace id has not ended, as far as its record
+// goes: it runs on this host, its outcome waits in the journal (see ReplayPending), or a
+// running marker of another host names it (one that host
+// left behind once the outcome was stored is harmless: read it before the chain, which
+// then holds the outcome). A merge of such a trace must wait, as its chain is still to
+// grow: a merged chain is final.
+func (e *Engine) Running(ctx context.Context, id string) (bool, error) {
+	e.mu.Lock()
+	_, open := e.open[id]
+	e.mu.Unlock()
+	if open = open || e.pending(id); open || e.Store == nil {
+		return open, nil
+	}
+	// Markers are few (one per execution running past RecordStartAfter), keyed by node;
+	// this host's own are left from a run before (see FinishInterrupted), none running.
+	var after []byte
+	for {
+		page, err := e.Store.Scan(ctx, storage.ScanRequest{Namespace: RunningNamespace, StartAfter: after, Limit: 1000, KeysOnly: true})
+		if err != nil {
+			return false, fmt.Errorf("list running executions: %w", err)
+		}
+		for _, kv := range page.Items {
+			k := string(kv.Key)
+			if i := strings.LastIndexByte(k, '/'); i >= 0 && k[i+1:] == id && k[:i] != e.Node {
+				return true, nil
+			}
+		}
+		if !page.More || len(page.Items) == 0 {
+			return false, nil
+		}
+		after = page.Items[len(page.Items)-1].Key
+	}
 }

@@ -77,3 +77,47 @@ func TestFinishInterrupted(t *testing.T) {
 func storageScan(prefix []byte) storage.ScanRequest {
 	return storage.ScanRequest{Namespace: RunningNamespace, Prefix: prefix}
 }
+
+// TestFinishInterruptedLeavesMergedFinal: a trace merged without its outcome (before the
+// API refused that) keeps its final chain: no interrupted entry is appended to it.
+func TestFinishInterruptedLeavesMergedFinal(t *testing.T) {
+	ctx := context.Background()
+	st, traces := tracetest.Mem(t)
+	e := &Engine{Traces: traces, Store: st, Node: "a", Logger: hclog.NewNullLogger()}
+	cr := trace.Creation{ID: trace.NewID(), SessionID: "01M8V4FXRZG7EWFH84V313M64M", Kind: trace.TraceExecution, Agent: Agent, At: time.Now(),
+		Updates: []trace.Update{{Status: trace.StatusMerged, Reason: "before the fix"}}}
+	if err := e.markRunning(ctx, cr); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := traces.CreateAll(ctx, cr); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := e.FinishInterrupted(ctx); err != nil || n != 0 {
+		t.Fatalf("FinishInterrupted: %d, %v; want nothing completed", n, err)
+	}
+	if chain, _ := traces.Chain(ctx, cr.ID); chain[len(chain)-1].Kind != trace.KindMerged {
+		t.Fatalf("the merged chain ends with %s", chain[len(chain)-1].Kind)
+	}
+}
+
+// TestRunningOtherHost: an execution another host sharing the storage runs (its marker)
+// is running here too; a marker this host left from a run before is not.
+func TestRunningOtherHost(t *testing.T) {
+	ctx := context.Background()
+	st, traces := tracetest.Mem(t)
+	a := &Engine{Traces: traces, Store: st, Node: "a", Logger: hclog.NewNullLogger()}
+	b := &Engine{Traces: traces, Store: st, Node: "b", Logger: hclog.NewNullLogger()}
+	id := trace.NewID()
+	if err := b.markRunning(ctx, trace.Creation{ID: id, SessionID: "01M8V4FXRZG7EWFH84V313M64M"}); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := a.Running(ctx, id); err != nil || !r {
+		t.Errorf("another host's execution: running %v, %v", r, err)
+	}
+	if r, err := b.Running(ctx, id); err != nil || r {
+		t.Errorf("this host's stale marker: running %v, %v", r, err)
+	}
+	if r, err := a.Running(ctx, trace.NewID()); err != nil || r {
+		t.Errorf("an unmarked trace: running %v, %v", r, err)
+	}
+}

@@ -22,7 +22,9 @@ type Policy struct {
 	QuarantineSeverity int `json:"auto_quarantine"`
 	// MergeBlock lists the flags that refuse a merge, at any severity.
 	MergeBlock []string `json:"merge_block"`
-	// AllowUnverifiedMerge lets a trace whose provenance does not verify be merged.
+	// AllowUnverifiedMerge lets a trace whose chain verifies but lacks an entry its kind
+	// requires (flagged unverified by the host) be merged; a chain that does not verify
+	// is never merged.
 	AllowUnverifiedMerge bool `json:"allow_unverified_merge"`
 	// FailOpen lets an execution proceed when a rule plugin cannot answer.
 	FailOpen bool `json:"fail_open"`
@@ -112,7 +114,10 @@ func (p Policy) Quarantines(fs []Flag) bool {
 }
 
 // MergeRefusals lists every reason a trace may not be merged under p; none means allowed.
-func (p Policy) MergeRefusals(status string, fs []Flag, provenanceValid bool, provenanceErr string) []string {
+// complete is false when the trace's chain, which verifies, lacks an entry its kind
+// requires, which gap names (an execution without its outcome); a chain that does not
+// verify is refused before, under every policy.
+func (p Policy) MergeRefusals(status string, fs []Flag, complete bool, gap string) []string {
 	var out []string
 	if status == "quarantined" {
 		out = append(out, "trace is quarantined")
@@ -127,8 +132,9 @@ func (p Policy) MergeRefusals(status string, fs []Flag, provenanceValid bool, pr
 			}
 		}
 	}
-	if !provenanceValid && !p.AllowUnverifiedMerge {
-		out = append(out, "provenance does not verify: "+provenanceErr)
+	if !complete && !p.AllowUnverifiedMerge {
+		// The chain verifies: what it holds is intact, but something is missing.
+		out = append(out, "provenance is incomplete: "+gap)
 	}
 	return out
 }

@@ -155,7 +155,7 @@ func TestMergeRefusals(t *testing.T) {
 		{"permissive", "active", []Flag{{Flag: sdkgov.FlagMalicious, Severity: 1}}, true, []string{"flagged malicious"}},
 		{"default", "active", []Flag{anomaly}, true, nil},
 		{"default", "active", []Flag{jail}, true, []string{"flagged jailbreak (severity 2"}},
-		{"default", "active", nil, false, []string{"provenance does not verify: gone"}},
+		{"default", "active", nil, false, []string{"provenance is incomplete: gone"}},
 		{"strict", "active", []Flag{anomaly}, true, []string{"flagged anomaly"}},
 		{"strict", "quarantined", []Flag{jail, anomaly}, false, []string{"quarantined", "flagged jailbreak", "flagged anomaly", "provenance"}},
 	}

@@ -1,0 +1,170 @@
+package execution
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/limitgraph/limit/sdk/storage"
+	"github.com/limitgraph/limit/sdk/storage/memstore"
+)
+
+// downStore is a memstore whose writes fail as a storage that is down does, while down.
+type downStore struct {
+	*memstore.Store
+	down atomic.Bool
+}
+
+func (s *downStore) fail() error {
+	if s.down.Load() {
+		return storage.ErrUnavailable
+	}
+	return nil
+}
+
+func (s *downStore) Put(ctx context.Context, ns string, k, v []byte) error {
+	if err := s.fail(); err != nil {
+		return err
+	}
+	return s.Store.Put(ctx, ns, k, v)
+}
+
+func (s *downStore) Delete(ctx context.Context, ns string, k []byte) (bool, error) {
+	if err := s.fail(); err != nil {
+		return false, err
+	}
+	return s.Store.Delete(ctx, ns, k)
+}
+
+func (s *downStore) Batch(ctx context.Context, ns string, ops []storage.Op) error {
+	if err := s.fail(); err != nil {
+		return err
+	}
+	return s.Store.Batch(ctx, ns, ops)
+}
+
+func (s *downStore) CompareAndSwap(ctx context.Context, req storage.CASRequest) (storage.CASResult, error) {
+	if err := s.fail(); err != nil {
+		return storage.CASResult{}, err
+	}
+	return s.Store.CompareAndSwap(ctx, req)
+}
+
+// TestPendingOutcome: an execution that ran while the storage would not take its trace
+// (down from the moment it started, or once its trace was created early) answers a
+// RecordPendingError with its outcome's status, keeps the outcome in the journal and counts
+// as running; the next start stores that outcome before the interrupted-executions sweep,
+// which then finds nothing. It used to answer the storage's 503 with Retry-After (run it
+// again) and leave the trace to be recorded "interrupted" at the next start.
+func TestPendingOutcome(t *testing.T) {
+	defer func(d time.Duration) { PendingRetry = d }(PendingRetry)
+	PendingRetry = time.Hour // the restart stores it, not the background retry
+	for _, tc := range []struct {
+		name   string
+		early  bool // the trace was created before the storage went down
+		status string
+	}{
+		{"short", false, "ok"},
+		{"long", true, "cancelled"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if !tc.early {
+				defer func(d time.Duration) { RecordStartAfter = d }(RecordStartAfter)
+				RecordStartAfter = time.Hour
+			}
+			ctx := context.Background()
+			st := &downStore{Store: memstore.New()}
+			e, s := echoEngineOn(t, st)
+			stopping, stop := context.WithCancel(ctx)
+			defer stop()
+			dir := filepath.Join(t.TempDir(), PendingDir)
+			e.Store, e.Node, e.JournalDir, e.Stopping = st, "a", dir, stopping
+			var err error
+			var id string
+			if tc.early {
+				var leave context.CancelFunc
+				var done <-chan error
+				id, leave, done = running(t, e, s, "tokens-wait:hello")
+				st.down.Store(true)
+				leave()
+				err = <-done
+			} else {
+				_, err = e.Execute(ctx, s.ID, Request{Runner: "echo", Input: "x"}, func(ev Event) {
+					if ev.Kind == EventStarted {
+						st.down.Store(true)
+					}
+				})
+			}
+			var pe *RecordPendingError
+			if !errors.As(err, &pe) || pe.Status != tc.status || !errors.Is(err, storage.ErrUnavailable) {
+				t.Fatalf("execution: %v, want a RecordPendingError with status %s", err, tc.status)
+			}
+			if id == "" {
+				id = pe.TraceID
+			}
+			if _, err := os.Stat(filepath.Join(dir, id+".json")); err != nil {
+				t.Fatalf("journal: %v", err)
+			}
+			if r, err := e.Running(ctx, id); err != nil || !r {
+				t.Fatalf("running %v, %v; want the pending outcome to count as running", r, err)
+			}
+			stop()
+
+			// The next start, the storage back.
+			st.down.Store(false)
+			next := &Engine{Sessions: e.Sessions, Traces: e.Traces, Rules: e.Rules, Stats: e.Stats, Logger: hclog.NewNullLogger(),
+				Store: st, Node: "a", JournalDir: dir}
+			if n, err := next.ReplayPending(ctx); err != nil || n != 1 {
+				t.Fatalf("ReplayPending: %d, %v; want 1 stored", n, err)
+			}
+			if n, err := next.FinishInterrupted(ctx); err != nil || n != 0 {
+				t.Fatalf("FinishInterrupted: %d, %v; want nothing left to call interrupted", n, err)
+			}
+			if ex := executed(t, next, id); ex["status"] != tc.status {
+				t.Fatalf("executed entry %v, want status %s", ex, tc.status)
+			}
+			if r, err := next.Running(ctx, id); err != nil || r {
+				t.Fatalf("running %v, %v after the outcome was stored", r, err)
+			}
+			if v, err := next.Traces.Verify(ctx, id); err != nil || !v.Valid {
+				t.Fatalf("verify: %+v %v", v, err)
+			}
+			if names, _ := filepath.Glob(filepath.Join(dir, "*")); len(names) != 0 {
+				t.Fatalf("journal left: %v", names)
+			}
+		})
+	}
+}
+
+// TestPendingOutcomeRetried: a pending outcome is stored by the background retry once the
+// storage takes writes again, without a restart.
+func TestPendingOutcomeRetried(t *testing.T) {
+	defer func(d time.Duration) { PendingRetry = d }(PendingRetry)
+	PendingRetry = 10 * time.Millisecond
+	ctx := context.Background()
+	st := &downStore{Store: memstore.New()}
+	e, s := echoEngineOn(t, st)
+	e.Store, e.Node, e.JournalDir = st, "a", t.TempDir()
+	_, err := e.Execute(ctx, s.ID, Request{Runner: "echo", Input: "x"}, func(ev Event) {
+		if ev.Kind == EventStarted {
+			st.down.Store(true)
+		}
+	})
+	var pe *RecordPendingError
+	if !errors.As(err, &pe) {
+		t.Fatalf("execution: %v, want a RecordPendingError", err)
+	}
+	st.down.Store(false)
+	for e.pending(pe.TraceID) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if ex := executed(t, e, pe.TraceID); ex["status"] != "ok" {
+		t.Fatalf("executed entry %v", ex)
+	}
+}
