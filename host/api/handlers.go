@@ -102,6 +102,11 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		writeProblem(w, r, http.StatusBadRequest, err.Error(), nil)
 	case errors.Is(err, session.ErrDeleted), errors.Is(err, trace.ErrFinal):
 		writeProblem(w, r, http.StatusConflict, err.Error(), nil)
+	case errors.Is(err, trace.ErrForeignKey):
+		// The chain is intact, but the host holds another key than the one that signed it
+		// (a lost or replaced key file): the trace's state, not the request or the
+		// server, is in the way, and the detail names both keys.
+		writeProblem(w, r, http.StatusConflict, err.Error(), nil)
 	case errors.Is(err, session.ErrBusy):
 		w.Header().Set("Retry-After", "1")
 		writeProblem(w, r, http.StatusTooManyRequests, err.Error(), nil)
