@@ -215,8 +215,11 @@ func (s *Store) WriteBundle(ctx context.Context, w io.Writer, scope BundleScope)
 
 	gz := gzip.NewWriter(w)
 	tw := tar.NewWriter(gz)
+	// tar keeps whole seconds and rounds to the nearest: truncated, a file's time is never
+	// after the bundle's (tar -x would warn of a time stamp in the future).
+	modTime := h.CreatedAt.Truncate(time.Second)
 	file := func(name string, size int64, parts ...io.Reader) error {
-		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: size, ModTime: h.CreatedAt, Typeflag: tar.TypeReg}); err != nil {
+		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: size, ModTime: modTime, Typeflag: tar.TypeReg}); err != nil {
 			return fmt.Errorf("write bundle: %w", err)
 		}
 		if _, err := io.Copy(tw, io.MultiReader(parts...)); err != nil {

@@ -11,6 +11,7 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/limitgraph/limit/sdk/governance"
 	"github.com/limitgraph/limit/sdk/storage"
@@ -474,5 +475,38 @@ func TestChangedEntryWithRecomputedHashesIsLocated(t *testing.T) {
 	want := fmt.Sprintf("records.jsonl:4: trace %s entry 1: this entry was changed", rec.ID)
 	if !strings.HasPrefix(err.Error(), want) {
 		t.Fatalf("error %q, want it to start %q", err, want)
+	}
+}
+
+// TestBundleFileTimesNotInFuture: the archive's files carry the bundle's time truncated to
+// the second (tar keeps whole seconds), never rounded up past it.
+func TestBundleFileTimesNotInFuture(t *testing.T) {
+	created := time.Date(2026, 3, 1, 12, 0, 7, 645_000_000, time.UTC)
+	s, err := New(memstore.New(), testKey, Options{TempDir: t.TempDir(), Now: func() time.Time { return created }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	session := NewID()
+	traceIn(t, s, session, `{}`, 1, false)
+	var buf bytes.Buffer
+	if _, err := s.WriteBundle(context.Background(), &buf, BundleScope{SessionID: session}); err != nil {
+		t.Fatal(err)
+	}
+	gz, err := gzip.NewReader(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := tar.NewReader(gz)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := created.Truncate(time.Second); !h.ModTime.Equal(want) {
+			t.Errorf("%s: time %v, want %v", h.Name, h.ModTime.UTC(), want)
+		}
 	}
 }
