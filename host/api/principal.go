@@ -50,6 +50,16 @@ func (p principal) String() string {
 	return p.user
 }
 
+// agent is the agent the host records for a provenance entry p appends without naming
+// one: "operator" for an operator (every request without api.token_file), "user:NAME" for a
+// user. It is not the host's "api", which marks what the host writes on a client's behalf.
+func (p principal) agent() string {
+	if p.user == "" {
+		return "operator"
+	}
+	return "user:" + p.user
+}
+
 type principalKey struct{}
 
 // withPrincipal returns r carrying p, for the handlers to read with principalOf.

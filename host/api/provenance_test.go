@@ -69,3 +69,49 @@ func TestForeignKeyIs409(t *testing.T) {
 		t.Errorf("verify: %d %s", code, body)
 	}
 }
+
+// TestClientAgents: an agent that reads as the host's (limitd in look-alike letters of
+// other scripts too) or as another principal is refused with 400; an entry appended
+// without an agent is recorded under the caller's principal ("operator" here, without
+// tokens), not under "api", the agent of the host's own entries.
+func TestClientAgents(t *testing.T) {
+	srv, traces, sessions := provenanceAPI(t, memstore.New())
+	sess, err := sessions.Create(context.Background(), session.CreateRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := traces.Create(context.Background(), sess.ID, trace.TraceCustom, nil, "api")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := "/v1/traces/" + rec.ID + "/provenance"
+	for _, agent := range []string{
+		"limitd", "LIMITD", "\uff4c\uff49\uff4d\uff49\uff54\uff44", "limitd.x",
+		"l\u0456mitd",       // Cyrillic і
+		"\u04cfimitd",       // Cyrillic palochka for l
+		"1imitd", "lirnitd", // digit one for l, rn for m
+		"l\u0456m\u0456td:runner",
+		"ӀIMITD", "LІMІTD", // capital palochka, capital Cyrillic І
+		"user:alice", "User:Alice", // another principal ("operator" is this caller)
+	} {
+		b, _ := json.Marshal(map[string]any{"kind": "review", "agent": agent})
+		if code, _, body := send(t, srv, "POST", path, string(b)); code != 400 {
+			t.Errorf("agent %q: %d %s, want 400", agent, code, body)
+		}
+		b, _ = json.Marshal(map[string]any{"session_id": sess.ID, "agent": agent})
+		if code, _, body := send(t, srv, "POST", "/v1/traces", string(b)); code != 400 {
+			t.Errorf("trace created by agent %q: %d %s, want 400", agent, code, body)
+		}
+	}
+	for _, agent := range []string{"limitdemo", "reviewer", "api", "lim-itd", "operator", "limited"} {
+		b, _ := json.Marshal(map[string]any{"kind": "review", "agent": agent})
+		if code, _, body := send(t, srv, "POST", path, string(b)); code != 201 {
+			t.Errorf("agent %q: %d %s, want 201", agent, code, body)
+		}
+	}
+	code, _, body := send(t, srv, "POST", path, `{"kind":"review"}`)
+	var e trace.Entry
+	if err := json.Unmarshal(body, &e); err != nil || code != 201 || e.Agent != "operator" {
+		t.Fatalf("entry without an agent: %d %s, want agent operator", code, body)
+	}
+}
