@@ -16,6 +16,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/mtibben/confusables"
 	"golang.org/x/text/unicode/norm"
 
 	"github.com/limitgraph/limit/host/execution"
@@ -109,6 +110,11 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, session.ErrInvalid), errors.Is(err, execution.ErrInvalid), errors.Is(err, trace.ErrInvalid):
 		writeProblem(w, r, http.StatusBadRequest, err.Error(), nil)
 	case errors.Is(err, session.ErrDeleted), errors.Is(err, trace.ErrFinal):
+		writeProblem(w, r, http.StatusConflict, err.Error(), nil)
+	case errors.Is(err, trace.ErrForeignKey):
+		// The chain is intact, but the host holds another key than the one that signed it
+		// (a lost or replaced key file): the trace's state, not the request or the
+		// server, is in the way, and the detail names both keys.
 		writeProblem(w, r, http.StatusConflict, err.Error(), nil)
 	case errors.Is(err, session.ErrBusy):
 		w.Header().Set("Retry-After", "1")
@@ -465,7 +471,7 @@ func (s *Server) createTrace(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, badRequest("data must be a JSON object"))
 		return
 	}
-	if err := checkClientAgent(req.Agent); err != nil {
+	if err := checkClientAgent(req.Agent, principalOf(r)); err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -510,21 +516,74 @@ var hostKinds = map[string]bool{
 	trace.KindExecuted: true, "blocked": true, "governance_error": true, "merge_refused": true,
 }
 
-// checkClientAgent refuses an agent a client names that an auditor would read as the host
-// itself: execution.Agent in any case or width (NFKC), with spaces or invisible characters
-// anywhere, or followed by a separator ("limitd.governance"). Only the host's own entries
-// carry that name.
-func checkClientAgent(agent string) error {
-	a := strings.Map(func(r rune) rune {
+// hostAgentSkeleton is the confusable skeleton (Unicode TS #39) of execution.Agent.
+var hostAgentSkeleton = confusables.Skeleton(execution.Agent)
+
+// foldAgent is what an agent reads as: NFKC, lower case, without spaces or invisible
+// characters.
+func foldAgent(agent string) string {
+	return strings.Map(func(r rune) rune {
 		if unicode.IsSpace(r) || unicode.Is(unicode.Cf, r) {
 			return -1
 		}
 		return unicode.ToLower(r)
 	}, norm.NFKC.String(agent))
-	if rest, ok := strings.CutPrefix(a, execution.Agent); ok {
-		if r, _ := utf8.DecodeRuneInString(rest); rest == "" || !unicode.IsLetter(r) && !unicode.IsDigit(r) {
-			return badRequest("agent %q names the host, whose own entries alone carry %q; choose another agent", agent, execution.Agent)
+}
+
+// readsAsHost reports whether agent (NFKC, without spaces or invisible characters) reads
+// as execution.Agent, alone or followed by a separator, when each character is read as
+// the confusable skeleton (Unicode TS #39) of itself, its lower or its upper case, lower-
+// cased: a capital I reads as i or l, Cyrillic "Ӏ" and "ӏ" as l, "і" as i, "1" as l, "m"
+// as "rn".
+func readsAsHost(agent string) bool {
+	var match func(rest string, want string) bool
+	match = func(rest, want string) bool {
+		if want == "" {
+			r, _ := utf8.DecodeRuneInString(rest)
+			return rest == "" || !unicode.IsLetter(r) && !unicode.IsDigit(r)
 		}
+		r, size := utf8.DecodeRuneInString(rest)
+		if rest == "" {
+			return false
+		}
+		readings := []string{
+			confusables.Skeleton(string(unicode.ToLower(r))),
+			strings.ToLower(confusables.Skeleton(string(r))),
+			strings.ToLower(confusables.Skeleton(string(unicode.ToUpper(r)))),
+		}
+		for i, reading := range readings {
+			if slices.Contains(readings[:i], reading) {
+				continue
+			}
+			if next, ok := strings.CutPrefix(want, reading); ok && match(rest[size:], next) {
+				return true
+			}
+		}
+		return false
+	}
+	return match(agent, hostAgentSkeleton)
+}
+
+// checkClientAgent refuses an agent a client names that an auditor would read as the host
+// itself: execution.Agent in any case or width (NFKC), with spaces or invisible characters
+// anywhere, spelled with look-alike letters of other scripts (its Unicode confusable
+// skeleton: Cyrillic "і", "1" for "l", "rn" for "m"), or followed by a separator
+// ("limitd.governance"). Only the host's own entries carry that name. It also refuses the
+// agent of another principal ("operator", "user:NAME"; see principal.agent), which the host
+// records for an entry that names none: p may name only its own.
+func checkClientAgent(agent string, p principal) error {
+	a := foldAgent(agent)
+	stripped := strings.Map(func(r rune) rune {
+		if unicode.IsSpace(r) || unicode.Is(unicode.Cf, r) {
+			return -1
+		}
+		return r
+	}, norm.NFKC.String(agent))
+	if readsAsHost(a) || readsAsHost(stripped) {
+		return badRequest("agent %q names the host, whose own entries alone carry %q; choose another agent", agent, execution.Agent)
+	}
+	if agent != "" && agent != p.agent() && (a == "operator" || strings.HasPrefix(a, "user:")) {
+		return badRequest("agent %q names a principal, as the host records an entry that names no agent; this token is recorded as %q: leave agent out, or choose another", agent, p.agent())
 	}
 	return nil
 }
@@ -549,12 +608,14 @@ func (s *Server) appendProvenance(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, badRequest("kind %q is written only by the host; choose another kind", req.Kind))
 		return
 	}
-	if err := checkClientAgent(req.Agent); err != nil {
+	if err := checkClientAgent(req.Agent, principalOf(r)); err != nil {
 		s.fail(w, r, err)
 		return
 	}
 	if req.Agent == "" {
-		req.Agent = "api"
+		// Not "api", the agent of the host's own entries on a client's behalf (a trace's
+		// "created" entry, a flag), so that an auditor tells the client's entries apart.
+		req.Agent = principalOf(r).agent()
 	}
 	if _, err := s.traceFor(r, r.PathValue("id"), false); err != nil {
 		s.fail(w, r, err)

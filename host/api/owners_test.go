@@ -317,8 +317,8 @@ func jsonFields(t reflect.Type) []string {
 
 // TestSharedRecord: a merged trace of alice's is every token holder's to read (get,
 // verify, export by id, listed in GET /v1/merged), but bob can neither append to, flag
-// nor merge it (404, as for an unknown trace). Once withdrawn from the shared record it is
-// alice's alone again.
+// nor merge it: 403, as it is visibly there (a trace he cannot see at all is 404, see
+// TestOwnerIsolation). Once withdrawn from the shared record it is alice's alone again.
 func TestSharedRecord(t *testing.T) {
 	f := newOwnersFixture(t)
 	id := f.newTrace(f.alice)
@@ -336,7 +336,7 @@ func TestSharedRecord(t *testing.T) {
 		{"POST", "/v1/governance/flag", `{"trace_id":"` + id + `","flag":"unsafe","severity":9,"reason":"r"}`},
 		{"POST", "/v1/traces/" + id + "/merge", ""},
 	} {
-		if code, body := f.call(tokBob, r.method, r.path, r.body); code != 404 || !strings.Contains(string(body), "trace not found: "+id) {
+		if code, body := f.call(tokBob, r.method, r.path, r.body); code != 403 || !strings.Contains(string(body), "only the trace's owner or an operator may append to, flag or merge it") {
 			t.Errorf("bob %s %s on alice's merged trace: %d %s", r.method, r.path, code, clipAnswer(body))
 		}
 	}

@@ -50,6 +50,16 @@ func (p principal) String() string {
 	return p.user
 }
 
+// agent is the agent the host records for a provenance entry p appends without naming
+// one: "operator" for an operator (every request without api.token_file), "user:NAME" for a
+// user. It is not the host's "api", which marks what the host writes on a client's behalf.
+func (p principal) agent() string {
+	if p.user == "" {
+		return "operator"
+	}
+	return "user:" + p.user
+}
+
 type principalKey struct{}
 
 // withPrincipal returns r carrying p, for the handlers to read with principalOf.
@@ -156,7 +166,8 @@ func (s *Server) activeSessionFor(r *http.Request, id string) (*session.Session,
 // traceFor returns the trace id names if the request's principal reaches it, else the
 // error of an id that names no trace. A principal reaches the traces of the sessions it
 // owns and, when shared (reading, not writing), every merged trace: the shared record is
-// every token holder's to read.
+// every token holder's to read. A merged trace that the principal may read but not write
+// (shared false: an append, a flag, a merge) is a 403, not a 404: it is visibly there.
 func (s *Server) traceFor(r *http.Request, id string, shared bool) (trace.Record, error) {
 	ctx := r.Context()
 	rec, err := s.opts.Traces.Get(ctx, id)
@@ -174,10 +185,13 @@ func (s *Server) traceFor(r *http.Request, id string, shared bool) (trace.Record
 	if err != nil {
 		return trace.Record{}, err
 	}
-	if !p.owns(sess.Owner) {
-		return trace.Record{}, trace.NotFound(id)
+	switch {
+	case p.owns(sess.Owner):
+		return rec, nil
+	case rec.Status == trace.StatusMerged && !p.anonymous:
+		return trace.Record{}, forbidden("trace %s is in the shared record, which every token may read, but only the trace's owner or an operator may append to, flag or merge it", id)
 	}
-	return rec, nil
+	return trace.Record{}, trace.NotFound(id)
 }
 
 // tracesFor checks, for the request's principal, every trace ids names, as traceFor

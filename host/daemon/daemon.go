@@ -223,6 +223,26 @@ func prepareBlock(ctx context.Context, cfg *config.Config, b *config.PluginBlock
 	return spec, diags
 }
 
+// keyMismatchDiags is the refusal to start of a host whose provenance key is not the one
+// its provenance in storage is signed with: every chain would fail to verify, and no trace
+// could be exported or extended.
+func keyMismatchDiags(keyPath string, created bool, e *trace.KeyMismatchError) hcl.Diagnostics {
+	var what string
+	switch {
+	case created:
+		what = fmt.Sprintf("The provenance key file %s is missing, so a new key (%s) would sign from now on, but storage holds provenance signed by key %s. Every stored chain would then fail to verify, and none could be exported or extended.", keyPath, e.Held, e.Signed)
+	case e.Unclaimed:
+		what = fmt.Sprintf("The provenance key file %s holds key %s, but storage holds provenance signed by key %s: the key file was replaced. Every stored chain would fail to verify, and none could be exported or extended.", keyPath, e.Held, e.Signed)
+	default:
+		what = fmt.Sprintf("The provenance key file %s holds key %s, but this host (node %s) signed the provenance in storage with key %s: the key file was replaced. Every stored chain would fail to verify, and none could be exported or extended.", keyPath, e.Held, e.Node, e.Signed)
+	}
+	how := fmt.Sprintf(" Restore the key file of fingerprint %s (the SHA-256 of its public half, as GET /v1/provenance/key showed it) from a backup to %s, mode 0600; or, to start over with a new key, move the old storage data aside (the traces in it stay verifiable only with the old key's public half).", e.Signed, keyPath)
+	if created {
+		how += " The new key was not kept."
+	}
+	return hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Provenance key does not match storage", Detail: what + how}}
+}
+
 // startDiags reports a supervised plugin's failed start at its block in the file: what it
 // said of its configuration (a path -validate could not check, such as a directory that
 // cannot be created) at the attributes it named, anything else at the block.
@@ -346,15 +366,36 @@ func Start(ctx context.Context, opts Options) (*Daemon, hcl.Diagnostics) {
 	}
 	d.Runners = plugins.NewRunners(specs.Runners, logger.Named("runner"))
 
-	key, err := trace.LoadOrCreateKey(dataDir)
+	key, created, err := trace.OpenKey(dataDir)
 	if err != nil {
 		d.stopPlugins(ctx)
 		return nil, fail("cannot load the host's signing key", err)
 	}
+	keyPath := filepath.Join(dataDir, trace.KeyFile)
 	d.Traces, err = trace.New(d.Store, key, trace.Options{TempDir: dataDir})
 	if err != nil {
 		d.stopPlugins(ctx)
 		return nil, fail("cannot open the trace store", err)
+	}
+	if err := d.Traces.ClaimKey(ctx, node, created); err != nil {
+		d.stopPlugins(ctx)
+		if created {
+			// Nothing is signed with it yet: without it, the next start checks again as a
+			// first one (and says the key file is missing, not that it holds another key).
+			if rerr := os.Remove(keyPath); rerr != nil {
+				logger.Warn("cannot remove the provenance key just created", "path", keyPath, "error", rerr)
+			}
+		}
+		var mismatch *trace.KeyMismatchError
+		if !errors.As(err, &mismatch) {
+			return nil, fail("cannot check the host's signing key against storage", err)
+		}
+		return nil, keyMismatchDiags(keyPath, created, mismatch)
+	}
+	if created {
+		logger.Warn("created a new provenance key", "path", keyPath, "fingerprint", key.Fingerprint())
+	} else {
+		logger.Info("provenance key loaded", "path", keyPath, "fingerprint", key.Fingerprint())
 	}
 	rules, err := governance.NewEvaluator(ctx, d.rules)
 	if err != nil {

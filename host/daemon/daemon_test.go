@@ -3,7 +3,9 @@ package daemon
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -15,8 +17,11 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/hcl/v2"
 
 	"github.com/limitgraph/limit/host/config"
+	"github.com/limitgraph/limit/host/session"
+	"github.com/limitgraph/limit/host/trace"
 	"github.com/limitgraph/limit/internal/syncbuf"
 	"github.com/limitgraph/limit/internal/testbin"
 )
@@ -382,5 +387,86 @@ func TestStartConfigErrorPointsAtFile(t *testing.T) {
 	if !diags.HasErrors() || diags[0].Subject == nil || diags[0].Subject.Filename != "test.hcl" || diags[0].Subject.Start.Line != 7 ||
 		!strings.HasPrefix(diags[0].Summary, `storage "file": `) {
 		t.Fatalf("diagnostics %v (subject %v), want one at test.hcl:7", diags, diags[0].Subject)
+	}
+}
+
+// TestProvenanceKeyMustMatchStorage: the start logs the provenance key's fingerprint (WARN
+// when it was just created); a start whose key file is missing (so a new key would be made)
+// or replaced, while storage holds provenance signed by the old key, is refused with an
+// error naming the file, both keys and what to do, and keeps no new key; the old key put
+// back, the host starts.
+func TestProvenanceKeyMustMatchStorage(t *testing.T) {
+	testbin.Plugin(t, "storage-bolt")
+	dir := t.TempDir()
+	keyPath := filepath.Join(dir, "provenance.ed25519")
+	cfg := parse(t, fmt.Sprintf("host {\n  listen = \"127.0.0.1:0\"\n  data_dir = %q\n}\nstorage \"bolt\" {}\n", dir))
+	start := func() (string, hcl.Diagnostics) {
+		t.Helper()
+		var logs syncbuf.Buffer
+		logger := hclog.New(&hclog.LoggerOptions{Output: &logs, Level: hclog.Info})
+		d, diags := Start(context.Background(), Options{Config: cfg, Version: "test", Logger: logger, DefaultPluginDir: testbin.PluginDir(t)})
+		if d != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if _, err := d.Traces.Create(ctx, session.NewID(), trace.TraceCustom, nil, "api"); err != nil {
+				t.Fatal(err)
+			}
+			d.Shutdown(ctx)
+		}
+		return logs.String(), diags
+	}
+	logs, diags := start()
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	key, err := trace.LoadOrCreateKey(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fp := key.Fingerprint()
+	if !strings.Contains(logs, "[WARN]  created a new provenance key: path="+keyPath+" fingerprint="+fp) {
+		t.Fatalf("first start logs:\n%s", logs)
+	}
+	if logs, diags = start(); diags.HasErrors() || !strings.Contains(logs, "[INFO]  provenance key loaded: path="+keyPath+" fingerprint="+fp) {
+		t.Fatalf("second start: %v, logs:\n%s", diags, logs)
+	}
+	seed, err := os.ReadFile(keyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The key file lost: the host would make a new key.
+	if err := os.Remove(keyPath); err != nil {
+		t.Fatal(err)
+	}
+	_, diags = start()
+	if !diags.HasErrors() {
+		t.Fatal("started with a new key over provenance signed by the lost one")
+	}
+	msg := diags.Error()
+	for _, want := range []string{"provenance key file " + keyPath + " is missing", "signed by key " + fp, "Restore the key file", "move the old storage data aside"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("refusal %q does not say %q", msg, want)
+		}
+	}
+	if _, err := os.Stat(keyPath); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the refused new key was kept: %v", err)
+	}
+
+	// The key file replaced by another key.
+	if err := os.WriteFile(keyPath, make([]byte, 32), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, diags = start()
+	if msg := diags.Error(); !diags.HasErrors() || !strings.Contains(msg, "was replaced") || !strings.Contains(msg, fp) {
+		t.Errorf("a replaced key file: %v", diags)
+	}
+
+	// Put back, the key is the host's again.
+	if err := os.WriteFile(keyPath, seed, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, diags = start(); diags.HasErrors() {
+		t.Fatalf("the restored key: %v", diags)
 	}
 }

@@ -396,7 +396,7 @@ func (s *Store) checkSigned(ctx context.Context, loc location, tip Record) error
 	}
 	c, err := parseCheckpoint(raw, s.key.PublicKey())
 	if err != nil {
-		return fmt.Errorf("%w: trace %s: checkpoint %d: %v", ErrCorrupt, loc.traceID, tip.Length, err)
+		return fmt.Errorf("%w: trace %s: checkpoint %d: %w", ErrCorrupt, loc.traceID, tip.Length, err)
 	}
 	if c.TraceID != loc.traceID || c.SessionID != loc.sessionID || c.Length != tip.Length || c.Head != tip.Head {
 		return fmt.Errorf("%w: trace %s: checkpoint %d signs trace %s, length %d, head %s, but the chain has head %s", ErrCorrupt, loc.traceID, tip.Length, c.TraceID, c.Length, c.Head, tip.Head)

@@ -215,8 +215,11 @@ func (s *Store) WriteBundle(ctx context.Context, w io.Writer, scope BundleScope)
 
 	gz := gzip.NewWriter(w)
 	tw := tar.NewWriter(gz)
+	// tar keeps whole seconds and rounds to the nearest: truncated, a file's time is never
+	// after the bundle's (tar -x would warn of a time stamp in the future).
+	modTime := h.CreatedAt.Truncate(time.Second)
 	file := func(name string, size int64, parts ...io.Reader) error {
-		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: size, ModTime: h.CreatedAt, Typeflag: tar.TypeReg}); err != nil {
+		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: size, ModTime: modTime, Typeflag: tar.TypeReg}); err != nil {
 			return fmt.Errorf("write bundle: %w", err)
 		}
 		if _, err := io.Copy(tw, io.MultiReader(parts...)); err != nil {
@@ -468,6 +471,11 @@ type bundleVerifier struct {
 	order       []*traceState
 	cur         *traceState
 	entries     int64
+	// recordsChanged is the error of a records file that does not match the digest in its
+	// signed header. It is reported after the checkpoints are read: they locate an entry
+	// that was changed (and the hashes after it recomputed) by the first head they sign
+	// that the chain no longer has.
+	recordsChanged error
 }
 
 // traceState is what the verifier knows about one trace of the bundle.
@@ -477,6 +485,8 @@ type traceState struct {
 	rec    Record
 	replay *replayer
 	hashes []string
+	// lines holds the line of each entry in records.jsonl.
+	lines []int
 	// Checkpoints seen: how many, the last length and its line.
 	ckpts    int64
 	ckptLen  int64
@@ -514,7 +524,10 @@ func (v *bundleVerifier) process(name string, r io.Reader) error {
 		v.recordsDone = true
 		return err
 	default:
-		return v.checkpoints(r)
+		if err := v.checkpoints(r); err != nil {
+			return err
+		}
+		return v.recordsChanged
 	}
 }
 
@@ -607,6 +620,7 @@ func (v *bundleVerifier) records(r io.Reader) error {
 				return fail(lr.n, t.rec.ID, index, "%v", err)
 			}
 			t.hashes = append(t.hashes, t.replay.rec.Head)
+			t.lines = append(t.lines, lr.n)
 			v.entries++
 		default:
 			return fail(lr.n, "", -1, "line of type %q with the wrong members", l.Type)
@@ -625,7 +639,7 @@ func (v *bundleVerifier) records(r io.Reader) error {
 	case len(h.Scope.TraceIDs) > 0 && len(v.order) != len(h.Scope.TraceIDs):
 		return fail(end, "", -1, "the bundle's scope names %d traces but the file holds %d", len(h.Scope.TraceIDs), len(v.order))
 	case hex.EncodeToString(digest.Sum(nil)) != h.RecordsSHA256:
-		return fail(0, "", -1, "the file does not match the SHA-256 in its signed header")
+		v.recordsChanged = fail(0, "", -1, "the file does not match the SHA-256 in its signed header")
 	}
 	return nil
 }
@@ -728,6 +742,22 @@ func (v *bundleVerifier) finishTrace() error {
 	return nil
 }
 
+// changedEntry reports, in a records file that does not match its digest, the entry that
+// checkpoint c (on line ckptLine) finds changed: its head is not the chain's, while the
+// trace's checkpoints before it matched. One of the entries from the first that those did
+// not cover to c's last was changed, and every hash after it recomputed; a checkpoint per
+// write makes that one entry, or the entries of one write.
+func (v *bundleVerifier) changedEntry(t *traceState, c Checkpoint, ckptLine int) error {
+	first, last := t.ckptLen, c.Length-1
+	which := "this entry was changed"
+	if last > first {
+		which = fmt.Sprintf("this entry or one after it up to entry %d was changed", last)
+	}
+	return &BundleError{File: BundleRecords, Line: t.lines[first], TraceID: t.rec.ID, Index: first, Reason: fmt.Sprintf(
+		"%s and the hashes after it recomputed: the file does not match the SHA-256 in its signed header, and the checkpoint on %s line %d signs head %s for entry %d, which now has hash %s",
+		which, BundleCheckpoints, ckptLine, c.Head, last, t.hashes[last])}
+}
+
 func (v *bundleVerifier) checkpoints(r io.Reader) error {
 	lr := &lineReader{file: BundleCheckpoints, r: bufio.NewReaderSize(r, 1<<16)}
 	fail := func(line int, traceID string, format string, args ...any) error {
@@ -771,6 +801,8 @@ func (v *bundleVerifier) checkpoints(r io.Reader) error {
 			return fail(lr.n, c.TraceID, "checkpoint names session %s, the trace is in session %s", c.SessionID, t.rec.SessionID)
 		case c.Length > int64(len(t.hashes)):
 			return fail(lr.n, c.TraceID, "checkpoint signs a chain of %d entries but the bundle holds %d: entries were removed", c.Length, len(t.hashes))
+		case c.Head != t.hashes[c.Length-1] && v.recordsChanged != nil:
+			return v.changedEntry(t, c, lr.n)
 		case c.Head != t.hashes[c.Length-1]:
 			return fail(lr.n, c.TraceID, "checkpoint signs head %s but entry %d has hash %s", c.Head, c.Length-1, t.hashes[c.Length-1])
 		}

@@ -7,9 +7,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/limitgraph/limit/sdk/governance"
 	"github.com/limitgraph/limit/sdk/storage"
@@ -422,4 +424,89 @@ func unzip(t *testing.T, b []byte) []byte {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// TestChangedEntryWithRecomputedHashesIsLocated: an entry's data changed, with every later
+// hash and prev_hash and the record's provenance_head recomputed, leaves records.jsonl
+// unlike the digest in its signed header; the verifier names the entry's line and trace,
+// found by the first signed checkpoint whose head the chain no longer has.
+func TestChangedEntryWithRecomputedHashesIsLocated(t *testing.T) {
+	s, files := tamperFixture(t)
+	ls := lines(files.data[BundleRecords])
+	var recLine bundleLine
+	if err := json.Unmarshal(ls[1], &recLine); err != nil {
+		t.Fatal(err)
+	}
+	rec, err := parseRecord(recLine.Trace)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Lines 3 to 3+Length-1 hold the first trace's entries; change entry 1 (line 4).
+	prev := ""
+	for i := int64(0); i < rec.Length; i++ {
+		var l bundleLine
+		if err := json.Unmarshal(ls[2+i], &l); err != nil {
+			t.Fatal(err)
+		}
+		e, _, err := parseEntry(l.Entry)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 1 {
+			e.Data = json.RawMessage(`{"exit_code":0,"stdout":"all tests passed\n"}`)
+		}
+		if i >= 1 {
+			e.PrevHash = prev
+			raw, err := sealEntry(&e)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ls[2+i] = append(mustCanonical(t, bundleLine{Type: "entry", Entry: raw}), '\n')
+		}
+		prev = e.Hash
+	}
+	rec.Head = prev
+	ls[1] = append(mustCanonical(t, bundleLine{Type: "trace", Trace: mustCanonical(t, rec)}), '\n')
+	_, err = VerifyBundle(bytes.NewReader(files.with(BundleRecords, bytes.Join(ls, nil)).pack(t)), VerifyOptions{TrustedKey: s.PublicKey()})
+	var be *BundleError
+	if !errors.As(err, &be) || be.File != BundleRecords || be.Line != 4 || be.TraceID != rec.ID || be.Index != 1 {
+		t.Fatalf("VerifyBundle = %v; want records.jsonl line 4, trace %s entry 1", err, rec.ID)
+	}
+	want := fmt.Sprintf("records.jsonl:4: trace %s entry 1: this entry was changed", rec.ID)
+	if !strings.HasPrefix(err.Error(), want) {
+		t.Fatalf("error %q, want it to start %q", err, want)
+	}
+}
+
+// TestBundleFileTimesNotInFuture: the archive's files carry the bundle's time truncated to
+// the second (tar keeps whole seconds), never rounded up past it.
+func TestBundleFileTimesNotInFuture(t *testing.T) {
+	created := time.Date(2026, 3, 1, 12, 0, 7, 645_000_000, time.UTC)
+	s, err := New(memstore.New(), testKey, Options{TempDir: t.TempDir(), Now: func() time.Time { return created }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	session := NewID()
+	traceIn(t, s, session, `{}`, 1, false)
+	var buf bytes.Buffer
+	if _, err := s.WriteBundle(context.Background(), &buf, BundleScope{SessionID: session}); err != nil {
+		t.Fatal(err)
+	}
+	gz, err := gzip.NewReader(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := tar.NewReader(gz)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := created.Truncate(time.Second); !h.ModTime.Equal(want) {
+			t.Errorf("%s: time %v, want %v", h.Name, h.ModTime.UTC(), want)
+		}
+	}
 }

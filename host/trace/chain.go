@@ -528,6 +528,15 @@ func parseRecord(raw []byte) (Record, error) {
 	return r, nil
 }
 
+// foreignKeyError is a checkpoint signed by another key than the host's; it is ErrForeignKey.
+type foreignKeyError struct{ signed, host string }
+
+func (e foreignKeyError) Error() string {
+	return fmt.Sprintf("checkpoint is signed by key %s, not by the host key %s", e.signed, e.host)
+}
+
+func (e foreignKeyError) Is(target error) bool { return target == ErrForeignKey }
+
 // parseCheckpoint decodes a checkpoint and checks its signature with pub.
 func parseCheckpoint(raw []byte, pub ed25519.PublicKey) (Checkpoint, error) {
 	var c Checkpoint
@@ -535,7 +544,7 @@ func parseCheckpoint(raw []byte, pub ed25519.PublicKey) (Checkpoint, error) {
 		return Checkpoint{}, fmt.Errorf("malformed checkpoint: %w", err)
 	}
 	if fp := Fingerprint(pub); c.Key != fp {
-		return Checkpoint{}, fmt.Errorf("checkpoint is signed by key %s, not by the host key %s", c.Key, fp)
+		return Checkpoint{}, foreignKeyError{signed: c.Key, host: fp}
 	}
 	sig, err := hex.DecodeString(c.Signature)
 	if err != nil || len(sig) != ed25519.SignatureSize {

@@ -2,11 +2,13 @@ package trace
 
 import (
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -16,6 +18,7 @@ import (
 	"path/filepath"
 
 	"github.com/limitgraph/limit/internal/fsutil"
+	"github.com/limitgraph/limit/sdk/storage"
 )
 
 // KeyFile is the name of the host's signing key inside its data directory. The file holds the
@@ -120,21 +123,29 @@ func ParsePublicKeyFile(b []byte) (ed25519.PublicKey, error) {
 // processes starting at once end up with one key. It refuses a key file that others may read
 // or write, or that is not exactly 32 bytes, with an error saying how to fix it.
 func LoadOrCreateKey(dataDir string) (*Key, error) {
+	k, _, err := OpenKey(dataDir)
+	return k, err
+}
+
+// OpenKey is LoadOrCreateKey, and also reports whether the key was just created (there
+// was no key file): a host then checks that storage holds nothing signed by a key it lost
+// (see Store.ClaimKey).
+func OpenKey(dataDir string) (k *Key, created bool, err error) {
 	if dataDir == "" {
-		return nil, errors.New("load signing key: no data directory given")
+		return nil, false, errors.New("load signing key: no data directory given")
 	}
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("create data directory for the signing key: %w", err)
+		return nil, false, fmt.Errorf("create data directory for the signing key: %w", err)
 	}
 	path := filepath.Join(dataDir, KeyFile)
-	k, err := loadKey(path)
+	k, err = loadKey(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		if err := createKey(path); err != nil {
-			return nil, err
+		if created, err = createKey(path); err != nil {
+			return nil, false, err
 		}
 		k, err = loadKey(path)
 	}
-	return k, err
+	return k, created, err
 }
 
 // loadKey reads and checks the key file at path.
@@ -167,15 +178,125 @@ func loadKey(path string) (*Key, error) {
 	return NewKey(seed)
 }
 
-// createKey writes a new key to path whole; if another process created path first, its
-// key wins.
-func createKey(path string) error {
+// createKey writes a new key to path whole, and reports whether it did: if another process
+// created path first, its key wins.
+func createKey(path string) (bool, error) {
 	k, err := GenerateKey()
 	if err != nil {
-		return err
+		return false, err
 	}
-	if err := fsutil.CreateSynced(path, k.priv.Seed(), 0o600); err != nil && !errors.Is(err, fs.ErrExist) {
-		return fmt.Errorf("create signing key: %w", err)
+	err = fsutil.CreateSynced(path, k.priv.Seed(), 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("create signing key: %w", err)
+	}
+	return true, nil
+}
+
+// keyClaimPrefix is the prefix, in IndexNamespace, of the records that name the key each
+// host (by its node id) signs this tenant's checkpoints with: "provenance-key/<node>" →
+// the key's fingerprint.
+const keyClaimPrefix = "provenance-key/"
+
+// KeyMismatchError is ClaimKey's refusal: storage says that the host signed its provenance
+// with another key than the one it holds now.
+type KeyMismatchError struct {
+	// Node is the host's node id.
+	Node string
+	// Signed is the fingerprint of the key the host's provenance in storage is signed with;
+	// Held the fingerprint of the key the host holds now.
+	Signed, Held string
+	// Unclaimed tells that Signed was read off a stored checkpoint written before hosts
+	// recorded their key, rather than from the host's own record of its key.
+	Unclaimed bool
+}
+
+func (e *KeyMismatchError) Error() string {
+	if e.Unclaimed {
+		return fmt.Sprintf("storage holds traces signed by key %s, but the host's key is %s", e.Signed, e.Held)
+	}
+	return fmt.Sprintf("storage records that host %s signs with key %s, but the host's key is %s", e.Node, e.Signed, e.Held)
+}
+
+// ClaimKey checks, at a host's start, that the store's key is the one the host node signed
+// its provenance with so far, so that a lost or replaced key file is noticed before it
+// makes every stored chain unverifiable. The first start of a node records the key's
+// fingerprint in storage (IndexNamespace, "provenance-key/<node>"); every later one compares
+// it and refuses another key with a *KeyMismatchError. Hosts that share a storage backend
+// each record their own key.
+//
+// A node with no record yet is a new host, or one that ran before hosts recorded their key.
+// When its key is new (created: the key file was just made) and storage holds traces but no
+// host has recorded a key, those traces were signed by the lost key of a host that ran
+// before: ClaimKey refuses too, naming the key of a stored checkpoint. A new host that joins
+// hosts which recorded their keys cannot tell a lost key of its own from theirs, and starts.
+func (s *Store) ClaimKey(ctx context.Context, node string, created bool) error {
+	if node == "" {
+		return errors.New("claim the signing key: no node id given")
+	}
+	ns := IndexNamespace(s.tenant)
+	key := []byte(keyClaimPrefix + node)
+	fp := []byte(s.key.Fingerprint())
+	stored, ok, err := s.st.Get(ctx, ns, key)
+	if err != nil {
+		return fmt.Errorf("read the host's key record: %w", err)
+	}
+	if ok {
+		if !bytes.Equal(stored, fp) {
+			return &KeyMismatchError{Node: node, Signed: string(stored), Held: string(fp)}
+		}
+		return nil
+	}
+	if created {
+		signed, err := s.unclaimedSigner(ctx, ns)
+		if err != nil {
+			return err
+		}
+		if signed != "" && signed != string(fp) {
+			return &KeyMismatchError{Node: node, Signed: signed, Held: string(fp), Unclaimed: true}
+		}
+	}
+	res, err := s.st.CompareAndSwap(ctx, storage.CASRequest{Namespace: ns, Key: key, Value: fp})
+	if err != nil {
+		return fmt.Errorf("record the host's key: %w", err)
+	}
+	if !res.Swapped && !bytes.Equal(res.Current, fp) {
+		return &KeyMismatchError{Node: node, Signed: string(res.Current), Held: string(fp)}
 	}
 	return nil
+}
+
+// unclaimedSigner returns the key of a stored checkpoint when storage holds traces but no
+// host has recorded its key (data written before hosts did), else "".
+func (s *Store) unclaimedSigner(ctx context.Context, ns string) (string, error) {
+	claims, err := s.st.Scan(ctx, storage.ScanRequest{Namespace: ns, Prefix: []byte(keyClaimPrefix), Limit: 1, KeysOnly: true})
+	if err != nil {
+		return "", fmt.Errorf("read the hosts' key records: %w", err)
+	}
+	if len(claims.Items) > 0 {
+		return "", nil
+	}
+	traces, err := s.st.Scan(ctx, storage.ScanRequest{Namespace: ns, Prefix: recordPrefix, Limit: 1})
+	if err != nil {
+		return "", fmt.Errorf("look for stored traces: %w", err)
+	}
+	if len(traces.Items) == 0 {
+		return "", nil
+	}
+	kv := traces.Items[0]
+	loc := s.sessionLocation(string(kv.Key[len(recordPrefix):]), string(kv.Value))
+	ckpts, err := s.st.Scan(ctx, storage.ScanRequest{Namespace: loc.ns, Prefix: ckptPrefix(loc.traceID), Limit: 1})
+	if err != nil {
+		return "", fmt.Errorf("read a checkpoint of trace %s: %w", loc.traceID, err)
+	}
+	if len(ckpts.Items) == 0 {
+		return "", nil
+	}
+	var c Checkpoint
+	if err := json.Unmarshal(ckpts.Items[0].Value, &c); err != nil || c.Key == "" {
+		return "", nil // a damaged checkpoint: Verify reports it
+	}
+	return c.Key, nil
 }

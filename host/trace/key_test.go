@@ -1,17 +1,23 @@
 package trace
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/limitgraph/limit/sdk/storage"
+	"github.com/limitgraph/limit/sdk/storage/memstore"
 )
 
 func TestLoadOrCreateKey(t *testing.T) {
@@ -188,5 +194,118 @@ func TestParsePublicKeyFile(t *testing.T) {
 	// The strict parser still refuses what the lenient one forgives.
 	if _, err := ParsePublicKey([]byte(b + "\n")); err == nil {
 		t.Error("ParsePublicKey accepted a trailing blank line")
+	}
+}
+
+// TestOpenKeyReportsCreation: OpenKey tells a key it just created from one it loaded.
+func TestOpenKeyReportsCreation(t *testing.T) {
+	dir := t.TempDir()
+	k1, created, err := OpenKey(dir)
+	if err != nil || !created {
+		t.Fatalf("first OpenKey: created=%v, %v; want a new key", created, err)
+	}
+	k2, created, err := OpenKey(dir)
+	if err != nil || created || k2.Fingerprint() != k1.Fingerprint() {
+		t.Fatalf("second OpenKey: created=%v, %v; want the same key, loaded", created, err)
+	}
+}
+
+// TestClaimKey: a host's first start records its key; a later start with another key (the
+// key file lost and made anew, or replaced) is refused naming both keys, and so is a new key
+// over traces written before hosts recorded their key. Hosts sharing a storage each record
+// their own key.
+func TestClaimKey(t *testing.T) {
+	ctx := context.Background()
+	other, err := GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	storeWith := func(t *testing.T, st storage.Storage, k *Key) *Store {
+		t.Helper()
+		s, err := New(st, k, Options{TempDir: t.TempDir()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	mismatch := func(t *testing.T, err error, unclaimed bool) {
+		t.Helper()
+		var e *KeyMismatchError
+		if !errors.As(err, &e) || e.Signed != testKey.Fingerprint() || e.Held != other.Fingerprint() || e.Unclaimed != unclaimed {
+			t.Fatalf("ClaimKey = %v; want a mismatch of signed key %s and held key %s (unclaimed %v)", err, testKey.Fingerprint(), other.Fingerprint(), unclaimed)
+		}
+		for _, fp := range []string{e.Signed, e.Held} {
+			if !strings.Contains(err.Error(), fp) {
+				t.Fatalf("error %q does not name key %s", err, fp)
+			}
+		}
+	}
+
+	t.Run("recorded key", func(t *testing.T) {
+		st := memstore.New()
+		if err := storeWith(t, st, testKey).ClaimKey(ctx, "node-a", true); err != nil {
+			t.Fatal(err)
+		}
+		if err := storeWith(t, st, testKey).ClaimKey(ctx, "node-a", false); err != nil {
+			t.Fatalf("the same key again: %v", err)
+		}
+		for _, created := range []bool{true, false} {
+			mismatch(t, storeWith(t, st, other).ClaimKey(ctx, "node-a", created), false)
+		}
+		// Another host on the same storage has its own key.
+		if err := storeWith(t, st, other).ClaimKey(ctx, "node-b", true); err != nil {
+			t.Fatalf("a second host: %v", err)
+		}
+	})
+	t.Run("traces from before key records", func(t *testing.T) {
+		st := memstore.New()
+		if _, err := storeWith(t, st, testKey).Create(ctx, "01J0000000000000000000000S", TraceCustom, nil, "api"); err != nil {
+			t.Fatal(err)
+		}
+		mismatch(t, storeWith(t, st, other).ClaimKey(ctx, "node-a", true), true)
+		// A key file that was there is taken as the host's (it signed those traces, as
+		// far as the host can tell), and recorded.
+		if err := storeWith(t, st, testKey).ClaimKey(ctx, "node-a", false); err != nil {
+			t.Fatal(err)
+		}
+		if err := storeWith(t, st, testKey).ClaimKey(ctx, "node-a", false); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("empty storage", func(t *testing.T) {
+		if err := storeWith(t, memstore.New(), other).ClaimKey(ctx, "node-a", true); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// TestForeignKeyIsErrForeignKey: a chain signed by another key than the store's is refused
+// for an append and an export with an error that is both ErrCorrupt and ErrForeignKey (the
+// API answers it 409), and Verify says which keys.
+func TestForeignKeyIsErrForeignKey(t *testing.T) {
+	ctx := context.Background()
+	st := memstore.New()
+	rec, err := newStore(t, st).Create(ctx, "01J0000000000000000000000S", TraceCustom, nil, "api")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(st, other, Options{TempDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, appendErr := s.Append(ctx, rec.ID, Entry{Kind: "note", Agent: "a"})
+	_, exportErr := s.WriteBundle(ctx, io.Discard, BundleScope{TraceIDs: []string{rec.ID}})
+	for name, err := range map[string]error{"append": appendErr, "export": exportErr} {
+		if !errors.Is(err, ErrForeignKey) || !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "signed by key "+testKey.Fingerprint()) {
+			t.Errorf("%s: %v; want ErrForeignKey and ErrCorrupt naming the key", name, err)
+		}
+	}
+	v, err := s.Verify(ctx, rec.ID)
+	if err != nil || v.Valid || !strings.Contains(v.Error, "not by the host key "+other.Fingerprint()) {
+		t.Fatalf("Verify = %+v, %v", v, err)
 	}
 }

@@ -562,7 +562,7 @@ func (s *Store) snapshot(ctx context.Context, loc location) (snapshot, error) {
 	if in.problem != nil {
 		// Entries no checkpoint covers are a problem too: the host never signs a chain it
 		// did not write (see inspect).
-		return snapshot{}, fmt.Errorf("%w: trace %s: %v", ErrCorrupt, loc.traceID, in.problem)
+		return snapshot{}, fmt.Errorf("%w: trace %s: %w", ErrCorrupt, loc.traceID, in.problem)
 	}
 	return snapshot{rec: in.rec, entries: in.entries, ckpts: in.ckpts}, nil
 }

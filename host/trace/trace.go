@@ -7,12 +7,14 @@
 // Everything lives in a storage.Storage (any backend), under a tenant:
 //
 //	IndexNamespace(tenant)                trace/<traceID>            → session id (plain bytes)
+//	                                      provenance-key/<node>      → fingerprint of the key
+//	                                                                   host <node> signs with
 //	SessionNamespace(tenant, sessionID)   trace/<traceID>            → Record (canonical JSON)
 //	                                      prov/<traceID>/<%020d i>   → Entry i (canonical JSON)
 //	                                      ckpt/<traceID>/<%020d n>   → Checkpoint of length n
 //	MergedNamespace(tenant)               the same three kinds of keys, copied by CopyToMerged
 //
-// The key prefixes trace/, prov/ and ckpt/ belong to this package in those namespaces; other
+// The key prefixes trace/, prov/, ckpt/ and provenance-key/ belong to this package in those namespaces; other
 // packages may keep their own keys there under other prefixes.
 //
 // # Hash chain
@@ -174,6 +176,10 @@ var (
 	// ErrNotMerged: an update asked to be made only while the trace is merged
 	// (Update.OnlyIfMerged), and it no longer is.
 	ErrNotMerged = errors.New("trace is not merged")
+	// ErrForeignKey: a checkpoint is signed by another key than the host's, which holds
+	// another key file than the one that signed the chain (see Store.ClaimKey). It comes
+	// wrapped together with ErrCorrupt.
+	ErrForeignKey = errors.New("signed by another key than the host's")
 )
 
 // Record is a trace as stored and as the API shows it.
