@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"runtime"
 	"time"
 
 	"gonum.org/v1/gonum/mat"
@@ -35,6 +36,31 @@ func (s *Server) rdContext(r *http.Request) (context.Context, context.CancelFunc
 	ctx, cancel := context.WithTimeout(r.Context(), s.opts.RD.Timeout)
 	stop := context.AfterFunc(s.stopping, cancel)
 	return ctx, func() { stop(); cancel() }
+}
+
+// rdSlots bounds the RD computations that run at once: one per CPU the process may use
+// (GOMAXPROCS when the package was loaded). An RD computation is CPU-bound from start to
+// end, so more of them than CPUs only slows every one (and the rest of the host) down.
+// It is the process's, not a Server's, as the CPUs are; the rd config block has no
+// setting for it.
+var rdSlots = make(chan struct{}, runtime.GOMAXPROCS(0))
+
+// rdStart bounds an RD computation (rdContext) and waits for a slot of rdSlots. A
+// request still waiting when its context ends (rd.timeout, its client leaving, the host
+// stopping) is answered 503 with Retry-After, and ok is false. Otherwise the caller runs
+// the computation with ctx and calls done at its end.
+func (s *Server) rdStart(w http.ResponseWriter, r *http.Request) (ctx context.Context, done func(), ok bool) {
+	ctx, cancel := s.rdContext(r)
+	select {
+	case rdSlots <- struct{}{}:
+		return ctx, func() { <-rdSlots; cancel() }, true
+	case <-ctx.Done():
+		cancel()
+		w.Header().Set("Retry-After", "1")
+		writeProblem(w, r, http.StatusServiceUnavailable, fmt.Sprintf(
+			"all %d RD computation slots stayed busy for rd.timeout (%s): try again later", cap(rdSlots), s.opts.RD.Timeout), nil)
+		return nil, nil, false
+	}
 }
 
 // rdError maps the RD core's errors: bad input is 400 (422 would also do; 400 is what the
@@ -219,8 +245,11 @@ func (s *Server) rdFGW(w http.ResponseWriter, r *http.Request) {
 		q = uniform(len(req.C2))
 	}
 	cfg := s.fgwConfig(req.Method, req.Alpha, req.Epsilon, req.MaxIter, req.Tol)
-	ctx, cancel := s.rdContext(r)
-	defer cancel()
+	ctx, done, ok := s.rdStart(w, r)
+	if !ok {
+		return
+	}
+	defer done()
 	opts := []rd.FGWOption{rd.WithContext(ctx)}
 	if req.ReturnPlan {
 		opts = append(opts, rd.WithPlan())
@@ -457,8 +486,11 @@ func (s *Server) rdCurve(w http.ResponseWriter, r *http.Request) {
 		s.rdFail(w, r, err)
 		return
 	}
-	ctx, cancel := s.rdContext(r)
-	defer cancel()
+	ctx, done, ok := s.rdStart(w, r)
+	if !ok {
+		return
+	}
+	defer done()
 	c, err := rd.BlahutArimotoContext(ctx, req.P, d, req.BAConfig)
 	if err != nil {
 		s.rdFail(w, r, err)
@@ -592,8 +624,11 @@ func (s *Server) rdSessionFGW(w http.ResponseWriter, r *http.Request) {
 		s.rdFail(w, r, err)
 		return
 	}
-	rctx, cancel := s.rdContext(r)
-	defer cancel()
+	rctx, done, ok := s.rdStart(w, r)
+	if !ok {
+		return
+	}
+	defer done()
 	res, err := rd.FGW(graphs[0].structure(), graphs[1].structure(), m, uniform(len(graphs[0].kinds)), uniform(len(graphs[1].kinds)), cfg, rd.WithContext(rctx))
 	if err != nil {
 		s.rdFail(w, r, err)

@@ -254,3 +254,32 @@ func rdSession(t *testing.T, s *Server, before func(id string), distortions ...s
 	}
 	return id
 }
+
+// TestRDConcurrencyLimit: RD computations run at most cap(rdSlots) at once; a request
+// that finds every slot busy until its rd.timeout is answered 503 with Retry-After, and
+// runs once a slot is free.
+func TestRDConcurrencyLimit(t *testing.T) {
+	saved := rdSlots
+	rdSlots = make(chan struct{}, 1)
+	t.Cleanup(func() { rdSlots = saved })
+	s := rdServer(t, config.RD{Alpha: 0.5, Timeout: 50 * time.Millisecond})
+	body := fmt.Sprintf(`{"c1": %s, "c2": %s, "m": [[0,0,0],[0,0,0],[0,0,0]]}`, ring(3), ring(3))
+	rdSlots <- struct{}{} // a computation in flight
+	for _, x := range []struct{ method, path, body string }{
+		{"POST", "/v1/rd/fgw", body},
+		{"POST", "/v1/rd/curve", `{"p": [0.5, 0.5], "distortion": [[0, 1], [1, 0]]}`},
+	} {
+		rec := httptest.NewRecorder()
+		s.ServeHTTP(rec, httptest.NewRequest(x.method, x.path, strings.NewReader(x.body)))
+		if rec.Code != 503 || rec.Header().Get("Retry-After") != "1" || !strings.Contains(rec.Body.String(), "slots stayed busy") {
+			t.Fatalf("%s, every slot busy: %d %q %s", x.path, rec.Code, rec.Header().Get("Retry-After"), rec.Body)
+		}
+	}
+	<-rdSlots
+	if code, out := post(t, s, "/v1/rd/fgw", body); code != 200 {
+		t.Fatalf("a slot free: %d %v", code, out)
+	}
+	if len(rdSlots) != 0 {
+		t.Errorf("the slot was not given back: %d taken", len(rdSlots))
+	}
+}

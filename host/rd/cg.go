@@ -74,7 +74,7 @@ func (ws *Workspace) conditionalGradient(pr *problem, cfg FGWConfig, g0 *mat.Den
 		it++
 		old := v
 		ws.gradient(pr, false)
-		if err := ws.tr.Solve(pr.p, pr.q, ws.mi); err != nil {
+		if err := ws.tr.SolveContext(pr.ctx, pr.p, pr.q, ws.mi); err != nil {
 			return FGWResult{}, errf("linear step %d: %w", it, err)
 		}
 		ws.vtx = ws.tr.AppendPlan(ws.vtx[:0])

@@ -148,8 +148,9 @@ func WithPlan() FGWOption { return func(o *fgwOptions) { o.plan = true } }
 // marginals p and q (within 1e-8, as POT checks).
 func WithInitialPlan(g0 *mat.Dense) FGWOption { return func(o *fgwOptions) { o.g0 = g0 } }
 
-// WithContext stops the solver, with ctx's error, once ctx is done (checked at each outer
-// iteration).
+// WithContext stops the solver, with ctx's error, once ctx is done: checked at each outer
+// iteration, at each Sinkhorn pass of the entropic method and every few pivots of cg's
+// linear steps, so that no stretch of work between two checks is long.
 func WithContext(ctx context.Context) FGWOption { return func(o *fgwOptions) { o.ctx = ctx } }
 
 // WithWorkspace runs the solver in ws, so repeated calls reuse its memory.
@@ -374,6 +375,9 @@ type Workspace struct {
 	colID             []int32
 	cols              []int32
 	tr                Transport
+	// sinkhornPasses counts the Sinkhorn passes of the last entropic call (what a
+	// cancelled call reached, for its tests).
+	sinkhornPasses int
 }
 
 // NewWorkspace returns an empty workspace; buffers grow on first use.

@@ -317,6 +317,67 @@ func TestFGWStopsWithItsContext(t *testing.T) {
 	}
 }
 
+// pollCtx is a context that is done from its (left+1)th Err call on: it stops a solver
+// at a chosen check, whatever the machine's speed.
+type pollCtx struct {
+	context.Context
+	left int
+	done chan struct{}
+}
+
+func newPollCtx(left int) *pollCtx {
+	return &pollCtx{Context: context.Background(), left: left, done: make(chan struct{})}
+}
+
+func (c *pollCtx) Done() <-chan struct{} { return c.done }
+
+func (c *pollCtx) Err() error {
+	if c.left > 0 {
+		c.left--
+		return nil
+	}
+	select {
+	case <-c.done:
+	default:
+		close(c.done)
+	}
+	return context.Canceled
+}
+
+// TestFGWStopsInsideSinkhorn: a context done during a Sinkhorn projection stops it at
+// its next pass, not after the up to 1000 passes of the projection (at n = 1600 and a
+// small epsilon, a minute past rd.timeout).
+func TestFGWStopsInsideSinkhorn(t *testing.T) {
+	r := rand.New(rand.NewPCG(23, 24))
+	c1, f1 := randomGraph(r, 30, 3)
+	c2, f2 := randomGraph(r, 30, 3)
+	m, err := FeatureCost(f1, f2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultFGWConfig(MethodEntropic)
+	cfg.Epsilon = 1e-4 // far below the costs: the log domain, slow to reach its marginals
+	// One projection, run to its end.
+	cfg.MaxIter = 1
+	ws := NewWorkspace()
+	if _, err := FGW(c1, c2, m, uniform(30), uniform(30), cfg, WithWorkspace(ws)); err != nil {
+		t.Fatal(err)
+	}
+	full := ws.sinkhornPasses
+	if full < 10 {
+		t.Fatalf("a full projection took %d passes: the problem is too easy to tell", full)
+	}
+	// Done at the second check, the first pass of the first projection.
+	cfg.MaxIter = 1000
+	_, err = FGW(c1, c2, m, uniform(30), uniform(30), cfg, WithWorkspace(ws), WithContext(newPollCtx(2)))
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled: %v", err)
+	}
+	if ws.sinkhornPasses >= full {
+		t.Errorf("cancelled during the first projection, it ran %d passes; a whole projection is %d", ws.sinkhornPasses, full)
+	}
+}
+
 // TestFGWInitialPlanAndWorkspace: starting from p·qᵀ given explicitly gives the same
 // result as the default start, and a reused workspace gives the same results again.
 func TestFGWInitialPlanAndWorkspace(t *testing.T) {
