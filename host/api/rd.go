@@ -250,7 +250,8 @@ func (s *Server) rdFGW(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer done()
-	opts := []rd.FGWOption{rd.WithContext(ctx)}
+	// From several starts: from POT's p·qᵀ alone a graph is not always at 0 from itself.
+	opts := []rd.FGWOption{rd.WithContext(ctx), rd.WithStarts()}
 	if req.ReturnPlan {
 		opts = append(opts, rd.WithPlan())
 	}
@@ -629,7 +630,7 @@ func (s *Server) rdSessionFGW(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer done()
-	res, err := rd.FGW(graphs[0].structure(), graphs[1].structure(), m, uniform(len(graphs[0].kinds)), uniform(len(graphs[1].kinds)), cfg, rd.WithContext(rctx))
+	res, err := rd.FGW(graphs[0].structure(), graphs[1].structure(), m, uniform(len(graphs[0].kinds)), uniform(len(graphs[1].kinds)), cfg, rd.WithContext(rctx), rd.WithStarts())
 	if err != nil {
 		s.rdFail(w, r, err)
 		return

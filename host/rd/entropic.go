@@ -3,8 +3,6 @@ package rd
 import (
 	"context"
 	"math"
-
-	"gonum.org/v1/gonum/mat"
 )
 
 // Inner Sinkhorn settings of the entropic solver: ot.sinkhorn's defaults
@@ -33,7 +31,7 @@ const (
 // the same Sinkhorn iterations run on log-potentials (f = ε·log u, g = ε·log v), which
 // are the same iterates in exact arithmetic; the kernel is always built from tens minus
 // its minimum, which changes neither the iterates' plan nor the stopping test.
-func (ws *Workspace) entropic(pr *problem, cfg FGWConfig, g0 *mat.Dense) (FGWResult, error) {
+func (ws *Workspace) entropic(pr *problem, cfg FGWConfig, g0 []float64) (FGWResult, error) {
 	n, m := pr.n, pr.m
 	nm := n * m
 	ws.g = grow(ws.g, nm)
@@ -51,10 +49,9 @@ func (ws *Workspace) entropic(pr *problem, cfg FGWConfig, g0 *mat.Dense) (FGWRes
 			}
 		}
 	} else {
-		copy(ws.g, denseData(g0))
+		copy(ws.g, g0)
 	}
 	eps := cfg.Epsilon
-	ws.sinkhornPasses = 0
 	errNorm := 1.0
 	cpt := 0
 	innerOK := true
