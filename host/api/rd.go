@@ -121,14 +121,19 @@ type fgwRequest struct {
 	ReturnPlan bool        `json:"return_plan,omitempty"`
 }
 
-// openAPIExtra: an FGW request needs m, or features_a and features_b, not both.
+// openAPIExtra: an FGW request needs m, or features_a and features_b, not both; its
+// matrices are bounded by MaxGraphNodes.
 func (*fgwRequest) openAPIExtra() map[string]any {
-	return map[string]any{"oneOf": []any{
-		map[string]any{"required": []string{"m"}, "not": map[string]any{"anyOf": []any{
-			map[string]any{"required": []string{"features_a"}}, map[string]any{"required": []string{"features_b"}},
-		}}},
-		map[string]any{"required": []string{"features_a", "features_b"}, "not": map[string]any{"required": []string{"m"}}},
-	}}
+	return map[string]any{
+		"description": fmt.Sprintf("c1 and c2 are at most %d×%d; m, features_a and features_b have at most %d rows and %d columns. "+
+			"A larger matrix is a 400 naming it.", MaxGraphNodes, MaxGraphNodes, MaxGraphNodes, MaxGraphNodes),
+		"oneOf": []any{
+			map[string]any{"required": []string{"m"}, "not": map[string]any{"anyOf": []any{
+				map[string]any{"required": []string{"features_a"}}, map[string]any{"required": []string{"features_b"}},
+			}}},
+			map[string]any{"required": []string{"features_a", "features_b"}, "not": map[string]any{"required": []string{"m"}}},
+		},
+	}
 }
 
 // fgwResponse documents POST /rd/fgw's answer, an rd.FGWResult: its MarshalJSON adds the
@@ -476,6 +481,13 @@ type curveRequest struct {
 	rd.BAConfig
 }
 
+// openAPIExtra: a curve's distortion matrix is bounded by MaxGraphNodes.
+func (*curveRequest) openAPIExtra() map[string]any {
+	return map[string]any{"description": fmt.Sprintf(
+		"distortion (source symbols × reproduction symbols) is at most %d×%d; a larger one is a 400 naming it.",
+		MaxGraphNodes, MaxGraphNodes)}
+}
+
 func (s *Server) rdCurve(w http.ResponseWriter, r *http.Request) {
 	var req curveRequest
 	if err := decodeJSON(r, &req); err != nil {
@@ -510,9 +522,9 @@ type sessionFGWResponse struct {
 }
 
 // traceGraph is a session's trace graph: one node per provenance entry (at most
-// MaxGraphNodes, the latest traces first), structure = hop distance along a trace's chain
-// (entries of different traces are one hop further than the longest chain), features =
-// one-hot entry kinds.
+// MaxGraphNodes: the entries of its traces in creation order, those past it left out),
+// structure = hop distance along a trace's chain (entries of different traces are one
+// hop further than the longest chain), features = one-hot entry kinds.
 type traceGraph struct {
 	kinds []string // per node
 	chain []int    // per node: trace number

@@ -283,3 +283,23 @@ func TestRDConcurrencyLimit(t *testing.T) {
 		t.Errorf("the slot was not given back: %d taken", len(rdSlots))
 	}
 }
+
+// TestRDLimitDocumented: the OpenAPI document tells the bound on the RD request bodies'
+// matrices (MaxGraphNodes), which a client otherwise learns only from a 400; a matrix
+// over it is refused on its field.
+func TestRDLimitDocumented(t *testing.T) {
+	s := rdServer(t, config.RD{Alpha: 0.5})
+	_, doc := do(t, s, "GET", "/v1/openapi.json")
+	schemas := doc["components"].(map[string]any)["schemas"].(map[string]any)
+	limit := fmt.Sprintf("%d×%d", MaxGraphNodes, MaxGraphNodes)
+	for _, name := range []string{"FgwRequest", "CurveRequest"} {
+		schema, _ := schemas[name].(map[string]any)
+		if d := fmt.Sprint(schema["description"]); !strings.Contains(d, limit) {
+			t.Errorf("%s: description %q does not give the limit %s", name, d, limit)
+		}
+	}
+	wide := "[[" + strings.Repeat("0,", MaxGraphNodes) + "0]]"
+	if code, body := post(t, s, "/v1/rd/curve", `{"p": [1], "distortion": `+wide+`}`); code != 400 || body["field"] != "distortion" {
+		t.Errorf("distortion of %d columns: %d %v", MaxGraphNodes+1, code, body)
+	}
+}
