@@ -186,10 +186,29 @@ func (s *Server) fgwConfig(method rd.Method, alpha, epsilon *float64, maxIter in
 	return cfg
 }
 
+// check refuses the settings of req that would otherwise be taken without a word and not
+// do what the client meant: an epsilon that is not positive (with any method), or any
+// epsilon with method cg, which has no regularisation and would ignore it.
+func (req *fgwRequest) check() error {
+	if req.Epsilon != nil {
+		if !(*req.Epsilon > 0) {
+			return &rd.InputError{Field: "epsilon", Msg: fmt.Sprintf("%v: must be > 0", *req.Epsilon)}
+		}
+		if req.Method == "" || req.Method == rd.MethodCG {
+			return &rd.InputError{Field: "epsilon", Msg: `applies to method entropic only: leave it out, or send "method": "entropic"`}
+		}
+	}
+	return nil
+}
+
 func (s *Server) rdFGW(w http.ResponseWriter, r *http.Request) {
 	var req fgwRequest
 	if err := decodeJSON(r, &req); err != nil {
 		s.fail(w, r, err)
+		return
+	}
+	if err := req.check(); err != nil {
+		s.rdFail(w, r, err)
 		return
 	}
 	c1, err := dense("c1", req.C1)

@@ -303,3 +303,28 @@ func TestRDLimitDocumented(t *testing.T) {
 		t.Errorf("distortion of %d columns: %d %v", MaxGraphNodes+1, code, body)
 	}
 }
+
+// TestFGWEpsilon: epsilon is refused on its field when it is not positive (any method)
+// and when it is given with method cg (named or the default), which would ignore it.
+func TestFGWEpsilon(t *testing.T) {
+	s := rdServer(t, config.RD{Alpha: 0.5})
+	graphs := fmt.Sprintf(`"c1": %s, "c2": %s, "m": [[0,1,1],[1,0,1],[1,1,0]]`, ring(3), ring(3))
+	for _, tc := range []struct{ settings, detail string }{
+		{`"method": "cg", "epsilon": -1`, "must be > 0"},
+		{`"method": "cg", "epsilon": 0`, "must be > 0"},
+		{`"method": "entropic", "epsilon": 0`, "must be > 0"},
+		{`"method": "entropic", "epsilon": -0.5`, "must be > 0"},
+		{`"method": "cg", "epsilon": 0.1`, "applies to method entropic only"},
+		{`"epsilon": 0.1`, "applies to method entropic only"},
+	} {
+		code, body := post(t, s, "/v1/rd/fgw", "{"+graphs+", "+tc.settings+"}")
+		if code != 400 || body["field"] != "epsilon" || !strings.Contains(fmt.Sprint(body["detail"]), tc.detail) {
+			t.Errorf("%s: %d %v, want 400 on epsilon: %s", tc.settings, code, body, tc.detail)
+		}
+	}
+	for _, settings := range []string{`"method": "entropic", "epsilon": 0.1`, `"method": "cg"`, `"alpha": 0.5`} {
+		if code, body := post(t, s, "/v1/rd/fgw", "{"+graphs+", "+settings+"}"); code != 200 {
+			t.Errorf("%s: %d %v", settings, code, body)
+		}
+	}
+}
