@@ -116,7 +116,7 @@ type fgwRequest struct {
 	Alpha      *float64    `json:"alpha,omitempty"`
 	Method     rd.Method   `json:"method,omitempty"`
 	Epsilon    *float64    `json:"epsilon,omitempty"`
-	MaxIter    int         `json:"max_iter,omitempty"`
+	MaxIter    *int        `json:"max_iter,omitempty"` // nil: the default; 0 is refused, not read as it
 	Tol        float64     `json:"tol,omitempty"`
 	ReturnPlan bool        `json:"return_plan,omitempty"`
 }
@@ -152,7 +152,7 @@ func uniform(n int) []float64 {
 }
 
 // fgwConfig merges a request's settings over the configured defaults.
-func (s *Server) fgwConfig(method rd.Method, alpha, epsilon *float64, maxIter int, tol float64) rd.FGWConfig {
+func (s *Server) fgwConfig(method rd.Method, alpha, epsilon *float64, maxIter *int, tol float64) rd.FGWConfig {
 	if method == "" {
 		method = rd.MethodCG
 	}
@@ -177,8 +177,8 @@ func (s *Server) fgwConfig(method rd.Method, alpha, epsilon *float64, maxIter in
 	if epsilon != nil {
 		cfg.Epsilon = *epsilon
 	}
-	if maxIter != 0 {
-		cfg.MaxIter = maxIter
+	if maxIter != nil {
+		cfg.MaxIter = *maxIter
 	}
 	if tol != 0 {
 		cfg.Tol = tol
@@ -187,9 +187,13 @@ func (s *Server) fgwConfig(method rd.Method, alpha, epsilon *float64, maxIter in
 }
 
 // check refuses the settings of req that would otherwise be taken without a word and not
-// do what the client meant: an epsilon that is not positive (with any method), or any
-// epsilon with method cg, which has no regularisation and would ignore it.
+// do what the client meant: an epsilon that is not positive (with any method), any
+// epsilon with method cg, which has no regularisation and would ignore it, and a max_iter
+// below 1 (0 would run the default).
 func (req *fgwRequest) check() error {
+	if err := checkMaxIter(req.MaxIter); err != nil {
+		return err
+	}
 	if req.Epsilon != nil {
 		if !(*req.Epsilon > 0) {
 			return &rd.InputError{Field: "epsilon", Msg: fmt.Sprintf("%v: must be > 0", *req.Epsilon)}
@@ -197,6 +201,15 @@ func (req *fgwRequest) check() error {
 		if req.Method == "" || req.Method == rd.MethodCG {
 			return &rd.InputError{Field: "epsilon", Msg: `applies to method entropic only: leave it out, or send "method": "entropic"`}
 		}
+	}
+	return nil
+}
+
+// checkMaxIter refuses a max_iter given below 1: the RD core reads 0 as its default and
+// would run that many iterations instead.
+func checkMaxIter(maxIter *int) error {
+	if maxIter != nil && *maxIter < 1 {
+		return &rd.InputError{Field: "max_iter", Msg: fmt.Sprintf("%d: must be at least 1 (leave it out for the default)", *maxIter)}
 	}
 	return nil
 }
@@ -498,6 +511,9 @@ type curveRequest struct {
 	P          []float64   `json:"p" api:"required"`
 	Distortion [][]float64 `json:"distortion" api:"required"`
 	rd.BAConfig
+	// MaxIter takes BAConfig's max_iter, to tell it absent (nil: the default) from 0,
+	// which is refused.
+	MaxIter *int `json:"max_iter,omitempty"`
 }
 
 // openAPIExtra: a curve's distortion matrix is bounded by MaxGraphNodes.
@@ -512,6 +528,13 @@ func (s *Server) rdCurve(w http.ResponseWriter, r *http.Request) {
 	if err := decodeJSON(r, &req); err != nil {
 		s.fail(w, r, err)
 		return
+	}
+	if err := checkMaxIter(req.MaxIter); err != nil {
+		s.rdFail(w, r, err)
+		return
+	}
+	if req.MaxIter != nil {
+		req.BAConfig.MaxIter = *req.MaxIter
 	}
 	d, err := dense("distortion", req.Distortion)
 	if err != nil {
@@ -617,7 +640,7 @@ func (s *Server) rdSessionFGW(w http.ResponseWriter, r *http.Request) {
 	}
 	a, b = upperULID(a), upperULID(b)
 	// The query is checked before any session is read.
-	cfg := s.fgwConfig(rd.Method(r.URL.Query().Get("method")), nil, nil, 0, 0)
+	cfg := s.fgwConfig(rd.Method(r.URL.Query().Get("method")), nil, nil, nil, 0)
 	if cfg.Method != rd.MethodCG && cfg.Method != rd.MethodEntropic {
 		s.rdFail(w, r, &rd.InputError{Field: "method", Msg: fmt.Sprintf("unknown method %q: use \"cg\" or \"entropic\"", cfg.Method)})
 		return

@@ -328,3 +328,38 @@ func TestFGWEpsilon(t *testing.T) {
 		}
 	}
 }
+
+// TestRDMaxIter: a max_iter given below 1 is refused on its field by both routes that take
+// one (the RD core reads 0 as its default, which would run in its place); left out, the
+// default runs; given, it bounds the iterations.
+func TestRDMaxIter(t *testing.T) {
+	s := rdServer(t, config.RD{Alpha: 0.5})
+	fgw := fmt.Sprintf(`{"c1": %s, "c2": %s, "m": [[0,1,1],[1,0,1],[1,1,0]]`, ring(3), ring(3))
+	curve := `{"p": [0.5, 0.5], "distortion": [[0, 1], [1, 0]], "betas": [1]`
+	for _, tc := range []struct{ path, body string }{
+		{"/v1/rd/fgw", fgw + `, "max_iter": 0}`},
+		{"/v1/rd/fgw", fgw + `, "max_iter": -3}`},
+		{"/v1/rd/fgw", fgw + `, "method": "entropic", "max_iter": 0}`},
+		{"/v1/rd/curve", curve + `, "max_iter": 0}`},
+		{"/v1/rd/curve", curve + `, "max_iter": 0.0}`},
+	} {
+		code, body := post(t, s, tc.path, tc.body)
+		if code != 400 || body["field"] != "max_iter" || !strings.Contains(fmt.Sprint(body["detail"]), "must be at least 1") {
+			t.Errorf("%s %s: %d %v, want 400 on max_iter", tc.path, tc.body, code, body)
+		}
+	}
+	if code, body := post(t, s, "/v1/rd/fgw", fgw+`}`); code != 200 {
+		t.Errorf("fgw without max_iter: %d %v", code, body)
+	}
+	if code, body := post(t, s, "/v1/rd/fgw", fgw+`, "max_iter": 1}`); code != 200 || body["iterations"] != 1.0 {
+		t.Errorf("fgw with max_iter 1: %d %v, want 1 iteration", code, body)
+	}
+	code, body := post(t, s, "/v1/rd/curve", curve+`, "max_iter": 1, "tol": 1e-300}`)
+	points, _ := body["points"].([]any)
+	if code != 200 || len(points) != 1 || points[0].(map[string]any)["iterations"] != 1.0 {
+		t.Errorf("curve with max_iter 1: %d %v, want one point of 1 iteration", code, body)
+	}
+	if code, body := post(t, s, "/v1/rd/curve", curve+`}`); code != 200 {
+		t.Errorf("curve without max_iter: %d %v", code, body)
+	}
+}
