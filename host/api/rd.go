@@ -21,6 +21,9 @@ import (
 // MaxGraphNodes bounds the graphs of an FGW request and of a session's trace graph.
 const MaxGraphNodes = 2000
 
+// registerRD adds the RD routes. They answer JSON without indentation
+// (writeCompactJSON): an FGW plan is n×m numbers, up to MaxGraphNodes² of them, and
+// indented each would take a line of its own, most of the answer's bytes.
 func (s *Server) registerRD() {
 	s.handle(route{Method: "POST", Path: "/rd/fgw", Summary: "Fused Gromov-Wasserstein distance between two attributed graphs", Tag: "rd", Request: fgwRequest{}, Response: fgwResponse{}, Errors: []int{422, 503}, Legacy: true}, s.rdFGW)
 	s.handle(route{Method: "POST", Path: "/rd/points", Summary: "Add a refinement point (distortion, variance) to a session's rate-distortion curve", Tag: "rd", Request: pointRequest{}, Response: rd.Point{}, Status: 201, Errors: []int{404, 409}, Legacy: true}, s.rdAddPoint)
@@ -297,7 +300,7 @@ func (s *Server) rdFGW(w http.ResponseWriter, r *http.Request) {
 		s.rdFail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, res)
+	writeCompactJSON(w, http.StatusOK, res)
 }
 
 type pointRequest struct {
@@ -346,11 +349,11 @@ func (s *Server) rdAddPoint(w http.ResponseWriter, r *http.Request) {
 	curve := tr.Curve()
 	for _, p := range curve {
 		if p.Index == tr.Len()-1 {
-			writeJSON(w, http.StatusCreated, p)
+			writeCompactJSON(w, http.StatusCreated, p)
 			return
 		}
 	}
-	writeJSON(w, http.StatusCreated, curve[len(curve)-1])
+	writeCompactJSON(w, http.StatusCreated, curve[len(curve)-1])
 }
 
 // tracker loads a session's refinement points (in the order they were added) into a
@@ -460,7 +463,7 @@ func (s *Server) rdSessionKnee(w http.ResponseWriter, r *http.Request) {
 		s.rdFail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, k)
+	writeCompactJSON(w, http.StatusOK, k)
 }
 
 type kneeRequest struct {
@@ -504,7 +507,7 @@ func (s *Server) rdKnee(w http.ResponseWriter, r *http.Request) {
 		s.rdFail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, k)
+	writeCompactJSON(w, http.StatusOK, k)
 }
 
 type curveRequest struct {
@@ -551,7 +554,7 @@ func (s *Server) rdCurve(w http.ResponseWriter, r *http.Request) {
 		s.rdFail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, c)
+	writeCompactJSON(w, http.StatusOK, c)
 }
 
 type sessionFGWResponse struct {
@@ -689,5 +692,5 @@ func (s *Server) rdSessionFGW(w http.ResponseWriter, r *http.Request) {
 		s.rdFail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, sessionFGWResponse{A: a, B: b, NodesA: len(graphs[0].kinds), NodesB: len(graphs[1].kinds), Kinds: names, Result: res})
+	writeCompactJSON(w, http.StatusOK, sessionFGWResponse{A: a, B: b, NodesA: len(graphs[0].kinds), NodesB: len(graphs[1].kinds), Kinds: names, Result: res})
 }

@@ -363,3 +363,24 @@ func TestRDMaxIter(t *testing.T) {
 		t.Errorf("curve without max_iter: %d %v", code, body)
 	}
 }
+
+// TestRDCompactJSON: the RD routes answer JSON without indentation, so a plan's numbers
+// are not one a line (a 1600×1600 plan was 23 MB indented).
+func TestRDCompactJSON(t *testing.T) {
+	s := rdServer(t, config.RD{Alpha: 0.5})
+	for _, x := range []struct{ path, body string }{
+		{"/v1/rd/fgw", fmt.Sprintf(`{"c1": %s, "c2": %s, "m": [[0,1,1],[1,0,1],[1,1,0]], "return_plan": true}`, ring(3), ring(3))},
+		{"/v1/rd/curve", `{"p": [0.5, 0.5], "distortion": [[0, 1], [1, 0]]}`},
+		{"/v1/rd/knee", `{"points": [[0, 1], [1, 0.4], [2, 0.3], [3, 0.25]]}`},
+	} {
+		rec := httptest.NewRecorder()
+		s.ServeHTTP(rec, httptest.NewRequest("POST", x.path, strings.NewReader(x.body)))
+		b := rec.Body.Bytes()
+		if rec.Code != 200 || rec.Header().Get("Content-Type") != "application/json" || !json.Valid(b) {
+			t.Fatalf("%s: %d %s", x.path, rec.Code, b)
+		}
+		if lines := strings.Count(string(b), "\n"); lines != 1 || !strings.HasSuffix(string(b), "\n") {
+			t.Errorf("%s: %d lines, want the answer on one:\n%s", x.path, lines, b)
+		}
+	}
+}
