@@ -47,12 +47,22 @@ func writeProblem(w http.ResponseWriter, r *http.Request, status int, detail str
 	_ = json.NewEncoder(w).Encode(p)
 }
 
-// writeJSON answers with a JSON body. A value that cannot be encoded (a NaN or an
-// infinity a computation left in it) answers 500 problem+json, not an empty 200.
-func writeJSON(w http.ResponseWriter, status int, v any) {
+// writeJSON answers with a JSON body, indented. A value that cannot be encoded (a NaN or
+// an infinity a computation left in it) answers 500 problem+json, not an empty 200.
+func writeJSON(w http.ResponseWriter, status int, v any) { writeJSONBody(w, status, v, true) }
+
+// writeCompactJSON is writeJSON without indentation, for answers that can be large (an FGW
+// plan of n×m numbers, where indentation would be most of the bytes).
+func writeCompactJSON(w http.ResponseWriter, status int, v any) {
+	writeJSONBody(w, status, v, false)
+}
+
+func writeJSONBody(w http.ResponseWriter, status int, v any, indent bool) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
-	enc.SetIndent("", "  ")
+	if indent {
+		enc.SetIndent("", "  ")
+	}
 	if err := enc.Encode(v); err != nil {
 		writeProblem(w, nil, http.StatusInternalServerError, "the answer could not be encoded: "+err.Error(), nil)
 		return

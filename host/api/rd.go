@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"runtime"
 	"time"
 
 	"gonum.org/v1/gonum/mat"
@@ -20,6 +21,9 @@ import (
 // MaxGraphNodes bounds the graphs of an FGW request and of a session's trace graph.
 const MaxGraphNodes = 2000
 
+// registerRD adds the RD routes. They answer JSON without indentation
+// (writeCompactJSON): an FGW plan is n×m numbers, up to MaxGraphNodes² of them, and
+// indented each would take a line of its own, most of the answer's bytes.
 func (s *Server) registerRD() {
 	s.handle(route{Method: "POST", Path: "/rd/fgw", Summary: "Fused Gromov-Wasserstein distance between two attributed graphs", Tag: "rd", Request: fgwRequest{}, Response: fgwResponse{}, Errors: []int{422, 503}, Legacy: true}, s.rdFGW)
 	s.handle(route{Method: "POST", Path: "/rd/points", Summary: "Add a refinement point (distortion, variance) to a session's rate-distortion curve", Tag: "rd", Request: pointRequest{}, Response: rd.Point{}, Status: 201, Errors: []int{404, 409}, Legacy: true}, s.rdAddPoint)
@@ -35,6 +39,31 @@ func (s *Server) rdContext(r *http.Request) (context.Context, context.CancelFunc
 	ctx, cancel := context.WithTimeout(r.Context(), s.opts.RD.Timeout)
 	stop := context.AfterFunc(s.stopping, cancel)
 	return ctx, func() { stop(); cancel() }
+}
+
+// rdSlots bounds the RD computations that run at once: one per CPU the process may use
+// (GOMAXPROCS when the package was loaded). An RD computation is CPU-bound from start to
+// end, so more of them than CPUs only slows every one (and the rest of the host) down.
+// It is the process's, not a Server's, as the CPUs are; the rd config block has no
+// setting for it.
+var rdSlots = make(chan struct{}, runtime.GOMAXPROCS(0))
+
+// rdStart bounds an RD computation (rdContext) and waits for a slot of rdSlots. A
+// request still waiting when its context ends (rd.timeout, its client leaving, the host
+// stopping) is answered 503 with Retry-After, and ok is false. Otherwise the caller runs
+// the computation with ctx and calls done at its end.
+func (s *Server) rdStart(w http.ResponseWriter, r *http.Request) (ctx context.Context, done func(), ok bool) {
+	ctx, cancel := s.rdContext(r)
+	select {
+	case rdSlots <- struct{}{}:
+		return ctx, func() { <-rdSlots; cancel() }, true
+	case <-ctx.Done():
+		cancel()
+		w.Header().Set("Retry-After", "1")
+		writeProblem(w, r, http.StatusServiceUnavailable, fmt.Sprintf(
+			"all %d RD computation slots stayed busy for rd.timeout (%s): try again later", cap(rdSlots), s.opts.RD.Timeout), nil)
+		return nil, nil, false
+	}
 }
 
 // rdError maps the RD core's errors: bad input is 400 (422 would also do; 400 is what the
@@ -90,19 +119,24 @@ type fgwRequest struct {
 	Alpha      *float64    `json:"alpha,omitempty"`
 	Method     rd.Method   `json:"method,omitempty"`
 	Epsilon    *float64    `json:"epsilon,omitempty"`
-	MaxIter    int         `json:"max_iter,omitempty"`
+	MaxIter    *int        `json:"max_iter,omitempty"` // nil: the default; 0 is refused, not read as it
 	Tol        float64     `json:"tol,omitempty"`
 	ReturnPlan bool        `json:"return_plan,omitempty"`
 }
 
-// openAPIExtra: an FGW request needs m, or features_a and features_b, not both.
+// openAPIExtra: an FGW request needs m, or features_a and features_b, not both; its
+// matrices are bounded by MaxGraphNodes.
 func (*fgwRequest) openAPIExtra() map[string]any {
-	return map[string]any{"oneOf": []any{
-		map[string]any{"required": []string{"m"}, "not": map[string]any{"anyOf": []any{
-			map[string]any{"required": []string{"features_a"}}, map[string]any{"required": []string{"features_b"}},
-		}}},
-		map[string]any{"required": []string{"features_a", "features_b"}, "not": map[string]any{"required": []string{"m"}}},
-	}}
+	return map[string]any{
+		"description": fmt.Sprintf("c1 and c2 are at most %d×%d; m, features_a and features_b have at most %d rows and %d columns. "+
+			"A larger matrix is a 400 naming it.", MaxGraphNodes, MaxGraphNodes, MaxGraphNodes, MaxGraphNodes),
+		"oneOf": []any{
+			map[string]any{"required": []string{"m"}, "not": map[string]any{"anyOf": []any{
+				map[string]any{"required": []string{"features_a"}}, map[string]any{"required": []string{"features_b"}},
+			}}},
+			map[string]any{"required": []string{"features_a", "features_b"}, "not": map[string]any{"required": []string{"m"}}},
+		},
+	}
 }
 
 // fgwResponse documents POST /rd/fgw's answer, an rd.FGWResult: its MarshalJSON adds the
@@ -121,7 +155,7 @@ func uniform(n int) []float64 {
 }
 
 // fgwConfig merges a request's settings over the configured defaults.
-func (s *Server) fgwConfig(method rd.Method, alpha, epsilon *float64, maxIter int, tol float64) rd.FGWConfig {
+func (s *Server) fgwConfig(method rd.Method, alpha, epsilon *float64, maxIter *int, tol float64) rd.FGWConfig {
 	if method == "" {
 		method = rd.MethodCG
 	}
@@ -146,8 +180,8 @@ func (s *Server) fgwConfig(method rd.Method, alpha, epsilon *float64, maxIter in
 	if epsilon != nil {
 		cfg.Epsilon = *epsilon
 	}
-	if maxIter != 0 {
-		cfg.MaxIter = maxIter
+	if maxIter != nil {
+		cfg.MaxIter = *maxIter
 	}
 	if tol != 0 {
 		cfg.Tol = tol
@@ -155,10 +189,42 @@ func (s *Server) fgwConfig(method rd.Method, alpha, epsilon *float64, maxIter in
 	return cfg
 }
 
+// check refuses the settings of req that would otherwise be taken without a word and not
+// do what the client meant: an epsilon that is not positive (with any method), any
+// epsilon with method cg, which has no regularisation and would ignore it, and a max_iter
+// below 1 (0 would run the default).
+func (req *fgwRequest) check() error {
+	if err := checkMaxIter(req.MaxIter); err != nil {
+		return err
+	}
+	if req.Epsilon != nil {
+		if !(*req.Epsilon > 0) {
+			return &rd.InputError{Field: "epsilon", Msg: fmt.Sprintf("%v: must be > 0", *req.Epsilon)}
+		}
+		if req.Method == "" || req.Method == rd.MethodCG {
+			return &rd.InputError{Field: "epsilon", Msg: `applies to method entropic only: leave it out, or send "method": "entropic"`}
+		}
+	}
+	return nil
+}
+
+// checkMaxIter refuses a max_iter given below 1: the RD core reads 0 as its default and
+// would run that many iterations instead.
+func checkMaxIter(maxIter *int) error {
+	if maxIter != nil && *maxIter < 1 {
+		return &rd.InputError{Field: "max_iter", Msg: fmt.Sprintf("%d: must be at least 1 (leave it out for the default)", *maxIter)}
+	}
+	return nil
+}
+
 func (s *Server) rdFGW(w http.ResponseWriter, r *http.Request) {
 	var req fgwRequest
 	if err := decodeJSON(r, &req); err != nil {
 		s.fail(w, r, err)
+		return
+	}
+	if err := req.check(); err != nil {
+		s.rdFail(w, r, err)
 		return
 	}
 	c1, err := dense("c1", req.C1)
@@ -219,9 +285,13 @@ func (s *Server) rdFGW(w http.ResponseWriter, r *http.Request) {
 		q = uniform(len(req.C2))
 	}
 	cfg := s.fgwConfig(req.Method, req.Alpha, req.Epsilon, req.MaxIter, req.Tol)
-	ctx, cancel := s.rdContext(r)
-	defer cancel()
-	opts := []rd.FGWOption{rd.WithContext(ctx)}
+	ctx, done, ok := s.rdStart(w, r)
+	if !ok {
+		return
+	}
+	defer done()
+	// From several starts: from POT's p·qᵀ alone a graph is not always at 0 from itself.
+	opts := []rd.FGWOption{rd.WithContext(ctx), rd.WithStarts()}
 	if req.ReturnPlan {
 		opts = append(opts, rd.WithPlan())
 	}
@@ -230,7 +300,7 @@ func (s *Server) rdFGW(w http.ResponseWriter, r *http.Request) {
 		s.rdFail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, res)
+	writeCompactJSON(w, http.StatusOK, res)
 }
 
 type pointRequest struct {
@@ -279,11 +349,11 @@ func (s *Server) rdAddPoint(w http.ResponseWriter, r *http.Request) {
 	curve := tr.Curve()
 	for _, p := range curve {
 		if p.Index == tr.Len()-1 {
-			writeJSON(w, http.StatusCreated, p)
+			writeCompactJSON(w, http.StatusCreated, p)
 			return
 		}
 	}
-	writeJSON(w, http.StatusCreated, curve[len(curve)-1])
+	writeCompactJSON(w, http.StatusCreated, curve[len(curve)-1])
 }
 
 // tracker loads a session's refinement points (in the order they were added) into a
@@ -393,7 +463,7 @@ func (s *Server) rdSessionKnee(w http.ResponseWriter, r *http.Request) {
 		s.rdFail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, k)
+	writeCompactJSON(w, http.StatusOK, k)
 }
 
 type kneeRequest struct {
@@ -437,13 +507,23 @@ func (s *Server) rdKnee(w http.ResponseWriter, r *http.Request) {
 		s.rdFail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, k)
+	writeCompactJSON(w, http.StatusOK, k)
 }
 
 type curveRequest struct {
 	P          []float64   `json:"p" api:"required"`
 	Distortion [][]float64 `json:"distortion" api:"required"`
 	rd.BAConfig
+	// MaxIter takes BAConfig's max_iter, to tell it absent (nil: the default) from 0,
+	// which is refused.
+	MaxIter *int `json:"max_iter,omitempty"`
+}
+
+// openAPIExtra: a curve's distortion matrix is bounded by MaxGraphNodes.
+func (*curveRequest) openAPIExtra() map[string]any {
+	return map[string]any{"description": fmt.Sprintf(
+		"distortion (source symbols × reproduction symbols) is at most %d×%d; a larger one is a 400 naming it.",
+		MaxGraphNodes, MaxGraphNodes)}
 }
 
 func (s *Server) rdCurve(w http.ResponseWriter, r *http.Request) {
@@ -452,19 +532,29 @@ func (s *Server) rdCurve(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	if err := checkMaxIter(req.MaxIter); err != nil {
+		s.rdFail(w, r, err)
+		return
+	}
+	if req.MaxIter != nil {
+		req.BAConfig.MaxIter = *req.MaxIter
+	}
 	d, err := dense("distortion", req.Distortion)
 	if err != nil {
 		s.rdFail(w, r, err)
 		return
 	}
-	ctx, cancel := s.rdContext(r)
-	defer cancel()
+	ctx, done, ok := s.rdStart(w, r)
+	if !ok {
+		return
+	}
+	defer done()
 	c, err := rd.BlahutArimotoContext(ctx, req.P, d, req.BAConfig)
 	if err != nil {
 		s.rdFail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, c)
+	writeCompactJSON(w, http.StatusOK, c)
 }
 
 type sessionFGWResponse struct {
@@ -477,9 +567,9 @@ type sessionFGWResponse struct {
 }
 
 // traceGraph is a session's trace graph: one node per provenance entry (at most
-// MaxGraphNodes, the latest traces first), structure = hop distance along a trace's chain
-// (entries of different traces are one hop further than the longest chain), features =
-// one-hot entry kinds.
+// MaxGraphNodes: the entries of its traces in creation order, those past it left out),
+// structure = hop distance along a trace's chain (entries of different traces are one
+// hop further than the longest chain), features = one-hot entry kinds.
 type traceGraph struct {
 	kinds []string // per node
 	chain []int    // per node: trace number
@@ -553,7 +643,7 @@ func (s *Server) rdSessionFGW(w http.ResponseWriter, r *http.Request) {
 	}
 	a, b = upperULID(a), upperULID(b)
 	// The query is checked before any session is read.
-	cfg := s.fgwConfig(rd.Method(r.URL.Query().Get("method")), nil, nil, 0, 0)
+	cfg := s.fgwConfig(rd.Method(r.URL.Query().Get("method")), nil, nil, nil, 0)
 	if cfg.Method != rd.MethodCG && cfg.Method != rd.MethodEntropic {
 		s.rdFail(w, r, &rd.InputError{Field: "method", Msg: fmt.Sprintf("unknown method %q: use \"cg\" or \"entropic\"", cfg.Method)})
 		return
@@ -592,12 +682,15 @@ func (s *Server) rdSessionFGW(w http.ResponseWriter, r *http.Request) {
 		s.rdFail(w, r, err)
 		return
 	}
-	rctx, cancel := s.rdContext(r)
-	defer cancel()
-	res, err := rd.FGW(graphs[0].structure(), graphs[1].structure(), m, uniform(len(graphs[0].kinds)), uniform(len(graphs[1].kinds)), cfg, rd.WithContext(rctx))
+	rctx, done, ok := s.rdStart(w, r)
+	if !ok {
+		return
+	}
+	defer done()
+	res, err := rd.FGW(graphs[0].structure(), graphs[1].structure(), m, uniform(len(graphs[0].kinds)), uniform(len(graphs[1].kinds)), cfg, rd.WithContext(rctx), rd.WithStarts())
 	if err != nil {
 		s.rdFail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, sessionFGWResponse{A: a, B: b, NodesA: len(graphs[0].kinds), NodesB: len(graphs[1].kinds), Kinds: names, Result: res})
+	writeCompactJSON(w, http.StatusOK, sessionFGWResponse{A: a, B: b, NodesA: len(graphs[0].kinds), NodesB: len(graphs[1].kinds), Kinds: names, Result: res})
 }

@@ -254,3 +254,133 @@ func rdSession(t *testing.T, s *Server, before func(id string), distortions ...s
 	}
 	return id
 }
+
+// TestRDConcurrencyLimit: RD computations run at most cap(rdSlots) at once; a request
+// that finds every slot busy until its rd.timeout is answered 503 with Retry-After, and
+// runs once a slot is free.
+func TestRDConcurrencyLimit(t *testing.T) {
+	saved := rdSlots
+	rdSlots = make(chan struct{}, 1)
+	t.Cleanup(func() { rdSlots = saved })
+	s := rdServer(t, config.RD{Alpha: 0.5, Timeout: 50 * time.Millisecond})
+	body := fmt.Sprintf(`{"c1": %s, "c2": %s, "m": [[0,0,0],[0,0,0],[0,0,0]]}`, ring(3), ring(3))
+	rdSlots <- struct{}{} // a computation in flight
+	for _, x := range []struct{ method, path, body string }{
+		{"POST", "/v1/rd/fgw", body},
+		{"POST", "/v1/rd/curve", `{"p": [0.5, 0.5], "distortion": [[0, 1], [1, 0]]}`},
+	} {
+		rec := httptest.NewRecorder()
+		s.ServeHTTP(rec, httptest.NewRequest(x.method, x.path, strings.NewReader(x.body)))
+		if rec.Code != 503 || rec.Header().Get("Retry-After") != "1" || !strings.Contains(rec.Body.String(), "slots stayed busy") {
+			t.Fatalf("%s, every slot busy: %d %q %s", x.path, rec.Code, rec.Header().Get("Retry-After"), rec.Body)
+		}
+	}
+	<-rdSlots
+	if code, out := post(t, s, "/v1/rd/fgw", body); code != 200 {
+		t.Fatalf("a slot free: %d %v", code, out)
+	}
+	if len(rdSlots) != 0 {
+		t.Errorf("the slot was not given back: %d taken", len(rdSlots))
+	}
+}
+
+// TestRDLimitDocumented: the OpenAPI document tells the bound on the RD request bodies'
+// matrices (MaxGraphNodes), which a client otherwise learns only from a 400; a matrix
+// over it is refused on its field.
+func TestRDLimitDocumented(t *testing.T) {
+	s := rdServer(t, config.RD{Alpha: 0.5})
+	_, doc := do(t, s, "GET", "/v1/openapi.json")
+	schemas := doc["components"].(map[string]any)["schemas"].(map[string]any)
+	limit := fmt.Sprintf("%d×%d", MaxGraphNodes, MaxGraphNodes)
+	for _, name := range []string{"FgwRequest", "CurveRequest"} {
+		schema, _ := schemas[name].(map[string]any)
+		if d := fmt.Sprint(schema["description"]); !strings.Contains(d, limit) {
+			t.Errorf("%s: description %q does not give the limit %s", name, d, limit)
+		}
+	}
+	wide := "[[" + strings.Repeat("0,", MaxGraphNodes) + "0]]"
+	if code, body := post(t, s, "/v1/rd/curve", `{"p": [1], "distortion": `+wide+`}`); code != 400 || body["field"] != "distortion" {
+		t.Errorf("distortion of %d columns: %d %v", MaxGraphNodes+1, code, body)
+	}
+}
+
+// TestFGWEpsilon: epsilon is refused on its field when it is not positive (any method)
+// and when it is given with method cg (named or the default), which would ignore it.
+func TestFGWEpsilon(t *testing.T) {
+	s := rdServer(t, config.RD{Alpha: 0.5})
+	graphs := fmt.Sprintf(`"c1": %s, "c2": %s, "m": [[0,1,1],[1,0,1],[1,1,0]]`, ring(3), ring(3))
+	for _, tc := range []struct{ settings, detail string }{
+		{`"method": "cg", "epsilon": -1`, "must be > 0"},
+		{`"method": "cg", "epsilon": 0`, "must be > 0"},
+		{`"method": "entropic", "epsilon": 0`, "must be > 0"},
+		{`"method": "entropic", "epsilon": -0.5`, "must be > 0"},
+		{`"method": "cg", "epsilon": 0.1`, "applies to method entropic only"},
+		{`"epsilon": 0.1`, "applies to method entropic only"},
+	} {
+		code, body := post(t, s, "/v1/rd/fgw", "{"+graphs+", "+tc.settings+"}")
+		if code != 400 || body["field"] != "epsilon" || !strings.Contains(fmt.Sprint(body["detail"]), tc.detail) {
+			t.Errorf("%s: %d %v, want 400 on epsilon: %s", tc.settings, code, body, tc.detail)
+		}
+	}
+	for _, settings := range []string{`"method": "entropic", "epsilon": 0.1`, `"method": "cg"`, `"alpha": 0.5`} {
+		if code, body := post(t, s, "/v1/rd/fgw", "{"+graphs+", "+settings+"}"); code != 200 {
+			t.Errorf("%s: %d %v", settings, code, body)
+		}
+	}
+}
+
+// TestRDMaxIter: a max_iter given below 1 is refused on its field by both routes that take
+// one (the RD core reads 0 as its default, which would run in its place); left out, the
+// default runs; given, it bounds the iterations.
+func TestRDMaxIter(t *testing.T) {
+	s := rdServer(t, config.RD{Alpha: 0.5})
+	fgw := fmt.Sprintf(`{"c1": %s, "c2": %s, "m": [[0,1,1],[1,0,1],[1,1,0]]`, ring(3), ring(3))
+	curve := `{"p": [0.5, 0.5], "distortion": [[0, 1], [1, 0]], "betas": [1]`
+	for _, tc := range []struct{ path, body string }{
+		{"/v1/rd/fgw", fgw + `, "max_iter": 0}`},
+		{"/v1/rd/fgw", fgw + `, "max_iter": -3}`},
+		{"/v1/rd/fgw", fgw + `, "method": "entropic", "max_iter": 0}`},
+		{"/v1/rd/curve", curve + `, "max_iter": 0}`},
+		{"/v1/rd/curve", curve + `, "max_iter": 0.0}`},
+	} {
+		code, body := post(t, s, tc.path, tc.body)
+		if code != 400 || body["field"] != "max_iter" || !strings.Contains(fmt.Sprint(body["detail"]), "must be at least 1") {
+			t.Errorf("%s %s: %d %v, want 400 on max_iter", tc.path, tc.body, code, body)
+		}
+	}
+	if code, body := post(t, s, "/v1/rd/fgw", fgw+`}`); code != 200 {
+		t.Errorf("fgw without max_iter: %d %v", code, body)
+	}
+	if code, body := post(t, s, "/v1/rd/fgw", fgw+`, "max_iter": 1}`); code != 200 || body["iterations"] != 1.0 {
+		t.Errorf("fgw with max_iter 1: %d %v, want 1 iteration", code, body)
+	}
+	code, body := post(t, s, "/v1/rd/curve", curve+`, "max_iter": 1, "tol": 1e-300}`)
+	points, _ := body["points"].([]any)
+	if code != 200 || len(points) != 1 || points[0].(map[string]any)["iterations"] != 1.0 {
+		t.Errorf("curve with max_iter 1: %d %v, want one point of 1 iteration", code, body)
+	}
+	if code, body := post(t, s, "/v1/rd/curve", curve+`}`); code != 200 {
+		t.Errorf("curve without max_iter: %d %v", code, body)
+	}
+}
+
+// TestRDCompactJSON: the RD routes answer JSON without indentation, so a plan's numbers
+// are not one a line (a 1600×1600 plan was 23 MB indented).
+func TestRDCompactJSON(t *testing.T) {
+	s := rdServer(t, config.RD{Alpha: 0.5})
+	for _, x := range []struct{ path, body string }{
+		{"/v1/rd/fgw", fmt.Sprintf(`{"c1": %s, "c2": %s, "m": [[0,1,1],[1,0,1],[1,1,0]], "return_plan": true}`, ring(3), ring(3))},
+		{"/v1/rd/curve", `{"p": [0.5, 0.5], "distortion": [[0, 1], [1, 0]]}`},
+		{"/v1/rd/knee", `{"points": [[0, 1], [1, 0.4], [2, 0.3], [3, 0.25]]}`},
+	} {
+		rec := httptest.NewRecorder()
+		s.ServeHTTP(rec, httptest.NewRequest("POST", x.path, strings.NewReader(x.body)))
+		b := rec.Body.Bytes()
+		if rec.Code != 200 || rec.Header().Get("Content-Type") != "application/json" || !json.Valid(b) {
+			t.Fatalf("%s: %d %s", x.path, rec.Code, b)
+		}
+		if lines := strings.Count(string(b), "\n"); lines != 1 || !strings.HasSuffix(string(b), "\n") {
+			t.Errorf("%s: %d lines, want the answer on one:\n%s", x.path, lines, b)
+		}
+	}
+}

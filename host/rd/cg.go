@@ -1,10 +1,6 @@
 package rd
 
-import (
-	"math"
-
-	"gonum.org/v1/gonum/mat"
-)
+import "math"
 
 // conditionalGradient mirrors POT 0.8.2's ot.gromov.fused_gromov_wasserstein
 // (ot.optim.cg with armijo=False and ot.optim.solve_linesearch):
@@ -37,7 +33,7 @@ import (
 // squared structure entries, and carried through sums that cancel it, its rounding
 // would swamp a feature cost far smaller. The distance reported is the loss of the
 // final plan, evaluated afresh (planLoss).
-func (ws *Workspace) conditionalGradient(pr *problem, cfg FGWConfig, g0 *mat.Dense) (FGWResult, error) {
+func (ws *Workspace) conditionalGradient(pr *problem, cfg FGWConfig, g0 []float64) (FGWResult, error) {
 	n, m := pr.n, pr.m
 	nm := n * m
 	ws.g = grow(ws.g, nm)
@@ -74,7 +70,7 @@ func (ws *Workspace) conditionalGradient(pr *problem, cfg FGWConfig, g0 *mat.Den
 		it++
 		old := v
 		ws.gradient(pr, false)
-		if err := ws.tr.Solve(pr.p, pr.q, ws.mi); err != nil {
+		if err := ws.tr.SolveContext(pr.ctx, pr.p, pr.q, ws.mi); err != nil {
 			return FGWResult{}, errf("linear step %d: %w", it, err)
 		}
 		ws.vtx = ws.tr.AppendPlan(ws.vtx[:0])
@@ -148,8 +144,8 @@ func lineSearchQuad(a, b float64) float64 {
 	return 0
 }
 
-// initPlan sets G to p·qᵀ (or g0) and A = C1·G·C2ᵀ (and A* = C1ᵀ·G·C2).
-func (ws *Workspace) initPlan(pr *problem, g0 *mat.Dense) {
+// initPlan sets G to p·qᵀ (or g0, row-major n×m) and A = C1·G·C2ᵀ (and A* = C1ᵀ·G·C2).
+func (ws *Workspace) initPlan(pr *problem, g0 []float64) {
 	n, m := pr.n, pr.m
 	if g0 == nil {
 		for i := 0; i < n; i++ {
@@ -171,7 +167,7 @@ func (ws *Workspace) initPlan(pr *problem, g0 *mat.Dense) {
 		}
 		return
 	}
-	copy(ws.g, denseData(g0))
+	copy(ws.g, g0)
 	ws.denseProducts(pr, ws.g)
 }
 

@@ -1,9 +1,8 @@
 package rd
 
 import (
+	"context"
 	"math"
-
-	"gonum.org/v1/gonum/mat"
 )
 
 // Inner Sinkhorn settings of the entropic solver: ot.sinkhorn's defaults
@@ -32,7 +31,7 @@ const (
 // the same Sinkhorn iterations run on log-potentials (f = ε·log u, g = ε·log v), which
 // are the same iterates in exact arithmetic; the kernel is always built from tens minus
 // its minimum, which changes neither the iterates' plan nor the stopping test.
-func (ws *Workspace) entropic(pr *problem, cfg FGWConfig, g0 *mat.Dense) (FGWResult, error) {
+func (ws *Workspace) entropic(pr *problem, cfg FGWConfig, g0 []float64) (FGWResult, error) {
 	n, m := pr.n, pr.m
 	nm := n * m
 	ws.g = grow(ws.g, nm)
@@ -50,7 +49,7 @@ func (ws *Workspace) entropic(pr *problem, cfg FGWConfig, g0 *mat.Dense) (FGWRes
 			}
 		}
 	} else {
-		copy(ws.g, denseData(g0))
+		copy(ws.g, g0)
 	}
 	eps := cfg.Epsilon
 	errNorm := 1.0
@@ -63,7 +62,11 @@ func (ws *Workspace) entropic(pr *problem, cfg FGWConfig, g0 *mat.Dense) (FGWRes
 		copy(ws.kprev, ws.g)
 		ws.denseProducts(pr, ws.g)
 		ws.gradient(pr, true)
-		innerOK = ws.sinkhorn(pr.p, pr.q, ws.mi, eps, n, m)
+		ok, err := ws.sinkhorn(pr, ws.mi, eps)
+		if err != nil {
+			return FGWResult{}, err
+		}
+		innerOK = ok
 		if cpt%10 == 0 {
 			var s float64
 			for k, v := range ws.g {
@@ -85,24 +88,30 @@ func (ws *Workspace) entropic(pr *problem, cfg FGWConfig, g0 *mat.Dense) (FGWRes
 
 // sinkhorn writes into ws.g the entropic OT plan for cost c (row-major n×m) and
 // regularisation eps, following POT's sinkhorn_knopp iteration. It reports whether the
-// marginal error fell below sinkhornTol.
-func (ws *Workspace) sinkhorn(p, q, c []float64, eps float64, n, m int) bool {
+// marginal error fell below sinkhornTol. It stops with pr.ctx's error once pr.ctx is
+// done, checked before every pass: one pass is a few sweeps over n×m (milliseconds at
+// n = m = 1600, with up to sinkhornMaxIter passes per projection), against which
+// ctx.Err is free, and a projection of a large problem would otherwise outlive its
+// deadline by minutes.
+func (ws *Workspace) sinkhorn(pr *problem, c []float64, eps float64) (bool, error) {
+	p, q, n, m := pr.p, pr.q, pr.n, pr.m
 	lo, hi := math.Inf(1), math.Inf(-1)
 	for _, v := range c {
 		lo = math.Min(lo, v)
 		hi = math.Max(hi, v)
 	}
 	if (hi-lo)/eps <= logDomainRatio {
-		if ok, finite := ws.sinkhornScaling(p, q, c, lo, eps, n, m); finite {
-			return ok
+		ok, finite, err := ws.sinkhornScaling(pr.ctx, p, q, c, lo, eps, n, m)
+		if err != nil || finite {
+			return ok, err
 		}
 	}
-	return ws.sinkhornLog(p, q, c, lo, eps, n, m)
+	return ws.sinkhornLog(pr.ctx, p, q, c, lo, eps, n, m)
 }
 
 // sinkhornScaling is the classic scaling iteration. finite is false when a scaling
 // vector overflowed or a kernel column vanished; the caller then uses log-potentials.
-func (ws *Workspace) sinkhornScaling(p, q, c []float64, shift, eps float64, n, m int) (ok, finite bool) {
+func (ws *Workspace) sinkhornScaling(ctx context.Context, p, q, c []float64, shift, eps float64, n, m int) (ok, finite bool, err error) {
 	k := ws.kcur[:n*m]
 	for i, v := range c {
 		k[i] = math.Exp(-(v - shift) / eps)
@@ -125,10 +134,14 @@ func (ws *Workspace) sinkhornScaling(p, q, c []float64, shift, eps float64, n, m
 		}
 	}
 	for ii := 0; ii < sinkhornMaxIter; ii++ {
+		if err := ctx.Err(); err != nil {
+			return false, false, err
+		}
+		ws.sinkhornPasses++
 		kTimesU()
 		for j := range v {
 			if ktu[j] == 0 {
-				return false, false
+				return false, false, nil
 			}
 			v[j] = q[j] / ktu[j]
 		}
@@ -143,12 +156,12 @@ func (ws *Workspace) sinkhornScaling(p, q, c []float64, shift, eps float64, n, m
 		}
 		for _, x := range u {
 			if math.IsNaN(x) || math.IsInf(x, 0) {
-				return false, false
+				return false, false, nil
 			}
 		}
 		for _, x := range v {
 			if math.IsNaN(x) || math.IsInf(x, 0) {
-				return false, false
+				return false, false, nil
 			}
 		}
 		if ii%10 == 0 {
@@ -171,11 +184,11 @@ func (ws *Workspace) sinkhornScaling(p, q, c []float64, shift, eps float64, n, m
 			out[j] = u[i] * kv * v[j]
 		}
 	}
-	return ok, true
+	return ok, true, nil
 }
 
 // sinkhornLog runs the same iteration on f = ε·log u and g = ε·log v.
-func (ws *Workspace) sinkhornLog(p, q, c []float64, shift, eps float64, n, m int) bool {
+func (ws *Workspace) sinkhornLog(ctx context.Context, p, q, c []float64, shift, eps float64, n, m int) (bool, error) {
 	ws.su = grow(ws.su, n)
 	ws.sv = grow(ws.sv, m)
 	ws.sw = grow(ws.sw, m)
@@ -219,6 +232,10 @@ func (ws *Workspace) sinkhornLog(p, q, c []float64, shift, eps float64, n, m int
 	lse := ws.sz[:m]
 	ok := false
 	for ii := 0; ii < sinkhornMaxIter; ii++ {
+		if err := ctx.Err(); err != nil {
+			return false, err
+		}
+		ws.sinkhornPasses++
 		colLSE(lse)
 		for j := range g {
 			g[j] = eps * (math.Log(q[j]) - lse[j])
@@ -257,5 +274,5 @@ func (ws *Workspace) sinkhornLog(p, q, c []float64, shift, eps float64, n, m int
 			ws.g[i*m+j] = math.Exp((f[i]+g[j])/eps - cs[i*m+j])
 		}
 	}
-	return ok
+	return ok, nil
 }

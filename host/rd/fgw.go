@@ -98,12 +98,18 @@ func (cfg FGWConfig) normalize() (FGWConfig, error) {
 // FGWResult is the outcome of an FGW computation.
 type FGWResult struct {
 	// Distance is the FGW loss (1−α)⟨M,T⟩ + α Σ (C1_ik − C2_jl)² T_ij T_kl at the final
-	// plan T (without the entropy term for the entropic method). For cg it is evaluated
+	// plan T: from POT's start p·qᵀ, or with WithStarts the least over several starts
+	// (p·qᵀ; the identity when the graphs have the same size and weights; for cg the
+	// feature cost's transport plan and a pairwise-exchange refinement of a permutation
+	// plan). Either way an upper bound on the FGW distance, which is a minimum over
+	// plans. For the entropic method it is the
+	// same loss of the entropic plan (not the entropic objective: no entropy term), a
+	// plan blurred by epsilon, so it lies above cg's. For cg it is evaluated
 	// from T itself, by that definition over T's support when T is sparse (as cg's plans
 	// usually are), so it is T's loss to float64's relative rounding.
 	Distance float64 `json:"distance"`
-	// Iterations is the number of outer iterations: linear (optimal-transport) steps for
-	// cg, Sinkhorn projections for entropic.
+	// Iterations is the number of outer iterations of the run whose plan is returned:
+	// linear (optimal-transport) steps for cg, Sinkhorn projections for entropic.
 	Iterations int `json:"iterations"`
 	// Converged is false when MaxIter stopped the solver before its tolerance was met,
 	// or (entropic) when the last Sinkhorn projection did not reach its marginals.
@@ -135,21 +141,32 @@ func (r FGWResult) MarshalJSON() ([]byte, error) {
 type FGWOption func(*fgwOptions)
 
 type fgwOptions struct {
-	plan bool
-	g0   *mat.Dense
-	ws   *Workspace
-	ctx  context.Context
+	plan   bool
+	g0     *mat.Dense
+	starts bool
+	ws     *Workspace
+	ctx    context.Context
 }
 
 // WithPlan asks for the final transport plan in FGWResult.Plan.
 func WithPlan() FGWOption { return func(o *fgwOptions) { o.plan = true } }
 
-// WithInitialPlan starts the solver from g0 instead of p·qᵀ; g0 must be n×m with
-// marginals p and q (within 1e-8, as POT checks).
+// WithStarts runs the solver from other start plans besides POT's p·qᵀ and keeps the
+// plan of least loss (see FGWResult.Distance). FGW's objective is not convex and p·qᵀ is
+// a tie between graphs with symmetries: from it alone a 4-node path graph is at 0.25
+// from itself (cg) and a 2-node graph at 0.25 (entropic, which stays at p·qᵀ). With
+// WithStarts a graph against itself or a relabelled copy is at 0 (cg). It costs one
+// to three more solves, and a pass of O(n³) pairwise exchanges for cg between graphs of
+// at most twoOptMaxNodes nodes. Without it FGW computes what POT does. WithInitialPlan
+// overrides it.
+func WithStarts() FGWOption { return func(o *fgwOptions) { o.starts = true } }
+
+// WithInitialPlan starts the solver from g0 instead of p·qᵀ. g0 must be n×m with marginals p and q (within 1e-8, as POT checks).
 func WithInitialPlan(g0 *mat.Dense) FGWOption { return func(o *fgwOptions) { o.g0 = g0 } }
 
-// WithContext stops the solver, with ctx's error, once ctx is done (checked at each outer
-// iteration).
+// WithContext stops the solver, with ctx's error, once ctx is done: checked at each outer
+// iteration, at each Sinkhorn pass of the entropic method and every few pivots of cg's
+// linear steps, so that no stretch of work between two checks is long.
 func WithContext(ctx context.Context) FGWOption { return func(o *fgwOptions) { o.ctx = ctx } }
 
 // WithWorkspace runs the solver in ws, so repeated calls reuse its memory.
@@ -201,13 +218,12 @@ func FGW(c1, c2, m *mat.Dense, p, q []float64, cfg FGWConfig, opts ...FGWOption)
 	if pr.ctx == nil {
 		pr.ctx = context.Background()
 	}
-	var res FGWResult
-	switch cfg.Method {
-	case MethodEntropic:
-		res, err = ws.entropic(pr, cfg, o.g0)
-	default:
-		res, err = ws.conditionalGradient(pr, cfg, o.g0)
+	ws.sinkhornPasses = 0
+	var g0 []float64
+	if o.g0 != nil {
+		g0 = denseData(o.g0)
 	}
+	res, err := ws.solve(pr, cfg, g0, o.starts)
 	if err != nil {
 		return FGWResult{}, err
 	}
@@ -374,6 +390,11 @@ type Workspace struct {
 	colID             []int32
 	cols              []int32
 	tr                Transport
+	start, best       []float64 // solve: a start plan, the best plan so far
+	perm, permTmp     []int     // solve: a permutation plan and scratch
+	// sinkhornPasses counts the Sinkhorn passes of the last entropic call (what a
+	// cancelled call reached, for its tests).
+	sinkhornPasses int
 }
 
 // NewWorkspace returns an empty workspace; buffers grow on first use.

@@ -1,6 +1,7 @@
 package rd
 
 import (
+	"context"
 	"errors"
 	"math"
 	"math/rand/v2"
@@ -135,12 +136,13 @@ func TestSinkhornLogDomain(t *testing.T) {
 	ws := NewWorkspace()
 	ws.g = grow(ws.g, n*k)
 	ws.kcur = grow(ws.kcur, n*k)
-	ok, finite := ws.sinkhornScaling(p, q, c, 0, 0.05, n, k)
-	if !ok || !finite {
-		t.Fatalf("scaling: ok=%v finite=%v", ok, finite)
+	bg := context.Background()
+	ok, finite, err := ws.sinkhornScaling(bg, p, q, c, 0, 0.05, n, k)
+	if !ok || !finite || err != nil {
+		t.Fatalf("scaling: ok=%v finite=%v err=%v", ok, finite, err)
 	}
 	scaling := append([]float64(nil), ws.g...)
-	if !ws.sinkhornLog(p, q, c, 0, 0.05, n, k) {
+	if ok, err := ws.sinkhornLog(bg, p, q, c, 0, 0.05, n, k); !ok || err != nil {
 		t.Fatal("log domain did not converge")
 	}
 	for i := range scaling {
@@ -154,7 +156,7 @@ func TestSinkhornLogDomain(t *testing.T) {
 	for i := range c {
 		big[i] = 5 * c[i]
 	}
-	if !ws.sinkhorn(p, q, big, 0.01, n, k) {
+	if ok, err := ws.sinkhorn(&problem{n: n, m: k, p: p, q: q, ctx: bg}, big, 0.01); !ok || err != nil {
 		t.Fatal("large-cost Sinkhorn did not converge")
 	}
 	rows := make([]float64, n)

@@ -1,6 +1,7 @@
 package rd
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"sort"
@@ -67,6 +68,13 @@ func NewTransport() *Transport { return &Transport{} }
 // When p and q equal those of the previous call the previous optimal basis is the
 // starting point.
 func (t *Transport) Solve(p, q, cost []float64) error {
+	return t.SolveContext(context.Background(), p, q, cost)
+}
+
+// SolveContext is Solve stopped, with ctx's error, once ctx is done (checked every
+// ctxCheckPivots pivots: a problem of n = m = 1600 may take millions of them). The
+// basis in memory is then not optimal but still a feasible tree, a valid warm start.
+func (t *Transport) SolveContext(ctx context.Context, p, q, cost []float64) error {
 	n, m := len(p), len(q)
 	if n == 0 || m == 0 {
 		return inputErr("p", "transport needs at least one source and one target")
@@ -104,7 +112,7 @@ func (t *Transport) Solve(p, q, cost []float64) error {
 	} else {
 		t.init(p, q, sp, sq)
 	}
-	return t.run()
+	return t.run(ctx)
 }
 
 // sameTargets reports whether q, rescaled like init would, equals the stored targets.
@@ -283,14 +291,23 @@ func (t *Transport) detach(w int32) {
 // rounding noise rather than an improving arc.
 const reducedTol = 1e-13
 
+// ctxCheckPivots is how often run checks its context: a pivot scans at least a block of
+// √(nm) arcs, so a check every 64 is noise beside them.
+const ctxCheckPivots = 64
+
 // run pivots until no arc has a negative reduced cost.
-func (t *Transport) run() error {
+func (t *Transport) run(ctx context.Context) error {
 	limit := t.MaxPivots
 	if limit <= 0 {
 		limit = 100 * (t.n*t.m + t.n + t.m)
 	}
 	t.pivots = 0
 	for {
+		if t.pivots%ctxCheckPivots == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
 		e := t.findEnteringBlock()
 		if e < 0 {
 			return nil

@@ -1,6 +1,7 @@
 package rd
 
 import (
+	"context"
 	"errors"
 	"math"
 	"math/rand/v2"
@@ -319,5 +320,35 @@ func TestEMD(t *testing.T) {
 	}
 	if _, _, err := EMD([]float64{1}, []float64{0.5, 0.5}, c); err == nil {
 		t.Fatal("shape mismatch accepted")
+	}
+}
+
+// TestTransportStopsWithItsContext: a linear step stops within a few pivots of its
+// context being done (cg's linear steps at n = 1600 take millions of pivots), and the
+// transport can still solve afterwards.
+func TestTransportStopsWithItsContext(t *testing.T) {
+	r := rand.New(rand.NewPCG(61, 62))
+	n := 80
+	p, q := randSimplex(r, n, false), randSimplex(r, n, false)
+	c := randCost(r, n, n, false)
+	full := NewTransport()
+	if err := full.Solve(p, q, c); err != nil {
+		t.Fatal(err)
+	}
+	if full.Pivots() <= ctxCheckPivots {
+		t.Fatalf("a full solve took %d pivots: too few to tell", full.Pivots())
+	}
+	tr := NewTransport()
+	if err := tr.SolveContext(newPollCtx(0), p, q, c); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled: %v", err)
+	}
+	if tr.Pivots() >= full.Pivots() {
+		t.Errorf("cancelled at once, it made %d pivots; a full solve makes %d", tr.Pivots(), full.Pivots())
+	}
+	if err := tr.SolveContext(context.Background(), p, q, c); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := planCost(tr.AppendPlan(nil), c, n), planCost(full.AppendPlan(nil), c, n); math.Abs(got-want) > 1e-12*math.Max(1, math.Abs(want)) {
+		t.Errorf("after a cancelled solve: cost %v, want %v", got, want)
 	}
 }
