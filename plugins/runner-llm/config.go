@@ -176,11 +176,11 @@ func configSchema() base.Schema {
 		},
 		{
 			Name: "budget_tokens", Type: "number", Default: 0,
-			Description: "Most tokens (input plus output) one session may use; once reached, executions are refused, as is one whose prompt alone (estimated at 4 bytes a token) is more than what is left. 0 means no limit.",
+			Description: "Most tokens (input plus output) one session may use; once reached, executions are refused, as is one whose prompt alone (estimated at 4 bytes a token) leaves nothing for an answer. An answer's max_tokens is capped at what is left after the prompt. 0 means no limit.",
 		},
 		{
 			Name: "budget_cost", Type: "number", Default: 0,
-			Description: "Most US dollars one session may spend; once reached, executions are refused, as is one whose prompt alone (estimated at 4 bytes a token, at the cheapest model's price) costs more than what is left. Needs a price for every model. 0 means no limit.",
+			Description: "Most US dollars one session may spend; once reached, executions are refused, as is one whose prompt alone (estimated at 4 bytes a token, at the cheapest model's price) costs more than what is left. An answer's max_tokens is capped at what the rest pays for, after the prompt at the model's input price. Needs a price for every model. 0 means no limit.",
 		},
 	}}
 }

@@ -263,15 +263,22 @@ func (r *llmRunner) Execute(ctx context.Context, req runner.ExecuteRequest, emit
 	// that no text but a key is lost.
 	flush := func() error { return send(answerRed.flush()) }
 
-	var failures []string
+	var failures, noRoom []string
 	var last *attemptError
 	attempts := 0
 	for ti, p := range provs {
 		t := set.targets[ti]
+		treq, ok := withinBudget(set, t.Model, creq, usedTokens, usedCost)
+		if !ok {
+			// A fallback priced differently may still have room; none is asked for
+			// an answer the budget cannot pay.
+			noRoom = append(noRoom, fmt.Sprintf("%s: not asked, %s", t, noRoomForAnswer(set, creq, usedTokens, usedCost)))
+			continue
+		}
 		for n := 1; ; n++ {
 			attempts++
 			actx, acancel := context.WithTimeout(ectx, set.attemptTimeout)
-			ans, err := p.complete(actx, withinBudget(set, t.Model, creq, usedTokens, usedCost), onText)
+			ans, err := p.complete(actx, treq, onText)
 			aerr := actx.Err()
 			acancel()
 			if err == nil {
@@ -330,6 +337,11 @@ func (r *llmRunner) Execute(ctx context.Context, req runner.ExecuteRequest, emit
 			}
 		}
 	}
+	if attempts == 0 {
+		// No model was asked: the budget leaves none of them room for an answer.
+		return fail(runner.StatusLimitExceeded, noRoomForAnswer(set, creq, usedTokens, usedCost))
+	}
+	failures = append(failures, noRoom...)
 	msg := failures[0]
 	if len(failures) > 1 {
 		msg = fmt.Sprintf("all %d models failed: %s", len(failures), strings.Join(failures, "; "))
@@ -424,18 +436,63 @@ func counted(req chatRequest, ans answer, partial bool) answer {
 
 func estimateTokens(bytes int) int64 { return int64(bytes+3) / 4 }
 
-// withinBudget caps a request's max_tokens at what the session's budget has left for
-// model, so that no params.max_tokens spends beyond the budget.
-func withinBudget(set settings, model string, req chatRequest, usedTokens uint64, usedCost float64) chatRequest {
-	if set.budgetTokens > usedTokens && uint64(req.maxTokens) > set.budgetTokens-usedTokens {
-		req.maxTokens = int(set.budgetTokens - usedTokens)
-	}
-	if p := set.prices[model]; set.budgetCost > usedCost && p.Output > 0 {
-		if n := math.Floor((set.budgetCost-usedCost)*1e6/p.Output + 1e-9); n < float64(req.maxTokens) {
-			req.maxTokens = max(1, int(n))
+// answerRoom is how many tokens the session's budget leaves model for the answer to
+// req: what is left after what was used and after the prompt, estimated at 4 bytes a
+// token (for budget_cost, at the model's input price); -1 when no budget bounds it.
+// The provider charges the prompt in full, so a cap on the answer that ignored it
+// would let every execution overrun the budget by its prompt.
+func answerRoom(set settings, model string, req chatRequest, usedTokens uint64, usedCost float64) int64 {
+	const most = 1 << 40 // far above any max_tokens, and exact as a float
+	room := int64(-1)
+	est := estimateTokens(req.size())
+	if set.budgetTokens > 0 {
+		room = 0
+		if spent := usedTokens + uint64(est); spent < set.budgetTokens {
+			room = int64(min(set.budgetTokens-spent, most))
 		}
 	}
-	return req
+	if set.budgetCost > 0 {
+		p := set.prices[model]
+		left := set.budgetCost - usedCost - float64(est)*p.Input/1e6
+		n := int64(0)
+		switch {
+		case left <= 0:
+		case p.Output <= 0:
+			n = -1 // output costs nothing: the cost budget does not bound the answer
+		default:
+			n = int64(min(math.Floor(left*1e6/p.Output+1e-9), most))
+		}
+		if n >= 0 && (room < 0 || n < room) {
+			room = n
+		}
+	}
+	return room
+}
+
+// withinBudget caps a request's max_tokens at answerRoom, so that neither the
+// configured max_tokens nor params.max_tokens spends beyond the budget. ok is false
+// when the budget leaves model nothing for an answer: it must not be asked.
+func withinBudget(set settings, model string, req chatRequest, usedTokens uint64, usedCost float64) (_ chatRequest, ok bool) {
+	room := answerRoom(set, model, req, usedTokens, usedCost)
+	if room == 0 {
+		return req, false
+	}
+	if room > 0 && int64(req.maxTokens) > room {
+		req.maxTokens = int(room)
+	}
+	return req, true
+}
+
+// noRoomForAnswer says why the budget leaves a model nothing to answer with after the
+// prompt.
+func noRoomForAnswer(set settings, req chatRequest, tokens uint64, cost float64) string {
+	est := estimateTokens(req.size())
+	if set.budgetTokens > 0 && tokens+uint64(est) >= set.budgetTokens {
+		return fmt.Sprintf("the prompt, about %d tokens, leaves nothing of the session's token budget for an answer: %d of %d tokens used (budget_tokens)",
+			est, tokens, set.budgetTokens)
+	}
+	return fmt.Sprintf("the prompt, about %d tokens, leaves too little of the session's cost budget for one token of answer: $%.4f of $%.4f used (budget_cost)",
+		est, cost, set.budgetCost)
 }
 
 // stopped builds the result of an execution ended by Cancel, its timeout, or the host
