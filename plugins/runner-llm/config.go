@@ -164,7 +164,7 @@ func configSchema() base.Schema {
 		},
 		{
 			Name: "system", Type: "string",
-			Description: "System prompt sent with every execution (a system message in params.messages replaces it).",
+			Description: "System prompt sent first with every execution, before the system messages of params.messages, which are kept too; params.system replaces it. Anthropic gets it and the system messages before the first user or assistant message joined by blank lines, and refuses a system message after the conversation began.",
 		},
 		{
 			Name: "stream", Type: "bool", Default: true,

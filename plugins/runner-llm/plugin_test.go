@@ -480,3 +480,69 @@ func TestUnreachable(t *testing.T) {
 	res, _ := ask(t, p, "hi")
 	expectErr(t, res, runner.StatusError, "openai-compatible m: cannot reach http://127.0.0.1:1/v1: connection refused (after 2 attempts)")
 }
+
+// TestSystemMessages checks that no system text is dropped. OpenAI and compatible
+// servers get every system message where it stands, after params.system; Anthropic,
+// which takes one system text, gets params.system and the system messages before the
+// conversation joined in order, and a system message after the conversation began is
+// refused, naming it, without a request.
+func TestSystemMessages(t *testing.T) {
+	msg := func(role, content string) any { return map[string]any{"role": role, "content": content} }
+	for _, pc := range providerCases(t) {
+		t.Run(pc.name, func(t *testing.T) {
+			p := launch(t, cfg(pc.config, "stream", false, "system", "from the config"), nil)
+			send := func(params map[string]any) (runner.Result, *llmtest.Request) {
+				n := len(pc.server.Requests())
+				res, _ := run(t, p, runner.ExecuteRequest{Input: "last", Params: params})
+				if reqs := pc.server.Requests()[n:]; len(reqs) > 0 {
+					return res, &reqs[0]
+				}
+				return res, nil
+			}
+			// wire renders the request's system text and messages as role:content|…
+			wire := func(rq *llmtest.Request) string {
+				if rq == nil {
+					return "(no request)"
+				}
+				var out []string
+				if sys, ok := rq.JSON["system"].([]any); ok {
+					for _, b := range sys {
+						out = append(out, "system:"+b.(map[string]any)["text"].(string))
+					}
+				}
+				msgs, _ := rq.JSON["messages"].([]any)
+				for _, m := range msgs {
+					m := m.(map[string]any)
+					content, ok := m["content"].(string)
+					if !ok { // Anthropic's content blocks
+						content = m["content"].([]any)[0].(map[string]any)["text"].(string)
+					}
+					out = append(out, m["role"].(string)+":"+content)
+				}
+				return strings.Join(out, "|")
+			}
+
+			leading := []any{msg("system", "A1"), msg("system", "A2"), msg("user", "u1"), msg("assistant", "a1")}
+			res, rq := send(map[string]any{"system": "P", "messages": leading})
+			want := "system:P|system:A1|system:A2|user:u1|assistant:a1|user:last"
+			if pc.name == "anthropic" {
+				want = "system:P\n\nA1\n\nA2|user:u1|assistant:a1|user:last"
+			}
+			if res.Status != runner.StatusOK || rq == nil || wire(rq) != want {
+				t.Errorf("params.system and leading system messages: %+v, sent %q, want %q", res, wire(rq), want)
+			}
+
+			res, rq = send(map[string]any{"messages": []any{msg("user", "u1"), msg("system", "B")}})
+			if pc.name == "anthropic" {
+				expectErr(t, res, runner.StatusError, "params.messages[1] is a system message after the conversation began, which anthropic claude-test cannot take")
+				if rq != nil {
+					t.Errorf("a refused request reached the provider: %s", rq.Body)
+				}
+				return
+			}
+			if want := "system:from the config|user:u1|system:B|user:last"; res.Status != runner.StatusOK || rq == nil || wire(rq) != want {
+				t.Errorf("a system message in the conversation: %+v, sent %q, want %q", res, wire(rq), want)
+			}
+		})
+	}
+}

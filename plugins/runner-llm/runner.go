@@ -7,6 +7,7 @@ import (
 	"maps"
 	"math"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -606,10 +607,6 @@ func buildRequest(set settings, input string, params map[string]any) (chatReques
 				if !ok || !cok || (role != "system" && role != "user" && role != "assistant") || len(m) != 2 {
 					return req, fmt.Errorf("params.messages[%d] must be {role, content} with role system, user or assistant and content a string", i)
 				}
-				if role == "system" {
-					req.system = content
-					continue
-				}
 				req.messages = append(req.messages, chatMessage{Role: role, Content: content})
 			}
 		case "system":
@@ -658,10 +655,27 @@ func buildRequest(set settings, input string, params map[string]any) (chatReques
 	if input != "" {
 		req.messages = append(req.messages, chatMessage{Role: "user", Content: input})
 	}
-	if len(req.messages) == 0 {
+	if !slices.ContainsFunc(req.messages, func(m chatMessage) bool { return m.Role != "system" }) {
 		return req, errors.New("nothing to ask: give input or params.messages with a user message")
 	}
+	if _, _, late := anthropicSplit(req); late >= 0 {
+		for i, t := range set.targets {
+			if t.Provider == providerAnthropic {
+				return req, fmt.Errorf("params.messages[%d] is a system message after the conversation began, which %s cannot take: Anthropic's API has one system text, before the first message; move it before the first user or assistant message, or into params.system",
+					late, targetName(t, i))
+			}
+		}
+	}
 	return req, nil
+}
+
+// targetName names the model at index i of the configured ones for a message: "anthropic
+// claude-x", or "anthropic claude-x (fallback 1)".
+func targetName(t target, i int) string {
+	if i == 0 {
+		return t.String()
+	}
+	return fmt.Sprintf("%s (fallback %d)", t, i)
 }
 
 // Cancel implements runner.Runner.
