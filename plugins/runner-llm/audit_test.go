@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -176,6 +177,34 @@ func TestBudgetWithoutUsage(t *testing.T) {
 	ask(t, p, "hi")
 	res, _ = ask(t, p, "hi")
 	expectErr(t, res, runner.StatusLimitExceeded, "token budget is spent")
+}
+
+// TestUsageUnknownReportsEstimate has a server that reports no usage: the result must
+// report what the session was charged for the answer, the estimate (a 200-byte answer
+// is 50 tokens, the prompt "hi" 1), and its cost, marked as estimated, rather than no
+// tokens and no cost beside a session total that grew.
+func TestUsageUnknownReportsEstimate(t *testing.T) {
+	srv := llmtest.NewOpenAI(t, "")
+	text := strings.Repeat("word ", 40)
+	srv.SetDefault(llmtest.Step{Raw: `{"id":"x","object":"chat.completion","choices":[{"index":0,"finish_reason":"stop","message":{"role":"assistant","content":"` + text + `"}}]}`})
+	p := launch(t, map[string]any{"provider": "openai-compatible", "model": "m", "base_url": srv.BaseURL(), "stream": false,
+		"prices": map[string]any{"m": map[string]any{"input": 1.0, "output": 2.0}}}, nil)
+	for i := 1; i <= 2; i++ {
+		res, _ := ask(t, p, "hi")
+		u := res.Usage
+		if res.Status != runner.StatusOK || res.Output != text {
+			t.Fatalf("result: %+v", res)
+		}
+		if u.PromptTokens != 1 || u.CompletionTokens != 50 || u.TotalTokens != 51 || u.Extra["session_tokens"] != float64(51*i) {
+			t.Errorf("execution %d: usage %+v, want the estimate the session was charged (1 + 50 tokens, session %d)", i, u, 51*i)
+		}
+		if want := (1*1.0 + 50*2.0) / 1e6; math.Abs(u.Extra["cost_usd"]-want) > 1e-15 || math.Abs(u.Extra["session_cost_usd"]-want*float64(i)) > 1e-15 {
+			t.Errorf("execution %d: cost %v (session %v), want %v a time", i, u.Extra["cost_usd"], u.Extra["session_cost_usd"], want)
+		}
+		if u.Extra["usage_estimated"] != 1 || u.Extra["usage_unknown"] != 1 {
+			t.Errorf("execution %d: the estimate is not marked: %v", i, u.Extra)
+		}
+	}
 }
 
 // TestBudgetCountsStoppedAnswers stops streamed answers by timeout and by cancel: what

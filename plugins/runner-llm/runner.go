@@ -378,8 +378,11 @@ func statusOf(ae *attemptError) runner.Status {
 // succeed records the usage and builds the result.
 func (r *llmRunner) succeed(set settings, t target, index int, req chatRequest, ans answer, attempts int, start time.Time, firstToken time.Duration, red redactor) (runner.Result, error) {
 	elapsed := time.Since(start)
-	tokens := uint64(max(ans.input, 0) + max(ans.output, 0))
-	cost, priced := costOf(set, t.Model, ans)
+	// The result reports what the session was charged: the provider's figures, or the
+	// estimate when it reported none.
+	spent := counted(req, ans, false)
+	tokens := uint64(max(spent.input, 0) + max(spent.output, 0))
+	cost, priced := costOf(set, t.Model, spent)
 	usedTokens, usedCost := r.charge(set, t.Model, req, ans, false)
 	extra := r.sessionExtra(usedTokens, usedCost)
 	extra["attempts"] = float64(attempts)
@@ -389,6 +392,7 @@ func (r *llmRunner) succeed(set settings, t target, index int, req chatRequest, 
 	}
 	if !ans.usageKnown {
 		extra["usage_unknown"] = 1
+		extra["usage_estimated"] = 1
 	}
 	if firstToken > 0 {
 		extra["time_to_first_token_ms"] = float64(firstToken.Microseconds()) / 1000
@@ -403,7 +407,7 @@ func (r *llmRunner) succeed(set settings, t target, index int, req chatRequest, 
 	return runner.Result{
 		Status: runner.StatusOK, Output: red.clean(ans.text), FinishReason: red.clean(ans.finish), Duration: elapsed,
 		Usage: runner.Usage{
-			PromptTokens: uint64(max(ans.input, 0)), CompletionTokens: uint64(max(ans.output, 0)), TotalTokens: tokens,
+			PromptTokens: uint64(max(spent.input, 0)), CompletionTokens: uint64(max(spent.output, 0)), TotalTokens: tokens,
 			Extra: extra,
 		},
 	}, nil
@@ -523,7 +527,8 @@ func (r *llmRunner) stopped(cause error, timeout time.Duration, partial string, 
 }
 
 // addSpent gives a result that ended before its answer did the usage of what was
-// streamed (as charge counted it), its cost, and the session's totals.
+// streamed (as charge counted it, estimated: usage_estimated), its cost, and the
+// session's totals.
 func (r *llmRunner) addSpent(res *runner.Result, set settings, model string, spent answer, usedTokens uint64, usedCost float64) {
 	u := &res.Usage
 	u.PromptTokens, u.CompletionTokens = uint64(max(spent.input, 0)), uint64(max(spent.output, 0))
@@ -532,6 +537,7 @@ func (r *llmRunner) addSpent(res *runner.Result, set settings, model string, spe
 		u.Extra = map[string]float64{}
 	}
 	maps.Copy(u.Extra, r.sessionExtra(usedTokens, usedCost))
+	u.Extra["usage_estimated"] = 1
 	if cost, priced := costOf(set, model, spent); priced {
 		u.Extra["cost_usd"] = cost
 	}
