@@ -15,6 +15,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/limitgraph/limit/internal/clip"
 	"github.com/limitgraph/limit/sdk/base"
 	"github.com/limitgraph/limit/sdk/runner"
 )
@@ -26,6 +27,9 @@ const version = "0.1.0"
 var (
 	errCancelled = errors.New("execution cancelled")
 	errTimeout   = errors.New("execution timed out")
+	// errOutputLimit stops reading an answer that reached the session's
+	// max_output_bytes.
+	errOutputLimit = errors.New("the answer reached the session's max_output_bytes")
 )
 
 // llmRunner serves one session with a hosted model and its fallbacks.
@@ -236,12 +240,14 @@ func (r *llmRunner) Execute(ctx context.Context, req runner.ExecuteRequest, emit
 
 	// The answer goes out through a stream redactor: a key that the server or the model
 	// put into it, even split over several tokens, never leaves the plugin. streamed is
-	// the answer as received, for charging it.
+	// the answer as received, up to the session's max_output_bytes (0: no limit): the
+	// answer is read no further, like the llama runner's generation.
 	var (
 		streamed   strings.Builder
 		firstToken time.Duration
 		emitErr    error
 		answerRed  = red.stream()
+		maxOut     = sess.Limits.MaxOutputBytes
 	)
 	send := func(s string) error {
 		if s == "" || emitErr != nil {
@@ -257,8 +263,15 @@ func (r *llmRunner) Execute(ctx context.Context, req runner.ExecuteRequest, emit
 		if firstToken == 0 {
 			firstToken = time.Since(start)
 		}
+		var full error
+		if maxOut > 0 && uint64(streamed.Len()+len(s)) > maxOut {
+			s, full = clip.Prefix(s, int(maxOut)-streamed.Len()), errOutputLimit
+		}
 		streamed.WriteString(s)
-		return send(answerRed.write(s))
+		if err := send(answerRed.write(s)); err != nil {
+			return err
+		}
+		return full
 	}
 	// flush sends what the redactor held back, once the answer has ended in any way, so
 	// that no text but a key is lost.
@@ -282,11 +295,14 @@ func (r *llmRunner) Execute(ctx context.Context, req runner.ExecuteRequest, emit
 			ans, err := p.complete(actx, treq, onText)
 			aerr := actx.Err()
 			acancel()
-			if err == nil {
+			if err == nil || errors.Is(err, errOutputLimit) {
 				if err := flush(); err != nil {
 					return runner.Result{}, err
 				}
-				return r.succeed(set, t, ti, creq, ans, attempts, start, firstToken, red)
+				// ans.text is all that was received, the part past the limit included:
+				// it was generated, and is paid for.
+				cut := err != nil
+				return r.succeed(set, t, ti, treq, ans, cut, streamed.String(), attempts, start, firstToken, red)
 			}
 			_ = flush() // a failure to send is in emitErr, handled below
 			var spent answer
@@ -375,15 +391,19 @@ func statusOf(ae *attemptError) runner.Status {
 	return runner.StatusError
 }
 
-// succeed records the usage and builds the result.
-func (r *llmRunner) succeed(set settings, t target, index int, req chatRequest, ans answer, attempts int, start time.Time, firstToken time.Duration, red redactor) (runner.Result, error) {
+// succeed records the usage and builds the result. cut is an answer whose reading
+// stopped at the session's max_output_bytes: its output is what was kept, its finish
+// reason "length" and it is truncated; a streamed one is charged by estimate, since the
+// provider's final count never came.
+func (r *llmRunner) succeed(set settings, t target, index int, req chatRequest, ans answer, cut bool, output string, attempts int, start time.Time, firstToken time.Duration, red redactor) (runner.Result, error) {
 	elapsed := time.Since(start)
 	// The result reports what the session was charged: the provider's figures, or the
 	// estimate when it reported none.
-	spent := counted(req, ans, false)
+	partial := cut && req.stream
+	spent := counted(req, ans, partial)
 	tokens := uint64(max(spent.input, 0) + max(spent.output, 0))
 	cost, priced := costOf(set, t.Model, spent)
-	usedTokens, usedCost := r.charge(set, t.Model, req, ans, false)
+	usedTokens, usedCost := r.charge(set, t.Model, req, ans, partial)
 	extra := r.sessionExtra(usedTokens, usedCost)
 	extra["attempts"] = float64(attempts)
 	extra["fallback"] = float64(index)
@@ -392,7 +412,14 @@ func (r *llmRunner) succeed(set settings, t target, index int, req chatRequest, 
 	}
 	if !ans.usageKnown {
 		extra["usage_unknown"] = 1
+	}
+	if !ans.usageKnown || partial {
 		extra["usage_estimated"] = 1
+	}
+	finish := ans.finish
+	if cut {
+		finish = "length"
+		r.log.Debug("answer cut at the session's max_output_bytes", "model", t.String(), "received_bytes", len(ans.text), "kept_bytes", len(output))
 	}
 	if firstToken > 0 {
 		extra["time_to_first_token_ms"] = float64(firstToken.Microseconds()) / 1000
@@ -405,7 +432,7 @@ func (r *llmRunner) succeed(set settings, t target, index int, req chatRequest, 
 		r.log.Warn("answered by a fallback", "model", t.String(), "fallback", index)
 	}
 	return runner.Result{
-		Status: runner.StatusOK, Output: red.clean(ans.text), FinishReason: red.clean(ans.finish), Duration: elapsed,
+		Status: runner.StatusOK, Output: red.clean(output), FinishReason: red.clean(finish), Truncated: cut, Duration: elapsed,
 		Usage: runner.Usage{
 			PromptTokens: uint64(max(spent.input, 0)), CompletionTokens: uint64(max(spent.output, 0)), TotalTokens: tokens,
 			Extra: extra,
