@@ -296,13 +296,16 @@ func (r *llmRunner) Execute(ctx context.Context, req runner.ExecuteRequest, emit
 			aerr := actx.Err()
 			acancel()
 			if err == nil || errors.Is(err, errOutputLimit) {
-				if err := flush(); err != nil {
-					return runner.Result{}, err
-				}
-				// ans.text is all that was received, the part past the limit included:
-				// it was generated, and is paid for.
+				// The answer is charged before its last tokens go out: a host that is
+				// gone by then does not make it free. ans.text is all that was
+				// received, the part past the limit included: it was generated, and
+				// is paid for.
 				cut := err != nil
-				return r.succeed(set, t, ti, treq, ans, cut, streamed.String(), attempts, start, firstToken, red)
+				res, err := r.succeed(set, t, ti, treq, ans, cut, streamed.String(), attempts, start, firstToken, red)
+				if ferr := flush(); ferr != nil {
+					return runner.Result{}, ferr
+				}
+				return res, err
 			}
 			_ = flush() // a failure to send is in emitErr, handled below
 			var spent answer
