@@ -201,14 +201,14 @@ func parseConfig(req base.ConfigureRequest, exe string, getenv func(string) stri
 	set.sampling.Seed = int64(seed)
 	if raw.Temperature != nil {
 		if t := *raw.Temperature; t < 0 || t > 10 || math.IsNaN(t) {
-			ds = append(ds, base.Errorf([]string{"temperature"}, "temperature must be from 0 to 10, got %v", t))
+			ds = append(ds, base.Errorf([]string{"temperature"}, "temperature must be from 0 to 10, got %s", number(t)))
 		} else {
 			set.sampling.Temperature = t
 		}
 	}
 	if raw.TopP != nil {
 		if p := *raw.TopP; !(p > 0 && p <= 1) {
-			ds = append(ds, base.Errorf([]string{"top_p"}, "top_p must be above 0 and at most 1, got %v", p))
+			ds = append(ds, base.Errorf([]string{"top_p"}, "top_p must be above 0 and at most 1, got %s", number(p)))
 		} else {
 			set.sampling.TopP = p
 		}

@@ -109,7 +109,13 @@ func TestParseParams(t *testing.T) {
 		{map[string]any{"max_tokens": 1048577.0}, "params.max_tokens must be a whole number from 1 to 1048576, got 1048577"},
 		{map[string]any{"seed": 5e9}, "params.seed must be a whole number from -1 to 4294967294, got 5000000000"},
 		{map[string]any{"top_k": 2.5}, "params.top_k must be a whole number from 0 to 1048576, got 2.5"},
-		{map[string]any{"top_k": "3"}, "params.top_k must be a whole number from 0 to 1048576, got 3"},
+		{map[string]any{"top_k": "3"}, `params.top_k must be a whole number from 0 to 1048576, got the string "3"`},
+		{map[string]any{"max_tokens": "10"}, `params.max_tokens must be a whole number from 1 to 1048576, got the string "10"`},
+		{map[string]any{"temperature": "hot"}, `params.temperature must be a number from 0 to 10, got the string "hot"`},
+		{map[string]any{"top_p": 2e22}, "params.top_p must be a number above 0 and at most 1, got 2e+22"},
+		{map[string]any{"ignore_eos": "yes"}, `params.ignore_eos must be true or false, got the string "yes"`},
+		{map[string]any{"stop": []any{1.0}}, "params.stop[0] must be a string, got 1"},
+		{map[string]any{"stop": map[string]any{}}, "params.stop must be a string or a list of strings, got an object"},
 	} {
 		if _, err := parseParams(tt.p, def); err == nil || err.Error() != tt.want {
 			t.Errorf("params %v: error %v, want %q", tt.p, err, tt.want)

@@ -464,8 +464,14 @@ func TestRequestParams(t *testing.T) {
 	}{
 		{map[string]any{"model": "gpt-5"}, "unknown parameter params.model"},
 		{map[string]any{"messages": []any{map[string]any{"role": "tool", "content": "x"}}}, "params.messages[0] must be {role, content} with role system, user or assistant"},
-		{map[string]any{"max_tokens": -1.0}, "params.max_tokens must be a whole number"},
-		{map[string]any{"temperature": 3.0}, "params.temperature must be a number from 0 to 2"},
+		{map[string]any{"max_tokens": -1.0}, "params.max_tokens must be a whole number from 1 to 16777216, got -1"},
+		{map[string]any{"max_tokens": "10"}, `params.max_tokens must be a whole number from 1 to 16777216, got the string "10"`},
+		{map[string]any{"max_tokens": 1e9}, "params.max_tokens must be a whole number from 1 to 16777216, got 1000000000"},
+		{map[string]any{"temperature": 3.0}, "params.temperature must be a number from 0 to 2, got 3"},
+		{map[string]any{"temperature": "hot"}, `params.temperature must be a number from 0 to 2, got the string "hot"`},
+		{map[string]any{"stream": "yes"}, `params.stream must be true or false, got the string "yes"`},
+		{map[string]any{"stop": []any{1.0}}, "params.stop[0] must be a string, got 1"},
+		{map[string]any{"system": []any{}}, "params.system must be a string, got a list"},
 	} {
 		res, _ := run(t, p, runner.ExecuteRequest{Input: "x", Params: tt.params})
 		expectErr(t, res, runner.StatusError, tt.expect)
