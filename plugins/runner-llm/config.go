@@ -164,7 +164,7 @@ func configSchema() base.Schema {
 		},
 		{
 			Name: "temperature", Type: "number",
-			Description: "Sampling temperature for OpenAI and OpenAI-compatible models; unset leaves the provider's default. params.temperature overrides it. Not sent to Anthropic, whose API deprecated it.",
+			Description: "Sampling temperature for OpenAI and OpenAI-compatible models; unset leaves the provider's default. params.temperature overrides it. Not sent to Anthropic, whose API deprecated it and whose SDK v2 has no field for it (the config warns); params.temperature is refused when an Anthropic model is configured, as primary or fallback.",
 		},
 		{
 			Name: "system", Type: "string",

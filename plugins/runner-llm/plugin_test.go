@@ -480,6 +480,37 @@ func TestRequestParams(t *testing.T) {
 	expectErr(t, res, runner.StatusError, "nothing to ask: give input or params.messages")
 }
 
+// TestTemperatureToAnthropic checks that params.temperature, which Anthropic's SDK v2
+// cannot send, is refused when an Anthropic model may answer (the primary or a
+// fallback) rather than silently dropped, and that no request is made.
+func TestTemperatureToAnthropic(t *testing.T) {
+	an := llmtest.NewAnthropic(t, anthropicKey)
+	oa := llmtest.NewOpenAI(t, openaiKey)
+	claude := map[string]any{"provider": "anthropic", "model": "claude-test", "base_url": an.BaseURL(), "api_key": anthropicKey}
+	for _, tt := range []struct {
+		name   string
+		config map[string]any
+		expect string
+	}{
+		{"primary", claude, "params.temperature cannot be sent to anthropic claude-test: "},
+		{"fallback", map[string]any{"provider": "openai", "model": "gpt-test", "base_url": oa.BaseURL(), "api_key": openaiKey,
+			"fallback": []any{claude}}, "params.temperature cannot be sent to anthropic claude-test (fallback 1): "},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			p := launch(t, tt.config, nil)
+			n, m := len(an.Requests()), len(oa.Requests())
+			res, _ := run(t, p, runner.ExecuteRequest{Input: "hi", Params: map[string]any{"temperature": 0.5}})
+			expectErr(t, res, runner.StatusError, tt.expect, "leave params.temperature out")
+			if len(an.Requests()) != n || len(oa.Requests()) != m {
+				t.Error("a refused request reached a provider")
+			}
+			if res, _ := ask(t, p, "hi"); res.Status != runner.StatusOK {
+				t.Errorf("without params.temperature: %+v", res)
+			}
+		})
+	}
+}
+
 // TestUnreachable checks the error for a server that is not there.
 func TestUnreachable(t *testing.T) {
 	p := launch(t, map[string]any{"provider": "openai-compatible", "model": "m", "base_url": "http://127.0.0.1:1/v1", "retries": 1, "retry_backoff": "5ms"}, nil)

@@ -663,6 +663,14 @@ func buildRequest(set settings, input string, params map[string]any) (chatReques
 			if !ok || f < 0 || f > 2 || math.IsNaN(f) {
 				return req, fmt.Errorf("params.temperature must be a number from 0 to 2, got %s", jsonValue(v))
 			}
+			// Anthropic's SDK v2 has no temperature (its API deprecated it): rather than
+			// drop it for an Anthropic model, the request is refused.
+			for i, t := range set.targets {
+				if t.Provider == providerAnthropic {
+					return req, fmt.Errorf("params.temperature cannot be sent to %s: Anthropic's API deprecated temperature and its SDK v2 has no field for it; leave params.temperature out",
+						targetName(t, i))
+				}
+			}
 			req.temperature = &f
 		case "stop":
 			switch s := v.(type) {
