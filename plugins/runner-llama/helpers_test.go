@@ -193,7 +193,7 @@ func inProcess(t testing.TB, path string, threads int) *inProcessEngine {
 	if err := loadLibrary(testLibDir(t), hclog.NewNullLogger()); err != nil {
 		t.Fatal(err)
 	}
-	info, err := inspectModel(path)
+	info, err := inspectModel(path, "")
 	if err != nil {
 		t.Fatal(err)
 	}

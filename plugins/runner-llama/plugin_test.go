@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -206,7 +207,9 @@ func TestCancelMidStream(t *testing.T) {
 
 // TestTimeoutStopsGeneration checks the execution timeout and the session's.
 func TestTimeoutStopsGeneration(t *testing.T) {
-	r := launch(t, map[string]any{"model": tiny(t), "threads": 1, "context_size": 8192})
+	long := gguf.DefaultTinyLlama()
+	long.ContextLength = 8192
+	r := launch(t, map[string]any{"model": testModel(t, long), "threads": 1, "context_size": 8192})
 	res, _ := run(t, r, runner.ExecuteRequest{
 		Input: "go", Timeout: 30 * time.Millisecond,
 		Params: params("max_tokens", 8000.0, "ignore_eos", true),
@@ -404,15 +407,18 @@ func TestCorruptModelRefused(t *testing.T) {
 	badMagic := append([]byte("GGUX"), good[4:]...)
 	cases := []struct {
 		name, path, expect string
+		absent             string // what the message must not say
 	}{
-		{"missing", filepath.Join(dir, "nope.gguf"), "does not exist"},
-		{"missing test model", filepath.Join(dir, "tiny-llama.gguf"), "`make testmodel` generates it"},
-		{"text", write("notes.gguf", []byte("these are not the weights you are looking for\n")), `is not a GGUF file (it starts with "thes", not "GGUF")`},
-		{"empty", write("empty.gguf", nil), "is not a GGUF file: only 0 bytes long"},
-		{"magic", write("magic.gguf", badMagic), `it starts with "GGUX"`},
-		{"truncated data", write("half.gguf", good[:len(good)/2]), "is truncated or corrupt"},
-		{"truncated header", write("head.gguf", good[:200]), "is truncated or corrupt"},
-		{"directory", dir, "is a directory"},
+		{"missing", filepath.Join(dir, "nope.gguf"), "does not exist", ""},
+		// Only the path configs/models.hcl gives gets the hint about its test model.
+		{"missing other tiny-llama", filepath.Join(dir, "tiny-llama.gguf"), "does not exist", "make testmodel"},
+		{"text", write("notes.gguf", []byte("these are not the weights you are looking for\n")), `is not a GGUF file (it starts with "thes", not "GGUF")`, ""},
+		{"empty", write("empty.gguf", nil), "is not a GGUF file: only 0 bytes long", ""},
+		{"magic", write("magic.gguf", badMagic), `it starts with "GGUX"`, ""},
+		{"truncated data", write("half.gguf", good[:len(good)/2]), "is truncated: ", "block layout"},
+		{"one byte short", write("short.gguf", good[:len(good)-1]), fmt.Sprintf("is truncated: 1 byte missing (it is %d bytes long;", len(good)-1), "block layout"},
+		{"truncated header", write("head.gguf", good[:200]), "is truncated: its header runs past the end of the file, at 200 bytes", ""},
+		{"directory", dir, "is a directory", ""},
 	}
 	logger, logs := testLogger()
 	ctx := context.Background()
@@ -430,8 +436,8 @@ func TestCorruptModelRefused(t *testing.T) {
 				t.Fatalf("configure: got %v, want one diagnostic at model", err)
 			}
 			msg := ce.Diagnostics[0].Summary
-			if !strings.Contains(msg, tt.path) || !strings.Contains(msg, tt.expect) {
-				t.Errorf("diagnostic %q, want it to name %s and say %q", msg, tt.path, tt.expect)
+			if !strings.Contains(msg, tt.path) || !strings.Contains(msg, tt.expect) || (tt.absent != "" && strings.Contains(msg, tt.absent)) {
+				t.Errorf("diagnostic %q, want it to name %s and say %q (and not %q)", msg, tt.path, tt.expect, tt.absent)
 			}
 		})
 	}

@@ -9,6 +9,8 @@ import (
 
 	"github.com/ardanlabs/jinja"
 	"github.com/hybridgroup/yzma/pkg/llama"
+
+	"github.com/limitgraph/limit/internal/clip"
 )
 
 // chatMessage is one message of params.messages.
@@ -62,19 +64,19 @@ func parseParams(p map[string]any, def sampling) (execParams, error) {
 		case "temperature":
 			f, ok := v.(float64)
 			if !ok || f < 0 || f > 10 || math.IsNaN(f) {
-				err = fmt.Errorf("params.temperature must be a number from 0 to 10, got %v", v)
+				err = fmt.Errorf("params.temperature must be a number from 0 to 10, got %s", jsonValue(v))
 			}
 			ep.sampling.Temperature = f
 		case "top_p":
 			f, ok := v.(float64)
 			if !ok || !(f > 0 && f <= 1) {
-				err = fmt.Errorf("params.top_p must be a number above 0 and at most 1, got %v", v)
+				err = fmt.Errorf("params.top_p must be a number above 0 and at most 1, got %s", jsonValue(v))
 			}
 			ep.sampling.TopP = f
 		case "ignore_eos":
 			b, ok := v.(bool)
 			if !ok {
-				err = fmt.Errorf("params.ignore_eos must be true or false, got %v", v)
+				err = fmt.Errorf("params.ignore_eos must be true or false, got %s", jsonValue(v))
 			}
 			ep.ignoreEOS = b
 		case "stop":
@@ -99,16 +101,37 @@ func parseParams(p map[string]any, def sampling) (execParams, error) {
 func wholeParam(name string, v any, lo, hi float64) (int, error) {
 	f, ok := v.(float64)
 	if !ok || f != math.Trunc(f) || f < lo || f > hi {
-		return 0, fmt.Errorf("params.%s must be a whole number from %s to %s, got %s", name, number(lo), number(hi), number(v))
+		return 0, fmt.Errorf("params.%s must be a whole number from %s to %s, got %s", name, number(lo), number(hi), jsonValue(v))
 	}
 	return int(f), nil
 }
 
-// number writes a value for a message, a JSON number as a user would write it:
-// 1048576, not 1.048576e+06.
-func number(v any) string {
-	if f, ok := v.(float64); ok {
-		return strconv.FormatFloat(f, 'f', -1, 64)
+// number writes a number for a message as a user would write it: 1048576, not
+// 1.048576e+06.
+func number(f float64) string {
+	if math.Abs(f) >= 1e21 {
+		return strconv.FormatFloat(f, 'g', -1, 64)
+	}
+	return strconv.FormatFloat(f, 'f', -1, 64)
+}
+
+// jsonValue describes a JSON value a parameter was given, for its error: a number as
+// number writes it, and any other kind by what it is, so that the string "10" is not
+// shown as if it were the number 10.
+func jsonValue(v any) string {
+	switch x := v.(type) {
+	case float64:
+		return number(x)
+	case string:
+		return fmt.Sprintf("the string %q", clip.Marked(x, 40))
+	case bool:
+		return strconv.FormatBool(x)
+	case nil:
+		return "null"
+	case []any:
+		return "a list"
+	case map[string]any:
+		return "an object"
 	}
 	return fmt.Sprint(v)
 }
@@ -135,7 +158,7 @@ func stopParam(v any) ([]string, error) {
 		for i, e := range s {
 			str, ok := e.(string)
 			if !ok {
-				return nil, fmt.Errorf("params.stop[%d] must be a string, got %v", i, e)
+				return nil, fmt.Errorf("params.stop[%d] must be a string, got %s", i, jsonValue(e))
 			}
 			if str != "" {
 				out = append(out, str)
@@ -143,7 +166,7 @@ func stopParam(v any) ([]string, error) {
 		}
 		return out, nil
 	}
-	return nil, fmt.Errorf("params.stop must be a string or a list of strings, got %v", v)
+	return nil, fmt.Errorf("params.stop must be a string or a list of strings, got %s", jsonValue(v))
 }
 
 func messagesParam(v any) ([]chatMessage, error) {

@@ -109,7 +109,13 @@ func TestParseParams(t *testing.T) {
 		{map[string]any{"max_tokens": 1048577.0}, "params.max_tokens must be a whole number from 1 to 1048576, got 1048577"},
 		{map[string]any{"seed": 5e9}, "params.seed must be a whole number from -1 to 4294967294, got 5000000000"},
 		{map[string]any{"top_k": 2.5}, "params.top_k must be a whole number from 0 to 1048576, got 2.5"},
-		{map[string]any{"top_k": "3"}, "params.top_k must be a whole number from 0 to 1048576, got 3"},
+		{map[string]any{"top_k": "3"}, `params.top_k must be a whole number from 0 to 1048576, got the string "3"`},
+		{map[string]any{"max_tokens": "10"}, `params.max_tokens must be a whole number from 1 to 1048576, got the string "10"`},
+		{map[string]any{"temperature": "hot"}, `params.temperature must be a number from 0 to 10, got the string "hot"`},
+		{map[string]any{"top_p": 2e22}, "params.top_p must be a number above 0 and at most 1, got 2e+22"},
+		{map[string]any{"ignore_eos": "yes"}, `params.ignore_eos must be true or false, got the string "yes"`},
+		{map[string]any{"stop": []any{1.0}}, "params.stop[0] must be a string, got 1"},
+		{map[string]any{"stop": map[string]any{}}, "params.stop must be a string or a list of strings, got an object"},
 	} {
 		if _, err := parseParams(tt.p, def); err == nil || err.Error() != tt.want {
 			t.Errorf("params %v: error %v, want %q", tt.p, err, tt.want)
@@ -179,6 +185,48 @@ func TestParseConfig(t *testing.T) {
 		t.Errorf("context_size too large: %v", ds)
 	}
 
+	// A context_size past the model's trained context is refused, naming both; unset,
+	// the default is no more than the trained context.
+	short := gguf.DefaultTinyLlama()
+	short.ContextLength = 1024
+	shortModel := testModel(t, short)
+	raw, _ = json.Marshal(map[string]any{"model": shortModel, "library_dir": lib, "context_size": 2048})
+	if _, _, ds := parseConfig(base.ConfigureRequest{Config: raw}, "", noenv); len(ds) != 1 || !slices.Equal(ds[0].Path, []string{"context_size"}) ||
+		ds[0].Summary != "context_size 2048 is more than model "+shortModel+" was trained for (llama.context_length 1024)" ||
+		!strings.Contains(ds[0].Detail, "set context_size to 1024 or less") {
+		t.Errorf("context_size past the trained context: %v", ds)
+	}
+	for _, tt := range []struct {
+		cfg  map[string]any
+		want int
+	}{
+		{map[string]any{"model": shortModel, "library_dir": lib}, 1024},
+		{map[string]any{"model": shortModel, "library_dir": lib, "context_size": 1024}, 1024},
+		{map[string]any{"model": model, "library_dir": lib}, defaultContextSize},
+	} {
+		raw, _ = json.Marshal(tt.cfg)
+		if set, _, ds := parseConfig(base.ConfigureRequest{Config: raw}, "", noenv); len(ds) != 0 || set.contextSize != tt.want {
+			t.Errorf("config %v: context size %d (%v), want %d", tt.cfg, set.contextSize, ds, tt.want)
+		}
+	}
+
+	// The hint about `make testmodel` is given for the path configs/models.hcl names
+	// (relative to the data directory), not for any file that happens to share its name.
+	for _, tt := range []struct {
+		model string
+		hint  bool
+	}{
+		{"../build/testdata/tiny-llama.gguf", true},
+		{"tiny-llama.gguf", false},
+		{"/nowhere/build/testdata/tiny-llama.gguf", false},
+	} {
+		raw, _ = json.Marshal(map[string]any{"model": tt.model, "library_dir": lib})
+		_, _, ds := parseConfig(base.ConfigureRequest{Config: raw, DataDir: filepath.Join(t.TempDir(), "data")}, "", noenv)
+		if len(ds) != 1 || !strings.Contains(ds[0].Summary, "does not exist") || strings.Contains(ds[0].Summary, "make testmodel") != tt.hint {
+			t.Errorf("model %q: %v, want the hint %v", tt.model, ds, tt.hint)
+		}
+	}
+
 	// A relative model path is relative to the data directory.
 	dataDir := filepath.Dir(model)
 	raw, _ = json.Marshal(map[string]any{"model": filepath.Base(model), "library_dir": lib})
@@ -188,6 +236,50 @@ func TestParseConfig(t *testing.T) {
 	}
 	if set.threads != runtime.NumCPU() || set.contextSize != defaultContextSize || set.sampling != sample(-1, defaultMaxTokens) {
 		t.Errorf("defaults: %+v", set)
+	}
+}
+
+// TestLibraryFilesChecked checks that files named like the llama.cpp libraries but not
+// ELF shared objects are refused at validation, naming the file, rather than when the
+// first session loads them.
+func TestLibraryFilesChecked(t *testing.T) {
+	lib := testLibDir(t)
+	model := tiny(t)
+	noenv := func(string) string { return "" }
+	real, err := os.ReadFile(filepath.Join(lib, "libllama.so"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	exe := slices.Clone(real)
+	exe[16], exe[17] = 2, 0 // e_type ET_EXEC, little-endian: an executable
+	for _, tt := range []struct {
+		name   string
+		ggml   []byte
+		expect string
+	}{
+		{"text", []byte("not a library\n"), `libggml.so is not an ELF shared object (it starts with "not ", not "\x7fELF")`},
+		{"empty", nil, `libggml.so is not an ELF shared object (it starts with "", not "\x7fELF")`},
+		{"executable", exe, "libggml.so is an ELF file but not a shared object"},
+		{"cut", real[:64], "libggml.so is a damaged ELF file"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			for _, name := range requiredLibs {
+				b := real
+				if name == "libggml.so" {
+					b = tt.ggml
+				}
+				if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			raw, _ := json.Marshal(map[string]any{"model": model, "library_dir": dir})
+			_, _, ds := parseConfig(base.ConfigureRequest{Config: raw, ValidateOnly: true}, "", noenv)
+			if len(ds) != 1 || !slices.Equal(ds[0].Path, []string{"library_dir"}) || !strings.Contains(ds[0].Summary, filepath.Join(dir, "libggml.so")) ||
+				!strings.Contains(ds[0].Summary, tt.expect) {
+				t.Errorf("diagnostics %v, want one at library_dir saying %q", ds, tt.expect)
+			}
+		})
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -178,6 +179,34 @@ func TestBudgetWithoutUsage(t *testing.T) {
 	expectErr(t, res, runner.StatusLimitExceeded, "token budget is spent")
 }
 
+// TestUsageUnknownReportsEstimate has a server that reports no usage: the result must
+// report what the session was charged for the answer, the estimate (a 200-byte answer
+// is 50 tokens, the prompt "hi" 1), and its cost, marked as estimated, rather than no
+// tokens and no cost beside a session total that grew.
+func TestUsageUnknownReportsEstimate(t *testing.T) {
+	srv := llmtest.NewOpenAI(t, "")
+	text := strings.Repeat("word ", 40)
+	srv.SetDefault(llmtest.Step{Raw: `{"id":"x","object":"chat.completion","choices":[{"index":0,"finish_reason":"stop","message":{"role":"assistant","content":"` + text + `"}}]}`})
+	p := launch(t, map[string]any{"provider": "openai-compatible", "model": "m", "base_url": srv.BaseURL(), "stream": false,
+		"prices": map[string]any{"m": map[string]any{"input": 1.0, "output": 2.0}}}, nil)
+	for i := 1; i <= 2; i++ {
+		res, _ := ask(t, p, "hi")
+		u := res.Usage
+		if res.Status != runner.StatusOK || res.Output != text {
+			t.Fatalf("result: %+v", res)
+		}
+		if u.PromptTokens != 1 || u.CompletionTokens != 50 || u.TotalTokens != 51 || u.Extra["session_tokens"] != float64(51*i) {
+			t.Errorf("execution %d: usage %+v, want the estimate the session was charged (1 + 50 tokens, session %d)", i, u, 51*i)
+		}
+		if want := (1*1.0 + 50*2.0) / 1e6; math.Abs(u.Extra["cost_usd"]-want) > 1e-15 || math.Abs(u.Extra["session_cost_usd"]-want*float64(i)) > 1e-15 {
+			t.Errorf("execution %d: cost %v (session %v), want %v a time", i, u.Extra["cost_usd"], u.Extra["session_cost_usd"], want)
+		}
+		if u.Extra["usage_estimated"] != 1 || u.Extra["usage_unknown"] != 1 {
+			t.Errorf("execution %d: the estimate is not marked: %v", i, u.Extra)
+		}
+	}
+}
+
 // TestBudgetCountsStoppedAnswers stops streamed answers by timeout and by cancel: what
 // was streamed was generated (and billed by the provider), so it counts.
 func TestBudgetCountsStoppedAnswers(t *testing.T) {
@@ -213,8 +242,9 @@ func TestMaxTokensWithinBudget(t *testing.T) {
 	ask(t, p, "hi")
 	n := len(srv.Requests())
 	run(t, p, runner.ExecuteRequest{Input: "hi", Params: map[string]any{"max_tokens": 100000.0}})
-	if got := srv.Requests()[n].JSON["max_completion_tokens"]; got != 80.0 {
-		t.Errorf("budget 100 tokens, 20 used, params.max_tokens 100000: the request asked for %v", got)
+	// 100 less the 20 used and the prompt "hi" (1 token estimated) leaves 79.
+	if got := srv.Requests()[n].JSON["max_completion_tokens"]; got != 79.0 {
+		t.Errorf("budget 100 tokens, 20 used, prompt 1, params.max_tokens 100000: the request asked for %v", got)
 	}
 
 	// $0.001 at $10 per million output tokens is 100 tokens.
@@ -224,4 +254,68 @@ func TestMaxTokensWithinBudget(t *testing.T) {
 	if got := srv.Requests()[n].JSON["max_completion_tokens"]; got != 100.0 {
 		t.Errorf("budget $0.001 at $10/M output: the request asked for %v tokens", got)
 	}
+}
+
+// TestMaxTokensLeavesRoomForPrompt sends a prompt of about 141 tokens in a session of
+// 200: the provider charges the prompt too, so the answer may have only the 59 tokens
+// left after it (asking for 200 spent 341). With a cost budget the prompt is priced at
+// the model's input price. A prompt that leaves nothing for an answer is refused
+// without asking the provider.
+func TestMaxTokensLeavesRoomForPrompt(t *testing.T) {
+	srv := llmtest.NewOpenAI(t, openaiKey)
+	base := map[string]any{"provider": "openai", "model": "gpt-test", "base_url": srv.BaseURL(), "api_key": openaiKey, "max_tokens": 1000}
+	prompt := strings.Repeat("abcd", 141) // 564 bytes: 141 tokens estimated
+	for _, tt := range []struct {
+		name   string
+		config map[string]any
+		cap    float64
+		check  func(u runner.Usage) bool
+	}{
+		{"tokens", cfg(base, "budget_tokens", 200), 59, func(u runner.Usage) bool { return u.Extra["session_tokens"] <= 200 }},
+		// $0.0005 less the prompt's 141 tokens at $2/M leaves $0.000218: 54 tokens at $4/M.
+		{"cost", cfg(base, "budget_cost", 0.0005, "prices", map[string]any{"gpt-test": map[string]any{"input": 2.0, "output": 4.0}}), 54,
+			func(u runner.Usage) bool { return u.Extra["session_cost_usd"] <= 0.0005 }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			// The server generates as many tokens as it is allowed.
+			srv.SetDefault(llmtest.Step{Text: "ok", InputTokens: 141, OutputTokens: int(tt.cap)})
+			p := launch(t, tt.config, nil)
+			n := len(srv.Requests())
+			res, _ := ask(t, p, prompt)
+			if res.Status != runner.StatusOK {
+				t.Fatalf("result %+v", res)
+			}
+			if got := srv.Requests()[n].JSON["max_completion_tokens"]; got != tt.cap {
+				t.Errorf("max_completion_tokens %v, want the %v left after the prompt", got, tt.cap)
+			}
+			if !tt.check(res.Usage) {
+				t.Errorf("the session spent beyond its budget: %v", res.Usage.Extra)
+			}
+			n = len(srv.Requests())
+			res, _ = ask(t, p, "hi")
+			expectErr(t, res, runner.StatusLimitExceeded)
+			if len(srv.Requests()) != n {
+				t.Error("an execution over a spent budget reached the provider")
+			}
+		})
+	}
+	t.Run("nothing left", func(t *testing.T) {
+		for _, c := range []struct {
+			config map[string]any
+			expect string
+		}{
+			{cfg(base, "budget_tokens", 141), "the prompt, about 141 tokens, leaves nothing of the session's token budget for an answer: 0 of 141 tokens used"},
+			// The prompt costs $0.000282, the answer's first token $0.000004 more.
+			{cfg(base, "budget_cost", 0.000285, "prices", map[string]any{"gpt-test": map[string]any{"input": 2.0, "output": 4.0}}),
+				"the prompt, about 141 tokens, leaves too little of the session's cost budget for one token of answer"},
+		} {
+			p := launch(t, c.config, nil)
+			n := len(srv.Requests())
+			res, _ := ask(t, p, prompt)
+			expectErr(t, res, runner.StatusLimitExceeded, c.expect)
+			if len(srv.Requests()) != n {
+				t.Error("a request without room for an answer reached the provider")
+			}
+		}
+	})
 }

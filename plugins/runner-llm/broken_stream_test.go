@@ -42,8 +42,8 @@ func TestBrokenStreamKeepsOutput(t *testing.T) {
 			}
 			u := res.Usage
 			if u.CompletionTokens == 0 || u.TotalTokens != u.PromptTokens+u.CompletionTokens ||
-				u.Extra["session_tokens"] != float64(u.TotalTokens) {
-				t.Errorf("usage %+v: want the streamed part's estimate, counted in session_tokens", u)
+				u.Extra["session_tokens"] != float64(u.TotalTokens) || u.Extra["usage_estimated"] != 1 {
+				t.Errorf("usage %+v: want the streamed part's estimate, marked usage_estimated, counted in session_tokens", u)
 			}
 		})
 	}

@@ -35,6 +35,10 @@ const (
 	defaultMaxTokens      = 1024
 )
 
+// maxTokensLimit bounds max_tokens and params.max_tokens: far above what any model
+// generates in one answer.
+const maxTokensLimit = 1 << 24
+
 // rawTarget is one entry of fallback (and the shape of the primary model).
 type rawTarget struct {
 	Provider *string `json:"provider"`
@@ -156,15 +160,15 @@ func configSchema() base.Schema {
 		},
 		{
 			Name: "max_tokens", Type: "number", Default: defaultMaxTokens,
-			Description: "Most tokens to generate per execution; params.max_tokens overrides it.",
+			Description: "Most tokens to generate per execution, from 1 to 16777216; params.max_tokens (same bounds) overrides it.",
 		},
 		{
 			Name: "temperature", Type: "number",
-			Description: "Sampling temperature for OpenAI and OpenAI-compatible models; unset leaves the provider's default. params.temperature overrides it. Not sent to Anthropic, whose API deprecated it.",
+			Description: "Sampling temperature for OpenAI and OpenAI-compatible models; unset leaves the provider's default. params.temperature overrides it. Not sent to Anthropic, whose API deprecated it and whose SDK v2 has no field for it (the config warns); params.temperature is refused when an Anthropic model is configured, as primary or fallback.",
 		},
 		{
 			Name: "system", Type: "string",
-			Description: "System prompt sent with every execution (a system message in params.messages replaces it).",
+			Description: "System prompt sent first with every execution, before the system messages of params.messages, which are kept too; params.system replaces it. Anthropic gets it and the system messages before the first user or assistant message joined by blank lines, and refuses a system message after the conversation began.",
 		},
 		{
 			Name: "stream", Type: "bool", Default: true,
@@ -176,11 +180,11 @@ func configSchema() base.Schema {
 		},
 		{
 			Name: "budget_tokens", Type: "number", Default: 0,
-			Description: "Most tokens (input plus output) one session may use; once reached, executions are refused, as is one whose prompt alone (estimated at 4 bytes a token) is more than what is left. 0 means no limit.",
+			Description: "Most tokens (input plus output) one session may use; once reached, executions are refused, as is one whose prompt alone (estimated at 4 bytes a token) leaves nothing for an answer. An answer's max_tokens is capped at what is left after the prompt. 0 means no limit.",
 		},
 		{
 			Name: "budget_cost", Type: "number", Default: 0,
-			Description: "Most US dollars one session may spend; once reached, executions are refused, as is one whose prompt alone (estimated at 4 bytes a token, at the cheapest model's price) costs more than what is left. Needs a price for every model. 0 means no limit.",
+			Description: "Most US dollars one session may spend; once reached, executions are refused, as is one whose prompt alone (estimated at 4 bytes a token, at the cheapest model's price) costs more than what is left. An answer's max_tokens is capped at what the rest pays for, after the prompt at the model's input price. Needs a price for every model. 0 means no limit.",
 		},
 	}}
 }
@@ -232,7 +236,7 @@ func parseConfig(req base.ConfigureRequest) (settings, base.Diagnostics) {
 			return 0, false
 		}
 		if *v != math.Trunc(*v) || *v < lo || *v > hi {
-			ds = append(ds, base.Errorf([]string{name}, "%s must be a whole number from %v to %v, got %v", name, lo, hi, *v))
+			ds = append(ds, base.Errorf([]string{name}, "%s must be a whole number from %s to %s, got %s", name, number(lo), number(hi), number(*v)))
 			return 0, false
 		}
 		return int(*v), true
@@ -240,7 +244,7 @@ func parseConfig(req base.ConfigureRequest) (settings, base.Diagnostics) {
 	if n, ok := whole("retries", raw.Retries, 0, 20); ok {
 		set.retries = n
 	}
-	if n, ok := whole("max_tokens", raw.MaxTokens, 1, 1<<24); ok {
+	if n, ok := whole("max_tokens", raw.MaxTokens, 1, maxTokensLimit); ok {
 		set.maxTokens = n
 	}
 	if n, ok := whole("budget_tokens", raw.BudgetTokens, 0, 1e15); ok {
@@ -248,14 +252,14 @@ func parseConfig(req base.ConfigureRequest) (settings, base.Diagnostics) {
 	}
 	if raw.BudgetCost != nil {
 		if c := *raw.BudgetCost; c < 0 || math.IsNaN(c) || math.IsInf(c, 0) {
-			ds = append(ds, base.Errorf([]string{"budget_cost"}, "budget_cost must be a number of dollars, 0 or more, got %v", c))
+			ds = append(ds, base.Errorf([]string{"budget_cost"}, "budget_cost must be a number of dollars, 0 or more, got %s", number(c)))
 		} else {
 			set.budgetCost = c
 		}
 	}
 	if raw.Temperature != nil {
 		if t := *raw.Temperature; t < 0 || t > 2 || math.IsNaN(t) {
-			ds = append(ds, base.Errorf([]string{"temperature"}, "temperature must be from 0 to 2, got %v", t))
+			ds = append(ds, base.Errorf([]string{"temperature"}, "temperature must be from 0 to 2, got %s", number(t)))
 		} else {
 			set.temperature = raw.Temperature
 		}

@@ -464,8 +464,14 @@ func TestRequestParams(t *testing.T) {
 	}{
 		{map[string]any{"model": "gpt-5"}, "unknown parameter params.model"},
 		{map[string]any{"messages": []any{map[string]any{"role": "tool", "content": "x"}}}, "params.messages[0] must be {role, content} with role system, user or assistant"},
-		{map[string]any{"max_tokens": -1.0}, "params.max_tokens must be a whole number"},
-		{map[string]any{"temperature": 3.0}, "params.temperature must be a number from 0 to 2"},
+		{map[string]any{"max_tokens": -1.0}, "params.max_tokens must be a whole number from 1 to 16777216, got -1"},
+		{map[string]any{"max_tokens": "10"}, `params.max_tokens must be a whole number from 1 to 16777216, got the string "10"`},
+		{map[string]any{"max_tokens": 1e9}, "params.max_tokens must be a whole number from 1 to 16777216, got 1000000000"},
+		{map[string]any{"temperature": 3.0}, "params.temperature must be a number from 0 to 2, got 3"},
+		{map[string]any{"temperature": "hot"}, `params.temperature must be a number from 0 to 2, got the string "hot"`},
+		{map[string]any{"stream": "yes"}, `params.stream must be true or false, got the string "yes"`},
+		{map[string]any{"stop": []any{1.0}}, "params.stop[0] must be a string, got 1"},
+		{map[string]any{"system": []any{}}, "params.system must be a string, got a list"},
 	} {
 		res, _ := run(t, p, runner.ExecuteRequest{Input: "x", Params: tt.params})
 		expectErr(t, res, runner.StatusError, tt.expect)
@@ -474,9 +480,106 @@ func TestRequestParams(t *testing.T) {
 	expectErr(t, res, runner.StatusError, "nothing to ask: give input or params.messages")
 }
 
+// TestTemperatureToAnthropic checks that params.temperature, which Anthropic's SDK v2
+// cannot send, is refused when an Anthropic model may answer (the primary or a
+// fallback) rather than silently dropped, and that no request is made.
+func TestTemperatureToAnthropic(t *testing.T) {
+	an := llmtest.NewAnthropic(t, anthropicKey)
+	oa := llmtest.NewOpenAI(t, openaiKey)
+	claude := map[string]any{"provider": "anthropic", "model": "claude-test", "base_url": an.BaseURL(), "api_key": anthropicKey}
+	for _, tt := range []struct {
+		name   string
+		config map[string]any
+		expect string
+	}{
+		{"primary", claude, "params.temperature cannot be sent to anthropic claude-test: "},
+		{"fallback", map[string]any{"provider": "openai", "model": "gpt-test", "base_url": oa.BaseURL(), "api_key": openaiKey,
+			"fallback": []any{claude}}, "params.temperature cannot be sent to anthropic claude-test (fallback 1): "},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			p := launch(t, tt.config, nil)
+			n, m := len(an.Requests()), len(oa.Requests())
+			res, _ := run(t, p, runner.ExecuteRequest{Input: "hi", Params: map[string]any{"temperature": 0.5}})
+			expectErr(t, res, runner.StatusError, tt.expect, "leave params.temperature out")
+			if len(an.Requests()) != n || len(oa.Requests()) != m {
+				t.Error("a refused request reached a provider")
+			}
+			if res, _ := ask(t, p, "hi"); res.Status != runner.StatusOK {
+				t.Errorf("without params.temperature: %+v", res)
+			}
+		})
+	}
+}
+
 // TestUnreachable checks the error for a server that is not there.
 func TestUnreachable(t *testing.T) {
 	p := launch(t, map[string]any{"provider": "openai-compatible", "model": "m", "base_url": "http://127.0.0.1:1/v1", "retries": 1, "retry_backoff": "5ms"}, nil)
 	res, _ := ask(t, p, "hi")
 	expectErr(t, res, runner.StatusError, "openai-compatible m: cannot reach http://127.0.0.1:1/v1: connection refused (after 2 attempts)")
+}
+
+// TestSystemMessages checks that no system text is dropped. OpenAI and compatible
+// servers get every system message where it stands, after params.system; Anthropic,
+// which takes one system text, gets params.system and the system messages before the
+// conversation joined in order, and a system message after the conversation began is
+// refused, naming it, without a request.
+func TestSystemMessages(t *testing.T) {
+	msg := func(role, content string) any { return map[string]any{"role": role, "content": content} }
+	for _, pc := range providerCases(t) {
+		t.Run(pc.name, func(t *testing.T) {
+			p := launch(t, cfg(pc.config, "stream", false, "system", "from the config"), nil)
+			send := func(params map[string]any) (runner.Result, *llmtest.Request) {
+				n := len(pc.server.Requests())
+				res, _ := run(t, p, runner.ExecuteRequest{Input: "last", Params: params})
+				if reqs := pc.server.Requests()[n:]; len(reqs) > 0 {
+					return res, &reqs[0]
+				}
+				return res, nil
+			}
+			// wire renders the request's system text and messages as role:content|…
+			wire := func(rq *llmtest.Request) string {
+				if rq == nil {
+					return "(no request)"
+				}
+				var out []string
+				if sys, ok := rq.JSON["system"].([]any); ok {
+					for _, b := range sys {
+						out = append(out, "system:"+b.(map[string]any)["text"].(string))
+					}
+				}
+				msgs, _ := rq.JSON["messages"].([]any)
+				for _, m := range msgs {
+					m := m.(map[string]any)
+					content, ok := m["content"].(string)
+					if !ok { // Anthropic's content blocks
+						content = m["content"].([]any)[0].(map[string]any)["text"].(string)
+					}
+					out = append(out, m["role"].(string)+":"+content)
+				}
+				return strings.Join(out, "|")
+			}
+
+			leading := []any{msg("system", "A1"), msg("system", "A2"), msg("user", "u1"), msg("assistant", "a1")}
+			res, rq := send(map[string]any{"system": "P", "messages": leading})
+			want := "system:P|system:A1|system:A2|user:u1|assistant:a1|user:last"
+			if pc.name == "anthropic" {
+				want = "system:P\n\nA1\n\nA2|user:u1|assistant:a1|user:last"
+			}
+			if res.Status != runner.StatusOK || rq == nil || wire(rq) != want {
+				t.Errorf("params.system and leading system messages: %+v, sent %q, want %q", res, wire(rq), want)
+			}
+
+			res, rq = send(map[string]any{"messages": []any{msg("user", "u1"), msg("system", "B")}})
+			if pc.name == "anthropic" {
+				expectErr(t, res, runner.StatusError, "params.messages[1] is a system message after the conversation began, which anthropic claude-test cannot take")
+				if rq != nil {
+					t.Errorf("a refused request reached the provider: %s", rq.Body)
+				}
+				return
+			}
+			if want := "system:from the config|user:u1|system:B|user:last"; res.Status != runner.StatusOK || rq == nil || wire(rq) != want {
+				t.Errorf("a system message in the conversation: %+v, sent %q, want %q", res, wire(rq), want)
+			}
+		})
+	}
 }

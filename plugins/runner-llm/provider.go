@@ -23,8 +23,11 @@ type chatMessage struct {
 
 // chatRequest is what one attempt asks a model.
 type chatRequest struct {
-	system      string
-	messages    []chatMessage // user and assistant turns
+	// system is the system prompt (params.system, else the config's), sent before
+	// the conversation.
+	system string
+	// messages is the conversation in order: system messages stay where they stand.
+	messages    []chatMessage
 	maxTokens   int
 	temperature *float64
 	stop        []string
@@ -173,9 +176,12 @@ func (p *openaiProvider) params(req chatRequest) openai.ChatCompletionNewParams 
 		msgs = append(msgs, openai.SystemMessage(req.system))
 	}
 	for _, m := range req.messages {
-		if m.Role == "assistant" {
+		switch m.Role {
+		case "system":
+			msgs = append(msgs, openai.SystemMessage(m.Content))
+		case "assistant":
 			msgs = append(msgs, openai.AssistantMessage(m.Content))
-		} else {
+		default:
 			msgs = append(msgs, openai.UserMessage(m.Content))
 		}
 	}
@@ -259,9 +265,35 @@ type anthropicProvider struct {
 	model string
 }
 
+// anthropicSplit shapes a request for Anthropic's messages API, which takes system text
+// only as one top-level field: system is the system prompt and the system messages
+// before the first user or assistant message, in order, joined by a blank line; turns
+// are the rest. late is the index in req.messages of a system message after the
+// conversation began, which the API has no place for, or -1; buildRequest refuses such
+// a request for Anthropic, so that no system text is dropped.
+func anthropicSplit(req chatRequest) (system string, turns []chatMessage, late int) {
+	var parts []string
+	if req.system != "" {
+		parts = append(parts, req.system)
+	}
+	late = -1
+	for i, m := range req.messages {
+		switch {
+		case m.Role != "system":
+			turns = append(turns, m)
+		case len(turns) == 0:
+			parts = append(parts, m.Content)
+		case late < 0:
+			late = i
+		}
+	}
+	return strings.Join(parts, "\n\n"), turns, late
+}
+
 func (p *anthropicProvider) params(req chatRequest) anthropic.MessageNewParams {
+	system, turns, _ := anthropicSplit(req)
 	var msgs []anthropic.MessageParam
-	for _, m := range req.messages {
+	for _, m := range turns {
 		if m.Role == "assistant" {
 			msgs = append(msgs, anthropic.NewAssistantMessage(anthropic.NewTextBlock(m.Content)))
 		} else {
@@ -269,8 +301,8 @@ func (p *anthropicProvider) params(req chatRequest) anthropic.MessageNewParams {
 		}
 	}
 	params := anthropic.MessageNewParams{Model: anthropic.Model(p.model), MaxTokens: int64(req.maxTokens), Messages: msgs}
-	if req.system != "" {
-		params.System = []anthropic.TextBlockParam{{Text: req.system}}
+	if system != "" {
+		params.System = []anthropic.TextBlockParam{{Text: system}}
 	}
 	// Anthropic's API deprecated temperature and SDK v2 has no field for it: it is not
 	// sent (the config warns about it).

@@ -7,13 +7,16 @@ import (
 	"maps"
 	"math"
 	"net/http"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/limitgraph/limit/internal/clip"
 	"github.com/limitgraph/limit/sdk/base"
 	"github.com/limitgraph/limit/sdk/runner"
 )
@@ -25,6 +28,9 @@ const version = "0.1.0"
 var (
 	errCancelled = errors.New("execution cancelled")
 	errTimeout   = errors.New("execution timed out")
+	// errOutputLimit stops reading an answer that reached the session's
+	// max_output_bytes.
+	errOutputLimit = errors.New("the answer reached the session's max_output_bytes")
 )
 
 // llmRunner serves one session with a hosted model and its fallbacks.
@@ -235,12 +241,14 @@ func (r *llmRunner) Execute(ctx context.Context, req runner.ExecuteRequest, emit
 
 	// The answer goes out through a stream redactor: a key that the server or the model
 	// put into it, even split over several tokens, never leaves the plugin. streamed is
-	// the answer as received, for charging it.
+	// the answer as received, up to the session's max_output_bytes (0: no limit): the
+	// answer is read no further, like the llama runner's generation.
 	var (
 		streamed   strings.Builder
 		firstToken time.Duration
 		emitErr    error
 		answerRed  = red.stream()
+		maxOut     = sess.Limits.MaxOutputBytes
 	)
 	send := func(s string) error {
 		if s == "" || emitErr != nil {
@@ -256,29 +264,49 @@ func (r *llmRunner) Execute(ctx context.Context, req runner.ExecuteRequest, emit
 		if firstToken == 0 {
 			firstToken = time.Since(start)
 		}
+		var full error
+		if maxOut > 0 && uint64(streamed.Len()+len(s)) > maxOut {
+			s, full = clip.Prefix(s, int(maxOut)-streamed.Len()), errOutputLimit
+		}
 		streamed.WriteString(s)
-		return send(answerRed.write(s))
+		if err := send(answerRed.write(s)); err != nil {
+			return err
+		}
+		return full
 	}
 	// flush sends what the redactor held back, once the answer has ended in any way, so
 	// that no text but a key is lost.
 	flush := func() error { return send(answerRed.flush()) }
 
-	var failures []string
+	var failures, noRoom []string
 	var last *attemptError
 	attempts := 0
 	for ti, p := range provs {
 		t := set.targets[ti]
+		treq, ok := withinBudget(set, t.Model, creq, usedTokens, usedCost)
+		if !ok {
+			// A fallback priced differently may still have room; none is asked for
+			// an answer the budget cannot pay.
+			noRoom = append(noRoom, fmt.Sprintf("%s: not asked, %s", t, noRoomForAnswer(set, creq, usedTokens, usedCost)))
+			continue
+		}
 		for n := 1; ; n++ {
 			attempts++
 			actx, acancel := context.WithTimeout(ectx, set.attemptTimeout)
-			ans, err := p.complete(actx, withinBudget(set, t.Model, creq, usedTokens, usedCost), onText)
+			ans, err := p.complete(actx, treq, onText)
 			aerr := actx.Err()
 			acancel()
-			if err == nil {
-				if err := flush(); err != nil {
-					return runner.Result{}, err
+			if err == nil || errors.Is(err, errOutputLimit) {
+				// The answer is charged before its last tokens go out: a host that is
+				// gone by then does not make it free. ans.text is all that was
+				// received, the part past the limit included: it was generated, and
+				// is paid for.
+				cut := err != nil
+				res, err := r.succeed(set, t, ti, treq, ans, cut, streamed.String(), attempts, start, firstToken, red)
+				if ferr := flush(); ferr != nil {
+					return runner.Result{}, ferr
 				}
-				return r.succeed(set, t, ti, creq, ans, attempts, start, firstToken, red)
+				return res, err
 			}
 			_ = flush() // a failure to send is in emitErr, handled below
 			var spent answer
@@ -330,6 +358,11 @@ func (r *llmRunner) Execute(ctx context.Context, req runner.ExecuteRequest, emit
 			}
 		}
 	}
+	if attempts == 0 {
+		// No model was asked: the budget leaves none of them room for an answer.
+		return fail(runner.StatusLimitExceeded, noRoomForAnswer(set, creq, usedTokens, usedCost))
+	}
+	failures = append(failures, noRoom...)
 	msg := failures[0]
 	if len(failures) > 1 {
 		msg = fmt.Sprintf("all %d models failed: %s", len(failures), strings.Join(failures, "; "))
@@ -362,12 +395,19 @@ func statusOf(ae *attemptError) runner.Status {
 	return runner.StatusError
 }
 
-// succeed records the usage and builds the result.
-func (r *llmRunner) succeed(set settings, t target, index int, req chatRequest, ans answer, attempts int, start time.Time, firstToken time.Duration, red redactor) (runner.Result, error) {
+// succeed records the usage and builds the result. cut is an answer whose reading
+// stopped at the session's max_output_bytes: its output is what was kept, its finish
+// reason "length" and it is truncated; a streamed one is charged by estimate, since the
+// provider's final count never came.
+func (r *llmRunner) succeed(set settings, t target, index int, req chatRequest, ans answer, cut bool, output string, attempts int, start time.Time, firstToken time.Duration, red redactor) (runner.Result, error) {
 	elapsed := time.Since(start)
-	tokens := uint64(max(ans.input, 0) + max(ans.output, 0))
-	cost, priced := costOf(set, t.Model, ans)
-	usedTokens, usedCost := r.charge(set, t.Model, req, ans, false)
+	// The result reports what the session was charged: the provider's figures, or the
+	// estimate when it reported none.
+	partial := cut && req.stream
+	spent := counted(req, ans, partial)
+	tokens := uint64(max(spent.input, 0) + max(spent.output, 0))
+	cost, priced := costOf(set, t.Model, spent)
+	usedTokens, usedCost := r.charge(set, t.Model, req, ans, partial)
 	extra := r.sessionExtra(usedTokens, usedCost)
 	extra["attempts"] = float64(attempts)
 	extra["fallback"] = float64(index)
@@ -376,6 +416,14 @@ func (r *llmRunner) succeed(set settings, t target, index int, req chatRequest, 
 	}
 	if !ans.usageKnown {
 		extra["usage_unknown"] = 1
+	}
+	if !ans.usageKnown || partial {
+		extra["usage_estimated"] = 1
+	}
+	finish := ans.finish
+	if cut {
+		finish = "length"
+		r.log.Debug("answer cut at the session's max_output_bytes", "model", t.String(), "received_bytes", len(ans.text), "kept_bytes", len(output))
 	}
 	if firstToken > 0 {
 		extra["time_to_first_token_ms"] = float64(firstToken.Microseconds()) / 1000
@@ -388,9 +436,9 @@ func (r *llmRunner) succeed(set settings, t target, index int, req chatRequest, 
 		r.log.Warn("answered by a fallback", "model", t.String(), "fallback", index)
 	}
 	return runner.Result{
-		Status: runner.StatusOK, Output: red.clean(ans.text), FinishReason: red.clean(ans.finish), Duration: elapsed,
+		Status: runner.StatusOK, Output: red.clean(output), FinishReason: red.clean(finish), Truncated: cut, Duration: elapsed,
 		Usage: runner.Usage{
-			PromptTokens: uint64(max(ans.input, 0)), CompletionTokens: uint64(max(ans.output, 0)), TotalTokens: tokens,
+			PromptTokens: uint64(max(spent.input, 0)), CompletionTokens: uint64(max(spent.output, 0)), TotalTokens: tokens,
 			Extra: extra,
 		},
 	}, nil
@@ -424,18 +472,63 @@ func counted(req chatRequest, ans answer, partial bool) answer {
 
 func estimateTokens(bytes int) int64 { return int64(bytes+3) / 4 }
 
-// withinBudget caps a request's max_tokens at what the session's budget has left for
-// model, so that no params.max_tokens spends beyond the budget.
-func withinBudget(set settings, model string, req chatRequest, usedTokens uint64, usedCost float64) chatRequest {
-	if set.budgetTokens > usedTokens && uint64(req.maxTokens) > set.budgetTokens-usedTokens {
-		req.maxTokens = int(set.budgetTokens - usedTokens)
-	}
-	if p := set.prices[model]; set.budgetCost > usedCost && p.Output > 0 {
-		if n := math.Floor((set.budgetCost-usedCost)*1e6/p.Output + 1e-9); n < float64(req.maxTokens) {
-			req.maxTokens = max(1, int(n))
+// answerRoom is how many tokens the session's budget leaves model for the answer to
+// req: what is left after what was used and after the prompt, estimated at 4 bytes a
+// token (for budget_cost, at the model's input price); -1 when no budget bounds it.
+// The provider charges the prompt in full, so a cap on the answer that ignored it
+// would let every execution overrun the budget by its prompt.
+func answerRoom(set settings, model string, req chatRequest, usedTokens uint64, usedCost float64) int64 {
+	const most = 1 << 40 // far above any max_tokens, and exact as a float
+	room := int64(-1)
+	est := estimateTokens(req.size())
+	if set.budgetTokens > 0 {
+		room = 0
+		if spent := usedTokens + uint64(est); spent < set.budgetTokens {
+			room = int64(min(set.budgetTokens-spent, most))
 		}
 	}
-	return req
+	if set.budgetCost > 0 {
+		p := set.prices[model]
+		left := set.budgetCost - usedCost - float64(est)*p.Input/1e6
+		n := int64(0)
+		switch {
+		case left <= 0:
+		case p.Output <= 0:
+			n = -1 // output costs nothing: the cost budget does not bound the answer
+		default:
+			n = int64(min(math.Floor(left*1e6/p.Output+1e-9), most))
+		}
+		if n >= 0 && (room < 0 || n < room) {
+			room = n
+		}
+	}
+	return room
+}
+
+// withinBudget caps a request's max_tokens at answerRoom, so that neither the
+// configured max_tokens nor params.max_tokens spends beyond the budget. ok is false
+// when the budget leaves model nothing for an answer: it must not be asked.
+func withinBudget(set settings, model string, req chatRequest, usedTokens uint64, usedCost float64) (_ chatRequest, ok bool) {
+	room := answerRoom(set, model, req, usedTokens, usedCost)
+	if room == 0 {
+		return req, false
+	}
+	if room > 0 && int64(req.maxTokens) > room {
+		req.maxTokens = int(room)
+	}
+	return req, true
+}
+
+// noRoomForAnswer says why the budget leaves a model nothing to answer with after the
+// prompt.
+func noRoomForAnswer(set settings, req chatRequest, tokens uint64, cost float64) string {
+	est := estimateTokens(req.size())
+	if set.budgetTokens > 0 && tokens+uint64(est) >= set.budgetTokens {
+		return fmt.Sprintf("the prompt, about %d tokens, leaves nothing of the session's token budget for an answer: %d of %d tokens used (budget_tokens)",
+			est, tokens, set.budgetTokens)
+	}
+	return fmt.Sprintf("the prompt, about %d tokens, leaves too little of the session's cost budget for one token of answer: $%.4f of $%.4f used (budget_cost)",
+		est, cost, set.budgetCost)
 }
 
 // stopped builds the result of an execution ended by Cancel, its timeout, or the host
@@ -465,7 +558,8 @@ func (r *llmRunner) stopped(cause error, timeout time.Duration, partial string, 
 }
 
 // addSpent gives a result that ended before its answer did the usage of what was
-// streamed (as charge counted it), its cost, and the session's totals.
+// streamed (as charge counted it, estimated: usage_estimated), its cost, and the
+// session's totals.
 func (r *llmRunner) addSpent(res *runner.Result, set settings, model string, spent answer, usedTokens uint64, usedCost float64) {
 	u := &res.Usage
 	u.PromptTokens, u.CompletionTokens = uint64(max(spent.input, 0)), uint64(max(spent.output, 0))
@@ -474,6 +568,7 @@ func (r *llmRunner) addSpent(res *runner.Result, set settings, model string, spe
 		u.Extra = map[string]float64{}
 	}
 	maps.Copy(u.Extra, r.sessionExtra(usedTokens, usedCost))
+	u.Extra["usage_estimated"] = 1
 	if cost, priced := costOf(set, model, spent); priced {
 		u.Extra["cost_usd"] = cost
 	}
@@ -549,28 +644,32 @@ func buildRequest(set settings, input string, params map[string]any) (chatReques
 				if !ok || !cok || (role != "system" && role != "user" && role != "assistant") || len(m) != 2 {
 					return req, fmt.Errorf("params.messages[%d] must be {role, content} with role system, user or assistant and content a string", i)
 				}
-				if role == "system" {
-					req.system = content
-					continue
-				}
 				req.messages = append(req.messages, chatMessage{Role: role, Content: content})
 			}
 		case "system":
 			s, ok := v.(string)
 			if !ok {
-				return req, fmt.Errorf("params.system must be a string, got %v", v)
+				return req, fmt.Errorf("params.system must be a string, got %s", jsonValue(v))
 			}
 			req.system = s
 		case "max_tokens":
 			f, ok := v.(float64)
-			if !ok || f != math.Trunc(f) || f < 1 || f > 1<<24 {
-				return req, fmt.Errorf("params.max_tokens must be a whole number from 1, got %v", v)
+			if !ok || f != math.Trunc(f) || f < 1 || f > maxTokensLimit {
+				return req, fmt.Errorf("params.max_tokens must be a whole number from 1 to %s, got %s", number(maxTokensLimit), jsonValue(v))
 			}
 			req.maxTokens = int(f)
 		case "temperature":
 			f, ok := v.(float64)
 			if !ok || f < 0 || f > 2 || math.IsNaN(f) {
-				return req, fmt.Errorf("params.temperature must be a number from 0 to 2, got %v", v)
+				return req, fmt.Errorf("params.temperature must be a number from 0 to 2, got %s", jsonValue(v))
+			}
+			// Anthropic's SDK v2 has no temperature (its API deprecated it): rather than
+			// drop it for an Anthropic model, the request is refused.
+			for i, t := range set.targets {
+				if t.Provider == providerAnthropic {
+					return req, fmt.Errorf("params.temperature cannot be sent to %s: Anthropic's API deprecated temperature and its SDK v2 has no field for it; leave params.temperature out",
+						targetName(t, i))
+				}
 			}
 			req.temperature = &f
 		case "stop":
@@ -581,17 +680,17 @@ func buildRequest(set settings, input string, params map[string]any) (chatReques
 				for i, e := range s {
 					str, ok := e.(string)
 					if !ok {
-						return req, fmt.Errorf("params.stop[%d] must be a string, got %v", i, e)
+						return req, fmt.Errorf("params.stop[%d] must be a string, got %s", i, jsonValue(e))
 					}
 					req.stop = append(req.stop, str)
 				}
 			default:
-				return req, fmt.Errorf("params.stop must be a string or a list of strings, got %v", v)
+				return req, fmt.Errorf("params.stop must be a string or a list of strings, got %s", jsonValue(v))
 			}
 		case "stream":
 			b, ok := v.(bool)
 			if !ok {
-				return req, fmt.Errorf("params.stream must be true or false, got %v", v)
+				return req, fmt.Errorf("params.stream must be true or false, got %s", jsonValue(v))
 			}
 			req.stream = b
 		default:
@@ -601,10 +700,57 @@ func buildRequest(set settings, input string, params map[string]any) (chatReques
 	if input != "" {
 		req.messages = append(req.messages, chatMessage{Role: "user", Content: input})
 	}
-	if len(req.messages) == 0 {
+	if !slices.ContainsFunc(req.messages, func(m chatMessage) bool { return m.Role != "system" }) {
 		return req, errors.New("nothing to ask: give input or params.messages with a user message")
 	}
+	if _, _, late := anthropicSplit(req); late >= 0 {
+		for i, t := range set.targets {
+			if t.Provider == providerAnthropic {
+				return req, fmt.Errorf("params.messages[%d] is a system message after the conversation began, which %s cannot take: Anthropic's API has one system text, before the first message; move it before the first user or assistant message, or into params.system",
+					late, targetName(t, i))
+			}
+		}
+	}
 	return req, nil
+}
+
+// targetName names the model at index i of the configured ones for a message: "anthropic
+// claude-x", or "anthropic claude-x (fallback 1)".
+func targetName(t target, i int) string {
+	if i == 0 {
+		return t.String()
+	}
+	return fmt.Sprintf("%s (fallback %d)", t, i)
+}
+
+// number writes a number for a message as a user would write it: 16777216, not
+// 1.6777216e+07 (the llama runner writes its numbers the same way).
+func number(f float64) string {
+	if math.Abs(f) >= 1e21 {
+		return strconv.FormatFloat(f, 'g', -1, 64)
+	}
+	return strconv.FormatFloat(f, 'f', -1, 64)
+}
+
+// jsonValue describes a JSON value a parameter was given, for its error: a number as
+// number writes it, and any other kind by what it is, so that the string "10" is not
+// shown as if it were the number 10.
+func jsonValue(v any) string {
+	switch x := v.(type) {
+	case float64:
+		return number(x)
+	case string:
+		return fmt.Sprintf("the string %q", clip.Marked(x, 40))
+	case bool:
+		return strconv.FormatBool(x)
+	case nil:
+		return "null"
+	case []any:
+		return "a list"
+	case map[string]any:
+		return "an object"
+	}
+	return fmt.Sprint(v)
 }
 
 // Cancel implements runner.Runner.

@@ -61,8 +61,23 @@ func TestParseConfig(t *testing.T) {
 		})
 	}
 
+	// Bounds and values are written as whole numbers, not in exponent notation.
+	raw, _ := json.Marshal(map[string]any{"model": "m", "api_key": "k", "max_tokens": 1 << 25, "budget_tokens": 1e16, "retries": 2.5})
+	_, ds := parseConfig(base.ConfigureRequest{Config: raw})
+	var got []string
+	for _, d := range ds {
+		got = append(got, d.Summary)
+	}
+	if want := []string{
+		"retries must be a whole number from 0 to 20, got 2.5",
+		"max_tokens must be a whole number from 1 to 16777216, got 33554432",
+		"budget_tokens must be a whole number from 0 to 1000000000000000, got 10000000000000000",
+	}; !slices.Equal(got, want) {
+		t.Errorf("diagnostics %q, want %q", got, want)
+	}
+
 	// A fallback of the same provider inherits base URL and key; another provider does not.
-	raw, _ := json.Marshal(map[string]any{"model": "m", "api_key": "k1", "base_url": "http://h/v1", "fallback": []any{
+	raw, _ = json.Marshal(map[string]any{"model": "m", "api_key": "k1", "base_url": "http://h/v1", "fallback": []any{
 		map[string]any{"model": "m2"},
 		map[string]any{"provider": "anthropic", "model": "c", "api_key": "k2"},
 	}})
