@@ -123,7 +123,8 @@ func runGovernanceCase(ctx context.Context, c GovernanceCase, r governance.Rule)
 
 // LaunchGovernance starts the governance plugin binary at path the way the host does
 // (mutual TLS, only env as its environment), checks that it is a governance plugin, and
-// configures it with configJSON (nil means "{}") and dataDir. It returns the plugin's
+// configures it with configJSON (nil means "{}"; checked and given its defaults as the
+// host does, see ApplySchema) and dataDir. It returns the plugin's
 // client, which implements governance.Rule, and a function that stops the plugin process;
 // call it when done.
 func LaunchGovernance(ctx context.Context, path string, env []string, configJSON []byte, dataDir string) (governance.Rule, func(), error) {

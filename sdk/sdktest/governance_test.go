@@ -285,6 +285,39 @@ var testRules = map[string]func() governance.Rule{
 	"refuses-large": func() governance.Rule { return refusesLarge{} },
 	"no-rules":      func() governance.Rule { return badDescription{} },
 	"claims-runner": func() governance.Rule { return claimsRunner{} },
+	// Rules whose config relies on their schema as the host applies it.
+	"severity-default": func() governance.Rule {
+		return schemaRule{schema: base.Schema{Attributes: []base.Attribute{{Name: "severity", Type: "number", Default: 5}}}}
+	},
+	"bad-schema-type": func() governance.Rule {
+		return schemaRule{schema: base.Schema{Attributes: []base.Attribute{{Name: "severity", Type: "strin g("}}}}
+	},
+	"required-token": func() governance.Rule {
+		return schemaRule{schema: base.Schema{Attributes: []base.Attribute{{Name: "token", Type: "string", Required: true}, {Name: "severity", Type: "number", Default: 5}}}}
+	},
+}
+
+// schemaRule is keywordRules with a config schema, whose Configure checks the severity
+// as a rule relying on its schema's default would: the host fills the default in.
+type schemaRule struct {
+	keywordRules
+	schema base.Schema
+}
+
+func (r schemaRule) ConfigSchema() base.Schema { return r.schema }
+
+func (r schemaRule) Configure(_ context.Context, req base.ConfigureRequest) base.Diagnostics {
+	var cfg struct {
+		Token    string `json:"token"`
+		Severity int    `json:"severity"`
+	}
+	if ds := base.DecodeConfig(req.Config, &cfg); ds.HasErrors() {
+		return ds
+	}
+	if cfg.Severity < 1 || cfg.Severity > 10 {
+		return base.Diagnostics{base.Errorf([]string{"severity"}, "severity must be 1-10, got %d", cfg.Severity)}
+	}
+	return nil
 }
 
 // launchRule starts the test binary as the named rule and stops it when t ends.
@@ -450,6 +483,23 @@ func TestGovernanceSuiteCatchesBrokenPlugins(t *testing.T) {
 	}
 }
 
+// TestLaunchGovernanceAppliesSchema checks that a rule relying on its schema's defaults is
+// configured as the host configures it: with the defaults filled in.
+func TestLaunchGovernanceAppliesSchema(t *testing.T) {
+	for _, tc := range []struct{ rule, config string }{
+		{"severity-default", `{}`},
+		{"severity-default", `{"severity": 7}`},
+		{"required-token", `{"token": "t"}`},
+	} {
+		r, stop, err := LaunchGovernance(t.Context(), testBinary(t), []string{serveGovernanceEnv + "=" + tc.rule}, []byte(tc.config), t.TempDir())
+		if err != nil {
+			t.Fatalf("LaunchGovernance %s with %s: %v", tc.rule, tc.config, err)
+		}
+		_ = r
+		stop()
+	}
+}
+
 func TestLaunchGovernanceErrors(t *testing.T) {
 	exe := testBinary(t)
 	for _, tc := range []struct {
@@ -463,6 +513,11 @@ func TestLaunchGovernanceErrors(t *testing.T) {
 		{"rule claiming another kind", exe, []string{serveGovernanceEnv + "=claims-runner"}, `{}`, `kind "runner"`},
 		{"runner plugin", exe, []string{serveRunnerEnv + "=echo"}, `{}`, `kind "runner"`},
 		{"no such binary", "/nonexistent/governance-plugin", nil, `{}`, "/nonexistent/governance-plugin"},
+		{"schema type the host refuses", exe, []string{serveGovernanceEnv + "=bad-schema-type"}, `{}`, `invalid config schema (a bug in the plugin): attribute "severity" has type "strin g("`},
+		{"required attribute missing", exe, []string{serveGovernanceEnv + "=required-token"}, `{}`, `token: attribute "token" is required`},
+		{"attribute of the wrong type", exe, []string{serveGovernanceEnv + "=severity-default"}, `{"severity": "high"}`, `severity: must be of type number`},
+		{"misspelt attribute", exe, []string{serveGovernanceEnv + "=severity-default"}, `{"severty": 3}`, `unsupported attribute "severty"; did you mean "severity"?`},
+		{"config not an object", exe, []string{serveGovernanceEnv + "=severity-default"}, `[1]`, `config must be a JSON object`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -13,7 +13,9 @@ import (
 
 // launch starts the plugin binary at path the way the host does (mutual TLS, only env as
 // its environment, its own process group), checks that it is a plugin of kind whose client
-// is a T, and configures it with configJSON (nil means "{}") and dataDir. It returns the
+// is a T, and configures it as the host does: configJSON (nil means "{}") is checked
+// against the plugin's config schema and takes its defaults (ApplySchema), then goes to
+// Configure with dataDir. It returns the
 // client and a function that stops the process and every process it started.
 //
 // A start that fails, including a binary that never completes the handshake, ends within
@@ -59,10 +61,15 @@ func launch[T base.Plugin](ctx context.Context, kind string, set plugin.PluginSe
 	if info.Kind != kind {
 		return fail(fmt.Errorf("plugin %q reports kind %q, want %q", info.Name, info.Kind, kind))
 	}
-	if len(configJSON) == 0 {
-		configJSON = []byte("{}")
+	schema, err := pluginSchema(ctx, p)
+	if err != nil {
+		return fail(err)
 	}
-	if ds := p.Configure(ctx, base.ConfigureRequest{Config: configJSON, DataDir: dataDir}); ds.HasErrors() {
+	cfg, ds := ApplySchema(schema, configJSON)
+	if ds.HasErrors() {
+		return fail(fmt.Errorf("config of plugin %q: %w", info.Name, ds.Err()))
+	}
+	if ds := p.Configure(ctx, base.ConfigureRequest{Config: cfg, DataDir: dataDir}); ds.HasErrors() {
 		return fail(fmt.Errorf("configure plugin %q: %w", info.Name, ds.Err()))
 	}
 	return p, stop, nil

@@ -173,7 +173,8 @@ const runnerCloseTimeout = time.Second
 
 // LaunchRunner starts the runner plugin binary at path the way the host does (mutual TLS,
 // only env as its environment), checks that it is a runner plugin, and configures it with
-// configJSON (nil means "{}") and dataDir. It returns the plugin's client, which implements
+// configJSON (nil means "{}"; checked and given its defaults as the host does, see
+// ApplySchema) and dataDir. It returns the plugin's client, which implements
 // runner.Runner, and a function that closes the session (briefly) and stops the process.
 //
 // A runner process serves one session: launch one process per session, as the host does.

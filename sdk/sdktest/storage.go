@@ -87,7 +87,8 @@ func runCase(ctx context.Context, c StorageCase, s storage.Storage) (err error) 
 
 // LaunchStorage starts the storage plugin binary at path the way the host does (mutual TLS,
 // only env as its environment, the plugin's fast path when it offers one), checks that it
-// is a storage plugin, and configures it with configJSON (nil means "{}") and dataDir. It
+// is a storage plugin, and configures it with configJSON (nil means "{}"; checked and
+// given its defaults as the host does, see ApplySchema) and dataDir. It
 // returns the plugin's client, which implements storage.Storage, and a function that stops
 // the plugin process; call it when done.
 func LaunchStorage(ctx context.Context, path string, env []string, configJSON []byte, dataDir string) (storage.Storage, func(), error) {
