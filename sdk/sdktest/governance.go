@@ -26,8 +26,9 @@ type GovernanceSuiteConfig struct {
 	// Malicious contents must each yield at least one finding at a stage the plugin's
 	// rules run at.
 	Malicious []string
-	// ContentType of the evaluated contents; empty means "text/prompt" at the pre stage
-	// and "text/output" at the post stage.
+	// ContentType of the evaluated contents; empty means what the host sends for a runner
+	// without an input:TYPE capability: "text/plain" at the pre stage and "text/output" at
+	// the post stage.
 	ContentType string
 	// CallTimeout bounds every evaluation; zero means DefaultGovernanceCallTimeout.
 	CallTimeout time.Duration

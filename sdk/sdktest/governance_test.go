@@ -344,6 +344,26 @@ func TestRunGovernanceKeywordsPlugin(t *testing.T) {
 	t.Logf("governance suite through the plugin boundary: %v", time.Since(start))
 }
 
+// TestGovernanceSuiteSendsWhatTheHostSends checks that, without a content type, the suite
+// sends the input as the host sends a plain runner's: text/plain. A rule that reads that
+// and program output only must pass.
+func TestGovernanceSuiteSendsWhatTheHostSends(t *testing.T) {
+	r := badDescription{rules: describedRules(func(ds []governance.RuleDescription) []governance.RuleDescription {
+		for i := range ds {
+			ds[i].ContentTypes = []string{"text/plain", "text/output"}
+		}
+		return ds
+	})}
+	_, failed, _ := CheckGovernance(t.Context(), r, keywordConfig, func(name string, err error, _ time.Duration) {
+		if err != nil && !errors.Is(err, ErrNotApplicable) {
+			t.Errorf("case %s: %v", name, err)
+		}
+	})
+	if failed != 0 {
+		t.Fatalf("%d cases failed, want none", failed)
+	}
+}
+
 func TestCheckGovernanceCounts(t *testing.T) {
 	all := len(GovernanceCases(keywordConfig))
 	for _, tc := range []struct {

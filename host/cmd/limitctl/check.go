@@ -42,7 +42,7 @@ func registerCheckFlags(fs *flag.FlagSet) func() map[string]string {
 		"benign":      "governance: `CONTENT` that must raise no finding (repeatable)",
 		"malicious":   "governance: `CONTENT` that must raise at least one finding (repeatable)",
 		"content-type": "governance: the content `TYPE` of --benign and --malicious, such as code/python for a rule that reads Python " +
-			"(default text/prompt before execution, text/output after)",
+			"(default what the host sends for a runner without an input:TYPE capability: text/plain before execution, text/output after)",
 	} {
 		v := new(multiFlag)
 		values[name] = v
