@@ -220,7 +220,7 @@ func prepareBlock(ctx context.Context, cfg *config.Config, b *config.PluginBlock
 		}
 		return spec, append(diags, blockDiag(b, b.ConfigRange, "plugin could not check its configuration", err))
 	}
-	return spec, diags
+	return spec, append(diags, config.PluginDiagnostics(b, p.ConfigWarnings)...)
 }
 
 // startDiags reports a supervised plugin's failed start at its block in the file: what it

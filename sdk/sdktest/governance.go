@@ -128,12 +128,12 @@ func runGovernanceCase(ctx context.Context, c GovernanceCase, r governance.Rule)
 // host does, see ApplySchema) and dataDir. It returns the plugin's
 // client, which implements governance.Rule, and a function that stops the plugin process;
 // call it when done.
-func LaunchGovernance(ctx context.Context, path string, env []string, configJSON []byte, dataDir string) (governance.Rule, func(), error) {
-	return launch[governance.Rule](ctx, base.KindGovernance, governance.PluginSet(), path, env, configJSON, dataDir)
+func LaunchGovernance(ctx context.Context, path string, env []string, configJSON []byte, dataDir string, opts ...LaunchOption) (governance.Rule, func(), error) {
+	return launch[governance.Rule](ctx, base.KindGovernance, governance.PluginSet(), path, env, configJSON, dataDir, opts...)
 }
 
 // LaunchGovernanceGRPC is LaunchGovernance with a client that evaluates over gRPC and
 // ignores the plugin's fast path, so a suite or a benchmark can check both transports.
-func LaunchGovernanceGRPC(ctx context.Context, path string, env []string, configJSON []byte, dataDir string) (governance.Rule, func(), error) {
-	return launch[governance.Rule](ctx, base.KindGovernance, governance.PluginSetGRPCOnly(), path, env, configJSON, dataDir)
+func LaunchGovernanceGRPC(ctx context.Context, path string, env []string, configJSON []byte, dataDir string, opts ...LaunchOption) (governance.Rule, func(), error) {
+	return launch[governance.Rule](ctx, base.KindGovernance, governance.PluginSetGRPCOnly(), path, env, configJSON, dataDir, opts...)
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -285,6 +286,7 @@ var testRules = map[string]func() governance.Rule{
 	"refuses-large": func() governance.Rule { return refusesLarge{} },
 	"no-rules":      func() governance.Rule { return badDescription{} },
 	"claims-runner": func() governance.Rule { return claimsRunner{} },
+	"chatty":        func() governance.Rule { return chattyRule{} },
 	// Rules whose config relies on their schema as the host applies it.
 	"severity-default": func() governance.Rule {
 		return schemaRule{schema: base.Schema{Attributes: []base.Attribute{{Name: "severity", Type: "number", Default: 5}}}}
@@ -295,6 +297,14 @@ var testRules = map[string]func() governance.Rule{
 	"required-token": func() governance.Rule {
 		return schemaRule{schema: base.Schema{Attributes: []base.Attribute{{Name: "token", Type: "string", Required: true}, {Name: "severity", Type: "number", Default: 5}}}}
 	},
+}
+
+// chattyRule is keywordRules that writes to its stderr and warns when configured.
+type chattyRule struct{ keywordRules }
+
+func (chattyRule) Configure(context.Context, base.ConfigureRequest) base.Diagnostics {
+	fmt.Fprintln(os.Stderr, "chatty: configured")
+	return base.Diagnostics{base.Warningf([]string{"words"}, "no words configured; the rule flags nothing")}
 }
 
 // schemaRule is keywordRules with a config schema, whose Configure checks the severity
@@ -520,6 +530,43 @@ func TestLaunchGovernanceAppliesSchema(t *testing.T) {
 	}
 }
 
+// TestLaunchOptions checks that WithLogf gets what the plugin writes and
+// WithConfigWarnings the warnings of its configuration.
+func TestLaunchOptions(t *testing.T) {
+	var mu sync.Mutex
+	var logged []string
+	var warnings base.Diagnostics
+	logf := func(format string, args ...any) {
+		mu.Lock()
+		defer mu.Unlock()
+		logged = append(logged, fmt.Sprintf(format, args...))
+	}
+	_, stop, err := LaunchGovernance(t.Context(), testBinary(t), []string{serveGovernanceEnv + "=chatty"}, nil, t.TempDir(),
+		WithLogf(logf), WithConfigWarnings(func(ds base.Diagnostics) { warnings = ds }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.ContainsFunc(logged, func(l string) bool { return strings.Contains(l, "chatty: configured") }) {
+		t.Errorf("logged %q, want the line the plugin wrote to its stderr", logged)
+	}
+	if len(warnings) != 1 || warnings[0].Error() != "words: no words configured; the rule flags nothing" {
+		t.Errorf("warnings = %v, want the plugin's warning about words", warnings)
+	}
+	// A start that fails logs what the plugin said before it died, too.
+	logged = nil
+	mu.Unlock()
+	_, _, err = LaunchGovernance(t.Context(), testBinary(t), []string{serveGovernanceEnv + "=no-such-rule"}, nil, t.TempDir(), WithLogf(logf))
+	mu.Lock()
+	if err == nil || !slices.ContainsFunc(logged, func(l string) bool {
+		return strings.Contains(l, `unknown test rule \"no-such-rule\"`) || strings.Contains(l, `unknown test rule "no-such-rule"`)
+	}) {
+		t.Errorf("failed start: err %v, logged %q; want the plugin's last words logged", err, logged)
+	}
+}
+
 func TestLaunchGovernanceErrors(t *testing.T) {
 	exe := testBinary(t)
 	for _, tc := range []struct {
@@ -537,6 +584,8 @@ func TestLaunchGovernanceErrors(t *testing.T) {
 		{"required attribute missing", exe, []string{serveGovernanceEnv + "=required-token"}, `{}`, `token: attribute "token" is required`},
 		{"attribute of the wrong type", exe, []string{serveGovernanceEnv + "=severity-default"}, `{"severity": "high"}`, `severity: must be of type number`},
 		{"misspelt attribute", exe, []string{serveGovernanceEnv + "=severity-default"}, `{"severty": 3}`, `unsupported attribute "severty"; did you mean "severity"?`},
+		{"plugin dying before it serves", exe, []string{serveGovernanceEnv + "=no-such-rule"}, `{}`,
+			"exited (status 2) before the plugin handshake, having written nothing to stdout: not a LIMIT plugin, or one that failed before it served; its stderr ended with:\n  unknown test rule \"no-such-rule\""},
 		{"config not an object", exe, []string{serveGovernanceEnv + "=severity-default"}, `[1]`, `config must be a JSON object`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

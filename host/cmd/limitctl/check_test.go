@@ -57,7 +57,7 @@ func TestPluginCheckOtherKinds(t *testing.T) {
 		contains []string
 	}{
 		{"runner passes", []string{"--kind", "runner", "--env", "LIMIT_SDKTEST_SERVE_RUNNER=echo", "--input", "hello", "--expect", "echo: hello", "--slow-input", "sleep", exe},
-			0, []string{"ok    execute-ok", "ok    cancel", "n/a   error-input", "8 passed, 0 failed, 1 not applicable"}},
+			0, []string{"checking runner plugin " + exe + " (", "ok    execute-ok", "ok    cancel", "n/a   error-input", "8 passed, 0 failed, 1 not applicable"}},
 		{"runner fails a case", []string{"--kind", "runner", "--env", "LIMIT_SDKTEST_SERVE_RUNNER=errors-as-ok", "--input", "hello", "--error-input", "fail", exe},
 			1, []string{"FAIL  error-input", "ok    execute-ok", "1 failed"}},
 		{"runner without input", []string{"--kind", "runner", exe}, 2, []string{"needs --input"}},
@@ -72,6 +72,8 @@ func TestPluginCheckOtherKinds(t *testing.T) {
 			1, []string{"FAIL  malicious-flagged", "which Describe says it does not read"}},
 		{"governance relying on its schema's default", []string{"--kind", "governance", "--env", "LIMIT_SDKTEST_SERVE_GOVERNANCE=severity-default", "--benign", "What is 2+2?", exe},
 			0, []string{"ok    benign-clean"}},
+		{"configuration warnings printed", []string{"--kind", "governance", "--env", "LIMIT_SDKTEST_SERVE_GOVERNANCE=chatty", "--benign", "What is 2+2?", exe},
+			0, []string{"limitctl: warning: config: words: no words configured; the rule flags nothing", "checking governance plugin " + exe + " (keywords 0.1.0)"}},
 		{"schema the host refuses", []string{"--kind", "governance", "--env", "LIMIT_SDKTEST_SERVE_GOVERNANCE=bad-schema-type", exe}, 1, []string{"invalid config schema"}},
 		{"required attribute missing", []string{"--kind", "governance", "--env", "LIMIT_SDKTEST_SERVE_GOVERNANCE=required-token", exe}, 1, []string{`attribute "token" is required`}},
 		{"missing file", []string{"--kind", "governance", "--malicious", "@/nonexistent/file", exe}, 2, []string{"/nonexistent/file"}},

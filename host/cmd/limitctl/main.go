@@ -425,7 +425,16 @@ func pluginCheck(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		}
 		fmt.Fprintf(stdout, "ok    %-40s %8s\n", name, elapsed.Round(time.Millisecond))
 	}
-	passed, failed, skipped, handled, err := checkOtherKind(ctx, *kind, paths[0], env, []byte(*cfg), dir, suiteFlags(), report)
+	opts := []sdktest.LaunchOption{sdktest.WithConfigWarnings(func(ds base.Diagnostics) {
+		for _, d := range ds {
+			fmt.Fprintf(stderr, "limitctl: warning: config: %s\n", clean(d.Error()))
+		}
+	})}
+	header := func(p base.Plugin) {
+		info := p.PluginInfo()
+		fmt.Fprintf(stdout, "checking %s plugin %s (%s %s)\n", *kind, paths[0], clean(info.Name), clean(info.Version))
+	}
+	passed, failed, skipped, handled, err := checkOtherKind(ctx, *kind, paths[0], env, []byte(*cfg), dir, suiteFlags(), opts, header, report)
 	switch {
 	case err != nil:
 		fmt.Fprintln(stderr, "limitctl:", err)
@@ -435,13 +444,13 @@ func pluginCheck(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		return 1
 	case handled:
 	case *kind == base.KindStorage:
-		s, cleanup, err := sdktest.LaunchStorage(ctx, paths[0], env, []byte(*cfg), dir)
+		s, cleanup, err := sdktest.LaunchStorage(ctx, paths[0], env, []byte(*cfg), dir, opts...)
 		if err != nil {
 			fmt.Fprintf(stderr, "limitctl: %v\n", err)
 			return 1
 		}
 		defer cleanup()
-		fmt.Fprintf(stdout, "checking storage plugin %s (%s %s)\n", paths[0], clean(s.PluginInfo().Name), clean(s.PluginInfo().Version))
+		header(s)
 		passed, failed = sdktest.CheckStorage(ctx, s, report)
 	default:
 		err := fmt.Errorf("no conformance suite for kind %q", *kind)
