@@ -169,7 +169,7 @@ func newID(prefix string) string {
 
 // runnerCloseTimeout bounds the polite CloseSession a launched runner gets before it is
 // killed, as the host does when a session ends.
-const runnerCloseTimeout = time.Second
+const runnerCloseTimeout = runner.CloseSessionTimeout
 
 // LaunchRunner starts the runner plugin binary at path the way the host does (mutual TLS,
 // only env as its environment), checks that it is a runner plugin, and configures it with
