@@ -77,6 +77,9 @@ func TestPluginCheckOtherKinds(t *testing.T) {
 		{"schema the host refuses", []string{"--kind", "governance", "--env", "LIMIT_SDKTEST_SERVE_GOVERNANCE=bad-schema-type", exe}, 1, []string{"invalid config schema"}},
 		{"required attribute missing", []string{"--kind", "governance", "--env", "LIMIT_SDKTEST_SERVE_GOVERNANCE=required-token", exe}, 1, []string{`attribute "token" is required`}},
 		{"missing file", []string{"--kind", "governance", "--malicious", "@/nonexistent/file", exe}, 2, []string{"/nonexistent/file"}},
+		{"config not an object", []string{"--kind", "governance", "--config", "[1]", exe}, 2, []string{"--config must be a JSON object"}},
+		{"bare name not looked up in PATH", []string{"--kind", "governance", "ls"}, 1, []string{"./ls"}},
+		{"mistake shows the full usage", []string{"--kind", "governance"}, 2, []string{"[--data-dir DIR] [SUITE FLAGS] PATH"}},
 		{"runner flag for storage", []string{"--kind", "storage", "--input", "x", exe}, 2, []string{"--input applies to --kind runner only, not to --kind storage"}},
 		{"governance flag for runner", []string{"--kind", "runner", "--input", "x", "--benign", "y", exe}, 2, []string{"--benign applies to --kind governance only, not to --kind runner"}},
 	} {
@@ -110,5 +113,21 @@ func TestPluginCheckNotAPlugin(t *testing.T) {
 		if code != 1 || !strings.HasPrefix(stderr, want) || strings.Count(stderr, "\n") != 1 || strings.Contains(stderr, "write nothing to stdout") {
 			t.Errorf("%s: exit %d, want 1 with %q alone\nstderr: %s", path, code, want, stderr)
 		}
+	}
+}
+
+// TestPluginCheckCreatesDataDir: a --data-dir that does not exist yet is created, as the
+// host creates a plugin's data directory.
+func TestPluginCheckCreatesDataDir(t *testing.T) {
+	exe := fakePlugins(t)
+	dir := filepath.Join(t.TempDir(), "new", "data")
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), []string{"plugin", "check", "--kind", "governance", "--data-dir", dir,
+		"--env", "LIMIT_SDKTEST_SERVE_GOVERNANCE=keywords", "--benign", "hello", exe}, &stdout, &stderr)
+	if code != 0 {
+		t.Fatalf("exit %d: %s%s", code, stdout.String(), stderr.String())
+	}
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		t.Fatalf("data dir %s: %v, want it created", dir, err)
 	}
 }

@@ -356,7 +356,7 @@ func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
 
 // pluginCheckUsage is the first line of what a mistake on the command line of plugin check
 // prints.
-const pluginCheckUsage = "usage: limitctl plugin check --kind KIND [--config JSON] [--env K=V]... PATH"
+const pluginCheckUsage = "usage: limitctl plugin check --kind KIND [--config JSON] [--env K=V]... [--data-dir DIR] [SUITE FLAGS] PATH"
 
 func pluginCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("plugin check", flag.ContinueOnError)
@@ -394,9 +394,14 @@ func pluginCheck(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		fmt.Fprintln(stderr, pluginCheckUsage)
 		return 2
 	}
-	if !json.Valid([]byte(*cfg)) {
-		fmt.Fprintln(stderr, "limitctl: --config is not valid JSON")
+	var cfgObject map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(*cfg), &cfgObject); err != nil || cfgObject == nil {
+		fmt.Fprintln(stderr, "limitctl: --config must be a JSON object, such as '{\"path\": \"data.db\"}'")
 		return 2
+	}
+	if !strings.ContainsRune(paths[0], '/') {
+		// As the host takes a plugin path: never looked up in $PATH.
+		paths[0] = "./" + paths[0]
 	}
 	for _, kv := range env {
 		if !strings.Contains(kv, "=") {
@@ -405,6 +410,12 @@ func pluginCheck(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		}
 	}
 	dir := *dataDir
+	if dir != "" {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			fmt.Fprintln(stderr, "limitctl: --data-dir:", err)
+			return 1
+		}
+	}
 	if dir == "" {
 		tmp, err := os.MkdirTemp("", "limitctl-check-")
 		if err != nil {
