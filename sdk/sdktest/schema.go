@@ -64,6 +64,9 @@ func ApplySchema(schema base.Schema, config json.RawMessage) (json.RawMessage, b
 		config = json.RawMessage("{}")
 	}
 	var given map[string]json.RawMessage
+	if !json.Valid(config) {
+		return nil, base.Diagnostics{base.Errorf(nil, "config is not valid JSON")}
+	}
 	if config[0] != '{' || json.Unmarshal(config, &given) != nil {
 		return nil, base.Diagnostics{base.Errorf(nil, "config must be a JSON object")}
 	}

@@ -27,7 +27,7 @@ func TestApplySchema(t *testing.T) {
 		{"wrong type", `{"words": 3}`, "", "words: must be of type list(string)"},
 		{"attribute unknown inside an object", `{"fallback": {"base_url": "x", "base_ur1": "y"}}`, "", `an attribute named "base_ur1" is not expected in fallback`},
 		{"not an object", `[1]`, "", "config must be a JSON object"},
-		{"not JSON", `{`, "", "config must be a JSON object"},
+		{"not JSON", `{`, "", "config is not valid JSON"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, ds := ApplySchema(schema, []byte(tc.config))
