@@ -220,7 +220,7 @@ func prepareBlock(ctx context.Context, cfg *config.Config, b *config.PluginBlock
 		}
 		return spec, append(diags, blockDiag(b, b.ConfigRange, "plugin could not check its configuration", err))
 	}
-	return spec, diags
+	return spec, append(diags, config.PluginDiagnostics(b, p.ConfigWarnings)...)
 }
 
 // keyMismatchDiags is the refusal to start of a host whose provenance key is not the one

@@ -74,6 +74,35 @@ func TestLaunchInfoSchemaConfigure(t *testing.T) {
 	}
 }
 
+// TestConfigureWarnings checks that the warnings of an accepted configuration are kept
+// for the caller (limitd -validate prints them at their place) and logged when the
+// configuration is applied.
+func TestConfigureWarnings(t *testing.T) {
+	ctx := context.Background()
+	var logs syncbuf.Buffer
+	p, err := Launch(ctx, testSpec(base.KindRunner, "echo", "echo"), hclog.New(&hclog.LoggerOptions{Output: &logs, Level: hclog.Warn}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Kill()
+	p.Spec.Config = []byte(`{"greeting":"hi"}`)
+	if err := p.Configure(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	if len(p.ConfigWarnings) != 1 || p.ConfigWarnings[0].Severity != base.SeverityWarning || p.ConfigWarnings[0].Path[0] != "greeting" {
+		t.Fatalf("ConfigWarnings = %+v, want the plugin's warning about greeting", p.ConfigWarnings)
+	}
+	if strings.Contains(logs.String(), "terse") {
+		t.Fatalf("a validate-only Configure logged its warning: %s", logs.String())
+	}
+	if err := p.Configure(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), `greeting: greeting \"hi\" is terse`) {
+		t.Fatalf("log = %q, want the plugin's warning", logs.String())
+	}
+}
+
 func TestLaunchWrongKind(t *testing.T) {
 	_, err := Launch(context.Background(), testSpec(base.KindStorage, "echo", "echo"), nil)
 	if err == nil {

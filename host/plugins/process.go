@@ -122,6 +122,10 @@ type Process struct {
 	rpc    plugin.ClientProtocol
 	start  time.Time
 	watch  *procWatch
+	logger hclog.Logger
+	// ConfigWarnings are the warning diagnostics the plugin returned from its last
+	// Configure call (which accepted the configuration).
+	ConfigWarnings base.Diagnostics
 }
 
 // Transport names what carries the process's frequent calls, "unix" (its fast path) or
@@ -204,7 +208,7 @@ func Launch(ctx context.Context, spec Spec, logger hclog.Logger) (*Process, erro
 		return nil, fmt.Errorf("%s %q: plugin client has unexpected type %T", spec.Kind, spec.Name, raw)
 	}
 	rpc, _ := c.Client()
-	p := &Process{Spec: spec, Impl: impl, PID: pid, client: c, rpc: rpc, start: started, watch: w}
+	p := &Process{Spec: spec, Impl: impl, PID: pid, client: c, rpc: rpc, start: started, watch: w, logger: logger}
 	icx, icancel := context.WithTimeout(ctx, timeout)
 	defer icancel()
 	info, err := infoOf(icx, impl)
@@ -239,7 +243,10 @@ func (p *Process) Schema(ctx context.Context) (base.Schema, error) {
 	return p.Impl.ConfigSchema(), nil
 }
 
-// Configure sends the spec's configuration. Error diagnostics come back as *ConfigError.
+// Configure sends the spec's configuration. Error diagnostics come back as *ConfigError
+// (with the warnings beside them). Warnings of a configuration the plugin accepted are
+// kept in ConfigWarnings, for the caller to show at their place in the file, and logged
+// at WARN when the configuration is applied (not validateOnly).
 func (p *Process) Configure(ctx context.Context, validateOnly bool) error {
 	cfg := p.Spec.Config
 	if len(cfg) == 0 {
@@ -248,6 +255,12 @@ func (p *Process) Configure(ctx context.Context, validateOnly bool) error {
 	ds := p.Impl.Configure(ctx, base.ConfigureRequest{Config: cfg, ValidateOnly: validateOnly, DataDir: p.Spec.DataDir})
 	if ds.HasErrors() {
 		return &ConfigError{Spec: p.Spec, Diagnostics: ds}
+	}
+	p.ConfigWarnings = ds.Warnings()
+	if !validateOnly && p.logger != nil {
+		for _, d := range p.ConfigWarnings {
+			p.logger.Warn("plugin configuration warning", "warning", d.Error())
+		}
 	}
 	return nil
 }

@@ -177,6 +177,9 @@ func (e *echoRunner) Configure(_ context.Context, req base.ConfigureRequest) bas
 	if cfg.Greeting == "bad" {
 		return base.Diagnostics{base.Errorf([]string{"greeting"}, "greeting must not be %q", cfg.Greeting)}
 	}
+	if cfg.Greeting == "hi" {
+		return base.Diagnostics{base.Warningf([]string{"greeting"}, "greeting %q is terse", cfg.Greeting)}
+	}
 	return nil
 }
 

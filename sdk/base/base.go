@@ -129,6 +129,24 @@ func Errorf(path []string, format string, args ...any) Diagnostic {
 	return Diagnostic{Severity: SeverityError, Summary: fmt.Sprintf(format, args...), Path: path}
 }
 
+// Warningf returns a warning diagnostic about the attribute at path: the configuration is
+// accepted, and the host shows the warning where the attribute is set (limitd -validate
+// prints it as file:line: warning: …, the daemon logs it when it starts the plugin).
+func Warningf(path []string, format string, args ...any) Diagnostic {
+	return Diagnostic{Severity: SeverityWarning, Summary: fmt.Sprintf(format, args...), Path: path}
+}
+
+// Warnings returns the diagnostics that are warnings.
+func (ds Diagnostics) Warnings() Diagnostics {
+	var out Diagnostics
+	for _, d := range ds {
+		if d.Severity == SeverityWarning {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
 // DecodeConfig decodes a JSON config into v, which should be a pointer to a struct with
 // json tags. Unknown attributes and wrong types are reported as diagnostics with a path.
 func DecodeConfig(raw json.RawMessage, v any) Diagnostics {

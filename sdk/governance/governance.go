@@ -125,7 +125,9 @@ type EvaluateRequest struct {
 	TraceID   string
 	// Runner is the runner that will consume or produced the content.
 	Runner string
-	// ContentType: "code/python", "text/prompt", "text/output", ...
+	// ContentType is what the content is. The host sends the input (StagePre) as the
+	// runner's input:TYPE capability says ("code/python"), else as "text/plain", and the
+	// output (StagePost) as "text/output".
 	ContentType string
 	Content     string
 	Metadata    map[string]string

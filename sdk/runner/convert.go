@@ -75,19 +75,28 @@ func ResultToProto(r Result) *limitv1.ExecuteResult {
 	}
 }
 
-// ResultFromProto converts a protocol message to a Result. An unspecified status is an
-// error: a runner that forgot to say how it ended did not succeed.
+// ResultFromProto converts a protocol message to a Result. An unspecified or unknown
+// status is an error whose Error says so: a runner that forgot to say how it ended did
+// not succeed, and the user is told it is the runner's bug.
 func ResultFromProto(m *limitv1.ExecuteResult) Result {
 	st := Status(m.GetStatus())
+	errText := m.GetError()
 	if st < StatusOK || st > StatusLimitExceeded {
-		st = StatusError
+		why := "runner result has no status (a bug in the runner plugin)"
+		if st != 0 {
+			why = fmt.Sprintf("runner result has unknown status %d (a bug in the runner plugin)", st)
+		}
+		if errText != "" {
+			why += ": " + errText
+		}
+		st, errText = StatusError, why
 	}
 	d := time.Duration(m.GetDurationUs()) * time.Microsecond
 	if d == 0 {
 		d = time.Duration(m.GetDurationMs()) * time.Millisecond
 	}
 	return Result{
-		Status: st, ExitCode: int(m.GetExitCode()), Output: m.GetOutput(), Error: m.GetError(),
+		Status: st, ExitCode: int(m.GetExitCode()), Output: m.GetOutput(), Error: errText,
 		Usage: UsageFromProto(m.GetUsage()), Duration: d,
 		StateReset: m.GetStateReset(), FinishReason: m.GetFinishReason(), Truncated: m.GetTruncated(),
 	}

@@ -39,12 +39,20 @@ const MaxChunkSize = 64 << 10
 
 // Limits bound what a session's executions may use. Zero means the runner's default.
 type Limits struct {
-	Timeout        time.Duration `json:"timeout,omitempty"`
-	MemoryBytes    uint64        `json:"memory_bytes,omitempty"`
-	CPUMillis      uint64        `json:"cpu_millis,omitempty"`
-	MaxProcesses   uint32        `json:"max_processes,omitempty"`
-	MaxOutputBytes uint64        `json:"max_output_bytes,omitempty"`
-	MaxFileBytes   uint64        `json:"max_file_bytes,omitempty"`
+	// Timeout bounds one execution's wall-clock time.
+	Timeout time.Duration `json:"timeout,omitempty"`
+	// MemoryBytes bounds the memory of the session's processes.
+	MemoryBytes uint64 `json:"memory_bytes,omitempty"`
+	// CPUMillis is a CPU bandwidth limit in thousandths of a core (1000 = one core,
+	// 500 = half of one), not CPU time.
+	CPUMillis uint64 `json:"cpu_millis,omitempty"`
+	// MaxProcesses bounds the number of processes the executed code may run at once.
+	MaxProcesses uint32 `json:"max_processes,omitempty"`
+	// MaxOutputBytes bounds one execution's output; beyond it output is cut and the
+	// result is Truncated.
+	MaxOutputBytes uint64 `json:"max_output_bytes,omitempty"`
+	// MaxFileBytes bounds the size of each file the executed code writes.
+	MaxFileBytes uint64 `json:"max_file_bytes,omitempty"`
 	// MaxDiskBytes bounds the session's files in all (its work dir), not each file.
 	MaxDiskBytes uint64 `json:"max_disk_bytes,omitempty"`
 }
@@ -127,8 +135,10 @@ type Output struct {
 
 // Token is one generated token of a model.
 type Token struct {
+	// Text is the token's text as it is shown.
 	Text string
-	ID   int64
+	// ID is the token's id in the model's vocabulary (informational).
+	ID int64
 }
 
 // Status of a finished execution.
@@ -175,16 +185,29 @@ type Usage struct {
 
 // Result ends an execution.
 type Result struct {
-	Status   Status
+	// Status says how the execution ended; it is required (a result without one reaches
+	// the user as an error naming the runner's bug).
+	Status Status
+	// ExitCode is the executed program's exit status, when it has one (0 otherwise).
 	ExitCode int
 	// Output is the structured answer (a model's text, a value), if any.
-	Output       string
-	Error        string
-	Usage        Usage
-	Duration     time.Duration
-	StateReset   bool
+	Output string
+	// Error says why an execution that did not end with StatusOK failed, for the user.
+	Error string
+	Usage Usage
+	// Duration is how long the execution ran, as the runner measured it. Required: the
+	// host records it in the trace, and the conformance suite fails a zero Duration
+	// (the protocol carries microseconds).
+	Duration time.Duration
+	// StateReset tells that the session's state was lost during the execution (the
+	// runner's worker was restarted): what earlier executions defined is gone.
+	StateReset bool
+	// FinishReason is a short machine-readable word for why the execution ended, free
+	// for the runner to choose; the built-in runners use "completed", "exit", "timeout",
+	// "cancelled", "memory_limit", "file_size_limit" (Python) and "stop", "length" (LLM).
 	FinishReason string
-	Truncated    bool
+	// Truncated tells that output beyond the session's MaxOutputBytes was cut.
+	Truncated bool
 }
 
 // IsolationFeature reports one isolation mechanism and whether it is enforced here.
@@ -214,9 +237,15 @@ type Runner interface {
 	Cancel(ctx context.Context, executionID string) (bool, error)
 	// Health reports the runner's state and its isolation features.
 	Health(ctx context.Context) (Health, error)
-	// CloseSession releases the session's resources.
+	// CloseSession releases the session's resources. The host gives it
+	// CloseSessionTimeout, then kills the process (and every process it started).
 	CloseSession(ctx context.Context) error
 }
+
+// CloseSessionTimeout is how long the host waits for CloseSession when a session ends
+// before it kills the runner's process group; the conformance suite fails a runner
+// whose CloseSession takes longer.
+const CloseSessionTimeout = time.Second
 
 // SessionLimiter is implemented by runners that tell the host, once a session is open,
 // the limits they apply to its executions: their configured defaults with the session's

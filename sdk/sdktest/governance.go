@@ -26,8 +26,9 @@ type GovernanceSuiteConfig struct {
 	// Malicious contents must each yield at least one finding at a stage the plugin's
 	// rules run at.
 	Malicious []string
-	// ContentType of the evaluated contents; empty means "text/prompt" at the pre stage
-	// and "text/output" at the post stage.
+	// ContentType of the evaluated contents; empty means what the host sends for a runner
+	// without an input:TYPE capability: "text/plain" at the pre stage and "text/output" at
+	// the post stage.
 	ContentType string
 	// CallTimeout bounds every evaluation; zero means DefaultGovernanceCallTimeout.
 	CallTimeout time.Duration
@@ -123,15 +124,16 @@ func runGovernanceCase(ctx context.Context, c GovernanceCase, r governance.Rule)
 
 // LaunchGovernance starts the governance plugin binary at path the way the host does
 // (mutual TLS, only env as its environment), checks that it is a governance plugin, and
-// configures it with configJSON (nil means "{}") and dataDir. It returns the plugin's
+// configures it with configJSON (nil means "{}"; checked and given its defaults as the
+// host does, see ApplySchema) and dataDir. It returns the plugin's
 // client, which implements governance.Rule, and a function that stops the plugin process;
 // call it when done.
-func LaunchGovernance(ctx context.Context, path string, env []string, configJSON []byte, dataDir string) (governance.Rule, func(), error) {
-	return launch[governance.Rule](ctx, base.KindGovernance, governance.PluginSet(), path, env, configJSON, dataDir)
+func LaunchGovernance(ctx context.Context, path string, env []string, configJSON []byte, dataDir string, opts ...LaunchOption) (governance.Rule, func(), error) {
+	return launch[governance.Rule](ctx, base.KindGovernance, governance.PluginSet(), path, env, configJSON, dataDir, opts...)
 }
 
 // LaunchGovernanceGRPC is LaunchGovernance with a client that evaluates over gRPC and
 // ignores the plugin's fast path, so a suite or a benchmark can check both transports.
-func LaunchGovernanceGRPC(ctx context.Context, path string, env []string, configJSON []byte, dataDir string) (governance.Rule, func(), error) {
-	return launch[governance.Rule](ctx, base.KindGovernance, governance.PluginSetGRPCOnly(), path, env, configJSON, dataDir)
+func LaunchGovernanceGRPC(ctx context.Context, path string, env []string, configJSON []byte, dataDir string, opts ...LaunchOption) (governance.Rule, func(), error) {
+	return launch[governance.Rule](ctx, base.KindGovernance, governance.PluginSetGRPCOnly(), path, env, configJSON, dataDir, opts...)
 }

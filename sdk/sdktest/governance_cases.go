@@ -85,7 +85,9 @@ func describe(ctx context.Context, r governance.Rule) (ruleSet, error) {
 func request(cfg GovernanceSuiteConfig, stage governance.Stage, content string) governance.EvaluateRequest {
 	ct := cfg.ContentType
 	if ct == "" {
-		ct = "text/prompt"
+		// What the host sends: the input of a runner without an input:TYPE capability is
+		// text/plain, a program's output text/output.
+		ct = "text/plain"
 		if stage == governance.StagePost {
 			ct = "text/output"
 		}

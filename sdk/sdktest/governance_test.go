@@ -8,6 +8,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -285,6 +286,48 @@ var testRules = map[string]func() governance.Rule{
 	"refuses-large": func() governance.Rule { return refusesLarge{} },
 	"no-rules":      func() governance.Rule { return badDescription{} },
 	"claims-runner": func() governance.Rule { return claimsRunner{} },
+	"chatty":        func() governance.Rule { return chattyRule{} },
+	// Rules whose config relies on their schema as the host applies it.
+	"severity-default": func() governance.Rule {
+		return schemaRule{schema: base.Schema{Attributes: []base.Attribute{{Name: "severity", Type: "number", Default: 5}}}}
+	},
+	"bad-schema-type": func() governance.Rule {
+		return schemaRule{schema: base.Schema{Attributes: []base.Attribute{{Name: "severity", Type: "strin g("}}}}
+	},
+	"required-token": func() governance.Rule {
+		return schemaRule{schema: base.Schema{Attributes: []base.Attribute{{Name: "token", Type: "string", Required: true}, {Name: "severity", Type: "number", Default: 5}}}}
+	},
+}
+
+// chattyRule is keywordRules that writes to its stderr and warns when configured.
+type chattyRule struct{ keywordRules }
+
+func (chattyRule) Configure(context.Context, base.ConfigureRequest) base.Diagnostics {
+	fmt.Fprintln(os.Stderr, "chatty: configured")
+	return base.Diagnostics{base.Warningf([]string{"words"}, "no words configured; the rule flags nothing")}
+}
+
+// schemaRule is keywordRules with a config schema, whose Configure checks the severity
+// as a rule relying on its schema's default would: the host fills the default in.
+type schemaRule struct {
+	keywordRules
+	schema base.Schema
+}
+
+func (r schemaRule) ConfigSchema() base.Schema { return r.schema }
+
+func (r schemaRule) Configure(_ context.Context, req base.ConfigureRequest) base.Diagnostics {
+	var cfg struct {
+		Token    string `json:"token"`
+		Severity int    `json:"severity"`
+	}
+	if ds := base.DecodeConfig(req.Config, &cfg); ds.HasErrors() {
+		return ds
+	}
+	if cfg.Severity < 1 || cfg.Severity > 10 {
+		return base.Diagnostics{base.Errorf([]string{"severity"}, "severity must be 1-10, got %d", cfg.Severity)}
+	}
+	return nil
 }
 
 // launchRule starts the test binary as the named rule and stops it when t ends.
@@ -309,6 +352,26 @@ func TestRunGovernanceKeywordsPlugin(t *testing.T) {
 	start := time.Now()
 	RunGovernance(t, r, keywordConfig)
 	t.Logf("governance suite through the plugin boundary: %v", time.Since(start))
+}
+
+// TestGovernanceSuiteSendsWhatTheHostSends checks that, without a content type, the suite
+// sends the input as the host sends a plain runner's: text/plain. A rule that reads that
+// and program output only must pass.
+func TestGovernanceSuiteSendsWhatTheHostSends(t *testing.T) {
+	r := badDescription{rules: describedRules(func(ds []governance.RuleDescription) []governance.RuleDescription {
+		for i := range ds {
+			ds[i].ContentTypes = []string{"text/plain", "text/output"}
+		}
+		return ds
+	})}
+	_, failed, _ := CheckGovernance(t.Context(), r, keywordConfig, func(name string, err error, _ time.Duration) {
+		if err != nil && !errors.Is(err, ErrNotApplicable) {
+			t.Errorf("case %s: %v", name, err)
+		}
+	})
+	if failed != 0 {
+		t.Fatalf("%d cases failed, want none", failed)
+	}
 }
 
 func TestCheckGovernanceCounts(t *testing.T) {
@@ -450,6 +513,60 @@ func TestGovernanceSuiteCatchesBrokenPlugins(t *testing.T) {
 	}
 }
 
+// TestLaunchGovernanceAppliesSchema checks that a rule relying on its schema's defaults is
+// configured as the host configures it: with the defaults filled in.
+func TestLaunchGovernanceAppliesSchema(t *testing.T) {
+	for _, tc := range []struct{ rule, config string }{
+		{"severity-default", `{}`},
+		{"severity-default", `{"severity": 7}`},
+		{"required-token", `{"token": "t"}`},
+	} {
+		r, stop, err := LaunchGovernance(t.Context(), testBinary(t), []string{serveGovernanceEnv + "=" + tc.rule}, []byte(tc.config), t.TempDir())
+		if err != nil {
+			t.Fatalf("LaunchGovernance %s with %s: %v", tc.rule, tc.config, err)
+		}
+		_ = r
+		stop()
+	}
+}
+
+// TestLaunchOptions checks that WithLogf gets what the plugin writes and
+// WithConfigWarnings the warnings of its configuration.
+func TestLaunchOptions(t *testing.T) {
+	var mu sync.Mutex
+	var logged []string
+	var warnings base.Diagnostics
+	logf := func(format string, args ...any) {
+		mu.Lock()
+		defer mu.Unlock()
+		logged = append(logged, fmt.Sprintf(format, args...))
+	}
+	_, stop, err := LaunchGovernance(t.Context(), testBinary(t), []string{serveGovernanceEnv + "=chatty"}, nil, t.TempDir(),
+		WithLogf(logf), WithConfigWarnings(func(ds base.Diagnostics) { warnings = ds }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.ContainsFunc(logged, func(l string) bool { return strings.Contains(l, "chatty: configured") }) {
+		t.Errorf("logged %q, want the line the plugin wrote to its stderr", logged)
+	}
+	if len(warnings) != 1 || warnings[0].Error() != "words: no words configured; the rule flags nothing" {
+		t.Errorf("warnings = %v, want the plugin's warning about words", warnings)
+	}
+	// A start that fails logs what the plugin said before it died, too.
+	logged = nil
+	mu.Unlock()
+	_, _, err = LaunchGovernance(t.Context(), testBinary(t), []string{serveGovernanceEnv + "=no-such-rule"}, nil, t.TempDir(), WithLogf(logf))
+	mu.Lock()
+	if err == nil || !slices.ContainsFunc(logged, func(l string) bool {
+		return strings.Contains(l, `unknown test rule \"no-such-rule\"`) || strings.Contains(l, `unknown test rule "no-such-rule"`)
+	}) {
+		t.Errorf("failed start: err %v, logged %q; want the plugin's last words logged", err, logged)
+	}
+}
+
 func TestLaunchGovernanceErrors(t *testing.T) {
 	exe := testBinary(t)
 	for _, tc := range []struct {
@@ -463,6 +580,13 @@ func TestLaunchGovernanceErrors(t *testing.T) {
 		{"rule claiming another kind", exe, []string{serveGovernanceEnv + "=claims-runner"}, `{}`, `kind "runner"`},
 		{"runner plugin", exe, []string{serveRunnerEnv + "=echo"}, `{}`, `kind "runner"`},
 		{"no such binary", "/nonexistent/governance-plugin", nil, `{}`, "/nonexistent/governance-plugin"},
+		{"schema type the host refuses", exe, []string{serveGovernanceEnv + "=bad-schema-type"}, `{}`, `invalid config schema (a bug in the plugin): attribute "severity" has type "strin g("`},
+		{"required attribute missing", exe, []string{serveGovernanceEnv + "=required-token"}, `{}`, `token: attribute "token" is required`},
+		{"attribute of the wrong type", exe, []string{serveGovernanceEnv + "=severity-default"}, `{"severity": "high"}`, `severity: must be of type number`},
+		{"misspelt attribute", exe, []string{serveGovernanceEnv + "=severity-default"}, `{"severty": 3}`, `unsupported attribute "severty"; did you mean "severity"?`},
+		{"plugin dying before it serves", exe, []string{serveGovernanceEnv + "=no-such-rule"}, `{}`,
+			"exited (status 2) before the plugin handshake, having written nothing to stdout: not a LIMIT plugin, or one that failed before it served; its stderr ended with:\n  unknown test rule \"no-such-rule\""},
+		{"config not an object", exe, []string{serveGovernanceEnv + "=severity-default"}, `[1]`, `config must be a JSON object`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

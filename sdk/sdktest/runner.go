@@ -169,26 +169,27 @@ func newID(prefix string) string {
 
 // runnerCloseTimeout bounds the polite CloseSession a launched runner gets before it is
 // killed, as the host does when a session ends.
-const runnerCloseTimeout = time.Second
+const runnerCloseTimeout = runner.CloseSessionTimeout
 
 // LaunchRunner starts the runner plugin binary at path the way the host does (mutual TLS,
 // only env as its environment), checks that it is a runner plugin, and configures it with
-// configJSON (nil means "{}") and dataDir. It returns the plugin's client, which implements
+// configJSON (nil means "{}"; checked and given its defaults as the host does, see
+// ApplySchema) and dataDir. It returns the plugin's client, which implements
 // runner.Runner, and a function that closes the session (briefly) and stops the process.
 //
 // A runner process serves one session: launch one process per session, as the host does.
-func LaunchRunner(ctx context.Context, path string, env []string, configJSON []byte, dataDir string) (runner.Runner, func(), error) {
-	return launchRunner(ctx, runner.PluginSet(), path, env, configJSON, dataDir)
+func LaunchRunner(ctx context.Context, path string, env []string, configJSON []byte, dataDir string, opts ...LaunchOption) (runner.Runner, func(), error) {
+	return launchRunner(ctx, runner.PluginSet(), path, env, configJSON, dataDir, opts...)
 }
 
 // LaunchRunnerGRPC is LaunchRunner with a client that executes over gRPC and ignores the
 // plugin's fast path, so a suite can check both transports.
-func LaunchRunnerGRPC(ctx context.Context, path string, env []string, configJSON []byte, dataDir string) (runner.Runner, func(), error) {
-	return launchRunner(ctx, runner.PluginSetGRPCOnly(), path, env, configJSON, dataDir)
+func LaunchRunnerGRPC(ctx context.Context, path string, env []string, configJSON []byte, dataDir string, opts ...LaunchOption) (runner.Runner, func(), error) {
+	return launchRunner(ctx, runner.PluginSetGRPCOnly(), path, env, configJSON, dataDir, opts...)
 }
 
-func launchRunner(ctx context.Context, set plugin.PluginSet, path string, env []string, configJSON []byte, dataDir string) (runner.Runner, func(), error) {
-	r, kill, err := launch[runner.Runner](ctx, base.KindRunner, set, path, env, configJSON, dataDir)
+func launchRunner(ctx context.Context, set plugin.PluginSet, path string, env []string, configJSON []byte, dataDir string, opts ...LaunchOption) (runner.Runner, func(), error) {
+	r, kill, err := launch[runner.Runner](ctx, base.KindRunner, set, path, env, configJSON, dataDir, opts...)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -205,18 +206,18 @@ func launchRunner(ctx context.Context, set plugin.PluginSet, path string, env []
 // launches a fresh process of the runner plugin at path for every case (see LaunchRunner).
 // When a launch fails, the runner it returns answers every call with the launch error, so
 // the case fails with it.
-func LaunchRunnerFunc(ctx context.Context, path string, env []string, configJSON []byte, dataDir string) func() (runner.Runner, func()) {
-	return launchRunnerFunc(ctx, runner.PluginSet(), path, env, configJSON, dataDir)
+func LaunchRunnerFunc(ctx context.Context, path string, env []string, configJSON []byte, dataDir string, opts ...LaunchOption) func() (runner.Runner, func()) {
+	return launchRunnerFunc(ctx, runner.PluginSet(), path, env, configJSON, dataDir, opts...)
 }
 
 // LaunchRunnerGRPCFunc is LaunchRunnerFunc over gRPC only (see LaunchRunnerGRPC).
-func LaunchRunnerGRPCFunc(ctx context.Context, path string, env []string, configJSON []byte, dataDir string) func() (runner.Runner, func()) {
-	return launchRunnerFunc(ctx, runner.PluginSetGRPCOnly(), path, env, configJSON, dataDir)
+func LaunchRunnerGRPCFunc(ctx context.Context, path string, env []string, configJSON []byte, dataDir string, opts ...LaunchOption) func() (runner.Runner, func()) {
+	return launchRunnerFunc(ctx, runner.PluginSetGRPCOnly(), path, env, configJSON, dataDir, opts...)
 }
 
-func launchRunnerFunc(ctx context.Context, set plugin.PluginSet, path string, env []string, configJSON []byte, dataDir string) func() (runner.Runner, func()) {
+func launchRunnerFunc(ctx context.Context, set plugin.PluginSet, path string, env []string, configJSON []byte, dataDir string, opts ...LaunchOption) func() (runner.Runner, func()) {
 	return func() (runner.Runner, func()) {
-		r, stop, err := launchRunner(ctx, set, path, env, configJSON, dataDir)
+		r, stop, err := launchRunner(ctx, set, path, env, configJSON, dataDir, opts...)
 		if err != nil {
 			return failedRunner{err}, nil
 		}

@@ -51,7 +51,6 @@ func RunnerCases(cfg RunnerSuiteConfig) []RunnerCase {
 // execution is what the suite saw of one execution.
 type execution struct {
 	req     runner.ExecuteRequest
-	remote  bool // r is a plugin client: durations crossed the protocol
 	res     runner.Result
 	err     error
 	elapsed time.Duration
@@ -66,7 +65,7 @@ type execution struct {
 // execute runs req on r, collecting its events. emit is safe for concurrent use, and never
 // fails, so a runner is not stopped by the suite.
 func execute(ctx context.Context, r runner.Runner, req runner.ExecuteRequest) *execution {
-	e := &execution{req: req, remote: isPluginClient(r)}
+	e := &execution{req: req}
 	start := time.Now()
 	e.res, e.err = r.Execute(ctx, req, e.emit)
 	e.elapsed = time.Since(start)
@@ -141,25 +140,17 @@ func (e *execution) checkEvents() error {
 	return nil
 }
 
-// isPluginClient tells whether r is the host's client of a plugin process rather than an
-// implementation in this process.
-func isPluginClient(r runner.Runner) bool {
-	_, ok := r.(interface{ Base() *base.Client })
-	return ok
-}
-
 // checkDuration checks that the result's duration is plausible: not negative, not longer
-// than the call as the suite saw it, and above zero. The protocol carries durations in
-// whole milliseconds, so a runner behind it that ran for less than one reports zero; that
-// is accepted unless the execution is known to have run long (long: the timeout case).
-func (e *execution) checkDuration(long bool) error {
+// than the call as the suite saw it, and above zero, in-process and through the protocol
+// alike (it carries microseconds: an execution takes more than one).
+func (e *execution) checkDuration() error {
 	d := e.res.Duration
 	switch {
 	case d < 0:
 		return fmt.Errorf("%s: result duration is negative (%v)", e.describe(), d)
 	case d > e.elapsed+time.Millisecond:
 		return fmt.Errorf("%s: result duration %v is longer than the call took (%v)", e.describe(), d, e.elapsed)
-	case d == 0 && (long || !e.remote):
+	case d == 0:
 		return fmt.Errorf("%s: result duration is zero, want how long the execution ran (every result carries its timing)", e.describe())
 	}
 	return nil
@@ -189,7 +180,7 @@ func (e *execution) wantOK(cfg RunnerSuiteConfig) error {
 	} else if !strings.Contains(stdout, cfg.Expect) && !strings.Contains(tokens, cfg.Expect) && !strings.Contains(e.res.Output, cfg.Expect) {
 		return fmt.Errorf("%s: want %s in the streamed stdout, the streamed tokens or the result's output", e.describe(), showText(cfg.Expect))
 	}
-	return e.checkDuration(false)
+	return e.checkDuration()
 }
 
 // executeOK runs cfg.Input with a new execution id and checks that it succeeds.
@@ -313,7 +304,7 @@ func caseErrorInput(ctx context.Context, r runner.Runner, _ runner.Session, cfg 
 	if err := e.checkEvents(); err != nil {
 		return err
 	}
-	if err := e.checkDuration(false); err != nil {
+	if err := e.checkDuration(); err != nil {
 		return err
 	}
 	_, err := executeOK(ctx, r, cfg, "execution after a failed one")
@@ -353,7 +344,7 @@ func caseTimeout(ctx context.Context, r runner.Runner, _ runner.Session, cfg Run
 		}
 		return fmt.Errorf("%s: want status timeout after the %v timeout", e.describe(), runnerTestTimeout)
 	}
-	if err := e.checkDuration(true); err != nil {
+	if err := e.checkDuration(); err != nil {
 		return err
 	}
 	_, err := executeOK(ctx, r, cfg, "execution after a timed-out one")
@@ -402,7 +393,7 @@ func caseCancel(ctx context.Context, r runner.Runner, _ runner.Session, cfg Runn
 	if e.res.Status != runner.StatusCancelled {
 		return fmt.Errorf("%s: want status cancelled %v after Cancel", e.describe(), time.Since(cancelled).Round(time.Millisecond))
 	}
-	if err := e.checkDuration(false); err != nil {
+	if err := e.checkDuration(); err != nil {
 		return err
 	}
 	_, err := executeOK(ctx, r, cfg, "execution after a cancelled one")
@@ -437,10 +428,25 @@ func caseCancelUnknown(ctx context.Context, r runner.Runner, _ runner.Session, c
 	return nil
 }
 
-// caseCloseSession: closing the session succeeds.
+// caseCloseSession: closing the session succeeds within runner.CloseSessionTimeout, what
+// the host gives it before it kills the process.
 func caseCloseSession(ctx context.Context, r runner.Runner, _ runner.Session, _ RunnerSuiteConfig) error {
-	if err := r.CloseSession(ctx); err != nil {
-		return fmt.Errorf("close session: %w", err)
+	cctx, cancel := context.WithTimeout(ctx, runner.CloseSessionTimeout)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- r.CloseSession(cctx) }()
+	tooLong := fmt.Errorf("close session: not done within %v, which is all the host gives it before it kills the process (runner.CloseSessionTimeout); release what takes longer as the process ends, or in the background", runner.CloseSessionTimeout)
+	select {
+	case err := <-done:
+		if cctx.Err() != nil {
+			return tooLong
+		}
+		if err != nil {
+			return fmt.Errorf("close session: %w", err)
+		}
+		return nil
+	case <-cctx.Done():
+		// A runner in this process that ignores its context would hold the suite.
+		return tooLong
 	}
-	return nil
 }

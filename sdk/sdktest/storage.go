@@ -87,17 +87,18 @@ func runCase(ctx context.Context, c StorageCase, s storage.Storage) (err error) 
 
 // LaunchStorage starts the storage plugin binary at path the way the host does (mutual TLS,
 // only env as its environment, the plugin's fast path when it offers one), checks that it
-// is a storage plugin, and configures it with configJSON (nil means "{}") and dataDir. It
+// is a storage plugin, and configures it with configJSON (nil means "{}"; checked and
+// given its defaults as the host does, see ApplySchema) and dataDir. It
 // returns the plugin's client, which implements storage.Storage, and a function that stops
 // the plugin process; call it when done.
-func LaunchStorage(ctx context.Context, path string, env []string, configJSON []byte, dataDir string) (storage.Storage, func(), error) {
-	return launchStorage(ctx, storage.PluginSet(), path, env, configJSON, dataDir)
+func LaunchStorage(ctx context.Context, path string, env []string, configJSON []byte, dataDir string, opts ...LaunchOption) (storage.Storage, func(), error) {
+	return launchStorage(ctx, storage.PluginSet(), path, env, configJSON, dataDir, opts...)
 }
 
 // LaunchStorageGRPC is LaunchStorage with a client that makes every call over gRPC and
 // ignores the plugin's fast path, so a suite can check both transports.
-func LaunchStorageGRPC(ctx context.Context, path string, env []string, configJSON []byte, dataDir string) (storage.Storage, func(), error) {
-	return launchStorage(ctx, storage.PluginSetGRPCOnly(), path, env, configJSON, dataDir)
+func LaunchStorageGRPC(ctx context.Context, path string, env []string, configJSON []byte, dataDir string, opts ...LaunchOption) (storage.Storage, func(), error) {
+	return launchStorage(ctx, storage.PluginSetGRPCOnly(), path, env, configJSON, dataDir, opts...)
 }
 
 // Transport names what carries a plugin client's storage calls ("unix" for the fast path,
@@ -109,8 +110,8 @@ func Transport(s storage.Storage) string {
 	return "in-process"
 }
 
-func launchStorage(ctx context.Context, set plugin.PluginSet, path string, env []string, configJSON []byte, dataDir string) (storage.Storage, func(), error) {
-	return launch[storage.Storage](ctx, base.KindStorage, set, path, env, configJSON, dataDir)
+func launchStorage(ctx context.Context, set plugin.PluginSet, path string, env []string, configJSON []byte, dataDir string, opts ...LaunchOption) (storage.Storage, func(), error) {
+	return launch[storage.Storage](ctx, base.KindStorage, set, path, env, configJSON, dataDir, opts...)
 }
 
 // namespaces hands out the namespaces of one run of a case and remembers them, so the run

@@ -222,7 +222,7 @@ func TestSuiteCatchesBrokenStores(t *testing.T) {
 func TestLaunchStorage(t *testing.T) {
 	for _, tc := range []struct {
 		transport string
-		launch    func(ctx context.Context, path string, env []string, configJSON []byte, dataDir string) (storage.Storage, func(), error)
+		launch    func(ctx context.Context, path string, env []string, configJSON []byte, dataDir string, opts ...LaunchOption) (storage.Storage, func(), error)
 	}{
 		{"unix", LaunchStorage},
 		{"grpc", LaunchStorageGRPC},

@@ -42,7 +42,7 @@ func registerCheckFlags(fs *flag.FlagSet) func() map[string]string {
 		"benign":      "governance: `CONTENT` that must raise no finding (repeatable)",
 		"malicious":   "governance: `CONTENT` that must raise at least one finding (repeatable)",
 		"content-type": "governance: the content `TYPE` of --benign and --malicious, such as code/python for a rule that reads Python " +
-			"(default text/prompt before execution, text/output after)",
+			"(default what the host sends for a runner without an input:TYPE capability: text/plain before execution, text/output after)",
 	} {
 		v := new(multiFlag)
 		values[name] = v
@@ -67,7 +67,11 @@ func registerCheckFlags(fs *flag.FlagSet) func() map[string]string {
 // For another kind it returns handled false, and an error if flags of these suites were
 // given, since they would be ignored. An error wrapping errCheckUsage is a command-line
 // mistake; any other error means the plugin could not be started.
-func checkOtherKind(ctx context.Context, kind, path string, env []string, cfg []byte, dataDir string, flags map[string]string, report func(name string, err error, elapsed time.Duration)) (passed, failed, skipped int, handled bool, err error) {
+//
+// Once the plugin has started and accepted its configuration, started is called with it
+// (for the header line), and opts apply to that first launch (the warnings of its
+// configuration are reported once, not for every case's process).
+func checkOtherKind(ctx context.Context, kind, path string, env []string, cfg []byte, dataDir string, flags map[string]string, opts []sdktest.LaunchOption, started func(base.Plugin), report func(name string, err error, elapsed time.Duration)) (passed, failed, skipped int, handled bool, err error) {
 	own := map[string][]string{base.KindRunner: runnerCheckFlags, base.KindGovernance: governanceCheckFlags}
 	for name := range flags {
 		if !contains(own[kind], name) {
@@ -98,20 +102,22 @@ func checkOtherKind(ctx context.Context, kind, path string, env []string, cfg []
 		}
 		// Start one process first, so a binary that is not a working runner plugin gives
 		// one clear error instead of failing every case with it.
-		_, stop, err := sdktest.LaunchRunner(ctx, path, env, cfg, dataDir)
+		r, stop, err := sdktest.LaunchRunner(ctx, path, env, cfg, dataDir, opts...)
 		if err != nil {
 			return 0, 0, 0, true, err
 		}
+		started(r)
 		stop()
 		passed, failed, skipped = sdktest.CheckRunner(ctx, sdktest.LaunchRunnerFunc(ctx, path, env, cfg, dataDir), rc, report)
 		return passed, failed, skipped, true, nil
 	case base.KindGovernance:
 		gc := sdktest.GovernanceSuiteConfig{Benign: values["benign"], Malicious: values["malicious"], ContentType: one("content-type")}
-		r, stop, err := sdktest.LaunchGovernance(ctx, path, env, cfg, dataDir)
+		r, stop, err := sdktest.LaunchGovernance(ctx, path, env, cfg, dataDir, opts...)
 		if err != nil {
 			return 0, 0, 0, true, err
 		}
 		defer stop()
+		started(r)
 		passed, failed, skipped = sdktest.CheckGovernance(ctx, r, gc, report)
 		return passed, failed, skipped, true, nil
 	}

@@ -57,7 +57,7 @@ func TestPluginCheckOtherKinds(t *testing.T) {
 		contains []string
 	}{
 		{"runner passes", []string{"--kind", "runner", "--env", "LIMIT_SDKTEST_SERVE_RUNNER=echo", "--input", "hello", "--expect", "echo: hello", "--slow-input", "sleep", exe},
-			0, []string{"ok    execute-ok", "ok    cancel", "n/a   error-input", "8 passed, 0 failed, 1 not applicable"}},
+			0, []string{"checking runner plugin " + exe + " (", "ok    execute-ok", "ok    cancel", "n/a   error-input", "8 passed, 0 failed, 1 not applicable"}},
 		{"runner fails a case", []string{"--kind", "runner", "--env", "LIMIT_SDKTEST_SERVE_RUNNER=errors-as-ok", "--input", "hello", "--error-input", "fail", exe},
 			1, []string{"FAIL  error-input", "ok    execute-ok", "1 failed"}},
 		{"runner without input", []string{"--kind", "runner", exe}, 2, []string{"needs --input"}},
@@ -70,7 +70,16 @@ func TestPluginCheckOtherKinds(t *testing.T) {
 			0, []string{"ok    malicious-flagged"}},
 		{"governance of code sent as a prompt", []string{"--kind", "governance", "--env", "LIMIT_SDKTEST_SERVE_GOVERNANCE=reads-less-than-it-says", "--malicious", "@" + malicious, exe},
 			1, []string{"FAIL  malicious-flagged", "which Describe says it does not read"}},
+		{"governance relying on its schema's default", []string{"--kind", "governance", "--env", "LIMIT_SDKTEST_SERVE_GOVERNANCE=severity-default", "--benign", "What is 2+2?", exe},
+			0, []string{"ok    benign-clean"}},
+		{"configuration warnings printed", []string{"--kind", "governance", "--env", "LIMIT_SDKTEST_SERVE_GOVERNANCE=chatty", "--benign", "What is 2+2?", exe},
+			0, []string{"limitctl: warning: config: words: no words configured; the rule flags nothing", "checking governance plugin " + exe + " (keywords 0.1.0)"}},
+		{"schema the host refuses", []string{"--kind", "governance", "--env", "LIMIT_SDKTEST_SERVE_GOVERNANCE=bad-schema-type", exe}, 1, []string{"invalid config schema"}},
+		{"required attribute missing", []string{"--kind", "governance", "--env", "LIMIT_SDKTEST_SERVE_GOVERNANCE=required-token", exe}, 1, []string{`attribute "token" is required`}},
 		{"missing file", []string{"--kind", "governance", "--malicious", "@/nonexistent/file", exe}, 2, []string{"/nonexistent/file"}},
+		{"config not an object", []string{"--kind", "governance", "--config", "[1]", exe}, 2, []string{"--config must be a JSON object"}},
+		{"bare name not looked up in PATH", []string{"--kind", "governance", "ls"}, 1, []string{"./ls"}},
+		{"mistake shows the full usage", []string{"--kind", "governance"}, 2, []string{"[--data-dir DIR] [SUITE FLAGS] PATH"}},
 		{"runner flag for storage", []string{"--kind", "storage", "--input", "x", exe}, 2, []string{"--input applies to --kind runner only, not to --kind storage"}},
 		{"governance flag for runner", []string{"--kind", "runner", "--input", "x", "--benign", "y", exe}, 2, []string{"--benign applies to --kind governance only, not to --kind runner"}},
 	} {
@@ -104,5 +113,21 @@ func TestPluginCheckNotAPlugin(t *testing.T) {
 		if code != 1 || !strings.HasPrefix(stderr, want) || strings.Count(stderr, "\n") != 1 || strings.Contains(stderr, "write nothing to stdout") {
 			t.Errorf("%s: exit %d, want 1 with %q alone\nstderr: %s", path, code, want, stderr)
 		}
+	}
+}
+
+// TestPluginCheckCreatesDataDir: a --data-dir that does not exist yet is created, as the
+// host creates a plugin's data directory.
+func TestPluginCheckCreatesDataDir(t *testing.T) {
+	exe := fakePlugins(t)
+	dir := filepath.Join(t.TempDir(), "new", "data")
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), []string{"plugin", "check", "--kind", "governance", "--data-dir", dir,
+		"--env", "LIMIT_SDKTEST_SERVE_GOVERNANCE=keywords", "--benign", "hello", exe}, &stdout, &stderr)
+	if code != 0 {
+		t.Fatalf("exit %d: %s%s", code, stdout.String(), stderr.String())
+	}
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		t.Fatalf("data dir %s: %v, want it created", dir, err)
 	}
 }

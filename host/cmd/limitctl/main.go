@@ -361,7 +361,7 @@ func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
 
 // pluginCheckUsage is the first line of what a mistake on the command line of plugin check
 // prints.
-const pluginCheckUsage = "usage: limitctl plugin check --kind KIND [--config JSON] [--env K=V]... PATH"
+const pluginCheckUsage = "usage: limitctl plugin check --kind KIND [--config JSON] [--env K=V]... [--data-dir DIR] [SUITE FLAGS] PATH"
 
 func pluginCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("plugin check", flag.ContinueOnError)
@@ -399,9 +399,14 @@ func pluginCheck(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		fmt.Fprintln(stderr, pluginCheckUsage)
 		return 2
 	}
-	if !json.Valid([]byte(*cfg)) {
-		fmt.Fprintln(stderr, "limitctl: --config is not valid JSON")
+	var cfgObject map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(*cfg), &cfgObject); err != nil || cfgObject == nil {
+		fmt.Fprintln(stderr, "limitctl: --config must be a JSON object, such as '{\"path\": \"data.db\"}'")
 		return 2
+	}
+	if !strings.ContainsRune(paths[0], '/') {
+		// As the host takes a plugin path: never looked up in $PATH.
+		paths[0] = "./" + paths[0]
 	}
 	for _, kv := range env {
 		if !strings.Contains(kv, "=") {
@@ -410,6 +415,12 @@ func pluginCheck(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		}
 	}
 	dir := *dataDir
+	if dir != "" {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			fmt.Fprintln(stderr, "limitctl: --data-dir:", err)
+			return 1
+		}
+	}
 	if dir == "" {
 		tmp, err := os.MkdirTemp("", "limitctl-check-")
 		if err != nil {
@@ -430,7 +441,16 @@ func pluginCheck(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		}
 		fmt.Fprintf(stdout, "ok    %-40s %8s\n", name, elapsed.Round(time.Millisecond))
 	}
-	passed, failed, skipped, handled, err := checkOtherKind(ctx, *kind, paths[0], env, []byte(*cfg), dir, suiteFlags(), report)
+	opts := []sdktest.LaunchOption{sdktest.WithConfigWarnings(func(ds base.Diagnostics) {
+		for _, d := range ds {
+			fmt.Fprintf(stderr, "limitctl: warning: config: %s\n", clean(d.Error()))
+		}
+	})}
+	header := func(p base.Plugin) {
+		info := p.PluginInfo()
+		fmt.Fprintf(stdout, "checking %s plugin %s (%s %s)\n", *kind, paths[0], clean(info.Name), clean(info.Version))
+	}
+	passed, failed, skipped, handled, err := checkOtherKind(ctx, *kind, paths[0], env, []byte(*cfg), dir, suiteFlags(), opts, header, report)
 	switch {
 	case err != nil:
 		fmt.Fprintln(stderr, "limitctl:", err)
@@ -440,13 +460,13 @@ func pluginCheck(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		return 1
 	case handled:
 	case *kind == base.KindStorage:
-		s, cleanup, err := sdktest.LaunchStorage(ctx, paths[0], env, []byte(*cfg), dir)
+		s, cleanup, err := sdktest.LaunchStorage(ctx, paths[0], env, []byte(*cfg), dir, opts...)
 		if err != nil {
 			fmt.Fprintf(stderr, "limitctl: %v\n", err)
 			return 1
 		}
 		defer cleanup()
-		fmt.Fprintf(stdout, "checking storage plugin %s (%s %s)\n", paths[0], clean(s.PluginInfo().Name), clean(s.PluginInfo().Version))
+		header(s)
 		passed, failed = sdktest.CheckStorage(ctx, s, report)
 	default:
 		err := fmt.Errorf("no conformance suite for kind %q", *kind)
