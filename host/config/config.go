@@ -243,6 +243,10 @@ type PluginBlock struct {
 	// evalCtx evaluates expressions of the config block; it carries the env function
 	// bound to the lookup Parse was given.
 	evalCtx *hcl.EvalContext
+	// sensitive names the attributes the plugin's schema marks sensitive, recorded by
+	// DecodePluginConfig (under sensitiveMu) so that SecretLines can keep their source
+	// out of diagnostics.
+	sensitive []string
 }
 
 // PoolSize is how many processes of a runner the host keeps started and configured ahead

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
 
 	"github.com/limitgraph/limit/sdk/base"
 )
@@ -1162,5 +1163,55 @@ func TestAllowedHosts(t *testing.T) {
 	cfg, diags := Parse("a.hcl", []byte("api {\n  allowed_hosts = [\"limit.example.com\", \"*.corp.example\"]\n}\n"), func(string) (string, bool) { return "", false })
 	if diags.HasErrors() || !slices.Equal(cfg.API.AllowedHosts, []string{"limit.example.com", "*.corp.example"}) {
 		t.Fatalf("allowed_hosts = %q, %v", cfg.API.AllowedHosts, diags)
+	}
+}
+
+// TestSecretLines: the lines a diagnostic's snippet must not show are those of a
+// plugin's sensitive attributes and any line that looks like it holds a credential.
+func TestSecretLines(t *testing.T) {
+	src := `runner "llm" {
+  config {
+    base_url = "http://user:sk-abc@127.0.0.1:8000/v1"
+    other    = "https://h.example/v1?key=sk-abc"
+    model    = "gpt"
+    dsn      = "scott/tiger"
+    plain    = "http://127.0.0.1:8000/v1"
+    api_key  = "sk-abc"
+  }
+}
+api {
+  token_file = "/etc/limit/tokens"
+}
+`
+	cfg, _ := Parse("t.hcl", []byte(src), nil) // the token file does not exist: no matter
+	if cfg == nil || len(cfg.Runners) != 1 {
+		t.Fatal("runner block not parsed")
+	}
+	f, _ := hclsyntax.ParseConfig([]byte(src), "t.hcl", hcl.InitialPos)
+	files := map[string]*hcl.File{"t.hcl": f}
+	b := cfg.Runners[0]
+	schema := base.Schema{Attributes: []base.Attribute{
+		{Name: "base_url", Type: "string"}, {Name: "other", Type: "string"}, {Name: "model", Type: "string"},
+		{Name: "dsn", Type: "string", Sensitive: true}, {Name: "plain", Type: "string"}, {Name: "api_key", Type: "string"},
+	}}
+	if got := SecretLines(cfg, files)["t.hcl"]; got[6] {
+		t.Errorf("dsn's line is secret before the schema is known: %v", got)
+	}
+	if _, ds := DecodePluginConfig(b, schema); ds.HasErrors() {
+		t.Fatal(ds)
+	}
+	got := SecretLines(cfg, files)["t.hcl"]
+	for line, want := range map[int]bool{3: true, 4: true, 5: false, 6: true, 7: false, 8: true, 12: false} {
+		if got[line] != want {
+			t.Errorf("line %d secret: %v, want %v", line, got[line], want)
+		}
+	}
+	d := &hcl.Diagnostic{Subject: &hcl.Range{Filename: "t.hcl", Start: hcl.Pos{Line: 5}, End: hcl.Pos{Line: 5}}}
+	if ShowsSecret(d, map[string]map[int]bool{"t.hcl": got}) {
+		t.Error("the model's line counted as secret")
+	}
+	d.Context = &hcl.Range{Filename: "t.hcl", Start: hcl.Pos{Line: 4}, End: hcl.Pos{Line: 5}}
+	if !ShowsSecret(d, map[string]map[int]bool{"t.hcl": got}) {
+		t.Error("a context spanning a secret line was not caught")
 	}
 }

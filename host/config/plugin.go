@@ -31,6 +31,7 @@ func DecodePluginConfig(b *PluginBlock, schema base.Schema) (json.RawMessage, hc
 	var diags hcl.Diagnostics
 	spec := hcldec.ObjectSpec{}
 	types := make(map[string]cty.Type, len(schema.Attributes))
+	b.setSensitive(schema)
 	for _, a := range schema.Attributes {
 		if !hclsyntax.ValidIdentifier(a.Name) {
 			diags = append(diags, schemaDiag(b, "attribute name %q is not a valid HCL identifier", a.Name))

@@ -407,3 +407,45 @@ func TestDiagnosticsReadable(t *testing.T) {
 		t.Errorf("summary said more than once:\n%s", errb.String())
 	}
 }
+
+// TestDiagnosticsHideSecrets: a diagnostic about a line that holds a password (here the
+// postgres plugin's url, which cannot be reached) says where and what, but its source
+// snippet is not printed, at -validate and at start alike.
+func TestDiagnosticsHideSecrets(t *testing.T) {
+	testbin.Plugin(t, "storage-postgres")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now: connection refused
+	conf := func(hostport string) string {
+		return writeConfig(t, "host {\n  plugin_dir = \"PLUGINDIR\"\n  data_dir = \"DATADIR\"\n  listen = \"127.0.0.1:0\"\n}\n"+
+			"storage \"postgres\" {\n  config {\n    url = \"postgres://limit_test:SECRETPW@"+hostport+"/limit_test?sslmode=disable\"\n    connect_timeout = \"2s\"\n  }\n}\n")
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		// -validate contacts no server: a URL it cannot parse is its error on that line.
+		{"validate", []string{"-validate", "-config", conf("127.0.0.1:notaport")}, "invalid PostgreSQL URL"},
+		{"start", []string{"-config", conf(addr)}, "cannot connect to PostgreSQL"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			if code := run(tc.args, &stdout, &stderr); code != 1 {
+				t.Fatalf("exit %d, want 1\n%s%s", code, stdout.String(), stderr.String())
+			}
+			out := stderr.String()
+			if strings.Contains(out, "SECRETPW") {
+				t.Errorf("output shows the password:\n%s", out)
+			}
+			for _, want := range []string{tc.args[len(tc.args)-1] + ":8:", tc.want, "the source line is not shown"} {
+				if !strings.Contains(out, want) {
+					t.Errorf("output lacks %q:\n%s", want, out)
+				}
+			}
+		})
+	}
+}
