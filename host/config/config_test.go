@@ -543,6 +543,34 @@ func TestEnvOverrides(t *testing.T) {
 					t.Errorf("Env = %v, want %v", got, want)
 				}
 			}},
+		{name: "DATABASE_URL overrides the config url", src: "storage \"postgres\" {\n  config {\n    url = \"postgres://file/x\"\n  }\n}\n",
+			env: map[string]string{"DATABASE_URL": "postgres://env/x"},
+			check: func(t *testing.T, c *Config) {
+				sel := c.SelectedStorage()
+				raw, ds := DecodePluginConfig(sel, base.Schema{Attributes: []base.Attribute{{Name: "url", Type: "string", Sensitive: true}}})
+				if ds.HasErrors() || string(raw) != "{}" || sel.Env["DATABASE_URL"] != "postgres://env/x" || !sel.URLFromEnv {
+					t.Errorf("config %s (%v), Env %v, URLFromEnv %v", raw, ds, sel.Env, sel.URLFromEnv)
+				}
+			}},
+		{name: "the config url without DATABASE_URL", src: "storage \"postgres\" {\n  config {\n    url = \"postgres://file/x\"\n  }\n}\n",
+			check: func(t *testing.T, c *Config) {
+				raw, _ := DecodePluginConfig(c.SelectedStorage(), base.Schema{Attributes: []base.Attribute{{Name: "url", Type: "string"}}})
+				if string(raw) != `{"url":"postgres://file/x"}` {
+					t.Errorf("config %s", raw)
+				}
+			}},
+		{name: "blank DATABASE_URL", src: "storage \"postgres\" {}\n", env: map[string]string{"DATABASE_URL": " "}, wantErr: "DATABASE_URL is empty"},
+		{name: "STORAGE_BACKEND picks the block running its plugin", src: "storage \"bolt\" {}\nstorage \"main\" {\n  plugin = \"limit-storage-postgres\"\n}\n",
+			env: map[string]string{"STORAGE_BACKEND": "postgres", "DATABASE_URL": "postgres://env/x"},
+			check: func(t *testing.T, c *Config) {
+				if c.Host.StorageName != "main" || len(c.Storage) != 2 || c.SelectedStorage().Env["DATABASE_URL"] != "postgres://env/x" {
+					t.Errorf("storage %q of %d blocks", c.Host.StorageName, len(c.Storage))
+				}
+			}},
+		{name: "STORAGE_BACKEND with two blocks running its plugin",
+			src:     "storage \"a\" {\n  plugin = \"limit-storage-postgres\"\n}\nstorage \"b\" {\n  plugin = \"/opt/limit-storage-postgres\"\n}\nhost {\n  storage = \"a\"\n}\n",
+			env:     map[string]string{"STORAGE_BACKEND": "postgres"},
+			wantErr: "STORAGE_BACKEND"},
 		{name: "DATABASE_URL not given to bolt", env: map[string]string{"DATABASE_URL": "postgres://db/x"},
 			check: func(t *testing.T, c *Config) {
 				if env := c.SelectedStorage().Env; env != nil {

@@ -114,6 +114,9 @@ func DecodePluginConfig(b *PluginBlock, schema base.Schema) (json.RawMessage, hc
 			continue
 		}
 		v, _ = v.Unmark()
+		if a.Name == "url" && b.URLFromEnv {
+			continue // the plugin reads DATABASE_URL instead
+		}
 		attrs[a.Name] = v
 	}
 	if diags.HasErrors() {

@@ -103,7 +103,19 @@ func parseConfig(req base.ConfigureRequest, getenv func(string) string) (setting
 		set.url, set.fromEnv = v, true
 	}
 	var pcfg *pgxpool.Config
-	if set.url == "" {
+	if set.url != "" && strings.TrimSpace(set.url) == "" {
+		// pgx reads a blank string as an empty key=value connection string: the local
+		// socket, as the current user.
+		what := "url"
+		if set.fromEnv {
+			what = urlEnv
+		}
+		ds = append(ds, base.Diagnostic{
+			Severity: base.SeverityError, Summary: what + " is empty",
+			Detail: what + " holds only spaces: give the PostgreSQL URL, e.g. postgres://user:password@host:5432/database?sslmode=disable.",
+			Path:   set.urlPath(),
+		})
+	} else if set.url == "" {
 		ds = append(ds, base.Diagnostic{
 			Severity: base.SeverityError, Summary: "no PostgreSQL URL",
 			Detail: "Set url in the config block, e.g. url = env(\"DATABASE_URL\"), or set DATABASE_URL in the host's environment.",

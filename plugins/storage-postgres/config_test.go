@@ -34,6 +34,8 @@ func TestConfigureDiagnostics(t *testing.T) {
 		{"invalid url", `{"url": "postgres://u:` + secret + `@host:notaport/db"}`, nil, []string{"url"}, "invalid PostgreSQL URL"},
 		{"invalid DATABASE_URL", `{}`, map[string]string{"DATABASE_URL": "postgres://u:" + secret + "@host:99999999/db"}, nil, "in DATABASE_URL"},
 		{"url of wrong type", `{"url": 5}`, nil, []string{"url"}, "url"},
+		{"blank url", `{"url": "  "}`, nil, []string{"url"}, "url is empty"},
+		{"blank DATABASE_URL", `{}`, map[string]string{"DATABASE_URL": " "}, nil, "DATABASE_URL is empty"},
 		{"unparseable connect_timeout", `{"url": "postgres://h/db", "connect_timeout": "soon"}`, nil, []string{"connect_timeout"}, "invalid duration"},
 		{"zero connect_timeout", `{"url": "postgres://h/db", "connect_timeout": "0s"}`, nil, []string{"connect_timeout"}, "at least"},
 		{"unparseable statement_timeout", `{"url": "postgres://h/db", "statement_timeout": "long"}`, nil, []string{"statement_timeout"}, "invalid duration"},

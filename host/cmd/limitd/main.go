@@ -201,6 +201,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if len(diags) > 0 {
 		printDiags(diags)
 	}
+	if sel := cfg.SelectedStorage(); sel != nil && sel.URLFromEnv {
+		logger.Info("the PostgreSQL storage's URL is taken from the environment variable DATABASE_URL, which overrides the block's config url", "storage", sel.Name)
+	}
 
 	d, sdiags := daemon.Start(ctx, daemon.Options{
 		Config: cfg, Version: version.Version, Logger: logger, DefaultPluginDir: defaultPluginDir(),

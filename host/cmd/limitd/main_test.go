@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	neturl "net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -447,5 +448,33 @@ func TestDiagnosticsHideSecrets(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestDatabaseURLOverridesConfigURL: the seed's DATABASE_URL wins over the postgres
+// block's config url (here one that cannot work), and the log says the variable was used,
+// never the URL. Needs LIMIT_TEST_POSTGRES_URL.
+func TestDatabaseURLOverridesConfigURL(t *testing.T) {
+	dbURL := os.Getenv("LIMIT_TEST_POSTGRES_URL")
+	if dbURL == "" {
+		t.Skip("LIMIT_TEST_POSTGRES_URL is not set")
+	}
+	testbin.Plugin(t, "storage-postgres")
+	t.Setenv("DATABASE_URL", dbURL)
+	config := writeConfig(t, "host {\n  listen = \"127.0.0.1:0\"\n  data_dir = \"DATADIR\"\n}\n"+
+		"storage \"postgres\" {\n  config {\n    url = \"postgres://nobody:FILEPW@127.0.0.1:1/none?sslmode=disable\"\n    connect_timeout = \"2s\"\n  }\n}\n")
+	_, url, logs := startLimitdLogs(t, config)
+	resp, err := http.Get(url + "/v1/health")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("health %d", resp.StatusCode)
+	}
+	u, _ := neturl.Parse(dbURL)
+	if out := logs.String(); !strings.Contains(out, "taken from the environment variable DATABASE_URL") ||
+		strings.Contains(out, u.User.String()+"@") || strings.Contains(out, "FILEPW") {
+		t.Errorf("log:\n%s", out)
 	}
 }
