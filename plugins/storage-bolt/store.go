@@ -82,6 +82,9 @@ func (s *store) Configure(ctx context.Context, req base.ConfigureRequest) base.D
 			return nil, base.Diagnostics{base.Errorf([]string{"path"}, "cannot open the write-ahead log of %s: %v", set.path, mapErr("open", err))}
 		}
 		s.log.Info("database open", "path", set.path, "no_sync", set.noSync, "max_batch", set.maxBatch)
+		if set.noSync {
+			s.log.Warn(noSyncWarning, "path", set.path)
+		}
 		return e, nil
 	})...)
 }
