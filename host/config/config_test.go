@@ -709,8 +709,10 @@ func TestDecodePluginConfig(t *testing.T) {
 }
 `, schema: pluginSchema,
 			want: `{"extra":{"nested":[1,"two",true]},"labels":{},"limits":{"cpu":1,"memory":512},"max_bytes":1000000000000,"path":"x.db","sync":false,"tags":["a","b"],"timeout":2.5}`},
-		{name: "conversions", src: "storage \"bolt\" {\n  config {\n    path = 42\n    timeout = \"7\"\n    tags = [1, true]\n  }\n}\n",
-			schema: pluginSchema,
+		// A number for a string converts; a string for a number only when computed (the
+		// environment holds strings): a quoted constant is an error (TestDecodePluginConfigStrictTypes).
+		{name: "conversions", src: "storage \"bolt\" {\n  config {\n    path = 42\n    timeout = env(\"T\")\n    tags = [1, true]\n  }\n}\n",
+			schema: pluginSchema, env: map[string]string{"T": "7"},
 			want:   `{"labels":{"tier":"hot"},"max_bytes":10485760,"path":"42","sync":true,"tags":["1","true"],"timeout":7}`},
 		{name: "null takes the default", src: "storage \"bolt\" {\n  config {\n    path = null\n  }\n}\n",
 			schema: base.Schema{Attributes: []base.Attribute{{Name: "path", Type: "string", Default: json.RawMessage(`"d.db"`)}}},
@@ -1241,5 +1243,41 @@ api {
 	d.Context = &hcl.Range{Filename: "t.hcl", Start: hcl.Pos{Line: 4}, End: hcl.Pos{Line: 5}}
 	if !ShowsSecret(d, map[string]map[int]bool{"t.hcl": got}) {
 		t.Error("a context spanning a secret line was not caught")
+	}
+}
+
+// TestDecodePluginConfigStrictTypes: a bool for a string attribute and a quoted constant
+// for a number or a bool are errors at their place (HCL would convert them silently:
+// path = true named a file "true"); a string from env() still converts to a number.
+func TestDecodePluginConfigStrictTypes(t *testing.T) {
+	schema := base.Schema{Attributes: []base.Attribute{
+		{Name: "path", Type: "string"}, {Name: "max_batch", Type: "number"}, {Name: "no_sync", Type: "bool"},
+	}}
+	for _, tc := range []struct {
+		body string
+		bad  string // the attribute named in the one error, "" for none
+	}{
+		{"path = true", "path"},
+		{"max_batch = \"10\"", "max_batch"},
+		{"no_sync = \"true\"", "no_sync"},
+		{"path = \"x.db\"\n    max_batch = 10\n    no_sync = true", ""},
+		{"max_batch = env(\"MAX_BATCH\")", ""},
+		{"path = \"${env(\"MAX_BATCH\")}.db\"", ""},
+	} {
+		src := "storage \"bolt\" {\n  config {\n    " + tc.body + "\n  }\n}\n"
+		cfg, diags := Parse(testFile, []byte(src), envMap(map[string]string{"MAX_BATCH": "10"}))
+		if diags.HasErrors() {
+			t.Fatalf("%s: %v", tc.body, diags)
+		}
+		raw, ds := DecodePluginConfig(cfg.Storage[0], schema)
+		if tc.bad == "" {
+			if ds.HasErrors() {
+				t.Errorf("%s: %v", tc.body, ds)
+			}
+			continue
+		}
+		if len(ds) != 1 || !strings.Contains(ds[0].Detail, tc.bad+" must be") || ds[0].Subject == nil || ds[0].Subject.Start.Line != 3 {
+			t.Errorf("%s: config %s, diagnostics %v", tc.body, raw, ds)
+		}
 	}
 }
