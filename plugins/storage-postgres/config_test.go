@@ -111,6 +111,23 @@ func TestRedact(t *testing.T) {
 	}
 }
 
+// TestRedactKeepsTheRest: only the password's value is hidden; the query parameters after
+// it and the quote closing the URL stay, so the message still says what is wrong.
+func TestRedactKeepsTheRest(t *testing.T) {
+	for _, tt := range []struct{ msg, url, want string }{
+		{"cannot parse `postgres://u@h/db?password=SECRETPW&sslmode=bogus`: invalid sslmode",
+			"postgres://u@h/db?password=SECRETPW&sslmode=bogus",
+			"cannot parse `postgres://u@h/db?password=xxxxx&sslmode=bogus`: invalid sslmode"},
+		{"cannot parse `postgres://u@h/db?password=SECRETPW&sslmode=bogus`", "",
+			"cannot parse `postgres://u@h/db?password=xxxxx&sslmode=bogus`"},
+		{"bad: \"host=h password=a&b%c dbname=x\"", "host=h password=a&b%c dbname=x", "bad: \"host=h password=xxxxx dbname=x\""},
+	} {
+		if got := redact(tt.msg, tt.url); got != tt.want {
+			t.Errorf("redact(%q) = %q, want %q", tt.msg, got, tt.want)
+		}
+	}
+}
+
 // TestUnreachableServer points the plugin at a port where nothing listens: Configure
 // fails within the connect timeout with an error naming host:port and not the password,
 // and leaves the plugin unconfigured.
