@@ -117,6 +117,15 @@ func openDB(ctx context.Context, set settings) (*bolt.DB, *base.Diagnostic) {
 			Path:     []string{"path"},
 		}
 		return nil, &d
+	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrVersionMismatch), errors.Is(err, berrors.ErrChecksum):
+		d := base.Diagnostic{
+			Severity: base.SeverityError,
+			Summary:  fmt.Sprintf("%s is not a bbolt database", set.path),
+			Detail: fmt.Sprintf("The file exists but bbolt cannot read it as a database (%v): it is another kind of file, or a damaged one. "+
+				"Set path to another file, or move this one away so that a new database is created there.", err),
+			Path: []string{"path"},
+		}
+		return nil, &d
 	default:
 		d := base.Errorf([]string{"path"}, "cannot open database file %s: %v", set.path, mapErr("open", err))
 		return nil, &d

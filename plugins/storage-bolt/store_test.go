@@ -720,3 +720,27 @@ func TestNoSyncWarns(t *testing.T) {
 		_ = s.Close()
 	}
 }
+
+// TestOpenNotADatabase: a path naming a file that is not a bbolt database is refused with
+// a message that says so and what to do, not bbolt's bare "invalid database".
+func TestOpenNotADatabase(t *testing.T) {
+	for name, content := range map[string][]byte{
+		"text":  []byte("hello, I am a text file\n"),
+		"pages": bytes.Repeat([]byte("not a database. "), 4096),
+	} {
+		path := filepath.Join(t.TempDir(), "limit.db")
+		if err := os.WriteFile(path, content, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := json.Marshal(map[string]any{"path": path})
+		s := newStore()
+		ds := s.Configure(context.Background(), base.ConfigureRequest{Config: raw})
+		if !ds.HasErrors() || !slices.Equal(ds[0].Path, []string{"path"}) ||
+			!strings.Contains(ds[0].Error(), "is not a bbolt database") || !strings.Contains(ds[0].Error(), "move this one away") {
+			t.Errorf("%s: %v", name, ds)
+		}
+		if b, _ := os.ReadFile(path); !bytes.Equal(b, content) {
+			t.Errorf("%s: the file was changed", name)
+		}
+	}
+}
