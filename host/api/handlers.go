@@ -114,7 +114,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		// operators: the log has it, the client the plugin and the kind of failure.
 		code, name := http.StatusServiceUnavailable, "the storage plugin"
 		if p, ok := s.opts.Store.(interface{ PluginInfo() base.Info }); ok {
-			name = fmt.Sprintf("storage %q", p.PluginInfo().Name)
+			name = base.KindStorage + "." + p.PluginInfo().Name // its id, as in the log
 		}
 		var (
 			ue     *plugins.UnavailableError
@@ -125,7 +125,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		case errors.Is(err, storage.ErrNoSpace):
 			code, detail = http.StatusInsufficientStorage, name+" is out of space: the write was refused"
 		case errors.As(err, &ue):
-			detail = name + " is unavailable: " + ue.Reason // the host's own words
+			detail = ue.ID + " is unavailable: " + ue.Reason // the host's own words
 		case errors.Is(err, context.DeadlineExceeded), strings.Contains(msg, "did not answer within"),
 			strings.Contains(msg, "did not finish"), strings.Contains(msg, "timed out"):
 			detail = name + " did not answer in time"
@@ -147,7 +147,10 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		if code == http.StatusServiceUnavailable {
 			w.Header().Set("Retry-After", "5")
 		}
-		writeProblem(w, r, code, detail+"; the cause is in the daemon's log", nil)
+		if ue == nil {
+			detail += "; the cause is in the daemon's log"
+		}
+		writeProblem(w, r, code, detail, nil)
 	case errors.Is(err, execution.ErrGovernanceUnavailable), errors.Is(err, execution.ErrStopping):
 		w.Header().Set("Retry-After", "5")
 		writeProblem(w, r, http.StatusServiceUnavailable, err.Error(), nil)

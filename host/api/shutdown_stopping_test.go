@@ -149,7 +149,7 @@ func TestStorageProblemsHideBackend(t *testing.T) {
 	} {
 		p := s.problemEvent(w, r, tc.err)
 		detail := fmt.Sprint(p["detail"])
-		if p["status"] != tc.status || !strings.Contains(detail, tc.want) || !strings.Contains(detail, `storage "memory"`) || strings.Contains(detail, tc.secret) {
+		if p["status"] != tc.status || !strings.Contains(detail, tc.want) || !strings.Contains(detail, "storage.memory") || strings.Contains(detail, tc.secret) {
 			t.Errorf("%v: problem %v", tc.err, p)
 		}
 		if !strings.Contains(logs.String(), tc.secret) {
