@@ -713,7 +713,7 @@ func TestDecodePluginConfig(t *testing.T) {
 		// environment holds strings): a quoted constant is an error (TestDecodePluginConfigStrictTypes).
 		{name: "conversions", src: "storage \"bolt\" {\n  config {\n    path = 42\n    timeout = env(\"T\")\n    tags = [1, true]\n  }\n}\n",
 			schema: pluginSchema, env: map[string]string{"T": "7"},
-			want:   `{"labels":{"tier":"hot"},"max_bytes":10485760,"path":"42","sync":true,"tags":["1","true"],"timeout":7}`},
+			want: `{"labels":{"tier":"hot"},"max_bytes":10485760,"path":"42","sync":true,"tags":["1","true"],"timeout":7}`},
 		{name: "null takes the default", src: "storage \"bolt\" {\n  config {\n    path = null\n  }\n}\n",
 			schema: base.Schema{Attributes: []base.Attribute{{Name: "path", Type: "string", Default: json.RawMessage(`"d.db"`)}}},
 			want:   `{"path":"d.db"}`},

@@ -202,7 +202,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		printDiags(diags)
 	}
 	if sel := cfg.SelectedStorage(); sel != nil && sel.URLFromEnv {
-		logger.Info("the PostgreSQL storage's URL is taken from the environment variable DATABASE_URL, which overrides the block's config url", "storage", sel.Name)
+		logger.Info("the PostgreSQL storage's URL is taken from the environment variable DATABASE_URL (over any url in the block's config)", "storage", sel.Name)
 	}
 
 	d, sdiags := daemon.Start(ctx, daemon.Options{
