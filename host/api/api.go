@@ -303,6 +303,20 @@ func (s *Server) visiblePlugins(r *http.Request, ps []plugins.Status) []plugins.
 		return ps
 	}
 	owned := map[string]bool{}
+	// What a backend or a failed start says of itself (a database's address and user, a
+	// file's path) is the operators' to know; others get that something is wrong.
+	generic := func(st plugins.Status) plugins.Status {
+		if st.Detail != "" {
+			st.Detail = "the backend reports itself unhealthy; an operator's token shows why"
+			if st.Healthy {
+				st.Detail = "the backend reports a condition; an operator's token shows it"
+			}
+		}
+		if st.LastError != "" {
+			st.LastError = "the last start failed; an operator's token shows why"
+		}
+		return st
+	}
 	out := make([]plugins.Status, 0, len(ps))
 	for _, st := range ps {
 		if st.Session != "" {
@@ -319,7 +333,7 @@ func (s *Server) visiblePlugins(r *http.Request, ps []plugins.Status) []plugins.
 				continue
 			}
 		}
-		out = append(out, st)
+		out = append(out, generic(st))
 	}
 	return out
 }

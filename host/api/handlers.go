@@ -21,8 +21,10 @@ import (
 
 	"github.com/limitgraph/limit/host/execution"
 	"github.com/limitgraph/limit/host/governance"
+	"github.com/limitgraph/limit/host/plugins"
 	"github.com/limitgraph/limit/host/session"
 	"github.com/limitgraph/limit/host/trace"
+	"github.com/limitgraph/limit/sdk/base"
 	sdkgov "github.com/limitgraph/limit/sdk/governance"
 	"github.com/limitgraph/limit/sdk/storage"
 )
@@ -121,11 +123,51 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		writeProblem(w, r, http.StatusTooManyRequests, err.Error(), nil)
 	case errors.Is(err, execution.ErrUncheckable):
 		writeProblem(w, r, http.StatusUnprocessableEntity, err.Error(), nil)
-	case errors.Is(err, execution.ErrGovernanceUnavailable), errors.Is(err, storage.ErrUnavailable), errors.Is(err, execution.ErrStopping):
+	case errors.Is(err, storage.ErrUnavailable), errors.Is(err, storage.ErrNoSpace):
+		// What the backend said (a database's address and user, a file's path) is for the
+		// operators: the log has it, the client the plugin and the kind of failure.
+		code, name := http.StatusServiceUnavailable, "the storage plugin"
+		if p, ok := s.opts.Store.(interface{ PluginInfo() base.Info }); ok {
+			name = base.KindStorage + "." + p.PluginInfo().Name // its id, as in the log
+		}
+		var (
+			ue     *plugins.UnavailableError
+			detail string
+			msg    = err.Error()
+		)
+		switch {
+		case errors.Is(err, storage.ErrNoSpace):
+			code, detail = http.StatusInsufficientStorage, name+" is out of space: the write was refused"
+		case errors.As(err, &ue):
+			detail = ue.ID + " is unavailable: " + ue.Reason // the host's own words
+		case errors.Is(err, context.DeadlineExceeded), strings.Contains(msg, "did not answer within"),
+			strings.Contains(msg, "did not finish"), strings.Contains(msg, "timed out"):
+			detail = name + " did not answer in time"
+		case strings.Contains(msg, " is full"), strings.Contains(msg, "no space"), strings.Contains(msg, "out of space"):
+			detail = name + " is unavailable: its backend is out of space"
+		default:
+			detail = name + " cannot reach its backend"
+		}
+		// The host's own words before the backend's (what was not done, "not run, as it
+		// could not be recorded") stay.
+		sentinel := storage.ErrUnavailable
+		if code == http.StatusInsufficientStorage {
+			sentinel = storage.ErrNoSpace
+		}
+		if i := strings.Index(msg, sentinel.Error()); i > 0 {
+			detail = msg[:i] + detail
+		}
+		s.opts.Logger.Warn("storage failed", "request_id", w.Header().Get(requestIDHeader), "method", r.Method, "path", r.URL.Path, "status", code, "error", err)
+		if code == http.StatusServiceUnavailable {
+			w.Header().Set("Retry-After", "5")
+		}
+		if ue == nil {
+			detail += "; the cause is in the daemon's log"
+		}
+		writeProblem(w, r, code, detail, nil)
+	case errors.Is(err, execution.ErrGovernanceUnavailable), errors.Is(err, execution.ErrStopping):
 		w.Header().Set("Retry-After", "5")
 		writeProblem(w, r, http.StatusServiceUnavailable, err.Error(), nil)
-	case errors.Is(err, storage.ErrNoSpace):
-		writeProblem(w, r, http.StatusInsufficientStorage, err.Error(), nil)
 	case errors.Is(err, context.Canceled):
 		// The client went away; nothing useful to answer.
 		writeProblem(w, r, 499, "request cancelled", nil)

@@ -560,3 +560,30 @@ func TestHealthShowsOwnProcesses(t *testing.T) {
 		}
 	}
 }
+
+// TestHealthDetailForOperators: what a backend says of itself (an address, a database
+// user) and why a plugin's start failed are shown to operators only; the health check
+// without a token and a user's see that something is wrong.
+func TestHealthDetailForOperators(t *testing.T) {
+	f := newOwnersFixture(t)
+	opts := f.srv.opts
+	const cause = "PostgreSQL at 127.0.0.1:18604 cannot be reached: failed to connect to `user=audit database=audit_storage`"
+	opts.Plugins = func() []plugins.Status {
+		return []plugins.Status{{Name: "postgres", Kind: "storage", Healthy: false, Detail: cause, LastError: "start: open /srv/secret/x: denied"}}
+	}
+	f.srv = New(opts)
+	for tok, full := range map[string]bool{tokOperator: true, tokAlice: false, "": false} {
+		code, body := f.call(tok, "GET", "/v1/health", "")
+		var h healthResponse
+		if err := json.Unmarshal(body, &h); err != nil || code != 503 || h.Status != "degraded" || len(h.Plugins) != 1 {
+			t.Fatalf("token %q: %d %s", tok, code, body)
+		}
+		p := h.Plugins[0]
+		if shown := p.Detail == cause && strings.Contains(p.LastError, "/srv/secret"); shown != full {
+			t.Errorf("token %q: detail %q, last_error %q", tok, p.Detail, p.LastError)
+		}
+		if p.Detail == "" || p.LastError == "" {
+			t.Errorf("token %q: nothing said of the trouble: %+v", tok, p)
+		}
+	}
+}

@@ -16,7 +16,9 @@ import (
 
 	"github.com/limitgraph/limit/host/execution"
 	"github.com/limitgraph/limit/host/session"
+	"github.com/limitgraph/limit/internal/syncbuf"
 	"github.com/limitgraph/limit/sdk/storage"
+	"github.com/limitgraph/limit/sdk/storage/memstore"
 )
 
 // TestExecuteWhileStopping checks that an execution asked for once the host is shutting
@@ -125,7 +127,40 @@ func TestExecuteWhileStorageDown(t *testing.T) {
 	var p map[string]any
 	_ = json.Unmarshal(rec.Body.Bytes(), &p)
 	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") == "" ||
-		!strings.Contains(fmt.Sprint(p["detail"]), "not run") || !strings.Contains(fmt.Sprint(p["detail"]), "postgres unreachable") {
+		!strings.Contains(fmt.Sprint(p["detail"]), "not run") || !strings.Contains(fmt.Sprint(p["detail"]), "cannot reach its backend") ||
+		strings.Contains(fmt.Sprint(p["detail"]), "postgres unreachable") {
 		t.Fatalf("status %d, Retry-After %q, problem %v", rec.Code, rec.Header().Get("Retry-After"), p)
+	}
+}
+
+// TestStorageProblemsHideBackend: a storage failure's problem names the plugin and the
+// kind of failure; what the backend said (an address, a database user, a file's path)
+// goes to the log only.
+func TestStorageProblemsHideBackend(t *testing.T) {
+	var logs syncbuf.Buffer
+	s := New(Options{Store: memstore.New(), Logger: hclog.New(&hclog.LoggerOptions{Output: &logs})})
+	w := httptest.NewRecorder()
+	r := httptest.NewRequest("GET", "/v1/traces/x", nil)
+	for _, tc := range []struct {
+		err    error
+		status float64
+		want   string
+		secret string
+	}{
+		{fmt.Errorf("storage get: %w: PostgreSQL at 127.0.0.1:18604 cannot be reached: failed to connect to `user=audit database=audit_storage`", storage.ErrUnavailable),
+			503, "cannot reach its backend", "audit_storage"},
+		{fmt.Errorf("storage put: %w: PostgreSQL at 127.0.0.1:18604 did not answer within 15s (statement_timeout + connect_timeout)", storage.ErrUnavailable),
+			503, "did not answer in time", "127.0.0.1"},
+		{fmt.Errorf("not run, as it could not be recorded: storage batch: %w: sqlite: /tmp/secret-dir/limit.sqlite is full", storage.ErrNoSpace),
+			507, "is out of space", "secret-dir"},
+	} {
+		p := s.problemEvent(w, r, tc.err)
+		detail := fmt.Sprint(p["detail"])
+		if p["status"] != tc.status || !strings.Contains(detail, tc.want) || !strings.Contains(detail, "storage.memory") || strings.Contains(detail, tc.secret) {
+			t.Errorf("%v: problem %v", tc.err, p)
+		}
+		if !strings.Contains(logs.String(), tc.secret) {
+			t.Errorf("the log lacks the cause %q: %s", tc.secret, logs.String())
+		}
 	}
 }

@@ -17,7 +17,8 @@
 // API_PORT each replace their part of host.listen; STORAGE_BACKEND selects the storage
 // block by label (synthesising one for a known backend the file does not declare);
 // DATABASE_URL is added to the environment of the selected storage plugin when that is
-// PostgreSQL and its env does not set DATABASE_URL itself; GOVERNANCE_POLICY replaces
+// PostgreSQL and its env does not set DATABASE_URL itself, and then overrides its config
+// url (a blank one is an error); GOVERNANCE_POLICY replaces
 // governance.policy; FGW_ALPHA and FGW_EPSILON replace rd.alpha and rd.epsilon.
 package config
 
@@ -239,10 +240,18 @@ type PluginBlock struct {
 	SHA256Range hcl.Range
 	// PluginRange is the range of the plugin value, or the zero range when absent.
 	PluginRange hcl.Range
+	// URLFromEnv is set on the selected PostgreSQL storage block when the host's
+	// DATABASE_URL is given to the plugin: it overrides the block's config url, which
+	// DecodePluginConfig leaves out.
+	URLFromEnv bool
 
 	// evalCtx evaluates expressions of the config block; it carries the env function
 	// bound to the lookup Parse was given.
 	evalCtx *hcl.EvalContext
+	// sensitive names the attributes the plugin's schema marks sensitive, recorded by
+	// DecodePluginConfig (under sensitiveMu) so that SecretLines can keep their source
+	// out of diagnostics.
+	sensitive []string
 }
 
 // PoolSize is how many processes of a runner the host keeps started and configured ahead

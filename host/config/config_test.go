@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
 
 	"github.com/limitgraph/limit/sdk/base"
 )
@@ -542,6 +543,34 @@ func TestEnvOverrides(t *testing.T) {
 					t.Errorf("Env = %v, want %v", got, want)
 				}
 			}},
+		{name: "DATABASE_URL overrides the config url", src: "storage \"postgres\" {\n  config {\n    url = \"postgres://file/x\"\n  }\n}\n",
+			env: map[string]string{"DATABASE_URL": "postgres://env/x"},
+			check: func(t *testing.T, c *Config) {
+				sel := c.SelectedStorage()
+				raw, ds := DecodePluginConfig(sel, base.Schema{Attributes: []base.Attribute{{Name: "url", Type: "string", Sensitive: true}}})
+				if ds.HasErrors() || string(raw) != "{}" || sel.Env["DATABASE_URL"] != "postgres://env/x" || !sel.URLFromEnv {
+					t.Errorf("config %s (%v), Env %v, URLFromEnv %v", raw, ds, sel.Env, sel.URLFromEnv)
+				}
+			}},
+		{name: "the config url without DATABASE_URL", src: "storage \"postgres\" {\n  config {\n    url = \"postgres://file/x\"\n  }\n}\n",
+			check: func(t *testing.T, c *Config) {
+				raw, _ := DecodePluginConfig(c.SelectedStorage(), base.Schema{Attributes: []base.Attribute{{Name: "url", Type: "string"}}})
+				if string(raw) != `{"url":"postgres://file/x"}` {
+					t.Errorf("config %s", raw)
+				}
+			}},
+		{name: "blank DATABASE_URL", src: "storage \"postgres\" {}\n", env: map[string]string{"DATABASE_URL": " "}, wantErr: "DATABASE_URL is empty"},
+		{name: "STORAGE_BACKEND picks the block running its plugin", src: "storage \"bolt\" {}\nstorage \"main\" {\n  plugin = \"limit-storage-postgres\"\n}\n",
+			env: map[string]string{"STORAGE_BACKEND": "postgres", "DATABASE_URL": "postgres://env/x"},
+			check: func(t *testing.T, c *Config) {
+				if c.Host.StorageName != "main" || len(c.Storage) != 2 || c.SelectedStorage().Env["DATABASE_URL"] != "postgres://env/x" {
+					t.Errorf("storage %q of %d blocks", c.Host.StorageName, len(c.Storage))
+				}
+			}},
+		{name: "STORAGE_BACKEND with two blocks running its plugin",
+			src:     "storage \"a\" {\n  plugin = \"limit-storage-postgres\"\n}\nstorage \"b\" {\n  plugin = \"/opt/limit-storage-postgres\"\n}\nhost {\n  storage = \"a\"\n}\n",
+			env:     map[string]string{"STORAGE_BACKEND": "postgres"},
+			wantErr: "STORAGE_BACKEND"},
 		{name: "DATABASE_URL not given to bolt", env: map[string]string{"DATABASE_URL": "postgres://db/x"},
 			check: func(t *testing.T, c *Config) {
 				if env := c.SelectedStorage().Env; env != nil {
@@ -680,9 +709,11 @@ func TestDecodePluginConfig(t *testing.T) {
 }
 `, schema: pluginSchema,
 			want: `{"extra":{"nested":[1,"two",true]},"labels":{},"limits":{"cpu":1,"memory":512},"max_bytes":1000000000000,"path":"x.db","sync":false,"tags":["a","b"],"timeout":2.5}`},
-		{name: "conversions", src: "storage \"bolt\" {\n  config {\n    path = 42\n    timeout = \"7\"\n    tags = [1, true]\n  }\n}\n",
-			schema: pluginSchema,
-			want:   `{"labels":{"tier":"hot"},"max_bytes":10485760,"path":"42","sync":true,"tags":["1","true"],"timeout":7}`},
+		// A number for a string converts; a string for a number only when computed (the
+		// environment holds strings): a quoted constant is an error (TestDecodePluginConfigStrictTypes).
+		{name: "conversions", src: "storage \"bolt\" {\n  config {\n    path = 42\n    timeout = env(\"T\")\n    tags = [1, true]\n  }\n}\n",
+			schema: pluginSchema, env: map[string]string{"T": "7"},
+			want: `{"labels":{"tier":"hot"},"max_bytes":10485760,"path":"42","sync":true,"tags":["1","true"],"timeout":7}`},
 		{name: "null takes the default", src: "storage \"bolt\" {\n  config {\n    path = null\n  }\n}\n",
 			schema: base.Schema{Attributes: []base.Attribute{{Name: "path", Type: "string", Default: json.RawMessage(`"d.db"`)}}},
 			want:   `{"path":"d.db"}`},
@@ -1162,5 +1193,91 @@ func TestAllowedHosts(t *testing.T) {
 	cfg, diags := Parse("a.hcl", []byte("api {\n  allowed_hosts = [\"limit.example.com\", \"*.corp.example\"]\n}\n"), func(string) (string, bool) { return "", false })
 	if diags.HasErrors() || !slices.Equal(cfg.API.AllowedHosts, []string{"limit.example.com", "*.corp.example"}) {
 		t.Fatalf("allowed_hosts = %q, %v", cfg.API.AllowedHosts, diags)
+	}
+}
+
+// TestSecretLines: the lines a diagnostic's snippet must not show are those of a
+// plugin's sensitive attributes and any line that looks like it holds a credential.
+func TestSecretLines(t *testing.T) {
+	src := `runner "llm" {
+  config {
+    base_url = "http://user:sk-abc@127.0.0.1:8000/v1"
+    other    = "https://h.example/v1?key=sk-abc"
+    model    = "gpt"
+    dsn      = "scott/tiger"
+    plain    = "http://127.0.0.1:8000/v1"
+    api_key  = "sk-abc"
+  }
+}
+api {
+  token_file = "/etc/limit/tokens"
+}
+`
+	cfg, _ := Parse("t.hcl", []byte(src), nil) // the token file does not exist: no matter
+	if cfg == nil || len(cfg.Runners) != 1 {
+		t.Fatal("runner block not parsed")
+	}
+	f, _ := hclsyntax.ParseConfig([]byte(src), "t.hcl", hcl.InitialPos)
+	files := map[string]*hcl.File{"t.hcl": f}
+	b := cfg.Runners[0]
+	schema := base.Schema{Attributes: []base.Attribute{
+		{Name: "base_url", Type: "string"}, {Name: "other", Type: "string"}, {Name: "model", Type: "string"},
+		{Name: "dsn", Type: "string", Sensitive: true}, {Name: "plain", Type: "string"}, {Name: "api_key", Type: "string"},
+	}}
+	if got := SecretLines(cfg, files)["t.hcl"]; got[6] {
+		t.Errorf("dsn's line is secret before the schema is known: %v", got)
+	}
+	if _, ds := DecodePluginConfig(b, schema); ds.HasErrors() {
+		t.Fatal(ds)
+	}
+	got := SecretLines(cfg, files)["t.hcl"]
+	for line, want := range map[int]bool{3: true, 4: true, 5: false, 6: true, 7: false, 8: true, 12: false} {
+		if got[line] != want {
+			t.Errorf("line %d secret: %v, want %v", line, got[line], want)
+		}
+	}
+	d := &hcl.Diagnostic{Subject: &hcl.Range{Filename: "t.hcl", Start: hcl.Pos{Line: 5}, End: hcl.Pos{Line: 5}}}
+	if ShowsSecret(d, map[string]map[int]bool{"t.hcl": got}) {
+		t.Error("the model's line counted as secret")
+	}
+	d.Context = &hcl.Range{Filename: "t.hcl", Start: hcl.Pos{Line: 4}, End: hcl.Pos{Line: 5}}
+	if !ShowsSecret(d, map[string]map[int]bool{"t.hcl": got}) {
+		t.Error("a context spanning a secret line was not caught")
+	}
+}
+
+// TestDecodePluginConfigStrictTypes: a bool for a string attribute and a quoted constant
+// for a number or a bool are errors at their place (HCL would convert them silently:
+// path = true named a file "true"); a string from env() still converts to a number.
+func TestDecodePluginConfigStrictTypes(t *testing.T) {
+	schema := base.Schema{Attributes: []base.Attribute{
+		{Name: "path", Type: "string"}, {Name: "max_batch", Type: "number"}, {Name: "no_sync", Type: "bool"},
+	}}
+	for _, tc := range []struct {
+		body string
+		bad  string // the attribute named in the one error, "" for none
+	}{
+		{"path = true", "path"},
+		{"max_batch = \"10\"", "max_batch"},
+		{"no_sync = \"true\"", "no_sync"},
+		{"path = \"x.db\"\n    max_batch = 10\n    no_sync = true", ""},
+		{"max_batch = env(\"MAX_BATCH\")", ""},
+		{"path = \"${env(\"MAX_BATCH\")}.db\"", ""},
+	} {
+		src := "storage \"bolt\" {\n  config {\n    " + tc.body + "\n  }\n}\n"
+		cfg, diags := Parse(testFile, []byte(src), envMap(map[string]string{"MAX_BATCH": "10"}))
+		if diags.HasErrors() {
+			t.Fatalf("%s: %v", tc.body, diags)
+		}
+		raw, ds := DecodePluginConfig(cfg.Storage[0], schema)
+		if tc.bad == "" {
+			if ds.HasErrors() {
+				t.Errorf("%s: %v", tc.body, ds)
+			}
+			continue
+		}
+		if len(ds) != 1 || !strings.Contains(ds[0].Detail, tc.bad+" must be") || ds[0].Subject == nil || ds[0].Subject.Start.Line != 3 {
+			t.Errorf("%s: config %s, diagnostics %v", tc.body, raw, ds)
+		}
 	}
 }

@@ -665,6 +665,29 @@ func (d *decoder) selectStorage(cfg *Config, storageAttr *hcl.Attribute, lookupE
 		if find(name) == nil && name == "kv" {
 			name = "bolt"
 		}
+		if find(name) == nil && slices.Contains(StorageBackends, name) {
+			// A block of another label that runs this backend's plugin (storage "main"
+			// { plugin = "limit-storage-postgres" }) is the one meant, when there is one.
+			var of []*PluginBlock
+			for _, b := range cfg.Storage {
+				if pluginBase(b.Plugin) == "limit-"+base.KindStorage+"-"+name {
+					of = append(of, b)
+				}
+			}
+			switch len(of) {
+			case 1:
+				name = of[0].Name
+			case 0:
+			default:
+				var names []string
+				for _, b := range of {
+					names = append(names, b.Name)
+				}
+				d.add(hcl.Diagnostics{envDiag("STORAGE_BACKEND", backend,
+					"the storage blocks %s all run the %s plugin; set STORAGE_BACKEND to the label of the one to use", oneOf(names), name)})
+				return
+			}
+		}
 		if find(name) == nil {
 			if !slices.Contains(StorageBackends, backend) {
 				names := slices.Clone(StorageBackends)
@@ -710,10 +733,23 @@ func (d *decoder) selectStorage(cfg *Config, storageAttr *hcl.Attribute, lookupE
 	if url := getenv(lookupEnv, "DATABASE_URL"); url != "" {
 		if sel := cfg.SelectedStorage(); sel != nil && isPostgres(sel) {
 			if _, ok := sel.Env["DATABASE_URL"]; !ok {
+				if strings.TrimSpace(url) == "" {
+					// Passed on, a blank URL is an empty connection string, which
+					// connects to the local socket as the current user.
+					d.add(hcl.Diagnostics{{
+						Severity: hcl.DiagError,
+						Summary:  "DATABASE_URL is empty",
+						Detail:   "DATABASE_URL holds only spaces: set it to the PostgreSQL URL (postgres://user:password@host:5432/database), or unset it to use the storage block's url.",
+					}})
+					return
+				}
 				if sel.Env == nil {
 					sel.Env = map[string]string{}
 				}
 				sel.Env["DATABASE_URL"] = url
+				// A seed variable overrides the file: the block's url is left out of
+				// the plugin's config, so the plugin reads DATABASE_URL.
+				sel.URLFromEnv = true
 			}
 		}
 	}
@@ -724,11 +760,15 @@ func isPostgres(b *PluginBlock) bool {
 	if b.Name == "postgres" {
 		return true
 	}
-	plugin := b.Plugin
+	return pluginBase(b.Plugin) == "limit-storage-postgres"
+}
+
+// pluginBase is the file name of a block's plugin binary, without its folder.
+func pluginBase(plugin string) string {
 	if i := strings.LastIndexAny(plugin, `/\`); i >= 0 {
 		plugin = plugin[i+1:]
 	}
-	return plugin == "limit-storage-postgres"
+	return plugin
 }
 
 // fileKind names the kind of file a mode says ("a directory", "a named pipe", …).

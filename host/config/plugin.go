@@ -31,6 +31,7 @@ func DecodePluginConfig(b *PluginBlock, schema base.Schema) (json.RawMessage, hc
 	var diags hcl.Diagnostics
 	spec := hcldec.ObjectSpec{}
 	types := make(map[string]cty.Type, len(schema.Attributes))
+	b.setSensitive(schema)
 	for _, a := range schema.Attributes {
 		if !hclsyntax.ValidIdentifier(a.Name) {
 			diags = append(diags, schemaDiag(b, "attribute name %q is not a valid HCL identifier", a.Name))
@@ -75,6 +76,12 @@ func DecodePluginConfig(b *PluginBlock, schema base.Schema) (json.RawMessage, hc
 	if ds.HasErrors() {
 		return nil, diags
 	}
+	if set, _ := body.JustAttributes(); len(set) > 0 {
+		diags = append(diags, strictTypes(b, set, types, ctx)...)
+		if diags.HasErrors() {
+			return nil, diags
+		}
+	}
 	// Converting a value to an object type drops the attributes the type does not name:
 	// a misspelt one inside an object (a fallback's "base_ur1") would silently be lost.
 	if set, _ := body.JustAttributes(); len(set) > 0 {
@@ -113,6 +120,9 @@ func DecodePluginConfig(b *PluginBlock, schema base.Schema) (json.RawMessage, hc
 			continue
 		}
 		v, _ = v.Unmark()
+		if a.Name == "url" && b.URLFromEnv {
+			continue // the plugin reads DATABASE_URL instead
+		}
 		attrs[a.Name] = v
 	}
 	if diags.HasErrors() {
@@ -219,6 +229,61 @@ func extraAttributes(b *PluginBlock, attr *hcl.Attribute, ty cty.Type, ctx *hcl.
 	}
 	walk(v, ty, attr.Expr, attr.Name)
 	return diags
+}
+
+// strictTypes refuses the conversions HCL would make silently between a literal of one
+// primitive type and an attribute of another: true or false for a string (path = true
+// would name a file "true"), and a quoted constant for a number or a bool
+// (max_batch = "10"). A string computed by an expression, such as env("MAX_BATCH"), is
+// still converted: the environment holds only strings.
+func strictTypes(b *PluginBlock, set hcl.Attributes, types map[string]cty.Type, ctx *hcl.EvalContext) hcl.Diagnostics {
+	var diags hcl.Diagnostics
+	names := make([]string, 0, len(set))
+	for n := range set {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		attr, ty := set[n], types[n]
+		if !ty.IsPrimitiveType() {
+			continue
+		}
+		var got, fix string
+		switch {
+		case ty == cty.String:
+			if v, ds := attr.Expr.Value(ctx); !ds.HasErrors() && v.Type() == cty.Bool {
+				got, fix = "a bool", "quote it if the text is meant"
+			}
+		case ty == cty.Number || ty == cty.Bool:
+			if t, ok := attr.Expr.(*hclsyntax.TemplateExpr); ok && t.IsStringLiteral() {
+				got, fix = "a quoted string", "remove the quotes"
+			}
+		}
+		if got == "" {
+			continue
+		}
+		diags = append(diags, &hcl.Diagnostic{
+			Severity: hcl.DiagError,
+			Summary:  b.String() + ": Incorrect attribute value type",
+			Detail:   fmt.Sprintf("%s must be %s, not %s: %s.", n, typeName(ty), got, fix),
+			Subject:  subjectOf(attr.Expr.Range()),
+			Context:  subjectOf(hcl.RangeBetween(attr.NameRange, attr.Expr.Range())),
+		})
+	}
+	return diags
+}
+
+// typeName says a primitive type with its article.
+func typeName(ty cty.Type) string {
+	switch ty {
+	case cty.String:
+		return "a string"
+	case cty.Number:
+		return "a number"
+	case cty.Bool:
+		return "a bool (true or false)"
+	}
+	return ty.FriendlyName()
 }
 
 // keyRange returns the range of the key name in the object constructor expr.

@@ -175,7 +175,9 @@ func (m *Managed) Recover(ctx context.Context, old *Process) (*Process, error) {
 		select {
 		case <-time.After(10 * time.Millisecond):
 		case <-ctx.Done():
-			return nil, m.unavailable("it was lost and is being restarted", ctx.Err())
+			// The process is still the one that failed, and it does not answer a health
+			// ping: no restart is underway yet, so none is claimed.
+			return nil, m.unavailable("it does not answer (its health ping fails) and was not replaced within the wait", ctx.Err())
 		}
 	}
 }

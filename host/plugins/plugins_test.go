@@ -691,3 +691,27 @@ func waitBlocked(t *testing.T, fn string) {
 		}
 	}
 }
+
+// TestStorageSlowBackendIsNotLost: a call the plugin gives up on after its own timeout,
+// longer than the host's restart wait, fails with the plugin's own reason; the plugin,
+// alive throughout, is not said to be lost or restarted.
+func TestStorageSlowBackendIsNotLost(t *testing.T) {
+	ctx := context.Background()
+	m, err := StartManaged(ctx, testSpec(base.KindStorage, "slow", "slowstore"), hclog.NewNullLogger(), 20*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	st := NewStorage(m)
+	st.wait = slowStoreTimeout / 6
+	_, _, err = st.Get(ctx, "ns", []byte("slow"))
+	if !storage.IsUnavailable(err) {
+		t.Fatalf("err = %v, want unavailable", err)
+	}
+	if msg := err.Error(); !strings.Contains(msg, "did not answer within") || strings.Contains(msg, "restart") || strings.Contains(msg, "lost") {
+		t.Errorf("err = %q, want the plugin's own reason and no word of a restart", msg)
+	}
+	if s := m.Status(); s.Restarts != 0 {
+		t.Errorf("restarts = %d", s.Restarts)
+	}
+}

@@ -11,7 +11,10 @@ import (
 )
 
 // RestartWait bounds how long a storage call waits for a crashed storage plugin to come
-// back before it fails; the caller's context may cut it shorter.
+// back before it fails; the caller's context may cut it shorter. The wait starts when the
+// call failed, not when it was made: a call the plugin itself gave up on after its own
+// timeouts (postgres: statement_timeout plus connect_timeout, 15 s by default) must not
+// leave the wait spent, or the plugin, alive and answering, would be reported lost.
 const RestartWait = 15 * time.Second
 
 // Storage is the host's handle on the supervised storage plugin. It implements
@@ -22,16 +25,18 @@ const RestartWait = 15 * time.Second
 // (storage.ErrNotSent) was not applied, so it is retried whatever it is.
 type Storage struct {
 	m *Managed
+	// wait is RestartWait, shorter in tests.
+	wait time.Duration
 }
 
 // NewStorage wraps a managed storage plugin.
-func NewStorage(m *Managed) *Storage { return &Storage{m: m} }
+func NewStorage(m *Managed) *Storage { return &Storage{m: m, wait: RestartWait} }
 
 // do runs f against the current process, retrying once after a restart when retry is set.
 func (s *Storage) do(ctx context.Context, retry bool, f func(storage.Storage) error) error {
-	wctx, cancel := context.WithTimeout(ctx, RestartWait)
-	defer cancel()
+	wctx, cancel := context.WithTimeout(ctx, s.wait)
 	p, err := s.m.Current(wctx)
+	cancel()
 	if err != nil {
 		return err
 	}
@@ -39,6 +44,9 @@ func (s *Storage) do(ctx context.Context, retry bool, f func(storage.Storage) er
 	if err == nil || !lost(ctx, err) {
 		return err
 	}
+	// The wait for a restart begins now, however long the call took.
+	wctx, cancel = context.WithTimeout(ctx, s.wait)
+	defer cancel()
 	if !retry && !errors.Is(err, storage.ErrNotSent) {
 		s.m.Check()
 		return err

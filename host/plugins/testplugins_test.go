@@ -37,6 +37,8 @@ func TestMain(m *testing.M) {
 		governance.Serve(&keywordRule{})
 	case "sickstore":
 		storage.Serve(&sickStore{Store: memstore.New()})
+	case "slowstore":
+		storage.Serve(&slowStore{Store: memstore.New()})
 	case "echo":
 		runner.Serve(&echoRunner{})
 	case "rule":
@@ -79,6 +81,21 @@ func (s *sickStore) Health(ctx context.Context) storage.Health {
 		return storage.Health{Detail: err.Error()}
 	}
 	return storage.Health{OK: !ok, Detail: string(v), Metrics: map[string]float64{"sick": map[bool]float64{true: 1}[ok]}}
+}
+
+// slowStore is memstore whose Get of the key "slow" gives up after its own timeout, as
+// the postgres plugin does on a stalled server: it stays alive and answers pings.
+type slowStore struct{ *memstore.Store }
+
+// slowStoreTimeout is slowStore's own timeout; the tests give the host a shorter wait.
+const slowStoreTimeout = 300 * time.Millisecond
+
+func (s *slowStore) Get(ctx context.Context, ns string, key []byte) ([]byte, bool, error) {
+	if string(key) == "slow" {
+		time.Sleep(slowStoreTimeout)
+		return nil, false, fmt.Errorf("%w: the backend did not answer within %s", storage.ErrUnavailable, slowStoreTimeout)
+	}
+	return s.Store.Get(ctx, ns, key)
 }
 
 // fatalStore is memstore that dies on a Put of the key "fatal" or "panic".

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/oklog/ulid/v2"
 
@@ -38,7 +39,8 @@ const (
 const (
 	DefaultMaxConcurrency = 4
 	MaxMaxConcurrency     = 1024
-	MaxNameLength         = 128
+	// MaxNameLength bounds a session's name, in characters (Unicode code points).
+	MaxNameLength = 128
 	// MaxTimeoutMS bounds limits.timeout_ms, as it bounds an execution request's
 	// timeout_ms: an hour.
 	MaxTimeoutMS = 60 * 60 * 1000
@@ -262,8 +264,10 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (*Session, erro
 	if s.Owner != "" && !config.ValidUserName(s.Owner) {
 		return nil, invalidf("owner %q is not a user name: 1 to %d of a-z, 0-9, '.', '_' and '-', starting with a letter or digit", s.Owner, config.MaxUserNameBytes)
 	}
-	if len(s.Name) > MaxNameLength {
-		return nil, invalidf("name is %d characters, the limit is %d", len(s.Name), MaxNameLength)
+	// Counted in characters (code points), as the message says: 128 of any script fit,
+	// at most 4 bytes each in UTF-8.
+	if n := utf8.RuneCountInString(s.Name); n > MaxNameLength {
+		return nil, invalidf("name is %d characters, the limit is %d", n, MaxNameLength)
 	}
 	if req.MaxConcurrency != nil {
 		if *req.MaxConcurrency < 1 || *req.MaxConcurrency > MaxMaxConcurrency {

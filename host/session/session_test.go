@@ -339,3 +339,19 @@ func TestOwners(t *testing.T) {
 		}
 	}
 }
+
+// TestCreateNameLength: a name's limit is 128 characters, whatever bytes they take: 128
+// of "é" (256 bytes) or "日" (384) are taken, 129 are refused with their count.
+func TestCreateNameLength(t *testing.T) {
+	m := newManager(t, memstore.New())
+	for _, c := range []string{"a", "é", "日", "🙂"} {
+		name := strings.Repeat(c, MaxNameLength)
+		if s, err := m.Create(context.Background(), CreateRequest{Name: name}); err != nil || s.Name != name {
+			t.Errorf("%d × %q: %v", MaxNameLength, c, err)
+		}
+		_, err := m.Create(context.Background(), CreateRequest{Name: name + c})
+		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "name is 129 characters, the limit is 128") {
+			t.Errorf("%d × %q: %v", MaxNameLength+1, c, err)
+		}
+	}
+}

@@ -21,6 +21,10 @@ const (
 	maxMaxBatch = 100000
 )
 
+// noSyncWarning is what the log at start, the health answers and -validate say of
+// no_sync.
+const noSyncWarning = "no_sync is enabled: writes are not durable (UNSAFE: a crash or power loss can lose acknowledged writes)"
+
 // rawConfig is the config block as the host sends it. Pointers tell an absent attribute
 // (default applies) from one set to its zero value.
 type rawConfig struct {
@@ -119,7 +123,7 @@ func parseConfig(req base.ConfigureRequest) (settings, base.Diagnostics) {
 	if raw.NoSync != nil && *raw.NoSync {
 		set.noSync = true
 		ds = append(ds, base.Diagnostic{
-			Severity: base.SeverityWarning, Summary: "no_sync is enabled: writes are not durable",
+			Severity: base.SeverityWarning, Summary: noSyncWarning,
 			Detail: "A crash or power loss can lose acknowledged writes or corrupt the database file. Do not use it for data you want to keep.",
 			Path:   []string{"no_sync"},
 		})

@@ -82,6 +82,9 @@ func (s *store) Configure(ctx context.Context, req base.ConfigureRequest) base.D
 			return nil, base.Diagnostics{base.Errorf([]string{"path"}, "cannot open the write-ahead log of %s: %v", set.path, mapErr("open", err))}
 		}
 		s.log.Info("database open", "path", set.path, "no_sync", set.noSync, "max_batch", set.maxBatch)
+		if set.noSync {
+			s.log.Warn(noSyncWarning, "path", set.path)
+		}
 		return e, nil
 	})...)
 }
@@ -112,6 +115,15 @@ func openDB(ctx context.Context, set settings) (*bolt.DB, *base.Diagnostic) {
 			Summary:  fmt.Sprintf("database file %s is locked by another process", set.path),
 			Detail:   fmt.Sprintf("Gave up waiting for its lock after %s. Stop the other LIMIT host or plugin that uses this file, or set path to another file.", wait),
 			Path:     []string{"path"},
+		}
+		return nil, &d
+	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrVersionMismatch), errors.Is(err, berrors.ErrChecksum):
+		d := base.Diagnostic{
+			Severity: base.SeverityError,
+			Summary:  fmt.Sprintf("%s is not a bbolt database", set.path),
+			Detail: fmt.Sprintf("The file exists but bbolt cannot read it as a database (%v): it is another kind of file, or a damaged one. "+
+				"Set path to another file, or move this one away so that a new database is created there.", err),
+			Path: []string{"path"},
 		}
 		return nil, &d
 	default:

@@ -16,8 +16,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/limitgraph/limit/internal/syncbuf"
 	"github.com/limitgraph/limit/sdk/base"
 	"github.com/limitgraph/limit/sdk/storage"
 )
@@ -696,5 +698,49 @@ func TestValidateOnlyChecksTheDirectory(t *testing.T) {
 	})
 	if !ds.HasErrors() || len(ds[0].Path) != 1 || ds[0].Path[0] != "path" || !strings.Contains(ds.Err().Error(), "cannot create the directory") {
 		t.Fatalf("validate-only of a path under /proc: %v", ds)
+	}
+}
+
+// TestNoSyncWarns: no_sync is logged at WARN when the database opens, and every health
+// answer says so (healthy, with a detail and a no_sync figure); without it, neither.
+func TestNoSyncWarns(t *testing.T) {
+	for _, noSync := range []bool{true, false} {
+		var logs syncbuf.Buffer
+		s := newStore()
+		s.log = hclog.New(&hclog.LoggerOptions{Output: &logs, Level: hclog.Info})
+		raw, _ := json.Marshal(map[string]any{"path": filepath.Join(t.TempDir(), "x.db"), "no_sync": noSync})
+		if ds := s.Configure(context.Background(), base.ConfigureRequest{Config: raw}); ds.HasErrors() {
+			t.Fatal(ds.Err())
+		}
+		h := s.Health(context.Background())
+		warned := strings.Contains(logs.String(), "[WARN]") && strings.Contains(logs.String(), "no_sync is enabled")
+		if !h.OK || warned != noSync || strings.Contains(h.Detail, "no_sync") != noSync || (h.Metrics["no_sync"] == 1) != noSync {
+			t.Errorf("no_sync %v: health %+v, log:\n%s", noSync, h, logs.String())
+		}
+		_ = s.Close()
+	}
+}
+
+// TestOpenNotADatabase: a path naming a file that is not a bbolt database is refused with
+// a message that says so and what to do, not bbolt's bare "invalid database".
+func TestOpenNotADatabase(t *testing.T) {
+	for name, content := range map[string][]byte{
+		"text":  []byte("hello, I am a text file\n"),
+		"pages": bytes.Repeat([]byte("not a database. "), 4096),
+	} {
+		path := filepath.Join(t.TempDir(), "limit.db")
+		if err := os.WriteFile(path, content, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := json.Marshal(map[string]any{"path": path})
+		s := newStore()
+		ds := s.Configure(context.Background(), base.ConfigureRequest{Config: raw})
+		if !ds.HasErrors() || !slices.Equal(ds[0].Path, []string{"path"}) ||
+			!strings.Contains(ds[0].Error(), "is not a bbolt database") || !strings.Contains(ds[0].Error(), "move this one away") {
+			t.Errorf("%s: %v", name, ds)
+		}
+		if b, _ := os.ReadFile(path); !bytes.Equal(b, content) {
+			t.Errorf("%s: the file was changed", name)
+		}
 	}
 }

@@ -481,6 +481,13 @@ func (e *engine) health() storage.Health {
 	case e.cpErr != nil:
 		h.OK, h.Detail = false, fmt.Sprintf("checkpoints failing (the logged writes are durable and readable, and are retried): %v", e.cpErr)
 	}
+	if e.set.noSync {
+		// Healthy, but every health answer says the writes are not durable.
+		h.Metrics["no_sync"] = 1
+		if h.OK {
+			h.Detail = noSyncWarning
+		}
+	}
 	return h
 }
 

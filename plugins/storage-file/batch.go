@@ -85,9 +85,9 @@ func (s *store) Batch(ctx context.Context, ns string, ops []storage.Op) error {
 	return s.batch(ctx, ns, final)
 }
 
-// batch writes, commits and applies a journal for ops on distinct keys. Called with s.mu
+// batchFiles writes, commits and applies a journal for ops on distinct keys. Called with s.mu
 // held exclusively.
-func (s *store) batch(ctx context.Context, ns string, ops []storage.Op) (err error) {
+func (s *store) batchFiles(ctx context.Context, ns string, ops []storage.Op) (err error) {
 	nsDirs := map[string]string{}
 	var temps []string
 	defer func() {

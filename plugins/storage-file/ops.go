@@ -65,9 +65,9 @@ func (s *store) Put(ctx context.Context, ns string, key, value []byte) error {
 	return s.put(ns, key, value)
 }
 
-// put writes value durably: into a synced temporary file, renamed into place, with the
+// putFile writes value durably: into a synced temporary file, renamed into place, with the
 // directories above it synced. Called with the key's stripe held.
-func (s *store) put(ns string, key, value []byte) error {
+func (s *store) putFile(ns string, key, value []byte) error {
 	nsDir, err := s.ensureNamespace(ns)
 	if err != nil {
 		return err

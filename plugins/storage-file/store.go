@@ -70,6 +70,9 @@ type store struct {
 	logger hclog.Logger
 	// faults lets tests inject failures and simulate crashes; nil in production.
 	faults *faults
+
+	// space is the last write refused for a full disk (see health.go).
+	space spaceState
 }
 
 // newStore returns an unconfigured store.
@@ -119,7 +122,7 @@ func (s *store) Configure(_ context.Context, req base.ConfigureRequest) base.Dia
 	if cfg.NoSync {
 		ds = append(ds, base.Diagnostic{
 			Severity: base.SeverityWarning, Path: []string{"no_sync"},
-			Summary: "no_sync is set: writes are not synced to disk",
+			Summary: noSyncWarning,
 			Detail:  "a machine crash or power loss can lose acknowledged writes and leave a batch half applied; unset it for data you want to keep",
 		})
 	}
@@ -236,6 +239,9 @@ func (s *store) open(root string, noSync bool) error {
 	}
 	s.lockFile = lock
 	s.logger.Debug("opened root", "root", root, "no_sync", noSync)
+	if noSync {
+		s.logger.Warn(noSyncWarning, "root", root)
+	}
 	return nil
 }
 

@@ -103,7 +103,19 @@ func parseConfig(req base.ConfigureRequest, getenv func(string) string) (setting
 		set.url, set.fromEnv = v, true
 	}
 	var pcfg *pgxpool.Config
-	if set.url == "" {
+	if set.url != "" && strings.TrimSpace(set.url) == "" {
+		// pgx reads a blank string as an empty key=value connection string: the local
+		// socket, as the current user.
+		what := "url"
+		if set.fromEnv {
+			what = urlEnv
+		}
+		ds = append(ds, base.Diagnostic{
+			Severity: base.SeverityError, Summary: what + " is empty",
+			Detail: what + " holds only spaces: give the PostgreSQL URL, e.g. postgres://user:password@host:5432/database?sslmode=disable.",
+			Path:   set.urlPath(),
+		})
+	} else if set.url == "" {
 		ds = append(ds, base.Diagnostic{
 			Severity: base.SeverityError, Summary: "no PostgreSQL URL",
 			Detail: "Set url in the config block, e.g. url = env(\"DATABASE_URL\"), or set DATABASE_URL in the host's environment.",
@@ -218,17 +230,24 @@ func addr(cfg *pgxpool.Config) string {
 // userInfo matches the user:password@ part of URLs inside a message.
 var userInfo = regexp.MustCompile(`(://[^:/@\s]*):[^@\s]*@`)
 
-// passwordKV matches password=... in key=value connection strings inside a message.
-var passwordKV = regexp.MustCompile(`(?i)(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)`)
+// passwordKV matches password=... in key=value connection strings and URL queries inside
+// a message: the value alone, up to a space, the next query parameter (&) or fragment (#),
+// or a quote or backtick closing what the message quoted.
+var passwordKV = regexp.MustCompile(`(?i)(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&#'"` + "`" + `]+)`)
+
+// passwordConnKV matches the password of a key=value connection string.
+var passwordConnKV = regexp.MustCompile(`(?i)\bpassword\s*=\s*('(?:[^'\\]|\\.)*'|\S+)`)
 
 // redact removes the password of connURL from msg, wherever it appears (literally, as
 // URL user info, or as password=...), so errors of the driver can be shown and logged.
 func redact(msg, connURL string) string {
-	msg = userInfo.ReplaceAllString(msg, "$1:xxxxx@")
-	msg = passwordKV.ReplaceAllString(msg, "${1}xxxxx")
+	// The password as written first: the patterns, which cannot know where an unquoted
+	// password with a '&' in it ends, would otherwise leave its tail.
 	for _, pw := range passwords(connURL) {
 		msg = strings.ReplaceAll(msg, pw, "xxxxx")
 	}
+	msg = userInfo.ReplaceAllString(msg, "$1:xxxxx@")
+	msg = passwordKV.ReplaceAllString(msg, "${1}xxxxx")
 	return msg
 }
 
@@ -242,15 +261,22 @@ func passwords(connURL string) []string {
 			out = append(out, p)
 		}
 	}
-	if u, err := url.Parse(connURL); err == nil && u.User != nil {
-		if p, ok := u.User.Password(); ok {
+	if u, err := url.Parse(connURL); err == nil {
+		if p, ok := u.User.Password(); ok && u.User != nil {
 			add(p)
 			add(url.QueryEscape(p))
 			add(url.PathEscape(p))
 		}
+		if p := u.Query().Get("password"); p != "" {
+			add(p)
+			add(url.QueryEscape(p))
+		}
 	}
-	if m := passwordKV.FindStringSubmatch(connURL); m != nil {
-		add(strings.Trim(m[2], "'"))
+	if !strings.Contains(connURL, "://") {
+		// A key=value connection string: an unquoted value runs to the next space.
+		if m := passwordConnKV.FindStringSubmatch(connURL); m != nil {
+			add(strings.Trim(m[1], "'"))
+		}
 	}
 	return out
 }

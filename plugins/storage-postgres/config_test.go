@@ -34,6 +34,8 @@ func TestConfigureDiagnostics(t *testing.T) {
 		{"invalid url", `{"url": "postgres://u:` + secret + `@host:notaport/db"}`, nil, []string{"url"}, "invalid PostgreSQL URL"},
 		{"invalid DATABASE_URL", `{}`, map[string]string{"DATABASE_URL": "postgres://u:" + secret + "@host:99999999/db"}, nil, "in DATABASE_URL"},
 		{"url of wrong type", `{"url": 5}`, nil, []string{"url"}, "url"},
+		{"blank url", `{"url": "  "}`, nil, []string{"url"}, "url is empty"},
+		{"blank DATABASE_URL", `{}`, map[string]string{"DATABASE_URL": " "}, nil, "DATABASE_URL is empty"},
 		{"unparseable connect_timeout", `{"url": "postgres://h/db", "connect_timeout": "soon"}`, nil, []string{"connect_timeout"}, "invalid duration"},
 		{"zero connect_timeout", `{"url": "postgres://h/db", "connect_timeout": "0s"}`, nil, []string{"connect_timeout"}, "at least"},
 		{"unparseable statement_timeout", `{"url": "postgres://h/db", "statement_timeout": "long"}`, nil, []string{"statement_timeout"}, "invalid duration"},
@@ -106,6 +108,23 @@ func TestRedact(t *testing.T) {
 				t.Errorf("redact(%q) = %q, still shows %q", tt.msg, got, tt.secret)
 			}
 		})
+	}
+}
+
+// TestRedactKeepsTheRest: only the password's value is hidden; the query parameters after
+// it and the quote closing the URL stay, so the message still says what is wrong.
+func TestRedactKeepsTheRest(t *testing.T) {
+	for _, tt := range []struct{ msg, url, want string }{
+		{"cannot parse `postgres://u@h/db?password=SECRETPW&sslmode=bogus`: invalid sslmode",
+			"postgres://u@h/db?password=SECRETPW&sslmode=bogus",
+			"cannot parse `postgres://u@h/db?password=xxxxx&sslmode=bogus`: invalid sslmode"},
+		{"cannot parse `postgres://u@h/db?password=SECRETPW&sslmode=bogus`", "",
+			"cannot parse `postgres://u@h/db?password=xxxxx&sslmode=bogus`"},
+		{"bad: \"host=h password=a&b%c dbname=x\"", "host=h password=a&b%c dbname=x", "bad: \"host=h password=xxxxx dbname=x\""},
+	} {
+		if got := redact(tt.msg, tt.url); got != tt.want {
+			t.Errorf("redact(%q) = %q, want %q", tt.msg, got, tt.want)
+		}
 	}
 }
 

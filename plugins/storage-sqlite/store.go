@@ -318,6 +318,16 @@ func (s *store) CompareAndSwap(ctx context.Context, req storage.CASRequest) (sto
 	return res, nil
 }
 
+// Health implements storage.HealthReporter: unhealthy while the store is not open, and
+// after a write was refused for a full disk until a write succeeds again.
+func (s *store) Health(ctx context.Context) storage.Health {
+	e, err := s.engine()
+	if err != nil {
+		return storage.Health{Detail: err.Error()}
+	}
+	return e.health(ctx)
+}
+
 // Close implements storage.Storage: it lets the writer finish every queued write, then
 // closes the database. Calls after Close fail with ErrUnavailable.
 func (s *store) Close() error {
@@ -383,4 +393,7 @@ func nonNil(b []byte) []byte {
 	return b
 }
 
-var _ storage.Storage = (*store)(nil)
+var (
+	_ storage.Storage        = (*store)(nil)
+	_ storage.HealthReporter = (*store)(nil)
+)

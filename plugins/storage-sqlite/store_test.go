@@ -521,3 +521,45 @@ func TestValidateOnlyChecksTheDirectory(t *testing.T) {
 		t.Fatalf("validate-only of a path under /proc: %v", ds)
 	}
 }
+
+// TestHealthAfterFullDisk: a write refused for a full database (SQLITE_FULL, here from
+// max_page_count) makes the backend report itself unhealthy, with the reason, so the host
+// refuses executions before they run; once there is room, health's probe commits and it
+// is healthy again.
+func TestHealthAfterFullDisk(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t, nil)
+	if h := s.Health(ctx); !h.OK {
+		t.Fatalf("fresh store: %+v", h)
+	}
+	e, err := s.engine()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pages int
+	if err := e.db.conn.QueryRowContext(ctx, "PRAGMA page_count").Scan(&pages); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.db.conn.ExecContext(ctx, fmt.Sprintf("PRAGMA max_page_count = %d", pages)); err != nil {
+		t.Fatal(err)
+	}
+	err = s.Put(ctx, "ns", []byte("k"), bytes.Repeat([]byte("v"), 1<<16))
+	if !errors.Is(err, storage.ErrNoSpace) {
+		t.Fatalf("put into a full database: %v", err)
+	}
+	if h := s.Health(ctx); h.OK || !strings.Contains(h.Detail, "full") {
+		t.Errorf("after a write failed for a full database: %+v", h)
+	}
+	if h := s.Health(ctx); h.OK { // the probe fails too while it is full
+		t.Errorf("still full: %+v", h)
+	}
+	if _, err := e.db.conn.ExecContext(ctx, "PRAGMA max_page_count = 1073741823"); err != nil {
+		t.Fatal(err)
+	}
+	if h := s.Health(ctx); !h.OK || h.Detail != "" {
+		t.Errorf("room again: %+v", h)
+	}
+	if _, ok, _ := s.Get(ctx, "ns", []byte("k")); ok {
+		t.Error("the refused value is there")
+	}
+}

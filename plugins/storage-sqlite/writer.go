@@ -10,6 +10,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/limitgraph/limit/internal/groupcommit"
+	"github.com/limitgraph/limit/sdk/storage"
 )
 
 // maxGroupBytes bounds the keys and values of one group transaction, so max_batch
@@ -69,6 +70,13 @@ type engine struct {
 	set       settings
 	closeOnce sync.Once
 	closeErr  error
+
+	// spaceMu guards full, the last write refused for a full disk (SQLITE_FULL, ENOSPC):
+	// until a write succeeds or health's probe finds room, the backend reports itself
+	// unhealthy, and the host refuses executions before they run rather than lose their
+	// record.
+	spaceMu sync.Mutex
+	full    error
 }
 
 func newEngine(d *db, set settings, log hclog.Logger) *engine {
@@ -119,7 +127,54 @@ func (d *db) rollback() {
 // write queues apply for the writer goroutine and waits until it is committed; see
 // groupcommit.Writer.Write.
 func (e *engine) write(ctx context.Context, size int, apply applyFunc) error {
-	return e.Write(ctx, size, apply)
+	wrote := false
+	err := e.Write(ctx, size, func(t *wtx) (bool, error) {
+		w, err := apply(t)
+		wrote = w
+		return w, err
+	})
+	switch {
+	case err == nil && wrote:
+		e.setFull(nil)
+	case err != nil && isNoSpace(err):
+		e.setFull(mapErr("write", e.set.path, err))
+	}
+	return err
+}
+
+func (e *engine) setFull(err error) {
+	e.spaceMu.Lock()
+	e.full = err
+	e.spaceMu.Unlock()
+}
+
+// probeNamespace holds the row health's probe writes and deletes in one transaction; it
+// is not a valid namespace of the storage API, so no caller's data is touched.
+const probeNamespace = "\x00limit-health-probe"
+
+// probeBytes is the size of the row health's probe writes.
+const probeBytes = 4096
+
+// health reports the engine unhealthy while its last write was refused for a full disk;
+// it then probes with a write of probeBytes (written and deleted in one transaction), and
+// is healthy again once one commits.
+func (e *engine) health(ctx context.Context) storage.Health {
+	e.spaceMu.Lock()
+	full := e.full
+	e.spaceMu.Unlock()
+	if full != nil {
+		err := e.write(ctx, probeBytes, func(t *wtx) (bool, error) {
+			if err := t.put(probeNamespace, []byte("probe"), make([]byte, probeBytes)); err != nil {
+				return false, err
+			}
+			_, err := t.del(probeNamespace, []byte("probe"))
+			return true, err
+		})
+		if err != nil {
+			return storage.Health{Detail: full.Error()}
+		}
+	}
+	return storage.Health{OK: true}
 }
 
 // close stops the writer after it has written everything queued, then closes the database.

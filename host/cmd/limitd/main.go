@@ -88,6 +88,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		var buf bytes.Buffer
 		w := hcl.NewDiagnosticTextWriter(&buf, files, 0, color)
+		// Lines holding a password or key (a plugin's sensitive attribute, a URL with
+		// credentials) are never printed: the diagnostic's detail is redacted by whoever
+		// made it, but its snippet would quote the file as it is.
+		secret := config.SecretLines(cfg, files)
 		errs, total := 0, len(ds.Errs())
 		for i, d := range ds {
 			if d.Severity == hcl.DiagError {
@@ -112,12 +116,22 @@ func run(args []string, stdout, stderr io.Writer) int {
 				fmt.Fprintf(stderr, "limitd: %s: %s\n", sev, d.Summary)
 			}
 			buf.Reset()
-			_ = w.WriteDiagnostic(d)
+			hidden := config.ShowsSecret(d, secret)
+			if hidden {
+				plain := *d
+				plain.Subject, plain.Context, plain.Expression, plain.EvalContext = nil, nil, nil, nil
+				_ = w.WriteDiagnostic(&plain)
+			} else {
+				_ = w.WriteDiagnostic(d)
+			}
 			out := buf.Bytes()
 			if !color {
 				if first, rest, ok := bytes.Cut(out, []byte("\n")); ok && bytes.HasSuffix(first, []byte(": "+d.Summary)) {
 					out = rest
 				}
+			}
+			if hidden {
+				fmt.Fprintf(stderr, "  (the source line is not shown: it holds a password, key or other sensitive value)\n")
 			}
 			_, _ = stderr.Write(out)
 		}
@@ -186,6 +200,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if len(diags) > 0 {
 		printDiags(diags)
+	}
+	if sel := cfg.SelectedStorage(); sel != nil && sel.URLFromEnv {
+		logger.Info("the PostgreSQL storage's URL is taken from the environment variable DATABASE_URL (over any url in the block's config)", "storage", sel.Name)
 	}
 
 	d, sdiags := daemon.Start(ctx, daemon.Options{

@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	neturl "net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -405,5 +406,75 @@ func TestDiagnosticsReadable(t *testing.T) {
 	}
 	if strings.Count(errb.String(), "Unsupported argument") != 1 {
 		t.Errorf("summary said more than once:\n%s", errb.String())
+	}
+}
+
+// TestDiagnosticsHideSecrets: a diagnostic about a line that holds a password (here the
+// postgres plugin's url, which cannot be reached) says where and what, but its source
+// snippet is not printed, at -validate and at start alike.
+func TestDiagnosticsHideSecrets(t *testing.T) {
+	testbin.Plugin(t, "storage-postgres")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now: connection refused
+	conf := func(hostport string) string {
+		return writeConfig(t, "host {\n  plugin_dir = \"PLUGINDIR\"\n  data_dir = \"DATADIR\"\n  listen = \"127.0.0.1:0\"\n}\n"+
+			"storage \"postgres\" {\n  config {\n    url = \"postgres://limit_test:SECRETPW@"+hostport+"/limit_test?sslmode=disable\"\n    connect_timeout = \"2s\"\n  }\n}\n")
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		// -validate contacts no server: a URL it cannot parse is its error on that line.
+		{"validate", []string{"-validate", "-config", conf("127.0.0.1:notaport")}, "invalid PostgreSQL URL"},
+		{"start", []string{"-config", conf(addr)}, "cannot connect to PostgreSQL"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			if code := run(tc.args, &stdout, &stderr); code != 1 {
+				t.Fatalf("exit %d, want 1\n%s%s", code, stdout.String(), stderr.String())
+			}
+			out := stderr.String()
+			if strings.Contains(out, "SECRETPW") {
+				t.Errorf("output shows the password:\n%s", out)
+			}
+			for _, want := range []string{tc.args[len(tc.args)-1] + ":8:", tc.want, "the source line is not shown"} {
+				if !strings.Contains(out, want) {
+					t.Errorf("output lacks %q:\n%s", want, out)
+				}
+			}
+		})
+	}
+}
+
+// TestDatabaseURLOverridesConfigURL: the seed's DATABASE_URL wins over the postgres
+// block's config url (here one that cannot work), and the log says the variable was used,
+// never the URL. Needs LIMIT_TEST_POSTGRES_URL.
+func TestDatabaseURLOverridesConfigURL(t *testing.T) {
+	dbURL := os.Getenv("LIMIT_TEST_POSTGRES_URL")
+	if dbURL == "" {
+		t.Skip("LIMIT_TEST_POSTGRES_URL is not set")
+	}
+	testbin.Plugin(t, "storage-postgres")
+	t.Setenv("DATABASE_URL", dbURL)
+	config := writeConfig(t, "host {\n  listen = \"127.0.0.1:0\"\n  data_dir = \"DATADIR\"\n}\n"+
+		"storage \"postgres\" {\n  config {\n    url = \"postgres://nobody:FILEPW@127.0.0.1:1/none?sslmode=disable\"\n    connect_timeout = \"2s\"\n  }\n}\n")
+	_, url, logs := startLimitdLogs(t, config)
+	resp, err := http.Get(url + "/v1/health")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("health %d", resp.StatusCode)
+	}
+	u, _ := neturl.Parse(dbURL)
+	if out := logs.String(); !strings.Contains(out, "taken from the environment variable DATABASE_URL") ||
+		strings.Contains(out, u.User.String()+"@") || strings.Contains(out, "FILEPW") {
+		t.Errorf("log:\n%s", out)
 	}
 }
