@@ -100,8 +100,9 @@ func TestPluginCheckOtherKinds(t *testing.T) {
 }
 
 // TestPluginCheckNotAPlugin: a binary that exits before the plugin handshake, having
-// printed nothing, is said to be no LIMIT plugin, with its exit status, without
-// go-plugin's list of causes or the hint for a plugin that printed something.
+// printed nothing, is said to be no LIMIT plugin, with its exit status and the last lines
+// it wrote to stderr, without go-plugin's list of causes or the hint for a plugin that
+// printed something.
 func TestPluginCheckNotAPlugin(t *testing.T) {
 	script := filepath.Join(t.TempDir(), "exit3.sh")
 	if err := os.WriteFile(script, []byte("#!/bin/sh\necho on stderr >&2\nexit 3\n"), 0o700); err != nil {
@@ -110,7 +111,12 @@ func TestPluginCheckNotAPlugin(t *testing.T) {
 	for path, status := range map[string]string{"/bin/true": "status 0", script: "status 3"} {
 		code, _, stderr := limitctl(t, "plugin", "check", "--kind", "storage", path)
 		want := "limitctl: launch storage plugin " + path + ": " + path + " exited (" + status + ") before the plugin handshake, having written nothing to stdout: not a LIMIT plugin"
-		if code != 1 || !strings.HasPrefix(stderr, want) || strings.Count(stderr, "\n") != 1 || strings.Contains(stderr, "write nothing to stdout") {
+		lines := 1 // and the plugin's stderr, quoted when it wrote some
+		if path == script {
+			want += ", or one that failed before it served; its stderr ended with:\n  on stderr"
+			lines = 2
+		}
+		if code != 1 || !strings.HasPrefix(stderr, want) || strings.Count(stderr, "\n") != lines || strings.Contains(stderr, "write nothing to stdout") {
 			t.Errorf("%s: exit %d, want 1 with %q alone\nstderr: %s", path, code, want, stderr)
 		}
 	}
