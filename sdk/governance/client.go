@@ -86,8 +86,9 @@ func (c *Client) Describe(ctx context.Context) ([]RuleDescription, error) {
 	return out, nil
 }
 
-// Evaluate implements Rule. Findings with an unknown flag or a severity out of range are
-// refused, so a faulty plugin cannot smuggle in flags the host does not know.
+// Evaluate implements Rule. Findings with an unknown flag, a severity out of range or a
+// score that is not a finite number are refused (Finding.Validate), the whole evaluation
+// with them, so a faulty plugin cannot smuggle in flags the host does not know.
 func (c *Client) Evaluate(ctx context.Context, req EvaluateRequest) ([]Finding, error) {
 	ev, err := c.EvaluateScores(ctx, req)
 	return ev.Findings, err
