@@ -16,8 +16,9 @@ import (
 )
 
 // Client is the host's side of a governance plugin; it implements Rule. Evaluate goes over
-// the plugin's fast path when it offers one (see fastpath.go), over gRPC otherwise; answers
-// and errors are the same either way.
+// the plugin's fast path when it offers one (a Unix socket the plugin opens beside the gRPC
+// connection, cheaper per call), over gRPC otherwise; answers and errors are the same
+// either way.
 type Client struct {
 	base.PluginClient
 	rpc     limitv1.GovernanceClient
