@@ -17,7 +17,10 @@ type Info struct {
 	Version string `json:"version"`
 	// ProtocolVersions the binary can speak; empty means [ProtocolVersion].
 	ProtocolVersions []uint32 `json:"protocol_versions"`
-	// Capabilities are free-form feature names.
+	// Capabilities are feature names. The host reads only those of the plugin's kind
+	// that the SDK defines: storage.CapBatchNamespaces ("batch:namespaces"), and a
+	// runner's "input:TYPE" and runner.CapSandboxUIDs ("sandbox_uids:LOW-HIGH"); it
+	// ignores any other, which may serve the plugin's own tooling.
 	Capabilities []string `json:"capabilities,omitempty"`
 	// Description is one line for humans.
 	Description string `json:"description,omitempty"`
