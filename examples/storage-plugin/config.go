@@ -24,14 +24,17 @@ type config struct {
 	Path string `json:"path"`
 }
 
-// PluginInfo names the plugin. Kind must be storage; the host refuses anything else.
+// PluginInfo names the plugin. Kind must be storage; the host refuses anything else. It
+// declares no capability: the one a storage backend may declare, batch:namespaces
+// (storage.CapBatchNamespaces), says its Batch takes ops in other namespaces than the
+// batch's, which this one does not; batches, compare-and-swap, scans and durability are
+// what every backend must provide.
 func (s *Store) PluginInfo() base.Info {
 	return base.Info{
 		Name:             "example",
 		Kind:             base.KindStorage,
 		Version:          version,
 		ProtocolVersions: []uint32{base.ProtocolVersion},
-		Capabilities:     []string{"batch", "cas", "scan", "durable"},
 		Description:      "example plugin: sorted slices in memory, made durable by an append-only log",
 	}
 }

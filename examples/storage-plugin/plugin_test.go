@@ -59,6 +59,16 @@ func TestConformanceInProcess(t *testing.T) {
 	sdktest.RunStorage(t, openStore(t, filepath.Join(t.TempDir(), "example.log")))
 }
 
+// TestDeclaresOnlyCapabilitiesTheHostReads: an example should not teach declaring names
+// the host ignores, as if they promised something.
+func TestDeclaresOnlyCapabilitiesTheHostReads(t *testing.T) {
+	for _, c := range newStore(nil).PluginInfo().Capabilities {
+		if c != storage.CapBatchNamespaces {
+			t.Errorf("capability %q: the host reads none but %q from a storage plugin", c, storage.CapBatchNamespaces)
+		}
+	}
+}
+
 func TestConformancePlugin(t *testing.T) {
 	// The default path, resolved against the data directory the host hands over.
 	dir := t.TempDir()

@@ -427,7 +427,7 @@ func (r *Runners) stopAll(ctx context.Context, entries []*runnerEntry) {
 				return
 			}
 			if !e.proc.Exited() {
-				cctx, cancel := context.WithTimeout(ctx, time.Second)
+				cctx, cancel := context.WithTimeout(ctx, runner.CloseSessionTimeout)
 				_ = e.proc.Impl.(runner.Runner).CloseSession(cctx)
 				cancel()
 			}

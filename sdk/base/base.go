@@ -17,7 +17,10 @@ type Info struct {
 	Version string `json:"version"`
 	// ProtocolVersions the binary can speak; empty means [ProtocolVersion].
 	ProtocolVersions []uint32 `json:"protocol_versions"`
-	// Capabilities are free-form feature names.
+	// Capabilities are feature names. The host reads only those of the plugin's kind
+	// that the SDK defines: storage.CapBatchNamespaces ("batch:namespaces"), and a
+	// runner's "input:TYPE" and runner.CapSandboxUIDs ("sandbox_uids:LOW-HIGH"); it
+	// ignores any other, which may serve the plugin's own tooling.
 	Capabilities []string `json:"capabilities,omitempty"`
 	// Description is one line for humans.
 	Description string `json:"description,omitempty"`
@@ -148,7 +151,8 @@ func (ds Diagnostics) Warnings() Diagnostics {
 }
 
 // DecodeConfig decodes a JSON config into v, which should be a pointer to a struct with
-// json tags. Unknown attributes and wrong types are reported as diagnostics with a path.
+// json tags. Unknown attributes and wrong types are reported as diagnostics with a path;
+// a config that is not a JSON object as "config must be a JSON object".
 func DecodeConfig(raw json.RawMessage, v any) Diagnostics {
 	if len(raw) == 0 {
 		raw = json.RawMessage("{}")
@@ -157,7 +161,12 @@ func DecodeConfig(raw json.RawMessage, v any) Diagnostics {
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		var path []string
-		if te, ok := err.(*json.UnmarshalTypeError); ok && te.Field != "" {
+		if te, ok := err.(*json.UnmarshalTypeError); ok {
+			if te.Field == "" {
+				// The whole config is of the wrong type: v is a struct (or map), so
+				// say what the user wrote, not which Go type would not take it.
+				return Diagnostics{Errorf(nil, "config must be a JSON object, got %s", jsonValueName(te.Value))}
+			}
 			path = strings.Split(te.Field, ".")
 			return Diagnostics{Errorf(path, "must be of type %s, got %s", te.Type, te.Value)}
 		}
@@ -172,4 +181,20 @@ func DecodeConfig(raw json.RawMessage, v any) Diagnostics {
 		return Diagnostics{Errorf(nil, "invalid configuration: data after the JSON object")}
 	}
 	return nil
+}
+
+// jsonValueName names a JSON value as json.UnmarshalTypeError's Value describes it
+// ("array", "string", "number 3", "bool").
+func jsonValueName(v string) string {
+	switch {
+	case v == "array":
+		return "an array"
+	case v == "string":
+		return "a string"
+	case v == "bool":
+		return "a boolean"
+	case v == "number" || strings.HasPrefix(v, "number "):
+		return "a number"
+	}
+	return v
 }

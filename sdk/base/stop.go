@@ -11,11 +11,13 @@ import (
 const StopGrace = 3 * time.Second
 
 // Stop stops a plugin started by NewClient: politely when graceful (go-plugin closes the
-// connection and waits up to 2 s for the process to exit), then by SIGKILL to the
-// plugin's process group (KillGroup), which also ends children that hold its stdout or
-// stderr open: Client.Kill waits for those pipes to close, so without it a plugin whose
-// child outlives it would hang the caller. pid 0 (the process never started) kills no
-// group. Stop returns within about twice StopGrace whatever the plugin does.
+// connection and asks the process to exit, and Stop waits up to StopGrace for that;
+// go-plugin itself kills the process, not its children, if it has not exited within
+// 2 s), then by SIGKILL to the plugin's process group (KillGroup), which also ends
+// children that hold its stdout or stderr open: Client.Kill waits for those pipes to
+// close, so without it a plugin whose child outlives it would hang the caller. pid 0
+// (the process never started) kills no group. Stop returns within about twice
+// StopGrace whatever the plugin does.
 //
 // It reports whether go-plugin is done with the process: then the process has been
 // waited for, and the ProcessState of its command (NewClientCmd) may be read.

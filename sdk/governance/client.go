@@ -16,8 +16,9 @@ import (
 )
 
 // Client is the host's side of a governance plugin; it implements Rule. Evaluate goes over
-// the plugin's fast path when it offers one (see fastpath.go), over gRPC otherwise; answers
-// and errors are the same either way.
+// the plugin's fast path when it offers one (a Unix socket the plugin opens beside the gRPC
+// connection, cheaper per call), over gRPC otherwise; answers and errors are the same
+// either way.
 type Client struct {
 	base.PluginClient
 	rpc     limitv1.GovernanceClient
@@ -86,8 +87,9 @@ func (c *Client) Describe(ctx context.Context) ([]RuleDescription, error) {
 	return out, nil
 }
 
-// Evaluate implements Rule. Findings with an unknown flag or a severity out of range are
-// refused, so a faulty plugin cannot smuggle in flags the host does not know.
+// Evaluate implements Rule. Findings with an unknown flag, a severity out of range or a
+// score that is not a finite number are refused (Finding.Validate), the whole evaluation
+// with them, so a faulty plugin cannot smuggle in flags the host does not know.
 func (c *Client) Evaluate(ctx context.Context, req EvaluateRequest) ([]Finding, error) {
 	ev, err := c.EvaluateScores(ctx, req)
 	return ev.Findings, err

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -40,7 +41,7 @@ func TestMain(m *testing.M) {
 
 // testRule flags content holding "attack" at the word's offset; "fail" makes it fail,
 // "beyond" fail with ErrBeyondLimits, "gave up" with a deadline of its own, "panic" panic, "bad finding" answer a finding with
-// an unknown flag; "block" waits for the call's context to end and remembers how, which
+// an unknown flag, "NaN finding" (and "+Inf", "-Inf") one with that score; "block" waits for the call's context to end and remembers how, which
 // "seen" reports in its reason; "blocking" reports how many "block" calls are waiting;
 // "deadline" reports how long its context has left.
 type testRule struct {
@@ -75,6 +76,9 @@ func (r *testRule) Evaluate(ctx context.Context, req governance.EvaluateRequest)
 		panic("rule bug")
 	case "bad finding":
 		return []governance.Finding{{Flag: "nonsense", Severity: 3, RuleID: "test.attack"}}, nil
+	case "NaN finding", "+Inf finding", "-Inf finding":
+		score, _ := strconv.ParseFloat(strings.TrimSuffix(req.Content, " finding"), 64)
+		return []governance.Finding{{Flag: governance.FlagMalicious, Severity: 7, Score: score, Reason: "r", RuleID: "test.attack"}}, nil
 	case "block":
 		r.mu.Lock()
 		r.blocked++
@@ -361,6 +365,57 @@ func TestScoresCrossBothTransports(t *testing.T) {
 	ev, err := old.EvaluateScores(t.Context(), governance.EvaluateRequest{Stage: governance.StagePre, Content: "attack"})
 	if err != nil || len(ev.Findings) != 1 || len(ev.Scores) != 0 {
 		t.Fatalf("a plugin without scores: %+v %v", ev, err)
+	}
+}
+
+// TestFindingScoreMustBeFinite: a finding whose score is NaN or infinite is refused by the
+// host's client, from a plugin that checks its findings (the SDK's server refuses it
+// first) and from one that does not (the client's own check), with an error naming the
+// rule and the score; the plugin keeps answering.
+func TestFindingScoreMustBeFinite(t *testing.T) {
+	clients := both(t)
+	clients["old"] = launch(t, "old", governance.PluginSet())
+	for name, c := range clients {
+		for _, content := range []string{"NaN finding", "+Inf finding", "-Inf finding"} {
+			fs, err := eval(t.Context(), c, content)
+			score := strings.TrimSuffix(content, " finding")
+			want := fmt.Sprintf(`finding of rule "test.attack" has score %s, want a finite number`, score)
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("%s: %q: findings %+v, error %v; want an error saying %q", name, content, fs, err, want)
+			}
+		}
+		if fs, err := eval(t.Context(), c, "an attack"); err != nil || len(fs) != 1 {
+			t.Fatalf("%s: after the refused findings: %+v %v", name, fs, err)
+		}
+	}
+}
+
+// TestFindingValidate: what Finding.Validate accepts: a known flag, a severity of 1 to
+// 10 and any finite score, negative (a z-score below the mean) or zero (none) included.
+func TestFindingValidate(t *testing.T) {
+	ok := governance.Finding{Flag: governance.FlagAnomaly, Severity: 5, RuleID: "r"}
+	for _, tc := range []struct {
+		name    string
+		edit    func(*governance.Finding)
+		wantErr string
+	}{
+		{"valid", func(*governance.Finding) {}, ""},
+		{"score 1", func(f *governance.Finding) { f.Score = 1 }, ""},
+		{"negative score", func(f *governance.Finding) { f.Score = -3.5 }, ""},
+		{"largest score", func(f *governance.Finding) { f.Score = math.MaxFloat64 }, ""},
+		{"NaN score", func(f *governance.Finding) { f.Score = math.NaN() }, "score NaN, want a finite number"},
+		{"+Inf score", func(f *governance.Finding) { f.Score = math.Inf(1) }, "score +Inf, want a finite number"},
+		{"-Inf score", func(f *governance.Finding) { f.Score = math.Inf(-1) }, "score -Inf, want a finite number"},
+		{"unknown flag", func(f *governance.Finding) { f.Flag = "nonsense" }, `unknown flag "nonsense"`},
+		{"severity 0", func(f *governance.Finding) { f.Severity = 0 }, "severity 0, want 1-10"},
+		{"severity 11", func(f *governance.Finding) { f.Severity = 11 }, "severity 11, want 1-10"},
+	} {
+		f := ok
+		tc.edit(&f)
+		err := f.Validate()
+		if (err == nil) != (tc.wantErr == "") || err != nil && !strings.Contains(err.Error(), tc.wantErr) {
+			t.Errorf("%s: Validate() = %v, want %q", tc.name, err, tc.wantErr)
+		}
 	}
 }
 

@@ -9,9 +9,10 @@
 // Describe names and for the content its descriptions read (RuleDescription.Reads: by
 // content type or runner; all content when they name none), concurrently, and gives up on
 // a call after 10 s: a rule should be fast and hold no mutable state between calls. A
-// Finding names one of Flags with a Severity from 1 to 10 (the host refuses others) and may
-// say where (Location) and how sure the rule is (Score); what a flag does, block,
-// quarantine or refuse a merge, is up to the session's policy.
+// Finding names one of Flags with a Severity from 1 to 10 and may say where (Location) and
+// how sure the rule is (Score, a finite number); the host refuses an evaluation with any
+// other finding (Finding.Validate). What a flag does, block, quarantine or refuse a merge,
+// is up to the session's policy.
 // An error return, or a panic (Serve recovers it and logs its stack), means the rule
 // could not answer: the default and strict policies then refuse the execution (503). An
 // error wrapping ErrBeyondLimits says the content itself is beyond what the rule can check
@@ -146,20 +147,32 @@ type Location struct {
 type Finding struct {
 	Flag string `json:"flag"`
 	// Severity from 1 (low) to 10 (critical).
-	Severity int       `json:"severity"`
+	Severity int `json:"severity"`
+	// Score is how strongly the rule's evidence points at the flag, in the rule's own
+	// units: a model's probability from 0 to 1, an outlier's z-score, 1 for a rule that
+	// matched outright. Zero means the rule gives none. The host shows it in the flag's
+	// reason and keeps it as the flag's score. Scores of different rules are not
+	// comparable, so any finite number is accepted, a negative one included; NaN and
+	// ±Inf are not: the host refuses an evaluation with one (see Validate).
 	Score    float64   `json:"score"`
 	Reason   string    `json:"reason"`
 	RuleID   string    `json:"rule_id"`
 	Location *Location `json:"location,omitempty"`
 }
 
-// Validate checks a finding's flag and severity.
+// Validate checks a finding's flag, severity and score. The host calls it on every
+// finding a plugin returns and refuses the whole evaluation when one fails, as the
+// plugin's error, so that a faulty plugin cannot raise a flag the host does not know or
+// a score the trace store cannot keep.
 func (f Finding) Validate() error {
 	if !ValidFlag(f.Flag) {
 		return fmt.Errorf("finding of rule %q has unknown flag %q", f.RuleID, f.Flag)
 	}
 	if f.Severity < 1 || f.Severity > 10 {
 		return fmt.Errorf("finding of rule %q has severity %d, want 1-10", f.RuleID, f.Severity)
+	}
+	if math.IsNaN(f.Score) || math.IsInf(f.Score, 0) {
+		return fmt.Errorf("finding of rule %q has score %v, want a finite number", f.RuleID, f.Score)
 	}
 	return nil
 }

@@ -13,8 +13,9 @@ import (
 )
 
 // Client is the host's side of a runner plugin; it implements Runner. Executions go over
-// the plugin's fast path when it offers one (see fastpath.go), over gRPC otherwise; events,
-// results and errors are the same either way.
+// the plugin's fast path when it offers one (a Unix socket the plugin opens beside the gRPC
+// connection, cheaper per call), over gRPC otherwise; events, results and errors are the
+// same either way.
 type Client struct {
 	base.PluginClient
 	rpc     limitv1.RunnerClient

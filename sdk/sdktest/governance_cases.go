@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -138,9 +137,6 @@ func checkFinding(rs ruleSet, req governance.EvaluateRequest, lines int, f gover
 	}
 	if strings.TrimSpace(f.Reason) == "" {
 		return fmt.Errorf("reason is empty, want a sentence a user can act on")
-	}
-	if math.IsNaN(f.Score) || math.IsInf(f.Score, 0) {
-		return fmt.Errorf("score is %v, want a finite number", f.Score)
 	}
 	d, ok := rs.byID[f.RuleID]
 	if !ok {

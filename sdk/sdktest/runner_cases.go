@@ -52,8 +52,11 @@ func RunnerCases(cfg RunnerSuiteConfig) []RunnerCase {
 type execution struct {
 	req     runner.ExecuteRequest
 	res     runner.Result
-	err     error
+	err     error // the error Execute returned, or what it panicked with
 	elapsed time.Duration
+	// panicked says Execute panicked (in-process, on startExecution's goroutine; through
+	// the plugin boundary the SDK turns a panic into an error return).
+	panicked bool
 
 	mu      sync.Mutex
 	stdout  strings.Builder
@@ -99,6 +102,9 @@ func (e *execution) emit(ev runner.Event) error {
 func (e *execution) describe() string {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if e.panicked {
+		return fmt.Sprintf("execute %s panicked after %v: %v", showText(e.req.Input), e.elapsed.Round(time.Millisecond), e.err)
+	}
 	if e.err != nil {
 		return fmt.Sprintf("execute %s returned error %q after %v", showText(e.req.Input), e.err, e.elapsed.Round(time.Millisecond))
 	}
@@ -316,7 +322,17 @@ func caseErrorInput(ctx context.Context, r runner.Runner, _ runner.Session, cfg 
 func startExecution(ctx context.Context, r runner.Runner, req runner.ExecuteRequest) (<-chan *execution, context.CancelFunc) {
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan *execution, 1)
-	go func() { done <- execute(ctx, r, req) }()
+	go func() {
+		// A panic on this goroutine would end the whole test binary, not the case alone
+		// (runRunnerCase recovers only its own): it becomes the execution's outcome.
+		start := time.Now()
+		defer func() {
+			if p := recover(); p != nil {
+				done <- &execution{req: req, err: fmt.Errorf("%v", p), elapsed: time.Since(start), panicked: true}
+			}
+		}()
+		done <- execute(ctx, r, req)
+	}()
 	return done, cancel
 }
 
@@ -340,6 +356,9 @@ func caseTimeout(ctx context.Context, r runner.Runner, _ runner.Session, cfg Run
 	}
 	if e.res.Status != runner.StatusTimeout {
 		if e.res.Status == runner.StatusOK {
+			if e.elapsed > runnerTestTimeout {
+				return fmt.Errorf("%s: the runner ignored the execution's timeout of %v; it must stop the execution then and end it with status timeout", e.describe(), runnerTestTimeout)
+			}
 			return fmt.Errorf("%s: want status timeout; SlowInput must run for at least ten seconds", e.describe())
 		}
 		return fmt.Errorf("%s: want status timeout after the %v timeout", e.describe(), runnerTestTimeout)
@@ -374,6 +393,12 @@ func caseCancel(ctx context.Context, r runner.Runner, _ runner.Session, cfg Runn
 		}
 		select {
 		case e = <-done:
+			switch {
+			case e.err != nil:
+				return fmt.Errorf("%s, before Cancel found it: Execute failed instead of running until cancelled (failed code is reported as a result, not an error return)", e.describe())
+			case e.res.Status != runner.StatusOK:
+				return fmt.Errorf("%s: it ended before Cancel found it; SlowInput must run, without failing, for at least ten seconds", e.describe())
+			}
 			return fmt.Errorf("%s: it ended before Cancel found it (Cancel kept answering found=false); SlowInput must run for at least ten seconds", e.describe())
 		case <-time.After(cancelPoll):
 		}

@@ -255,6 +255,38 @@ func (slowClose) CloseSession(ctx context.Context) error {
 	return nil
 }
 
+// lateOK runs the slow input past its timeout, then reports success.
+type lateOK struct{ *echoRunner }
+
+func (r lateOK) Execute(ctx context.Context, req runner.ExecuteRequest, emit func(runner.Event) error) (runner.Result, error) {
+	if req.Input != "sleep" || req.Timeout == 0 {
+		return r.echoRunner.Execute(ctx, req, emit)
+	}
+	start := time.Now()
+	time.Sleep(req.Timeout + 100*time.Millisecond)
+	return runner.Result{Status: runner.StatusOK, Duration: time.Since(start)}, nil
+}
+
+// slowInputFails returns an error for the slow input instead of running it.
+type slowInputFails struct{ *echoRunner }
+
+func (r slowInputFails) Execute(ctx context.Context, req runner.ExecuteRequest, emit func(runner.Event) error) (runner.Result, error) {
+	if req.Input == "sleep" {
+		return runner.Result{}, errors.New("interpreter not found")
+	}
+	return r.echoRunner.Execute(ctx, req, emit)
+}
+
+// slowInputPanics panics on the slow input.
+type slowInputPanics struct{ *echoRunner }
+
+func (r slowInputPanics) Execute(ctx context.Context, req runner.ExecuteRequest, emit func(runner.Event) error) (runner.Result, error) {
+	if req.Input == "sleep" {
+		panic("runner bug")
+	}
+	return r.echoRunner.Execute(ctx, req, emit)
+}
+
 // testRunners are the runners the test binary can serve, by name.
 var testRunners = map[string]func() runner.Runner{
 	"echo":               func() runner.Runner { return newEchoRunner() },
@@ -269,6 +301,9 @@ var testRunners = map[string]func() runner.Runner{
 	"one-shot":           func() runner.Runner { return &oneShot{echoRunner: newEchoRunner()} },
 	"unhealthy":          func() runner.Runner { return unhealthy{newEchoRunner()} },
 	"claims-governance":  func() runner.Runner { return claimsGovernance{newEchoRunner()} },
+	"late-ok":            func() runner.Runner { return lateOK{newEchoRunner()} },
+	"slow-input-fails":   func() runner.Runner { return slowInputFails{newEchoRunner()} },
+	"slow-input-panics":  func() runner.Runner { return slowInputPanics{newEchoRunner()} },
 }
 
 // inProcess returns a newRunner function for the named test runner.
@@ -437,6 +472,44 @@ func TestRunnerSuiteCatchesBrokenRunners(t *testing.T) {
 		t.Run(tc.runner, func(t *testing.T) {
 			t.Parallel()
 			checkBroken(t, inProcess(tc.runner), tc.mustFail, tc.control)
+		})
+	}
+}
+
+// TestRunnerSuiteHints: a failing timeout or cancel case blames what went wrong, not
+// SlowInput, when the runner is at fault: a success reported after the timeout is a
+// timeout ignored, and an execution that returned an error or panicked says so (a panic
+// fails the case alone, not the test binary).
+func TestRunnerSuiteHints(t *testing.T) {
+	cfg := echoConfig
+	cfg.Grace = 10 * time.Second // long enough for lateOK to answer
+	cases := map[string]RunnerCase{}
+	for _, c := range RunnerCases(cfg) {
+		cases[c.Name] = c
+	}
+	for _, tc := range []struct {
+		runner, kase string
+		want         []string
+	}{
+		{"late-ok", "timeout", []string{"status ok", "the runner ignored the execution's timeout of 300ms"}},
+		{"slow-input-fails", "cancel", []string{`returned error "interpreter not found"`, "before Cancel found it: Execute failed"}},
+		{"slow-input-panics", "cancel", []string{"panicked after", "runner bug", "before Cancel found it: Execute failed"}},
+		{"slow-input-panics", "timeout", []string{"panicked after", "runner bug"}},
+	} {
+		t.Run(tc.runner+"/"+tc.kase, func(t *testing.T) {
+			t.Parallel()
+			err := runRunnerCase(t.Context(), cases[tc.kase], inProcess(tc.runner))
+			if err == nil {
+				t.Fatalf("case %s passed; want it to fail", tc.kase)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("case %s: %v; want it to say %q", tc.kase, err, w)
+				}
+			}
+			if strings.Contains(err.Error(), "SlowInput") {
+				t.Errorf("case %s: %v; want it not to blame SlowInput", tc.kase, err)
+			}
 		})
 	}
 }

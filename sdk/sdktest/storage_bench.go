@@ -306,8 +306,8 @@ func BenchStorage(b *testing.B, name string, s storage.Storage) {
 // same backend behind the plugin boundary, as "Get/inproc" and "Get/plugin" and so on, plus
 // "RoundTrip" (one empty call on the transport of the storage calls, the floor of every
 // call) and "RoundTripGRPC" (PluginInfo: one bare unary gRPC call). At the end it prints to
-// stdout a table of p50 latency.Histogram, the latency the boundary adds, throughputs and their
-// ratio.
+// stdout a table of each side's p50 latency, the latency the boundary adds, the
+// throughputs and their ratio.
 func CompareStorage(b *testing.B, inProc, viaPlugin storage.Storage) {
 	CompareStorageSides(b, Side{"inproc", inProc}, Side{"plugin", viaPlugin})
 }

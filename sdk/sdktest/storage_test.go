@@ -174,6 +174,16 @@ func (s racyCAS) CompareAndSwap(ctx context.Context, req storage.CASRequest) (st
 	return storage.CASResult{Swapped: true, Present: true, Current: req.Value}, s.Put(ctx, req.Namespace, req.Key, req.Value)
 }
 
+// casIgnoresExpected swaps whenever the key's presence is as expected, whatever it holds.
+type casIgnoresExpected struct{ *memstore.Store }
+
+func (s casIgnoresExpected) CompareAndSwap(ctx context.Context, req storage.CASRequest) (storage.CASResult, error) {
+	if cur, present, err := s.Get(ctx, req.Namespace, req.Key); err == nil && present {
+		req.Expected = cur
+	}
+	return s.Store.CompareAndSwap(ctx, req)
+}
+
 // emptyIsMissing reports keys holding an empty value as missing.
 type emptyIsMissing struct{ *memstore.Store }
 
@@ -194,13 +204,17 @@ func TestSuiteCatchesBrokenStores(t *testing.T) {
 		name     string
 		store    storage.Storage
 		mustFail []string
+		// says maps a case to what its failure must say, when that matters.
+		says map[string]string
 	}{
-		{"scan ignores start_after", scanIgnoresStartAfter{memstore.New()}, []string{"scan-pagination", "scan-start-after", "scan-prefix"}},
-		{"scan never reports more", scanNeverMore{memstore.New()}, []string{"scan-pagination", "scan-prefix"}},
-		{"batch applied in part", partialBatch{memstore.New()}, []string{"batch-invalid-rejected-whole", "batch-readers-see-all-or-nothing"}},
-		{"compare-and-swap not atomic", racyCAS{memstore.New()}, []string{"cas-race"}},
-		{"empty value reported missing", emptyIsMissing{memstore.New()}, []string{"empty-value"}},
-		{"long keys cut short", truncatesKeys{memstore.New()}, []string{"key-size-limit"}},
+		{"scan ignores start_after", scanIgnoresStartAfter{memstore.New()}, []string{"scan-pagination", "scan-start-after", "scan-prefix"}, nil},
+		{"scan never reports more", scanNeverMore{memstore.New()}, []string{"scan-pagination", "scan-prefix"}, nil},
+		{"batch applied in part", partialBatch{memstore.New()}, []string{"batch-invalid-rejected-whole", "batch-readers-see-all-or-nothing"}, nil},
+		{"compare-and-swap not atomic", racyCAS{memstore.New()}, []string{"cas-race"}, map[string]string{"cas-race": "compare-and-swap is not atomic"}},
+		{"compare-and-swap ignores Expected", casIgnoresExpected{memstore.New()}, []string{"cas-swap", "cas-race"},
+			map[string]string{"cas-race": "compare-and-swap ignores Expected: it swapped although the current value differs"}},
+		{"empty value reported missing", emptyIsMissing{memstore.New()}, []string{"empty-value"}, nil},
+		{"long keys cut short", truncatesKeys{memstore.New()}, []string{"key-size-limit"}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			errs := map[string]error{}
@@ -208,6 +222,8 @@ func TestSuiteCatchesBrokenStores(t *testing.T) {
 			for _, name := range tc.mustFail {
 				if errs[name] == nil {
 					t.Errorf("case %s passed against a store whose %s; want it to fail", name, tc.name)
+				} else if want := tc.says[name]; !strings.Contains(errs[name].Error(), want) {
+					t.Errorf("case %s: %v; want it to say %q", name, errs[name], want)
 				} else {
 					t.Logf("case %s failed as it should: %v", name, errs[name])
 				}

@@ -20,8 +20,12 @@ import (
 
 // Client is the host's side of a storage plugin. It implements Storage, so the host and
 // the conformance suite drive a plugin binary and an in-process backend the same way.
-// Storage calls go over the plugin's fast path when it offers one (see fastpath.go), over
-// gRPC otherwise; errors are the same either way.
+// Storage calls go over the plugin's fast path when it offers one (a Unix socket the plugin
+// opens beside the gRPC connection, cheaper per call), over gRPC otherwise; errors are the
+// same either way. Puts and unconditional Batches to one namespace that callers make at the
+// same moment cross the boundary as one Batch, applied as if one after the other; a
+// merged Batch that fails for what may be one call's fault is retried call by call, so
+// only that call fails.
 type Client struct {
 	base.PluginClient
 	rpc     limitv1.StorageClient // the fast path's client, or the gRPC client

@@ -191,18 +191,32 @@ func Namespaces(ns string, ops []Op) bool {
 // ExpectPresent is false, equal to Expected otherwise. Delete removes the key instead of
 // writing Value.
 type CASRequest struct {
-	Namespace     string
-	Key           []byte
+	// Namespace and Key name the key, under the same rules as Put's.
+	Namespace string
+	Key       []byte
+	// ExpectPresent false expects the key to be absent (create-if-absent); true expects
+	// it to hold exactly Expected. A key holding an empty value is present.
 	ExpectPresent bool
-	Expected      []byte
-	Delete        bool
-	Value         []byte
+	// Expected is the value the key must hold, compared byte for byte (nil and empty are
+	// the same, the empty value); ignored when ExpectPresent is false.
+	Expected []byte
+	// Delete removes the key when the expectation holds; Value is then ignored.
+	Delete bool
+	// Value is written at Key when the expectation holds and Delete is false; nil writes
+	// the empty value.
+	Value []byte
 }
 
 // CASResult tells whether the swap happened and what the key holds after the call.
 type CASResult struct {
+	// Swapped is true when the expectation held and the write or delete was applied.
 	Swapped bool
+	// Present says whether the key exists after the call: when the swap failed, it is
+	// the state that did not match; when it succeeded, false after a delete, else true.
 	Present bool
+	// Current is the key's value after the call when Present (the value that did not
+	// match, or the one just written), and empty otherwise; a client retrying a
+	// read-modify-write uses it as its next Expected without another Get.
 	Current []byte
 }
 
@@ -222,10 +236,11 @@ type Storage interface {
 	// Batch applies all ops, in order, atomically: a reader sees all of them or none.
 	// Assertions (OpAssertAbsent, OpAssertValue) are checked first, against the state
 	// before the batch; if one fails nothing is applied and a *ConditionError is returned.
-	// The host's Client sends concurrent Puts to one namespace as one Batch (merge.go), so
-	// a Batch should cost about one durable write, not one per op. Behind the plugin
-	// boundary, the ops' keys and values share the request's buffer (decodeBatch): a
-	// backend that keeps one after Batch returns keeps that buffer alive with it.
+	// The host's Client sends concurrent Puts to one namespace as one Batch, so a Batch
+	// should cost about one durable write, not one per op. Behind the plugin boundary,
+	// the ops' keys and values are slices of the one buffer the request arrived in: a
+	// backend that keeps one after Batch returns keeps that whole buffer alive with it
+	// (copy what you keep).
 	Batch(ctx context.Context, namespace string, ops []Op) error
 	// CompareAndSwap is an atomic conditional write; see CASRequest.
 	CompareAndSwap(ctx context.Context, req CASRequest) (CASResult, error)

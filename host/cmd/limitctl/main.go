@@ -3,10 +3,11 @@
 //
 //	limitctl [-addr URL] [-token-file FILE] [-o json] COMMAND ...   (the flags also after the command)
 //	limitctl health
-//	limitctl plugin check --kind storage [--config JSON] [--env K=V]... PATH
-//	limitctl plugin check --kind runner --input INPUT [--expect TEXT] [--error-input INPUT] [--slow-input INPUT] PATH
-//	limitctl plugin check --kind governance [--content-type TYPE] [--benign CONTENT]... [--malicious CONTENT]... PATH
+//	limitctl plugin check --kind KIND [--config JSON] [--env K=V]... [--data-dir DIR] [SUITE FLAGS] PATH
 //	limitctl version
+//
+// `limitctl help` prints every command (sessions, exec, traces, governance…) and each
+// conformance suite's flags.
 package main
 
 import (
