@@ -46,11 +46,10 @@ const maskedName = "\x00name"
 // word returns the text of token tk of t as the model reads it: the token itself, or
 // maskedName for an AI model or maker's name when fs masks them.
 func (fs featureSet) word(t string, tk token) string {
-	w := t[tk.start:tk.end]
-	if fs.maskNames && !tk.punct && isAIName(w) {
+	if fs.maskNames && tk.aiName {
 		return maskedName
 	}
-	return w
+	return t[tk.start:tk.end]
 }
 
 // aiNames are the names (as normalised, lower-case words) of AI models, assistants and
@@ -58,15 +57,21 @@ func (fs featureSet) word(t string, tk token) string {
 // Versions glued to a name ("gpt4o", "llama3") are matched by isAIName.
 var aiNames = map[string]bool{
 	"chatgpt": true, "gpt": true, "gpts": true, "openai": true, "claude": true, "anthropic": true,
-	"gemini": true, "bard": true, "palm": false, "llama": true, "mistral": true, "mixtral": true,
+	"gemini": true, "bard": true, "llama": true, "mistral": true, "mixtral": true,
 	"copilot": true, "bing": true, "grok": true, "deepseek": true, "qwen": true, "midjourney": true,
-	"dalle": true, "davinci": false, "perplexity": false,
+	"dalle": true,
+	// Not "palm", "davinci", "perplexity", "phi", "whisper": ordinary words first.
 }
 
 // isAIName reports whether the lower-case word w is an AI model or maker's name, alone or
 // with a version glued to it ("gpt4", "gpt4o", "gpt35turbo", "claude3", "llama2").
 func isAIName(w string) bool {
-	if len(w) < 3 || w[0] < 'a' || w[0] > 'z' {
+	if len(w) < 3 || len(w) > 24 {
+		return false
+	}
+	switch w[0] { // the first letters of aiNames: most words are out at once
+	case 'a', 'b', 'c', 'd', 'g', 'l', 'm', 'o', 'q':
+	default:
 		return false
 	}
 	if aiNames[w] {
@@ -93,6 +98,9 @@ const (
 type token struct {
 	start, end int // byte span in the view
 	punct      bool
+	// aiName is set for a word that names an AI model or maker (isAIName), found once
+	// when the text is tokenized rather than at each feature that reads the word.
+	aiName bool
 }
 
 // isCJK reports whether r is written without spaces between words, so each rune is its
@@ -138,7 +146,7 @@ func nextTokens(t string, i int, toks []token, symbols bool, limit int) ([]token
 					}
 					break
 				}
-				toks = append(toks, token{start: i, end: j})
+				toks = append(toks, token{start: i, end: j, aiName: isAIName(t[i:j])})
 				i = j
 			case c == ' ' || c == '\n' || c == '\t':
 				i++
