@@ -1,7 +1,6 @@
 package config
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"sort"
@@ -10,7 +9,6 @@ import (
 
 	"github.com/agext/levenshtein"
 	"github.com/hashicorp/hcl/v2"
-	"github.com/hashicorp/hcl/v2/ext/typeexpr"
 	"github.com/hashicorp/hcl/v2/hcldec"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/zclconf/go-cty/cty"
@@ -18,6 +16,7 @@ import (
 	ctyjson "github.com/zclconf/go-cty/cty/json"
 
 	"github.com/limitgraph/limit/sdk/base"
+	"github.com/limitgraph/limit/sdk/configtype"
 )
 
 // DecodePluginConfig checks b's config block against the schema the plugin declared and
@@ -41,7 +40,7 @@ func DecodePluginConfig(b *PluginBlock, schema base.Schema) (json.RawMessage, hc
 			diags = append(diags, schemaDiag(b, "attribute %q is declared twice", a.Name))
 			continue
 		}
-		ty, err := parseType(a.Type)
+		ty, err := configtype.ParseType(a.Type)
 		if err != nil {
 			diags = append(diags, schemaDiag(b, "attribute %q has type %q, which is not an HCL type constraint: %s",
 				a.Name, a.Type, err))
@@ -108,7 +107,7 @@ func DecodePluginConfig(b *PluginBlock, schema base.Schema) (json.RawMessage, hc
 			continue
 		}
 		if v.IsNull() {
-			def, err := defaultValue(a.Default, types[a.Name])
+			def, err := configtype.DefaultValue(a.Default, types[a.Name])
 			if err != nil {
 				diags = append(diags, schemaDiag(b, "the default of attribute %q does not fit its type %q: %s",
 					a.Name, a.Type, err))
@@ -324,85 +323,6 @@ func quoteList(names []string) string {
 		return q[0]
 	}
 	return strings.Join(q[:len(q)-1], ", ") + " and " + q[len(q)-1]
-}
-
-// Bounds of a type constraint a plugin declares.
-const (
-	maxTypeBytes   = 64 << 10
-	maxTypeNesting = 32
-)
-
-// parseType parses an HCL type constraint such as "list(string)".
-func parseType(s string) (cty.Type, error) {
-	// The string comes from a plugin: bound it before HCL's parser recurses into it.
-	if len(s) > maxTypeBytes {
-		return cty.NilType, fmt.Errorf("longer than %d bytes", maxTypeBytes)
-	}
-	depth := 0
-	for _, c := range s {
-		switch c {
-		case '(', '{', '[':
-			if depth++; depth > maxTypeNesting {
-				return cty.NilType, fmt.Errorf("nested more than %d levels deep", maxTypeNesting)
-			}
-		case ')', '}', ']':
-			depth--
-		}
-	}
-	expr, diags := hclsyntax.ParseExpression([]byte(s), "<plugin schema>", hcl.InitialPos)
-	if !diags.HasErrors() {
-		var ty cty.Type
-		ty, diags = typeexpr.TypeConstraint(expr)
-		if !diags.HasErrors() {
-			return ty, nil
-		}
-	}
-	for _, d := range diags {
-		if d.Severity == hcl.DiagError {
-			msg := d.Summary
-			if d.Detail != "" {
-				msg += ": " + strings.TrimSuffix(d.Detail, ".")
-			}
-			return cty.NilType, fmt.Errorf("%s", msg)
-		}
-	}
-	return cty.NilType, fmt.Errorf("invalid type")
-}
-
-// defaultValue turns a schema default, any JSON-encodable value or a json.RawMessage, into
-// a value of type ty; nil and JSON null give a null value.
-func defaultValue(def any, ty cty.Type) (cty.Value, error) {
-	if def == nil {
-		return cty.NullVal(ty), nil
-	}
-	var raw []byte
-	switch v := def.(type) {
-	case json.RawMessage:
-		raw = v
-	case []byte:
-		raw = v
-	default:
-		var err error
-		if raw, err = json.Marshal(v); err != nil {
-			return cty.NilVal, err
-		}
-	}
-	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 || string(raw) == "null" {
-		return cty.NullVal(ty), nil
-	}
-	implied, err := ctyjson.ImpliedType(raw)
-	if err != nil {
-		return cty.NilVal, err
-	}
-	v, err := ctyjson.Unmarshal(raw, implied)
-	if err != nil {
-		return cty.NilVal, err
-	}
-	if ty == cty.DynamicPseudoType {
-		return v, nil
-	}
-	return convert.Convert(v, ty)
 }
 
 // schemaDiag reports a fault in the schema a plugin declared: a bug of the plugin, which

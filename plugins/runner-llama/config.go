@@ -15,6 +15,7 @@ import (
 
 	gguf "github.com/gpustack/gguf-parser-go"
 
+	"github.com/limitgraph/limit/internal/describe"
 	"github.com/limitgraph/limit/sdk/base"
 )
 
@@ -193,7 +194,7 @@ func parseConfig(req base.ConfigureRequest, exe string, getenv func(string) stri
 			return
 		}
 		if *v != math.Trunc(*v) || *v < lo || *v > hi {
-			ds = append(ds, base.Errorf([]string{name}, "%s must be a whole number from %s to %s, got %s", name, number(lo), number(hi), number(*v)))
+			ds = append(ds, base.Errorf([]string{name}, "%s must be a whole number from %s to %s, got %s", name, describe.Number(lo), describe.Number(hi), describe.Number(*v)))
 			return
 		}
 		*dst = int(*v)
@@ -223,14 +224,14 @@ func parseConfig(req base.ConfigureRequest, exe string, getenv func(string) stri
 	set.sampling.Seed = int64(seed)
 	if raw.Temperature != nil {
 		if t := *raw.Temperature; t < 0 || t > 10 || math.IsNaN(t) {
-			ds = append(ds, base.Errorf([]string{"temperature"}, "temperature must be from 0 to 10, got %s", number(t)))
+			ds = append(ds, base.Errorf([]string{"temperature"}, "temperature must be from 0 to 10, got %s", describe.Number(t)))
 		} else {
 			set.sampling.Temperature = t
 		}
 	}
 	if raw.TopP != nil {
 		if p := *raw.TopP; !(p > 0 && p <= 1) {
-			ds = append(ds, base.Errorf([]string{"top_p"}, "top_p must be above 0 and at most 1, got %s", number(p)))
+			ds = append(ds, base.Errorf([]string{"top_p"}, "top_p must be above 0 and at most 1, got %s", describe.Number(p)))
 		} else {
 			set.sampling.TopP = p
 		}

@@ -4,13 +4,12 @@ import (
 	"fmt"
 	"math"
 	"sort"
-	"strconv"
 	"strings"
 
 	"github.com/ardanlabs/jinja"
 	"github.com/hybridgroup/yzma/pkg/llama"
 
-	"github.com/limitgraph/limit/internal/clip"
+	"github.com/limitgraph/limit/internal/describe"
 )
 
 // chatMessage is one message of params.messages.
@@ -64,19 +63,19 @@ func parseParams(p map[string]any, def sampling) (execParams, error) {
 		case "temperature":
 			f, ok := v.(float64)
 			if !ok || f < 0 || f > 10 || math.IsNaN(f) {
-				err = fmt.Errorf("params.temperature must be a number from 0 to 10, got %s", jsonValue(v))
+				err = fmt.Errorf("params.temperature must be a number from 0 to 10, got %s", describe.JSON(v))
 			}
 			ep.sampling.Temperature = f
 		case "top_p":
 			f, ok := v.(float64)
 			if !ok || !(f > 0 && f <= 1) {
-				err = fmt.Errorf("params.top_p must be a number above 0 and at most 1, got %s", jsonValue(v))
+				err = fmt.Errorf("params.top_p must be a number above 0 and at most 1, got %s", describe.JSON(v))
 			}
 			ep.sampling.TopP = f
 		case "ignore_eos":
 			b, ok := v.(bool)
 			if !ok {
-				err = fmt.Errorf("params.ignore_eos must be true or false, got %s", jsonValue(v))
+				err = fmt.Errorf("params.ignore_eos must be true or false, got %s", describe.JSON(v))
 			}
 			ep.ignoreEOS = b
 		case "stop":
@@ -101,39 +100,9 @@ func parseParams(p map[string]any, def sampling) (execParams, error) {
 func wholeParam(name string, v any, lo, hi float64) (int, error) {
 	f, ok := v.(float64)
 	if !ok || f != math.Trunc(f) || f < lo || f > hi {
-		return 0, fmt.Errorf("params.%s must be a whole number from %s to %s, got %s", name, number(lo), number(hi), jsonValue(v))
+		return 0, fmt.Errorf("params.%s must be a whole number from %s to %s, got %s", name, describe.Number(lo), describe.Number(hi), describe.JSON(v))
 	}
 	return int(f), nil
-}
-
-// number writes a number for a message as a user would write it: 1048576, not
-// 1.048576e+06.
-func number(f float64) string {
-	if math.Abs(f) >= 1e21 {
-		return strconv.FormatFloat(f, 'g', -1, 64)
-	}
-	return strconv.FormatFloat(f, 'f', -1, 64)
-}
-
-// jsonValue describes a JSON value a parameter was given, for its error: a number as
-// number writes it, and any other kind by what it is, so that the string "10" is not
-// shown as if it were the number 10.
-func jsonValue(v any) string {
-	switch x := v.(type) {
-	case float64:
-		return number(x)
-	case string:
-		return fmt.Sprintf("the string %q", clip.Marked(x, 40))
-	case bool:
-		return strconv.FormatBool(x)
-	case nil:
-		return "null"
-	case []any:
-		return "a list"
-	case map[string]any:
-		return "an object"
-	}
-	return fmt.Sprint(v)
 }
 
 // nulError tells where text holds a NUL character, or returns nil. llama.cpp reads text
@@ -158,7 +127,7 @@ func stopParam(v any) ([]string, error) {
 		for i, e := range s {
 			str, ok := e.(string)
 			if !ok {
-				return nil, fmt.Errorf("params.stop[%d] must be a string, got %s", i, jsonValue(e))
+				return nil, fmt.Errorf("params.stop[%d] must be a string, got %s", i, describe.JSON(e))
 			}
 			if str != "" {
 				out = append(out, str)
@@ -166,7 +135,7 @@ func stopParam(v any) ([]string, error) {
 		}
 		return out, nil
 	}
-	return nil, fmt.Errorf("params.stop must be a string or a list of strings, got %s", jsonValue(v))
+	return nil, fmt.Errorf("params.stop must be a string or a list of strings, got %s", describe.JSON(v))
 }
 
 func messagesParam(v any) ([]chatMessage, error) {

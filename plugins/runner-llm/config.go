@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/limitgraph/limit/internal/describe"
 	"github.com/limitgraph/limit/sdk/base"
 )
 
@@ -236,7 +237,7 @@ func parseConfig(req base.ConfigureRequest) (settings, base.Diagnostics) {
 			return 0, false
 		}
 		if *v != math.Trunc(*v) || *v < lo || *v > hi {
-			ds = append(ds, base.Errorf([]string{name}, "%s must be a whole number from %s to %s, got %s", name, number(lo), number(hi), number(*v)))
+			ds = append(ds, base.Errorf([]string{name}, "%s must be a whole number from %s to %s, got %s", name, describe.Number(lo), describe.Number(hi), describe.Number(*v)))
 			return 0, false
 		}
 		return int(*v), true
@@ -252,14 +253,14 @@ func parseConfig(req base.ConfigureRequest) (settings, base.Diagnostics) {
 	}
 	if raw.BudgetCost != nil {
 		if c := *raw.BudgetCost; c < 0 || math.IsNaN(c) || math.IsInf(c, 0) {
-			ds = append(ds, base.Errorf([]string{"budget_cost"}, "budget_cost must be a number of dollars, 0 or more, got %s", number(c)))
+			ds = append(ds, base.Errorf([]string{"budget_cost"}, "budget_cost must be a number of dollars, 0 or more, got %s", describe.Number(c)))
 		} else {
 			set.budgetCost = c
 		}
 	}
 	if raw.Temperature != nil {
 		if t := *raw.Temperature; t < 0 || t > 2 || math.IsNaN(t) {
-			ds = append(ds, base.Errorf([]string{"temperature"}, "temperature must be from 0 to 2, got %s", number(t)))
+			ds = append(ds, base.Errorf([]string{"temperature"}, "temperature must be from 0 to 2, got %s", describe.Number(t)))
 		} else {
 			set.temperature = raw.Temperature
 		}

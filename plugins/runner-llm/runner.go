@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -17,6 +16,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/limitgraph/limit/internal/clip"
+	"github.com/limitgraph/limit/internal/describe"
 	"github.com/limitgraph/limit/sdk/base"
 	"github.com/limitgraph/limit/sdk/runner"
 )
@@ -649,19 +649,19 @@ func buildRequest(set settings, input string, params map[string]any) (chatReques
 		case "system":
 			s, ok := v.(string)
 			if !ok {
-				return req, fmt.Errorf("params.system must be a string, got %s", jsonValue(v))
+				return req, fmt.Errorf("params.system must be a string, got %s", describe.JSON(v))
 			}
 			req.system = s
 		case "max_tokens":
 			f, ok := v.(float64)
 			if !ok || f != math.Trunc(f) || f < 1 || f > maxTokensLimit {
-				return req, fmt.Errorf("params.max_tokens must be a whole number from 1 to %s, got %s", number(maxTokensLimit), jsonValue(v))
+				return req, fmt.Errorf("params.max_tokens must be a whole number from 1 to %s, got %s", describe.Number(maxTokensLimit), describe.JSON(v))
 			}
 			req.maxTokens = int(f)
 		case "temperature":
 			f, ok := v.(float64)
 			if !ok || f < 0 || f > 2 || math.IsNaN(f) {
-				return req, fmt.Errorf("params.temperature must be a number from 0 to 2, got %s", jsonValue(v))
+				return req, fmt.Errorf("params.temperature must be a number from 0 to 2, got %s", describe.JSON(v))
 			}
 			// Anthropic's SDK v2 has no temperature (its API deprecated it): rather than
 			// drop it for an Anthropic model, the request is refused.
@@ -680,17 +680,17 @@ func buildRequest(set settings, input string, params map[string]any) (chatReques
 				for i, e := range s {
 					str, ok := e.(string)
 					if !ok {
-						return req, fmt.Errorf("params.stop[%d] must be a string, got %s", i, jsonValue(e))
+						return req, fmt.Errorf("params.stop[%d] must be a string, got %s", i, describe.JSON(e))
 					}
 					req.stop = append(req.stop, str)
 				}
 			default:
-				return req, fmt.Errorf("params.stop must be a string or a list of strings, got %s", jsonValue(v))
+				return req, fmt.Errorf("params.stop must be a string or a list of strings, got %s", describe.JSON(v))
 			}
 		case "stream":
 			b, ok := v.(bool)
 			if !ok {
-				return req, fmt.Errorf("params.stream must be true or false, got %s", jsonValue(v))
+				return req, fmt.Errorf("params.stream must be true or false, got %s", describe.JSON(v))
 			}
 			req.stream = b
 		default:
@@ -721,36 +721,6 @@ func targetName(t target, i int) string {
 		return t.String()
 	}
 	return fmt.Sprintf("%s (fallback %d)", t, i)
-}
-
-// number writes a number for a message as a user would write it: 16777216, not
-// 1.6777216e+07 (the llama runner writes its numbers the same way).
-func number(f float64) string {
-	if math.Abs(f) >= 1e21 {
-		return strconv.FormatFloat(f, 'g', -1, 64)
-	}
-	return strconv.FormatFloat(f, 'f', -1, 64)
-}
-
-// jsonValue describes a JSON value a parameter was given, for its error: a number as
-// number writes it, and any other kind by what it is, so that the string "10" is not
-// shown as if it were the number 10.
-func jsonValue(v any) string {
-	switch x := v.(type) {
-	case float64:
-		return number(x)
-	case string:
-		return fmt.Sprintf("the string %q", clip.Marked(x, 40))
-	case bool:
-		return strconv.FormatBool(x)
-	case nil:
-		return "null"
-	case []any:
-		return "a list"
-	case map[string]any:
-		return "an object"
-	}
-	return fmt.Sprint(v)
 }
 
 // Cancel implements runner.Runner.

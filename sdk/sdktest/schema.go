@@ -5,17 +5,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
-	"strings"
 
 	"github.com/agext/levenshtein"
-	"github.com/hashicorp/hcl/v2"
-	"github.com/hashicorp/hcl/v2/ext/typeexpr"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/zclconf/go-cty/cty"
-	"github.com/zclconf/go-cty/cty/convert"
 	ctyjson "github.com/zclconf/go-cty/cty/json"
 
 	"github.com/limitgraph/limit/sdk/base"
+	"github.com/limitgraph/limit/sdk/configtype"
 )
 
 // ApplySchema does to config, a plugin's configuration as a JSON object, what the host
@@ -45,13 +42,13 @@ func ApplySchema(schema base.Schema, config json.RawMessage) (json.RawMessage, b
 			bad("attribute %q is declared twice", a.Name)
 			continue
 		}
-		ty, err := parseType(a.Type)
+		ty, err := configtype.ParseType(a.Type)
 		if err != nil {
 			bad("attribute %q has type %q, which is not an HCL type constraint: %v", a.Name, a.Type, err)
 			continue
 		}
 		types[a.Name] = ty
-		if _, err := defaultValue(a.Default, ty); err != nil {
+		if _, err := configtype.DefaultValue(a.Default, ty); err != nil {
 			bad("the default of attribute %q does not fit its type %q: %v", a.Name, a.Type, err)
 		}
 	}
@@ -95,12 +92,12 @@ func ApplySchema(schema base.Schema, config json.RawMessage) (json.RawMessage, b
 				ds = append(ds, base.Errorf([]string{a.Name}, "attribute %q is required", a.Name))
 				continue
 			}
-			if v, _ := defaultValue(a.Default, ty); !v.IsNull() {
+			if v, _ := configtype.DefaultValue(a.Default, ty); !v.IsNull() {
 				attrs[a.Name] = v
 			}
 			continue
 		}
-		v, err := defaultValue(raw, ty) // the same conversion as a default's
+		v, err := configtype.DefaultValue(raw, ty) // the same conversion as a default's
 		if err != nil {
 			ds = append(ds, base.Errorf([]string{a.Name}, "must be of type %s: %v", a.Type, err))
 			continue
@@ -194,83 +191,4 @@ func didYouMean(given string, names []string) string {
 		}
 	}
 	return ""
-}
-
-// Bounds of a type constraint a plugin declares, as the host sets them.
-const (
-	maxTypeBytes   = 64 << 10
-	maxTypeNesting = 32
-)
-
-// parseType parses an HCL type constraint such as "list(string)", as the host does.
-func parseType(s string) (cty.Type, error) {
-	// The string comes from a plugin: bound it before HCL's parser recurses into it.
-	if len(s) > maxTypeBytes {
-		return cty.NilType, fmt.Errorf("longer than %d bytes", maxTypeBytes)
-	}
-	depth := 0
-	for _, c := range s {
-		switch c {
-		case '(', '{', '[':
-			if depth++; depth > maxTypeNesting {
-				return cty.NilType, fmt.Errorf("nested more than %d levels deep", maxTypeNesting)
-			}
-		case ')', '}', ']':
-			depth--
-		}
-	}
-	expr, diags := hclsyntax.ParseExpression([]byte(s), "<plugin schema>", hcl.InitialPos)
-	if !diags.HasErrors() {
-		var ty cty.Type
-		ty, diags = typeexpr.TypeConstraint(expr)
-		if !diags.HasErrors() {
-			return ty, nil
-		}
-	}
-	for _, d := range diags {
-		if d.Severity == hcl.DiagError {
-			msg := d.Summary
-			if d.Detail != "" {
-				msg += ": " + strings.TrimSuffix(d.Detail, ".")
-			}
-			return cty.NilType, fmt.Errorf("%s", msg)
-		}
-	}
-	return cty.NilType, fmt.Errorf("invalid type")
-}
-
-// defaultValue turns a schema default, any JSON-encodable value or a json.RawMessage, into
-// a value of type ty; nil and JSON null give a null value.
-func defaultValue(def any, ty cty.Type) (cty.Value, error) {
-	if def == nil {
-		return cty.NullVal(ty), nil
-	}
-	var raw []byte
-	switch v := def.(type) {
-	case json.RawMessage:
-		raw = v
-	case []byte:
-		raw = v
-	default:
-		var err error
-		if raw, err = json.Marshal(v); err != nil {
-			return cty.NilVal, err
-		}
-	}
-	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 || string(raw) == "null" {
-		return cty.NullVal(ty), nil
-	}
-	implied, err := ctyjson.ImpliedType(raw)
-	if err != nil {
-		return cty.NilVal, err
-	}
-	v, err := ctyjson.Unmarshal(raw, implied)
-	if err != nil {
-		return cty.NilVal, err
-	}
-	if ty == cty.DynamicPseudoType {
-		return v, nil
-	}
-	return convert.Convert(v, ty)
 }
