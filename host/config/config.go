@@ -227,6 +227,9 @@ type PluginBlock struct {
 	// Pool is the runner block's `pool`, nil when it sets none; PoolSize applies the
 	// default.
 	Pool *int
+	// IdleTimeout is the runner block's `idle_timeout`, nil when it sets none;
+	// RunnerIdleTimeout applies the default.
+	IdleTimeout *time.Duration
 	// Config is the raw config block, never nil: an empty body when the block has no
 	// config block, so it can always be decoded.
 	Config hcl.Body
@@ -266,6 +269,20 @@ func (b *PluginBlock) PoolSize() int {
 		return *b.Pool
 	}
 	return DefaultRunnerPool
+}
+
+// RunnerIdleTimeout is how long a session's process of the runner may run nothing before
+// the host stops it (the session's next execution then starts a fresh one): the block's
+// `idle_timeout`, else DefaultRunnerIdleTimeout. 0 keeps each until its session is
+// deleted. Other kinds of block have none.
+func (b *PluginBlock) RunnerIdleTimeout() time.Duration {
+	switch {
+	case b.Kind != base.KindRunner:
+		return 0
+	case b.IdleTimeout != nil:
+		return *b.IdleTimeout
+	}
+	return DefaultRunnerIdleTimeout
 }
 
 // SelectedStorage returns the storage block in use, or nil when there is none (which

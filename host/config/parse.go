@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclparse"
@@ -55,8 +56,9 @@ var pluginBlockSchema = &hcl.BodySchema{
 
 // runnerBlockSchema is pluginBlockSchema plus what only runner blocks have.
 var runnerBlockSchema = &hcl.BodySchema{
-	Attributes: append(append([]hcl.AttributeSchema{}, pluginBlockSchema.Attributes...), hcl.AttributeSchema{Name: "pool"}),
-	Blocks:     pluginBlockSchema.Blocks,
+	Attributes: append(append([]hcl.AttributeSchema{}, pluginBlockSchema.Attributes...),
+		hcl.AttributeSchema{Name: "pool"}, hcl.AttributeSchema{Name: "idle_timeout"}),
+	Blocks: pluginBlockSchema.Blocks,
 }
 
 // DefaultRunnerPool is a runner block's pool when it sets none, and MaxRunnerPool the
@@ -65,6 +67,10 @@ const (
 	DefaultRunnerPool = 1
 	MaxRunnerPool     = 64
 )
+
+// DefaultRunnerIdleTimeout is a runner block's idle_timeout when it sets none: a session's
+// runner process that has run nothing for that long is stopped.
+const DefaultRunnerIdleTimeout = 30 * time.Minute
 
 var governanceSchema = &hcl.BodySchema{
 	Attributes: []hcl.AttributeSchema{{Name: "policy"}},
@@ -372,6 +378,9 @@ func (d *decoder) pluginBlock(blk *hcl.Block, kind string, labels map[string]map
 			pool := int(n)
 			pb.Pool = &pool
 		}
+	}
+	if dur, attr := d.duration(a, "idle_timeout", true); attr != nil {
+		pb.IdleTimeout = &dur
 	}
 
 	if s, attr := d.str(a, "plugin"); attr != nil {

@@ -355,6 +355,8 @@ func (e *Engine) Execute(ctx context.Context, sessionID string, req Request, emi
 	if err != nil {
 		return nil, stopping(ctx, err)
 	}
+	// Until the execution is over, its process is not stopped for being idle.
+	defer h.Done()
 	ctype := contentType(caps(h.Process.Info.Capabilities))
 	if l, ok := h.Runner.(runner.SessionLimiter); ok {
 		if timeout, err = Timeout(s, req, l.SessionLimits().Timeout); err != nil {

@@ -48,6 +48,10 @@ type Spec struct {
 	// Pool is how many processes of a runner are kept started and configured ahead of
 	// the sessions that will take them; 0 starts each when a session needs it.
 	Pool int
+	// IdleTimeout, for a runner, is how long a session's process may run nothing before
+	// it is stopped (the session's next execution starts a fresh one); 0 keeps it until
+	// the session is released.
+	IdleTimeout time.Duration
 }
 
 // ID is the plugin's namespaced id, e.g. "storage.bolt".

@@ -20,6 +20,10 @@ import (
 // never shared and never reused, stopped when the session is released. A runner whose
 // spec has a Pool keeps that many processes started and configured ahead of time; a
 // session takes one and opens itself in it.
+//
+// A process that has run nothing for its spec's IdleTimeout is stopped: the session's
+// next Get starts a fresh one, marked Replaced, as after a crash (the process's state is
+// gone; what the session spent, which the host keeps, is not).
 type Runners struct {
 	logger hclog.Logger
 	specs  map[string]Spec
@@ -29,6 +33,9 @@ type Runners struct {
 	procs   map[runnerKey]*runnerEntry
 	crashes int
 	closed  bool
+	// reset marks the sessions whose process of a runner was stopped for being idle: the
+	// next process Get starts for them is Replaced.
+	reset map[runnerKey]bool
 	// stopping counts processes being stopped in the background (Retire, Died, a start
 	// that outlived its stop); Close waits for it to reach zero, signalled by stopped.
 	stopping int
@@ -49,6 +56,13 @@ type runnerEntry struct {
 	// dead marks a process found dead though its plugin client does not say it exited
 	// (Handle.Died); guarded by Runners.mu.
 	dead bool
+	// inFlight counts the handles Get gave out that are not Done yet, and lastUsed is
+	// when the last of them was, or when the process was started; an entry is stopped
+	// for being idle only with none in flight. idle is the timer that does so. All three
+	// are guarded by Runners.mu.
+	inFlight int
+	lastUsed time.Time
+	idle     *time.Timer
 }
 
 // NewRunners returns the runners of the given specs, keyed by runner name, and starts
@@ -57,7 +71,7 @@ func NewRunners(specs map[string]Spec, logger hclog.Logger) *Runners {
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
-	r := &Runners{logger: logger, specs: specs, pools: map[string]*pool{}, procs: map[runnerKey]*runnerEntry{},
+	r := &Runners{logger: logger, specs: specs, pools: map[string]*pool{}, procs: map[runnerKey]*runnerEntry{}, reset: map[runnerKey]bool{},
 		sandboxUIDs: [][2]int{{runner.SandboxUIDBase, runner.SandboxUIDBase + runner.SandboxUIDCount - 1}}}
 	r.stopped = sync.NewCond(&r.mu)
 	for name, spec := range specs {
@@ -91,7 +105,8 @@ type Handle struct {
 	// Fresh is true when the process was started by this call.
 	Fresh bool
 	// Replaced is true when this call started a process because the session's previous
-	// one had died: whatever state it held is gone.
+	// one had died, or was stopped for being idle (see Runners): whatever state it held
+	// is gone.
 	Replaced bool
 	// Spent, when set, is called by Execute with the figures of a result's usage extras
 	// whose keys start with runner.SpentPrefix: the session's running totals, such as what
@@ -104,6 +119,70 @@ type Handle struct {
 
 	runners *Runners
 	key     runnerKey
+	entry   *runnerEntry
+	done    sync.Once
+}
+
+// Done tells the runners the caller is finished with the handle (its execution ended):
+// from then on, with no other handle of the process in flight, its idle time counts. A
+// handle never Done keeps its process from being stopped for being idle. Done is safe to
+// call more than once.
+func (h *Handle) Done() {
+	r := h.runners
+	if r == nil || h.entry == nil {
+		return
+	}
+	h.done.Do(func() {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		e := h.entry
+		e.inFlight--
+		e.lastUsed = time.Now()
+		idle := r.specs[h.key.runner].IdleTimeout
+		if e.inFlight > 0 || idle <= 0 || r.closed || r.procs[h.key] != e {
+			return
+		}
+		if e.idle != nil {
+			e.idle.Stop()
+		}
+		key := h.key
+		e.idle = time.AfterFunc(idle, func() { r.reapIdle(key, e, idle) })
+	})
+}
+
+// reapIdle stops the process of e if it is still the session's and has run nothing for
+// idle: the timer that calls it may have lost a race with a Get.
+func (r *Runners) reapIdle(key runnerKey, e *runnerEntry, idle time.Duration) {
+	r.mu.Lock()
+	if r.closed || r.procs[key] != e || e.inFlight > 0 || time.Since(e.lastUsed) < idle {
+		r.mu.Unlock()
+		return
+	}
+	r.retireLocked(key, e)
+	r.mu.Unlock()
+	r.logger.Info("runner process idle; stopped, the session's next execution gets a fresh one (state_reset)",
+		"plugin", e.proc.Spec.ID(), "session", key.session, "pid", e.proc.PID, "idle_timeout", idle)
+}
+
+// retireLocked drops the session's process of e, idle (nothing in flight), and stops it
+// politely in the background, returning a channel closed once it is stopped; the
+// session's next Get starts a fresh process, Replaced. r.mu is held.
+func (r *Runners) retireLocked(key runnerKey, e *runnerEntry) <-chan struct{} {
+	delete(r.procs, key)
+	r.reset[key] = true
+	if e.idle != nil {
+		e.idle.Stop()
+	}
+	if e.dead || e.proc.Exited() {
+		// Found dead before Get could count it.
+		r.crashes++
+	}
+	done := make(chan struct{})
+	r.stopLocked(func() {
+		defer close(done)
+		closeProcess(context.Background(), e.proc)
+	})
+	return done
 }
 
 // spentTimeout bounds Handle.Spent.
@@ -223,14 +302,20 @@ func (r *Runners) Get(ctx context.Context, sess runner.Session, name string) (*H
 		}
 		e, ok := r.procs[key]
 		if !ok {
-			e = &runnerEntry{ready: make(chan struct{})}
+			e = &runnerEntry{ready: make(chan struct{}), inFlight: 1, lastUsed: time.Now()}
 			r.procs[key] = e
+			reset := r.reset[key]
+			delete(r.reset, key)
 			r.mu.Unlock()
 			p, err := r.start(ctx, spec, sess)
 			r.mu.Lock()
 			e.proc, e.err = p, err
 			if (err != nil || r.closed) && r.procs[key] == e {
 				delete(r.procs, key)
+			}
+			if err != nil && reset {
+				// The session's next process is still the first since its state was lost.
+				r.reset[key] = true
 			}
 			closed := r.closed
 			close(e.ready)
@@ -243,7 +328,7 @@ func (r *Runners) Get(ctx context.Context, sess runner.Session, name string) (*H
 				return nil, fmt.Errorf("runner %q: host is shutting down", name)
 			}
 			go r.isolationOf(e, spec, sess.ID)
-			return &Handle{Runner: p.Impl.(runner.Runner), Process: p, Fresh: true, Replaced: replaced, runners: r, key: key}, nil
+			return &Handle{Runner: p.Impl.(runner.Runner), Process: p, Fresh: true, Replaced: replaced || reset, runners: r, key: key, entry: e}, nil
 		}
 		r.mu.Unlock()
 		select {
@@ -256,11 +341,17 @@ func (r *Runners) Get(ctx context.Context, sess runner.Session, name string) (*H
 			continue
 		}
 		r.mu.Lock()
-		dead := e.dead
-		r.mu.Unlock()
-		if !dead && !e.proc.Exited() {
-			return &Handle{Runner: e.proc.Impl.(runner.Runner), Process: e.proc, runners: r, key: key}, nil
+		if r.procs[key] != e {
+			// Stopped meanwhile (retired, or idle): start another.
+			r.mu.Unlock()
+			continue
 		}
+		if !e.dead && !e.proc.Exited() {
+			e.inFlight++
+			r.mu.Unlock()
+			return &Handle{Runner: e.proc.Impl.(runner.Runner), Process: e.proc, runners: r, key: key, entry: e}, nil
+		}
+		r.mu.Unlock()
 		r.logger.Error("runner process died; starting a fresh one, the session's runner state is lost",
 			"plugin", spec.ID(), "session", sess.ID, "pid", e.proc.PID)
 		r.mu.Lock()
@@ -391,6 +482,14 @@ func (r *Runners) Release(ctx context.Context, sessionID string) {
 		if k.session == sessionID {
 			entries = append(entries, e)
 			delete(r.procs, k)
+			if e.idle != nil {
+				e.idle.Stop()
+			}
+		}
+	}
+	for k := range r.reset {
+		if k.session == sessionID {
+			delete(r.reset, k)
 		}
 	}
 	r.mu.Unlock()
@@ -426,15 +525,21 @@ func (r *Runners) stopAll(ctx context.Context, entries []*runnerEntry) {
 			if e.proc == nil {
 				return
 			}
-			if !e.proc.Exited() {
-				cctx, cancel := context.WithTimeout(ctx, runner.CloseSessionTimeout)
-				_ = e.proc.Impl.(runner.Runner).CloseSession(cctx)
-				cancel()
-			}
-			e.proc.Kill()
+			closeProcess(ctx, e.proc)
 		}()
 	}
 	wg.Wait()
+}
+
+// closeProcess closes the session of a runner process politely (for at most
+// runner.CloseSessionTimeout) and kills it.
+func closeProcess(ctx context.Context, p *Process) {
+	if !p.Exited() {
+		cctx, cancel := context.WithTimeout(ctx, runner.CloseSessionTimeout)
+		_ = p.Impl.(runner.Runner).CloseSession(cctx)
+		cancel()
+	}
+	p.Kill()
 }
 
 // Idle is the number of pre-started processes waiting in the named runner's pool.
@@ -500,6 +605,9 @@ func (r *Runners) Close(ctx context.Context) {
 	for k, e := range r.procs {
 		entries = append(entries, e)
 		delete(r.procs, k)
+		if e.idle != nil {
+			e.idle.Stop()
+		}
 	}
 	r.mu.Unlock()
 	var wg sync.WaitGroup

@@ -1,0 +1,57 @@
+package config
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestRunnerIdleTimeout: a runner block's idle_timeout (default 30m, "0" keeps processes
+// until their session is deleted), and the file:line errors `limitd -validate` prints for
+// bad values.
+func TestRunnerIdleTimeout(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		src  string
+		idle time.Duration
+	}{
+		{"default", "runner \"python\" {}\n", DefaultRunnerIdleTimeout},
+		{"set", "runner \"python\" {\n  idle_timeout = \"90s\"\n}\n", 90 * time.Second},
+		{"off", "runner \"python\" {\n  idle_timeout = \"0\"\n}\n", 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, diags := Parse(testFile, []byte(tt.src), envMap(nil))
+			if diags.HasErrors() {
+				t.Fatal(diags)
+			}
+			b := cfg.Runners[0]
+			if got := b.RunnerIdleTimeout(); got != tt.idle {
+				t.Fatalf("idle_timeout = %v, want %v", got, tt.idle)
+			}
+		})
+	}
+	for _, tt := range []struct {
+		name, src, summary, detail string
+		line                       int
+	}{
+		{"idle negative", "runner \"python\" {\n\n  idle_timeout = \"-1m\"\n}\n", "Invalid duration", "idle_timeout must not be negative", 3},
+		{"idle not a duration", "runner \"python\" {\n  idle_timeout = \"half an hour\"\n}\n", "Invalid duration", "idle_timeout = \"half an hour\" is not a duration", 2},
+		{"idle without unit", "runner \"python\" {\n  idle_timeout = 30\n}\n", "Invalid duration", "missing unit", 2},
+		{"not a runner", "storage \"bolt\" {\n  idle_timeout = \"1m\"\n}\n", "Unsupported argument", "idle_timeout", 2},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, diags := Parse(testFile, []byte(tt.src), envMap(nil))
+			errs := errorsOf(diags)
+			if len(errs) != 1 {
+				t.Fatalf("diagnostics %v, want one error", diags)
+			}
+			d := errs[0]
+			if d.Subject == nil || d.Subject.Filename != testFile || d.Subject.Start.Line != tt.line {
+				t.Fatalf("error %q at %v, want %s line %d", d.Error(), d.Subject, testFile, tt.line)
+			}
+			if !strings.Contains(d.Summary, tt.summary) || !strings.Contains(d.Summary+d.Detail, tt.detail) {
+				t.Fatalf("error %q / %q, want %q and %q", d.Summary, d.Detail, tt.summary, tt.detail)
+			}
+		})
+	}
+}
