@@ -165,7 +165,10 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 			detail += "; the cause is in the daemon's log"
 		}
 		writeProblem(w, r, code, detail, nil)
-	case errors.Is(err, execution.ErrGovernanceUnavailable), errors.Is(err, execution.ErrStopping):
+	case errors.Is(err, execution.ErrGovernanceUnavailable), errors.Is(err, execution.ErrStopping),
+		errors.Is(err, plugins.ErrRunnerBusy):
+		// A runner at its max_processes with every process running an execution is a
+		// plugin that cannot take the request now, as a rule plugin that cannot answer.
 		w.Header().Set("Retry-After", "5")
 		writeProblem(w, r, http.StatusServiceUnavailable, err.Error(), nil)
 	case errors.Is(err, context.Canceled):

@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/limitgraph/limit/host/execution"
+	"github.com/limitgraph/limit/host/plugins"
 	"github.com/limitgraph/limit/host/session"
 	"github.com/limitgraph/limit/internal/syncbuf"
 	"github.com/limitgraph/limit/sdk/storage"
@@ -68,6 +69,8 @@ func TestStreamErrorEventStatus(t *testing.T) {
 		retry  bool
 	}{
 		{fmt.Errorf("post: %w", execution.ErrGovernanceUnavailable), 503, true},
+		// Every process a runner may have (max_processes) is running an execution.
+		{fmt.Errorf("runner: %w", &plugins.RunnerBusyError{Runner: "python", Max: 2}), 503, true},
 		{fmt.Errorf("pre: %w", execution.ErrUncheckable), 422, false},
 		{fmt.Errorf("size: %w", execution.ErrTooLarge), 413, false},
 		// The code ran: no Retry-After, which would invite running it twice.

@@ -230,6 +230,9 @@ type PluginBlock struct {
 	// IdleTimeout is the runner block's `idle_timeout`, nil when it sets none;
 	// RunnerIdleTimeout applies the default.
 	IdleTimeout *time.Duration
+	// MaxProcesses is the runner block's `max_processes`: the most processes of the runner
+	// its sessions hold at once; 0 sets no cap.
+	MaxProcesses int
 	// Config is the raw config block, never nil: an empty body when the block has no
 	// config block, so it can always be decoded.
 	Config hcl.Body

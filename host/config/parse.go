@@ -57,7 +57,7 @@ var pluginBlockSchema = &hcl.BodySchema{
 // runnerBlockSchema is pluginBlockSchema plus what only runner blocks have.
 var runnerBlockSchema = &hcl.BodySchema{
 	Attributes: append(append([]hcl.AttributeSchema{}, pluginBlockSchema.Attributes...),
-		hcl.AttributeSchema{Name: "pool"}, hcl.AttributeSchema{Name: "idle_timeout"}),
+		hcl.AttributeSchema{Name: "pool"}, hcl.AttributeSchema{Name: "idle_timeout"}, hcl.AttributeSchema{Name: "max_processes"}),
 	Blocks: pluginBlockSchema.Blocks,
 }
 
@@ -71,6 +71,9 @@ const (
 // DefaultRunnerIdleTimeout is a runner block's idle_timeout when it sets none: a session's
 // runner process that has run nothing for that long is stopped.
 const DefaultRunnerIdleTimeout = 30 * time.Minute
+
+// MaxRunnerProcesses is the largest max_processes a runner block may set.
+const MaxRunnerProcesses = 1 << 20
 
 var governanceSchema = &hcl.BodySchema{
 	Attributes: []hcl.AttributeSchema{{Name: "policy"}},
@@ -381,6 +384,13 @@ func (d *decoder) pluginBlock(blk *hcl.Block, kind string, labels map[string]map
 	}
 	if dur, attr := d.duration(a, "idle_timeout", true); attr != nil {
 		pb.IdleTimeout = &dur
+	}
+	if n, attr := d.int64(a, "max_processes", 0, MaxRunnerProcesses); attr != nil {
+		if n < 0 || n > MaxRunnerProcesses {
+			d.invalid(attr, "Invalid max_processes", "max_processes must be at least 0 (0 sets no cap) and at most %d; got %d.", MaxRunnerProcesses, n)
+		} else {
+			pb.MaxProcesses = int(n)
+		}
 	}
 
 	if s, attr := d.str(a, "plugin"); attr != nil {

@@ -6,18 +6,19 @@ import (
 	"time"
 )
 
-// TestRunnerIdleTimeout: a runner block's idle_timeout (default 30m, "0" keeps processes
-// until their session is deleted), and the file:line errors `limitd -validate` prints for
-// bad values.
-func TestRunnerIdleTimeout(t *testing.T) {
+// TestRunnerIdleTimeoutAndMaxProcesses: a runner block's idle_timeout (default 30m, "0"
+// keeps processes until their session is deleted) and max_processes (default 0, no cap),
+// and the file:line errors `limitd -validate` prints for bad values.
+func TestRunnerIdleTimeoutAndMaxProcesses(t *testing.T) {
 	for _, tt := range []struct {
 		name string
 		src  string
 		idle time.Duration
+		max  int
 	}{
-		{"default", "runner \"python\" {}\n", DefaultRunnerIdleTimeout},
-		{"set", "runner \"python\" {\n  idle_timeout = \"90s\"\n}\n", 90 * time.Second},
-		{"off", "runner \"python\" {\n  idle_timeout = \"0\"\n}\n", 0},
+		{"default", "runner \"python\" {}\n", DefaultRunnerIdleTimeout, 0},
+		{"set", "runner \"python\" {\n  idle_timeout  = \"90s\"\n  max_processes = 8\n}\n", 90 * time.Second, 8},
+		{"off", "runner \"python\" {\n  idle_timeout  = \"0\"\n  max_processes = 0\n}\n", 0, 0},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg, diags := Parse(testFile, []byte(tt.src), envMap(nil))
@@ -25,8 +26,8 @@ func TestRunnerIdleTimeout(t *testing.T) {
 				t.Fatal(diags)
 			}
 			b := cfg.Runners[0]
-			if got := b.RunnerIdleTimeout(); got != tt.idle {
-				t.Fatalf("idle_timeout = %v, want %v", got, tt.idle)
+			if got := b.RunnerIdleTimeout(); got != tt.idle || b.MaxProcesses != tt.max {
+				t.Fatalf("idle_timeout = %v, max_processes = %d; want %v, %d", got, b.MaxProcesses, tt.idle, tt.max)
 			}
 		})
 	}
@@ -37,6 +38,9 @@ func TestRunnerIdleTimeout(t *testing.T) {
 		{"idle negative", "runner \"python\" {\n\n  idle_timeout = \"-1m\"\n}\n", "Invalid duration", "idle_timeout must not be negative", 3},
 		{"idle not a duration", "runner \"python\" {\n  idle_timeout = \"half an hour\"\n}\n", "Invalid duration", "idle_timeout = \"half an hour\" is not a duration", 2},
 		{"idle without unit", "runner \"python\" {\n  idle_timeout = 30\n}\n", "Invalid duration", "missing unit", 2},
+		{"max negative", "runner \"python\" {\n  pool = 0\n  max_processes = -1\n}\n", "Invalid max_processes", "got -1", 3},
+		{"max fraction", "runner \"python\" {\n  max_processes = 2.5\n}\n", "Invalid max_processes", "whole number", 2},
+		{"max not a number", "runner \"python\" {\n  max_processes = \"many\"\n}\n", "Incorrect attribute value type", "a number is required", 2},
 		{"not a runner", "storage \"bolt\" {\n  idle_timeout = \"1m\"\n}\n", "Unsupported argument", "idle_timeout", 2},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

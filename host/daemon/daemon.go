@@ -187,7 +187,7 @@ func prepareBlock(ctx context.Context, cfg *config.Config, b *config.PluginBlock
 	spec := plugins.Spec{
 		Kind: b.Kind, Name: b.Name, SHA256: b.SHA256, Env: b.Env, DataDir: dataDir,
 		StartTimeout: cfg.Host.PluginStartTimeout, LogLevel: cfg.Host.LogLevel, Pool: b.PoolSize(),
-		IdleTimeout: b.RunnerIdleTimeout(),
+		IdleTimeout: b.RunnerIdleTimeout(), MaxProcesses: b.MaxProcesses,
 	}
 	path, err := plugins.Resolve(pluginDir, b.Plugin, nil)
 	if err != nil {

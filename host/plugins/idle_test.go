@@ -2,6 +2,7 @@ package plugins
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -143,5 +144,66 @@ func TestRunnerIdleRace(t *testing.T) {
 			t.Fatalf("execution %d: %+v %v", i, res, err)
 		}
 		h.Done()
+	}
+}
+
+// TestRunnerMaxProcesses: at max_processes, a new session's process replaces the least
+// recently used one with nothing in flight (its session's next process is Replaced); with
+// every process busy, Get is refused with a RunnerBusyError.
+func TestRunnerMaxProcesses(t *testing.T) {
+	ctx := context.Background()
+	spec := testSpec(base.KindRunner, "echo", "echo")
+	spec.MaxProcesses = 2
+	rs := NewRunners(map[string]Spec{"echo": spec}, nil)
+	defer rs.Close(ctx)
+	use := func(id string) *Handle {
+		t.Helper()
+		h, err := rs.Get(ctx, runner.Session{ID: id}, "echo")
+		if err != nil {
+			t.Fatalf("Get %s: %v", id, err)
+		}
+		echoOutput(t, h, id)
+		return h
+	}
+	a := use("A")
+	a.Done()
+	b := use("B")
+	b.Done()
+	use("A").Done() // A is now the more recently used
+
+	c := use("C") // B's process makes room
+	waitDead(t, b.Process.PID, 10*time.Second)
+	if hasSession(rs, "B") || !hasSession(rs, "A") || !alive(a.Process.PID) || c.Replaced {
+		t.Fatalf("after C: B listed %v, A listed %v alive %v, C replaced %v", hasSession(rs, "B"), hasSession(rs, "A"), alive(a.Process.PID), c.Replaced)
+	}
+
+	a2 := use("A") // A and C both in flight now
+	_, err := rs.Get(ctx, runner.Session{ID: "D"}, "echo")
+	var busy *RunnerBusyError
+	if !errors.Is(err, ErrRunnerBusy) || !errors.As(err, &busy) || busy.Runner != "echo" || busy.Max != 2 {
+		t.Fatalf("Get with every process busy: %v", err)
+	}
+	if hasSession(rs, "D") || !alive(a2.Process.PID) || !alive(c.Process.PID) {
+		t.Fatal("a refused Get changed the processes")
+	}
+
+	c.Done() // C's process makes room for B's
+	b2, err := rs.Get(ctx, runner.Session{ID: "B"}, "echo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b2.Done()
+	if !b2.Fresh || !b2.Replaced || b2.Process.PID == b.Process.PID {
+		t.Fatalf("B after its process made room: fresh %v replaced %v", b2.Fresh, b2.Replaced)
+	}
+	if got := echoOutput(t, b2, "again"); !strings.Contains(got, "n=1") {
+		t.Fatalf("B's fresh process output %q", got)
+	}
+	waitDead(t, c.Process.PID, 10*time.Second)
+	if n := len(rs.Statuses()); n != 2 {
+		t.Fatalf("%d processes listed, max_processes is 2", n)
+	}
+	if got := echoOutput(t, a2, "still"); !strings.Contains(got, "n=4") {
+		t.Fatalf("A's process lost its state: %q", got)
 	}
 }

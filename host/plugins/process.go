@@ -52,6 +52,9 @@ type Spec struct {
 	// it is stopped (the session's next execution starts a fresh one); 0 keeps it until
 	// the session is released.
 	IdleTimeout time.Duration
+	// MaxProcesses, for a runner, caps how many processes its sessions hold at once
+	// (pre-started ones of its pool aside); 0 sets no cap.
+	MaxProcesses int
 }
 
 // ID is the plugin's namespaced id, e.g. "storage.bolt".

@@ -2,6 +2,7 @@ package plugins
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -21,9 +22,11 @@ import (
 // spec has a Pool keeps that many processes started and configured ahead of time; a
 // session takes one and opens itself in it.
 //
-// A process that has run nothing for its spec's IdleTimeout is stopped: the session's
-// next Get starts a fresh one, marked Replaced, as after a crash (the process's state is
-// gone; what the session spent, which the host keeps, is not).
+// A process that has run nothing for its spec's IdleTimeout is stopped, and so is the
+// least recently used idle one when a session needs a process of a runner that has
+// MaxProcesses of them: the session's next Get starts a fresh one, marked Replaced, as
+// after a crash (the process's state is gone; what the session spent, which the host
+// keeps, is not).
 type Runners struct {
 	logger hclog.Logger
 	specs  map[string]Spec
@@ -33,8 +36,8 @@ type Runners struct {
 	procs   map[runnerKey]*runnerEntry
 	crashes int
 	closed  bool
-	// reset marks the sessions whose process of a runner was stopped for being idle: the
-	// next process Get starts for them is Replaced.
+	// reset marks the sessions whose process of a runner was stopped for being idle or to
+	// make room under MaxProcesses: the next process Get starts for them is Replaced.
 	reset map[runnerKey]bool
 	// stopping counts processes being stopped in the background (Retire, Died, a start
 	// that outlived its stop); Close waits for it to reach zero, signalled by stopped.
@@ -105,8 +108,8 @@ type Handle struct {
 	// Fresh is true when the process was started by this call.
 	Fresh bool
 	// Replaced is true when this call started a process because the session's previous
-	// one had died, or was stopped for being idle (see Runners): whatever state it held
-	// is gone.
+	// one had died, or was stopped for being idle or to make room for another session's
+	// (see Runners): whatever state it held is gone.
 	Replaced bool
 	// Spent, when set, is called by Execute with the figures of a result's usage extras
 	// whose keys start with runner.SpentPrefix: the session's running totals, such as what
@@ -184,6 +187,58 @@ func (r *Runners) retireLocked(key runnerKey, e *runnerEntry) <-chan struct{} {
 	})
 	return done
 }
+
+// makeRoomLocked, when the runner has MaxProcesses processes for sessions, retires the
+// least recently used of those with nothing in flight, returning a channel closed once it
+// is stopped (nil when there was room), or a RunnerBusyError when every one is busy.
+// r.mu is held.
+func (r *Runners) makeRoomLocked(spec Spec) (<-chan struct{}, error) {
+	if spec.MaxProcesses <= 0 {
+		return nil, nil
+	}
+	n := 0
+	var (
+		victim    *runnerEntry
+		victimKey runnerKey
+	)
+	for k, e := range r.procs {
+		if k.runner != spec.Name {
+			continue
+		}
+		n++
+		// An entry with nothing in flight has its process: its starter's handle is Done.
+		if e.inFlight == 0 && e.proc != nil && (victim == nil || e.lastUsed.Before(victim.lastUsed)) {
+			victim, victimKey = e, k
+		}
+	}
+	if n < spec.MaxProcesses {
+		return nil, nil
+	}
+	if victim == nil {
+		return nil, &RunnerBusyError{Runner: spec.Name, Max: spec.MaxProcesses}
+	}
+	r.logger.Info("runner at max_processes; stopping the least recently used idle process, its session's next execution gets a fresh one (state_reset)",
+		"plugin", spec.ID(), "session", victimKey.session, "pid", victim.proc.PID, "max_processes", spec.MaxProcesses)
+	return r.retireLocked(victimKey, victim), nil
+}
+
+// ErrRunnerBusy marks a Get refused because every process its runner may have
+// (max_processes) is running an execution: the API answers 503 with Retry-After.
+var ErrRunnerBusy = errors.New("runner busy")
+
+// RunnerBusyError is the error of a Get refused for the runner's max_processes.
+type RunnerBusyError struct {
+	// Runner is the runner's name, and Max its max_processes.
+	Runner string
+	Max    int
+}
+
+func (e *RunnerBusyError) Error() string {
+	return fmt.Sprintf("runner %q is busy: all %d of its processes (its max_processes) are running executions; retry in a few seconds", e.Runner, e.Max)
+}
+
+// Is reports ErrRunnerBusy.
+func (e *RunnerBusyError) Is(target error) bool { return target == ErrRunnerBusy }
 
 // spentTimeout bounds Handle.Spent.
 const spentTimeout = 5 * time.Second
@@ -302,11 +357,21 @@ func (r *Runners) Get(ctx context.Context, sess runner.Session, name string) (*H
 		}
 		e, ok := r.procs[key]
 		if !ok {
+			room, err := r.makeRoomLocked(spec)
+			if err != nil {
+				r.mu.Unlock()
+				return nil, err
+			}
 			e = &runnerEntry{ready: make(chan struct{}), inFlight: 1, lastUsed: time.Now()}
 			r.procs[key] = e
 			reset := r.reset[key]
 			delete(r.reset, key)
 			r.mu.Unlock()
+			if room != nil {
+				// The process retired to make room is gone before this one starts: a
+				// cap on processes is a cap on their memory.
+				<-room
+			}
 			p, err := r.start(ctx, spec, sess)
 			r.mu.Lock()
 			e.proc, e.err = p, err
@@ -342,7 +407,7 @@ func (r *Runners) Get(ctx context.Context, sess runner.Session, name string) (*H
 		}
 		r.mu.Lock()
 		if r.procs[key] != e {
-			// Stopped meanwhile (retired, or idle): start another.
+			// Stopped meanwhile (retired, idle, or to make room): start another.
 			r.mu.Unlock()
 			continue
 		}
