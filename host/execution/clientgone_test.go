@@ -44,6 +44,14 @@ func echoEngine(t *testing.T) (*Engine, *session.Session) {
 // echoEngineOn is echoEngine on st.
 func echoEngineOn(t *testing.T, st storage.Storage) (*Engine, *session.Session) {
 	t.Helper()
+	e, s, _ := echoEngineWith(t, st, nil)
+	return e, s
+}
+
+// echoEngineWith is echoEngineOn with the runner's spec changed by edit, if not nil; it
+// returns the runners too.
+func echoEngineWith(t *testing.T, st storage.Storage, edit func(*plugins.Spec)) (*Engine, *session.Session, *plugins.Runners) {
+	t.Helper()
 	ctx := context.Background()
 	traces, _ := tracetest.New(t, st)
 	exe, err := os.Executable()
@@ -51,6 +59,9 @@ func echoEngineOn(t *testing.T, st storage.Storage) (*Engine, *session.Session) 
 		t.Fatal(err)
 	}
 	spec := plugins.Spec{Kind: base.KindRunner, Name: "echo", Path: exe, Env: map[string]string{testPluginEnv: "echo"}, StartTimeout: 10 * time.Second}
+	if edit != nil {
+		edit(&spec)
+	}
 	runners := plugins.NewRunners(map[string]plugins.Spec{"echo": spec}, hclog.NewNullLogger())
 	t.Cleanup(func() { runners.Close(context.Background()) })
 	rules, err := governance.NewEvaluator(ctx, nil)
@@ -63,7 +74,7 @@ func echoEngineOn(t *testing.T, st storage.Storage) (*Engine, *session.Session) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &Engine{Sessions: sessions, Traces: traces, Rules: rules, Stats: stats, Logger: hclog.NewNullLogger()}, s
+	return &Engine{Sessions: sessions, Traces: traces, Rules: rules, Stats: stats, Logger: hclog.NewNullLogger()}, s, runners
 }
 
 // executed returns the data of the trace's executed entry.
