@@ -167,9 +167,13 @@ func (r *Runners) reapIdle(key runnerKey, e *runnerEntry, idle time.Duration) {
 		"plugin", e.proc.Spec.ID(), "session", key.session, "pid", e.proc.PID, "idle_timeout", idle)
 }
 
-// retireLocked drops the session's process of e, idle (nothing in flight), and stops it
-// politely in the background, returning a channel closed once it is stopped; the
-// session's next Get starts a fresh process, Replaced. r.mu is held.
+// retireLocked drops the session's process of e, idle (nothing in flight), and kills it
+// in the background, returning a channel closed once it is stopped; the session's next
+// Get starts a fresh process, Replaced. It is not asked to close the session first: a
+// runner's CloseSession ends the session for good (the Python runner removes its working
+// directory), and a retired session goes on, so its process ends as a crashed one does,
+// leaving the session's files to its next process (the host removes them when the
+// session is deleted). r.mu is held.
 func (r *Runners) retireLocked(key runnerKey, e *runnerEntry) <-chan struct{} {
 	delete(r.procs, key)
 	r.reset[key] = true
@@ -183,7 +187,7 @@ func (r *Runners) retireLocked(key runnerKey, e *runnerEntry) <-chan struct{} {
 	done := make(chan struct{})
 	r.stopLocked(func() {
 		defer close(done)
-		closeProcess(context.Background(), e.proc)
+		e.proc.Kill()
 	})
 	return done
 }
