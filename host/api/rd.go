@@ -120,7 +120,7 @@ type fgwRequest struct {
 	Method     rd.Method   `json:"method,omitempty"`
 	Epsilon    *float64    `json:"epsilon,omitempty"`
 	MaxIter    *int        `json:"max_iter,omitempty"` // nil: the default; 0 is refused, not read as it
-	Tol        float64     `json:"tol,omitempty"`
+	Tol        *float64    `json:"tol,omitempty"`      // nil: the default; 0 is refused, not read as it
 	ReturnPlan bool        `json:"return_plan,omitempty"`
 }
 
@@ -155,7 +155,7 @@ func uniform(n int) []float64 {
 }
 
 // fgwConfig merges a request's settings over the configured defaults.
-func (s *Server) fgwConfig(method rd.Method, alpha, epsilon *float64, maxIter *int, tol float64) rd.FGWConfig {
+func (s *Server) fgwConfig(method rd.Method, alpha, epsilon *float64, maxIter *int, tol *float64) rd.FGWConfig {
 	if method == "" {
 		method = rd.MethodCG
 	}
@@ -183,8 +183,8 @@ func (s *Server) fgwConfig(method rd.Method, alpha, epsilon *float64, maxIter *i
 	if maxIter != nil {
 		cfg.MaxIter = *maxIter
 	}
-	if tol != 0 {
-		cfg.Tol = tol
+	if tol != nil {
+		cfg.Tol = *tol
 	}
 	return cfg
 }
@@ -192,9 +192,12 @@ func (s *Server) fgwConfig(method rd.Method, alpha, epsilon *float64, maxIter *i
 // check refuses the settings of req that would otherwise be taken without a word and not
 // do what the client meant: an epsilon that is not positive (with any method), any
 // epsilon with method cg, which has no regularisation and would ignore it, and a max_iter
-// below 1 (0 would run the default).
+// below 1 (0 would run the default), and a tol not above 0 (0 would be the default).
 func (req *fgwRequest) check() error {
 	if err := checkMaxIter(req.MaxIter); err != nil {
+		return err
+	}
+	if err := checkTol(req.Tol); err != nil {
 		return err
 	}
 	if req.Epsilon != nil {
@@ -204,6 +207,15 @@ func (req *fgwRequest) check() error {
 		if req.Method == "" || req.Method == rd.MethodCG {
 			return &rd.InputError{Field: "epsilon", Msg: `applies to method entropic only: leave it out, or send "method": "entropic"`}
 		}
+	}
+	return nil
+}
+
+// checkTol refuses a tol given that is not a positive number: the RD core reads 0 as its
+// default tolerance and would stop there instead.
+func checkTol(tol *float64) error {
+	if tol != nil && !(*tol > 0) {
+		return &rd.InputError{Field: "tol", Msg: fmt.Sprintf("%v: must be > 0 (leave it out for the default)", *tol)}
 	}
 	return nil
 }
@@ -514,9 +526,10 @@ type curveRequest struct {
 	P          []float64   `json:"p" api:"required"`
 	Distortion [][]float64 `json:"distortion" api:"required"`
 	rd.BAConfig
-	// MaxIter takes BAConfig's max_iter, to tell it absent (nil: the default) from 0,
-	// which is refused.
-	MaxIter *int `json:"max_iter,omitempty"`
+	// MaxIter and Tol take BAConfig's max_iter and tol, to tell them absent (nil: the
+	// default) from 0, which is refused.
+	MaxIter *int     `json:"max_iter,omitempty"`
+	Tol     *float64 `json:"tol,omitempty"`
 }
 
 // openAPIExtra: a curve's distortion matrix is bounded by MaxGraphNodes.
@@ -538,6 +551,13 @@ func (s *Server) rdCurve(w http.ResponseWriter, r *http.Request) {
 	}
 	if req.MaxIter != nil {
 		req.BAConfig.MaxIter = *req.MaxIter
+	}
+	if err := checkTol(req.Tol); err != nil {
+		s.rdFail(w, r, err)
+		return
+	}
+	if req.Tol != nil {
+		req.BAConfig.Tol = *req.Tol
 	}
 	d, err := dense("distortion", req.Distortion)
 	if err != nil {
@@ -643,7 +663,7 @@ func (s *Server) rdSessionFGW(w http.ResponseWriter, r *http.Request) {
 	}
 	a, b = upperULID(a), upperULID(b)
 	// The query is checked before any session is read.
-	cfg := s.fgwConfig(rd.Method(r.URL.Query().Get("method")), nil, nil, nil, 0)
+	cfg := s.fgwConfig(rd.Method(r.URL.Query().Get("method")), nil, nil, nil, nil)
 	if cfg.Method != rd.MethodCG && cfg.Method != rd.MethodEntropic {
 		s.rdFail(w, r, &rd.InputError{Field: "method", Msg: fmt.Sprintf("unknown method %q: use \"cg\" or \"entropic\"", cfg.Method)})
 		return

@@ -362,6 +362,20 @@ func TestRDMaxIter(t *testing.T) {
 	if code, body := post(t, s, "/v1/rd/curve", curve+`}`); code != 200 {
 		t.Errorf("curve without max_iter: %d %v", code, body)
 	}
+	// tol likewise: 0 (or below) is refused rather than read as the default.
+	for _, tc := range []struct{ path, body string }{
+		{"/v1/rd/fgw", fgw + `, "tol": 0}`},
+		{"/v1/rd/fgw", fgw + `, "tol": -1e-9}`},
+		{"/v1/rd/curve", curve + `, "tol": 0}`},
+	} {
+		code, body := post(t, s, tc.path, tc.body)
+		if code != 400 || body["field"] != "tol" || !strings.Contains(fmt.Sprint(body["detail"]), "must be > 0") {
+			t.Errorf("%s %s: %d %v, want 400 on tol", tc.path, tc.body, code, body)
+		}
+	}
+	if code, body := post(t, s, "/v1/rd/fgw", fgw+`, "tol": 1e-6}`); code != 200 {
+		t.Errorf("fgw with tol 1e-6: %d %v", code, body)
+	}
 }
 
 // TestRDCompactJSON: the RD routes answer JSON without indentation, so a plan's numbers
