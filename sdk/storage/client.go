@@ -120,9 +120,14 @@ func (c *Client) Health(ctx context.Context) (Health, error) {
 	return Health{OK: resp.GetOk(), Detail: resp.GetDetail(), Metrics: resp.GetMetrics()}, nil
 }
 
-// grpcDialFailed is in the message of a gRPC call that failed because no connection to
-// the plugin could be made (it died): the call was never sent.
-const grpcDialFailed = "transport: error while dialing"
+// grpcDialFailed and grpcHandshakeFailed are in the message of a gRPC call that failed
+// because no connection to the plugin could be made (it died): the dial failed, or the
+// socket was reset during the connection's TLS handshake, before any call was written on
+// it. Either way the call was never sent.
+const (
+	grpcDialFailed      = "transport: error while dialing"
+	grpcHandshakeFailed = "transport: authentication handshake failed"
+)
 
 // fromStatus maps a gRPC error back to the package's sentinel errors.
 func fromStatus(op string, err error) error {
@@ -148,7 +153,7 @@ func fromStatus(op string, err error) error {
 		sentinel = ErrConditionFailed
 	case codes.Unavailable:
 		sentinel = ErrUnavailable
-		if errors.Is(err, fastpath.ErrNotSent) || strings.Contains(st.Message(), grpcDialFailed) {
+		if errors.Is(err, fastpath.ErrNotSent) || strings.Contains(st.Message(), grpcDialFailed) || strings.Contains(st.Message(), grpcHandshakeFailed) {
 			return fmt.Errorf("storage %s: %w (%w): %s", op, ErrUnavailable, ErrNotSent, st.Message())
 		}
 	case codes.Canceled:

@@ -26,3 +26,20 @@ func TestFromStatusSaysTheSentinelOnce(t *testing.T) {
 		t.Errorf("plain message: %v", err)
 	}
 }
+
+// TestFromStatusNotSent: a gRPC call that failed before it was written to a connection
+// (the dial failed, or the dying plugin reset the socket during the TLS handshake) is
+// unavailable and not sent, so the host may make even a compare-and-swap again; one that
+// failed on an established connection is unavailable only.
+func TestFromStatusNotSent(t *testing.T) {
+	for msg, notSent := range map[string]bool{
+		`connection error: desc = "transport: error while dialing: dial unix /tmp/plugin1: connect: connection refused"`:                   true,
+		`connection error: desc = "transport: authentication handshake failed: read unix @->/tmp/plugin1: read: connection reset by peer"`: true,
+		`error reading from server: EOF`: false,
+	} {
+		err := fromStatus("cas", status.Error(codes.Unavailable, msg))
+		if !errors.Is(err, ErrUnavailable) || errors.Is(err, ErrNotSent) != notSent {
+			t.Errorf("%s: %v, want not sent %v", msg, err, notSent)
+		}
+	}
+}
