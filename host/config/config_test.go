@@ -39,6 +39,24 @@ func mustParse(t *testing.T, src string, env map[string]string) *Config {
 }
 
 // errorsOf returns the error diagnostics.
+// wantOneError parses src and wants exactly one error, at line of testFile, whose summary
+// holds summary and whose summary and detail hold detail.
+func wantOneError(t *testing.T, src string, line int, summary, detail string) {
+	t.Helper()
+	_, diags := Parse(testFile, []byte(src), envMap(nil))
+	errs := errorsOf(diags)
+	if len(errs) != 1 {
+		t.Fatalf("diagnostics %v, want one error", diags)
+	}
+	d := errs[0]
+	if d.Subject == nil || d.Subject.Filename != testFile || d.Subject.Start.Line != line {
+		t.Fatalf("error %q at %v, want %s line %d", d.Error(), d.Subject, testFile, line)
+	}
+	if !strings.Contains(d.Summary, summary) || !strings.Contains(d.Summary+d.Detail, detail) {
+		t.Fatalf("error %q / %q, want %q and %q", d.Summary, d.Detail, summary, detail)
+	}
+}
+
 func errorsOf(diags hcl.Diagnostics) hcl.Diagnostics {
 	var out hcl.Diagnostics
 	for _, d := range diags {

@@ -1,7 +1,6 @@
 package config
 
 import (
-	"strings"
 	"testing"
 )
 
@@ -34,19 +33,6 @@ func TestRunnerPool(t *testing.T) {
 		{"fraction", "runner \"python\" {\n  pool = 1.5\n}\n", "Invalid pool", "whole number", 2},
 		{"not a runner", "storage \"bolt\" {\n  pool = 2\n}\n", "Unsupported argument", "pool", 2},
 	} {
-		t.Run(tt.name, func(t *testing.T) {
-			_, diags := Parse(testFile, []byte(tt.src), envMap(nil))
-			errs := errorsOf(diags)
-			if len(errs) != 1 {
-				t.Fatalf("diagnostics %v, want one error", diags)
-			}
-			d := errs[0]
-			if d.Subject == nil || d.Subject.Filename != testFile || d.Subject.Start.Line != tt.line {
-				t.Fatalf("error %q at %v, want %s line %d", d.Error(), d.Subject, testFile, tt.line)
-			}
-			if !strings.Contains(d.Summary, tt.summary) || !strings.Contains(d.Summary+d.Detail, tt.detail) {
-				t.Fatalf("error %q / %q, want %q and %q", d.Summary, d.Detail, tt.summary, tt.detail)
-			}
-		})
+		t.Run(tt.name, func(t *testing.T) { wantOneError(t, tt.src, tt.line, tt.summary, tt.detail) })
 	}
 }

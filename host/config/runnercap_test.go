@@ -1,7 +1,6 @@
 package config
 
 import (
-	"strings"
 	"testing"
 	"time"
 )
@@ -43,19 +42,6 @@ func TestRunnerIdleTimeoutAndMaxProcesses(t *testing.T) {
 		{"max not a number", "runner \"python\" {\n  max_processes = \"many\"\n}\n", "Incorrect attribute value type", "a number is required", 2},
 		{"not a runner", "storage \"bolt\" {\n  idle_timeout = \"1m\"\n}\n", "Unsupported argument", "idle_timeout", 2},
 	} {
-		t.Run(tt.name, func(t *testing.T) {
-			_, diags := Parse(testFile, []byte(tt.src), envMap(nil))
-			errs := errorsOf(diags)
-			if len(errs) != 1 {
-				t.Fatalf("diagnostics %v, want one error", diags)
-			}
-			d := errs[0]
-			if d.Subject == nil || d.Subject.Filename != testFile || d.Subject.Start.Line != tt.line {
-				t.Fatalf("error %q at %v, want %s line %d", d.Error(), d.Subject, testFile, tt.line)
-			}
-			if !strings.Contains(d.Summary, tt.summary) || !strings.Contains(d.Summary+d.Detail, tt.detail) {
-				t.Fatalf("error %q / %q, want %q and %q", d.Summary, d.Detail, tt.summary, tt.detail)
-			}
-		})
+		t.Run(tt.name, func(t *testing.T) { wantOneError(t, tt.src, tt.line, tt.summary, tt.detail) })
 	}
 }

@@ -1,11 +1,9 @@
 package e2e
 
 import (
-	"fmt"
 	"testing"
 	"time"
 
-	"github.com/limitgraph/limit/internal/testbin"
 	"github.com/limitgraph/limit/sdk/client"
 )
 
@@ -13,21 +11,11 @@ import (
 // variables (the next result says state_reset) but not the files of the session's working
 // directory, which go only when the session is deleted.
 func TestIdlePythonKeepsFiles(t *testing.T) {
-	testbin.Plugin(t, "storage-bolt")
-	testbin.Plugin(t, "runner-python")
-	d := start(t, writeConfig(t, fmt.Sprintf(`host {
-  listen     = "127.0.0.1:0"
-  data_dir   = %q
-  plugin_dir = %q
-}
-storage "bolt" {}
-runner "python" {
+	d := start(t, pythonConfigWith(t, t.TempDir(), `
   idle_timeout = "300ms"
   config {
     timeout = "10s"
-  }
-}
-`, t.TempDir(), testbin.PluginDir(t))))
+  }`))
 	s, err := d.c.CreateSession(ctx, client.CreateSessionRequest{Name: "idle"})
 	if err != nil {
 		t.Fatal(err)

@@ -14,24 +14,30 @@ import (
 
 func pythonConfig(t testing.TB, dataDir string) string {
 	t.Helper()
-	testbin.Plugin(t, "storage-bolt")
-	testbin.Plugin(t, "runner-python")
-	src := fmt.Sprintf(`host {
-  listen     = "127.0.0.1:0"
-  data_dir   = %q
-  plugin_dir = %q
-}
-storage "bolt" {}
-runner "python" {
+	return pythonConfigWith(t, dataDir, `
   config {
     timeout          = "10s"
     memory_limit     = "256MiB"
     max_output_bytes = "64KiB"
     interrupt_grace  = "1s"
-  }
+  }`)
 }
-`, dataDir, testbin.PluginDir(t))
-	return writeConfig(t, src)
+
+// pythonConfigWith writes the config of a daemon on bolt under dataDir with one runner
+// "python" block of the given body.
+func pythonConfigWith(t testing.TB, dataDir, runnerBody string) string {
+	t.Helper()
+	testbin.Plugin(t, "storage-bolt")
+	testbin.Plugin(t, "runner-python")
+	return writeConfig(t, fmt.Sprintf(`host {
+  listen     = "127.0.0.1:0"
+  data_dir   = %q
+  plugin_dir = %q
+}
+storage "bolt" {}
+runner "python" {%s
+}
+`, dataDir, testbin.PluginDir(t), runnerBody))
 }
 
 // TestPythonThroughAPI runs the real sandboxed Python runner behind the real daemon.

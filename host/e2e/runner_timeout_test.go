@@ -2,10 +2,8 @@ package e2e
 
 import (
 	"encoding/json"
-	"fmt"
 	"testing"
 
-	"github.com/limitgraph/limit/internal/testbin"
 	"github.com/limitgraph/limit/sdk/client"
 )
 
@@ -14,21 +12,11 @@ import (
 // the session's limits.timeout_ms and the request's timeout_ms still come first. The
 // trace records the timeout that applied.
 func TestRunnerConfiguredTimeout(t *testing.T) {
-	testbin.Plugin(t, "storage-bolt")
-	testbin.Plugin(t, "runner-python")
-	d := start(t, writeConfig(t, fmt.Sprintf(`host {
-  listen     = "127.0.0.1:0"
-  data_dir   = %q
-  plugin_dir = %q
-}
-storage "bolt" {}
-runner "python" {
+	d := start(t, pythonConfigWith(t, t.TempDir(), `
   config {
     timeout         = "1s"
     interrupt_grace = "1s"
-  }
-}
-`, t.TempDir(), testbin.PluginDir(t))))
+  }`))
 	plain, err := d.c.CreateSession(ctx, client.CreateSessionRequest{Name: "plain"})
 	if err != nil {
 		t.Fatal(err)
