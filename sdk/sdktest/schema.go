@@ -4,7 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 
 	"github.com/agext/levenshtein"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
@@ -67,16 +68,8 @@ func ApplySchema(schema base.Schema, config json.RawMessage) (json.RawMessage, b
 	if config[0] != '{' || json.Unmarshal(config, &given) != nil {
 		return nil, base.Diagnostics{base.Errorf(nil, "config must be a JSON object")}
 	}
-	names := make([]string, 0, len(types))
-	for n := range types {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	keys := make([]string, 0, len(given))
-	for k := range given {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
+	names := slices.Sorted(maps.Keys(types))
+	keys := slices.Sorted(maps.Keys(given))
 	for _, k := range keys {
 		if _, ok := types[k]; !ok {
 			ds = append(ds, base.Errorf([]string{k}, "unsupported attribute %q%s", k, didYouMean(k, names)))
@@ -135,16 +128,8 @@ func extraAttributes(raw json.RawMessage, ty cty.Type, path string, out *[]strin
 			return err
 		}
 		want := ty.AttributeTypes()
-		names := make([]string, 0, len(want))
-		for n := range want {
-			names = append(names, n)
-		}
-		sort.Strings(names)
-		keys := make([]string, 0, len(m))
-		for k := range m {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
+		names := slices.Sorted(maps.Keys(want))
+		keys := slices.Sorted(maps.Keys(m))
 		for _, k := range keys {
 			at, ok := want[k]
 			if !ok {
