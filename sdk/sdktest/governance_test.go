@@ -546,6 +546,16 @@ func TestLaunchOptions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// What a serving plugin writes to its stderr reaches the host over go-plugin's stdio
+	// stream, a moment later: wait for it (a plugin stopped at once may leave it unsent).
+	says := func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.ContainsFunc(logged, func(l string) bool { return strings.Contains(l, "chatty: configured") })
+	}
+	for deadline := time.Now().Add(10 * time.Second); !says() && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
 	stop()
 	mu.Lock()
 	defer mu.Unlock()
