@@ -61,8 +61,8 @@ except OSError as e:
 
 // TestDiskLimit: the session's files together cannot outgrow max_disk_bytes, however
 // many files the code writes (each is far below max_file_bytes); the host's disk holds
-// no more than the image, the session works on once it deletes files, and its files
-// outlast a worker the timeout killed.
+// no more than the image, the session works on once it deletes files (and the host gets
+// their space back), and its files outlast a worker the timeout killed.
 func TestDiskLimit(t *testing.T) {
 	t.Parallel()
 	needDisk(t)
@@ -93,6 +93,21 @@ func TestDiskLimit(t *testing.T) {
 	e = s.mustRun("import os, glob\nfor p in glob.glob('f*'):\n    if p != 'f0':\n        os.remove(p)\nopen('after', 'wb').write(b'y' * 2**20)\nprint(sorted(os.listdir('.')))")
 	if strings.TrimSpace(e.stdout) != "['after', 'f0']" {
 		t.Errorf("after deleting: %s", e)
+	}
+	// The deleted files' blocks go back to the host's disk: the mount discards them once
+	// the journal commits them (a sync asks for that; the discards follow it, not within it).
+	s.mustRun("import os\nos.sync()")
+	var used int64
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if fi, err = os.Stat(img); err != nil {
+			t.Fatal(err)
+		}
+		if used = fi.Sys().(*syscall.Stat_t).Blocks * 512; used <= 16<<20 || time.Now().After(deadline) {
+			break
+		}
+	}
+	if used > 16<<20 {
+		t.Errorf("after deleting 24 MiB of 29 MiB, the image still takes %d bytes of the host's disk", used)
 	}
 
 	// A worker that will not stop is killed; the fresh one sees the same files.
