@@ -413,6 +413,13 @@ func Start(ctx context.Context, opts Options) (*Daemon, hcl.Diagnostics) {
 		Store: d.Store, Runners: d.Runners, DataDir: dataDir, Node: node,
 		Policies: governance.PolicyNames(), DefaultPolicy: cfg.Governance.Policy,
 	})
+	// Sessions stored before the owner index get their entries (once); until that has
+	// worked, a user's listing reads every session.
+	if n, err := d.Sessions.IndexOwners(ctx); err != nil {
+		logger.Warn("indexing sessions by owner failed; a user's session listing reads every session until the next start", "error", err)
+	} else if n > 0 {
+		logger.Info("indexed sessions by owner", "sessions", n)
+	}
 	var stopping context.Context
 	stopping, d.stopExecs = context.WithCancel(context.Background())
 	engine := &execution.Engine{Sessions: d.Sessions, Traces: d.Traces, Rules: rules, Stats: stats, Logger: logger.Named("execution"),

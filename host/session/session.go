@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -153,6 +154,18 @@ func IndexNamespace(tenant string) string { return "t/" + tenant + "/index" }
 
 const sessionPrefix = "session/"
 
+// ownerPrefix keys the index of sessions by owner: ownerPrefix+owner+"/"+id, an empty
+// value, written with the session's first record (an owner never changes), so a user's
+// listing reads that user's sessions only. ownersIndexedKey marks an index namespace
+// whose every owned session has its entry (IndexOwners made them for records stored
+// before the index).
+const (
+	ownerPrefix      = "owner/"
+	ownersIndexedKey = "meta/owners-indexed"
+)
+
+func ownerKey(owner, id string) []byte { return []byte(ownerPrefix + owner + "/" + id) }
+
 // Options configure a Manager.
 type Options struct {
 	Store   storage.Storage
@@ -182,6 +195,10 @@ type Manager struct {
 	cacheMu sync.Mutex
 	cache   map[string]*Session
 	writes  uint64
+
+	// ownersIndexed is set once every owned session has its owner index entry
+	// (IndexOwners); until then a listing by owner reads every session.
+	ownersIndexed atomic.Bool
 }
 
 // gate is what the manager keeps in memory of a session while requests use it: its
@@ -302,10 +319,61 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (*Session, erro
 	if s.Runners == nil {
 		s.Runners = []string{}
 	}
-	if err := m.put(ctx, s); err != nil {
+	var index []storage.Op
+	if s.Owner != "" {
+		index = []storage.Op{{Kind: storage.OpPut, Key: ownerKey(s.Owner, s.ID), Value: []byte{}}}
+	}
+	if err := m.put(ctx, s, index...); err != nil {
 		return nil, err
 	}
 	return s, nil
+}
+
+// IndexOwners makes sure every owned session has its owner index entry, so that a listing
+// by owner reads only that owner's sessions: records stored before the index get theirs
+// (once: a mark in storage says it is done). Until it has succeeded, a listing by owner
+// reads every session, as before. It returns how many entries it made.
+func (m *Manager) IndexOwners(ctx context.Context) (int, error) {
+	ns := IndexNamespace(DefaultTenant)
+	if _, ok, err := m.opts.Store.Get(ctx, ns, []byte(ownersIndexedKey)); err != nil {
+		return 0, fmt.Errorf("read the owner index's mark: %w", err)
+	} else if ok {
+		m.ownersIndexed.Store(true)
+		return 0, nil
+	}
+	made := 0
+	var start []byte
+	for {
+		res, err := m.opts.Store.Scan(ctx, storage.ScanRequest{Namespace: ns, Prefix: []byte(sessionPrefix), StartAfter: start, Limit: storage.MaxScanLimit})
+		if err != nil {
+			return made, fmt.Errorf("index sessions by owner: %w", err)
+		}
+		var ops []storage.Op
+		for _, kv := range res.Items {
+			start = kv.Key
+			s, err := decodeSession(string(kv.Key[len(sessionPrefix):]), kv.Value)
+			if err != nil {
+				return made, err
+			}
+			if s.Owner != "" {
+				ops = append(ops, storage.Op{Kind: storage.OpPut, Key: ownerKey(s.Owner, s.ID), Value: []byte{}})
+			}
+		}
+		if len(ops) > 0 {
+			if err := m.opts.Store.Batch(ctx, ns, ops); err != nil {
+				return made, fmt.Errorf("index sessions by owner: %w", err)
+			}
+			made += len(ops)
+		}
+		if !res.More {
+			break
+		}
+	}
+	if err := m.opts.Store.Put(ctx, ns, []byte(ownersIndexedKey), []byte("1")); err != nil {
+		return made, fmt.Errorf("mark the owner index done: %w", err)
+	}
+	m.ownersIndexed.Store(true)
+	return made, nil
 }
 
 // notConfigured says that the runner name is not one of this host's, and which are.
@@ -324,7 +392,8 @@ func (m *Manager) runnerNames() []string {
 	return m.opts.Runners.Names()
 }
 
-func (m *Manager) put(ctx context.Context, s *Session) error {
+// put stores s's record, and the index entries given with it in the same batch.
+func (m *Manager) put(ctx context.Context, s *Session, index ...storage.Op) error {
 	shown := *s
 	shown.RunnerSpent = nil // stored once, as runner_spent
 	b, err := json.Marshal(record{Session: &shown, RunnerSpent: s.RunnerSpent})
@@ -340,7 +409,12 @@ func (m *Manager) put(ctx context.Context, s *Session) error {
 	m.writes++
 	delete(m.cache, s.ID)
 	m.cacheMu.Unlock()
-	err = m.opts.Store.Put(ctx, IndexNamespace(s.Tenant), []byte(sessionPrefix+s.ID), b)
+	if len(index) == 0 {
+		err = m.opts.Store.Put(ctx, IndexNamespace(s.Tenant), []byte(sessionPrefix+s.ID), b)
+	} else {
+		ops := append([]storage.Op{{Kind: storage.OpPut, Key: []byte(sessionPrefix + s.ID), Value: b}}, index...)
+		err = m.opts.Store.Batch(ctx, IndexNamespace(s.Tenant), ops)
+	}
 	// Counted again once the write is over: a read that began while it was in flight
 	// (after the count above) may have returned the record it replaces, and must not
 	// cache it over this one.
@@ -466,6 +540,9 @@ func (m *Manager) List(ctx context.Context, perPage int, token string, f Filter)
 		}
 		start = []byte(sessionPrefix + token)
 	}
+	if f.Owner != "" && m.ownersIndexed.Load() {
+		return m.listOwned(ctx, perPage, token, f)
+	}
 	var out []*Session
 	for {
 		res, err := m.opts.Store.Scan(ctx, storage.ScanRequest{
@@ -484,6 +561,42 @@ func (m *Manager) List(ctx context.Context, perPage int, token string, f Filter)
 				continue
 			}
 			out = append(out, &s)
+		}
+		if len(out) > perPage {
+			return out[:perPage], out[perPage-1].ID, nil
+		}
+		if !res.More {
+			return out, "", nil
+		}
+	}
+}
+
+// listOwned is List of one owner's sessions, read through the owner index (token valid).
+func (m *Manager) listOwned(ctx context.Context, perPage int, token string, f Filter) ([]*Session, string, error) {
+	prefix := ownerKey(f.Owner, "")
+	var start []byte
+	if token != "" {
+		start = ownerKey(f.Owner, token)
+	}
+	var out []*Session
+	for {
+		res, err := m.opts.Store.Scan(ctx, storage.ScanRequest{
+			Namespace: IndexNamespace(DefaultTenant), Prefix: prefix, StartAfter: start, Limit: perPage + 1 - len(out),
+		})
+		if err != nil {
+			return nil, "", fmt.Errorf("list sessions: %w", err)
+		}
+		for _, kv := range res.Items {
+			start = kv.Key
+			id := string(kv.Key[len(prefix):])
+			s, ok, err := m.cached(ctx, id)
+			if err != nil {
+				return nil, "", fmt.Errorf("list sessions: %w", err)
+			}
+			if !ok || s.State != StateActive && !f.WithDeleted || s.Owner != f.Owner {
+				continue
+			}
+			out = append(out, s.clone())
 		}
 		if len(out) > perPage {
 			return out[:perPage], out[perPage-1].ID, nil

@@ -355,3 +355,110 @@ func TestCreateNameLength(t *testing.T) {
 		}
 	}
 }
+
+// scanCounter counts the records Scans hand back.
+type scanCounter struct {
+	storage.Storage
+	scanned atomic.Int64
+}
+
+func (c *scanCounter) Scan(ctx context.Context, req storage.ScanRequest) (storage.ScanResult, error) {
+	res, err := c.Storage.Scan(ctx, req)
+	c.scanned.Add(int64(len(res.Items)))
+	return res, err
+}
+
+// TestOwnerIndex: once the owner index is made (IndexOwners), a user's listing reads that
+// user's sessions only, not every user's; records stored before the index (without their
+// entries) get them from IndexOwners, once; deleted sessions are listed only when asked for.
+func TestOwnerIndex(t *testing.T) {
+	ctx := context.Background()
+	st := &scanCounter{Storage: memstore.New()}
+	m := newManager(t, st)
+	// Sessions stored before the index: records with an owner and no index entry.
+	var alice []string
+	for i := range 3 {
+		id := NewID()
+		rec := `{"id":"` + id + `","tenant":"default","state":"active","max_concurrency":1,"owner":"alice"}`
+		if err := st.Put(ctx, IndexNamespace(DefaultTenant), []byte(sessionPrefix+id), []byte(rec)); err != nil {
+			t.Fatal(err)
+		}
+		alice = append(alice, id)
+		if i == 0 {
+			for range 200 {
+				if _, err := m.Create(ctx, CreateRequest{Owner: "bob"}); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	made, err := m.IndexOwners(ctx)
+	if err != nil || made != 203 {
+		t.Fatalf("IndexOwners made %d entries (want 203: 200 of them made again): %v", made, err)
+	}
+	s, err := m.Create(ctx, CreateRequest{Owner: "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice = append(alice, s.ID)
+	if _, err := m.Delete(ctx, alice[1]); err != nil {
+		t.Fatal(err)
+	}
+
+	list := func(m *Manager, f Filter) []string {
+		t.Helper()
+		var ids []string
+		token := ""
+		for {
+			page, next, err := m.List(ctx, 2, token, f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if next != "" && len(page) != 2 {
+				t.Fatalf("a page before the last has %d sessions", len(page))
+			}
+			for _, s := range page {
+				if s.Owner != f.Owner {
+					t.Fatalf("%s's listing holds a session of %q", f.Owner, s.Owner)
+				}
+				ids = append(ids, s.ID)
+			}
+			if next == "" {
+				return ids
+			}
+			token = next
+		}
+	}
+	before := st.scanned.Load()
+	got := list(m, Filter{Owner: "alice"})
+	if want := []string{alice[0], alice[2], alice[3]}; strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("alice's active sessions: %v, want %v", got, want)
+	}
+	if n := st.scanned.Load() - before; n > 10 {
+		t.Errorf("listing alice's 4 sessions read %d records (bob has 200)", n)
+	}
+	if got := list(m, Filter{Owner: "alice", WithDeleted: true}); strings.Join(got, ",") != strings.Join(alice, ",") {
+		t.Fatalf("alice's sessions, deleted included: %v, want %v", got, alice)
+	}
+	if got := list(m, Filter{Owner: "carol"}); len(got) != 0 {
+		t.Fatalf("carol has no sessions: %v", got)
+	}
+
+	// Another manager (the next start) finds the mark and makes nothing again.
+	again := newManager(t, st)
+	if made, err := again.IndexOwners(ctx); err != nil || made != 0 {
+		t.Fatalf("IndexOwners again: %d %v", made, err)
+	}
+	before = st.scanned.Load()
+	if got := list(again, Filter{Owner: "alice"}); len(got) != 3 {
+		t.Fatalf("alice's sessions after a restart: %v", got)
+	}
+	if n := st.scanned.Load() - before; n > 10 {
+		t.Errorf("after a restart, listing alice's sessions read %d records", n)
+	}
+	// Without the index (IndexOwners not run or failed), the listing reads every record,
+	// with the same answer.
+	if got := list(newManager(t, st), Filter{Owner: "alice"}); len(got) != 3 {
+		t.Fatalf("alice's sessions read without the index: %v", got)
+	}
+}
