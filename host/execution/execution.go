@@ -186,9 +186,22 @@ type Engine struct {
 }
 
 // Timeout returns the execution's timeout: the request's, else the session's, else the
-// runner's own (runnerDefault: what the runner said it applies when its session opened,
-// capped at MaxTimeout; 0 when it did not say), else DefaultTimeout.
-func Timeout(s *session.Session, req Request, runnerDefault time.Duration) (time.Duration, error) {
+// runner's own (rl.Timeout: what the runner said it applies when its session opened,
+// capped at MaxTimeout; 0 when it did not say), else DefaultTimeout; and no longer than
+// the runner's own cap (rl.MaxTimeout), which it would end the execution at anyway.
+func Timeout(s *session.Session, req Request, rl runner.Limits) (time.Duration, error) {
+	d, err := wantedTimeout(s, req, rl.Timeout)
+	if err != nil {
+		return 0, err
+	}
+	if rl.MaxTimeout > 0 && d > rl.MaxTimeout {
+		d = rl.MaxTimeout
+	}
+	return d, nil
+}
+
+// wantedTimeout is Timeout before the runner's cap.
+func wantedTimeout(s *session.Session, req Request, runnerDefault time.Duration) (time.Duration, error) {
 	// Compared in milliseconds, before a time.Duration could overflow into a negative one.
 	maxMS := uint64(MaxTimeout.Milliseconds())
 	if req.TimeoutMS > maxMS {
@@ -338,7 +351,7 @@ func (e *Engine) Execute(ctx context.Context, sessionID string, req Request, emi
 	}
 	// The request's or the session's timeout, else the host's default, bounds the wait
 	// for a slot (the runner's own default is known once its process is open, below).
-	timeout, err := Timeout(s, req, 0)
+	timeout, err := Timeout(s, req, runner.Limits{})
 	if err != nil {
 		return nil, err
 	}
@@ -358,17 +371,27 @@ func (e *Engine) Execute(ctx context.Context, sessionID string, req Request, emi
 	// Until the execution is over, its process is not stopped for being idle.
 	defer h.Done()
 	ctype := contentType(caps(h.Process.Info.Capabilities))
+	var capped time.Duration // the timeout the request or session asked for, when the runner's cap cut it
 	if l, ok := h.Runner.(runner.SessionLimiter); ok {
-		if timeout, err = Timeout(s, req, l.SessionLimits().Timeout); err != nil {
+		rl := l.SessionLimits()
+		if timeout, err = Timeout(s, req, rl); err != nil {
 			return nil, err
+		}
+		if wanted, _ := wantedTimeout(s, req, rl.Timeout); wanted > timeout {
+			capped = wanted
 		}
 	}
 	phase("session")
 
-	data, err := json.Marshal(map[string]any{
+	fields := map[string]any{
 		"runner": req.Runner, "input": req.Input, "timeout_ms": timeout.Milliseconds(), "params": req.Params,
 		"content_type": ctype,
-	})
+	}
+	if capped > 0 {
+		// The trace says what bound the execution: the runner's cap, not what was asked.
+		fields["requested_timeout_ms"] = capped.Milliseconds()
+	}
+	data, err := json.Marshal(fields)
 	if err != nil {
 		return nil, fmt.Errorf("%w: params: %v", ErrInvalid, err)
 	}

@@ -167,7 +167,8 @@ func (r *llmRunner) spentBefore(s runner.Session) (tokens uint64, cost float64) 
 
 // SessionLimits implements runner.SessionLimiter: the timeout this runner applies to an
 // execution that names none (the configured timeout, or the session's when shorter), so
-// that the host uses it rather than its own default.
+// that the host uses it rather than its own default; and its cap (the configured timeout),
+// which an execution asking for longer gets, so its trace says so.
 func (r *llmRunner) SessionLimits() runner.Limits {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -178,7 +179,7 @@ func (r *llmRunner) SessionLimits() runner.Limits {
 	if s := r.session.Limits.Timeout; s > 0 && s < t {
 		t = s
 	}
-	return runner.Limits{Timeout: t}
+	return runner.Limits{Timeout: t, MaxTimeout: r.set.timeout}
 }
 
 // Execute implements runner.Runner: it asks the model, retrying and falling back as

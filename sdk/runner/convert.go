@@ -2,6 +2,7 @@ package runner
 
 import (
 	"fmt"
+	"math"
 	"time"
 
 	"google.golang.org/protobuf/types/known/structpb"
@@ -14,18 +15,26 @@ func LimitsToProto(l Limits) *limitv1.Limits {
 	return &limitv1.Limits{
 		TimeoutMs: uint64(l.Timeout / time.Millisecond), MemoryBytes: l.MemoryBytes, CpuMillis: l.CPUMillis,
 		MaxProcesses: l.MaxProcesses, MaxOutputBytes: l.MaxOutputBytes, MaxFileBytes: l.MaxFileBytes,
-		MaxDiskBytes: l.MaxDiskBytes,
+		MaxDiskBytes: l.MaxDiskBytes, MaxTimeoutMs: uint64(l.MaxTimeout / time.Millisecond),
 	}
 }
 
 // LimitsFromProto converts a protocol message to Limits.
 func LimitsFromProto(m *limitv1.Limits) Limits {
 	return Limits{
-		Timeout: time.Duration(m.GetTimeoutMs()) * time.Millisecond, MemoryBytes: m.GetMemoryBytes(),
+		Timeout: durationMS(m.GetTimeoutMs()), MemoryBytes: m.GetMemoryBytes(),
 		CPUMillis: m.GetCpuMillis(), MaxProcesses: m.GetMaxProcesses(),
 		MaxOutputBytes: m.GetMaxOutputBytes(), MaxFileBytes: m.GetMaxFileBytes(),
-		MaxDiskBytes: m.GetMaxDiskBytes(),
+		MaxDiskBytes: m.GetMaxDiskBytes(), MaxTimeout: durationMS(m.GetMaxTimeoutMs()),
 	}
+}
+
+// durationMS is ms milliseconds, saturated where a time.Duration would overflow.
+func durationMS(ms uint64) time.Duration {
+	if ms > uint64(math.MaxInt64/int64(time.Millisecond)) {
+		return math.MaxInt64
+	}
+	return time.Duration(ms) * time.Millisecond
 }
 
 // RequestToProto converts an ExecuteRequest to its protocol message.

@@ -55,6 +55,11 @@ type Limits struct {
 	MaxFileBytes uint64 `json:"max_file_bytes,omitempty"`
 	// MaxDiskBytes bounds the session's files in all (its work dir), not each file.
 	MaxDiskBytes uint64 `json:"max_disk_bytes,omitempty"`
+	// MaxTimeout, in a runner's SessionLimits only, is the longest one execution may run
+	// on the runner whatever it asks for (the runner ends it then); 0: no cap of its own.
+	// The host sends an execution no longer timeout and records in its trace the one it
+	// sent, so the trace says what bound the execution.
+	MaxTimeout time.Duration `json:"max_timeout,omitempty"`
 }
 
 // Session describes the session a runner process serves.
@@ -251,8 +256,9 @@ const CloseSessionTimeout = time.Second
 // the limits they apply to its executions: their configured defaults with the session's
 // Limits over them. The host then gives an execution that names no timeout, in a session
 // that names none, the runner's own timeout instead of the host's default (60 s); a zero
-// Timeout means the runner has no default of its own. Optional: runners without it get
-// the host's default, sent in every ExecuteRequest.
+// Timeout means the runner has no default of its own. A runner that ends executions at a
+// cap of its own says so in MaxTimeout. Optional: runners without it get the host's
+// default, sent in every ExecuteRequest.
 type SessionLimiter interface {
 	SessionLimits() Limits
 }

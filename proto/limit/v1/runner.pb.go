@@ -142,7 +142,11 @@ type Limits struct {
 	MaxOutputBytes uint64 `protobuf:"varint,5,opt,name=max_output_bytes,json=maxOutputBytes,proto3" json:"max_output_bytes,omitempty"`
 	MaxFileBytes   uint64 `protobuf:"varint,6,opt,name=max_file_bytes,json=maxFileBytes,proto3" json:"max_file_bytes,omitempty"`
 	// Most bytes of the session's files in all (its work dir), not each file's.
-	MaxDiskBytes  uint64 `protobuf:"varint,7,opt,name=max_disk_bytes,json=maxDiskBytes,proto3" json:"max_disk_bytes,omitempty"`
+	MaxDiskBytes uint64 `protobuf:"varint,7,opt,name=max_disk_bytes,json=maxDiskBytes,proto3" json:"max_disk_bytes,omitempty"`
+	// Only in OpenSessionResponse: the longest an execution may run on this runner
+	// whatever it asks for (the runner ends it then); 0: no cap of the runner's own. The
+	// host sends no longer timeout and records the one it sent.
+	MaxTimeoutMs  uint64 `protobuf:"varint,8,opt,name=max_timeout_ms,json=maxTimeoutMs,proto3" json:"max_timeout_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -222,6 +226,13 @@ func (x *Limits) GetMaxFileBytes() uint64 {
 func (x *Limits) GetMaxDiskBytes() uint64 {
 	if x != nil {
 		return x.MaxDiskBytes
+	}
+	return 0
+}
+
+func (x *Limits) GetMaxTimeoutMs() uint64 {
+	if x != nil {
+		return x.MaxTimeoutMs
 	}
 	return 0
 }
@@ -1165,7 +1176,7 @@ var File_limit_v1_runner_proto protoreflect.FileDescriptor
 
 const file_limit_v1_runner_proto_rawDesc = "" +
 	"\n" +
-	"\x15limit/v1/runner.proto\x12\blimit.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x15limit/v1/plugin.proto\"\x84\x02\n" +
+	"\x15limit/v1/runner.proto\x12\blimit.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x15limit/v1/plugin.proto\"\xaa\x02\n" +
 	"\x06Limits\x12\x1d\n" +
 	"\n" +
 	"timeout_ms\x18\x01 \x01(\x04R\ttimeoutMs\x12!\n" +
@@ -1175,7 +1186,8 @@ const file_limit_v1_runner_proto_rawDesc = "" +
 	"\rmax_processes\x18\x04 \x01(\rR\fmaxProcesses\x12(\n" +
 	"\x10max_output_bytes\x18\x05 \x01(\x04R\x0emaxOutputBytes\x12$\n" +
 	"\x0emax_file_bytes\x18\x06 \x01(\x04R\fmaxFileBytes\x12$\n" +
-	"\x0emax_disk_bytes\x18\a \x01(\x04R\fmaxDiskBytes\"\x87\x03\n" +
+	"\x0emax_disk_bytes\x18\a \x01(\x04R\fmaxDiskBytes\x12$\n" +
+	"\x0emax_timeout_ms\x18\b \x01(\x04R\fmaxTimeoutMs\"\x87\x03\n" +
 	"\x12OpenSessionRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12(\n" +
