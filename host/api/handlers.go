@@ -427,6 +427,7 @@ func (s *Server) execute(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	req.RequestedBy = principalOf(r).agent()
 	if !wantsStream(r) {
 		res, err := s.opts.Engine.Execute(r.Context(), r.PathValue("id"), req, nil)
 		s.metrics.execution(req.Runner, res, err)
@@ -524,9 +525,11 @@ func (s *Server) createTrace(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	// A trace created without an agent is recorded under the caller's principal, as an
+	// entry appended without one is.
 	agent := req.Agent
 	if agent == "" {
-		agent = "api"
+		agent = principalOf(r).agent()
 	}
 	rec, err := s.opts.Traces.Create(r.Context(), req.SessionID, trace.TraceCustom, data, agent)
 	if err != nil {
@@ -799,7 +802,7 @@ func (s *Server) merge(w http.ResponseWriter, r *http.Request) {
 		return nil
 	}
 	if _, _, err := s.opts.Traces.Apply(ctx, rec.ID, execution.Agent, trace.Update{
-		Status: trace.StatusMerged, Reason: "merge allowed under policy " + pol.Name, Check: check,
+		Status: trace.StatusMerged, Reason: "merge allowed under policy " + pol.Name, By: principalOf(r).agent(), Check: check,
 	}); err != nil {
 		if errors.Is(err, errMergeRefused) {
 			// Merged since the read above: by a merge whose copy was cut short (storage
@@ -1006,7 +1009,8 @@ func (s *Server) flag(w http.ResponseWriter, r *http.Request) {
 	if req.RuleID == "" {
 		req.RuleID = "manual"
 	}
-	f := governance.Flag{Flag: name, Severity: req.Severity, Reason: req.Reason, RuleID: req.RuleID, AutoDetected: false, Timestamp: time.Now().UTC(), Location: req.Location}
+	f := governance.Flag{Flag: name, Severity: req.Severity, Reason: req.Reason, RuleID: req.RuleID, AutoDetected: false, Timestamp: time.Now().UTC(), Location: req.Location,
+		SetBy: principalOf(r).agent()}
 	pol, err := s.policyOf(ctx, rec.SessionID)
 	if err != nil {
 		s.fail(w, r, err)

@@ -587,3 +587,42 @@ func TestHealthDetailForOperators(t *testing.T) {
 		}
 	}
 }
+
+// TestPrincipalsRecorded: what the host records of who asked, in the signed chain: an
+// execution's trace data names the principal that ran it (requested_by), a flag set by
+// hand its setter (set_by), a merged entry who asked for the merge (by), and a trace made
+// without an agent is created under the caller's principal; the chain still verifies.
+func TestPrincipalsRecorded(t *testing.T) {
+	f := newOwnersFixture(t)
+	res := f.must(tokAlice, "POST", "/v1/sessions/"+f.alice+"/executions", `{"runner":"echo","input":"hi"}`, 200)
+	id := res["trace_id"].(string)
+	f.must(tokOperator, "POST", "/v1/governance/flag", `{"trace_id":"`+id+`","flag":"anomaly","severity":2,"reason":"looked at"}`, 201)
+	f.must(tokAlice, "POST", "/v1/traces/"+id+"/merge", ``, 200)
+	tr := f.must(tokAlice, "GET", "/v1/traces/"+id, "", 200)
+	if by := tr["data"].(map[string]any)["requested_by"]; by != "user:alice" {
+		t.Errorf("the execution's trace data says requested_by %v, want user:alice", by)
+	}
+	var flagBy, mergeBy any
+	for _, e := range tr["provenance"].([]any) {
+		e := e.(map[string]any)
+		data, _ := e["data"].(map[string]any)
+		switch e["kind"] {
+		case trace.KindFlagged:
+			flagBy = data["set_by"]
+		case trace.KindMerged:
+			mergeBy = data["by"]
+		}
+	}
+	if flagBy != "operator" || mergeBy != "user:alice" {
+		t.Errorf("the flag's set_by %v (want operator), the merged entry's by %v (want user:alice)", flagBy, mergeBy)
+	}
+	if v := f.must(tokAlice, "GET", "/v1/traces/"+id+"/provenance/verify", "", 200); v["valid"] != true {
+		t.Errorf("the chain does not verify: %v", v)
+	}
+
+	custom := f.must(tokBob, "POST", "/v1/traces", `{"session_id":"`+f.bob+`"}`, 201)["id"].(string)
+	chain := f.must(tokBob, "GET", "/v1/traces/"+custom, "", 200)["provenance"].([]any)
+	if agent := chain[0].(map[string]any)["agent"]; agent != "user:bob" {
+		t.Errorf("a trace bob made without an agent was created by %v, want user:bob", agent)
+	}
+}

@@ -58,6 +58,10 @@ type Request struct {
 	Input     string         `json:"input"`
 	TimeoutMS uint64         `json:"timeout_ms,omitempty"`
 	Params    map[string]any `json:"params,omitempty"`
+	// RequestedBy is the principal that asked for the execution ("operator",
+	// "user:NAME"), recorded in its trace's data as requested_by; set by the API, never
+	// read from the request's body.
+	RequestedBy string `json:"-"`
 }
 
 // Result is an execution's answer.
@@ -390,6 +394,9 @@ func (e *Engine) Execute(ctx context.Context, sessionID string, req Request, emi
 	if capped > 0 {
 		// The trace says what bound the execution: the runner's cap, not what was asked.
 		fields["requested_timeout_ms"] = capped.Milliseconds()
+	}
+	if req.RequestedBy != "" {
+		fields["requested_by"] = req.RequestedBy
 	}
 	data, err := json.Marshal(fields)
 	if err != nil {

@@ -28,6 +28,9 @@ type Update struct {
 	Status Status
 	// Reason is the reason of the status change; it needs a Status.
 	Reason string
+	// By names the principal whose request made the status change ("operator",
+	// "user:NAME"), recorded in its entry; it needs a Status.
+	By string
 	// Extra are other writes made in the same batch, in the trace's session namespace
 	// (SessionNamespace): storage.OpPut and storage.OpDelete only, and no key may start with
 	// one of the package's prefixes trace/, prov/ and ckpt/.
@@ -131,9 +134,14 @@ func (s *Store) prepare(agent string, u Update) (*change, error) {
 		return nil, fmt.Errorf("%w: a reason is given but no status to change to", ErrInvalid)
 	case len(u.Reason) > MaxReasonSize || !utf8.ValidString(u.Reason):
 		return nil, fmt.Errorf("%w: reason must be at most %d bytes of UTF-8", ErrInvalid, MaxReasonSize)
+	case u.Status == "" && u.By != "":
+		return nil, fmt.Errorf("%w: a principal is given but no status to change to", ErrInvalid)
+	}
+	if err := validateAgent(u.By); err != nil {
+		return nil, fmt.Errorf("status change's principal: %w", err)
 	}
 	if u.Status != "" {
-		data, err := canonicalJSON(statusInfo{Status: u.Status, Reason: u.Reason})
+		data, err := canonicalJSON(statusInfo{Status: u.Status, Reason: u.Reason, By: u.By})
 		if err != nil {
 			return nil, fmt.Errorf("encode status change: %w", err)
 		}

@@ -629,6 +629,8 @@ func validateFlag(f Flag) error {
 		return fmt.Errorf("%w: flag stage %q: want %q, %q or none", ErrInvalid, f.Stage, StagePre, StagePost)
 	case math.IsNaN(f.Score) || math.IsInf(f.Score, 0):
 		return fmt.Errorf("%w: flag score %v is not a finite number", ErrInvalid, f.Score)
+	case validateAgent(f.SetBy) != nil:
+		return fmt.Errorf("flag set_by: %w", validateAgent(f.SetBy))
 	case f.Location != nil:
 		return f.Location.Validate()
 	}

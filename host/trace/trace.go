@@ -221,6 +221,9 @@ type Flag struct {
 	Stage    string    `json:"stage,omitempty"`
 	Score    float64   `json:"score,omitempty"`
 	Location *Location `json:"location,omitempty"`
+	// SetBy is who set a flag by hand through the API, as the token's principal
+	// ("operator", "user:NAME"); empty for a rule's flag (and for flags from before it).
+	SetBy string `json:"set_by,omitempty"`
 }
 
 // Stages a flag's Stage may name: a rule that evaluated the execution's input, or its
@@ -297,6 +300,8 @@ type createdInfo struct {
 type statusInfo struct {
 	Status Status `json:"status"`
 	Reason string `json:"reason"`
+	// By is the principal whose request made the change (Update.By), when one did.
+	By string `json:"by,omitempty"`
 }
 
 // idEntropy makes ids from the operating system's random source, increasing within one

@@ -371,6 +371,8 @@ type Flag struct {
 	// Location is where in the evaluated content (the input at "pre", the output at
 	// "post") the rule matched; nil when it did not say.
 	Location *Location `json:"location,omitempty"`
+	// SetBy is who set a flag by hand ("operator", "user:NAME"); empty for a rule's.
+	SetBy string `json:"set_by,omitempty"`
 }
 
 // Location points into the content a rule evaluated. Line and Column are 1-based, 0 when
