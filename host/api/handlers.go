@@ -365,7 +365,7 @@ func (e *sseWriter) loop() {
 	defer close(e.done)
 	// Whatever the server's write timeout, a write to a client that stopped reading ends
 	// after sseStall; the last one leaves as long for the end of the response.
-	defer func() { _ = e.rc.SetWriteDeadline(time.Now().Add(sseStall)) }()
+	defer writeWithin(e.rc, sseStall)
 	keepAlive := time.NewTicker(sseKeepAlive)
 	defer keepAlive.Stop()
 	for {
@@ -383,7 +383,7 @@ func (e *sseWriter) loop() {
 		if e.failed.Load() {
 			continue // dropped: the client is gone
 		}
-		_ = e.rc.SetWriteDeadline(time.Now().Add(sseStall))
+		writeWithin(e.rc, sseStall)
 		e.write(ev)
 	drain:
 		for {
