@@ -166,6 +166,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set(requestIDHeader, id)
 	sw := &statusWriter{ResponseWriter: w}
+	if srv, ok := r.Context().Value(http.ServerContextKey).(*http.Server); ok {
+		sw.writeTimeout = srv.WriteTimeout
+	}
 	w = sw
 	route := "refused"
 	defer func() { s.metrics.request(route, sw.code, time.Since(start)) }()

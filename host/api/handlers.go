@@ -87,9 +87,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
 	case errors.As(err, &pending):
 		// The code ran: no Retry-After, which would invite running it twice.
-		writeProblem(w, r, http.StatusServiceUnavailable, pending.Error(), map[string]any{
-			"trace_id": pending.TraceID, "execution_status": pending.Status, "record_pending": true,
-		})
+		writeProblem(w, r, http.StatusServiceUnavailable, pending.Error(), pendingMembers(pending))
 	case errors.As(err, &media):
 		if media.encoding != "" {
 			w.Header().Set("Accept-Encoding", "identity") // RFC 9110 §15.5.16
@@ -178,6 +176,27 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		s.opts.Logger.Error("request failed", "request_id", w.Header().Get(requestIDHeader), "method", r.Method, "path", r.URL.Path, "error", err)
 		writeProblem(w, r, http.StatusInternalServerError, err.Error(), nil)
 	}
+}
+
+// pendingMembers are the extension members of the problem of an execution whose outcome
+// is not stored yet: its trace id and status, and what its result would have carried
+// (stdout, stderr, output, exit code...; bounded as there). The trace keeps only digests of
+// the outputs, and the client is told not to run the code again, so this answer is the
+// only place it gets what the code printed. The execution's status is execution_status:
+// status is the problem's own.
+func pendingMembers(pending *execution.RecordPendingError) map[string]any {
+	m := map[string]any{}
+	if pending.Result != nil {
+		var fields map[string]json.RawMessage
+		if b, err := json.Marshal(pending.Result); err == nil && json.Unmarshal(b, &fields) == nil {
+			for k, v := range fields {
+				m[k] = v
+			}
+		}
+		delete(m, "status")
+	}
+	m["trace_id"], m["execution_status"], m["record_pending"] = pending.TraceID, pending.Status, true
+	return m
 }
 
 func (s *Server) createSession(w http.ResponseWriter, r *http.Request) {
@@ -365,7 +384,7 @@ func (e *sseWriter) loop() {
 	defer close(e.done)
 	// Whatever the server's write timeout, a write to a client that stopped reading ends
 	// after sseStall; the last one leaves as long for the end of the response.
-	defer func() { _ = e.rc.SetWriteDeadline(time.Now().Add(sseStall)) }()
+	defer writeWithin(e.rc, sseStall)
 	keepAlive := time.NewTicker(sseKeepAlive)
 	defer keepAlive.Stop()
 	for {
@@ -383,7 +402,7 @@ func (e *sseWriter) loop() {
 		if e.failed.Load() {
 			continue // dropped: the client is gone
 		}
-		_ = e.rc.SetWriteDeadline(time.Now().Add(sseStall))
+		writeWithin(e.rc, sseStall)
 		e.write(ev)
 	drain:
 		for {

@@ -163,23 +163,45 @@ func (c pluginCollector) Collect(ch chan<- prometheus.Metric) {
 
 // statusWriter records the status code a handler answered with. It passes Flush through
 // (server-sent events) and unwraps for http.ResponseController.
+//
+// When the handler begins its answer, the answer gets writeTimeout (the server's
+// WriteTimeout, api.write_timeout) from then to be written: net/http counts it from the
+// end of the request's headers, so it also bounded the handler's work before its first
+// write, and an execution, an RD computation or an export that legitimately took longer
+// lost its answer (the client saw the connection cut, the work done). How long that work
+// may take is bounded by its own limits (the execution's timeout, rd.timeout).
 type statusWriter struct {
 	http.ResponseWriter
-	code int
+	code         int
+	writeTimeout time.Duration
+}
+
+// begin starts the answer with status code.
+func (w *statusWriter) begin(code int) {
+	if w.code != 0 {
+		return
+	}
+	w.code = code
+	if w.writeTimeout > 0 {
+		writeWithin(http.NewResponseController(w.ResponseWriter), w.writeTimeout)
+	}
 }
 
 func (w *statusWriter) WriteHeader(code int) {
-	if w.code == 0 {
-		w.code = code
-	}
+	w.begin(code)
 	w.ResponseWriter.WriteHeader(code)
 }
 
 func (w *statusWriter) Write(b []byte) (int, error) {
-	if w.code == 0 {
-		w.code = http.StatusOK
-	}
+	w.begin(http.StatusOK)
 	return w.ResponseWriter.Write(b)
+}
+
+// writeWithin gives the rest of the response d from now to be written: past it, a write
+// fails and the connection is closed. Answers get the server's write timeout from their
+// first byte (statusWriter), each write of an event stream sseStall.
+func writeWithin(rc *http.ResponseController, d time.Duration) {
+	_ = rc.SetWriteDeadline(time.Now().Add(d))
 }
 
 func (w *statusWriter) Flush() { _ = w.FlushError() }

@@ -60,7 +60,8 @@ const (
 	DefaultMaxBodyBytesInFlight = 32 << 20
 	// DefaultReadTimeout is api.read_timeout.
 	DefaultReadTimeout = 30 * time.Second
-	// DefaultWriteTimeout is api.write_timeout; it is long because responses may stream.
+	// DefaultWriteTimeout is api.write_timeout; it is long because answers may be large (a
+	// bundle, an execution's outputs) and their clients slow.
 	DefaultWriteTimeout = 5 * time.Minute
 	// DefaultShutdownTimeout is api.shutdown_timeout.
 	DefaultShutdownTimeout = 15 * time.Second
@@ -158,7 +159,8 @@ type API struct {
 	MaxBodyBytesInFlight int64
 	// ReadTimeout bounds reading a whole request; 0 means no limit.
 	ReadTimeout time.Duration
-	// WriteTimeout bounds writing a response; 0 means no limit (streams are long).
+	// WriteTimeout bounds writing a response, from its first byte (the API sets the
+	// deadline then; the work before it has its own limits); 0 means no limit.
 	WriteTimeout time.Duration
 	// ShutdownTimeout bounds a graceful shutdown, > 0.
 	ShutdownTimeout time.Duration

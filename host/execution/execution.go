@@ -649,7 +649,8 @@ func (e *Engine) Execute(ctx context.Context, sessionID string, req Request, emi
 		if jerr := e.journal(p); jerr == nil {
 			e.Logger.Warn("an execution ran but its trace could not be stored; its outcome is kept until it is", "session", s.ID, "trace", cr.ID,
 				"runner", req.Runner, "status", res.Status, "error", err)
-			return nil, &RecordPendingError{TraceID: cr.ID, Status: res.Status, Err: err}
+			res.Flags = append(res.Flags, post...) // recorded with the outcome
+			return nil, &RecordPendingError{TraceID: cr.ID, Status: res.Status, Err: err, Result: res}
 		} else if e.JournalDir != "" {
 			e.Logger.Error("keeping an execution's outcome in the journal failed", "trace", cr.ID, "error", jerr)
 		}

@@ -39,6 +39,10 @@ type RecordPendingError struct {
 	Status string
 	// Err is why the trace could not be stored.
 	Err error
+	// Result is the execution's outcome as its answer would have carried it (stdout,
+	// stderr and output bounded as there, the flags of both stages): the trace keeps
+	// only their digests, so a client told not to run it again gets them here.
+	Result *Result
 }
 
 func (e *RecordPendingError) Error() string {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -69,9 +70,10 @@ func TestPendingOutcome(t *testing.T) {
 		name   string
 		early  bool // the trace was created before the storage went down
 		status string
+		output string // what the output holds
 	}{
-		{"short", false, "ok"},
-		{"long", true, "cancelled"},
+		{"short", false, "ok", "input=x"},
+		{"long", true, "cancelled", "hello"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if !tc.early {
@@ -104,6 +106,12 @@ func TestPendingOutcome(t *testing.T) {
 			var pe *RecordPendingError
 			if !errors.As(err, &pe) || pe.Status != tc.status || !errors.Is(err, storage.ErrUnavailable) {
 				t.Fatalf("execution: %v, want a RecordPendingError with status %s", err, tc.status)
+			}
+			// The client, told not to run it again, gets what it printed: the trace keeps
+			// only digests of the outputs.
+			if r := pe.Result; r == nil || r.TraceID != pe.TraceID || r.Status != tc.status || !strings.Contains(r.Output, tc.output) ||
+				(!tc.early && r.Stdout != r.Output) {
+				t.Fatalf("the error's result %+v, want the outcome with output %q", r, tc.output)
 			}
 			if id == "" {
 				id = pe.TraceID

@@ -29,6 +29,7 @@ import (
 //	env            the result's output is the process environment
 //	big:N          N bytes of "x" on stdout
 //	sleep:MS       sleeps MS milliseconds (honours cancel and timeout)
+//	sleep:MS:TEXT  the same, then TEXT on stdout
 //	spend:MS       streams the token "partial ", then works MS milliseconds; cancelled
 //	               through Cancel it answers a cancelled result of its own, with what it
 //	               spent (usage), its output so far and finish reason "cancel"
@@ -150,7 +151,8 @@ func (e *Runner) Execute(ctx context.Context, req runner.ExecuteRequest, emit fu
 		return runner.Result{Status: runner.StatusCancelled, ExitCode: -1, Error: "cancelled through Cancel", Output: "partial",
 			FinishReason: "cancel", Duration: time.Since(start), Usage: SpentUsage}, nil
 	case strings.HasPrefix(req.Input, "sleep:"):
-		ms, _ := strconv.Atoi(strings.TrimPrefix(req.Input, "sleep:"))
+		arg, text, _ := strings.Cut(strings.TrimPrefix(req.Input, "sleep:"), ":")
+		ms, _ := strconv.Atoi(arg)
 		cctx, cancel := context.WithCancel(ctx)
 		if req.Timeout > 0 {
 			cctx, cancel = context.WithTimeout(ctx, req.Timeout)
@@ -172,6 +174,11 @@ func (e *Runner) Execute(ctx context.Context, req runner.ExecuteRequest, emit fu
 				st = runner.StatusTimeout
 			}
 			return runner.Result{Status: st, ExitCode: -1, Error: cctx.Err().Error(), Duration: time.Since(start)}, nil
+		}
+		if text != "" {
+			if err := out(runner.Stdout, text); err != nil {
+				return runner.Result{}, err
+			}
 		}
 		return runner.Result{Status: runner.StatusOK, Output: "slept", Duration: time.Since(start)}, nil
 	}
