@@ -54,10 +54,16 @@ func newTransport() *http.Transport {
 
 // Error is a problem the API answered (RFC 9457).
 type Error struct {
+	// Status is the answer's HTTP status. The problem's own "status" member is advisory
+	// (RFC 9457 §3.1.2) and a proxy may answer another status than it says, so it does not
+	// override the HTTP status; only for an execution stream's error event, whose HTTP
+	// status was 200 when the stream began, is Status the member's.
 	Status int
 	Type   string `json:"type"`
 	Title  string `json:"title"`
 	Detail string `json:"detail"`
+	// Instance is the problem's "instance" member: the request path it is about.
+	Instance string `json:"instance,omitempty"`
 	// RequestID is the X-Request-Id of the failed request.
 	RequestID string
 	// Extra holds the problem's other members (flags, reasons, trace_id, ...).
@@ -131,15 +137,32 @@ func readError(res *http.Response) error {
 
 // decodeProblem fills e from the JSON of a problem: the members RFC 9457 defines into
 // their fields, every other member (trace_id, record_pending, flags, reasons, ...) into
-// Extra. An answer and an execution stream's error event are decoded alike, so a caller
-// reads the same Extra whichever way the problem came. A body that is not a JSON object
-// leaves e as it is.
-func (e *Error) decodeProblem(b []byte) {
-	_ = json.Unmarshal(b, e)
+// Extra, and returns its "status" member (0 when none), which it leaves to the caller to
+// take or not (see Error.Status). An answer and an execution stream's error event are
+// decoded alike, so a caller reads the same Error whichever way the problem came. A body
+// that is not a JSON object leaves e as it is.
+func (e *Error) decodeProblem(b []byte) (status int) {
+	var p struct {
+		Type     string `json:"type"`
+		Title    string `json:"title"`
+		Status   int    `json:"status"`
+		Detail   string `json:"detail"`
+		Instance string `json:"instance"`
+	}
+	_ = json.Unmarshal(b, &p)
+	for _, f := range []struct {
+		to   *string
+		from string
+	}{{&e.Type, p.Type}, {&e.Title, p.Title}, {&e.Detail, p.Detail}, {&e.Instance, p.Instance}} {
+		if f.from != "" {
+			*f.to = f.from
+		}
+	}
 	_ = json.Unmarshal(b, &e.Extra)
 	for _, k := range []string{"type", "title", "status", "detail", "instance"} {
 		delete(e.Extra, k)
 	}
+	return p.Status
 }
 
 // closeBody reads what is left of a response body, up to 64 KiB, and closes it: read to
@@ -479,7 +502,11 @@ func (c *Client) ExecuteStream(ctx context.Context, sessionID string, req Execut
 				return &r, nil
 			case "error":
 				e := &Error{Status: http.StatusInternalServerError, Title: "Execution failed", RequestID: res.Header.Get("X-Request-Id")}
-				e.decodeProblem(data.Bytes())
+				// The stream's HTTP status was 200: the problem's own says what the
+				// answer's would have been.
+				if st := e.decodeProblem(data.Bytes()); st >= 400 && st <= 599 {
+					e.Status = st
+				}
 				// The host sends the problem the answer would have been: its status, and
 				// retry_after (seconds) for a failure worth retrying, which stands for
 				// the answer's Retry-After header and so is not left in Extra.

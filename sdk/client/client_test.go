@@ -458,3 +458,27 @@ func TestExecuteStreamErrorEventExtra(t *testing.T) {
 		t.Errorf("stream: %+v", se)
 	}
 }
+
+// TestErrorStatusAndInstance: an answered problem's Status is the HTTP status, not the
+// body's "status" member (advisory, RFC 9457 §3.1.2; a proxy may answer another), and its
+// "instance" member is kept; a stream's error event, whose HTTP status was 200, takes the
+// member's status.
+func TestErrorStatusAndInstance(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/problem+json")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		io.WriteString(w, `{"type":"about:blank","title":"Internal Server Error","status":500,"detail":"boom","instance":"/v1/sessions/s1"}`)
+	}))
+	defer srv.Close()
+	_, err := New(srv.URL).GetSession(context.Background(), "s1")
+	var e *Error
+	if !errors.As(err, &e) || e.Status != 503 || StatusOf(err) != 503 || e.Instance != "/v1/sessions/s1" || e.Extra["instance"] != nil {
+		t.Errorf("answer: %v (%+v)", err, e)
+	}
+	sse := sseServer(`event: error` + "\n" + `data: {"title":"Insufficient Storage","status":507,"detail":"full","instance":"/v1/sessions/s1/executions"}` + "\n\n")
+	defer sse.Close()
+	_, err = New(sse.URL).ExecuteStream(context.Background(), "s1", ExecuteRequest{Runner: "echo"}, nil)
+	if !errors.As(err, &e) || e.Status != 507 || e.Instance != "/v1/sessions/s1/executions" {
+		t.Errorf("stream: %v (%+v)", err, e)
+	}
+}
