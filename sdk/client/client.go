@@ -21,6 +21,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Client talks to one host.
@@ -118,8 +119,17 @@ func (c *Client) newRequest(ctx context.Context, method, path string, body any) 
 	return req, nil
 }
 
+// maxProblemBytes bounds the body of an error answer read; maxPlainDetail bounds the part
+// of a body that is not a problem (a proxy's HTML page) kept as an Error's Detail.
+const (
+	maxProblemBytes = 1 << 20
+	maxPlainDetail  = 300
+)
+
 func readError(res *http.Response) error {
-	b, _ := io.ReadAll(io.LimitReader(res.Body, 1<<20))
+	b, _ := io.ReadAll(io.LimitReader(res.Body, maxProblemBytes+1))
+	more := len(b) > maxProblemBytes
+	b = b[:min(len(b), maxProblemBytes)]
 	e := &Error{Status: res.StatusCode, Title: http.StatusText(res.StatusCode), RequestID: res.Header.Get("X-Request-Id")}
 	e.decodeProblem(b)
 	if s := res.Header.Get("Retry-After"); s != "" {
@@ -130,9 +140,28 @@ func readError(res *http.Response) error {
 		}
 	}
 	if e.Detail == "" && len(b) > 0 && !json.Valid(b) {
-		e.Detail = strings.TrimSpace(string(b))
+		e.Detail = plainDetail(b, more)
 	}
 	return e
+}
+
+// plainDetail is the Detail of an error answer b that is not a problem: its text, cut to
+// maxPlainDetail bytes (at a character's start) with a note of the body's length, so that
+// a proxy's page of 100 KB does not become an error message of 100 KB. more says the body
+// went on past b.
+func plainDetail(b []byte, more bool) string {
+	s := strings.TrimSpace(string(b))
+	if len(s) <= maxPlainDetail && !more {
+		return s
+	}
+	cut := min(len(s), maxPlainDetail)
+	for cut > 0 && cut < len(s) && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	if more {
+		return fmt.Sprintf("%s… (more than %d bytes)", s[:cut], len(b))
+	}
+	return fmt.Sprintf("%s… (%d bytes)", s[:cut], len(b))
 }
 
 // decodeProblem fills e from the JSON of a problem: the members RFC 9457 defines into

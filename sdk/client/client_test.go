@@ -15,6 +15,7 @@ import (
 	"testing"
 	"testing/iotest"
 	"time"
+	"unicode/utf8"
 )
 
 // problem answers as the API's writeProblem does.
@@ -480,5 +481,30 @@ func TestErrorStatusAndInstance(t *testing.T) {
 	_, err = New(sse.URL).ExecuteStream(context.Background(), "s1", ExecuteRequest{Runner: "echo"}, nil)
 	if !errors.As(err, &e) || e.Status != 507 || e.Instance != "/v1/sessions/s1/executions" {
 		t.Errorf("stream: %v (%+v)", err, e)
+	}
+}
+
+// TestPlainErrorBounded: an error answer that is not a problem (a proxy's HTML page) gives
+// a Detail of a few hundred bytes with the body's length, not the whole body; a short one
+// is kept whole.
+func TestPlainErrorBounded(t *testing.T) {
+	for _, tc := range []struct {
+		body, want string
+	}{
+		{"<html>" + strings.Repeat("é", 50000) + "</html>", "(100013 bytes)"},
+		{strings.Repeat("x", 2<<20), "(more than 1048576 bytes)"},
+		{"Bad Gateway\n", "Bad Gateway"},
+	} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/html")
+			w.WriteHeader(http.StatusBadGateway)
+			io.WriteString(w, tc.body)
+		}))
+		_, err := New(srv.URL).GetSession(context.Background(), "s1")
+		srv.Close()
+		var e *Error
+		if !errors.As(err, &e) || e.Status != 502 || len(err.Error()) > 400 || !strings.HasSuffix(e.Detail, tc.want) || !utf8.ValidString(e.Detail) {
+			t.Errorf("%d-byte body: %d-byte error %.80q…, detail ending %q", len(tc.body), len(err.Error()), err, e.Detail[max(len(e.Detail)-40, 0):])
+		}
 	}
 }
