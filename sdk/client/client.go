@@ -493,7 +493,10 @@ type Event struct {
 // ExecuteStream runs an execution with server-sent events, calling onEvent for each piece
 // of output as it comes, and returns the final result. onEvent runs on the caller's
 // goroutine and the stream is not read meanwhile: a host whose events wait unread for
-// some seconds counts the client as gone and ends the execution.
+// some seconds counts the client as gone and ends the execution. An answer that comes as
+// one JSON result instead of a stream (a proxy between dropped the Accept header) gives
+// that result, with no events; an answer of any other type is an error saying what came
+// (the execution may have run: its trace shows it).
 func (c *Client) ExecuteStream(ctx context.Context, sessionID string, req ExecuteRequest, onEvent func(Event)) (*ExecutionResult, error) {
 	hreq, err := c.newRequest(ctx, "POST", "/v1/sessions/"+url.PathEscape(sessionID)+"/executions", req)
 	if err != nil {
@@ -507,6 +510,22 @@ func (c *Client) ExecuteStream(ctx context.Context, sessionID string, req Execut
 	defer res.Body.Close()
 	if res.StatusCode >= 300 {
 		return nil, readError(res)
+	}
+	// A proxy that drops the Accept header gets the whole result as JSON, at the end; any
+	// other answer is not one this call can read.
+	switch ct, _, _ := mime.ParseMediaType(res.Header.Get("Content-Type")); ct {
+	case "text/event-stream":
+	case "application/json":
+		var r ExecutionResult
+		if err := json.NewDecoder(res.Body).Decode(&r); err != nil {
+			return nil, fmt.Errorf("execute: decode the JSON answer that came instead of an event stream: %w", err)
+		}
+		closeBody(res.Body)
+		return &r, nil
+	default:
+		closeBody(res.Body)
+		return nil, fmt.Errorf("execute: the host answered HTTP %d with Content-Type %q, not an event stream (text/event-stream): a proxy between may have changed the answer; the execution may have run (its trace shows it)",
+			res.StatusCode, res.Header.Get("Content-Type"))
 	}
 	sc := bufio.NewScanner(res.Body)
 	sc.Buffer(make([]byte, 64<<10), 64<<20)

@@ -508,3 +508,30 @@ func TestPlainErrorBounded(t *testing.T) {
 		}
 	}
 }
+
+// TestExecuteStreamNotAStream: a host (or proxy) that answers an execution's result as
+// JSON instead of an event stream gives that result, not "stream lost"; an answer of
+// another type is an error that says what came.
+func TestExecuteStreamNotAStream(t *testing.T) {
+	for _, tc := range []struct {
+		ctype, body, wantErr string
+	}{
+		{"application/json; charset=utf-8", `{"trace_id":"01TRACE","status":"ok","stdout":"hi\n","exit_code":0}`, ""},
+		{"text/html", "<html>hello</html>", `Content-Type "text/html", not an event stream`},
+		{"", "", `Content-Type "", not an event stream`},
+	} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", tc.ctype)
+			io.WriteString(w, tc.body)
+		}))
+		var events int
+		res, err := New(srv.URL).ExecuteStream(context.Background(), "s1", ExecuteRequest{Runner: "echo"}, func(Event) { events++ })
+		srv.Close()
+		switch {
+		case tc.wantErr == "" && (err != nil || res.TraceID != "01TRACE" || res.Stdout != "hi\n" || events != 0):
+			t.Errorf("%s: got %+v, %v, %d events", tc.ctype, res, err, events)
+		case tc.wantErr != "" && (res != nil || err == nil || !strings.Contains(err.Error(), tc.wantErr) || errors.Is(err, ErrStreamLost)):
+			t.Errorf("%s: got %+v, %v; want an error with %q", tc.ctype, res, err, tc.wantErr)
+		}
+	}
+}
