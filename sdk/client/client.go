@@ -24,9 +24,13 @@ import (
 	"unicode/utf8"
 )
 
-// Client talks to one host.
+// Client talks to one host. Make it with New or FromEnv; a Client set up by hand needs
+// BaseURL.
 type Client struct {
-	// BaseURL is the host's address, e.g. http://127.0.0.1:8080 (a final slash is ignored).
+	// BaseURL is the host's address, read as ParseAddr reads it: http://127.0.0.1:8080,
+	// https://host/prefix, or a bare HOST:PORT. A final slash and a final /v1 (the API's
+	// prefix, which the client adds to every path) are ignored. A call with a BaseURL not
+	// set or not an address fails before any request, saying so.
 	BaseURL string
 	// HTTP is the HTTP client; http.DefaultClient when nil.
 	HTTP *http.Client
@@ -35,12 +39,41 @@ type Client struct {
 	Token string
 }
 
-// New returns a client of the host at baseURL. Its HTTP client keeps up to
-// MaxIdleConnsPerHost connections to the host open for reuse (Go's default keeps two, so
-// a program making many concurrent calls would open and close a connection per call). It
-// sets no overall timeout, as an execution may run long: bound each call with its context.
+// New returns a client of the host at baseURL, an address as ParseAddr reads it
+// ("http://127.0.0.1:8080", "127.0.0.1:8080", "https://proxy/limit"; a final /v1 is taken
+// off). An address that is not one is kept as given, and every call of the client fails
+// with why, before any request. Its HTTP client keeps up to MaxIdleConnsPerHost
+// connections to the host open for reuse (Go's default keeps two, so a program making
+// many concurrent calls would open and close a connection per call). It sets no overall
+// timeout, as an execution may run long: bound each call with its context.
 func New(baseURL string) *Client {
-	return &Client{BaseURL: strings.TrimRight(baseURL, "/"), HTTP: &http.Client{Transport: newTransport()}}
+	c := &Client{BaseURL: baseURL, HTTP: &http.Client{Transport: newTransport()}}
+	if u, err := c.baseURL(); err == nil {
+		c.BaseURL = u
+	}
+	return c
+}
+
+// baseURL returns the URL the API's paths (/v1/...) are added to, read from c.BaseURL.
+func (c *Client) baseURL() (string, error) {
+	if c.BaseURL == "" {
+		return "", errors.New("client: BaseURL is not set: make the client with New or FromEnv, or set BaseURL to the host's address (http://HOST:PORT)")
+	}
+	u, err := ParseAddr(c.BaseURL)
+	if err != nil {
+		return "", fmt.Errorf("client: BaseURL %q is not a host address: %v; want http://HOST:PORT, https://HOST:PORT or HOST:PORT", c.BaseURL, err)
+	}
+	return strings.TrimRight(u.String(), "/"), nil
+}
+
+// needID refuses an empty id before a request is made: sent, it would ask for another
+// route ("/v1/sessions/" lists no session) and come back as a puzzling 404 or 405.
+// method and arg name the call and its argument in the error.
+func needID(method, arg, id string) error {
+	if id == "" {
+		return fmt.Errorf("client: %s: %s is empty", method, arg)
+	}
+	return nil
 }
 
 // MaxIdleConnsPerHost is how many idle connections to the host a Client made by New keeps.
@@ -105,7 +138,11 @@ func (c *Client) newRequest(ctx context.Context, method, path string, body any) 
 		}
 		rd = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(c.BaseURL, "/")+path, rd)
+	base, err := c.baseURL()
+	if err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, method, base+path, rd)
 	if err != nil {
 		return nil, err
 	}
@@ -388,12 +425,18 @@ func (c *Client) ListSessionsOf(ctx context.Context, owner string, perPage int, 
 
 // GetSession returns a session.
 func (c *Client) GetSession(ctx context.Context, id string) (*Session, error) {
+	if err := needID("GetSession", "id", id); err != nil {
+		return nil, err
+	}
 	var s Session
 	return orNil(&s, c.do(ctx, "GET", "/v1/sessions/"+url.PathEscape(id), nil, &s))
 }
 
 // DeleteSession stops a session's runner processes; its traces stay.
 func (c *Client) DeleteSession(ctx context.Context, id string) (*Session, error) {
+	if err := needID("DeleteSession", "id", id); err != nil {
+		return nil, err
+	}
 	var s Session
 	return orNil(&s, c.do(ctx, "DELETE", "/v1/sessions/"+url.PathEscape(id), nil, &s))
 }
@@ -480,6 +523,9 @@ type ExecutionResult struct {
 
 // Execute runs an execution and returns its result.
 func (c *Client) Execute(ctx context.Context, sessionID string, req ExecuteRequest) (*ExecutionResult, error) {
+	if err := needID("Execute", "sessionID", sessionID); err != nil {
+		return nil, err
+	}
 	var r ExecutionResult
 	return orNil(&r, c.do(ctx, "POST", "/v1/sessions/"+url.PathEscape(sessionID)+"/executions", req, &r))
 }
@@ -498,6 +544,9 @@ type Event struct {
 // that result, with no events; an answer of any other type is an error saying what came
 // (the execution may have run: its trace shows it).
 func (c *Client) ExecuteStream(ctx context.Context, sessionID string, req ExecuteRequest, onEvent func(Event)) (*ExecutionResult, error) {
+	if err := needID("ExecuteStream", "sessionID", sessionID); err != nil {
+		return nil, err
+	}
 	hreq, err := c.newRequest(ctx, "POST", "/v1/sessions/"+url.PathEscape(sessionID)+"/executions", req)
 	if err != nil {
 		return nil, err
@@ -673,12 +722,18 @@ type TraceView struct {
 // CreateTrace creates a trace in a session with data, which must encode as a JSON object
 // (a map or a struct; nil stands for {}): the host refuses any other JSON value.
 func (c *Client) CreateTrace(ctx context.Context, sessionID string, data any) (*Trace, error) {
+	if err := needID("CreateTrace", "sessionID", sessionID); err != nil {
+		return nil, err
+	}
 	var t Trace
 	return orNil(&t, c.do(ctx, "POST", "/v1/traces", map[string]any{"session_id": sessionID, "data": data}, &t))
 }
 
 // GetTrace returns a trace with its provenance chain.
 func (c *Client) GetTrace(ctx context.Context, id string) (*TraceView, error) {
+	if err := needID("GetTrace", "id", id); err != nil {
+		return nil, err
+	}
 	var t TraceView
 	return orNil(&t, c.do(ctx, "GET", "/v1/traces/"+url.PathEscape(id), nil, &t))
 }
@@ -691,6 +746,9 @@ type TraceList struct {
 
 // ListTraces returns one page of a session's traces.
 func (c *Client) ListTraces(ctx context.Context, sessionID string, perPage int, nextToken string) (*TraceList, error) {
+	if err := needID("ListTraces", "sessionID", sessionID); err != nil {
+		return nil, err
+	}
 	q := url.Values{}
 	if perPage > 0 {
 		q.Set("per_page", strconv.Itoa(perPage))
@@ -717,6 +775,9 @@ func (c *Client) ListMerged(ctx context.Context, perPage int, nextToken string) 
 
 // AppendProvenance appends an entry to a trace's chain.
 func (c *Client) AppendProvenance(ctx context.Context, traceID, kind, agent string, data any) (*Entry, error) {
+	if err := needID("AppendProvenance", "traceID", traceID); err != nil {
+		return nil, err
+	}
 	var e Entry
 	return orNil(&e, c.do(ctx, "POST", "/v1/traces/"+url.PathEscape(traceID)+"/provenance", map[string]any{"kind": kind, "agent": agent, "data": data}, &e))
 }
@@ -732,6 +793,9 @@ type Verification struct {
 
 // VerifyProvenance checks a trace's chain on the host.
 func (c *Client) VerifyProvenance(ctx context.Context, traceID string) (*Verification, error) {
+	if err := needID("VerifyProvenance", "traceID", traceID); err != nil {
+		return nil, err
+	}
 	var v Verification
 	return orNil(&v, c.do(ctx, "GET", "/v1/traces/"+url.PathEscape(traceID)+"/provenance/verify", nil, &v))
 }
@@ -746,6 +810,9 @@ type MergeResult struct {
 // Merge merges a trace into the shared record; a refusal is an *Error with status 409
 // whose Extra["reasons"] lists why.
 func (c *Client) Merge(ctx context.Context, traceID string) (*MergeResult, error) {
+	if err := needID("Merge", "traceID", traceID); err != nil {
+		return nil, err
+	}
 	var m MergeResult
 	return orNil(&m, c.do(ctx, "POST", "/v1/traces/"+url.PathEscape(traceID)+"/merge", nil, &m))
 }

@@ -535,3 +535,61 @@ func TestExecuteStreamNotAStream(t *testing.T) {
 		}
 	}
 }
+
+// TestAddressesAndIDs: New takes an address as ParseAddr does (a bare HOST:PORT, a final
+// /v1 left off), a zero Client says its BaseURL is not set, a bad address says so, and an
+// empty id is refused by name before any request is made.
+func TestAddressesAndIDs(t *testing.T) {
+	var requests atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		if r.URL.Path != "/v1/provenance/key" {
+			problem(w, r, http.StatusNotFound, "no such route: "+r.Method+" "+r.URL.Path)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"public_key_pem":"k","fingerprint":"f"}`)
+	}))
+	defer srv.Close()
+	ctx := context.Background()
+	hostPort := strings.TrimPrefix(srv.URL, "http://")
+	for _, addr := range []string{srv.URL, hostPort, srv.URL + "/v1", srv.URL + "/v1/", srv.URL + "/"} {
+		if k, err := New(addr).ProvenanceKey(ctx); err != nil || k.Fingerprint != "f" {
+			t.Errorf("New(%q): %+v, %v", addr, k, err)
+		}
+		if k, err := (&Client{BaseURL: addr}).ProvenanceKey(ctx); err != nil || k.Fingerprint != "f" {
+			t.Errorf("Client{BaseURL: %q}: %+v, %v", addr, k, err)
+		}
+	}
+	requests.Store(0)
+	for c, want := range map[*Client]string{
+		{}:                          "client: BaseURL is not set",
+		New("ftp://" + hostPort):    `client: BaseURL "ftp://` + hostPort + `" is not a host address: scheme "ftp"`,
+		{BaseURL: "http://h:99999"}: "port 99999 is not between 1 and 65535",
+		New("http://h?x=1"):         "a query or fragment has no place in it",
+	} {
+		if _, err := c.ProvenanceKey(ctx); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("BaseURL %q: %v; want %q", c.BaseURL, err, want)
+		}
+	}
+	c := New(srv.URL)
+	for want, call := range map[string]func() error{
+		"client: GetSession: id is empty":            func() error { _, err := c.GetSession(ctx, ""); return err },
+		"client: DeleteSession: id is empty":         func() error { _, err := c.DeleteSession(ctx, ""); return err },
+		"client: Execute: sessionID is empty":        func() error { _, err := c.Execute(ctx, "", ExecuteRequest{}); return err },
+		"client: ExecuteStream: sessionID is empty":  func() error { _, err := c.ExecuteStream(ctx, "", ExecuteRequest{}, nil); return err },
+		"client: CreateTrace: sessionID is empty":    func() error { _, err := c.CreateTrace(ctx, "", nil); return err },
+		"client: GetTrace: id is empty":              func() error { _, err := c.GetTrace(ctx, ""); return err },
+		"client: ListTraces: sessionID is empty":     func() error { _, err := c.ListTraces(ctx, "", 0, ""); return err },
+		"client: AppendProvenance: traceID is empty": func() error { _, err := c.AppendProvenance(ctx, "", "k", "a", nil); return err },
+		"client: VerifyProvenance: traceID is empty": func() error { _, err := c.VerifyProvenance(ctx, ""); return err },
+		"client: Merge: traceID is empty":            func() error { _, err := c.Merge(ctx, ""); return err },
+	} {
+		if err := call(); err == nil || err.Error() != want {
+			t.Errorf("got %v, want %q", err, want)
+		}
+	}
+	if n := requests.Load(); n != 0 {
+		t.Errorf("%d requests were made with no address or an empty id", n)
+	}
+}
