@@ -403,24 +403,45 @@ type SessionList struct {
 // ListSessions returns one page of the sessions not deleted that the token reaches: with
 // a user's token, that user's; with an operator's, every one.
 func (c *Client) ListSessions(ctx context.Context, perPage int, nextToken string) (*SessionList, error) {
-	return c.ListSessionsOf(ctx, "", perPage, nextToken)
+	return c.ListSessionsWith(ctx, SessionQuery{PerPage: perPage, NextToken: nextToken})
 }
 
 // ListSessionsOf is ListSessions of the sessions of the user owner alone ("" for every
 // session the token reaches). With a user's token, owner must be that user's or "".
 func (c *Client) ListSessionsOf(ctx context.Context, owner string, perPage int, nextToken string) (*SessionList, error) {
-	q := url.Values{}
-	if owner != "" {
-		q.Set("owner", owner)
+	return c.ListSessionsWith(ctx, SessionQuery{Owner: owner, PerPage: perPage, NextToken: nextToken})
+}
+
+// SessionQuery selects a page of sessions for ListSessionsWith.
+type SessionQuery struct {
+	// Owner lists the sessions of that user alone ("" for every session the token
+	// reaches); with a user's token, it must be that user's or "".
+	Owner string
+	// IncludeDeleted lists deleted sessions too.
+	IncludeDeleted bool
+	// PerPage is the page's size (0 for the host's default, 50); NextToken continues
+	// from the page whose SessionList.NextToken it is.
+	PerPage   int
+	NextToken string
+}
+
+// ListSessionsWith returns the page of sessions q selects.
+func (c *Client) ListSessionsWith(ctx context.Context, q SessionQuery) (*SessionList, error) {
+	v := url.Values{}
+	if q.Owner != "" {
+		v.Set("owner", q.Owner)
 	}
-	if perPage > 0 {
-		q.Set("per_page", strconv.Itoa(perPage))
+	if q.IncludeDeleted {
+		v.Set("include_deleted", "true")
 	}
-	if nextToken != "" {
-		q.Set("next_token", nextToken)
+	if q.PerPage > 0 {
+		v.Set("per_page", strconv.Itoa(q.PerPage))
+	}
+	if q.NextToken != "" {
+		v.Set("next_token", q.NextToken)
 	}
 	var l SessionList
-	return orNil(&l, c.do(ctx, "GET", "/v1/sessions?"+q.Encode(), nil, &l))
+	return orNil(&l, c.do(ctx, "GET", "/v1/sessions?"+v.Encode(), nil, &l))
 }
 
 // GetSession returns a session.
@@ -823,6 +844,9 @@ type FlagRequest struct {
 	Flag     string `json:"flag"`
 	Reason   string `json:"reason"`
 	Severity int    `json:"severity"`
+	// RuleID names what raised the flag (a reviewer's tool, a ticket); the host records
+	// "manual" when it is empty.
+	RuleID string `json:"rule_id,omitempty"`
 	// Location optionally points at what is flagged in the trace's content (a line, a
 	// byte span or both); the host refuses one that gives neither.
 	Location *Location `json:"location,omitempty"`
@@ -856,18 +880,37 @@ type GovernanceStats struct {
 	NextToken string `json:"next_token,omitempty"`
 }
 
-// GovernanceStats returns governance counts: every session's and their sum, read a page
-// of sessions at a time (the API answers a page and its sum).
+// GovernanceStats returns governance counts: every session's (deleted ones included)
+// and their sum, read a page of sessions at a time (the API answers a page and its sum).
 func (c *Client) GovernanceStats(ctx context.Context) (*GovernanceStats, error) {
+	return c.GovernanceStatsOf(ctx, StatsQuery{})
+}
+
+// StatsQuery selects the sessions whose counts GovernanceStatsOf returns: one session, or
+// the sessions of one user, or ("" both) every session the token reaches.
+type StatsQuery struct {
+	SessionID string
+	// Owner is a user name; with a user's token, it must be that user's or "".
+	Owner string
+}
+
+// GovernanceStatsOf is GovernanceStats of the sessions q selects.
+func (c *Client) GovernanceStatsOf(ctx context.Context, q StatsQuery) (*GovernanceStats, error) {
 	all := &GovernanceStats{Sessions: map[string]Stats{}}
 	token := ""
 	for {
-		q := url.Values{"per_page": {"1000"}}
+		v := url.Values{"per_page": {"1000"}}
+		if q.SessionID != "" {
+			v.Set("session_id", q.SessionID)
+		}
+		if q.Owner != "" {
+			v.Set("owner", q.Owner)
+		}
 		if token != "" {
-			q.Set("next_token", token)
+			v.Set("next_token", token)
 		}
 		var page GovernanceStats
-		if err := c.do(ctx, "GET", "/v1/governance/stats?"+q.Encode(), nil, &page); err != nil {
+		if err := c.do(ctx, "GET", "/v1/governance/stats?"+v.Encode(), nil, &page); err != nil {
 			return nil, err
 		}
 		all.Overall.add(page.Overall)
@@ -900,6 +943,44 @@ func (s *Stats) add(o Stats) {
 			(*m.to)[k] += n
 		}
 	}
+}
+
+// Policy is a policy preset: what blocks an execution, quarantines a trace or refuses a
+// merge under it.
+type Policy struct {
+	Name string `json:"name"`
+	// Block maps a flag to the lowest severity at which it blocks an execution; a flag
+	// absent never blocks.
+	Block map[string]int `json:"block"`
+	// AutoQuarantine is the lowest severity of any flag that quarantines a trace; 0
+	// means never.
+	AutoQuarantine int `json:"auto_quarantine"`
+	// MergeBlock lists the flags that refuse a merge, at any severity.
+	MergeBlock []string `json:"merge_block"`
+	// AllowUnverifiedMerge lets a trace whose chain verifies but lacks an entry its kind
+	// requires be merged.
+	AllowUnverifiedMerge bool `json:"allow_unverified_merge"`
+	// FailOpen lets an execution proceed when a rule plugin cannot answer.
+	FailOpen bool `json:"fail_open"`
+}
+
+// Policies returns the host's policy presets by name ("permissive", "default",
+// "strict", ...).
+func (c *Client) Policies(ctx context.Context) (map[string]Policy, error) {
+	var p map[string]Policy
+	if err := c.do(ctx, "GET", "/v1/governance/policies", nil, &p); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// OpenAPI returns the host's OpenAPI 3.1 document (GET /v1/openapi.json), as it came.
+func (c *Client) OpenAPI(ctx context.Context) (json.RawMessage, error) {
+	var doc json.RawMessage
+	if err := c.do(ctx, "GET", "/v1/openapi.json", nil, &doc); err != nil {
+		return nil, err
+	}
+	return doc, nil
 }
 
 // Evaluation is the answer of POST /v1/governance/evaluate.
