@@ -1,10 +1,3 @@
-// Package client is the Go client of the LIMIT host REST API.
-//
-//	c := client.New("http://127.0.0.1:8080")
-//	s, err := c.CreateSession(ctx, client.CreateSessionRequest{Name: "demo"})
-//	res, err := c.Execute(ctx, s.ID, client.ExecuteRequest{Runner: "python", Input: "print(1)"})
-//
-// Errors from the API come back as *Error, which carries the RFC 9457 problem.
 package client
 
 import (
@@ -526,23 +519,32 @@ func (l Location) String() string {
 
 // ExecutionResult is an execution's answer.
 type ExecutionResult struct {
-	TraceID      string `json:"trace_id"`
-	Status       string `json:"status"`
-	Stdout       string `json:"stdout"`
-	Stderr       string `json:"stderr"`
-	Output       string `json:"output"`
-	ExitCode     int    `json:"exit_code"`
-	Error        string `json:"error,omitempty"`
-	Usage        Usage  `json:"usage"`
-	DurationMS   int64  `json:"duration_ms"`
-	DurationUS   int64  `json:"duration_us"`
-	Flags        []Flag `json:"flags"`
-	StateReset   bool   `json:"state_reset,omitempty"`
-	Truncated    bool   `json:"truncated,omitempty"`
+	// TraceID names the execution's trace.
+	TraceID string `json:"trace_id"`
+	// Status is how the execution ended: "ok", "error" (the program failed: ExitCode and
+	// Error say how), "timeout", "cancelled" or "limit_exceeded" (a runner's budget spent).
+	// An execution that ran answers with a nil error whatever its Status.
+	Status     string `json:"status"`
+	Stdout     string `json:"stdout"`
+	Stderr     string `json:"stderr"`
+	Output     string `json:"output"`
+	ExitCode   int    `json:"exit_code"`
+	Error      string `json:"error,omitempty"`
+	Usage      Usage  `json:"usage"`
+	DurationMS int64  `json:"duration_ms"`
+	DurationUS int64  `json:"duration_us"`
+	Flags      []Flag `json:"flags"`
+	StateReset bool   `json:"state_reset,omitempty"`
+	Truncated  bool   `json:"truncated,omitempty"`
+	// FinishReason is the runner's word for why the execution ended, when it gives one:
+	// "completed", "exit", "timeout", "cancelled", "memory_limit", "file_size_limit"
+	// (Python), "stop", "length" (LLM); other runners choose their own.
 	FinishReason string `json:"finish_reason,omitempty"`
 }
 
-// Execute runs an execution and returns its result.
+// Execute runs an execution and returns its result; a program that failed, timed out or
+// was cancelled is a result with that Status and a nil error. Execute is not idempotent:
+// see the package documentation before retrying it.
 func (c *Client) Execute(ctx context.Context, sessionID string, req ExecuteRequest) (*ExecutionResult, error) {
 	if err := needID("Execute", "sessionID", sessionID); err != nil {
 		return nil, err
@@ -1037,7 +1039,8 @@ type ExportRequest struct {
 }
 
 // Export writes a bundle (gzip'd tar) of traces and their provenance to w; verify it
-// offline with `limitctl verify`.
+// offline with `limitctl verify`, or with VerifyBundle of
+// github.com/limitgraph/limit/host/trace.
 func (c *Client) Export(ctx context.Context, req ExportRequest, w io.Writer) error {
 	hreq, err := c.newRequest(ctx, "POST", "/v1/artifacts/export", req)
 	if err != nil {
