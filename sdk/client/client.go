@@ -1,10 +1,3 @@
-// Package client is the Go client of the LIMIT host REST API.
-//
-//	c := client.New("http://127.0.0.1:8080")
-//	s, err := c.CreateSession(ctx, client.CreateSessionRequest{Name: "demo"})
-//	res, err := c.Execute(ctx, s.ID, client.ExecuteRequest{Runner: "python", Input: "print(1)"})
-//
-// Errors from the API come back as *Error, which carries the RFC 9457 problem.
 package client
 
 import (
@@ -21,11 +14,16 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
-// Client talks to one host.
+// Client talks to one host. Make it with New or FromEnv; a Client set up by hand needs
+// BaseURL.
 type Client struct {
-	// BaseURL is the host's address, e.g. http://127.0.0.1:8080 (a final slash is ignored).
+	// BaseURL is the host's address, read as ParseAddr reads it: http://127.0.0.1:8080,
+	// https://host/prefix, or a bare HOST:PORT. A final slash and a final /v1 (the API's
+	// prefix, which the client adds to every path) are ignored. A call with a BaseURL not
+	// set or not an address fails before any request, saying so.
 	BaseURL string
 	// HTTP is the HTTP client; http.DefaultClient when nil.
 	HTTP *http.Client
@@ -34,12 +32,41 @@ type Client struct {
 	Token string
 }
 
-// New returns a client of the host at baseURL. Its HTTP client keeps up to
-// MaxIdleConnsPerHost connections to the host open for reuse (Go's default keeps two, so
-// a program making many concurrent calls would open and close a connection per call). It
-// sets no overall timeout, as an execution may run long: bound each call with its context.
+// New returns a client of the host at baseURL, an address as ParseAddr reads it
+// ("http://127.0.0.1:8080", "127.0.0.1:8080", "https://proxy/limit"; a final /v1 is taken
+// off). An address that is not one is kept as given, and every call of the client fails
+// with why, before any request. Its HTTP client keeps up to MaxIdleConnsPerHost
+// connections to the host open for reuse (Go's default keeps two, so a program making
+// many concurrent calls would open and close a connection per call). It sets no overall
+// timeout, as an execution may run long: bound each call with its context.
 func New(baseURL string) *Client {
-	return &Client{BaseURL: strings.TrimRight(baseURL, "/"), HTTP: &http.Client{Transport: newTransport()}}
+	c := &Client{BaseURL: baseURL, HTTP: &http.Client{Transport: newTransport()}}
+	if u, err := c.baseURL(); err == nil {
+		c.BaseURL = u
+	}
+	return c
+}
+
+// baseURL returns the URL the API's paths (/v1/...) are added to, read from c.BaseURL.
+func (c *Client) baseURL() (string, error) {
+	if c.BaseURL == "" {
+		return "", errors.New("client: BaseURL is not set: make the client with New or FromEnv, or set BaseURL to the host's address (http://HOST:PORT)")
+	}
+	u, err := ParseAddr(c.BaseURL)
+	if err != nil {
+		return "", fmt.Errorf("client: BaseURL %q is not a host address: %v; want http://HOST:PORT, https://HOST:PORT or HOST:PORT", c.BaseURL, err)
+	}
+	return strings.TrimRight(u.String(), "/"), nil
+}
+
+// needID refuses an empty id before a request is made: sent, it would ask for another
+// route ("/v1/sessions/" lists no session) and come back as a puzzling 404 or 405.
+// method and arg name the call and its argument in the error.
+func needID(method, arg, id string) error {
+	if id == "" {
+		return fmt.Errorf("client: %s: %s is empty", method, arg)
+	}
+	return nil
 }
 
 // MaxIdleConnsPerHost is how many idle connections to the host a Client made by New keeps.
@@ -54,10 +81,16 @@ func newTransport() *http.Transport {
 
 // Error is a problem the API answered (RFC 9457).
 type Error struct {
+	// Status is the answer's HTTP status. The problem's own "status" member is advisory
+	// (RFC 9457 §3.1.2) and a proxy may answer another status than it says, so it does not
+	// override the HTTP status; only for an execution stream's error event, whose HTTP
+	// status was 200 when the stream began, is Status the member's.
 	Status int
 	Type   string `json:"type"`
 	Title  string `json:"title"`
 	Detail string `json:"detail"`
+	// Instance is the problem's "instance" member: the request path it is about.
+	Instance string `json:"instance,omitempty"`
 	// RequestID is the X-Request-Id of the failed request.
 	RequestID string
 	// Extra holds the problem's other members (flags, reasons, trace_id, ...).
@@ -98,7 +131,11 @@ func (c *Client) newRequest(ctx context.Context, method, path string, body any) 
 		}
 		rd = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(c.BaseURL, "/")+path, rd)
+	base, err := c.baseURL()
+	if err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, method, base+path, rd)
 	if err != nil {
 		return nil, err
 	}
@@ -112,14 +149,19 @@ func (c *Client) newRequest(ctx context.Context, method, path string, body any) 
 	return req, nil
 }
 
+// maxProblemBytes bounds the body of an error answer read; maxPlainDetail bounds the part
+// of a body that is not a problem (a proxy's HTML page) kept as an Error's Detail.
+const (
+	maxProblemBytes = 1 << 20
+	maxPlainDetail  = 300
+)
+
 func readError(res *http.Response) error {
-	b, _ := io.ReadAll(io.LimitReader(res.Body, 1<<20))
+	b, _ := io.ReadAll(io.LimitReader(res.Body, maxProblemBytes+1))
+	more := len(b) > maxProblemBytes
+	b = b[:min(len(b), maxProblemBytes)]
 	e := &Error{Status: res.StatusCode, Title: http.StatusText(res.StatusCode), RequestID: res.Header.Get("X-Request-Id")}
-	_ = json.Unmarshal(b, e)
-	_ = json.Unmarshal(b, &e.Extra)
-	for _, k := range []string{"type", "title", "status", "detail", "instance"} {
-		delete(e.Extra, k)
-	}
+	e.decodeProblem(b)
 	if s := res.Header.Get("Retry-After"); s != "" {
 		if n, err := strconv.Atoi(s); err == nil {
 			e.RetryAfter = time.Duration(n) * time.Second
@@ -128,9 +170,58 @@ func readError(res *http.Response) error {
 		}
 	}
 	if e.Detail == "" && len(b) > 0 && !json.Valid(b) {
-		e.Detail = strings.TrimSpace(string(b))
+		e.Detail = plainDetail(b, more)
 	}
 	return e
+}
+
+// plainDetail is the Detail of an error answer b that is not a problem: its text, cut to
+// maxPlainDetail bytes (at a character's start) with a note of the body's length, so that
+// a proxy's page of 100 KB does not become an error message of 100 KB. more says the body
+// went on past b.
+func plainDetail(b []byte, more bool) string {
+	s := strings.TrimSpace(string(b))
+	if len(s) <= maxPlainDetail && !more {
+		return s
+	}
+	cut := min(len(s), maxPlainDetail)
+	for cut > 0 && cut < len(s) && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	if more {
+		return fmt.Sprintf("%s… (more than %d bytes)", s[:cut], len(b))
+	}
+	return fmt.Sprintf("%s… (%d bytes)", s[:cut], len(b))
+}
+
+// decodeProblem fills e from the JSON of a problem: the members RFC 9457 defines into
+// their fields, every other member (trace_id, record_pending, flags, reasons, ...) into
+// Extra, and returns its "status" member (0 when none), which it leaves to the caller to
+// take or not (see Error.Status). An answer and an execution stream's error event are
+// decoded alike, so a caller reads the same Error whichever way the problem came. A body
+// that is not a JSON object leaves e as it is.
+func (e *Error) decodeProblem(b []byte) (status int) {
+	var p struct {
+		Type     string `json:"type"`
+		Title    string `json:"title"`
+		Status   int    `json:"status"`
+		Detail   string `json:"detail"`
+		Instance string `json:"instance"`
+	}
+	_ = json.Unmarshal(b, &p)
+	for _, f := range []struct {
+		to   *string
+		from string
+	}{{&e.Type, p.Type}, {&e.Title, p.Title}, {&e.Detail, p.Detail}, {&e.Instance, p.Instance}} {
+		if f.from != "" {
+			*f.to = f.from
+		}
+	}
+	_ = json.Unmarshal(b, &e.Extra)
+	for _, k := range []string{"type", "title", "status", "detail", "instance"} {
+		delete(e.Extra, k)
+	}
+	return p.Status
 }
 
 // closeBody reads what is left of a response body, up to 64 KiB, and closes it: read to
@@ -305,34 +396,61 @@ type SessionList struct {
 // ListSessions returns one page of the sessions not deleted that the token reaches: with
 // a user's token, that user's; with an operator's, every one.
 func (c *Client) ListSessions(ctx context.Context, perPage int, nextToken string) (*SessionList, error) {
-	return c.ListSessionsOf(ctx, "", perPage, nextToken)
+	return c.ListSessionsWith(ctx, SessionQuery{PerPage: perPage, NextToken: nextToken})
 }
 
 // ListSessionsOf is ListSessions of the sessions of the user owner alone ("" for every
 // session the token reaches). With a user's token, owner must be that user's or "".
 func (c *Client) ListSessionsOf(ctx context.Context, owner string, perPage int, nextToken string) (*SessionList, error) {
-	q := url.Values{}
-	if owner != "" {
-		q.Set("owner", owner)
+	return c.ListSessionsWith(ctx, SessionQuery{Owner: owner, PerPage: perPage, NextToken: nextToken})
+}
+
+// SessionQuery selects a page of sessions for ListSessionsWith.
+type SessionQuery struct {
+	// Owner lists the sessions of that user alone ("" for every session the token
+	// reaches); with a user's token, it must be that user's or "".
+	Owner string
+	// IncludeDeleted lists deleted sessions too.
+	IncludeDeleted bool
+	// PerPage is the page's size (0 for the host's default, 50); NextToken continues
+	// from the page whose SessionList.NextToken it is.
+	PerPage   int
+	NextToken string
+}
+
+// ListSessionsWith returns the page of sessions q selects.
+func (c *Client) ListSessionsWith(ctx context.Context, q SessionQuery) (*SessionList, error) {
+	v := url.Values{}
+	if q.Owner != "" {
+		v.Set("owner", q.Owner)
 	}
-	if perPage > 0 {
-		q.Set("per_page", strconv.Itoa(perPage))
+	if q.IncludeDeleted {
+		v.Set("include_deleted", "true")
 	}
-	if nextToken != "" {
-		q.Set("next_token", nextToken)
+	if q.PerPage > 0 {
+		v.Set("per_page", strconv.Itoa(q.PerPage))
+	}
+	if q.NextToken != "" {
+		v.Set("next_token", q.NextToken)
 	}
 	var l SessionList
-	return orNil(&l, c.do(ctx, "GET", "/v1/sessions?"+q.Encode(), nil, &l))
+	return orNil(&l, c.do(ctx, "GET", "/v1/sessions?"+v.Encode(), nil, &l))
 }
 
 // GetSession returns a session.
 func (c *Client) GetSession(ctx context.Context, id string) (*Session, error) {
+	if err := needID("GetSession", "id", id); err != nil {
+		return nil, err
+	}
 	var s Session
 	return orNil(&s, c.do(ctx, "GET", "/v1/sessions/"+url.PathEscape(id), nil, &s))
 }
 
 // DeleteSession stops a session's runner processes; its traces stay.
 func (c *Client) DeleteSession(ctx context.Context, id string) (*Session, error) {
+	if err := needID("DeleteSession", "id", id); err != nil {
+		return nil, err
+	}
 	var s Session
 	return orNil(&s, c.do(ctx, "DELETE", "/v1/sessions/"+url.PathEscape(id), nil, &s))
 }
@@ -403,24 +521,36 @@ func (l Location) String() string {
 
 // ExecutionResult is an execution's answer.
 type ExecutionResult struct {
-	TraceID      string `json:"trace_id"`
-	Status       string `json:"status"`
-	Stdout       string `json:"stdout"`
-	Stderr       string `json:"stderr"`
-	Output       string `json:"output"`
-	ExitCode     int    `json:"exit_code"`
-	Error        string `json:"error,omitempty"`
-	Usage        Usage  `json:"usage"`
-	DurationMS   int64  `json:"duration_ms"`
-	DurationUS   int64  `json:"duration_us"`
-	Flags        []Flag `json:"flags"`
-	StateReset   bool   `json:"state_reset,omitempty"`
-	Truncated    bool   `json:"truncated,omitempty"`
+	// TraceID names the execution's trace.
+	TraceID string `json:"trace_id"`
+	// Status is how the execution ended: "ok", "error" (the program failed: ExitCode and
+	// Error say how), "timeout", "cancelled" or "limit_exceeded" (a runner's budget spent).
+	// An execution that ran answers with a nil error whatever its Status.
+	Status     string `json:"status"`
+	Stdout     string `json:"stdout"`
+	Stderr     string `json:"stderr"`
+	Output     string `json:"output"`
+	ExitCode   int    `json:"exit_code"`
+	Error      string `json:"error,omitempty"`
+	Usage      Usage  `json:"usage"`
+	DurationMS int64  `json:"duration_ms"`
+	DurationUS int64  `json:"duration_us"`
+	Flags      []Flag `json:"flags"`
+	StateReset bool   `json:"state_reset,omitempty"`
+	Truncated  bool   `json:"truncated,omitempty"`
+	// FinishReason is the runner's word for why the execution ended, when it gives one:
+	// "completed", "exit", "timeout", "cancelled", "memory_limit", "file_size_limit"
+	// (Python), "stop", "length" (LLM); other runners choose their own.
 	FinishReason string `json:"finish_reason,omitempty"`
 }
 
-// Execute runs an execution and returns its result.
+// Execute runs an execution and returns its result; a program that failed, timed out or
+// was cancelled is a result with that Status and a nil error. Execute is not idempotent:
+// see the package documentation before retrying it.
 func (c *Client) Execute(ctx context.Context, sessionID string, req ExecuteRequest) (*ExecutionResult, error) {
+	if err := needID("Execute", "sessionID", sessionID); err != nil {
+		return nil, err
+	}
 	var r ExecutionResult
 	return orNil(&r, c.do(ctx, "POST", "/v1/sessions/"+url.PathEscape(sessionID)+"/executions", req, &r))
 }
@@ -434,8 +564,14 @@ type Event struct {
 // ExecuteStream runs an execution with server-sent events, calling onEvent for each piece
 // of output as it comes, and returns the final result. onEvent runs on the caller's
 // goroutine and the stream is not read meanwhile: a host whose events wait unread for
-// some seconds counts the client as gone and ends the execution.
+// some seconds counts the client as gone and ends the execution. An answer that comes as
+// one JSON result instead of a stream (a proxy between dropped the Accept header) gives
+// that result, with no events; an answer of any other type is an error saying what came
+// (the execution may have run: its trace shows it).
 func (c *Client) ExecuteStream(ctx context.Context, sessionID string, req ExecuteRequest, onEvent func(Event)) (*ExecutionResult, error) {
+	if err := needID("ExecuteStream", "sessionID", sessionID); err != nil {
+		return nil, err
+	}
 	hreq, err := c.newRequest(ctx, "POST", "/v1/sessions/"+url.PathEscape(sessionID)+"/executions", req)
 	if err != nil {
 		return nil, err
@@ -448,6 +584,22 @@ func (c *Client) ExecuteStream(ctx context.Context, sessionID string, req Execut
 	defer res.Body.Close()
 	if res.StatusCode >= 300 {
 		return nil, readError(res)
+	}
+	// A proxy that drops the Accept header gets the whole result as JSON, at the end; any
+	// other answer is not one this call can read.
+	switch ct, _, _ := mime.ParseMediaType(res.Header.Get("Content-Type")); ct {
+	case "text/event-stream":
+	case "application/json":
+		var r ExecutionResult
+		if err := json.NewDecoder(res.Body).Decode(&r); err != nil {
+			return nil, fmt.Errorf("execute: decode the JSON answer that came instead of an event stream: %w", err)
+		}
+		closeBody(res.Body)
+		return &r, nil
+	default:
+		closeBody(res.Body)
+		return nil, fmt.Errorf("execute: the host answered HTTP %d with Content-Type %q, not an event stream (text/event-stream): a proxy between may have changed the answer; the execution may have run (its trace shows it)",
+			res.StatusCode, res.Header.Get("Content-Type"))
 	}
 	sc := bufio.NewScanner(res.Body)
 	sc.Buffer(make([]byte, 64<<10), 64<<20)
@@ -472,15 +624,21 @@ func (c *Client) ExecuteStream(ctx context.Context, sessionID string, req Execut
 				return &r, nil
 			case "error":
 				e := &Error{Status: http.StatusInternalServerError, Title: "Execution failed", RequestID: res.Header.Get("X-Request-Id")}
-				_ = json.Unmarshal(data.Bytes(), e)
+				// The stream's HTTP status was 200: the problem's own says what the
+				// answer's would have been.
+				if st := e.decodeProblem(data.Bytes()); st >= 400 && st <= 599 {
+					e.Status = st
+				}
 				// The host sends the problem the answer would have been: its status, and
-				// retry_after (seconds) for a failure worth retrying.
+				// retry_after (seconds) for a failure worth retrying, which stands for
+				// the answer's Retry-After header and so is not left in Extra.
 				var more struct {
 					RetryAfter int `json:"retry_after"`
 				}
 				if json.Unmarshal(data.Bytes(), &more) == nil && more.RetryAfter > 0 {
 					e.RetryAfter = time.Duration(more.RetryAfter) * time.Second
 				}
+				delete(e.Extra, "retry_after")
 				closeBody(res.Body)
 				return nil, e
 			default:
@@ -589,12 +747,18 @@ type TraceView struct {
 // CreateTrace creates a trace in a session with data, which must encode as a JSON object
 // (a map or a struct; nil stands for {}): the host refuses any other JSON value.
 func (c *Client) CreateTrace(ctx context.Context, sessionID string, data any) (*Trace, error) {
+	if err := needID("CreateTrace", "sessionID", sessionID); err != nil {
+		return nil, err
+	}
 	var t Trace
 	return orNil(&t, c.do(ctx, "POST", "/v1/traces", map[string]any{"session_id": sessionID, "data": data}, &t))
 }
 
 // GetTrace returns a trace with its provenance chain.
 func (c *Client) GetTrace(ctx context.Context, id string) (*TraceView, error) {
+	if err := needID("GetTrace", "id", id); err != nil {
+		return nil, err
+	}
 	var t TraceView
 	return orNil(&t, c.do(ctx, "GET", "/v1/traces/"+url.PathEscape(id), nil, &t))
 }
@@ -607,6 +771,9 @@ type TraceList struct {
 
 // ListTraces returns one page of a session's traces.
 func (c *Client) ListTraces(ctx context.Context, sessionID string, perPage int, nextToken string) (*TraceList, error) {
+	if err := needID("ListTraces", "sessionID", sessionID); err != nil {
+		return nil, err
+	}
 	q := url.Values{}
 	if perPage > 0 {
 		q.Set("per_page", strconv.Itoa(perPage))
@@ -633,6 +800,9 @@ func (c *Client) ListMerged(ctx context.Context, perPage int, nextToken string) 
 
 // AppendProvenance appends an entry to a trace's chain.
 func (c *Client) AppendProvenance(ctx context.Context, traceID, kind, agent string, data any) (*Entry, error) {
+	if err := needID("AppendProvenance", "traceID", traceID); err != nil {
+		return nil, err
+	}
 	var e Entry
 	return orNil(&e, c.do(ctx, "POST", "/v1/traces/"+url.PathEscape(traceID)+"/provenance", map[string]any{"kind": kind, "agent": agent, "data": data}, &e))
 }
@@ -648,6 +818,9 @@ type Verification struct {
 
 // VerifyProvenance checks a trace's chain on the host.
 func (c *Client) VerifyProvenance(ctx context.Context, traceID string) (*Verification, error) {
+	if err := needID("VerifyProvenance", "traceID", traceID); err != nil {
+		return nil, err
+	}
 	var v Verification
 	return orNil(&v, c.do(ctx, "GET", "/v1/traces/"+url.PathEscape(traceID)+"/provenance/verify", nil, &v))
 }
@@ -662,6 +835,9 @@ type MergeResult struct {
 // Merge merges a trace into the shared record; a refusal is an *Error with status 409
 // whose Extra["reasons"] lists why.
 func (c *Client) Merge(ctx context.Context, traceID string) (*MergeResult, error) {
+	if err := needID("Merge", "traceID", traceID); err != nil {
+		return nil, err
+	}
 	var m MergeResult
 	return orNil(&m, c.do(ctx, "POST", "/v1/traces/"+url.PathEscape(traceID)+"/merge", nil, &m))
 }
@@ -672,6 +848,9 @@ type FlagRequest struct {
 	Flag     string `json:"flag"`
 	Reason   string `json:"reason"`
 	Severity int    `json:"severity"`
+	// RuleID names what raised the flag (a reviewer's tool, a ticket); the host records
+	// "manual" when it is empty.
+	RuleID string `json:"rule_id,omitempty"`
 	// Location optionally points at what is flagged in the trace's content (a line, a
 	// byte span or both); the host refuses one that gives neither.
 	Location *Location `json:"location,omitempty"`
@@ -705,18 +884,37 @@ type GovernanceStats struct {
 	NextToken string `json:"next_token,omitempty"`
 }
 
-// GovernanceStats returns governance counts: every session's and their sum, read a page
-// of sessions at a time (the API answers a page and its sum).
+// GovernanceStats returns governance counts: every session's (deleted ones included)
+// and their sum, read a page of sessions at a time (the API answers a page and its sum).
 func (c *Client) GovernanceStats(ctx context.Context) (*GovernanceStats, error) {
+	return c.GovernanceStatsOf(ctx, StatsQuery{})
+}
+
+// StatsQuery selects the sessions whose counts GovernanceStatsOf returns: one session, or
+// the sessions of one user, or ("" both) every session the token reaches.
+type StatsQuery struct {
+	SessionID string
+	// Owner is a user name; with a user's token, it must be that user's or "".
+	Owner string
+}
+
+// GovernanceStatsOf is GovernanceStats of the sessions q selects.
+func (c *Client) GovernanceStatsOf(ctx context.Context, q StatsQuery) (*GovernanceStats, error) {
 	all := &GovernanceStats{Sessions: map[string]Stats{}}
 	token := ""
 	for {
-		q := url.Values{"per_page": {"1000"}}
+		v := url.Values{"per_page": {"1000"}}
+		if q.SessionID != "" {
+			v.Set("session_id", q.SessionID)
+		}
+		if q.Owner != "" {
+			v.Set("owner", q.Owner)
+		}
 		if token != "" {
-			q.Set("next_token", token)
+			v.Set("next_token", token)
 		}
 		var page GovernanceStats
-		if err := c.do(ctx, "GET", "/v1/governance/stats?"+q.Encode(), nil, &page); err != nil {
+		if err := c.do(ctx, "GET", "/v1/governance/stats?"+v.Encode(), nil, &page); err != nil {
 			return nil, err
 		}
 		all.Overall.add(page.Overall)
@@ -749,6 +947,44 @@ func (s *Stats) add(o Stats) {
 			(*m.to)[k] += n
 		}
 	}
+}
+
+// Policy is a policy preset: what blocks an execution, quarantines a trace or refuses a
+// merge under it.
+type Policy struct {
+	Name string `json:"name"`
+	// Block maps a flag to the lowest severity at which it blocks an execution; a flag
+	// absent never blocks.
+	Block map[string]int `json:"block"`
+	// AutoQuarantine is the lowest severity of any flag that quarantines a trace; 0
+	// means never.
+	AutoQuarantine int `json:"auto_quarantine"`
+	// MergeBlock lists the flags that refuse a merge, at any severity.
+	MergeBlock []string `json:"merge_block"`
+	// AllowUnverifiedMerge lets a trace whose chain verifies but lacks an entry its kind
+	// requires be merged.
+	AllowUnverifiedMerge bool `json:"allow_unverified_merge"`
+	// FailOpen lets an execution proceed when a rule plugin cannot answer.
+	FailOpen bool `json:"fail_open"`
+}
+
+// Policies returns the host's policy presets by name ("permissive", "default",
+// "strict", ...).
+func (c *Client) Policies(ctx context.Context) (map[string]Policy, error) {
+	var p map[string]Policy
+	if err := c.do(ctx, "GET", "/v1/governance/policies", nil, &p); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// OpenAPI returns the host's OpenAPI 3.1 document (GET /v1/openapi.json), as it came.
+func (c *Client) OpenAPI(ctx context.Context) (json.RawMessage, error) {
+	var doc json.RawMessage
+	if err := c.do(ctx, "GET", "/v1/openapi.json", nil, &doc); err != nil {
+		return nil, err
+	}
+	return doc, nil
 }
 
 // Evaluation is the answer of POST /v1/governance/evaluate.
@@ -805,7 +1041,8 @@ type ExportRequest struct {
 }
 
 // Export writes a bundle (gzip'd tar) of traces and their provenance to w; verify it
-// offline with `limitctl verify`.
+// offline with `limitctl verify`, or with VerifyBundle of
+// github.com/limitgraph/limit/host/trace.
 func (c *Client) Export(ctx context.Context, req ExportRequest, w io.Writer) error {
 	hreq, err := c.newRequest(ctx, "POST", "/v1/artifacts/export", req)
 	if err != nil {

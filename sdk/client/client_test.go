@@ -15,6 +15,7 @@ import (
 	"testing"
 	"testing/iotest"
 	"time"
+	"unicode/utf8"
 )
 
 // problem answers as the API's writeProblem does.
@@ -418,5 +419,177 @@ func TestSessionOwners(t *testing.T) {
 	}
 	if _, err := c.ListSessions(ctx, 10, ""); err != nil || queries[3] != "per_page=10" {
 		t.Fatalf("ListSessions: query %q (%v)", queries[3], err)
+	}
+}
+
+// TestExecuteStreamErrorEventExtra: a problem that comes as a stream's error event fills
+// Extra as the same problem answered without a stream does (an execution whose record is
+// pending: its trace_id, execution_status and record_pending), retry_after aside, which
+// stands for the answer's Retry-After header.
+func TestExecuteStreamErrorEventExtra(t *testing.T) {
+	const body = `{"detail":"the execution ran (status ok) but its trace could not be stored yet","execution_status":"ok",` +
+		`"instance":"/v1/sessions/s1/executions","record_pending":true,"status":503,"title":"Service Unavailable","trace_id":"01TRACE","type":"about:blank"}`
+	sse := sseServer("event: stdout\ndata: {\"data\":\"x\"}\n\n", "event: error\ndata: "+strings.TrimSuffix(body, "}")+`,"retry_after":5}`+"\n\n")
+	defer sse.Close()
+	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/problem+json")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		io.WriteString(w, body)
+	}))
+	defer plain.Close()
+	ctx := context.Background()
+	_, serr := New(sse.URL).ExecuteStream(ctx, "s1", ExecuteRequest{Runner: "echo"}, nil)
+	_, perr := New(plain.URL).Execute(ctx, "s1", ExecuteRequest{Runner: "echo"})
+	var se, pe *Error
+	if !errors.As(serr, &se) || !errors.As(perr, &pe) {
+		t.Fatalf("stream: %v; answer: %v", serr, perr)
+	}
+	want := map[string]string{"trace_id": `"01TRACE"`, "execution_status": `"ok"`, "record_pending": "true"}
+	for name, e := range map[string]*Error{"stream": se, "answer": pe} {
+		if len(e.Extra) != len(want) {
+			t.Errorf("%s: Extra %q, want %q", name, e.Extra, want)
+		}
+		for k, v := range want {
+			if string(e.Extra[k]) != v {
+				t.Errorf("%s: Extra[%s] = %s, want %s", name, k, e.Extra[k], v)
+			}
+		}
+	}
+	if se.Status != 503 || se.RetryAfter != 5*time.Second || se.Detail != pe.Detail {
+		t.Errorf("stream: %+v", se)
+	}
+}
+
+// TestErrorStatusAndInstance: an answered problem's Status is the HTTP status, not the
+// body's "status" member (advisory, RFC 9457 §3.1.2; a proxy may answer another), and its
+// "instance" member is kept; a stream's error event, whose HTTP status was 200, takes the
+// member's status.
+func TestErrorStatusAndInstance(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/problem+json")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		io.WriteString(w, `{"type":"about:blank","title":"Internal Server Error","status":500,"detail":"boom","instance":"/v1/sessions/s1"}`)
+	}))
+	defer srv.Close()
+	_, err := New(srv.URL).GetSession(context.Background(), "s1")
+	var e *Error
+	if !errors.As(err, &e) || e.Status != 503 || StatusOf(err) != 503 || e.Instance != "/v1/sessions/s1" || e.Extra["instance"] != nil {
+		t.Errorf("answer: %v (%+v)", err, e)
+	}
+	sse := sseServer(`event: error` + "\n" + `data: {"title":"Insufficient Storage","status":507,"detail":"full","instance":"/v1/sessions/s1/executions"}` + "\n\n")
+	defer sse.Close()
+	_, err = New(sse.URL).ExecuteStream(context.Background(), "s1", ExecuteRequest{Runner: "echo"}, nil)
+	if !errors.As(err, &e) || e.Status != 507 || e.Instance != "/v1/sessions/s1/executions" {
+		t.Errorf("stream: %v (%+v)", err, e)
+	}
+}
+
+// TestPlainErrorBounded: an error answer that is not a problem (a proxy's HTML page) gives
+// a Detail of a few hundred bytes with the body's length, not the whole body; a short one
+// is kept whole.
+func TestPlainErrorBounded(t *testing.T) {
+	for _, tc := range []struct {
+		body, want string
+	}{
+		{"<html>" + strings.Repeat("é", 50000) + "</html>", "(100013 bytes)"},
+		{strings.Repeat("x", 2<<20), "(more than 1048576 bytes)"},
+		{"Bad Gateway\n", "Bad Gateway"},
+	} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/html")
+			w.WriteHeader(http.StatusBadGateway)
+			io.WriteString(w, tc.body)
+		}))
+		_, err := New(srv.URL).GetSession(context.Background(), "s1")
+		srv.Close()
+		var e *Error
+		if !errors.As(err, &e) || e.Status != 502 || len(err.Error()) > 400 || !strings.HasSuffix(e.Detail, tc.want) || !utf8.ValidString(e.Detail) {
+			t.Errorf("%d-byte body: %d-byte error %.80q…, detail ending %q", len(tc.body), len(err.Error()), err, e.Detail[max(len(e.Detail)-40, 0):])
+		}
+	}
+}
+
+// TestExecuteStreamNotAStream: a host (or proxy) that answers an execution's result as
+// JSON instead of an event stream gives that result, not "stream lost"; an answer of
+// another type is an error that says what came.
+func TestExecuteStreamNotAStream(t *testing.T) {
+	for _, tc := range []struct {
+		ctype, body, wantErr string
+	}{
+		{"application/json; charset=utf-8", `{"trace_id":"01TRACE","status":"ok","stdout":"hi\n","exit_code":0}`, ""},
+		{"text/html", "<html>hello</html>", `Content-Type "text/html", not an event stream`},
+		{"", "", `Content-Type "", not an event stream`},
+	} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", tc.ctype)
+			io.WriteString(w, tc.body)
+		}))
+		var events int
+		res, err := New(srv.URL).ExecuteStream(context.Background(), "s1", ExecuteRequest{Runner: "echo"}, func(Event) { events++ })
+		srv.Close()
+		switch {
+		case tc.wantErr == "" && (err != nil || res.TraceID != "01TRACE" || res.Stdout != "hi\n" || events != 0):
+			t.Errorf("%s: got %+v, %v, %d events", tc.ctype, res, err, events)
+		case tc.wantErr != "" && (res != nil || err == nil || !strings.Contains(err.Error(), tc.wantErr) || errors.Is(err, ErrStreamLost)):
+			t.Errorf("%s: got %+v, %v; want an error with %q", tc.ctype, res, err, tc.wantErr)
+		}
+	}
+}
+
+// TestAddressesAndIDs: New takes an address as ParseAddr does (a bare HOST:PORT, a final
+// /v1 left off), a zero Client says its BaseURL is not set, a bad address says so, and an
+// empty id is refused by name before any request is made.
+func TestAddressesAndIDs(t *testing.T) {
+	var requests atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		if r.URL.Path != "/v1/provenance/key" {
+			problem(w, r, http.StatusNotFound, "no such route: "+r.Method+" "+r.URL.Path)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"public_key_pem":"k","fingerprint":"f"}`)
+	}))
+	defer srv.Close()
+	ctx := context.Background()
+	hostPort := strings.TrimPrefix(srv.URL, "http://")
+	for _, addr := range []string{srv.URL, hostPort, srv.URL + "/v1", srv.URL + "/v1/", srv.URL + "/"} {
+		if k, err := New(addr).ProvenanceKey(ctx); err != nil || k.Fingerprint != "f" {
+			t.Errorf("New(%q): %+v, %v", addr, k, err)
+		}
+		if k, err := (&Client{BaseURL: addr}).ProvenanceKey(ctx); err != nil || k.Fingerprint != "f" {
+			t.Errorf("Client{BaseURL: %q}: %+v, %v", addr, k, err)
+		}
+	}
+	requests.Store(0)
+	for c, want := range map[*Client]string{
+		{}:                          "client: BaseURL is not set",
+		New("ftp://" + hostPort):    `client: BaseURL "ftp://` + hostPort + `" is not a host address: scheme "ftp"`,
+		{BaseURL: "http://h:99999"}: "port 99999 is not between 1 and 65535",
+		New("http://h?x=1"):         "a query or fragment has no place in it",
+	} {
+		if _, err := c.ProvenanceKey(ctx); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("BaseURL %q: %v; want %q", c.BaseURL, err, want)
+		}
+	}
+	c := New(srv.URL)
+	for want, call := range map[string]func() error{
+		"client: GetSession: id is empty":            func() error { _, err := c.GetSession(ctx, ""); return err },
+		"client: DeleteSession: id is empty":         func() error { _, err := c.DeleteSession(ctx, ""); return err },
+		"client: Execute: sessionID is empty":        func() error { _, err := c.Execute(ctx, "", ExecuteRequest{}); return err },
+		"client: ExecuteStream: sessionID is empty":  func() error { _, err := c.ExecuteStream(ctx, "", ExecuteRequest{}, nil); return err },
+		"client: CreateTrace: sessionID is empty":    func() error { _, err := c.CreateTrace(ctx, "", nil); return err },
+		"client: GetTrace: id is empty":              func() error { _, err := c.GetTrace(ctx, ""); return err },
+		"client: ListTraces: sessionID is empty":     func() error { _, err := c.ListTraces(ctx, "", 0, ""); return err },
+		"client: AppendProvenance: traceID is empty": func() error { _, err := c.AppendProvenance(ctx, "", "k", "a", nil); return err },
+		"client: VerifyProvenance: traceID is empty": func() error { _, err := c.VerifyProvenance(ctx, ""); return err },
+		"client: Merge: traceID is empty":            func() error { _, err := c.Merge(ctx, ""); return err },
+	} {
+		if err := call(); err == nil || err.Error() != want {
+			t.Errorf("got %v, want %q", err, want)
+		}
+	}
+	if n := requests.Load(); n != 0 {
+		t.Errorf("%d requests were made with no address or an empty id", n)
 	}
 }

@@ -100,7 +100,7 @@ func FromEnv(addr string) (*Client, error) {
 		c.Token = tok
 	} else if f := os.Getenv("LIMIT_TOKEN_FILE"); f != "" {
 		if c.Token, err = ReadTokenFile(f); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("LIMIT_TOKEN_FILE: %w", err)
 		}
 	}
 	return c, nil

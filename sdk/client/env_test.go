@@ -59,7 +59,7 @@ func TestFromEnv(t *testing.T) {
 	}
 	t.Setenv("LIMIT_ADDR", "")
 	t.Setenv("LIMIT_TOKEN_FILE", filepath.Join(t.TempDir(), "missing"))
-	if _, err := FromEnv(""); err == nil || !strings.Contains(err.Error(), "cannot read the API token") {
+	if _, err := FromEnv(""); err == nil || !strings.HasPrefix(err.Error(), "LIMIT_TOKEN_FILE: cannot read the API token") {
 		t.Fatalf("missing token file: %v", err)
 	}
 }

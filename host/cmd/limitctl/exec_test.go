@@ -399,3 +399,29 @@ func TestExecInterrupted(t *testing.T) {
 		}
 	}
 }
+
+// TestExecRecordPending: an execution that ran but whose trace is not stored yet (a 503
+// with record_pending), whether it comes as the answer or as the stream's error event
+// once output began, prints its detail and its trace, as exec's status line names it.
+func TestExecRecordPending(t *testing.T) {
+	const problem = `{"type":"about:blank","title":"Service Unavailable","status":503,"instance":"/v1/sessions/s1/executions",` +
+		`"detail":"the execution ran (status ok) but its trace could not be stored yet; it will be recorded when storage is back: do not run it again (disk full)",` +
+		`"trace_id":"01TRACE","execution_status":"ok","record_pending":true}`
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Accept") == "text/event-stream" {
+			w.Header().Set("Content-Type", "text/event-stream")
+			fmt.Fprint(w, "event: stdout\ndata: {\"data\":\"done\\n\"}\n\nevent: error\ndata: "+problem+"\n\n")
+			return
+		}
+		w.Header().Set("Content-Type", "application/problem+json")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprint(w, problem)
+	}))
+	defer srv.Close()
+	for _, mode := range [][]string{nil, {"-o", "json"}} {
+		code, _, stderr := limitctl(t, append(append([]string{"-addr", srv.URL}, mode...), "exec", "s1", "python", "x")...)
+		if code != 1 || !strings.Contains(stderr, "do not run it again") || !strings.Contains(stderr, "\n-- trace=01TRACE\n") {
+			t.Errorf("%q: exit %d, want 1 with the detail and the trace\nstderr: %s", mode, code, stderr)
+		}
+	}
+}
