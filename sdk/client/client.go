@@ -149,17 +149,25 @@ func (c *Client) newRequest(ctx context.Context, method, path string, body any) 
 	return req, nil
 }
 
-// maxProblemBytes bounds the body of an error answer read; maxPlainDetail bounds the part
-// of a body that is not a problem (a proxy's HTML page) kept as an Error's Detail.
+// maxErrorBytes bounds the body of an error answer read, maxProblemBytes that of a
+// problem document (application/problem+json): the problem of an execution whose record
+// is pending carries its outputs, megabytes of them, which the caller has nowhere else
+// (an event stream's lines are bounded alike). maxPlainDetail bounds the part of a body
+// that is not a problem (a proxy's HTML page) kept as an Error's Detail.
 const (
-	maxProblemBytes = 1 << 20
+	maxErrorBytes   = 1 << 20
+	maxProblemBytes = 64 << 20
 	maxPlainDetail  = 300
 )
 
 func readError(res *http.Response) error {
-	b, _ := io.ReadAll(io.LimitReader(res.Body, maxProblemBytes+1))
-	more := len(b) > maxProblemBytes
-	b = b[:min(len(b), maxProblemBytes)]
+	limit := maxErrorBytes
+	if mt, _, _ := mime.ParseMediaType(res.Header.Get("Content-Type")); mt == "application/problem+json" {
+		limit = maxProblemBytes
+	}
+	b, _ := io.ReadAll(io.LimitReader(res.Body, int64(limit)+1))
+	more := len(b) > limit
+	b = b[:min(len(b), limit)]
 	e := &Error{Status: res.StatusCode, Title: http.StatusText(res.StatusCode), RequestID: res.Header.Get("X-Request-Id")}
 	e.decodeProblem(b)
 	if s := res.Header.Get("Retry-After"); s != "" {

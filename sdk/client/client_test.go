@@ -3,6 +3,7 @@ package client
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net"
@@ -591,5 +592,26 @@ func TestAddressesAndIDs(t *testing.T) {
 	}
 	if n := requests.Load(); n != 0 {
 		t.Errorf("%d requests were made with no address or an empty id", n)
+	}
+}
+
+// TestLargeProblemRead: a problem document of several MiB (that of an execution whose
+// record is pending carries its outputs) is read whole: its members, record_pending and
+// trace_id above all, are not lost with a cut-off body.
+func TestLargeProblemRead(t *testing.T) {
+	out := strings.Repeat("y", 6<<20)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/problem+json")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_ = json.NewEncoder(w).Encode(map[string]any{
+			"title": "Service Unavailable", "status": 503, "detail": "the outcome is not stored yet",
+			"record_pending": true, "trace_id": "01TRACE", "stdout": out,
+		})
+	}))
+	defer srv.Close()
+	_, err := New(srv.URL).Execute(context.Background(), "s1", ExecuteRequest{Runner: "python", Input: "print()"})
+	var e *Error
+	if !errors.As(err, &e) || string(e.Extra["record_pending"]) != "true" || string(e.Extra["trace_id"]) != `"01TRACE"` || string(e.Extra["stdout"]) != `"`+out+`"` {
+		t.Fatalf("a 6 MiB problem: %.200v (extra members %d)", err, len(e.Extra))
 	}
 }
