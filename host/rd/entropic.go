@@ -60,7 +60,9 @@ func (ws *Workspace) entropic(pr *problem, cfg FGWConfig, g0 []float64) (FGWResu
 			return FGWResult{}, err
 		}
 		copy(ws.kprev, ws.g)
-		ws.denseProducts(pr, ws.g)
+		if err := ws.denseProducts(pr, ws.g); err != nil {
+			return FGWResult{}, err
+		}
 		ws.gradient(pr, true)
 		ok, err := ws.sinkhorn(pr, ws.mi, eps)
 		if err != nil {
@@ -77,7 +79,9 @@ func (ws *Workspace) entropic(pr *problem, cfg FGWConfig, g0 []float64) (FGWResu
 		}
 		cpt++
 	}
-	ws.denseProducts(pr, ws.g)
+	if err := ws.denseProducts(pr, ws.g); err != nil {
+		return FGWResult{}, err
+	}
 	eg, ag := ws.lossTerms(pr)
 	return FGWResult{
 		Distance:   eg - 2*pr.alpha*ag,
