@@ -1515,13 +1515,21 @@ def prepare(tree, an):
                         an.escaped.add(c.id)
 
 
+class Limit(Exception):
+    """Code that cannot be checked within the analyzer's resources (too deeply nested,
+    out of memory); the same code fails the same way again."""
+
+
 def analyze(code):
     try:
         tree = ast.parse(code, mode="exec")
     except RecursionError:
         # A syntax tree deeper than this interpreter builds under main's recursion limit
-        # (ten times the default) is one the runner's interpreter cannot compile either.
-        raise SyntaxError("code nested too deeply to compile")
+        # (ten times the default) may still compile in the runner: the session's code may
+        # have raised its interpreter's limit (sys.setrecursionlimit) in an earlier
+        # execution. Code that cannot be parsed for want of resources is not checked, and
+        # must not pass as clean.
+        raise Limit("code nested too deeply to parse")
     an = Analyzer()
     prepare(tree, an)
     an.findings = []
@@ -1552,6 +1560,8 @@ def main():
         try:
             findings, total = analyze(req.get("code", ""))
             resp = {"id": rid, "findings": findings, "total": total}
+        except Limit as e:
+            resp = {"id": rid, "limit": str(e)}
         except (SyntaxError, ValueError) as e:
             resp = {"id": rid, "syntax_error": "%s: %s" % (type(e).__name__, e)}
         except RecursionError:

