@@ -574,3 +574,33 @@ func TestPythonOfTheRunner(t *testing.T) {
 		t.Fatalf("3.12 code under a 3.12 python: %+v, want B605 on line 3 alone", fs)
 	}
 }
+
+// TestLineBreaks: a location counts lines as Python does (\n, \r\n or a lone \r) and
+// its span covers the finding; the column counts bytes.
+func TestLineBreaks(t *testing.T) {
+	r := configured(t, `{}`)
+	for _, tt := range []struct{ name, code string }{
+		{"LF", "import os\nx = 1  # a comment\nos.system('id')\n"},
+		{"CRLF", "import os\r\nx = 1  # a comment\r\nos.system('id')\r\n"},
+		{"lone CR", "import os\rx = 1  # a comment\ros.system('id')\r"},
+		{"CR in a comment", "import os\nx = 1  # a \rcomment\nos.system('id')\n"},
+	} {
+		fs := evaluate(t, r, tt.code)
+		if len(fs) != 1 || fs[0].Location == nil {
+			t.Fatalf("%s: %+v, want one finding", tt.name, fs)
+		}
+		want := 3
+		if tt.name == "CR in a comment" {
+			want = 4
+		}
+		loc := fs[0].Location
+		if loc.Line != want || loc.Column != 1 || tt.code[loc.Start:loc.End] != "os.system('id')" {
+			t.Errorf("%s: location %+v (span %q), want line %d column 1 over os.system('id')", tt.name, loc, tt.code[loc.Start:loc.End], want)
+		}
+	}
+	// Columns count bytes: é takes two.
+	fs := evaluate(t, r, "s = 'é'; eval(s)\n")
+	if len(fs) != 1 || fs[0].Location.Column != 11 {
+		t.Errorf("column after é: %+v, want 11 (bytes)", fs)
+	}
+}

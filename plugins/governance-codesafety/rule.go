@@ -404,18 +404,27 @@ func (s *state) applies(req governance.EvaluateRequest) bool {
 	return slices.Contains(s.set.contentTypes, req.ContentType) || (req.Runner != "" && slices.Contains(s.set.runners, req.Runner))
 }
 
-// lineStarts returns the byte offset where each line starts (index 0 is line 1).
+// lineStarts returns the byte offset where each line starts (index 0 is line 1). Lines
+// end as Python's tokenizer ends them, whose line numbers the analyzer reports: at "\n",
+// "\r\n" or a lone "\r".
 func lineStarts(s string) []int {
 	out := []int{0}
 	for i := 0; i < len(s); i++ {
-		if s[i] == '\n' {
+		switch s[i] {
+		case '\n':
+			out = append(out, i+1)
+		case '\r':
+			if i+1 < len(s) && s[i+1] == '\n' {
+				i++
+			}
 			out = append(out, i+1)
 		}
 	}
 	return out
 }
 
-// location converts the analyzer's line and UTF-8 byte columns to byte offsets.
+// location converts the analyzer's line and UTF-8 byte columns to byte offsets; the
+// column stays a count of bytes, 1-based, as the jailbreak rule's.
 func location(content string, lines []int, f pyFinding) *governance.Location {
 	off := func(line, col int) int {
 		if line < 1 || line > len(lines) {
