@@ -22,7 +22,7 @@ SHELL_CALLS = {
     "os.system", "os.popen", "os.popen2", "os.popen3", "os.popen4",
     "popen2.popen2", "popen2.popen3", "popen2.popen4", "popen2.Popen3", "popen2.Popen4",
     "commands.getoutput", "commands.getstatusoutput", "subprocess.getoutput",
-    "subprocess.getstatusoutput",
+    "subprocess.getstatusoutput", "asyncio.create_subprocess_shell",
 }
 SUBPROCESS_CALLS = {
     "subprocess.Popen", "subprocess.call", "subprocess.check_call", "subprocess.check_output",
@@ -32,7 +32,7 @@ NOSHELL_CALLS = {
     "os.execl", "os.execle", "os.execlp", "os.execlpe", "os.execv", "os.execve", "os.execvp",
     "os.execvpe", "os.spawnl", "os.spawnle", "os.spawnlp", "os.spawnlpe", "os.spawnv",
     "os.spawnve", "os.spawnvp", "os.spawnvpe", "os.startfile", "os.posix_spawn", "os.posix_spawnp",
-    "pty.spawn", "asyncio.create_subprocess_shell",
+    "pty.spawn",
 }
 PICKLE_CALLS = {
     "pickle.load", "pickle.loads", "pickle.Unpickler", "cPickle.load", "cPickle.loads",
@@ -40,6 +40,18 @@ PICKLE_CALLS = {
     "shelve.open", "jsonpickle.decode", "pandas.read_pickle", "joblib.load",
 }
 MARSHAL_CALLS = {"marshal.load", "marshal.loads"}
+# Calls that run a string of code as exec() does (B102): profilers, timers and
+# interactive interpreters given statements as text.
+EXEC_CALLS = {"timeit.timeit", "timeit.repeat", "timeit.Timer", "cProfile.run", "cProfile.runctx", "profile.run",
+              "profile.runctx", "pdb.run", "pdb.runeval", "pdb.runctx", "code.InteractiveInterpreter().runsource",
+              "code.InteractiveInterpreter().runcode", "code.InteractiveConsole().runsource",
+              "code.InteractiveConsole().runcode", "code.InteractiveConsole().push"}
+# Functions of the C library reached through ctypes (ctypes.CDLL("libc.so.6").system):
+# the same as the os module's.
+LIBC_SHELL = {"system", "popen"}
+LIBC_EXEC = {"execv", "execve", "execvp", "execvpe", "execl", "execle", "execlp", "posix_spawn", "posix_spawnp"}
+# Modules that are os under another name: os re-exports posix (nt on Windows).
+OS_MODULES = {"posix", "nt"}
 SAFE_YAML_LOADERS = {"SafeLoader", "CSafeLoader", "BaseLoader", "CBaseLoader"}
 NETWORK_CALLS = re.compile(
     r"^(requests|httpx|aiohttp|urllib3|urllib\.request|urllib2|http\.client|smtplib|ftplib|socket|paramiko)\."
@@ -200,6 +212,7 @@ class Analyzer(ast.NodeVisitor):
         self.inert = set()       # ids of strings that are never run: docstrings, operands of ==, in
         self.splatted = set()    # ids of dict() calls passed as **kwargs (checked at the call)
         self.commands = []       # (check, node, message) of strings holding a dangerous command
+        self.functions = set()   # names of the functions defined in the code
 
     # --- helpers ---
     def add(self, check, node, message):
@@ -225,6 +238,15 @@ class Analyzer(ast.NodeVisitor):
         return ident
 
     def qualname(self, node):
+        """qualname_of, with os under its other names (posix, nt) named os."""
+        q = self.qualname_of(node)
+        if q is not None:
+            root, dot, rest = q.partition(".")
+            if root in OS_MODULES:
+                return "os" + dot + rest
+        return q
+
+    def qualname_of(self, node):
         """Dotted name of a Name/Attribute chain with import aliases resolved. Lookups
         with literal names count as attribute access: getattr(os, 'system'),
         os.__dict__['system'], vars(os)['system'], __builtins__['exec'],
@@ -833,6 +855,17 @@ class Analyzer(ast.NodeVisitor):
         if q in NOSHELL_CALLS:
             self.add("B606", node, "%s starts a process" % q)
             self.check_shell_binary(node, q)
+        if isinstance(node.func, ast.Attribute) and self.is_libc(node.func.value):
+            if node.func.attr in LIBC_SHELL:
+                self.add("B605", node, "the C library's %s, through ctypes, starts a process through a shell" % node.func.attr)
+            elif node.func.attr in LIBC_EXEC:
+                self.add("B606", node, "the C library's %s, through ctypes, starts a process" % node.func.attr)
+        if q in EXEC_CALLS:
+            code = node.args[0] if node.args else self.kwarg(node, "stmt") or self.kwarg(node, "source") \
+                or self.kwarg(node, "cmd") or self.kwarg(node, "statement")
+            if code is not None and not isinstance(code, ast.Lambda) and not (
+                    isinstance(code, ast.Name) and code.id in self.functions):
+                self.add("B102", node, "%s runs a string of code, as exec() does" % q)
         if q in ("eval", "builtins.eval"):
             self.add("B307", node, "eval() runs arbitrary code")
         if q in ("exec", "builtins.exec"):
@@ -954,6 +987,14 @@ class Analyzer(ast.NodeVisitor):
                     and not self.authenticates(node, conn):
                 self.add("exfiltration", node, "%s sends credentials read from the environment or a credentials file" % what)
         self.generic_visit(node)
+
+    def is_libc(self, node):
+        """Whether node is a shared library loaded with ctypes (ctypes.CDLL(...),
+        ctypes.cdll.LoadLibrary(...), cdll.LoadLibrary(...), or a name assigned one)."""
+        if isinstance(node, ast.Name) and node.id in self.once:
+            node = self.once[node.id]
+        q = self.qualname(node) or ""
+        return q.split(".")[0] == "ctypes" and any(w in q for w in ("CDLL", "PyDLL", "LoadLibrary", "cdll.", "pydll."))
 
     def socket_connect(self, node, q):
         """Whether a .connect() call may connect a socket to a remote end: it is given an
@@ -1485,6 +1526,8 @@ def prepare(tree, an):
             an.visit_ImportFrom(n)
         elif t in (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef):
             counts[n.name] = counts.get(n.name, 0) + 2  # bound, and not by one assignment
+            if t is not ast.ClassDef:
+                an.functions.add(n.name)
         elif t is ast.arg:
             counts[n.arg] = counts.get(n.arg, 0) + 2
     an.defined = set(counts) | set(an.aliases)

