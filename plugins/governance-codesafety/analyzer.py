@@ -154,7 +154,39 @@ SQL = re.compile(r"^\s*(with\s+(recursive\s+)?\w+\s*(\([^)]*\)\s*)?as\s*\(|selec
 # file from {folder}", "select * from {t} returned rows"): its statement's keyword is upper
 # case (SELECT, INSERT), or it has a clause only SQL has (WHERE a = , VALUES (, SET a = ).
 SQL_CLAUSE = re.compile(r"\bwhere\s+[\w.]+\s*(=|<|>|!=|\bin\b|\blike\b|\bis\b)|\bvalues\s*\(|\bset\s+[\w.]+\s*=", re.I)
-SHELL_BINARIES = re.compile(r"^/bin/(ba|z|da|k)?sh$|^(ba|z|da)?sh$|^cmd(\.exe)?$|^powershell(\.exe)?$")
+# Shells, matched on the program's base name (/bin/sh, /usr/bin/bash, zsh, cmd.exe).
+SHELL_BINARIES = re.compile(r"^(ba|z|da|k|a|c|tc|fi|mk|yash|posh)?sh$|^busybox$|^cmd(\.exe)?$|^(powershell|pwsh)(\.exe)?$", re.I)
+# Programs that run the command after their own options and VAR=value words (env sh -c).
+COMMAND_WRAPPERS = {"env", "sudo", "doas", "nohup", "nice", "ionice", "setsid", "stdbuf", "timeout", "chroot",
+                    "unshare", "nsenter", "runuser", "su", "exec", "command", "builtin", "xargs", "time"}
+
+
+def base_name(s):
+    return s.replace("\\", "/").rsplit("/", 1)[-1]
+
+
+def shell_c(argv):
+    """Where a shell runs a command line in an argv: the index of the command after a
+    shell's -c (-c, -lc, -ec, /c for cmd, -Command for PowerShell), or None. argv holds
+    the literal words (None for others); the shell must be the program, after any
+    wrappers (env, sudo, timeout 5) and what the call passes before it (os.execl's path,
+    os.spawnl's mode)."""
+    for j, w in enumerate(argv):
+        if w is None:
+            continue
+        b = base_name(w.split()[0] if w.split() else w)
+        if SHELL_BINARIES.search(b):
+            for k in range(j + 1, len(argv)):
+                o = argv[k]
+                if o is None or not o.startswith(("-", "/", "+")):
+                    break
+                if re.match(r"^(-[a-zA-Z]*c[a-zA-Z]*|/[cCkK]|-command|-c(ommand)?)$", o, re.I) and not o.startswith("--"):
+                    return k + 1
+            continue  # the path before argv[0] (os.execl("/bin/sh", "sh", "-c", ...))
+        if b in COMMAND_WRAPPERS or w.startswith("-") or "=" in w or w.isdigit():
+            continue
+        return None
+    return None
 REVERSE_SHELL_STRINGS = re.compile(r"(/dev/tcp/|/dev/udp/|\bnc\s+(-\w+\s+)*-e\b|\bncat\b.*\s-e\b|bash\s+-i\s*>&|mkfifo\s+/tmp/\S+;\s*(nc|cat)|socat\s+.*exec:)", re.I)
 DESTRUCTIVE_STRINGS = re.compile(r"(\brm\s+-(rf|fr|r\s+-f|f\s+-r)\s+(/|~|/\*|\$HOME)(\s|$|['\"])|\bmkfs(\.\w+)?\s+/dev/|\bdd\s+if=/dev/(zero|random|urandom)\s+of=/dev/[sh]d|:\(\)\s*\{\s*:\|:&\s*\};:|\bchmod\s+-R\s+777\s+/(\s|$))")
 SENSITIVE_ROOTS = {"/", "/home", "/etc", "/usr", "/var", "/root", "~"}
@@ -848,6 +880,7 @@ class Analyzer(ast.NodeVisitor):
                 self.add("B602", node, "%s called with shell=True: the command line is interpreted by a shell" % q)
             else:
                 self.check_shell_binary(node, q)
+                self.check_shell_argv(node, q, "B602")
         elif shell is not None and self.truthy(shell) is True and id(node) not in self.splatted:
             self.add("B604", node, "%s called with shell=True" % q)
         if q in SHELL_CALLS:
@@ -855,6 +888,7 @@ class Analyzer(ast.NodeVisitor):
         if q in NOSHELL_CALLS:
             self.add("B606", node, "%s starts a process" % q)
             self.check_shell_binary(node, q)
+            self.check_shell_argv(node, q, "B605")
         if isinstance(node.func, ast.Attribute) and self.is_libc(node.func.value):
             if node.func.attr in LIBC_SHELL:
                 self.add("B605", node, "the C library's %s, through ctypes, starts a process through a shell" % node.func.attr)
@@ -1013,8 +1047,60 @@ class Analyzer(ast.NodeVisitor):
             first = self.const_str(args.elts[0])
         elif args is not None:
             first = self.const_str(args)
-        if q == "pty.spawn" or (first and SHELL_BINARIES.search(first.split()[0] if first.split() else "")):
+        if q == "pty.spawn" or (first and SHELL_BINARIES.search(base_name(first.split()[0]) if first.split() else "")):
             self.shell_spawn.append(node)
+
+    def argv_words(self, node):
+        """The words of an argv: a list or tuple display (or a name assigned one once),
+        or a literal split() ("/bin/sh -c id".split()), each word a str or None when not
+        literal; None when node is none of these."""
+        if isinstance(node, ast.Name) and node.id in self.once:
+            node = self.once[node.id]
+        if isinstance(node, (ast.List, ast.Tuple)):
+            out = []
+            for e in node.elts:
+                if isinstance(e, ast.Starred):
+                    break
+                out.append(self.literal_str(e))
+            return out
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "split" \
+                and not node.args and not node.keywords:
+            s = self.literal_str(node.func.value)
+            return s.split() if s is not None else None
+        if isinstance(node, ast.Call) and self.qualname(node.func) == "shlex.split" and node.args:
+            s = self.literal_str(node.args[0])
+            return s.split() if s is not None else None
+        return None
+
+    def call_argv(self, node, q):
+        """The argv a process-starting call runs, as argv_words, or None: subprocess's
+        args, asyncio.create_subprocess_exec's arguments, os.exec*'s and os.spawn*'s
+        (path then argv, or each argument)."""
+        short = q.rsplit(".", 1)[-1]
+        if q == "asyncio.create_subprocess_exec" or short.startswith(("execl", "spawnl")):
+            return [self.literal_str(a) if not isinstance(a, ast.Starred) else None for a in node.args]
+        if q.startswith("subprocess."):
+            args = node.args[0] if node.args else self.kwarg(node, "args")
+            return self.argv_words(args) if args is not None else None
+        if short.startswith(("execv", "spawnv", "posix_spawn")):
+            pos = 2 if short.startswith("spawnv") else 1
+            path = node.args[pos - 1] if len(node.args) >= pos else None
+            argv = node.args[pos] if len(node.args) > pos else self.kwarg(node, "argv") or self.kwarg(node, "args")
+            words = self.argv_words(argv) if argv is not None else None
+            if words is None:
+                return None
+            return [self.literal_str(path) if path is not None else None] + words
+        return None
+
+    def check_shell_argv(self, node, q, check):
+        """A shell given a command line in its argv (["sh", "-c", cmd]) is shell=True by
+        another name: reported as such, and a literal argv joined is checked as a command."""
+        argv = self.call_argv(node, q)
+        if not argv:
+            return
+        k = shell_c(argv)
+        if k is not None:
+            self.add(check, node, "%s runs a shell with -c: the command line is interpreted by a shell (shell=True by another name)" % q)
 
     def built_sql(self, node, strict=False):
         """A query made by concatenation, %-formatting, .format() or an f-string with a

@@ -296,6 +296,17 @@ func TestPatterns(t *testing.T) {
 		{"timeit of a function", "import timeit\ndef f():\n    pass\ntimeit.timeit(f, number=1)\ntimeit.timeit(lambda: f(), number=1)\n", "", "", 0},
 		{"cProfile.run", "import cProfile\ncProfile.run('import os')\n", "codesafety.B102", "unsafe", 2},
 		{"code.InteractiveInterpreter", "import code\ncode.InteractiveInterpreter().runsource(src)\n", "codesafety.B102", "unsafe", 2},
+		// A shell given the command line in its argv is shell=True by another name.
+		{"argv sh -c", "import subprocess\nsubprocess.run(['sh', '-c', cmd])\n", "codesafety.B602", "unsafe", 2},
+		{"argv bash -c", "import subprocess\nsubprocess.run(['bash', '-c', 'id; whoami'])\n", "codesafety.B602", "unsafe", 2},
+		{"argv /usr/bin/bash -lc", "import subprocess\nsubprocess.check_output(['/usr/bin/bash', '-lc', cmd])\n", "codesafety.B602", "unsafe", 2},
+		{"argv env sh -c", "import subprocess\nsubprocess.run(['env', 'sh', '-c', 'id'])\n", "codesafety.B602", "unsafe", 2},
+		{"argv split", "import subprocess\nsubprocess.run('/bin/sh -c id'.split())\n", "codesafety.B602", "unsafe", 2},
+		{"argv in a name", "import subprocess\nargv = ['sh', '-c', 'id']\nsubprocess.Popen(argv)\n", "codesafety.B602", "unsafe", 3},
+		{"create_subprocess_exec sh -c", "import asyncio\nasync def f():\n    await asyncio.create_subprocess_exec('sh', '-c', 'id')\n", "codesafety.B602", "unsafe", 3},
+		{"os.execv sh -c", "import os\nos.execv('/bin/sh', ['sh', '-c', 'id'])\n", "codesafety.B605", "unsafe", 2},
+		{"os.execlp sh -c", "import os\nos.execlp('sh', 'sh', '-c', 'id')\n", "codesafety.B605", "unsafe", 2},
+		{"argv of a shell script", "import subprocess\nsubprocess.run(['bash', 'job.sh'])\nsubprocess.run(['grep', '-c', 'sh', 'f'])\n", "", "", 0},
 		{"destructive command in a docstring", "def guard(c):\n    \"\"\"Refuses rm -rf / and the like.\"\"\"\n", "", "", 0},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
