@@ -50,6 +50,13 @@ EXEC_CALLS = {"timeit.timeit", "timeit.repeat", "timeit.Timer", "cProfile.run", 
 # the same as the os module's.
 LIBC_SHELL = {"system", "popen"}
 LIBC_EXEC = {"execv", "execve", "execvp", "execvpe", "execl", "execle", "execlp", "posix_spawn", "posix_spawnp"}
+# Callables that are reported where they are used as a value (stored, passed, returned:
+# map(exec, ...), {"r": os.system}, class E: run = exec) rather than called, by the check
+# of their call: they may be called under another name the analysis does not follow.
+VALUE_CHECKS = dict([(q, "B605") for q in SHELL_CALLS] + [(q, "B606") for q in NOSHELL_CALLS]
+                    + [(q, "B301") for q in PICKLE_CALLS] + [(q, "B302") for q in MARSHAL_CALLS]
+                    + [(q, "B307") for q in ("eval", "builtins.eval")]
+                    + [(q, "B102") for q in ("exec", "builtins.exec")])
 # Modules that are os under another name: os re-exports posix (nt on Windows).
 OS_MODULES = {"posix", "nt"}
 SAFE_YAML_LOADERS = {"SafeLoader", "CSafeLoader", "BaseLoader", "CBaseLoader"}
@@ -291,6 +298,8 @@ class Analyzer(ast.NodeVisitor):
         self.splatted = set()    # ids of dict() calls passed as **kwargs (checked at the call)
         self.commands = []       # (check, node, message) of strings holding a dangerous command
         self.functions = set()   # names of the functions defined in the code
+        self.called = set()      # ids of the callees of calls, and of values a name is bound to
+        self.in_class = []       # for each enclosing class, function or lambda: whether a class
 
     # --- helpers ---
     def add(self, check, node, message):
@@ -737,6 +746,10 @@ class Analyzer(ast.NodeVisitor):
 
     def visit_Assign(self, node):
         self.check_assign(node.targets, node.value, node)
+        if all(isinstance(t, ast.Name) for t in node.targets) and not (self.in_class and self.in_class[-1]):
+            # f = os.system: followed as an alias of the name (reported where f is called or
+            # used); in a class body it is a method, E.run, which is not.
+            self.called.add(id(node.value))
         self.generic_visit(node)
 
     def visit_AnnAssign(self, node):
@@ -891,6 +904,11 @@ class Analyzer(ast.NodeVisitor):
         return out
 
     def visit_FunctionDef(self, node):
+        self.in_class.append(False)
+        self.function_def(node)
+        self.in_class.pop()
+
+    def function_def(self, node):
         args = node.args
         defaults = list(zip(args.args[len(args.args) - len(args.defaults):], args.defaults))
         defaults += [(a, d) for a, d in zip(args.kwonlyargs, args.kw_defaults) if d is not None]
@@ -996,7 +1014,36 @@ class Analyzer(ast.NodeVisitor):
             return self.sensitive_path(node.func.value, depth + 1)
         return False
 
+    def visit_ClassDef(self, node):
+        self.in_class.append(True)
+        self.generic_visit(node)
+        self.in_class.pop()
+
+    def visit_Lambda(self, node):
+        self.in_class.append(False)
+        self.generic_visit(node)
+        self.in_class.pop()
+
+    def check_value(self, node):
+        """A checked callable used as a value, not called: reported by its call's check."""
+        if id(node) in self.called:
+            return
+        q = self.qualname(node)
+        check = VALUE_CHECKS.get(q)
+        if check is not None:
+            self.add(check, node, "%s used as a value: it may be called under another name" % q)
+
+    def visit_Name(self, node):
+        if type(node.ctx) is ast.Load:
+            self.check_value(node)
+
+    def visit_Attribute(self, node):
+        if type(node.ctx) is ast.Load:
+            self.check_value(node)
+        self.generic_visit(node)
+
     def visit_Call(self, node):
+        self.called.add(id(node.func))
         q = self.qualname(node.func) or ""
         short = q.rsplit(".", 1)[-1]
         shell = self.kwarg(node, "shell")
@@ -1759,6 +1806,11 @@ def prepare(tree, an):
             an.marks.add(n.targets[0].id)
     for n in assigns:
         name, v = n.targets[0].id, n.value
+        if counts.get(name, 0) > 1 and name not in an.aliases and isinstance(v, (ast.Name, ast.Attribute, ast.Subscript)):
+            # f = print; f = os.system: a name bound anywhere to a checked callable may be it.
+            q = an.qualname(v)
+            if q in VALUE_CHECKS:
+                an.aliases[name] = q
         if counts.get(name) == 1:
             an.once[name] = v
             if isinstance(v, ast.Constant):

@@ -328,6 +328,19 @@ func TestPatterns(t *testing.T) {
 		{"rmtree $HOME", "import shutil, os\nshutil.rmtree(os.environ['HOME'])\n", "codesafety.destructive", "malicious", 2},
 		{"rmtree of a home subdir", "import shutil, os\nfrom pathlib import Path\nshutil.rmtree(os.path.expanduser('~/build'))\nshutil.rmtree(Path.home() / 'cache')\n", "", "", 0},
 		{"destructive argv as data", "BLOCKED = [['rm', '-rf', '/'], ['mkfs.ext4', '/dev/sda']]\ndef ok(argv):\n    return argv not in BLOCKED\n", "", "", 0},
+		// Checked callables under names the analysis does not follow: a name bound to one
+		// anywhere may be it, and one used as a value (stored, passed) is reported there.
+		{"name reassigned", "import os\nf = print\nf = os.system\nf('id')\n", "codesafety.B605", "unsafe", 4},
+		{"map(exec, ...)", "list(map(exec, codes))\n", "codesafety.B102", "unsafe", 1},
+		{"os.system in a list", "import os\n[os.system][0]('id')\n", "codesafety.B605", "unsafe", 2},
+		{"os.system in a dict", "import os\nd = {'r': os.system}\nd['r']('id')\n", "codesafety.B605", "unsafe", 2},
+		{"exec as a class attribute", "class E:\n    run = exec\nE.run('print(1)')\n", "codesafety.B102", "unsafe", 2},
+		{"eval by walrus", "(e := eval)('1')\n", "codesafety.B307", "unsafe", 1},
+		{"eval as a loop variable", "for fn in [eval]:\n    fn('1')\n", "codesafety.B307", "unsafe", 1},
+		{"exec as a decorator", "@exec\ndef f():\n    pass\n", "codesafety.B102", "unsafe", 1},
+		{"os.system returned by a lambda", "import os\ng = (lambda: os.system)()\ng('id')\n", "codesafety.B605", "unsafe", 2},
+		{"staticmethod(exec)", "T = type('X', (), {'run': staticmethod(exec)})\n", "codesafety.B102", "unsafe", 1},
+		{"methods named eval and exec", "model.eval()\nf = model.eval\nhooks = [model.eval, job.exec, json.loads]\n", "", "", 0},
 		{"destructive command in a docstring", "def guard(c):\n    \"\"\"Refuses rm -rf / and the like.\"\"\"\n", "", "", 0},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
