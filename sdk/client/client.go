@@ -115,11 +115,7 @@ func (c *Client) newRequest(ctx context.Context, method, path string, body any) 
 func readError(res *http.Response) error {
 	b, _ := io.ReadAll(io.LimitReader(res.Body, 1<<20))
 	e := &Error{Status: res.StatusCode, Title: http.StatusText(res.StatusCode), RequestID: res.Header.Get("X-Request-Id")}
-	_ = json.Unmarshal(b, e)
-	_ = json.Unmarshal(b, &e.Extra)
-	for _, k := range []string{"type", "title", "status", "detail", "instance"} {
-		delete(e.Extra, k)
-	}
+	e.decodeProblem(b)
 	if s := res.Header.Get("Retry-After"); s != "" {
 		if n, err := strconv.Atoi(s); err == nil {
 			e.RetryAfter = time.Duration(n) * time.Second
@@ -131,6 +127,19 @@ func readError(res *http.Response) error {
 		e.Detail = strings.TrimSpace(string(b))
 	}
 	return e
+}
+
+// decodeProblem fills e from the JSON of a problem: the members RFC 9457 defines into
+// their fields, every other member (trace_id, record_pending, flags, reasons, ...) into
+// Extra. An answer and an execution stream's error event are decoded alike, so a caller
+// reads the same Extra whichever way the problem came. A body that is not a JSON object
+// leaves e as it is.
+func (e *Error) decodeProblem(b []byte) {
+	_ = json.Unmarshal(b, e)
+	_ = json.Unmarshal(b, &e.Extra)
+	for _, k := range []string{"type", "title", "status", "detail", "instance"} {
+		delete(e.Extra, k)
+	}
 }
 
 // closeBody reads what is left of a response body, up to 64 KiB, and closes it: read to
@@ -470,15 +479,17 @@ func (c *Client) ExecuteStream(ctx context.Context, sessionID string, req Execut
 				return &r, nil
 			case "error":
 				e := &Error{Status: http.StatusInternalServerError, Title: "Execution failed", RequestID: res.Header.Get("X-Request-Id")}
-				_ = json.Unmarshal(data.Bytes(), e)
+				e.decodeProblem(data.Bytes())
 				// The host sends the problem the answer would have been: its status, and
-				// retry_after (seconds) for a failure worth retrying.
+				// retry_after (seconds) for a failure worth retrying, which stands for
+				// the answer's Retry-After header and so is not left in Extra.
 				var more struct {
 					RetryAfter int `json:"retry_after"`
 				}
 				if json.Unmarshal(data.Bytes(), &more) == nil && more.RetryAfter > 0 {
 					e.RetryAfter = time.Duration(more.RetryAfter) * time.Second
 				}
+				delete(e.Extra, "retry_after")
 				closeBody(res.Body)
 				return nil, e
 			default:

@@ -420,3 +420,41 @@ func TestSessionOwners(t *testing.T) {
 		t.Fatalf("ListSessions: query %q (%v)", queries[3], err)
 	}
 }
+
+// TestExecuteStreamErrorEventExtra: a problem that comes as a stream's error event fills
+// Extra as the same problem answered without a stream does (an execution whose record is
+// pending: its trace_id, execution_status and record_pending), retry_after aside, which
+// stands for the answer's Retry-After header.
+func TestExecuteStreamErrorEventExtra(t *testing.T) {
+	const body = `{"detail":"the execution ran (status ok) but its trace could not be stored yet","execution_status":"ok",` +
+		`"instance":"/v1/sessions/s1/executions","record_pending":true,"status":503,"title":"Service Unavailable","trace_id":"01TRACE","type":"about:blank"}`
+	sse := sseServer("event: stdout\ndata: {\"data\":\"x\"}\n\n", "event: error\ndata: "+strings.TrimSuffix(body, "}")+`,"retry_after":5}`+"\n\n")
+	defer sse.Close()
+	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/problem+json")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		io.WriteString(w, body)
+	}))
+	defer plain.Close()
+	ctx := context.Background()
+	_, serr := New(sse.URL).ExecuteStream(ctx, "s1", ExecuteRequest{Runner: "echo"}, nil)
+	_, perr := New(plain.URL).Execute(ctx, "s1", ExecuteRequest{Runner: "echo"})
+	var se, pe *Error
+	if !errors.As(serr, &se) || !errors.As(perr, &pe) {
+		t.Fatalf("stream: %v; answer: %v", serr, perr)
+	}
+	want := map[string]string{"trace_id": `"01TRACE"`, "execution_status": `"ok"`, "record_pending": "true"}
+	for name, e := range map[string]*Error{"stream": se, "answer": pe} {
+		if len(e.Extra) != len(want) {
+			t.Errorf("%s: Extra %q, want %q", name, e.Extra, want)
+		}
+		for k, v := range want {
+			if string(e.Extra[k]) != v {
+				t.Errorf("%s: Extra[%s] = %s, want %s", name, k, e.Extra[k], v)
+			}
+		}
+	}
+	if se.Status != 503 || se.RetryAfter != 5*time.Second || se.Detail != pe.Detail {
+		t.Errorf("stream: %+v", se)
+	}
+}
