@@ -2,9 +2,13 @@
 # standard library's ast module and reports the patterns Bandit and Semgrep flag.
 #
 # Protocol: one JSON object per line on stdin, {"id": N, "code": "..."}; one JSON object
-# per line on stdout, {"id": N, "findings": [...]} or {"id": N, "syntax_error": "..."}.
-# Each finding: {"check", "line", "col", "end_line", "end_col", "message"}; columns are
-# UTF-8 byte offsets, as ast gives them. The plugin maps checks to flags and severities.
+# per line on stdout, {"id": N, "findings": [...], "total": T}, or for code that does not
+# parse {"id": N, "syntax_error": "...", "syntax_line": L, "python": "3.11.2", "hint": "...",
+# "skipped": [lines], "findings": [...], "total": T} (the findings of the code with the
+# lines that do not parse skipped, see repaired), or {"id": N, "limit": "..."} for code
+# beyond the analyzer's resources. Each finding: {"check", "line", "col", "end_line",
+# "end_col", "message"}; columns are UTF-8 byte offsets, as ast gives them. The plugin
+# maps checks to flags and severities.
 import ast
 import json
 import re
@@ -18,7 +22,7 @@ SHELL_CALLS = {
     "os.system", "os.popen", "os.popen2", "os.popen3", "os.popen4",
     "popen2.popen2", "popen2.popen3", "popen2.popen4", "popen2.Popen3", "popen2.Popen4",
     "commands.getoutput", "commands.getstatusoutput", "subprocess.getoutput",
-    "subprocess.getstatusoutput",
+    "subprocess.getstatusoutput", "asyncio.create_subprocess_shell",
 }
 SUBPROCESS_CALLS = {
     "subprocess.Popen", "subprocess.call", "subprocess.check_call", "subprocess.check_output",
@@ -28,14 +32,34 @@ NOSHELL_CALLS = {
     "os.execl", "os.execle", "os.execlp", "os.execlpe", "os.execv", "os.execve", "os.execvp",
     "os.execvpe", "os.spawnl", "os.spawnle", "os.spawnlp", "os.spawnlpe", "os.spawnv",
     "os.spawnve", "os.spawnvp", "os.spawnvpe", "os.startfile", "os.posix_spawn", "os.posix_spawnp",
-    "pty.spawn", "asyncio.create_subprocess_shell",
+    "pty.spawn",
 }
 PICKLE_CALLS = {
     "pickle.load", "pickle.loads", "pickle.Unpickler", "cPickle.load", "cPickle.loads",
     "cPickle.Unpickler", "_pickle.load", "_pickle.loads", "dill.load", "dill.loads",
-    "shelve.open", "jsonpickle.decode", "pandas.read_pickle", "joblib.load",
+    "shelve.open", "jsonpickle.decode", "pandas.read_pickle", "joblib.load", "cloudpickle.load", "cloudpickle.loads",
+    "dill.Unpickler", "_pickle.Unpickler",
 }
 MARSHAL_CALLS = {"marshal.load", "marshal.loads"}
+# Calls that run a string of code as exec() does (B102): profilers, timers and
+# interactive interpreters given statements as text.
+EXEC_CALLS = {"timeit.timeit", "timeit.repeat", "timeit.Timer", "cProfile.run", "cProfile.runctx", "profile.run",
+              "profile.runctx", "pdb.run", "pdb.runeval", "pdb.runctx", "code.InteractiveInterpreter().runsource",
+              "code.InteractiveInterpreter().runcode", "code.InteractiveConsole().runsource",
+              "code.InteractiveConsole().runcode", "code.InteractiveConsole().push"}
+# Functions of the C library reached through ctypes (ctypes.CDLL("libc.so.6").system):
+# the same as the os module's.
+LIBC_SHELL = {"system", "popen"}
+LIBC_EXEC = {"execv", "execve", "execvp", "execvpe", "execl", "execle", "execlp", "posix_spawn", "posix_spawnp"}
+# Callables that are reported where they are used as a value (stored, passed, returned:
+# map(exec, ...), {"r": os.system}, class E: run = exec) rather than called, by the check
+# of their call: they may be called under another name the analysis does not follow.
+VALUE_CHECKS = dict([(q, "B605") for q in SHELL_CALLS] + [(q, "B606") for q in NOSHELL_CALLS]
+                    + [(q, "B301") for q in PICKLE_CALLS] + [(q, "B302") for q in MARSHAL_CALLS]
+                    + [(q, "B307") for q in ("eval", "builtins.eval")]
+                    + [(q, "B102") for q in ("exec", "builtins.exec")])
+# Modules that are os under another name: os re-exports posix (nt on Windows).
+OS_MODULES = {"posix", "nt"}
 SAFE_YAML_LOADERS = {"SafeLoader", "CSafeLoader", "BaseLoader", "CBaseLoader"}
 NETWORK_CALLS = re.compile(
     r"^(requests|httpx|aiohttp|urllib3|urllib\.request|urllib2|http\.client|smtplib|ftplib|socket|paramiko)\."
@@ -104,7 +128,9 @@ SECRET_ENV = re.compile(r"(KEY(?!BOARD)|TOKEN|SECRET|PASS(?!ENGER)|CREDENTIAL|AU
 SECRET_VALUE = re.compile(
     r"(?<![A-Za-z0-9])(AKIA[0-9A-Z]{16}|ASIA[0-9A-Z]{16}|sk-[A-Za-z0-9_-]{20,}|sk-ant-[A-Za-z0-9_-]{20,}|ghp_[A-Za-z0-9]{36}"
     r"|github_pat_[A-Za-z0-9_]{40,}|xox[baprs]-[A-Za-z0-9-]{10,}|-----BEGIN (RSA |EC |OPENSSH |DSA )?PRIVATE KEY-----\s*([A-Za-z0-9+/=]{16}|Proc-Type:)"
-    r"|AIza[0-9A-Za-z_-]{35})")
+    r"|AIza[0-9A-Za-z_-]{35}|hf_[A-Za-z0-9]{30,})")
+# An Authorization header's value with its credential: "Bearer abcd1234efgh5678".
+AUTH_HEADER_VALUE = re.compile(r"^(Bearer|Token|Basic|Bot)\s+(\S{8,})$", re.I)
 # SERVICE_HOSTS names the hosts of well-known services whose credentials programs read
 # from environment variables named for the service: a variable whose name is a stem, or
 # starts with a stem and "_", authenticates to the stem's hosts ("*.x" is any subdomain
@@ -132,16 +158,94 @@ SERVICE_HOSTS = (
     ("SENDGRID", ("api.sendgrid.com",)),
     ("DISCORD", ("discord.com", "discordapp.com")),
 )
-CRED_PATHS = re.compile(r"(\.aws/credentials|\.ssh/id_|\.netrc|/etc/shadow|\.docker/config\.json|\.kube/config|\.git-credentials|\.pgpass)")
+CRED_PATHS = re.compile(r"(/proc/(self|\d+|thread-self)/environ|\.aws/credentials|\.ssh/id_|\.netrc|/etc/shadow|\.docker/config\.json|\.kube/config|\.git-credentials|\.pgpass)")
 SQL = re.compile(r"^\s*(with\s+(recursive\s+)?\w+\s*(\([^)]*\)\s*)?as\s*\(|select\s.+\sfrom\s|insert\s+into\s|update\s+\S+\s+set\s|delete\s+from\s|drop\s+table\s|create\s+table\s|alter\s+table\s|replace\s+into\s)", re.I | re.S)
 # A query built but not (seen) run counts when it reads as SQL, not as a message ("Select a
 # file from {folder}", "select * from {t} returned rows"): its statement's keyword is upper
 # case (SELECT, INSERT), or it has a clause only SQL has (WHERE a = , VALUES (, SET a = ).
 SQL_CLAUSE = re.compile(r"\bwhere\s+[\w.]+\s*(=|<|>|!=|\bin\b|\blike\b|\bis\b)|\bvalues\s*\(|\bset\s+[\w.]+\s*=", re.I)
-SHELL_BINARIES = re.compile(r"^/bin/(ba|z|da|k)?sh$|^(ba|z|da)?sh$|^cmd(\.exe)?$|^powershell(\.exe)?$")
+# Shells, matched on the program's base name (/bin/sh, /usr/bin/bash, zsh, cmd.exe).
+SHELL_BINARIES = re.compile(r"^(ba|z|da|k|a|c|tc|fi|mk|yash|posh)?sh$|^busybox$|^cmd(\.exe)?$|^(powershell|pwsh)(\.exe)?$", re.I)
+# Programs that run the command after their own options and VAR=value words (env sh -c).
+COMMAND_WRAPPERS = {"env", "sudo", "doas", "nohup", "nice", "ionice", "setsid", "stdbuf", "timeout", "chroot",
+                    "unshare", "nsenter", "runuser", "su", "exec", "command", "builtin", "xargs", "time"}
+
+
+def base_name(s):
+    return s.replace("\\", "/").rsplit("/", 1)[-1]
+
+
+def shell_c(argv):
+    """Where a shell runs a command line in an argv: the index of the command after a
+    shell's -c (-c, -lc, -ec, /c for cmd, -Command for PowerShell), or None. argv holds
+    the literal words (None for others); the shell must be the program, after any
+    wrappers (env, sudo, timeout 5) and what the call passes before it (os.execl's path,
+    os.spawnl's mode)."""
+    for j, w in enumerate(argv):
+        if w is None:
+            continue
+        b = base_name(w.split()[0] if w.split() else w)
+        if SHELL_BINARIES.search(b):
+            for k in range(j + 1, len(argv)):
+                o = argv[k]
+                if o is None or not o.startswith(("-", "/", "+")):
+                    break
+                if re.match(r"^(-[a-zA-Z]*c[a-zA-Z]*|/[cCkK]|-command|-c(ommand)?)$", o, re.I) and not o.startswith("--"):
+                    return k + 1
+            continue  # the path before argv[0] (os.execl("/bin/sh", "sh", "-c", ...))
+        if b in COMMAND_WRAPPERS or w.startswith("-") or "=" in w or w.isdigit():
+            continue
+        return None
+    return None
 REVERSE_SHELL_STRINGS = re.compile(r"(/dev/tcp/|/dev/udp/|\bnc\s+(-\w+\s+)*-e\b|\bncat\b.*\s-e\b|bash\s+-i\s*>&|mkfifo\s+/tmp/\S+;\s*(nc|cat)|socat\s+.*exec:)", re.I)
 DESTRUCTIVE_STRINGS = re.compile(r"(\brm\s+-(rf|fr|r\s+-f|f\s+-r)\s+(/|~|/\*|\$HOME)(\s|$|['\"])|\bmkfs(\.\w+)?\s+/dev/|\bdd\s+if=/dev/(zero|random|urandom)\s+of=/dev/[sh]d|:\(\)\s*\{\s*:\|:&\s*\};:|\bchmod\s+-R\s+777\s+/(\s|$))")
 SENSITIVE_ROOTS = {"/", "/home", "/etc", "/usr", "/var", "/root", "~"}
+# More reverse shells: nc/ncat/netcat told to run a program (-e, -c, --exec, --sh-exec)
+# with the host and port anywhere before, and a Python one-liner's socket handed over.
+MORE_REVERSE_SHELL = re.compile(r"\b(nc|ncat|netcat)(\.\w+)?\s[^;|&\n]*?(?<!\S)(-\w*[ec]|--(sh-|lua-)?exec)(?=[\s=]|$)"
+                                r"|\bsocket\b.*\bconnect\b.*\b(dup2|pty\.spawn)\b", re.I | re.S)
+# What rm may not delete recursively: the trees of SENSITIVE_ROOTS, by any spelling of the
+# home directory, and all their entries (/*).
+HOME_WORDS = ("~", "$HOME", "${HOME}")
+
+
+def sensitive_root(path):
+    p = path.strip("'\"")
+    for h in HOME_WORDS:
+        if p == h or p.startswith(h + "/"):
+            p = "~" + p[len(h):]
+    while p.endswith(("/*", "/")) and p not in ("/",):
+        p = p[:-2] if p.endswith("/*") else p[:-1]
+    return p in SENSITIVE_ROOTS or p == ""
+
+
+def destructive_rm(words):
+    """Whether an rm command's words (after the program) delete a SENSITIVE_ROOTS tree
+    recursively: -r/-R/--recursive in any spelling (-Rf, -r -f, --no-preserve-root
+    beside), and one such tree among the paths (rm -rf /tmp/x /)."""
+    recursive, paths = False, []
+    for w in words:
+        if w == "--":
+            continue
+        if w.startswith("--"):
+            recursive = recursive or w == "--recursive"
+        elif w.startswith("-") and len(w) > 1:
+            recursive = recursive or "r" in w or "R" in w
+        else:
+            paths.append(w)
+    return recursive and any(sensitive_root(p) for p in paths)
+
+
+def destructive_command(text):
+    """Whether a command line holds such an rm, in any of its commands (split at ;, &,
+    | and newlines), after sudo and the like; the program's name in any case."""
+    for cmd in re.split(r"[;&|\n]+|\$\(", text):
+        words = cmd.split()
+        while words and (base_name(words[0]).lower() in COMMAND_WRAPPERS or "=" in words[0]):
+            words = words[1:]
+        if len(words) > 1 and base_name(words[0]).lower() == "rm" and destructive_rm(words[1:]):
+            return True
+    return False
 YAML_LOADS = {"yaml.load", "yaml.load_all", "yaml.unsafe_load", "yaml.full_load", "yaml.unsafe_load_all"}
 UNVERIFIED_CONTEXTS = {"ssl._create_unverified_context", "ssl._create_stdlib_context"}
 # Calls of aiohttp's that take ssl=False / verify_ssl=False to skip certificate checks
@@ -196,6 +300,15 @@ class Analyzer(ast.NodeVisitor):
         self.inert = set()       # ids of strings that are never run: docstrings, operands of ==, in
         self.splatted = set()    # ids of dict() calls passed as **kwargs (checked at the call)
         self.commands = []       # (check, node, message) of strings holding a dangerous command
+        self.functions = set()   # names of the functions defined in the code
+        self.tainted_attrs = set()  # attribute names assigned credentials (c.key = secret)
+        self.defs = {}           # name of a function or lambda of the code's -> its parameter lists
+        self.param_flows = []    # ((function name, position or keyword), env) of credentials passed to one
+        self.returns_secret = set()  # names of the code's functions that return credentials
+        self.secret_funcs = set()    # those known from an earlier pass (see analyze)
+        self.func_stack = []     # names of the enclosing functions
+        self.called = set()      # ids of the callees of calls, and of values a name is bound to
+        self.in_class = []       # for each enclosing class, function or lambda: whether a class
 
     # --- helpers ---
     def add(self, check, node, message):
@@ -221,6 +334,17 @@ class Analyzer(ast.NodeVisitor):
         return ident
 
     def qualname(self, node):
+        """qualname_of, with os under its other names (posix, nt) named os."""
+        q = self.qualname_of(node)
+        if q is not None:
+            root, dot, rest = q.partition(".")
+            if root in OS_MODULES:
+                q = "os" + dot + rest
+            if q == "os.environb" or q.startswith("os.environb."):
+                q = "os.environ" + q[len("os.environb"):]  # the same variables, as bytes
+        return q
+
+    def qualname_of(self, node):
         """Dotted name of a Name/Attribute chain with import aliases resolved. Lookups
         with literal names count as attribute access: getattr(os, 'system'),
         os.__dict__['system'], vars(os)['system'], __builtins__['exec'],
@@ -371,11 +495,20 @@ class Analyzer(ast.NodeVisitor):
             return True  # a computed key: could be anything
         return bool(SECRET_ENV.search(s))
 
-    def reads_cred_file(self, node):
-        for _, s in self.strings_in(node):
-            if CRED_PATHS.search(s):
+    def reads_cred_file(self, node, depth=0):
+        """Whether node names a credentials file: a literal, or literals joined as a path
+        (Path.home() / ".aws" / "credentials"), through names assigned once."""
+        parts = []
+        for n in ast.walk(node):
+            s = self.const_str(n)
+            if s is not None:
+                if CRED_PATHS.search(s):
+                    return True
+                parts.append((getattr(n, "lineno", 0), getattr(n, "col_offset", 0), s))
+            elif isinstance(n, ast.Name) and n.id in self.once and depth < 4 and self.reads_cred_file(self.once[n.id], depth + 1):
                 return True
-        return False
+        joined = "/".join(s.strip("/") for _, _, s in sorted(parts))
+        return bool(parts) and bool(CRED_PATHS.search(joined))
 
     def carries_secret(self, node):
         """Whether evaluating node yields a credential: a tainted name, a secret-looking
@@ -385,6 +518,8 @@ class Analyzer(ast.NodeVisitor):
         if isinstance(node, ast.Subscript) and self.qualname(node.value) == "os.environ":
             return self.secretish_key(node.slice)
         if isinstance(node, ast.Call):
+            if isinstance(node.func, ast.Name) and node.func.id in self.secret_funcs:
+                return True  # a function of the code's that returns credentials
             q = self.qualname(node.func) or ""
             if q in ("os.getenv", "os.environ.get", "os.getenvb"):
                 return bool(node.args) and self.secretish_key(node.args[0])
@@ -397,7 +532,7 @@ class Analyzer(ast.NodeVisitor):
                 parts.append(node.func.value)  # token.encode(), "x".join(creds)
             return any(self.carries_secret(a) for a in parts)
         if isinstance(node, ast.Attribute):
-            return self.qualname(node) == "os.environ"
+            return self.qualname(node) == "os.environ" or node.attr in self.tainted_attrs
         return any(self.carries_secret(c) for c in ast.iter_child_nodes(node))
 
     def secret_env(self, node):
@@ -412,6 +547,8 @@ class Analyzer(ast.NodeVisitor):
         if isinstance(node, ast.Subscript) and self.qualname(node.value) == "os.environ":
             key = node.slice
         elif isinstance(node, ast.Call):
+            if isinstance(node.func, ast.Name) and node.func.id in self.secret_funcs:
+                return None
             q = self.qualname(node.func) or ""
             if q in ("os.getenv", "os.environ.get", "os.getenvb"):
                 if not node.args:
@@ -633,6 +770,10 @@ class Analyzer(ast.NodeVisitor):
 
     def visit_Assign(self, node):
         self.check_assign(node.targets, node.value, node)
+        if all(isinstance(t, ast.Name) for t in node.targets) and not (self.in_class and self.in_class[-1]):
+            # f = os.system: followed as an alias of the name (reported where f is called or
+            # used); in a class body it is a method, E.run, which is not.
+            self.called.add(id(node.value))
         self.generic_visit(node)
 
     def visit_AnnAssign(self, node):
@@ -669,7 +810,15 @@ class Analyzer(ast.NodeVisitor):
                 if isinstance(t, ast.Name):
                     self.conns[t.id] = value
         if self.carries_secret(value):
+            self.taint(targets, value)
+
+    def taint(self, targets, value):
+        """Marks what targets bind as holding the credentials value carries: names (of
+        containers too, d[k] = v), and attribute names (c.key = v)."""
+        if True:
             for t in targets:
+                if isinstance(t, ast.Attribute):
+                    self.tainted_attrs.add(t.attr)
                 for n in ast.walk(t):
                     if isinstance(n, ast.Name):
                         env = self.secret_env(value)
@@ -678,6 +827,20 @@ class Analyzer(ast.NodeVisitor):
                             env = None if env is None or old is None else env | old
                         self.tainted.add(n.id)
                         self.taint_env[n.id] = env
+
+    def visit_AugAssign(self, node):
+        # body += secret
+        if self.carries_secret(node.value):
+            self.taint([node.target], node.value)
+        self.generic_visit(node)
+
+    def visit_For(self, node):
+        # for k, v in os.environ.items(): the loop's names hold the credentials.
+        if self.carries_secret(node.iter):
+            self.taint([node.target], node.iter)
+        self.generic_visit(node)
+
+    visit_AsyncFor = visit_For
 
     def visit_withitem(self, node):
         # with http.client.HTTPSConnection(h) as conn / async with aiohttp.ClientSession() as s
@@ -704,8 +867,12 @@ class Analyzer(ast.NodeVisitor):
         # {"password": "Sup3rSecret"}: a hard-coded secret in a dict display (B105).
         for k, v in zip(node.keys, node.values):
             ks = self.const_str(k) if k is not None else None
-            if ks and secret_name(ks) and secret_literal(self.const_str(v)):
+            vs = self.const_str(v)
+            if ks and secret_name(ks) and secret_literal(vs):
                 self.add("B105", v, "hard-coded password or secret as the value of key %r" % ks)
+            elif ks and secret_name(ks) and vs and AUTH_HEADER_VALUE.match(vs) \
+                    and secret_literal(AUTH_HEADER_VALUE.match(vs).group(2)):
+                self.add("B105", v, "hard-coded credential in the %r header" % ks)
         self.generic_visit(node)
 
     def target_name(self, node):
@@ -739,6 +906,8 @@ class Analyzer(ast.NodeVisitor):
         return isinstance(node, ast.Constant) and node.value is False
 
     def visit_BinOp(self, node):
+        if isinstance(node.op, ast.Add) and id(node) not in self.sql_inner:
+            self.check_joined(node)
         if id(node) not in self.sql_inner:
             self.check_sql_built(node)
             # The operands of a + or % chain are checked with the whole (its text starts
@@ -756,6 +925,7 @@ class Analyzer(ast.NodeVisitor):
     def visit_JoinedStr(self, node):
         if id(node) not in self.sql_inner:
             self.check_sql_built(node)
+        self.check_joined(node)
         self.generic_visit(node)
 
     def check_sql_built(self, node):
@@ -784,6 +954,18 @@ class Analyzer(ast.NodeVisitor):
         return out
 
     def visit_FunctionDef(self, node):
+        self.in_class.append(False)
+        self.func_stack.append(node.name)
+        self.function_def(node)
+        self.func_stack.pop()
+        self.in_class.pop()
+
+    def visit_Return(self, node):
+        if node.value is not None and self.func_stack and self.carries_secret(node.value):
+            self.returns_secret.add(self.func_stack[-1])
+        self.generic_visit(node)
+
+    def function_def(self, node):
         args = node.args
         defaults = list(zip(args.args[len(args.args) - len(args.defaults):], args.defaults))
         defaults += [(a, d) for a, d in zip(args.kwonlyargs, args.kw_defaults) if d is not None]
@@ -802,13 +984,123 @@ class Analyzer(ast.NodeVisitor):
                 self.add("secret-literal", node, "string literal looks like a credential (%s…)" % SECRET_VALUE.search(v).group(0)[:8])
             if id(node) in self.inert:
                 return
-            # Reported in finish, unless the string is only data (see DataFlow).
-            if REVERSE_SHELL_STRINGS.search(v):
-                self.commands.append(("reverse-shell", node, "string holds a reverse-shell command: %r" % v[:80]))
-            if DESTRUCTIVE_STRINGS.search(v):
-                self.commands.append(("destructive", node, "string holds a destructive shell command: %r" % v[:80]))
+            self.check_command(v, node)
+
+    def check_command(self, v, node):
+        """Notes a string (or the expression that makes it) holding a reverse-shell or a
+        destructive command; reported in finish, unless it is only data (see DataFlow)."""
+        if REVERSE_SHELL_STRINGS.search(v) or MORE_REVERSE_SHELL.search(v):
+            self.commands.append(("reverse-shell", node, "string holds a reverse-shell command: %r" % v[:80]))
+        if DESTRUCTIVE_STRINGS.search(v) or destructive_command(v):
+            self.commands.append(("destructive", node, "string holds a destructive shell command: %r" % v[:80]))
+
+    def command_str(self, node):
+        """The text a string expression certainly makes, for the command checks: literals
+        joined with + or in an f-string, names assigned a literal once in either, and
+        str.join of literals; None otherwise."""
+        s = self.literal_str(node)
+        if s is not None:
+            return s
+        if isinstance(node, ast.JoinedStr):
+            out = []
+            for v in node.values:
+                t = self.literal_str(v.value) if isinstance(v, ast.FormattedValue) and v.conversion == -1 \
+                    and v.format_spec is None else self.literal_str(v)
+                if t is None:
+                    return None
+                out.append(t)
+            return "".join(out)
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+            a = self.command_str(node.left)
+            b = self.command_str(node.right) if a is not None else None
+            return a + b if b is not None else None
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "join" \
+                and len(node.args) == 1 and not node.keywords:
+            sep = self.literal_str(node.func.value)
+            words = self.argv_words(node.args[0]) if sep is not None else None
+            if words and all(w is not None for w in words):
+                return sep.join(words)
+        return None
+
+    def check_joined(self, node):
+        """A command made of literals (+, an f-string of constants, str.join) is checked
+        as the string it makes; the literals alone were checked one by one."""
+        if id(node) in self.inert:
+            return
+        s = self.command_str(node)
+        if s is not None:
+            self.check_command(s, node)
+
+    def visit_List(self, node):
+        # An argv written out, ["rm", "-rf", "/"], ["nc", host, "4444", "-e", "/bin/sh"]:
+        # its literal words joined are checked as a command line.
+        if len(node.elts) >= 2:
+            words = self.argv_words(node)
+            if words and words[0] and not any(c.isspace() for c in words[0]):
+                self.check_command(" ".join(w if w is not None else "HOST" for w in words), node)
+        self.generic_visit(node)
+
+    visit_Tuple = visit_List
+
+    def sensitive_path(self, node, depth=0):
+        """Whether a path expression is the home directory or a SENSITIVE_ROOTS tree:
+        a literal, Path.home(), os.path.expanduser("~"), os.environ["HOME"] /
+        os.getenv("HOME"), or those through Path(), str(), os.path.abspath/realpath/
+        normpath and .expanduser()/.resolve()/.absolute()."""
+        if depth > 8:
+            return False
+        s = self.command_str(node)
+        if s is not None:
+            return sensitive_root(s)
+        if isinstance(node, ast.Name) and node.id in self.once:
+            return self.sensitive_path(self.once[node.id], depth + 1)
+        if isinstance(node, ast.Subscript) and self.qualname(node.value) == "os.environ":
+            return self.literal_str(node.slice) == "HOME"
+        if not isinstance(node, ast.Call):
+            return False
+        q = self.qualname(node.func) or ""
+        if q in ("pathlib.Path.home", "pathlib.PosixPath.home", "Path.home"):
+            return True
+        if q in ("os.getenv", "os.environ.get") and node.args:
+            return self.literal_str(node.args[0]) == "HOME"
+        if q in ("os.path.expanduser", "os.path.expandvars", "os.path.abspath", "os.path.realpath", "os.path.normpath",
+                 "pathlib.Path", "pathlib.PosixPath", "str", "os.fspath") and len(node.args) == 1:
+            return self.sensitive_path(node.args[0], depth + 1)
+        if isinstance(node.func, ast.Attribute) and node.func.attr in ("expanduser", "resolve", "absolute") \
+                and not node.args:
+            return self.sensitive_path(node.func.value, depth + 1)
+        return False
+
+    def visit_ClassDef(self, node):
+        self.in_class.append(True)
+        self.generic_visit(node)
+        self.in_class.pop()
+
+    def visit_Lambda(self, node):
+        self.in_class.append(False)
+        self.generic_visit(node)
+        self.in_class.pop()
+
+    def check_value(self, node):
+        """A checked callable used as a value, not called: reported by its call's check."""
+        if id(node) in self.called:
+            return
+        q = self.qualname(node)
+        check = VALUE_CHECKS.get(q)
+        if check is not None:
+            self.add(check, node, "%s used as a value: it may be called under another name" % q)
+
+    def visit_Name(self, node):
+        if type(node.ctx) is ast.Load:
+            self.check_value(node)
+
+    def visit_Attribute(self, node):
+        if type(node.ctx) is ast.Load:
+            self.check_value(node)
+        self.generic_visit(node)
 
     def visit_Call(self, node):
+        self.called.add(id(node.func))
         q = self.qualname(node.func) or ""
         short = q.rsplit(".", 1)[-1]
         shell = self.kwarg(node, "shell")
@@ -822,6 +1114,7 @@ class Analyzer(ast.NodeVisitor):
                 self.add("B602", node, "%s called with shell=True: the command line is interpreted by a shell" % q)
             else:
                 self.check_shell_binary(node, q)
+                self.check_shell_argv(node, q, "B602")
         elif shell is not None and self.truthy(shell) is True and id(node) not in self.splatted:
             self.add("B604", node, "%s called with shell=True" % q)
         if q in SHELL_CALLS:
@@ -829,6 +1122,18 @@ class Analyzer(ast.NodeVisitor):
         if q in NOSHELL_CALLS:
             self.add("B606", node, "%s starts a process" % q)
             self.check_shell_binary(node, q)
+            self.check_shell_argv(node, q, "B605")
+        if isinstance(node.func, ast.Attribute) and self.is_libc(node.func.value):
+            if node.func.attr in LIBC_SHELL:
+                self.add("B605", node, "the C library's %s, through ctypes, starts a process through a shell" % node.func.attr)
+            elif node.func.attr in LIBC_EXEC:
+                self.add("B606", node, "the C library's %s, through ctypes, starts a process" % node.func.attr)
+        if q in EXEC_CALLS:
+            code = node.args[0] if node.args else self.kwarg(node, "stmt") or self.kwarg(node, "source") \
+                or self.kwarg(node, "cmd") or self.kwarg(node, "statement")
+            if code is not None and not isinstance(code, ast.Lambda) and not (
+                    isinstance(code, ast.Name) and code.id in self.functions):
+                self.add("B102", node, "%s runs a string of code, as exec() does" % q)
         if q in ("eval", "builtins.eval"):
             self.add("B307", node, "eval() runs arbitrary code")
         if q in ("exec", "builtins.exec"):
@@ -918,6 +1223,8 @@ class Analyzer(ast.NodeVisitor):
                         self.sql_done.update(id(x) for x in ast.walk(n))
         if isinstance(node.func, ast.Attribute) and node.func.attr == "format":
             self.check_sql_built(node)
+        if isinstance(node.func, ast.Attribute) and node.func.attr == "join":
+            self.check_joined(node)
         # Dynamic imports.
         # A literal name is a static import, unless it is a module that runs processes or
         # code (__import__('os')), which is how such calls are hidden.
@@ -926,16 +1233,41 @@ class Analyzer(ast.NodeVisitor):
             if mod is None or mod.split(".")[0] in EVASIVE_IMPORTS:
                 self.add("dynamic-import", node, "%s imports a module chosen at run time" % q)
         # Destructive file operations.
-        if q in ("shutil.rmtree",) and node.args:
-            s = self.const_str(node.args[0])
-            if s is not None and s.rstrip("/") in {r.rstrip("/") for r in SENSITIVE_ROOTS} | {""}:
-                self.add("destructive", node, "shutil.rmtree(%r) deletes a system tree" % s)
+        if q in ("shutil.rmtree",) and (node.args or self.kwarg(node, "path") is not None):
+            path = node.args[0] if node.args else self.kwarg(node, "path")
+            if self.sensitive_path(path):
+                text = self.command_str(path)
+                self.add("destructive", node, "shutil.rmtree(%s) deletes a system tree or the home directory"
+                         % (repr(text) if text is not None else "the home directory"))
         # Reverse shells: a socket connected to a remote end with its descriptors given
         # to a shell.
         if q in ("socket.create_connection",) or (short == "connect" and self.socket_connect(node, q)):
             self.sockets.append(node)
         if q == "os.dup2":
             self.dup2.append(node)
+        # Credentials passed to a function or lambda of the code's (see analyze).
+        if isinstance(node.func, ast.Name) and node.func.id in self.defs:
+            for i, a in enumerate(node.args):
+                if isinstance(a, ast.Starred):
+                    break
+                if self.carries_secret(a):
+                    self.param_flows.append(((node.func.id, i), self.secret_env(a)))
+            for k in node.keywords:
+                if k.arg and self.carries_secret(k.value):
+                    self.param_flows.append(((node.func.id, k.arg), self.secret_env(k.value)))
+        # Credentials put in a container: l.append(secret), l.extend(...), s.add(...).
+        if isinstance(node.func, ast.Attribute) and node.func.attr in ("append", "extend", "insert", "add", "update",
+                                                                       "appendleft", "setdefault") \
+                and isinstance(node.func.value, (ast.Name, ast.Attribute)) \
+                and any(self.carries_secret(a) for a in list(node.args) + [k.value for k in node.keywords]):
+            self.taint([node.func.value], node)
+        # Credentials handed to a program that sends them: curl -d secret, wget, nc.
+        if q.startswith("subprocess.") or q in NOSHELL_CALLS or q in SHELL_CALLS or q == "asyncio.create_subprocess_exec":
+            argv = self.call_argv(node, q) or []
+            text = " ".join(w for w in argv if w) + " " + " ".join(s for _, s in self.strings_in(node))
+            if re.search(r"\b(curl|wget|nc|ncat|netcat|socat|scp|rsync|ftp|telnet|sendmail|mail|http)\b", text) \
+                    and any(self.carries_secret(a) for a in list(node.args) + [k.value for k in node.keywords]):
+                self.add("exfiltration", node, "%s hands credentials read from the environment or a credentials file to a program that sends them" % q)
         # Credentials sent over the network.
         conn = self.conns.get(node.func.value.id) if isinstance(node.func, ast.Attribute) \
             and isinstance(node.func.value, ast.Name) else None
@@ -950,6 +1282,14 @@ class Analyzer(ast.NodeVisitor):
                     and not self.authenticates(node, conn):
                 self.add("exfiltration", node, "%s sends credentials read from the environment or a credentials file" % what)
         self.generic_visit(node)
+
+    def is_libc(self, node):
+        """Whether node is a shared library loaded with ctypes (ctypes.CDLL(...),
+        ctypes.cdll.LoadLibrary(...), cdll.LoadLibrary(...), or a name assigned one)."""
+        if isinstance(node, ast.Name) and node.id in self.once:
+            node = self.once[node.id]
+        q = self.qualname(node) or ""
+        return q.split(".")[0] == "ctypes" and any(w in q for w in ("CDLL", "PyDLL", "LoadLibrary", "cdll.", "pydll."))
 
     def socket_connect(self, node, q):
         """Whether a .connect() call may connect a socket to a remote end: it is given an
@@ -968,8 +1308,60 @@ class Analyzer(ast.NodeVisitor):
             first = self.const_str(args.elts[0])
         elif args is not None:
             first = self.const_str(args)
-        if q == "pty.spawn" or (first and SHELL_BINARIES.search(first.split()[0] if first.split() else "")):
+        if q == "pty.spawn" or (first and SHELL_BINARIES.search(base_name(first.split()[0]) if first.split() else "")):
             self.shell_spawn.append(node)
+
+    def argv_words(self, node):
+        """The words of an argv: a list or tuple display (or a name assigned one once),
+        or a literal split() ("/bin/sh -c id".split()), each word a str or None when not
+        literal; None when node is none of these."""
+        if isinstance(node, ast.Name) and node.id in self.once:
+            node = self.once[node.id]
+        if isinstance(node, (ast.List, ast.Tuple)):
+            out = []
+            for e in node.elts:
+                if isinstance(e, ast.Starred):
+                    break
+                out.append(self.literal_str(e))
+            return out
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "split" \
+                and not node.args and not node.keywords:
+            s = self.literal_str(node.func.value)
+            return s.split() if s is not None else None
+        if isinstance(node, ast.Call) and self.qualname(node.func) == "shlex.split" and node.args:
+            s = self.literal_str(node.args[0])
+            return s.split() if s is not None else None
+        return None
+
+    def call_argv(self, node, q):
+        """The argv a process-starting call runs, as argv_words, or None: subprocess's
+        args, asyncio.create_subprocess_exec's arguments, os.exec*'s and os.spawn*'s
+        (path then argv, or each argument)."""
+        short = q.rsplit(".", 1)[-1]
+        if q == "asyncio.create_subprocess_exec" or short.startswith(("execl", "spawnl")):
+            return [self.literal_str(a) if not isinstance(a, ast.Starred) else None for a in node.args]
+        if q.startswith("subprocess."):
+            args = node.args[0] if node.args else self.kwarg(node, "args")
+            return self.argv_words(args) if args is not None else None
+        if short.startswith(("execv", "spawnv", "posix_spawn")):
+            pos = 2 if short.startswith("spawnv") else 1
+            path = node.args[pos - 1] if len(node.args) >= pos else None
+            argv = node.args[pos] if len(node.args) > pos else self.kwarg(node, "argv") or self.kwarg(node, "args")
+            words = self.argv_words(argv) if argv is not None else None
+            if words is None:
+                return None
+            return [self.literal_str(path) if path is not None else None] + words
+        return None
+
+    def check_shell_argv(self, node, q, check):
+        """A shell given a command line in its argv (["sh", "-c", cmd]) is shell=True by
+        another name: reported as such, and a literal argv joined is checked as a command."""
+        argv = self.call_argv(node, q)
+        if not argv:
+            return
+        k = shell_c(argv)
+        if k is not None:
+            self.add(check, node, "%s runs a shell with -c: the command line is interpreted by a shell (shell=True by another name)" % q)
 
     def built_sql(self, node, strict=False):
         """A query made by concatenation, %-formatting, .format() or an f-string with a
@@ -1042,8 +1434,10 @@ class Analyzer(ast.NodeVisitor):
     def finish(self, tree):
         if self.commands:
             flow = DataFlow(self, tree)
+            done = set()  # one finding of a kind per line: a string, and the argv or + it is in
             for check, node, message in self.commands:
-                if flow.may_run(node):
+                if (check, node.lineno) not in done and flow.may_run(node):
+                    done.add((check, node.lineno))
                     self.add(check, node, message)
         if self.sockets and (self.dup2 or self.shell_spawn):
             target = (self.dup2 or self.shell_spawn)[0]
@@ -1452,6 +1846,11 @@ def class_methods(b):
     return []
 
 
+def params_of(a):
+    """The parameter names of a function's arguments, positional ones first."""
+    return [x.arg for x in a.posonlyargs + a.args + a.kwonlyargs]
+
+
 def prepare(tree, an):
     """One pass before the checks, so what a name stands for is known wherever it is
     used: import aliases, star imports, the names the code binds, and names assigned
@@ -1468,6 +1867,8 @@ def prepare(tree, an):
         elif t is Assign:
             if len(n.targets) == 1 and type(n.targets[0]) is Name:
                 assigns.append(n)
+                if type(n.value) is ast.Lambda:  # send = lambda x: requests.post(..., data=x)
+                    an.defs.setdefault(n.targets[0].id, []).append(params_of(n.value.args))
         elif t is ast.Expr:
             if type(n.value) is ast.Constant:
                 an.inert.add(id(n.value))
@@ -1481,6 +1882,9 @@ def prepare(tree, an):
             an.visit_ImportFrom(n)
         elif t in (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef):
             counts[n.name] = counts.get(n.name, 0) + 2  # bound, and not by one assignment
+            if t is not ast.ClassDef:
+                an.functions.add(n.name)
+                an.defs.setdefault(n.name, []).append(params_of(n.args))
         elif t is ast.arg:
             counts[n.arg] = counts.get(n.arg, 0) + 2
     an.defined = set(counts) | set(an.aliases)
@@ -1490,6 +1894,11 @@ def prepare(tree, an):
             an.marks.add(n.targets[0].id)
     for n in assigns:
         name, v = n.targets[0].id, n.value
+        if counts.get(name, 0) > 1 and name not in an.aliases and isinstance(v, (ast.Name, ast.Attribute, ast.Subscript)):
+            # f = print; f = os.system: a name bound anywhere to a checked callable may be it.
+            q = an.qualname(v)
+            if q in VALUE_CHECKS:
+                an.aliases[name] = q
         if counts.get(name) == 1:
             an.once[name] = v
             if isinstance(v, ast.Constant):
@@ -1515,18 +1924,99 @@ def prepare(tree, an):
                         an.escaped.add(c.id)
 
 
+# Syntax newer Pythons read that older ones do not, by what the line that does not parse
+# starts with: said in the answer when the analyzer's Python is older than the feature's.
+NEWER_SYNTAX = (
+    (re.compile(r"^\s*type\s+[A-Za-z_]\w*\s*(\[[^\]]*\])?\s*="), "a type alias statement", (3, 12)),
+    (re.compile(r"^\s*(async\s+)?(def|class)\s+[A-Za-z_]\w*\s*\["), "type parameters", (3, 12)),
+    (re.compile(r"^\s*except\s*\*"), "except*", (3, 11)),
+    (re.compile(r"^\s*(match|case)\b"), "a match statement", (3, 10)),
+    (re.compile(r"[fF][rR]?(\"|')"), "an f-string (PEP 701 quotes and nesting)", (3, 12)),
+)
+# Code that does not parse is checked again with its failing lines skipped, at most this
+# many of them, and only when it is at most REPAIR_BYTES long (each try parses it again).
+MAX_REPAIRS = 8
+REPAIR_BYTES = 256 << 10
+LINE_BREAK = re.compile(r"(\r\n|\r|\n)")
+
+
+def newer_syntax(line):
+    """What newer syntax a line that does not parse may hold, for this interpreter."""
+    for pattern, what, version in NEWER_SYNTAX:
+        if sys.version_info[:2] < version and pattern.search(line):
+            return "line reads like %s, Python %d.%d syntax" % ((what,) + version)
+    return ""
+
+
+def repaired(code, err):
+    """Analyses code that does not parse with its failing lines skipped: each line where
+    the parser stops is replaced by `pass` (by `if 1:` when it opens a block), keeping
+    every other line and column where it was, and parsed again, up to MAX_REPAIRS times.
+    Returns (findings, total, skipped lines), or None when no such version parses. Code
+    the runner's interpreter reads (newer syntax) is then still checked, line by line
+    outside what this interpreter cannot read."""
+    if len(code) > REPAIR_BYTES or not isinstance(err, SyntaxError):
+        return None
+    parts = LINE_BREAK.split(code)  # line, break, line, break, ..., line
+    skipped = []
+    for _ in range(MAX_REPAIRS):
+        n = err.lineno
+        if not n or n in skipped or 2 * (n - 1) >= len(parts):
+            return None
+        line = parts[2 * (n - 1)]
+        indent = line[:len(line) - len(line.lstrip(" \t"))]
+        body = line.split("#", 1)[0].rstrip()
+        parts[2 * (n - 1)] = indent + ("if 1:" if body.endswith(":") else "pass")
+        skipped.append(n)
+        try:
+            findings, total = analyze("".join(parts))
+            return findings, total, sorted(skipped)
+        except SyntaxError as e:
+            err = e
+        except ValueError:
+            return None
+    return None
+
+
+class Limit(Exception):
+    """Code that cannot be checked within the analyzer's resources (too deeply nested,
+    out of memory); the same code fails the same way again."""
+
+
 def analyze(code):
     try:
         tree = ast.parse(code, mode="exec")
     except RecursionError:
         # A syntax tree deeper than this interpreter builds under main's recursion limit
-        # (ten times the default) is one the runner's interpreter cannot compile either.
-        raise SyntaxError("code nested too deeply to compile")
-    an = Analyzer()
-    prepare(tree, an)
-    an.findings = []
-    an.visit(tree)
-    an.finish(tree)
+        # (ten times the default) may still compile in the runner: the session's code may
+        # have raised its interpreter's limit (sys.setrecursionlimit) in an earlier
+        # execution. Code that cannot be parsed for want of resources is not checked, and
+        # must not pass as clean.
+        raise Limit("code nested too deeply to parse")
+    # Credentials passed to the code's own functions and lambdas, or returned by them, are
+    # found by one pass and followed by the next: the parameters that receive them hold
+    # them, and calls of the functions that return them carry them (at most 3 passes).
+    params, funcs = {}, set()
+    for _ in range(3):
+        an = Analyzer()
+        prepare(tree, an)
+        for name, env in params.items():
+            an.tainted.add(name)
+            an.taint_env[name] = env
+        an.secret_funcs = set(funcs)
+        an.findings = []
+        an.visit(tree)
+        an.finish(tree)
+        new_params = {}
+        for (fname, pos), env in an.param_flows:
+            for args in an.defs.get(fname, ()):
+                p = args[pos] if isinstance(pos, int) and pos < len(args) else pos if pos in args else None
+                if p is not None and p not in params:
+                    new_params[p] = env
+        if not new_params and an.returns_secret <= funcs:
+            break
+        params.update(new_params)
+        funcs |= an.returns_secret
     seen = set()
     out = []
     for f in an.findings:
@@ -1536,6 +2026,43 @@ def analyze(code):
             out.append(f)
     out.sort(key=lambda f: (f["line"], f["col"], f["check"]))
     return out[:MAX_FINDINGS], len(out)
+
+
+def not_parsed(rid, code, e):
+    """The answer for code that does not parse: the error, this interpreter's version, a
+    hint when the failing line reads like newer syntax, and the findings of the code with
+    its failing lines skipped (see repaired)."""
+    resp = {"id": rid, "syntax_error": "%s: %s" % (type(e).__name__, e),
+            "python": "%d.%d.%d" % sys.version_info[:3]}
+    n = getattr(e, "lineno", None)
+    lines = LINE_BREAK.split(code)[::2]
+    if n and n <= len(lines):
+        resp["syntax_line"] = n
+        resp["hint"] = newer_syntax(lines[n - 1])
+    rep = repaired(code, e)
+    if rep is not None:
+        resp["findings"], resp["total"], resp["skipped"] = rep
+    return resp
+
+
+def answer(rid, code):
+    try:
+        try:
+            findings, total = analyze(code)
+            return {"id": rid, "findings": findings, "total": total}
+        except (SyntaxError, ValueError) as e:
+            return not_parsed(rid, code, e)
+    except Limit as e:
+        return {"id": rid, "limit": str(e)}
+    except RecursionError:
+        # The tree parsed but is too deep for the checks: the code may still run.
+        return {"id": rid, "limit": "code nested too deeply to analyse"}
+    except MemoryError:
+        # Python 3.11's parser raises a bare MemoryError when its stack overflows,
+        # as it does when memory runs out: code that cannot be checked either way.
+        return {"id": rid, "limit": "out of memory parsing or analysing the code: nested too deeply for Python's parser, or too large"}
+    except Exception as e:  # noqa: BLE001 - the plugin must get an answer
+        return {"id": rid, "error": "%s: %s" % (type(e).__name__, e)}
 
 
 def main():
@@ -1548,22 +2075,7 @@ def main():
             out.write(json.dumps({"id": None, "error": "bad request: %s" % e}) + "\n")
             out.flush()
             continue
-        rid = req.get("id")
-        try:
-            findings, total = analyze(req.get("code", ""))
-            resp = {"id": rid, "findings": findings, "total": total}
-        except (SyntaxError, ValueError) as e:
-            resp = {"id": rid, "syntax_error": "%s: %s" % (type(e).__name__, e)}
-        except RecursionError:
-            # The tree parsed but is too deep for the checks: the code may still run.
-            resp = {"id": rid, "limit": "code nested too deeply to analyse"}
-        except MemoryError:
-            # Python 3.11's parser raises a bare MemoryError when its stack overflows,
-            # as it does when memory runs out: code that cannot be checked either way.
-            resp = {"id": rid, "limit": "out of memory parsing or analysing the code: nested too deeply for Python's parser, or too large"}
-        except Exception as e:  # noqa: BLE001 - the plugin must get an answer
-            resp = {"id": rid, "error": "%s: %s" % (type(e).__name__, e)}
-        out.write(json.dumps(resp) + "\n")
+        out.write(json.dumps(answer(req.get("id"), req.get("code", ""))) + "\n")
         out.flush()
 
 

@@ -41,12 +41,20 @@ type pyFinding struct {
 
 // pyResponse is one answer line of the helper.
 type pyResponse struct {
-	ID          *uint64     `json:"id"`
-	Findings    []pyFinding `json:"findings"`
-	Total       int         `json:"total"`
-	SyntaxError string      `json:"syntax_error"`
-	// Limit says why the code parsed but could not be checked (nested too deeply, out of
-	// memory): the same code fails the same way again.
+	ID       *uint64     `json:"id"`
+	Findings []pyFinding `json:"findings"`
+	Total    int         `json:"total"`
+	// SyntaxError is set for code that does not parse with the analyzer's Python (its
+	// version), at SyntaxLine; Hint says when that line reads like newer syntax. Findings
+	// then are those of the code with the Skipped lines left out, when that parses.
+	SyntaxError string `json:"syntax_error"`
+	SyntaxLine  int    `json:"syntax_line"`
+	Python      string `json:"python"`
+	Hint        string `json:"hint"`
+	Skipped     []int  `json:"skipped"`
+	// Limit says why the code could not be parsed or checked for want of resources (nested
+	// too deeply, out of memory): the same code fails the same way again. Such code is
+	// never clean: the runner's interpreter may parse it (its recursion limit raised).
 	Limit string `json:"limit"`
 	Error string `json:"error"`
 }

@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -79,6 +80,10 @@ var checks = []check{
 	{"reverse-shell", "", governance.FlagMalicious, 10, "reverse shell: a socket handed to a shell, or a /dev/tcp or nc -e command"},
 	{"destructive", "", governance.FlagMalicious, 9, "destructive commands: rm -rf /, mkfs, fork bombs, rmtree of system trees"},
 	{"exfiltration", "", governance.FlagMalicious, 9, "credentials from the environment or credential files sent over the network"},
+	// Code the rule's Python does not parse is not analysed (only its other lines are, see
+	// Evaluate): said as a flag that default lets run, so the user sees Python's own
+	// SyntaxError from the runner, and strict refuses (it blocks unverified at 1).
+	{"unparsed", "", governance.FlagUnverified, 3, "code that does not parse with the rule's Python, so not analysed (its other lines are checked, the failing ones skipped)"},
 }
 
 // checkByID indexes checks.
@@ -156,7 +161,7 @@ func (r *rule) PluginInfo() base.Info {
 func (r *rule) ConfigSchema() base.Schema {
 	return base.Schema{Attributes: []base.Attribute{
 		{Name: "python", Type: "string", Default: defaultPython,
-			Description: "Absolute path of the Python 3 interpreter that parses code (only its standard library is used)."},
+			Description: "Absolute path of the Python 3 interpreter that parses code (only its standard library is used). It must be of the runner's interpreter's version (the python runner's interpreter, or its venv's): code in syntax this one does not read (a newer Python's) is not analysed, only reported as such (flag unverified, which the default policy lets run)."},
 		{Name: "workers", Type: "number", Default: defaultWorkers,
 			Description: "Most analyzer processes running at once; each is long-lived and reused."},
 		{Name: "timeout", Type: "string", Default: defaultTimeout,
@@ -318,13 +323,13 @@ func (r *rule) Evaluate(ctx context.Context, req governance.EvaluateRequest) ([]
 	if resp.Limit != "" {
 		return nil, fmt.Errorf("analyse code: %s (%w)", resp.Limit, governance.ErrBeyondLimits)
 	}
-	if resp.SyntaxError != "" {
-		// Code that does not parse does not run either; the runner reports the error.
-		r.log.Debug("code does not parse", "error", resp.SyntaxError)
-		return nil, nil
-	}
 	lines := lineStarts(req.Content)
-	out := make([]governance.Finding, 0, len(resp.Findings))
+	out := make([]governance.Finding, 0, len(resp.Findings)+1)
+	if resp.SyntaxError != "" {
+		// Code that does not parse here may still run in the runner, whose interpreter
+		// may be newer than the rule's python: said, never passed as clean.
+		out = append(out, unparsed(req.Content, lines, resp))
+	}
 	for _, f := range resp.Findings {
 		c, ok := checkByID[f.Check]
 		if !ok {
@@ -335,6 +340,9 @@ func (r *rule) Evaluate(ctx context.Context, req governance.EvaluateRequest) ([]
 			reason = fmt.Sprintf("[%s] %s", c.Bandit, f.Message)
 		}
 		reason += fmt.Sprintf(" (line %d)", f.Line)
+		if resp.SyntaxError != "" {
+			reason += fmt.Sprintf(" (found with line%s %s skipped, which do not parse)", plural(len(resp.Skipped)), joinInts(resp.Skipped))
+		}
 		out = append(out, governance.Finding{
 			Flag: c.Flag, Severity: c.Severity, Score: float64(c.Severity) / 10, Reason: reason, RuleID: ruleID(c),
 			Location: location(req.Content, lines, f),
@@ -346,23 +354,77 @@ func (r *rule) Evaluate(ctx context.Context, req governance.EvaluateRequest) ([]
 	return out, nil
 }
 
+// unparsed is the finding for code the analyzer's Python does not parse: where and why,
+// which Python it was, and what to do if the runner's interpreter reads it.
+func unparsed(content string, lines []int, resp pyResponse) governance.Finding {
+	c := checkByID["unparsed"]
+	var b strings.Builder
+	fmt.Fprintf(&b, "code not analysed: it does not parse as Python %s (%s)", resp.Python, resp.SyntaxError)
+	if resp.Hint != "" {
+		fmt.Fprintf(&b, "; the %s", resp.Hint)
+	}
+	b.WriteString(". If the runner's interpreter is this version, it reports the same error and runs nothing; if it is newer, it may run the code: set the codesafety rule's python to the runner's interpreter")
+	switch {
+	case len(resp.Skipped) > 0:
+		fmt.Fprintf(&b, ". The rest was checked with line%s %s skipped", plural(len(resp.Skipped)), joinInts(resp.Skipped))
+	default:
+		b.WriteString(". The rest could not be checked")
+	}
+	line := resp.SyntaxLine
+	if line < 1 || line > len(lines) {
+		line = 1
+	}
+	end := len(content)
+	if line < len(lines) {
+		end = lines[line]
+	}
+	return governance.Finding{
+		Flag: c.Flag, Severity: c.Severity, Score: float64(c.Severity) / 10, Reason: b.String(), RuleID: ruleID(c),
+		Location: &governance.Location{Line: line, Column: 1, Start: lines[line-1], End: end},
+	}
+}
+
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
+}
+
+func joinInts(ns []int) string {
+	s := make([]string, len(ns))
+	for i, n := range ns {
+		s[i] = strconv.Itoa(n)
+	}
+	return strings.Join(s, ", ")
+}
+
 // applies reports whether req is Python code by its content type or runner.
 func (s *state) applies(req governance.EvaluateRequest) bool {
 	return slices.Contains(s.set.contentTypes, req.ContentType) || (req.Runner != "" && slices.Contains(s.set.runners, req.Runner))
 }
 
-// lineStarts returns the byte offset where each line starts (index 0 is line 1).
+// lineStarts returns the byte offset where each line starts (index 0 is line 1). Lines
+// end as Python's tokenizer ends them, whose line numbers the analyzer reports: at "\n",
+// "\r\n" or a lone "\r".
 func lineStarts(s string) []int {
 	out := []int{0}
 	for i := 0; i < len(s); i++ {
-		if s[i] == '\n' {
+		switch s[i] {
+		case '\n':
+			out = append(out, i+1)
+		case '\r':
+			if i+1 < len(s) && s[i+1] == '\n' {
+				i++
+			}
 			out = append(out, i+1)
 		}
 	}
 	return out
 }
 
-// location converts the analyzer's line and UTF-8 byte columns to byte offsets.
+// location converts the analyzer's line and UTF-8 byte columns to byte offsets; the
+// column stays a count of bytes, 1-based, as the jailbreak rule's.
 func location(content string, lines []int, f pyFinding) *governance.Location {
 	off := func(line, col int) int {
 		if line < 1 || line > len(lines) {
