@@ -116,12 +116,18 @@ type Session struct {
 	// {"llm": {"session_tokens": 341, "session_cost_usd": 0.0021}}); the stored record
 	// keeps it as "runner_spent" (see record).
 	RunnerSpent map[string]map[string]float64 `json:"spent,omitempty"`
+	// runnersStarted names the runners that have had a process for the session, in any
+	// limitd (stored as runners_started, see record; not shown): a process started for one
+	// of them by a limitd that has not yet started one is Replaced, as the session's
+	// runner state was lost with the last limitd.
+	runnersStarted []string
 }
 
 // record is a session as stored: its fields, and those the API does not show.
 type record struct {
 	*Session
-	RunnerSpent map[string]map[string]float64 `json:"runner_spent,omitempty"`
+	RunnerSpent    map[string]map[string]float64 `json:"runner_spent,omitempty"`
+	RunnersStarted []string                      `json:"runners_started,omitempty"`
 }
 
 // CreateRequest is what a client may set on a new session.
@@ -199,6 +205,10 @@ type Manager struct {
 	// ownersIndexed is set once every owned session has its owner index entry
 	// (IndexOwners); until then a listing by owner reads every session.
 	ownersIndexed atomic.Bool
+
+	// started names, by session, the runners this Manager has had a process started for
+	// (see noteStarted); guarded by mu.
+	started map[string][]string
 }
 
 // gate is what the manager keeps in memory of a session while requests use it: its
@@ -243,7 +253,7 @@ func NewManager(opts Options) *Manager {
 	if opts.Node == "" {
 		opts.Node, _ = os.Hostname()
 	}
-	return &Manager{opts: opts, gates: map[string]*gate{}, cache: map[string]*Session{}}
+	return &Manager{opts: opts, gates: map[string]*gate{}, cache: map[string]*Session{}, started: map[string][]string{}}
 }
 
 var (
@@ -396,7 +406,7 @@ func (m *Manager) runnerNames() []string {
 func (m *Manager) put(ctx context.Context, s *Session, index ...storage.Op) error {
 	shown := *s
 	shown.RunnerSpent = nil // stored once, as runner_spent
-	b, err := json.Marshal(record{Session: &shown, RunnerSpent: s.RunnerSpent})
+	b, err := json.Marshal(record{Session: &shown, RunnerSpent: s.RunnerSpent, RunnersStarted: s.runnersStarted})
 	if err != nil {
 		return err
 	}
@@ -441,7 +451,7 @@ func decodeSession(id string, b []byte) (*Session, error) {
 	if err := json.Unmarshal(b, &rec); err != nil {
 		return nil, fmt.Errorf("session %s: corrupt record: %w", id, err)
 	}
-	s.RunnerSpent = rec.RunnerSpent
+	s.RunnerSpent, s.runnersStarted = rec.RunnerSpent, rec.RunnersStarted
 	return &s, nil
 }
 
@@ -449,6 +459,7 @@ func decodeSession(id string, b []byte) (*Session, error) {
 func (s *Session) clone() *Session {
 	c := *s
 	c.Runners = slices.Clone(s.Runners)
+	c.runnersStarted = slices.Clone(s.runnersStarted)
 	if s.RunnerSpent != nil {
 		c.RunnerSpent = make(map[string]map[string]float64, len(s.RunnerSpent))
 		for name, spent := range s.RunnerSpent {
@@ -633,6 +644,9 @@ func (m *Manager) Delete(ctx context.Context, id string) (*Session, error) {
 	if m.opts.Runners != nil {
 		m.opts.Runners.Release(ctx, id)
 	}
+	m.mu.Lock()
+	delete(m.started, id)
+	m.mu.Unlock()
 	if err := os.RemoveAll(filepath.Dir(m.WorkDir(id))); err != nil {
 		return nil, fmt.Errorf("remove working directory of session %s: %w", id, err)
 	}
@@ -705,11 +719,45 @@ func (m *Manager) Runner(ctx context.Context, s *Session, name string) (*plugins
 	if err != nil {
 		return nil, err
 	}
+	if h.Fresh {
+		m.noteStarted(ctx, g, s.ID, name, h)
+	}
 	id := s.ID
 	h.Spent = func(ctx context.Context, spent map[string]float64) error {
 		return m.keepSpent(ctx, id, name, spent)
 	}
 	return h, nil
+}
+
+// noteStarted is told of each process the runners started for the session (h, Fresh).
+// The first this Manager gets for a runner is Replaced if the session's record says an
+// earlier limitd had started one (its state, the interpreter's variables, went with that
+// limitd; the runners mark the processes they replace themselves); and the record is
+// made to say so if it does not yet. The caller holds g.rw for reading. A record that
+// could not be written leaves the next limitd unable to tell, no more: the execution
+// goes on.
+func (m *Manager) noteStarted(ctx context.Context, g *gate, id, name string, h *plugins.Handle) {
+	m.mu.Lock()
+	first := !slices.Contains(m.started[id], name)
+	if first {
+		m.started[id] = append(m.started[id], name)
+	}
+	m.mu.Unlock()
+	if !first {
+		return
+	}
+	g.spent.Lock()
+	defer g.spent.Unlock()
+	s, err := m.Get(ctx, id)
+	if err != nil || s.State != StateActive {
+		return
+	}
+	if slices.Contains(s.runnersStarted, name) {
+		h.Replaced = true
+		return
+	}
+	s.runnersStarted = append(s.runnersStarted, name)
+	_ = m.put(ctx, s)
 }
 
 // keepSpent merges into the session's record what the named runner reported the session
