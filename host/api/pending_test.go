@@ -2,59 +2,16 @@ package api
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync/atomic"
 	"testing"
 
 	"github.com/limitgraph/limit/host/session"
-	"github.com/limitgraph/limit/sdk/storage"
+	"github.com/limitgraph/limit/internal/downstore"
 	"github.com/limitgraph/limit/sdk/storage/memstore"
 )
-
-// downStore is a storage whose writes fail as a backend that is down does, while down.
-type downStore struct {
-	storage.Storage
-	down atomic.Bool
-}
-
-func (s *downStore) fail() error {
-	if s.down.Load() {
-		return storage.ErrUnavailable
-	}
-	return nil
-}
-
-func (s *downStore) Put(ctx context.Context, ns string, k, v []byte) error {
-	if err := s.fail(); err != nil {
-		return err
-	}
-	return s.Storage.Put(ctx, ns, k, v)
-}
-
-func (s *downStore) Delete(ctx context.Context, ns string, k []byte) (bool, error) {
-	if err := s.fail(); err != nil {
-		return false, err
-	}
-	return s.Storage.Delete(ctx, ns, k)
-}
-
-func (s *downStore) Batch(ctx context.Context, ns string, ops []storage.Op) error {
-	if err := s.fail(); err != nil {
-		return err
-	}
-	return s.Storage.Batch(ctx, ns, ops)
-}
-
-func (s *downStore) CompareAndSwap(ctx context.Context, req storage.CASRequest) (storage.CASResult, error) {
-	if err := s.fail(); err != nil {
-		return storage.CASResult{}, err
-	}
-	return s.Storage.CompareAndSwap(ctx, req)
-}
 
 // TestExecuteRecordPendingOutputs: an execution that ran while the storage would not take
 // its trace answers 503 with record_pending (do not run it again) and, as members of the
@@ -62,7 +19,7 @@ func (s *downStore) CompareAndSwap(ctx context.Context, req storage.CASRequest) 
 // only their digests, and a non-streamed client used to get none of it. The stream's error
 // event carries the same (its result event would have, beside the output events).
 func TestExecuteRecordPendingOutputs(t *testing.T) {
-	st := &downStore{Storage: memstore.New()}
+	st := &downstore.Store{Storage: memstore.New()}
 	a := newPluginAPI(t, st)
 	a.srv.opts.Engine.JournalDir = t.TempDir()
 	srv := httptest.NewServer(a.srv)
@@ -72,7 +29,7 @@ func TestExecuteRecordPendingOutputs(t *testing.T) {
 	// Nothing is written before the run but the trace (the run is shorter than
 	// execution.RecordStartAfter, or its early create fails and the outcome is written
 	// with it): with the storage down from here, the code runs and its record fails.
-	st.down.Store(true)
+	st.Down.Store(true)
 
 	for _, stream := range []bool{false, true} {
 		body := strings.NewReader(`{"runner":"echo","input":"hello"}`)

@@ -6,56 +6,15 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/limitgraph/limit/internal/downstore"
 	"github.com/limitgraph/limit/sdk/storage"
 	"github.com/limitgraph/limit/sdk/storage/memstore"
 )
-
-// downStore is a memstore whose writes fail as a storage that is down does, while down.
-type downStore struct {
-	*memstore.Store
-	down atomic.Bool
-}
-
-func (s *downStore) fail() error {
-	if s.down.Load() {
-		return storage.ErrUnavailable
-	}
-	return nil
-}
-
-func (s *downStore) Put(ctx context.Context, ns string, k, v []byte) error {
-	if err := s.fail(); err != nil {
-		return err
-	}
-	return s.Store.Put(ctx, ns, k, v)
-}
-
-func (s *downStore) Delete(ctx context.Context, ns string, k []byte) (bool, error) {
-	if err := s.fail(); err != nil {
-		return false, err
-	}
-	return s.Store.Delete(ctx, ns, k)
-}
-
-func (s *downStore) Batch(ctx context.Context, ns string, ops []storage.Op) error {
-	if err := s.fail(); err != nil {
-		return err
-	}
-	return s.Store.Batch(ctx, ns, ops)
-}
-
-func (s *downStore) CompareAndSwap(ctx context.Context, req storage.CASRequest) (storage.CASResult, error) {
-	if err := s.fail(); err != nil {
-		return storage.CASResult{}, err
-	}
-	return s.Store.CompareAndSwap(ctx, req)
-}
 
 // TestPendingOutcome: an execution that ran while the storage would not take its trace
 // (down from the moment it started, or once its trace was created early) answers a
@@ -81,7 +40,7 @@ func TestPendingOutcome(t *testing.T) {
 				RecordStartAfter = time.Hour
 			}
 			ctx := context.Background()
-			st := &downStore{Store: memstore.New()}
+			st := &downstore.Store{Storage: memstore.New()}
 			e, s := echoEngineOn(t, st)
 			stopping, stop := context.WithCancel(ctx)
 			defer stop()
@@ -93,13 +52,13 @@ func TestPendingOutcome(t *testing.T) {
 				var leave context.CancelFunc
 				var done <-chan error
 				id, leave, done = running(t, e, s, "tokens-wait:hello")
-				st.down.Store(true)
+				st.Down.Store(true)
 				leave()
 				err = <-done
 			} else {
 				_, err = e.Execute(ctx, s.ID, Request{Runner: "echo", Input: "x"}, func(ev Event) {
 					if ev.Kind == EventStarted {
-						st.down.Store(true)
+						st.Down.Store(true)
 					}
 				})
 			}
@@ -125,7 +84,7 @@ func TestPendingOutcome(t *testing.T) {
 			stop()
 
 			// The next start, the storage back.
-			st.down.Store(false)
+			st.Down.Store(false)
 			next := &Engine{Sessions: e.Sessions, Traces: e.Traces, Rules: e.Rules, Stats: e.Stats, Logger: hclog.NewNullLogger(),
 				Store: st, Node: "a", JournalDir: dir}
 			if n, err := next.ReplayPending(ctx); err != nil || n != 1 {
@@ -156,19 +115,19 @@ func TestPendingOutcomeRetried(t *testing.T) {
 	defer func(d time.Duration) { PendingRetry = d }(PendingRetry)
 	PendingRetry = 10 * time.Millisecond
 	ctx := context.Background()
-	st := &downStore{Store: memstore.New()}
+	st := &downstore.Store{Storage: memstore.New()}
 	e, s := echoEngineOn(t, st)
 	e.Store, e.Node, e.JournalDir = st, "a", t.TempDir()
 	_, err := e.Execute(ctx, s.ID, Request{Runner: "echo", Input: "x"}, func(ev Event) {
 		if ev.Kind == EventStarted {
-			st.down.Store(true)
+			st.Down.Store(true)
 		}
 	})
 	var pe *RecordPendingError
 	if !errors.As(err, &pe) {
 		t.Fatalf("execution: %v, want a RecordPendingError", err)
 	}
-	st.down.Store(false)
+	st.Down.Store(false)
 	for e.pending(pe.TraceID) {
 		time.Sleep(10 * time.Millisecond)
 	}
