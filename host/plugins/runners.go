@@ -562,12 +562,15 @@ func (r *Runners) Release(ctx context.Context, sessionID string) {
 		}
 	}
 	r.mu.Unlock()
-	r.stopAll(ctx, entries)
+	r.stopAll(ctx, entries, true)
 }
 
-// stopAll closes each process's session politely (briefly) and kills it, in parallel.
-// A process still starting when ctx ends is stopped once started, in the background.
-func (r *Runners) stopAll(ctx context.Context, entries []*runnerEntry) {
+// stopAll stops each process, in parallel: with closeSession, after closing its session
+// politely (briefly), for a session that ends; without, as a retired one is, for a
+// session that goes on (a runner's CloseSession ends the session for good: the Python
+// runner removes its files). A process still starting when ctx ends is stopped once
+// started, in the background.
+func (r *Runners) stopAll(ctx context.Context, entries []*runnerEntry, closeSession bool) {
 	var wg sync.WaitGroup
 	for _, e := range entries {
 		wg.Add(1)
@@ -592,6 +595,10 @@ func (r *Runners) stopAll(ctx context.Context, entries []*runnerEntry) {
 				}
 			}
 			if e.proc == nil {
+				return
+			}
+			if !closeSession {
+				e.proc.Kill()
 				return
 			}
 			closeProcess(ctx, e.proc)
@@ -666,7 +673,8 @@ func (r *Runners) Crashes() int {
 }
 
 // Close stops every runner process, the pre-started ones too, and returns once they are
-// all gone (those stopped in the background included); later Get calls fail.
+// all gone (those stopped in the background included); later Get calls fail. The
+// sessions are not closed (they go on when the host starts again, with their files).
 func (r *Runners) Close(ctx context.Context) {
 	r.mu.Lock()
 	r.closed = true
@@ -684,7 +692,9 @@ func (r *Runners) Close(ctx context.Context) {
 		wg.Add(1)
 		go func() { defer wg.Done(); pl.close() }()
 	}
-	r.stopAll(ctx, entries)
+	// The sessions go on after the host's restart: their processes stop as retired ones
+	// do, their sessions not closed, so a session's files outlive the host.
+	r.stopAll(ctx, entries, false)
 	wg.Wait()
 	r.mu.Lock()
 	for r.stopping > 0 {
