@@ -119,15 +119,19 @@ type Session struct {
 	// runnersStarted names the runners that have had a process for the session, in any
 	// limitd (stored as runners_started, see record; not shown): a process started for one
 	// of them by a limitd that has not yet started one is Replaced, as the session's
-	// runner state was lost with the last limitd.
+	// runner state was lost with the last limitd. startedUnknown marks a record stored
+	// before runners_started was (by an older limitd): every runner counts as started.
 	runnersStarted []string
+	startedUnknown bool
 }
 
 // record is a session as stored: its fields, and those the API does not show.
 type record struct {
 	*Session
 	RunnerSpent    map[string]map[string]float64 `json:"runner_spent,omitempty"`
-	RunnersStarted []string                      `json:"runners_started,omitempty"`
+	// RunnersStarted is always written (an empty list included); a record without it is
+	// an older limitd's.
+	RunnersStarted *[]string `json:"runners_started,omitempty"`
 }
 
 // CreateRequest is what a client may set on a new session.
@@ -406,7 +410,20 @@ func (m *Manager) runnerNames() []string {
 func (m *Manager) put(ctx context.Context, s *Session, index ...storage.Op) error {
 	shown := *s
 	shown.RunnerSpent = nil // stored once, as runner_spent
-	b, err := json.Marshal(record{Session: &shown, RunnerSpent: s.RunnerSpent, RunnersStarted: s.runnersStarted})
+	started := s.runnersStarted
+	if started == nil {
+		started = []string{}
+	}
+	if s.startedUnknown {
+		// Still unknown: a record from before the field that this limitd writes (a
+		// delete, a spending) must not come to say that nothing was started.
+		started = nil
+	}
+	rec := record{Session: &shown, RunnerSpent: s.RunnerSpent}
+	if started != nil {
+		rec.RunnersStarted = &started
+	}
+	b, err := json.Marshal(rec)
 	if err != nil {
 		return err
 	}
@@ -451,7 +468,12 @@ func decodeSession(id string, b []byte) (*Session, error) {
 	if err := json.Unmarshal(b, &rec); err != nil {
 		return nil, fmt.Errorf("session %s: corrupt record: %w", id, err)
 	}
-	s.RunnerSpent, s.runnersStarted = rec.RunnerSpent, rec.RunnersStarted
+	s.RunnerSpent = rec.RunnerSpent
+	if rec.RunnersStarted != nil {
+		s.runnersStarted = *rec.RunnersStarted
+	} else {
+		s.startedUnknown = true
+	}
 	return &s, nil
 }
 
@@ -752,7 +774,9 @@ func (m *Manager) noteStarted(ctx context.Context, g *gate, id, name string, h *
 	if err != nil || s.State != StateActive {
 		return
 	}
-	if slices.Contains(s.runnersStarted, name) {
+	if s.startedUnknown || slices.Contains(s.runnersStarted, name) {
+		// A record from before runners_started stays as it is: which of its runners
+		// had a process is not known, so each counts as having had one.
 		h.Replaced = true
 		return
 	}

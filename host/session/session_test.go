@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/limitgraph/limit/host/plugins"
 	"github.com/limitgraph/limit/sdk/storage"
 	"github.com/limitgraph/limit/sdk/storage/memstore"
 )
@@ -460,5 +461,56 @@ func TestOwnerIndex(t *testing.T) {
 	// with the same answer.
 	if got := list(newManager(t, st), Filter{Owner: "alice"}); len(got) != 3 {
 		t.Fatalf("alice's sessions read without the index: %v", got)
+	}
+}
+
+// TestRunnersStarted: the first process a limitd starts for a session's runner is
+// Replaced (state_reset) when an earlier limitd had started one, as the record says; a
+// session's first process ever is not; a record stored before the record said so (an
+// older limitd's) counts every runner as started, and stays so when rewritten.
+func TestRunnersStarted(t *testing.T) {
+	ctx := context.Background()
+	st := memstore.New()
+	note := func(m *Manager, id, name string) bool {
+		t.Helper()
+		h := &plugins.Handle{Fresh: true}
+		g := m.enter(id)
+		defer m.leave(id, g)
+		g.rw.RLock()
+		defer g.rw.RUnlock()
+		m.noteStarted(ctx, g, id, name, h)
+		return h.Replaced
+	}
+	m := newManager(t, st)
+	s, err := m.Create(ctx, CreateRequest{Name: "new"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if note(m, s.ID, "python") || note(m, s.ID, "python") {
+		t.Errorf("a session's first processes on the limitd that created it are Replaced")
+	}
+	restarted := newManager(t, st)
+	if !note(restarted, s.ID, "python") {
+		t.Errorf("the first python process after a restart is not Replaced")
+	}
+	if note(restarted, s.ID, "python") || note(restarted, s.ID, "llm") {
+		t.Errorf("a second process after the restart, or a runner never started, is Replaced")
+	}
+
+	old := NewID()
+	rec := `{"id":"` + old + `","tenant":"default","state":"active","max_concurrency":1}`
+	if err := st.Put(ctx, IndexNamespace(DefaultTenant), []byte(sessionPrefix+old), []byte(rec)); err != nil {
+		t.Fatal(err)
+	}
+	m = newManager(t, st)
+	if !note(m, old, "python") || note(m, old, "python") {
+		t.Errorf("an older limitd's session: its first process here must be Replaced, its second not")
+	}
+	if _, err := m.Delete(ctx, old); err != nil { // rewrites the record
+		t.Fatal(err)
+	}
+	b, _, err := st.Get(ctx, IndexNamespace(DefaultTenant), []byte(sessionPrefix+old))
+	if err != nil || strings.Contains(string(b), "runners_started") {
+		t.Errorf("an older limitd's record rewritten came to say which runners started: %s %v", b, err)
 	}
 }
