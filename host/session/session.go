@@ -128,7 +128,7 @@ type Session struct {
 // record is a session as stored: its fields, and those the API does not show.
 type record struct {
 	*Session
-	RunnerSpent    map[string]map[string]float64 `json:"runner_spent,omitempty"`
+	RunnerSpent map[string]map[string]float64 `json:"runner_spent,omitempty"`
 	// RunnersStarted is always written (an empty list included); a record without it is
 	// an older limitd's.
 	RunnersStarted *[]string `json:"runners_started,omitempty"`
