@@ -344,19 +344,30 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (*Session, erro
 }
 
 // IndexOwners makes sure every owned session has its owner index entry, so that a listing
-// by owner reads only that owner's sessions: records stored before the index get theirs
-// (once: a mark in storage says it is done). Until it has succeeded, a listing by owner
-// reads every session, as before. It returns how many entries it made.
+// by owner reads only that owner's sessions. Sessions this version creates get theirs with
+// their first record; those an older limitd stored (before the upgrade, after a rollback,
+// or by an older host on the same database during a rolling upgrade) get them here, at
+// each start: all of them the first time, then those stored since the last start (a mark
+// in storage keeps when the last run began; sessions from some minutes before it are read
+// again, as other hosts' clocks and writes may lag). Until it has succeeded once, a
+// listing by owner reads every session, as before. It returns how many entries it made.
 func (m *Manager) IndexOwners(ctx context.Context) (int, error) {
 	ns := IndexNamespace(DefaultTenant)
-	if _, ok, err := m.opts.Store.Get(ctx, ns, []byte(ownersIndexedKey)); err != nil {
+	mark, ok, err := m.opts.Store.Get(ctx, ns, []byte(ownersIndexedKey))
+	if err != nil {
 		return 0, fmt.Errorf("read the owner index's mark: %w", err)
-	} else if ok {
-		m.ownersIndexed.Store(true)
-		return 0, nil
 	}
-	made := 0
 	var start []byte
+	if last, err := ulid.ParseStrict(string(mark)); ok && err == nil {
+		from := ulid.Time(last.Time()).Add(-ownerIndexLag)
+		start = []byte(sessionPrefix + ulid.MustNew(ulid.Timestamp(from), zeroEntropy{}).String())
+		m.ownersIndexed.Store(true) // indexed up to the mark already
+	}
+	// Every session stored before the scan begins is indexed when it ends, and those
+	// this version stores from then on are indexed as they are made: the next start reads
+	// from here (less the lag).
+	scanned := ulid.MustNew(ulid.Timestamp(time.Now()), zeroEntropy{}).String()
+	made := 0
 	for {
 		res, err := m.opts.Store.Scan(ctx, storage.ScanRequest{Namespace: ns, Prefix: []byte(sessionPrefix), StartAfter: start, Limit: storage.MaxScanLimit})
 		if err != nil {
@@ -383,11 +394,22 @@ func (m *Manager) IndexOwners(ctx context.Context) (int, error) {
 			break
 		}
 	}
-	if err := m.opts.Store.Put(ctx, ns, []byte(ownersIndexedKey), []byte("1")); err != nil {
+	if err := m.opts.Store.Put(ctx, ns, []byte(ownersIndexedKey), []byte(scanned)); err != nil {
 		return made, fmt.Errorf("mark the owner index done: %w", err)
 	}
 	m.ownersIndexed.Store(true)
 	return made, nil
+}
+
+// ownerIndexLag is how far before the owner index's mark IndexOwners reads again.
+const ownerIndexLag = 10 * time.Minute
+
+// zeroEntropy makes the smallest ULID of a millisecond.
+type zeroEntropy struct{}
+
+func (zeroEntropy) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
 }
 
 // notConfigured says that the runner name is not one of this host's, and which are.

@@ -2,11 +2,15 @@ package session
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"math"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/oklog/ulid/v2"
 
 	"github.com/limitgraph/limit/host/plugins"
 	"github.com/limitgraph/limit/sdk/storage"
@@ -370,32 +374,37 @@ func (c *scanCounter) Scan(ctx context.Context, req storage.ScanRequest) (storag
 }
 
 // TestOwnerIndex: once the owner index is made (IndexOwners), a user's listing reads that
-// user's sessions only, not every user's; records stored before the index (without their
-// entries) get them from IndexOwners, once; deleted sessions are listed only when asked for.
+// user's sessions only, not every user's; records an older limitd stored (without their
+// entries) get them from IndexOwners: all at its first run, then, at each start, those
+// stored since a little before the last; deleted sessions are listed only when asked for.
 func TestOwnerIndex(t *testing.T) {
 	ctx := context.Background()
 	st := &scanCounter{Storage: memstore.New()}
 	m := newManager(t, st)
-	// Sessions stored before the index: records with an owner and no index entry.
-	var alice []string
-	for i := range 3 {
-		id := NewID()
-		rec := `{"id":"` + id + `","tenant":"default","state":"active","max_concurrency":1,"owner":"alice"}`
+	// oldRecord stores a session as an older limitd did: with an owner, no index entry.
+	oldRecord := func(owner string, at time.Time) string {
+		t.Helper()
+		id := ulid.MustNew(ulid.Timestamp(at), rand.Reader).String()
+		rec := `{"id":"` + id + `","tenant":"default","state":"active","max_concurrency":1,"owner":"` + owner + `"}`
 		if err := st.Put(ctx, IndexNamespace(DefaultTenant), []byte(sessionPrefix+id), []byte(rec)); err != nil {
 			t.Fatal(err)
 		}
-		alice = append(alice, id)
+		return id
+	}
+	// Sessions stored before the upgrade, an hour ago.
+	hourAgo := time.Now().Add(-time.Hour)
+	var alice []string
+	for i := range 3 {
+		alice = append(alice, oldRecord("alice", hourAgo.Add(time.Duration(i)*time.Second)))
 		if i == 0 {
 			for range 200 {
-				if _, err := m.Create(ctx, CreateRequest{Owner: "bob"}); err != nil {
-					t.Fatal(err)
-				}
+				oldRecord("bob", hourAgo)
 			}
 		}
 	}
 	made, err := m.IndexOwners(ctx)
 	if err != nil || made != 203 {
-		t.Fatalf("IndexOwners made %d entries (want 203: 200 of them made again): %v", made, err)
+		t.Fatalf("IndexOwners made %d entries, want 203: %v", made, err)
 	}
 	s, err := m.Create(ctx, CreateRequest{Owner: "alice"})
 	if err != nil {
@@ -445,13 +454,20 @@ func TestOwnerIndex(t *testing.T) {
 		t.Fatalf("carol has no sessions: %v", got)
 	}
 
-	// Another manager (the next start) finds the mark and makes nothing again.
+	// An older limitd on the same storage (a rollback, or an older host during a rolling
+	// upgrade) stores a session of alice's; the next start indexes it, reading only the
+	// sessions stored since a little before its last run, not the 200 of an hour ago.
+	alice = append(alice, oldRecord("alice", time.Now().Add(time.Second)))
 	again := newManager(t, st)
-	if made, err := again.IndexOwners(ctx); err != nil || made != 0 {
-		t.Fatalf("IndexOwners again: %d %v", made, err)
+	before = st.scanned.Load()
+	if _, err := again.IndexOwners(ctx); err != nil {
+		t.Fatalf("IndexOwners again: %v", err)
+	}
+	if n := st.scanned.Load() - before; n > 10 {
+		t.Errorf("IndexOwners at the next start read %d records", n)
 	}
 	before = st.scanned.Load()
-	if got := list(again, Filter{Owner: "alice"}); len(got) != 3 {
+	if got := list(again, Filter{Owner: "alice"}); strings.Join(got, ",") != strings.Join([]string{alice[0], alice[2], alice[3], alice[4]}, ",") {
 		t.Fatalf("alice's sessions after a restart: %v", got)
 	}
 	if n := st.scanned.Load() - before; n > 10 {
@@ -459,7 +475,7 @@ func TestOwnerIndex(t *testing.T) {
 	}
 	// Without the index (IndexOwners not run or failed), the listing reads every record,
 	// with the same answer.
-	if got := list(newManager(t, st), Filter{Owner: "alice"}); len(got) != 3 {
+	if got := list(newManager(t, st), Filter{Owner: "alice"}); len(got) != 4 {
 		t.Fatalf("alice's sessions read without the index: %v", got)
 	}
 }
