@@ -135,6 +135,12 @@ func usableDir(dir string) error {
 // plugin reports, and the plugin accepts it. Each check runs a short-lived probe process.
 // Problems come back as diagnostics pointing into the config file.
 func Prepare(ctx context.Context, cfg *config.Config, pluginDir, dataDir string, logger hclog.Logger) (Specs, hcl.Diagnostics) {
+	return prepare(ctx, cfg, pluginDir, dataDir, "", logger)
+}
+
+// prepare is Prepare with the plugins' Unix sockets in socketDir (the run directory of
+// the data_dir's lock holder; "" for the system's temporary directory).
+func prepare(ctx context.Context, cfg *config.Config, pluginDir, dataDir, socketDir string, logger hclog.Logger) (Specs, hcl.Diagnostics) {
 	var diags hcl.Diagnostics
 	specs := Specs{Runners: map[string]plugins.Spec{}}
 	if d := dataDirDiag(cfg, dataDir); d != nil {
@@ -142,7 +148,7 @@ func Prepare(ctx context.Context, cfg *config.Config, pluginDir, dataDir string,
 		return specs, hcl.Diagnostics{d}
 	}
 	prep := func(b *config.PluginBlock) (plugins.Spec, bool) {
-		spec, ds := prepareBlock(ctx, cfg, b, pluginDir, dataDir, logger)
+		spec, ds := prepareBlock(ctx, cfg, b, pluginDir, dataDir, socketDir, logger)
 		diags = append(diags, ds...)
 		return spec, !ds.HasErrors()
 	}
@@ -183,9 +189,9 @@ func blockDiag(b *config.PluginBlock, subject hcl.Range, summary string, err err
 	return d
 }
 
-func prepareBlock(ctx context.Context, cfg *config.Config, b *config.PluginBlock, pluginDir, dataDir string, logger hclog.Logger) (plugins.Spec, hcl.Diagnostics) {
+func prepareBlock(ctx context.Context, cfg *config.Config, b *config.PluginBlock, pluginDir, dataDir, socketDir string, logger hclog.Logger) (plugins.Spec, hcl.Diagnostics) {
 	spec := plugins.Spec{
-		Kind: b.Kind, Name: b.Name, SHA256: b.SHA256, Env: b.Env, DataDir: dataDir,
+		Kind: b.Kind, Name: b.Name, SHA256: b.SHA256, Env: b.Env, DataDir: dataDir, SocketDir: socketDir,
 		StartTimeout: cfg.Host.PluginStartTimeout, LogLevel: cfg.Host.LogLevel, Pool: b.PoolSize(),
 		IdleTimeout: b.RunnerIdleTimeout(), MaxProcesses: b.MaxProcesses,
 	}
@@ -328,6 +334,22 @@ func Start(ctx context.Context, opts Options) (*Daemon, hcl.Diagnostics) {
 	if err != nil {
 		return nil, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Unusable data_dir", Detail: err.Error() + ".", Subject: subjectOf(cfg.Host.DataDirRange)}}
 	}
+	// The plugins' sockets go to the run directory, where those a limitd killed with
+	// SIGKILL left are removed now: only the lock's holder may.
+	run, err := openRunDir(dataDir)
+	switch {
+	case err != nil && run.Fallback:
+		// The fallback lives in the shared temporary directory, where anyone may have
+		// taken its name: the plugins' sockets go where they went before run dirs.
+		logger.Warn("data_dir is too long for Unix socket paths under it and no fallback run directory could be made: plugins' sockets go to the system's temporary directory, where a limitd killed with SIGKILL leaves them", "error", err)
+	case err != nil:
+		return nil, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Unusable data_dir", Detail: err.Error() + ".", Subject: subjectOf(cfg.Host.DataDirRange)}}
+	case run.Fallback:
+		logger.Info("data_dir is too long for Unix socket paths under it: plugins' sockets go to a run directory named for it in the system's temporary directory", "run_dir", run.Path)
+	}
+	if run.Swept > 0 {
+		logger.Info("removed the plugin sockets an earlier limitd left", "run_dir", run.Path, "removed", run.Swept)
+	}
 	// The address first: a busy port is said before any plugin starts (and replays a log).
 	ln, err := listen(cfg.Host.Listen)
 	if err != nil {
@@ -341,7 +363,7 @@ func Start(ctx context.Context, opts Options) (*Daemon, hcl.Diagnostics) {
 			ln.Close()
 		}
 	}()
-	specs, diags := Prepare(ctx, cfg, PluginDir(cfg, opts.DefaultPluginDir), dataDir, logger)
+	specs, diags := prepare(ctx, cfg, PluginDir(cfg, opts.DefaultPluginDir), dataDir, run.Path, logger)
 	if diags.HasErrors() {
 		return nil, diags
 	}

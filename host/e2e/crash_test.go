@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"sync"
 	"syscall"
 	"testing"
@@ -75,5 +77,43 @@ func TestKillNineKeepsAcknowledgedTraces(t *testing.T) {
 		}
 		t.Logf("round %d: %d acknowledged traces survived SIGKILL of limitd", round, len(got))
 		d2.stop()
+	}
+}
+
+// TestKillNineLeavesNoSockets: the plugins' Unix sockets are in data_dir/run, not the
+// shared /tmp; those a limitd killed with SIGKILL leaves there (its plugins die with it
+// and cannot remove theirs) are removed when limitd starts again on that data_dir.
+func TestKillNineLeavesNoSockets(t *testing.T) {
+	dataDir := t.TempDir()
+	run := filepath.Join(dataDir, "run")
+	cfg := config(t, dataDir, "default")
+	d := start(t, cfg)
+	s, err := d.c.CreateSession(ctx, client.CreateSessionRequest{Name: "sockets"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.c.Execute(ctx, s.ID, client.ExecuteRequest{Runner: "echo", Input: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	// Storage, the rule, the session's runner and its pool's spare: a socket each.
+	left, _ := filepath.Glob(filepath.Join(run, "plugin*"))
+	if len(left) < 3 {
+		t.Fatalf("sockets in %s while limitd runs: %v, want one per plugin process", run, left)
+	}
+	killDaemon(t, d)
+	for _, p := range left {
+		if _, err := os.Lstat(p); err != nil {
+			t.Fatalf("%s after the SIGKILL: %v (the test expects it left behind)", p, err)
+		}
+	}
+	d2 := start(t, cfg)
+	for _, p := range left {
+		if _, err := os.Lstat(p); !os.IsNotExist(err) {
+			t.Errorf("stale %s after the restart: %v", p, err)
+		}
+	}
+	d2.stop()
+	if ents, err := os.ReadDir(run); err != nil || len(ents) != 0 {
+		t.Errorf("%s after a clean stop: %v %v, want it empty", run, ents, err)
 	}
 }

@@ -41,6 +41,10 @@ type Spec struct {
 	Config json.RawMessage
 	// DataDir is handed to the plugin for its own files.
 	DataDir string
+	// SocketDir is where the plugin creates its Unix sockets (base.LaunchConfig.SocketDir):
+	// limitd's run directory, swept at its start; empty means the system's temporary
+	// directory.
+	SocketDir string
 	// StartTimeout bounds the handshake; zero means base.DefaultStartTimeout.
 	StartTimeout time.Duration
 	// LogLevel is passed to the plugin as LIMIT_LOG_LEVEL.
@@ -187,7 +191,7 @@ func Launch(ctx context.Context, spec Spec, logger hclog.Logger) (*Process, erro
 	}
 	c, cmd := base.NewClientCmd(base.LaunchConfig{
 		Path: spec.Path, Kind: spec.Kind, Plugins: set, Env: env, SHA256: spec.SHA256,
-		StartTimeout: timeout, Logger: logger, Stderr: &w.tail,
+		StartTimeout: timeout, Logger: logger, Stderr: &w.tail, SocketDir: spec.SocketDir,
 	})
 	// The dispense deadline is a backstop above go-plugin's own start timeout, which
 	// gives the clearer error.

@@ -139,36 +139,79 @@ func setupDisk(sb *sandbox, spare *spareImage) {
 // plugin process waits for one: opening the session then copies its few hundred KiB
 // instead of running mkfs.ext4 (~13 ms here) on the session's cold start. Its file is
 // unlinked once formatted, so only the open descriptor holds it and nothing stays behind
-// whatever becomes of the process.
+// whatever becomes of the process afterwards; one killed while formatting leaves its file
+// in the data_dir, removed by the next runner process's sweepSpares.
 type spareImage struct {
 	size int64
 	f    *os.File
 }
 
+// spareDir is the folder of the data_dir in which spare images are formatted: on the disk
+// of the sessions' images, not in a /tmp that may be RAM, and where a half-made one can be
+// found again.
+const spareDir = "python-spare"
+
+// spareGlob matches the spare images being formatted (or left half-made) in spareDir.
+const spareGlob = "spare-*.new"
+
 // formatSpare formats a spare image of the runner's max_disk_bytes, or returns nil when
-// the disk limit is off or cannot be had here (setupDisk then says why).
+// the disk limit is off or cannot be had here (setupDisk then says why), or the host
+// gave no data_dir to format it in. The file is locked from its creation until it is
+// unlinked, so that sweepSpares in another process leaves it alone.
 func formatSpare(set settings) *spareImage {
 	size := int64(set.limits.MaxDiskBytes)
-	if size == 0 || set.disable[featDisk] || os.Geteuid() != 0 {
+	if size == 0 || set.disable[featDisk] || os.Geteuid() != 0 || set.dataDir == "" {
 		return nil
 	}
 	if _, err := os.Stat(loopControl); err != nil {
 		return nil
 	}
-	dir, err := os.MkdirTemp("", "limit-python-disk-")
+	mkfs, err := findMkfs()
 	if err != nil {
 		return nil
 	}
-	defer os.RemoveAll(dir)
-	path := filepath.Join(dir, "spare.img")
-	if err := makeDiskImage(path, size, "", -1, -1); err != nil {
+	dir := filepath.Join(set.dataDir, spareDir)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil
 	}
-	f, err := os.Open(path)
+	f, err := os.CreateTemp(dir, spareGlob)
 	if err != nil {
+		return nil
+	}
+	defer os.Remove(f.Name())
+	// A sweep between the create and the lock removes the file: mkfs then fails on the
+	// missing path, and there is no spare this time, nothing left behind either.
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		f.Close()
+		return nil
+	}
+	if err := formatImage(mkfs, f.Name(), size, "", -1, -1); err != nil {
+		f.Close()
 		return nil
 	}
 	return &spareImage{size: size, f: f}
+}
+
+// sweepSpares removes the spare images that runner processes killed while formatting
+// them left in dataDir (a live one holds its file's lock until it unlinks it), and
+// returns how many.
+func sweepSpares(dataDir string) int {
+	if dataDir == "" {
+		return 0
+	}
+	paths, _ := filepath.Glob(filepath.Join(dataDir, spareDir, spareGlob))
+	n := 0
+	for _, p := range paths {
+		f, err := os.Open(p)
+		if err != nil {
+			continue
+		}
+		if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil && os.Remove(p) == nil {
+			n++
+		}
+		f.Close()
+	}
+	return n
 }
 
 // close releases the spare image; a nil one is fine.
@@ -260,10 +303,22 @@ func makeDiskImage(path string, size int64, wd string, uid, gid int) error {
 	if err != nil {
 		return fmt.Errorf("create the session's disk image: %w", err)
 	}
-	err = f.Truncate(size)
 	f.Close()
-	if err != nil {
+	if err := formatImage(mkfs, tmp, size, wd, uid, gid); err != nil {
 		_ = os.Remove(tmp)
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("put the session's disk image in place: %w", err)
+	}
+	return nil
+}
+
+// formatImage sizes the file at path to size bytes (sparse) and formats it with mkfs, as
+// makeDiskImage says.
+func formatImage(mkfs, path string, size int64, wd string, uid, gid int) error {
+	if err := os.Truncate(path, size); err != nil {
 		return fmt.Errorf("size the session's disk image: %w", err)
 	}
 	// No blocks reserved for root; the journal is not written out (the sparse file reads
@@ -278,15 +333,10 @@ func makeDiskImage(path string, size int64, wd string, uid, gid int) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), mkfsTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, mkfs, append(args, tmp)...)
+	cmd := exec.CommandContext(ctx, mkfs, append(args, path)...)
 	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
 	if out, err := cmd.CombinedOutput(); err != nil {
-		_ = os.Remove(tmp)
 		return fmt.Errorf("format the session's disk image with %s: %v: %s", mkfs, err, strings.TrimSpace(string(out)))
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		_ = os.Remove(tmp)
-		return fmt.Errorf("put the session's disk image in place: %w", err)
 	}
 	return nil
 }

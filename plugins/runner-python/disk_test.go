@@ -246,6 +246,72 @@ func TestDiskImageInUse(t *testing.T) {
 	}
 }
 
+// TestSpareInDataDir: the spare image is formatted in the data_dir the host gave the
+// runner, not in /tmp, and unlinked once formatted; one a runner process killed while
+// formatting left there is removed when the next one is configured, while one a live
+// process is formatting (its file locked) is left alone. Without a data_dir no spare is
+// made.
+func TestSpareInDataDir(t *testing.T) {
+	needDisk(t)
+	ctx := context.Background()
+	dataDir := t.TempDir()
+	dir := filepath.Join(dataDir, spareDir)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	stale, live := filepath.Join(dir, "spare-1.new"), filepath.Join(dir, "spare-2.new")
+	for _, p := range []string{stale, live} {
+		if err := os.WriteFile(p, []byte("half-made"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	held, err := os.Open(live)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	if err := syscall.Flock(int(held.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+
+	r := newRunner(nil)
+	t.Cleanup(func() { r.CloseSession(ctx) })
+	if ds := r.Configure(ctx, base.ConfigureRequest{Config: []byte(`{"max_disk_bytes":"16MiB"}`), DataDir: dataDir}); ds.HasErrors() {
+		t.Fatal(ds.Err())
+	}
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Errorf("the stale spare %s after the runner started: %v", stale, err)
+	}
+	if _, err := os.Stat(live); err != nil {
+		t.Errorf("the spare a live process formats was removed: %v", err)
+	}
+	var where string
+	for deadline := time.Now().Add(20 * time.Second); where == ""; time.Sleep(10 * time.Millisecond) {
+		r.mu.Lock()
+		if r.spare != nil {
+			where, err = os.Readlink(fmt.Sprintf("/proc/self/fd/%d", r.spare.f.Fd()))
+		}
+		r.mu.Unlock()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if where == "" && time.Now().After(deadline) {
+			t.Fatal("no disk image was formatted ahead")
+		}
+	}
+	if filepath.Dir(where) != dir || !strings.HasSuffix(where, " (deleted)") {
+		t.Errorf("the spare image is %q, want an unlinked file of %s", where, dir)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 1 || ents[0].Name() != filepath.Base(live) {
+		t.Errorf("%s holds %v, want only the live process's file", dir, ents)
+	}
+
+	if sp := formatSpare(settings{limits: r.set.limits, disable: map[string]bool{}}); sp != nil {
+		sp.close()
+		t.Error("a spare image was formatted without a data_dir")
+	}
+}
+
 // TestPreparedDiskImage: a runner waiting for its session formats the session's disk
 // image ahead (mkfs off the cold start); the session that opens gets a copy of it, holes
 // kept, whose root is the sandbox uid's, with no lost+found, and the limit holds as with
@@ -254,7 +320,7 @@ func TestPreparedDiskImage(t *testing.T) {
 	needDisk(t)
 	ctx := context.Background()
 	r := newRunner(nil)
-	if ds := r.Configure(ctx, base.ConfigureRequest{Config: []byte(`{"max_disk_bytes":"32MiB"}`)}); ds.HasErrors() {
+	if ds := r.Configure(ctx, base.ConfigureRequest{Config: []byte(`{"max_disk_bytes":"32MiB"}`), DataDir: t.TempDir()}); ds.HasErrors() {
 		t.Fatal(ds.Err())
 	}
 	// The filesystem's UUID (superblock at 1024, UUID at 0x68 in it) tells the spare's

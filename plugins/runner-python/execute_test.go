@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -198,6 +200,79 @@ func TestStubbornLoopIsKilled(t *testing.T) {
 		t.Errorf("after the kill: %s", e)
 	}
 	s.mustRun("print('alive')")
+}
+
+// TestZombiesAreNotStrays: children the code exited without waiting for (zombies, which
+// Python never reaps by itself) are not processes an interrupted execution left running.
+// The sweep after a timeout neither signals them round after round nor warns about them,
+// while a live child that ignores the interrupt is killed, once, and the sweep ends.
+func TestZombiesAreNotStrays(t *testing.T) {
+	t.Parallel()
+	l, logs := launchLogged(t, map[string]any{"interrupt_grace": "20s"})
+	s := openOn(t, l, nil)
+	s.mustRun("import os\nfor i in range(3):\n    if os.fork() == 0:\n        os._exit(0)")
+	worker := s.workerPID()
+	waitFor(t, 10*time.Second, "three zombies in the worker's group", func() bool {
+		return groupStates(worker)['Z'] == 3
+	})
+
+	e := s.run("import time\ntime.sleep(60)", time.Second)
+	if e.res.Status != runner.StatusTimeout || e.res.StateReset {
+		t.Fatalf("%s", e)
+	}
+	if strings.Contains(logs.String(), "keep appearing") || strings.Contains(logs.String(), "interrupted execution left") {
+		t.Fatalf("zombies taken for strays:\n%s", logs)
+	}
+	if n := groupStates(worker)['Z']; n != 3 {
+		t.Errorf("%d zombies, want the 3 the code left", n)
+	}
+
+	// A child that ignores SIGINT (inherited, so from its first instruction) outlives the
+	// interrupt: the sweep kills it and stops at its zombie.
+	code := "import os, signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n" +
+		"if os.fork() == 0:\n    time.sleep(600)\n    os._exit(0)\n" +
+		"signal.signal(signal.SIGINT, signal.default_int_handler)\ntime.sleep(60)"
+	e = s.run(code, time.Second)
+	if e.res.Status != runner.StatusTimeout || e.res.StateReset {
+		t.Fatalf("%s", e)
+	}
+	out := logs.String()
+	if strings.Contains(out, "keep appearing") || !regexp.MustCompile(`interrupted execution left:.* pids=\[\d+\]`).MatchString(out) {
+		t.Fatalf("want one live stray killed, no warning:\n%s", out)
+	}
+	if st := groupStates(worker); st['Z'] != 4 || len(st) != 1 {
+		t.Errorf("worker's group (but the worker) after the sweep: %v, want 4 zombies", st)
+	}
+	s.mustRun("print('alive')")
+}
+
+// workerPID is the host pid of the session's worker, from its health report.
+func (s *testSession) workerPID() int {
+	s.t.Helper()
+	h, _ := s.health()
+	var pid int
+	if _, rest, ok := strings.Cut(h.Message, "worker pid "); !ok {
+		s.t.Fatalf("no worker pid in %q", h.Message)
+	} else if _, err := fmt.Sscanf(rest, "%d", &pid); err != nil {
+		s.t.Fatalf("no worker pid in %q: %v", h.Message, err)
+	}
+	return pid
+}
+
+// groupStates counts the processes of process group pgrp, its leader aside, by state.
+func groupStates(pgrp int) map[byte]int {
+	n := map[byte]int{}
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == pgrp {
+			continue
+		}
+		if st, g := procStat(pid); g == pgrp {
+			n[st]++
+		}
+	}
+	return n
 }
 
 func TestCancel(t *testing.T) {

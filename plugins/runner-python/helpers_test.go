@@ -12,8 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
 
+	"github.com/limitgraph/limit/internal/syncbuf"
 	"github.com/limitgraph/limit/internal/testbin"
 	"github.com/limitgraph/limit/sdk/base"
 	"github.com/limitgraph/limit/sdk/runner"
@@ -58,10 +60,27 @@ func launch(t testing.TB, cfg map[string]any) *launched {
 // executions on gRPC).
 func launchWith(t testing.TB, cfg map[string]any, set plugin.PluginSet) *launched {
 	t.Helper()
-	pc, cmd := base.NewClientCmd(base.LaunchConfig{
-		Path: pluginBinary(t), Kind: base.KindRunner, Plugins: set,
-		Env: []string{testSecret, "PATH=/usr/bin:/bin"},
-	})
+	return launchLC(t, cfg, base.LaunchConfig{Plugins: set})
+}
+
+// launchLogged is launch with the plugin logging at debug level into the returned buffer,
+// through go-plugin as the host receives it.
+func launchLogged(t testing.TB, cfg map[string]any) (*launched, *syncbuf.Buffer) {
+	t.Helper()
+	logs := new(syncbuf.Buffer)
+	return launchLC(t, cfg, base.LaunchConfig{
+		Plugins: runner.PluginSet(),
+		Env:     []string{base.LogLevelEnv + "=debug"},
+		Logger:  hclog.New(&hclog.LoggerOptions{Output: logs, Level: hclog.Debug}),
+	}), logs
+}
+
+// launchLC is launch with lc's plugin set, logger and extra environment.
+func launchLC(t testing.TB, cfg map[string]any, lc base.LaunchConfig) *launched {
+	t.Helper()
+	lc.Path, lc.Kind = pluginBinary(t), base.KindRunner
+	lc.Env = append([]string{testSecret, "PATH=/usr/bin:/bin"}, lc.Env...)
+	pc, cmd := base.NewClientCmd(lc)
 	t.Cleanup(pc.Kill)
 	raw, err := base.Dispense(context.Background(), pc, base.KindRunner)
 	if err != nil {
@@ -194,13 +213,7 @@ func (s *testSession) mustRun(code string) outcome {
 // filesystem, mounted in the worker's mount namespace only.
 func (s *testSession) workerPath(path string) string {
 	s.t.Helper()
-	h, _ := s.health()
-	var pid int
-	if _, rest, ok := strings.Cut(h.Message, "worker pid "); !ok {
-		s.t.Fatalf("no worker pid in %q", h.Message)
-	} else if _, err := fmt.Sscanf(rest, "%d", &pid); err != nil {
-		s.t.Fatalf("no worker pid in %q: %v", h.Message, err)
-	}
+	pid := s.workerPID()
 	real, err := filepath.EvalSymlinks(filepath.Dir(path))
 	if err != nil {
 		s.t.Fatal(err)

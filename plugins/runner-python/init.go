@@ -59,6 +59,10 @@ type initConfig struct {
 	// WorkDir itself is mounted, so the worker reaches its directory and nothing else
 	// that was below Cover.
 	Cover string `json:"cover,omitempty"`
+	// Hide lists directories hidden like the host's /tmp and /run (with Mount): the
+	// plugin's socket directory, where limitd (its data_dir/run) keeps the sockets of its
+	// plugins, this one's included.
+	Hide []string `json:"hide,omitempty"`
 	// ShmSize, if set, is the size of a private tmpfs mounted on /dev/shm.
 	ShmSize uint64 `json:"shm_size,omitempty"`
 	// Landlock paths: read-only directories, read-write directories and files.
@@ -372,11 +376,12 @@ func setupMounts(cfg *initConfig, rep *report) error {
 		}
 	}
 	// The host's /tmp, /var/tmp and /run, where services keep their Unix sockets (which
-	// Landlock does not stop a connect to), are replaced by empty read-only tmpfs: of them
-	// the code sees only what it may use (its work dir, an interpreter or venv kept there).
+	// Landlock does not stop a connect to), and the plugins' socket directory are replaced
+	// by empty read-only tmpfs: of them the code sees only what it may use (its work dir,
+	// an interpreter or venv kept there).
 	allowed := append(append(append([]string{cfg.WorkDir}, cfg.ReadOnly...), cfg.ReadWrite...), cfg.RWFiles...)
 	var hidden []string
-	for _, d := range hiddenDirs {
+	for _, d := range append(slices.Clone(hiddenDirs), cfg.Hide...) {
 		real, err := filepath.EvalSymlinks(d)
 		if err != nil || slices.Contains(hidden, real) {
 			continue

@@ -276,6 +276,71 @@ func TestHostSocketsHidden(t *testing.T) {
 	}
 }
 
+// TestSocketDirHidden: the plugin's socket directory (limitd's data_dir/run, told through
+// base.LaunchConfig.SocketDir), outside /tmp and /run, holds the sockets of limitd's
+// plugins, this one's gRPC socket included. The code cannot connect to them (Landlock
+// does not govern a connect): it finds none, with the directory and a socket open to
+// every user, so that only the sandbox's mounts keep it out.
+func TestSocketDirHidden(t *testing.T) {
+	t.Parallel()
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The test's working directory (the package's): not under a directory hidden anyway.
+	dir, err := os.MkdirTemp(wd, "run-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mine := filepath.Join(dir, "s")
+	ln, err := net.Listen("unix", mine)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	if err := os.Chmod(mine, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	accepted := make(chan struct{}, 4)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- struct{}{}
+			c.Close()
+		}
+	}()
+	l := launchLC(t, nil, base.LaunchConfig{Plugins: runner.PluginSet(), SocketDir: dir})
+	theirs, _ := filepath.Glob(filepath.Join(dir, "plugin*"))
+	if len(theirs) != 1 {
+		t.Fatalf("the plugin's gRPC sockets in its socket dir %s: %v, want one", dir, theirs)
+	}
+	s := openOn(t, l, nil)
+	_, m := s.health()
+	if !m[featMountNS].Enforced {
+		t.Skipf("no mount namespace here (%s)", m[featMountNS].Detail)
+	}
+	if !strings.Contains(m[featMountNS].Detail, dir) {
+		t.Errorf("mount_ns detail does not name the socket dir %s: %q", dir, m[featMountNS].Detail)
+	}
+	paths := []string{mine, theirs[0]}
+	code := "import socket\nfor p in " + pyList(paths) + ":\n    s = socket.socket(socket.AF_UNIX)\n    try:\n        s.connect(p)\n        print('connected', p)\n    except OSError as e:\n        print(type(e).__name__)\n"
+	if e := s.mustRun(code); e.stdout != "FileNotFoundError\nFileNotFoundError\n" {
+		t.Errorf("%s", e)
+	}
+	select {
+	case <-accepted:
+		t.Fatal("the sandbox connected to a socket of the plugins' socket dir")
+	default:
+	}
+}
+
 func TestEnvironment(t *testing.T) {
 	t.Parallel()
 	s := open(t, map[string]any{"env": map[string]string{"FROM_CONFIG": "1", "BOTH": "config"}}, func(s *runner.Session) {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -89,6 +90,9 @@ func (r *pythonRunner) Configure(_ context.Context, req base.ConfigureRequest) b
 	set, ds := parseConfig(req, req.ValidateOnly)
 	if ds.HasErrors() || req.ValidateOnly {
 		return ds
+	}
+	if n := sweepSpares(set.dataDir); n > 0 {
+		r.log.Info("removed spare disk images a killed runner process left half-made", "dir", filepath.Join(set.dataDir, spareDir), "removed", n)
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()

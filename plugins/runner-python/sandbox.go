@@ -12,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/hashicorp/go-plugin"
 	"golang.org/x/sys/unix"
 
 	"github.com/limitgraph/limit/sdk/runner"
@@ -259,6 +260,9 @@ func (sb *sandbox) initConfig(flags uintptr) initConfig {
 	}
 	if cfg.Mount {
 		cfg.Cover = sb.cover
+		if d := os.Getenv(plugin.EnvUnixSocketDir); d != "" {
+			cfg.Hide = []string{d}
+		}
 		// tmpfs pages count against the memory cgroup, so the limit bounds it as well.
 		cfg.ShmSize = sb.limits.MemoryBytes
 	}

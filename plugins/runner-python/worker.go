@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -690,14 +691,17 @@ func (w *worker) kill() {
 
 // killStrays kills every process in the worker's process group but the worker itself,
 // until none is left. Each is signalled through a pidfd opened before its group is
-// checked, so a recycled pid is never hit.
+// checked, so a recycled pid is never hit. A zombie (an exited child the worker has not
+// waited for, which Python never does by itself) is skipped: it runs nothing, a signal
+// cannot remove it, and counting it would keep the loop going for all its rounds.
 func (w *worker) killStrays() {
+	var killed []int // the live processes signalled, each once
 	for round := 0; round < 50; round++ {
 		ents, err := os.ReadDir("/proc")
 		if err != nil {
 			return
 		}
-		killed := 0
+		live := 0
 		for _, e := range ents {
 			pid, err := strconv.Atoi(e.Name())
 			if err != nil || pid == w.pyPID {
@@ -707,41 +711,48 @@ func (w *worker) killStrays() {
 			if err != nil {
 				continue
 			}
-			if processGroup(pid) == w.pyPID {
+			if st, pgrp := procStat(pid); pgrp == w.pyPID && st != 'Z' && st != 'X' {
 				if unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0) == nil {
-					killed++
+					live++
+					if !slices.Contains(killed, pid) {
+						killed = append(killed, pid)
+					}
 				}
 			}
 			unix.Close(fd)
 		}
-		if killed == 0 {
+		if live == 0 {
+			if len(killed) > 0 {
+				w.log.Debug("killed the processes an interrupted execution left", "pids", killed, "rounds", round+1)
+			}
 			return
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
-	w.log.Warn("processes of an interrupted execution keep appearing")
+	w.log.Warn("processes of an interrupted execution keep appearing", "pids", killed)
 }
 
-// processGroup reads a process's group id from /proc/<pid>/stat, or -1.
-func processGroup(pid int) int {
+// procStat reads a process's state ('R', 'S', 'Z', ...) and group id from
+// /proc/<pid>/stat, or 0 and -1.
+func procStat(pid int) (state byte, pgrp int) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return -1
+		return 0, -1
 	}
 	// pid (comm) state ppid pgrp ...; comm may hold spaces and parentheses.
 	i := strings.LastIndexByte(string(b), ')')
 	if i < 0 {
-		return -1
+		return 0, -1
 	}
 	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 3 {
-		return -1
+	if len(f) < 3 || len(f[0]) != 1 {
+		return 0, -1
 	}
 	n, err := strconv.Atoi(f[2])
 	if err != nil {
-		return -1
+		return 0, -1
 	}
-	return n
+	return f[0][0], n
 }
 
 // stop kills the worker and waits (up to timeout) until it is gone.

@@ -48,7 +48,21 @@ type LaunchConfig struct {
 	// not), each followed by a newline: a panic's stack goes to the host's log at DEBUG
 	// only, so a host that wants it at hand keeps it from here.
 	Stderr io.Writer
+	// SocketDir, if set, is where the plugin creates its Unix sockets: go-plugin's (the
+	// gRPC connection) and its fast path's. It must exist, and its path leave room for
+	// SocketNameMax more bytes within a socket address. Empty means the system's
+	// temporary directory, which a host killed with SIGKILL leaves them in for good.
+	SocketDir string
 }
+
+// SocketNameMax bounds what a plugin adds to LaunchConfig.SocketDir for a socket's path:
+// go-plugin's "/plugin" and ten digits; a fast path's "/limit-governance-", ten digits,
+// and "/s".
+const SocketNameMax = 30
+
+// SocketPathMax is the longest path a Unix socket can be bound to on Linux (sun_path's
+// 108 bytes, less the terminating NUL).
+const SocketPathMax = 107
 
 // NewClient returns an unstarted go-plugin client for cfg, with mutual TLS negotiated
 // automatically, version negotiation, no inherited environment, message limits, and the
@@ -70,6 +84,13 @@ func NewClientCmd(cfg LaunchConfig) (*plugin.Client, *exec.Cmd) {
 		// runners, started per session, nor rules. A GODEBUG in the plugin's configured env
 		// comes after it and wins ("schedtrace=0" turns it off).
 		cmd.Env = sysmon.WithSetting(cmd.Env, sysmon.Setting)
+	}
+	if cfg.SocketDir != "" {
+		// go-plugin's client passes its UnixSocketConfig.TempDir on only to a plugin it
+		// starts through a RunnerFunc: the plugin reads the directory from this variable
+		// (and sdk/internal/fastpath does too). Last, so the plugin's configured env cannot
+		// move it.
+		cmd.Env = append(cmd.Env, plugin.EnvUnixSocketDir+"="+cfg.SocketDir)
 	}
 	cmd.Dir = cfg.Dir
 	setProcAttr(cmd)

@@ -35,6 +35,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -280,7 +281,10 @@ func (s *Server) offer(prefix string, n int, serve func(*net.UnixConn)) (addr st
 	if _, err := rand.Read(token); err != nil {
 		return "", nil, status.Errorf(codes.Internal, "fast path token: %v", err)
 	}
-	dir, err := os.MkdirTemp("", prefix) // mode 0700
+	// Where the host put go-plugin's socket (base.LaunchConfig.SocketDir), so a host killed
+	// with SIGKILL inside the accept window leaves this one where it sweeps; else the
+	// system's temporary directory.
+	dir, err := os.MkdirTemp(os.Getenv(plugin.EnvUnixSocketDir), prefix) // mode 0700
 	if err != nil {
 		return "", nil, status.Errorf(codes.FailedPrecondition, "fast path directory: %v", err)
 	}

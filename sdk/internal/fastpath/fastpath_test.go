@@ -8,10 +8,13 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
+	"path/filepath"
 	"runtime"
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -154,6 +157,50 @@ func TestOpenVersions(t *testing.T) {
 		r, err := s.OpenVersions(&limitv1.OpenFastPathRequest{Version: v, Connections: 1}, 1, 2, "limit-test-", func(*net.UnixConn) {})
 		if err != nil || r.GetVersion() != v {
 			t.Errorf("version %d: offered %d, %v", v, r.GetVersion(), err)
+		}
+	}
+}
+
+// TestOfferInSocketDir: the socket is offered in the directory the host gave go-plugin
+// (PLUGIN_UNIX_SOCKET_DIR), which limitd sweeps at its start, and is gone from it once
+// the connection asked for is accepted.
+func TestOfferInSocketDir(t *testing.T) {
+	if err := PeerCheckSupported(); err != nil {
+		t.Skipf("no socket offered on this system: %v", err)
+	}
+	dir := t.TempDir()
+	t.Setenv(plugin.EnvUnixSocketDir, dir)
+	s := newServer()
+	defer s.Shutdown()
+	r, err := s.Open(&limitv1.OpenFastPathRequest{Version: 1, Connections: 1}, 1, "limit-test-", func(c *net.UnixConn) { c.Close() })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if filepath.Dir(filepath.Dir(r.GetAddress())) != dir {
+		t.Fatalf("socket %s is not in a directory of %s", r.GetAddress(), dir)
+	}
+	c, err := net.Dial("unix", r.GetAddress())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write(r.GetToken()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
+		t.Fatal(err)
+	}
+	// The socket and its directory are removed once the accept loop has returned.
+	for end := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ents) == 0 {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatalf("%s still holds %s", dir, ents[0].Name())
 		}
 	}
 }
