@@ -39,7 +39,7 @@ func (s *Server) register() {
 	s.handle(route{Method: "POST", Path: "/sessions", Summary: "Create a session (owned by the user whose token creates it; an operator may name the owner)", Tag: "sessions", Request: session.CreateRequest{}, Response: session.Session{}, Status: 201, Errors: []int{403}, Legacy: true}, s.createSession)
 	s.handle(route{Method: "GET", Path: "/sessions", Summary: "List sessions (a user token's own; an operator's all, or the owner's)", Tag: "sessions", Response: sessionList{}, Query: []string{"per_page", "next_token", "include_deleted", "owner"}, Errors: []int{403}, Legacy: true}, s.listSessions)
 	s.handle(route{Method: "GET", Path: "/sessions/{id}", Summary: "Get a session", Tag: "sessions", Response: session.Session{}, Legacy: true}, s.getSession)
-	s.handle(route{Method: "DELETE", Path: "/sessions/{id}", Summary: "Delete a session: stop its runner processes, keep its traces", Tag: "sessions", Response: session.Session{}, Legacy: true}, s.deleteSession)
+	s.handle(route{Method: "DELETE", Path: "/sessions/{id}", Summary: "Delete a session: stop its runner processes, keep its traces", Tag: "sessions", Response: session.Session{}, Query: []string{"owner_gone"}, Errors: []int{403, 409}, Legacy: true}, s.deleteSession)
 	s.handle(route{Method: "POST", Path: "/sessions/{id}/executions", Summary: "Run an execution in the session (Accept: text/event-stream streams output)", Tag: "executions", Request: execution.Request{}, Response: execution.Result{}, Stream: true, Errors: []int{403, 409, 422, 429, 503, 507}, Legacy: true}, s.execute)
 	s.handle(route{Method: "GET", Path: "/sessions/{id}/traces", Summary: "List a session's traces", Tag: "traces", Response: traceList{}, Query: []string{"per_page", "next_token"}, Legacy: true}, s.listSessionTraces)
 	s.handle(route{Method: "POST", Path: "/traces", Summary: "Create a trace", Tag: "traces", Request: createTraceRequest{}, Response: trace.Record{}, Status: 201, Errors: []int{404, 409, 507}, Legacy: true}, s.createTrace)
@@ -83,8 +83,11 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		blocked *execution.BlockedError
 		media   *errUnsupportedMedia
 		pending *execution.RecordPendingError
+		other   *session.OtherNodeError
 	)
 	switch {
+	case errors.As(err, &other):
+		writeProblem(w, r, http.StatusConflict, other.Error(), map[string]any{"owner_node": other.Node})
 	case errors.As(err, &pending):
 		// The code ran: no Retry-After, which would invite running it twice.
 		writeProblem(w, r, http.StatusServiceUnavailable, pending.Error(), pendingMembers(pending))
@@ -272,7 +275,21 @@ func (s *Server) deleteSession(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	sess, err := s.opts.Sessions.Delete(r.Context(), r.PathValue("id"))
+	ownerGone, err := queryBool(r, "owner_gone")
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	del := s.opts.Sessions.Delete
+	if ownerGone {
+		// Another host's session, that host gone for good: only an operator may say so.
+		if !principalOf(r).operator() {
+			s.fail(w, r, forbidden("owner_gone is for operators: it deletes a session whose host is gone for good"))
+			return
+		}
+		del = s.opts.Sessions.DeleteOwnerGone
+	}
+	sess, err := del(r.Context(), r.PathValue("id"))
 	if err != nil {
 		s.fail(w, r, err)
 		return

@@ -43,7 +43,9 @@ type route struct {
 var queryParams = map[string]map[string]any{
 	"per_page":        {"type": "integer", "minimum": 1, "maximum": storage.MaxScanLimit, "default": 50},
 	"include_deleted": {"type": "boolean", "default": false},
-	"next_token":      {"type": "string", "description": "the next_token of the page before, unchanged; it continues only the listing that gave it"},
+	"owner_gone": {"type": "boolean", "default": false,
+		"description": "an operator's delete of a session another host runs (its owner_node), that host gone for good: the record says deleted, the gone host's files stay on its disk"},
+	"next_token": {"type": "string", "description": "the next_token of the page before, unchanged; it continues only the listing that gave it"},
 	"owner": {"type": "string", "pattern": "^[a-z0-9][a-z0-9._-]{0,63}$",
 		"description": "only the sessions of this user (an operator's token); a user's token reaches its own sessions alone, and naming another user is 403"},
 }

@@ -626,3 +626,16 @@ func TestPrincipalsRecorded(t *testing.T) {
 		t.Errorf("a trace bob made without an agent was created by %v, want user:bob", agent)
 	}
 }
+
+// TestOwnerGoneIsForOperators: only an operator may delete a session as one whose host is
+// gone for good; a user's try is 403 and leaves the session as it was.
+func TestOwnerGoneIsForOperators(t *testing.T) {
+	f := newOwnersFixture(t)
+	f.must(tokAlice, "DELETE", "/v1/sessions/"+f.alice+"?owner_gone=true", "", 403)
+	if s := f.must(tokAlice, "GET", "/v1/sessions/"+f.alice, "", 200); s["state"] != "active" {
+		t.Errorf("after the refused delete: %v", s["state"])
+	}
+	if s := f.must(tokOperator, "DELETE", "/v1/sessions/"+f.alice+"?owner_gone=true", "", 200); s["state"] != "deleted" {
+		t.Errorf("an operator's delete with owner_gone: %v", s["state"])
+	}
+}

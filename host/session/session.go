@@ -67,6 +67,25 @@ var (
 	ErrBusy = errors.New("session is at its max_concurrency")
 )
 
+// OtherNodeError is the error of a request that would run or delete, on this host, a
+// session another host (node) runs: its runner processes, files and execution slots are
+// that host's, and a second host running it would split its state in two.
+type OtherNodeError struct {
+	SessionID, Node string
+}
+
+func (e *OtherNodeError) Error() string {
+	return fmt.Sprintf("session %s is run by the host of node %s, not this one: send its executions and its delete to that host (its processes, files and execution slots are there)", e.SessionID, e.Node)
+}
+
+// ownedElsewhere returns an OtherNodeError when s is run by another node than this host's.
+func (m *Manager) ownedElsewhere(s *Session) error {
+	if s.OwnerNode != "" && s.OwnerNode != m.opts.Node {
+		return &OtherNodeError{SessionID: s.ID, Node: s.OwnerNode}
+	}
+	return nil
+}
+
 // Limits bound a session's executions; zero means the runner's default.
 type Limits struct {
 	TimeoutMS      uint64 `json:"timeout_ms,omitempty"`
@@ -515,8 +534,12 @@ func (s *Session) clone() *Session {
 
 // remember caches a session's stored record: always after this host wrote it (force),
 // otherwise only if no write happened since the read that returned it began (at
-// writes == seen).
+// writes == seen). Sessions another node runs are not cached: that host writes them.
 func (m *Manager) remember(id string, s *Session, seen uint64, force bool) {
+	if m.ownedElsewhere(s) != nil {
+		// Another host writes that record: a copy here would go stale.
+		return
+	}
 	m.cacheMu.Lock()
 	defer m.cacheMu.Unlock()
 	if !force && m.writes != seen {
@@ -671,7 +694,22 @@ func (m *Manager) WorkDir(id string) string {
 // it deleted; its traces stay. Executions that get the session's runner after it began
 // fail with ErrDeleted. Once begun it completes even if ctx ends: a delete stopped
 // half-way would leave a session without its directory, or a process without its session.
+// A session another node runs is refused (OtherNodeError): its processes and files are
+// that host's to stop and remove.
 func (m *Manager) Delete(ctx context.Context, id string) (*Session, error) {
+	return m.delete(ctx, id, false)
+}
+
+// DeleteOwnerGone marks deleted a session whose node is gone for good, from another host:
+// the record says deleted (its traces stay) and this host's processes and files of it, if
+// any, go; the gone host's files stay on its disk. If that host is in fact alive, it goes
+// on running the session's executions until it restarts (it keeps its sessions' records
+// in memory): use it only for a host that will not come back.
+func (m *Manager) DeleteOwnerGone(ctx context.Context, id string) (*Session, error) {
+	return m.delete(ctx, id, true)
+}
+
+func (m *Manager) delete(ctx context.Context, id string, ownerGone bool) (*Session, error) {
 	if _, err := m.Get(ctx, id); err != nil {
 		return nil, err
 	}
@@ -683,6 +721,9 @@ func (m *Manager) Delete(ctx context.Context, id string) (*Session, error) {
 	// Read again under the lock: a delete that ran meanwhile is not done twice.
 	s, err := m.Get(ctx, id)
 	if err != nil {
+		return nil, err
+	}
+	if err := m.ownedElsewhere(s); err != nil && !ownerGone && s.State != StateDeleted {
 		return nil, err
 	}
 	if m.opts.Runners != nil {
@@ -750,6 +791,9 @@ func (m *Manager) Runner(ctx context.Context, s *Session, name string) (*plugins
 	// The record as stored now, not as the caller read it: its spending is up to date.
 	cur, err := m.Active(ctx, s.ID)
 	if err != nil {
+		return nil, err
+	}
+	if err := m.ownedElsewhere(cur); err != nil {
 		return nil, err
 	}
 	dir := m.WorkDir(s.ID)

@@ -530,3 +530,47 @@ func TestRunnersStarted(t *testing.T) {
 		t.Errorf("an older limitd's record rewritten came to say which runners started: %s %v", b, err)
 	}
 }
+
+// TestOtherNodesSessions: a host does not delete (or run) a session another node runs:
+// OtherNodeError names that node; DeleteOwnerGone does, for a node gone for good; and a
+// host does not cache another node's sessions, so it sees what that host writes.
+func TestOtherNodesSessions(t *testing.T) {
+	ctx := context.Background()
+	st := memstore.New()
+	newOn := func(node string) *Manager {
+		return NewManager(Options{Store: st, DataDir: t.TempDir(), Policies: []string{"default"}, DefaultPolicy: "default", Node: node})
+	}
+	a, b := newOn("node-a"), newOn("node-b")
+	s, err := a.Create(ctx, CreateRequest{Name: "on a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := b.Get(ctx, s.ID); err != nil || got.OwnerNode != "node-a" {
+		t.Fatalf("b reads a's session: %+v %v", got, err)
+	}
+	var other *OtherNodeError
+	if _, err := b.Delete(ctx, s.ID); !errors.As(err, &other) || other.Node != "node-a" || !strings.Contains(err.Error(), "node-a") {
+		t.Fatalf("b deleting a's session: %v", err)
+	}
+	if got, _ := a.Get(ctx, s.ID); got.State != StateActive {
+		t.Fatalf("a's session after b's refused delete: %s", got.State)
+	}
+	// a deletes it: b, which read it before, sees the delete (it kept no copy).
+	if _, err := a.Delete(ctx, s.ID); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := b.Get(ctx, s.ID); err != nil || got.State != StateDeleted {
+		t.Fatalf("b after a's delete: %+v %v", got, err)
+	}
+	// A session of a node gone for good.
+	s2, err := a.Create(ctx, CreateRequest{Name: "orphan"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := b.DeleteOwnerGone(ctx, s2.ID); err != nil || got.State != StateDeleted {
+		t.Fatalf("DeleteOwnerGone: %+v %v", got, err)
+	}
+	if got, err := newOn("node-a").Get(ctx, s2.ID); err != nil || got.State != StateDeleted {
+		t.Fatalf("the orphan as stored: %+v %v", got, err)
+	}
+}
