@@ -389,6 +389,18 @@ func Start(ctx context.Context, opts Options) (*Daemon, hcl.Diagnostics) {
 	}
 	d.Runners = plugins.NewRunners(specs.Runners, logger.Named("runner"))
 
+	// Before anything is written (a new key included): data a newer limitd wrote would be
+	// misread, its new fields taken for tampering.
+	if was, err := claimFormat(ctx, d.Store); err != nil {
+		d.stopPlugins(ctx)
+		var newer *FormatError
+		if errors.As(err, &newer) {
+			return nil, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Storage was written by a newer limitd", Detail: err.Error() + "."}}
+		}
+		return nil, fail("cannot check the storage format", err)
+	} else if was < StorageFormat {
+		logger.Info("storage format recorded", "from", was, "to", StorageFormat)
+	}
 	key, created, err := trace.OpenKey(dataDir)
 	if err != nil {
 		d.stopPlugins(ctx)
