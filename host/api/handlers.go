@@ -1058,12 +1058,15 @@ func (s *Server) flag(w http.ResponseWriter, r *http.Request) {
 	// path of the status it meets; each turn follows another merge or withdrawal.
 	for {
 		if rec.Status == trace.StatusMerged {
-			out, merged, err := s.flagMerged(ctx, rec.ID, f, pol)
+			out, merged, stale, err := s.flagMerged(ctx, rec.ID, f, pol)
 			if err != nil {
 				s.fail(w, r, err)
 				return
 			}
 			if merged {
+				if stale {
+					w.Header().Set(sharedCopyHeader, "stale")
+				}
 				writeJSON(w, http.StatusCreated, out)
 				return
 			}
@@ -1091,6 +1094,11 @@ func (s *Server) flag(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, rec)
 }
 
+// sharedCopyHeader is set to "stale" on the answer to a flag of a merged trace that was
+// written, but whose copy in the shared record could not be replaced: GET /v1/merged
+// shows the trace without it until the trace's next flag replaces the copy.
+const sharedCopyHeader = "Limit-Shared-Copy"
+
 // flagMerged flags a trace read as merged, and reports whether it still was: if not (a
 // concurrent flag, here or on another host, withdrew it), it returns the trace as it is
 // now, unflagged, for the caller to flag as any other. The shared record must not hold
@@ -1104,38 +1112,46 @@ func (s *Server) flag(w http.ResponseWriter, r *http.Request) {
 // between leaves a merged trace missing from the shared record (flagging it again finishes
 // the job), never a withdrawn one listed there; and removed again after, as a copy made in
 // between (a refresh, or a merge completing what looked cut short) from a snapshot of the
-// still merged trace would put it back.
-func (s *Server) flagMerged(ctx context.Context, id string, f governance.Flag, pol governance.Policy) (trace.Record, bool, error) {
+// still merged trace would put it back. It reports stale when the flag was written but
+// the shared copy could not be replaced (it lacks the flag until the trace's next flag).
+func (s *Server) flagMerged(ctx context.Context, id string, f governance.Flag, pol governance.Policy) (trace.Record, bool, bool, error) {
 	rec, err := s.opts.Traces.Get(ctx, id)
 	if err != nil {
-		return trace.Record{}, false, err
+		return trace.Record{}, false, false, err
 	}
 	// notMerged is the answer once a write met the trace withdrawn meanwhile.
-	notMerged := func() (trace.Record, bool, error) {
+	notMerged := func() (trace.Record, bool, bool, error) {
 		rec, err := s.opts.Traces.Get(ctx, id)
-		return rec, false, err
+		return rec, false, false, err
 	}
 	if rec.Status != trace.StatusMerged {
-		return rec, false, nil
+		return rec, false, false, nil
 	}
 	// What was written is counted even if the client went away meanwhile.
 	sctx := context.WithoutCancel(ctx)
 	flags := append(slices.Clone(rec.Flags), f)
 	reasons := pol.MergeRefusals(string(trace.StatusActive), flags, true, "")
 	if len(reasons) == 0 {
-		_, _, err := s.opts.Traces.Apply(ctx, rec.ID, "api", trace.Update{Flags: []governance.Flag{f}, OnlyIfMerged: true})
+		flagged, _, err := s.opts.Traces.Apply(ctx, rec.ID, "api", trace.Update{Flags: []governance.Flag{f}, OnlyIfMerged: true})
 		if errors.Is(err, trace.ErrNotMerged) {
 			return notMerged()
 		}
 		if err != nil {
-			return trace.Record{}, false, err
+			return trace.Record{}, false, false, err
 		}
 		_ = s.opts.Stats.Record(sctx, rec.SessionID, governance.Delta{Flags: []governance.Flag{f}})
-		out, err := s.opts.Traces.CopyToMerged(ctx, rec.ID)
-		return out, true, err
+		// The flag is written and counted: it is answered as such, even if the shared copy
+		// could not be replaced (an error would have the client flag the trace twice).
+		// The old copy stays until the trace's next flag replaces it.
+		out, err := s.opts.Traces.CopyToMerged(sctx, rec.ID)
+		if err != nil {
+			s.opts.Logger.Warn("a merged trace was flagged, but its copy in the shared record could not be replaced and lacks the flag until the trace is flagged again", "trace", rec.ID, "session", rec.SessionID, "flag", f.Flag, "error", err)
+			return flagged, true, true, nil
+		}
+		return out, true, false, nil
 	}
 	if err := s.opts.Traces.RemoveFromMerged(ctx, rec.ID); err != nil {
-		return trace.Record{}, false, err
+		return trace.Record{}, false, false, err
 	}
 	status, q := trace.StatusActive, pol.Quarantines([]governance.Flag{f})
 	if q {
@@ -1154,7 +1170,7 @@ func (s *Server) flagMerged(ctx context.Context, id string, f governance.Flag, p
 		if _, cerr := s.opts.Traces.CopyToMerged(sctx, rec.ID); cerr != nil {
 			s.opts.Logger.Error("a merged trace left the shared record but its withdrawal failed; flag it again", "trace", rec.ID, "error", err, "restore_error", cerr)
 		}
-		return trace.Record{}, false, err
+		return trace.Record{}, false, false, err
 	}
 	// A copy written from here on is refused (the trace is no longer merged, or, for a
 	// snapshot taken before, its chain has grown since, where the backend can tell); one
@@ -1164,7 +1180,7 @@ func (s *Server) flagMerged(ctx context.Context, id string, f governance.Flag, p
 	}
 	s.opts.Logger.Info("merged trace withdrawn from the shared record", "trace", rec.ID, "session", rec.SessionID, "flag", f.Flag, "severity", f.Severity, "status", status)
 	_ = s.opts.Stats.Record(sctx, rec.SessionID, governance.Delta{Flags: []governance.Flag{f}, Quarantined: q, MergeWithdrawn: true})
-	return out, true, nil
+	return out, true, false, nil
 }
 
 // statsResponse is the answer of GET /v1/governance/stats: the counts of the sessions it

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -27,6 +28,7 @@ import (
 	"github.com/limitgraph/limit/host/plugins"
 	"github.com/limitgraph/limit/host/session"
 	"github.com/limitgraph/limit/host/trace"
+	"github.com/limitgraph/limit/host/version"
 	"github.com/limitgraph/limit/internal/peercred"
 	"github.com/limitgraph/limit/sdk/storage"
 )
@@ -210,6 +212,10 @@ func prepareBlock(ctx context.Context, cfg *config.Config, b *config.PluginBlock
 		return spec, hcl.Diagnostics{blockDiag(b, b.PluginRange, "plugin failed to start", err)}
 	}
 	defer p.Kill()
+	if stale := firstPartyVersion(path, p.Info.Version); stale != "" {
+		logger.Warn("a first-party plugin binary is not of this limitd's build: it may be left over from another version in plugin_dir; rebuild the plugins with limitd (make build)",
+			"plugin", spec.ID(), "path", path, "plugin_version", stale, "limitd_version", version.Version)
+	}
 	schema, err := p.Schema(ctx)
 	if err != nil {
 		return spec, hcl.Diagnostics{blockDiag(b, b.PluginRange, "plugin did not report its config schema", err)}
@@ -228,6 +234,24 @@ func prepareBlock(ctx context.Context, cfg *config.Config, b *config.PluginBlock
 		return spec, append(diags, blockDiag(b, b.ConfigRange, "plugin could not check its configuration", err))
 	}
 	return spec, append(diags, config.PluginDiagnostics(b, p.ConfigWarnings)...)
+}
+
+// firstPartyPlugins are the binaries the Makefile builds with limitd, and stamps with its
+// version (host/version.Version).
+var firstPartyPlugins = []string{
+	"limit-storage-bolt", "limit-storage-file", "limit-storage-sqlite", "limit-storage-postgres",
+	"limit-runner-python", "limit-runner-llama", "limit-runner-llm",
+	"limit-governance-jailbreak", "limit-governance-codesafety", "limit-governance-anomaly",
+}
+
+// firstPartyVersion returns the version a first-party plugin binary at path reports when
+// it is not limitd's own (a binary of another build left in plugin_dir), else "". Other
+// plugins have versions of their own.
+func firstPartyVersion(path, reported string) string {
+	if !slices.Contains(firstPartyPlugins, filepath.Base(path)) || reported == version.Version {
+		return ""
+	}
+	return reported
 }
 
 // keyMismatchDiags is the refusal to start of a host whose provenance key is not the one
@@ -389,6 +413,18 @@ func Start(ctx context.Context, opts Options) (*Daemon, hcl.Diagnostics) {
 	}
 	d.Runners = plugins.NewRunners(specs.Runners, logger.Named("runner"))
 
+	// Before anything is written (a new key included): data a newer limitd wrote would be
+	// misread, its new fields taken for tampering.
+	if was, err := claimFormat(ctx, d.Store); err != nil {
+		d.stopPlugins(ctx)
+		var newer *FormatError
+		if errors.As(err, &newer) {
+			return nil, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Storage was written by a newer limitd", Detail: err.Error() + "."}}
+		}
+		return nil, fail("cannot check the storage format", err)
+	} else if was < StorageFormat {
+		logger.Info("storage format recorded", "from", was, "to", StorageFormat)
+	}
 	key, created, err := trace.OpenKey(dataDir)
 	if err != nil {
 		d.stopPlugins(ctx)

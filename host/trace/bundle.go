@@ -43,8 +43,14 @@ import (
 
 // Bundle layout constants.
 const (
-	// BundleFormat is the format named in a bundle's header.
-	BundleFormat = "limit-provenance-bundle/1"
+	// BundleFormat is the format named in the header of the bundles this package writes.
+	// Format 2 may carry optional members format 1 had not (a flag's set_by, a merged
+	// entry's by), which a verifier of format 1 refuses as unknown: it says the format
+	// instead of calling the bundle tampered with.
+	BundleFormat = "limit-provenance-bundle/2"
+	// bundleFormat1 is the format of the bundles written before: VerifyBundle still reads
+	// them (the last ones written with it may already carry format 2's members).
+	bundleFormat1 = "limit-provenance-bundle/1"
 	// BundleRecords, BundleCheckpoints and BundlePublicKey are the files of a bundle.
 	BundleRecords     = "records.jsonl"
 	BundleCheckpoints = "checkpoints.jsonl"
@@ -654,8 +660,8 @@ func (v *bundleVerifier) readHeader(raw []byte) error {
 		return fmt.Errorf("line 1 must be the bundle header, found a line of type %q", l.Type)
 	}
 	h := *l.Bundle
-	if h.Format != BundleFormat {
-		return fmt.Errorf("bundle format %q, this verifier reads %q", h.Format, BundleFormat)
+	if h.Format != BundleFormat && h.Format != bundleFormat1 {
+		return fmt.Errorf("bundle format %q, this verifier reads %q and %q: verify it with a newer limitctl", h.Format, bundleFormat1, BundleFormat)
 	}
 	if fp := Fingerprint(v.pub); h.Key != fp {
 		return fmt.Errorf("header names key %s but the bundle's public_key is %s", h.Key, fp)

@@ -12,13 +12,11 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/limitgraph/limit/host/version"
 	"github.com/limitgraph/limit/internal/clip"
 	"github.com/limitgraph/limit/sdk/base"
 	"github.com/limitgraph/limit/sdk/governance"
 )
-
-// version of the plugin.
-const version = "0.4.0"
 
 // Defaults of the config attributes.
 const (
@@ -152,7 +150,7 @@ func newRule() *rule {
 // PluginInfo implements base.Plugin.
 func (r *rule) PluginInfo() base.Info {
 	return base.Info{
-		Name: "anomaly", Kind: base.KindGovernance, Version: version,
+		Name: "anomaly", Kind: base.KindGovernance, Version: version.Version,
 		Capabilities: []string{"per-session", "robust-z", "log-scale", "failure-bursts", "session-graph-fgw"},
 		Description:  "Executions whose duration, output size, tokens or status are far from the session's robust baseline, and sessions whose graph of executions is far, by FGW distortion, from earlier sessions'.",
 	}

@@ -16,12 +16,10 @@ import (
 	"github.com/hashicorp/go-hclog"
 	lru "github.com/hashicorp/golang-lru/v2"
 
+	"github.com/limitgraph/limit/host/version"
 	"github.com/limitgraph/limit/sdk/base"
 	"github.com/limitgraph/limit/sdk/governance"
 )
-
-// version of the plugin.
-const version = "0.1.0"
 
 // Defaults of the config attributes.
 const (
@@ -151,7 +149,7 @@ func (r *rule) close() {
 // PluginInfo implements base.Plugin.
 func (r *rule) PluginInfo() base.Info {
 	return base.Info{
-		Name: "codesafety", Kind: base.KindGovernance, Version: version,
+		Name: "codesafety", Kind: base.KindGovernance, Version: version.Version,
 		Capabilities: []string{"python-ast", "bandit-ids"},
 		Description:  "Unsafe, high-risk and malicious Python code found on its syntax tree (Bandit ids where they exist).",
 	}

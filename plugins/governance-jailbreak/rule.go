@@ -8,14 +8,12 @@ import (
 	"strings"
 	"sync/atomic"
 
+	"github.com/limitgraph/limit/host/version"
 	"github.com/limitgraph/limit/internal/bytebudget"
 	"github.com/limitgraph/limit/internal/jailbreak"
 	"github.com/limitgraph/limit/sdk/base"
 	"github.com/limitgraph/limit/sdk/governance"
 )
-
-// version of the plugin.
-const version = "0.1.0"
 
 // rawConfig is the config block as the host sends it.
 type rawConfig struct {
@@ -90,7 +88,7 @@ func newRule() *rule {
 // PluginInfo implements base.Plugin.
 func (r *rule) PluginInfo() base.Info {
 	return base.Info{
-		Name: "jailbreak", Kind: base.KindGovernance, Version: version,
+		Name: "jailbreak", Kind: base.KindGovernance, Version: version.Version,
 		Capabilities: []string{"multilingual", "decoders", "windows", "model"},
 		Description:  "Jailbreak and prompt-injection detection: normalisation, decoders, multilingual phrase rules and a trained model.",
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/hybridgroup/yzma/pkg/llama"
 
 	"github.com/limitgraph/limit/host/plugins"
+	"github.com/limitgraph/limit/host/version"
 	"github.com/limitgraph/limit/internal/gguf"
 	"github.com/limitgraph/limit/sdk/base"
 	"github.com/limitgraph/limit/sdk/runner"
@@ -357,7 +358,7 @@ func TestRequestErrors(t *testing.T) {
 // TestInfoSchemaHealth checks what the plugin tells about itself.
 func TestInfoSchemaHealth(t *testing.T) {
 	r := launch(t, map[string]any{"model": tiny(t), "threads": 2, "context_size": 512})
-	if r.proc.Info.Name != "llama" || r.proc.Info.Kind != base.KindRunner || r.proc.Info.Version != version {
+	if r.proc.Info.Name != "llama" || r.proc.Info.Kind != base.KindRunner || r.proc.Info.Version != version.Version {
 		t.Errorf("info: %+v", r.proc.Info)
 	}
 	schema, err := r.proc.Schema(context.Background())

@@ -12,12 +12,10 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hybridgroup/yzma/pkg/llama"
 
+	"github.com/limitgraph/limit/host/version"
 	"github.com/limitgraph/limit/sdk/base"
 	"github.com/limitgraph/limit/sdk/runner"
 )
-
-// version is the plugin's own version.
-const version = "0.1.0"
 
 // Causes of an execution's end other than its natural one.
 var (
@@ -55,7 +53,7 @@ func newRunner(log hclog.Logger) *llamaRunner {
 // PluginInfo implements base.Plugin.
 func (r *llamaRunner) PluginInfo() base.Info {
 	return base.Info{
-		Name: "llama", Kind: base.KindRunner, Version: version,
+		Name: "llama", Kind: base.KindRunner, Version: version.Version,
 		Capabilities: []string{"tokens", "chat", "cancel"},
 		Description:  "Local GGUF models through llama.cpp (CPU), one process per session.",
 	}

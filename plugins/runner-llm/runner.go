@@ -15,14 +15,12 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/limitgraph/limit/host/version"
 	"github.com/limitgraph/limit/internal/clip"
 	"github.com/limitgraph/limit/internal/describe"
 	"github.com/limitgraph/limit/sdk/base"
 	"github.com/limitgraph/limit/sdk/runner"
 )
-
-// version is the plugin's own version.
-const version = "0.1.0"
 
 // Causes of an execution's end other than its natural one.
 var (
@@ -75,7 +73,7 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 // PluginInfo implements base.Plugin.
 func (r *llmRunner) PluginInfo() base.Info {
 	return base.Info{
-		Name: "llm", Kind: base.KindRunner, Version: version,
+		Name: "llm", Kind: base.KindRunner, Version: version.Version,
 		Capabilities: []string{"tokens", "chat", "cancel", "fallback", "budget"},
 		Description:  "Hosted models: OpenAI, Anthropic and OpenAI-compatible servers, with retries, fallbacks and per-session budgets.",
 	}

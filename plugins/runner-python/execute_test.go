@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/limitgraph/limit/host/version"
 	"github.com/limitgraph/limit/sdk/base"
 	"github.com/limitgraph/limit/sdk/runner"
 )
@@ -26,7 +27,7 @@ func TestPluginInfoAndSchema(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if info.Name != "python" || info.Kind != base.KindRunner || info.Version != version {
+	if info.Name != "python" || info.Kind != base.KindRunner || info.Version != version.Version {
 		t.Errorf("info = %+v", info)
 	}
 	schema, err := l.r.Client.ConfigSchema(context.Background())

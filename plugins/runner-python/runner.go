@@ -15,12 +15,10 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/limitgraph/limit/host/version"
 	"github.com/limitgraph/limit/sdk/base"
 	"github.com/limitgraph/limit/sdk/runner"
 )
-
-// version is the plugin's own version.
-const version = "0.1.0"
 
 // stopTimeout bounds how long killing a worker may take before it is reported as stuck.
 const stopTimeout = 10 * time.Second
@@ -75,7 +73,7 @@ func (r *pythonRunner) PluginInfo() base.Info {
 		caps = append(caps, fmt.Sprintf("%s%d-%d", runner.CapSandboxUIDs, uidBase, uidBase+uidRange-1))
 	}
 	return base.Info{
-		Name: "python", Kind: base.KindRunner, Version: version,
+		Name: "python", Kind: base.KindRunner, Version: version.Version,
 		ProtocolVersions: []uint32{base.ProtocolVersion},
 		Capabilities:     caps,
 		Description:      "Runs Python in one long-lived sandboxed interpreter per session (namespaces, cgroups, per-session uid, Landlock, seccomp).",

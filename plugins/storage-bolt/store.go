@@ -15,6 +15,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
 
+	"github.com/limitgraph/limit/host/version"
 	"github.com/limitgraph/limit/internal/fsutil"
 	"github.com/limitgraph/limit/internal/opened"
 	"github.com/limitgraph/limit/sdk/base"
@@ -47,7 +48,7 @@ func (s *store) PluginInfo() base.Info {
 	return base.Info{
 		Name:         "bolt",
 		Kind:         base.KindStorage,
-		Version:      "0.1.0",
+		Version:      version.Version,
 		Capabilities: []string{"batch", "cas", "scan", "durable", storage.CapBatchNamespaces},
 		Description:  "Embedded key-value storage in one bbolt file behind a write-ahead log; concurrent writes share one log record and one fdatasync.",
 	}

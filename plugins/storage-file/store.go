@@ -12,13 +12,11 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/limitgraph/limit/host/version"
 	"github.com/limitgraph/limit/internal/fsutil"
 	"github.com/limitgraph/limit/sdk/base"
 	"github.com/limitgraph/limit/sdk/storage"
 )
-
-// version is the plugin's own version.
-const version = "0.1.0"
 
 // defaultRoot is the root directory when the config names none, relative to the data
 // directory the host gives the plugin.
@@ -85,7 +83,7 @@ func (s *store) PluginInfo() base.Info {
 	return base.Info{
 		Name:         "file",
 		Kind:         base.KindStorage,
-		Version:      version,
+		Version:      version.Version,
 		Capabilities: []string{"batch", "cas", "scan", "durable", storage.CapBatchNamespaces},
 		Description:  "one file per key in a directory tree; synced writes, batches made atomic by a redo journal",
 	}

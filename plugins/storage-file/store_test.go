@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/limitgraph/limit/host/version"
 	"github.com/limitgraph/limit/sdk/base"
 	"github.com/limitgraph/limit/sdk/storage"
 )
@@ -23,8 +24,8 @@ import (
 func TestPluginInfoAndSchema(t *testing.T) {
 	s := newQuietStore()
 	info := s.PluginInfo()
-	if info.Name != "file" || info.Kind != base.KindStorage || info.Version != "0.1.0" {
-		t.Errorf("info = %+v, want name file, kind storage, version 0.1.0", info)
+	if info.Name != "file" || info.Kind != base.KindStorage || info.Version != version.Version {
+		t.Errorf("info = %+v, want name file, kind storage, version %s", info, version.Version)
 	}
 	if want := []string{"batch", "cas", "scan", "durable", storage.CapBatchNamespaces}; !slices.Equal(info.Capabilities, want) {
 		t.Errorf("capabilities = %v, want %v", info.Capabilities, want)

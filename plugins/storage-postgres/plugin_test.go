@@ -17,6 +17,7 @@ import (
 	"github.com/hashicorp/go-plugin"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/limitgraph/limit/host/version"
 	"github.com/limitgraph/limit/internal/testproxy"
 	"github.com/limitgraph/limit/sdk/base"
 	"github.com/limitgraph/limit/sdk/sdktest"
@@ -99,7 +100,7 @@ func TestPluginInfoAndSchema(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if info.Name != "postgres" || info.Kind != base.KindStorage || info.Version != "0.1.0" ||
+	if info.Name != "postgres" || info.Kind != base.KindStorage || info.Version != version.Version ||
 		!slices.Contains(info.Capabilities, "durable") {
 		t.Errorf("info: %+v", info)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/limitgraph/limit/host/version"
 	"github.com/limitgraph/limit/internal/opened"
 	"github.com/limitgraph/limit/sdk/base"
 	"github.com/limitgraph/limit/sdk/storage"
@@ -64,7 +65,7 @@ func (s *store) PluginInfo() base.Info {
 	return base.Info{
 		Name:         "postgres",
 		Kind:         base.KindStorage,
-		Version:      "0.1.0",
+		Version:      version.Version,
 		Capabilities: []string{"batch", "cas", "scan", "durable", "shared", storage.CapBatchNamespaces},
 		Description:  "PostgreSQL (pgx) storage: one table, bytea keys in byte order, pipelined atomic batches; several hosts can share one database.",
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/hashicorp/go-plugin"
 
+	"github.com/limitgraph/limit/host/version"
 	"github.com/limitgraph/limit/sdk/base"
 	"github.com/limitgraph/limit/sdk/sdktest"
 	"github.com/limitgraph/limit/sdk/storage"
@@ -96,7 +97,7 @@ func TestPluginInfoAndSchema(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if info.Name != "sqlite" || info.Kind != base.KindStorage || info.Version != "0.1.0" ||
+	if info.Name != "sqlite" || info.Kind != base.KindStorage || info.Version != version.Version ||
 		!slices.Equal(info.Capabilities, []string{"batch", "cas", "scan", "durable", storage.CapBatchNamespaces}) {
 		t.Errorf("info: %+v", info)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	sqlite3 "modernc.org/sqlite/lib"
 
+	"github.com/limitgraph/limit/host/version"
 	"github.com/limitgraph/limit/internal/fsutil"
 	"github.com/limitgraph/limit/internal/opened"
 	"github.com/limitgraph/limit/sdk/base"
@@ -44,7 +45,7 @@ func (s *store) PluginInfo() base.Info {
 	return base.Info{
 		Name:         "sqlite",
 		Kind:         base.KindStorage,
-		Version:      "0.1.0",
+		Version:      version.Version,
 		Capabilities: []string{"batch", "cas", "scan", "durable", storage.CapBatchNamespaces},
 		Description:  "SQLite database (pure Go) in WAL mode with synchronous=FULL; concurrent writes share one transaction and one fsync.",
 	}

@@ -1,0 +1,100 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/limitgraph/limit/host/session"
+	"github.com/limitgraph/limit/host/trace"
+	"github.com/limitgraph/limit/sdk/storage"
+	"github.com/limitgraph/limit/sdk/storage/memstore"
+)
+
+// sharedDownStore is a storage whose writes to the shared record (MergedNamespace) fail
+// while SharedDown is set, as a backend's that failed between two writes would; the
+// trace's own writes go through.
+type sharedDownStore struct {
+	storage.Storage
+	SharedDown atomic.Bool
+}
+
+var errSharedDown = errors.New("shared record write refused by the test")
+
+func (s *sharedDownStore) Batch(ctx context.Context, ns string, ops []storage.Op) error {
+	if s.SharedDown.Load() && ns == trace.MergedNamespace(trace.DefaultTenant) {
+		return errSharedDown
+	}
+	return s.Storage.Batch(ctx, ns, ops)
+}
+
+// TestFlagMergedCopyFails: a flag of a merged trace that is written, but whose shared copy
+// cannot be replaced, is answered 201 with the flagged record and Limit-Shared-Copy: stale
+// (a 500 had the client flag it again, twice in the chain and the stats); the trace's next
+// flag replaces the copy.
+func TestFlagMergedCopyFails(t *testing.T) {
+	ctx := context.Background()
+	st := &sharedDownStore{Storage: memstore.New()}
+	srv, traces, sessions, stats := serverOn(t, st)
+	call := func(method, path, body string) *httptest.ResponseRecorder {
+		t.Helper()
+		rec := httptest.NewRecorder()
+		srv.ServeHTTP(rec, httptest.NewRequest(method, path, strings.NewReader(body)))
+		return rec
+	}
+	s, err := sessions.Create(ctx, session.CreateRequest{Name: "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := traces.Create(ctx, s.ID, trace.TraceCustom, json.RawMessage(`{}`), "api")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res := call("POST", "/v1/traces/"+tr.ID+"/merge", ""); res.Code != 200 {
+		t.Fatalf("merge: %d %s", res.Code, res.Body)
+	}
+	sharedFlags := func() int {
+		t.Helper()
+		recs, _, err := traces.ListMerged(ctx, 10, "")
+		if err != nil || len(recs) != 1 {
+			t.Fatalf("shared record: %+v %v", recs, err)
+		}
+		return len(recs[0].Flags)
+	}
+
+	st.SharedDown.Store(true)
+	res := call("POST", "/v1/governance/flag", `{"trace_id":"`+tr.ID+`","flag":"anomaly","severity":3,"reason":"odd"}`)
+	var got trace.Record
+	if err := json.Unmarshal(res.Body.Bytes(), &got); err != nil || res.Code != 201 || got.Status != trace.StatusMerged || len(got.Flags) != 1 {
+		t.Fatalf("flag whose copy failed: %d %s", res.Code, res.Body)
+	}
+	if h := res.Header().Get("Limit-Shared-Copy"); h != "stale" {
+		t.Errorf("Limit-Shared-Copy %q, want stale", h)
+	}
+	if now, err := traces.Get(ctx, tr.ID); err != nil || len(now.Flags) != 1 || now.Length != got.Length {
+		t.Fatalf("trace after the flag: %+v %v (answered length %d)", now, err, got.Length)
+	}
+	if n := sharedFlags(); n != 0 {
+		t.Fatalf("the shared copy holds %d flags while its write failed", n)
+	}
+	if sst, err := stats.Get(ctx, s.ID); err != nil || sst.ByFlag["anomaly"] != 1 {
+		t.Fatalf("stats: %+v %v", sst, err)
+	}
+
+	// The next flag replaces the copy, and says nothing of it.
+	st.SharedDown.Store(false)
+	res = call("POST", "/v1/governance/flag", `{"trace_id":"`+tr.ID+`","flag":"anomaly","severity":2,"reason":"odder"}`)
+	if res.Code != 201 || res.Header().Get("Limit-Shared-Copy") != "" {
+		t.Fatalf("next flag: %d %q %s", res.Code, res.Header().Get("Limit-Shared-Copy"), res.Body)
+	}
+	if n := sharedFlags(); n != 2 {
+		t.Fatalf("the shared copy holds %d flags after the next flag, want 2", n)
+	}
+	if v, err := traces.Verify(ctx, tr.ID); err != nil || !v.Valid {
+		t.Fatalf("verify: %+v %v", v, err)
+	}
+}
