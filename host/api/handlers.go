@@ -54,6 +54,7 @@ func (s *Server) register() {
 	s.handle(route{Method: "POST", Path: "/governance/evaluate", Summary: "Evaluate a text with every configured rule, without running it", Tag: "governance", Request: evaluateRequest{}, Response: evaluateResponse{}, Legacy: true}, s.evaluate)
 	s.handle(route{Method: "GET", Path: "/provenance/key", Summary: "The host's provenance signing key (public half, PEM) and its fingerprint", Tag: "traces", Response: keyResponse{}}, s.provenanceKey)
 	s.registerRD()
+	s.registerNodes()
 	s.handle(route{Method: "GET", Path: "/governance/policies", Summary: "The policy presets", Tag: "governance", Response: map[string]governance.Policy{}, Legacy: true}, s.policies)
 }
 
@@ -758,9 +759,9 @@ func (s *Server) merge(w http.ResponseWriter, r *http.Request) {
 	// An execution that has not ended (on this host, or on another sharing the storage)
 	// is still to get its outcome: its chain is not final yet. Read before the chain, so
 	// that one read as not running has its outcome in the chain read below.
-	running := false
+	var running *execution.Run
 	if rec.Kind == trace.TraceExecution && s.opts.Engine != nil {
-		if running, err = s.opts.Engine.Running(ctx, rec.ID); err != nil {
+		if running, err = s.opts.Engine.RunningAt(ctx, rec.ID); err != nil {
 			s.fail(w, r, err)
 			return
 		}
@@ -796,10 +797,10 @@ func (s *Server) merge(w http.ResponseWriter, r *http.Request) {
 	if missing, err := s.missingEntries(ctx, rec); err != nil {
 		s.fail(w, r, err)
 		return
-	} else if missing != "" && running {
+	} else if missing != "" && running != nil {
 		// Nothing is wrong with it: refused without a flag or an entry, to be merged
 		// once it has ended.
-		writeProblem(w, r, http.StatusConflict, "the execution is still running; merge it once it has ended", map[string]any{"trace_id": rec.ID, "running": true})
+		s.writeRunning(w, r, rec.ID, running)
 		return
 	} else if missing != "" {
 		complete, gap = false, missing
