@@ -2,13 +2,16 @@ package api
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/limitgraph/limit/host/config"
 	"github.com/limitgraph/limit/host/execution"
 	"github.com/limitgraph/limit/host/governance"
 	"github.com/limitgraph/limit/host/session"
@@ -89,5 +92,30 @@ func TestSettleGoneNode(t *testing.T) {
 	}
 	if code, _, body := send(t, srv, "POST", "/v1/traces/"+id+"/merge", ""); code != 200 {
 		t.Fatalf("merge once settled: %d %s", code, body)
+	}
+}
+
+// TestHealthNode: GET /v1/health names the host's node to a caller with a valid token (an
+// operator's or a user's), not to a health check without one, whose answer stays generic.
+func TestHealthNode(t *testing.T) {
+	st := memstore.New()
+	sessions := session.NewManager(session.Options{Store: st, DataDir: t.TempDir(), Node: "vm-a", Policies: governance.PolicyNames(), DefaultPolicy: "default"})
+	srv := New(Options{Sessions: sessions, Store: st, Tokens: []config.Token{
+		{Digest: sha256.Sum256([]byte(tokOperator))}, {Digest: sha256.Sum256([]byte(tokAlice)), User: "alice"},
+	}})
+	for tok, want := range map[string]string{tokOperator: "vm-a", tokAlice: "vm-a", "": ""} {
+		req := httptest.NewRequest("GET", "/v1/health", nil)
+		if tok != "" {
+			req.Header.Set("Authorization", "Bearer "+tok)
+		}
+		rec := httptest.NewRecorder()
+		srv.ServeHTTP(rec, req)
+		var h map[string]any
+		if err := json.Unmarshal(rec.Body.Bytes(), &h); err != nil || rec.Code != 200 {
+			t.Fatalf("token %q: %d %s", tok, rec.Code, rec.Body)
+		}
+		if got, _ := h["node"].(string); got != want {
+			t.Errorf("token %q: node %q, want %q", tok, got, want)
+		}
 	}
 }
