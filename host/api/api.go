@@ -271,8 +271,12 @@ func uncleanPath(r *http.Request) bool {
 
 // healthResponse is the body of GET /v1/health.
 type healthResponse struct {
-	Status  string           `json:"status"`
-	Version string           `json:"version"`
+	Status  string `json:"status"`
+	Version string `json:"version"`
+	// Node is the host's node id (data_dir/node_id), which tells apart hosts sharing a
+	// storage (a session's owner_node names it too); given to a caller with a valid token,
+	// not to a health check without one.
+	Node    string           `json:"node,omitempty"`
 	Plugins []plugins.Status `json:"plugins"`
 }
 
@@ -293,6 +297,9 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	resp.Plugins = s.visiblePlugins(r, ps)
+	if !principalOf(r).anonymous && s.opts.Sessions != nil {
+		resp.Node = s.opts.Sessions.Node()
+	}
 	writeJSON(w, code, resp)
 }
 

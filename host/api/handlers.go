@@ -54,6 +54,7 @@ func (s *Server) register() {
 	s.handle(route{Method: "POST", Path: "/governance/evaluate", Summary: "Evaluate a text with every configured rule, without running it", Tag: "governance", Request: evaluateRequest{}, Response: evaluateResponse{}, Legacy: true}, s.evaluate)
 	s.handle(route{Method: "GET", Path: "/provenance/key", Summary: "The host's provenance signing key (public half, PEM) and its fingerprint", Tag: "traces", Response: keyResponse{}}, s.provenanceKey)
 	s.registerRD()
+	s.registerNodes()
 	s.handle(route{Method: "GET", Path: "/governance/policies", Summary: "The policy presets", Tag: "governance", Response: map[string]governance.Policy{}, Legacy: true}, s.policies)
 }
 
@@ -766,15 +767,18 @@ func (s *Server) merge(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	if rec.Status == trace.StatusMerged && s.completeCutShort(w, r, rec) {
+	if rec.Status == trace.StatusMerged {
+		if !s.completeCutShort(w, r, rec) {
+			writeAlreadyMerged(w, r, rec.ID)
+		}
 		return
 	}
 	// An execution that has not ended (on this host, or on another sharing the storage)
 	// is still to get its outcome: its chain is not final yet. Read before the chain, so
 	// that one read as not running has its outcome in the chain read below.
-	running := false
+	var running *execution.Run
 	if rec.Kind == trace.TraceExecution && s.opts.Engine != nil {
-		if running, err = s.opts.Engine.Running(ctx, rec.ID); err != nil {
+		if running, err = s.opts.Engine.RunningAt(ctx, rec.ID); err != nil {
 			s.fail(w, r, err)
 			return
 		}
@@ -791,6 +795,13 @@ func (s *Server) merge(w http.ResponseWriter, r *http.Request) {
 	// host cannot vouch for. The flag is counted and answered. A chain that verifies but
 	// lacks what its kind requires (an execution that never recorded its outcome, e.g.
 	// after a crash) is flagged unverified, and merges only where the policy allows it.
+	if !v.Valid && v.ForeignKey != "" {
+		// Not known to be broken: signed by a key this host does not hold (another host's
+		// sharing the storage, or its own before its key file was replaced). That host
+		// can verify and merge it; nothing is flagged, counted or written here.
+		writeForeignKey(w, r, rec.ID, v)
+		return
+	}
 	if !v.Valid {
 		f := governance.Flag{Flag: sdkgov.FlagUnverified, Severity: 9, Reason: "provenance does not verify: " + v.Error, RuleID: "host.provenance", AutoDetected: true, Timestamp: time.Now().UTC()}
 		_ = s.opts.Stats.Record(sctx, rec.SessionID, governance.Delta{Flags: []governance.Flag{f}, MergeRefused: true})
@@ -803,10 +814,10 @@ func (s *Server) merge(w http.ResponseWriter, r *http.Request) {
 	if missing, err := s.missingEntries(ctx, rec); err != nil {
 		s.fail(w, r, err)
 		return
-	} else if missing != "" && running {
+	} else if missing != "" && running != nil {
 		// Nothing is wrong with it: refused without a flag or an entry, to be merged
 		// once it has ended.
-		writeProblem(w, r, http.StatusConflict, "the execution is still running; merge it once it has ended", map[string]any{"trace_id": rec.ID, "running": true})
+		s.writeRunning(w, r, rec.ID, running)
 		return
 	} else if missing != "" {
 		complete, gap = false, missing
@@ -844,7 +855,12 @@ func (s *Server) merge(w http.ResponseWriter, r *http.Request) {
 			// Merged since the read above: by a merge whose copy was cut short (storage
 			// lost after the status change was written but before it was acknowledged, so
 			// the read above may not have seen it), completed here.
-			if seen == trace.StatusMerged && s.completeCutShort(w, r, rec) {
+			if seen == trace.StatusMerged {
+				// Not a refusal under the policy: another merge won (here, or on
+				// another host).
+				if !s.completeCutShort(w, r, rec) {
+					writeAlreadyMerged(w, r, rec.ID)
+				}
 				return
 			}
 			refuse(refused)
@@ -887,6 +903,24 @@ func (s *Server) completeCutShort(w http.ResponseWriter, r *http.Request, rec tr
 	_ = s.opts.Stats.Record(sctx, rec.SessionID, governance.Delta{MergeAllowed: true})
 	writeJSON(w, http.StatusOK, mergeResponse{Merged: true, TraceID: rec.ID, Record: merged})
 	return true
+}
+
+// writeAlreadyMerged answers the merge of a trace that is merged and in the shared record
+// already: 409, as the merge cannot be made again, but no refusal under the policy, and
+// none is counted.
+func writeAlreadyMerged(w http.ResponseWriter, r *http.Request, traceID string) {
+	writeProblem(w, r, http.StatusConflict, "trace "+traceID+" is already merged: it is in the shared record (GET /v1/merged)",
+		map[string]any{"trace_id": traceID, "status": trace.StatusMerged})
+}
+
+// writeForeignKey answers the merge of a trace whose checkpoints are signed by another key
+// than the host's (v.ForeignKey): 409 naming the key, and its node when storage knows it.
+func writeForeignKey(w http.ResponseWriter, r *http.Request, traceID string, v trace.VerifyResult) {
+	who, extra := "a host holding that key", map[string]any{"trace_id": traceID, "key": v.ForeignKey}
+	if v.ForeignNode != "" {
+		who, extra["node"] = "node "+v.ForeignNode, v.ForeignNode
+	}
+	writeProblem(w, r, http.StatusConflict, "trace "+traceID+" cannot be merged through this host: "+v.Error+"; merge it through "+who+", which can verify it", extra)
 }
 
 // writeRefusal answers a refused merge: 409 with each reason, and the flags the refusal

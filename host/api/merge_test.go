@@ -170,8 +170,13 @@ func TestMergedTraceIsFinal(t *testing.T) {
 	if code, out := call("POST", "/v1/traces/"+c.ID+"/merge", ""); code != 200 || merged()[c.ID] == nil {
 		t.Fatalf("completing a cut-short merge: %d %v", code, out)
 	}
-	if code, out := call("POST", "/v1/traces/"+c.ID+"/merge", ""); code != 409 || !strings.Contains(out["detail"].(string), "already merged") {
+	if code, out := call("POST", "/v1/traces/"+c.ID+"/merge", ""); code != 409 || !strings.Contains(out["detail"].(string), "already merged") ||
+		strings.Contains(out["detail"].(string), "policy") {
 		t.Fatalf("merging a merged trace again: %d %v", code, out)
+	}
+	// Not a refusal under the policy: only the merge refused after the withdrawal counts.
+	if st, err := stats.Get(ctx, s.ID); err != nil || st.MergesRefused != 1 || st.MergesAllowed != 3 {
+		t.Fatalf("stats: %+v %v", st, err)
 	}
 	for _, id := range []string{a, b} {
 		if v, err := traces.Verify(ctx, id); err != nil || !v.Valid {

@@ -71,7 +71,8 @@ func TestMergeRunningExecution(t *testing.T) {
 			var p map[string]any
 			_ = json.Unmarshal(rec.Body.Bytes(), &p)
 			if rec.Code != 409 || !strings.Contains(rec.Header().Get("Content-Type"), "problem+json") ||
-				p["detail"] != "the execution is still running; merge it once it has ended" || p["trace_id"] != id {
+				!strings.HasPrefix(p["detail"].(string), "the execution is still running on this host (since ") ||
+				!strings.HasSuffix(p["detail"].(string), "); merge it once it has ended") || p["trace_id"] != id || p["since"] == nil {
 				t.Fatalf("merge of a running execution: %d %s", rec.Code, rec.Body)
 			}
 			got, err := a.traces.Get(ctx, id)

@@ -115,3 +115,56 @@ func TestClientAgents(t *testing.T) {
 		t.Fatalf("entry without an agent: %d %s, want agent operator", code, body)
 	}
 }
+
+// TestMergeThroughAnotherHostsKey: two hosts share the storage, each with its own key
+// (their node ids recorded with it). A merge through the host whose key did not sign the
+// trace answers 409 naming the signing key and its node, and flags, counts, quarantines
+// and writes nothing: the chain is not broken, only unverifiable here. Verify says which
+// key and node. The host that signed it merges it.
+func TestMergeThroughAnotherHostsKey(t *testing.T) {
+	ctx := context.Background()
+	st := memstore.New()
+	srvA, tracesA, sessions, stats := serverOn(t, st)
+	tracesB, keyB := tracetest.New(t, st)
+	srvB, _, _ := serverWith(t, st, tracesB)
+	if err := tracesA.ClaimKey(ctx, "vm-a", true); err != nil {
+		t.Fatal(err)
+	}
+	if err := tracesB.ClaimKey(ctx, "vm-b", true); err != nil {
+		t.Fatal(err)
+	}
+	s, err := sessions.Create(ctx, session.CreateRequest{Name: "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := tracesA.Create(ctx, s.ID, trace.TraceCustom, json.RawMessage(`{"n":1}`), "api")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyA, _ := tracesA.KeyNodes(ctx)
+	for range 5 {
+		code, _, body := send(t, srvB, "POST", "/v1/traces/"+tr.ID+"/merge", "")
+		var p map[string]any
+		_ = json.Unmarshal(body, &p)
+		if d, _ := p["detail"].(string); code != 409 || !strings.Contains(d, "signed by key "+keyA["vm-a"]+" (node vm-a's)") ||
+			!strings.Contains(d, "not by the host key "+keyB.Fingerprint()) || !strings.Contains(d, "merge it through node vm-a") ||
+			p["node"] != "vm-a" || p["key"] != keyA["vm-a"] || p["flags"] != nil || p["reasons"] != nil {
+			t.Fatalf("merge through the other host: %d %s", code, body)
+		}
+	}
+	got, err := stats.Get(ctx, s.ID)
+	if err != nil || got.ByFlag["unverified"] != 0 || got.MergesRefused != 0 || got.Quarantined != 0 {
+		t.Fatalf("stats after merges through the other host: %+v %v", got, err)
+	}
+	if rec, err := tracesA.Get(ctx, tr.ID); err != nil || rec.Length != 1 || len(rec.Flags) != 0 || rec.Status != trace.StatusActive {
+		t.Fatalf("trace after merges through the other host: %+v %v; want it untouched", rec, err)
+	}
+	code, _, body := send(t, srvB, "GET", "/v1/traces/"+tr.ID+"/provenance/verify", "")
+	var v trace.VerifyResult
+	if err := json.Unmarshal(body, &v); err != nil || code != 200 || v.Valid || v.ForeignKey != keyA["vm-a"] || v.ForeignNode != "vm-a" {
+		t.Fatalf("verify through the other host: %d %s", code, body)
+	}
+	if code, _, body := send(t, srvA, "POST", "/v1/traces/"+tr.ID+"/merge", ""); code != 200 {
+		t.Fatalf("merge through the signing host: %d %s", code, body)
+	}
+}

@@ -452,9 +452,14 @@ func Start(ctx context.Context, opts Options) (*Daemon, hcl.Diagnostics) {
 		return nil, keyMismatchDiags(keyPath, created, mismatch)
 	}
 	if created {
-		logger.Warn("created a new provenance key", "path", keyPath, "fingerprint", key.Fingerprint())
+		logger.Warn("created a new provenance key", "path", keyPath, "fingerprint", key.Fingerprint(), "node", node)
 	} else {
-		logger.Info("provenance key loaded", "path", keyPath, "fingerprint", key.Fingerprint())
+		logger.Info("provenance key loaded", "path", keyPath, "fingerprint", key.Fingerprint(), "node", node)
+	}
+	if keys, err := d.Traces.KeyNodes(ctx); err != nil {
+		logger.Warn("cannot read which other hosts share this storage", "error", err)
+	} else {
+		logSharedStorage(logger, keys, node, key.Fingerprint())
 	}
 	rules, err := governance.NewEvaluator(ctx, d.rules)
 	if err != nil {

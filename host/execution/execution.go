@@ -186,7 +186,7 @@ type Engine struct {
 	retrying bool // the journal's background retry runs
 	// open holds the ids of this host's executions whose trace may be stored without its
 	// outcome yet: added before the early create, removed once the outcome is stored.
-	open map[string]struct{}
+	open map[string]time.Time // by id, when it started
 }
 
 // Timeout returns the execution's timeout: the request's, else the session's, else the
@@ -630,7 +630,17 @@ func (e *Engine) Execute(ctx context.Context, sessionID string, req Request, emi
 		created = errors.Is(err, trace.ErrExists) // the early create had landed after all
 	}
 	if created {
-		_, _, err = e.Traces.Apply(rctx, cr.ID, Agent, last)
+		upd := last
+		upd.Check = e.unlessSettled(rctx, cr.ID)
+		_, _, err = e.Traces.Apply(rctx, cr.ID, Agent, upd)
+	}
+	if errors.Is(err, errSettled) {
+		// Another host settled this one's node as gone (SettleNode) while it ran: the
+		// chain says "interrupted" and takes no second outcome; the client still gets
+		// what ran.
+		e.Logger.Error("an execution's trace was settled as interrupted by another host while it ran (this node was settled as gone); its outcome is not recorded in it",
+			"session", s.ID, "trace", cr.ID, "runner", req.Runner, "status", res.Status, "output_sha256", digest(content))
+		err = nil
 	}
 	if errors.Is(err, trace.ErrFinal) {
 		// Merged while it ran, which the API refuses (see Running) but another host
@@ -816,7 +826,7 @@ func (e *Engine) startRecord(ctx context.Context, cr trace.Creation) *earlyRecor
 		}
 		r.started = true
 		r.mu.Unlock()
-		e.opened(cr.ID)
+		e.opened(cr.ID, cr.At)
 		if r.err = e.markRunning(ctx, cr); r.err == nil {
 			_, _, r.err = e.Traces.CreateAll(ctx, cr)
 		}

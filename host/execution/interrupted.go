@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 	"time"
 
@@ -67,20 +68,50 @@ func (e *Engine) unmarkRunning(id string) {
 // marked trace without an executed entry gets one with status "interrupted", and every
 // marker is removed. It returns how many traces it completed.
 func (e *Engine) FinishInterrupted(ctx context.Context) (int, error) {
+	return e.settle(ctx, e.Node)
+}
+
+// ErrOwnNode refuses SettleNode of the host's own node: it settles its own executions
+// when it starts (FinishInterrupted), and those running now are alive.
+var ErrOwnNode = errors.New("the node is this host's own")
+
+// SettleNode settles the executions another node sharing the storage left running, as that
+// node's own restart would (see FinishInterrupted): an operator's way out when the host is
+// gone for good, whose executions would otherwise read as running forever (a merge of their
+// traces answers 409). A node that is in fact alive has its running executions recorded as
+// interrupted all the same; their outcomes, when they end, are not recorded in the chain
+// (the host logs them at ERROR), as for a trace merged while it ran. It returns how many
+// traces it completed; the host's own node is refused with ErrOwnNode.
+func (e *Engine) SettleNode(ctx context.Context, node string) (int, error) {
+	if node == e.Node {
+		return 0, fmt.Errorf("%w (%s): it settles its own executions when it starts", ErrOwnNode, node)
+	}
+	if !validNode.MatchString(node) {
+		return 0, fmt.Errorf("%w: node %q is not a node id (letters, digits, '.', '_' and '-', at most 128, as in data_dir/node_id)", ErrInvalid, clip(node, 200))
+	}
+	return e.settle(ctx, node)
+}
+
+// validNode is what a node id may be (as the daemon makes them): no '/', which would let
+// one node's marker prefix take in another's.
+var validNode = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+
+// settle completes the traces the running markers of node name, and removes the markers.
+func (e *Engine) settle(ctx context.Context, node string) (int, error) {
 	if e.Store == nil {
 		return 0, nil
 	}
 	done := 0
 	var after []byte
 	for {
-		prefix := e.markerKey("")
+		prefix := []byte(node + "/")
 		page, err := e.Store.Scan(ctx, storage.ScanRequest{Namespace: RunningNamespace, Prefix: prefix, StartAfter: after, Limit: 100})
 		if err != nil {
 			return done, fmt.Errorf("list interrupted executions: %w", err)
 		}
 		for _, kv := range page.Items {
 			id := string(kv.Key[len(prefix):])
-			completed, err := e.finishInterrupted(ctx, id, kv.Value)
+			completed, err := e.finishInterrupted(ctx, node, id, kv.Value)
 			if err != nil {
 				return done, fmt.Errorf("complete the trace of interrupted execution %s: %w", id, err)
 			}
@@ -98,8 +129,8 @@ func (e *Engine) FinishInterrupted(ctx context.Context) (int, error) {
 	}
 }
 
-func (e *Engine) finishInterrupted(ctx context.Context, id string, raw []byte) (bool, error) {
-	if e.pending(id) {
+func (e *Engine) finishInterrupted(ctx context.Context, node, id string, raw []byte) (bool, error) {
+	if node == e.Node && e.pending(id) {
 		return false, nil // it ended: its outcome waits in the journal (ReplayPending)
 	}
 	chain, err := e.Traces.Chain(ctx, id)
@@ -116,10 +147,14 @@ func (e *Engine) finishInterrupted(ctx context.Context, id string, raw []byte) (
 	}
 	var m runningMarker
 	_ = json.Unmarshal(raw, &m)
+	why := "limitd stopped during the execution (killed, crashed or forced to exit); its outcome is unknown"
+	if node != e.Node {
+		why = "the host running the execution (node " + node + ") was settled as gone by an operator, through node " + e.Node + "; its outcome is unknown"
+	}
 	_, _, err = e.Traces.Apply(ctx, id, Agent, trace.Update{Entries: []trace.Entry{entry(trace.KindExecuted, map[string]any{
 		"status":  StatusInterrupted,
-		"error":   "limitd stopped during the execution (killed, crashed or forced to exit); its outcome is unknown",
-		"started": m.Started, "settled": time.Now().UTC(),
+		"error":   why,
+		"started": m.Started, "settled": time.Now().UTC(), "node": node, "settled_by": e.Node,
 	})}, UnlessMerged: true}) // a merged chain is final
 	if errors.Is(err, trace.ErrFinal) {
 		return false, nil
@@ -127,14 +162,60 @@ func (e *Engine) finishInterrupted(ctx context.Context, id string, raw []byte) (
 	return err == nil, err
 }
 
-// opened notes that the trace of this host's execution id may be stored before its outcome.
-func (e *Engine) opened(id string) {
+// errSettled refuses an execution's outcome to a trace whose chain has one already: an
+// "interrupted" entry another host wrote when it settled this node (SettleNode).
+var errSettled = errors.New("the trace has its outcome already")
+
+// unlessSettled is the Check of the update that appends execution id's outcome to its
+// early-created trace: it refuses it once the chain holds an executed entry. The chain is
+// read after the record the update extends, so an entry written after that record makes
+// the update lose its race and be checked again.
+func (e *Engine) unlessSettled(ctx context.Context, id string) func(trace.Record) error {
+	return func(trace.Record) error {
+		chain, err := e.Traces.Chain(ctx, id)
+		if err != nil {
+			return err
+		}
+		for _, en := range chain {
+			if en.Kind == trace.KindExecuted {
+				return errSettled
+			}
+		}
+		return nil
+	}
+}
+
+// settledBy returns the node of the host that settled execution id as interrupted when
+// it is another than this one (SettleNode), else "".
+func (e *Engine) settledBy(ctx context.Context, id string) string {
+	chain, err := e.Traces.Chain(ctx, id)
+	if err != nil {
+		return ""
+	}
+	for _, en := range chain {
+		if en.Kind != trace.KindExecuted {
+			continue
+		}
+		var ex struct {
+			Status    string `json:"status"`
+			SettledBy string `json:"settled_by"`
+		}
+		if json.Unmarshal(en.Data, &ex) == nil && ex.Status == StatusInterrupted && ex.SettledBy != e.Node {
+			return ex.SettledBy
+		}
+	}
+	return ""
+}
+
+// opened notes that the trace of this host's execution id, started at, may be stored
+// before its outcome.
+func (e *Engine) opened(id string, at time.Time) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.open == nil {
-		e.open = map[string]struct{}{}
+		e.open = map[string]time.Time{}
 	}
-	e.open[id] = struct{}{}
+	e.open[id] = at
 }
 
 // settled notes that execution id's outcome is stored (or never will be).
@@ -144,35 +225,62 @@ func (e *Engine) settled(id string) {
 	delete(e.open, id)
 }
 
-// Running tells whether the execution of trace id has not ended, as far as its record
-// goes: it runs on this host, its outcome waits in the journal (see ReplayPending), or a
-// running marker of another host names it (one that host
-// left behind once the outcome was stored is harmless: read it before the chain, which
-// then holds the outcome). A merge of such a trace must wait, as its chain is still to
-// grow: a merged chain is final.
+// Run is where an execution that has not ended runs.
+type Run struct {
+	// Node is the node of the host that runs it (Engine.Node: this host's, or another's
+	// sharing the storage).
+	Node string
+	// Since is when it started; zero when not known.
+	Since time.Time
+	// Pending tells that it ended on this host but its outcome waits in the journal for
+	// the storage to take it (see ReplayPending).
+	Pending bool
+}
+
+// Running tells whether the execution of trace id has not ended (see RunningAt).
 func (e *Engine) Running(ctx context.Context, id string) (bool, error) {
+	r, err := e.RunningAt(ctx, id)
+	return r != nil, err
+}
+
+// RunningAt returns where the execution of trace id runs if it has not ended, as far as its
+// record goes, else nil: it runs on this host, its outcome waits in the journal (see
+// ReplayPending), or a running marker of another host names it (one that host left behind
+// once the outcome was stored is harmless: read it before the chain, which then holds the
+// outcome). A merge of such a trace must wait, as its chain is still to grow: a merged
+// chain is final. A host that died for good leaves its markers until an operator settles
+// its node (SettleNode).
+func (e *Engine) RunningAt(ctx context.Context, id string) (*Run, error) {
 	e.mu.Lock()
-	_, open := e.open[id]
+	since, open := e.open[id]
 	e.mu.Unlock()
-	if open = open || e.pending(id); open || e.Store == nil {
-		return open, nil
+	if open {
+		return &Run{Node: e.Node, Since: since}, nil
+	}
+	if e.pending(id) {
+		return &Run{Node: e.Node, Pending: true}, nil
+	}
+	if e.Store == nil {
+		return nil, nil
 	}
 	// Markers are few (one per execution running past RecordStartAfter), keyed by node;
 	// this host's own are left from a run before (see FinishInterrupted), none running.
 	var after []byte
 	for {
-		page, err := e.Store.Scan(ctx, storage.ScanRequest{Namespace: RunningNamespace, StartAfter: after, Limit: 1000, KeysOnly: true})
+		page, err := e.Store.Scan(ctx, storage.ScanRequest{Namespace: RunningNamespace, StartAfter: after, Limit: 1000})
 		if err != nil {
-			return false, fmt.Errorf("list running executions: %w", err)
+			return nil, fmt.Errorf("list running executions: %w", err)
 		}
 		for _, kv := range page.Items {
 			k := string(kv.Key)
 			if i := strings.LastIndexByte(k, '/'); i >= 0 && k[i+1:] == id && k[:i] != e.Node {
-				return true, nil
+				var m runningMarker
+				_ = json.Unmarshal(kv.Value, &m)
+				return &Run{Node: k[:i], Since: m.Started}, nil
 			}
 		}
 		if !page.More || len(page.Items) == 0 {
-			return false, nil
+			return nil, nil
 		}
 		after = page.Items[len(page.Items)-1].Key
 	}

@@ -183,7 +183,8 @@ func (e *Engine) replayPending(ctx context.Context) (stored, left int, err error
 			_ = os.Rename(name, name+".bad")
 			continue
 		}
-		if err := e.storePending(ctx, p); err != nil {
+		recorded, err := e.storePending(ctx, p)
+		if err != nil {
 			if permanent(err) {
 				// It will never be taken: keeping it would retry forever.
 				e.Logger.Error("a pending outcome cannot be stored; it is dropped", "trace", p.TraceID, "session", p.SessionID, "outcome", string(raw), "error", err)
@@ -195,8 +196,10 @@ func (e *Engine) replayPending(ctx context.Context) (stored, left int, err error
 		if err := os.Remove(name); err != nil {
 			e.Logger.Warn("removing a stored outcome from the journal failed; storing it again is harmless", "trace", p.TraceID, "error", err)
 		}
-		stored++
-		e.Logger.Info("an execution's pending outcome is stored", "trace", p.TraceID, "session", p.SessionID)
+		if recorded {
+			stored++
+			e.Logger.Info("an execution's pending outcome is stored", "trace", p.TraceID, "session", p.SessionID)
+		}
 	}
 	return stored, 0, nil
 }
@@ -207,27 +210,30 @@ func permanent(err error) bool {
 }
 
 // storePending stores p's trace with its outcome: the whole trace if it was not created,
-// else the outcome appended, unless it is there already (a replay cut short after the write).
-func (e *Engine) storePending(ctx context.Context, p pendingOutcome) error {
+// else the outcome appended, unless the chain has one already: this one (a replay cut short
+// after the write), or the "interrupted" another host wrote when it settled this node as
+// gone (SettleNode), which stays, as for a live execution's outcome; recorded is false then.
+func (e *Engine) storePending(ctx context.Context, p pendingOutcome) (recorded bool, err error) {
 	cr := trace.Creation{ID: p.TraceID, SessionID: p.SessionID, Kind: p.Kind, Data: p.Data, Agent: p.Agent, At: p.At,
 		Updates: []trace.Update{p.First.update(), p.Last.update()}}
-	_, _, err := e.Traces.CreateAll(ctx, cr)
+	_, _, err = e.Traces.CreateAll(ctx, cr)
 	if errors.Is(err, trace.ErrExists) {
-		var chain []trace.Entry
-		if chain, err = e.Traces.Chain(ctx, p.TraceID); err != nil {
-			return err
-		}
-		for _, en := range chain {
-			if en.Kind == trace.KindExecuted {
-				return e.afterPending(ctx, p)
+		last := p.Last.update()
+		last.Check = e.unlessSettled(ctx, p.TraceID)
+		_, _, err = e.Traces.Apply(ctx, p.TraceID, Agent, last)
+		if errors.Is(err, errSettled) {
+			if by := e.settledBy(ctx, p.TraceID); by != "" {
+				e.Logger.Error("a pending outcome is not recorded: another host settled the execution as interrupted (this node was settled as gone)",
+					"trace", p.TraceID, "session", p.SessionID, "settled_by", by)
+				return false, e.afterPending(ctx, p)
 			}
+			err = nil // this outcome, stored by a replay cut short
 		}
-		_, _, err = e.Traces.Apply(ctx, p.TraceID, Agent, p.Last.update())
 	}
 	if err != nil {
-		return err
+		return false, err
 	}
-	return e.afterPending(ctx, p)
+	return true, e.afterPending(ctx, p)
 }
 
 // afterPending counts p's statistics and removes its running marker, once it is stored.

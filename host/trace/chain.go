@@ -529,9 +529,13 @@ func parseRecord(raw []byte) (Record, error) {
 }
 
 // foreignKeyError is a checkpoint signed by another key than the host's; it is ErrForeignKey.
-type foreignKeyError struct{ signed, host string }
+// node is the host that storage records signing with that key, when one does.
+type foreignKeyError struct{ signed, host, node string }
 
 func (e foreignKeyError) Error() string {
+	if e.node != "" {
+		return fmt.Sprintf("checkpoint is signed by key %s (node %s's), not by the host key %s", e.signed, e.node, e.host)
+	}
 	return fmt.Sprintf("checkpoint is signed by key %s, not by the host key %s", e.signed, e.host)
 }
 

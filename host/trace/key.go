@@ -300,3 +300,43 @@ func (s *Store) unclaimedSigner(ctx context.Context, ns string) (string, error) 
 	}
 	return c.Key, nil
 }
+
+// KeyNodes returns, by node id, the fingerprint of the key each host sharing the storage
+// recorded at its start (see ClaimKey): this host's own among them.
+func (s *Store) KeyNodes(ctx context.Context) (map[string]string, error) {
+	ns := IndexNamespace(s.tenant)
+	out := map[string]string{}
+	var after []byte
+	for {
+		page, err := s.st.Scan(ctx, storage.ScanRequest{Namespace: ns, Prefix: []byte(keyClaimPrefix), StartAfter: after, Limit: 100})
+		if err != nil {
+			return nil, fmt.Errorf("read the hosts' key records: %w", err)
+		}
+		for _, kv := range page.Items {
+			out[string(kv.Key[len(keyClaimPrefix):])] = string(kv.Value)
+		}
+		if !page.More || len(page.Items) == 0 {
+			return out, nil
+		}
+		after = page.Items[len(page.Items)-1].Key
+	}
+}
+
+// keyNode returns the node that storage records signing with the key of fingerprint fp,
+// "" when none does (or several do: one key file copied to several hosts).
+func (s *Store) keyNode(ctx context.Context, fp string) (string, error) {
+	nodes, err := s.KeyNodes(ctx)
+	if err != nil {
+		return "", err
+	}
+	found := ""
+	for n, k := range nodes {
+		if k == fp {
+			if found != "" {
+				return "", nil
+			}
+			found = n
+		}
+	}
+	return found, nil
+}

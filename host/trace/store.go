@@ -428,6 +428,8 @@ type inspection struct {
 	signed int64
 	// problem is the first thing that does not verify, nil if everything does.
 	problem error
+	// foreign is the checkpoint signed by another key than the host's that is the problem.
+	foreign foreignKeyError
 }
 
 // inspect reads a trace's record, chain and checkpoints and verifies all of them. Failures to
@@ -477,6 +479,11 @@ func (s *Store) inspect(ctx context.Context, loc location, keep bool) (inspectio
 	pub := s.key.PublicKey()
 	err = s.scan(ctx, loc.ns, ckptPrefix(loc.traceID), nil, false, func(key, raw []byte) error {
 		c, err := parseCheckpoint(raw, pub)
+		if fk := (foreignKeyError{}); errors.As(err, &fk) {
+			// Another host's, most likely: say which, if storage knows it.
+			fk.node, _ = s.keyNode(ctx, fk.signed)
+			in.foreign, err = fk, fk
+		}
 		if err != nil {
 			return &chainError{fmt.Errorf("checkpoint %s: %w", key, err)}
 		}
@@ -542,6 +549,7 @@ func (s *Store) Verify(ctx context.Context, traceID string) (VerifyResult, error
 	res := VerifyResult{Valid: in.problem == nil, Length: in.rec.Length, Head: in.rec.Head, SignedLength: in.signed}
 	if in.problem != nil {
 		res.Error = in.problem.Error()
+		res.ForeignKey, res.ForeignNode = in.foreign.signed, in.foreign.node
 	}
 	return res, nil
 }

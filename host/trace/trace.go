@@ -287,6 +287,13 @@ type VerifyResult struct {
 	// Error says what is wrong when Valid is false, and is empty when it is true (the
 	// field is always there, as the API documents it).
 	Error string `json:"error"`
+	// ForeignKey, when set, is the fingerprint of the key a checkpoint is signed with
+	// instead of the host's (Error says so): the chain is not known to be broken, but only
+	// a host holding that key (another host sharing the storage, or this one before its key
+	// file was replaced) can verify it. ForeignNode is the node storage records signing
+	// with that key, if any.
+	ForeignKey  string `json:"foreign_key,omitempty"`
+	ForeignNode string `json:"foreign_node,omitempty"`
 }
 
 // createdInfo is the data of a chain's "created" entry.
