@@ -380,17 +380,25 @@ func setupMounts(cfg *initConfig, rep *report) error {
 	// by empty read-only tmpfs: of them the code sees only what it may use (its work dir,
 	// an interpreter or venv kept there).
 	allowed := append(append(append([]string{cfg.WorkDir}, cfg.ReadOnly...), cfg.ReadWrite...), cfg.RWFiles...)
-	var hidden []string
+	// Resolved before any is covered: one under another (a socket dir in /tmp) is no
+	// longer there to resolve once that one is, and is hidden with it.
+	var dirs []string
 	for _, d := range append(slices.Clone(hiddenDirs), cfg.Hide...) {
 		real, err := filepath.EvalSymlinks(d)
-		if err != nil || slices.Contains(hidden, real) {
+		if err != nil || slices.Contains(dirs, real) {
 			continue
 		}
 		if fi, err := os.Stat(real); err != nil || !fi.IsDir() {
 			continue
 		}
-		if err := coverAbove(real, keptUnder(real, allowed)); err != nil {
-			return fmt.Errorf("hide the host's %s in the sandbox: %w", real, err)
+		dirs = append(dirs, real)
+	}
+	var hidden []string
+	for _, real := range dirs {
+		if !underAny(real, hidden) {
+			if err := coverAbove(real, keptUnder(real, allowed)); err != nil {
+				return fmt.Errorf("hide the host's %s in the sandbox: %w", real, err)
+			}
 		}
 		hidden = append(hidden, real)
 	}
