@@ -463,6 +463,39 @@ func (c *Client) DeleteSession(ctx context.Context, id string) (*Session, error)
 	return orNil(&s, c.do(ctx, "DELETE", "/v1/sessions/"+url.PathEscape(id), nil, &s))
 }
 
+// DeleteSessionOwnerGone deletes, through this host, a session another host runs (its
+// OwnerNode), that host gone for good (DELETE /v1/sessions/{id}?owner_gone=true; an
+// operator's token). The gone host's files of it stay on its disk; a host that is in fact
+// alive runs the session on until it restarts. DeleteSession of such a session answers
+// 409 with owner_node in Extra.
+func (c *Client) DeleteSessionOwnerGone(ctx context.Context, id string) (*Session, error) {
+	if err := needID("DeleteSessionOwnerGone", "id", id); err != nil {
+		return nil, err
+	}
+	var s Session
+	return orNil(&s, c.do(ctx, "DELETE", "/v1/sessions/"+url.PathEscape(id)+"?owner_gone=true", nil, &s))
+}
+
+// SettleResult is the answer of SettleNode.
+type SettleResult struct {
+	// Node is the node settled; Settled how many of its executions were recorded as
+	// interrupted.
+	Node    string `json:"node"`
+	Settled int    `json:"settled"`
+}
+
+// SettleNode records as interrupted the executions a host (node) gone for good left
+// running, as that host's own restart would (POST /v1/nodes/{node}/settle; an operator's
+// token, on another host). Outcomes of a node settled while it was in fact alive are not
+// recorded.
+func (c *Client) SettleNode(ctx context.Context, node string) (*SettleResult, error) {
+	if err := needID("SettleNode", "node", node); err != nil {
+		return nil, err
+	}
+	var r SettleResult
+	return orNil(&r, c.do(ctx, "POST", "/v1/nodes/"+url.PathEscape(node)+"/settle", nil, &r))
+}
+
 // ExecuteRequest is the body of POST /v1/sessions/{id}/executions.
 type ExecuteRequest struct {
 	Runner    string         `json:"runner"`

@@ -104,7 +104,7 @@ func TestHelp(t *testing.T) {
 		{"exec", "--help"}, {"exec", "s", "r", "-h"}, {"health", "--help"}, {"verify", "-h"}, {"version", "--help"},
 		{"sessions", "--help"}, {"sessions", "-h"}, {"sessions", "help"}, {"sessions", "create", "--help"}, {"sessions", "list", "-h"},
 		{"traces", "--help"}, {"traces", "list", "--help"},
-		{"governance", "--help"}, {"governance", "eval", "--help"},
+		{"governance", "--help"}, {"governance", "eval", "--help"}, {"nodes", "--help"}, {"nodes", "settle", "-h"},
 		{"plugin", "--help"}, {"plugin", "check", "--help"}, {"plugin", "check", "--kind", "storage", "-h"},
 	} {
 		code, stdout, stderr := limitctl(t, args...)
@@ -571,5 +571,50 @@ func TestSessionsListOwner(t *testing.T) {
 	defer mu.Unlock()
 	if len(queries) != 2 || !strings.Contains(queries[0], "owner=alice") || !strings.Contains(queries[1], "owner=alice") || !strings.Contains(queries[1], "next_token=p2") {
 		t.Fatalf("queries sent: %q", queries)
+	}
+}
+
+// TestOwnerGoneAndSettle: sessions delete --owner-gone sends the API's ?owner_gone=true
+// (a plain delete does not), and nodes settle NODE posts to /v1/nodes/NODE/settle and
+// prints what was settled.
+func TestOwnerGoneAndSettle(t *testing.T) {
+	var mu sync.Mutex
+	var got []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		got = append(got, r.Method+" "+r.URL.RequestURI())
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		if r.Method == http.MethodPost {
+			_, _ = io.WriteString(w, `{"node":"vm-a","settled":2}`)
+			return
+		}
+		_, _ = io.WriteString(w, `{"id":"01M8T93BBDBZNX35WWT3BWXFZ2","name":"s","state":"deleted","policy":"default","max_concurrency":4,"owner_node":"vm-a","created_at":"2026-12-02T02:24:33Z"}`)
+	}))
+	defer srv.Close()
+	for _, args := range [][]string{
+		{"sessions", "delete", "01M8T93BBDBZNX35WWT3BWXFZ2"},
+		{"sessions", "delete", "--owner-gone", "01M8T93BBDBZNX35WWT3BWXFZ2"},
+	} {
+		if code, _, stderr := limitctl(t, append([]string{"-addr", srv.URL}, args...)...); code != 0 {
+			t.Fatalf("%q: exit %d: %s", args, code, stderr)
+		}
+	}
+	code, stdout, stderr := limitctl(t, "-addr", srv.URL, "nodes", "settle", "vm-a")
+	if code != 0 || strings.TrimSpace(stdout) != "node vm-a: 2 execution(s) recorded as interrupted" {
+		t.Fatalf("nodes settle: exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	want := []string{
+		"DELETE /v1/sessions/01M8T93BBDBZNX35WWT3BWXFZ2",
+		"DELETE /v1/sessions/01M8T93BBDBZNX35WWT3BWXFZ2?owner_gone=true",
+		"POST /v1/nodes/vm-a/settle",
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("requests %q, want %q", got, want)
+	}
+	if code, _, stderr := limitctl(t, "-addr", srv.URL, "nodes", "settle"); code != 2 || !strings.Contains(stderr, "node id") {
+		t.Errorf("nodes settle without a node: exit %d: %s", code, stderr)
 	}
 }

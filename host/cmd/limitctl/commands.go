@@ -277,14 +277,14 @@ func (m *multi) Set(v string) error { *m = append(*m, v); return nil }
 func (x *cli) dispatch(ctx context.Context, args []string) error {
 	cmd, sub := args[0], ""
 	switch cmd {
-	case "sessions", "session", "traces", "trace", "governance":
+	case "sessions", "session", "traces", "trace", "governance", "nodes", "node":
 		args = hoistGlobalFlags(args)
 	}
 	if len(args) > 1 {
 		sub = args[1]
 	}
 	switch cmd {
-	case "sessions", "session", "traces", "trace", "governance":
+	case "sessions", "session", "traces", "trace", "governance", "nodes", "node":
 		if isHelpArg(sub) {
 			return &helpError{}
 		}
@@ -304,6 +304,8 @@ func (x *cli) dispatch(ctx context.Context, args []string) error {
 		return x.key(ctx, args[1:])
 	case "governance":
 		return x.governance(ctx, sub, args[min(2, len(args)):])
+	case "nodes", "node":
+		return x.nodes(ctx, sub, args[min(2, len(args)):])
 	}
 	return usagef("unknown command %q", cmd)
 }
@@ -410,6 +412,10 @@ func (x *cli) sessions(ctx context.Context, sub string, args []string) error {
 		}
 		return nil
 	case "show", "delete":
+		ownerGone := false
+		if sub == "delete" {
+			fs.BoolVar(&ownerGone, "owner-gone", false, "delete a session another host runs, that host gone for good (an operator's token)")
+		}
 		pos, err := x.parse(fs, args)
 		if err != nil {
 			return err
@@ -418,9 +424,12 @@ func (x *cli) sessions(ctx context.Context, sub string, args []string) error {
 			return err
 		}
 		var s *client.Session
-		if sub == "show" {
+		switch {
+		case sub == "show":
 			s, err = x.c.GetSession(ctx, pos[0])
-		} else {
+		case ownerGone:
+			s, err = x.c.DeleteSessionOwnerGone(ctx, pos[0])
+		default:
 			s, err = x.c.DeleteSession(ctx, pos[0])
 		}
 		if err != nil {
@@ -429,6 +438,31 @@ func (x *cli) sessions(ctx context.Context, sub string, args []string) error {
 		return x.showSessions(*s)
 	}
 	return subcommandError("sessions", sub, "create, list, show, delete")
+}
+
+// nodes acts on the hosts (nodes) that share the daemon's storage.
+func (x *cli) nodes(ctx context.Context, sub string, args []string) error {
+	fs := flag.NewFlagSet("nodes "+sub, flag.ContinueOnError)
+	switch sub {
+	case "settle":
+		pos, err := x.parse(fs, args)
+		if err != nil {
+			return err
+		}
+		if err := need(pos, 1, "a node id (a session's owner_node, a running execution's node)"); err != nil {
+			return err
+		}
+		res, err := x.c.SettleNode(ctx, pos[0])
+		if err != nil {
+			return err
+		}
+		if x.json {
+			return x.printJSON(res)
+		}
+		fmt.Fprintf(x.stdout, "node %s: %d execution(s) recorded as interrupted\n", clean(res.Node), res.Settled)
+		return nil
+	}
+	return subcommandError("nodes", sub, "settle")
 }
 
 // readInput returns the text arg stands for: stdin for "-", the contents of FILE for

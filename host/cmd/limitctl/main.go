@@ -38,7 +38,7 @@ const usage = `usage:
       governance suite: [--content-type TYPE] [--benign CONTENT]... [--malicious CONTENT]...
       (a value @FILE is read from FILE)
   limitctl sessions create [--name N] [--policy P] [--max-concurrency N] [--runner R]... [--allow-network]
-  limitctl sessions list [--owner USER] | show ID | delete ID
+  limitctl sessions list [--owner USER] | show ID | delete [--owner-gone] ID
   limitctl exec [--timeout-ms N] [--params JSON] SESSION RUNNER INPUT|@FILE|-
                                               run and stream the output; exits with the program's
                                               exit code when it exits non-zero, 1 when the run
@@ -54,6 +54,8 @@ const usage = `usage:
   limitctl governance eval [--preset P]... [--kind prompt] [--flag jailbreak] [--parallel N] FILE.jsonl
                                               measure the rules on lines {"text","label":"jailbreak"|"benign"}:
                                               TPR, FPR, precision, F1, confusion, ROC-AUC per preset
+  limitctl nodes settle NODE                  record as interrupted the executions a host gone
+                                              for good left running (an operator's token)
   limitctl version                            print the version
 
 Commands that read the API print tables; add -o json for JSON. -o, -addr and -token-file go
@@ -130,7 +132,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 0
 	case "health":
 		return health(ctx, d, asJSON, rest[1:], stdout, stderr)
-	case "verify", "sessions", "session", "exec", "traces", "trace", "governance", "export", "key":
+	case "verify", "sessions", "session", "exec", "traces", "trace", "governance", "export", "key", "nodes", "node":
 		return apiCommand(ctx, d, asJSON, rest, stdout, stderr)
 	case "plugin":
 		if len(rest) >= 2 && isHelpArg(rest[1]) {
@@ -220,6 +222,8 @@ func commandUsage(cmd string) string {
 		cmd = "sessions"
 	case "trace":
 		cmd = "traces"
+	case "node":
+		cmd = "nodes"
 	}
 	if cmd == "" {
 		return usage
