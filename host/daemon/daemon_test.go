@@ -402,18 +402,11 @@ func TestProvenanceKeyMustMatchStorage(t *testing.T) {
 	cfg := parse(t, fmt.Sprintf("host {\n  listen = \"127.0.0.1:0\"\n  data_dir = %q\n}\nstorage \"bolt\" {}\n", dir))
 	start := func() (string, hcl.Diagnostics) {
 		t.Helper()
-		var logs syncbuf.Buffer
-		logger := hclog.New(&hclog.LoggerOptions{Output: &logs, Level: hclog.Info})
-		d, diags := Start(context.Background(), Options{Config: cfg, Version: "test", Logger: logger, DefaultPluginDir: testbin.PluginDir(t)})
-		if d != nil {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
+		return startLogged(t, cfg, func(ctx context.Context, d *Daemon) {
 			if _, err := d.Traces.Create(ctx, session.NewID(), trace.TraceCustom, nil, "api"); err != nil {
 				t.Fatal(err)
 			}
-			d.Shutdown(ctx)
-		}
-		return logs.String(), diags
+		})
 	}
 	logs, diags := start()
 	if diags.HasErrors() {
@@ -469,4 +462,22 @@ func TestProvenanceKeyMustMatchStorage(t *testing.T) {
 	if _, diags = start(); diags.HasErrors() {
 		t.Fatalf("the restored key: %v", diags)
 	}
+}
+
+// startLogged starts the daemon on cfg with its log at INFO kept, runs f on it (if not
+// nil) when it started, stops it, and returns the log and the start's diagnostics.
+func startLogged(t *testing.T, cfg *config.Config, f func(context.Context, *Daemon)) (string, hcl.Diagnostics) {
+	t.Helper()
+	var logs syncbuf.Buffer
+	logger := hclog.New(&hclog.LoggerOptions{Output: &logs, Level: hclog.Info})
+	d, diags := Start(context.Background(), Options{Config: cfg, Version: "test", Logger: logger, DefaultPluginDir: testbin.PluginDir(t)})
+	if d != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if f != nil {
+			f(ctx, d)
+		}
+		d.Shutdown(ctx)
+	}
+	return logs.String(), diags
 }

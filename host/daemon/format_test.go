@@ -5,13 +5,10 @@ import (
 	"fmt"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/hcl/v2"
 
 	"github.com/limitgraph/limit/host/trace"
-	"github.com/limitgraph/limit/internal/syncbuf"
 	"github.com/limitgraph/limit/internal/testbin"
 )
 
@@ -23,21 +20,9 @@ func TestStorageFormat(t *testing.T) {
 	dir := t.TempDir()
 	cfg := parse(t, fmt.Sprintf("host {\n  listen = \"127.0.0.1:0\"\n  data_dir = %q\n}\nstorage \"bolt\" {}\n", dir))
 	ns := trace.IndexNamespace(trace.DefaultTenant)
-	// start starts the daemon, runs f on it if it started, and stops it.
 	start := func(f func(context.Context, *Daemon)) (string, hcl.Diagnostics) {
 		t.Helper()
-		var logs syncbuf.Buffer
-		logger := hclog.New(&hclog.LoggerOptions{Output: &logs, Level: hclog.Info})
-		d, diags := Start(context.Background(), Options{Config: cfg, Version: "test", Logger: logger, DefaultPluginDir: testbin.PluginDir(t)})
-		if d != nil {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			if f != nil {
-				f(ctx, d)
-			}
-			d.Shutdown(ctx)
-		}
-		return logs.String(), diags
+		return startLogged(t, cfg, f)
 	}
 	marker := func(ctx context.Context, d *Daemon) string {
 		t.Helper()

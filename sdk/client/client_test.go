@@ -265,15 +265,7 @@ func TestExecuteStreamEnds(t *testing.T) {
 // TestBaseURLTrailingSlash: a Client made without New, whose BaseURL ends in a slash,
 // still asks for the API's paths (not "//v1/...", which the API answers 404).
 func TestBaseURLTrailingSlash(t *testing.T) {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/v1/provenance/key" {
-			problem(w, r, http.StatusNotFound, "no such route: "+r.Method+" "+r.URL.Path)
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		io.WriteString(w, `{"public_key_pem":"k","fingerprint":"f"}`)
-	}))
-	defer srv.Close()
+	srv := keyServer(t, nil)
 	c := &Client{BaseURL: srv.URL + "/"}
 	if k, err := c.ProvenanceKey(context.Background()); err != nil || k.Fingerprint != "f" {
 		t.Fatalf("got %+v, %v", k, err)
@@ -542,16 +534,7 @@ func TestExecuteStreamNotAStream(t *testing.T) {
 // empty id is refused by name before any request is made.
 func TestAddressesAndIDs(t *testing.T) {
 	var requests atomic.Int32
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		requests.Add(1)
-		if r.URL.Path != "/v1/provenance/key" {
-			problem(w, r, http.StatusNotFound, "no such route: "+r.Method+" "+r.URL.Path)
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		io.WriteString(w, `{"public_key_pem":"k","fingerprint":"f"}`)
-	}))
-	defer srv.Close()
+	srv := keyServer(t, &requests)
 	ctx := context.Background()
 	hostPort := strings.TrimPrefix(srv.URL, "http://")
 	for _, addr := range []string{srv.URL, hostPort, srv.URL + "/v1", srv.URL + "/v1/", srv.URL + "/"} {
@@ -614,4 +597,23 @@ func TestLargeProblemRead(t *testing.T) {
 	if !errors.As(err, &e) || string(e.Extra["record_pending"]) != "true" || string(e.Extra["trace_id"]) != `"01TRACE"` || string(e.Extra["stdout"]) != `"`+out+`"` {
 		t.Fatalf("a 6 MiB problem: %.200v (extra members %d)", err, len(e.Extra))
 	}
+}
+
+// keyServer answers GET /v1/provenance/key with the key "k" of fingerprint "f", and any
+// other path 404 as the API does; it counts the requests in n when n is not nil.
+func keyServer(t *testing.T, n *atomic.Int32) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if n != nil {
+			n.Add(1)
+		}
+		if r.URL.Path != "/v1/provenance/key" {
+			problem(w, r, http.StatusNotFound, "no such route: "+r.Method+" "+r.URL.Path)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"public_key_pem":"k","fingerprint":"f"}`)
+	}))
+	t.Cleanup(srv.Close)
+	return srv
 }
