@@ -8,12 +8,12 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/limitgraph/limit/host/execution"
 	"github.com/limitgraph/limit/internal/clip"
 	"github.com/limitgraph/limit/internal/fsutil"
 )
@@ -86,9 +86,6 @@ func (l *dirLock) release() {
 	l.f = nil
 }
 
-// validNode is what a node id may be: a host name's characters, bounded.
-var validNode = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
-
 // nodeID returns the name this host goes by in records other hosts may read (a session's
 // owner_node, the markers of its running executions): kept in dir's node_id file, made
 // at the first start as the machine's host name and eight random hex digits. Two limitd
@@ -101,7 +98,7 @@ func nodeID(dir string) (string, error) {
 	switch {
 	case err == nil:
 		id := strings.TrimSpace(string(b))
-		if !validNode.MatchString(id) {
+		if !execution.ValidNode(id) {
 			return "", fmt.Errorf("%s does not hold a node id (letters, digits, '.', '_' and '-', at most 128): %q; remove it and limitd makes a new one, but then executions the last run left running are not settled", path, clip.Marked(id, 64))
 		}
 		return id, nil

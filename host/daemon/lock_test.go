@@ -13,6 +13,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/limitgraph/limit/host/execution"
 	"github.com/limitgraph/limit/internal/testbin"
 )
 
@@ -25,7 +26,7 @@ func TestDataDirLock(t *testing.T) {
 	first := startDaemon(t, src)
 	node := first.Sessions.Node()
 	host, _ := os.Hostname()
-	if !validNode.MatchString(node) || !strings.HasPrefix(node, host[:min(len(host), 20)]) || node == host {
+	if !execution.ValidNode(node) || !strings.HasPrefix(node, host[:min(len(host), 20)]) || node == host {
 		t.Errorf("node id %q: want the host name %q and a random suffix", node, host)
 	}
 	if b, err := os.ReadFile(filepath.Join(dir, lockFile)); err != nil || strings.TrimSpace(string(b)) != strconv.Itoa(os.Getpid()) {

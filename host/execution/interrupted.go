@@ -86,14 +86,17 @@ func (e *Engine) SettleNode(ctx context.Context, node string) (int, error) {
 	if node == e.Node {
 		return 0, fmt.Errorf("%w (%s): it settles its own executions when it starts", ErrOwnNode, node)
 	}
-	if !validNode.MatchString(node) {
+	if !ValidNode(node) {
 		return 0, fmt.Errorf("%w: node %q is not a node id (letters, digits, '.', '_' and '-', at most 128, as in data_dir/node_id)", ErrInvalid, clip(node, 200))
 	}
 	return e.settle(ctx, node)
 }
 
-// validNode is what a node id may be (as the daemon makes them): no '/', which would let
-// one node's marker prefix take in another's.
+// ValidNode reports whether s is what a node id may be (data_dir/node_id): a host name's
+// characters, bounded, and no '/', which would let one node's marker prefix take in
+// another's.
+func ValidNode(s string) bool { return validNode.MatchString(s) }
+
 var validNode = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
 
 // settle completes the traces the running markers of node name, and removes the markers.
@@ -133,17 +136,15 @@ func (e *Engine) finishInterrupted(ctx context.Context, node, id string, raw []b
 	if node == e.Node && e.pending(id) {
 		return false, nil // it ended: its outcome waits in the journal (ReplayPending)
 	}
-	chain, err := e.Traces.Chain(ctx, id)
+	executed, err := e.executedEntry(ctx, id)
 	if errors.Is(err, trace.ErrNotFound) {
 		return false, nil // the host stopped before the early create landed
 	}
 	if err != nil {
 		return false, err
 	}
-	for _, en := range chain {
-		if en.Kind == trace.KindExecuted {
-			return false, nil // the outcome landed; only the marker was left
-		}
+	if executed != nil {
+		return false, nil // the outcome landed; only the marker was left
 	}
 	var m runningMarker
 	_ = json.Unmarshal(raw, &m)
@@ -172,37 +173,41 @@ var errSettled = errors.New("the trace has its outcome already")
 // the update lose its race and be checked again.
 func (e *Engine) unlessSettled(ctx context.Context, id string) func(trace.Record) error {
 	return func(trace.Record) error {
-		chain, err := e.Traces.Chain(ctx, id)
-		if err != nil {
-			return err
+		en, err := e.executedEntry(ctx, id)
+		if err == nil && en != nil {
+			return errSettled
 		}
-		for _, en := range chain {
-			if en.Kind == trace.KindExecuted {
-				return errSettled
-			}
-		}
-		return nil
+		return err
 	}
+}
+
+// executedEntry returns the executed entry of trace id's chain, or nil when it has none.
+func (e *Engine) executedEntry(ctx context.Context, id string) (*trace.Entry, error) {
+	chain, err := e.Traces.Chain(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	for i := range chain {
+		if chain[i].Kind == trace.KindExecuted {
+			return &chain[i], nil
+		}
+	}
+	return nil, nil
 }
 
 // settledBy returns the node of the host that settled execution id as interrupted when
 // it is another than this one (SettleNode), else "".
 func (e *Engine) settledBy(ctx context.Context, id string) string {
-	chain, err := e.Traces.Chain(ctx, id)
-	if err != nil {
+	en, err := e.executedEntry(ctx, id)
+	if err != nil || en == nil {
 		return ""
 	}
-	for _, en := range chain {
-		if en.Kind != trace.KindExecuted {
-			continue
-		}
-		var ex struct {
-			Status    string `json:"status"`
-			SettledBy string `json:"settled_by"`
-		}
-		if json.Unmarshal(en.Data, &ex) == nil && ex.Status == StatusInterrupted && ex.SettledBy != e.Node {
-			return ex.SettledBy
-		}
+	var ex struct {
+		Status    string `json:"status"`
+		SettledBy string `json:"settled_by"`
+	}
+	if json.Unmarshal(en.Data, &ex) == nil && ex.Status == StatusInterrupted && ex.SettledBy != e.Node {
+		return ex.SettledBy
 	}
 	return ""
 }

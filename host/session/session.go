@@ -451,17 +451,11 @@ func (m *Manager) runnerNames() []string {
 func (m *Manager) put(ctx context.Context, s *Session, index ...storage.Op) error {
 	shown := *s
 	shown.RunnerSpent = nil // stored once, as runner_spent
-	started := s.runnersStarted
-	if started == nil {
-		started = []string{}
-	}
-	if s.startedUnknown {
-		// Still unknown: a record from before the field that this limitd writes (a
-		// delete, a spending) must not come to say that nothing was started.
-		started = nil
-	}
 	rec := record{Session: &shown, RunnerSpent: s.RunnerSpent}
-	if started != nil {
+	// A record from before the field, rewritten (a delete, a spending), stays without it:
+	// it must not come to say that nothing was started.
+	if !s.startedUnknown {
+		started := append([]string{}, s.runnersStarted...)
 		rec.RunnersStarted = &started
 	}
 	b, err := json.Marshal(rec)
