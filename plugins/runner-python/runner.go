@@ -92,6 +92,9 @@ func (r *pythonRunner) Configure(_ context.Context, req base.ConfigureRequest) b
 	if n := sweepSpares(set.dataDir); n > 0 {
 		r.log.Info("removed spare disk images a killed runner process left half-made", "dir", filepath.Join(set.dataDir, spareDir), "removed", n)
 	}
+	if n := sweepProbes(set.dataDir); n > 0 {
+		r.log.Info("removed health probe work dirs a killed runner process left", "dir", filepath.Join(set.dataDir, probeDir), "removed", n)
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.sb != nil {
@@ -473,10 +476,11 @@ func (r *pythonRunner) probeHealth(ctx context.Context, set settings) (runner.He
 	if r.probe != nil {
 		return *r.probe, nil
 	}
-	dir, err := os.MkdirTemp("", "limit-python-probe-")
+	dir, unlock, err := makeProbeDir(set.dataDir)
 	if err != nil {
 		return runner.Health{}, fmt.Errorf("health probe: %w", err)
 	}
+	defer unlock()
 	defer os.RemoveAll(dir)
 	sb, err := newSandbox(set, runner.Session{ID: "health-probe-" + fmt.Sprint(os.Getpid()), WorkDir: dir}, nil)
 	if err != nil {
