@@ -98,3 +98,53 @@ func TestFlagMergedCopyFails(t *testing.T) {
 		t.Fatalf("verify: %+v %v", v, err)
 	}
 }
+
+// TestMergeRefreshesStaleCopy: after a flag whose shared copy could not be replaced
+// (Limit-Shared-Copy: stale), a merge of the trace replaces the copy, answering 200 with
+// Limit-Shared-Copy: refreshed, without counting a second merge; once the copy is up to
+// date a merge is the usual 409 "already merged".
+func TestMergeRefreshesStaleCopy(t *testing.T) {
+	ctx := context.Background()
+	st := &sharedDownStore{Storage: memstore.New()}
+	srv, traces, sessions, stats := serverOn(t, st)
+	call := func(method, path, body string) *httptest.ResponseRecorder {
+		t.Helper()
+		rec := httptest.NewRecorder()
+		srv.ServeHTTP(rec, httptest.NewRequest(method, path, strings.NewReader(body)))
+		return rec
+	}
+	s, err := sessions.Create(ctx, session.CreateRequest{Name: "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := traces.Create(ctx, s.ID, trace.TraceCustom, json.RawMessage(`{}`), "api")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res := call("POST", "/v1/traces/"+tr.ID+"/merge", ""); res.Code != 200 {
+		t.Fatalf("merge: %d %s", res.Code, res.Body)
+	}
+	st.SharedDown.Store(true)
+	if res := call("POST", "/v1/governance/flag", `{"trace_id":"`+tr.ID+`","flag":"anomaly","severity":3,"reason":"odd"}`); res.Code != 201 || res.Header().Get("Limit-Shared-Copy") != "stale" {
+		t.Fatalf("flag whose copy failed: %d %q %s", res.Code, res.Header().Get("Limit-Shared-Copy"), res.Body)
+	}
+	st.SharedDown.Store(false)
+
+	res := call("POST", "/v1/traces/"+tr.ID+"/merge", "")
+	if res.Code != 200 || res.Header().Get("Limit-Shared-Copy") != "refreshed" {
+		t.Fatalf("merge of a trace whose copy is stale: %d %q %s", res.Code, res.Header().Get("Limit-Shared-Copy"), res.Body)
+	}
+	recs, _, err := traces.ListMerged(ctx, 10, "")
+	if err != nil || len(recs) != 1 || len(recs[0].Flags) != 1 {
+		t.Fatalf("shared record after the merge: %+v %v", recs, err)
+	}
+	if now, err := traces.Get(ctx, tr.ID); err != nil || recs[0].Length != now.Length {
+		t.Fatalf("the copy reflects %d entries, the trace %+v %v", recs[0].Length, now, err)
+	}
+	if sst, err := stats.Get(ctx, s.ID); err != nil || sst.MergesAllowed != 1 {
+		t.Fatalf("stats after the refresh: %+v %v", sst, err)
+	}
+	if res := call("POST", "/v1/traces/"+tr.ID+"/merge", ""); res.Code != 409 || res.Header().Get("Limit-Shared-Copy") != "" {
+		t.Fatalf("merge once the copy is up to date: %d %q %s", res.Code, res.Header().Get("Limit-Shared-Copy"), res.Body)
+	}
+}

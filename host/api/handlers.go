@@ -883,20 +883,29 @@ func (s *Server) merge(w http.ResponseWriter, r *http.Request) {
 // completeCutShort completes the merge of rec, a trace whose status is merged, if it was
 // cut short between the status change and the copy into the shared record (a crash,
 // storage lost in between, a copy that failed), and answers; it returns false, answering
-// nothing, when the copy is there (a finished merge, for the caller to refuse).
+// nothing, when the copy is there and up to date (a finished merge, for the caller to
+// refuse). A copy older than the trace (a flag written since whose copy failed, answered
+// with Limit-Shared-Copy: stale) is replaced, answered as a merge with
+// Limit-Shared-Copy: refreshed, and not counted again.
 func (s *Server) completeCutShort(w http.ResponseWriter, r *http.Request, rec trace.Record) bool {
 	ctx, sctx := r.Context(), context.WithoutCancel(r.Context())
-	in, err := s.opts.Traces.InMerged(ctx, rec.ID)
+	n, in, err := s.opts.Traces.MergedLength(ctx, rec.ID)
 	if err != nil {
 		s.fail(w, r, err)
 		return true
 	}
-	if in {
+	if in && n >= rec.Length {
 		return false
 	}
 	merged, err := s.opts.Traces.CopyToMerged(sctx, rec.ID)
 	if err != nil {
 		s.fail(w, r, err)
+		return true
+	}
+	if in {
+		s.opts.Logger.Info("replaced a stale copy of a merged trace in the shared record", "trace", rec.ID, "session", rec.SessionID, "copy_length", n, "length", merged.Length)
+		w.Header().Set(sharedCopyHeader, "refreshed")
+		writeJSON(w, http.StatusOK, mergeResponse{Merged: true, TraceID: rec.ID, Record: merged})
 		return true
 	}
 	s.opts.Logger.Info("completed a merge that was cut short", "trace", rec.ID, "session", rec.SessionID)
@@ -1130,7 +1139,8 @@ func (s *Server) flag(w http.ResponseWriter, r *http.Request) {
 
 // sharedCopyHeader is set to "stale" on the answer to a flag of a merged trace that was
 // written, but whose copy in the shared record could not be replaced: GET /v1/merged
-// shows the trace without it until the trace's next flag replaces the copy.
+// shows the trace without it until the trace's next flag, or a merge of it, replaces the
+// copy; and to "refreshed" on the answer to such a merge.
 const sharedCopyHeader = "Limit-Shared-Copy"
 
 // flagMerged flags a trace read as merged, and reports whether it still was: if not (a

@@ -653,14 +653,29 @@ func (s *Store) CopyToMerged(ctx context.Context, traceID string) (Record, error
 
 // InMerged reports whether MergedNamespace holds a copy of the trace.
 func (s *Store) InMerged(ctx context.Context, traceID string) (bool, error) {
+	_, ok, err := s.MergedLength(ctx, traceID)
+	return ok, err
+}
+
+// MergedLength reports whether MergedNamespace holds a copy of the trace and, if so, the
+// length of the chain its record reflects: shorter than the trace's own when the copy is
+// stale (a flag written to the merged trace whose copy could not be replaced).
+func (s *Store) MergedLength(ctx context.Context, traceID string) (int64, bool, error) {
 	if !ValidID(traceID) {
-		return false, fmt.Errorf("%w: %q", ErrNotFound, traceID)
+		return 0, false, fmt.Errorf("%w: %q", ErrNotFound, traceID)
 	}
-	_, ok, err := s.st.Get(ctx, MergedNamespace(s.tenant), recordKey(traceID))
-	if err != nil {
-		return false, fmt.Errorf("look trace %s up in the merged record: %w", traceID, err)
+	raw, ok, err := s.st.Get(ctx, MergedNamespace(s.tenant), recordKey(traceID))
+	if err != nil || !ok {
+		if err != nil {
+			err = fmt.Errorf("look trace %s up in the merged record: %w", traceID, err)
+		}
+		return 0, false, err
 	}
-	return ok, nil
+	var rec Record
+	if err := json.Unmarshal(raw, &rec); err != nil {
+		return 0, true, fmt.Errorf("%w: the merged copy of trace %s: %v", ErrCorrupt, traceID, err)
+	}
+	return rec.Length, true, nil
 }
 
 // RemoveFromMerged removes a trace's copy from MergedNamespace (record first, so a copy
