@@ -475,6 +475,7 @@ func Start(ctx context.Context, opts Options) (*Daemon, hcl.Diagnostics) {
 	d.Sessions = session.NewManager(session.Options{
 		Store: d.Store, Runners: d.Runners, DataDir: dataDir, Node: node,
 		Policies: governance.PolicyNames(), DefaultPolicy: cfg.Governance.Policy,
+		Logger: logger.Named("sessions"),
 	})
 	// Sessions stored before the owner index get their entries (once); until that has
 	// worked, a user's listing reads every session.

@@ -19,6 +19,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/oklog/ulid/v2"
 
 	"github.com/limitgraph/limit/host/config"
@@ -206,6 +207,8 @@ type Options struct {
 	DefaultPolicy string
 	// Node names this host for the session's owner field.
 	Node string
+	// Logger gets what the Manager does on its own (nil: nothing is logged).
+	Logger hclog.Logger
 }
 
 // Manager keeps sessions.
@@ -217,13 +220,17 @@ type Manager struct {
 
 	// cache holds the stored records of recently used sessions, decoded, so the check
 	// every request makes (does the session exist, is it active) costs no storage read
-	// and no decoding. This host is the only writer of its sessions' records (see put),
-	// so the cache is updated on every write; writes counts them, so a read racing a
+	// and no decoding. This host is the only writer of its sessions' records (see put)
+	// but for an operator's DeleteOwnerGone through another host, so the cache is updated
+	// on every write, and read again after cacheFor; writes counts them, so a read racing a
 	// write never caches what the write replaced. Cached sessions are never handed out,
 	// only copies.
 	cacheMu sync.Mutex
-	cache   map[string]*Session
-	writes  uint64
+	cache   map[string]cached
+	// cacheFor is how long a cached record is used before it is read again: another host
+	// may have changed it (an operator's DeleteOwnerGone of a session this host runs).
+	cacheFor time.Duration
+	writes   uint64
 
 	// ownersIndexed is set once every owned session has its owner index entry
 	// (IndexOwners); until then a listing by owner reads every session.
@@ -271,12 +278,23 @@ func (m *Manager) leave(id string, g *gate) {
 // maxCachedSessions bounds the session record cache.
 const maxCachedSessions = 4096
 
+// cacheFor is Manager.cacheFor: a host that runs a session another host marked deleted
+// (DeleteOwnerGone, its owner thought gone) stops running it within this time.
+const cacheFor = 30 * time.Second
+
+// cached is an entry of the session record cache: the record and when it was read or
+// written.
+type cached struct {
+	s  *Session
+	at time.Time
+}
+
 // NewManager returns a session manager.
 func NewManager(opts Options) *Manager {
 	if opts.Node == "" {
 		opts.Node, _ = os.Hostname()
 	}
-	return &Manager{opts: opts, gates: map[string]*gate{}, cache: map[string]*Session{}, started: map[string][]string{}}
+	return &Manager{opts: opts, gates: map[string]*gate{}, cache: map[string]cached{}, cacheFor: cacheFor, started: map[string][]string{}}
 }
 
 var (
@@ -299,6 +317,14 @@ func ValidID(s string) bool {
 
 func invalidf(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, args...))
+}
+
+// logger returns Options.Logger, or a logger of nothing.
+func (m *Manager) logger() hclog.Logger {
+	if m.opts.Logger == nil {
+		return hclog.NewNullLogger()
+	}
+	return m.opts.Logger
 }
 
 // Node names this host in the sessions it creates (Options.Node, else the host name).
@@ -449,6 +475,17 @@ func (m *Manager) runnerNames() []string {
 
 // put stores s's record, and the index entries given with it in the same batch.
 func (m *Manager) put(ctx context.Context, s *Session, index ...storage.Op) error {
+	return m.write(ctx, s, nil, index)
+}
+
+// putIf is put, made only while the stored record is expected (byte for byte), else
+// errRecordChanged.
+func (m *Manager) putIf(ctx context.Context, s *Session, expected []byte) error {
+	return m.write(ctx, s, expected, nil)
+}
+
+// write is put and putIf: with expected, a compare-and-swap of the record.
+func (m *Manager) write(ctx context.Context, s *Session, expected []byte, index []storage.Op) error {
 	shown := *s
 	shown.RunnerSpent = nil // stored once, as runner_spent
 	rec := record{Session: &shown, RunnerSpent: s.RunnerSpent}
@@ -471,9 +508,19 @@ func (m *Manager) put(ctx context.Context, s *Session, index ...storage.Op) erro
 	m.writes++
 	delete(m.cache, s.ID)
 	m.cacheMu.Unlock()
-	if len(index) == 0 {
+	switch {
+	case expected != nil:
+		var res storage.CASResult
+		res, err = m.opts.Store.CompareAndSwap(ctx, storage.CASRequest{
+			Namespace: IndexNamespace(s.Tenant), Key: []byte(sessionPrefix + s.ID),
+			ExpectPresent: true, Expected: expected, Value: b,
+		})
+		if err == nil && !res.Swapped {
+			err = errRecordChanged
+		}
+	case len(index) == 0:
 		err = m.opts.Store.Put(ctx, IndexNamespace(s.Tenant), []byte(sessionPrefix+s.ID), b)
-	} else {
+	default:
 		ops := append([]storage.Op{{Kind: storage.OpPut, Key: []byte(sessionPrefix + s.ID), Value: b}}, index...)
 		err = m.opts.Store.Batch(ctx, IndexNamespace(s.Tenant), ops)
 	}
@@ -488,12 +535,54 @@ func (m *Manager) put(ctx context.Context, s *Session, index ...storage.Op) erro
 		delete(m.cache, s.ID)
 	}
 	m.cacheMu.Unlock()
+	if errors.Is(err, errRecordChanged) {
+		return err
+	}
 	if err != nil {
 		// The write may have landed or not: the next Get reads the store.
 		return fmt.Errorf("store session %s: %w", s.ID, err)
 	}
 	m.remember(s.ID, stored, 0, true)
 	return nil
+}
+
+// errRecordChanged is putIf's answer when the stored record is no longer the one expected.
+var errRecordChanged = errors.New("the session's stored record changed meanwhile")
+
+// update changes an active session's record by change, applied to the record as stored
+// (not as cached) and written back only if it is still what was read: one another host
+// changed meanwhile (an operator's DeleteOwnerGone of a session this host runs) is read
+// again, never overwritten. change returns false to write nothing. A deleted record is
+// left as it is (and cached as it is, so this host stops running the session): update
+// returns it, with ErrDeleted.
+func (m *Manager) update(ctx context.Context, id string, change func(*Session) bool) error {
+	for attempt := 1; ; attempt++ {
+		m.cacheMu.Lock()
+		seen := m.writes
+		m.cacheMu.Unlock()
+		b, ok, err := m.opts.Store.Get(ctx, IndexNamespace(DefaultTenant), []byte(sessionPrefix+id))
+		if err != nil {
+			return fmt.Errorf("load session %s: %w", id, err)
+		}
+		if !ok {
+			return NotFound(id)
+		}
+		s, err := decodeSession(id, b)
+		if err != nil {
+			return err
+		}
+		if s.State != StateActive {
+			m.remember(id, s, seen, false)
+			return fmt.Errorf("%w: %s was deleted at %s", ErrDeleted, id, s.DeletedAt.Format(time.RFC3339))
+		}
+		if !change(s) {
+			return nil
+		}
+		err = m.putIf(ctx, s, b)
+		if !errors.Is(err, errRecordChanged) || attempt == 5 {
+			return err
+		}
+	}
 }
 
 // decodeSession decodes a stored session record.
@@ -545,24 +634,25 @@ func (m *Manager) remember(id string, s *Session, seen uint64, force bool) {
 			break
 		}
 	}
-	m.cache[id] = s
+	m.cache[id] = cached{s: s, at: time.Now()}
 }
 
 // cached returns a session's stored record, decoded, from the cache or the store. The
 // result is the cache's: not to be changed or handed out.
 func (m *Manager) cached(ctx context.Context, id string) (*Session, bool, error) {
 	m.cacheMu.Lock()
-	s, ok := m.cache[id]
+	c, ok := m.cache[id]
 	seen := m.writes
 	m.cacheMu.Unlock()
-	if ok {
-		return s, true, nil
+	if ok && time.Since(c.at) < m.cacheFor {
+		return c.s, true, nil
 	}
 	b, ok, err := m.opts.Store.Get(ctx, IndexNamespace(DefaultTenant), []byte(sessionPrefix+id))
 	if err != nil || !ok {
 		return nil, ok, err
 	}
-	if s, err = decodeSession(id, b); err != nil {
+	s, err := decodeSession(id, b)
+	if err != nil {
 		return nil, false, err
 	}
 	m.remember(id, s, seen, false)
@@ -697,8 +787,10 @@ func (m *Manager) Delete(ctx context.Context, id string) (*Session, error) {
 // DeleteOwnerGone marks deleted a session whose node is gone for good, from another host:
 // the record says deleted (its traces stay) and this host's processes and files of it, if
 // any, go; the gone host's files stay on its disk. If that host is in fact alive, it goes
-// on running the session's executions until it restarts (it keeps its sessions' records
-// in memory): use it only for a host that will not come back.
+// on running the session's executions until it reads the record again (after cacheFor,
+// or at its next write of it, which never undoes the delete: see update), and the next
+// one removes its processes and files there: use it only for a host that will not come
+// back.
 func (m *Manager) DeleteOwnerGone(ctx context.Context, id string) (*Session, error) {
 	return m.delete(ctx, id, true)
 }
@@ -776,6 +868,16 @@ func (m *Manager) Runner(ctx context.Context, s *Session, name string) (*plugins
 	if len(s.Runners) > 0 && !contains(s.Runners, name) {
 		return nil, invalidf("runner %q is not enabled for this session (enabled: %s)", name, strings.Join(s.Runners, ", "))
 	}
+	// A session of this host that another host marked deleted (an operator's
+	// DeleteOwnerGone, this host thought gone) has its processes and files here removed
+	// as this host's delete would, once the lock below is given back.
+	var deletedElsewhere bool
+	defer func() {
+		if deletedElsewhere {
+			m.logger().Warn("a session this host runs was deleted through another host (owner_gone); its processes and files here are removed", "session", s.ID)
+			_, _ = m.delete(ctx, s.ID, true)
+		}
+	}()
 	// The session may have been deleted since the caller looked it up: a process started
 	// now would outlive it.
 	g := m.enter(s.ID)
@@ -785,6 +887,12 @@ func (m *Manager) Runner(ctx context.Context, s *Session, name string) (*plugins
 	// The record as stored now, not as the caller read it: its spending is up to date.
 	cur, err := m.Active(ctx, s.ID)
 	if err != nil {
+		if errors.Is(err, ErrDeleted) {
+			m.mu.Lock()
+			// This host's delete forgets what it started for the session; another's does not.
+			_, deletedElsewhere = m.started[s.ID]
+			m.mu.Unlock()
+		}
 		return nil, err
 	}
 	if err := m.ownedElsewhere(cur); err != nil {
@@ -830,18 +938,16 @@ func (m *Manager) noteStarted(ctx context.Context, g *gate, id, name string, h *
 	}
 	g.spent.Lock()
 	defer g.spent.Unlock()
-	s, err := m.Get(ctx, id)
-	if err != nil || s.State != StateActive {
-		return
-	}
-	if s.startedUnknown || slices.Contains(s.runnersStarted, name) {
-		// A record from before runners_started stays as it is: which of its runners
-		// had a process is not known, so each counts as having had one.
-		h.Replaced = true
-		return
-	}
-	s.runnersStarted = append(s.runnersStarted, name)
-	_ = m.put(ctx, s)
+	_ = m.update(ctx, id, func(s *Session) bool {
+		if s.startedUnknown || slices.Contains(s.runnersStarted, name) {
+			// A record from before runners_started stays as it is: which of its runners
+			// had a process is not known, so each counts as having had one.
+			h.Replaced = true
+			return false
+		}
+		s.runnersStarted = append(s.runnersStarted, name)
+		return true
+	})
 }
 
 // keepSpent merges into the session's record what the named runner reported the session
@@ -864,22 +970,18 @@ func (m *Manager) keepSpent(ctx context.Context, id, name string, spent map[stri
 	defer g.rw.RUnlock()
 	g.spent.Lock()
 	defer g.spent.Unlock()
-	s, err := m.Get(ctx, id)
-	if err != nil {
-		return fmt.Errorf("keep spending of session %s with runner %q: %w", id, name, err)
-	}
-	if s.State != StateActive {
-		return nil
-	}
-	merged, grew := mergeSpent(s.RunnerSpent[name], spent)
-	if !grew {
-		return nil
-	}
-	if s.RunnerSpent == nil {
-		s.RunnerSpent = map[string]map[string]float64{}
-	}
-	s.RunnerSpent[name] = merged
-	if err := m.put(ctx, s); err != nil {
+	err := m.update(ctx, id, func(s *Session) bool {
+		merged, grew := mergeSpent(s.RunnerSpent[name], spent)
+		if !grew {
+			return false
+		}
+		if s.RunnerSpent == nil {
+			s.RunnerSpent = map[string]map[string]float64{}
+		}
+		s.RunnerSpent[name] = merged
+		return true
+	})
+	if err != nil && !errors.Is(err, ErrDeleted) {
 		return fmt.Errorf("keep spending of session %s with runner %q: %w", id, name, err)
 	}
 	return nil

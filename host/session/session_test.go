@@ -5,6 +5,8 @@ import (
 	"crypto/rand"
 	"errors"
 	"math"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -46,6 +48,12 @@ func (c *countingStore) Put(ctx context.Context, ns string, key, value []byte) e
 	err := c.putErr
 	c.putErr = nil
 	return err
+}
+
+// CompareAndSwap counts as a put (an update of a record: session.update).
+func (c *countingStore) CompareAndSwap(ctx context.Context, req storage.CASRequest) (storage.CASResult, error) {
+	c.puts.Add(1)
+	return c.Storage.CompareAndSwap(ctx, req)
 }
 
 func (c *countingStore) Get(ctx context.Context, ns string, key []byte) ([]byte, bool, error) {
@@ -572,5 +580,87 @@ func TestOtherNodesSessions(t *testing.T) {
 	}
 	if got, err := newOn("node-a").Get(ctx, s2.ID); err != nil || got.State != StateDeleted {
 		t.Fatalf("the orphan as stored: %+v %v", got, err)
+	}
+}
+
+// TestOwnerGoneWhileOwnerLives: an operator's DeleteOwnerGone through another host, of a
+// session whose host is in fact alive, is not undone by that host's next write of the
+// record (it used to write its cached, active copy back), and that host stops running
+// the session once its cached record is read again (after cacheFor), or at once when it
+// next writes the record.
+func TestOwnerGoneWhileOwnerLives(t *testing.T) {
+	ctx := context.Background()
+	st := memstore.New()
+	newOn := func(node string) *Manager {
+		return NewManager(Options{Store: st, DataDir: t.TempDir(), Policies: []string{"default"}, DefaultPolicy: "default", Node: node})
+	}
+	a, b := newOn("node-a"), newOn("node-b")
+	s1, err := a.Create(ctx, CreateRequest{Name: "written after"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2, err := a.Create(ctx, CreateRequest{Name: "read after"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []*Session{s1, s2} {
+		if _, err := a.Active(ctx, s.ID); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.DeleteOwnerGone(ctx, s.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// a's write (what a runner spent) finds the record deleted: it writes nothing, and a
+	// refuses the session from then on.
+	if err := a.keepSpent(ctx, s1.ID, "llm", map[string]float64{"session_tokens": 5}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := newOn("node-c").Get(ctx, s1.ID); err != nil || got.State != StateDeleted || got.RunnerSpent != nil {
+		t.Fatalf("the record after the owner's write: %+v %v", got, err)
+	}
+	if _, err := a.Active(ctx, s1.ID); !errors.Is(err, ErrDeleted) {
+		t.Fatalf("the owner runs the session after its write found it deleted: %v", err)
+	}
+	// Without a write, the owner sees it once its cached record is old.
+	if _, err := a.Active(ctx, s2.ID); err != nil {
+		t.Fatalf("within cacheFor the owner's cached record is used: %v", err)
+	}
+	a.cacheFor = 0
+	if _, err := a.Active(ctx, s2.ID); !errors.Is(err, ErrDeleted) {
+		t.Fatalf("the owner runs the session after its cached record expired: %v", err)
+	}
+}
+
+// TestOwnerGoneFilesRemoved: on the host that runs a session another host marked deleted
+// (owner_gone), the next execution's request for the runner is refused and removes the
+// session's files there, as that host's own delete would have.
+func TestOwnerGoneFilesRemoved(t *testing.T) {
+	ctx := context.Background()
+	st := memstore.New()
+	a := NewManager(Options{Store: st, DataDir: t.TempDir(), Policies: []string{"default"}, DefaultPolicy: "default", Node: "node-a",
+		Runners: plugins.NewRunners(map[string]plugins.Spec{"echo": {Name: "echo"}}, nil)})
+	b := NewManager(Options{Store: st, DataDir: t.TempDir(), Policies: []string{"default"}, DefaultPolicy: "default", Node: "node-b"})
+	s, err := a.Create(ctx, CreateRequest{Name: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// As after an execution on a: its work dir, and a process started for it.
+	if err := os.MkdirAll(a.WorkDir(s.ID), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	a.started[s.ID] = []string{"echo"}
+	if _, err := b.DeleteOwnerGone(ctx, s.ID); err != nil {
+		t.Fatal(err)
+	}
+	a.cacheFor = 0
+	if _, err := a.Runner(ctx, s, "echo"); !errors.Is(err, ErrDeleted) {
+		t.Fatalf("Runner of a session deleted through another host: %v, want ErrDeleted", err)
+	}
+	if _, err := os.Stat(filepath.Dir(a.WorkDir(s.ID))); !os.IsNotExist(err) {
+		t.Fatalf("the session's files on its host: %v", err)
+	}
+	if got, err := a.Get(ctx, s.ID); err != nil || got.State != StateDeleted {
+		t.Fatalf("the record: %+v %v", got, err)
 	}
 }
