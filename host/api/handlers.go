@@ -116,9 +116,9 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, session.ErrDeleted), errors.Is(err, trace.ErrFinal):
 		writeProblem(w, r, http.StatusConflict, err.Error(), nil)
 	case errors.Is(err, trace.ErrForeignKey):
-		// The chain is intact, but the host holds another key than the one that signed it
-		// (a lost or replaced key file): the trace's state, not the request or the
-		// server, is in the way, and the detail names both keys.
+		// The chain is intact, but signed by a key the host neither holds nor trusts
+		// (another host's, or a lost or replaced key file): the trace's state, not the
+		// request or the server, is in the way, and the detail names both keys.
 		writeProblem(w, r, http.StatusConflict, err.Error(), nil)
 	case errors.Is(err, session.ErrBusy):
 		w.Header().Set("Retry-After", "1")
@@ -796,8 +796,8 @@ func (s *Server) merge(w http.ResponseWriter, r *http.Request) {
 	// lacks what its kind requires (an execution that never recorded its outcome, e.g.
 	// after a crash) is flagged unverified, and merges only where the policy allows it.
 	if !v.Valid && v.ForeignKey != "" {
-		// Not known to be broken: signed by a key this host does not hold (another host's
-		// sharing the storage, or its own before its key file was replaced). That host
+		// Not known to be broken: signed by a key this host neither holds nor trusts
+		// (another host's sharing the storage, or its own before its key file was replaced). That host
 		// can verify and merge it; nothing is flagged, counted or written here.
 		writeForeignKey(w, r, rec.ID, v)
 		return
@@ -923,13 +923,13 @@ func writeAlreadyMerged(w http.ResponseWriter, r *http.Request, traceID string) 
 }
 
 // writeForeignKey answers the merge of a trace whose checkpoints are signed by another key
-// than the host's (v.ForeignKey): 409 naming the key, and its node when storage knows it.
+// than the host's and those it trusts (v.ForeignKey): 409 naming the key, and its node when storage knows it.
 func writeForeignKey(w http.ResponseWriter, r *http.Request, traceID string, v trace.VerifyResult) {
 	who, extra := "a host holding that key", map[string]any{"trace_id": traceID, "key": v.ForeignKey}
 	if v.ForeignNode != "" {
 		who, extra["node"] = "node "+v.ForeignNode, v.ForeignNode
 	}
-	writeProblem(w, r, http.StatusConflict, "trace "+traceID+" cannot be merged through this host: "+v.Error+"; merge it through "+who+", which can verify it", extra)
+	writeProblem(w, r, http.StatusConflict, "trace "+traceID+" cannot be merged through this host: "+v.Error+"; merge it through "+who+", which can verify it, or list that key in this host's host.trusted_keys", extra)
 }
 
 // writeRefusal answers a refused merge: 409 with each reason, and the flags the refusal

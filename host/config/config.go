@@ -23,6 +23,7 @@
 package config
 
 import (
+	"crypto/ed25519"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
@@ -112,6 +113,10 @@ type Host struct {
 	StorageName string
 	// PluginStartTimeout bounds a plugin's start and handshake.
 	PluginStartTimeout time.Duration
+	// TrustedKeys are host.trusted_keys: the provenance public keys of other hosts sharing
+	// the storage whose signed checkpoints this host accepts as it accepts its own, in file
+	// order, each once.
+	TrustedKeys []TrustedKey
 	// ListenRange is the range of the listen value in the file, or the zero range when
 	// the address is the default or API_HOST or API_PORT changed it.
 	ListenRange hcl.Range
@@ -121,6 +126,16 @@ type Host struct {
 	// DeclRange is the range of the host block's header, or the zero range when the file
 	// has no host block.
 	DeclRange hcl.Range
+}
+
+// TrustedKey is one key of host.trusted_keys.
+type TrustedKey struct {
+	// Key is the Ed25519 public key.
+	Key ed25519.PublicKey
+	// Source is where it was read: the path of its PEM file, or "inline".
+	Source string
+	// Range is the range of its entry in the file.
+	Range hcl.Range
 }
 
 // Governance is the governance block.

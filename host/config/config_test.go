@@ -159,7 +159,7 @@ func TestParseFull(t *testing.T) {
 		t.Errorf("ListenRange = %v, DataDirRange = %v, want lines 2 and 3", gotHost.ListenRange, gotHost.DataDirRange)
 	}
 	gotHost.DeclRange, gotHost.ListenRange, gotHost.DataDirRange = hcl.Range{}, hcl.Range{}, hcl.Range{}
-	if gotHost != wantHost {
+	if !reflect.DeepEqual(gotHost, wantHost) {
 		t.Errorf("Host = %+v\nwant %+v", gotHost, wantHost)
 	}
 

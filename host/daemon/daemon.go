@@ -5,6 +5,7 @@ package daemon
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -431,7 +432,19 @@ func Start(ctx context.Context, opts Options) (*Daemon, hcl.Diagnostics) {
 		return nil, fail("cannot load the host's signing key", err)
 	}
 	keyPath := filepath.Join(dataDir, trace.KeyFile)
-	d.Traces, err = trace.New(d.Store, key, trace.Options{TempDir: dataDir})
+	trusted := map[string]bool{}
+	var trustedKeys []ed25519.PublicKey
+	for _, k := range cfg.Host.TrustedKeys {
+		fp := trace.Fingerprint(k.Key)
+		if fp == key.Fingerprint() {
+			logger.Warn("host.trusted_keys lists this host's own provenance key", "source", k.Source, "fingerprint", fp)
+			continue
+		}
+		trusted[fp] = true
+		trustedKeys = append(trustedKeys, k.Key)
+		logger.Info("trusting another host's provenance key", "source", k.Source, "fingerprint", fp)
+	}
+	d.Traces, err = trace.New(d.Store, key, trace.Options{TempDir: dataDir, TrustedKeys: trustedKeys})
 	if err != nil {
 		d.stopPlugins(ctx)
 		return nil, fail("cannot open the trace store", err)
@@ -459,7 +472,7 @@ func Start(ctx context.Context, opts Options) (*Daemon, hcl.Diagnostics) {
 	if keys, err := d.Traces.KeyNodes(ctx); err != nil {
 		logger.Warn("cannot read which other hosts share this storage", "error", err)
 	} else {
-		logSharedStorage(logger, keys, node, key.Fingerprint())
+		logSharedStorage(logger, keys, node, key.Fingerprint(), trusted)
 	}
 	rules, err := governance.NewEvaluator(ctx, d.rules)
 	if err != nil {

@@ -386,7 +386,8 @@ func (s *Store) apply(ctx context.Context, loc location, c *change) (Record, []E
 	}
 }
 
-// checkSigned makes sure that a checkpoint signed by the host key covers the chain tip
+// checkSigned makes sure that a checkpoint signed by the host key, or a key it trusts
+// (Options.TrustedKeys), covers the chain tip
 // describes before a write extends it and signs the longer chain: entries written behind the
 // host's back, with a record to match, must not get the host's signature that way. A head
 // this store signed itself is known to be covered; any other costs a read and a signature
@@ -400,9 +401,9 @@ func (s *Store) checkSigned(ctx context.Context, loc location, tip Record) error
 		return fmt.Errorf("update trace %s: read checkpoint %d: %w", loc.traceID, tip.Length, err)
 	}
 	if !ok {
-		return fmt.Errorf("%w: trace %s: no checkpoint signed by the host key covers its %d entries (they were written behind the host's back, or their checkpoint was removed); the host will not sign a longer chain", ErrCorrupt, loc.traceID, tip.Length)
+		return fmt.Errorf("%w: trace %s: no checkpoint signed by the host key or a key it trusts covers its %d entries (they were written behind the host's back, or their checkpoint was removed); the host will not sign a longer chain", ErrCorrupt, loc.traceID, tip.Length)
 	}
-	c, err := parseCheckpoint(raw, s.key.PublicKey())
+	c, err := parseCheckpoint(raw, s.keys)
 	if err != nil {
 		return fmt.Errorf("%w: trace %s: checkpoint %d: %w", ErrCorrupt, loc.traceID, tip.Length, err)
 	}

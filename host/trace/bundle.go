@@ -40,6 +40,12 @@ import (
 // and of checkpoints.jsonl, the key fingerprint, and a signature over its canonical JSON
 // without "signature", so no line can be removed, added or changed unnoticed, even a whole
 // trace. Every line must be byte for byte in canonical form.
+//
+// Checkpoints may be signed by other keys than the bundle's: those of the hosts the
+// exporting host trusts (Options.TrustedKeys), whose chains it extends. The header then
+// lists their public keys (signer_keys, hex, ascending), vouched for by its signature, and
+// names format 3; a bundle whose checkpoints are all the bundle key's stays format 2, which
+// older verifiers read.
 
 // Bundle layout constants.
 const (
@@ -48,6 +54,10 @@ const (
 	// entry's by), which a verifier of format 1 refuses as unknown: it says the format
 	// instead of calling the bundle tampered with.
 	BundleFormat = "limit-provenance-bundle/2"
+	// BundleFormatSigners is the format of a bundle that holds checkpoints signed by other
+	// keys than its own, whose public keys its header lists (signer_keys): a verifier of
+	// format 2 would not know them, and says the format instead.
+	BundleFormatSigners = "limit-provenance-bundle/3"
 	// bundleFormat1 is the format of the bundles written before: VerifyBundle still reads
 	// them (the last ones written with it may already carry format 2's members).
 	bundleFormat1 = "limit-provenance-bundle/1"
@@ -86,6 +96,10 @@ type BundleSummary struct {
 	// KeyFingerprint is the Fingerprint of the key that signed the bundle; compare it with
 	// the host's (limitd prints it) unless VerifyOptions.TrustedKey did.
 	KeyFingerprint string `json:"key_fingerprint"`
+	// SignerFingerprints are the Fingerprints of the other keys whose checkpoints the
+	// bundle holds (keys the exporting host trusts), in the order of their public keys in
+	// the header: the bundle's key vouches for them.
+	SignerFingerprints []string `json:"signer_fingerprints,omitempty"`
 }
 
 // bundleHeader is the first line of records.jsonl.
@@ -100,7 +114,10 @@ type bundleHeader struct {
 	RecordsSHA256     string      `json:"records_sha256"`
 	CheckpointsSHA256 string      `json:"checkpoints_sha256"`
 	Key               string      `json:"key"`
-	Signature         string      `json:"signature,omitempty"`
+	// SignerKeys are the other keys whose checkpoints the bundle holds, as the hex of
+	// their 32 bytes, in ascending order (format 3 only).
+	SignerKeys []string `json:"signer_keys,omitempty"`
+	Signature  string   `json:"signature,omitempty"`
 }
 
 // bundleLine is one line of records.jsonl.
@@ -153,7 +170,7 @@ func (e *BundleError) Unwrap() error { return ErrBundle }
 
 // WriteBundle writes the bundle of scope to w (see the format above) and returns its summary.
 // Every trace is verified first; one that does not verify (entries that no checkpoint signed
-// by the host covers included) fails the export with ErrCorrupt. Trace ids that do not
+// by the host, or a key it trusts, covers included) fails the export with ErrCorrupt. Trace ids that do not
 // exist fail with ErrNotFound; a session
 // without traces gives an empty bundle (the caller checks that the session exists).
 func (s *Store) WriteBundle(ctx context.Context, w io.Writer, scope BundleScope) (BundleSummary, error) {
@@ -173,6 +190,7 @@ func (s *Store) WriteBundle(ctx context.Context, w io.Writer, scope BundleScope)
 	defer ckps.discard()
 
 	h := bundleHeader{Format: BundleFormat, CreatedAt: s.timestamp(), Tenant: s.tenant, Scope: scope, Key: s.key.Fingerprint()}
+	signers := map[string]bool{}
 	for _, loc := range locs {
 		if err := ctx.Err(); err != nil {
 			return BundleSummary{}, err
@@ -198,9 +216,21 @@ func (s *Store) WriteBundle(ctx context.Context, w io.Writer, scope BundleScope)
 				return BundleSummary{}, err
 			}
 		}
+		for fp := range snap.signers {
+			signers[fp] = true
+		}
 		h.Traces++
 		h.Entries += int64(len(snap.entries))
 		h.Checkpoints += int64(len(snap.ckpts))
+	}
+	delete(signers, h.Key)
+	for fp := range signers {
+		pub, _ := s.keys.get(fp) // the snapshot verified its checkpoints with it
+		h.SignerKeys = append(h.SignerKeys, hex.EncodeToString(pub))
+	}
+	if len(h.SignerKeys) > 0 {
+		slices.Sort(h.SignerKeys)
+		h.Format = BundleFormatSigners
 	}
 	if h.RecordsSHA256, err = recs.finish(); err != nil {
 		return BundleSummary{}, err
@@ -253,10 +283,15 @@ func (s *Store) WriteBundle(ctx context.Context, w io.Writer, scope BundleScope)
 }
 
 func (h *bundleHeader) summary() BundleSummary {
-	return BundleSummary{
+	sum := BundleSummary{
 		Format: h.Format, CreatedAt: h.CreatedAt, Tenant: h.Tenant, Scope: h.Scope,
 		Traces: h.Traces, Entries: h.Entries, Checkpoints: h.Checkpoints, KeyFingerprint: h.Key,
 	}
+	for _, k := range h.SignerKeys {
+		b, _ := hex.DecodeString(k) // checked by readHeader, written by WriteBundle
+		sum.SignerFingerprints = append(sum.SignerFingerprints, Fingerprint(b))
+	}
+	return sum
 }
 
 // bundleTraces resolves a scope to the traces it names, in ascending id order, and returns
@@ -356,7 +391,9 @@ func (s *spool) discard() {
 type VerifyOptions struct {
 	// TrustedKey, when set, is the only key the bundle may be signed with. Without it the
 	// bundle's own public_key is used, and the summary's KeyFingerprint must be compared
-	// with the host's by the reader.
+	// with the host's by the reader. Either way, the checkpoints may also be signed by the
+	// keys the bundle's signed header lists (signer_keys): the bundle's key vouches for
+	// them.
 	TrustedKey ed25519.PublicKey
 	// TempDir is where files that arrive out of order in the archive are spooled;
 	// os.TempDir() when empty.
@@ -367,7 +404,7 @@ type VerifyOptions struct {
 // ErrBundle) naming the first record that does not verify: a changed byte in any line, a
 // line removed, added or moved, a chain cut short (its latest signed checkpoint no longer
 // matches), trace data that no longer matches the hash in its "created" entry, a checkpoint
-// altered or signed by another key.
+// altered or signed by a key neither the bundle's nor one its header lists.
 func VerifyBundle(r io.Reader, opts VerifyOptions) (BundleSummary, error) {
 	v := &bundleVerifier{opts: opts, traces: map[string]*traceState{}}
 	archiveErr := func(format string, args ...any) (BundleSummary, error) {
@@ -471,6 +508,8 @@ type bundleVerifier struct {
 	opts   VerifyOptions
 	pub    ed25519.PublicKey
 	header bundleHeader
+	// keys are the keys checkpoints may be signed with: pub and the header's signer_keys.
+	keys keyring
 
 	recordsDone bool
 	traces      map[string]*traceState
@@ -660,8 +699,8 @@ func (v *bundleVerifier) readHeader(raw []byte) error {
 		return fmt.Errorf("line 1 must be the bundle header, found a line of type %q", l.Type)
 	}
 	h := *l.Bundle
-	if h.Format != BundleFormat && h.Format != bundleFormat1 {
-		return fmt.Errorf("bundle format %q, this verifier reads %q and %q: verify it with a newer limitctl", h.Format, bundleFormat1, BundleFormat)
+	if h.Format != BundleFormat && h.Format != bundleFormat1 && h.Format != BundleFormatSigners {
+		return fmt.Errorf("bundle format %q, this verifier reads %q, %q and %q: verify it with a newer limitctl", h.Format, bundleFormat1, BundleFormat, BundleFormatSigners)
 	}
 	if fp := Fingerprint(v.pub); h.Key != fp {
 		return fmt.Errorf("header names key %s but the bundle's public_key is %s", h.Key, fp)
@@ -679,6 +718,11 @@ func (v *bundleVerifier) readHeader(raw []byte) error {
 	if !ed25519.Verify(v.pub, msg, sig) {
 		return errors.New("header signature does not verify with the bundle's public key")
 	}
+	signers, err := signerKeys(h, v.pub)
+	if err != nil {
+		return err
+	}
+	v.keys = newKeyring(v.pub, signers...)
 	if !ValidTenant(h.Tenant) {
 		return fmt.Errorf("header names tenant %q", h.Tenant)
 	}
@@ -696,6 +740,30 @@ func (v *bundleVerifier) readHeader(raw []byte) error {
 	}
 	v.header = h
 	return nil
+}
+
+// signerKeys checks and decodes the signer_keys of a header signed by pub: in format 3 only,
+// where there is at least one, distinct Ed25519 public keys other than pub, in ascending
+// order.
+func signerKeys(h bundleHeader, pub ed25519.PublicKey) ([]ed25519.PublicKey, error) {
+	if (len(h.SignerKeys) > 0) != (h.Format == BundleFormatSigners) {
+		return nil, fmt.Errorf("a bundle of format %q has %d signer_keys: format %q, and only it, lists the other keys that signed checkpoints", h.Format, len(h.SignerKeys), BundleFormatSigners)
+	}
+	own := hex.EncodeToString(pub)
+	out := make([]ed25519.PublicKey, 0, len(h.SignerKeys))
+	for i, k := range h.SignerKeys {
+		b, err := hex.DecodeString(k)
+		switch {
+		case err != nil || len(b) != ed25519.PublicKeySize || k != hex.EncodeToString(b):
+			return nil, fmt.Errorf("header's signer_keys[%d] is not the lower-case hex of a %d-byte Ed25519 public key", i, ed25519.PublicKeySize)
+		case k == own:
+			return nil, fmt.Errorf("header's signer_keys[%d] is the bundle's own key", i)
+		case i > 0 && k <= h.SignerKeys[i-1]:
+			return nil, errors.New("header's signer_keys are not distinct and in ascending order")
+		}
+		out = append(out, ed25519.PublicKey(b))
+	}
+	return out, nil
 }
 
 // errDataMismatch marks the "created" entry's data hash disagreeing with the trace's data.
@@ -793,7 +861,7 @@ func (v *bundleVerifier) checkpoints(r io.Reader) error {
 		digest.Write(line)
 		digest.Write([]byte{'\n'})
 		count++
-		c, err := parseCheckpoint(line, v.pub)
+		c, err := parseCheckpoint(line, v.keys)
 		if err != nil {
 			return fail(lr.n, "", "%v", err)
 		}

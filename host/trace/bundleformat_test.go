@@ -56,10 +56,10 @@ func TestBundleFormats(t *testing.T) {
 
 	// A format from the future, properly signed.
 	ls := lines(files.data[BundleRecords])
-	ls[0] = bytes.Replace(ls[0], []byte(`"limit-provenance-bundle/2"`), []byte(`"limit-provenance-bundle/3"`), 1)
+	ls[0] = bytes.Replace(ls[0], []byte(`"limit-provenance-bundle/2"`), []byte(`"limit-provenance-bundle/4"`), 1)
 	future := resign(t, files.with(BundleRecords, bytes.Join(ls, nil)), testKey)
 	_, err = VerifyBundle(bytes.NewReader(future.pack(t)), VerifyOptions{TrustedKey: testKey.PublicKey()})
-	if err == nil || !strings.Contains(err.Error(), `bundle format "limit-provenance-bundle/3", this verifier reads "limit-provenance-bundle/1" and "limit-provenance-bundle/2": verify it with a newer limitctl`) {
-		t.Fatalf("a format-3 bundle: %v", err)
+	if err == nil || !strings.Contains(err.Error(), `bundle format "limit-provenance-bundle/4", this verifier reads "limit-provenance-bundle/1", "limit-provenance-bundle/2" and "limit-provenance-bundle/3": verify it with a newer limitctl`) {
+		t.Fatalf("a format-4 bundle: %v", err)
 	}
 }

@@ -528,27 +528,30 @@ func parseRecord(raw []byte) (Record, error) {
 	return r, nil
 }
 
-// foreignKeyError is a checkpoint signed by another key than the host's; it is ErrForeignKey.
-// node is the host that storage records signing with that key, when one does.
+// foreignKeyError is a checkpoint signed by a key that is neither the host's nor one it
+// trusts; it is ErrForeignKey. node is the host that storage records signing with that key,
+// when one does.
 type foreignKeyError struct{ signed, host, node string }
 
 func (e foreignKeyError) Error() string {
 	if e.node != "" {
-		return fmt.Sprintf("checkpoint is signed by key %s (node %s's), not by the host key %s", e.signed, e.node, e.host)
+		return fmt.Sprintf("checkpoint is signed by key %s (node %s's), not by the host key %s nor by a key it trusts", e.signed, e.node, e.host)
 	}
-	return fmt.Sprintf("checkpoint is signed by key %s, not by the host key %s", e.signed, e.host)
+	return fmt.Sprintf("checkpoint is signed by key %s, not by the host key %s nor by a key it trusts", e.signed, e.host)
 }
 
 func (e foreignKeyError) Is(target error) bool { return target == ErrForeignKey }
 
-// parseCheckpoint decodes a checkpoint and checks its signature with pub.
-func parseCheckpoint(raw []byte, pub ed25519.PublicKey) (Checkpoint, error) {
+// parseCheckpoint decodes a checkpoint and checks its signature with the key of keys it
+// names.
+func parseCheckpoint(raw []byte, keys keyring) (Checkpoint, error) {
 	var c Checkpoint
 	if err := decodeExact(raw, &c); err != nil {
 		return Checkpoint{}, fmt.Errorf("malformed checkpoint: %w", err)
 	}
-	if fp := Fingerprint(pub); c.Key != fp {
-		return Checkpoint{}, foreignKeyError{signed: c.Key, host: fp}
+	pub, ok := keys.get(c.Key)
+	if !ok {
+		return Checkpoint{}, foreignKeyError{signed: c.Key, host: keys.own}
 	}
 	sig, err := hex.DecodeString(c.Signature)
 	if err != nil || len(sig) != ed25519.SignatureSize {

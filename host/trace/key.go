@@ -69,6 +69,29 @@ func Fingerprint(pub ed25519.PublicKey) string {
 	return hex.EncodeToString(sum[:])
 }
 
+// keyring holds the public keys whose checkpoints a store (or a bundle's verifier) accepts,
+// by fingerprint: its own key's, and the keys it was told to trust.
+type keyring struct {
+	// own is the fingerprint of the store's own key (a bundle's: the key that signed it).
+	own  string
+	keys map[string]ed25519.PublicKey
+}
+
+// newKeyring returns the keyring of own and the keys trusted beside it.
+func newKeyring(own ed25519.PublicKey, trusted ...ed25519.PublicKey) keyring {
+	r := keyring{own: Fingerprint(own), keys: map[string]ed25519.PublicKey{Fingerprint(own): own}}
+	for _, k := range trusted {
+		r.keys[Fingerprint(k)] = k
+	}
+	return r
+}
+
+// get returns the key of fingerprint fp, if the keyring holds it.
+func (r keyring) get(fp string) (ed25519.PublicKey, bool) {
+	k, ok := r.keys[fp]
+	return k, ok
+}
+
 // MarshalPublicKey returns pub as a PEM "PUBLIC KEY" block (PKIX, as openssl reads it): the
 // format of a bundle's public_key file.
 func MarshalPublicKey(pub ed25519.PublicKey) []byte {

@@ -27,8 +27,12 @@ const maxAppendAttempts = 10000
 // any number of Stores, in any number of processes, may share one storage backend. All
 // methods are safe for concurrent use.
 type Store struct {
-	st      storage.Storage
-	key     *Key
+	st  storage.Storage
+	key *Key
+	// keys holds the public keys whose checkpoints the store accepts: its own and those
+	// Options.TrustedKeys names. They come from the caller (the host's configuration),
+	// never from storage, so whoever can write the storage cannot add one.
+	keys    keyring
 	tenant  string
 	now     func() time.Time
 	tempDir string
@@ -84,6 +88,12 @@ type Options struct {
 	// TempDir is where WriteBundle spools a bundle before sending it; os.TempDir() when
 	// empty.
 	TempDir string
+	// TrustedKeys are the public keys of other hosts (sharing the storage) whose
+	// checkpoints the store accepts as it accepts its own: a chain they signed verifies,
+	// and the store extends it, flags it, copies it into the merged record and exports it,
+	// signing what it adds with its own key. Checkpoints of any other key are
+	// ErrForeignKey.
+	TrustedKeys []ed25519.PublicKey
 }
 
 // New returns a Store over st that signs with key.
@@ -100,7 +110,8 @@ func New(st storage.Storage, key *Key, opts Options) (*Store, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Store{st: st, key: key, tenant: opts.Tenant, now: opts.Now, tempDir: opts.TempDir, group: groupWriter{st: st}}, nil
+	keys := newKeyring(key.PublicKey(), opts.TrustedKeys...)
+	return &Store{st: st, key: key, keys: keys, tenant: opts.Tenant, now: opts.Now, tempDir: opts.TempDir, group: groupWriter{st: st}}, nil
 }
 
 // PublicKey returns the public half of the key the store signs with.
@@ -430,6 +441,10 @@ type inspection struct {
 	problem error
 	// foreign is the checkpoint signed by another key than the host's that is the problem.
 	foreign foreignKeyError
+	// signedBy is the fingerprint of the key of the latest valid checkpoint, and signers
+	// the fingerprints of the keys of all of them (kept only with the checkpoints).
+	signedBy string
+	signers  map[string]bool
 }
 
 // inspect reads a trace's record, chain and checkpoints and verifies all of them. Failures to
@@ -476,9 +491,8 @@ func (s *Store) inspect(ctx context.Context, loc location, keep bool) (inspectio
 		return in, nil
 	}
 	n := r.rec.Length
-	pub := s.key.PublicKey()
 	err = s.scan(ctx, loc.ns, ckptPrefix(loc.traceID), nil, false, func(key, raw []byte) error {
-		c, err := parseCheckpoint(raw, pub)
+		c, err := parseCheckpoint(raw, s.keys)
 		if fk := (foreignKeyError{}); errors.As(err, &fk) {
 			// Another host's, most likely: say which, if storage knows it.
 			fk.node, _ = s.keyNode(ctx, fk.signed)
@@ -505,9 +519,13 @@ func (s *Store) inspect(ctx context.Context, loc location, keep bool) (inspectio
 		case c.Head != hashes[c.Length-1]:
 			return &chainError{fmt.Errorf("checkpoint %d signs head %s, but entry %d has hash %s", c.Length, c.Head, c.Length-1, hashes[c.Length-1])}
 		}
-		in.signed = c.Length
+		in.signed, in.signedBy = c.Length, c.Key
 		if keep {
 			in.ckpts = append(in.ckpts, raw)
+			if in.signers == nil {
+				in.signers = map[string]bool{}
+			}
+			in.signers[c.Key] = true
 		}
 		return nil
 	})
@@ -530,12 +548,12 @@ func unsignedError(signed, n int64) error {
 	if signed == n-1 {
 		which = fmt.Sprintf("entry %d is", signed)
 	}
-	return fmt.Errorf("%s not covered by a checkpoint signed by the host key (the latest covers %d entries): they were written behind the host's back, or their checkpoint was removed", which, signed)
+	return fmt.Errorf("%s not covered by a checkpoint signed by the host key or a key it trusts (the latest covers %d entries): they were written behind the host's back, or their checkpoint was removed", which, signed)
 }
 
 // Verify recomputes a trace's chain from storage: every entry's hash and link, the data hash
 // in its "created" entry, the record against the chain, and every checkpoint's signature
-// against the host key and the chain. It returns an error only when it cannot read; what does
+// against the host key (or a key it trusts) and the chain. It returns an error only when it cannot read; what does
 // not verify is reported in the result.
 func (s *Store) Verify(ctx context.Context, traceID string) (VerifyResult, error) {
 	loc, err := s.locate(ctx, traceID)
@@ -546,7 +564,14 @@ func (s *Store) Verify(ctx context.Context, traceID string) (VerifyResult, error
 	if err != nil {
 		return VerifyResult{}, err
 	}
-	res := VerifyResult{Valid: in.problem == nil, Length: in.rec.Length, Head: in.rec.Head, SignedLength: in.signed}
+	res := VerifyResult{Valid: in.problem == nil, Length: in.rec.Length, Head: in.rec.Head, SignedLength: in.signed, SignedBy: in.signedBy}
+	if in.signedBy != "" && in.signedBy != s.keys.own {
+		// Which node storage says signs with it, for the reader: the key is trusted by
+		// configuration, whatever storage says.
+		if res.SignerNode, err = s.keyNode(ctx, in.signedBy); err != nil {
+			return VerifyResult{}, err
+		}
+	}
 	if in.problem != nil {
 		res.Error = in.problem.Error()
 		res.ForeignKey, res.ForeignNode = in.foreign.signed, in.foreign.node
@@ -559,6 +584,8 @@ func (s *Store) Verify(ctx context.Context, traceID string) (VerifyResult, error
 type snapshot struct {
 	rec            Record
 	entries, ckpts [][]byte
+	// signers are the fingerprints of the keys that signed ckpts.
+	signers map[string]bool
 }
 
 // snapshot reads and verifies a trace, whose latest checkpoint must cover its whole chain.
@@ -572,7 +599,7 @@ func (s *Store) snapshot(ctx context.Context, loc location) (snapshot, error) {
 		// did not write (see inspect).
 		return snapshot{}, fmt.Errorf("%w: trace %s: %w", ErrCorrupt, loc.traceID, in.problem)
 	}
-	return snapshot{rec: in.rec, entries: in.entries, ckpts: in.ckpts}, nil
+	return snapshot{rec: in.rec, entries: in.entries, ckpts: in.ckpts, signers: in.signers}, nil
 }
 
 // CopyToMerged copies a merged trace (status StatusMerged, see SetStatus) with its chain and

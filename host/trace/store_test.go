@@ -245,7 +245,7 @@ func testLifecycle(t *testing.T, st storage.Storage) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := (VerifyResult{Valid: true, Length: 4, Head: rec.Head, SignedLength: 4}); v != want {
+	if want := (VerifyResult{Valid: true, Length: 4, Head: rec.Head, SignedLength: 4, SignedBy: s.key.Fingerprint()}); v != want {
 		t.Fatalf("Verify = %+v, want %+v", v, want)
 	}
 

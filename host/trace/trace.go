@@ -176,9 +176,10 @@ var (
 	// ErrNotMerged: an update asked to be made only while the trace is merged
 	// (Update.OnlyIfMerged), and it no longer is.
 	ErrNotMerged = errors.New("trace is not merged")
-	// ErrForeignKey: a checkpoint is signed by another key than the host's, which holds
-	// another key file than the one that signed the chain (see Store.ClaimKey). It comes
-	// wrapped together with ErrCorrupt.
+	// ErrForeignKey: a checkpoint is signed by another key than the host's and the keys it
+	// trusts (Options.TrustedKeys): another host's, sharing the storage, or its own before
+	// its key file was replaced (see Store.ClaimKey). It comes wrapped together with
+	// ErrCorrupt.
 	ErrForeignKey = errors.New("signed by another key than the host's")
 )
 
@@ -284,13 +285,19 @@ type VerifyResult struct {
 	// its entries with their checkpoint, so when it trails Length the entries beyond it were
 	// written without the host key (or their checkpoint was removed) and Valid is false.
 	SignedLength int64 `json:"signed_length"`
+	// SignedBy is the fingerprint of the key that signed that checkpoint: the host's own,
+	// or one it trusts (host.trusted_keys). SignerNode is the node storage records
+	// signing with it when it is not the host's own key, if any: a name for the reader,
+	// not what makes the key trusted.
+	SignedBy   string `json:"signed_by,omitempty"`
+	SignerNode string `json:"signer_node,omitempty"`
 	// Error says what is wrong when Valid is false, and is empty when it is true (the
 	// field is always there, as the API documents it).
 	Error string `json:"error"`
 	// ForeignKey, when set, is the fingerprint of the key a checkpoint is signed with
-	// instead of the host's (Error says so): the chain is not known to be broken, but only
-	// a host holding that key (another host sharing the storage, or this one before its key
-	// file was replaced) can verify it. ForeignNode is the node storage records signing
+	// instead of the host's or one it trusts (Error says so): the chain is not known to be
+	// broken, but only a host holding or trusting that key (another host sharing the
+	// storage, or this one before its key file was replaced) can verify it. ForeignNode is the node storage records signing
 	// with that key, if any.
 	ForeignKey  string `json:"foreign_key,omitempty"`
 	ForeignNode string `json:"foreign_node,omitempty"`

@@ -855,6 +855,15 @@ type Verification struct {
 	Head         string `json:"head"`
 	SignedLength int64  `json:"signed_length"`
 	Error        string `json:"error"`
+	// SignedBy is the fingerprint of the key that signed the latest checkpoint: the
+	// host's, or another host's that it trusts (host.trusted_keys); SignerNode names that
+	// other host, when storage records it.
+	SignedBy   string `json:"signed_by,omitempty"`
+	SignerNode string `json:"signer_node,omitempty"`
+	// ForeignKey is the key of a checkpoint the host neither holds nor trusts, when that
+	// is why Valid is false; ForeignNode the node storage records signing with it.
+	ForeignKey  string `json:"foreign_key,omitempty"`
+	ForeignNode string `json:"foreign_node,omitempty"`
 }
 
 // VerifyProvenance checks a trace's chain on the host.

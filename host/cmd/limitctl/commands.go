@@ -983,6 +983,19 @@ func (x *cli) verify(args []string) error {
 	if !trusted {
 		how = "the key the bundle carries, NOT checked against a trusted key"
 	}
+	if len(sum.SignerFingerprints) > 0 {
+		// Checkpoints of other hosts' keys, which the exporting host trusted: its key
+		// vouches for them in the signed header.
+		fps := make([]string, len(sum.SignerFingerprints))
+		for i, fp := range sum.SignerFingerprints {
+			fps[i] = clean(fp)
+		}
+		word := "key"
+		if len(fps) > 1 {
+			word = "keys"
+		}
+		how += fmt.Sprintf("; checkpoints also signed by %s %s, which the bundle's key vouches for", word, strings.Join(fps, ", "))
+	}
 	fmt.Fprintf(x.stdout, "%s: valid — %s, %s, %s, created %s, signed by key %s, %s\n",
 		clean(name), plural(sum.Traces, "trace", "traces"), plural(sum.Entries, "provenance entry", "provenance entries"),
 		plural(sum.Checkpoints, "signed checkpoint", "signed checkpoints"), ago(sum.CreatedAt), clean(sum.KeyFingerprint), how)
