@@ -236,7 +236,7 @@ def shell_c(argv):
         return None
     return None
 REVERSE_SHELL_STRINGS = re.compile(r"(/dev/tcp/|/dev/udp/|\bnc\s+(-\w+\s+)*-e\b|\bncat\b.*\s-e\b|bash\s+-i\s*>&|mkfifo\s+/tmp/\S+;\s*(nc|cat)|socat\s+.*exec:)", re.I)
-DESTRUCTIVE_STRINGS = re.compile(r"(\brm\s+-(rf|fr|r\s+-f|f\s+-r)\s+(/|~|/\*|\$HOME)(\s|$|['\"])|\bmkfs(\.\w+)?\s+/dev/|\bdd\s+if=/dev/(zero|random|urandom)\s+of=/dev/[sh]d|:\(\)\s*\{\s*:\|:&\s*\};:|\bchmod\s+-R\s+777\s+/(\s|$))")
+DESTRUCTIVE_STRINGS = re.compile(r"(\brm\s+-(rf|fr|r\s+-f|f\s+-r)\s+(/|~|/\*|\$HOME)(\s|$|['\"])|\bmkfs(\.\w+)?\s+/dev/|\bdd\s+if=/dev/(zero|random|urandom)\s+of=/dev/[sh]d|(?<![\w:.])(?P<bomb>[\w:.]+)\s*\(\)\s*\{\s*(?P=bomb)\s*\|\s*(?P=bomb)\s*&\s*;?\s*\}\s*;\s*(?P=bomb)(?![\w:.])|\bfork\s+while\s+fork\b|\bchmod\s+-R\s+777\s+/(\s|$))")
 SENSITIVE_ROOTS = {"/", "/home", "/etc", "/usr", "/var", "/root", "~"}
 # More reverse shells: nc/ncat/netcat told to run a program (-e, -c, --exec, --sh-exec)
 # with the host and port anywhere before, and a Python one-liner's socket handed over.
@@ -327,6 +327,7 @@ class Analyzer(ast.NodeVisitor):
         self.taint_env = {}      # tainted name -> the environment variables it holds, None if others
         self.sockets = []        # calls of socket connect
         self.dup2 = []           # os.dup2 calls
+        self.forks = []          # calls that fork or start a process (FORK_CALLS, SPAWN_CALLS)
         self.shell_spawn = []    # calls spawning a shell binary
         self.star_modules = []   # modules imported with "from m import *"
         self.defined = set()     # names bound in the code (def, class, assignment, argument)
@@ -1610,6 +1611,8 @@ class Analyzer(ast.NodeVisitor):
             self.sockets.append(node)
         if q == "os.dup2":
             self.dup2.append(node)
+        if q in FORK_CALLS or q in SPAWN_CALLS or q.startswith("multiprocessing.") and short in ("Process", "Pool"):
+            self.forks.append((node, q in FORK_CALLS))
         # Credentials passed to a function or lambda of the code's (see analyze).
         if isinstance(node.func, ast.Name) and node.func.id in self.defs:
             for i, a in enumerate(node.args):
@@ -1806,9 +1809,155 @@ class Analyzer(ast.NodeVisitor):
                         raise Limit(message)
                     done.add((check, node.lineno))
                     self.add(check, node, message)
+        if self.forks:
+            self.check_forks(tree)
         if self.sockets and (self.dup2 or self.shell_spawn):
             target = (self.dup2 or self.shell_spawn)[0]
             self.add("reverse-shell", target, "a socket is connected out and its descriptors are handed to a shell (reverse shell)")
+
+
+    def check_forks(self, tree):
+        """Fork bombs: a fork whose children go on forking without end, in a loop that
+        never ends nor is left (while True: os.fork()), a loop of more than FORK_DOUBLINGS
+        rounds, or a function that calls itself without a way out; and processes started
+        in a loop that never ends, is left or waits (while True: Process(...).start())."""
+        parent = {}
+        for n in ast.walk(tree):
+            for c in ast.iter_child_nodes(n):
+                parent[c] = n
+        exits = {d.name for d in ast.walk(tree) if isinstance(d, (ast.FunctionDef, ast.AsyncFunctionDef))
+                 and any(self.leaves(x) for x in own_nodes(d, loops=True, handlers=False))}
+        for call, fork in self.forks:
+            message = self.fork_bomb(call, fork, parent, exits)
+            if message:
+                self.add("destructive", call, message)
+
+    def fork_bomb(self, call, fork, parent, exits):
+        """Why a call that forks (fork) or starts a process is a fork bomb, or None."""
+        what = self.qualname(call.func)
+        n = call
+        while n in parent:
+            n, child = parent[n], n
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                if self.recurses(n, parent, exits):
+                    return "fork bomb: %s in %s(), which calls itself without a way out: each process it starts " \
+                           "does the same" % (what, n.name)
+                return None
+            if isinstance(n, (ast.Lambda, ast.ClassDef)):
+                return None
+            if not isinstance(n, (ast.While, ast.For, ast.AsyncFor)) or child in n.orelse \
+                    or not isinstance(n, ast.While) and child is n.iter:
+                continue
+            endless = self.endless(n)
+            if not endless and not (fork and self.rounds(n) > FORK_DOUBLINGS):
+                continue
+            body = [x for s in n.body for x in own_nodes(s)]
+            # A way out taken only on an error (except OSError: break) comes once the
+            # system has no processes left.
+            if any(self.leaves(x, exits) for s in n.body for x in own_nodes(s, handlers=False)):
+                continue
+            if fork:
+                return "fork bomb: %s in a loop that %s, which its children run too: the processes double until " \
+                       "the system has none left" % (what, "never ends" if endless else
+                                                     "runs %d times" % self.rounds(n))
+            if not any(isinstance(x, ast.Call) and call_name(x.func) in PACING for x in body):
+                return "process exhaustion: %s in a loop that never ends, waits or is left starts processes until " \
+                       "the system has none left" % what
+        return None
+
+    def endless(self, loop):
+        """Whether a loop never ends by its own condition: while True (or a name assigned a
+        true constant once), for over itertools.count(), cycle(), repeat(x) or iter(f, s)."""
+        if isinstance(loop, ast.While):
+            return self.truthy(loop.test) is True
+        it = loop.iter
+        if not isinstance(it, ast.Call):
+            return False
+        q = self.qualname(it.func)
+        return q in ("itertools.count", "itertools.cycle") or (q == "itertools.repeat" and len(it.args) == 1
+                                                                 and not it.keywords) \
+            or (q in ("iter", "builtins.iter") and len(it.args) == 2)
+
+    def rounds(self, loop):
+        """How many times a for loop over range(n) with a constant n runs, else 0."""
+        if isinstance(loop, ast.For) and isinstance(loop.iter, ast.Call) and self.qualname(loop.iter.func) == "range" \
+                and len(loop.iter.args) == 1:
+            return self.int_value(loop.iter.args[0]) or 0
+        return 0
+
+    def leaves(self, node, exits=()):
+        """Whether node leaves a loop or the process: break (own_nodes leaves out those
+        of nested loops), return, raise, sys.exit(), os._exit(), an os.exec*, or a call
+        of a function of the module's that does one of these (exits)."""
+        if isinstance(node, (ast.Return, ast.Raise)):
+            return True
+        if isinstance(node, ast.Break):
+            return True
+        if isinstance(node, ast.Call):
+            q = self.qualname(node.func) or ""
+            return q in EXIT_CALLS or q.startswith(("os.exec", "os.kill")) or \
+                (isinstance(node.func, ast.Name) and node.func.id in exits)
+        return False
+
+    def recurses(self, func, parent, exits):
+        """Whether a function calls itself unconditionally (not under an if, a loop that
+        may not run, a try's handler, a boolean or conditional expression) and has no way
+        out (return, raise, exit)."""
+        mine = own_nodes(func, loops=True)
+        if any(self.leaves(x, exits) for x in own_nodes(func, loops=True, handlers=False)
+               if not isinstance(x, ast.Break)):
+            return False
+        for x in mine:
+            if isinstance(x, ast.Call) and isinstance(x.func, ast.Name) and x.func.id == func.name:
+                n = x
+                while n is not func:
+                    n = parent[n]
+                    if isinstance(n, (ast.If, ast.IfExp, ast.BoolOp, ast.For, ast.AsyncFor, ast.ExceptHandler,
+                                      ast.comprehension, ast.Match)) \
+                            or isinstance(n, ast.While) and self.truthy(n.test) is not True:
+                        break
+                else:
+                    return True
+        return False
+
+
+def own_nodes(node, loops=False, handlers=True):
+    """The nodes of a statement that run as part of it: not those of the functions,
+    lambdas and classes it defines, nor the breaks of the loops nested in it (unless
+    loops), nor (unless handlers) those of its except clauses."""
+    todo, out = [node], []
+    while todo:
+        n = todo.pop()
+        out.append(n)
+        for c in ast.iter_child_nodes(n):
+            if isinstance(c, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)) \
+                    or not handlers and isinstance(c, ast.ExceptHandler):
+                continue
+            if not loops and isinstance(c, (ast.While, ast.For, ast.AsyncFor)):
+                out += [x for x in own_nodes(c, True, handlers) if not isinstance(x, ast.Break)]
+                continue
+            todo.append(c)
+    return out
+
+
+def call_name(f):
+    return f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else None
+
+
+# Calls that fork the process: its children run on from the same place.
+FORK_CALLS = {"os.fork", "os.forkpty", "pty.fork"}
+# Calls that start another process (multiprocessing.Process and Pool are matched by name).
+SPAWN_CALLS = {"subprocess.Popen", "os.posix_spawn", "os.posix_spawnp", "asyncio.create_subprocess_exec",
+               "asyncio.create_subprocess_shell", "multiprocessing.Process", "multiprocessing.Pool"}
+# A fork in a for loop of more rounds than this makes 2**rounds processes.
+FORK_DOUBLINGS = 12
+# Calls that end the process.
+EXIT_CALLS = {"sys.exit", "exit", "quit", "builtins.exit", "os._exit", "os.abort"}
+# Calls that block or wait, pacing a loop that starts processes: a supervisor's restart
+# loop (p.start(); p.join()), a server's accept loop, a scheduler's sleep.
+PACING = {"join", "wait", "waitpid", "wait3", "wait4", "waitid", "communicate", "sleep", "accept", "recv", "recvfrom",
+          "recv_into", "read", "readline", "readlines", "input", "get", "select", "poll", "acquire", "result", "run",
+          "call", "check_call", "check_output", "system", "urlopen", "serve_forever", "handle_request", "getch"}
 
 
 # Where a value that holds a command string may go without being run (see DataFlow).
