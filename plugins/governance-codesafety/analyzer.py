@@ -1966,14 +1966,22 @@ DATA_FUNCS = {"print", "len", "bool", "any", "all", "isinstance", "issubclass", 
               "warnings.warn", "sys.exit", "click.echo", "typer.echo", "sys.stdout.write", "sys.stderr.write",
               "fnmatch.fnmatch", "fnmatch.fnmatchcase", "hmac.compare_digest", "secrets.compare_digest",
               "logging.debug", "logging.info", "logging.warning", "logging.warn", "logging.error",
-              "logging.critical", "logging.exception", "logging.log"}
+              "logging.critical", "logging.exception", "logging.log", "pprint.pprint", "pprint.pp", "rich.print",
+              "display", "IPython.display.display", "IPython.display.Markdown", "streamlit.write",
+              "streamlit.dataframe", "streamlit.table", "streamlit.code", "streamlit.markdown", "streamlit.text"}
+# Keywords of any call that document it (argparse's help=, click's help=): what they are
+# given is shown, never run (default=, which the program reads back, is not one).
+DOC_KEYWORDS = {"help", "description", "epilog", "usage", "metavar", "doc", "title", "summary", "caption",
+                "tooltip", "placeholder", "short_help", "hint"}
 # PASS_FUNCS return their arguments, or parts or copies of them: the result is followed.
 PASS_FUNCS = {"list", "tuple", "set", "frozenset", "sorted", "reversed", "iter", "next", "enumerate", "zip", "str",
               "repr", "dict", "sum", "max", "min", "map", "filter", "itertools.chain", "itertools.chain.from_iterable",
               "shlex.split", "shlex.join", "shlex.quote", "re.escape", "re.compile", "re.sub", "re.subn",
               "re.findall", "re.finditer", "re.split", "re.search", "re.match", "re.fullmatch", "os.path.join",
               "copy.copy", "copy.deepcopy", "json.dumps", "json.loads", "textwrap.dedent", "collections.OrderedDict",
-              "collections.deque", "types.MappingProxyType"}
+              "collections.deque", "types.MappingProxyType", "pandas.DataFrame", "pandas.Series",
+              "pandas.DataFrame.from_records", "pandas.DataFrame.from_dict", "numpy.array", "numpy.asarray",
+              "tabulate.tabulate", "pprint.pformat"}
 # Functions that call a function they are given on the items (map(os.system, cmds)).
 CALLBACK_FUNCS = {"map": 0, "filter": 0, "sorted": "key", "max": "key", "min": "key"}
 # Methods of str, bytes, containers and compiled patterns: TEST_METHODS answer about the
@@ -1984,12 +1992,16 @@ TEST_METHODS = {"startswith", "endswith", "count", "find", "rfind", "index", "ri
                 "isalpha", "isalnum", "isspace", "isupper", "islower", "issubset", "issuperset", "isdisjoint",
                 "search", "match", "fullmatch", "debug", "info", "warning", "warn", "error", "critical",
                 "exception", "log", "append", "extend", "insert", "add", "remove", "discard", "clear", "sort",
-                "reverse", "update"}
+                "reverse", "update", "print", "pprint", "echo"}
 PASS_METHODS = {"strip", "lstrip", "rstrip", "lower", "upper", "casefold", "title", "capitalize", "split", "rsplit",
                 "splitlines", "partition", "rpartition", "replace", "removeprefix", "removesuffix", "format",
                 "format_map", "join", "encode", "decode", "copy", "get", "items", "values", "keys", "pop",
                 "setdefault", "union", "intersection", "difference", "symmetric_difference", "expandtabs", "ljust",
-                "rjust", "center", "zfill", "__getitem__"}
+                "rjust", "center", "zfill", "__getitem__", "head", "tail", "to_string", "to_markdown", "to_dict",
+                "to_records", "to_numpy", "tolist", "to_list", "iterrows", "itertuples", "sort_values", "sample",
+                "unique", "drop_duplicates", "reset_index", "set_index", "fillna", "astype", "transpose"}
+# Attributes of a container that are (parts of) its values: df.loc[...], df.values, s.str.
+PASS_ATTRS = {"loc", "iloc", "at", "iat", "values", "T", "str", "array"}
 FILL_METHODS = {"append", "extend", "insert", "add", "update", "setdefault", "__setitem__"}
 # Calls whose pattern argument (the first) is used only to match: re.search(p, s).
 PATTERN_FUNCS = {"re.search", "re.match", "re.fullmatch"}
@@ -2274,6 +2286,9 @@ class DataFlow:
             return self.call_use(p, node, pos, work)
         if t is ast.Attribute:  # a method called on the value
             call = self.parent.get(p)
+            if type(call) is not ast.Call and p.attr in PASS_ATTRS and type(p.ctx) is ast.Load:
+                work.append(("node", p))  # df.loc[i, "cmd"]: the value, followed
+                return None
             if type(call) is not ast.Call or call.func is not p or p.attr in self.funcs:
                 return True
             if p.attr in TEST_METHODS:
@@ -2315,6 +2330,8 @@ class DataFlow:
                     return True
                 work.append(("name", p, d))
             return None
+        if type(pos) is str and pos in DOC_KEYWORDS and not self.output_hooked:
+            return "use"  # help="runs rm -rf / on the target": shown, not run
         if self.output_hooked and (q == "print" or q.startswith("logging.") or
                                    type(f) is ast.Attribute and f.attr in LOG_METHODS):
             return True  # printed or logged where it may run (OUTPUT_*)
