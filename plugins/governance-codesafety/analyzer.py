@@ -10,13 +10,51 @@
 # "end_col", "message"}; columns are UTF-8 byte offsets, as ast gives them. The plugin
 # maps checks to flags and severities.
 import ast
+import base64
+import binascii
+import codecs
 import json
 import re
 import stat
+import string
 import sys
 
 # MAX_FINDINGS caps the findings returned for one code (the total is returned too).
 MAX_FINDINGS = 200
+
+# Names and command strings computed from constants ("sys" + "tem", "metsys"[::-1],
+# base64.b64decode("...").decode()) are folded (Analyzer.fold) through at most FOLD_DEPTH
+# nested expressions and names; the folds of one analysis make at most FOLD_BUDGET bytes
+# (FOLD_BUDGET_PER_BYTE times the code's size, at least FOLD_BUDGET_MIN), which literals
+# joined never reach: only names used again and again, repetition and decoding do. An
+# expression beyond these bounds is OVER: where it names a callable or a module, or is
+# a string that may run, the analysis stops with a Limit, as for code too deep to parse.
+FOLD_DEPTH = 64
+FOLD_BUDGET_MIN = 1 << 20
+FOLD_BUDGET_PER_BYTE = 4
+OVER = type("Over", (), {"__repr__": lambda self: "OVER"})()
+MISSING = object()
+OVER_MESSAGE = "a string computed from constants is too large or too deeply nested to follow"
+INT_OPS = (ast.BitOr, ast.Add, ast.BitXor, ast.BitAnd, ast.Sub, ast.Mult, ast.Pow, ast.LShift)
+# Methods of str and bytes that fold (Analyzer.fold_call); STRIP_METHODS take one argument.
+FOLD_METHODS = {"join", "format", "decode", "encode", "replace", "lower", "upper", "strip", "lstrip", "rstrip",
+                "swapcase", "casefold", "title", "capitalize"}
+STRIP_METHODS = {"strip", "lstrip", "rstrip"}
+# Encodings .decode() and .encode() fold in (after lower case, "_" as "-").
+TEXT_ENCODINGS = {"utf-8", "utf8", "ascii", "us-ascii", "latin-1", "latin1", "iso-8859-1", "iso8859-1", "cp1252",
+                  "utf-16", "utf-16-le", "utf-16-be", "utf-32"}
+# Codecs codecs.decode and codecs.encode fold in (after lower case, "-" as "_"): not
+# zlib or bz2, whose output may be a thousand times their input.
+CODECS = {"rot13", "rot_13", "hex", "hex_codec", "base64", "base64_codec", "base_64", "utf_8", "utf8", "ascii",
+          "latin_1", "latin1", "iso8859_1"}
+FOLD_DECODERS = {
+    "base64.b64decode": base64.b64decode, "base64.standard_b64decode": base64.standard_b64decode,
+    "base64.urlsafe_b64decode": base64.urlsafe_b64decode, "base64.b32decode": base64.b32decode,
+    "base64.b16decode": base64.b16decode, "base64.b85decode": base64.b85decode, "base64.a85decode": base64.a85decode,
+    "base64.decodebytes": base64.decodebytes, "binascii.unhexlify": binascii.unhexlify,
+    "binascii.a2b_hex": binascii.a2b_hex, "binascii.a2b_base64": binascii.a2b_base64,
+    "bytes.fromhex": bytes.fromhex, "bytearray.fromhex": bytearray.fromhex,
+}
 
 SHELL_CALLS = {
     "os.system", "os.popen", "os.popen2", "os.popen3", "os.popen4",
@@ -198,7 +236,7 @@ def shell_c(argv):
         return None
     return None
 REVERSE_SHELL_STRINGS = re.compile(r"(/dev/tcp/|/dev/udp/|\bnc\s+(-\w+\s+)*-e\b|\bncat\b.*\s-e\b|bash\s+-i\s*>&|mkfifo\s+/tmp/\S+;\s*(nc|cat)|socat\s+.*exec:)", re.I)
-DESTRUCTIVE_STRINGS = re.compile(r"(\brm\s+-(rf|fr|r\s+-f|f\s+-r)\s+(/|~|/\*|\$HOME)(\s|$|['\"])|\bmkfs(\.\w+)?\s+/dev/|\bdd\s+if=/dev/(zero|random|urandom)\s+of=/dev/[sh]d|:\(\)\s*\{\s*:\|:&\s*\};:|\bchmod\s+-R\s+777\s+/(\s|$))")
+DESTRUCTIVE_STRINGS = re.compile(r"(\brm\s+-(rf|fr|r\s+-f|f\s+-r)\s+(/|~|/\*|\$HOME)(\s|$|['\"])|\bmkfs(\.\w+)?\s+/dev/|\bdd\s+if=/dev/(zero|random|urandom)\s+of=/dev/[sh]d|(?<![\w:.])(?P<bomb>[\w:.]+)\s*\(\)\s*\{\s*(?P=bomb)\s*\|\s*(?P=bomb)\s*&\s*;?\s*\}\s*;\s*(?P=bomb)(?![\w:.])|\bfork\s+while\s+fork\b|\bchmod\s+-R\s+777\s+/(\s|$))")
 SENSITIVE_ROOTS = {"/", "/home", "/etc", "/usr", "/var", "/root", "~"}
 # More reverse shells: nc/ncat/netcat told to run a program (-e, -c, --exec, --sh-exec)
 # with the host and port anywhere before, and a Python one-liner's socket handed over.
@@ -277,13 +315,19 @@ LISTEN_CALLS = {"bind", "run", "listen", "serve", "create_server", "make_server"
 
 
 class Analyzer(ast.NodeVisitor):
-    def __init__(self):
+    def __init__(self, size=0):
         self.aliases = {}        # local name -> qualified name
+        self.folded = {}         # id of an expression -> what it folds to (see fold)
+        self.folding = set()     # ids of the expressions being folded
+        self.fold_depth = 0
+        self.fold_spent = 0      # bytes the folds made
+        self.fold_budget = max(FOLD_BUDGET_MIN, FOLD_BUDGET_PER_BYTE * size)
         self.findings = []
         self.tainted = set()     # names holding credentials
         self.taint_env = {}      # tainted name -> the environment variables it holds, None if others
         self.sockets = []        # calls of socket connect
         self.dup2 = []           # os.dup2 calls
+        self.forks = []          # calls that fork or start a process (FORK_CALLS, SPAWN_CALLS)
         self.shell_spawn = []    # calls spawning a shell binary
         self.star_modules = []   # modules imported with "from m import *"
         self.defined = set()     # names bound in the code (def, class, assignment, argument)
@@ -355,7 +399,7 @@ class Analyzer(ast.NodeVisitor):
                 parts.append(node.attr)
                 node = node.value
             elif isinstance(node, ast.Subscript):
-                key = self.literal_str(node.slice)
+                key = self.name_str(node.slice)
                 base = node.value
                 if key is None:
                     return None
@@ -386,12 +430,12 @@ class Analyzer(ast.NodeVisitor):
                 return None
             resolved = None
             if inner in ("getattr", "builtins.getattr") and len(node.args) in (2, 3):
-                attr = self.literal_str(node.args[1])
+                attr = self.name_str(node.args[1])
                 obj = self.qualname(node.args[0]) if attr is not None else None
                 if obj is not None:
                     resolved = obj + "." + attr
             elif inner in IMPORT_CALLS and node.args:
-                mod = self.literal_str(node.args[0])
+                mod = self.name_str(node.args[0])
                 if mod:
                     # __import__('a.b') gives the package a unless a fromlist is passed.
                     top = inner.endswith("__import__") and len(node.args) < 4 and self.kwarg(node, "fromlist") is None
@@ -419,7 +463,7 @@ class Analyzer(ast.NodeVisitor):
                 d = self.dicts.get(d.id, d)
             if isinstance(d, ast.Dict):
                 for key, v in zip(d.keys, d.values):
-                    if key is not None and self.const_str(key) == name:
+                    if key is not None and self.literal_str(key) == name:
                         return v
             elif isinstance(d, ast.Call) and self.qualname(d.func) in ("dict", "builtins.dict"):
                 for kk in d.keywords:
@@ -428,19 +472,335 @@ class Analyzer(ast.NodeVisitor):
         return None
 
     def literal_str(self, node):
-        """The string node evaluates to when that is certain: a literal, literals joined
-        with + or in an f-string, or a name assigned a literal once."""
-        if isinstance(node, ast.Constant):
-            return node.value if isinstance(node.value, str) else None
-        if isinstance(node, ast.Name):
+        """The string node evaluates to when that is certain: see fold. None for anything
+        else, and for an expression beyond the folding's bounds."""
+        v = self.fold(node)
+        return v if type(v) is str else None
+
+    def name_str(self, node):
+        """literal_str for a name the analysis resolves a callable or a module by
+        (getattr's attribute, __import__'s module, a key of vars(os)): an expression
+        beyond the folding's bounds is not passed over as unknown, it is a Limit."""
+        v = self.fold(node)
+        if v is OVER:
+            raise Limit(OVER_MESSAGE)
+        return v if type(v) is str else None
+
+    def fold(self, node):
+        """The str or bytes node certainly evaluates to, with constants folded: literals,
+        names assigned once, + and * of them, %-format (%s only) and f-strings of them,
+        str.format ({} fields only), str.join of a list or tuple of them (or map(chr, ...)),
+        slicing and indexing ("metsys"[::-1]), upper/lower/strip/replace, chr(),
+        bytes.fromhex(), base64 and binascii decoding, codecs.decode (rot13, hex, base64)
+        and .decode()/.encode() in text encodings. None when it is not certain; OVER when
+        the expression goes beyond FOLD_DEPTH or the analysis's FOLD_BUDGET (a result
+        that may matter is then a Limit, never passed as clean)."""
+        k = id(node)
+        v = self.folded.get(k, MISSING)
+        if v is not MISSING:
+            return v
+        if self.fold_depth >= FOLD_DEPTH:
+            return OVER
+        if k in self.folding:
+            return None  # a name defined by itself: a = a + "x"
+        self.folding.add(k)
+        self.fold_depth += 1
+        try:
+            v = self.fold_node(node)
+        finally:
+            self.fold_depth -= 1
+            self.folding.discard(k)
+        if v is not OVER:
+            if type(v) in (str, bytes) and type(node) is not ast.Constant and type(node) is not ast.Name:
+                self.fold_spent += len(v)
+                if self.fold_spent > self.fold_budget:
+                    return OVER
+            self.folded[k] = v
+        return v
+
+    def room(self, n):
+        """Whether a fold may make a value of n more bytes within the budget."""
+        return self.fold_spent + n <= self.fold_budget
+
+    def fold_items(self, node):
+        """The items of an iterable whose items fold: a list or tuple display (or a name
+        assigned one once), a folded str or bytes (its characters), its split(),
+        map(chr, ints), (chr(c) for c in ints) and reversed() of these; None when not
+        certain, OVER."""
+        t = type(node)
+        if t is ast.Name and node.id in self.once and type(self.once[node.id]) in (ast.List, ast.Tuple):
+            node, t = self.once[node.id], type(self.once[node.id])
+        if t is ast.List or t is ast.Tuple:
+            out = []
+            for e in node.elts:
+                v = self.fold(e)
+                if v is None or v is OVER:
+                    return v
+                out.append(v)
+            return out
+        if t is ast.Call and not node.keywords:
+            q = self.qualname(node.func)
+            if q == "map" and len(node.args) == 2 and self.qualname(node.args[0]) == "chr":
+                ints = self.int_items(node.args[1])
+                return [chr(i) for i in ints] if type(ints) is list else ints
+            if q == "reversed" and len(node.args) == 1:
+                v = self.fold_items(node.args[0])
+                return v[::-1] if type(v) is list else v
+            if q in ("list", "tuple") and len(node.args) == 1:
+                return self.fold_items(node.args[0])
+            if q == "shlex.split" and len(node.args) == 1 or type(node.func) is ast.Attribute \
+                    and node.func.attr == "split" and len(node.args) <= 1:
+                # "rm -rf /".split(), shlex.split("rm -rf /") (as words split at spaces)
+                s = self.fold(node.args[0] if q == "shlex.split" else node.func.value)
+                sep = self.fold(node.args[0]) if q != "shlex.split" and node.args else None
+                if type(s) is not str or (node.args and q != "shlex.split" and type(sep) is not str) or sep == "":
+                    return s if s is OVER else None
+                return s.split(sep)
+        if (t is ast.GeneratorExp or t is ast.ListComp) and len(node.generators) == 1:
+            g = node.generators[0]
+            e = node.elt
+            if not g.ifs and not g.is_async and type(g.target) is ast.Name and type(e) is ast.Call \
+                    and len(e.args) == 1 and type(e.args[0]) is ast.Name and e.args[0].id == g.target.id \
+                    and self.qualname(e.func) == "chr":
+                ints = self.int_items(g.iter)
+                return [chr(i) for i in ints] if type(ints) is list else ints
+            return None
+        v = self.fold(node)
+        if type(v) is str:
+            return list(v)
+        if type(v) is bytes:
+            return [bytes([b]) for b in v]
+        return v if v is OVER else None
+
+    def int_items(self, node):
+        """The code points of a list or tuple display of integers (or a name assigned one
+        once), each a valid character; None otherwise."""
+        if type(node) is ast.Name and node.id in self.once:
+            node = self.once[node.id]
+        if type(node) not in (ast.List, ast.Tuple):
+            return None
+        if not self.room(len(node.elts)):
+            return OVER
+        out = []
+        for e in node.elts:
+            i = self.int_of(e)
+            if i is None or not 0 <= i < 0x110000:
+                return None
+            out.append(i)
+        return out
+
+    def int_of(self, node):
+        """int_value, with unary minus: a slice's bounds ("metsys"[::-1])."""
+        if type(node) is ast.UnaryOp and type(node.op) is ast.USub:
+            i = self.int_value(node.operand)
+            return -i if i is not None else None
+        return self.int_value(node)
+
+    def fold_node(self, node):
+        t = type(node)
+        if t is ast.Constant:
+            return node.value if type(node.value) in (str, bytes) else None
+        if t is ast.Name:
             c = self.consts.get(node.id)
-            return c.value if c is not None and isinstance(c.value, str) else None
-        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
-            a = self.literal_str(node.left)
-            b = self.literal_str(node.right) if a is not None else None
-            return a + b if b is not None else None
-        if isinstance(node, ast.JoinedStr) and all(isinstance(v, ast.Constant) for v in node.values):
-            return "".join(v.value for v in node.values)
+            if c is not None:
+                return c.value if type(c.value) in (str, bytes) else None
+            v = self.once.get(node.id)
+            return self.fold(v) if v is not None else None
+        if t is ast.JoinedStr:
+            out = []
+            for p in node.values:
+                if type(p) is ast.Constant:
+                    out.append(p.value)
+                    continue
+                if p.format_spec is not None or p.conversion not in (-1, 115, 114, 97):
+                    return None
+                v = self.fold(p.value)
+                if v is None or v is OVER:
+                    return v
+                out.append(repr(v) if p.conversion == 114 else ascii(v) if p.conversion == 97 else str(v))
+            return self.joined("", out)
+        if t is ast.BinOp:
+            op = type(node.op)
+            if op is ast.Add:
+                # A chain a + b + c + ... is folded at once, in linear time and without
+                # a level of depth for each +.
+                parts, todo = [], [node]
+                while todo:
+                    n = todo.pop()
+                    if type(n) is ast.BinOp and type(n.op) is ast.Add:
+                        todo += [n.right, n.left]
+                        continue
+                    v = self.fold(n)
+                    if v is None or v is OVER:
+                        return v
+                    parts.append(v)
+                return self.joined(parts[0][:0], parts)
+            if op is ast.Mult:
+                a, b = node.left, node.right
+                v = self.fold(a)
+                if v is None:
+                    a, b = b, a
+                    v = self.fold(a)
+                if v is None or v is OVER:
+                    return v
+                n = self.int_value(b)
+                if n is None:
+                    return None
+                return v * n if self.room(max(n, 0) * len(v)) else OVER
+            if op is ast.Mod:
+                fmt = self.fold(node.left)
+                if fmt is None or fmt is OVER:
+                    return fmt
+                pct, pct_s = ("%", "%s") if type(fmt) is str else (b"%", b"%s")
+                if pct in fmt.replace(pct + pct, fmt[:0]).replace(pct_s, fmt[:0]):
+                    return None  # only %s and %%: no widths, which could make it large
+                items = node.right.elts if type(node.right) is ast.Tuple else None
+                args = []
+                for e in items if items is not None else [node.right]:
+                    v = self.fold(e)
+                    if v is None or v is OVER:
+                        return v
+                    args.append(v)
+                if not self.room(len(fmt) + sum(len(a) for a in args)):
+                    return OVER
+                try:
+                    return fmt % (tuple(args) if items is not None else args[0])
+                except (TypeError, ValueError):
+                    return None
+            return None
+        if t is ast.Subscript:
+            v = self.fold(node.value)
+            if v is None or v is OVER:
+                return v
+            s = node.slice
+            if type(s) is ast.Slice:
+                bounds = []
+                for b in (s.lower, s.upper, s.step):
+                    i = self.int_of(b) if b is not None else None
+                    if b is not None and i is None:
+                        return None
+                    bounds.append(i)
+                if bounds[2] == 0:
+                    return None
+                return v[bounds[0]:bounds[1]:bounds[2]]
+            i = self.int_of(s)
+            if i is None or type(v) is not str or not -len(v) <= i < len(v):
+                return None
+            return v[i]
+        if t is ast.Call:
+            return self.fold_call(node)
+        return None
+
+    def joined(self, sep, parts):
+        """sep.join(parts) when they are all of sep's type and within the budget."""
+        if any(type(p) is not type(sep) for p in parts):
+            return None
+        if not self.room(sum(len(p) for p in parts) + len(sep) * max(len(parts) - 1, 0)):
+            return OVER
+        return sep.join(parts)
+
+    def fold_args(self, node):
+        """The folded positional and keyword arguments of a call, or None / OVER."""
+        args, kwargs = [], {}
+        for a in node.args:
+            v = self.fold(a) if type(a) is not ast.Starred else None
+            if v is None or v is OVER:
+                return v
+            args.append(v)
+        for k in node.keywords:
+            v = self.fold(k.value) if k.arg is not None else None
+            if v is None or v is OVER:
+                return v
+            kwargs[k.arg] = v
+        return args, kwargs
+
+    def fold_call(self, node):
+        f = node.func
+        if type(f) is ast.Attribute and f.attr in FOLD_METHODS and not (type(f.value) is ast.Name and f.value.id in self.aliases):
+            recv = self.fold(f.value)
+            if recv is None or recv is OVER:
+                return recv
+            m = f.attr
+            if m == "join":
+                if len(node.args) != 1 or node.keywords:
+                    return None
+                items = self.fold_items(node.args[0])
+                return items if items is None or items is OVER else self.joined(recv, items)
+            if m == "format":
+                if type(recv) is not str:
+                    return None
+                try:
+                    fields = list(string.Formatter().parse(recv))
+                except ValueError:
+                    return None
+                if any(fn is not None and (spec or conv not in (None, "s") or not (fn == "" or fn.isdigit() or fn.isidentifier()))
+                       for _, fn, spec, conv in fields):
+                    return None  # only {}, {0} and {name}: no widths, attributes or items
+                fa = self.fold_args(node)
+                if fa is None or fa is OVER:
+                    return fa
+                if not self.room(len(recv) + sum(len(a) for a in fa[0]) * len(fields) + sum(len(a) for a in fa[1].values()) * len(fields)):
+                    return OVER
+                try:
+                    return recv.format(*fa[0], **fa[1])
+                except (IndexError, KeyError, ValueError, TypeError):
+                    return None
+            fa = self.fold_args(node)
+            if fa is None or fa is OVER:
+                return fa
+            args, kwargs = fa
+            if m in ("decode", "encode"):
+                want = bytes if m == "decode" else str
+                enc = kwargs.get("encoding", args[0] if args else "utf-8")
+                errors = kwargs.get("errors", args[1] if len(args) > 1 else "strict")
+                if type(recv) is not want or type(enc) is not str or type(errors) is not str \
+                        or enc.lower().replace("_", "-") not in TEXT_ENCODINGS or len(args) > 2:
+                    return None
+                try:
+                    return getattr(recv, m)(enc, errors)
+                except (UnicodeError, LookupError):
+                    return None
+            if m == "replace":
+                if len(args) != 2 or kwargs or any(type(a) is not type(recv) for a in args):
+                    return None
+                grow = recv.count(args[0]) * max(len(args[1]) - len(args[0]), 0) if args[0] else (len(recv) + 1) * len(args[1])
+                return recv.replace(*args) if self.room(len(recv) + grow) else OVER
+            if kwargs or len(args) > 1 or any(type(a) is not type(recv) for a in args) or (args and m not in STRIP_METHODS):
+                return None
+            return getattr(recv, m)(*args)
+        q = self.qualname(f) or ""
+        if q in FOLD_DECODERS or q in ("codecs.decode", "codecs.encode"):
+            fa = self.fold_args(node)
+            if fa is None or fa is OVER:
+                return fa
+            args, kwargs = fa
+            if not args or type(args[0]) not in (str, bytes):
+                return None
+            if not self.room(4 * len(args[0])):
+                return OVER  # a85decode makes up to 4 bytes of each "z"
+            try:
+                if q.startswith("codecs."):
+                    enc = kwargs.get("encoding", args[1] if len(args) > 1 else "utf-8")
+                    if type(enc) is not str or enc.lower().replace("-", "_") not in CODECS:
+                        return None  # not zlib_codec or bz2_codec: a decompression bomb
+                    v = getattr(codecs, q[7:])(args[0], enc)
+                    return v if type(v) in (str, bytes) else None
+                if len(args) > 1 or kwargs:
+                    return None  # altchars, validate: not worth following
+                return bytes(FOLD_DECODERS[q](args[0]))
+            except (ValueError, TypeError, UnicodeError, LookupError, binascii.Error):
+                return None
+        if q in ("chr", "builtins.chr") and len(node.args) == 1 and not node.keywords:
+            i = self.int_of(node.args[0])
+            return chr(i) if i is not None and 0 <= i < 0x110000 else None
+        if q in ("str", "builtins.str") and len(node.args) == 1 and not node.keywords:
+            v = self.fold(node.args[0])
+            return v if type(v) is str or v is None or v is OVER else None
+        if q in ("bytes", "builtins.bytes", "bytearray") and len(node.args) == 1 and not node.keywords:
+            ints = self.int_items(node.args[0])
+            if type(ints) is not list:
+                return ints
+            return bytes(ints) if all(i < 256 for i in ints) else None
         return None
 
     def truthy(self, node):
@@ -458,16 +818,24 @@ class Analyzer(ast.NodeVisitor):
 
     def int_value(self, node):
         """The integer node evaluates to when certain: a literal, a stat.S_* constant, a
-        name assigned an integer once, or these combined with |, +, ^ and &."""
+        name assigned an integer once, or these combined with |, +, ^, &, -, * and (of
+        small operands, so it stays quick) ** and <<."""
         if isinstance(node, ast.Constant):
             return node.value if type(node.value) is int else None
-        if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.BitOr, ast.Add, ast.BitXor, ast.BitAnd)):
+        if isinstance(node, ast.BinOp) and isinstance(node.op, INT_OPS):
             a = self.int_value(node.left)
             b = self.int_value(node.right) if a is not None else None
             if b is None:
                 return None
             op = type(node.op)
-            return a | b if op is ast.BitOr else a + b if op is ast.Add else a ^ b if op is ast.BitXor else a & b
+            if op is ast.Pow or op is ast.LShift:
+                if not 0 <= b <= 4096 or a.bit_length() > 64 or (op is ast.Pow and b > 256):
+                    return None
+                return a ** b if op is ast.Pow else a << b
+            if op is ast.Mult and a.bit_length() + b.bit_length() > 1 << 16:
+                return None
+            return a | b if op is ast.BitOr else a + b if op is ast.Add else a ^ b if op is ast.BitXor \
+                else a & b if op is ast.BitAnd else a - b if op is ast.Sub else a * b
         if isinstance(node, ast.Name) and node.id in self.consts:
             return self.int_value(self.consts[node.id])
         if isinstance(node, (ast.Name, ast.Attribute)):
@@ -906,7 +1274,7 @@ class Analyzer(ast.NodeVisitor):
         return isinstance(node, ast.Constant) and node.value is False
 
     def visit_BinOp(self, node):
-        if isinstance(node.op, ast.Add) and id(node) not in self.sql_inner:
+        if isinstance(node.op, (ast.Add, ast.Mod, ast.Mult)) and id(node) not in self.sql_inner:
             self.check_joined(node)
         if id(node) not in self.sql_inner:
             self.check_sql_built(node)
@@ -995,41 +1363,33 @@ class Analyzer(ast.NodeVisitor):
             self.commands.append(("destructive", node, "string holds a destructive shell command: %r" % v[:80]))
 
     def command_str(self, node):
-        """The text a string expression certainly makes, for the command checks: literals
-        joined with + or in an f-string, names assigned a literal once in either, and
-        str.join of literals; None otherwise."""
-        s = self.literal_str(node)
-        if s is not None:
-            return s
-        if isinstance(node, ast.JoinedStr):
-            out = []
-            for v in node.values:
-                t = self.literal_str(v.value) if isinstance(v, ast.FormattedValue) and v.conversion == -1 \
-                    and v.format_spec is None else self.literal_str(v)
-                if t is None:
-                    return None
-                out.append(t)
-            return "".join(out)
-        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
-            a = self.command_str(node.left)
-            b = self.command_str(node.right) if a is not None else None
-            return a + b if b is not None else None
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "join" \
-                and len(node.args) == 1 and not node.keywords:
-            sep = self.literal_str(node.func.value)
-            words = self.argv_words(node.args[0]) if sep is not None else None
-            if words and all(w is not None for w in words):
-                return sep.join(words)
-        return None
+        """The text a string expression certainly makes, for the command checks (fold);
+        None otherwise."""
+        v = self.fold(node)
+        return v if type(v) is str else None
 
     def check_joined(self, node):
-        """A command made of literals (+, an f-string of constants, str.join) is checked
-        as the string it makes; the literals alone were checked one by one."""
+        """A command computed from constants (+, %, an f-string, str.join, slicing,
+        decoding: see fold) is checked as the string it makes; the literals alone were
+        checked one by one. One beyond the folding's bounds is noted as a Limit, raised
+        in finish if the value may run."""
         if id(node) in self.inert:
             return
-        s = self.command_str(node)
-        if s is not None:
-            self.check_command(s, node)
+        v = self.fold(node)
+        if v is OVER and type(node) is ast.BinOp and type(node.op) is ast.Mult:
+            # A large buffer (b"\0" * (1 << 30)) holds nothing its piece, checked on its
+            # own, does not; a few copies of it hold whatever the repetition does.
+            for piece, times in ((node.left, node.right), (node.right, node.left)):
+                p, n = self.fold(piece), self.int_value(times)
+                if type(p) in (str, bytes) and n is not None and len(p) * 3 <= FOLD_BUDGET_MIN:
+                    v = p * 3
+                    break
+        if v is OVER:
+            self.commands.append(("limit", node, OVER_MESSAGE))
+        elif type(v) is str:
+            self.check_command(v, node)
+        elif type(v) is bytes:
+            self.check_command(v.decode("utf-8", "replace"), node)
 
     def visit_List(self, node):
         # An argv written out, ["rm", "-rf", "/"], ["nc", host, "4444", "-e", "/bin/sh"]:
@@ -1070,6 +1430,11 @@ class Analyzer(ast.NodeVisitor):
                 and not node.args:
             return self.sensitive_path(node.func.value, depth + 1)
         return False
+
+    def visit_Subscript(self, node):
+        if type(node.slice) is ast.Slice and type(node.ctx) is ast.Load:
+            self.check_joined(node)  # "/ fr- mr"[::-1]
+        self.generic_visit(node)
 
     def visit_ClassDef(self, node):
         self.in_class.append(True)
@@ -1223,7 +1588,8 @@ class Analyzer(ast.NodeVisitor):
                         self.sql_done.update(id(x) for x in ast.walk(n))
         if isinstance(node.func, ast.Attribute) and node.func.attr == "format":
             self.check_sql_built(node)
-        if isinstance(node.func, ast.Attribute) and node.func.attr == "join":
+        if isinstance(node.func, ast.Attribute) and node.func.attr in FOLD_METHODS or q in FOLD_DECODERS \
+                or q in ("codecs.decode", "codecs.encode", "chr", "bytes", "str"):
             self.check_joined(node)
         # Dynamic imports.
         # A literal name is a static import, unless it is a module that runs processes or
@@ -1245,6 +1611,8 @@ class Analyzer(ast.NodeVisitor):
             self.sockets.append(node)
         if q == "os.dup2":
             self.dup2.append(node)
+        if q in FORK_CALLS or q in SPAWN_CALLS or q.startswith("multiprocessing.") and short in ("Process", "Pool"):
+            self.forks.append((node, q in FORK_CALLS))
         # Credentials passed to a function or lambda of the code's (see analyze).
         if isinstance(node.func, ast.Name) and node.func.id in self.defs:
             for i, a in enumerate(node.args):
@@ -1305,9 +1673,9 @@ class Analyzer(ast.NodeVisitor):
         args = node.args[0] if node.args else self.kwarg(node, "args")
         first = None
         if isinstance(args, (ast.List, ast.Tuple)) and args.elts:
-            first = self.const_str(args.elts[0])
+            first = self.literal_str(args.elts[0])
         elif args is not None:
-            first = self.const_str(args)
+            first = self.literal_str(args)
         if q == "pty.spawn" or (first and SHELL_BINARIES.search(base_name(first.split()[0]) if first.split() else "")):
             self.shell_spawn.append(node)
 
@@ -1437,11 +1805,159 @@ class Analyzer(ast.NodeVisitor):
             done = set()  # one finding of a kind per line: a string, and the argv or + it is in
             for check, node, message in self.commands:
                 if (check, node.lineno) not in done and flow.may_run(node):
+                    if check == "limit":
+                        raise Limit(message)
                     done.add((check, node.lineno))
                     self.add(check, node, message)
+        if self.forks:
+            self.check_forks(tree)
         if self.sockets and (self.dup2 or self.shell_spawn):
             target = (self.dup2 or self.shell_spawn)[0]
             self.add("reverse-shell", target, "a socket is connected out and its descriptors are handed to a shell (reverse shell)")
+
+
+    def check_forks(self, tree):
+        """Fork bombs: a fork whose children go on forking without end, in a loop that
+        never ends nor is left (while True: os.fork()), a loop of more than FORK_DOUBLINGS
+        rounds, or a function that calls itself without a way out; and processes started
+        in a loop that never ends, is left or waits (while True: Process(...).start())."""
+        parent = {}
+        for n in ast.walk(tree):
+            for c in ast.iter_child_nodes(n):
+                parent[c] = n
+        exits = {d.name for d in ast.walk(tree) if isinstance(d, (ast.FunctionDef, ast.AsyncFunctionDef))
+                 and any(self.leaves(x) for x in own_nodes(d, loops=True, handlers=False))}
+        for call, fork in self.forks:
+            message = self.fork_bomb(call, fork, parent, exits)
+            if message:
+                self.add("destructive", call, message)
+
+    def fork_bomb(self, call, fork, parent, exits):
+        """Why a call that forks (fork) or starts a process is a fork bomb, or None."""
+        what = self.qualname(call.func)
+        n = call
+        while n in parent:
+            n, child = parent[n], n
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                if self.recurses(n, parent, exits):
+                    return "fork bomb: %s in %s(), which calls itself without a way out: each process it starts " \
+                           "does the same" % (what, n.name)
+                return None
+            if isinstance(n, (ast.Lambda, ast.ClassDef)):
+                return None
+            if not isinstance(n, (ast.While, ast.For, ast.AsyncFor)) or child in n.orelse \
+                    or not isinstance(n, ast.While) and child is n.iter:
+                continue
+            endless = self.endless(n)
+            if not endless and not (fork and self.rounds(n) > FORK_DOUBLINGS):
+                continue
+            body = [x for s in n.body for x in own_nodes(s)]
+            # A way out taken only on an error (except OSError: break) comes once the
+            # system has no processes left.
+            if any(self.leaves(x, exits) for s in n.body for x in own_nodes(s, handlers=False)):
+                continue
+            if fork:
+                return "fork bomb: %s in a loop that %s, which its children run too: the processes double until " \
+                       "the system has none left" % (what, "never ends" if endless else
+                                                     "runs %d times" % self.rounds(n))
+            if not any(isinstance(x, ast.Call) and call_name(x.func) in PACING for x in body):
+                return "process exhaustion: %s in a loop that never ends, waits or is left starts processes until " \
+                       "the system has none left" % what
+        return None
+
+    def endless(self, loop):
+        """Whether a loop never ends by its own condition: while True (or a name assigned a
+        true constant once), for over itertools.count(), cycle(), repeat(x) or iter(f, s)."""
+        if isinstance(loop, ast.While):
+            return self.truthy(loop.test) is True
+        it = loop.iter
+        if not isinstance(it, ast.Call):
+            return False
+        q = self.qualname(it.func)
+        return q in ("itertools.count", "itertools.cycle") or (q == "itertools.repeat" and len(it.args) == 1
+                                                                 and not it.keywords) \
+            or (q in ("iter", "builtins.iter") and len(it.args) == 2)
+
+    def rounds(self, loop):
+        """How many times a for loop over range(n) with a constant n runs, else 0."""
+        if isinstance(loop, ast.For) and isinstance(loop.iter, ast.Call) and self.qualname(loop.iter.func) == "range" \
+                and len(loop.iter.args) == 1:
+            return self.int_value(loop.iter.args[0]) or 0
+        return 0
+
+    def leaves(self, node, exits=()):
+        """Whether node leaves a loop or the process: break (own_nodes leaves out those
+        of nested loops), return, raise, sys.exit(), os._exit(), an os.exec*, or a call
+        of a function of the module's that does one of these (exits)."""
+        if isinstance(node, (ast.Return, ast.Raise)):
+            return True
+        if isinstance(node, ast.Break):
+            return True
+        if isinstance(node, ast.Call):
+            q = self.qualname(node.func) or ""
+            return q in EXIT_CALLS or q.startswith(("os.exec", "os.kill")) or \
+                (isinstance(node.func, ast.Name) and node.func.id in exits)
+        return False
+
+    def recurses(self, func, parent, exits):
+        """Whether a function calls itself unconditionally (not under an if, a loop that
+        may not run, a try's handler, a boolean or conditional expression) and has no way
+        out (return, raise, exit)."""
+        mine = own_nodes(func, loops=True)
+        if any(self.leaves(x, exits) for x in own_nodes(func, loops=True, handlers=False)
+               if not isinstance(x, ast.Break)):
+            return False
+        for x in mine:
+            if isinstance(x, ast.Call) and isinstance(x.func, ast.Name) and x.func.id == func.name:
+                n = x
+                while n is not func:
+                    n = parent[n]
+                    if isinstance(n, (ast.If, ast.IfExp, ast.BoolOp, ast.For, ast.AsyncFor, ast.ExceptHandler,
+                                      ast.comprehension, ast.Match)) \
+                            or isinstance(n, ast.While) and self.truthy(n.test) is not True:
+                        break
+                else:
+                    return True
+        return False
+
+
+def own_nodes(node, loops=False, handlers=True):
+    """The nodes of a statement that run as part of it: not those of the functions,
+    lambdas and classes it defines, nor the breaks of the loops nested in it (unless
+    loops), nor (unless handlers) those of its except clauses."""
+    todo, out = [node], []
+    while todo:
+        n = todo.pop()
+        out.append(n)
+        for c in ast.iter_child_nodes(n):
+            if isinstance(c, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)) \
+                    or not handlers and isinstance(c, ast.ExceptHandler):
+                continue
+            if not loops and isinstance(c, (ast.While, ast.For, ast.AsyncFor)):
+                out += [x for x in own_nodes(c, True, handlers) if not isinstance(x, ast.Break)]
+                continue
+            todo.append(c)
+    return out
+
+
+def call_name(f):
+    return f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else None
+
+
+# Calls that fork the process: its children run on from the same place.
+FORK_CALLS = {"os.fork", "os.forkpty", "pty.fork"}
+# Calls that start another process (multiprocessing.Process and Pool are matched by name).
+SPAWN_CALLS = {"subprocess.Popen", "os.posix_spawn", "os.posix_spawnp", "asyncio.create_subprocess_exec",
+               "asyncio.create_subprocess_shell", "multiprocessing.Process", "multiprocessing.Pool"}
+# A fork in a for loop of more rounds than this makes 2**rounds processes.
+FORK_DOUBLINGS = 12
+# Calls that end the process.
+EXIT_CALLS = {"sys.exit", "exit", "quit", "builtins.exit", "os._exit", "os.abort"}
+# Calls that block or wait, pacing a loop that starts processes: a supervisor's restart
+# loop (p.start(); p.join()), a server's accept loop, a scheduler's sleep.
+PACING = {"join", "wait", "waitpid", "wait3", "wait4", "waitid", "communicate", "sleep", "accept", "recv", "recvfrom",
+          "recv_into", "read", "readline", "readlines", "input", "get", "select", "poll", "acquire", "result", "run",
+          "call", "check_call", "check_output", "system", "urlopen", "serve_forever", "handle_request", "getch"}
 
 
 # Where a value that holds a command string may go without being run (see DataFlow).
@@ -1450,14 +1966,22 @@ DATA_FUNCS = {"print", "len", "bool", "any", "all", "isinstance", "issubclass", 
               "warnings.warn", "sys.exit", "click.echo", "typer.echo", "sys.stdout.write", "sys.stderr.write",
               "fnmatch.fnmatch", "fnmatch.fnmatchcase", "hmac.compare_digest", "secrets.compare_digest",
               "logging.debug", "logging.info", "logging.warning", "logging.warn", "logging.error",
-              "logging.critical", "logging.exception", "logging.log"}
+              "logging.critical", "logging.exception", "logging.log", "pprint.pprint", "pprint.pp", "rich.print",
+              "display", "IPython.display.display", "IPython.display.Markdown", "streamlit.write",
+              "streamlit.dataframe", "streamlit.table", "streamlit.code", "streamlit.markdown", "streamlit.text"}
+# Keywords of any call that document it (argparse's help=, click's help=): what they are
+# given is shown, never run (default=, which the program reads back, is not one).
+DOC_KEYWORDS = {"help", "description", "epilog", "usage", "metavar", "doc", "title", "summary", "caption",
+                "tooltip", "placeholder", "short_help", "hint"}
 # PASS_FUNCS return their arguments, or parts or copies of them: the result is followed.
 PASS_FUNCS = {"list", "tuple", "set", "frozenset", "sorted", "reversed", "iter", "next", "enumerate", "zip", "str",
               "repr", "dict", "sum", "max", "min", "map", "filter", "itertools.chain", "itertools.chain.from_iterable",
               "shlex.split", "shlex.join", "shlex.quote", "re.escape", "re.compile", "re.sub", "re.subn",
               "re.findall", "re.finditer", "re.split", "re.search", "re.match", "re.fullmatch", "os.path.join",
               "copy.copy", "copy.deepcopy", "json.dumps", "json.loads", "textwrap.dedent", "collections.OrderedDict",
-              "collections.deque", "types.MappingProxyType"}
+              "collections.deque", "types.MappingProxyType", "pandas.DataFrame", "pandas.Series",
+              "pandas.DataFrame.from_records", "pandas.DataFrame.from_dict", "numpy.array", "numpy.asarray",
+              "tabulate.tabulate", "pprint.pformat"}
 # Functions that call a function they are given on the items (map(os.system, cmds)).
 CALLBACK_FUNCS = {"map": 0, "filter": 0, "sorted": "key", "max": "key", "min": "key"}
 # Methods of str, bytes, containers and compiled patterns: TEST_METHODS answer about the
@@ -1468,12 +1992,16 @@ TEST_METHODS = {"startswith", "endswith", "count", "find", "rfind", "index", "ri
                 "isalpha", "isalnum", "isspace", "isupper", "islower", "issubset", "issuperset", "isdisjoint",
                 "search", "match", "fullmatch", "debug", "info", "warning", "warn", "error", "critical",
                 "exception", "log", "append", "extend", "insert", "add", "remove", "discard", "clear", "sort",
-                "reverse", "update"}
+                "reverse", "update", "print", "pprint", "echo"}
 PASS_METHODS = {"strip", "lstrip", "rstrip", "lower", "upper", "casefold", "title", "capitalize", "split", "rsplit",
                 "splitlines", "partition", "rpartition", "replace", "removeprefix", "removesuffix", "format",
                 "format_map", "join", "encode", "decode", "copy", "get", "items", "values", "keys", "pop",
                 "setdefault", "union", "intersection", "difference", "symmetric_difference", "expandtabs", "ljust",
-                "rjust", "center", "zfill", "__getitem__"}
+                "rjust", "center", "zfill", "__getitem__", "head", "tail", "to_string", "to_markdown", "to_dict",
+                "to_records", "to_numpy", "tolist", "to_list", "iterrows", "itertuples", "sort_values", "sample",
+                "unique", "drop_duplicates", "reset_index", "set_index", "fillna", "astype", "transpose"}
+# Attributes of a container that are (parts of) its values: df.loc[...], df.values, s.str.
+PASS_ATTRS = {"loc", "iloc", "at", "iat", "values", "T", "str", "array"}
 FILL_METHODS = {"append", "extend", "insert", "add", "update", "setdefault", "__setitem__"}
 # Calls whose pattern argument (the first) is used only to match: re.search(p, s).
 PATTERN_FUNCS = {"re.search", "re.match", "re.fullmatch"}
@@ -1758,6 +2286,9 @@ class DataFlow:
             return self.call_use(p, node, pos, work)
         if t is ast.Attribute:  # a method called on the value
             call = self.parent.get(p)
+            if type(call) is not ast.Call and p.attr in PASS_ATTRS and type(p.ctx) is ast.Load:
+                work.append(("node", p))  # df.loc[i, "cmd"]: the value, followed
+                return None
             if type(call) is not ast.Call or call.func is not p or p.attr in self.funcs:
                 return True
             if p.attr in TEST_METHODS:
@@ -1799,6 +2330,8 @@ class DataFlow:
                     return True
                 work.append(("name", p, d))
             return None
+        if type(pos) is str and pos in DOC_KEYWORDS and not self.output_hooked:
+            return "use"  # help="runs rm -rf / on the target": shown, not run
         if self.output_hooked and (q == "print" or q.startswith("logging.") or
                                    type(f) is ast.Attribute and f.attr in LOG_METHODS):
             return True  # printed or logged where it may run (OUTPUT_*)
@@ -1893,6 +2426,13 @@ def prepare(tree, an):
         if counts.get(n.targets[0].id) == 1 and an.placeholders(n.value):
             an.marks.add(n.targets[0].id)
     for n in assigns:
+        # What names assigned once hold is known before any is resolved (see fold).
+        name, v = n.targets[0].id, n.value
+        if counts.get(name) == 1:
+            an.once[name] = v
+            if isinstance(v, ast.Constant):
+                an.consts[name] = v
+    for n in assigns:
         name, v = n.targets[0].id, n.value
         if counts.get(name, 0) > 1 and name not in an.aliases and isinstance(v, (ast.Name, ast.Attribute, ast.Subscript)):
             # f = print; f = os.system: a name bound anywhere to a checked callable may be it.
@@ -1900,9 +2440,8 @@ def prepare(tree, an):
             if q in VALUE_CHECKS:
                 an.aliases[name] = q
         if counts.get(name) == 1:
-            an.once[name] = v
             if isinstance(v, ast.Constant):
-                an.consts[name] = v
+                pass
             elif isinstance(v, ast.Dict) or (isinstance(v, ast.Call) and an.qualname(v.func) in ("dict", "builtins.dict")):
                 an.dicts[name] = v
             elif isinstance(v, (ast.Name, ast.Attribute, ast.Subscript, ast.Call)) and name not in an.aliases:
@@ -1912,6 +2451,10 @@ def prepare(tree, an):
         if an.built_sql(v):
             an.sql_names.add(name)
             an.sql_sources.setdefault(name, []).append(v)
+    # Folds made before every alias was known (base64.b64decode under another name) are
+    # made again when asked.
+    an.folded.clear()
+    an.fold_spent = 0
     # A dict whose name is read other than as params=, an item or in a comparison may be
     # changed where the analysis does not look (p.update(text=secret), an alias, a call).
     if an.dicts:
@@ -1998,7 +2541,7 @@ def analyze(code):
     # them, and calls of the functions that return them carry them (at most 3 passes).
     params, funcs = {}, set()
     for _ in range(3):
-        an = Analyzer()
+        an = Analyzer(len(code))
         prepare(tree, an)
         for name, env in params.items():
             an.tainted.add(name)

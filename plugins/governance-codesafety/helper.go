@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -19,11 +20,16 @@ import (
 	"github.com/limitgraph/limit/sdk/governance"
 )
 
-// analyzerScript is the Python side; it is passed to the interpreter with -c, so no file
+// analyzerScript is the Python side. It is longer than one argument may be (128 KiB on
+// Linux), so -c holds analyzerLoader, which reads it from a pipe on descriptor 3: no file
 // is written.
 //
 //go:embed analyzer.py
 var analyzerScript string
+
+// analyzerLoader is the program given with -c: it runs the script read from descriptor 3
+// as the main module.
+const analyzerLoader = "import os\nwith os.fdopen(3, 'rb') as f:\n    s = f.read()\nexec(compile(s, 'analyzer.py', 'exec'))\n"
 
 // helperMemoryLimit is the address-space limit of a helper process: ast trees of the
 // largest accepted input fit well within it.
@@ -73,9 +79,21 @@ type helper struct {
 
 // startHelper starts python with the analyzer script and an empty environment.
 func startHelper(python string) (*helper, error) {
-	cmd := exec.Command(python, "-I", "-S", "-c", analyzerScript)
+	cmd := exec.Command(python, "-I", "-S", "-c", analyzerLoader)
 	cmd.Env = []string{"LC_ALL=C.UTF-8", "PYTHONIOENCODING=utf-8"}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	script, scriptW, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", errHelper, err)
+	}
+	cmd.ExtraFiles = []*os.File{script}
+	started := false
+	defer func() {
+		script.Close() // the child has its own copy
+		if !started {
+			scriptW.Close()
+		}
+	}()
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", errHelper, err)
@@ -89,6 +107,13 @@ func startHelper(python string) (*helper, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("%w: start %s: %v", errHelper, python, err)
 	}
+	started = true
+	go func() {
+		// More than a pipe holds: written while the loader reads. A helper that dies
+		// first makes the write fail, and the first analysis reports it.
+		_, _ = scriptW.WriteString(analyzerScript)
+		scriptW.Close()
+	}()
 	lim := unix.Rlimit{Cur: helperMemoryLimit, Max: helperMemoryLimit}
 	_ = unix.Prlimit(cmd.Process.Pid, unix.RLIMIT_AS, &lim, nil)
 	return &helper{cmd: cmd, stdin: stdin, stdout: bufio.NewReaderSize(stdout, 64<<10), stderr: stderr}, nil

@@ -684,3 +684,16 @@ func TestLineBreaks(t *testing.T) {
 		t.Errorf("column after é: %+v, want 11 (bytes)", fs)
 	}
 }
+
+// TestLargeAnalyzerScript checks that the analyzer starts whatever the size of its script:
+// more than one argument may hold (128 KiB on Linux) is read from a pipe, not given
+// with -c.
+func TestLargeAnalyzerScript(t *testing.T) {
+	saved := analyzerScript
+	t.Cleanup(func() { analyzerScript = saved })
+	analyzerScript = saved + "\n# " + strings.Repeat("padding ", 64<<10) + "\n"
+	r := configured(t, `{"workers": 1}`)
+	if fs := evaluate(t, r, "import os\nos.system('id')\n"); len(fs) != 1 || fs[0].RuleID != "codesafety.B605" {
+		t.Fatalf("findings %+v, want one B605", fs)
+	}
+}

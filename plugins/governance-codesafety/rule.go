@@ -76,7 +76,7 @@ var checks = []check{
 	{"B608", "B608", governance.FlagUnsafe, 6, "SQL query built from strings"},
 	{"dynamic-import", "", governance.FlagHighRisk, 4, "__import__ or importlib.import_module"},
 	{"reverse-shell", "", governance.FlagMalicious, 10, "reverse shell: a socket handed to a shell, or a /dev/tcp or nc -e command"},
-	{"destructive", "", governance.FlagMalicious, 9, "destructive commands: rm -rf /, mkfs, fork bombs, rmtree of system trees"},
+	{"destructive", "", governance.FlagMalicious, 9, "destructive commands: rm -rf /, mkfs, fork bombs (in a command, or os.fork or process starts in a loop or recursion without end), rmtree of system trees"},
 	{"exfiltration", "", governance.FlagMalicious, 9, "credentials from the environment or credential files sent over the network"},
 	// Code the rule's Python does not parse is not analysed (only its other lines are, see
 	// Evaluate): said as a flag that default lets run, so the user sees Python's own
