@@ -42,6 +42,7 @@ var hostSchema = &hcl.BodySchema{
 		{Name: "log_level"},
 		{Name: "storage"},
 		{Name: "plugin_start_timeout"},
+		{Name: "deleted_retention"},
 	},
 }
 
@@ -322,6 +323,9 @@ func (d *decoder) host(blk *hcl.Block, h *Host) (storageAttr *hcl.Attribute) {
 	}
 	if v, attr := d.duration(a, "plugin_start_timeout", false); attr != nil {
 		h.PluginStartTimeout = v
+	}
+	if v, attr := d.duration(a, "deleted_retention", true); attr != nil {
+		h.DeletedRetention = v
 	}
 	return storageAttr
 }
