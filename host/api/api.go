@@ -111,6 +111,13 @@ func New(opts Options) *Server {
 	return s
 }
 
+// CountPurged adds what a retention sweep purged to the metrics
+// (limit_sessions_purged_total, limit_traces_purged_total).
+func (s *Server) CountPurged(p session.Purged) {
+	s.metrics.purgedSessions.Add(float64(p.Sessions))
+	s.metrics.purgedTraces.Add(float64(p.Traces))
+}
+
 // Stop begins a shutdown: new requests are answered 503 (a load balancer's health check
 // included), and the computations in progress (RD) end instead of letting a graceful
 // shutdown wait for them, their requests answered 503. Other running requests go on.

@@ -26,6 +26,8 @@ type metrics struct {
 	executions   *prometheus.CounterVec
 	execDuration *prometheus.HistogramVec
 	flags        *prometheus.CounterVec
+	// purgedSessions and purgedTraces count what the retention sweep purged.
+	purgedSessions, purgedTraces prometheus.Counter
 	// routes caches the series of requests by route and code.
 	routesMu sync.RWMutex
 	routes   map[routeCode]*routeMetrics
@@ -50,7 +52,13 @@ func newMetrics(pluginStatus func() []plugins.Status) *metrics {
 	m.flags = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "limit_governance_flags_total", Help: "Flags governance rules raised on executions, by flag.",
 	}, []string{"flag"})
-	m.reg.MustRegister(m.requests, m.duration, m.executions, m.execDuration, m.flags,
+	m.purgedSessions = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "limit_sessions_purged_total", Help: "Deleted sessions this host purged from storage past host.deleted_retention.",
+	})
+	m.purgedTraces = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "limit_traces_purged_total", Help: "Traces of deleted sessions this host purged from storage past host.deleted_retention (their copies in the shared record stay).",
+	})
+	m.reg.MustRegister(m.requests, m.duration, m.executions, m.execDuration, m.flags, m.purgedSessions, m.purgedTraces,
 		pluginCollector{pluginStatus},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

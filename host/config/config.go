@@ -117,6 +117,10 @@ type Host struct {
 	// the storage whose signed checkpoints this host accepts as it accepts its own, in file
 	// order, each once.
 	TrustedKeys []TrustedKey
+	// DeletedRetention is how long a deleted session's record and traces are kept before
+	// the host purges them from storage (its merged traces stay in the shared record);
+	// 0, the default, keeps them for good.
+	DeletedRetention time.Duration
 	// ListenRange is the range of the listen value in the file, or the zero range when
 	// the address is the default or API_HOST or API_PORT changed it.
 	ListenRange hcl.Range

@@ -94,8 +94,8 @@ const fullFile = `host {
   log_level  = "debug"
   storage    = "bolt"
   plugin_start_timeout = "3s"
+  deleted_retention = "720h"
 }
-
 storage "bolt" {
   plugin = "limit-storage-bolt"
   sha256 = "` + sha + `"
@@ -150,6 +150,7 @@ func TestParseFull(t *testing.T) {
 		LogLevel:           "debug",
 		StorageName:        "bolt",
 		PluginStartTimeout: 3 * time.Second,
+		DeletedRetention:   720 * time.Hour,
 	}
 	gotHost := cfg.Host
 	if gotHost.DeclRange.Start.Line != 1 || gotHost.DeclRange.Filename != testFile {
@@ -321,6 +322,8 @@ func TestParseErrors(t *testing.T) {
 		{"allowed hosts not a list", "api {\n  allowed_hosts = \"limit.example.com\"\n}\n", nil, 2, "Incorrect attribute value type", "list of string required"},
 		{"zero start timeout", "host {\n  plugin_start_timeout = \"0s\"\n}\n", nil, 2, "Invalid duration", ""},
 		{"negative timeout", "api {\n  write_timeout = \"-1s\"\n}\n", nil, 2, "Invalid duration", "negative"},
+		{"negative deleted retention", "host {\n  deleted_retention = \"-24h\"\n}\n", nil, 2, "Invalid duration", "deleted_retention must not be negative"},
+		{"deleted retention without unit", "host {\n  deleted_retention = \"30\"\n}\n", nil, 2, "Invalid duration", "deleted_retention"},
 		{"short sha256", "storage \"bolt\" {\n  sha256 = \"ab12\"\n}\n", nil, 2, "Invalid sha256", "got 4 characters"},
 		{"non-hex sha256", "storage \"bolt\" {\n  sha256 = \"" + strings.Repeat("g", 64) + "\"\n}\n", nil, 2, "Invalid sha256", "invalid byte"},
 		{"empty plugin", "runner \"x\" {\n  plugin = \"\"\n}\n", nil, 2, "Invalid plugin", ""},

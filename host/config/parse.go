@@ -43,6 +43,7 @@ var hostSchema = &hcl.BodySchema{
 		{Name: "storage"},
 		{Name: "plugin_start_timeout"},
 		{Name: "trusted_keys"},
+		{Name: "deleted_retention"},
 	},
 }
 
@@ -326,6 +327,9 @@ func (d *decoder) host(blk *hcl.Block, h *Host) (storageAttr *hcl.Attribute) {
 	}
 	if entries, attr := d.stringList(a, "trusted_keys"); attr != nil {
 		h.TrustedKeys = d.trustedKeys(attr, entries)
+	}
+	if v, attr := d.duration(a, "deleted_retention", true); attr != nil {
+		h.DeletedRetention = v
 	}
 	return storageAttr
 }

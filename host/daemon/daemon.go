@@ -319,6 +319,10 @@ type Daemon struct {
 	stopOnce sync.Once
 	// stopExecs stops the executions still running when a shutdown's grace runs out.
 	stopExecs context.CancelFunc
+	// stopSweep stops the retention sweep (host.deleted_retention); sweepDone is closed
+	// once it has stopped.
+	stopSweep context.CancelFunc
+	sweepDone chan struct{}
 	// lock holds the data_dir until the daemon has stopped.
 	lock *dirLock
 }
@@ -546,6 +550,14 @@ func Start(ctx context.Context, opts Options) (*Daemon, hcl.Diagnostics) {
 		DisableGeneralOptionsHandler: true,
 	}
 	go func() { d.serveErr <- d.server.Serve(api.ProblemListener(ln, logger.Named("api"))) }()
+	// Deleted sessions past host.deleted_retention are purged with their traces, now and
+	// then periodically, in the background.
+	var sweepCtx context.Context
+	sweepCtx, d.stopSweep = context.WithCancel(context.Background())
+	d.sweepDone = make(chan struct{})
+	retention := &session.Retention{Sessions: d.Sessions, Traces: d.Traces, After: cfg.Host.DeletedRetention,
+		Logger: logger.Named("retention"), Counted: d.api.CountPurged}
+	go func() { defer close(d.sweepDone); retention.Run(sweepCtx) }()
 	started = true
 	logger.Info("limitd started", "version", opts.Version, "listen", ln.Addr().String(), "data_dir", dataDir, "node", node,
 		"storage", specs.Storage.ID(), "runners", d.Runners.Names(), "rules", len(d.rules))
@@ -662,6 +674,9 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 		err = d.server.Shutdown(hctx)
 		unhook()
 		d.stopExecs()
+		// A purge cut short here is completed by the next start's sweep.
+		d.stopSweep()
+		<-d.sweepDone
 		d.stopPlugins(ctx)
 		d.lock.release()
 		d.logger.Info("limitd stopped")

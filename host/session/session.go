@@ -623,6 +623,14 @@ func (m *Manager) remember(id string, s *Session, seen uint64, force bool) {
 		// Another host writes that record: a copy here would go stale.
 		return
 	}
+	if s.State == StateDeleted {
+		// Any host's retention sweep may purge it (Retention): a copy here would outlive
+		// it. Deleted sessions are seldom asked for.
+		m.cacheMu.Lock()
+		delete(m.cache, id)
+		m.cacheMu.Unlock()
+		return
+	}
 	m.cacheMu.Lock()
 	defer m.cacheMu.Unlock()
 	if !force && m.writes != seen {
@@ -635,6 +643,14 @@ func (m *Manager) remember(id string, s *Session, seen uint64, force bool) {
 		}
 	}
 	m.cache[id] = cached{s: s, at: time.Now()}
+}
+
+// forget drops a session's record from the cache.
+func (m *Manager) forget(id string) {
+	m.cacheMu.Lock()
+	defer m.cacheMu.Unlock()
+	m.writes++
+	delete(m.cache, id)
 }
 
 // cached returns a session's stored record, decoded, from the cache or the store. The
@@ -775,7 +791,8 @@ func (m *Manager) WorkDir(id string) string {
 }
 
 // Delete stops the session's runner processes, removes its working directory and marks
-// it deleted; its traces stay. Executions that get the session's runner after it began
+// it deleted; its traces stay, until the retention sweep purges the session with them
+// (Retention; by default it keeps them for good). Executions that get the session's runner after it began
 // fail with ErrDeleted. Once begun it completes even if ctx ends: a delete stopped
 // half-way would leave a session without its directory, or a process without its session.
 // A session another node runs is refused (OtherNodeError): its processes and files are
@@ -826,7 +843,8 @@ func (m *Manager) delete(ctx context.Context, id string, ownerGone bool) (*Sessi
 	}
 	s.State = StateDeleted
 	s.DeletedAt = time.Now().UTC()
-	if err := m.put(ctx, s); err != nil {
+	// Indexed by when it was deleted, with its record, for the retention sweep (Retention).
+	if err := m.put(ctx, s, storage.Op{Kind: storage.OpPut, Key: deletedKey(s.DeletedAt, s.ID), Value: []byte{}}); err != nil {
 		return nil, err
 	}
 	return s, nil

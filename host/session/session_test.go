@@ -56,6 +56,21 @@ func (c *countingStore) CompareAndSwap(ctx context.Context, req storage.CASReque
 	return c.Storage.CompareAndSwap(ctx, req)
 }
 
+// Batch is a write as Put is (a delete writes its record with its index entry in one).
+func (c *countingStore) Batch(ctx context.Context, ns string, ops []storage.Op) error {
+	if f := c.beforePut; f != nil {
+		c.beforePut = nil
+		f()
+	}
+	c.puts.Add(1)
+	if err := c.Storage.Batch(ctx, ns, ops); err != nil {
+		return err
+	}
+	err := c.putErr
+	c.putErr = nil
+	return err
+}
+
 func (c *countingStore) Get(ctx context.Context, ns string, key []byte) ([]byte, bool, error) {
 	c.gets.Add(1)
 	v, ok, err := c.Storage.Get(ctx, ns, key)

@@ -323,7 +323,17 @@ func (s *Store) bundleTraces(ctx context.Context, scope BundleScope) ([]location
 	ids = slices.Compact(ids)
 	locs := make([]location, 0, len(ids))
 	for _, id := range ids {
-		loc, err := s.locate(ctx, id)
+		// A merged trace of a purged session is exported from its copy in the shared
+		// record (see PurgeSession).
+		var loc location
+		err := s.read(ctx, id, func(l location) error {
+			loc = l
+			_, _, err := s.loadRecord(ctx, l)
+			if errors.Is(err, ErrNotFound) {
+				return err
+			}
+			return nil // what does not verify, the snapshot reports
+		})
 		if err != nil {
 			return nil, scope, err
 		}

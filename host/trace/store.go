@@ -79,6 +79,12 @@ func (c *locationCache) add(traceID, sessionID string) {
 	c.m[traceID] = sessionID
 }
 
+func (c *locationCache) remove(traceID string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.m, traceID)
+}
+
 // Options configures a Store. The zero value is the default.
 type Options struct {
 	// Tenant owns everything the store reads and writes; DefaultTenant when empty.
@@ -272,13 +278,20 @@ func (s *Store) Create(ctx context.Context, sessionID, kind string, data json.Ra
 }
 
 // Get returns a trace, caught up with any entry stored beyond what its record reflects (left
-// by a crash). A malformed id reads as ErrNotFound.
+// by a crash). A malformed id reads as ErrNotFound. A merged trace whose session was purged
+// (PurgeSession) is read from its copy in the shared record.
 func (s *Store) Get(ctx context.Context, traceID string) (Record, error) {
-	loc, err := s.locate(ctx, traceID)
-	if err != nil {
-		return Record{}, err
-	}
-	rec, raw, err := s.loadRecord(ctx, loc)
+	var (
+		loc location
+		rec Record
+		raw []byte
+	)
+	err := s.read(ctx, traceID, func(l location) error {
+		var err error
+		loc = l
+		rec, raw, err = s.loadRecord(ctx, l)
+		return err
+	})
 	if err != nil {
 		return Record{}, err
 	}
@@ -287,8 +300,8 @@ func (s *Store) Get(ctx context.Context, traceID string) (Record, error) {
 		return Record{}, err
 	}
 	// A chain that does not verify beyond the record is left for Verify to report; the
-	// record shows what did verify.
-	if up.Length > rec.Length {
+	// record shows what did verify. A copy in the shared record is only read.
+	if up.Length > rec.Length && !s.isMerged(loc) {
 		if want, err := canonicalJSON(up); err == nil {
 			// Best effort: a failed or lost swap leaves the record for the next writer.
 			_, _ = s.st.CompareAndSwap(ctx, storage.CASRequest{
@@ -299,29 +312,33 @@ func (s *Store) Get(ctx context.Context, traceID string) (Record, error) {
 	return up, nil
 }
 
-// Chain returns a trace's provenance entries in order, as stored (Verify checks them).
+// Chain returns a trace's provenance entries in order, as stored (Verify checks them); a
+// purged session's merged trace's, from its copy in the shared record.
 func (s *Store) Chain(ctx context.Context, traceID string) ([]Entry, error) {
-	loc, err := s.locate(ctx, traceID)
+	var out []Entry
+	err := s.read(ctx, traceID, func(loc location) error {
+		if _, _, err := s.loadRecord(ctx, loc); err != nil {
+			return err
+		}
+		out = nil
+		err := s.scanEntries(ctx, loc, 0, func(i int64, raw []byte) error {
+			e, _, err := parseEntry(raw)
+			if err != nil {
+				return &chainError{fmt.Errorf("entry %d: %w", i, err)}
+			}
+			out = append(out, e)
+			return nil
+		})
+		var ce *chainError
+		if errors.As(err, &ce) {
+			return fmt.Errorf("%w: trace %s: %v", ErrCorrupt, traceID, ce)
+		}
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
-	if _, _, err := s.loadRecord(ctx, loc); err != nil {
-		return nil, err
-	}
-	var out []Entry
-	err = s.scanEntries(ctx, loc, 0, func(i int64, raw []byte) error {
-		e, _, err := parseEntry(raw)
-		if err != nil {
-			return &chainError{fmt.Errorf("entry %d: %w", i, err)}
-		}
-		out = append(out, e)
-		return nil
-	})
-	var ce *chainError
-	if errors.As(err, &ce) {
-		return nil, fmt.Errorf("%w: trace %s: %v", ErrCorrupt, traceID, ce)
-	}
-	return out, err
+	return out, nil
 }
 
 // Append adds an entry of in.Kind by in.Agent with in.Data (any JSON value; empty means
@@ -555,12 +572,16 @@ func unsignedError(signed, n int64) error {
 // in its "created" entry, the record against the chain, and every checkpoint's signature
 // against the host key (or a key it trusts) and the chain. It returns an error only when it cannot read; what does
 // not verify is reported in the result.
+//
+// A merged trace whose session was purged (PurgeSession) is verified in the shared record:
+// its copy there, with the entries and checkpoints copied with it.
 func (s *Store) Verify(ctx context.Context, traceID string) (VerifyResult, error) {
-	loc, err := s.locate(ctx, traceID)
-	if err != nil {
-		return VerifyResult{}, err
-	}
-	in, err := s.inspect(ctx, loc, false)
+	var in inspection
+	err := s.read(ctx, traceID, func(loc location) error {
+		var err error
+		in, err = s.inspect(ctx, loc, false)
+		return err
+	})
 	if err != nil {
 		return VerifyResult{}, err
 	}
@@ -707,10 +728,25 @@ func (s *Store) MergedLength(ctx context.Context, traceID string) (int64, bool, 
 
 // RemoveFromMerged removes a trace's copy from MergedNamespace (record first, so a copy
 // is never listed incomplete), for a trace withdrawn from the shared record. A trace
-// with no copy there is not an error.
+// with no copy there is not an error. The copy of a trace whose session was purged
+// (PurgeSession) is all that is left of it: it is refused with ErrNotFound, as the trace
+// is (writes to it are too), and stays.
 func (s *Store) RemoveFromMerged(ctx context.Context, traceID string) error {
 	if !ValidID(traceID) {
 		return fmt.Errorf("%w: %q", ErrNotFound, traceID)
+	}
+	loc, err := s.locate(ctx, traceID)
+	if err == nil {
+		_, _, err = s.loadRecord(ctx, loc)
+	}
+	if errors.Is(err, ErrNotFound) {
+		if in, ierr := s.InMerged(ctx, traceID); ierr != nil || !in {
+			return ierr
+		}
+		return fmt.Errorf("%w: %s: its session was purged, and its copy in the shared record, all that is left of it, stays", ErrNotFound, traceID)
+	}
+	if err != nil && !errors.Is(err, ErrCorrupt) {
+		return fmt.Errorf("remove trace %s from the merged record: %w", traceID, err)
 	}
 	ns := MergedNamespace(s.tenant)
 	if _, err := s.st.Delete(ctx, ns, recordKey(traceID)); err != nil {
