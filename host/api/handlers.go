@@ -601,36 +601,26 @@ var hostKinds = map[string]bool{
 	trace.KindExecuted: true, "blocked": true, "governance_error": true, "merge_refused": true,
 }
 
-// hostAgentSkeleton is the confusable skeleton (Unicode TS #39) of execution.Agent.
-var hostAgentSkeleton = confusables.Skeleton(execution.Agent)
+// ignorable reports whether r is unseen in an agent as read: a space or an invisible
+// (format) character.
+func ignorable(r rune) bool { return unicode.IsSpace(r) || unicode.Is(unicode.Cf, r) }
 
-// foldAgent is what an agent reads as: NFKC, lower case, without spaces or invisible
-// characters.
-func foldAgent(agent string) string {
-	return strings.Map(func(r rune) rune {
-		if unicode.IsSpace(r) || unicode.Is(unicode.Cf, r) {
-			return -1
-		}
-		return unicode.ToLower(r)
-	}, norm.NFKC.String(agent))
-}
-
-// readsAsHost reports whether agent (NFKC, without spaces or invisible characters) reads
-// as execution.Agent, alone or followed by a separator, when each character is read as
-// the confusable skeleton (Unicode TS #39) of itself, its lower or its upper case, lower-
-// cased: a capital I reads as i or l, Cyrillic "Ӏ" and "ӏ" as l, "і" as i, "1" as l, "m"
-// as "rn".
-func readsAsHost(agent string) bool {
-	var match func(rest string, want string) bool
+// readsAs reports whether agent (NFKC) begins with word as it reads, each character read
+// as the confusable skeleton (Unicode TS #39) of itself, its lower or its upper case,
+// lower-cased (a capital I reads as i or l, Cyrillic "Ӏ" and "ӏ" as l, "і" as i, "е" as e,
+// "1" as l, "0" as o, "m" as "rn"), spaces and invisible characters skipped, and then(rest)
+// holds for what follows it.
+func readsAs(agent, word string, then func(rest string) bool) bool {
+	var match func(rest, want string) bool
 	match = func(rest, want string) bool {
 		if want == "" {
-			r, _ := utf8.DecodeRuneInString(rest)
-			return rest == "" || !unicode.IsLetter(r) && !unicode.IsDigit(r)
+			return then(rest)
 		}
-		r, size := utf8.DecodeRuneInString(rest)
+		rest = strings.TrimLeftFunc(rest, ignorable)
 		if rest == "" {
 			return false
 		}
+		r, size := utf8.DecodeRuneInString(rest)
 		readings := []string{
 			confusables.Skeleton(string(unicode.ToLower(r))),
 			strings.ToLower(confusables.Skeleton(string(r))),
@@ -646,29 +636,51 @@ func readsAsHost(agent string) bool {
 		}
 		return false
 	}
-	return match(agent, hostAgentSkeleton)
+	return match(agent, strings.ToLower(confusables.Skeleton(word)))
+}
+
+// separated reports whether rest, what follows a word in an agent, begins with a
+// separator: a space, or after any invisible characters a character that is neither a
+// letter nor a digit (":", "：", ";", ".", "-", …).
+func separated(rest string) bool {
+	if rest != "" && unicode.IsSpace([]rune(rest)[0]) {
+		return true
+	}
+	rest = strings.TrimLeftFunc(rest, func(r rune) bool { return unicode.Is(unicode.Cf, r) })
+	r, _ := utf8.DecodeRuneInString(rest)
+	return rest != "" && !unicode.IsLetter(r) && !unicode.IsDigit(r)
+}
+
+// ended reports whether rest, what follows a word in an agent, ends it or is separated
+// from it: the word stands alone.
+func ended(rest string) bool {
+	return strings.TrimFunc(rest, ignorable) == "" || separated(rest)
 }
 
 // checkClientAgent refuses an agent a client names that an auditor would read as the host
 // itself: execution.Agent in any case or width (NFKC), with spaces or invisible characters
 // anywhere, spelled with look-alike letters of other scripts (its Unicode confusable
 // skeleton: Cyrillic "і", "1" for "l", "rn" for "m"), or followed by a separator
-// ("limitd.governance"). Only the host's own entries carry that name. It also refuses the
-// agent of another principal ("operator", "user:NAME"; see principal.agent), which the host
-// records for an entry that names none: p may name only its own.
+// ("limitd.governance"). Only the host's own entries carry that name. It refuses likewise
+// an agent that reads as a principal's (see principal.agent), which the host records for an
+// entry that names none: "operator" alone or followed by a separator, and "user" followed
+// by a separator ("user:alice", "usеr:alice" with a Cyrillic "е", "user;alice", "user
+// alice", "user：alice"), unless it is the caller's own agent exactly: p may name only its
+// own principal, and only as the host spells it.
 func checkClientAgent(agent string, p principal) error {
-	a := foldAgent(agent)
-	stripped := strings.Map(func(r rune) rune {
-		if unicode.IsSpace(r) || unicode.Is(unicode.Cf, r) {
-			return -1
-		}
-		return r
-	}, norm.NFKC.String(agent))
-	if readsAsHost(a) || readsAsHost(stripped) {
+	if agent == "" {
+		return nil
+	}
+	nfkc := norm.NFKC.String(agent)
+	lower := strings.Map(unicode.ToLower, nfkc) // "İ" lowers to two runes, "K" (Kelvin) to "k"
+	reads := func(word string, then func(string) bool) bool {
+		return readsAs(nfkc, word, then) || readsAs(lower, word, then)
+	}
+	if reads(execution.Agent, ended) {
 		return badRequest("agent %q names the host, whose own entries alone carry %q; choose another agent", agent, execution.Agent)
 	}
-	if agent != "" && agent != p.agent() && (a == "operator" || strings.HasPrefix(a, "user:")) {
-		return badRequest("agent %q names a principal, as the host records an entry that names no agent; this token is recorded as %q: leave agent out, or choose another", agent, p.agent())
+	if agent != p.agent() && (reads("operator", ended) || reads("user", separated)) {
+		return badRequest("agent %q reads as a principal's (\"operator\", \"user:NAME\"), which the host records for an entry that names no agent; this token is recorded as %q: leave agent out, or choose another", agent, p.agent())
 	}
 	return nil
 }

@@ -640,3 +640,43 @@ func TestOwnerGoneIsForOperators(t *testing.T) {
 		t.Errorf("an operator's delete with owner_gone: %v", s["state"])
 	}
 }
+
+// TestPrincipalLookAlikeAgents: a user may not name, as the agent of an entry or of a
+// trace it creates, another principal's agent in look-alike letters (Cyrillic "е" and
+// "о", "0" for "o"), in another case, with a look-alike separator ("user;alice", "user
+// alice", fullwidth "user：alice"), nor its own in another spelling; only its own exactly.
+// Agents that merely begin like one ("operators", "username") are its to choose.
+func TestPrincipalLookAlikeAgents(t *testing.T) {
+	f := newOwnersFixture(t)
+	tr := f.must(tokBob, "POST", "/v1/traces", `{"session_id":"`+f.bob+`"}`, 201)["id"].(string)
+	entry := func(agent string) (int, []byte) {
+		b, _ := json.Marshal(map[string]any{"kind": "review", "agent": agent})
+		return f.call(tokBob, "POST", "/v1/traces/"+tr+"/provenance", string(b))
+	}
+	created := func(agent string) (int, []byte) {
+		b, _ := json.Marshal(map[string]any{"session_id": f.bob, "agent": agent})
+		return f.call(tokBob, "POST", "/v1/traces", string(b))
+	}
+	for _, agent := range []string{
+		"operator", "OPERATOR", "operator.review",
+		"op\u0435rator", "\u043eperator", "0perator", "operat0r", // Cyrillic е, о; digit zero
+		"user:alice", "user:\u0430lice", "us\u0435r:alice", "USER:ALICE",
+		"user;alice", "user alice", "user\uff1aalice", "user\u200b:alice", "user-alice",
+		"USER:BOB", "user;bob", "us\u0435r:bob", // its own, spelled otherwise
+	} {
+		for name, send := range map[string]func(string) (int, []byte){"entry": entry, "trace": created} {
+			code, body := send(agent)
+			if code != 400 || !strings.Contains(string(body), "reads as a principal") {
+				t.Errorf("%s by agent %q: %d %s, want 400 naming a principal", name, agent, code, body)
+			}
+		}
+	}
+	for _, agent := range []string{"user:bob", "reviewer", "operators", "username", "userbot", "users", "user", "cooperator"} {
+		if code, body := entry(agent); code != 201 {
+			t.Errorf("entry by agent %q: %d %s, want 201", agent, code, body)
+		}
+		if code, body := created(agent); code != 201 {
+			t.Errorf("trace by agent %q: %d %s, want 201", agent, code, body)
+		}
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"github.com/limitgraph/limit/host/session"
 	"github.com/limitgraph/limit/host/trace"
 	"github.com/limitgraph/limit/host/trace/tracetest"
+	"github.com/limitgraph/limit/internal/testbin"
 	"github.com/limitgraph/limit/internal/testplugins/echo"
 	"github.com/limitgraph/limit/sdk/base"
 	"github.com/limitgraph/limit/sdk/runner"
@@ -30,7 +31,9 @@ func TestMain(m *testing.M) {
 		runner.Serve(&echo.Runner{})
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	testbin.Cleanup()
+	os.Exit(code)
 }
 
 // echoEngine returns an engine on in-memory storage whose "echo" runner is this test

@@ -231,11 +231,11 @@ func wantedTimeout(s *session.Session, req Request, runnerDefault time.Duration)
 // runner's content type, and the text in its params (an LLM runner's messages or system
 // prompt), as text a person wrote, at the same time. A flag raised on the params says so
 // in its reason; its location, an offset into their text, is dropped.
-func (e *Engine) evaluateInput(ctx context.Context, sessionID string, req Request, ctype string) ([]governance.Flag, []*governance.RuleError) {
+func (e *Engine) evaluateInput(ctx context.Context, s *session.Session, req Request, ctype string) ([]governance.Flag, []*governance.RuleError) {
 	text := paramsText(req.Params)
 	if text == "" {
 		return e.Rules.Evaluate(ctx, sdkgov.EvaluateRequest{
-			Stage: sdkgov.StagePre, SessionID: sessionID, Runner: req.Runner, ContentType: ctype, Content: req.Input,
+			Stage: sdkgov.StagePre, SessionID: s.ID, Owner: s.Owner, Runner: req.Runner, ContentType: ctype, Content: req.Input,
 		})
 	}
 	var pflags []governance.Flag
@@ -246,12 +246,12 @@ func (e *Engine) evaluateInput(ctx context.Context, sessionID string, req Reques
 		// No runner named: a rule that reads whatever a runner gets (codesafety, for the
 		// python runner) must not take the params' text for the runner's code.
 		pflags, perrs = e.Rules.Evaluate(ctx, sdkgov.EvaluateRequest{
-			Stage: sdkgov.StagePre, SessionID: sessionID, ContentType: "text/plain", Content: text,
+			Stage: sdkgov.StagePre, SessionID: s.ID, Owner: s.Owner, ContentType: "text/plain", Content: text,
 			Metadata: map[string]string{"part": "params", "runner": req.Runner},
 		})
 	}()
 	flags, errs := e.Rules.Evaluate(ctx, sdkgov.EvaluateRequest{
-		Stage: sdkgov.StagePre, SessionID: sessionID, Runner: req.Runner, ContentType: ctype, Content: req.Input,
+		Stage: sdkgov.StagePre, SessionID: s.ID, Owner: s.Owner, Runner: req.Runner, ContentType: ctype, Content: req.Input,
 	})
 	<-done
 	for _, f := range pflags {
@@ -413,7 +413,7 @@ func (e *Engine) Execute(ctx context.Context, sessionID string, req Request, emi
 	}
 	// Pre-execution governance, before anything is stored: the trace is then created with
 	// its verdict in one write.
-	pre, ruleErrs := e.evaluateInput(ctx, s.ID, req, ctype)
+	pre, ruleErrs := e.evaluateInput(ctx, s, req, ctype)
 	first := trace.Update{Flags: pre}
 	if policy.Quarantines(pre) {
 		first.Status, first.Reason = trace.StatusQuarantined, "auto-quarantine under policy "+policy.Name
@@ -583,7 +583,7 @@ func (e *Engine) Execute(ctx context.Context, sessionID string, req Request, emi
 	rctx := context.WithoutCancel(ctx)
 	content, outputBytes := joinOutput(res)
 	post, ruleErrs := e.Rules.Evaluate(rctx, sdkgov.EvaluateRequest{
-		Stage: sdkgov.StagePost, SessionID: s.ID, TraceID: cr.ID, Runner: req.Runner, ContentType: "text/output",
+		Stage: sdkgov.StagePost, SessionID: s.ID, Owner: s.Owner, TraceID: cr.ID, Runner: req.Runner, ContentType: "text/output",
 		Content: content,
 		// Figures of the execution, for rules that keep per-session statistics.
 		Metadata: map[string]string{

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"container/list"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -18,9 +19,10 @@ import (
 // in execution order plus distance in feature space (so the graph carries both the
 // sequence and the spread of the session's behaviour). Every graph_every executions the
 // session's graph is compared by FGW distortion (the RD core, host/rd) with the graphs of
-// the sessions seen before it; the mean distance to its nearest few is its score, and a
-// score far above the scores those earlier sessions got when they were judged is an
-// anomaly. Earlier sessions are kept as a bounded reference set of immutable graphs.
+// the sessions of the same owner seen before it; the mean distance to its nearest few is
+// its score, and a score far above the scores those earlier sessions got when they were
+// judged is an anomaly. Earlier sessions are kept as bounded reference sets of immutable
+// graphs, one per owner (ownerSets).
 
 // ruleSessionGraph is the rule id of session-graph findings.
 const ruleSessionGraph = "anomaly.session_graph"
@@ -180,7 +182,8 @@ func (g *stepRing) chronological() []step {
 // sessionGraph is one session's graph at one moment; immutable once built, so the
 // reference set shares it with comparisons running outside the rule's lock.
 type sessionGraph struct {
-	session string
+	// session and owner are the request's SessionID and Owner.
+	session, owner string
 	// executions is how many executions the session had when the graph was built.
 	executions int
 	c, f       *mat.Dense // structure n×n, features n×featureDims
@@ -291,17 +294,59 @@ type graphSettings struct {
 	enabled                  bool
 	nodes, references, every int
 	neighbours               int
-	threshold                float64
+	// owners bounds how many owners' reference sets are kept.
+	owners    int
+	threshold float64
 }
 
-// graphSet is the reference set: the latest graphs of the last sessions judged, oldest
-// first, at most graphSettings.references (one per session).
+// graphSet is one owner's reference set: the latest graphs of the owner's last sessions
+// judged, oldest first, at most graphSettings.references (one per session).
 type graphSet struct {
-	refs []*sessionGraph
-	ws   *rd.Workspace
+	owner string
+	refs  []*sessionGraph
+	ws    *rd.Workspace
 	// solves counts FGW computations (tests check the pruning).
 	solves int
 }
+
+// ownerSets are the reference sets, one per owner of sessions (the request's Owner: a
+// user, or "" for the operators' sessions), so that a session is judged against, and a
+// finding names, only sessions of its own owner: another user's sessions are none of
+// its business, not even their number. At most graphSettings.owners sets are kept; the
+// least recently used is forgotten first. The sets share one FGW workspace (comparisons
+// are serialised by the rule's graphMu).
+type ownerSets struct {
+	sets map[string]*list.Element // of *graphSet
+	lru  *list.List               // front: most recently used
+	ws   *rd.Workspace
+}
+
+func newOwnerSets() *ownerSets {
+	return &ownerSets{sets: map[string]*list.Element{}, lru: list.New()}
+}
+
+// get returns owner's reference set, creating it, and marks it most recently used; the
+// least recently used sets beyond limit are forgotten.
+func (o *ownerSets) get(owner string, limit int) *graphSet {
+	if o.ws == nil {
+		o.ws = rd.NewWorkspace()
+	}
+	if el, ok := o.sets[owner]; ok {
+		o.lru.MoveToFront(el)
+		return el.Value.(*graphSet)
+	}
+	gs := &graphSet{owner: owner, ws: o.ws}
+	o.sets[owner] = o.lru.PushFront(gs)
+	for o.lru.Len() > limit {
+		old := o.lru.Back()
+		o.lru.Remove(old)
+		delete(o.sets, old.Value.(*graphSet).owner)
+	}
+	return gs
+}
+
+// len returns how many owners' sets are kept.
+func (o *ownerSets) len() int { return o.lru.Len() }
 
 // nearest returns g's k nearest references of other sessions, nearest first, and how
 // many references of other sessions there were. References are visited in order of
@@ -442,7 +487,7 @@ func (gs *graphSet) judge(g *sessionGraph, set graphSettings) (*governance.Findi
 	}
 	return &governance.Finding{
 		Flag: governance.FlagAnomaly, Severity: severity(z), Score: z, RuleID: ruleSessionGraph,
-		Reason: fmt.Sprintf("the graph of this session's last %d executions is at mean FGW distance %.3g from its %d nearest of %d earlier sessions (%s); "+
+		Reason: fmt.Sprintf("the graph of this session's last %d executions is at mean FGW distance %.3g from its %d nearest of %d earlier sessions of its owner (%s); "+
 			"earlier sessions were at a median %.3g from theirs, this one %.1f times as far on ln(%g+distance) (%s over %d sessions): robust z-score %.1f, threshold %.1f",
 			g.nodes(), g.score, len(near), others, strings.Join(names, ", "),
 			typical, (graphEpsilon+g.score)/math.Exp(med), graphEpsilon, spread, n, z, set.threshold),

@@ -177,11 +177,11 @@ func TestSessionGraphBounded(t *testing.T) {
 	runSession(t, r, "ordinary-29", 40, ordinary(29), 1)
 	r.graphMu.Lock()
 	defer r.graphMu.Unlock()
-	if n := len(r.refs.refs); n != 6 {
+	if n := len(r.ownerRefs("")); n != 6 {
 		t.Fatalf("%d references kept, want 6", n)
 	}
 	seen := map[string]bool{}
-	for _, g := range r.refs.refs {
+	for _, g := range r.ownerRefs("") {
 		if seen[g.session] {
 			t.Errorf("session %s has two graphs in the reference set", g.session)
 		}
@@ -252,7 +252,7 @@ func TestSessionGraphOff(t *testing.T) {
 	if fs := runSession(t, r, "odd", 16, unusual["long outputs"], 1); len(fs) != 0 {
 		t.Errorf("session graph off, still flagged: %+v", fs)
 	}
-	if len(r.refs.refs) != 0 || r.sessions["odd"].Value.(*session).steps != nil {
+	if len(r.ownerRefs("")) != 0 || r.sessions["odd"].Value.(*session).steps != nil {
 		t.Error("session graph off, graphs kept")
 	}
 	ds, _ := r.Describe(context.Background())
@@ -318,7 +318,7 @@ func TestSessionGraphConcurrent(t *testing.T) {
 	wg.Wait()
 	r.graphMu.Lock()
 	defer r.graphMu.Unlock()
-	if n := len(r.refs.refs); n == 0 || n > 6 {
+	if n := len(r.ownerRefs("")); n == 0 || n > 6 {
 		t.Errorf("%d references after reconfiguring to 6", n)
 	}
 }
@@ -448,5 +448,90 @@ func TestSessionGraphFeaturesBelowRounding(t *testing.T) {
 	}
 	if len(got) != 1 || got[0].session != "a" || got[0].dist > 1e-9 {
 		t.Fatalf("nearest of a session equal to a but for a float32 step: %+v, want a at distance ~0", got)
+	}
+}
+
+// ownerRefs returns owner's reference graphs (none when it has no set). Callers hold
+// r.graphMu or run alone.
+func (r *rule) ownerRefs(owner string) []*sessionGraph {
+	if el, ok := r.refs.sets[owner]; ok {
+		return el.Value.(*graphSet).refs
+	}
+	return nil
+}
+
+// ownerSession evaluates n executions of owner's session id and returns its
+// session-graph findings.
+func ownerSession(t testing.TB, r governance.Rule, owner, id string, n int, p profile) []governance.Finding {
+	t.Helper()
+	rnd := rand.New(rand.NewPCG(uint64(len(id)), 3))
+	var out []governance.Finding
+	for i := 0; i < n; i++ {
+		fs, err := r.Evaluate(context.Background(), governance.EvaluateRequest{
+			Stage: governance.StagePost, SessionID: id, Owner: owner, TraceID: fmt.Sprintf("%s-%d", id, i), Runner: "python",
+			ContentType: "text/output", Content: "out", Metadata: p(rnd, i),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range fs {
+			if f.RuleID == ruleSessionGraph {
+				out = append(out, f)
+			}
+		}
+	}
+	return out
+}
+
+// TestSessionGraphPerOwner is the audit's case, through the plugin process (so the
+// request's Owner crosses the protocol): alice's sessions are not bob's reference set, so
+// bob's session is neither judged against them nor told their ids or their number; once
+// bob has earlier sessions of his own, a finding names only those, and counts only those.
+func TestSessionGraphPerOwner(t *testing.T) {
+	r := launch(t, `{"min_samples": 3, "graph_nodes": 4, "graph_neighbours": 1, "graph_every": 1, "graph_threshold": 0.01}`)
+	prints := func(r *rand.Rand, i int) map[string]string { return figures(2+r.Float64(), 2, 0, "ok") }
+	exits := func(r *rand.Rand, i int) map[string]string { return figures(30+r.Float64(), 20001, 0, "error") }
+	for s := 0; s < 7; s++ {
+		ownerSession(t, r, "alice", fmt.Sprintf("alice-%d", s), 4, prints)
+	}
+	if fs := ownerSession(t, r, "bob", "bob-odd", 5, exits); len(fs) != 0 {
+		t.Fatalf("bob's first session judged against alice's: %+v", fs)
+	}
+	// Bob's own earlier sessions, then one unlike them: judged against his alone.
+	for s := 0; s < 7; s++ {
+		ownerSession(t, r, "bob", fmt.Sprintf("bob-%d", s), 4, prints)
+	}
+	fs := ownerSession(t, r, "bob", "bob-late", 5, exits)
+	if len(fs) == 0 {
+		t.Fatal("bob's session unlike his earlier ones: no finding")
+	}
+	for _, f := range fs {
+		if strings.Contains(f.Reason, "alice") || !strings.Contains(f.Reason, "earlier sessions of its owner (bob-") {
+			t.Errorf("bob's finding %q: want only bob's sessions named", f.Reason)
+		}
+		// bob-odd and bob-0 … bob-6: 8 earlier sessions of bob's, not alice's 7 more.
+		if !strings.Contains(f.Reason, "of 8 earlier sessions") {
+			t.Errorf("bob's finding %q: want bob's 8 earlier sessions counted, alone", f.Reason)
+		}
+	}
+	// The operators' sessions (no owner) are a set of their own too.
+	if fs := ownerSession(t, r, "", "op-odd", 5, exits); len(fs) != 0 {
+		t.Fatalf("an operator's first session judged against users' sessions: %+v", fs)
+	}
+}
+
+// TestSessionGraphOwnersBounded checks that at most graph_owners reference sets are kept,
+// the least recently used forgotten first.
+func TestSessionGraphOwnersBounded(t *testing.T) {
+	r := configured(t, `{"graph_owners": 2, "graph_nodes": 4, "min_samples": 3}`)
+	for i, owner := range []string{"a", "b", "a", "c"} {
+		ownerSession(t, r, owner, fmt.Sprint(owner, "-", i), 4, ordinary(1))
+	}
+	if n := r.refs.len(); n != 2 {
+		t.Fatalf("%d owners' sets kept, want 2", n)
+	}
+	if len(r.ownerRefs("a")) != 2 || len(r.ownerRefs("c")) != 1 || r.ownerRefs("b") != nil {
+		t.Errorf("sets kept: a %d, b %d, c %d graphs; want a and c, b forgotten",
+			len(r.ownerRefs("a")), len(r.ownerRefs("b")), len(r.ownerRefs("c")))
 	}
 }

@@ -24,6 +24,9 @@ const (
 	defaultMinSamples  = 8
 	defaultThreshold   = 3.5
 	defaultMaxSessions = 10000
+	// defaultGraphOwners is how many owners' reference sets are kept (about 0.5 MB each
+	// at the default graph_nodes and graph_references).
+	defaultGraphOwners = 64
 	// recentTraces is how many evaluated requests per session are remembered, so the
 	// same request evaluated again gets the same answer and is not counted twice.
 	recentTraces = 16
@@ -97,6 +100,7 @@ type rawConfig struct {
 	GraphNeighbours *float64 `json:"graph_neighbours"`
 	GraphEvery      *float64 `json:"graph_every"`
 	GraphThreshold  *float64 `json:"graph_threshold"`
+	GraphOwners     *float64 `json:"graph_owners"`
 }
 
 // settings is a checked configuration.
@@ -109,7 +113,7 @@ type settings struct {
 func defaultSettings() settings {
 	return settings{window: defaultWindow, minSamples: defaultMinSamples, maxSessions: defaultMaxSessions, threshold: defaultThreshold,
 		graph: graphSettings{enabled: true, nodes: defaultGraphNodes, references: defaultGraphReferences,
-			neighbours: defaultGraphNeighbours, every: defaultGraphEvery, threshold: defaultGraphThreshold}}
+			neighbours: defaultGraphNeighbours, every: defaultGraphEvery, owners: defaultGraphOwners, threshold: defaultGraphThreshold}}
 }
 
 // session is one session's history.
@@ -136,15 +140,15 @@ type rule struct {
 	// started under an older configuration does not feed the new reference set.
 	gen int
 
-	// graphMu serialises session-graph comparisons and guards refs; it is taken
-	// without mu held (Configure takes it first, then mu), so the per-execution
-	// statistics of other sessions do not wait for an FGW computation.
+	// graphMu serialises session-graph comparisons and guards refs, the reference sets
+	// of each owner; it is taken without mu held (Configure takes it first, then mu), so
+	// the per-execution statistics of other sessions do not wait for an FGW computation.
 	graphMu sync.Mutex
-	refs    graphSet
+	refs    *ownerSets
 }
 
 func newRule() *rule {
-	return &rule{set: defaultSettings(), sessions: map[string]*list.Element{}, lru: list.New()}
+	return &rule{set: defaultSettings(), sessions: map[string]*list.Element{}, lru: list.New(), refs: newOwnerSets()}
 }
 
 // PluginInfo implements base.Plugin.
@@ -152,7 +156,7 @@ func (r *rule) PluginInfo() base.Info {
 	return base.Info{
 		Name: "anomaly", Kind: base.KindGovernance, Version: version.Version,
 		Capabilities: []string{"per-session", "robust-z", "log-scale", "failure-bursts", "session-graph-fgw"},
-		Description:  "Executions whose duration, output size, tokens or status are far from the session's robust baseline, and sessions whose graph of executions is far, by FGW distortion, from earlier sessions'.",
+		Description:  "Executions whose duration, output size, tokens or status are far from the session's robust baseline, and sessions whose graph of executions is far, by FGW distortion, from earlier sessions' of the same owner.",
 	}
 }
 
@@ -168,11 +172,13 @@ func (r *rule) ConfigSchema() base.Schema {
 		{Name: "max_sessions", Type: "number", Default: defaultMaxSessions,
 			Description: "Sessions whose history is kept; the least recently used is forgotten first."},
 		{Name: "session_graph", Type: "bool", Default: true,
-			Description: "Compare each session's graph of executions (nodes: its latest executions with their log duration, output size, tokens and input size, failure, runner and pre-stage flags; structure: distance in execution order plus in those figures) with earlier sessions' by FGW distortion, and flag a session far from them (rule anomaly.session_graph). A session is judged once it has 16 executions (or min_samples if more, graph_nodes if fewer), then every graph_every executions. Input size and pre-stage flags count when the host passes them (metadata input_bytes, pre_flags)."},
+			Description: "Compare each session's graph of executions (nodes: its latest executions with their log duration, output size, tokens and input size, failure, runner and pre-stage flags; structure: distance in execution order plus in those figures) with earlier sessions' of the same owner by FGW distortion, and flag a session far from them (rule anomaly.session_graph). A session is judged once it has 16 executions (or min_samples if more, graph_nodes if fewer), then every graph_every executions. Input size and pre-stage flags count when the host passes them (metadata input_bytes, pre_flags)."},
 		{Name: "graph_nodes", Type: "number", Default: defaultGraphNodes,
 			Description: "How many of a session's latest executions form its graph (4 to 256). An FGW computation costs at least its square: 32 takes a few hundred microseconds."},
 		{Name: "graph_references", Type: "number", Default: defaultGraphReferences,
-			Description: "How many earlier sessions' graphs are kept to compare with (the latest graph of each of the last sessions judged; 4 to 1024). Each comparison costs up to this many FGW computations, fewer when a cheap lower bound rules references out."},
+			Description: "How many earlier sessions' graphs of each owner are kept to compare with (the latest graph of each of the owner's last sessions judged; 4 to 1024). A session is compared only with sessions of its own owner (the user it belongs to; the operators' sessions are one owner), and a finding names only those. Each comparison costs up to this many FGW computations, fewer when a cheap lower bound rules references out."},
+		{Name: "graph_owners", Type: "number", Default: defaultGraphOwners,
+			Description: "How many owners' sets of earlier sessions are kept (1 to 100000); the least recently used is forgotten first, and its owner's next sessions start a new baseline. A set is about 0.5 MB at the default graph_nodes and graph_references."},
 		{Name: "graph_neighbours", Type: "number", Default: defaultGraphNeighbours,
 			Description: "A session's score is its mean FGW distance to this many nearest earlier sessions (1 to 16, below graph_references): above 1, one earlier session that behaved alike does not hide an anomaly."},
 		{Name: "graph_every", Type: "number", Default: defaultGraphEvery,
@@ -207,6 +213,7 @@ func (r *rule) Configure(_ context.Context, req base.ConfigureRequest) base.Diag
 	whole("graph_references", raw.GraphReferences, 4, 1024, &set.graph.references)
 	whole("graph_neighbours", raw.GraphNeighbours, 1, 16, &set.graph.neighbours)
 	whole("graph_every", raw.GraphEvery, 1, 10000, &set.graph.every)
+	whole("graph_owners", raw.GraphOwners, 1, 100000, &set.graph.owners)
 	positive := func(name string, v *float64, dst *float64) {
 		if v == nil {
 			return
@@ -239,7 +246,7 @@ func (r *rule) Configure(_ context.Context, req base.ConfigureRequest) base.Diag
 		r.set = set
 		r.sessions = map[string]*list.Element{}
 		r.lru.Init()
-		r.refs = graphSet{}
+		r.refs = newOwnerSets()
 		r.gen++
 	}
 	return ds
@@ -259,7 +266,7 @@ func (r *rule) Describe(context.Context) ([]governance.RuleDescription, error) {
 	r.mu.Unlock()
 	if graph {
 		out = append(out, governance.RuleDescription{ID: ruleSessionGraph, Flags: []string{governance.FlagAnomaly}, Stages: post,
-			Description: "A session whose graph of latest executions is far, by FGW distortion, from the earlier sessions' graphs (robust z-score of the mean distance to its nearest ones against theirs)."})
+			Description: "A session whose graph of latest executions is far, by FGW distortion, from the graphs of its owner's earlier sessions (robust z-score of the mean distance to its nearest ones against theirs)."})
 	}
 	return out, nil
 }
@@ -355,6 +362,7 @@ func (r *rule) Evaluate(ctx context.Context, req governance.EvaluateRequest) ([]
 		if s.steps.seen >= set.graph.minSteps(set.minSamples) && (s.steps.judged == 0 || s.steps.seen-s.steps.judged >= set.graph.every) {
 			s.steps.judged = s.steps.seen
 			g = buildGraph(s.id, s.steps.seen, s.steps.chronological())
+			g.owner = req.Owner
 		}
 	}
 	s.remember(key, out)
@@ -378,15 +386,15 @@ func (r *rule) Evaluate(ctx context.Context, req governance.EvaluateRequest) ([]
 	return slices.Clone(out), nil
 }
 
-// judgeGraph compares g with the reference set of configuration generation gen and
-// adds it there; a configuration changed meanwhile discards it.
+// judgeGraph compares g with its owner's reference set of configuration generation gen
+// and adds it there; a configuration changed meanwhile discards it.
 func (r *rule) judgeGraph(g *sessionGraph, set graphSettings, gen int) (*governance.Finding, error) {
 	r.graphMu.Lock()
 	defer r.graphMu.Unlock()
 	if gen != r.gen {
 		return nil, nil
 	}
-	return r.refs.judge(g, set)
+	return r.refs.get(g.owner, set.owners).judge(g, set)
 }
 
 // judgeStats judges the execution's figures against the session's statistics and adds

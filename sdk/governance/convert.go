@@ -26,7 +26,7 @@ func DescriptionFromProto(m *limitv1.RuleDescription) RuleDescription {
 func RequestToProto(r EvaluateRequest) *limitv1.EvaluateRequest {
 	return &limitv1.EvaluateRequest{
 		Stage: limitv1.Stage(r.Stage), SessionId: r.SessionID, TraceId: r.TraceID, Runner: r.Runner,
-		ContentType: r.ContentType, Content: r.Content, Metadata: r.Metadata,
+		ContentType: r.ContentType, Content: r.Content, Metadata: r.Metadata, Owner: r.Owner,
 	}
 }
 
@@ -34,7 +34,7 @@ func RequestToProto(r EvaluateRequest) *limitv1.EvaluateRequest {
 func RequestFromProto(m *limitv1.EvaluateRequest) EvaluateRequest {
 	return EvaluateRequest{
 		Stage: Stage(m.GetStage()), SessionID: m.GetSessionId(), TraceID: m.GetTraceId(), Runner: m.GetRunner(),
-		ContentType: m.GetContentType(), Content: m.GetContent(), Metadata: m.GetMetadata(),
+		ContentType: m.GetContentType(), Content: m.GetContent(), Metadata: m.GetMetadata(), Owner: m.GetOwner(),
 	}
 }
 

@@ -132,6 +132,12 @@ type EvaluateRequest struct {
 	ContentType string
 	Content     string
 	Metadata    map[string]string
+	// Owner is the user the session belongs to (a user name of the host's token file);
+	// "" for the operators' sessions, for a request of no session, and from hosts that
+	// predate the field. A rule that keeps state across sessions (the anomaly rule's
+	// reference sessions) keeps it apart per owner, so that what it tells about one
+	// user's session neither names nor depends on another user's sessions.
+	Owner string
 }
 
 // Location points into the evaluated content.

@@ -258,7 +258,13 @@ type EvaluateRequest struct {
 	// "preset" when a measurement (POST /v1/governance/evaluate with a preset) asks the rule
 	// to judge at that preset's sensitivity ("permissive", "default" or "strict") instead
 	// of its configured one.
-	Metadata      map[string]string `protobuf:"bytes,7,rep,name=metadata,proto3" json:"metadata,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Metadata map[string]string `protobuf:"bytes,7,rep,name=metadata,proto3" json:"metadata,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Owner of the session: the user it belongs to (a user name of the host's token file),
+	// "" for the operators' sessions and when there is no session. A rule that keeps state
+	// across sessions keeps it apart per owner: what it says of one user's session must
+	// neither name nor be judged against another user's sessions. Hosts before this field
+	// send "" for every session.
+	Owner         string `protobuf:"bytes,8,opt,name=owner,proto3" json:"owner,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -340,6 +346,13 @@ func (x *EvaluateRequest) GetMetadata() map[string]string {
 		return x.Metadata
 	}
 	return nil
+}
+
+func (x *EvaluateRequest) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
 }
 
 // Location points into the evaluated content.
@@ -567,7 +580,7 @@ const file_limit_v1_governance_proto_rawDesc = "" +
 	"\rcontent_types\x18\x05 \x03(\tR\fcontentTypes\x12\x18\n" +
 	"\arunners\x18\x06 \x03(\tR\arunners\"C\n" +
 	"\x10DescribeResponse\x12/\n" +
-	"\x05rules\x18\x01 \x03(\v2\x19.limit.v1.RuleDescriptionR\x05rules\"\xc9\x02\n" +
+	"\x05rules\x18\x01 \x03(\v2\x19.limit.v1.RuleDescriptionR\x05rules\"\xdf\x02\n" +
 	"\x0fEvaluateRequest\x12%\n" +
 	"\x05stage\x18\x01 \x01(\x0e2\x0f.limit.v1.StageR\x05stage\x12\x1d\n" +
 	"\n" +
@@ -576,7 +589,8 @@ const file_limit_v1_governance_proto_rawDesc = "" +
 	"\x06runner\x18\x04 \x01(\tR\x06runner\x12!\n" +
 	"\fcontent_type\x18\x05 \x01(\tR\vcontentType\x12\x18\n" +
 	"\acontent\x18\x06 \x01(\tR\acontent\x12C\n" +
-	"\bmetadata\x18\a \x03(\v2'.limit.v1.EvaluateRequest.MetadataEntryR\bmetadata\x1a;\n" +
+	"\bmetadata\x18\a \x03(\v2'.limit.v1.EvaluateRequest.MetadataEntryR\bmetadata\x12\x14\n" +
+	"\x05owner\x18\b \x01(\tR\x05owner\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"^\n" +
