@@ -349,6 +349,15 @@ func setupMounts(cfg *initConfig, rep *report) error {
 		return nil
 	}
 	details := []string{"own mount namespace"}
+	// Before anything is mounted or covered: the host's disks the code has no use for are
+	// not held by the sandbox (an operator can unmount them while sessions run).
+	keep := append(append(append([]string{cfg.WorkDir, cfg.Interpreter}, cfg.ReadOnly...), cfg.ReadWrite...), cfg.RWFiles...)
+	if cfg.Disk != nil {
+		keep = append(keep, cfg.Disk.Image)
+	}
+	if n, err := detachUnneeded(keep); err == nil && n > 0 {
+		details = append(details, fmt.Sprintf("%d host disk mount(s) it has no use for detached", n))
+	}
 	// First, so that what is mounted over the directories above the work dir carries it.
 	if cfg.Disk != nil {
 		if err := mountDisk(cfg, rep); err != nil {
