@@ -235,6 +235,11 @@ type PluginBlock struct {
 	// MaxProcesses is the runner block's `max_processes`: the most processes of the runner
 	// its sessions hold at once; 0 sets no cap.
 	MaxProcesses int
+	// AllowUserNetwork is the runner block's `allow_user_network`: whether a user's token
+	// (not an operator's) may create a session with allow_network that can run the
+	// runner. False by default: such a session's code shares the host's network, loopback
+	// services included.
+	AllowUserNetwork bool
 	// Config is the raw config block, never nil: an empty body when the block has no
 	// config block, so it can always be decoded.
 	Config hcl.Body

@@ -57,7 +57,8 @@ var pluginBlockSchema = &hcl.BodySchema{
 // runnerBlockSchema is pluginBlockSchema plus what only runner blocks have.
 var runnerBlockSchema = &hcl.BodySchema{
 	Attributes: append(append([]hcl.AttributeSchema{}, pluginBlockSchema.Attributes...),
-		hcl.AttributeSchema{Name: "pool"}, hcl.AttributeSchema{Name: "idle_timeout"}, hcl.AttributeSchema{Name: "max_processes"}),
+		hcl.AttributeSchema{Name: "pool"}, hcl.AttributeSchema{Name: "idle_timeout"}, hcl.AttributeSchema{Name: "max_processes"},
+		hcl.AttributeSchema{Name: "allow_user_network"}),
 	Blocks: pluginBlockSchema.Blocks,
 }
 
@@ -392,6 +393,7 @@ func (d *decoder) pluginBlock(blk *hcl.Block, kind string, labels map[string]map
 			pb.MaxProcesses = int(n)
 		}
 	}
+	pb.AllowUserNetwork, _ = d.boolean(a, "allow_user_network")
 
 	if s, attr := d.str(a, "plugin"); attr != nil {
 		if strings.TrimSpace(s) == "" {
