@@ -475,7 +475,7 @@ func TestPrincipalLogged(t *testing.T) {
 		{Digest: sha256.Sum256([]byte(tokOperator))}, {Digest: sha256.Sum256([]byte(tokAlice)), User: "alice"},
 	}})
 	for _, tc := range []struct{ tok, path, want string }{
-		{tokAlice, "/v1/openapi.json", "principal=alice"},
+		{tokAlice, "/v1/openapi.json", "principal=user:alice"},
 		{tokOperator, "/v1/openapi.json", "principal=operator"},
 		{"", "/v1/health", "principal=anonymous"},
 	} {

@@ -23,6 +23,7 @@
 package config
 
 import (
+	"slices"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
@@ -193,6 +194,15 @@ type Token struct {
 
 // MaxUserNameBytes bounds a user name (see ValidUserName).
 const MaxUserNameBytes = 64
+
+// ReservedUserNames are the names the host gives principals and agents of its own, which
+// no user may have: "operator" and "anonymous" (the principals of the request log),
+// "limitd" (the agent of the host's provenance entries) and "api" (the agent of what the
+// host writes on a client's behalf). A user called so would read like one of them.
+var ReservedUserNames = []string{"operator", "anonymous", "limitd", "api"}
+
+// ReservedUserName reports whether name is one of ReservedUserNames.
+func ReservedUserName(name string) bool { return slices.Contains(ReservedUserNames, name) }
 
 // ValidUserName reports whether name can name a user in api.token_file and own sessions:
 // 1 to 64 of a-z, 0-9, '.', '_' and '-', starting with a letter or digit. Names are

@@ -613,6 +613,11 @@ func (d *decoder) tokens(attr *hcl.Attribute, path string, api *API) {
 				bad = true
 				continue
 			}
+			if ReservedUserName(t.User) {
+				d.invalid(attr, "Reserved API user name", "Line %d of %s names the user %q, a name the host keeps for its own principals and agents (%s): a user called so would read like one of them in the log and the provenance. Give the user another name.", i+1, path, t.User, strings.Join(ReservedUserNames, ", "))
+				bad = true
+				continue
+			}
 		}
 		if prev, ok := seen[t.Digest]; ok {
 			if prev.user != t.User {

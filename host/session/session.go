@@ -425,6 +425,9 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (*Session, erro
 	if s.Owner != "" && !config.ValidUserName(s.Owner) {
 		return nil, invalidf("owner %q is not a user name: 1 to %d of a-z, 0-9, '.', '_' and '-', starting with a letter or digit", s.Owner, config.MaxUserNameBytes)
 	}
+	if config.ReservedUserName(s.Owner) {
+		return nil, invalidf("owner %q is a name the host keeps for its own principals and agents (%s), which no user may have", s.Owner, strings.Join(config.ReservedUserNames, ", "))
+	}
 	// Counted in characters (code points), as the message says: 128 of any script fit,
 	// at most 4 bytes each in UTF-8.
 	if n := utf8.RuneCountInString(s.Name); n > MaxNameLength {

@@ -81,3 +81,17 @@ func TestUserLimits(t *testing.T) {
 		t.Fatalf("an execution's timeout_ms of python's: %v", err)
 	}
 }
+
+// TestReservedOwner: an operator cannot create a session for a user named like the host's
+// own principals and agents (no token file may give such a user either).
+func TestReservedOwner(t *testing.T) {
+	m := NewManager(Options{Store: memstore.New(), DataDir: t.TempDir(), Policies: []string{"default"}, DefaultPolicy: "default"})
+	for _, name := range []string{"operator", "anonymous", "limitd", "api"} {
+		if _, err := m.Create(context.Background(), CreateRequest{Owner: name}); !errors.Is(err, ErrInvalid) {
+			t.Errorf("a session for %q: %v, want ErrInvalid", name, err)
+		}
+	}
+	if _, err := m.Create(context.Background(), CreateRequest{Owner: "operators"}); err != nil {
+		t.Errorf("a session for \"operators\": %v", err)
+	}
+}
