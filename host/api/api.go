@@ -160,10 +160,7 @@ func (s *Server) Routes() []string {
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	id := r.Header.Get(requestIDHeader)
-	if !validRequestID(id) {
-		id = newRequestID()
-	}
+	id := newRequestID() // never the client's: see requestIDHeader
 	w.Header().Set(requestIDHeader, id)
 	sw := &statusWriter{ResponseWriter: w}
 	if srv, ok := r.Context().Value(http.ServerContextKey).(*http.Server); ok {
@@ -177,7 +174,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			if v == http.ErrAbortHandler {
 				panic(v)
 			}
-			s.opts.Logger.Error("panic in API handler", "request_id", id, "path", r.URL.Path, "panic", v, "stack", string(debug.Stack()))
+			s.opts.Logger.Error("panic in API handler", append(requestIDs(id, r), "path", r.URL.Path, "panic", v, "stack", string(debug.Stack()))...)
 			writeProblem(w, r, http.StatusInternalServerError, "internal error (request "+id+")", nil)
 		}
 	}()
@@ -190,21 +187,21 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if s.opts.RefusePeer != nil {
 		if why := s.opts.RefusePeer(r); why != "" {
-			s.refused.warn("API request refused", "request_id", id, "remote", r.RemoteAddr, "path", r.URL.Path, "reason", why)
+			s.refused.warn("API request refused", append(requestIDs(id, r), "remote", r.RemoteAddr, "path", r.URL.Path, "reason", why)...)
 			writeProblem(w, r, http.StatusForbidden, why, nil)
 			return
 		}
 	}
 	if s.opts.CheckHosts {
 		if why := foreignHost(r, s.opts.AllowedHosts); why != "" {
-			s.refused.warn("API request refused", "request_id", id, "remote", r.RemoteAddr, "path", r.URL.Path, "reason", why)
+			s.refused.warn("API request refused", append(requestIDs(id, r), "remote", r.RemoteAddr, "path", r.URL.Path, "reason", why)...)
 			writeProblem(w, r, http.StatusForbidden, why, nil)
 			return
 		}
 	}
 	p, ok := s.authenticate(r)
 	if !ok {
-		s.refused.warn("API request without a valid token", "request_id", id, "remote", r.RemoteAddr, "method", r.Method, "path", r.URL.Path)
+		s.refused.warn("API request without a valid token", append(requestIDs(id, r), "remote", r.RemoteAddr, "method", r.Method, "path", r.URL.Path)...)
 		w.Header().Set("WWW-Authenticate", `Bearer realm="limitd"`)
 		writeProblem(w, r, http.StatusUnauthorized, "this API needs \"Authorization: Bearer <token>\" with a token from the host's api.token_file", nil)
 		return
@@ -215,7 +212,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		release, why := s.admit(r)
 		if release == nil {
 			route = pattern
-			s.refused.warn("API request refused", "request_id", id, "remote", r.RemoteAddr, "path", r.URL.Path, "reason", why)
+			s.refused.warn("API request refused", append(requestIDs(id, r), "remote", r.RemoteAddr, "path", r.URL.Path, "reason", why)...)
 			w.Header().Set("Retry-After", "1")
 			writeProblem(w, r, http.StatusServiceUnavailable, why, nil)
 			return
@@ -247,7 +244,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// ServeMux.ServeHTTP (not h) sets the path values the handlers read.
 	s.mux.ServeHTTP(w, r)
 	if s.opts.Logger.IsDebug() { // spares building the line's arguments otherwise
-		s.opts.Logger.Debug("request", "request_id", id, "method", r.Method, "path", r.URL.Path, "principal", p.String(), "duration", time.Since(start))
+		s.opts.Logger.Debug("request", append(requestIDs(id, r), "method", r.Method, "path", r.URL.Path, "principal", p.String(), "duration", time.Since(start))...)
 	}
 }
 

@@ -169,7 +169,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		if i := strings.Index(msg, sentinel.Error()); i > 0 {
 			detail = msg[:i] + detail
 		}
-		s.opts.Logger.Warn("storage failed", "request_id", w.Header().Get(requestIDHeader), "method", r.Method, "path", r.URL.Path, "status", code, "error", err)
+		s.opts.Logger.Warn("storage failed", append(requestIDs(w.Header().Get(requestIDHeader), r), "method", r.Method, "path", r.URL.Path, "status", code, "error", err)...)
 		if code == http.StatusServiceUnavailable {
 			w.Header().Set("Retry-After", "5")
 		}
@@ -187,7 +187,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		// The client went away; nothing useful to answer.
 		writeProblem(w, r, 499, "request cancelled", nil)
 	default:
-		s.opts.Logger.Error("request failed", "request_id", w.Header().Get(requestIDHeader), "method", r.Method, "path", r.URL.Path, "error", err)
+		s.opts.Logger.Error("request failed", append(requestIDs(w.Header().Get(requestIDHeader), r), "method", r.Method, "path", r.URL.Path, "error", err)...)
 		writeProblem(w, r, http.StatusInternalServerError, err.Error(), nil)
 	}
 }
