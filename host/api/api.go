@@ -303,7 +303,10 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 // visiblePlugins is what of ps the request's principal sees: an operator every process;
 // a user the host's plugins and the runner processes of its own sessions; the health check
 // without a token the host's plugins alone. A session's runner process names the session
-// and where its files are, which are its owner's to know.
+// and where its files are, which are its owner's to know. What is host-wide is the
+// operators' too: a backend's metrics (its checkpoints, its log's pending bytes) and the
+// pool's pre-started processes, whose pids change whenever any user creates a session;
+// others see a pool entry only when it is unhealthy (why the host is degraded).
 func (s *Server) visiblePlugins(r *http.Request, ps []plugins.Status) []plugins.Status {
 	p := principalOf(r)
 	if p.operator() {
@@ -322,10 +325,14 @@ func (s *Server) visiblePlugins(r *http.Request, ps []plugins.Status) []plugins.
 		if st.LastError != "" {
 			st.LastError = "the last start failed; an operator's token shows why"
 		}
+		st.Metrics = nil
 		return st
 	}
 	out := make([]plugins.Status, 0, len(ps))
 	for _, st := range ps {
+		if st.Kind == plugins.KindPool && st.Healthy {
+			continue
+		}
 		if st.Session != "" {
 			mine, seen := owned[st.Session]
 			if !seen {
