@@ -167,10 +167,7 @@ func (s *Server) Routes() []string {
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	id := r.Header.Get(requestIDHeader)
-	if !validRequestID(id) {
-		id = newRequestID()
-	}
+	id := newRequestID() // never the client's: see requestIDHeader
 	w.Header().Set(requestIDHeader, id)
 	sw := &statusWriter{ResponseWriter: w}
 	if srv, ok := r.Context().Value(http.ServerContextKey).(*http.Server); ok {
@@ -184,7 +181,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			if v == http.ErrAbortHandler {
 				panic(v)
 			}
-			s.opts.Logger.Error("panic in API handler", "request_id", id, "path", r.URL.Path, "panic", v, "stack", string(debug.Stack()))
+			s.opts.Logger.Error("panic in API handler", append(requestIDs(id, r), "path", r.URL.Path, "panic", v, "stack", string(debug.Stack()))...)
 			writeProblem(w, r, http.StatusInternalServerError, "internal error (request "+id+")", nil)
 		}
 	}()
@@ -197,21 +194,21 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if s.opts.RefusePeer != nil {
 		if why := s.opts.RefusePeer(r); why != "" {
-			s.refused.warn("API request refused", "request_id", id, "remote", r.RemoteAddr, "path", r.URL.Path, "reason", why)
+			s.refused.warn("API request refused", append(requestIDs(id, r), "remote", r.RemoteAddr, "path", r.URL.Path, "reason", why)...)
 			writeProblem(w, r, http.StatusForbidden, why, nil)
 			return
 		}
 	}
 	if s.opts.CheckHosts {
 		if why := foreignHost(r, s.opts.AllowedHosts); why != "" {
-			s.refused.warn("API request refused", "request_id", id, "remote", r.RemoteAddr, "path", r.URL.Path, "reason", why)
+			s.refused.warn("API request refused", append(requestIDs(id, r), "remote", r.RemoteAddr, "path", r.URL.Path, "reason", why)...)
 			writeProblem(w, r, http.StatusForbidden, why, nil)
 			return
 		}
 	}
 	p, ok := s.authenticate(r)
 	if !ok {
-		s.refused.warn("API request without a valid token", "request_id", id, "remote", r.RemoteAddr, "method", r.Method, "path", r.URL.Path)
+		s.refused.warn("API request without a valid token", append(requestIDs(id, r), "remote", r.RemoteAddr, "method", r.Method, "path", r.URL.Path)...)
 		w.Header().Set("WWW-Authenticate", `Bearer realm="limitd"`)
 		writeProblem(w, r, http.StatusUnauthorized, "this API needs \"Authorization: Bearer <token>\" with a token from the host's api.token_file", nil)
 		return
@@ -222,7 +219,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		release, why := s.admit(r)
 		if release == nil {
 			route = pattern
-			s.refused.warn("API request refused", "request_id", id, "remote", r.RemoteAddr, "path", r.URL.Path, "reason", why)
+			s.refused.warn("API request refused", append(requestIDs(id, r), "remote", r.RemoteAddr, "path", r.URL.Path, "reason", why)...)
 			w.Header().Set("Retry-After", "1")
 			writeProblem(w, r, http.StatusServiceUnavailable, why, nil)
 			return
@@ -254,7 +251,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// ServeMux.ServeHTTP (not h) sets the path values the handlers read.
 	s.mux.ServeHTTP(w, r)
 	if s.opts.Logger.IsDebug() { // spares building the line's arguments otherwise
-		s.opts.Logger.Debug("request", "request_id", id, "method", r.Method, "path", r.URL.Path, "principal", p.String(), "duration", time.Since(start))
+		s.opts.Logger.Debug("request", append(requestIDs(id, r), "method", r.Method, "path", r.URL.Path, "principal", p.String(), "duration", time.Since(start))...)
 	}
 }
 
@@ -313,7 +310,10 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 // visiblePlugins is what of ps the request's principal sees: an operator every process;
 // a user the host's plugins and the runner processes of its own sessions; the health check
 // without a token the host's plugins alone. A session's runner process names the session
-// and where its files are, which are its owner's to know.
+// and where its files are, which are its owner's to know. What is host-wide is the
+// operators' too: a backend's metrics (its checkpoints, its log's pending bytes) and the
+// pool's pre-started processes, whose pids change whenever any user creates a session;
+// others see a pool entry only when it is unhealthy (why the host is degraded).
 func (s *Server) visiblePlugins(r *http.Request, ps []plugins.Status) []plugins.Status {
 	p := principalOf(r)
 	if p.operator() {
@@ -332,10 +332,14 @@ func (s *Server) visiblePlugins(r *http.Request, ps []plugins.Status) []plugins.
 		if st.LastError != "" {
 			st.LastError = "the last start failed; an operator's token shows why"
 		}
+		st.Metrics = nil
 		return st
 	}
 	out := make([]plugins.Status, 0, len(ps))
 	for _, st := range ps {
+		if st.Kind == plugins.KindPool && st.Healthy {
+			continue
+		}
 		if st.Session != "" {
 			mine, seen := owned[st.Session]
 			if !seen {

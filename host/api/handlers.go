@@ -85,8 +85,18 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		media   *errUnsupportedMedia
 		pending *execution.RecordPendingError
 		other   *session.OtherNodeError
+		limit   *session.UserLimitError
 	)
 	switch {
+	case errors.As(err, &limit):
+		ext := map[string]any{"field": limit.Field, "runner": limit.Runner}
+		if limit.Field != "allow_network" {
+			ext["asked"] = limit.Asked
+			if !limit.Unreported {
+				ext["ceiling"] = limit.Ceiling
+			}
+		}
+		writeProblem(w, r, http.StatusForbidden, limit.Error(), ext)
 	case errors.As(err, &other):
 		writeProblem(w, r, http.StatusConflict, other.Error(), map[string]any{"owner_node": other.Node})
 	case errors.As(err, &pending):
@@ -159,7 +169,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		if i := strings.Index(msg, sentinel.Error()); i > 0 {
 			detail = msg[:i] + detail
 		}
-		s.opts.Logger.Warn("storage failed", "request_id", w.Header().Get(requestIDHeader), "method", r.Method, "path", r.URL.Path, "status", code, "error", err)
+		s.opts.Logger.Warn("storage failed", append(requestIDs(w.Header().Get(requestIDHeader), r), "method", r.Method, "path", r.URL.Path, "status", code, "error", err)...)
 		if code == http.StatusServiceUnavailable {
 			w.Header().Set("Retry-After", "5")
 		}
@@ -177,7 +187,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		// The client went away; nothing useful to answer.
 		writeProblem(w, r, 499, "request cancelled", nil)
 	default:
-		s.opts.Logger.Error("request failed", "request_id", w.Header().Get(requestIDHeader), "method", r.Method, "path", r.URL.Path, "error", err)
+		s.opts.Logger.Error("request failed", append(requestIDs(w.Header().Get(requestIDHeader), r), "method", r.Method, "path", r.URL.Path, "error", err)...)
 		writeProblem(w, r, http.StatusInternalServerError, err.Error(), nil)
 	}
 }
@@ -214,7 +224,7 @@ func (s *Server) createSession(w http.ResponseWriter, r *http.Request) {
 			s.fail(w, r, forbidden("a user token creates sessions only for its own user (%s): leave owner out, or use an operator's token", p.user))
 			return
 		}
-		req.Owner = p.user
+		req.Owner, req.ByUser = p.user, true
 	}
 	sess, err := s.opts.Sessions.Create(r.Context(), req)
 	if err != nil {
@@ -465,6 +475,12 @@ func (s *Server) execute(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	req.RequestedBy = principalOf(r).agent()
+	if !principalOf(r).operator() {
+		if err := s.opts.Sessions.CheckUserTimeout(req.Runner, req.TimeoutMS); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+	}
 	if !wantsStream(r) {
 		res, err := s.opts.Engine.Execute(r.Context(), r.PathValue("id"), req, nil)
 		s.metrics.execution(req.Runner, res, err)

@@ -63,7 +63,7 @@ func TestProblemListener(t *testing.T) {
 			if ct := resp.Header.Get("Content-Type"); ct != "application/problem+json" {
 				t.Errorf("Content-Type %q", ct)
 			}
-			if id := resp.Header.Get(requestIDHeader); !validRequestID(id) || id == "handler-id" {
+			if id := resp.Header.Get(requestIDHeader); !hostRequestID(id) {
 				t.Errorf("X-Request-Id %q", id)
 			}
 			var p Problem

@@ -34,7 +34,7 @@ func (s *Server) settleNode(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if n > 0 {
-		s.opts.Logger.Warn("an operator settled another node's running executions as interrupted", "node", node, "traces", n, "request_id", w.Header().Get(requestIDHeader))
+		s.opts.Logger.Warn("an operator settled another node's running executions as interrupted", append(requestIDs(w.Header().Get(requestIDHeader), r), "node", node, "traces", n)...)
 	}
 	if err != nil {
 		s.fail(w, r, err)

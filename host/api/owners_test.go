@@ -475,7 +475,7 @@ func TestPrincipalLogged(t *testing.T) {
 		{Digest: sha256.Sum256([]byte(tokOperator))}, {Digest: sha256.Sum256([]byte(tokAlice)), User: "alice"},
 	}})
 	for _, tc := range []struct{ tok, path, want string }{
-		{tokAlice, "/v1/openapi.json", "principal=alice"},
+		{tokAlice, "/v1/openapi.json", "principal=user:alice"},
 		{tokOperator, "/v1/openapi.json", "principal=operator"},
 		{"", "/v1/health", "principal=anonymous"},
 	} {
@@ -585,6 +585,50 @@ func TestHealthDetailForOperators(t *testing.T) {
 		}
 		if p.Detail == "" || p.LastError == "" {
 			t.Errorf("token %q: nothing said of the trouble: %+v", tok, p)
+		}
+	}
+}
+
+// TestHealthHostWideForOperators: a backend's metrics (bolt's checkpoints, its log's
+// pending bytes) and the pool's pre-started processes (whose pids change whenever any
+// user creates a session) are the operators' to see; the health check without a token and
+// a user's keep each plugin's name, kind, version, pid and health, and an unhealthy pool
+// entry, which says why the host is degraded.
+func TestHealthHostWideForOperators(t *testing.T) {
+	f := newOwnersFixture(t)
+	opts := f.srv.opts
+	metrics := map[string]float64{"checkpoints": 7, "log_pending_bytes": 4096, "log_pending_keys": 3}
+	opts.Plugins = func() []plugins.Status {
+		return []plugins.Status{
+			{Name: "bolt", Kind: "storage", Version: "v1", PID: 41, Healthy: true, Metrics: metrics},
+			{Name: "python", Kind: plugins.KindPool, Version: "v1", PID: 42, Healthy: true},
+			{Name: "llama", Kind: plugins.KindPool, Healthy: false, LastError: "start: no model at /srv/models/x.gguf"},
+		}
+	}
+	f.srv = New(opts)
+	for tok, operator := range map[string]bool{tokOperator: true, tokAlice: false, "": false} {
+		code, body := f.call(tok, "GET", "/v1/health", "")
+		var h healthResponse
+		if err := json.Unmarshal(body, &h); err != nil || code != 503 || h.Status != "degraded" {
+			t.Fatalf("token %q: %d %s", tok, code, body)
+		}
+		var kinds []string
+		for _, p := range h.Plugins {
+			kinds = append(kinds, p.Name+"/"+p.Kind)
+		}
+		want := []string{"bolt/storage", "llama/pool"}
+		if operator {
+			want = []string{"bolt/storage", "python/pool", "llama/pool"}
+		}
+		if !slices.Equal(kinds, want) {
+			t.Errorf("token %q sees %q, want %q", tok, kinds, want)
+		}
+		bolt := h.Plugins[0]
+		if bolt.PID != 41 || bolt.Version != "v1" || !bolt.Healthy {
+			t.Errorf("token %q: bolt's entry %+v, want its pid, version and health", tok, bolt)
+		}
+		if shown := bolt.Metrics != nil; shown != operator {
+			t.Errorf("token %q: bolt's metrics %v", tok, bolt.Metrics)
 		}
 	}
 }

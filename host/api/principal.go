@@ -39,7 +39,8 @@ func (p principal) owns(owner string) bool {
 	return p.operator() || p.user != "" && p.user == owner
 }
 
-// String names p in log lines: "operator", "anonymous" or the user's name (never a token).
+// String names p in log lines: "operator", "anonymous" or "user:NAME" (never a token),
+// which no user's line reads like, whatever its name.
 func (p principal) String() string {
 	switch {
 	case p.anonymous:
@@ -47,7 +48,7 @@ func (p principal) String() string {
 	case p.user == "":
 		return "operator"
 	}
-	return p.user
+	return "user:" + p.user
 }
 
 // agent is the agent the host records for a provenance entry p appends without naming
@@ -122,7 +123,7 @@ func forbidden(format string, args ...any) error {
 func operatorOnly(s *Server, rt route, next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if !principalOf(r).operator() {
-			s.fail(w, r, forbidden("%s %s needs an operator's token (a line of api.token_file without a user name); this token is user %s's", rt.Method, r.URL.Path, principalOf(r)))
+			s.fail(w, r, forbidden("%s %s needs an operator's token (a line of api.token_file without a user name); this token is user %s's", rt.Method, r.URL.Path, principalOf(r).user))
 			return
 		}
 		next(w, r)

@@ -17,8 +17,10 @@ import (
 	"github.com/limitgraph/limit/host/trace"
 )
 
-// requestIDHeader carries the request id on every response (and is accepted from clients
-// when it looks sane, so a caller can correlate).
+// requestIDHeader carries the request id on every response. The id is always the host's
+// own (newRequestID), never one a client sent: a user could otherwise reuse another's id,
+// and the log would hold two users' lines under it. An id the client sent is logged beside
+// it as client_request_id (clientRequestID), for the client to correlate.
 const requestIDHeader = "X-Request-Id"
 
 func newRequestID() string {
@@ -27,17 +29,35 @@ func newRequestID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// validRequestID accepts client-supplied ids of printable ASCII up to 128 bytes.
-func validRequestID(s string) bool {
-	if s == "" || len(s) > 128 {
-		return false
+// maxClientRequestIDBytes bounds the client's X-Request-Id as the log keeps it.
+const maxClientRequestIDBytes = 128
+
+// clientRequestID is the X-Request-Id r's client sent, as the log keeps it: its first
+// maxClientRequestIDBytes bytes, each byte outside printable ASCII (a control character,
+// a space, a byte of a multi-byte character) replaced by '?', so that it cannot break or
+// forge a log line; "" when it sent none.
+func clientRequestID(r *http.Request) string {
+	v := r.Header.Get(requestIDHeader)
+	if len(v) > maxClientRequestIDBytes {
+		v = v[:maxClientRequestIDBytes]
 	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < 0x21 || s[i] > 0x7e {
-			return false
+	b := []byte(v)
+	for i, c := range b {
+		if c < 0x21 || c > 0x7e {
+			b[i] = '?'
 		}
 	}
-	return true
+	return string(b)
+}
+
+// requestIDs are the arguments that name a request in a log line: the host's id, and the
+// one the client sent (client_request_id) if any.
+func requestIDs(id string, r *http.Request) []any {
+	args := []any{"request_id", id}
+	if c := clientRequestID(r); c != "" {
+		args = append(args, "client_request_id", c)
+	}
+	return args
 }
 
 // errBadRequest is an input error shown to the client as 400.

@@ -24,6 +24,7 @@ package config
 
 import (
 	"crypto/ed25519"
+	"slices"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
@@ -213,6 +214,15 @@ type Token struct {
 // MaxUserNameBytes bounds a user name (see ValidUserName).
 const MaxUserNameBytes = 64
 
+// ReservedUserNames are the names the host gives principals and agents of its own, which
+// no user may have: "operator" and "anonymous" (the principals of the request log),
+// "limitd" (the agent of the host's provenance entries) and "api" (the agent of what the
+// host writes on a client's behalf). A user called so would read like one of them.
+var ReservedUserNames = []string{"operator", "anonymous", "limitd", "api"}
+
+// ReservedUserName reports whether name is one of ReservedUserNames.
+func ReservedUserName(name string) bool { return slices.Contains(ReservedUserNames, name) }
+
 // ValidUserName reports whether name can name a user in api.token_file and own sessions:
 // 1 to 64 of a-z, 0-9, '.', '_' and '-', starting with a letter or digit. Names are
 // compared as written: a user name never needs case folding or normalising.
@@ -254,6 +264,11 @@ type PluginBlock struct {
 	// MaxProcesses is the runner block's `max_processes`: the most processes of the runner
 	// its sessions hold at once; 0 sets no cap.
 	MaxProcesses int
+	// AllowUserNetwork is the runner block's `allow_user_network`: whether a user's token
+	// (not an operator's) may create a session with allow_network that can run the
+	// runner. False by default: such a session's code shares the host's network, loopback
+	// services included.
+	AllowUserNetwork bool
 	// Config is the raw config block, never nil: an empty body when the block has no
 	// config block, so it can always be decoded.
 	Config hcl.Body

@@ -1186,6 +1186,12 @@ func TestTokenFileUsers(t *testing.T) {
 		{"one token, two users", a + " alice\n" + a + " bob\n", []string{"Line 2 of", "repeats the token of line 1"}},
 		{"one token, operator and user", a + "\n" + a + " bob\n", []string{"Line 2 of", "repeats the token of line 1"}},
 		{"every bad line", a + " Alice\n" + b + " x y\n" + c + " ok\n", []string{"Line 1 of", "Line 2 of"}},
+		// The names the host gives its own principals and agents: a user so named would
+		// read like them in the request log (principal=operator) and the provenance.
+		{"user named operator", o + "\n" + a + " operator\n", []string{"Line 2 of", `names the user "operator", a name the host keeps`}},
+		{"user named anonymous", a + " anonymous\n", []string{"Line 1 of", `"anonymous"`}},
+		{"user named limitd", a + " limitd\n", []string{"Line 1 of", `"limitd"`}},
+		{"user named api", a + " api\n", []string{"Line 1 of", `"api"`}},
 	} {
 		_, diags := Parse(testFile, []byte(src(write("bad", tt.content))), nil)
 		if !diags.HasErrors() || diags[0].Subject == nil || diags[0].Subject.Start.Line != 2 {

@@ -59,7 +59,8 @@ var pluginBlockSchema = &hcl.BodySchema{
 // runnerBlockSchema is pluginBlockSchema plus what only runner blocks have.
 var runnerBlockSchema = &hcl.BodySchema{
 	Attributes: append(append([]hcl.AttributeSchema{}, pluginBlockSchema.Attributes...),
-		hcl.AttributeSchema{Name: "pool"}, hcl.AttributeSchema{Name: "idle_timeout"}, hcl.AttributeSchema{Name: "max_processes"}),
+		hcl.AttributeSchema{Name: "pool"}, hcl.AttributeSchema{Name: "idle_timeout"}, hcl.AttributeSchema{Name: "max_processes"},
+		hcl.AttributeSchema{Name: "allow_user_network"}),
 	Blocks: pluginBlockSchema.Blocks,
 }
 
@@ -400,6 +401,7 @@ func (d *decoder) pluginBlock(blk *hcl.Block, kind string, labels map[string]map
 			pb.MaxProcesses = int(n)
 		}
 	}
+	pb.AllowUserNetwork, _ = d.boolean(a, "allow_user_network")
 
 	if s, attr := d.str(a, "plugin"); attr != nil {
 		if strings.TrimSpace(s) == "" {
@@ -616,6 +618,11 @@ func (d *decoder) tokens(attr *hcl.Attribute, path string, api *API) {
 		if len(fields) == 2 {
 			if t.User = fields[1]; !ValidUserName(t.User) {
 				d.invalid(attr, "Invalid API user name", "Line %d of %s names no valid user after its token: a user name is 1 to %d of a-z, 0-9, '.', '_' and '-', starting with a letter or digit (the name is not quoted here, in case the fields are the wrong way round).", i+1, path, MaxUserNameBytes)
+				bad = true
+				continue
+			}
+			if ReservedUserName(t.User) {
+				d.invalid(attr, "Reserved API user name", "Line %d of %s names the user %q, a name the host keeps for its own principals and agents (%s): a user called so would read like one of them in the log and the provenance. Give the user another name.", i+1, path, t.User, strings.Join(ReservedUserNames, ", "))
 				bad = true
 				continue
 			}

@@ -45,3 +45,27 @@ func TestRunnerIdleTimeoutAndMaxProcesses(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) { wantOneError(t, tt.src, tt.line, tt.summary, tt.detail) })
 	}
 }
+
+// TestRunnerAllowUserNetwork: a runner block's allow_user_network (default false: only an
+// operator's token may give a session the host's network), and the file:line errors
+// `limitd -validate` prints for a value that is not a bool or a block that is not a runner.
+func TestRunnerAllowUserNetwork(t *testing.T) {
+	for _, tt := range []struct {
+		src  string
+		want bool
+	}{
+		{"runner \"python\" {}\n", false},
+		{"runner \"python\" {\n  allow_user_network = true\n}\n", true},
+		{"runner \"python\" {\n  allow_user_network = false\n}\n", false},
+	} {
+		cfg, diags := Parse(testFile, []byte(tt.src), envMap(nil))
+		if diags.HasErrors() {
+			t.Fatal(diags)
+		}
+		if got := cfg.Runners[0].AllowUserNetwork; got != tt.want {
+			t.Errorf("%q: allow_user_network %v, want %v", tt.src, got, tt.want)
+		}
+	}
+	wantOneError(t, "runner \"python\" {\n  pool = 0\n  allow_user_network = \"sometimes\"\n}\n", 3, "Incorrect attribute value type", "a bool is required")
+	wantOneError(t, "storage \"bolt\" {\n  allow_user_network = true\n}\n", 2, "Unsupported argument", "allow_user_network")
+}

@@ -96,6 +96,14 @@ func (d *decoder) str(attrs hcl.Attributes, name string) (string, *hcl.Attribute
 	return val.AsString(), attr
 }
 
+func (d *decoder) boolean(attrs hcl.Attributes, name string) (bool, *hcl.Attribute) {
+	val, attr := d.value(attrs, name, cty.Bool)
+	if attr == nil {
+		return false, nil
+	}
+	return val.True(), attr
+}
+
 func (d *decoder) float(attrs hcl.Attributes, name string) (float64, *hcl.Attribute) {
 	val, attr := d.value(attrs, name, cty.Number)
 	if attr == nil {

@@ -31,6 +31,7 @@ import (
 	"github.com/limitgraph/limit/host/trace"
 	"github.com/limitgraph/limit/host/version"
 	"github.com/limitgraph/limit/internal/peercred"
+	"github.com/limitgraph/limit/sdk/base"
 	"github.com/limitgraph/limit/sdk/storage"
 )
 
@@ -196,7 +197,7 @@ func prepareBlock(ctx context.Context, cfg *config.Config, b *config.PluginBlock
 	spec := plugins.Spec{
 		Kind: b.Kind, Name: b.Name, SHA256: b.SHA256, Env: b.Env, DataDir: dataDir, SocketDir: socketDir,
 		StartTimeout: cfg.Host.PluginStartTimeout, LogLevel: cfg.Host.LogLevel, Pool: b.PoolSize(),
-		IdleTimeout: b.RunnerIdleTimeout(), MaxProcesses: b.MaxProcesses,
+		IdleTimeout: b.RunnerIdleTimeout(), MaxProcesses: b.MaxProcesses, AllowUserNetwork: b.AllowUserNetwork,
 	}
 	path, err := plugins.Resolve(pluginDir, b.Plugin, nil)
 	if err != nil {
@@ -233,6 +234,13 @@ func prepareBlock(ctx context.Context, cfg *config.Config, b *config.PluginBlock
 			return spec, append(diags, config.PluginDiagnostics(b, ce.Diagnostics)...)
 		}
 		return spec, append(diags, blockDiag(b, b.ConfigRange, "plugin could not check its configuration", err))
+	}
+	if b.Kind == base.KindRunner {
+		// What a user's session may lower but not raise (see session.Manager.CheckUser).
+		spec.Limits, spec.LimitsReported, err = p.ReportedLimits(ctx)
+		if err != nil {
+			return spec, append(diags, blockDiag(b, b.ConfigRange, "plugin could not report the limits of its configuration", err))
+		}
 	}
 	return spec, append(diags, config.PluginDiagnostics(b, p.ConfigWarnings)...)
 }

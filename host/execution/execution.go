@@ -30,7 +30,7 @@ import (
 
 // Defaults of an execution.
 const (
-	DefaultTimeout = 60 * time.Second
+	DefaultTimeout = session.DefaultTimeoutMS * time.Millisecond
 	MaxTimeout     = session.MaxTimeoutMS * time.Millisecond
 	// MaxKeptOutput bounds the stdout and stderr kept in the answer and the trace; the
 	// runner's max_output_bytes bounds what it produces, this bounds what the host holds.

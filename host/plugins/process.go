@@ -59,6 +59,14 @@ type Spec struct {
 	// MaxProcesses, for a runner, caps how many processes its sessions hold at once
 	// (pre-started ones of its pool aside); 0 sets no cap.
 	MaxProcesses int
+	// Limits, for a runner, are the limits its configuration gives a session that sets
+	// none (runner.LimitsReporter), when LimitsReported: what a user's session may lower
+	// but not raise. A zero field is one the runner does not bound.
+	Limits         runner.Limits
+	LimitsReported bool
+	// AllowUserNetwork, for a runner, lets a user's token create a session with
+	// allow_network that may run it (the block's allow_user_network).
+	AllowUserNetwork bool
 }
 
 // ID is the plugin's namespaced id, e.g. "storage.bolt".
@@ -274,6 +282,26 @@ func (p *Process) Configure(ctx context.Context, validateOnly bool) error {
 		}
 	}
 	return nil
+}
+
+// ReportedLimits asks a runner what limits the spec's configuration gives a session that
+// sets none (runner.LimitsReporter); reported is false for a plugin that does not say.
+func (p *Process) ReportedLimits(ctx context.Context) (l runner.Limits, reported bool, err error) {
+	cfg := p.Spec.Config
+	if len(cfg) == 0 {
+		cfg = json.RawMessage("{}")
+	}
+	req := base.ConfigureRequest{Config: cfg, ValidateOnly: true, DataDir: p.Spec.DataDir}
+	switch impl := p.Impl.(type) {
+	case interface {
+		ReportedLimits(context.Context, base.ConfigureRequest) (runner.Limits, bool, error)
+	}:
+		return impl.ReportedLimits(ctx, req)
+	case runner.LimitsReporter:
+		l, err := impl.ConfiguredLimits(req)
+		return l, err == nil, err
+	}
+	return runner.Limits{}, false, nil
 }
 
 // Exited reports whether the process has ended.

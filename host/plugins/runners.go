@@ -101,6 +101,18 @@ func (r *Runners) Has(name string) bool {
 	return ok
 }
 
+// UserBounds returns what a user's session that may run the named runner may ask of it:
+// the limits its configuration gives a session that sets none (reported false when the
+// runner did not say, or is not configured), and whether allow_network is the user's to
+// set (the block's allow_user_network).
+func (r *Runners) UserBounds(name string) (limits runner.Limits, reported, network bool) {
+	spec, ok := r.specs[name]
+	if !ok {
+		return runner.Limits{}, false, false
+	}
+	return spec.Limits, spec.LimitsReported, spec.AllowUserNetwork
+}
+
 // Handle is a session's runner process.
 type Handle struct {
 	runner.Runner

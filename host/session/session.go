@@ -46,6 +46,9 @@ const (
 	// MaxTimeoutMS bounds limits.timeout_ms, as it bounds an execution request's
 	// timeout_ms: an hour.
 	MaxTimeoutMS = 60 * 60 * 1000
+	// DefaultTimeoutMS is an execution's timeout when neither it, its session nor its
+	// runner gives one.
+	DefaultTimeoutMS = 60 * 1000
 	// MinMemoryBytes and MaxMemoryBytes bound limits.memory_bytes when it is set: under
 	// 64 MiB no interpreter starts in a sandbox (a session of 1 byte answered every
 	// execution 500), and over 1 TiB is no limit but a typo.
@@ -165,6 +168,114 @@ type CreateRequest struct {
 	// Owner is the user the session is for (see Session.Owner); "" for the operators'.
 	// The API sets it for a user token and lets only an operator's name another user.
 	Owner string `json:"owner,omitempty"`
+	// ByUser is set by the API for a user's token (not an operator's): the session's
+	// limits may then lower but not raise those of the runners it may run, and
+	// allow_network needs every one of them to allow it users (see CheckUser).
+	ByUser bool `json:"-"`
+}
+
+// UserLimitError is a user's request for more than the operator configured: a limit
+// above the one a runner's configuration gives every session, a limit of a runner that
+// does not report its configured ones, or allow_network on a runner whose block does not
+// set allow_user_network. The API answers it 403 (an operator's token may ask it).
+type UserLimitError struct {
+	// Field names what was asked: "limits.memory_bytes", "allow_network", or an
+	// execution's "timeout_ms".
+	Field string
+	// Runner is the runner whose configuration refuses it.
+	Runner string
+	// Asked is the value asked and Ceiling the runner's (for a limit it reported).
+	Asked, Ceiling uint64
+	// Unreported means the runner does not report its configured limits, so none may be
+	// set: the host cannot tell a lower one from a higher one.
+	Unreported bool
+}
+
+func (e *UserLimitError) Error() string {
+	switch {
+	case e.Field == "allow_network":
+		return fmt.Sprintf("allow_network: runner %q does not let a user's session share the host's network (its block sets no allow_user_network = true): leave allow_network out, name only runners that allow it in runners, or ask an operator", e.Runner)
+	case e.Unreported:
+		return fmt.Sprintf("%s %d: runner %q does not report the limits it is configured with, so a user's session that may run it sets none (the host cannot tell a lower limit from a higher one): leave %s out, name other runners in runners, or ask an operator", e.Field, e.Asked, e.Runner, e.Field)
+	}
+	return fmt.Sprintf("%s %d is above %d, what runner %q is configured with: a user's session may lower a runner's limits but not raise them; ask an operator for more", e.Field, e.Asked, e.Ceiling, e.Runner)
+}
+
+// userLimit is one of a session's limits as CheckUser compares it with a runner's.
+type userLimit struct {
+	field          string
+	asked, ceiling uint64
+}
+
+// userLimits pairs each limit of l (in the API's units) with the runner's configured one,
+// rl; a ceiling of 0 is none (the runner does not bound it), but for the timeout, which
+// is then the host's default.
+func userLimits(l Limits, rl runner.Limits) []userLimit {
+	timeout := uint64(rl.Timeout / time.Millisecond)
+	if timeout == 0 {
+		timeout = DefaultTimeoutMS
+	}
+	return []userLimit{
+		{"limits.timeout_ms", l.TimeoutMS, timeout},
+		{"limits.memory_bytes", l.MemoryBytes, rl.MemoryBytes},
+		{"limits.cpu_millis", l.CPUMillis, rl.CPUMillis},
+		{"limits.max_processes", uint64(l.MaxProcesses), uint64(rl.MaxProcesses)},
+		{"limits.max_output_bytes", l.MaxOutputBytes, rl.MaxOutputBytes},
+		{"limits.max_file_bytes", l.MaxFileBytes, rl.MaxFileBytes},
+		{"limits.max_disk_bytes", l.MaxDiskBytes, rl.MaxDiskBytes},
+	}
+}
+
+// userRunners are the runners a session of names may run: those, or every configured one
+// when it names none.
+func (m *Manager) userRunners(names []string) []string {
+	if len(names) > 0 {
+		return names
+	}
+	return m.runnerNames()
+}
+
+// CheckUser reports, as a *UserLimitError, what a user's session (req) asks beyond what the
+// operator configured for a runner it may run: a limit above the runner's configured one
+// (lower ones are the user's to set), any limit of a runner that does not report its
+// configured ones, or allow_network on a runner whose block does not allow it users.
+func (m *Manager) CheckUser(req CreateRequest) error {
+	if m.opts.Runners == nil {
+		return nil // no runner: nothing runs under the limits
+	}
+	for _, name := range m.userRunners(req.Runners) {
+		rl, reported, network := m.opts.Runners.UserBounds(name)
+		if req.AllowNetwork && !network {
+			return &UserLimitError{Field: "allow_network", Runner: name}
+		}
+		for _, l := range userLimits(req.Limits, rl) {
+			switch {
+			case l.asked == 0:
+			case !reported:
+				return &UserLimitError{Field: l.field, Runner: name, Asked: l.asked, Unreported: true}
+			case l.ceiling != 0 && l.asked > l.ceiling:
+				return &UserLimitError{Field: l.field, Runner: name, Asked: l.asked, Ceiling: l.ceiling}
+			}
+		}
+	}
+	return nil
+}
+
+// CheckUserTimeout reports, as a *UserLimitError, an execution's timeout_ms that a user's
+// token asks of the named runner beyond the runner's configured timeout (else the host's
+// default), as CheckUser does for a session's limits.timeout_ms.
+func (m *Manager) CheckUserTimeout(runnerName string, timeoutMS uint64) error {
+	if timeoutMS == 0 || m.opts.Runners == nil || !m.opts.Runners.Has(runnerName) {
+		return nil // the runner's default, or a runner the execution answers for itself
+	}
+	rl, reported, _ := m.opts.Runners.UserBounds(runnerName)
+	if !reported {
+		return &UserLimitError{Field: "timeout_ms", Runner: runnerName, Asked: timeoutMS, Unreported: true}
+	}
+	if l := userLimits(Limits{TimeoutMS: timeoutMS}, rl)[0]; l.asked > l.ceiling {
+		return &UserLimitError{Field: "timeout_ms", Runner: runnerName, Asked: l.asked, Ceiling: l.ceiling}
+	}
+	return nil
 }
 
 // Filter selects the sessions List returns.
@@ -340,6 +451,9 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (*Session, erro
 	if s.Owner != "" && !config.ValidUserName(s.Owner) {
 		return nil, invalidf("owner %q is not a user name: 1 to %d of a-z, 0-9, '.', '_' and '-', starting with a letter or digit", s.Owner, config.MaxUserNameBytes)
 	}
+	if config.ReservedUserName(s.Owner) {
+		return nil, invalidf("owner %q is a name the host keeps for its own principals and agents (%s), which no user may have", s.Owner, strings.Join(config.ReservedUserNames, ", "))
+	}
 	// Counted in characters (code points), as the message says: 128 of any script fit,
 	// at most 4 bytes each in UTF-8.
 	if n := utf8.RuneCountInString(s.Name); n > MaxNameLength {
@@ -377,6 +491,11 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (*Session, erro
 	}
 	if s.Runners == nil {
 		s.Runners = []string{}
+	}
+	if req.ByUser {
+		if err := m.CheckUser(req); err != nil {
+			return nil, err
+		}
 	}
 	var index []storage.Op
 	if s.Owner != "" {

@@ -445,4 +445,16 @@ func (r *llamaRunner) CloseSession(context.Context) error {
 	return nil
 }
 
-var _ runner.Runner = (*llamaRunner)(nil)
+var (
+	_ runner.Runner         = (*llamaRunner)(nil)
+	_ runner.LimitsReporter = (*llamaRunner)(nil)
+)
+
+// ConfiguredLimits implements runner.LimitsReporter: this runner's configuration sets no
+// limit of a session's. It ends an execution at the session's timeout (else the host's
+// default) and its output at the session's max_output_bytes (else at max_tokens and the
+// context's end), and bounds neither memory, CPU, processes nor files per session: all
+// zero.
+func (r *llamaRunner) ConfiguredLimits(base.ConfigureRequest) (runner.Limits, error) {
+	return runner.Limits{}, nil
+}

@@ -180,6 +180,17 @@ func (r *llmRunner) SessionLimits() runner.Limits {
 	return runner.Limits{Timeout: t, MaxTimeout: r.set.timeout}
 }
 
+// ConfiguredLimits implements runner.LimitsReporter: the configured timeout, which ends
+// every execution. This runner bounds nothing else by itself (max_output_bytes is a
+// session's only: by default an answer is read whole), so the rest is zero.
+func (r *llmRunner) ConfiguredLimits(req base.ConfigureRequest) (runner.Limits, error) {
+	set, ds := parseConfig(req)
+	if ds.HasErrors() {
+		return runner.Limits{}, errors.New(newRedactor(set.secrets()).clean(ds.Err().Error()))
+	}
+	return runner.Limits{Timeout: set.timeout}, nil
+}
+
 // Execute implements runner.Runner: it asks the model, retrying and falling back as
 // configured, and streams the answer as token events.
 func (r *llmRunner) Execute(ctx context.Context, req runner.ExecuteRequest, emit func(runner.Event) error) (runner.Result, error) {
@@ -787,4 +798,7 @@ func (r *llmRunner) CloseSession(context.Context) error {
 	return nil
 }
 
-var _ runner.Runner = (*llmRunner)(nil)
+var (
+	_ runner.Runner         = (*llmRunner)(nil)
+	_ runner.LimitsReporter = (*llmRunner)(nil)
+)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/limitgraph/limit/host/config"
 	"github.com/limitgraph/limit/sdk/base"
+	"github.com/limitgraph/limit/sdk/runner"
 )
 
 func TestParseConfig(t *testing.T) {
@@ -196,5 +197,29 @@ runner "gpt" {
 	if !slices.Equal(set.targets, want) || set.budgetCost != 2.5 || set.attemptTimeout != 20*time.Second ||
 		set.prices["gpt-4o"] != (price{2.5, 10}) || set.timeout != 300*time.Second || set.retries != defaultRetries {
 		t.Errorf("settings: %+v", set)
+	}
+}
+
+// TestConfiguredLimits: the runner reports its configured timeout (its default when the
+// config sets none), the most a user's session may ask, and bounds nothing else; a config
+// it refuses is an error that never carries the key.
+func TestConfiguredLimits(t *testing.T) {
+	r := newRunner(nil)
+	for _, tt := range []struct {
+		cfg  map[string]any
+		want time.Duration
+	}{
+		{map[string]any{"model": "m", "api_key": "k"}, 300 * time.Second},
+		{map[string]any{"model": "m", "api_key": "k", "timeout": "45s"}, 45 * time.Second},
+	} {
+		raw, _ := json.Marshal(tt.cfg)
+		l, err := r.ConfiguredLimits(base.ConfigureRequest{Config: raw, ValidateOnly: true})
+		if err != nil || l != (runner.Limits{Timeout: tt.want}) {
+			t.Errorf("ConfiguredLimits(%s) = %+v, %v; want only the timeout %v", raw, l, err, tt.want)
+		}
+	}
+	raw, _ := json.Marshal(map[string]any{"model": "m", "api_key": "sk-secret-key-1234567890", "timeout": "soon"})
+	if _, err := r.ConfiguredLimits(base.ConfigureRequest{Config: raw}); err == nil || strings.Contains(err.Error(), "sk-secret-key-1234567890") {
+		t.Errorf("ConfiguredLimits of a bad config: %v", err)
 	}
 }

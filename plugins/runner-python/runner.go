@@ -264,6 +264,17 @@ func (r *pythonRunner) SessionLimits() runner.Limits {
 	return r.sb.limits
 }
 
+// ConfiguredLimits implements runner.LimitsReporter: every limit a session that sets
+// none gets, from the configuration (its defaults where it sets none); a zero one (such as
+// max_disk_bytes = 0) is no limit.
+func (r *pythonRunner) ConfiguredLimits(req base.ConfigureRequest) (runner.Limits, error) {
+	set, ds := parseConfig(req, false)
+	if ds.HasErrors() {
+		return runner.Limits{}, ds.Err()
+	}
+	return set.limits, nil
+}
+
 // watch replaces a worker that dies while no execution runs on it; an execution that
 // sees its worker die handles that itself.
 func (r *pythonRunner) watch(w *worker) {
@@ -567,4 +578,7 @@ func (r *pythonRunner) shutdown(removeWorkDir bool) error {
 	return nil
 }
 
-var _ runner.Runner = (*pythonRunner)(nil)
+var (
+	_ runner.Runner         = (*pythonRunner)(nil)
+	_ runner.LimitsReporter = (*pythonRunner)(nil)
+)

@@ -7,6 +7,8 @@ import (
 	"io"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	limitv1 "github.com/limitgraph/limit/proto/limit/v1"
 	"github.com/limitgraph/limit/sdk/base"
@@ -85,6 +87,20 @@ func (c *Client) OpenSession(ctx context.Context, s Session) error {
 // was opened, it applies to the session's executions (zero fields where it said nothing,
 // all zero for a plugin that does not say). Call it after OpenSession has returned.
 func (c *Client) SessionLimits() Limits { return c.limits }
+
+// ReportedLimits asks the plugin what limits the configuration in req gives a session
+// that sets none (see LimitsReporter). reported is false, without error, for a plugin that
+// does not say (one without LimitsReporter, or older than the call).
+func (c *Client) ReportedLimits(ctx context.Context, req base.ConfigureRequest) (l Limits, reported bool, err error) {
+	resp, err := c.rpc.ConfiguredLimits(ctx, &limitv1.ConfiguredLimitsRequest{ConfigJson: req.Config, DataDir: req.DataDir})
+	if status.Code(err) == codes.Unimplemented {
+		return Limits{}, false, nil
+	}
+	if err != nil {
+		return Limits{}, false, fmt.Errorf("runner configured limits: %w", err)
+	}
+	return LimitsFromProto(resp.GetLimits()), true, nil
+}
 
 // ErrNoResult means the runner's stream ended without a result event.
 var ErrNoResult = errors.New("runner stream ended without a result")

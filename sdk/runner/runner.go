@@ -262,3 +262,16 @@ const CloseSessionTimeout = time.Second
 type SessionLimiter interface {
 	SessionLimits() Limits
 }
+
+// LimitsReporter is implemented by runners that tell the host the limits a configuration
+// gives a session that sets none of its own: the configured values, or the runner's own
+// defaults where the configuration sets none. A zero field is one the runner does not
+// bound (it applies no such limit, or is configured with none); a zero Timeout, one for
+// which the host's default execution timeout applies. The host asks once, at its start,
+// after Configure has accepted the configuration (ValidateOnly: nothing need be applied),
+// and lets a user's token give a session at most these: a user cannot lift the limits the
+// operator configured. Optional: a user's session that may run a runner without it sets
+// no limits, since the host cannot tell a lower limit from a higher one.
+type LimitsReporter interface {
+	ConfiguredLimits(req base.ConfigureRequest) (Limits, error)
+}

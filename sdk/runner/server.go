@@ -47,6 +47,23 @@ func (s *server) OpenSession(ctx context.Context, req *limitv1.OpenSessionReques
 	return resp, nil
 }
 
+func (s *server) ConfiguredLimits(_ context.Context, req *limitv1.ConfiguredLimitsRequest) (resp *limitv1.ConfiguredLimitsResponse, err error) {
+	defer base.Recover(&err)
+	lr, ok := s.impl.(LimitsReporter)
+	if !ok {
+		return nil, status.Error(codes.Unimplemented, "this runner does not report its configured limits")
+	}
+	cfg := req.GetConfigJson()
+	if len(cfg) == 0 {
+		cfg = []byte("{}")
+	}
+	l, err := lr.ConfiguredLimits(base.ConfigureRequest{Config: cfg, ValidateOnly: true, DataDir: req.GetDataDir()})
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	return &limitv1.ConfiguredLimitsResponse{Limits: LimitsToProto(l)}, nil
+}
+
 func (s *server) Execute(req *limitv1.ExecuteRequest, stream limitv1.Runner_ExecuteServer) error {
 	return s.execute(stream.Context(), req, stream.Send)
 }

@@ -377,6 +377,108 @@ func (x *OpenSessionResponse) GetLimits() *Limits {
 	return nil
 }
 
+type ConfiguredLimitsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The config block as a JSON object, as in ConfigureRequest.
+	ConfigJson []byte `protobuf:"bytes,1,opt,name=config_json,json=configJson,proto3" json:"config_json,omitempty"`
+	// The directory the host gives the plugin for its own files, as in ConfigureRequest.
+	DataDir       string `protobuf:"bytes,2,opt,name=data_dir,json=dataDir,proto3" json:"data_dir,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfiguredLimitsRequest) Reset() {
+	*x = ConfiguredLimitsRequest{}
+	mi := &file_limit_v1_runner_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfiguredLimitsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfiguredLimitsRequest) ProtoMessage() {}
+
+func (x *ConfiguredLimitsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_limit_v1_runner_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfiguredLimitsRequest.ProtoReflect.Descriptor instead.
+func (*ConfiguredLimitsRequest) Descriptor() ([]byte, []int) {
+	return file_limit_v1_runner_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ConfiguredLimitsRequest) GetConfigJson() []byte {
+	if x != nil {
+		return x.ConfigJson
+	}
+	return nil
+}
+
+func (x *ConfiguredLimitsRequest) GetDataDir() string {
+	if x != nil {
+		return x.DataDir
+	}
+	return ""
+}
+
+type ConfiguredLimitsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The limits the runner applies to a session that sets none (its configured values, or
+	// its own defaults where the configuration sets none). A zero field is one the runner
+	// does not bound (it applies no such limit, or is configured with none); a zero
+	// timeout_ms, one for which the host's default execution timeout applies.
+	Limits        *Limits `protobuf:"bytes,1,opt,name=limits,proto3" json:"limits,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfiguredLimitsResponse) Reset() {
+	*x = ConfiguredLimitsResponse{}
+	mi := &file_limit_v1_runner_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfiguredLimitsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfiguredLimitsResponse) ProtoMessage() {}
+
+func (x *ConfiguredLimitsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_limit_v1_runner_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfiguredLimitsResponse.ProtoReflect.Descriptor instead.
+func (*ConfiguredLimitsResponse) Descriptor() ([]byte, []int) {
+	return file_limit_v1_runner_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ConfiguredLimitsResponse) GetLimits() *Limits {
+	if x != nil {
+		return x.Limits
+	}
+	return nil
+}
+
 type ExecuteRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	ExecutionId   string                 `protobuf:"bytes,1,opt,name=execution_id,json=executionId,proto3" json:"execution_id,omitempty"`
@@ -389,7 +491,7 @@ type ExecuteRequest struct {
 
 func (x *ExecuteRequest) Reset() {
 	*x = ExecuteRequest{}
-	mi := &file_limit_v1_runner_proto_msgTypes[3]
+	mi := &file_limit_v1_runner_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -401,7 +503,7 @@ func (x *ExecuteRequest) String() string {
 func (*ExecuteRequest) ProtoMessage() {}
 
 func (x *ExecuteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_limit_v1_runner_proto_msgTypes[3]
+	mi := &file_limit_v1_runner_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -414,7 +516,7 @@ func (x *ExecuteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecuteRequest.ProtoReflect.Descriptor instead.
 func (*ExecuteRequest) Descriptor() ([]byte, []int) {
-	return file_limit_v1_runner_proto_rawDescGZIP(), []int{3}
+	return file_limit_v1_runner_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ExecuteRequest) GetExecutionId() string {
@@ -461,7 +563,7 @@ type ExecuteEvent struct {
 
 func (x *ExecuteEvent) Reset() {
 	*x = ExecuteEvent{}
-	mi := &file_limit_v1_runner_proto_msgTypes[4]
+	mi := &file_limit_v1_runner_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -473,7 +575,7 @@ func (x *ExecuteEvent) String() string {
 func (*ExecuteEvent) ProtoMessage() {}
 
 func (x *ExecuteEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_limit_v1_runner_proto_msgTypes[4]
+	mi := &file_limit_v1_runner_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -486,7 +588,7 @@ func (x *ExecuteEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecuteEvent.ProtoReflect.Descriptor instead.
 func (*ExecuteEvent) Descriptor() ([]byte, []int) {
-	return file_limit_v1_runner_proto_rawDescGZIP(), []int{4}
+	return file_limit_v1_runner_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ExecuteEvent) GetEvent() isExecuteEvent_Event {
@@ -555,7 +657,7 @@ type OutputChunk struct {
 
 func (x *OutputChunk) Reset() {
 	*x = OutputChunk{}
-	mi := &file_limit_v1_runner_proto_msgTypes[5]
+	mi := &file_limit_v1_runner_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -567,7 +669,7 @@ func (x *OutputChunk) String() string {
 func (*OutputChunk) ProtoMessage() {}
 
 func (x *OutputChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_limit_v1_runner_proto_msgTypes[5]
+	mi := &file_limit_v1_runner_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -580,7 +682,7 @@ func (x *OutputChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OutputChunk.ProtoReflect.Descriptor instead.
 func (*OutputChunk) Descriptor() ([]byte, []int) {
-	return file_limit_v1_runner_proto_rawDescGZIP(), []int{5}
+	return file_limit_v1_runner_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *OutputChunk) GetStream() OutputStream {
@@ -607,7 +709,7 @@ type Token struct {
 
 func (x *Token) Reset() {
 	*x = Token{}
-	mi := &file_limit_v1_runner_proto_msgTypes[6]
+	mi := &file_limit_v1_runner_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -619,7 +721,7 @@ func (x *Token) String() string {
 func (*Token) ProtoMessage() {}
 
 func (x *Token) ProtoReflect() protoreflect.Message {
-	mi := &file_limit_v1_runner_proto_msgTypes[6]
+	mi := &file_limit_v1_runner_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -632,7 +734,7 @@ func (x *Token) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Token.ProtoReflect.Descriptor instead.
 func (*Token) Descriptor() ([]byte, []int) {
-	return file_limit_v1_runner_proto_rawDescGZIP(), []int{6}
+	return file_limit_v1_runner_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Token) GetText() string {
@@ -664,7 +766,7 @@ type Usage struct {
 
 func (x *Usage) Reset() {
 	*x = Usage{}
-	mi := &file_limit_v1_runner_proto_msgTypes[7]
+	mi := &file_limit_v1_runner_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -676,7 +778,7 @@ func (x *Usage) String() string {
 func (*Usage) ProtoMessage() {}
 
 func (x *Usage) ProtoReflect() protoreflect.Message {
-	mi := &file_limit_v1_runner_proto_msgTypes[7]
+	mi := &file_limit_v1_runner_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -689,7 +791,7 @@ func (x *Usage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Usage.ProtoReflect.Descriptor instead.
 func (*Usage) Descriptor() ([]byte, []int) {
-	return file_limit_v1_runner_proto_rawDescGZIP(), []int{7}
+	return file_limit_v1_runner_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Usage) GetPromptTokens() uint64 {
@@ -757,7 +859,7 @@ type ExecuteResult struct {
 
 func (x *ExecuteResult) Reset() {
 	*x = ExecuteResult{}
-	mi := &file_limit_v1_runner_proto_msgTypes[8]
+	mi := &file_limit_v1_runner_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -769,7 +871,7 @@ func (x *ExecuteResult) String() string {
 func (*ExecuteResult) ProtoMessage() {}
 
 func (x *ExecuteResult) ProtoReflect() protoreflect.Message {
-	mi := &file_limit_v1_runner_proto_msgTypes[8]
+	mi := &file_limit_v1_runner_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -782,7 +884,7 @@ func (x *ExecuteResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecuteResult.ProtoReflect.Descriptor instead.
 func (*ExecuteResult) Descriptor() ([]byte, []int) {
-	return file_limit_v1_runner_proto_rawDescGZIP(), []int{8}
+	return file_limit_v1_runner_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ExecuteResult) GetStatus() ExecuteStatus {
@@ -864,7 +966,7 @@ type CancelRequest struct {
 
 func (x *CancelRequest) Reset() {
 	*x = CancelRequest{}
-	mi := &file_limit_v1_runner_proto_msgTypes[9]
+	mi := &file_limit_v1_runner_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -876,7 +978,7 @@ func (x *CancelRequest) String() string {
 func (*CancelRequest) ProtoMessage() {}
 
 func (x *CancelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_limit_v1_runner_proto_msgTypes[9]
+	mi := &file_limit_v1_runner_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -889,7 +991,7 @@ func (x *CancelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRequest.ProtoReflect.Descriptor instead.
 func (*CancelRequest) Descriptor() ([]byte, []int) {
-	return file_limit_v1_runner_proto_rawDescGZIP(), []int{9}
+	return file_limit_v1_runner_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CancelRequest) GetExecutionId() string {
@@ -908,7 +1010,7 @@ type CancelResponse struct {
 
 func (x *CancelResponse) Reset() {
 	*x = CancelResponse{}
-	mi := &file_limit_v1_runner_proto_msgTypes[10]
+	mi := &file_limit_v1_runner_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -920,7 +1022,7 @@ func (x *CancelResponse) String() string {
 func (*CancelResponse) ProtoMessage() {}
 
 func (x *CancelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_limit_v1_runner_proto_msgTypes[10]
+	mi := &file_limit_v1_runner_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -933,7 +1035,7 @@ func (x *CancelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelResponse.ProtoReflect.Descriptor instead.
 func (*CancelResponse) Descriptor() ([]byte, []int) {
-	return file_limit_v1_runner_proto_rawDescGZIP(), []int{10}
+	return file_limit_v1_runner_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CancelResponse) GetFound() bool {
@@ -951,7 +1053,7 @@ type RunnerHealthRequest struct {
 
 func (x *RunnerHealthRequest) Reset() {
 	*x = RunnerHealthRequest{}
-	mi := &file_limit_v1_runner_proto_msgTypes[11]
+	mi := &file_limit_v1_runner_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -963,7 +1065,7 @@ func (x *RunnerHealthRequest) String() string {
 func (*RunnerHealthRequest) ProtoMessage() {}
 
 func (x *RunnerHealthRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_limit_v1_runner_proto_msgTypes[11]
+	mi := &file_limit_v1_runner_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -976,7 +1078,7 @@ func (x *RunnerHealthRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunnerHealthRequest.ProtoReflect.Descriptor instead.
 func (*RunnerHealthRequest) Descriptor() ([]byte, []int) {
-	return file_limit_v1_runner_proto_rawDescGZIP(), []int{11}
+	return file_limit_v1_runner_proto_rawDescGZIP(), []int{13}
 }
 
 // IsolationFeature reports one isolation mechanism and whether it is enforced.
@@ -991,7 +1093,7 @@ type IsolationFeature struct {
 
 func (x *IsolationFeature) Reset() {
 	*x = IsolationFeature{}
-	mi := &file_limit_v1_runner_proto_msgTypes[12]
+	mi := &file_limit_v1_runner_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1003,7 +1105,7 @@ func (x *IsolationFeature) String() string {
 func (*IsolationFeature) ProtoMessage() {}
 
 func (x *IsolationFeature) ProtoReflect() protoreflect.Message {
-	mi := &file_limit_v1_runner_proto_msgTypes[12]
+	mi := &file_limit_v1_runner_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1016,7 +1118,7 @@ func (x *IsolationFeature) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IsolationFeature.ProtoReflect.Descriptor instead.
 func (*IsolationFeature) Descriptor() ([]byte, []int) {
-	return file_limit_v1_runner_proto_rawDescGZIP(), []int{12}
+	return file_limit_v1_runner_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *IsolationFeature) GetName() string {
@@ -1051,7 +1153,7 @@ type RunnerHealthResponse struct {
 
 func (x *RunnerHealthResponse) Reset() {
 	*x = RunnerHealthResponse{}
-	mi := &file_limit_v1_runner_proto_msgTypes[13]
+	mi := &file_limit_v1_runner_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1063,7 +1165,7 @@ func (x *RunnerHealthResponse) String() string {
 func (*RunnerHealthResponse) ProtoMessage() {}
 
 func (x *RunnerHealthResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_limit_v1_runner_proto_msgTypes[13]
+	mi := &file_limit_v1_runner_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1076,7 +1178,7 @@ func (x *RunnerHealthResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunnerHealthResponse.ProtoReflect.Descriptor instead.
 func (*RunnerHealthResponse) Descriptor() ([]byte, []int) {
-	return file_limit_v1_runner_proto_rawDescGZIP(), []int{13}
+	return file_limit_v1_runner_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RunnerHealthResponse) GetHealthy() bool {
@@ -1108,7 +1210,7 @@ type CloseSessionRequest struct {
 
 func (x *CloseSessionRequest) Reset() {
 	*x = CloseSessionRequest{}
-	mi := &file_limit_v1_runner_proto_msgTypes[14]
+	mi := &file_limit_v1_runner_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1120,7 +1222,7 @@ func (x *CloseSessionRequest) String() string {
 func (*CloseSessionRequest) ProtoMessage() {}
 
 func (x *CloseSessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_limit_v1_runner_proto_msgTypes[14]
+	mi := &file_limit_v1_runner_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1133,7 +1235,7 @@ func (x *CloseSessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseSessionRequest.ProtoReflect.Descriptor instead.
 func (*CloseSessionRequest) Descriptor() ([]byte, []int) {
-	return file_limit_v1_runner_proto_rawDescGZIP(), []int{14}
+	return file_limit_v1_runner_proto_rawDescGZIP(), []int{16}
 }
 
 type CloseSessionResponse struct {
@@ -1144,7 +1246,7 @@ type CloseSessionResponse struct {
 
 func (x *CloseSessionResponse) Reset() {
 	*x = CloseSessionResponse{}
-	mi := &file_limit_v1_runner_proto_msgTypes[15]
+	mi := &file_limit_v1_runner_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1156,7 +1258,7 @@ func (x *CloseSessionResponse) String() string {
 func (*CloseSessionResponse) ProtoMessage() {}
 
 func (x *CloseSessionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_limit_v1_runner_proto_msgTypes[15]
+	mi := &file_limit_v1_runner_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1169,7 +1271,7 @@ func (x *CloseSessionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseSessionResponse.ProtoReflect.Descriptor instead.
 func (*CloseSessionResponse) Descriptor() ([]byte, []int) {
-	return file_limit_v1_runner_proto_rawDescGZIP(), []int{15}
+	return file_limit_v1_runner_proto_rawDescGZIP(), []int{17}
 }
 
 var File_limit_v1_runner_proto protoreflect.FileDescriptor
@@ -1204,6 +1306,12 @@ const file_limit_v1_runner_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"?\n" +
 	"\x13OpenSessionResponse\x12(\n" +
+	"\x06limits\x18\x01 \x01(\v2\x10.limit.v1.LimitsR\x06limits\"U\n" +
+	"\x17ConfiguredLimitsRequest\x12\x1f\n" +
+	"\vconfig_json\x18\x01 \x01(\fR\n" +
+	"configJson\x12\x19\n" +
+	"\bdata_dir\x18\x02 \x01(\tR\adataDir\"D\n" +
+	"\x18ConfiguredLimitsResponse\x12(\n" +
 	"\x06limits\x18\x01 \x01(\v2\x10.limit.v1.LimitsR\x06limits\"\x99\x01\n" +
 	"\x0eExecuteRequest\x12!\n" +
 	"\fexecution_id\x18\x01 \x01(\tR\vexecutionId\x12\x14\n" +
@@ -1273,14 +1381,15 @@ const file_limit_v1_runner_proto_rawDesc = "" +
 	"\x14EXECUTE_STATUS_ERROR\x10\x02\x12\x1a\n" +
 	"\x16EXECUTE_STATUS_TIMEOUT\x10\x03\x12\x1c\n" +
 	"\x18EXECUTE_STATUS_CANCELLED\x10\x04\x12!\n" +
-	"\x1dEXECUTE_STATUS_LIMIT_EXCEEDED\x10\x052\xb7\x03\n" +
+	"\x1dEXECUTE_STATUS_LIMIT_EXCEEDED\x10\x052\x92\x04\n" +
 	"\x06Runner\x12J\n" +
 	"\vOpenSession\x12\x1c.limit.v1.OpenSessionRequest\x1a\x1d.limit.v1.OpenSessionResponse\x12=\n" +
 	"\aExecute\x12\x18.limit.v1.ExecuteRequest\x1a\x16.limit.v1.ExecuteEvent0\x01\x12;\n" +
 	"\x06Cancel\x12\x17.limit.v1.CancelRequest\x1a\x18.limit.v1.CancelResponse\x12G\n" +
 	"\x06Health\x12\x1d.limit.v1.RunnerHealthRequest\x1a\x1e.limit.v1.RunnerHealthResponse\x12M\n" +
 	"\fCloseSession\x12\x1d.limit.v1.CloseSessionRequest\x1a\x1e.limit.v1.CloseSessionResponse\x12M\n" +
-	"\fOpenFastPath\x12\x1d.limit.v1.OpenFastPathRequest\x1a\x1e.limit.v1.OpenFastPathResponseB4Z2github.com/limitgraph/limit/proto/limit/v1;limitv1b\x06proto3"
+	"\fOpenFastPath\x12\x1d.limit.v1.OpenFastPathRequest\x1a\x1e.limit.v1.OpenFastPathResponse\x12Y\n" +
+	"\x10ConfiguredLimits\x12!.limit.v1.ConfiguredLimitsRequest\x1a\".limit.v1.ConfiguredLimitsResponseB4Z2github.com/limitgraph/limit/proto/limit/v1;limitv1b\x06proto3"
 
 var (
 	file_limit_v1_runner_proto_rawDescOnce sync.Once
@@ -1295,64 +1404,69 @@ func file_limit_v1_runner_proto_rawDescGZIP() []byte {
 }
 
 var file_limit_v1_runner_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_limit_v1_runner_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_limit_v1_runner_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_limit_v1_runner_proto_goTypes = []any{
-	(OutputStream)(0),            // 0: limit.v1.OutputStream
-	(ExecuteStatus)(0),           // 1: limit.v1.ExecuteStatus
-	(*Limits)(nil),               // 2: limit.v1.Limits
-	(*OpenSessionRequest)(nil),   // 3: limit.v1.OpenSessionRequest
-	(*OpenSessionResponse)(nil),  // 4: limit.v1.OpenSessionResponse
-	(*ExecuteRequest)(nil),       // 5: limit.v1.ExecuteRequest
-	(*ExecuteEvent)(nil),         // 6: limit.v1.ExecuteEvent
-	(*OutputChunk)(nil),          // 7: limit.v1.OutputChunk
-	(*Token)(nil),                // 8: limit.v1.Token
-	(*Usage)(nil),                // 9: limit.v1.Usage
-	(*ExecuteResult)(nil),        // 10: limit.v1.ExecuteResult
-	(*CancelRequest)(nil),        // 11: limit.v1.CancelRequest
-	(*CancelResponse)(nil),       // 12: limit.v1.CancelResponse
-	(*RunnerHealthRequest)(nil),  // 13: limit.v1.RunnerHealthRequest
-	(*IsolationFeature)(nil),     // 14: limit.v1.IsolationFeature
-	(*RunnerHealthResponse)(nil), // 15: limit.v1.RunnerHealthResponse
-	(*CloseSessionRequest)(nil),  // 16: limit.v1.CloseSessionRequest
-	(*CloseSessionResponse)(nil), // 17: limit.v1.CloseSessionResponse
-	nil,                          // 18: limit.v1.OpenSessionRequest.EnvEntry
-	nil,                          // 19: limit.v1.OpenSessionRequest.SpentEntry
-	nil,                          // 20: limit.v1.Usage.ExtraEntry
-	(*structpb.Struct)(nil),      // 21: google.protobuf.Struct
-	(*OpenFastPathRequest)(nil),  // 22: limit.v1.OpenFastPathRequest
-	(*OpenFastPathResponse)(nil), // 23: limit.v1.OpenFastPathResponse
+	(OutputStream)(0),                // 0: limit.v1.OutputStream
+	(ExecuteStatus)(0),               // 1: limit.v1.ExecuteStatus
+	(*Limits)(nil),                   // 2: limit.v1.Limits
+	(*OpenSessionRequest)(nil),       // 3: limit.v1.OpenSessionRequest
+	(*OpenSessionResponse)(nil),      // 4: limit.v1.OpenSessionResponse
+	(*ConfiguredLimitsRequest)(nil),  // 5: limit.v1.ConfiguredLimitsRequest
+	(*ConfiguredLimitsResponse)(nil), // 6: limit.v1.ConfiguredLimitsResponse
+	(*ExecuteRequest)(nil),           // 7: limit.v1.ExecuteRequest
+	(*ExecuteEvent)(nil),             // 8: limit.v1.ExecuteEvent
+	(*OutputChunk)(nil),              // 9: limit.v1.OutputChunk
+	(*Token)(nil),                    // 10: limit.v1.Token
+	(*Usage)(nil),                    // 11: limit.v1.Usage
+	(*ExecuteResult)(nil),            // 12: limit.v1.ExecuteResult
+	(*CancelRequest)(nil),            // 13: limit.v1.CancelRequest
+	(*CancelResponse)(nil),           // 14: limit.v1.CancelResponse
+	(*RunnerHealthRequest)(nil),      // 15: limit.v1.RunnerHealthRequest
+	(*IsolationFeature)(nil),         // 16: limit.v1.IsolationFeature
+	(*RunnerHealthResponse)(nil),     // 17: limit.v1.RunnerHealthResponse
+	(*CloseSessionRequest)(nil),      // 18: limit.v1.CloseSessionRequest
+	(*CloseSessionResponse)(nil),     // 19: limit.v1.CloseSessionResponse
+	nil,                              // 20: limit.v1.OpenSessionRequest.EnvEntry
+	nil,                              // 21: limit.v1.OpenSessionRequest.SpentEntry
+	nil,                              // 22: limit.v1.Usage.ExtraEntry
+	(*structpb.Struct)(nil),          // 23: google.protobuf.Struct
+	(*OpenFastPathRequest)(nil),      // 24: limit.v1.OpenFastPathRequest
+	(*OpenFastPathResponse)(nil),     // 25: limit.v1.OpenFastPathResponse
 }
 var file_limit_v1_runner_proto_depIdxs = []int32{
 	2,  // 0: limit.v1.OpenSessionRequest.limits:type_name -> limit.v1.Limits
-	18, // 1: limit.v1.OpenSessionRequest.env:type_name -> limit.v1.OpenSessionRequest.EnvEntry
-	19, // 2: limit.v1.OpenSessionRequest.spent:type_name -> limit.v1.OpenSessionRequest.SpentEntry
+	20, // 1: limit.v1.OpenSessionRequest.env:type_name -> limit.v1.OpenSessionRequest.EnvEntry
+	21, // 2: limit.v1.OpenSessionRequest.spent:type_name -> limit.v1.OpenSessionRequest.SpentEntry
 	2,  // 3: limit.v1.OpenSessionResponse.limits:type_name -> limit.v1.Limits
-	21, // 4: limit.v1.ExecuteRequest.params:type_name -> google.protobuf.Struct
-	7,  // 5: limit.v1.ExecuteEvent.output:type_name -> limit.v1.OutputChunk
-	8,  // 6: limit.v1.ExecuteEvent.token:type_name -> limit.v1.Token
-	10, // 7: limit.v1.ExecuteEvent.result:type_name -> limit.v1.ExecuteResult
-	0,  // 8: limit.v1.OutputChunk.stream:type_name -> limit.v1.OutputStream
-	20, // 9: limit.v1.Usage.extra:type_name -> limit.v1.Usage.ExtraEntry
-	1,  // 10: limit.v1.ExecuteResult.status:type_name -> limit.v1.ExecuteStatus
-	9,  // 11: limit.v1.ExecuteResult.usage:type_name -> limit.v1.Usage
-	14, // 12: limit.v1.RunnerHealthResponse.isolation:type_name -> limit.v1.IsolationFeature
-	3,  // 13: limit.v1.Runner.OpenSession:input_type -> limit.v1.OpenSessionRequest
-	5,  // 14: limit.v1.Runner.Execute:input_type -> limit.v1.ExecuteRequest
-	11, // 15: limit.v1.Runner.Cancel:input_type -> limit.v1.CancelRequest
-	13, // 16: limit.v1.Runner.Health:input_type -> limit.v1.RunnerHealthRequest
-	16, // 17: limit.v1.Runner.CloseSession:input_type -> limit.v1.CloseSessionRequest
-	22, // 18: limit.v1.Runner.OpenFastPath:input_type -> limit.v1.OpenFastPathRequest
-	4,  // 19: limit.v1.Runner.OpenSession:output_type -> limit.v1.OpenSessionResponse
-	6,  // 20: limit.v1.Runner.Execute:output_type -> limit.v1.ExecuteEvent
-	12, // 21: limit.v1.Runner.Cancel:output_type -> limit.v1.CancelResponse
-	15, // 22: limit.v1.Runner.Health:output_type -> limit.v1.RunnerHealthResponse
-	17, // 23: limit.v1.Runner.CloseSession:output_type -> limit.v1.CloseSessionResponse
-	23, // 24: limit.v1.Runner.OpenFastPath:output_type -> limit.v1.OpenFastPathResponse
-	19, // [19:25] is the sub-list for method output_type
-	13, // [13:19] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	2,  // 4: limit.v1.ConfiguredLimitsResponse.limits:type_name -> limit.v1.Limits
+	23, // 5: limit.v1.ExecuteRequest.params:type_name -> google.protobuf.Struct
+	9,  // 6: limit.v1.ExecuteEvent.output:type_name -> limit.v1.OutputChunk
+	10, // 7: limit.v1.ExecuteEvent.token:type_name -> limit.v1.Token
+	12, // 8: limit.v1.ExecuteEvent.result:type_name -> limit.v1.ExecuteResult
+	0,  // 9: limit.v1.OutputChunk.stream:type_name -> limit.v1.OutputStream
+	22, // 10: limit.v1.Usage.extra:type_name -> limit.v1.Usage.ExtraEntry
+	1,  // 11: limit.v1.ExecuteResult.status:type_name -> limit.v1.ExecuteStatus
+	11, // 12: limit.v1.ExecuteResult.usage:type_name -> limit.v1.Usage
+	16, // 13: limit.v1.RunnerHealthResponse.isolation:type_name -> limit.v1.IsolationFeature
+	3,  // 14: limit.v1.Runner.OpenSession:input_type -> limit.v1.OpenSessionRequest
+	7,  // 15: limit.v1.Runner.Execute:input_type -> limit.v1.ExecuteRequest
+	13, // 16: limit.v1.Runner.Cancel:input_type -> limit.v1.CancelRequest
+	15, // 17: limit.v1.Runner.Health:input_type -> limit.v1.RunnerHealthRequest
+	18, // 18: limit.v1.Runner.CloseSession:input_type -> limit.v1.CloseSessionRequest
+	24, // 19: limit.v1.Runner.OpenFastPath:input_type -> limit.v1.OpenFastPathRequest
+	5,  // 20: limit.v1.Runner.ConfiguredLimits:input_type -> limit.v1.ConfiguredLimitsRequest
+	4,  // 21: limit.v1.Runner.OpenSession:output_type -> limit.v1.OpenSessionResponse
+	8,  // 22: limit.v1.Runner.Execute:output_type -> limit.v1.ExecuteEvent
+	14, // 23: limit.v1.Runner.Cancel:output_type -> limit.v1.CancelResponse
+	17, // 24: limit.v1.Runner.Health:output_type -> limit.v1.RunnerHealthResponse
+	19, // 25: limit.v1.Runner.CloseSession:output_type -> limit.v1.CloseSessionResponse
+	25, // 26: limit.v1.Runner.OpenFastPath:output_type -> limit.v1.OpenFastPathResponse
+	6,  // 27: limit.v1.Runner.ConfiguredLimits:output_type -> limit.v1.ConfiguredLimitsResponse
+	21, // [21:28] is the sub-list for method output_type
+	14, // [14:21] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_limit_v1_runner_proto_init() }
@@ -1361,7 +1475,7 @@ func file_limit_v1_runner_proto_init() {
 		return
 	}
 	file_limit_v1_plugin_proto_init()
-	file_limit_v1_runner_proto_msgTypes[4].OneofWrappers = []any{
+	file_limit_v1_runner_proto_msgTypes[6].OneofWrappers = []any{
 		(*ExecuteEvent_Output)(nil),
 		(*ExecuteEvent_Token)(nil),
 		(*ExecuteEvent_Result)(nil),
@@ -1372,7 +1486,7 @@ func file_limit_v1_runner_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_limit_v1_runner_proto_rawDesc), len(file_limit_v1_runner_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   19,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -21,12 +21,13 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Runner_OpenSession_FullMethodName  = "/limit.v1.Runner/OpenSession"
-	Runner_Execute_FullMethodName      = "/limit.v1.Runner/Execute"
-	Runner_Cancel_FullMethodName       = "/limit.v1.Runner/Cancel"
-	Runner_Health_FullMethodName       = "/limit.v1.Runner/Health"
-	Runner_CloseSession_FullMethodName = "/limit.v1.Runner/CloseSession"
-	Runner_OpenFastPath_FullMethodName = "/limit.v1.Runner/OpenFastPath"
+	Runner_OpenSession_FullMethodName      = "/limit.v1.Runner/OpenSession"
+	Runner_Execute_FullMethodName          = "/limit.v1.Runner/Execute"
+	Runner_Cancel_FullMethodName           = "/limit.v1.Runner/Cancel"
+	Runner_Health_FullMethodName           = "/limit.v1.Runner/Health"
+	Runner_CloseSession_FullMethodName     = "/limit.v1.Runner/CloseSession"
+	Runner_OpenFastPath_FullMethodName     = "/limit.v1.Runner/OpenFastPath"
+	Runner_ConfiguredLimits_FullMethodName = "/limit.v1.Runner/ConfiguredLimits"
 )
 
 // RunnerClient is the client API for Runner service.
@@ -47,6 +48,12 @@ type RunnerClient interface {
 	// with the safeguards of the storage fast path. A plugin that does not offer it answers
 	// UNIMPLEMENTED (older plugins) or FAILED_PRECONDITION, and the host keeps using Execute.
 	OpenFastPath(ctx context.Context, in *OpenFastPathRequest, opts ...grpc.CallOption) (*OpenFastPathResponse, error)
+	// ConfiguredLimits asks what limits a configuration gives a session that sets none of
+	// its own, without applying the configuration: the host calls it once at start, after
+	// Configure has accepted the configuration, and lets a user's token (not an operator's)
+	// give a session no more than these. A plugin that does not say answers UNIMPLEMENTED
+	// (older plugins too), and a user's session that may run it then sets no limits.
+	ConfiguredLimits(ctx context.Context, in *ConfiguredLimitsRequest, opts ...grpc.CallOption) (*ConfiguredLimitsResponse, error)
 }
 
 type runnerClient struct {
@@ -126,6 +133,16 @@ func (c *runnerClient) OpenFastPath(ctx context.Context, in *OpenFastPathRequest
 	return out, nil
 }
 
+func (c *runnerClient) ConfiguredLimits(ctx context.Context, in *ConfiguredLimitsRequest, opts ...grpc.CallOption) (*ConfiguredLimitsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ConfiguredLimitsResponse)
+	err := c.cc.Invoke(ctx, Runner_ConfiguredLimits_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // RunnerServer is the server API for Runner service.
 // All implementations must embed UnimplementedRunnerServer
 // for forward compatibility.
@@ -144,6 +161,12 @@ type RunnerServer interface {
 	// with the safeguards of the storage fast path. A plugin that does not offer it answers
 	// UNIMPLEMENTED (older plugins) or FAILED_PRECONDITION, and the host keeps using Execute.
 	OpenFastPath(context.Context, *OpenFastPathRequest) (*OpenFastPathResponse, error)
+	// ConfiguredLimits asks what limits a configuration gives a session that sets none of
+	// its own, without applying the configuration: the host calls it once at start, after
+	// Configure has accepted the configuration, and lets a user's token (not an operator's)
+	// give a session no more than these. A plugin that does not say answers UNIMPLEMENTED
+	// (older plugins too), and a user's session that may run it then sets no limits.
+	ConfiguredLimits(context.Context, *ConfiguredLimitsRequest) (*ConfiguredLimitsResponse, error)
 	mustEmbedUnimplementedRunnerServer()
 }
 
@@ -171,6 +194,9 @@ func (UnimplementedRunnerServer) CloseSession(context.Context, *CloseSessionRequ
 }
 func (UnimplementedRunnerServer) OpenFastPath(context.Context, *OpenFastPathRequest) (*OpenFastPathResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method OpenFastPath not implemented")
+}
+func (UnimplementedRunnerServer) ConfiguredLimits(context.Context, *ConfiguredLimitsRequest) (*ConfiguredLimitsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ConfiguredLimits not implemented")
 }
 func (UnimplementedRunnerServer) mustEmbedUnimplementedRunnerServer() {}
 func (UnimplementedRunnerServer) testEmbeddedByValue()                {}
@@ -294,6 +320,24 @@ func _Runner_OpenFastPath_Handler(srv interface{}, ctx context.Context, dec func
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Runner_ConfiguredLimits_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ConfiguredLimitsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RunnerServer).ConfiguredLimits(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Runner_ConfiguredLimits_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RunnerServer).ConfiguredLimits(ctx, req.(*ConfiguredLimitsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Runner_ServiceDesc is the grpc.ServiceDesc for Runner service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -320,6 +364,10 @@ var Runner_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "OpenFastPath",
 			Handler:    _Runner_OpenFastPath_Handler,
+		},
+		{
+			MethodName: "ConfiguredLimits",
+			Handler:    _Runner_ConfiguredLimits_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
