@@ -587,7 +587,9 @@ func (x *cli) exec(ctx context.Context, args []string) error {
 	}
 	printFlags(x.stderr, res.Flags)
 	if res.Error != "" {
-		fmt.Fprintln(x.stderr, "error:", clean(res.Error))
+		// A runner's error can be of several lines (Python's traceback): each line is
+		// cleaned, and printed as a line of its own.
+		fmt.Fprintln(x.stderr, "error:", cleanLines(strings.TrimRight(res.Error, "\n")))
 	}
 	return execOutcome(res)
 }
