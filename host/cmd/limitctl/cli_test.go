@@ -124,6 +124,7 @@ func TestHelp(t *testing.T) {
 		{[]string{"sessions", "create", "-h"}, []string{"limitctl sessions create", "limitctl sessions list", "-max-concurrency"}, []string{"limitctl traces", "limitctl exec"}},
 		{[]string{"session", "--help"}, []string{"limitctl sessions list"}, []string{"limitctl traces"}},
 		{[]string{"traces", "-h"}, []string{"limitctl traces append", "limitctl traces merged"}, []string{"limitctl sessions"}},
+		{[]string{"traces", "append", "--help"}, []string{"-agent", "default: the token's principal, operator or user:NAME"}, []string{"default: api"}},
 		{[]string{"exec", "-h"}, []string{"limitctl exec", "run and stream the output", "-params"}, []string{"limitctl traces"}},
 		{[]string{"plugin", "check", "-h"}, []string{"limitctl plugin check", "governance suite:", "-kind"}, []string{"limitctl exec"}},
 		{[]string{"help"}, []string{"limitctl sessions", "limitctl traces", "LIMIT_TOKEN_FILE"}, nil},

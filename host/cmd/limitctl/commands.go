@@ -783,7 +783,7 @@ func (x *cli) traces(ctx context.Context, sub string, args []string) error {
 		}
 		return x.showTraces(l)
 	case "append":
-		agent := fs.String("agent", "", "who made the entry (default: api)")
+		agent := fs.String("agent", "", "who made the entry (default: the token's principal, operator or user:NAME)")
 		pos, err := x.parse(fs, args)
 		if err != nil {
 			return err
