@@ -255,7 +255,7 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 	if err != nil {
 		return err
 	}
-	res, err := c.http().Do(req)
+	res, err := c.send(req)
 	if err != nil {
 		return err
 	}
@@ -319,7 +319,7 @@ func (c *Client) Health(ctx context.Context) (*Health, error) {
 	if err != nil {
 		return nil, err
 	}
-	res, err := c.http().Do(req)
+	res, err := c.send(req)
 	if err != nil {
 		return nil, err
 	}
@@ -618,7 +618,7 @@ func (c *Client) ExecuteStream(ctx context.Context, sessionID string, req Execut
 		return nil, err
 	}
 	hreq.Header.Set("Accept", "text/event-stream")
-	res, err := c.http().Do(hreq)
+	res, err := c.send(hreq)
 	if err != nil {
 		return nil, err
 	}
@@ -1090,7 +1090,7 @@ func (c *Client) Export(ctx context.Context, req ExportRequest, w io.Writer) err
 		return err
 	}
 	hreq.Header.Set("Accept", "application/gzip")
-	res, err := c.http().Do(hreq)
+	res, err := c.send(hreq)
 	if err != nil {
 		return err
 	}
