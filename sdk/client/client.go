@@ -487,7 +487,8 @@ type SettleResult struct {
 // SettleNode records as interrupted the executions a host (node) gone for good left
 // running, as that host's own restart would (POST /v1/nodes/{node}/settle; an operator's
 // token, on another host). Outcomes of a node settled while it was in fact alive are not
-// recorded.
+// recorded. A node the storage holds nothing of (no key record, no execution left
+// running: a mistyped id) is an *Error with status 404.
 func (c *Client) SettleNode(ctx context.Context, node string) (*SettleResult, error) {
 	if err := needID("SettleNode", "node", node); err != nil {
 		return nil, err
