@@ -147,7 +147,7 @@ func TestHelp(t *testing.T) {
 	if _, _, stderr := limitctl(t, "exec", "s"); !strings.Contains(stderr, "limitctl exec [--timeout-ms N]") || strings.Contains(stderr, "limitctl traces") {
 		t.Errorf("exec with one argument: want exec's usage only on stderr:\n%s", stderr)
 	}
-	for _, args := range [][]string{{}, {"--bogus"}, {"bogus"}, {"exec", "--bogus"}, {"plugin", "check", "--bogus"}} {
+	for _, args := range [][]string{{}, {"--bogus"}, {"exec", "--bogus"}, {"plugin", "check", "--bogus"}} {
 		if code, stdout, stderr := limitctl(t, args...); code != 2 || stdout != "" || !strings.Contains(stderr, "usage:") {
 			t.Errorf("%q: exit %d, want 2 with the usage on stderr\nstdout: %s\nstderr: %s", args, code, stdout, stderr)
 		}
