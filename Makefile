@@ -23,7 +23,7 @@ build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/limitd ./host/cmd/limitd
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/limitctl ./host/cmd/limitctl
 	@for p in $(PLUGINS); do \
-		echo "$(GO) build -o $(PLUGINDIR)/limit-$$p ./plugins/$$p"; \
+		echo "$(GO) build -ldflags \"$(LDFLAGS)\" -o $(PLUGINDIR)/limit-$$p ./plugins/$$p"; \
 		$(GO) build -ldflags "$(LDFLAGS)" -o $(PLUGINDIR)/limit-$$p ./plugins/$$p || exit 1; \
 	done
 

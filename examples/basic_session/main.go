@@ -13,10 +13,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
+	"syscall"
 	"time"
 
 	"github.com/limitgraph/limit/host/trace"
@@ -37,8 +40,26 @@ func main() {
 	}
 	if err := run(ctx, c, *runner, *input, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "basic_session:", err)
+		if h := hint(err, c.Token != ""); h != "" {
+			fmt.Fprintln(os.Stderr, "  "+h)
+		}
 		os.Exit(1)
 	}
+}
+
+// hint says what to do about err, as limitctl does: start the daemon or point at it, or
+// give it the token it wants ("" when there is nothing to add). sent tells whether a
+// token was sent.
+func hint(err error, sent bool) string {
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "nothing listens there: start limitd (make run), or set -addr or LIMIT_ADDR to its address"
+	case client.StatusOf(err) == http.StatusUnauthorized && !sent:
+		return "the daemon wants an API token (its api.token_file): set LIMIT_TOKEN, or LIMIT_TOKEN_FILE to a file holding it"
+	case client.StatusOf(err) == http.StatusUnauthorized:
+		return "the daemon refused the token sent (LIMIT_TOKEN, else LIMIT_TOKEN_FILE's, else the address's): give one of its api.token_file"
+	}
+	return ""
 }
 
 func run(ctx context.Context, c *client.Client, runner, input string, out io.Writer) error {

@@ -139,15 +139,14 @@ func (s *Server) handle(rt route, h http.HandlerFunc) {
 			next(w, r)
 		}
 	}
-	if len(rt.Query) > 0 {
-		next := h
-		h = func(w http.ResponseWriter, r *http.Request) {
-			if name, n := repeatedQuery(r); n > 1 {
-				s.fail(w, r, badRequest("query parameter %s is given %d times; give it once", name, n))
-				return
-			}
-			next(w, r)
+	// Every route refuses the query parameters it does not read (see checkQuery).
+	inner := h
+	h = func(w http.ResponseWriter, r *http.Request) {
+		if err := checkQuery(r, rt); err != nil {
+			s.fail(w, r, err)
+			return
 		}
+		inner(w, r)
 	}
 	s.mux.HandleFunc(rt.Method+" /v1"+rt.Path, h)
 	if rt.Legacy {

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/limitgraph/limit/host/session"
 )
 
 // decodeBody is decodeBounded once the body is read.
@@ -162,6 +164,24 @@ type shapeField struct {
 	index    []int // for reflect.Value.FieldByIndex
 	shape    *jsonShape
 	required bool
+	// valid is what an integer field of a narrower range than its Go type's holds, from
+	// integerRanges ("" for the type's range).
+	valid string
+}
+
+// integerRanges are, by struct type and JSON name, the integer fields whose valid values
+// are narrower than their Go type's, as the handler's own check refuses them: a number
+// that is not whole or not in the type's range is then refused naming the field's range,
+// not the type's (max_concurrency is from 1 to 1024, not from -2⁶³ to 2⁶³-1).
+var integerRanges = map[reflect.Type]map[string]string{
+	reflect.TypeFor[session.CreateRequest](): {
+		"max_concurrency": fmt.Sprintf("from 1 to %d", session.MaxMaxConcurrency),
+	},
+	reflect.TypeFor[session.Limits](): {
+		"timeout_ms":     fmt.Sprintf("from 0 to %d", session.MaxTimeoutMS),
+		"memory_bytes":   fmt.Sprintf("from %d (64 MiB) to %d (1 TiB), or 0 for the runner's default", uint64(session.MinMemoryBytes), uint64(session.MaxMemoryBytes)),
+		"max_disk_bytes": fmt.Sprintf("from %d (8 MiB) to %d (1 TiB), or 0 for the runner's default", uint64(session.MinDiskBytes), uint64(session.MaxDiskBytes)),
+	},
 }
 
 // shapesByType caches shapeOf by type.
@@ -263,7 +283,7 @@ func addFields(sh *jsonShape, t reflect.Type, index []int, building map[reflect.
 		if _, ok := sh.fields[name]; ok {
 			continue
 		}
-		fs := &shapeField{name: name, index: append(slices.Clone(index), i), required: f.Tag.Get("api") == "required"}
+		fs := &shapeField{name: name, index: append(slices.Clone(index), i), required: f.Tag.Get("api") == "required", valid: integerRanges[t][name]}
 		if !slices.Contains(strings.Split(opts, ","), "string") { // ",string": a number or bool quoted, read as given
 			fs.shape = buildShape(f.Type, building)
 		}
@@ -539,7 +559,7 @@ func scanBody(body []byte, bounds map[string]int, root *jsonShape) ([]numberRewr
 						return nil, badRequest("field %q must not be null", here())
 					}
 				case sh != nil && sh.bits > 0 && (c == '-' || c >= '0' && c <= '9'):
-					text, err := integerIn(tok, sh)
+					text, err := integerIn(tok, sh, member)
 					if err != "" {
 						return nil, badRequest("field %q must be %s, got %s", here(), err, tok)
 					}
@@ -564,17 +584,19 @@ func endsScalar(c byte) bool {
 }
 
 // integerIn returns the JSON number tok as a plain integer of sh's kind, or what it must be
-// instead (a whole number within the kind's range); a tok that is no JSON number is given
-// back as it is, for the decoder to report.
-func integerIn(tok []byte, sh *jsonShape) (text, mustBe string) {
+// instead (a whole number within the field's range, when member has one narrower than the
+// kind's, else the kind's); a tok that is no JSON number is given back as it is, for the
+// decoder to report.
+func integerIn(tok []byte, sh *jsonShape, member *shapeField) (text, mustBe string) {
 	signed := sh.kind >= reflect.Int && sh.kind <= reflect.Int64
-	var lo, hi string
-	if signed {
-		lo, hi = strconv.FormatInt(-1<<(sh.bits-1), 10), strconv.FormatInt(1<<(sh.bits-1)-1, 10)
-	} else {
-		lo, hi = "0", strconv.FormatUint(1<<sh.bits-1, 10)
+	switch {
+	case member != nil && member.valid != "":
+		mustBe = "a whole number " + member.valid
+	case signed:
+		mustBe = "a whole number from " + strconv.FormatInt(-1<<(sh.bits-1), 10) + " to " + strconv.FormatInt(1<<(sh.bits-1)-1, 10)
+	default:
+		mustBe = "a whole number from 0 to " + strconv.FormatUint(1<<sh.bits-1, 10)
 	}
-	mustBe = "a whole number from " + lo + " to " + hi
 	text, whole, ok := wholeNumber(tok)
 	switch {
 	case !ok:

@@ -33,6 +33,11 @@ func (s *Server) settleNode(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, http.StatusConflict, "node "+node+" is this host: its executions are running, and those a run before left are settled when it starts; settle a node from another host, once that node is gone", map[string]any{"node": node})
 		return
 	}
+	var unknown *execution.UnknownNodeError
+	if errors.As(err, &unknown) {
+		writeProblem(w, r, http.StatusNotFound, unknown.Error(), map[string]any{"node": node})
+		return
+	}
 	if n > 0 {
 		s.opts.Logger.Warn("an operator settled another node's running executions as interrupted", append(requestIDs(w.Header().Get(requestIDHeader), r), "node", node, "traces", n)...)
 	}

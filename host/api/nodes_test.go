@@ -24,7 +24,7 @@ import (
 // dead, answers a merge 409 naming that node and since when, and how to settle it; an
 // operator's POST /v1/nodes/vm-gone/settle records it as interrupted (as that node's
 // restart would), after which it merges. Settling the host's own node is 409, a malformed
-// node 400.
+// node 400, a node storage holds nothing of (a placeholder, a typo) 404.
 func TestSettleGoneNode(t *testing.T) {
 	ctx := context.Background()
 	st := memstore.New()
@@ -49,6 +49,12 @@ func TestSettleGoneNode(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// This host recorded its key at its start, as every host does; the gone host ran
+	// before hosts recorded theirs, so storage has only its running marker.
+	if err := traces.ClaimKey(ctx, "vm-here", true); err != nil {
+		t.Fatal(err)
+	}
+
 	code, _, body := send(t, srv, "POST", "/v1/traces/"+id+"/merge", "")
 	var p map[string]any
 	_ = json.Unmarshal(body, &p)
@@ -64,6 +70,8 @@ func TestSettleGoneNode(t *testing.T) {
 	}{
 		{"vm-here", 409, "node vm-here is this host"},
 		{"bad..%2F", 400, "not a node id"},
+		{"NODE", 404, "no host with node id NODE ever used this storage (none recorded its key, and no execution of it is left running); the nodes it records: vm-here"},
+		{"vm-gon", 404, "no host with node id vm-gon"},
 	} {
 		if code, _, body := send(t, srv, "POST", "/v1/nodes/"+c.node+"/settle", ""); code != c.code || !strings.Contains(string(body), c.says) {
 			t.Errorf("settle %s: %d %s, want %d saying %q", c.node, code, body, c.code, c.says)
@@ -87,8 +95,16 @@ func TestSettleGoneNode(t *testing.T) {
 		ex["status"] != execution.StatusInterrupted || ex["node"] != "vm-gone" || ex["settled_by"] != "vm-here" {
 		t.Fatalf("the settled trace ends with %s %s", last.Kind, last.Data)
 	}
-	if code, _, body := send(t, srv, "POST", "/v1/nodes/vm-gone/settle", ""); code != 200 || json.Unmarshal(body, &got) != nil || got.Settled != 0 {
+	// Settled, it left nothing in storage: settling it again is a 404; a host that
+	// recorded its key is settled again with 0.
+	if code, _, body := send(t, srv, "POST", "/v1/nodes/vm-gone/settle", ""); code != 404 || !strings.Contains(string(body), "no host with node id vm-gone") {
 		t.Fatalf("settle again: %d %s", code, body)
+	}
+	if err := traces.ClaimKey(ctx, "vm-other", true); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, body := send(t, srv, "POST", "/v1/nodes/vm-other/settle", ""); code != 200 || json.Unmarshal(body, &got) != nil || got.Settled != 0 {
+		t.Fatalf("settle a node with nothing running: %d %s", code, body)
 	}
 	if code, _, body := send(t, srv, "POST", "/v1/traces/"+id+"/merge", ""); code != 200 {
 		t.Fatalf("merge once settled: %d %s", code, body)

@@ -53,14 +53,14 @@ var queryParams = map[string]map[string]any{
 // problemStatuses are the problem statuses rt answers, by what they mean: those of every
 // operation that takes a body or query parameters or names a resource, and its own.
 func problemStatuses(rt route) map[int]string {
-	out := map[int]string{}
+	out := map[int]string{400: "a query parameter is given: this operation takes none"}
 	if rt.Method != "GET" {
-		out[400] = "the body is malformed, not UTF-8 JSON, or a field is unknown, missing or invalid"
+		out[400] = "the body is malformed, not UTF-8 JSON, or a field is unknown, missing or invalid; or a query parameter is given"
 		out[413] = "the body is over api.max_body_bytes"
-		out[415] = "the body's Content-Type is not JSON or its Content-Encoding not identity"
+		out[415] = "the body's Content-Type is not one read as JSON (application/json, application/*+json, text/plain, application/x-www-form-urlencoded or none) or its Content-Encoding not identity"
 	}
 	if len(rt.Query) > 0 {
-		out[400] = "a query parameter is invalid or given twice, or next_token belongs to another listing"
+		out[400] = "a query parameter is unknown, invalid or given twice, or next_token belongs to another listing"
 	}
 	if strings.Contains(rt.Path, "{") {
 		out[404] = "no such " + strings.TrimSuffix(strings.Split(strings.TrimPrefix(rt.Path, "/"), "/")[0], "s")

@@ -231,16 +231,6 @@ func upperULID(s string) string {
 	return s
 }
 
-// repeatedQuery returns a query parameter of r given more than once, and how often.
-func repeatedQuery(r *http.Request) (string, int) {
-	for name, vs := range r.URL.Query() {
-		if len(vs) > 1 {
-			return name, len(vs)
-		}
-	}
-	return "", 0
-}
-
 // queryOnce returns the query parameter name of r ("" when absent), refusing one given
 // more than once: which of per_page=1&per_page=2 a server reads differs from one to the
 // next, and a proxy in between may read the other.

@@ -325,6 +325,8 @@ func TestParseErrors(t *testing.T) {
 		{"negative deleted retention", "host {\n  deleted_retention = \"-24h\"\n}\n", nil, 2, "Invalid duration", "deleted_retention must not be negative"},
 		{"deleted retention without unit", "host {\n  deleted_retention = \"30\"\n}\n", nil, 2, "Invalid duration", "deleted_retention"},
 		{"short sha256", "storage \"bolt\" {\n  sha256 = \"ab12\"\n}\n", nil, 2, "Invalid sha256", "got 4 characters"},
+		{"sha256 of characters beyond ASCII", "storage \"bolt\" {\n  sha256 = \"é…x\"\n}\n", nil, 2, "Invalid sha256", "got 3 characters"},
+		{"sha256 placeholder", "storage \"bolt\" {\n  sha256 = \"…\"\n}\n", nil, 2, "Invalid sha256", "got 1 character."},
 		{"non-hex sha256", "storage \"bolt\" {\n  sha256 = \"" + strings.Repeat("g", 64) + "\"\n}\n", nil, 2, "Invalid sha256", "invalid byte"},
 		{"empty plugin", "runner \"x\" {\n  plugin = \"\"\n}\n", nil, 2, "Invalid plugin", ""},
 		{"bad env key", "runner \"x\" {\n  env = { \"A=B\" = \"c\" }\n}\n", nil, 2, "Invalid env", ""},

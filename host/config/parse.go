@@ -13,6 +13,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclparse"
@@ -446,8 +447,12 @@ func (d *decoder) pluginBlock(blk *hcl.Block, kind string, labels map[string]map
 }
 
 func decodeSHA256(s string) ([]byte, error) {
-	if len(s) != 64 {
-		return nil, fmt.Errorf("got %d characters", len(s))
+	// Counted in characters, as the message says ("…" is one, of three bytes).
+	if n := utf8.RuneCountInString(s); n != 64 {
+		if n == 1 {
+			return nil, errors.New("got 1 character")
+		}
+		return nil, fmt.Errorf("got %d characters", n)
 	}
 	sum, err := hex.DecodeString(s)
 	if err != nil {

@@ -435,6 +435,8 @@ func Start(ctx context.Context, opts Options) (*Daemon, hcl.Diagnostics) {
 			return nil, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Storage was written by a newer limitd", Detail: err.Error() + "."}}
 		}
 		return nil, fail("cannot check the storage format", err)
+	} else if was == 0 {
+		logger.Info("new storage: format recorded", "format", StorageFormat)
 	} else if was < StorageFormat {
 		logger.Info("storage format recorded", "from", was, "to", StorageFormat)
 	}

@@ -36,7 +36,8 @@ func (e *FormatError) Error() string {
 // claimFormat checks, at a start before anything is written, that this limitd can read the
 // storage, and records StorageFormat in it when it held a lower one (hosts that share the
 // storage may race: the highest format wins). It returns the format the storage held (1
-// when it had no record), or a *FormatError when a newer limitd wrote it.
+// when it had data but no record; 0 when it held nothing, a new storage), or a
+// *FormatError when a newer limitd wrote it.
 func claimFormat(ctx context.Context, st storage.Storage) (int, error) {
 	ns := trace.IndexNamespace(trace.DefaultTenant)
 	key := []byte(formatKey)
@@ -44,7 +45,18 @@ func claimFormat(ctx context.Context, st storage.Storage) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("read the storage format: %w", err)
 	}
-	was := 0
+	was := -1
+	if !present {
+		// Every session and trace has its record in the index namespace: none there is a
+		// new storage, not format 1 data.
+		page, err := st.Scan(ctx, storage.ScanRequest{Namespace: ns, Limit: 1, KeysOnly: true})
+		if err != nil {
+			return 0, fmt.Errorf("read the storage format: %w", err)
+		}
+		if len(page.Items) == 0 {
+			was = 0
+		}
+	}
 	for {
 		stored := 1
 		if present {
@@ -54,7 +66,7 @@ func claimFormat(ctx context.Context, st storage.Storage) (int, error) {
 			}
 			stored = n
 		}
-		if was == 0 {
+		if was < 0 {
 			was = stored
 		}
 		if stored > StorageFormat {

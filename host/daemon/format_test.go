@@ -12,8 +12,8 @@ import (
 	"github.com/limitgraph/limit/internal/testbin"
 )
 
-// TestStorageFormat: a fresh storage gets the format marker; one without it (an older
-// limitd's) gets it at the next start; one a newer limitd marked is refused with a message
+// TestStorageFormat: a fresh storage gets the format marker, logged as a new storage (not
+// as format 1 data); one without it (an older limitd's) gets it at the next start; one a newer limitd marked is refused with a message
 // naming both formats and what to do, and is left as it was.
 func TestStorageFormat(t *testing.T) {
 	testbin.Plugin(t, "storage-bolt")
@@ -48,7 +48,7 @@ func TestStorageFormat(t *testing.T) {
 	if diags.HasErrors() {
 		t.Fatal(diags)
 	}
-	if got != "2" || !strings.Contains(logs, "storage format recorded: from=1 to=2") {
+	if got != "2" || !strings.Contains(logs, "new storage: format recorded: format=2") || strings.Contains(logs, "from=1") {
 		t.Fatalf("fresh storage: marker %s, logs:\n%s", got, logs)
 	}
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -89,7 +90,57 @@ func (e *Engine) SettleNode(ctx context.Context, node string) (int, error) {
 	if !ValidNode(node) {
 		return 0, fmt.Errorf("%w: node %q is not a node id (letters, digits, '.', '_' and '-', at most 128, as in data_dir/node_id)", ErrInvalid, clip(node, 200))
 	}
+	if err := e.knownNode(ctx, node); err != nil {
+		return 0, err
+	}
 	return e.settle(ctx, node)
+}
+
+// UnknownNodeError refuses SettleNode of a node storage holds no trace of: no host of that
+// id recorded its provenance key (each does at its start) and none of its executions is
+// left running. It is a mistyped node id, or a placeholder taken as one, which would
+// otherwise be "settled" with nothing done and nothing said.
+type UnknownNodeError struct {
+	// Node is the node asked for; Known the nodes storage records, sorted.
+	Node  string
+	Known []string
+}
+
+func (e *UnknownNodeError) Error() string {
+	msg := "no host with node id " + e.Node + " ever used this storage (none recorded its key, and no execution of it is left running)"
+	if len(e.Known) > 0 {
+		msg += "; the nodes it records: " + strings.Join(e.Known, ", ")
+	}
+	return msg + " (a host's node id is in its data_dir/node_id, and in its log's lines)"
+}
+
+// knownNode returns an *UnknownNodeError when storage holds nothing of node: neither the
+// key record every host writes at its start (trace.Store.KeyNodes) nor a running marker (a
+// host that ran before hosts recorded their key has only those).
+func (e *Engine) knownNode(ctx context.Context, node string) error {
+	if e.Store == nil || e.Traces == nil {
+		return nil
+	}
+	keys, err := e.Traces.KeyNodes(ctx)
+	if err != nil {
+		return err
+	}
+	if _, ok := keys[node]; ok {
+		return nil
+	}
+	page, err := e.Store.Scan(ctx, storage.ScanRequest{Namespace: RunningNamespace, Prefix: []byte(node + "/"), Limit: 1, KeysOnly: true})
+	if err != nil {
+		return fmt.Errorf("list interrupted executions: %w", err)
+	}
+	if len(page.Items) > 0 {
+		return nil
+	}
+	known := make([]string, 0, len(keys))
+	for n := range keys {
+		known = append(known, n)
+	}
+	slices.Sort(known)
+	return &UnknownNodeError{Node: node, Known: known}
 }
 
 // ValidNode reports whether s is what a node id may be (data_dir/node_id): a host name's

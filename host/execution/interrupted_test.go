@@ -127,8 +127,8 @@ func TestRunningOtherHost(t *testing.T) {
 }
 
 // TestSettleNode: a host settles another node's executions (SettleNode) as that node's
-// restart would, leaving its own markers and a third node's alone; it refuses its own node
-// and a malformed one.
+// restart would, leaving its own markers and a third node's alone; it refuses its own node,
+// a malformed one, and one storage holds nothing of (no key record, no marker).
 func TestSettleNode(t *testing.T) {
 	ctx := context.Background()
 	st, traces := tracetest.Mem(t)
@@ -152,6 +152,13 @@ func TestSettleNode(t *testing.T) {
 	}
 	if _, err := a.SettleNode(ctx, "gone/x"); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("settling a malformed node: %v, want ErrInvalid", err)
+	}
+	if err := traces.ClaimKey(ctx, "a", true); err != nil {
+		t.Fatal(err)
+	}
+	var unknown *UnknownNodeError
+	if _, err := a.SettleNode(ctx, "NODE"); !errors.As(err, &unknown) || unknown.Node != "NODE" || fmt.Sprint(unknown.Known) != "[a]" {
+		t.Fatalf("settling a node storage holds nothing of: %v, want an *UnknownNodeError naming node a", err)
 	}
 	if n, err := a.SettleNode(ctx, "gone"); err != nil || n != 1 {
 		t.Fatalf("SettleNode: %d, %v; want 1 trace completed", n, err)

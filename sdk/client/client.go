@@ -255,7 +255,7 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 	if err != nil {
 		return err
 	}
-	res, err := c.http().Do(req)
+	res, err := c.send(req)
 	if err != nil {
 		return err
 	}
@@ -319,7 +319,7 @@ func (c *Client) Health(ctx context.Context) (*Health, error) {
 	if err != nil {
 		return nil, err
 	}
-	res, err := c.http().Do(req)
+	res, err := c.send(req)
 	if err != nil {
 		return nil, err
 	}
@@ -487,7 +487,8 @@ type SettleResult struct {
 // SettleNode records as interrupted the executions a host (node) gone for good left
 // running, as that host's own restart would (POST /v1/nodes/{node}/settle; an operator's
 // token, on another host). Outcomes of a node settled while it was in fact alive are not
-// recorded.
+// recorded. A node the storage holds nothing of (no key record, no execution left
+// running: a mistyped id) is an *Error with status 404.
 func (c *Client) SettleNode(ctx context.Context, node string) (*SettleResult, error) {
 	if err := needID("SettleNode", "node", node); err != nil {
 		return nil, err
@@ -618,7 +619,7 @@ func (c *Client) ExecuteStream(ctx context.Context, sessionID string, req Execut
 		return nil, err
 	}
 	hreq.Header.Set("Accept", "text/event-stream")
-	res, err := c.http().Do(hreq)
+	res, err := c.send(hreq)
 	if err != nil {
 		return nil, err
 	}
@@ -1099,7 +1100,7 @@ func (c *Client) Export(ctx context.Context, req ExportRequest, w io.Writer) err
 		return err
 	}
 	hreq.Header.Set("Accept", "application/gzip")
-	res, err := c.http().Do(hreq)
+	res, err := c.send(hreq)
 	if err != nil {
 		return err
 	}

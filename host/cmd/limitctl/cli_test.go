@@ -124,6 +124,7 @@ func TestHelp(t *testing.T) {
 		{[]string{"sessions", "create", "-h"}, []string{"limitctl sessions create", "limitctl sessions list", "-max-concurrency"}, []string{"limitctl traces", "limitctl exec"}},
 		{[]string{"session", "--help"}, []string{"limitctl sessions list"}, []string{"limitctl traces"}},
 		{[]string{"traces", "-h"}, []string{"limitctl traces append", "limitctl traces merged"}, []string{"limitctl sessions"}},
+		{[]string{"traces", "append", "--help"}, []string{"-agent", "default: the token's principal, operator or user:NAME"}, []string{"default: api"}},
 		{[]string{"exec", "-h"}, []string{"limitctl exec", "run and stream the output", "-params"}, []string{"limitctl traces"}},
 		{[]string{"plugin", "check", "-h"}, []string{"limitctl plugin check", "governance suite:", "-kind"}, []string{"limitctl exec"}},
 		{[]string{"help"}, []string{"limitctl sessions", "limitctl traces", "LIMIT_TOKEN_FILE"}, nil},
@@ -146,7 +147,7 @@ func TestHelp(t *testing.T) {
 	if _, _, stderr := limitctl(t, "exec", "s"); !strings.Contains(stderr, "limitctl exec [--timeout-ms N]") || strings.Contains(stderr, "limitctl traces") {
 		t.Errorf("exec with one argument: want exec's usage only on stderr:\n%s", stderr)
 	}
-	for _, args := range [][]string{{}, {"--bogus"}, {"bogus"}, {"exec", "--bogus"}, {"plugin", "check", "--bogus"}} {
+	for _, args := range [][]string{{}, {"--bogus"}, {"exec", "--bogus"}, {"plugin", "check", "--bogus"}} {
 		if code, stdout, stderr := limitctl(t, args...); code != 2 || stdout != "" || !strings.Contains(stderr, "usage:") {
 			t.Errorf("%q: exit %d, want 2 with the usage on stderr\nstdout: %s\nstderr: %s", args, code, stdout, stderr)
 		}

@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -113,8 +114,15 @@ func apiCommand(ctx context.Context, d daemonFlags, asJSON bool, args []string, 
 func (x *cli) parse(fs *flag.FlagSet, args []string) ([]string, error) {
 	fs.SetOutput(io.Discard)
 	out := fs.String("o", "", "output: table or json")
-	addr := fs.String("addr", "", "daemon `URL` (http://HOST:PORT, https://..., or HOST:PORT); overrides -addr before the command and LIMIT_ADDR")
-	tokenFile := fs.String("token-file", "", "`FILE` holding the API token; overrides -token-file before the command, LIMIT_TOKEN and LIMIT_TOKEN_FILE")
+	addrUsage := "daemon `URL` (http://HOST:PORT, https://..., or HOST:PORT); overrides -addr before the command and LIMIT_ADDR"
+	tokenUsage := "`FILE` holding the API token; overrides -token-file before the command, LIMIT_TOKEN and LIMIT_TOKEN_FILE"
+	if x.offline {
+		// An offline command (verify) reads no daemon: it takes the flags, ignored, as
+		// every command does, but its help does not offer them (see printHelp).
+		addrUsage, tokenUsage = "", ""
+	}
+	addr := fs.String("addr", "", addrUsage)
+	tokenFile := fs.String("token-file", "", tokenUsage)
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
@@ -226,7 +234,7 @@ func subcommandError(cmd, sub, subs string) error {
 	if sub == "" {
 		return usagef("%s needs a subcommand: %s", cmd, subs)
 	}
-	return usagef("unknown %s command %q (want %s)", cmd, sub, subs)
+	return usagef("unknown %s command %q%s (want %s)", cmd, sub, didYouMean(sub, strings.Split(subs, ", ")), subs)
 }
 
 func need(pos []string, n int, what string) error {
@@ -345,6 +353,7 @@ func (x *cli) sessions(ctx context.Context, sub string, args []string) error {
 		conc := fs.Int("max-concurrency", 0, "simultaneous executions")
 		network := fs.Bool("allow-network", false, "let the session's code use the network")
 		timeout := fs.Uint64("timeout-ms", 0, "default execution timeout")
+		owner := fs.String("owner", "", "the user the session is for (an operator's token; a user's token creates its own user's)")
 		var runners multi
 		fs.Var(&runners, "runner", "runner the session may use (repeatable; default all)")
 		pos, err := x.parse(fs, args)
@@ -363,7 +372,7 @@ func (x *cli) sessions(ctx context.Context, sub string, args []string) error {
 		}
 		s, err := x.c.CreateSession(ctx, client.CreateSessionRequest{
 			Name: *name, Policy: *policy, MaxConcurrency: *conc, AllowNetwork: *network, Runners: runners,
-			Limits: client.Limits{TimeoutMS: *timeout},
+			Limits: client.Limits{TimeoutMS: *timeout}, Owner: *owner,
 		})
 		if err != nil {
 			return err
@@ -587,7 +596,9 @@ func (x *cli) exec(ctx context.Context, args []string) error {
 	}
 	printFlags(x.stderr, res.Flags)
 	if res.Error != "" {
-		fmt.Fprintln(x.stderr, "error:", clean(res.Error))
+		// A runner's error can be of several lines (Python's traceback): each line is
+		// cleaned, and printed as a line of its own.
+		fmt.Fprintln(x.stderr, "error:", cleanLines(strings.TrimRight(res.Error, "\n")))
 	}
 	return execOutcome(res)
 }
@@ -781,7 +792,7 @@ func (x *cli) traces(ctx context.Context, sub string, args []string) error {
 		}
 		return x.showTraces(l)
 	case "append":
-		agent := fs.String("agent", "", "who made the entry (default: api)")
+		agent := fs.String("agent", "", "who made the entry (default: the token's principal, operator or user:NAME)")
 		pos, err := x.parse(fs, args)
 		if err != nil {
 			return err
@@ -1042,6 +1053,10 @@ func (x *cli) governance(ctx context.Context, sub string, args []string) error {
 		}
 		if err := need(pos, 2, "KIND (prompt, code, output) and TEXT (or @FILE, -)"); err != nil {
 			return err
+		}
+		// The API's kinds, checked before any input is read or request made.
+		if kinds := []string{"prompt", "code", "output"}; !slices.Contains(kinds, pos[0]) {
+			return usagef("KIND must be prompt, code or output, got %q%s", pos[0], didYouMean(pos[0], kinds))
 		}
 		text, err := readInput(pos[1])
 		if err != nil {

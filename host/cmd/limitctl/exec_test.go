@@ -425,3 +425,16 @@ func TestExecRecordPending(t *testing.T) {
 		}
 	}
 }
+
+// TestExecErrorLines: an execution's error of several lines (Python's traceback) is
+// printed a line to each, not as one line of escaped newlines; what a terminal would act
+// on is still escaped.
+func TestExecErrorLines(t *testing.T) {
+	result := `{"trace_id":"t1","status":"error","exit_code":1,"error":"Traceback (most recent call last):\n  File \"<exec>\", line 1, in <module>\nValueError: x\u001b[2J\n"}`
+	srv := execServer(t, &result)
+	code, _, stderr := limitctl(t, "-addr", srv.URL, "exec", "s1", "python", `raise ValueError("x")`)
+	want := "error: Traceback (most recent call last):\n  File \"<exec>\", line 1, in <module>\nValueError: x\\x1b[2J\n"
+	if code != 1 || !strings.Contains(stderr, want) {
+		t.Errorf("exit %d, stderr:\n%s\nwant it to hold:\n%s", code, stderr, want)
+	}
+}

@@ -20,8 +20,11 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"time"
+
+	"github.com/agext/levenshtein"
 
 	"github.com/limitgraph/limit/host/version"
 	"github.com/limitgraph/limit/sdk/base"
@@ -37,7 +40,8 @@ const usage = `usage:
       runner suite:     --input INPUT [--expect TEXT] [--error-input INPUT] [--slow-input INPUT]
       governance suite: [--content-type TYPE] [--benign CONTENT]... [--malicious CONTENT]...
       (a value @FILE is read from FILE)
-  limitctl sessions create [--name N] [--policy P] [--max-concurrency N] [--runner R]... [--allow-network]
+  limitctl sessions create [--name N] [--policy P] [--max-concurrency N] [--timeout-ms N] [--runner R]...
+                          [--allow-network] [--owner USER]
   limitctl sessions list [--owner USER] | show ID | delete [--owner-gone] ID
   limitctl exec [--timeout-ms N] [--params JSON] SESSION RUNNER INPUT|@FILE|-
                                               run and stream the output; exits with the program's
@@ -110,6 +114,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	})
 	switch rest[0] {
 	case "help":
+		if len(rest) > 1 && !isHelpArg(rest[1]) {
+			// limitctl help exec is limitctl exec --help.
+			return run(ctx, append(slices.Clone(rest[1:]), "--help"), stdout, stderr)
+		}
 		fmt.Fprint(stdout, usage)
 		return 0
 	case "version":
@@ -145,8 +153,27 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		return pluginCheck(ctx, rest[2:], stdout, stderr)
 	}
-	fmt.Fprintf(stderr, "limitctl: unknown command %q\n\n%s", rest[0], usage)
+	// A short answer, not the whole usage: the likely command meant, and where they are.
+	fmt.Fprintf(stderr, "limitctl: unknown command %q%s\nlimitctl help lists the commands.\n", rest[0], didYouMean(rest[0], commands))
 	return 2
+}
+
+// commands are limitctl's commands, for didYouMean.
+var commands = []string{"health", "plugin", "sessions", "exec", "traces", "export", "key", "verify", "governance", "nodes", "version", "help"}
+
+// didYouMean returns "; did you mean NAME?" for the name in names nearest to given, when
+// it is near enough to be a likely typo of it, else "".
+func didYouMean(given string, names []string) string {
+	best, bestDist := "", 3 // as HCL's own "Did you mean" and the config's suggestions
+	for _, n := range names {
+		if d := levenshtein.Distance(strings.ToLower(given), n, nil); d < bestDist {
+			best, bestDist = n, d
+		}
+	}
+	if best == "" {
+		return ""
+	}
+	return "; did you mean " + best + "?"
 }
 
 // daemonFlags says where the daemon is and how to prove who we are to it: -addr and
@@ -262,8 +289,16 @@ func printHelp(w io.Writer, cmd string, fs *flag.FlagSet) {
 		return
 	}
 	fmt.Fprintf(w, "\nflags of limitctl %s:\n", strings.TrimSpace(fs.Name()))
-	fs.SetOutput(w)
-	fs.PrintDefaults()
+	// A flag without a usage text is taken but not offered (-addr of the offline verify).
+	shown := flag.NewFlagSet(fs.Name(), flag.ContinueOnError)
+	fs.VisitAll(func(f *flag.Flag) {
+		if f.Usage != "" {
+			shown.Var(f.Value, f.Name, f.Usage)
+			shown.Lookup(f.Name).DefValue = f.DefValue
+		}
+	})
+	shown.SetOutput(w)
+	shown.PrintDefaults()
 }
 
 // unreachableError is a request that got no answer from the daemon.
