@@ -6,10 +6,13 @@ package api
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"path"
 	"runtime/debug"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -66,6 +69,8 @@ type Options struct {
 
 // Server is the HTTP API.
 type Server struct {
+	// tokens are the accepted tokens: Options.Tokens, then those SetTokens gave.
+	tokens atomic.Pointer[[]config.Token]
 	opts   Options
 	mux    *http.ServeMux
 	routes []route
@@ -108,6 +113,8 @@ func New(opts Options) *Server {
 	s.stopping, s.stop = context.WithCancel(context.Background())
 	s.register()
 	s.doc = openAPI(opts.Version, s.routes, len(opts.Tokens) > 0)
+	tokens := slices.Clone(opts.Tokens)
+	s.tokens.Store(&tokens)
 	return s
 }
 
@@ -363,3 +370,19 @@ func (s *Server) openapi(w http.ResponseWriter, r *http.Request) {
 }
 
 var _ http.Handler = (*Server)(nil)
+
+// SetTokens replaces the tokens the API accepts (a reload of api.token_file): requests
+// that arrive from then on are authenticated with them, one already authenticated goes
+// on. An API started without tokens stays open, and one with tokens never becomes open:
+// tokens must not be empty.
+func (s *Server) SetTokens(tokens []config.Token) error {
+	if len(*s.tokens.Load()) == 0 {
+		return errors.New("the API was started without api.token_file: it takes no tokens until a restart with one")
+	}
+	if len(tokens) == 0 {
+		return errors.New("no tokens: the API would refuse every request")
+	}
+	tokens = slices.Clone(tokens)
+	s.tokens.Store(&tokens)
+	return nil
+}

@@ -81,7 +81,7 @@ func principalOf(r *http.Request) principal {
 // the configured bearer tokens (its principal is the token's), or there are none (every
 // request is an operator's), or it is the health check (for load balancers and probes).
 func (s *Server) authenticate(r *http.Request) (principal, bool) {
-	if len(s.opts.Tokens) == 0 {
+	if len(*s.tokens.Load()) == 0 {
 		return principal{}, true
 	}
 	p, ok := s.tokenPrincipal(r)
@@ -99,14 +99,15 @@ func (s *Server) tokenPrincipal(r *http.Request) (principal, bool) {
 		return principal{}, false
 	}
 	sum := sha256.Sum256([]byte(strings.TrimSpace(tok)))
+	tokens := *s.tokens.Load()
 	match := -1
-	for i, want := range s.opts.Tokens {
+	for i, want := range tokens {
 		match = subtle.ConstantTimeSelect(subtle.ConstantTimeCompare(sum[:], want.Digest[:]), i, match)
 	}
 	if match < 0 {
 		return principal{}, false
 	}
-	return principal{user: s.opts.Tokens[match].User}, true
+	return principal{user: tokens[match].User}, true
 }
 
 // errForbidden is a request the principal may not make, shown as 403 (not one that names

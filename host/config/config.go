@@ -190,6 +190,8 @@ type API struct {
 	// Tokens are the tokens TokenFile holds, as digests, each with the user it names
 	// (none for an operator's); empty when the API is open.
 	Tokens []Token
+	// tokenAttr is the token_file attribute, for the diagnostics of ReloadTokens.
+	tokenAttr *hcl.Attribute
 	// AllowedHosts is api.allowed_hosts: the host names (lower case; "*.example.com" for
 	// its subdomains, "*" for any) a request's Host and a browser's Origin may name besides
 	// IP addresses and localhost. Others are refused, against DNS rebinding and cross-site

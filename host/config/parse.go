@@ -546,6 +546,7 @@ func (d *decoder) api(blk *hcl.Block, api *API) {
 	}
 	if s, attr := d.str(a, "token_file"); attr != nil {
 		d.tokens(attr, s, api)
+		api.tokenAttr = attr
 	}
 	if hosts, attr := d.stringList(a, "allowed_hosts"); attr != nil {
 		for _, h := range hosts {
@@ -825,4 +826,23 @@ func fileKind(m os.FileMode) string {
 		return "a block device"
 	}
 	return "not a regular file (" + m.Type().String() + ")"
+}
+
+// ReloadTokens reads api's token file again, as the configuration's parse read it (the
+// same checks, diagnostics at the token_file attribute), and returns its tokens; on any
+// error it returns none, and the caller keeps those it has. An API without a token file
+// has none to reload: the choice between an open API and one with tokens is the
+// configuration's, made at start.
+func (api *API) ReloadTokens() ([]Token, hcl.Diagnostics) {
+	if api.tokenAttr == nil {
+		return nil, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "No token_file",
+			Detail: "The API runs without api.token_file; tokens can be given only in the configuration, with a restart."}}
+	}
+	d := &decoder{}
+	var fresh API
+	d.tokens(api.tokenAttr, api.TokenFile, &fresh)
+	if d.diags.HasErrors() {
+		return nil, d.diags
+	}
+	return fresh.Tokens, d.diags
 }

@@ -654,6 +654,21 @@ func (d *Daemon) PluginStatus() []plugins.Status {
 	return append(out, d.Runners.Statuses()...)
 }
 
+// ReloadTokens reads api.token_file again and, if it is valid, has the API accept its
+// tokens from now on (a token added, or one revoked, without a restart that would reset
+// every session's interpreter). On any problem the tokens in use stay, and the
+// diagnostics say what is wrong; warnings (a file others can read) come with success.
+func (d *Daemon) ReloadTokens() (int, hcl.Diagnostics) {
+	tokens, diags := d.opts.Config.API.ReloadTokens()
+	if diags.HasErrors() {
+		return 0, diags
+	}
+	if err := d.api.SetTokens(tokens); err != nil {
+		return 0, append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Tokens not reloaded", Detail: err.Error()})
+	}
+	return len(tokens), diags
+}
+
 // Drain makes the API answer new requests with 503 from now on; running requests go on.
 // Shutdown drains first too; a caller that reports the shutdown calls Drain before saying
 // so, so that no request sent after the report is served.

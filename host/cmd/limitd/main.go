@@ -16,6 +16,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/hashicorp/go-hclog"
@@ -153,9 +154,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sigs)
-	// SIGHUP asks a daemon to reload its configuration; limitd cannot, and the default
-	// action (exit at once, without a graceful shutdown or a word in the log) would stop
-	// it for someone who only wanted a reload. It is logged and otherwise ignored.
+	// SIGHUP asks a daemon to reload its configuration: limitd reloads api.token_file (a
+	// token added or revoked without a restart, which would reset every session's
+	// interpreter), and nothing else; the default action (exit at once, without a
+	// graceful shutdown or a word in the log) would stop it for someone who only wanted a
+	// reload. running is the daemon once it has started.
+	var running atomic.Pointer[daemon.Daemon]
 	hups := make(chan os.Signal, 1)
 	signal.Notify(hups, syscall.SIGHUP)
 	defer signal.Stop(hups)
@@ -167,7 +171,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			select {
 			case <-sigs:
 			case <-hups:
-				logger.Warn("SIGHUP ignored: limitd does not reload its configuration; restart it (SIGTERM, then start it again) to apply a changed file")
+				reloadTokens(logger, cfg, running.Load())
 				continue
 			case <-returned:
 				return
@@ -212,6 +216,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		printDiags(sdiags)
 		return 1
 	}
+	running.Store(d)
 	fmt.Fprintf(stdout, "limitd %s listening on http://%s\n", version.Version, d.Addr())
 	code := 0
 	select {
@@ -230,6 +235,35 @@ func run(args []string, stdout, stderr io.Writer) int {
 		logger.Warn("shutdown", "error", err)
 	}
 	return code
+}
+
+// reloadTokens answers a SIGHUP: d (nil before it has started) reads api.token_file
+// again; the rest of the configuration takes a restart, as the log says.
+func reloadTokens(logger hclog.Logger, cfg *config.Config, d *daemon.Daemon) {
+	const rest = "the rest of the configuration is read only at start: restart limitd (SIGTERM, then start it again) to apply other changes"
+	switch {
+	case d == nil:
+		logger.Warn("SIGHUP before limitd has started: nothing reloaded; send it again once limitd listens")
+	case cfg.API.TokenFile == "":
+		logger.Warn("SIGHUP: the API runs without api.token_file, so there are no tokens to reload; " + rest)
+	default:
+		n, diags := d.ReloadTokens()
+		for _, diag := range diags {
+			// Never the file's lines: the diagnostics say which line, not what it holds.
+			msg := diag.Summary
+			if diag.Detail != "" {
+				msg += ": " + diag.Detail
+			}
+			if diag.Severity == hcl.DiagError {
+				logger.Error("SIGHUP: api.token_file not reloaded, the tokens in use stay", "token_file", cfg.API.TokenFile, "error", msg)
+			} else {
+				logger.Warn("SIGHUP: api.token_file", "token_file", cfg.API.TokenFile, "warning", msg)
+			}
+		}
+		if !diags.HasErrors() {
+			logger.Info("SIGHUP: api.token_file reloaded; "+rest, "token_file", cfg.API.TokenFile, "tokens", n)
+		}
+	}
 }
 
 // defaultPluginDir is the "plugins" folder beside the limitd binary (bin/plugins after

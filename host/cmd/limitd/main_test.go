@@ -240,43 +240,97 @@ func TestDaemonProcess(t *testing.T) {
 	}
 }
 
-// TestSIGHUPIsIgnored: limitd does not reload its configuration, so SIGHUP (which would
-// otherwise end it at once, without a graceful shutdown) is logged and ignored: it goes on
-// serving, and a SIGTERM after it still starts a graceful shutdown.
-func TestSIGHUPIsIgnored(t *testing.T) {
-	config := writeConfig(t, "host {\n  listen = \"127.0.0.1:0\"\n  data_dir = \"DATADIR\"\n}\nstorage \"bolt\" {}\n")
-	cmd, url, logs := startLimitdLogs(t, config)
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
-		t.Fatal(err)
-	}
-	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(logs.String(), "SIGHUP ignored"); time.Sleep(10 * time.Millisecond) {
-		select {
-		case err := <-exited:
-			t.Fatalf("limitd exited on SIGHUP: %v\n%s", err, logs.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no log line for SIGHUP:\n%s", logs.String())
+// TestSIGHUP: SIGHUP (which would otherwise end limitd at once, without a graceful
+// shutdown) reloads api.token_file: a token added works and one removed is refused from
+// then on, without a restart; a file that does not parse keeps the tokens in use; without
+// a token file it is logged and ignored. limitd goes on serving, and a SIGTERM after it
+// still starts a graceful shutdown.
+func TestSIGHUP(t *testing.T) {
+	dir := t.TempDir()
+	tokenFile := filepath.Join(dir, "tokens")
+	oldOp, newOp, alice := strings.Repeat("a", 32), strings.Repeat("b", 32), strings.Repeat("c", 32)
+	writeTokens := func(body string) {
+		t.Helper()
+		if err := os.WriteFile(tokenFile, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
 		}
 	}
-	pids := pluginPIDs(t, url) // still serving, healthy
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
+	writeTokens(oldOp + "\n" + alice + " alice\n")
+	withTokens := writeConfig(t, "host {\n  listen = \"127.0.0.1:0\"\n  data_dir = \"DATADIR\"\n}\nstorage \"bolt\" {}\napi {\n  token_file = \""+tokenFile+"\"\n}\n")
+	open := writeConfig(t, "host {\n  listen = \"127.0.0.1:0\"\n  data_dir = \"DATADIR\"\n}\nstorage \"bolt\" {}\n")
+	for _, c := range []struct {
+		name, config string
+	}{{"tokens", withTokens}, {"open", open}} {
+		t.Run(c.name, func(t *testing.T) {
+			cmd, url, logs := startLimitdLogs(t, c.config)
+			exited := make(chan error, 1)
+			go func() { exited <- cmd.Wait() }()
+			hup := func(want string) {
+				t.Helper()
+				n := strings.Count(logs.String(), want)
+				if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+					t.Fatal(err)
+				}
+				for deadline := time.Now().Add(30 * time.Second); strings.Count(logs.String(), want) == n; time.Sleep(10 * time.Millisecond) {
+					select {
+					case err := <-exited:
+						t.Fatalf("limitd exited on SIGHUP: %v\n%s", err, logs.String())
+					default:
+					}
+					if time.Now().After(deadline) {
+						t.Fatalf("no log line %q for SIGHUP:\n%s", want, logs.String())
+					}
+				}
+			}
+			status := func(token string) int {
+				t.Helper()
+				req, _ := http.NewRequest("GET", url+"/v1/sessions", nil)
+				req.Header.Set("Authorization", "Bearer "+token)
+				res, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				res.Body.Close()
+				return res.StatusCode
+			}
+			if c.config == withTokens {
+				if a, b, u := status(oldOp), status(newOp), status(alice); a != 200 || b != 401 || u != 200 {
+					t.Fatalf("before the reload: old %d, new %d, alice %d", a, b, u)
+				}
+				writeTokens(newOp + "\n")
+				hup("api.token_file reloaded")
+				if a, b, u := status(oldOp), status(newOp), status(alice); a != 401 || b != 200 || u != 401 {
+					t.Fatalf("after the reload: old %d, new %d, alice %d", a, b, u)
+				}
+				writeTokens("zqbadtoken\n")
+				hup("not reloaded, the tokens in use stay")
+				if b := status(newOp); b != 200 {
+					t.Fatalf("after a reload of a bad file: new %d", b)
+				}
+				if strings.Contains(logs.String(), "zqbadtoken") || strings.Contains(logs.String(), newOp) {
+					t.Fatalf("the log quotes the token file:\n%s", logs.String())
+				}
+			} else {
+				hup("no tokens to reload")
+			}
+			pids := pluginPIDs(t, url) // still serving, healthy
+			if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case err := <-exited:
+				if err != nil {
+					t.Fatalf("limitd exited with %v after SIGHUP and SIGTERM\n%s", err, logs.String())
+				}
+			case <-time.After(30 * time.Second):
+				t.Fatal("limitd did not stop on SIGTERM after a SIGHUP")
+			}
+			if !strings.Contains(logs.String(), "limitd stopped") {
+				t.Fatalf("no graceful shutdown after SIGTERM:\n%s", logs.String())
+			}
+			waitGone(t, pids)
+		})
 	}
-	select {
-	case err := <-exited:
-		if err != nil {
-			t.Fatalf("limitd exited with %v after SIGHUP and SIGTERM\n%s", err, logs.String())
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("limitd did not stop on SIGTERM after a SIGHUP")
-	}
-	if !strings.Contains(logs.String(), "limitd stopped") {
-		t.Fatalf("no graceful shutdown after SIGTERM:\n%s", logs.String())
-	}
-	waitGone(t, pids)
 }
 
 // TestSecondSignalStopsAtOnce: while a graceful shutdown waits for a request still being
