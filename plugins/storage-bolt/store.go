@@ -78,6 +78,18 @@ func (s *store) Configure(ctx context.Context, req base.ConfigureRequest) base.D
 			return nil, base.Diagnostics{*d}
 		}
 		e, err := openEngine(db, set, s.log)
+		var damage *walDamageError
+		if errors.As(err, &damage) {
+			_ = db.Close()
+			s.log.Error("write-ahead log damaged; not opening the database", "file", damage.path, "offset", damage.off,
+				"intact_records_after", damage.intact, "next_intact_offset", damage.next)
+			return nil, base.Diagnostics{{
+				Severity: base.SeverityError,
+				Summary:  damage.Error(),
+				Detail:   damage.advice(),
+				Path:     []string{"path"},
+			}}
+		}
 		if err != nil {
 			_ = db.Close()
 			return nil, base.Diagnostics{base.Errorf([]string{"path"}, "cannot open the write-ahead log of %s: %v", set.path, mapErr("open", err))}
