@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -313,5 +314,95 @@ func TestPluginStartsWithGODEBUG(t *testing.T) {
 		if !slices.Contains(env, kv) {
 			t.Errorf("plugin environment %q lacks the configured %q", env, kv)
 		}
+	}
+}
+
+// TestOpenDamagedDatabase opens database files cut short or with pages zeroed (as a bad
+// copy or restore, or a lost write-back, leaves them) in a plugin process. bbolt crashed
+// the plugin on them (an assertion or a fault in the goroutine that rebuilds its free-page
+// list), and the host could only say the plugin went away; the plugin must instead answer
+// with an error that names the file, says what is wrong with it and what to do, and leave
+// it as it is. An intact copy (the control) opens.
+func TestOpenDamagedDatabase(t *testing.T) {
+	src := filepath.Join(t.TempDir(), "x.db")
+	s := openStore(t, map[string]any{"path": src})
+	ctx := context.Background()
+	for i := range 3000 {
+		if err := s.Put(ctx, fmt.Sprintf("ns%d", i%7), fmt.Appendf(nil, "k%05d", i), []byte(strings.Repeat("v", 1000))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	intact, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m0, ok := readMeta(f, 0)
+	m1, ok1 := readMeta(f, int64(m0.pageSize))
+	_ = f.Close()
+	if !ok || !ok1 {
+		t.Fatal("the test's database has no valid meta pages")
+	}
+	if m1.txid > m0.txid {
+		m0 = m1
+	}
+	pageSize, end := int(m0.pageSize), int(m0.pgid)*int(m0.pageSize)
+
+	for _, tc := range []struct {
+		name   string
+		damage func([]byte) []byte
+		want   string // in the error; "" for none
+	}{
+		{"control: intact", func(b []byte) []byte { return b }, ""},
+		{"cut in half", func(b []byte) []byte { return b[:len(b)/2] }, "is truncated: it is"},
+		{"one byte short of the last page", func(b []byte) []byte { return b[:end-1] }, fmt.Sprintf("(%d bytes)", end)},
+		{"pages zeroed", func(b []byte) []byte {
+			clear(b[2*pageSize : end])
+			return b
+		}, "is damaged: "},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "limit.db")
+			content := tc.damage(bytes.Clone(intact))
+			if err := os.WriteFile(path, content, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			s, _ := startPlugin(t)
+			ds := s.Configure(ctx, base.ConfigureRequest{Config: fmt.Appendf(nil, `{"path": %q}`, path)})
+			if tc.want == "" {
+				if ds.HasErrors() {
+					t.Fatal(ds.Err())
+				}
+				if v, ok, err := s.Get(ctx, "ns3", []byte("k00003")); err != nil || !ok || len(v) != 1000 {
+					t.Fatalf("Get = %d bytes, %v, %v", len(v), ok, err)
+				}
+				return
+			}
+			if !ds.HasErrors() {
+				t.Fatal("configure succeeded")
+			}
+			msg := ds.Err().Error()
+			for _, want := range []string{"database file " + path, tc.want, "Restore the file and its -wal files from a backup", "nothing was changed"} {
+				if !strings.Contains(msg, want) {
+					t.Errorf("error does not say %q:\n%s", want, msg)
+				}
+			}
+			if !slices.Equal(ds[0].Path, []string{"path"}) {
+				t.Errorf("diagnostic path %v, want [path]", ds[0].Path)
+			}
+			if b, _ := os.ReadFile(path); !bytes.Equal(b, content) {
+				t.Error("the file was changed")
+			}
+			// The plugin is still there and answers.
+			if ds := s.Configure(ctx, base.ConfigureRequest{Config: fmt.Appendf(nil, `{"path": %q}`, path)}); !ds.HasErrors() || ds.Err().Error() != msg {
+				t.Errorf("second configure: %v", ds.Err())
+			}
+		})
 	}
 }

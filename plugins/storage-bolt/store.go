@@ -78,6 +78,18 @@ func (s *store) Configure(ctx context.Context, req base.ConfigureRequest) base.D
 			return nil, base.Diagnostics{*d}
 		}
 		e, err := openEngine(db, set, s.log)
+		var damage *walDamageError
+		if errors.As(err, &damage) {
+			_ = db.Close()
+			s.log.Error("write-ahead log damaged; not opening the database", "file", damage.path, "offset", damage.off,
+				"intact_records_after", damage.intact, "next_intact_offset", damage.next)
+			return nil, base.Diagnostics{{
+				Severity: base.SeverityError,
+				Summary:  damage.Error(),
+				Detail:   damage.advice(),
+				Path:     []string{"path"},
+			}}
+		}
 		if err != nil {
 			_ = db.Close()
 			return nil, base.Diagnostics{base.Errorf([]string{"path"}, "cannot open the write-ahead log of %s: %v", set.path, mapErr("open", err))}
@@ -101,15 +113,49 @@ func openDB(ctx context.Context, set settings) (*bolt.DB, *base.Diagnostic) {
 	if dl, ok := ctx.Deadline(); ok {
 		wait = max(min(wait, time.Until(dl).Round(time.Millisecond)), time.Millisecond)
 	}
+	// An existing file is checked first (see dbfile.go): cut short or with damaged pages,
+	// bbolt would crash the plugin opening it. The read-only open takes the file's lock
+	// shared, so it waits for another process's as the open below would.
+	if fi, err := os.Stat(set.path); err == nil && fi.Size() > 0 {
+		err := checkSize(set.path)
+		if err == nil {
+			err = guardDamage(set.path, func() error {
+				ro, err := bolt.Open(set.path, 0o600, &bolt.Options{ReadOnly: true, Timeout: wait})
+				if err != nil {
+					return err
+				}
+				defer ro.Close()
+				return walkPages(set.path, ro)
+			})
+		}
+		if err != nil {
+			return nil, openDiagnostic(set, wait, err)
+		}
+	}
 	// The free-page list is not written at every commit but rebuilt when the file is
 	// opened (as etcd runs bbolt): commits write fewer pages, and nothing durable depends
 	// on it. A file written with the list synced opens the same.
-	db, err := bolt.Open(set.path, 0o600, &bolt.Options{
-		Timeout: wait, NoSync: set.noSync, NoFreelistSync: true, FreelistType: bolt.FreelistMapType,
+	var db *bolt.DB
+	err := guardDamage(set.path, func() (err error) {
+		db, err = bolt.Open(set.path, 0o600, &bolt.Options{
+			Timeout: wait, NoSync: set.noSync, NoFreelistSync: true, FreelistType: bolt.FreelistMapType,
+		})
+		return err
 	})
+	if err != nil {
+		return nil, openDiagnostic(set, wait, err)
+	}
+	return db, nil
+}
+
+// openDiagnostic says why the database file could not be opened, and what to do.
+func openDiagnostic(set settings, wait time.Duration, err error) *base.Diagnostic {
+	var damaged *damagedFileError
 	switch {
-	case err == nil:
-		return db, nil
+	case errors.As(err, &damaged):
+		return &base.Diagnostic{
+			Severity: base.SeverityError, Summary: damaged.Error(), Detail: damaged.advice(), Path: []string{"path"},
+		}
 	case errors.Is(err, berrors.ErrTimeout):
 		d := base.Diagnostic{
 			Severity: base.SeverityError,
@@ -117,7 +163,7 @@ func openDB(ctx context.Context, set settings) (*bolt.DB, *base.Diagnostic) {
 			Detail:   fmt.Sprintf("Gave up waiting for its lock after %s. Stop the other LIMIT host or plugin that uses this file, or set path to another file.", wait),
 			Path:     []string{"path"},
 		}
-		return nil, &d
+		return &d
 	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrVersionMismatch), errors.Is(err, berrors.ErrChecksum):
 		d := base.Diagnostic{
 			Severity: base.SeverityError,
@@ -126,10 +172,10 @@ func openDB(ctx context.Context, set settings) (*bolt.DB, *base.Diagnostic) {
 				"Set path to another file, or move this one away so that a new database is created there.", err),
 			Path: []string{"path"},
 		}
-		return nil, &d
+		return &d
 	default:
 		d := base.Errorf([]string{"path"}, "cannot open database file %s: %v", set.path, mapErr("open", err))
-		return nil, &d
+		return &d
 	}
 }
 

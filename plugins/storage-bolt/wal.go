@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
@@ -34,6 +35,12 @@ import (
 // the database file. The salt makes those left-overs unreadable as records of the
 // current use, even where a stored value was crafted to look like one: it cannot be
 // guessed.
+//
+// Records are appended one at a time, each synced before the next is written, so an
+// intact record of the current use after the point where reading stopped means the
+// record there was once whole and acknowledged, and was damaged since (a flipped bit, a
+// bad sector): the log is then refused (walDamageError), never replayed short and reset,
+// which would drop those acknowledged writes and then overwrite them.
 //
 // The file is kept filled with zeros ahead of the records (allocated in growing steps),
 // so appending a record overwrites allocated blocks and its fdatasync has no file size
@@ -112,6 +119,9 @@ func syncDir(dir string) error {
 // without a valid header has epoch 0 and no records. torn is the offset of a record of
 // this use of the file that follows the valid ones but is cut short or fails its
 // checksum (a crash in the middle of its write), or -1: the caller says it dropped it.
+// When an intact record of this use follows the point where reading stopped, the file
+// is damaged, not torn: err is a *walDamageError, with the epoch and the records before
+// the damage.
 func (w *walFile) read() (epoch uint64, recs [][]walOp, torn int64, err error) {
 	data, err := io.ReadAll(io.NewSectionReader(w.f, 0, w.size))
 	if err != nil {
@@ -154,7 +164,88 @@ func (w *walFile) read() (epoch uint64, recs [][]walOp, torn int64, err error) {
 		recs = append(recs, ops)
 		off += walRecordHead + n
 	}
+	if next, intact := intactAfter(data, off, salt); intact > 0 {
+		return epoch, recs, -1, &walDamageError{path: w.path, off: int64(off), next: next, intact: intact, before: len(recs)}
+	}
 	return epoch, recs, torn, nil
+}
+
+// intactAfter looks for records of this use of the file (carrying salt, with a valid
+// checksum) that start after off, where reading stopped, and returns the offset of the
+// first and how many follow each other from there. A record's length may be what was
+// damaged, so every offset is a candidate, found by searching for the salt, which each
+// record's payload starts with; the checksum then rules out chance matches. Nothing of
+// this use is ever written after a record that did not reach the disk whole, so neither
+// a torn tail nor the left-overs of an earlier use yield one.
+func intactAfter(data []byte, off int, salt uint64) (next int64, intact int) {
+	var sb [8]byte
+	binary.LittleEndian.PutUint64(sb[:], salt)
+	for from := off + walRecordHead + 1; from < len(data); {
+		i := bytes.Index(data[from:], sb[:])
+		if i < 0 {
+			return -1, 0
+		}
+		start := from + i - walRecordHead
+		if n := validRecord(data, start, salt); n > 0 {
+			for p := start; ; {
+				intact++
+				p += walRecordHead + n
+				if n = validRecord(data, p, salt); n == 0 {
+					return int64(start), intact
+				}
+			}
+		}
+		from += i + 1
+	}
+	return -1, 0
+}
+
+// validRecord returns the payload length of the record at off if it is one of this use
+// of the file (its checksum holds and its payload starts with salt), else 0.
+func validRecord(data []byte, off int, salt uint64) int {
+	if off+walRecordHead > len(data) {
+		return 0
+	}
+	n := int(binary.LittleEndian.Uint32(data[off:]))
+	if n < 12 || n > len(data)-off-walRecordHead {
+		return 0
+	}
+	payload := data[off+walRecordHead : off+walRecordHead+n]
+	if crc32.Checksum(payload, crcTable) != binary.LittleEndian.Uint32(data[off+4:]) ||
+		binary.LittleEndian.Uint64(payload) != salt {
+		return 0
+	}
+	return n
+}
+
+// walDamageError says a log file holds an unreadable record followed by intact ones:
+// damage to acknowledged writes, not a write torn by a crash. The file is left as it is.
+type walDamageError struct {
+	path   string
+	off    int64 // of the unreadable record, where reading stopped
+	next   int64 // of the first intact record after it
+	intact int   // intact records from next on
+	before int   // records before off, which read
+	// newer is the other log file when it is newer and holds records: they were logged
+	// after the damaged ones (set by the engine).
+	newer string
+}
+
+func (e *walDamageError) Error() string {
+	return fmt.Sprintf("write-ahead log %s is damaged at offset %d: the record there is unreadable, yet %d intact records follow it from offset %d, so it is not a write cut short by a crash but damage to acknowledged writes",
+		e.path, e.off, e.intact, e.next)
+}
+
+// advice says what the operator can do; nothing was changed.
+func (e *walDamageError) advice() string {
+	cut := fmt.Sprintf("truncate -s %d %s", e.off, e.path)
+	if e.newer != "" {
+		cut += fmt.Sprintf(", and empty the newer log, whose writes were logged after those: truncate -s %d %s", walHeaderSize, e.newer)
+	}
+	return fmt.Sprintf("Replaying only the %d records before it would silently drop the writes of the damaged record and of the %d after it, so the database is not opened, and nothing was changed. "+
+		"Check the disk (a failing device, a bad copy), then either restore the database file and its -wal files from a backup, "+
+		"or accept losing the damaged record and every write logged after it: keep a copy of the log to inspect (cp %s %s.damaged), cut the log at the damaged record (%s), and start again.",
+		e.before, e.intact, e.path, e.path, cut)
 }
 
 // tornAt reports whether rest, which holds no valid record at its start, begins with a

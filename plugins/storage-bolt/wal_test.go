@@ -715,3 +715,254 @@ func TestLowOnSpaceReadsDiskSparingly(t *testing.T) {
 		t.Fatalf("pending writes needing more than the free space: not reported short")
 	}
 }
+
+// configureErr configures a new store on path and returns its diagnostics, which must hold
+// an error; the store is closed at cleanup in case it opened.
+func configureErr(t *testing.T, path string) base.Diagnostics {
+	t.Helper()
+	raw, _ := json.Marshal(map[string]any{"path": path})
+	s := newStore()
+	ds := s.Configure(context.Background(), base.ConfigureRequest{Config: raw})
+	t.Cleanup(func() { _ = s.Close() })
+	if !ds.HasErrors() {
+		t.Fatalf("configure on %s succeeded, want an error", path)
+	}
+	return ds
+}
+
+// readFiles returns the contents of the database file and its log files.
+func readFiles(t *testing.T, path string) [3][]byte {
+	t.Helper()
+	var out [3][]byte
+	for i, suffix := range []string{"", "-wal", "-wal2"} {
+		b, err := os.ReadFile(path + suffix)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[i] = b
+	}
+	return out
+}
+
+// TestDamagedLogRefused flips one byte inside an acknowledged record that intact records
+// follow, as a bad sector or bit rot does. Replaying the records before it and resetting
+// the log would silently drop the later acknowledged writes and then overwrite them: the
+// database is refused instead, with an error naming the file and the offset, and nothing
+// is changed. The cut the error proposes then opens it with the records before the
+// damage.
+func TestDamagedLogRefused(t *testing.T) {
+	manualCheckpoints(t)
+	path := filepath.Join(t.TempDir(), "x.db")
+	s := openStore(t, map[string]any{"path": path})
+	ctx := context.Background()
+	val := strings.Repeat("v", 100)
+	for i := range 15 {
+		if err := s.Put(ctx, "a", fmt.Appendf(nil, "k%02d", i), []byte(val)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e, _ := s.engine()
+	img := crashImage(t, path)
+	imgWAL := img + walSuffix(e.active)
+
+	recLen := int64(len(encodeRecord(0, []walOp{{ns: "a", key: []byte("k00"), val: []byte(val)}})))
+	bad := int64(walHeaderSize) + 4*recLen // the fifth record
+	if end := e.wals[e.active].off; end != int64(walHeaderSize)+15*recLen {
+		t.Fatalf("log ends at %d, want 15 records of %d bytes", end, recLen)
+	}
+	b, err := os.ReadFile(imgWAL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[bad+40] ^= 0x10 // inside the record's payload
+	if err := os.WriteFile(imgWAL, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	before := readFiles(t, img)
+
+	ds := configureErr(t, img)
+	msg := ds.Err().Error()
+	for _, want := range []string{
+		fmt.Sprintf("write-ahead log %s is damaged at offset %d", imgWAL, bad),
+		fmt.Sprintf("10 intact records follow it from offset %d", bad+recLen),
+		"restore the database file and its -wal files from a backup",
+		fmt.Sprintf("truncate -s %d %s", bad, imgWAL),
+	} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("error does not say %q:\n%s", want, msg)
+		}
+	}
+	if strings.Contains(msg, "newer log") {
+		t.Errorf("error asks to empty the other log, which holds nothing:\n%s", msg)
+	}
+	if !slices.Equal(ds[0].Path, []string{"path"}) {
+		t.Errorf("diagnostic path %v, want [path]", ds[0].Path)
+	}
+	if after := readFiles(t, img); !slices.EqualFunc(after[:], before[:], bytes.Equal) {
+		t.Fatal("a refused open changed the database or its log files")
+	}
+	// A second attempt says the same: the evidence is still there.
+	if again := configureErr(t, img).Err().Error(); again != msg {
+		t.Fatalf("second open says\n%s\nfirst said\n%s", again, msg)
+	}
+
+	// Accepting the loss as the error says: the records before the damage are replayed.
+	if err := os.Truncate(imgWAL, bad); err != nil {
+		t.Fatal(err)
+	}
+	want := model{}
+	for i := range 4 {
+		want.put("a", fmt.Sprintf("k%02d", i), val)
+	}
+	checkHolds(t, openStore(t, map[string]any{"path": img}), want, "log cut at the damaged record")
+}
+
+// TestDamagedOlderLogRefused damages the older of the two log files (a crash during a
+// checkpoint leaves both with records): the error also asks to empty the newer one, whose
+// writes came after the lost ones, and doing both leaves the writes before the damage.
+func TestDamagedOlderLogRefused(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "x.db")
+	var offs []int64
+	for i, epoch := range []uint64{5, 9} {
+		w, err := openWAL(path+walSuffix(i), true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.reset(epoch); err != nil {
+			t.Fatal(err)
+		}
+		for j := range 3 {
+			offs = append(offs, w.off)
+			k := fmt.Sprintf("e%d-%d", epoch, j)
+			if err := w.append(encodeRecord(w.salt, []walOp{{ns: "a", key: []byte(k), val: []byte("v")}})); err != nil {
+				t.Fatal(err)
+			}
+		}
+		_ = w.close()
+	}
+	older, newer := path+"-wal", path+"-wal2"
+	f, err := os.OpenFile(older, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte{0xff}, offs[1]+4); err != nil { // the second record's checksum
+		t.Fatal(err)
+	}
+	_ = f.Close()
+
+	msg := configureErr(t, path).Err().Error()
+	for _, want := range []string{
+		fmt.Sprintf("write-ahead log %s is damaged at offset %d", older, offs[1]),
+		fmt.Sprintf("truncate -s %d %s", offs[1], older),
+		fmt.Sprintf("truncate -s %d %s", walHeaderSize, newer),
+	} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("error does not say %q:\n%s", want, msg)
+		}
+	}
+	if err := os.Truncate(older, offs[1]); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(newer, walHeaderSize); err != nil {
+		t.Fatal(err)
+	}
+	checkHolds(t, openStore(t, map[string]any{"path": path}), model{"a": {"e5-0": "v"}}, "logs cut as advised")
+}
+
+// TestDamageTellsFromTorn reads log files whose reading stops early, and checks that it is
+// called damage exactly when an intact record of the file's current use follows: a torn
+// last record stays a torn record even when what follows it looks like a record (of an
+// earlier use, or with the salt but a bad checksum).
+func TestDamageTellsFromTorn(t *testing.T) {
+	type tearFunc func(w *walFile, offs []int64, end int64) error
+	write := func(w *walFile, b []byte, at int64) error { _, err := w.f.WriteAt(b, at); return err }
+	flip := func(at func(offs []int64) int64, mask byte) tearFunc {
+		return func(w *walFile, offs []int64, end int64) error {
+			b := make([]byte, 1)
+			if _, err := w.f.ReadAt(b, at(offs)); err != nil {
+				return err
+			}
+			return write(w, []byte{b[0] ^ mask}, at(offs))
+		}
+	}
+	rec := func(salt uint64) []byte {
+		return encodeRecord(salt, []walOp{{ns: "a", key: []byte("later"), val: []byte("value")}})
+	}
+	for _, tc := range []struct {
+		name    string
+		tear    tearFunc
+		damaged bool // a *walDamageError
+		recs    int  // records read
+		torn    int  // index of the record reported torn, or -1
+		at      int  // index of the record reported damaged
+		intact  int  // intact records after it
+	}{
+		{"payload bit flipped", flip(func(o []int64) int64 { return o[1] + 20 }, 0x01), true, 1, -1, 1, 2},
+		{"checksum bit flipped", flip(func(o []int64) int64 { return o[1] + 4 }, 0x80), true, 1, -1, 1, 2},
+		{"length made longer", flip(func(o []int64) int64 { return o[0] + 1 }, 0x01), true, 0, -1, 0, 3},
+		{"length zeroed", func(w *walFile, offs []int64, end int64) error { return truncateZero(w.path, offs[2], offs[2]+4) }, true, 2, -1, 2, 1},
+		{"salt bit flipped", flip(func(o []int64) int64 { return o[2] + walRecordHead + 3 }, 0x04), true, 2, -1, 2, 1},
+		{"last record torn", func(w *walFile, offs []int64, end int64) error { return truncateZero(w.path, end-5, end) }, false, 3, 3, 0, 0},
+		{"torn, then a record of an earlier use", func(w *walFile, offs []int64, end int64) error {
+			if err := truncateZero(w.path, end-5, end); err != nil {
+				return err
+			}
+			return write(w, rec(w.salt+1), end+16)
+		}, false, 3, 3, 0, 0},
+		{"torn, then garbage with the salt and a bad checksum", func(w *walFile, offs []int64, end int64) error {
+			if err := truncateZero(w.path, end-5, end); err != nil {
+				return err
+			}
+			r := rec(w.salt)
+			r[len(r)-1] ^= 0xff
+			return write(w, r, end+16)
+		}, false, 3, 3, 0, 0},
+		{"control: torn, then an intact record", func(w *walFile, offs []int64, end int64) error {
+			if err := truncateZero(w.path, end-5, end); err != nil {
+				return err
+			}
+			return write(w, rec(w.salt), end+16)
+		}, true, 3, -1, 3, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "x.db-wal")
+			w, err := openWAL(path, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := w.reset(1); err != nil {
+				t.Fatal(err)
+			}
+			var offs []int64
+			for i := range 4 {
+				offs = append(offs, w.off)
+				if err := w.append(encodeRecord(w.salt, []walOp{{ns: "a", key: []byte{byte('a' + i)}, val: []byte("value")}})); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := tc.tear(w, offs, w.off); err != nil {
+				t.Fatal(err)
+			}
+			_ = w.close()
+			r, err := openWAL(path, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.close()
+			_, recs, torn, err := r.read()
+			if len(recs) != tc.recs {
+				t.Errorf("%d records read, want %d", len(recs), tc.recs)
+			}
+			var d *walDamageError
+			if !tc.damaged {
+				if err != nil || torn != offs[tc.torn] {
+					t.Errorf("read: torn at %d, %v; want torn at %d, no error", torn, err, offs[tc.torn])
+				}
+				return
+			}
+			if !errors.As(err, &d) || d.off != offs[tc.at] || d.intact != tc.intact || d.before != tc.recs || d.path != path {
+				t.Fatalf("read: %#v (%v); want damage at %d with %d intact records after", d, err, offs[tc.at], tc.intact)
+			}
+		})
+	}
+}

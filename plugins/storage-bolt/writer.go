@@ -147,11 +147,13 @@ func openEngine(db *bolt.DB, set settings, log hclog.Logger) (*engine, error) {
 	return e, nil
 }
 
-// openWALs opens both log files and reads them, older first, into a memtable.
+// openWALs opens both log files and reads them, older first, into a memtable. A damaged
+// file (see walFile.read) fails it with a *walDamageError, the older file's if both are.
 func (e *engine) openWALs() (*memtable, error) {
 	type found struct {
-		epoch uint64
-		recs  [][]walOp
+		epoch  uint64
+		recs   [][]walOp
+		damage *walDamageError
 	}
 	var fs [2]found
 	for i, suffix := range []string{"-wal", "-wal2"} {
@@ -161,6 +163,11 @@ func (e *engine) openWALs() (*memtable, error) {
 		}
 		e.wals[i] = w
 		epoch, recs, torn, err := w.read()
+		if errors.As(err, &fs[i].damage) {
+			// Read the other file too: the advice depends on which is newer.
+			fs[i].epoch, fs[i].recs = epoch, recs
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -168,12 +175,22 @@ func (e *engine) openWALs() (*memtable, error) {
 			e.log.Warn("write-ahead log ends in a torn record, cut short by a crash in the middle of its write: it was never acknowledged and is dropped; the records before it are replayed",
 				"file", w.path, "offset", torn, "records_replayed", len(recs))
 		}
-		fs[i] = found{epoch, recs}
+		fs[i] = found{epoch: epoch, recs: recs}
 		e.nextEpoch = max(e.nextEpoch, epoch+1)
 	}
 	order := []int{0, 1}
 	if fs[1].epoch < fs[0].epoch {
 		order = []int{1, 0}
+	}
+	for j, i := range order {
+		if d := fs[i].damage; d != nil {
+			if j == 0 {
+				if o := order[1]; len(fs[o].recs) > 0 || fs[o].damage != nil {
+					d.newer = e.wals[o].path
+				}
+			}
+			return nil, d
+		}
 	}
 	m := newMemtable()
 	for _, i := range order {
