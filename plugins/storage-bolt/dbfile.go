@@ -3,10 +3,12 @@ package main
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"os"
 	"runtime/debug"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -100,28 +102,50 @@ func checkSize(path string) error {
 // overflow pages are not read), and checks that each page's keys are in order: bbolt
 // asserts that each page it reads is the one it asked for, and the key order is what it
 // checks when it rebuilds the free-page list.
+//
+// The walk reads at most walkBudget's worth: a large database is not read whole at every
+// start of the plugin (a restart after a crash waits for it); what it does not reach is
+// left to bbolt's own checks as it is read.
 func walkPages(path string, db *bolt.DB) error {
-	return db.View(func(tx *bolt.Tx) error {
+	deadline := time.Now().Add(walkBudget)
+	err := db.View(func(tx *bolt.Tx) error {
 		return tx.ForEach(func(name []byte, b *bolt.Bucket) error {
-			if err := walkBucket(name, b); err != nil {
+			if err := walkBucket(name, b, deadline); err != nil {
+				if errors.Is(err, errWalkBudget) {
+					return err
+				}
 				return &damagedFileError{path: path, cause: err.Error()}
 			}
 			return nil
 		})
 	})
+	if errors.Is(err, errWalkBudget) {
+		return nil
+	}
+	return err
 }
 
-func walkBucket(name []byte, b *bolt.Bucket) error {
+// walkBudget bounds the time walkPages reads for.
+const walkBudget = 2 * time.Second
+
+// errWalkBudget ends a walk that ran out of walkBudget.
+var errWalkBudget = errors.New("walk budget spent")
+
+func walkBucket(name []byte, b *bolt.Bucket, deadline time.Time) error {
 	c := b.Cursor()
 	var prev []byte
+	n := 0
 	for k, v := c.First(); k != nil; k, v = c.Next() {
+		if n++; n%4096 == 0 && time.Now().After(deadline) {
+			return errWalkBudget
+		}
 		if prev != nil && bytes.Compare(prev, k) >= 0 {
 			return fmt.Errorf("bucket %q: key %q after %q, out of order", name, k, prev)
 		}
 		prev = k
 		if v == nil {
 			if child := b.Bucket(k); child != nil {
-				if err := walkBucket(k, child); err != nil {
+				if err := walkBucket(k, child, deadline); err != nil {
 					return err
 				}
 			}
