@@ -51,6 +51,34 @@ func (e *RecordPendingError) Error() string {
 
 func (e *RecordPendingError) Unwrap() error { return e.Err }
 
+// RecordLostError means the execution ran but its outcome is neither stored nor kept to
+// store later: the storage did not take its trace and the journal could not be written
+// (a full disk), or the trace store refused it for good. The client must not run it again:
+// the code ran, and Result is all that is left of what it did.
+type RecordLostError struct {
+	TraceID string
+	// Status is the execution's outcome (ok, error, timeout, cancelled).
+	Status string
+	// Err is why the trace could not be stored.
+	Err error
+	// JournalErr is why the outcome could not be kept in the journal; nil when the
+	// storage refused the trace for good, when the journal would not have helped.
+	JournalErr error
+	// Result is the execution's outcome as its answer would have carried it, as in
+	// RecordPendingError.
+	Result *Result
+}
+
+func (e *RecordLostError) Error() string {
+	msg := fmt.Sprintf("the execution ran (status %s) but its trace could not be stored (%v)", e.Status, e.Err)
+	if e.JournalErr != nil {
+		msg += fmt.Sprintf(" nor its outcome kept to store later (%v)", e.JournalErr)
+	}
+	return msg + ": its record is lost; do not run it again"
+}
+
+func (e *RecordLostError) Unwrap() error { return e.Err }
+
 // pendingOutcome is a journal entry: the trace as it would have been created, with the
 // pre-execution verdict (First) and the outcome (Last), and the statistics to count.
 type pendingOutcome struct {
