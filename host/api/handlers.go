@@ -40,7 +40,7 @@ func (s *Server) register() {
 	s.handle(route{Method: "GET", Path: "/sessions", Summary: "List sessions (a user token's own; an operator's all, or the owner's)", Tag: "sessions", Response: sessionList{}, Query: []string{"per_page", "next_token", "include_deleted", "owner"}, Errors: []int{403}, Legacy: true}, s.listSessions)
 	s.handle(route{Method: "GET", Path: "/sessions/{id}", Summary: "Get a session", Tag: "sessions", Response: session.Session{}, Legacy: true}, s.getSession)
 	s.handle(route{Method: "DELETE", Path: "/sessions/{id}", Summary: "Delete a session: stop its runner processes, keep its traces", Tag: "sessions", Response: session.Session{}, Query: []string{"owner_gone"}, Errors: []int{403, 409}, Legacy: true}, s.deleteSession)
-	s.handle(route{Method: "POST", Path: "/sessions/{id}/executions", Summary: "Run an execution in the session (Accept: text/event-stream streams output)", Tag: "executions", Request: execution.Request{}, Response: execution.Result{}, Stream: true, Errors: []int{403, 409, 422, 429, 503, 507}, Legacy: true}, s.execute)
+	s.handle(route{Method: "POST", Path: "/sessions/{id}/executions", Summary: "Run an execution in the session (Accept: text/event-stream streams output)", Tag: "executions", Request: execution.Request{}, Response: execution.Result{}, Stream: true, Errors: []int{403, 409, 422, 429, 500, 503, 507}, Legacy: true}, s.execute)
 	s.handle(route{Method: "GET", Path: "/sessions/{id}/traces", Summary: "List a session's traces", Tag: "traces", Response: traceList{}, Query: []string{"per_page", "next_token"}, Legacy: true}, s.listSessionTraces)
 	s.handle(route{Method: "POST", Path: "/traces", Summary: "Create a trace", Tag: "traces", Request: createTraceRequest{}, Response: trace.Record{}, Status: 201, Errors: []int{404, 409, 507}, Legacy: true}, s.createTrace)
 	s.handle(route{Method: "GET", Path: "/traces/{id}", Summary: "Get a trace with its provenance chain", Tag: "traces", Response: traceView{}, Legacy: true}, s.getTrace)
@@ -84,6 +84,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		blocked *execution.BlockedError
 		media   *errUnsupportedMedia
 		pending *execution.RecordPendingError
+		lost    *execution.RecordLostError
 		other   *session.OtherNodeError
 		limit   *session.UserLimitError
 	)
@@ -102,6 +103,16 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.As(err, &pending):
 		// The code ran: no Retry-After, which would invite running it twice.
 		writeProblem(w, r, http.StatusServiceUnavailable, pending.Error(), pendingMembers(pending))
+	case errors.As(err, &lost):
+		// The code ran and its record is lost. Not a 503 or a 507, which say the request
+		// was not served for now and invite running it again once storage is back: a 500,
+		// the host's own failure, with no Retry-After, what ran and record_lost. What the
+		// storage and the journal said (a path, a database's address) is for the log.
+		s.opts.Logger.Error("an execution ran but its record is lost", "request_id", w.Header().Get(requestIDHeader),
+			"path", r.URL.Path, "trace", lost.TraceID, "error", err)
+		detail := fmt.Sprintf("the execution ran (status %s) but its trace could not be stored, nor its outcome kept to store it later: "+
+			"its record is lost, and this answer is all that is left of what it did (the cause is in the daemon's log); do not run it again", lost.Status)
+		writeProblem(w, r, http.StatusInternalServerError, detail, resultMembers(lost.TraceID, lost.Status, lost.Result, "record_lost"))
 	case errors.As(err, &media):
 		if media.encoding != "" {
 			w.Header().Set("Accept-Encoding", "identity") // RFC 9110 §15.5.16
@@ -199,17 +210,24 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 // only place it gets what the code printed. The execution's status is execution_status:
 // status is the problem's own.
 func pendingMembers(pending *execution.RecordPendingError) map[string]any {
+	return resultMembers(pending.TraceID, pending.Status, pending.Result, "record_pending")
+}
+
+// resultMembers are the extension members of the problem of an execution that ran but
+// whose outcome is not stored (record_pending, or record_lost; flag names which, set to
+// true): its trace id, its status as execution_status, and the members of res.
+func resultMembers(traceID, status string, res *execution.Result, flag string) map[string]any {
 	m := map[string]any{}
-	if pending.Result != nil {
+	if res != nil {
 		var fields map[string]json.RawMessage
-		if b, err := json.Marshal(pending.Result); err == nil && json.Unmarshal(b, &fields) == nil {
+		if b, err := json.Marshal(res); err == nil && json.Unmarshal(b, &fields) == nil {
 			for k, v := range fields {
 				m[k] = v
 			}
 		}
 		delete(m, "status")
 	}
-	m["trace_id"], m["execution_status"], m["record_pending"] = pending.TraceID, pending.Status, true
+	m["trace_id"], m["execution_status"], m[flag] = traceID, status, true
 	return m
 }
 

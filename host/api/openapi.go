@@ -156,24 +156,27 @@ func openAPI(version string, routes []route, bearer bool) map[string]any {
 		"type": str, "title": str,
 		"status": map[string]any{"type": "integer"}, "detail": str,
 		"instance": str,
-		"trace_id": map[string]any{"type": "string", "description": "403 (a blocked execution), 409 (a refused merge) and 503 with record_pending: the trace"},
+		"trace_id": map[string]any{"type": "string", "description": "403 (a blocked execution), 409 (a refused merge), 503 with record_pending and 500 with record_lost: the trace"},
 		"policy":   map[string]any{"type": "string", "description": "403 and 409: the governance policy that decided"},
 		"reasons":  map[string]any{"type": "array", "items": str, "description": "409: every reason the merge was refused"},
 		"flags": map[string]any{"type": "array", "items": schemaRef(reflect.TypeOf(governance.Flag{}), schemas, types),
-			"description": "403: the flags that blocked the execution; 409: flags the refusal raised without writing them; 503 with record_pending: the execution's flags, as its result has them"},
+			"description": "403: the flags that blocked the execution; 409: flags the refusal raised without writing them; 503 with record_pending and 500 with record_lost: the execution's flags, as its result has them"},
 		"flag_names":  map[string]any{"type": "array", "items": str, "description": "403: the blocking flags' names"},
 		"field":       map[string]any{"type": "string", "description": "400 from the RD routes: the field at fault"},
 		"points":      map[string]any{"type": "integer", "description": "422 from GET /v1/rd/knee: the refinement points there are"},
 		"retry_after": map[string]any{"type": "integer", "description": "the error event of a stream: seconds to wait before retrying"},
 		"record_pending": map[string]any{"type": "boolean", "description": "503 (no Retry-After) of an execution that ran but whose trace the storage did not take yet: " +
 			"it is recorded once the storage is back; do not run it again. The problem carries what the execution's result would have (stdout, stderr, output, exit_code...)"},
-		"execution_status": map[string]any{"type": "string", "description": "503 with record_pending: the execution's status (its result's status; status is the problem's)"},
+		"record_lost": map[string]any{"type": "boolean", "description": "500 (no Retry-After) of an execution that ran but whose trace the storage did not take and whose outcome could not be kept to store later: " +
+			"its record is lost; do not run it again. The problem carries what the execution's result would have, as with record_pending"},
+		"execution_status": map[string]any{"type": "string", "description": "503 with record_pending, 500 with record_lost: the execution's status (its result's status; status is the problem's)"},
 	}
-	// The members of an execution's result the record_pending problem carries besides.
+	// The members of an execution's result the record_pending and record_lost problems
+	// carry besides.
 	result := (&schemaGen{schemas: schemas, types: types}).structSchema(reflect.TypeOf(execution.Result{}))
 	for name, schema := range result["properties"].(map[string]any) {
 		if _, ok := props[name]; !ok {
-			schema.(map[string]any)["description"] = "503 with record_pending: the execution's, as its result has it"
+			schema.(map[string]any)["description"] = "503 with record_pending, 500 with record_lost: the execution's, as its result has it"
 			props[name] = schema
 		}
 	}

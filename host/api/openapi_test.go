@@ -151,7 +151,7 @@ func TestOpenAPIProblemsAndParameters(t *testing.T) {
 	}
 	props, _ := doc.Components.Schemas["Problem"]["properties"].(map[string]any)
 	for _, name := range []string{"reasons", "policy", "trace_id", "flags", "flag_names", "field",
-		"record_pending", "execution_status", "stdout", "stderr", "output", "exit_code"} {
+		"record_pending", "record_lost", "execution_status", "stdout", "stderr", "output", "exit_code"} {
 		if props[name] == nil {
 			t.Errorf("Problem has no %s", name)
 		}

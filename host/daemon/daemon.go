@@ -371,6 +371,12 @@ func Start(ctx context.Context, opts Options) (*Daemon, hcl.Diagnostics) {
 	if err != nil {
 		return nil, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Unusable data_dir", Detail: err.Error() + ".", Subject: subjectOf(cfg.Host.DataDirRange)}}
 	}
+	// The journal of pending outcomes is made now, not when an execution first needs it:
+	// by then the disk may be full, and the outcome of code that ran lost.
+	if err := os.MkdirAll(filepath.Join(dataDir, execution.PendingDir), 0o700); err != nil {
+		return nil, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Unusable data_dir",
+			Detail: fmt.Sprintf("create the journal of pending outcomes: %v.", err), Subject: subjectOf(cfg.Host.DataDirRange)}}
+	}
 	// The plugins' sockets go to the run directory, where those a limitd killed with
 	// SIGKILL left are removed now: only the lock's holder may.
 	run, err := openRunDir(dataDir)

@@ -96,6 +96,11 @@ storage "bolt" {}
 	if _, err := os.Stat(dir + "/limit.db"); err != nil {
 		t.Fatalf("bolt file not created under data_dir: %v", err)
 	}
+	// The journal of pending outcomes is made at start, not first when an execution's
+	// trace cannot be stored (on a full disk, by then, it could not be).
+	if fi, err := os.Stat(filepath.Join(dir, "pending-outcomes")); err != nil || !fi.IsDir() {
+		t.Fatalf("the journal's directory is not made at start: %v", err)
+	}
 }
 
 // TestDrainRefusesNewRequests: once Drain returns, a new request is answered 503 with a

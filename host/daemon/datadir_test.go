@@ -143,3 +143,24 @@ func TestListenIPv4Only(t *testing.T) {
 		ln.Close()
 	}
 }
+
+// TestJournalDirUnusable: a data_dir where the journal of pending outcomes cannot be made
+// (here a file in its place) fails the start, pointing at data_dir, before any plugin
+// starts: executions would otherwise run with nowhere to keep an outcome the storage does
+// not take.
+func TestJournalDirUnusable(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "pending-outcomes"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := parse(t, "host {\n  data_dir = \""+dir+"\"\n  listen = \"127.0.0.1:0\"\n}\nstorage \"file\" {}\n")
+	d, diags := Start(context.Background(), Options{Config: cfg, Logger: hclog.NewNullLogger(), DefaultPluginDir: t.TempDir()})
+	if d != nil {
+		d.Shutdown(context.Background())
+		t.Fatal("Start succeeded without a journal of pending outcomes")
+	}
+	if len(diags) != 1 || diags[0].Summary != "Unusable data_dir" || diags[0].Subject == nil || diags[0].Subject.Start.Line != 2 ||
+		!strings.Contains(diags[0].Detail, "journal of pending outcomes") {
+		t.Fatalf("%v", diags)
+	}
+}

@@ -651,25 +651,27 @@ func (e *Engine) Execute(ctx context.Context, sessionID string, req Request, emi
 		err = nil
 	}
 	delta := governance.Delta{Flags: append(slices.Clone(res.Flags), post...), Quarantined: q || preDelta.Quarantined}
+	var jerr error
 	if err != nil && !permanent(err) {
 		// The code ran: its outcome is kept until the storage takes it, and the client
 		// told not to run it again.
 		p := pendingOutcome{TraceID: cr.ID, SessionID: s.ID, Kind: cr.Kind, Data: cr.Data, Agent: cr.Agent, At: cr.At,
 			First: toPending(first), Last: toPending(last), Delta: delta, Marked: marked}
-		if jerr := e.journal(p); jerr == nil {
+		if jerr = e.journal(p); jerr == nil {
 			e.Logger.Warn("an execution ran but its trace could not be stored; its outcome is kept until it is", "session", s.ID, "trace", cr.ID,
 				"runner", req.Runner, "status", res.Status, "error", err)
 			res.Flags = append(res.Flags, post...) // recorded with the outcome
 			return nil, &RecordPendingError{TraceID: cr.ID, Status: res.Status, Err: err, Result: res}
-		} else if e.JournalDir != "" {
-			e.Logger.Error("keeping an execution's outcome in the journal failed", "trace", cr.ID, "error", jerr)
 		}
 	}
 	if err != nil {
-		// The code ran and its session may have changed, but nothing says so but this.
-		e.Logger.Error("an execution ran but its trace could not be stored", "session", s.ID, "trace", cr.ID, "runner", req.Runner,
-			"status", res.Status, "input_sha256", digest(req.Input), "output_sha256", digest(content), "error", err)
-		return nil, fmt.Errorf("record execution: %w", err)
+		// The code ran and its session may have changed, but nothing says so but this
+		// line and the answer, which carries the outcome and says not to run it again.
+		e.Logger.Error("an execution ran but its trace could not be stored nor its outcome kept: its record is lost", "session", s.ID, "trace", cr.ID,
+			"runner", req.Runner, "status", res.Status, "exit_code", res.ExitCode, "input_sha256", digest(req.Input), "output_sha256", digest(content),
+			"flags", flagNames(append(slices.Clone(res.Flags), post...)), "error", err, "journal_error", jerr)
+		res.Flags = append(res.Flags, post...)
+		return nil, &RecordLostError{TraceID: cr.ID, Status: res.Status, Err: err, JournalErr: jerr, Result: res}
 	}
 	if marked {
 		e.unmarkRunning(cr.ID) // the outcome is stored

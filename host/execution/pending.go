@@ -51,6 +51,34 @@ func (e *RecordPendingError) Error() string {
 
 func (e *RecordPendingError) Unwrap() error { return e.Err }
 
+// RecordLostError means the execution ran but its outcome is neither stored nor kept to
+// store later: the storage did not take its trace and the journal could not be written
+// (a full disk), or the trace store refused it for good. The client must not run it again:
+// the code ran, and Result is all that is left of what it did.
+type RecordLostError struct {
+	TraceID string
+	// Status is the execution's outcome (ok, error, timeout, cancelled).
+	Status string
+	// Err is why the trace could not be stored.
+	Err error
+	// JournalErr is why the outcome could not be kept in the journal; nil when the
+	// storage refused the trace for good, when the journal would not have helped.
+	JournalErr error
+	// Result is the execution's outcome as its answer would have carried it, as in
+	// RecordPendingError.
+	Result *Result
+}
+
+func (e *RecordLostError) Error() string {
+	msg := fmt.Sprintf("the execution ran (status %s) but its trace could not be stored (%v)", e.Status, e.Err)
+	if e.JournalErr != nil {
+		msg += fmt.Sprintf(" nor its outcome kept to store later (%v)", e.JournalErr)
+	}
+	return msg + ": its record is lost; do not run it again"
+}
+
+func (e *RecordLostError) Unwrap() error { return e.Err }
+
 // pendingOutcome is a journal entry: the trace as it would have been created, with the
 // pre-execution verdict (First) and the outcome (Last), and the statistics to count.
 type pendingOutcome struct {
@@ -103,7 +131,10 @@ func (e *Engine) pending(id string) bool {
 }
 
 // journal keeps p durably (a temporary file written and synced, renamed into place, the
-// directory synced) and makes sure the background retry runs.
+// directory synced) and makes sure the background retry runs. An error means the outcome
+// is not kept: nothing of it is left in the journal (the temporary file, or the entry
+// renamed into place before the directory failed to sync, is removed), so the caller must
+// not tell the client it will be recorded.
 func (e *Engine) journal(p pendingOutcome) error {
 	path := e.pendingPath(p.TraceID)
 	if path == "" {
@@ -116,32 +147,65 @@ func (e *Engine) journal(p pendingOutcome) error {
 	if err := os.MkdirAll(e.JournalDir, 0o700); err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(e.JournalDir, ".tmp-*")
+	f, err := createJournalTemp(e.JournalDir)
 	if err != nil {
-		return err
+		return fmt.Errorf("create a file in the journal: %w", err)
 	}
-	defer os.Remove(f.Name()) // once renamed, there is nothing left at the name
-	if _, err := f.Write(raw); err == nil {
+	tmp := f.Name()
+	if err := writeSynced(f, raw); err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", tmp, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("rename %s into the journal: %w", tmp, err)
+	}
+	if err := syncDir(e.JournalDir); err != nil {
+		// The entry may not survive a crash, and the client is told it is not kept:
+		// removed, so that it is not recorded behind that answer either.
+		_ = os.Remove(path)
+		return fmt.Errorf("sync the journal's directory %s: %w", e.JournalDir, err)
+	}
+	e.retryPending()
+	return nil
+}
+
+// journalFile is what journal writes a temporary file through: an *os.File, or in tests
+// one whose writes fail as on a full disk.
+type journalFile interface {
+	Name() string
+	Write([]byte) (int, error)
+	Sync() error
+	Close() error
+}
+
+// createJournalTemp creates the temporary file of a journal entry in dir.
+var createJournalTemp = func(dir string) (journalFile, error) { return os.CreateTemp(dir, ".tmp-*") }
+
+// writeSynced writes raw to f, syncs and closes it; any step's error is the write's (a
+// short write, ENOSPC at the write or at the sync, EIO at the close).
+func writeSynced(f journalFile, raw []byte) error {
+	_, err := f.Write(raw)
+	if err == nil {
 		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
+	return err
+}
+
+// syncDir syncs directory dir, so that a file renamed into it stays there after a crash.
+var syncDir = func(dir string) error {
+	d, err := os.Open(dir)
 	if err != nil {
 		return err
 	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return err
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
 	}
-	if d, err := os.Open(e.JournalDir); err == nil {
-		err = d.Sync()
-		d.Close()
-		if err != nil {
-			return err
-		}
-	}
-	e.retryPending()
-	return nil
+	return err
 }
 
 // ReplayPending stores the outcomes the journal holds, as far as the storage takes them,

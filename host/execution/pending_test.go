@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -133,5 +134,86 @@ func TestPendingOutcomeRetried(t *testing.T) {
 	}
 	if ex := executed(t, e, pe.TraceID); ex["status"] != "ok" {
 		t.Fatalf("executed entry %v", ex)
+	}
+}
+
+// failingFile is a journal file whose write or sync fails as on a full disk.
+type failingFile struct {
+	journalFile
+	write, sync bool
+}
+
+func (f failingFile) Write(b []byte) (int, error) {
+	if f.write {
+		return 0, syscall.ENOSPC
+	}
+	return f.journalFile.Write(b)
+}
+
+func (f failingFile) Sync() error {
+	if f.sync {
+		return syscall.ENOSPC
+	}
+	return f.journalFile.Sync()
+}
+
+// TestPendingOutcomeNotKept: when the journal entry cannot be written durably (its write
+// or its sync fails, as on a full disk, or the directory cannot be synced after the
+// rename), the execution does not answer record_pending (the client would be told its
+// outcome will be recorded), and nothing is left in the journal: no temporary file, no
+// entry. The write's error used to be dropped (a shadowed err): the empty file was renamed
+// into the journal, the client told it would be recorded, and the replay set it aside as
+// unreadable.
+func TestPendingOutcomeNotKept(t *testing.T) {
+	defer func(d time.Duration) { PendingRetry = d }(PendingRetry)
+	PendingRetry = time.Hour
+	defer func(d time.Duration) { RecordStartAfter = d }(RecordStartAfter)
+	RecordStartAfter = time.Hour
+	defer func(f func(string) (journalFile, error), s func(string) error) { createJournalTemp, syncDir = f, s }(createJournalTemp, syncDir)
+	for _, tc := range []struct {
+		name               string
+		write, sync, dirOK bool
+	}{
+		{"write", true, false, true},
+		{"sync", false, true, true},
+		{"dir sync", false, false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			create := createJournalTemp
+			createJournalTemp = func(dir string) (journalFile, error) {
+				f, err := create(dir)
+				if err != nil {
+					return nil, err
+				}
+				return failingFile{journalFile: f, write: tc.write, sync: tc.sync}, nil
+			}
+			defer func() { createJournalTemp = create }()
+			syncDir = func(string) error {
+				if tc.dirOK {
+					return nil
+				}
+				return syscall.EIO
+			}
+			ctx := context.Background()
+			st := &downstore.Store{Storage: memstore.New()}
+			e, s := echoEngineOn(t, st)
+			dir := filepath.Join(t.TempDir(), PendingDir)
+			e.Store, e.Node, e.JournalDir = st, "a", dir
+			_, err := e.Execute(ctx, s.ID, Request{Runner: "echo", Input: "x"}, func(ev Event) {
+				if ev.Kind == EventStarted {
+					st.Down.Store(true)
+				}
+			})
+			var pe *RecordPendingError
+			if err == nil || errors.As(err, &pe) {
+				t.Fatalf("execution: %v; want an error that does not say the outcome will be recorded", err)
+			}
+			if names, _ := filepath.Glob(filepath.Join(dir, "*")); len(names) != 0 {
+				t.Fatalf("journal left: %v", names)
+			}
+			if names, _ := filepath.Glob(filepath.Join(dir, ".tmp-*")); len(names) != 0 {
+				t.Fatalf("temporary files left: %v", names)
+			}
+		})
 	}
 }

@@ -46,6 +46,14 @@ type Managed struct {
 	// backend is the last answer of a backend that reports its own state (a storage
 	// plugin's Health), nil until one came.
 	backend *storage.Health
+	// noSpace is the last write the storage refused for want of space (storage.ErrNoSpace),
+	// "" once a write succeeded again or a health answer asked for after it was OK: the
+	// backend is down meanwhile, whatever its last health answer said (it may have come
+	// before the disk filled, or probe with a write smaller than those refused).
+	// noSpaceGen counts the refusals, so that only a health answer asked for after the
+	// last one clears it.
+	noSpace    string
+	noSpaceGen uint64
 
 	nudge chan struct{}
 	stop  chan struct{}
@@ -209,12 +217,16 @@ func (m *Managed) Status() Status {
 			st.Healthy = st.Healthy && b.OK
 			st.Detail, st.Metrics = b.Detail, b.Metrics
 		}
+		if m.noSpace != "" && (m.backend == nil || m.backend.OK) {
+			st.Healthy, st.Detail = false, m.noSpace
+		}
 	}
 	return st
 }
 
 // BackendDown returns the reason the plugin's backend last reported itself unhealthy
-// (a database unreachable, a full disk), or "" when it did not.
+// (a database unreachable, a full disk), or why it is taken as down (a write it refused
+// for want of space since its last good health answer or write), or "" when neither.
 func (m *Managed) BackendDown() string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -224,7 +236,42 @@ func (m *Managed) BackendDown() string {
 		}
 		return b.Detail
 	}
-	return ""
+	return m.noSpace
+}
+
+// wrote is told of the outcome of a call that writes: a refusal for want of space
+// (storage.ErrNoSpace) takes the backend as down at once, without waiting for its next
+// health answer, so that executions are refused before they run rather than run with no
+// room for their record; a write that went through (written is true) takes it as up again.
+func (m *Managed) wrote(written bool, err error) {
+	switch {
+	case errors.Is(err, storage.ErrNoSpace):
+		m.mu.Lock()
+		was := m.noSpace
+		m.noSpace = "a write was refused for want of space: " + err.Error()
+		m.noSpaceGen++
+		m.mu.Unlock()
+		if was == "" {
+			m.logger.Error("storage refused a write for want of space; executions are refused until a write or its health check succeeds",
+				"plugin", m.spec.ID(), "error", err)
+		}
+	case err == nil && written:
+		m.clearNoSpace(0, false)
+	}
+}
+
+// clearNoSpace ends the no-space state, unless onlyGen is set and a write was refused
+// for want of space after gen (the health answer that clears it was asked for before).
+func (m *Managed) clearNoSpace(gen uint64, onlyGen bool) {
+	m.mu.Lock()
+	was := m.noSpace
+	if was == "" || (onlyGen && m.noSpaceGen != gen) {
+		m.mu.Unlock()
+		return
+	}
+	m.noSpace = ""
+	m.mu.Unlock()
+	m.logger.Info("storage takes writes again", "plugin", m.spec.ID())
 }
 
 func (m *Managed) watch() {
@@ -282,6 +329,9 @@ func (m *Managed) checkBackend(p *Process) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	m.mu.Lock()
+	gen := m.noSpaceGen
+	m.mu.Unlock()
 	h, err := r.Health(ctx)
 	if err != nil {
 		h = storage.Health{Detail: "health call failed: " + err.Error()}
@@ -290,6 +340,9 @@ func (m *Managed) checkBackend(p *Process) {
 	was := m.backend
 	m.backend = &h
 	m.mu.Unlock()
+	if h.OK {
+		m.clearNoSpace(gen, true)
+	}
 	switch {
 	case !h.OK && (was == nil || was.OK || was.Detail != h.Detail):
 		m.logger.Error("plugin reports its backend unhealthy", "plugin", m.spec.ID(), "detail", h.Detail)

@@ -329,6 +329,67 @@ func TestManagedReportsBackendHealth(t *testing.T) {
 	}
 }
 
+// TestNoSpaceMarksStorageDown: a write the storage refuses for want of space
+// (storage.ErrNoSpace) takes the backend as down at once (BackendDown, which the daemon
+// asks before every execution, and the health status), though its last health answer was
+// good and no health check ran since; a write that goes through, or a health answer asked
+// for after the refusal, takes it as up again. Only the periodic health answer used to
+// count, and executions ran between a refusal and the next one (or all along, when the
+// backend's probe found room the refused writes did not).
+func TestNoSpaceMarksStorageDown(t *testing.T) {
+	ctx := context.Background()
+	// No periodic check within the test: what changes is the calls' doing.
+	m, err := StartManaged(ctx, testSpec(base.KindStorage, "full", "fullstore"), hclog.NewNullLogger(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	st := NewStorage(m)
+	fill := func() {
+		t.Helper()
+		if err := st.Put(ctx, "ctl", []byte("full"), []byte("1")); err != nil {
+			t.Fatal(err)
+		}
+		err := st.Batch(ctx, "data", []storage.Op{{Kind: storage.OpPut, Key: []byte("k"), Value: []byte("v")}})
+		if !errors.Is(err, storage.ErrNoSpace) {
+			t.Fatalf("batch on a full disk: %v, want storage.ErrNoSpace", err)
+		}
+		if why := m.BackendDown(); !strings.Contains(why, "want of space") || !strings.Contains(why, "is full") {
+			t.Fatalf("BackendDown = %q after a write refused for want of space", why)
+		}
+		if s := m.Status(); s.Healthy || !strings.Contains(s.Detail, "want of space") {
+			t.Fatalf("status after a write refused for want of space: %+v", s)
+		}
+	}
+	if why := m.BackendDown(); why != "" {
+		t.Fatalf("BackendDown = %q at start", why)
+	}
+	fill()
+	// A read does not take it as up.
+	if _, _, err := st.Get(ctx, "data", []byte("k")); err != nil || m.BackendDown() == "" {
+		t.Fatalf("after a read: %v, BackendDown %q", err, m.BackendDown())
+	}
+	// A write that goes through does.
+	if _, err := st.Delete(ctx, "ctl", []byte("full")); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Put(ctx, "data", []byte("k"), []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	if why := m.BackendDown(); why != "" || !m.Status().Healthy {
+		t.Fatalf("BackendDown = %q, status %+v after a write went through", why, m.Status())
+	}
+	// So does a good health answer asked for after the refusal.
+	fill()
+	m.mu.Lock()
+	p := m.proc
+	m.mu.Unlock()
+	m.checkBackend(p)
+	if why := m.BackendDown(); why != "" {
+		t.Fatalf("BackendDown = %q after a good health answer", why)
+	}
+}
+
 // waitStatus waits until m's status satisfies ok.
 func waitStatus(t *testing.T, m *Managed, ok func(Status) bool) {
 	t.Helper()

@@ -22,7 +22,9 @@ const RestartWait = 15 * time.Second
 // because the process died waits for the restart and is retried once. Compare-and-swap is
 // not retried, since it may have been applied before the process died; the caller gets
 // storage.ErrUnavailable and decides. A call whose request never reached the process
-// (storage.ErrNotSent) was not applied, so it is retried whatever it is.
+// (storage.ErrNotSent) was not applied, so it is retried whatever it is. A write refused
+// for want of space takes the backend as down (Managed.BackendDown) until a write or a
+// health answer succeeds again.
 type Storage struct {
 	m *Managed
 	// wait is RestartWait, shorter in tests.
@@ -127,7 +129,9 @@ func (s *Storage) Get(ctx context.Context, ns string, key []byte) (v []byte, ok 
 
 // Put implements storage.Storage.
 func (s *Storage) Put(ctx context.Context, ns string, key, value []byte) error {
-	return s.do(ctx, true, func(st storage.Storage) error { return st.Put(ctx, ns, key, value) })
+	err := s.do(ctx, true, func(st storage.Storage) error { return st.Put(ctx, ns, key, value) })
+	s.m.wrote(true, err)
+	return err
 }
 
 // Delete implements storage.Storage.
@@ -136,6 +140,7 @@ func (s *Storage) Delete(ctx context.Context, ns string, key []byte) (existed bo
 		existed, err = st.Delete(ctx, ns, key)
 		return err
 	})
+	s.m.wrote(existed, err)
 	return existed, err
 }
 
@@ -159,7 +164,9 @@ func (s *Storage) Batch(ctx context.Context, ns string, ops []storage.Op) error 
 			break
 		}
 	}
-	return s.do(ctx, retry, func(st storage.Storage) error { return st.Batch(ctx, ns, ops) })
+	err := s.do(ctx, retry, func(st storage.Storage) error { return st.Batch(ctx, ns, ops) })
+	s.m.wrote(len(ops) > 0, err)
+	return err
 }
 
 // CompareAndSwap implements storage.Storage.
@@ -168,6 +175,7 @@ func (s *Storage) CompareAndSwap(ctx context.Context, req storage.CASRequest) (r
 		res, err = st.CompareAndSwap(ctx, req)
 		return err
 	})
+	s.m.wrote(res.Swapped, err)
 	return res, err
 }
 

@@ -37,6 +37,8 @@ func TestMain(m *testing.M) {
 		governance.Serve(&keywordRule{})
 	case "sickstore":
 		storage.Serve(&sickStore{Store: memstore.New()})
+	case "fullstore":
+		storage.Serve(&fullStore{Store: memstore.New()})
 	case "slowstore":
 		storage.Serve(&slowStore{Store: memstore.New()})
 	case "echo":
@@ -70,6 +72,37 @@ func TestMain(m *testing.M) {
 	}
 	os.Exit(0)
 }
+
+// fullStore is memstore whose writes outside the namespace "ctl" fail with
+// storage.ErrNoSpace while the key "full" exists there, and whose health is always OK (as
+// a backend whose probe finds room that the refused writes do not).
+type fullStore struct{ *memstore.Store }
+
+func (s *fullStore) refuse(ctx context.Context, ns string) error {
+	if ns == "ctl" {
+		return nil
+	}
+	if _, ok, _ := s.Store.Get(ctx, "ctl", []byte("full")); ok {
+		return fmt.Errorf("write: %w: the disk holding /data/limit.db is full", storage.ErrNoSpace)
+	}
+	return nil
+}
+
+func (s *fullStore) Put(ctx context.Context, ns string, k, v []byte) error {
+	if err := s.refuse(ctx, ns); err != nil {
+		return err
+	}
+	return s.Store.Put(ctx, ns, k, v)
+}
+
+func (s *fullStore) Batch(ctx context.Context, ns string, ops []storage.Op) error {
+	if err := s.refuse(ctx, ns); err != nil {
+		return err
+	}
+	return s.Store.Batch(ctx, ns, ops)
+}
+
+func (s *fullStore) Health(context.Context) storage.Health { return storage.Health{OK: true} }
 
 // sickStore is memstore reporting its health: not OK while the key "sick" exists in the
 // namespace "health", with that key's value as the detail.

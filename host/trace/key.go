@@ -171,6 +171,11 @@ func OpenKey(dataDir string) (k *Key, created bool, err error) {
 	return k, created, err
 }
 
+// newKeyWhen says when a host starts with a new key in place of a key file it refused: one
+// whose storage holds provenance the old key signed is refused (Store.ClaimKey).
+const newKeyWhen = "if storage holds nothing the old key signed, or after moving the storage data aside " +
+	"(a host refuses to start with a new key while storage holds provenance the old one signed; moved aside, those chains stay verifiable with the old key's public half)"
+
 // loadKey reads and checks the key file at path.
 func loadKey(path string) (*Key, error) {
 	f, err := os.Open(path)
@@ -189,10 +194,12 @@ func loadKey(path string) (*Key, error) {
 		return nil, fmt.Errorf("signing key %s is not a regular file", path)
 	}
 	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-		return nil, fmt.Errorf("signing key %s has mode %04o, which lets other users read or change it; run `chmod 600 %s` if the key was not exposed, or delete the file to make the host create a new key", path, perm, path)
+		return nil, fmt.Errorf("signing key %s has mode %04o, which lets other users read or change it; run `chmod 600 %s` if the key was not exposed. "+
+			"If it was, replace it: delete the file to make the host create a new key, which it accepts only %s", path, perm, path, newKeyWhen)
 	}
 	if fi.Size() != ed25519.SeedSize {
-		return nil, fmt.Errorf("signing key %s is %d bytes, want a %d-byte Ed25519 seed; the file is damaged or not a key (delete it to make the host create a new key: checkpoints signed by the old one will no longer verify against the host's key)", path, fi.Size(), ed25519.SeedSize)
+		return nil, fmt.Errorf("signing key %s is %d bytes, want a %d-byte Ed25519 seed; the file is damaged or not a key: restore it from a backup (mode 0600). "+
+			"Delete it to make the host create a new key only %s", path, fi.Size(), ed25519.SeedSize, newKeyWhen)
 	}
 	seed := make([]byte, ed25519.SeedSize)
 	if _, err := io.ReadFull(f, seed); err != nil {

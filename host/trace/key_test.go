@@ -110,6 +110,13 @@ func TestLoadOrCreateKeyRefuses(t *testing.T) {
 			if !strings.Contains(err.Error(), path) {
 				t.Fatalf("error %q does not name the file", err)
 			}
+			// The advice must work when storage holds chains the key signed, as the next
+			// start refuses a new key then: it used to say to delete the file to make a
+			// new key, nothing more.
+			if !tc.dir && (!strings.Contains(err.Error(), "only if storage holds nothing the old key signed, or after moving the storage data aside") ||
+				(tc.size != 32 && !strings.Contains(err.Error(), "restore it from a backup"))) {
+				t.Fatalf("error %q does not say when a new key is accepted, or to restore the key from a backup", err)
+			}
 		})
 	}
 	if _, err := LoadOrCreateKey(""); err == nil {

@@ -553,6 +553,21 @@ func TestHealthAfterFullDisk(t *testing.T) {
 	if h := s.Health(ctx); h.OK { // the probe fails too while it is full
 		t.Errorf("still full: %+v", h)
 	}
+	// Room for a small write, not for the one refused: still unhealthy. Its probe, of
+	// 4 KiB whatever was refused, used to find room and report it healthy while every
+	// trace write was refused.
+	if _, err := e.db.conn.ExecContext(ctx, fmt.Sprintf("PRAGMA max_page_count = %d", pages+4)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Put(ctx, "ns", []byte("small"), []byte("v")); err != nil {
+		t.Fatalf("a small write with room for it: %v", err)
+	}
+	if err := s.Put(ctx, "ns", []byte("k"), bytes.Repeat([]byte("v"), 1<<16)); !errors.Is(err, storage.ErrNoSpace) {
+		t.Fatalf("put with room for a small write only: %v", err)
+	}
+	if h := s.Health(ctx); h.OK {
+		t.Errorf("room for a small write only: %+v", h)
+	}
 	if _, err := e.db.conn.ExecContext(ctx, "PRAGMA max_page_count = 1073741823"); err != nil {
 		t.Fatal(err)
 	}

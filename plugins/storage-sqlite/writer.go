@@ -71,12 +71,13 @@ type engine struct {
 	closeOnce sync.Once
 	closeErr  error
 
-	// spaceMu guards full, the last write refused for a full disk (SQLITE_FULL, ENOSPC):
-	// until a write succeeds or health's probe finds room, the backend reports itself
-	// unhealthy, and the host refuses executions before they run rather than lose their
-	// record.
-	spaceMu sync.Mutex
-	full    error
+	// spaceMu guards full, the last write refused for a full disk (SQLITE_FULL, ENOSPC),
+	// and fullSize, its size: until a write succeeds or health's probe finds room for as
+	// much, the backend reports itself unhealthy, and the host refuses executions before
+	// they run rather than lose their record.
+	spaceMu  sync.Mutex
+	full     error
+	fullSize int
 }
 
 func newEngine(d *db, set settings, log hclog.Logger) *engine {
@@ -135,16 +136,16 @@ func (e *engine) write(ctx context.Context, size int, apply applyFunc) error {
 	})
 	switch {
 	case err == nil && wrote:
-		e.setFull(nil)
+		e.setFull(nil, 0)
 	case err != nil && isNoSpace(err):
-		e.setFull(mapErr("write", e.set.path, err))
+		e.setFull(mapErr("write", e.set.path, err), size)
 	}
 	return err
 }
 
-func (e *engine) setFull(err error) {
+func (e *engine) setFull(err error, size int) {
 	e.spaceMu.Lock()
-	e.full = err
+	e.full, e.fullSize = err, size
 	e.spaceMu.Unlock()
 }
 
@@ -152,19 +153,26 @@ func (e *engine) setFull(err error) {
 // is not a valid namespace of the storage API, so no caller's data is touched.
 const probeNamespace = "\x00limit-health-probe"
 
-// probeBytes is the size of the row health's probe writes.
-const probeBytes = 4096
+// probeBytes and maxProbeBytes bound the size of the row health's probe writes: that of
+// the write refused, within these bounds. A probe smaller than the write refused finds
+// room in the database file's free pages or the write-ahead log's reused frames when the
+// disk has none (0 bytes free), and reported the backend healthy while every trace write
+// was refused; maxProbeBytes is above the largest trace the host writes (8 MiB).
+const (
+	probeBytes    = 4096
+	maxProbeBytes = 16 << 20
+)
 
 // health reports the engine unhealthy while its last write was refused for a full disk;
-// it then probes with a write of probeBytes (written and deleted in one transaction), and
-// is healthy again once one commits.
+// it then probes with a write of the refused write's size (written and deleted in one
+// transaction), and is healthy again once one commits.
 func (e *engine) health(ctx context.Context) storage.Health {
 	e.spaceMu.Lock()
-	full := e.full
+	full, size := e.full, min(max(e.fullSize, probeBytes), maxProbeBytes)
 	e.spaceMu.Unlock()
 	if full != nil {
-		err := e.write(ctx, probeBytes, func(t *wtx) (bool, error) {
-			if err := t.put(probeNamespace, []byte("probe"), make([]byte, probeBytes)); err != nil {
+		err := e.write(ctx, size, func(t *wtx) (bool, error) {
+			if err := t.put(probeNamespace, []byte("probe"), make([]byte, size)); err != nil {
 				return false, err
 			}
 			_, err := t.del(probeNamespace, []byte("probe"))

@@ -51,7 +51,9 @@
 // new trace. A call refused before the run (400, 401, 403 blocked by the policy, 404,
 // 413, 415, 429) or that never reached the host did not run it. A 503 whose
 // Extra["record_pending"] is true did run it: its trace (Extra["trace_id"]) is recorded
-// once the host's storage is back; never run it again. Any other failure (a 503 with
+// once the host's storage is back; never run it again. A 500 whose Extra["record_lost"] is
+// true ran it too, but its record is lost (the storage and the host's journal both refused
+// it): Extra has what its result would have carried; never run it again. Any other failure (a 503 with
 // RetryAfter or a 507, as storage or a rule plugin can fail before or after the run; an
 // error event after output began; a stream that broke off, ErrStreamLost; a context that
 // ended) may leave an execution that ran, and a call whose context ended or whose stream
