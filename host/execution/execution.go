@@ -440,9 +440,11 @@ func (e *Engine) Execute(ctx context.Context, sessionID string, req Request, emi
 		if err != nil {
 			return nil, fmt.Errorf("create trace: %w", err)
 		}
-		// What was written is counted even if the client went away meanwhile.
+		// What was written is counted even if the client went away meanwhile; a count that
+		// fails is logged, not answered: the trace is stored, and the client must not make
+		// it again.
 		if err := e.Stats.Record(context.WithoutCancel(ctx), s.ID, preDelta); err != nil {
-			return nil, err
+			e.Logger.Warn("an execution's governance counts could not be stored; GET /v1/governance/stats misses them", "session", s.ID, "trace", rec.ID, "error", err)
 		}
 		if refuse != nil {
 			return nil, refuse
@@ -678,7 +680,10 @@ func (e *Engine) Execute(ctx context.Context, sessionID string, req Request, emi
 	}
 	res.Flags = append(res.Flags, post...)
 	if err := e.Stats.Record(rctx, s.ID, delta); err != nil {
-		return nil, err
+		// The code ran and its trace is stored: the client gets its result (an error
+		// would have it run the code again), and the log says what the counts miss.
+		e.Logger.Warn("an execution's governance counts could not be stored; GET /v1/governance/stats misses them", "session", s.ID, "trace", cr.ID,
+			"flags", flagNames(delta.Flags), "error", err)
 	}
 	phase("record")
 	res.Timings = timings
