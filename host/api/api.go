@@ -18,6 +18,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/limitgraph/limit/host/config"
+	"github.com/limitgraph/limit/host/diskspace"
 	"github.com/limitgraph/limit/host/execution"
 	"github.com/limitgraph/limit/host/governance"
 	"github.com/limitgraph/limit/host/plugins"
@@ -34,6 +35,9 @@ type Options struct {
 	Version string
 	// Plugins reports every plugin process's state.
 	Plugins func() []plugins.Status
+	// Disk, when set, reports the free space of the data_dir's disk against
+	// host.min_free_disk: below it the health answer is degraded.
+	Disk func() *diskspace.Status
 	// MaxBodyBytes bounds request bodies.
 	MaxBodyBytes int64
 	// MaxBodyBytesInFlight bounds the large request bodies handled at once (see
@@ -288,6 +292,10 @@ type healthResponse struct {
 	// not to a health check without one.
 	Node    string           `json:"node,omitempty"`
 	Plugins []plugins.Status `json:"plugins"`
+	// Disk is the free space of the disk holding the host's data_dir (its database and the
+	// sessions' disk images), against the reserve host.min_free_disk: below it executions
+	// are refused and the host is degraded.
+	Disk *diskspace.Status `json:"disk,omitempty"`
 }
 
 func (s *Server) health(w http.ResponseWriter, r *http.Request) {
@@ -302,6 +310,12 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 		// in its execution's result and replaced at its next one; it does not make the
 		// host unhealthy (an orchestrator would restart every session for it).
 		if !p.Healthy && p.Session == "" {
+			resp.Status = "degraded"
+			code = http.StatusServiceUnavailable
+		}
+	}
+	if s.opts.Disk != nil {
+		if resp.Disk = s.opts.Disk(); resp.Disk != nil && !resp.Disk.Healthy {
 			resp.Status = "degraded"
 			code = http.StatusServiceUnavailable
 		}

@@ -19,6 +19,7 @@ import (
 	"github.com/mtibben/confusables"
 	"golang.org/x/text/unicode/norm"
 
+	"github.com/limitgraph/limit/host/diskspace"
 	"github.com/limitgraph/limit/host/execution"
 	"github.com/limitgraph/limit/host/governance"
 	"github.com/limitgraph/limit/host/plugins"
@@ -188,6 +189,10 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 			detail += "; the cause is in the daemon's log"
 		}
 		writeProblem(w, r, code, detail, nil)
+	case errors.Is(err, diskspace.ErrLow):
+		// Nothing ran: retry once an operator has freed space (the log says where).
+		w.Header().Set("Retry-After", "30")
+		writeProblem(w, r, http.StatusServiceUnavailable, err.Error(), nil)
 	case errors.Is(err, execution.ErrGovernanceUnavailable), errors.Is(err, execution.ErrStopping),
 		errors.Is(err, plugins.ErrRunnerBusy):
 		// A runner at its max_processes with every process running an execution is a

@@ -141,7 +141,7 @@ func openAPI(version string, routes []route, bearer bool) map[string]any {
 			responses[itoa(code)] = map[string]any{"description": why, "content": problem["content"]}
 		}
 		if rt.Path == "/health" {
-			responses["503"] = map[string]any{"description": "a host plugin is unhealthy (status degraded)", "content": resp["content"]}
+			responses["503"] = map[string]any{"description": "a host plugin is unhealthy, or the data_dir's disk is below host.min_free_disk (status degraded)", "content": resp["content"]}
 		}
 		if bearer && rt.Path != "/health" {
 			responses["401"] = map[string]any{"description": "no valid bearer token", "content": problem["content"]}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/limitgraph/limit/host/diskspace"
 	"github.com/limitgraph/limit/host/execution"
 	"github.com/limitgraph/limit/host/plugins"
 	"github.com/limitgraph/limit/host/session"
@@ -165,5 +166,34 @@ func TestStorageProblemsHideBackend(t *testing.T) {
 		if !strings.Contains(logs.String(), tc.secret) {
 			t.Errorf("the log lacks the cause %q: %s", tc.secret, logs.String())
 		}
+	}
+}
+
+// TestExecuteWhileDiskLow: while the data_dir's disk is below host.min_free_disk an
+// execution is refused before it runs, with 503 and a Retry-After saying the host's disk
+// is nearly full, and the health answer is degraded with the free bytes. (Code used to
+// run, its writes to the session's sparse image silently lost on the full disk.)
+func TestExecuteWhileDiskLow(t *testing.T) {
+	g := &diskspace.Guard{Dir: "/data", Reserve: diskspace.Reserve{Bytes: 512 << 20},
+		Statfs: func(string) (diskspace.Usage, error) { return diskspace.Usage{Free: 10 << 20, Total: 40 << 20}, nil }}
+	s := New(Options{Sessions: new(session.Manager), Engine: &execution.Engine{DiskReady: g.Check}, Disk: g.Status})
+	req := httptest.NewRequest("POST", "/v1/sessions/s1/executions", strings.NewReader(`{"runner":"python","input":"open('f','wb').write(b'x')"}`))
+	req.Header.Set("Content-Type", "application/json")
+	rec := httptest.NewRecorder()
+	s.ServeHTTP(rec, req)
+	var p map[string]any
+	_ = json.Unmarshal(rec.Body.Bytes(), &p)
+	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") == "" ||
+		rec.Header().Get("Content-Type") != "application/problem+json" ||
+		!strings.Contains(fmt.Sprint(p["detail"]), "not run: the host's disk is nearly full: 10.0 MiB free") {
+		t.Fatalf("status %d, Retry-After %q, problem %v", rec.Code, rec.Header().Get("Retry-After"), p)
+	}
+
+	rec = httptest.NewRecorder()
+	s.ServeHTTP(rec, httptest.NewRequest("GET", "/v1/health", nil))
+	var h healthResponse
+	if err := json.Unmarshal(rec.Body.Bytes(), &h); err != nil || rec.Code != http.StatusServiceUnavailable || h.Status != "degraded" ||
+		h.Disk == nil || h.Disk.Healthy || h.Disk.FreeBytes != 10<<20 || h.Disk.MinFreeBytes != 512<<20 {
+		t.Fatalf("health %d %s (%v)", rec.Code, rec.Body, err)
 	}
 }

@@ -29,6 +29,8 @@ import (
 
 	"github.com/hashicorp/hcl/v2"
 
+	"github.com/limitgraph/limit/host/diskspace"
+
 	"github.com/limitgraph/limit/sdk/base"
 )
 
@@ -122,6 +124,10 @@ type Host struct {
 	// the host purges them from storage (its merged traces stay in the shared record);
 	// 0, the default, keeps them for good.
 	DeletedRetention time.Duration
+	// MinFreeDisk is host.min_free_disk: the free space kept on the disk that holds
+	// DataDir, below which executions are refused (503) before they run. The zero value is
+	// the default, the larger of 256 MiB and 2 % of the disk.
+	MinFreeDisk diskspace.Reserve
 	// ListenRange is the range of the listen value in the file, or the zero range when
 	// the address is the default or API_HOST or API_PORT changed it.
 	ListenRange hcl.Range

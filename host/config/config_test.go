@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 
+	"github.com/limitgraph/limit/host/diskspace"
 	"github.com/limitgraph/limit/sdk/base"
 )
 
@@ -323,6 +324,9 @@ func TestParseErrors(t *testing.T) {
 		{"zero start timeout", "host {\n  plugin_start_timeout = \"0s\"\n}\n", nil, 2, "Invalid duration", ""},
 		{"negative timeout", "api {\n  write_timeout = \"-1s\"\n}\n", nil, 2, "Invalid duration", "negative"},
 		{"negative deleted retention", "host {\n  deleted_retention = \"-24h\"\n}\n", nil, 2, "Invalid duration", "deleted_retention must not be negative"},
+		{"min_free_disk unknown unit", "host {\n\n  min_free_disk = \"5 bananas\"\n}\n", nil, 3, "Invalid min_free_disk", "unknown unit \"bananas\""},
+		{"min_free_disk negative", "host {\n  min_free_disk = \"-1GiB\"\n}\n", nil, 2, "Invalid min_free_disk", "must not be negative"},
+		{"min_free_disk percentage", "host {\n  min_free_disk = \"100%\"\n}\n", nil, 2, "Invalid min_free_disk", "below 100"},
 		{"deleted retention without unit", "host {\n  deleted_retention = \"30\"\n}\n", nil, 2, "Invalid duration", "deleted_retention"},
 		{"short sha256", "storage \"bolt\" {\n  sha256 = \"ab12\"\n}\n", nil, 2, "Invalid sha256", "got 4 characters"},
 		{"sha256 of characters beyond ASCII", "storage \"bolt\" {\n  sha256 = \"é…x\"\n}\n", nil, 2, "Invalid sha256", "got 3 characters"},
@@ -1307,6 +1311,29 @@ func TestDecodePluginConfigStrictTypes(t *testing.T) {
 		}
 		if len(ds) != 1 || !strings.Contains(ds[0].Detail, tc.bad+" must be") || ds[0].Subject == nil || ds[0].Subject.Start.Line != 3 {
 			t.Errorf("%s: config %s, diagnostics %v", tc.body, raw, ds)
+		}
+	}
+}
+
+// TestMinFreeDisk: host.min_free_disk is a size, a share of the disk or 0 (no reserve);
+// left out, the default reserve (the zero Reserve) applies.
+func TestMinFreeDisk(t *testing.T) {
+	for _, tc := range []struct {
+		src  string
+		want diskspace.Reserve
+	}{
+		{"", diskspace.Reserve{}},
+		{`min_free_disk = "512MiB"`, diskspace.Reserve{Bytes: 512 << 20}},
+		{`min_free_disk = "1.5 GB"`, diskspace.Reserve{Bytes: 1.5e9}},
+		{`min_free_disk = 1048576`, diskspace.Reserve{Bytes: 1 << 20}},
+		{`min_free_disk = "5%"`, diskspace.Reserve{Percent: 5}},
+		{`min_free_disk = "0.5 %"`, diskspace.Reserve{Percent: 0.5}},
+		{`min_free_disk = "0"`, diskspace.Reserve{Off: true}},
+		{`min_free_disk = "0%"`, diskspace.Reserve{Off: true}},
+	} {
+		cfg := mustParse(t, "host {\n  "+tc.src+"\n}\n", nil)
+		if cfg.Host.MinFreeDisk != tc.want {
+			t.Errorf("%s: MinFreeDisk = %+v, want %+v", tc.src, cfg.Host.MinFreeDisk, tc.want)
 		}
 	}
 }

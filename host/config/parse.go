@@ -45,6 +45,7 @@ var hostSchema = &hcl.BodySchema{
 		{Name: "plugin_start_timeout"},
 		{Name: "trusted_keys"},
 		{Name: "deleted_retention"},
+		{Name: "min_free_disk"},
 	},
 }
 
@@ -332,6 +333,15 @@ func (d *decoder) host(blk *hcl.Block, h *Host) (storageAttr *hcl.Attribute) {
 	}
 	if v, attr := d.duration(a, "deleted_retention", true); attr != nil {
 		h.DeletedRetention = v
+	}
+	if s, attr := d.str(a, "min_free_disk"); attr != nil {
+		if r, err := parseReserve(s); err != nil {
+			d.invalid(attr, "Invalid min_free_disk",
+				"min_free_disk = %s %s. Write a size such as \"512MiB\" or \"2GiB\", a share of the disk such as \"5%%\", or \"0\" to turn the check off; leave it out for the larger of 256 MiB and 2%% of the disk.",
+				d.quote(attr, s), err.Error())
+		} else {
+			h.MinFreeDisk = r
+		}
 	}
 	return storageAttr
 }

@@ -24,6 +24,7 @@ import (
 
 	"github.com/limitgraph/limit/host/api"
 	"github.com/limitgraph/limit/host/config"
+	"github.com/limitgraph/limit/host/diskspace"
 	"github.com/limitgraph/limit/host/execution"
 	"github.com/limitgraph/limit/host/governance"
 	"github.com/limitgraph/limit/host/plugins"
@@ -333,6 +334,8 @@ type Daemon struct {
 	sweepDone chan struct{}
 	// lock holds the data_dir until the daemon has stopped.
 	lock *dirLock
+	// disk keeps host.min_free_disk free on the data_dir's disk.
+	disk *diskspace.Guard
 }
 
 // Start prepares every plugin, starts the supervised ones, and begins serving the API.
@@ -517,6 +520,9 @@ func Start(ctx context.Context, opts Options) (*Daemon, hcl.Diagnostics) {
 	} else if n > 0 {
 		logger.Info("indexed sessions by owner", "sessions", n)
 	}
+	// The disk under data_dir keeps a reserve: executions are refused while it is short.
+	d.disk = &diskspace.Guard{Dir: dataDir, Reserve: cfg.Host.MinFreeDisk, Logger: logger.Named("disk")}
+	d.disk.Status() // a disk below its reserve already is logged now
 	var stopping context.Context
 	stopping, d.stopExecs = context.WithCancel(context.Background())
 	engine := &execution.Engine{Sessions: d.Sessions, Traces: d.Traces, Rules: rules, Stats: stats, Logger: logger.Named("execution"),
@@ -529,7 +535,8 @@ func Start(ctx context.Context, opts Options) (*Daemon, hcl.Diagnostics) {
 				return fmt.Errorf("%w: %s", storage.ErrUnavailable, why)
 			}
 			return nil
-		}}
+		},
+		DiskReady: d.disk.Check}
 	// Executions that ran to their end but whose outcome the storage did not take get it
 	// now (or later, retried), before the sweep below could call them interrupted.
 	if n, err := engine.ReplayPending(ctx); err != nil {
@@ -546,7 +553,7 @@ func Start(ctx context.Context, opts Options) (*Daemon, hcl.Diagnostics) {
 
 	d.listener = ln
 	d.api = api.New(api.Options{
-		Version: opts.Version, Plugins: d.PluginStatus, MaxBodyBytes: cfg.API.MaxBodyBytes, MaxBodyBytesInFlight: cfg.API.MaxBodyBytesInFlight, Logger: logger.Named("api"),
+		Version: opts.Version, Plugins: d.PluginStatus, Disk: d.disk.Status, MaxBodyBytes: cfg.API.MaxBodyBytes, MaxBodyBytesInFlight: cfg.API.MaxBodyBytesInFlight, Logger: logger.Named("api"),
 		Sessions: d.Sessions, Engine: engine, Traces: d.Traces, Rules: rules, Stats: stats, DefaultPolicy: cfg.Governance.Policy,
 		Store: d.Store, RD: cfg.RD, RefusePeer: refuseSandboxed(d.Runners.SandboxUID, logger.Named("api")),
 		Tokens: cfg.API.Tokens, CheckHosts: true, AllowedHosts: cfg.API.AllowedHosts,

@@ -486,3 +486,53 @@ func startLogged(t *testing.T, cfg *config.Config, f func(context.Context, *Daem
 	}
 	return logs.String(), diags
 }
+
+// TestDiskReserveRefusesExecutions: with less free space on the data_dir's disk than
+// host.min_free_disk, the daemon answers an execution 503 with a Retry-After before it
+// runs, and its health is degraded with the free bytes.
+func TestDiskReserveRefusesExecutions(t *testing.T) {
+	// No disk this test runs on is 99.999 % free.
+	d := startDaemon(t, fmt.Sprintf(`host {
+  listen = "127.0.0.1:0"
+  data_dir = %q
+  min_free_disk = "99.999%%"
+}
+storage "bolt" {}
+`, t.TempDir()))
+	res, err := http.Post("http://"+d.Addr()+"/v1/sessions", "application/json", strings.NewReader(`{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sess struct{ ID string }
+	_ = json.NewDecoder(res.Body).Decode(&sess)
+	res.Body.Close()
+	if res.StatusCode != http.StatusCreated {
+		t.Fatalf("create session: %d", res.StatusCode)
+	}
+	res, err = http.Post("http://"+d.Addr()+"/v1/sessions/"+sess.ID+"/executions", "application/json", strings.NewReader(`{"runner":"python","input":"1"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p struct{ Detail string }
+	_ = json.NewDecoder(res.Body).Decode(&p)
+	res.Body.Close()
+	if res.StatusCode != http.StatusServiceUnavailable || res.Header.Get("Retry-After") == "" || !strings.Contains(p.Detail, "the host's disk is nearly full") {
+		t.Fatalf("execution: %d, Retry-After %q, %q", res.StatusCode, res.Header.Get("Retry-After"), p.Detail)
+	}
+	res, err = http.Get("http://" + d.Addr() + "/v1/health")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var h struct {
+		Status string
+		Disk   *struct {
+			Healthy   bool
+			FreeBytes uint64 `json:"free_bytes"`
+		}
+	}
+	_ = json.NewDecoder(res.Body).Decode(&h)
+	res.Body.Close()
+	if res.StatusCode != http.StatusServiceUnavailable || h.Status != "degraded" || h.Disk == nil || h.Disk.Healthy || h.Disk.FreeBytes == 0 {
+		t.Fatalf("health: %d %+v", res.StatusCode, h)
+	}
+}

@@ -174,6 +174,12 @@ type Engine struct {
 	// code that ran must be recorded, and one that ran while its record could not be
 	// written changed its session with no trace of it.
 	StorageReady func() error
+	// DiskReady, when set, is asked before an execution runs, after StorageReady; while it
+	// answers an error (the data_dir's disk is below host.min_free_disk: a
+	// *diskspace.LowError) executions are refused with it. The sessions' disk images are
+	// sparse: code writing while the disk is full has its files silently lost, and the
+	// record of what it did may not be written either.
+	DiskReady func() error
 
 	// JournalDir, when set (data_dir/pending-outcomes, PendingDir), keeps the outcome of
 	// an execution whose trace the storage would not take until it does (see
@@ -332,6 +338,11 @@ func (e *Engine) Execute(ctx context.Context, sessionID string, req Request, emi
 	if e.StorageReady != nil {
 		if err := e.StorageReady(); err != nil {
 			return nil, fmt.Errorf("not run, as it could not be recorded: %w", err)
+		}
+	}
+	if e.DiskReady != nil {
+		if err := e.DiskReady(); err != nil {
+			return nil, fmt.Errorf("not run: %w", err)
 		}
 	}
 	if e.Stopping != nil {

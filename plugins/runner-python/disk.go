@@ -17,9 +17,13 @@ import (
 // A session's disk limit: its work dir is an ext4 filesystem of its own, kept in a sparse
 // image file beside the work dir (<work dir>.disk.img, root's, mode 0600) and mounted on
 // the work dir inside each worker's private mount namespace through a loop device. The
-// kernel answers ENOSPC once the filesystem is full, so a session cannot fill the disk
-// that holds the host's database however many files it writes; the image costs only what
-// is written to it, lasts as long as the session (its files survive worker restarts and
+// kernel answers ENOSPC once the filesystem is full, so one session cannot write more
+// than its limit however many files it writes. The image is sparse and nothing is
+// reserved: the limit bounds each session, not the sum of them, and the host keeps its
+// own reserve of free space (host.min_free_disk). Should the host's disk fill anyway, the
+// image's journal aborts (writes then fail with EROFS): the runner replaces the worker
+// and e2fsck repairs the image before the next mount (checkImage). The image costs only
+// what is written to it, lasts as long as the session (its files survive worker restarts and
 // plugin restarts) and is removed with the work dir. Space freed inside the filesystem is
 // given back to the host's disk as the files go (the mount discards).
 
@@ -42,8 +46,12 @@ const (
 // machine without them.
 var (
 	mkfsPaths   = []string{"/usr/sbin/mkfs.ext4", "/sbin/mkfs.ext4"}
+	fsckPaths   = []string{"/usr/sbin/e2fsck", "/sbin/e2fsck"}
 	loopControl = "/dev/loop-control"
 )
+
+// fsckTimeout bounds checking and repairing an image (a few ms for an image of MiBs).
+const fsckTimeout = 2 * time.Minute
 
 // diskImage is a session's disk image as the plugin knows it.
 type diskImage struct {
@@ -65,6 +73,9 @@ type diskConfig struct {
 	Image    string `json:"image"`
 	Fresh    bool   `json:"fresh,omitempty"`
 	Required bool   `json:"required,omitempty"`
+	// Fsck is e2fsck's path ("" when the machine has none): an image whose filesystem
+	// recorded errors is checked and repaired with it before it is mounted.
+	Fsck string `json:"fsck,omitempty"`
 }
 
 // diskImagePath is the image of the session whose work dir is wd.
@@ -73,13 +84,19 @@ func diskImagePath(wd string) string {
 }
 
 // findMkfs returns the path of mkfs.ext4.
-func findMkfs() (string, error) {
-	for _, p := range mkfsPaths {
+func findMkfs() (string, error) { return findTool("mkfs.ext4", mkfsPaths) }
+
+// findFsck returns the path of e2fsck.
+func findFsck() (string, error) { return findTool("e2fsck", fsckPaths) }
+
+// findTool returns the first of paths that is an executable file.
+func findTool(name string, paths []string) (string, error) {
+	for _, p := range paths {
 		if fi, err := os.Stat(p); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
 			return p, nil
 		}
 	}
-	return "", fmt.Errorf("mkfs.ext4 not found (looked in %s): install e2fsprogs", strings.Join(mkfsPaths, ", "))
+	return "", fmt.Errorf("%s not found (looked in %s): install e2fsprogs", name, strings.Join(paths, ", "))
 }
 
 // diskUnavailable says why this machine or configuration cannot give the session a
@@ -348,7 +365,8 @@ func (d *diskImage) config() *diskConfig {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return &diskConfig{Image: d.path, Fresh: d.fresh, Required: d.required}
+	fsck, _ := findFsck()
+	return &diskConfig{Image: d.path, Fresh: d.fresh, Required: d.required, Fsck: fsck}
 }
 
 // diskStarted records what a worker's init reported about the image: once mounted it
@@ -400,9 +418,9 @@ func (w *worker) verifyDisk() {
 // the loop device holds until its last user, the mount, goes. It returns an error only
 // when the image must be mounted (it may hold the session's files) and cannot be; otherwise a
 // failure is recorded in rep and the worker runs on the plain work dir.
-func mountDisk(cfg *initConfig, rep *report) error {
+func mountDisk(cfg *initConfig, rep *report, setup *initSetup) error {
 	d := cfg.Disk
-	dev, err := attachDisk(d.Image, cfg.WorkDir)
+	dev, repair, err := attachDisk(d, cfg.WorkDir)
 	if err == nil {
 		err = prepareDiskRoot(cfg, d.Fresh)
 		if err != nil {
@@ -421,17 +439,24 @@ func mountDisk(cfg *initConfig, rep *report) error {
 		rep.fail(featDisk, "statfs the session's filesystem: "+err.Error())
 		return nil
 	}
-	rep.set(featDisk, true, fmt.Sprintf("the work dir is an ext4 filesystem of its own (%d bytes, %d free; %s on %s): a write beyond fails with ENOSPC",
-		int64(st.Blocks)*st.Bsize, int64(st.Bavail)*st.Bsize, d.Image, dev))
+	detail := fmt.Sprintf("the work dir is an ext4 filesystem of its own (%d bytes, %d free; %s on %s): a write beyond fails with ENOSPC",
+		int64(st.Blocks)*st.Bsize, int64(st.Bavail)*st.Bsize, d.Image, dev)
+	if repair != "" {
+		detail += "; " + repair
+	}
+	rep.set(featDisk, true, detail)
+	setup.DiskDevice, setup.DiskRepair = filepath.Base(dev), repair
 	return nil
 }
 
-// attachDisk locks the image, binds it to a loop device that detaches itself once
-// unused, and mounts that on dir; it returns the device.
-func attachDisk(image, dir string) (string, error) {
+// attachDisk locks the image, checks and repairs its filesystem if it recorded errors
+// (checkImage), binds it to a loop device that detaches itself once unused, and mounts
+// that on dir; it returns the device and what the repair did ("" when none was needed).
+func attachDisk(d *diskConfig, dir string) (string, string, error) {
+	image := d.Image
 	img, err := os.OpenFile(image, os.O_RDWR|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	// The loop device keeps this open file, and so its lock, until it is detached.
 	defer img.Close()
@@ -441,27 +466,32 @@ func attachDisk(image, dir string) (string, error) {
 			break
 		}
 		if !errors.Is(err, unix.EWOULDBLOCK) {
-			return "", fmt.Errorf("lock the image: %w", err)
+			return "", "", fmt.Errorf("lock the image: %w", err)
 		}
 		if time.Now().After(end) {
-			return "", fmt.Errorf("the image is still in use (by the session's previous worker?) after %s", diskLockWait)
+			return "", "", fmt.Errorf("the image is still in use (by the session's previous worker?) after %s", diskLockWait)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	// The lock is held: no mount of the image is left, and e2fsck may work on it.
+	repair, err := checkImage(img, d.Fsck)
+	if err != nil {
+		return "", "", err
+	}
 	ctl, err := unix.Open(loopControl, unix.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return "", fmt.Errorf("open %s: %w", loopControl, err)
+		return "", "", fmt.Errorf("open %s: %w", loopControl, err)
 	}
 	defer unix.Close(ctl)
 	for try := 0; try < 32; try++ {
 		n, err := unix.IoctlRetInt(ctl, unix.LOOP_CTL_GET_FREE)
 		if err != nil {
-			return "", fmt.Errorf("find a free loop device: %w", err)
+			return "", "", fmt.Errorf("find a free loop device: %w", err)
 		}
 		dev := fmt.Sprintf("/dev/loop%d", n)
 		fd, err := openLoop(dev)
 		if err != nil {
-			return "", err
+			return "", "", err
 		}
 		lc := unix.LoopConfig{Fd: uint32(img.Fd())}
 		// Direct I/O keeps the image's blocks out of the page cache a second time.
@@ -479,7 +509,7 @@ func attachDisk(image, dir string) (string, error) {
 		}
 		if err != nil {
 			unix.Close(fd)
-			return "", fmt.Errorf("attach the image to %s: %w", dev, err)
+			return "", "", fmt.Errorf("attach the image to %s: %w", dev, err)
 		}
 		// Once mounted, closing fd leaves the mount the device's only user: it detaches
 		// itself when the mount goes. If the mount fails, closing fd detaches it now.
@@ -490,11 +520,11 @@ func attachDisk(image, dir string) (string, error) {
 		err = unix.Mount(dev, dir, "ext4", unix.MS_NOSUID|unix.MS_NODEV, "discard")
 		unix.Close(fd)
 		if err != nil {
-			return "", fmt.Errorf("mount %s on %s: %w", dev, dir, err)
+			return "", "", fmt.Errorf("mount %s on %s: %w", dev, dir, err)
 		}
-		return dev, nil
+		return dev, repair, nil
 	}
-	return "", errors.New("no free loop device after 32 tries")
+	return "", "", errors.New("no free loop device after 32 tries")
 }
 
 // openLoop opens a loop device, waiting briefly for devtmpfs to create a new one's node.
@@ -532,4 +562,113 @@ func prepareDiskRoot(cfg *initConfig, fresh bool) error {
 		}
 	}
 	return unix.Chmod(cfg.WorkDir, 0o700)
+}
+
+// The parts of an ext4 superblock (at byteOffset 1024 of the image) that checkImage reads.
+const (
+	sbOffset        = 1024
+	sbMagicOff      = 0x38  // __le16 s_magic
+	sbStateOff      = 0x3A  // __le16 s_state
+	sbLogBlockOff   = 0x18  // __le32 s_log_block_size
+	sbCompatOff     = 0x5C  // __le32 s_feature_compat
+	sbJnlBackupOff  = 0xFD  // __u8 s_jnl_backup_type
+	sbJnlBlocksOff  = 0x10C // __le32 s_jnl_blocks[17]: a copy of the journal inode's i_block
+	ext4ErrorFS     = 0x2   // s_state: errors detected
+	compatJournal   = 0x4   // s_feature_compat: has_journal
+	jnlBackupBlocks = 1     // s_jnl_backup_type: s_jnl_blocks holds the journal's i_block
+	extentMagic     = 0xF30A
+	jbd2Magic       = 0xC03B3998
+	jbd2ErrnoOff    = 0x20 // __be32 s_errno of the journal superblock
+)
+
+// imageErrors says whether the filesystem in img recorded errors: its superblock's state
+// has errors (set when ext4 hit one, a journal aborted on a full host disk among them),
+// or its journal's superblock holds the errno of an abort (found through the superblock's
+// copy of the journal inode's extent). The kernel mounts such a filesystem anyway, only
+// warning; e2fsck must see it first.
+func imageErrors(img *os.File) (bool, error) {
+	sb := make([]byte, 1024)
+	if _, err := img.ReadAt(sb, sbOffset); err != nil {
+		return false, fmt.Errorf("read the image's superblock: %w", err)
+	}
+	le16 := func(b []byte, off int) uint16 { return uint16(b[off]) | uint16(b[off+1])<<8 }
+	le32 := func(b []byte, off int) uint32 { return uint32(le16(b, off)) | uint32(le16(b, off+2))<<16 }
+	if le16(sb, sbMagicOff) != ext4Magic {
+		return false, nil // not ext4: the mount says so
+	}
+	if le16(sb, sbStateOff)&ext4ErrorFS != 0 {
+		return true, nil
+	}
+	if le32(sb, sbCompatOff)&compatJournal == 0 || sb[sbJnlBackupOff] != jnlBackupBlocks {
+		return false, nil
+	}
+	iblock := sb[sbJnlBlocksOff : sbJnlBlocksOff+60]
+	// An extent header of depth 0 whose first extent starts at the journal's block 0.
+	if le16(iblock, 0) != extentMagic || le16(iblock, 2) == 0 || le16(iblock, 6) != 0 || le32(iblock, 12) != 0 {
+		return false, nil
+	}
+	start := int64(le16(iblock, 18))<<32 | int64(le32(iblock, 20))
+	bs := int64(1024) << le32(sb, sbLogBlockOff)
+	jsb := make([]byte, 64)
+	if _, err := img.ReadAt(jsb, start*bs); err != nil {
+		return false, nil // a journal out of the image is e2fsck's to find, at a mount that fails
+	}
+	be32 := func(off int) uint32 {
+		return uint32(jsb[off])<<24 | uint32(jsb[off+1])<<16 | uint32(jsb[off+2])<<8 | uint32(jsb[off+3])
+	}
+	return be32(0) == jbd2Magic && be32(jbd2ErrnoOff) != 0, nil
+}
+
+// checkImage runs e2fsck on the image img (locked, not mounted) when its filesystem
+// recorded errors: -p (preen: what is safe without asking), then -y if preening is not
+// enough. It returns what was done, for the session's health and its next execution;
+// an error when the filesystem stays damaged or e2fsck could not run (say for want of
+// space on the host's disk, which replaying the journal needs), so the session's files
+// are not mounted as they are: the worker fails to start, and the next execution tries
+// again. Without e2fsck the image is mounted as before, and the note says so.
+func checkImage(img *os.File, fsck string) (string, error) {
+	bad, err := imageErrors(img)
+	if err != nil || !bad {
+		return "", err
+	}
+	if fsck == "" {
+		return "the filesystem recorded errors (the host's disk was full?), and e2fsck is not installed to repair it: files written lately may be lost; install e2fsprogs", nil
+	}
+	run := func(flag string) (int, string, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), fsckTimeout)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, fsck, flag, img.Name())
+		cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
+		out, err := cmd.CombinedOutput()
+		text := strings.Join(strings.Fields(strings.ReplaceAll(string(out), img.Name()+": ", "")), " ")
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return ee.ExitCode(), text, nil
+		}
+		return 0, text, err
+	}
+	// e2fsck's exit code: 0 clean, 1 errors corrected, 2 corrected (reboot: not ours), 4
+	// errors left uncorrected, 8 operational error, 16 usage, 32 cancelled, 128 library.
+	code, out, err := run("-p")
+	flag := "-p"
+	if err == nil && code&4 != 0 {
+		flag = "-y"
+		code, out, err = run("-y")
+	}
+	switch {
+	case err != nil:
+		return "", fmt.Errorf("the session's filesystem recorded errors and %s could not run: %w", fsck, err)
+	case code >= 4:
+		return "", fmt.Errorf("the session's filesystem recorded errors (the host's disk was full?) that %s %s could not repair (exit %d): %s; free space on the host's disk, the next execution tries again",
+			fsck, flag, code, clipNote(out))
+	}
+	return fmt.Sprintf("the filesystem had recorded errors (the host's disk was full?) and was repaired by e2fsck %s before it was mounted: files written lately may be lost or truncated, or in lost+found (%s)", flag, clipNote(out)), nil
+}
+
+// clipNote bounds e2fsck's output in a note.
+func clipNote(s string) string {
+	if len(s) > 400 {
+		s = s[:200] + " … " + s[len(s)-200:]
+	}
+	return strings.ToValidUTF8(s, "")
 }

@@ -421,3 +421,186 @@ func TestCopySparse(t *testing.T) {
 		t.Fatalf("the copy is %d bytes, %d of them on disk; want %d, sparse", fi.Size(), used, size)
 	}
 }
+
+// waitImageFree waits until no mount holds the image at path (its loop device keeps the
+// image's lock until the mount goes).
+func waitImageFree(t *testing.T, path string) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil {
+			_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the image %s is still held", path)
+		}
+	}
+}
+
+// debugfs runs a debugfs request on the image (written to with write).
+func debugfs(t *testing.T, img, req string, write bool) string {
+	t.Helper()
+	args := []string{"-R", req, img}
+	if write {
+		args = append([]string{"-w"}, args...)
+	}
+	out, err := exec.Command("debugfs", args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("debugfs %q: %v: %s", req, err, out)
+	}
+	return string(out)
+}
+
+// TestImageErrors: imageErrors finds a filesystem that recorded errors by its
+// superblock's state, and one whose journal holds the errno of an abort (the superblock
+// not updated), and passes a clean one.
+func TestImageErrors(t *testing.T) {
+	mkfs, err := findMkfs()
+	if err != nil {
+		t.Skip(err)
+	}
+	if _, err := exec.LookPath("debugfs"); err != nil {
+		t.Skip(err)
+	}
+	img := filepath.Join(t.TempDir(), "img")
+	if err := os.WriteFile(img, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := formatImage(mkfs, img, 16<<20, "", -1, -1); err != nil {
+		t.Fatal(err)
+	}
+	check := func(want bool) {
+		t.Helper()
+		f, err := os.Open(img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if got, err := imageErrors(f); got != want || err != nil {
+			t.Fatalf("imageErrors = %v, %v; want %v", got, err, want)
+		}
+	}
+	check(false)
+	debugfs(t, img, "ssv state 3", true) // valid, errors
+	check(true)
+	debugfs(t, img, "ssv state 1", true)
+	check(false)
+	// The journal's superblock is its block 0 (found with debugfs, not the code's way):
+	// s_errno, at 0x20, big-endian, set to -EIO as jbd2 does when it aborts.
+	var blk, bs int64
+	if _, err := fmt.Sscan(strings.TrimSpace(lastLine(debugfs(t, img, "bmap <8> 0", false))), &blk); err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(debugfs(t, img, "stats", false), "\n") {
+		if v, ok := strings.CutPrefix(l, "Block size:"); ok {
+			fmt.Sscan(strings.TrimSpace(v), &bs)
+		}
+	}
+	f, err := os.OpenFile(img, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte{0xff, 0xff, 0xff, 0xfb}, blk*bs+0x20); err != nil || bs == 0 {
+		t.Fatalf("write the journal's errno at block %d of %d bytes: %v", blk, bs, err)
+	}
+	f.Close()
+	check(true)
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
+}
+
+// TestDiskRepairedBeforeMount: a session's image whose filesystem recorded errors (as
+// after its journal aborted on a full host disk) is checked and repaired with e2fsck
+// before a worker mounts it, and the next execution (on stderr) and the health detail
+// say so; the session's files are still there. It used to be mounted as it was, the
+// kernel only warning "mounting fs with errors".
+func TestDiskRepairedBeforeMount(t *testing.T) {
+	t.Parallel()
+	needDisk(t)
+	if _, err := findFsck(); err != nil {
+		t.Skip(err)
+	}
+	first := open(t, map[string]any{"max_disk_bytes": "16MiB"}, nil)
+	first.mustRun("import os\nopen('kept.txt', 'w').write('kept')\nos.sync()")
+	first.pc.Kill()
+	img := diskImagePath(first.sess.WorkDir)
+	waitImageFree(t, img)
+	debugfs(t, img, "ssv state 3", true)
+
+	second := openOn(t, launch(t, map[string]any{"max_disk_bytes": "16MiB"}), func(s *runner.Session) { *s = first.sess })
+	e := second.mustRun("print(open('kept.txt').read())\nopen('new.txt', 'w').write('x')")
+	if strings.TrimSpace(e.stdout) != "kept" || !strings.Contains(e.stderr, "repaired by e2fsck -p") {
+		t.Fatalf("the first execution on the repaired image: %s", e)
+	}
+	if _, m := second.health(); !m[featDisk].Enforced || !strings.Contains(m[featDisk].Detail, "repaired by e2fsck") {
+		t.Errorf("health: %+v", m[featDisk])
+	}
+	if e := second.mustRun("print(1)"); e.stderr != "" {
+		t.Errorf("the note comes once: %s", e)
+	}
+}
+
+// TestDiskBrokenRestartsWorker: when the session's filesystem breaks (its journal aborts,
+// as when the host's disk is full, and every write fails with EROFS) between executions,
+// the next one runs on a fresh worker whose filesystem e2fsck repaired; when it breaks
+// during an execution, that execution's stderr says so with a state reset, and the next
+// one runs on a repaired filesystem. Writable again, the synced files still there; it used
+// to stay read-only until the worker restarted for another reason.
+func TestDiskBrokenRestartsWorker(t *testing.T) {
+	t.Parallel()
+	needDisk(t)
+	if _, err := findFsck(); err != nil {
+		t.Skip(err)
+	}
+	if _, err := exec.LookPath("nsenter"); err != nil {
+		t.Skip(err)
+	}
+	s := open(t, map[string]any{"max_disk_bytes": "16MiB"}, nil)
+	s.mustRun("import os\nopen('kept.txt', 'w').write('kept')\nos.sync()")
+	// What a full host disk does to the image's journal, done on purpose.
+	abort := func() {
+		t.Helper()
+		pid := s.workerPID()
+		if out, err := exec.Command("nsenter", "-t", fmt.Sprint(pid), "-m", "mount", "-o", "remount,abort", s.sess.WorkDir).CombinedOutput(); err != nil {
+			t.Fatalf("abort the session's filesystem: %v: %s", err, out)
+		}
+	}
+	const write = "print(open('kept.txt').read())\nopen('after.txt', 'w').write('x')\nprint(open('after.txt').read())"
+
+	abort()
+	e := s.mustRun(write)
+	if strings.TrimSpace(e.stdout) != "kept\nx" || !e.res.StateReset || !strings.Contains(e.stderr, "repaired by e2fsck") {
+		t.Fatalf("the execution after the filesystem broke: %s", e)
+	}
+
+	// During an execution: it writes until a write fails.
+	done := make(chan outcome, 1)
+	go func() {
+		done <- s.run("import time\nopen('started', 'w').close()\nfor i in range(6000):\n    try:\n        open('probe', 'w').write('x')\n    except OSError as e:\n        print(e.errno)\n        break\n    time.sleep(0.01)", 0)
+	}()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, err := os.Stat(s.workerPath(filepath.Join(s.sess.WorkDir, "started"))); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the execution did not start")
+		}
+	}
+	abort()
+	e = <-done
+	if e.err != nil || strings.TrimSpace(e.stdout) != "30" || !e.res.StateReset || !strings.Contains(e.stderr, "read-only") {
+		t.Fatalf("the execution during which the filesystem broke: %s", e)
+	}
+	e = s.mustRun(write)
+	if strings.TrimSpace(e.stdout) != "kept\nx" || e.res.StateReset || !strings.Contains(e.stderr, "repaired by e2fsck") {
+		t.Fatalf("the execution after: %s", e)
+	}
+}

@@ -92,6 +92,13 @@ type initSetup struct {
 	Features []runner.IsolationFeature `json:"features"`
 	// WorkerPID is the worker's pid as init sees it.
 	WorkerPID int `json:"worker_pid"`
+	// DiskDevice is the loop device the session's image is mounted from ("loop7"), whose
+	// ext4 error count (/sys/fs/ext4/<device>/errors_count) tells that the filesystem
+	// broke; "" without the image.
+	DiskDevice string `json:"disk_device,omitempty"`
+	// DiskRepair says what e2fsck did to the image before it was mounted, "" when it had
+	// no errors.
+	DiskRepair string `json:"disk_repair,omitempty"`
 }
 
 // The thread that joins the session's cgroups must be the one that forks the worker (a
@@ -158,8 +165,9 @@ func runInit(cmd, status *os.File) (int, error) {
 	if err != nil {
 		return 2, fmt.Errorf("open /dev/null: %w", err)
 	}
+	var setup initSetup
 	if cfg.Mount {
-		if err := setupMounts(&cfg, rep); err != nil {
+		if err := setupMounts(&cfg, rep, &setup); err != nil {
 			return 2, err
 		}
 	}
@@ -219,7 +227,8 @@ func runInit(cmd, status *os.File) (int, error) {
 	}
 	devnull.Close()
 
-	b, _ := json.Marshal(initSetup{Features: rep.entries(), WorkerPID: pid})
+	setup.Features, setup.WorkerPID = rep.entries(), pid
+	b, _ := json.Marshal(setup)
 	if _, err := status.Write(encodeFrame(frameSetup, field{keyJSON, b})); err != nil {
 		killTree(pid)
 		return 2, nil
@@ -343,7 +352,7 @@ func joinCgroups(tasks map[string]*os.File, rep *report) {
 
 // setupMounts makes the new mount namespace private, mounts the pid namespace's /proc and
 // hides what lies above the work dir.
-func setupMounts(cfg *initConfig, rep *report) error {
+func setupMounts(cfg *initConfig, rep *report, setup *initSetup) error {
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		rep.fail(featMountNS, "make the sandbox's mounts private: "+err.Error())
 		return nil
@@ -360,7 +369,7 @@ func setupMounts(cfg *initConfig, rep *report) error {
 	}
 	// First, so that what is mounted over the directories above the work dir carries it.
 	if cfg.Disk != nil {
-		if err := mountDisk(cfg, rep); err != nil {
+		if err := mountDisk(cfg, rep, setup); err != nil {
 			return err
 		}
 	}

@@ -334,6 +334,12 @@ func (r *pythonRunner) acquireWorker(ctx context.Context) (*worker, bool, error)
 		}
 		w, ready := r.w, r.wReady
 		switch {
+		case w != nil && !w.isDead() && w.diskBroken():
+			// Its filesystem broke since the last execution (a journal aborted when the
+			// host's disk was full): a fresh worker checks and repairs it before it mounts.
+			r.log.Warn("the session's filesystem recorded an error; restarting its worker to check and repair it", "device", w.diskDev)
+			r.replaceLocked(true)
+			ready = r.wReady
 		case w != nil && !w.isDead():
 			w.busy = true
 			reset := w.resetPending
@@ -369,17 +375,21 @@ func (r *pythonRunner) currentOrNil() *worker {
 	return r.w
 }
 
-// releaseWorker ends an execution's use of w; a worker that died is replaced. reset is
+// releaseWorker ends an execution's use of w; a worker that died, or whose filesystem
+// broke (broken), is replaced. reset is
 // the state reset the execution owed its host, reported says whether its result, which
 // carries it, reaches the host: one that does not (the caller went away) leaves the reset
 // for the next execution to report.
-func (r *pythonRunner) releaseWorker(w *worker, reset, reported bool) {
+func (r *pythonRunner) releaseWorker(w *worker, reset, reported, broken bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	w.busy = false
 	owed := reset && !reported
 	switch {
 	case r.w != w || r.closed:
+	case broken:
+		// The session's filesystem broke: the worker, stuck with it, is replaced now.
+		r.replaceLocked(owed)
 	case w.isDead():
 		r.replaceLocked(owed || !reset)
 	case owed:
@@ -431,13 +441,25 @@ func (r *pythonRunner) Execute(ctx context.Context, req runner.ExecuteRequest, e
 	}
 	res, err := w.run(ctx, runRequest{
 		ex: ex, code: req.Input, timeout: timeout, grace: sb.set.interruptGrace,
-		maxOut: sb.limits.MaxOutputBytes, emit: emit,
+		maxOut: sb.limits.MaxOutputBytes, emit: emit, note: w.takeDiskNote(),
 	})
 	if reset {
 		res.StateReset = true
 	}
+	// A filesystem that recorded an error during the execution (its journal aborted when
+	// the host's disk was full: every later write fails with EROFS) stays broken while
+	// mounted: the worker is replaced, and the fresh one has e2fsck repair it.
+	broken := !w.isDead() && w.diskBroken()
+	if broken {
+		r.log.Warn("the session's filesystem recorded an error during the execution (was the host's disk full?); restarting its worker to check and repair it",
+			"execution", req.ExecutionID, "device", w.diskDev)
+		res.StateReset = true
+		if err == nil {
+			err = emit(runner.Event{Output: &runner.Output{Stream: runner.Stderr, Data: []byte(diskBrokenNote)}})
+		}
+	}
 	// An error return carries no result to the host: the reset is not reported.
-	r.releaseWorker(w, res.StateReset, err == nil)
+	r.releaseWorker(w, res.StateReset, err == nil, broken)
 	return res, err
 }
 

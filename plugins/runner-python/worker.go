@@ -70,6 +70,14 @@ type worker struct {
 	resetPending bool
 	busy         bool
 
+	// diskDev is the loop device of the session's image ("" without one), and diskErrs
+	// its filesystem's error count when mounted: a count above it means the filesystem
+	// broke (diskBroken). diskNote, until the first execution takes it, says what e2fsck
+	// repaired before the mount.
+	diskDev  string
+	diskErrs int64
+	diskNote atomic.Pointer[string]
+
 	// timing is how long each step of the start took.
 	timing startTiming
 	// self is the executable init runs, and wantFlags the namespaces asked for (flags
@@ -207,6 +215,15 @@ func startWorkerFrom(ctx context.Context, sb *sandbox, log hclog.Logger, pre *wo
 		return fail(fmt.Errorf("decode the sandbox's setup report: %w", err))
 	}
 	w.rep.merge(setup.Features)
+	if setup.DiskDevice != "" && w.rep.enforced(featDisk) {
+		w.diskDev = setup.DiskDevice
+		w.diskErrs, _ = diskErrorCount(w.diskDev)
+	}
+	if setup.DiskRepair != "" {
+		log.Warn("the session's disk image had recorded errors and was checked before it was mounted", "image", sb.disk.path, "repair", setup.DiskRepair)
+		note := fmt.Sprintf(diskRepairNote, setup.DiskRepair)
+		w.diskNote.Store(&note)
+	}
 	sb.cg.joined(w.rep)
 	sb.diskStarted(w.rep)
 	t3 := time.Now()
@@ -907,6 +924,9 @@ type runRequest struct {
 	grace   time.Duration
 	maxOut  uint64
 	emit    func(runner.Event) error
+	// note, if set, is written to stderr before the code's output: what happened to the
+	// session the code should know (its filesystem repaired).
+	note string
 }
 
 // stopReason says why the plugin interrupted an execution.
@@ -957,6 +977,12 @@ func (w *worker) run(ctx context.Context, rr runRequest) (runner.Result, error) 
 		}
 	)
 	out.max, out.emit = rr.maxOut, rr.emit
+	if rr.note != "" {
+		if err := out.add(runner.Stderr, []byte(rr.note)); err != nil {
+			emitErr = err
+			interrupt(reasonCancel)
+		}
+	}
 	timer := time.NewTimer(rr.timeout)
 	defer timer.Stop()
 	timeoutC = timer.C
@@ -1192,4 +1218,43 @@ func capError(s string, max uint64) (string, bool) {
 		tail = tail[1:]
 	}
 	return head + fmt.Sprintf(errorCutMarker, max, len(s)-len(head)-len(tail)) + tail, true
+}
+
+// Notes written to an execution's stderr about the session's filesystem.
+const (
+	diskRepairNote = "[limit: the session's work dir: %s]\n"
+	diskBrokenNote = "\n[limit: the session's work dir filesystem failed during this execution (was the host's disk full?) and is read-only: writes fail with EROFS and files written lately may be lost; the worker is restarted and the filesystem checked and repaired before the next execution, and the session's state (variables, imports) is lost]\n"
+)
+
+// sysfsExt4 holds the ext4 filesystems' counters, by device.
+var sysfsExt4 = "/sys/fs/ext4"
+
+// diskErrorCount reads the error count of the ext4 filesystem on dev (loop7): the
+// errors it recorded, a write refused by an aborted journal among them.
+func diskErrorCount(dev string) (int64, bool) {
+	b, err := os.ReadFile(filepath.Join(sysfsExt4, dev, "errors_count"))
+	if err != nil {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+	return n, err == nil
+}
+
+// diskBroken reports whether the session's filesystem recorded an error since the
+// worker mounted it.
+func (w *worker) diskBroken() bool {
+	if w.diskDev == "" {
+		return false
+	}
+	n, ok := diskErrorCount(w.diskDev)
+	return ok && n > w.diskErrs
+}
+
+// takeDiskNote returns, once, the note on what e2fsck repaired before the worker mounted
+// the session's image.
+func (w *worker) takeDiskNote() string {
+	if p := w.diskNote.Swap(nil); p != nil {
+		return *p
+	}
+	return ""
 }
