@@ -3,6 +3,7 @@ package api
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/limitgraph/limit/host/config"
 	"github.com/limitgraph/limit/host/diskspace"
 	"github.com/limitgraph/limit/host/execution"
 	"github.com/limitgraph/limit/host/plugins"
@@ -195,5 +197,36 @@ func TestExecuteWhileDiskLow(t *testing.T) {
 	if err := json.Unmarshal(rec.Body.Bytes(), &h); err != nil || rec.Code != http.StatusServiceUnavailable || h.Status != "degraded" ||
 		h.Disk == nil || h.Disk.Healthy || h.Disk.FreeBytes != 10<<20 || h.Disk.MinFreeBytes != 512<<20 {
 		t.Fatalf("health %d %s (%v)", rec.Code, rec.Body, err)
+	}
+}
+
+// TestDiskHealthForOperators: how full the host's disk is shows to an operator's token
+// only; the health check without one (or a user's) says whether the disk is healthy.
+func TestDiskHealthForOperators(t *testing.T) {
+	g := &diskspace.Guard{Dir: "/data", Reserve: diskspace.Reserve{Bytes: 512 << 20},
+		Statfs: func(string) (diskspace.Usage, error) { return diskspace.Usage{Free: 10 << 20, Total: 40 << 20}, nil }}
+	op, user := strings.Repeat("o", 32), strings.Repeat("u", 32)
+	s := New(Options{Sessions: new(session.Manager), Disk: g.Status, Tokens: []config.Token{
+		{Digest: sha256.Sum256([]byte(op))}, {Digest: sha256.Sum256([]byte(user)), User: "alice"}}})
+	for _, c := range []struct {
+		token   string
+		figures bool
+	}{{"", false}, {user, false}, {op, true}} {
+		req := httptest.NewRequest("GET", "/v1/health", nil)
+		if c.token != "" {
+			req.Header.Set("Authorization", "Bearer "+c.token)
+		}
+		rec := httptest.NewRecorder()
+		s.ServeHTTP(rec, req)
+		var h healthResponse
+		if err := json.Unmarshal(rec.Body.Bytes(), &h); err != nil || rec.Code != 503 || h.Disk == nil || h.Disk.Healthy {
+			t.Fatalf("health (token %q): %d %s", c.token, rec.Code, rec.Body)
+		}
+		if got := h.Disk.FreeBytes != 0 && h.Disk.TotalBytes != 0 && h.Disk.MinFreeBytes != 0; got != c.figures {
+			t.Errorf("health (token %q) shows the disk's figures: %v, want %v: %s", c.token, got, c.figures, rec.Body)
+		}
+		if !c.figures && (strings.Contains(rec.Body.String(), "MiB") || h.Disk.Detail == "") {
+			t.Errorf("health (token %q): %s", c.token, rec.Body)
+		}
 	}
 }

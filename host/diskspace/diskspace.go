@@ -122,12 +122,13 @@ type Status struct {
 	// Healthy is false while the free space is below the reserve (executions are refused).
 	Healthy bool `json:"healthy"`
 	// FreeBytes is what the filesystem of data_dir has free for unprivileged writers.
-	FreeBytes uint64 `json:"free_bytes"`
+	FreeBytes uint64 `json:"free_bytes,omitempty"`
 	// TotalBytes is that filesystem's size.
-	TotalBytes uint64 `json:"total_bytes"`
+	TotalBytes uint64 `json:"total_bytes,omitempty"`
 	// MinFreeBytes is the reserve (host.min_free_disk) executions are refused below; 0 when
-	// the check is off.
-	MinFreeBytes uint64 `json:"min_free_bytes"`
+	// the check is off. The figures are left out of the health answer of a caller without
+	// an operator's token.
+	MinFreeBytes uint64 `json:"min_free_bytes,omitempty"`
 	// Detail says why the disk is unhealthy, or that it cannot be measured.
 	Detail string `json:"detail,omitempty"`
 }
