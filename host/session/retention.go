@@ -143,35 +143,16 @@ func (m *Manager) purge(ctx context.Context, id string, key []byte, before time.
 // upgrade, or on another host during a rolling upgrade) get it here. It reads every
 // session record, a page at a time, and returns how many deleted sessions it indexed.
 func (m *Manager) IndexDeleted(ctx context.Context) (int, error) {
-	ns := IndexNamespace(DefaultTenant)
-	made := 0
-	var start []byte
-	for {
-		res, err := m.opts.Store.Scan(ctx, storage.ScanRequest{Namespace: ns, Prefix: []byte(sessionPrefix), StartAfter: start, Limit: storage.MaxScanLimit})
-		if err != nil {
-			return made, fmt.Errorf("index deleted sessions: %w", err)
+	made, err := m.indexSessions(ctx, nil, func(s *Session) []byte {
+		if s.State != StateDeleted {
+			return nil
 		}
-		var ops []storage.Op
-		for _, kv := range res.Items {
-			start = kv.Key
-			s, err := decodeSession(string(kv.Key[len(sessionPrefix):]), kv.Value)
-			if err != nil {
-				return made, err
-			}
-			if s.State == StateDeleted {
-				ops = append(ops, storage.Op{Kind: storage.OpPut, Key: deletedKey(s.DeletedAt, s.ID), Value: []byte{}})
-			}
-		}
-		if len(ops) > 0 {
-			if err := m.opts.Store.Batch(ctx, ns, ops); err != nil {
-				return made, fmt.Errorf("index deleted sessions: %w", err)
-			}
-			made += len(ops)
-		}
-		if !res.More || len(res.Items) == 0 {
-			return made, nil
-		}
+		return deletedKey(s.DeletedAt, s.ID)
+	})
+	if err != nil {
+		return made, fmt.Errorf("index deleted sessions: %w", err)
 	}
+	return made, nil
 }
 
 // Retention purges the sessions deleted longer than After ago, with their traces

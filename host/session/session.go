@@ -531,11 +531,32 @@ func (m *Manager) IndexOwners(ctx context.Context) (int, error) {
 	// this version stores from then on are indexed as they are made: the next start reads
 	// from here (less the lag).
 	scanned := ulid.MustNew(ulid.Timestamp(time.Now()), zeroEntropy{}).String()
+	made, err := m.indexSessions(ctx, start, func(s *Session) []byte {
+		if s.Owner == "" {
+			return nil
+		}
+		return ownerKey(s.Owner, s.ID)
+	})
+	if err != nil {
+		return made, fmt.Errorf("index sessions by owner: %w", err)
+	}
+	if err := m.opts.Store.Put(ctx, ns, []byte(ownersIndexedKey), []byte(scanned)); err != nil {
+		return made, fmt.Errorf("mark the owner index done: %w", err)
+	}
+	m.ownersIndexed.Store(true)
+	return made, nil
+}
+
+// indexSessions reads the session records after start, a page at a time, and writes an
+// empty index entry at the key entry gives each (none where it gives nil), one batch a
+// page; it returns how many it wrote.
+func (m *Manager) indexSessions(ctx context.Context, start []byte, entry func(*Session) []byte) (int, error) {
+	ns := IndexNamespace(DefaultTenant)
 	made := 0
 	for {
 		res, err := m.opts.Store.Scan(ctx, storage.ScanRequest{Namespace: ns, Prefix: []byte(sessionPrefix), StartAfter: start, Limit: storage.MaxScanLimit})
 		if err != nil {
-			return made, fmt.Errorf("index sessions by owner: %w", err)
+			return made, err
 		}
 		var ops []storage.Op
 		for _, kv := range res.Items {
@@ -544,25 +565,20 @@ func (m *Manager) IndexOwners(ctx context.Context) (int, error) {
 			if err != nil {
 				return made, err
 			}
-			if s.Owner != "" {
-				ops = append(ops, storage.Op{Kind: storage.OpPut, Key: ownerKey(s.Owner, s.ID), Value: []byte{}})
+			if key := entry(s); key != nil {
+				ops = append(ops, storage.Op{Kind: storage.OpPut, Key: key, Value: []byte{}})
 			}
 		}
 		if len(ops) > 0 {
 			if err := m.opts.Store.Batch(ctx, ns, ops); err != nil {
-				return made, fmt.Errorf("index sessions by owner: %w", err)
+				return made, err
 			}
 			made += len(ops)
 		}
-		if !res.More {
-			break
+		if !res.More || len(res.Items) == 0 {
+			return made, nil
 		}
 	}
-	if err := m.opts.Store.Put(ctx, ns, []byte(ownersIndexedKey), []byte(scanned)); err != nil {
-		return made, fmt.Errorf("mark the owner index done: %w", err)
-	}
-	m.ownersIndexed.Store(true)
-	return made, nil
 }
 
 // ownerIndexLag is how far before the owner index's mark IndexOwners reads again.
