@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/limitgraph/limit/host/governance"
 	"github.com/limitgraph/limit/host/session"
 	"github.com/limitgraph/limit/host/trace"
 	"github.com/limitgraph/limit/sdk/storage"
@@ -32,31 +33,49 @@ func (s *sharedDownStore) Batch(ctx context.Context, ns string, ops []storage.Op
 	return s.Storage.Batch(ctx, ns, ops)
 }
 
+// sharedDownFixture is a server on a sharedDownStore with a session and a merged trace.
+type sharedDownFixture struct {
+	st     *sharedDownStore
+	traces *trace.Store
+	stats  *governance.StatsStore
+	s      *session.Session
+	tr     trace.Record
+	call   func(method, path, body string) *httptest.ResponseRecorder
+}
+
+func mergedOnSharedDown(t *testing.T) sharedDownFixture {
+	t.Helper()
+	ctx := context.Background()
+	f := sharedDownFixture{st: &sharedDownStore{Storage: memstore.New()}}
+	srv, traces, sessions, stats := serverOn(t, f.st)
+	f.traces, f.stats = traces, stats
+	f.call = func(method, path, body string) *httptest.ResponseRecorder {
+		t.Helper()
+		rec := httptest.NewRecorder()
+		srv.ServeHTTP(rec, httptest.NewRequest(method, path, strings.NewReader(body)))
+		return rec
+	}
+	var err error
+	if f.s, err = sessions.Create(ctx, session.CreateRequest{Name: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	if f.tr, err = traces.Create(ctx, f.s.ID, trace.TraceCustom, json.RawMessage(`{}`), "api"); err != nil {
+		t.Fatal(err)
+	}
+	if res := f.call("POST", "/v1/traces/"+f.tr.ID+"/merge", ""); res.Code != 200 {
+		t.Fatalf("merge: %d %s", res.Code, res.Body)
+	}
+	return f
+}
+
 // TestFlagMergedCopyFails: a flag of a merged trace that is written, but whose shared copy
 // cannot be replaced, is answered 201 with the flagged record and Limit-Shared-Copy: stale
 // (a 500 had the client flag it again, twice in the chain and the stats); the trace's next
 // flag replaces the copy.
 func TestFlagMergedCopyFails(t *testing.T) {
 	ctx := context.Background()
-	st := &sharedDownStore{Storage: memstore.New()}
-	srv, traces, sessions, stats := serverOn(t, st)
-	call := func(method, path, body string) *httptest.ResponseRecorder {
-		t.Helper()
-		rec := httptest.NewRecorder()
-		srv.ServeHTTP(rec, httptest.NewRequest(method, path, strings.NewReader(body)))
-		return rec
-	}
-	s, err := sessions.Create(ctx, session.CreateRequest{Name: "x"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr, err := traces.Create(ctx, s.ID, trace.TraceCustom, json.RawMessage(`{}`), "api")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res := call("POST", "/v1/traces/"+tr.ID+"/merge", ""); res.Code != 200 {
-		t.Fatalf("merge: %d %s", res.Code, res.Body)
-	}
+	f := mergedOnSharedDown(t)
+	st, traces, stats, s, tr, call := f.st, f.traces, f.stats, f.s, f.tr, f.call
 	sharedFlags := func() int {
 		t.Helper()
 		recs, _, err := traces.ListMerged(ctx, 10, "")
@@ -105,25 +124,8 @@ func TestFlagMergedCopyFails(t *testing.T) {
 // date a merge is the usual 409 "already merged".
 func TestMergeRefreshesStaleCopy(t *testing.T) {
 	ctx := context.Background()
-	st := &sharedDownStore{Storage: memstore.New()}
-	srv, traces, sessions, stats := serverOn(t, st)
-	call := func(method, path, body string) *httptest.ResponseRecorder {
-		t.Helper()
-		rec := httptest.NewRecorder()
-		srv.ServeHTTP(rec, httptest.NewRequest(method, path, strings.NewReader(body)))
-		return rec
-	}
-	s, err := sessions.Create(ctx, session.CreateRequest{Name: "x"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr, err := traces.Create(ctx, s.ID, trace.TraceCustom, json.RawMessage(`{}`), "api")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res := call("POST", "/v1/traces/"+tr.ID+"/merge", ""); res.Code != 200 {
-		t.Fatalf("merge: %d %s", res.Code, res.Body)
-	}
+	f := mergedOnSharedDown(t)
+	st, traces, stats, s, tr, call := f.st, f.traces, f.stats, f.s, f.tr, f.call
 	st.SharedDown.Store(true)
 	if res := call("POST", "/v1/governance/flag", `{"trace_id":"`+tr.ID+`","flag":"anomaly","severity":3,"reason":"odd"}`); res.Code != 201 || res.Header().Get("Limit-Shared-Copy") != "stale" {
 		t.Fatalf("flag whose copy failed: %d %q %s", res.Code, res.Header().Get("Limit-Shared-Copy"), res.Body)
