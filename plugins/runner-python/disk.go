@@ -216,14 +216,24 @@ func sweepSpares(dataDir string) int {
 	if dataDir == "" {
 		return 0
 	}
-	paths, _ := filepath.Glob(filepath.Join(dataDir, spareDir, spareGlob))
+	return sweepUnlocked(filepath.Join(dataDir, spareDir, spareGlob), 0, os.Remove)
+}
+
+// sweepUnlocked removes (with remove) each path matching pattern that was made at least
+// minAge ago and that no process holds the lock of (flock; a live one holds it while it
+// uses the path), and returns how many it removed.
+func sweepUnlocked(pattern string, minAge time.Duration, remove func(string) error) int {
+	paths, _ := filepath.Glob(pattern)
 	n := 0
 	for _, p := range paths {
+		if fi, err := os.Lstat(p); err != nil || time.Since(fi.ModTime()) < minAge {
+			continue
+		}
 		f, err := os.Open(p)
 		if err != nil {
 			continue
 		}
-		if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil && os.Remove(p) == nil {
+		if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil && remove(p) == nil {
 			n++
 		}
 		f.Close()

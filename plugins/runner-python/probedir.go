@@ -58,21 +58,5 @@ func sweepProbes(dataDir string) int {
 	if dataDir == "" {
 		return 0
 	}
-	paths, _ := filepath.Glob(filepath.Join(dataDir, probeDir, probeGlob))
-	n := 0
-	for _, p := range paths {
-		fi, err := os.Lstat(p)
-		if err != nil || !fi.IsDir() || time.Since(fi.ModTime()) < probeSweepAge {
-			continue
-		}
-		f, err := os.Open(p)
-		if err != nil {
-			continue
-		}
-		if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil && os.RemoveAll(p) == nil {
-			n++
-		}
-		f.Close()
-	}
-	return n
+	return sweepUnlocked(filepath.Join(dataDir, probeDir, probeGlob), probeSweepAge, os.RemoveAll)
 }
