@@ -525,7 +525,7 @@ func Start(ctx context.Context, opts Options) (*Daemon, hcl.Diagnostics) {
 			if d.storage == nil {
 				return nil
 			}
-			if why := d.storage.BackendDown(); why != "" {
+			if why := d.storage.Unavailable(); why != "" {
 				return fmt.Errorf("%w: %s", storage.ErrUnavailable, why)
 			}
 			return nil

@@ -227,6 +227,23 @@ func (m *Managed) Status() Status {
 	return st
 }
 
+// ReadyWait bounds how long Unavailable waits for a plugin whose process was lost to be
+// restarted: a crashed process's restart takes a fraction of a second, and a call made
+// meanwhile need not be refused.
+var ReadyWait = 2 * time.Second
+
+// Unavailable returns why the plugin cannot take calls now, or "" when it can: its process
+// lost and not back within ReadyWait (at once while its restarts fail, say its binary is
+// gone, or once it is shut down or the host stops), or its backend down (BackendDown).
+func (m *Managed) Unavailable() string {
+	ctx, cancel := context.WithTimeout(context.Background(), ReadyWait)
+	defer cancel()
+	if _, err := m.Current(ctx); err != nil {
+		return err.Error()
+	}
+	return m.BackendDown()
+}
+
 // BackendDown returns the reason the plugin's backend last reported itself unhealthy
 // (a database unreachable, a full disk), or why it is taken as down (a write it refused
 // for want of space since its last good health answer or write), or "" when neither.
