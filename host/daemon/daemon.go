@@ -531,7 +531,7 @@ func Start(ctx context.Context, opts Options) (*Daemon, hcl.Diagnostics) {
 			if d.storage == nil {
 				return nil
 			}
-			if why := d.storage.BackendDown(); why != "" {
+			if why := d.storage.Unavailable(); why != "" {
 				return fmt.Errorf("%w: %s", storage.ErrUnavailable, why)
 			}
 			return nil
@@ -685,7 +685,24 @@ func (d *Daemon) ReloadTokens() (int, hcl.Diagnostics) {
 // Drain makes the API answer new requests with 503 from now on; running requests go on.
 // Shutdown drains first too; a caller that reports the shutdown calls Drain before saying
 // so, so that no request sent after the report is served.
-func (d *Daemon) Drain() { d.api.Stop() }
+func (d *Daemon) Drain() {
+	d.api.Stop()
+	d.pluginsStopping()
+}
+
+// pluginsStopping tells the plugins' supervisors the host is shutting down: a plugin
+// process that ends from now on is expected to (systemd, stopping limitd, signals every
+// process of its unit unless KillMode=mixed), is logged at INFO and is not restarted.
+func (d *Daemon) pluginsStopping() {
+	for _, m := range append([]*plugins.Managed{d.storage}, d.rules...) {
+		if m != nil {
+			m.Stopping()
+		}
+	}
+	if d.Runners != nil {
+		d.Runners.Stopping()
+	}
+}
 
 // Shutdown stops accepting requests, lets running ones finish, then stops every plugin
 // process, all by ctx's deadline (without one, it waits for running requests). The last
@@ -696,6 +713,7 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 	var err error
 	d.stopOnce.Do(func() {
 		d.api.Stop()
+		d.pluginsStopping()
 		hctx, unhook := ctx, func() bool { return false }
 		if deadline, ok := ctx.Deadline(); ok {
 			reserve := min(time.Until(deadline)/4, shutdownReserve)

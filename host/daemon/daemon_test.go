@@ -327,7 +327,14 @@ func TestStorageThatCannotRestartAnswers503(t *testing.T) {
 	if err := os.WriteFile(bin, src, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	d := startDaemon(t, fmt.Sprintf("host {\n  listen = \"127.0.0.1:0\"\n  data_dir = %q\n  plugin_dir = %q\n}\nstorage \"bolt\" {}\n", t.TempDir(), plugins))
+	py, err := os.ReadFile(testbin.Plugin(t, "runner-python"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(plugins, "limit-runner-python"), py, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	d := startDaemon(t, fmt.Sprintf("host {\n  listen = \"127.0.0.1:0\"\n  data_dir = %q\n  plugin_dir = %q\n}\nstorage \"bolt\" {}\nrunner \"python\" {\n  pool = 0\n}\n", t.TempDir(), plugins))
 	url := "http://" + d.Addr()
 	do := func(method, path, body string) (*http.Response, map[string]any) {
 		t.Helper()
@@ -344,8 +351,14 @@ func TestStorageThatCannotRestartAnswers503(t *testing.T) {
 		json.NewDecoder(res.Body).Decode(&p)
 		return res, p
 	}
-	if res, p := do("POST", "/v1/sessions", "{}"); res.StatusCode != http.StatusCreated {
-		t.Fatalf("create session: %d %v", res.StatusCode, p)
+	res, sess := do("POST", "/v1/sessions", "{}")
+	if res.StatusCode != http.StatusCreated {
+		t.Fatalf("create session: %d %v", res.StatusCode, sess)
+	}
+	execPath := fmt.Sprintf("/v1/sessions/%s/executions", sess["id"])
+	// The session's runner process is open, as in a session that ran code before.
+	if res, p := do("POST", execPath, `{"runner": "python", "input": "print(1)"}`); res.StatusCode != http.StatusOK {
+		t.Fatalf("execution: %d %v", res.StatusCode, p)
 	}
 	if err := os.Rename(bin, bin+".gone"); err != nil {
 		t.Fatal(err)
@@ -372,7 +385,13 @@ func TestStorageThatCannotRestartAnswers503(t *testing.T) {
 			t.Errorf("%s %s: detail %q names the server's paths or a timeout, or not the plugin", r.method, r.path, detail)
 		}
 	}
-	res, _ := do("GET", "/v1/health", "")
+	// Code that could not be recorded is not run: refused before it runs, to retry, not
+	// run and kept pending.
+	res, p := do("POST", execPath, `{"runner": "python", "input": "print(1)"}`)
+	if res.StatusCode != http.StatusServiceUnavailable || res.Header.Get("Retry-After") == "" || p["record_pending"] != nil || p["stdout"] != nil {
+		t.Errorf("execution while storage cannot restart: %d Retry-After %q %v, want 503 with Retry-After, not run", res.StatusCode, res.Header.Get("Retry-After"), p)
+	}
+	res, _ = do("GET", "/v1/health", "")
 	if res.StatusCode != http.StatusServiceUnavailable {
 		t.Errorf("health while storage is down: %d, want 503", res.StatusCode)
 	}

@@ -941,8 +941,9 @@ func TestCrashAuditSandboxWithoutPIDNamespace(t *testing.T) {
 storage "bolt" {}
 runner "python" {
   config {
-    timeout           = "60s"
-    disable_isolation = ["pid_ns"]
+    timeout              = "60s"
+    disable_isolation    = ["pid_ns"]
+    allow_weak_isolation = true
   }
 }
 `, dataDir, pluginDir))

@@ -43,6 +43,9 @@ type Managed struct {
 	lastErr   error
 	lastErrAt time.Time // when lastErr happened
 	closed    bool
+	// stopping is set once the host shuts down (Stopping): a process lost from then on is
+	// not restarted.
+	stopping bool
 	// backend is the last answer of a backend that reports its own state (a storage
 	// plugin's Health), nil until one came.
 	backend *storage.Health
@@ -224,6 +227,23 @@ func (m *Managed) Status() Status {
 	return st
 }
 
+// ReadyWait bounds how long Unavailable waits for a plugin whose process was lost to be
+// restarted: a crashed process's restart takes a fraction of a second, and a call made
+// meanwhile need not be refused.
+var ReadyWait = 2 * time.Second
+
+// Unavailable returns why the plugin cannot take calls now, or "" when it can: its process
+// lost and not back within ReadyWait (at once while its restarts fail, say its binary is
+// gone, or once it is shut down or the host stops), or its backend down (BackendDown).
+func (m *Managed) Unavailable() string {
+	ctx, cancel := context.WithTimeout(context.Background(), ReadyWait)
+	defer cancel()
+	if _, err := m.Current(ctx); err != nil {
+		return err.Error()
+	}
+	return m.BackendDown()
+}
+
 // BackendDown returns the reason the plugin's backend last reported itself unhealthy
 // (a database unreachable, a full disk), or why it is taken as down (a write it refused
 // for want of space since its last good health answer or write), or "" when neither.
@@ -296,6 +316,23 @@ func (m *Managed) watch() {
 			m.checkBackend(p)
 			continue
 		}
+		m.mu.Lock()
+		if m.stopping {
+			// Expected: a service manager stopping the host may signal its plugins too.
+			m.ready = make(chan struct{})
+			m.proc = nil
+			m.backend = nil
+			select {
+			case <-m.down:
+			default:
+				close(m.down)
+			}
+			m.mu.Unlock()
+			m.logger.Info("plugin process ended while the host shuts down; not restarted", "plugin", m.spec.ID(), "pid", p.PID, "error", err)
+			p.killLost()
+			return
+		}
+		m.mu.Unlock()
 		m.logger.Error("plugin lost, restarting", "plugin", m.spec.ID(), "pid", p.PID, "error", err)
 		m.mu.Lock()
 		m.ready = make(chan struct{})
@@ -398,7 +435,7 @@ func (m *Managed) restart() bool {
 			m.logger.Error("plugin restart failed", "plugin", m.spec.ID(), "error", err, "next_attempt_in", backoff(n+1))
 			continue
 		}
-		if m.closed {
+		if m.closed || m.stopping {
 			m.mu.Unlock()
 			p.Kill()
 			return false
@@ -427,6 +464,20 @@ func backoff(n int) time.Duration {
 		d *= 2
 	}
 	return min(d, MaxBackoff)
+}
+
+// Stopping tells the supervisor the host is shutting down: the process goes on serving
+// until Close, but its end is expected from now on (systemd, stopping limitd, signals every
+// process of its unit): it is logged at INFO, not restarted, and callers are told at once
+// that the plugin is unavailable. A restart under way is abandoned.
+func (m *Managed) Stopping() {
+	m.mu.Lock()
+	m.stopping = true
+	p := m.proc
+	m.mu.Unlock()
+	if p != nil {
+		p.expectEnd()
+	}
 }
 
 // Close stops supervising and kills the process.

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/limitgraph/limit/sdk/runner"
 )
 
 // KindPool is the Kind of the health entries of pre-started runner processes: each idle
@@ -16,6 +18,10 @@ const KindPool = "pool"
 
 // poolCheckInterval is how often a pool looks for idle processes that died.
 var poolCheckInterval = time.Second
+
+// poolHealthTimeout bounds the health check of a pool's first process (the Python runner
+// starts a sandbox for it).
+var poolHealthTimeout = 30 * time.Second
 
 // poolQuiet is how long a pool that still has an idle process waits after a session
 // opened before it starts another: the start (certificates on both sides) is CPU-heavy,
@@ -50,6 +56,12 @@ type pool struct {
 	// opened is when a session last finished opening in a taken process.
 	opened time.Time
 	closed bool
+	// checked says a process of the pool answered Health before any session opened in it;
+	// sick is that answer when it was not healthy: the runner says every session would be
+	// refused or run unsafely on this machine (the Python runner's sandbox lacking the
+	// isolation that keeps code from the host), which makes the host degraded.
+	checked bool
+	sick    *runner.Health
 
 	ctx     context.Context // cancelled by close, so a start in flight stops
 	cancel  context.CancelFunc
@@ -151,7 +163,36 @@ func (p *pool) start() (*Process, error) {
 	if p.started != nil {
 		p.started(p.spec, proc)
 	}
+	p.checkHealth(ctx, proc)
 	return proc, nil
+}
+
+// checkHealth asks the pool's first process that answers, before it is idle (no session
+// opens in it meanwhile), how the runner fares on this machine. Once is enough: what it
+// reports (the isolation the machine allows) is the same for every process.
+func (p *pool) checkHealth(ctx context.Context, proc *Process) {
+	p.mu.Lock()
+	checked := p.checked
+	p.mu.Unlock()
+	if checked {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, poolHealthTimeout)
+	h, err := proc.Impl.(runner.Runner).Health(ctx)
+	cancel()
+	if err != nil {
+		p.logger.Warn("a pre-started runner process did not answer its health check; the next one is asked", "plugin", p.spec.ID(), "pid", proc.PID, "error", err)
+		return
+	}
+	p.mu.Lock()
+	p.checked = true
+	if !h.Healthy {
+		p.sick = &h
+	}
+	p.mu.Unlock()
+	if !h.Healthy {
+		p.logger.Error("the runner reports itself not healthy before any session; GET /v1/health reports it", "plugin", p.spec.ID(), "message", h.Message)
+	}
 }
 
 // prune drops and kills the idle processes that died.
@@ -226,7 +267,9 @@ func (p *pool) idleCount() int {
 
 // statuses lists each live idle process (Restarts counts the idle ones that died and were
 // replaced), or, when there is none because starting one failed, one unhealthy entry
-// saying why.
+// saying why. When the runner said it is not healthy before any session (checkHealth),
+// every entry, or one with no process when none is idle, is unhealthy with its message as
+// Detail.
 func (p *pool) statuses() []Status {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -246,6 +289,16 @@ func (p *pool) statuses() []Status {
 			LastError:   fmt.Sprintf("cannot pre-start a runner process (%d attempts): %v", p.failures, p.lastErr),
 			LastErrorAt: p.lastErrAt.UTC().Format(time.RFC3339),
 		})
+	}
+	if p.sick != nil {
+		if len(out) == 0 {
+			out = append(out, Status{Name: p.spec.Name, Kind: KindPool, Restarts: p.discarded})
+		}
+		for i := range out {
+			out[i].Healthy = false
+			out[i].Detail = p.sick.Message
+			out[i].Isolation = p.sick.Isolation
+		}
 	}
 	return out
 }

@@ -333,3 +333,48 @@ func waitStopped(t *testing.T, pid int) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// TestPoolReportsRunnerUnhealthyBeforeSessions: a runner that says, before any session,
+// that it is not healthy (the Python runner on a machine where it cannot isolate code)
+// makes its pool's health entries unhealthy with its message, whether or not a process is
+// idle, and keeps saying so once every idle process is taken.
+func TestPoolReportsRunnerUnhealthyBeforeSessions(t *testing.T) {
+	ctx := context.Background()
+	old := poolCheckInterval
+	poolCheckInterval = 20 * time.Millisecond
+	t.Cleanup(func() { poolCheckInterval = old })
+	spec := testSpec(base.KindRunner, "echo", "echo")
+	spec.Config = []byte(`{"greeting":"sick"}`)
+	spec.Pool = 1
+	rs := NewRunners(map[string]Spec{"echo": spec}, nil)
+	t.Cleanup(func() { rs.Close(context.Background()) })
+
+	sick := func() []Status {
+		var out []Status
+		for _, st := range rs.Statuses() {
+			if st.Kind == KindPool && st.Name == "echo" && !st.Healthy && strings.Contains(st.Detail, "sick on purpose") &&
+				len(st.Isolation) == 1 {
+				out = append(out, st)
+			}
+		}
+		return out
+	}
+	for deadline := time.Now().Add(20 * time.Second); len(sick()) != 1 || rs.Idle("echo") != 1; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the pool does not report the runner unhealthy: %+v", rs.Statuses())
+		}
+	}
+	if st := sick()[0]; st.PID == 0 {
+		t.Errorf("the idle process's entry has no pid: %+v", st)
+	}
+	// The runner is still usable (it decides for itself what to refuse); with its idle
+	// process taken, the pool still says it is unhealthy.
+	h, err := rs.Get(ctx, runner.Session{ID: "S1"}, "echo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Done()
+	if n := len(sick()); n != 1 {
+		t.Errorf("after a take: %d unhealthy pool entries, want 1: %+v", n, rs.Statuses())
+	}
+}

@@ -338,6 +338,13 @@ func (p *Process) Kill() {
 	base.Stop(p.client, p.PID, true)
 }
 
+// expectEnd marks the process's end as expected (the host is shutting down): go-plugin's
+// report of its exit is logged at INFO, with no stderr lines.
+func (p *Process) expectEnd() {
+	p.watch.stopping.Store(true)
+	p.watch.shutdown.Store(true)
+}
+
 // killLost stops a process the host found lost (it stopped answering, or died before the
 // host heard of its exit): unlike Kill, its end is news, and its last stderr lines are
 // logged at ERROR when go-plugin reports it (whether the host's kill or the crash ended it).

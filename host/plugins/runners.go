@@ -36,6 +36,9 @@ type Runners struct {
 	procs   map[runnerKey]*runnerEntry
 	crashes int
 	closed  bool
+	// shuttingDown is set once the host shuts down (Stopping): a session's process that
+	// ended is not replaced.
+	shuttingDown bool
 	// reset marks the sessions whose process of a runner was stopped for being idle or to
 	// make room under MaxProcesses: the next process Get starts for them is Replaced.
 	reset map[runnerKey]bool
@@ -432,6 +435,16 @@ func (r *Runners) Get(ctx context.Context, sess runner.Session, name string) (*H
 			r.mu.Unlock()
 			return &Handle{Runner: e.proc.Impl.(runner.Runner), Process: e.proc, runners: r, key: key, entry: e}, nil
 		}
+		if r.shuttingDown {
+			if r.procs[key] == e {
+				delete(r.procs, key)
+			}
+			r.mu.Unlock()
+			r.logger.Info("runner process ended while the host shuts down; not replaced",
+				"plugin", spec.ID(), "session", sess.ID, "pid", e.proc.PID)
+			e.proc.Kill()
+			return nil, fmt.Errorf("runner %q: its process ended while the host shuts down", name)
+		}
 		r.mu.Unlock()
 		r.logger.Error("runner process died; starting a fresh one, the session's runner state is lost",
 			"plugin", spec.ID(), "session", sess.ID, "pid", e.proc.PID)
@@ -682,6 +695,31 @@ func (r *Runners) Crashes() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.crashes
+}
+
+// Stopping tells the runners the host is shutting down: the pools stop refilling and their
+// idle processes are stopped (in the background), the sessions' processes go on serving
+// the running executions, but one that ends from now on (systemd, stopping limitd,
+// signals every process of its unit) is logged at INFO and not replaced.
+func (r *Runners) Stopping() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.shuttingDown {
+		return
+	}
+	r.shuttingDown = true
+	for _, e := range r.procs {
+		select {
+		case <-e.ready:
+			if e.proc != nil {
+				e.proc.expectEnd()
+			}
+		default:
+		}
+	}
+	for _, pl := range r.pools {
+		r.stopLocked(pl.close) // Close waits for it
+	}
 }
 
 // Close stops every runner process, the pre-started ones too, and returns once they are

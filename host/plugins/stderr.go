@@ -163,6 +163,9 @@ func (t *stderrTail) Last(n int) []string {
 type procWatch struct {
 	tail     stderrTail
 	stopping atomic.Bool
+	// shutdown is set when the host shuts down, when whatever ends the process (a
+	// service manager's signal to every process of the unit, the host's kill) is expected.
+	shutdown atomic.Bool
 }
 
 // exitLogger is the logger go-plugin is given for a process: when go-plugin reports the
@@ -179,6 +182,12 @@ func (l exitLogger) Info(msg string, args ...any) {
 }
 
 func (l exitLogger) Error(msg string, args ...any) {
+	if msg == "plugin process exited" && l.w.shutdown.Load() {
+		// The host is shutting down: a signal to the whole service ended it ("signal:
+		// terminated"), or the host's own stop did. No news.
+		l.Logger.Info(msg, args...)
+		return
+	}
 	l.Logger.Error(msg, args...)
 	l.exited(msg)
 }

@@ -203,10 +203,11 @@ func runHostForTest() {
 // tokens of a budget counted from the session's Spent["session_tokens"], and reports the
 // total as session_tokens.
 type echoRunner struct {
-	mu      sync.Mutex
-	session runner.Session
-	count   int
-	spent   float64
+	mu       sync.Mutex
+	greeting string
+	session  runner.Session
+	count    int
+	spent    float64
 }
 
 func (e *echoRunner) PluginInfo() base.Info {
@@ -227,6 +228,9 @@ func (e *echoRunner) Configure(_ context.Context, req base.ConfigureRequest) bas
 	if cfg.Greeting == "bad" {
 		return base.Diagnostics{base.Errorf([]string{"greeting"}, "greeting must not be %q", cfg.Greeting)}
 	}
+	e.mu.Lock()
+	e.greeting = cfg.Greeting
+	e.mu.Unlock()
 	if cfg.Greeting == "hi" {
 		return base.Diagnostics{base.Warningf([]string{"greeting"}, "greeting %q is terse", cfg.Greeting)}
 	}
@@ -279,8 +283,16 @@ func (e *echoRunner) Execute(ctx context.Context, req runner.ExecuteRequest, emi
 
 func (e *echoRunner) Cancel(context.Context, string) (bool, error) { return false, nil }
 
+// Health is healthy but with the greeting "sick", which makes the runner say, as the Python
+// runner does on a machine where it cannot isolate code, that it would refuse sessions.
 func (e *echoRunner) Health(context.Context) (runner.Health, error) {
-	return runner.Health{Healthy: true, Isolation: []runner.IsolationFeature{{Name: "none", Enforced: false, Detail: "test runner"}}}, nil
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	h := runner.Health{Healthy: true, Isolation: []runner.IsolationFeature{{Name: "none", Enforced: false, Detail: "test runner"}}}
+	if e.greeting == "sick" && e.session.ID == "" {
+		h.Healthy, h.Message = false, "sessions are refused: sick on purpose"
+	}
+	return h, nil
 }
 
 func (e *echoRunner) CloseSession(context.Context) error { return nil }

@@ -74,6 +74,7 @@ type rawConfig struct {
 	InterruptGrace   *string           `json:"interrupt_grace"`
 	DisableIsolation []string          `json:"disable_isolation"`
 	RequireIsolation []string          `json:"require_isolation"`
+	AllowWeak        *bool             `json:"allow_weak_isolation"`
 }
 
 // settings is a checked configuration with every default applied and the interpreter
@@ -90,7 +91,9 @@ type settings struct {
 	interruptGrace time.Duration
 	disable        map[string]bool
 	require        []string
-	dataDir        string
+	// allowWeak lets sessions open without the baseline isolation (baselineFeatures).
+	allowWeak bool
+	dataDir   string
 }
 
 // configSchema describes the config block; the descriptions are the user documentation.
@@ -146,7 +149,11 @@ func configSchema() base.Schema {
 		},
 		{
 			Name: "require_isolation", Type: "list(string)", Default: []string{},
-			Description: "Isolation features that must be enforced: opening a session fails, naming the feature and why, when one of these cannot be applied on this machine. Without it a missing feature is reported by Health and the session runs without it.",
+			Description: "Isolation features that must be enforced besides the baseline (uid, mount_ns, pid_ns, net_ns, and landlock and seccomp where the kernel has them, which are always required unless allow_weak_isolation is set): opening a session fails, naming the feature and why, when one of these cannot be applied on this machine. Without it a missing feature outside the baseline is reported by Health and the session runs without it.",
+		},
+		{
+			Name: "allow_weak_isolation", Type: "bool", Default: false,
+			Description: "UNSAFE: open sessions even when the baseline isolation that keeps the code from the host and the API (uid, mount_ns, pid_ns, net_ns, and landlock and seccomp where the kernel has them) is not enforced, as when limitd does not run as root: the code then runs as the plugin's own user, with its files and network. Needed too for disable_isolation to name one of those. Without it such a session is refused, naming the missing features; with it Health reports the runner degraded.",
 		},
 	}}
 }
@@ -208,9 +215,14 @@ func parseConfig(req base.ConfigureRequest, validate bool) (settings, base.Diagn
 		set.limits.MaxProcesses = uint32(procs)
 	}
 
+	set.allowWeak = raw.AllowWeak != nil && *raw.AllowWeak
 	for i, name := range raw.DisableIsolation {
-		if !slices.Contains(featureNames, name) {
+		switch {
+		case !slices.Contains(featureNames, name):
 			ds = append(ds, base.Errorf([]string{"disable_isolation", strconv.Itoa(i)}, "unknown isolation feature %q; known: %s", name, strings.Join(featureNames, ", ")))
+			continue
+		case slices.Contains(baselineNames, name) && !set.allowWeak:
+			ds = append(ds, base.Errorf([]string{"disable_isolation", strconv.Itoa(i)}, "%s keeps the code from the host and the API: disabling it needs allow_weak_isolation = true as well", name))
 			continue
 		}
 		set.disable[name] = true
@@ -220,6 +232,13 @@ func parseConfig(req base.ConfigureRequest, validate bool) (settings, base.Diagn
 			Severity: base.SeverityWarning, Summary: "isolation features are disabled: " + strings.Join(raw.DisableIsolation, ", "),
 			Detail: "Sessions run without them; Health reports them as not enforced.",
 			Path:   []string{"disable_isolation"},
+		})
+	}
+	if set.allowWeak {
+		ds = append(ds, base.Diagnostic{
+			Severity: base.SeverityWarning, Summary: "allow_weak_isolation is set",
+			Detail: "Sessions open even where the code is not kept from the host and the API (" + strings.Join(baselineNames, ", ") + "); where they are missing, Health reports the runner degraded.",
+			Path:   []string{"allow_weak_isolation"},
 		})
 	}
 	for i, name := range raw.RequireIsolation {

@@ -76,7 +76,7 @@ func TestParseConfigDefaults(t *testing.T) {
 func TestParseConfigValues(t *testing.T) {
 	cfg := `{"timeout": "1m", "memory_limit": 268435456, "cpu_limit": 0.5, "max_processes": 10,
 		"max_output_bytes": "64KiB", "max_file_bytes": "10MB", "max_disk_bytes": "64MiB", "interrupt_grace": "250ms",
-		"env": {"A": "1"}, "disable_isolation": ["net_ns"], "require_isolation": ["seccomp"]}`
+		"env": {"A": "1"}, "disable_isolation": ["net_ns"], "require_isolation": ["seccomp"], "allow_weak_isolation": true}`
 	set, ds := parseConfig(base.ConfigureRequest{Config: json.RawMessage(cfg)}, false)
 	if ds.HasErrors() {
 		t.Fatal(ds.Err())
@@ -86,12 +86,13 @@ func TestParseConfigValues(t *testing.T) {
 		MaxOutputBytes: 64 << 10, MaxFileBytes: 10e6, MaxDiskBytes: 64 << 20,
 	}
 	if set.limits != want || set.interruptGrace != 250*time.Millisecond || set.env["A"] != "1" ||
-		!set.disable["net_ns"] || len(set.require) != 1 {
+		!set.disable["net_ns"] || len(set.require) != 1 || !set.allowWeak {
 		t.Errorf("settings = %+v", set)
 	}
-	// Disabling a feature is allowed but warned about.
-	if len(ds) != 1 || ds[0].Severity != base.SeverityWarning || ds[0].Path[0] != "disable_isolation" {
-		t.Errorf("diagnostics = %+v, want one warning on disable_isolation", ds)
+	// Disabling a feature and weak isolation are allowed but warned about.
+	if len(ds) != 2 || ds[0].Severity != base.SeverityWarning || ds[0].Path[0] != "disable_isolation" ||
+		ds[1].Severity != base.SeverityWarning || ds[1].Path[0] != "allow_weak_isolation" {
+		t.Errorf("diagnostics = %+v, want warnings on disable_isolation and allow_weak_isolation", ds)
 	}
 }
 
@@ -137,7 +138,9 @@ func TestParseConfigErrors(t *testing.T) {
 		{"not on PATH", `{"interpreter": "python-does-not-exist"}`, "interpreter", "not found"},
 		{"not a venv", `{"venv": "` + dir + `"}`, "venv", "not a virtual environment"},
 		{"unknown feature", `{"disable_isolation": ["magic"]}`, "disable_isolation", "unknown isolation feature"},
-		{"required and disabled", `{"disable_isolation": ["uid"], "require_isolation": ["uid"]}`, "require_isolation", "both required and disabled"},
+		{"required and disabled", `{"disable_isolation": ["uid"], "require_isolation": ["uid"], "allow_weak_isolation": true}`, "require_isolation", "both required and disabled"},
+		{"baseline disabled", `{"disable_isolation": ["ipc_ns", "net_ns"]}`, "disable_isolation", "net_ns keeps the code from the host and the API: disabling it needs allow_weak_isolation = true"},
+		{"weak not a bool", `{"allow_weak_isolation": "yes"}`, "allow_weak_isolation", "must be of type"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -189,7 +192,7 @@ func TestInterpreterReachableBySandbox(t *testing.T) {
 		t.Errorf("interpreter linked from a 0700 directory: %v", ds)
 	}
 	// With uid isolation off the plugin's own uid runs it: no such check.
-	if _, ds := parseConfig(base.ConfigureRequest{Config: json.RawMessage(`{"venv": "` + venv + `", "disable_isolation": ["uid"]}`)}, false); ds.HasErrors() {
+	if _, ds := parseConfig(base.ConfigureRequest{Config: json.RawMessage(`{"venv": "` + venv + `", "disable_isolation": ["uid"], "allow_weak_isolation": true}`)}, false); ds.HasErrors() {
 		t.Errorf("uid disabled: %v", ds)
 	}
 }

@@ -101,3 +101,42 @@ func (r *report) merge(o []runner.IsolationFeature) {
 		}
 	}
 }
+
+// baselineNames are the isolation features that keep the code from the host and the API,
+// required of every session unless allow_weak_isolation is set:
+//   - uid: without it the code runs as the plugin's own user, so it can read and write
+//     whatever the host can (data_dir, the token file, the database), signal the plugins,
+//     and call the API as the host's own user, whose requests the API does not refuse;
+//   - net_ns (for a session that does not allow the network): without it the code has the
+//     host's network, the API's loopback address included;
+//   - mount_ns: it hides the host's /tmp and /run, where the plugins' and other services'
+//     Unix sockets are (Landlock does not stop a connect to one), and gives pid_ns its
+//     /proc;
+//   - pid_ns: without it the code sees every process of the host and their command lines;
+//   - landlock and seccomp, where the kernel has them: reads outside the system paths and
+//     the work dir, and the system calls an escape from the rest would start with (new
+//     user namespaces, ptrace, io_uring).
+//
+// The resource limits (cgroups, rlimits, disk_limit) and the IPC and UTS namespaces keep a
+// session from starving or confusing others, not from reaching the host: they are reported,
+// not required.
+var baselineNames = []string{featUID, featMountNS, featPIDNS, featNetNS, featLandlock, featSeccomp}
+
+// baselineFeatures returns the baseline a session must have on this machine: net_ns only
+// when it does not allow the network, Landlock and seccomp only when the kernel has them.
+func baselineFeatures(allowNetwork bool) []string {
+	out := []string{featUID, featMountNS, featPIDNS}
+	if !allowNetwork {
+		out = append(out, featNetNS)
+	}
+	if landlockABI() > 0 {
+		out = append(out, featLandlock)
+	}
+	if _, err := procStatusField("/proc/self/status", "Seccomp"); err == nil {
+		out = append(out, featSeccomp)
+	}
+	return out
+}
+
+// weakIsolationFix says how to get the baseline, for errors and Health.
+const weakIsolationFix = "run limitd as root (the sandbox needs it: see the README's Privileges), or set allow_weak_isolation = true in the runner's config block to run code without them"

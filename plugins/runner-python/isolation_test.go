@@ -521,7 +521,7 @@ func TestHealthMatchesReality(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			s := open(t, map[string]any{"disable_isolation": c.disable, "max_processes": 40}, nil)
+			s := open(t, map[string]any{"disable_isolation": c.disable, "allow_weak_isolation": true, "max_processes": 40}, nil)
 			h, m := s.health()
 			if !h.Healthy || len(h.Isolation) != len(featureNames) {
 				t.Fatalf("health %+v", h)
@@ -911,16 +911,43 @@ func TestUnprivilegedPlugin(t *testing.T) {
 	if err := os.Chown(wd, nobody, nobody); err != nil {
 		t.Fatal(err)
 	}
-	pc, cmd := base.NewClientCmd(base.LaunchConfig{Path: bin, Kind: base.KindRunner, Plugins: runner.PluginSet(), Env: []string{testSecret}})
-	cmd.SysProcAttr.Credential = &syscall.Credential{Uid: nobody, Gid: nobody}
-	t.Cleanup(pc.Kill)
-	raw, err := base.Dispense(context.Background(), pc, base.KindRunner)
-	if err != nil {
-		t.Fatal(err)
+	launchAsNobody := func(cfg string) *launched {
+		pc, cmd := base.NewClientCmd(base.LaunchConfig{Path: bin, Kind: base.KindRunner, Plugins: runner.PluginSet(), Env: []string{testSecret}})
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: nobody, Gid: nobody}
+		t.Cleanup(pc.Kill)
+		raw, err := base.Dispense(context.Background(), pc, base.KindRunner)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l := &launched{r: raw.(*runner.Client), pc: pc, cmd: cmd}
+		if ds := l.r.Configure(context.Background(), base.ConfigureRequest{Config: []byte(cfg)}); ds.HasErrors() {
+			t.Fatal(ds.Err())
+		}
+		return l
 	}
-	l := &launched{r: raw.(*runner.Client), pc: pc, cmd: cmd}
-	if ds := l.r.Configure(context.Background(), base.ConfigureRequest{Config: []byte(`{"interrupt_grace": "300ms"}`)}); ds.HasErrors() {
-		t.Fatal(ds.Err())
+
+	// By default the runner refuses to run code it cannot keep from the host and the API,
+	// and its health says so before any session tries.
+	strict := launchAsNobody(`{"interrupt_grace": "300ms"}`)
+	h, err := strict.r.Health(context.Background())
+	if err != nil || h.Healthy || !strings.Contains(h.Message, "sessions are refused") || !strings.Contains(h.Message, "uid (") ||
+		!strings.Contains(h.Message, "allow_weak_isolation") {
+		t.Errorf("health of an unprivileged runner: %+v %v", h, err)
+	}
+	err = strict.r.OpenSession(context.Background(), runner.Session{ID: "refused", WorkDir: wd})
+	if err == nil {
+		t.Fatal("an unprivileged runner opened a session without allow_weak_isolation")
+	}
+	for _, want := range []string{"uid (", "mount_ns (", "pid_ns (", "net_ns (", "run limitd as root", "allow_weak_isolation = true"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("the refusal does not say %q: %v", want, err)
+		}
+	}
+
+	// With allow_weak_isolation it runs the code as its own uid, and says so.
+	l := launchAsNobody(`{"interrupt_grace": "300ms", "allow_weak_isolation": true}`)
+	if h, err := l.r.Health(context.Background()); err != nil || h.Healthy || !strings.Contains(h.Message, "WEAK ISOLATION") {
+		t.Errorf("health of an unprivileged runner with allow_weak_isolation: %+v %v", h, err)
 	}
 	s := &testSession{launched: l, t: t, sess: runner.Session{ID: "unprivileged", WorkDir: wd}}
 	if err := l.r.OpenSession(context.Background(), s.sess); err != nil {
@@ -931,6 +958,9 @@ func TestUnprivilegedPlugin(t *testing.T) {
 	h, m := s.health()
 	for _, f := range h.Isolation {
 		t.Logf("%-14s %-5v %s", f.Name, f.Enforced, f.Detail)
+	}
+	if !h.Healthy || !strings.Contains(h.Message, "WEAK ISOLATION") {
+		t.Errorf("health of the open session: %+v", h)
 	}
 	for _, name := range []string{featPIDNS, featMountNS, featNetNS, featCgMemory, featUID} {
 		if m[name].Enforced {

@@ -6,6 +6,7 @@
 //     when the session does not allow the network;
 //   - cgroup v1 memory, pids and cpu limits where the controllers exist, rlimits otherwise;
 //   - a uid of the session's own when the plugin runs as root (so RLIMIT_NPROC holds);
+//     without root a session is refused unless allow_weak_isolation is set;
 //   - Landlock: system paths read-only, the work dir read-write, nothing else;
 //   - a seccomp filter denying what Python code never needs (ptrace, mount, bpf, ...).
 //
@@ -21,8 +22,6 @@ package main
 
 import (
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/limitgraph/limit/sdk/base"
 	"github.com/limitgraph/limit/sdk/runner"
@@ -35,15 +34,11 @@ func main() {
 	}
 	log := base.NewPluginLogger("runner.python")
 	r := newRunner(log)
-	// On SIGTERM (the host's shutdown when it cannot reach the plugin) clean up like a
-	// graceful stop: no worker, cgroup or uid-owned file is left behind.
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGTERM)
-	go func() {
-		<-sig
-		_ = r.shutdown(false)
-		os.Exit(0)
-	}()
+	// When the host is gone (a SIGTERM then, or the orphan check) clean up like a graceful
+	// stop: no worker, cgroup or uid-owned file is left behind. A SIGTERM while the host
+	// lives (systemd stopping limitd signals its whole unit) is ignored: the host still
+	// needs the session to finish its executions, and stops the process itself.
+	base.OnHostGone(func() { _ = r.shutdown(false) })
 	runner.Serve(r)
 	// The host closed the connection: the session may go on in a fresh process later, so
 	// its work dir stays (handed back to the plugin's uid).

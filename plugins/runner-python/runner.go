@@ -494,11 +494,12 @@ func (r *pythonRunner) Health(ctx context.Context) (runner.Health, error) {
 	case w == nil:
 		return runner.Health{Healthy: true, Message: "a fresh Python worker is starting", Isolation: sb.static.list()}, nil
 	}
-	return runner.Health{
-		Healthy:   true,
-		Message:   fmt.Sprintf("Python %s (%s), worker pid %d, uid %d, work dir %s", w.python, set.interpreter, w.pyPID, sb.uid, sb.workDir),
-		Isolation: w.rep.list(),
-	}, nil
+	msg := fmt.Sprintf("Python %s (%s), worker pid %d, uid %d, work dir %s", w.python, set.interpreter, w.pyPID, sb.uid, sb.workDir)
+	if missing := unknownFeatures(w.rep, sb.baseline); missing != "" {
+		// Only allow_weak_isolation lets such a session open.
+		msg += "; WEAK ISOLATION (allow_weak_isolation): the code is not kept from the host and the API, for want of " + missing
+	}
+	return runner.Health{Healthy: true, Message: msg, Isolation: w.rep.list()}, nil
 }
 
 // probeHealth starts a throwaway sandbox with a worker, once, to report what isolation this
@@ -519,6 +520,8 @@ func (r *pythonRunner) probeHealth(ctx context.Context, set settings) (runner.He
 	if err != nil {
 		return runner.Health{Healthy: false, Message: "cannot set a sandbox up: " + err.Error()}, nil
 	}
+	// The probe reports what a session would lack rather than fail for it.
+	sb.enforceBaseline = false
 	w, err := startWorker(ctx, sb, r.log.With("probe", true))
 	if err != nil {
 		h := runner.Health{Healthy: false, Message: "the Python worker cannot start: " + err.Error(), Isolation: sb.static.list()}
@@ -529,6 +532,15 @@ func (r *pythonRunner) probeHealth(ctx context.Context, set settings) (runner.He
 		Healthy:   true,
 		Message:   fmt.Sprintf("Python %s (%s); no session open, isolation checked in a probe sandbox", w.python, set.interpreter),
 		Isolation: w.rep.list(),
+	}
+	if missing := unknownFeatures(w.rep, sb.baseline); missing != "" {
+		// Not healthy either way: sessions are refused, or run with weak isolation.
+		h.Healthy = false
+		if set.allowWeak {
+			h.Message = "WEAK ISOLATION: sessions open (allow_weak_isolation = true) but their code is not kept from the host and the API, for want of " + missing
+		} else {
+			h.Message = "sessions are refused: the sandbox would not keep the code from the host and the API, for want of " + missing + "; " + weakIsolationFix
+		}
 	}
 	err = errors.Join(w.stop(stopTimeout), sb.close(true))
 	if err != nil {

@@ -68,6 +68,10 @@ type sandbox struct {
 	// compiled is the worker's code compiled by the interpreter ahead, or "" to pass it as
 	// source.
 	compiled string
+	// baseline are the features that keep the session's code from the host and the API
+	// (baselineFeatures); with enforceBaseline a worker without any of them is not started.
+	baseline        []string
+	enforceBaseline bool
 }
 
 // effectiveLimits applies the session's non-zero limits over the configured ones.
@@ -123,6 +127,7 @@ func newSandbox(set settings, sess runner.Session, spare *spareImage) (*sandbox,
 	sb := &sandbox{
 		set: set, sess: sess, limits: effectiveLimits(set.limits, sess.Limits), workDir: wd,
 		uid: -1, gid: -1, static: newReport(), self: self,
+		baseline: baselineFeatures(sess.AllowNetwork), enforceBaseline: !set.allowWeak,
 	}
 	ok := false
 	defer func() {

@@ -281,6 +281,11 @@ func startWorkerFrom(ctx context.Context, sb *sandbox, log hclog.Logger, pre *wo
 	if missing := unknownFeatures(w.rep, sb.set.require); missing != "" {
 		return fail(fmt.Errorf("required isolation is not enforced on this machine: %s", missing))
 	}
+	if sb.enforceBaseline {
+		if missing := unknownFeatures(w.rep, sb.baseline); missing != "" {
+			return fail(fmt.Errorf("refused: the sandbox would not keep the code from the host and the API, for want of %s; %s", missing, weakIsolationFix))
+		}
+	}
 	log.Debug("worker started", "pid", w.pyPID, "total", w.timing.total().String(), "spawn", w.timing.Spawn.String(),
 		"config", w.timing.Config.String(), "setup", w.timing.Setup.String(), "ready", w.timing.Ready.String(), "verify", w.timing.Verify.String())
 	return w, nil

@@ -2,6 +2,10 @@ package base
 
 import (
 	"os"
+	"os/signal"
+	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -18,11 +22,13 @@ const LogLevelEnv = "LIMIT_LOG_LEVEL"
 // so a plugin's main is one call.
 //
 // The plugin writes structured logs to stderr, which the host forwards under the plugin's
-// name; it exits by itself if the host process dies, so no plugin outlives its host.
+// name; it exits by itself if the host process dies, so no plugin outlives its host. A
+// SIGTERM from outside does not stop it while its host lives (see holdOnTermination).
 func Serve(kind string, p plugin.Plugin) {
 	logger := NewPluginLogger(kind)
 	panicLogger.Store(&logger)
 	go exitWhenOrphaned(logger)
+	go holdOnTermination(logger, os.Getppid(), make(chan os.Signal, 1))
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig:  Handshake,
 		VersionedPlugins: map[int]plugin.PluginSet{ProtocolVersion: {kind: p}},
@@ -60,7 +66,57 @@ func exitWhenOrphaned(logger hclog.Logger) {
 	for range time.Tick(500 * time.Millisecond) {
 		if os.Getppid() != ppid {
 			logger.Warn("host process is gone, exiting", "parent_pid", ppid)
-			os.Exit(3)
+			exitHostGone()
 		}
+	}
+}
+
+// hostGoneCleanup bounds the function OnHostGone registered.
+const hostGoneCleanup = 15 * time.Second
+
+var (
+	hostGoneHook atomic.Pointer[func()]
+	hostGoneOnce sync.Once
+)
+
+// OnHostGone registers f to run before the plugin exits because its host is gone (the
+// orphan check, or a SIGTERM once the host is gone), to leave nothing behind: a runner
+// stops what it started. f gets hostGoneCleanup; the plugin exits then, done or not.
+func OnHostGone(f func()) { hostGoneHook.Store(&f) }
+
+// exitHostGone runs the OnHostGone function, once, and exits.
+func exitHostGone() {
+	hostGoneOnce.Do(func() {
+		if f := hostGoneHook.Load(); f != nil {
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				(*f)()
+			}()
+			select {
+			case <-done:
+			case <-time.After(hostGoneCleanup):
+			}
+		}
+		os.Exit(3)
+	})
+	select {} // another goroutine is exiting
+}
+
+// holdOnTermination keeps the plugin serving when SIGTERM comes from outside. A service
+// manager stopping limitd may signal every process of its unit at once (systemd's default
+// KillMode=control-group), while the host still needs its plugins to finish the running
+// executions and record them; the host stops each plugin itself when it is done (go-plugin's
+// shutdown call, then SIGKILL), and the parent-death signal and exitWhenOrphaned end one
+// whose host is gone. A SIGTERM that comes when the parent (ppid) is gone ends the plugin
+// at once, as SIGTERM would by default. ch receives the signals (a parameter for tests).
+func holdOnTermination(logger hclog.Logger, ppid int, ch chan os.Signal) {
+	signal.Notify(ch, syscall.SIGTERM)
+	for range ch {
+		if ppid <= 1 || os.Getppid() != ppid {
+			logger.Warn("SIGTERM and the host process is gone, exiting", "parent_pid", ppid)
+			exitHostGone()
+		}
+		logger.Debug("SIGTERM ignored: the host stops its plugins itself once it no longer needs them")
 	}
 }
