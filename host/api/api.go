@@ -175,12 +175,17 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	id := newRequestID() // never the client's: see requestIDHeader
 	w.Header().Set(requestIDHeader, id)
-	sw := &statusWriter{ResponseWriter: w}
+	// The engine's lines about the request carry its id too.
+	r = r.WithContext(execution.WithRequestID(r.Context(), id))
+	cw := &countingWriter{ResponseWriter: w}
+	sw := &statusWriter{ResponseWriter: cw}
 	if srv, ok := r.Context().Value(http.ServerContextKey).(*http.Server); ok {
 		sw.writeTimeout = srv.WriteTimeout
 	}
 	w = sw
 	route := "refused"
+	who := "" // the principal, once authenticated
+	defer func() { accessLog(s.opts.Logger, requestIDs(id, r), r, route, sw.code, time.Since(start), cw.n, who) }()
 	defer func() { s.metrics.request(route, sw.code, time.Since(start)) }()
 	defer func() {
 		if v := recover(); v != nil {
@@ -220,6 +225,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	r = withPrincipal(r, p)
+	who = p.String()
 	h, pattern := s.mux.Handler(r)
 	if pattern != "" {
 		release, why := s.admit(r)
@@ -256,9 +262,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	// ServeMux.ServeHTTP (not h) sets the path values the handlers read.
 	s.mux.ServeHTTP(w, r)
-	if s.opts.Logger.IsDebug() { // spares building the line's arguments otherwise
-		s.opts.Logger.Debug("request", append(requestIDs(id, r), "method", r.Method, "path", r.URL.Path, "principal", p.String(), "duration", time.Since(start))...)
-	}
 }
 
 // uncleanPath reports whether ServeMux would redirect r to its cleaned path (a double
