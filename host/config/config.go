@@ -40,6 +40,8 @@ const (
 	DefaultDataDir = "./data"
 	// DefaultLogLevel is host.log_level.
 	DefaultLogLevel = "info"
+	// DefaultLogFormat is host.log_format.
+	DefaultLogFormat = "text"
 	// DefaultStorage is the label of the storage block synthesised when the file has none.
 	DefaultStorage = "bolt"
 	// DefaultPluginStartTimeout is host.plugin_start_timeout.
@@ -71,6 +73,11 @@ const (
 
 // LogLevels lists the accepted values of host.log_level, from most to least verbose.
 var LogLevels = []string{"trace", "debug", "info", "warn", "error"}
+
+// LogFormats lists the accepted values of host.log_format: hclog's text lines, or one JSON
+// object a line (hclog's JSONFormat: "@level", "@message", "@timestamp", "@module" and
+// the line's own keys), for a log collector.
+var LogFormats = []string{"text", "json"}
 
 // Policies lists the accepted governance policy presets.
 var Policies = []string{"permissive", "default", "strict"}
@@ -110,6 +117,8 @@ type Host struct {
 	PluginDir string
 	// LogLevel is one of LogLevels.
 	LogLevel string
+	// LogFormat is one of LogFormats.
+	LogFormat string
 	// StorageName is the label of the storage block in use.
 	StorageName string
 	// PluginStartTimeout bounds a plugin's start and handshake.

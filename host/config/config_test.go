@@ -148,6 +148,7 @@ func TestParseFull(t *testing.T) {
 		DataDir:            "/var/lib/limit",
 		PluginDir:          "/opt/limit/plugins",
 		LogLevel:           "debug",
+		LogFormat:          "text",
 		StorageName:        "bolt",
 		PluginStartTimeout: 3 * time.Second,
 		DeletedRetention:   720 * time.Hour,
@@ -236,6 +237,7 @@ func TestParseEmptyGivesDefaults(t *testing.T) {
 				DataDir:            "./data",
 				PluginDir:          "",
 				LogLevel:           "info",
+				LogFormat:          "text",
 				StorageName:        "bolt",
 				PluginStartTimeout: 10 * time.Second,
 				DeclRange:          cfg.Host.DeclRange,
@@ -312,6 +314,7 @@ func TestParseErrors(t *testing.T) {
 		{"bad label", "runner \"my python\" {}\n", nil, 1, "Invalid runner name", ""},
 		{"bad policy", "governance {\n  policy = \"lax\"\n}\n", nil, 2, "Invalid policy", "\"permissive\", \"default\", \"strict\""},
 		{"bad log level", "host {\n  log_level = \"verbose\"\n}\n", nil, 2, "Invalid log_level", "verbose"},
+		{"bad log format", "host {\n\n  log_format = \"logfmt\"\n}\n", nil, 3, "Invalid log_format", "\"text\", \"json\"; got \"logfmt\""},
 		{"bad listen", "host {\n  listen = \"localhost\"\n}\n", nil, 2, "Invalid listen address", ""},
 		{"bad listen port", "host {\n  listen = \"localhost:http\"\n}\n", nil, 2, "Invalid listen address", ""},
 		{"empty data dir", "host {\n  data_dir = \"\"\n}\n", nil, 2, "Invalid data_dir", ""},
@@ -1308,5 +1311,17 @@ func TestDecodePluginConfigStrictTypes(t *testing.T) {
 		if len(ds) != 1 || !strings.Contains(ds[0].Detail, tc.bad+" must be") || ds[0].Subject == nil || ds[0].Subject.Start.Line != 3 {
 			t.Errorf("%s: config %s, diagnostics %v", tc.body, raw, ds)
 		}
+	}
+}
+
+// TestLogFormat: host.log_format is "text" unless set, and "json" is taken.
+func TestLogFormat(t *testing.T) {
+	cfg, diags := Parse(testFile, []byte("host {\n  log_format = \"json\"\n}\n"), nil)
+	if diags.HasErrors() || cfg.Host.LogFormat != "json" {
+		t.Fatalf("log_format json: %q %v", cfg.Host.LogFormat, diags)
+	}
+	cfg, diags = Parse(testFile, []byte("host {}\n"), nil)
+	if diags.HasErrors() || cfg.Host.LogFormat != "text" {
+		t.Fatalf("default log_format: %q %v", cfg.Host.LogFormat, diags)
 	}
 }

@@ -41,6 +41,7 @@ var hostSchema = &hcl.BodySchema{
 		{Name: "data_dir"},
 		{Name: "plugin_dir"},
 		{Name: "log_level"},
+		{Name: "log_format"},
 		{Name: "storage"},
 		{Name: "plugin_start_timeout"},
 		{Name: "trusted_keys"},
@@ -204,6 +205,7 @@ func decodeFile(file *hcl.File, src []byte, filename string, lookupEnv func(stri
 			Listen:             DefaultListen,
 			DataDir:            DefaultDataDir,
 			LogLevel:           DefaultLogLevel,
+			LogFormat:          DefaultLogFormat,
 			PluginStartTimeout: DefaultPluginStartTimeout,
 		},
 		Governance: Governance{Policy: DefaultPolicy},
@@ -314,6 +316,13 @@ func (d *decoder) host(blk *hcl.Block, h *Host) (storageAttr *hcl.Attribute) {
 			d.invalid(attr, "Invalid log_level", "log_level must be one of %s; got %s.", oneOf(LogLevels), d.quote(attr, s))
 		} else {
 			h.LogLevel = s
+		}
+	}
+	if s, attr := d.str(a, "log_format"); attr != nil {
+		if !slices.Contains(LogFormats, s) {
+			d.invalid(attr, "Invalid log_format", "log_format must be one of %s; got %s.", oneOf(LogFormats), d.quote(attr, s))
+		} else {
+			h.LogFormat = s
 		}
 	}
 	if s, attr := d.str(a, "storage"); attr != nil {

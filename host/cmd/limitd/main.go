@@ -142,8 +142,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 
+	// With host.log_format = "json", every line is one JSON object, the plugins' too: they
+	// send theirs to the host as JSON, which go-plugin relays through this logger.
 	logger := hclog.New(&hclog.LoggerOptions{
 		Name: "limitd", Level: hclog.LevelFromString(cfg.Host.LogLevel), Output: stderr,
+		JSONFormat: cfg.Host.LogFormat == "json",
 	})
 	// The first SIGINT or SIGTERM starts a graceful shutdown; a second stops at once
 	// (the plugins, started with a parent-death signal, go with the daemon). One

@@ -532,3 +532,48 @@ func TestDatabaseURLOverridesConfigURL(t *testing.T) {
 		t.Errorf("log:\n%s", out)
 	}
 }
+
+// TestJSONLogFormat: with host.log_format = "json" every line limitd writes to its stderr
+// is a JSON object, the lines its plugins send (relayed by go-plugin) and the access lines
+// included.
+func TestJSONLogFormat(t *testing.T) {
+	config := writeConfig(t, "host {\n  listen = \"127.0.0.1:0\"\n  data_dir = \"DATADIR\"\n  log_level = \"debug\"\n  log_format = \"json\"\n}\nstorage \"bolt\" {}\n")
+	cmd, url, logs := startLimitdLogs(t, config)
+	res, err := http.Get(url + "/v1/openapi.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("limitd: %v\n%s", err, logs.String())
+	}
+	modules := map[string]bool{}
+	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("line %q is not JSON: %v", line, err)
+		}
+		if m["@message"] == nil || m["@level"] == nil || m["@timestamp"] == nil {
+			t.Fatalf("line %q lacks hclog's keys", line)
+		}
+		mod, _ := m["@module"].(string)
+		modules[mod] = true
+		if m["@message"] == "request" && m["route"] != "GET /v1/openapi.json" {
+			t.Errorf("access line %q", line)
+		}
+	}
+	plugin := false
+	for mod := range modules {
+		// A plugin's own lines come under its go-plugin name, beside the host's lines
+		// about the plugin process.
+		if strings.HasPrefix(mod, "limitd.storage.bolt.") {
+			plugin = true
+		}
+	}
+	if !plugin || !modules["limitd.api"] {
+		t.Fatalf("modules %v: want a plugin's relayed lines and the API's\n%s", modules, logs.String())
+	}
+}
