@@ -569,8 +569,11 @@ func TestJSONLogFormat(t *testing.T) {
 	for mod := range modules {
 		// A plugin's own lines come under its go-plugin name, beside the host's lines
 		// about the plugin process.
-		if strings.HasPrefix(mod, "limitd.storage.bolt.") {
+		if strings.HasPrefix(mod, "limitd.storage.bolt.limit-storage-bolt") {
 			plugin = true
+		}
+		if !strings.HasPrefix(mod, "limitd") {
+			t.Errorf("a line of module %q: the relayed lines keep the host's module", mod)
 		}
 	}
 	if !plugin || !modules["limitd.api"] {
