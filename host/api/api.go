@@ -196,8 +196,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			writeProblem(w, r, http.StatusInternalServerError, "internal error (request "+id+")", nil)
 		}
 	}()
-	if s.stopping.Err() != nil {
-		// The listener closes soon; until then a new request is told to go elsewhere.
+	if s.stopping.Err() != nil && strings.TrimPrefix(r.URL.Path, "/v1") != "/health/live" {
+		// The listener closes soon; until then a new request is told to go elsewhere
+		// (readiness and the health check answer 503), but the host is still alive.
 		w.Header().Set("Connection", "close")
 		w.Header().Set("Retry-After", "1")
 		writeProblem(w, r, http.StatusServiceUnavailable, "limitd is shutting down", nil)
@@ -339,7 +340,8 @@ func (s *Server) visiblePlugins(r *http.Request, ps []plugins.Status) []plugins.
 			}
 		}
 		if st.LastError != "" {
-			st.LastError = "the last start failed; an operator's token shows why"
+			// Whatever it was: the process lost (a crash) or a start that failed.
+			st.LastError = "the plugin failed (its process was lost, or a start failed); an operator's token shows why"
 		}
 		st.Metrics = nil
 		return st
