@@ -193,6 +193,11 @@ type API struct {
 	WriteTimeout time.Duration
 	// ShutdownTimeout bounds a graceful shutdown, > 0.
 	ShutdownTimeout time.Duration
+	// DrainDelay is how long, at a shutdown's start, the listener stays open answering new
+	// requests 503 (readiness included) before it closes and the shutdown proper
+	// (ShutdownTimeout) begins, so that a load balancer takes the host out of its pool
+	// before connections are refused; 0, the default, closes it at once.
+	DrainDelay time.Duration
 	// TokenFile is api.token_file: when set, every request but the health check must
 	// carry "Authorization: Bearer <token>" with one of the file's tokens.
 	TokenFile string

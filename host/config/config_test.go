@@ -325,6 +325,7 @@ func TestParseErrors(t *testing.T) {
 		{"allowed hosts not a list", "api {\n  allowed_hosts = \"limit.example.com\"\n}\n", nil, 2, "Incorrect attribute value type", "list of string required"},
 		{"zero start timeout", "host {\n  plugin_start_timeout = \"0s\"\n}\n", nil, 2, "Invalid duration", ""},
 		{"negative timeout", "api {\n  write_timeout = \"-1s\"\n}\n", nil, 2, "Invalid duration", "negative"},
+		{"negative drain delay", "api {\n\n  drain_delay = \"-5s\"\n}\n", nil, 3, "Invalid duration", "drain_delay must not be negative"},
 		{"negative deleted retention", "host {\n  deleted_retention = \"-24h\"\n}\n", nil, 2, "Invalid duration", "deleted_retention must not be negative"},
 		{"deleted retention without unit", "host {\n  deleted_retention = \"30\"\n}\n", nil, 2, "Invalid duration", "deleted_retention"},
 		{"short sha256", "storage \"bolt\" {\n  sha256 = \"ab12\"\n}\n", nil, 2, "Invalid sha256", "got 4 characters"},
@@ -1323,5 +1324,17 @@ func TestLogFormat(t *testing.T) {
 	cfg, diags = Parse(testFile, []byte("host {}\n"), nil)
 	if diags.HasErrors() || cfg.Host.LogFormat != "text" {
 		t.Fatalf("default log_format: %q %v", cfg.Host.LogFormat, diags)
+	}
+}
+
+// TestDrainDelay: api.drain_delay is 0 unless set, and takes a duration.
+func TestDrainDelay(t *testing.T) {
+	cfg, diags := Parse(testFile, []byte("api {\n  drain_delay = \"5s\"\n}\n"), nil)
+	if diags.HasErrors() || cfg.API.DrainDelay != 5*time.Second {
+		t.Fatalf("drain_delay 5s: %v %v", cfg.API.DrainDelay, diags)
+	}
+	cfg, diags = Parse(testFile, []byte("api {}\n"), nil)
+	if diags.HasErrors() || cfg.API.DrainDelay != 0 {
+		t.Fatalf("default drain_delay: %v %v", cfg.API.DrainDelay, diags)
 	}
 }

@@ -102,6 +102,7 @@ var apiSchema = &hcl.BodySchema{
 		{Name: "read_timeout"},
 		{Name: "write_timeout"},
 		{Name: "shutdown_timeout"},
+		{Name: "drain_delay"},
 		{Name: "token_file"},
 		{Name: "allowed_hosts"},
 	},
@@ -552,6 +553,9 @@ func (d *decoder) api(blk *hcl.Block, api *API) {
 	}
 	if v, attr := d.duration(a, "shutdown_timeout", false); attr != nil {
 		api.ShutdownTimeout = v
+	}
+	if v, attr := d.duration(a, "drain_delay", true); attr != nil {
+		api.DrainDelay = v
 	}
 	if s, attr := d.str(a, "token_file"); attr != nil {
 		d.tokens(attr, s, api)

@@ -18,6 +18,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/hcl/v2"
@@ -225,6 +226,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	select {
 	case <-ctx.Done():
 		d.Drain()
+		if delay := cfg.API.DrainDelay; delay > 0 {
+			// The listener stays open, answering new requests (readiness included) 503, so
+			// that a load balancer takes the host out before connections are refused.
+			logger.Info("draining: new requests are answered 503 until the listener closes (a second signal stops at once)", "drain_delay", delay)
+			time.Sleep(delay)
+		}
 		logger.Info("shutting down: running requests may finish (a second signal stops at once)", "reason", "signal", "within", cfg.API.ShutdownTimeout)
 	case err := <-d.Done():
 		logger.Error("API server stopped", "error", err)

@@ -580,3 +580,53 @@ func TestJSONLogFormat(t *testing.T) {
 		t.Fatalf("modules %v: want a plugin's relayed lines and the API's\n%s", modules, logs.String())
 	}
 }
+
+// TestDrainDelay: with api.drain_delay, after SIGTERM the listener stays open: a new
+// connection's readiness check is answered 503 (a load balancer takes the host out), its
+// liveness check 200, and then limitd stops gracefully.
+func TestDrainDelay(t *testing.T) {
+	config := writeConfig(t, "host {\n  listen = \"127.0.0.1:0\"\n  data_dir = \"DATADIR\"\n}\nstorage \"bolt\" {}\napi {\n  drain_delay = \"10s\"\n}\n")
+	cmd, url, logs := startLimitdLogs(t, config)
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}} // a new connection each time
+	get := func(path string) int {
+		t.Helper()
+		res, err := client.Get(url + path)
+		if err != nil {
+			t.Fatalf("GET %s while draining: %v\n%s", path, err, logs.String())
+		}
+		res.Body.Close()
+		return res.StatusCode
+	}
+	if code := get("/v1/health/ready"); code != 200 {
+		t.Fatalf("ready before the signal: %d", code)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	for get("/v1/health/ready") != 503 {
+		select {
+		case err := <-exited:
+			t.Fatalf("limitd exited (%v) without answering readiness 503\n%s", err, logs.String())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	if code := get("/v1/health/live"); code != 200 {
+		t.Errorf("live while draining: %d", code)
+	}
+	if code := get("/v1/health"); code != 503 {
+		t.Errorf("health while draining: %d", code)
+	}
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("limitd exited with %v\n%s", err, logs.String())
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("limitd did not stop after its drain delay")
+	}
+	if !strings.Contains(logs.String(), "draining") || !strings.Contains(logs.String(), "limitd stopped") {
+		t.Fatalf("log:\n%s", logs.String())
+	}
+}
