@@ -28,6 +28,7 @@ import (
 	"github.com/limitgraph/limit/host/config"
 	"github.com/limitgraph/limit/host/daemon"
 	"github.com/limitgraph/limit/host/version"
+	"github.com/limitgraph/limit/internal/sdnotify"
 	"github.com/limitgraph/limit/sdk/base"
 )
 
@@ -222,9 +223,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	running.Store(d)
 	fmt.Fprintf(stdout, "limitd %s listening on http://%s\n", version.Version, d.Addr())
+	// Under systemd with Type=notify, the unit is started once the API serves.
+	notify := func(state string) {
+		if _, err := sdnotify.Notify(state); err != nil {
+			logger.Warn("cannot notify systemd (NOTIFY_SOCKET)", "state", state, "error", err)
+		}
+	}
+	notify(sdnotify.Ready)
 	code := 0
 	select {
 	case <-ctx.Done():
+		notify(sdnotify.Stopping)
 		d.Drain()
 		if delay := cfg.API.DrainDelay; delay > 0 {
 			// The listener stays open, answering new requests (readiness included) 503, so
@@ -234,6 +243,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		logger.Info("shutting down: running requests may finish (a second signal stops at once)", "reason", "signal", "within", cfg.API.ShutdownTimeout)
 	case err := <-d.Done():
+		notify(sdnotify.Stopping)
 		logger.Error("API server stopped", "error", err)
 		code = 1
 	}

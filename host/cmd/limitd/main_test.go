@@ -630,3 +630,40 @@ func TestDrainDelay(t *testing.T) {
 		t.Fatalf("log:\n%s", logs.String())
 	}
 }
+
+// TestSystemdNotify: under systemd's Type=notify, limitd sends READY=1 to $NOTIFY_SOCKET
+// once it listens and STOPPING=1 when a SIGTERM begins its shutdown.
+func TestSystemdNotify(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "notify")
+	sock, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sock.Close()
+	t.Setenv("NOTIFY_SOCKET", path)
+	config := writeConfig(t, "host {\n  listen = \"127.0.0.1:0\"\n  data_dir = \"DATADIR\"\n}\nstorage \"bolt\" {}\n")
+	cmd, url, logs := startLimitdLogs(t, config)
+	read := func() string {
+		t.Helper()
+		_ = sock.SetReadDeadline(time.Now().Add(time.Minute))
+		buf := make([]byte, 256)
+		n, err := sock.Read(buf)
+		if err != nil {
+			t.Fatalf("no notification: %v\n%s", err, logs.String())
+		}
+		return string(buf[:n])
+	}
+	if got := read(); got != "READY=1" {
+		t.Fatalf("first notification %q, want READY=1", got)
+	}
+	pluginPIDs(t, url) // serving
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if got := read(); got != "STOPPING=1" {
+		t.Fatalf("notification at SIGTERM %q, want STOPPING=1", got)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("limitd: %v\n%s", err, logs.String())
+	}
+}
