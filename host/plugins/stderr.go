@@ -192,7 +192,7 @@ func (l exitLogger) Error(msg string, args ...any) {
 // attempt), which was never asked to exit gracefully.
 func (l exitLogger) Warn(msg string, args ...any) {
 	if msg == "plugin failed to exit gracefully" && (l.w.exited.Load() || l.w.unstarted.Load()) {
-		l.Logger.Debug("plugin process stopped before its handshake", args...)
+		l.Logger.Debug("plugin process stopped without a graceful exit: it had exited, or its start was given up", args...)
 		return
 	}
 	l.Logger.Warn(msg, args...)
