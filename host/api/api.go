@@ -179,12 +179,17 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	id := newRequestID() // never the client's: see requestIDHeader
 	w.Header().Set(requestIDHeader, id)
-	sw := &statusWriter{ResponseWriter: w}
+	// The engine's lines about the request carry its id too.
+	r = r.WithContext(execution.WithRequestID(r.Context(), id))
+	cw := &countingWriter{ResponseWriter: w}
+	sw := &statusWriter{ResponseWriter: cw}
 	if srv, ok := r.Context().Value(http.ServerContextKey).(*http.Server); ok {
 		sw.writeTimeout = srv.WriteTimeout
 	}
 	w = sw
 	route := "refused"
+	who := "" // the principal, once authenticated
+	defer func() { accessLog(s.opts.Logger, requestIDs(id, r), r, route, sw.code, time.Since(start), cw.n, who) }()
 	defer func() { s.metrics.request(route, sw.code, time.Since(start)) }()
 	defer func() {
 		if v := recover(); v != nil {
@@ -195,8 +200,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			writeProblem(w, r, http.StatusInternalServerError, "internal error (request "+id+")", nil)
 		}
 	}()
-	if s.stopping.Err() != nil {
-		// The listener closes soon; until then a new request is told to go elsewhere.
+	if s.stopping.Err() != nil && strings.TrimPrefix(r.URL.Path, "/v1") != "/health/live" {
+		// The listener closes soon; until then a new request is told to go elsewhere
+		// (readiness and the health check answer 503), but the host is still alive.
 		w.Header().Set("Connection", "close")
 		w.Header().Set("Retry-After", "1")
 		writeProblem(w, r, http.StatusServiceUnavailable, "limitd is shutting down", nil)
@@ -224,6 +230,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	r = withPrincipal(r, p)
+	who = p.String()
 	h, pattern := s.mux.Handler(r)
 	if pattern != "" {
 		release, why := s.admit(r)
@@ -260,9 +267,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	// ServeMux.ServeHTTP (not h) sets the path values the handlers read.
 	s.mux.ServeHTTP(w, r)
-	if s.opts.Logger.IsDebug() { // spares building the line's arguments otherwise
-		s.opts.Logger.Debug("request", append(requestIDs(id, r), "method", r.Method, "path", r.URL.Path, "principal", p.String(), "duration", time.Since(start))...)
-	}
 }
 
 // uncleanPath reports whether ServeMux would redirect r to its cleaned path (a double
@@ -359,7 +363,8 @@ func (s *Server) visiblePlugins(r *http.Request, ps []plugins.Status) []plugins.
 			}
 		}
 		if st.LastError != "" {
-			st.LastError = "the last start failed; an operator's token shows why"
+			// Whatever it was: the process lost (a crash) or a start that failed.
+			st.LastError = "the plugin failed (its process was lost, or a start failed); an operator's token shows why"
 		}
 		st.Metrics = nil
 		return st

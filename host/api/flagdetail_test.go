@@ -75,6 +75,12 @@ type pluginAPI struct {
 
 func newPluginAPI(t *testing.T, st storage.Storage) pluginAPI {
 	t.Helper()
+	return newPluginAPILogged(t, st, hclog.NewNullLogger())
+}
+
+// newPluginAPILogged is newPluginAPI whose server and engine log to logger.
+func newPluginAPILogged(t *testing.T, st storage.Storage, logger hclog.Logger) pluginAPI {
+	t.Helper()
 	ctx := context.Background()
 	traces, _ := tracetest.New(t, st)
 	rule, err := plugins.StartManaged(ctx, pluginSpec(t, base.KindGovernance, "keyword"), hclog.NewNullLogger(), time.Minute)
@@ -90,8 +96,8 @@ func newPluginAPI(t *testing.T, st storage.Storage) pluginAPI {
 	t.Cleanup(func() { runners.Close(context.Background()) })
 	sessions := session.NewManager(session.Options{Store: st, Runners: runners, DataDir: t.TempDir(), Policies: governance.PolicyNames(), DefaultPolicy: "default"})
 	stats := &governance.StatsStore{Store: st, Namespace: func(id string) string { return trace.SessionNamespace(trace.DefaultTenant, id) }}
-	engine := &execution.Engine{Sessions: sessions, Traces: traces, Rules: rules, Stats: stats, Logger: hclog.NewNullLogger()}
-	srv := New(Options{Sessions: sessions, Engine: engine, Traces: traces, Rules: rules, Stats: stats, Store: st, DefaultPolicy: "default"})
+	engine := &execution.Engine{Sessions: sessions, Traces: traces, Rules: rules, Stats: stats, Logger: logger.Named("execution")}
+	srv := New(Options{Sessions: sessions, Engine: engine, Traces: traces, Rules: rules, Stats: stats, Store: st, DefaultPolicy: "default", Logger: logger.Named("api")})
 	return pluginAPI{srv: srv, sessions: sessions, traces: traces, stats: stats}
 }
 

@@ -32,6 +32,8 @@ import (
 
 func (s *Server) register() {
 	s.handle(route{Method: "GET", Path: "/health", Summary: "Health of the host and its plugins", Tag: "host", Response: healthResponse{}, Legacy: true}, s.health)
+	s.handle(route{Method: "GET", Path: "/health/live", Summary: "Liveness: 200 while the host serves requests at all (for a probe that restarts the host)", Tag: "host", Response: probeResponse{}, Legacy: true}, s.live)
+	s.handle(route{Method: "GET", Path: "/health/ready", Summary: "Readiness: 200 when the host can serve executions (storage, and the rules the default policy needs, are up; not shutting down), else 503 (for a load balancer)", Tag: "host", Response: probeResponse{}, Legacy: true}, s.ready)
 	s.handle(route{Method: "GET", Path: "/openapi.json", Summary: "This OpenAPI document", Tag: "host", Response: map[string]any{}}, s.openapi)
 	s.handle(route{Method: "GET", Path: "/metrics", Summary: "Prometheus metrics: requests, executions, flags, plugin processes, the Go runtime (operators only)", Tag: "host", Binary: "text/plain; version=0.0.4", Legacy: true, Operator: true}, s.metrics.handler().ServeHTTP)
 	if s.opts.Sessions == nil {

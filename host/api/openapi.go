@@ -140,10 +140,13 @@ func openAPI(version string, routes []route, bearer bool) map[string]any {
 		for code, why := range problemStatuses(rt) {
 			responses[itoa(code)] = map[string]any{"description": why, "content": problem["content"]}
 		}
-		if rt.Path == "/health" {
+		switch rt.Path {
+		case "/health":
 			responses["503"] = map[string]any{"description": "a host plugin is unhealthy, or the data_dir's disk is below host.min_free_disk (status degraded)", "content": resp["content"]}
+		case "/health/ready":
+			responses["503"] = map[string]any{"description": "the host cannot serve executions (status unavailable, with reasons), or is shutting down", "content": resp["content"]}
 		}
-		if bearer && rt.Path != "/health" {
+		if bearer && !isHealthPath(rt.Path) {
 			responses["401"] = map[string]any{"description": "no valid bearer token", "content": problem["content"]}
 		} else if bearer {
 			op["security"] = []any{} // open to probes

@@ -244,7 +244,7 @@ func TestEveryRouteIsScoped(t *testing.T) {
 	// unscoped reach nothing by id: open to every token, operators' only, or listings
 	// whose scoping TestOwnerListings checks.
 	unscoped := []string{
-		"GET /v1/health", "GET /v1/openapi.json", "GET /v1/metrics", "GET /v1/provenance/key",
+		"GET /v1/health", "GET /v1/health/live", "GET /v1/health/ready", "GET /v1/openapi.json", "GET /v1/metrics", "GET /v1/provenance/key",
 		"POST /v1/sessions", "GET /v1/sessions", "GET /v1/merged", "POST /v1/governance/evaluate",
 		"GET /v1/governance/policies", "POST /v1/rd/fgw", "POST /v1/rd/knee", "POST /v1/rd/curve",
 		"POST /v1/nodes/{node}/settle",

@@ -85,7 +85,7 @@ func (s *Server) authenticate(r *http.Request) (principal, bool) {
 		return principal{}, true
 	}
 	p, ok := s.tokenPrincipal(r)
-	if !ok && (r.Method == http.MethodGet || r.Method == http.MethodHead) && (r.URL.Path == "/health" || r.URL.Path == "/v1/health") {
+	if !ok && (r.Method == http.MethodGet || r.Method == http.MethodHead) && isHealthPath(strings.TrimPrefix(r.URL.Path, "/v1")) {
 		return principal{anonymous: true}, true
 	}
 	return p, ok

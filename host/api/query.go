@@ -20,7 +20,7 @@ import (
 // probes (load balancers, orchestrators) that add their own, such as a cache-buster, must
 // not see a healthy host as failing.
 func checkQuery(r *http.Request, rt route) error {
-	if r.URL.RawQuery == "" || rt.Path == "/health" {
+	if r.URL.RawQuery == "" || isHealthPath(rt.Path) {
 		return nil
 	}
 	q, err := url.ParseQuery(r.URL.RawQuery)

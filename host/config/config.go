@@ -42,6 +42,8 @@ const (
 	DefaultDataDir = "./data"
 	// DefaultLogLevel is host.log_level.
 	DefaultLogLevel = "info"
+	// DefaultLogFormat is host.log_format.
+	DefaultLogFormat = "text"
 	// DefaultStorage is the label of the storage block synthesised when the file has none.
 	DefaultStorage = "bolt"
 	// DefaultPluginStartTimeout is host.plugin_start_timeout.
@@ -73,6 +75,11 @@ const (
 
 // LogLevels lists the accepted values of host.log_level, from most to least verbose.
 var LogLevels = []string{"trace", "debug", "info", "warn", "error"}
+
+// LogFormats lists the accepted values of host.log_format: hclog's text lines, or one JSON
+// object a line (hclog's JSONFormat: "@level", "@message", "@timestamp", "@module" and
+// the line's own keys), for a log collector.
+var LogFormats = []string{"text", "json"}
 
 // Policies lists the accepted governance policy presets.
 var Policies = []string{"permissive", "default", "strict"}
@@ -112,6 +119,8 @@ type Host struct {
 	PluginDir string
 	// LogLevel is one of LogLevels.
 	LogLevel string
+	// LogFormat is one of LogFormats.
+	LogFormat string
 	// StorageName is the label of the storage block in use.
 	StorageName string
 	// PluginStartTimeout bounds a plugin's start and handshake.
@@ -190,6 +199,11 @@ type API struct {
 	WriteTimeout time.Duration
 	// ShutdownTimeout bounds a graceful shutdown, > 0.
 	ShutdownTimeout time.Duration
+	// DrainDelay is how long, at a shutdown's start, the listener stays open answering new
+	// requests 503 (readiness included) before it closes and the shutdown proper
+	// (ShutdownTimeout) begins, so that a load balancer takes the host out of its pool
+	// before connections are refused; 0, the default, closes it at once.
+	DrainDelay time.Duration
 	// TokenFile is api.token_file: when set, every request but the health check must
 	// carry "Authorization: Bearer <token>" with one of the file's tokens.
 	TokenFile string

@@ -149,6 +149,7 @@ func TestParseFull(t *testing.T) {
 		DataDir:            "/var/lib/limit",
 		PluginDir:          "/opt/limit/plugins",
 		LogLevel:           "debug",
+		LogFormat:          "text",
 		StorageName:        "bolt",
 		PluginStartTimeout: 3 * time.Second,
 		DeletedRetention:   720 * time.Hour,
@@ -237,6 +238,7 @@ func TestParseEmptyGivesDefaults(t *testing.T) {
 				DataDir:            "./data",
 				PluginDir:          "",
 				LogLevel:           "info",
+				LogFormat:          "text",
 				StorageName:        "bolt",
 				PluginStartTimeout: 10 * time.Second,
 				DeclRange:          cfg.Host.DeclRange,
@@ -313,6 +315,7 @@ func TestParseErrors(t *testing.T) {
 		{"bad label", "runner \"my python\" {}\n", nil, 1, "Invalid runner name", ""},
 		{"bad policy", "governance {\n  policy = \"lax\"\n}\n", nil, 2, "Invalid policy", "\"permissive\", \"default\", \"strict\""},
 		{"bad log level", "host {\n  log_level = \"verbose\"\n}\n", nil, 2, "Invalid log_level", "verbose"},
+		{"bad log format", "host {\n\n  log_format = \"logfmt\"\n}\n", nil, 3, "Invalid log_format", "\"text\", \"json\"; got \"logfmt\""},
 		{"bad listen", "host {\n  listen = \"localhost\"\n}\n", nil, 2, "Invalid listen address", ""},
 		{"bad listen port", "host {\n  listen = \"localhost:http\"\n}\n", nil, 2, "Invalid listen address", ""},
 		{"empty data dir", "host {\n  data_dir = \"\"\n}\n", nil, 2, "Invalid data_dir", ""},
@@ -323,6 +326,7 @@ func TestParseErrors(t *testing.T) {
 		{"allowed hosts not a list", "api {\n  allowed_hosts = \"limit.example.com\"\n}\n", nil, 2, "Incorrect attribute value type", "list of string required"},
 		{"zero start timeout", "host {\n  plugin_start_timeout = \"0s\"\n}\n", nil, 2, "Invalid duration", ""},
 		{"negative timeout", "api {\n  write_timeout = \"-1s\"\n}\n", nil, 2, "Invalid duration", "negative"},
+		{"negative drain delay", "api {\n\n  drain_delay = \"-5s\"\n}\n", nil, 3, "Invalid duration", "drain_delay must not be negative"},
 		{"negative deleted retention", "host {\n  deleted_retention = \"-24h\"\n}\n", nil, 2, "Invalid duration", "deleted_retention must not be negative"},
 		{"min_free_disk unknown unit", "host {\n\n  min_free_disk = \"5 bananas\"\n}\n", nil, 3, "Invalid min_free_disk", "unknown unit \"bananas\""},
 		{"min_free_disk negative", "host {\n  min_free_disk = \"-1GiB\"\n}\n", nil, 2, "Invalid min_free_disk", "must not be negative"},
@@ -1335,5 +1339,29 @@ func TestMinFreeDisk(t *testing.T) {
 		if cfg.Host.MinFreeDisk != tc.want {
 			t.Errorf("%s: MinFreeDisk = %+v, want %+v", tc.src, cfg.Host.MinFreeDisk, tc.want)
 		}
+	}
+}
+
+// TestLogFormat: host.log_format is "text" unless set, and "json" is taken.
+func TestLogFormat(t *testing.T) {
+	cfg, diags := Parse(testFile, []byte("host {\n  log_format = \"json\"\n}\n"), nil)
+	if diags.HasErrors() || cfg.Host.LogFormat != "json" {
+		t.Fatalf("log_format json: %q %v", cfg.Host.LogFormat, diags)
+	}
+	cfg, diags = Parse(testFile, []byte("host {}\n"), nil)
+	if diags.HasErrors() || cfg.Host.LogFormat != "text" {
+		t.Fatalf("default log_format: %q %v", cfg.Host.LogFormat, diags)
+	}
+}
+
+// TestDrainDelay: api.drain_delay is 0 unless set, and takes a duration.
+func TestDrainDelay(t *testing.T) {
+	cfg, diags := Parse(testFile, []byte("api {\n  drain_delay = \"5s\"\n}\n"), nil)
+	if diags.HasErrors() || cfg.API.DrainDelay != 5*time.Second {
+		t.Fatalf("drain_delay 5s: %v %v", cfg.API.DrainDelay, diags)
+	}
+	cfg, diags = Parse(testFile, []byte("api {}\n"), nil)
+	if diags.HasErrors() || cfg.API.DrainDelay != 0 {
+		t.Fatalf("default drain_delay: %v %v", cfg.API.DrainDelay, diags)
 	}
 }

@@ -41,6 +41,7 @@ var hostSchema = &hcl.BodySchema{
 		{Name: "data_dir"},
 		{Name: "plugin_dir"},
 		{Name: "log_level"},
+		{Name: "log_format"},
 		{Name: "storage"},
 		{Name: "plugin_start_timeout"},
 		{Name: "trusted_keys"},
@@ -102,6 +103,7 @@ var apiSchema = &hcl.BodySchema{
 		{Name: "read_timeout"},
 		{Name: "write_timeout"},
 		{Name: "shutdown_timeout"},
+		{Name: "drain_delay"},
 		{Name: "token_file"},
 		{Name: "allowed_hosts"},
 	},
@@ -205,6 +207,7 @@ func decodeFile(file *hcl.File, src []byte, filename string, lookupEnv func(stri
 			Listen:             DefaultListen,
 			DataDir:            DefaultDataDir,
 			LogLevel:           DefaultLogLevel,
+			LogFormat:          DefaultLogFormat,
 			PluginStartTimeout: DefaultPluginStartTimeout,
 		},
 		Governance: Governance{Policy: DefaultPolicy},
@@ -315,6 +318,13 @@ func (d *decoder) host(blk *hcl.Block, h *Host) (storageAttr *hcl.Attribute) {
 			d.invalid(attr, "Invalid log_level", "log_level must be one of %s; got %s.", oneOf(LogLevels), d.quote(attr, s))
 		} else {
 			h.LogLevel = s
+		}
+	}
+	if s, attr := d.str(a, "log_format"); attr != nil {
+		if !slices.Contains(LogFormats, s) {
+			d.invalid(attr, "Invalid log_format", "log_format must be one of %s; got %s.", oneOf(LogFormats), d.quote(attr, s))
+		} else {
+			h.LogFormat = s
 		}
 	}
 	if s, attr := d.str(a, "storage"); attr != nil {
@@ -553,6 +563,9 @@ func (d *decoder) api(blk *hcl.Block, api *API) {
 	}
 	if v, attr := d.duration(a, "shutdown_timeout", false); attr != nil {
 		api.ShutdownTimeout = v
+	}
+	if v, attr := d.duration(a, "drain_delay", true); attr != nil {
+		api.DrainDelay = v
 	}
 	if s, attr := d.str(a, "token_file"); attr != nil {
 		d.tokens(attr, s, api)

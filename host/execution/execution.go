@@ -314,8 +314,19 @@ func digest(s string) string {
 	return hex.EncodeToString(h[:])
 }
 
-// Execute runs req in the session. emit, if not nil, receives output as it comes.
+// Execute runs req in the session. emit, if not nil, receives output as it comes. Its
+// outcome is logged in one INFO line (see logOutcome), with the request id of ctx (see
+// WithRequestID) as every line of the engine about it.
 func (e *Engine) Execute(ctx context.Context, sessionID string, req Request, emit func(Event)) (*Result, error) {
+	log := e.logger(ctx)
+	start := time.Now()
+	res, err := e.execute(ctx, log, sessionID, req, emit)
+	logOutcome(log, sessionID, req.Runner, time.Since(start), res, err)
+	return res, err
+}
+
+// execute is Execute, logging to log (the engine's logger with the request's id).
+func (e *Engine) execute(ctx context.Context, log hclog.Logger, sessionID string, req Request, emit func(Event)) (*Result, error) {
 	if emit == nil {
 		emit = func(Event) {}
 	}
@@ -455,7 +466,7 @@ func (e *Engine) Execute(ctx context.Context, sessionID string, req Request, emi
 		// fails is logged, not answered: the trace is stored, and the client must not make
 		// it again.
 		if err := e.Stats.Record(context.WithoutCancel(ctx), s.ID, preDelta); err != nil {
-			e.Logger.Warn("an execution's governance counts could not be stored; GET /v1/governance/stats misses them", "session", s.ID, "trace", rec.ID, "error", err)
+			log.Warn("an execution's governance counts could not be stored; GET /v1/governance/stats misses them", "session", s.ID, "trace", rec.ID, "error", err)
 		}
 		if refuse != nil {
 			return nil, refuse
@@ -495,7 +506,7 @@ func (e *Engine) Execute(ctx context.Context, sessionID string, req Request, emi
 	}
 	xctx, xcancel := context.WithTimeout(xbase, timeout+RunnerGrace)
 	defer xcancel()
-	watch := e.watchCaller(ctx, xctx, xcancel, h, cr.ID, started, timeout)
+	watch := e.watchCaller(ctx, log, xctx, xcancel, h, cr.ID, started, timeout)
 	emit(Event{Kind: EventStarted})
 	// Output still counts once the caller went away, but is no longer sent: a client that
 	// stopped reading must not hold up the runner's stream.
@@ -550,7 +561,7 @@ func (e *Engine) Execute(ctx context.Context, sessionID string, req Request, emi
 		// The runner process failed (crashed, panicked, returned an error, or did not end
 		// the execution in time): report it as the execution's error. A process still
 		// running is stopped, as its state is unknown; the next execution gets a fresh one.
-		e.Logger.Warn("runner failed", "session", s.ID, "runner", req.Runner, "error", xerr)
+		log.Warn("runner failed", "session", s.ID, "runner", req.Runner, "error", xerr)
 		why := fmt.Sprintf("runner %q failed: %v", req.Runner, xerr)
 		switch {
 		case errors.Is(xctx.Err(), context.DeadlineExceeded):
@@ -634,7 +645,7 @@ func (e *Engine) Execute(ctx context.Context, sessionID string, req Request, emi
 	marked := early.begun()
 	if err != nil {
 		// The early create failed (or did not say it landed): write everything now.
-		e.Logger.Warn("storing a running execution's trace failed; storing it with its outcome", "session", s.ID, "trace", cr.ID, "error", err)
+		log.Warn("storing a running execution's trace failed; storing it with its outcome", "session", s.ID, "trace", cr.ID, "error", err)
 		created = false
 	}
 	if !created {
@@ -651,7 +662,7 @@ func (e *Engine) Execute(ctx context.Context, sessionID string, req Request, emi
 		// Another host settled this one's node as gone (SettleNode) while it ran: the
 		// chain says "interrupted" and takes no second outcome; the client still gets
 		// what ran.
-		e.Logger.Error("an execution's trace was settled as interrupted by another host while it ran (this node was settled as gone); its outcome is not recorded in it",
+		log.Error("an execution's trace was settled as interrupted by another host while it ran (this node was settled as gone); its outcome is not recorded in it",
 			"session", s.ID, "trace", cr.ID, "runner", req.Runner, "status", res.Status, "output_sha256", digest(content))
 		err = nil
 	}
@@ -659,7 +670,7 @@ func (e *Engine) Execute(ctx context.Context, sessionID string, req Request, emi
 		// Merged while it ran, which the API refuses (see Running) but another host
 		// unaware of it may have done: a merged chain is final, so the outcome stays out
 		// of it, and the client still gets what ran.
-		e.Logger.Error("an execution's trace was merged while it ran; its outcome is not recorded in it", "session", s.ID, "trace", cr.ID,
+		log.Error("an execution's trace was merged while it ran; its outcome is not recorded in it", "session", s.ID, "trace", cr.ID,
 			"runner", req.Runner, "status", res.Status, "output_sha256", digest(content))
 		err = nil
 	}
@@ -671,7 +682,7 @@ func (e *Engine) Execute(ctx context.Context, sessionID string, req Request, emi
 		p := pendingOutcome{TraceID: cr.ID, SessionID: s.ID, Kind: cr.Kind, Data: cr.Data, Agent: cr.Agent, At: cr.At,
 			First: toPending(first), Last: toPending(last), Delta: delta, Marked: marked}
 		if jerr = e.journal(p); jerr == nil {
-			e.Logger.Warn("an execution ran but its trace could not be stored; its outcome is kept until it is", "session", s.ID, "trace", cr.ID,
+			log.Warn("an execution ran but its trace could not be stored; its outcome is kept until it is", "session", s.ID, "trace", cr.ID,
 				"runner", req.Runner, "status", res.Status, "error", err)
 			res.Flags = append(res.Flags, post...) // recorded with the outcome
 			return nil, &RecordPendingError{TraceID: cr.ID, Status: res.Status, Err: err, Result: res}
@@ -680,7 +691,7 @@ func (e *Engine) Execute(ctx context.Context, sessionID string, req Request, emi
 	if err != nil {
 		// The code ran and its session may have changed, but nothing says so but this
 		// line and the answer, which carries the outcome and says not to run it again.
-		e.Logger.Error("an execution ran but its trace could not be stored nor its outcome kept: its record is lost", "session", s.ID, "trace", cr.ID,
+		log.Error("an execution ran but its trace could not be stored nor its outcome kept: its record is lost", "session", s.ID, "trace", cr.ID,
 			"runner", req.Runner, "status", res.Status, "exit_code", res.ExitCode, "input_sha256", digest(req.Input), "output_sha256", digest(content),
 			"flags", flagNames(append(slices.Clone(res.Flags), post...)), "error", err, "journal_error", jerr)
 		res.Flags = append(res.Flags, post...)
@@ -693,7 +704,7 @@ func (e *Engine) Execute(ctx context.Context, sessionID string, req Request, emi
 	if err := e.Stats.Record(rctx, s.ID, delta); err != nil {
 		// The code ran and its trace is stored: the client gets its result (an error
 		// would have it run the code again), and the log says what the counts miss.
-		e.Logger.Warn("an execution's governance counts could not be stored; GET /v1/governance/stats misses them", "session", s.ID, "trace", cr.ID,
+		log.Warn("an execution's governance counts could not be stored; GET /v1/governance/stats misses them", "session", s.ID, "trace", cr.ID,
 			"flags", flagNames(delta.Flags), "error", err)
 	}
 	phase("record")
@@ -709,7 +720,7 @@ func (e *Engine) Execute(ctx context.Context, sessionID string, req Request, emi
 // returned function, called once the execution ended, stops the watch and tells whether
 // the caller went away during it and whether the stream was torn down for a runner that
 // did not end it in time.
-func (e *Engine) watchCaller(ctx, xctx context.Context, xcancel context.CancelFunc, h runner.Runner, id string, started time.Time, timeout time.Duration) func() (gone, torn bool) {
+func (e *Engine) watchCaller(ctx context.Context, log hclog.Logger, xctx context.Context, xcancel context.CancelFunc, h runner.Runner, id string, started time.Time, timeout time.Duration) func() (gone, torn bool) {
 	early := ctx.Err() != nil
 	ended := make(chan struct{})   // the execution ended
 	watched := make(chan struct{}) // the watch's function returned
@@ -740,7 +751,7 @@ func (e *Engine) watchCaller(ctx, xctx context.Context, xcancel context.CancelFu
 			if !asked {
 				found, err := h.Cancel(cctx, id)
 				if err != nil {
-					e.Logger.Warn("asking the runner to cancel an execution whose client went away failed", "trace", id, "error", err)
+					log.Warn("asking the runner to cancel an execution whose client went away failed", "trace", id, "error", err)
 				}
 				if asked = found || err != nil; !asked {
 					again = time.After(cancelRetry)

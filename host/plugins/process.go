@@ -217,6 +217,7 @@ func Launch(ctx context.Context, spec Spec, logger hclog.Logger) (*Process, erro
 		// The error says what went wrong, quoting what the process wrote (Stop waits
 		// until go-plugin has read all of it).
 		w.stopping.Store(true)
+		w.unstarted.Store(true)
 		base.Stop(c, pid, false)
 		return nil, fmt.Errorf("%s %q (%s): %w%s", spec.Kind, spec.Name, spec.Path, err, stderrNote(w))
 	}

@@ -166,6 +166,9 @@ type procWatch struct {
 	// shutdown is set when the host shuts down, when whatever ends the process (a
 	// service manager's signal to every process of the unit, the host's kill) is expected.
 	shutdown atomic.Bool
+	// exited is set once go-plugin has reported the process exited; unstarted when the
+	// host gave up its start (it exited, or did not complete its handshake in time).
+	exited, unstarted atomic.Bool
 }
 
 // exitLogger is the logger go-plugin is given for a process: when go-plugin reports the
@@ -192,8 +195,27 @@ func (l exitLogger) Error(msg string, args ...any) {
 	l.exited(msg)
 }
 
+// Warn lowers go-plugin's "plugin failed to exit gracefully" to DEBUG for a process that
+// had exited, or whose start the host gave up: go-plugin says it whenever it stops a
+// process that did not complete its handshake (a failed start, every failed restart
+// attempt), which was never asked to exit gracefully.
+func (l exitLogger) Warn(msg string, args ...any) {
+	if msg == "plugin failed to exit gracefully" && (l.w.exited.Load() || l.w.unstarted.Load()) {
+		l.Logger.Debug("plugin process stopped without a graceful exit: it had exited, or its start was given up", args...)
+		return
+	}
+	l.Logger.Warn(msg, args...)
+}
+
+// Named is the logger go-plugin relays the process's own log lines through.
+func (l exitLogger) Named(name string) hclog.Logger { return relayLogger{l.Logger.Named(name)} }
+
 func (l exitLogger) exited(msg string) {
-	if msg != "plugin process exited" || l.w.stopping.Load() {
+	if msg != "plugin process exited" {
+		return
+	}
+	l.w.exited.Store(true)
+	if l.w.stopping.Load() {
 		return
 	}
 	// A panic's lines went to ERROR already; the plain lines before it did not.

@@ -202,6 +202,10 @@ func runHostForTest() {
 // and a per-process execution count (its "state"), and dies on "crash". "spend:N" spends N
 // tokens of a budget counted from the session's Spent["session_tokens"], and reports the
 // total as session_tokens.
+// echoLog is the echo runner's logger, made before it serves (go-plugin then takes over
+// the process's stderr, whose lines it would relay as stray output).
+var echoLog = base.NewPluginLogger("runner.echo")
+
 type echoRunner struct {
 	mu       sync.Mutex
 	greeting string
@@ -241,6 +245,8 @@ func (e *echoRunner) OpenSession(_ context.Context, s runner.Session) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.session = s
+	// As the first-party runners do: the host's logger for the process names the session too.
+	echoLog.Info("session opened", "session", s.ID, "greeting", "hi")
 	return nil
 }
 

@@ -18,6 +18,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/hcl/v2"
@@ -27,6 +28,7 @@ import (
 	"github.com/limitgraph/limit/host/config"
 	"github.com/limitgraph/limit/host/daemon"
 	"github.com/limitgraph/limit/host/version"
+	"github.com/limitgraph/limit/internal/sdnotify"
 	"github.com/limitgraph/limit/sdk/base"
 )
 
@@ -142,8 +144,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 
+	// With host.log_format = "json", every line is one JSON object, the plugins' too: they
+	// send theirs to the host as JSON, which go-plugin relays through this logger.
 	logger := hclog.New(&hclog.LoggerOptions{
 		Name: "limitd", Level: hclog.LevelFromString(cfg.Host.LogLevel), Output: stderr,
+		JSONFormat: cfg.Host.LogFormat == "json",
 	})
 	// The first SIGINT or SIGTERM starts a graceful shutdown; a second stops at once
 	// (the plugins, started with a parent-death signal, go with the daemon). One
@@ -218,12 +223,27 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	running.Store(d)
 	fmt.Fprintf(stdout, "limitd %s listening on http://%s\n", version.Version, d.Addr())
+	// Under systemd with Type=notify, the unit is started once the API serves.
+	notify := func(state string) {
+		if _, err := sdnotify.Notify(state); err != nil {
+			logger.Warn("cannot notify systemd (NOTIFY_SOCKET)", "state", state, "error", err)
+		}
+	}
+	notify(sdnotify.Ready)
 	code := 0
 	select {
 	case <-ctx.Done():
+		notify(sdnotify.Stopping)
 		d.Drain()
+		if delay := cfg.API.DrainDelay; delay > 0 {
+			// The listener stays open, answering new requests (readiness included) 503, so
+			// that a load balancer takes the host out before connections are refused.
+			logger.Info("draining: new requests are answered 503 until the listener closes (a second signal stops at once)", "drain_delay", delay)
+			time.Sleep(delay)
+		}
 		logger.Info("shutting down: running requests may finish (a second signal stops at once)", "reason", "signal", "within", cfg.API.ShutdownTimeout)
 	case err := <-d.Done():
+		notify(sdnotify.Stopping)
 		logger.Error("API server stopped", "error", err)
 		code = 1
 	}

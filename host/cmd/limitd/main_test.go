@@ -532,3 +532,138 @@ func TestDatabaseURLOverridesConfigURL(t *testing.T) {
 		t.Errorf("log:\n%s", out)
 	}
 }
+
+// TestJSONLogFormat: with host.log_format = "json" every line limitd writes to its stderr
+// is a JSON object, the lines its plugins send (relayed by go-plugin) and the access lines
+// included.
+func TestJSONLogFormat(t *testing.T) {
+	config := writeConfig(t, "host {\n  listen = \"127.0.0.1:0\"\n  data_dir = \"DATADIR\"\n  log_level = \"debug\"\n  log_format = \"json\"\n}\nstorage \"bolt\" {}\n")
+	cmd, url, logs := startLimitdLogs(t, config)
+	res, err := http.Get(url + "/v1/openapi.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("limitd: %v\n%s", err, logs.String())
+	}
+	modules := map[string]bool{}
+	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("line %q is not JSON: %v", line, err)
+		}
+		if m["@message"] == nil || m["@level"] == nil || m["@timestamp"] == nil {
+			t.Fatalf("line %q lacks hclog's keys", line)
+		}
+		mod, _ := m["@module"].(string)
+		modules[mod] = true
+		if m["@message"] == "request" && m["route"] != "GET /v1/openapi.json" {
+			t.Errorf("access line %q", line)
+		}
+	}
+	plugin := false
+	for mod := range modules {
+		// A plugin's own lines come under its go-plugin name, beside the host's lines
+		// about the plugin process.
+		if strings.HasPrefix(mod, "limitd.storage.bolt.limit-storage-bolt") {
+			plugin = true
+		}
+		if !strings.HasPrefix(mod, "limitd") {
+			t.Errorf("a line of module %q: the relayed lines keep the host's module", mod)
+		}
+	}
+	if !plugin || !modules["limitd.api"] {
+		t.Fatalf("modules %v: want a plugin's relayed lines and the API's\n%s", modules, logs.String())
+	}
+}
+
+// TestDrainDelay: with api.drain_delay, after SIGTERM the listener stays open: a new
+// connection's readiness check is answered 503 (a load balancer takes the host out), its
+// liveness check 200, and then limitd stops gracefully.
+func TestDrainDelay(t *testing.T) {
+	config := writeConfig(t, "host {\n  listen = \"127.0.0.1:0\"\n  data_dir = \"DATADIR\"\n}\nstorage \"bolt\" {}\napi {\n  drain_delay = \"10s\"\n}\n")
+	cmd, url, logs := startLimitdLogs(t, config)
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}} // a new connection each time
+	get := func(path string) int {
+		t.Helper()
+		res, err := client.Get(url + path)
+		if err != nil {
+			t.Fatalf("GET %s while draining: %v\n%s", path, err, logs.String())
+		}
+		res.Body.Close()
+		return res.StatusCode
+	}
+	if code := get("/v1/health/ready"); code != 200 {
+		t.Fatalf("ready before the signal: %d", code)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	for get("/v1/health/ready") != 503 {
+		select {
+		case err := <-exited:
+			t.Fatalf("limitd exited (%v) without answering readiness 503\n%s", err, logs.String())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	if code := get("/v1/health/live"); code != 200 {
+		t.Errorf("live while draining: %d", code)
+	}
+	if code := get("/v1/health"); code != 503 {
+		t.Errorf("health while draining: %d", code)
+	}
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("limitd exited with %v\n%s", err, logs.String())
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("limitd did not stop after its drain delay")
+	}
+	if !strings.Contains(logs.String(), "draining") || !strings.Contains(logs.String(), "limitd stopped") {
+		t.Fatalf("log:\n%s", logs.String())
+	}
+}
+
+// TestSystemdNotify: under systemd's Type=notify, limitd sends READY=1 to $NOTIFY_SOCKET
+// once it listens and STOPPING=1 when a SIGTERM begins its shutdown.
+func TestSystemdNotify(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "notify")
+	sock, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sock.Close()
+	t.Setenv("NOTIFY_SOCKET", path)
+	config := writeConfig(t, "host {\n  listen = \"127.0.0.1:0\"\n  data_dir = \"DATADIR\"\n}\nstorage \"bolt\" {}\n")
+	cmd, url, logs := startLimitdLogs(t, config)
+	read := func() string {
+		t.Helper()
+		_ = sock.SetReadDeadline(time.Now().Add(time.Minute))
+		buf := make([]byte, 256)
+		n, err := sock.Read(buf)
+		if err != nil {
+			t.Fatalf("no notification: %v\n%s", err, logs.String())
+		}
+		return string(buf[:n])
+	}
+	if got := read(); got != "READY=1" {
+		t.Fatalf("first notification %q, want READY=1", got)
+	}
+	pluginPIDs(t, url) // serving
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if got := read(); got != "STOPPING=1" {
+		t.Fatalf("notification at SIGTERM %q, want STOPPING=1", got)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("limitd: %v\n%s", err, logs.String())
+	}
+}
