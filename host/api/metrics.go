@@ -26,6 +26,8 @@ type metrics struct {
 	executions   *prometheus.CounterVec
 	execDuration *prometheus.HistogramVec
 	flags        *prometheus.CounterVec
+	// recordsFailed counts executions that ran but whose trace the storage did not take.
+	recordsFailed *prometheus.CounterVec
 	// purgedSessions and purgedTraces count what the retention sweep purged.
 	purgedSessions, purgedTraces prometheus.Counter
 	// routes caches the series of requests by route and code.
@@ -52,13 +54,16 @@ func newMetrics(pluginStatus func() []plugins.Status) *metrics {
 	m.flags = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "limit_governance_flags_total", Help: "Flags governance rules raised on executions, by flag.",
 	}, []string{"flag"})
+	m.recordsFailed = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "limit_execution_records_failed_total", Help: "Executions that ran but whose trace the storage did not take, by outcome: pending (kept in the pending-outcomes journal until it does; answered record_pending) or lost (answered record_lost).",
+	}, []string{"outcome"})
 	m.purgedSessions = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "limit_sessions_purged_total", Help: "Deleted sessions this host purged from storage past host.deleted_retention.",
 	})
 	m.purgedTraces = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "limit_traces_purged_total", Help: "Traces of deleted sessions this host purged from storage past host.deleted_retention (their copies in the shared record stay).",
 	})
-	m.reg.MustRegister(m.requests, m.duration, m.executions, m.execDuration, m.flags, m.purgedSessions, m.purgedTraces,
+	m.reg.MustRegister(m.requests, m.duration, m.executions, m.execDuration, m.flags, m.recordsFailed, m.purgedSessions, m.purgedTraces,
 		pluginCollector{pluginStatus},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -110,8 +115,22 @@ type routeMetrics struct {
 }
 
 // execution counts an execution's outcome: res when it ran, or the error that stopped it.
+// One that ran but whose trace the storage did not take (record_pending, record_lost)
+// counts by its own status, as one recorded does, and in limit_execution_records_failed_total.
 func (m *metrics) execution(runner string, res *execution.Result, err error) {
-	var blocked *execution.BlockedError
+	var (
+		blocked *execution.BlockedError
+		pending *execution.RecordPendingError
+		lost    *execution.RecordLostError
+	)
+	switch {
+	case errors.As(err, &pending) && pending.Result != nil:
+		res = pending.Result
+		m.recordsFailed.WithLabelValues("pending").Inc()
+	case errors.As(err, &lost) && lost.Result != nil:
+		res = lost.Result
+		m.recordsFailed.WithLabelValues("lost").Inc()
+	}
 	switch {
 	case res != nil:
 		m.executions.WithLabelValues(runner, res.Status).Inc()

@@ -1,0 +1,105 @@
+package api
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/limitgraph/limit/host/session"
+	"github.com/limitgraph/limit/internal/downstore"
+	"github.com/limitgraph/limit/sdk/storage/memstore"
+)
+
+// scrape gets h's /metrics as an operator and parses it with the Prometheus text parser,
+// failing the test on a page it does not take.
+func scrape(t *testing.T, h http.Handler) map[string]*dto.MetricFamily {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	if rec.Code != http.StatusOK {
+		t.Fatalf("GET /metrics: %d %s", rec.Code, rec.Body)
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(strings.NewReader(rec.Body.String()))
+	if err != nil {
+		t.Fatalf("GET /metrics is not Prometheus text: %v", err)
+	}
+	return fams
+}
+
+// sample returns the value of the series of family name whose labels include labels
+// (name=value pairs), and whether there is one: a counter's or gauge's value, a
+// histogram's sample count.
+func sample(fams map[string]*dto.MetricFamily, name string, labels ...string) (float64, bool) {
+	f := fams[name]
+	if f == nil {
+		return 0, false
+	}
+next:
+	for _, m := range f.GetMetric() {
+		for i := 0; i+1 < len(labels); i += 2 {
+			found := false
+			for _, l := range m.GetLabel() {
+				if l.GetName() == labels[i] && l.GetValue() == labels[i+1] {
+					found = true
+				}
+			}
+			if !found {
+				continue next
+			}
+		}
+		switch {
+		case m.Counter != nil:
+			return m.Counter.GetValue(), true
+		case m.Gauge != nil:
+			return m.Gauge.GetValue(), true
+		case m.Histogram != nil:
+			return float64(m.Histogram.GetSampleCount()), true
+		case m.Untyped != nil:
+			return m.Untyped.GetValue(), true
+		}
+	}
+	return 0, false
+}
+
+// TestMetricsCountUnrecordedExecutions: an execution that ran but whose trace the storage
+// did not take (answered record_pending) counts in limit_executions_total by its status
+// and in the duration histogram like one recorded, and in
+// limit_execution_records_failed_total: after 2 recorded runs and 3 pending, the metrics
+// said status="ok" 2.
+func TestMetricsCountUnrecordedExecutions(t *testing.T) {
+	st := &downstore.Store{Storage: memstore.New()}
+	a := newPluginAPI(t, st)
+	a.srv.opts.Engine.JournalDir = t.TempDir()
+	srv := httptest.NewServer(a.srv)
+	t.Cleanup(srv.Close)
+	var sess session.Session
+	call(t, srv, "POST", "/v1/sessions", map[string]any{"name": "m"}, http.StatusCreated, &sess)
+	run := map[string]any{"runner": "echo", "input": "hello"}
+	for range 2 {
+		call(t, srv, "POST", "/v1/sessions/"+sess.ID+"/executions", run, http.StatusOK, nil)
+	}
+	st.Down.Store(true)
+	for range 3 {
+		call(t, srv, "POST", "/v1/sessions/"+sess.ID+"/executions", run, http.StatusServiceUnavailable, nil)
+	}
+	fams := scrape(t, a.srv)
+	for _, c := range []struct {
+		name   string
+		labels []string
+		want   float64
+	}{
+		{"limit_executions_total", []string{"runner", "echo", "status", "ok"}, 5},
+		{"limit_execution_duration_seconds", []string{"runner", "echo"}, 5},
+		{"limit_execution_records_failed_total", []string{"outcome", "pending"}, 3},
+	} {
+		if got, _ := sample(fams, c.name, c.labels...); got != c.want {
+			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
+		}
+	}
+}
