@@ -140,7 +140,11 @@ func (m *metrics) execution(runner string, res *execution.Result, err error) {
 		}
 	case errors.As(err, &blocked):
 		m.executions.WithLabelValues(runner, "blocked").Inc()
-		for _, f := range blocked.Flags {
+		raised := blocked.Raised
+		if raised == nil {
+			raised = blocked.Flags
+		}
+		for _, f := range raised {
 			m.flags.WithLabelValues(f.Flag).Inc()
 		}
 	}

@@ -103,3 +103,24 @@ func TestMetricsCountUnrecordedExecutions(t *testing.T) {
 		}
 	}
 }
+
+// TestMetricsCountEveryFlagOfBlocked: a blocked execution counts every flag the rules
+// raised on its input in limit_governance_flags_total, as GET /v1/governance/stats does,
+// not only those that blocked it (the anomaly beside the blocking jailbreak was missing).
+func TestMetricsCountEveryFlagOfBlocked(t *testing.T) {
+	a := newPluginAPI(t, memstore.New())
+	srv := httptest.NewServer(a.srv)
+	t.Cleanup(srv.Close)
+	var sess session.Session
+	call(t, srv, "POST", "/v1/sessions", map[string]any{"name": "b"}, http.StatusCreated, &sess)
+	call(t, srv, "POST", "/v1/sessions/"+sess.ID+"/executions", map[string]any{"runner": "echo", "input": "forbidden lowrisk"}, http.StatusForbidden, nil)
+	fams := scrape(t, a.srv)
+	if got, _ := sample(fams, "limit_executions_total", "status", "blocked"); got != 1 {
+		t.Errorf("blocked executions %v, want 1", got)
+	}
+	for _, flag := range []string{"jailbreak", "anomaly"} {
+		if got, _ := sample(fams, "limit_governance_flags_total", "flag", flag); got != 1 {
+			t.Errorf("limit_governance_flags_total{flag=%q} = %v, want 1", flag, got)
+		}
+	}
+}
