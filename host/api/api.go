@@ -34,6 +34,9 @@ type Options struct {
 	Version string
 	// Plugins reports every plugin process's state.
 	Plugins func() []plugins.Status
+	// PluginRestarts counts, by plugin and reason, the plugin processes restarted or
+	// replaced since the host started (limit_plugin_restarts_total); nil counts none.
+	PluginRestarts func() []plugins.RestartCount
 	// MaxBodyBytes bounds request bodies.
 	MaxBodyBytes int64
 	// MaxBodyBytesInFlight bounds the large request bodies handled at once (see
@@ -107,7 +110,7 @@ func New(opts Options) *Server {
 	if opts.RD.Timeout <= 0 {
 		opts.RD.Timeout = config.DefaultRDTimeout
 	}
-	s := &Server{opts: opts, mux: http.NewServeMux(), metrics: newMetrics(opts.Plugins), refused: newRefusedLog(opts.Logger),
+	s := &Server{opts: opts, mux: http.NewServeMux(), metrics: newMetrics(opts.Plugins, opts.PluginRestarts), refused: newRefusedLog(opts.Logger),
 		bodies: newBodyBudget(opts.MaxBodyBytesInFlight)}
 	s.metrics.reg.MustRegister(s.bodies.collectors()...)
 	s.stopping, s.stop = context.WithCancel(context.Background())

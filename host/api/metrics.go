@@ -35,7 +35,7 @@ type metrics struct {
 	routes   map[routeCode]*routeMetrics
 }
 
-func newMetrics(pluginStatus func() []plugins.Status) *metrics {
+func newMetrics(pluginStatus func() []plugins.Status, restarts func() []plugins.RestartCount) *metrics {
 	m := &metrics{reg: prometheus.NewRegistry()}
 	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "limit_http_requests_total", Help: "API requests answered, by route pattern, method and status code.",
@@ -64,7 +64,7 @@ func newMetrics(pluginStatus func() []plugins.Status) *metrics {
 		Name: "limit_traces_purged_total", Help: "Traces of deleted sessions this host purged from storage past host.deleted_retention (their copies in the shared record stay).",
 	})
 	m.reg.MustRegister(m.requests, m.duration, m.executions, m.execDuration, m.flags, m.recordsFailed, m.purgedSessions, m.purgedTraces,
-		pluginCollector{pluginStatus},
+		pluginCollector{pluginStatus, restarts},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -151,12 +151,15 @@ func (m *metrics) execution(runner string, res *execution.Result, err error) {
 }
 
 // pluginCollector reports the plugin processes at each scrape, from the same status
-// /v1/health shows.
-type pluginCollector struct{ status func() []plugins.Status }
+// /v1/health shows, and the count of those restarted or replaced.
+type pluginCollector struct {
+	status   func() []plugins.Status
+	restarts func() []plugins.RestartCount // nil: none
+}
 
 var (
 	pluginProcessesDesc = prometheus.NewDesc("limit_plugin_processes", "Plugin processes running, by plugin, kind and health.", []string{"plugin", "kind", "healthy"}, nil)
-	pluginRestartsDesc  = prometheus.NewDesc("limit_plugin_restarts", "Restarts after a crash of the plugin processes now running, by plugin and kind.", []string{"plugin", "kind"}, nil)
+	pluginRestartsDesc  = prometheus.NewDesc("limit_plugin_restarts_total", "Plugin processes restarted or replaced since the host started, by plugin, kind and reason: crash (a supervised plugin restarted, a runner process found dead, an idle pre-started one, kind pool, found dead), failed (a runner process stopped after failing an execution), idle (idle_timeout), max_processes (stopped to make room).", []string{"plugin", "kind", "reason"}, nil)
 	backendDesc         = prometheus.NewDesc("limit_plugin_backend", "Figures a plugin reports of its own state (a storage backend's write-ahead log, for one), by plugin and figure.", []string{"plugin", "figure"}, nil)
 )
 
@@ -168,7 +171,7 @@ func (c pluginCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c pluginCollector) Collect(ch chan<- prometheus.Metric) {
 	type key struct{ name, kind string }
-	up, down, restarts := map[key]int{}, map[key]int{}, map[key]int{}
+	up, down, seen := map[key]int{}, map[key]int{}, map[key]bool{}
 	figures := map[key]float64{} // {plugin, figure}, summed over the plugin's processes
 	for _, st := range c.status() {
 		k := key{st.Name, st.Kind}
@@ -177,7 +180,7 @@ func (c pluginCollector) Collect(ch chan<- prometheus.Metric) {
 		} else {
 			down[k]++
 		}
-		restarts[k] += st.Restarts
+		seen[k] = true
 		for fig, v := range st.Metrics {
 			figures[key{st.Name, fig}] += v
 		}
@@ -185,10 +188,14 @@ func (c pluginCollector) Collect(ch chan<- prometheus.Metric) {
 	for k, v := range figures {
 		ch <- prometheus.MustNewConstMetric(backendDesc, prometheus.GaugeValue, v, k.name, k.kind)
 	}
-	for k, n := range restarts {
+	for k := range seen {
 		ch <- prometheus.MustNewConstMetric(pluginProcessesDesc, prometheus.GaugeValue, float64(up[k]), k.name, k.kind, "true")
 		ch <- prometheus.MustNewConstMetric(pluginProcessesDesc, prometheus.GaugeValue, float64(down[k]), k.name, k.kind, "false")
-		ch <- prometheus.MustNewConstMetric(pluginRestartsDesc, prometheus.GaugeValue, float64(n), k.name, k.kind)
+	}
+	if c.restarts != nil {
+		for _, r := range c.restarts() {
+			ch <- prometheus.MustNewConstMetric(pluginRestartsDesc, prometheus.CounterValue, float64(r.Count), r.Name, r.Kind, r.Reason)
+		}
 	}
 }
 
