@@ -144,9 +144,9 @@ func TestBearerTokens(t *testing.T) {
 // processes from the health status, and their restarts as a counter.
 func TestMetrics(t *testing.T) {
 	status := []plugins.Status{
-		{Name: "bolt", Kind: "storage", Healthy: true, Restarts: 2, Metrics: map[string]float64{"wal_bytes": 4096}},
-		{Name: "python", Kind: "runner", Healthy: true, Session: "a"},
-		{Name: "python", Kind: "runner", Healthy: false, Session: "b", Restarts: 1},
+		{Name: "bolt", Kind: "storage", PID: 10, Healthy: true, Restarts: 2, Metrics: map[string]float64{"wal_bytes": 4096}},
+		{Name: "python", Kind: "runner", PID: 11, Healthy: true, Session: "a"},
+		{Name: "python", Kind: "runner", PID: 12, Healthy: false, Session: "b", Restarts: 1},
 	}
 	restarts := []plugins.RestartCount{
 		{Kind: "storage", Name: "bolt", Reason: plugins.RestartCrash, Count: 2},

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -38,7 +39,7 @@ type metrics struct {
 func newMetrics(pluginStatus func() []plugins.Status, restarts func() []plugins.RestartCount) *metrics {
 	m := &metrics{reg: prometheus.NewRegistry()}
 	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "limit_http_requests_total", Help: "API requests answered, by route pattern, method and status code.",
+		Name: "limit_http_requests_total", Help: "API requests answered, by route pattern (its method and path, e.g. \"GET /v1/sessions/{id}\") and status code.",
 	}, []string{"route", "code"})
 	m.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "limit_http_request_duration_seconds", Help: "Time to answer an API request (to its last byte for a stream), by route pattern.",
@@ -158,15 +159,17 @@ type pluginCollector struct {
 }
 
 var (
-	pluginProcessesDesc = prometheus.NewDesc("limit_plugin_processes", "Plugin processes running, by plugin, kind and health.", []string{"plugin", "kind", "healthy"}, nil)
+	pluginProcessesDesc = prometheus.NewDesc("limit_plugin_processes", "Plugin processes running, by plugin, kind and health (a plugin being restarted has none: 0 for both).", []string{"plugin", "kind", "healthy"}, nil)
 	pluginRestartsDesc  = prometheus.NewDesc("limit_plugin_restarts_total", "Plugin processes restarted or replaced since the host started, by plugin, kind and reason: crash (a supervised plugin restarted, a runner process found dead, an idle pre-started one, kind pool, found dead), failed (a runner process stopped after failing an execution), idle (idle_timeout), max_processes (stopped to make room).", []string{"plugin", "kind", "reason"}, nil)
 	backendDesc         = prometheus.NewDesc("limit_plugin_backend", "Figures a plugin reports of its own state (a storage backend's write-ahead log, for one), by plugin and figure.", []string{"plugin", "figure"}, nil)
+	backendTotalDesc    = prometheus.NewDesc("limit_plugin_backend_total", "Counts a plugin reports of its own (figures named NAME_total, here by NAME: a storage backend's checkpoints, for one), by plugin and figure; they start again from 0 when its process restarts.", []string{"plugin", "figure"}, nil)
 )
 
 func (c pluginCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- pluginProcessesDesc
 	ch <- pluginRestartsDesc
 	ch <- backendDesc
+	ch <- backendTotalDesc
 }
 
 func (c pluginCollector) Collect(ch chan<- prometheus.Metric) {
@@ -175,17 +178,25 @@ func (c pluginCollector) Collect(ch chan<- prometheus.Metric) {
 	figures := map[key]float64{} // {plugin, figure}, summed over the plugin's processes
 	for _, st := range c.status() {
 		k := key{st.Name, st.Kind}
-		if st.Healthy {
+		seen[k] = true
+		switch {
+		case st.PID == 0:
+			// No process: a supervised plugin being restarted, a pool whose starts fail.
+		case st.Healthy:
 			up[k]++
-		} else {
+		default:
 			down[k]++
 		}
-		seen[k] = true
 		for fig, v := range st.Metrics {
 			figures[key{st.Name, fig}] += v
 		}
 	}
 	for k, v := range figures {
+		// A figure named NAME_total is a count (see storage.Health), NAME the count's name.
+		if name, ok := strings.CutSuffix(k.kind, "_total"); ok && name != "" {
+			ch <- prometheus.MustNewConstMetric(backendTotalDesc, prometheus.CounterValue, v, k.name, name)
+			continue
+		}
 		ch <- prometheus.MustNewConstMetric(backendDesc, prometheus.GaugeValue, v, k.name, k.kind)
 	}
 	for k := range seen {

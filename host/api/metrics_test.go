@@ -6,10 +6,12 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/limitgraph/limit/host/plugins"
 	"github.com/limitgraph/limit/host/session"
 	"github.com/limitgraph/limit/internal/downstore"
 	"github.com/limitgraph/limit/sdk/storage/memstore"
@@ -122,5 +124,59 @@ func TestMetricsCountEveryFlagOfBlocked(t *testing.T) {
 		if got, _ := sample(fams, "limit_governance_flags_total", "flag", flag); got != 1 {
 			t.Errorf("limit_governance_flags_total{flag=%q} = %v, want 1", flag, got)
 		}
+	}
+}
+
+// TestMetricsLint: /metrics passes promlint (names, units, counters ending _total, help
+// texts), with every kind of series present: a storage plugin's figures (a counter and a
+// gauge among them), a plugin being restarted (no process), requests.
+func TestMetricsLint(t *testing.T) {
+	status := []plugins.Status{
+		{Name: "bolt", Kind: "storage", PID: 10, Healthy: true, Metrics: map[string]float64{
+			"log_pending_bytes": 4096, "checkpoints_total": 7, "last_checkpoint_seconds": 0.25,
+		}},
+		{Name: "keyword", Kind: "governance", LastError: "plugin process exited"}, // being restarted
+		{Name: "python", Kind: "runner", PID: 12, Healthy: false, Session: "a"},
+	}
+	s := New(Options{Version: "1.0.0", Plugins: func() []plugins.Status { return status },
+		PluginRestarts: func() []plugins.RestartCount {
+			return []plugins.RestartCount{{Kind: "governance", Name: "keyword", Reason: plugins.RestartCrash, Count: 3}}
+		}})
+	do(t, s, "GET", "/v1/health")
+	rec := httptest.NewRecorder()
+	s.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	problems, err := promlint.New(strings.NewReader(rec.Body.String())).Lint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("promlint: %s: %s", p.Metric, p.Text)
+	}
+	fams := scrape(t, s)
+	for _, c := range []struct {
+		name   string
+		labels []string
+		want   float64
+	}{
+		{"limit_plugin_backend", []string{"plugin", "bolt", "figure", "log_pending_bytes"}, 4096},
+		{"limit_plugin_backend", []string{"plugin", "bolt", "figure", "last_checkpoint_seconds"}, 0.25},
+		{"limit_plugin_backend_total", []string{"plugin", "bolt", "figure", "checkpoints"}, 7},
+		// A plugin being restarted has no process, healthy or not.
+		{"limit_plugin_processes", []string{"plugin", "keyword", "healthy", "false"}, 0},
+		{"limit_plugin_processes", []string{"plugin", "keyword", "healthy", "true"}, 0},
+		{"limit_plugin_processes", []string{"plugin", "python", "healthy", "false"}, 1},
+	} {
+		if got, ok := sample(fams, c.name, c.labels...); !ok || got != c.want {
+			t.Errorf("%s%v = %v (present %v), want %v", c.name, c.labels, got, ok, c.want)
+		}
+	}
+	if f := fams["limit_plugin_backend_total"]; f == nil || f.GetType() != dto.MetricType_COUNTER {
+		t.Errorf("limit_plugin_backend_total is not a counter: %v", f)
+	}
+	if _, ok := sample(fams, "limit_plugin_backend", "figure", "checkpoints_total"); ok {
+		t.Error("a counter figure is exposed as a gauge")
+	}
+	if h := fams["limit_http_requests_total"].GetHelp(); strings.Contains(h, "method") && !strings.Contains(h, "method and path") {
+		t.Errorf("limit_http_requests_total's help names a method label it does not have: %q", h)
 	}
 }
