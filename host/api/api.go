@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/limitgraph/limit/host/config"
 	"github.com/limitgraph/limit/host/execution"
@@ -37,6 +38,8 @@ type Options struct {
 	// PluginRestarts counts, by plugin and reason, the plugin processes restarted or
 	// replaced since the host started (limit_plugin_restarts_total); nil counts none.
 	PluginRestarts func() []plugins.RestartCount
+	// Collectors are further metrics served at GET /metrics (the storage's calls).
+	Collectors []prometheus.Collector
 	// MaxBodyBytes bounds request bodies.
 	MaxBodyBytes int64
 	// MaxBodyBytesInFlight bounds the large request bodies handled at once (see
@@ -110,7 +113,7 @@ func New(opts Options) *Server {
 	if opts.RD.Timeout <= 0 {
 		opts.RD.Timeout = config.DefaultRDTimeout
 	}
-	s := &Server{opts: opts, mux: http.NewServeMux(), metrics: newMetrics(opts.Plugins, opts.PluginRestarts), refused: newRefusedLog(opts.Logger),
+	s := &Server{opts: opts, mux: http.NewServeMux(), metrics: newMetrics(opts), refused: newRefusedLog(opts.Logger),
 		bodies: newBodyBudget(opts.MaxBodyBytesInFlight)}
 	s.metrics.reg.MustRegister(s.bodies.collectors()...)
 	s.stopping, s.stop = context.WithCancel(context.Background())

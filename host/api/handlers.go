@@ -851,6 +851,7 @@ func (s *Server) merge(w http.ResponseWriter, r *http.Request) {
 	if !v.Valid {
 		f := governance.Flag{Flag: sdkgov.FlagUnverified, Severity: 9, Reason: "provenance does not verify: " + v.Error, RuleID: "host.provenance", AutoDetected: true, Timestamp: time.Now().UTC()}
 		_ = s.opts.Stats.Record(sctx, rec.SessionID, governance.Delta{Flags: []governance.Flag{f}, MergeRefused: true})
+		s.metrics.merge("refused")
 		reasons := pol.MergeRefusals(string(rec.Status), rec.Flags, true, "")
 		reasons = append(reasons, f.Reason+" (a broken chain is never merged, under any policy, and nothing more is written to it)")
 		writeRefusal(w, r, pol, rec.ID, reasons, []governance.Flag{f})
@@ -876,6 +877,7 @@ func (s *Server) merge(w http.ResponseWriter, r *http.Request) {
 		note, _ := json.Marshal(map[string]any{"policy": pol.Name, "reasons": reasons})
 		_, _ = s.opts.Traces.Append(ctx, rec.ID, trace.Entry{Kind: "merge_refused", Agent: execution.Agent, Data: note})
 		_ = s.opts.Stats.Record(sctx, rec.SessionID, governance.Delta{MergeRefused: true})
+		s.metrics.merge("refused")
 		writeRefusal(w, r, pol, rec.ID, reasons, nil)
 	}
 	reasons := pol.MergeRefusals(string(rec.Status), rec.Flags, complete, gap)
@@ -923,6 +925,7 @@ func (s *Server) merge(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	_ = s.opts.Stats.Record(sctx, rec.SessionID, governance.Delta{MergeAllowed: true})
+	s.metrics.merge("allowed")
 	writeJSON(w, http.StatusOK, mergeResponse{Merged: true, TraceID: rec.ID, Record: merged})
 }
 
@@ -956,6 +959,7 @@ func (s *Server) completeCutShort(w http.ResponseWriter, r *http.Request, rec tr
 	}
 	s.opts.Logger.Info("completed a merge that was cut short", "trace", rec.ID, "session", rec.SessionID)
 	_ = s.opts.Stats.Record(sctx, rec.SessionID, governance.Delta{MergeAllowed: true})
+	s.metrics.merge("allowed")
 	writeJSON(w, http.StatusOK, mergeResponse{Merged: true, TraceID: rec.ID, Record: merged})
 	return true
 }
@@ -1270,6 +1274,7 @@ func (s *Server) flagMerged(ctx context.Context, id string, f governance.Flag, p
 	}
 	s.opts.Logger.Info("merged trace withdrawn from the shared record", "trace", rec.ID, "session", rec.SessionID, "flag", f.Flag, "severity", f.Severity, "status", status)
 	_ = s.opts.Stats.Record(sctx, rec.SessionID, governance.Delta{Flags: []governance.Flag{f}, Quarantined: q, MergeWithdrawn: true})
+	s.metrics.merge("withdrawn")
 	return out, true, false, nil
 }
 

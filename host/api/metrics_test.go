@@ -1,6 +1,7 @@
 package api
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -178,5 +179,62 @@ func TestMetricsLint(t *testing.T) {
 	}
 	if h := fams["limit_http_requests_total"].GetHelp(); strings.Contains(h, "method") && !strings.Contains(h, "method and path") {
 		t.Errorf("limit_http_requests_total's help names a method label it does not have: %q", h)
+	}
+}
+
+// TestMetricsOnCall: the figures an on-call needs are counted: merges by outcome (allowed,
+// refused, withdrawn), flags by the rule that raised them, a rule's failed calls (an
+// execution refused under a policy that fails closed, by reason), the outcomes waiting
+// in the journal, executions refused for being busy (max_concurrency, max_processes),
+// and the host's version.
+func TestMetricsOnCall(t *testing.T) {
+	st := &downstore.Store{Storage: memstore.New()}
+	a := newPluginAPI(t, st)
+	a.srv.opts.Engine.JournalDir = t.TempDir()
+	srv := httptest.NewServer(a.srv)
+	t.Cleanup(srv.Close)
+	var sess session.Session
+	call(t, srv, "POST", "/v1/sessions", map[string]any{"name": "oncall"}, http.StatusCreated, &sess)
+	execs := "/v1/sessions/" + sess.ID + "/executions"
+	var ok, blocked struct {
+		TraceID string `json:"trace_id"`
+	}
+	call(t, srv, "POST", execs, map[string]any{"runner": "echo", "input": "lowrisk"}, http.StatusOK, &ok)
+	call(t, srv, "POST", execs, map[string]any{"runner": "echo", "input": "forbidden"}, http.StatusForbidden, &blocked)
+	// The rule fails; the default policy fails closed.
+	call(t, srv, "POST", execs, map[string]any{"runner": "echo", "input": "rulefault"}, http.StatusServiceUnavailable, nil)
+	call(t, srv, "POST", "/v1/traces/"+ok.TraceID+"/merge", map[string]any{}, http.StatusOK, nil)
+	call(t, srv, "POST", "/v1/traces/"+blocked.TraceID+"/merge", map[string]any{}, http.StatusConflict, nil)
+	call(t, srv, "POST", "/v1/governance/flag", map[string]any{"trace_id": ok.TraceID, "flag": "unsafe", "severity": 4, "reason": "found later"}, http.StatusCreated, nil)
+	// Refusals for being busy come from the session's slots and the runner's processes.
+	a.srv.metrics.execution("echo", nil, fmt.Errorf("wait for a slot: %w", session.ErrBusy))
+	a.srv.metrics.execution("echo", nil, &plugins.RunnerBusyError{Runner: "echo", Max: 1})
+	// One outcome waits in the journal.
+	st.Down.Store(true)
+	call(t, srv, "POST", execs, map[string]any{"runner": "echo", "input": "hello"}, http.StatusServiceUnavailable, nil)
+
+	fams := scrape(t, a.srv)
+	for _, c := range []struct {
+		name   string
+		labels []string
+		want   float64
+	}{
+		{"limit_merges_total", []string{"outcome", "allowed"}, 1},
+		{"limit_merges_total", []string{"outcome", "refused"}, 1},
+		{"limit_merges_total", []string{"outcome", "withdrawn"}, 1},
+		{"limit_governance_rule_flags_total", []string{"rule", "keyword"}, 2},
+		{"limit_governance_rule_errors_total", []string{"rule", "keyword"}, 1},
+		{"limit_executions_refused_total", []string{"reason", "governance_unavailable"}, 1},
+		{"limit_executions_refused_total", []string{"reason", "max_concurrency"}, 1},
+		{"limit_executions_refused_total", []string{"reason", "max_processes"}, 1},
+		{"limit_execution_pending_outcomes", nil, 1},
+	} {
+		if got, ok := sample(fams, c.name, c.labels...); !ok || got != c.want {
+			t.Errorf("%s%v = %v (present %v), want %v", c.name, c.labels, got, ok, c.want)
+		}
+	}
+	info := scrape(t, New(Options{Version: "1.2.3"}))
+	if got, ok := sample(info, "limit_build_info", "version", "1.2.3"); !ok || got != 1 {
+		t.Errorf("limit_build_info{version=\"1.2.3\"} = %v (present %v), want 1", got, ok)
 	}
 }

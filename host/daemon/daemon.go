@@ -546,7 +546,7 @@ func Start(ctx context.Context, opts Options) (*Daemon, hcl.Diagnostics) {
 
 	d.listener = ln
 	d.api = api.New(api.Options{
-		Version: opts.Version, Plugins: d.PluginStatus, PluginRestarts: d.pluginRestarts, MaxBodyBytes: cfg.API.MaxBodyBytes, MaxBodyBytesInFlight: cfg.API.MaxBodyBytesInFlight, Logger: logger.Named("api"),
+		Version: opts.Version, Plugins: d.PluginStatus, PluginRestarts: d.pluginRestarts, Collectors: d.Store.Collectors(), MaxBodyBytes: cfg.API.MaxBodyBytes, MaxBodyBytesInFlight: cfg.API.MaxBodyBytesInFlight, Logger: logger.Named("api"),
 		Sessions: d.Sessions, Engine: engine, Traces: d.Traces, Rules: rules, Stats: stats, DefaultPolicy: cfg.Governance.Policy,
 		Store: d.Store, RD: cfg.RD, RefusePeer: refuseSandboxed(d.Runners.SandboxUID, logger.Named("api")),
 		Tokens: cfg.API.Tokens, CheckHosts: true, AllowedHosts: cfg.API.AllowedHosts,
