@@ -225,6 +225,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, http.StatusUnauthorized, "this API needs \"Authorization: Bearer <token>\" with a token from the host's api.token_file", nil)
 		return
 	}
+	if p.scraper && !scraperMay(r) {
+		// Whatever the route: a scraper's token reaches no session, trace or code.
+		s.refused.warn("API request refused", append(requestIDs(id, r), "remote", r.RemoteAddr, "method", r.Method, "path", r.URL.Path, "reason", "a metrics token")...)
+		writeProblem(w, r, http.StatusForbidden, "this token (a "+config.MetricsRole+" line of api.token_file) reads GET /metrics alone", nil)
+		return
+	}
 	r = withPrincipal(r, p)
 	h, pattern := s.mux.Handler(r)
 	if pattern != "" {

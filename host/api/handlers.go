@@ -32,7 +32,7 @@ import (
 func (s *Server) register() {
 	s.handle(route{Method: "GET", Path: "/health", Summary: "Health of the host and its plugins", Tag: "host", Response: healthResponse{}, Legacy: true}, s.health)
 	s.handle(route{Method: "GET", Path: "/openapi.json", Summary: "This OpenAPI document", Tag: "host", Response: map[string]any{}}, s.openapi)
-	s.handle(route{Method: "GET", Path: "/metrics", Summary: "Prometheus metrics: requests, executions, flags, plugin processes, the Go runtime (operators only)", Tag: "host", Binary: "text/plain; version=0.0.4", Legacy: true, Operator: true}, s.metrics.handler().ServeHTTP)
+	s.handle(route{Method: "GET", Path: "/metrics", Summary: "Prometheus metrics: requests, executions, flags, plugin processes, the Go runtime (operators' tokens, and api.token_file's :metrics tokens)", Tag: "host", Binary: "text/plain; version=0.0.4", Legacy: true, Operator: true, Scraper: true}, s.metrics.handler().ServeHTTP)
 	if s.opts.Sessions == nil {
 		return
 	}

@@ -1,6 +1,8 @@
 package api
 
 import (
+	"context"
+	"crypto/sha256"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -12,6 +14,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/limitgraph/limit/host/config"
 	"github.com/limitgraph/limit/host/plugins"
 	"github.com/limitgraph/limit/host/session"
 	"github.com/limitgraph/limit/internal/downstore"
@@ -236,5 +239,59 @@ func TestMetricsOnCall(t *testing.T) {
 	info := scrape(t, New(Options{Version: "1.2.3"}))
 	if got, ok := sample(info, "limit_build_info", "version", "1.2.3"); !ok || got != 1 {
 		t.Errorf("limit_build_info{version=\"1.2.3\"} = %v (present %v), want 1", got, ok)
+	}
+}
+
+// TestMetricsToken: a token of api.token_file's metrics role reads GET /metrics (and
+// /v1/metrics) and the health check, and nothing else: no listing, no session made or
+// deleted, no code run, whatever the route. A user's token still gets 403 on /metrics,
+// and a request without a token 401.
+func TestMetricsToken(t *testing.T) {
+	op, user, scraper := strings.Repeat("o", 32), strings.Repeat("u", 32), strings.Repeat("m", 32)
+	a := newPluginAPI(t, memstore.New())
+	s := New(Options{Sessions: a.sessions, Engine: a.srv.opts.Engine, Traces: a.traces, Rules: a.srv.opts.Rules, Stats: a.stats, Store: a.srv.opts.Store,
+		Tokens: []config.Token{{Digest: sha256.Sum256([]byte(op))}, {Digest: sha256.Sum256([]byte(user)), User: "alice"}, {Digest: sha256.Sum256([]byte(scraper)), Metrics: true}}})
+	sess, err := a.sessions.Create(context.Background(), session.CreateRequest{Runners: []string{"echo"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	send := func(token, method, path, body string) int {
+		t.Helper()
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest(method, path, strings.NewReader(body))
+		if body != "" {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		s.ServeHTTP(rec, req)
+		return rec.Code
+	}
+	for _, c := range []struct {
+		token, method, path, body string
+		want                      int
+	}{
+		{scraper, "GET", "/metrics", "", http.StatusOK},
+		{scraper, "GET", "/v1/metrics", "", http.StatusOK},
+		{scraper, "HEAD", "/metrics", "", http.StatusOK},
+		{scraper, "GET", "/v1/health", "", http.StatusOK},
+		{scraper, "GET", "/v1/sessions", "", http.StatusForbidden},
+		{scraper, "GET", "/v1/sessions/" + sess.ID, "", http.StatusForbidden},
+		{scraper, "POST", "/v1/sessions", `{}`, http.StatusForbidden},
+		{scraper, "POST", "/v1/sessions/" + sess.ID + "/executions", `{"runner":"echo","input":"x"}`, http.StatusForbidden},
+		{scraper, "DELETE", "/v1/sessions/" + sess.ID, "", http.StatusForbidden},
+		{scraper, "GET", "/v1/merged", "", http.StatusForbidden},
+		{scraper, "GET", "/v1/openapi.json", "", http.StatusForbidden},
+		{user, "GET", "/metrics", "", http.StatusForbidden},
+		{"", "GET", "/metrics", "", http.StatusUnauthorized},
+		{op, "GET", "/metrics", "", http.StatusOK},
+	} {
+		if got := send(c.token, c.method, c.path, c.body); got != c.want {
+			t.Errorf("%s %s with token %.1s…: %d, want %d", c.method, c.path, c.token, got, c.want)
+		}
+	}
+	if got, err := a.sessions.Get(context.Background(), sess.ID); err != nil || !got.DeletedAt.IsZero() {
+		t.Errorf("the session after a metrics token's requests: %+v %v", got, err)
 	}
 }
