@@ -22,7 +22,7 @@ import (
 )
 
 // scrape gets h's /metrics as an operator and parses it with the Prometheus text parser,
-// failing the test on a page it does not take.
+// failing the test on a page it does not take or that promlint finds fault with.
 func scrape(t *testing.T, h http.Handler) map[string]*dto.MetricFamily {
 	t.Helper()
 	rec := httptest.NewRecorder()
@@ -34,6 +34,13 @@ func scrape(t *testing.T, h http.Handler) map[string]*dto.MetricFamily {
 	fams, err := p.TextToMetricFamilies(strings.NewReader(rec.Body.String()))
 	if err != nil {
 		t.Fatalf("GET /metrics is not Prometheus text: %v", err)
+	}
+	problems, err := promlint.New(strings.NewReader(rec.Body.String())).Lint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("promlint: %s: %s", p.Metric, p.Text)
 	}
 	return fams
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/limitgraph/limit/sdk/base"
 	"github.com/limitgraph/limit/sdk/storage"
@@ -35,6 +36,15 @@ func TestStorageCallMetrics(t *testing.T) {
 	}
 	if err := st.Put(ctx, "ns", nil, []byte("v")); !errors.Is(err, storage.ErrInvalid) {
 		t.Fatalf("put of an empty key: %v", err)
+	}
+	for _, c := range st.Collectors() {
+		problems, err := testutil.CollectAndLint(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range problems {
+			t.Errorf("promlint: %s: %s", p.Metric, p.Text)
+		}
 	}
 	fams, err := reg.Gather()
 	if err != nil {
