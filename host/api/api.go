@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/limitgraph/limit/host/config"
 	"github.com/limitgraph/limit/host/diskspace"
@@ -38,6 +39,11 @@ type Options struct {
 	// Disk, when set, reports the free space of the data_dir's disk against
 	// host.min_free_disk: below it the health answer is degraded.
 	Disk func() *diskspace.Status
+	// PluginRestarts counts, by plugin and reason, the plugin processes restarted or
+	// replaced since the host started (limit_plugin_restarts_total); nil counts none.
+	PluginRestarts func() []plugins.RestartCount
+	// Collectors are further metrics served at GET /metrics (the storage's calls).
+	Collectors []prometheus.Collector
 	// MaxBodyBytes bounds request bodies.
 	MaxBodyBytes int64
 	// MaxBodyBytesInFlight bounds the large request bodies handled at once (see
@@ -111,7 +117,7 @@ func New(opts Options) *Server {
 	if opts.RD.Timeout <= 0 {
 		opts.RD.Timeout = config.DefaultRDTimeout
 	}
-	s := &Server{opts: opts, mux: http.NewServeMux(), metrics: newMetrics(opts.Plugins), refused: newRefusedLog(opts.Logger),
+	s := &Server{opts: opts, mux: http.NewServeMux(), metrics: newMetrics(opts), refused: newRefusedLog(opts.Logger),
 		bodies: newBodyBudget(opts.MaxBodyBytesInFlight)}
 	s.metrics.reg.MustRegister(s.bodies.collectors()...)
 	s.stopping, s.stop = context.WithCancel(context.Background())
@@ -227,6 +233,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.refused.warn("API request without a valid token", append(requestIDs(id, r), "remote", r.RemoteAddr, "method", r.Method, "path", r.URL.Path)...)
 		w.Header().Set("WWW-Authenticate", `Bearer realm="limitd"`)
 		writeProblem(w, r, http.StatusUnauthorized, "this API needs \"Authorization: Bearer <token>\" with a token from the host's api.token_file", nil)
+		return
+	}
+	if p.scraper && !scraperMay(r) {
+		// Whatever the route: a scraper's token reaches no session, trace or code.
+		s.refused.warn("API request refused", append(requestIDs(id, r), "remote", r.RemoteAddr, "method", r.Method, "path", r.URL.Path, "reason", "a metrics token")...)
+		writeProblem(w, r, http.StatusForbidden, "this token (a "+config.MetricsRole+" line of api.token_file) reads GET /metrics alone", nil)
 		return
 	}
 	r = withPrincipal(r, p)

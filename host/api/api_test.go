@@ -140,15 +140,19 @@ func TestBearerTokens(t *testing.T) {
 }
 
 // TestMetrics: /metrics (and /v1/metrics) serve the Prometheus text format with requests
-// counted by route pattern (never by a path with ids in it) and status, and the plugin
-// processes from the health status.
+// counted by route pattern (never by a path with ids in it) and status, the plugin
+// processes from the health status, and their restarts as a counter.
 func TestMetrics(t *testing.T) {
 	status := []plugins.Status{
-		{Name: "bolt", Kind: "storage", Healthy: true, Restarts: 2, Metrics: map[string]float64{"wal_bytes": 4096}},
-		{Name: "python", Kind: "runner", Healthy: true, Session: "a"},
-		{Name: "python", Kind: "runner", Healthy: false, Session: "b", Restarts: 1},
+		{Name: "bolt", Kind: "storage", PID: 10, Healthy: true, Restarts: 2, Metrics: map[string]float64{"wal_bytes": 4096}},
+		{Name: "python", Kind: "runner", PID: 11, Healthy: true, Session: "a"},
+		{Name: "python", Kind: "runner", PID: 12, Healthy: false, Session: "b", Restarts: 1},
 	}
-	s := New(Options{Version: "1.0.0", Plugins: func() []plugins.Status { return status }})
+	restarts := []plugins.RestartCount{
+		{Kind: "storage", Name: "bolt", Reason: plugins.RestartCrash, Count: 2},
+		{Kind: "runner", Name: "python", Reason: plugins.RestartCrash, Count: 1},
+	}
+	s := New(Options{Version: "1.0.0", Plugins: func() []plugins.Status { return status }, PluginRestarts: func() []plugins.RestartCount { return restarts }})
 	for _, p := range []string{"/v1/health", "/v1/health", "/v1/nope/123", "/health"} {
 		do(t, s, "GET", p)
 	}
@@ -165,7 +169,9 @@ func TestMetrics(t *testing.T) {
 			`limit_http_requests_total{code="404",route="unmatched"} 1`,
 			`limit_plugin_processes{healthy="true",kind="runner",plugin="python"} 1`,
 			`limit_plugin_processes{healthy="false",kind="runner",plugin="python"} 1`,
-			`limit_plugin_restarts{kind="storage",plugin="bolt"} 2`,
+			"# TYPE limit_plugin_restarts_total counter",
+			`limit_plugin_restarts_total{kind="storage",plugin="bolt",reason="crash"} 2`,
+			`limit_plugin_restarts_total{kind="runner",plugin="python",reason="crash"} 1`,
 			`limit_plugin_backend{figure="wal_bytes",plugin="bolt"} 4096`,
 			`limit_http_request_duration_seconds_bucket{route="GET /v1/health",le="+Inf"} 2`,
 			"go_goroutines ", "process_resident_memory_bytes ",

@@ -35,7 +35,7 @@ func (s *Server) register() {
 	s.handle(route{Method: "GET", Path: "/health/live", Summary: "Liveness: 200 while the host serves requests at all (for a probe that restarts the host)", Tag: "host", Response: probeResponse{}, Legacy: true}, s.live)
 	s.handle(route{Method: "GET", Path: "/health/ready", Summary: "Readiness: 200 when the host can serve executions (storage, and the rules the default policy needs, are up; not shutting down), else 503 (for a load balancer)", Tag: "host", Response: probeResponse{}, Legacy: true}, s.ready)
 	s.handle(route{Method: "GET", Path: "/openapi.json", Summary: "This OpenAPI document", Tag: "host", Response: map[string]any{}}, s.openapi)
-	s.handle(route{Method: "GET", Path: "/metrics", Summary: "Prometheus metrics: requests, executions, flags, plugin processes, the Go runtime (operators only)", Tag: "host", Binary: "text/plain; version=0.0.4", Legacy: true, Operator: true}, s.metrics.handler().ServeHTTP)
+	s.handle(route{Method: "GET", Path: "/metrics", Summary: "Prometheus metrics: requests, executions, flags, plugin processes, the Go runtime (operators' tokens, and api.token_file's :metrics tokens)", Tag: "host", Binary: "text/plain; version=0.0.4", Legacy: true, Operator: true, Scraper: true}, s.metrics.handler().ServeHTTP)
 	if s.opts.Sessions == nil {
 		return
 	}
@@ -858,6 +858,7 @@ func (s *Server) merge(w http.ResponseWriter, r *http.Request) {
 	if !v.Valid {
 		f := governance.Flag{Flag: sdkgov.FlagUnverified, Severity: 9, Reason: "provenance does not verify: " + v.Error, RuleID: "host.provenance", AutoDetected: true, Timestamp: time.Now().UTC()}
 		_ = s.opts.Stats.Record(sctx, rec.SessionID, governance.Delta{Flags: []governance.Flag{f}, MergeRefused: true})
+		s.metrics.merge("refused")
 		reasons := pol.MergeRefusals(string(rec.Status), rec.Flags, true, "")
 		reasons = append(reasons, f.Reason+" (a broken chain is never merged, under any policy, and nothing more is written to it)")
 		writeRefusal(w, r, pol, rec.ID, reasons, []governance.Flag{f})
@@ -883,6 +884,7 @@ func (s *Server) merge(w http.ResponseWriter, r *http.Request) {
 		note, _ := json.Marshal(map[string]any{"policy": pol.Name, "reasons": reasons})
 		_, _ = s.opts.Traces.Append(ctx, rec.ID, trace.Entry{Kind: "merge_refused", Agent: execution.Agent, Data: note})
 		_ = s.opts.Stats.Record(sctx, rec.SessionID, governance.Delta{MergeRefused: true})
+		s.metrics.merge("refused")
 		writeRefusal(w, r, pol, rec.ID, reasons, nil)
 	}
 	reasons := pol.MergeRefusals(string(rec.Status), rec.Flags, complete, gap)
@@ -930,6 +932,7 @@ func (s *Server) merge(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	_ = s.opts.Stats.Record(sctx, rec.SessionID, governance.Delta{MergeAllowed: true})
+	s.metrics.merge("allowed")
 	writeJSON(w, http.StatusOK, mergeResponse{Merged: true, TraceID: rec.ID, Record: merged})
 }
 
@@ -963,6 +966,7 @@ func (s *Server) completeCutShort(w http.ResponseWriter, r *http.Request, rec tr
 	}
 	s.opts.Logger.Info("completed a merge that was cut short", "trace", rec.ID, "session", rec.SessionID)
 	_ = s.opts.Stats.Record(sctx, rec.SessionID, governance.Delta{MergeAllowed: true})
+	s.metrics.merge("allowed")
 	writeJSON(w, http.StatusOK, mergeResponse{Merged: true, TraceID: rec.ID, Record: merged})
 	return true
 }
@@ -1277,6 +1281,7 @@ func (s *Server) flagMerged(ctx context.Context, id string, f governance.Flag, p
 	}
 	s.opts.Logger.Info("merged trace withdrawn from the shared record", "trace", rec.ID, "session", rec.SessionID, "flag", f.Flag, "severity", f.Severity, "status", status)
 	_ = s.opts.Stats.Record(sctx, rec.SessionID, governance.Delta{Flags: []governance.Flag{f}, Quarantined: q, MergeWithdrawn: true})
+	s.metrics.merge("withdrawn")
 	return out, true, false, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -12,7 +13,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/limitgraph/limit/host/execution"
+	"github.com/limitgraph/limit/host/governance"
 	"github.com/limitgraph/limit/host/plugins"
+	"github.com/limitgraph/limit/host/session"
+	"github.com/limitgraph/limit/sdk/storage"
 )
 
 // metrics are the host's Prometheus metrics, served at GET /metrics: requests by route,
@@ -26,6 +30,16 @@ type metrics struct {
 	executions   *prometheus.CounterVec
 	execDuration *prometheus.HistogramVec
 	flags        *prometheus.CounterVec
+	// recordsFailed counts executions that ran but whose trace the storage did not take.
+	recordsFailed *prometheus.CounterVec
+	// refused counts executions refused before they ran, by reason (refusedReason).
+	refused *prometheus.CounterVec
+	// ruleFlags counts flags by the rule id that raised them: one of ruleIDs (the rule
+	// ids the configured rule plugins describe, and their names), else "other".
+	ruleFlags *prometheus.CounterVec
+	ruleIDs   map[string]bool
+	// merges counts merges by outcome: allowed, refused, withdrawn.
+	merges *prometheus.CounterVec
 	// purgedSessions and purgedTraces count what the retention sweep purged.
 	purgedSessions, purgedTraces prometheus.Counter
 	// routes caches the series of requests by route and code.
@@ -33,10 +47,10 @@ type metrics struct {
 	routes   map[routeCode]*routeMetrics
 }
 
-func newMetrics(pluginStatus func() []plugins.Status) *metrics {
-	m := &metrics{reg: prometheus.NewRegistry()}
+func newMetrics(opts Options) *metrics {
+	m := &metrics{reg: prometheus.NewRegistry(), ruleIDs: map[string]bool{}}
 	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "limit_http_requests_total", Help: "API requests answered, by route pattern, method and status code.",
+		Name: "limit_http_requests_total", Help: "API requests answered, by route pattern (its method and path, e.g. \"GET /v1/sessions/{id}\") and status code.",
 	}, []string{"route", "code"})
 	m.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "limit_http_request_duration_seconds", Help: "Time to answer an API request (to its last byte for a stream), by route pattern.",
@@ -52,14 +66,49 @@ func newMetrics(pluginStatus func() []plugins.Status) *metrics {
 	m.flags = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "limit_governance_flags_total", Help: "Flags governance rules raised on executions, by flag.",
 	}, []string{"flag"})
+	m.recordsFailed = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "limit_execution_records_failed_total", Help: "Executions that ran but whose trace the storage did not take, by outcome: pending (kept in the pending-outcomes journal until it does; answered record_pending) or lost (answered record_lost).",
+	}, []string{"outcome"})
+	m.refused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "limit_executions_refused_total", Help: "Executions refused before they ran, by reason: max_concurrency (429: the session's slots stayed taken), max_processes (503: every process of the runner busy), governance_unavailable (503: a rule could not answer and the policy fails closed), uncheckable (422: input beyond what a rule checks), storage_unavailable (503: it could not be recorded), stopping (503: the host shuts down).",
+	}, []string{"reason"})
+	m.ruleFlags = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "limit_governance_rule_flags_total", Help: "Flags governance rules raised on executions, by the id of the rule that raised them (a configured rule plugin's rule ids or its name; other for any other id).",
+	}, []string{"rule"})
+	m.merges = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "limit_merges_total", Help: "Merges into the shared record by outcome: allowed, refused (under the session's policy, or a chain that does not verify), withdrawn (a merged trace taken out by a later flag).",
+	}, []string{"outcome"})
+	for _, o := range []string{"allowed", "refused", "withdrawn"} {
+		m.merges.WithLabelValues(o)
+	}
+	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "limit_build_info", Help: "Always 1; its label is the version of limitd.",
+	}, []string{"version"})
+	buildInfo.WithLabelValues(opts.Version).Set(1)
+	m.reg.MustRegister(m.refused, m.ruleFlags, m.merges, buildInfo)
+	if opts.Rules != nil {
+		for _, r := range opts.Rules.Rules() {
+			m.ruleIDs[r.Plugin] = true
+			for _, d := range r.Rules {
+				m.ruleIDs[d.ID] = true
+			}
+		}
+		m.reg.MustRegister(ruleErrorCollector{opts.Rules})
+	}
+	if e := opts.Engine; e != nil {
+		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "limit_execution_pending_outcomes", Help: "Outcomes of executions that ran while the storage would not take their trace, waiting in the journal (data_dir/pending-outcomes) until it does: its files.",
+		}, func() float64 { return float64(e.PendingCount()) }))
+	}
+	m.reg.MustRegister(opts.Collectors...)
 	m.purgedSessions = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "limit_sessions_purged_total", Help: "Deleted sessions this host purged from storage past host.deleted_retention.",
 	})
 	m.purgedTraces = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "limit_traces_purged_total", Help: "Traces of deleted sessions this host purged from storage past host.deleted_retention (their copies in the shared record stay).",
 	})
-	m.reg.MustRegister(m.requests, m.duration, m.executions, m.execDuration, m.flags, m.purgedSessions, m.purgedTraces,
-		pluginCollector{pluginStatus},
+	m.reg.MustRegister(m.requests, m.duration, m.executions, m.execDuration, m.flags, m.recordsFailed, m.purgedSessions, m.purgedTraces,
+		pluginCollector{opts.Plugins, opts.PluginRestarts},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -110,62 +159,146 @@ type routeMetrics struct {
 }
 
 // execution counts an execution's outcome: res when it ran, or the error that stopped it.
+// One that ran but whose trace the storage did not take (record_pending, record_lost)
+// counts by its own status, as one recorded does, and in limit_execution_records_failed_total.
 func (m *metrics) execution(runner string, res *execution.Result, err error) {
-	var blocked *execution.BlockedError
+	var (
+		blocked *execution.BlockedError
+		pending *execution.RecordPendingError
+		lost    *execution.RecordLostError
+	)
+	switch {
+	case errors.As(err, &pending) && pending.Result != nil:
+		res = pending.Result
+		m.recordsFailed.WithLabelValues("pending").Inc()
+	case errors.As(err, &lost) && lost.Result != nil:
+		res = lost.Result
+		m.recordsFailed.WithLabelValues("lost").Inc()
+	}
 	switch {
 	case res != nil:
 		m.executions.WithLabelValues(runner, res.Status).Inc()
 		m.execDuration.WithLabelValues(runner).Observe(time.Duration(res.DurationUS * int64(time.Microsecond)).Seconds())
-		for _, f := range res.Flags {
-			m.flags.WithLabelValues(f.Flag).Inc()
-		}
+		m.countFlags(res.Flags)
 	case errors.As(err, &blocked):
 		m.executions.WithLabelValues(runner, "blocked").Inc()
-		for _, f := range blocked.Flags {
-			m.flags.WithLabelValues(f.Flag).Inc()
+		raised := blocked.Raised
+		if raised == nil {
+			raised = blocked.Flags
+		}
+		m.countFlags(raised)
+	default:
+		if reason := refusedReason(err); reason != "" {
+			m.refused.WithLabelValues(reason).Inc()
 		}
 	}
 }
 
+// countFlags counts flags raised on an execution, by flag and by rule.
+func (m *metrics) countFlags(flags []governance.Flag) {
+	for _, f := range flags {
+		m.flags.WithLabelValues(f.Flag).Inc()
+		rule := f.RuleID
+		if !m.ruleIDs[rule] {
+			rule = "other"
+		}
+		m.ruleFlags.WithLabelValues(rule).Inc()
+	}
+}
+
+// refusedReason is why err refused an execution before it ran, for
+// limit_executions_refused_total, or "" for an error of the request (invalid, not found)
+// or of the host that the request counts tell of.
+func refusedReason(err error) string {
+	switch {
+	case errors.Is(err, session.ErrBusy):
+		return "max_concurrency"
+	case errors.Is(err, plugins.ErrRunnerBusy):
+		return "max_processes"
+	case errors.Is(err, execution.ErrGovernanceUnavailable):
+		return "governance_unavailable"
+	case errors.Is(err, execution.ErrUncheckable):
+		return "uncheckable"
+	case errors.Is(err, execution.ErrStopping):
+		return "stopping"
+	case errors.Is(err, storage.ErrUnavailable), errors.Is(err, storage.ErrNoSpace):
+		return "storage_unavailable"
+	}
+	return ""
+}
+
+// merge counts a merge's outcome: allowed, refused or withdrawn.
+func (m *metrics) merge(outcome string) { m.merges.WithLabelValues(outcome).Inc() }
+
+// ruleErrorCollector reports the governance rules' failed calls at each scrape.
+type ruleErrorCollector struct{ rules *governance.Evaluator }
+
+var ruleErrorsDesc = prometheus.NewDesc("limit_governance_rule_errors_total", "Calls to a governance rule plugin that failed (it could not be reached or did not answer in time; executions then go on with a governance_error entry, or are refused under a policy that fails closed), by configured rule.", []string{"rule"}, nil)
+
+func (c ruleErrorCollector) Describe(ch chan<- *prometheus.Desc) { ch <- ruleErrorsDesc }
+
+func (c ruleErrorCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, e := range c.rules.ErrorCounts() {
+		ch <- prometheus.MustNewConstMetric(ruleErrorsDesc, prometheus.CounterValue, float64(e.Count), e.Rule)
+	}
+}
+
 // pluginCollector reports the plugin processes at each scrape, from the same status
-// /v1/health shows.
-type pluginCollector struct{ status func() []plugins.Status }
+// /v1/health shows, and the count of those restarted or replaced.
+type pluginCollector struct {
+	status   func() []plugins.Status
+	restarts func() []plugins.RestartCount // nil: none
+}
 
 var (
-	pluginProcessesDesc = prometheus.NewDesc("limit_plugin_processes", "Plugin processes running, by plugin, kind and health.", []string{"plugin", "kind", "healthy"}, nil)
-	pluginRestartsDesc  = prometheus.NewDesc("limit_plugin_restarts", "Restarts after a crash of the plugin processes now running, by plugin and kind.", []string{"plugin", "kind"}, nil)
+	pluginProcessesDesc = prometheus.NewDesc("limit_plugin_processes", "Plugin processes running, by plugin, kind and health (a plugin being restarted has none: 0 for both).", []string{"plugin", "kind", "healthy"}, nil)
+	pluginRestartsDesc  = prometheus.NewDesc("limit_plugin_restarts_total", "Plugin processes restarted or replaced since the host started, by plugin, kind and reason: crash (a supervised plugin restarted, a runner process found dead, an idle pre-started one, kind pool, found dead), failed (a runner process stopped after failing an execution), idle (idle_timeout), max_processes (stopped to make room).", []string{"plugin", "kind", "reason"}, nil)
 	backendDesc         = prometheus.NewDesc("limit_plugin_backend", "Figures a plugin reports of its own state (a storage backend's write-ahead log, for one), by plugin and figure.", []string{"plugin", "figure"}, nil)
+	backendTotalDesc    = prometheus.NewDesc("limit_plugin_backend_total", "Counts a plugin reports of its own (figures named NAME_total, here by NAME: a storage backend's checkpoints, for one), by plugin and figure; they start again from 0 when its process restarts.", []string{"plugin", "figure"}, nil)
 )
 
 func (c pluginCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- pluginProcessesDesc
 	ch <- pluginRestartsDesc
 	ch <- backendDesc
+	ch <- backendTotalDesc
 }
 
 func (c pluginCollector) Collect(ch chan<- prometheus.Metric) {
 	type key struct{ name, kind string }
-	up, down, restarts := map[key]int{}, map[key]int{}, map[key]int{}
+	up, down, seen := map[key]int{}, map[key]int{}, map[key]bool{}
 	figures := map[key]float64{} // {plugin, figure}, summed over the plugin's processes
 	for _, st := range c.status() {
 		k := key{st.Name, st.Kind}
-		if st.Healthy {
+		seen[k] = true
+		switch {
+		case st.PID == 0:
+			// No process: a supervised plugin being restarted, a pool whose starts fail.
+		case st.Healthy:
 			up[k]++
-		} else {
+		default:
 			down[k]++
 		}
-		restarts[k] += st.Restarts
 		for fig, v := range st.Metrics {
 			figures[key{st.Name, fig}] += v
 		}
 	}
 	for k, v := range figures {
+		// A figure named NAME_total is a count (see storage.Health), NAME the count's name.
+		if name, ok := strings.CutSuffix(k.kind, "_total"); ok && name != "" {
+			ch <- prometheus.MustNewConstMetric(backendTotalDesc, prometheus.CounterValue, v, k.name, name)
+			continue
+		}
 		ch <- prometheus.MustNewConstMetric(backendDesc, prometheus.GaugeValue, v, k.name, k.kind)
 	}
-	for k, n := range restarts {
+	for k := range seen {
 		ch <- prometheus.MustNewConstMetric(pluginProcessesDesc, prometheus.GaugeValue, float64(up[k]), k.name, k.kind, "true")
 		ch <- prometheus.MustNewConstMetric(pluginProcessesDesc, prometheus.GaugeValue, float64(down[k]), k.name, k.kind, "false")
-		ch <- prometheus.MustNewConstMetric(pluginRestartsDesc, prometheus.GaugeValue, float64(n), k.name, k.kind)
+	}
+	if c.restarts != nil {
+		for _, r := range c.restarts() {
+			ch <- prometheus.MustNewConstMetric(pluginRestartsDesc, prometheus.CounterValue, float64(r.Count), r.Name, r.Kind, r.Reason)
+		}
 	}
 }
 

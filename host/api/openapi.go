@@ -37,6 +37,9 @@ type route struct {
 	Errors []int
 	// Operator keeps the route to operators' tokens: a user token gets 403.
 	Operator bool
+	// Scraper lets a scraper's token (api.token_file's metrics role) make the request too;
+	// it makes no other.
+	Scraper bool
 }
 
 // queryParams are the schemas of the query parameters that are not free strings.

@@ -16,9 +16,9 @@ import (
 )
 
 // principal is whom a request acts for, as its bearer token says (config.Token): an
-// operator, who reaches everything, or a user, who reaches the sessions it owns, their
-// traces, and the shared record (merged traces). Without api.token_file every request is
-// an operator's.
+// operator, who reaches everything, a user, who reaches the sessions it owns, their
+// traces, and the shared record (merged traces), or a scraper, who reads GET /metrics
+// alone. Without api.token_file every request is an operator's.
 //
 // Access is decided in one place per kind of resource: sessionFor for a session (and what
 // is under it), traceFor for a trace, ownerFilter for listings, and route.Operator for the
@@ -29,10 +29,18 @@ type principal struct {
 	user string
 	// anonymous is a health check without a valid token: it reaches nothing else.
 	anonymous bool
+	// scraper is a token of api.token_file's metrics role (config.MetricsRole): it
+	// reads GET /metrics (see scraperMay), and the health check as anonymous does.
+	scraper bool
 }
 
 // operator reports whether p reaches everything.
-func (p principal) operator() bool { return !p.anonymous && p.user == "" }
+func (p principal) operator() bool { return !p.anonymous && !p.scraper && p.user == "" }
+
+// scraperMay reports whether a scraper's token may make r: read the metrics.
+func scraperMay(r *http.Request) bool {
+	return (r.Method == http.MethodGet || r.Method == http.MethodHead) && (r.URL.Path == "/metrics" || r.URL.Path == "/v1/metrics")
+}
 
 // owns reports whether p reaches what the user owner owns ("" for the operators').
 func (p principal) owns(owner string) bool {
@@ -45,6 +53,8 @@ func (p principal) String() string {
 	switch {
 	case p.anonymous:
 		return "anonymous"
+	case p.scraper:
+		return "metrics"
 	case p.user == "":
 		return "operator"
 	}
@@ -85,7 +95,7 @@ func (s *Server) authenticate(r *http.Request) (principal, bool) {
 		return principal{}, true
 	}
 	p, ok := s.tokenPrincipal(r)
-	if !ok && (r.Method == http.MethodGet || r.Method == http.MethodHead) && isHealthPath(strings.TrimPrefix(r.URL.Path, "/v1")) {
+	if (!ok || p.scraper) && (r.Method == http.MethodGet || r.Method == http.MethodHead) && isHealthPath(strings.TrimPrefix(r.URL.Path, "/v1")) {
 		return principal{anonymous: true}, true
 	}
 	return p, ok
@@ -107,7 +117,7 @@ func (s *Server) tokenPrincipal(r *http.Request) (principal, bool) {
 	if match < 0 {
 		return principal{}, false
 	}
-	return principal{user: tokens[match].User}, true
+	return principal{user: tokens[match].User, scraper: tokens[match].Metrics}, true
 }
 
 // errForbidden is a request the principal may not make, shown as 403 (not one that names
@@ -123,8 +133,13 @@ func forbidden(format string, args ...any) error {
 // operatorOnly answers 403 to a principal other than an operator.
 func operatorOnly(s *Server, rt route, next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if !principalOf(r).operator() {
-			s.fail(w, r, forbidden("%s %s needs an operator's token (a line of api.token_file without a user name); this token is user %s's", rt.Method, r.URL.Path, principalOf(r).user))
+		p := principalOf(r)
+		if p.scraper && rt.Scraper {
+			next(w, r)
+			return
+		}
+		if !p.operator() {
+			s.fail(w, r, forbidden("%s %s needs an operator's token (a line of api.token_file without a user name); this token is user %s's", rt.Method, r.URL.Path, p.user))
 			return
 		}
 		next(w, r)

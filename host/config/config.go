@@ -222,16 +222,23 @@ type API struct {
 // MinTokenBytes is the shortest API token accepted: 128 bits of hex.
 const MinTokenBytes = 32
 
-// Token is one line of api.token_file: "TOKEN" (an operator's, who reaches everything) or
+// Token is one line of api.token_file: "TOKEN" (an operator's, who reaches everything),
 // "TOKEN NAME" (the user NAME's, who reaches the sessions NAME owns and the shared
-// record). Several lines may name one user, so that a user's token can be rotated. The
-// token itself is not kept.
+// record) or "TOKEN :metrics" (a scraper's, which reads GET /metrics alone: no session,
+// trace or code). Several lines may name one user, so that a user's token can be
+// rotated. The token itself is not kept.
 type Token struct {
 	// Digest is the SHA-256 digest of the token.
 	Digest [32]byte
-	// User is the user name the line gives; "" for an operator's token.
+	// User is the user name the line gives; "" for an operator's token and a scraper's.
 	User string
+	// Metrics marks a scraper's token (MetricsRole).
+	Metrics bool
 }
+
+// MetricsRole is the second field of a line of api.token_file whose token reads the
+// metrics alone; no user name starts with ':', so none is taken for it.
+const MetricsRole = ":metrics"
 
 // MaxUserNameBytes bounds a user name (see ValidUserName).
 const MaxUserNameBytes = 64

@@ -1136,7 +1136,7 @@ func TestTokenFile(t *testing.T) {
 		t.Fatalf("good token file: %v", diags)
 	}
 	if len(cfg.API.Tokens) != 2 || cfg.API.Tokens[0] != (Token{Digest: sha256.Sum256([]byte(strings.Repeat("a", 32)))}) || cfg.API.Tokens[1].User != "" {
-		t.Fatalf("tokens %x", cfg.API.Tokens)
+		t.Fatalf("tokens %+v", cfg.API.Tokens)
 	}
 	_, diags = Parse(testFile, []byte(src(write("open", good, 0o644))), nil)
 	if len(diags) != 1 || diags[0].Severity != hcl.DiagWarning || !strings.Contains(diags[0].Detail, "chmod 600") {
@@ -1221,6 +1221,51 @@ func TestTokenFileUsers(t *testing.T) {
 			if strings.Contains(all.String(), secret) {
 				t.Errorf("%s: the diagnostic quotes a field of the file: %v", tt.name, diags)
 			}
+		}
+	}
+}
+
+// TestTokenFileMetricsRole: "TOKEN :metrics" is a scraper's token, neither an operator's
+// nor a user's; another role, or one token given a role and another principal, is an
+// error at its line that quotes neither field.
+func TestTokenFileMetricsRole(t *testing.T) {
+	dir := t.TempDir()
+	m, o := strings.Repeat("m", 32), strings.Repeat("o", 32)
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	src := func(path string) string { return "api {\n  token_file = \"" + path + "\"\n}\n" }
+	cfg, diags := Parse(testFile, []byte(src(write("good", o+"\n"+m+" :metrics\n"))), nil)
+	if len(diags) != 0 {
+		t.Fatalf("good token file: %v", diags)
+	}
+	want := []Token{{Digest: sha256.Sum256([]byte(o))}, {Digest: sha256.Sum256([]byte(m)), Metrics: true}}
+	if !slices.Equal(cfg.API.Tokens, want) {
+		t.Fatalf("tokens %+v, want %+v", cfg.API.Tokens, want)
+	}
+	for _, tt := range []struct {
+		name, content string
+		want          []string
+	}{
+		{"unknown role", o + "\n" + m + " :admin\n", []string{"Line 2 of", "a role that is not :metrics"}},
+		{"one token, scraper and operator", m + " :metrics\n" + m + "\n", []string{"Line 2 of", "repeats the token of line 1"}},
+	} {
+		_, diags := Parse(testFile, []byte(src(write("bad", tt.content))), nil)
+		if !diags.HasErrors() || diags[0].Subject == nil || diags[0].Subject.Start.Line != 2 {
+			t.Errorf("%s: %v, want an error at the token_file attribute", tt.name, diags)
+			continue
+		}
+		for _, w := range tt.want {
+			if !strings.Contains(diags.Error(), w) {
+				t.Errorf("%s: %v, want %q", tt.name, diags, w)
+			}
+		}
+		if strings.Contains(diags.Error(), "admin") || strings.Contains(diags.Error(), m) {
+			t.Errorf("%s: the diagnostic quotes a field of the file: %v", tt.name, diags)
 		}
 	}
 }

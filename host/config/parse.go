@@ -583,8 +583,8 @@ func (d *decoder) api(blk *hcl.Block, api *API) {
 	}
 }
 
-// tokens reads the API's token file: one token per line, "TOKEN" for an operator's or
-// "TOKEN NAME" for the user NAME's (see Token), blank lines and lines starting with #
+// tokens reads the API's token file: one token per line, "TOKEN" for an operator's,
+// "TOKEN NAME" for the user NAME's or "TOKEN :metrics" for a scraper's (see Token), blank lines and lines starting with #
 // ignored; each token at least MinTokenBytes of printable ASCII. Only the tokens' digests
 // are kept, and no diagnostic quotes a line (a token may be in any of its fields). Every
 // bad line is reported. A file others may read gets a warning.
@@ -633,7 +633,7 @@ func (d *decoder) tokens(attr *hcl.Attribute, path string, api *API) {
 		}
 		// Never quote the line: a token may be in any of its fields.
 		if len(fields) > 2 {
-			d.invalid(attr, "Invalid API token", "Line %d of %s has %d fields: a line is TOKEN (an operator's) or TOKEN NAME (the user NAME's), and a # comment takes a line of its own.", i+1, path, len(fields))
+			d.invalid(attr, "Invalid API token", "Line %d of %s has %d fields: a line is TOKEN (an operator's), TOKEN NAME (the user NAME's) or TOKEN %s (a scraper's, for GET /metrics alone), and a # comment takes a line of its own.", i+1, path, len(fields), MetricsRole)
 			bad = true
 			continue
 		}
@@ -644,7 +644,15 @@ func (d *decoder) tokens(attr *hcl.Attribute, path string, api *API) {
 			continue
 		}
 		t := Token{Digest: sha256.Sum256([]byte(tok))}
-		if len(fields) == 2 {
+		role := ""
+		switch {
+		case len(fields) == 2 && fields[1] == MetricsRole:
+			t.Metrics, role = true, MetricsRole
+		case len(fields) == 2 && strings.HasPrefix(fields[1], ":"):
+			d.invalid(attr, "Invalid API token role", "Line %d of %s gives its token a role that is not %s (a token that reads GET /metrics alone), the only one; a user name does not start with ':' (the role is not quoted here, in case the fields are the wrong way round).", i+1, path, MetricsRole)
+			bad = true
+			continue
+		case len(fields) == 2:
 			if t.User = fields[1]; !ValidUserName(t.User) {
 				d.invalid(attr, "Invalid API user name", "Line %d of %s names no valid user after its token: a user name is 1 to %d of a-z, 0-9, '.', '_' and '-', starting with a letter or digit (the name is not quoted here, in case the fields are the wrong way round).", i+1, path, MaxUserNameBytes)
 				bad = true
@@ -655,15 +663,16 @@ func (d *decoder) tokens(attr *hcl.Attribute, path string, api *API) {
 				bad = true
 				continue
 			}
+			role = t.User
 		}
 		if prev, ok := seen[t.Digest]; ok {
-			if prev.user != t.User {
+			if prev.user != role {
 				d.invalid(attr, "Invalid API token", "Line %d of %s repeats the token of line %d for another principal (an operator, or another user): give each user a token of its own.", i+1, path, prev.line)
 				bad = true
 			}
 			continue
 		}
-		seen[t.Digest] = origin{i + 1, t.User}
+		seen[t.Digest] = origin{i + 1, role}
 		tokens = append(tokens, t)
 	}
 	if bad {

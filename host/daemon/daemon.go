@@ -553,7 +553,7 @@ func Start(ctx context.Context, opts Options) (*Daemon, hcl.Diagnostics) {
 
 	d.listener = ln
 	d.api = api.New(api.Options{
-		Version: opts.Version, Plugins: d.PluginStatus, Disk: d.disk.Status, MaxBodyBytes: cfg.API.MaxBodyBytes, MaxBodyBytesInFlight: cfg.API.MaxBodyBytesInFlight, Logger: logger.Named("api"),
+		Version: opts.Version, Plugins: d.PluginStatus, Disk: d.disk.Status, PluginRestarts: d.pluginRestarts, Collectors: d.Store.Collectors(), MaxBodyBytes: cfg.API.MaxBodyBytes, MaxBodyBytesInFlight: cfg.API.MaxBodyBytesInFlight, Logger: logger.Named("api"),
 		Sessions: d.Sessions, Engine: engine, Traces: d.Traces, Rules: rules, Stats: stats, DefaultPolicy: cfg.Governance.Policy,
 		Store: d.Store, RD: cfg.RD, RefusePeer: refuseSandboxed(d.Runners.SandboxUID, logger.Named("api")),
 		Tokens: cfg.API.Tokens, CheckHosts: true, AllowedHosts: cfg.API.AllowedHosts,
@@ -665,6 +665,16 @@ func (d *Daemon) PluginStatus() []plugins.Status {
 		out = append(out, r.Status())
 	}
 	return append(out, d.Runners.Statuses()...)
+}
+
+// pluginRestarts counts the plugin processes restarted or replaced since start: the
+// storage's and rules' supervised restarts, the runners' replaced processes.
+func (d *Daemon) pluginRestarts() []plugins.RestartCount {
+	out := d.storage.RestartCounts()
+	for _, r := range d.rules {
+		out = append(out, r.RestartCounts()...)
+	}
+	return append(out, d.Runners.RestartCounts()...)
 }
 
 // ReloadTokens reads api.token_file again and, if it is valid, has the API accept its

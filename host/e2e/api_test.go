@@ -441,6 +441,16 @@ func TestGovernanceBlockFlagMerge(t *testing.T) {
 		`limit_governance_flags_total{flag="anomaly"} `,
 		`limit_http_requests_total{code="403",route="POST /v1/sessions/{id}/executions"} 2`,
 		`limit_plugin_processes{healthy="true",kind="storage",plugin="bolt"} 1`,
+		// What the daemon hands the API besides: restarts, storage calls, rule errors.
+		`limit_plugin_restarts_total{kind="storage",plugin="bolt",reason="crash"} 0`,
+		`limit_plugin_restarts_total{kind="governance",plugin="keyword",reason="crash"} 0`,
+		`limit_plugin_restarts_total{kind="runner",plugin="echo",reason="crash"} 0`,
+		`limit_storage_call_duration_seconds_count{op="batch"} `,
+		`limit_governance_rule_errors_total{rule="keyword"} 0`,
+		`limit_merges_total{outcome="allowed"} 1`,
+		`limit_merges_total{outcome="refused"} 3`,
+		`limit_execution_pending_outcomes 0`,
+		`limit_build_info{version=`,
 	} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("metrics lack %q", want)

@@ -109,7 +109,11 @@ const EventStarted = "started"
 type BlockedError struct {
 	TraceID string
 	Policy  string
-	Flags   []governance.Flag
+	// Flags are the flags that blocked the execution under Policy.
+	Flags []governance.Flag
+	// Raised are all the flags the rules raised on the input, Flags among them: the trace
+	// and the session's governance counts keep them all.
+	Raised []governance.Flag
 }
 
 func (e *BlockedError) Error() string {
@@ -471,7 +475,7 @@ func (e *Engine) execute(ctx context.Context, log hclog.Logger, sessionID string
 		if refuse != nil {
 			return nil, refuse
 		}
-		return nil, &BlockedError{TraceID: rec.ID, Policy: policy.Name, Flags: blocking}
+		return nil, &BlockedError{TraceID: rec.ID, Policy: policy.Name, Flags: blocking, Raised: pre}
 	}
 	// The trace is written once, after the run, with everything in it, unless the run
 	// outlasts RecordStartAfter: then the trace is created while it runs, so a host that

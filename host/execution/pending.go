@@ -120,6 +120,16 @@ func (e *Engine) pendingPath(id string) string {
 	return filepath.Join(e.JournalDir, id+".json")
 }
 
+// PendingCount is the number of outcomes waiting in the journal (its files), 0 without
+// one.
+func (e *Engine) PendingCount() int {
+	if e.JournalDir == "" {
+		return 0
+	}
+	names, _ := filepath.Glob(filepath.Join(e.JournalDir, "*.json"))
+	return len(names)
+}
+
 // pending tells whether trace id's outcome waits in the journal.
 func (e *Engine) pending(id string) bool {
 	p := e.pendingPath(id)

@@ -48,12 +48,11 @@ func BenchmarkEvaluateByContent(b *testing.B) {
 	// The same rules, said to read everything.
 	every := &Evaluator{}
 	for _, r := range byContent.rules {
-		c := *r
-		c.descs = slices.Clone(r.descs)
+		c := &rule{name: r.name, m: r.m, descs: slices.Clone(r.descs)}
 		for i := range c.descs {
 			c.descs[i].ContentTypes, c.descs[i].Runners = nil, nil
 		}
-		every.rules = append(every.rules, &c)
+		every.rules = append(every.rules, c)
 	}
 	sentence := "Could you summarise the attached quarterly report and list the three biggest risks it mentions for our supply chain? "
 	for _, size := range []int{2000, 1 << 20} {

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -25,6 +26,8 @@ type rule struct {
 	name  string
 	m     *plugins.Managed
 	descs []sdkgov.RuleDescription
+	// errors counts the calls to the rule that failed (ErrorCounts).
+	errors atomic.Uint64
 }
 
 // evaluates reports whether one of the rule's descriptions runs at req's stage and reads
@@ -199,6 +202,23 @@ func (e *Evaluator) RulesFor(req sdkgov.EvaluateRequest) []RuleInfo {
 	return out
 }
 
+// RuleErrors counts the failed calls to one configured rule plugin.
+type RuleErrors struct {
+	Rule  string
+	Count uint64
+}
+
+// ErrorCounts counts, for each configured rule plugin, its calls that failed (it could not
+// be reached, did not answer in time, or returned an error, ErrBeyondLimits included)
+// since the evaluator was made; they only grow.
+func (e *Evaluator) ErrorCounts() []RuleErrors {
+	out := make([]RuleErrors, 0, len(e.rules))
+	for _, r := range e.rules {
+		out = append(out, RuleErrors{Rule: r.name, Count: r.errors.Load()})
+	}
+	return out
+}
+
 // RuleError is a rule plugin that could not answer.
 type RuleError struct {
 	Plugin string
@@ -240,6 +260,7 @@ func (e *Evaluator) EvaluateScores(ctx context.Context, req sdkgov.EvaluateReque
 			defer cancel()
 			p, err := r.m.Current(cctx)
 			if err != nil {
+				r.errors.Add(1)
 				answers[i].err = &RuleError{Plugin: r.name, Err: err}
 				return
 			}
@@ -251,6 +272,7 @@ func (e *Evaluator) EvaluateScores(ctx context.Context, req sdkgov.EvaluateReque
 			}
 			if err != nil {
 				r.m.Check()
+				r.errors.Add(1)
 				answers[i].err = &RuleError{Plugin: r.name, Err: err}
 				return
 			}

@@ -244,6 +244,39 @@ func (m *Managed) Unavailable() string {
 	return m.BackendDown()
 }
 
+// RestartCount counts the processes of a plugin replaced for one reason since the host
+// started, for the metrics; it only grows.
+type RestartCount struct {
+	// Kind and Name are the plugin's kind (KindPool for a runner's pre-started processes)
+	// and configured name.
+	Kind, Name string
+	// Reason is why its processes were replaced (RestartCrash…).
+	Reason string
+	Count  uint64
+}
+
+// Reasons a plugin's process was replaced.
+const (
+	// RestartCrash: the process died or stopped answering (a supervised plugin restarted,
+	// a runner process found dead).
+	RestartCrash = "crash"
+	// RestartFailed: a runner process failed an execution in a way that leaves its state
+	// unknown (an error, an execution it did not end in time) and was stopped.
+	RestartFailed = "failed"
+	// RestartIdle: a runner process ran nothing for its idle_timeout.
+	RestartIdle = "idle"
+	// RestartMaxProcesses: a runner process was stopped to make room under max_processes.
+	RestartMaxProcesses = "max_processes"
+)
+
+// RestartCounts counts the supervised plugin's restarts after its process was lost
+// (reason RestartCrash): Status's Restarts, as a RestartCount.
+func (m *Managed) RestartCounts() []RestartCount {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return []RestartCount{{Kind: m.spec.Kind, Name: m.spec.Name, Reason: RestartCrash, Count: uint64(m.restarts)}}
+}
+
 // BackendDown returns the reason the plugin's backend last reported itself unhealthy
 // (a database unreachable, a full disk), or why it is taken as down (a write it refused
 // for want of space since its last good health answer or write), or "" when neither.

@@ -35,7 +35,10 @@ type Runners struct {
 	mu      sync.Mutex
 	procs   map[runnerKey]*runnerEntry
 	crashes int
-	closed  bool
+	// restarts counts the session processes stopped for a reason that gives their
+	// session a fresh one (RestartCrash…), by runner and reason; they only grow.
+	restarts map[restartKey]uint64
+	closed   bool
 	// shuttingDown is set once the host shuts down (Stopping): a session's process that
 	// ended is not replaced.
 	shuttingDown bool
@@ -52,6 +55,8 @@ type Runners struct {
 }
 
 type runnerKey struct{ session, runner string }
+
+type restartKey struct{ runner, reason string }
 
 type runnerEntry struct {
 	ready chan struct{} // closed once proc or err is set
@@ -78,6 +83,7 @@ func NewRunners(specs map[string]Spec, logger hclog.Logger) *Runners {
 		logger = hclog.NewNullLogger()
 	}
 	r := &Runners{logger: logger, specs: specs, pools: map[string]*pool{}, procs: map[runnerKey]*runnerEntry{}, reset: map[runnerKey]bool{},
+		restarts:    map[restartKey]uint64{},
 		sandboxUIDs: [][2]int{{runner.SandboxUIDBase, runner.SandboxUIDBase + runner.SandboxUIDCount - 1}}}
 	r.stopped = sync.NewCond(&r.mu)
 	for name, spec := range specs {
@@ -176,7 +182,7 @@ func (r *Runners) reapIdle(key runnerKey, e *runnerEntry, idle time.Duration) {
 		r.mu.Unlock()
 		return
 	}
-	r.retireLocked(key, e)
+	r.retireLocked(key, e, RestartIdle)
 	r.mu.Unlock()
 	r.logger.Info("runner process idle; stopped, the session's next execution gets a fresh one (state_reset)",
 		"plugin", e.proc.Spec.ID(), "session", key.session, "pid", e.proc.PID, "idle_timeout", idle)
@@ -188,16 +194,22 @@ func (r *Runners) reapIdle(key runnerKey, e *runnerEntry, idle time.Duration) {
 // runner's CloseSession ends the session for good (the Python runner removes its working
 // directory), and a retired session goes on, so its process ends as a crashed one does,
 // leaving the session's files to its next process (the host removes them when the
-// session is deleted). r.mu is held.
-func (r *Runners) retireLocked(key runnerKey, e *runnerEntry) <-chan struct{} {
+// session is deleted). The process counts as a restart for reason, or as a crash if it was
+// found dead. r.mu is held.
+func (r *Runners) retireLocked(key runnerKey, e *runnerEntry, reason string) <-chan struct{} {
 	delete(r.procs, key)
 	r.reset[key] = true
 	if e.idle != nil {
 		e.idle.Stop()
 	}
-	if e.dead || e.proc.Exited() {
+	switch {
+	case e.dead:
+		// Counted by Died.
+	case e.proc.Exited():
 		// Found dead before Get could count it.
-		r.crashes++
+		r.restartedLocked(key.runner, RestartCrash)
+	default:
+		r.restartedLocked(key.runner, reason)
 	}
 	done := make(chan struct{})
 	r.stopLocked(func() {
@@ -238,7 +250,7 @@ func (r *Runners) makeRoomLocked(spec Spec) (<-chan struct{}, error) {
 	}
 	r.logger.Info("runner at max_processes; stopping the least recently used idle process, its session's next execution gets a fresh one (state_reset)",
 		"plugin", spec.ID(), "session", victimKey.session, "pid", victim.proc.PID, "max_processes", spec.MaxProcesses)
-	return r.retireLocked(victimKey, victim), nil
+	return r.retireLocked(victimKey, victim, RestartMaxProcesses), nil
 }
 
 // ErrRunnerBusy marks a Get refused because every process its runner may have
@@ -314,6 +326,7 @@ func (h *Handle) Retire() {
 		return
 	}
 	delete(r.procs, h.key)
+	r.restartedLocked(h.key.runner, RestartFailed)
 	r.stopLocked(h.Process.Kill)
 	r.mu.Unlock()
 	r.logger.Warn("runner process failed an execution; stopping it, the session's next execution gets a fresh one",
@@ -355,6 +368,7 @@ func (h *Handle) Died() {
 		return
 	}
 	e.dead = true
+	r.restartedLocked(h.key.runner, RestartCrash)
 	r.stopLocked(h.Process.Kill)
 	r.mu.Unlock()
 }
@@ -451,7 +465,9 @@ func (r *Runners) Get(ctx context.Context, sess runner.Session, name string) (*H
 		r.mu.Lock()
 		if r.procs[key] == e {
 			delete(r.procs, key)
-			r.crashes++
+			if !e.dead { // else counted by Died
+				r.restartedLocked(name, RestartCrash)
+			}
 		}
 		r.mu.Unlock()
 		e.proc.Kill()
@@ -687,6 +703,39 @@ func (r *Runners) sessionStatuses() []Status {
 		}
 		return out[i].Name < out[j].Name
 	})
+	return out
+}
+
+// restartedLocked counts a session process of the runner stopped for reason, its
+// session's next execution getting a fresh one; r.mu is held.
+func (r *Runners) restartedLocked(runner, reason string) {
+	if reason == RestartCrash {
+		r.crashes++
+	}
+	r.restarts[restartKey{runner, reason}]++
+}
+
+// RestartCounts counts, for each configured runner and each reason, its processes that
+// were replaced since start: those of sessions (found dead, stopped after failing an
+// execution, for being idle, to make room under max_processes) and the idle pre-started
+// ones of its pool found dead (Kind KindPool, reason RestartCrash). Every runner has an
+// entry for every reason, zero included; the counts only grow.
+func (r *Runners) RestartCounts() []RestartCount {
+	r.mu.Lock()
+	var out []RestartCount
+	for _, name := range r.Names() {
+		for _, reason := range []string{RestartCrash, RestartFailed, RestartIdle, RestartMaxProcesses} {
+			out = append(out, RestartCount{Kind: r.specs[name].Kind, Name: name, Reason: reason, Count: r.restarts[restartKey{name, reason}]})
+		}
+	}
+	r.mu.Unlock()
+	for _, name := range r.Names() {
+		if pl := r.pools[name]; pl != nil {
+			pl.mu.Lock()
+			out = append(out, RestartCount{Kind: KindPool, Name: name, Reason: RestartCrash, Count: uint64(pl.discarded)})
+			pl.mu.Unlock()
+		}
+	}
 	return out
 }
 

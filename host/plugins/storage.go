@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/limitgraph/limit/sdk/base"
 	"github.com/limitgraph/limit/sdk/storage"
 )
@@ -29,10 +31,56 @@ type Storage struct {
 	m *Managed
 	// wait is RestartWait, shorter in tests.
 	wait time.Duration
+	// took and failed are the calls' metrics (Collectors): how long each took (its
+	// retries included), and those that failed, by kind of failure.
+	took   *prometheus.HistogramVec
+	failed *prometheus.CounterVec
 }
 
 // NewStorage wraps a managed storage plugin.
-func NewStorage(m *Managed) *Storage { return &Storage{m: m, wait: RestartWait} }
+func NewStorage(m *Managed) *Storage {
+	return &Storage{m: m, wait: RestartWait,
+		took: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "limit_storage_call_duration_seconds", Help: "Time a call to the storage plugin took (its retries after a restart included), by operation.",
+			Buckets: []float64{.0001, .0005, .001, .002, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 15, 30},
+		}, []string{"op"}),
+		failed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "limit_storage_call_errors_total", Help: "Calls to the storage plugin that failed, by operation and kind: unavailable (the plugin or its backend could not be reached), no_space, timeout, canceled (the caller went away), invalid, condition_failed (a conditional batch whose condition did not hold: another write came first), other.",
+		}, []string{"op", "kind"}),
+	}
+}
+
+// Collectors are the metrics of the calls made through s, for the host's /metrics.
+func (s *Storage) Collectors() []prometheus.Collector {
+	return []prometheus.Collector{s.took, s.failed}
+}
+
+// observe counts a call of op that began at start and ended with *err.
+func (s *Storage) observe(op string, start time.Time, err *error) {
+	s.took.WithLabelValues(op).Observe(time.Since(start).Seconds())
+	if *err != nil {
+		s.failed.WithLabelValues(op, failureKind(*err)).Inc()
+	}
+}
+
+// failureKind names the kind of a storage call's failure, for the metrics.
+func failureKind(err error) string {
+	switch {
+	case errors.Is(err, storage.ErrNoSpace):
+		return "no_space"
+	case errors.Is(err, storage.ErrConditionFailed):
+		return "condition_failed"
+	case errors.Is(err, storage.ErrInvalid):
+		return "invalid"
+	case storage.IsUnavailable(err):
+		return "unavailable"
+	case errors.Is(err, context.DeadlineExceeded):
+		return "timeout"
+	case errors.Is(err, context.Canceled):
+		return "canceled"
+	}
+	return "other"
+}
 
 // do runs f against the current process, retrying once after a restart when retry is set.
 func (s *Storage) do(ctx context.Context, retry bool, f func(storage.Storage) error) error {
@@ -120,6 +168,7 @@ func (s *Storage) Configure(context.Context, base.ConfigureRequest) base.Diagnos
 
 // Get implements storage.Storage.
 func (s *Storage) Get(ctx context.Context, ns string, key []byte) (v []byte, ok bool, err error) {
+	defer s.observe("get", time.Now(), &err)
 	err = s.do(ctx, true, func(st storage.Storage) error {
 		v, ok, err = st.Get(ctx, ns, key)
 		return err
@@ -128,14 +177,16 @@ func (s *Storage) Get(ctx context.Context, ns string, key []byte) (v []byte, ok 
 }
 
 // Put implements storage.Storage.
-func (s *Storage) Put(ctx context.Context, ns string, key, value []byte) error {
-	err := s.do(ctx, true, func(st storage.Storage) error { return st.Put(ctx, ns, key, value) })
+func (s *Storage) Put(ctx context.Context, ns string, key, value []byte) (err error) {
+	defer s.observe("put", time.Now(), &err)
+	err = s.do(ctx, true, func(st storage.Storage) error { return st.Put(ctx, ns, key, value) })
 	s.m.wrote(true, err)
 	return err
 }
 
 // Delete implements storage.Storage.
 func (s *Storage) Delete(ctx context.Context, ns string, key []byte) (existed bool, err error) {
+	defer s.observe("delete", time.Now(), &err)
 	err = s.do(ctx, true, func(st storage.Storage) error {
 		existed, err = st.Delete(ctx, ns, key)
 		return err
@@ -146,6 +197,7 @@ func (s *Storage) Delete(ctx context.Context, ns string, key []byte) (existed bo
 
 // Scan implements storage.Storage.
 func (s *Storage) Scan(ctx context.Context, req storage.ScanRequest) (res storage.ScanResult, err error) {
+	defer s.observe("scan", time.Now(), &err)
 	err = s.do(ctx, true, func(st storage.Storage) error {
 		res, err = st.Scan(ctx, req)
 		return err
@@ -156,7 +208,8 @@ func (s *Storage) Scan(ctx context.Context, req storage.ScanRequest) (res storag
 // Batch implements storage.Storage. A conditional batch (one with assertions) is not
 // retried: it may have been applied before the plugin died, and its assertions would then
 // fail on the retry.
-func (s *Storage) Batch(ctx context.Context, ns string, ops []storage.Op) error {
+func (s *Storage) Batch(ctx context.Context, ns string, ops []storage.Op) (err error) {
+	defer s.observe("batch", time.Now(), &err)
 	retry := true
 	for _, op := range ops {
 		if op.IsAssertion() {
@@ -164,13 +217,14 @@ func (s *Storage) Batch(ctx context.Context, ns string, ops []storage.Op) error 
 			break
 		}
 	}
-	err := s.do(ctx, retry, func(st storage.Storage) error { return st.Batch(ctx, ns, ops) })
+	err = s.do(ctx, retry, func(st storage.Storage) error { return st.Batch(ctx, ns, ops) })
 	s.m.wrote(len(ops) > 0, err)
 	return err
 }
 
 // CompareAndSwap implements storage.Storage.
 func (s *Storage) CompareAndSwap(ctx context.Context, req storage.CASRequest) (res storage.CASResult, err error) {
+	defer s.observe("compare_and_swap", time.Now(), &err)
 	err = s.do(ctx, false, func(st storage.Storage) error {
 		res, err = st.CompareAndSwap(ctx, req)
 		return err

@@ -436,7 +436,7 @@ func TestCheckpointFailureKeepsWrites(t *testing.T) {
 	e.cpRun.Unlock()
 	checkpointNow(t, e)
 	checkHolds(t, s, want, "after a checkpoint succeeded")
-	if h := s.Health(ctx); !h.OK || h.Detail != "" || h.Metrics["log_pending_keys"] != 0 || h.Metrics["checkpoints"] < 1 {
+	if h := s.Health(ctx); !h.OK || h.Detail != "" || h.Metrics["log_pending_keys"] != 0 || h.Metrics["checkpoints_total"] < 1 {
 		t.Errorf("health after a checkpoint succeeded: %+v, want OK, nothing waiting", h)
 	}
 	img := openStore(t, map[string]any{"path": crashImage(t, path)})

@@ -485,10 +485,10 @@ func (e *engine) health() storage.Health {
 		keys += e.frozen.len()
 	}
 	h := storage.Health{OK: true, Metrics: map[string]float64{
-		"log_pending_bytes":  float64(pending),
-		"log_pending_keys":   float64(keys),
-		"checkpoints":        float64(e.checkpoints),
-		"last_checkpoint_ms": float64(e.cpLast.Microseconds()) / 1000,
+		"log_pending_bytes":       float64(pending),
+		"log_pending_keys":        float64(keys),
+		"checkpoints_total":       float64(e.checkpoints),
+		"last_checkpoint_seconds": e.cpLast.Seconds(),
 	}}
 	switch {
 	case e.broken != nil:

@@ -178,13 +178,13 @@ func (s *store) Health(ctx context.Context) storage.Health {
 	}
 	st := c.pool.Stat()
 	h := storage.Health{Metrics: map[string]float64{
-		"max_conns":            float64(st.MaxConns()),
-		"total_conns":          float64(st.TotalConns()),
-		"acquired_conns":       float64(st.AcquiredConns()),
-		"idle_conns":           float64(st.IdleConns()),
-		"empty_acquire_count":  float64(st.EmptyAcquireCount()),
-		"canceled_acquires":    float64(st.CanceledAcquireCount()),
-		"acquire_wait_seconds": st.AcquireDuration().Seconds(),
+		"max_conns":                  float64(st.MaxConns()),
+		"total_conns":                float64(st.TotalConns()),
+		"acquired_conns":             float64(st.AcquiredConns()),
+		"idle_conns":                 float64(st.IdleConns()),
+		"empty_acquires_total":       float64(st.EmptyAcquireCount()),
+		"canceled_acquires_total":    float64(st.CanceledAcquireCount()),
+		"acquire_wait_seconds_total": st.AcquireDuration().Seconds(),
 	}}
 	pctx, cancel := context.WithTimeout(ctx, c.set.connectTimeout)
 	defer cancel()

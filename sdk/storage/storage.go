@@ -389,7 +389,10 @@ type Health struct {
 	// Detail says why not OK, or notes something while OK; empty when there is nothing
 	// to say.
 	Detail string `json:"detail,omitempty"`
-	// Metrics are figures the backend reports about itself, by name.
+	// Metrics are figures the backend reports about itself, by name, in base units named
+	// by the name's last word (log_pending_bytes, last_checkpoint_seconds). A figure that
+	// only grows while the process runs (a count of events, a sum of their durations) is
+	// named NAME_total: the host exposes it as a Prometheus counter, the others as gauges.
 	Metrics map[string]float64 `json:"metrics,omitempty"`
 }
 
