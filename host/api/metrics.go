@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/limitgraph/limit/host/diskspace"
 	"github.com/limitgraph/limit/host/execution"
 	"github.com/limitgraph/limit/host/governance"
 	"github.com/limitgraph/limit/host/plugins"
@@ -70,7 +71,7 @@ func newMetrics(opts Options) *metrics {
 		Name: "limit_execution_records_failed_total", Help: "Executions that ran but whose trace the storage did not take, by outcome: pending (kept in the pending-outcomes journal until it does; answered record_pending) or lost (answered record_lost).",
 	}, []string{"outcome"})
 	m.refused = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "limit_executions_refused_total", Help: "Executions refused before they ran, by reason: max_concurrency (429: the session's slots stayed taken), max_processes (503: every process of the runner busy), governance_unavailable (503: a rule could not answer and the policy fails closed), uncheckable (422: input beyond what a rule checks), storage_unavailable (503: it could not be recorded), stopping (503: the host shuts down).",
+		Name: "limit_executions_refused_total", Help: "Executions refused before they ran, by reason: max_concurrency (429: the session's slots stayed taken), max_processes (503: every process of the runner busy), governance_unavailable (503: a rule could not answer and the policy fails closed), uncheckable (422: input beyond what a rule checks), storage_unavailable (503: it could not be recorded), disk_low (503: the data_dir's disk is below host.min_free_disk), stopping (503: the host shuts down).",
 	}, []string{"reason"})
 	m.ruleFlags = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "limit_governance_rule_flags_total", Help: "Flags governance rules raised on executions, by the id of the rule that raised them (a configured rule plugin's rule ids or its name; other for any other id).",
@@ -223,6 +224,8 @@ func refusedReason(err error) string {
 		return "stopping"
 	case errors.Is(err, storage.ErrUnavailable), errors.Is(err, storage.ErrNoSpace):
 		return "storage_unavailable"
+	case errors.Is(err, diskspace.ErrLow):
+		return "disk_low"
 	}
 	return ""
 }

@@ -198,6 +198,12 @@ func TestExecuteWhileDiskLow(t *testing.T) {
 		h.Disk == nil || h.Disk.Healthy || h.Disk.FreeBytes != 10<<20 || h.Disk.MinFreeBytes != 512<<20 {
 		t.Fatalf("health %d %s (%v)", rec.Code, rec.Body, err)
 	}
+
+	rec = httptest.NewRecorder()
+	s.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	if !strings.Contains(rec.Body.String(), `limit_executions_refused_total{reason="disk_low"} 1`) {
+		t.Errorf("the refusal is not counted as disk_low:\n%s", rec.Body)
+	}
 }
 
 // TestDiskHealthForOperators: how full the host's disk is shows to an operator's token
