@@ -24,7 +24,8 @@ func (s *Server) live(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, probeResponse{Status: "ok"})
 }
 
-// ready answers 200 when the host can serve executions: its storage is up, and so is
+// ready answers 200 when the host can serve executions: its storage is up, the disk of
+// its data_dir above its reserve (host.min_free_disk), and so is
 // every governance rule, unless the default policy runs executions without them
 // (fail_open, permissive); 503 otherwise, and from the start of a shutdown (answered
 // before any route, see ServeHTTP). A session's own runner process, or a runner's pool,
@@ -44,6 +45,11 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 			resp.Reasons = append(resp.Reasons, p.Kind+"."+p.Name+" is unavailable: executions cannot be recorded")
 		case p.Kind == base.KindGovernance && !failOpen:
 			resp.Reasons = append(resp.Reasons, p.Kind+"."+p.Name+" is unavailable: policy "+s.opts.DefaultPolicy+" does not run unchecked inputs")
+		}
+	}
+	if s.opts.Disk != nil {
+		if d := s.opts.Disk(); d != nil && !d.Healthy {
+			resp.Reasons = append(resp.Reasons, "the host's disk is nearly full: executions are refused until space is freed (host.min_free_disk)")
 		}
 	}
 	code := http.StatusOK

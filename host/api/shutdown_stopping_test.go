@@ -200,6 +200,12 @@ func TestExecuteWhileDiskLow(t *testing.T) {
 	}
 
 	rec = httptest.NewRecorder()
+	s.ServeHTTP(rec, httptest.NewRequest("GET", "/v1/health/ready", nil))
+	if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), "disk is nearly full") {
+		t.Errorf("readiness while the disk is low: %d %s", rec.Code, rec.Body)
+	}
+
+	rec = httptest.NewRecorder()
 	s.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 	if !strings.Contains(rec.Body.String(), `limit_executions_refused_total{reason="disk_low"} 1`) {
 		t.Errorf("the refusal is not counted as disk_low:\n%s", rec.Body)
