@@ -129,6 +129,9 @@ func (w *walFile) read() (epoch uint64, recs [][]walOp, torn int64, err error) {
 	}
 	epoch, salt, ok := decodeHeader(data)
 	if !ok {
+		if d := headerDamage(w.path, data); d != nil {
+			return d.epoch, nil, -1, d
+		}
 		return 0, nil, -1, nil
 	}
 	off := walHeaderSize
@@ -200,6 +203,38 @@ func intactAfter(data []byte, off int, salt uint64) (next int64, intact int) {
 	return -1, 0
 }
 
+// headerDamage tells a damaged header from a missing one: a file whose header does not
+// decode but whose first record is intact and carries the salt the header's own field
+// holds had a valid header when that record was written (a record is written only after
+// its file's header), so the header was damaged since (a bad sector), and the records
+// after it are acknowledged writes. A new file (zeros) or one cut short has no such
+// record; a reset rewrites the header in one sector, which is written whole or not at
+// all. It returns nil when the file is not such a one.
+func headerDamage(path string, data []byte) *walDamageError {
+	if len(data) < walHeaderSize+walRecordHead {
+		return nil
+	}
+	salt := binary.LittleEndian.Uint64(data[20:])
+	if salt == 0 {
+		return nil
+	}
+	intact := 0
+	for p := walHeaderSize; ; {
+		n := validRecord(data, p, salt)
+		if n == 0 {
+			break
+		}
+		intact++
+		p += walRecordHead + n
+	}
+	if intact == 0 {
+		return nil
+	}
+	// The epoch field, unverified, is the best guess of which file is the older.
+	return &walDamageError{path: path, header: true, next: walHeaderSize, intact: intact,
+		epoch: binary.LittleEndian.Uint64(data[12:])}
+}
+
 // validRecord returns the payload length of the record at off if it is one of this use
 // of the file (its checksum holds and its payload starts with salt), else 0.
 func validRecord(data []byte, off int, salt uint64) int {
@@ -229,9 +264,17 @@ type walDamageError struct {
 	// newer is the other log file when it is newer and holds records: they were logged
 	// after the damaged ones (set by the engine).
 	newer string
+	// header is set when what is damaged is the file's header (off 0), epoch then being
+	// its epoch field as it reads.
+	header bool
+	epoch  uint64
 }
 
 func (e *walDamageError) Error() string {
+	if e.header {
+		return fmt.Sprintf("write-ahead log %s is damaged: its header is unreadable, yet %d intact records of it follow from offset %d, so it is not a file never written or reset by a crash but damage to a log of acknowledged writes",
+			e.path, e.intact, e.next)
+	}
 	return fmt.Sprintf("write-ahead log %s is damaged at offset %d: the record there is unreadable, yet %d intact records follow it from offset %d, so it is not a write cut short by a crash but damage to acknowledged writes",
 		e.path, e.off, e.intact, e.next)
 }
@@ -242,10 +285,16 @@ func (e *walDamageError) advice() string {
 	if e.newer != "" {
 		cut += fmt.Sprintf(", and empty the newer log, whose writes were logged after those: truncate -s %d %s", walHeaderSize, e.newer)
 	}
-	return fmt.Sprintf("Replaying only the %d records before it would silently drop the writes of the damaged record and of the %d after it, so the database is not opened, and nothing was changed. "+
+	what := fmt.Sprintf("Replaying only the %d records before it would silently drop the writes of the damaged record and of the %d after it", e.before, e.intact)
+	lost := "the damaged record and every write logged after it"
+	if e.header {
+		what = fmt.Sprintf("Taking the file for one without a log would silently drop the writes of its %d records", e.intact)
+		lost = "every write of this log and of any logged after it"
+	}
+	return fmt.Sprintf("%s, so the database is not opened, and nothing was changed. "+
 		"Check the disk (a failing device, a bad copy), then either restore the database file and its -wal files from a backup, "+
-		"or accept losing the damaged record and every write logged after it: keep a copy of the log to inspect (cp %s %s.damaged), cut the log at the damaged record (%s), and start again.",
-		e.before, e.intact, e.path, e.path, cut)
+		"or accept losing %s: keep a copy of the log to inspect (cp %s %s.damaged), cut the log at the damage (%s), and start again.",
+		what, lost, e.path, e.path, cut)
 }
 
 // tornAt reports whether rest, which holds no valid record at its start, begins with a

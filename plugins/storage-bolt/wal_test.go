@@ -966,3 +966,57 @@ func TestDamageTellsFromTorn(t *testing.T) {
 		})
 	}
 }
+
+// TestDamagedHeaderRefused: a log whose header no longer decodes (a bad sector; a crash
+// cannot do it, as a reset rewrites the header in one sector) but whose records, intact,
+// carry the salt the header's field holds, is refused like a damaged record: taking it for
+// a file without a log would drop its acknowledged writes and then overwrite them. Files
+// whose header is missing (new, zeros) still open as empty logs; doing as the error says
+// (cutting the log to nothing) opens the database without those writes.
+func TestDamagedHeaderRefused(t *testing.T) {
+	manualCheckpoints(t)
+	path := filepath.Join(t.TempDir(), "x.db")
+	s := openStore(t, map[string]any{"path": path})
+	ctx := context.Background()
+	for i := range 6 {
+		if err := s.Put(ctx, "a", fmt.Appendf(nil, "k%02d", i), []byte("v")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e, _ := s.engine()
+	for _, damage := range []struct {
+		name string
+		at   int
+	}{{"magic", 0}, {"version", 8}, {"checksum", 28}} {
+		t.Run(damage.name, func(t *testing.T) {
+			img := crashImage(t, path)
+			imgWAL := img + walSuffix(e.active)
+			b, err := os.ReadFile(imgWAL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b[damage.at] ^= 0x04
+			if err := os.WriteFile(imgWAL, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			before := readFiles(t, img)
+			msg := configureErr(t, img).Err().Error()
+			for _, want := range []string{
+				fmt.Sprintf("write-ahead log %s is damaged: its header is unreadable, yet 6 intact records of it follow from offset %d", imgWAL, walHeaderSize),
+				"restore the database file and its -wal files from a backup",
+				fmt.Sprintf("truncate -s 0 %s", imgWAL),
+			} {
+				if !strings.Contains(msg, want) {
+					t.Errorf("error does not say %q:\n%s", want, msg)
+				}
+			}
+			if after := readFiles(t, img); !slices.EqualFunc(after[:], before[:], bytes.Equal) {
+				t.Fatal("a refused open changed the database or its log files")
+			}
+			if err := os.Truncate(imgWAL, 0); err != nil {
+				t.Fatal(err)
+			}
+			checkHolds(t, openStore(t, map[string]any{"path": img}), model{}, "log cut to nothing")
+		})
+	}
+}
