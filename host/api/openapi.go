@@ -79,6 +79,10 @@ func problemStatuses(rt route) map[int]string {
 	return out
 }
 
+// scraperRefused is the 403 every route but the metrics and the health checks answers a
+// metrics scraper's token (TOKEN :metrics in api.token_file).
+const scraperRefused = "the token is a metrics scraper's (:metrics), which reaches only GET /metrics and the health checks"
+
 // openAPI builds an OpenAPI 3.1 document of the routes; with bearer, every route but the
 // health check requires a bearer token.
 func openAPI(version string, routes []route, bearer bool) map[string]any {
@@ -151,6 +155,13 @@ func openAPI(version string, routes []route, bearer bool) map[string]any {
 		}
 		if bearer && !isHealthPath(rt.Path) {
 			responses["401"] = map[string]any{"description": "no valid bearer token", "content": problem["content"]}
+			if rt.Path != "/metrics" {
+				why := scraperRefused
+				if prev, ok := responses["403"].(map[string]any); ok {
+					why = prev["description"].(string) + "; or " + why
+				}
+				responses["403"] = map[string]any{"description": why, "content": problem["content"]}
+			}
 		} else if bearer {
 			op["security"] = []any{} // open to probes
 		}

@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/limitgraph/limit/host/config"
+	"github.com/limitgraph/limit/host/execution"
+	"github.com/limitgraph/limit/host/session"
 )
 
 // TestOpenAPIRequired: a request body's schema requires only what the server requires
@@ -161,5 +163,52 @@ func TestOpenAPIProblemsAndParameters(t *testing.T) {
 	}
 	if d := doc.Info.Description; !strings.Contains(d, "Every route but /v1/openapi.json and /v1/provenance/key is also served without the /v1 prefix") {
 		t.Errorf("info.description: %s", d)
+	}
+}
+
+// TestOpenAPIScraperRefusals: with tokens, every operation but the metrics and the health
+// checks lists the 403 a metrics scraper's token gets, beside an operator-only one's.
+func TestOpenAPIScraperRefusals(t *testing.T) {
+	doc := openAPI("1", New(Options{Sessions: new(session.Manager), Engine: &execution.Engine{}}).routes, true)
+	b, err := json.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d struct {
+		Paths map[string]map[string]struct {
+			Responses map[string]struct {
+				Description string `json:"description"`
+			} `json:"responses"`
+		} `json:"paths"`
+	}
+	if err := json.Unmarshal(b, &d); err != nil {
+		t.Fatal(err)
+	}
+	for path, ops := range d.Paths {
+		for method, op := range ops {
+			why := op.Responses["403"].Description
+			switch scraper := strings.Contains(why, ":metrics"); {
+			case path == "/v1/metrics" || strings.HasPrefix(path, "/v1/health"):
+				if scraper {
+					t.Errorf("%s %s lists the scraper's 403: %q", method, path, why)
+				}
+			case !scraper:
+				t.Errorf("%s %s does not list the scraper's 403: %q", method, path, why)
+			}
+		}
+	}
+	operatorOnly := 0
+	for path, ops := range d.Paths {
+		for method, op := range ops {
+			if why := op.Responses["403"].Description; strings.Contains(why, "operator's token") && path != "/v1/metrics" {
+				operatorOnly++
+				if !strings.Contains(why, ":metrics") {
+					t.Errorf("%s %s: %q", method, path, why)
+				}
+			}
+		}
+	}
+	if operatorOnly == 0 {
+		t.Error("no operator-only route kept its own 403 reason beside the scraper's")
 	}
 }
