@@ -1028,7 +1028,7 @@ func (m *Manager) Runner(ctx context.Context, s *Session, name string) (*plugins
 	defer func() {
 		if deletedElsewhere {
 			m.logger().Warn("a session this host runs was deleted through another host (owner_gone); its processes and files here are removed", "session", s.ID)
-			_, _ = m.delete(ctx, s.ID, true)
+			_, _ = m.delete(context.WithoutCancel(ctx), s.ID, true)
 		}
 	}()
 	// The session may have been deleted since the caller looked it up: a process started
