@@ -80,17 +80,25 @@ next:
 	return 0, false
 }
 
+// journalledAPI serves a plugin API on a storage that can be taken down, with a journal
+// of pending outcomes.
+func journalledAPI(t *testing.T) (*downstore.Store, pluginAPI, *httptest.Server) {
+	t.Helper()
+	st := &downstore.Store{Storage: memstore.New()}
+	a := newPluginAPI(t, st)
+	a.srv.opts.Engine.JournalDir = t.TempDir()
+	srv := httptest.NewServer(a.srv)
+	t.Cleanup(srv.Close)
+	return st, a, srv
+}
+
 // TestMetricsCountUnrecordedExecutions: an execution that ran but whose trace the storage
 // did not take (answered record_pending) counts in limit_executions_total by its status
 // and in the duration histogram like one recorded, and in
 // limit_execution_records_failed_total: after 2 recorded runs and 3 pending, the metrics
 // said status="ok" 2.
 func TestMetricsCountUnrecordedExecutions(t *testing.T) {
-	st := &downstore.Store{Storage: memstore.New()}
-	a := newPluginAPI(t, st)
-	a.srv.opts.Engine.JournalDir = t.TempDir()
-	srv := httptest.NewServer(a.srv)
-	t.Cleanup(srv.Close)
+	st, a, srv := journalledAPI(t)
 	var sess session.Session
 	call(t, srv, "POST", "/v1/sessions", map[string]any{"name": "m"}, http.StatusCreated, &sess)
 	run := map[string]any{"runner": "echo", "input": "hello"}
@@ -198,11 +206,7 @@ func TestMetricsLint(t *testing.T) {
 // in the journal, executions refused for being busy (max_concurrency, max_processes),
 // and the host's version.
 func TestMetricsOnCall(t *testing.T) {
-	st := &downstore.Store{Storage: memstore.New()}
-	a := newPluginAPI(t, st)
-	a.srv.opts.Engine.JournalDir = t.TempDir()
-	srv := httptest.NewServer(a.srv)
-	t.Cleanup(srv.Close)
+	st, a, srv := journalledAPI(t)
 	var sess session.Session
 	call(t, srv, "POST", "/v1/sessions", map[string]any{"name": "oncall"}, http.StatusCreated, &sess)
 	execs := "/v1/sessions/" + sess.ID + "/executions"
