@@ -16,6 +16,7 @@ import (
 	"github.com/zclconf/go-cty/cty/convert"
 
 	"github.com/limitgraph/limit/host/diskspace"
+	"github.com/limitgraph/limit/sdk/bytesize"
 )
 
 // decoder evaluates attributes against one EvalContext and collects every diagnostic, so
@@ -304,42 +305,6 @@ func oneOf(vals []string) string {
 	return strings.Join(q, ", ")
 }
 
-// sizeUnits are the units parseSize accepts, lower-cased (as the Python runner's sizes).
-var sizeUnits = map[string]float64{
-	"": 1, "b": 1,
-	"kb": 1e3, "mb": 1e6, "gb": 1e9, "tb": 1e12,
-	"kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40,
-	"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40,
-}
-
-// parseSize parses a size: a number of bytes, optionally with a decimal (kB, MB, GB, TB)
-// or binary (KiB, MiB, GiB, TiB; K, M, G, T) unit, case-insensitive. Its error completes
-// "NAME = VALUE ...".
-func parseSize(s string) (int64, error) {
-	s = strings.TrimSpace(s)
-	if strings.HasPrefix(s, "-") {
-		return 0, fmt.Errorf("must not be negative")
-	}
-	i := strings.IndexFunc(s, func(r rune) bool { return (r < '0' || r > '9') && r != '.' })
-	num, unit := s, ""
-	if i >= 0 {
-		num, unit = s[:i], strings.ToLower(strings.TrimSpace(s[i:]))
-	}
-	mult, ok := sizeUnits[unit]
-	if !ok {
-		return 0, fmt.Errorf("has an unknown unit %q", strings.TrimSpace(s[i:]))
-	}
-	f, err := strconv.ParseFloat(num, 64)
-	if err != nil || num == "" {
-		return 0, fmt.Errorf("is not a size")
-	}
-	v := f * mult
-	if v >= math.MaxInt64 {
-		return 0, fmt.Errorf("is too large")
-	}
-	return int64(v), nil
-}
-
 // parseReserve parses host.min_free_disk: a size, a percentage of the disk ("5%", above 0
 // and below 100), or 0 for no reserve. Its error completes "min_free_disk = VALUE ...".
 func parseReserve(s string) (diskspace.Reserve, error) {
@@ -355,7 +320,7 @@ func parseReserve(s string) (diskspace.Reserve, error) {
 		}
 		return diskspace.Reserve{Percent: f}, nil
 	}
-	n, err := parseSize(s)
+	n, err := bytesize.Parse(s)
 	switch {
 	case err != nil:
 		return diskspace.Reserve{}, err

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/limitgraph/limit/sdk/base"
+	"github.com/limitgraph/limit/sdk/bytesize"
 	"github.com/limitgraph/limit/sdk/runner"
 )
 
@@ -325,7 +326,7 @@ func parseSizeAttr(ds *base.Diagnostics, name string, v *flexString, def string)
 	if err != nil {
 		*ds = append(*ds, base.Diagnostic{
 			Severity: base.SeverityError, Summary: fmt.Sprintf("invalid size %q for %s", s, name),
-			Detail: err.Error() + ". Write a number of bytes or a size with a unit, such as \"512MiB\", \"1GiB\" or \"100MB\".",
+			Detail: fmt.Sprintf("%s = %q %s. Write a number of bytes or a size with a unit, such as \"512MiB\", \"1GiB\" or \"100MB\".", name, s, err),
 			Path:   []string{name},
 		})
 		return 0
@@ -333,39 +334,17 @@ func parseSizeAttr(ds *base.Diagnostics, name string, v *flexString, def string)
 	return n
 }
 
-// sizeUnits are the units parseSize accepts, lower-cased.
-var sizeUnits = map[string]float64{
-	"": 1, "b": 1,
-	"kb": 1e3, "mb": 1e6, "gb": 1e9, "tb": 1e12,
-	"kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40,
-	"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40,
-}
-
-// parseSize parses a positive size: a number of bytes, optionally with a decimal (kB,
-// MB, GB, TB) or binary (KiB, MiB, GiB, TiB; K, M, G, T) unit, case-insensitive.
+// parseSize parses a size of at least one byte (see bytesize.Parse). Its error completes
+// "NAME = VALUE ...".
 func parseSize(s string) (uint64, error) {
-	s = strings.TrimSpace(s)
-	i := strings.IndexFunc(s, func(r rune) bool { return (r < '0' || r > '9') && r != '.' })
-	num, unit := s, ""
-	if i >= 0 {
-		num, unit = s[:i], strings.ToLower(strings.TrimSpace(s[i:]))
-	}
-	mult, ok := sizeUnits[unit]
-	if !ok {
-		return 0, fmt.Errorf("unknown unit %q", s[i:])
-	}
-	f, err := strconv.ParseFloat(num, 64)
-	if err != nil || num == "" {
-		return 0, errors.New("not a number")
-	}
-	v := f * mult
-	if v < 1 {
+	n, err := bytesize.Parse(s)
+	switch {
+	case err != nil:
+		return 0, err
+	case n < 1:
 		return 0, errors.New("must be at least 1 byte")
 	}
-	if v > math.MaxInt64 {
-		return 0, errors.New("too large")
-	}
-	return uint64(v), nil
+	return uint64(n), nil
 }
 
 // resolveInterpreter finds the interpreter to run: <venv>/bin/python, the configured one,
