@@ -57,24 +57,7 @@ api {
 `, t.TempDir(), testbin.PluginDir(t), network, file)))
 			call := func(tok, method, path, body string) (int, map[string]any) {
 				t.Helper()
-				req, err := http.NewRequest(method, d.url+path, bytes.NewReader([]byte(body)))
-				if err != nil {
-					t.Fatal(err)
-				}
-				req.Header.Set("Content-Type", "application/json")
-				req.Header.Set("Authorization", "Bearer "+tok)
-				res, err := http.DefaultClient.Do(req)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer res.Body.Close()
-				b, _ := io.ReadAll(res.Body)
-				var m map[string]any
-				_ = json.Unmarshal(b, &m)
-				if res.StatusCode >= 400 && res.Header.Get("Content-Type") != "application/problem+json" {
-					t.Fatalf("%s %s: %d as %q, want problem+json", method, path, res.StatusCode, res.Header.Get("Content-Type"))
-				}
-				return res.StatusCode, m
+				return tokenCall(t, d.url, tok, method, path, body)
 			}
 			// The audit's request: every limit far above the configured ones.
 			big := `{"name":"big","limits":{"memory_bytes":1099511627776,"cpu_millis":64000,"max_processes":100000,"max_disk_bytes":1099511627776,"timeout_ms":3600000,"max_output_bytes":1073741824}}`
@@ -126,4 +109,109 @@ api {
 			}
 		})
 	}
+}
+
+// TestUserLimitsUnreportedThroughAPI starts limitd with the test echo runner, which does
+// not report its configured limits (no runner.LimitsReporter): a user's token may create
+// sessions and run executions on it, but set none of their limits nor an execution's
+// timeout_ms (403 naming the field and saying the runner does not report its limits, with
+// no ceiling), since the host cannot tell a lower limit from a higher one; an operator's
+// token may set them within the absolute bounds.
+func TestUserLimitsUnreportedThroughAPI(t *testing.T) {
+	const (
+		opTok  = "e2e-op-0123456789abcdef0123456789abcdef"
+		bobTok = "e2e-bob-0123456789abcdef0123456789abcdef"
+	)
+	file := filepath.Join(t.TempDir(), "tokens")
+	if err := os.WriteFile(file, []byte(opTok+"\n"+bobTok+" bob\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	testbin.Plugin(t, "storage-bolt")
+	testbin.TestPlugin(t, "runner-echo")
+	d := start(t, writeConfig(t, fmt.Sprintf(`host {
+  listen     = "127.0.0.1:0"
+  data_dir   = %q
+  plugin_dir = %q
+}
+storage "bolt" {}
+runner "echo" {}
+api {
+  token_file = %q
+}
+`, t.TempDir(), testbin.PluginDir(t), file)))
+	call := func(tok, method, path, body string) (int, map[string]any) {
+		t.Helper()
+		return tokenCall(t, d.url, tok, method, path, body)
+	}
+	unreported := func(what string, code int, body map[string]any, field string, asked float64) {
+		t.Helper()
+		detail, _ := body["detail"].(string)
+		_, hasCeiling := body["ceiling"]
+		if code != 403 || body["field"] != field || body["runner"] != "echo" || body["asked"] != asked || hasCeiling ||
+			!strings.Contains(detail, field) || !strings.Contains(detail, "does not report the limits") || !strings.Contains(detail, "ask an operator") {
+			t.Errorf("%s: %d %v, want 403 naming %s, saying runner echo does not report its limits", what, code, body, field)
+		}
+	}
+	for _, tc := range []struct {
+		limit string
+		asked int64
+	}{
+		{"timeout_ms", 1000}, // lower than the host's default: still refused
+		{"memory_bytes", 64 << 20},
+		{"cpu_millis", 100},
+		{"max_processes", 1},
+		{"max_output_bytes", 1024},
+		{"max_file_bytes", 1024},
+		{"max_disk_bytes", 8 << 20},
+	} {
+		code, body := call(bobTok, "POST", "/v1/sessions", fmt.Sprintf(`{"runners":["echo"],"limits":{%q:%d}}`, tc.limit, tc.asked))
+		unreported("bob's session with "+tc.limit, code, body, "limits."+tc.limit, float64(tc.asked))
+		// Naming no runner is naming every one.
+		code, body = call(bobTok, "POST", "/v1/sessions", fmt.Sprintf(`{"limits":{%q:%d}}`, tc.limit, tc.asked))
+		unreported("bob's session of every runner with "+tc.limit, code, body, "limits."+tc.limit, float64(tc.asked))
+		if code, body := call(opTok, "POST", "/v1/sessions", fmt.Sprintf(`{"owner":"bob","limits":{%q:%d}}`, tc.limit, tc.asked)); code != 201 {
+			t.Errorf("an operator's session with %s: %d %v", tc.limit, code, body)
+		}
+	}
+	if code, body := call(bobTok, "POST", "/v1/sessions", `{"allow_network":true}`); code != 403 || body["field"] != "allow_network" {
+		t.Errorf("bob's session with the network: %d %v, want 403 naming allow_network", code, body)
+	}
+	// Without limits a user's session runs, at the runner's own.
+	code, own := call(bobTok, "POST", "/v1/sessions", `{"name":"own"}`)
+	if code != 201 {
+		t.Fatalf("bob's session without limits: %d %v", code, own)
+	}
+	id, _ := own["id"].(string)
+	if code, body := call(bobTok, "POST", "/v1/sessions/"+id+"/executions", `{"runner":"echo","input":"hi"}`); code != 200 || body["status"] != "ok" {
+		t.Fatalf("bob's execution: %d %v", code, body)
+	}
+	code, body := call(bobTok, "POST", "/v1/sessions/"+id+"/executions", `{"runner":"echo","input":"hi","timeout_ms":1000}`)
+	unreported("bob's execution with timeout_ms", code, body, "timeout_ms", 1000)
+	if code, body := call(opTok, "POST", "/v1/sessions/"+id+"/executions", `{"runner":"echo","input":"hi","timeout_ms":1000}`); code != 200 || body["status"] != "ok" {
+		t.Fatalf("an operator's execution with timeout_ms in bob's session: %d %v", code, body)
+	}
+}
+
+// tokenCall sends body to url+path with tok as its bearer token, and returns the status
+// and the decoded JSON answer; an error answer must be problem+json.
+func tokenCall(t *testing.T, url, tok, method, path, body string) (int, map[string]any) {
+	t.Helper()
+	req, err := http.NewRequest(method, url+path, bytes.NewReader([]byte(body)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+tok)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	var m map[string]any
+	_ = json.Unmarshal(b, &m)
+	if res.StatusCode >= 400 && res.Header.Get("Content-Type") != "application/problem+json" {
+		t.Fatalf("%s %s: %d as %q, want problem+json", method, path, res.StatusCode, res.Header.Get("Content-Type"))
+	}
+	return res.StatusCode, m
 }
