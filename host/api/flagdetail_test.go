@@ -40,6 +40,8 @@ func TestMain(m *testing.M) {
 		sdkgov.Serve(echo.Rule{})
 	case "echo":
 		runner.Serve(&echo.Runner{})
+	case "down":
+		sdkgov.Serve(downRule{})
 	}
 	os.Exit(0)
 }
@@ -81,14 +83,24 @@ func newPluginAPI(t *testing.T, st storage.Storage) pluginAPI {
 // newPluginAPILogged is newPluginAPI whose server and engine log to logger.
 func newPluginAPILogged(t *testing.T, st storage.Storage, logger hclog.Logger) pluginAPI {
 	t.Helper()
+	return newPluginAPIRules(t, st, logger, "keyword")
+}
+
+// newPluginAPIRules is newPluginAPILogged with the named test rules ("keyword", "down").
+func newPluginAPIRules(t *testing.T, st storage.Storage, logger hclog.Logger, names ...string) pluginAPI {
+	t.Helper()
 	ctx := context.Background()
 	traces, _ := tracetest.New(t, st)
-	rule, err := plugins.StartManaged(ctx, pluginSpec(t, base.KindGovernance, "keyword"), hclog.NewNullLogger(), time.Minute)
-	if err != nil {
-		t.Fatal(err)
+	var managed []*plugins.Managed
+	for _, name := range names {
+		rule, err := plugins.StartManaged(ctx, pluginSpec(t, base.KindGovernance, name), hclog.NewNullLogger(), time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(rule.Close)
+		managed = append(managed, rule)
 	}
-	t.Cleanup(rule.Close)
-	rules, err := governance.NewEvaluator(ctx, []*plugins.Managed{rule})
+	rules, err := governance.NewEvaluator(ctx, managed)
 	if err != nil {
 		t.Fatal(err)
 	}

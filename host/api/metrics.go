@@ -165,6 +165,7 @@ type routeMetrics struct {
 func (m *metrics) execution(runner string, res *execution.Result, err error) {
 	var (
 		blocked *execution.BlockedError
+		refused *execution.RefusedError
 		pending *execution.RecordPendingError
 		lost    *execution.RecordLostError
 	)
@@ -191,6 +192,11 @@ func (m *metrics) execution(runner string, res *execution.Result, err error) {
 	default:
 		if reason := refusedReason(err); reason != "" {
 			m.refused.WithLabelValues(reason).Inc()
+		}
+		// Refused as a rule could not answer: what the others raised is in its trace,
+		// and counted as a blocked execution's flags are.
+		if errors.As(err, &refused) {
+			m.countFlags(refused.Raised)
 		}
 	}
 }

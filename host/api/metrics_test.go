@@ -3,12 +3,14 @@ package api
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -18,6 +20,8 @@ import (
 	"github.com/limitgraph/limit/host/plugins"
 	"github.com/limitgraph/limit/host/session"
 	"github.com/limitgraph/limit/internal/downstore"
+	"github.com/limitgraph/limit/sdk/base"
+	sdkgov "github.com/limitgraph/limit/sdk/governance"
 	"github.com/limitgraph/limit/sdk/storage/memstore"
 )
 
@@ -250,6 +254,62 @@ func TestMetricsOnCall(t *testing.T) {
 	info := scrape(t, New(Options{Version: "1.2.3"}))
 	if got, ok := sample(info, "limit_build_info", "version", "1.2.3"); !ok || got != 1 {
 		t.Errorf("limit_build_info{version=\"1.2.3\"} = %v (present %v), want 1", got, ok)
+	}
+}
+
+// downRule is a test rule that cannot answer: every evaluation fails, as a rule plugin
+// that is down does for the host.
+type downRule struct{}
+
+func (downRule) PluginInfo() base.Info {
+	return base.Info{Name: "down", Kind: base.KindGovernance, Version: "0.0.1"}
+}
+
+func (downRule) ConfigSchema() base.Schema { return base.Schema{} }
+
+func (downRule) Configure(context.Context, base.ConfigureRequest) base.Diagnostics { return nil }
+
+func (downRule) Describe(context.Context) ([]sdkgov.RuleDescription, error) {
+	return []sdkgov.RuleDescription{{ID: "down", Flags: []string{sdkgov.FlagAnomaly}, Stages: []sdkgov.Stage{sdkgov.StagePre}}}, nil
+}
+
+func (downRule) Evaluate(context.Context, sdkgov.EvaluateRequest) ([]sdkgov.Finding, error) {
+	return nil, errors.New("rule down")
+}
+
+// TestMetricsCountRefusedExecutionFlags: an execution refused because a rule could not
+// answer (the default policy fails closed) still has the flags the other rules raised on
+// it, in its trace and governance counts; the flag metrics count them too, as a blocked
+// execution's.
+func TestMetricsCountRefusedExecutionFlags(t *testing.T) {
+	a := newPluginAPIRules(t, memstore.New(), hclog.NewNullLogger(), "keyword", "down")
+	srv := httptest.NewServer(a.srv)
+	t.Cleanup(srv.Close)
+	var sess session.Session
+	call(t, srv, "POST", "/v1/sessions", map[string]any{"name": "refused"}, http.StatusCreated, &sess)
+	// keyword raises jailbreak and anomaly; down fails.
+	call(t, srv, "POST", "/v1/sessions/"+sess.ID+"/executions", map[string]any{"runner": "echo", "input": "forbidden lowrisk"}, http.StatusServiceUnavailable, nil)
+	var stats statsResponse
+	call(t, srv, "GET", "/v1/governance/stats?session_id="+sess.ID, nil, http.StatusOK, &stats)
+	fams := scrape(t, a.srv)
+	for _, c := range []struct {
+		name   string
+		labels []string
+		want   float64
+	}{
+		{"limit_executions_refused_total", []string{"reason", "governance_unavailable"}, 1},
+		{"limit_governance_rule_errors_total", []string{"rule", "down"}, 1},
+		{"limit_governance_flags_total", []string{"flag", "jailbreak"}, 1},
+		{"limit_governance_flags_total", []string{"flag", "anomaly"}, 1},
+		{"limit_governance_rule_flags_total", []string{"rule", "keyword"}, 2},
+	} {
+		if got, ok := sample(fams, c.name, c.labels...); !ok || got != c.want {
+			t.Errorf("%s%v = %v (present %v), want %v", c.name, c.labels, got, ok, c.want)
+		}
+	}
+	// As the governance counts have them.
+	if by := stats.Overall.ByFlag; by["jailbreak"] != 1 || by["anomaly"] != 1 {
+		t.Errorf("governance stats by flag %v, want jailbreak and anomaly once", by)
 	}
 }
 

@@ -145,6 +145,20 @@ var ErrGovernanceUnavailable = errors.New("governance rule unavailable")
 // the same input would be refused again.
 var ErrUncheckable = errors.New("input beyond what governance can check")
 
+// RefusedError is an execution refused before it ran because a rule could not check its
+// input and the session's policy fails closed: it wraps ErrGovernanceUnavailable or
+// ErrUncheckable. Its trace is stored, with the flags the other rules raised.
+type RefusedError struct {
+	Err error
+	// Raised are the flags the rules that answered raised on the input: the trace and the
+	// session's governance counts keep them, as a blocked execution's.
+	Raised []governance.Flag
+}
+
+func (e *RefusedError) Error() string { return e.Err.Error() }
+
+func (e *RefusedError) Unwrap() error { return e.Err }
+
 // ErrInvalid marks a bad request.
 var ErrInvalid = errors.New("invalid request")
 
@@ -473,7 +487,7 @@ func (e *Engine) execute(ctx context.Context, log hclog.Logger, sessionID string
 			log.Warn("an execution's governance counts could not be stored; GET /v1/governance/stats misses them", "session", s.ID, "trace", rec.ID, "error", err)
 		}
 		if refuse != nil {
-			return nil, refuse
+			return nil, &RefusedError{Err: refuse, Raised: pre}
 		}
 		return nil, &BlockedError{TraceID: rec.ID, Policy: policy.Name, Flags: blocking, Raised: pre}
 	}
