@@ -259,3 +259,72 @@ except OSError as e:
 		t.Fatalf("a session was created from the other host's sandbox: %+v", list.Sessions)
 	}
 }
+
+// TestPythonNoPoolHealthBeforeSessions: with pool = 0 the Python runner's isolation is
+// still checked when limitd starts, not at the first session: a runner whose sandbox lacks
+// a baseline feature (pid_ns, disabled under allow_weak_isolation, on any machine) makes
+// the host degraded with a detail naming it before any session exists, and no process is
+// kept for it. What the check found is what the first session's process then reports.
+func TestPythonNoPoolHealthBeforeSessions(t *testing.T) {
+	d := start(t, pythonConfigWith(t, t.TempDir(), `
+  pool = 0
+  config {
+    disable_isolation    = ["pid_ns"]
+    allow_weak_isolation = true
+  }`))
+	var entry client.PluginStatus
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		h, err := d.c.Health(ctx)
+		found := false
+		if h != nil {
+			for _, p := range h.Plugins {
+				if p.Kind == "pool" && p.Name == "python" && !p.Healthy {
+					entry, found = p, true
+				}
+			}
+		}
+		if found {
+			if h.Status != "degraded" || client.StatusOf(err) != 503 {
+				t.Fatalf("health with the runner unhealthy: %s, %v; want degraded, 503", h.Status, err)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no session yet, pool = 0: the runner's weak isolation is not reported: %+v %v", h, err)
+		}
+	}
+	if !strings.HasPrefix(entry.Detail, "WEAK ISOLATION") || !strings.Contains(entry.Detail, "pid_ns") || entry.PID != 0 {
+		t.Fatalf("the runner's entry before any session: %+v, want WEAK ISOLATION naming pid_ns, no process", entry)
+	}
+	probed := map[string]bool{}
+	for _, f := range entry.Isolation {
+		probed[f.Name] = f.Enforced
+	}
+	if enforced, ok := probed["pid_ns"]; !ok || enforced {
+		t.Fatalf("the check's isolation report: %+v, want pid_ns not enforced", entry.Isolation)
+	}
+
+	// The first session's process enforces what the check found.
+	s, err := d.c.CreateSession(ctx, client.CreateSessionRequest{Name: "first"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := d.c.Execute(ctx, s.ID, client.ExecuteRequest{Runner: "python", Input: "print(1)"}); err != nil || r.Status != "ok" {
+		t.Fatalf("execution: %+v %v", r, err)
+	}
+	h, _ := d.c.Health(ctx)
+	var sess *client.PluginStatus
+	for i, p := range h.Plugins {
+		if p.Kind == "runner" && p.Session == s.ID {
+			sess = &h.Plugins[i]
+		}
+	}
+	if sess == nil {
+		t.Fatalf("no runner process for the session: %+v", h.Plugins)
+	}
+	for _, f := range sess.Isolation {
+		if enforced, ok := probed[f.Name]; ok && enforced != f.Enforced {
+			t.Errorf("%s: enforced %v in the session, %v in the check before it", f.Name, f.Enforced, enforced)
+		}
+	}
+}

@@ -34,6 +34,10 @@ var poolQuiet = 250 * time.Millisecond
 // take hands a process out for good; the session that takes it opens itself in it, and
 // it is killed when the session is released, never returned. The pool refills in the
 // background, replaces an idle process that died, and kills the idle ones on close.
+//
+// A pool of size 0 keeps no process: it starts one only to ask the runner's health
+// before any session (checkHealth), then stops it, so that a runner without pre-started
+// processes is reported unhealthy from the start as one with them is.
 type pool struct {
 	spec     Spec
 	size     int
@@ -80,9 +84,13 @@ func newPool(spec Spec, size int, logger hclog.Logger, started func(Spec, *Proce
 	return p
 }
 
-// run keeps the pool full until close.
+// run keeps the pool full until close (a pool of size 0: see probe).
 func (p *pool) run() {
 	defer close(p.stopped)
+	if p.size == 0 {
+		p.probe()
+		return
+	}
 	t := time.NewTicker(p.interval)
 	defer t.Stop()
 	for {
@@ -144,6 +152,46 @@ func (p *pool) run() {
 		idle := len(p.idle)
 		p.mu.Unlock()
 		p.logger.Debug("runner process pre-started", "plugin", p.spec.ID(), "pid", proc.PID, "idle", idle)
+	}
+}
+
+// probe, for a pool of size 0, starts one process to ask the runner's health before any
+// session, and stops it: once it answered, or when the pool closes. A start that fails,
+// or a process that does not answer, is tried again with backoff, the failed start
+// reported as a pool's (statuses).
+func (p *pool) probe() {
+	for {
+		p.mu.Lock()
+		failures, done := p.failures, p.checked || p.closed
+		p.mu.Unlock()
+		if done {
+			return
+		}
+		if failures > 0 {
+			select {
+			case <-p.ctx.Done():
+				return
+			case <-time.After(backoff(failures)):
+			}
+		}
+		proc, err := p.start()
+		if proc != nil {
+			proc.Kill()
+		}
+		p.mu.Lock()
+		switch {
+		case err != nil:
+			p.failures++
+			p.lastErr, p.lastErrAt = err, time.Now()
+		case !p.checked:
+			p.failures++ // it did not answer (checkHealth logged it): ask another
+		default:
+			p.failures, p.lastErr = 0, nil
+		}
+		p.mu.Unlock()
+		if err != nil {
+			p.logger.Error("start a runner process to check its health", "plugin", p.spec.ID(), "error", err, "next_attempt_in", backoff(failures+1))
+		}
 	}
 }
 
@@ -284,9 +332,13 @@ func (p *pool) statuses() []Status {
 		})
 	}
 	if len(out) == 0 && p.lastErr != nil {
+		what := "cannot pre-start a runner process"
+		if p.size == 0 {
+			what = "cannot start a runner process to check its health"
+		}
 		out = append(out, Status{
 			Name: p.spec.Name, Kind: KindPool, Restarts: p.discarded,
-			LastError:   fmt.Sprintf("cannot pre-start a runner process (%d attempts): %v", p.failures, p.lastErr),
+			LastError:   fmt.Sprintf("%s (%d attempts): %v", what, p.failures, p.lastErr),
 			LastErrorAt: p.lastErrAt.UTC().Format(time.RFC3339),
 		})
 	}

@@ -378,3 +378,48 @@ func TestPoolReportsRunnerUnhealthyBeforeSessions(t *testing.T) {
 		t.Errorf("after a take: %d unhealthy pool entries, want 1: %+v", n, rs.Statuses())
 	}
 }
+
+// TestNoPoolReportsRunnerUnhealthyBeforeSessions: a runner without pre-started processes
+// (pool = 0) is still asked, before any session, how it fares on this machine: a process
+// is started for the purpose and stopped, and a runner that says it is not healthy has
+// an unhealthy entry with its message (no process kept), as with a pool. Sessions still
+// get processes of their own.
+func TestNoPoolReportsRunnerUnhealthyBeforeSessions(t *testing.T) {
+	ctx := context.Background()
+	spec := testSpec(base.KindRunner, "echo", "echo")
+	spec.Config = []byte(`{"greeting":"sick"}`)
+	spec.Pool = 0
+	rs := NewRunners(map[string]Spec{"echo": spec}, nil)
+	t.Cleanup(func() { rs.Close(context.Background()) })
+
+	sick := func() []Status {
+		var out []Status
+		for _, st := range rs.Statuses() {
+			if st.Kind == KindPool && st.Name == "echo" && !st.Healthy && strings.Contains(st.Detail, "sick on purpose") && len(st.Isolation) == 1 {
+				out = append(out, st)
+			}
+		}
+		return out
+	}
+	for deadline := time.Now().Add(20 * time.Second); len(sick()) != 1; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the runner is not reported unhealthy before any session: %+v", rs.Statuses())
+		}
+	}
+	if st := sick()[0]; st.PID != 0 || rs.Idle("echo") != 0 {
+		t.Errorf("a process is kept for the health check: %+v, %d idle", st, rs.Idle("echo"))
+	}
+	h, err := rs.Get(ctx, runner.Session{ID: "S1"}, "echo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Done()
+	if n := len(sick()); n != 1 {
+		t.Errorf("with a session open: %d unhealthy entries, want 1: %+v", n, rs.Statuses())
+	}
+	for _, rc := range rs.RestartCounts() {
+		if rc.Kind == KindPool {
+			t.Errorf("a runner without a pool counts pool restarts: %+v", rc)
+		}
+	}
+}

@@ -20,7 +20,8 @@ import (
 // Runners hands out runner plugin processes: one fresh process per (session, runner),
 // never shared and never reused, stopped when the session is released. A runner whose
 // spec has a Pool keeps that many processes started and configured ahead of time; a
-// session takes one and opens itself in it.
+// session takes one and opens itself in it. Every runner's health is asked once before
+// any session, of a pre-started process or, without a pool, of one started for it.
 //
 // A process that has run nothing for its spec's IdleTimeout is stopped, and so is the
 // least recently used idle one when a session needs a process of a runner that has
@@ -87,9 +88,9 @@ func NewRunners(specs map[string]Spec, logger hclog.Logger) *Runners {
 		sandboxUIDs: [][2]int{{runner.SandboxUIDBase, runner.SandboxUIDBase + runner.SandboxUIDCount - 1}}}
 	r.stopped = sync.NewCond(&r.mu)
 	for name, spec := range specs {
-		if spec.Pool > 0 {
-			r.pools[name] = newPool(spec, spec.Pool, logger.With("pool", name), r.declared)
-		}
+		// A runner without pre-started processes has a pool of none, which asks the
+		// runner's health once, at start, as a pool's first process is asked.
+		r.pools[name] = newPool(spec, max(spec.Pool, 0), logger.With("pool", name), r.declared)
 	}
 	return r
 }
@@ -730,7 +731,7 @@ func (r *Runners) RestartCounts() []RestartCount {
 	}
 	r.mu.Unlock()
 	for _, name := range r.Names() {
-		if pl := r.pools[name]; pl != nil {
+		if pl := r.pools[name]; pl != nil && pl.size > 0 {
 			pl.mu.Lock()
 			out = append(out, RestartCount{Kind: KindPool, Name: name, Reason: RestartCrash, Count: uint64(pl.discarded)})
 			pl.mu.Unlock()
