@@ -19,7 +19,8 @@ import (
 // (not ByUser) is bounded by the absolute bounds alone.
 func TestUserLimits(t *testing.T) {
 	specs := map[string]plugins.Spec{
-		// As the python, llm and llama runners report their defaults.
+		// As the python and llm runners report their defaults; "llama" as a runner
+		// that reports no timeout of its own.
 		"python": {Name: "python", LimitsReported: true, AllowUserNetwork: true, Limits: runner.Limits{
 			Timeout: 30 * time.Second, MemoryBytes: 512 << 20, CPUMillis: 1000, MaxProcesses: 64,
 			MaxOutputBytes: 1 << 20, MaxFileBytes: 1 << 30, MaxDiskBytes: 1 << 30,

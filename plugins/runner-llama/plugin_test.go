@@ -221,6 +221,44 @@ func TestTimeoutStopsGeneration(t *testing.T) {
 	}
 }
 
+// TestConfiguredTimeout: the config's timeout (60s by default) is reported to the host as
+// the limit a session that sets none gets, which a user's token may not raise, and as the
+// open session's timeout, which the host gives an execution that names none; an execution
+// the host sends without a timeout still stops at it, as at any other timeout.
+func TestConfiguredTimeout(t *testing.T) {
+	ctx := context.Background()
+	long := gguf.DefaultTinyLlama()
+	long.ContextLength = 8192
+	model := testModel(t, long)
+	for _, tt := range []struct {
+		cfg  map[string]any
+		want time.Duration
+	}{
+		{map[string]any{"model": model}, 60 * time.Second},
+		{map[string]any{"model": model, "timeout": "50ms"}, 50 * time.Millisecond},
+	} {
+		p, err := plugins.Launch(ctx, spec(t, "llama", tt.cfg), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, reported, err := p.ReportedLimits(ctx)
+		p.Kill()
+		if err != nil || !reported || l != (runner.Limits{Timeout: tt.want}) {
+			t.Errorf("config %v: reported limits %+v, %v, %v; want a timeout of %v", tt.cfg, l, reported, err, tt.want)
+		}
+	}
+
+	r := launch(t, map[string]any{"model": model, "threads": 1, "context_size": 8192, "timeout": "50ms"})
+	if l := r.Runner.(runner.SessionLimiter).SessionLimits(); l != (runner.Limits{Timeout: 50 * time.Millisecond}) {
+		t.Errorf("session limits %+v, want the configured timeout", l)
+	}
+	res, _ := run(t, r, runner.ExecuteRequest{Input: "go", Params: params("max_tokens", 8000.0, "ignore_eos", true)})
+	if res.Status != runner.StatusTimeout || res.FinishReason != "timeout" ||
+		!strings.Contains(res.Error, "timeout of 50ms") || res.Usage.CompletionTokens >= 8000 {
+		t.Errorf("result: status %v finish %q error %q tokens %d", res.Status, res.FinishReason, res.Error, res.Usage.CompletionTokens)
+	}
+}
+
 // TestChatTemplateApplied checks that params.messages go through the model's chat
 // template: the prompt has exactly the tokens of the ChatML rendering (control tokens
 // included), and the output is what the same rendering gives in-process.
@@ -372,7 +410,7 @@ func TestInfoSchemaHealth(t *testing.T) {
 			t.Errorf("attribute %s has no description", a.Name)
 		}
 	}
-	want := []string{"model", "library_dir", "context_size", "threads", "batch_size", "temperature", "top_p", "top_k", "seed", "max_tokens"}
+	want := []string{"model", "library_dir", "context_size", "threads", "batch_size", "temperature", "top_p", "top_k", "seed", "max_tokens", "timeout"}
 	if !slices.Equal(names, want) {
 		t.Errorf("schema attributes %v, want %v", names, want)
 	}

@@ -151,17 +151,19 @@ func (r *llamaRunner) Execute(ctx context.Context, req runner.ExecuteRequest, em
 	// Generation stops at the end of the context; the finish reason then is "length".
 	ep.sampling.MaxTokens = min(ep.sampling.MaxTokens, lc.nCtx-len(prompt))
 
+	// The execution's timeout, else the session's, else the configured one (the host
+	// sends the first it finds of these, SessionLimits telling it the last two).
 	timeout := req.Timeout
 	if timeout <= 0 {
 		timeout = sess.Limits.Timeout
 	}
+	if timeout <= 0 {
+		timeout = set.timeout
+	}
 	ectx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	if timeout > 0 {
-		var stop context.CancelFunc
-		ectx, stop = context.WithTimeoutCause(ectx, timeout, errTimeout)
-		defer stop()
-	}
+	ectx, stop := context.WithTimeoutCause(ectx, timeout, errTimeout)
+	defer stop()
 
 	// One execution at a time: wait for the previous one.
 	select {
@@ -448,13 +450,33 @@ func (r *llamaRunner) CloseSession(context.Context) error {
 var (
 	_ runner.Runner         = (*llamaRunner)(nil)
 	_ runner.LimitsReporter = (*llamaRunner)(nil)
+	_ runner.SessionLimiter = (*llamaRunner)(nil)
 )
 
-// ConfiguredLimits implements runner.LimitsReporter: this runner's configuration sets no
-// limit of a session's. It ends an execution at the session's timeout (else the host's
-// default) and its output at the session's max_output_bytes (else at max_tokens and the
-// context's end), and bounds neither memory, CPU, processes nor files per session: all
-// zero.
-func (r *llamaRunner) ConfiguredLimits(base.ConfigureRequest) (runner.Limits, error) {
-	return runner.Limits{}, nil
+// ConfiguredLimits implements runner.LimitsReporter: the configured timeout, which ends an
+// execution of a session that sets none. This runner ends an execution's output at the
+// session's max_output_bytes (else at max_tokens and the context's end), and bounds
+// neither memory, CPU, processes nor files per session: the rest is zero.
+func (r *llamaRunner) ConfiguredLimits(req base.ConfigureRequest) (runner.Limits, error) {
+	set, _, ds := parseConfig(req, r.exe, r.getenv)
+	if ds.HasErrors() {
+		return runner.Limits{}, ds.Err()
+	}
+	return runner.Limits{Timeout: set.timeout}, nil
+}
+
+// SessionLimits implements runner.SessionLimiter: the timeout this runner applies to an
+// execution that names none, the session's or else the configured one, so that the host
+// uses it rather than its own default.
+func (r *llamaRunner) SessionLimits() runner.Limits {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.session == nil || r.set.timeout == 0 {
+		return runner.Limits{}
+	}
+	t := r.session.Limits.Timeout
+	if t <= 0 {
+		t = r.set.timeout
+	}
+	return runner.Limits{Timeout: t}
 }

@@ -155,6 +155,8 @@ func TestParseConfig(t *testing.T) {
 			[][]string{{"context_size"}, {"threads"}, {"batch_size"}, {"top_k"}, {"max_tokens"}, {"seed"}, {"temperature"}, {"top_p"}}, ""},
 		{"library lacks files", map[string]any{"model": model, "library_dir": emptyLib}, [][]string{{"library_dir"}}, ""},
 		{"unknown attribute", map[string]any{"model": model, "gpu_layers": 3}, [][]string{{"gpu_layers"}}, ""},
+		{"timeout without a unit", map[string]any{"model": model, "library_dir": lib, "timeout": "60"}, [][]string{{"timeout"}}, ""},
+		{"timeout not positive", map[string]any{"model": model, "library_dir": lib, "timeout": "0s"}, [][]string{{"timeout"}}, ""},
 		{"no byte tokens", map[string]any{"model": noBytes, "library_dir": lib}, nil, "without the 256 byte tokens"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -234,7 +236,7 @@ func TestParseConfig(t *testing.T) {
 	if ds.HasErrors() || set.model != model || info.Name != "tiny-llama" || !info.ByteTokens || info.ChatTemplate != gguf.ChatMLTemplate {
 		t.Errorf("relative model: %+v %+v %v", set, info, ds)
 	}
-	if set.threads != runtime.NumCPU() || set.contextSize != defaultContextSize || set.sampling != sample(-1, defaultMaxTokens) {
+	if set.threads != runtime.NumCPU() || set.contextSize != defaultContextSize || set.sampling != sample(-1, defaultMaxTokens) || set.timeout != time.Minute {
 		t.Errorf("defaults: %+v", set)
 	}
 }
