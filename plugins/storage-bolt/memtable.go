@@ -128,3 +128,11 @@ func mergedScan(srcs []cursor, yield func(key, val []byte) bool) {
 		}
 	}
 }
+
+// namespaces adds the namespaces m holds items of (deletions included) to names.
+func (m *memtable) namespaces(names map[string]bool) {
+	m.t.Scan(func(it item) bool {
+		names[it.ns] = true
+		return true
+	})
+}

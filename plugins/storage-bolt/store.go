@@ -5,8 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -542,3 +544,50 @@ var (
 	_ storage.Storage        = (*store)(nil)
 	_ storage.HealthReporter = (*store)(nil)
 )
+
+// Snapshot implements storage.Snapshotter over one read view: the logged writes not yet
+// copied into the database file and a read transaction of the file, taken together
+// (what Scan reads one page of). The view is held for the whole walk.
+func (s *store) Snapshot(ctx context.Context, fn func(ns string, key, value []byte) error) error {
+	e, err := s.engine()
+	if err != nil {
+		return err
+	}
+	v, err := e.read()
+	if err != nil {
+		return mapErr("snapshot", err)
+	}
+	defer func() { _ = v.tx.Rollback() }()
+	names := map[string]bool{}
+	_ = v.tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
+		names[string(name)] = true
+		return nil
+	})
+	v.mem.namespaces(names)
+	if v.frozen != nil {
+		v.frozen.namespaces(names)
+	}
+	for _, ns := range slices.Sorted(maps.Keys(names)) {
+		srcs := []cursor{v.mem.cursor(ns, nil)}
+		if v.frozen != nil {
+			srcs = append(srcs, v.frozen.cursor(ns, nil))
+		}
+		if b := v.tx.Bucket([]byte(ns)); b != nil {
+			srcs = append(srcs, &boltCursor{c: b.Cursor()})
+		}
+		var ferr error
+		mergedScan(srcs, func(k, val []byte) bool {
+			if ferr = ctx.Err(); ferr == nil {
+				ferr = fn(ns, k, val)
+			}
+			return ferr == nil
+		})
+		for _, c := range srcs {
+			c.close()
+		}
+		if ferr != nil {
+			return ferr
+		}
+	}
+	return nil
+}

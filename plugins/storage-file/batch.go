@@ -45,6 +45,7 @@ func (s *store) Batch(ctx context.Context, ns string, ops []storage.Op) error {
 	if err := storage.ValidateBatch(ns, ops); err != nil {
 		return err
 	}
+	defer s.holdWrite()()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.usable(); err != nil {

@@ -21,6 +21,9 @@ type faults struct {
 	beforeCommit func() error
 	// afterCommit runs right after the journal is committed, before any op is applied.
 	afterCommit func() error
+	// writeWaits runs when a write finds a snapshot running (or waiting to run) and is
+	// about to wait for it.
+	writeWaits func()
 }
 
 // errCrash, returned by a fault hook, makes the store stop where it is, leaving the files

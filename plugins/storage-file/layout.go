@@ -19,8 +19,9 @@ const (
 	tmpDirName = "tmp"
 	// nsDirName holds one directory per namespace.
 	nsDirName = "ns"
-	// nsNameFile, inside a namespace directory, holds the namespace's raw name for people
-	// looking at the tree; the store never reads it.
+	// nsNameFile, inside a namespace directory, holds the namespace's raw name, for
+	// people looking at the tree and for Snapshot, which lists namespaces by name (the
+	// directory's name is a hash). It is durable before any key of the namespace is.
 	nsNameFile = "namespace"
 )
 

@@ -52,6 +52,7 @@ func (s *store) Put(ctx context.Context, ns string, key, value []byte) error {
 	if err := validatePut(ns, key, value); err != nil {
 		return err
 	}
+	defer s.holdWrite()()
 	if err := s.rlock(); err != nil {
 		return err
 	}
@@ -104,6 +105,7 @@ func (s *store) Delete(ctx context.Context, ns string, key []byte) (bool, error)
 	if err := storage.ValidateKey(key); err != nil {
 		return false, err
 	}
+	defer s.holdWrite()()
 	if err := s.rlock(); err != nil {
 		return false, err
 	}
@@ -141,6 +143,7 @@ func (s *store) CompareAndSwap(ctx context.Context, req storage.CASRequest) (sto
 	if err := storage.ValidateCAS(req); err != nil {
 		return storage.CASResult{}, err
 	}
+	defer s.holdWrite()()
 	if err := s.rlock(); err != nil {
 		return storage.CASResult{}, err
 	}

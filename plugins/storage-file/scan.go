@@ -77,7 +77,7 @@ func (w *scanner) walk(dir, acc string) error {
 	if err := w.ctx.Err(); err != nil {
 		return err
 	}
-	names, err := readNames(dir)
+	ents, err := keyEntries(dir, func(e entry) bool { return w.wanted(acc+e.chunk, e.dir) })
 	if errors.Is(err, fs.ErrNotExist) {
 		// No such namespace, or a directory a concurrent delete emptied and removed.
 		return nil
@@ -85,21 +85,6 @@ func (w *scanner) walk(dir, acc string) error {
 	if err != nil {
 		return w.s.ioErr("list keys", err)
 	}
-	ents := make([]entry, 0, len(names))
-	for _, n := range names {
-		if e, ok := parseEntry(n); ok && w.wanted(acc+e.chunk, e.dir) {
-			ents = append(ents, e)
-		}
-	}
-	slices.SortFunc(ents, func(a, b entry) int {
-		switch {
-		case entryLess(a, b):
-			return -1
-		case entryLess(b, a):
-			return 1
-		}
-		return 0
-	})
 	for _, e := range ents {
 		full := acc + e.chunk
 		path := filepath.Join(dir, e.name)
@@ -137,4 +122,32 @@ func (w *scanner) walk(dir, acc string) error {
 		}
 	}
 	return nil
+}
+
+// keyEntries lists the entries of dir (a namespace directory or a key directory below
+// it) that keep accepts, in the order of the keys they hold (entryLess), which is not the
+// order of their names: "<chunk>.d" sorts before "<chunk>.v" by name, while the key of the
+// value file is a prefix of those in the directory. Names the store never creates are
+// left out.
+func keyEntries(dir string, keep func(entry) bool) ([]entry, error) {
+	names, err := readNames(dir)
+	if err != nil {
+		return nil, err
+	}
+	ents := make([]entry, 0, len(names))
+	for _, n := range names {
+		if e, ok := parseEntry(n); ok && (keep == nil || keep(e)) {
+			ents = append(ents, e)
+		}
+	}
+	slices.SortFunc(ents, func(a, b entry) int {
+		switch {
+		case entryLess(a, b):
+			return -1
+		case entryLess(b, a):
+			return 1
+		}
+		return 0
+	})
+	return ents, nil
 }

@@ -57,6 +57,12 @@ type store struct {
 	// it and the next start replays it, so until then the store refuses every call.
 	broken error
 
+	// writes is held shared by every write (Put, Delete, CompareAndSwap, Batch) and
+	// exclusively by Snapshot: the file system offers no view of one point in time, so
+	// while a snapshot walks the tree, writes wait for it (reads go on). Writes take it
+	// before mu.
+	writes sync.RWMutex
+
 	// stripes serialize Put, Delete and CompareAndSwap on the same key.
 	stripes [numStripes]sync.Mutex
 
@@ -300,6 +306,18 @@ func (s *store) rlock() error {
 		return err
 	}
 	return nil
+}
+
+// holdWrite takes s.writes shared for a write, waiting while a snapshot runs, and returns
+// the function that releases it.
+func (s *store) holdWrite() func() {
+	if !s.writes.TryRLock() {
+		if s.faults != nil && s.faults.writeWaits != nil {
+			s.faults.writeWaits()
+		}
+		s.writes.RLock()
+	}
+	return s.writes.RUnlock
 }
 
 // stripe returns the mutex serializing writes to key (FNV-1a of namespace and key).

@@ -32,6 +32,10 @@ var migrations = []string{
 	) WITHOUT ROWID`,
 }
 
+// maxSnapshots bounds the snapshots that run at once (each on a connection of its own);
+// more wait for one to end.
+const maxSnapshots = 4
+
 // journalSizeLimit truncates the write-ahead log back to this size after a checkpoint,
 // so one burst of large values does not leave a large file behind.
 const journalSizeLimit = 64 << 20
@@ -58,6 +62,10 @@ type db struct {
 	writer  *sql.DB   // at most one connection
 	conn    *sql.Conn // the writer's connection, held for the database's lifetime
 	readers *sql.DB
+	// snapshots opens a read connection of its own for each snapshot, closed when it
+	// ends: a snapshot's read transaction can last as long as the host takes to copy it,
+	// and must neither take a reader from Get and Scan nor run on the writer's connection.
+	snapshots *sql.DB
 	// lock holds the exclusive flock on the lock file beside the database until close.
 	lock *os.File
 	// Statements on the writer connection.
@@ -67,6 +75,14 @@ type db struct {
 
 	scanMu    sync.Mutex
 	scanStmts map[string]*sql.Stmt // by SQL text
+
+	// snapMu guards snapClosed; snapRunning counts the snapshots under way, which close
+	// cancels (snapStop) and waits for before it closes the pools and drops the lock.
+	snapMu      sync.Mutex
+	snapClosed  bool
+	snapRunning sync.WaitGroup
+	snapStopped context.Context
+	snapStop    context.CancelFunc
 }
 
 // openDB opens (creating if needed) the database, switches it to WAL, migrates its
@@ -88,6 +104,7 @@ func openDB(ctx context.Context, set settings) (*db, *base.Diagnostic) {
 		return fail(fmt.Sprintf("cannot lock database file %s", set.path), mapErr("lock", set.path, err).Error())
 	}
 	d := &db{set: set, lock: lock, scanStmts: map[string]*sql.Stmt{}}
+	d.snapStopped, d.snapStop = context.WithCancel(context.Background())
 	ok := false
 	defer func() {
 		if !ok {
@@ -158,6 +175,11 @@ func openDB(ctx context.Context, set settings) (*db, *base.Diagnostic) {
 	if d.rGet, err = d.readers.PrepareContext(ctx, `SELECT value FROM limit_kv WHERE ns = ?1 AND key = ?2`); err != nil {
 		return fail(fmt.Sprintf("cannot prepare statements on %s", set.path), describe(err))
 	}
+	if d.snapshots, err = sql.Open("sqlite", dsn(set, true)); err != nil {
+		return fail(fmt.Sprintf("cannot open database file %s for reading", set.path), err.Error())
+	}
+	d.snapshots.SetMaxOpenConns(maxSnapshots)
+	d.snapshots.SetMaxIdleConns(0)
 	ok = true
 	return d, nil
 }
@@ -217,9 +239,31 @@ func (d *db) scanStmt(ctx context.Context, q string) (*sql.Stmt, error) {
 	return st, nil
 }
 
-// close closes the statements and both pools; the last connection to close checkpoints
-// the write-ahead log into the database file.
+// startSnapshot registers a snapshot about to run and returns its context, which close
+// cancels, and the function to call when it ends. After close it returns errClosed.
+func (d *db) startSnapshot(ctx context.Context) (context.Context, func(), error) {
+	d.snapMu.Lock()
+	defer d.snapMu.Unlock()
+	if d.snapClosed {
+		return nil, nil, errClosed
+	}
+	d.snapRunning.Add(1)
+	ctx, cancel := context.WithCancel(ctx)
+	unhook := context.AfterFunc(d.snapStopped, cancel)
+	return ctx, func() { unhook(); cancel(); d.snapRunning.Done() }, nil
+}
+
+// close cancels the snapshots under way and waits for them, then closes the statements
+// and the pools; the last connection to close checkpoints the write-ahead log into the
+// database file.
 func (d *db) close() error {
+	d.snapMu.Lock()
+	d.snapClosed = true
+	d.snapMu.Unlock()
+	if d.snapStop != nil {
+		d.snapStop()
+	}
+	d.snapRunning.Wait()
 	var errs []error
 	for _, st := range []*sql.Stmt{d.wGet, d.wPut, d.wDelete, d.rGet} {
 		if st != nil {
@@ -232,6 +276,9 @@ func (d *db) close() error {
 	}
 	d.scanStmts = nil
 	d.scanMu.Unlock()
+	if d.snapshots != nil {
+		errs = append(errs, d.snapshots.Close())
+	}
 	if d.readers != nil {
 		errs = append(errs, d.readers.Close())
 	}

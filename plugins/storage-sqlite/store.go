@@ -227,6 +227,84 @@ func (s *store) Scan(ctx context.Context, req storage.ScanRequest) (storage.Scan
 	return res, nil
 }
 
+// snapshotQuery reads every row in the order of the table's primary key, (ns, key): both
+// are BLOBs, which compare with memcmp, so the order is the protocol's bytewise one and
+// SQLite walks the table without sorting. The health probe's namespace, which the probe
+// never commits, is left out all the same: it is not a namespace of the storage API.
+const snapshotQuery = `SELECT ns, key, value FROM limit_kv WHERE ns <> ?1 ORDER BY ns, key`
+
+// Snapshot implements storage.Snapshotter: one read transaction, on a connection of its
+// own (neither the writer's nor one of the readers Get and Scan use), walks the table
+// in (namespace, key) order. In WAL mode the transaction's view is fixed at its first
+// read, and writes go on meanwhile; checkpoints do not copy past the frames it may still
+// read, so the write-ahead log grows until it ends. Close cancels it.
+func (s *store) Snapshot(ctx context.Context, fn func(ns string, key, value []byte) error) error {
+	e, err := s.engine()
+	if err != nil {
+		return err
+	}
+	sctx, done, err := e.db.startSnapshot(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
+	var fnErr error
+	err = e.db.snapshot(sctx, func(ns string, key, value []byte) error {
+		fnErr = fn(ns, key, value)
+		return fnErr
+	})
+	switch {
+	case err == nil:
+		return nil
+	case fnErr != nil:
+		return fnErr // as it is, as the interface says
+	case ctx.Err() == nil && e.db.snapStopped.Err() != nil:
+		// Cut short by Close, not by the caller.
+		return fmt.Errorf("sqlite snapshot: %w", errClosed)
+	}
+	return e.mapErr("snapshot", err)
+}
+
+// snapshot is Snapshot on d.
+func (d *db) snapshot(ctx context.Context, fn func(ns string, key, value []byte) error) error {
+	// A deferred BEGIN (ReadOnly): the read transaction, and its view, starts at the
+	// query's first step and lasts until Rollback, whatever the query does in between.
+	tx, err := d.snapshots.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback() }()
+	rows, err := tx.QueryContext(ctx, snapshotQuery, []byte(probeNamespace))
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	var (
+		nsb, key, value sql.RawBytes // valid until the next row: fn must not keep them
+		ns              string
+	)
+	for rows.Next() {
+		if err := rows.Scan(&nsb, &key, &value); err != nil {
+			return err
+		}
+		// A cancellation reaches the query asynchronously: check here, so that no item
+		// is yielded once the caller, or Close, has given up.
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := d.snapStopped.Err(); err != nil {
+			return err
+		}
+		if string(nsb) != ns {
+			ns = string(nsb)
+		}
+		if err := fn(ns, key, nonNil(value)); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
 // Batch implements storage.Storage: the operations run in order in the writer's
 // transaction, so they commit together or not at all. Assertions are checked first, in
 // the same transaction, against the state the batch starts from; when one fails nothing
@@ -397,4 +475,5 @@ func nonNil(b []byte) []byte {
 var (
 	_ storage.Storage        = (*store)(nil)
 	_ storage.HealthReporter = (*store)(nil)
+	_ storage.Snapshotter    = (*store)(nil)
 )

@@ -48,6 +48,7 @@ func StorageCases() []StorageCase {
 		storageCase("cas-delete", caseCASDelete),
 		storageCase("cas-race", caseCASRace),
 		storageCase("concurrent-puts", caseConcurrentPuts),
+		storageCase("snapshot", caseSnapshot),
 	}
 }
 

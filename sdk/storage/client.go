@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 	"sync"
@@ -292,3 +293,30 @@ func IsUnavailable(err error) bool {
 }
 
 var _ Storage = (*Client)(nil)
+
+// Snapshot streams the plugin's point-in-time snapshot (Snapshotter) to fn, ordered by
+// namespace and then key, and stops at fn's first error, which it returns. A plugin that
+// offers none: an error wrapping ErrNoSnapshot.
+func (c *Client) Snapshot(ctx context.Context, fn func(namespace string, key, value []byte) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := c.rpc.Snapshot(ctx, &limitv1.SnapshotRequest{})
+	for err == nil {
+		var chunk *limitv1.SnapshotChunk
+		if chunk, err = stream.Recv(); err != nil {
+			break
+		}
+		for _, it := range chunk.GetItems() {
+			if err := fn(it.GetNamespace(), it.GetKey(), nonNil(it.GetValue())); err != nil {
+				return err
+			}
+		}
+	}
+	switch {
+	case errors.Is(err, io.EOF):
+		return nil
+	case status.Code(err) == codes.Unimplemented:
+		return fmt.Errorf("storage snapshot: %w", ErrNoSnapshot)
+	}
+	return fromStatus("snapshot", err)
+}

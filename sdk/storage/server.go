@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -208,4 +209,64 @@ func nonNil(b []byte) []byte {
 		return []byte{}
 	}
 	return b
+}
+
+// snapshotChunkBytes is the size the server fills a Snapshot chunk to; an item larger than
+// that travels alone (a value is at most MaxValueSize, well under base.MaxMessageSize).
+const snapshotChunkBytes = 1 << 20
+
+// Snapshot streams the backend's Snapshotter in chunks, or answers UNIMPLEMENTED. Every
+// item is checked against the protocol's limits, and the order (namespace, then key) too:
+// a backend that breaks them fails the call rather than hand the host a backup that does
+// not restore.
+func (s *server) Snapshot(_ *limitv1.SnapshotRequest, stream limitv1.Storage_SnapshotServer) (err error) {
+	defer base.Recover(&err)
+	sn, ok := s.impl.(Snapshotter)
+	if !ok {
+		return status.Error(codes.Unimplemented, ErrNoSnapshot.Error())
+	}
+	var (
+		chunk   limitv1.SnapshotChunk
+		size    int
+		lastNS  string
+		lastKey []byte
+		first   = true
+	)
+	flush := func() error {
+		if len(chunk.Items) == 0 {
+			return nil
+		}
+		if err := stream.Send(&chunk); err != nil {
+			return err
+		}
+		chunk.Items, size = nil, 0
+		return nil
+	}
+	err = sn.Snapshot(stream.Context(), func(ns string, key, value []byte) error {
+		if err := ValidateNamespace(ns); err != nil {
+			return fmt.Errorf("snapshot: %w", err)
+		}
+		if err := ValidateKey(key); err != nil {
+			return fmt.Errorf("snapshot of namespace %q: %w", ns, err)
+		}
+		if err := ValidateValue(value); err != nil {
+			return fmt.Errorf("snapshot of namespace %q: %w", ns, err)
+		}
+		if !first && (ns < lastNS || (ns == lastNS && bytes.Compare(key, lastKey) <= 0)) {
+			return status.Errorf(codes.Internal, "snapshot out of order: %q/%x after %q/%x", ns, key, lastNS, lastKey)
+		}
+		first, lastNS, lastKey = false, ns, append(lastKey[:0], key...)
+		if size > 0 && size+len(ns)+len(key)+len(value) > snapshotChunkBytes {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+		chunk.Items = append(chunk.Items, &limitv1.SnapshotItem{Namespace: ns, Key: bytes.Clone(key), Value: nonNil(bytes.Clone(value))})
+		size += len(ns) + len(key) + len(value) + 16
+		return nil
+	})
+	if err == nil {
+		err = flush()
+	}
+	return toStatus(err)
 }

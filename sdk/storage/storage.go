@@ -402,3 +402,21 @@ type Health struct {
 type HealthReporter interface {
 	Health(ctx context.Context) Health
 }
+
+// Snapshotter is implemented by backends that can read every key of every namespace as of
+// one point in time: writes that completed before Snapshot was called are in what it
+// yields, writes made while it runs are not. The SDK's server streams it as the Snapshot
+// call, which the host uses for online backups; a backend without it answers
+// UNIMPLEMENTED, and the host then refuses online backups (the operator backs up with
+// limitd stopped).
+//
+// Snapshot calls fn once per key, ordered by namespace and then key (bytewise), and stops
+// at fn's first error, which it returns. fn must not keep key or value after it returns.
+// Backends should hold their point-in-time view no longer than the walk: the host copies
+// it to a local file as fast as it comes.
+type Snapshotter interface {
+	Snapshot(ctx context.Context, fn func(namespace string, key, value []byte) error) error
+}
+
+// ErrNoSnapshot marks a backend that offers no point-in-time snapshot (Snapshotter).
+var ErrNoSnapshot = errors.New("the storage backend offers no point-in-time snapshot")

@@ -77,7 +77,147 @@ func (x BatchOp_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use BatchOp_Kind.Descriptor instead.
 func (BatchOp_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_limit_v1_storage_proto_rawDescGZIP(), []int{11, 0}
+	return file_limit_v1_storage_proto_rawDescGZIP(), []int{14, 0}
+}
+
+type SnapshotRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnapshotRequest) Reset() {
+	*x = SnapshotRequest{}
+	mi := &file_limit_v1_storage_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotRequest) ProtoMessage() {}
+
+func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_limit_v1_storage_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotRequest.ProtoReflect.Descriptor instead.
+func (*SnapshotRequest) Descriptor() ([]byte, []int) {
+	return file_limit_v1_storage_proto_rawDescGZIP(), []int{0}
+}
+
+type SnapshotItem struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Namespace     string                 `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	Key           []byte                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	Value         []byte                 `protobuf:"bytes,3,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnapshotItem) Reset() {
+	*x = SnapshotItem{}
+	mi := &file_limit_v1_storage_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotItem) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotItem) ProtoMessage() {}
+
+func (x *SnapshotItem) ProtoReflect() protoreflect.Message {
+	mi := &file_limit_v1_storage_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotItem.ProtoReflect.Descriptor instead.
+func (*SnapshotItem) Descriptor() ([]byte, []int) {
+	return file_limit_v1_storage_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *SnapshotItem) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *SnapshotItem) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *SnapshotItem) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+type SnapshotChunk struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Items         []*SnapshotItem        `protobuf:"bytes,1,rep,name=items,proto3" json:"items,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnapshotChunk) Reset() {
+	*x = SnapshotChunk{}
+	mi := &file_limit_v1_storage_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotChunk) ProtoMessage() {}
+
+func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_limit_v1_storage_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotChunk.ProtoReflect.Descriptor instead.
+func (*SnapshotChunk) Descriptor() ([]byte, []int) {
+	return file_limit_v1_storage_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *SnapshotChunk) GetItems() []*SnapshotItem {
+	if x != nil {
+		return x.Items
+	}
+	return nil
 }
 
 type StorageHealthRequest struct {
@@ -88,7 +228,7 @@ type StorageHealthRequest struct {
 
 func (x *StorageHealthRequest) Reset() {
 	*x = StorageHealthRequest{}
-	mi := &file_limit_v1_storage_proto_msgTypes[0]
+	mi := &file_limit_v1_storage_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -100,7 +240,7 @@ func (x *StorageHealthRequest) String() string {
 func (*StorageHealthRequest) ProtoMessage() {}
 
 func (x *StorageHealthRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_limit_v1_storage_proto_msgTypes[0]
+	mi := &file_limit_v1_storage_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -113,7 +253,7 @@ func (x *StorageHealthRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StorageHealthRequest.ProtoReflect.Descriptor instead.
 func (*StorageHealthRequest) Descriptor() ([]byte, []int) {
-	return file_limit_v1_storage_proto_rawDescGZIP(), []int{0}
+	return file_limit_v1_storage_proto_rawDescGZIP(), []int{3}
 }
 
 type StorageHealthResponse struct {
@@ -129,7 +269,7 @@ type StorageHealthResponse struct {
 
 func (x *StorageHealthResponse) Reset() {
 	*x = StorageHealthResponse{}
-	mi := &file_limit_v1_storage_proto_msgTypes[1]
+	mi := &file_limit_v1_storage_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -141,7 +281,7 @@ func (x *StorageHealthResponse) String() string {
 func (*StorageHealthResponse) ProtoMessage() {}
 
 func (x *StorageHealthResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_limit_v1_storage_proto_msgTypes[1]
+	mi := &file_limit_v1_storage_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -154,7 +294,7 @@ func (x *StorageHealthResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StorageHealthResponse.ProtoReflect.Descriptor instead.
 func (*StorageHealthResponse) Descriptor() ([]byte, []int) {
-	return file_limit_v1_storage_proto_rawDescGZIP(), []int{1}
+	return file_limit_v1_storage_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *StorageHealthResponse) GetOk() bool {
@@ -188,7 +328,7 @@ type GetRequest struct {
 
 func (x *GetRequest) Reset() {
 	*x = GetRequest{}
-	mi := &file_limit_v1_storage_proto_msgTypes[2]
+	mi := &file_limit_v1_storage_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -200,7 +340,7 @@ func (x *GetRequest) String() string {
 func (*GetRequest) ProtoMessage() {}
 
 func (x *GetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_limit_v1_storage_proto_msgTypes[2]
+	mi := &file_limit_v1_storage_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -213,7 +353,7 @@ func (x *GetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRequest.ProtoReflect.Descriptor instead.
 func (*GetRequest) Descriptor() ([]byte, []int) {
-	return file_limit_v1_storage_proto_rawDescGZIP(), []int{2}
+	return file_limit_v1_storage_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *GetRequest) GetNamespace() string {
@@ -240,7 +380,7 @@ type GetResponse struct {
 
 func (x *GetResponse) Reset() {
 	*x = GetResponse{}
-	mi := &file_limit_v1_storage_proto_msgTypes[3]
+	mi := &file_limit_v1_storage_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -252,7 +392,7 @@ func (x *GetResponse) String() string {
 func (*GetResponse) ProtoMessage() {}
 
 func (x *GetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_limit_v1_storage_proto_msgTypes[3]
+	mi := &file_limit_v1_storage_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -265,7 +405,7 @@ func (x *GetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResponse.ProtoReflect.Descriptor instead.
 func (*GetResponse) Descriptor() ([]byte, []int) {
-	return file_limit_v1_storage_proto_rawDescGZIP(), []int{3}
+	return file_limit_v1_storage_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GetResponse) GetFound() bool {
@@ -293,7 +433,7 @@ type PutRequest struct {
 
 func (x *PutRequest) Reset() {
 	*x = PutRequest{}
-	mi := &file_limit_v1_storage_proto_msgTypes[4]
+	mi := &file_limit_v1_storage_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -305,7 +445,7 @@ func (x *PutRequest) String() string {
 func (*PutRequest) ProtoMessage() {}
 
 func (x *PutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_limit_v1_storage_proto_msgTypes[4]
+	mi := &file_limit_v1_storage_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -318,7 +458,7 @@ func (x *PutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutRequest.ProtoReflect.Descriptor instead.
 func (*PutRequest) Descriptor() ([]byte, []int) {
-	return file_limit_v1_storage_proto_rawDescGZIP(), []int{4}
+	return file_limit_v1_storage_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *PutRequest) GetNamespace() string {
@@ -350,7 +490,7 @@ type PutResponse struct {
 
 func (x *PutResponse) Reset() {
 	*x = PutResponse{}
-	mi := &file_limit_v1_storage_proto_msgTypes[5]
+	mi := &file_limit_v1_storage_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -362,7 +502,7 @@ func (x *PutResponse) String() string {
 func (*PutResponse) ProtoMessage() {}
 
 func (x *PutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_limit_v1_storage_proto_msgTypes[5]
+	mi := &file_limit_v1_storage_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -375,7 +515,7 @@ func (x *PutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutResponse.ProtoReflect.Descriptor instead.
 func (*PutResponse) Descriptor() ([]byte, []int) {
-	return file_limit_v1_storage_proto_rawDescGZIP(), []int{5}
+	return file_limit_v1_storage_proto_rawDescGZIP(), []int{8}
 }
 
 type DeleteRequest struct {
@@ -388,7 +528,7 @@ type DeleteRequest struct {
 
 func (x *DeleteRequest) Reset() {
 	*x = DeleteRequest{}
-	mi := &file_limit_v1_storage_proto_msgTypes[6]
+	mi := &file_limit_v1_storage_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -400,7 +540,7 @@ func (x *DeleteRequest) String() string {
 func (*DeleteRequest) ProtoMessage() {}
 
 func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_limit_v1_storage_proto_msgTypes[6]
+	mi := &file_limit_v1_storage_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -413,7 +553,7 @@ func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRequest) Descriptor() ([]byte, []int) {
-	return file_limit_v1_storage_proto_rawDescGZIP(), []int{6}
+	return file_limit_v1_storage_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *DeleteRequest) GetNamespace() string {
@@ -440,7 +580,7 @@ type DeleteResponse struct {
 
 func (x *DeleteResponse) Reset() {
 	*x = DeleteResponse{}
-	mi := &file_limit_v1_storage_proto_msgTypes[7]
+	mi := &file_limit_v1_storage_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -452,7 +592,7 @@ func (x *DeleteResponse) String() string {
 func (*DeleteResponse) ProtoMessage() {}
 
 func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_limit_v1_storage_proto_msgTypes[7]
+	mi := &file_limit_v1_storage_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -465,7 +605,7 @@ func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteResponse.ProtoReflect.Descriptor instead.
 func (*DeleteResponse) Descriptor() ([]byte, []int) {
-	return file_limit_v1_storage_proto_rawDescGZIP(), []int{7}
+	return file_limit_v1_storage_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *DeleteResponse) GetExisted() bool {
@@ -491,7 +631,7 @@ type ScanRequest struct {
 
 func (x *ScanRequest) Reset() {
 	*x = ScanRequest{}
-	mi := &file_limit_v1_storage_proto_msgTypes[8]
+	mi := &file_limit_v1_storage_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -503,7 +643,7 @@ func (x *ScanRequest) String() string {
 func (*ScanRequest) ProtoMessage() {}
 
 func (x *ScanRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_limit_v1_storage_proto_msgTypes[8]
+	mi := &file_limit_v1_storage_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -516,7 +656,7 @@ func (x *ScanRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScanRequest.ProtoReflect.Descriptor instead.
 func (*ScanRequest) Descriptor() ([]byte, []int) {
-	return file_limit_v1_storage_proto_rawDescGZIP(), []int{8}
+	return file_limit_v1_storage_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ScanRequest) GetNamespace() string {
@@ -564,7 +704,7 @@ type KeyValue struct {
 
 func (x *KeyValue) Reset() {
 	*x = KeyValue{}
-	mi := &file_limit_v1_storage_proto_msgTypes[9]
+	mi := &file_limit_v1_storage_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -576,7 +716,7 @@ func (x *KeyValue) String() string {
 func (*KeyValue) ProtoMessage() {}
 
 func (x *KeyValue) ProtoReflect() protoreflect.Message {
-	mi := &file_limit_v1_storage_proto_msgTypes[9]
+	mi := &file_limit_v1_storage_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -589,7 +729,7 @@ func (x *KeyValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyValue.ProtoReflect.Descriptor instead.
 func (*KeyValue) Descriptor() ([]byte, []int) {
-	return file_limit_v1_storage_proto_rawDescGZIP(), []int{9}
+	return file_limit_v1_storage_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *KeyValue) GetKey() []byte {
@@ -617,7 +757,7 @@ type ScanResponse struct {
 
 func (x *ScanResponse) Reset() {
 	*x = ScanResponse{}
-	mi := &file_limit_v1_storage_proto_msgTypes[10]
+	mi := &file_limit_v1_storage_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -629,7 +769,7 @@ func (x *ScanResponse) String() string {
 func (*ScanResponse) ProtoMessage() {}
 
 func (x *ScanResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_limit_v1_storage_proto_msgTypes[10]
+	mi := &file_limit_v1_storage_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -642,7 +782,7 @@ func (x *ScanResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScanResponse.ProtoReflect.Descriptor instead.
 func (*ScanResponse) Descriptor() ([]byte, []int) {
-	return file_limit_v1_storage_proto_rawDescGZIP(), []int{10}
+	return file_limit_v1_storage_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ScanResponse) GetItems() []*KeyValue {
@@ -674,7 +814,7 @@ type BatchOp struct {
 
 func (x *BatchOp) Reset() {
 	*x = BatchOp{}
-	mi := &file_limit_v1_storage_proto_msgTypes[11]
+	mi := &file_limit_v1_storage_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -686,7 +826,7 @@ func (x *BatchOp) String() string {
 func (*BatchOp) ProtoMessage() {}
 
 func (x *BatchOp) ProtoReflect() protoreflect.Message {
-	mi := &file_limit_v1_storage_proto_msgTypes[11]
+	mi := &file_limit_v1_storage_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -699,7 +839,7 @@ func (x *BatchOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchOp.ProtoReflect.Descriptor instead.
 func (*BatchOp) Descriptor() ([]byte, []int) {
-	return file_limit_v1_storage_proto_rawDescGZIP(), []int{11}
+	return file_limit_v1_storage_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *BatchOp) GetKind() BatchOp_Kind {
@@ -740,7 +880,7 @@ type BatchRequest struct {
 
 func (x *BatchRequest) Reset() {
 	*x = BatchRequest{}
-	mi := &file_limit_v1_storage_proto_msgTypes[12]
+	mi := &file_limit_v1_storage_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -752,7 +892,7 @@ func (x *BatchRequest) String() string {
 func (*BatchRequest) ProtoMessage() {}
 
 func (x *BatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_limit_v1_storage_proto_msgTypes[12]
+	mi := &file_limit_v1_storage_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -765,7 +905,7 @@ func (x *BatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchRequest.ProtoReflect.Descriptor instead.
 func (*BatchRequest) Descriptor() ([]byte, []int) {
-	return file_limit_v1_storage_proto_rawDescGZIP(), []int{12}
+	return file_limit_v1_storage_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *BatchRequest) GetNamespace() string {
@@ -790,7 +930,7 @@ type BatchResponse struct {
 
 func (x *BatchResponse) Reset() {
 	*x = BatchResponse{}
-	mi := &file_limit_v1_storage_proto_msgTypes[13]
+	mi := &file_limit_v1_storage_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -802,7 +942,7 @@ func (x *BatchResponse) String() string {
 func (*BatchResponse) ProtoMessage() {}
 
 func (x *BatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_limit_v1_storage_proto_msgTypes[13]
+	mi := &file_limit_v1_storage_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -815,7 +955,7 @@ func (x *BatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchResponse.ProtoReflect.Descriptor instead.
 func (*BatchResponse) Descriptor() ([]byte, []int) {
-	return file_limit_v1_storage_proto_rawDescGZIP(), []int{13}
+	return file_limit_v1_storage_proto_rawDescGZIP(), []int{16}
 }
 
 type CompareAndSwapRequest struct {
@@ -834,7 +974,7 @@ type CompareAndSwapRequest struct {
 
 func (x *CompareAndSwapRequest) Reset() {
 	*x = CompareAndSwapRequest{}
-	mi := &file_limit_v1_storage_proto_msgTypes[14]
+	mi := &file_limit_v1_storage_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -846,7 +986,7 @@ func (x *CompareAndSwapRequest) String() string {
 func (*CompareAndSwapRequest) ProtoMessage() {}
 
 func (x *CompareAndSwapRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_limit_v1_storage_proto_msgTypes[14]
+	mi := &file_limit_v1_storage_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -859,7 +999,7 @@ func (x *CompareAndSwapRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompareAndSwapRequest.ProtoReflect.Descriptor instead.
 func (*CompareAndSwapRequest) Descriptor() ([]byte, []int) {
-	return file_limit_v1_storage_proto_rawDescGZIP(), []int{14}
+	return file_limit_v1_storage_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CompareAndSwapRequest) GetNamespace() string {
@@ -916,7 +1056,7 @@ type CompareAndSwapResponse struct {
 
 func (x *CompareAndSwapResponse) Reset() {
 	*x = CompareAndSwapResponse{}
-	mi := &file_limit_v1_storage_proto_msgTypes[15]
+	mi := &file_limit_v1_storage_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -928,7 +1068,7 @@ func (x *CompareAndSwapResponse) String() string {
 func (*CompareAndSwapResponse) ProtoMessage() {}
 
 func (x *CompareAndSwapResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_limit_v1_storage_proto_msgTypes[15]
+	mi := &file_limit_v1_storage_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -941,7 +1081,7 @@ func (x *CompareAndSwapResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompareAndSwapResponse.ProtoReflect.Descriptor instead.
 func (*CompareAndSwapResponse) Descriptor() ([]byte, []int) {
-	return file_limit_v1_storage_proto_rawDescGZIP(), []int{15}
+	return file_limit_v1_storage_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *CompareAndSwapResponse) GetSwapped() bool {
@@ -969,7 +1109,14 @@ var File_limit_v1_storage_proto protoreflect.FileDescriptor
 
 const file_limit_v1_storage_proto_rawDesc = "" +
 	"\n" +
-	"\x16limit/v1/storage.proto\x12\blimit.v1\x1a\x15limit/v1/plugin.proto\"\x16\n" +
+	"\x16limit/v1/storage.proto\x12\blimit.v1\x1a\x15limit/v1/plugin.proto\"\x11\n" +
+	"\x0fSnapshotRequest\"T\n" +
+	"\fSnapshotItem\x12\x1c\n" +
+	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x10\n" +
+	"\x03key\x18\x02 \x01(\fR\x03key\x12\x14\n" +
+	"\x05value\x18\x03 \x01(\fR\x05value\"=\n" +
+	"\rSnapshotChunk\x12,\n" +
+	"\x05items\x18\x01 \x03(\v2\x16.limit.v1.SnapshotItemR\x05items\"\x16\n" +
 	"\x14StorageHealthRequest\"\xc3\x01\n" +
 	"\x15StorageHealthResponse\x12\x0e\n" +
 	"\x02ok\x18\x01 \x01(\bR\x02ok\x12\x16\n" +
@@ -1034,7 +1181,7 @@ const file_limit_v1_storage_proto_rawDesc = "" +
 	"\x16CompareAndSwapResponse\x12\x18\n" +
 	"\aswapped\x18\x01 \x01(\bR\aswapped\x12\x18\n" +
 	"\apresent\x18\x02 \x01(\bR\apresent\x12\x18\n" +
-	"\acurrent\x18\x03 \x01(\fR\acurrent2\x8e\x04\n" +
+	"\acurrent\x18\x03 \x01(\fR\acurrent2\xd0\x04\n" +
 	"\aStorage\x122\n" +
 	"\x03Get\x12\x14.limit.v1.GetRequest\x1a\x15.limit.v1.GetResponse\x122\n" +
 	"\x03Put\x12\x14.limit.v1.PutRequest\x1a\x15.limit.v1.PutResponse\x12;\n" +
@@ -1043,7 +1190,8 @@ const file_limit_v1_storage_proto_rawDesc = "" +
 	"\x05Batch\x12\x16.limit.v1.BatchRequest\x1a\x17.limit.v1.BatchResponse\x12S\n" +
 	"\x0eCompareAndSwap\x12\x1f.limit.v1.CompareAndSwapRequest\x1a .limit.v1.CompareAndSwapResponse\x12M\n" +
 	"\fOpenFastPath\x12\x1d.limit.v1.OpenFastPathRequest\x1a\x1e.limit.v1.OpenFastPathResponse\x12I\n" +
-	"\x06Health\x12\x1e.limit.v1.StorageHealthRequest\x1a\x1f.limit.v1.StorageHealthResponseB4Z2github.com/limitgraph/limit/proto/limit/v1;limitv1b\x06proto3"
+	"\x06Health\x12\x1e.limit.v1.StorageHealthRequest\x1a\x1f.limit.v1.StorageHealthResponse\x12@\n" +
+	"\bSnapshot\x12\x19.limit.v1.SnapshotRequest\x1a\x17.limit.v1.SnapshotChunk0\x01B4Z2github.com/limitgraph/limit/proto/limit/v1;limitv1b\x06proto3"
 
 var (
 	file_limit_v1_storage_proto_rawDescOnce sync.Once
@@ -1058,55 +1206,61 @@ func file_limit_v1_storage_proto_rawDescGZIP() []byte {
 }
 
 var file_limit_v1_storage_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_limit_v1_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_limit_v1_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_limit_v1_storage_proto_goTypes = []any{
 	(BatchOp_Kind)(0),              // 0: limit.v1.BatchOp.Kind
-	(*StorageHealthRequest)(nil),   // 1: limit.v1.StorageHealthRequest
-	(*StorageHealthResponse)(nil),  // 2: limit.v1.StorageHealthResponse
-	(*GetRequest)(nil),             // 3: limit.v1.GetRequest
-	(*GetResponse)(nil),            // 4: limit.v1.GetResponse
-	(*PutRequest)(nil),             // 5: limit.v1.PutRequest
-	(*PutResponse)(nil),            // 6: limit.v1.PutResponse
-	(*DeleteRequest)(nil),          // 7: limit.v1.DeleteRequest
-	(*DeleteResponse)(nil),         // 8: limit.v1.DeleteResponse
-	(*ScanRequest)(nil),            // 9: limit.v1.ScanRequest
-	(*KeyValue)(nil),               // 10: limit.v1.KeyValue
-	(*ScanResponse)(nil),           // 11: limit.v1.ScanResponse
-	(*BatchOp)(nil),                // 12: limit.v1.BatchOp
-	(*BatchRequest)(nil),           // 13: limit.v1.BatchRequest
-	(*BatchResponse)(nil),          // 14: limit.v1.BatchResponse
-	(*CompareAndSwapRequest)(nil),  // 15: limit.v1.CompareAndSwapRequest
-	(*CompareAndSwapResponse)(nil), // 16: limit.v1.CompareAndSwapResponse
-	nil,                            // 17: limit.v1.StorageHealthResponse.MetricsEntry
-	(*OpenFastPathRequest)(nil),    // 18: limit.v1.OpenFastPathRequest
-	(*OpenFastPathResponse)(nil),   // 19: limit.v1.OpenFastPathResponse
+	(*SnapshotRequest)(nil),        // 1: limit.v1.SnapshotRequest
+	(*SnapshotItem)(nil),           // 2: limit.v1.SnapshotItem
+	(*SnapshotChunk)(nil),          // 3: limit.v1.SnapshotChunk
+	(*StorageHealthRequest)(nil),   // 4: limit.v1.StorageHealthRequest
+	(*StorageHealthResponse)(nil),  // 5: limit.v1.StorageHealthResponse
+	(*GetRequest)(nil),             // 6: limit.v1.GetRequest
+	(*GetResponse)(nil),            // 7: limit.v1.GetResponse
+	(*PutRequest)(nil),             // 8: limit.v1.PutRequest
+	(*PutResponse)(nil),            // 9: limit.v1.PutResponse
+	(*DeleteRequest)(nil),          // 10: limit.v1.DeleteRequest
+	(*DeleteResponse)(nil),         // 11: limit.v1.DeleteResponse
+	(*ScanRequest)(nil),            // 12: limit.v1.ScanRequest
+	(*KeyValue)(nil),               // 13: limit.v1.KeyValue
+	(*ScanResponse)(nil),           // 14: limit.v1.ScanResponse
+	(*BatchOp)(nil),                // 15: limit.v1.BatchOp
+	(*BatchRequest)(nil),           // 16: limit.v1.BatchRequest
+	(*BatchResponse)(nil),          // 17: limit.v1.BatchResponse
+	(*CompareAndSwapRequest)(nil),  // 18: limit.v1.CompareAndSwapRequest
+	(*CompareAndSwapResponse)(nil), // 19: limit.v1.CompareAndSwapResponse
+	nil,                            // 20: limit.v1.StorageHealthResponse.MetricsEntry
+	(*OpenFastPathRequest)(nil),    // 21: limit.v1.OpenFastPathRequest
+	(*OpenFastPathResponse)(nil),   // 22: limit.v1.OpenFastPathResponse
 }
 var file_limit_v1_storage_proto_depIdxs = []int32{
-	17, // 0: limit.v1.StorageHealthResponse.metrics:type_name -> limit.v1.StorageHealthResponse.MetricsEntry
-	10, // 1: limit.v1.ScanResponse.items:type_name -> limit.v1.KeyValue
-	0,  // 2: limit.v1.BatchOp.kind:type_name -> limit.v1.BatchOp.Kind
-	12, // 3: limit.v1.BatchRequest.ops:type_name -> limit.v1.BatchOp
-	3,  // 4: limit.v1.Storage.Get:input_type -> limit.v1.GetRequest
-	5,  // 5: limit.v1.Storage.Put:input_type -> limit.v1.PutRequest
-	7,  // 6: limit.v1.Storage.Delete:input_type -> limit.v1.DeleteRequest
-	9,  // 7: limit.v1.Storage.Scan:input_type -> limit.v1.ScanRequest
-	13, // 8: limit.v1.Storage.Batch:input_type -> limit.v1.BatchRequest
-	15, // 9: limit.v1.Storage.CompareAndSwap:input_type -> limit.v1.CompareAndSwapRequest
-	18, // 10: limit.v1.Storage.OpenFastPath:input_type -> limit.v1.OpenFastPathRequest
-	1,  // 11: limit.v1.Storage.Health:input_type -> limit.v1.StorageHealthRequest
-	4,  // 12: limit.v1.Storage.Get:output_type -> limit.v1.GetResponse
-	6,  // 13: limit.v1.Storage.Put:output_type -> limit.v1.PutResponse
-	8,  // 14: limit.v1.Storage.Delete:output_type -> limit.v1.DeleteResponse
-	11, // 15: limit.v1.Storage.Scan:output_type -> limit.v1.ScanResponse
-	14, // 16: limit.v1.Storage.Batch:output_type -> limit.v1.BatchResponse
-	16, // 17: limit.v1.Storage.CompareAndSwap:output_type -> limit.v1.CompareAndSwapResponse
-	19, // 18: limit.v1.Storage.OpenFastPath:output_type -> limit.v1.OpenFastPathResponse
-	2,  // 19: limit.v1.Storage.Health:output_type -> limit.v1.StorageHealthResponse
-	12, // [12:20] is the sub-list for method output_type
-	4,  // [4:12] is the sub-list for method input_type
-	4,  // [4:4] is the sub-list for extension type_name
-	4,  // [4:4] is the sub-list for extension extendee
-	0,  // [0:4] is the sub-list for field type_name
+	2,  // 0: limit.v1.SnapshotChunk.items:type_name -> limit.v1.SnapshotItem
+	20, // 1: limit.v1.StorageHealthResponse.metrics:type_name -> limit.v1.StorageHealthResponse.MetricsEntry
+	13, // 2: limit.v1.ScanResponse.items:type_name -> limit.v1.KeyValue
+	0,  // 3: limit.v1.BatchOp.kind:type_name -> limit.v1.BatchOp.Kind
+	15, // 4: limit.v1.BatchRequest.ops:type_name -> limit.v1.BatchOp
+	6,  // 5: limit.v1.Storage.Get:input_type -> limit.v1.GetRequest
+	8,  // 6: limit.v1.Storage.Put:input_type -> limit.v1.PutRequest
+	10, // 7: limit.v1.Storage.Delete:input_type -> limit.v1.DeleteRequest
+	12, // 8: limit.v1.Storage.Scan:input_type -> limit.v1.ScanRequest
+	16, // 9: limit.v1.Storage.Batch:input_type -> limit.v1.BatchRequest
+	18, // 10: limit.v1.Storage.CompareAndSwap:input_type -> limit.v1.CompareAndSwapRequest
+	21, // 11: limit.v1.Storage.OpenFastPath:input_type -> limit.v1.OpenFastPathRequest
+	4,  // 12: limit.v1.Storage.Health:input_type -> limit.v1.StorageHealthRequest
+	1,  // 13: limit.v1.Storage.Snapshot:input_type -> limit.v1.SnapshotRequest
+	7,  // 14: limit.v1.Storage.Get:output_type -> limit.v1.GetResponse
+	9,  // 15: limit.v1.Storage.Put:output_type -> limit.v1.PutResponse
+	11, // 16: limit.v1.Storage.Delete:output_type -> limit.v1.DeleteResponse
+	14, // 17: limit.v1.Storage.Scan:output_type -> limit.v1.ScanResponse
+	17, // 18: limit.v1.Storage.Batch:output_type -> limit.v1.BatchResponse
+	19, // 19: limit.v1.Storage.CompareAndSwap:output_type -> limit.v1.CompareAndSwapResponse
+	22, // 20: limit.v1.Storage.OpenFastPath:output_type -> limit.v1.OpenFastPathResponse
+	5,  // 21: limit.v1.Storage.Health:output_type -> limit.v1.StorageHealthResponse
+	3,  // 22: limit.v1.Storage.Snapshot:output_type -> limit.v1.SnapshotChunk
+	14, // [14:23] is the sub-list for method output_type
+	5,  // [5:14] is the sub-list for method input_type
+	5,  // [5:5] is the sub-list for extension type_name
+	5,  // [5:5] is the sub-list for extension extendee
+	0,  // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_limit_v1_storage_proto_init() }
@@ -1121,7 +1275,7 @@ func file_limit_v1_storage_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_limit_v1_storage_proto_rawDesc), len(file_limit_v1_storage_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   17,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

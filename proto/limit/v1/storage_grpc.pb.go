@@ -29,6 +29,7 @@ const (
 	Storage_CompareAndSwap_FullMethodName = "/limit.v1.Storage/CompareAndSwap"
 	Storage_OpenFastPath_FullMethodName   = "/limit.v1.Storage/OpenFastPath"
 	Storage_Health_FullMethodName         = "/limit.v1.Storage/Health"
+	Storage_Snapshot_FullMethodName       = "/limit.v1.Storage/Snapshot"
 )
 
 // StorageClient is the client API for Storage service.
@@ -62,6 +63,12 @@ type StorageClient interface {
 	// may add figures (bytes waiting to be written, ...). Older plugins answer
 	// UNIMPLEMENTED, which the host takes as healthy.
 	Health(ctx context.Context, in *StorageHealthRequest, opts ...grpc.CallOption) (*StorageHealthResponse, error)
+	// Snapshot streams every key of every namespace as of one point in time: writes that
+	// complete before the call are in it, writes made while it streams are not. Items come
+	// ordered by namespace, then key, in chunks the plugin sizes (a value of up to 16 MiB
+	// travels alone). The host uses it for online backups. A plugin that cannot read all
+	// its namespaces at one point in time answers UNIMPLEMENTED (older plugins do too).
+	Snapshot(ctx context.Context, in *SnapshotRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SnapshotChunk], error)
 }
 
 type storageClient struct {
@@ -152,6 +159,25 @@ func (c *storageClient) Health(ctx context.Context, in *StorageHealthRequest, op
 	return out, nil
 }
 
+func (c *storageClient) Snapshot(ctx context.Context, in *SnapshotRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SnapshotChunk], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Storage_ServiceDesc.Streams[0], Storage_Snapshot_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[SnapshotRequest, SnapshotChunk]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Storage_SnapshotClient = grpc.ServerStreamingClient[SnapshotChunk]
+
 // StorageServer is the server API for Storage service.
 // All implementations must embed UnimplementedStorageServer
 // for forward compatibility.
@@ -183,6 +209,12 @@ type StorageServer interface {
 	// may add figures (bytes waiting to be written, ...). Older plugins answer
 	// UNIMPLEMENTED, which the host takes as healthy.
 	Health(context.Context, *StorageHealthRequest) (*StorageHealthResponse, error)
+	// Snapshot streams every key of every namespace as of one point in time: writes that
+	// complete before the call are in it, writes made while it streams are not. Items come
+	// ordered by namespace, then key, in chunks the plugin sizes (a value of up to 16 MiB
+	// travels alone). The host uses it for online backups. A plugin that cannot read all
+	// its namespaces at one point in time answers UNIMPLEMENTED (older plugins do too).
+	Snapshot(*SnapshotRequest, grpc.ServerStreamingServer[SnapshotChunk]) error
 	mustEmbedUnimplementedStorageServer()
 }
 
@@ -216,6 +248,9 @@ func (UnimplementedStorageServer) OpenFastPath(context.Context, *OpenFastPathReq
 }
 func (UnimplementedStorageServer) Health(context.Context, *StorageHealthRequest) (*StorageHealthResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Health not implemented")
+}
+func (UnimplementedStorageServer) Snapshot(*SnapshotRequest, grpc.ServerStreamingServer[SnapshotChunk]) error {
+	return status.Error(codes.Unimplemented, "method Snapshot not implemented")
 }
 func (UnimplementedStorageServer) mustEmbedUnimplementedStorageServer() {}
 func (UnimplementedStorageServer) testEmbeddedByValue()                 {}
@@ -382,6 +417,17 @@ func _Storage_Health_Handler(srv interface{}, ctx context.Context, dec func(inte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Storage_Snapshot_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(SnapshotRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(StorageServer).Snapshot(m, &grpc.GenericServerStream[SnapshotRequest, SnapshotChunk]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Storage_SnapshotServer = grpc.ServerStreamingServer[SnapshotChunk]
+
 // Storage_ServiceDesc is the grpc.ServiceDesc for Storage service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -422,6 +468,12 @@ var Storage_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _Storage_Health_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "Snapshot",
+			Handler:       _Storage_Snapshot_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "limit/v1/storage.proto",
 }

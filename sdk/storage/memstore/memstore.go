@@ -322,3 +322,42 @@ func clone(b []byte) []byte {
 }
 
 var _ storage.Storage = (*Store)(nil)
+
+// Snapshot implements storage.Snapshotter: it copies the key lists (values are never
+// changed in place) under the read lock, then walks the copy without it.
+func (s *Store) Snapshot(ctx context.Context, fn func(namespace string, key, value []byte) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	type nsCopy struct {
+		name   string
+		keys   []string
+		values map[string][]byte
+	}
+	s.mu.RLock()
+	if err := s.usable(); err != nil {
+		s.mu.RUnlock()
+		return err
+	}
+	spaces := make([]nsCopy, 0, len(s.spaces))
+	for name, sp := range s.spaces {
+		c := nsCopy{name: name, keys: slices.Clone(sp.keys), values: make(map[string][]byte, len(sp.keys))}
+		for _, k := range sp.keys {
+			c.values[k] = sp.values[k]
+		}
+		spaces = append(spaces, c)
+	}
+	s.mu.RUnlock()
+	slices.SortFunc(spaces, func(a, b nsCopy) int { return strings.Compare(a.name, b.name) })
+	for _, sp := range spaces {
+		for _, k := range sp.keys {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if err := fn(sp.name, []byte(k), sp.values[k]); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
