@@ -223,4 +223,3 @@ func readManifest(t *testing.T, archive string, v any) {
 		t.Fatal(err)
 	}
 }
-
