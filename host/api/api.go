@@ -18,6 +18,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/limitgraph/limit/host/backup"
 	"github.com/limitgraph/limit/host/config"
 	"github.com/limitgraph/limit/host/diskspace"
 	"github.com/limitgraph/limit/host/execution"
@@ -75,6 +76,8 @@ type Options struct {
 	// see foreignHost. The daemon always sets it.
 	CheckHosts   bool
 	AllowedHosts []string
+	// Backup, when set, makes an online backup (GET /v1/backup); the caller closes it.
+	Backup func(ctx context.Context) (*backup.Backup, error)
 }
 
 // Server is the HTTP API.
@@ -95,6 +98,8 @@ type Server struct {
 	refused *refusedLog
 	// bodies bounds the large request bodies being handled at once.
 	bodies *bodyBudget
+	// backingUp is set while a backup is made: one at a time.
+	backingUp atomic.Bool
 }
 
 // New returns the API server.

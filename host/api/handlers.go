@@ -36,6 +36,7 @@ func (s *Server) register() {
 	s.handle(route{Method: "GET", Path: "/health/ready", Summary: "Readiness: 200 when the host can serve executions (storage, and the rules the default policy needs, are up; not shutting down), else 503 (for a load balancer)", Tag: "host", Response: probeResponse{}, Legacy: true}, s.ready)
 	s.handle(route{Method: "GET", Path: "/openapi.json", Summary: "This OpenAPI document", Tag: "host", Response: map[string]any{}}, s.openapi)
 	s.handle(route{Method: "GET", Path: "/metrics", Summary: "Prometheus metrics: requests, executions, flags, plugin processes, the Go runtime (operators' tokens, and api.token_file's :metrics tokens)", Tag: "host", Binary: "text/plain; version=0.0.4", Legacy: true, Operator: true, Scraper: true}, s.metrics.handler().ServeHTTP)
+	s.registerBackup()
 	if s.opts.Sessions == nil {
 		return
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/hashicorp/hcl/v2"
 
 	"github.com/limitgraph/limit/host/api"
+	"github.com/limitgraph/limit/host/backup"
 	"github.com/limitgraph/limit/host/config"
 	"github.com/limitgraph/limit/host/diskspace"
 	"github.com/limitgraph/limit/host/execution"
@@ -393,6 +394,11 @@ func Start(ctx context.Context, opts Options) (*Daemon, hcl.Diagnostics) {
 	case run.Fallback:
 		logger.Info("data_dir is too long for Unix socket paths under it: plugins' sockets go to a run directory named for it in the system's temporary directory", "run_dir", run.Path)
 	}
+	if n, err := backup.SweepTemp(dataDir); err != nil {
+		logger.Warn("could not remove the folders of backups an earlier limitd did not finish", "data_dir", dataDir, "error", err)
+	} else if n > 0 {
+		logger.Info("removed the folders of backups an earlier limitd did not finish", "removed", n)
+	}
 	if run.Swept > 0 {
 		logger.Info("removed the plugin sockets an earlier limitd left", "run_dir", run.Path, "removed", run.Swept)
 	}
@@ -435,6 +441,11 @@ func Start(ctx context.Context, opts Options) (*Daemon, hcl.Diagnostics) {
 	}
 	d.Runners = plugins.NewRunners(specs.Runners, logger.Named("runner"))
 
+	// A storage a restore did not finish holds part of a backup: nothing may run on it.
+	if err := checkRestoreMarker(ctx, d.Store); err != nil {
+		d.stopPlugins(ctx)
+		return nil, fail("Storage holds an unfinished restore", err)
+	}
 	// Before anything is written (a new key included): data a newer limitd wrote would be
 	// misread, its new fields taken for tampering.
 	if was, err := claimFormat(ctx, d.Store); err != nil {
@@ -557,6 +568,14 @@ func Start(ctx context.Context, opts Options) (*Daemon, hcl.Diagnostics) {
 		Sessions: d.Sessions, Engine: engine, Traces: d.Traces, Rules: rules, Stats: stats, DefaultPolicy: cfg.Governance.Policy,
 		Store: d.Store, RD: cfg.RD, RefusePeer: refuseSandboxed(d.Runners.SandboxUID, logger.Named("api")),
 		Tokens: cfg.API.Tokens, CheckHosts: true, AllowedHosts: cfg.API.AllowedHosts,
+		Backup: func(ctx context.Context) (*backup.Backup, error) {
+			info := d.Store.PluginInfo()
+			return backup.Prepare(ctx, backup.Source{
+				DataDir: dataDir, Files: BackupFiles, Dirs: []string{execution.PendingDir}, Store: d.Store,
+				Manifest: backup.Manifest{Version: opts.Version, Node: node, KeyFingerprint: key.Fingerprint(), StorageFormat: StorageFormat,
+					Storage: backup.StorageInfo{Plugin: info.Name, PluginVersion: info.Version}},
+			})
+		},
 	})
 	if len(cfg.API.Tokens) > 0 {
 		logger.Info("the API requires a bearer token", "token_file", cfg.API.TokenFile, "tokens", len(cfg.API.Tokens))

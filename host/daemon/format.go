@@ -89,3 +89,7 @@ func claimFormat(ctx context.Context, st storage.Storage) (int, error) {
 		cur, present = res.Current, res.Present
 	}
 }
+
+// BackupFiles are the files of data_dir an online backup holds beside the storage and the
+// journal of pending outcomes: the host's provenance key and its node id.
+var BackupFiles = []string{trace.KeyFile, nodeFile}

@@ -237,3 +237,17 @@ func (s *Storage) CompareAndSwap(ctx context.Context, req storage.CASRequest) (r
 func (s *Storage) Close() error { return nil }
 
 var _ storage.Storage = (*Storage)(nil)
+
+// Snapshot streams the plugin's point-in-time snapshot (storage.Snapshotter) to fn. It is
+// not retried after a crash (fn has seen part of it): the caller starts again. A plugin
+// that offers none: an error wrapping storage.ErrNoSnapshot.
+func (s *Storage) Snapshot(ctx context.Context, fn func(ns string, key, value []byte) error) (err error) {
+	defer s.observe("snapshot", time.Now(), &err)
+	return s.do(ctx, false, func(st storage.Storage) error {
+		sn, ok := st.(storage.Snapshotter)
+		if !ok {
+			return fmt.Errorf("storage snapshot: %w", storage.ErrNoSnapshot)
+		}
+		return sn.Snapshot(ctx, fn)
+	})
+}

@@ -11,6 +11,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"path"
 	"strconv"
 	"strings"
 	"time"
@@ -1110,6 +1111,40 @@ func (c *Client) Export(ctx context.Context, req ExportRequest, w io.Writer) err
 	}
 	_, err = io.Copy(w, res.Body)
 	return err
+}
+
+// Backup is what GET /v1/backup answered before its body: the archive's file name and the
+// number of storage keys it holds.
+type Backup struct {
+	Filename string
+	Keys     int64
+}
+
+// Backup downloads an online backup of the host (operators only) into w: a gzip-compressed
+// tar archive that `limitd -restore` reads. It holds the host's private provenance key:
+// keep it as a secret. The host copies the storage before it sends the first byte, which
+// may take a while on a large storage.
+func (c *Client) Backup(ctx context.Context, w io.Writer) (Backup, int64, error) {
+	var b Backup
+	hreq, err := c.newRequest(ctx, "GET", "/v1/backup", nil)
+	if err != nil {
+		return b, 0, err
+	}
+	hreq.Header.Set("Accept", "application/gzip")
+	res, err := c.send(hreq)
+	if err != nil {
+		return b, 0, err
+	}
+	defer res.Body.Close()
+	if res.StatusCode >= 300 {
+		return b, 0, readError(res)
+	}
+	if _, params, err := mime.ParseMediaType(res.Header.Get("Content-Disposition")); err == nil {
+		b.Filename = path.Base(params["filename"])
+	}
+	b.Keys, _ = strconv.ParseInt(res.Header.Get("Limit-Backup-Keys"), 10, 64)
+	n, err := io.Copy(w, res.Body)
+	return b, n, err
 }
 
 // ProvenanceKey is the host's provenance signing key: its public half and fingerprint.

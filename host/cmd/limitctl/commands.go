@@ -310,6 +310,8 @@ func (x *cli) dispatch(ctx context.Context, args []string) error {
 		return x.export(ctx, args[1:])
 	case "key":
 		return x.key(ctx, args[1:])
+	case "backup":
+		return x.backup(ctx, args[1:])
 	case "governance":
 		return x.governance(ctx, sub, args[min(2, len(args)):])
 	case "nodes", "node":
@@ -1183,6 +1185,51 @@ func (x *cli) export(ctx context.Context, args []string) error {
 		return x.printJSON(map[string]any{"file": *file, "bytes": fi.Size()})
 	}
 	fmt.Fprintf(x.stdout, "wrote %s (%d bytes); check it with: limitctl verify --key host.pem %s\n", *file, fi.Size(), *file)
+	return nil
+}
+
+// backup downloads an online backup to a file (mode 0600: it holds the host's private key)
+// that appears only once the whole archive is written, or to stdout with -f -.
+func (x *cli) backup(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("backup", flag.ContinueOnError)
+	file := fs.String("f", "", "write the archive to `FILE` (- for stdout)")
+	pos, err := x.parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := need(pos, 0, "no arguments to backup (use -f FILE)"); err != nil {
+		return err
+	}
+	if *file == "" {
+		return usagef("backup needs -f FILE (or -f - for stdout)")
+	}
+	if *file == "-" {
+		_, _, err := x.c.Backup(ctx, x.stdout)
+		return err
+	}
+	fmt.Fprintln(x.stderr, "the host is copying its storage; the download begins once it has")
+	tmp, err := os.CreateTemp(filepath.Dir(*file), "."+filepath.Base(*file)+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name()) // after the rename, a no-op
+	b, n, err := x.c.Backup(ctx, tmp)
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), *file); err != nil {
+		return err
+	}
+	if x.json {
+		return x.printJSON(map[string]any{"file": *file, "bytes": n, "keys": b.Keys})
+	}
+	fmt.Fprintf(x.stdout, "wrote %s (%d bytes, %d storage keys); restore it with: limitd -config FILE -restore %s\n", *file, n, b.Keys, *file)
 	return nil
 }
 

@@ -53,6 +53,8 @@ const usage = `usage:
   limitctl traces merged                      list the shared record
   limitctl export (--session ID | --trace ID...) -f FILE|-   export a bundle (written whole, then renamed)
   limitctl key [-f FILE]                      the host's provenance public key (PEM) and fingerprint
+  limitctl backup -f FILE|-                   an online backup for limitd -restore (an operator's
+                                              token; it holds the host's private key: mode 0600)
   limitctl verify [--key FILE] BUNDLE|-       check an exported bundle offline
   limitctl governance stats | evaluate prompt|code|output TEXT|@FILE|-
   limitctl governance eval [--preset P]... [--kind prompt] [--flag jailbreak] [--parallel N] FILE.jsonl
@@ -140,7 +142,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 0
 	case "health":
 		return health(ctx, d, asJSON, rest[1:], stdout, stderr)
-	case "verify", "sessions", "session", "exec", "traces", "trace", "governance", "export", "key", "nodes", "node":
+	case "verify", "sessions", "session", "exec", "traces", "trace", "governance", "export", "key", "nodes", "node", "backup":
 		return apiCommand(ctx, d, asJSON, rest, stdout, stderr)
 	case "plugin":
 		if len(rest) >= 2 && isHelpArg(rest[1]) {
@@ -159,7 +161,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 // commands are limitctl's commands, for didYouMean.
-var commands = []string{"health", "plugin", "sessions", "exec", "traces", "export", "key", "verify", "governance", "nodes", "version", "help"}
+var commands = []string{"health", "plugin", "sessions", "exec", "traces", "export", "key", "backup", "verify", "governance", "nodes", "version", "help"}
 
 // didYouMean returns "; did you mean NAME?" for the name in names nearest to given, when
 // it is near enough to be a likely typo of it, else "".

@@ -2,6 +2,7 @@
 // configured plugins and serves the REST API.
 //
 //	limitd [-config FILE] [-validate]
+//	limitd [-config FILE] -restore ARCHIVE
 //
 // Without -config it runs on the embedded configs/default.hcl.
 package main
@@ -9,6 +10,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -52,6 +54,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	configPath := fs.String("config", "", "HCL configuration `file` (default: the embedded configs/default.hcl)")
 	validate := fs.Bool("validate", false, "check the configuration, including each plugin's config block, and exit")
 	showVersion := fs.Bool("version", false, "print the version and exit")
+	restore := fs.String("restore", "", "write the online backup in `archive` (GET /v1/backup, limitctl backup) into the configured storage and data_dir, which must hold no other data, and exit")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -65,7 +68,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "limitd: unexpected argument%s %q: limitd takes only flags (the configuration is given with -config FILE)\n",
 				map[bool]string{true: "s"}[len(args) > 1], strings.Join(args, " "))
 		}
-		fmt.Fprintln(stderr, "usage: limitd [-config FILE] [-validate] [-version]")
+		fmt.Fprintln(stderr, "usage: limitd [-config FILE] [-validate] [-restore ARCHIVE] [-version]")
 		return 2
 	}
 	if *showVersion {
@@ -205,6 +208,31 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		fmt.Fprintf(stdout, "%s: configuration is valid\n", cfg.Filename)
+		return 0
+	}
+	if *restore != "" {
+		if diags.HasErrors() {
+			printDiags(diags)
+			return 1
+		}
+		logger.SetLevel(hclog.Warn)
+		res, err := daemon.Restore(ctx, daemon.Options{Config: cfg, Version: version.Version, Logger: logger, DefaultPluginDir: defaultPluginDir()}, *restore, stderr)
+		if err != nil {
+			var ds hcl.Diagnostics
+			if errors.As(err, &ds) {
+				printDiags(ds)
+			} else {
+				fmt.Fprintf(stderr, "limitd: restore: %v\n", err)
+			}
+			return 1
+		}
+		m := res.Manifest
+		verb := "restored"
+		if res.Resumed {
+			verb = "finished restoring"
+		}
+		fmt.Fprintf(stdout, "%s the backup of node %s made %s (limitd %s, storage %s): %d keys in %d namespaces, %d files of data_dir; provenance key %s\n",
+			verb, m.Node, m.Made.Format(time.RFC3339), m.Version, m.Storage.Plugin, res.Keys, m.Storage.Namespaces, len(m.Files), m.KeyFingerprint)
 		return 0
 	}
 	if len(diags) > 0 {
