@@ -196,6 +196,82 @@ SERVICE_HOSTS = (
     ("SENDGRID", ("api.sendgrid.com",)),
     ("DISCORD", ("discord.com", "discordapp.com")),
 )
+# Destinations no API client authenticates to: services that capture requests, hold
+# pastes or files for anyone, or tunnel to anyone's machine; and the paths of chat services
+# that post what they are sent where their creator reads it (a Discord or Slack webhook, a
+# Telegram bot). A credential sent there, even as a header, is exfiltration. "h" is h and
+# its subdomains; "h/p" the paths under p on them.
+EXFIL_HOSTS = (
+    "pastebin.com", "paste.ee", "pastes.io", "hastebin.com", "ghostbin.com", "dpaste.com", "dpaste.org",
+    "rentry.co", "termbin.com", "ix.io", "sprunge.us", "0x0.st", "transfer.sh", "file.io", "tmpfiles.org",
+    "webhook.site", "requestbin.com", "requestbin.net", "pipedream.net", "beeceptor.com", "hookbin.com",
+    "requestcatcher.com", "mockbin.org", "postb.in", "ptsv2.com", "ptsv3.com",
+    "ngrok.io", "ngrok.app", "ngrok-free.app", "ngrok.dev", "ngrok-free.dev", "loca.lt", "localtunnel.me",
+    "serveo.net", "localhost.run", "lhr.life", "trycloudflare.com", "pinggy.io", "bore.pub",
+    "burpcollaborator.net", "oastify.com", "interact.sh", "oast.fun", "oast.pro", "oast.live", "oast.site",
+    "oast.online", "oast.me", "dnslog.cn", "canarytokens.com",
+    "discord.com/api/webhooks", "discordapp.com/api/webhooks", "hooks.slack.com", "api.telegram.org/bot",
+)
+
+
+def exfil_host(host, path):
+    """Whether a URL's host (and the literal path after it) is one of EXFIL_HOSTS."""
+    for e in EXFIL_HOSTS:
+        h, _, p = e.partition("/")
+        if (host == h or host.endswith("." + h)) and (not p or path.startswith("/" + p)):
+            return True
+    return False
+
+
+def service_domains(var):
+    """The domains of the service an environment variable is named for: of its
+    SERVICE_HOSTS, and its first word's .com and .ai (OPENAI_API_KEY: openai.com, openai.ai).
+    A host that holds one without being the service's imitates it."""
+    var = var.upper()
+    out = set()
+    word = var.split("_")[0].lower()
+    if len(word) >= 4 and word not in GENERIC_WORDS:
+        out |= {word + ".com", word + ".ai"}
+    for stem, hosts in SERVICE_HOSTS:
+        if var == stem or var.startswith(stem + "_"):
+            out |= {".".join(h.split(".")[-2:]) for h in hosts}
+    return out
+
+
+# First words of variable names that name no service (API_KEY, ACCESS_TOKEN).
+GENERIC_WORDS = {"api", "access", "auth", "secret", "token", "bearer", "client", "private", "personal", "user",
+                 "service", "app", "application", "bot", "default", "prod", "production", "staging", "dev",
+                 "test", "local", "remote", "admin", "master", "root", "session", "refresh", "oauth", "http",
+                 "https", "proxy", "password", "passwd", "key", "keys", "my", "the", "x", "web", "server"}
+# Credentials that sign requests or decrypt and are never sent as themselves: an AWS secret
+# key signs (SigV4), a private key signs or decrypts, a webhook secret checks signatures.
+SIGNING_SECRETS = re.compile(r"SECRET_ACCESS_KEY|PRIVATE_KEY|SIGNING_(KEY|SECRET)|WEBHOOK_SECRET|ENCRYPTION_KEY"
+                             r"|SSH_KEY|GPG_KEY|PGP_KEY", re.I)
+# MAX_SENT_CREDENTIALS is the most named credentials one request sends as authentication
+# (a key and an application key); more is harvesting.
+MAX_SENT_CREDENTIALS = 2
+# urllib's request objects: urlopen(Request(url, headers=...)) sends what the Request was made
+# with, judged where it is made.
+URLLIB_REQUESTS = {"urllib.request.Request", "urllib2.Request"}
+
+
+class Route:
+    """How a request sends credentials (see Analyzer.route): env, the environment variables
+    (None when unknown); places, a set of "auth", "url" and "body"; the URL's scheme, host
+    and literal path; judged, a urllib Request the request sends, checked where it is made."""
+
+    def __init__(self):
+        self.env = set()
+        self.places = set()
+        self.scheme = self.host = None
+        self.path = ""
+        self.judged = False
+
+    def add(self, env, place):
+        self.places.add(place)
+        self.env = None if env is None or self.env is None else self.env | env
+
+
 CRED_PATHS = re.compile(r"(/proc/(self|\d+|thread-self)/environ|\.aws/credentials|\.ssh/id_|\.netrc|/etc/shadow|\.docker/config\.json|\.kube/config|\.git-credentials|\.pgpass)")
 SQL = re.compile(r"^\s*(with\s+(recursive\s+)?\w+\s*(\([^)]*\)\s*)?as\s*\(|select\s.+\sfrom\s|insert\s+into\s|update\s+\S+\s+set\s|delete\s+from\s|drop\s+table\s|create\s+table\s|alter\s+table\s|replace\s+into\s)", re.I | re.S)
 # A query built but not (seen) run counts when it reads as SQL, not as a message ("Select a
@@ -1056,17 +1132,18 @@ class Analyzer(ast.NodeVisitor):
                         return True
         return False
 
-    def authenticates(self, node, conn=None):
-        """Whether a request sends the credentials only as its authentication to the
-        service the environment variables are named for: in headers= or auth=, in the
-        URL's path or as a credential parameter of its query (or params=): OPENAI_API_KEY
-        to https://api.openai.com/..., TELEGRAM_BOT_TOKEN in
-        https://api.telegram.org/bot{token}/..., JIRA_API_TOKEN as basic auth to
-        https://x.atlassian.net/.... A credential in the body (data=, json=) is sent, even
-        to its own service; so is any credential of another service.
+    def route(self, node, conn=None):
+        """How a request sends the credentials it carries, as a Route: the environment
+        variables (None when it may carry others: the whole environment, a variable with a
+        computed name, a credentials file), where they go (as authentication: headers=,
+        auth=, putheader; in the URL's path or as a credential parameter of its query, or
+        params=; elsewhere: the body, a query parameter holding data) and the host.
         request("GET", url, ...) takes the method first. conn is the CONN_CTORS call whose
         object the request is made on: for http.client the host is the connection's, the
-        URL a path, and headers the fourth argument; putheader(name, value) sends a header."""
+        URL a path, and headers the fourth argument; putheader(name, value) sends a header.
+        A urllib Request made with the credentials is judged where it is made: urlopen of it
+        sends only what else urlopen is given."""
+        r = Route()
         args = list(node.args)
         attr = node.func.attr if isinstance(node.func, ast.Attribute) else None
         if attr == "request" and args and re.match(r"^[A-Za-z]+$", self.literal_str(args[0]) or "-"):
@@ -1074,55 +1151,154 @@ class Analyzer(ast.NodeVisitor):
         cq = self.qualname(conn.func) if conn is not None else None
         http_client = cq in ("http.client.HTTPConnection", "http.client.HTTPSConnection")
         headers_arg = None
+        url = None
         if http_client and attr == "putheader":
-            url, headers_arg = None, args[1:]
+            headers_arg = args[1:]
             args = []
         else:
             url = self.kwarg(node, "url")
+            if url is None:
+                url = self.kwarg(node, "base_url")  # httpx.Client(base_url=..., headers=...)
             if url is None and args:
                 url = args[0]
             if http_client and len(args) >= 3:
                 headers_arg = [args[2]]  # request(method, url, body, headers), the method dropped
                 args = args[:2]
-            if url is None or any(self.carries_secret(a) for a in args[1:]):
-                return False
-        env = set()
+            if any(self.carries_secret(a) for a in args[1:]):
+                r.add(self.secret_env_of(args[1:]), "body")
+            made = self.once.get(url.id) if isinstance(url, ast.Name) else url
+            if isinstance(made, ast.Call) and self.qualname(made.func) in URLLIB_REQUESTS:
+                # urlopen(Request(url, headers=...)): the Request was judged where it was
+                # made; its URL says where the rest goes.
+                url = made.args[0] if made.args else self.kwarg(made, "url")
+                r.judged = True
         for h in headers_arg or []:
-            e = self.secret_env(h)
-            if e is None:
-                return False
-            env |= e
+            if self.carries_secret(h):
+                r.add(self.secret_env(h), "auth")
         for k in node.keywords:
             if k.value is url or not self.carries_secret(k.value):
                 continue
             if k.arg in ("headers", "auth"):
-                e = self.secret_env(k.value)
+                r.add(self.secret_env(k.value), "auth")
             elif k.arg == "params":
                 e = self.params_secret_env(k.value)
+                if e is not None:
+                    r.add(e, "url")
+                else:
+                    r.add(self.secret_env(k.value), "body")
             else:
-                e = None
-            if e is None:
-                return False
-            env |= e
+                r.add(self.secret_env(k.value), "body")
         if http_client:
             # The URL is the connection's host and the request's path, over TLS only.
             h = self.kwarg(conn, "host")
             h = h if h is not None else conn.args[0] if conn.args else None
             hs = self.literal_str(h) if h is not None else None
-            if cq != "http.client.HTTPSConnection" or not hs or not re.match(r"^[\w.-]+(:\d+)?$", hs):
-                return False
+            if not hs or not re.match(r"^[\w.-]+(:\d+)?$", hs):
+                return r
+            r.host = hs.split(":")[0].lower().rstrip(".")
+            r.scheme = "https" if cq == "http.client.HTTPSConnection" else "http"
             path = self.url_pieces(url) if url is not None else []
             if path and not (isinstance(path[0], str) and path[0].startswith("/")):
-                return False
+                r.host = r.scheme = None
+                return r
             pieces = ["https://" + hs] + path
-        else:
+            r.path = path[0] if path else ""
+        elif url is not None:
             pieces = self.url_pieces(url)
-        host = self.url_host(pieces)
-        e = self.url_secret_env(pieces) if host else None
-        if e is None:
-            return False
-        env |= e
-        return bool(env) and all(self.service_host(v, host) for v in env)
+            r.scheme, r.host, r.path = self.literal_host(pieces)
+        else:
+            return r
+        if not r.judged and any(not isinstance(p, str) and self.carries_secret(p) for p in pieces):
+            e = self.url_secret_env(pieces) if r.scheme == "https" and self.url_host(pieces) else None
+            if e is not None:
+                r.add(e, "url")
+            else:
+                r.add(self.secret_env_of(p for p in pieces if not isinstance(p, str)), "body")
+        return r
+
+    def secret_env_of(self, nodes):
+        """secret_env of several nodes together: None when any may carry others."""
+        env = set()
+        for n in nodes:
+            if self.carries_secret(n):
+                e = self.secret_env(n)
+                if e is None:
+                    return None
+                env |= e
+        return env
+
+    @staticmethod
+    def literal_host(pieces):
+        """The scheme, host and the literal text after it of a URL whose scheme and host
+        are literal (as url_host, over http too), else (None, None, "")."""
+        text = ""
+        for p in pieces:
+            if not isinstance(p, str):
+                break
+            text += p
+        whole = all(isinstance(p, str) for p in pieces)
+        m = re.match(r"(https?)://([^/?#]+)" + ("([/?#]|$)" if whole else "[/?#]"), text, re.I)
+        if not m or "@" in m.group(2) or "\\" in m.group(2):
+            return None, None, ""
+        host = m.group(2).lower()
+        host = host if host.startswith("[") else host.split(":")[0]
+        return m.group(1).lower(), host.rstrip("."), text[m.end(2):]
+
+    def judge_sending(self, node, conn, what):
+        """The finding for a request that carries credentials, or None: none when they go
+        only as authentication over https to a literal host of the service the variables
+        are named for (OPENAI_API_KEY to api.openai.com, TELEGRAM_BOT_TOKEN in
+        https://api.telegram.org/bot{token}/..., JIRA_API_TOKEN as basic auth to
+        x.atlassian.net); a note (credential-sent) when they go as authentication only
+        (headers=, auth=) over https to another literal host, as any API client sends its
+        key (GOOGLE_API_KEY to generativelanguage.googleapis.com, API_KEY to the company's
+        own API); exfiltration otherwise: a credential in the body, or in the URL or query
+        of a host it is not named for; a host computed at run time, plain http, a raw IP
+        address, a service that captures requests, holds pastes or tunnels to anyone's
+        machine (EXFIL_HOSTS), a host that imitates the variable's service
+        (api.openai.com.evil.example); the whole environment, a credentials file, more than
+        MAX_SENT_CREDENTIALS variables, or a key that only signs and is never sent
+        (SIGNING_SECRETS)."""
+        r = self.route(node, conn)
+        if r.judged and not r.places:
+            return None
+        env, host = r.env, r.host
+        what_env = ", ".join(sorted(env)) if env else "credentials"
+        if env is None:
+            what_env = "the whole environment, a credentials file or a credential named at run time"
+        else:
+            what_env += " from the environment"
+        dest = host if host else "a host not written in the call"
+        msg = "%s sends %s to %s" % (what, what_env, dest)
+        own = bool(env) and host is not None and r.scheme == "https" and all(self.service_host(v, host) for v in env)
+        if own and r.places <= {"auth", "url"}:
+            return None
+        why = None
+        if env is None:
+            why = "not one named credential: what it holds is unknown"
+        elif host is None:
+            why = "a destination chosen at run time"
+        elif r.scheme != "https":
+            why = "over plain http, readable on the way"
+        elif re.match(r"^(\[.*\]|[0-9.]+|0x[0-9a-f.x]+)$", host):
+            why = "a raw IP address, not a service's name"
+        elif exfil_host(host, r.path):
+            why = "a webhook, paste, file-drop, request-capture or tunnel service, where anyone may read what it is sent"
+        elif len(env) > MAX_SENT_CREDENTIALS:
+            why = "%d credentials at once" % len(env)
+        elif any(SIGNING_SECRETS.search(v) for v in env):
+            why = "a key that signs requests or decrypts, never sent as itself"
+        elif r.places - {"auth"}:
+            why = "in the request's %s, not as its authentication, to a host the variable is not named for" % (
+                "body" if "body" in r.places else "URL")
+        else:
+            twin = next((d for v in env for d in service_domains(v) if d in host and not self.service_host(v, host)), None)
+            if twin:
+                why = "a host that imitates %s, the variable's service" % twin
+        if why:
+            return "exfiltration", "%s: %s" % (msg, why)
+        return "credential-sent", "%s as authentication (in headers or auth, over https), as API clients send their keys;" \
+            " the rule does not know %s as the service of %s" % (msg, host, what_env.replace(" from the environment", ""))
 
     # --- visitors ---
     def visit_Import(self, node):
@@ -1645,10 +1821,10 @@ class Analyzer(ast.NodeVisitor):
             what = q
         else:
             what = None
-        if what is not None:
-            if any(self.carries_secret(a) for a in list(node.args) + [k.value for k in node.keywords]) \
-                    and not self.authenticates(node, conn):
-                self.add("exfiltration", node, "%s sends credentials read from the environment or a credentials file" % what)
+        if what is not None and any(self.carries_secret(a) for a in list(node.args) + [k.value for k in node.keywords]):
+            verdict = self.judge_sending(node, conn, what)
+            if verdict is not None:
+                self.add(verdict[0], node, verdict[1])
         self.generic_visit(node)
 
     def is_libc(self, node):

@@ -77,7 +77,12 @@ var checks = []check{
 	{"dynamic-import", "", governance.FlagHighRisk, 4, "__import__ or importlib.import_module"},
 	{"reverse-shell", "", governance.FlagMalicious, 10, "reverse shell: a socket handed to a shell, or a /dev/tcp or nc -e command"},
 	{"destructive", "", governance.FlagMalicious, 9, "destructive commands: rm -rf /, mkfs, fork bombs (in a command, or os.fork or process starts in a loop or recursion without end), rmtree of system trees"},
-	{"exfiltration", "", governance.FlagMalicious, 9, "credentials from the environment or credential files sent over the network"},
+	{"exfiltration", "", governance.FlagMalicious, 9, "credentials from the environment or credential files sent over the network: in a body or URL, to a host chosen at run time, over plain http, to a raw IP address, a webhook, paste or tunnel service or a look-alike of the credential's service"},
+	// A credential sent as authentication to a literal https host the rule does not know as
+	// its service's (GOOGLE_API_KEY to generativelanguage.googleapis.com): how API clients
+	// work, so a note that default lets run and merge; strict refuses it, as it refuses
+	// every unverified flag.
+	{"credential-sent", "", governance.FlagUnverified, 2, "a credential from the environment sent as authentication (headers=, auth=) over https to a literal host not known as its service's"},
 	// Code the rule's Python does not parse is not analysed (only its other lines are, see
 	// Evaluate): said as a flag that default lets run, so the user sees Python's own
 	// SyntaxError from the runner, and strict refuses (it blocks unverified at 1).
