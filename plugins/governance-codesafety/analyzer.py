@@ -360,6 +360,41 @@ def destructive_command(text):
         if len(words) > 1 and base_name(words[0]).lower() == "rm" and destructive_rm(words[1:]):
             return True
     return False
+# Persistence: files that make code run again later — at a login or a shell's start, on
+# a schedule, at boot, at every Python start — or let someone in: shell start-up files,
+# authorized_keys, cron, systemd units, init scripts, autostart entries, sudoers, the
+# dynamic loader's preload list, .pth files and sitecustomize. Matched against a path's
+# literal parts joined with "/" (Path.home() / ".ssh" / "authorized_keys" is
+# ".ssh/authorized_keys").
+PERSIST_PATHS = re.compile(
+    r"(^|/)\.(bashrc|bash_profile|bash_login|bash_logout|profile|zshrc|zprofile|zshenv|zlogin|kshrc|cshrc|tcshrc"
+    r"|config/fish/config\.fish)$|(^|/)\.ssh/authorized_keys2?$|^/etc/(cron\.(d|hourly|daily|weekly|monthly)/.+"
+    r"|crontab|anacrontab|rc\.local|profile|bash\.bashrc|zsh/zshrc|environment|ld\.so\.preload|sudoers)$"
+    r"|^/etc/(init\.d|profile\.d|sudoers\.d|rc\d\.d)/.+|^/var/spool/cron/.+|(^|/)systemd/(system|user)/[^/]+\.(service|timer|socket|path)$"
+    r"|(^|/)\.config/autostart/[^/]+\.desktop$|(^|/)(site|dist)-packages/[^/]+\.pth$|(^|/)(sitecustomize|usercustomize)\.py$")
+# The same written by a shell command: a redirection or tee into such a file, a crontab
+# installed from a file or stdin (crontab -l, -e, -r only list, edit, remove).
+PERSIST_TARGET = (r"(~|\$HOME|\$\{HOME\}|/root|/home/[^/\s]+)/\.(bashrc|bash_profile|bash_login|profile|zshrc|zprofile"
+                  r"|ssh/authorized_keys2?)|/etc/(cron\.(d|hourly|daily|weekly|monthly)/\S+|crontab|rc\.local|profile(\.d/\S+)?"
+                  r"|bash\.bashrc|ld\.so\.preload|sudoers(\.d/\S+)?)|/etc/systemd/system/\S+\.(service|timer)"
+                  r"|/var/spool/cron/\S+")
+PERSIST_COMMANDS = re.compile(r"(>>?|\btee\s+(-a\s+|--append\s+)?)\s*['\"]?(" + PERSIST_TARGET + r")(?=['\"\s;|&)]|$)"
+                              r"|\bcrontab(\s+-u\s+\S+)?\s+(-(?=\s|$)|[^-\s]\S*)")
+# Deleting or overwriting calls that, in a loop over a whole system tree, wipe it.
+WIPE_CALLS = {"os.remove", "os.unlink", "os.rmdir", "shutil.rmtree", "os.truncate", "os.removedirs"}
+TREE_WALKS = {"os.walk", "os.fwalk", "os.scandir", "os.listdir", "glob.glob", "glob.iglob"}
+# Introspection that leads out of a restricted namespace: object's subclasses reached
+# from a literal's class ().__class__.__base__.__subclasses__(), and a function's globals
+# or a module's builtins reached by attribute (f.__init__.__globals__["os"]).
+CLASS_WALK = {"__class__", "__base__", "__bases__", "__mro__", "mro"}
+GLOBALS_ATTRS = {"__globals__", "__builtins__", "func_globals", "f_globals", "f_builtins"}
+# lxml's parsing functions, and parser options that resolve external entities or fetch.
+LXML_PARSE = {"parse", "fromstring", "XML", "iterparse", "XMLID", "fromstringlist"}
+LXML_UNSAFE_OPTIONS = {"resolve_entities": True, "load_dtd": True, "no_network": False, "dtd_validation": True,
+                       "attribute_defaults": True}
+TARFILE_OPEN = {"tarfile.open", "tarfile.TarFile", "tarfile.TarFile.open", "tarfile.TarFile.taropen",
+                "tarfile.TarFile.gzopen", "tarfile.TarFile.bz2open", "tarfile.TarFile.xzopen"}
+SAFE_TAR_FILTERS = {"data", "tar", "tarfile.data_filter", "tarfile.tar_filter"}
 YAML_LOADS = {"yaml.load", "yaml.load_all", "yaml.unsafe_load", "yaml.full_load", "yaml.unsafe_load_all"}
 UNVERIFIED_CONTEXTS = {"ssl._create_unverified_context", "ssl._create_stdlib_context"}
 # Calls of aiohttp's that take ssl=False / verify_ssl=False to skip certificate checks
@@ -428,6 +463,8 @@ class Analyzer(ast.NodeVisitor):
         self.secret_funcs = set()    # those known from an earlier pass (see analyze)
         self.func_stack = []     # names of the enclosing functions
         self.called = set()      # ids of the callees of calls, and of values a name is bound to
+        self.opened = {}         # name bound to a call (assigned, or by with ... as) -> the call
+        self.escape_seen = set() # ids of attribute chains already judged (introspection)
         self.in_class = []       # for each enclosing class, function or lambda: whether a class
 
     # --- helpers ---
@@ -1353,6 +1390,10 @@ class Analyzer(ast.NodeVisitor):
             for t in targets:
                 if isinstance(t, ast.Name):
                     self.conns[t.id] = value
+        if isinstance(value, ast.Call):
+            for t in targets:
+                if isinstance(t, ast.Name):
+                    self.opened[t.id] = value
         if self.carries_secret(value):
             self.taint(targets, value)
 
@@ -1382,7 +1423,46 @@ class Analyzer(ast.NodeVisitor):
         # for k, v in os.environ.items(): the loop's names hold the credentials.
         if self.carries_secret(node.iter):
             self.taint([node.target], node.iter)
+        self.check_wipe(node.iter, node.body, node)
         self.generic_visit(node)
+
+    def visit_comprehension_owner(self, node):
+        # [os.remove(f) for r, _, fs in os.walk("/") for f in fs]
+        for g in node.generators:
+            self.check_wipe(g.iter, [node.elt] if hasattr(node, "elt") else [node.key, node.value], node)
+        self.generic_visit(node)
+
+    visit_ListComp = visit_SetComp = visit_GeneratorExp = visit_DictComp = visit_comprehension_owner
+
+    def check_wipe(self, it, body, node):
+        """A loop over a whole system tree or the home directory (os.walk("/"),
+        glob.glob("/**", recursive=True), Path.home().rglob("*")) that deletes or
+        overwrites what it finds wipes it."""
+        if not isinstance(it, ast.Call):
+            return
+        q = self.qualname(it.func) or ""
+        if q in TREE_WALKS or q.startswith("os.walk"):
+            root = it.args[0] if it.args else self.kwarg(it, "top") or self.kwarg(it, "pathname") or self.kwarg(it, "path")
+        elif isinstance(it.func, ast.Attribute) and it.func.attr in ("rglob", "glob", "walk", "iterdir"):
+            root = it.func.value
+        else:
+            return
+        if root is None:
+            return
+        text = self.command_str(root)
+        if not (self.sensitive_path(root) or (text is not None and sensitive_root(text.split("*")[0]))):
+            return
+        for stmt in body:
+            for n in ast.walk(stmt):
+                if not isinstance(n, ast.Call):
+                    continue
+                cq = self.qualname(n.func) or ""
+                attr = n.func.attr if isinstance(n.func, ast.Attribute) else ""
+                mode = self.open_mode(n)
+                if cq in WIPE_CALLS or (attr in ("unlink", "rmdir") and not n.args) or (mode and mode != "r"):
+                    self.add("destructive", node, "a loop over %s deletes or overwrites what it finds (%s): a wipe"
+                             % (repr(text) if text is not None else "the home directory", cq or attr or "open for writing"))
+                    return
 
     visit_AsyncFor = visit_For
 
@@ -1391,6 +1471,8 @@ class Analyzer(ast.NodeVisitor):
         v, t = node.context_expr, node.optional_vars
         if isinstance(v, ast.Call) and isinstance(t, ast.Name) and self.qualname(v.func) in CONN_CTORS:
             self.conns[t.id] = v
+        if isinstance(v, ast.Call) and isinstance(t, ast.Name):
+            self.opened[t.id] = v
         self.generic_visit(node)
 
     def visit_Compare(self, node):
@@ -1537,6 +1619,10 @@ class Analyzer(ast.NodeVisitor):
             self.commands.append(("reverse-shell", node, "string holds a reverse-shell command: %r" % v[:80]))
         if DESTRUCTIVE_STRINGS.search(v) or destructive_command(v):
             self.commands.append(("destructive", node, "string holds a destructive shell command: %r" % v[:80]))
+        m = PERSIST_COMMANDS.search(v)
+        if m:
+            self.commands.append(("persistence", node, "string holds a command that installs itself to run again"
+                                  " (a shell start-up file, authorized_keys, cron, a systemd unit): %r" % v[:80]))
 
     def command_str(self, node):
         """The text a string expression certainly makes, for the command checks (fold);
@@ -1638,6 +1724,8 @@ class Analyzer(ast.NodeVisitor):
     def visit_Attribute(self, node):
         if type(node.ctx) is ast.Load:
             self.check_value(node)
+            if id(node) not in self.escape_seen and node.attr in GLOBALS_ATTRS | {"__subclasses__"}:
+                self.escape_chain(node)
         self.generic_visit(node)
 
     def visit_Call(self, node):
@@ -1781,6 +1869,45 @@ class Analyzer(ast.NodeVisitor):
                 text = self.command_str(path)
                 self.add("destructive", node, "shutil.rmtree(%s) deletes a system tree or the home directory"
                          % (repr(text) if text is not None else "the home directory"))
+        # Persistence: a write to a file that runs code again later or lets someone in.
+        dst = self.written_path(node, q)
+        if dst is not None:
+            text = self.path_text(dst)
+            if text is not None and PERSIST_PATHS.search(text):
+                self.add("persistence", node, "%s writes %r, which makes code run again later (at a login, a shell's"
+                         " start, on a schedule, at boot) or lets someone in" % (q or "." + short, text))
+        # Archives extracted without a filter: a member named ../../x or /etc/x, or a link,
+        # is written outside the target (tarfile; zipfile strips such names itself).
+        if short in ("extractall", "extract") and isinstance(node.func, ast.Attribute) and self.is_tarfile(node.func.value):
+            f = self.kwarg(node, "filter")
+            fs = self.literal_str(f) if f is not None else None
+            if f is None or not (fs in SAFE_TAR_FILTERS or self.qualname(f) in SAFE_TAR_FILTERS):
+                self.add("B202", node, "tarfile %s without filter='data': a member's path (../, /, a link) can write"
+                         " outside the target directory" % short)
+        if q == "shutil.unpack_archive" and self.kwarg(node, "filter") is None:
+            self.add("B202", node, "shutil.unpack_archive without filter='data': a tar member's path (../, /, a link)"
+                     " can write outside the target directory")
+        # lxml: external entities resolved (file:// is read even with no_network).
+        if q.startswith("lxml.etree."):
+            if short == "XMLParser" or short == "XSLT" or short == "XMLPullParser":
+                bad = [k.arg for k in node.keywords if k.arg in LXML_UNSAFE_OPTIONS
+                       and self.truthy(k.value) is LXML_UNSAFE_OPTIONS[k.arg]]
+                if bad:
+                    self.add("B320", node, "lxml %s with %s: XML external entities are resolved (XXE)"
+                             % (short, ", ".join("%s=%s" % (b, LXML_UNSAFE_OPTIONS[b]) for b in bad)))
+            elif short in LXML_PARSE and node.args and self.literal_str(node.args[0]) is None:
+                parser = node.args[1] if len(node.args) > 1 else self.kwarg(node, "parser")
+                if parser is None:
+                    self.add("B320", node, "lxml.etree.%s of data that is not a literal with lxml's default parser,"
+                             " which resolves external entities (XXE): use defusedxml or"
+                             " XMLParser(resolve_entities=False)" % short)
+        # paramiko trusting any host key.
+        if short == "set_missing_host_key_policy" and node.args:
+            pol = node.args[0]
+            pq = self.qualname(pol.func if isinstance(pol, ast.Call) else pol) or ""
+            if pq.rsplit(".", 1)[-1] in ("AutoAddPolicy", "WarningPolicy"):
+                self.add("B507", node, "paramiko %s: the server's host key is not checked, so anyone in the middle"
+                         " can pose as it" % pq.rsplit(".", 1)[-1])
         # Reverse shells: a socket connected to a remote end with its descriptors given
         # to a shell.
         if q in ("socket.create_connection",) or (short == "connect" and self.socket_connect(node, q)):
@@ -1826,6 +1953,120 @@ class Analyzer(ast.NodeVisitor):
             if verdict is not None:
                 self.add(verdict[0], node, verdict[1])
         self.generic_visit(node)
+
+    def open_mode(self, call):
+        """For open() and the like (builtins, io, codecs, os.open, a Path's open()):
+        "w" when the call opens a file for writing or appending, "r" for reading,
+        None when it is no such call."""
+        q = self.qualname(call.func) or ""
+        if q in ("open", "builtins.open", "io.open", "codecs.open"):
+            mode = call.args[1] if len(call.args) > 1 else self.kwarg(call, "mode")
+        elif q == "os.open":
+            flags = call.args[1] if len(call.args) > 1 else self.kwarg(call, "flags")
+            names = {n.attr for n in ast.walk(flags) if isinstance(n, ast.Attribute)} if flags is not None else set()
+            return "w" if names & {"O_WRONLY", "O_RDWR", "O_APPEND", "O_CREAT", "O_TRUNC"} else "r"
+        elif isinstance(call.func, ast.Attribute) and call.func.attr == "open" and q.split(".")[0] not in (
+                "os", "tarfile", "zipfile", "gzip", "bz2", "lzma", "shelve", "dbm", "webbrowser", "wave", "sqlite3"):
+            mode = call.args[0] if call.args else self.kwarg(call, "mode")  # Path(...).open("a")
+        else:
+            return None
+        if mode is None:
+            return "r"
+        m = self.literal_str(mode)
+        if m is None:
+            return "w"  # a mode chosen at run time may write
+        return "w" if set(m) & set("wax+") else "r"
+
+    def path_text(self, node, depth=0):
+        """A path expression's literal parts in order, joined with "/": through names
+        assigned once, os.path.join, f-strings, + and / of Path objects, expanduser():
+        Path.home() / ".ssh" / "authorized_keys" is ".ssh/authorized_keys"."""
+        parts = []
+
+        def walk(n, d):
+            s = self.literal_str(n)
+            if s is not None:
+                parts.append(s)
+                return
+            if isinstance(n, ast.Name) and n.id in self.once and d < 6:
+                walk(self.once[n.id], d + 1)
+                return
+            if isinstance(n, ast.Call):
+                for a in n.args:
+                    walk(a, d)
+                if isinstance(n.func, ast.Attribute):
+                    walk(n.func.value, d)  # Path("~/.bashrc").expanduser()
+                return
+            for c in ast.iter_child_nodes(n):
+                walk(c, d)
+
+        walk(node, depth)
+        parts = [p for p in parts if p.strip("/")] or parts
+        if not parts:
+            return None
+        lead = "/" if parts[0].startswith("/") else ""
+        return lead + "/".join(p.strip("/") for p in parts if p.strip("/"))
+
+    def written_path(self, node, q):
+        """The path a call writes to (a file opened for writing, Path.write_text(), a copy's
+        or a move's destination, a link made), or None."""
+        if self.open_mode(node) == "w":
+            if isinstance(node.func, ast.Attribute) and node.func.attr == "open" and q != "io.open" and q != "codecs.open":
+                return node.func.value
+            return node.args[0] if node.args else self.kwarg(node, "file") or self.kwarg(node, "path")
+        if isinstance(node.func, ast.Attribute) and node.func.attr in ("write_text", "write_bytes", "symlink_to",
+                                                                         "hardlink_to"):
+            return node.func.value
+        if q in ("shutil.copy", "shutil.copy2", "shutil.copyfile", "shutil.move", "os.rename", "os.replace",
+                 "os.symlink", "os.link"):
+            return node.args[1] if len(node.args) > 1 else self.kwarg(node, "dst")
+        return None
+
+    def is_tarfile(self, node):
+        """Whether an expression is a tar archive opened with tarfile (directly, or a name
+        assigned one or bound by with ... as)."""
+        if isinstance(node, ast.Name):
+            node = self.opened.get(node.id, self.once.get(node.id))
+        return isinstance(node, ast.Call) and (self.qualname(node.func) or "") in TARFILE_OPEN
+
+    def escape_chain(self, node):
+        """Judges an attribute chain that reaches __subclasses__, __globals__ or
+        __builtins__: walking from a literal's or object's class to object's subclasses
+        (().__class__.__base__.__subclasses__()), or from there to a function's globals or
+        builtins, is a sandbox escape; a function's globals or a module's builtins reached
+        by attribute otherwise (f.__globals__["os"]) is introspection that escapes do."""
+        attrs, n = [], node
+        while True:
+            self.escape_seen.add(id(n))
+            if isinstance(n, ast.Attribute):
+                attrs.append(n.attr)
+                n = n.value
+            elif isinstance(n, ast.Subscript):
+                n = n.value
+            elif isinstance(n, ast.Call) and isinstance(n.func, (ast.Attribute, ast.Subscript)):
+                n = n.func
+            elif isinstance(n, ast.Call) and self.qualname(n.func) in ("getattr", "builtins.getattr") \
+                    and len(n.args) >= 2 and self.literal_str(n.args[1]):
+                attrs.append(self.literal_str(n.args[1]))
+                n = n.args[0]
+            elif isinstance(n, ast.Call) and self.qualname(n.func) in ("type", "builtins.type") and len(n.args) == 1:
+                attrs.append("__class__")
+                n = n.args[0]
+            else:
+                break
+        literal_root = isinstance(n, (ast.Constant, ast.Tuple, ast.List, ast.Dict, ast.Set, ast.JoinedStr)) \
+            or (isinstance(n, ast.Name) and self.qualname(n) in ("object", "builtins.object", "type", "builtins.type"))
+        names = set(attrs)
+        subclasses = "__subclasses__" in names
+        if subclasses and (literal_root or names & CLASS_WALK):
+            self.add("sandbox-escape", node, "%s walks from a class to object's subclasses, the first step of a sandbox"
+                     " escape (to a class whose module holds os or builtins)" % ".".join(["…"] + attrs[::-1]))
+        elif names & GLOBALS_ATTRS and (subclasses or "_module" in names or names & CLASS_WALK and literal_root):
+            self.add("sandbox-escape", node, "%s reaches builtins or globals through object's classes: a sandbox escape"
+                     % ".".join(["…"] + attrs[::-1]))
+        elif names & GLOBALS_ATTRS:
+            self.add("introspection", node, "%s reaches a function's globals or a module's builtins by attribute,"
+                     " as sandbox escapes do" % ".".join(["…"] + attrs[::-1]))
 
     def is_libc(self, node):
         """Whether node is a shared library loaded with ctypes (ctypes.CDLL(...),

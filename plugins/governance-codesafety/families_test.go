@@ -1,0 +1,93 @@
+package main
+
+import (
+	"slices"
+	"testing"
+
+	"github.com/limitgraph/limit/sdk/governance"
+)
+
+// familyCase is a snippet and the finding it must produce (rule, flag, line, at least
+// that severity), or none at all when rule is "".
+type familyCase struct {
+	name, code string
+	rule, flag string
+	line, min  int
+}
+
+// checkFamilies evaluates each case in-process.
+func checkFamilies(t *testing.T, cases []familyCase) {
+	t.Helper()
+	r := configured(t, `{}`)
+	for _, tt := range cases {
+		t.Run(tt.name, func(t *testing.T) {
+			fs := evaluate(t, r, tt.code)
+			if tt.rule == "" {
+				if len(fs) != 0 {
+					t.Fatalf("flagged: %+v", fs)
+				}
+				return
+			}
+			i := slices.IndexFunc(fs, func(f governance.Finding) bool {
+				return f.RuleID == tt.rule && f.Location != nil && f.Location.Line == tt.line
+			})
+			if i < 0 {
+				t.Fatalf("no %s finding on line %d in %+v", tt.rule, tt.line, fs)
+			}
+			if f := fs[i]; f.Flag != tt.flag || f.Severity < tt.min {
+				t.Fatalf("finding %+v: want %s with severity ≥%d", f, tt.flag, tt.min)
+			}
+		})
+	}
+}
+
+// TestEscapesPersistenceWipes checks families the rule once let through without a finding:
+// sandbox escapes through object's subclasses, persistence (shell start-up files,
+// authorized_keys, cron, systemd units), a loop that wipes a system tree, tar archives
+// extracted without a filter (B202), lxml resolving external entities (B320) and paramiko
+// trusting any host key (B507); and their benign neighbours.
+func TestEscapesPersistenceWipes(t *testing.T) {
+	const mal, unsafe, high = governance.FlagMalicious, governance.FlagUnsafe, governance.FlagHighRisk
+	checkFamilies(t, []familyCase{
+		// Sandbox escapes.
+		{"subclasses from a string's class", "subs = ''.__class__.__mro__[-1].__subclasses__()\nprint(len(subs))\n", "codesafety.sandbox-escape", mal, 1, 5},
+		{"subclasses through type()", "for k in type(0).__base__.__subclasses__():\n    pass\n", "codesafety.sandbox-escape", mal, 1, 5},
+		{"subclasses through getattr", "o = getattr(getattr({}, '__class__'), '__base__')\nhit = o.__subclasses__()\nx = getattr(getattr((), '__class__'), '__base__').__subclasses__()\n", "codesafety.sandbox-escape", mal, 3, 5},
+		{"object's subclasses", "k = [c for c in object.__subclasses__() if c.__name__ == 'Popen'][0]\n", "codesafety.sandbox-escape", mal, 1, 5},
+		{"globals through a subclass", "g = cls_list[7].__subclasses__()[0].__init__.__globals__\n", "codesafety.sandbox-escape", mal, 1, 5},
+		{"builtins of a warnings module", "m = w()._module.__builtins__\n", "codesafety.sandbox-escape", mal, 1, 5},
+		{"a function's globals", "def helper():\n    pass\nsys_mod = helper.__globals__['sys']\n", "codesafety.introspection", high, 3, 4},
+		{"own class registry", "class Plugin:\n    pass\nclass A(Plugin):\n    pass\nprint([c.__name__ for c in Plugin.__subclasses__()])\n", "", "", 0, 0},
+		// Persistence.
+		{"authorized_keys by os.path.join", "import os\nd = os.path.join(os.path.expanduser('~'), '.ssh', 'authorized_keys')\nwith open(d, 'a') as f:\n    f.write(KEY)\n", "codesafety.persistence", mal, 3, 5},
+		{"zshrc by pathlib", "from pathlib import Path\nrc = Path.home() / '.zshrc'\nrc.write_text('export X=1\\n' + rc.read_text())\n", "codesafety.persistence", mal, 3, 5},
+		{"cron.d file", "with open('/etc/cron.d/refresh', 'w') as f:\n    f.write('*/5 * * * * root /opt/r.sh\\n')\n", "codesafety.persistence", mal, 1, 5},
+		{"systemd unit by copy", "import shutil\nshutil.copyfile('agent.service', '/etc/systemd/system/agent.service')\n", "codesafety.persistence", mal, 2, 5},
+		{"user systemd unit", "import os\nos.makedirs(U, exist_ok=True)\nopen(os.path.expanduser('~/.config/systemd/user/a.service'), 'x').write(UNIT)\n", "codesafety.persistence", mal, 3, 5},
+		{"echo into bash_profile", "import subprocess\nsubprocess.run(\"echo 'python3 /tmp/.a.py &' >> ~/.bash_profile\", shell=True)\n", "codesafety.persistence", mal, 2, 5},
+		{"crontab from a file", "import os\nos.system('crontab /tmp/.jobs')\n", "codesafety.persistence", mal, 2, 5},
+		{"crontab from stdin, argv", "import subprocess\np = subprocess.Popen(['crontab', '-'], stdin=subprocess.PIPE)\np.communicate(b'@reboot /tmp/x\\n')\n", "codesafety.persistence", mal, 2, 5},
+		{"sitecustomize", "import site\nopen(site.getusersitepackages() + '/sitecustomize.py', 'w').write(CODE)\n", "codesafety.persistence", mal, 2, 5},
+		{"reading bashrc", "import os\nfor line in open(os.path.expanduser('~/.bashrc')):\n    print(line)\n", "", "", 0, 0},
+		{"listing crontab", "import subprocess\nprint(subprocess.run(['crontab', '-l'], capture_output=True).stdout)\n", "", "", 0, 0},
+		{"a deny list naming them", "BAD = ['crontab -', '>> ~/.bashrc']\ndef ok(c):\n    return not any(b in c for b in BAD)\n", "", "", 0, 0},
+		// Wipes.
+		{"walk of / removing files", "import os\nfor d, _, names in os.walk('/'):\n    for n in names:\n        try:\n            os.unlink(os.path.join(d, n))\n        except OSError:\n            pass\n", "codesafety.destructive", mal, 2, 5},
+		{"rglob of home unlinking", "from pathlib import Path\nfor p in Path.home().rglob('*'):\n    if p.is_file():\n        p.unlink()\n", "codesafety.destructive", mal, 2, 5},
+		{"glob of /etc overwriting", "import glob\nfor f in glob.glob('/etc/**', recursive=True):\n    open(f, 'wb').write(b'')\n", "codesafety.destructive", mal, 2, 5},
+		{"walk of a project removing caches", "import os, shutil\nfor d, subs, _ in os.walk('src'):\n    if '__pycache__' in subs:\n        shutil.rmtree(os.path.join(d, '__pycache__'))\n", "", "", 0, 0},
+		{"walk of / listing", "import os\nfor d, _, names in os.walk('/'):\n    print(d, len(names))\n", "", "", 0, 0},
+		// Archives, XML, SSH.
+		{"tarfile extractall of an upload", "import tarfile\narc = tarfile.open(fileobj=upload, mode='r:gz')\narc.extractall(path=dest)\n", "codesafety.B202", unsafe, 3, 5},
+		{"tarfile extract in a with", "import tarfile\nwith tarfile.open(name) as tf:\n    for m in tf.getmembers():\n        tf.extract(m, 'out')\n", "codesafety.B202", unsafe, 4, 5},
+		{"unpack_archive", "import shutil\nshutil.unpack_archive(bundle, 'vendor')\n", "codesafety.B202", unsafe, 2, 5},
+		{"tarfile with the data filter", "import tarfile\nwith tarfile.open(name) as tf:\n    tf.extractall('out', filter='data')\n", "", "", 0, 0},
+		{"zipfile extractall", "import zipfile\nwith zipfile.ZipFile(name) as z:\n    z.extractall('out')\n", "", "", 0, 0},
+		{"lxml parser resolving entities", "from lxml import etree\nparser = etree.XMLParser(load_dtd=True, no_network=False)\ndoc = etree.fromstring(body, parser)\n", "codesafety.B320", unsafe, 2, 5},
+		{"lxml default parser on input", "import lxml.etree as ET\nroot = ET.XML(request_body)\n", "codesafety.B320", unsafe, 2, 5},
+		{"lxml hardened parser", "from lxml import etree\np = etree.XMLParser(resolve_entities=False, no_network=True)\ndoc = etree.fromstring(body, p)\n", "", "", 0, 0},
+		{"lxml literal", "from lxml import etree\nroot = etree.fromstring('<a><b/></a>')\n", "", "", 0, 0},
+		{"paramiko WarningPolicy", "from paramiko import SSHClient, WarningPolicy\nc = SSHClient()\nc.set_missing_host_key_policy(WarningPolicy())\n", "codesafety.B507", unsafe, 3, 5},
+		{"paramiko RejectPolicy", "import paramiko\nc = paramiko.SSHClient()\nc.load_system_host_keys()\nc.set_missing_host_key_policy(paramiko.RejectPolicy())\n", "", "", 0, 0},
+	})
+}
