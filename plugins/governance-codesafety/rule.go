@@ -83,6 +83,7 @@ var checks = []check{
 	{"destructive", "", governance.FlagMalicious, 9, "destructive commands: rm -rf /, mkfs, fork bombs (in a command, or os.fork or process starts in a loop or recursion without end), rmtree of system trees"},
 	{"sandbox-escape", "", governance.FlagMalicious, 9, "sandbox escape: object's subclasses reached from a literal's class (().__class__.__base__.__subclasses__()), and builtins or globals through them"},
 	{"persistence", "", governance.FlagMalicious, 7, "persistence: a write to a shell start-up file, authorized_keys, cron, a systemd unit, an init script, sudoers, a .pth file (or a command that does, crontab installing a table)"},
+	{"download-exec", "", governance.FlagMalicious, 8, "download and run: a downloaded file run (as a program or by an interpreter), code fetched from the network given to exec/eval, a download piped into a shell (curl … | sh)"},
 	{"exfiltration", "", governance.FlagMalicious, 9, "credentials from the environment or credential files sent over the network: in a body or URL, to a host chosen at run time, over plain http, to a raw IP address, a webhook, paste or tunnel service or a look-alike of the credential's service"},
 	// A credential sent as authentication to a literal https host the rule does not know as
 	// its service's (GOOGLE_API_KEY to generativelanguage.googleapis.com): how API clients
