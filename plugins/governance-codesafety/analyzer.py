@@ -1781,13 +1781,16 @@ class Analyzer(ast.NodeVisitor):
                 or self.kwarg(node, "cmd") or self.kwarg(node, "statement")
             if code is not None and not isinstance(code, ast.Lambda) and not (
                     isinstance(code, ast.Name) and code.id in self.functions):
-                self.add("B102", node, "%s runs a string of code, as exec() does" % q)
+                self.check_code_run("B102", node, code, "%s runs a string of code, as exec() does" % q)
         if q in ("eval", "builtins.eval"):
-            self.add("B307", node, "eval() runs arbitrary code")
+            self.check_code_run("B307", node, node.args[0] if node.args else self.kwarg(node, "source"),
+                                "eval() runs arbitrary code")
         if q in ("exec", "builtins.exec"):
-            self.add("B102", node, "exec() runs arbitrary code")
-        if q in ("compile", "builtins.compile") and len(node.args) >= 3:
-            self.add("B102", node, "compile() of code to run")
+            self.check_code_run("B102", node, node.args[0] if node.args else self.kwarg(node, "source"),
+                                "exec() runs arbitrary code")
+        if q in ("compile", "builtins.compile") and len(node.args) + len(node.keywords) >= 3:
+            self.check_code_run("B102", node, node.args[0] if node.args else self.kwarg(node, "source"),
+                                "compile() of code to run")
         if q in PICKLE_CALLS:
             self.add("B301", node, "%s deserialises untrusted data, which can run code" % q)
         if q in MARSHAL_CALLS:
@@ -1987,6 +1990,24 @@ class Analyzer(ast.NodeVisitor):
             if verdict is not None:
                 self.add(verdict[0], node, verdict[1])
         self.generic_visit(node)
+
+    def check_code_run(self, check, node, src, message):
+        """Reports a call that runs or compiles code (exec, eval, compile, timeit...) unless
+        the code is computed from constants (a literal, a name assigned one, compile() of
+        one): what such code does is written in the program, and it is checked as the
+        program is (constant_code_findings), reported only when it is itself flagged."""
+        if isinstance(src, ast.Name) and isinstance(self.once.get(src.id), ast.Call):
+            src = self.once[src.id]  # c = compile("...", "<s>", "exec"); exec(c)
+        if isinstance(src, ast.Call) and self.qualname(src.func) in ("compile", "builtins.compile"):
+            src = src.args[0] if src.args else self.kwarg(src, "source")
+        v = self.fold(src) if src is not None else None
+        if type(v) not in (str, bytes):
+            self.add(check, node, message)
+            return
+        inner = constant_code_findings(v)
+        if inner:
+            self.add(check, node, "%s: the code, written in the program, is itself flagged: %s (its line %d)"
+                     % (message, inner[0]["message"], inner[0]["line"]))
 
     def open_mode(self, call):
         """For open() and the like (builtins, io, codecs, os.open, a Path's open()):
@@ -3067,6 +3088,29 @@ def repaired(code, err):
 class Limit(Exception):
     """Code that cannot be checked within the analyzer's resources (too deeply nested,
     out of memory); the same code fails the same way again."""
+
+
+# The depth of constant_code_findings: code compiled from a constant that compiles a
+# constant... is followed this far.
+CONSTANT_CODE_DEPTH = 2
+constant_code_depth = 0
+
+
+def constant_code_findings(src):
+    """The findings of code held in a constant and compiled (compile("...", ...)): none
+    when it does not parse (compile would fail) or is nested too deep to follow."""
+    global constant_code_depth
+    if constant_code_depth >= CONSTANT_CODE_DEPTH:
+        return []
+    if type(src) is bytes:
+        src = src.decode("utf-8", "replace")
+    constant_code_depth += 1
+    try:
+        return analyze(src)[0]
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return []  # what compile() itself would refuse
+    finally:
+        constant_code_depth -= 1
 
 
 def analyze(code):

@@ -114,3 +114,25 @@ func TestBindShellsAndDownloadRun(t *testing.T) {
 		{"curl alone", "import subprocess\nsubprocess.run(['curl', '-sS', '-o', 'out.json', 'https://api.example.org/x'])\n", "", "", 0, 0},
 	})
 }
+
+// TestConstantCode checks that code written in the program as a constant (a literal, a
+// name assigned one, compile() of one) and given to compile, exec, eval or timeit is not
+// taken for dynamic code, unless that code is itself flagged; and that code not written
+// in the program still is.
+func TestConstantCode(t *testing.T) {
+	const unsafe = governance.FlagUnsafe
+	checkFamilies(t, []familyCase{
+		{"compile of a literal, not run", "tree = compile('a + b', '<expr>', 'eval')\nprint(tree.co_names)\n", "", "", 0, 0},
+		{"compile of a name holding a literal", "SRC = 'def f(x):\\n    return x * 2\\n'\nco = compile(SRC, 'gen', 'exec')\n", "", "", 0, 0},
+		{"compile by keywords", "co = compile(source=b'y = [1, 2]', filename='<b>', mode='exec')\n", "", "", 0, 0},
+		{"exec of compiled constant code", "ns = {}\nexec(compile('z = sum(range(5))', '<c>', 'exec'), ns)\nprint(ns['z'])\n", "", "", 0, 0},
+		{"eval of a constant expression", "print(eval('3 * 7'))\n", "", "", 0, 0},
+		{"timeit of a constant statement", "import timeit\nprint(timeit.timeit('sorted(range(50))', number=200))\n", "", "", 0, 0},
+		{"compile of constant code that is flagged", "co = compile('import subprocess\\nsubprocess.call(cmd, shell=True)', 'c', 'exec')\n", "codesafety.B102", unsafe, 1, 7},
+		{"exec of constant code that is flagged", "CODE = \"__import__('pickle').loads(blob)\"\nexec(CODE)\n", "codesafety.B102", unsafe, 2, 7},
+		{"compile of a file's text", "co = compile(open(path).read(), path, 'exec')\n", "codesafety.B102", unsafe, 1, 7},
+		{"compile of an AST", "import ast\nco = compile(ast.parse(text), '<ast>', 'exec')\n", "codesafety.B102", unsafe, 2, 7},
+		{"eval of input", "print(eval(input('> ')))\n", "codesafety.B307", unsafe, 1, 7},
+		{"exec of a formatted string", "for i in range(3):\n    exec(f'v{i} = {i}')\n", "codesafety.B102", unsafe, 2, 7},
+	})
+}
