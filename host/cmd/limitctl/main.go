@@ -55,9 +55,10 @@ const usage = `usage:
   limitctl key [-f FILE]                      the host's provenance public key (PEM) and fingerprint
   limitctl verify [--key FILE] BUNDLE|-       check an exported bundle offline
   limitctl governance stats | evaluate prompt|code|output TEXT|@FILE|-
-  limitctl governance eval [--preset P]... [--kind prompt] [--flag jailbreak] [--parallel N] FILE.jsonl
+  limitctl governance eval [--preset P]... [--kind prompt] [--flag jailbreak[,F]...] [--parallel N] FILE.jsonl
                                               measure the rules on lines {"text","label":"jailbreak"|"benign"}:
-                                              TPR, FPR, precision, F1, confusion, ROC-AUC per preset
+                                              TPR, FPR, precision, F1, confusion, ROC-AUC per preset;
+                                              a text is detected when any --flag is raised
   limitctl nodes settle NODE                  record as interrupted the executions a host gone
                                               for good left running (an operator's token)
   limitctl version                            print the version
