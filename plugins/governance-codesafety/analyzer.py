@@ -1995,7 +1995,13 @@ class Analyzer(ast.NodeVisitor):
         """Reports a call that runs or compiles code (exec, eval, compile, timeit...) unless
         the code is computed from constants (a literal, a name assigned one, compile() of
         one): what such code does is written in the program, and it is checked as the
-        program is (constant_code_findings), reported only when it is itself flagged."""
+        program is (constant_code_findings), reported only when it is itself flagged. A
+        callable reached by a lookup (builtins.__dict__["ev" + "al"], getattr(builtins,
+        "exec")) rather than by its name is hiding, whatever it runs: reported."""
+        f = node.func
+        if not (isinstance(f, ast.Name) or isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name)):
+            self.add(check, node, message + ", reached by a lookup that hides its name")
+            return
         if isinstance(src, ast.Name) and isinstance(self.once.get(src.id), ast.Call):
             src = self.once[src.id]  # c = compile("...", "<s>", "exec"); exec(c)
         if isinstance(src, ast.Call) and self.qualname(src.func) in ("compile", "builtins.compile"):

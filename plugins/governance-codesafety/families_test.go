@@ -133,6 +133,8 @@ func TestConstantCode(t *testing.T) {
 		{"compile of a file's text", "co = compile(open(path).read(), path, 'exec')\n", "codesafety.B102", unsafe, 1, 7},
 		{"compile of an AST", "import ast\nco = compile(ast.parse(text), '<ast>', 'exec')\n", "codesafety.B102", unsafe, 2, 7},
 		{"eval of input", "print(eval(input('> ')))\n", "codesafety.B307", unsafe, 1, 7},
+		{"eval of constant code reached by a lookup", "import builtins\nrun = builtins.__dict__['e' + 'val']\nbuiltins.__dict__['e' + 'val']('6 * 7')\n", "codesafety.B307", unsafe, 3, 7},
+		{"exec of constant code through getattr", "import builtins\ngetattr(builtins, 'ex' + 'ec')('n = 0')\n", "codesafety.B102", unsafe, 2, 7},
 		{"exec of a formatted string", "for i in range(3):\n    exec(f'v{i} = {i}')\n", "codesafety.B102", unsafe, 2, 7},
 	})
 }
