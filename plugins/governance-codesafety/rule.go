@@ -75,9 +75,21 @@ var checks = []check{
 	{"B103", "B103", governance.FlagUnsafe, 6, "chmod to a world-writable mode"},
 	{"B608", "B608", governance.FlagUnsafe, 6, "SQL query built from strings"},
 	{"dynamic-import", "", governance.FlagHighRisk, 4, "__import__ or importlib.import_module"},
+	{"B202", "B202", governance.FlagUnsafe, 6, "tarfile extractall/extract or shutil.unpack_archive without filter='data': members written outside the target"},
+	{"B320", "B320", governance.FlagUnsafe, 6, "lxml parsing that resolves external entities (its default parser on data, or resolve_entities=True): XXE"},
+	{"B507", "B507", governance.FlagUnsafe, 6, "paramiko AutoAddPolicy or WarningPolicy: SSH host keys not checked"},
+	{"introspection", "", governance.FlagHighRisk, 5, "a function's globals or a module's builtins reached by attribute (__globals__, __builtins__), as sandbox escapes do"},
 	{"reverse-shell", "", governance.FlagMalicious, 10, "reverse shell: a socket handed to a shell, or a /dev/tcp or nc -e command"},
 	{"destructive", "", governance.FlagMalicious, 9, "destructive commands: rm -rf /, mkfs, fork bombs (in a command, or os.fork or process starts in a loop or recursion without end), rmtree of system trees"},
-	{"exfiltration", "", governance.FlagMalicious, 9, "credentials from the environment or credential files sent over the network"},
+	{"sandbox-escape", "", governance.FlagMalicious, 9, "sandbox escape: object's subclasses reached from a literal's class (().__class__.__base__.__subclasses__()), and builtins or globals through them"},
+	{"persistence", "", governance.FlagMalicious, 7, "persistence: a write to a shell start-up file, authorized_keys, cron, a systemd unit, an init script, sudoers, a .pth file (or a command that does, crontab installing a table)"},
+	{"download-exec", "", governance.FlagMalicious, 8, "download and run: a downloaded file run (as a program or by an interpreter), code fetched from the network given to exec/eval, a download piped into a shell (curl … | sh)"},
+	{"exfiltration", "", governance.FlagMalicious, 9, "credentials from the environment or credential files sent over the network: in a body or URL, to a host chosen at run time, over plain http, to a raw IP address, a webhook, paste or tunnel service or a look-alike of the credential's service"},
+	// A credential sent as authentication to a literal https host the rule does not know as
+	// its service's (GOOGLE_API_KEY to generativelanguage.googleapis.com): how API clients
+	// work, so a note that default lets run and merge; strict refuses it, as it refuses
+	// every unverified flag.
+	{"credential-sent", "", governance.FlagUnverified, 2, "a credential from the environment sent as authentication (headers=, auth=) over https to a literal host not known as its service's"},
 	// Code the rule's Python does not parse is not analysed (only its other lines are, see
 	// Evaluate): said as a flag that default lets run, so the user sees Python's own
 	// SyntaxError from the runner, and strict refuses (it blocks unverified at 1).

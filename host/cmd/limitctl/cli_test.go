@@ -619,3 +619,74 @@ func TestOwnerGoneAndSettle(t *testing.T) {
 		t.Errorf("nodes settle without a node: exit %d: %s", code, stderr)
 	}
 }
+
+// TestEvalSeveralFlags: governance eval --flag takes a comma-separated list, a text
+// counting as detected when any listed flag is raised on it (codesafety spreads its
+// findings over unsafe, high_risk and malicious); -o json lists each flagged text with the
+// findings that flagged it; a listed flag no rule raises is refused by name.
+func TestEvalSeveralFlags(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req struct{ Text string }
+		_ = json.NewDecoder(r.Body).Decode(&req)
+		w.Header().Set("Content-Type", "application/json")
+		rules := `"rules":[{"plugin":"codesafety","rules":[{"id":"codesafety.B605","flags":["unsafe"]},{"id":"codesafety.B104","flags":["high_risk"]},{"id":"codesafety.reverse-shell","flags":["malicious"]}]}]`
+		finding := map[string]string{
+			"shell":  `{"flag":"unsafe","severity":7,"rule_id":"codesafety.B605","reason":"os.system starts a process through a shell"}`,
+			"bind":   `{"flag":"high_risk","severity":4,"rule_id":"codesafety.B104","reason":"binds to all network interfaces"}`,
+			"revsh":  `{"flag":"malicious","severity":10,"rule_id":"codesafety.reverse-shell","reason":"a socket handed to a shell"}`,
+			"benign": ``,
+		}[req.Text]
+		fmt.Fprint(w, `{"findings":[`+finding+`],`+rules+`}`)
+	}))
+	defer srv.Close()
+	set := filepath.Join(t.TempDir(), "set.jsonl")
+	lines := `{"text":"shell","label":"jailbreak"}` + "\n" + `{"text":"bind","label":"jailbreak"}` + "\n" +
+		`{"text":"revsh","label":"jailbreak"}` + "\n" + `{"text":"benign","label":"benign"}` + "\n"
+	if err := os.WriteFile(set, []byte(lines), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr := limitctl(t, "-addr", srv.URL, "-o", "json", "governance", "eval", "--kind", "code", "--preset", "default", "--flag", "malicious,unsafe", set)
+	if code != 0 {
+		t.Fatalf("exit %d stderr %s", code, stderr)
+	}
+	var rep struct {
+		Flags   []string `json:"flags"`
+		Presets []struct {
+			Confusion struct {
+				TP int `json:"tp"`
+				FN int `json:"fn"`
+			} `json:"confusion"`
+			Misses []int `json:"misses"`
+			Hits   []struct {
+				Line     int    `json:"line"`
+				Label    string `json:"label"`
+				Findings []struct {
+					RuleID string `json:"rule_id"`
+					Reason string `json:"reason"`
+				} `json:"findings"`
+			} `json:"hits"`
+		} `json:"presets"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+		t.Fatalf("%v: %s", err, stdout)
+	}
+	p := rep.Presets[0]
+	if !slices.Equal(rep.Flags, []string{"malicious", "unsafe"}) || p.Confusion.TP != 2 || p.Confusion.FN != 1 || !slices.Equal(p.Misses, []int{2}) {
+		t.Fatalf("--flag malicious,unsafe: flags %v confusion %+v misses %v, want the high_risk line alone missed", rep.Flags, p.Confusion, p.Misses)
+	}
+	if len(p.Hits) != 2 || p.Hits[0].Line != 1 || p.Hits[1].Line != 3 || p.Hits[1].Label != "jailbreak" ||
+		len(p.Hits[1].Findings) != 1 || p.Hits[1].Findings[0].RuleID != "codesafety.reverse-shell" || p.Hits[1].Findings[0].Reason != "a socket handed to a shell" {
+		t.Fatalf("hits %+v, want lines 1 and 3 with their findings and reasons", p.Hits)
+	}
+	code, stdout, stderr = limitctl(t, "-addr", srv.URL, "governance", "eval", "--kind", "code", "--preset", "default", "--flag", "malicious, unsafe,high_risk", set)
+	if code != 0 || !strings.Contains(stdout, "100.0%") || !strings.Contains(stdout, "any of malicious, unsafe, high_risk") {
+		t.Fatalf("three flags: exit %d stdout %s stderr %s, want TPR 100%% and the flags named", code, stdout, stderr)
+	}
+	code, _, stderr = limitctl(t, "-addr", srv.URL, "governance", "eval", "--kind", "code", "--flag", "malicious,jailbreak", set)
+	if code != 1 || !strings.Contains(stderr, `raises "jailbreak"`) || strings.Contains(stderr, `"malicious"`) {
+		t.Fatalf("a flag no rule raises: exit %d stderr %s, want 1 naming jailbreak alone", code, stderr)
+	}
+	if code, _, stderr = limitctl(t, "-addr", srv.URL, "governance", "eval", "--flag", "malicious,,unsafe", set); code != 2 || !strings.HasPrefix(stderr, "limitctl: --flag") {
+		t.Fatalf("an empty flag: exit %d stderr %s, want a usage error", code, stderr)
+	}
+}

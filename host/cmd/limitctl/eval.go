@@ -80,6 +80,8 @@ func readEvalSet(path string) ([]evalExample, error) {
 // evalVerdict is what the daemon said of one text under one preset.
 type evalVerdict struct {
 	flagged bool
+	// findings are the findings of the measured flags: why the text was flagged.
+	findings []evalFinding
 	// ruleHit: a finding of the flag by a rule that reports no score (a phrase rule,
 	// a decoded payload), as opposed to a model crossing its threshold.
 	ruleHit bool
@@ -107,13 +109,34 @@ type evalPresetResult struct {
 	// Misses and FalsePositives are the line numbers of the texts the detector got wrong.
 	Misses         []int `json:"misses"`
 	FalsePositives []int `json:"false_positives"`
+	// Hits are the texts flagged (true and false positives), each with the findings of
+	// the measured flags that flagged it.
+	Hits []evalHit `json:"hits"`
+}
+
+// evalHit is a text flagged under a preset, and why.
+type evalHit struct {
+	Line     int           `json:"line"`
+	Label    string        `json:"label"`
+	Findings []evalFinding `json:"findings"`
+}
+
+// evalFinding is one finding of a measured flag on a text.
+type evalFinding struct {
+	Flag     string `json:"flag"`
+	Severity int    `json:"severity"`
+	RuleID   string `json:"rule_id"`
+	Reason   string `json:"reason"`
 }
 
 // evalReport is the whole measurement.
 type evalReport struct {
-	File      string             `json:"file"`
-	Kind      string             `json:"kind"`
+	File string `json:"file"`
+	Kind string `json:"kind"`
+	// Flag is the measured flags as given (comma-separated); Flags the same as a list.
+	// A text counts as detected when any of them is raised on it.
 	Flag      string             `json:"flag"`
+	Flags     []string           `json:"flags"`
 	Positives int                `json:"positives"`
 	Negatives int                `json:"negatives"`
 	Presets   []evalPresetResult `json:"presets"`
@@ -139,7 +162,7 @@ func num(x float64) *float64 {
 func (x *cli) governanceEval(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("governance eval", flag.ContinueOnError)
 	kind := fs.String("kind", "prompt", "what the texts are: prompt, code or output")
-	flagName := fs.String("flag", "jailbreak", "the flag that counts as detected")
+	flagName := fs.String("flag", "jailbreak", "the flags that count as detected, comma-separated: a text is detected when any is raised (codesafety: malicious,unsafe,high_risk)")
 	var presets multi
 	fs.Var(&presets, "preset", "a preset to measure (repeatable; default permissive, default and strict)")
 	parallel := fs.Int("parallel", 4, "evaluations in flight at once")
@@ -148,6 +171,10 @@ func (x *cli) governanceEval(ctx context.Context, args []string) error {
 		return err
 	}
 	if err := need(pos, 1, "FILE.jsonl (lines {\"text\", \"label\": \"jailbreak\" | \"benign\"})"); err != nil {
+		return err
+	}
+	flags, err := evalFlags(*flagName)
+	if err != nil {
 		return err
 	}
 	if *parallel < 1 || *parallel > 64 {
@@ -170,18 +197,24 @@ func (x *cli) governanceEval(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if !raises(probe.Rules, *flagName) {
-		return fmt.Errorf("no rule the daemon runs on %s texts raises %q: nothing to measure (configure a rule plugin that does, and reads them)", *kind, *flagName)
+	var unraised []string
+	for _, f := range flags {
+		if !raises(probe.Rules, f) {
+			unraised = append(unraised, strconv.Quote(f))
+		}
+	}
+	if len(unraised) > 0 {
+		return fmt.Errorf("no rule the daemon runs on %s texts raises %s: nothing to measure (configure a rule plugin that does, and reads them)", *kind, strings.Join(unraised, ", "))
 	}
 	verdicts := make(map[string][]evalVerdict, len(presets))
 	for _, p := range presets {
-		v, err := x.evalPass(ctx, set, *kind, *flagName, p, *parallel)
+		v, err := x.evalPass(ctx, set, *kind, flags, p, *parallel)
 		if err != nil {
 			return err
 		}
 		verdicts[p] = v
 	}
-	rep := evalReport{File: pos[0], Kind: *kind, Flag: *flagName}
+	rep := evalReport{File: pos[0], Kind: *kind, Flag: strings.Join(flags, ","), Flags: flags}
 	positive := make([]bool, len(set))
 	lengths := make([]float64, len(set))
 	var benignLengths []float64
@@ -195,9 +228,16 @@ func (x *cli) governanceEval(ctx context.Context, args []string) error {
 		}
 	}
 	for _, p := range presets {
-		r := evalPresetResult{Preset: p, Misses: []int{}, FalsePositives: []int{}}
+		r := evalPresetResult{Preset: p, Misses: []int{}, FalsePositives: []int{}, Hits: []evalHit{}}
 		for i, v := range verdicts[p] {
 			r.Confusion.Add(positive[i], v.flagged)
+			if v.flagged {
+				label := "benign"
+				if positive[i] {
+					label = "jailbreak"
+				}
+				r.Hits = append(r.Hits, evalHit{Line: set[i].Line, Label: label, Findings: v.findings})
+			}
 			switch {
 			case positive[i] && !v.flagged:
 				r.Misses = append(r.Misses, set[i].Line)
@@ -244,6 +284,21 @@ func (x *cli) governanceEval(ctx context.Context, args []string) error {
 	return nil
 }
 
+// evalFlags reads --flag: one flag or several, comma-separated.
+func evalFlags(s string) ([]string, error) {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			return nil, usagef("--flag must name flags separated by commas, got %q", s)
+		}
+		if !slices.Contains(out, f) {
+			out = append(out, f)
+		}
+	}
+	return out, nil
+}
+
 // raises reports whether any configured rule raises flag.
 func raises(rules []client.RuleInfo, flag string) bool {
 	for _, p := range rules {
@@ -259,7 +314,7 @@ func raises(rules []client.RuleInfo, flag string) bool {
 // evalPass evaluates every text at one preset, parallel at a time, showing progress on
 // stderr when it takes a while. Any failed request or rule fails the measurement, which
 // would otherwise be wrong.
-func (x *cli) evalPass(ctx context.Context, set []evalExample, kind, flagName, preset string, parallel int) ([]evalVerdict, error) {
+func (x *cli) evalPass(ctx context.Context, set []evalExample, kind string, flags []string, preset string, parallel int) ([]evalVerdict, error) {
 	out := make([]evalVerdict, len(set))
 	var done atomic.Int64
 	g, gctx := errgroup.WithContext(ctx)
@@ -288,7 +343,7 @@ func (x *cli) evalPass(ctx context.Context, set []evalExample, kind, flagName, p
 			if len(ev.Errors) > 0 {
 				return fmt.Errorf("line %d: a rule failed: %s", ex.Line, strings.Join(ev.Errors, "; "))
 			}
-			out[i] = verdictOf(ev, flagName)
+			out[i] = verdictOf(ev, flags)
 			done.Add(1)
 			return nil
 		})
@@ -321,9 +376,9 @@ func evaluateRetrying(ctx context.Context, c *client.Client, kind, text, preset 
 	}
 }
 
-// verdictOf reads one evaluation: whether the flag was raised, by a rule without a score,
-// and the highest model score.
-func verdictOf(ev *client.Evaluation, flagName string) evalVerdict {
+// verdictOf reads one evaluation: whether any of the flags was raised (and the findings
+// that raised them), by a rule without a score, and the highest model score.
+func verdictOf(ev *client.Evaluation, flags []string) evalVerdict {
 	var v evalVerdict
 	scoredIDs := map[string]bool{}
 	for _, byID := range ev.Scores {
@@ -335,10 +390,11 @@ func verdictOf(ev *client.Evaluation, flagName string) evalVerdict {
 		}
 	}
 	for _, f := range ev.Findings {
-		if f.Flag != flagName {
+		if !slices.Contains(flags, f.Flag) {
 			continue
 		}
 		v.flagged = true
+		v.findings = append(v.findings, evalFinding{Flag: f.Flag, Severity: f.Severity, RuleID: f.RuleID, Reason: f.Reason})
 		if !scoredIDs[f.RuleID] {
 			v.ruleHit = true
 		}
@@ -361,7 +417,11 @@ func aucOf(x *float64) string {
 }
 
 func (x *cli) printEval(rep evalReport, scored bool) {
-	fmt.Fprintf(x.stdout, "%s: %s (%d %s, %d benign), kind %s\n\n", rep.File, plural(rep.Positives+rep.Negatives, "text", "texts"), rep.Positives, rep.Flag, rep.Negatives, rep.Kind)
+	detected := ""
+	if len(rep.Flags) > 1 {
+		detected = ", detected when any of " + strings.Join(rep.Flags, ", ") + " is raised"
+	}
+	fmt.Fprintf(x.stdout, "%s: %s (%d %s, %d benign), kind %s%s\n\n", rep.File, plural(rep.Positives+rep.Negatives, "text", "texts"), rep.Positives, rep.Flag, rep.Negatives, rep.Kind, detected)
 	rows := make([][]string, 0, len(rep.Presets))
 	for _, r := range rep.Presets {
 		c := r.Confusion

@@ -57,9 +57,10 @@ const usage = `usage:
                                               token; it holds the host's private key: mode 0600)
   limitctl verify [--key FILE] BUNDLE|-       check an exported bundle offline
   limitctl governance stats | evaluate prompt|code|output TEXT|@FILE|-
-  limitctl governance eval [--preset P]... [--kind prompt] [--flag jailbreak] [--parallel N] FILE.jsonl
+  limitctl governance eval [--preset P]... [--kind prompt] [--flag jailbreak[,F]...] [--parallel N] FILE.jsonl
                                               measure the rules on lines {"text","label":"jailbreak"|"benign"}:
-                                              TPR, FPR, precision, F1, confusion, ROC-AUC per preset
+                                              TPR, FPR, precision, F1, confusion, ROC-AUC per preset;
+                                              a text is detected when any --flag is raised
   limitctl nodes settle NODE                  record as interrupted the executions a host gone
                                               for good left running (an operator's token)
   limitctl version                            print the version
