@@ -46,13 +46,13 @@ func (s *Server) register() {
 	s.handle(route{Method: "POST", Path: "/sessions/{id}/executions", Summary: "Run an execution in the session (Accept: text/event-stream streams output)", Tag: "executions", Request: execution.Request{}, Response: execution.Result{}, Stream: true, Errors: []int{403, 409, 422, 429, 500, 503, 507}, Legacy: true}, s.execute)
 	s.handle(route{Method: "GET", Path: "/sessions/{id}/traces", Summary: "List a session's traces", Tag: "traces", Response: traceList{}, Query: []string{"per_page", "next_token"}, Legacy: true}, s.listSessionTraces)
 	s.handle(route{Method: "POST", Path: "/traces", Summary: "Create a trace", Tag: "traces", Request: createTraceRequest{}, Response: trace.Record{}, Status: 201, Errors: []int{404, 409, 507}, Legacy: true}, s.createTrace)
-	s.handle(route{Method: "GET", Path: "/traces/{id}", Summary: "Get a trace with its provenance chain", Tag: "traces", Response: traceView{}, Legacy: true}, s.getTrace)
+	s.handle(route{Method: "GET", Path: "/traces/{id}", Summary: "Get a trace with its provenance chain", Tag: "traces", Response: traceView{}, Errors: []int{409}, Legacy: true}, s.getTrace)
 	s.handle(route{Method: "POST", Path: "/traces/{id}/provenance", Summary: "Append a provenance entry", Tag: "traces", Request: appendRequest{}, Response: trace.Entry{}, Status: 201, Errors: []int{409, 507}, Legacy: true}, s.appendProvenance)
 	s.handle(route{Method: "GET", Path: "/traces/{id}/provenance/verify", Summary: "Verify a trace's provenance chain", Tag: "traces", Response: trace.VerifyResult{}, Legacy: true}, s.verifyProvenance)
 	s.handle(route{Method: "POST", Path: "/traces/{id}/merge", Summary: "Merge a trace into the shared record (409 with reasons when refused)", Tag: "governance", Response: mergeResponse{}, Errors: []int{409, 503}, Legacy: true}, s.merge)
 	s.handle(route{Method: "GET", Path: "/merged", Summary: "List merged traces", Tag: "governance", Response: traceList{}, Query: []string{"per_page", "next_token"}, Legacy: true}, s.listMerged)
-	s.handle(route{Method: "POST", Path: "/artifacts/export", Summary: "Export traces and provenance as a verifiable bundle", Tag: "traces", Request: exportRequest{}, Binary: "application/gzip", Errors: []int{404}, Legacy: true}, s.export)
-	s.handle(route{Method: "POST", Path: "/governance/flag", Summary: "Flag a trace", Tag: "governance", Request: flagRequest{}, Response: trace.Record{}, Status: 201, Errors: []int{404, 507}, Legacy: true}, s.flag)
+	s.handle(route{Method: "POST", Path: "/artifacts/export", Summary: "Export traces and provenance as a verifiable bundle", Tag: "traces", Request: exportRequest{}, Binary: "application/gzip", Errors: []int{404, 409}, Legacy: true}, s.export)
+	s.handle(route{Method: "POST", Path: "/governance/flag", Summary: "Flag a trace", Tag: "governance", Request: flagRequest{}, Response: trace.Record{}, Status: 201, Errors: []int{404, 409, 507}, Legacy: true}, s.flag)
 	s.handle(route{Method: "GET", Path: "/governance/stats", Summary: "Governance statistics per session (a page of the sessions the token reaches, or the owner's, or session_id's) and their sum", Tag: "governance", Response: statsResponse{}, Query: []string{"session_id", "per_page", "next_token", "owner"}, Errors: []int{403, 404}, Legacy: true}, s.stats)
 	s.handle(route{Method: "POST", Path: "/governance/evaluate", Summary: "Evaluate a text with every configured rule, without running it", Tag: "governance", Request: evaluateRequest{}, Response: evaluateResponse{}, Legacy: true}, s.evaluate)
 	s.handle(route{Method: "GET", Path: "/provenance/key", Summary: "The host's provenance signing key (public half, PEM) and its fingerprint", Tag: "traces", Response: keyResponse{}}, s.provenanceKey)
@@ -201,6 +201,13 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		// plugin that cannot take the request now, as a rule plugin that cannot answer.
 		w.Header().Set("Retry-After", "5")
 		writeProblem(w, r, http.StatusServiceUnavailable, err.Error(), nil)
+	case errors.Is(err, trace.ErrCorrupt):
+		// What storage holds of the trace does not verify (changed or removed behind the
+		// host's back): the trace's state, not the request or the server, is in the way,
+		// and the detail names the trace and what is wrong. Logged for the operators, who
+		// may want to look at the storage, but not as a failure of the host.
+		s.opts.Logger.Warn("trace does not verify", append(requestIDs(w.Header().Get(requestIDHeader), r), "method", r.Method, "path", r.URL.Path, "error", err)...)
+		writeProblem(w, r, http.StatusConflict, err.Error(), nil)
 	case errors.Is(err, context.Canceled):
 		// The client went away; nothing useful to answer.
 		writeProblem(w, r, 499, "request cancelled", nil)
@@ -542,8 +549,12 @@ func (s *Server) execute(w http.ResponseWriter, r *http.Request) {
 }
 
 type traceList struct {
-	Traces    []trace.Record `json:"traces"`
-	NextToken string         `json:"next_token,omitempty"`
+	Traces []trace.Record `json:"traces"`
+	// Damaged are the ids of the page's traces left out of traces: their stored record
+	// does not decode, or (in the shared record) does not match the chain copied with it.
+	// Reading one answers 409 saying what is wrong; its verify, valid false.
+	Damaged   []string `json:"damaged,omitempty"`
+	NextToken string   `json:"next_token,omitempty"`
 }
 
 func (s *Server) listSessionTraces(w http.ResponseWriter, r *http.Request) {
@@ -562,15 +573,23 @@ func (s *Server) listSessionTraces(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	list, next, err := s.opts.Traces.ListBySession(r.Context(), r.PathValue("id"), per, token)
+	page, err := s.opts.Traces.SessionPage(r.Context(), r.PathValue("id"), per, token)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	if list == nil {
-		list = []trace.Record{}
+	writeJSON(w, http.StatusOK, s.traceList(w, r, listing, page))
+}
+
+// traceList answers page of listing, logging the damaged traces it leaves out.
+func (s *Server) traceList(w http.ResponseWriter, r *http.Request, listing string, page trace.Page) traceList {
+	if len(page.Damaged) > 0 {
+		s.opts.Logger.Warn("listed traces left out as damaged", append(requestIDs(w.Header().Get(requestIDHeader), r), "path", r.URL.Path, "traces", page.Damaged)...)
 	}
-	writeJSON(w, http.StatusOK, traceList{Traces: list, NextToken: pageToken(listing, next)})
+	if page.Records == nil {
+		page.Records = []trace.Record{}
+	}
+	return traceList{Traces: page.Records, Damaged: page.Damaged, NextToken: pageToken(listing, page.Next)}
 }
 
 type createTraceRequest struct {
@@ -768,7 +787,9 @@ func (s *Server) appendProvenance(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) verifyProvenance(w http.ResponseWriter, r *http.Request) {
-	if _, err := s.traceFor(r, r.PathValue("id"), true); err != nil {
+	// A damaged trace (traceFor answers ErrCorrupt to whom may read it) is what verify is
+	// for: it answers valid false, saying what is wrong.
+	if _, err := s.traceFor(r, r.PathValue("id"), true); err != nil && !errors.Is(err, trace.ErrCorrupt) {
 		s.fail(w, r, err)
 		return
 	}
@@ -1051,15 +1072,12 @@ func (s *Server) listMerged(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	list, next, err := s.opts.Traces.ListMerged(r.Context(), per, token)
+	page, err := s.opts.Traces.MergedPage(r.Context(), per, token)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	if list == nil {
-		list = []trace.Record{}
-	}
-	writeJSON(w, http.StatusOK, traceList{Traces: list, NextToken: pageToken("merged", next)})
+	writeJSON(w, http.StatusOK, s.traceList(w, r, "merged", page))
 }
 
 type exportRequest struct {

@@ -933,6 +933,9 @@ func (x *cli) showTraces(l *client.TraceList) error {
 		rows = append(rows, []string{t.ID, t.SessionID, t.Kind, t.Status, strconv.FormatInt(t.Length, 10), flagNames(t.Flags), ago(t.CreatedAt)})
 	}
 	x.table("ID\tSESSION\tKIND\tSTATUS\tENTRIES\tFLAGS\tCREATED", rows)
+	for _, id := range l.Damaged {
+		fmt.Fprintf(x.stdout, "damaged: %s (left out; limitctl traces verify %s says what is wrong)\n", clean(id), clean(id))
+	}
 	if l.NextToken != "" {
 		fmt.Fprintf(x.stdout, "more: --next-token %s\n", clean(l.NextToken))
 	}

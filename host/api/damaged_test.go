@@ -1,0 +1,94 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/limitgraph/limit/host/session"
+	"github.com/limitgraph/limit/host/trace"
+	"github.com/limitgraph/limit/sdk/storage/memstore"
+)
+
+// damagedSession is a session of three traces, the second of which has a stored record
+// that no longer decodes; the third is merged, and its copy in the shared record no
+// longer decodes either.
+func damagedSession(t *testing.T) (srv *Server, st *memstore.Store, sid, good, bad, merged string) {
+	t.Helper()
+	ctx := context.Background()
+	st = memstore.New()
+	srv, traces, sessions := provenanceAPI(t, st)
+	sess, err := sessions.Create(ctx, session.CreateRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for range 3 {
+		rec, err := traces.Create(ctx, sess.ID, trace.TraceCustom, nil, "t")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, rec.ID)
+	}
+	if code, _, body := send(t, srv, "POST", "/v1/traces/"+ids[2]+"/merge", ""); code != 200 {
+		t.Fatalf("merge: %d %s", code, body)
+	}
+	if err := st.Put(ctx, trace.SessionNamespace(trace.DefaultTenant, sess.ID), []byte("trace/"+ids[1]), []byte(`{"id":`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Put(ctx, trace.MergedNamespace(trace.DefaultTenant), []byte("trace/"+ids[2]), []byte(`not json`)); err != nil {
+		t.Fatal(err)
+	}
+	return srv, st, sess.ID, ids[0], ids[1], ids[2]
+}
+
+// TestDamagedRecordIsNamedNotFatal: one stored record that does not decode leaves every
+// listing that holds it answering the others, with the damaged one's id in damaged; a read,
+// a merge or an append of the damaged trace is a 409 naming it, and its verify answers
+// valid false saying what is wrong (not a 500 everywhere).
+func TestDamagedRecordIsNamedNotFatal(t *testing.T) {
+	srv, _, sid, good, bad, merged := damagedSession(t)
+	list := func(path string) traceList {
+		t.Helper()
+		code, _, body := send(t, srv, "GET", path, "")
+		var l traceList
+		if err := json.Unmarshal(body, &l); code != 200 || err != nil {
+			t.Fatalf("GET %s: %d %s", path, code, body)
+		}
+		return l
+	}
+	l := list("/v1/sessions/" + sid + "/traces")
+	var listed []string
+	for _, r := range l.Traces {
+		listed = append(listed, r.ID)
+	}
+	if !slices.Equal(listed, []string{good, merged}) || !slices.Equal(l.Damaged, []string{bad}) {
+		t.Errorf("session listing: traces %v, damaged %v; want [%s %s], damaged [%s]", listed, l.Damaged, good, merged, bad)
+	}
+	if l := list("/v1/merged"); len(l.Traces) != 0 || !slices.Equal(l.Damaged, []string{merged}) {
+		t.Errorf("merged listing: traces %v, damaged %v; want none, damaged [%s]", l.Traces, l.Damaged, merged)
+	}
+	for _, c := range []struct{ method, path, body string }{
+		{"GET", "/v1/traces/" + bad, ""},
+		{"POST", "/v1/traces/" + bad + "/merge", ""},
+		{"POST", "/v1/traces/" + bad + "/provenance", `{"kind":"note"}`},
+		{"POST", "/v1/governance/flag", `{"trace_id":"` + bad + `","flag":"malicious","severity":9}`},
+	} {
+		code, ctype, body := send(t, srv, c.method, c.path, c.body)
+		if code != 409 || ctype != "application/problem+json" || !strings.Contains(string(body), bad) {
+			t.Errorf("%s %s: %d %s %s; want 409 problem+json naming the trace", c.method, c.path, code, ctype, body)
+		}
+	}
+	code, _, body := send(t, srv, "GET", "/v1/traces/"+bad+"/provenance/verify", "")
+	var v trace.VerifyResult
+	if err := json.Unmarshal(body, &v); err != nil || code != 200 || v.Valid || !strings.Contains(v.Error, "malformed trace record") {
+		t.Errorf("verify of the damaged trace: %d %s; want 200, valid false, saying the record is malformed", code, body)
+	}
+	code, _, body = send(t, srv, "GET", "/v1/rd/fgw/sessions?a="+sid+"&b="+sid, "")
+	var g sessionFGWResponse
+	if err := json.Unmarshal(body, &g); err != nil || code != 200 || !slices.Equal(g.Damaged, []string{bad}) || g.NodesA != 3 {
+		t.Errorf("session FGW: %d %s; want 200 over the two intact traces (3 entries), damaged [%s]", code, body, bad)
+	}
+}
