@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -90,5 +91,56 @@ func TestDamagedRecordIsNamedNotFatal(t *testing.T) {
 	var g sessionFGWResponse
 	if err := json.Unmarshal(body, &g); err != nil || code != 200 || !slices.Equal(g.Damaged, []string{bad}) || g.NodesA != 3 {
 		t.Errorf("session FGW: %d %s; want 200 over the two intact traces (3 entries), damaged [%s]", code, body, bad)
+	}
+}
+
+// TestBrokenChainIs409: an append to a chain whose latest checkpoint was removed, and an
+// export of a session holding it, answer 409 naming the trace (the export every trace that
+// does not verify, in damaged), not 500.
+func TestBrokenChainIs409(t *testing.T) {
+	ctx := context.Background()
+	st := memstore.New()
+	key, err := trace.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	traces, err := trace.New(st, key, trace.Options{TempDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, sessions := provenanceAPIWith(t, st, traces)
+	sess, err := sessions.Create(ctx, session.CreateRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for range 3 {
+		rec, err := traces.Create(ctx, sess.ID, trace.TraceCustom, nil, "t")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, rec.ID)
+	}
+	ns := trace.SessionNamespace(trace.DefaultTenant, sess.ID)
+	for _, id := range []string{ids[0], ids[2]} {
+		if _, err := st.Delete(ctx, ns, fmt.Appendf(nil, "ckpt/%s/%020d", id, 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A restart: nothing cached.
+	if traces, err = trace.New(st, key, trace.Options{TempDir: t.TempDir()}); err != nil {
+		t.Fatal(err)
+	}
+	srv, _, _ := provenanceAPIWith(t, st, traces)
+	code, ctype, body := send(t, srv, "POST", "/v1/traces/"+ids[0]+"/provenance", `{"kind":"note"}`)
+	if code != 409 || ctype != "application/problem+json" || !strings.Contains(string(body), ids[0]) {
+		t.Errorf("append: %d %s %s; want 409 problem+json naming the trace", code, ctype, body)
+	}
+	code, ctype, body = send(t, srv, "POST", "/v1/artifacts/export", `{"session_id":"`+sess.ID+`"}`)
+	var p struct {
+		Damaged []string `json:"damaged"`
+	}
+	if err := json.Unmarshal(body, &p); err != nil || code != 409 || ctype != "application/problem+json" || !slices.Equal(p.Damaged, []string{ids[0], ids[2]}) {
+		t.Errorf("session export: %d %s %s; want 409 problem+json with damaged [%s %s]", code, ctype, body, ids[0], ids[2])
 	}
 }

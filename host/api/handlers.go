@@ -90,6 +90,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		lost    *execution.RecordLostError
 		other   *session.OtherNodeError
 		limit   *session.UserLimitError
+		damaged *trace.DamagedError
 	)
 	switch {
 	case errors.As(err, &limit):
@@ -139,6 +140,11 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		writeProblem(w, r, http.StatusBadRequest, err.Error(), nil)
 	case errors.Is(err, session.ErrDeleted), errors.Is(err, trace.ErrFinal):
 		writeProblem(w, r, http.StatusConflict, err.Error(), nil)
+	case errors.As(err, &damaged):
+		// An export whose scope holds traces that do not verify: none is left out silently,
+		// and every one is named.
+		s.opts.Logger.Warn("export refused: traces do not verify", append(requestIDs(w.Header().Get(requestIDHeader), r), "method", r.Method, "path", r.URL.Path, "traces", damaged.TraceIDs, "error", err)...)
+		writeProblem(w, r, http.StatusConflict, err.Error(), map[string]any{"damaged": damaged.TraceIDs})
 	case errors.Is(err, trace.ErrForeignKey):
 		// The chain is intact, but signed by a key the host neither holds nor trusts
 		// (another host's, or a lost or replaced key file): the trace's state, not the

@@ -18,6 +18,12 @@ import (
 func provenanceAPI(t *testing.T, st *memstore.Store) (*Server, *trace.Store, *session.Manager) {
 	t.Helper()
 	traces, _ := tracetest.New(t, st)
+	return provenanceAPIWith(t, st, traces)
+}
+
+// provenanceAPIWith is provenanceAPI with the trace store given.
+func provenanceAPIWith(t *testing.T, st *memstore.Store, traces *trace.Store) (*Server, *trace.Store, *session.Manager) {
+	t.Helper()
 	rules, err := governance.NewEvaluator(context.Background(), nil)
 	if err != nil {
 		t.Fatal(err)
