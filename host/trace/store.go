@@ -405,7 +405,8 @@ type Page struct {
 	// Records are the page's traces, in creation order.
 	Records []Record
 	// Damaged are the ids of the page's traces left out of Records, in the same order:
-	// their stored record does not decode, or is another trace's or session's. One damaged
+	// their stored record does not decode, or is another trace's or session's, or (in the
+	// merged namespace) the copy does not verify against the chain copied with it. One damaged
 	// record does not keep the others from being listed; reading the trace itself answers
 	// ErrCorrupt, and Verify says what is wrong.
 	Damaged []string
@@ -469,6 +470,7 @@ func (s *Store) list(ctx context.Context, ns, sessionID string, pageSize int, pa
 		return Page{}, fmt.Errorf("list traces: %w", err)
 	}
 	p := Page{Records: make([]Record, 0, len(res.Items))}
+	merged := ns == MergedNamespace(s.tenant)
 	last := ""
 	for _, kv := range res.Items {
 		id := string(bytes.TrimPrefix(kv.Key, recordPrefix))
@@ -479,6 +481,20 @@ func (s *Store) list(ctx context.Context, ns, sessionID string, pageSize int, pa
 		if err != nil || rec.ID != id || sessionID != "" && rec.SessionID != sessionID {
 			p.Damaged = append(p.Damaged, id)
 			continue
+		}
+		if merged {
+			// The shared record is read by everyone, and nothing else checks a copy while
+			// its trace's session lives: a copy whose record or data its chain does not
+			// vouch for is not served. One signed by another host's key that this one does
+			// not trust is intact as far as this host can tell (its chain and record agree).
+			in, err := s.inspect(ctx, location{traceID: id, sessionID: rec.SessionID, ns: ns}, false)
+			if err != nil {
+				return Page{}, fmt.Errorf("list traces: %w", err)
+			}
+			if in.problem != nil && in.foreign.signed == "" {
+				p.Damaged = append(p.Damaged, id)
+				continue
+			}
 		}
 		p.Records = append(p.Records, rec)
 	}
