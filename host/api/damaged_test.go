@@ -144,3 +144,37 @@ func TestBrokenChainIs409(t *testing.T) {
 		t.Errorf("session export: %d %s %s; want 409 problem+json with damaged [%s %s]", code, ctype, body, ids[0], ids[2])
 	}
 }
+
+// TestRetriedMergeOfBrokenChainCountsFlagOnce: each merge of a chain that does not verify is
+// refused and counted as refused, but the unverified flag it raises, written nowhere, is
+// counted once for the chain however often the merge is retried.
+func TestRetriedMergeOfBrokenChainCountsFlagOnce(t *testing.T) {
+	ctx := context.Background()
+	st := memstore.New()
+	srv, traces, sessions := provenanceAPI(t, st)
+	sess, err := sessions.Create(ctx, session.CreateRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := traces.Create(ctx, sess.ID, trace.TraceCustom, nil, "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := trace.SessionNamespace(trace.DefaultTenant, sess.ID)
+	if _, err := st.Delete(ctx, ns, fmt.Appendf(nil, "ckpt/%s/%020d", rec.ID, 1)); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if code, _, body := send(t, srv, "POST", "/v1/traces/"+rec.ID+"/merge", ""); code != 409 || !strings.Contains(string(body), "unverified") {
+			t.Fatalf("merge of a broken chain: %d %s; want 409 with an unverified flag", code, body)
+		}
+	}
+	code, _, body := send(t, srv, "GET", "/v1/governance/stats?session_id="+sess.ID, "")
+	var stats statsResponse
+	if err := json.Unmarshal(body, &stats); err != nil || code != 200 {
+		t.Fatalf("stats: %d %s", code, body)
+	}
+	if got := stats.Overall; got.ByFlag["unverified"] != 1 || got.Flags != 1 || got.MergesRefused != 3 {
+		t.Errorf("stats after 3 refused merges of one broken chain: %s; want 1 unverified flag, 3 merges refused", body)
+	}
+}

@@ -884,7 +884,13 @@ func (s *Server) merge(w http.ResponseWriter, r *http.Request) {
 	}
 	if !v.Valid {
 		f := governance.Flag{Flag: sdkgov.FlagUnverified, Severity: 9, Reason: "provenance does not verify: " + v.Error, RuleID: "host.provenance", AutoDetected: true, Timestamp: time.Now().UTC()}
-		_ = s.opts.Stats.Record(sctx, rec.SessionID, governance.Delta{Flags: []governance.Flag{f}, MergeRefused: true})
+		// The refusal counts each time; the flag, which nothing records in the chain, once
+		// per broken chain (its trace and head), however often its merge is retried.
+		d := governance.Delta{MergeRefused: true}
+		if s.firstUnverified(sctx, rec, v.Head) {
+			d.Flags = []governance.Flag{f}
+		}
+		_ = s.opts.Stats.Record(sctx, rec.SessionID, d)
 		s.metrics.merge("refused")
 		reasons := pol.MergeRefusals(string(rec.Status), rec.Flags, true, "")
 		reasons = append(reasons, f.Reason+" (a broken chain is never merged, under any policy, and nothing more is written to it)")
@@ -961,6 +967,38 @@ func (s *Server) merge(w http.ResponseWriter, r *http.Request) {
 	_ = s.opts.Stats.Record(sctx, rec.SessionID, governance.Delta{MergeAllowed: true})
 	s.metrics.merge("allowed")
 	writeJSON(w, http.StatusOK, mergeResponse{Merged: true, TraceID: rec.ID, Record: merged})
+}
+
+// unverifiedPrefix is the key prefix, in a session's namespace, of the marks of broken
+// chains whose unverified flag was counted: unverified-counted/<trace id> → the chain's head.
+const unverifiedPrefix = "unverified-counted/"
+
+// firstUnverified reports whether the unverified flag a merge of rec raises, its chain
+// broken with head head, is to be counted: not when one was counted for the same trace and
+// head already (a retried merge), as nothing is written to the chain to tell. A failure to
+// read or write the mark counts it.
+func (s *Server) firstUnverified(ctx context.Context, rec trace.Record, head string) bool {
+	if s.opts.Store == nil {
+		return true
+	}
+	req := storage.CASRequest{
+		Namespace: trace.SessionNamespace(s.opts.Traces.Tenant(), rec.SessionID),
+		Key:       []byte(unverifiedPrefix + rec.ID),
+		Value:     []byte(head),
+	}
+	for range 3 {
+		res, err := s.opts.Store.CompareAndSwap(ctx, req)
+		switch {
+		case err != nil:
+			return true
+		case res.Swapped:
+			return true
+		case res.Present && string(res.Current) == head:
+			return false
+		}
+		req.ExpectPresent, req.Expected = res.Present, res.Current
+	}
+	return true
 }
 
 // completeCutShort completes the merge of rec, a trace whose status is merged, if it was
