@@ -1041,7 +1041,7 @@ func (s *Server) completeCutShort(w http.ResponseWriter, r *http.Request, rec tr
 // none is counted.
 func writeAlreadyMerged(w http.ResponseWriter, r *http.Request, traceID string) {
 	writeProblem(w, r, http.StatusConflict, "trace "+traceID+" is already merged: it is in the shared record (GET /v1/merged)",
-		map[string]any{"trace_id": traceID, "status": trace.StatusMerged})
+		map[string]any{"trace_id": traceID, "trace_status": trace.StatusMerged})
 }
 
 // writeForeignKey answers the merge of a trace whose checkpoints are signed by another key
