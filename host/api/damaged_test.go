@@ -178,3 +178,36 @@ func TestRetriedMergeOfBrokenChainCountsFlagOnce(t *testing.T) {
 		t.Errorf("stats after 3 refused merges of one broken chain: %s; want 1 unverified flag, 3 merges refused", body)
 	}
 }
+
+// TestMergeOfPurgedSessionsTraceIs404: a merged trace whose session was purged is read from
+// its copy in the shared record; a merge of it answers 404, as a flag does (its session is
+// gone), not 409 "already merged".
+func TestMergeOfPurgedSessionsTraceIs404(t *testing.T) {
+	ctx := context.Background()
+	srv, traces, sessions := provenanceAPI(t, memstore.New())
+	sess, err := sessions.Create(ctx, session.CreateRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := traces.Create(ctx, sess.ID, trace.TraceCustom, nil, "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, _, body := send(t, srv, "POST", "/v1/traces/"+rec.ID+"/merge", ""); code != 200 {
+		t.Fatalf("merge: %d %s", code, body)
+	}
+	if _, err := traces.PurgeSession(ctx, sess.ID); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, body := send(t, srv, "GET", "/v1/traces/"+rec.ID, ""); code != 200 {
+		t.Fatalf("read of the purged session's merged trace: %d %s; want its shared copy", code, body)
+	}
+	for _, c := range []struct{ path, body string }{
+		{"/v1/traces/" + rec.ID + "/merge", ""},
+		{"/v1/governance/flag", `{"trace_id":"` + rec.ID + `","flag":"anomaly","severity":2}`},
+	} {
+		if code, _, body := send(t, srv, "POST", c.path, c.body); code != 404 {
+			t.Errorf("POST %s of a purged session's merged trace: %d %s; want 404", c.path, code, body)
+		}
+	}
+}

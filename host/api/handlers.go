@@ -842,6 +842,12 @@ func (s *Server) merge(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	// A merged trace whose session was purged is read from its copy in the shared record,
+	// which is read-only: like any write to it, its merge is a 404, as its session is gone.
+	if _, err := s.opts.Traces.SessionOf(ctx, rec.ID); err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	pol, err := s.policyOf(ctx, rec.SessionID)
 	if err != nil {
 		s.fail(w, r, err)
