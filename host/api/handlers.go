@@ -745,11 +745,22 @@ func checkClientAgent(agent string, p principal) error {
 	if reads(execution.Agent, ended) {
 		return badRequest("agent %q names the host, whose own entries alone carry %q; choose another agent", agent, execution.Agent)
 	}
+	for _, name := range hostAgents {
+		if reads(name, ended) {
+			return badRequest("agent %q reads as %q, a name of the host's own (the agent of what it writes on a client's behalf, or a principal it logs); choose another agent", agent, name)
+		}
+	}
 	if agent != p.agent() && (reads("operator", ended) || reads("user", separated)) {
 		return badRequest("agent %q reads as a principal's (\"operator\", \"user:NAME\"), which the host records for an entry that names no agent; this token is recorded as %q: leave agent out, or choose another", agent, p.agent())
 	}
 	return nil
 }
+
+// hostAgents are the names, besides execution.Agent, the host records or logs for itself,
+// which a client's agent may not read as (alone, or followed by a separator): "api", the
+// agent of what the host writes on a client's behalf (a posted flag), and the principals
+// "anonymous" (a health check without a token) and "metrics" (a scraper's token).
+var hostAgents = []string{"api", "anonymous", "metrics"}
 
 type appendRequest struct {
 	Kind  string          `json:"kind" api:"required"`

@@ -99,6 +99,7 @@ func TestClientAgents(t *testing.T) {
 		"l\u0456m\u0456td:runner",
 		"ӀIMITD", "LІMІTD", // capital palochka, capital Cyrillic І
 		"user:alice", "User:Alice", // another principal ("operator" is this caller)
+		"api", "API", "api.x", "anonymous", "Anonymous", "metrics", "METRICS:x", // the host's own names
 	} {
 		b, _ := json.Marshal(map[string]any{"kind": "review", "agent": agent})
 		if code, _, body := send(t, srv, "POST", path, string(b)); code != 400 {
@@ -109,7 +110,7 @@ func TestClientAgents(t *testing.T) {
 			t.Errorf("trace created by agent %q: %d %s, want 400", agent, code, body)
 		}
 	}
-	for _, agent := range []string{"limitdemo", "reviewer", "api", "lim-itd", "operator", "limited"} {
+	for _, agent := range []string{"limitdemo", "reviewer", "apis", "lim-itd", "operator", "limited", "metricsbot"} {
 		b, _ := json.Marshal(map[string]any{"kind": "review", "agent": agent})
 		if code, _, body := send(t, srv, "POST", path, string(b)); code != 201 {
 			t.Errorf("agent %q: %d %s, want 201", agent, code, body)
