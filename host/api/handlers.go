@@ -47,13 +47,13 @@ func (s *Server) register() {
 	s.handle(route{Method: "POST", Path: "/sessions/{id}/executions", Summary: "Run an execution in the session (Accept: text/event-stream streams output)", Tag: "executions", Request: execution.Request{}, Response: execution.Result{}, Stream: true, Errors: []int{403, 409, 422, 429, 500, 503, 507}, Legacy: true}, s.execute)
 	s.handle(route{Method: "GET", Path: "/sessions/{id}/traces", Summary: "List a session's traces", Tag: "traces", Response: traceList{}, Query: []string{"per_page", "next_token"}, Legacy: true}, s.listSessionTraces)
 	s.handle(route{Method: "POST", Path: "/traces", Summary: "Create a trace", Tag: "traces", Request: createTraceRequest{}, Response: trace.Record{}, Status: 201, Errors: []int{404, 409, 507}, Legacy: true}, s.createTrace)
-	s.handle(route{Method: "GET", Path: "/traces/{id}", Summary: "Get a trace with its provenance chain", Tag: "traces", Response: traceView{}, Legacy: true}, s.getTrace)
+	s.handle(route{Method: "GET", Path: "/traces/{id}", Summary: "Get a trace with its provenance chain", Tag: "traces", Response: traceView{}, Errors: []int{409}, Legacy: true}, s.getTrace)
 	s.handle(route{Method: "POST", Path: "/traces/{id}/provenance", Summary: "Append a provenance entry", Tag: "traces", Request: appendRequest{}, Response: trace.Entry{}, Status: 201, Errors: []int{409, 507}, Legacy: true}, s.appendProvenance)
 	s.handle(route{Method: "GET", Path: "/traces/{id}/provenance/verify", Summary: "Verify a trace's provenance chain", Tag: "traces", Response: trace.VerifyResult{}, Legacy: true}, s.verifyProvenance)
 	s.handle(route{Method: "POST", Path: "/traces/{id}/merge", Summary: "Merge a trace into the shared record (409 with reasons when refused)", Tag: "governance", Response: mergeResponse{}, Errors: []int{409, 503}, Legacy: true}, s.merge)
 	s.handle(route{Method: "GET", Path: "/merged", Summary: "List merged traces", Tag: "governance", Response: traceList{}, Query: []string{"per_page", "next_token"}, Legacy: true}, s.listMerged)
-	s.handle(route{Method: "POST", Path: "/artifacts/export", Summary: "Export traces and provenance as a verifiable bundle", Tag: "traces", Request: exportRequest{}, Binary: "application/gzip", Errors: []int{404}, Legacy: true}, s.export)
-	s.handle(route{Method: "POST", Path: "/governance/flag", Summary: "Flag a trace", Tag: "governance", Request: flagRequest{}, Response: trace.Record{}, Status: 201, Errors: []int{404, 507}, Legacy: true}, s.flag)
+	s.handle(route{Method: "POST", Path: "/artifacts/export", Summary: "Export traces and provenance as a verifiable bundle", Tag: "traces", Request: exportRequest{}, Binary: "application/gzip", Errors: []int{404, 409}, Legacy: true}, s.export)
+	s.handle(route{Method: "POST", Path: "/governance/flag", Summary: "Flag a trace", Tag: "governance", Request: flagRequest{}, Response: trace.Record{}, Status: 201, Errors: []int{404, 409, 507}, Legacy: true}, s.flag)
 	s.handle(route{Method: "GET", Path: "/governance/stats", Summary: "Governance statistics per session (a page of the sessions the token reaches, or the owner's, or session_id's) and their sum", Tag: "governance", Response: statsResponse{}, Query: []string{"session_id", "per_page", "next_token", "owner"}, Errors: []int{403, 404}, Legacy: true}, s.stats)
 	s.handle(route{Method: "POST", Path: "/governance/evaluate", Summary: "Evaluate a text with every configured rule, without running it", Tag: "governance", Request: evaluateRequest{}, Response: evaluateResponse{}, Legacy: true}, s.evaluate)
 	s.handle(route{Method: "GET", Path: "/provenance/key", Summary: "The host's provenance signing key (public half, PEM) and its fingerprint", Tag: "traces", Response: keyResponse{}}, s.provenanceKey)
@@ -91,6 +91,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		lost    *execution.RecordLostError
 		other   *session.OtherNodeError
 		limit   *session.UserLimitError
+		damaged *trace.DamagedError
 	)
 	switch {
 	case errors.As(err, &limit):
@@ -140,6 +141,11 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		writeProblem(w, r, http.StatusBadRequest, err.Error(), nil)
 	case errors.Is(err, session.ErrDeleted), errors.Is(err, trace.ErrFinal):
 		writeProblem(w, r, http.StatusConflict, err.Error(), nil)
+	case errors.As(err, &damaged):
+		// An export whose scope holds traces that do not verify: none is left out silently,
+		// and every one is named.
+		s.opts.Logger.Warn("export refused: traces do not verify", append(requestIDs(w.Header().Get(requestIDHeader), r), "method", r.Method, "path", r.URL.Path, "traces", damaged.TraceIDs, "error", err)...)
+		writeProblem(w, r, http.StatusConflict, err.Error(), map[string]any{"damaged": damaged.TraceIDs})
 	case errors.Is(err, trace.ErrForeignKey):
 		// The chain is intact, but signed by a key the host neither holds nor trusts
 		// (another host's, or a lost or replaced key file): the trace's state, not the
@@ -202,6 +208,13 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		// plugin that cannot take the request now, as a rule plugin that cannot answer.
 		w.Header().Set("Retry-After", "5")
 		writeProblem(w, r, http.StatusServiceUnavailable, err.Error(), nil)
+	case errors.Is(err, trace.ErrCorrupt):
+		// What storage holds of the trace does not verify (changed or removed behind the
+		// host's back): the trace's state, not the request or the server, is in the way,
+		// and the detail names the trace and what is wrong. Logged for the operators, who
+		// may want to look at the storage, but not as a failure of the host.
+		s.opts.Logger.Warn("trace does not verify", append(requestIDs(w.Header().Get(requestIDHeader), r), "method", r.Method, "path", r.URL.Path, "error", err)...)
+		writeProblem(w, r, http.StatusConflict, err.Error(), nil)
 	case errors.Is(err, context.Canceled):
 		// The client went away; nothing useful to answer.
 		writeProblem(w, r, 499, "request cancelled", nil)
@@ -543,8 +556,12 @@ func (s *Server) execute(w http.ResponseWriter, r *http.Request) {
 }
 
 type traceList struct {
-	Traces    []trace.Record `json:"traces"`
-	NextToken string         `json:"next_token,omitempty"`
+	Traces []trace.Record `json:"traces"`
+	// Damaged are the ids of the page's traces left out of traces: their stored record
+	// does not decode, or (in the shared record) does not match the chain copied with it.
+	// Reading one answers 409 saying what is wrong; its verify, valid false.
+	Damaged   []string `json:"damaged,omitempty"`
+	NextToken string   `json:"next_token,omitempty"`
 }
 
 func (s *Server) listSessionTraces(w http.ResponseWriter, r *http.Request) {
@@ -563,15 +580,23 @@ func (s *Server) listSessionTraces(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	list, next, err := s.opts.Traces.ListBySession(r.Context(), r.PathValue("id"), per, token)
+	page, err := s.opts.Traces.SessionPage(r.Context(), r.PathValue("id"), per, token)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	if list == nil {
-		list = []trace.Record{}
+	writeJSON(w, http.StatusOK, s.traceList(w, r, listing, page))
+}
+
+// traceList answers page of listing, logging the damaged traces it leaves out.
+func (s *Server) traceList(w http.ResponseWriter, r *http.Request, listing string, page trace.Page) traceList {
+	if len(page.Damaged) > 0 {
+		s.opts.Logger.Warn("listed traces left out as damaged", append(requestIDs(w.Header().Get(requestIDHeader), r), "path", r.URL.Path, "traces", page.Damaged)...)
 	}
-	writeJSON(w, http.StatusOK, traceList{Traces: list, NextToken: pageToken(listing, next)})
+	if page.Records == nil {
+		page.Records = []trace.Record{}
+	}
+	return traceList{Traces: page.Records, Damaged: page.Damaged, NextToken: pageToken(listing, page.Next)}
 }
 
 type createTraceRequest struct {
@@ -721,11 +746,22 @@ func checkClientAgent(agent string, p principal) error {
 	if reads(execution.Agent, ended) {
 		return badRequest("agent %q names the host, whose own entries alone carry %q; choose another agent", agent, execution.Agent)
 	}
+	for _, name := range hostAgents {
+		if reads(name, ended) {
+			return badRequest("agent %q reads as %q, a name of the host's own (the agent of what it writes on a client's behalf, or a principal it logs); choose another agent", agent, name)
+		}
+	}
 	if agent != p.agent() && (reads("operator", ended) || reads("user", separated)) {
 		return badRequest("agent %q reads as a principal's (\"operator\", \"user:NAME\"), which the host records for an entry that names no agent; this token is recorded as %q: leave agent out, or choose another", agent, p.agent())
 	}
 	return nil
 }
+
+// hostAgents are the names, besides execution.Agent, the host records or logs for itself,
+// which a client's agent may not read as (alone, or followed by a separator): "api", the
+// agent of what the host writes on a client's behalf (a posted flag), and the principals
+// "anonymous" (a health check without a token) and "metrics" (a scraper's token).
+var hostAgents = []string{"api", "anonymous", "metrics"}
 
 type appendRequest struct {
 	Kind  string          `json:"kind" api:"required"`
@@ -769,7 +805,9 @@ func (s *Server) appendProvenance(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) verifyProvenance(w http.ResponseWriter, r *http.Request) {
-	if _, err := s.traceFor(r, r.PathValue("id"), true); err != nil {
+	// A damaged trace (traceFor answers ErrCorrupt to whom may read it) is what verify is
+	// for: it answers valid false, saying what is wrong.
+	if _, err := s.traceFor(r, r.PathValue("id"), true); err != nil && !errors.Is(err, trace.ErrCorrupt) {
 		s.fail(w, r, err)
 		return
 	}
@@ -816,6 +854,12 @@ func (s *Server) merge(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	// A merged trace whose session was purged is read from its copy in the shared record,
+	// which is read-only: like any write to it, its merge is a 404, as its session is gone.
+	if _, err := s.opts.Traces.SessionOf(ctx, rec.ID); err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	pol, err := s.policyOf(ctx, rec.SessionID)
 	if err != nil {
 		s.fail(w, r, err)
@@ -858,7 +902,13 @@ func (s *Server) merge(w http.ResponseWriter, r *http.Request) {
 	}
 	if !v.Valid {
 		f := governance.Flag{Flag: sdkgov.FlagUnverified, Severity: 9, Reason: "provenance does not verify: " + v.Error, RuleID: "host.provenance", AutoDetected: true, Timestamp: time.Now().UTC()}
-		_ = s.opts.Stats.Record(sctx, rec.SessionID, governance.Delta{Flags: []governance.Flag{f}, MergeRefused: true})
+		// The refusal counts each time; the flag, which nothing records in the chain, once
+		// per broken chain (its trace and head), however often its merge is retried.
+		d := governance.Delta{MergeRefused: true}
+		if s.firstUnverified(sctx, rec, v.Head) {
+			d.Flags = []governance.Flag{f}
+		}
+		_ = s.opts.Stats.Record(sctx, rec.SessionID, d)
 		s.metrics.merge("refused")
 		reasons := pol.MergeRefusals(string(rec.Status), rec.Flags, true, "")
 		reasons = append(reasons, f.Reason+" (a broken chain is never merged, under any policy, and nothing more is written to it)")
@@ -937,6 +987,38 @@ func (s *Server) merge(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, mergeResponse{Merged: true, TraceID: rec.ID, Record: merged})
 }
 
+// unverifiedPrefix is the key prefix, in a session's namespace, of the marks of broken
+// chains whose unverified flag was counted: unverified-counted/<trace id> → the chain's head.
+const unverifiedPrefix = "unverified-counted/"
+
+// firstUnverified reports whether the unverified flag a merge of rec raises, its chain
+// broken with head head, is to be counted: not when one was counted for the same trace and
+// head already (a retried merge), as nothing is written to the chain to tell. A failure to
+// read or write the mark counts it.
+func (s *Server) firstUnverified(ctx context.Context, rec trace.Record, head string) bool {
+	if s.opts.Store == nil {
+		return true
+	}
+	req := storage.CASRequest{
+		Namespace: trace.SessionNamespace(s.opts.Traces.Tenant(), rec.SessionID),
+		Key:       []byte(unverifiedPrefix + rec.ID),
+		Value:     []byte(head),
+	}
+	for range 3 {
+		res, err := s.opts.Store.CompareAndSwap(ctx, req)
+		switch {
+		case err != nil:
+			return true
+		case res.Swapped:
+			return true
+		case res.Present && string(res.Current) == head:
+			return false
+		}
+		req.ExpectPresent, req.Expected = res.Present, res.Current
+	}
+	return true
+}
+
 // completeCutShort completes the merge of rec, a trace whose status is merged, if it was
 // cut short between the status change and the copy into the shared record (a crash,
 // storage lost in between, a copy that failed), and answers; it returns false, answering
@@ -977,7 +1059,7 @@ func (s *Server) completeCutShort(w http.ResponseWriter, r *http.Request, rec tr
 // none is counted.
 func writeAlreadyMerged(w http.ResponseWriter, r *http.Request, traceID string) {
 	writeProblem(w, r, http.StatusConflict, "trace "+traceID+" is already merged: it is in the shared record (GET /v1/merged)",
-		map[string]any{"trace_id": traceID, "status": trace.StatusMerged})
+		map[string]any{"trace_id": traceID, "trace_status": trace.StatusMerged})
 }
 
 // writeForeignKey answers the merge of a trace whose checkpoints are signed by another key
@@ -1052,15 +1134,12 @@ func (s *Server) listMerged(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	list, next, err := s.opts.Traces.ListMerged(r.Context(), per, token)
+	page, err := s.opts.Traces.MergedPage(r.Context(), per, token)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	if list == nil {
-		list = []trace.Record{}
-	}
-	writeJSON(w, http.StatusOK, traceList{Traces: list, NextToken: pageToken("merged", next)})
+	writeJSON(w, http.StatusOK, s.traceList(w, r, "merged", page))
 }
 
 type exportRequest struct {

@@ -178,10 +178,12 @@ func openAPI(version string, routes []route, bearer bool) map[string]any {
 		"reasons":  map[string]any{"type": "array", "items": str, "description": "409: every reason the merge was refused"},
 		"flags": map[string]any{"type": "array", "items": schemaRef(reflect.TypeOf(governance.Flag{}), schemas, types),
 			"description": "403: the flags that blocked the execution; 409: flags the refusal raised without writing them; 503 with record_pending and 500 with record_lost: the execution's flags, as its result has them"},
-		"flag_names":  map[string]any{"type": "array", "items": str, "description": "403: the blocking flags' names"},
-		"field":       map[string]any{"type": "string", "description": "400 from the RD routes: the field at fault"},
-		"points":      map[string]any{"type": "integer", "description": "422 from GET /v1/rd/knee: the refinement points there are"},
-		"retry_after": map[string]any{"type": "integer", "description": "the error event of a stream: seconds to wait before retrying"},
+		"flag_names":   map[string]any{"type": "array", "items": str, "description": "403: the blocking flags' names"},
+		"field":        map[string]any{"type": "string", "description": "400 from the RD routes: the field at fault"},
+		"trace_status": map[string]any{"type": "string", "description": "409 of a merge of a trace merged already: its status, merged (status is the problem's)"},
+		"damaged":      map[string]any{"type": "array", "items": str, "description": "409 of an export: every trace of its scope that does not verify (none is exported)"},
+		"points":       map[string]any{"type": "integer", "description": "422 from GET /v1/rd/knee: the refinement points there are"},
+		"retry_after":  map[string]any{"type": "integer", "description": "the error event of a stream: seconds to wait before retrying"},
 		"record_pending": map[string]any{"type": "boolean", "description": "503 (no Retry-After) of an execution that ran but whose trace the storage did not take yet: " +
 			"it is recorded once the storage is back; do not run it again. The problem carries what the execution's result would have (stdout, stderr, output, exit_code...)"},
 		"record_lost": map[string]any{"type": "boolean", "description": "500 (no Retry-After) of an execution that ran but whose trace the storage did not take and whose outcome could not be kept to store later: " +

@@ -188,6 +188,14 @@ func (s *Server) activeSessionFor(r *http.Request, id string) (*session.Session,
 func (s *Server) traceFor(r *http.Request, id string, shared bool) (trace.Record, error) {
 	ctx := r.Context()
 	rec, err := s.opts.Traces.Get(ctx, id)
+	if errors.Is(err, trace.ErrCorrupt) {
+		// A damaged trace is named as such only to whom may read it: to anyone else it is
+		// an unknown id, as an intact trace of another user's is.
+		if aerr := s.damagedFor(r, id); aerr != nil {
+			return trace.Record{}, aerr
+		}
+		return trace.Record{}, err
+	}
 	if err != nil {
 		return trace.Record{}, err
 	}
@@ -209,6 +217,31 @@ func (s *Server) traceFor(r *http.Request, id string, shared bool) (trace.Record
 		return trace.Record{}, forbidden("trace %s is in the shared record, which every token may read, but only the trace's owner or an operator may append to, flag or merge it", id)
 	}
 	return trace.Record{}, trace.NotFound(id)
+}
+
+// damagedFor checks that the request's principal may read trace id, whose stored record is
+// damaged (so its status is unknown: only its session's owner and the operators reach it),
+// and returns the error to answer if not.
+func (s *Server) damagedFor(r *http.Request, id string) error {
+	p := principalOf(r)
+	if p.operator() {
+		return nil
+	}
+	sid, err := s.opts.Traces.SessionOf(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	sess, err := s.opts.Sessions.Get(r.Context(), sid)
+	if errors.Is(err, session.ErrNotFound) {
+		return trace.NotFound(id)
+	}
+	if err != nil {
+		return err
+	}
+	if !p.owns(sess.Owner) {
+		return trace.NotFound(id)
+	}
+	return nil
 }
 
 // tracesFor checks, for the request's principal, every trace ids names, as traceFor

@@ -18,6 +18,12 @@ import (
 func provenanceAPI(t *testing.T, st *memstore.Store) (*Server, *trace.Store, *session.Manager) {
 	t.Helper()
 	traces, _ := tracetest.New(t, st)
+	return provenanceAPIWith(t, st, traces)
+}
+
+// provenanceAPIWith is provenanceAPI with the trace store given.
+func provenanceAPIWith(t *testing.T, st *memstore.Store, traces *trace.Store) (*Server, *trace.Store, *session.Manager) {
+	t.Helper()
 	rules, err := governance.NewEvaluator(context.Background(), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -93,6 +99,7 @@ func TestClientAgents(t *testing.T) {
 		"l\u0456m\u0456td:runner",
 		"ӀIMITD", "LІMІTD", // capital palochka, capital Cyrillic І
 		"user:alice", "User:Alice", // another principal ("operator" is this caller)
+		"api", "API", "api.x", "anonymous", "Anonymous", "metrics", "METRICS:x", // the host's own names
 	} {
 		b, _ := json.Marshal(map[string]any{"kind": "review", "agent": agent})
 		if code, _, body := send(t, srv, "POST", path, string(b)); code != 400 {
@@ -103,7 +110,7 @@ func TestClientAgents(t *testing.T) {
 			t.Errorf("trace created by agent %q: %d %s, want 400", agent, code, body)
 		}
 	}
-	for _, agent := range []string{"limitdemo", "reviewer", "api", "lim-itd", "operator", "limited"} {
+	for _, agent := range []string{"limitdemo", "reviewer", "apis", "lim-itd", "operator", "limited", "metricsbot"} {
 		b, _ := json.Marshal(map[string]any{"kind": "review", "agent": agent})
 		if code, _, body := send(t, srv, "POST", path, string(b)); code != 201 {
 			t.Errorf("agent %q: %d %s, want 201", agent, code, body)

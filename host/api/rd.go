@@ -8,6 +8,8 @@ import (
 	"math"
 	"net/http"
 	"runtime"
+	"slices"
+	"strings"
 	"time"
 
 	"gonum.org/v1/gonum/mat"
@@ -584,6 +586,9 @@ type sessionFGWResponse struct {
 	NodesB int          `json:"nodes_b"`
 	Kinds  []string     `json:"kinds"`
 	Result rd.FGWResult `json:"result"`
+	// Damaged are the ids of the traces left out of the graphs: their stored record or
+	// chain does not decode (GET /v1/traces/{id}/provenance/verify says what is wrong).
+	Damaged []string `json:"damaged,omitempty"`
 }
 
 // traceGraph is a session's trace graph: one node per provenance entry (at most
@@ -594,6 +599,8 @@ type traceGraph struct {
 	kinds []string // per node
 	chain []int    // per node: trace number
 	pos   []int    // per node: index in its chain
+	// damaged are the traces left out: their record or chain does not decode.
+	damaged []string
 }
 
 func (s *Server) traceGraph(ctx context.Context, sessionID string) (*traceGraph, error) {
@@ -601,12 +608,17 @@ func (s *Server) traceGraph(ctx context.Context, sessionID string) (*traceGraph,
 	token := ""
 	tn := 0
 	for {
-		list, next, err := s.opts.Traces.ListBySession(ctx, sessionID, trace.MaxPageSize, token)
+		page, err := s.opts.Traces.SessionPage(ctx, sessionID, trace.MaxPageSize, token)
 		if err != nil {
 			return nil, err
 		}
-		for _, rec := range list {
+		g.damaged = append(g.damaged, page.Damaged...)
+		for _, rec := range page.Records {
 			entries, err := s.opts.Traces.Chain(ctx, rec.ID)
+			if errors.Is(err, trace.ErrCorrupt) {
+				g.damaged = append(g.damaged, rec.ID)
+				continue
+			}
 			if err != nil {
 				return nil, err
 			}
@@ -620,10 +632,10 @@ func (s *Server) traceGraph(ctx context.Context, sessionID string) (*traceGraph,
 			}
 			tn++
 		}
-		if next == "" {
+		if page.Next == "" {
 			return g, nil
 		}
-		token = next
+		token = page.Next
 	}
 }
 
@@ -682,7 +694,11 @@ func (s *Server) rdSessionFGW(w http.ResponseWriter, r *http.Request) {
 		if len(g.kinds) == 0 {
 			// The request is right; the session is not ready for it (as a knee over too
 			// few points).
-			writeProblem(w, r, http.StatusUnprocessableEntity, fmt.Sprintf("session %s has no traces yet: an FGW distance needs a trace in each session", id), nil)
+			msg := fmt.Sprintf("session %s has no traces yet: an FGW distance needs a trace in each session", id)
+			if len(g.damaged) > 0 {
+				msg = fmt.Sprintf("session %s has no intact traces: an FGW distance needs a trace in each session, and its traces %s are damaged (their verify says what is wrong)", id, strings.Join(g.damaged, ", "))
+			}
+			writeProblem(w, r, http.StatusUnprocessableEntity, msg, nil)
 			return
 		}
 		graphs[i] = g
@@ -712,5 +728,9 @@ func (s *Server) rdSessionFGW(w http.ResponseWriter, r *http.Request) {
 		s.rdFail(w, r, err)
 		return
 	}
-	writeCompactJSON(w, http.StatusOK, sessionFGWResponse{A: a, B: b, NodesA: len(graphs[0].kinds), NodesB: len(graphs[1].kinds), Kinds: names, Result: res})
+	damaged := slices.Compact(slices.Sorted(slices.Values(append(graphs[0].damaged, graphs[1].damaged...))))
+	if len(damaged) > 0 {
+		s.opts.Logger.Warn("traces left out of a session graph as damaged", append(requestIDs(w.Header().Get(requestIDHeader), r), "path", r.URL.Path, "traces", damaged)...)
+	}
+	writeCompactJSON(w, http.StatusOK, sessionFGWResponse{A: a, B: b, NodesA: len(graphs[0].kinds), NodesB: len(graphs[1].kinds), Kinds: names, Result: res, Damaged: damaged})
 }

@@ -168,11 +168,32 @@ func (e *BundleError) Error() string {
 // Unwrap returns ErrBundle.
 func (e *BundleError) Unwrap() error { return ErrBundle }
 
+// DamagedError refuses an export of traces some of which do not verify: it names every one
+// of them, and is ErrCorrupt (and ErrForeignKey when the first is signed by a key the host
+// neither holds nor trusts).
+type DamagedError struct {
+	// TraceIDs are the traces that do not verify, in the order of the export.
+	TraceIDs []string
+	// First is why the first of them does not.
+	First error
+}
+
+func (e *DamagedError) Error() string {
+	if len(e.TraceIDs) == 1 {
+		return fmt.Sprintf("export: %v", e.First)
+	}
+	return fmt.Sprintf("export: %d traces do not verify (%s); the first: %v", len(e.TraceIDs), strings.Join(e.TraceIDs, ", "), e.First)
+}
+
+// Unwrap returns why the first trace does not verify, which is ErrCorrupt.
+func (e *DamagedError) Unwrap() error { return e.First }
+
 // WriteBundle writes the bundle of scope to w (see the format above) and returns its summary.
-// Every trace is verified first; one that does not verify (entries that no checkpoint signed
-// by the host, or a key it trusts, covers included) fails the export with ErrCorrupt. Trace ids that do not
-// exist fail with ErrNotFound; a session
-// without traces gives an empty bundle (the caller checks that the session exists).
+// Every trace is verified first; traces that do not verify (entries that no checkpoint signed
+// by the host, or a key it trusts, covers included) fail the export with a *DamagedError,
+// which is ErrCorrupt and names all of them: a bundle holds all of its scope or is not
+// made. Trace ids that do not exist fail with ErrNotFound; a session without traces gives
+// an empty bundle (the caller checks that the session exists).
 func (s *Store) WriteBundle(ctx context.Context, w io.Writer, scope BundleScope) (BundleSummary, error) {
 	locs, scope, err := s.bundleTraces(ctx, scope)
 	if err != nil {
@@ -191,13 +212,25 @@ func (s *Store) WriteBundle(ctx context.Context, w io.Writer, scope BundleScope)
 
 	h := bundleHeader{Format: BundleFormat, CreatedAt: s.timestamp(), Tenant: s.tenant, Scope: scope, Key: s.key.Fingerprint()}
 	signers := map[string]bool{}
+	var damaged *DamagedError
 	for _, loc := range locs {
 		if err := ctx.Err(); err != nil {
 			return BundleSummary{}, err
 		}
 		snap, err := s.snapshot(ctx, loc)
+		if errors.Is(err, ErrCorrupt) {
+			// The others are still checked, so that the refusal names every one.
+			if damaged == nil {
+				damaged = &DamagedError{First: err}
+			}
+			damaged.TraceIDs = append(damaged.TraceIDs, loc.traceID)
+			continue
+		}
 		if err != nil {
 			return BundleSummary{}, fmt.Errorf("export: %w", err)
+		}
+		if damaged != nil {
+			continue
 		}
 		rraw, err := canonicalJSON(snap.rec)
 		if err != nil {
@@ -222,6 +255,9 @@ func (s *Store) WriteBundle(ctx context.Context, w io.Writer, scope BundleScope)
 		h.Traces++
 		h.Entries += int64(len(snap.entries))
 		h.Checkpoints += int64(len(snap.ckpts))
+	}
+	if damaged != nil {
+		return BundleSummary{}, damaged
 	}
 	delete(signers, h.Key)
 	for fp := range signers {

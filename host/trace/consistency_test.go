@@ -1,6 +1,7 @@
 package trace
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -217,4 +218,72 @@ func TestOnlyIfMerged(t *testing.T) {
 	if got, _, err := s.Apply(ctx, rec.ID, "api", u); err != nil || len(got.Flags) != 1 || got.Status != StatusMerged {
 		t.Fatalf("on a merged trace: %+v %v", got, err)
 	}
+}
+
+// TestMergedListingVerifiesCopies: the shared record's listing does not serve a copy whose
+// record or data was changed in storage (its chain, copied with it, no longer vouches for
+// it): it names it damaged, and lists the intact copies.
+func TestMergedListingVerifiesCopies(t *testing.T) {
+	ctx := context.Background()
+	tests := []struct {
+		name   string
+		tamper func(t *testing.T, st *memstore.Store, rec Record)
+	}{
+		{"data changed", func(t *testing.T, st *memstore.Store, rec Record) {
+			r := rec
+			r.Data = json.RawMessage(`{"input":"changed"}`)
+			put(t, st, MergedNamespace(DefaultTenant), recordKey(rec.ID), mustCanonical(t, r))
+		}},
+		{"status changed", func(t *testing.T, st *memstore.Store, rec Record) {
+			r := rec
+			r.Flags = []Flag{}
+			r.Kind = TraceExecution
+			put(t, st, MergedNamespace(DefaultTenant), recordKey(rec.ID), mustCanonical(t, r))
+		}},
+		{"entry changed, hash kept", func(t *testing.T, st *memstore.Store, rec Record) {
+			ns := MergedNamespace(DefaultTenant)
+			raw := rawGet(t, st, ns, entryKey(rec.ID, 0))
+			put(t, st, ns, entryKey(rec.ID, 0), bytes.Replace(raw, []byte(`"agent":"t"`), []byte(`"agent":"x"`), 1))
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			st := memstore.New()
+			s := newStore(t, st)
+			var ids []string
+			for range 2 {
+				rec, err := s.Create(ctx, NewID(), TraceCustom, json.RawMessage(`{"input":"x"}`), "t")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := s.SetStatus(ctx, rec.ID, StatusMerged, "g", "ok"); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := s.CopyToMerged(ctx, rec.ID); err != nil {
+					t.Fatal(err)
+				}
+				ids = append(ids, rec.ID)
+			}
+			copied, _, err := parseMergedCopy(t, st, ids[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.tamper(t, st, copied)
+			p, err := s.MergedPage(ctx, 0, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(p.Records) != 1 || p.Records[0].ID != ids[1] || len(p.Damaged) != 1 || p.Damaged[0] != ids[0] {
+				t.Fatalf("MergedPage = %d records (%v), damaged %v; want %s listed, %s damaged", len(p.Records), p.Records, p.Damaged, ids[1], ids[0])
+			}
+		})
+	}
+}
+
+// parseMergedCopy reads the record of a trace's copy in the merged namespace.
+func parseMergedCopy(t *testing.T, st *memstore.Store, id string) (Record, []byte, error) {
+	t.Helper()
+	raw := rawGet(t, st, MergedNamespace(DefaultTenant), recordKey(id))
+	rec, err := parseRecord(raw)
+	return rec, raw, err
 }

@@ -362,3 +362,57 @@ func bundleFile(name string) string {
 	}
 	return name
 }
+
+// TestChangedChainIsNotExtended: someone with write access to storage but not the host key
+// changes what a signed chain says without touching its hashes or checkpoints (an entry's
+// content with its "hash" member kept, or the trace's data), then the host restarts (a store
+// with nothing cached). Verify calls the chain invalid; an append, a flag or a status change
+// must not sign a checkpoint over it, and must write nothing.
+func TestChangedChainIsNotExtended(t *testing.T) {
+	ctx := context.Background()
+	tests := []struct {
+		name   string
+		tamper func(t *testing.T, st *memstore.Store, ns string, rec Record)
+	}{
+		{"entry content changed, hash kept", func(t *testing.T, st *memstore.Store, ns string, rec Record) {
+			raw := rawGet(t, st, ns, entryKey(rec.ID, 1))
+			changed := bytes.Replace(raw, []byte(`{"v":1}`), []byte(`{"v":7}`), 1)
+			if bytes.Equal(changed, raw) {
+				t.Fatalf("entry 1 %s does not hold the data to change", raw)
+			}
+			put(t, st, ns, entryKey(rec.ID, 1), changed)
+		}},
+		{"trace data changed", func(t *testing.T, st *memstore.Store, ns string, rec Record) {
+			r := rec
+			r.Data = json.RawMessage(`{"n":2}`)
+			put(t, st, ns, recordKey(rec.ID), mustCanonical(t, r))
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			st := memstore.New()
+			rec := fourEntryTrace(t, newStore(t, st))
+			ns := SessionNamespace(DefaultTenant, rec.SessionID)
+			tc.tamper(t, st, ns, rec)
+			s := newStore(t, st) // a restart: nothing cached
+			if v, err := s.Verify(ctx, rec.ID); err != nil || v.Valid {
+				t.Fatalf("Verify = %+v, %v, want invalid", v, err)
+			}
+			if _, err := s.Append(ctx, rec.ID, Entry{Kind: "note"}); !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("Append to a changed chain: %v, want ErrCorrupt", err)
+			}
+			if _, err := s.AddFlag(ctx, rec.ID, Flag{Flag: "malicious", Severity: 9, Reason: "r"}, "g"); !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("AddFlag to a changed chain: %v, want ErrCorrupt", err)
+			}
+			if _, err := s.SetStatus(ctx, rec.ID, StatusQuarantined, "g", "r"); !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("SetStatus of a changed chain: %v, want ErrCorrupt", err)
+			}
+			if _, present, err := st.Get(ctx, ns, entryKey(rec.ID, rec.Length)); err != nil || present {
+				t.Fatalf("entry %d after the refused updates: present %v, %v; want nothing written", rec.Length, present, err)
+			}
+			if _, present, err := st.Get(ctx, ns, ckptKey(rec.ID, rec.Length+1)); err != nil || present {
+				t.Fatalf("checkpoint %d after the refused updates: present %v, %v; want nothing signed", rec.Length+1, present, err)
+			}
+		})
+	}
+}

@@ -312,6 +312,14 @@ func (s *Store) Get(ctx context.Context, traceID string) (Record, error) {
 	return up, nil
 }
 
+// SessionOf returns the session of a trace, read from the index alone, so that it answers
+// for a trace whose stored record is damaged (which Get refuses with ErrCorrupt). A
+// malformed id, or a trace whose session was purged, reads as ErrNotFound.
+func (s *Store) SessionOf(ctx context.Context, traceID string) (string, error) {
+	loc, err := s.locate(ctx, traceID)
+	return loc.sessionID, err
+}
+
 // Chain returns a trace's provenance entries in order, as stored (Verify checks them); a
 // purged session's merged trace's, from its copy in the shared record.
 func (s *Store) Chain(ctx context.Context, traceID string) ([]Entry, error) {
@@ -377,18 +385,48 @@ func (s *Store) SetStatus(ctx context.Context, traceID string, status Status, ag
 
 // ListBySession returns a page of a session's traces in creation order, and the token of the
 // next page ("" after the last). pageSize 0 means DefaultPageSize; it is capped at
-// MaxPageSize. Records are as stored: each reflects at least every acknowledged write.
+// MaxPageSize. Records are as stored: each reflects at least every acknowledged write. A
+// damaged record is left out (see SessionPage, which names it).
 func (s *Store) ListBySession(ctx context.Context, sessionID string, pageSize int, pageToken string) ([]Record, string, error) {
-	if !ValidID(sessionID) {
-		return nil, "", fmt.Errorf("%w: %q is not a session id", ErrNotFound, sessionID)
-	}
-	return s.list(ctx, SessionNamespace(s.tenant, sessionID), pageSize, pageToken)
+	p, err := s.SessionPage(ctx, sessionID, pageSize, pageToken)
+	return p.Records, p.Next, err
 }
 
 // ListMerged returns a page of the traces copied into the merged namespace, in creation
-// order, and the token of the next page ("" after the last).
+// order, and the token of the next page ("" after the last). A damaged copy is left out
+// (see MergedPage, which names it).
 func (s *Store) ListMerged(ctx context.Context, pageSize int, pageToken string) ([]Record, string, error) {
-	return s.list(ctx, MergedNamespace(s.tenant), pageSize, pageToken)
+	p, err := s.MergedPage(ctx, pageSize, pageToken)
+	return p.Records, p.Next, err
+}
+
+// Page is a page of a listing of traces.
+type Page struct {
+	// Records are the page's traces, in creation order.
+	Records []Record
+	// Damaged are the ids of the page's traces left out of Records, in the same order:
+	// their stored record does not decode, or is another trace's or session's, or (in the
+	// merged namespace) the copy does not verify against the chain copied with it. One damaged
+	// record does not keep the others from being listed; reading the trace itself answers
+	// ErrCorrupt, and Verify says what is wrong.
+	Damaged []string
+	// Next is the token of the next page, "" after the last.
+	Next string
+}
+
+// SessionPage returns a page of a session's traces, as ListBySession, and the ids of those
+// whose stored record is damaged.
+func (s *Store) SessionPage(ctx context.Context, sessionID string, pageSize int, pageToken string) (Page, error) {
+	if !ValidID(sessionID) {
+		return Page{}, fmt.Errorf("%w: %q is not a session id", ErrNotFound, sessionID)
+	}
+	return s.list(ctx, SessionNamespace(s.tenant, sessionID), sessionID, pageSize, pageToken)
+}
+
+// MergedPage returns a page of the traces copied into the merged namespace, as ListMerged,
+// and the ids of those whose copy is damaged.
+func (s *Store) MergedPage(ctx context.Context, pageSize int, pageToken string) (Page, error) {
+	return s.list(ctx, MergedNamespace(s.tenant), "", pageSize, pageToken)
 }
 
 const tokenPrefix = "t1:"
@@ -409,10 +447,11 @@ func decodeToken(tok string) (string, error) {
 	return id, nil
 }
 
-func (s *Store) list(ctx context.Context, ns string, pageSize int, pageToken string) ([]Record, string, error) {
+// list returns a page of the records in ns, of session sessionID (any when empty).
+func (s *Store) list(ctx context.Context, ns, sessionID string, pageSize int, pageToken string) (Page, error) {
 	switch {
 	case pageSize < 0:
-		return nil, "", fmt.Errorf("%w: page size %d is negative", ErrInvalid, pageSize)
+		return Page{}, fmt.Errorf("%w: page size %d is negative", ErrInvalid, pageSize)
 	case pageSize == 0:
 		pageSize = DefaultPageSize
 	case pageSize > MaxPageSize:
@@ -420,7 +459,7 @@ func (s *Store) list(ctx context.Context, ns string, pageSize int, pageToken str
 	}
 	after, err := decodeToken(pageToken)
 	if err != nil {
-		return nil, "", err
+		return Page{}, err
 	}
 	req := storage.ScanRequest{Namespace: ns, Prefix: recordPrefix, Limit: pageSize}
 	if after != "" {
@@ -428,21 +467,41 @@ func (s *Store) list(ctx context.Context, ns string, pageSize int, pageToken str
 	}
 	res, err := s.st.Scan(ctx, req)
 	if err != nil {
-		return nil, "", fmt.Errorf("list traces: %w", err)
+		return Page{}, fmt.Errorf("list traces: %w", err)
 	}
-	out := make([]Record, 0, len(res.Items))
+	p := Page{Records: make([]Record, 0, len(res.Items))}
+	merged := ns == MergedNamespace(s.tenant)
+	last := ""
 	for _, kv := range res.Items {
-		rec, err := parseRecord(kv.Value)
-		if err != nil {
-			return nil, "", fmt.Errorf("%w: %s: %v", ErrCorrupt, kv.Key, err)
+		id := string(bytes.TrimPrefix(kv.Key, recordPrefix))
+		if ValidID(id) {
+			last = id
 		}
-		out = append(out, rec)
+		rec, err := parseRecord(kv.Value)
+		if err != nil || rec.ID != id || sessionID != "" && rec.SessionID != sessionID {
+			p.Damaged = append(p.Damaged, id)
+			continue
+		}
+		if merged {
+			// The shared record is read by everyone, and nothing else checks a copy while
+			// its trace's session lives: a copy whose record or data its chain does not
+			// vouch for is not served. One signed by another host's key that this one does
+			// not trust is intact as far as this host can tell (its chain and record agree).
+			in, err := s.inspect(ctx, location{traceID: id, sessionID: rec.SessionID, ns: ns}, false)
+			if err != nil {
+				return Page{}, fmt.Errorf("list traces: %w", err)
+			}
+			if in.problem != nil && in.foreign.signed == "" {
+				p.Damaged = append(p.Damaged, id)
+				continue
+			}
+		}
+		p.Records = append(p.Records, rec)
 	}
-	next := ""
-	if res.More && len(out) > 0 {
-		next = encodeToken(out[len(out)-1].ID)
+	if res.More && last != "" {
+		p.Next = encodeToken(last)
 	}
-	return out, next, nil
+	return p, nil
 }
 
 // inspection is what inspect found about a trace.

@@ -808,8 +808,11 @@ func (c *Client) GetTrace(ctx context.Context, id string) (*TraceView, error) {
 
 // TraceList is one page of traces.
 type TraceList struct {
-	Traces    []Trace `json:"traces"`
-	NextToken string  `json:"next_token"`
+	Traces []Trace `json:"traces"`
+	// Damaged are the ids of the page's traces the host left out of Traces: their stored
+	// record is damaged (verify says what is wrong).
+	Damaged   []string `json:"damaged,omitempty"`
+	NextToken string   `json:"next_token"`
 }
 
 // ListTraces returns one page of a session's traces.

@@ -935,6 +935,9 @@ func (x *cli) showTraces(l *client.TraceList) error {
 		rows = append(rows, []string{t.ID, t.SessionID, t.Kind, t.Status, strconv.FormatInt(t.Length, 10), flagNames(t.Flags), ago(t.CreatedAt)})
 	}
 	x.table("ID\tSESSION\tKIND\tSTATUS\tENTRIES\tFLAGS\tCREATED", rows)
+	for _, id := range l.Damaged {
+		fmt.Fprintf(x.stdout, "damaged: %s (left out; limitctl traces verify %s says what is wrong)\n", clean(id), clean(id))
+	}
 	if l.NextToken != "" {
 		fmt.Fprintf(x.stdout, "more: --next-token %s\n", clean(l.NextToken))
 	}
@@ -980,15 +983,30 @@ func (x *cli) verify(args []string) error {
 		return fmt.Errorf("%s does not verify: %w", name, err)
 	}
 	trusted := opts.TrustedKey != nil
+	fps := make([]string, len(sum.SignerFingerprints))
+	for i, fp := range sum.SignerFingerprints {
+		fps[i] = clean(fp)
+	}
+	word := "key"
+	if len(fps) > 1 {
+		word = "keys"
+	}
 	if !trusted {
 		// Anyone can make a bundle that is intact under a key of their own: without --key,
 		// "valid" says nothing about who signed it. Say so on stderr, so -o json stays JSON.
-		fmt.Fprintf(x.stderr, "warning: no --key given: the bundle is intact under the key it carries itself (%s), which was trusted on first use; anyone can make such a bundle with a key of their own. Compare that fingerprint with the host's (GET /v1/provenance/key) or pass --key host.pem.\n", sum.KeyFingerprint)
+		fmt.Fprintf(x.stderr, "warning: no --key given: the bundle is intact under the key it carries itself (%s), which was trusted on first use; anyone can make such a bundle with a key of their own. Compare that fingerprint with the host's (GET /v1/provenance/key) or pass --key host.pem.\n", clean(sum.KeyFingerprint))
+		if len(fps) > 0 {
+			// The other keys are vouched for by the bundle's key alone: one of an
+			// unverified key lists whichever keys its maker chose (a real host's, whose
+			// checkpoints of a trace it kept), so their fingerprints prove nothing here.
+			fmt.Fprintf(x.stderr, "warning: the bundle also lists %s %s as signing some checkpoints: UNVERIFIED, as only the bundle's own key, itself unchecked, lists them; a forged bundle may name any host's key, so a familiar fingerprint here proves nothing. Pass --key with the exporting host's key to check them.\n", word, strings.Join(fps, ", "))
+		}
 	}
 	if x.json {
 		return x.printJSON(struct {
 			trace.BundleSummary
-			// KeyTrusted tells whether the key was given with --key (else trusted on first use).
+			// KeyTrusted tells whether the key was given with --key (else trusted on first
+			// use, and so are the signer keys the bundle lists).
 			KeyTrusted bool `json:"key_trusted"`
 		}{sum, trusted})
 	}
@@ -996,18 +1014,14 @@ func (x *cli) verify(args []string) error {
 	if !trusted {
 		how = "the key the bundle carries, NOT checked against a trusted key"
 	}
-	if len(sum.SignerFingerprints) > 0 {
-		// Checkpoints of other hosts' keys, which the exporting host trusted: its key
-		// vouches for them in the signed header.
-		fps := make([]string, len(sum.SignerFingerprints))
-		for i, fp := range sum.SignerFingerprints {
-			fps[i] = clean(fp)
+	if len(fps) > 0 {
+		if trusted {
+			// Checkpoints of other hosts' keys, which the exporting host trusted: its key,
+			// checked with --key, vouches for them in the signed header.
+			how += fmt.Sprintf("; checkpoints also signed by %s %s, which the bundle's key vouches for", word, strings.Join(fps, ", "))
+		} else {
+			how += fmt.Sprintf("; some checkpoints signed by %d other %s the bundle lists, unverified", len(fps), word)
 		}
-		word := "key"
-		if len(fps) > 1 {
-			word = "keys"
-		}
-		how += fmt.Sprintf("; checkpoints also signed by %s %s, which the bundle's key vouches for", word, strings.Join(fps, ", "))
 	}
 	fmt.Fprintf(x.stdout, "%s: valid — %s, %s, %s, created %s, signed by key %s, %s\n",
 		clean(name), plural(sum.Traces, "trace", "traces"), plural(sum.Entries, "provenance entry", "provenance entries"),

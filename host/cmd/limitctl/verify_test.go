@@ -1,6 +1,9 @@
 package main
 
 import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -8,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/limitgraph/limit/host/trace"
+	"github.com/limitgraph/limit/host/trace/tracetest"
+	"github.com/limitgraph/limit/sdk/storage/memstore"
 )
 
 // TestVerifyTrustOnFirstUse: without --key a bundle is checked against the key it carries,
@@ -68,5 +73,52 @@ func TestVerifyStdin(t *testing.T) {
 	withStdin(cut)
 	if code, stdout, stderr := limitctl(t, "verify", "-"); code != 1 || !strings.Contains(stderr, "stdin does not verify") {
 		t.Fatalf("verify - of a truncated bundle: exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
+	}
+}
+
+// TestVerifySignerKeysUnverifiedWithoutKey: a bundle holding checkpoints of another host's
+// key lists that key in its signed header, vouched for by the bundle's own key. Without
+// --key that key is trusted on first use only, so the listed signers must not be presented
+// as vouched for (a forged bundle may list a real host's key): verify warns that they are
+// unverified. With --key the exporting host's key vouches for them.
+func TestVerifySignerKeysUnverifiedWithoutKey(t *testing.T) {
+	ctx := context.Background()
+	st := memstore.New()
+	a, keyA := tracetest.New(t, st)
+	keyB, err := trace.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := trace.New(st, keyB, trace.Options{TempDir: t.TempDir(), TrustedKeys: []ed25519.PublicKey{keyA.PublicKey()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := a.Create(ctx, trace.NewID(), trace.TraceCustom, nil, "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Append(ctx, rec.ID, trace.Entry{Kind: "note"}); err != nil {
+		t.Fatal(err)
+	}
+	var bundle bytes.Buffer
+	if _, err := b.WriteBundle(ctx, &bundle, trace.BundleScope{TraceIDs: []string{rec.ID}}); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	bundlePath, keyPath := filepath.Join(dir, "bundle.tar.gz"), filepath.Join(dir, "b.pem")
+	if err := os.WriteFile(bundlePath, bundle.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyPath, trace.MarshalPublicKey(keyB.PublicKey()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr := limitctl(t, "verify", bundlePath)
+	if code != 0 || strings.Contains(stdout+stderr, "vouches for") || strings.Contains(stdout, keyA.Fingerprint()) ||
+		!strings.Contains(stderr, "UNVERIFIED") || !strings.Contains(stdout, "unverified") {
+		t.Errorf("verify without --key: exit %d; want the signer keys called unverified, not vouched for\nstdout: %s\nstderr: %s", code, stdout, stderr)
+	}
+	code, stdout, stderr = limitctl(t, "verify", "--key", keyPath, bundlePath)
+	if code != 0 || !strings.Contains(stdout, "which the bundle's key vouches for") || !strings.Contains(stdout, keyA.Fingerprint()) || stderr != "" {
+		t.Errorf("verify --key: exit %d; want the signer key named, vouched for\nstdout: %s\nstderr: %s", code, stdout, stderr)
 	}
 }
