@@ -70,9 +70,10 @@ type Options struct {
 	// /v1/health must carry one, and reaches what its principal does (see principal).
 	// Without tokens every request is an operator's.
 	Tokens []config.Token
-	// CheckHosts refuses requests whose Host or Origin names a host other than an IP
-	// address, localhost or one of AllowedHosts (config API.AllowedHosts; "*" for any):
-	// see foreignHost. The daemon always sets it.
+	// CheckHosts refuses requests whose Host names a host other than an IP address,
+	// localhost or one of AllowedHosts (config API.AllowedHosts; "*" for any), or whose
+	// Origin names one other than a loopback address, localhost, the API's own origin or
+	// one of AllowedHosts: see foreignHost. The daemon always sets it.
 	CheckHosts   bool
 	AllowedHosts []string
 }

@@ -70,12 +70,19 @@ func badRequest(format string, args ...any) error {
 }
 
 // errUnsupportedMedia is a body in a format the API does not read (415): of a media type
-// (ct) or, when encoding is set, in a content coding it does not undo.
-type errUnsupportedMedia struct{ ct, encoding string }
+// (ct) or, when encoding is set, in a content coding it does not undo. browser says the
+// type was refused only because a browser sent it (see jsonContentType).
+type errUnsupportedMedia struct {
+	ct, encoding string
+	browser      bool
+}
 
 func (e *errUnsupportedMedia) Error() string {
 	if e.encoding != "" {
 		return fmt.Sprintf("Content-Encoding %q is not accepted; send the body uncompressed (identity)", e.encoding)
+	}
+	if e.browser {
+		return fmt.Sprintf("Content-Type %q is not accepted from a browser (a request with Origin or Sec-Fetch-Mode), the form a cross-site page sends without asking; send JSON (application/json)", e.ct)
 	}
 	return fmt.Sprintf("Content-Type %q is not accepted; send JSON (application/json)", e.ct)
 }
@@ -83,10 +90,19 @@ func (e *errUnsupportedMedia) Error() string {
 // checkBodyHeaders refuses a body whose Content-Type is not JSON (see jsonContentType) or
 // whose Content-Encoding is not identity (checkEncoding).
 func checkBodyHeaders(r *http.Request) error {
-	if ct := r.Header.Get("Content-Type"); !jsonContentType(ct) {
-		return &errUnsupportedMedia{ct: ct}
+	ct := r.Header.Get("Content-Type")
+	browser := fromBrowser(r)
+	if !jsonContentType(ct, browser) {
+		return &errUnsupportedMedia{ct: ct, browser: browser && jsonContentType(ct, false)}
 	}
 	return checkEncoding(r)
+}
+
+// fromBrowser reports whether r carries the headers only a browser sends: Origin (on
+// every POST, PUT, PATCH and DELETE) or Sec-Fetch-Mode (on every request of a current
+// browser). curl, limitctl and the SDK send neither.
+func fromBrowser(r *http.Request) bool {
+	return r.Header.Get("Origin") != "" || r.Header.Get("Sec-Fetch-Mode") != ""
 }
 
 // checkEncoding refuses a body whose Content-Encoding is not identity: the API reads
@@ -104,12 +120,18 @@ func checkEncoding(r *http.Request) error {
 
 // jsonContentType accepts JSON media types, none, text/plain, and curl's default for -d
 // (application/x-www-form-urlencoded), whose bodies are read as JSON all the same: users
-// type `curl -d '{...}'` and expect it to work.
-func jsonContentType(ct string) bool {
+// type `curl -d '{...}'` and expect it to work. From a browser (see fromBrowser) it
+// accepts JSON media types and none only: text/plain and a form are what a cross-site
+// page may POST without a CORS preflight, so refusing them is the standard defence
+// against cross-site request forgery, beside the Origin check (foreignHost), which
+// api.allowed_hosts = ["*"] turns off.
+func jsonContentType(ct string, browser bool) bool {
 	mt := strings.ToLower(strings.TrimSpace(strings.SplitN(ct, ";", 2)[0]))
 	switch {
-	case mt == "", mt == "application/json", mt == "text/plain", mt == "application/x-www-form-urlencoded":
+	case mt == "", mt == "application/json":
 		return true
+	case mt == "text/plain", mt == "application/x-www-form-urlencoded":
+		return !browser
 	case strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json"):
 		return true
 	}
