@@ -245,6 +245,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	r = withPrincipal(r, p)
 	who = p.String()
 	h, pattern := s.mux.Handler(r)
+	if why := s.declaredTooLarge(r); pattern != "" && why != "" {
+		route = pattern
+		w.Header().Set("Connection", "close")
+		writeProblem(w, r, http.StatusRequestEntityTooLarge, why, nil)
+		return
+	}
 	if pattern != "" {
 		release, why := s.admit(r)
 		if release == nil {

@@ -1,10 +1,12 @@
 package api
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -124,5 +126,41 @@ func TestLargeBodiesWaitTheirTurn(t *testing.T) {
 	}
 	if g := gauges(); g != want {
 		t.Fatalf("gauges after: %s, want %s", g, want)
+	}
+}
+
+// TestDeclaredTooLargeRefusedAtOnce: a request whose Content-Length exceeds
+// api.max_body_bytes is answered 413 before its body is read: no 100 Continue for a client
+// that asked, and no share of api.max_body_bytes_in_flight waited for or held (a few such
+// stalled requests had filled it, and a normal upload waited behind them).
+func TestDeclaredTooLargeRefusedAtOnce(t *testing.T) {
+	st := memstore.New()
+	sessions := session.NewManager(session.Options{Store: st, DataDir: t.TempDir(), Policies: governance.PolicyNames(), DefaultPolicy: "default"})
+	srv := New(Options{Sessions: sessions, Store: st, MaxBodyBytes: 1 << 20, MaxBodyBytesInFlight: 2 << 20})
+	srv.bodies.wait = time.Hour // a request that waited for its share would not be answered
+	ts := httptest.NewServer(srv)
+	defer ts.Close()
+	held, err := srv.bodies.Acquire(context.Background(), 2<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held() // before ts.Close, so that a request waiting for its share ends
+	for _, expect := range []string{"", "Expect: 100-continue\r\n"} {
+		conn, err := net.Dial("tcp", ts.Listener.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = conn.SetDeadline(time.Now().Add(30 * time.Second)) // against a hang only
+		fmt.Fprintf(conn, "POST /v1/sessions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 50000000\r\n%s\r\n", expect)
+		res, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			conn.Close() // so that the server's handler ends
+			t.Fatalf("%q: no answer: %v", expect, err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		conn.Close()
+		if res.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(string(b), "50000000 bytes") || !strings.Contains(string(b), "api.max_body_bytes") {
+			t.Errorf("%q: %d %s", expect, res.StatusCode, b)
+		}
 	}
 }
