@@ -164,3 +164,41 @@ func TestDeclaredTooLargeRefusedAtOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestBodyReadFailures: a body that does not arrive within the server's read timeout is
+// answered 408, saying so, and one whose chunked framing is broken 400 "malformed chunked
+// body"; neither quotes the connection's addresses (net/http's errors do: "read tcp4
+// 127.0.0.1:…->127.0.0.1:…: i/o timeout" was answered as invalid JSON).
+func TestBodyReadFailures(t *testing.T) {
+	srv, _, _, _ := mergeServer(t)
+	ts := httptest.NewUnstartedServer(srv)
+	ts.Config.ReadTimeout = 300 * time.Millisecond
+	ts.Start()
+	defer ts.Close()
+	for _, c := range []struct {
+		name, path, request string
+		want                int
+		says                string
+	}{
+		{"a body that stops", "/v1/rd/knee", "Content-Length: 100\r\n\r\n{\"points\":", 408, "not received within api.read_timeout"},
+		{"a trace's body that stops", "/v1/traces", "Content-Length: 100\r\n\r\n{\"session_id\":", 408, "not received within api.read_timeout"},
+		{"a bad chunk length", "/v1/rd/knee", "Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n", 400, "malformed chunked body"},
+	} {
+		conn, err := net.Dial("tcp", ts.Listener.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = conn.SetDeadline(time.Now().Add(30 * time.Second)) // against a hang only
+		fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n%s", c.path, c.request)
+		res, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			conn.Close()
+			t.Fatalf("%s: no answer: %v", c.name, err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		conn.Close()
+		if res.StatusCode != c.want || !strings.Contains(string(b), c.says) || strings.Contains(string(b), "127.0.0.1") {
+			t.Errorf("%s: %d %s, want %d saying %q", c.name, res.StatusCode, b, c.want, c.says)
+		}
+	}
+}

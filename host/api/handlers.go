@@ -86,6 +86,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		mbe     *http.MaxBytesError
 		blocked *execution.BlockedError
 		media   *errUnsupportedMedia
+		slow    *errBodyTimeout
 		pending *execution.RecordPendingError
 		lost    *execution.RecordLostError
 		other   *session.OtherNodeError
@@ -121,6 +122,10 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 			w.Header().Set("Accept-Encoding", "identity") // RFC 9110 §15.5.16
 		}
 		writeProblem(w, r, http.StatusUnsupportedMediaType, media.Error(), nil)
+	case errors.As(err, &slow):
+		// The connection's read deadline has passed: it cannot carry another request.
+		w.Header().Set("Connection", "close")
+		writeProblem(w, r, http.StatusRequestTimeout, slow.Error(), nil)
 	case errors.As(err, &bad):
 		writeProblem(w, r, http.StatusBadRequest, bad.msg, nil)
 	case errors.As(err, &denied):

@@ -8,7 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"os"
 	"reflect"
 	"strconv"
 	"strings"
@@ -152,7 +154,7 @@ func decodeBounded(r *http.Request, v any, bounds map[string]int) error {
 	}
 	body, err := readBody(r)
 	if err != nil {
-		return jsonError(err)
+		return bodyReadError(err)
 	}
 	return decodeBody(body, v, bounds)
 }
@@ -180,6 +182,37 @@ func readBody(r *http.Request) ([]byte, error) {
 		}
 	}
 	return io.ReadAll(r.Body)
+}
+
+// errBodyTimeout is a request body that did not arrive within api.read_timeout (408).
+type errBodyTimeout struct{}
+
+func (*errBodyTimeout) Error() string {
+	return "the request body was not received within api.read_timeout; send it whole and at once, or raise api.read_timeout"
+}
+
+// bodyReadError is the error to answer for err, an error reading a request body (not
+// decoding it): over max_body_bytes (413), not received in time (408), or a 400 that names
+// the failure without the connection's addresses, which net/http's errors quote.
+func bodyReadError(err error) error {
+	var (
+		mbe *http.MaxBytesError
+		ne  net.Error
+	)
+	switch {
+	case errors.As(err, &mbe):
+		return err
+	case errors.Is(err, os.ErrDeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return &errBodyTimeout{}
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return badRequest("request body ended before its declared length (Content-Length) or its last chunk")
+	case strings.Contains(err.Error(), "chunk"):
+		// net/http's chunked reader: "invalid byte in chunk length", "malformed chunked
+		// encoding", "http chunk length too large", "chunked encoding contains too much
+		// non-data" (its errors are not exported).
+		return badRequest("malformed chunked body (Transfer-Encoding: chunked): %v", err)
+	}
+	return badRequest("the request body could not be read")
 }
 
 func jsonError(err error) error {
@@ -302,7 +335,7 @@ func decodeCreateTrace(r *http.Request, req *createTraceRequest) error {
 	}
 	body, err := readBody(r)
 	if err != nil {
-		return jsonError(err)
+		return bodyReadError(err)
 	}
 	if parseCreateTrace(body, req) {
 		return checkRequired(body, req)
@@ -462,7 +495,7 @@ func noBody(s *Server, h http.HandlerFunc) http.HandlerFunc {
 			}
 			body, err := readBody(r)
 			if err != nil {
-				s.fail(w, r, jsonError(err))
+				s.fail(w, r, bodyReadError(err))
 				return
 			}
 			if len(bytes.TrimSpace(body)) > 0 {
