@@ -277,9 +277,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			// A redirect to a cleaned path: an API client gets a plain 404.
 			status = http.StatusNotFound
 		}
-		detail := "no such route: " + r.Method + " " + r.URL.Path
+		detail := "no such route: " + r.Method + " " + shownPath(r)
 		if status == http.StatusMethodNotAllowed {
-			detail = "method " + r.Method + " is not allowed on " + r.URL.Path
+			detail = "method " + r.Method + " is not allowed on " + shownPath(r)
 		}
 		writeProblem(w, r, status, detail, nil)
 		return

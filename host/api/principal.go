@@ -139,7 +139,7 @@ func operatorOnly(s *Server, rt route, next http.HandlerFunc) http.HandlerFunc {
 			return
 		}
 		if !p.operator() {
-			s.fail(w, r, forbidden("%s %s needs an operator's token (a line of api.token_file without a user name); this token is user %s's", rt.Method, r.URL.Path, p.user))
+			s.fail(w, r, forbidden("%s %s needs an operator's token (a line of api.token_file without a user name); this token is user %s's", rt.Method, shownPath(r), p.user))
 			return
 		}
 		next(w, r)
