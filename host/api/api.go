@@ -229,6 +229,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if why := repeatedAuthorization(r); why != "" {
+		s.refused.warn("API request refused", append(requestIDs(id, r), "remote", r.RemoteAddr, "path", r.URL.Path, "reason", why)...)
+		writeProblem(w, r, http.StatusBadRequest, why, nil)
+		return
+	}
 	p, ok := s.authenticate(r)
 	if !ok {
 		s.refused.warn("API request without a valid token", append(requestIDs(id, r), "remote", r.RemoteAddr, "method", r.Method, "path", r.URL.Path)...)
