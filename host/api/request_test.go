@@ -239,3 +239,33 @@ func FuzzDecodeCreateTrace(f *testing.F) {
 		}
 	})
 }
+
+// TestWantsStream: an execution streams when Accept names text/event-stream with a weight
+// above 0 and no JSON range with a higher one; q=0 means not acceptable (it streamed).
+func TestWantsStream(t *testing.T) {
+	for _, c := range []struct {
+		accept []string
+		want   bool
+	}{
+		{nil, false},
+		{[]string{"application/json"}, false},
+		{[]string{"text/event-stream"}, true},
+		{[]string{"Text/Event-Stream"}, true},
+		{[]string{"text/event-stream;q=0, application/json"}, false},
+		{[]string{"text/event-stream; q=0.0"}, false},
+		{[]string{"application/json, text/event-stream"}, true},
+		{[]string{"*/*, text/event-stream"}, true},
+		{[]string{"application/json;q=1, text/event-stream;q=0.5"}, false},
+		{[]string{"application/json;q=0.5, text/event-stream"}, true},
+		{[]string{"application/json", "text/event-stream"}, true},
+		{[]string{"text/event-stream;q=bad"}, true},
+	} {
+		r := httptest.NewRequest("POST", "/v1/sessions/x/executions", nil)
+		for _, a := range c.accept {
+			r.Header.Add("Accept", a)
+		}
+		if got := wantsStream(r); got != c.want {
+			t.Errorf("Accept %q: streams %v, want %v", c.accept, got, c.want)
+		}
+	}
+}
