@@ -235,11 +235,26 @@ func jsonError(err error) error {
 		if field == "" {
 			field = "(body)"
 		}
+		if k := kindOf(te.Type); (k == reflect.Float64 || k == reflect.Float32) && strings.HasPrefix(te.Value, "number ") {
+			// A number encoding/json could not fit: 1e400 is a number, but out of range.
+			return badRequest("field %q is out of range: %s is beyond the largest number a float64 holds (about 1.8e308)", field, strings.TrimPrefix(te.Value, "number "))
+		}
 		return badRequest("field %q must be %s, got JSON %s", field, jsonKind(te.Type), te.Value)
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		return badRequest("unknown field %s", strings.TrimPrefix(err.Error(), "json: unknown field "))
 	}
 	return badRequest("invalid JSON: %v", err)
+}
+
+// kindOf is t's kind, through pointers (Invalid for nil).
+func kindOf(t reflect.Type) reflect.Kind {
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t == nil {
+		return reflect.Invalid
+	}
+	return t.Kind()
 }
 
 // jsonKind names what a Go type accepts in JSON terms, for error messages (never the Go
