@@ -71,9 +71,10 @@ type Options struct {
 	// /v1/health must carry one, and reaches what its principal does (see principal).
 	// Without tokens every request is an operator's.
 	Tokens []config.Token
-	// CheckHosts refuses requests whose Host or Origin names a host other than an IP
-	// address, localhost or one of AllowedHosts (config API.AllowedHosts; "*" for any):
-	// see foreignHost. The daemon always sets it.
+	// CheckHosts refuses requests whose Host names a host other than an IP address,
+	// localhost or one of AllowedHosts (config API.AllowedHosts; "*" for any), or whose
+	// Origin names one other than a loopback address, localhost, the API's own origin or
+	// one of AllowedHosts: see foreignHost. The daemon always sets it.
 	CheckHosts   bool
 	AllowedHosts []string
 	// Backup, when set, makes an online backup (GET /v1/backup); the caller closes it.
@@ -233,6 +234,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if why := repeatedAuthorization(r); why != "" {
+		s.refused.warn("API request refused", append(requestIDs(id, r), "remote", r.RemoteAddr, "path", r.URL.Path, "reason", why)...)
+		writeProblem(w, r, http.StatusBadRequest, why, nil)
+		return
+	}
 	p, ok := s.authenticate(r)
 	if !ok {
 		s.refused.warn("API request without a valid token", append(requestIDs(id, r), "remote", r.RemoteAddr, "method", r.Method, "path", r.URL.Path)...)
@@ -249,6 +255,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	r = withPrincipal(r, p)
 	who = p.String()
 	h, pattern := s.mux.Handler(r)
+	if why := s.declaredTooLarge(r); pattern != "" && why != "" {
+		route = pattern
+		w.Header().Set("Connection", "close")
+		writeProblem(w, r, http.StatusRequestEntityTooLarge, why, nil)
+		return
+	}
 	if pattern != "" {
 		release, why := s.admit(r)
 		if release == nil {
@@ -275,9 +287,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			// A redirect to a cleaned path: an API client gets a plain 404.
 			status = http.StatusNotFound
 		}
-		detail := "no such route: " + r.Method + " " + r.URL.Path
+		detail := "no such route: " + r.Method + " " + shownPath(r)
 		if status == http.StatusMethodNotAllowed {
-			detail = "method " + r.Method + " is not allowed on " + r.URL.Path
+			detail = "method " + r.Method + " is not allowed on " + shownPath(r)
 		}
 		writeProblem(w, r, status, detail, nil)
 		return

@@ -185,3 +185,24 @@ func TestMetrics(t *testing.T) {
 		}
 	}
 }
+
+// TestRepeatedAuthorizationRefused: a request with two Authorization headers is a 400,
+// with tokens configured or not, whatever the headers hold (the first was taken, silently).
+func TestRepeatedAuthorizationRefused(t *testing.T) {
+	good, other := "0123456789abcdef0123456789abcdef", "fedcba9876543210fedcba9876543210"
+	withTokens := New(Options{Version: "1.0.0", Plugins: func() []plugins.Status { return nil },
+		Tokens: []config.Token{{Digest: sha256.Sum256([]byte(other))}, {Digest: sha256.Sum256([]byte(good))}}})
+	open := New(Options{Version: "1.0.0", Plugins: func() []plugins.Status { return nil }})
+	for name, s := range map[string]*Server{"with tokens": withTokens, "without": open} {
+		for _, second := range []string{"Bearer " + good, "Bearer wrong"} {
+			req := httptest.NewRequest("GET", "/v1/openapi.json", nil)
+			req.Header.Add("Authorization", "Bearer "+good)
+			req.Header.Add("Authorization", second)
+			rec := httptest.NewRecorder()
+			s.ServeHTTP(rec, req)
+			if rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), "Authorization header is given more than once") {
+				t.Errorf("%s, a second Authorization %q: %d %s", name, second, rec.Code, rec.Body)
+			}
+		}
+	}
+}

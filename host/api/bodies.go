@@ -24,7 +24,10 @@ const bodyWait = 10 * time.Second
 // rule plugin): eight concurrent evaluations of 10 MB prompts took limitd to 562 MB. So a
 // request whose body is large (by its Content-Length, or max_body_bytes when it has none)
 // waits, before its body is read, until its size fits (the whole budget for a body larger
-// than it); one that cannot within wait, or before its client leaves, is refused.
+// than it); one that cannot within wait, or before its client leaves, is refused. A share
+// is held from before the body is read until its request is answered, so a client that
+// sends its body slowly holds it until api.read_timeout ends the read: the declared
+// length, or max_body_bytes for a chunked body.
 type bodyBudget struct {
 	*bytebudget.Budget
 	wait time.Duration
@@ -50,6 +53,17 @@ func (b *bodyBudget) collectors() []prometheus.Collector {
 	}
 }
 
+// declaredTooLarge says why r's body is refused before a byte of it is read ("" when it
+// is not): its Content-Length exceeds api.max_body_bytes. So no 100 Continue is sent
+// (net/http sends it at the first read), and no share of max_body_bytes_in_flight is held
+// for a body that would be refused at its limit anyway.
+func (s *Server) declaredTooLarge(r *http.Request) string {
+	if r.ContentLength <= s.opts.MaxBodyBytes {
+		return ""
+	}
+	return fmt.Sprintf("request body of %d bytes (its Content-Length) exceeds the limit of %d bytes (api.max_body_bytes)", r.ContentLength, s.opts.MaxBodyBytes)
+}
+
 // admit waits until r's body fits and returns what gives its share back; when it does not
 // fit in time it returns why instead (the request is then refused, 503, its body unread).
 func (s *Server) admit(r *http.Request) (release func(), why string) {
@@ -58,8 +72,10 @@ func (s *Server) admit(r *http.Request) (release func(), why string) {
 		return func() {}, ""
 	}
 	known := n > 0
-	if n < 0 || n > s.opts.MaxBodyBytes {
-		n = s.opts.MaxBodyBytes // no more is read (413 past it)
+	if n < 0 {
+		// Of unknown length (chunked): no more than max_body_bytes is read (413 past it).
+		// A Content-Length above it was refused before admit.
+		n = s.opts.MaxBodyBytes
 	}
 	if n < largeBody {
 		return func() {}, ""

@@ -1,10 +1,12 @@
 package api
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -124,5 +126,79 @@ func TestLargeBodiesWaitTheirTurn(t *testing.T) {
 	}
 	if g := gauges(); g != want {
 		t.Fatalf("gauges after: %s, want %s", g, want)
+	}
+}
+
+// TestDeclaredTooLargeRefusedAtOnce: a request whose Content-Length exceeds
+// api.max_body_bytes is answered 413 before its body is read: no 100 Continue for a client
+// that asked, and no share of api.max_body_bytes_in_flight waited for or held (a few such
+// stalled requests had filled it, and a normal upload waited behind them).
+func TestDeclaredTooLargeRefusedAtOnce(t *testing.T) {
+	st := memstore.New()
+	sessions := session.NewManager(session.Options{Store: st, DataDir: t.TempDir(), Policies: governance.PolicyNames(), DefaultPolicy: "default"})
+	srv := New(Options{Sessions: sessions, Store: st, MaxBodyBytes: 1 << 20, MaxBodyBytesInFlight: 2 << 20})
+	srv.bodies.wait = time.Hour // a request that waited for its share would not be answered
+	ts := httptest.NewServer(srv)
+	defer ts.Close()
+	held, err := srv.bodies.Acquire(context.Background(), 2<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held() // before ts.Close, so that a request waiting for its share ends
+	for _, expect := range []string{"", "Expect: 100-continue\r\n"} {
+		conn, err := net.Dial("tcp", ts.Listener.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = conn.SetDeadline(time.Now().Add(30 * time.Second)) // against a hang only
+		fmt.Fprintf(conn, "POST /v1/sessions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 50000000\r\n%s\r\n", expect)
+		res, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			conn.Close() // so that the server's handler ends
+			t.Fatalf("%q: no answer: %v", expect, err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		conn.Close()
+		if res.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(string(b), "50000000 bytes") || !strings.Contains(string(b), "api.max_body_bytes") {
+			t.Errorf("%q: %d %s", expect, res.StatusCode, b)
+		}
+	}
+}
+
+// TestBodyReadFailures: a body that does not arrive within the server's read timeout is
+// answered 408, saying so, and one whose chunked framing is broken 400 "malformed chunked
+// body"; neither quotes the connection's addresses (net/http's errors do: "read tcp4
+// 127.0.0.1:…->127.0.0.1:…: i/o timeout" was answered as invalid JSON).
+func TestBodyReadFailures(t *testing.T) {
+	srv, _, _, _ := mergeServer(t)
+	ts := httptest.NewUnstartedServer(srv)
+	ts.Config.ReadTimeout = 300 * time.Millisecond
+	ts.Start()
+	defer ts.Close()
+	for _, c := range []struct {
+		name, path, request string
+		want                int
+		says                string
+	}{
+		{"a body that stops", "/v1/rd/knee", "Content-Length: 100\r\n\r\n{\"points\":", 408, "not received within api.read_timeout"},
+		{"a trace's body that stops", "/v1/traces", "Content-Length: 100\r\n\r\n{\"session_id\":", 408, "not received within api.read_timeout"},
+		{"a bad chunk length", "/v1/rd/knee", "Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n", 400, "malformed chunked body"},
+	} {
+		conn, err := net.Dial("tcp", ts.Listener.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = conn.SetDeadline(time.Now().Add(30 * time.Second)) // against a hang only
+		fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n%s", c.path, c.request)
+		res, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			conn.Close()
+			t.Fatalf("%s: no answer: %v", c.name, err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		conn.Close()
+		if res.StatusCode != c.want || !strings.Contains(string(b), c.says) || strings.Contains(string(b), "127.0.0.1") {
+			t.Errorf("%s: %d %s, want %d saying %q", c.name, res.StatusCode, b, c.want, c.says)
+		}
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/limitgraph/limit/host/execution"
 	"github.com/limitgraph/limit/host/session"
 )
 
@@ -176,6 +177,9 @@ type shapeField struct {
 var integerRanges = map[reflect.Type]map[string]string{
 	reflect.TypeFor[session.CreateRequest](): {
 		"max_concurrency": fmt.Sprintf("from 1 to %d", session.MaxMaxConcurrency),
+	},
+	reflect.TypeFor[execution.Request](): {
+		"timeout_ms": fmt.Sprintf("from 0 to %d (an hour; 0 for the session's or the runner's)", session.MaxTimeoutMS),
 	},
 	reflect.TypeFor[session.Limits](): {
 		"timeout_ms":     fmt.Sprintf("from 0 to %d", session.MaxTimeoutMS),

@@ -87,6 +87,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		mbe     *http.MaxBytesError
 		blocked *execution.BlockedError
 		media   *errUnsupportedMedia
+		slow    *errBodyTimeout
 		pending *execution.RecordPendingError
 		lost    *execution.RecordLostError
 		other   *session.OtherNodeError
@@ -123,6 +124,10 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 			w.Header().Set("Accept-Encoding", "identity") // RFC 9110 §15.5.16
 		}
 		writeProblem(w, r, http.StatusUnsupportedMediaType, media.Error(), nil)
+	case errors.As(err, &slow):
+		// The connection's read deadline has passed: it cannot carry another request.
+		w.Header().Set("Connection", "close")
+		writeProblem(w, r, http.StatusRequestTimeout, slow.Error(), nil)
 	case errors.As(err, &bad):
 		writeProblem(w, r, http.StatusBadRequest, bad.msg, nil)
 	case errors.As(err, &denied):
@@ -347,14 +352,37 @@ func (s *Server) deleteSession(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, sess)
 }
 
-// wantsStream reports whether the client asked for server-sent events.
+// wantsStream reports whether the client asked for server-sent events: its Accept names
+// text/event-stream with a weight above 0 (q=0 means "not acceptable", RFC 9110 §12.4.2),
+// and no range that JSON matches (application/json, application/*, */*) with a higher one.
 func wantsStream(r *http.Request) bool {
-	for _, part := range strings.Split(r.Header.Get("Accept"), ",") {
-		if strings.TrimSpace(strings.SplitN(part, ";", 2)[0]) == "text/event-stream" {
-			return true
+	var stream, json float64
+	for _, v := range r.Header.Values("Accept") {
+		for _, part := range strings.Split(v, ",") {
+			mt, params, _ := strings.Cut(part, ";")
+			switch strings.ToLower(strings.TrimSpace(mt)) {
+			case "text/event-stream":
+				stream = max(stream, acceptWeight(params))
+			case "application/json", "application/*", "*/*":
+				json = max(json, acceptWeight(params))
+			}
 		}
 	}
-	return false
+	return stream > 0 && stream >= json
+}
+
+// acceptWeight is the weight (q) among the parameters of an Accept element, 1 when it has
+// none or one that does not parse.
+func acceptWeight(params string) float64 {
+	for _, p := range strings.Split(params, ";") {
+		k, v, _ := strings.Cut(strings.TrimSpace(p), "=")
+		if strings.EqualFold(strings.TrimSpace(k), "q") {
+			if q, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil && q >= 0 && q <= 1 {
+				return q
+			}
+		}
+	}
+	return 1
 }
 
 // sseWriter writes server-sent events, starting the stream at the first event so that

@@ -59,8 +59,9 @@ func problemStatuses(rt route) map[int]string {
 	out := map[int]string{400: "a query parameter is given: this operation takes none"}
 	if rt.Method != "GET" {
 		out[400] = "the body is malformed, not UTF-8 JSON, or a field is unknown, missing or invalid; or a query parameter is given"
+		out[408] = "the body was not received within api.read_timeout"
 		out[413] = "the body is over api.max_body_bytes"
-		out[415] = "the body's Content-Type is not one read as JSON (application/json, application/*+json, text/plain, application/x-www-form-urlencoded or none) or its Content-Encoding not identity"
+		out[415] = "the body's Content-Type is not one read as JSON (application/json, application/*+json, text/plain, application/x-www-form-urlencoded or none; from a browser, with Origin or Sec-Fetch-Mode, not text/plain or a form) or its Content-Encoding not identity"
 	}
 	if len(rt.Query) > 0 {
 		out[400] = "a query parameter is unknown, invalid or given twice, or next_token belongs to another listing"

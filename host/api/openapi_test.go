@@ -128,7 +128,7 @@ func TestOpenAPIProblemsAndParameters(t *testing.T) {
 	}{
 		{"post", "/v1/sessions/{id}/executions", []string{"400", "403", "404", "409", "413", "415", "422", "429", "503"}},
 		{"post", "/v1/traces/{id}/merge", []string{"404", "409"}},
-		{"post", "/v1/rd/knee", []string{"400", "413", "415", "422"}},
+		{"post", "/v1/rd/knee", []string{"400", "408", "413", "415", "422"}},
 		{"get", "/v1/rd/knee", []string{"400", "404", "422"}},
 		{"get", "/v1/sessions", []string{"400"}},
 		{"get", "/v1/governance/stats", []string{"400", "404"}},

@@ -5,6 +5,8 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"net/http"
+
+	"github.com/limitgraph/limit/internal/clip"
 )
 
 // listingTagLen is how many bytes of a listing's digest its page tokens carry.
@@ -38,18 +40,10 @@ func storeToken(r *http.Request, listing string) (string, error) {
 	}
 	b, err := base64.RawURLEncoding.DecodeString(tok)
 	if err != nil || len(b) <= listingTagLen {
-		return "", badRequest("next_token %q is not one this API gave: pass the next_token of the page before, unchanged", clip(tok))
+		return "", badRequest("next_token %q is not one this API gave: pass the next_token of the page before, unchanged", clip.Marked(tok, 60))
 	}
 	if !bytes.Equal(b[:listingTagLen], listingTag(listing)) {
 		return "", badRequest("next_token belongs to another listing: a token continues only the list (route, and session) whose page gave it")
 	}
 	return string(b[listingTagLen:]), nil
-}
-
-// clip shortens a client's string for an error message.
-func clip(s string) string {
-	if len(s) > 60 {
-		return s[:60] + "…"
-	}
-	return s
 }

@@ -101,6 +101,16 @@ func (s *Server) authenticate(r *http.Request) (principal, bool) {
 	return p, ok
 }
 
+// repeatedAuthorization says why r is refused for carrying Authorization more than once
+// ("" when it does not): the field is a singleton (RFC 9110 §11.6.2), and which of two
+// a server reads differs from one to the next (a proxy in front may check the other).
+func repeatedAuthorization(r *http.Request) string {
+	if len(r.Header.Values("Authorization")) > 1 {
+		return "the Authorization header is given more than once; send one"
+	}
+	return ""
+}
+
 // tokenPrincipal returns the principal of r's bearer token, if it is one of the configured
 // tokens. Every digest is compared, in constant time, whichever matches.
 func (s *Server) tokenPrincipal(r *http.Request) (principal, bool) {
@@ -139,7 +149,7 @@ func operatorOnly(s *Server, rt route, next http.HandlerFunc) http.HandlerFunc {
 			return
 		}
 		if !p.operator() {
-			s.fail(w, r, forbidden("%s %s needs an operator's token (a line of api.token_file without a user name); this token is user %s's", rt.Method, r.URL.Path, p.user))
+			s.fail(w, r, forbidden("%s %s needs an operator's token (a line of api.token_file without a user name); this token is user %s's", rt.Method, shownPath(r), p.user))
 			return
 		}
 		next(w, r)

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"net/http"
+
+	"github.com/limitgraph/limit/internal/clip"
 )
 
 // Problem is an RFC 9457 problem details object.
@@ -35,11 +37,29 @@ func (p Problem) MarshalJSON() ([]byte, error) {
 	return json.Marshal(m)
 }
 
+// maxInstanceBytes bounds a problem's instance: a longer request path (a client may send
+// megabytes of one) is left out rather than echoed, as a cut one would name another path.
+const maxInstanceBytes = 1024
+
+// instance is the problem's instance for r: its path as the client escaped it, a valid URI
+// reference (the decoded path may hold control characters, or "//../.." that read as
+// something else), or "" when it is longer than maxInstanceBytes.
+func instance(r *http.Request) string {
+	p := r.URL.EscapedPath()
+	if len(p) > maxInstanceBytes {
+		return ""
+	}
+	return p
+}
+
+// shownPath is r's path as a detail quotes it: escaped, and at most 200 bytes of it.
+func shownPath(r *http.Request) string { return clip.Marked(r.URL.EscapedPath(), 200) }
+
 // writeProblem answers with an RFC 9457 problem+json body.
 func writeProblem(w http.ResponseWriter, r *http.Request, status int, detail string, ext map[string]any) {
 	p := Problem{Type: "about:blank", Title: http.StatusText(status), Status: status, Detail: detail, Extensions: ext}
 	if r != nil {
-		p.Instance = r.URL.Path
+		p.Instance = instance(r)
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.Header().Set("X-Content-Type-Options", "nosniff")

@@ -8,7 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"os"
 	"reflect"
 	"strconv"
 	"strings"
@@ -70,12 +72,19 @@ func badRequest(format string, args ...any) error {
 }
 
 // errUnsupportedMedia is a body in a format the API does not read (415): of a media type
-// (ct) or, when encoding is set, in a content coding it does not undo.
-type errUnsupportedMedia struct{ ct, encoding string }
+// (ct) or, when encoding is set, in a content coding it does not undo. browser says the
+// type was refused only because a browser sent it (see jsonContentType).
+type errUnsupportedMedia struct {
+	ct, encoding string
+	browser      bool
+}
 
 func (e *errUnsupportedMedia) Error() string {
 	if e.encoding != "" {
 		return fmt.Sprintf("Content-Encoding %q is not accepted; send the body uncompressed (identity)", e.encoding)
+	}
+	if e.browser {
+		return fmt.Sprintf("Content-Type %q is not accepted from a browser (a request with Origin or Sec-Fetch-Mode), the form a cross-site page sends without asking; send JSON (application/json)", e.ct)
 	}
 	return fmt.Sprintf("Content-Type %q is not accepted; send JSON (application/json)", e.ct)
 }
@@ -83,10 +92,19 @@ func (e *errUnsupportedMedia) Error() string {
 // checkBodyHeaders refuses a body whose Content-Type is not JSON (see jsonContentType) or
 // whose Content-Encoding is not identity (checkEncoding).
 func checkBodyHeaders(r *http.Request) error {
-	if ct := r.Header.Get("Content-Type"); !jsonContentType(ct) {
-		return &errUnsupportedMedia{ct: ct}
+	ct := r.Header.Get("Content-Type")
+	browser := fromBrowser(r)
+	if !jsonContentType(ct, browser) {
+		return &errUnsupportedMedia{ct: ct, browser: browser && jsonContentType(ct, false)}
 	}
 	return checkEncoding(r)
+}
+
+// fromBrowser reports whether r carries the headers only a browser sends: Origin (on
+// every POST, PUT, PATCH and DELETE) or Sec-Fetch-Mode (on every request of a current
+// browser). curl, limitctl and the SDK send neither.
+func fromBrowser(r *http.Request) bool {
+	return r.Header.Get("Origin") != "" || r.Header.Get("Sec-Fetch-Mode") != ""
 }
 
 // checkEncoding refuses a body whose Content-Encoding is not identity: the API reads
@@ -104,12 +122,18 @@ func checkEncoding(r *http.Request) error {
 
 // jsonContentType accepts JSON media types, none, text/plain, and curl's default for -d
 // (application/x-www-form-urlencoded), whose bodies are read as JSON all the same: users
-// type `curl -d '{...}'` and expect it to work.
-func jsonContentType(ct string) bool {
+// type `curl -d '{...}'` and expect it to work. From a browser (see fromBrowser) it
+// accepts JSON media types and none only: text/plain and a form are what a cross-site
+// page may POST without a CORS preflight, so refusing them is the standard defence
+// against cross-site request forgery, beside the Origin check (foreignHost), which
+// api.allowed_hosts = ["*"] turns off.
+func jsonContentType(ct string, browser bool) bool {
 	mt := strings.ToLower(strings.TrimSpace(strings.SplitN(ct, ";", 2)[0]))
 	switch {
-	case mt == "", mt == "application/json", mt == "text/plain", mt == "application/x-www-form-urlencoded":
+	case mt == "", mt == "application/json":
 		return true
+	case mt == "text/plain", mt == "application/x-www-form-urlencoded":
+		return !browser
 	case strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json"):
 		return true
 	}
@@ -130,7 +154,7 @@ func decodeBounded(r *http.Request, v any, bounds map[string]int) error {
 	}
 	body, err := readBody(r)
 	if err != nil {
-		return jsonError(err)
+		return bodyReadError(err)
 	}
 	return decodeBody(body, v, bounds)
 }
@@ -160,6 +184,37 @@ func readBody(r *http.Request) ([]byte, error) {
 	return io.ReadAll(r.Body)
 }
 
+// errBodyTimeout is a request body that did not arrive within api.read_timeout (408).
+type errBodyTimeout struct{}
+
+func (*errBodyTimeout) Error() string {
+	return "the request body was not received within api.read_timeout; send it whole and at once, or raise api.read_timeout"
+}
+
+// bodyReadError is the error to answer for err, an error reading a request body (not
+// decoding it): over max_body_bytes (413), not received in time (408), or a 400 that names
+// the failure without the connection's addresses, which net/http's errors quote.
+func bodyReadError(err error) error {
+	var (
+		mbe *http.MaxBytesError
+		ne  net.Error
+	)
+	switch {
+	case errors.As(err, &mbe):
+		return err
+	case errors.Is(err, os.ErrDeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return &errBodyTimeout{}
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return badRequest("request body ended before its declared length (Content-Length) or its last chunk")
+	case strings.Contains(err.Error(), "chunk"):
+		// net/http's chunked reader: "invalid byte in chunk length", "malformed chunked
+		// encoding", "http chunk length too large", "chunked encoding contains too much
+		// non-data" (its errors are not exported).
+		return badRequest("malformed chunked body (Transfer-Encoding: chunked): %v", err)
+	}
+	return badRequest("the request body could not be read")
+}
+
 func jsonError(err error) error {
 	var (
 		mbe *http.MaxBytesError
@@ -180,11 +235,26 @@ func jsonError(err error) error {
 		if field == "" {
 			field = "(body)"
 		}
+		if k := kindOf(te.Type); (k == reflect.Float64 || k == reflect.Float32) && strings.HasPrefix(te.Value, "number ") {
+			// A number encoding/json could not fit: 1e400 is a number, but out of range.
+			return badRequest("field %q is out of range: %s is beyond the largest number a float64 holds (about 1.8e308)", field, strings.TrimPrefix(te.Value, "number "))
+		}
 		return badRequest("field %q must be %s, got JSON %s", field, jsonKind(te.Type), te.Value)
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		return badRequest("unknown field %s", strings.TrimPrefix(err.Error(), "json: unknown field "))
 	}
 	return badRequest("invalid JSON: %v", err)
+}
+
+// kindOf is t's kind, through pointers (Invalid for nil).
+func kindOf(t reflect.Type) reflect.Kind {
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t == nil {
+		return reflect.Invalid
+	}
+	return t.Kind()
 }
 
 // jsonKind names what a Go type accepts in JSON terms, for error messages (never the Go
@@ -280,7 +350,7 @@ func decodeCreateTrace(r *http.Request, req *createTraceRequest) error {
 	}
 	body, err := readBody(r)
 	if err != nil {
-		return jsonError(err)
+		return bodyReadError(err)
 	}
 	if parseCreateTrace(body, req) {
 		return checkRequired(body, req)
@@ -440,7 +510,7 @@ func noBody(s *Server, h http.HandlerFunc) http.HandlerFunc {
 			}
 			body, err := readBody(r)
 			if err != nil {
-				s.fail(w, r, jsonError(err))
+				s.fail(w, r, bodyReadError(err))
 				return
 			}
 			if len(bytes.TrimSpace(body)) > 0 {

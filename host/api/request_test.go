@@ -4,12 +4,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"unicode"
 	"unicode/utf8"
 
 	"github.com/limitgraph/limit/host/config"
+	"github.com/limitgraph/limit/host/execution"
 )
 
 // TestBodyErrors: a body that is not one JSON object, or a field of the wrong type, gets
@@ -238,4 +240,72 @@ func FuzzDecodeCreateTrace(f *testing.F) {
 			t.Fatalf("%q:\n got %+v %v\nwant %+v %v", body, got, gerr, want, werr)
 		}
 	})
+}
+
+// TestWantsStream: an execution streams when Accept names text/event-stream with a weight
+// above 0 and no JSON range with a higher one; q=0 means not acceptable (it streamed).
+func TestWantsStream(t *testing.T) {
+	for _, c := range []struct {
+		accept []string
+		want   bool
+	}{
+		{nil, false},
+		{[]string{"application/json"}, false},
+		{[]string{"text/event-stream"}, true},
+		{[]string{"Text/Event-Stream"}, true},
+		{[]string{"text/event-stream;q=0, application/json"}, false},
+		{[]string{"text/event-stream; q=0.0"}, false},
+		{[]string{"application/json, text/event-stream"}, true},
+		{[]string{"*/*, text/event-stream"}, true},
+		{[]string{"application/json;q=1, text/event-stream;q=0.5"}, false},
+		{[]string{"application/json;q=0.5, text/event-stream"}, true},
+		{[]string{"application/json", "text/event-stream"}, true},
+		{[]string{"text/event-stream;q=bad"}, true},
+	} {
+		r := httptest.NewRequest("POST", "/v1/sessions/x/executions", nil)
+		for _, a := range c.accept {
+			r.Header.Add("Accept", a)
+		}
+		if got := wantsStream(r); got != c.want {
+			t.Errorf("Accept %q: streams %v, want %v", c.accept, got, c.want)
+		}
+	}
+}
+
+// TestRangeMessages: a number out of a field's range names the range the host holds it
+// to, not its Go type's (timeout_ms -1 said "from 0 to 18446744073709551615", though an
+// hour is the most), and a number beyond what a float64 holds says it is out of range
+// (distortion 1e400 said it "must be a number").
+func TestRangeMessages(t *testing.T) {
+	for _, c := range []struct {
+		body string
+		v    any
+		says string
+	}{
+		{`{"runner":"python","input":"1","timeout_ms":-1}`, &execution.Request{}, `field "timeout_ms" must be a whole number from 0 to 3600000`},
+		{`{"runner":"python","input":"1","timeout_ms":1.5}`, &execution.Request{}, `field "timeout_ms" must be a whole number from 0 to 3600000`},
+		{`{"session_id":"x","distortion":1e400,"variance":1}`, &pointRequest{}, `field "distortion" is out of range: 1e400 is beyond the largest number a float64 holds`},
+	} {
+		err := decodeBody([]byte(c.body), c.v, nil)
+		if err == nil || !strings.Contains(err.Error(), c.says) {
+			t.Errorf("%s: %v, want it to say %s", c.body, err, c.says)
+		}
+	}
+}
+
+// TestClientRequestIDDocumented: README says what clientRequestID does to a client's
+// X-Request-Id: a space, like a byte outside printable ASCII, becomes '?'.
+func TestClientRequestIDDocumented(t *testing.T) {
+	r := httptest.NewRequest("GET", "/v1/health", nil)
+	r.Header.Set("X-Request-Id", "a b\x01c\u00e9")
+	if got := clientRequestID(r); got != "a?b?c??" {
+		t.Fatalf("clientRequestID = %q", got)
+	}
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(readme), "`client_request_id` (its first 128 bytes, a space and any byte outside printable ASCII as `?`)") {
+		t.Error("README does not say that a space in X-Request-Id is logged as '?'")
+	}
 }

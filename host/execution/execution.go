@@ -558,6 +558,13 @@ func (e *Engine) execute(ctx context.Context, log hclog.Logger, sessionID string
 		out = runner.Result{Status: runner.StatusCancelled, ExitCode: -1, StateReset: true,
 			Error:    "cancelled: limitd shut down during the execution (it ran past api.shutdown_timeout); the session's runner state is lost, the next execution starts a fresh process",
 			Duration: time.Since(started)}
+	case xerr != nil && h.SessionClosed():
+		// The session was deleted during the execution: its runner process was closed and
+		// stopped under it (the runner may not have had time to answer, as the Python
+		// runner does, that its session was closed). Not a crash.
+		out = runner.Result{Status: runner.StatusCancelled, ExitCode: -1, StateReset: true,
+			Error:    "execution cancelled: its session was closed (deleted) during the execution, which stopped the session's runner process and discarded its state",
+			Duration: time.Since(started)}
 	case xerr == nil && gone && out.Status == runner.StatusCancelled:
 		// The caller went away and the runner, asked to, cancelled the execution: its own
 		// result, usage and output so far, is recorded, saying why it was cancelled.

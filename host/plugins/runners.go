@@ -68,6 +68,10 @@ type runnerEntry struct {
 	// dead marks a process found dead though its plugin client does not say it exited
 	// (Handle.Died); guarded by Runners.mu.
 	dead bool
+	// closed marks a process stopped because its session was closed (Release: the
+	// session was deleted), so that an execution it was running is told apart from one
+	// whose process crashed (Handle.SessionClosed); guarded by Runners.mu.
+	closed bool
 	// inFlight counts the handles Get gave out that are not Done yet, and lastUsed is
 	// when the last of them was, or when the process was started; an entry is stopped
 	// for being idle only with none in flight. idle is the timer that does so. All three
@@ -309,6 +313,19 @@ func SpentOf(extra map[string]float64) map[string]float64 {
 		out[k] = v
 	}
 	return out
+}
+
+// SessionClosed reports whether the handle's process was stopped because its session was
+// closed (Release, when the session is deleted): an execution it was running failed for
+// that reason, not because the runner crashed.
+func (h *Handle) SessionClosed() bool {
+	r := h.runners
+	if r == nil || h.entry == nil {
+		return false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return h.entry.closed
 }
 
 // Retire stops the session's process when the runner failed in a way that leaves its state
@@ -592,6 +609,7 @@ func (r *Runners) Release(ctx context.Context, sessionID string) {
 	for k, e := range r.procs {
 		if k.session == sessionID {
 			entries = append(entries, e)
+			e.closed = true
 			delete(r.procs, k)
 			if e.idle != nil {
 				e.idle.Stop()

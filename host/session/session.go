@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -24,6 +25,7 @@ import (
 
 	"github.com/limitgraph/limit/host/config"
 	"github.com/limitgraph/limit/host/plugins"
+	"github.com/limitgraph/limit/internal/clip"
 	"github.com/limitgraph/limit/sdk/runner"
 	"github.com/limitgraph/limit/sdk/storage"
 )
@@ -426,6 +428,14 @@ func ValidID(s string) bool {
 	return err == nil
 }
 
+// maxQuotedID bounds the bytes of an id a client sent that an error quotes: an id is 26
+// characters, and what is not one may be megabytes long (a path of 300,000 escapes).
+const maxQuotedID = 80
+
+// quoteID is s, an id or page token a client sent, quoted for an error message: its first
+// maxQuotedID bytes, and "…" when there were more.
+func quoteID(s string) string { return strconv.Quote(clip.Marked(s, maxQuotedID)) }
+
 func invalidf(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, args...))
 }
@@ -813,7 +823,7 @@ func (m *Manager) cached(ctx context.Context, id string) (*Session, bool, error)
 // Get returns a session, deleted ones included.
 func (m *Manager) Get(ctx context.Context, id string) (*Session, error) {
 	if !ValidID(id) {
-		return nil, fmt.Errorf("%w: %q is not a session id", ErrNotFound, id)
+		return nil, fmt.Errorf("%w: %s is not a session id", ErrNotFound, quoteID(id))
 	}
 	s, ok, err := m.cached(ctx, id)
 	if err != nil {
@@ -849,7 +859,7 @@ func (m *Manager) List(ctx context.Context, perPage int, token string, f Filter)
 	start := []byte(nil)
 	if token != "" {
 		if !ValidID(token) {
-			return nil, "", invalidf("next_token %q is not valid", token)
+			return nil, "", invalidf("next_token %s is not valid", quoteID(token))
 		}
 		start = []byte(sessionPrefix + token)
 	}

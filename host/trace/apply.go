@@ -447,7 +447,7 @@ type Creation struct {
 func (s *Store) CreateAll(ctx context.Context, cr Creation) (Record, []Entry, error) {
 	sessionID, kind, agent := cr.SessionID, cr.Kind, cr.Agent
 	if !ValidID(sessionID) {
-		return Record{}, nil, fmt.Errorf("%w: %q is not a session id", ErrInvalid, sessionID)
+		return Record{}, nil, fmt.Errorf("%w: %s is not a session id", ErrInvalid, quoteID(sessionID))
 	}
 	if !validKind(kind) {
 		return Record{}, nil, fmt.Errorf("%w: trace kind %q: want 1 to 64 of [a-z0-9_.:-], starting with a letter", ErrInvalid, kind)
@@ -459,7 +459,7 @@ func (s *Store) CreateAll(ctx context.Context, cr Creation) (Record, []Entry, er
 	if !given {
 		id = NewID()
 	} else if !ValidID(id) {
-		return Record{}, nil, fmt.Errorf("%w: %q is not a trace id", ErrInvalid, id)
+		return Record{}, nil, fmt.Errorf("%w: %s is not a trace id", ErrInvalid, quoteID(id))
 	}
 	cdata, err := canonicalData(cr.Data, true)
 	if err != nil {

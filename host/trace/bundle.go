@@ -338,7 +338,7 @@ func (s *Store) bundleTraces(ctx context.Context, scope BundleScope) ([]location
 		return nil, scope, fmt.Errorf("%w: export needs a session id or trace ids, not both", ErrInvalid)
 	case scope.SessionID != "":
 		if !ValidID(scope.SessionID) {
-			return nil, scope, fmt.Errorf("%w: %q is not a session id", ErrNotFound, scope.SessionID)
+			return nil, scope, fmt.Errorf("%w: %s is not a session id", ErrNotFound, quoteID(scope.SessionID))
 		}
 		var locs []location
 		err := s.scan(ctx, SessionNamespace(s.tenant, scope.SessionID), recordPrefix, nil, true, func(key, _ []byte) error {

@@ -30,7 +30,7 @@ var purgeBatch = storage.MaxScanLimit
 // traces that lands meanwhile may outlive the purge.
 func (s *Store) PurgeSession(ctx context.Context, sessionID string) (int, error) {
 	if !ValidID(sessionID) {
-		return 0, fmt.Errorf("%w: %q is not a session id", ErrInvalid, sessionID)
+		return 0, fmt.Errorf("%w: %s is not a session id", ErrInvalid, quoteID(sessionID))
 	}
 	ns := SessionNamespace(s.tenant, sessionID)
 	traces := 0

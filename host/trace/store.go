@@ -160,7 +160,7 @@ func NotFound(id string) error { return fmt.Errorf("%w: %s", ErrNotFound, id) }
 // locate finds the session of a trace through the index namespace.
 func (s *Store) locate(ctx context.Context, traceID string) (location, error) {
 	if !ValidID(traceID) {
-		return location{}, fmt.Errorf("%w: %q is not a trace id", ErrNotFound, traceID)
+		return location{}, fmt.Errorf("%w: %s is not a trace id", ErrNotFound, quoteID(traceID))
 	}
 	if sid, ok := s.sessions.get(traceID); ok {
 		return s.sessionLocation(traceID, sid), nil
@@ -418,7 +418,7 @@ type Page struct {
 // whose stored record is damaged.
 func (s *Store) SessionPage(ctx context.Context, sessionID string, pageSize int, pageToken string) (Page, error) {
 	if !ValidID(sessionID) {
-		return Page{}, fmt.Errorf("%w: %q is not a session id", ErrNotFound, sessionID)
+		return Page{}, fmt.Errorf("%w: %s is not a session id", ErrNotFound, quoteID(sessionID))
 	}
 	return s.list(ctx, SessionNamespace(s.tenant, sessionID), sessionID, pageSize, pageToken)
 }
@@ -442,7 +442,7 @@ func decodeToken(tok string) (string, error) {
 	b, err := base64.RawURLEncoding.DecodeString(tok)
 	id, ok := strings.CutPrefix(string(b), tokenPrefix)
 	if err != nil || !ok || !ValidID(id) {
-		return "", fmt.Errorf("%w: malformed page token %q", ErrInvalid, tok)
+		return "", fmt.Errorf("%w: malformed page token %s", ErrInvalid, quoteID(tok))
 	}
 	return id, nil
 }
@@ -769,7 +769,7 @@ func (s *Store) InMerged(ctx context.Context, traceID string) (bool, error) {
 // stale (a flag written to the merged trace whose copy could not be replaced).
 func (s *Store) MergedLength(ctx context.Context, traceID string) (int64, bool, error) {
 	if !ValidID(traceID) {
-		return 0, false, fmt.Errorf("%w: %q", ErrNotFound, traceID)
+		return 0, false, fmt.Errorf("%w: %s", ErrNotFound, quoteID(traceID))
 	}
 	raw, ok, err := s.st.Get(ctx, MergedNamespace(s.tenant), recordKey(traceID))
 	if err != nil || !ok {
@@ -792,7 +792,7 @@ func (s *Store) MergedLength(ctx context.Context, traceID string) (int64, bool, 
 // is (writes to it are too), and stays.
 func (s *Store) RemoveFromMerged(ctx context.Context, traceID string) error {
 	if !ValidID(traceID) {
-		return fmt.Errorf("%w: %q", ErrNotFound, traceID)
+		return fmt.Errorf("%w: %s", ErrNotFound, quoteID(traceID))
 	}
 	loc, err := s.locate(ctx, traceID)
 	if err == nil {

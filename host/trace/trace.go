@@ -70,9 +70,12 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"strconv"
 	"time"
 
 	"github.com/oklog/ulid/v2"
+
+	"github.com/limitgraph/limit/internal/clip"
 )
 
 // DefaultTenant is the tenant of everything until tenants and tokens exist.
@@ -342,6 +345,14 @@ func ValidID(s string) bool {
 	id, err := ulid.ParseStrict(s)
 	return err == nil && id.String() == s
 }
+
+// maxQuotedID bounds the bytes of an id a client sent that an error quotes: an id is 26
+// characters, and what is not one may be megabytes long (a path of 300,000 escapes).
+const maxQuotedID = 80
+
+// quoteID is s, an id or page token a client sent, quoted for an error message: its first
+// maxQuotedID bytes, and "…" when there were more.
+func quoteID(s string) string { return strconv.Quote(clip.Marked(s, maxQuotedID)) }
 
 // ValidTenant reports whether s can name a tenant: 1 to 64 of [a-z0-9-].
 func ValidTenant(s string) bool {

@@ -169,7 +169,10 @@ func (r *llamaRunner) Execute(ctx context.Context, req runner.ExecuteRequest, em
 	select {
 	case r.busy <- struct{}{}:
 	case <-ectx.Done():
-		return r.interrupted(context.Cause(ectx), genResult{}, len(prompt), start, timeout, cpuTime())
+		// Nothing was generated: exit code -1, as the host's results of what did not run.
+		res, err := r.interrupted(context.Cause(ectx), genResult{}, len(prompt), start, timeout, cpuTime())
+		res.ExitCode = -1
+		return res, err
 	}
 	defer func() { <-r.busy }()
 

@@ -227,8 +227,14 @@ func (r *llmRunner) Execute(ctx context.Context, req runner.ExecuteRequest, emit
 		case r.turn <- struct{}{}:
 			defer func() { <-r.turn }()
 		case <-ectx.Done():
-			// Under a budget the session's executions run one at a time.
-			return r.stopped(context.Cause(ectx), timeout, "", 0, nil, start, red)
+			// Under a budget the session's executions run one at a time. This one never
+			// reached the provider: exit code -1, as the host's results of what did not run.
+			res, err := r.stopped(context.Cause(ectx), timeout, "", 0, nil, start, red)
+			res.ExitCode = -1
+			if errors.Is(context.Cause(ectx), errCancelled) {
+				res.Error = "execution cancelled before it started (the session's previous execution, under its budget, was still running)"
+			}
+			return res, err
 		}
 	}
 	r.mu.Lock()

@@ -419,7 +419,8 @@ func (r *pythonRunner) Execute(ctx context.Context, req runner.ExecuteRequest, e
 	select {
 	case r.slot <- struct{}{}:
 	case <-ex.cancel:
-		return runner.Result{Status: runner.StatusCancelled, FinishReason: "cancelled", Error: "execution cancelled before it started", Duration: time.Since(queued)}, nil
+		// Nothing ran: no exit status of a program, -1 as in the host's own results.
+		return runner.Result{Status: runner.StatusCancelled, ExitCode: -1, FinishReason: "cancelled", Error: "execution cancelled before it started", Duration: time.Since(queued)}, nil
 	case <-ctx.Done():
 		return runner.Result{}, ctx.Err()
 	}
