@@ -141,18 +141,34 @@ api {
 }
 `
 
+// TestPluginConfigureTimeout: host.plugin_configure_timeout bounds a plugin's Configure;
+// it must be a positive duration.
+func TestPluginConfigureTimeout(t *testing.T) {
+	cfg := mustParse(t, "host {\n  plugin_configure_timeout = \"20m\"\n}\n", nil)
+	if cfg.Host.PluginConfigureTimeout != 20*time.Minute {
+		t.Fatalf("PluginConfigureTimeout = %v, want 20m", cfg.Host.PluginConfigureTimeout)
+	}
+	for _, v := range []string{"0s", "soon"} {
+		_, diags := Parse(testFile, []byte("host {\n  plugin_configure_timeout = \""+v+"\"\n}\n"), nil)
+		if !diags.HasErrors() || !strings.Contains(diags.Error(), "plugin_configure_timeout") {
+			t.Errorf("plugin_configure_timeout = %q: %v, want an error naming it", v, diags)
+		}
+	}
+}
+
 func TestParseFull(t *testing.T) {
 	cfg := mustParse(t, fullFile, nil)
 
 	wantHost := Host{
-		Listen:             "127.0.0.1:9090",
-		DataDir:            "/var/lib/limit",
-		PluginDir:          "/opt/limit/plugins",
-		LogLevel:           "debug",
-		LogFormat:          "text",
-		StorageName:        "bolt",
-		PluginStartTimeout: 3 * time.Second,
-		DeletedRetention:   720 * time.Hour,
+		Listen:                 "127.0.0.1:9090",
+		DataDir:                "/var/lib/limit",
+		PluginDir:              "/opt/limit/plugins",
+		LogLevel:               "debug",
+		LogFormat:              "text",
+		StorageName:            "bolt",
+		PluginStartTimeout:     3 * time.Second,
+		PluginConfigureTimeout: 5 * time.Minute,
+		DeletedRetention:       720 * time.Hour,
 	}
 	gotHost := cfg.Host
 	if gotHost.DeclRange.Start.Line != 1 || gotHost.DeclRange.Filename != testFile {
@@ -234,14 +250,15 @@ func TestParseEmptyGivesDefaults(t *testing.T) {
 		cfg := mustParse(t, src, nil)
 		want := Config{
 			Host: Host{
-				Listen:             "127.0.0.1:8080",
-				DataDir:            "./data",
-				PluginDir:          "",
-				LogLevel:           "info",
-				LogFormat:          "text",
-				StorageName:        "bolt",
-				PluginStartTimeout: 10 * time.Second,
-				DeclRange:          cfg.Host.DeclRange,
+				Listen:                 "127.0.0.1:8080",
+				DataDir:                "./data",
+				PluginDir:              "",
+				LogLevel:               "info",
+				LogFormat:              "text",
+				StorageName:            "bolt",
+				PluginStartTimeout:     10 * time.Second,
+				PluginConfigureTimeout: 5 * time.Minute,
+				DeclRange:              cfg.Host.DeclRange,
 			},
 			Storage:    cfg.Storage,
 			Governance: Governance{Policy: "default"},

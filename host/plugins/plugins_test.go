@@ -141,6 +141,31 @@ func TestLaunchFaults(t *testing.T) {
 	}
 }
 
+// TestConfigureTimeout: a plugin whose Configure never returns fails its start after the
+// configure timeout with an error naming it, instead of hanging limitd's start (and
+// limitd -validate) for good; the process is stopped.
+func TestConfigureTimeout(t *testing.T) {
+	spec := testSpec(base.KindStorage, "hangconfig", "hangconfig")
+	spec.ConfigureTimeout = time.Second
+	p, err := Launch(context.Background(), spec, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Kill()
+	err = p.Configure(context.Background(), true)
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), `storage "hangconfig" did not finish its Configure within 1s (host.plugin_configure_timeout)`) {
+		t.Fatalf("configure = %v, want a timeout naming the plugin and the setting", err)
+	}
+	m, err := StartManaged(context.Background(), spec, nil, 0)
+	if err == nil {
+		m.Close()
+		t.Fatal("a plugin whose Configure hangs was started")
+	}
+	if !strings.Contains(err.Error(), `storage "hangconfig" did not finish its Configure`) {
+		t.Fatalf("start = %v, want the configure timeout", err)
+	}
+}
+
 // TestLaunchLogsStrayOutput: what a plugin prints to stdout or stderr once it serves, not
 // through its logger, reaches the host's log under the plugin's name instead of being
 // dropped.

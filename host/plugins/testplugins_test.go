@@ -47,6 +47,8 @@ func TestMain(m *testing.M) {
 		governance.Serve(&keywordRule{})
 	case "stray":
 		storage.Serve(&strayStore{Store: memstore.New()})
+	case "hangconfig":
+		storage.Serve(&hangConfigStore{Store: memstore.New()})
 	case "stderr-exit":
 		// Fails before it serves, saying why on stderr only.
 		fmt.Fprintln(os.Stderr, "boom: cannot open")
@@ -147,6 +149,14 @@ func (s *fatalStore) Put(ctx context.Context, ns string, key, value []byte) erro
 		select {}
 	}
 	return s.Store.Put(ctx, ns, key, value)
+}
+
+// hangConfigStore is memstore whose Configure never returns, its context ignored (a
+// plugin stuck in its setup).
+type hangConfigStore struct{ *memstore.Store }
+
+func (s *hangConfigStore) Configure(context.Context, base.ConfigureRequest) base.Diagnostics {
+	select {}
 }
 
 // strayStore is memstore writing to its stdout and stderr, not through its logger, when
