@@ -168,7 +168,9 @@ func TestConfigureTimeout(t *testing.T) {
 
 // TestLaunchLogsStrayOutput: what a plugin prints to stdout or stderr once it serves, not
 // through its logger, reaches the host's log under the plugin's name instead of being
-// dropped.
+// dropped, a line split by go-plugin's 1 KiB chunks whole; what a logger made after Serve
+// (base.NewPluginLogger in Configure) logs comes as a log entry at its level, not as stray
+// output.
 func TestLaunchLogsStrayOutput(t *testing.T) {
 	var buf syncbuf.Buffer
 	logger := hclog.New(&hclog.LoggerOptions{Name: "host", Output: &buf, Level: hclog.Info})
@@ -182,11 +184,21 @@ func TestLaunchLogsStrayOutput(t *testing.T) {
 	}
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		out := buf.String()
-		if strings.Contains(out, `stream=stdout line="stray line on stdout"`) && strings.Contains(out, `stream=stderr line="stray line on stderr"`) {
+		if strings.Contains(out, `stream=stdout line="stray line on stdout"`) && strings.Contains(out, `stream=stderr line="stray line on stderr"`) &&
+			strings.Contains(out, " end\"") && strings.Contains(out, "logged by a logger made in Configure") {
 			break
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("the plugin's stray output is not in the host log:\n%s", out)
+		}
+	}
+	out := buf.String()
+	if want := `line="long stray line ` + strings.Repeat("x", 3000) + ` end"`; strings.Count(out, "long stray line") != 1 || !strings.Contains(out, want) {
+		t.Errorf("the long stray line is not logged whole, once:\n%s", out)
+	}
+	for l := range strings.Lines(out) {
+		if strings.Contains(l, "logged by a logger made in Configure") && (!strings.Contains(l, "[INFO]") || !strings.Contains(l, "n=7") || strings.Contains(l, "outside its logger")) {
+			t.Errorf("the late logger's entry came as %q, want an INFO entry with its fields", l)
 		}
 	}
 }

@@ -160,12 +160,16 @@ func (s *hangConfigStore) Configure(context.Context, base.ConfigureRequest) base
 }
 
 // strayStore is memstore writing to its stdout and stderr, not through its logger, when
-// configured: the mistake of a plugin author debugging with fmt.Println.
+// configured: the mistake of a plugin author debugging with fmt.Println; one line of
+// 3000 bytes, which go-plugin carries in pieces. It also logs through a logger made
+// then, after Serve.
 type strayStore struct{ *memstore.Store }
 
 func (s *strayStore) Configure(ctx context.Context, req base.ConfigureRequest) base.Diagnostics {
 	fmt.Println("stray line on stdout")
 	fmt.Fprintln(os.Stderr, "stray line on stderr")
+	fmt.Fprintln(os.Stderr, "long stray line "+strings.Repeat("x", 3000)+" end")
+	base.NewPluginLogger("late").Info("logged by a logger made in Configure", "n", 7)
 	return s.Store.Configure(ctx, req)
 }
 
