@@ -114,6 +114,27 @@ func TestLaunchWrongKind(t *testing.T) {
 	}
 }
 
+// TestLaunchChecksInfo: a plugin whose Info names no protocol version the host speaks,
+// or has no name or version, is refused at launch with what is wrong and what to do; the
+// host read neither (ProtocolVersions [99] started).
+func TestLaunchChecksInfo(t *testing.T) {
+	for plugin, want := range map[string][]string{
+		"protocol99": {"speaks plugin protocol version 99 and this host speaks 1", "rebuild the plugin against the LIMIT SDK"},
+		"noname":     {"empty name", "empty version"},
+	} {
+		p, err := Launch(context.Background(), testSpec(base.KindRunner, plugin, plugin), nil)
+		if err == nil {
+			p.Kill()
+			t.Fatalf("%s: launched", plugin)
+		}
+		for _, w := range append(want, `runner "`+plugin+`"`) {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%s: %v, want it to say %q", plugin, err, w)
+			}
+		}
+	}
+}
+
 func TestLaunchFaults(t *testing.T) {
 	for _, tc := range []struct {
 		plugin string

@@ -243,6 +243,10 @@ func Launch(ctx context.Context, spec Spec, logger hclog.Logger) (*Process, erro
 		p.Kill()
 		return nil, fmt.Errorf("%s %q: binary %s is a %q plugin, not a %q plugin", spec.Kind, spec.Name, spec.Path, info.Kind, spec.Kind)
 	}
+	if err := base.CheckInfo(info); err != nil {
+		p.Kill()
+		return nil, fmt.Errorf("%s %q: binary %s is refused: %w", spec.Kind, spec.Name, spec.Path, err)
+	}
 	p.Info = info
 	return p, nil
 }

@@ -47,6 +47,10 @@ func TestMain(m *testing.M) {
 		governance.Serve(&keywordRule{})
 	case "stray":
 		storage.Serve(&strayStore{Store: memstore.New()})
+	case "protocol99":
+		runner.Serve(&badInfoRunner{info: base.Info{Name: "echo", Kind: base.KindRunner, Version: "1.2.3", ProtocolVersions: []uint32{99}}})
+	case "noname":
+		runner.Serve(&badInfoRunner{info: base.Info{Kind: base.KindRunner}})
 	case "hangconfig":
 		storage.Serve(&hangConfigStore{Store: memstore.New()})
 	case "stderr-exit":
@@ -211,6 +215,14 @@ func runHostForTest() {
 	fmt.Println("pid", p.PID)
 	time.Sleep(time.Minute)
 }
+
+// badInfoRunner is echoRunner with another Info.
+type badInfoRunner struct {
+	echoRunner
+	info base.Info
+}
+
+func (r *badInfoRunner) PluginInfo() base.Info { return r.info }
 
 // echoRunner is a test runner: it echoes its input with the session id, the process id
 // and a per-process execution count (its "state"), and dies on "crash". "spend:N" spends N
