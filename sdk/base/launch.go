@@ -237,6 +237,8 @@ func startError(err error) error {
 			what = strconv.Quote(line)
 		}
 		return fmt.Errorf("the plugin wrote %s to stdout instead of the handshake (a plugin must write nothing to stdout before it serves: the host reads its handshake there; log to stderr, with NewPluginLogger)", what)
+	case strings.HasPrefix(msg, "incompatible API version with plugin"):
+		return fmt.Errorf("%w (the plugin was built against a LIMIT SDK of another protocol version: rebuild it against the SDK of this host's version)", err)
 	case strings.Contains(msg, "timeout while waiting for plugin to start"):
 		return fmt.Errorf("%w (the plugin did not serve within its start timeout, host.plugin_start_timeout in limitd's config; do slow setup in Configure, not before Serve)", err)
 	}

@@ -43,6 +43,8 @@ func TestStartError(t *testing.T) {
 		{"Unrecognized remote plugin message: " + boilerplate,
 			"the plugin wrote an empty line to stdout instead of the handshake"},
 		{"timeout while waiting for plugin to start", "timeout while waiting for plugin to start (the plugin did not serve within its start timeout"},
+		{"incompatible API version with plugin. Plugin version: 99, Client versions: [1]",
+			"incompatible API version with plugin. Plugin version: 99, Client versions: [1] (the plugin was built against a LIMIT SDK of another protocol version: rebuild it against the SDK of this host's version)"},
 		{"something else", "something else"},
 	} {
 		got := startError(errors.New(c.goPlugin)).Error()

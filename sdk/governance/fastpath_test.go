@@ -235,6 +235,10 @@ func TestFastPathMatchesGRPC(t *testing.T) {
 			if (content == "fail" || content == "panic") && (status.Code(errors.Unwrap(err)) != codes.Internal || errors.Is(err, governance.ErrBeyondLimits)) {
 				t.Fatalf("%s: %q: %v, want Internal", name, content, err)
 			}
+			// Told in the rule's words, without gRPC's framing.
+			if content == "panic" && err.Error() != "governance evaluate: plugin panic: rule bug" {
+				t.Fatalf("%s: %q: %q, want the plugin's message alone", name, content, err)
+			}
 			// Content beyond the rule's limits is told apart across the boundary, in the
 			// rule's own words.
 			if content == "beyond" && (!errors.Is(err, governance.ErrBeyondLimits) || status.Code(err) != codes.OutOfRange ||
