@@ -135,6 +135,33 @@ func TestLaunchChecksInfo(t *testing.T) {
 	}
 }
 
+// TestKillEndsChildrenOutsideTheGroup: stopping a plugin ends the processes it started,
+// also one that left its process group (setsid), which killing the group alone missed:
+// it outlived a session's delete.
+func TestKillEndsChildrenOutsideTheGroup(t *testing.T) {
+	ctx := context.Background()
+	p, err := Launch(ctx, testSpec(base.KindRunner, "echo", "echo"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Kill()
+	r := p.Impl.(runner.Runner)
+	if err := r.OpenSession(ctx, runner.Session{ID: "s1"}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := r.Execute(ctx, runner.ExecuteRequest{ExecutionID: "x1", Input: "setsid-child"}, func(runner.Event) error { return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	child, err := strconv.Atoi(res.Output)
+	if err != nil || !alive(child) {
+		t.Fatalf("child %q (%v) not running", res.Output, err)
+	}
+	defer syscall.Kill(child, syscall.SIGKILL)
+	p.Kill()
+	waitDead(t, child, 10*time.Second)
+}
+
 func TestLaunchFaults(t *testing.T) {
 	for _, tc := range []struct {
 		plugin string

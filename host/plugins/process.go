@@ -363,8 +363,9 @@ func (p *Process) Ping() error {
 // Uptime is how long the process has been running.
 func (p *Process) Uptime() time.Duration { return time.Since(p.start) }
 
-// Kill stops the process and every process it started (its process group), and waits
-// for it to end. The plugin gets a moment to exit cleanly first.
+// Kill stops the process and every process it started (its process group, and those below
+// it that left the group), and waits for it to end. The plugin gets a moment to exit
+// cleanly first.
 func (p *Process) Kill() {
 	p.watch.stopping.Store(true)
 	base.Stop(p.client, p.PID, true)

@@ -5,8 +5,11 @@ import (
 	"fmt"
 	"log"
 	"os"
+	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -280,6 +283,18 @@ func (e *echoRunner) Execute(ctx context.Context, req runner.ExecuteRequest, emi
 	switch {
 	case req.Input == "crash":
 		os.Exit(7)
+	case req.Input == "stray":
+		fmt.Println("stray line of an execution")
+		return runner.Result{Status: runner.StatusOK}, nil
+	case req.Input == "setsid-child":
+		// Starts a child in a session (and process group) of its own, and answers its pid.
+		child := exec.Command("/bin/sleep", "60")
+		child.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+		if err := child.Start(); err != nil {
+			return runner.Result{}, err
+		}
+		go func() { _ = child.Wait() }()
+		return runner.Result{Status: runner.StatusOK, Output: strconv.Itoa(child.Process.Pid)}, nil
 	case req.Input == "env":
 		env := os.Environ()
 		return runner.Result{Status: runner.StatusOK, Output: strings.Join(env, "\n")}, nil
