@@ -48,6 +48,8 @@ const (
 	DefaultStorage = "bolt"
 	// DefaultPluginStartTimeout is host.plugin_start_timeout.
 	DefaultPluginStartTimeout = 10 * time.Second
+	// DefaultPluginConfigureTimeout is host.plugin_configure_timeout.
+	DefaultPluginConfigureTimeout = 5 * time.Minute
 	// DefaultPolicy is governance.policy.
 	DefaultPolicy = "default"
 	// DefaultAlpha is rd.alpha.
@@ -125,6 +127,8 @@ type Host struct {
 	StorageName string
 	// PluginStartTimeout bounds a plugin's start and handshake.
 	PluginStartTimeout time.Duration
+	// PluginConfigureTimeout bounds a plugin's Configure, where its slow setup belongs.
+	PluginConfigureTimeout time.Duration
 	// TrustedKeys are host.trusted_keys: the provenance public keys of other hosts sharing
 	// the storage whose signed checkpoints this host accepts as it accepts its own, in file
 	// order, each once.

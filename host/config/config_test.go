@@ -141,18 +141,34 @@ api {
 }
 `
 
+// TestPluginConfigureTimeout: host.plugin_configure_timeout bounds a plugin's Configure;
+// it must be a positive duration.
+func TestPluginConfigureTimeout(t *testing.T) {
+	cfg := mustParse(t, "host {\n  plugin_configure_timeout = \"20m\"\n}\n", nil)
+	if cfg.Host.PluginConfigureTimeout != 20*time.Minute {
+		t.Fatalf("PluginConfigureTimeout = %v, want 20m", cfg.Host.PluginConfigureTimeout)
+	}
+	for _, v := range []string{"0s", "soon"} {
+		_, diags := Parse(testFile, []byte("host {\n  plugin_configure_timeout = \""+v+"\"\n}\n"), nil)
+		if !diags.HasErrors() || !strings.Contains(diags.Error(), "plugin_configure_timeout") {
+			t.Errorf("plugin_configure_timeout = %q: %v, want an error naming it", v, diags)
+		}
+	}
+}
+
 func TestParseFull(t *testing.T) {
 	cfg := mustParse(t, fullFile, nil)
 
 	wantHost := Host{
-		Listen:             "127.0.0.1:9090",
-		DataDir:            "/var/lib/limit",
-		PluginDir:          "/opt/limit/plugins",
-		LogLevel:           "debug",
-		LogFormat:          "text",
-		StorageName:        "bolt",
-		PluginStartTimeout: 3 * time.Second,
-		DeletedRetention:   720 * time.Hour,
+		Listen:                 "127.0.0.1:9090",
+		DataDir:                "/var/lib/limit",
+		PluginDir:              "/opt/limit/plugins",
+		LogLevel:               "debug",
+		LogFormat:              "text",
+		StorageName:            "bolt",
+		PluginStartTimeout:     3 * time.Second,
+		PluginConfigureTimeout: 5 * time.Minute,
+		DeletedRetention:       720 * time.Hour,
 	}
 	gotHost := cfg.Host
 	if gotHost.DeclRange.Start.Line != 1 || gotHost.DeclRange.Filename != testFile {
@@ -234,14 +250,15 @@ func TestParseEmptyGivesDefaults(t *testing.T) {
 		cfg := mustParse(t, src, nil)
 		want := Config{
 			Host: Host{
-				Listen:             "127.0.0.1:8080",
-				DataDir:            "./data",
-				PluginDir:          "",
-				LogLevel:           "info",
-				LogFormat:          "text",
-				StorageName:        "bolt",
-				PluginStartTimeout: 10 * time.Second,
-				DeclRange:          cfg.Host.DeclRange,
+				Listen:                 "127.0.0.1:8080",
+				DataDir:                "./data",
+				PluginDir:              "",
+				LogLevel:               "info",
+				LogFormat:              "text",
+				StorageName:            "bolt",
+				PluginStartTimeout:     10 * time.Second,
+				PluginConfigureTimeout: 5 * time.Minute,
+				DeclRange:              cfg.Host.DeclRange,
 			},
 			Storage:    cfg.Storage,
 			Governance: Governance{Policy: "default"},
@@ -886,6 +903,55 @@ func TestDecodePluginConfigRefusesUnknownObjectAttributes(t *testing.T) {
 			}
 			if !strings.Contains(d.Summary, `storage "bolt": Unsupported argument`) || !strings.Contains(d.Detail, tt.text) {
 				t.Errorf("diagnostic %q / %q, want %q", d.Summary, d.Detail, tt.text)
+			}
+		})
+	}
+}
+
+// TestDecodePluginConfigNamesWhereAValueFails: an attribute of a structural type whose
+// value does not fit it is reported at the place that does not, naming its path in the
+// value; a misspelt attribute in an object that therefore lacks a required one is
+// reported too, with its suggestion (it used to say only that "weight" was required, or
+// only "a number is required").
+func TestDecodePluginConfigNamesWhereAValueFails(t *testing.T) {
+	schema := base.Schema{Attributes: []base.Attribute{
+		{Name: "extra", Type: "list(object({name=string, weight=number}))"},
+		{Name: "pair", Type: "tuple([string, number])"},
+	}}
+	type want struct {
+		col  int
+		text string
+	}
+	for _, tt := range []struct {
+		name, config string
+		want         []want
+	}{
+		{"typo of a required attribute", `extra = [{name="x", wieght=1}]`, []want{
+			{14, `extra[0] lacks the required attribute "weight"`},
+			{25, `"wieght" is not expected in extra[0]; it takes "name" and "weight". Did you mean "weight"?`},
+		}},
+		{"a string for a number", `extra = [{name="x", weight=1}, {name="y", weight="heavy"}]`, []want{
+			{54, `extra[1].weight must be a number, not the string "heavy"`},
+		}},
+		{"a bool for a number", `extra = [{name="x", weight=true}]`, []want{
+			{32, `extra[0].weight must be a number, not the bool true`},
+		}},
+		{"a tuple's element", `pair = ["a", "b"]`, []want{
+			{18, `pair[1] must be a number, not the string "b"`},
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := mustParse(t, "storage \"bolt\" {\n  config {\n    "+tt.config+"\n  }\n}\n", nil)
+			raw, diags := DecodePluginConfig(cfg.Storage[0], schema)
+			errs := errorsOf(diags)
+			if raw != nil || len(errs) != len(tt.want) {
+				t.Fatalf("got %s, %v; want %d errors", raw, diags, len(tt.want))
+			}
+			for i, w := range tt.want {
+				d := errs[i]
+				if d.Subject == nil || d.Subject.Start.Line != 3 || d.Subject.Start.Column != w.col || !strings.Contains(d.Detail, w.text) {
+					t.Errorf("error %d: %q at %v, want %q at line 3 column %d", i, d.Detail, d.Subject, w.text, w.col)
+				}
 			}
 		})
 	}

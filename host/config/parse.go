@@ -44,6 +44,7 @@ var hostSchema = &hcl.BodySchema{
 		{Name: "log_format"},
 		{Name: "storage"},
 		{Name: "plugin_start_timeout"},
+		{Name: "plugin_configure_timeout"},
 		{Name: "trusted_keys"},
 		{Name: "deleted_retention"},
 		{Name: "min_free_disk"},
@@ -204,11 +205,12 @@ func decodeFile(file *hcl.File, src []byte, filename string, lookupEnv func(stri
 	}
 	cfg := &Config{
 		Host: Host{
-			Listen:             DefaultListen,
-			DataDir:            DefaultDataDir,
-			LogLevel:           DefaultLogLevel,
-			LogFormat:          DefaultLogFormat,
-			PluginStartTimeout: DefaultPluginStartTimeout,
+			Listen:                 DefaultListen,
+			DataDir:                DefaultDataDir,
+			LogLevel:               DefaultLogLevel,
+			LogFormat:              DefaultLogFormat,
+			PluginStartTimeout:     DefaultPluginStartTimeout,
+			PluginConfigureTimeout: DefaultPluginConfigureTimeout,
 		},
 		Governance: Governance{Policy: DefaultPolicy},
 		RD: RD{
@@ -337,6 +339,9 @@ func (d *decoder) host(blk *hcl.Block, h *Host) (storageAttr *hcl.Attribute) {
 	}
 	if v, attr := d.duration(a, "plugin_start_timeout", false); attr != nil {
 		h.PluginStartTimeout = v
+	}
+	if v, attr := d.duration(a, "plugin_configure_timeout", false); attr != nil {
+		h.PluginConfigureTimeout = v
 	}
 	if entries, attr := d.stringList(a, "trusted_keys"); attr != nil {
 		h.TrustedKeys = d.trustedKeys(attr, entries)

@@ -71,6 +71,9 @@ func DecodePluginConfig(b *PluginBlock, schema base.Schema) (json.RawMessage, hc
 			d.Context = nil
 		}
 	}
+	if ds.HasErrors() {
+		ds = sharpenValueErrors(b, body, types, ctx, ds)
+	}
 	diags = append(diags, ds...)
 	if ds.HasErrors() {
 		return nil, diags
@@ -228,6 +231,175 @@ func extraAttributes(b *PluginBlock, attr *hcl.Attribute, ty cty.Type, ctx *hcl.
 	}
 	walk(v, ty, attr.Expr, attr.Name)
 	return diags
+}
+
+// sharpenValueErrors improves hcldec's errors ds about the values of attributes of
+// structural types. Its conversion error names neither where in the value a primitive
+// failed to convert (extra = [{weight = "heavy"}] gave only "a number is required") nor,
+// when an object lacks a required attribute, the misspelt one written in its place
+// ({wieght = 1} gave only "attribute \"weight\" is required"). For each such attribute
+// the errors of valueMismatches, each at its place, replace hcldec's, and the attributes
+// its objects have no room for are reported beside them (extraAttributes).
+func sharpenValueErrors(b *PluginBlock, body hcl.Body, types map[string]cty.Type, ctx *hcl.EvalContext, ds hcl.Diagnostics) hcl.Diagnostics {
+	set, _ := body.JustAttributes()
+	names := make([]string, 0, len(set))
+	for n := range set {
+		if ty, ok := types[n]; ok && !ty.IsPrimitiveType() {
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+	var more hcl.Diagnostics
+	replaced := map[hcl.Range]bool{}
+	for _, n := range names {
+		attr := set[n]
+		if m := valueMismatches(b, attr, types[n], ctx); len(m) > 0 {
+			replaced[attr.Expr.Range()] = true
+			more = append(more, m...)
+		}
+		more = append(more, extraAttributes(b, attr, types[n], ctx)...)
+	}
+	if len(more) == 0 {
+		return ds
+	}
+	out := make(hcl.Diagnostics, 0, len(ds)+len(more))
+	for _, d := range ds {
+		if d.Subject == nil || !replaced[*d.Subject] {
+			out = append(out, d)
+		}
+	}
+	return append(out, more...)
+}
+
+// valueMismatches reports where attr's value does not fit ty: a value that does not
+// convert to a primitive type, a value of the wrong kind for a collection or an object, a
+// required attribute an object lacks. Each names its path in the value (extra[0].weight)
+// and points at it in the file where the value is written out there.
+func valueMismatches(b *PluginBlock, attr *hcl.Attribute, ty cty.Type, ctx *hcl.EvalContext) hcl.Diagnostics {
+	v, ds := attr.Expr.Value(ctx)
+	if ds.HasErrors() {
+		return nil
+	}
+	v, _ = v.UnmarkDeep()
+	var diags hcl.Diagnostics
+	report := func(expr hcl.Expression, format string, args ...any) {
+		subject := attr.Expr.Range()
+		if expr != nil {
+			subject = expr.Range()
+		}
+		diags = append(diags, &hcl.Diagnostic{
+			Severity: hcl.DiagError,
+			Summary:  b.String() + ": Incorrect attribute value type",
+			Detail:   fmt.Sprintf(format, args...),
+			Subject:  subjectOf(subject),
+			Context:  subjectOf(hcl.RangeBetween(attr.NameRange, attr.Expr.Range())),
+		})
+	}
+	var walk func(v cty.Value, ty cty.Type, expr hcl.Expression, path string)
+	walk = func(v cty.Value, ty cty.Type, expr hcl.Expression, path string) {
+		if v.IsNull() || !v.IsKnown() || ty == cty.DynamicPseudoType {
+			return
+		}
+		vt := v.Type()
+		step := func(key string) hcl.Expression {
+			if expr == nil {
+				return nil
+			}
+			return stepInto(expr, key)
+		}
+		switch {
+		case ty.IsPrimitiveType():
+			if _, err := convert.Convert(v, ty); err != nil {
+				report(expr, "%s must be %s, not %s.", path, typeName(ty), describeValue(v))
+			}
+		case ty.IsObjectType():
+			if !vt.IsObjectType() && !vt.IsMapType() {
+				report(expr, "%s must be an object, not %s.", path, describeValue(v))
+				return
+			}
+			present := map[string]cty.Value{}
+			for it := v.ElementIterator(); it.Next(); {
+				k, ev := it.Element()
+				present[k.AsString()] = ev
+			}
+			want := ty.AttributeTypes()
+			names := make([]string, 0, len(want))
+			for n := range want {
+				names = append(names, n)
+			}
+			sort.Strings(names)
+			for _, n := range names {
+				ev, ok := present[n]
+				if !ok {
+					if !ty.AttributeOptional(n) {
+						report(expr, "%s lacks the required attribute %q.", path, n)
+					}
+					continue
+				}
+				walk(ev, want[n], step(n), path+"."+n)
+			}
+		case ty.IsListType() || ty.IsSetType():
+			if !vt.IsTupleType() && !vt.IsListType() && !vt.IsSetType() {
+				report(expr, "%s must be a list, not %s.", path, describeValue(v))
+				return
+			}
+			i := 0
+			for it := v.ElementIterator(); it.Next(); i++ {
+				_, ev := it.Element()
+				var sub hcl.Expression
+				if !vt.IsSetType() { // a set's order is not the source's
+					sub = step(strconv.Itoa(i))
+				}
+				walk(ev, ty.ElementType(), sub, fmt.Sprintf("%s[%d]", path, i))
+			}
+		case ty.IsMapType():
+			if !vt.IsObjectType() && !vt.IsMapType() {
+				report(expr, "%s must be a map, not %s.", path, describeValue(v))
+				return
+			}
+			for it := v.ElementIterator(); it.Next(); {
+				k, ev := it.Element()
+				walk(ev, ty.ElementType(), step(k.AsString()), fmt.Sprintf("%s[%q]", path, k.AsString()))
+			}
+		case ty.IsTupleType():
+			ets := ty.TupleElementTypes()
+			if (!vt.IsTupleType() && !vt.IsListType()) || v.LengthInt() != len(ets) {
+				report(expr, "%s must be a tuple of %d elements, not %s.", path, len(ets), describeValue(v))
+				return
+			}
+			i := 0
+			for it := v.ElementIterator(); it.Next(); i++ {
+				_, ev := it.Element()
+				walk(ev, ets[i], step(strconv.Itoa(i)), fmt.Sprintf("%s[%d]", path, i))
+			}
+		}
+	}
+	walk(v, ty, attr.Expr, attr.Name)
+	return diags
+}
+
+// describeValue says what a value is, for an error: a primitive with its value (a long
+// string cut), anything else by its type.
+func describeValue(v cty.Value) string {
+	switch v.Type() {
+	case cty.String:
+		s := v.AsString()
+		if len(s) > 40 {
+			s = s[:40] + "…"
+		}
+		return "the string " + strconv.Quote(s)
+	case cty.Number:
+		return "the number " + v.AsBigFloat().Text('g', -1)
+	case cty.Bool:
+		return fmt.Sprintf("the bool %v", v.True())
+	}
+	if v.Type().IsTupleType() || v.Type().IsListType() || v.Type().IsSetType() {
+		return fmt.Sprintf("a list of %d elements", v.LengthInt())
+	}
+	if v.Type().IsObjectType() || v.Type().IsMapType() {
+		return "an object"
+	}
+	return v.Type().FriendlyName()
 }
 
 // strictTypes refuses the conversions HCL would make silently between a literal of one

@@ -198,7 +198,7 @@ func blockDiag(b *config.PluginBlock, subject hcl.Range, summary string, err err
 func prepareBlock(ctx context.Context, cfg *config.Config, b *config.PluginBlock, pluginDir, dataDir, socketDir string, logger hclog.Logger) (plugins.Spec, hcl.Diagnostics) {
 	spec := plugins.Spec{
 		Kind: b.Kind, Name: b.Name, SHA256: b.SHA256, Env: b.Env, DataDir: dataDir, SocketDir: socketDir,
-		StartTimeout: cfg.Host.PluginStartTimeout, LogLevel: cfg.Host.LogLevel, Pool: b.PoolSize(),
+		StartTimeout: cfg.Host.PluginStartTimeout, ConfigureTimeout: cfg.Host.PluginConfigureTimeout, LogLevel: cfg.Host.LogLevel, Pool: b.PoolSize(),
 		IdleTimeout: b.RunnerIdleTimeout(), MaxProcesses: b.MaxProcesses, AllowUserNetwork: b.AllowUserNetwork,
 	}
 	path, err := plugins.Resolve(pluginDir, b.Plugin, nil)

@@ -32,8 +32,10 @@ import (
 const (
 	DefaultTimeout = session.DefaultTimeoutMS * time.Millisecond
 	MaxTimeout     = session.MaxTimeoutMS * time.Millisecond
-	// MaxKeptOutput bounds the stdout and stderr kept in the answer and the trace; the
-	// runner's max_output_bytes bounds what it produces, this bounds what the host holds.
+	// MaxKeptOutput bounds each of the stdout, stderr and output kept in the answer, in the
+	// rules' post check and in the trace's digests; the runner's max_output_bytes bounds
+	// what it produces, this bounds what the host holds of a runner that does not keep to
+	// it. What is cut sets the result's Truncated.
 	MaxKeptOutput = 4 << 20
 	// MaxKeptError bounds the error text of an execution kept in the answer and the
 	// trace, where it is recorded in full (stdout, stderr and output by their digests).
@@ -618,6 +620,9 @@ func (e *Engine) execute(ctx context.Context, log hclog.Logger, sessionID string
 		// it): what it streamed is its output, recorded and checked by the rules.
 		res.Output = tokens.String()
 	}
+	if len(res.Output) > MaxKeptOutput {
+		res.Output, res.Truncated = cutUTF8(res.Output, MaxKeptOutput), true
+	}
 	// The error text is recorded as it is (the output only by its digest): bounded, so
 	// that the record after the run cannot fail on its size.
 	res.ExitCode, res.Error, res.Usage = out.ExitCode, clip(out.Error, MaxKeptError), out.Usage
@@ -975,6 +980,19 @@ func clip(s string, max int) string {
 		cut--
 	}
 	return strings.ToValidUTF8(s[:cut], "\uFFFD") + note
+}
+
+// cutUTF8 returns s's first max bytes at most, cut before a character rather than within
+// one.
+func cutUTF8(s string, max int) string {
+	if len(s) <= max {
+		return s
+	}
+	cut := max
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut]
 }
 
 // entry is a host provenance entry; data that cannot be encoded (it never happens with

@@ -89,3 +89,25 @@ func TestClip(t *testing.T) {
 		t.Fatal("a short text was changed")
 	}
 }
+
+// TestOutputBounded: a runner's output over MaxKeptOutput (one that does not keep to its
+// max_output_bytes) is cut to it, at a character boundary, as stdout and stderr are, and
+// the result and its trace say truncated; a 20 MB output came back whole, unmarked.
+func TestOutputBounded(t *testing.T) {
+	e, s := echoEngine(t)
+	res, err := e.Execute(context.Background(), s.ID, Request{Runner: "echo", Input: fmt.Sprint("output:", MaxKeptOutput+1000)}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Output) > MaxKeptOutput || len(res.Output) < MaxKeptOutput-4 || !utf8.ValidString(res.Output) || !res.Truncated {
+		t.Fatalf("output of %d bytes (valid UTF-8 %v), truncated %v; want at most %d, cut between characters, truncated", len(res.Output), utf8.ValidString(res.Output), res.Truncated, MaxKeptOutput)
+	}
+	ex := executed(t, e, res.TraceID)
+	if ex["truncated"] != true || ex["output_sha256"] != digest(res.Output) {
+		t.Fatalf("executed entry: truncated %v, output_sha256 %v; want true and the digest of the output kept", ex["truncated"], ex["output_sha256"])
+	}
+	small, err := e.Execute(context.Background(), s.ID, Request{Runner: "echo", Input: "output:1000"}, nil)
+	if err != nil || len(small.Output) != 1001 || small.Truncated {
+		t.Fatalf("a small output: %d bytes, truncated %v, %v", len(small.Output), small.Truncated, err)
+	}
+}

@@ -2,6 +2,7 @@ package governance
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -130,6 +131,8 @@ type RuleInfo struct {
 // Evaluator runs the configured rule plugins.
 type Evaluator struct {
 	rules []*rule
+	// timeout bounds one rule's evaluation; zero means EvalTimeout.
+	timeout time.Duration
 }
 
 // NewEvaluator asks each rule plugin what it evaluates.
@@ -230,6 +233,16 @@ func (e *RuleError) Error() string { return fmt.Sprintf("governance rule %q: %v"
 // Unwrap returns the plugin's error, so errors.Is finds sdkgov.ErrBeyondLimits in it.
 func (e *RuleError) Unwrap() error { return e.Err }
 
+// noAnswerError is a rule's evaluation that EvalTimeout ended: it says so, rather than
+// the transport's "context deadline exceeded", and wraps the call's error.
+type noAnswerError struct {
+	within time.Duration
+	err    error
+}
+
+func (e *noAnswerError) Error() string { return fmt.Sprintf("did not answer within %s", e.within) }
+func (e *noAnswerError) Unwrap() error { return e.err }
+
 // Evaluate runs every rule that evaluates req (its stage, its content), in parallel, and
 // returns their findings as flags (sorted by severity, highest first) and the rules that
 // failed.
@@ -249,6 +262,10 @@ func (e *Evaluator) EvaluateScores(ctx context.Context, req sdkgov.EvaluateReque
 	var wg sync.WaitGroup
 	answers := make([]answer, len(e.rules))
 	now := time.Now().UTC()
+	limit := e.timeout
+	if limit <= 0 {
+		limit = EvalTimeout
+	}
 	for i, r := range e.rules {
 		if !r.evaluates(req) {
 			continue
@@ -256,7 +273,7 @@ func (e *Evaluator) EvaluateScores(ctx context.Context, req sdkgov.EvaluateReque
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			cctx, cancel := context.WithTimeout(ctx, EvalTimeout)
+			cctx, cancel := context.WithTimeout(ctx, limit)
 			defer cancel()
 			p, err := r.m.Current(cctx)
 			if err != nil {
@@ -273,6 +290,9 @@ func (e *Evaluator) EvaluateScores(ctx context.Context, req sdkgov.EvaluateReque
 			if err != nil {
 				r.m.Check()
 				r.errors.Add(1)
+				if errors.Is(cctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil {
+					err = &noAnswerError{within: limit, err: err}
+				}
 				answers[i].err = &RuleError{Plugin: r.name, Err: err}
 				return
 			}

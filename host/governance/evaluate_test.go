@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/limitgraph/limit/host/plugins"
 	"github.com/limitgraph/limit/host/trace"
@@ -32,6 +34,9 @@ func TestMain(m *testing.M) {
 	case "typed":
 		sdkgov.Serve(typedRule{})
 		os.Exit(0)
+	case "sleepy":
+		sdkgov.Serve(sleepyRule{})
+		os.Exit(0)
 	}
 	os.Exit(m.Run())
 }
@@ -47,6 +52,31 @@ func (typedRule) Describe(ctx context.Context) ([]sdkgov.RuleDescription, error)
 		ds[i].Runners = []string{"python"}
 	}
 	return ds, err
+}
+
+// sleepyRule is the keyword rule taking a minute over "sleep", its context ignored.
+type sleepyRule struct{ echo.Rule }
+
+func (r sleepyRule) Evaluate(ctx context.Context, req sdkgov.EvaluateRequest) ([]sdkgov.Finding, error) {
+	if req.Content == "sleep" {
+		time.Sleep(time.Minute)
+	}
+	return r.Rule.Evaluate(ctx, req)
+}
+
+// TestRuleTimeoutSaysSo: a rule that does not answer within the evaluation's bound is
+// reported as such, naming the bound, not with gRPC's "rpc error: code =
+// DeadlineExceeded desc = context deadline exceeded"; the code is still there.
+func TestRuleTimeoutSaysSo(t *testing.T) {
+	e := testEvaluator(t, "sleepy")
+	e.timeout = 500 * time.Millisecond
+	_, errs := e.Evaluate(context.Background(), sdkgov.EvaluateRequest{Stage: sdkgov.StagePre, Content: "sleep"})
+	if len(errs) != 1 {
+		t.Fatalf("errors %v, want the rule's", errs)
+	}
+	if err := errs[0]; err.Error() != `governance rule "sleepy": did not answer within 500ms` || status.Code(err) != codes.DeadlineExceeded {
+		t.Fatalf("%q (code %v), want it to say the rule did not answer in time", err, status.Code(err))
+	}
 }
 
 // keywordEvaluator runs the keyword test rule as a plugin process.

@@ -114,6 +114,54 @@ func TestLaunchWrongKind(t *testing.T) {
 	}
 }
 
+// TestLaunchChecksInfo: a plugin whose Info names no protocol version the host speaks,
+// or has no name or version, is refused at launch with what is wrong and what to do; the
+// host read neither (ProtocolVersions [99] started).
+func TestLaunchChecksInfo(t *testing.T) {
+	for plugin, want := range map[string][]string{
+		"protocol99": {"speaks plugin protocol version 99 and this host speaks 1", "rebuild the plugin against the LIMIT SDK"},
+		"noname":     {"empty name", "empty version"},
+	} {
+		p, err := Launch(context.Background(), testSpec(base.KindRunner, plugin, plugin), nil)
+		if err == nil {
+			p.Kill()
+			t.Fatalf("%s: launched", plugin)
+		}
+		for _, w := range append(want, `runner "`+plugin+`"`) {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%s: %v, want it to say %q", plugin, err, w)
+			}
+		}
+	}
+}
+
+// TestKillEndsChildrenOutsideTheGroup: stopping a plugin ends the processes it started,
+// also one that left its process group (setsid), which killing the group alone missed:
+// it outlived a session's delete.
+func TestKillEndsChildrenOutsideTheGroup(t *testing.T) {
+	ctx := context.Background()
+	p, err := Launch(ctx, testSpec(base.KindRunner, "echo", "echo"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Kill()
+	r := p.Impl.(runner.Runner)
+	if err := r.OpenSession(ctx, runner.Session{ID: "s1"}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := r.Execute(ctx, runner.ExecuteRequest{ExecutionID: "x1", Input: "setsid-child"}, func(runner.Event) error { return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	child, err := strconv.Atoi(res.Output)
+	if err != nil || !alive(child) {
+		t.Fatalf("child %q (%v) not running", res.Output, err)
+	}
+	defer syscall.Kill(child, syscall.SIGKILL)
+	p.Kill()
+	waitDead(t, child, 10*time.Second)
+}
+
 func TestLaunchFaults(t *testing.T) {
 	for _, tc := range []struct {
 		plugin string
@@ -141,9 +189,36 @@ func TestLaunchFaults(t *testing.T) {
 	}
 }
 
+// TestConfigureTimeout: a plugin whose Configure never returns fails its start after the
+// configure timeout with an error naming it, instead of hanging limitd's start (and
+// limitd -validate) for good; the process is stopped.
+func TestConfigureTimeout(t *testing.T) {
+	spec := testSpec(base.KindStorage, "hangconfig", "hangconfig")
+	spec.ConfigureTimeout = time.Second
+	p, err := Launch(context.Background(), spec, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Kill()
+	err = p.Configure(context.Background(), true)
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), `storage "hangconfig" did not finish its Configure within 1s (host.plugin_configure_timeout)`) {
+		t.Fatalf("configure = %v, want a timeout naming the plugin and the setting", err)
+	}
+	m, err := StartManaged(context.Background(), spec, nil, 0)
+	if err == nil {
+		m.Close()
+		t.Fatal("a plugin whose Configure hangs was started")
+	}
+	if !strings.Contains(err.Error(), `storage "hangconfig" did not finish its Configure`) {
+		t.Fatalf("start = %v, want the configure timeout", err)
+	}
+}
+
 // TestLaunchLogsStrayOutput: what a plugin prints to stdout or stderr once it serves, not
 // through its logger, reaches the host's log under the plugin's name instead of being
-// dropped.
+// dropped, a line split by go-plugin's 1 KiB chunks whole; what a logger made after Serve
+// (base.NewPluginLogger in Configure) logs comes as a log entry at its level, not as stray
+// output.
 func TestLaunchLogsStrayOutput(t *testing.T) {
 	var buf syncbuf.Buffer
 	logger := hclog.New(&hclog.LoggerOptions{Name: "host", Output: &buf, Level: hclog.Info})
@@ -157,11 +232,21 @@ func TestLaunchLogsStrayOutput(t *testing.T) {
 	}
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		out := buf.String()
-		if strings.Contains(out, `stream=stdout line="stray line on stdout"`) && strings.Contains(out, `stream=stderr line="stray line on stderr"`) {
+		if strings.Contains(out, `stream=stdout line="stray line on stdout"`) && strings.Contains(out, `stream=stderr line="stray line on stderr"`) &&
+			strings.Contains(out, " end\"") && strings.Contains(out, "logged by a logger made in Configure") {
 			break
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("the plugin's stray output is not in the host log:\n%s", out)
+		}
+	}
+	out := buf.String()
+	if want := `line="long stray line ` + strings.Repeat("x", 3000) + ` end"`; strings.Count(out, "long stray line") != 1 || !strings.Contains(out, want) {
+		t.Errorf("the long stray line is not logged whole, once:\n%s", out)
+	}
+	for l := range strings.Lines(out) {
+		if strings.Contains(l, "logged by a logger made in Configure") && (!strings.Contains(l, "[INFO]") || !strings.Contains(l, "n=7") || strings.Contains(l, "outside its logger")) {
+			t.Errorf("the late logger's entry came as %q, want an INFO entry with its fields", l)
 		}
 	}
 }

@@ -12,6 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/limitgraph/limit/internal/syncbuf"
 	"github.com/limitgraph/limit/sdk/base"
 	"github.com/limitgraph/limit/sdk/runner"
 )
@@ -49,6 +52,42 @@ func idlePIDs(t *testing.T, rs *Runners, n int) []int {
 			t.Fatalf("the pool holds %v, want %d idle processes", pids, n)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestPooledProcessStrayOutputNamesSession: what a pre-started process writes outside its
+// logger once a session took it is logged with the session's id, as for a process started
+// for the session (the pool's logger, made before, named only the pool).
+func TestPooledProcessStrayOutputNamesSession(t *testing.T) {
+	old := poolCheckInterval
+	poolCheckInterval = time.Second
+	t.Cleanup(func() { poolCheckInterval = old })
+	var logs syncbuf.Buffer
+	spec := testSpec(base.KindRunner, "echo", "echo")
+	spec.Pool = 1
+	rs := NewRunners(map[string]Spec{"echo": spec}, hclog.New(&hclog.LoggerOptions{Output: &logs, Level: hclog.Info}))
+	t.Cleanup(func() { rs.Close(context.Background()) })
+	idlePIDs(t, rs, 1)
+	ctx := context.Background()
+	h, err := rs.Get(ctx, runner.Session{ID: "S-stray"}, "echo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Process.Impl.(runner.Runner).Execute(ctx, runner.ExecuteRequest{ExecutionID: "x", Input: "stray"}, func(runner.Event) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		for l := range strings.Lines(logs.String()) {
+			if strings.Contains(l, "stray line of an execution") {
+				if !strings.Contains(l, "pool=echo") || !strings.Contains(l, "session=S-stray") {
+					t.Fatalf("stray output logged as %q, want the pool and the session", l)
+				}
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the stray line is not in the log:\n%s", logs.String())
+		}
 	}
 }
 

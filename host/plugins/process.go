@@ -47,6 +47,9 @@ type Spec struct {
 	SocketDir string
 	// StartTimeout bounds the handshake; zero means base.DefaultStartTimeout.
 	StartTimeout time.Duration
+	// ConfigureTimeout bounds the plugin's Configure (where its slow setup belongs); zero
+	// means DefaultConfigureTimeout.
+	ConfigureTimeout time.Duration
 	// LogLevel is passed to the plugin as LIMIT_LOG_LEVEL.
 	LogLevel string
 	// Pool is how many processes of a runner are kept started and configured ahead of
@@ -240,6 +243,10 @@ func Launch(ctx context.Context, spec Spec, logger hclog.Logger) (*Process, erro
 		p.Kill()
 		return nil, fmt.Errorf("%s %q: binary %s is a %q plugin, not a %q plugin", spec.Kind, spec.Name, spec.Path, info.Kind, spec.Kind)
 	}
+	if err := base.CheckInfo(info); err != nil {
+		p.Kill()
+		return nil, fmt.Errorf("%s %q: binary %s is refused: %w", spec.Kind, spec.Name, spec.Path, err)
+	}
 	p.Info = info
 	return p, nil
 }
@@ -263,16 +270,40 @@ func (p *Process) Schema(ctx context.Context) (base.Schema, error) {
 	return p.Impl.ConfigSchema(), nil
 }
 
-// Configure sends the spec's configuration. Error diagnostics come back as *ConfigError
-// (with the warnings beside them). Warnings of a configuration the plugin accepted are
-// kept in ConfigWarnings, for the caller to show at their place in the file, and logged
-// at WARN when the configuration is applied (not validateOnly).
+// DefaultConfigureTimeout bounds a plugin's Configure when its spec sets no
+// ConfigureTimeout (host.plugin_configure_timeout's default): generous, as a plugin's slow
+// setup (opening a large database, connecting to a server) belongs there.
+const DefaultConfigureTimeout = 5 * time.Minute
+
+// errConfigureTimeout is the cause of a Configure's context that ran out of time.
+var errConfigureTimeout = errors.New("configure timeout")
+
+// Configure sends the spec's configuration, bounded by the spec's ConfigureTimeout: a
+// plugin that does not answer in time gets an error naming it (the caller kills the
+// process). Error diagnostics come back as *ConfigError (with the warnings beside them).
+// Warnings of a configuration the plugin accepted are kept in ConfigWarnings, for the
+// caller to show at their place in the file, and logged at WARN when the configuration is
+// applied (not validateOnly).
 func (p *Process) Configure(ctx context.Context, validateOnly bool) error {
 	cfg := p.Spec.Config
 	if len(cfg) == 0 {
 		cfg = json.RawMessage("{}")
 	}
-	ds := p.Impl.Configure(ctx, base.ConfigureRequest{Config: cfg, ValidateOnly: validateOnly, DataDir: p.Spec.DataDir})
+	timeout := p.Spec.ConfigureTimeout
+	if timeout <= 0 {
+		timeout = DefaultConfigureTimeout
+	}
+	cctx, cancel := context.WithTimeoutCause(ctx, timeout, errConfigureTimeout)
+	defer cancel()
+	if p.logger != nil {
+		p.logger.Debug("configuring plugin", "validate_only", validateOnly, "timeout", timeout)
+	}
+	ds := p.Impl.Configure(cctx, base.ConfigureRequest{Config: cfg, ValidateOnly: validateOnly, DataDir: p.Spec.DataDir})
+	if ds.HasErrors() && context.Cause(cctx) == errConfigureTimeout {
+		return fmt.Errorf("%s %q did not finish its Configure within %s (host.plugin_configure_timeout): %w; "+
+			"the plugin is stopped. Raise host.plugin_configure_timeout if its setup needs longer",
+			p.Spec.Kind, p.Spec.Name, timeout, context.DeadlineExceeded)
+	}
 	if ds.HasErrors() {
 		return &ConfigError{Spec: p.Spec, Diagnostics: ds}
 	}
@@ -332,8 +363,9 @@ func (p *Process) Ping() error {
 // Uptime is how long the process has been running.
 func (p *Process) Uptime() time.Duration { return time.Since(p.start) }
 
-// Kill stops the process and every process it started (its process group), and waits
-// for it to end. The plugin gets a moment to exit cleanly first.
+// Kill stops the process and every process it started (its process group, and those below
+// it that left the group), and waits for it to end. The plugin gets a moment to exit
+// cleanly first.
 func (p *Process) Kill() {
 	p.watch.stopping.Store(true)
 	base.Stop(p.client, p.PID, true)

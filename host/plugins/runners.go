@@ -499,6 +499,7 @@ func (r *Runners) start(ctx context.Context, spec Spec, sess runner.Session) (*P
 	if pl := r.pools[spec.Name]; pl != nil {
 		defer pl.done()
 		if p := pl.take(); p != nil {
+			p.watch.session.Store(&sess.ID) // its stray output names the session
 			err := p.Impl.(runner.Runner).OpenSession(ctx, sess)
 			if err == nil {
 				r.opened(spec, sess, p)

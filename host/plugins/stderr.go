@@ -169,6 +169,9 @@ type procWatch struct {
 	// exited is set once go-plugin has reported the process exited; unstarted when the
 	// host gave up its start (it exited, or did not complete its handshake in time).
 	exited, unstarted atomic.Bool
+	// session is the session a pre-started process was taken by (nil before): its logger,
+	// made for the pool, does not name it.
+	session atomic.Pointer[string]
 }
 
 // exitLogger is the logger go-plugin is given for a process: when go-plugin reports the
@@ -204,8 +207,14 @@ func (l exitLogger) Warn(msg string, args ...any) {
 		l.Logger.Debug("plugin process stopped without a graceful exit: it had exited, or its start was given up", args...)
 		return
 	}
+	if s := l.w.session.Load(); s != nil && msg == strayMessage {
+		args = append(args, "session", *s)
+	}
 	l.Logger.Warn(msg, args...)
 }
+
+// strayMessage is the message base logs a plugin's stray output with.
+const strayMessage = "plugin output outside its logger"
 
 // Named is the logger go-plugin relays the process's own log lines through.
 func (l exitLogger) Named(name string) hclog.Logger { return relayLogger{l.Logger.Named(name)} }

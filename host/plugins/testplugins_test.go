@@ -5,8 +5,11 @@ import (
 	"fmt"
 	"log"
 	"os"
+	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -47,6 +50,12 @@ func TestMain(m *testing.M) {
 		governance.Serve(&keywordRule{})
 	case "stray":
 		storage.Serve(&strayStore{Store: memstore.New()})
+	case "protocol99":
+		runner.Serve(&badInfoRunner{info: base.Info{Name: "echo", Kind: base.KindRunner, Version: "1.2.3", ProtocolVersions: []uint32{99}}})
+	case "noname":
+		runner.Serve(&badInfoRunner{info: base.Info{Kind: base.KindRunner}})
+	case "hangconfig":
+		storage.Serve(&hangConfigStore{Store: memstore.New()})
 	case "stderr-exit":
 		// Fails before it serves, saying why on stderr only.
 		fmt.Fprintln(os.Stderr, "boom: cannot open")
@@ -149,13 +158,25 @@ func (s *fatalStore) Put(ctx context.Context, ns string, key, value []byte) erro
 	return s.Store.Put(ctx, ns, key, value)
 }
 
+// hangConfigStore is memstore whose Configure never returns, its context ignored (a
+// plugin stuck in its setup).
+type hangConfigStore struct{ *memstore.Store }
+
+func (s *hangConfigStore) Configure(context.Context, base.ConfigureRequest) base.Diagnostics {
+	select {}
+}
+
 // strayStore is memstore writing to its stdout and stderr, not through its logger, when
-// configured: the mistake of a plugin author debugging with fmt.Println.
+// configured: the mistake of a plugin author debugging with fmt.Println; one line of
+// 3000 bytes, which go-plugin carries in pieces. It also logs through a logger made
+// then, after Serve.
 type strayStore struct{ *memstore.Store }
 
 func (s *strayStore) Configure(ctx context.Context, req base.ConfigureRequest) base.Diagnostics {
 	fmt.Println("stray line on stdout")
 	fmt.Fprintln(os.Stderr, "stray line on stderr")
+	fmt.Fprintln(os.Stderr, "long stray line "+strings.Repeat("x", 3000)+" end")
+	base.NewPluginLogger("late").Info("logged by a logger made in Configure", "n", 7)
 	return s.Store.Configure(ctx, req)
 }
 
@@ -197,6 +218,14 @@ func runHostForTest() {
 	fmt.Println("pid", p.PID)
 	time.Sleep(time.Minute)
 }
+
+// badInfoRunner is echoRunner with another Info.
+type badInfoRunner struct {
+	echoRunner
+	info base.Info
+}
+
+func (r *badInfoRunner) PluginInfo() base.Info { return r.info }
 
 // echoRunner is a test runner: it echoes its input with the session id, the process id
 // and a per-process execution count (its "state"), and dies on "crash". "spend:N" spends N
@@ -254,6 +283,18 @@ func (e *echoRunner) Execute(ctx context.Context, req runner.ExecuteRequest, emi
 	switch {
 	case req.Input == "crash":
 		os.Exit(7)
+	case req.Input == "stray":
+		fmt.Println("stray line of an execution")
+		return runner.Result{Status: runner.StatusOK}, nil
+	case req.Input == "setsid-child":
+		// Starts a child in a session (and process group) of its own, and answers its pid.
+		child := exec.Command("/bin/sleep", "60")
+		child.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+		if err := child.Start(); err != nil {
+			return runner.Result{}, err
+		}
+		go func() { _ = child.Wait() }()
+		return runner.Result{Status: runner.StatusOK, Output: strconv.Itoa(child.Process.Pid)}, nil
 	case req.Input == "env":
 		env := os.Environ()
 		return runner.Result{Status: runner.StatusOK, Output: strings.Join(env, "\n")}, nil

@@ -3,7 +3,9 @@ package base
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -24,6 +26,31 @@ type Info struct {
 	Capabilities []string `json:"capabilities,omitempty"`
 	// Description is one line for humans.
 	Description string `json:"description,omitempty"`
+}
+
+// CheckInfo checks what the host requires of any plugin's Info: a name, a version, and
+// among its ProtocolVersions (empty means [ProtocolVersion]) the one this SDK speaks. The
+// error says what is wrong and what to do. The kind is the caller's to check.
+func CheckInfo(i Info) error {
+	var problems []string
+	if strings.TrimSpace(i.Name) == "" {
+		problems = append(problems, "its Info has an empty name (PluginInfo must return a Name, such as \"bolt\")")
+	}
+	if strings.TrimSpace(i.Version) == "" {
+		problems = append(problems, "its Info has an empty version (PluginInfo must return a Version, such as \"1.0.0\")")
+	}
+	if len(i.ProtocolVersions) > 0 && !slices.Contains(i.ProtocolVersions, ProtocolVersion) {
+		speaks := make([]string, len(i.ProtocolVersions))
+		for n, v := range i.ProtocolVersions {
+			speaks[n] = fmt.Sprint(v)
+		}
+		problems = append(problems, fmt.Sprintf("it speaks plugin protocol version %s and this host speaks %d: rebuild the plugin against the LIMIT SDK of this host's version",
+			strings.Join(speaks, ", "), ProtocolVersion))
+	}
+	if len(problems) > 0 {
+		return errors.New(strings.Join(problems, "; "))
+	}
+	return nil
 }
 
 // Attribute describes one attribute of a plugin's HCL config block.

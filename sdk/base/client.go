@@ -17,7 +17,7 @@ type Client struct {
 func (c *Client) Info(ctx context.Context) (Info, error) {
 	m, err := c.RPC.Info(ctx, &limitv1.InfoRequest{})
 	if err != nil {
-		return Info{}, fmt.Errorf("plugin info: %w", err)
+		return Info{}, fmt.Errorf("plugin info: %w", PlainStatus(err))
 	}
 	return InfoFromProto(m), nil
 }
@@ -26,7 +26,7 @@ func (c *Client) Info(ctx context.Context) (Info, error) {
 func (c *Client) ConfigSchema(ctx context.Context) (Schema, error) {
 	m, err := c.RPC.ConfigSchema(ctx, &limitv1.ConfigSchemaRequest{})
 	if err != nil {
-		return Schema{}, fmt.Errorf("plugin config schema: %w", err)
+		return Schema{}, fmt.Errorf("plugin config schema: %w", PlainStatus(err))
 	}
 	return SchemaFromProto(m), nil
 }
@@ -39,7 +39,7 @@ func (c *Client) Configure(ctx context.Context, req ConfigureRequest) (Diagnosti
 	}
 	m, err := c.RPC.Configure(ctx, &limitv1.ConfigureRequest{ConfigJson: raw, ValidateOnly: req.ValidateOnly, DataDir: req.DataDir})
 	if err != nil {
-		return nil, fmt.Errorf("plugin configure: %w", err)
+		return nil, fmt.Errorf("plugin configure: %w", PlainStatus(err))
 	}
 	return DiagnosticsFromProto(m.GetDiagnostics()), nil
 }

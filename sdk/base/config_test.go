@@ -49,3 +49,31 @@ func TestDecodeConfig(t *testing.T) {
 		})
 	}
 }
+
+// TestCheckInfo: the host refuses an Info without a name or a version, or whose protocol
+// versions leave out the host's, saying what to do; an empty list means ProtocolVersion.
+func TestCheckInfo(t *testing.T) {
+	for _, tc := range []struct {
+		info Info
+		want []string // substrings of the error; none: accepted
+	}{
+		{Info{Name: "x", Version: "1.0.0"}, nil},
+		{Info{Name: "x", Version: "1.0.0", ProtocolVersions: []uint32{ProtocolVersion, 99}}, nil},
+		{Info{Name: "x", Version: "1.0.0", ProtocolVersions: []uint32{99, 100}}, []string{"protocol version 99, 100 and this host speaks 1", "rebuild the plugin against the LIMIT SDK"}},
+		{Info{Name: " ", Version: "1.0.0"}, []string{"empty name"}},
+		{Info{Name: "x"}, []string{"empty version"}},
+	} {
+		err := CheckInfo(tc.info)
+		if len(tc.want) == 0 {
+			if err != nil {
+				t.Errorf("%+v: %v", tc.info, err)
+			}
+			continue
+		}
+		for _, w := range tc.want {
+			if err == nil || !strings.Contains(err.Error(), w) {
+				t.Errorf("%+v: %v, want it to say %q", tc.info, err, w)
+			}
+		}
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -111,8 +112,8 @@ func NewClientCmd(cfg LaunchConfig) (*plugin.Client, *exec.Cmd) {
 		SkipHostEnv:      true,
 		StartTimeout:     timeout,
 		Logger:           logger,
-		SyncStdout:       strayOutput{logger, "stdout"},
-		SyncStderr:       strayOutput{logger, "stderr"},
+		SyncStdout:       &strayOutput{logger: logger, stream: "stdout"},
+		SyncStderr:       &strayOutput{logger: logger, stream: "stderr"},
 		Stderr:           cfg.Stderr,
 		GRPCDialOptions: []grpc.DialOption{
 			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageSize), grpc.MaxCallSendMsgSize(MaxMessageSize)),
@@ -128,18 +129,67 @@ func NewClientCmd(cfg LaunchConfig) (*plugin.Client, *exec.Cmd) {
 // (go-plugin carries both to the host) rather than through its logger: a fmt.Println left
 // in the plugin, or a child process's output, shows in the host log under the plugin's name
 // instead of being dropped.
+//
+// go-plugin carries the output in chunks of 1 KiB, cut anywhere: a line is logged once
+// its newline comes, whole, however many chunks it took. A line still without its newline
+// is logged as it is once it reaches maxStrayLine, or when nothing more has come for
+// strayFlushAfter (a prompt, the last words of a process).
 type strayOutput struct {
 	logger hclog.Logger
 	stream string
+
+	mu      sync.Mutex
+	partial []byte      // the line begun, without its newline yet
+	flush   *time.Timer // logs partial when nothing more comes
 }
 
-func (w strayOutput) Write(p []byte) (int, error) {
-	for line := range bytes.Lines(p) {
-		if line = bytes.TrimRight(line, "\r\n"); len(line) > 0 {
-			w.logger.Warn("plugin output outside its logger", "stream", w.stream, "line", string(line))
+const (
+	// maxStrayLine bounds a line of stray output kept waiting for its newline.
+	maxStrayLine = 64 << 10
+	// strayFlushAfter is how long a line begun waits for the rest before it is logged.
+	strayFlushAfter = time.Second
+)
+
+func (w *strayOutput) Write(p []byte) (int, error) {
+	n := len(p)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.flush != nil {
+		w.flush.Stop()
+	}
+	for len(p) > 0 {
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 {
+			w.partial = append(w.partial, p...)
+			if len(w.partial) >= maxStrayLine {
+				w.emit()
+			}
+			break
+		}
+		w.partial = append(w.partial, p[:i]...)
+		w.emit()
+		p = p[i+1:]
+	}
+	if len(w.partial) > 0 {
+		if w.flush == nil {
+			w.flush = time.AfterFunc(strayFlushAfter, func() {
+				w.mu.Lock()
+				defer w.mu.Unlock()
+				w.emit()
+			})
+		} else {
+			w.flush.Reset(strayFlushAfter)
 		}
 	}
-	return len(p), nil
+	return n, nil
+}
+
+// emit logs the line in partial, if any. The caller holds mu.
+func (w *strayOutput) emit() {
+	if line := bytes.TrimRight(w.partial, "\r"); len(line) > 0 {
+		w.logger.Warn("plugin output outside its logger", "stream", w.stream, "line", string(line))
+	}
+	w.partial = w.partial[:0]
 }
 
 // NoHandshakeError is a plugin process that closed its stdout, having written nothing
@@ -187,6 +237,8 @@ func startError(err error) error {
 			what = strconv.Quote(line)
 		}
 		return fmt.Errorf("the plugin wrote %s to stdout instead of the handshake (a plugin must write nothing to stdout before it serves: the host reads its handshake there; log to stderr, with NewPluginLogger)", what)
+	case strings.HasPrefix(msg, "incompatible API version with plugin"):
+		return fmt.Errorf("%w (the plugin was built against a LIMIT SDK of another protocol version: rebuild it against the SDK of this host's version)", err)
 	case strings.Contains(msg, "timeout while waiting for plugin to start"):
 		return fmt.Errorf("%w (the plugin did not serve within its start timeout, host.plugin_start_timeout in limitd's config; do slow setup in Configure, not before Serve)", err)
 	}

@@ -25,6 +25,10 @@ const LogLevelEnv = "LIMIT_LOG_LEVEL"
 // name; it exits by itself if the host process dies, so no plugin outlives its host. A
 // SIGTERM from outside does not stop it while its host lives (see holdOnTermination).
 func Serve(kind string, p plugin.Plugin) {
+	// go-plugin replaces os.Stderr with the pipe it carries to the host as stray output;
+	// the loggers made after this (in Configure, in a call) must still write to the
+	// process's stderr, which the host reads as log lines.
+	logOutput.CompareAndSwap(nil, os.Stderr)
 	logger := NewPluginLogger(kind)
 	panicLogger.Store(&logger)
 	go exitWhenOrphaned(logger)
@@ -40,17 +44,28 @@ func Serve(kind string, p plugin.Plugin) {
 	})
 }
 
-// NewPluginLogger returns the logger a plugin should use: JSON lines on stderr, which
-// go-plugin on the host side parses and re-emits with their level and fields.
+// logOutput is the process's stderr as it was when Serve began, before go-plugin
+// replaced os.Stderr (nil before Serve).
+var logOutput atomic.Pointer[os.File]
+
+// NewPluginLogger returns the logger a plugin should use: JSON lines on the process's
+// stderr, which go-plugin on the host side parses and re-emits with their level and
+// fields. It may be made before Serve or after (in Configure, in a call): either way it
+// writes to the stderr the plugin had before Serve, not to the os.Stderr that go-plugin
+// puts in its place, whose output the host logs as stray output, line by line.
 func NewPluginLogger(name string) hclog.Logger {
 	level := hclog.LevelFromString(os.Getenv(LogLevelEnv))
 	if level == hclog.NoLevel {
 		level = hclog.Info
 	}
+	out := logOutput.Load()
+	if out == nil {
+		out = os.Stderr
+	}
 	return hclog.New(&hclog.LoggerOptions{
 		Name:       name,
 		Level:      level,
-		Output:     os.Stderr,
+		Output:     out,
 		JSONFormat: true,
 	})
 }

@@ -78,7 +78,7 @@ func (c *Client) Close() {
 func (c *Client) Describe(ctx context.Context) ([]RuleDescription, error) {
 	r, err := c.rpc.Describe(ctx, &limitv1.DescribeRequest{})
 	if err != nil {
-		return nil, fmt.Errorf("governance describe: %w", err)
+		return nil, fmt.Errorf("governance describe: %w", base.PlainStatus(err))
 	}
 	out := make([]RuleDescription, 0, len(r.GetRules()))
 	for _, d := range r.GetRules() {
@@ -116,7 +116,7 @@ func (c *Client) EvaluateScores(ctx context.Context, req EvaluateRequest) (Evalu
 		return Evaluation{}, fmt.Errorf("governance evaluate: %w", beyondLimits{err})
 	}
 	if err != nil {
-		return Evaluation{}, fmt.Errorf("governance evaluate: %w", err)
+		return Evaluation{}, fmt.Errorf("governance evaluate: %w", base.PlainStatus(err))
 	}
 	ev := Evaluation{Findings: make([]Finding, 0, len(r.GetFindings())), Scores: r.GetScores()}
 	for _, m := range r.GetFindings() {

@@ -43,12 +43,19 @@ func TestMain(m *testing.M) {
 // "beyond" fail with ErrBeyondLimits, "gave up" with a deadline of its own, "panic" panic, "bad finding" answer a finding with
 // an unknown flag, "NaN finding" (and "+Inf", "-Inf") one with that score; "block" waits for the call's context to end and remembers how, which
 // "seen" reports in its reason; "blocking" reports how many "block" calls are waiting;
-// "deadline" reports how long its context has left.
+// "deadline" reports how long its context has left; "hang" waits, ignoring its context,
+// until a "release" call comes.
 type testRule struct {
 	mu      sync.Mutex
 	seen    string
 	blocked int
 }
+
+// hangRelease ends the "hang" calls of the plugin process when closed (releaseOnce).
+var (
+	hangRelease = make(chan struct{})
+	releaseOnce sync.Once
+)
 
 func (r *testRule) PluginInfo() base.Info {
 	return base.Info{Name: "fasttest", Kind: base.KindGovernance, Version: "0.1.0", ProtocolVersions: []uint32{base.ProtocolVersion}}
@@ -89,6 +96,12 @@ func (r *testRule) Evaluate(ctx context.Context, req governance.EvaluateRequest)
 		r.seen = ctx.Err().Error()
 		r.mu.Unlock()
 		return nil, ctx.Err()
+	case "hang":
+		<-hangRelease
+		return nil, nil
+	case "release":
+		releaseOnce.Do(func() { close(hangRelease) })
+		return nil, nil
 	case "blocking":
 		r.mu.Lock()
 		defer r.mu.Unlock()
@@ -222,6 +235,10 @@ func TestFastPathMatchesGRPC(t *testing.T) {
 			if (content == "fail" || content == "panic") && (status.Code(errors.Unwrap(err)) != codes.Internal || errors.Is(err, governance.ErrBeyondLimits)) {
 				t.Fatalf("%s: %q: %v, want Internal", name, content, err)
 			}
+			// Told in the rule's words, without gRPC's framing.
+			if content == "panic" && err.Error() != "governance evaluate: plugin panic: rule bug" {
+				t.Fatalf("%s: %q: %q, want the plugin's message alone", name, content, err)
+			}
 			// Content beyond the rule's limits is told apart across the boundary, in the
 			// rule's own words.
 			if content == "beyond" && (!errors.Is(err, governance.ErrBeyondLimits) || status.Code(err) != codes.OutOfRange ||
@@ -276,6 +293,36 @@ func TestFastPathCancelAndDeadline(t *testing.T) {
 		if err != nil || len(fs) != 1 || fs[0].Reason != "1m0s" {
 			t.Fatalf("%s: the rule saw a deadline %+v ahead (%v), want 1m0s", name, fs, err)
 		}
+	}
+}
+
+// TestFastPathHungRuleDoesNotBlockLaterCalls: an evaluation that hangs past its deadline,
+// its rule ignoring the context, keeps the plugin's reader of its connection busy (it was
+// served inline). The calls made after it must go elsewhere and succeed, not wait behind
+// it until their own deadline (each then failed at 10 s while the rule slept).
+func TestFastPathHungRuleDoesNotBlockLaterCalls(t *testing.T) {
+	c := launch(t, "test", governance.PluginSet())
+	defer func() {
+		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+		defer cancel()
+		_, _ = eval(ctx, c, "release")
+	}()
+	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+	_, err := eval(ctx, c, "hang")
+	cancel()
+	if status.Code(errors.Unwrap(err)) != codes.DeadlineExceeded {
+		t.Fatalf("hung evaluation: %v, want DeadlineExceeded", err)
+	}
+	for i := range 8 {
+		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+		fs, err := eval(ctx, c, "an attack")
+		cancel()
+		if err != nil || len(fs) != 1 {
+			t.Fatalf("evaluation %d after the hung one: %+v, %v", i, fs, err)
+		}
+	}
+	if c.Transport() != "unix" {
+		t.Errorf("transport %q after a hung call, want unix", c.Transport())
 	}
 }
 

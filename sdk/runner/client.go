@@ -77,7 +77,7 @@ func (c *Client) OpenSession(ctx context.Context, s Session) error {
 		Spent: s.Spent,
 	})
 	if err != nil {
-		return fmt.Errorf("runner open session: %w", err)
+		return fmt.Errorf("runner open session: %w", base.PlainStatus(err))
 	}
 	c.limits = LimitsFromProto(resp.GetLimits())
 	return nil
@@ -97,7 +97,7 @@ func (c *Client) ReportedLimits(ctx context.Context, req base.ConfigureRequest) 
 		return Limits{}, false, nil
 	}
 	if err != nil {
-		return Limits{}, false, fmt.Errorf("runner configured limits: %w", err)
+		return Limits{}, false, fmt.Errorf("runner configured limits: %w", base.PlainStatus(err))
 	}
 	return LimitsFromProto(resp.GetLimits()), true, nil
 }
@@ -122,7 +122,7 @@ func (c *Client) Execute(ctx context.Context, req ExecuteRequest, emit func(Even
 	defer cancel()
 	stream, err := c.rpc.Execute(ctx, m)
 	if err != nil {
-		return Result{}, fmt.Errorf("runner execute: %w", err)
+		return Result{}, fmt.Errorf("runner execute: %w", base.PlainStatus(err))
 	}
 	for {
 		ev, err := stream.Recv()
@@ -130,7 +130,7 @@ func (c *Client) Execute(ctx context.Context, req ExecuteRequest, emit func(Even
 			return Result{}, ErrNoResult
 		}
 		if err != nil {
-			return Result{}, fmt.Errorf("runner execute: %w", err)
+			return Result{}, fmt.Errorf("runner execute: %w", base.PlainStatus(err))
 		}
 		if res, done, err := deliver(ev, emit); done || err != nil {
 			return res, err
@@ -155,7 +155,7 @@ func deliver(ev *limitv1.ExecuteEvent, emit func(Event) error) (res Result, done
 func (c *Client) Cancel(ctx context.Context, id string) (bool, error) {
 	r, err := c.rpc.Cancel(ctx, &limitv1.CancelRequest{ExecutionId: id})
 	if err != nil {
-		return false, fmt.Errorf("runner cancel: %w", err)
+		return false, fmt.Errorf("runner cancel: %w", base.PlainStatus(err))
 	}
 	return r.GetFound(), nil
 }
@@ -164,7 +164,7 @@ func (c *Client) Cancel(ctx context.Context, id string) (bool, error) {
 func (c *Client) Health(ctx context.Context) (Health, error) {
 	r, err := c.rpc.Health(ctx, &limitv1.RunnerHealthRequest{})
 	if err != nil {
-		return Health{}, fmt.Errorf("runner health: %w", err)
+		return Health{}, fmt.Errorf("runner health: %w", base.PlainStatus(err))
 	}
 	return HealthFromProto(r), nil
 }
@@ -172,7 +172,7 @@ func (c *Client) Health(ctx context.Context) (Health, error) {
 // CloseSession implements Runner.
 func (c *Client) CloseSession(ctx context.Context) error {
 	if _, err := c.rpc.CloseSession(ctx, &limitv1.CloseSessionRequest{}); err != nil {
-		return fmt.Errorf("runner close session: %w", err)
+		return fmt.Errorf("runner close session: %w", base.PlainStatus(err))
 	}
 	return nil
 }

@@ -152,14 +152,14 @@ func (c *fastClient) alive() bool {
 // execute runs m in the plugin, forwarding its events to emit; see Client.Execute.
 func (c *fastClient) execute(ctx context.Context, m *limitv1.ExecuteRequest, emit func(Event) error) (Result, error) {
 	if err := ctx.Err(); err != nil {
-		return Result{}, fmt.Errorf("runner execute: %w", status.FromContextError(err).Err())
+		return Result{}, fmt.Errorf("runner execute: %w", base.PlainStatus(status.FromContextError(err).Err()))
 	}
 	call := &fastCall{frames: make(chan fastFrame, fastQueue), done: make(chan struct{})}
 	c.mu.Lock()
 	if c.err != nil {
 		err := c.err
 		c.mu.Unlock()
-		return Result{}, fmt.Errorf("runner execute: %w", lostStatus(err))
+		return Result{}, fmt.Errorf("runner execute: %w", base.PlainStatus(lostStatus(err)))
 	}
 	id := c.ids.Add(1)
 	c.pending[id] = call
@@ -187,19 +187,19 @@ func (c *fastClient) execute(ctx context.Context, m *limitv1.ExecuteRequest, emi
 	}
 	if n := len(b) - 4 - fastpath.RequestHeader; n > base.MaxMessageSize {
 		finished = true
-		return Result{}, fmt.Errorf("runner execute: %w", status.Errorf(codes.ResourceExhausted, "request of %d bytes exceeds the message size limit of %d", n, base.MaxMessageSize))
+		return Result{}, fmt.Errorf("runner execute: %w", base.PlainStatus(status.Errorf(codes.ResourceExhausted, "request of %d bytes exceeds the message size limit of %d", n, base.MaxMessageSize)))
 	}
 	if err := c.w.Write(fastpath.FinishFrame(b)); err != nil {
 		c.fail(err)
 		finished = true
-		return Result{}, fmt.Errorf("runner execute: %w", lostStatus(err))
+		return Result{}, fmt.Errorf("runner execute: %w", base.PlainStatus(lostStatus(err)))
 	}
 	for {
 		var fr fastFrame
 		select {
 		case fr = <-call.frames:
 		case <-ctx.Done():
-			return Result{}, fmt.Errorf("runner execute: %w", status.FromContextError(ctx.Err()).Err())
+			return Result{}, fmt.Errorf("runner execute: %w", base.PlainStatus(status.FromContextError(ctx.Err()).Err()))
 		case <-c.dead:
 			// Frames that arrived before the connection broke still count.
 			select {
@@ -209,12 +209,12 @@ func (c *fastClient) execute(ctx context.Context, m *limitv1.ExecuteRequest, emi
 				c.mu.Lock()
 				err := c.err
 				c.mu.Unlock()
-				return Result{}, fmt.Errorf("runner execute: %w", lostStatus(err))
+				return Result{}, fmt.Errorf("runner execute: %w", base.PlainStatus(lostStatus(err)))
 			}
 		}
 		if fr.code != codes.OK {
 			finished = true
-			return Result{}, fmt.Errorf("runner execute: %w", status.Error(fr.code, string(fr.msg)))
+			return Result{}, fmt.Errorf("runner execute: %w", base.PlainStatus(status.Error(fr.code, string(fr.msg))))
 		}
 		ev := new(limitv1.ExecuteEvent)
 		if err := proto.Unmarshal(fr.msg, ev); err != nil {

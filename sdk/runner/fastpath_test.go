@@ -392,6 +392,10 @@ func TestFastPathErrorsMatchGRPC(t *testing.T) {
 			if st.Code() != codes.Internal {
 				t.Errorf("%s: %q: code %v, want Internal", name, input, st.Code())
 			}
+			// Told in the plugin's words, without gRPC's framing.
+			if strings.Contains(r.err.Error(), "rpc error") || (input == "panic" && r.err.Error() != "runner execute: plugin panic: runner bug") {
+				t.Errorf("%s: %q: %q, want the plugin's message alone", name, input, r.err)
+			}
 			msgs = append(msgs, r.err.Error())
 		}
 		if msgs[0] != msgs[1] {

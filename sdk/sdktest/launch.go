@@ -170,6 +170,9 @@ func launch[T base.Plugin](ctx context.Context, kind string, set plugin.PluginSe
 	if info.Kind != kind {
 		return fail(fmt.Errorf("plugin %q reports kind %q, want %q", info.Name, info.Kind, kind))
 	}
+	if err := base.CheckInfo(info); err != nil {
+		return fail(fmt.Errorf("the host would refuse plugin %q: %w", info.Name, err))
+	}
 	schema, err := pluginSchema(ctx, p)
 	if err != nil {
 		return fail(err)

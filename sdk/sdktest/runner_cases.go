@@ -225,11 +225,8 @@ func checkInfo(info base.Info, kind string) error {
 	if info.Kind != kind {
 		problems = append(problems, fmt.Sprintf("kind is %q, want %q", info.Kind, kind))
 	}
-	if info.Name == "" {
-		problems = append(problems, "name is empty")
-	}
-	if info.Version == "" {
-		problems = append(problems, "version is empty")
+	if err := base.CheckInfo(info); err != nil {
+		problems = append(problems, err.Error())
 	}
 	if len(problems) > 0 {
 		return fmt.Errorf("plugin info %+v: %s", info, strings.Join(problems, "; "))

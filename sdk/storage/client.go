@@ -164,9 +164,12 @@ func fromStatus(op string, err error) error {
 	default:
 		return fmt.Errorf("storage %s: %s", op, st.Message())
 	}
-	// The plugin's message often begins with the sentinel's own words (it wrapped it):
-	// say them once.
+	// The plugin's message often begins with the sentinel's own words (it wrapped it), or
+	// is only those (a deadline: "context deadline exceeded"): say them once.
 	msg := strings.TrimPrefix(st.Message(), sentinel.Error()+": ")
+	if msg == sentinel.Error() || msg == "" {
+		return fmt.Errorf("storage %s: %w", op, sentinel)
+	}
 	return fmt.Errorf("storage %s: %w: %s", op, sentinel, msg)
 }
 

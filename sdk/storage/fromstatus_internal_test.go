@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -18,6 +19,13 @@ func TestFromStatusSaysTheSentinelOnce(t *testing.T) {
 		err := fromStatus("put", toStatus(fmt.Errorf("%w: write k: the disk holding /d is full", sentinel)))
 		if !errors.Is(err, sentinel) || strings.Count(err.Error(), sentinel.Error()) != 1 || !strings.HasSuffix(err.Error(), "the disk holding /d is full") {
 			t.Errorf("%v: %v", sentinel, err)
+		}
+	}
+	// A message that is only the sentinel's words (a deadline) is not repeated.
+	for code, sentinel := range map[codes.Code]error{codes.DeadlineExceeded: context.DeadlineExceeded, codes.Canceled: context.Canceled} {
+		err := fromStatus("get", status.FromContextError(sentinel).Err())
+		if !errors.Is(err, sentinel) || err.Error() != "storage get: "+sentinel.Error() {
+			t.Errorf("%v: %q, want %q", code, err, "storage get: "+sentinel.Error())
 		}
 	}
 	// A message that does not begin with the sentinel's words is kept whole.

@@ -28,6 +28,7 @@ import (
 //	hang           Execute never returns, ignoring cancel and timeout
 //	env            the result's output is the process environment
 //	big:N          N bytes of "x" on stdout
+//	output:N       an output of about N bytes: "a" then "é" (two bytes) over and over
 //	sleep:MS       sleeps MS milliseconds (honours cancel and timeout)
 //	sleep:MS:TEXT  the same, then TEXT on stdout
 //	spend:MS       streams the token "partial ", then works MS milliseconds; cancelled
@@ -109,6 +110,9 @@ func (e *Runner) Execute(ctx context.Context, req runner.ExecuteRequest, emit fu
 			return runner.Result{}, err
 		}
 		return runner.Result{Status: runner.StatusOK, Duration: time.Since(start)}, nil
+	case strings.HasPrefix(req.Input, "output:"):
+		n, _ := strconv.Atoi(strings.TrimPrefix(req.Input, "output:"))
+		return runner.Result{Status: runner.StatusOK, Output: "a" + strings.Repeat("é", n/2), Duration: time.Since(start)}, nil
 	case strings.HasPrefix(req.Input, "stderr:"):
 		if err := out(runner.Stderr, strings.TrimPrefix(req.Input, "stderr:")); err != nil {
 			return runner.Result{}, err

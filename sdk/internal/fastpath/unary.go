@@ -238,8 +238,9 @@ func Answer(ctx context.Context, id uint32, op byte, msg []byte, handle UnaryHan
 	return FinishFrame(b)
 }
 
-// ErrBroken is what a UnaryClient's calls return when every connection is broken, before
-// sending anything: the caller may make the call over gRPC instead.
+// ErrBroken is what a UnaryClient's calls return when no connection can take a call,
+// before sending anything: every one is broken, or held by an inline call the plugin has
+// not answered (see inlineAbandoned). The caller may make the call over gRPC instead.
 var ErrBroken = errors.New("every fast path connection is broken")
 
 // Inline, or'ed into op by CallRead and CallLong, lets the plugin serve the request on
@@ -296,7 +297,7 @@ type unaryConn struct {
 	w      *FrameWriter
 
 	inflight atomic.Int32 // calls sent and not yet answered
-	inline   atomic.Int32 // inlineRead or inlineLong while an inline call is claimed or in flight
+	inline   atomic.Int32 // inlineRead, inlineLong or inlineAbandoned while an inline call is claimed or in flight
 
 	mu      sync.Mutex
 	pending map[uint32]chan unaryResult
@@ -347,20 +348,27 @@ func newUnaryConn(c *UnaryClient, conn *net.UnixConn) *unaryConn {
 	}
 }
 
-// Alive tells whether a connection still works; when none does, the caller goes back to
-// gRPC. A connection broken while no call waited on it is found by the next call made on
-// it, whose request then fails as not sent.
+// Alive tells whether a connection still works (and is not held by an abandoned inline
+// call); when none does, the caller goes back to gRPC. A connection broken while no call
+// waited on it is found by the next call made on it, whose request then fails as not sent.
 func (c *UnaryClient) Alive() bool { return c.pick() != nil }
 
 // Claims of a connection for an inline call (unaryConn.inline).
 const (
 	inlineRead = 1
 	inlineLong = 2
+	// inlineAbandoned marks a connection whose inline call's caller gave up (its context
+	// ended) before the plugin answered: the plugin's reader of that connection is still
+	// serving the call (a rule or a storage ignoring its context), so anything sent on the
+	// connection would wait behind it. No call is sent on it until the answer comes (see
+	// settle) or the connection is closed.
+	inlineAbandoned = 3
 )
 
-// pick returns a working connection, or nil when every one is broken. It prefers one that
-// serves no inline call, then one serving an inline read (quick) over one serving an
-// inline long call (a write, which may wait for a disk sync).
+// pick returns a working connection, or nil when every one is broken or abandoned. It
+// prefers one that serves no inline call, then one serving an inline read (quick) over one
+// serving an inline long call (a write, which may wait for a disk sync); never one whose
+// inline call was abandoned unanswered.
 func (c *UnaryClient) pick() *unaryConn {
 	n := uint32(len(c.conns))
 	start := c.next.Add(1)
@@ -377,6 +385,7 @@ func (c *UnaryClient) pick() *unaryConn {
 			if fallback == nil || fallback.inline.Load() != inlineRead {
 				fallback = conn
 			}
+		case inlineAbandoned:
 		default:
 			if fallback == nil {
 				fallback = conn
@@ -489,7 +498,11 @@ func (c *unaryConn) alive() bool {
 // call makes a call of request in, or of enc when in is nil.
 func (c *unaryConn) call(ctx context.Context, op byte, in proto.Message, enc Encoded, out proto.Message) error {
 	c.inflight.Add(1)
+	abandoned := false // the connection is released by settle instead
 	defer func() {
+		if abandoned {
+			return
+		}
 		c.inflight.Add(-1)
 		if op&Inline != 0 {
 			c.inline.Store(0)
@@ -545,13 +558,29 @@ func (c *unaryConn) call(ctx context.Context, op byte, in proto.Message, enc Enc
 		// connections; one that overtakes its request waits for it in the plugin); if
 		// that one broke, on this one, or for an inline call, whose reader in the plugin
 		// is busy serving it, on another.
-		if c.forget(id) && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		//
+		// An inline call stays pending: the plugin's reader of this connection serves it
+		// until it answers, which a handler ignoring its context does late (a rule asleep
+		// for 30 s). Until then the connection stays claimed, so later calls go to the
+		// others instead of queueing behind it (see settle).
+		var waiting bool
+		if op&Inline != 0 {
+			waiting = c.isPending(id)
+		} else {
+			waiting = c.forget(id)
+		}
+		if waiting && op&Inline != 0 {
+			abandoned = true
+			c.inline.Store(inlineAbandoned)
+			go c.settle(ch)
+		}
+		if waiting && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			cancel := FinishFrame(AppendRequestHeader(nil, id, c.client.opts.CancelOp, 0))
 			if ctl := c.client.ctl; ctl == nil || ctl.w.Write(cancel) != nil {
 				via := c
 				if op&Inline != 0 {
 					for _, o := range c.client.conns {
-						if o != c && o.alive() && (via == c || o.inline.Load() == 0) {
+						if o != c && o.alive() && o.inline.Load() != inlineAbandoned && (via == c || o.inline.Load() == 0) {
 							via = o
 						}
 					}
@@ -568,6 +597,23 @@ func (c *unaryConn) call(ctx context.Context, op byte, in proto.Message, enc Enc
 		return status.Errorf(codes.Internal, "decode response: %v", err)
 	}
 	return nil
+}
+
+// settle waits for the answer of an inline call its caller abandoned (ch), reading the
+// connection meanwhile, and then releases the connection for other calls. It returns
+// when the answer comes or the connection is closed (fail answers every pending call).
+func (c *unaryConn) settle(ch chan unaryResult) {
+	c.await(context.Background(), ch)
+	c.inflight.Add(-1)
+	c.inline.Store(0)
+}
+
+// isPending tells whether call id still waits for its answer.
+func (c *unaryConn) isPending(id uint32) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.pending[id]
+	return ok
 }
 
 // forget drops a pending call; it reports whether the call was still waiting.

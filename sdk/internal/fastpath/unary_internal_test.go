@@ -484,3 +484,100 @@ func TestCancelsTakeTheirOwnConnection(t *testing.T) {
 		t.Fatalf("with the cancellations' connection broken: %+v, want the cancellation of %+v on its connection", s, req)
 	}
 }
+
+// TestAbandonedInlineCallHoldsItsConnection: an inline call whose caller gives up before
+// the plugin answers leaves the plugin's reader of that connection serving it (a rule
+// asleep, ignoring its context). Later calls must go elsewhere, not queue behind it, until
+// the plugin answers it; then the connection is used again. With every connection held
+// so, calls come back ErrBroken (the caller goes to gRPC) instead of waiting.
+func TestAbandonedInlineCallHoldsItsConnection(t *testing.T) {
+	client, plugin := newFakePlugin(t, 2)
+	// The plugin serves an inline request on the goroutine that reads its connection, so
+	// here a connection whose inline request is unanswered answers nothing more.
+	stuck := map[int]bool{}
+	var mu sync.Mutex
+	serve := func(s seenRequest) {
+		mu.Lock()
+		defer mu.Unlock()
+		if stuck[s.conn] {
+			return
+		}
+		if s.op&Inline != 0 && s.op&^Inline == 2 { // op 2: a call that hangs
+			stuck[s.conn] = true
+			return
+		}
+		plugin.answer(t, s)
+	}
+	hang := func(f func(context.Context, byte, proto.Message, proto.Message) error) seenRequest {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		defer cancel()
+		done := make(chan error, 1)
+		go func() { done <- f(ctx, 2, wrapperspb.Bytes(nil), new(wrapperspb.BytesValue)) }()
+		s := plugin.next(t)
+		serve(s)
+		if err := <-done; status.Code(err) != codes.DeadlineExceeded {
+			t.Fatalf("hung call: %v, want DEADLINE_EXCEEDED", err)
+		}
+		return s
+	}
+	ok := func(f func(context.Context, byte, proto.Message, proto.Message) error) seenRequest {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		done := make(chan error, 1)
+		go func() { done <- f(ctx, 1, wrapperspb.Bytes(nil), new(wrapperspb.BytesValue)) }()
+		s := plugin.next(t)
+		serve(s)
+		if err := <-done; err != nil {
+			t.Fatalf("call after a hung one (%+v): %v", s, err)
+		}
+		return s
+	}
+	h := hang(client.CallRead)
+	if h.op&Inline == 0 {
+		t.Fatalf("hung call went %+v, want inline", h)
+	}
+	for i := range 4 {
+		f := client.CallRead
+		if i%2 == 1 {
+			f = client.CallLong
+		}
+		if s := ok(f); s.conn == h.conn {
+			t.Fatalf("call %d went on the connection of the hung call", i)
+		}
+		if s := ok(client.Call); s.conn == h.conn {
+			t.Fatalf("plain call %d went on the connection of the hung call", i)
+		}
+	}
+	// The plugin answers the hung call at last: its connection is used again.
+	mu.Lock()
+	delete(stuck, h.conn)
+	mu.Unlock()
+	plugin.answer(t, h)
+	for client.conns[h.conn].inline.Load() != 0 {
+		time.Sleep(time.Millisecond)
+	}
+	if s := ok(client.CallRead); s.conn != h.conn || s.op&Inline == 0 {
+		t.Fatalf("call after the answer went %+v, want inline on connection %d again", s, h.conn)
+	}
+	// Both connections held by hung calls: ErrBroken, sent nowhere.
+	h1 := hang(client.CallRead)
+	h2 := hang(client.CallRead)
+	if h1.conn == h2.conn {
+		t.Fatalf("two hung calls on one connection: %+v %+v", h1, h2)
+	}
+	if err := client.Call(context.Background(), 1, wrapperspb.Bytes(nil), new(wrapperspb.BytesValue)); !errors.Is(err, ErrBroken) {
+		t.Fatalf("every connection held: %v, want ErrBroken", err)
+	}
+	if client.Alive() {
+		t.Fatal("every connection held, yet Alive")
+	}
+	// Closing the client ends the goroutines waiting for the hung answers.
+	client.Close()
+	for _, conn := range client.conns {
+		for conn.inflight.Load() != 0 {
+			time.Sleep(time.Millisecond)
+		}
+	}
+}
