@@ -17,7 +17,8 @@ import (
 )
 
 // Golden digests of the detector's complete output (see equivalenceDigest), computed
-// after the model was retrained reading AI models' and makers' names as one word (MaskNames)
+// after the override rules were made to need the assistant's own instructions (audit 5);
+// before that, after the model was retrained reading AI models' and makers' names as one word (MaskNames)
 // with the written corpus's file g (session 28); before that, after the planted-instruction scorer was retrained on 1,300 pairs (300 more wholly in
 // other languages, session 26); before that, after the planted-instruction scorer
 // (jailbreak.planted) joined the detector and was retrained on 1,000 pairs with tags read for their text attributes only (session 25);
@@ -41,8 +42,8 @@ import (
 // make the detector faster must leave them as they are. Regenerate them (print them with
 // JB_EQUIV_PRINT=1) only for a change that is meant to alter the output.
 const (
-	goldenTrainDigest     = "255ee9b00081ad34d7f44f155f852eeddc0101d46122385b4bf9d99d23f23f57"
-	goldenGeneratedDigest = "71d0f3f202daaf5a55f21c57f1e2eaa55622bc026fc53751fc8ffb46f1f344ec"
+	goldenTrainDigest     = "b5b64e1de672f4dab520c5ccf8f0d7a58b3b0c15679dada571157e6f3d3f5278"
+	goldenGeneratedDigest = "291e8e8e9dcd0cb327c5866fdba95d839542eda20820b4b11821401902231578"
 )
 
 // equivalenceDigest writes the complete output of the detector on each text to a sha256:
