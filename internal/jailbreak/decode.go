@@ -3,6 +3,7 @@ package jailbreak
 import (
 	"encoding/base64"
 	"encoding/hex"
+	"html"
 	"net/url"
 	"strings"
 	"unicode"
@@ -24,7 +25,7 @@ const (
 
 // Payload is a piece of text found encoded inside another.
 type Payload struct {
-	// Encoding is "base64", "hex", "percent", "morse" or "tags".
+	// Encoding is "base64", "hex", "percent", "html-entities", "morse" or "tags".
 	Encoding string
 	// Start and End are the encoded span in the text it was found in.
 	Start, End int
@@ -33,8 +34,8 @@ type Payload struct {
 }
 
 // FindPayloads returns the decodable, text-like payloads of s: base64 (standard or
-// URL-safe, padded or not), hex (plain, space- or \x-separated), percent-encoding and
-// Morse code.
+// URL-safe, padded or not), hex (plain, space- or \x-separated), percent-encoding, runs
+// of numeric HTML character references ("&#105;&#103;…") and Morse code.
 // Runs that decode to binary data (images, hashes, keys) are skipped.
 func FindPayloads(s string) []Payload {
 	var out []Payload
@@ -50,6 +51,13 @@ func FindPayloads(s string) []Payload {
 	if strings.Contains(s, ".-") || strings.Contains(s, "-.") {
 		for _, p := range findMorse(s) {
 			if !add("morse", p.Start, p.End, p.Text) {
+				return out
+			}
+		}
+	}
+	if strings.Contains(s, "&#") {
+		for _, p := range findEntities(s) {
+			if !add("html-entities", p.Start, p.End, p.Text) {
 				return out
 			}
 		}
@@ -353,4 +361,72 @@ func decodeMorse(run string) (string, bool) {
 		return "", false
 	}
 	return b.String(), true
+}
+
+// minEntities is the fewest numeric character references a run needs to be decoded: a
+// page's occasional "&#8217;" is not an encoding of its text.
+const minEntities = 6
+
+// findEntities returns the runs of s written mostly in numeric HTML character references
+// ("&#73;&#103;&#x6e;…", a letter or a space between them allowed), decoded: at least
+// minEntities references, and more references than other characters.
+func findEntities(s string) []Payload {
+	var out []Payload
+	for i := 0; i < len(s); {
+		k := strings.Index(s[i:], "&#")
+		if k < 0 {
+			break
+		}
+		start := i + k
+		j, refs, lits, end := start, 0, 0, start
+		for j < len(s) {
+			if n := entityLen(s[j:]); n > 0 {
+				refs++
+				j += n
+				end = j
+				continue
+			}
+			c := s[j]
+			if c == '&' || c == '<' || c == '\n' || c >= 0x80 || j-end >= 2 {
+				break
+			}
+			lits++
+			j++
+		}
+		lits -= j - end // literals after the last reference are not part of the run
+		if refs >= minEntities && refs > lits {
+			out = append(out, Payload{Start: start, End: end, Text: html.UnescapeString(s[start:end])})
+			if len(out) >= maxPayloads {
+				break
+			}
+		}
+		i = max(end, start+2)
+	}
+	return out
+}
+
+// entityLen returns the length of the numeric character reference s starts with
+// ("&#105;", "&#x69;"), or 0.
+func entityLen(s string) int {
+	if len(s) < 4 || s[0] != '&' || s[1] != '#' {
+		return 0
+	}
+	j, hexa := 2, false
+	if s[j] == 'x' || s[j] == 'X' {
+		j, hexa = 3, true
+	}
+	digits := 0
+	for j < len(s) && digits < 8 {
+		c := s[j]
+		if c >= '0' && c <= '9' || hexa && (c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
+			j++
+			digits++
+			continue
+		}
+		break
+	}
+	if digits == 0 || j >= len(s) || s[j] != ';' {
+		return 0
+	}
+	return j + 1
 }

@@ -220,6 +220,18 @@ func (d *Detector) scan(ctx context.Context, text string, read Reading) (Result,
 	if err := ctx.Err(); err != nil {
 		return Result{}, err
 	}
+	if rv, ok := reverseView(n.Text); ok && !seen[RuleEncoded] {
+		pm, err := matchPhrases(&stopper{ctx: ctx}, rv.Text, false, true)
+		if err != nil {
+			return Result{}, err
+		}
+		for _, m := range pm {
+			s, e := n.Span(rv.span(m.Start, m.End))
+			add(Finding{RuleID: RuleEncoded, Severity: 9, Score: 1, Start: s, End: e,
+				Reason: fmt.Sprintf("text written backwards reads %q: %s", clip.Marked(m.Text, 80), m)})
+			break
+		}
+	}
 	if n.Hidden != "" {
 		if err := d.scanPayload(ctx, Payload{Encoding: "tags", Start: n.HiddenStart, End: n.HiddenEnd, Text: n.Hidden}, text, 0, add); err != nil {
 			return Result{}, err

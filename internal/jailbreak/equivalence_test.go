@@ -17,7 +17,10 @@ import (
 )
 
 // Golden digests of the detector's complete output (see equivalenceDigest), computed
-// after the model was retrained reading AI models' and makers' names as one word (MaskNames)
+// after 9 and 6 were read as g in leetspeak, letters joined by one separator with another
+// between words were read as words, and text written backwards and numeric HTML character
+// references were decoded (audit 5); before that, after the override rules were made to need the assistant's own instructions (audit 5);
+// before that, after the model was retrained reading AI models' and makers' names as one word (MaskNames)
 // with the written corpus's file g (session 28); before that, after the planted-instruction scorer was retrained on 1,300 pairs (300 more wholly in
 // other languages, session 26); before that, after the planted-instruction scorer
 // (jailbreak.planted) joined the detector and was retrained on 1,000 pairs with tags read for their text attributes only (session 25);
@@ -41,8 +44,8 @@ import (
 // make the detector faster must leave them as they are. Regenerate them (print them with
 // JB_EQUIV_PRINT=1) only for a change that is meant to alter the output.
 const (
-	goldenTrainDigest     = "255ee9b00081ad34d7f44f155f852eeddc0101d46122385b4bf9d99d23f23f57"
-	goldenGeneratedDigest = "71d0f3f202daaf5a55f21c57f1e2eaa55622bc026fc53751fc8ffb46f1f344ec"
+	goldenTrainDigest     = "06a2df1d1c17877e172e24d64d87b0c48a36abd71911748f74e6746c5848ffe2"
+	goldenGeneratedDigest = "d703f43e03660ea7e2fb35ecd2d69308c53ccdea1613521f3250b093aabbae39"
 )
 
 // equivalenceDigest writes the complete output of the detector on each text to a sha256:

@@ -396,7 +396,10 @@ func foldConfusables(v View) View {
 }
 
 // leet maps the digits and symbols used as letters to those letters.
-var leet = [128]byte{'0': 'o', '1': 'i', '3': 'e', '4': 'a', '5': 's', '7': 't', '8': 'b', '@': 'a', '$': 's', '!': 'i', '|': 'i', '+': 't'}
+// '9' and '6' stand for 'g' ("i9nore", "6uidelines"); as for the others, digits are
+// folded only in words that mix them with letters (or in a text written in leetspeak), so
+// numbers stay numbers.
+var leet = [128]byte{'0': 'o', '1': 'i', '3': 'e', '4': 'a', '5': 's', '6': 'g', '7': 't', '8': 'b', '9': 'g', '@': 'a', '$': 's', '!': 'i', '|': 'i', '+': 't'}
 
 // LeetView folds leetspeak in v ("1gn0r3 4ll" → "ignore aii"): within words that mix
 // letters with digits or symbols used as letters, those are mapped to letters; every
@@ -531,8 +534,9 @@ func isSep(c byte) bool { return c == ' ' || c == '.' || c == '-' || c == '_' ||
 // spelledOut recognises at least four single letters at t[i:] each followed by one
 // separator ("i g n o r e"); it returns the bytes consumed (excluding the final
 // separator) and appends the letters, 'l' folded to 'i', to w, each mapped back through
-// orig. A run ends at a double separator, which stands for the space between words and
-// is kept as one space. With w nil it only tells whether there is such a run (a positive
+// orig. A double separator, or a separator other than the one between the run's first
+// letters ("i.g.n.o.r.e a.l.l"), stands for the space between words and is kept as one
+// space. With w nil it only tells whether there is such a run (a positive
 // count, not the bytes consumed). It returns 0, w as it was, when there is none, or when
 // st says to give up (st.err; a run may be the whole text).
 //
@@ -549,6 +553,9 @@ func spelledOut(st *stopper, t string, i int, w *builder, orig []int32) int {
 	}
 	letters := 0
 	j, end := i, i
+	// sep is the separator between the letters of a word ("i.g.n.o.r.e"); another one
+	// between two letters ("i.g.n.o.r.e a.l.l") is the space between words.
+	var sep byte
 	for {
 		if j >= len(t) || !(t[j] >= 'a' && t[j] <= 'z' || t[j] < 128 && leet[t[j]] != 0) {
 			break
@@ -575,6 +582,12 @@ func spelledOut(st *stopper, t string, i int, w *builder, orig []int32) int {
 		j++
 		end = j
 		if j+1 < len(t) && isSep(t[j]) && isLeetWordByte(t[j+1]) {
+			if sep == 0 {
+				sep = t[j]
+			} else if t[j] != sep && !probe {
+				w.b = append(w.b, ' ')
+				w.orig = append(w.orig, orig[j])
+			}
 			j++
 			continue
 		}
@@ -634,4 +647,53 @@ func lineOf(s string, off int) int {
 		off = len(s)
 	}
 	return strings.Count(s[:off], "\n") + 1
+}
+
+// reversedHints are words of the phrase rules written backwards ("erongi" for "ignore"):
+// a text is read reversed only when it holds one, so ordinary text costs a few searches.
+var reversedHints = []string{"erongi", "dragersid", "tegrof", "snoitcurtsni", "tpmorp metsys", "senilediug"}
+
+// reversed is a text read backwards, rune by rune, with the offset in the text each of
+// its bytes came from.
+type reversed struct {
+	Text string
+	from []int32
+}
+
+// reverseView returns t read backwards when it holds a reversed hint
+// ("snoitcurtsni suoiverp lla erongi").
+func reverseView(t string) (reversed, bool) {
+	hint := false
+	for _, h := range reversedHints {
+		if strings.Contains(t, h) {
+			hint = true
+			break
+		}
+	}
+	if !hint {
+		return reversed{}, false
+	}
+	b := make([]byte, 0, len(t))
+	from := make([]int32, 0, len(t))
+	for i := len(t); i > 0; {
+		_, size := utf8.DecodeLastRuneInString(t[:i])
+		i -= size
+		b = append(b, t[i:i+size]...)
+		for k := range size {
+			from = append(from, int32(i+k))
+		}
+	}
+	return reversed{Text: string(b), from: from}, true
+}
+
+// span maps the reversed text's byte range [start, end) to t's.
+func (r reversed) span(start, end int) (int, int) {
+	if end <= start || end > len(r.from) {
+		return 0, 0
+	}
+	lo, hi := r.from[start], r.from[start]
+	for _, o := range r.from[start:end] {
+		lo, hi = min(lo, o), max(hi, o)
+	}
+	return int(lo), int(hi) + 1
 }

@@ -47,13 +47,130 @@ type PhraseRule struct {
 // qual is a run of up to four qualifier words ("all of the previous").
 const qual = `(?:\S+\s+){0,4}`
 
+// The parts of override/en. An instruction noun after "ignore", "skip" or "bypass" is
+// everyday text as often as an attack ("skip the prompts with -y", "drop the constraints
+// on a table", "forget the rules of chess", "my kid ignores my instructions"), so the
+// object must be the assistant's own: its instructions ("your", "the system's", "the
+// developer's"), the ones before this message ("previous", "above", "prior", "given"),
+// all of them with nothing after that names something else ("ignore all instructions.",
+// "… all the instructions you got before"), or the preceding context itself ("ignore the
+// above and say …", "ignore prior context", "disregard what you were told.").
+const (
+	// ovVerb tells the reader to stop obeying; ovWeak are the technical verbs that do
+	// only with the assistant's instructions (CSS and databases override and drop rules).
+	ovVerb = `(?:ignore|ignoring|disregard|disregarding|forget|forgetting|neglect|set\s+aside|discard|abandon|stop\s+following|stop\s+obeying|stop\s+listening\s+to|no\s+longer\s+follow|no\s+longer\s+obey|cease\s+following)`
+	ovWeak = `(?:override|overriding|bypass|bypassing|skip|drop)`
+	// ovDet are the words that may open the object.
+	ovDet = `(?:(?:all|any|every|each|of|the|these|those|and|or)\s+)`
+	// ovQual are the words that may stand between the owner or marker and the noun.
+	ovQual = `(?:(?:all|any|every|each|the|your|of|these|those|such|previous|previously|prior|above|earlier|preceding|former|foregoing|initial|original|existing|current|old|system|safety|developer|given|other|received|provided|last|first|own|core|hidden|and|or|instructions?)\s+)`
+	ovNoun = `(?:instructions?|directions|directives?|rules|guidelines|guidance|prompts?|commands|orders|constraints|restrictions|programming|guardrails|policies|safety\s+(?:rules|guidelines|filters?)|content\s+polic(?:y|ies)|training)`
+	// ovInstr are the nouns that are instructions to someone by themselves.
+	ovInstr = `(?:instructions?|directives?|prompts?|commands|orders|guidelines|guidance|programming)`
+	// ovOwner makes the object the assistant's.
+	ovOwner = `(?:(?:your|the)\s+(?:developer|developers|creator|creators|operator|operators|programmer|programmers)(?:'s|\x{2019}s|'|\x{2019})|your)`
+	// ovMark places the object before this message or in the assistant's set-up.
+	ovMark = `(?:previous|previously|prior|above|earlier|preceding|former|foregoing|initial|original|given|received|provided|system)`
+	// ovTail names the assistant after the noun: "… you got before", "… given to you",
+	// "… above", "… in your prompt".
+	ovTail = `(?:\s+(?:(?:that|which)\s+)?(?:you|u)(?:'ve|\x{2019}ve|\s+have|\s+had|\s+were|\s+got)?\s+(?:been\s+)?(?:got|gotten|received|given|told|fed|provided)\b|\s+(?:(?:that|which|what)\s+(?:were|was|have\s+been|has\s+been|are|is)\s+)?(?:given|give|provided|sent|fed)\s+to\s+(?:you|u)\b|\s+(?:from\s+)?(?:before|above|earlier|previously|so\s+far|until\s+now|till\s+now|up\s+to\s+now)\b|\s+(?:in|from|of)\s+(?:your|the\s+system\s+(?:prompt|message))\b)`
+	// ovEnd closes the object: nothing after it says whose instructions they are.
+	ovEnd = `(?:\s*(?:[.,;:!)]|$)|\s+and\b)`
+	// ovNext is what an attack asks for after dismissing the preceding text.
+	ovNext = `(?:\s*[.!]?\s*$|\s*[.,;:!-]*\s*(?:(?:and|then|instead|now|just)\s+)*(?:say|says|print|write|output|respond|reply|answer|tell|repeat|translate|return|only|do|follow|act|pretend|you|from\s+now|instead)\b)`
+
+	overrideEN = `(?:\b(?:` + ovVerb + `|` + ovWeak + `)\s+` + ovDet + `{0,3}` + ovOwner + `\s+` + ovQual + `{0,4}(?:` + ovNoun + `|system\s+(?:message|prompt)s?)\b` +
+		`|\b` + ovVerb + `\s+` + ovDet + `{0,3}(?:` + ovMark + `\s+` + ovQual + `{0,4}(?:` + ovNoun + `|context|conversation|chat(?:\s+history)?|dialog(?:ue)?|turns)|system\s+messages?|system(?:'s|\x{2019}s)\s+` + ovQual + `{0,3}` + ovNoun + `)\b` +
+		`|\b(?:override|overriding|bypass|bypassing)\s+` + ovDet + `{0,3}` + ovMark + `\s+` + ovQual + `{0,3}` + ovInstr + `\b` +
+		`|\b` + ovVerb + `\s+(?:all|any|every)\s+(?:of\s+)?(?:(?:the|these|those|such|other)\s+)?` + ovInstr + `(?:\s*(?:,|and|or|&)\s*` + ovNoun + `)?` + ovEnd +
+		`|\b` + ovVerb + `\s+` + ovDet + `{1,3}` + ovQual + `{0,2}` + ovNoun + `(?:\s*(?:,|and|or|&)\s*` + ovNoun + `)?` + ovTail +
+		`|\b(?:ignore|disregard|forget)\s+(?:all\s+(?:of\s+)?|everything\s+)?(?:the\s+)?(?:above|foregoing|preceding)(?:\s+(?:text|content|context|input|conversation|prompt|instructions?))?` + ovNext +
+		`|\b(?:ignore|disregard|forget)\s+(?:everything\s+|all\s+|anything\s+)?(?:that\s+|what\s+|whatever\s+)(?:you(?:'ve|\x{2019}ve|'re|\x{2019}re|\s+have|\s+were|\s+had)?|u)\s+(?:been\s+|just\s+|previously\s+|earlier\s+)*(?:told|instructed|programmed)(?:\s+(?:before|earlier|previously|so\s+far|until\s+now|to\s+do))?` + ovEnd + `)`
+)
+
+// ovLang holds the words of one language's override rule (see overridePattern).
+type ovLang struct {
+	// verbs tell the reader to ignore or forget; dets are the words that may open the
+	// object ("all", "the", "your"); nouns the instruction nouns.
+	verbs, dets, nouns string
+	// own are the possessives that make the object the assistant's ("your"); all the
+	// quantifiers ("all") that do when nothing follows the noun; before and after the
+	// words that place the instructions before this message or in the assistant's set-up
+	// ("previous", "above", "of the system", "you were given"), before or after the noun.
+	own, all, before, after string
+	// and are the conjunctions that may follow the object ("and").
+	and string
+}
+
+// overridePattern builds an override rule from a language's words. As in English, an
+// instruction noun after "ignore" or "forget" is everyday text unless the instructions
+// are the assistant's: "ignora las instrucciones anteriores del horno" (the oven's) and
+// "il ignore les consignes de sécurité" pass, "ignora las instrucciones anteriores y …",
+// "oublie tes consignes" and "vergiss alle vorherigen Anweisungen" do not.
+func overridePattern(l ovLang) string {
+	end := `(?:\s*(?:[.,;:!?)]|$)|\s+(?:` + l.and + `)\b)`
+	after := `(?:\s+(?:` + l.after + `)){1,2}`
+	return `\b(?:` + l.verbs + `)\s+(?:(?:` + l.dets + `)\s+){0,3}(?:` +
+		`(?:` + l.own + `)\s+(?:\S+\s+)?(?:` + l.nouns + `)\b` +
+		`|(?:` + l.before + `)\s+(?:\S+\s+)?(?:` + l.nouns + `)\b` +
+		`|(?:` + l.all + `)\s+(?:(?:` + l.dets + `)\s+){0,2}(?:` + l.nouns + `)(?:` + after + `)?` + end +
+		`|(?:` + l.nouns + `)` + after + end + `)`
+}
+
+var (
+	overrideES = overridePattern(ovLang{
+		verbs: `ignora|ignore|ignorar|ignoren|olvida|olvide|olvidar|olviden|omite|omita|descarta|descarte|desestima|haz\s+caso\s+omiso\s+(?:a|de)`,
+		dets:  `las|los|todas|todos|tus|estas|esas|de|a|sus`,
+		nouns: `instrucciones|indicaciones|reglas|directrices|ordenes|normas`,
+		own:   `tus|vuestras|vuestros`, all: `todas|todos|cualquier`,
+		before: `anteriores|previas`,
+		after:  `anteriores|previas|de\s+arriba|del\s+sistema|iniciales|originales|recibidas|de\s+antes|que\s+(?:te|se\s+te)\s+(?:dieron|di|dio|han\s+dado|ha\s+dado|dije|dijeron)(?:\s+antes)?|(?:que\s+te\s+(?:dio|dieron|ha\s+dado|han\s+dado)\s+)?(?:el|los|del|de\s+los|tu|tus)\s+(?:desarrollador(?:es)?|creador(?:es)?|programador(?:es)?|operador(?:es)?)|de\s+tu\s+(?:sistema|programacion|desarrollador|prompt)`,
+		and:    `y|e|pero`,
+	})
+	overridePT = overridePattern(ovLang{
+		verbs: `ignore|ignora|ignorar|esqueca|esquece|esquecer|desconsidere|desconsidera|descarte|despreze`,
+		dets:  `as|os|todas|todos|suas|seus|tuas|teus|essas|estas|das|dos|de|a`,
+		nouns: `instrucoes|instrucao|regras|diretrizes|orientacoes|comandos`,
+		own:   `suas|seus|tuas|teus`, all: `todas|todos|quaisquer`,
+		before: `anteriores|previas`,
+		after:  `anteriores|previas|acima|do\s+sistema|iniciais|originais|recebidas|de\s+antes|que\s+(?:te|lhe)\s+(?:deram|dei|foram\s+dadas)|que\s+voce\s+recebeu`,
+		and:    `e|mas`,
+	})
+	overrideFR = overridePattern(ovLang{
+		verbs: `ignore|ignorez|ignorer|oublie|oubliez|oublier|neglige|negligez|ne\s+tiens\s+pas\s+compte\s+(?:de|des)|ne\s+tenez\s+pas\s+compte\s+(?:de|des)|fais\s+abstraction\s+(?:de|des)|faites\s+abstraction\s+(?:de|des)`,
+		dets:  `les|des|de|toutes|tous|tes|vos|ces|d'|l'`,
+		nouns: `instructions|consignes|regles|directives|ordres|indications`,
+		own:   `tes|vos`, all: `toutes|tous`,
+		before: `precedentes|anciennes`,
+		after:  `precedentes|anterieures|ci-dessus|d'avant|du\s+systeme|systeme|initiales|originales|d'origine|recues|(?:qu'on|que\s+l'on)\s+(?:t'a|vous\s+a)\s+donnees|que\s+(?:tu\s+as|vous\s+avez)\s+recues|donnees\s+(?:avant|plus\s+haut|precedemment)`,
+		and:    `et|puis`,
+	})
+	overrideIT = overridePattern(ovLang{
+		verbs: `ignora|ignorate|ignorare|ignori|dimentica|dimenticate|dimenticare|trascura|tralascia`,
+		dets:  `le|tutte|tutti|queste|tue|sue|delle|di|gli|i`,
+		nouns: `istruzioni|regole|indicazioni|direttive|comandi`,
+		own:   `tue|tuoi|vostre|vostri`, all: `tutte|tutti|qualsiasi`,
+		before: `precedenti`,
+		after:  `precedenti|di\s+prima|sopra|del\s+sistema|iniziali|originali|ricevute|che\s+ti\s+(?:hanno\s+dato|sono\s+state\s+date|ho\s+dato)`,
+		and:    `e|ed|ma`,
+	})
+	overrideDE = overridePattern(ovLang{
+		verbs: `ignorier(?:e|en|t)?|vergiss|vergesst|vergessen|missachte|missachten|ubergehe|ubergehen`,
+		dets:  `alle|die|sie|bitte|einfach|samtliche|jegliche|diese|der|jetzt|nun`,
+		nouns: `(?:system|sicherheits)?(?:anweisungen|instruktionen|regeln|richtlinien|befehle|vorgaben|anordnungen)`,
+		own:   `deine|eure|ihre`, all: `alle|samtliche|jegliche`,
+		before: `vorherigen|vorigen|bisherigen|fruheren|obigen|vorangegangenen|vorhergehenden|ursprunglichen|erhaltenen|gegebenen|alten`,
+		after:  `von\s+(?:vorher|oben|zuvor)|(?:im|aus\s+dem)\s+systemprompt|des\s+systems|(?:die|welche)\s+(?:du|man\s+dir)\s+(?:erhalten|bekommen|gegeben)\s+(?:hast|hat)`,
+		and:    `und|aber`,
+	})
+)
+
 // phraseRules are the patterns, compiled by init. They are written against normalised
 // text (see Normalize) and are meant to be specific: each names an instruction noun, an
 // AI addressee or a jailbreak idiom, so ordinary uses of "ignore" or "forget" pass.
 var phraseRules = []*PhraseRule{
 	// English.
-	{ID: "override/en", Category: CatOverride, Lang: "en", Severity: 8,
-		Pattern: `\b(?:ignore|ignoring|disregard|disregarding|forget|override|bypass|skip|discard|abandon|drop|neglect|set aside|stop\s+following|stop\s+obeying|no\s+longer\s+follow|no\s+longer\s+obey)\s+(?:(?:all|any|every|each|the|your|my|of|these|those|such|previous|previously|prior|above|earlier|preceding|former|foregoing|initial|original|existing|current|old|system|safety|developer|given|other|received|provided|last|first|and|or|instructions?)\s+){0,5}(?:instructions?|directions|directives?|rules|guidelines|guidance|prompts?|commands|orders|constraints|restrictions|programming|guardrails|policies|safety\s+(?:rules|guidelines|filters?)|content\s+polic(?:y|ies)|training)\b`},
+	{ID: "override/en", Category: CatOverride, Lang: "en", Severity: 8, Pattern: overrideEN},
 	{ID: "override-all/en", Category: CatOverride, Lang: "en", Severity: 8,
 		Pattern: `\b(?:ignore|disregard|forget)\s+(?:about\s+)?(?:everything|all|anything)\s+(?:(?:that\s+)?(?:was\s+|is\s+|you(?:'ve|\s+have|\s+were)?\s+(?:been\s+)?)?(?:written|said|stated|mentioned|told|taught|instructed|given|learned)\s+)?(?:above|before|previously|prior|so\s+far|until\s+now|earlier|up\s+to\s+(?:now|this\s+point))\b`},
 	{ID: "override-new/en", Category: CatOverride, Lang: "en", Severity: 7,
@@ -108,15 +225,13 @@ var phraseRules = []*PhraseRule{
 
 	// Other languages: override, and a few reveal patterns.
 	{ID: "override/es", Category: CatOverride, Lang: "es", Severity: 8,
-		Pattern: `(?:\b(?:ignora|ignore|ignorar|ignoren|olvida|olvide|olvidar|olviden|omite|omita|descarta|descarte|desestima|haz\s+caso\s+omiso\s+(?:a|de))\s+` + qual + `(?:instrucciones|indicaciones|reglas|directrices|ordenes|normas)\b|\bolvida\s+todo\s+lo\s+(?:anterior|que\s+te\s+(?:dije|dijeron|han\s+dicho)))`},
-	{ID: "override/pt", Category: CatOverride, Lang: "pt", Severity: 8,
-		Pattern: `\b(?:ignore|ignora|ignorar|esqueca|esquece|esquecer|desconsidere|desconsidera|descarte|despreze)\s+` + qual + `(?:instrucoes|instrucao|regras|diretrizes|orientacoes|comandos)\b`},
+		Pattern: `(?:` + overrideES + `|\bolvida\s+todo\s+lo\s+(?:anterior|que\s+te\s+(?:dije|dijeron|han\s+dicho)))`},
+	{ID: "override/pt", Category: CatOverride, Lang: "pt", Severity: 8, Pattern: overridePT},
 	{ID: "override/fr", Category: CatOverride, Lang: "fr", Severity: 8,
-		Pattern: `(?:\b(?:ignore|ignorez|ignorer|oublie|oubliez|oublier|neglige|negligez|ne\s+tiens\s+pas\s+compte\s+de|ne\s+tenez\s+pas\s+compte\s+de|fais\s+abstraction\s+de|faites\s+abstraction\s+de)\s+` + qual + `(?:instructions|consignes|regles|directives|ordres|indications)\b|\boublie[zr]?\s+tout\s+ce\s+qu(?:'|e\s+)(?:on|je)\s+(?:t'a|vous\s+a|t'ai|vous\s+ai)\s+dit)`},
-	{ID: "override/it", Category: CatOverride, Lang: "it", Severity: 8,
-		Pattern: `\b(?:ignora|ignorate|ignorare|ignori|dimentica|dimenticate|dimenticare|trascura|tralascia)\s+` + qual + `(?:istruzioni|regole|indicazioni|direttive|comandi)\b`},
+		Pattern: `(?:` + overrideFR + `|\boublie[zr]?\s+tout\s+ce\s+qu(?:'|e\s+)(?:on|je)\s+(?:t'a|vous\s+a|t'ai|vous\s+ai)\s+dit)`},
+	{ID: "override/it", Category: CatOverride, Lang: "it", Severity: 8, Pattern: overrideIT},
 	{ID: "override/de", Category: CatOverride, Lang: "de", Severity: 8,
-		Pattern: `(?:\b(?:ignorier(?:e|en|t)?|vergiss|vergesst|vergessen|missachte|missachten|ubergehe|ubergehen)\s+` + qual + `(?:anweisungen|instruktionen|regeln|richtlinien|befehle|vorgaben|anordnungen)\b|\bvergiss\s+(?:bitte\s+|einfach\s+|jetzt\s+|nun\s+)?alles\s*,?\s+was\b)`},
+		Pattern: `(?:` + overrideDE + `|\bvergiss\s+(?:bitte\s+|einfach\s+|jetzt\s+|nun\s+)?alles\s*,?\s+was\b)`},
 	{ID: "override/nl", Category: CatOverride, Lang: "nl", Severity: 8,
 		Pattern: `\b(?:negeer|negeren|vergeet|vergeten|ignoreer)\s+` + qual + `(?:instructies|regels|richtlijnen|opdrachten|aanwijzingen)\b`},
 	{ID: "override/pl", Category: CatOverride, Lang: "pl", Severity: 8,
@@ -200,7 +315,7 @@ func init() {
 			if err != nil {
 				panic(fmt.Sprintf("phrase rule %s: %v", r.ID, err))
 			}
-			a := &ruleAlt{re: regexp.MustCompile(`^(?:` + p + `)`), starts: starts, wordStart: strings.HasPrefix(p, `\b`), must: mustLiterals(p)}
+			a := &ruleAlt{re: regexp.MustCompile(`^(?:` + p + `)`), starts: starts, wordStart: startsAtWordBoundary(p), must: mustLiterals(p)}
 			for _, set := range a.must {
 				var folded []string
 				for _, k := range set {
@@ -236,6 +351,35 @@ func splitAlternatives(pattern string) ([]string, error) {
 		out[i] = sub.String()
 	}
 	return out, nil
+}
+
+// startsAtWordBoundary reports whether every match of pattern starts with \b, so it
+// need only be tried where a word starts. It reads the parsed pattern, not its text: an
+// alternative split out of a rule prints its \b as "(?-m:\b", and one whose \b was
+// taken for a prefix shared with other alternatives prints none.
+func startsAtWordBoundary(pattern string) bool {
+	re, err := syntax.Parse(pattern, syntax.Perl)
+	if err != nil {
+		return false
+	}
+	var starts func(re *syntax.Regexp) bool
+	starts = func(re *syntax.Regexp) bool {
+		switch re.Op {
+		case syntax.OpWordBoundary:
+			return true
+		case syntax.OpCapture, syntax.OpConcat:
+			return len(re.Sub) > 0 && starts(re.Sub[0])
+		case syntax.OpAlternate:
+			for _, sub := range re.Sub {
+				if !starts(sub) {
+					return false
+				}
+			}
+			return true
+		}
+		return false
+	}
+	return starts(re)
 }
 
 // mustLiterals returns, for the parts of pattern's top-level sequence after its first

@@ -403,6 +403,23 @@ func TestDescribeSaysWhatItReads(t *testing.T) {
 	}
 }
 
+// TestDescribeNamesTheModel: the model's description says what the model is, as the
+// README and METRICS.md do (an NB-SVM: logistic regression over naive-Bayes-scaled
+// n-grams), not a plain logistic regression.
+func TestDescribeNamesTheModel(t *testing.T) {
+	ds, err := newRule().Describe(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := slices.IndexFunc(ds, func(d governance.RuleDescription) bool { return d.ID == jailbreak.RuleModel })
+	if i < 0 {
+		t.Fatalf("no %s among %+v", jailbreak.RuleModel, ds)
+	}
+	if d := ds[i].Description; !strings.Contains(d, "NB-SVM") || !strings.Contains(d, "naive-Bayes-scaled") {
+		t.Errorf("%s described as %q; want it named an NB-SVM over naive-Bayes-scaled n-grams", jailbreak.RuleModel, d)
+	}
+}
+
 // TestLargeTextsWaitTheirTurn: texts of 64 KiB and more are admitted up to
 // max_bytes_in_flight of them at once (a text larger than the budget alone); a large text
 // that cannot get in before its context ends fails with an error saying why, and small

@@ -217,7 +217,7 @@ func (r *rule) detector() (*jailbreak.Detector, error) {
 
 // descriptions of the rule ids.
 var descriptions = map[string]string{
-	jailbreak.RuleModel:                           "Trained model (logistic regression over hashed word and character n-grams) scored over windows of the normalised text.",
+	jailbreak.RuleModel:                           "Trained model (NB-SVM: logistic regression over naive-Bayes-scaled hashed word, word-pair and character n-grams) scored over windows of the normalised text.",
 	jailbreak.RulePlanted:                         "Trained sentence scorer for instructions planted in a document, e-mail, web page or tool output for the assistant reading it.",
 	jailbreak.RuleEncoded:                         "A base64, hex, percent-encoded or ROT13 payload that decodes to an injection.",
 	jailbreak.RuleHidden:                          "Text hidden in invisible Unicode tag characters.",

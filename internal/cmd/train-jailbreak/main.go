@@ -7,8 +7,8 @@
 //	go run ./internal/cmd/train-jailbreak -tune      # cross-validate a hyper-parameter sweep on the training split
 //
 // It splits the training file deterministically (20 % held out, by sha256 of each text),
-// trains a logistic regression over hashed word and character n-grams on the rest with a
-// fixed seed, calibrates the preset thresholds on out-of-fold scores of the benign
+// trains a logistic regression over naive-Bayes-scaled hashed word, word-pair and
+// character n-grams (NB-SVM) on the rest with a fixed seed, calibrates the preset thresholds on out-of-fold scores of the benign
 // training texts (permissive 0.1 %, default 1 %, strict 5 % false positives), and
 // evaluates the whole detector (phrase rules, decoders, model) on the held-out split and
 // on the hand-written prompts in testdata/governance, beside a length-only baseline

@@ -425,7 +425,8 @@ func TestRuleCheck(t *testing.T) {
 	}
 	out := run(false)
 	for _, want := range []string{
-		"training split: 1 of 2 benign texts flagged by a rule or decoder; 1 of 2 jailbreaks caught by one; phrase rules (jailbreaks/benign matched): override/en 1/1, override/fr 1/1, reveal/en 1/0",
+		// (override/fr no longer reads the English "ignore … instructions": its words must be French.)
+		"training split: 1 of 2 benign texts flagged by a rule or decoder; 1 of 2 jailbreaks caught by one; phrase rules (jailbreaks/benign matched): override/en 1/1, reveal/en 1/0",
 		"benign text flagged in training split by jailbreak.phrase.override",
 		"the meeting moved",
 		"documents: 0 of 1 benign texts flagged",
