@@ -437,7 +437,9 @@ func (s *Server) rdSessionKnee(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	opts := rd.KneeOptions{Method: rd.KneeMenger, Curve: rd.CurveConvex, Direction: rd.Decreasing}
+	// The direction is inferred: the points of several sessions of different variances
+	// need not decrease, and a direction the client never sent must not be refused.
+	opts := rd.KneeOptions{Method: rd.KneeMenger, Curve: rd.CurveConvex}
 	if m := r.URL.Query().Get("method"); m != "" {
 		opts.Method = rd.KneeMethod(m)
 	}
