@@ -66,13 +66,17 @@ func (s *Server) rdStart(w http.ResponseWriter, r *http.Request) (ctx context.Co
 	}
 }
 
-// rdError maps the RD core's errors: bad input is 400 (422 would also do; 400 is what the
+// rdFail maps the RD core's errors: bad input is 400 (422 would also do; 400 is what the
 // rest of the API answers for invalid bodies); a well-formed FGW problem whose feature
-// cost float64 cannot resolve beside its structures is 422, with the scale ratio.
+// cost float64 cannot resolve beside its structures is 422, with the scale ratio. A body
+// that lacks a required field is a 400 with that field, as the core's own 400s.
 func (s *Server) rdFail(w http.ResponseWriter, r *http.Request, err error) {
 	var ie *rd.InputError
 	var pe *rd.PrecisionError
+	var mf *errMissingField
 	switch {
+	case errors.As(err, &mf):
+		writeProblem(w, r, http.StatusBadRequest, mf.Error(), map[string]any{"field": mf.field})
 	case errors.Is(err, context.DeadlineExceeded):
 		writeProblem(w, r, http.StatusUnprocessableEntity, fmt.Sprintf(
 			"the computation did not finish within rd.timeout (%s): make the problem smaller, lower max_iter or raise tol, or raise rd.timeout in the host's config", s.opts.RD.Timeout), nil)
@@ -232,7 +236,7 @@ func checkMaxIter(maxIter *int) error {
 func (s *Server) rdFGW(w http.ResponseWriter, r *http.Request) {
 	var req fgwRequest
 	if err := decodeJSON(r, &req); err != nil {
-		s.fail(w, r, err)
+		s.rdFail(w, r, err)
 		return
 	}
 	if err := req.check(); err != nil {
@@ -333,7 +337,7 @@ const rdPointPrefix = "rd/point/"
 func (s *Server) rdAddPoint(w http.ResponseWriter, r *http.Request) {
 	var req pointRequest
 	if err := decodeJSON(r, &req); err != nil {
-		s.fail(w, r, err)
+		s.rdFail(w, r, err)
 		return
 	}
 	req.SessionID = upperULID(req.SessionID)
@@ -509,7 +513,7 @@ func clipJSON(b []byte) string {
 func (s *Server) rdKnee(w http.ResponseWriter, r *http.Request) {
 	var req kneeRequest
 	if err := decodeJSON(r, &req); err != nil {
-		s.fail(w, r, err)
+		s.rdFail(w, r, err)
 		return
 	}
 	points := make([][2]float64, len(req.Points))
@@ -544,7 +548,7 @@ func (*curveRequest) openAPIExtra() map[string]any {
 func (s *Server) rdCurve(w http.ResponseWriter, r *http.Request) {
 	var req curveRequest
 	if err := decodeJSON(r, &req); err != nil {
-		s.fail(w, r, err)
+		s.rdFail(w, r, err)
 		return
 	}
 	if err := checkMaxIter(req.MaxIter); err != nil {

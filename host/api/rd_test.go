@@ -183,6 +183,25 @@ func TestKneeNoKneeReasons(t *testing.T) {
 	}
 }
 
+// TestRDMissingFieldNamed: a required field left out of an RD body is a 400 with field,
+// as the RD routes' other 400s (variance 0 given is one on the core's check).
+func TestRDMissingFieldNamed(t *testing.T) {
+	s := rdServer(t, config.RD{Alpha: 0.5})
+	id := rdSession(t, s, nil)
+	for _, tc := range []struct{ path, body, field string }{
+		{"/v1/rd/points", `{"session_id": "` + id + `", "distortion": 0.5}`, "variance"},
+		{"/v1/rd/points", `{"session_id": "` + id + `", "variance": 1}`, "distortion"},
+		{"/v1/rd/points", `{"session_id": "` + id + `", "distortion": 0.5, "variance": 0}`, "variance"},
+		{"/v1/rd/knee", `{"method": "kneedle"}`, "points"},
+		{"/v1/rd/curve", `{"p": [1]}`, "distortion"},
+		{"/v1/rd/fgw", `{"c1": [[0]]}`, "c2"},
+	} {
+		if code, body := post(t, s, tc.path, tc.body); code != 400 || body["field"] != tc.field || !strings.Contains(fmt.Sprint(body["detail"]), tc.field) {
+			t.Errorf("%s %s: %d %v, want 400 with field %q", tc.path, tc.body, code, body, tc.field)
+		}
+	}
+}
+
 // TestFGWFeatureRows: features with a row count other than their graph's node count are
 // refused on the field the client sent (features_a or features_b), not on m, which it
 // did not send.
