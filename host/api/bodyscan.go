@@ -133,10 +133,22 @@ func checkRequired(body []byte, v any) error {
 				continue
 			}
 		}
-		return badRequest("%s is required", f.name)
+		return &errMissingField{field: f.name, bad: &errBadRequest{msg: f.name + " is required"}}
 	}
 	return nil
 }
+
+// errMissingField is a body that lacks a required field: a 400 as any errBadRequest (it
+// unwraps to one); the RD routes, whose 400s name the field at fault, answer it with
+// field.
+type errMissingField struct {
+	field string
+	bad   *errBadRequest
+}
+
+func (e *errMissingField) Error() string { return e.bad.msg }
+
+func (e *errMissingField) Unwrap() error { return e.bad }
 
 // jsonShape is what the body checks know of the Go type a JSON value decodes into. A nil
 // *jsonShape is a type that decodes itself (a json.Unmarshaler, an encoding.TextUnmarshaler,

@@ -68,13 +68,17 @@ func (s *Server) rdStart(w http.ResponseWriter, r *http.Request) (ctx context.Co
 	}
 }
 
-// rdError maps the RD core's errors: bad input is 400 (422 would also do; 400 is what the
+// rdFail maps the RD core's errors: bad input is 400 (422 would also do; 400 is what the
 // rest of the API answers for invalid bodies); a well-formed FGW problem whose feature
-// cost float64 cannot resolve beside its structures is 422, with the scale ratio.
+// cost float64 cannot resolve beside its structures is 422, with the scale ratio. A body
+// that lacks a required field is a 400 with that field, as the core's own 400s.
 func (s *Server) rdFail(w http.ResponseWriter, r *http.Request, err error) {
 	var ie *rd.InputError
 	var pe *rd.PrecisionError
+	var mf *errMissingField
 	switch {
+	case errors.As(err, &mf):
+		writeProblem(w, r, http.StatusBadRequest, mf.Error(), map[string]any{"field": mf.field})
 	case errors.Is(err, context.DeadlineExceeded):
 		writeProblem(w, r, http.StatusUnprocessableEntity, fmt.Sprintf(
 			"the computation did not finish within rd.timeout (%s): make the problem smaller, lower max_iter or raise tol, or raise rd.timeout in the host's config", s.opts.RD.Timeout), nil)
@@ -234,7 +238,7 @@ func checkMaxIter(maxIter *int) error {
 func (s *Server) rdFGW(w http.ResponseWriter, r *http.Request) {
 	var req fgwRequest
 	if err := decodeJSON(r, &req); err != nil {
-		s.fail(w, r, err)
+		s.rdFail(w, r, err)
 		return
 	}
 	if err := req.check(); err != nil {
@@ -335,7 +339,7 @@ const rdPointPrefix = "rd/point/"
 func (s *Server) rdAddPoint(w http.ResponseWriter, r *http.Request) {
 	var req pointRequest
 	if err := decodeJSON(r, &req); err != nil {
-		s.fail(w, r, err)
+		s.rdFail(w, r, err)
 		return
 	}
 	req.SessionID = upperULID(req.SessionID)
@@ -439,7 +443,9 @@ func (s *Server) rdSessionKnee(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	opts := rd.KneeOptions{Method: rd.KneeMenger, Curve: rd.CurveConvex, Direction: rd.Decreasing}
+	// The direction is inferred: the points of several sessions of different variances
+	// need not decrease, and a direction the client never sent must not be refused.
+	opts := rd.KneeOptions{Method: rd.KneeMenger, Curve: rd.CurveConvex}
 	if m := r.URL.Query().Get("method"); m != "" {
 		opts.Method = rd.KneeMethod(m)
 	}
@@ -509,7 +515,7 @@ func clipJSON(b []byte) string {
 func (s *Server) rdKnee(w http.ResponseWriter, r *http.Request) {
 	var req kneeRequest
 	if err := decodeJSON(r, &req); err != nil {
-		s.fail(w, r, err)
+		s.rdFail(w, r, err)
 		return
 	}
 	points := make([][2]float64, len(req.Points))
@@ -544,7 +550,7 @@ func (*curveRequest) openAPIExtra() map[string]any {
 func (s *Server) rdCurve(w http.ResponseWriter, r *http.Request) {
 	var req curveRequest
 	if err := decodeJSON(r, &req); err != nil {
-		s.fail(w, r, err)
+		s.rdFail(w, r, err)
 		return
 	}
 	if err := checkMaxIter(req.MaxIter); err != nil {

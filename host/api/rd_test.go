@@ -147,6 +147,61 @@ func TestKneeWithinRounding(t *testing.T) {
 	}
 }
 
+// TestKneeNoKneeReasons: POST /v1/rd/knee says why a curve has no knee (an exactly flat
+// curve is flat; Kneedle at sensitivity 100 asks for a lower one), refuses a direction
+// the points contradict with a 400 on direction, for Menger as for Kneedle, and GET
+// /v1/rd/knee with Kneedle answers the difference POST answers for the same curve.
+func TestKneeNoKneeReasons(t *testing.T) {
+	s := rdServer(t, config.RD{Alpha: 0.5})
+	for _, method := range []string{"menger", "kneedle"} {
+		code, body := post(t, s, "/v1/rd/knee", `{"points":[[0,1],[1,1],[2,1]],"method":"`+method+`"}`)
+		if d := fmt.Sprint(body["detail"]); code != 422 || !strings.Contains(d, "flat curve") || strings.Contains(d, "bend") {
+			t.Errorf("%s, exactly flat: %d %v", method, code, body)
+		}
+		code, body = post(t, s, "/v1/rd/knee", `{"points":[[0,1],[1,0.4],[2,0.3],[3,0.25]],"direction":"increasing","method":"`+method+`"}`)
+		if code != 400 || body["field"] != "direction" || !strings.Contains(fmt.Sprint(body["detail"]), "the points decrease") {
+			t.Errorf("%s, increasing on a decreasing curve: %d %v", method, code, body)
+		}
+	}
+	code, body := post(t, s, "/v1/rd/knee", `{"points":[[0,1],[1,0.4],[2,0.3],[3,0.25]],"method":"kneedle","sensitivity":100}`)
+	if d := fmt.Sprint(body["detail"]); code != 422 || !strings.Contains(d, "sensitivity 100") || !strings.Contains(d, "lower sensitivity") {
+		t.Errorf("kneedle at sensitivity 100: %d %v", code, body)
+	}
+
+	id := rdSession(t, s, nil, "0.05", "0.1", "0.2", "0.4", "0.8", "0.9")
+	res, got := do(t, s, "GET", "/v1/rd/knee?session_id="+id+"&method=kneedle")
+	if res.StatusCode != 200 {
+		t.Fatalf("session kneedle knee: %d %v", res.StatusCode, got)
+	}
+	pts := make([]string, 0, 6)
+	for _, d := range []float64{0.05, 0.1, 0.2, 0.4, 0.8, 0.9} {
+		pts = append(pts, fmt.Sprintf("[%v,%v]", d, math.Max(0, 0.5*(math.Log2(1)-math.Log2(d))) /* as rd.Rate computes it */))
+	}
+	code, want := post(t, s, "/v1/rd/knee", `{"points":[`+strings.Join(pts, ",")+`],"method":"kneedle","curve":"convex","direction":"decreasing"}`)
+	if code != 200 || want["difference"] == nil || got["difference"] != want["difference"] || got["distortion"] != want["x"] {
+		t.Errorf("GET kneedle knee %v, POST %d %v: want the same knee and difference", got, code, want)
+	}
+}
+
+// TestRDMissingFieldNamed: a required field left out of an RD body is a 400 with field,
+// as the RD routes' other 400s (variance 0 given is one on the core's check).
+func TestRDMissingFieldNamed(t *testing.T) {
+	s := rdServer(t, config.RD{Alpha: 0.5})
+	id := rdSession(t, s, nil)
+	for _, tc := range []struct{ path, body, field string }{
+		{"/v1/rd/points", `{"session_id": "` + id + `", "distortion": 0.5}`, "variance"},
+		{"/v1/rd/points", `{"session_id": "` + id + `", "variance": 1}`, "distortion"},
+		{"/v1/rd/points", `{"session_id": "` + id + `", "distortion": 0.5, "variance": 0}`, "variance"},
+		{"/v1/rd/knee", `{"method": "kneedle"}`, "points"},
+		{"/v1/rd/curve", `{"p": [1]}`, "distortion"},
+		{"/v1/rd/fgw", `{"c1": [[0]]}`, "c2"},
+	} {
+		if code, body := post(t, s, tc.path, tc.body); code != 400 || body["field"] != tc.field || !strings.Contains(fmt.Sprint(body["detail"]), tc.field) {
+			t.Errorf("%s %s: %d %v, want 400 with field %q", tc.path, tc.body, code, body, tc.field)
+		}
+	}
+}
+
 // TestFGWFeatureRows: features with a row count other than their graph's node count are
 // refused on the field the client sent (features_a or features_b), not on m, which it
 // did not send.

@@ -19,8 +19,10 @@ type InputError struct {
 // Error implements error.
 func (e *InputError) Error() string { return e.Field + ": " + e.Msg }
 
-// ErrNoKnee is returned when a curve has no point bending the expected way.
-var ErrNoKnee = errors.New("no knee: the curve does not bend in the expected direction")
+// ErrNoKnee is returned, wrapped with the reason, when a curve has no knee: it is flat,
+// it does not bend the way its shape says, or (Kneedle) it bends less sharply than the
+// sensitivity asks. Test for it with errors.Is.
+var ErrNoKnee = errors.New("no knee")
 
 // PrecisionError reports an FGW problem whose feature cost is lost to float64 rounding
 // beside its structure term: the feature term can change the loss by at most

@@ -46,7 +46,10 @@ type KneeOptions struct {
 	Method KneeMethod `json:"method,omitempty"`
 	// Curve is convex or concave; empty infers it.
 	Curve CurveShape `json:"curve,omitempty"`
-	// Direction is increasing or decreasing; empty infers it.
+	// Direction is increasing or decreasing; empty infers it from the end points. A
+	// given direction must agree with the end points (an *InputError otherwise): Kneedle
+	// maps the curve by it; Menger's curvature does not depend on it, so for Menger it
+	// is only checked and echoed.
 	Direction Direction `json:"direction,omitempty"`
 	// Sensitivity is Kneedle's S ≥ 0 (default 1): larger waits for a clearer drop.
 	Sensitivity float64 `json:"sensitivity,omitempty"`
@@ -84,9 +87,11 @@ type normCurve struct {
 
 // FindKnee returns the knee of the curve through points ([x, y] pairs, any order; they
 // are sorted by x). It needs at least three distinct points and x values that differ by
-// more than rounding (an *InputError on points otherwise); a flat curve, one whose y
-// values differ only by rounding, or one that never bends the expected way gives
-// ErrNoKnee. An axis's range is rounding when it is at most rangeTol (1e-12) of the
+// more than rounding (an *InputError on points otherwise), and a direction, when given,
+// that agrees with the end points (an *InputError on direction otherwise). A flat curve,
+// one whose y values differ only by rounding, one that never bends the way its shape
+// says, or (Kneedle) one that bends less sharply than the sensitivity asks gives
+// ErrNoKnee, wrapped with which of these it is. An axis's range is rounding when it is at most rangeTol (1e-12) of the
 // largest magnitude on that axis: normalising it to [0, 1] would turn last-bit
 // differences (5 ± 1 ulp) into a curve.
 func FindKnee(points [][2]float64, opts KneeOptions) (Knee, error) {
@@ -148,7 +153,20 @@ func findKnee(points [][2]float64, opts KneeOptions, yFloor float64) (Knee, erro
 		return Knee{}, err
 	}
 	nPts := len(c.x)
-	if opts.Direction == "" {
+	// The direction is read from the end points: a given one must agree with them
+	// (Kneedle's transform depends on it, and the answer echoes it). Ends at the same
+	// height up to rounding fit either direction.
+	first, last := c.idx[0], c.idx[nPts-1]
+	switch {
+	case opts.Direction == Increasing && c.y[nPts-1] < c.y[0]-bendTol,
+		opts.Direction == Decreasing && c.y[nPts-1] > c.y[0]+bendTol:
+		verb, other := "decrease", Decreasing
+		if opts.Direction == Decreasing {
+			verb, other = "increase", Increasing
+		}
+		return Knee{}, inputErrf("direction", "is %q, but the points %s: y goes from %g at x = %g to %g at x = %g; send %q, or leave direction out to infer it",
+			opts.Direction, verb, points[first][1], points[first][0], points[last][1], points[last][0], other)
+	case opts.Direction == "":
 		opts.Direction = Increasing
 		if c.y[nPts-1] < c.y[0] {
 			opts.Direction = Decreasing
@@ -206,7 +224,7 @@ func normalise(points [][2]float64, tol, yFloor float64) (*normCurve, error) {
 			xmax-xmin, math.Max(math.Abs(xmin), math.Abs(xmax)), rangeTol)
 	}
 	if ymax == ymin {
-		return nil, ErrNoKnee
+		return nil, fmt.Errorf("%w: every point has y = %g: a flat curve", ErrNoKnee, ymin)
 	}
 	if withinRounding(ymin, ymax, yFloor) {
 		if span := ymax - ymin; span <= yFloor {
@@ -263,6 +281,15 @@ func (c *normCurve) curvature(k int) float64 {
 // than rounding.
 const bendTol = 1e-9
 
+// noBend is the ErrNoKnee of a curve with no point bending the way shape says.
+func noBend(shape CurveShape) error {
+	other := CurveConcave
+	if shape == CurveConcave {
+		other = CurveConvex
+	}
+	return fmt.Errorf("%w: no point of the curve bends the %s way (it is straight, or %s)", ErrNoKnee, shape, other)
+}
+
 // menger returns the interior point of largest curvature bending the way shape says.
 func (c *normCurve) menger(shape CurveShape) (int, error) {
 	best, bestK := 0.0, -1
@@ -276,7 +303,7 @@ func (c *normCurve) menger(shape CurveShape) (int, error) {
 		}
 	}
 	if bestK < 0 {
-		return 0, ErrNoKnee
+		return 0, noBend(shape)
 	}
 	return bestK, nil
 }
@@ -323,7 +350,7 @@ func (c *normCurve) kneedle(opts KneeOptions) (int, float64, error) {
 		}
 	}
 	if first < 0 {
-		return 0, 0, ErrNoKnee
+		return 0, 0, noBend(opts.Curve)
 	}
 	knee := -1
 	threshold, thresholdIdx := 0.0, -1
@@ -344,7 +371,11 @@ func (c *normCurve) kneedle(opts KneeOptions) (int, float64, error) {
 		}
 	}
 	if knee < 0 {
-		return 0, 0, ErrNoKnee
+		// The curve bends (the difference curve has a maximum above the chord) but
+		// never drops sensitivity·step below it; a small enough S always confirms the
+		// maximum, since the difference curve ends at 0.
+		return 0, 0, fmt.Errorf("%w: the curve bends, but at sensitivity %g no maximum of Kneedle's difference curve is followed by a drop of sensitivity/(N−1) = %.3g below it: lower sensitivity (the default is 1)",
+			ErrNoKnee, opts.Sensitivity, opts.Sensitivity*step)
 	}
 	return pos[knee], d[knee], nil
 }

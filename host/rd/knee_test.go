@@ -293,3 +293,59 @@ func TestKneeRangeWithinRounding(t *testing.T) {
 		}
 	}
 }
+
+// TestKneeNoKneeSaysWhy: ErrNoKnee carries the reason a curve has no knee. An exactly
+// flat curve says it is flat, as a curve flat up to rounding does; a curve with no bend
+// of its shape says which way it does not bend; Kneedle at a sensitivity the curve's
+// bend cannot meet says so and suggests a lower one.
+func TestKneeNoKneeSaysWhy(t *testing.T) {
+	for _, method := range []KneeMethod{KneeMenger, KneeKneedle} {
+		_, err := FindKnee([][2]float64{{0, 1}, {1, 1}, {2, 1}}, KneeOptions{Method: method})
+		if !errors.Is(err, ErrNoKnee) || !strings.Contains(err.Error(), "flat curve") || strings.Contains(err.Error(), "bend") {
+			t.Errorf("%s, exactly flat: got %v, want ErrNoKnee saying it is flat", method, err)
+		}
+		_, err = FindKnee(elbow(), KneeOptions{Method: method, Curve: CurveConcave})
+		if !errors.Is(err, ErrNoKnee) || !strings.Contains(err.Error(), "bends the concave way") {
+			t.Errorf("%s, convex elbow read as concave: got %v, want ErrNoKnee naming the shape", method, err)
+		}
+	}
+	_, err := FindKnee(elbow(), KneeOptions{Method: KneeKneedle, Sensitivity: 100})
+	if !errors.Is(err, ErrNoKnee) || !strings.Contains(err.Error(), "at sensitivity 100") || !strings.Contains(err.Error(), "lower sensitivity") {
+		t.Errorf("kneedle at sensitivity 100: got %v, want ErrNoKnee naming the sensitivity", err)
+	}
+}
+
+// TestKneeDirectionChecked: a direction that contradicts the end points is an
+// InputError on direction, for both methods (Menger does not use it, but would echo it
+// back); the right one, or none, finds the knee; a curve whose ends are level takes
+// either direction.
+func TestKneeDirectionChecked(t *testing.T) {
+	for _, method := range []KneeMethod{KneeMenger, KneeKneedle} {
+		for _, tc := range []struct {
+			pts   [][2]float64
+			wrong Direction
+			verb  string
+			right Direction
+		}{
+			{elbow(), Increasing, "points decrease", Decreasing},
+			{transform(elbow(), true, false), Decreasing, "points increase", Increasing},
+		} {
+			_, err := FindKnee(tc.pts, KneeOptions{Method: method, Direction: tc.wrong})
+			var ie *InputError
+			if !errors.As(err, &ie) || ie.Field != "direction" || !strings.Contains(ie.Msg, tc.verb) || !strings.Contains(ie.Msg, string(tc.right)) {
+				t.Errorf("%s, direction %s: got %v, want an InputError on direction saying the %s", method, tc.wrong, err, tc.verb)
+			}
+			for _, d := range []Direction{tc.right, ""} {
+				if k, err := FindKnee(tc.pts, KneeOptions{Method: method, Direction: d}); err != nil || k.Index != 2 || k.Direction != tc.right {
+					t.Errorf("%s, direction %q: got %+v, %v; want the knee at index 2", method, d, k, err)
+				}
+			}
+		}
+		hump := [][2]float64{{0, 0}, {1, 3}, {2, 4}, {3, 3}, {4, 0}}
+		for _, d := range []Direction{Increasing, Decreasing} {
+			if _, err := FindKnee(hump, KneeOptions{Method: method, Direction: d}); err != nil && !errors.Is(err, ErrNoKnee) {
+				t.Errorf("%s, level ends, direction %s: %v", method, d, err)
+			}
+		}
+	}
+}

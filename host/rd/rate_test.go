@@ -253,8 +253,30 @@ func TestTracker(t *testing.T) {
 	if k.Distortion != want.X || k.Rate != want.Y || ds[k.Index] != k.Distortion || k.Method != KneeMenger || k.Curvature <= 0 {
 		t.Fatalf("knee %+v, want the Menger knee %+v named by insertion index", k, want)
 	}
-	if _, err := tr.Knee(KneeOptions{Method: KneeKneedle, Curve: CurveConvex, Direction: Decreasing}); err != nil {
+	// Kneedle's knee carries its difference, as FindKnee's does (GET /v1/rd/knee answers
+	// what POST /v1/rd/knee does).
+	kk, err := tr.Knee(KneeOptions{Method: KneeKneedle, Curve: CurveConvex, Direction: Decreasing})
+	if err != nil {
 		t.Fatalf("kneedle: %v", err)
+	}
+	wantK, err := FindKnee(pts, KneeOptions{Method: KneeKneedle, Curve: CurveConvex, Direction: Decreasing})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if kk.Difference <= 0 || kk.Difference != wantK.Difference || kk.Distortion != wantK.X {
+		t.Fatalf("kneedle knee %+v, want FindKnee's %+v with its difference", kk, wantK)
+	}
+	// Points of sessions of different variances may rise with distortion: the default
+	// knee infers the direction rather than refusing one the caller never gave.
+	rising := NewTracker()
+	for _, p := range [][2]float64{{0.5, 1}, {1, 4}, {2, 64}} {
+		if _, err := rising.AddPoint(p[0], p[1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var ie *InputError
+	if _, err := rising.Knee(); errors.As(err, &ie) {
+		t.Fatalf("rates rising with distortion: %v, want a knee or ErrNoKnee", err)
 	}
 	flat := NewTracker()
 	for _, d := range []float64{2, 3, 4} {

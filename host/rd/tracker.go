@@ -17,10 +17,13 @@ type Point struct {
 
 // RDKnee is a session's operating point: the knee of its rate–distortion curve.
 type RDKnee struct {
-	Rate       float64    `json:"rate"`
-	Distortion float64    `json:"distortion"`
-	Index      int        `json:"index"` // Point.Index of the knee
-	Curvature  float64    `json:"curvature"`
+	Rate       float64 `json:"rate"`
+	Distortion float64 `json:"distortion"`
+	Index      int     `json:"index"` // Point.Index of the knee
+	Curvature  float64 `json:"curvature"`
+	// Difference is Kneedle's difference-curve value at the knee (Kneedle only), as in
+	// Knee.
+	Difference float64    `json:"difference,omitempty"`
 	Method     KneeMethod `json:"method"`
 }
 
@@ -66,11 +69,12 @@ func (t *Tracker) Curve() []Point {
 }
 
 // Knee finds the knee of the (distortion, rate) curve. The default options are Menger
-// curvature on a convex decreasing curve, which is what R(D) is; opts may pick Kneedle
-// or other settings. Fewer than three distinct points is an *InputError; a curve with no
-// bend (for example every rate 0) is ErrNoKnee.
+// curvature on a convex curve, which is what R(D) is, its direction inferred (one
+// session's R(D) decreases; points of several sessions of different variances need
+// not); opts may pick Kneedle or other settings. Fewer than three distinct points is
+// an *InputError; a curve with no bend (for example every rate 0) is ErrNoKnee.
 func (t *Tracker) Knee(opts ...KneeOptions) (RDKnee, error) {
-	o := KneeOptions{Method: KneeMenger, Curve: CurveConvex, Direction: Decreasing}
+	o := KneeOptions{Method: KneeMenger, Curve: CurveConvex}
 	if len(opts) > 0 {
 		o = opts[0]
 	}
@@ -84,5 +88,5 @@ func (t *Tracker) Knee(opts ...KneeOptions) (RDKnee, error) {
 		return RDKnee{}, err
 	}
 	p := curve[k.Index]
-	return RDKnee{Rate: p.Rate, Distortion: p.Distortion, Index: p.Index, Curvature: k.Curvature, Method: k.Method}, nil
+	return RDKnee{Rate: p.Rate, Distortion: p.Distortion, Index: p.Index, Curvature: k.Curvature, Difference: k.Difference, Method: k.Method}, nil
 }

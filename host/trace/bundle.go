@@ -456,8 +456,15 @@ func VerifyBundle(r io.Reader, opts VerifyOptions) (BundleSummary, error) {
 	archiveErr := func(format string, args ...any) (BundleSummary, error) {
 		return BundleSummary{}, &BundleError{Index: -1, Reason: fmt.Sprintf(format, args...)}
 	}
-	gz, err := gzip.NewReader(r)
+	// The first bytes tell a gzip header cut short from input that is not gzip at all
+	// (both end early for gzip.NewReader).
+	br := bufio.NewReader(r)
+	magic, _ := br.Peek(2)
+	gz, err := gzip.NewReader(br)
 	if err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) && len(magic) > 0 && bytes.HasPrefix([]byte{0x1f, 0x8b}, magic) {
+			return BundleSummary{}, cutShort("", "in its gzip header")
+		}
 		return archiveErr("not a gzip file: %v", err)
 	}
 	tr := tar.NewReader(gz)
@@ -474,6 +481,9 @@ func VerifyBundle(r io.Reader, opts VerifyOptions) (BundleSummary, error) {
 		hdr, err := tr.Next()
 		if err == io.EOF {
 			break
+		}
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			return BundleSummary{}, cutShort("", "between its files")
 		}
 		if err != nil {
 			return archiveErr("reading the tar archive: %v", err)
@@ -507,13 +517,18 @@ func VerifyBundle(r io.Reader, opts VerifyOptions) (BundleSummary, error) {
 		}
 		spooled[name] = f
 		pending = append(pending, name)
-		if _, err := io.Copy(f, tr); err != nil {
+		if _, err := io.Copy(f, tr); errors.Is(err, io.ErrUnexpectedEOF) {
+			return BundleSummary{}, cutShort(name, "in this file")
+		} else if err != nil {
 			return archiveErr("reading %s: %v", name, err)
 		}
 	}
 	// Read to the end of the gzip stream, so its checksum is checked; after the archive's
 	// end there may be only the zero padding tar writes.
 	rest, err := io.ReadAll(io.LimitReader(gz, 1<<20))
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return BundleSummary{}, cutShort("", "after its last file, before the end of its gzip stream")
+	}
 	if err != nil {
 		return archiveErr("gzip stream: %v", err)
 	}
@@ -547,6 +562,15 @@ func VerifyBundle(r io.Reader, opts VerifyOptions) (BundleSummary, error) {
 		}
 	}
 	return v.header.summary(), nil
+}
+
+// cutShort is the error of an archive whose gzip or tar stream ends early (io.ErrUnexpectedEOF
+// from either): not a fault in the file being read when it happened, which "unexpected EOF"
+// at a line suggests, but a bundle truncated on its way (a download or copy interrupted,
+// a disk that filled). file is the member it ended in, if any; where says where it ended.
+func cutShort(file, where string) *BundleError {
+	return &BundleError{File: file, Index: -1, Reason: fmt.Sprintf(
+		"the archive is cut short: it ends %s; the bundle was truncated (an interrupted download or copy, or a full disk?): export or copy it again", where)}
 }
 
 // bundleVerifier is the state of one VerifyBundle.
@@ -598,6 +622,9 @@ func (v *bundleVerifier) process(name string, r io.Reader) error {
 	switch name {
 	case BundlePublicKey:
 		b, err := io.ReadAll(io.LimitReader(r, 4096))
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			return cutShort(name, "in this file")
+		}
 		if err != nil {
 			return &BundleError{File: name, Index: -1, Reason: err.Error()}
 		}
@@ -653,6 +680,8 @@ func (l *lineReader) next() ([]byte, error) {
 			return nil, io.EOF
 		case err == io.EOF:
 			return nil, &BundleError{File: l.file, Line: l.n + 1, Index: -1, Reason: "last line does not end with a newline (the file is cut short)"}
+		case errors.Is(err, io.ErrUnexpectedEOF):
+			return nil, cutShort(l.file, fmt.Sprintf("in this file, after line %d", l.n))
 		default:
 			return nil, &BundleError{File: l.file, Line: l.n + 1, Index: -1, Reason: err.Error()}
 		}

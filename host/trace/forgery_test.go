@@ -331,8 +331,8 @@ func TestVerifyBundleArchiveTricks(t *testing.T) {
 		{"absolute path", archive(reg(BundlePublicKey), reg("/"+BundleRecords), reg(BundleCheckpoints)), "unexpected file"},
 		{"same file under two spellings", archive(reg(BundlePublicKey), reg(BundleRecords), reg("./"+BundleRecords), reg(BundleCheckpoints)), "appears twice"},
 		{"FIFO", archive(reg(BundlePublicKey), member{hdr: tar.Header{Name: BundleRecords, Mode: 0o644, Typeflag: tar.TypeFifo}}), "not a regular file"},
-		{"truncated gzip", intact[:len(intact)-5], "unexpected EOF"},
-		{"truncated in a member", intact[:len(intact)/2], "unexpected EOF"},
+		{"truncated gzip", intact[:len(intact)-5], "the archive is cut short"},
+		{"truncated in a member", intact[:len(intact)/2], "the archive is cut short"},
 		{"trailing garbage after the gzip stream", append(bytes.Clone(intact), "garbage"...), "gzip stream"},
 		{"trailing zeros after the gzip stream", append(bytes.Clone(intact), make([]byte, 1024)...), "gzip stream"},
 		{"second gzip stream with a tar member", append(bytes.Clone(intact), archive(member{tar.Header{Name: "x", Mode: 0o644, Size: 1, Typeflag: tar.TypeReg}, []byte("x")})...), "after the end of the tar archive"},
@@ -350,6 +350,56 @@ func TestVerifyBundleArchiveTricks(t *testing.T) {
 	// A second gzip stream holding only zeros (tar padding) hides nothing: accepted.
 	if _, err := VerifyBundle(bytes.NewReader(append(bytes.Clone(intact), gzipped(make([]byte, 10240))...)), VerifyOptions{TrustedKey: testKey.PublicKey()}); err != nil {
 		t.Fatalf("bundle followed by a gzip stream of zeros: %v", err)
+	}
+}
+
+// TestVerifyBundleCutShort: a bundle cut anywhere (in the gzip header, inside a member,
+// between members, in the gzip trailer) is refused as an archive cut short, never as a
+// bare "unexpected EOF" on a line of records.jsonl; cut inside records.jsonl, the error
+// names that file and the last whole line before the cut.
+func TestVerifyBundleCutShort(t *testing.T) {
+	_, files := tamperFixture(t)
+	// Stored (not deflated), so a cut at an offset of the archive is a cut at a known
+	// place in its members.
+	var buf bytes.Buffer
+	gz, _ := gzip.NewWriterLevel(&buf, gzip.NoCompression)
+	tw := tar.NewWriter(gz)
+	var recordsAt int // offset of records.jsonl's data in the archive
+	for _, name := range files.names {
+		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(files.data[name])), Typeflag: tar.TypeReg}); err != nil {
+			t.Fatal(err)
+		}
+		tw.Flush()
+		gz.Flush()
+		if name == BundleRecords {
+			recordsAt = buf.Len()
+		}
+		tw.Write(files.data[name])
+	}
+	tw.Close()
+	gz.Close()
+	stored := buf.Bytes()
+	if _, err := VerifyBundle(bytes.NewReader(stored), VerifyOptions{TempDir: t.TempDir()}); err != nil {
+		t.Fatalf("intact: %v", err)
+	}
+	deflated := files.pack(t)
+	for _, bundle := range [][]byte{stored, deflated} {
+		step := max(1, len(bundle)/300)
+		for n := 1; n < len(bundle); n += step {
+			_, err := VerifyBundle(bytes.NewReader(bundle[:n]), VerifyOptions{TempDir: t.TempDir()})
+			if !errors.Is(err, ErrBundle) || !strings.Contains(err.Error(), "the archive is cut short") || strings.Contains(err.Error(), "unexpected EOF") {
+				t.Fatalf("cut after %d of %d bytes: %v, want the archive cut short", n, len(bundle), err)
+			}
+		}
+	}
+	// Cut in the middle of records.jsonl's third line: two whole lines before it. (A
+	// stored deflate block has a 5-byte header before its data, past the 64 KiB of a
+	// small file's single block.)
+	recs := lines(files.data[BundleRecords])
+	cut := recordsAt + 5 + len(recs[0]) + len(recs[1]) + len(recs[2])/2
+	_, err := VerifyBundle(bytes.NewReader(stored[:cut]), VerifyOptions{TempDir: t.TempDir()})
+	if want := "records.jsonl: the archive is cut short: it ends in this file, after line 2;"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("cut in records.jsonl line 3: %v, want %q", err, want)
 	}
 }
 

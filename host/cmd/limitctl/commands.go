@@ -237,9 +237,28 @@ func subcommandError(cmd, sub, subs string) error {
 	return usagef("unknown %s command %q%s (want %s)", cmd, sub, didYouMean(sub, strings.Split(subs, ", ")), subs)
 }
 
+// need checks that a command got exactly n positional arguments, what describing them;
+// one given too many names the arguments it does not take (a second bundle, a stray word,
+// a glob that matched more files than meant).
 func need(pos []string, n int, what string) error {
-	if len(pos) != n {
+	switch {
+	case len(pos) < n:
 		return usagef("expected %s", what)
+	case len(pos) > n:
+		extra := pos[n:]
+		word := "argument"
+		if len(extra) > 1 {
+			word = "arguments"
+		}
+		shown := make([]string, 0, 3)
+		for _, a := range extra[:min(len(extra), 3)] {
+			shown = append(shown, strconv.Quote(a))
+		}
+		list := strings.Join(shown, ", ")
+		if more := len(extra) - len(shown); more > 0 {
+			list += fmt.Sprintf(" and %d more", more)
+		}
+		return usagef("expected %s; extra %s %s", what, word, list)
 	}
 	return nil
 }
@@ -798,6 +817,9 @@ func (x *cli) traces(ctx context.Context, sub string, args []string) error {
 		pos, err := x.parse(fs, args)
 		if err != nil {
 			return err
+		}
+		if len(pos) > 3 {
+			return need(pos, 3, "ID KIND [DATA|@FILE|-] (DATA is JSON)")
 		}
 		if len(pos) != 2 && len(pos) != 3 {
 			return usagef("expected ID KIND [DATA|@FILE|-] (DATA is JSON)")

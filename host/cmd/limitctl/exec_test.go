@@ -188,8 +188,8 @@ func TestExtraArguments(t *testing.T) {
 		{"export", "--session", "s1", "-f", "-", "extra"},
 	} {
 		code, stdout, stderr := limitctl(t, append([]string{"-addr", srv.URL}, args...)...)
-		if code != 2 || !strings.Contains(stderr, "limitctl: expected") {
-			t.Errorf("%q: exit %d, want 2 refusing the argument\nstdout: %s\nstderr: %s", args, code, stdout, stderr)
+		if code != 2 || !strings.Contains(stderr, "limitctl: expected") || !strings.Contains(stderr, `extra argument "extra"`) {
+			t.Errorf("%q: exit %d, want 2 refusing the argument by name\nstdout: %s\nstderr: %s", args, code, stdout, stderr)
 		}
 	}
 }

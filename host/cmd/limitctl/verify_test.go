@@ -122,3 +122,20 @@ func TestVerifySignerKeysUnverifiedWithoutKey(t *testing.T) {
 		t.Errorf("verify --key: exit %d; want the signer key named, vouched for\nstdout: %s\nstderr: %s", code, stdout, stderr)
 	}
 }
+
+// TestVerifyExtraArguments: verify takes one bundle; given more, it names the ones it does
+// not take (exit 2, before reading any), the first three of a long list and how many more.
+func TestVerifyExtraArguments(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"verify", "a.tar.gz", "b.tar.gz"}, `limitctl: expected a bundle file (- for stdin); extra argument "b.tar.gz"`},
+		{[]string{"verify", "a", "b", "c", "d", "e"}, `extra arguments "b", "c", "d" and 1 more`},
+		{[]string{"verify"}, "limitctl: expected a bundle file (- for stdin)\n"},
+	} {
+		if code, stdout, stderr := limitctl(t, tc.args...); code != 2 || stdout != "" || !strings.Contains(stderr, tc.want) {
+			t.Errorf("%q: exit %d, want 2 with %q\nstdout: %s\nstderr: %s", tc.args, code, tc.want, stdout, stderr)
+		}
+	}
+}
