@@ -113,7 +113,7 @@ func TestSessionRoutes(t *testing.T) {
 			want = "menger"
 		}
 		k, err := c.RDKnee(ctx, q)
-		if err != nil || k.Rate <= 0 || k.Distortion <= 0 || k.Method != want {
+		if err != nil || k.Rate <= 0 || k.Distortion <= 0 || k.Method != want || (want == "kneedle") != (k.Difference > 0) {
 			t.Errorf("RDKnee %+v: %+v, %v", q, k, err)
 		}
 	}

@@ -93,6 +93,8 @@ type RDKnee struct {
 	Distortion float64 `json:"distortion"`
 	Index      int     `json:"index"`
 	Curvature  float64 `json:"curvature"`
+	// Difference is Kneedle's difference-curve value at the knee (method kneedle only).
+	Difference float64 `json:"difference,omitempty"`
 	Method     string  `json:"method"`
 }
 
