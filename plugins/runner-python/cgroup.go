@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -84,6 +85,19 @@ func newCgroups(name string, l runner.Limits, disable map[string]bool, rep *repo
 	return cg
 }
 
+// period is the CFS period the cpu controller is given, in µs.
+const period = 100000
+
+// cfsQuota is the CFS quota, in µs per period, of cpuMillis thousandths of a core: at least
+// the kernel's minimum (1 ms per period), at most every CPU of the machine (a quota above
+// is no limit at all, and cpuMillis may be as large as a uint64: an operator's session
+// may ask for anything).
+func cfsQuota(cpuMillis uint64) int64 {
+	most := uint64(runtime.NumCPU()) * 1000
+	quota := int64(min(cpuMillis, most)) * period / 1000
+	return max(quota, 1000)
+}
+
 // setCgroupLimits writes the controller's limits and reads them back.
 func setCgroupLimits(ctrl, dir string, l runner.Limits) (string, error) {
 	switch ctrl {
@@ -117,11 +131,7 @@ func setCgroupLimits(ctrl, dir string, l runner.Limits) (string, error) {
 		}
 		return fmt.Sprintf("cgroup v1 pids.max %d (max_processes %d plus %d for the sandbox's init)", n, l.MaxProcesses, pidsReserve), nil
 	case "cpu":
-		const period = 100000
-		quota := int64(l.CPUMillis) * period / 1000
-		if quota < 1000 {
-			quota = 1000 // the kernel's minimum, 1 ms per period
-		}
+		quota := cfsQuota(l.CPUMillis)
 		if err := writeCgroup(dir, "cpu.cfs_period_us", strconv.Itoa(period)); err != nil {
 			return "", err
 		}

@@ -3,8 +3,10 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -425,5 +427,26 @@ func TestUnsearchableAncestor(t *testing.T) {
 	}
 	if got := unsearchableAncestor(work); got != priv {
 		t.Errorf("unsearchableAncestor = %q, want %s", got, priv)
+	}
+}
+
+// TestCFSQuota: a session's cpu_millis becomes a CFS quota within what the kernel takes:
+// at least 1 ms per period, at most every CPU (an operator may ask for 2^64-1 millis, which
+// multiplied by the period overflowed int64 into a negative quota).
+func TestCFSQuota(t *testing.T) {
+	all := int64(runtime.NumCPU()) * period
+	for _, c := range []struct {
+		millis uint64
+		want   int64
+	}{
+		{1, 1000},
+		{500, min(50000, all)},
+		{uint64(runtime.NumCPU()) * 1000, all},
+		{1 << 62, all},
+		{math.MaxUint64, all},
+	} {
+		if got := cfsQuota(c.millis); got != c.want {
+			t.Errorf("cfsQuota(%d) = %d, want %d", c.millis, got, c.want)
+		}
 	}
 }
