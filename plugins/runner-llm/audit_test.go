@@ -121,7 +121,9 @@ func TestHugeAnswerBounded(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Logf("%v after %v: %.200s", res.Status, time.Since(begin), res.Error)
-			if res.Status != runner.StatusError || !strings.Contains(res.Error, "larger than") || time.Since(begin) > 45*time.Second {
+			// Stopped by its size ("larger than"), not by the attempt's 60 s timeout, which
+			// says so otherwise; no time bound (the machine is shared).
+			if res.Status != runner.StatusError || !strings.Contains(res.Error, "larger than") {
 				t.Errorf("an endless answer: status %v after %v, error %.300q", res.Status, time.Since(begin), res.Error)
 			}
 		})
