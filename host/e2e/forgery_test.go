@@ -54,8 +54,12 @@ func TestForgeryHostEntries(t *testing.T) {
 			t.Errorf("trace created by agent %q: %d %v, want 400", agent, status, m)
 		}
 	}
-	// Names that merely start like it are the client's to use.
-	for _, agent := range []string{"limitdemo", "agent-x", "api"} {
+	// Names that merely start like it are the client's to use ("api" is the host's agent of
+	// what it writes on a client's behalf: refused, as "limitd"; "apis" is not it).
+	if status, m := post("/v1/traces/"+tr.ID+"/provenance", map[string]any{"kind": "note", "agent": "api"}); status != 400 {
+		t.Errorf("append by agent \"api\": %d %v, want 400", status, m)
+	}
+	for _, agent := range []string{"limitdemo", "agent-x", "apis"} {
 		if _, err := d.c.AppendProvenance(ctx, tr.ID, "note", agent, nil); err != nil {
 			t.Errorf("append by agent %q: %v", agent, err)
 		}
