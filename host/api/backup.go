@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/limitgraph/limit/host/backup"
 	"github.com/limitgraph/limit/sdk/storage"
 )
 
@@ -19,7 +20,7 @@ func (s *Server) registerBackup() {
 	}
 	s.handle(route{Method: "GET", Path: "/backup",
 		Summary: "An online backup: the storage's every key as of one point in time, with the host's provenance key, node id and journal of pending outcomes, as a gzip-compressed tar archive that `limitd -restore` reads (operators only; it holds the host's private key)",
-		Tag:     "host", Binary: "application/gzip", Errors: []int{409, 501, 507}, Operator: true}, s.backup)
+		Tag:     "host", Binary: "application/gzip", Errors: []int{409, 501, 503, 507}, Operator: true}, s.backup)
 }
 
 // backupStall is how long a backup's download may take nothing before the client counts
@@ -29,6 +30,13 @@ var backupStall = time.Minute
 // backup makes the backup (the storage copied to a file under data_dir first, so the
 // backend's view is held no longer than it takes to read), then sends it.
 func (s *Server) backup(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodHead {
+		// Its headers would cost the whole backup: a probe or a link checker is not to
+		// make one.
+		w.Header().Set("Allow", "GET")
+		writeProblem(w, r, http.StatusMethodNotAllowed, "HEAD of /v1/backup would make a whole backup: use GET", nil)
+		return
+	}
 	if !s.backingUp.CompareAndSwap(false, true) {
 		w.Header().Set("Retry-After", "10")
 		writeProblem(w, r, http.StatusConflict, "a backup is being made: ask again once it is done", nil)
@@ -45,6 +53,10 @@ func (s *Server) backup(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case errors.Is(err, storage.ErrNoSnapshot):
 		writeProblem(w, r, http.StatusNotImplemented, "the storage plugin offers no point-in-time snapshot (the Snapshot call), so no online backup can be made: stop limitd and copy data_dir and the storage (README, Backups)", nil)
+		return
+	case errors.Is(err, backup.ErrNoRoom):
+		s.opts.Logger.Warn("backup given up: data_dir's disk would go below host.min_free_disk", append(requestIDs(w.Header().Get(requestIDHeader), r), "error", err)...)
+		writeProblem(w, r, http.StatusInsufficientStorage, "data_dir's disk has no room for the backup's copy of the storage above host.min_free_disk (executions would be refused): free space, or back up with limitd stopped", nil)
 		return
 	case errors.Is(err, syscall.ENOSPC):
 		s.opts.Logger.Warn("backup refused: data_dir is out of space", append(requestIDs(w.Header().Get(requestIDHeader), r), "error", err)...)

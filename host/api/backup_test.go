@@ -54,6 +54,16 @@ func TestBackupRoute(t *testing.T) {
 		s.ServeHTTP(rec, req)
 		return rec
 	}
+	head := httptest.NewRecorder()
+	hreq := httptest.NewRequest("HEAD", "/v1/backup", nil)
+	hreq.Header.Set("Authorization", "Bearer "+op)
+	s.ServeHTTP(head, hreq)
+	if head.Code != http.StatusMethodNotAllowed || head.Header().Get("Allow") != "GET" {
+		t.Errorf("HEAD: %d %v, want 405 without making a backup", head.Code, head.Header())
+	}
+	if left, _ := filepath.Glob(filepath.Join(dataDir, "backup-*")); len(left) > 0 {
+		t.Errorf("HEAD made a backup: %v", left)
+	}
 	if rec := send(user); rec.Code != http.StatusForbidden {
 		t.Errorf("a user's backup: %d, want 403", rec.Code)
 	}
@@ -66,7 +76,7 @@ func TestBackupRoute(t *testing.T) {
 	if err := os.WriteFile(path, rec.Body.Bytes(), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	a, err := backup.Open(path)
+	a, err := backup.Open(path, nil)
 	if err != nil {
 		t.Fatalf("the archive sent: %v", err)
 	}

@@ -107,8 +107,13 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.As(err, &other):
 		writeProblem(w, r, http.StatusConflict, other.Error(), map[string]any{"owner_node": other.Node})
 	case errors.As(err, &pending):
-		// The code ran: no Retry-After, which would invite running it twice.
-		writeProblem(w, r, http.StatusServiceUnavailable, pending.Error(), pendingMembers(pending))
+		// The code ran: no Retry-After, which would invite running it twice. What the
+		// storage said (a file's path, a database's address) is for the log, as for any
+		// storage failure.
+		s.opts.Logger.Warn("an execution ran but its trace waits for the storage", append(requestIDs(w.Header().Get(requestIDHeader), r),
+			"trace", pending.TraceID, "error", pending.Err)...)
+		detail := fmt.Sprintf("the execution ran (status %s) but its trace could not be stored yet; it will be recorded when storage is back: do not run it again (the cause is in the daemon's log)", pending.Status)
+		writeProblem(w, r, http.StatusServiceUnavailable, detail, pendingMembers(pending))
 	case errors.As(err, &lost):
 		// The code ran and its record is lost. Not a 503 or a 507, which say the request
 		// was not served for now and invite running it again once storage is back: a 500,

@@ -29,6 +29,7 @@ const maxLine = storage.MaxValueSize/3*4 + 4*storage.MaxKeySize + 2*storage.MaxN
 // Archive is a backup opened for a restore, checked whole by Open.
 type Archive struct {
 	path     string
+	allowed  func(rel string) bool
 	Manifest Manifest
 	// Files are the data_dir files, by path relative to it.
 	Files map[string][]byte
@@ -37,9 +38,11 @@ type Archive struct {
 // Open reads the archive at path through once and checks it: its manifest first and of
 // Format, every data_dir file it lists present once with its size and digest and nothing
 // else, safe paths, and the storage copy's digest, size, key and namespace counts and
-// order, every item within the protocol's limits. Nothing is written.
-func Open(p string) (*Archive, error) {
-	a := &Archive{path: p, Files: map[string][]byte{}}
+// order, every item within the protocol's limits. Nothing is written. allowed, when set,
+// says which data_dir paths a backup may hold: a manifest listing another is refused before
+// any member is read.
+func Open(p string, allowed func(rel string) bool) (*Archive, error) {
+	a := &Archive{path: p, allowed: allowed, Files: map[string][]byte{}}
 	err := a.walk(func(tr *tar.Reader, hdr *tar.Header) error {
 		switch {
 		case strings.HasPrefix(hdr.Name, dataPrefix):
@@ -88,6 +91,23 @@ func (a *Archive) walk(member func(tr *tar.Reader, hdr *tar.Header) error) error
 	if m.Format != Format {
 		return fmt.Errorf("%s: backup format %q; this limitd reads %s", a.path, m.Format, Format)
 	}
+	seen := map[string]bool{}
+	total := int64(0)
+	for _, f := range m.Files {
+		switch {
+		case seen[f.Path]:
+			return fmt.Errorf("%s: its manifest lists %s twice", a.path, f.Path)
+		case a.allowed != nil && !a.allowed(f.Path):
+			return fmt.Errorf("%s: its manifest lists %q, which is not a file a backup holds", a.path, f.Path)
+		case f.Size < 0:
+			return fmt.Errorf("%s: its manifest gives %s a size of %d", a.path, f.Path, f.Size)
+		}
+		seen[f.Path] = true
+		total += f.Size
+	}
+	if total > maxDataBytes {
+		return fmt.Errorf("%s: its manifest lists %d bytes of data_dir files, more than the %d a backup holds", a.path, total, maxDataBytes)
+	}
 	a.Manifest = m
 	sawStorage := false
 	for {
@@ -133,11 +153,7 @@ func (a *Archive) readFile(tr *tar.Reader, hdr *tar.Header) error {
 	if _, dup := a.Files[rel]; dup {
 		return fmt.Errorf("%s: member %q appears twice", a.path, hdr.Name)
 	}
-	total := int64(0)
-	for _, b := range a.Files {
-		total += int64(len(b))
-	}
-	if hdr.Size != want.Size || total+hdr.Size > maxDataBytes {
+	if hdr.Size != want.Size {
 		return fmt.Errorf("%s: member %q has %d bytes, its manifest says %d", a.path, hdr.Name, hdr.Size, want.Size)
 	}
 	b, err := io.ReadAll(tr)

@@ -112,7 +112,23 @@ type Source struct {
 	Manifest Manifest
 	// Progress, when set, is called as the storage is read, with the keys read so far.
 	Progress func(keys int64)
+	// Room, when set, reports the free space of DataDir's disk and the reserve the copy
+	// must leave (host.min_free_disk): the copy stops with ErrNoRoom before it would take
+	// the disk below the reserve and the margin, so that a backup never makes the host
+	// refuse executions. ok false: not measured.
+	Room func() (free, reserve uint64, ok bool)
 }
+
+// ErrNoRoom is a backup given up because its copy would have taken the disk of data_dir
+// below host.min_free_disk.
+var ErrNoRoom = errors.New("data_dir's disk has no room for the backup's copy of the storage above host.min_free_disk")
+
+// roomMargin is the space a backup's copy leaves above the reserve, and roomEvery how
+// much it writes between two measures of the disk.
+const (
+	roomMargin = 16 << 20
+	roomEvery  = 4 << 20
+)
 
 // Backup is a backup made and waiting to be written out. Close removes its files.
 type Backup struct {
@@ -174,7 +190,7 @@ func Prepare(ctx context.Context, src Source) (b *Backup, err error) {
 		f.Path = p
 		b.manifest.Files = append(b.manifest.Files, f)
 	}
-	b.manifest.Storage.Keys, b.manifest.Storage.Namespaces, b.manifest.Storage.Bytes, b.manifest.Storage.SHA256, err = dumpStorage(ctx, src.Store, filepath.Join(dir, StorageName), src.Progress)
+	b.manifest.Storage.Keys, b.manifest.Storage.Namespaces, b.manifest.Storage.Bytes, b.manifest.Storage.SHA256, err = dumpStorage(ctx, src.Store, filepath.Join(dir, StorageName), src.Progress, src.Room)
 	if err != nil {
 		return nil, err
 	}
@@ -226,7 +242,7 @@ func digestFile(path string) (File, error) {
 }
 
 // dumpStorage writes st's snapshot to path as storage.jsonl.
-func dumpStorage(ctx context.Context, st storage.Snapshotter, path string, progress func(int64)) (keys, namespaces, size int64, digest string, err error) {
+func dumpStorage(ctx context.Context, st storage.Snapshotter, path string, progress func(int64), room func() (uint64, uint64, bool)) (keys, namespaces, size int64, digest string, err error) {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return 0, 0, 0, "", fmt.Errorf("make the storage's copy: %w", err)
@@ -238,7 +254,14 @@ func dumpStorage(ctx context.Context, st storage.Snapshotter, path string, progr
 	enc := json.NewEncoder(bw)
 	lastNS, first := "", true
 	next := time.Now().Add(time.Second)
+	checked := int64(-roomEvery) // measure before the first write
 	err = st.Snapshot(ctx, func(ns string, key, value []byte) error {
+		if room != nil && cw.n+int64(bw.Buffered())-checked >= roomEvery {
+			checked = cw.n + int64(bw.Buffered())
+			if free, reserve, ok := room(); ok && free < reserve+roomMargin+roomEvery+uint64(bw.Size()) {
+				return fmt.Errorf("%w (%d bytes copied, %d free, a reserve of %d)", ErrNoRoom, checked, free, reserve)
+			}
+		}
 		if first || ns != lastNS {
 			namespaces++
 			first, lastNS = false, ns
@@ -333,8 +356,9 @@ func (b *Backup) WriteTo(w io.Writer) (int64, error) {
 // Close removes the backup's folder.
 func (b *Backup) Close() error { return os.RemoveAll(b.dir) }
 
-// SweepTemp removes the folders of backups a host stopped or killed in the middle of left
-// under dataDir, and returns how many.
+// SweepTemp removes the folders of backups, and the copies of archives restores read from
+// a pipe, that a host or a restore stopped or killed in the middle of left under dataDir,
+// and returns how many.
 func SweepTemp(dataDir string) (int, error) {
 	ents, err := os.ReadDir(dataDir)
 	if err != nil {
@@ -342,7 +366,9 @@ func SweepTemp(dataDir string) (int, error) {
 	}
 	n := 0
 	for _, e := range ents {
-		if e.IsDir() && strings.HasPrefix(e.Name(), tempPrefix) && strings.HasSuffix(e.Name(), tempSuffix) {
+		// A backup's folder, or the copy of an archive a restore read from a pipe.
+		if (e.IsDir() && strings.HasPrefix(e.Name(), tempPrefix) || e.Type().IsRegular() && strings.HasPrefix(e.Name(), "restore-")) &&
+			strings.HasSuffix(e.Name(), tempSuffix) {
 			if err := os.RemoveAll(filepath.Join(dataDir, e.Name())); err != nil {
 				return n, err
 			}

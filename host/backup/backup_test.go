@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -62,7 +63,7 @@ func must(t *testing.T, err error) {
 
 func TestRoundTrip(t *testing.T) {
 	path, items, _ := makeBackup(t)
-	a, err := Open(path)
+	a, err := Open(path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,7 +186,7 @@ func TestDamageRefused(t *testing.T) {
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
-			_, err := Open(c.path)
+			_, err := Open(c.path, nil)
 			if err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("Open: %v, want an error saying %q", err, c.want)
 			}
@@ -211,4 +212,62 @@ func TestPrepareFails(t *testing.T) {
 	if err == nil {
 		t.Fatal("a missing listed file: no error")
 	}
+}
+
+// TestOpenAllowed: a manifest listing a path the caller does not allow, or one path
+// twice, is refused before any member is written anywhere.
+func TestOpenAllowed(t *testing.T) {
+	path, _, _ := makeBackup(t)
+	only := func(rel string) bool { return rel == "key" || rel == "node_id" || strings.HasPrefix(rel, "journal/") }
+	if _, err := Open(path, only); err != nil {
+		t.Fatalf("allowed paths: %v", err)
+	}
+	if _, err := Open(path, func(rel string) bool { return rel != "journal/p1.json" }); err == nil || !strings.Contains(err.Error(), `"journal/p1.json", which is not a file a backup holds`) {
+		t.Errorf("a path not allowed: %v", err)
+	}
+	dup := rewrite(t, path, func(name string, b []byte) []byte {
+		if name == ManifestName {
+			return bytes.Replace(b, []byte(`"path": "node_id"`), []byte(`"path": "key"`), 1)
+		}
+		return b
+	})
+	if _, err := Open(dup, nil); err == nil || !strings.Contains(err.Error(), "lists key twice") {
+		t.Errorf("a path listed twice: %v", err)
+	}
+}
+
+// TestPrepareStopsAboveReserve: the copy of the storage stops before it would take the
+// disk below the reserve (host.min_free_disk), with ErrNoRoom, and leaves nothing.
+func TestPrepareStopsAboveReserve(t *testing.T) {
+	dir := t.TempDir()
+	st := memstore.New()
+	for i := range 64 {
+		must(t, st.Put(context.Background(), "a", []byte(fmt.Sprint(i)), bytes.Repeat([]byte{'x'}, 1<<20)))
+	}
+	// The disk's free space goes down as the copy is written.
+	const total = 200 << 20
+	free := func() uint64 {
+		var used int64
+		_ = filepath.WalkDir(dir, func(_ string, d os.DirEntry, _ error) error {
+			if fi, err := d.Info(); err == nil && !d.IsDir() {
+				used += fi.Size()
+			}
+			return nil
+		})
+		return uint64(total - used)
+	}
+	room := func() (uint64, uint64, bool) { return free(), total - 40<<20, true }
+	_, err := Prepare(context.Background(), Source{DataDir: dir, Store: st, Room: room})
+	if !errors.Is(err, ErrNoRoom) {
+		t.Fatalf("Prepare with 40 MiB above the reserve, 64 MiB to copy: %v, want ErrNoRoom", err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Errorf("left %v", ents)
+	}
+	room = func() (uint64, uint64, bool) { return free(), total - 150<<20, true }
+	b, err := Prepare(context.Background(), Source{DataDir: dir, Store: st, Room: room})
+	if err != nil {
+		t.Fatalf("Prepare with room: %v", err)
+	}
+	b.Close()
 }

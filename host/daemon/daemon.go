@@ -571,7 +571,7 @@ func Start(ctx context.Context, opts Options) (*Daemon, hcl.Diagnostics) {
 		Backup: func(ctx context.Context) (*backup.Backup, error) {
 			info := d.Store.PluginInfo()
 			return backup.Prepare(ctx, backup.Source{
-				DataDir: dataDir, Files: BackupFiles, Dirs: []string{execution.PendingDir}, Store: d.Store,
+				DataDir: dataDir, Files: BackupFiles, Dirs: []string{execution.PendingDir}, Store: d.Store, Room: d.disk.Room,
 				Manifest: backup.Manifest{Version: opts.Version, Node: node, KeyFingerprint: key.Fingerprint(), StorageFormat: StorageFormat,
 					Storage: backup.StorageInfo{Plugin: info.Name, PluginVersion: info.Version}},
 			})

@@ -9,13 +9,17 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/limitgraph/limit/host/backup"
+	"github.com/limitgraph/limit/host/execution"
 	"github.com/limitgraph/limit/host/plugins"
 	"github.com/limitgraph/limit/host/trace"
+	"github.com/limitgraph/limit/internal/clip"
 	"github.com/limitgraph/limit/internal/fsutil"
 	"github.com/limitgraph/limit/sdk/storage"
 )
@@ -51,6 +55,8 @@ type RestoreResult struct {
 	Manifest backup.Manifest
 	// Resumed tells that an unfinished restore of the same backup was finished.
 	Resumed bool
+	// Storage is the configured storage plugin written to (storage.sqlite).
+	Storage string
 	Keys    int64
 	Files   int
 }
@@ -72,15 +78,6 @@ func Restore(ctx context.Context, opts Options, path string, progress io.Writer)
 	if progress == nil {
 		progress = io.Discard
 	}
-	a, err := backup.Open(path)
-	if err != nil {
-		return res, err
-	}
-	m := a.Manifest
-	res.Manifest = m
-	if m.StorageFormat > StorageFormat {
-		return res, fmt.Errorf("%s was made by a newer limitd (%s, storage format %d); this limitd reads formats up to %d: restore it with that limitd", path, m.Version, m.StorageFormat, StorageFormat)
-	}
 	dataDir, err := DataDir(cfg)
 	if err != nil {
 		return res, err
@@ -93,6 +90,28 @@ func Restore(ctx context.Context, opts Options, path string, progress io.Writer)
 		return res, err
 	}
 	defer lock.release()
+	// The archive is read twice (checked whole, then written): one from a pipe (`-` for
+	// stdin, /dev/stdin, <(…)) is copied to a file in data_dir first.
+	if fi, err := os.Stat(path); path == "-" || (err == nil && !fi.Mode().IsRegular()) {
+		spooled, err := spool(path, dataDir)
+		if err != nil {
+			return res, err
+		}
+		defer os.Remove(spooled)
+		path = spooled
+	}
+	a, err := backup.Open(path, backupPath)
+	if err != nil {
+		return res, err
+	}
+	m := a.Manifest
+	res.Manifest = m
+	if m.StorageFormat > StorageFormat {
+		return res, fmt.Errorf("%s was made by a newer limitd (%s, storage format %d); this limitd reads formats up to %d: restore it with that limitd", path, m.Version, m.StorageFormat, StorageFormat)
+	}
+	if err := checkIdentity(a); err != nil {
+		return res, fmt.Errorf("%s: %w", path, err)
+	}
 	run, err := openRunDir(dataDir)
 	if err != nil && !run.Fallback {
 		return res, err
@@ -105,6 +124,7 @@ func Restore(ctx context.Context, opts Options, path string, progress io.Writer)
 	if diags.HasErrors() {
 		return res, diags
 	}
+	res.Storage = spec.ID()
 	managed, err := plugins.StartManaged(ctx, spec, logger.Named(spec.ID()), opts.HealthInterval)
 	if err != nil {
 		return res, fmt.Errorf("start the storage plugin %s: %w", spec.ID(), err)
@@ -129,10 +149,12 @@ func Restore(ctx context.Context, opts Options, path string, progress io.Writer)
 			return res, fmt.Errorf("the storage (%s) already holds data (namespace %q): restore into an empty storage", spec.ID(), ns)
 		}
 	}
-	// data_dir's own files: a provenance key or node id there must be the backup's. When
-	// the restore of this backup began already, a node id that differs was made by a
-	// limitd that then refused to start on the unfinished restore (it makes its node id
-	// first): the backup's replaces it. A key never does.
+	// data_dir's own files: a provenance key or node id there must be the backup's. A node
+	// id beside no key was made by a limitd that never served (it makes its node id first,
+	// its key once its storage is checked: a start refused on an unfinished restore, a busy
+	// port): the backup's replaces it. A key never is replaced.
+	_, keyErr := os.Stat(filepath.Join(dataDir, trace.KeyFile))
+	noKey := errors.Is(keyErr, fs.ErrNotExist)
 	replace := map[string]bool{}
 	for _, f := range BackupFiles {
 		want, ok := a.Files[f]
@@ -142,7 +164,7 @@ func Restore(ctx context.Context, opts Options, path string, progress io.Writer)
 		case err != nil:
 			return res, err
 		case ok && bytes.Equal(bytes.TrimSpace(have), bytes.TrimSpace(want)):
-		case res.Resumed && ok && f == nodeFile:
+		case (res.Resumed || noKey) && ok && f == nodeFile:
 			replace[f] = true
 		default:
 			return res, fmt.Errorf("%s already holds another host's %s (the backup's node is %s, key %s): restore into a data_dir without it, or move it away",
@@ -150,8 +172,14 @@ func Restore(ctx context.Context, opts Options, path string, progress io.Writer)
 		}
 	}
 	if !res.Resumed {
-		if err := st.Put(ctx, indexNS, []byte(restoreKey), mark); err != nil {
+		// Created only if absent: two restores into one empty database (several hosts
+		// on one PostgreSQL) cannot both go on.
+		r, err := st.CompareAndSwap(ctx, storage.CASRequest{Namespace: indexNS, Key: []byte(restoreKey), Value: mark})
+		switch {
+		case err != nil:
 			return res, fmt.Errorf("record the restore's start: %w", err)
+		case !r.Swapped:
+			return res, fmt.Errorf("%w: another restore (%s) began in this storage at the same time", ErrRestoreUnfinished, r.Current)
 		}
 	}
 
@@ -250,4 +278,69 @@ func holdsData(ctx context.Context, st *plugins.Storage) (string, error) {
 		return "", nil
 	}
 	return "", err
+}
+
+// backupPath says whether rel is a data_dir file a backup may hold: the provenance key, the
+// node id, or a file of the journal of pending outcomes.
+func backupPath(rel string) bool {
+	if slices.Contains(BackupFiles, rel) {
+		return true
+	}
+	name, ok := strings.CutPrefix(rel, execution.PendingDir+"/")
+	return ok && name != "" && !strings.ContainsAny(name, "/\\") && !strings.HasPrefix(name, ".")
+}
+
+// checkIdentity checks that the archive holds the host's identity whole and as its
+// manifest names it: the provenance key, whose fingerprint is the manifest's, and the node
+// id. Without them the restored traces would not verify, and the restored sessions would
+// belong to another host.
+func checkIdentity(a *backup.Archive) error {
+	m := a.Manifest
+	seed, ok := a.Files[trace.KeyFile]
+	if !ok {
+		return fmt.Errorf("the backup holds no provenance key (%s): its traces could not be verified or extended", trace.KeyFile)
+	}
+	k, err := trace.NewKey(seed)
+	if err != nil {
+		return fmt.Errorf("the backup's provenance key (%s) is not a key: %w", trace.KeyFile, err)
+	}
+	if k.Fingerprint() != m.KeyFingerprint {
+		return fmt.Errorf("the backup's provenance key has fingerprint %s, its manifest says %s", k.Fingerprint(), m.KeyFingerprint)
+	}
+	id, ok := a.Files[nodeFile]
+	if !ok {
+		return fmt.Errorf("the backup holds no node id (%s): its sessions would belong to another host", nodeFile)
+	}
+	if node := strings.TrimSpace(string(id)); !execution.ValidNode(node) || node != m.Node {
+		return fmt.Errorf("the backup's node id %q is not the manifest's %q, or not a node id", clip.Marked(node, 64), m.Node)
+	}
+	return nil
+}
+
+// spool copies the archive at path ("-": standard input) to a file in dir and returns its
+// name.
+func spool(path, dir string) (string, error) {
+	in := os.Stdin
+	if path != "-" {
+		f, err := os.Open(path)
+		if err != nil {
+			return "", err
+		}
+		defer f.Close()
+		in = f
+	}
+	out, err := os.CreateTemp(dir, "restore-*.tmp")
+	if err != nil {
+		return "", fmt.Errorf("copy the archive to data_dir: %w", err)
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		os.Remove(out.Name())
+		return "", fmt.Errorf("copy the archive from %s to data_dir: %w", path, err)
+	}
+	if err := out.Close(); err != nil {
+		os.Remove(out.Name())
+		return "", fmt.Errorf("copy the archive to data_dir: %w", err)
+	}
+	return out.Name(), nil
 }

@@ -238,3 +238,18 @@ func formatBytes(n uint64) string {
 	}
 	return fmt.Sprintf("%.1f %s", f, units[i])
 }
+
+// Room reports the free space of the data_dir's disk and the reserve (host.min_free_disk)
+// below which executions are refused, without recording or logging anything: for work
+// that writes to the disk and must stop short of the reserve (a backup's copy). ok is
+// false when the reserve is off or the disk cannot be measured.
+func (g *Guard) Room() (free, reserve uint64, ok bool) {
+	if g == nil || g.Reserve.Off {
+		return 0, 0, false
+	}
+	u, err := g.usage()
+	if err != nil {
+		return 0, 0, false
+	}
+	return u.Free, g.Reserve.Need(u.Total), true
+}

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -165,14 +166,41 @@ func TestOnlineBackupRestore(t *testing.T) {
 	}
 	d2.stop()
 
+	// From a pipe (`-restore -`), as from `ssh old limitctl backup -f - |`: the archive is
+	// read twice, so it is copied to data_dir first, and the copy removed.
+	dir5 := t.TempDir()
+	in, err := os.Open(archive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd5 := exec.Command(testbin.Command(t, "limitd"), "-config", auditConfig(t, "sqlite", `path = "limit.sqlite"`, pluginDir, dir5, false), "-restore", "-")
+	cmd5.Stdin = in
+	b5, err := cmd5.CombinedOutput()
+	in.Close()
+	if err != nil || !strings.Contains(string(b5), "restored the backup of node") {
+		t.Fatalf("restore from standard input: %v\n%s", err, b5)
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir5, "restore-*")); len(left) > 0 {
+		t.Errorf("the copy of the archive is left: %v", left)
+	}
+	// An empty archive name (an unset variable in a script) is a usage error, not a start.
+	if out, code := restore(t, cfg2, ""); code != 2 || !strings.Contains(out, "-restore needs an archive") {
+		t.Errorf("-restore \"\": exit %d\n%s", code, out)
+	}
+
 	// A data_dir that belongs to another host (its own node id) is not overwritten.
+	// (Its key too: a node id beside no key is one a limitd that never served made, which
+	// the backup's replaces.)
 	dir3 := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir3, "node_id"), []byte("another-host\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.WriteFile(filepath.Join(dir3, "provenance.ed25519"), bytes.Repeat([]byte{9}, 32), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	out, code = restore(t, auditConfig(t, "sqlite", `path = "limit.sqlite"`, pluginDir, dir3, false), archive)
-	if code == 0 || !strings.Contains(out, "node_id") {
-		t.Fatalf("restore over another host's node id: exit %d\n%s", code, out)
+	if code == 0 || !strings.Contains(out, "already holds another host's") {
+		t.Fatalf("restore over another host's data_dir: exit %d\n%s", code, out)
 	}
 
 	// A restore cut short (its record still in storage): limitd refuses to start on it,

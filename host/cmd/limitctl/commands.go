@@ -1243,11 +1243,15 @@ func (x *cli) backup(ctx context.Context, args []string) error {
 		_, _, err := x.c.Backup(ctx, x.stdout)
 		return err
 	}
-	fmt.Fprintln(x.stderr, "the host is copying its storage; the download begins once it has")
 	tmp, err := os.CreateTemp(filepath.Dir(*file), "."+filepath.Base(*file)+".*")
 	if err != nil {
-		return err
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return fmt.Errorf("cannot write %s: %w", *file, err)
 	}
+	fmt.Fprintln(x.stderr, "the host copies its storage first; the download begins once it has")
 	defer os.Remove(tmp.Name()) // after the rename, a no-op
 	b, n, err := x.c.Backup(ctx, tmp)
 	if err == nil {

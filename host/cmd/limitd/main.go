@@ -54,7 +54,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	configPath := fs.String("config", "", "HCL configuration `file` (default: the embedded configs/default.hcl)")
 	validate := fs.Bool("validate", false, "check the configuration, including each plugin's config block, and exit")
 	showVersion := fs.Bool("version", false, "print the version and exit")
-	restore := fs.String("restore", "", "write the online backup in `archive` (GET /v1/backup, limitctl backup) into the configured storage and data_dir, which must hold no other data, and exit")
+	restore := fs.String("restore", "", "write the online backup in `archive` (GET /v1/backup, limitctl backup; - reads standard input) into the configured storage and data_dir, which must hold no other data, and exit")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -69,6 +69,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 				map[bool]string{true: "s"}[len(args) > 1], strings.Join(args, " "))
 		}
 		fmt.Fprintln(stderr, "usage: limitd [-config FILE] [-validate] [-restore ARCHIVE] [-version]")
+		return 2
+	}
+	restoreSet := false
+	fs.Visit(func(f *flag.Flag) { restoreSet = restoreSet || f.Name == "restore" })
+	switch {
+	case restoreSet && *restore == "":
+		// An unset variable in a script (-restore "$ARCHIVE") must not start the daemon.
+		fmt.Fprintln(stderr, "limitd: -restore needs an archive (- reads it from standard input)")
+		return 2
+	case restoreSet && *validate:
+		fmt.Fprintln(stderr, "limitd: -restore and -validate do not go together: -restore checks the archive and the configuration itself")
 		return 2
 	}
 	if *showVersion {
@@ -231,8 +242,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if res.Resumed {
 			verb = "finished restoring"
 		}
-		fmt.Fprintf(stdout, "%s the backup of node %s made %s (limitd %s, storage %s): %d keys in %d namespaces, %d files of data_dir; provenance key %s\n",
-			verb, m.Node, m.Made.Format(time.RFC3339), m.Version, m.Storage.Plugin, res.Keys, m.Storage.Namespaces, len(m.Files), m.KeyFingerprint)
+		fmt.Fprintf(stdout, "%s the backup of node %s made %s (limitd %s, from storage %s) into %s and %s: %d keys in %d namespaces, %d files of data_dir; provenance key %s\n",
+			verb, m.Node, m.Made.Format(time.RFC3339), m.Version, m.Storage.Plugin, res.Storage, cfg.Host.DataDir, res.Keys, m.Storage.Namespaces, len(m.Files), m.KeyFingerprint)
 		return 0
 	}
 	if len(diags) > 0 {
