@@ -92,6 +92,12 @@ func Restore(ctx context.Context, opts Options, path string, progress io.Writer)
 	defer lock.release()
 	// The archive is read twice (checked whole, then written): one from a pipe (`-` for
 	// stdin, /dev/stdin, <(…)) is copied to a file in data_dir first.
+	// Messages name the archive as given, not its copy.
+	name := path
+	if path == "-" {
+		name = "the archive on standard input"
+	}
+	named := func(err error) error { return errors.New(strings.ReplaceAll(err.Error(), path, name)) }
 	if fi, err := os.Stat(path); path == "-" || (err == nil && !fi.Mode().IsRegular()) {
 		spooled, err := spool(path, dataDir)
 		if err != nil {
@@ -102,15 +108,15 @@ func Restore(ctx context.Context, opts Options, path string, progress io.Writer)
 	}
 	a, err := backup.Open(path, backupPath)
 	if err != nil {
-		return res, err
+		return res, named(err)
 	}
 	m := a.Manifest
 	res.Manifest = m
 	if m.StorageFormat > StorageFormat {
-		return res, fmt.Errorf("%s was made by a newer limitd (%s, storage format %d); this limitd reads formats up to %d: restore it with that limitd", path, m.Version, m.StorageFormat, StorageFormat)
+		return res, fmt.Errorf("%s was made by a newer limitd (%s, storage format %d); this limitd reads formats up to %d: restore it with that limitd", name, m.Version, m.StorageFormat, StorageFormat)
 	}
 	if err := checkIdentity(a); err != nil {
-		return res, fmt.Errorf("%s: %w", path, err)
+		return res, fmt.Errorf("%s: %w", name, err)
 	}
 	run, err := openRunDir(dataDir)
 	if err != nil && !run.Fallback {
@@ -222,7 +228,7 @@ func Restore(ctx context.Context, opts Options, path string, progress io.Writer)
 		err = flush()
 	}
 	if err != nil {
-		return res, fmt.Errorf("restore the storage (run the restore again to finish it): %w", err)
+		return res, fmt.Errorf("restore the storage (run the restore again to finish it): %w", named(err))
 	}
 	for _, f := range m.Files {
 		p := filepath.Join(dataDir, filepath.FromSlash(f.Path))
