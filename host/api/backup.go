@@ -38,6 +38,7 @@ func (s *Server) backup(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !s.backingUp.CompareAndSwap(false, true) {
+		s.metrics.backups.WithLabelValues("refused").Inc()
 		w.Header().Set("Retry-After", "10")
 		writeProblem(w, r, http.StatusConflict, "a backup is being made: ask again once it is done", nil)
 		return
@@ -50,6 +51,9 @@ func (s *Server) backup(w http.ResponseWriter, r *http.Request) {
 	defer stop()
 	start := time.Now()
 	b, err := s.opts.Backup(ctx)
+	if err != nil {
+		s.metrics.backups.WithLabelValues("failed").Inc()
+	}
 	switch {
 	case errors.Is(err, storage.ErrNoSnapshot):
 		writeProblem(w, r, http.StatusNotImplemented, "the storage plugin offers no point-in-time snapshot (the Snapshot call), so no online backup can be made: stop limitd and copy data_dir and the storage (README, Backups)", nil)
@@ -96,9 +100,12 @@ func (s *Server) backup(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		// The answer has begun: the client sees a cut archive, which a restore refuses.
 		s.opts.Logger.Warn("backup not sent whole", append(logArgs, "error", err)...)
+		s.metrics.backups.WithLabelValues("not_sent").Inc()
 		panic(http.ErrAbortHandler)
 	}
 	s.opts.Logger.Info("backup made", logArgs...)
+	s.metrics.backups.WithLabelValues("sent").Inc()
+	s.metrics.backupLast.SetToCurrentTime()
 }
 
 // writerFunc is an io.Writer made of a function.

@@ -115,4 +115,19 @@ func TestBackupRoute(t *testing.T) {
 		!strings.HasPrefix(rec.Header().Get("Content-Type"), "application/problem+json") {
 		t.Errorf("a storage without snapshots: %d %s", rec.Code, rec.Body)
 	}
+
+	// The outcomes are counted: two sent, one refused while another was made, one failed.
+	mrec := httptest.NewRecorder()
+	mreq := httptest.NewRequest("GET", "/v1/metrics", nil)
+	mreq.Header.Set("Authorization", "Bearer "+op)
+	s.ServeHTTP(mrec, mreq)
+	for _, want := range []string{`limit_backups_total{outcome="sent"} 2`, `limit_backups_total{outcome="refused"} 1`,
+		`limit_backups_total{outcome="failed"} 1`, `limit_backups_total{outcome="not_sent"} 0`} {
+		if !strings.Contains(mrec.Body.String(), want+"\n") {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+	if strings.Contains(mrec.Body.String(), "limit_backup_last_success_timestamp_seconds 0\n") {
+		t.Errorf("no time of the last backup sent")
+	}
 }

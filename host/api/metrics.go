@@ -43,6 +43,10 @@ type metrics struct {
 	merges *prometheus.CounterVec
 	// purgedSessions and purgedTraces count what the retention sweep purged.
 	purgedSessions, purgedTraces prometheus.Counter
+	// backups counts GET /v1/backup by outcome (sent, not_sent, failed, refused);
+	// backupLast is the time of the last backup sent whole.
+	backups    *prometheus.CounterVec
+	backupLast prometheus.Gauge
 	// routes caches the series of requests by route and code.
 	routesMu sync.RWMutex
 	routes   map[routeCode]*routeMetrics
@@ -108,7 +112,16 @@ func newMetrics(opts Options) *metrics {
 	m.purgedTraces = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "limit_traces_purged_total", Help: "Traces of deleted sessions this host purged from storage past host.deleted_retention (their copies in the shared record stay).",
 	})
-	m.reg.MustRegister(m.requests, m.duration, m.executions, m.execDuration, m.flags, m.recordsFailed, m.purgedSessions, m.purgedTraces,
+	m.backups = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "limit_backups_total", Help: "Online backups asked for (GET /v1/backup), by outcome: sent (whole), not_sent (made, but the client did not take it whole), failed (not made: the storage, the disk), refused (one was being made).",
+	}, []string{"outcome"})
+	for _, o := range []string{"sent", "not_sent", "failed", "refused"} {
+		m.backups.WithLabelValues(o)
+	}
+	m.backupLast = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "limit_backup_last_success_timestamp_seconds", Help: "When the last online backup was sent whole (Unix time); 0 before the first since limitd started.",
+	})
+	m.reg.MustRegister(m.requests, m.duration, m.executions, m.execDuration, m.flags, m.recordsFailed, m.purgedSessions, m.purgedTraces, m.backups, m.backupLast,
 		pluginCollector{opts.Plugins, opts.PluginRestarts},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
