@@ -158,79 +158,100 @@ func extraAttributes(b *PluginBlock, attr *hcl.Attribute, ty cty.Type, ctx *hcl.
 	}
 	v, _ = v.UnmarkDeep()
 	var diags hcl.Diagnostics
-	var walk func(v cty.Value, ty cty.Type, expr hcl.Expression, path string)
-	walk = func(v cty.Value, ty cty.Type, expr hcl.Expression, path string) {
-		if v.IsNull() || !v.IsKnown() || ty == cty.DynamicPseudoType {
-			return
+	walkValue(v, ty, attr.Expr, attr.Name, func(v cty.Value, ty cty.Type, expr hcl.Expression, path string) bool {
+		if !ty.IsObjectType() || !(v.Type().IsObjectType() || v.Type().IsMapType()) {
+			return true
 		}
-		vt := v.Type()
-		step := func(key string) hcl.Expression {
-			if expr == nil {
-				return nil
+		names := attributeNames(ty)
+		for it := v.ElementIterator(); it.Next(); {
+			k, _ := it.Element()
+			name := k.AsString()
+			if _, ok := ty.AttributeTypes()[name]; ok {
+				continue
 			}
-			return stepInto(expr, key)
+			d := &hcl.Diagnostic{
+				Severity: hcl.DiagError,
+				Summary:  b.String() + ": Unsupported argument",
+				Detail: fmt.Sprintf("An argument named %q is not expected in %s; it takes %s.",
+					name, path, quoteList(names)),
+				Subject: subjectOf(attr.Expr.Range()),
+				Context: subjectOf(hcl.RangeBetween(attr.NameRange, attr.Expr.Range())),
+			}
+			if s := suggest(name, names); s != "" {
+				d.Detail += fmt.Sprintf(" Did you mean %q?", s)
+			}
+			if expr != nil {
+				d.Subject = subjectOf(expr.Range())
+				if kr, ok := keyRange(expr, name); ok {
+					d.Subject = subjectOf(kr)
+				}
+			}
+			diags = append(diags, d)
 		}
-		switch {
-		case ty.IsObjectType() && (vt.IsObjectType() || vt.IsMapType()):
-			want := ty.AttributeTypes()
-			names := make([]string, 0, len(want))
-			for n := range want {
-				names = append(names, n)
+		return true
+	})
+	return diags
+}
+
+// attributeNames are the names of an object type's attributes, sorted.
+func attributeNames(ty cty.Type) []string {
+	names := make([]string, 0, len(ty.AttributeTypes()))
+	for n := range ty.AttributeTypes() {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// walkValue walks v against ty, the type a plugin's schema gives it, calling visit at
+// every place: the value, its type there, its expression where the file writes it out
+// (else nil) and its path (extra[0].weight). Where visit returns true and the value's shape
+// fits the type's (an object or a map against an object type, a list, set or tuple against
+// a list or set type, …), it goes on into the attributes the type has and the elements.
+// Null and unknown values, and places of any type, are not visited.
+func walkValue(v cty.Value, ty cty.Type, expr hcl.Expression, path string, visit func(v cty.Value, ty cty.Type, expr hcl.Expression, path string) bool) {
+	if v.IsNull() || !v.IsKnown() || ty == cty.DynamicPseudoType || !visit(v, ty, expr, path) {
+		return
+	}
+	vt := v.Type()
+	step := func(key string) hcl.Expression {
+		if expr == nil {
+			return nil
+		}
+		return stepInto(expr, key)
+	}
+	switch {
+	case ty.IsObjectType() && (vt.IsObjectType() || vt.IsMapType()):
+		want := ty.AttributeTypes()
+		for it := v.ElementIterator(); it.Next(); {
+			k, ev := it.Element()
+			if at, ok := want[k.AsString()]; ok {
+				walkValue(ev, at, step(k.AsString()), path+"."+k.AsString(), visit)
 			}
-			sort.Strings(names)
-			for it := v.ElementIterator(); it.Next(); {
-				k, ev := it.Element()
-				name := k.AsString()
-				at, ok := want[name]
-				if ok {
-					walk(ev, at, step(name), path+"."+name)
-					continue
-				}
-				d := &hcl.Diagnostic{
-					Severity: hcl.DiagError,
-					Summary:  b.String() + ": Unsupported argument",
-					Detail: fmt.Sprintf("An argument named %q is not expected in %s; it takes %s.",
-						name, path, quoteList(names)),
-					Subject: subjectOf(attr.Expr.Range()),
-					Context: subjectOf(hcl.RangeBetween(attr.NameRange, attr.Expr.Range())),
-				}
-				if s := suggest(name, names); s != "" {
-					d.Detail += fmt.Sprintf(" Did you mean %q?", s)
-				}
-				if expr != nil {
-					d.Subject = subjectOf(expr.Range())
-					if kr, ok := keyRange(expr, name); ok {
-						d.Subject = subjectOf(kr)
-					}
-				}
-				diags = append(diags, d)
+		}
+	case (ty.IsListType() || ty.IsSetType()) && (vt.IsTupleType() || vt.IsListType() || vt.IsSetType()):
+		i := 0
+		for it := v.ElementIterator(); it.Next(); i++ {
+			_, ev := it.Element()
+			var sub hcl.Expression
+			if !vt.IsSetType() { // a set's order is not the source's
+				sub = step(strconv.Itoa(i))
 			}
-		case (ty.IsListType() || ty.IsSetType()) && (vt.IsTupleType() || vt.IsListType() || vt.IsSetType()):
-			i := 0
-			for it := v.ElementIterator(); it.Next(); i++ {
-				_, ev := it.Element()
-				var sub hcl.Expression
-				if !vt.IsSetType() { // a set's order is not the source's
-					sub = step(strconv.Itoa(i))
-				}
-				walk(ev, ty.ElementType(), sub, fmt.Sprintf("%s[%d]", path, i))
-			}
-		case ty.IsMapType() && (vt.IsObjectType() || vt.IsMapType()):
-			for it := v.ElementIterator(); it.Next(); {
-				k, ev := it.Element()
-				walk(ev, ty.ElementType(), step(k.AsString()), fmt.Sprintf("%s[%q]", path, k.AsString()))
-			}
-		case ty.IsTupleType() && (vt.IsTupleType() || vt.IsListType()):
-			ets := ty.TupleElementTypes()
-			i := 0
-			for it := v.ElementIterator(); it.Next() && i < len(ets); i++ {
-				_, ev := it.Element()
-				walk(ev, ets[i], step(strconv.Itoa(i)), fmt.Sprintf("%s[%d]", path, i))
-			}
+			walkValue(ev, ty.ElementType(), sub, fmt.Sprintf("%s[%d]", path, i), visit)
+		}
+	case ty.IsMapType() && (vt.IsObjectType() || vt.IsMapType()):
+		for it := v.ElementIterator(); it.Next(); {
+			k, ev := it.Element()
+			walkValue(ev, ty.ElementType(), step(k.AsString()), fmt.Sprintf("%s[%q]", path, k.AsString()), visit)
+		}
+	case ty.IsTupleType() && (vt.IsTupleType() || vt.IsListType()):
+		ets := ty.TupleElementTypes()
+		i := 0
+		for it := v.ElementIterator(); it.Next() && i < len(ets); i++ {
+			_, ev := it.Element()
+			walkValue(ev, ets[i], step(strconv.Itoa(i)), fmt.Sprintf("%s[%d]", path, i), visit)
 		}
 	}
-	walk(v, ty, attr.Expr, attr.Name)
-	return diags
 }
 
 // sharpenValueErrors improves hcldec's errors ds about the values of attributes of
@@ -295,18 +316,8 @@ func valueMismatches(b *PluginBlock, attr *hcl.Attribute, ty cty.Type, ctx *hcl.
 			Context:  subjectOf(hcl.RangeBetween(attr.NameRange, attr.Expr.Range())),
 		})
 	}
-	var walk func(v cty.Value, ty cty.Type, expr hcl.Expression, path string)
-	walk = func(v cty.Value, ty cty.Type, expr hcl.Expression, path string) {
-		if v.IsNull() || !v.IsKnown() || ty == cty.DynamicPseudoType {
-			return
-		}
+	walkValue(v, ty, attr.Expr, attr.Name, func(v cty.Value, ty cty.Type, expr hcl.Expression, path string) bool {
 		vt := v.Type()
-		step := func(key string) hcl.Expression {
-			if expr == nil {
-				return nil
-			}
-			return stepInto(expr, key)
-		}
 		switch {
 		case ty.IsPrimitiveType():
 			if _, err := convert.Convert(v, ty); err != nil {
@@ -315,67 +326,42 @@ func valueMismatches(b *PluginBlock, attr *hcl.Attribute, ty cty.Type, ctx *hcl.
 		case ty.IsObjectType():
 			if !vt.IsObjectType() && !vt.IsMapType() {
 				report(expr, "%s must be an object, not %s.", path, describeValue(v))
-				return
+				return false
 			}
-			present := map[string]cty.Value{}
-			for it := v.ElementIterator(); it.Next(); {
-				k, ev := it.Element()
-				present[k.AsString()] = ev
-			}
-			want := ty.AttributeTypes()
-			names := make([]string, 0, len(want))
-			for n := range want {
-				names = append(names, n)
-			}
-			sort.Strings(names)
-			for _, n := range names {
-				ev, ok := present[n]
-				if !ok {
-					if !ty.AttributeOptional(n) {
-						report(expr, "%s lacks the required attribute %q.", path, n)
-					}
-					continue
+			for _, n := range attributeNames(ty) {
+				if !hasElement(v, n) && !ty.AttributeOptional(n) {
+					report(expr, "%s lacks the required attribute %q.", path, n)
 				}
-				walk(ev, want[n], step(n), path+"."+n)
 			}
 		case ty.IsListType() || ty.IsSetType():
 			if !vt.IsTupleType() && !vt.IsListType() && !vt.IsSetType() {
 				report(expr, "%s must be a list, not %s.", path, describeValue(v))
-				return
-			}
-			i := 0
-			for it := v.ElementIterator(); it.Next(); i++ {
-				_, ev := it.Element()
-				var sub hcl.Expression
-				if !vt.IsSetType() { // a set's order is not the source's
-					sub = step(strconv.Itoa(i))
-				}
-				walk(ev, ty.ElementType(), sub, fmt.Sprintf("%s[%d]", path, i))
+				return false
 			}
 		case ty.IsMapType():
 			if !vt.IsObjectType() && !vt.IsMapType() {
 				report(expr, "%s must be a map, not %s.", path, describeValue(v))
-				return
-			}
-			for it := v.ElementIterator(); it.Next(); {
-				k, ev := it.Element()
-				walk(ev, ty.ElementType(), step(k.AsString()), fmt.Sprintf("%s[%q]", path, k.AsString()))
+				return false
 			}
 		case ty.IsTupleType():
-			ets := ty.TupleElementTypes()
-			if (!vt.IsTupleType() && !vt.IsListType()) || v.LengthInt() != len(ets) {
-				report(expr, "%s must be a tuple of %d elements, not %s.", path, len(ets), describeValue(v))
-				return
-			}
-			i := 0
-			for it := v.ElementIterator(); it.Next(); i++ {
-				_, ev := it.Element()
-				walk(ev, ets[i], step(strconv.Itoa(i)), fmt.Sprintf("%s[%d]", path, i))
+			if (!vt.IsTupleType() && !vt.IsListType()) || v.LengthInt() != len(ty.TupleElementTypes()) {
+				report(expr, "%s must be a tuple of %d elements, not %s.", path, len(ty.TupleElementTypes()), describeValue(v))
+				return false
 			}
 		}
-	}
-	walk(v, ty, attr.Expr, attr.Name)
+		return true
+	})
 	return diags
+}
+
+// hasElement reports whether v, an object or a map, has an element named name.
+func hasElement(v cty.Value, name string) bool {
+	for it := v.ElementIterator(); it.Next(); {
+		if k, _ := it.Element(); k.AsString() == name {
+			return true
+		}
+	}
+	return false
 }
 
 // describeValue says what a value is, for an error: a primitive with its value (a long
